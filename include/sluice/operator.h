@@ -1,0 +1,153 @@
+/*
+ * sluice/operator.h - writing operators, sources and sinks (public API).
+ *
+ * An operator, a source or a sink is a versioned function table that the
+ * engine calls; the engine knows none of them by name. Each parallel instance
+ * gets its own `self` (made by open) and its own context `sl_ctx`, through
+ * which it emits records, reads keys, owns keyed state, sets timers and
+ * reports failures. All callbacks of one instance run on one worker thread at
+ * a time (never concurrently), so an instance needs no locks of its own.
+ *
+ * Records arrive as whole batches (sluice/batch.h). An operator emits with
+ * sl_emit() (reserve room for one record in the current output batch) or
+ * hands an input batch on unchanged or edited in place with sl_forward(),
+ * which costs nothing: chained operators receive it by function call.
+ *
+ * Control messages (watermarks, barriers, end of stream) travel in-band with
+ * the data; the engine turns them into the watermark, snapshot and end
+ * callbacks below and forwards them itself.
+ */
+#ifndef SLUICE_OPERATOR_H
+#define SLUICE_OPERATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "sluice/batch.h"
+#include "sluice/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_ctx sl_ctx;     /* one per operator instance; engine-owned */
+typedef struct sl_state sl_state; /* engine-owned keyed state (sluice/state.h) */
+
+/* A growable byte buffer (snapshots, formatting). Zero-initialise to start;
+ * sl_buf_free() releases it. */
+typedef struct sl_buf {
+    uint8_t *ptr;
+    size_t len;
+    size_t cap;
+} sl_buf;
+int sl_buf_append(sl_buf *b, const void *data, size_t len);
+int sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sl_buf_reserve(sl_buf *b, size_t extra);
+void sl_buf_free(sl_buf *b);
+
+/* An event-time timer as given back to the timer callback. */
+typedef struct sl_timer {
+    int64_t ts;     /* fires when the watermark reaches ts */
+    uint64_t hash;  /* key hash */
+    const void *key;
+    uint32_t key_len;
+} sl_timer;
+
+#define SL_OPERATOR_VERSION 1
+
+typedef struct sl_operator {
+    int version;      /* SL_OPERATOR_VERSION */
+    const char *kind; /* short word used in messages ("filter", "window") */
+    /* Make one instance. conf is sl_ctx_conf(ctx). May leave *self NULL. */
+    int (*open)(sl_ctx *ctx, void **self);
+    /* Records of input sl_ctx_input(ctx). The batch is the engine's: read it,
+     * edit it in place, or hand it on with sl_forward(). Required. */
+    int (*process)(sl_ctx *ctx, void *self, sl_batch *in);
+    /* The input watermark advanced to wm (timers up to wm have fired). The
+     * engine forwards the watermark after this returns. Optional. */
+    int (*watermark)(sl_ctx *ctx, void *self, int64_t wm);
+    /* An event-time timer set with sl_ctx_timer() fired. Optional. */
+    int (*timer)(sl_ctx *ctx, void *self, const sl_timer *t);
+    /* Every input has ended; emit what is left. Optional. */
+    int (*end)(sl_ctx *ctx, void *self);
+    /* Write / read the instance's own state (engine-owned keyed state is
+     * snapshotted by the engine). Optional. */
+    int (*snapshot)(sl_ctx *ctx, void *self, sl_buf *out);
+    int (*restore)(sl_ctx *ctx, void *self, const void *data, size_t len);
+    /* Free self. Called once for every successful open, also after errors. */
+    void (*close)(void *self);
+} sl_operator;
+
+/* Source poll results (>= 0); errors are negative SL_E... codes. */
+enum sl_poll_result {
+    SL_POLL_END = 0,  /* the bounded input is exhausted */
+    SL_POLL_MORE = 1, /* records were emitted, call again */
+    SL_POLL_WAIT = 2  /* nothing now; poll again in a moment */
+};
+
+#define SL_SOURCE_VERSION 1
+
+typedef struct sl_source {
+    int version; /* SL_SOURCE_VERSION */
+    const char *kind;
+    int (*open)(sl_ctx *ctx, void **self);
+    /* Emit up to about one batch of records (sl_emit) and return an
+     * sl_poll_result. Called only when the output has credit. Required. */
+    int (*poll)(sl_ctx *ctx, void *self);
+    /* Position for checkpoints (file offset, log offsets). Optional. */
+    int (*snapshot)(sl_ctx *ctx, void *self, sl_buf *out);
+    int (*restore)(sl_ctx *ctx, void *self, const void *data, size_t len);
+    void (*close)(void *self);
+} sl_source;
+
+/* --- emitting ------------------------------------------------------------ */
+
+/* Reserve one record on output port 0 and return its payload (len bytes; for
+ * fixed-width outputs len must equal the width), or NULL after a failure that
+ * the context has recorded (return sl_ctx_error(ctx) then). */
+void *sl_emit(sl_ctx *ctx, int64_t ts, uint64_t hash, uint32_t len);
+/* Same on a side output port (1..): late records, dead letters. */
+void *sl_emit_port(sl_ctx *ctx, int port, int64_t ts, uint64_t hash, uint32_t len);
+/* Emit a copy of payload. Returns 0 or a negative code. */
+int sl_emit_copy(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *payload, uint32_t len);
+/* Hand the input batch `in` on to port 0 as it is (zero copy). The engine owns
+ * it afterwards: do not touch it again. Its width must be the output width. */
+int sl_forward(sl_ctx *ctx, sl_batch *in);
+
+/* Sources: announce the source instance's event-time watermark, and whether
+ * it is idle (excluded from downstream minimums until it emits again). */
+int sl_ctx_watermark(sl_ctx *ctx, int64_t wm);
+int sl_ctx_idle(sl_ctx *ctx, int idle);
+
+/* --- context ------------------------------------------------------------- */
+
+const char *sl_ctx_name(const sl_ctx *ctx); /* node name */
+void *sl_ctx_conf(const sl_ctx *ctx);       /* conf given when the node was made */
+int sl_ctx_instance(const sl_ctx *ctx);     /* 0 .. parallelism-1 */
+int sl_ctx_parallelism(const sl_ctx *ctx);
+int sl_ctx_input(const sl_ctx *ctx);        /* logical input of the batch being processed */
+int64_t sl_ctx_current_watermark(const sl_ctx *ctx); /* input watermark, SL_TIME_MIN at start */
+uint32_t sl_ctx_out_width(const sl_ctx *ctx, int port);
+int sl_ctx_canceled(const sl_ctx *ctx);     /* sources: stop soon (job canceled) */
+
+/* Key bytes of record i of a keyed input (computed by the key_by's key
+ * function; points into the record's payload or a per-context buffer valid
+ * until the next call). */
+sl_bytes sl_ctx_key(sl_ctx *ctx, const sl_batch *b, uint32_t i);
+
+/* Engine-owned keyed state with `value_size`-byte values, one table per
+ * (instance, name); the engine snapshots and restores it with the operator. */
+sl_state *sl_ctx_state(sl_ctx *ctx, const char *name, uint32_t value_size);
+
+/* Register an event-time timer for key (hash, key): timer() is called once
+ * the watermark reaches ts. Setting the same (key, ts) twice fires once. */
+int sl_ctx_timer(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *key, uint32_t key_len);
+
+/* Record a failure: the job stops with "operator 'NAME' (KIND): message" and a
+ * non-zero exit. Returns code, so `return sl_ctx_fail(ctx, SL_EINVAL, ...)`. */
+int sl_ctx_fail(sl_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int sl_ctx_error(const sl_ctx *ctx); /* the recorded failure code, or 0 */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

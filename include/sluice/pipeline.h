@@ -1,0 +1,99 @@
+/*
+ * sluice/pipeline.h - building and running a pipeline (public API).
+ *
+ * A pipeline is a logical graph of named nodes: sources, operators and sinks,
+ * connected by streams. Every node has a stable name, unique in the pipeline
+ * (a checkpoint finds its state by that name). sl_pipeline_run() expands the
+ * graph into a physical plan (each node as `parallelism` instances, forward
+ * edges between equal parallelism fused into one task), runs it on a pool of
+ * worker threads and returns when every bounded source has ended and its
+ * records have reached the sinks, when the job is canceled, or on an error.
+ *
+ * Building is fluent: each call returns the new stream, or NULL after an
+ * error, which the pipeline remembers; calls given a NULL stream do nothing
+ * and return NULL, and sl_pipeline_run() then returns that first error with
+ * its message in sl_pipeline_errmsg(). So a builder can check once, at the end.
+ *
+ * Ownership: the pipeline owns every stream handle. `conf` pointers given to
+ * nodes are borrowed: they must stay valid until sl_pipeline_free().
+ */
+#ifndef SLUICE_PIPELINE_H
+#define SLUICE_PIPELINE_H
+
+#include <stdint.h>
+#include "sluice/operator.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_pipeline sl_pipeline;
+typedef struct sl_stream sl_stream;
+
+/* NULL only when out of memory. */
+sl_pipeline *sl_pipeline_new(void);
+void sl_pipeline_free(sl_pipeline *p); /* accepts NULL */
+
+/* Worker threads (default: the number of CPUs) and default parallelism of
+ * nodes (default 1). Channel credits: batches in flight per channel (default 8). */
+int sl_pipeline_set_threads(sl_pipeline *p, int threads);
+int sl_pipeline_set_parallelism(sl_pipeline *p, int parallelism);
+int sl_pipeline_set_credits(sl_pipeline *p, int credits);
+
+/* A source node whose records are `width` bytes each (0: variable length). */
+sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_source *src, void *conf,
+                              uint32_t width);
+/* An operator node reading `in`, emitting records of out_width bytes. */
+sl_stream *sl_stream_apply(sl_stream *in, const char *name, const sl_operator *op, void *conf,
+                           uint32_t out_width);
+/* An operator with several inputs (sl_ctx_input() tells them apart). */
+sl_stream *sl_stream_apply_n(sl_stream *const *in, int n_in, const char *name,
+                             const sl_operator *op, void *conf, uint32_t out_width);
+/* A sink: an operator that emits nothing. Returns 0 or the pipeline's error. */
+int sl_stream_sink(sl_stream *in, const char *name, const sl_operator *sink, void *conf);
+
+/* Declare side output `port` (1..) of the node that made s, with records of
+ * `width` bytes, and return it as a stream. */
+sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width);
+
+/* Key the stream: key_fn gives each record's key bytes; their hash travels
+ * with the record and decides which instance of the next node gets it. */
+typedef sl_bytes (*sl_key_fn)(const void *payload, uint32_t len, void *ud);
+sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void *ud);
+
+/* Settings of the node that made s; each returns s. */
+sl_stream *sl_stream_parallelism(sl_stream *s, int parallelism);
+sl_stream *sl_stream_rebalance(sl_stream *s); /* spread batches round-robin */
+sl_stream *sl_stream_broadcast(sl_stream *s); /* every instance gets every record */
+
+/* Running. run = start + wait until done. wait returns SL_EAGAIN when
+ * timeout_ms (>= 0) passes first; -1 waits for the end. cancel may be called
+ * from a signal handler: sources stop, what is in flight drains to the sinks. */
+int sl_pipeline_run(sl_pipeline *p);
+int sl_pipeline_start(sl_pipeline *p);
+int sl_pipeline_wait(sl_pipeline *p, int timeout_ms);
+void sl_pipeline_cancel(sl_pipeline *p);
+
+typedef struct sl_pipeline_stats {
+    uint64_t records_in;  /* emitted by sources */
+    uint64_t records_out; /* received by sinks */
+    int64_t watermark;    /* lowest input watermark over the sinks */
+    double elapsed_s;
+} sl_pipeline_stats;
+void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out);
+
+/* The message of the last error ("" when none). */
+const char *sl_pipeline_errmsg(const sl_pipeline *p);
+
+/* Description of the physical plan (tasks, chains, edges), for --explain. */
+int sl_pipeline_explain(sl_pipeline *p, sl_buf *out);
+
+/* Versions: sluice's, and the allocator actually in use ("jemalloc 5.3.0-..."
+ * read through mallctl, or "libc" in sanitizer builds). */
+const char *sl_version(void);
+const char *sl_allocator(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

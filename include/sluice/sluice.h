@@ -1,0 +1,24 @@
+/*
+ * sluice/sluice.h - the whole public API of sluice, a stream processing
+ * engine in C11. Only the headers under include/sluice/ are public.
+ *
+ *   error.h       error codes, sl_strerror
+ *   batch.h       record batches
+ *   operator.h    writing operators, sources and sinks
+ *   state.h       engine-owned keyed state
+ *   pipeline.h    building and running pipelines
+ *   operators.h   built-in operators and aggregates
+ *   connectors.h  bundled sources and sinks
+ */
+#ifndef SLUICE_SLUICE_H
+#define SLUICE_SLUICE_H
+
+#include "sluice/error.h"
+#include "sluice/batch.h"
+#include "sluice/operator.h"
+#include "sluice/state.h"
+#include "sluice/pipeline.h"
+#include "sluice/operators.h"
+#include "sluice/connectors.h"
+
+#endif
