@@ -47,14 +47,14 @@ typedef struct sl_bytes {
 } sl_bytes;
 
 typedef struct sl_batch {
-    uint32_t count;    /* records present, <= SL_BATCH_CAPACITY */
-    uint32_t width;    /* fixed payload size, 0 for variable-length bytes */
-    int64_t *ts;       /* [SL_BATCH_CAPACITY] */
-    uint64_t *hash;    /* [SL_BATCH_CAPACITY] */
-    sl_slice *var;     /* [SL_BATCH_CAPACITY], used when width == 0 */
-    uint8_t *data;     /* fixed payloads, or the arena of variable ones */
-    uint32_t data_len; /* bytes of data in use (arena fill) */
-    uint32_t data_cap; /* bytes allocated at data */
+    uint32_t count;             /* records present, <= SL_BATCH_CAPACITY */
+    uint32_t width;             /* fixed payload size, 0 for variable-length bytes */
+    int64_t *ts;                /* [SL_BATCH_CAPACITY] */
+    uint64_t *hash;             /* [SL_BATCH_CAPACITY] */
+    sl_slice *var;              /* [SL_BATCH_CAPACITY], used when width == 0 */
+    uint8_t *data;              /* fixed payloads, or the arena of variable ones */
+    uint32_t data_len;          /* bytes of data in use (arena fill) */
+    uint32_t data_cap;          /* bytes allocated at data */
     struct sl_batch *next_free; /* engine: pool link */
     void *pool;                 /* engine: owning pool */
 } sl_batch;

@@ -16,24 +16,24 @@ extern "C" {
 #endif
 
 /* X(NAME, value, text) */
-#define SL_ERRNO_MAP(X)                                                        \
-    X(ENOMEM, -1, "out of memory")                                             \
-    X(EINVAL, -2, "invalid argument")                                          \
-    X(EIO, -3, "input/output error")                                           \
-    X(ENOENT, -4, "no such file, topic or object")                             \
-    X(EEXIST, -5, "already exists")                                            \
-    X(EBUSY, -6, "resource busy (held by another writer)")                     \
-    X(ECORRUPT, -7, "data is corrupt")                                         \
-    X(ETOOBIG, -8, "too large")                                                \
-    X(EPERM, -9, "permission denied")                                          \
-    X(ESTATE, -10, "operation not valid in the current state")                 \
-    X(EOPERATOR, -11, "an operator failed")                                    \
-    X(ECANCELED, -12, "canceled")                                              \
-    X(ERANGE, -13, "value out of range")                                       \
-    X(EAGAIN, -14, "try again")                                                \
-    X(EFULL, -15, "no room")                                                   \
-    X(ENOTSUP, -16, "not supported")                                           \
-    X(EPARSE, -17, "malformed input")                                          \
+#define SL_ERRNO_MAP(X)                                        \
+    X(ENOMEM, -1, "out of memory")                             \
+    X(EINVAL, -2, "invalid argument")                          \
+    X(EIO, -3, "input/output error")                           \
+    X(ENOENT, -4, "no such file, topic or object")             \
+    X(EEXIST, -5, "already exists")                            \
+    X(EBUSY, -6, "resource busy (held by another writer)")     \
+    X(ECORRUPT, -7, "data is corrupt")                         \
+    X(ETOOBIG, -8, "too large")                                \
+    X(EPERM, -9, "permission denied")                          \
+    X(ESTATE, -10, "operation not valid in the current state") \
+    X(EOPERATOR, -11, "an operator failed")                    \
+    X(ECANCELED, -12, "canceled")                              \
+    X(ERANGE, -13, "value out of range")                       \
+    X(EAGAIN, -14, "try again")                                \
+    X(EFULL, -15, "no room")                                   \
+    X(ENOTSUP, -16, "not supported")                           \
+    X(EPARSE, -17, "malformed input")                          \
     X(ELATE, -18, "record is late")
 
 enum sl_errno {

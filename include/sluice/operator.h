@@ -46,8 +46,8 @@ void sl_buf_free(sl_buf *b);
 
 /* An event-time timer as given back to the timer callback. */
 typedef struct sl_timer {
-    int64_t ts;     /* fires when the watermark reaches ts */
-    uint64_t hash;  /* key hash */
+    int64_t ts;    /* fires when the watermark reaches ts */
+    uint64_t hash; /* key hash */
     const void *key;
     uint32_t key_len;
 } sl_timer;
@@ -107,6 +107,11 @@ typedef struct sl_source {
 void *sl_emit(sl_ctx *ctx, int64_t ts, uint64_t hash, uint32_t len);
 /* Same on a side output port (1..): late records, dead letters. */
 void *sl_emit_port(sl_ctx *ctx, int port, int64_t ts, uint64_t hash, uint32_t len);
+/* The current output batch of `port`, with room for at least one more record
+ * (a full one is sent on first), for code that fills columns directly:
+ * sl_batch_reserve()/sl_batch_push(), or for fixed widths write record
+ * b->count (payload, ts, hash) and increment count. NULL after a failure. */
+sl_batch *sl_out_batch(sl_ctx *ctx, int port);
 /* Emit a copy of payload. Returns 0 or a negative code. */
 int sl_emit_copy(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *payload, uint32_t len);
 /* Hand the input batch `in` on to port 0 as it is (zero copy). The engine owns
@@ -124,10 +129,10 @@ const char *sl_ctx_name(const sl_ctx *ctx); /* node name */
 void *sl_ctx_conf(const sl_ctx *ctx);       /* conf given when the node was made */
 int sl_ctx_instance(const sl_ctx *ctx);     /* 0 .. parallelism-1 */
 int sl_ctx_parallelism(const sl_ctx *ctx);
-int sl_ctx_input(const sl_ctx *ctx);        /* logical input of the batch being processed */
+int sl_ctx_input(const sl_ctx *ctx); /* logical input of the batch being processed */
 int64_t sl_ctx_current_watermark(const sl_ctx *ctx); /* input watermark, SL_TIME_MIN at start */
 uint32_t sl_ctx_out_width(const sl_ctx *ctx, int port);
-int sl_ctx_canceled(const sl_ctx *ctx);     /* sources: stop soon (job canceled) */
+int sl_ctx_canceled(const sl_ctx *ctx); /* sources: stop soon (job canceled) */
 
 /* Key bytes of record i of a keyed input (computed by the key_by's key
  * function; points into the record's payload or a per-context buffer valid

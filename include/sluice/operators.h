@@ -96,7 +96,10 @@ typedef struct sl_agg_conf {
 sl_stream *sl_stream_aggregate(sl_stream *in, const char *name, const sl_agg_conf *conf);
 
 /* Split an aggregate output record into result and key. */
-static inline const void *sl_agg_out_result(sl_bytes rec) { return rec.ptr; }
+static inline const void *sl_agg_out_result(sl_bytes rec)
+{
+    return rec.ptr;
+}
 static inline sl_bytes sl_agg_out_key(sl_bytes rec, uint32_t result_size)
 {
     sl_bytes k;

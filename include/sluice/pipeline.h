@@ -66,6 +66,21 @@ sl_stream *sl_stream_parallelism(sl_stream *s, int parallelism);
 sl_stream *sl_stream_rebalance(sl_stream *s); /* spread batches round-robin */
 sl_stream *sl_stream_broadcast(sl_stream *s); /* every instance gets every record */
 
+/* Facts about a stream, for operator builders. */
+sl_pipeline *sl_stream_pipeline(const sl_stream *s);
+uint32_t sl_stream_width(const sl_stream *s);
+int sl_stream_keyed(const sl_stream *s);
+/* Declare that `out` carries the records of `in` unchanged (a filter), so it
+ * keeps in's key. Returns out. */
+sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in);
+/* The pipeline takes `ptr` over and free()s it when it is freed (confs that
+ * builders allocate). Returns 0, or SL_ENOMEM having freed ptr. */
+int sl_pipeline_own(sl_pipeline *p, void *ptr);
+/* Record a building error (first one wins); returns code. For helpers that
+ * build nodes and validate their arguments. */
+int sl_pipeline_error(sl_pipeline *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Running. run = start + wait until done. wait returns SL_EAGAIN when
  * timeout_ms (>= 0) passes first; -1 waits for the end. cancel may be called
  * from a signal handler: sources stop, what is in flight drains to the sinks. */

@@ -1,0 +1,251 @@
+/*
+ * engine/batch.c - record batches and their pools.
+ *
+ * Layout of one allocation (the columns have a fixed size, SL_BATCH_CAPACITY
+ * records, so a batch is one malloc plus its payload area):
+ *
+ *   sl_batch | ts[CAP] int64 | hash[CAP] uint64 | var[CAP] sl_slice
+ *
+ * and `data` separately: CAP * width bytes for fixed-width streams, or a
+ * growing arena for variable-length ones. A recycled batch keeps its data
+ * area, so after warm-up nothing is allocated per batch or per record.
+ * Invariant: data_len <= data_cap. data_len is the arena fill of
+ * variable-length batches; fixed-width batches hold count * width bytes and
+ * leave data_len at 0.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "engine/pool.h"
+#include "sluice/error.h"
+
+sl_batch *sl_batch_alloc(uint32_t width)
+{
+    size_t cols =
+        (size_t)SL_BATCH_CAPACITY * (sizeof(int64_t) + sizeof(uint64_t) + sizeof(sl_slice));
+    sl_batch *b = malloc(sizeof(*b) + cols);
+    if (!b) return NULL;
+    memset(b, 0, sizeof(*b));
+    b->ts = (int64_t *)(b + 1);
+    b->hash = (uint64_t *)(b->ts + SL_BATCH_CAPACITY);
+    b->var = (sl_slice *)(b->hash + SL_BATCH_CAPACITY);
+    b->width = width;
+    if (width && sl_batch_grow(b, (size_t)width * SL_BATCH_CAPACITY) != 0) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void sl_batch_destroy(sl_batch *b)
+{
+    if (!b) return;
+    free(b->data);
+    free(b);
+}
+
+int sl_batch_grow(sl_batch *b, size_t need)
+{
+    size_t want = (size_t)b->data_len + need;
+    if (want <= b->data_cap) return 0;
+    if (want > UINT32_MAX) return SL_ETOOBIG;
+    size_t cap = b->data_cap ? b->data_cap : 4096;
+    while (cap < want) cap *= 2;
+    if (cap > UINT32_MAX) cap = UINT32_MAX;
+    uint8_t *d = realloc(b->data, cap);
+    if (!d) return SL_ENOMEM;
+    b->data = d;
+    b->data_cap = (uint32_t)cap;
+    return 0;
+}
+
+void *sl_batch_reserve(sl_batch *b, int64_t ts, uint64_t hash, uint32_t len)
+{
+    uint32_t i = b->count;
+    if (i >= SL_BATCH_CAPACITY) return NULL;
+    uint8_t *dst;
+    if (b->width) {
+        dst = b->data + (size_t)i * b->width;
+    } else {
+        if (b->data_cap - b->data_len < len && sl_batch_grow(b, len) != 0) return NULL;
+        b->var[i].off = b->data_len;
+        b->var[i].len = len;
+        dst = b->data + b->data_len;
+        b->data_len += len;
+    }
+    b->ts[i] = ts;
+    b->hash[i] = hash;
+    b->count = i + 1;
+    return dst;
+}
+
+int sl_batch_push(sl_batch *b, int64_t ts, uint64_t hash, const void *payload, uint32_t len)
+{
+    if (b->count >= SL_BATCH_CAPACITY) return SL_EFULL;
+    if (b->width && len != b->width) return SL_EINVAL;
+    if (!b->width && (size_t)b->data_len + len > UINT32_MAX) return SL_ETOOBIG;
+    void *dst = sl_batch_reserve(b, ts, hash, len);
+    if (!dst) return SL_ENOMEM;
+    if (len) memcpy(dst, payload, len);
+    return 0;
+}
+
+int sl_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
+{
+    sl_bytes r = sl_batch_bytes(src, i);
+    return sl_batch_push(dst, src->ts[i], src->hash[i], r.ptr, r.len);
+}
+
+void sl_batch_compact(sl_batch *b, const uint8_t *keep)
+{
+    uint32_t n = b->count, j = 0, w = b->width;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!keep[i]) continue;
+        if (i != j) {
+            b->ts[j] = b->ts[i];
+            b->hash[j] = b->hash[i];
+            if (w)
+                memcpy(b->data + (size_t)j * w, b->data + (size_t)i * w, w);
+            else
+                b->var[j] = b->var[i]; /* arena bytes stay where they are */
+        }
+        j++;
+    }
+    b->count = j;
+}
+
+void sl_batch_clear(sl_batch *b)
+{
+    b->count = 0;
+    b->data_len = 0;
+}
+
+/* --- pools ----------------------------------------------------------------- */
+
+int sl_pool_init(sl_pool *pool)
+{
+    memset(pool, 0, sizeof(*pool));
+    if (pthread_mutex_init(&pool->lock, NULL) != 0) return SL_ENOMEM;
+    atomic_init(&pool->n_alloc, 0);
+    return 0;
+}
+
+void sl_pool_destroy(sl_pool *pool)
+{
+    sl_batch *b = pool->depot;
+    while (b) {
+        sl_batch *n = b->next_free;
+        sl_batch_destroy(b);
+        b = n;
+    }
+    pool->depot = NULL;
+    pthread_mutex_destroy(&pool->lock);
+}
+
+void sl_pool_cache_drain(sl_pool *pool, sl_pool_cache *c)
+{
+    if (!c->free) return;
+    sl_batch *last = c->free;
+    while (last->next_free) last = last->next_free;
+    pthread_mutex_lock(&pool->lock);
+    last->next_free = pool->depot;
+    pool->depot = c->free;
+    pool->n_depot += c->n;
+    pthread_mutex_unlock(&pool->lock);
+    c->free = NULL;
+    c->n = 0;
+}
+
+/* Move up to one chunk from the depot into the cache (holds the lock). */
+static void cache_refill(sl_pool *pool, sl_pool_cache *c)
+{
+    pthread_mutex_lock(&pool->lock);
+    for (int k = 0; k < SL_POOL_CHUNK && pool->depot; k++) {
+        sl_batch *b = pool->depot;
+        pool->depot = b->next_free;
+        pool->n_depot--;
+        b->next_free = c->free;
+        c->free = b;
+        c->n++;
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+sl_batch *sl_pool_get(sl_pool *pool, sl_pool_cache *c, uint32_t width)
+{
+    sl_batch *b = NULL;
+    if (c) {
+        if (!c->free) cache_refill(pool, c);
+        if (c->free) {
+            b = c->free;
+            c->free = b->next_free;
+            c->n--;
+        }
+    } else {
+        pthread_mutex_lock(&pool->lock);
+        if ((b = pool->depot) != NULL) {
+            pool->depot = b->next_free;
+            pool->n_depot--;
+        }
+        pthread_mutex_unlock(&pool->lock);
+    }
+    if (!b) {
+        b = sl_batch_alloc(0);
+        if (!b) return NULL;
+        atomic_fetch_add_explicit(&pool->n_alloc, 1, memory_order_relaxed);
+    }
+    b->next_free = NULL;
+    b->pool = pool;
+    b->count = 0;
+    b->data_len = 0;
+    b->width = width;
+    if (width && b->data_cap < (size_t)width * SL_BATCH_CAPACITY &&
+        sl_batch_grow(b, (size_t)width * SL_BATCH_CAPACITY) != 0) {
+        sl_pool_put(pool, c, b);
+        return NULL;
+    }
+    return b;
+}
+
+void sl_pool_put(sl_pool *pool, sl_pool_cache *c, sl_batch *b)
+{
+    if (!b) return;
+    if (!c) {
+        pthread_mutex_lock(&pool->lock);
+        b->next_free = pool->depot;
+        pool->depot = b;
+        pool->n_depot++;
+        pthread_mutex_unlock(&pool->lock);
+        return;
+    }
+    b->next_free = c->free;
+    c->free = b;
+    if (++c->n < 2 * SL_POOL_CHUNK) return;
+    /* Spill one chunk to the depot. */
+    sl_batch *head = c->free, *tail = head;
+    for (int k = 1; k < SL_POOL_CHUNK; k++) tail = tail->next_free;
+    c->free = tail->next_free;
+    c->n -= SL_POOL_CHUNK;
+    pthread_mutex_lock(&pool->lock);
+    tail->next_free = pool->depot;
+    pool->depot = head;
+    pool->n_depot += SL_POOL_CHUNK;
+    pthread_mutex_unlock(&pool->lock);
+}
+
+sl_batch *sl_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *src)
+{
+    sl_batch *b = sl_pool_get(pool, c, src->width);
+    if (!b) return NULL;
+    size_t bytes = src->width ? (size_t)src->count * src->width : src->data_len;
+    if (bytes > b->data_cap && sl_batch_grow(b, bytes) != 0) {
+        sl_pool_put(pool, c, b);
+        return NULL;
+    }
+    memcpy(b->ts, src->ts, src->count * sizeof(int64_t));
+    memcpy(b->hash, src->hash, src->count * sizeof(uint64_t));
+    if (!src->width) memcpy(b->var, src->var, src->count * sizeof(sl_slice));
+    if (bytes) memcpy(b->data, src->data, bytes);
+    b->count = src->count;
+    b->data_len = src->data_len;
+    return b;
+}

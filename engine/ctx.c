@@ -1,0 +1,114 @@
+/*
+ * engine/ctx.c - the operator context: what an instance can ask of the
+ * engine besides emitting (task.c): its identity and conf, the key of a
+ * record, engine-owned keyed state, timers, and failure reporting.
+ *
+ * A context belongs to one instance and is used only inside its task's
+ * activations, except sink_wm, which the stats reader loads atomically.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine/internal.h"
+
+const char *sl_ctx_name(const sl_ctx *c)
+{
+    return c->node->name;
+}
+void *sl_ctx_conf(const sl_ctx *c)
+{
+    return c->node->conf;
+}
+int sl_ctx_instance(const sl_ctx *c)
+{
+    return c->instance;
+}
+int sl_ctx_parallelism(const sl_ctx *c)
+{
+    return c->node->parallelism;
+}
+int sl_ctx_input(const sl_ctx *c)
+{
+    return c->cur_input;
+}
+int64_t sl_ctx_current_watermark(const sl_ctx *c)
+{
+    return c->wm;
+}
+int sl_ctx_canceled(const sl_ctx *c)
+{
+    return atomic_load(&c->p->canceled);
+}
+
+uint32_t sl_ctx_out_width(const sl_ctx *c, int port)
+{
+    return port >= 0 && port < c->node->n_ports ? c->out[port].width : 0;
+}
+
+int sl_ctx_fail(sl_ctx *c, int code, const char *fmt, ...)
+{
+    char msg[SL_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    const char *kind = c->node->op ? c->node->op->kind : c->node->src->kind;
+    if (code >= 0) code = SL_EOPERATOR;
+    c->err = code;
+    sl_pipeline_fail(c->p, code, "operator '%s' (%s): %s", c->node->name, kind ? kind : "?", msg);
+    return code;
+}
+
+int sl_ctx_error(const sl_ctx *c)
+{
+    if (c->err) return c->err;
+    return atomic_load(&c->p->failed) ? (c->p->err ? c->p->err : SL_ECANCELED) : 0;
+}
+
+sl_bytes sl_ctx_key(sl_ctx *c, const sl_batch *b, uint32_t i)
+{
+    sl_key_fn fn = c->in_key[c->cur_input];
+    sl_bytes r = sl_batch_bytes(b, i);
+    if (!fn) return r; /* unkeyed input: the whole record */
+    return fn(r.ptr, r.len, c->in_key_ud[c->cur_input]);
+}
+
+sl_state *sl_ctx_state(sl_ctx *c, const char *name, uint32_t value_size)
+{
+    for (int i = 0; i < c->n_states; i++) {
+        if (strcmp(c->states[i].name, name) == 0) {
+            if (sl_state_value_size(c->states[i].st) != value_size) {
+                sl_ctx_fail(c, SL_EINVAL, "state '%s' exists with another value size", name);
+                return NULL;
+            }
+            return c->states[i].st;
+        }
+    }
+    void *n = realloc(c->states, (size_t)(c->n_states + 1) * sizeof(*c->states));
+    if (!n) goto oom;
+    c->states = n;
+    sl_state *st = sl_state_new(value_size);
+    char *nm = strdup(name);
+    if (!st || !nm) {
+        sl_state_free(st);
+        free(nm);
+        goto oom;
+    }
+    c->states[c->n_states].name = nm;
+    c->states[c->n_states].st = st;
+    c->n_states++;
+    return st;
+oom:
+    sl_ctx_fail(c, SL_ENOMEM, "out of memory for state '%s'", name);
+    return NULL;
+}
+
+int sl_ctx_timer(sl_ctx *c, int64_t ts, uint64_t hash, const void *key, uint32_t key_len)
+{
+    if (!c->timers && !(c->timers = sl_timers_new()))
+        return sl_ctx_fail(c, SL_ENOMEM, "out of memory for timers");
+    int rc = sl_timers_add(c->timers, ts, hash, key, key_len);
+    if (rc) return sl_ctx_fail(c, rc, "cannot add a timer: %s", sl_strerror(rc));
+    return 0;
+}

@@ -1,0 +1,452 @@
+/*
+ * engine/pipeline.c - the logical graph: building a pipeline, and the calls
+ * that start, wait for, cancel and free it.
+ *
+ * Nodes are appended in creation order, and a node can only read streams of
+ * nodes that exist already, so the node array is a topological order of the
+ * graph and no cycle can be built. Building errors are sticky: the first one
+ * is kept in p->err / p->errmsg, later calls return NULL, and run() reports it.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "engine/internal.h"
+
+double sl_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int vfail(sl_pipeline *p, int code, const char *fmt, va_list ap)
+{
+    pthread_mutex_lock(&p->err_lock);
+    if (p->err == 0) {
+        p->err = code ? code : SL_EINVAL;
+        vsnprintf(p->errmsg, sizeof(p->errmsg), fmt, ap);
+    }
+    pthread_mutex_unlock(&p->err_lock);
+    return code;
+}
+
+int sl_pipeline_fail(sl_pipeline *p, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(p, code, fmt, ap);
+    va_end(ap);
+    if (p->started) {
+        atomic_store(&p->failed, 1);
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return code;
+}
+
+int sl_pipeline_error(sl_pipeline *p, int code, const char *fmt, ...)
+{
+    if (!p) return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(p, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+sl_pipeline *sl_pipeline_new(void)
+{
+    sl_pipeline *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    p->threads = n > 0 ? (int)n : 1;
+    p->parallelism = 1;
+    p->credits = 8;
+    if (pthread_mutex_init(&p->err_lock, NULL) != 0) goto fail;
+    if (pthread_mutex_init(&p->lock, NULL) != 0) goto fail_lock;
+    if (pthread_cond_init(&p->cond, NULL) != 0) goto fail_cond;
+    if (sl_pool_init(&p->pool) != 0) goto fail_pool;
+    return p;
+fail_pool:
+    pthread_cond_destroy(&p->cond);
+fail_cond:
+    pthread_mutex_destroy(&p->lock);
+fail_lock:
+    pthread_mutex_destroy(&p->err_lock);
+fail:
+    free(p);
+    return NULL;
+}
+
+void sl_pipeline_free(sl_pipeline *p)
+{
+    if (!p) return;
+    if (p->started && !p->joined) {
+        sl_pipeline_cancel(p);
+        sl_pipeline_wait(p, -1);
+    }
+    sl_plan_free(p);
+    for (int i = 0; i < p->n_nodes; i++) {
+        free(p->nodes[i].name);
+        free(p->nodes[i].owned_conf);
+    }
+    free(p->nodes);
+    for (struct sl_stream *s = p->streams, *n; s; s = n) {
+        n = s->next_alloc;
+        free(s);
+    }
+    for (int i = 0; i < p->n_owned; i++) free(p->owned[i]);
+    free(p->owned);
+    free(p->delayed);
+    sl_pool_destroy(&p->pool);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->err_lock);
+    free(p);
+}
+
+int sl_pipeline_own(sl_pipeline *p, void *ptr)
+{
+    void **n = realloc(p->owned, (size_t)(p->n_owned + 1) * sizeof(*n));
+    if (!n) {
+        free(ptr);
+        return sl_pipeline_error(p, SL_ENOMEM, "out of memory");
+    }
+    n[p->n_owned++] = ptr;
+    p->owned = n;
+    return 0;
+}
+
+const char *sl_pipeline_errmsg(const sl_pipeline *p)
+{
+    return p ? p->errmsg : "no pipeline";
+}
+
+static int check_settable(sl_pipeline *p, int v, int lo, int hi, const char *what)
+{
+    if (!p) return SL_EINVAL;
+    if (p->started) return sl_pipeline_error(p, SL_ESTATE, "%s: the pipeline is running", what);
+    if (v < lo || v > hi)
+        return sl_pipeline_error(p, SL_ERANGE, "%s must be between %d and %d, not %d", what, lo, hi,
+                                 v);
+    return 0;
+}
+
+int sl_pipeline_set_threads(sl_pipeline *p, int n)
+{
+    int rc = check_settable(p, n, 1, 256, "threads");
+    if (!rc) p->threads = n;
+    return rc;
+}
+
+int sl_pipeline_set_parallelism(sl_pipeline *p, int n)
+{
+    int rc = check_settable(p, n, 1, SL_KEY_GROUPS, "parallelism");
+    if (!rc) p->parallelism = n;
+    return rc;
+}
+
+int sl_pipeline_set_credits(sl_pipeline *p, int n)
+{
+    int rc = check_settable(p, n, 1, 4096, "credits");
+    if (!rc) p->credits = n;
+    return rc;
+}
+
+static struct sl_stream *new_stream(sl_pipeline *p, int node, int port, uint32_t width)
+{
+    struct sl_stream *s = calloc(1, sizeof(*s));
+    if (!s) {
+        sl_pipeline_error(p, SL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->p = p;
+    s->node = node;
+    s->port = port;
+    s->width = width;
+    s->part = SL_PART_FORWARD;
+    s->next_alloc = p->streams;
+    p->streams = s;
+    return s;
+}
+
+/* Append a node; returns its index or -1 (error recorded). */
+static int add_node(sl_pipeline *p, const char *name, enum sl_node_kind kind)
+{
+    if (p->err) return -1;
+    if (p->started) {
+        sl_pipeline_error(p, SL_ESTATE, "node '%s': the pipeline is already running",
+                          name ? name : "");
+        return -1;
+    }
+    if (!name || !*name) {
+        sl_pipeline_error(p, SL_EINVAL, "every node needs a non-empty name");
+        return -1;
+    }
+    for (int i = 0; i < p->n_nodes; i++) {
+        if (strcmp(p->nodes[i].name, name) == 0) {
+            sl_pipeline_error(p, SL_EEXIST, "node '%s': the name is already used", name);
+            return -1;
+        }
+    }
+    if (p->n_nodes == p->cap_nodes) {
+        int cap = p->cap_nodes ? p->cap_nodes * 2 : 16;
+        sl_node *n = realloc(p->nodes, (size_t)cap * sizeof(*n));
+        if (!n) {
+            sl_pipeline_error(p, SL_ENOMEM, "out of memory");
+            return -1;
+        }
+        p->nodes = n;
+        p->cap_nodes = cap;
+    }
+    sl_node *n = &p->nodes[p->n_nodes];
+    memset(n, 0, sizeof(*n));
+    n->name = strdup(name);
+    if (!n->name) {
+        sl_pipeline_error(p, SL_ENOMEM, "out of memory");
+        return -1;
+    }
+    n->kind = kind;
+    n->parallelism = 0; /* 0: the pipeline's default, fixed at planning */
+    return p->n_nodes++;
+}
+
+sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_source *src, void *conf,
+                              uint32_t width)
+{
+    if (!p) return NULL;
+    if (!src || src->version != SL_SOURCE_VERSION || !src->poll) {
+        sl_pipeline_error(p, SL_EINVAL, "source '%s': not a version %d source table with poll",
+                          name ? name : "", SL_SOURCE_VERSION);
+        return NULL;
+    }
+    int id = add_node(p, name, SL_NODE_SOURCE);
+    if (id < 0) return NULL;
+    sl_node *n = &p->nodes[id];
+    n->src = src;
+    n->conf = conf;
+    n->n_ports = 1;
+    n->port_width[0] = width;
+    return new_stream(p, id, 0, width);
+}
+
+static int check_inputs(sl_stream *const *in, int n_in, const char *name)
+{
+    if (n_in < 1 || !in || !in[0]) return 0;
+    sl_pipeline *p = in[0]->p;
+    if (p->err) return 0;
+    if (n_in > SL_MAX_INPUTS) {
+        sl_pipeline_error(p, SL_ERANGE, "node '%s': at most %d inputs", name ? name : "",
+                          SL_MAX_INPUTS);
+        return 0;
+    }
+    for (int i = 0; i < n_in; i++) {
+        if (!in[i]) return 0;
+        if (in[i]->p != p) {
+            sl_pipeline_error(p, SL_EINVAL, "node '%s': input %d belongs to another pipeline",
+                              name ? name : "", i);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int add_op_node(sl_stream *const *in, int n_in, const char *name, const sl_operator *op,
+                       void *conf, enum sl_node_kind kind)
+{
+    if (!check_inputs(in, n_in, name)) return -1;
+    sl_pipeline *p = in[0]->p;
+    if (!op || op->version != SL_OPERATOR_VERSION || !op->process) {
+        sl_pipeline_error(p, SL_EINVAL, "node '%s': not a version %d operator table with process",
+                          name ? name : "", SL_OPERATOR_VERSION);
+        return -1;
+    }
+    int id = add_node(p, name, kind);
+    if (id < 0) return -1;
+    sl_node *n = &p->nodes[id];
+    n->op = op;
+    n->conf = conf;
+    n->n_in = n_in;
+    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    return id;
+}
+
+sl_stream *sl_stream_apply_n(sl_stream *const *in, int n_in, const char *name,
+                             const sl_operator *op, void *conf, uint32_t out_width)
+{
+    int id = add_op_node(in, n_in, name, op, conf, SL_NODE_OPERATOR);
+    if (id < 0) return NULL;
+    sl_pipeline *p = in[0]->p;
+    p->nodes[id].n_ports = 1;
+    p->nodes[id].port_width[0] = out_width;
+    return new_stream(p, id, 0, out_width);
+}
+
+sl_stream *sl_stream_apply(sl_stream *in, const char *name, const sl_operator *op, void *conf,
+                           uint32_t out_width)
+{
+    return sl_stream_apply_n(&in, 1, name, op, conf, out_width);
+}
+
+int sl_stream_sink(sl_stream *in, const char *name, const sl_operator *sink, void *conf)
+{
+    if (!in) return SL_EINVAL;
+    int id = add_op_node(&in, 1, name, sink, conf, SL_NODE_SINK);
+    return id < 0 ? (in->p->err ? in->p->err : SL_EINVAL) : 0;
+}
+
+sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width)
+{
+    if (!s || s->p->err) return NULL;
+    sl_pipeline *p = s->p;
+    sl_node *n = &p->nodes[s->node];
+    if (port < 1 || port >= SL_MAX_PORTS) {
+        sl_pipeline_error(p, SL_ERANGE, "node '%s': side output port must be 1..%d, not %d",
+                          n->name, SL_MAX_PORTS - 1, port);
+        return NULL;
+    }
+    if (port >= n->n_ports) n->n_ports = port + 1;
+    n->port_width[port] = width;
+    return new_stream(p, s->node, port, width);
+}
+
+/* key_by: an engine operator that fills the hash column in place and hands
+ * the batch on; the stream it makes is hash-partitioned and keyed. */
+typedef struct keyby_conf {
+    sl_key_fn key;
+    void *ud;
+} keyby_conf;
+
+static int keyby_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    keyby_conf *kc = sl_ctx_conf(ctx);
+    uint32_t n = in->count;
+    if (in->width) {
+        for (uint32_t i = 0; i < n; i++) {
+            sl_bytes k = kc->key(in->data + (size_t)i * in->width, in->width, kc->ud);
+            in->hash[i] = sl_hash(k.ptr, k.len);
+        }
+    } else {
+        for (uint32_t i = 0; i < n; i++) {
+            sl_bytes k = kc->key(in->data + in->var[i].off, in->var[i].len, kc->ud);
+            in->hash[i] = sl_hash(k.ptr, k.len);
+        }
+    }
+    return sl_forward(ctx, in);
+}
+
+static const sl_operator keyby_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "key_by", .process = keyby_process};
+
+sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void *ud)
+{
+    if (!in || in->p->err) return NULL;
+    if (!key) {
+        sl_pipeline_error(in->p, SL_EINVAL, "key_by '%s': no key function", name ? name : "");
+        return NULL;
+    }
+    keyby_conf *kc = malloc(sizeof(*kc));
+    if (!kc) {
+        sl_pipeline_error(in->p, SL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    kc->key = key;
+    kc->ud = ud;
+    sl_stream *out = sl_stream_apply(in, name, &keyby_op, kc, in->width);
+    if (!out) {
+        free(kc);
+        return NULL;
+    }
+    in->p->nodes[out->node].owned_conf = kc;
+    out->part = SL_PART_HASH;
+    out->key = key;
+    out->key_ud = ud;
+    return out;
+}
+
+sl_stream *sl_stream_parallelism(sl_stream *s, int parallelism)
+{
+    if (!s || s->p->err) return NULL;
+    sl_node *n = &s->p->nodes[s->node];
+    if (parallelism < 1 || parallelism > SL_KEY_GROUPS) {
+        sl_pipeline_error(s->p, SL_ERANGE, "node '%s': parallelism must be 1..%d, not %d", n->name,
+                          SL_KEY_GROUPS, parallelism);
+        return NULL;
+    }
+    n->parallelism = parallelism;
+    return s;
+}
+
+sl_stream *sl_stream_rebalance(sl_stream *s)
+{
+    if (!s || s->p->err) return NULL;
+    s->part = SL_PART_REBALANCE;
+    return s;
+}
+
+sl_stream *sl_stream_broadcast(sl_stream *s)
+{
+    if (!s || s->p->err) return NULL;
+    s->part = SL_PART_BROADCAST;
+    return s;
+}
+
+sl_pipeline *sl_stream_pipeline(const sl_stream *s)
+{
+    return s ? s->p : NULL;
+}
+uint32_t sl_stream_width(const sl_stream *s)
+{
+    return s ? s->width : 0;
+}
+int sl_stream_keyed(const sl_stream *s)
+{
+    return s && s->key != NULL;
+}
+
+sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in)
+{
+    if (!out || !in) return out;
+    out->key = in->key;
+    out->key_ud = in->key_ud;
+    return out;
+}
+
+/* --- running ----------------------------------------------------------------- */
+
+int sl_pipeline_run(sl_pipeline *p)
+{
+    int rc = sl_pipeline_start(p);
+    if (rc) return rc;
+    return sl_pipeline_wait(p, -1);
+}
+
+void sl_pipeline_cancel(sl_pipeline *p)
+{
+    /* Async-signal-safe: one atomic store; the coordinator notices within
+     * its tick and stops the sources. */
+    if (p) atomic_store(&p->canceled, 1);
+}
+
+void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!p) return;
+    out->records_in = atomic_load_explicit(&((sl_pipeline *)p)->records_in, memory_order_relaxed);
+    out->records_out = atomic_load_explicit(&((sl_pipeline *)p)->records_out, memory_order_relaxed);
+    int64_t wm = SL_TIME_MAX;
+    int any = 0;
+    for (int i = 0; i < p->n_ctx; i++) {
+        struct sl_ctx *c = p->ctxs[i];
+        if (!c->is_sink) continue;
+        int64_t w = atomic_load_explicit(&c->sink_wm, memory_order_relaxed);
+        if (w < wm) wm = w;
+        any = 1;
+    }
+    out->watermark = any ? wm : SL_TIME_MIN;
+    if (p->started) out->elapsed_s = p->joined ? p->elapsed : sl_now_s() - p->t_start;
+}

@@ -1,0 +1,53 @@
+/*
+ * engine/pool.h - recycling of record batches (private).
+ *
+ * A batch is allocated once and then recycled for the life of the pipeline.
+ * Each worker keeps a small cache (no lock); caches exchange batches with one
+ * pipeline-wide depot in chunks of SL_POOL_CHUNK under a mutex, so the lock is
+ * taken about once per SL_POOL_CHUNK batches, never per record. Batches flow
+ * from producing to consuming workers, so one worker's cache tends to empty
+ * and another's to fill: the depot evens them out.
+ */
+#ifndef SLUICE_ENGINE_POOL_H
+#define SLUICE_ENGINE_POOL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include "sluice/batch.h"
+
+#define SL_POOL_CHUNK 16
+
+typedef struct sl_pool {
+    pthread_mutex_t lock;
+    sl_batch *depot; /* free list through next_free */
+    size_t n_depot;
+    atomic_size_t n_alloc; /* batches in existence */
+} sl_pool;
+
+typedef struct sl_pool_cache {
+    sl_batch *free;
+    size_t n;
+} sl_pool_cache;
+
+int sl_pool_init(sl_pool *pool);
+/* Frees every batch in the depot; caches must have been drained into it. */
+void sl_pool_destroy(sl_pool *pool);
+void sl_pool_cache_drain(sl_pool *pool, sl_pool_cache *c);
+
+/* An empty batch of the given width (cache may be NULL: then the depot is
+ * used under its lock). NULL when out of memory. */
+sl_batch *sl_pool_get(sl_pool *pool, sl_pool_cache *c, uint32_t width);
+void sl_pool_put(sl_pool *pool, sl_pool_cache *c, sl_batch *b);
+
+/* A standalone batch outside any pool, and its destructor (tests, tools). */
+sl_batch *sl_batch_alloc(uint32_t width);
+void sl_batch_destroy(sl_batch *b);
+/* Make room for `need` more arena bytes. 0 or SL_ENOMEM / SL_ETOOBIG. */
+int sl_batch_grow(sl_batch *b, size_t need);
+/* Copy of b (same width, records, arena) from the pool. */
+sl_batch *sl_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *b);
+/* Append record i of src to dst (widths equal). 0 or a negative code. */
+int sl_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i);
+
+#endif

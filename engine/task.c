@@ -1,0 +1,547 @@
+/*
+ * engine/task.c - what a task does when a worker activates it.
+ *
+ * An activation (sl_task_activate) first tries to move output that waits for
+ * credit into its channels; while any still waits, the task takes no input
+ * (that is the backpressure). Then it runs up to SL_QUANTUM steps: a source
+ * task polls its source, any other task takes one message from one of its
+ * input channels (round robin) and handles it:
+ *
+ *   DATA       -> process() of the root instance, whose emits flow by function
+ *                 call through the chained instances and into output edges
+ *   WATERMARK  -> per-channel watermark; the task's watermark is the minimum
+ *                 over channels that are neither idle nor ended, and it only
+ *                 moves forward; when it does, each instance of the chain in
+ *                 turn fires its due timers, gets watermark(), and passes the
+ *                 watermark on (data emitted before it is flushed first)
+ *   IDLE/ACTIVE-> excludes / re-includes the channel in the minimum
+ *   BARRIER(n) -> alignment: the channel is held until BARRIER(n) came on
+ *                 every open channel; then every instance of the chain is
+ *                 snapshotted and the barrier passes on
+ *   END        -> when every channel has ended: watermark +inf, end() of each
+ *                 instance in chain order, END on every output channel
+ *
+ * At the end of an activation partly filled output batches are flushed, so a
+ * slow stream is not held back waiting for a full batch.
+ *
+ * Runs on a worker thread; the scheduler guarantees one activation of a task
+ * at a time, so nothing here takes a lock.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine/internal.h"
+
+#define SL_QUANTUM 16
+
+static void task_error(sl_task *t, struct sl_ctx *c, int rc)
+{
+    sl_pipeline *p = t->p;
+    if (!atomic_load(&p->failed)) {
+        const char *kind = c->node->op ? c->node->op->kind : c->node->src->kind;
+        sl_pipeline_fail(p, rc, "operator '%s' (%s): %s", c->node->name, kind ? kind : "?",
+                         sl_strerror(rc));
+    }
+    atomic_store(&p->failed, 1);
+}
+
+/* --- output ----------------------------------------------------------------- */
+
+static int edge_send(struct sl_ctx *c, sl_channel *ch, sl_msg *m)
+{
+    int rc = sl_channel_send(ch, m, &c->task->blocked);
+    if (rc && m->batch) sl_batch_put(c->p, m->batch);
+    return rc;
+}
+
+static int edge_send_batch(struct sl_ctx *c, sl_channel *ch, sl_batch *b)
+{
+    sl_msg m = {.kind = SL_MSG_DATA, .batch = b};
+    return edge_send(c, ch, &m);
+}
+
+/* Send the partly filled per-destination batches of a hash edge. */
+static int edge_flush(struct sl_ctx *c, sl_edge *e)
+{
+    int rc = 0;
+    if (e->part != SL_PART_HASH) return 0;
+    for (int k = 0; k < e->n_ch && !rc; k++) {
+        sl_batch *b = e->build[k];
+        if (!b || b->count == 0) continue;
+        e->build[k] = NULL;
+        rc = edge_send_batch(c, e->ch[k], b);
+    }
+    return rc;
+}
+
+static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
+{
+    sl_pipeline *p = c->p;
+    switch (e->part) {
+    case SL_PART_FORWARD: return edge_send_batch(c, e->ch[c->instance % e->n_ch], b);
+    case SL_PART_REBALANCE: return edge_send_batch(c, e->ch[e->rr++ % (uint32_t)e->n_ch], b);
+    case SL_PART_BROADCAST:
+        for (int k = 0; k < e->n_ch - 1; k++) {
+            sl_batch *copy = sl_batch_clone(&p->pool, sl_sched_cache(), b);
+            if (!copy) {
+                sl_batch_put(p, b);
+                return SL_ENOMEM;
+            }
+            int rc = edge_send_batch(c, e->ch[k], copy);
+            if (rc) {
+                sl_batch_put(p, b);
+                return rc;
+            }
+        }
+        return edge_send_batch(c, e->ch[e->n_ch - 1], b);
+    case SL_PART_HASH: break;
+    }
+    uint32_t n_ch = (uint32_t)e->n_ch;
+    if (n_ch == 1) return edge_send_batch(c, e->ch[0], b);
+    int rc = 0;
+    for (uint32_t i = 0; i < b->count && !rc; i++) {
+        uint32_t d = sl_key_group_owner(sl_key_group(b->hash[i]), n_ch);
+        sl_batch *o = e->build[d];
+        if (!o) {
+            o = e->build[d] = sl_batch_get(p, b->width);
+            if (!o) {
+                rc = SL_ENOMEM;
+                break;
+            }
+        }
+        rc = sl_batch_append_from(o, b, i);
+        if (!rc && o->count == SL_BATCH_CAPACITY) {
+            e->build[d] = NULL;
+            rc = edge_send_batch(c, e->ch[d], o);
+        }
+    }
+    sl_batch_put(p, b);
+    return rc;
+}
+
+static int inst_process(struct sl_ctx *c, int input, sl_batch *b);
+static int inst_watermark(struct sl_ctx *c, int64_t wm);
+static int inst_control_out(struct sl_ctx *c, uint32_t kind, int64_t value,
+                            int (*chained)(struct sl_ctx *, int64_t));
+
+/* Hand batch b (owned by us) to every target of port o of instance c. */
+static int deliver(struct sl_ctx *c, sl_port *o, sl_batch *b)
+{
+    sl_pipeline *p = c->p;
+    if (c->node->kind == SL_NODE_SOURCE && o == &c->out[0])
+        atomic_fetch_add_explicit(&p->records_in, b->count, memory_order_relaxed);
+    if (o->n_targets == 0) {
+        sl_batch_put(p, b);
+        return 0;
+    }
+    for (int k = 0; k < o->n_targets; k++) {
+        int last = k == o->n_targets - 1;
+        sl_batch *bb = last ? b : sl_batch_clone(&p->pool, sl_sched_cache(), b);
+        if (!bb) {
+            sl_batch_put(p, b);
+            return SL_ENOMEM;
+        }
+        sl_target *t = &o->targets[k];
+        /* Both calls take bb over, also when they fail. */
+        int rc = t->chained ? inst_process(t->chained, t->input, bb) : edge_data(c, t->edge, bb);
+        if (rc) {
+            if (!last) sl_batch_put(p, b);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int port_flush(struct sl_ctx *c, sl_port *o)
+{
+    sl_batch *b = o->cur;
+    if (!b || b->count == 0) return 0;
+    o->cur = NULL;
+    return deliver(c, o, b);
+}
+
+int sl_ctx_flush_all(struct sl_ctx *c)
+{
+    int rc = 0;
+    for (int port = 0; port < c->node->n_ports && !rc; port++) {
+        sl_port *o = &c->out[port];
+        rc = port_flush(c, o);
+        for (int k = 0; k < o->n_targets && !rc; k++)
+            if (o->targets[k].edge) rc = edge_flush(c, o->targets[k].edge);
+    }
+    return rc;
+}
+
+static int task_flush(sl_task *t)
+{
+    for (int i = 0; i < t->n_insts; i++) {
+        int rc = sl_ctx_flush_all(t->insts[i]);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+sl_batch *sl_out_batch(sl_ctx *c, int port)
+{
+    if (port < 0 || port >= c->node->n_ports) {
+        sl_ctx_fail(c, SL_EINVAL, "emit to port %d, which the node does not have", port);
+        return NULL;
+    }
+    sl_port *o = &c->out[port];
+    sl_batch *b = o->cur;
+    if (b && b->count == SL_BATCH_CAPACITY) {
+        o->cur = NULL;
+        int rc = deliver(c, o, b);
+        if (rc) {
+            task_error(c->task, c, rc);
+            return NULL;
+        }
+        b = NULL;
+    }
+    if (!b && !(b = o->cur = sl_batch_get(c->p, o->width)))
+        sl_ctx_fail(c, SL_ENOMEM, "out of memory");
+    return b;
+}
+
+void *sl_emit_port(sl_ctx *c, int port, int64_t ts, uint64_t hash, uint32_t len)
+{
+    sl_batch *b = sl_out_batch(c, port);
+    if (!b) return NULL;
+    if (b->width && len != b->width) {
+        sl_ctx_fail(c, SL_EINVAL, "emitted %u bytes into a stream of %u-byte records", len,
+                    b->width);
+        return NULL;
+    }
+    void *dst = sl_batch_reserve(b, ts, hash, len);
+    if (!dst) sl_ctx_fail(c, SL_ENOMEM, "out of memory for a %u-byte record", len);
+    return dst;
+}
+
+void *sl_emit(sl_ctx *c, int64_t ts, uint64_t hash, uint32_t len)
+{
+    return sl_emit_port(c, 0, ts, hash, len);
+}
+
+int sl_emit_copy(sl_ctx *c, int64_t ts, uint64_t hash, const void *payload, uint32_t len)
+{
+    void *dst = sl_emit_port(c, 0, ts, hash, len);
+    if (!dst) return sl_ctx_error(c) ? sl_ctx_error(c) : SL_ENOMEM;
+    if (len) memcpy(dst, payload, len);
+    return 0;
+}
+
+int sl_forward(sl_ctx *c, sl_batch *in)
+{
+    sl_port *o = &c->out[0];
+    if (c->node->n_ports < 1 || in->width != o->width)
+        return sl_ctx_fail(c, SL_EINVAL, "forwarded a batch of width %u into a stream of width %u",
+                           in->width, o->width);
+    c->forwarded = 1;
+    int rc = port_flush(c, o); /* keep order: what was emitted before goes first */
+    if (rc) {
+        sl_batch_put(c->p, in);
+        return rc;
+    }
+    return deliver(c, o, in);
+}
+
+/* --- instances ---------------------------------------------------------------- */
+
+static int inst_process(struct sl_ctx *c, int input, sl_batch *b)
+{
+    if (c->is_sink) atomic_fetch_add_explicit(&c->p->records_out, b->count, memory_order_relaxed);
+    c->cur_input = input;
+    c->forwarded = 0;
+    int rc = c->node->op->process(c, c->self, b);
+    if (!c->forwarded) sl_batch_put(c->p, b);
+    c->forwarded = 0;
+    if (rc < 0) {
+        task_error(c->task, c, rc);
+        return rc;
+    }
+    return c->task->p->failed ? SL_ECANCELED : 0;
+}
+
+int sl_ctx_watermark(sl_ctx *c, int64_t wm)
+{
+    if (c->node->kind != SL_NODE_SOURCE)
+        return sl_ctx_fail(c, SL_EINVAL, "only sources announce watermarks");
+    if (c->src_idle) {
+        int rc = sl_ctx_idle(c, 0);
+        if (rc) return rc;
+    }
+    if (wm <= c->src_wm) return 0;
+    c->src_wm = wm;
+    return inst_watermark(c, wm);
+}
+
+int sl_ctx_idle(sl_ctx *c, int idle)
+{
+    if (c->node->kind != SL_NODE_SOURCE)
+        return sl_ctx_fail(c, SL_EINVAL, "only sources announce idleness");
+    idle = idle != 0;
+    if (idle == c->src_idle) return 0;
+    c->src_idle = idle;
+    return inst_control_out(c, idle ? SL_MSG_IDLE : SL_MSG_ACTIVE, 0, NULL);
+}
+
+/* Send a control message on every channel of every edge of c's ports,
+ * after the data emitted before it. */
+static int inst_control_out(struct sl_ctx *c, uint32_t kind, int64_t value,
+                            int (*chained)(struct sl_ctx *, int64_t))
+{
+    int rc = sl_ctx_flush_all(c);
+    for (int port = 0; port < c->node->n_ports && !rc; port++) {
+        sl_port *o = &c->out[port];
+        for (int k = 0; k < o->n_targets && !rc; k++) {
+            sl_target *t = &o->targets[k];
+            if (t->chained) {
+                if (chained) rc = chained(t->chained, value);
+                continue;
+            }
+            for (int j = 0; j < t->edge->n_ch && !rc; j++) {
+                sl_msg m = {.kind = kind, .value = value};
+                rc = edge_send(c, t->edge->ch[j], &m);
+            }
+        }
+    }
+    return rc;
+}
+
+static int inst_watermark(struct sl_ctx *c, int64_t wm)
+{
+    if (wm <= c->wm) return 0;
+    c->wm = wm;
+    const sl_operator *op = c->node->op;
+    int rc = 0;
+    if (op && c->timers) {
+        sl_timer tm;
+        while (!rc && sl_timers_pop(c->timers, wm, &tm)) {
+            if (op->timer) rc = op->timer(c, c->self, &tm);
+        }
+    }
+    if (!rc && op && op->watermark) rc = op->watermark(c, c->self, wm);
+    if (rc < 0) {
+        task_error(c->task, c, rc);
+        return rc;
+    }
+    if (c->is_sink) atomic_store_explicit(&c->sink_wm, wm, memory_order_relaxed);
+    return inst_control_out(c, SL_MSG_WATERMARK, wm, inst_watermark);
+}
+
+static int inst_end(struct sl_ctx *c, int64_t unused)
+{
+    (void)unused;
+    int rc = inst_watermark(c, SL_TIME_MAX);
+    if (rc) return rc;
+    const sl_operator *op = c->node->op;
+    if (op && op->end && (rc = op->end(c, c->self)) < 0) {
+        task_error(c->task, c, rc);
+        return rc;
+    }
+    c->ended = 1;
+    return inst_control_out(c, SL_MSG_END, 0, inst_end);
+}
+
+/* Snapshot hook of every instance of the chain, then the barrier passes on. */
+static int task_barrier(sl_task *t, uint64_t id)
+{
+    sl_pipeline *p = t->p;
+    for (int i = 0; i < t->n_insts; i++) {
+        struct sl_ctx *c = t->insts[i];
+        int rc = sl_ctx_flush_all(c);
+        if (!rc && p->on_barrier) rc = p->on_barrier(p, c, id, p->on_barrier_ud);
+        if (rc < 0) {
+            task_error(t, c, rc);
+            return rc;
+        }
+    }
+    /* Forward on network edges only: chained instances were handled above. */
+    for (int i = 0; i < t->n_insts; i++) {
+        int rc = inst_control_out(t->insts[i], SL_MSG_BARRIER, (int64_t)id, NULL);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* --- inputs ------------------------------------------------------------------- */
+
+static int64_t inputs_watermark(sl_task *t, int *any_active)
+{
+    int64_t wm = SL_TIME_MAX;
+    *any_active = 0;
+    for (int i = 0; i < t->n_in; i++) {
+        sl_channel *ch = t->in[i];
+        if (ch->ended || ch->idle) continue;
+        *any_active = 1;
+        if (ch->wm < wm) wm = ch->wm;
+    }
+    return wm;
+}
+
+static int task_advance_watermark(sl_task *t)
+{
+    int any;
+    int64_t wm = inputs_watermark(t, &any);
+    if (!any && t->n_open_in > 0) return 0; /* every open input idle: hold */
+    if (wm <= t->wm) return 0;
+    t->wm = wm;
+    return inst_watermark(t->root, wm);
+}
+
+/* When every open input is idle the task's outputs are idle too; the first
+ * input to become active again makes them active. */
+static int task_idle_changed(sl_task *t)
+{
+    int any;
+    inputs_watermark(t, &any);
+    int idle = !any && t->n_open_in > 0;
+    int rc = 0;
+    if (idle != t->idle_out) {
+        t->idle_out = idle;
+        for (int i = 0; i < t->n_insts && !rc; i++)
+            rc = inst_control_out(t->insts[i], idle ? SL_MSG_IDLE : SL_MSG_ACTIVE, 0, NULL);
+    }
+    if (!rc) rc = task_advance_watermark(t);
+    return rc;
+}
+
+static int check_alignment(sl_task *t)
+{
+    if (!t->barrier) return 0;
+    for (int i = 0; i < t->n_in; i++)
+        if (!t->in[i]->ended && !t->in[i]->aligned) return 0;
+    uint64_t id = t->barrier;
+    t->barrier = 0;
+    for (int i = 0; i < t->n_in; i++) t->in[i]->aligned = 0;
+    return task_barrier(t, id);
+}
+
+static int handle_msg(sl_task *t, sl_channel *ch, sl_msg *m)
+{
+    switch (m->kind) {
+    case SL_MSG_DATA: return inst_process(t->root, ch->input, m->batch);
+    case SL_MSG_WATERMARK:
+        if (m->value > ch->wm) ch->wm = m->value;
+        return task_advance_watermark(t);
+    case SL_MSG_IDLE: ch->idle = 1; return task_idle_changed(t);
+    case SL_MSG_ACTIVE: ch->idle = 0; return task_idle_changed(t);
+    case SL_MSG_BARRIER:
+        if (!t->barrier) t->barrier = (uint64_t)m->value;
+        ch->aligned = 1;
+        return check_alignment(t);
+    case SL_MSG_END: {
+        ch->ended = 1;
+        int rc = 0;
+        if (--t->n_open_in == 0) {
+            rc = inst_end(t->root, 0);
+            t->ended = 1;
+        } else {
+            rc = task_advance_watermark(t);
+            if (!rc) rc = check_alignment(t);
+        }
+        return rc;
+    }
+    }
+    return SL_EINVAL;
+}
+
+/* Take one message from the next channel that has one and is not held by
+ * barrier alignment. Returns 1 if one was handled, 0 if none, < 0 error. */
+static int take_input(sl_task *t)
+{
+    for (int k = 0; k < t->n_in; k++) {
+        int i = (t->in_next + k) % t->n_in;
+        sl_channel *ch = t->in[i];
+        if (ch->aligned || ch->ended) continue;
+        sl_msg m;
+        if (!sl_channel_pop(ch, &m)) continue;
+        if (atomic_load_explicit(&ch->producer_waiting, memory_order_seq_cst)) {
+            atomic_store_explicit(&ch->producer_waiting, 0, memory_order_relaxed);
+            sl_task_wake(ch->producer);
+        }
+        t->in_next = (i + 1) % t->n_in;
+        int rc = handle_msg(t, ch, &m);
+        return rc < 0 ? rc : 1;
+    }
+    return 0;
+}
+
+/* --- sources ------------------------------------------------------------------ */
+
+static int source_end(sl_task *t)
+{
+    int rc = inst_end(t->root, 0);
+    t->ended = 1;
+    return rc;
+}
+
+/* One poll. Returns 1 to go on, 0 to stop this activation, < 0 error. */
+static int source_step(sl_task *t)
+{
+    struct sl_ctx *c = t->root;
+    sl_pipeline *p = t->p;
+    uint64_t bar = atomic_exchange(&t->inject_barrier, 0);
+    if (bar) {
+        int rc = task_barrier(t, bar);
+        if (rc) return rc;
+    }
+    if (atomic_load_explicit(&p->canceled, memory_order_relaxed)) {
+        int rc = source_end(t);
+        return rc ? rc : 0;
+    }
+    int r = c->node->src->poll(c, c->self);
+    if (r < 0) {
+        task_error(t, c, r);
+        return r;
+    }
+    if (p->failed) return SL_ECANCELED;
+    switch (r) {
+    case SL_POLL_MORE: return 1;
+    case SL_POLL_WAIT: t->waiting = 1; return 0;
+    default: {
+        int rc = source_end(t);
+        return rc ? rc : 0;
+    }
+    }
+}
+
+/* --- activation ------------------------------------------------------------------ */
+
+/* Returns 1 when the task should be activated again right away. */
+int sl_task_activate(sl_task *t)
+{
+    sl_pipeline *p = t->p;
+    if (t->finished || atomic_load_explicit(&p->failed, memory_order_relaxed)) return 0;
+    if (t->blocked) {
+        t->blocked = 0;
+        for (int i = 0; i < t->n_out; i++)
+            if (sl_channel_drain(t->out[i])) t->blocked = 1;
+        if (t->blocked) return 0;
+    }
+    int rc = 0, again = 0;
+    if (!t->ended) {
+        int is_source = t->root->node->kind == SL_NODE_SOURCE;
+        for (int q = 0; q < SL_QUANTUM && !t->blocked && !t->ended; q++) {
+            rc = is_source ? source_step(t) : take_input(t);
+            if (rc <= 0) break;
+        }
+        if (rc > 0 && !t->blocked && !t->ended) again = 1;
+        if (rc >= 0) rc = task_flush(t);
+    }
+    if (rc < 0) {
+        if (!p->failed) task_error(t, t->root, rc);
+        return 0;
+    }
+    if (t->waiting && !t->blocked) {
+        t->waiting = 0;
+        sl_task_wake_later(t, 1.0);
+    }
+    if (t->ended && !t->blocked) {
+        t->finished = 1;
+        sl_task_finished(t);
+        return 0;
+    }
+    /* A non-source task with input left keeps going (the quantum ran out). */
+    return again;
+}

@@ -1,0 +1,149 @@
+/*
+ * engine/timer.c - event-time timers of one instance.
+ *
+ * A binary min-heap ordered by (ts, seq), seq being the insertion number, so
+ * timers with equal times fire in the order they were set and every run is
+ * deterministic. A (key, ts) pair is registered once: a set of the pairs
+ * (keyed state table, key = key bytes + 8 bytes of ts) turns a second
+ * registration into a no-op, so operators may set the timer of a window for
+ * every record of it. A timer key is copied into one malloc'd block per
+ * timer: timers are made per key and window, not per record.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "engine/internal.h"
+
+typedef struct tmr {
+    int64_t ts;
+    uint64_t seq;
+    uint64_t hash;
+    uint32_t klen;
+    uint8_t *key;
+} tmr;
+
+struct sl_timers {
+    tmr *heap;
+    size_t n, cap;
+    uint64_t seq;
+    sl_state *set;
+    uint8_t *scratch;
+    size_t scratch_cap;
+    uint8_t *popped_key; /* key of the last popped timer, freed on next pop */
+};
+
+sl_timers *sl_timers_new(void)
+{
+    sl_timers *t = calloc(1, sizeof(*t));
+    if (!t) return NULL;
+    t->set = sl_state_new(1);
+    if (!t->set) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void sl_timers_free(sl_timers *t)
+{
+    if (!t) return;
+    for (size_t i = 0; i < t->n; i++) free(t->heap[i].key);
+    free(t->heap);
+    sl_state_free(t->set);
+    free(t->scratch);
+    free(t->popped_key);
+    free(t);
+}
+
+static int before(const tmr *a, const tmr *b)
+{
+    return a->ts < b->ts || (a->ts == b->ts && a->seq < b->seq);
+}
+
+/* The dedupe key: key bytes followed by the 8 bytes of ts. */
+static const uint8_t *pair_key(sl_timers *t, int64_t ts, const void *key, uint32_t klen)
+{
+    size_t need = (size_t)klen + 8;
+    if (need > t->scratch_cap) {
+        uint8_t *s = realloc(t->scratch, need);
+        if (!s) return NULL;
+        t->scratch = s;
+        t->scratch_cap = need;
+    }
+    if (klen) memcpy(t->scratch, key, klen);
+    memcpy(t->scratch + klen, &ts, 8);
+    return t->scratch;
+}
+
+static uint64_t pair_hash(uint64_t hash, int64_t ts)
+{
+    uint64_t h = hash ^ ((uint64_t)ts * 0x9E3779B97F4A7C15ull);
+    h ^= h >> 29;
+    return h * 0xBF58476D1CE4E5B9ull;
+}
+
+int sl_timers_add(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uint32_t klen)
+{
+    const uint8_t *pk = pair_key(t, ts, key, klen);
+    if (!pk) return SL_ENOMEM;
+    int created = 0;
+    if (!sl_state_get(t->set, pair_hash(hash, ts), pk, klen + 8, &created)) return SL_ENOMEM;
+    if (!created) return 0;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        tmr *h = realloc(t->heap, cap * sizeof(*h));
+        if (!h) goto oom;
+        t->heap = h;
+        t->cap = cap;
+    }
+    tmr x = {.ts = ts, .seq = t->seq++, .hash = hash, .klen = klen};
+    if (klen) {
+        if (!(x.key = malloc(klen))) goto oom;
+        memcpy(x.key, key, klen);
+    }
+    size_t i = t->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!before(&x, &t->heap[parent])) break;
+        t->heap[i] = t->heap[parent];
+        i = parent;
+    }
+    t->heap[i] = x;
+    return 0;
+oom:
+    pk = pair_key(t, ts, key, klen);
+    if (pk) sl_state_remove(t->set, pair_hash(hash, ts), pk, klen + 8);
+    return SL_ENOMEM;
+}
+
+int sl_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
+{
+    free(t->popped_key);
+    t->popped_key = NULL;
+    if (t->n == 0 || t->heap[0].ts > wm) return 0;
+    tmr top = t->heap[0];
+    tmr last = t->heap[--t->n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const tmr *best = &last;
+        if (l < t->n && before(&t->heap[l], best)) m = l, best = &t->heap[l];
+        if (r < t->n && before(&t->heap[r], best)) m = r;
+        if (m == i) break;
+        t->heap[i] = t->heap[m];
+        i = m;
+    }
+    if (t->n) t->heap[i] = last;
+    const uint8_t *pk = pair_key(t, top.ts, top.key, top.klen);
+    if (pk) sl_state_remove(t->set, pair_hash(top.hash, top.ts), pk, top.klen + 8);
+    t->popped_key = top.key;
+    out->ts = top.ts;
+    out->hash = top.hash;
+    out->key = top.key;
+    out->key_len = top.klen;
+    return 1;
+}
+
+size_t sl_timers_count(const sl_timers *t)
+{
+    return t ? t->n : 0;
+}
