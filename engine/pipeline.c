@@ -381,6 +381,21 @@ sl_stream *sl_stream_parallelism(sl_stream *s, int parallelism)
     return s;
 }
 
+int sl_pipeline_set_node_parallelism(sl_pipeline *p, const char *name, int parallelism)
+{
+    if (!p) return SL_EINVAL;
+    if (p->err) return p->err;
+    for (int i = 0; i < p->n_nodes; i++) {
+        if (strcmp(p->nodes[i].name, name) != 0) continue;
+        if (parallelism < 1 || parallelism > SL_KEY_GROUPS)
+            return sl_pipeline_error(p, SL_ERANGE, "node '%s': parallelism must be 1..%d, not %d",
+                                     name, SL_KEY_GROUPS, parallelism);
+        p->nodes[i].parallelism = parallelism;
+        return 0;
+    }
+    return sl_pipeline_error(p, SL_ENOENT, "no node named '%s'", name ? name : "");
+}
+
 sl_stream *sl_stream_rebalance(sl_stream *s)
 {
     if (!s || s->p->err) return NULL;

@@ -3,8 +3,15 @@
  * avg) and the keyed rolling aggregate operator.
  *
  * Each instance keeps one accumulator per key in engine-owned keyed state
- * ("acc"), so the engine snapshots and restores it. Per record: one state
- * lookup (hash first, key bytes only on a hash match) and one add(). With
+ * ("acc"), so the engine snapshots and restores it. A state value is
+ *
+ *   offset        size       field
+ *   0             acc_size   the aggregate's accumulator
+ *   ts_off        8          largest event time added (ts_off = acc_size
+ *                            rounded up to 8)
+ *
+ * Per record: one state lookup (hash first, key bytes only on a hash match)
+ * and one add(). With
  * SL_AGG_EMIT_UPDATES the new result is emitted after every record; with
  * SL_AGG_EMIT_FINAL once per key when the input ends. Output records are
  * [result | key bytes] (sluice/operators.h draws the layout).
@@ -132,8 +139,7 @@ const sl_aggregate *sl_agg_by_name(const char *name)
 
 typedef struct agg_self {
     sl_state *acc;
-    sl_state *last_ts; /* FINAL: largest event time per key */
-    uint8_t *result;
+    uint32_t ts_off; /* offset of the largest event time in a state value */
 } agg_self;
 
 static int agg_open(sl_ctx *ctx, void **out)
@@ -141,11 +147,9 @@ static int agg_open(sl_ctx *ctx, void **out)
     const sl_agg_conf *c = sl_ctx_conf(ctx);
     agg_self *s = calloc(1, sizeof(*s));
     if (!s) return SL_ENOMEM;
-    s->result = malloc(c->agg->result_size ? c->agg->result_size : 1);
-    s->acc = sl_ctx_state(ctx, "acc", c->agg->acc_size);
-    if (c->emit == SL_AGG_EMIT_FINAL) s->last_ts = sl_ctx_state(ctx, "last_ts", 8);
-    if (!s->result || !s->acc || (c->emit == SL_AGG_EMIT_FINAL && !s->last_ts)) {
-        free(s->result);
+    s->ts_off = (c->agg->acc_size + 7u) & ~7u;
+    s->acc = sl_ctx_state(ctx, "acc", s->ts_off + 8);
+    if (!s->acc) {
         free(s);
         return SL_ENOMEM;
     }
@@ -155,14 +159,11 @@ static int agg_open(sl_ctx *ctx, void **out)
 
 static void agg_close(void *self)
 {
-    agg_self *s = self;
-    if (!s) return;
-    free(s->result);
-    free(s);
+    free(self);
 }
 
-static int emit_result(sl_ctx *ctx, const sl_aggregate *agg, const void *ud, agg_self *s,
-                       const void *acc, int64_t ts, uint64_t hash, sl_bytes key)
+static int emit_result(sl_ctx *ctx, const sl_aggregate *agg, const void *ud, const void *acc,
+                       int64_t ts, uint64_t hash, sl_bytes key)
 {
     uint8_t *out = sl_emit(ctx, ts, hash, agg->result_size + key.len);
     if (!out) return sl_ctx_error(ctx);
@@ -183,16 +184,18 @@ static int agg_process(sl_ctx *ctx, void *self, sl_batch *in)
         int created;
         void *acc = sl_state_get(s->acc, in->hash[i], key.ptr, key.len, &created);
         if (!acc) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for key state");
-        if (created) agg->init(acc, ud);
+        int64_t *max_ts = (int64_t *)((uint8_t *)acc + s->ts_off);
+        if (created) {
+            agg->init(acc, ud);
+            *max_ts = in->ts[i];
+        } else if (in->ts[i] > *max_ts) {
+            *max_ts = in->ts[i];
+        }
         sl_bytes rec = sl_batch_bytes(in, i);
         agg->add(acc, rec.ptr, rec.len, in->ts[i], ud);
         if (updates) {
-            int rc = emit_result(ctx, agg, ud, s, acc, in->ts[i], in->hash[i], key);
+            int rc = emit_result(ctx, agg, ud, acc, in->ts[i], in->hash[i], key);
             if (rc) return rc;
-        } else {
-            int64_t *lt = sl_state_get(s->last_ts, in->hash[i], key.ptr, key.len, &created);
-            if (!lt) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for key state");
-            if (created || in->ts[i] > *lt) *lt = in->ts[i];
         }
     }
     return 0;
@@ -206,9 +209,10 @@ static int agg_end(sl_ctx *ctx, void *self)
     size_t it = 0;
     sl_state_entry e;
     while (sl_state_next(s->acc, &it, &e)) {
-        const int64_t *lt = sl_state_find(s->last_ts, e.hash, e.key, e.key_len);
+        int64_t max_ts;
+        memcpy(&max_ts, (const uint8_t *)e.value + s->ts_off, 8);
         sl_bytes key = {e.key, e.key_len};
-        int rc = emit_result(ctx, c->agg, c->ud, s, e.value, lt ? *lt : 0, e.hash, key);
+        int rc = emit_result(ctx, c->agg, c->ud, e.value, max_ts, e.hash, key);
         if (rc) return rc;
     }
     return 0;

@@ -63,6 +63,8 @@ sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void
 
 /* Settings of the node that made s; each returns s. */
 sl_stream *sl_stream_parallelism(sl_stream *s, int parallelism);
+/* The same for any node by name (sinks have no stream handle). */
+int sl_pipeline_set_node_parallelism(sl_pipeline *p, const char *name, int parallelism);
 sl_stream *sl_stream_rebalance(sl_stream *s); /* spread batches round-robin */
 sl_stream *sl_stream_broadcast(sl_stream *s); /* every instance gets every record */
 

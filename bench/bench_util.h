@@ -1,0 +1,49 @@
+/*
+ * bench/bench_util.h - what the benchmarks share: the clock, peak RSS, and
+ * the output convention of DESIGN.md (a human table, or with --csv rows of
+ * bench,variant,threads,events,seconds,events_per_s,peak_rss_mb).
+ */
+#ifndef SLUICE_BENCH_UTIL_H
+#define SLUICE_BENCH_UTIL_H
+
+#include <stdio.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static inline double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline double bench_peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static inline void bench_row(int csv, const char *bench, const char *variant, int threads,
+                             uint64_t events, double seconds)
+{
+    double eps = seconds > 0 ? (double)events / seconds : 0;
+    if (csv)
+        printf("%s,%s,%d,%llu,%.6f,%.0f,%.1f\n", bench, variant, threads,
+               (unsigned long long)events, seconds, eps, bench_peak_rss_mb());
+    else
+        printf("  %-22s %7d %14llu %9.3f %14.2fM %10.1f\n", variant, threads,
+               (unsigned long long)events, seconds, eps / 1e6, bench_peak_rss_mb());
+}
+
+static inline void bench_header(int csv)
+{
+    if (csv)
+        printf("bench,variant,threads,events,seconds,events_per_s,peak_rss_mb\n");
+    else
+        printf("  %-22s %7s %14s %9s %15s %10s\n", "variant", "threads", "events", "seconds",
+               "events/s", "peak MB");
+}
+
+#endif
