@@ -1,0 +1,48 @@
+/*
+ * connectors/broker/broker_int.h - the broker handle's insides, shared by
+ * broker.c, reader.c and group.c (private header).
+ */
+#ifndef SLUICE_BROKER_BROKER_INT_H
+#define SLUICE_BROKER_BROKER_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "connectors/broker/log.h"
+#include "sluice/broker.h"
+
+#define SLB_OFFSETS_TOPIC "__consumer_offsets"
+#define SLB_PATH_CAP      4096
+
+/* A topic this handle writes to: its partitions' writers, opened lazily. */
+typedef struct slb_wtopic {
+    char name[SL_TOPIC_NAME_MAX + 1];
+    sl_topic_conf conf;
+    slb_plog **parts; /* conf.partitions entries, NULL until first write */
+    uint32_t rr;      /* round-robin cursor for keyless records */
+} slb_wtopic;
+
+/* Threads: the handle is used by one application thread at a time; the
+ * flusher thread (fsync=INTERVAL topics) reads topics[] under mu, and the
+ * application thread changes topics[] only under mu. */
+struct sl_broker {
+    char *dir;
+    char errmsg[SLB_ERRLEN];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    slb_wtopic **topics;
+    size_t ntopics;
+    bool flusher_running;
+    bool stop;
+    pthread_t flusher;
+};
+
+/* Check a topic name; internal_ok admits names starting with "__". */
+int slb_check_name(const char *what, const char *name, bool internal_ok, char *err);
+/* Read the topic's metadata file. SL_ENOENT: no such topic. */
+int slb_topic_load(const sl_broker *b, const char *name, sl_topic_conf *conf, char *err);
+void slb_part_dir(char *buf, size_t cap, const sl_broker *b, const char *topic, int32_t p);
+/* Create a topic (internal topics too). */
+int slb_topic_create(sl_broker *b, const char *name, const sl_topic_conf *conf, bool internal);
+
+#endif

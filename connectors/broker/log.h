@@ -1,0 +1,125 @@
+/*
+ * connectors/broker/log.h - one partition of a topic on disk: segments,
+ * indexes, the writer with its lock, recovery, retention and compaction
+ * (private header).
+ *
+ * Directory layout of a broker:
+ *
+ *   DIR/TOPIC/topic.meta                     topic metadata (broker.c)
+ *   DIR/TOPIC/P/.lock                        writer lock of partition P (flock)
+ *   DIR/TOPIC/P/00000000000000000000.log     segment: record batches (batch.h)
+ *   DIR/TOPIC/P/00000000000000000000.index   sparse offset index (sealed segments)
+ *   DIR/TOPIC/P/00000000000000000000.timeindex  time index (sealed segments)
+ *   DIR/TOPIC/P/NNNNNNNNNNNNNNNNNNNN.log.cleaned compaction output being written
+ *
+ * Segments are named by their base offset, zero-padded to 20 digits, so that
+ * names sort as offsets do. The segment with the largest base is the active
+ * one; only it is ever appended to.
+ */
+#ifndef SLUICE_BROKER_LOG_H
+#define SLUICE_BROKER_LOG_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "connectors/broker/batch.h"
+#include "sluice/broker.h"
+
+#define SLB_ERRLEN         512
+#define SLB_INDEX_INTERVAL 4096         /* bytes of log between offset index entries */
+#define SLB_BATCH_TARGET   (512 * 1024) /* producer batches are written at this size */
+#define SLB_INDEX_HDR      32
+
+/* Sparse offset index entry: batch with base offset base+rel starts at pos. */
+typedef struct slb_index_entry {
+    uint32_t rel;
+    uint32_t pos;
+} slb_index_entry;
+
+/* Time index entry: batches before offset base+rel have timestamps <= ts. */
+typedef struct slb_time_entry {
+    int64_t ts;
+    uint32_t rel;
+} slb_time_entry;
+
+typedef struct slb_segment {
+    int64_t base;
+    int64_t size;        /* bytes of valid batches */
+    int64_t next_offset; /* offset after its last batch (base if empty) */
+    int64_t max_ts;      /* largest timestamp (INT64_MIN if empty) */
+    int64_t first_ms;    /* when its first batch was appended (for segment_ms) */
+    int64_t last_index_pos;
+    slb_index_entry *idx;
+    size_t nidx, capidx;
+    slb_time_entry *tidx;
+    size_t ntidx, captidx;
+} slb_segment;
+
+/* A partition opened for writing. Holds the partition's flock for its life.
+ * mu guards everything below it against the broker's flusher thread; every
+ * slb_plog_* function takes it. */
+typedef struct slb_plog {
+    char *dir; /* the partition directory */
+    char topic[SL_TOPIC_NAME_MAX + 1];
+    int32_t partition;
+    sl_topic_conf conf;
+    int lock_fd;
+    pthread_mutex_t mu;
+    int fd; /* active segment, read-write */
+    slb_segment *segs;
+    size_t nsegs; /* >= 1; segs[nsegs-1] is active */
+    int64_t next_offset;
+    bool dirty;           /* written since the last fdatasync */
+    bool failed;          /* an fsync failed: refuse appends until reopened */
+    int64_t last_sync_ms; /* monotonic */
+    slb_builder pending;  /* buffered records (sl_producer) */
+    slb_builder scratch;  /* sl_log_append's batch */
+    int rolls;
+} slb_plog;
+
+/* Format "topic T partition P: " prefixed messages into err (SLB_ERRLEN). */
+void slb_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int slb_errno_code(int neg_errno);   /* -errno -> SL_E... */
+const char *slb_code_name(int code); /* the text of an SL_E code, from error.h */
+int64_t slb_now_ms(void);            /* wall clock, ms since the epoch */
+int64_t slb_mono_ms(void);
+
+/* Paths. */
+void slb_seg_path(char *buf, size_t cap, const char *pdir, int64_t base, const char *ext);
+/* Sorted base offsets of the .log files of pdir; *bases is malloc'ed. */
+int slb_list_segments(const char *pdir, int64_t **bases, size_t *n);
+
+/* Read a segment's index file ("index" or "timeindex") if it is intact and
+ * matches the log: entries malloc'ed into *out (count *n), covering the first
+ * *log_size bytes of the log. Returns 0, SL_ENOENT (absent) or SL_ECORRUPT. */
+int slb_index_load(const char *pdir, int64_t base, bool time, void **out, size_t *n,
+                   int64_t *log_size);
+
+/* Open partition pdir for writing: take its lock (blocking when wait, else
+ * SL_EBUSY at once), recover it (see log.c), and leave it ready to append. */
+int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t partition,
+                  const sl_topic_conf *conf, bool wait, char *err);
+/* Flush pending records, write nothing else, release the lock and free. */
+int slb_plog_close(slb_plog *l, char *err);
+/* Buffer one record (offset assigned now); writes the pending batch first
+ * when the record would make it exceed SLB_BATCH_TARGET. */
+int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *offset, char *err);
+/* Write the pending batch, honouring the fsync policy. */
+int slb_plog_flush(slb_plog *l, char *err);
+/* Write recs as one batch (after the pending one). */
+int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base, char *err);
+/* fdatasync if dirty and due (interval policy); for the flusher thread. */
+int slb_plog_sync_due(slb_plog *l, int64_t mono_now, char *err);
+/* Retention and (compacted topics) compaction of the sealed segments. */
+int slb_plog_clean(slb_plog *l, int64_t now_ms, char *err);
+/* Partition figures (for describe) from the writer's view. */
+void slb_plog_info(slb_plog *l, sl_partition_info *pi);
+
+/* Reader-side scan (no lock): figures of a partition directory. */
+int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err);
+/* Is the partition's writer lock free? (SL_EBUSY if held.) */
+int slb_partition_probe_lock(const char *pdir);
+
+#endif

@@ -1,0 +1,440 @@
+/*
+ * connectors/broker/reader.c - sl_log_reader: reads one partition from any
+ * offset and follows it as it grows, in any process, without locks.
+ *
+ * How: the reader keeps one segment open and a large buffer (>= 1 MiB) filled
+ * with pread, so sequential reading costs one system call per megabyte. Each
+ * batch is checked (header bounds, CRC-32C, offsets increasing) before any of
+ * its records is returned; the record iterator checks every length, so a
+ * corrupt record is never returned.
+ *
+ * Following the log: at the end of the data of the current segment the reader
+ * lists the partition directory. If a segment with a larger base exists, the
+ * current one is sealed: it is read once more (the writer may have appended
+ * before rolling), and then the reader moves to the next segment (the
+ * smallest larger base; offsets may jump where compaction or retention
+ * removed records). If not, the reader waits on an inotify watch of the
+ * partition directory (IN_MODIFY, IN_CREATE, IN_MOVED_TO...), created when
+ * the reader is opened so that no change after the check is missed; the wait
+ * is capped at one second as a fallback for filesystems that do not notify.
+ *
+ * What is torn and what is corrupt: in the active segment an incomplete batch
+ * is a write in progress, and a complete batch with a bad CRC is a torn write
+ * of a crashed writer that the next writer's recovery will cut off; both are
+ * invisible (the reader waits, and discards its buffered bytes from there so
+ * that it re-reads what replaces them). In a sealed segment any bad batch is
+ * corruption: sl_log_reader_next returns SL_ECORRUPT naming the topic,
+ * partition, offset, segment and byte, and stays there until sl_log_reader_seek.
+ *
+ * Threads: a reader is used by one thread at a time.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "connectors/broker/broker_int.h"
+
+#define RBUF (1 << 20)
+
+struct sl_log_reader {
+    char errmsg[SLB_ERRLEN];
+    char topic[SL_TOPIC_NAME_MAX + 1];
+    int32_t partition;
+    char pdir[SLB_PATH_CAP];
+    int ifd; /* inotify, -1 if unavailable */
+    int fd;  /* current segment */
+    int64_t seg_base;
+    int64_t pos;         /* file position of the next batch to look at */
+    int64_t next_offset; /* smallest offset still to return */
+    uint8_t *buf;
+    size_t cap, have;
+    int64_t buf_pos; /* file position of buf[0] */
+    bool in_batch;
+    slb_iter it;
+    uint32_t batch_len;
+    int64_t batch_next;
+    sl_record_header *hdrs;
+    size_t hcap;
+};
+
+static void close_segment(sl_log_reader *r)
+{
+    if (r->fd >= 0) close(r->fd);
+    r->fd = -1;
+    r->have = 0;
+    r->buf_pos = 0;
+    r->pos = 0;
+    r->in_batch = false;
+}
+
+static int open_segment(sl_log_reader *r, int64_t base)
+{
+    close_segment(r);
+    char path[SLB_PATH_CAP];
+    slb_seg_path(path, sizeof path, r->pdir, base, "log");
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0) {
+        int e = errno;
+        slb_seterr(r->errmsg, "topic '%s' partition %d: cannot open %s: %s", r->topic, r->partition,
+                   path, strerror(e));
+        return e == ENOENT ? SL_ENOENT : slb_errno_code(-e);
+    }
+    r->seg_base = base;
+    return 0;
+}
+
+/* Make at least need bytes from r->pos available in the buffer if the file
+ * has them; returns how many are available (may be less). */
+static size_t fill(sl_log_reader *r, size_t need)
+{
+    size_t off = (size_t)(r->pos - r->buf_pos);
+    size_t avail = r->have - off;
+    if (avail >= need) return avail;
+    if (need > r->cap) {
+        uint8_t *nb = realloc(r->buf, need);
+        if (!nb) return avail;
+        r->buf = nb;
+        r->cap = need;
+    }
+    memmove(r->buf, r->buf + off, avail);
+    r->buf_pos = r->pos;
+    r->have = avail;
+    while (r->have < r->cap) {
+        ssize_t n = pread(r->fd, r->buf + r->have, r->cap - r->have, (off_t)(r->pos + r->have));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        r->have += (size_t)n;
+        if (r->have >= need && r->have >= RBUF / 2) break;
+    }
+    return r->have;
+}
+
+/* Forget buffered bytes from pos on (they may be replaced on disk). */
+static void discard_tail(sl_log_reader *r)
+{
+    r->have = (size_t)(r->pos - r->buf_pos);
+}
+
+/* Position from the segment's offset index for target (0 if none). */
+static int64_t index_hint(sl_log_reader *r, int64_t target)
+{
+    void *v;
+    size_t n;
+    int64_t lsz;
+    if (target <= r->seg_base) return 0;
+    if (slb_index_load(r->pdir, r->seg_base, false, &v, &n, &lsz) < 0) return 0;
+    slb_index_entry *e = v;
+    int64_t rel = target - r->seg_base;
+    size_t lo = 0, hi = n; /* first entry with rel > target */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((int64_t)e[mid].rel <= rel)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int64_t pos = 0;
+    if (lo > 0) {
+        /* Trust the entry only if a batch with that offset starts there. */
+        uint8_t h[SLB_HDR_SIZE];
+        slb_batch_hdr bh;
+        if (pread(r->fd, h, sizeof h, e[lo - 1].pos) == (ssize_t)sizeof h &&
+            slb_hdr_parse(h, &bh) == 0 && bh.base_offset == r->seg_base + e[lo - 1].rel)
+            pos = e[lo - 1].pos;
+    }
+    free(v);
+    return pos;
+}
+
+static int list_segments(sl_log_reader *r, int64_t **bases, size_t *n)
+{
+    int rc = slb_list_segments(r->pdir, bases, n);
+    if (rc < 0) {
+        slb_seterr(r->errmsg, "topic '%s' partition %d: cannot list %s (topic deleted?)", r->topic,
+                   r->partition, r->pdir);
+        return rc;
+    }
+    if (*n == 0) {
+        free(*bases);
+        slb_seterr(r->errmsg, "topic '%s' partition %d: no segments in %s (topic deleted?)",
+                   r->topic, r->partition, r->pdir);
+        return SL_ENOENT;
+    }
+    return 0;
+}
+
+/* Skip complete valid batches to the end of the current segment. */
+static void skip_to_end(sl_log_reader *r)
+{
+    for (;;) {
+        size_t avail = fill(r, SLB_HDR_SIZE);
+        slb_batch_hdr h;
+        int c = slb_batch_check(r->buf + (r->pos - r->buf_pos), avail, &h, false);
+        if (c == SL_EAGAIN && avail >= SLB_HDR_SIZE) {
+            avail = fill(r, h.length);
+            c = slb_batch_check(r->buf + (r->pos - r->buf_pos), avail, &h, false);
+        }
+        if (c < 0) break;
+        if (slb_batch_crc(r->buf + (r->pos - r->buf_pos), h.length) != h.crc) break;
+        r->pos += h.length;
+        r->next_offset = slb_next_offset(&h);
+    }
+    discard_tail(r);
+}
+
+int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
+{
+    if (!r) return SL_EINVAL;
+    if (offset < SL_OFFSET_BEGINNING) {
+        slb_seterr(r->errmsg, "offset %" PRId64 " is negative", offset);
+        return SL_EINVAL;
+    }
+    int64_t *bases;
+    size_t n;
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        if ((rc = list_segments(r, &bases, &n)) < 0) return rc;
+        size_t i = 0;
+        int64_t want = offset;
+        if (offset == SL_OFFSET_END) {
+            i = n - 1;
+        } else {
+            if (offset == SL_OFFSET_BEGINNING || offset < bases[0]) want = bases[0];
+            while (i + 1 < n && bases[i + 1] <= want) i++;
+        }
+        rc = open_segment(r, bases[i]);
+        free(bases);
+        if (rc == SL_ENOENT && attempt < 100) continue; /* removed meanwhile */
+        if (rc < 0) return rc;
+        if (offset == SL_OFFSET_END) {
+            r->next_offset = r->seg_base;
+            r->pos = index_hint(r, INT64_MAX / 4);
+            if (r->pos > 0) {
+                uint8_t h[SLB_HDR_SIZE];
+                slb_batch_hdr bh;
+                if (pread(r->fd, h, sizeof h, r->pos) == (ssize_t)sizeof h &&
+                    slb_hdr_parse(h, &bh) == 0)
+                    r->next_offset = bh.base_offset;
+            }
+            skip_to_end(r);
+        } else {
+            r->next_offset = want;
+            r->pos = index_hint(r, want);
+        }
+        return 0;
+    }
+}
+
+int sl_log_reader_open(sl_log_reader **out, sl_broker *b, const char *topic, int32_t partition,
+                       int64_t offset)
+{
+    *out = NULL;
+    if (!b) return SL_EINVAL;
+    sl_topic_conf conf;
+    int rc = slb_check_name("topic", topic, true, b->errmsg);
+    if (rc < 0) return rc;
+    if ((rc = slb_topic_load(b, topic, &conf, b->errmsg)) < 0) return rc;
+    if (partition < 0 || partition >= conf.partitions) {
+        slb_seterr(b->errmsg, "topic '%s' has no partition %d (it has %d: 0..%d)", topic, partition,
+                   conf.partitions, conf.partitions - 1);
+        return SL_ERANGE;
+    }
+    if (offset < SL_OFFSET_BEGINNING) {
+        slb_seterr(b->errmsg, "offset %" PRId64 " is negative", offset);
+        return SL_EINVAL;
+    }
+    sl_log_reader *r = calloc(1, sizeof *r);
+    if (!r || !(r->buf = malloc(RBUF))) {
+        free(r);
+        slb_seterr(b->errmsg, "out of memory");
+        return SL_ENOMEM;
+    }
+    r->cap = RBUF;
+    r->fd = -1;
+    snprintf(r->topic, sizeof r->topic, "%s", topic);
+    r->partition = partition;
+    slb_part_dir(r->pdir, sizeof r->pdir, b, topic, partition);
+    r->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (r->ifd >= 0 && inotify_add_watch(r->ifd, r->pdir,
+                                         IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE |
+                                             IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+        close(r->ifd);
+        r->ifd = -1;
+    }
+    if ((rc = sl_log_reader_seek(r, offset)) < 0) {
+        memcpy(b->errmsg, r->errmsg, sizeof b->errmsg);
+        sl_log_reader_close(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void sl_log_reader_close(sl_log_reader *r)
+{
+    if (!r) return;
+    close_segment(r);
+    if (r->ifd >= 0) close(r->ifd);
+    free(r->buf);
+    free(r->hdrs);
+    free(r);
+}
+
+const char *sl_log_reader_errmsg(const sl_log_reader *r)
+{
+    return r ? r->errmsg : "out of memory";
+}
+
+int64_t sl_log_reader_position(const sl_log_reader *r)
+{
+    return r ? r->next_offset : -1;
+}
+
+int sl_log_reader_fd(const sl_log_reader *r)
+{
+    return r ? r->ifd : -1;
+}
+
+static int report_corrupt(sl_log_reader *r, const char *why)
+{
+    slb_seterr(r->errmsg,
+               "topic '%s' partition %d: corrupt data at offset %" PRId64 " (segment %020" PRId64
+               ".log, byte %" PRId64 "): %s",
+               r->topic, r->partition, r->next_offset, r->seg_base, r->pos, why);
+    r->in_batch = false;
+    discard_tail(r);
+    return SL_ECORRUPT;
+}
+
+static void drain(sl_log_reader *r)
+{
+    char ev[4096];
+    while (r->ifd >= 0 && read(r->ifd, ev, sizeof ev) > 0) {}
+}
+
+/* Wait for a change of the partition directory until deadline (monotonic
+ * ms; -1 forever). Returns false when the time is up. */
+static bool wait_change(sl_log_reader *r, int64_t deadline)
+{
+    int64_t now = slb_mono_ms();
+    if (deadline >= 0 && now >= deadline) return false;
+    int64_t t = deadline < 0 ? 1000 : deadline - now;
+    if (t > 1000) t = 1000;
+    if (r->ifd >= 0) {
+        struct pollfd p = {.fd = r->ifd, .events = POLLIN};
+        (void)poll(&p, 1, (int)t);
+        drain(r);
+    } else {
+        struct timespec ts = {0, (long)(t < 10 ? t : 10) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
+{
+    if (!r || !msg) return SL_EINVAL;
+    int64_t deadline = timeout_ms < 0 ? -1 : slb_mono_ms() + timeout_ms;
+    drain(r);
+    for (;;) {
+        if (r->in_batch) {
+            slb_rec rec;
+            int c = slb_iter_next(&r->it, &rec);
+            if (c == 1) {
+                if (rec.offset < r->next_offset) continue;
+                if (rec.header_count > r->hcap) {
+                    sl_record_header *nh = realloc(r->hdrs, rec.header_count * sizeof *nh);
+                    if (!nh) {
+                        slb_seterr(r->errmsg, "out of memory");
+                        return SL_ENOMEM;
+                    }
+                    r->hdrs = nh;
+                    r->hcap = rec.header_count;
+                }
+                if (slb_headers_decode(&rec, r->hdrs) < 0)
+                    return report_corrupt(r, "malformed record headers");
+                msg->partition = r->partition;
+                msg->offset = rec.offset;
+                msg->timestamp = rec.timestamp;
+                msg->key = rec.key;
+                msg->key_len = rec.key_len > 0 ? (size_t)rec.key_len : 0;
+                msg->value = rec.value;
+                msg->value_len = rec.value_len > 0 ? (size_t)rec.value_len : 0;
+                msg->headers = r->hdrs;
+                msg->header_count = rec.header_count;
+                r->next_offset = rec.offset + 1;
+                return 0;
+            }
+            if (c < 0) return report_corrupt(r, "malformed record in a batch with a good CRC");
+            r->in_batch = false;
+            r->pos += r->batch_len;
+            if (r->batch_next > r->next_offset) r->next_offset = r->batch_next;
+            continue;
+        }
+        size_t avail = fill(r, SLB_HDR_SIZE);
+        uint8_t *p = r->buf + (r->pos - r->buf_pos);
+        slb_batch_hdr h;
+        int c = slb_batch_check(p, avail, &h, true);
+        if (c == SL_EAGAIN && avail >= SLB_HDR_SIZE) {
+            avail = fill(r, h.length);
+            p = r->buf + (r->pos - r->buf_pos);
+            c = slb_batch_check(p, avail, &h, true);
+        }
+        if (c == 0 && h.base_offset < r->seg_base) c = SL_ECORRUPT;
+        if (c == 0) {
+            if (slb_next_offset(&h) <= r->next_offset) {
+                r->pos += h.length; /* entirely before the wanted offset */
+                continue;
+            }
+            slb_iter_init(&r->it, p, &h);
+            r->batch_len = h.length;
+            r->batch_next = slb_next_offset(&h);
+            r->in_batch = true;
+            continue;
+        }
+        /* End of the readable data of this segment. */
+        discard_tail(r);
+        int64_t *bases;
+        size_t n;
+        int rc = list_segments(r, &bases, &n);
+        if (rc < 0) return rc;
+        int64_t next_base = -1;
+        for (size_t i = 0; i < n; i++)
+            if (bases[i] > r->seg_base) {
+                next_base = bases[i];
+                break;
+            }
+        free(bases);
+        if (next_base >= 0) {
+            /* Sealed: read it once more, then it must end cleanly. */
+            avail = fill(r, SLB_HDR_SIZE);
+            p = r->buf + (r->pos - r->buf_pos);
+            c = slb_batch_check(p, avail, &h, true);
+            if (c == SL_EAGAIN && avail >= SLB_HDR_SIZE) {
+                avail = fill(r, h.length);
+                p = r->buf + (r->pos - r->buf_pos);
+                c = slb_batch_check(p, avail, &h, true);
+            }
+            if (c == 0) continue;
+            if (avail > 0)
+                return report_corrupt(r, c == SL_EAGAIN ? "truncated batch in a sealed segment"
+                                                        : "bad batch (CRC or header)");
+            int64_t want = r->next_offset;
+            rc = open_segment(r, next_base);
+            if (rc == SL_ENOENT) continue; /* removed meanwhile: list again */
+            if (rc < 0) return rc;
+            if (want < next_base) want = next_base;
+            r->next_offset = want;
+            r->pos = index_hint(r, want);
+            continue;
+        }
+        if (timeout_ms == 0 || !wait_change(r, deadline)) return SL_EAGAIN;
+    }
+}
