@@ -66,15 +66,21 @@ static int gen_poll(sl_ctx *ctx, void *self)
     }
     sl_batch *b = sl_out_batch(ctx, 0);
     if (!b) return sl_ctx_error(ctx);
-    uint32_t room = SL_BATCH_CAPACITY - b->count, w = b->width;
-    if (n > room) n = room;
-    for (uint32_t j = 0; j < n; j++) {
-        uint32_t i = b->count;
-        b->hash[i] = 0;
-        int rc = c->fn(b->data + (size_t)i * w, g->inst + (g->k + j) * g->par, &b->ts[i], c->ud);
-        if (rc) return rc < 0 ? rc : SL_EOPERATOR;
-        b->count = i + 1;
+    uint32_t i = b->count, w = b->width;
+    if (n > SL_BATCH_CAPACITY - i) n = SL_BATCH_CAPACITY - i;
+    uint64_t seq = g->inst + g->k * g->par, step = g->par;
+    sl_gen_fn fn = c->fn;
+    void *ud = c->ud;
+    uint8_t *out = b->data + (size_t)i * w;
+    for (uint32_t j = 0; j < n; j++, seq += step, out += w) {
+        int rc = fn(out, seq, &b->ts[i + j], ud);
+        if (rc) {
+            b->count = i + j; /* keep the records made so far */
+            return rc < 0 ? rc : SL_EOPERATOR;
+        }
     }
+    memset(b->hash + i, 0, n * sizeof(uint64_t));
+    b->count = i + (uint32_t)n;
     g->k += n;
     return SL_POLL_MORE;
 }

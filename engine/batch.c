@@ -95,20 +95,39 @@ int sl_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
     return sl_batch_push(dst, src->ts[i], src->hash[i], r.ptr, r.len);
 }
 
+/* The compaction loop for one payload width W; a constant W lets the
+ * compiler turn the payload copy into a few moves instead of a memmove call. */
+#define COMPACT_LOOP(W)                                                        \
+    for (uint32_t i = 0; i < n; i++) {                                         \
+        if (!keep[i]) continue;                                                \
+        if (i != j) {                                                          \
+            b->ts[j] = b->ts[i];                                               \
+            b->hash[j] = b->hash[i];                                           \
+            memcpy(b->data + (size_t)j * (W), b->data + (size_t)i * (W), (W)); \
+        }                                                                      \
+        j++;                                                                   \
+    }
+
 void sl_batch_compact(sl_batch *b, const uint8_t *keep)
 {
     uint32_t n = b->count, j = 0, w = b->width;
-    for (uint32_t i = 0; i < n; i++) {
-        if (!keep[i]) continue;
-        if (i != j) {
+    switch (w) {
+    case 0:
+        for (uint32_t i = 0; i < n; i++) {
+            if (!keep[i]) continue;
             b->ts[j] = b->ts[i];
             b->hash[j] = b->hash[i];
-            if (w)
-                memcpy(b->data + (size_t)j * w, b->data + (size_t)i * w, w);
-            else
-                b->var[j] = b->var[i]; /* arena bytes stay where they are */
+            b->var[j] = b->var[i]; /* arena bytes stay where they are */
+            j++;
         }
-        j++;
+        break;
+    case 8: COMPACT_LOOP(8) break;
+    case 16: COMPACT_LOOP(16) break;
+    case 24: COMPACT_LOOP(24) break;
+    case 32: COMPACT_LOOP(32) break;
+    case 48: COMPACT_LOOP(48) break;
+    case 64: COMPACT_LOOP(64) break;
+    default: COMPACT_LOOP(w) break;
     }
     b->count = j;
 }

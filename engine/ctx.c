@@ -74,6 +74,19 @@ sl_bytes sl_ctx_key(sl_ctx *c, const sl_batch *b, uint32_t i)
     return fn(r.ptr, r.len, c->in_key_ud[c->cur_input]);
 }
 
+static sl_bytes whole_record(const void *payload, uint32_t len, void *ud)
+{
+    sl_bytes b = {payload, len};
+    return b;
+}
+
+sl_key_fn sl_ctx_key_fn(sl_ctx *c, void **ud)
+{
+    sl_key_fn fn = c->in_key[c->cur_input];
+    *ud = c->in_key_ud[c->cur_input];
+    return fn ? fn : whole_record;
+}
+
 sl_state *sl_ctx_state(sl_ctx *c, const char *name, uint32_t value_size)
 {
     for (int i = 0; i < c->n_states; i++) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "engine/hash.h"
 #include "engine/internal.h"
 
 double sl_now_s(void)
@@ -328,12 +329,12 @@ static int keyby_process(sl_ctx *ctx, void *self, sl_batch *in)
     if (in->width) {
         for (uint32_t i = 0; i < n; i++) {
             sl_bytes k = kc->key(in->data + (size_t)i * in->width, in->width, kc->ud);
-            in->hash[i] = sl_hash(k.ptr, k.len);
+            in->hash[i] = sl_hash_inline(k.ptr, k.len);
         }
     } else {
         for (uint32_t i = 0; i < n; i++) {
             sl_bytes k = kc->key(in->data + in->var[i].off, in->var[i].len, kc->ud);
-            in->hash[i] = sl_hash(k.ptr, k.len);
+            in->hash[i] = sl_hash_inline(k.ptr, k.len);
         }
     }
     return sl_forward(ctx, in);

@@ -99,17 +99,25 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
     uint32_t n_ch = (uint32_t)e->n_ch;
     if (n_ch == 1) return edge_send_batch(c, e->ch[0], b);
     int rc = 0;
+    uint32_t w = b->width;
     for (uint32_t i = 0; i < b->count && !rc; i++) {
         uint32_t d = sl_key_group_owner(sl_key_group(b->hash[i]), n_ch);
         sl_batch *o = e->build[d];
         if (!o) {
-            o = e->build[d] = sl_batch_get(p, b->width);
+            o = e->build[d] = sl_batch_get(p, w);
             if (!o) {
                 rc = SL_ENOMEM;
                 break;
             }
         }
-        rc = sl_batch_append_from(o, b, i);
+        if (w) { /* fixed width: copy the columns directly */
+            uint32_t k = o->count++;
+            o->ts[k] = b->ts[i];
+            o->hash[k] = b->hash[i];
+            memcpy(o->data + (size_t)k * w, b->data + (size_t)i * w, w);
+        } else {
+            rc = sl_batch_append_from(o, b, i);
+        }
         if (!rc && o->count == SL_BATCH_CAPACITY) {
             e->build[d] = NULL;
             rc = edge_send_batch(c, e->ch[d], o);

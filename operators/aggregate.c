@@ -179,8 +179,11 @@ static int agg_process(sl_ctx *ctx, void *self, sl_batch *in)
     const sl_aggregate *agg = c->agg;
     const void *ud = c->ud;
     int updates = c->emit == SL_AGG_EMIT_UPDATES;
+    void *kud;
+    sl_key_fn kfn = sl_ctx_key_fn(ctx, &kud);
     for (uint32_t i = 0; i < in->count; i++) {
-        sl_bytes key = sl_ctx_key(ctx, in, i);
+        sl_bytes rec = sl_batch_bytes(in, i);
+        sl_bytes key = kfn(rec.ptr, rec.len, kud);
         int created;
         void *acc = sl_state_get(s->acc, in->hash[i], key.ptr, key.len, &created);
         if (!acc) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for key state");
@@ -191,7 +194,6 @@ static int agg_process(sl_ctx *ctx, void *self, sl_batch *in)
         } else if (in->ts[i] > *max_ts) {
             *max_ts = in->ts[i];
         }
-        sl_bytes rec = sl_batch_bytes(in, i);
         agg->add(acc, rec.ptr, rec.len, in->ts[i], ud);
         if (updates) {
             int rc = emit_result(ctx, agg, ud, acc, in->ts[i], in->hash[i], key);

@@ -2,8 +2,8 @@
  * operators/basic.c - map, filter and flat_map: per-record callbacks run in a
  * tight loop over each batch.
  *
- * filter edits its input batch in place (keeps the records the predicate
- * accepts, in order) and forwards it, so a filter costs no copy and no
+ * filter edits its input batch in place (moves the records the predicate
+ * accepts down, in order, in the same pass that tests them) and forwards it, so a filter costs no copy and no
  * allocation; a map into records of the same width also writes in place.
  * The callbacks and their ud live in a small conf that the pipeline frees.
  */
@@ -32,25 +32,43 @@ static fn_conf *new_conf(sl_stream *in, void *fn, void *ud)
 
 /* --- filter --------------------------------------------------------------- */
 
+/* One pass: test record i, and if kept move it down to slot j. A constant
+ * width W turns the payload move into a few register moves. */
+#define FILTER_LOOP(W)                                    \
+    for (uint32_t i = 0; i < n; i++) {                    \
+        uint8_t *rec = in->data + (size_t)i * (W);        \
+        if (!fn(rec, (W), in->ts[i], ud)) continue;       \
+        if (i != j) {                                     \
+            in->ts[j] = in->ts[i];                        \
+            in->hash[j] = in->hash[i];                    \
+            memcpy(in->data + (size_t)j * (W), rec, (W)); \
+        }                                                 \
+        j++;                                              \
+    }
+
 static int filter_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     fn_conf *c = sl_ctx_conf(ctx);
     sl_filter_fn fn = (sl_filter_fn)c->fn;
-    uint8_t keep[SL_BATCH_CAPACITY];
-    uint32_t n = in->count, kept = 0;
-    if (in->width) {
+    void *ud = c->ud;
+    uint32_t n = in->count, j = 0, w = in->width;
+    switch (w) {
+    case 0:
         for (uint32_t i = 0; i < n; i++) {
-            keep[i] = fn(in->data + (size_t)i * in->width, in->width, in->ts[i], c->ud) != 0;
-            kept += keep[i];
+            if (!fn(in->data + in->var[i].off, in->var[i].len, in->ts[i], ud)) continue;
+            in->ts[j] = in->ts[i];
+            in->hash[j] = in->hash[i];
+            in->var[j] = in->var[i]; /* arena bytes stay where they are */
+            j++;
         }
-    } else {
-        for (uint32_t i = 0; i < n; i++) {
-            keep[i] = fn(in->data + in->var[i].off, in->var[i].len, in->ts[i], c->ud) != 0;
-            kept += keep[i];
-        }
+        break;
+    case 16: FILTER_LOOP(16) break;
+    case 32: FILTER_LOOP(32) break;
+    case 64: FILTER_LOOP(64) break;
+    default: FILTER_LOOP(w) break;
     }
-    if (kept == 0) return 0; /* the engine recycles the batch */
-    if (kept < n) sl_batch_compact(in, keep);
+    in->count = j;
+    if (j == 0) return 0; /* the engine recycles the batch */
     return sl_forward(ctx, in);
 }
 

@@ -44,6 +44,9 @@ int sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf,
 int sl_buf_reserve(sl_buf *b, size_t extra);
 void sl_buf_free(sl_buf *b);
 
+/* Key bytes of a record (points into the payload, or static memory). */
+typedef sl_bytes (*sl_key_fn)(const void *payload, uint32_t len, void *ud);
+
 /* An event-time timer as given back to the timer callback. */
 typedef struct sl_timer {
     int64_t ts;    /* fires when the watermark reaches ts */
@@ -138,6 +141,10 @@ int sl_ctx_canceled(const sl_ctx *ctx); /* sources: stop soon (job canceled) */
  * function; points into the record's payload or a per-context buffer valid
  * until the next call). */
 sl_bytes sl_ctx_key(sl_ctx *ctx, const sl_batch *b, uint32_t i);
+/* The key function of the current input (for loops over a batch: fetch it
+ * once, call it per record). For an unkeyed input it returns the whole
+ * record as the key. */
+sl_key_fn sl_ctx_key_fn(sl_ctx *ctx, void **ud);
 
 /* Engine-owned keyed state with `value_size`-byte values, one table per
  * (instance, name); the engine snapshots and restores it with the operator. */

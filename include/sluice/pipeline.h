@@ -58,7 +58,6 @@ sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width);
 
 /* Key the stream: key_fn gives each record's key bytes; their hash travels
  * with the record and decides which instance of the next node gets it. */
-typedef sl_bytes (*sl_key_fn)(const void *payload, uint32_t len, void *ud);
 sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void *ud);
 
 /* Settings of the node that made s; each returns s. */
