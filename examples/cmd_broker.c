@@ -1,0 +1,757 @@
+/*
+ * examples/cmd_broker.c - the broker commands of the sluice CLI:
+ *
+ *   sluice topic create NAME [--partitions N] [--compact] [--retention-bytes B]
+ *                            [--retention-ms T] [--fsync always|INTERVAL_MS|never]
+ *                            [--segment-bytes B]
+ *   sluice topic list | describe NAME | delete NAME | clean NAME
+ *   sluice produce TOPIC [-K SEP] [-p PARTITION]          lines from stdin
+ *   sluice consume TOPIC [-p PARTITION] [-o beginning|end|OFFSET|-N] [-G GROUP]
+ *                        [-e] [-c COUNT] [-f FORMAT]
+ *
+ * All take --dir DIR (default $SLUICE_DIR, else ./sluice-data). They speak
+ * like kcat where they can: -K splits key and value at the first SEP, -f takes
+ * kcat's format tokens, -e exits at the end of the log, -o -N starts N records
+ * before the end.
+ *
+ * Errors: every bad argument is reported as one line "sluice <cmd>: <problem>"
+ * on stderr, exit status 2, before anything is changed; runtime failures exit
+ * with 1. produce is a stream: a bad line (too large, no key for a compacted
+ * topic) stops it there, after the lines before it were produced.
+ *
+ * Threads: single-threaded; consume waits in poll(2) on the readers' inotify
+ * descriptors, and SIGINT/SIGTERM end it cleanly (committing with -G).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "examples/cli.h"
+#include "sluice/broker.h"
+
+const char *sl_cli_broker_dir(const char *flag_value)
+{
+    if (flag_value && *flag_value) return flag_value;
+    const char *env = getenv("SLUICE_DIR");
+    if (env && *env) return env;
+    return "./sluice-data";
+}
+
+/* Strict whole-number parsing: "sluice CMD: OPT needs ..." and 2 on error. */
+static int parse_ll(const char *cmd, const char *opt, const char *val, long long lo, long long hi,
+                    long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = val ? strtoll(val, &end, 10) : 0;
+    if (!val || !*val || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "sluice %s: %s needs a whole number from %lld to %lld, not '%s'\n", cmd,
+                opt, lo, hi, val ? val : "");
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+static bool is_help(const char *a)
+{
+    return !strcmp(a, "--help") || !strcmp(a, "-h");
+}
+
+/* Value of option argv[*i] (advancing *i), or NULL after printing an error. */
+static const char *opt_value(const char *cmd, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "sluice %s: %s needs a value\n", cmd, argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static sl_broker *open_broker(const char *cmd, const char *dir, unsigned flags)
+{
+    sl_broker *b;
+    if (sl_broker_open(&b, dir, flags) < 0) {
+        fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
+        sl_broker_close(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* ---- topic ---------------------------------------------------------------------- */
+
+static void topic_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sluice topic create NAME [--partitions N] [--compact] [--retention-bytes B]\n"
+            "                               [--retention-ms T] [--fsync always|INTERVAL_MS|never]\n"
+            "                               [--segment-bytes B] [--dir DIR]\n"
+            "       sluice topic list [--dir DIR]\n"
+            "       sluice topic describe NAME [--dir DIR]\n"
+            "       sluice topic delete NAME [--dir DIR]\n"
+            "       sluice topic clean NAME [--dir DIR]   (retention and compaction now)\n"
+            "\n"
+            "Topics of the built-in broker in DIR (default $SLUICE_DIR, else ./sluice-data).\n"
+            "  --partitions N       partitions (default 1)\n"
+            "  --compact            keep only the latest record per key (records need keys)\n"
+            "  --retention-bytes B  per partition, delete the oldest segments beyond B bytes\n"
+            "  --retention-ms T     delete segments whose records are all older than T ms\n"
+            "  --fsync POLICY       always: fsync each batch; N: at most N ms after an append;\n"
+            "                       never: leave it to the OS (default)\n"
+            "  --segment-bytes B    roll segments at B bytes (default 64 MiB)\n");
+}
+
+static void print_size(char *buf, size_t cap, int64_t v)
+{
+    if (v < 0)
+        snprintf(buf, cap, "unlimited");
+    else
+        snprintf(buf, cap, "%" PRId64, v);
+}
+
+static int topic_describe(const char *cmd, sl_broker *b, const char *name)
+{
+    sl_topic_info *ti;
+    if (sl_topic_describe(b, name, &ti) < 0) {
+        fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
+        return 1;
+    }
+    char rb[32], rm[32], fs[48];
+    print_size(rb, sizeof rb, ti->conf.retention_bytes);
+    print_size(rm, sizeof rm, ti->conf.retention_ms);
+    if (ti->conf.fsync == SL_FSYNC_INTERVAL)
+        snprintf(fs, sizeof fs, "every %" PRId64 " ms", ti->conf.fsync_interval_ms);
+    else
+        snprintf(fs, sizeof fs, "%s", ti->conf.fsync == SL_FSYNC_ALWAYS ? "always" : "never");
+    printf("topic %s: %d partition%s, %s, retention.bytes=%s, retention.ms=%s, fsync=%s, "
+           "segment.bytes=%" PRId64 "\n",
+           ti->name, ti->partition_count, ti->partition_count == 1 ? "" : "s",
+           ti->conf.compact ? "compacted" : "not compacted", rb, rm, fs, ti->conf.segment_bytes);
+    printf("%9s %14s %14s %14s %8s\n", "partition", "first_offset", "next_offset", "size_bytes",
+           "segments");
+    for (int32_t p = 0; p < ti->partition_count; p++) {
+        const sl_partition_info *pi = &ti->partitions[p];
+        printf("%9d %14" PRId64 " %14" PRId64 " %14" PRId64 " %8d\n", pi->partition,
+               pi->first_offset, pi->next_offset, pi->size_bytes, pi->segments);
+    }
+    sl_topic_info_free(ti);
+    return 0;
+}
+
+int sl_cli_topic(int argc, char **argv)
+{
+    if (argc < 2 || is_help(argv[1])) {
+        topic_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *sub = argv[1];
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "topic %.40s", sub);
+    bool is_create = !strcmp(sub, "create"), is_list = !strcmp(sub, "list");
+    if (!is_create && !is_list && strcmp(sub, "describe") && strcmp(sub, "delete") &&
+        strcmp(sub, "clean")) {
+        fprintf(stderr,
+                "sluice topic: unknown subcommand '%s' (create, list, describe, delete, clean)\n",
+                sub);
+        return 2;
+    }
+    sl_topic_conf conf;
+    sl_topic_conf_init(&conf);
+    const char *dir = NULL, *name = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v;
+        long long n;
+        if (is_help(a)) {
+            topic_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--dir")) {
+            if (!(dir = opt_value(cmd, argc, argv, &i))) return 2;
+        } else if (is_create && !strcmp(a, "--partitions")) {
+            if (!(v = opt_value(cmd, argc, argv, &i)) ||
+                parse_ll(cmd, a, v, 1, SL_PARTITIONS_MAX, &n))
+                return 2;
+            conf.partitions = (int32_t)n;
+        } else if (is_create && !strcmp(a, "--compact")) {
+            conf.compact = 1;
+        } else if (is_create && !strcmp(a, "--retention-bytes")) {
+            if (!(v = opt_value(cmd, argc, argv, &i)) || parse_ll(cmd, a, v, -1, INT64_MAX, &n))
+                return 2;
+            conf.retention_bytes = n;
+        } else if (is_create && !strcmp(a, "--retention-ms")) {
+            if (!(v = opt_value(cmd, argc, argv, &i)) || parse_ll(cmd, a, v, -1, INT64_MAX, &n))
+                return 2;
+            conf.retention_ms = n;
+        } else if (is_create && !strcmp(a, "--segment-bytes")) {
+            if (!(v = opt_value(cmd, argc, argv, &i)) || parse_ll(cmd, a, v, 1024, 1LL << 31, &n))
+                return 2;
+            conf.segment_bytes = n;
+        } else if (is_create && !strcmp(a, "--fsync")) {
+            if (!(v = opt_value(cmd, argc, argv, &i))) return 2;
+            if (!strcmp(v, "always"))
+                conf.fsync = SL_FSYNC_ALWAYS;
+            else if (!strcmp(v, "never"))
+                conf.fsync = SL_FSYNC_NEVER;
+            else {
+                char *end;
+                errno = 0;
+                long long ms = strtoll(v, &end, 10);
+                if (!*v || *end || errno || ms < 1 || ms > 86400000LL) {
+                    fprintf(stderr,
+                            "sluice %s: --fsync needs always, never or an interval in ms "
+                            "(1..86400000), not '%s'\n",
+                            cmd, v);
+                    return 2;
+                }
+                conf.fsync = SL_FSYNC_INTERVAL;
+                conf.fsync_interval_ms = ms;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "sluice %s: unknown option '%s' (see sluice topic --help)\n", cmd, a);
+            return 2;
+        } else if (!name && !is_list) {
+            name = a;
+        } else {
+            fprintf(stderr, "sluice %s: unexpected argument '%s'\n", cmd, a);
+            return 2;
+        }
+    }
+    if (!is_list && !name) {
+        fprintf(stderr, "sluice %s: missing topic NAME\n", cmd);
+        return 2;
+    }
+    dir = sl_cli_broker_dir(dir);
+    sl_broker *b = open_broker(cmd, dir, is_create ? SL_BROKER_CREATE : 0);
+    if (!b) return 1;
+    int status = 0;
+    if (is_create) {
+        if (sl_topic_create(b, name, &conf) < 0) {
+            fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
+            status = 1;
+        }
+    } else if (is_list) {
+        char **names;
+        size_t n;
+        if (sl_topic_list(b, &names, &n) < 0) {
+            fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
+            status = 1;
+        } else {
+            for (size_t i = 0; i < n; i++) printf("%s\n", names[i]);
+            sl_topic_list_free(names, n);
+        }
+    } else if (!strcmp(sub, "describe")) {
+        status = topic_describe(cmd, b, name);
+    } else if (!strcmp(sub, "delete")) {
+        if (sl_topic_delete(b, name) < 0) {
+            fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
+            status = 1;
+        }
+    } else {
+        if (sl_topic_clean(b, name, 0) < 0) {
+            fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
+            status = 1;
+        }
+    }
+    if (sl_broker_close(b) < 0 && status == 0) {
+        fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(NULL));
+        status = 1;
+    }
+    return status;
+}
+
+/* ---- produce ------------------------------------------------------------------------ */
+
+static void produce_usage(FILE *f)
+{
+    fprintf(f, "usage: sluice produce TOPIC [-K SEP] [-p PARTITION] [--dir DIR]\n"
+               "\n"
+               "Appends each line of stdin (without its newline) as one record.\n"
+               "  -K SEP        the text before the first SEP is the key, the rest the value\n"
+               "                (a line without SEP has no key), as in kcat\n"
+               "  -p PARTITION  append to this partition; default: by key (Kafka's murmur2\n"
+               "                partitioner), round-robin for lines without a key\n"
+               "  --dir DIR     broker directory (default $SLUICE_DIR, else ./sluice-data)\n"
+               "A bad line (too large, no key for a compacted topic) stops at that line;\n"
+               "the lines before it have been produced.\n");
+}
+
+static int produce_line(sl_producer *p, int32_t part, const char *sep, size_t seplen,
+                        const char *line, size_t len, long long lineno)
+{
+    sl_record r = {0};
+    r.value = line;
+    r.value_len = len;
+    if (sep) {
+        const char *hit = seplen ? memmem(line, len, sep, seplen) : NULL;
+        if (hit) {
+            r.key = line;
+            r.key_len = (size_t)(hit - line);
+            r.value = hit + seplen;
+            r.value_len = len - r.key_len - seplen;
+        }
+    }
+    if (sl_producer_send(p, part, &r, NULL) < 0) {
+        fprintf(stderr, "sluice produce: line %lld: %s\n", lineno, sl_producer_errmsg(p));
+        return 1;
+    }
+    return 0;
+}
+
+int sl_cli_produce(int argc, char **argv)
+{
+    const char *dir = NULL, *topic = NULL, *sep = NULL;
+    long long part = SL_PARTITION_ANY;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (is_help(a)) {
+            produce_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--dir")) {
+            if (!(dir = opt_value("produce", argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "-K")) {
+            if (!(sep = opt_value("produce", argc, argv, &i))) return 2;
+            if (!*sep) {
+                fprintf(stderr, "sluice produce: -K needs a non-empty separator\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "-p")) {
+            if (!(v = opt_value("produce", argc, argv, &i)) ||
+                parse_ll("produce", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part))
+                return 2;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "sluice produce: unknown option '%s' (see sluice produce --help)\n", a);
+            return 2;
+        } else if (!topic) {
+            topic = a;
+        } else {
+            fprintf(stderr, "sluice produce: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!topic) {
+        produce_usage(stderr);
+        fprintf(stderr, "sluice produce: missing TOPIC\n");
+        return 2;
+    }
+    sl_broker *b = open_broker("produce", sl_cli_broker_dir(dir), 0);
+    if (!b) return 1;
+    sl_producer *p = NULL;
+    int status = 0;
+    if (sl_producer_open(&p, b, topic) < 0) {
+        fprintf(stderr, "sluice produce: %s\n", sl_broker_errmsg(b));
+        sl_broker_close(b);
+        return 1;
+    }
+    sl_topic_info *ti;
+    if (sl_topic_describe(b, topic, &ti) == 0) {
+        if (part >= ti->partition_count) {
+            fprintf(stderr, "sluice produce: topic '%s' has no partition %lld (it has %d: 0..%d)\n",
+                    topic, part, ti->partition_count, ti->partition_count - 1);
+            status = 2;
+        }
+        sl_topic_info_free(ti);
+    }
+    size_t seplen = sep ? strlen(sep) : 0;
+    size_t cap = 1 << 20, have = 0;
+    char *buf = malloc(cap);
+    long long lineno = 0;
+    if (!buf) {
+        fprintf(stderr, "sluice produce: out of memory\n");
+        status = 1;
+    }
+    while (status == 0) {
+        if (have == cap) {
+            if (cap >= (size_t)SL_MAX_RECORD_BYTES_LIMIT * 2) {
+                fprintf(stderr, "sluice produce: line %lld is longer than %d bytes\n", lineno + 1,
+                        SL_MAX_RECORD_BYTES_LIMIT * 2);
+                status = 1;
+                break;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                fprintf(stderr, "sluice produce: out of memory\n");
+                status = 1;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t n = read(0, buf + have, cap - have);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            fprintf(stderr, "sluice produce: reading stdin: %s\n", strerror(errno));
+            status = 1;
+            break;
+        }
+        if (n == 0) {
+            if (have > 0) status = produce_line(p, (int32_t)part, sep, seplen, buf, have, ++lineno);
+            break;
+        }
+        size_t start = 0, end = have + (size_t)n;
+        for (size_t i = have; i < end && status == 0; i++) {
+            if (buf[i] != '\n') continue;
+            status = produce_line(p, (int32_t)part, sep, seplen, buf + start, i - start, ++lineno);
+            start = i + 1;
+        }
+        memmove(buf, buf + start, end - start);
+        have = end - start;
+        /* Input paused (a terminal, a slow pipe): make what we have visible. */
+        if (status == 0 && (size_t)n < (cap - have) / 2 && sl_producer_flush(p) < 0) {
+            fprintf(stderr, "sluice produce: %s\n", sl_producer_errmsg(p));
+            status = 1;
+        }
+    }
+    free(buf);
+    if (sl_producer_close(p) < 0 && status == 0) {
+        fprintf(stderr, "sluice produce: %s\n", sl_producer_errmsg(p));
+        status = 1;
+    }
+    if (sl_broker_close(b) < 0 && status == 0) {
+        fprintf(stderr, "sluice produce: closing the broker failed\n");
+        status = 1;
+    }
+    return status;
+}
+
+/* ---- consume ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t consume_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    consume_stop = 1;
+}
+
+static void consume_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sluice consume TOPIC [-p PARTITION] [-o beginning|end|OFFSET|-N] [-G GROUP]\n"
+            "                      [-e] [-c COUNT] [-f FORMAT] [--dir DIR]\n"
+            "\n"
+            "Prints the records of a topic and follows it as it grows.\n"
+            "  -p PARTITION  only this partition (default: all, or the group's share)\n"
+            "  -o OFFSET     where to start: beginning (default), end, an offset, or -N for\n"
+            "                N records before the end; with -G, a committed offset wins\n"
+            "  -G GROUP      consume as a member of GROUP: members share the partitions\n"
+            "                (member i of n takes p %% n == i) and offsets are committed\n"
+            "  -e            exit at the end of the log instead of waiting for more\n"
+            "  -c COUNT      exit after COUNT records\n"
+            "  -f FORMAT     kcat format: %%t topic, %%p partition, %%o offset, %%k key,\n"
+            "                %%s value, %%T timestamp (ms), %%K key size, %%S value size,\n"
+            "                %%%% percent, \\n newline, \\t tab (default '%%s\\n')\n"
+            "  --dir DIR     broker directory (default $SLUICE_DIR, else ./sluice-data)\n");
+}
+
+static int check_format(const char *fmt)
+{
+    for (const char *c = fmt; *c; c++) {
+        if (*c == '%') {
+            c++;
+            if (!*c || !strchr("tpokTsSK%", *c)) {
+                fprintf(stderr,
+                        "sluice consume: -f: unknown format token '%%%c' (known: %%t %%p %%o %%k "
+                        "%%s %%T %%K %%S %%%%)\n",
+                        *c ? *c : ' ');
+                return 2;
+            }
+        } else if (*c == '\\') {
+            c++;
+            if (!*c || !strchr("ntr\\", *c)) {
+                fprintf(stderr,
+                        "sluice consume: -f: unknown escape '\\%c' (known: \\n \\t \\r \\\\)\n",
+                        *c ? *c : ' ');
+                return 2;
+            }
+        }
+    }
+    return 0;
+}
+
+static void print_msg(const char *fmt, const char *topic, const sl_message *m)
+{
+    for (const char *c = fmt; *c; c++) {
+        if (*c == '%') {
+            switch (*++c) {
+            case 't': fputs(topic, stdout); break;
+            case 'p': printf("%d", m->partition); break;
+            case 'o': printf("%" PRId64, m->offset); break;
+            case 'T': printf("%" PRId64, m->timestamp); break;
+            case 'k':
+                if (m->key) fwrite(m->key, 1, m->key_len, stdout);
+                break;
+            case 's':
+                if (m->value) fwrite(m->value, 1, m->value_len, stdout);
+                break;
+            case 'K': printf("%lld", m->key ? (long long)m->key_len : -1LL); break;
+            case 'S': printf("%lld", m->value ? (long long)m->value_len : -1LL); break;
+            default: putchar('%'); break;
+            }
+        } else if (*c == '\\') {
+            char e = *++c;
+            putchar(e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : '\\');
+        } else {
+            putchar(*c);
+        }
+    }
+}
+
+typedef struct cpart {
+    int32_t partition;
+    sl_log_reader *r;
+    int64_t committed;
+} cpart;
+
+static int64_t start_offset(sl_broker *b, const char *topic, int32_t p, const char *group,
+                            long long o, bool o_rel)
+{
+    int64_t off;
+    if (group && sl_group_fetch(b, group, topic, p, &off) == 0) return off;
+    if (!o_rel) return o;
+    /* -N: N records before the end. */
+    sl_log_reader *r;
+    if (sl_log_reader_open(&r, b, topic, p, SL_OFFSET_END) < 0) return SL_OFFSET_END;
+    int64_t end = sl_log_reader_position(r);
+    sl_log_reader_close(r);
+    return end + o > 0 ? end + o : SL_OFFSET_BEGINNING;
+}
+
+static int commit_all(sl_broker *b, const char *topic, const char *group, cpart *cp, size_t n)
+{
+    for (size_t i = 0; group && i < n; i++) {
+        int64_t pos = sl_log_reader_position(cp[i].r);
+        if (pos == cp[i].committed) continue;
+        if (sl_group_commit(b, group, topic, cp[i].partition, pos) < 0) {
+            fprintf(stderr, "sluice consume: commit failed: %s\n", sl_broker_errmsg(b));
+            return 1;
+        }
+        cp[i].committed = pos;
+    }
+    return 0;
+}
+
+/* Open readers for the partitions in parts[], closing the others. */
+static int set_partitions(sl_broker *b, const char *topic, const char *group, long long o,
+                          bool o_rel, cpart **cp, size_t *ncp, const int32_t *parts, size_t n)
+{
+    cpart *nv = calloc(n ? n : 1, sizeof *nv);
+    if (!nv) return 1;
+    for (size_t i = 0; i < n; i++) {
+        nv[i].partition = parts[i];
+        nv[i].committed = -1;
+        for (size_t j = 0; j < *ncp; j++)
+            if ((*cp)[j].r && (*cp)[j].partition == parts[i]) {
+                nv[i] = (*cp)[j];
+                (*cp)[j].r = NULL;
+            }
+        if (nv[i].r) continue;
+        int64_t off = start_offset(b, topic, parts[i], group, o, o_rel);
+        if (sl_log_reader_open(&nv[i].r, b, topic, parts[i], off) < 0) {
+            fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
+            for (size_t k = 0; k < i; k++) sl_log_reader_close(nv[k].r);
+            free(nv);
+            return 1;
+        }
+        nv[i].committed = group ? sl_log_reader_position(nv[i].r) : -1;
+    }
+    if (group) commit_all(b, topic, group, *cp, *ncp); /* partitions given away */
+    for (size_t j = 0; j < *ncp; j++) sl_log_reader_close((*cp)[j].r);
+    free(*cp);
+    *cp = nv;
+    *ncp = n;
+    return 0;
+}
+
+int sl_cli_consume(int argc, char **argv)
+{
+    const char *dir = NULL, *topic = NULL, *group = NULL, *fmt = "%s\\n";
+    long long part = -1, count = -1, o = SL_OFFSET_BEGINNING;
+    bool o_rel = false, exit_at_end = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (is_help(a)) {
+            consume_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--dir")) {
+            if (!(dir = opt_value("consume", argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "-p")) {
+            if (!(v = opt_value("consume", argc, argv, &i)) ||
+                parse_ll("consume", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part))
+                return 2;
+        } else if (!strcmp(a, "-o")) {
+            if (!(v = opt_value("consume", argc, argv, &i))) return 2;
+            if (!strcmp(v, "beginning"))
+                o = SL_OFFSET_BEGINNING;
+            else if (!strcmp(v, "end"))
+                o = SL_OFFSET_END;
+            else if (v[0] == '-') {
+                if (parse_ll("consume", "-o", v, -INT64_MAX, -1, &o)) return 2;
+                o_rel = true;
+            } else if (parse_ll("consume", "-o", v, 0, INT64_MAX, &o)) {
+                return 2;
+            }
+        } else if (!strcmp(a, "-G")) {
+            if (!(group = opt_value("consume", argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "-e")) {
+            exit_at_end = true;
+        } else if (!strcmp(a, "-c")) {
+            if (!(v = opt_value("consume", argc, argv, &i)) ||
+                parse_ll("consume", "-c", v, 1, INT64_MAX, &count))
+                return 2;
+        } else if (!strcmp(a, "-f")) {
+            if (!(fmt = opt_value("consume", argc, argv, &i)) || check_format(fmt)) return 2;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "sluice consume: unknown option '%s' (see sluice consume --help)\n", a);
+            return 2;
+        } else if (!topic) {
+            topic = a;
+        } else {
+            fprintf(stderr, "sluice consume: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!topic) {
+        consume_usage(stderr);
+        fprintf(stderr, "sluice consume: missing TOPIC\n");
+        return 2;
+    }
+    sl_broker *b = open_broker("consume", sl_cli_broker_dir(dir), 0);
+    if (!b) return 1;
+    int status = 0;
+    sl_topic_info *ti = NULL;
+    sl_group_member *member = NULL;
+    cpart *cp = NULL;
+    size_t ncp = 0;
+    int32_t *parts = NULL;
+    if (sl_topic_describe(b, topic, &ti) < 0) {
+        fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
+        status = 1;
+        goto out;
+    }
+    if (part >= ti->partition_count) {
+        fprintf(stderr, "sluice consume: topic '%s' has no partition %lld (it has %d: 0..%d)\n",
+                topic, part, ti->partition_count, ti->partition_count - 1);
+        status = 2;
+        goto out;
+    }
+    parts = malloc(sizeof *parts * (size_t)ti->partition_count);
+    if (!parts) {
+        status = 1;
+        goto out;
+    }
+    size_t nparts = 0;
+    if (group && part < 0) {
+        if (sl_group_join(&member, b, group, topic) < 0) {
+            fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
+            status = strstr(sl_broker_errmsg(b), "name") ? 2 : 1;
+            goto out;
+        }
+        if (sl_group_member_assignment(member, parts, (size_t)ti->partition_count, &nparts) < 0) {
+            fprintf(stderr, "sluice consume: %s\n", sl_group_member_errmsg(member));
+            status = 1;
+            goto out;
+        }
+    } else if (part >= 0) {
+        parts[nparts++] = (int32_t)part;
+    } else {
+        for (int32_t p = 0; p < ti->partition_count; p++) parts[nparts++] = p;
+    }
+    if (group) {
+        int64_t junk;
+        if (sl_group_fetch(b, group, topic, 0, &junk) == SL_EINVAL) {
+            fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
+            status = 2;
+            goto out;
+        }
+    }
+    if ((status = set_partitions(b, topic, group, o, o_rel, &cp, &ncp, parts, nparts))) goto out;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    long long printed = 0;
+    size_t rr = 0;
+    struct pollfd *pfd = NULL;
+    while (!consume_stop && (count < 0 || printed < count)) {
+        /* One pass over the partitions, a burst from each. */
+        bool any = false;
+        for (size_t k = 0; k < ncp && (count < 0 || printed < count); k++) {
+            cpart *c = &cp[(rr + k) % ncp];
+            sl_message m;
+            int rc;
+            for (int burst = 0; burst < 4096 && (count < 0 || printed < count); burst++) {
+                rc = sl_log_reader_next(c->r, &m, 0);
+                if (rc == SL_EAGAIN) break;
+                if (rc < 0) {
+                    fprintf(stderr, "sluice consume: %s\n", sl_log_reader_errmsg(c->r));
+                    status = 1;
+                    goto done;
+                }
+                print_msg(fmt, topic, &m);
+                printed++;
+                any = true;
+            }
+        }
+        rr++;
+        if (ferror(stdout)) {
+            status = 1;
+            goto done;
+        }
+        if (any) continue;
+        /* Idle: everything read so far is out; commit; maybe rebalance. */
+        fflush(stdout);
+        if ((status = commit_all(b, topic, group, cp, ncp))) goto done;
+        if (exit_at_end) break;
+        if (member) {
+            size_t nn;
+            if (sl_group_member_assignment(member, parts, (size_t)ti->partition_count, &nn) == 0) {
+                bool same = nn == ncp;
+                for (size_t k = 0; same && k < nn; k++) same = parts[k] == cp[k].partition;
+                if (!same &&
+                    (status = set_partitions(b, topic, group, o, o_rel, &cp, &ncp, parts, nn)))
+                    goto done;
+            }
+        }
+        struct pollfd *np = realloc(pfd, sizeof *pfd * (ncp ? ncp : 1));
+        if (!np) {
+            status = 1;
+            goto done;
+        }
+        pfd = np;
+        size_t nfd = 0;
+        for (size_t k = 0; k < ncp; k++)
+            if (sl_log_reader_fd(cp[k].r) >= 0) {
+                pfd[nfd].fd = sl_log_reader_fd(cp[k].r);
+                pfd[nfd].events = POLLIN;
+                nfd++;
+            }
+        /* Wake on any partition's change; at most 1 s (group changes, no
+         * notifications). The readers drain their descriptors themselves. */
+        if (nfd)
+            (void)poll(pfd, nfd, member ? 500 : 1000);
+        else
+            (void)poll(NULL, 0, 100);
+    }
+done:
+    free(pfd);
+    fflush(stdout);
+    if (commit_all(b, topic, group, cp, ncp) && status == 0) status = 1;
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+out:
+    for (size_t k = 0; k < ncp; k++) sl_log_reader_close(cp[k].r);
+    free(cp);
+    free(parts);
+    sl_group_leave(member);
+    sl_topic_info_free(ti);
+    sl_broker_close(b);
+    return status;
+}
