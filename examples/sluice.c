@@ -109,6 +109,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "jobs") == 0) return cmd_jobs(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "topic") == 0) return sl_cli_topic(argc - 1, argv + 1);
+    if (strcmp(cmd, "produce") == 0) return sl_cli_produce(argc - 1, argv + 1);
+    if (strcmp(cmd, "consume") == 0) return sl_cli_consume(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command '%s' (sluice --help lists them)\n", cmd);
     return 2;
 }

@@ -50,11 +50,59 @@ typedef struct sl_lines_conf {
 extern const sl_source sl_source_lines;
 sl_stream *sl_pipeline_lines(sl_pipeline *p, const char *name, const sl_lines_conf *conf);
 
-/* --- sinks ------------------------------------------------------------------ */
-
 /* Append the text form of one record to out. NULL format: the payload bytes
  * followed by '\n'. */
 typedef int (*sl_format_fn)(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud);
+
+/* --- the built-in broker (sluice/broker.h) --------------------------------- */
+
+/* Records of a broker topic as pipeline records (variable length), with
+ * the message timestamp as event time:
+ *
+ *   offset   size      field
+ *   0        4         key length K (little-endian), 0xFFFFFFFF: no key
+ *   4        K         key bytes
+ *   4 + K    rest      value bytes (a tombstone reads as an empty value)
+ *
+ * sl_broker_rec_key() / sl_broker_rec_value() split a record. */
+#define SL_BROKER_NO_KEY 0xFFFFFFFFu
+int sl_broker_rec_key(sl_bytes rec, sl_bytes *key); /* 1 if the record has a key */
+sl_bytes sl_broker_rec_value(sl_bytes rec);
+
+/* Reads a topic. Instance i of P reads the partitions p with p % P == i.
+ * Position (for checkpoints): the next offset of each partition. With
+ * `until_end` the source is bounded: each partition ends at the offset that
+ * was its end when the source opened (as kcat -e). Otherwise it follows the
+ * log. The source instance's watermark is the minimum over its partitions
+ * of max_timestamp - watermark_delay - 1; a partition that has reached its
+ * end (bounded) or has no data for idle_ms (following) is left out. */
+typedef struct sl_broker_source_conf {
+    const char *dir; /* broker directory */
+    const char *topic;
+    int64_t start; /* first offset, or SL_OFFSET_BEGINNING / SL_OFFSET_END */
+    int until_end;
+    int64_t watermark_delay; /* < 0: no watermarks */
+    int64_t idle_ms;         /* 0: never idle */
+} sl_broker_source_conf;
+extern const sl_source sl_source_broker;
+sl_stream *sl_pipeline_broker(sl_pipeline *p, const char *name, const sl_broker_source_conf *conf);
+
+/* Appends records to a topic: the value is the record's payload (or what
+ * `format` makes of it), the key what `key` returns (NULL: no key; then
+ * partitions take batches round-robin), the timestamp its event time. The
+ * partition of a key is murmur2 as in Kafka. Each batch of the stream is
+ * written (and made durable per the topic's policy) before the next. */
+typedef struct sl_broker_sink_conf {
+    const char *dir;
+    const char *topic;
+    sl_key_fn key;
+    void *key_ud;
+    sl_format_fn format;
+    void *format_ud;
+} sl_broker_sink_conf;
+extern const sl_operator sl_sink_broker;
+
+/* --- sinks ------------------------------------------------------------------ */
 
 typedef struct sl_write_conf {
     const char *path; /* NULL or "-" for standard output */
