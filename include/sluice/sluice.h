@@ -20,5 +20,6 @@
 #include "sluice/pipeline.h"
 #include "sluice/operators.h"
 #include "sluice/connectors.h"
+#include "sluice/window.h"
 
 #endif

@@ -1,0 +1,175 @@
+/*
+ * sluice/window.h - event-time windows and source watermark strategies
+ * (public API).
+ *
+ * Windows follow Apache Flink's conventions so that results can be compared:
+ *
+ *  - a window is [start, end); it fires when the watermark reaches end - 1;
+ *  - tumbling(size, offset): windows start at offset + k * size;
+ *  - sliding(size, slide, offset): windows start at offset + k * slide. Each
+ *    record is aggregated once, into a slice of gcd(size, slide); a firing
+ *    window merges its slices with the aggregate's merge();
+ *  - session(gap): a record at t opens [t, t + gap); windows that overlap or
+ *    touch merge (so a record bridging two sessions merges them);
+ *  - allowed lateness L: a window has expired once the watermark reaches
+ *    end - 1 + L, and its state is then purged. A record for a window that has
+ *    fired but not expired updates it, and the window fires again at once. A
+ *    record is *late* when every window it belongs to (sessions: the merged
+ *    window) has expired: it goes to side output port 1 unchanged;
+ *  - at the end of the input (watermark +inf) every window not yet fired
+ *    fires; no window fires twice without new data.
+ *
+ * Output records of a window node (variable length, port 0), event time
+ * end - 1 and hash the key's hash:
+ *
+ *   offset        size          field
+ *   0             8             window start, int64 (host order)
+ *   8             8             window end, int64 (exclusive)
+ *   16            result_size   the aggregate's result
+ *   16 + rs       key_len       the key bytes (rest of the record)
+ *
+ * State lives in engine-owned keyed state (slices / sessions keyed by the
+ * record key plus a start time) and firing uses engine event-time timers, so
+ * nothing is allocated per record.
+ *
+ * Confs are borrowed: they must outlive the pipeline.
+ */
+#ifndef SLUICE_WINDOW_H
+#define SLUICE_WINDOW_H
+
+#include <stdint.h>
+#include <string.h>
+#include "sluice/operators.h"
+#include "sluice/connectors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sl_window_kind {
+    SL_WINDOW_TUMBLING = 0,
+    SL_WINDOW_SLIDING = 1,
+    SL_WINDOW_SESSION = 2
+} sl_window_kind;
+
+typedef struct sl_window_conf {
+    sl_window_kind kind;
+    int64_t size;     /* tumbling, sliding: window length (ms, > 0) */
+    int64_t slide;    /* sliding: distance between window starts (> 0); tumbling: = size */
+    int64_t offset;   /* tumbling, sliding: starts are offset + k * slide */
+    int64_t gap;      /* session: inactivity gap (> 0) */
+    int64_t lateness; /* allowed lateness L (>= 0) */
+    const sl_aggregate *agg;
+    const void *agg_ud; /* for the aggregate: an sl_agg_value* for the built-ins */
+} sl_window_conf;
+
+/* Conf makers (the aggregate is set afterwards: c.agg = &sl_agg_count). */
+static inline sl_window_conf sl_window_tumbling(int64_t size, int64_t offset)
+{
+    sl_window_conf c;
+    memset(&c, 0, sizeof(c));
+    c.kind = SL_WINDOW_TUMBLING;
+    c.size = c.slide = size;
+    c.offset = offset;
+    return c;
+}
+static inline sl_window_conf sl_window_sliding(int64_t size, int64_t slide)
+{
+    sl_window_conf c;
+    memset(&c, 0, sizeof(c));
+    c.kind = SL_WINDOW_SLIDING;
+    c.size = size;
+    c.slide = slide;
+    return c;
+}
+static inline sl_window_conf sl_window_session(int64_t gap)
+{
+    sl_window_conf c;
+    memset(&c, 0, sizeof(c));
+    c.kind = SL_WINDOW_SESSION;
+    c.gap = gap;
+    return c;
+}
+
+/* A window node over a keyed stream (sl_stream_key_by). Returns its result
+ * stream (records as drawn above). */
+sl_stream *sl_stream_window(sl_stream *keyed_in, const char *name, const sl_window_conf *conf);
+/* The late side output of a window node: the late records, unchanged
+ * (port 1, the width of the window's input). */
+sl_stream *sl_stream_window_late(sl_stream *window_out);
+
+/* Reading an output record. */
+typedef struct sl_window_result {
+    int64_t start, end;
+    const void *result; /* result_size bytes, unaligned */
+    sl_bytes key;
+} sl_window_result;
+static inline sl_window_result sl_window_out(sl_bytes rec, uint32_t result_size)
+{
+    sl_window_result r;
+    memcpy(&r.start, rec.ptr, 8);
+    memcpy(&r.end, (const uint8_t *)rec.ptr + 8, 8);
+    r.result = (const uint8_t *)rec.ptr + 16;
+    r.key.ptr = (const uint8_t *)rec.ptr + 16 + result_size;
+    r.key.len = rec.len - 16 - result_size;
+    return r;
+}
+
+/* --- watermark strategies for sources ---------------------------------------- */
+
+/* User watermark generator: given a record just emitted (and the partition's
+ * largest event time so far, including this record), return the partition's
+ * new watermark candidate, or SL_TIME_MIN for "no change". */
+typedef int64_t (*sl_watermark_fn)(const void *rec, uint32_t len, int64_t ts, int64_t max_ts,
+                                   void *ud);
+
+typedef struct sl_watermark_conf {
+    int64_t delay;      /* bounded out-of-orderness: wm = max_event_time - delay - 1 */
+    int punctuated;     /* announce after every record (else once per poll) */
+    int64_t idle_ms;    /* a partition polled without data this long is idle; 0: never */
+    sl_watermark_fn fn; /* optional: replaces the bounded rule */
+    void *ud;
+} sl_watermark_conf;
+
+/* Per-partition watermark tracking for any source. A source instance that
+ * reads n_partitions partitions creates one in open() and calls, from poll():
+ *
+ *   sl_wm_gen_record(ctx, g, part, rec, len, ts)   after emitting each record
+ *   sl_wm_gen_polled(ctx, g, part, had_data)        after each poll of a partition
+ *
+ * The instance's watermark is the minimum over its active partitions and never
+ * goes back. A partition is idle after it has been polled without data
+ * continuously for idle_ms of processing time; since the engine polls a source
+ * only when its output has credit, a partition held back by backpressure is
+ * never polled-and-empty, so it never becomes idle (and a gap between two polls
+ * longer than idle_ms restarts the count). When every partition is idle the
+ * instance announces idleness (sl_ctx_idle); data makes it active again.
+ * Runs on the source's thread; the conf is copied. */
+typedef struct sl_wm_gen sl_wm_gen;
+sl_wm_gen *sl_wm_gen_new(const sl_watermark_conf *conf, int n_partitions);
+void sl_wm_gen_free(sl_wm_gen *g); /* accepts NULL */
+int sl_wm_gen_record(sl_ctx *ctx, sl_wm_gen *g, int partition, const void *rec, uint32_t len,
+                     int64_t ts);
+int sl_wm_gen_polled(sl_ctx *ctx, sl_wm_gen *g, int partition, int had_data);
+/* Same as sl_wm_gen_record for a whole run of records already in a batch
+ * (periodic strategies only look at the largest event time). */
+int sl_wm_gen_batch(sl_ctx *ctx, sl_wm_gen *g, int partition, const sl_batch *b, uint32_t from,
+                    uint32_t to);
+int64_t sl_wm_gen_watermark(const sl_wm_gen *g); /* last announced, SL_TIME_MIN at start */
+int sl_wm_gen_is_idle(const sl_wm_gen *g, int partition);
+
+/* A generator source with watermarks: like sl_source_generator (records made
+ * by a callback, which sets their event time), each instance being one
+ * partition with the strategy `wm`. */
+typedef struct sl_generator_wm_conf {
+    sl_generator_conf gen;
+    sl_watermark_conf wm;
+} sl_generator_wm_conf;
+extern const sl_source sl_source_generator_wm;
+sl_stream *sl_pipeline_generator_wm(sl_pipeline *p, const char *name,
+                                    const sl_generator_wm_conf *conf, uint32_t width);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
