@@ -538,7 +538,8 @@ static int commit_all(sl_broker *b, const char *topic, const char *group, cpart 
 
 /* Open readers for the partitions in parts[], closing the others. */
 static int set_partitions(sl_broker *b, const char *topic, const char *group, long long o,
-                          bool o_rel, cpart **cp, size_t *ncp, const int32_t *parts, size_t n)
+                          bool o_rel, bool exit_at_end, cpart **cp, size_t *ncp,
+                          const int32_t *parts, size_t n)
 {
     cpart *nv = calloc(n ? n : 1, sizeof *nv);
     if (!nv) return 1;
@@ -559,6 +560,7 @@ static int set_partitions(sl_broker *b, const char *topic, const char *group, lo
             return 1;
         }
         nv[i].committed = group ? sl_log_reader_position(nv[i].r) : -1;
+        if (!exit_at_end) (void)sl_log_reader_fd(nv[i].r); /* watch from the start */
     }
     if (group) commit_all(b, topic, group, *cp, *ncp); /* partitions given away */
     for (size_t j = 0; j < *ncp; j++) sl_log_reader_close((*cp)[j].r);
@@ -670,7 +672,8 @@ int sl_cli_consume(int argc, char **argv)
             goto out;
         }
     }
-    if ((status = set_partitions(b, topic, group, o, o_rel, &cp, &ncp, parts, nparts))) goto out;
+    if ((status = set_partitions(b, topic, group, o, o_rel, exit_at_end, &cp, &ncp, parts, nparts)))
+        goto out;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -715,8 +718,8 @@ int sl_cli_consume(int argc, char **argv)
             if (sl_group_member_assignment(member, parts, (size_t)ti->partition_count, &nn) == 0) {
                 bool same = nn == ncp;
                 for (size_t k = 0; same && k < nn; k++) same = parts[k] == cp[k].partition;
-                if (!same &&
-                    (status = set_partitions(b, topic, group, o, o_rel, &cp, &ncp, parts, nn)))
+                if (!same && (status = set_partitions(b, topic, group, o, o_rel, exit_at_end, &cp,
+                                                      &ncp, parts, nn)))
                     goto done;
             }
         }

@@ -14,9 +14,12 @@
  * before rolling), and then the reader moves to the next segment (the
  * smallest larger base; offsets may jump where compaction or retention
  * removed records). If not, the reader waits on an inotify watch of the
- * partition directory (IN_MODIFY, IN_CREATE, IN_MOVED_TO...), created when
- * the reader is opened so that no change after the check is missed; the wait
- * is capped at one second as a fallback for filesystems that do not notify.
+ * partition directory (IN_MODIFY, IN_CREATE, IN_MOVED_TO...). The watch is
+ * created the first time the reader has to wait (closing an inotify instance
+ * costs a grace period in the kernel, so readers that never wait should not
+ * have one), and the data is checked once more after creating it, so that no
+ * change is missed; the wait is capped at one second as a fallback for
+ * filesystems that do not notify.
  *
  * What is torn and what is corrupt: in the active segment an incomplete batch
  * is a write in progress, and a complete batch with a bad CRC is a torn write
@@ -48,8 +51,9 @@ struct sl_log_reader {
     char topic[SL_TOPIC_NAME_MAX + 1];
     int32_t partition;
     char pdir[SLB_PATH_CAP];
-    int ifd; /* inotify, -1 if unavailable */
-    int fd;  /* current segment */
+    int ifd;         /* inotify watching pdir; -1 until first needed */
+    bool no_inotify; /* inotify failed: fall back to short sleeps */
+    int fd;          /* current segment */
     int64_t seg_base;
     int64_t pos;         /* file position of the next batch to look at */
     int64_t next_offset; /* smallest offset still to return */
@@ -261,13 +265,7 @@ int sl_log_reader_open(sl_log_reader **out, sl_broker *b, const char *topic, int
     snprintf(r->topic, sizeof r->topic, "%s", topic);
     r->partition = partition;
     slb_part_dir(r->pdir, sizeof r->pdir, b, topic, partition);
-    r->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (r->ifd >= 0 && inotify_add_watch(r->ifd, r->pdir,
-                                         IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE |
-                                             IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
-        close(r->ifd);
-        r->ifd = -1;
-    }
+    r->ifd = -1; /* the inotify watch is made on first need: closing one is slow */
     if ((rc = sl_log_reader_seek(r, offset)) < 0) {
         memcpy(b->errmsg, r->errmsg, sizeof b->errmsg);
         sl_log_reader_close(r);
@@ -297,9 +295,27 @@ int64_t sl_log_reader_position(const sl_log_reader *r)
     return r ? r->next_offset : -1;
 }
 
-int sl_log_reader_fd(const sl_log_reader *r)
+/* Create the inotify watch if not done yet. Returns true if it was created
+ * now (the caller must check for data again before sleeping on it). */
+static bool ensure_watch(sl_log_reader *r)
 {
-    return r ? r->ifd : -1;
+    if (r->ifd >= 0 || r->no_inotify) return false;
+    r->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (r->ifd >= 0 && inotify_add_watch(r->ifd, r->pdir,
+                                         IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE |
+                                             IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+        close(r->ifd);
+        r->ifd = -1;
+    }
+    if (r->ifd < 0) r->no_inotify = true;
+    return r->ifd >= 0;
+}
+
+int sl_log_reader_fd(sl_log_reader *r)
+{
+    if (!r) return -1;
+    ensure_watch(r);
+    return r->ifd;
 }
 
 static int report_corrupt(sl_log_reader *r, const char *why)
@@ -435,6 +451,8 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
             r->pos = index_hint(r, want);
             continue;
         }
-        if (timeout_ms == 0 || !wait_change(r, deadline)) return SL_EAGAIN;
+        if (timeout_ms == 0) return SL_EAGAIN;
+        if (ensure_watch(r)) continue; /* watching from now on: look once more */
+        if (!wait_change(r, deadline)) return SL_EAGAIN;
     }
 }

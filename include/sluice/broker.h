@@ -216,8 +216,10 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset);
 int64_t sl_log_reader_position(const sl_log_reader *r);
 /* A file descriptor that becomes readable when the partition may have new
  * data (for poll/epoll over several readers); -1 if notifications are not
- * available. Owned by the reader. */
-int sl_log_reader_fd(const sl_log_reader *r);
+ * available. Owned by the reader. The first call sets up the notification:
+ * call it before the last sl_log_reader_next() that found no data, or poll
+ * with a timeout. */
+int sl_log_reader_fd(sl_log_reader *r);
 void sl_log_reader_close(sl_log_reader *r);
 const char *sl_log_reader_errmsg(const sl_log_reader *r);
 
