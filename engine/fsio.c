@@ -33,6 +33,7 @@ static atomic_long fault_countdown; /* successful calls left before failing */
 static atomic_int fault_err;
 static atomic_bool fault_persistent;
 static atomic_long fault_failures;
+static atomic_bool fault_crash; /* _exit instead of failing */
 
 void sl_fsio_fail_after(unsigned op_mask, long n, int err, bool persistent)
 {
@@ -41,7 +42,14 @@ void sl_fsio_fail_after(unsigned op_mask, long n, int err, bool persistent)
     atomic_store(&fault_err, err > 0 ? err : EIO);
     atomic_store(&fault_persistent, persistent);
     atomic_store(&fault_failures, 0);
+    atomic_store(&fault_crash, false);
     atomic_store(&fault_mask, op_mask);
+}
+
+void sl_fsio_crash_after(unsigned op_mask, long n)
+{
+    sl_fsio_fail_after(op_mask, n, EIO, false);
+    atomic_store(&fault_crash, true);
 }
 
 void sl_fsio_fail_reset(void)
@@ -61,6 +69,7 @@ static int fault(unsigned op)
     long left = atomic_fetch_sub(&fault_countdown, 1);
     if (left > 0) return 0;
     if (left < 0 && !atomic_load(&fault_persistent)) return 0;
+    if (atomic_load(&fault_crash)) _exit(SL_FSIO_CRASH_STATUS);
     atomic_fetch_add(&fault_failures, 1);
     return -atomic_load(&fault_err);
 }

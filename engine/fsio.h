@@ -66,6 +66,11 @@ int sl_fsio_remove_tree(const char *path);
  * in op_mask, the next one fails with -err; with persistent, all later ones
  * too. */
 void sl_fsio_fail_after(unsigned op_mask, long n, int err, bool persistent);
+/* Crash simulation (tests only): the (n+1)-th call of an operation in op_mask
+ * calls _exit(SL_FSIO_CRASH_STATUS) instead of running, as if the process
+ * were killed right before it. Use in a forked child. */
+#define SL_FSIO_CRASH_STATUS 86
+void sl_fsio_crash_after(unsigned op_mask, long n);
 /* Switch fault injection off. */
 void sl_fsio_fail_reset(void);
 /* How many calls have been failed by injection since the last fail_after. */
