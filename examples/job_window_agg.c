@@ -187,6 +187,25 @@ static int dl_process(sl_ctx *ctx, void *self, sl_batch *in)
 const sl_operator sl_jobs_deadletter_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dl_process};
 
+static int dlf_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    sl_jobs_deadletters_fmt *f = sl_ctx_conf(ctx);
+    sl_buf b = {0};
+    for (uint32_t i = 0; i < in->count; i++) {
+        uint64_t k = atomic_fetch_add(&f->dl->count, 1);
+        if (k >= 10) continue;
+        sl_bytes r = sl_batch_bytes(in, i);
+        b.len = 0;
+        if (f->format(&b, r.ptr, r.len, in->ts[i], f->ud) == 0)
+            fprintf(stderr, "sluice %s: %.*s\n", f->dl->cmd, (int)b.len, (const char *)b.ptr);
+    }
+    sl_buf_free(&b);
+    return 0;
+}
+
+const sl_operator sl_jobs_deadletter_fmt_sink = {
+    .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dlf_process};
+
 /* --- window-agg ------------------------------------------------------------------------- */
 
 #define MAX_KEY 4096

@@ -14,6 +14,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include "sluice/sluice.h"
 
 int sl_job_window_agg(int argc, char **argv); /* examples/job_window_agg.c */
@@ -54,6 +55,99 @@ typedef struct sl_jobs_deadletters {
     const char *cmd;
     _Atomic uint64_t count;
 } sl_jobs_deadletters;
+/* The same for records that are not text: conf is an sl_jobs_deadletters_fmt,
+ * whose format makes the text of a record. */
+typedef struct sl_jobs_deadletters_fmt {
+    sl_jobs_deadletters *dl;
+    sl_format_fn format;
+    void *ud;
+} sl_jobs_deadletters_fmt;
+extern const sl_operator sl_jobs_deadletter_fmt_sink;
 extern const sl_operator sl_jobs_deadletter_sink;
+
+/* --- the Yahoo Streaming Benchmark (examples/job_ysb.c) ----------------------------- */
+
+/* One ad event of the in-memory generator (40 bytes):
+ *
+ *   offset  size  field
+ *   0       8     user_id
+ *   8       8     page_id
+ *   16      4     ad_id (0 .. 999)
+ *   20      4     ip_address (IPv4, host order)
+ *   24      8     event_time (ms)
+ *   32      1     ad_type (0 .. 4: banner, modal, sponsored-search, mail, mobile)
+ *   33      1     event_type (0 view, 1 click, 2 purchase)
+ *   34      6     unused (0)
+ */
+typedef struct sl_ysb_event {
+    uint64_t user_id;
+    uint64_t page_id;
+    uint32_t ad_id;
+    uint32_t ip;
+    int64_t event_time;
+    uint8_t ad_type;
+    uint8_t event_type;
+    uint8_t pad[6];
+} sl_ysb_event;
+
+#define SL_YSB_ADS       1000
+#define SL_YSB_CAMPAIGNS 100
+#define SL_YSB_WINDOW_MS 10000
+#define SL_YSB_VIEW      0
+
+static inline uint64_t sl_ysb_mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* Event number seq: types spread evenly (seq % 3), ads pseudo-random, event
+ * time seq * 1000 / events_per_s (event-time pace). */
+static inline void sl_ysb_make(sl_ysb_event *e, uint64_t seq, uint64_t events_per_s)
+{
+    uint64_t x = sl_ysb_mix(seq);
+    e->user_id = x;
+    e->page_id = x * 0x2545F4914F6CDD1Dull;
+    e->ad_id = (uint32_t)((x >> 32) % SL_YSB_ADS);
+    e->ip = (uint32_t)x;
+    e->event_time = (int64_t)(seq * 1000 / events_per_s);
+    e->ad_type = (uint8_t)((x >> 8) % 5);
+    e->event_type = (uint8_t)(seq % 3);
+    memset(e->pad, 0, sizeof(e->pad));
+}
+
+/* A YSB job: the campaigns, where events come from, where results go. */
+typedef struct sl_ysb_job {
+    uint64_t events;       /* generator: events in all */
+    double rate;           /* generator: events per second, 0 = as fast as possible */
+    uint64_t events_per_s; /* generator: event-time pace */
+    int64_t delay;         /* watermark out-of-orderness */
+    int parallelism;
+    const char *input;           /* JSON lines instead of the generator */
+    int32_t camp_of[SL_YSB_ADS]; /* generator ads -> campaign index, -1 unknown */
+    sl_state *ads;               /* JSON ad_id string -> int32 campaign index */
+    char **names;                /* campaign index -> campaign_id */
+    int n_names;
+    const char *cmd;
+    /* made by sl_ysb_build */
+    sl_generator_wm_conf gen;
+    sl_jobs_lines_conf lines;
+    sl_window_conf wc;
+    sl_jobs_deadletters dl;
+    sl_jobs_deadletters_fmt dl_late;
+} sl_ysb_job;
+
+/* Campaigns: from a CSV file of ad_id,campaign_id lines, or (path NULL) the
+ * default 1,000 ads -> 100 campaigns (ad a -> campaign a / 10). 0, or 2/1 after
+ * printing the problem. */
+int sl_ysb_campaigns(sl_ysb_job *j, const char *path);
+void sl_ysb_free(sl_ysb_job *j);
+/* Build source -> views + join -> key_by -> 10 s tumbling count into p;
+ * returns the window's result stream (sl_window_conf layout, key = int64
+ * campaign index, result = int64 count), or NULL (error in p). Dead letters
+ * go to a sl_jobs_deadletter_sink. */
+sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j);
 
 #endif

@@ -1,0 +1,429 @@
+/*
+ * examples/job_ysb.c - the bundled job `ysb`, the Yahoo Streaming Benchmark:
+ * keep the view events, join ad_id to campaign_id, count views per campaign
+ * per 10-second tumbling event-time window.
+ *
+ *   events: in-memory generator (parallelism P, periodic watermarks
+ *           max - delay - 1 per instance) or, with --input, JSON lines as
+ *           the original benchmark writes them (one reader, event_time a
+ *           string of milliseconds; malformed lines are dead letters)
+ *     -> "views": keeps event_type "view" and joins ad_id -> campaign index
+ *        (a 1,000-entry array); unknown ads go to its dead-letter port
+ *     -> key_by campaign -> window "count" (10 s tumbling, count)
+ *     -> "campaign_id,window_start,count" lines (--out, default stdout)
+ *
+ * Join output record (8 bytes): the campaign index, int64; its event time is
+ * the event's. Campaign ids are strings (from --campaigns, or the decimal
+ * index of the default 100 campaigns); ad ids of generated events are their
+ * decimal number 0..999, so a --campaigns file maps them too.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "examples/cli.h"
+#include "examples/jobs_window.h"
+
+/* --- campaigns ------------------------------------------------------------------------ */
+
+static int32_t intern(sl_ysb_job *j, const char *name, size_t len)
+{
+    for (int i = 0; i < j->n_names; i++)
+        if (strlen(j->names[i]) == len && memcmp(j->names[i], name, len) == 0) return i;
+    char **n = realloc(j->names, (size_t)(j->n_names + 1) * sizeof(char *));
+    if (!n) return -1;
+    j->names = n;
+    if (!(n[j->n_names] = strndup(name, len))) return -1;
+    return j->n_names++;
+}
+
+static int set_ad(sl_ysb_job *j, const char *ad, size_t len, int32_t camp)
+{
+    int32_t *v = sl_state_get(j->ads, sl_hash(ad, len), ad, (uint32_t)len, NULL);
+    if (!v) return -1;
+    *v = camp;
+    return 0;
+}
+
+static int32_t find_ad(const sl_ysb_job *j, const char *ad, size_t len)
+{
+    const int32_t *v = sl_state_find(j->ads, sl_hash(ad, len), ad, (uint32_t)len);
+    return v ? *v : -1;
+}
+
+int sl_ysb_campaigns(sl_ysb_job *j, const char *path)
+{
+    j->ads = sl_state_new(4);
+    if (!j->ads) goto oom;
+    if (!path) {
+        for (int c = 0; c < SL_YSB_CAMPAIGNS; c++) {
+            char nm[16];
+            int n = snprintf(nm, sizeof(nm), "%d", c);
+            if (intern(j, nm, (size_t)n) < 0) goto oom;
+        }
+        for (int a = 0; a < SL_YSB_ADS; a++) {
+            char ad[16];
+            int n = snprintf(ad, sizeof(ad), "%d", a);
+            if (set_ad(j, ad, (size_t)n, a / (SL_YSB_ADS / SL_YSB_CAMPAIGNS))) goto oom;
+        }
+    } else {
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            fprintf(stderr, "sluice %s: cannot open '%s': %s\n", j->cmd, path, strerror(errno));
+            return 1;
+        }
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+        long lineno = 0;
+        while ((n = getline(&line, &cap, f)) >= 0) {
+            lineno++;
+            size_t len = (size_t)n;
+            while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+            if (len == 0) continue;
+            char *comma = memchr(line, ',', len);
+            if (!comma || comma == line || comma + 1 == line + len ||
+                memchr(comma + 1, ',', len - (size_t)(comma + 1 - line))) {
+                fprintf(stderr, "sluice %s: %s:%ld: expected ad_id,campaign_id\n", j->cmd, path,
+                        lineno);
+                free(line);
+                fclose(f);
+                return 2;
+            }
+            int32_t c = intern(j, comma + 1, len - (size_t)(comma + 1 - line));
+            if (c < 0 || set_ad(j, line, (size_t)(comma - line), c)) {
+                free(line);
+                fclose(f);
+                goto oom;
+            }
+        }
+        free(line);
+        fclose(f);
+    }
+    for (int a = 0; a < SL_YSB_ADS; a++) {
+        char ad[16];
+        int n = snprintf(ad, sizeof(ad), "%d", a);
+        j->camp_of[a] = find_ad(j, ad, (size_t)n);
+    }
+    return 0;
+oom:
+    fprintf(stderr, "sluice %s: out of memory\n", j->cmd);
+    return 1;
+}
+
+void sl_ysb_free(sl_ysb_job *j)
+{
+    for (int i = 0; i < j->n_names; i++) free(j->names[i]);
+    free(j->names);
+    sl_state_free(j->ads);
+    j->names = NULL;
+    j->ads = NULL;
+}
+
+/* --- JSON lines ------------------------------------------------------------------------- */
+
+/* Find "name": VALUE in a flat JSON object; *v and *vl get the value without
+ * its quotes. 0 if found. Not a general JSON parser: the benchmark's lines
+ * are flat objects of strings. */
+static int json_field(const char *p, size_t len, const char *name, const char **v, size_t *vl)
+{
+    size_t nl = strlen(name);
+    const char *end = p + len;
+    for (const char *q = p; q + nl + 2 < end; q++) {
+        if (*q != '"' || memcmp(q + 1, name, nl) != 0 || q[nl + 1] != '"') continue;
+        const char *r = q + nl + 2;
+        while (r < end && (*r == ' ' || *r == '\t')) r++;
+        if (r >= end || *r != ':') continue;
+        r++;
+        while (r < end && (*r == ' ' || *r == '\t')) r++;
+        if (r >= end) return -1;
+        if (*r == '"') {
+            const char *s = ++r;
+            while (r < end && *r != '"') r++;
+            if (r >= end) return -1;
+            *v = s;
+            *vl = (size_t)(r - s);
+            return 0;
+        }
+        const char *s = r;
+        while (r < end && *r != ',' && *r != '}' && *r != ' ') r++;
+        *v = s;
+        *vl = (size_t)(r - s);
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_json(const char *line, size_t len, void *out, uint32_t max_len, int64_t *ts,
+                      const char **reason, void *ud)
+{
+    sl_ysb_job *j = ud;
+    const char *v;
+    size_t vl;
+    if (len < 2 || line[0] != '{' || line[len - 1] != '}') {
+        *reason = "not a JSON object";
+        return -1;
+    }
+    sl_ysb_event e;
+    memset(&e, 0, sizeof(e));
+    if (json_field(line, len, "event_type", &v, &vl)) {
+        *reason = "no event_type";
+        return -1;
+    }
+    if (vl == 4 && memcmp(v, "view", 4) == 0)
+        e.event_type = 0;
+    else if (vl == 5 && memcmp(v, "click", 5) == 0)
+        e.event_type = 1;
+    else if (vl == 8 && memcmp(v, "purchase", 8) == 0)
+        e.event_type = 2;
+    else {
+        *reason = "unknown event_type";
+        return -1;
+    }
+    if (json_field(line, len, "event_time", &v, &vl) || vl == 0 || vl > 19) {
+        *reason = "no event_time";
+        return -1;
+    }
+    char buf[24];
+    memcpy(buf, v, vl);
+    buf[vl] = 0;
+    char *endp;
+    errno = 0;
+    long long t = strtoll(buf, &endp, 10);
+    if (*endp || errno || buf[0] == ' ' || buf[0] == '+') {
+        *reason = "bad event_time";
+        return -1;
+    }
+    e.event_time = t;
+    if (json_field(line, len, "ad_id", &v, &vl) || vl == 0) {
+        *reason = "no ad_id";
+        return -1;
+    }
+    int32_t c = find_ad(j, v, vl);
+    if (c < 0 && e.event_type == SL_YSB_VIEW) {
+        *reason = "unknown ad_id";
+        return -1;
+    }
+    /* ad_id carries the campaign index + 1 here (0: unknown, not a view). */
+    e.ad_id = (uint32_t)(c + 1);
+    e.pad[0] = 1; /* joined already */
+    memcpy(out, &e, sizeof(e));
+    *ts = t;
+    return (int)sizeof(e);
+}
+
+/* --- views + join ------------------------------------------------------------------------ */
+
+static int views_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    const sl_ysb_job *j = sl_ctx_conf(ctx);
+    const sl_ysb_event *ev = (const sl_ysb_event *)(const void *)in->data;
+    uint32_t n = in->count, i = 0;
+    while (i < n) {
+        sl_batch *o = sl_out_batch(ctx, 0);
+        if (!o) return sl_ctx_error(ctx);
+        int64_t *od = (int64_t *)(void *)o->data;
+        uint32_t k = o->count;
+        for (; i < n && k < SL_BATCH_CAPACITY; i++) {
+            const sl_ysb_event *e = &ev[i];
+            if (e->event_type != SL_YSB_VIEW) continue;
+            int32_t c = e->pad[0] ? (int32_t)e->ad_id - 1 : j->camp_of[e->ad_id % SL_YSB_ADS];
+            if (c < 0) {
+                o->count = k;
+                char msg[64];
+                int m = snprintf(msg, sizeof(msg), "unknown ad_id %u at event time %" PRId64,
+                                 e->ad_id, e->event_time);
+                void *d = sl_emit_port(ctx, 1, in->ts[i], 0, (uint32_t)m);
+                if (!d) return sl_ctx_error(ctx);
+                memcpy(d, msg, (size_t)m);
+                i++;
+                break; /* the out batch may have changed: fetch it again */
+            }
+            od[k] = c;
+            o->ts[k] = in->ts[i];
+            o->hash[k] = 0;
+            k++;
+        }
+        o->count = k;
+    }
+    return 0;
+}
+
+static const sl_operator views_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "ysb-views", .process = views_process};
+
+static sl_bytes campaign_key(const void *rec, uint32_t len, void *ud)
+{
+    sl_bytes k = {rec, 8};
+    return k;
+}
+
+static int ysb_gen(void *out, uint64_t seq, int64_t *ts, void *ud)
+{
+    const sl_ysb_job *j = ud;
+    sl_ysb_event *e = out;
+    sl_ysb_make(e, seq, j->events_per_s);
+    *ts = e->event_time;
+    return 0;
+}
+
+static int fmt_late(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+{
+    const sl_ysb_job *j = ud;
+    int64_t c;
+    memcpy(&c, rec, 8);
+    return sl_buf_printf(out, "late view: campaign %s at event time %" PRId64, j->names[c], ts);
+}
+
+sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j)
+{
+    int par = j->parallelism > 0 ? j->parallelism : 1;
+    sl_stream *src;
+    atomic_init(&j->dl.count, 0);
+    j->dl.cmd = j->cmd;
+    if (j->input) {
+        j->lines = (sl_jobs_lines_conf){.path = j->input,
+                                        .parse = parse_json,
+                                        .ud = j,
+                                        .width = sizeof(sl_ysb_event),
+                                        .max_len = sizeof(sl_ysb_event),
+                                        .wm = {.delay = j->delay}};
+        src = sl_pipeline_source(p, "json", &sl_jobs_lines_source, &j->lines, sizeof(sl_ysb_event));
+        src = sl_stream_parallelism(src, 1);
+        sl_stream_sink(sl_stream_side(src, 1, 0), "malformed", &sl_jobs_deadletter_sink, &j->dl);
+        src = sl_stream_rebalance(src);
+    } else {
+        j->gen = (sl_generator_wm_conf){
+            .gen = {.fn = ysb_gen, .ud = j, .count = j->events, .rate = j->rate},
+            .wm = {.delay = j->delay}};
+        src = sl_pipeline_generator_wm(p, "events", &j->gen, sizeof(sl_ysb_event));
+        src = sl_stream_parallelism(src, par);
+    }
+    sl_stream *v = sl_stream_parallelism(sl_stream_apply(src, "views", &views_op, j, 8), par);
+    sl_stream_sink(sl_stream_side(v, 1, 0), "unknown-ads", &sl_jobs_deadletter_sink, &j->dl);
+    sl_stream *k = sl_stream_parallelism(sl_stream_key_by(v, "campaign", campaign_key, NULL), par);
+    j->wc = sl_window_tumbling(SL_YSB_WINDOW_MS, 0);
+    j->wc.agg = &sl_agg_count;
+    sl_stream *w = sl_stream_parallelism(sl_stream_window(k, "count", &j->wc), par);
+    /* Late views (behind the watermark by more than --delay) are dead letters too. */
+    sl_stream *late = sl_stream_window_late(w);
+    j->dl_late = (sl_jobs_deadletters_fmt){.dl = &j->dl, .format = fmt_late, .ud = j};
+    sl_stream_sink(late, "late-views", &sl_jobs_deadletter_fmt_sink, &j->dl_late);
+    return w;
+}
+
+/* --- the job -------------------------------------------------------------------------------- */
+
+static int fmt_out(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+{
+    const sl_ysb_job *j = ud;
+    sl_bytes b = {rec, len};
+    sl_window_result r = sl_window_out(b, 8);
+    int64_t c, n;
+    memcpy(&c, r.key.ptr, 8);
+    memcpy(&n, r.result, 8);
+    return sl_buf_printf(out, "%s,%" PRId64 ",%" PRId64 "\n", j->names[c], r.start, n);
+}
+
+static void ysb_help(void)
+{
+    printf("usage: sluice run ysb [--events N] [--rate R] [--input FILE] [--campaigns FILE]\n"
+           "           [--delay D] [--out FILE] [--threads N] [--parallelism P]\n"
+           "The Yahoo Streaming Benchmark: keeps the view events, joins ad_id to campaign_id\n"
+           "and counts views per campaign per 10-second tumbling event-time window, writing\n"
+           "campaign_id,window_start,count lines.\n"
+           "  --events N       generated events (default 1000000)\n"
+           "  --rate R         generated events per second (default: as fast as possible);\n"
+           "                   event time advances 1000/R ms per event (default 0.1 ms)\n"
+           "  --input FILE     read JSON lines of the original benchmark instead (event_time\n"
+           "                   a string of milliseconds; '-' for standard input)\n"
+           "  --campaigns FILE ad_id,campaign_id lines (default: ads 0..999 -> campaigns\n"
+           "                   0..99, ad a in campaign a/10)\n"
+           "  --delay D        watermark out-of-orderness (250ms, 10s, 1m or ms; default 0)\n"
+           "  --out FILE       results (default standard output)\n"
+           "Malformed lines, unknown ads and views later than --delay are dead letters:\n"
+           "counted, the first ten reported on standard error.\n");
+}
+
+int sl_job_ysb(int argc, char **argv)
+{
+    static sl_ysb_job j; /* large (ad table); one job per process */
+    memset(&j, 0, sizeof(j));
+    j.cmd = "run ysb";
+    j.events = 1000000;
+    const char *campaigns = NULL, *out = NULL;
+    sl_cli_common common = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            ysb_help();
+            return 0;
+        }
+        int r = sl_cli_common_opt(j.cmd, argc, argv, &i, &common);
+        if (r == 2) return 2;
+        if (r == 1) continue;
+        int known = strcmp(a, "--events") == 0 || strcmp(a, "--rate") == 0 ||
+                    strcmp(a, "--input") == 0 || strcmp(a, "--campaigns") == 0 ||
+                    strcmp(a, "--delay") == 0 || strcmp(a, "--out") == 0;
+        if (!known) {
+            fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", j.cmd, a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "sluice %s: %s needs a value\n", j.cmd, a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        long long x;
+        if (strcmp(a, "--events") == 0) {
+            if (sl_cli_int(j.cmd, a, v, 1, (long long)1 << 50, &x)) return 2;
+            j.events = (uint64_t)x;
+        } else if (strcmp(a, "--rate") == 0) {
+            if (sl_cli_int(j.cmd, a, v, 1, 1000000000LL, &x)) return 2;
+            j.rate = (double)x;
+        } else if (strcmp(a, "--input") == 0) {
+            j.input = v;
+        } else if (strcmp(a, "--campaigns") == 0) {
+            campaigns = v;
+        } else if (strcmp(a, "--out") == 0) {
+            out = v;
+        } else if (sl_jobs_duration(v, 1, &j.delay)) {
+            fprintf(stderr,
+                    "sluice %s: --delay needs a duration (250ms, 10s, 1m or ms), not '%s'\n", j.cmd,
+                    v);
+            return 2;
+        }
+    }
+    j.events_per_s = j.rate > 0 ? (uint64_t)j.rate : 10000;
+    j.parallelism = common.parallelism;
+    int rc = sl_ysb_campaigns(&j, campaigns);
+    if (rc) {
+        sl_ysb_free(&j);
+        return rc;
+    }
+    if (j.input && strcmp(j.input, "-") != 0 && access(j.input, R_OK) != 0) {
+        fprintf(stderr, "sluice %s: cannot read '%s': %s\n", j.cmd, j.input, strerror(errno));
+        sl_ysb_free(&j);
+        return 1;
+    }
+    sl_pipeline *p = sl_pipeline_new();
+    if (!p) {
+        sl_ysb_free(&j);
+        fprintf(stderr, "sluice %s: out of memory\n", j.cmd);
+        return 1;
+    }
+    if (common.threads) sl_pipeline_set_threads(p, common.threads);
+    sl_write_conf oc = {.path = out, .format = fmt_out, .ud = &j};
+    sl_stream *w = sl_ysb_build(p, &j);
+    sl_stream_sink(w, "out", &sl_sink_write, &oc);
+    rc = sl_cli_run_pipeline(p, j.cmd);
+    sl_pipeline_free(p);
+    uint64_t nbad = atomic_load(&j.dl.count);
+    if (nbad)
+        fprintf(stderr, "sluice %s: %" PRIu64 " dead letters (malformed, unknown ads, late)\n",
+                j.cmd, nbad);
+    sl_ysb_free(&j);
+    return rc;
+}
