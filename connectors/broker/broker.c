@@ -785,6 +785,8 @@ int sl_topic_clean(sl_broker *b, const char *name, int64_t now_ms)
 
 struct sl_producer {
     sl_broker *b;
+    int64_t now_ms;    /* cached clock for records without a timestamp */
+    unsigned now_uses; /* records stamped with now_ms since it was read */
     slb_wtopic *wt;
     uint8_t *touched; /* partitions with buffered records */
     char errmsg[SLB_ERRLEN];
@@ -829,7 +831,13 @@ int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec, in
         memcpy(p->errmsg, p->b->errmsg, sizeof p->errmsg);
         return rc;
     }
-    int64_t ts = rec->timestamp ? rec->timestamp : slb_now_ms();
+    int64_t ts = rec->timestamp;
+    if (!ts) {
+        /* Reading the clock per record costs more than encoding it; the
+         * cached value is at most 64 records old (and renewed per flush). */
+        if (p->now_uses++ % 64 == 0) p->now_ms = slb_now_ms();
+        ts = p->now_ms;
+    }
     if ((rc = slb_plog_add(l, rec, ts, offset, p->errmsg)) < 0) return rc;
     p->touched[partition] = 1;
     return 0;
@@ -839,6 +847,7 @@ int sl_producer_flush(sl_producer *p)
 {
     if (!p) return SL_EINVAL;
     int rc = 0;
+    p->now_uses = 0;
     for (int32_t i = 0; i < p->wt->conf.partitions; i++) {
         if (!p->touched[i]) continue;
         p->touched[i] = 0;

@@ -357,8 +357,7 @@ static bool wait_change(sl_log_reader *r, int64_t deadline)
 int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
 {
     if (!r || !msg) return SL_EINVAL;
-    int64_t deadline = timeout_ms < 0 ? -1 : slb_mono_ms() + timeout_ms;
-    drain(r);
+    int64_t deadline = -2; /* computed when first needed: the fast path reads no clock */
     for (;;) {
         if (r->in_batch) {
             slb_rec rec;
@@ -453,6 +452,8 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
         }
         if (timeout_ms == 0) return SL_EAGAIN;
         if (ensure_watch(r)) continue; /* watching from now on: look once more */
+        if (deadline == -2) deadline = timeout_ms < 0 ? -1 : slb_mono_ms() + timeout_ms;
+        /* Events queued before the check above only cause one more look. */
         if (!wait_change(r, deadline)) return SL_EAGAIN;
     }
 }
