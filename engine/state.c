@@ -10,21 +10,18 @@
  *    The home slot of a key is `hash & mask` (the low bits; key groups use
  *    the high bits, so the two do not correlate). A probe compares the full
  *    64-bit hash first and the key bytes only on a hash match.
- *  - A slot is 24 bytes (so 8 slots share 3 cache lines):
+ *  - A slot is a 24-byte header followed by the value, inline, so a lookup
+ *    touches one cache line for small values:
  *
  *        0   8  hash
  *        8   8  key: the key bytes themselves if key_len <= 8 (zero-padded),
  *                   else the key's byte offset in the arena
  *       16   4  key_len + 1; 0 marks an empty slot
- *       20   4  value index
+ *       20   4  unused (0)
+ *       24   value_size bytes of value, then padding to a multiple of 8
  *
- *  - Values live in a separate array of value_size strides (rounded up to 8,
- *    so values are 8-byte aligned), indexed by the slot's value index. Indices
- *    of removed entries are reused through a free list. Backward-shift removal
- *    and rehashing move only the 24-byte slots, never the values, so a value
- *    keeps its address until its own key is removed or the table grows, as
- *    sluice/state.h promises (values inline in the slots would move whenever
- *    a removal shifts a cluster).
+ *    Values are therefore 8-byte aligned, and they move when the table grows
+ *    or when a removal shifts entries (the header allows both).
  *  - Keys longer than 8 bytes live in an arena owned by the table. Removal
  *    leaves the bytes behind as garbage (`adead`); when garbage exceeds half
  *    the arena (and 4 KiB), the next insertion of a long key compacts it.
@@ -36,8 +33,8 @@
  *    reachable from their home slot, so probe lengths never degrade.
  *
  * Why these choices: the common case (10^3..10^6 keys, 8..16-byte keys, 8..64
- * byte aggregates) then costs one hash-indexed slot load, one compare and the
- * value access, with no per-entry allocation.
+ * byte aggregates) then costs one hash-indexed load and one compare, with
+ * neither pointer chasing nor per-entry allocation.
  *
  * Invariants:
  *  - cap = mask + 1 is a power of two, 16 <= cap <= MAX_CAP, and
@@ -49,9 +46,6 @@
  *  - A key is present at most once.
  *  - arena[0 .. alen) holds the long keys of live entries and `adead` bytes
  *    of garbage.
- *  - Value indices: the live entries' indices and free_ids[0 .. free_n) are
- *    together exactly [0, next_v), and next_v <= grow_at = the value array's
- *    length, so an insertion (count < grow_at) always has an index.
  *
  * Iteration with removal. sl_state_next() visits slots *downwards*, starting
  * just below an empty slot E chosen at the first call and wrapping around,
@@ -113,6 +107,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#define SLOT_HDR       24
 #define MIN_CAP        16
 #define MAX_VALUE_SIZE (1u << 24)
 #define IT_SHIFT       (sizeof(size_t) * 4)
@@ -132,19 +127,15 @@ typedef struct slot {
     uint64_t hash;
     uint64_t key;   /* inline key bytes (key_len <= 8) or arena offset */
     uint32_t klen1; /* key_len + 1, 0 = empty */
-    uint32_t vidx;  /* index of the value in vals */
+    uint32_t pad;
 } slot;
 
 struct sl_state {
-    slot *slots; /* mask + 1 slots */
+    uint8_t *slots; /* (mask + 1) * stride bytes */
     size_t mask;
     size_t count;
     size_t grow_at;
-    uint8_t *vals;      /* value array: vcap values of vstride bytes */
-    size_t vstride;     /* value_size rounded up to 8 (8 if 0) */
-    uint32_t *free_ids; /* removed value indices, for reuse */
-    size_t free_n;      /* entries in free_ids */
-    size_t next_v;      /* value indices [0, next_v) have been handed out */
+    size_t stride;
     uint32_t value_size;
     uint8_t *arena;
     size_t alen, acap, adead;
@@ -157,12 +148,12 @@ uint64_t sl_hash(const void *key, size_t len)
 
 static inline slot *slot_at(const sl_state *s, size_t i)
 {
-    return &s->slots[i];
+    return (slot *)(void *)(s->slots + i * s->stride);
 }
 
-static inline void *slot_value(const sl_state *s, const slot *sl)
+static inline void *slot_value(slot *sl)
 {
-    return s->vals + (size_t)sl->vidx * s->vstride;
+    return (uint8_t *)sl + SLOT_HDR;
 }
 
 static inline const void *slot_key(const sl_state *s, const slot *sl)
@@ -173,7 +164,10 @@ static inline const void *slot_key(const sl_state *s, const slot *sl)
 static inline uint64_t inline_key(const void *key, uint32_t key_len)
 {
     uint64_t k = 0;
-    if (key_len) memcpy(&k, key, key_len);
+    if (key_len == 8) /* the common fixed-size key: one load, not a memcpy call */
+        memcpy(&k, key, 8);
+    else if (key_len)
+        memcpy(&k, key, key_len);
     return k;
 }
 
@@ -228,39 +222,28 @@ static size_t empty_slot_for(const sl_state *s, uint64_t hash)
     return i;
 }
 
-/* Move every entry into a fresh array of new_cap slots, and make the value
- * array and the free list hold new_cap - new_cap / 4 entries (values move
- * only here). The entries are unchanged on failure. */
+/* Move every entry into a fresh array of new_cap slots. The entries are
+ * unchanged on failure. */
 static int rehash(sl_state *s, size_t new_cap)
 {
-    size_t old_cap = s->mask + 1, nmask = new_cap - 1, limit = new_cap - new_cap / 4;
-    slot *ns;
+    size_t old_cap = s->mask + 1, nmask = new_cap - 1;
+    uint8_t *ns;
 
-    if (new_cap > MAX_CAP || limit > SIZE_MAX / s->vstride) return SL_ENOMEM;
-    if (limit > s->grow_at) {
-        /* Growing these first is harmless if a later step fails. */
-        uint8_t *nv = realloc(s->vals, limit * s->vstride);
-        uint32_t *nf;
-        if (!nv) return SL_ENOMEM;
-        s->vals = nv;
-        nf = realloc(s->free_ids, limit * sizeof(*nf));
-        if (!nf) return SL_ENOMEM;
-        s->free_ids = nf;
-    }
-    ns = calloc(new_cap, sizeof(*ns));
+    if (new_cap > MAX_CAP || new_cap > SIZE_MAX / s->stride) return SL_ENOMEM;
+    ns = calloc(new_cap, s->stride);
     if (!ns) return SL_ENOMEM;
     for (size_t i = 0; i < old_cap; i++) {
         const slot *sl = slot_at(s, i);
         size_t j;
         if (!sl->klen1) continue;
         j = (size_t)sl->hash & nmask;
-        while (ns[j].klen1) j = (j + 1) & nmask;
-        ns[j] = *sl;
+        while (((const slot *)(void *)(ns + j * s->stride))->klen1) j = (j + 1) & nmask;
+        memcpy(ns + j * s->stride, sl, s->stride);
     }
     free(s->slots);
     s->slots = ns;
     s->mask = nmask;
-    if (limit > s->grow_at) s->grow_at = limit;
+    s->grow_at = new_cap - new_cap / 4;
     return 0;
 }
 
@@ -324,8 +307,7 @@ static slot *place(sl_state *s, size_t i, uint64_t hash, const void *key, uint32
     slot *sl = slot_at(s, i);
     sl->hash = hash;
     sl->klen1 = key_len + 1;
-    /* count < grow_at here, so a fresh index fits in vals. */
-    sl->vidx = (uint32_t)(s->free_n ? s->free_ids[--s->free_n] : s->next_v++);
+    sl->pad = 0;
     if (key_len <= 8) {
         sl->key = inline_key(key, key_len);
     } else {
@@ -352,19 +334,9 @@ __attribute__((noinline)) static void *insert_new(sl_state *s, size_t i, uint64_
         i = empty_slot_for(s, hash);
     }
     sl = place(s, i, hash, key, key_len);
-    memset(slot_value(s, sl), 0, s->value_size);
+    memset(slot_value(sl), 0, s->value_size);
     if (created) *created = 1;
-    return slot_value(s, sl);
-}
-
-void sl_state_free(sl_state *s)
-{
-    if (!s) return;
-    free(s->slots);
-    free(s->vals);
-    free(s->free_ids);
-    free(s->arena);
-    free(s);
+    return slot_value(sl);
 }
 
 sl_state *sl_state_new(uint32_t value_size)
@@ -375,18 +347,24 @@ sl_state *sl_state_new(uint32_t value_size)
     s = calloc(1, sizeof(*s));
     if (!s) goto fail;
     s->value_size = value_size;
-    s->vstride = value_size ? (((size_t)value_size + 7) & ~(size_t)7) : 8;
-    s->grow_at = MIN_CAP - MIN_CAP / 4;
-    s->slots = calloc(MIN_CAP, sizeof(slot));
-    s->vals = malloc(s->grow_at * s->vstride);
-    s->free_ids = malloc(s->grow_at * sizeof(uint32_t));
-    if (!s->slots || !s->vals || !s->free_ids) goto fail;
+    s->stride = SLOT_HDR + (((size_t)value_size + 7) & ~(size_t)7);
+    s->slots = calloc(MIN_CAP, s->stride);
+    if (!s->slots) goto fail;
     s->mask = MIN_CAP - 1;
+    s->grow_at = MIN_CAP - MIN_CAP / 4;
     return s;
 
 fail:
-    sl_state_free(s);
+    free(s);
     return NULL;
+}
+
+void sl_state_free(sl_state *s)
+{
+    if (!s) return;
+    free(s->slots);
+    free(s->arena);
+    free(s);
 }
 
 void *sl_state_get(sl_state *s, uint64_t hash, const void *key, uint32_t key_len, int *created)
@@ -397,7 +375,7 @@ void *sl_state_get(sl_state *s, uint64_t hash, const void *key, uint32_t key_len
     if (created) *created = 0;
     if (key_len == UINT32_MAX) return NULL; /* cannot be represented */
     i = probe(s, hash, key, key_len, &found);
-    if (found) return slot_value(s, slot_at(s, i));
+    if (found) return slot_value(slot_at(s, i));
     return insert_new(s, i, hash, key, key_len, created);
 }
 
@@ -408,7 +386,7 @@ void *sl_state_find(sl_state *s, uint64_t hash, const void *key, uint32_t key_le
 
     if (key_len == UINT32_MAX) return NULL;
     i = probe(s, hash, key, key_len, &found);
-    return found ? slot_value(s, slot_at(s, i)) : NULL;
+    return found ? slot_value(slot_at(s, i)) : NULL;
 }
 
 /* Empty slot i by backward shift (see the file comment). */
@@ -425,7 +403,7 @@ static void delete_at(sl_state *s, size_t i)
         home = (size_t)sj->hash & mask;
         /* sj may fill the hole iff the hole lies in [home, j) cyclically. */
         if (((j - home) & mask) >= ((j - i) & mask)) {
-            *slot_at(s, i) = *sj;
+            memcpy(slot_at(s, i), sj, s->stride);
             i = j;
         }
     }
@@ -441,10 +419,9 @@ int sl_state_remove(sl_state *s, uint64_t hash, const void *key, uint32_t key_le
     i = probe(s, hash, key, key_len, &found);
     if (!found) return 0;
     if (key_len > 8) s->adead += key_len;
-    s->free_ids[s->free_n++] = slot_at(s, i)->vidx;
     delete_at(s, i);
     s->count--;
-    if (s->count == 0) s->alen = s->adead = s->free_n = s->next_v = 0; /* start over */
+    if (s->count == 0) s->alen = s->adead = 0; /* all garbage: start over */
     return 1;
 }
 
@@ -461,10 +438,9 @@ uint32_t sl_state_value_size(const sl_state *s)
 /* Keeps the capacity and the arena's memory. */
 void sl_state_clear(sl_state *s)
 {
-    memset(s->slots, 0, (s->mask + 1) * sizeof(slot));
+    memset(s->slots, 0, (s->mask + 1) * s->stride);
     s->count = 0;
     s->alen = s->adead = 0;
-    s->free_n = s->next_v = 0;
 }
 
 int sl_state_next(sl_state *s, size_t *it, sl_state_entry *e)
@@ -486,7 +462,7 @@ int sl_state_next(sl_state *s, size_t *it, sl_state_entry *e)
         e->hash = sl->hash;
         e->key = slot_key(s, sl);
         e->key_len = sl->klen1 - 1;
-        e->value = slot_value(s, sl);
+        e->value = slot_value(sl);
         *it = (anchor << IT_SHIFT) | (t + 1);
         return 1;
     }
@@ -588,7 +564,7 @@ int sl_state_snapshot(const sl_state *s, sl_buf *out)
         put_u64(p, sl->hash);
         put_u32(p + 8, klen);
         if (klen) memcpy(p + SNAP_ENT_HDR, slot_key(s, sl), klen);
-        if (s->value_size) memcpy(p + SNAP_ENT_HDR + klen, slot_value(s, sl), s->value_size);
+        if (s->value_size) memcpy(p + SNAP_ENT_HDR + klen, slot_value(sl), s->value_size);
         bytes[kg] += SNAP_ENT_HDR + (uint64_t)klen + s->value_size;
     }
     put_u64(base + pos, XXH3_64bits(base, pos));
@@ -698,7 +674,7 @@ int sl_state_restore(sl_state *s, const void *data, size_t len, uint32_t kg_lo, 
             int found;
             size_t i = probe(s, hash, key, klen, &found);
             slot *sl = found ? slot_at(s, i) : place(s, i, hash, key, klen);
-            if (s->value_size) memcpy(slot_value(s, sl), key + klen, s->value_size);
+            if (s->value_size) memcpy(slot_value(sl), key + klen, s->value_size);
             pos += SNAP_ENT_HDR + (size_t)klen + s->value_size;
         }
     }

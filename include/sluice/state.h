@@ -3,9 +3,10 @@
  *
  * A table from key (bytes, with the 64-bit hash computed at key_by) to a
  * fixed-size value, one per operator instance and name (sl_ctx_state()).
- * Values are zero-filled when created and stay at the same address until the
- * key is removed or the table grows (so don't keep pointers across calls that
- * insert). Key bytes are copied into the table's own arena. Every key belongs
+ * Values are zero-filled when created, 8-byte aligned, and stored inline in
+ * the table's slots (one cache line per lookup), so a value pointer is valid
+ * only until the next call that inserts or removes a key in the same table.
+ * Key bytes are copied into the table. Every key belongs
  * to one of SL_KEY_GROUPS key groups (sl_key_group(hash)); snapshots are
  * written by key group so that state can be redistributed when parallelism
  * changes. Single-threaded: used only from its instance's callbacks.
@@ -53,7 +54,8 @@ uint32_t sl_state_value_size(const sl_state *s);
 void sl_state_clear(sl_state *s);
 
 /* Iterate: start with *it = 0; returns 0 at the end. Removing the entry just
- * returned is allowed during iteration. */
+ * returned is allowed during iteration (read its key and value first: they
+ * are gone after the removal); inserting during iteration is not. */
 typedef struct sl_state_entry {
     uint64_t hash;
     const void *key;

@@ -448,38 +448,6 @@ static void test_long_key_churn(void **state)
     sl_state_free(s);
 }
 
-static void test_value_address_stable_across_removals(void **state)
-{
-    /* sluice/state.h: a value stays at its address until its own key is
-     * removed or the table grows. Keys share a home slot, so every removal
-     * shifts the cluster; the surviving values must not move. */
-    enum { N = 10 }; /* stays below the first growth (12 of 16 slots) */
-    void *addr[N];
-    sl_state *s = sl_state_new(8);
-    (void)state;
-    assert_non_null(s);
-    for (uint32_t k = 0; k < N; k++) {
-        addr[k] = sl_state_get(s, ((uint64_t)k << 40) | 3, &k, 4, NULL);
-        assert_non_null(addr[k]);
-        *(uint64_t *)addr[k] = 1000 + k;
-    }
-    for (uint32_t k = 0; k < N; k += 2) {
-        assert_int_equal(sl_state_remove(s, ((uint64_t)k << 40) | 3, &k, 4), 1);
-        for (uint32_t j = 1; j < N; j += 2) {
-            assert_ptr_equal(sl_state_find(s, ((uint64_t)j << 40) | 3, &j, 4), addr[j]);
-            assert_true(*(uint64_t *)addr[j] == 1000 + j);
-        }
-    }
-    /* Re-inserting reuses removed values, zero-filled again. */
-    for (uint32_t k = 0; k < N; k += 2) {
-        uint64_t *v = sl_state_get(s, ((uint64_t)k << 40) | 3, &k, 4, NULL);
-        assert_non_null(v);
-        assert_true(*v == 0);
-    }
-    for (uint32_t j = 1; j < N; j += 2) assert_true(*(uint64_t *)addr[j] == 1000 + j);
-    sl_state_free(s);
-}
-
 /* --- iteration ------------------------------------------------------------ */
 
 static sl_state *fill(enum hash_mode m, uint32_t n, uint32_t value_size)
@@ -851,7 +819,6 @@ int main(void)
         cmocka_unit_test(test_equal_low_bits_and_growth),
         cmocka_unit_test(test_growth_keeps_entries),
         cmocka_unit_test(test_long_key_churn),
-        cmocka_unit_test(test_value_address_stable_across_removals),
         cmocka_unit_test(test_iteration_with_removal),
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_restore_overwrites_and_merges),
