@@ -27,12 +27,8 @@ static inline uint64_t zz64(int64_t v)
 
 static inline size_t uvarint_size(uint64_t v)
 {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
+    /* 7 bits per byte: bytes = floor(bits / 7) + 1, bits = 63 - clz(v | 1). */
+    return (size_t)(63 - __builtin_clzll(v | 1)) / 7 + 1;
 }
 
 static inline size_t varint_size(int64_t v)

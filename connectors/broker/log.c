@@ -828,12 +828,12 @@ int slb_plog_flush(slb_plog *l, char *err)
 
 int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *offset, char *err)
 {
-    pthread_mutex_lock(&l->mu);
+    /* Only fsync=interval partitions are shared with the flusher thread; the
+     * others are touched by the owning thread alone and skip the lock (this
+     * is the per-record path). */
+    bool lock = l->conf.fsync == SL_FSYNC_INTERVAL;
+    if (lock) pthread_mutex_lock(&l->mu);
     int rc = 0;
-    if (l->pending.count > 0) {
-        size_t sz = slb_record_size(rec, ts - l->pending.first_ts, l->pending.last_delta + 1);
-        if (l->pending.len + sz > SLB_BATCH_TARGET && (rc = flush_locked(l, err)) < 0) goto out;
-    }
     if (l->pending.count == 0) slb_builder_reset(&l->pending, l->next_offset);
     int64_t delta = l->pending.last_delta + 1;
     if ((rc = slb_builder_add(&l->pending, rec, ts, delta)) < 0) {
@@ -841,8 +841,10 @@ int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *offset,
         goto out;
     }
     if (offset) *offset = l->pending.base_offset + delta;
+    /* Full: write it now (a batch ends at most one record past the target). */
+    if (l->pending.len >= SLB_BATCH_TARGET) rc = flush_locked(l, err);
 out:
-    pthread_mutex_unlock(&l->mu);
+    if (lock) pthread_mutex_unlock(&l->mu);
     return rc;
 }
 

@@ -1,0 +1,186 @@
+/*
+ * tests/unit/test_broker_cli.c - the broker commands of the sluice CLI, run
+ * as a user would (SLUICE_BIN): topic create/list/describe/delete, produce
+ * with -K, consume with -f, -o, -e, -c and -G (committed offsets), and bad
+ * invocations, each of which must print one line "sluice <cmd>: ..." on
+ * stderr, exit non-zero and change nothing in the broker directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+
+#include "tests/unit/test_broker_util.h"
+
+static char *dir;
+
+/* Run "SLUICE_BIN args" with stdin from input; capture stdout and stderr. */
+static int run(const char *input, char *out, size_t outcap, char *err, size_t errcap,
+               const char *args)
+{
+    char cmd[20000], ofile[4200], efile[4200], ifile[4200];
+    snprintf(ofile, sizeof ofile, "%s.out", dir);
+    snprintf(efile, sizeof efile, "%s.err", dir);
+    snprintf(ifile, sizeof ifile, "%s.in", dir);
+    FILE *f = fopen(ifile, "w");
+    assert_non_null(f);
+    if (input) fputs(input, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "SLUICE_DIR='%s' '%s' %s <'%s' >'%s' 2>'%s'", dir, SLUICE_BIN, args,
+             ifile, ofile, efile);
+    int st = system(cmd);
+    const char *files[2] = {ofile, efile};
+    char *bufs[2] = {out, err};
+    size_t caps[2] = {outcap, errcap};
+    for (int i = 0; i < 2; i++) {
+        f = fopen(files[i], "r");
+        assert_non_null(f);
+        size_t n = fread(bufs[i], 1, caps[i] - 1, f);
+        bufs[i][n] = '\0';
+        fclose(f);
+        unlink(files[i]);
+    }
+    unlink(ifile);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    dir = tb_tmpdir();
+    return dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tb_rmrf(dir);
+    free(dir);
+    return 0;
+}
+
+static void test_cli_roundtrip(void **state)
+{
+    (void)state;
+    char out[65536], err[4096];
+    int rc = run(NULL, out, sizeof out, err, sizeof err, "topic create orders --partitions 3");
+    if (rc != 0 && strstr(err, "unknown command")) skip(); /* dispatcher not wired yet */
+    assert_int_equal(rc, 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err,
+                         "topic create st --compact --fsync 50 --retention-ms 100000"),
+                     0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic list"), 0);
+    assert_string_equal(out, "orders\nst\n");
+    assert_int_equal(run("alice:1\nbob:2\nalice:3\nnokey\n", out, sizeof out, err, sizeof err,
+                         "produce orders -K :"),
+                     0);
+    /* alice's two records share a partition, in order (murmur2 of the key). */
+    assert_int_equal(
+        run(NULL, out, sizeof out, err, sizeof err, "consume orders -e -f '%k=%s@%p\\n'"), 0);
+    assert_int_equal(count_lines(out), 4);
+    char *a1 = strstr(out, "alice=1@"), *a3 = strstr(out, "alice=3@");
+    assert_non_null(a1);
+    assert_non_null(a3);
+    assert_true(a1 < a3);
+    assert_int_equal(a1[8], a3[8]);
+    assert_non_null(strstr(out, "=nokey@"));
+    /* Partition, offset, count. */
+    assert_int_equal(run("x\ny\nz\n", out, sizeof out, err, sizeof err, "produce orders -p 2"), 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err,
+                         "consume orders -p 2 -o 1 -c 1 -f '%t %p %o %s\\n'"),
+                     0);
+    assert_non_null(strstr(out, "orders 2 1 "));
+    assert_int_equal(count_lines(out), 1);
+    /* Groups: the second run starts where the first committed. */
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume orders -G g1 -e"), 0);
+    assert_int_equal(count_lines(out), 7);
+    assert_int_equal(run("late\n", out, sizeof out, err, sizeof err, "produce orders -p 0"), 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume orders -G g1 -e"), 0);
+    assert_string_equal(out, "late\n");
+    /* Describe names partitions and offsets. */
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic describe orders"), 0);
+    assert_non_null(strstr(out, "3 partitions"));
+    assert_non_null(strstr(out, "next_offset"));
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic delete orders"), 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic list"), 0);
+    /* The internal offsets topic is listed, as kafka-topics --list does. */
+    assert_string_equal(out, "__consumer_offsets\nst\n");
+}
+
+static void test_cli_bad_input(void **state)
+{
+    (void)state;
+    char out[65536], err[4096];
+    int rc = run(NULL, out, sizeof out, err, sizeof err, "topic create t --partitions 2");
+    if (rc != 0 && strstr(err, "unknown command")) skip();
+    assert_int_equal(rc, 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic create c --compact"), 0);
+    assert_int_equal(run("k:v\n", out, sizeof out, err, sizeof err, "produce c -K :"), 0);
+    char *before = tb_snapshot(dir);
+    static const struct {
+        const char *args, *input, *needle;
+    } bad[] = {
+        {"topic create t", NULL, "'t' already exists"},
+        {"topic create 'bad/name'", NULL, "bad/name"},
+        {"topic create x --partitions 0", NULL, "--partitions"},
+        {"topic create x --fsync sometimes", NULL, "sometimes"},
+        {"topic create x --retention-bytes -5", NULL, "--retention-bytes"},
+        {"topic describe nope", NULL, "unknown topic 'nope'"},
+        {"topic delete nope", NULL, "unknown topic 'nope'"},
+        {"topic frobnicate", NULL, "frobnicate"},
+        {"produce nope", "a\n", "unknown topic 'nope'"},
+        {"produce t -p 7", "a\n", "no partition 7"},
+        {"produce t -p -1", "a\n", "-p"},
+        {"produce c", "no key here\n", "compacted"},
+        {"consume nope -e", NULL, "unknown topic 'nope'"},
+        {"consume t -p 9 -e", NULL, "no partition 9"},
+        {"consume t -f '%q' -e", NULL, "%q"},
+        {"consume t -o sideways -e", NULL, "sideways"},
+        {"consume t -G 'bad group' -e", NULL, "bad group"},
+        {"consume t --bogus", NULL, "--bogus"},
+        {"topic list --dir /nonexistent/dir", NULL, "/nonexistent/dir"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rc = run(bad[i].input, out, sizeof out, err, sizeof err, bad[i].args);
+        if (rc == 0 || count_lines(err) != 1 || strncmp(err, "sluice ", 7) != 0 ||
+            !strstr(err, bad[i].needle))
+            fail_msg("'%s': status %d, stderr '%s'", bad[i].args, rc, err);
+        char *after = tb_snapshot(dir);
+        if (strcmp(before, after) != 0) fail_msg("'%s' changed the broker directory", bad[i].args);
+        free(after);
+    }
+    free(before);
+    /* A record over the maximum size is refused (the line limit is 1 MiB). */
+    size_t big = (1 << 20) + 10;
+    char *line = malloc(big + 2);
+    memset(line, 'x', big);
+    line[big] = '\n';
+    line[big + 1] = '\0';
+    rc = run(line, out, sizeof out, err, sizeof err, "produce t -p 0");
+    free(line);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(err, "larger than topic 't' allows"));
+    /* --help works everywhere. */
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic --help"), 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "produce --help"), 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume --help"), 0);
+    assert_non_null(strstr(out, "%t"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cli_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_bad_input, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
