@@ -149,7 +149,8 @@ typedef struct sl_task {
     int idle_out;     /* outputs announced idle */
     uint64_t barrier; /* checkpoint barrier being aligned (0: none) */
     int n_aligned;
-    _Atomic uint64_t inject_barrier; /* sources: barrier requested by coordinator */
+    _Atomic uint64_t inject_barrier; /* sources: highest barrier id requested */
+    uint64_t barrier_sent;           /* sources: highest barrier id sent */
 } sl_task;
 
 typedef struct sl_sched sl_sched;
@@ -212,7 +213,8 @@ void sl_plan_free(sl_pipeline *p);
 /* task.c: runs on a worker, inside the task's activation. Returns 1 when
  * the task should be activated again at once (its quantum ran out). */
 int sl_task_activate(sl_task *t);
-/* Ask every source to inject BARRIER(id) (any thread, while running). */
+/* Ask every source to inject BARRIER(id), and every id before it not yet
+ * sent, in order (any thread, while running). Ids start at 1. */
 void sl_pipeline_inject_barrier(sl_pipeline *p, uint64_t id);
 /* Called when the whole task is done (sched bookkeeping). */
 void sl_task_finished(sl_task *t);

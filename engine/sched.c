@@ -415,7 +415,10 @@ void sl_pipeline_inject_barrier(sl_pipeline *p, uint64_t id)
     for (int i = 0; i < p->n_tasks; i++) {
         sl_task *t = p->tasks[i];
         if (t->root->node->kind != SL_NODE_SOURCE) continue;
-        atomic_store(&t->inject_barrier, id);
+        /* Raise the requested id (never lower it); the source sends every id
+         * up to it, in order. */
+        uint64_t cur = atomic_load(&t->inject_barrier);
+        while (cur < id && !atomic_compare_exchange_weak(&t->inject_barrier, &cur, id)) {}
         sl_task_wake(t);
     }
 }

@@ -435,7 +435,13 @@ static int handle_msg(sl_task *t, sl_channel *ch, sl_msg *m)
     case SL_MSG_IDLE: ch->idle = 1; return task_idle_changed(t);
     case SL_MSG_ACTIVE: ch->idle = 0; return task_idle_changed(t);
     case SL_MSG_BARRIER:
+        /* Channels are FIFO and sources send every id in order, and an
+         * aligned channel is not read until alignment completes: so all
+         * channels deliver the same id next. */
         if (!t->barrier) t->barrier = (uint64_t)m->value;
+        if ((uint64_t)m->value != t->barrier)
+            return sl_ctx_fail(t->root, SL_ECORRUPT, "barrier %lld arrived while aligning %llu",
+                               (long long)m->value, (unsigned long long)t->barrier);
         ch->aligned = 1;
         return check_alignment(t);
     case SL_MSG_END: {
@@ -489,9 +495,11 @@ static int source_step(sl_task *t)
 {
     struct sl_ctx *c = t->root;
     sl_pipeline *p = t->p;
-    uint64_t bar = atomic_exchange(&t->inject_barrier, 0);
-    if (bar) {
-        int rc = task_barrier(t, bar);
+    /* Send every requested barrier, in order, so that each channel carries
+     * each id and alignment downstream can match them one by one. */
+    uint64_t want = atomic_load(&t->inject_barrier);
+    while (t->barrier_sent < want) {
+        int rc = task_barrier(t, ++t->barrier_sent);
         if (rc) return rc;
     }
     if (atomic_load_explicit(&p->canceled, memory_order_relaxed)) {
