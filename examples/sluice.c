@@ -14,10 +14,13 @@
 #include <stdio.h>
 #include <string.h>
 #include "examples/cli.h"
+#include "examples/jobs_window.h"
 
 static const sl_cli_job jobs[] = {
     {"wordcount", "count words of a text (--input FILE or stdin), most frequent first",
      sl_job_wordcount},
+    {"window-agg", "windowed aggregates of CSV event_time_ms,key,value lines", sl_job_window_agg},
+    {"ysb", "Yahoo Streaming Benchmark: views per campaign per 10 s window", sl_job_ysb},
 };
 #define N_JOBS (sizeof(jobs) / sizeof(jobs[0]))
 
@@ -28,6 +31,9 @@ static const struct {
 } benches[] = {
     {"core", "generator -> filter -> key_by -> keyed count, against a hand-written loop",
      sl_bench_core},
+    {"ysb", "the ysb job on its generator, against a hand-written YSB loop", sl_bench_ysb},
+    {"windows", "sliding against tumbling windows; window result latency", sl_bench_windows},
+    {"broker", "built-in broker: append against dd, sequential read, latency", sl_bench_broker},
 };
 #define N_BENCHES (sizeof(benches) / sizeof(benches[0]))
 
