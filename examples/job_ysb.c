@@ -289,11 +289,10 @@ sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j)
                                         .ud = j,
                                         .width = sizeof(sl_ysb_event),
                                         .max_len = sizeof(sl_ysb_event),
-                                        .wm = {.delay = j->delay}};
+                                        .wm = {.delay = j->delay, .punctuated = 1}};
         src = sl_pipeline_source(p, "json", &sl_jobs_lines_source, &j->lines, sizeof(sl_ysb_event));
         src = sl_stream_parallelism(src, 1);
         sl_stream_sink(sl_stream_side(src, 1, 0), "malformed", &sl_jobs_deadletter_sink, &j->dl);
-        src = sl_stream_rebalance(src);
     } else {
         j->gen = (sl_generator_wm_conf){
             .gen = {.fn = ysb_gen, .ud = j, .count = j->events, .rate = j->rate},
@@ -301,9 +300,14 @@ sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j)
         src = sl_pipeline_generator_wm(p, "events", &j->gen, sizeof(sl_ysb_event));
         src = sl_stream_parallelism(src, par);
     }
-    sl_stream *v = sl_stream_parallelism(sl_stream_apply(src, "views", &views_op, j, 8), par);
+    /* With one reader, views and key_by stay chained to it (parallelism 1):
+     * a rebalance would let a record overtake the watermark that preceded it
+     * on another path, and the late records would depend on scheduling. The
+     * hash edge into the window keeps each key's order with the watermarks. */
+    int vpar = j->input ? 1 : par;
+    sl_stream *v = sl_stream_parallelism(sl_stream_apply(src, "views", &views_op, j, 8), vpar);
     sl_stream_sink(sl_stream_side(v, 1, 0), "unknown-ads", &sl_jobs_deadletter_sink, &j->dl);
-    sl_stream *k = sl_stream_parallelism(sl_stream_key_by(v, "campaign", campaign_key, NULL), par);
+    sl_stream *k = sl_stream_parallelism(sl_stream_key_by(v, "campaign", campaign_key, NULL), vpar);
     j->wc = sl_window_tumbling(SL_YSB_WINDOW_MS, 0);
     j->wc.agg = &sl_agg_count;
     sl_stream *w = sl_stream_parallelism(sl_stream_window(k, "count", &j->wc), par);
