@@ -71,6 +71,8 @@ sl_stream *sl_stream_broadcast(sl_stream *s); /* every instance gets every recor
 sl_pipeline *sl_stream_pipeline(const sl_stream *s);
 uint32_t sl_stream_width(const sl_stream *s);
 int sl_stream_keyed(const sl_stream *s);
+/* The conf given to the node that made s (NULL for key_by and unknown). */
+void *sl_stream_conf(const sl_stream *s);
 /* Declare that `out` carries the records of `in` unchanged (a filter), so it
  * keeps in's key. Returns out. */
 sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in);
