@@ -116,7 +116,7 @@ static char *reference(const char *text, size_t len, size_t *out_len)
             v[nv++] = (wc){w, wl, 1};
         }
     }
-    qsort(v, nv, sizeof(*v), wc_cmp);
+    if (nv) qsort(v, nv, sizeof(*v), wc_cmp);
     size_t cap = 64, n = 0;
     char *out = malloc(cap);
     for (size_t j = 0; j < nv; j++) {
