@@ -28,6 +28,7 @@ typedef struct sl_cli_job {
     int (*run)(int argc, char **argv);
 } sl_cli_job;
 int sl_job_wordcount(int argc, char **argv);
+int sl_job_generate(int argc, char **argv);
 
 /* --- shared by commands (examples/cmd_common.c) ------------------------------- */
 

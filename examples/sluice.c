@@ -19,6 +19,8 @@
 static const sl_cli_job jobs[] = {
     {"wordcount", "count words of a text (--input FILE or stdin), most frequent first",
      sl_job_wordcount},
+    {"generate", "deterministic event_time_ms,key,value events, to stdout or a topic",
+     sl_job_generate},
     {"window-agg", "windowed aggregates of CSV event_time_ms,key,value lines", sl_job_window_agg},
     {"ysb", "Yahoo Streaming Benchmark: views per campaign per 10 s window", sl_job_ysb},
 };
