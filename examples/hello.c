@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <sluice/sluice.h>
 
-typedef struct { int64_t n; } num;
+typedef struct {
+    int64_t n;
+} num;
 
 static int gen(void *out, uint64_t seq, int64_t *ts, void *ud)
 {
@@ -12,7 +14,10 @@ static int gen(void *out, uint64_t seq, int64_t *ts, void *ud)
     *ts = (int64_t)seq;
     return 0;
 }
-static int even(const void *rec, uint32_t len, int64_t ts, void *ud) { return ((const num *)rec)->n % 2 == 0; }
+static int even(const void *rec, uint32_t len, int64_t ts, void *ud)
+{
+    return ((const num *)rec)->n % 2 == 0;
+}
 static sl_bytes last_digit(const void *rec, uint32_t len, void *ud)
 {
     static const char digits[] = "0123456789";
@@ -22,7 +27,8 @@ static int show(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud
 {
     sl_bytes r = {rec, len}, key = sl_agg_out_key(r, 8);
     int64_t count = *(const int64_t *)sl_agg_out_result(r);
-    return sl_buf_printf(out, "numbers ending in %.*s: %" PRId64 "\n", (int)key.len, (const char *)key.ptr, count);
+    return sl_buf_printf(out, "numbers ending in %.*s: %" PRId64 "\n", (int)key.len,
+                         (const char *)key.ptr, count);
 }
 
 int main(void)

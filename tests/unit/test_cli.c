@@ -86,7 +86,10 @@ static int wc_cmp(const void *a, const void *b)
     return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-static int is_ws(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static int is_ws(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
 
 /* The expected output for `text`, computed by brute force. */
 static char *reference(const char *text, size_t len, size_t *out_len)
@@ -167,8 +170,8 @@ static void check_wordcount(const char *text, size_t len, const char *opts)
 
 static void test_wordcount_generated(void **state)
 {
-    static const char *const words[] = {"alpha", "Beta", "GAMMA", "delta", "e", "zeta", "Eta",
-                                        "théta", "iota", "kappa", "lambda", "MU"};
+    static const char *const words[] = {"alpha", "Beta",  "GAMMA", "delta", "e",      "zeta",
+                                        "Eta",   "théta", "iota",  "kappa", "lambda", "MU"};
     static const char *const spaces[] = {" ", "  ", "\t", "\n", "\r\n", " \v ", "\f"};
     uint64_t x = 12345;
     size_t cap = 1 << 20, n = 0;
@@ -182,7 +185,8 @@ static void test_wordcount_generated(void **state)
         n += (size_t)sprintf(text + n, "%s%s", w, s);
     }
     static const char *const opts[] = {"", "--threads 1 --parallelism 1",
-                                       "--threads 2 --parallelism 3", "--threads 4 --parallelism 4"};
+                                       "--threads 2 --parallelism 3",
+                                       "--threads 4 --parallelism 4"};
     for (size_t k = 0; k < 4; k++) check_wordcount(text, n, opts[k]);
     free(text);
 }
@@ -207,7 +211,10 @@ static void test_wordcount_10mb_line(void **state)
     free(text);
 }
 
-static void test_wordcount_empty(void **state) { check_wordcount("", 0, ""); }
+static void test_wordcount_empty(void **state)
+{
+    check_wordcount("", 0, "");
+}
 
 /* --- bad invocations ------------------------------------------------------------------ */
 
@@ -249,9 +256,9 @@ static void test_version_and_jobs(void **state)
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "wordcount"));
     result_free(&r);
-    static const char *const helps[] = {"--help", "jobs --help", "run --help",
-                                        "run wordcount --help", "bench --help",
-                                        "bench core --help"};
+    static const char *const helps[] = {"--help",       "jobs --help",
+                                        "run --help",   "run wordcount --help",
+                                        "bench --help", "bench core --help"};
     for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
         r = run(NULL, helps[i]);
         assert_int_equal(r.status, 0);
@@ -276,12 +283,9 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wordcount_generated),
-        cmocka_unit_test(test_wordcount_hostile_bytes),
-        cmocka_unit_test(test_wordcount_10mb_line),
-        cmocka_unit_test(test_wordcount_empty),
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_version_and_jobs),
+        cmocka_unit_test(test_wordcount_generated), cmocka_unit_test(test_wordcount_hostile_bytes),
+        cmocka_unit_test(test_wordcount_10mb_line), cmocka_unit_test(test_wordcount_empty),
+        cmocka_unit_test(test_bad_input),           cmocka_unit_test(test_version_and_jobs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
