@@ -15,6 +15,14 @@
  * for the owner, FIFO for thieves); wake-ups from a worker go to its own
  * deque, others to the mutex-protected injector (start, delayed wake-ups).
  *
+ * Each worker also has a `next` slot (Go's runnext, Tokio's LIFO slot): the
+ * task a worker wakes during an activation, typically the consumer of the
+ * batches it just sent, runs right after that activation, while those
+ * batches are still in this core's cache. A second wake-up displaces the
+ * first into the deque, where thieves can take it; the slot itself is
+ * never stolen, and it is run before the worker looks anywhere else, so a
+ * task cannot wait there for more than one activation.
+ *
  * Parking is an event count: a worker with nothing to do spins briefly, then
  * increments `sleepers`, reads `epoch`, looks for work once more, and sleeps
  * on the condition variable only if `epoch` has not moved. Whoever makes a
@@ -38,6 +46,7 @@ typedef struct worker {
     int id;
     pthread_t th;
     sl_deque *dq;
+    sl_task *next; /* runs after the current activation (owner only) */
     uint64_t rng;
     sl_pool_cache cache;
 } worker;
@@ -98,7 +107,15 @@ static sl_task *inject_take(sl_sched *s)
 static void enqueue(sl_sched *s, sl_task *t)
 {
     worker *w = tl_worker;
-    if (!w || w->s != s || sl_deque_push(w->dq, t) != 0) inject(s, t);
+    if (w && w->s == s) {
+        sl_task *old = w->next;
+        w->next = t;
+        if (!old) return; /* this worker runs it next; nobody to wake */
+        t = old;          /* the displaced task goes where thieves see it */
+        if (sl_deque_push(w->dq, t) != 0) inject(s, t);
+    } else {
+        inject(s, t);
+    }
     notify(s);
 }
 
@@ -153,7 +170,12 @@ static uint64_t xorshift(uint64_t *x)
 static sl_task *find_task(worker *w)
 {
     sl_sched *s = w->s;
-    sl_task *t = sl_deque_pop(w->dq);
+    sl_task *t = w->next;
+    if (t) {
+        w->next = NULL;
+        return t;
+    }
+    t = sl_deque_pop(w->dq);
     if (t) return t;
     if ((t = inject_take(s))) return t;
     int start = (int)(xorshift(&w->rng) % (uint64_t)s->n);
