@@ -62,6 +62,7 @@ typedef struct sl_node {
     uint32_t port_width[SL_MAX_PORTS];
     int chained;      /* planner: this node runs inside its input's task */
     void *owned_conf; /* freed with the pipeline */
+    int inherit;      /* unset parallelism follows the input's (key_by) */
 } sl_node;
 
 struct sl_task;

@@ -363,6 +363,7 @@ sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void
         return NULL;
     }
     in->p->nodes[out->node].owned_conf = kc;
+    in->p->nodes[out->node].inherit = 1; /* stays chained to its input */
     out->part = SL_PART_HASH;
     out->key = key;
     out->key_ud = ud;

@@ -76,7 +76,8 @@ int sl_plan_build(sl_pipeline *p)
     int total = 0;
     for (int k = 0; k < p->n_nodes; k++) {
         sl_node *n = &p->nodes[k];
-        if (n->parallelism == 0) n->parallelism = p->parallelism;
+        if (n->parallelism == 0)
+            n->parallelism = n->inherit ? p->nodes[n->in[0]->node].parallelism : p->parallelism;
         base[k] = total;
         total += n->parallelism;
     }

@@ -57,7 +57,8 @@ int sl_stream_sink(sl_stream *in, const char *name, const sl_operator *sink, voi
 sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width);
 
 /* Key the stream: key_fn gives each record's key bytes; their hash travels
- * with the record and decides which instance of the next node gets it. */
+ * with the record and decides which instance of the next node gets it.
+ * Unless set, its parallelism is its input's, so it runs chained to it. */
 sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void *ud);
 
 /* Settings of the node that made s; each returns s. */
