@@ -18,33 +18,16 @@
 
 #include "connectors/broker/crc32c.h"
 
-/* ---- varints (zigzag LEB128, as Kafka) ---------------------------------- */
-
-static inline uint64_t zz64(int64_t v)
-{
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
-static inline size_t uvarint_size(uint64_t v)
-{
-    /* 7 bits per byte: bytes = floor(bits / 7) + 1, bits = 63 - clz(v | 1). */
-    return (size_t)(63 - __builtin_clzll(v | 1)) / 7 + 1;
-}
+/* ---- varints (encoding in batch.h) ---------------------------------------- */
 
 static inline size_t varint_size(int64_t v)
 {
-    return uvarint_size(zz64(v));
+    return slb_uvarint_size(slb_zz64(v));
 }
 
 static inline uint8_t *put_varint(uint8_t *p, int64_t sv)
 {
-    uint64_t v = zz64(sv);
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
+    return slb_put_uvarint(p, slb_zz64(sv));
 }
 
 /* Read a varint of at most maxbytes from [*pp, end). Returns 0 or -1. */
@@ -261,7 +244,7 @@ void slb_builder_reset(slb_builder *b, int64_t base_offset)
     b->last_delta = -1;
 }
 
-static int reserve(slb_builder *b, size_t more)
+int slb_builder_reserve(slb_builder *b, size_t more)
 {
     if (b->buf && b->len + more <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 64 * 1024;
@@ -274,12 +257,12 @@ static int reserve(slb_builder *b, size_t more)
     return 0;
 }
 
-int slb_builder_add(slb_builder *b, const sl_record *r, int64_t ts, int64_t offset_delta)
+int slb_builder_add_any(slb_builder *b, const sl_record *r, int64_t ts, int64_t offset_delta)
 {
     if (b->count == 0) b->first_ts = ts;
     int64_t tsd = ts - b->first_ts;
     size_t body = body_size(r, tsd, offset_delta);
-    if (reserve(b, body + 10) < 0) return SL_ENOMEM;
+    if (slb_builder_reserve(b, body + 10) < 0) return SL_ENOMEM;
     uint8_t *p = b->buf + b->len;
     p = put_varint(p, (int64_t)body);
     *p++ = 0;
@@ -349,7 +332,7 @@ int slb_builder_add_raw(slb_builder *b, const slb_rec *r)
 
 size_t slb_builder_finish(slb_builder *b, int64_t last_offset_delta)
 {
-    if (reserve(b, 0) < 0) return 0;
+    if (slb_builder_reserve(b, 0) < 0) return 0;
     uint8_t *p = b->buf;
     if (last_offset_delta < 0) last_offset_delta = b->last_delta < 0 ? 0 : b->last_delta;
     if (b->count == 0) b->max_ts = b->first_ts;

@@ -52,6 +52,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "sluice/broker.h"
 
@@ -141,9 +142,77 @@ void slb_builder_init(slb_builder *b);
 void slb_builder_free(slb_builder *b);
 /* Start an empty batch whose first record will have offset base_offset. */
 void slb_builder_reset(slb_builder *b, int64_t base_offset);
+/* Make room for more bytes after b->len. Returns 0 or SL_ENOMEM. */
+int slb_builder_reserve(slb_builder *b, size_t more);
+/* slb_builder_add for any record (headers included); out of line. */
+int slb_builder_add_any(slb_builder *b, const sl_record *r, int64_t ts, int64_t offset_delta);
+
+/* ---- varints (zigzag LEB128, as Kafka) ---------------------------------- */
+
+static inline uint64_t slb_zz64(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+/* Bytes of the LEB128 encoding of v: 7 bits per byte, so floor(bits / 7) + 1
+ * with bits = 63 - clz(v | 1); the division by a constant is a multiply. */
+static inline size_t slb_uvarint_size(uint64_t v)
+{
+    return (size_t)(63 - __builtin_clzll(v | 1)) / 7 + 1;
+}
+
+static inline uint8_t *slb_put_uvarint(uint8_t *p, uint64_t v)
+{
+    if (v < 0x80) { /* the common cases take one or two well-predicted branches */
+        *p = (uint8_t)v;
+        return p + 1;
+    }
+    if (v < 0x4000) {
+        p[0] = (uint8_t)(v | 0x80);
+        p[1] = (uint8_t)(v >> 7);
+        return p + 2;
+    }
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
 /* Append a record with timestamp ts and offset base+offset_delta (deltas must
- * increase). Returns 0 or SL_ENOMEM. */
-int slb_builder_add(slb_builder *b, const sl_record *r, int64_t ts, int64_t offset_delta);
+ * increase). Returns 0 or SL_ENOMEM. This is the producer's per-record path:
+ * a record without headers is encoded here, inline, straight into the batch
+ * buffer (sizes first, so the length prefix is written in place; one
+ * capacity check; the key and value are the only bytes copied). */
+static inline int slb_builder_add(slb_builder *b, const sl_record *r, int64_t ts,
+                                  int64_t offset_delta)
+{
+    if (r->header_count) return slb_builder_add_any(b, r, ts, offset_delta);
+    if (b->count == 0) b->first_ts = ts;
+    uint64_t tz = slb_zz64(ts - b->first_ts), oz = slb_zz64(offset_delta);
+    size_t kl = r->key ? r->key_len : 0, vl = r->value ? r->value_len : 0;
+    uint64_t kz = r->key ? (uint64_t)kl << 1 : 1, vz = r->value ? (uint64_t)vl << 1 : 1;
+    /* attributes + header_count (0) + the varints + key + value */
+    size_t body = 2 + slb_uvarint_size(tz) + slb_uvarint_size(oz) + slb_uvarint_size(kz) +
+                  slb_uvarint_size(vz) + kl + vl;
+    if (b->len + body + 10 > b->cap && slb_builder_reserve(b, body + 10) < 0) return SL_ENOMEM;
+    uint8_t *p = slb_put_uvarint(b->buf + b->len, (uint64_t)body << 1);
+    *p++ = 0;
+    p = slb_put_uvarint(p, tz);
+    p = slb_put_uvarint(p, oz);
+    p = slb_put_uvarint(p, kz);
+    if (kl) memcpy(p, r->key, kl);
+    p = slb_put_uvarint(p + kl, vz);
+    if (vl) memcpy(p, r->value, vl);
+    p += vl;
+    *p++ = 0;
+    b->len = (size_t)(p - b->buf);
+    b->count++;
+    if (ts > b->max_ts) b->max_ts = ts;
+    b->last_delta = offset_delta;
+    return 0;
+}
 /* Append an already-encoded record (from slb_rec.raw) with its offset and
  * timestamp (used by compaction, which keeps offsets and timestamps). */
 int slb_builder_add_raw(slb_builder *b, const slb_rec *r);

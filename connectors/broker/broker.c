@@ -463,7 +463,8 @@ static int check_record(const slb_wtopic *wt, const sl_record *r, char *err)
         slb_seterr(err, "record is NULL");
         return SL_EINVAL;
     }
-    size_t payload = slb_record_payload(r);
+    size_t payload = r->header_count ? slb_record_payload(r)
+                                     : (r->key ? r->key_len : 0) + (r->value ? r->value_len : 0);
     if (payload > (size_t)wt->conf.max_record_bytes) {
         slb_seterr(err, "record of %zu bytes is larger than topic '%s' allows (%d bytes)", payload,
                    wt->name, wt->conf.max_record_bytes);
@@ -816,8 +817,18 @@ int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec, in
 {
     if (!p) return SL_EINVAL;
     slb_wtopic *wt = p->wt;
-    int rc = check_record(wt, rec, p->errmsg);
-    if (rc < 0) return rc;
+    int rc;
+    if (rec && !rec->header_count) {
+        /* The checks of check_record for the common record, without branches
+         * on the way; check_record explains a failure. */
+        size_t payload = (rec->key ? rec->key_len : 0) + (rec->value ? rec->value_len : 0);
+        bool bad = (payload > (size_t)wt->conf.max_record_bytes) |
+                   ((wt->conf.compact != 0) & !rec->key) | (rec->key_len && !rec->key) |
+                   (rec->value_len && !rec->value) | (rec->timestamp < 0);
+        if (bad) return check_record(wt, rec, p->errmsg);
+    } else if ((rc = check_record(wt, rec, p->errmsg)) < 0) {
+        return rc;
+    }
     if (partition == SL_PARTITION_ANY) {
         partition = rec->key ? sl_partition_for_key(rec->key, rec->key_len, wt->conf.partitions)
                              : (int32_t)(wt->rr++ % (uint32_t)wt->conf.partitions);

@@ -826,7 +826,7 @@ int slb_plog_flush(slb_plog *l, char *err)
     return rc;
 }
 
-int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *offset, char *err)
+int slb_plog_add_any(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *offset, char *err)
 {
     /* Only fsync=interval partitions are shared with the flusher thread; the
      * others are touched by the owning thread alone and skip the lock (this

@@ -103,11 +103,31 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
                   const sl_topic_conf *conf, bool wait, char *err);
 /* Flush pending records, write nothing else, release the lock and free. */
 int slb_plog_close(slb_plog *l, char *err);
-/* Buffer one record (offset assigned now); writes the pending batch first
- * when the record would make it exceed SLB_BATCH_TARGET. */
-int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *offset, char *err);
 /* Write the pending batch, honouring the fsync policy. */
 int slb_plog_flush(slb_plog *l, char *err);
+/* slb_plog_add for every case (first record of a batch, fsync=interval with
+ * its lock, records with headers); out of line. */
+int slb_plog_add_any(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *offset, char *err);
+/* Buffer one record (offset assigned now); writes the pending batch once it
+ * reaches SLB_BATCH_TARGET bytes (so a batch ends at most one record past
+ * the target). The producer's per-record path: the common case (a
+ * partition not shared with the flusher thread, a batch already started, a
+ * record without headers) is inline and encodes straight into the pending
+ * batch. Runs on the producer's thread. */
+static inline int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *offset,
+                               char *err)
+{
+    slb_builder *pb = &l->pending;
+    if (l->conf.fsync == SL_FSYNC_INTERVAL || pb->count == 0 || rec->header_count)
+        return slb_plog_add_any(l, rec, ts, offset, err);
+    int64_t delta = pb->last_delta + 1;
+    if (slb_builder_add(pb, rec, ts, delta) < 0) {
+        slb_seterr(err, "out of memory");
+        return SL_ENOMEM;
+    }
+    if (offset) *offset = pb->base_offset + delta;
+    return pb->len >= SLB_BATCH_TARGET ? slb_plog_flush(l, err) : 0;
+}
 /* Write recs as one batch (after the pending one). */
 int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base, char *err);
 /* fdatasync if dirty and due (interval policy); for the flusher thread. */
