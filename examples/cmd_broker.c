@@ -43,22 +43,6 @@ const char *sl_cli_broker_dir(const char *flag_value)
     return "./sluice-data";
 }
 
-/* Strict whole-number parsing: "sluice CMD: OPT needs ..." and 2 on error. */
-static int parse_ll(const char *cmd, const char *opt, const char *val, long long lo, long long hi,
-                    long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = val ? strtoll(val, &end, 10) : 0;
-    if (!val || !*val || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "sluice %s: %s needs a whole number from %lld to %lld, not '%s'\n", cmd,
-                opt, lo, hi, val ? val : "");
-        return 2;
-    }
-    *out = v;
-    return 0;
-}
-
 static bool is_help(const char *a)
 {
     return !strcmp(a, "--help") || !strcmp(a, "-h");
@@ -175,21 +159,21 @@ int sl_cli_topic(int argc, char **argv)
             if (!(dir = opt_value(cmd, argc, argv, &i))) return 2;
         } else if (is_create && !strcmp(a, "--partitions")) {
             if (!(v = opt_value(cmd, argc, argv, &i)) ||
-                parse_ll(cmd, a, v, 1, SL_PARTITIONS_MAX, &n))
+                sl_cli_int(cmd, a, v, 1, SL_PARTITIONS_MAX, &n))
                 return 2;
             conf.partitions = (int32_t)n;
         } else if (is_create && !strcmp(a, "--compact")) {
             conf.compact = 1;
         } else if (is_create && !strcmp(a, "--retention-bytes")) {
-            if (!(v = opt_value(cmd, argc, argv, &i)) || parse_ll(cmd, a, v, -1, INT64_MAX, &n))
+            if (!(v = opt_value(cmd, argc, argv, &i)) || sl_cli_int(cmd, a, v, -1, INT64_MAX, &n))
                 return 2;
             conf.retention_bytes = n;
         } else if (is_create && !strcmp(a, "--retention-ms")) {
-            if (!(v = opt_value(cmd, argc, argv, &i)) || parse_ll(cmd, a, v, -1, INT64_MAX, &n))
+            if (!(v = opt_value(cmd, argc, argv, &i)) || sl_cli_int(cmd, a, v, -1, INT64_MAX, &n))
                 return 2;
             conf.retention_ms = n;
         } else if (is_create && !strcmp(a, "--segment-bytes")) {
-            if (!(v = opt_value(cmd, argc, argv, &i)) || parse_ll(cmd, a, v, 1024, 1LL << 31, &n))
+            if (!(v = opt_value(cmd, argc, argv, &i)) || sl_cli_int(cmd, a, v, 1024, 1LL << 31, &n))
                 return 2;
             conf.segment_bytes = n;
         } else if (is_create && !strcmp(a, "--fsync")) {
@@ -322,7 +306,7 @@ int sl_cli_produce(int argc, char **argv)
             }
         } else if (!strcmp(a, "-p")) {
             if (!(v = opt_value("produce", argc, argv, &i)) ||
-                parse_ll("produce", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part))
+                sl_cli_int("produce", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part))
                 return 2;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "sluice produce: unknown option '%s' (see sluice produce --help)\n", a);
@@ -584,7 +568,7 @@ int sl_cli_consume(int argc, char **argv)
             if (!(dir = opt_value("consume", argc, argv, &i))) return 2;
         } else if (!strcmp(a, "-p")) {
             if (!(v = opt_value("consume", argc, argv, &i)) ||
-                parse_ll("consume", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part))
+                sl_cli_int("consume", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part))
                 return 2;
         } else if (!strcmp(a, "-o")) {
             if (!(v = opt_value("consume", argc, argv, &i))) return 2;
@@ -593,9 +577,9 @@ int sl_cli_consume(int argc, char **argv)
             else if (!strcmp(v, "end"))
                 o = SL_OFFSET_END;
             else if (v[0] == '-') {
-                if (parse_ll("consume", "-o", v, -INT64_MAX, -1, &o)) return 2;
+                if (sl_cli_int("consume", "-o", v, -INT64_MAX, -1, &o)) return 2;
                 o_rel = true;
-            } else if (parse_ll("consume", "-o", v, 0, INT64_MAX, &o)) {
+            } else if (sl_cli_int("consume", "-o", v, 0, INT64_MAX, &o)) {
                 return 2;
             }
         } else if (!strcmp(a, "-G")) {
@@ -604,7 +588,7 @@ int sl_cli_consume(int argc, char **argv)
             exit_at_end = true;
         } else if (!strcmp(a, "-c")) {
             if (!(v = opt_value("consume", argc, argv, &i)) ||
-                parse_ll("consume", "-c", v, 1, INT64_MAX, &count))
+                sl_cli_int("consume", "-c", v, 1, INT64_MAX, &count))
                 return 2;
         } else if (!strcmp(a, "-f")) {
             if (!(fmt = opt_value("consume", argc, argv, &i)) || check_format(fmt)) return 2;
