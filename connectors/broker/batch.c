@@ -4,7 +4,10 @@
  *
  * Why this shape: one batch is written with one write(2) and read with one
  * buffered read, so the cost per record is a few varints and one memcpy; no
- * allocation per record on either side (the builder's buffer is reused).
+ * allocation per record on either side (the builder's buffer is reused). The
+ * encoder of headerless records (the producer's common case) is inline in
+ * batch.h: sizes are computed first (clz per varint), so the record is
+ * written once, length prefix first, straight into the batch buffer.
  *
  * Invariants: the encoder only produces batches the decoder accepts; the
  * decoder never reads outside [batch, batch + length) whatever the bytes are;

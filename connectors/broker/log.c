@@ -45,6 +45,25 @@
  * ftruncate; a failed fdatasync also marks the log failed (appends refused
  * until reopened: the page cache can no longer be trusted, cf. "fsyncgate").
  *
+ * Producer batches and the background writer. sl_producer_send encodes into
+ * the pending batch on the caller's thread without taking mu (for fsync=never
+ * and always; interval partitions are shared with the flusher and lock per
+ * record). A pending batch that reaches SLB_BATCH_TARGET is handed over
+ * (slb_plog_handoff) to a writer thread of the partition, started on first
+ * use, which writes it under mu while the producer encodes the next batch
+ * into the other buffer: encoding overlaps write(2) (measured: append 0.25x
+ * -> 0.55x of dd on 2 cores). At most one batch is in flight; a hand-over
+ * waits for the previous one. The records of a producer are only promised
+ * at sl_producer_flush/close (as before), and every flush, sl_log_append and
+ * close first waits for the batch in flight, so an append or flush still
+ * returns only once its batches are written and its fsync policy is met. A
+ * failed background write drops that batch and the pending records built on
+ * it (offsets reused, as a failed synchronous flush does) and is returned by
+ * the next hand-over or flush. Invariants: the writer touches only `inflight`
+ * and the log's state, always under mu; the producer's thread alone touches
+ * `pending`; the pending batch's base offset is the in-flight batch's end
+ * (pending_based) or, when nothing is in flight, next_offset.
+ *
  * Compaction (compacted topics; sealed segments only; oldest first): a map
  * from XXH3-128 of each key to its latest offset is built over the sealed
  * segments; each segment is then rewritten keeping keyless records, the
@@ -580,8 +599,17 @@ void slb_plog_free_(slb_plog *l)
     free(l->segs);
     if (l->fd >= 0) close(l->fd);
     if (l->lock_fd >= 0) close(l->lock_fd); /* releases the flock */
+    if (l->io_started) {
+        pthread_mutex_lock(&l->mu);
+        l->io_stop = true;
+        pthread_cond_broadcast(&l->io_cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->io, NULL);
+    }
     slb_builder_free(&l->pending);
+    slb_builder_free(&l->inflight);
     slb_builder_free(&l->scratch);
+    pthread_cond_destroy(&l->io_cv);
     pthread_mutex_destroy(&l->mu);
     free(l->dir);
     free(l);
@@ -599,7 +627,9 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
     l->fd = -1;
     l->lock_fd = -1;
     pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->io_cv, NULL);
     slb_builder_init(&l->pending);
+    slb_builder_init(&l->inflight);
     slb_builder_init(&l->scratch);
     l->dir = strdup(pdir);
     if (!l->dir) goto fail_nomem;
@@ -808,13 +838,73 @@ static int write_batch(slb_plog *l, const uint8_t *buf, size_t len, char *err)
     return 0;
 }
 
+/* Wait until the background writer is idle; return (and clear) the error of
+ * its last batch, dropping the pending records built on top of it. mu held. */
+static int io_wait_locked(slb_plog *l, char *err)
+{
+    while (l->io_busy) pthread_cond_wait(&l->io_cv, &l->mu);
+    if (l->io_rc == 0) return 0;
+    int rc = l->io_rc;
+    l->io_rc = 0;
+    memcpy(err, l->io_err, SLB_ERRLEN);
+    slb_builder_reset(&l->pending, l->next_offset);
+    l->pending_based = false;
+    return rc;
+}
+
 static int flush_locked(slb_plog *l, char *err)
 {
-    if (l->pending.count == 0) return 0;
+    int rc = io_wait_locked(l, err);
+    if (rc < 0 || l->pending.count == 0) return rc;
     size_t len = slb_builder_finish(&l->pending, -1);
-    int rc = write_batch(l, l->pending.buf, len, err);
+    rc = write_batch(l, l->pending.buf, len, err);
     /* On failure the pending records are dropped: their offsets are reused. */
     slb_builder_reset(&l->pending, l->next_offset);
+    l->pending_based = false; /* sl_log_append may move next_offset next */
+    return rc;
+}
+
+/* The background writer: writes each handed-over batch under mu. */
+static void *io_main(void *arg)
+{
+    slb_plog *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->io_busy && !l->io_stop) pthread_cond_wait(&l->io_cv, &l->mu);
+        if (!l->io_busy) break;
+        l->io_rc = write_batch(l, l->inflight.buf, l->inflight.len, l->io_err);
+        l->io_busy = false;
+        pthread_cond_broadcast(&l->io_cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+int slb_plog_handoff(slb_plog *l, char *err)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc;
+    if (!l->io_started) {
+        if (pthread_create(&l->io, NULL, io_main, l) == 0) {
+            l->io_started = true;
+        } else { /* no thread: write it here */
+            rc = flush_locked(l, err);
+            pthread_mutex_unlock(&l->mu);
+            return rc;
+        }
+    }
+    if ((rc = io_wait_locked(l, err)) < 0 || l->pending.count == 0) goto out;
+    slb_builder_finish(&l->pending, -1);
+    slb_builder t = l->inflight;
+    l->inflight = l->pending;
+    l->pending = t;
+    l->io_busy = true;
+    pthread_cond_broadcast(&l->io_cv);
+    /* The next batch starts where the one in flight ends. */
+    slb_builder_reset(&l->pending, l->inflight.base_offset + l->inflight.last_delta + 1);
+    l->pending_based = true;
+out:
+    pthread_mutex_unlock(&l->mu);
     return rc;
 }
 
@@ -834,7 +924,10 @@ int slb_plog_add_any(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *off
     bool lock = l->conf.fsync == SL_FSYNC_INTERVAL;
     if (lock) pthread_mutex_lock(&l->mu);
     int rc = 0;
-    if (l->pending.count == 0) slb_builder_reset(&l->pending, l->next_offset);
+    /* An empty pending batch takes the log's next offset, unless a hand-over
+     * already based it on the batch in flight (whose offsets next_offset
+     * does not include yet, and which only the writer may read under mu). */
+    if (l->pending.count == 0 && !l->pending_based) slb_builder_reset(&l->pending, l->next_offset);
     int64_t delta = l->pending.last_delta + 1;
     if ((rc = slb_builder_add(&l->pending, rec, ts, delta)) < 0) {
         slb_seterr(err, "out of memory");
@@ -842,7 +935,8 @@ int slb_plog_add_any(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *off
     }
     if (offset) *offset = l->pending.base_offset + delta;
     /* Full: write it now (a batch ends at most one record past the target). */
-    if (l->pending.len >= SLB_BATCH_TARGET) rc = flush_locked(l, err);
+    if (l->pending.len >= SLB_BATCH_TARGET)
+        rc = lock ? flush_locked(l, err) : slb_plog_handoff(l, err);
 out:
     if (lock) pthread_mutex_unlock(&l->mu);
     return rc;

@@ -74,9 +74,21 @@ typedef struct slb_plog {
     bool dirty;           /* written since the last fdatasync */
     bool failed;          /* an fsync failed: refuse appends until reopened */
     int64_t last_sync_ms; /* monotonic */
-    slb_builder pending;  /* buffered records (sl_producer) */
+    slb_builder pending;  /* buffered records (sl_producer); the producer's thread only */
+    bool pending_based;   /* pending's base offset is set (see slb_plog_add_any) */
     slb_builder scratch;  /* sl_log_append's batch */
     int rolls;
+    /* Background writer of full producer batches (fsync never or always): the
+     * producer hands a finished batch over in `inflight` and goes on encoding
+     * the next one in `pending` while io_main writes it (under mu). io_cv
+     * signals both ways; io_rc and io_err keep a failure until the producer's
+     * next hand-over or flush reports it. */
+    pthread_t io;
+    pthread_cond_t io_cv;
+    bool io_started, io_busy, io_stop;
+    int io_rc;
+    slb_builder inflight;
+    char io_err[SLB_ERRLEN];
 } slb_plog;
 
 /* Format "topic T partition P: " prefixed messages into err (SLB_ERRLEN). */
@@ -105,6 +117,11 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
 int slb_plog_close(slb_plog *l, char *err);
 /* Write the pending batch, honouring the fsync policy. */
 int slb_plog_flush(slb_plog *l, char *err);
+/* Hand the full pending batch to the background writer (starting it on
+ * first use) after the previous one is written; returns that previous
+ * write's error if it failed (the pending records are then dropped, as by a
+ * failed flush). Producer's thread, without mu; not for fsync=interval. */
+int slb_plog_handoff(slb_plog *l, char *err);
 /* slb_plog_add for every case (first record of a batch, fsync=interval with
  * its lock, records with headers); out of line. */
 int slb_plog_add_any(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *offset, char *err);
@@ -126,7 +143,7 @@ static inline int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, in
         return SL_ENOMEM;
     }
     if (offset) *offset = pb->base_offset + delta;
-    return pb->len >= SLB_BATCH_TARGET ? slb_plog_flush(l, err) : 0;
+    return pb->len >= SLB_BATCH_TARGET ? slb_plog_handoff(l, err) : 0;
 }
 /* Write recs as one batch (after the pending one). */
 int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base, char *err);
