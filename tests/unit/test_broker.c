@@ -145,6 +145,24 @@ static void test_crc32c(void **state)
             assert_int_equal(
                 sl_crc32c(sl_crc32c(0, buf + off, len / 2), buf + off + len / 2, len - len / 2), a);
         }
+    /* The hardware path splits long buffers into three interleaved chains
+     * (256-byte and 8 KiB blocks) and combines them: check around those
+     * boundaries and at odd offsets against the byte-wise software CRC. */
+    static const size_t lens[] = {255,  256,  257,   767,   768,   769,   1000,  8191,
+                                  8192, 8193, 24575, 24576, 24577, 49153, 65536, 100003};
+    size_t big = 100016;
+    uint8_t *p = malloc(big);
+    assert_non_null(p);
+    for (size_t i = 0; i < big; i++) p[i] = (uint8_t)(i * 2654435761u >> 13);
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+        for (size_t off = 0; off < 9; off += 3) {
+            uint32_t a = sl_crc32c(0, p + off, lens[k]), b = sl_crc32c_sw(0, p + off, lens[k]);
+            assert_int_equal(a, b);
+            size_t cut = lens[k] / 3;
+            assert_int_equal(sl_crc32c(sl_crc32c(0, p + off, cut), p + off + cut, lens[k] - cut),
+                             a);
+        }
+    free(p);
 }
 
 /* ---- batch format ---------------------------------------------------------------- */
