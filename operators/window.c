@@ -66,11 +66,16 @@
 typedef struct win {
     sl_window_kind kind;
     int64_t size, slide, g, off, L, gap;
+    int64_t k, s;   /* window size and slide in slices */
+    uint64_t cap;   /* ring slots per key (a power of two) */
+    uint64_t cmask; /* cap - 1 */
+    size_t sstride; /* bytes per ring slot */
+    int blocks;     /* windows overlap (k > s): prefix / suffix aggregates */
     const sl_aggregate *agg;
     const void *ud;
     uint32_t acc_size, rs;
-    uint32_t in_width;
-    sl_state *slices;   /* tumbling, sliding */
+    sl_state *slices;   /* tumbling, sliding: key -> khdr + ring */
+    sl_state *far;      /* tumbling, sliding: key ‖ slice -> far_hdr + acc */
     sl_state *heads;    /* session */
     sl_state *sessions; /* session */
     uint8_t *ck;        /* composite key scratch */
@@ -90,23 +95,33 @@ typedef struct sess_hdr {
     uint8_t pad[6];
 } sess_hdr;
 
+/* Per-key header of tumbling / sliding state (drawn in the file comment). */
+typedef struct khdr {
+    int64_t base;     /* the ring holds slices [base, base + cap) */
+    int64_t top;      /* 1 + the highest slice with data (ring or far) */
+    int64_t tmr;      /* earliest timer set and not fired yet, INT64_MAX: none */
+    int64_t nxt;      /* first window end (slices) not handled by a timer */
+    int64_t pb, pu;   /* aux of slices pb*k .. pu hold prefix aggregates */
+    int64_t sb, slo;  /* aux of slices slo .. sb*k+k-1 hold suffix aggregates */
+    int64_t aux_hi;   /* highest slice whose aux is in use */
+    int64_t far_head; /* smallest far slice (when n_far > 0) */
+    uint32_t n_far;   /* slices kept in the far list */
+    uint32_t pad;
+} khdr;
+#define KHDR ((size_t)sizeof(khdr))
+
+typedef struct far_hdr {
+    int64_t next; /* next far slice of the key (sorted) */
+    uint8_t has_next;
+    uint8_t pad[7];
+} far_hdr;
+#define FAR_HDR ((size_t)sizeof(far_hdr))
+
 typedef struct sess_head {
     int64_t first;
     uint32_t n;
     uint32_t pad;
 } sess_head;
-
-static inline int64_t floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    if ((a % b) != 0 && ((a < 0) != (b < 0))) q--;
-    return q;
-}
-
-static inline int64_t align_down(int64_t t, int64_t off, int64_t step)
-{
-    return off + floor_div(t - off, step) * step;
-}
 
 static int64_t gcd64(int64_t a, int64_t b)
 {
@@ -167,101 +182,451 @@ static int emit_late(sl_ctx *ctx, const sl_batch *in, uint32_t i)
 
 /* --- tumbling and sliding -------------------------------------------------------- */
 
-/* Merge the slices of window [e - size, e) of a key and emit it if it holds
- * data. *maxf: start of the last slice found. Returns 1 if emitted, 0 if the
- * window is empty, < 0 on error. */
-static int fire_window(sl_ctx *ctx, win *w, uint64_t h, const void *key, uint32_t klen, int64_t e,
-                       int64_t *maxf)
+#define NONE INT64_MIN
+
+/* Slice numbers and times. Slice n is [off + n g, off + (n + 1) g); window
+ * ends, in slices, are e = m s + k (its slices [e - k, e)); a window ending
+ * at slice e fires when the watermark reaches off + e g - 1. 128-bit
+ * intermediates: times near the int64 limits must not overflow. */
+static inline int64_t fdiv128(__int128 a, __int128 b)
+{
+    __int128 q = a / b;
+    if ((a % b) != 0 && ((a < 0) != (b < 0))) q--;
+    if (q > INT64_MAX) return INT64_MAX;
+    if (q < INT64_MIN) return INT64_MIN;
+    return (int64_t)q;
+}
+static inline int64_t sat64(__int128 x)
+{
+    return x > INT64_MAX ? INT64_MAX : x < INT64_MIN ? INT64_MIN : (int64_t)x;
+}
+static inline int64_t slice_of(const win *w, int64_t t)
+{
+    return fdiv128((__int128)t - w->off, w->g);
+}
+/* Time (ms) at which the window ending at slice e fires. */
+static inline int64_t fire_ms(const win *w, int64_t e)
+{
+    return sat64((__int128)w->off + (__int128)e * w->g - 1);
+}
+/* First and last window end (slices) of the windows holding slice n. */
+static inline int64_t first_end(const win *w, int64_t n)
+{
+    return sat64((__int128)w->s * -fdiv128(-((__int128)n - w->k + 1), w->s) + w->k);
+}
+static inline int64_t last_end(const win *w, int64_t n)
+{
+    return sat64((__int128)w->s * fdiv128(n, w->s) + w->k);
+}
+/* Smallest window end whose firing time is above W. */
+static int64_t first_end_after(const win *w, int64_t W)
+{
+    int64_t m = fdiv128((__int128)W + 1 - w->off, w->g) + 1;
+    __int128 r = ((__int128)w->k - m) % w->s;
+    if (r < 0) r += w->s;
+    return sat64((__int128)m + r);
+}
+/* Slices below this have expired at watermark W: every window holding them
+ * has end - 1 + L <= W (slice n expires with its last window, whose start
+ * is floor(n / s) s). */
+static int64_t expired_below(const win *w, int64_t W)
+{
+    if (W == SL_TIME_MIN) return INT64_MIN;
+    if (W == SL_TIME_MAX) return INT64_MAX;
+    int64_t q =
+        fdiv128((__int128)W + 1 - w->L - w->off - (__int128)w->k * w->g, (__int128)w->s * w->g);
+    return sat64(((__int128)q + 1) * w->s);
+}
+
+static inline uint8_t *ring_slot(const win *w, khdr *hd, int64_t n)
+{
+    return (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & w->cmask) * w->sstride;
+}
+static inline int in_ring(const win *w, const khdr *hd, int64_t n)
+{
+    return n >= hd->base && (uint64_t)n - (uint64_t)hd->base < w->cap;
+}
+
+/* Far slices (outside the ring): a list sorted by slice number in the table
+ * "far", key (record key ‖ slice), value far_hdr + accumulator. */
+static inline far_hdr *far_find(win *w, uint64_t h, const void *key, uint32_t klen, int64_t n)
+{
+    const uint8_t *ck = ck_make(w, key, klen, n);
+    return ck ? sl_state_find(w->far, ck_hash(h, n), ck, klen + 8) : NULL;
+}
+
+/* Accumulator of slice n of the key, or NULL when it holds no data. */
+static void *slice_acc(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t n)
+{
+    if (in_ring(w, hd, n)) {
+        uint8_t *sl = ring_slot(w, hd, n);
+        int64_t tag;
+        memcpy(&tag, sl, 8);
+        return tag == n ? sl + 8 : NULL;
+    }
+    if (!hd->n_far) return NULL;
+    far_hdr *f = far_find(w, h, key, klen, n);
+    return f ? (uint8_t *)f + FAR_HDR : NULL;
+}
+
+/* First slice >= from that holds data, or NONE. */
+static int64_t next_data(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t from)
+{
+    int64_t best = NONE;
+    int64_t lo = from > hd->base ? from : hd->base;
+    __int128 hi = hd->top, rhi = (__int128)hd->base + w->cap;
+    if (hi > rhi) hi = rhi;
+    for (int64_t n = lo; n < hi; n++) {
+        int64_t tag;
+        memcpy(&tag, ring_slot(w, hd, n), 8);
+        if (tag == n) {
+            best = n;
+            break;
+        }
+    }
+    if (hd->n_far) {
+        int64_t cur = hd->far_head;
+        for (;;) {
+            far_hdr *f = far_find(w, h, key, klen, cur);
+            if (!f) break;
+            if (cur >= from) {
+                if (best == NONE || cur < best) best = cur;
+                break;
+            }
+            if (!f->has_next) break;
+            cur = f->next;
+        }
+    }
+    return best;
+}
+
+/* Slice n changed: drop the prefix / suffix aggregates that include it. */
+static inline void aux_touch(khdr *hd, int64_t n, int64_t k)
+{
+    if (n > hd->aux_hi) return;
+    if (hd->pb != NONE && n >= hd->pb * k && n <= hd->pu) hd->pu = n - 1;
+    if (hd->sb != NONE && fdiv128(n, k) == hd->sb) hd->sb = NONE;
+    hd->aux_hi = hd->pb != NONE ? hd->pu : NONE;
+}
+
+/* Window [e - k, e) of a key merged slice by slice into acc_tmp; 1 if it
+ * holds data. */
+static int merge_naive(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t e)
 {
     int found = 0;
     w->agg->init(w->acc_tmp, w->ud);
-    for (int64_t s = e - w->size; s < e; s += w->g) {
-        const uint8_t *ck = ck_make(w, key, klen, s);
-        if (!ck) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
-        const void *v = sl_state_find(w->slices, ck_hash(h, s), ck, klen + 8);
+    for (int64_t n = e - w->k; n < e; n++) {
+        const void *v = slice_acc(w, hd, h, key, klen, n);
         if (!v) continue;
-        if (w->g == w->size)
+        if (w->k == 1)
             memcpy(w->acc_tmp, v, w->acc_size);
         else
             w->agg->merge(w->acc_tmp, v, w->ud);
         found = 1;
-        *maxf = s;
     }
-    if (!found) return 0;
-    int rc = emit_result(ctx, w, h, key, klen, e - w->size, e, w->acc_tmp);
-    return rc ? rc : 1;
+    return found;
+}
+
+/* aux[n] := slice n (or the empty accumulator). */
+static inline void aux_set(win *w, khdr *hd, int64_t n)
+{
+    uint8_t *sl = ring_slot(w, hd, n);
+    int64_t tag;
+    memcpy(&tag, sl, 8);
+    uint8_t *aux = sl + 8 + w->acc_size;
+    if (tag == n)
+        memcpy(aux, sl + 8, w->acc_size);
+    else
+        w->agg->init(aux, w->ud);
+}
+/* aux[n] := aux[from] merged with slice n. */
+static inline void aux_fold(win *w, khdr *hd, int64_t n, int64_t from)
+{
+    uint8_t *sl = ring_slot(w, hd, n);
+    int64_t tag;
+    memcpy(&tag, sl, 8);
+    uint8_t *aux = sl + 8 + w->acc_size;
+    memcpy(aux, ring_slot(w, hd, from) + 8 + w->acc_size, w->acc_size);
+    if (tag == n) w->agg->merge(aux, sl + 8, w->ud);
+}
+
+/* Window [a, e) (all in the ring, no far slices) by prefix / suffix
+ * aggregates over blocks of k slices (van Herk / Gil-Werman): the window is
+ * suffix(a) of block a / k merged with prefix(e - 1) of the next block (or
+ * the prefix alone when a is a block start). Result in acc_tmp. */
+static void merge_blocks(win *w, khdr *hd, int64_t a, int64_t e)
+{
+    const int64_t k = w->k, j = e - 1;
+    int64_t rb = fdiv128(j, k), lb = fdiv128(a, k);
+    if (hd->pb != rb) {
+        if (hd->sb == rb) hd->sb = NONE;
+        hd->pb = rb;
+        hd->pu = rb * k - 1;
+    }
+    for (int64_t n = hd->pu + 1; n <= j; n++) {
+        if (n == rb * k)
+            aux_set(w, hd, n);
+        else
+            aux_fold(w, hd, n, n - 1);
+    }
+    if (hd->pu < j) hd->pu = j;
+    const uint8_t *pj = ring_slot(w, hd, j) + 8 + w->acc_size;
+    if (lb == rb) {
+        memcpy(w->acc_tmp, pj, w->acc_size);
+    } else {
+        int64_t top = lb * k + k - 1;
+        if (hd->sb != lb) {
+            hd->sb = lb;
+            hd->slo = top + 1;
+        }
+        for (int64_t n = hd->slo - 1; n >= a; n--) {
+            if (n == top)
+                aux_set(w, hd, n);
+            else
+                aux_fold(w, hd, n, n + 1);
+        }
+        if (hd->slo > a) hd->slo = a;
+        memcpy(w->acc_tmp, ring_slot(w, hd, a) + 8 + w->acc_size, w->acc_size);
+        w->agg->merge(w->acc_tmp, pj, w->ud);
+    }
+    hd->aux_hi = hd->pu;
+}
+
+/* Fire window [e - k, e) of a key (if it holds data). Returns 0 or < 0. */
+static int fire_window(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen,
+                       int64_t e, int use_blocks)
+{
+    int64_t a = e - w->k;
+    if (use_blocks && w->blocks && !hd->n_far && a >= hd->base && in_ring(w, hd, e - 1)) {
+        merge_blocks(w, hd, a, e);
+    } else if (!merge_naive(w, hd, h, key, klen, e)) {
+        return 0;
+    }
+    int64_t s0 = sat64((__int128)w->off + (__int128)a * w->g);
+    int64_t e0 = sat64((__int128)w->off + (__int128)e * w->g);
+    return emit_result(ctx, w, h, key, klen, s0, e0, w->acc_tmp);
+}
+
+/* Register a timer at T for the key unless one at or before T is pending. */
+static inline int want_timer(sl_ctx *ctx, khdr *hd, int64_t T, uint64_t h, const void *key,
+                             uint32_t klen)
+{
+    if (T >= hd->tmr) return 0;
+    hd->tmr = T;
+    return sl_ctx_timer(ctx, T, h, key, klen);
+}
+
+/* Purge the slices that expired below `eb`: move the ring up and the far
+ * slices that now fall in it into it; drop expired far slices. */
+static int purge(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen, int64_t eb)
+{
+    khdr *hd = *hdp;
+    if (eb > hd->base) hd->base = eb;
+    if (!hd->n_far) return 0;
+    int have_prev = 0;
+    int64_t prev = 0, cur = hd->far_head;
+    int more = 1;
+    while (more) {
+        far_hdr *f = far_find(w, h, key, klen, cur);
+        if (!f) return SL_ECORRUPT;
+        int64_t next = f->next;
+        more = f->has_next;
+        int drop = cur < eb, move = !drop && in_ring(w, hd, cur);
+        if (!drop && !move) {
+            if (cur >= hd->base) break; /* beyond the ring: so are the rest */
+            have_prev = 1;
+            prev = cur;
+            cur = next;
+            continue;
+        }
+        if (move) {
+            uint8_t *sl = ring_slot(w, hd, cur);
+            memcpy(sl, &cur, 8);
+            memcpy(sl + 8, (uint8_t *)f + FAR_HDR, w->acc_size);
+            aux_touch(hd, cur, w->k);
+        }
+        const uint8_t *ck = ck_make(w, key, klen, cur);
+        if (!ck) return SL_ENOMEM;
+        sl_state_remove(w->far, ck_hash(h, cur), ck, klen + 8);
+        hd->n_far--;
+        if (have_prev) {
+            far_hdr *p = far_find(w, h, key, klen, prev);
+            if (!p) return SL_ECORRUPT;
+            p->next = next;
+            p->has_next = (uint8_t)more;
+        } else {
+            hd->far_head = next;
+        }
+        cur = next;
+    }
+    return 0;
+}
+
+/* A new slice n (no data yet) for the key: its accumulator, in the ring or
+ * in the far list. NULL when out of memory (ctx failed). */
+static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen,
+                       int64_t n)
+{
+    if (n >= hd->top) hd->top = n + 1;
+    aux_touch(hd, n, w->k);
+    if (in_ring(w, hd, n)) {
+        uint8_t *sl = ring_slot(w, hd, n);
+        memcpy(sl, &n, 8);
+        w->agg->init(sl + 8, w->ud);
+        return sl + 8;
+    }
+    /* Far: find it or insert it in order. */
+    int have_prev = 0;
+    int64_t prev = 0, cur = hd->far_head;
+    int has = hd->n_far > 0;
+    while (has) {
+        far_hdr *f = far_find(w, h, key, klen, cur);
+        if (!f) {
+            sl_ctx_fail(ctx, SL_ECORRUPT, "window slice list broken");
+            return NULL;
+        }
+        if (cur == n) return (uint8_t *)f + FAR_HDR;
+        if (cur > n) break;
+        have_prev = 1;
+        prev = cur;
+        has = f->has_next;
+        cur = f->next;
+    }
+    const uint8_t *ck = ck_make(w, key, klen, n);
+    int created = 0;
+    far_hdr *f = ck ? sl_state_get(w->far, ck_hash(h, n), ck, klen + 8, &created) : NULL;
+    if (!f) {
+        sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+        return NULL;
+    }
+    f->next = cur;
+    f->has_next = (uint8_t)has;
+    w->agg->init((uint8_t *)f + FAR_HDR, w->ud);
+    hd->n_far++;
+    if (have_prev) {
+        far_hdr *p = far_find(w, h, key, klen, prev);
+        if (!p) {
+            sl_ctx_fail(ctx, SL_ECORRUPT, "window slice list broken");
+            return NULL;
+        }
+        p->next = n;
+        p->has_next = 1;
+    } else {
+        hd->far_head = n;
+    }
+    return (uint8_t *)f + FAR_HDR; /* only lookups since the insert: f is valid */
+}
+
+static void key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
+{
+    int64_t b = sat64((__int128)n - (int64_t)(w->cap / 4));
+    hd->base = b > eb ? b : eb;
+    hd->top = n;
+    hd->tmr = INT64_MAX;
+    hd->nxt = W == SL_TIME_MIN ? NONE : first_end_after(w, W);
+    hd->pb = hd->sb = NONE;
+    hd->pu = hd->slo = hd->aux_hi = NONE;
+    hd->far_head = 0;
+    hd->n_far = 0;
+    for (uint64_t i = 0; i < w->cap; i++) {
+        int64_t tag = NONE;
+        memcpy((uint8_t *)hd + KHDR + i * w->sstride, &tag, 8);
+    }
+}
+
+/* The slow part of a record's path: a new slice (timers), or a record for
+ * windows already due (they fire at once; the record is not late, so at
+ * least one of them has not expired). */
+static int record_slow(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen,
+                       int64_t n, int64_t W, int is_new)
+{
+    int64_t ef = first_end(w, n), el = last_end(w, n);
+    int64_t nd = W == SL_TIME_MIN ? ef : first_end_after(w, W);
+    if (nd < ef) nd = ef;
+    if (is_new) {
+        int64_t T = nd <= el ? fire_ms(w, nd) : sat64((__int128)fire_ms(w, el) + w->L);
+        int rc = want_timer(ctx, hd, T, h, key, klen);
+        if (rc) return rc;
+    }
+    if (nd > ef) { /* windows ef .. nd - s are due: fire those not expired */
+        for (int64_t e = ef; e < nd && e <= el; e += w->s) {
+            if (W >= sat64((__int128)fire_ms(w, e) + w->L)) continue;
+            int rc = fire_window(ctx, w, hd, h, key, klen, e, 0);
+            if (rc) return rc;
+        }
+        if (hd->nxt == NONE || hd->nxt < nd) hd->nxt = nd;
+    }
+    return 0;
 }
 
 static int slices_process(sl_ctx *ctx, win *w, sl_batch *in)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
-    const int64_t size = w->size, slide = w->slide, g = w->g, off = w->off, L = w->L;
+    const int64_t eb = expired_below(w, W);
+    const uint64_t cmask = w->cmask;
+    const size_t sstride = w->sstride;
+    const int is_count = w->agg == &sl_agg_count;
     const sl_aggregate *agg = w->agg;
     const void *ud = w->ud;
-    /* Cache of the last slice touched: consecutive records of one key and
-     * slice (common in ordered input) skip the lookup. Valid until an insert. */
-    void *last_acc = NULL;
-    uint64_t last_h = 0;
-    int64_t last_s = 0;
-    const void *last_key = NULL;
-    uint32_t last_klen = 0;
+    void *kud;
+    sl_key_fn kf = sl_ctx_key_fn(ctx, &kud);
+    /* The slice of the last record: consecutive records of one slice (the
+     * common case) skip the division. t_lo <= t < t_hi is slice cur_n. */
+    int64_t t_lo = 1, t_hi = 0, cur_n = 0, cur_due = 0, cur_nowin = 0;
     for (uint32_t i = 0; i < in->count; i++) {
-        int64_t ts = in->ts[i];
-        uint64_t h = in->hash[i];
-        int64_t s = align_down(ts, off, g);
-        int64_t end_last = align_down(s, off, slide) + size;
-        /* Every window of the record has expired, or (slide > size) the record
-         * falls between windows: late. */
-        if (W >= end_last - 1 + L || s >= end_last) {
+        int64_t t = in->ts[i];
+        if (t < t_lo || t >= t_hi) {
+            cur_n = slice_of(w, t);
+            t_lo = sat64((__int128)w->off + (__int128)cur_n * w->g);
+            t_hi = sat64((__int128)t_lo + w->g);
+            if (t_hi == INT64_MAX) t_hi = t_lo; /* no caching at the limit */
+            int64_t ef = first_end(w, cur_n);
+            cur_due = W >= fire_ms(w, ef);       /* some window already due */
+            cur_nowin = ef > last_end(w, cur_n); /* in a gap between windows */
+        }
+        const int64_t n = cur_n;
+        if (n < eb || cur_nowin) {
             int rc = emit_late(ctx, in, i);
             if (rc) return rc;
             continue;
         }
-        sl_bytes key = sl_ctx_key(ctx, in, i);
         sl_bytes rec = sl_batch_bytes(in, i);
-        void *acc;
-        if (last_acc && h == last_h && s == last_s && key.len == last_klen &&
-            memcmp(key.ptr, last_key, key.len) == 0) {
-            acc = last_acc;
-        } else {
-            const uint8_t *ck = ck_make(w, key.ptr, key.len, s);
-            int created = 0;
-            acc = ck ? sl_state_get(w->slices, ck_hash(h, s), ck, key.len + 8, &created) : NULL;
-            if (!acc) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
-            if (created) {
-                agg->init(acc, ud);
-                /* First window not fired yet, and the purge of the slice. */
-                int64_t end_first = align_down(s - size, off, slide) + slide + size;
-                int64_t e = end_first;
-                if (W >= e - 1) e = end_first + (floor_div(W + 1 - end_first, slide) + 1) * slide;
-                int rc = 0;
-                if (e <= end_last) rc = sl_ctx_timer(ctx, e - 1, h, key.ptr, key.len);
-                if (!rc && L > 0) rc = sl_ctx_timer(ctx, end_last - 1 + L, h, key.ptr, key.len);
-                if (rc) return rc;
-                /* Timers do not move state values, but the insert may have. */
-                last_acc = NULL;
-            }
-            last_acc = acc;
-            last_h = h;
-            last_s = s;
-            last_key = key.ptr;
-            last_klen = key.len;
-            if ((const uint8_t *)key.ptr < (const uint8_t *)rec.ptr ||
-                (const uint8_t *)key.ptr + key.len > (const uint8_t *)rec.ptr + rec.len)
-                last_acc = NULL; /* the key is not in the record: maybe not stable */
+        sl_bytes key = kf(rec.ptr, rec.len, kud);
+        uint64_t h = in->hash[i];
+        int created = 0;
+        khdr *hd = sl_state_get(w->slices, h, key.ptr, key.len, &created);
+        if (!hd) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+        if (created) key_init(w, hd, n, eb, W);
+        if (hd->base < eb) {
+            int rc = purge(w, &hd, h, key.ptr, key.len, eb);
+            if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
         }
-        agg->add(acc, rec.ptr, rec.len, ts, ud);
-        /* Windows of the slice that fired already but have not expired fire
-         * again at once. */
-        int64_t end_first = align_down(s - size, off, slide) + slide + size;
-        if (W >= end_first - 1) {
-            last_acc = NULL; /* fire_window reuses the scratch key */
-            for (int64_t e = end_first; e <= end_last && e - 1 <= W; e += slide) {
-                if (W >= e - 1 + L) continue; /* expired */
-                int64_t maxf;
-                int rc = fire_window(ctx, w, h, key.ptr, key.len, e, &maxf);
-                if (rc < 0) return rc;
+        uint8_t *acc;
+        int is_new = 0;
+        uint8_t *sl = (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & cmask) * sstride;
+        int64_t tag;
+        memcpy(&tag, sl, 8);
+        if (tag == n && n >= hd->base) { /* a tag equal to n is in the ring */
+            acc = sl + 8;
+            if (n <= hd->aux_hi) aux_touch(hd, n, w->k);
+        } else {
+            acc = slice_acc(w, hd, h, key.ptr, key.len, n);
+            if (!acc) {
+                acc = slice_new(ctx, w, hd, h, key.ptr, key.len, n);
+                if (!acc) return sl_ctx_error(ctx);
+                is_new = 1;
+            } else {
+                aux_touch(hd, n, w->k);
             }
+        }
+        if (is_count)
+            ++*(int64_t *)(void *)acc;
+        else
+            agg->add(acc, rec.ptr, rec.len, t, ud);
+        if (is_new || cur_due) {
+            /* slice_new may have inserted into "far" only: hd is stable. */
+            int rc = record_slow(ctx, w, hd, h, key.ptr, key.len, n, W, is_new);
+            if (rc) return rc;
         }
     }
     return 0;
@@ -269,25 +634,49 @@ static int slices_process(sl_ctx *ctx, win *w, sl_batch *in)
 
 static int slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
 {
-    int64_t T = t->ts, e = T + 1;
-    if (floor_div(e - w->size - w->off, w->slide) * w->slide == e - w->size - w->off) {
-        int64_t maxf = 0;
-        int rc = fire_window(ctx, w, t->hash, t->key, t->key_len, e, &maxf);
-        if (rc < 0) return rc;
-        if (rc == 1 && maxf >= e + w->slide - w->size) {
-            rc = sl_ctx_timer(ctx, T + w->slide, t->hash, t->key, t->key_len);
-            if (rc) return rc;
-        }
+    const int64_t W = sl_ctx_current_watermark(ctx);
+    khdr *hd = sl_state_find(w->slices, t->hash, t->key, t->key_len);
+    if (!hd) return 0;
+    uint64_t h = t->hash;
+    const void *key = t->key;
+    uint32_t klen = t->key_len;
+    hd->tmr = INT64_MAX; /* this one fired; later stale ones are harmless */
+    int64_t e = hd->nxt;
+    if (e == NONE) { /* made before any watermark: start at its first data */
+        int64_t d = next_data(w, hd, h, key, klen, INT64_MIN);
+        e = d == NONE ? NONE : first_end(w, d);
     }
-    int64_t ec = T + 1 - w->L; /* last window end of the slices that expire now */
-    if (floor_div(ec - w->size - w->off, w->slide) * w->slide == ec - w->size - w->off) {
-        for (int64_t s = ec - w->size; s < ec - w->size + w->slide; s += w->g) {
-            const uint8_t *ck = ck_make(w, t->key, t->key_len, s);
-            if (!ck) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
-            sl_state_remove(w->slices, ck_hash(t->hash, s), ck, t->key_len + 8);
+    while (e != NONE && fire_ms(w, e) <= W) {
+        int64_t d = next_data(w, hd, h, key, klen, e - w->k);
+        if (d == NONE) break;
+        if (d >= e) { /* empty windows up to the first one holding d */
+            e = first_end(w, d);
+            continue;
         }
+        int rc = fire_window(ctx, w, hd, h, key, klen, e, 1);
+        if (rc) return rc;
+        if (e > INT64_MAX - w->s) break;
+        e += w->s;
     }
-    return 0;
+    int rc = purge(w, &hd, h, key, klen, expired_below(w, W));
+    if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
+    if (W == SL_TIME_MAX || (hd->top <= hd->base && !hd->n_far)) {
+        sl_state_remove(w->slices, h, key, klen);
+        return 0;
+    }
+    /* Next: the first window holding data, or the expiry of the last data. */
+    int64_t T;
+    hd->nxt = first_end_after(w, W);
+    int64_t d = next_data(w, hd, h, key, klen, hd->nxt - w->k);
+    if (d != NONE) {
+        int64_t ne = first_end(w, d);
+        if (ne < hd->nxt) ne = hd->nxt;
+        T = fire_ms(w, ne);
+    } else {
+        T = sat64((__int128)fire_ms(w, last_end(w, hd->top - 1)) + w->L);
+    }
+    if (T <= W) T = W + 1;
+    return want_timer(ctx, hd, T, h, key, klen);
 }
 
 /* --- sessions ------------------------------------------------------------------------ */
@@ -520,8 +909,25 @@ static int win_open(sl_ctx *ctx, void **self)
         w->sessions = sl_ctx_state(ctx, "sessions", SESS_HDR + w->acc_size);
         if (!w->heads || !w->sessions) goto oom;
     } else {
-        w->slices = sl_ctx_state(ctx, "slices", w->acc_size);
-        if (!w->slices) goto oom;
+        w->k = w->size / w->g;
+        w->s = w->slide / w->g;
+        w->blocks = w->k > w->s;
+        /* Ring: a window, the allowed lateness and as much again for
+         * out-of-order records ahead of the watermark; capped (far slices
+         * take the rest). SLUICE_WINDOW_RING forces a size (tests). */
+        uint64_t want =
+            (uint64_t)w->k + (uint64_t)((w->L + w->g - 1) / w->g) + (uint64_t)(w->k > 8 ? w->k : 8);
+        if (want > 4096) want = 4096;
+        const char *env = getenv("SLUICE_WINDOW_RING");
+        if (env && atoi(env) > 0) want = (uint64_t)atoi(env);
+        w->cap = 1;
+        while (w->cap < want) w->cap *= 2;
+        w->cmask = w->cap - 1;
+        size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
+        w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
+        w->slices = sl_ctx_state(ctx, "slices", (uint32_t)(KHDR + w->cap * w->sstride));
+        w->far = sl_ctx_state(ctx, "far", (uint32_t)(FAR_HDR + a8));
+        if (!w->slices || !w->far) goto oom;
     }
     *self = w;
     return 0;
