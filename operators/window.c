@@ -4,28 +4,69 @@
  * side output (sluice/window.h states the semantics).
  *
  * Tumbling and sliding windows. Time is cut into slices of g = gcd(size,
- * slide) aligned on `offset`; window boundaries are slice boundaries. Each
- * record is added once, to the accumulator of its slice, kept in the keyed
- * state table "slices" under the composite key (record key ‖ slice start):
+ * slide) aligned on `offset`: slice n is [off + n g, off + (n + 1) g). In
+ * slices a window is k = size / g long and windows start every s = slide / g,
+ * so window ends are e = m s + k and window e holds slices [e - k, e); it
+ * fires when the watermark reaches off + e g - 1. Each record is added once,
+ * to its slice. All slices of a key live in ONE keyed-state value (table
+ * "slices", keyed by the record key alone, so a record costs one lookup of
+ * its own key): a header and a ring of `cap` slots (a power of two, sized at
+ * open: k + L / g + max(k, 8), at most 4096), slice n in slot n & (cap - 1):
  *
- *   composite key   offset  size     field
- *                   0       key_len  the record's key bytes
- *                   key_len 8        slice start, int64 (host order)
- *   value           0       acc_size the aggregate's accumulator
+ *   value      offset         size     field
+ *              0              8        base: the ring holds slices [base, base + cap)
+ *              8              8        top: 1 + highest slice with data
+ *              16             8        tmr: earliest timer set, not yet fired
+ *              24             8        nxt: first window end no timer has handled
+ *              32             16       pb, pu: aux of slices pb k .. pu = prefix aggregates
+ *              48             16       sb, slo: aux of slices slo .. sb k + k - 1 = suffixes
+ *              64             8        aux_hi: highest slice whose aux is in use
+ *              72             8        far_head: smallest far slice
+ *              80             4        n_far: slices in the far list
+ *              84             4        unused
+ *   slot i     88 + i stride  8        tag: the slice held (== n: slot has data)
+ *                             a8       accumulator (acc_size rounded up to 8)
+ *                             a8       aux (only when windows overlap, k > s)
  *
- * The composite hash keeps the key hash's upper 32 bits (so the entry stays in
- * the key's key group) and mixes the slice start into the lower ones.
+ * Slices outside [base, base + cap) (records far ahead of the watermark, or
+ * behind the ring of a new key) go to the table "far", key (record key ‖
+ * slice, int64), a list sorted by slice:
  *
- * Firing uses engine timers on the record key, one per key and window end
- * (never one per record): when a slice is created, a timer is set at
- * end - 1 of its first window that has not fired yet. When timer T fires, the
- * window [T + 1 - size, T + 1) merges its slices (size / g lookups) and is
- * emitted; if one of those slices also lies in the next window, the timer for
- * the next window end (T + slide) is set, so a chain of timers walks every
- * window that holds data. A slice is purged when its last window expires:
- * with lateness L > 0 a cleanup timer at (last window end) - 1 + L is set when
- * the slice is created; with L = 0 the last window's firing timer does it.
- * One timer callback handles both roles: whatever is due at T for the key.
+ *   far value  0              8        next far slice of the key
+ *              8              1        has_next
+ *              9              7        unused
+ *              16             acc      accumulator
+ *
+ * A slice lives in exactly one place: the ring when it is in range, else the
+ * far list; when base moves up (expiry) far slices that come into range move
+ * into the ring. Slices below expired_below(W) have expired (every window
+ * holding them has end - 1 + L <= W): base never goes below that bound and
+ * a record in such a slice (or in no window at all, when size < slide) is late.
+ *
+ * Firing. A key has at most one live timer that matters (tmr): at the firing
+ * time of the first window after nxt that holds data, or, when none is left,
+ * at the expiry of its last slice. The timer callback fires every due window
+ * holding data in order (empty windows are skipped by jumping to the next
+ * slice with data), purges, sets nxt past the watermark and sets the next
+ * timer; when no data is left the key is removed. A record in a new slice
+ * sets a timer only if it is earlier than tmr; a record for windows already
+ * due but not expired (allowed lateness) fires them at once.
+ *
+ * Overlapping windows (sliding) are combined with prefix / suffix aggregates
+ * over blocks of k slices (van Herk / Gil-Werman): window [a, a + k) is
+ * suffix(a) of block a / k merged with prefix(a + k - 1) of the next block.
+ * Prefixes are extended as windows advance, suffixes computed once per block,
+ * so a firing costs O(1) merges amortized instead of k. A record that changes
+ * a slice whose aux is in use invalidates the affected prefix / suffix
+ * (lateness); windows re-fired for late records, windows with far slices or
+ * outside the ring are merged slice by slice.
+ *
+ * The built-in count is added inline (one increment, no call). SLUICE_WINDOW_RING
+ * (environment, read at open) forces the ring size: tests use it to drive the
+ * far-list paths.
+ *
+ * Composite keys (record key ‖ int64) keep the key hash's upper 32 bits, so
+ * the entry stays in the key's key group, and mix the int64 into the lower.
  *
  * Session windows. Per key, the sessions form a list sorted by start, kept in
  * two keyed state tables: "heads" (key -> first session start, count) and
@@ -47,12 +88,13 @@
  * finds nothing due and does nothing.
  *
  * Invariants:
- *  - every state entry present belongs to a window (or session) that has not
- *    expired: purging happens in the timer at expiry, and timers up to the
- *    watermark fire before any record is processed at that watermark;
+ *  - expired state is purged when the key's timer runs (or, for slices, when
+ *    a record touches the key); timers up to the watermark fire before any
+ *    record is processed at that watermark, so a record never sees a due
+ *    window that has not fired;
  *  - a window with data fires exactly once by timer (timers are set only at
- *    times above the current watermark, and (key, ts) fires once), plus once
- *    per record that reaches it after it fired and before it expired;
+ *    times above the current watermark; nxt moves past every window handled),
+ *    plus once per record that reaches it after it fired and before it expired;
  *  - nothing is allocated per record: scratch buffers live in the instance.
  *
  * Runs on the worker thread of the instance's task, like every operator.

@@ -28,9 +28,10 @@
  *   16            result_size   the aggregate's result
  *   16 + rs       key_len       the key bytes (rest of the record)
  *
- * State lives in engine-owned keyed state (slices / sessions keyed by the
- * record key plus a start time) and firing uses engine event-time timers, so
- * nothing is allocated per record.
+ * State lives in engine-owned keyed state (tumbling / sliding: one value per
+ * key holding a ring of its slices; sessions: keyed by the record key plus a
+ * start time) and firing uses engine event-time timers (at most one pending
+ * per key and due window), so nothing is allocated per record.
  *
  * Confs are borrowed: they must outlive the pipeline.
  */

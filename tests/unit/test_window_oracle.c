@@ -440,6 +440,26 @@ static void test_oracle_random(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* The same with a tiny per-key ring (operators/window.c reads
+ * SLUICE_WINDOW_RING when a window opens), so that most slices live in the
+ * far list and firing takes the slice-by-slice path. */
+static void test_oracle_small_ring(void **state)
+{
+    static const char *const rings[] = {"1", "4"};
+    int failures = 0;
+    for (int r = 0; r < 2; r++) {
+        setenv("SLUICE_WINDOW_RING", rings[r], 1);
+        for (int c = 0; c < 200 && failures < 3; c++) {
+            ocase oc;
+            make_case(&oc);
+            if (!check_case(&oc, 1) || !check_case(&oc, 4)) failures++;
+            free(oc.evs);
+        }
+    }
+    unsetenv("SLUICE_WINDOW_RING");
+    assert_int_equal(failures, 0);
+}
+
 /* A few fixed cases that pin the boundaries (fires at end - 1, expiry at
  * end - 1 + L) and the end of input. */
 static void test_oracle_fixed(void **state)
@@ -470,6 +490,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_oracle_fixed),
         cmocka_unit_test(test_oracle_random),
+        cmocka_unit_test(test_oracle_small_ring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
