@@ -425,6 +425,11 @@ int sl_stream_keyed(const sl_stream *s)
     return s && s->key != NULL;
 }
 
+void *sl_stream_conf(const sl_stream *s)
+{
+    return s ? s->p->nodes[s->node].conf : NULL;
+}
+
 sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in)
 {
     if (!out || !in) return out;
