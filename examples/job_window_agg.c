@@ -3,7 +3,8 @@
  * the event-time jobs share (line source with watermarks and dead letters,
  * dead-letter sink, durations).
  *
- *   lines "event_time_ms,key,value" (--input FILE or stdin)
+ *   lines "event_time_ms,key,value" (--input FILE, stdin, or the values of a
+ *   broker topic with --topic NAME [--dir DIR])
  *     -> source "csv" (parallelism 1): parses each line; malformed lines go to
  *        its port 1 (dead letters: counted, the first ten reported on stderr
  *        with their line numbers); punctuated watermarks: after each record
@@ -32,6 +33,7 @@
 #include <unistd.h>
 #include "examples/cli.h"
 #include "examples/jobs_window.h"
+#include "sluice/broker.h"
 
 /* --- durations --------------------------------------------------------------------- */
 
@@ -64,12 +66,113 @@ int sl_jobs_duration(const char *s, int allow_zero, int64_t *out)
 typedef struct lsrc {
     FILE *f;
     int own;
+    /* --topic: one reader per partition, each read up to end[i], merged by
+     * record timestamp through one peeked record per partition */
+    sl_broker *b;
+    sl_log_reader **r;
+    int64_t *end;
+    int n_parts;
+    struct peek {
+        int has;
+        int64_t ts;
+        char *buf;
+        size_t len, cap;
+    } * peek;
     char *line;
     size_t cap;
     uint64_t lineno;
     uint8_t *rec;
     sl_wm_gen *g;
 } lsrc;
+
+static void lsrc_close(void *self);
+
+/* Open a reader on every partition of the topic, each to read up to the
+ * offset that was its end now. */
+static int topic_open(sl_ctx *ctx, lsrc *s, const sl_jobs_lines_conf *c)
+{
+    sl_topic_info *info = NULL;
+    int rc = sl_broker_open(&s->b, c->dir, 0);
+    if (!rc) rc = sl_topic_describe(s->b, c->topic, &info);
+    if (rc) return sl_ctx_fail(ctx, rc, "%s", s->b ? sl_broker_errmsg(s->b) : "out of memory");
+    s->r = calloc((size_t)info->partition_count, sizeof(*s->r));
+    s->end = calloc((size_t)info->partition_count, sizeof(*s->end));
+    s->peek = calloc((size_t)info->partition_count, sizeof(*s->peek));
+    if (!s->r || !s->end || !s->peek) {
+        sl_topic_info_free(info);
+        return SL_ENOMEM;
+    }
+    for (int32_t p = 0; p < info->partition_count; p++) {
+        s->end[p] = info->partitions[p].next_offset;
+        rc = sl_log_reader_open(&s->r[p], s->b, c->topic, p, SL_OFFSET_BEGINNING);
+        if (rc) {
+            sl_topic_info_free(info);
+            return sl_ctx_fail(ctx, rc, "%s", sl_broker_errmsg(s->b));
+        }
+        s->n_parts++;
+    }
+    sl_topic_info_free(info);
+    return 0;
+}
+
+/* Make sure partition p has its next record peeked (copied), unless it is
+ * done. 0, or < 0 on error. */
+static int peek_part(sl_ctx *ctx, lsrc *s, int p)
+{
+    struct peek *k = &s->peek[p];
+    if (k->has || !s->r[p]) return 0;
+    sl_message m;
+    int rc = sl_log_reader_position(s->r[p]) >= s->end[p] ? SL_EAGAIN
+                                                          : sl_log_reader_next(s->r[p], &m, 0);
+    if (rc == 0 && m.offset < s->end[p]) {
+        size_t len = m.value ? m.value_len : 0;
+        if (len > k->cap) {
+            char *nb = realloc(k->buf, len);
+            if (!nb) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for a record");
+            k->buf = nb;
+            k->cap = len;
+        }
+        if (len) memcpy(k->buf, m.value, len);
+        k->len = len;
+        k->ts = m.timestamp;
+        k->has = 1;
+        return 0;
+    }
+    if (rc != 0 && rc != SL_EAGAIN)
+        return sl_ctx_fail(ctx, rc, "%s", sl_log_reader_errmsg(s->r[p]));
+    sl_log_reader_close(s->r[p]); /* read to its end */
+    s->r[p] = NULL;
+    return 0;
+}
+
+/* The next line: from the file, or the value of the topic record with the
+ * smallest timestamp among the partitions' next ones (ties: the lowest
+ * partition), so the merged order is fixed by the log. 1 with the line set,
+ * 0 at the end, < 0 on error. */
+static int next_line(sl_ctx *ctx, lsrc *s, const char **line, size_t *len)
+{
+    if (!s->r) {
+        ssize_t n = getline(&s->line, &s->cap, s->f);
+        if (n < 0) {
+            if (ferror(s->f)) return sl_ctx_fail(ctx, SL_EIO, "read error: %s", strerror(errno));
+            return 0;
+        }
+        *line = s->line;
+        *len = (size_t)n;
+        return 1;
+    }
+    int best = -1;
+    for (int p = 0; p < s->n_parts; p++) {
+        int rc = peek_part(ctx, s, p);
+        if (rc) return rc;
+        if (s->peek[p].has && (best < 0 || s->peek[p].ts < s->peek[best].ts)) best = p;
+    }
+    if (best < 0) return 0;
+    s->peek[best].has = 0;
+    *line = s->peek[best].buf ? s->peek[best].buf : "";
+    *len = s->peek[best].len;
+    return 1;
+}
 
 static int lsrc_open(sl_ctx *ctx, void **self)
 {
@@ -80,6 +183,15 @@ static int lsrc_open(sl_ctx *ctx, void **self)
     s->g = sl_wm_gen_new(&c->wm, 1);
     if (!s->rec || !s->g) goto oom;
     if (sl_ctx_instance(ctx) > 0) { /* one reader: line numbers and order */
+        *self = s;
+        return 0;
+    }
+    if (c->topic) {
+        int rc = topic_open(ctx, s, c);
+        if (rc) {
+            lsrc_close(s);
+            return rc;
+        }
         *self = s;
         return 0;
     }
@@ -111,6 +223,14 @@ static void lsrc_close(void *self)
     lsrc *s = self;
     if (!s) return;
     if (s->own) fclose(s->f);
+    for (int i = 0; s->r && i < s->n_parts; i++) {
+        sl_log_reader_close(s->r[i]);
+        free(s->peek[i].buf);
+    }
+    free(s->peek);
+    free(s->r);
+    free(s->end);
+    sl_broker_close(s->b);
     free(s->line);
     free(s->rec);
     sl_wm_gen_free(s->g);
@@ -133,22 +253,21 @@ static int lsrc_poll(sl_ctx *ctx, void *self)
 {
     lsrc *s = self;
     const sl_jobs_lines_conf *c = sl_ctx_conf(ctx);
-    if (!s->f) return SL_POLL_END;
+    if (!s->f && !s->r) return SL_POLL_END;
     for (int k = 0; k < 256; k++) {
-        ssize_t n = getline(&s->line, &s->cap, s->f);
-        if (n < 0) {
-            if (ferror(s->f)) return sl_ctx_fail(ctx, SL_EIO, "read error: %s", strerror(errno));
-            return SL_POLL_END;
-        }
+        const char *line = NULL;
+        size_t len = 0;
+        int got = next_line(ctx, s, &line, &len);
+        if (got < 0) return got;
+        if (got == 0) return SL_POLL_END;
         s->lineno++;
-        size_t len = (size_t)n;
-        if (len && s->line[len - 1] == '\n') len--;
-        if (len && s->line[len - 1] == '\r') len--;
+        if (len && line[len - 1] == '\n') len--;
+        if (len && line[len - 1] == '\r') len--;
         int64_t ts = 0;
         const char *reason = "malformed";
-        int r = c->parse(s->line, len, s->rec, c->max_len, &ts, &reason, c->ud);
+        int r = c->parse(line, len, s->rec, c->max_len, &ts, &reason, c->ud);
         if (r < 0) {
-            int rc = dead_letter(ctx, s, s->line, len, reason);
+            int rc = dead_letter(ctx, s, line, len, reason);
             if (rc) return rc;
             continue;
         }
@@ -340,25 +459,27 @@ static const sl_operator stderr_sink = {
 
 static void wa_help(void)
 {
-    printf("usage: sluice run window-agg [--input FILE] [--window SPEC] [--agg AGG]\n"
-           "           [--delay D] [--lateness L] [--out FILE] [--late-out FILE]\n"
-           "           [--threads N] [--parallelism P]\n"
-           "Aggregates CSV lines event_time_ms,key,value (FILE or standard input) per key\n"
-           "and event-time window, and writes window_start,window_end,key,aggregate lines.\n"
-           "  --window tumbling:SIZE | sliding:SIZE:SLIDE | session:GAP   (default tumbling:1s)\n"
-           "           durations: 250ms, 10s, 1m, 1h or plain milliseconds\n"
-           "  --agg count|sum|min|max|avg   aggregate of the values (default count;\n"
-           "           avg is printed with three decimals)\n"
-           "  --delay D      out-of-orderness: after each record the watermark becomes\n"
-           "                 max_event_time_seen - D - 1 (default 0)\n"
-           "  --lateness L   allowed lateness (default 0): late data within it updates a\n"
-           "                 window, which is written again\n"
-           "  --out FILE     results (default standard output)\n"
-           "  --late-out FILE  records later than the lateness, as late,event_time_ms,key,value\n"
-           "                 (default standard error)\n"
-           "Malformed lines are counted, the first ten reported on standard error with\n"
-           "their line numbers, and skipped. The sorted output is the same for every\n"
-           "--threads and --parallelism.\n");
+    printf(
+        "usage: sluice run window-agg [--input FILE | --topic NAME [--dir DIR]] [--window SPEC]\n"
+        "           [--agg AGG] [--delay D] [--lateness L] [--out FILE] [--late-out FILE]\n"
+        "           [--threads N] [--parallelism P]\n"
+        "Aggregates CSV lines event_time_ms,key,value (FILE, standard input, or the values\n"
+        "of a broker topic read to its current end) per key and event-time window, and\n"
+        "writes window_start,window_end,key,aggregate lines.\n"
+        "  --window tumbling:SIZE | sliding:SIZE:SLIDE | session:GAP   (default tumbling:1s)\n"
+        "           durations: 250ms, 10s, 1m, 1h or plain milliseconds\n"
+        "  --agg count|sum|min|max|avg   aggregate of the values (default count;\n"
+        "           avg is printed with three decimals)\n"
+        "  --delay D      out-of-orderness: after each record the watermark becomes\n"
+        "                 max_event_time_seen - D - 1 (default 0)\n"
+        "  --lateness L   allowed lateness (default 0): late data within it updates a\n"
+        "                 window, which is written again\n"
+        "  --out FILE     results (default standard output)\n"
+        "  --late-out FILE  records later than the lateness, as late,event_time_ms,key,value\n"
+        "                 (default standard error)\n"
+        "Malformed lines are counted, the first ten reported on standard error with\n"
+        "their line numbers, and skipped. The sorted output is the same for every\n"
+        "--threads and --parallelism.\n");
 }
 
 static int parse_window(const char *cmd, const char *spec, sl_window_conf *wc)
@@ -397,6 +518,7 @@ int sl_job_window_agg(int argc, char **argv)
 {
     const char *cmd = "run window-agg";
     const char *input = NULL, *out = NULL, *late_out = NULL, *agg_name = "count";
+    const char *topic = NULL, *dir = NULL;
     sl_window_conf wc = sl_window_tumbling(1000, 0);
     int64_t delay = 0, lateness = 0;
     sl_cli_common common = {0};
@@ -409,10 +531,10 @@ int sl_job_window_agg(int argc, char **argv)
         int r = sl_cli_common_opt(cmd, argc, argv, &i, &common);
         if (r == 2) return 2;
         if (r == 1) continue;
-        int known = strcmp(a, "--input") == 0 || strcmp(a, "--out") == 0 ||
-                    strcmp(a, "--late-out") == 0 || strcmp(a, "--agg") == 0 ||
-                    strcmp(a, "--window") == 0 || strcmp(a, "--delay") == 0 ||
-                    strcmp(a, "--lateness") == 0;
+        int known =
+            strcmp(a, "--input") == 0 || strcmp(a, "--topic") == 0 || strcmp(a, "--dir") == 0 ||
+            strcmp(a, "--out") == 0 || strcmp(a, "--late-out") == 0 || strcmp(a, "--agg") == 0 ||
+            strcmp(a, "--window") == 0 || strcmp(a, "--delay") == 0 || strcmp(a, "--lateness") == 0;
         if (!known) {
             fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", cmd, a);
             return 2;
@@ -424,6 +546,10 @@ int sl_job_window_agg(int argc, char **argv)
         const char *v = argv[++i];
         if (strcmp(a, "--input") == 0) {
             input = v;
+        } else if (strcmp(a, "--topic") == 0) {
+            topic = v;
+        } else if (strcmp(a, "--dir") == 0) {
+            dir = v;
         } else if (strcmp(a, "--out") == 0) {
             out = v;
         } else if (strcmp(a, "--late-out") == 0) {
@@ -447,6 +573,10 @@ int sl_job_window_agg(int argc, char **argv)
                 agg_name);
         return 2;
     }
+    if (input && topic) {
+        fprintf(stderr, "sluice %s: give --input or --topic, not both\n", cmd);
+        return 2;
+    }
     if (input && strcmp(input, "-") != 0 && access(input, R_OK) != 0) {
         fprintf(stderr, "sluice %s: cannot read '%s': %s\n", cmd, input, strerror(errno));
         return 1;
@@ -456,6 +586,8 @@ int sl_job_window_agg(int argc, char **argv)
     wc.agg = agg;
     wc.agg_ud = &val;
     sl_jobs_lines_conf lc = {.path = input,
+                             .topic = topic,
+                             .dir = sl_cli_broker_dir(dir),
                              .parse = parse_csv,
                              .width = 0,
                              .max_len = MAX_KEY + 8,

@@ -40,7 +40,11 @@ typedef int (*sl_jobs_parse_fn)(const char *line, size_t len, void *out, uint32_
  * event times; each malformed line goes to port 1 as the text
  * "line N: REASON: LINE" (see sl_jobs_deadletters). */
 typedef struct sl_jobs_lines_conf {
-    const char *path;
+    const char *path;  /* a file, or NULL / "-" for standard input */
+    const char *topic; /* instead: the values of a broker topic, every partition
+                          read to its end as of the start, one record from each
+                          partition in turn (so the order is fixed by the log) */
+    const char *dir;   /* the topic's broker directory */
     sl_jobs_parse_fn parse;
     void *ud;
     uint32_t width;   /* 0: variable length */
