@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "engine/internal.h"
 
 const char *sl_ctx_name(const sl_ctx *c)
@@ -85,6 +86,32 @@ sl_key_fn sl_ctx_key_fn(sl_ctx *c, void **ud)
     sl_key_fn fn = c->in_key[c->cur_input];
     *ud = c->in_key_ud[c->cur_input];
     return fn ? fn : whole_record;
+}
+
+int64_t sl_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int sl_ctx_proc_timer(sl_ctx *c, int64_t due_ms, uint64_t hash, const void *key, uint32_t key_len)
+{
+    if (!c->node->op || c->node->op->version < 2 || !c->node->op->proc_timer)
+        return sl_ctx_fail(c, SL_EINVAL,
+                           "a processing-time timer needs a version 2 operator "
+                           "table with proc_timer");
+    if (!c->proc_timers && !(c->proc_timers = sl_timers_new()))
+        return sl_ctx_fail(c, SL_ENOMEM, "out of memory for timers");
+    int rc = sl_timers_add(c->proc_timers, due_ms, hash, key, key_len);
+    if (rc) return sl_ctx_fail(c, rc, "cannot add a timer: %s", sl_strerror(rc));
+    sl_task *t = c->task;
+    if (due_ms < t->proc_wake_at) { /* the task must wake earlier than planned */
+        t->proc_wake_at = due_ms;
+        int64_t delay = due_ms - sl_clock_ms();
+        sl_task_wake_later(t, delay > 0 ? (double)delay : 0.0);
+    }
+    return 0;
 }
 
 sl_state *sl_ctx_state(sl_ctx *c, const char *name, uint32_t value_size)

@@ -117,6 +117,7 @@ struct sl_ctx {
         sl_state *st;
     } * states;
     sl_timers *timers;
+    sl_timers *proc_timers; /* processing-time timers (wall-clock ms) */
     sl_buf keybuf;
     int err;
     _Atomic int64_t sink_wm; /* sinks: for stats, read by other threads */
@@ -139,16 +140,17 @@ typedef struct sl_task {
     int n_in;
     sl_channel **in; /* input channels (all logical inputs) */
     int n_out;
-    sl_channel **out; /* output channels, for draining pending messages */
-    int in_next;      /* round-robin start */
-    int n_open_in;    /* inputs not yet at end of stream */
-    int64_t wm;       /* min over active inputs */
-    int blocked;      /* pending output: waits for credit */
-    int finished;     /* end of stream sent and drained */
-    int ended;        /* end processing done (EOS queued) */
-    int waiting;      /* source said WAIT: delayed wake-up pending */
-    int idle_out;     /* outputs announced idle */
-    uint64_t barrier; /* checkpoint barrier being aligned (0: none) */
+    sl_channel **out;     /* output channels, for draining pending messages */
+    int in_next;          /* round-robin start */
+    int n_open_in;        /* inputs not yet at end of stream */
+    int64_t wm;           /* min over active inputs */
+    int blocked;          /* pending output: waits for credit */
+    int finished;         /* end of stream sent and drained */
+    int ended;            /* end processing done (EOS queued) */
+    int waiting;          /* source said WAIT: delayed wake-up pending */
+    int idle_out;         /* outputs announced idle */
+    int64_t proc_wake_at; /* earliest processing-time timer a wake-up is set for */
+    uint64_t barrier;     /* checkpoint barrier being aligned (0: none) */
     int n_aligned;
     _Atomic uint64_t inject_barrier; /* sources: highest barrier id requested */
     uint64_t barrier_sent;           /* sources: highest barrier id sent */
@@ -239,6 +241,8 @@ int sl_timers_add(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uint
  * call); returns 1 if one was popped. */
 int sl_timers_pop(sl_timers *t, int64_t wm, sl_timer *out);
 size_t sl_timers_count(const sl_timers *t);
+/* Time of the earliest timer, INT64_MAX when there is none. */
+int64_t sl_timers_next(const sl_timers *t);
 
 /* Batches for the current thread. */
 static inline sl_batch *sl_batch_get(sl_pipeline *p, uint32_t width)

@@ -261,8 +261,9 @@ static int add_op_node(sl_stream *const *in, int n_in, const char *name, const s
 {
     if (!check_inputs(in, n_in, name)) return -1;
     sl_pipeline *p = in[0]->p;
-    if (!op || op->version != SL_OPERATOR_VERSION || !op->process) {
-        sl_pipeline_error(p, SL_EINVAL, "node '%s': not a version %d operator table with process",
+    if (!op || op->version < 1 || op->version > SL_OPERATOR_VERSION || !op->process) {
+        sl_pipeline_error(p, SL_EINVAL,
+                          "node '%s': not a version 1..%d operator table with process",
                           name ? name : "", SL_OPERATOR_VERSION);
         return -1;
     }

@@ -122,6 +122,7 @@ int sl_plan_build(sl_pipeline *p)
                 t->p = p;
                 t->root = c;
                 t->wm = SL_TIME_MIN;
+                t->proc_wake_at = INT64_MAX;
                 atomic_init(&t->state, SL_TASK_IDLE);
                 atomic_init(&t->inject_barrier, 0);
                 if (push_ptr((void ***)&p->tasks, &p->n_tasks, t)) {
@@ -214,6 +215,7 @@ void sl_plan_free(sl_pipeline *p)
         }
         free(c->states);
         sl_timers_free(c->timers);
+        sl_timers_free(c->proc_timers);
         sl_buf_free(&c->keybuf);
         free(c);
     }

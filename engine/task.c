@@ -524,6 +524,32 @@ static int source_step(sl_task *t)
 
 /* --- activation ------------------------------------------------------------------ */
 
+/* Fire the processing-time timers that are due, in due order per instance,
+ * and arrange a wake-up for the earliest one left. */
+static int fire_proc_timers(sl_task *t)
+{
+    int64_t now = sl_clock_ms();
+    if (now < t->proc_wake_at) return 0;
+    int64_t next = INT64_MAX;
+    for (int i = 0; i < t->n_insts; i++) {
+        struct sl_ctx *c = t->insts[i];
+        if (!c->proc_timers) continue;
+        sl_timer tm;
+        while (sl_timers_pop(c->proc_timers, now, &tm)) {
+            int rc = c->node->op->proc_timer(c, c->self, &tm);
+            if (rc < 0) {
+                task_error(t, c, rc);
+                return rc;
+            }
+        }
+        int64_t n = sl_timers_next(c->proc_timers);
+        if (n < next) next = n;
+    }
+    t->proc_wake_at = next;
+    if (next != INT64_MAX) sl_task_wake_later(t, (double)(next - now));
+    return 0;
+}
+
 /* Returns 1 when the task should be activated again right away. */
 int sl_task_activate(sl_task *t)
 {
@@ -536,6 +562,7 @@ int sl_task_activate(sl_task *t)
         if (t->blocked) return 0;
     }
     int rc = 0, again = 0;
+    if (!t->ended && t->proc_wake_at != INT64_MAX && (rc = fire_proc_timers(t)) < 0) return 0;
     if (!t->ended) {
         int is_source = t->root->node->kind == SL_NODE_SOURCE;
         for (int q = 0; q < SL_QUANTUM && !t->blocked && !t->ended; q++) {

@@ -147,3 +147,8 @@ size_t sl_timers_count(const sl_timers *t)
 {
     return t ? t->n : 0;
 }
+
+int64_t sl_timers_next(const sl_timers *t)
+{
+    return t && t->n ? t->heap[0].ts : INT64_MAX;
+}

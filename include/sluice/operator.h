@@ -55,7 +55,9 @@ typedef struct sl_timer {
     uint32_t key_len;
 } sl_timer;
 
-#define SL_OPERATOR_VERSION 1
+/* Version 2 added proc_timer. The engine accepts tables of version 1 (which
+ * end at close) and 2. */
+#define SL_OPERATOR_VERSION 2
 
 typedef struct sl_operator {
     int version;      /* SL_OPERATOR_VERSION */
@@ -78,6 +80,9 @@ typedef struct sl_operator {
     int (*restore)(sl_ctx *ctx, void *self, const void *data, size_t len);
     /* Free self. Called once for every successful open, also after errors. */
     void (*close)(void *self);
+    /* Version 2: a processing-time timer set with sl_ctx_proc_timer() is due
+     * (t->ts is its due time in wall-clock ms). Optional. */
+    int (*proc_timer)(sl_ctx *ctx, void *self, const sl_timer *t);
 } sl_operator;
 
 /* Source poll results (>= 0); errors are negative SL_E... codes. */
@@ -153,6 +158,16 @@ sl_state *sl_ctx_state(sl_ctx *ctx, const char *name, uint32_t value_size);
 /* Register an event-time timer for key (hash, key): timer() is called once
  * the watermark reaches ts. Setting the same (key, ts) twice fires once. */
 int sl_ctx_timer(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *key, uint32_t key_len);
+
+/* Register a processing-time timer for key (hash, key): proc_timer() is
+ * called once the wall clock (sl_clock_ms) reaches due_ms, between batches
+ * on the instance's worker, never at the same time as another callback of
+ * the instance. The same (key, due_ms) twice fires once. Timers still
+ * pending when the input ends are dropped (as in Flink). */
+int sl_ctx_proc_timer(sl_ctx *ctx, int64_t due_ms, uint64_t hash, const void *key,
+                      uint32_t key_len);
+/* Wall-clock time, ms since the Unix epoch (the time of processing-time timers). */
+int64_t sl_clock_ms(void);
 
 /* Record a failure: the job stops with "operator 'NAME' (KIND): message" and a
  * non-zero exit. Returns code, so `return sl_ctx_fail(ctx, SL_EINVAL, ...)`. */
