@@ -114,13 +114,14 @@ static int run_loop(uint64_t n, row *out)
     j.cmd = "bench ysb";
     if (sl_ysb_campaigns(&j, NULL)) return 1;
     const uint64_t eps = 10000;
+    const sl_ysb_pace pace = sl_ysb_pace_new(eps);
     size_t nwin = (size_t)((n * 1000 / eps) / SL_YSB_WINDOW_MS + 2);
     uint32_t *counts = calloc(nwin * SL_YSB_CAMPAIGNS, sizeof(uint32_t));
     if (!counts) return 1;
     double t0 = now_s();
     for (uint64_t seq = 0; seq < n; seq++) {
         sl_ysb_event e;
-        sl_ysb_make(&e, seq, eps);
+        sl_ysb_make(&e, seq, &pace);
         if (e.event_type != SL_YSB_VIEW) continue;
         int32_t c = j.camp_of[e.ad_id];
         if (c < 0) continue;

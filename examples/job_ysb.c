@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "examples/cli.h"
 #include "examples/jobs_window.h"
@@ -214,6 +215,123 @@ static int parse_json(const char *line, size_t len, void *out, uint32_t max_len,
     return (int)sizeof(e);
 }
 
+/* --- the event generator ------------------------------------------------------------ */
+
+/* Events per poll: three batches, so that the views that survive the filter
+ * (one event in three) fill one batch downstream before the watermark that
+ * the poll announces flushes it. */
+#define YSB_POLL_EVENTS (3 * SL_BATCH_CAPACITY)
+
+typedef struct ysb_src {
+    uint64_t k; /* events made by this instance; the next one is seq = inst + k * par */
+    uint64_t inst, par;
+    uint64_t mine; /* events of this instance in all */
+    double t0;     /* --rate: processing time (s) of the first poll, < 0 before */
+    sl_wm_gen *g;
+} ysb_src;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int ysb_src_open(sl_ctx *ctx, void **self)
+{
+    const sl_ysb_job *j = sl_ctx_conf(ctx);
+    ysb_src *s = calloc(1, sizeof(*s));
+    if (!s) return SL_ENOMEM;
+    s->g = sl_wm_gen_new(&j->wm, 1);
+    if (!s->g) {
+        free(s);
+        return SL_ENOMEM;
+    }
+    s->inst = (uint64_t)sl_ctx_instance(ctx);
+    s->par = (uint64_t)sl_ctx_parallelism(ctx);
+    s->mine = !j->events            ? UINT64_MAX
+              : j->events > s->inst ? (j->events - s->inst + s->par - 1) / s->par
+                                    : 0;
+    s->t0 = -1;
+    *self = s;
+    return 0;
+}
+
+static void ysb_src_close(void *self)
+{
+    ysb_src *s = self;
+    if (!s) return;
+    sl_wm_gen_free(s->g);
+    free(s);
+}
+
+/* Instance i of P makes events seq = i, i + P, ... straight into the output
+ * batches (no call per event), then announces its watermark (periodic:
+ * max event time - delay - 1, once per poll). With --rate it keeps to
+ * rate / P events per second and says WAIT when ahead. */
+static int ysb_src_poll(sl_ctx *ctx, void *self)
+{
+    ysb_src *s = self;
+    const sl_ysb_job *j = sl_ctx_conf(ctx);
+    if (s->k >= s->mine) return SL_POLL_END;
+    uint64_t n = s->mine - s->k;
+    if (n > YSB_POLL_EVENTS) n = YSB_POLL_EVENTS;
+    if (j->rate > 0) {
+        double now = now_s();
+        if (s->t0 < 0) s->t0 = now;
+        double allowed = (now - s->t0) * j->rate / (double)s->par + 1;
+        if ((double)s->k >= allowed) {
+            int rc = sl_wm_gen_polled(ctx, s->g, 0, 0);
+            return rc ? rc : SL_POLL_WAIT;
+        }
+        if ((double)(s->k + n) > allowed) n = (uint64_t)(allowed - (double)s->k) + 1;
+    }
+    const sl_ysb_pace pace = j->pace;
+    const uint64_t step = s->par;
+    uint64_t seq = s->inst + s->k * step;
+    while (n) {
+        sl_batch *b = sl_out_batch(ctx, 0);
+        if (!b) return sl_ctx_error(ctx);
+        uint32_t from = b->count, m = SL_BATCH_CAPACITY - from;
+        if (m > n) m = (uint32_t)n;
+        sl_ysb_event *ev = (sl_ysb_event *)(void *)b->data;
+        for (uint32_t i = from; i < from + m; i++, seq += step) {
+            sl_ysb_make(&ev[i], seq, &pace);
+            b->ts[i] = ev[i].event_time;
+            b->hash[i] = 0;
+        }
+        b->count = from + m;
+        n -= m;
+        s->k += m;
+        int rc = sl_wm_gen_batch(ctx, s->g, 0, b, from, b->count);
+        if (rc) return rc;
+    }
+    int rc = sl_wm_gen_polled(ctx, s->g, 0, 1);
+    return rc ? rc : SL_POLL_MORE;
+}
+
+static int ysb_src_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
+{
+    ysb_src *s = self;
+    return sl_buf_append(out, &s->k, sizeof(s->k));
+}
+
+static int ysb_src_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
+{
+    ysb_src *s = self;
+    if (len != sizeof(s->k)) return SL_ECORRUPT;
+    memcpy(&s->k, data, sizeof(s->k));
+    return 0;
+}
+
+static const sl_source ysb_source = {.version = SL_SOURCE_VERSION,
+                                     .kind = "ysb-generator",
+                                     .open = ysb_src_open,
+                                     .poll = ysb_src_poll,
+                                     .snapshot = ysb_src_snapshot,
+                                     .restore = ysb_src_restore,
+                                     .close = ysb_src_close};
+
 /* --- views + join ------------------------------------------------------------------------ */
 
 static int views_process(sl_ctx *ctx, void *self, sl_batch *in)
@@ -260,15 +378,6 @@ static sl_bytes campaign_key(const void *rec, uint32_t len, void *ud)
     return k;
 }
 
-static int ysb_gen(void *out, uint64_t seq, int64_t *ts, void *ud)
-{
-    const sl_ysb_job *j = ud;
-    sl_ysb_event *e = out;
-    sl_ysb_make(e, seq, j->events_per_s);
-    *ts = e->event_time;
-    return 0;
-}
-
 static int fmt_late(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
 {
     const sl_ysb_job *j = ud;
@@ -294,10 +403,9 @@ sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j)
         src = sl_stream_parallelism(src, 1);
         sl_stream_sink(sl_stream_side(src, 1, 0), "malformed", &sl_jobs_deadletter_sink, &j->dl);
     } else {
-        j->gen = (sl_generator_wm_conf){
-            .gen = {.fn = ysb_gen, .ud = j, .count = j->events, .rate = j->rate},
-            .wm = {.delay = j->delay}};
-        src = sl_pipeline_generator_wm(p, "events", &j->gen, sizeof(sl_ysb_event));
+        j->pace = sl_ysb_pace_new(j->events_per_s);
+        j->wm = (sl_watermark_conf){.delay = j->delay};
+        src = sl_pipeline_source(p, "events", &ysb_source, j, sizeof(sl_ysb_event));
         src = sl_stream_parallelism(src, par);
     }
     /* With one reader, views and key_by stay chained to it (parallelism 1):
