@@ -3,8 +3,8 @@
  * the in-memory generator, run by the engine at 1 and 2 threads, next to a
  * hand-written loop over the same events in the same process.
  *
- * The loop makes each event with the same function as the generator
- * (sl_ysb_make), keeps the views, maps ad -> campaign through the same array
+ * The loop makes each event with the same cursor as the job's generator
+ * (sl_ysb_next), keeps the views, maps ad -> campaign through the same array
  * and counts into a campaign x window array. The engine runs the job's own
  * pipeline (examples/job_ysb.c) into a counting sink. Both produce the total
  * number of views counted and a checksum over (campaign, window, count); the
@@ -114,14 +114,15 @@ static int run_loop(uint64_t n, row *out)
     j.cmd = "bench ysb";
     if (sl_ysb_campaigns(&j, NULL)) return 1;
     const uint64_t eps = 10000;
-    const sl_ysb_pace pace = sl_ysb_pace_new(eps);
+    sl_ysb_cursor cur;
+    sl_ysb_cursor_init(&cur, 0, 1, eps);
     size_t nwin = (size_t)((n * 1000 / eps) / SL_YSB_WINDOW_MS + 2);
     uint32_t *counts = calloc(nwin * SL_YSB_CAMPAIGNS, sizeof(uint32_t));
     if (!counts) return 1;
     double t0 = now_s();
     for (uint64_t seq = 0; seq < n; seq++) {
         sl_ysb_event e;
-        sl_ysb_make(&e, seq, &pace);
+        sl_ysb_next(&cur, &e);
         if (e.event_type != SL_YSB_VIEW) continue;
         int32_t c = j.camp_of[e.ad_id];
         if (c < 0) continue;

@@ -286,24 +286,24 @@ static int ysb_src_poll(sl_ctx *ctx, void *self)
         }
         if ((double)(s->k + n) > allowed) n = (uint64_t)(allowed - (double)s->k) + 1;
     }
-    const sl_ysb_pace pace = j->pace;
-    const uint64_t step = s->par;
-    uint64_t seq = s->inst + s->k * step;
+    sl_ysb_cursor cur;
+    sl_ysb_cursor_init(&cur, s->inst + s->k * s->par, s->par, j->events_per_s);
     while (n) {
         sl_batch *b = sl_out_batch(ctx, 0);
         if (!b) return sl_ctx_error(ctx);
         uint32_t from = b->count, m = SL_BATCH_CAPACITY - from;
         if (m > n) m = (uint32_t)n;
         sl_ysb_event *ev = (sl_ysb_event *)(void *)b->data;
-        for (uint32_t i = from; i < from + m; i++, seq += step) {
-            sl_ysb_make(&ev[i], seq, &pace);
+        for (uint32_t i = from; i < from + m; i++) {
+            sl_ysb_next(&cur, &ev[i]);
             b->ts[i] = ev[i].event_time;
             b->hash[i] = 0;
         }
         b->count = from + m;
         n -= m;
         s->k += m;
-        int rc = sl_wm_gen_batch(ctx, s->g, 0, b, from, b->count);
+        /* Event times grow with seq: the last one is the largest. */
+        int rc = sl_wm_gen_batch(ctx, s->g, 0, b, b->count - 1, b->count);
         if (rc) return rc;
     }
     int rc = sl_wm_gen_polled(ctx, s->g, 0, 1);
@@ -403,7 +403,6 @@ sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j)
         src = sl_stream_parallelism(src, 1);
         sl_stream_sink(sl_stream_side(src, 1, 0), "malformed", &sl_jobs_deadletter_sink, &j->dl);
     } else {
-        j->pace = sl_ysb_pace_new(j->events_per_s);
         j->wm = (sl_watermark_conf){.delay = j->delay};
         src = sl_pipeline_source(p, "events", &ysb_source, j, sizeof(sl_ysb_event));
         src = sl_stream_parallelism(src, par);

@@ -107,52 +107,59 @@ static inline uint64_t sl_ysb_mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* Event-time pace of the generator: event seq happens at seq * 1000 /
- * events_per_s ms. A 64-bit division by a run-time divisor costs 25-40
- * cycles, more than the rest of an event, so it is done with a precomputed
- * reciprocal: q = mulhi(x, floor((2^64 - 1) / d)) is at most 2 below
- * floor(x / d) (the reciprocal is short by less than 1 + 1/d per 2^64), and
- * two compare-and-subtract steps make it exact for every x. */
-typedef struct sl_ysb_pace {
-    uint64_t eps;   /* events per second of event time, >= 1 */
-    uint64_t recip; /* floor((2^64 - 1) / eps) */
-} sl_ysb_pace;
+/* The generator's events, made one after another: event seq has type
+ * seq % 3 (view, click, purchase: spread evenly), a pseudo-random ad and
+ * other fields from sl_ysb_mix(seq), and event time seq * 1000 /
+ * events_per_s ms (the event-time pace). A cursor walks seq = first,
+ * first + step, ... and keeps seq % 3 and the event time incrementally
+ * (quotient and remainder of seq * 1000 by events_per_s, advanced by those
+ * of step * 1000): a 64-bit division by a run-time divisor costs 25-40
+ * cycles, more than the rest of an event. Exact while seq * 1000 < 2^64.
+ * The job's source and the benchmark's hand-written loop both make their
+ * events with this cursor. */
+typedef struct sl_ysb_cursor {
+    uint64_t seq, step;
+    uint64_t eps;     /* events per second of event time, >= 1 */
+    uint64_t t, r;    /* seq * 1000 = t * eps + r, r < eps */
+    uint64_t dt, dr;  /* step * 1000 = dt * eps + dr, dr < eps */
+    uint32_t ty, dty; /* seq % 3, step % 3 */
+} sl_ysb_cursor;
 
-static inline sl_ysb_pace sl_ysb_pace_new(uint64_t events_per_s)
+static inline void sl_ysb_cursor_init(sl_ysb_cursor *c, uint64_t first, uint64_t step,
+                                      uint64_t events_per_s)
 {
-    sl_ysb_pace p;
-    p.eps = events_per_s ? events_per_s : 1;
-    p.recip = UINT64_MAX / p.eps;
-    return p;
+    c->seq = first;
+    c->step = step;
+    c->eps = events_per_s ? events_per_s : 1;
+    c->t = first * 1000 / c->eps;
+    c->r = first * 1000 % c->eps;
+    c->dt = step * 1000 / c->eps;
+    c->dr = step * 1000 % c->eps;
+    c->ty = (uint32_t)(first % 3);
+    c->dty = (uint32_t)(step % 3);
 }
 
-/* floor(x / eps), exactly. */
-static inline uint64_t sl_ysb_div(const sl_ysb_pace *p, uint64_t x)
+/* Write event c->seq into *e and move to the next one. */
+static inline void sl_ysb_next(sl_ysb_cursor *c, sl_ysb_event *e)
 {
-    uint64_t q = (uint64_t)(((unsigned __int128)x * p->recip) >> 64);
-    uint64_t r = x - q * p->eps;
-    if (r >= p->eps) {
-        q++;
-        r -= p->eps;
-    }
-    if (r >= p->eps) q++;
-    return q;
-}
-
-/* Event number seq: types spread evenly (seq % 3), ads pseudo-random, event
- * time seq * 1000 / events_per_s (event-time pace). The job's source and the
- * benchmark's hand-written loop both make events with this function. */
-static inline void sl_ysb_make(sl_ysb_event *e, uint64_t seq, const sl_ysb_pace *pace)
-{
-    uint64_t x = sl_ysb_mix(seq);
+    uint64_t x = sl_ysb_mix(c->seq);
     e->user_id = x;
     e->page_id = x * 0x2545F4914F6CDD1Dull;
     e->ad_id = (uint32_t)((x >> 32) % SL_YSB_ADS);
     e->ip = (uint32_t)x;
-    e->event_time = (int64_t)sl_ysb_div(pace, seq * 1000);
+    e->event_time = (int64_t)c->t;
     e->ad_type = (uint8_t)((x >> 8) % 5);
-    e->event_type = (uint8_t)(seq % 3);
+    e->event_type = (uint8_t)c->ty;
     memset(e->pad, 0, sizeof(e->pad));
+    c->seq += c->step;
+    c->t += c->dt;
+    c->r += c->dr;
+    if (c->r >= c->eps) {
+        c->r -= c->eps;
+        c->t++;
+    }
+    c->ty += c->dty;
+    if (c->ty >= 3) c->ty -= 3;
 }
 
 /* A YSB job: the campaigns, where events come from, where results go. */
@@ -169,7 +176,6 @@ typedef struct sl_ysb_job {
     int n_names;
     const char *cmd;
     /* made by sl_ysb_build */
-    sl_ysb_pace pace;
     sl_watermark_conf wm;
     sl_jobs_lines_conf lines;
     sl_window_conf wc;

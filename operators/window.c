@@ -125,7 +125,32 @@ typedef struct win {
     uint8_t *acc_tmp; /* acc_size */
     uint8_t *res_tmp; /* result_size */
     uint8_t *sess_tmp;
+    struct kc_ent *kc; /* hot keys: key -> khdr (tumbling, sliding) */
+    uint32_t kc_gen;   /* entries of other generations are void */
 } win;
+
+/* Hot-key cache of the tumbling / sliding record path: a record's key (up
+ * to 8 bytes, zero-padded into key8) -> its value in "slices", direct
+ * mapped by key hash, so that a record of a key seen recently skips the
+ * table lookup. A value pointer stays valid until the table changes, and
+ * only this operator changes it (insert in slices_process, remove in
+ * slices_timer): each change starts a new generation. Equal keys have
+ * equal hashes, so comparing the key bytes is enough. */
+#define KC_SIZE 512
+typedef struct kc_ent {
+    uint64_t key8;
+    uint32_t klen1; /* key length + 1 */
+    uint32_t gen;
+    struct khdr *hd;
+} kc_ent;
+
+static inline void kc_invalidate(win *w)
+{
+    if (++w->kc_gen == 0) { /* wrapped: old entries could look valid */
+        memset(w->kc, 0, KC_SIZE * sizeof(kc_ent));
+        w->kc_gen = 1;
+    }
+}
 
 #define SESS_HDR 24
 
@@ -635,10 +660,33 @@ static int slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         sl_bytes rec = sl_batch_bytes(in, i);
         sl_bytes key = kf(rec.ptr, rec.len, kud);
         uint64_t h = in->hash[i];
-        int created = 0;
-        khdr *hd = sl_state_get(w->slices, h, key.ptr, key.len, &created);
-        if (!hd) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
-        if (created) key_init(w, hd, n, eb, W);
+        khdr *hd;
+        kc_ent *ce = NULL;
+        uint64_t k8 = 0;
+        if (key.len == 8) {
+            memcpy(&k8, key.ptr, 8);
+            ce = &w->kc[(h >> 20) & (KC_SIZE - 1)];
+        } else if (key.len < 8) {
+            if (key.len) memcpy(&k8, key.ptr, key.len);
+            ce = &w->kc[(h >> 20) & (KC_SIZE - 1)];
+        }
+        if (ce && ce->gen == w->kc_gen && ce->key8 == k8 && ce->klen1 == key.len + 1) {
+            hd = ce->hd;
+        } else {
+            int created = 0;
+            hd = sl_state_get(w->slices, h, key.ptr, key.len, &created);
+            if (!hd) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+            if (created) {
+                kc_invalidate(w);
+                key_init(w, hd, n, eb, W);
+            }
+            if (ce) {
+                ce->key8 = k8;
+                ce->klen1 = key.len + 1;
+                ce->gen = w->kc_gen;
+                ce->hd = hd;
+            }
+        }
         if (hd->base < eb) {
             int rc = purge(w, &hd, h, key.ptr, key.len, eb);
             if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
@@ -704,6 +752,7 @@ static int slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
     if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
     if (W == SL_TIME_MAX || (hd->top <= hd->base && !hd->n_far)) {
         sl_state_remove(w->slices, h, key, klen);
+        kc_invalidate(w);
         return 0;
     }
     /* Next: the first window holding data, or the expiry of the last data. */
@@ -922,6 +971,7 @@ static void win_close(void *self)
     free(w->acc_tmp);
     free(w->res_tmp);
     free(w->sess_tmp);
+    free(w->kc);
     free(w);
 }
 
@@ -968,6 +1018,9 @@ static int win_open(sl_ctx *ctx, void **self)
         size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
         w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
         w->slices = sl_ctx_state(ctx, "slices", (uint32_t)(KHDR + w->cap * w->sstride));
+        w->kc = calloc(KC_SIZE, sizeof(kc_ent));
+        w->kc_gen = 1;
+        if (!w->kc) goto oom;
         w->far = sl_ctx_state(ctx, "far", (uint32_t)(FAR_HDR + a8));
         if (!w->slices || !w->far) goto oom;
     }
