@@ -347,7 +347,8 @@ static int views_process(sl_ctx *ctx, void *self, sl_batch *in)
         for (; i < n && k < SL_BATCH_CAPACITY; i++) {
             const sl_ysb_event *e = &ev[i];
             if (e->event_type != SL_YSB_VIEW) continue;
-            int32_t c = e->pad[0] ? (int32_t)e->ad_id - 1 : j->camp_of[e->ad_id % SL_YSB_ADS];
+            uint32_t ad = e->ad_id;
+            int32_t c = e->pad[0] ? (int32_t)ad - 1 : ad < SL_YSB_ADS ? j->camp_of[ad] : -1;
             if (c < 0) {
                 o->count = k;
                 char msg[64];

@@ -148,7 +148,7 @@ static inline void sl_ysb_next(sl_ysb_cursor *c, sl_ysb_event *e)
     e->ad_id = (uint32_t)((x >> 32) % SL_YSB_ADS);
     e->ip = (uint32_t)x;
     e->event_time = (int64_t)c->t;
-    e->ad_type = (uint8_t)((x >> 8) % 5);
+    e->ad_type = (uint8_t)(((x >> 8) & 0xFFFFFFFFu) * 5 >> 32); /* 0..4, evenly */
     e->event_type = (uint8_t)c->ty;
     memset(e->pad, 0, sizeof(e->pad));
     c->seq += c->step;

@@ -637,38 +637,50 @@ static int slices_process(sl_ctx *ctx, win *w, sl_batch *in)
     const void *ud = w->ud;
     void *kud;
     sl_key_fn kf = sl_ctx_key_fn(ctx, &kud);
+    const uint32_t count = in->count, width = in->width;
+    const int64_t *const tsc = in->ts;
+    const uint64_t *const hc = in->hash;
+    kc_ent *const kc = w->kc;
     /* The slice of the last record: consecutive records of one slice (the
      * common case) skip the division. t_lo <= t < t_hi is slice cur_n. */
-    int64_t t_lo = 1, t_hi = 0, cur_n = 0, cur_due = 0, cur_nowin = 0;
-    for (uint32_t i = 0; i < in->count; i++) {
-        int64_t t = in->ts[i];
-        if (t < t_lo || t >= t_hi) {
+    int64_t t_lo = 1, t_hi = 0, cur_n = 0;
+    int cur_due = 0, cur_late = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const int64_t t = tsc[i];
+        if (__builtin_expect(t < t_lo || t >= t_hi, 0)) {
             cur_n = slice_of(w, t);
             t_lo = sat64((__int128)w->off + (__int128)cur_n * w->g);
             t_hi = sat64((__int128)t_lo + w->g);
             if (t_hi == INT64_MAX) t_hi = t_lo; /* no caching at the limit */
             int64_t ef = first_end(w, cur_n);
-            cur_due = W >= fire_ms(w, ef);       /* some window already due */
-            cur_nowin = ef > last_end(w, cur_n); /* in a gap between windows */
+            cur_due = W >= fire_ms(w, ef); /* some window already due */
+            /* expired, or in a gap between windows (size < slide) */
+            cur_late = cur_n < eb || ef > last_end(w, cur_n);
         }
         const int64_t n = cur_n;
-        if (n < eb || cur_nowin) {
+        if (__builtin_expect(cur_late, 0)) {
             int rc = emit_late(ctx, in, i);
             if (rc) return rc;
             continue;
         }
-        sl_bytes rec = sl_batch_bytes(in, i);
+        sl_bytes rec;
+        if (width) {
+            rec.ptr = in->data + (size_t)i * width;
+            rec.len = width;
+        } else {
+            rec = sl_batch_bytes(in, i);
+        }
         sl_bytes key = kf(rec.ptr, rec.len, kud);
-        uint64_t h = in->hash[i];
+        const uint64_t h = hc[i];
         khdr *hd;
         kc_ent *ce = NULL;
         uint64_t k8 = 0;
         if (key.len == 8) {
             memcpy(&k8, key.ptr, 8);
-            ce = &w->kc[(h >> 20) & (KC_SIZE - 1)];
+            ce = &kc[(h >> 20) & (KC_SIZE - 1)];
         } else if (key.len < 8) {
             if (key.len) memcpy(&k8, key.ptr, key.len);
-            ce = &w->kc[(h >> 20) & (KC_SIZE - 1)];
+            ce = &kc[(h >> 20) & (KC_SIZE - 1)];
         }
         if (ce && ce->gen == w->kc_gen && ce->key8 == k8 && ce->klen1 == key.len + 1) {
             hd = ce->hd;
