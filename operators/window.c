@@ -125,8 +125,11 @@ typedef struct win {
     uint8_t *acc_tmp; /* acc_size */
     uint8_t *res_tmp; /* result_size */
     uint8_t *sess_tmp;
-    struct kc_ent *kc; /* hot keys: key -> khdr (tumbling, sliding) */
-    uint32_t kc_gen;   /* entries of other generations are void */
+    int i64sum;         /* count or sum: int64 accumulator, merge is +, init is 0 */
+    int64_t fea_W, fea; /* memo: first_end_after(fea_W) */
+    int64_t eb_W, eb;   /* memo: expired_below(eb_W) */
+    struct kc_ent *kc;  /* hot keys: key -> khdr (tumbling, sliding) */
+    uint32_t kc_gen;    /* entries of other generations are void */
 } win;
 
 /* Hot-key cache of the tumbling / sliding record path: a record's key (up
@@ -174,6 +177,7 @@ typedef struct khdr {
     int64_t far_head; /* smallest far slice (when n_far > 0) */
     uint32_t n_far;   /* slices kept in the far list */
     uint32_t pad;
+    int64_t lo; /* no ring slot in [base, lo) holds data (INT64_MAX: none) */
 } khdr;
 #define KHDR ((size_t)sizeof(khdr))
 
@@ -257,6 +261,11 @@ static int emit_late(sl_ctx *ctx, const sl_batch *in, uint32_t i)
  * intermediates: times near the int64 limits must not overflow. */
 static inline int64_t fdiv128(__int128 a, __int128 b)
 {
+    if (a >= INT64_MIN && a <= INT64_MAX && b > 0 && b <= INT64_MAX) {
+        /* 64-bit operands (the usual case): no 128-bit division */
+        int64_t x = (int64_t)a, y = (int64_t)b, q = x / y;
+        return (x % y != 0 && x < 0) ? q - 1 : q;
+    }
     __int128 q = a / b;
     if ((a % b) != 0 && ((a < 0) != (b < 0))) q--;
     if (q > INT64_MAX) return INT64_MAX;
@@ -286,9 +295,14 @@ static inline int64_t last_end(const win *w, int64_t n)
     return sat64((__int128)w->s * fdiv128(n, w->s) + w->k);
 }
 /* Smallest window end whose firing time is above W. */
-static int64_t first_end_after(const win *w, int64_t W)
+static int64_t first_end_after_calc(const win *w, int64_t W)
 {
     int64_t m = fdiv128((__int128)W + 1 - w->off, w->g) + 1;
+    if (m > -((int64_t)1 << 62) && m < ((int64_t)1 << 62)) { /* 64-bit remainder */
+        int64_t r = (w->k - m) % w->s;
+        if (r < 0) r += w->s;
+        return m + r;
+    }
     __int128 r = ((__int128)w->k - m) % w->s;
     if (r < 0) r += w->s;
     return sat64((__int128)m + r);
@@ -296,13 +310,60 @@ static int64_t first_end_after(const win *w, int64_t W)
 /* Slices below this have expired at watermark W: every window holding them
  * has end - 1 + L <= W (slice n expires with its last window, whose start
  * is floor(n / s) s). */
-static int64_t expired_below(const win *w, int64_t W)
+static int64_t expired_below_calc(const win *w, int64_t W)
 {
     if (W == SL_TIME_MIN) return INT64_MIN;
     if (W == SL_TIME_MAX) return INT64_MAX;
     int64_t q =
         fdiv128((__int128)W + 1 - w->L - w->off - (__int128)w->k * w->g, (__int128)w->s * w->g);
     return sat64(((__int128)q + 1) * w->s);
+}
+
+/* The two above depend on the watermark alone, and every key's timer at one
+ * watermark asks for them: remembered for the last watermark. */
+static inline int64_t first_end_after(win *w, int64_t W)
+{
+    if (W != w->fea_W) {
+        w->fea = first_end_after_calc(w, W);
+        w->fea_W = W;
+    }
+    return w->fea;
+}
+static inline int64_t expired_below(win *w, int64_t W)
+{
+    if (W != w->eb_W) {
+        w->eb = expired_below_calc(w, W);
+        w->eb_W = W;
+    }
+    return w->eb;
+}
+
+/* Accumulators: count and sum (int64, merge is +) inline, others by call. */
+static inline void acc_init(const win *w, void *a)
+{
+    if (w->i64sum)
+        memset(a, 0, 8);
+    else
+        w->agg->init(a, w->ud);
+}
+static inline void acc_copy(const win *w, void *dst, const void *src)
+{
+    if (w->i64sum)
+        memcpy(dst, src, 8);
+    else
+        memcpy(dst, src, w->acc_size);
+}
+static inline void acc_merge(const win *w, void *a, const void *b)
+{
+    if (w->i64sum) {
+        int64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        x = (int64_t)((uint64_t)x + (uint64_t)y);
+        memcpy(a, &x, 8);
+    } else {
+        w->agg->merge(a, b, w->ud);
+    }
 }
 
 static inline uint8_t *ring_slot(const win *w, khdr *hd, int64_t n)
@@ -340,10 +401,14 @@ static void *slice_acc(win *w, khdr *hd, uint64_t h, const void *key, uint32_t k
 static int64_t next_data(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t from)
 {
     int64_t best = NONE;
-    int64_t lo = from > hd->base ? from : hd->base;
+    /* Scan the ring from max(from, base, lo); a scan that starts at the
+     * bound max(base, lo) moves lo up to the first slice found. */
+    int64_t bound = hd->lo > hd->base ? hd->lo : hd->base;
+    int64_t lo = from > bound ? from : bound;
     __int128 hi = hd->top, rhi = (__int128)hd->base + w->cap;
     if (hi > rhi) hi = rhi;
-    for (int64_t n = lo; n < hi; n++) {
+    int64_t n = lo;
+    for (; n < hi; n++) {
         int64_t tag;
         memcpy(&tag, ring_slot(w, hd, n), 8);
         if (tag == n) {
@@ -351,6 +416,7 @@ static int64_t next_data(win *w, khdr *hd, uint64_t h, const void *key, uint32_t
             break;
         }
     }
+    if (lo == bound && lo < hi) hd->lo = n; /* no data in [bound, n) */
     if (hd->n_far) {
         int64_t cur = hd->far_head;
         for (;;) {
@@ -381,14 +447,14 @@ static inline void aux_touch(khdr *hd, int64_t n, int64_t k)
 static int merge_naive(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t e)
 {
     int found = 0;
-    w->agg->init(w->acc_tmp, w->ud);
+    acc_init(w, w->acc_tmp);
     for (int64_t n = e - w->k; n < e; n++) {
         const void *v = slice_acc(w, hd, h, key, klen, n);
         if (!v) continue;
         if (w->k == 1)
-            memcpy(w->acc_tmp, v, w->acc_size);
+            acc_copy(w, w->acc_tmp, v);
         else
-            w->agg->merge(w->acc_tmp, v, w->ud);
+            acc_merge(w, w->acc_tmp, v);
         found = 1;
     }
     return found;
@@ -402,9 +468,9 @@ static inline void aux_set(win *w, khdr *hd, int64_t n)
     memcpy(&tag, sl, 8);
     uint8_t *aux = sl + 8 + w->acc_size;
     if (tag == n)
-        memcpy(aux, sl + 8, w->acc_size);
+        acc_copy(w, aux, sl + 8);
     else
-        w->agg->init(aux, w->ud);
+        acc_init(w, aux);
 }
 /* aux[n] := aux[from] merged with slice n. */
 static inline void aux_fold(win *w, khdr *hd, int64_t n, int64_t from)
@@ -413,8 +479,8 @@ static inline void aux_fold(win *w, khdr *hd, int64_t n, int64_t from)
     int64_t tag;
     memcpy(&tag, sl, 8);
     uint8_t *aux = sl + 8 + w->acc_size;
-    memcpy(aux, ring_slot(w, hd, from) + 8 + w->acc_size, w->acc_size);
-    if (tag == n) w->agg->merge(aux, sl + 8, w->ud);
+    acc_copy(w, aux, ring_slot(w, hd, from) + 8 + w->acc_size);
+    if (tag == n) acc_merge(w, aux, sl + 8);
 }
 
 /* Window [a, e) (all in the ring, no far slices) by prefix / suffix
@@ -439,7 +505,7 @@ static void merge_blocks(win *w, khdr *hd, int64_t a, int64_t e)
     if (hd->pu < j) hd->pu = j;
     const uint8_t *pj = ring_slot(w, hd, j) + 8 + w->acc_size;
     if (lb == rb) {
-        memcpy(w->acc_tmp, pj, w->acc_size);
+        acc_copy(w, w->acc_tmp, pj);
     } else {
         int64_t top = lb * k + k - 1;
         if (hd->sb != lb) {
@@ -453,8 +519,8 @@ static void merge_blocks(win *w, khdr *hd, int64_t a, int64_t e)
                 aux_fold(w, hd, n, n + 1);
         }
         if (hd->slo > a) hd->slo = a;
-        memcpy(w->acc_tmp, ring_slot(w, hd, a) + 8 + w->acc_size, w->acc_size);
-        w->agg->merge(w->acc_tmp, pj, w->ud);
+        acc_copy(w, w->acc_tmp, ring_slot(w, hd, a) + 8 + w->acc_size);
+        acc_merge(w, w->acc_tmp, pj);
     }
     hd->aux_hi = hd->pu;
 }
@@ -510,6 +576,7 @@ static int purge(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen,
             uint8_t *sl = ring_slot(w, hd, cur);
             memcpy(sl, &cur, 8);
             memcpy(sl + 8, (uint8_t *)f + FAR_HDR, w->acc_size);
+            if (cur < hd->lo) hd->lo = cur;
             aux_touch(hd, cur, w->k);
         }
         const uint8_t *ck = ck_make(w, key, klen, cur);
@@ -539,7 +606,8 @@ static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     if (in_ring(w, hd, n)) {
         uint8_t *sl = ring_slot(w, hd, n);
         memcpy(sl, &n, 8);
-        w->agg->init(sl + 8, w->ud);
+        acc_init(w, sl + 8);
+        if (n < hd->lo) hd->lo = n;
         return sl + 8;
     }
     /* Far: find it or insert it in order. */
@@ -595,6 +663,7 @@ static void key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
     hd->pu = hd->slo = hd->aux_hi = NONE;
     hd->far_head = 0;
     hd->n_far = 0;
+    hd->lo = INT64_MAX;
     for (uint64_t i = 0; i < w->cap; i++) {
         int64_t tag = NONE;
         memcpy((uint8_t *)hd + KHDR + i * w->sstride, &tag, 8);
@@ -1003,6 +1072,7 @@ static int win_open(sl_ctx *ctx, void **self)
     w->ud = c->agg_ud;
     w->acc_size = c->agg->acc_size;
     w->rs = c->agg->result_size;
+    w->i64sum = c->agg == &sl_agg_count || c->agg == &sl_agg_sum;
     size_t a = w->acc_size ? w->acc_size : 1;
     w->acc_tmp = malloc(a);
     w->sess_tmp = malloc(a);
@@ -1030,6 +1100,9 @@ static int win_open(sl_ctx *ctx, void **self)
         size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
         w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
         w->slices = sl_ctx_state(ctx, "slices", (uint32_t)(KHDR + w->cap * w->sstride));
+        w->fea_W = w->eb_W = SL_TIME_MIN;
+        w->fea = first_end_after_calc(w, SL_TIME_MIN);
+        w->eb = expired_below_calc(w, SL_TIME_MIN);
         w->kc = calloc(KC_SIZE, sizeof(kc_ent));
         w->kc_gen = 1;
         if (!w->kc) goto oom;
