@@ -139,7 +139,7 @@ typedef struct win {
  * only this operator changes it (insert in slices_process, remove in
  * slices_timer): each change starts a new generation. Equal keys have
  * equal hashes, so comparing the key bytes is enough. */
-#define KC_SIZE 512
+#define KC_SIZE 2048
 typedef struct kc_ent {
     uint64_t key8;
     uint32_t klen1; /* key length + 1 */
@@ -654,7 +654,13 @@ static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
 
 static void key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
 {
+    /* The ring starts a quarter below n (room for records slightly out of
+     * order), or at the start of the first window holding n when the ring
+     * has room for it, so that the key's first windows lie in the ring and
+     * fire by block aggregates. */
     int64_t b = sat64((__int128)n - (int64_t)(w->cap / 4));
+    int64_t a0 = sat64((__int128)first_end(w, n) - w->k);
+    if (a0 < b && (__int128)n - a0 < (__int128)(w->cap / 2)) b = a0;
     hd->base = b > eb ? b : eb;
     hd->top = n;
     hd->tmr = INT64_MAX;
