@@ -99,7 +99,6 @@
  *
  * Runs on the worker thread of the instance's task, like every operator.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "sluice/sluice.h"
@@ -154,6 +153,16 @@ static inline void kc_invalidate(win *w)
         w->kc_gen = 1;
     }
 }
+
+/* The conf of a window node: the user's conf (borrowed) and what
+ * sl_stream_window_late() needs, the width of the window's input. `self`
+ * points at the struct itself, so that a stream made by another node (whose
+ * conf is something else) is told apart. Owned by the pipeline. */
+typedef struct win_node_conf {
+    const struct win_node_conf *self;
+    const sl_window_conf *c;
+    uint32_t in_width;
+} win_node_conf;
 
 #define SESS_HDR 24
 
@@ -1064,7 +1073,8 @@ static void win_close(void *self)
 
 static int win_open(sl_ctx *ctx, void **self)
 {
-    const sl_window_conf *c = sl_ctx_conf(ctx);
+    const win_node_conf *nc = sl_ctx_conf(ctx);
+    const sl_window_conf *c = nc->c;
     win *w = calloc(1, sizeof(*w));
     if (!w) return SL_ENOMEM;
     w->kind = c->kind;
@@ -1129,18 +1139,6 @@ static const sl_operator window_op = {.version = SL_OPERATOR_VERSION,
                                       .timer = win_timer,
                                       .close = win_close};
 
-/* Window output stream -> width of its input, for sl_stream_window_late().
- * The stream API does not reach a node's conf from a stream, so the builder
- * remembers the last few windows here (building happens on one thread per
- * pipeline; the lock covers pipelines built concurrently). */
-#define LATE_REG 256
-static struct {
-    const sl_stream *out;
-    uint32_t width;
-} late_reg[LATE_REG];
-static unsigned late_next;
-static pthread_mutex_t late_lock = PTHREAD_MUTEX_INITIALIZER;
-
 sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_conf *c)
 {
     if (!in) return NULL;
@@ -1191,37 +1189,28 @@ sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_con
         sl_pipeline_error(p, SL_EINVAL, "window '%s': unknown window kind %d", nm, (int)c->kind);
         return NULL;
     }
-    uint32_t width = sl_stream_width(in);
-    sl_stream *out = sl_stream_apply(in, name, &window_op, (void *)c, 0);
+    win_node_conf *nc = malloc(sizeof(*nc));
+    if (!nc || sl_pipeline_own(p, nc)) { /* own() frees nc on failure */
+        sl_pipeline_error(p, SL_ENOMEM, "window '%s': out of memory", nm);
+        return NULL;
+    }
+    nc->self = nc;
+    nc->c = c;
+    nc->in_width = sl_stream_width(in);
+    sl_stream *out = sl_stream_apply(in, name, &window_op, nc, 0);
     if (!out) return NULL;
-    if (!sl_stream_side(out, 1, width)) return NULL;
-    pthread_mutex_lock(&late_lock);
-    late_reg[late_next % LATE_REG].out = out;
-    late_reg[late_next % LATE_REG].width = width;
-    late_next++;
-    pthread_mutex_unlock(&late_lock);
+    if (!sl_stream_side(out, 1, nc->in_width)) return NULL;
     return out;
 }
 
 sl_stream *sl_stream_window_late(sl_stream *out)
 {
     if (!out) return NULL;
-    int found = 0;
-    uint32_t width = 0;
-    pthread_mutex_lock(&late_lock);
-    for (unsigned k = 0; k < LATE_REG && k < late_next; k++) {
-        unsigned j = (late_next - 1 - k) % LATE_REG;
-        if (late_reg[j].out == out) {
-            found = 1;
-            width = late_reg[j].width;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&late_lock);
-    if (!found) {
+    const win_node_conf *nc = sl_stream_conf(out);
+    if (!nc || nc->self != nc) {
         sl_pipeline_error(sl_stream_pipeline(out), SL_EINVAL,
                           "window_late: the stream is not the output of a window node");
         return NULL;
     }
-    return sl_stream_side(out, 1, width);
+    return sl_stream_side(out, 1, nc->in_width);
 }
