@@ -23,8 +23,11 @@
  *              64             8        aux_hi: highest slice whose aux is in use
  *              72             8        far_head: smallest far slice
  *              80             4        n_far: slices in the far list
- *              84             4        unused
- *   slot i     88 + i stride  8        tag: the slice held (== n: slot has data)
+ *              84             4        early: an early-firing timer is pending
+ *              88             8        lo: no ring slot in [base, lo) has data
+ *              96             16       dlo, dhi: slices changed since the last
+ *                                      early firing (dlo > dhi: none)
+ *   slot i     112 + i stride 8        tag: the slice held (== n: slot has data)
  *                             a8       accumulator (acc_size rounded up to 8)
  *                             a8       aux (only when windows overlap, k > s)
  *
@@ -61,7 +64,24 @@
  * (lateness); windows re-fired for late records, windows with far slices or
  * outside the ring are merged slice by slice.
  *
- * The built-in count is added inline (one increment, no call). SLUICE_WINDOW_RING
+ * next_data() scans the ring from max(from, base, lo); a scan that starts at
+ * that bound raises lo to the slice it finds, so the scans of a key's
+ * firings do not revisit empty slots. A new key's ring starts at the first
+ * window holding its first slice when the ring has room for it, so its
+ * first windows fire by block aggregates too.
+ *
+ * Early firing (early_ms > 0, tumbling and sliding): a record sets a
+ * processing-time timer for its key (now + early_ms) unless one is pending,
+ * and widens [dlo, dhi]. When it is due, each window that holds a slice of
+ * [dlo, dhi] and that the watermark has not fired yet fires its partial
+ * result on port 2 (merged slice by slice, so the block aggregates of the
+ * final firings are untouched). No data, no early firing.
+ *
+ * Per record: the hot-key cache (below) finds the key's value without a
+ * table lookup; the slice of consecutive records in one slice is computed
+ * once; count and sum accumulate and merge inline (int64 +, no call);
+ * functions of the watermark alone are remembered per watermark; divisions
+ * use 64-bit operands unless the values need 128 bits. SLUICE_WINDOW_RING
  * (environment, read at open) forces the ring size: tests use it to drive the
  * far-list paths.
  *
@@ -97,6 +117,10 @@
  *    plus once per record that reaches it after it fired and before it expired;
  *  - nothing is allocated per record: scratch buffers live in the instance.
  *
+ * The node's conf is a win_node_conf (owned by the pipeline) that points at
+ * the user's sl_window_conf and records the input width, which
+ * sl_stream_window_late() finds through sl_stream_conf().
+ *
  * Runs on the worker thread of the instance's task, like every operator.
  */
 #include <stdlib.h>
@@ -124,6 +148,7 @@ typedef struct win {
     uint8_t *acc_tmp; /* acc_size */
     uint8_t *res_tmp; /* result_size */
     uint8_t *sess_tmp;
+    int64_t early_ms;   /* early firing period (processing time), 0: none */
     int i64sum;         /* count or sum: int64 accumulator, merge is +, init is 0 */
     int64_t fea_W, fea; /* memo: first_end_after(fea_W) */
     int64_t eb_W, eb;   /* memo: expired_below(eb_W) */
@@ -185,10 +210,12 @@ typedef struct khdr {
     int64_t aux_hi;   /* highest slice whose aux is in use */
     int64_t far_head; /* smallest far slice (when n_far > 0) */
     uint32_t n_far;   /* slices kept in the far list */
-    uint32_t pad;
-    int64_t lo; /* no ring slot in [base, lo) holds data (INT64_MAX: none) */
+    uint32_t early;   /* early firing: a processing-time timer is pending */
+    int64_t lo;       /* no ring slot in [base, lo) holds data (INT64_MAX: none) */
+    int64_t dlo, dhi; /* early firing: slices updated since the last early firing */
 } khdr;
 #define KHDR ((size_t)sizeof(khdr))
+_Static_assert(sizeof(khdr) == 112, "khdr layout is drawn in the file comment");
 
 typedef struct far_hdr {
     int64_t next; /* next far slice of the key (sorted) */
@@ -679,6 +706,9 @@ static void key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
     hd->far_head = 0;
     hd->n_far = 0;
     hd->lo = INT64_MAX;
+    hd->early = 0;
+    hd->dlo = INT64_MAX;
+    hd->dhi = INT64_MIN;
     for (uint64_t i = 0; i < w->cap; i++) {
         int64_t tag = NONE;
         memcpy((uint8_t *)hd + KHDR + i * w->sstride, &tag, 8);
@@ -814,6 +844,16 @@ static int slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             int rc = record_slow(ctx, w, hd, h, key.ptr, key.len, n, W, is_new);
             if (rc) return rc;
         }
+        if (w->early_ms) {
+            if (n < hd->dlo) hd->dlo = n;
+            if (n > hd->dhi) hd->dhi = n;
+            if (!hd->early) {
+                hd->early = 1;
+                int64_t due = sat64((__int128)sl_clock_ms() + w->early_ms);
+                int rc = sl_ctx_proc_timer(ctx, due, h, key.ptr, key.len);
+                if (rc) return rc;
+            }
+        }
     }
     return 0;
 }
@@ -864,6 +904,47 @@ static int slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
     }
     if (T <= W) T = W + 1;
     return want_timer(ctx, hd, T, h, key, klen);
+}
+
+/* Early firing (processing-time timer of a key): every window of the key
+ * that holds a slice updated since the last early firing and that the
+ * watermark has not fired yet fires its partial result on port 2. The next
+ * record of the key sets the next timer. */
+static int slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
+{
+    khdr *hd = sl_state_find(w->slices, t->hash, t->key, t->key_len);
+    if (!hd) return 0; /* the key's windows all fired and it was removed */
+    hd->early = 0;
+    if (hd->dlo > hd->dhi) return 0;
+    const int64_t W = sl_ctx_current_watermark(ctx);
+    int64_t e = first_end(w, hd->dlo), el = last_end(w, hd->dhi);
+    hd->dlo = INT64_MAX;
+    hd->dhi = INT64_MIN;
+    if (W != SL_TIME_MIN) {
+        int64_t nd = first_end_after(w, W);
+        if (e < nd) e = nd;
+    }
+    for (; e <= el; e += w->s) {
+        if (!merge_naive(w, hd, t->hash, t->key, t->key_len, e)) continue;
+        int64_t a = e - w->k;
+        int64_t s0 = sat64((__int128)w->off + (__int128)a * w->g);
+        int64_t e0 = sat64((__int128)w->off + (__int128)e * w->g);
+        uint8_t *o = sl_emit_port(ctx, 2, e0 - 1, t->hash, 16 + w->rs + t->key_len);
+        if (!o) return sl_ctx_error(ctx);
+        memcpy(o, &s0, 8);
+        memcpy(o + 8, &e0, 8);
+        w->agg->result(w->acc_tmp, w->res_tmp, w->ud);
+        memcpy(o + 16, w->res_tmp, w->rs);
+        if (t->key_len) memcpy(o + 16 + w->rs, t->key, t->key_len);
+        if (e > INT64_MAX - w->s) break;
+    }
+    return 0;
+}
+
+static int win_proc_timer(sl_ctx *ctx, void *self, const sl_timer *t)
+{
+    win *w = self;
+    return w->kind == SL_WINDOW_SESSION ? 0 : slices_early(ctx, w, t);
 }
 
 /* --- sessions ------------------------------------------------------------------------ */
@@ -1089,6 +1170,7 @@ static int win_open(sl_ctx *ctx, void **self)
     w->acc_size = c->agg->acc_size;
     w->rs = c->agg->result_size;
     w->i64sum = c->agg == &sl_agg_count || c->agg == &sl_agg_sum;
+    w->early_ms = c->kind == SL_WINDOW_SESSION ? 0 : c->early_ms;
     size_t a = w->acc_size ? w->acc_size : 1;
     w->acc_tmp = malloc(a);
     w->sess_tmp = malloc(a);
@@ -1137,6 +1219,7 @@ static const sl_operator window_op = {.version = SL_OPERATOR_VERSION,
                                       .open = win_open,
                                       .process = win_process,
                                       .timer = win_timer,
+                                      .proc_timer = win_proc_timer,
                                       .close = win_close};
 
 sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_conf *c)
@@ -1156,6 +1239,13 @@ sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_con
     }
     if (c->lateness < 0) {
         sl_pipeline_error(p, SL_EINVAL, "window '%s': lateness must be >= 0", nm);
+        return NULL;
+    }
+    if (c->early_ms < 0 || (c->early_ms > 0 && c->kind == SL_WINDOW_SESSION)) {
+        sl_pipeline_error(p, SL_EINVAL,
+                          "window '%s': early firing needs early_ms > 0 and a tumbling or "
+                          "sliding window",
+                          nm);
         return NULL;
     }
     switch (c->kind) {
@@ -1200,6 +1290,7 @@ sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_con
     sl_stream *out = sl_stream_apply(in, name, &window_op, nc, 0);
     if (!out) return NULL;
     if (!sl_stream_side(out, 1, nc->in_width)) return NULL;
+    if (c->early_ms > 0 && !sl_stream_side(out, 2, 0)) return NULL;
     return out;
 }
 
@@ -1213,4 +1304,17 @@ sl_stream *sl_stream_window_late(sl_stream *out)
         return NULL;
     }
     return sl_stream_side(out, 1, nc->in_width);
+}
+
+sl_stream *sl_stream_window_early(sl_stream *out)
+{
+    if (!out) return NULL;
+    const win_node_conf *nc = sl_stream_conf(out);
+    if (!nc || nc->self != nc || nc->c->early_ms <= 0) {
+        sl_pipeline_error(sl_stream_pipeline(out), SL_EINVAL,
+                          "window_early: the stream is not the output of a window node with "
+                          "early firing");
+        return NULL;
+    }
+    return sl_stream_side(out, 2, 0);
 }

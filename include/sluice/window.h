@@ -62,6 +62,14 @@ typedef struct sl_window_conf {
     int64_t lateness; /* allowed lateness L (>= 0) */
     const sl_aggregate *agg;
     const void *agg_ud; /* for the aggregate: an sl_agg_value* for the built-ins */
+    /* Early firing (tumbling, sliding; 0: none): at most every early_ms of
+     * processing time after a key gets new data, each window of the key
+     * that the watermark has not fired yet and that got data since the
+     * last early firing fires its current partial result. Early results go
+     * to side output port 2 (sl_stream_window_early), never to port 0, so
+     * the port tells them from final firings; same record layout. The final
+     * firing follows as usual when the watermark reaches end - 1. */
+    int64_t early_ms;
 } sl_window_conf;
 
 /* Conf makers (the aggregate is set afterwards: c.agg = &sl_agg_count). */
@@ -98,6 +106,9 @@ sl_stream *sl_stream_window(sl_stream *keyed_in, const char *name, const sl_wind
 /* The late side output of a window node: the late records, unchanged
  * (port 1, the width of the window's input). */
 sl_stream *sl_stream_window_late(sl_stream *window_out);
+/* The early firings of a window node whose conf has early_ms > 0 (port 2,
+ * records as drawn above, event time end - 1). */
+sl_stream *sl_stream_window_early(sl_stream *window_out);
 
 /* Reading an output record. */
 typedef struct sl_window_result {
