@@ -218,7 +218,8 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int run_latency(double rate, double seconds, double *p50, double *p99, size_t *n)
+static int run_latency(double rate, double seconds, int credits, double *p50, double *p99,
+                       size_t *n)
 {
     lat l;
     memset(&l, 0, sizeof(l));
@@ -230,6 +231,7 @@ static int run_latency(double rate, double seconds, double *p50, double *p99, si
     wc.agg = &sl_agg_count;
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
+    if (credits) sl_pipeline_set_credits(p, credits);
     sl_stream *s = sl_pipeline_source(p, "events", &lat_src, &l, sizeof(kv));
     s = sl_stream_key_by(s, "key", kv_key, NULL);
     s = sl_stream_window(s, "window", &wc);
@@ -254,18 +256,22 @@ int sl_bench_windows(int argc, char **argv)
     const char *cmd = "bench windows";
     uint64_t n = 2000000;
     int csv = 0, latency = 1;
+    long long credits = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: sluice bench windows [--events N] [--no-latency] [--csv]\n"
+            printf("usage: sluice bench windows [--events N] [--no-latency] [--credits C] [--csv]\n"
                    "10 s / 100 ms sliding against 10 s tumbling windows on the same events\n"
                    "(default 2000000, 1,000 keys, 1 thread), then the latency from the\n"
                    "watermark passing a window's end to its result at the sink, at 80 %% of the\n"
-                   "tumbling throughput (100 ms windows, 2 threads, 3 s): p50 and p99.\n");
+                   "tumbling throughput (100 ms windows, 2 threads, 3 s): p50 and p99.\n"
+                   "--credits C sets the channel credits of the latency run (default 8).\n");
             return 0;
         } else if (strcmp(argv[i], "--csv") == 0) {
             csv = 1;
         } else if (strcmp(argv[i], "--no-latency") == 0) {
             latency = 0;
+        } else if (strcmp(argv[i], "--credits") == 0 && i + 1 < argc) {
+            if (sl_cli_int(cmd, "--credits", argv[++i], 1, 4096, &credits)) return 2;
         } else if (strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
             long long v;
             if (sl_cli_int(cmd, "--events", argv[++i], 1000, (long long)1 << 40, &v)) return 2;
@@ -283,7 +289,7 @@ int sl_bench_windows(int argc, char **argv)
     double rss_s = peak_rss_mb();
     double peak = (double)n / ts, rate = 0.8 * peak, p50 = 0, p99 = 0;
     size_t ns = 0;
-    if (latency && run_latency(rate, 3.0, &p50, &p99, &ns)) return 1;
+    if (latency && run_latency(rate, 3.0, (int)credits, &p50, &p99, &ns)) return 1;
     double rss_l = peak_rss_mb();
     if (csv) {
         printf("bench,variant,threads,events,seconds,events_per_s,peak_rss_mb\n");

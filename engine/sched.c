@@ -122,8 +122,14 @@ static void enqueue(sl_sched *s, sl_task *t)
 void sl_task_wake(sl_task *t)
 {
     sl_sched *s = t->p->sched;
+    /* Dekker with run(): the caller has just published input (a channel's
+     * tail) and now reads the state; run() publishes RUNNING and then reads
+     * the input. Without a full fence on both sides each could read the
+     * other's old value (store-load reordering), the consumer going idle
+     * over a message nobody wakes it for. */
+    atomic_thread_fence(memory_order_seq_cst);
     for (;;) {
-        int st = atomic_load_explicit(&t->state, memory_order_acquire);
+        int st = atomic_load_explicit(&t->state, memory_order_seq_cst);
         if (st == SL_TASK_IDLE) {
             if (atomic_compare_exchange_weak(&t->state, &st, SL_TASK_QUEUED)) {
                 enqueue(s, t);
@@ -189,7 +195,10 @@ static sl_task *find_task(worker *w)
 
 static void run(worker *w, sl_task *t)
 {
-    atomic_store_explicit(&t->state, SL_TASK_RUNNING, memory_order_release);
+    /* Publish RUNNING before the activation reads its inputs (see
+     * sl_task_wake): a wake-up that sees QUEUED must be sure we read after. */
+    atomic_exchange_explicit(&t->state, SL_TASK_RUNNING, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
     int again = sl_task_activate(t);
     if (again) {
         atomic_store_explicit(&t->state, SL_TASK_QUEUED, memory_order_release);
