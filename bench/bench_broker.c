@@ -35,28 +35,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "examples/cli.h"
 #include "sluice/broker.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
 }
 
 static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w)
@@ -74,7 +61,7 @@ static double dd_baseline(const char *path, int64_t bytes)
     char *buf = malloc(bs);
     if (!buf) return -1;
     memset(buf, 'd', bs);
-    double t0 = now_s();
+    double t0 = bench_now();
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         free(buf);
@@ -93,7 +80,7 @@ static double dd_baseline(const char *path, int64_t bytes)
         left -= w;
     }
     close(fd);
-    double t = now_s() - t0;
+    double t = bench_now() - t0;
     unlink(path);
     free(buf);
     return t;
@@ -209,7 +196,7 @@ int sl_bench_broker(int argc, char **argv)
         fprintf(stderr, "sluice bench broker: %s\n", sl_broker_errmsg(b));
         goto out;
     }
-    double t0 = now_s();
+    double t0 = bench_now();
     for (long long i = 0; i < records; i++) {
         memcpy(value, &i, sizeof i);
         if (sl_producer_send(p, 0, &rec, NULL) < 0) {
@@ -221,7 +208,7 @@ int sl_bench_broker(int argc, char **argv)
         fprintf(stderr, "sluice bench broker: %s\n", sl_producer_errmsg(p));
         goto out;
     }
-    double t_app = now_s() - t0;
+    double t_app = bench_now() - t0;
     sl_producer_close(p);
     p = NULL;
     sl_topic_info *ti;
@@ -246,7 +233,7 @@ int sl_bench_broker(int argc, char **argv)
         fprintf(stderr, "sluice bench broker: %s\n", sl_broker_errmsg(b));
         goto out;
     }
-    t0 = now_s();
+    t0 = bench_now();
     long long got = 0;
     uint64_t check = 0;
     sl_message m;
@@ -254,7 +241,7 @@ int sl_bench_broker(int argc, char **argv)
         check += m.value_len + ((const unsigned char *)m.value)[0];
         got++;
     }
-    double t_read = now_s() - t0;
+    double t_read = bench_now() - t0;
     sl_log_reader_close(r);
     r = NULL;
     if (got != records) {
@@ -276,7 +263,7 @@ int sl_bench_broker(int argc, char **argv)
     close(pfd[1]);
     char ready;
     int64_t lat[2] = {0, 0};
-    double t_lat0 = now_s();
+    double t_lat0 = bench_now();
     if (read(pfd[0], &ready, 1) == 1) {
         for (int i = 0; i < lat_n; i++) {
             int64_t sent = now_ns();
@@ -287,7 +274,7 @@ int sl_bench_broker(int argc, char **argv)
         }
         if (read(pfd[0], lat, sizeof lat) != (ssize_t)sizeof lat) lat[0] = lat[1] = -1;
     }
-    double t_lat = now_s() - t_lat0;
+    double t_lat = bench_now() - t_lat0;
     close(pfd[0]);
     int st;
     waitpid(pid, &st, 0);
@@ -296,7 +283,7 @@ int sl_bench_broker(int argc, char **argv)
         goto out;
     }
 
-    double rss = peak_rss_mb();
+    double rss = bench_peak_rss_mb();
     double payload = (double)records * 100.0;
     double ratio = t_dd / t_app;
     if (csv) {

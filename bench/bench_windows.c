@@ -22,24 +22,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "bench/bench_util.h"
 #include "examples/cli.h"
 #include "examples/jobs_window.h"
 
 #define KEYS 1000
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
 
 typedef struct kv {
     int64_t key;
@@ -89,9 +76,9 @@ static int run_throughput(uint64_t n, int sliding, double *secs, uint64_t *resul
     s = sl_stream_key_by(s, "key", kv_key, NULL);
     s = sl_stream_window(s, "window", &wc);
     sl_stream_sink(s, "tally", &tally_op, &t);
-    double t0 = now_s();
+    double t0 = bench_now();
     int rc = sl_pipeline_run(p);
-    *secs = now_s() - t0;
+    *secs = bench_now() - t0;
     if (rc) fprintf(stderr, "sluice bench windows: %s\n", sl_pipeline_errmsg(p));
     sl_pipeline_free(p);
     *results = atomic_load(&t.results);
@@ -147,7 +134,7 @@ static int lsrc_poll(sl_ctx *ctx, void *self)
     lsrc *s = self;
     lat *l = sl_ctx_conf(ctx);
     if (s->k >= l->count) return SL_POLL_END;
-    double now = now_s();
+    double now = bench_now();
     if (s->t0 < 0) s->t0 = now;
     double allowed = (now - s->t0) * l->rate + 1;
     if ((double)s->k >= allowed) return SL_POLL_WAIT;
@@ -284,13 +271,13 @@ int sl_bench_windows(int argc, char **argv)
     double ts, ss;
     uint64_t tr, sr;
     if (run_throughput(n, 0, &ts, &tr)) return 1;
-    double rss_t = peak_rss_mb();
+    double rss_t = bench_peak_rss_mb();
     if (run_throughput(n, 1, &ss, &sr)) return 1;
-    double rss_s = peak_rss_mb();
+    double rss_s = bench_peak_rss_mb();
     double peak = (double)n / ts, rate = 0.8 * peak, p50 = 0, p99 = 0;
     size_t ns = 0;
     if (latency && run_latency(rate, 3.0, (int)credits, &p50, &p99, &ns)) return 1;
-    double rss_l = peak_rss_mb();
+    double rss_l = bench_peak_rss_mb();
     if (csv) {
         printf("bench,variant,threads,events,seconds,events_per_s,peak_rss_mb\n");
         printf("windows,tumbling-10s,1,%" PRIu64 ",%.4f,%.0f,%.1f\n", n, ts, (double)n / ts, rss_t);

@@ -19,22 +19,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "bench/bench_util.h"
 #include "examples/cli.h"
 #include "examples/jobs_window.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
 
 static uint64_t cell_sum(int64_t campaign, int64_t wstart, int64_t count)
 {
@@ -91,9 +78,9 @@ static int run_engine(uint64_t n, int threads, row *out)
     sl_pipeline_set_threads(p, threads);
     sl_stream *w = sl_ysb_build(p, &j);
     sl_stream_sink(w, "tally", &tally_op, &t);
-    double t0 = now_s();
+    double t0 = bench_now();
     int rc = sl_pipeline_run(p);
-    double dt = now_s() - t0;
+    double dt = bench_now() - t0;
     if (rc) fprintf(stderr, "sluice bench ysb: %s\n", sl_pipeline_errmsg(p));
     sl_pipeline_free(p);
     sl_ysb_free(&j);
@@ -101,7 +88,7 @@ static int run_engine(uint64_t n, int threads, row *out)
     out->threads = threads;
     out->events = n;
     out->seconds = dt;
-    out->rss = peak_rss_mb();
+    out->rss = bench_peak_rss_mb();
     out->views = atomic_load(&t.views);
     out->check = atomic_load(&t.check);
     return rc ? 1 : 0;
@@ -119,7 +106,7 @@ static int run_loop(uint64_t n, row *out)
     size_t nwin = (size_t)((n * 1000 / eps) / SL_YSB_WINDOW_MS + 2);
     uint32_t *counts = calloc(nwin * SL_YSB_CAMPAIGNS, sizeof(uint32_t));
     if (!counts) return 1;
-    double t0 = now_s();
+    double t0 = bench_now();
     for (uint64_t seq = 0; seq < n; seq++) {
         sl_ysb_event e;
         sl_ysb_next(&cur, &e);
@@ -128,7 +115,7 @@ static int run_loop(uint64_t n, row *out)
         if (c < 0) continue;
         counts[(size_t)(e.event_time / SL_YSB_WINDOW_MS) * SL_YSB_CAMPAIGNS + (size_t)c]++;
     }
-    double dt = now_s() - t0;
+    double dt = bench_now() - t0;
     uint64_t v = 0, check = 0;
     for (size_t w = 0; w < nwin; w++)
         for (int c = 0; c < SL_YSB_CAMPAIGNS; c++) {
@@ -143,7 +130,7 @@ static int run_loop(uint64_t n, row *out)
     out->threads = 1;
     out->events = n;
     out->seconds = dt;
-    out->rss = peak_rss_mb();
+    out->rss = bench_peak_rss_mb();
     out->views = v;
     out->check = check;
     return 0;

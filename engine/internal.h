@@ -106,7 +106,6 @@ struct sl_ctx {
     int src_idle;
     int ended;
     int is_sink;
-    uint64_t emitted; /* sources: records emitted (flushed into stats per batch) */
     sl_port out[SL_MAX_PORTS];
     sl_key_fn in_key[SL_MAX_INPUTS];
     void *in_key_ud[SL_MAX_INPUTS];
@@ -140,18 +139,17 @@ typedef struct sl_task {
     int n_in;
     sl_channel **in; /* input channels (all logical inputs) */
     int n_out;
-    sl_channel **out;     /* output channels, for draining pending messages */
-    int in_next;          /* round-robin start */
-    int n_open_in;        /* inputs not yet at end of stream */
-    int64_t wm;           /* min over active inputs */
-    int blocked;          /* pending output: waits for credit */
-    int finished;         /* end of stream sent and drained */
-    int ended;            /* end processing done (EOS queued) */
-    int waiting;          /* source said WAIT: delayed wake-up pending */
-    int idle_out;         /* outputs announced idle */
-    int64_t proc_wake_at; /* earliest processing-time timer a wake-up is set for */
-    uint64_t barrier;     /* checkpoint barrier being aligned (0: none) */
-    int n_aligned;
+    sl_channel **out;                /* output channels, for draining pending messages */
+    int in_next;                     /* round-robin start */
+    int n_open_in;                   /* inputs not yet at end of stream */
+    int64_t wm;                      /* min over active inputs */
+    int blocked;                     /* pending output: waits for credit */
+    int finished;                    /* end of stream sent and drained */
+    int ended;                       /* end processing done (EOS queued) */
+    int waiting;                     /* source said WAIT: delayed wake-up pending */
+    int idle_out;                    /* outputs announced idle */
+    int64_t proc_wake_at;            /* earliest processing-time timer a wake-up is set for */
+    uint64_t barrier;                /* checkpoint barrier being aligned (0: none) */
     _Atomic uint64_t inject_barrier; /* sources: highest barrier id requested */
     uint64_t barrier_sent;           /* sources: highest barrier id sent */
 } sl_task;
