@@ -165,6 +165,7 @@ static int bsrc_poll(sl_ctx *ctx, void *self)
         bpart *bp = &s->parts[(s->next + k) % s->n];
         if (bp->done) continue;
         live++;
+        int got = 0;
         while (emitted < SL_BATCH_CAPACITY) {
             sl_message m;
             int rc = sl_log_reader_next(bp->r, &m, 0);
@@ -187,9 +188,10 @@ static int bsrc_poll(sl_ctx *ctx, void *self)
             if (vlen) memcpy(out + 4 + klen, m.value, vlen);
             if (!bp->seen || m.timestamp > bp->max_ts) bp->max_ts = m.timestamp;
             bp->seen = 1;
-            bp->last_data_ms = now_ms();
             emitted++;
+            got++;
         }
+        if (got) bp->last_data_ms = now_ms(); /* once per poll, not per record */
     }
     s->next = s->n ? (s->next + 1) % s->n : 0;
     int rc = bsrc_watermark(ctx, s, c);
