@@ -4,13 +4,15 @@
 # Both programs must run and print the expected counts.
 set -euo pipefail
 bin=$1 src=$2 build=$3
+trap 'echo "install test: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 if grep -q '^SLUICE_SANITIZE:STRING=.\+' "$build/CMakeCache.txt"; then
   echo "sanitizer build: the install test runs in the plain build only"; exit 0
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
-libdir=$(ls -d "$tmp"/prefix/lib*/ | head -n1)
+libdirs=("$tmp"/prefix/lib*/)
+libdir=${libdirs[0]}
 
 # 1. pkg-config, shared library
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
@@ -19,7 +21,9 @@ LD_LIBRARY_PATH="$libdir" "$tmp/hello-pc" > "$tmp/out1"
 grep -q "numbers ending in 0: 100000" "$tmp/out1"
 [ "$(wc -l < "$tmp/out1")" -eq 5 ]
 # jemalloc really is the allocator of the user's program too
-LD_LIBRARY_PATH="$libdir" ldd "$tmp/hello-pc" | grep -q jemalloc
+# (captured first: `ldd | grep -q` would fail under pipefail when grep exits early)
+linked=$(LD_LIBRARY_PATH="$libdir" ldd "$tmp/hello-pc")
+[[ $linked == *jemalloc* ]]
 
 # 2. find_package(sluice)
 mkdir -p "$tmp/proj"

@@ -14,7 +14,8 @@ fail=0
 say() { printf '%s\n' "$*" >&2; }
 bad() { say "FAIL: $*"; fail=1; }
 
-if ! "$BIN" jobs | grep -q '^window-agg' || ! "$BIN" jobs | grep -q '^ysb'; then
+jobs=$("$BIN" jobs) # captured: a pipe into grep -q can fail under pipefail
+if ! grep -q '^window-agg' <<<"$jobs" || ! grep -q '^ysb' <<<"$jobs"; then
     say "FAIL: 'sluice jobs' does not list window-agg and ysb (examples/sluice.c must register"
     say "      sl_job_window_agg and sl_job_ysb from examples/jobs_window.h)"
     exit 1
@@ -65,7 +66,7 @@ for args in "--window hopping:1s" "--agg median" "--delay soon" "--bogus" "--win
 done
 "$BIN" run window-agg --input "$TMP/missing.csv" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] || bad "window-agg on a missing file: want exit 1"
-"$BIN" run window-agg --help | grep -q 'usage: sluice run window-agg' || bad "window-agg --help"
+grep -q 'usage: sluice run window-agg' <<<"$("$BIN" run window-agg --help)" || bad "window-agg --help"
 
 # ysb: JSON lines with a campaigns file, and the generator
 Y=$SRC/tests/data/ysb
