@@ -18,7 +18,7 @@
 #include "engine/pool.h"
 #include "sluice/error.h"
 
-sl_batch *sl_batch_alloc(uint32_t width)
+sl_batch *sli_batch_alloc(uint32_t width)
 {
     size_t cols =
         (size_t)SL_BATCH_CAPACITY * (sizeof(int64_t) + sizeof(uint64_t) + sizeof(sl_slice));
@@ -29,21 +29,21 @@ sl_batch *sl_batch_alloc(uint32_t width)
     b->hash = (uint64_t *)(b->ts + SL_BATCH_CAPACITY);
     b->var = (sl_slice *)(b->hash + SL_BATCH_CAPACITY);
     b->width = width;
-    if (width && sl_batch_grow(b, (size_t)width * SL_BATCH_CAPACITY) != 0) {
+    if (width && sli_batch_grow(b, (size_t)width * SL_BATCH_CAPACITY) != 0) {
         free(b);
         return NULL;
     }
     return b;
 }
 
-void sl_batch_destroy(sl_batch *b)
+void sli_batch_destroy(sl_batch *b)
 {
     if (!b) return;
     free(b->data);
     free(b);
 }
 
-int sl_batch_grow(sl_batch *b, size_t need)
+int sli_batch_grow(sl_batch *b, size_t need)
 {
     size_t want = (size_t)b->data_len + need;
     if (want <= b->data_cap) return 0;
@@ -66,7 +66,7 @@ void *sl_batch_reserve(sl_batch *b, int64_t ts, uint64_t hash, uint32_t len)
     if (b->width) {
         dst = b->data + (size_t)i * b->width;
     } else {
-        if (b->data_cap - b->data_len < len && sl_batch_grow(b, len) != 0) return NULL;
+        if (b->data_cap - b->data_len < len && sli_batch_grow(b, len) != 0) return NULL;
         b->var[i].off = b->data_len;
         b->var[i].len = len;
         dst = b->data + b->data_len;
@@ -89,7 +89,7 @@ int sl_batch_push(sl_batch *b, int64_t ts, uint64_t hash, const void *payload, u
     return 0;
 }
 
-int sl_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
+int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
 {
     sl_bytes r = sl_batch_bytes(src, i);
     return sl_batch_push(dst, src->ts[i], src->hash[i], r.ptr, r.len);
@@ -140,7 +140,7 @@ void sl_batch_clear(sl_batch *b)
 
 /* --- pools ----------------------------------------------------------------- */
 
-int sl_pool_init(sl_pool *pool)
+int sli_pool_init(sl_pool *pool)
 {
     memset(pool, 0, sizeof(*pool));
     if (pthread_mutex_init(&pool->lock, NULL) != 0) return SL_ENOMEM;
@@ -148,19 +148,19 @@ int sl_pool_init(sl_pool *pool)
     return 0;
 }
 
-void sl_pool_destroy(sl_pool *pool)
+void sli_pool_destroy(sl_pool *pool)
 {
     sl_batch *b = pool->depot;
     while (b) {
         sl_batch *n = b->next_free;
-        sl_batch_destroy(b);
+        sli_batch_destroy(b);
         b = n;
     }
     pool->depot = NULL;
     pthread_mutex_destroy(&pool->lock);
 }
 
-void sl_pool_cache_drain(sl_pool *pool, sl_pool_cache *c)
+void sli_pool_cache_drain(sl_pool *pool, sl_pool_cache *c)
 {
     if (!c->free) return;
     sl_batch *last = c->free;
@@ -189,7 +189,7 @@ static void cache_refill(sl_pool *pool, sl_pool_cache *c)
     pthread_mutex_unlock(&pool->lock);
 }
 
-sl_batch *sl_pool_get(sl_pool *pool, sl_pool_cache *c, uint32_t width)
+sl_batch *sli_pool_get(sl_pool *pool, sl_pool_cache *c, uint32_t width)
 {
     sl_batch *b = NULL;
     if (c) {
@@ -208,7 +208,7 @@ sl_batch *sl_pool_get(sl_pool *pool, sl_pool_cache *c, uint32_t width)
         pthread_mutex_unlock(&pool->lock);
     }
     if (!b) {
-        b = sl_batch_alloc(0);
+        b = sli_batch_alloc(0);
         if (!b) return NULL;
         atomic_fetch_add_explicit(&pool->n_alloc, 1, memory_order_relaxed);
     }
@@ -218,14 +218,14 @@ sl_batch *sl_pool_get(sl_pool *pool, sl_pool_cache *c, uint32_t width)
     b->data_len = 0;
     b->width = width;
     if (width && b->data_cap < (size_t)width * SL_BATCH_CAPACITY &&
-        sl_batch_grow(b, (size_t)width * SL_BATCH_CAPACITY) != 0) {
-        sl_pool_put(pool, c, b);
+        sli_batch_grow(b, (size_t)width * SL_BATCH_CAPACITY) != 0) {
+        sli_pool_put(pool, c, b);
         return NULL;
     }
     return b;
 }
 
-void sl_pool_put(sl_pool *pool, sl_pool_cache *c, sl_batch *b)
+void sli_pool_put(sl_pool *pool, sl_pool_cache *c, sl_batch *b)
 {
     if (!b) return;
     if (!c) {
@@ -251,13 +251,13 @@ void sl_pool_put(sl_pool *pool, sl_pool_cache *c, sl_batch *b)
     pthread_mutex_unlock(&pool->lock);
 }
 
-sl_batch *sl_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *src)
+sl_batch *sli_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *src)
 {
-    sl_batch *b = sl_pool_get(pool, c, src->width);
+    sl_batch *b = sli_pool_get(pool, c, src->width);
     if (!b) return NULL;
     size_t bytes = src->width ? (size_t)src->count * src->width : src->data_len;
-    if (bytes > b->data_cap && sl_batch_grow(b, bytes) != 0) {
-        sl_pool_put(pool, c, b);
+    if (bytes > b->data_cap && sli_batch_grow(b, bytes) != 0) {
+        sli_pool_put(pool, c, b);
         return NULL;
     }
     memcpy(b->ts, src->ts, src->count * sizeof(int64_t));

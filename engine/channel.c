@@ -6,12 +6,17 @@
  * advancing head, reads producer_waiting. Both sides use seq_cst, so at least
  * one of them sees the other's write: either the producer sees the freed slot,
  * or the consumer sees the flag and wakes the producer.
+ *
+ * The channel never calls the scheduler: send and drain report "the consumer
+ * needs a wake-up" to their caller (task.c), which makes it right after, so
+ * the publish of the tail and the full fence at the start of sli_task_wake()
+ * keep their order (the lost wake-up fixed in fdf047e / d4f9b03).
  */
+#include "engine/channel.h"
 #include <stdlib.h>
 #include <string.h>
-#include "engine/internal.h"
 
-int sl_channel_new(sl_channel **out, size_t credits)
+int sli_channel_new(sl_channel **out, size_t credits)
 {
     size_t cap = 1;
     while (cap < credits) cap <<= 1;
@@ -32,7 +37,7 @@ int sl_channel_new(sl_channel **out, size_t credits)
     return 0;
 }
 
-void sl_channel_free(sl_channel *ch)
+void sli_channel_free(sl_channel *ch)
 {
     if (!ch) return;
     free(ch->ring);
@@ -68,31 +73,28 @@ static int announce_wait(sl_channel *ch)
     return t - h < ch->credits;
 }
 
-int sl_channel_drain(sl_channel *ch)
+int sli_channel_drain(sl_channel *ch, int *wake)
 {
     int moved = 0;
     while (ch->ovf_len) {
-        if (sl_channel_try_push(ch, &ch->ovf[ch->ovf_head]) != 0) {
+        if (sli_channel_try_push(ch, &ch->ovf[ch->ovf_head]) != 0) {
             if (announce_wait(ch)) continue;
-            if (moved) sl_task_wake(ch->consumer);
+            if (moved) *wake = 1;
             return 1;
         }
         ch->ovf_head = (ch->ovf_head + 1) % ch->ovf_cap;
         ch->ovf_len--;
         moved = 1;
     }
-    if (moved) sl_task_wake(ch->consumer);
+    if (moved) *wake = 1;
     return 0;
 }
 
-int sl_channel_send(sl_channel *ch, const sl_msg *m, int *blocked)
+int sli_channel_send(sl_channel *ch, const sl_msg *m, int *blocked)
 {
     if (ch->ovf_len == 0) {
         for (;;) {
-            if (sl_channel_try_push(ch, m) == 0) {
-                sl_task_wake(ch->consumer);
-                return 0;
-            }
+            if (sli_channel_try_push(ch, m) == 0) return 1;
             if (!announce_wait(ch)) break;
         }
     }

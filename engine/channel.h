@@ -13,6 +13,12 @@
  * Only the producer task touches tail/ovf*, only the consumer task touches
  * head and the consumer-side fields; `producer_waiting` is the one flag both
  * write (Dekker-style with seq_cst on both sides, so no wake-up is lost).
+ *
+ * A channel knows nothing of the scheduler: it tells its caller, by return
+ * value, when the other side needs a wake-up, and the caller (task.c) makes
+ * it with sli_task_wake(), whose leading full fence pairs with the worker's
+ * publish-RUNNING-then-read-inputs. The producer and consumer fields are
+ * opaque task pointers, for the caller.
  */
 #ifndef SLUICE_ENGINE_CHANNEL_H
 #define SLUICE_ENGINE_CHANNEL_H
@@ -21,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "sluice/batch.h"
+#include "sluice/error.h"
 
 enum sl_msg_kind {
     SL_MSG_DATA = 0,
@@ -58,22 +65,22 @@ typedef struct sl_channel {
     int aligned; /* holds back input until the barrier is aligned */
 } sl_channel;
 
-int sl_channel_new(sl_channel **out, size_t credits);
-void sl_channel_free(sl_channel *ch); /* returns nothing to pools */
+int sli_channel_new(sl_channel **out, size_t credits);
+void sli_channel_free(sl_channel *ch); /* returns nothing to pools */
 
 /* Producer: try to put one message; 0 or SL_EFULL. */
-static inline int sl_channel_try_push(sl_channel *ch, const sl_msg *m)
+static inline int sli_channel_try_push(sl_channel *ch, const sl_msg *m)
 {
     size_t t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
     size_t h = atomic_load_explicit(&ch->head, memory_order_acquire);
-    if (t - h >= ch->credits) return -15; /* SL_EFULL */
+    if (t - h >= ch->credits) return SL_EFULL;
     ch->ring[t & ch->mask] = *m;
     atomic_store_explicit(&ch->tail, t + 1, memory_order_release);
     return 0;
 }
 
 /* Consumer: take one message; 1 if one was taken. */
-static inline int sl_channel_pop(sl_channel *ch, sl_msg *m)
+static inline int sli_channel_pop(sl_channel *ch, sl_msg *m)
 {
     size_t h = atomic_load_explicit(&ch->head, memory_order_relaxed);
     size_t t = atomic_load_explicit(&ch->tail, memory_order_acquire);
@@ -83,23 +90,26 @@ static inline int sl_channel_pop(sl_channel *ch, sl_msg *m)
     return 1;
 }
 
-static inline int sl_channel_empty(sl_channel *ch)
+static inline int sli_channel_empty(sl_channel *ch)
 {
     return atomic_load_explicit(&ch->head, memory_order_relaxed) ==
            atomic_load_explicit(&ch->tail, memory_order_acquire);
 }
 
-static inline size_t sl_channel_size(sl_channel *ch)
+static inline size_t sli_channel_size(sl_channel *ch)
 {
     return atomic_load_explicit(&ch->tail, memory_order_acquire) -
            atomic_load_explicit(&ch->head, memory_order_acquire);
 }
 
 /* Producer: send m, or queue it in the overflow when the ring is full.
- * Returns 0, or SL_ENOMEM. Sets *blocked when something waits for credit. */
-int sl_channel_send(sl_channel *ch, const sl_msg *m, int *blocked);
+ * Returns 1 when m went into the ring (the caller must wake the consumer),
+ * 0 when it waits in the overflow (then *blocked is set, and the consumer
+ * will wake the producer once a slot frees), or SL_ENOMEM. */
+int sli_channel_send(sl_channel *ch, const sl_msg *m, int *blocked);
 /* Producer: move overflow into the ring; returns 1 if some is still waiting
- * (and then the consumer will wake the producer). */
-int sl_channel_drain(sl_channel *ch);
+ * (and then the consumer will wake the producer). Sets *wake when messages
+ * went into the ring (the caller must wake the consumer). */
+int sli_channel_drain(sl_channel *ch, int *wake);
 
 #endif

@@ -5,13 +5,23 @@
  *
  * A context belongs to one instance and is used only inside its task's
  * activations, except sink_wm, which the stats reader loads atomically.
+ *
+ * Failures: c->err is written and read only by the instance's own callbacks
+ * (one worker at a time, ordered by the task state machine); the pipeline's
+ * error is shared by every thread and is written and read under its
+ * err_lock (sli_pipeline_fail / sli_pipeline_err), so sl_ctx_error() sees a
+ * consistent code whichever instance failed first.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "engine/internal.h"
+#include "engine/graph.h"
+#include "engine/job.h"
+#include "engine/plan.h"
+#include "engine/timer.h"
+#include "sluice/state.h"
 
 const char *sl_ctx_name(const sl_ctx *c)
 {
@@ -57,14 +67,16 @@ int sl_ctx_fail(sl_ctx *c, int code, const char *fmt, ...)
     const char *kind = c->node->op ? c->node->op->kind : c->node->src->kind;
     if (code >= 0) code = SL_EOPERATOR;
     c->err = code;
-    sl_pipeline_fail(c->p, code, "operator '%s' (%s): %s", c->node->name, kind ? kind : "?", msg);
+    sli_pipeline_fail(c->p, code, "operator '%s' (%s): %s", c->node->name, kind ? kind : "?", msg);
     return code;
 }
 
 int sl_ctx_error(const sl_ctx *c)
 {
     if (c->err) return c->err;
-    return atomic_load(&c->p->failed) ? (c->p->err ? c->p->err : SL_ECANCELED) : 0;
+    if (!atomic_load(&c->p->failed)) return 0;
+    int e = sli_pipeline_err(c->p); /* under the lock that wrote it */
+    return e ? e : SL_ECANCELED;
 }
 
 sl_bytes sl_ctx_key(sl_ctx *c, const sl_batch *b, uint32_t i)
@@ -101,15 +113,15 @@ int sl_ctx_proc_timer(sl_ctx *c, int64_t due_ms, uint64_t hash, const void *key,
         return sl_ctx_fail(c, SL_EINVAL,
                            "a processing-time timer needs a version 2 operator "
                            "table with proc_timer");
-    if (!c->proc_timers && !(c->proc_timers = sl_timers_new()))
+    if (!c->proc_timers && !(c->proc_timers = sli_timers_new()))
         return sl_ctx_fail(c, SL_ENOMEM, "out of memory for timers");
-    int rc = sl_timers_add(c->proc_timers, due_ms, hash, key, key_len);
+    int rc = sli_timers_add(c->proc_timers, due_ms, hash, key, key_len);
     if (rc) return sl_ctx_fail(c, rc, "cannot add a timer: %s", sl_strerror(rc));
     sl_task *t = c->task;
     if (due_ms < t->proc_wake_at) { /* the task must wake earlier than planned */
         t->proc_wake_at = due_ms;
         int64_t delay = due_ms - sl_clock_ms();
-        sl_task_wake_later(t, delay > 0 ? (double)delay : 0.0);
+        sli_task_wake_later(t, delay > 0 ? (double)delay : 0.0);
     }
     return 0;
 }
@@ -146,9 +158,9 @@ oom:
 
 int sl_ctx_timer(sl_ctx *c, int64_t ts, uint64_t hash, const void *key, uint32_t key_len)
 {
-    if (!c->timers && !(c->timers = sl_timers_new()))
+    if (!c->timers && !(c->timers = sli_timers_new()))
         return sl_ctx_fail(c, SL_ENOMEM, "out of memory for timers");
-    int rc = sl_timers_add(c->timers, ts, hash, key, key_len);
+    int rc = sli_timers_add(c->timers, ts, hash, key, key_len);
     if (rc) return sl_ctx_fail(c, rc, "cannot add a timer: %s", sl_strerror(rc));
     return 0;
 }

@@ -64,7 +64,7 @@ struct sl_deque {
     _Atomic(void *) *slots;
 };
 
-int sl_deque_new(sl_deque **out, size_t capacity)
+int sli_deque_new(sl_deque **out, size_t capacity)
 {
     sl_deque *d = NULL;
     size_t cap = 1;
@@ -91,7 +91,7 @@ fail:
     return SL_ENOMEM;
 }
 
-void sl_deque_free(sl_deque *d)
+void sli_deque_free(sl_deque *d)
 {
     if (!d) return;
     free(d->slots);
@@ -99,7 +99,7 @@ void sl_deque_free(sl_deque *d)
 }
 
 /* Owner thread only. */
-int sl_deque_push(sl_deque *d, void *item)
+int sli_deque_push(sl_deque *d, void *item)
 {
     int_fast64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
     int_fast64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
@@ -112,7 +112,7 @@ int sl_deque_push(sl_deque *d, void *item)
 }
 
 /* Owner thread only. */
-void *sl_deque_pop(sl_deque *d)
+void *sli_deque_pop(sl_deque *d)
 {
     int_fast64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
     int_fast64_t t;
@@ -139,7 +139,7 @@ void *sl_deque_pop(sl_deque *d)
 }
 
 /* Any thread. */
-void *sl_deque_steal(sl_deque *d)
+void *sli_deque_steal(sl_deque *d)
 {
     int_fast64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
     int_fast64_t b;
@@ -156,7 +156,7 @@ void *sl_deque_steal(sl_deque *d)
 }
 
 /* Any thread. */
-size_t sl_deque_size_approx(const sl_deque *d)
+size_t sli_deque_size_approx(const sl_deque *d)
 {
     /* The casts drop const for C11 compilers whose atomic_load takes a
      * non-const pointer; nothing is written. */

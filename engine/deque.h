@@ -10,7 +10,7 @@
  * Capacity is fixed at creation (rounded up to a power of two) and the deque
  * never grows: the scheduler keeps every task in at most one deque at a time,
  * so a capacity of at least the number of tasks always suffices, and
- * sl_deque_push() returns SL_EFULL rather than growing. (With that sizing a
+ * sli_deque_push() returns SL_EFULL rather than growing. (With that sizing a
  * push cannot fail: a stale view of `top` only counts items whose removal the
  * owner has not yet observed, and those are other tasks.)
  *
@@ -29,19 +29,19 @@ typedef struct sl_deque sl_deque;
 
 /* Make a deque holding up to `capacity` items (rounded up to a power of two,
  * at least 1). Returns 0 or SL_ENOMEM; the caller owns *out and frees it with
- * sl_deque_free(). */
-int sl_deque_new(sl_deque **out, size_t capacity);
+ * sli_deque_free(). */
+int sli_deque_new(sl_deque **out, size_t capacity);
 /* Free a deque (accepts NULL). No thread may be using it any more. */
-void sl_deque_free(sl_deque *d);
+void sli_deque_free(sl_deque *d);
 /* Owner thread only: add item (non-NULL) at the bottom. 0, or SL_EFULL if the
  * deque holds `capacity` items (nothing is added then). */
-int sl_deque_push(sl_deque *d, void *item);
+int sli_deque_push(sl_deque *d, void *item);
 /* Owner thread only: take the most recently pushed item, or NULL if empty. */
-void *sl_deque_pop(sl_deque *d);
+void *sli_deque_pop(sl_deque *d);
 /* Any thread: take the oldest item, or NULL if the deque was empty or another
  * thread took that item first (a lost race: the caller may try again). */
-void *sl_deque_steal(sl_deque *d);
+void *sli_deque_steal(sl_deque *d);
 /* Number of items, as seen at some recent moment (exact when quiescent). */
-size_t sl_deque_size_approx(const sl_deque *d);
+size_t sli_deque_size_approx(const sl_deque *d);
 
 #endif

@@ -14,7 +14,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-static inline uint64_t sl_hash_inline(const void *key, size_t len)
+static inline uint64_t sli_hash_inline(const void *key, size_t len)
 {
     return (uint64_t)XXH3_64bits(key, len);
 }

@@ -1,11 +1,25 @@
 /*
- * engine/pipeline.c - the logical graph: building a pipeline, and the calls
- * that start, wait for, cancel and free it.
+ * engine/pipeline.c - the logical graph: making and freeing a pipeline,
+ * building its nodes and streams, its errors, and its statistics. Running it
+ * is job.c's; the plan is plan.c's.
  *
  * Nodes are appended in creation order, and a node can only read streams of
  * nodes that exist already, so the node array is a topological order of the
  * graph and no cycle can be built. Building errors are sticky: the first one
  * is kept in p->err / p->errmsg, later calls return NULL, and run() reports it.
+ *
+ * The graph is frozen once the plan is built (by sl_pipeline_explain() or
+ * start): the plan was made from it, so a later change would silently not
+ * take effect; building calls then fail with SL_ESTATE instead.
+ *
+ * Confs: the engine cannot copy the conf of sl_pipeline_source() or
+ * sl_stream_apply() (it does not know its size): those are borrowed, and
+ * builders that know the size copy theirs with sl_pipeline_dup(). The
+ * engine's own builder (key_by) copies what it is given at build time.
+ *
+ * Every output port has a role (SL_PORT_DATA, _LATE, _DEAD_LETTER); the plan
+ * turns it into a per-port counter that deliver() adds each batch to, which
+ * is where the late and dead-letter statistics come from.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,15 +27,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "engine/graph.h"
 #include "engine/hash.h"
-#include "engine/internal.h"
-
-double sl_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "engine/job.h"
+#include "engine/plan.h"
 
 static int vfail(sl_pipeline *p, int code, const char *fmt, va_list ap)
 {
@@ -34,7 +43,7 @@ static int vfail(sl_pipeline *p, int code, const char *fmt, va_list ap)
     return code;
 }
 
-int sl_pipeline_fail(sl_pipeline *p, int code, const char *fmt, ...)
+int sli_pipeline_fail(sl_pipeline *p, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -47,6 +56,14 @@ int sl_pipeline_fail(sl_pipeline *p, int code, const char *fmt, ...)
         pthread_mutex_unlock(&p->lock);
     }
     return code;
+}
+
+int sli_pipeline_err(sl_pipeline *p)
+{
+    pthread_mutex_lock(&p->err_lock);
+    int e = p->err;
+    pthread_mutex_unlock(&p->err_lock);
+    return e;
 }
 
 int sl_pipeline_error(sl_pipeline *p, int code, const char *fmt, ...)
@@ -69,8 +86,14 @@ sl_pipeline *sl_pipeline_new(void)
     p->credits = 8;
     if (pthread_mutex_init(&p->err_lock, NULL) != 0) goto fail;
     if (pthread_mutex_init(&p->lock, NULL) != 0) goto fail_lock;
-    if (pthread_cond_init(&p->cond, NULL) != 0) goto fail_cond;
-    if (sl_pool_init(&p->pool) != 0) goto fail_pool;
+    /* Timed waits (job.c) measure on the monotonic clock. */
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) goto fail_cond;
+    int crc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (!crc) crc = pthread_cond_init(&p->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (crc != 0) goto fail_cond;
+    if (sli_pool_init(&p->pool) != 0) goto fail_pool;
     return p;
 fail_pool:
     pthread_cond_destroy(&p->cond);
@@ -90,11 +113,8 @@ void sl_pipeline_free(sl_pipeline *p)
         sl_pipeline_cancel(p);
         sl_pipeline_wait(p, -1);
     }
-    sl_plan_free(p);
-    for (int i = 0; i < p->n_nodes; i++) {
-        free(p->nodes[i].name);
-        free(p->nodes[i].owned_conf);
-    }
+    sli_plan_free(p);
+    for (int i = 0; i < p->n_nodes; i++) free(p->nodes[i].name);
     free(p->nodes);
     for (struct sl_stream *s = p->streams, *n; s; s = n) {
         n = s->next_alloc;
@@ -103,11 +123,23 @@ void sl_pipeline_free(sl_pipeline *p)
     for (int i = 0; i < p->n_owned; i++) free(p->owned[i]);
     free(p->owned);
     free(p->delayed);
-    sl_pool_destroy(&p->pool);
+    sli_pool_destroy(&p->pool);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->err_lock);
     free(p);
+}
+
+void *sl_pipeline_dup(sl_pipeline *p, const void *ptr, size_t size)
+{
+    if (!p || p->err) return NULL;
+    void *c = malloc(size ? size : 1);
+    if (!c) {
+        sl_pipeline_error(p, SL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (size) memcpy(c, ptr, size);
+    return sl_pipeline_own(p, c) ? NULL : c;
 }
 
 int sl_pipeline_own(sl_pipeline *p, void *ptr)
@@ -127,10 +159,25 @@ const char *sl_pipeline_errmsg(const sl_pipeline *p)
     return p ? p->errmsg : "no pipeline";
 }
 
-static int check_settable(sl_pipeline *p, int v, int lo, int hi, const char *what)
+/* The graph is frozen once planned (see the top comment). Records the error. */
+static int frozen(sl_pipeline *p, const char *what, const char *name)
+{
+    if (p->started)
+        return sl_pipeline_error(p, SL_ESTATE, "%s%s%s: the pipeline is already running", what,
+                                 name ? " " : "", name ? name : "");
+    if (p->planned)
+        return sl_pipeline_error(p, SL_ESTATE,
+                                 "%s%s%s: the plan was built already (sl_pipeline_explain); "
+                                 "build the whole graph first",
+                                 what, name ? " " : "", name ? name : "");
+    return 0;
+}
+
+static int check_settable(sl_pipeline *p, int v, int lo, int hi, const char *what, int planned)
 {
     if (!p) return SL_EINVAL;
     if (p->started) return sl_pipeline_error(p, SL_ESTATE, "%s: the pipeline is running", what);
+    if (planned && p->planned) return frozen(p, what, NULL);
     if (v < lo || v > hi)
         return sl_pipeline_error(p, SL_ERANGE, "%s must be between %d and %d, not %d", what, lo, hi,
                                  v);
@@ -139,21 +186,21 @@ static int check_settable(sl_pipeline *p, int v, int lo, int hi, const char *wha
 
 int sl_pipeline_set_threads(sl_pipeline *p, int n)
 {
-    int rc = check_settable(p, n, 1, 256, "threads");
+    int rc = check_settable(p, n, 1, 256, "threads", 0);
     if (!rc) p->threads = n;
     return rc;
 }
 
 int sl_pipeline_set_parallelism(sl_pipeline *p, int n)
 {
-    int rc = check_settable(p, n, 1, SL_KEY_GROUPS, "parallelism");
+    int rc = check_settable(p, n, 1, SL_KEY_GROUPS, "parallelism", 1);
     if (!rc) p->parallelism = n;
     return rc;
 }
 
 int sl_pipeline_set_credits(sl_pipeline *p, int n)
 {
-    int rc = check_settable(p, n, 1, 4096, "credits");
+    int rc = check_settable(p, n, 1, 4096, "credits", 1);
     if (!rc) p->credits = n;
     return rc;
 }
@@ -179,9 +226,10 @@ static struct sl_stream *new_stream(sl_pipeline *p, int node, int port, uint32_t
 static int add_node(sl_pipeline *p, const char *name, enum sl_node_kind kind)
 {
     if (p->err) return -1;
-    if (p->started) {
-        sl_pipeline_error(p, SL_ESTATE, "node '%s': the pipeline is already running",
-                          name ? name : "");
+    if (p->started || p->planned) {
+        char what[96];
+        snprintf(what, sizeof(what), "node '%s'", name ? name : "");
+        frozen(p, what, NULL);
         return -1;
     }
     if (!name || !*name) {
@@ -232,6 +280,7 @@ sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_source 
     n->conf = conf;
     n->n_ports = 1;
     n->port_width[0] = width;
+    n->port_declared = 1;
     return new_stream(p, id, 0, width);
 }
 
@@ -285,6 +334,7 @@ sl_stream *sl_stream_apply_n(sl_stream *const *in, int n_in, const char *name,
     sl_pipeline *p = in[0]->p;
     p->nodes[id].n_ports = 1;
     p->nodes[id].port_width[0] = out_width;
+    p->nodes[id].port_declared = 1;
     return new_stream(p, id, 0, out_width);
 }
 
@@ -301,19 +351,52 @@ int sl_stream_sink(sl_stream *in, const char *name, const sl_operator *sink, voi
     return id < 0 ? (in->p->err ? in->p->err : SL_EINVAL) : 0;
 }
 
-sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width)
+/* role < 0: keep the role of a declared port (DATA for a new one). */
+static sl_stream *side(sl_stream *s, int port, uint32_t width, int role)
 {
     if (!s || s->p->err) return NULL;
     sl_pipeline *p = s->p;
     sl_node *n = &p->nodes[s->node];
+    if (frozen(p, "side output of", n->name)) return NULL;
     if (port < 1 || port >= SL_MAX_PORTS) {
         sl_pipeline_error(p, SL_ERANGE, "node '%s': side output port must be 1..%d, not %d",
                           n->name, SL_MAX_PORTS - 1, port);
         return NULL;
     }
+    unsigned bit = 1u << port;
+    if (role >= 0) {
+        if (role > SL_PORT_DEAD_LETTER) {
+            sl_pipeline_error(p, SL_EINVAL, "node '%s': port %d: unknown port role %d", n->name,
+                              port, role);
+            return NULL;
+        }
+        if ((n->port_declared & bit) && n->port_role[port] != role) {
+            sl_pipeline_error(p, SL_EINVAL, "node '%s': port %d was declared with role %d, not %d",
+                              n->name, port, n->port_role[port], role);
+            return NULL;
+        }
+        n->port_role[port] = role;
+    } else if (!(n->port_declared & bit)) {
+        n->port_role[port] = SL_PORT_DATA;
+    }
+    n->port_declared |= bit;
     if (port >= n->n_ports) n->n_ports = port + 1;
     n->port_width[port] = width;
     return new_stream(p, s->node, port, width);
+}
+
+sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width)
+{
+    return side(s, port, width, -1);
+}
+
+sl_stream *sl_stream_side_as(sl_stream *s, int port, uint32_t width, int role)
+{
+    if (s && role < 0) {
+        sl_pipeline_error(s->p, SL_EINVAL, "side output: unknown port role %d", role);
+        return NULL;
+    }
+    return side(s, port, width, role);
 }
 
 /* key_by: an engine operator that fills the hash column in place and hands
@@ -330,12 +413,12 @@ static int keyby_process(sl_ctx *ctx, void *self, sl_batch *in)
     if (in->width) {
         for (uint32_t i = 0; i < n; i++) {
             sl_bytes k = kc->key(in->data + (size_t)i * in->width, in->width, kc->ud);
-            in->hash[i] = sl_hash_inline(k.ptr, k.len);
+            in->hash[i] = sli_hash_inline(k.ptr, k.len);
         }
     } else {
         for (uint32_t i = 0; i < n; i++) {
             sl_bytes k = kc->key(in->data + in->var[i].off, in->var[i].len, kc->ud);
-            in->hash[i] = sl_hash_inline(k.ptr, k.len);
+            in->hash[i] = sli_hash_inline(k.ptr, k.len);
         }
     }
     return sl_forward(ctx, in);
@@ -351,19 +434,12 @@ sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void
         sl_pipeline_error(in->p, SL_EINVAL, "key_by '%s': no key function", name ? name : "");
         return NULL;
     }
-    keyby_conf *kc = malloc(sizeof(*kc));
-    if (!kc) {
-        sl_pipeline_error(in->p, SL_ENOMEM, "out of memory");
-        return NULL;
-    }
-    kc->key = key;
-    kc->ud = ud;
-    sl_stream *out = sl_stream_apply(in, name, &keyby_op, kc, in->width);
-    if (!out) {
-        free(kc);
-        return NULL;
-    }
-    in->p->nodes[out->node].owned_conf = kc;
+    /* Copied at build time: the caller's variables may go away. */
+    keyby_conf kc = {.key = key, .ud = ud};
+    keyby_conf *owned = sl_pipeline_dup(in->p, &kc, sizeof(kc));
+    if (!owned) return NULL;
+    sl_stream *out = sl_stream_apply(in, name, &keyby_op, owned, in->width);
+    if (!out) return NULL;
     in->p->nodes[out->node].inherit = 1; /* stays chained to its input */
     out->part = SL_PART_HASH;
     out->key = key;
@@ -375,6 +451,7 @@ sl_stream *sl_stream_parallelism(sl_stream *s, int parallelism)
 {
     if (!s || s->p->err) return NULL;
     sl_node *n = &s->p->nodes[s->node];
+    if (frozen(s->p, "parallelism of", n->name)) return NULL;
     if (parallelism < 1 || parallelism > SL_KEY_GROUPS) {
         sl_pipeline_error(s->p, SL_ERANGE, "node '%s': parallelism must be 1..%d, not %d", n->name,
                           SL_KEY_GROUPS, parallelism);
@@ -388,6 +465,7 @@ int sl_pipeline_set_node_parallelism(sl_pipeline *p, const char *name, int paral
 {
     if (!p) return SL_EINVAL;
     if (p->err) return p->err;
+    if (frozen(p, "parallelism of", name)) return p->err;
     for (int i = 0; i < p->n_nodes; i++) {
         if (strcmp(p->nodes[i].name, name) != 0) continue;
         if (parallelism < 1 || parallelism > SL_KEY_GROUPS)
@@ -401,14 +479,14 @@ int sl_pipeline_set_node_parallelism(sl_pipeline *p, const char *name, int paral
 
 sl_stream *sl_stream_rebalance(sl_stream *s)
 {
-    if (!s || s->p->err) return NULL;
+    if (!s || s->p->err || frozen(s->p, "rebalance", NULL)) return NULL;
     s->part = SL_PART_REBALANCE;
     return s;
 }
 
 sl_stream *sl_stream_broadcast(sl_stream *s)
 {
-    if (!s || s->p->err) return NULL;
+    if (!s || s->p->err || frozen(s->p, "broadcast", NULL)) return NULL;
     s->part = SL_PART_BROADCAST;
     return s;
 }
@@ -431,6 +509,13 @@ void *sl_stream_conf(const sl_stream *s)
     return s ? s->p->nodes[s->node].conf : NULL;
 }
 
+void *sl_stream_op_conf(const sl_stream *s, const sl_operator *op)
+{
+    if (!s || !op) return NULL;
+    const sl_node *n = &s->p->nodes[s->node];
+    return n->op == op ? n->conf : NULL;
+}
+
 sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in)
 {
     if (!out || !in) return out;
@@ -439,21 +524,7 @@ sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in)
     return out;
 }
 
-/* --- running ----------------------------------------------------------------- */
-
-int sl_pipeline_run(sl_pipeline *p)
-{
-    int rc = sl_pipeline_start(p);
-    if (rc) return rc;
-    return sl_pipeline_wait(p, -1);
-}
-
-void sl_pipeline_cancel(sl_pipeline *p)
-{
-    /* Async-signal-safe: one atomic store; the coordinator notices within
-     * its tick and stops the sources. */
-    if (p) atomic_store(&p->canceled, 1);
-}
+/* --- statistics --------------------------------------------------------------- */
 
 void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
 {
@@ -461,6 +532,9 @@ void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
     if (!p) return;
     out->records_in = atomic_load_explicit(&((sl_pipeline *)p)->records_in, memory_order_relaxed);
     out->records_out = atomic_load_explicit(&((sl_pipeline *)p)->records_out, memory_order_relaxed);
+    out->late = atomic_load_explicit(&((sl_pipeline *)p)->late, memory_order_relaxed);
+    out->dead_letters =
+        atomic_load_explicit(&((sl_pipeline *)p)->dead_letters, memory_order_relaxed);
     int64_t wm = SL_TIME_MAX;
     int any = 0;
     for (int i = 0; i < p->n_ctx; i++) {
@@ -471,5 +545,5 @@ void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
         any = 1;
     }
     out->watermark = any ? wm : SL_TIME_MIN;
-    if (p->started) out->elapsed_s = p->joined ? p->elapsed : sl_now_s() - p->t_start;
+    if (p->started) out->elapsed_s = p->joined ? p->elapsed : sli_now_s() - p->t_start;
 }

@@ -14,11 +14,19 @@
  *
  * Tasks are made in node order, which is topological, so a task's instance
  * list (root first) is a topological order of its chain.
+ *
+ * The plan is built once per pipeline (p->planned): by sl_pipeline_explain()
+ * or by start, whichever comes first; then the graph is frozen (pipeline.c).
+ * Each output port gets the pipeline counter its records are added to
+ * (records_in for a source's data port, late / dead_letters by port role).
  */
+#include "engine/plan.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "engine/internal.h"
+#include "engine/pool.h"
+#include "engine/sched.h"
+#include "sluice/state.h"
 
 static int is_chained(sl_pipeline *p, const sl_node *n)
 {
@@ -45,6 +53,16 @@ static int push_ptr(void ***arr, int *n, void *v)
     return 0;
 }
 
+/* The pipeline counter that records delivered on `port` of n go to. */
+static _Atomic uint64_t *port_counter(sl_pipeline *p, const sl_node *n, int port)
+{
+    switch (n->port_role[port]) {
+    case SL_PORT_LATE: return &p->late;
+    case SL_PORT_DEAD_LETTER: return &p->dead_letters;
+    default: return n->kind == SL_NODE_SOURCE && port == 0 ? &p->records_in : NULL;
+    }
+}
+
 /* Instances of node k start at ctx index base[k]. */
 static int validate(sl_pipeline *p)
 {
@@ -65,8 +83,9 @@ static int validate(sl_pipeline *p)
     return rc;
 }
 
-int sl_plan_build(sl_pipeline *p)
+int sli_plan_build(sl_pipeline *p)
 {
+    if (p->planned) return 0;
     int rc = validate(p);
     if (rc) return rc;
     int *base = calloc((size_t)p->n_nodes, sizeof(int));
@@ -98,7 +117,10 @@ int sl_plan_build(sl_pipeline *p)
             c->src_wm = SL_TIME_MIN;
             c->is_sink = n->kind == SL_NODE_SINK;
             atomic_init(&c->sink_wm, SL_TIME_MIN);
-            for (int port = 0; port < n->n_ports; port++) c->out[port].width = n->port_width[port];
+            for (int port = 0; port < n->n_ports; port++) {
+                c->out[port].width = n->port_width[port];
+                c->out[port].count = port_counter(p, n, port);
+            }
             for (int j = 0; j < n->n_in; j++) {
                 c->in_key[j] = n->in[j]->key;
                 c->in_key_ud[j] = n->in[j]->key_ud;
@@ -166,10 +188,10 @@ int sl_plan_build(sl_pipeline *p)
                 if (!e->ch || !e->build) goto oom;
                 for (int ni = 0; ni < n->parallelism; ni++) {
                     sl_channel *ch;
-                    if (sl_channel_new(&ch, (size_t)p->credits)) goto oom;
+                    if (sli_channel_new(&ch, (size_t)p->credits)) goto oom;
                     e->ch[ni] = ch;
                     if (push_ptr((void ***)&p->channels, &p->n_channels, ch)) {
-                        sl_channel_free(ch);
+                        sli_channel_free(ch);
                         e->ch[ni] = NULL;
                         goto oom;
                     }
@@ -191,8 +213,9 @@ oom:
     return sl_pipeline_error(p, SL_ENOMEM, "out of memory while planning");
 }
 
-void sl_plan_free(sl_pipeline *p)
+void sli_plan_free(sl_pipeline *p)
 {
+    p->planned = 0;
     for (int i = 0; i < p->n_ctx; i++) {
         struct sl_ctx *c = p->ctxs[i];
         if (!c) continue;
@@ -201,21 +224,21 @@ void sl_plan_free(sl_pipeline *p)
             for (int t = 0; t < o->n_targets; t++) {
                 sl_edge *e = o->targets[t].edge;
                 if (!e) continue;
-                for (int k = 0; e->build && k < e->n_ch; k++) sl_batch_destroy(e->build[k]);
+                for (int k = 0; e->build && k < e->n_ch; k++) sli_batch_destroy(e->build[k]);
                 free(e->build);
                 free(e->ch);
                 free(e);
             }
             free(o->targets);
-            sl_batch_destroy(o->cur);
+            sli_batch_destroy(o->cur);
         }
         for (int s = 0; s < c->n_states; s++) {
             free(c->states[s].name);
             sl_state_free(c->states[s].st);
         }
         free(c->states);
-        sl_timers_free(c->timers);
-        sl_timers_free(c->proc_timers);
+        sli_timers_free(c->timers);
+        sli_timers_free(c->proc_timers);
         sl_buf_free(&c->keybuf);
         free(c);
     }
@@ -227,13 +250,13 @@ void sl_plan_free(sl_pipeline *p)
         /* Batches still queued (after a failure or cancel) go back to no pool:
          * destroy them here. */
         sl_msg m;
-        while (sl_channel_pop(ch, &m))
-            if (m.batch) sl_batch_destroy(m.batch);
+        while (sli_channel_pop(ch, &m))
+            if (m.batch) sli_batch_destroy(m.batch);
         for (size_t k = 0; k < ch->ovf_len; k++) {
             sl_msg *o = &ch->ovf[(ch->ovf_head + k) % ch->ovf_cap];
-            if (o->batch) sl_batch_destroy(o->batch);
+            if (o->batch) sli_batch_destroy(o->batch);
         }
-        sl_channel_free(ch);
+        sli_channel_free(ch);
     }
     free(p->channels);
     p->channels = NULL;
@@ -252,8 +275,10 @@ void sl_plan_free(sl_pipeline *p)
 int sl_pipeline_explain(sl_pipeline *p, sl_buf *out)
 {
     static const char *parts[] = {"forward", "hash", "rebalance", "broadcast"};
-    if (!p->planned && !p->err && sl_plan_build(p)) return p->err;
+    if (!p) return SL_EINVAL;
     if (p->err) return p->err;
+    int brc = sli_plan_build(p); /* once: start() uses the same plan */
+    if (brc) return brc;
     int rc = 0;
     for (int t = 0; t < p->n_tasks && !rc; t++) {
         sl_task *task = p->tasks[t];

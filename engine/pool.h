@@ -30,24 +30,24 @@ typedef struct sl_pool_cache {
     size_t n;
 } sl_pool_cache;
 
-int sl_pool_init(sl_pool *pool);
+int sli_pool_init(sl_pool *pool);
 /* Frees every batch in the depot; caches must have been drained into it. */
-void sl_pool_destroy(sl_pool *pool);
-void sl_pool_cache_drain(sl_pool *pool, sl_pool_cache *c);
+void sli_pool_destroy(sl_pool *pool);
+void sli_pool_cache_drain(sl_pool *pool, sl_pool_cache *c);
 
 /* An empty batch of the given width (cache may be NULL: then the depot is
  * used under its lock). NULL when out of memory. */
-sl_batch *sl_pool_get(sl_pool *pool, sl_pool_cache *c, uint32_t width);
-void sl_pool_put(sl_pool *pool, sl_pool_cache *c, sl_batch *b);
+sl_batch *sli_pool_get(sl_pool *pool, sl_pool_cache *c, uint32_t width);
+void sli_pool_put(sl_pool *pool, sl_pool_cache *c, sl_batch *b);
 
 /* A standalone batch outside any pool, and its destructor (tests, tools). */
-sl_batch *sl_batch_alloc(uint32_t width);
-void sl_batch_destroy(sl_batch *b);
+sl_batch *sli_batch_alloc(uint32_t width);
+void sli_batch_destroy(sl_batch *b);
 /* Make room for `need` more arena bytes. 0 or SL_ENOMEM / SL_ETOOBIG. */
-int sl_batch_grow(sl_batch *b, size_t need);
+int sli_batch_grow(sl_batch *b, size_t need);
 /* Copy of b (same width, records, arena) from the pool. */
-sl_batch *sl_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *b);
+sl_batch *sli_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *b);
 /* Append record i of src to dst (widths equal). 0 or a negative code. */
-int sl_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i);
+int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i);
 
 #endif

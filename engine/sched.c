@@ -1,19 +1,12 @@
 /*
- * engine/sched.c - worker threads, work stealing, parking, and the
- * coordinator thread of a running pipeline.
+ * engine/sched.c - worker threads, work stealing and parking.
  *
- * Task states (atomic, per task):
- *
- *   IDLE --wake--> QUEUED --worker takes it--> RUNNING --done--> IDLE
- *                                               |  ^
- *                                         wake  v  | (after the activation:
- *                                            NOTIFIED   queued again)
- *
- * so a task is in at most one deque at a time and is never activated twice
- * at once, and a wake-up that arrives during an activation is not lost: it
- * turns into another activation. Each worker owns a Chase–Lev deque (LIFO
- * for the owner, FIFO for thieves); wake-ups from a worker go to its own
- * deque, others to the mutex-protected injector (start, delayed wake-ups).
+ * The task state machine (drawn in sched.h) makes a task sit in at most one
+ * deque at a time and never be activated twice at once, and a wake-up that
+ * arrives during an activation is not lost: it turns into another
+ * activation. Each worker owns a Chase–Lev deque (LIFO for the owner, FIFO
+ * for thieves); wake-ups from a worker go to its own deque, others to the
+ * mutex-protected injector (start, delayed wake-ups from the coordinator).
  *
  * Each worker also has a `next` slot (Go's runnext, Tokio's LIFO slot): the
  * task a worker wakes during an activation, typically the consumer of the
@@ -30,16 +23,16 @@
  * With seq_cst on both sides either the sleeper sees the new task or the
  * waker sees the sleeper, so no wake-up is lost and nobody busy-waits.
  *
- * The coordinator thread sleeps on the pipeline's condition variable and
- * wakes for delayed task wake-ups (sources that said WAIT), cancellation,
- * failure and the end of the job; then it stops the workers, closes every
- * instance and reports the job done.
+ * The scheduler does not know about jobs: job.c creates it, queues every
+ * task once, starts it, and stops it when the job is over.
  */
+#include "engine/sched.h"
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "engine/deque.h"
-#include "engine/internal.h"
+#include "engine/plan.h"
+#include "engine/task.h"
 
 typedef struct worker {
     struct sl_sched *s;
@@ -54,6 +47,7 @@ typedef struct worker {
 struct sl_sched {
     sl_pipeline *p;
     int n;
+    int n_started; /* worker threads running */
     worker *w;
     atomic_int stop;
     atomic_int sleepers;
@@ -77,7 +71,7 @@ static atomic_int fence_word;
 #define SL_FULL_FENCE() atomic_thread_fence(memory_order_seq_cst)
 #endif
 
-sl_pool_cache *sl_sched_cache(void)
+sl_pool_cache *sli_sched_cache(void)
 {
     return tl_worker ? &tl_worker->cache : NULL;
 }
@@ -122,14 +116,14 @@ static void enqueue(sl_sched *s, sl_task *t)
         w->next = t;
         if (!old) return; /* this worker runs it next; nobody to wake */
         t = old;          /* the displaced task goes where thieves see it */
-        if (sl_deque_push(w->dq, t) != 0) inject(s, t);
+        if (sli_deque_push(w->dq, t) != 0) inject(s, t);
     } else {
         inject(s, t);
     }
     notify(s);
 }
 
-void sl_task_wake(sl_task *t)
+void sli_task_wake(sl_task *t)
 {
     sl_sched *s = t->p->sched;
     /* Dekker with run(): the caller has just published input (a channel's
@@ -153,28 +147,6 @@ void sl_task_wake(sl_task *t)
     }
 }
 
-void sl_task_wake_later(sl_task *t, double delay_ms)
-{
-    sl_pipeline *p = t->p;
-    pthread_mutex_lock(&p->lock);
-    if (p->n_delayed == p->cap_delayed) {
-        int cap = p->cap_delayed ? p->cap_delayed * 2 : 16;
-        void *n = realloc(p->delayed, (size_t)cap * sizeof(*p->delayed));
-        if (!n) {
-            pthread_mutex_unlock(&p->lock);
-            sl_task_wake(t); /* no room to wait: poll again now */
-            return;
-        }
-        p->delayed = n;
-        p->cap_delayed = cap;
-    }
-    p->delayed[p->n_delayed].at = sl_now_s() + delay_ms / 1000.0;
-    p->delayed[p->n_delayed].t = t;
-    p->n_delayed++;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-}
-
 static uint64_t xorshift(uint64_t *x)
 {
     *x ^= *x << 13;
@@ -191,14 +163,14 @@ static sl_task *find_task(worker *w)
         w->next = NULL;
         return t;
     }
-    t = sl_deque_pop(w->dq);
+    t = sli_deque_pop(w->dq);
     if (t) return t;
     if ((t = inject_take(s))) return t;
     int start = (int)(xorshift(&w->rng) % (uint64_t)s->n);
     for (int k = 0; k < s->n; k++) {
         int v = (start + k) % s->n;
         if (v == w->id) continue;
-        if ((t = sl_deque_steal(s->w[v].dq))) return t;
+        if ((t = sli_deque_steal(s->w[v].dq))) return t;
     }
     return NULL;
 }
@@ -206,13 +178,13 @@ static sl_task *find_task(worker *w)
 static void run(worker *w, sl_task *t)
 {
     /* Publish RUNNING before the activation reads its inputs (see
-     * sl_task_wake): a wake-up that sees QUEUED must be sure we read after. */
+     * sli_task_wake): a wake-up that sees QUEUED must be sure we read after. */
     atomic_exchange_explicit(&t->state, SL_TASK_RUNNING, memory_order_seq_cst);
     SL_FULL_FENCE();
-    int again = sl_task_activate(t);
+    int again = sli_task_activate(t);
     if (again) {
         atomic_store_explicit(&t->state, SL_TASK_QUEUED, memory_order_release);
-        if (sl_deque_push(w->dq, t) != 0) inject(w->s, t);
+        if (sli_deque_push(w->dq, t) != 0) inject(w->s, t);
         if (atomic_load_explicit(&w->s->sleepers, memory_order_relaxed) > 0) notify(w->s);
         return;
     }
@@ -220,7 +192,7 @@ static void run(worker *w, sl_task *t)
     if (!atomic_compare_exchange_strong(&t->state, &st, SL_TASK_IDLE)) {
         /* NOTIFIED during the activation: run it again. */
         atomic_store_explicit(&t->state, SL_TASK_QUEUED, memory_order_release);
-        if (sl_deque_push(w->dq, t) != 0) inject(w->s, t);
+        if (sli_deque_push(w->dq, t) != 0) inject(w->s, t);
     }
 }
 
@@ -251,25 +223,15 @@ static void *worker_main(void *arg)
         }
         run(w, t);
     }
-    sl_pool_cache_drain(&s->p->pool, &w->cache);
+    sli_pool_cache_drain(&s->p->pool, &w->cache);
     tl_worker = NULL;
     return NULL;
 }
 
-void sl_task_finished(sl_task *t)
-{
-    sl_pipeline *p = t->p;
-    if (atomic_fetch_add(&p->tasks_done, 1) + 1 == p->n_tasks) {
-        pthread_mutex_lock(&p->lock);
-        pthread_cond_broadcast(&p->cond);
-        pthread_mutex_unlock(&p->lock);
-    }
-}
-
-static void sched_free(sl_sched *s)
+void sli_sched_free(sl_sched *s)
 {
     if (!s) return;
-    for (int i = 0; i < s->n; i++) sl_deque_free(s->w[i].dq);
+    for (int i = 0; i < s->n; i++) sli_deque_free(s->w[i].dq);
     free(s->w);
     free(s->inj);
     pthread_mutex_destroy(&s->park_lock);
@@ -288,178 +250,53 @@ static void sched_stop(sl_sched *s, int started)
     for (int i = 0; i < started; i++) pthread_join(s->w[i].th, NULL);
 }
 
-/* --- the coordinator ------------------------------------------------------------ */
-
-static void close_instances(sl_pipeline *p)
+void sli_sched_stop(sl_sched *s)
 {
-    for (int i = p->n_ctx - 1; i >= 0; i--) {
-        struct sl_ctx *c = p->ctxs[i];
-        if (!c->opened) continue;
-        c->opened = 0;
-        void (*closefn)(void *) = c->node->op ? c->node->op->close : c->node->src->close;
-        if (closefn) closefn(c->self);
-    }
+    sched_stop(s, s->n_started);
+    s->n_started = 0;
 }
 
-static void *coord_main(void *arg)
+int sli_sched_new(sl_sched **out, sl_pipeline *p, int threads)
 {
-    sl_pipeline *p = arg;
-    int cancel_seen = 0;
-    pthread_mutex_lock(&p->lock);
-    for (;;) {
-        if (atomic_load(&p->failed) || atomic_load(&p->tasks_done) == p->n_tasks) break;
-        if (!cancel_seen && atomic_load(&p->canceled)) {
-            cancel_seen = 1; /* sources see the flag on their next poll */
-            pthread_mutex_unlock(&p->lock);
-            for (int i = 0; i < p->n_tasks; i++)
-                if (p->tasks[i]->root->node->kind == SL_NODE_SOURCE) sl_task_wake(p->tasks[i]);
-            pthread_mutex_lock(&p->lock);
-            continue;
-        }
-        double now = sl_now_s(), next = now + 0.05; /* tick: notice cancel */
-        for (int i = 0; i < p->n_delayed;) {
-            if (p->delayed[i].at <= now) {
-                sl_task *t = p->delayed[i].t;
-                p->delayed[i] = p->delayed[--p->n_delayed];
-                pthread_mutex_unlock(&p->lock);
-                sl_task_wake(t);
-                pthread_mutex_lock(&p->lock);
-                continue;
-            }
-            if (p->delayed[i].at < next) next = p->delayed[i].at;
-            i++;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double wait = next - sl_now_s();
-        if (wait < 0) wait = 0;
-        long ns = ts.tv_nsec + (long)(wait * 1e9);
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
-        pthread_cond_timedwait(&p->cond, &p->lock, &ts);
-    }
-    pthread_mutex_unlock(&p->lock);
-
-    sched_stop(p->sched, p->sched->n);
-    close_instances(p);
-    p->elapsed = sl_now_s() - p->t_start;
-    pthread_mutex_lock(&p->lock);
-    p->done = 1;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
-}
-
-static int open_instances(sl_pipeline *p)
-{
-    for (int i = 0; i < p->n_ctx; i++) {
-        struct sl_ctx *c = p->ctxs[i];
-        int (*openfn)(sl_ctx *, void **) = c->node->op ? c->node->op->open : c->node->src->open;
-        int rc = openfn ? openfn(c, &c->self) : 0;
-        if (rc < 0) {
-            if (!p->err) {
-                const char *kind = c->node->op ? c->node->op->kind : c->node->src->kind;
-                sl_pipeline_error(p, rc, "operator '%s' (%s): cannot open: %s", c->node->name,
-                                  kind ? kind : "?", sl_strerror(rc));
-            }
-            return p->err;
-        }
-        c->opened = 1;
-    }
-    return 0;
-}
-
-int sl_pipeline_start(sl_pipeline *p)
-{
-    if (!p) return SL_EINVAL;
-    if (p->err) return p->err;
-    if (p->started) return sl_pipeline_error(p, SL_ESTATE, "the pipeline was started already");
-    int rc = sl_plan_build(p);
-    if (rc) return rc;
-    if ((rc = open_instances(p)) != 0) {
-        close_instances(p);
-        return rc;
-    }
     sl_sched *s = calloc(1, sizeof(*s));
-    if (!s) goto oom;
+    if (!s) return SL_ENOMEM;
     s->p = p;
-    s->n = p->threads;
+    s->n = threads;
     pthread_mutex_init(&s->park_lock, NULL);
     pthread_cond_init(&s->park_cond, NULL);
     pthread_mutex_init(&s->inj_lock, NULL);
     s->inj_cap = (size_t)p->n_tasks + 1;
     s->inj = calloc(s->inj_cap, sizeof(*s->inj));
     s->w = calloc((size_t)s->n, sizeof(*s->w));
-    if (!s->inj || !s->w) goto oom_s;
+    if (!s->inj || !s->w) goto fail;
     for (int i = 0; i < s->n; i++) {
         s->w[i].s = s;
         s->w[i].id = i;
         s->w[i].rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
-        if (sl_deque_new(&s->w[i].dq, (size_t)p->n_tasks + 1)) goto oom_s;
+        if (sli_deque_new(&s->w[i].dq, (size_t)p->n_tasks + 1)) goto fail;
     }
-    p->sched = s;
-    p->started = 1;
-    p->t_start = sl_now_s();
-    /* Every task starts queued once: sources begin polling, the others look
-     * at their (empty) inputs and go idle. */
+    *out = s;
+    return 0;
+fail:
+    sli_sched_free(s);
+    return SL_ENOMEM;
+}
+
+void sli_sched_queue_all(sl_sched *s)
+{
+    sl_pipeline *p = s->p;
     for (int i = 0; i < p->n_tasks; i++) {
         atomic_store(&p->tasks[i]->state, SL_TASK_QUEUED);
         inject(s, p->tasks[i]);
     }
-    int n_started = 0;
-    for (; n_started < s->n; n_started++)
-        if (pthread_create(&s->w[n_started].th, NULL, worker_main, &s->w[n_started]) != 0) break;
-    if (n_started < s->n || pthread_create(&p->coord, NULL, coord_main, p) != 0) {
-        sched_stop(s, n_started);
-        close_instances(p);
-        p->joined = 1;
-        return sl_pipeline_error(p, SL_ENOMEM, "cannot start threads");
-    }
-    return 0;
-oom_s:
-    sched_free(s);
-oom:
-    close_instances(p);
-    return sl_pipeline_error(p, SL_ENOMEM, "out of memory while starting");
 }
 
-int sl_pipeline_wait(sl_pipeline *p, int timeout_ms)
+int sli_sched_start(sl_sched *s)
 {
-    if (!p) return SL_EINVAL;
-    if (!p->started) return p->err ? p->err : SL_ESTATE;
-    if (!p->joined) {
-        pthread_mutex_lock(&p->lock);
-        if (timeout_ms < 0) {
-            while (!p->done) pthread_cond_wait(&p->cond, &p->lock);
-        } else {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            long ns = ts.tv_nsec + (long)timeout_ms * 1000000L;
-            ts.tv_sec += ns / 1000000000L;
-            ts.tv_nsec = ns % 1000000000L;
-            while (!p->done)
-                if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) != 0) break;
-        }
-        int done = p->done;
-        pthread_mutex_unlock(&p->lock);
-        if (!done) return SL_EAGAIN;
-        pthread_join(p->coord, NULL);
-        sched_free(p->sched);
-        p->sched = NULL;
-        p->joined = 1;
-    }
-    return p->err;
-}
-
-void sl_pipeline_inject_barrier(sl_pipeline *p, uint64_t id)
-{
-    for (int i = 0; i < p->n_tasks; i++) {
-        sl_task *t = p->tasks[i];
-        if (t->root->node->kind != SL_NODE_SOURCE) continue;
-        /* Raise the requested id (never lower it); the source sends every id
-         * up to it, in order. */
-        uint64_t cur = atomic_load(&t->inject_barrier);
-        while (cur < id && !atomic_compare_exchange_weak(&t->inject_barrier, &cur, id)) {}
-        sl_task_wake(t);
-    }
+    for (; s->n_started < s->n; s->n_started++)
+        if (pthread_create(&s->w[s->n_started].th, NULL, worker_main, &s->w[s->n_started]) != 0)
+            break;
+    if (s->n_started == s->n) return 0;
+    sli_sched_stop(s);
+    return SL_ENOMEM;
 }

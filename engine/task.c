@@ -1,7 +1,7 @@
 /*
  * engine/task.c - what a task does when a worker activates it.
  *
- * An activation (sl_task_activate) first tries to move output that waits for
+ * An activation (sli_task_activate) first tries to move output that waits for
  * credit into its channels; while any still waits, the task takes no input
  * (that is the backpressure). Then it runs up to SL_QUANTUM steps: a source
  * task polls its source, any other task takes one message from one of its
@@ -24,32 +24,84 @@
  * At the end of an activation partly filled output batches are flushed, so a
  * slow stream is not held back waiting for a full batch.
  *
+ * Channels do not call the scheduler: a send or a drain that put messages in
+ * the ring says so, and this file wakes the consumer right after (and the
+ * consumer, taking a message, wakes a producer that waits for credit).
+ *
+ * The callback contract (sluice/operator.h): open, process, watermark,
+ * timer, end and proc_timer return 0 or a negative SL_E code. Anything else
+ * stops the job with "operator 'X' (kind): process() returned 3, expected 0
+ * or a negative SL_E code"; the check is the same one branch as before, on
+ * a return value that is almost always 0.
+ *
+ * Records delivered on a port are counted per batch into the counter the
+ * plan gave the port (records in, late, dead letters): one add per batch.
+ *
  * Runs on a worker thread; the scheduler guarantees one activation of a task
  * at a time, so nothing here takes a lock.
  */
+#include "engine/task.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "engine/internal.h"
+#include "engine/job.h"
+#include "engine/pool.h"
+#include "engine/sched.h"
+#include "engine/timer.h"
 
 #define SL_QUANTUM 16
+
+/* Batches for the current thread: its worker's cache, else the depot. */
+static inline sl_batch *sl_batch_get(sl_pipeline *p, uint32_t width)
+{
+    return sli_pool_get(&p->pool, sli_sched_cache(), width);
+}
+static inline void sl_batch_put(sl_pipeline *p, sl_batch *b)
+{
+    sli_pool_put(&p->pool, sli_sched_cache(), b);
+}
 
 static void task_error(sl_task *t, struct sl_ctx *c, int rc)
 {
     sl_pipeline *p = t->p;
     if (!atomic_load(&p->failed)) {
         const char *kind = c->node->op ? c->node->op->kind : c->node->src->kind;
-        sl_pipeline_fail(p, rc, "operator '%s' (%s): %s", c->node->name, kind ? kind : "?",
-                         sl_strerror(rc));
+        sli_pipeline_fail(p, rc, "operator '%s' (%s): %s", c->node->name, kind ? kind : "?",
+                          sl_strerror(rc));
     }
     atomic_store(&p->failed, 1);
+}
+
+/* Callback `fn` of instance c returned rc != 0: a negative code is its
+ * failure, a positive value breaks the contract. Returns the code the
+ * caller passes on. */
+static int callback_failed(struct sl_ctx *c, const char *fn, int rc)
+{
+    if (rc < 0) {
+        task_error(c->task, c, rc);
+        return rc;
+    }
+    sl_pipeline *p = c->p;
+    if (!atomic_load(&p->failed)) {
+        const char *kind = c->node->op ? c->node->op->kind : c->node->src->kind;
+        sli_pipeline_fail(p, SL_EOPERATOR,
+                          "operator '%s' (%s): %s() returned %d, expected 0 or a negative SL_E "
+                          "code",
+                          c->node->name, kind ? kind : "?", fn, rc);
+    }
+    atomic_store(&p->failed, 1);
+    return SL_EOPERATOR;
 }
 
 /* --- output ----------------------------------------------------------------- */
 
 static int edge_send(struct sl_ctx *c, sl_channel *ch, sl_msg *m)
 {
-    int rc = sl_channel_send(ch, m, &c->task->blocked);
+    int rc = sli_channel_send(ch, m, &c->task->blocked);
+    if (rc > 0) {
+        sli_task_wake(ch->consumer); /* after the publish: see sched.h */
+        return 0;
+    }
     if (rc && m->batch) sl_batch_put(c->p, m->batch);
     return rc;
 }
@@ -82,7 +134,7 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
     case SL_PART_REBALANCE: return edge_send_batch(c, e->ch[e->rr++ % (uint32_t)e->n_ch], b);
     case SL_PART_BROADCAST:
         for (int k = 0; k < e->n_ch - 1; k++) {
-            sl_batch *copy = sl_batch_clone(&p->pool, sl_sched_cache(), b);
+            sl_batch *copy = sli_batch_clone(&p->pool, sli_sched_cache(), b);
             if (!copy) {
                 sl_batch_put(p, b);
                 return SL_ENOMEM;
@@ -116,7 +168,7 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
             o->hash[k] = b->hash[i];
             memcpy(o->data + (size_t)k * w, b->data + (size_t)i * w, w);
         } else {
-            rc = sl_batch_append_from(o, b, i);
+            rc = sli_batch_append_from(o, b, i);
         }
         if (!rc && o->count == SL_BATCH_CAPACITY) {
             e->build[d] = NULL;
@@ -136,15 +188,14 @@ static int inst_control_out(struct sl_ctx *c, uint32_t kind, int64_t value,
 static int deliver(struct sl_ctx *c, sl_port *o, sl_batch *b)
 {
     sl_pipeline *p = c->p;
-    if (c->node->kind == SL_NODE_SOURCE && o == &c->out[0])
-        atomic_fetch_add_explicit(&p->records_in, b->count, memory_order_relaxed);
+    if (o->count) atomic_fetch_add_explicit(o->count, b->count, memory_order_relaxed);
     if (o->n_targets == 0) {
         sl_batch_put(p, b);
         return 0;
     }
     for (int k = 0; k < o->n_targets; k++) {
         int last = k == o->n_targets - 1;
-        sl_batch *bb = last ? b : sl_batch_clone(&p->pool, sl_sched_cache(), b);
+        sl_batch *bb = last ? b : sli_batch_clone(&p->pool, sli_sched_cache(), b);
         if (!bb) {
             sl_batch_put(p, b);
             return SL_ENOMEM;
@@ -168,7 +219,7 @@ static int port_flush(struct sl_ctx *c, sl_port *o)
     return deliver(c, o, b);
 }
 
-int sl_ctx_flush_all(struct sl_ctx *c)
+int sli_ctx_flush_all(struct sl_ctx *c)
 {
     int rc = 0;
     for (int port = 0; port < c->node->n_ports && !rc; port++) {
@@ -183,7 +234,7 @@ int sl_ctx_flush_all(struct sl_ctx *c)
 static int task_flush(sl_task *t)
 {
     for (int i = 0; i < t->n_insts; i++) {
-        int rc = sl_ctx_flush_all(t->insts[i]);
+        int rc = sli_ctx_flush_all(t->insts[i]);
         if (rc) return rc;
     }
     return 0;
@@ -263,10 +314,7 @@ static int inst_process(struct sl_ctx *c, int input, sl_batch *b)
     int rc = c->node->op->process(c, c->self, b);
     if (!c->forwarded) sl_batch_put(c->p, b);
     c->forwarded = 0;
-    if (rc < 0) {
-        task_error(c->task, c, rc);
-        return rc;
-    }
+    if (rc) return callback_failed(c, "process", rc);
     return c->task->p->failed ? SL_ECANCELED : 0;
 }
 
@@ -298,7 +346,7 @@ int sl_ctx_idle(sl_ctx *c, int idle)
 static int inst_control_out(struct sl_ctx *c, uint32_t kind, int64_t value,
                             int (*chained)(struct sl_ctx *, int64_t))
 {
-    int rc = sl_ctx_flush_all(c);
+    int rc = sli_ctx_flush_all(c);
     for (int port = 0; port < c->node->n_ports && !rc; port++) {
         sl_port *o = &c->out[port];
         for (int k = 0; k < o->n_targets && !rc; k++) {
@@ -322,17 +370,18 @@ static int inst_watermark(struct sl_ctx *c, int64_t wm)
     c->wm = wm;
     const sl_operator *op = c->node->op;
     int rc = 0;
+    const char *fn = "timer";
     if (op && c->timers) {
         sl_timer tm;
-        while (!rc && sl_timers_pop(c->timers, wm, &tm)) {
+        while (!rc && sli_timers_pop(c->timers, wm, &tm)) {
             if (op->timer) rc = op->timer(c, c->self, &tm);
         }
     }
-    if (!rc && op && op->watermark) rc = op->watermark(c, c->self, wm);
-    if (rc < 0) {
-        task_error(c->task, c, rc);
-        return rc;
+    if (!rc && op && op->watermark) {
+        fn = "watermark";
+        rc = op->watermark(c, c->self, wm);
     }
+    if (rc) return callback_failed(c, fn, rc);
     if (c->is_sink) atomic_store_explicit(&c->sink_wm, wm, memory_order_relaxed);
     return inst_control_out(c, SL_MSG_WATERMARK, wm, inst_watermark);
 }
@@ -343,10 +392,7 @@ static int inst_end(struct sl_ctx *c, int64_t unused)
     int rc = inst_watermark(c, SL_TIME_MAX);
     if (rc) return rc;
     const sl_operator *op = c->node->op;
-    if (op && op->end && (rc = op->end(c, c->self)) < 0) {
-        task_error(c->task, c, rc);
-        return rc;
-    }
+    if (op && op->end && (rc = op->end(c, c->self)) != 0) return callback_failed(c, "end", rc);
     c->ended = 1;
     return inst_control_out(c, SL_MSG_END, 0, inst_end);
 }
@@ -357,7 +403,7 @@ static int task_barrier(sl_task *t, uint64_t id)
     sl_pipeline *p = t->p;
     for (int i = 0; i < t->n_insts; i++) {
         struct sl_ctx *c = t->insts[i];
-        int rc = sl_ctx_flush_all(c);
+        int rc = sli_ctx_flush_all(c);
         if (!rc && p->on_barrier) rc = p->on_barrier(p, c, id, p->on_barrier_ud);
         if (rc < 0) {
             task_error(t, c, rc);
@@ -469,10 +515,10 @@ static int take_input(sl_task *t)
         sl_channel *ch = t->in[i];
         if (ch->aligned || ch->ended) continue;
         sl_msg m;
-        if (!sl_channel_pop(ch, &m)) continue;
+        if (!sli_channel_pop(ch, &m)) continue;
         if (atomic_load_explicit(&ch->producer_waiting, memory_order_seq_cst)) {
             atomic_store_explicit(&ch->producer_waiting, 0, memory_order_relaxed);
-            sl_task_wake(ch->producer);
+            sli_task_wake(ch->producer);
         }
         t->in_next = (i + 1) % t->n_in;
         int rc = handle_msg(t, ch, &m);
@@ -535,30 +581,30 @@ static int fire_proc_timers(sl_task *t)
         struct sl_ctx *c = t->insts[i];
         if (!c->proc_timers) continue;
         sl_timer tm;
-        while (sl_timers_pop(c->proc_timers, now, &tm)) {
+        while (sli_timers_pop(c->proc_timers, now, &tm)) {
             int rc = c->node->op->proc_timer(c, c->self, &tm);
-            if (rc < 0) {
-                task_error(t, c, rc);
-                return rc;
-            }
+            if (rc) return callback_failed(c, "proc_timer", rc);
         }
-        int64_t n = sl_timers_next(c->proc_timers);
+        int64_t n = sli_timers_next(c->proc_timers);
         if (n < next) next = n;
     }
     t->proc_wake_at = next;
-    if (next != INT64_MAX) sl_task_wake_later(t, (double)(next - now));
+    if (next != INT64_MAX) sli_task_wake_later(t, (double)(next - now));
     return 0;
 }
 
 /* Returns 1 when the task should be activated again right away. */
-int sl_task_activate(sl_task *t)
+int sli_task_activate(sl_task *t)
 {
     sl_pipeline *p = t->p;
     if (t->finished || atomic_load_explicit(&p->failed, memory_order_relaxed)) return 0;
     if (t->blocked) {
         t->blocked = 0;
-        for (int i = 0; i < t->n_out; i++)
-            if (sl_channel_drain(t->out[i])) t->blocked = 1;
+        for (int i = 0; i < t->n_out; i++) {
+            int wake = 0;
+            if (sli_channel_drain(t->out[i], &wake)) t->blocked = 1;
+            if (wake) sli_task_wake(t->out[i]->consumer); /* after the publish */
+        }
         if (t->blocked) return 0;
     }
     int rc = 0, again = 0;
@@ -578,11 +624,11 @@ int sl_task_activate(sl_task *t)
     }
     if (t->waiting && !t->blocked) {
         t->waiting = 0;
-        sl_task_wake_later(t, 1.0);
+        sli_task_wake_later(t, 1.0);
     }
     if (t->ended && !t->blocked) {
         t->finished = 1;
-        sl_task_finished(t);
+        sli_task_finished(t);
         return 0;
     }
     /* A non-source task with input left keeps going (the quantum ran out). */

@@ -9,9 +9,11 @@
  * every record of it. A timer key is copied into one malloc'd block per
  * timer: timers are made per key and window, not per record.
  */
+#include "engine/timer.h"
 #include <stdlib.h>
 #include <string.h>
-#include "engine/internal.h"
+#include "sluice/error.h"
+#include "sluice/state.h"
 
 typedef struct tmr {
     int64_t ts;
@@ -31,7 +33,7 @@ struct sl_timers {
     uint8_t *popped_key; /* key of the last popped timer, freed on next pop */
 };
 
-sl_timers *sl_timers_new(void)
+sl_timers *sli_timers_new(void)
 {
     sl_timers *t = calloc(1, sizeof(*t));
     if (!t) return NULL;
@@ -43,7 +45,7 @@ sl_timers *sl_timers_new(void)
     return t;
 }
 
-void sl_timers_free(sl_timers *t)
+void sli_timers_free(sl_timers *t)
 {
     if (!t) return;
     for (size_t i = 0; i < t->n; i++) free(t->heap[i].key);
@@ -81,7 +83,7 @@ static uint64_t pair_hash(uint64_t hash, int64_t ts)
     return h * 0xBF58476D1CE4E5B9ull;
 }
 
-int sl_timers_add(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uint32_t klen)
+int sli_timers_add(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uint32_t klen)
 {
     const uint8_t *pk = pair_key(t, ts, key, klen);
     if (!pk) return SL_ENOMEM;
@@ -115,7 +117,7 @@ oom:
     return SL_ENOMEM;
 }
 
-int sl_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
+int sli_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
 {
     free(t->popped_key);
     t->popped_key = NULL;
@@ -143,12 +145,12 @@ int sl_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
     return 1;
 }
 
-size_t sl_timers_count(const sl_timers *t)
+size_t sli_timers_count(const sl_timers *t)
 {
     return t ? t->n : 0;
 }
 
-int64_t sl_timers_next(const sl_timers *t)
+int64_t sli_timers_next(const sl_timers *t)
 {
     return t && t->n ? t->heap[0].ts : INT64_MAX;
 }

@@ -16,6 +16,13 @@
  * Control messages (watermarks, barriers, end of stream) travel in-band with
  * the data; the engine turns them into the watermark, snapshot and end
  * callbacks below and forwards them itself.
+ *
+ * Return values: open, process, watermark, timer, end and proc_timer return
+ * 0 on success or a negative SL_E... code to fail the job (with
+ * sl_ctx_fail() for a message). Any positive value is a bug in the operator
+ * and fails the job too: "operator 'X' (kind): process() returned 3,
+ * expected 0 or a negative SL_E code". (A source's poll returns an
+ * sl_poll_result, >= 0, or a negative code.)
  */
 #ifndef SLUICE_OPERATOR_H
 #define SLUICE_OPERATOR_H

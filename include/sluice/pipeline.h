@@ -14,12 +14,21 @@
  * and return NULL, and sl_pipeline_run() then returns that first error with
  * its message in sl_pipeline_errmsg(). So a builder can check once, at the end.
  *
- * Ownership: the pipeline owns every stream handle. `conf` pointers given to
- * nodes are borrowed: they must stay valid until sl_pipeline_free().
+ * Ownership: the pipeline owns every stream handle. The `conf` given to
+ * sl_pipeline_source(), sl_stream_apply(), sl_stream_apply_n() and
+ * sl_stream_sink() is borrowed (the engine does not know its size): it must
+ * stay valid until sl_pipeline_free(); pass sl_pipeline_dup(p, &conf,
+ * sizeof conf) to hand over a copy instead. Builders that know their conf
+ * (sl_stream_key_by and the bundled operators and connectors) copy it when
+ * the node is made, so a conf on the caller's stack is fine there.
+ *
+ * The plan is made once, by sl_pipeline_explain() or at start; after that
+ * the graph is frozen and building calls fail with SL_ESTATE.
  */
 #ifndef SLUICE_PIPELINE_H
 #define SLUICE_PIPELINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "sluice/operator.h"
 
@@ -53,8 +62,20 @@ sl_stream *sl_stream_apply_n(sl_stream *const *in, int n_in, const char *name,
 int sl_stream_sink(sl_stream *in, const char *name, const sl_operator *sink, void *conf);
 
 /* Declare side output `port` (1..) of the node that made s, with records of
- * `width` bytes, and return it as a stream. */
+ * `width` bytes, and return it as a stream. A new port has role SL_PORT_DATA;
+ * a port declared before keeps its role. */
 sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width);
+
+/* What a port carries. The engine counts the records delivered on LATE and
+ * DEAD_LETTER ports (connected or not) into sl_pipeline_stats. */
+enum sl_port_role {
+    SL_PORT_DATA = 0,       /* results */
+    SL_PORT_LATE = 1,       /* records behind the watermark (window late output) */
+    SL_PORT_DEAD_LETTER = 2 /* records that could not be handled, with a reason */
+};
+/* sl_stream_side() with a role (enum sl_port_role). Declaring a port again
+ * with another role is an error. */
+sl_stream *sl_stream_side_as(sl_stream *s, int port, uint32_t width, int role);
 
 /* Key the stream: key_fn gives each record's key bytes; their hash travels
  * with the record and decides which instance of the next node gets it.
@@ -72,14 +93,22 @@ sl_stream *sl_stream_broadcast(sl_stream *s); /* every instance gets every recor
 sl_pipeline *sl_stream_pipeline(const sl_stream *s);
 uint32_t sl_stream_width(const sl_stream *s);
 int sl_stream_keyed(const sl_stream *s);
-/* The conf given to the node that made s (NULL for key_by and unknown). */
+/* The conf given to the node that made s. */
 void *sl_stream_conf(const sl_stream *s);
+/* The same, but only if that node runs operator table `op` (else NULL): how
+ * a builder finds the conf of a node it made, e.g. the window's, given its
+ * output stream, without trusting an arbitrary conf pointer. */
+void *sl_stream_op_conf(const sl_stream *s, const sl_operator *op);
 /* Declare that `out` carries the records of `in` unchanged (a filter), so it
  * keeps in's key. Returns out. */
 sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in);
 /* The pipeline takes `ptr` over and free()s it when it is freed (confs that
  * builders allocate). Returns 0, or SL_ENOMEM having freed ptr. */
 int sl_pipeline_own(sl_pipeline *p, void *ptr);
+/* A copy of `size` bytes at ptr, owned by the pipeline (freed with it): for
+ * confs that must outlive the caller's variables. NULL after an error, which
+ * the pipeline records. */
+void *sl_pipeline_dup(sl_pipeline *p, const void *ptr, size_t size);
 /* Record a building error (first one wins); returns code. For helpers that
  * build nodes and validate their arguments. */
 int sl_pipeline_error(sl_pipeline *p, int code, const char *fmt, ...)
@@ -94,9 +123,11 @@ int sl_pipeline_wait(sl_pipeline *p, int timeout_ms);
 void sl_pipeline_cancel(sl_pipeline *p);
 
 typedef struct sl_pipeline_stats {
-    uint64_t records_in;  /* emitted by sources */
-    uint64_t records_out; /* received by sinks */
-    int64_t watermark;    /* lowest input watermark over the sinks */
+    uint64_t records_in;   /* emitted by sources on their data port */
+    uint64_t records_out;  /* received by sinks */
+    uint64_t late;         /* emitted on SL_PORT_LATE ports */
+    uint64_t dead_letters; /* emitted on SL_PORT_DEAD_LETTER ports */
+    int64_t watermark;     /* lowest input watermark over the sinks */
     double elapsed_s;
 } sl_pipeline_stats;
 void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out);
@@ -104,7 +135,8 @@ void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out);
 /* The message of the last error ("" when none). */
 const char *sl_pipeline_errmsg(const sl_pipeline *p);
 
-/* Description of the physical plan (tasks, chains, edges), for --explain. */
+/* Description of the physical plan (tasks, chains, edges), for --explain.
+ * Builds the plan, which start then uses: the graph is frozen after it. */
 int sl_pipeline_explain(sl_pipeline *p, sl_buf *out);
 
 /* Versions: sluice's, and the allocator actually in use ("jemalloc 5.3.0-..."

@@ -39,70 +39,70 @@ static void test_capacity_rounding(void **state)
     (void)state;
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         sl_deque *d = NULL;
-        assert_int_equal(sl_deque_new(&d, cases[c].requested), 0);
+        assert_int_equal(sli_deque_new(&d, cases[c].requested), 0);
         assert_non_null(d);
         for (size_t i = 0; i < cases[c].effective; i++)
-            assert_int_equal(sl_deque_push(d, ptr_of(i)), 0);
-        assert_int_equal(sl_deque_push(d, ptr_of(999999)), SL_EFULL);
-        assert_int_equal(sl_deque_size_approx(d), cases[c].effective);
+            assert_int_equal(sli_deque_push(d, ptr_of(i)), 0);
+        assert_int_equal(sli_deque_push(d, ptr_of(999999)), SL_EFULL);
+        assert_int_equal(sli_deque_size_approx(d), cases[c].effective);
         /* A refused push added nothing: the items come back intact. */
-        for (size_t i = cases[c].effective; i-- > 0;) assert_ptr_equal(sl_deque_pop(d), ptr_of(i));
-        assert_null(sl_deque_pop(d));
-        sl_deque_free(d);
+        for (size_t i = cases[c].effective; i-- > 0;) assert_ptr_equal(sli_deque_pop(d), ptr_of(i));
+        assert_null(sli_deque_pop(d));
+        sli_deque_free(d);
     }
-    sl_deque_free(NULL);
+    sli_deque_free(NULL);
 }
 
 static void test_lifo_fifo(void **state)
 {
     sl_deque *d = NULL;
     (void)state;
-    assert_int_equal(sl_deque_new(&d, 64), 0);
+    assert_int_equal(sli_deque_new(&d, 64), 0);
     for (int round = 0; round < 3; round++) {
-        for (uintptr_t i = 0; i < 64; i++) assert_int_equal(sl_deque_push(d, ptr_of(i)), 0);
-        for (uintptr_t i = 64; i-- > 0;) assert_ptr_equal(sl_deque_pop(d), ptr_of(i)); /* LIFO */
-        assert_null(sl_deque_pop(d));
-        for (uintptr_t i = 0; i < 64; i++) assert_int_equal(sl_deque_push(d, ptr_of(i)), 0);
+        for (uintptr_t i = 0; i < 64; i++) assert_int_equal(sli_deque_push(d, ptr_of(i)), 0);
+        for (uintptr_t i = 64; i-- > 0;) assert_ptr_equal(sli_deque_pop(d), ptr_of(i)); /* LIFO */
+        assert_null(sli_deque_pop(d));
+        for (uintptr_t i = 0; i < 64; i++) assert_int_equal(sli_deque_push(d, ptr_of(i)), 0);
         for (uintptr_t i = 0; i < 64; i++)
-            assert_ptr_equal(sl_deque_steal(d), ptr_of(i)); /* FIFO */
-        assert_null(sl_deque_steal(d));
-        assert_int_equal(sl_deque_size_approx(d), 0);
+            assert_ptr_equal(sli_deque_steal(d), ptr_of(i)); /* FIFO */
+        assert_null(sli_deque_steal(d));
+        assert_int_equal(sli_deque_size_approx(d), 0);
     }
-    sl_deque_free(d);
+    sli_deque_free(d);
 }
 
 static void test_empty_edges(void **state)
 {
     sl_deque *d = NULL;
     (void)state;
-    assert_int_equal(sl_deque_new(&d, 4), 0);
+    assert_int_equal(sli_deque_new(&d, 4), 0);
     /* Repeated pops and steals on an empty deque leave it usable (pop moves
      * bottom to -1 transiently: signed indices). */
     for (int i = 0; i < 10; i++) {
-        assert_null(sl_deque_pop(d));
-        assert_null(sl_deque_steal(d));
-        assert_int_equal(sl_deque_size_approx(d), 0);
+        assert_null(sli_deque_pop(d));
+        assert_null(sli_deque_steal(d));
+        assert_int_equal(sli_deque_size_approx(d), 0);
     }
-    assert_int_equal(sl_deque_push(d, ptr_of(1)), 0);
-    assert_int_equal(sl_deque_size_approx(d), 1);
-    assert_ptr_equal(sl_deque_pop(d), ptr_of(1));
-    assert_null(sl_deque_pop(d));
-    assert_int_equal(sl_deque_push(d, ptr_of(2)), 0);
-    assert_ptr_equal(sl_deque_steal(d), ptr_of(2));
-    assert_null(sl_deque_steal(d));
-    assert_null(sl_deque_pop(d));
+    assert_int_equal(sli_deque_push(d, ptr_of(1)), 0);
+    assert_int_equal(sli_deque_size_approx(d), 1);
+    assert_ptr_equal(sli_deque_pop(d), ptr_of(1));
+    assert_null(sli_deque_pop(d));
+    assert_int_equal(sli_deque_push(d, ptr_of(2)), 0);
+    assert_ptr_equal(sli_deque_steal(d), ptr_of(2));
+    assert_null(sli_deque_steal(d));
+    assert_null(sli_deque_pop(d));
     /* Full, then one steal frees exactly one place (wrapping around). */
-    for (uintptr_t i = 0; i < 4; i++) assert_int_equal(sl_deque_push(d, ptr_of(10 + i)), 0);
-    assert_int_equal(sl_deque_push(d, ptr_of(99)), SL_EFULL);
-    assert_ptr_equal(sl_deque_steal(d), ptr_of(10));
-    assert_int_equal(sl_deque_push(d, ptr_of(14)), 0);
-    assert_int_equal(sl_deque_push(d, ptr_of(99)), SL_EFULL);
-    assert_ptr_equal(sl_deque_pop(d), ptr_of(14));
-    assert_ptr_equal(sl_deque_steal(d), ptr_of(11));
-    assert_ptr_equal(sl_deque_pop(d), ptr_of(13));
-    assert_ptr_equal(sl_deque_pop(d), ptr_of(12));
-    assert_null(sl_deque_pop(d));
-    sl_deque_free(d);
+    for (uintptr_t i = 0; i < 4; i++) assert_int_equal(sli_deque_push(d, ptr_of(10 + i)), 0);
+    assert_int_equal(sli_deque_push(d, ptr_of(99)), SL_EFULL);
+    assert_ptr_equal(sli_deque_steal(d), ptr_of(10));
+    assert_int_equal(sli_deque_push(d, ptr_of(14)), 0);
+    assert_int_equal(sli_deque_push(d, ptr_of(99)), SL_EFULL);
+    assert_ptr_equal(sli_deque_pop(d), ptr_of(14));
+    assert_ptr_equal(sli_deque_steal(d), ptr_of(11));
+    assert_ptr_equal(sli_deque_pop(d), ptr_of(13));
+    assert_ptr_equal(sli_deque_pop(d), ptr_of(12));
+    assert_null(sli_deque_pop(d));
+    sli_deque_free(d);
 }
 
 static uint64_t rng_next(uint64_t *s)
@@ -128,11 +128,11 @@ static void test_random_model(void **state)
             uint64_t rs = seed * 7919 + cap;
             sl_deque *d = NULL;
             assert_non_null(model);
-            assert_int_equal(sl_deque_new(&d, cap), 0);
+            assert_int_equal(sli_deque_new(&d, cap), 0);
             for (int op = 0; op < 20000; op++) {
                 uint64_t r = rng_next(&rs) % 5;
                 if (r < 2) {
-                    int rc = sl_deque_push(d, ptr_of(next));
+                    int rc = sli_deque_push(d, ptr_of(next));
                     if (n == cap) {
                         assert_int_equal(rc, SL_EFULL);
                     } else {
@@ -142,7 +142,7 @@ static void test_random_model(void **state)
                     }
                     next++;
                 } else if (r < 4) {
-                    void *p = sl_deque_pop(d);
+                    void *p = sli_deque_pop(d);
                     if (n == 0) {
                         assert_null(p);
                     } else {
@@ -150,7 +150,7 @@ static void test_random_model(void **state)
                         assert_ptr_equal(p, ptr_of(model[(lo + n) % cap]));
                     }
                 } else {
-                    void *p = sl_deque_steal(d);
+                    void *p = sli_deque_steal(d);
                     if (n == 0) {
                         assert_null(p);
                     } else {
@@ -159,9 +159,9 @@ static void test_random_model(void **state)
                         n--;
                     }
                 }
-                assert_int_equal(sl_deque_size_approx(d), n);
+                assert_int_equal(sli_deque_size_approx(d), n);
             }
-            sl_deque_free(d);
+            sli_deque_free(d);
             free(model);
         }
     }
@@ -216,7 +216,7 @@ static void *thief_main(void *arg)
     int bad = 0;
     unsigned misses = 0;
     while (!atomic_load_explicit(&r->done, memory_order_acquire)) {
-        void *p = sl_deque_steal(r->d);
+        void *p = sli_deque_steal(r->d);
         if (p) {
             consume(r, ta->id, p, &bad);
             misses = 0;
@@ -246,7 +246,7 @@ static void run_concurrent(int n_thieves, size_t capacity, size_t n_items, unsig
         assert_non_null(r->counts[t]);
     }
     atomic_init(&r->done, 0);
-    assert_int_equal(sl_deque_new(&r->d, capacity), 0);
+    assert_int_equal(sli_deque_new(&r->d, capacity), 0);
 
     for (int t = 0; t < n_thieves; t++) {
         ta[t].r = r;
@@ -256,8 +256,8 @@ static void run_concurrent(int n_thieves, size_t capacity, size_t n_items, unsig
 
     for (size_t i = 0; i < n_items; i++) {
         r->items[i].tag = tag_of(i);
-        while (sl_deque_push(r->d, &r->items[i]) == SL_EFULL) {
-            void *p = sl_deque_pop(r->d);
+        while (sli_deque_push(r->d, &r->items[i]) == SL_EFULL) {
+            void *p = sli_deque_pop(r->d);
             if (p) consume(r, 0, p, &bad_owner);
         }
         /* Pop now and then (sometimes in bursts) to race the thieves for
@@ -265,15 +265,15 @@ static void run_concurrent(int n_thieves, size_t capacity, size_t n_items, unsig
         if (rng_next(&rs) % pop_every == 0) {
             unsigned burst = 1 + (unsigned)(rng_next(&rs) % 4);
             for (unsigned k = 0; k < burst; k++) {
-                void *p = sl_deque_pop(r->d);
+                void *p = sli_deque_pop(r->d);
                 if (!p) break;
                 consume(r, 0, p, &bad_owner);
             }
         }
     }
     /* Drain: pop returns NULL only when nothing is left to take. */
-    for (void *p; (p = sl_deque_pop(r->d)) != NULL;) consume(r, 0, p, &bad_owner);
-    assert_int_equal(sl_deque_size_approx(r->d), 0);
+    for (void *p; (p = sli_deque_pop(r->d)) != NULL;) consume(r, 0, p, &bad_owner);
+    assert_int_equal(sli_deque_size_approx(r->d), 0);
     atomic_store_explicit(&r->done, 1, memory_order_release);
     for (int t = 0; t < n_thieves; t++) assert_int_equal(pthread_join(th[t], NULL), 0);
 
@@ -294,7 +294,7 @@ static void run_concurrent(int n_thieves, size_t capacity, size_t n_items, unsig
     assert_int_equal(dup, 0);
     assert_int_equal(total, n_items);
 
-    sl_deque_free(r->d);
+    sli_deque_free(r->d);
     for (int t = 0; t <= n_thieves; t++) free(r->counts[t]);
     free(r->items);
     free(r);

@@ -5,10 +5,10 @@
  * What it proves, for several shapes (rebalance fan-in, hash fan-out and
  * fan-in, an operator that expands each batch into several, credits 1, 2
  * and 3 - 3 is not a power of two, so the ring is larger than the credit):
- *  - channel occupancy (sl_channel_size on every p->channels[i]) never
+ *  - channel occupancy (sli_test_channel_size on every channel) never
  *    exceeds the channel's credits, sampled from inside the slow sink and
  *    concurrently from the test thread while the job runs;
- *  - the number of batches ever allocated (p->pool.n_alloc) stays under a
+ *  - the number of batches ever allocated (sli_test_batches_allocated) stays under a
  *    bound computed from the plan alone (channels x credits, per-instance
  *    output and hash-build batches, per-worker pool caches), the same bound
  *    for N and for 4N events: memory does not grow with the input;
@@ -28,7 +28,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "engine/internal.h"
+#include "engine/test_hooks.h"
+#include "sluice/sluice.h"
 
 #define WAIT_MS 300000 /* generous: only a hang exceeds it */
 #ifndef BP_EVENTS
@@ -72,16 +73,15 @@ typedef struct probe {
 static void sample(probe *pr)
 {
     sl_pipeline *p = pr->p;
-    for (int i = 0; i < p->n_channels; i++) {
-        sl_channel *ch = p->channels[i];
-        size_t sz = sl_channel_size(ch);
-        if (sz > ch->credits && atomic_fetch_add(&pr->over, 1) == 0)
+    for (int i = 0, n = sli_test_n_channels(p); i < n; i++) {
+        size_t sz = sli_test_channel_size(p, i), credits = sli_test_channel_credits(p, i);
+        if (sz > credits && atomic_fetch_add(&pr->over, 1) == 0)
             snprintf(pr->what, sizeof(pr->what), "channel %d holds %zu messages, credits %zu", i,
-                     sz, ch->credits);
+                     sz, credits);
         long cur = atomic_load(&pr->max_occ);
         while ((long)sz > cur && !atomic_compare_exchange_weak(&pr->max_occ, &cur, (long)sz)) {}
     }
-    size_t a = atomic_load(&p->pool.n_alloc), m = atomic_load(&pr->max_alloc);
+    size_t a = sli_test_batches_allocated(p), m = atomic_load(&pr->max_alloc);
     while (a > m && !atomic_compare_exchange_weak(&pr->max_alloc, &m, a)) {}
     atomic_fetch_add(&pr->samples, 1);
 }
@@ -132,12 +132,13 @@ static const shape shapes[] = {
  * one batch being filled per port and one hash-build batch per channel, one
  * in the hands of each worker, and the pool caches (< 2 chunks each) plus
  * one chunk in transit to the depot. Independent of the number of events. */
-static size_t bound_for(sl_pipeline *p)
+static size_t bound_for(sl_pipeline *p, int threads)
 {
     size_t b = 0;
-    for (int i = 0; i < p->n_channels; i++) b += p->channels[i]->credits + 4;
-    b += (size_t)p->n_ctx * (SL_MAX_PORTS + (size_t)p->n_channels);
-    b += (size_t)(p->threads + 1) * (3 * SL_POOL_CHUNK + 2);
+    int n_ch = sli_test_n_channels(p);
+    for (int i = 0; i < n_ch; i++) b += sli_test_channel_credits(p, i) + 4;
+    b += (size_t)sli_test_n_instances(p) * ((size_t)sli_test_max_ports() + (size_t)n_ch);
+    b += (size_t)(threads + 1) * (3 * (size_t)sli_test_pool_chunk() + 2);
     return b;
 }
 
@@ -180,10 +181,10 @@ static void run_shape(const shape *sh, uint64_t n, size_t *alloc_out, size_t *bo
     long long want_sum = (long long)(n * (n - 1) / 2) * (sh->expand ? 3 : 1);
     assert_int_equal(atomic_load(&pr->n), want_n);
     assert_int_equal(atomic_load(&pr->sum), want_sum);
-    size_t alloc = atomic_load(&p->pool.n_alloc);
+    size_t alloc = sli_test_batches_allocated(p);
     if (alloc < atomic_load(&pr->max_alloc)) alloc = atomic_load(&pr->max_alloc);
     *alloc_out = alloc;
-    *bound_out = bound_for(p);
+    *bound_out = bound_for(p, sh->threads);
     print_message("  %-20s %7llu events: %4zu batches allocated (bound %zu), max occupancy "
                   "%ld/%d, %ld samples\n",
                   sh->name, (unsigned long long)n, alloc, *bound_out, atomic_load(&pr->max_occ),

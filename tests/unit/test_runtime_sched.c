@@ -19,7 +19,7 @@
  *    never going backwards (also when an idle input comes back with a lower
  *    watermark);
  *  - barrier alignment: barriers injected from the test thread while the job
- *    runs (sl_pipeline_inject_barrier, p->on_barrier hook) are snapshotted by
+ *    runs (sli_test_inject_barrier, sli_test_on_barrier hook) are snapshotted by
  *    every instance exactly once, in order, and a two-input operator never
  *    processes, before its snapshot of barrier n, a record that a producer
  *    sent after barrier n (records carry their producer's epoch), nor after
@@ -39,7 +39,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "engine/internal.h"
+#include "engine/test_hooks.h"
+#include "sluice/sluice.h"
 
 #define WAIT_MS 300000 /* generous: only a hang exceeds it */
 
@@ -645,12 +646,12 @@ static sl_bytes key_seq(const void *rec, uint32_t len, void *ud)
 }
 
 /* Runs inside the activation of c's task: may touch c->self. */
-static int on_barrier(sl_pipeline *p, struct sl_ctx *c, uint64_t id, void *ud)
+static int on_barrier(sl_pipeline *p, sl_ctx *c, uint64_t id, void *ud)
 {
     bar_shared *sh = ud;
     int idx = -1;
-    for (int i = 0; i < p->n_ctx; i++)
-        if (p->ctxs[i] == c) idx = i;
+    for (int i = 0, n = sli_test_n_instances(p); i < n; i++)
+        if (sli_test_instance(p, i) == c) idx = i;
     if (idx < 0 || idx >= MAX_CTX || id < 1 || id > N_BARRIERS) {
         bviolation(sh, "barrier %llu on unknown instance", (unsigned long long)id);
         return 0;
@@ -658,11 +659,12 @@ static int on_barrier(sl_pipeline *p, struct sl_ctx *c, uint64_t id, void *ud)
     /* In order: every earlier barrier was snapshotted by this instance. */
     for (uint64_t k = 1; k < id; k++)
         if (atomic_load(&sh->snaps[idx][k]) != 1)
-            bviolation(sh, "%s[%d]: barrier %llu before barrier %llu", c->node->name, c->instance,
-                       (unsigned long long)id, (unsigned long long)k);
+            bviolation(sh, "%s[%d]: barrier %llu before barrier %llu", sl_ctx_name(c),
+                       sl_ctx_instance(c), (unsigned long long)id, (unsigned long long)k);
     atomic_fetch_add(&sh->snaps[idx][id], 1);
-    if (c->node->kind == SL_NODE_SOURCE) ((bsrc *)c->self)->epoch = (int64_t)id;
-    if (c->node->op == &align_op) ((align_self *)c->self)->epoch = (int64_t)id;
+    if (sli_test_ctx_is_source(c)) ((bsrc *)sli_test_ctx_self(c))->epoch = (int64_t)id;
+    if (sli_test_ctx_operator(c) == &align_op)
+        ((align_self *)sli_test_ctx_self(c))->epoch = (int64_t)id;
     atomic_fetch_add(&sh->snapped[id], 1);
     return 0;
 }
@@ -690,11 +692,10 @@ static void test_barrier_alignment(void **state)
         sl_stream *ins[2] = {a, b};
         sl_stream *j = sl_stream_apply_n(ins, 2, "align", &align_op, sh, sizeof(brec));
         assert_int_equal(sl_stream_sink(j, "out", &null_sink, &cnt), 0);
-        p->on_barrier = on_barrier;
-        p->on_barrier_ud = sh;
+        sli_test_on_barrier(p, on_barrier, sh);
         sh->p = p;
         assert_int_equal(sl_pipeline_start(p), 0);
-        int n_ctx = p->n_ctx;
+        int n_ctx = sli_test_n_instances(p);
         assert_true(n_ctx <= MAX_CTX);
         for (uint64_t id = 1; id <= N_BARRIERS; id++) {
             /* Let some records flow between barriers (a condition, not a time). */
@@ -707,7 +708,7 @@ static void test_barrier_alignment(void **state)
             /* Every third round injects two barriers back to back, so a
              * source may see the second request before sending the first. */
             uint64_t hi = (id % 3 == 1 && id + 1 <= N_BARRIERS) ? id + 1 : id;
-            for (uint64_t k = id; k <= hi; k++) sl_pipeline_inject_barrier(p, k);
+            for (uint64_t k = id; k <= hi; k++) sli_test_inject_barrier(p, k);
             for (uint64_t k = id; k <= hi; k++) {
                 for (long spin = 0; atomic_load(&sh->snapped[k]) < n_ctx; spin++) {
                     if (spin > 2000000)
@@ -728,8 +729,10 @@ static void test_barrier_alignment(void **state)
         for (int i = 0; i < n_ctx; i++)
             for (int id = 1; id <= N_BARRIERS; id++)
                 if (atomic_load(&sh->snaps[i][id]) != 1)
-                    fail_msg("%s[%d] snapshotted barrier %d %d times", p->ctxs[i]->node->name,
-                             p->ctxs[i]->instance, id, atomic_load(&sh->snaps[i][id]));
+                    fail_msg("%s[%d] snapshotted barrier %d %d times",
+                             sl_ctx_name(sli_test_instance(p, i)),
+                             sl_ctx_instance(sli_test_instance(p, i)), id,
+                             atomic_load(&sh->snaps[i][id]));
         assert_int_equal(atomic_load(&sh->processed), atomic_load(&sh->emitted));
         sl_pipeline_free(p);
         free(sh);

@@ -5,7 +5,7 @@
  * What it proves:
  *  - engine-owned keyed state: a keyed aggregate (count, sum, max, avg;
  *    short and long keys) runs over the first half of the input; after the
- *    run the state of every instance (p->ctxs[i]->states) is snapshotted
+ *    run the state of every instance (sli_test_ctx_state_at) is snapshotted
  *    with sl_state_snapshot; a fresh pipeline restores it into its aggregate
  *    instances before any record (from the `open` of an operator chained
  *    behind the aggregate, given the snapshots in its conf) and runs the
@@ -29,7 +29,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "engine/internal.h"
+#include "engine/test_hooks.h"
+#include "sluice/sluice.h"
 
 #define WAIT_MS 300000 /* generous: only a hang exceeds it */
 #define NREC    30000
@@ -100,16 +101,20 @@ static void saved_free(saved *s)
 static void snapshot_node(sl_pipeline *p, const char *name, saved *out)
 {
     memset(out, 0, sizeof(*out));
-    for (int i = 0; i < p->n_ctx; i++) {
-        struct sl_ctx *c = p->ctxs[i];
-        if (strcmp(c->node->name, name) != 0) continue;
-        assert_true(c->instance < MAX_PAR && c->n_states <= MAX_ST);
-        out->par = c->node->parallelism;
-        out->n_states = c->n_states;
-        for (int k = 0; k < c->n_states; k++) {
-            snprintf(out->name[k], sizeof(out->name[k]), "%s", c->states[k].name);
-            out->vsize[k] = sl_state_value_size(c->states[k].st);
-            assert_int_equal(sl_state_snapshot(c->states[k].st, &out->buf[c->instance][k]), 0);
+    for (int i = 0, n = sli_test_n_instances(p); i < n; i++) {
+        sl_ctx *c = sli_test_instance(p, i);
+        if (strcmp(sl_ctx_name(c), name) != 0) continue;
+        int inst = sl_ctx_instance(c), n_states = sli_test_ctx_n_states(c);
+        assert_true(inst < MAX_PAR && n_states <= MAX_ST);
+        out->par = sl_ctx_parallelism(c);
+        out->n_states = n_states;
+        for (int k = 0; k < n_states; k++) {
+            const char *nm = NULL;
+            sl_state *st = sli_test_ctx_state_at(c, k, &nm);
+            assert_non_null(st);
+            snprintf(out->name[k], sizeof(out->name[k]), "%s", nm);
+            out->vsize[k] = sl_state_value_size(st);
+            assert_int_equal(sl_state_snapshot(st, &out->buf[inst][k]), 0);
         }
     }
     assert_true(out->par > 0);
@@ -139,11 +144,11 @@ static int restorer_open(sl_ctx *ctx, void **self)
     (void)self;
     restore_conf *rc = sl_ctx_conf(ctx);
     if (!rc->from) return 0;
-    struct sl_ctx *agg = ctx->task->insts[0];
-    if (strcmp(agg->node->name, rc->target) != 0 || agg->instance != ctx->instance)
+    sl_ctx *agg = sli_test_chain_root(ctx);
+    if (strcmp(sl_ctx_name(agg), rc->target) != 0 || sl_ctx_instance(agg) != sl_ctx_instance(ctx))
         return sl_ctx_fail(ctx, SL_EINVAL, "not chained behind '%s'", rc->target);
     uint32_t lo, hi;
-    kg_range(ctx->instance, sl_ctx_parallelism(ctx), &lo, &hi);
+    kg_range(sl_ctx_instance(ctx), sl_ctx_parallelism(ctx), &lo, &hi);
     if (lo == UINT32_MAX) return 0;
     for (int k = 0; k < rc->from->n_states; k++) {
         sl_state *st = sl_ctx_state(agg, rc->from->name[k], rc->from->vsize[k]);

@@ -1,0 +1,240 @@
+/*
+ * engine/job.c - the life of a running pipeline: start, the coordinator
+ * thread, delayed wake-ups, cancel, wait and the end of the job.
+ *
+ * start (user's thread): build the plan if sl_pipeline_explain() has not,
+ * open every instance in plan order, make the scheduler (sched.c), queue
+ * every task once, start the workers and then the coordinator.
+ *
+ * The coordinator thread sleeps on p->cond and wakes for delayed task
+ * wake-ups (sources that said WAIT, processing-time timers), cancellation,
+ * failure and the end of the job; then it stops the workers, closes every
+ * instance and sets p->done. wait() joins it.
+ *
+ * Locks: p->lock guards done and the delayed list; p->cond (created on
+ * CLOCK_MONOTONIC in pipeline.c, so a wall-clock step neither stalls nor
+ * hurries a timed wait) signals both. Delayed wake-ups are kept in an
+ * unsorted array: there are at most a few per task.
+ */
+#include "engine/job.h"
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "engine/sched.h"
+
+double sli_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The absolute CLOCK_MONOTONIC time `at` (seconds, as sli_now_s) as a
+ * timespec for pthread_cond_timedwait on a monotonic condition variable. */
+static struct timespec mono_deadline(double at)
+{
+    struct timespec ts;
+    if (at < 0) at = 0;
+    ts.tv_sec = (time_t)at;
+    ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+void sli_task_wake_later(sl_task *t, double delay_ms)
+{
+    sl_pipeline *p = t->p;
+    pthread_mutex_lock(&p->lock);
+    if (p->n_delayed == p->cap_delayed) {
+        int cap = p->cap_delayed ? p->cap_delayed * 2 : 16;
+        void *n = realloc(p->delayed, (size_t)cap * sizeof(*p->delayed));
+        if (!n) {
+            pthread_mutex_unlock(&p->lock);
+            sli_task_wake(t); /* no room to wait: poll again now */
+            return;
+        }
+        p->delayed = n;
+        p->cap_delayed = cap;
+    }
+    p->delayed[p->n_delayed].at = sli_now_s() + delay_ms / 1000.0;
+    p->delayed[p->n_delayed].t = t;
+    p->n_delayed++;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void sli_task_finished(sl_task *t)
+{
+    sl_pipeline *p = t->p;
+    if (atomic_fetch_add(&p->tasks_done, 1) + 1 == p->n_tasks) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+static void close_instances(sl_pipeline *p)
+{
+    for (int i = p->n_ctx - 1; i >= 0; i--) {
+        struct sl_ctx *c = p->ctxs[i];
+        if (!c->opened) continue;
+        c->opened = 0;
+        void (*closefn)(void *) = c->node->op ? c->node->op->close : c->node->src->close;
+        if (closefn) closefn(c->self);
+    }
+}
+
+static void *coord_main(void *arg)
+{
+    sl_pipeline *p = arg;
+    int cancel_seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        if (atomic_load(&p->failed) || atomic_load(&p->tasks_done) == p->n_tasks) break;
+        if (!cancel_seen && atomic_load(&p->canceled)) {
+            cancel_seen = 1; /* sources see the flag on their next poll */
+            pthread_mutex_unlock(&p->lock);
+            for (int i = 0; i < p->n_tasks; i++)
+                if (p->tasks[i]->root->node->kind == SL_NODE_SOURCE) sli_task_wake(p->tasks[i]);
+            pthread_mutex_lock(&p->lock);
+            continue;
+        }
+        double now = sli_now_s(), next = now + 0.05; /* tick: notice cancel */
+        for (int i = 0; i < p->n_delayed;) {
+            if (p->delayed[i].at <= now) {
+                sl_task *t = p->delayed[i].t;
+                p->delayed[i] = p->delayed[--p->n_delayed];
+                pthread_mutex_unlock(&p->lock);
+                sli_task_wake(t);
+                pthread_mutex_lock(&p->lock);
+                continue;
+            }
+            if (p->delayed[i].at < next) next = p->delayed[i].at;
+            i++;
+        }
+        struct timespec ts = mono_deadline(next);
+        pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+    }
+    pthread_mutex_unlock(&p->lock);
+
+    sli_sched_stop(p->sched);
+    close_instances(p);
+    p->elapsed = sli_now_s() - p->t_start;
+    pthread_mutex_lock(&p->lock);
+    p->done = 1;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+static int open_instances(sl_pipeline *p)
+{
+    for (int i = 0; i < p->n_ctx; i++) {
+        struct sl_ctx *c = p->ctxs[i];
+        int (*openfn)(sl_ctx *, void **) = c->node->op ? c->node->op->open : c->node->src->open;
+        int rc = openfn ? openfn(c, &c->self) : 0;
+        if (rc < 0) {
+            if (!p->err) {
+                const char *kind = c->node->op ? c->node->op->kind : c->node->src->kind;
+                sl_pipeline_error(p, rc, "operator '%s' (%s): cannot open: %s", c->node->name,
+                                  kind ? kind : "?", sl_strerror(rc));
+            }
+            return p->err;
+        }
+        if (rc > 0) {
+            const char *kind = c->node->op ? c->node->op->kind : c->node->src->kind;
+            c->opened = 1; /* it did open: close it */
+            return sl_pipeline_error(p, SL_EOPERATOR,
+                                     "operator '%s' (%s): open() returned %d, expected 0 or a "
+                                     "negative SL_E code",
+                                     c->node->name, kind ? kind : "?", rc);
+        }
+        c->opened = 1;
+    }
+    return 0;
+}
+
+int sl_pipeline_start(sl_pipeline *p)
+{
+    if (!p) return SL_EINVAL;
+    if (p->err) return p->err;
+    if (p->started) return sl_pipeline_error(p, SL_ESTATE, "the pipeline was started already");
+    int rc = p->planned ? 0 : sli_plan_build(p); /* explain() may have built it */
+    if (rc) return rc;
+    if ((rc = open_instances(p)) != 0) goto fail;
+    sl_sched *s = NULL;
+    if (sli_sched_new(&s, p, p->threads)) {
+        rc = sl_pipeline_error(p, SL_ENOMEM, "out of memory while starting");
+        goto fail;
+    }
+    p->sched = s;
+    p->started = 1;
+    p->t_start = sli_now_s();
+    sli_sched_queue_all(s);
+    if (sli_sched_start(s) != 0 || pthread_create(&p->coord, NULL, coord_main, p) != 0) {
+        sli_sched_stop(s);
+        sli_sched_free(s);
+        p->sched = NULL;
+        close_instances(p);
+        p->joined = 1;
+        return sl_pipeline_error(p, SL_ENOMEM, "cannot start threads");
+    }
+    return 0;
+fail:
+    close_instances(p);
+    return rc;
+}
+
+int sl_pipeline_wait(sl_pipeline *p, int timeout_ms)
+{
+    if (!p) return SL_EINVAL;
+    if (!p->started) return p->err ? p->err : SL_ESTATE;
+    if (!p->joined) {
+        pthread_mutex_lock(&p->lock);
+        if (timeout_ms < 0) {
+            while (!p->done) pthread_cond_wait(&p->cond, &p->lock);
+        } else {
+            struct timespec ts = mono_deadline(sli_now_s() + (double)timeout_ms / 1000.0);
+            while (!p->done)
+                if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) != 0) break;
+        }
+        int done = p->done;
+        pthread_mutex_unlock(&p->lock);
+        if (!done) return SL_EAGAIN;
+        pthread_join(p->coord, NULL);
+        sli_sched_free(p->sched);
+        p->sched = NULL;
+        p->joined = 1;
+    }
+    return p->err;
+}
+
+int sl_pipeline_run(sl_pipeline *p)
+{
+    int rc = sl_pipeline_start(p);
+    if (rc) return rc;
+    return sl_pipeline_wait(p, -1);
+}
+
+void sl_pipeline_cancel(sl_pipeline *p)
+{
+    /* Async-signal-safe: one atomic store; the coordinator notices within
+     * its tick and stops the sources. */
+    if (p) atomic_store(&p->canceled, 1);
+}
+
+void sli_pipeline_inject_barrier(sl_pipeline *p, uint64_t id)
+{
+    for (int i = 0; i < p->n_tasks; i++) {
+        sl_task *t = p->tasks[i];
+        if (t->root->node->kind != SL_NODE_SOURCE) continue;
+        /* Raise the requested id (never lower it); the source sends every id
+         * up to it, in order. */
+        uint64_t cur = atomic_load(&t->inject_barrier);
+        while (cur < id && !atomic_compare_exchange_weak(&t->inject_barrier, &cur, id)) {}
+        sli_task_wake(t);
+    }
+}

@@ -1,0 +1,117 @@
+/*
+ * engine/plan.h - the physical plan: instances (sl_ctx), tasks, output ports
+ * and the edges between tasks (private to engine/).
+ *
+ *   sl_ctx (one per instance) ── out[port] ── targets: chained instance
+ *                                              (function call) or net edge
+ *                                              (channels to the consumer's
+ *                                              instances, with partitioning)
+ *   sl_task ── insts[] (root first, then the chained ones) ── in[], out[]
+ *
+ * plan.c builds all of it once, from the graph (graph.h), and frees it with
+ * the pipeline.
+ *
+ * Threads: after start, an instance's callbacks and its output state run only
+ * inside its task's activation, and a task is activated by at most one worker
+ * at a time (the state machine in sched.h guarantees it). Channels are the
+ * only structures two tasks share; they are SPSC rings (channel.h).
+ */
+#ifndef SLUICE_ENGINE_PLAN_H
+#define SLUICE_ENGINE_PLAN_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include "engine/channel.h"
+#include "engine/graph.h"
+#include "engine/timer.h"
+#include "sluice/operator.h"
+#include "sluice/state.h"
+
+/* A consumer of one output port: another instance in the same task (called
+ * directly) or a network edge (channels to every instance of the consumer). */
+typedef struct sl_edge {
+    enum sl_part part;
+    int n_ch;
+    sl_channel **ch;  /* by consumer instance */
+    sl_batch **build; /* HASH: the batch being filled per consumer instance */
+    uint32_t rr;      /* REBALANCE: next channel */
+} sl_edge;
+
+typedef struct sl_target {
+    struct sl_ctx *chained; /* non-NULL: chained consumer */
+    int input;              /* its logical input index */
+    sl_edge *edge;          /* else: network edge */
+} sl_target;
+
+typedef struct sl_port {
+    uint32_t width;
+    sl_batch *cur; /* being filled by sl_emit */
+    /* Records delivered here are added to this pipeline counter, per batch
+     * (records_in for a source's data port, late, dead_letters), or NULL. */
+    _Atomic uint64_t *count;
+    int n_targets;
+    sl_target *targets;
+} sl_port;
+
+struct sl_ctx {
+    sl_pipeline *p;
+    sl_node *node;
+    struct sl_task *task;
+    int instance;
+    void *self;
+    int opened;
+    int cur_input;
+    int forwarded;  /* process() handed its input on */
+    int64_t wm;     /* input watermark seen by this instance */
+    int64_t src_wm; /* sources: last watermark announced */
+    int src_idle;
+    int ended;
+    int is_sink;
+    sl_port out[SL_MAX_PORTS];
+    sl_key_fn in_key[SL_MAX_INPUTS];
+    void *in_key_ud[SL_MAX_INPUTS];
+    /* engine-owned keyed states by name */
+    int n_states;
+    struct {
+        char *name;
+        sl_state *st;
+    } * states;
+    sl_timers *timers;
+    sl_timers *proc_timers; /* processing-time timers (wall-clock ms) */
+    sl_buf keybuf;
+    int err;
+    _Atomic int64_t sink_wm; /* sinks: for stats, read by other threads */
+};
+
+typedef struct sl_task {
+    int id;
+    sl_pipeline *p;
+    _Atomic int state;   /* enum sl_task_state (sched.h) */
+    struct sl_ctx *root; /* the source or the operator that reads the channels */
+    int n_insts;
+    struct sl_ctx **insts; /* root first, then chained ones in topological order */
+    int n_in;
+    sl_channel **in; /* input channels (all logical inputs) */
+    int n_out;
+    sl_channel **out;                /* output channels, for draining pending messages */
+    int in_next;                     /* round-robin start */
+    int n_open_in;                   /* inputs not yet at end of stream */
+    int64_t wm;                      /* min over active inputs */
+    int blocked;                     /* pending output: waits for credit */
+    int finished;                    /* end of stream sent and drained */
+    int ended;                       /* end processing done (EOS queued) */
+    int waiting;                     /* source said WAIT: delayed wake-up pending */
+    int idle_out;                    /* outputs announced idle */
+    int64_t proc_wake_at;            /* earliest processing-time timer a wake-up is set for */
+    uint64_t barrier;                /* checkpoint barrier being aligned (0: none) */
+    _Atomic uint64_t inject_barrier; /* sources: highest barrier id requested */
+    uint64_t barrier_sent;           /* sources: highest barrier id sent */
+} sl_task;
+
+/* Build the plan (user's thread, before start; once: p->planned). 0 or the
+ * pipeline's error. */
+int sli_plan_build(sl_pipeline *p);
+/* Free the plan and what it holds (batches still queued after a failure). */
+void sli_plan_free(sl_pipeline *p);
+
+#endif
