@@ -231,7 +231,7 @@ static void *worker_main(void *arg)
 void sli_sched_free(sl_sched *s)
 {
     if (!s) return;
-    for (int i = 0; i < s->n; i++) sli_deque_free(s->w[i].dq);
+    for (int i = 0; s->w && i < s->n; i++) sli_deque_free(s->w[i].dq);
     free(s->w);
     free(s->inj);
     pthread_mutex_destroy(&s->park_lock);
