@@ -52,11 +52,11 @@
 #define SL_QUANTUM 16
 
 /* Batches for the current thread: its worker's cache, else the depot. */
-static inline sl_batch *sl_batch_get(sl_pipeline *p, uint32_t width)
+static inline sl_batch *batch_get(sl_pipeline *p, uint32_t width)
 {
     return sli_pool_get(&p->pool, sli_sched_cache(), width);
 }
-static inline void sl_batch_put(sl_pipeline *p, sl_batch *b)
+static inline void batch_put(sl_pipeline *p, sl_batch *b)
 {
     sli_pool_put(&p->pool, sli_sched_cache(), b);
 }
@@ -102,7 +102,7 @@ static int edge_send(struct sl_ctx *c, sl_channel *ch, sl_msg *m)
         sli_task_wake(ch->consumer); /* after the publish: see sched.h */
         return 0;
     }
-    if (rc && m->batch) sl_batch_put(c->p, m->batch);
+    if (rc && m->batch) batch_put(c->p, m->batch);
     return rc;
 }
 
@@ -136,12 +136,12 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
         for (int k = 0; k < e->n_ch - 1; k++) {
             sl_batch *copy = sli_batch_clone(&p->pool, sli_sched_cache(), b);
             if (!copy) {
-                sl_batch_put(p, b);
+                batch_put(p, b);
                 return SL_ENOMEM;
             }
             int rc = edge_send_batch(c, e->ch[k], copy);
             if (rc) {
-                sl_batch_put(p, b);
+                batch_put(p, b);
                 return rc;
             }
         }
@@ -156,7 +156,7 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
         uint32_t d = sl_key_group_owner(sl_key_group(b->hash[i]), n_ch);
         sl_batch *o = e->build[d];
         if (!o) {
-            o = e->build[d] = sl_batch_get(p, w);
+            o = e->build[d] = batch_get(p, w);
             if (!o) {
                 rc = SL_ENOMEM;
                 break;
@@ -175,7 +175,7 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
             rc = edge_send_batch(c, e->ch[d], o);
         }
     }
-    sl_batch_put(p, b);
+    batch_put(p, b);
     return rc;
 }
 
@@ -190,21 +190,21 @@ static int deliver(struct sl_ctx *c, sl_port *o, sl_batch *b)
     sl_pipeline *p = c->p;
     if (o->count) atomic_fetch_add_explicit(o->count, b->count, memory_order_relaxed);
     if (o->n_targets == 0) {
-        sl_batch_put(p, b);
+        batch_put(p, b);
         return 0;
     }
     for (int k = 0; k < o->n_targets; k++) {
         int last = k == o->n_targets - 1;
         sl_batch *bb = last ? b : sli_batch_clone(&p->pool, sli_sched_cache(), b);
         if (!bb) {
-            sl_batch_put(p, b);
+            batch_put(p, b);
             return SL_ENOMEM;
         }
         sl_target *t = &o->targets[k];
         /* Both calls take bb over, also when they fail. */
         int rc = t->chained ? inst_process(t->chained, t->input, bb) : edge_data(c, t->edge, bb);
         if (rc) {
-            if (!last) sl_batch_put(p, b);
+            if (!last) batch_put(p, b);
             return rc;
         }
     }
@@ -257,8 +257,7 @@ sl_batch *sl_out_batch(sl_ctx *c, int port)
         }
         b = NULL;
     }
-    if (!b && !(b = o->cur = sl_batch_get(c->p, o->width)))
-        sl_ctx_fail(c, SL_ENOMEM, "out of memory");
+    if (!b && !(b = o->cur = batch_get(c->p, o->width))) sl_ctx_fail(c, SL_ENOMEM, "out of memory");
     return b;
 }
 
@@ -298,7 +297,7 @@ int sl_forward(sl_ctx *c, sl_batch *in)
     c->forwarded = 1;
     int rc = port_flush(c, o); /* keep order: what was emitted before goes first */
     if (rc) {
-        sl_batch_put(c->p, in);
+        batch_put(c->p, in);
         return rc;
     }
     return deliver(c, o, in);
@@ -312,7 +311,7 @@ static int inst_process(struct sl_ctx *c, int input, sl_batch *b)
     c->cur_input = input;
     c->forwarded = 0;
     int rc = c->node->op->process(c, c->self, b);
-    if (!c->forwarded) sl_batch_put(c->p, b);
+    if (!c->forwarded) batch_put(c->p, b);
     c->forwarded = 0;
     if (rc) return callback_failed(c, "process", rc);
     return c->task->p->failed ? SL_ECANCELED : 0;
