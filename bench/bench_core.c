@@ -131,7 +131,7 @@ static int run_engine(uint64_t n, int threads, int64_t *counts, char *err, size_
     if (!p) return SL_ENOMEM;
     sl_pipeline_set_threads(p, threads);
     sl_pipeline_set_parallelism(p, threads);
-    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(ev));
+    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(ev), NULL);
     s = sl_stream_filter(s, "filter", pred, NULL);
     s = sl_stream_key_by(s, "key", key_of, NULL);
     s = sl_stream_aggregate(s, "count", &count);

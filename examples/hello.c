@@ -30,7 +30,7 @@ int main(void)
     sl_agg_conf count = {.agg = &sl_agg_count, .emit = SL_AGG_EMIT_FINAL};
     sl_write_conf print = {.format = show};
     sl_pipeline *p = sl_pipeline_new();
-    sl_stream *s = sl_pipeline_generator(p, "numbers", &numbers, sizeof(int64_t));
+    sl_stream *s = sl_pipeline_generator(p, "numbers", &numbers, sizeof(int64_t), NULL);
     s = sl_stream_filter(s, "even", even, NULL);
     s = sl_stream_key_by(s, "by-digit", last_digit, NULL);
     s = sl_stream_aggregate(s, "count", &count);

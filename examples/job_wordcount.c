@@ -172,7 +172,7 @@ int sl_job_wordcount(int argc, char **argv)
         return 1;
     }
     sl_cli_common_apply(&common, p);
-    sl_stream *s = sl_pipeline_lines(p, "read", &in);
+    sl_stream *s = sl_pipeline_lines(p, "read", &in, 0, NULL);
     s = sl_stream_flat_map(s, "split", split, NULL, 0);
     s = sl_stream_key_by(s, "word", whole, NULL);
     s = sl_stream_aggregate(s, "count", &count);

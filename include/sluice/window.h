@@ -1,6 +1,6 @@
 /*
- * sluice/window.h - event-time windows and source watermark strategies
- * (public API).
+ * sluice/window.h - event-time windows (public API; source watermark
+ * strategies are in sluice/source.h).
  *
  * Windows follow Apache Flink's conventions so that results can be compared:
  *
@@ -127,59 +127,7 @@ static inline sl_window_result sl_window_out(sl_bytes rec, uint32_t result_size)
     return r;
 }
 
-/* --- watermark strategies for sources ---------------------------------------- */
-
-/* User watermark generator: given a record just emitted (and the partition's
- * largest event time so far, including this record), return the partition's
- * new watermark candidate, or SL_TIME_MIN for "no change". */
-typedef int64_t (*sl_watermark_fn)(const void *rec, uint32_t len, int64_t ts, int64_t max_ts,
-                                   void *ud);
-
-typedef struct sl_watermark_conf {
-    int64_t delay;      /* bounded out-of-orderness: wm = max_event_time - delay - 1 */
-    int punctuated;     /* announce after every record (else once per poll) */
-    int64_t idle_ms;    /* a partition polled without data this long is idle; 0: never */
-    sl_watermark_fn fn; /* optional: replaces the bounded rule */
-    void *ud;
-} sl_watermark_conf;
-
-/* Per-partition watermark tracking for any source. A source instance that
- * reads n_partitions partitions creates one in open() and calls, from poll():
- *
- *   sl_wm_gen_record(ctx, g, part, rec, len, ts)   after emitting each record
- *   sl_wm_gen_polled(ctx, g, part, had_data)        after each poll of a partition
- *
- * The instance's watermark is the minimum over its active partitions and never
- * goes back. A partition is idle after it has been polled without data
- * continuously for idle_ms of processing time; since the engine polls a source
- * only when its output has credit, a partition held back by backpressure is
- * never polled-and-empty, so it never becomes idle (and a gap between two polls
- * longer than idle_ms restarts the count). When every partition is idle the
- * instance announces idleness (sl_ctx_idle); data makes it active again.
- * Runs on the source's thread; the conf is copied. */
-typedef struct sl_wm_gen sl_wm_gen;
-sl_wm_gen *sl_wm_gen_new(const sl_watermark_conf *conf, int n_partitions);
-void sl_wm_gen_free(sl_wm_gen *g); /* accepts NULL */
-int sl_wm_gen_record(sl_ctx *ctx, sl_wm_gen *g, int partition, const void *rec, uint32_t len,
-                     int64_t ts);
-int sl_wm_gen_polled(sl_ctx *ctx, sl_wm_gen *g, int partition, int had_data);
-/* Same as sl_wm_gen_record for a whole run of records already in a batch
- * (periodic strategies only look at the largest event time). */
-int sl_wm_gen_batch(sl_ctx *ctx, sl_wm_gen *g, int partition, const sl_batch *b, uint32_t from,
-                    uint32_t to);
-int64_t sl_wm_gen_watermark(const sl_wm_gen *g); /* last announced, SL_TIME_MIN at start */
-int sl_wm_gen_is_idle(const sl_wm_gen *g, int partition);
-
-/* A generator source with watermarks: like sl_source_generator (records made
- * by a callback, which sets their event time), each instance being one
- * partition with the strategy `wm`. */
-typedef struct sl_generator_wm_conf {
-    sl_generator_conf gen;
-    sl_watermark_conf wm;
-} sl_generator_wm_conf;
-extern const sl_source sl_source_generator_wm;
-sl_stream *sl_pipeline_generator_wm(sl_pipeline *p, const char *name,
-                                    const sl_generator_wm_conf *conf, uint32_t width);
+/* Watermark strategies for sources: sluice/source.h (the engine owns them). */
 
 #ifdef __cplusplus
 }

@@ -120,7 +120,7 @@ static void test_sink_partitions_by_murmur2(void **state)
     sl_broker_sink_conf kc = {.dir = dir, .topic = "dst", .key = key_of};
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_parallelism(p, 2);
-    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec16));
+    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec16), NULL);
     assert_int_equal(sl_stream_sink(s, "out", &sl_sink_broker, &kc), 0);
     assert_int_equal(sl_pipeline_set_node_parallelism(p, "out", 1), 0);
     int rc = sl_pipeline_run(p);
@@ -161,7 +161,7 @@ static void test_bad_configuration(void **state)
     sl_generator_conf gc = {.fn = gen, .count = 10};
     p = sl_pipeline_new();
     sl_pipeline_set_parallelism(p, 2);
-    sl_stream_sink(sl_pipeline_generator(p, "gen", &gc, sizeof(rec16)), "out", &sl_sink_broker,
+    sl_stream_sink(sl_pipeline_generator(p, "gen", &gc, sizeof(rec16), NULL), "out", &sl_sink_broker,
                    &kc);
     assert_int_not_equal(sl_pipeline_run(p), 0);
     assert_non_null(strstr(sl_pipeline_errmsg(p), "one instance"));

@@ -175,14 +175,14 @@ static void test_many_short_tasks(void **state)
         if (iter % 2 == 0) {
             /* generator -> key_by -> count (hash fan-in/fan-out) -> collect */
             sl_stream *s =
-                sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev)), src_par);
+                sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), src_par);
             s = sl_stream_parallelism(sl_stream_key_by(s, "k", key8, NULL), src_par);
             s = sl_stream_aggregate(s, "agg", &ac);
             assert_int_equal(sl_stream_sink(s, "out", &sl_sink_collect, col), 0);
         } else {
             /* drip sources (WAIT between records) -> rebalance -> counting sink */
             sl_stream *s = sl_stream_parallelism(
-                sl_pipeline_source(p, "drip", &drip_src, &per_drip, sizeof(ev)), src_par);
+                sl_pipeline_source(p, "drip", &drip_src, &per_drip, sizeof(ev), NULL), src_par);
             s = sl_stream_rebalance(s);
             assert_int_equal(sl_stream_sink(s, "out", &count_sink, &cnt), 0);
         }
@@ -248,7 +248,7 @@ static void test_full_channels_no_deadlock(void **state)
         assert_int_equal(sl_pipeline_set_credits(p, 1), 0);
         counter cnt = {.delay_us = 20};
         sl_generator_conf gc = {.fn = gen_ev, .count = N};
-        sl_stream *s = sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev)), 4);
+        sl_stream *s = sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), 4);
         s = sl_stream_parallelism(sl_stream_key_by(s, "k", key8, NULL), 4);
         s = sl_stream_parallelism(sl_stream_apply(s, "slow", &slow_op, NULL, sizeof(ev)), 3);
         s = sl_stream_rebalance(s);
@@ -267,7 +267,7 @@ static void test_full_channels_no_deadlock(void **state)
         assert_int_equal(sl_pipeline_set_threads(p, threads), 0);
         assert_int_equal(sl_pipeline_set_credits(p, 1), 0);
         counter cnt2 = {.delay_us = 20};
-        sl_stream *g = sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev)), 2);
+        sl_stream *g = sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), 2);
         sl_stream *a = sl_stream_parallelism(
             sl_stream_apply(sl_stream_rebalance(g), "a", &slow_op, NULL, sizeof(ev)), 2);
         sl_stream *k = sl_stream_parallelism(sl_stream_key_by(g, "bk", key8, NULL), 2);
@@ -492,8 +492,8 @@ static void test_watermark_min_over_inputs(void **state)
         sl_pipeline *p = sl_pipeline_new();
         assert_int_equal(sl_pipeline_set_threads(p, 1 + round % 4), 0);
         assert_int_equal(sl_pipeline_set_credits(p, 1 + round % 3), 0);
-        sl_stream *a = sl_pipeline_source(p, "a", &wm_source, &ca, sizeof(wrec));
-        sl_stream *b = sl_pipeline_source(p, "b", &wm_source, &cb, sizeof(wrec));
+        sl_stream *a = sl_pipeline_source(p, "a", &wm_source, &ca, sizeof(wrec), NULL);
+        sl_stream *b = sl_pipeline_source(p, "b", &wm_source, &cb, sizeof(wrec), NULL);
         a = sl_stream_broadcast(sl_stream_parallelism(a, 2));
         b = sl_stream_broadcast(sl_stream_parallelism(b, 3));
         sl_stream *ins[2] = {a, b};
@@ -682,10 +682,10 @@ static void test_barrier_alignment(void **state)
         /* a[2] -> key_by (chained) -hash-> align input 0
          * b[3] -rebalance-> align input 1; align[2] -> sink (chained). */
         sl_stream *a =
-            sl_stream_parallelism(sl_pipeline_source(p, "a", &bar_source, &ca, sizeof(brec)), 2);
+            sl_stream_parallelism(sl_pipeline_source(p, "a", &bar_source, &ca, sizeof(brec), NULL), 2);
         a = sl_stream_parallelism(sl_stream_key_by(a, "ka", key_seq, NULL), 2);
         sl_stream *b =
-            sl_stream_parallelism(sl_pipeline_source(p, "b", &bar_source, &cb, sizeof(brec)), 3);
+            sl_stream_parallelism(sl_pipeline_source(p, "b", &bar_source, &cb, sizeof(brec), NULL), 3);
         b = sl_stream_rebalance(b);
         sl_stream *ins[2] = {a, b};
         sl_stream *j = sl_stream_apply_n(ins, 2, "align", &align_op, sh, sizeof(brec));

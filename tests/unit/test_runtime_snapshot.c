@@ -181,7 +181,7 @@ static int run_agg(const sl_aggregate *agg, uint64_t first, uint64_t count, int 
     sl_agg_conf ac = {.agg = agg, .ud = &val, .emit = SL_AGG_EMIT_FINAL};
     restore_conf rcf = {.from = from, .target = "agg"};
     sl_stream *s =
-        sl_stream_parallelism(sl_pipeline_generator(p, "src", &gc, sizeof(ev)), 1 + (par + 1) % 3);
+        sl_stream_parallelism(sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL), 1 + (par + 1) % 3);
     s = sl_stream_key_by(s, "by-key", key_str, NULL);
     s = sl_stream_aggregate(s, "agg", &ac);
     s = sl_stream_apply(s, "restore", &restorer_op, &rcf, 0);
@@ -395,7 +395,7 @@ static void run_tally(uint64_t first, uint64_t count, int par, tally_conf *tc)
     assert_int_equal(sl_pipeline_set_threads(p, 2), 0);
     assert_int_equal(sl_pipeline_set_parallelism(p, par), 0);
     sl_generator_conf gc = {.fn = gen_ev, .ud = &first, .count = count};
-    sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+    sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
     s = sl_stream_key_by(sl_stream_parallelism(s, 2), "by-key", key_str, NULL);
     assert_int_equal(sl_stream_sink(s, "tally", &tally_op, tc), 0);
     int rc = run_bounded(p);

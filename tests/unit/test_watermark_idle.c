@@ -122,7 +122,7 @@ static void test_silent_partition_goes_idle(void **state)
     wc.agg = &sl_agg_count;
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
-    sl_stream *src = sl_pipeline_source(p, "parts", &two_parts_src, &s, sizeof(rec));
+    sl_stream *src = sl_pipeline_source(p, "parts", &two_parts_src, &s, sizeof(rec), NULL);
     sl_stream *w = sl_stream_window(sl_stream_key_by(src, "key", key_of, NULL), "win", &wc);
     sl_stream_sink(w, "flag", &flag_sink, &s);
     assert_int_equal(sl_pipeline_run(p), 0);
@@ -214,8 +214,8 @@ static void test_backpressure_is_not_idleness(void **state)
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_credits(p, 1);
-    sl_stream *a = sl_pipeline_source(p, "A", &bp_src, &c, sizeof(rec));
-    sl_stream *b = sl_pipeline_source(p, "B", &bp_src, &c, sizeof(rec));
+    sl_stream *a = sl_pipeline_source(p, "A", &bp_src, &c, sizeof(rec), NULL);
+    sl_stream *b = sl_pipeline_source(p, "B", &bp_src, &c, sizeof(rec), NULL);
     b = sl_stream_rebalance(b);
     b = sl_stream_rebalance(sl_stream_apply(b, "slow", &slow_op, NULL, sizeof(rec)));
     a = sl_stream_rebalance(a);
@@ -313,7 +313,7 @@ static void test_wm_gen_rules(void **state)
     memset(&pr, 0, sizeof(pr));
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 1);
-    sl_stream_sink(sl_pipeline_source(p, "unit", &unit_src, &pr, sizeof(rec)), "nop", &nop_sink,
+    sl_stream_sink(sl_pipeline_source(p, "unit", &unit_src, &pr, sizeof(rec), NULL), "nop", &nop_sink,
                    NULL);
     assert_int_equal(sl_pipeline_run(p), 0);
     sl_pipeline_free(p);

@@ -99,7 +99,7 @@ static void run(sl_window_conf wc, const char *const *early_expect, size_t n_ear
     wc.early_ms = 5;
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 1);
-    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec));
+    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec), NULL);
     sl_stream *w = sl_stream_window(sl_stream_key_by(src, "key", key_of, NULL), "w", &wc);
     sl_stream_sink(sl_stream_window_early(w), "early", &sl_sink_collect, early);
     sl_stream_sink(w, "out", &sl_sink_collect, res);
@@ -137,7 +137,7 @@ static void test_early_sliding(void **state)
     wc.early_ms = 5;
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 1);
-    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec));
+    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec), NULL);
     sl_stream *w = sl_stream_window(sl_stream_key_by(src, "key", key_of, NULL), "w", &wc);
     sl_stream_sink(sl_stream_window_early(w), "early", &sl_sink_collect, e);
     sl_stream_sink(w, "out", &sl_sink_collect, res);
@@ -161,7 +161,7 @@ static void test_early_rejected_for_sessions(void **state)
     wc.agg = &sl_agg_count;
     wc.early_ms = 5;
     sl_pipeline *p = sl_pipeline_new();
-    sl_stream *src = sl_pipeline_source(p, "script", &script_src, NULL, sizeof(rec));
+    sl_stream *src = sl_pipeline_source(p, "script", &script_src, NULL, sizeof(rec), NULL);
     assert_null(sl_stream_window(sl_stream_key_by(src, "key", key_of, NULL), "w", &wc));
     assert_int_equal(sl_pipeline_run(p), SL_EINVAL);
     sl_pipeline_free(p);

@@ -149,7 +149,7 @@ static void run_engine(ocase *oc, int par, lines *out)
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_parallelism(p, par);
-    sl_stream *s = sl_pipeline_source(p, "src", &replay_src, oc, sizeof(rec));
+    sl_stream *s = sl_pipeline_source(p, "src", &replay_src, oc, sizeof(rec), NULL);
     s = sl_stream_parallelism(s, 1);
     s = sl_stream_key_by(s, "key", key_of, NULL);
     s = sl_stream_parallelism(s, 1);

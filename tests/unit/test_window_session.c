@@ -72,7 +72,7 @@ static void run(const step *steps, int n, int64_t gap, int64_t lateness, const c
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_parallelism(p, par);
     sl_stream *src =
-        sl_stream_parallelism(sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec)), 1);
+        sl_stream_parallelism(sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec), NULL), 1);
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", key_of, NULL), 1);
     sl_stream *w = sl_stream_window(k, "sessions", &wc);
     sl_stream_sink(sl_stream_window_late(w), "late", &sl_sink_collect, late);
