@@ -33,13 +33,13 @@ typedef struct src {
     long polls;
 } src;
 
-static int src_open(sl_ctx *ctx, void **self)
+static int src_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     *self = calloc(1, sizeof(src));
     return *self ? 0 : SL_ENOMEM;
 }
 
-static int src_poll(sl_ctx *ctx, void *self)
+static int src_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     src *s = self;
     shared *sh = sl_ctx_conf(ctx);
