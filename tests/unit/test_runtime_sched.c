@@ -120,7 +120,7 @@ typedef struct drip {
     int parity;
 } drip;
 
-static int drip_open(sl_ctx *ctx, void **self)
+static int drip_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     const uint64_t *per = sl_ctx_conf(ctx);
     drip *d = calloc(1, sizeof(*d));
@@ -130,7 +130,7 @@ static int drip_open(sl_ctx *ctx, void **self)
     return 0;
 }
 
-static int drip_poll(sl_ctx *ctx, void *self)
+static int drip_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     drip *d = self;
     if (d->k >= d->n) return SL_POLL_END;
@@ -330,7 +330,7 @@ typedef struct wm_src {
     int slot, k, polls;
 } wm_src;
 
-static int wm_src_open(sl_ctx *ctx, void **self)
+static int wm_src_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     wm_src_conf *c = sl_ctx_conf(ctx);
     wm_src *s = calloc(1, sizeof(*s));
@@ -354,7 +354,7 @@ static int wm_announce(sl_ctx *ctx, wm_shared *sh, int slot, int64_t wm)
     return 0;
 }
 
-static int wm_src_poll(sl_ctx *ctx, void *self)
+static int wm_src_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     wm_src_conf *c = sl_ctx_conf(ctx);
     wm_src *s = self;
@@ -369,7 +369,9 @@ static int wm_src_poll(sl_ctx *ctx, void *self)
         return SL_POLL_END;
     }
     int64_t ts = 0;
-    for (int i = 0; i < c->per_poll && s->k < c->n; i++, s->k++) {
+    /* Room for the marker too (the rising watermark flushes before it). */
+    int room = max > 1 ? (int)max - 1 : 1;
+    for (int i = 0; i < c->per_poll && i < room && s->k < c->n; i++, s->k++) {
         /* Slot 2 comes back from idleness far behind the others. */
         ts = (int64_t)s->k * c->step + (s->slot == 2 && sh->idle_phase ? 0 : 1000);
         wrec *r = sl_emit(ctx, ts, 0, sizeof(wrec));
@@ -555,7 +557,7 @@ typedef struct bsrc {
     int polls;
 } bsrc;
 
-static int bsrc_open(sl_ctx *ctx, void **self)
+static int bsrc_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     bsrc_conf *c = sl_ctx_conf(ctx);
     bsrc *s = calloc(1, sizeof(*s));
@@ -565,12 +567,13 @@ static int bsrc_open(sl_ctx *ctx, void **self)
     return 0;
 }
 
-static int bsrc_poll(sl_ctx *ctx, void *self)
+static int bsrc_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     bsrc_conf *c = sl_ctx_conf(ctx);
     bsrc *s = self;
     if (atomic_load(&c->sh->stop)) return SL_POLL_END;
     int n = 1 + (int)((s->slot * 7 + s->polls++) % 97);
+    if (n > (int)max) n = (int)max;
     for (int i = 0; i < n; i++) {
         brec *r = sl_emit(ctx, s->seq, 0, sizeof(brec));
         if (!r) return sl_ctx_error(ctx);
