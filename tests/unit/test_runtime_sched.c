@@ -174,8 +174,8 @@ static void test_many_short_tasks(void **state)
         sl_collector *col = sl_collector_new();
         if (iter % 2 == 0) {
             /* generator -> key_by -> count (hash fan-in/fan-out) -> collect */
-            sl_stream *s =
-                sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), src_par);
+            sl_stream *s = sl_stream_parallelism(
+                sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), src_par);
             s = sl_stream_parallelism(sl_stream_key_by(s, "k", key8, NULL), src_par);
             s = sl_stream_aggregate(s, "agg", &ac);
             assert_int_equal(sl_stream_sink(s, "out", &sl_sink_collect, col), 0);
@@ -248,7 +248,8 @@ static void test_full_channels_no_deadlock(void **state)
         assert_int_equal(sl_pipeline_set_credits(p, 1), 0);
         counter cnt = {.delay_us = 20};
         sl_generator_conf gc = {.fn = gen_ev, .count = N};
-        sl_stream *s = sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), 4);
+        sl_stream *s =
+            sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), 4);
         s = sl_stream_parallelism(sl_stream_key_by(s, "k", key8, NULL), 4);
         s = sl_stream_parallelism(sl_stream_apply(s, "slow", &slow_op, NULL, sizeof(ev)), 3);
         s = sl_stream_rebalance(s);
@@ -267,7 +268,8 @@ static void test_full_channels_no_deadlock(void **state)
         assert_int_equal(sl_pipeline_set_threads(p, threads), 0);
         assert_int_equal(sl_pipeline_set_credits(p, 1), 0);
         counter cnt2 = {.delay_us = 20};
-        sl_stream *g = sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), 2);
+        sl_stream *g =
+            sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), 2);
         sl_stream *a = sl_stream_parallelism(
             sl_stream_apply(sl_stream_rebalance(g), "a", &slow_op, NULL, sizeof(ev)), 2);
         sl_stream *k = sl_stream_parallelism(sl_stream_key_by(g, "bk", key8, NULL), 2);
@@ -535,6 +537,7 @@ typedef struct bar_shared {
     atomic_long emitted;
     char what[256];
     sl_pipeline *p;
+    void *reader[MAX_CTX]; /* per ctx index: a source instance's reader (bsrc) */
 } bar_shared;
 
 static void bviolation(bar_shared *sh, const char *fmt, ...)
@@ -563,6 +566,8 @@ static int bsrc_open(sl_ctx *ctx, const sl_split *split, void **self)
     bsrc *s = calloc(1, sizeof(*s));
     if (!s) return SL_ENOMEM;
     s->slot = c->slot_base + sl_ctx_instance(ctx);
+    for (int i = 0; i < c->sh->p->n_ctx && i < MAX_CTX; i++)
+        if (c->sh->p->ctxs[i] == ctx) c->sh->reader[i] = s; /* for on_barrier */
     *self = s;
     return 0;
 }
@@ -664,7 +669,12 @@ static int on_barrier(sl_pipeline *p, struct sl_ctx *c, uint64_t id, void *ud)
             bviolation(sh, "%s[%d]: barrier %llu before barrier %llu", c->node->name, c->instance,
                        (unsigned long long)id, (unsigned long long)k);
     atomic_fetch_add(&sh->snaps[idx][id], 1);
-    if (c->node->kind == SL_NODE_SOURCE) ((bsrc *)c->self)->epoch = (int64_t)id;
+    if (c->node->kind == SL_NODE_SOURCE) {
+        if (!sh->reader[idx])
+            bviolation(sh, "%s[%d]: no reader", c->node->name, c->instance);
+        else
+            ((bsrc *)sh->reader[idx])->epoch = (int64_t)id;
+    }
     if (c->node->op == &align_op) ((align_self *)c->self)->epoch = (int64_t)id;
     atomic_fetch_add(&sh->snapped[id], 1);
     return 0;
@@ -684,11 +694,11 @@ static void test_barrier_alignment(void **state)
         counter cnt = {0};
         /* a[2] -> key_by (chained) -hash-> align input 0
          * b[3] -rebalance-> align input 1; align[2] -> sink (chained). */
-        sl_stream *a =
-            sl_stream_parallelism(sl_pipeline_source(p, "a", &bar_source, &ca, sizeof(brec), NULL), 2);
+        sl_stream *a = sl_stream_parallelism(
+            sl_pipeline_source(p, "a", &bar_source, &ca, sizeof(brec), NULL), 2);
         a = sl_stream_parallelism(sl_stream_key_by(a, "ka", key_seq, NULL), 2);
-        sl_stream *b =
-            sl_stream_parallelism(sl_pipeline_source(p, "b", &bar_source, &cb, sizeof(brec), NULL), 3);
+        sl_stream *b = sl_stream_parallelism(
+            sl_pipeline_source(p, "b", &bar_source, &cb, sizeof(brec), NULL), 3);
         b = sl_stream_rebalance(b);
         sl_stream *ins[2] = {a, b};
         sl_stream *j = sl_stream_apply_n(ins, 2, "align", &align_op, sh, sizeof(brec));
