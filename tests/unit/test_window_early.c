@@ -49,7 +49,13 @@ static int emit(sl_ctx *ctx, int64_t t, int64_t key)
     return sl_emit_copy(ctx, t, 0, &r, sizeof(r));
 }
 
-static int script_poll(sl_ctx *ctx, void *self)
+static int script_open(sl_ctx *ctx, const sl_split *split, void **self)
+{
+    *self = NULL; /* the script is the conf */
+    return 0;
+}
+
+static int script_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     script *s = sl_ctx_conf(ctx);
     if (s->t0 == 0) s->t0 = now_s();
@@ -74,7 +80,7 @@ static int script_poll(sl_ctx *ctx, void *self)
 }
 
 static const sl_source script_src = {
-    .version = SL_SOURCE_VERSION, .kind = "script", .poll = script_poll};
+    .version = SL_SOURCE_VERSION, .kind = "script", .open = script_open, .poll = script_poll};
 
 static sl_bytes key_of(const void *p, uint32_t len, void *ud)
 {
