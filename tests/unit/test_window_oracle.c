@@ -4,7 +4,7 @@
  * Thousands of random out-of-order event sequences (random keys, delays,
  * lateness, window kinds and sizes, aggregates) run through real pipelines:
  * a replay source (parallelism 1, punctuated watermarks max - delay - 1 after
- * every record, through sl_wm_gen) -> key_by -> window (parallelism 1 or 4)
+ * every record, the engine's strategy) -> key_by -> window (parallelism 1 or 4)
  * -> collecting sinks for results and late records. The sorted output must
  * equal that of a brute-force reference written here from the semantics
  * alone: every window (not slice) kept separately with the list of its
@@ -96,38 +96,31 @@ static void fmt_result(char *out, size_t cap, const sl_aggregate *agg, const voi
 
 typedef struct replay {
     int next;
-    sl_wm_gen *g;
 } replay;
 
-static int replay_open(sl_ctx *ctx, void **self)
+static int replay_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
-    const ocase *oc = sl_ctx_conf(ctx);
     replay *r = calloc(1, sizeof(*r));
-    sl_watermark_conf wc = {.delay = oc->delay, .punctuated = 1};
-    r->g = sl_wm_gen_new(&wc, 1);
     *self = r;
-    return 0;
+    return r ? 0 : SL_ENOMEM;
 }
 
 static void replay_close(void *self)
 {
-    replay *r = self;
-    if (!r) return;
-    sl_wm_gen_free(r->g);
-    free(r);
+    free(self);
 }
 
-static int replay_poll(sl_ctx *ctx, void *self)
+/* The engine's punctuated strategy (run_engine) announces the watermark
+ * right after each record that raises it. */
+static int replay_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     replay *r = self;
     const ocase *oc = sl_ctx_conf(ctx);
     if (r->next >= oc->n) return SL_POLL_END;
-    for (int k = 0; k < 64 && r->next < oc->n; k++) {
+    for (int k = 0; k < 64 && k < (int)max && r->next < oc->n; k++) {
         const ev *e = &oc->evs[r->next++];
         rec x = {e->key, e->value};
         if (sl_emit_copy(ctx, e->ts, 0, &x, sizeof(x))) return sl_ctx_error(ctx);
-        int rc = sl_wm_gen_record(ctx, r->g, 0, &x, sizeof(x), e->ts);
-        if (rc) return rc;
     }
     return SL_POLL_MORE;
 }
@@ -149,7 +142,8 @@ static void run_engine(ocase *oc, int par, lines *out)
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_parallelism(p, par);
-    sl_stream *s = sl_pipeline_source(p, "src", &replay_src, oc, sizeof(rec), NULL);
+    sl_watermark_conf wm = {.delay = oc->delay, .punctuated = 1};
+    sl_stream *s = sl_pipeline_source(p, "src", &replay_src, oc, sizeof(rec), &wm);
     s = sl_stream_parallelism(s, 1);
     s = sl_stream_key_by(s, "key", key_of, NULL);
     s = sl_stream_parallelism(s, 1);
