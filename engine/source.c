@@ -288,11 +288,7 @@ static int scan_pending(struct sl_ctx *c)
     uint32_t from = si->scan_from, to = b->count;
     si->scan_from = to;
     if (from >= to) return 0;
-    if (!w) { /* no strategy: only max_ts, for readers that announce */
-        for (uint32_t i = from; i < to; i++)
-            if (b->ts[i] > sp->max_ts) sp->max_ts = b->ts[i];
-        return 0;
-    }
+    if (!w) return 0; /* no strategy: only what readers announce */
     if (!w->punctuated && !w->fn) { /* periodic bounded: one pass over the ts column */
         int64_t mx = sp->max_ts;
         for (uint32_t i = from; i < to; i++)
