@@ -231,7 +231,7 @@ static void test_backpressure_is_not_idleness(void **state)
     assert_int_equal(sl_collector_count(late), 0);
     int64_t total = 0;
     for (size_t i = 0; i < sl_collector_count(res); i++) {
-        sl_window_result r = sl_window_out(sl_collector_get(res, i, NULL), 8);
+        sl_window_result r = sl_window_out(sl_collector_get(res, i, NULL));
         int64_t n;
         memcpy(&n, r.result, 8);
         total += n;
