@@ -919,7 +919,7 @@ static void test_cancel(void **state)
         int64_t total = 0;
         for (size_t i = 0; i < sl_collector_count(c); i++) {
             int64_t v;
-            memcpy(&v, sl_collector_get(c, i, NULL).ptr, 8);
+            memcpy(&v, sl_agg_out_result(sl_collector_get(c, i, NULL)), 8);
             total += v;
         }
         if ((uint64_t)total != st.records_in)
