@@ -108,11 +108,11 @@ static int counts_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     int64_t *counts = sl_ctx_conf(ctx);
     for (uint32_t i = 0; i < in->count; i++) {
-        sl_bytes r = sl_batch_bytes(in, i), k = sl_agg_out_key(r, 8);
+        sl_bytes r = sl_batch_bytes(in, i), k = sl_agg_out_key(r);
         uint64_t key;
         int64_t c;
         memcpy(&key, k.ptr, 8);
-        memcpy(&c, r.ptr, 8);
+        memcpy(&c, sl_agg_out_result(r), 8);
         if (key >= N_KEYS)
             return sl_ctx_fail(ctx, SL_ECORRUPT, "key %" PRIu64 " out of range", key);
         counts[key] = c;

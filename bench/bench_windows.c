@@ -183,7 +183,7 @@ static int lat_sink(sl_ctx *ctx, void *self, sl_batch *in)
     lat *l = sl_ctx_conf(ctx);
     int64_t t = mono_ns();
     for (uint32_t i = 0; i < in->count; i++) {
-        sl_window_result r = sl_window_out(sl_batch_bytes(in, i), 8);
+        sl_window_result r = sl_window_out(sl_batch_bytes(in, i));
         int64_t w = r.end / LAT_WIN;
         if (w <= 0 || w >= l->n_windows) continue;
         int64_t p = atomic_load(&l->passed_ns[w]);

@@ -19,7 +19,7 @@ static sl_bytes last_digit(const void *n, uint32_t len, void *ud)
 }
 static int show(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
 {
-    sl_bytes r = {rec, len}, digit = sl_agg_out_key(r, 8);
+    sl_bytes r = {rec, len}, digit = sl_agg_out_key(r);
     return sl_buf_printf(out, "numbers ending in %.1s: %" PRId64 "\n", (const char *)digit.ptr,
                          *(const int64_t *)sl_agg_out_result(r));
 }

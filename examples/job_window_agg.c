@@ -189,7 +189,7 @@ static int fmt_result(sl_buf *out, const void *rec, uint32_t len, int64_t ts, vo
 {
     const fmt_ud *f = ud;
     sl_bytes b = {rec, len};
-    sl_window_result r = sl_window_out(b, f->agg->result_size);
+    sl_window_result r = sl_window_out(b);
     int rc = sl_buf_printf(out, "%" PRId64 ",%" PRId64 ",%.*s,", r.start, r.end, (int)r.key.len,
                            (const char *)r.key.ptr);
     if (rc) return rc;

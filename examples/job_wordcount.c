@@ -76,7 +76,7 @@ static int sorter_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     sorter *s = self;
     for (uint32_t i = 0; i < in->count; i++) {
-        sl_bytes r = sl_batch_bytes(in, i), w = sl_agg_out_key(r, 8);
+        sl_bytes r = sl_batch_bytes(in, i), w = sl_agg_out_key(r);
         entry e = {.off = (uint32_t)s->words.len, .len = w.len};
         memcpy(&e.count, sl_agg_out_result(r), 8);
         if (s->words.len + w.len > UINT32_MAX)

@@ -334,7 +334,7 @@ static int fmt_out(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void 
 {
     const sl_ysb_job *j = ud;
     sl_bytes b = {rec, len};
-    sl_window_result r = sl_window_out(b, 8);
+    sl_window_result r = sl_window_out(b);
     int64_t c, n;
     memcpy(&c, r.key.ptr, 8);
     memcpy(&n, r.result, 8);

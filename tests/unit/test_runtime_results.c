@@ -192,8 +192,8 @@ static void check_agg_output(const sl_aggregate *agg, sl_agg_emit emit, sl_colle
         fail_msg("%s: %zu updates, expected one per record (%lld)", what, n, (long long)total);
     for (size_t i = 0; i < n; i++) {
         sl_bytes r = sl_collector_get(c, i, NULL);
-        assert_int_equal(r.len, 16);
-        sl_bytes kb = sl_agg_out_key(r, 8);
+        assert_int_equal(r.len, SL_AGG_OUT_HDR + 16);
+        sl_bytes kb = sl_agg_out_key(r);
         int64_t key;
         memcpy(&key, kb.ptr, 8);
         assert_true(key >= 0 && key < NKEYS);
@@ -202,12 +202,12 @@ static void check_agg_output(const sl_aggregate *agg, sl_agg_emit emit, sl_colle
             fail_msg("%s: key %lld emitted twice", what, (long long)key);
         if (agg == &sl_agg_count && emit == SL_AGG_EMIT_UPDATES) {
             int64_t v;
-            memcpy(&v, r.ptr, 8);
+            memcpy(&v, sl_agg_out_result(r), 8);
             if (v != seen[key])
                 fail_msg("%s: key %lld update #%lld says count %lld", what, (long long)key,
                          (long long)seen[key], (long long)v);
         }
-        memcpy(last[key], r.ptr, 8);
+        memcpy(last[key], sl_agg_out_result(r), 8);
     }
     for (int k = 0; k < NKEYS; k++) {
         if (orc[k].n == 0) {
@@ -398,7 +398,7 @@ static void test_flat_map(void **state)
             if (emit == SL_AGG_EMIT_UPDATES) assert_int_equal(n, words);
             for (size_t i = 0; i < n; i++) {
                 sl_bytes r = sl_collector_get(c, i, NULL);
-                sl_bytes k = sl_agg_out_key(r, 8);
+                sl_bytes k = sl_agg_out_key(r);
                 char w[64];
                 assert_true(k.len > 0 && k.len < sizeof(w));
                 memcpy(w, k.ptr, k.len);
@@ -409,7 +409,7 @@ static void test_flat_map(void **state)
                 for (uint32_t b = 0; b < k.len; b++) dots += w[b] == '.';
                 assert_int_equal(dots, j + 1);
                 assert_true(key >= 0 && key < NKEYS && j >= 0 && j < 4);
-                memcpy(&got[key][j], r.ptr, 8);
+                memcpy(&got[key][j], sl_agg_out_result(r), 8);
                 seen[key][j]++;
                 if (emit == SL_AGG_EMIT_UPDATES) assert_int_equal(got[key][j], seen[key][j]);
             }
@@ -919,7 +919,7 @@ static void test_cancel(void **state)
         int64_t total = 0;
         for (size_t i = 0; i < sl_collector_count(c); i++) {
             int64_t v;
-            memcpy(&v, sl_collector_get(c, i, NULL).ptr, 8);
+            memcpy(&v, sl_agg_out_result(sl_collector_get(c, i, NULL)), 8);
             total += v;
         }
         if ((uint64_t)total != st.records_in)

@@ -197,8 +197,8 @@ static void test_many_short_tasks(void **state)
             for (size_t i = 0; i < sl_collector_count(col); i++) {
                 sl_bytes r = sl_collector_get(col, i, NULL);
                 int64_t k, v;
-                memcpy(&v, r.ptr, 8);
-                memcpy(&k, sl_agg_out_key(r, 8).ptr, 8);
+                memcpy(&v, sl_agg_out_result(r), 8);
+                memcpy(&k, sl_agg_out_key(r).ptr, 8);
                 assert_true(k >= 0 && k < 37);
                 assert_int_equal(v, last[k] + 1);
                 last[k] = v;

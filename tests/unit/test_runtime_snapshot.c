@@ -210,7 +210,7 @@ static void results_of(sl_collector *c, uint32_t rsize, result out[NKEYS])
     for (size_t i = 0; i < sl_collector_count(c); i++) {
         int64_t ts;
         sl_bytes r = sl_collector_get(c, i, &ts);
-        sl_bytes k = sl_agg_out_key(r, rsize);
+        sl_bytes k = sl_agg_out_key(r);
         unsigned long long key = 0;
         char kb[32] = {0};
         assert_true(k.len < sizeof(kb));
@@ -221,7 +221,7 @@ static void results_of(sl_collector *c, uint32_t rsize, result out[NKEYS])
         make_key(key, want);
         assert_string_equal(kb, want);
         if (out[key].seen++) fail_msg("key %s emitted twice", kb);
-        memcpy(out[key].r, r.ptr, rsize);
+        memcpy(out[key].r, sl_agg_out_result(r), rsize);
         out[key].ts = ts;
     }
 }

@@ -46,7 +46,7 @@ static int64_t window_total(sl_collector *res)
 {
     int64_t total = 0;
     for (size_t i = 0; i < sl_collector_count(res); i++) {
-        sl_window_result r = sl_window_out(sl_collector_get(res, i, NULL), 8);
+        sl_window_result r = sl_window_out(sl_collector_get(res, i, NULL));
         int64_t n;
         memcpy(&n, r.result, 8);
         total += n;

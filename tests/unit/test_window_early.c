@@ -89,7 +89,7 @@ static sl_bytes key_of(const void *p, uint32_t len, void *ud)
 
 static void line(const sl_collector *c, size_t i, char *buf, size_t n)
 {
-    sl_window_result r = sl_window_out(sl_collector_get(c, i, NULL), 8);
+    sl_window_result r = sl_window_out(sl_collector_get(c, i, NULL));
     int64_t key, count;
     memcpy(&key, r.key.ptr, 8);
     memcpy(&count, r.result, 8);

@@ -11,8 +11,9 @@
  * values, aggregated from scratch when it fires; sessions as a plain list.
  *
  * The reference, for each record in arrival order, with W the watermark
- * before it: assign; skip expired windows (W >= end - 1 + L); a record with
- * no live window is late; a live window with end - 1 <= W fires at once;
+ * before it: assign; a record in no window at all (sliding, slide > size)
+ * goes to the unassigned port, whatever W; skip expired windows
+ * (W >= end - 1 + L); a record with no live window is late; a live window with end - 1 <= W fires at once;
  * then the watermark advances and windows whose end - 1 it passes fire,
  * and windows whose end - 1 + L it reaches are purged. At the end the
  * watermark is +inf. Output is compared as sorted text lines.
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "sluice/sluice.h"
+#include "operators/window/window_test.h"
 
 typedef struct ev {
     int64_t ts;
@@ -44,6 +46,7 @@ typedef struct ocase {
     int64_t delay;
     sl_window_conf wc;
     sl_agg_value val;
+    uint32_t ring; /* forced ring slots (window_test.h), 0: default */
 } ocase;
 
 /* --- text lines ------------------------------------------------------------------ */
@@ -138,7 +141,7 @@ static sl_bytes key_of(const void *p, uint32_t len, void *ud)
 
 static void run_engine(ocase *oc, int par, lines *out)
 {
-    sl_collector *res = sl_collector_new(), *late = sl_collector_new();
+    sl_collector *res = sl_collector_new(), *late = sl_collector_new(), *unas = sl_collector_new();
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_parallelism(p, par);
@@ -148,16 +151,20 @@ static void run_engine(ocase *oc, int par, lines *out)
     s = sl_stream_key_by(s, "key", key_of, NULL);
     s = sl_stream_parallelism(s, 1);
     sl_stream *w = sl_stream_window(s, "win", &oc->wc);
+    if (oc->ring) assert_int_equal(sli_window_test_ring(w, oc->ring), 0);
     sl_stream *l = sl_stream_window_late(w);
+    sl_stream *u = sl_stream_window_unassigned(w);
     sl_stream_sink(w, "out", &sl_sink_collect, res);
     sl_stream_sink(l, "late", &sl_sink_collect, late);
+    sl_stream_sink(u, "unassigned", &sl_sink_collect, unas);
     int rc = sl_pipeline_run(p);
     if (rc) fprintf(stderr, "pipeline: %s\n", sl_pipeline_errmsg(p));
     assert_int_equal(rc, 0);
     for (size_t i = 0; i < sl_collector_count(res); i++) {
         sl_bytes b = sl_collector_get(res, i, NULL);
-        sl_window_result r = sl_window_out(b, oc->wc.agg->result_size);
+        sl_window_result r = sl_window_out(b);
         int64_t key;
+        assert_int_equal(r.result_size, oc->wc.agg->result_size);
         assert_int_equal(r.key.len, 8);
         memcpy(&key, r.key.ptr, 8);
         char v[64];
@@ -172,9 +179,18 @@ static void run_engine(ocase *oc, int par, lines *out)
         memcpy(&x, b.ptr, sizeof(x));
         lines_add(out, "late,%" PRId64 ",%" PRId64 ",%" PRId64, ts, x.key, x.value);
     }
+    for (size_t i = 0; i < sl_collector_count(unas); i++) {
+        int64_t ts;
+        sl_bytes b = sl_collector_get(unas, i, &ts);
+        rec x;
+        assert_int_equal(b.len, sizeof(x));
+        memcpy(&x, b.ptr, sizeof(x));
+        lines_add(out, "nowin,%" PRId64 ",%" PRId64 ",%" PRId64, ts, x.key, x.value);
+    }
     sl_pipeline_free(p);
     sl_collector_free(res);
     sl_collector_free(late);
+    sl_collector_free(unas);
 }
 
 /* --- the reference ------------------------------------------------------------------ */
@@ -308,6 +324,10 @@ static void run_reference(const ocase *oc, lines *out)
             int64_t off = oc->wc.offset % slide;
             int64_t last = off + fdiv(e->ts - off, slide) * slide;
             int alive = 0;
+            if (last <= e->ts - size) { /* in the gap after window [last, last + size) */
+                lines_add(out, "nowin,%" PRId64 ",%" PRId64 ",%" PRId64, e->ts, e->key, e->value);
+                goto advance;
+            }
             for (int64_t st = last; st > e->ts - size; st -= slide) {
                 int64_t end = st + size;
                 if (W >= end - 1 + L) continue;
@@ -322,6 +342,7 @@ static void run_reference(const ocase *oc, lines *out)
             if (!alive)
                 lines_add(out, "late,%" PRId64 ",%" PRId64 ",%" PRId64, e->ts, e->key, e->value);
         }
+    advance:
         if (e->ts > maxts) maxts = e->ts;
         int64_t nw = maxts - oc->delay - 1;
         if (nw > W) {
@@ -434,23 +455,22 @@ static void test_oracle_random(void **state)
     assert_int_equal(failures, 0);
 }
 
-/* The same with a tiny per-key ring (operators/window.c reads
- * SLUICE_WINDOW_RING when a window opens), so that most slices live in the
- * far list and firing takes the slice-by-slice path. */
+/* The same with a tiny per-key ring (forced through the test hook of
+ * operators/window/window_test.h), so that most slices live in the far list
+ * and firing takes the slice-by-slice path. */
 static void test_oracle_small_ring(void **state)
 {
-    static const char *const rings[] = {"1", "4"};
+    static const uint32_t rings[] = {1, 4};
     int failures = 0;
     for (int r = 0; r < 2; r++) {
-        setenv("SLUICE_WINDOW_RING", rings[r], 1);
         for (int c = 0; c < 200 && failures < 3; c++) {
             ocase oc;
             make_case(&oc);
+            oc.ring = rings[r];
             if (!check_case(&oc, 1) || !check_case(&oc, 4)) failures++;
             free(oc.evs);
         }
     }
-    unsetenv("SLUICE_WINDOW_RING");
     assert_int_equal(failures, 0);
 }
 

@@ -89,7 +89,7 @@ static void run(const step *steps, int n, int64_t gap, int64_t lateness, const c
     size_t nr = sl_collector_count(res), nl = sl_collector_count(late);
     char **got = calloc(nr + nl + 1, sizeof(char *));
     for (size_t i = 0; i < nr; i++) {
-        sl_window_result r = sl_window_out(sl_collector_get(res, i, NULL), 8);
+        sl_window_result r = sl_window_out(sl_collector_get(res, i, NULL));
         int64_t key, cnt;
         memcpy(&key, r.key.ptr, 8);
         memcpy(&cnt, r.result, 8);
