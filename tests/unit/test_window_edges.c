@@ -44,7 +44,12 @@ typedef struct rec {
     int64_t value;
 } rec;
 
-static int script_poll(sl_ctx *ctx, void *self)
+static int script_open(sl_ctx *ctx, const sl_split *split, void **self)
+{
+    return 0;
+}
+
+static int script_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     script *s = sl_ctx_conf(ctx);
     if (s->next >= s->n) return SL_POLL_END;
@@ -55,7 +60,7 @@ static int script_poll(sl_ctx *ctx, void *self)
 }
 
 static const sl_source script_src = {
-    .version = SL_SOURCE_VERSION, .kind = "script", .poll = script_poll};
+    .version = SL_SOURCE_VERSION, .kind = "script", .open = script_open, .poll = script_poll};
 
 static sl_bytes key_of(const void *p, uint32_t len, void *ud)
 {
@@ -145,8 +150,8 @@ static __attribute__((noinline)) sl_pipeline *build(script *s, sl_window_kind ki
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_parallelism(p, par);
-    sl_stream *src =
-        sl_stream_parallelism(sl_pipeline_source(p, "script", &script_src, s, sizeof(rec)), 1);
+    sl_stream *src = sl_stream_parallelism(
+        sl_pipeline_source(p, "script", &script_src, s, sizeof(rec), NULL), 1);
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", key_of, NULL), 1);
     sl_stream *w = sl_stream_window(k, "win", &wc);
     sl_stream_sink(w, "out", &sl_sink_collect, res);
@@ -281,7 +286,7 @@ static void count_with(const sl_aggregate *agg, const char *const *want, int n_w
     sl_collector *res = sl_collector_new();
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
-    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &sc, sizeof(rec));
+    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &sc, sizeof(rec), NULL);
     sl_stream *k = sl_stream_key_by(src, "key", key_of, NULL);
     sl_window_conf wc = sl_window_sliding(20, 10);
     wc.agg = agg;
@@ -326,7 +331,7 @@ static void expect_refused(const sl_aggregate *agg, const char *needle)
 {
     script sc = {NULL, 0, 0};
     sl_pipeline *p = sl_pipeline_new();
-    sl_stream *k = sl_stream_key_by(sl_pipeline_source(p, "s", &script_src, &sc, sizeof(rec)),
+    sl_stream *k = sl_stream_key_by(sl_pipeline_source(p, "s", &script_src, &sc, sizeof(rec), NULL),
                                     "key", key_of, NULL);
     sl_window_conf wc = sl_window_tumbling(10, 0);
     wc.agg = agg;
@@ -337,8 +342,8 @@ static void expect_refused(const sl_aggregate *agg, const char *needle)
     assert_non_null(strstr(m, needle));
     sl_pipeline_free(p);
     p = sl_pipeline_new();
-    k = sl_stream_key_by(sl_pipeline_source(p, "s", &script_src, &sc, sizeof(rec)), "key", key_of,
-                         NULL);
+    k = sl_stream_key_by(sl_pipeline_source(p, "s", &script_src, &sc, sizeof(rec), NULL), "key",
+                         key_of, NULL);
     sl_agg_conf ac = {.agg = agg, .emit = SL_AGG_EMIT_FINAL};
     assert_null(sl_stream_aggregate(k, "agg", &ac));
     assert_non_null(strstr(sl_pipeline_errmsg(p), "'agg'"));
@@ -375,8 +380,8 @@ static __attribute__((noinline)) sl_pipeline *build_agg(script *s, sl_collector 
     sl_agg_conf ac = {.agg = &sl_agg_sum, .ud = &val, .emit = SL_AGG_EMIT_FINAL};
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
-    sl_stream *k = sl_stream_key_by(sl_pipeline_source(p, "s", &script_src, s, sizeof(rec)), "key",
-                                    key_of, NULL);
+    sl_stream *k = sl_stream_key_by(sl_pipeline_source(p, "s", &script_src, s, sizeof(rec), NULL),
+                                    "key", key_of, NULL);
     sl_stream_sink(sl_stream_aggregate(k, "sum", &ac), "out", &sl_sink_collect, res);
     memset(&ac, 0x5a, sizeof(ac));
     memset(&val, 0x5a, sizeof(val));
@@ -437,7 +442,7 @@ static void test_unassigned_of_other_stream(void **state)
 {
     script sc = {NULL, 0, 0};
     sl_pipeline *p = sl_pipeline_new();
-    sl_stream *s = sl_pipeline_source(p, "s", &script_src, &sc, sizeof(rec));
+    sl_stream *s = sl_pipeline_source(p, "s", &script_src, &sc, sizeof(rec), NULL);
     assert_null(sl_stream_window_unassigned(s));
     assert_non_null(strstr(sl_pipeline_errmsg(p), "not the output of a window node"));
     sl_pipeline_free(p);
