@@ -31,6 +31,7 @@
 #include "engine/pool.h"
 #include "sluice/operator.h"
 #include "sluice/pipeline.h"
+#include "sluice/source.h"
 
 #define SL_MAX_PORTS  4
 #define SL_MAX_INPUTS 8
@@ -65,6 +66,9 @@ typedef struct sl_node {
     unsigned port_declared;      /* bit k: port k was declared */
     int chained;                 /* planner: this node runs inside its input's task */
     int inherit;                 /* unset parallelism follows the input's (key_by) */
+    sl_watermark_conf wm;        /* sources: the watermark strategy (copied) */
+    int has_wm;
+    struct sli_srcnode *srcnode; /* sources: splits and positions (source.c) */
 } sl_node;
 
 struct sl_task;

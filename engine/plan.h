@@ -62,9 +62,8 @@ struct sl_ctx {
     int opened;
     int cur_input;
     int forwarded;  /* process() handed its input on */
-    int64_t wm;     /* input watermark seen by this instance */
-    int64_t src_wm; /* sources: last watermark announced */
-    int src_idle;
+    int64_t wm;              /* input watermark seen by this instance */
+    struct sli_srcinst *src; /* sources: the split readers (source.c) */
     int ended;
     int is_sink;
     sl_port out[SL_MAX_PORTS];

@@ -47,19 +47,10 @@
 #include "engine/job.h"
 #include "engine/pool.h"
 #include "engine/sched.h"
+#include "engine/source.h"
 #include "engine/timer.h"
 
 #define SL_QUANTUM 16
-
-/* Batches for the current thread: its worker's cache, else the depot. */
-static inline sl_batch *batch_get(sl_pipeline *p, uint32_t width)
-{
-    return sli_pool_get(&p->pool, sli_sched_cache(), width);
-}
-static inline void batch_put(sl_pipeline *p, sl_batch *b)
-{
-    sli_pool_put(&p->pool, sli_sched_cache(), b);
-}
 
 static void task_error(sl_task *t, struct sl_ctx *c, int rc)
 {
@@ -102,7 +93,7 @@ static int edge_send(struct sl_ctx *c, sl_channel *ch, sl_msg *m)
         sli_task_wake(ch->consumer); /* after the publish: see sched.h */
         return 0;
     }
-    if (rc && m->batch) batch_put(c->p, m->batch);
+    if (rc && m->batch) sli_batch_put(c->p, m->batch);
     return rc;
 }
 
@@ -136,12 +127,12 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
         for (int k = 0; k < e->n_ch - 1; k++) {
             sl_batch *copy = sli_batch_clone(&p->pool, sli_sched_cache(), b);
             if (!copy) {
-                batch_put(p, b);
+                sli_batch_put(p, b);
                 return SL_ENOMEM;
             }
             int rc = edge_send_batch(c, e->ch[k], copy);
             if (rc) {
-                batch_put(p, b);
+                sli_batch_put(p, b);
                 return rc;
             }
         }
@@ -156,7 +147,7 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
         uint32_t d = sl_key_group_owner(sl_key_group(b->hash[i]), n_ch);
         sl_batch *o = e->build[d];
         if (!o) {
-            o = e->build[d] = batch_get(p, w);
+            o = e->build[d] = sli_batch_get(p, w);
             if (!o) {
                 rc = SL_ENOMEM;
                 break;
@@ -175,7 +166,7 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
             rc = edge_send_batch(c, e->ch[d], o);
         }
     }
-    batch_put(p, b);
+    sli_batch_put(p, b);
     return rc;
 }
 
@@ -190,21 +181,21 @@ static int deliver(struct sl_ctx *c, sl_port *o, sl_batch *b)
     sl_pipeline *p = c->p;
     if (o->count) atomic_fetch_add_explicit(o->count, b->count, memory_order_relaxed);
     if (o->n_targets == 0) {
-        batch_put(p, b);
+        sli_batch_put(p, b);
         return 0;
     }
     for (int k = 0; k < o->n_targets; k++) {
         int last = k == o->n_targets - 1;
         sl_batch *bb = last ? b : sli_batch_clone(&p->pool, sli_sched_cache(), b);
         if (!bb) {
-            batch_put(p, b);
+            sli_batch_put(p, b);
             return SL_ENOMEM;
         }
         sl_target *t = &o->targets[k];
         /* Both calls take bb over, also when they fail. */
         int rc = t->chained ? inst_process(t->chained, t->input, bb) : edge_data(c, t->edge, bb);
         if (rc) {
-            if (!last) batch_put(p, b);
+            if (!last) sli_batch_put(p, b);
             return rc;
         }
     }
@@ -257,7 +248,8 @@ sl_batch *sl_out_batch(sl_ctx *c, int port)
         }
         b = NULL;
     }
-    if (!b && !(b = o->cur = batch_get(c->p, o->width))) sl_ctx_fail(c, SL_ENOMEM, "out of memory");
+    if (!b && !(b = o->cur = sli_batch_get(c->p, o->width)))
+        sl_ctx_fail(c, SL_ENOMEM, "out of memory");
     return b;
 }
 
@@ -297,7 +289,7 @@ int sl_forward(sl_ctx *c, sl_batch *in)
     c->forwarded = 1;
     int rc = port_flush(c, o); /* keep order: what was emitted before goes first */
     if (rc) {
-        batch_put(c->p, in);
+        sli_batch_put(c->p, in);
         return rc;
     }
     return deliver(c, o, in);
@@ -311,32 +303,20 @@ static int inst_process(struct sl_ctx *c, int input, sl_batch *b)
     c->cur_input = input;
     c->forwarded = 0;
     int rc = c->node->op->process(c, c->self, b);
-    if (!c->forwarded) batch_put(c->p, b);
+    if (!c->forwarded) sli_batch_put(c->p, b);
     c->forwarded = 0;
     if (rc) return callback_failed(c, "process", rc);
     return c->task->p->failed ? SL_ECANCELED : 0;
 }
 
-int sl_ctx_watermark(sl_ctx *c, int64_t wm)
+/* The source layer (source.c) decides when; these send. */
+int sli_source_send_watermark(struct sl_ctx *c, int64_t wm)
 {
-    if (c->node->kind != SL_NODE_SOURCE)
-        return sl_ctx_fail(c, SL_EINVAL, "only sources announce watermarks");
-    if (c->src_idle) {
-        int rc = sl_ctx_idle(c, 0);
-        if (rc) return rc;
-    }
-    if (wm <= c->src_wm) return 0;
-    c->src_wm = wm;
     return inst_watermark(c, wm);
 }
 
-int sl_ctx_idle(sl_ctx *c, int idle)
+int sli_source_send_idle(struct sl_ctx *c, int idle)
 {
-    if (c->node->kind != SL_NODE_SOURCE)
-        return sl_ctx_fail(c, SL_EINVAL, "only sources announce idleness");
-    idle = idle != 0;
-    if (idle == c->src_idle) return 0;
-    c->src_idle = idle;
     return inst_control_out(c, idle ? SL_MSG_IDLE : SL_MSG_ACTIVE, 0, NULL);
 }
 
@@ -551,7 +531,7 @@ static int source_step(sl_task *t)
         int rc = source_end(t);
         return rc ? rc : 0;
     }
-    int r = c->node->src->poll(c, c->self);
+    int r = sli_source_step(c);
     if (r < 0) {
         task_error(t, c, r);
         return r;
@@ -615,6 +595,8 @@ int sli_task_activate(sl_task *t)
             if (rc <= 0) break;
         }
         if (rc > 0 && !t->blocked && !t->ended) again = 1;
+        /* Periodic source watermarks: once per activation. */
+        if (rc >= 0 && is_source && !t->ended) rc = sli_source_announce(t->root);
         if (rc >= 0) rc = task_flush(t);
     }
     if (rc < 0) {

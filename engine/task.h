@@ -1,12 +1,24 @@
 /*
  * engine/task.h - what a task does when a worker activates it, and the
- * operator-facing calls that move records (private to engine/; task.c).
+ * batches of the current thread (private to engine/; task.c, source.c).
  */
 #ifndef SLUICE_ENGINE_TASK_H
 #define SLUICE_ENGINE_TASK_H
 
 #include <stdint.h>
 #include "engine/plan.h"
+#include "engine/pool.h"
+#include "engine/sched.h"
+
+/* Batches for the current thread: its worker's cache, else the depot. */
+static inline sl_batch *sli_batch_get(sl_pipeline *p, uint32_t width)
+{
+    return sli_pool_get(&p->pool, sli_sched_cache(), width);
+}
+static inline void sli_batch_put(sl_pipeline *p, sl_batch *b)
+{
+    sli_pool_put(&p->pool, sli_sched_cache(), b);
+}
 
 /* Runs on a worker, inside the task's activation (the scheduler calls it).
  * Returns 1 when the task should be activated again at once (its quantum ran

@@ -123,7 +123,7 @@ int sl_job_generate(int argc, char **argv)
         return 1;
     }
     sl_pipeline_set_threads(p, 1);
-    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(event));
+    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(event), NULL);
     if (topic)
         sl_stream_sink(s, "topic", &sl_sink_broker, &bc);
     else

@@ -4,7 +4,8 @@
  *
  *   error.h       error codes, sl_strerror
  *   batch.h       record batches
- *   operator.h    writing operators, sources and sinks
+ *   operator.h    writing operators and sinks
+ *   source.h      writing sources: splits, watermarks, dead letters
  *   state.h       engine-owned keyed state
  *   pipeline.h    building and running pipelines
  *   operators.h   built-in operators and aggregates
@@ -18,6 +19,7 @@
 #include "sluice/operator.h"
 #include "sluice/state.h"
 #include "sluice/pipeline.h"
+#include "sluice/source.h"
 #include "sluice/operators.h"
 #include "sluice/connectors.h"
 #include "sluice/window.h"

@@ -8,8 +8,9 @@
  *  - a positive return from process / watermark / timer / end / proc_timer
  *    fails the job with "operator 'X' (kind): fn() returned 3, expected 0 or
  *    a negative SL_E code" (it was ignored), table-driven;
- *  - records delivered on SL_PORT_LATE and SL_PORT_DEAD_LETTER ports are
- *    counted in sl_pipeline_stats (connected or not), sl_stream_side() keeps
+ *  - records delivered on SL_PORT_LATE and SL_PORT_DEAD_LETTER ports, and a
+ *    source's dead letters, are counted in sl_pipeline_stats (connected or
+ *    not), sl_stream_side() keeps
  *    a declared port's role, and a conflicting role is refused;
  *  - sl_stream_op_conf() finds a node's conf only through its operator table;
  *  - sl_pipeline_dup(): a conf built on a stack frame that is gone is still
@@ -37,6 +38,7 @@
 typedef struct cnt_conf {
     int64_t n;
     atomic_int *wait_for; /* non-NULL: after the records, WAIT until it is set */
+    int dead_every;       /* > 0: records with v % dead_every == 5 also make a dead letter */
 } cnt_conf;
 
 typedef struct cnt_src {
@@ -44,20 +46,24 @@ typedef struct cnt_src {
     long polls;
 } cnt_src;
 
-static int cnt_open(sl_ctx *ctx, void **self)
+static int cnt_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     *self = calloc(1, sizeof(cnt_src));
     return *self ? 0 : SL_ENOMEM;
 }
 
-static int cnt_poll(sl_ctx *ctx, void *self)
+static int cnt_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     cnt_src *s = self;
     const cnt_conf *c = sl_ctx_conf(ctx);
-    for (int k = 0; k < 300 && s->next < c->n; k++, s->next++) {
+    for (uint32_t k = 0; k < max && k < 300 && s->next < c->n; k++, s->next++) {
         int64_t *r = sl_emit(ctx, s->next, (uint64_t)s->next * 0x9E3779B97F4A7C15ull, 8);
         if (!r) return sl_ctx_error(ctx);
         *r = s->next;
+        if (c->dead_every && s->next % c->dead_every == 5) {
+            int rc = sl_ctx_dead_letter(ctx, s->next, "test", r, 8);
+            if (rc) return rc;
+        }
     }
     if (s->next < c->n) return SL_POLL_MORE;
     if (c->wait_for && !atomic_load(c->wait_for) && ++s->polls < 200000) return SL_POLL_WAIT;
@@ -99,7 +105,7 @@ static void test_explain_then_run(void **state)
     assert_int_equal(sl_pipeline_set_threads(p, 2), 0);
     cnt_conf cc = {.n = 5000};
     atomic_long got = 0;
-    sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8);
+    sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, NULL);
     s = sl_stream_apply(sl_stream_rebalance(s), "pass", &pass_op, NULL, 8);
     s = sl_stream_parallelism(s, 2);
     assert_int_equal(sl_stream_sink(s, "sink", &tally_sink, &got), 0);
@@ -130,7 +136,7 @@ static void test_graph_frozen_after_explain(void **state)
     sl_pipeline *p = sl_pipeline_new();
     cnt_conf cc = {.n = 10};
     atomic_long got = 0;
-    sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8);
+    sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, NULL);
     assert_int_equal(sl_stream_sink(s, "sink", &tally_sink, &got), 0);
     sl_buf plan = {0};
     assert_int_equal(sl_pipeline_explain(p, &plan), 0);
@@ -144,7 +150,7 @@ static void test_graph_frozen_after_explain(void **state)
 
     /* Settings the plan was made from are frozen too. */
     p = sl_pipeline_new();
-    s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8);
+    s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, NULL);
     assert_int_equal(sl_stream_sink(s, "sink", &tally_sink, &got), 0);
     assert_int_equal(sl_pipeline_explain(p, &plan), 0);
     assert_int_equal(sl_pipeline_set_parallelism(p, 3), SL_ESTATE);
@@ -227,7 +233,7 @@ static void test_positive_return_is_an_error(void **state)
         atomic_long got = 0;
         sl_pipeline *p = sl_pipeline_new();
         assert_int_equal(sl_pipeline_set_threads(p, 2), 0);
-        sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8);
+        sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, NULL);
         s = sl_stream_apply(s, "op", &bad_op, &bc, 8);
         assert_int_equal(sl_stream_sink(s, "sink", &tally_sink, &got), 0);
         int rc = sl_pipeline_run(p);
@@ -267,9 +273,9 @@ static void test_late_and_dead_letter_counters(void **state)
     for (int par = 1; par <= 3; par += 2) {
         sl_pipeline *p = sl_pipeline_new();
         assert_int_equal(sl_pipeline_set_threads(p, 2), 0);
-        cnt_conf cc = {.n = 10000};
+        cnt_conf cc = {.n = 10000, .dead_every = 100};
         atomic_long data = 0, late = 0;
-        sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8);
+        sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, NULL);
         s = sl_stream_parallelism(
             sl_stream_apply(sl_stream_rebalance(s), "route", &route_op, NULL, 8), par);
         sl_stream *l = sl_stream_side_as(s, 1, 8, SL_PORT_LATE);
@@ -286,7 +292,8 @@ static void test_late_and_dead_letter_counters(void **state)
         sl_pipeline_stats_get(p, &st);
         assert_int_equal(st.records_in, 10000);
         assert_int_equal(st.late, 1000);
-        assert_int_equal(st.dead_letters, 1000);
+        /* 1000 from the router, 100 from the source's own dead-letter port */
+        assert_int_equal(st.dead_letters, 1100);
         assert_int_equal(atomic_load(&data), 8000);
         assert_int_equal(atomic_load(&late), 1000);
         assert_int_equal(st.records_out, 9000);
@@ -299,7 +306,7 @@ static void test_port_role_conflict(void **state)
     (void)state;
     sl_pipeline *p = sl_pipeline_new();
     cnt_conf cc = {.n = 1};
-    sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8);
+    sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, NULL);
     s = sl_stream_apply(s, "route", &route_op, NULL, 8);
     assert_non_null(sl_stream_side_as(s, 1, 8, SL_PORT_LATE));
     assert_null(sl_stream_side_as(s, 1, 8, SL_PORT_DEAD_LETTER));
@@ -308,8 +315,8 @@ static void test_port_role_conflict(void **state)
     sl_pipeline_free(p);
 
     p = sl_pipeline_new();
-    s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8);
-    assert_null(sl_stream_side_as(s, 1, 8, 7));
+    s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, NULL);
+    assert_null(sl_stream_side_as(s, 2, 8, 7));
     assert_int_equal(sl_pipeline_run(p), SL_EINVAL);
     assert_non_null(strstr(sl_pipeline_errmsg(p), "role"));
     sl_pipeline_free(p);
@@ -329,7 +336,7 @@ static void test_op_conf(void **state)
     sl_pipeline *p = sl_pipeline_new();
     cnt_conf cc = {.n = 1};
     int marker = 0;
-    sl_stream *src = sl_pipeline_source(p, "src", &cnt_source, &cc, 8);
+    sl_stream *src = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, NULL);
     sl_stream *s = sl_stream_apply(src, "pass", &pass_op, &marker, 8);
     assert_ptr_equal(sl_stream_op_conf(s, &pass_op), &marker);
     assert_ptr_equal(sl_stream_conf(s), &marker);
@@ -367,7 +374,7 @@ static __attribute__((noinline)) void build_with_stack_conf(sl_pipeline *p, cons
 {
     magic_conf mc = {.seen = seen};
     for (int i = 0; i < 8; i++) mc.magic[i] = 0xC0FFEE00u + (uint64_t)i;
-    sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, (void *)cc, 8);
+    sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, (void *)cc, 8, NULL);
     assert_int_equal(sl_stream_sink(s, "sink", &magic_sink, sl_pipeline_dup(p, &mc, sizeof(mc))),
                      0);
 }
@@ -417,7 +424,7 @@ static void test_ctx_error_while_failing(void **state)
         assert_int_equal(sl_pipeline_set_parallelism(p, 4), 0);
         cnt_conf cc = {.n = 200000};
         atomic_long batches = 0;
-        sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8);
+        sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, NULL);
         assert_int_equal(sl_stream_sink(sl_stream_rebalance(s), "fail", &fail_op, &batches), 0);
         int rc = sl_pipeline_run(p);
         assert_int_equal(rc, SL_EIO);
