@@ -39,6 +39,7 @@ typedef struct cnt_conf {
     int64_t n;
     atomic_int *wait_for; /* non-NULL: after the records, WAIT until it is set */
     int dead_every;       /* > 0: records with v % dead_every == 5 also make a dead letter */
+    int zero_every;       /* > 0: records with v % zero_every == 50 get event time 0 */
 } cnt_conf;
 
 typedef struct cnt_src {
@@ -57,7 +58,8 @@ static int cnt_poll(sl_ctx *ctx, void *self, uint32_t max)
     cnt_src *s = self;
     const cnt_conf *c = sl_ctx_conf(ctx);
     for (uint32_t k = 0; k < max && k < 300 && s->next < c->n; k++, s->next++) {
-        int64_t *r = sl_emit(ctx, s->next, (uint64_t)s->next * 0x9E3779B97F4A7C15ull, 8);
+        int64_t ts = c->zero_every && s->next % c->zero_every == 50 ? 0 : s->next;
+        int64_t *r = sl_emit(ctx, ts, (uint64_t)s->next * 0x9E3779B97F4A7C15ull, 8);
         if (!r) return sl_ctx_error(ctx);
         *r = s->next;
         if (c->dead_every && s->next % c->dead_every == 5) {
@@ -250,6 +252,8 @@ static void test_positive_return_is_an_error(void **state)
 
 /* --- port roles and the late / dead-letter counters --------------------------------- */
 
+static sl_bytes key8(const void *rec, uint32_t len, void *ud);
+
 /* Record v goes to port 1 (late) when v % 10 == 0, to port 2 (dead letter)
  * when v % 10 == 1, else to port 0. */
 static int route_process(sl_ctx *ctx, void *self, sl_batch *in)
@@ -299,6 +303,32 @@ static void test_late_and_dead_letter_counters(void **state)
         assert_int_equal(st.records_out, 9000);
         sl_pipeline_free(p);
     }
+}
+
+/* The window declares its late port as SL_PORT_LATE: its late records are
+ * counted too. Punctuated watermarks (max - 1), so the watermark is exact
+ * per record: every record with event time 0 after the first ten is late. */
+static void test_window_late_counted(void **state)
+{
+    (void)state;
+    sl_pipeline *p = sl_pipeline_new();
+    assert_int_equal(sl_pipeline_set_threads(p, 2), 0);
+    cnt_conf cc = {.n = 1000, .zero_every = 100};
+    sl_watermark_conf wm = {.delay = 0, .punctuated = 1};
+    atomic_long results = 0;
+    sl_stream *s = sl_pipeline_source(p, "src", &cnt_source, &cc, 8, &wm);
+    s = sl_stream_key_by(s, "by", key8, NULL);
+    sl_window_conf wc = sl_window_tumbling(10, 0);
+    wc.agg = &sl_agg_count;
+    s = sl_stream_window(s, "win", &wc);
+    assert_int_equal(sl_stream_sink(s, "out", &tally_sink, &results), 0);
+    int rc = sl_pipeline_run(p);
+    if (rc) fail_msg("run: %s", sl_pipeline_errmsg(p));
+    sl_pipeline_stats st;
+    sl_pipeline_stats_get(p, &st);
+    assert_int_equal(st.records_in, 1000);
+    assert_int_equal(st.late, 10); /* v = 50, 150, ..., 950, all at time 0 */
+    sl_pipeline_free(p);
 }
 
 static void test_port_role_conflict(void **state)
@@ -441,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_graph_frozen_after_explain),
         cmocka_unit_test(test_positive_return_is_an_error),
         cmocka_unit_test(test_late_and_dead_letter_counters),
+        cmocka_unit_test(test_window_late_counted),
         cmocka_unit_test(test_port_role_conflict),
         cmocka_unit_test(test_op_conf),
         cmocka_unit_test(test_dup_conf),
