@@ -3,7 +3,7 @@
  * partitioner vectors, CRC-32C, batch round trip, topics, appends and reads,
  * producer, segment roll and index lookup, retention, compaction, consumer
  * groups, one writer per partition, bad input (each a clear error that
- * changes nothing) and I/O failures injected through engine/fsio.
+ * changes nothing) and I/O failures injected through engine/base/fsio.
  */
 #include <errno.h>
 #include <time.h>
@@ -15,7 +15,7 @@
 
 #include "connectors/broker/batch.h"
 #include "connectors/broker/crc32c.h"
-#include "engine/fsio.h"
+#include "engine/base/fsio.h"
 #include "sluice/broker.h"
 #include "tests/unit/test_broker_util.h"
 
@@ -37,7 +37,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    sl_fsio_fail_reset();
+    sli_fsio_fail_reset();
     sl_broker_close(f->b);
     tb_rmrf(f->dir);
     free(f->dir);
@@ -133,17 +133,18 @@ static void test_murmur2_kafka_vectors(void **state)
 static void test_crc32c(void **state)
 {
     (void)state;
-    assert_int_equal(sl_crc32c(0, "123456789", 9), 0xe3069283u);
-    assert_int_equal(sl_crc32c_sw(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(slb_crc32c(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(slb_crc32c_sw(0, "123456789", 9), 0xe3069283u);
     uint8_t buf[1000];
     for (int i = 0; i < 1000; i++) buf[i] = (uint8_t)(i * 131 + 7);
     for (size_t off = 0; off < 9; off++)
         for (size_t len = 0; len < 200; len += 13) {
-            uint32_t a = sl_crc32c(0, buf + off, len), b = sl_crc32c_sw(0, buf + off, len);
+            uint32_t a = slb_crc32c(0, buf + off, len), b = slb_crc32c_sw(0, buf + off, len);
             assert_int_equal(a, b);
             /* incremental == one shot */
             assert_int_equal(
-                sl_crc32c(sl_crc32c(0, buf + off, len / 2), buf + off + len / 2, len - len / 2), a);
+                slb_crc32c(slb_crc32c(0, buf + off, len / 2), buf + off + len / 2, len - len / 2),
+                a);
         }
     /* The hardware path splits long buffers into three interleaved chains
      * (256-byte and 8 KiB blocks) and combines them: check around those
@@ -156,10 +157,10 @@ static void test_crc32c(void **state)
     for (size_t i = 0; i < big; i++) p[i] = (uint8_t)(i * 2654435761u >> 13);
     for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
         for (size_t off = 0; off < 9; off += 3) {
-            uint32_t a = sl_crc32c(0, p + off, lens[k]), b = sl_crc32c_sw(0, p + off, lens[k]);
+            uint32_t a = slb_crc32c(0, p + off, lens[k]), b = slb_crc32c_sw(0, p + off, lens[k]);
             assert_int_equal(a, b);
             size_t cut = lens[k] / 3;
-            assert_int_equal(sl_crc32c(sl_crc32c(0, p + off, cut), p + off + cut, lens[k] - cut),
+            assert_int_equal(slb_crc32c(slb_crc32c(0, p + off, cut), p + off + cut, lens[k] - cut),
                              a);
         }
     free(p);
@@ -586,11 +587,11 @@ static void test_bad_input(void **state)
 
     /* A directory we may not write: simulated (tests run as root) by making
      * mkdir fail with EACCES, and by a path under a regular file. */
-    sl_fsio_fail_after(SL_FSIO_MKDIR, 0, EACCES, true);
+    sli_fsio_fail_after(SLI_FSIO_MKDIR, 0, EACCES, true);
     assert_int_equal(sl_topic_create(f->b, "denied", NULL), SL_EPERM);
     assert_non_null(strstr(sl_broker_errmsg(f->b), "denied"));
     assert_non_null(strstr(sl_broker_errmsg(f->b), "Permission denied"));
-    sl_fsio_fail_reset();
+    sli_fsio_fail_reset();
     after = tb_snapshot(f->dir);
     assert_string_equal(before, after);
     free(after);
@@ -618,19 +619,19 @@ static void test_io_faults(void **state)
     sl_record r = rec_kv(NULL, "durable");
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, NULL), 0);
     /* A failed write: error, nothing appended, and the next append works. */
-    sl_fsio_fail_after(SL_FSIO_WRITE, 0, ENOSPC, false);
+    sli_fsio_fail_after(SLI_FSIO_WRITE, 0, ENOSPC, false);
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, NULL), SL_EFULL);
     assert_non_null(strstr(sl_broker_errmsg(f->b), "write failed"));
-    sl_fsio_fail_reset();
+    sli_fsio_fail_reset();
     assert_int_equal(read_all(f->b, "io", 0, NULL, NULL, 0), 1);
     int64_t off;
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, &off), 0);
     assert_int_equal(off, 1);
     /* A failed fsync: error, the batch is taken back, appends refused. */
-    sl_fsio_fail_after(SL_FSIO_FSYNC, 0, EIO, false);
+    sli_fsio_fail_after(SLI_FSIO_FSYNC, 0, EIO, false);
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, NULL), SL_EIO);
     assert_non_null(strstr(sl_broker_errmsg(f->b), "fdatasync"));
-    sl_fsio_fail_reset();
+    sli_fsio_fail_reset();
     assert_int_equal(read_all(f->b, "io", 0, NULL, NULL, 0), 2);
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, NULL), SL_EIO);
     /* Reopening recovers. */
@@ -641,10 +642,10 @@ static void test_io_faults(void **state)
     /* Topic creation failing at every step leaves nothing behind. */
     char *before = tb_snapshot(f->dir);
     for (long n = 0;; n++) {
-        sl_fsio_fail_after(SL_FSIO_ALL, n, EIO, false);
+        sli_fsio_fail_after(SLI_FSIO_ALL, n, EIO, false);
         int rc = sl_topic_create(f->b, "fragile", &c);
-        long failures = sl_fsio_failures();
-        sl_fsio_fail_reset();
+        long failures = sli_fsio_failures();
+        sli_fsio_fail_reset();
         if (failures == 0) {
             assert_int_equal(rc, 0);
             break;
