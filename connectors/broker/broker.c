@@ -479,8 +479,11 @@ static int check_record(const slb_wtopic *wt, const sl_record *r, char *err)
         slb_seterr(err, "record has a length without its data");
         return SL_EINVAL;
     }
-    if (r->timestamp < 0) {
-        slb_seterr(err, "record timestamp %" PRId64 " is negative", r->timestamp);
+    if (r->timestamp < 0 && r->timestamp != SL_TIMESTAMP_NONE) {
+        slb_seterr(err,
+                   "record timestamp %" PRId64
+                   " is negative (SL_TIMESTAMP_NONE stamps the time of the append)",
+                   r->timestamp);
         return SL_EINVAL;
     }
     return 0;
@@ -824,7 +827,8 @@ int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec, in
         size_t payload = (rec->key ? rec->key_len : 0) + (rec->value ? rec->value_len : 0);
         bool bad = (payload > (size_t)wt->conf.max_record_bytes) |
                    ((wt->conf.compact != 0) & !rec->key) | (rec->key_len && !rec->key) |
-                   (rec->value_len && !rec->value) | (rec->timestamp < 0);
+                   (rec->value_len && !rec->value) |
+                   ((rec->timestamp < 0) & (rec->timestamp != SL_TIMESTAMP_NONE));
         if (bad) return check_record(wt, rec, p->errmsg);
     } else if ((rc = check_record(wt, rec, p->errmsg)) < 0) {
         return rc;
@@ -843,7 +847,7 @@ int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec, in
         return rc;
     }
     int64_t ts = rec->timestamp;
-    if (!ts) {
+    if (ts == SL_TIMESTAMP_NONE) {
         /* Reading the clock per record costs more than encoding it; the
          * cached value is at most 64 records old (and renewed per flush). */
         if (p->now_uses++ % 64 == 0) p->now_ms = sli_clock_wall_ms();

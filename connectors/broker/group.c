@@ -111,7 +111,8 @@ int sl_group_commit(sl_broker *b, const char *group, const char *topic, int32_t 
     uint8_t key[2 * SL_TOPIC_NAME_MAX + 16], val[8];
     size_t klen = offsets_key(key, group, topic, partition);
     slb_put64(val, (uint64_t)offset);
-    sl_record rec = {.key = key, .key_len = klen, .value = val, .value_len = 8};
+    sl_record rec = {
+        .key = key, .key_len = klen, .value = val, .value_len = 8, .timestamp = SL_TIMESTAMP_NONE};
     char pdir[SLB_PATH_CAP];
     slb_part_dir(pdir, sizeof pdir, b, SLB_OFFSETS_TOPIC, 0);
     slb_plog *l;

@@ -709,7 +709,8 @@ int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base,
     int64_t now = sli_clock_wall_ms();
     for (size_t i = 0; i < n; i++) {
         if ((rc = slb_builder_add(&l->scratch, &recs[i],
-                                  recs[i].timestamp ? recs[i].timestamp : now, (int64_t)i)) < 0) {
+                                  recs[i].timestamp != SL_TIMESTAMP_NONE ? recs[i].timestamp : now,
+                                  (int64_t)i)) < 0) {
             slb_seterr(err, "out of memory");
             goto out;
         }

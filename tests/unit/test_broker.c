@@ -57,9 +57,10 @@ static void make_topic(sl_broker *b, const char *name, int parts, int compact, i
     assert_int_equal(rc, 0);
 }
 
+/* A record stamped with the time of the append. */
 static sl_record rec_kv(const char *k, const char *v)
 {
-    sl_record r = {0};
+    sl_record r = {.timestamp = SL_TIMESTAMP_NONE};
     r.key = k;
     r.key_len = k ? strlen(k) : 0;
     r.value = v;
@@ -663,6 +664,71 @@ static void test_io_faults(void **state)
     free(before);
 }
 
+/* ---- timestamps ---------------------------------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Event time 0 is a time (stored as 0); SL_TIMESTAMP_NONE asks for the time
+ * of the append; any other negative time is refused. Through sl_log_append
+ * (one batch mixing all three kinds) and through the producer. */
+static void test_timestamps(void **state)
+{
+    fx *f = *state;
+    make_topic(f->b, "ts", 1, 0, 0);
+    static const int64_t want[] = {0, SL_TIMESTAMP_NONE, 1, 0, SL_TIMESTAMP_NONE, 1700000000000};
+    enum { N = sizeof want / sizeof want[0] };
+    sl_record rs[N];
+    for (int i = 0; i < N; i++) {
+        rs[i] = rec_kv(NULL, "v");
+        rs[i].timestamp = want[i];
+    }
+    int64_t before = wall_ms();
+    int64_t base;
+    assert_int_equal(sl_log_append(f->b, "ts", 0, rs, N, &base), 0);
+    sl_producer *p;
+    assert_int_equal(sl_producer_open(&p, f->b, "ts"), 0);
+    for (int i = 0; i < N; i++) assert_int_equal(sl_producer_send(p, 0, &rs[i], NULL), 0);
+    assert_int_equal(sl_producer_close(p), 0);
+    int64_t after = wall_ms();
+
+    sl_log_reader *r;
+    assert_int_equal(sl_log_reader_open(&r, f->b, "ts", 0, SL_OFFSET_BEGINNING), 0);
+    sl_message m;
+    for (int i = 0; i < 2 * N; i++) {
+        assert_int_equal(sl_log_reader_next(r, &m, 0), 0);
+        assert_int_equal(m.offset, base + i);
+        int64_t w = want[i % N];
+        if (w == SL_TIMESTAMP_NONE) {
+            assert_true(m.timestamp >= before);
+            assert_true(m.timestamp <= after);
+        } else {
+            assert_int_equal(m.timestamp, w);
+        }
+    }
+    assert_int_equal(sl_log_reader_next(r, &m, 0), SL_EAGAIN);
+    sl_log_reader_close(r);
+
+    /* Negative times other than SL_TIMESTAMP_NONE: a clear error, nothing written. */
+    sl_record neg = rec_kv(NULL, "v");
+    neg.timestamp = -1;
+    assert_int_equal(sl_log_append(f->b, "ts", 0, &neg, 1, NULL), SL_EINVAL);
+    assert_non_null(strstr(sl_broker_errmsg(f->b), "timestamp -1 is negative"));
+    assert_int_equal(sl_producer_open(&p, f->b, "ts"), 0);
+    neg.timestamp = INT64_MIN + 1;
+    assert_int_equal(sl_producer_send(p, 0, &neg, NULL), SL_EINVAL);
+    assert_non_null(strstr(sl_producer_errmsg(p), "is negative"));
+    assert_int_equal(sl_producer_close(p), 0);
+    sl_topic_info *ti;
+    assert_int_equal(sl_topic_describe(f->b, "ts", &ti), 0);
+    assert_int_equal(ti->partitions[0].next_offset, base + 2 * N);
+    sl_topic_info_free(ti);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +744,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timestamps, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
