@@ -509,6 +509,7 @@ static int64_t start_offset(sl_broker *b, const char *topic, int32_t p, const ch
 static int commit_all(sl_broker *b, const char *topic, const char *group, cpart *cp, size_t n)
 {
     for (size_t i = 0; group && i < n; i++) {
+        if (!cp[i].r) continue; /* kept at a rebalance: its reader moved to the new set */
         int64_t pos = sl_log_reader_position(cp[i].r);
         if (pos == cp[i].committed) continue;
         if (sl_group_commit(b, group, topic, cp[i].partition, pos) < 0) {
