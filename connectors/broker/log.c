@@ -164,7 +164,7 @@ typedef struct scan_result {
 } scan_result;
 
 /* Scan the batches of fd from byte 0 to file_size. With s, feed each valid
- * batch to note_batch (s must be reset to its base). Stops at the first
+ * batch to slb_seg_note_batch (s must be reset to its base). Stops at the first
  * incomplete or invalid batch (bad CRC when check_crc, offsets going back or
  * below the segment base). */
 static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment *s, bool check_crc,
@@ -433,7 +433,9 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
     }
     struct stat st;
     if (fstat(l->fd, &st) < 0) {
-        rc = SL_EIO;
+        rc = sli_errno_code(errno);
+        slb_seterr(err, "topic '%s' partition %d: cannot stat %s: %s", topic, partition, path,
+                   strerror(errno));
         goto fail;
     }
     scan_result res;
@@ -455,8 +457,13 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
     }
     a->size = res.valid_end;
     a->next_offset = res.next_offset;
-    a->first_ms =
-        a->size > 0 ? (res.max_ts < sli_clock_wall_ms() ? res.max_ts : sli_clock_wall_ms()) : 0;
+    /* The age of the active segment (for segment_ms) counts from its first
+     * append, which no file records; its last change (mtime) is the closest
+     * bound we have. Not the records' timestamps: those are event times, which
+     * may be anything from 0 on, and would roll a segment at every reopen. */
+    int64_t now = sli_clock_wall_ms();
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    a->first_ms = a->size > 0 ? (mtime < now ? mtime : now) : 0;
     l->next_offset = res.next_offset;
     free(bases);
     *out = l;

@@ -85,11 +85,11 @@ typedef struct sl_topic_conf {
     int32_t partitions;             /* >= 1; default 1 */
     int32_t compact;                /* nonzero: keep the latest record per key */
     int64_t retention_bytes;        /* per partition; -1 (default) = unlimited */
-    int64_t retention_ms;           /* -1 (default) = unlimited */
+    int64_t retention_ms;           /* by record timestamp; -1 (default) = unlimited */
     int32_t fsync;                  /* enum sl_fsync_policy; default SL_FSYNC_NEVER */
     int64_t fsync_interval_ms;      /* for SL_FSYNC_INTERVAL; default 1000 */
     int64_t segment_bytes;          /* roll the active segment at this size; default 64 MiB */
-    int64_t segment_ms;             /* ... or at this age; default 7 days */
+    int64_t segment_ms;             /* ... or this long after its first append; 7 days */
     int64_t tombstone_retention_ms; /* compacted topics: keep tombstones this long; default 1 day */
     int32_t max_record_bytes;       /* largest encoded key+value+headers; default 1 MiB */
 } sl_topic_conf;

@@ -726,6 +726,22 @@ static void test_timestamps(void **state)
     sl_topic_info *ti;
     assert_int_equal(sl_topic_describe(f->b, "ts", &ti), 0);
     assert_int_equal(ti->partitions[0].next_offset, base + 2 * N);
+    assert_int_equal(ti->partitions[0].segments, 1);
+    sl_topic_info_free(ti);
+
+    /* Old event times do not make the segment old: reopened, the partition
+     * appends to the same segment (segment_ms counts from the append). */
+    make_topic(f->b, "old", 1, 0, 0);
+    sl_record old = rec_kv(NULL, "v");
+    old.timestamp = 5;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(sl_log_append(f->b, "old", 0, &old, 1, NULL), 0);
+        sl_broker_close(f->b);
+        assert_int_equal(sl_broker_open(&f->b, f->dir, 0), 0);
+    }
+    assert_int_equal(sl_topic_describe(f->b, "old", &ti), 0);
+    assert_int_equal(ti->partitions[0].segments, 1);
+    assert_int_equal(ti->partitions[0].next_offset, 2);
     sl_topic_info_free(ti);
 }
 
