@@ -44,6 +44,19 @@
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
 
+/* The text of an SL_E code, from error.h's X-macro (not sl_strerror(): the
+ * broker's storage links nothing of the engine but engine/base/). */
+static const char *code_text(int code)
+{
+    switch (code) {
+#define SLB_TEXT_(name, value, text) \
+    case value: return text;
+        SL_ERRNO_MAP(SLB_TEXT_)
+#undef SLB_TEXT_
+    default: return "error";
+    }
+}
+
 /* ---- retention ----------------------------------------------------------------- */
 
 static int delete_segment_files(const char *pdir, int64_t base)
@@ -330,7 +343,7 @@ io_fail_errno:
     rc = sli_errno_code(rc);
 io_fail:
     slb_seterr(err, "topic '%s' partition %d: compaction of segment %020" PRId64 " failed (%s)",
-               l->topic, l->partition, s->base, sl_strerror(rc));
+               l->topic, l->partition, s->base, code_text(rc));
     if (fd >= 0) close(fd);
     fd = -1;
     (void)unlink(cleaned);
