@@ -664,6 +664,32 @@ static void test_io_faults(void **state)
     free(before);
 }
 
+/* fsync=interval: the broker's flusher thread syncs a dirty partition within
+ * the interval, waiting on the monotonic clock. Seen through fault
+ * injection: its fdatasync fails, which marks the partition failed, and the
+ * next append is refused. The wait below is for that event (a guard against
+ * a hang, not a measure of speed). */
+static void test_interval_flusher(void **state)
+{
+    fx *f = *state;
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.fsync = SL_FSYNC_INTERVAL;
+    c.fsync_interval_ms = 1000; /* far longer than open + append: no inline sync */
+    assert_int_equal(sl_topic_create(f->b, "iv", &c), 0);
+    sli_fsio_fail_after(SLI_FSIO_FSYNC, 0, EIO, true);
+    sl_record r = rec_kv(NULL, "dirty");
+    assert_int_equal(sl_log_append(f->b, "iv", 0, &r, 1, NULL), 0);
+    for (int i = 0; i < 60 * 100 && sli_fsio_failures() == 0; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(sli_fsio_failures() > 0);
+    sli_fsio_fail_reset();
+    assert_int_equal(sl_log_append(f->b, "iv", 0, &r, 1, NULL), SL_EIO);
+    assert_non_null(strstr(sl_broker_errmsg(f->b), "earlier fsync failed"));
+}
+
 /* ---- timestamps ---------------------------------------------------------------- */
 
 static int64_t wall_ms(void)
@@ -761,6 +787,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timestamps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interval_flusher, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
