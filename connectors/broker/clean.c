@@ -3,9 +3,10 @@
  * sealed segments (the active segment is never touched), run by the writer
  * under its mu at each segment roll and by sl_topic_clean().
  *
- * Retention deletes whole segments from the oldest: while the partition is
- * larger than retention_bytes without the oldest sealed segment, or the
- * oldest segment's largest timestamp is older than now - retention_ms. The
+ * Retention deletes whole segments from the oldest, while the partition
+ * without its oldest sealed segment still holds retention_bytes or more, or
+ * that segment's largest record timestamp is older than now - retention_ms
+ * (record timestamps are event times: a record of time 0 is old). The
  * log file goes first, then its index files (an index without its log is a
  * stray, removed at the next open).
  *
@@ -22,7 +23,6 @@
  * oldest first and only records superseded by a later record of the same key
  * are dropped, every mix of old and new segments still holds the latest
  * record of each key.
- *
  *
  * Invariants: only sealed segments are read or rewritten, always under the
  * writer's mu; a failed step leaves every segment either old or new and the

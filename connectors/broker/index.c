@@ -28,7 +28,6 @@
  * The active segment has no up-to-date index file: its index lives in the
  * writer's memory and is rebuilt by the recovery scan at every open.
  *
- *
  * Invariants: entries are strictly increasing in rel (and pos, and, for the
  * time index, non-decreasing in ts); slb_index_load() refuses a file that
  * breaks them. The in-memory index of the active segment is always complete

@@ -7,11 +7,17 @@
  * Segments. A partition directory holds segments named by base offset
  * (log.h). Batches are appended to the active (last) segment with one pwrite
  * each; when it would exceed segment_bytes, or is older than segment_ms, it is
- * sealed (synced unless fsync=never, its indexes written by index.c) and a new segment
- * named by the next offset is created.
+ * sealed (synced unless fsync=never, its indexes written by index.c) and a
+ * new segment named by the next offset is created. A segment's age counts
+ * from its first append (wall clock; after a reopen, from the file's last
+ * change), never from its records' timestamps, which are event times.
  *
  * The segment file is a sequence of record batches, drawn in batch.h; the
  * index files are drawn in index.c.
+ *
+ * Timestamps: a record's timestamp is stored as given (0 is a time like any
+ * other); SL_TIMESTAMP_NONE is replaced by the wall-clock time of the append
+ * (here for sl_log_append, in broker.c for the producer).
  *
  * Recovery (slb_plog_open, under the partition lock): leftovers of an
  * interrupted compaction (*.cleaned) and of atomic writes (*.tmp) are removed;
