@@ -90,7 +90,7 @@ static int open_segment(sl_log_reader *r, int64_t base)
         int e = errno;
         slb_seterr(r->errmsg, "topic '%s' partition %d: cannot open %s: %s", r->topic, r->partition,
                    path, strerror(e));
-        return e == ENOENT ? SL_ENOENT : sli_errno_code(-e);
+        return sli_errno_code(e);
     }
     r->seg_base = base;
     return 0;
