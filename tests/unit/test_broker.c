@@ -15,6 +15,7 @@
 
 #include "connectors/broker/batch.h"
 #include "connectors/broker/crc32c.h"
+#include "engine/base/clock.h"
 #include "engine/base/fsio.h"
 #include "sluice/broker.h"
 #include "tests/unit/test_broker_util.h"
@@ -427,9 +428,7 @@ static void test_compaction(void **state)
     int64_t off;
     /* Real time: compaction also runs by itself at segment rolls, with the
      * clock's time. */
-    struct timespec tsnow;
-    clock_gettime(CLOCK_REALTIME, &tsnow);
-    int64_t now = (int64_t)tsnow.tv_sec * 1000 + tsnow.tv_nsec / 1000000;
+    int64_t now = sli_clock_wall_ms();
     for (int round = 0; round < 30; round++)
         for (int i = 0; i < 10; i++) {
             snprintf(k, sizeof k, "k%d", i);
@@ -692,13 +691,6 @@ static void test_interval_flusher(void **state)
 
 /* ---- timestamps ---------------------------------------------------------------- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Event time 0 is a time (stored as 0); SL_TIMESTAMP_NONE asks for the time
  * of the append; any other negative time is refused. Through sl_log_append
  * (one batch mixing all three kinds) and through the producer. */
@@ -713,14 +705,14 @@ static void test_timestamps(void **state)
         rs[i] = rec_kv(NULL, "v");
         rs[i].timestamp = want[i];
     }
-    int64_t before = wall_ms();
+    int64_t before = sli_clock_wall_ms();
     int64_t base;
     assert_int_equal(sl_log_append(f->b, "ts", 0, rs, N, &base), 0);
     sl_producer *p;
     assert_int_equal(sl_producer_open(&p, f->b, "ts"), 0);
     for (int i = 0; i < N; i++) assert_int_equal(sl_producer_send(p, 0, &rs[i], NULL), 0);
     assert_int_equal(sl_producer_close(p), 0);
-    int64_t after = wall_ms();
+    int64_t after = sli_clock_wall_ms();
 
     sl_log_reader *r;
     assert_int_equal(sl_log_reader_open(&r, f->b, "ts", 0, SL_OFFSET_BEGINNING), 0);
