@@ -96,6 +96,8 @@ typedef struct slb_plog {
     char io_err[SLB_ERRLEN];
 } slb_plog;
 
+/* ---- helpers (log.c) ---- */
+
 /* Format "topic T partition P: " prefixed messages into err (SLB_ERRLEN). */
 void slb_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -124,6 +126,8 @@ int slb_index_write(const char *pdir, const slb_segment *s, bool time);
  * *log_size bytes of the log. Returns 0, SL_ENOENT (absent) or SL_ECORRUPT. */
 int slb_index_load(const char *pdir, int64_t base, bool time, void **out, size_t *n,
                    int64_t *log_size);
+
+/* ---- the writer (log.c; cleaning in clean.c) ---- */
 
 /* Open partition pdir for writing: take its lock (blocking when wait, else
  * SL_EBUSY at once), recover it (see log.c), and leave it ready to append. */
