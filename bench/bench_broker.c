@@ -191,7 +191,7 @@ int sl_bench_broker(int argc, char **argv)
     /* 1. Append. */
     char value[100];
     memset(value, 'v', sizeof value);
-    sl_record rec = {.value = value, .value_len = sizeof value};
+    sl_record rec = {.value = value, .value_len = sizeof value, .timestamp = SL_TIMESTAMP_NONE};
     if (sl_producer_open(&p, b, "append") < 0) {
         fprintf(stderr, "sluice bench broker: %s\n", sl_broker_errmsg(b));
         goto out;
@@ -267,7 +267,8 @@ int sl_bench_broker(int argc, char **argv)
     if (read(pfd[0], &ready, 1) == 1) {
         for (int i = 0; i < lat_n; i++) {
             int64_t sent = now_ns();
-            sl_record lr = {.value = &sent, .value_len = sizeof sent};
+            sl_record lr = {
+                .value = &sent, .value_len = sizeof sent, .timestamp = SL_TIMESTAMP_NONE};
             if (sl_log_append(b, "latency", 0, &lr, 1, NULL) < 0) break;
             struct timespec gap = {0, 200000}; /* one record at a time, not a burst */
             nanosleep(&gap, NULL);

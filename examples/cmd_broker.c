@@ -268,7 +268,7 @@ static void produce_usage(FILE *f)
 static int produce_line(sl_producer *p, int32_t part, const char *sep, size_t seplen,
                         const char *line, size_t len, long long lineno)
 {
-    sl_record r = {0};
+    sl_record r = {.timestamp = SL_TIMESTAMP_NONE};
     r.value = line;
     r.value_len = len;
     if (sep) {
@@ -509,6 +509,7 @@ static int64_t start_offset(sl_broker *b, const char *topic, int32_t p, const ch
 static int commit_all(sl_broker *b, const char *topic, const char *group, cpart *cp, size_t n)
 {
     for (size_t i = 0; group && i < n; i++) {
+        if (!cp[i].r) continue; /* kept at a rebalance: its reader moved to the new set */
         int64_t pos = sl_log_reader_position(cp[i].r);
         if (pos == cp[i].committed) continue;
         if (sl_group_commit(b, group, topic, cp[i].partition, pos) < 0) {
