@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #include "bench/bench_util.h"
-#include "examples/cli.h"
+#include "cli/cli.h"
 #include "sluice/broker.h"
 
 static int64_t now_ns(void)

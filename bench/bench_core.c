@@ -13,7 +13,7 @@
 #include <string.h>
 #include <xxhash.h>
 #include "bench/bench_util.h"
-#include "examples/cli.h"
+#include "cli/cli.h"
 
 #define N_KEYS 10000
 

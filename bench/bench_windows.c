@@ -23,7 +23,7 @@
 #include <sys/resource.h>
 #include <time.h>
 #include "bench/bench_util.h"
-#include "examples/cli.h"
+#include "cli/cli.h"
 #include "examples/jobs_window.h"
 
 #define KEYS 1000

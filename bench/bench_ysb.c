@@ -20,7 +20,7 @@
 #include <sys/resource.h>
 #include <time.h>
 #include "bench/bench_util.h"
-#include "examples/cli.h"
+#include "cli/cli.h"
 #include "examples/jobs_window.h"
 
 static uint64_t cell_sum(int64_t campaign, int64_t wstart, int64_t count)

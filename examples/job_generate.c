@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "examples/cli.h"
+#include "cli/cli.h"
 
 typedef struct event {
     int64_t ts;

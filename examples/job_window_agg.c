@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "examples/cli.h"
+#include "cli/cli.h"
 #include "examples/jobs_window.h"
 #include "sluice/broker.h"
 

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "examples/cli.h"
+#include "cli/cli.h"
 
 static int is_space(uint8_t c)
 {

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "examples/cli.h"
+#include "cli/cli.h"
 #include "examples/jobs_window.h"
 
 /* --- campaigns ------------------------------------------------------------------------ */

@@ -13,7 +13,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "examples/cli.h"
+#include "cli/cli.h"
 #include "examples/jobs_window.h"
 
 static const sl_cli_job jobs[] = {

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "examples/cli.h"
+#include "cli/cli.h"
 
 int sl_cli_int(const char *cmd, const char *opt, const char *val, long long lo, long long hi,
                long long *out)

@@ -32,7 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "examples/cli.h"
+#include "cli/cli.h"
 #include "sluice/broker.h"
 
 const char *sl_cli_broker_dir(const char *flag_value)
