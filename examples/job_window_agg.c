@@ -1,7 +1,7 @@
 /*
  * examples/job_window_agg.c - the bundled job `window-agg`, and the pieces
  * the event-time jobs share (line source with watermarks and dead letters,
- * dead-letter sink, durations).
+ * dead-letter sink).
  *
  *   lines "event_time_ms,key,value" (--input FILE, stdin, or the values of a
  *   broker topic with --topic NAME [--dir DIR])
@@ -31,35 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "cli/cli.h"
-#include "examples/jobs_window.h"
-#include "sluice/broker.h"
-
-/* --- durations --------------------------------------------------------------------- */
-
-int sl_jobs_duration(const char *s, int allow_zero, int64_t *out)
-{
-    if (!s || !*s) return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || errno || v < 0 || *s == '-' || *s == '+' || *s == ' ') return -1;
-    long long mul = 1;
-    if (*end == 0 || strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (strcmp(end, "s") == 0)
-        mul = 1000;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else if (strcmp(end, "h") == 0)
-        mul = 3600000;
-    else
-        return -1;
-    if (v > INT64_MAX / 4 / mul) return -1;
-    if (v == 0 && !allow_zero) return -1;
-    *out = (int64_t)(v * mul);
-    return 0;
-}
+#include "jobs.h"
+#include "jobs_window.h"
 
 /* --- the line source ------------------------------------------------------------------ */
 
@@ -462,7 +435,7 @@ static void wa_help(void)
     printf(
         "usage: sluice run window-agg [--input FILE | --topic NAME [--dir DIR]] [--window SPEC]\n"
         "           [--agg AGG] [--delay D] [--lateness L] [--out FILE] [--late-out FILE]\n"
-        "           [--threads N] [--parallelism P]\n"
+        "           [--threads N] [--parallelism P] [--explain]\n"
         "Aggregates CSV lines event_time_ms,key,value (FILE, standard input, or the values\n"
         "of a broker topic read to its current end) per key and event-time window, and\n"
         "writes window_start,window_end,key,aggregate lines.\n"
@@ -494,13 +467,13 @@ static int parse_window(const char *cmd, const char *spec, sl_window_conf *wc)
     if (b) *b++ = 0;
     int64_t x, y;
     if (strcmp(buf, "tumbling") == 0 && !b) {
-        if (sl_jobs_duration(a, 0, &x)) goto bad;
+        if (jobs_duration(a, 0, &x)) goto bad;
         *wc = sl_window_tumbling(x, 0);
     } else if (strcmp(buf, "sliding") == 0 && b) {
-        if (sl_jobs_duration(a, 0, &x) || sl_jobs_duration(b, 0, &y)) goto bad;
+        if (jobs_duration(a, 0, &x) || jobs_duration(b, 0, &y)) goto bad;
         *wc = sl_window_sliding(x, y);
     } else if (strcmp(buf, "session") == 0 && !b) {
-        if (sl_jobs_duration(a, 0, &x)) goto bad;
+        if (jobs_duration(a, 0, &x)) goto bad;
         *wc = sl_window_session(x);
     } else {
         goto bad;
@@ -514,59 +487,64 @@ bad:
     return 2;
 }
 
-int sl_job_window_agg(int argc, char **argv)
+int job_window_agg(int argc, char **argv, const jobs_runner *run)
 {
     const char *cmd = "run window-agg";
+    enum {
+        O_INPUT = JOBS_OPT_FIRST_FREE,
+        O_TOPIC,
+        O_DIR,
+        O_OUT,
+        O_LATE_OUT,
+        O_AGG,
+        O_WINDOW,
+        O_DELAY,
+        O_LATENESS
+    };
+    static const struct option opts[] = {{"input", required_argument, NULL, O_INPUT},
+                                         {"topic", required_argument, NULL, O_TOPIC},
+                                         {"dir", required_argument, NULL, O_DIR},
+                                         {"out", required_argument, NULL, O_OUT},
+                                         {"late-out", required_argument, NULL, O_LATE_OUT},
+                                         {"agg", required_argument, NULL, O_AGG},
+                                         {"window", required_argument, NULL, O_WINDOW},
+                                         {"delay", required_argument, NULL, O_DELAY},
+                                         {"lateness", required_argument, NULL, O_LATENESS},
+                                         JOBS_COMMON_OPTIONS,
+                                         {0}};
     const char *input = NULL, *out = NULL, *late_out = NULL, *agg_name = "count";
     const char *topic = NULL, *dir = NULL;
     sl_window_conf wc = sl_window_tumbling(1000, 0);
     int64_t delay = 0, lateness = 0;
-    sl_cli_common common = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    jobs_common common = {0};
+    int opt, ret = 0;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+        switch (opt) {
+        case O_INPUT: input = optarg; break;
+        case O_TOPIC: topic = optarg; break;
+        case O_DIR: dir = optarg; break;
+        case O_OUT: out = optarg; break;
+        case O_LATE_OUT: late_out = optarg; break;
+        case O_AGG: agg_name = optarg; break;
+        case O_WINDOW: ret = parse_window(cmd, optarg, &wc); break;
+        case O_DELAY:
+        case O_LATENESS:
+            if (jobs_duration(optarg, 1, opt == O_DELAY ? &delay : &lateness)) {
+                fprintf(stderr, "sluice %s: %s needs a duration (250ms, 10s, 1m or ms), not '%s'\n",
+                        cmd, opt == O_DELAY ? "--delay" : "--lateness", optarg);
+                ret = 2;
+            }
+            break;
+        default: ret = jobs_opt(cmd, opt, argv, &common); break;
+        }
+        if (ret == JOBS_HELP) {
             wa_help();
             return 0;
         }
-        int r = sl_cli_common_opt(cmd, argc, argv, &i, &common);
-        if (r == 2) return 2;
-        if (r == 1) continue;
-        int known =
-            strcmp(a, "--input") == 0 || strcmp(a, "--topic") == 0 || strcmp(a, "--dir") == 0 ||
-            strcmp(a, "--out") == 0 || strcmp(a, "--late-out") == 0 || strcmp(a, "--agg") == 0 ||
-            strcmp(a, "--window") == 0 || strcmp(a, "--delay") == 0 || strcmp(a, "--lateness") == 0;
-        if (!known) {
-            fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", cmd, a);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "sluice %s: %s needs a value\n", cmd, a);
-            return 2;
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "--input") == 0) {
-            input = v;
-        } else if (strcmp(a, "--topic") == 0) {
-            topic = v;
-        } else if (strcmp(a, "--dir") == 0) {
-            dir = v;
-        } else if (strcmp(a, "--out") == 0) {
-            out = v;
-        } else if (strcmp(a, "--late-out") == 0) {
-            late_out = v;
-        } else if (strcmp(a, "--agg") == 0) {
-            agg_name = v;
-        } else if (strcmp(a, "--window") == 0) {
-            if (parse_window(cmd, v, &wc)) return 2;
-        } else {
-            int64_t *dst = strcmp(a, "--delay") == 0 ? &delay : &lateness;
-            if (sl_jobs_duration(v, 1, dst)) {
-                fprintf(stderr, "sluice %s: %s needs a duration (250ms, 10s, 1m or ms), not '%s'\n",
-                        cmd, a, v);
-                return 2;
-            }
-        }
+        if (ret) return ret;
     }
+    if (jobs_no_operands(cmd, argc, argv)) return 2;
     const sl_aggregate *agg = sl_agg_by_name(agg_name);
     if (!agg) {
         fprintf(stderr, "sluice %s: --agg must be count, sum, min, max or avg, not '%s'\n", cmd,
@@ -587,7 +565,7 @@ int sl_job_window_agg(int argc, char **argv)
     wc.agg_ud = &val;
     sl_jobs_lines_conf lc = {.path = input,
                              .topic = topic,
-                             .dir = sl_cli_broker_dir(dir),
+                             .dir = jobs_broker_dir(dir),
                              .parse = parse_csv,
                              .width = 0,
                              .max_len = MAX_KEY + 8,
@@ -619,7 +597,7 @@ int sl_job_window_agg(int argc, char **argv)
     else
         sl_stream_sink(late, "late-out", &stderr_sink, &lo);
     sl_stream_sink(bad, "dead-letters", &sl_jobs_deadletter_sink, &dl);
-    int rc = sl_cli_run_pipeline(p, cmd);
+    int rc = jobs_run(run, p, cmd, &common);
     sl_pipeline_free(p);
     uint64_t nbad = atomic_load(&dl.count);
     if (nbad > 10)
