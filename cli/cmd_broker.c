@@ -117,9 +117,14 @@ static int topic_describe(const char *cmd, sl_broker *b, const char *name)
 
 int cli_topic(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        topic_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        fprintf(stderr, "sluice topic: missing subcommand (create, list, describe, delete, clean; "
+                        "sluice topic --help)\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        topic_usage(stdout);
+        return 0;
     }
     const char *sub = argv[1];
     char cmd[64];
@@ -330,8 +335,7 @@ int cli_produce(int argc, char **argv)
     if (optind < argc) topic = argv[optind++];
     if (jobs_no_operands("produce", argc, argv)) return 2;
     if (!topic) {
-        produce_usage(stderr);
-        fprintf(stderr, "sluice produce: missing TOPIC\n");
+        fprintf(stderr, "sluice produce: missing TOPIC (sluice produce --help)\n");
         return 2;
     }
     sl_broker *b = open_broker("produce", jobs_broker_dir(dir), 0);
@@ -627,8 +631,7 @@ int cli_consume(int argc, char **argv)
     if (optind < argc) topic = argv[optind++];
     if (jobs_no_operands("consume", argc, argv)) return 2;
     if (!topic) {
-        consume_usage(stderr);
-        fprintf(stderr, "sluice consume: missing TOPIC\n");
+        fprintf(stderr, "sluice consume: missing TOPIC (sluice consume --help)\n");
         return 2;
     }
     sl_broker *b = open_broker("consume", jobs_broker_dir(dir), 0);

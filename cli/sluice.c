@@ -176,7 +176,7 @@ static int dispatch(int argc, char **argv)
         return jobs_opt(NULL, c, argv, NULL); /* "sluice: unknown option ..." */
     }
     if (optind >= argc) {
-        usage(stderr);
+        fprintf(stderr, "sluice: missing command (sluice --help lists them)\n");
         return 2;
     }
     argc -= optind;

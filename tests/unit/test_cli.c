@@ -356,6 +356,11 @@ static void test_option_forms(void **state)
         {"bench core --bogus", NULL, 2, "--bogus"},
         {"--bogus", NULL, 2, "unknown option '--bogus'"},
         {"run", NULL, 2, "missing JOB"},
+        {"", NULL, 2, "missing command"},
+        {"topic", NULL, 2, "missing subcommand"},
+        {"consume --dir=%s/b -e", NULL, 2, "missing TOPIC"},
+        {"produce --dir=%s/b", NULL, 2, "missing TOPIC"},
+        {"bench", NULL, 2, "missing NAME"},
         {"jobs extra", NULL, 2, "unexpected argument 'extra'"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_case(&cases[i]);
