@@ -22,8 +22,16 @@
  *     2 usage error. Every error is one line "sluice run NAME: <problem>" on
  *     stderr.
  *
- * Nothing here keeps global state except getopt's own (optind is reset on
- * every parse).
+ * Why a runner passed in rather than the built pipeline handed back: a job
+ * has work after its run that needs its own state (ysb frees its campaign
+ * table, window-agg reports how many lines it skipped), and with a callback
+ * that stays in the job's one function, in order, while the caller still
+ * decides what a run looks like (the CLI: progress and summary; a test or a
+ * benchmark: a plain run).
+ *
+ * Global state: getopt's own (optind, reset by jobs_getopt_reset() before
+ * every parse) and one flag jobs_getopt() keeps beside it; so parsing is for
+ * one thread, as getopt is.
  */
 #ifndef SLUICE_EXAMPLES_JOBS_H
 #define SLUICE_EXAMPLES_JOBS_H
