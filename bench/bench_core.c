@@ -109,11 +109,11 @@ static int counts_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     int64_t *counts = sl_ctx_conf(ctx);
     for (uint32_t i = 0; i < in->count; i++) {
-        sl_bytes r = sl_batch_bytes(in, i), k = sl_agg_out_key(r, 8);
+        sl_bytes r = sl_batch_bytes(in, i), k = sl_agg_out_key(r);
         uint64_t key;
         int64_t c;
         memcpy(&key, k.ptr, 8);
-        memcpy(&c, r.ptr, 8);
+        memcpy(&c, sl_agg_out_result(r), 8);
         if (key >= N_KEYS)
             return sl_ctx_fail(ctx, SL_ECORRUPT, "key %" PRIu64 " out of range", key);
         counts[key] = c;
@@ -132,7 +132,7 @@ static int run_engine(uint64_t n, int threads, int64_t *counts, char *err, size_
     if (!p) return SL_ENOMEM;
     sl_pipeline_set_threads(p, threads);
     sl_pipeline_set_parallelism(p, threads);
-    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(ev));
+    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(ev), NULL);
     s = sl_stream_filter(s, "filter", pred, NULL);
     s = sl_stream_key_by(s, "key", key_of, NULL);
     s = sl_stream_aggregate(s, "count", &count);

@@ -66,14 +66,15 @@ static const sl_operator tally_op = {
 
 static int run_throughput(uint64_t n, int sliding, double *secs, uint64_t *results)
 {
-    sl_generator_wm_conf gc = {.gen = {.fn = gen_kv, .count = n}, .wm = {.delay = 0}};
+    sl_generator_conf gc = {.fn = gen_kv, .count = n};
+    sl_watermark_conf wm = {.delay = 0};
     sl_window_conf wc = sliding ? sl_window_sliding(10000, 100) : sl_window_tumbling(10000, 0);
     wc.agg = &sl_agg_count;
     tally t;
     atomic_init(&t.results, 0);
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 1);
-    sl_stream *s = sl_pipeline_generator_wm(p, "events", &gc, sizeof(kv));
+    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(kv), &wm);
     s = sl_stream_key_by(s, "key", kv_key, NULL);
     s = sl_stream_window(s, "window", &wc);
     sl_stream_sink(s, "tally", &tally_op, &t);
@@ -102,7 +103,7 @@ typedef struct lat {
 
 typedef struct lsrc {
     uint64_t k;
-    sl_wm_gen *g;
+    int64_t wm; /* the watermark this reader announced */
     double t0;
 } lsrc;
 
@@ -113,11 +114,11 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int lsrc_open(sl_ctx *ctx, void **self)
+static int lsrc_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     lsrc *s = calloc(1, sizeof(*s));
-    sl_watermark_conf wc = {.delay = 0};
-    s->g = sl_wm_gen_new(&wc, 1);
+    if (!s) return SL_ENOMEM;
+    s->wm = SL_TIME_MIN;
     s->t0 = -1;
     *self = s;
     return 0;
@@ -125,12 +126,12 @@ static int lsrc_open(sl_ctx *ctx, void **self)
 
 static void lsrc_close(void *self)
 {
-    lsrc *s = self;
-    sl_wm_gen_free(s->g);
-    free(s);
+    free(self);
 }
 
-static int lsrc_poll(sl_ctx *ctx, void *self)
+/* The reader announces its own watermark (max event time - 1) right after
+ * the records, so it knows when each window's end - 1 was passed. */
+static int lsrc_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     lsrc *s = self;
     lat *l = sl_ctx_conf(ctx);
@@ -140,11 +141,11 @@ static int lsrc_poll(sl_ctx *ctx, void *self)
     double allowed = (now - s->t0) * l->rate + 1;
     if ((double)s->k >= allowed) return SL_POLL_WAIT;
     uint64_t n = (uint64_t)(allowed - (double)s->k) + 1;
-    if (n > SL_BATCH_CAPACITY) n = SL_BATCH_CAPACITY;
+    if (n > max) n = max;
     if (n > l->count - s->k) n = l->count - s->k;
     sl_batch *b = sl_out_batch(ctx, 0);
     if (!b) return sl_ctx_error(ctx);
-    uint32_t room = SL_BATCH_CAPACITY - b->count, from = b->count;
+    uint32_t room = SL_BATCH_CAPACITY - b->count;
     if (n > room) n = room;
     for (uint32_t j = 0; j < n; j++) {
         uint32_t i = b->count;
@@ -157,12 +158,12 @@ static int lsrc_poll(sl_ctx *ctx, void *self)
         b->count = i + 1;
     }
     s->k += n;
-    int64_t before = sl_wm_gen_watermark(s->g);
-    int rc = sl_wm_gen_batch(ctx, s->g, 0, b, from, b->count);
-    if (!rc) rc = sl_wm_gen_polled(ctx, s->g, 0, 1);
+    int64_t before = s->wm, after = b->ts[b->count - 1] - 1;
+    if (n == 0 || after <= before) return SL_POLL_MORE;
+    int rc = sl_ctx_watermark(ctx, after);
     if (rc) return rc;
-    int64_t after = sl_wm_gen_watermark(s->g);
-    if (after > before) {
+    s->wm = after;
+    {
         /* windows [e - 100, e) whose end - 1 is now reached */
         int64_t t = mono_ns();
         int64_t lo = before < 0 ? 0 : (before + 1) / LAT_WIN + 1;
@@ -183,7 +184,7 @@ static int lat_sink(sl_ctx *ctx, void *self, sl_batch *in)
     lat *l = sl_ctx_conf(ctx);
     int64_t t = mono_ns();
     for (uint32_t i = 0; i < in->count; i++) {
-        sl_window_result r = sl_window_out(sl_batch_bytes(in, i), 8);
+        sl_window_result r = sl_window_out(sl_batch_bytes(in, i));
         int64_t w = r.end / LAT_WIN;
         if (w <= 0 || w >= l->n_windows) continue;
         int64_t p = atomic_load(&l->passed_ns[w]);
@@ -220,7 +221,7 @@ static int run_latency(double rate, double seconds, int credits, double *p50, do
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     if (credits) sl_pipeline_set_credits(p, credits);
-    sl_stream *s = sl_pipeline_source(p, "events", &lat_src, &l, sizeof(kv));
+    sl_stream *s = sl_pipeline_source(p, "events", &lat_src, &l, sizeof(kv), NULL);
     s = sl_stream_key_by(s, "key", kv_key, NULL);
     s = sl_stream_window(s, "window", &wc);
     sl_stream_sink(s, "latency", &lat_op, &l);

@@ -39,7 +39,7 @@ static int tally_process(sl_ctx *ctx, void *self, sl_batch *in)
     tally *t = sl_ctx_conf(ctx);
     uint64_t v = 0, c = 0;
     for (uint32_t i = 0; i < in->count; i++) {
-        sl_window_result r = sl_window_out(sl_batch_bytes(in, i), 8);
+        sl_window_result r = sl_window_out(sl_batch_bytes(in, i));
         int64_t camp, n;
         memcpy(&camp, r.key.ptr, 8);
         memcpy(&n, r.result, 8);

@@ -63,6 +63,9 @@ typedef struct sl_node {
     int chained;      /* planner: this node runs inside its input's task */
     void *owned_conf; /* freed with the pipeline */
     int inherit;      /* unset parallelism follows the input's (key_by) */
+    sl_watermark_conf wm; /* sources: the watermark strategy (copied) */
+    int has_wm;
+    struct sli_srcnode *srcnode; /* sources: splits and positions (source.c) */
 } sl_node;
 
 struct sl_task;
@@ -102,8 +105,7 @@ struct sl_ctx {
     int cur_input;
     int forwarded;  /* process() handed its input on */
     int64_t wm;     /* input watermark seen by this instance */
-    int64_t src_wm; /* sources: last watermark announced */
-    int src_idle;
+    struct sli_srcinst *src; /* sources: the split readers (source.c) */
     int ended;
     int is_sink;
     sl_port out[SL_MAX_PORTS];

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "engine/hash.h"
 #include "engine/internal.h"
+#include "engine/source.h"
 
 double sl_now_s(void)
 {
@@ -94,6 +95,7 @@ void sl_pipeline_free(sl_pipeline *p)
     for (int i = 0; i < p->n_nodes; i++) {
         free(p->nodes[i].name);
         free(p->nodes[i].owned_conf);
+        sli_source_node_free(&p->nodes[i]);
     }
     free(p->nodes);
     for (struct sl_stream *s = p->streams, *n; s; s = n) {
@@ -217,12 +219,18 @@ static int add_node(sl_pipeline *p, const char *name, enum sl_node_kind kind)
 }
 
 sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_source *src, void *conf,
-                              uint32_t width)
+                              uint32_t width, const sl_watermark_conf *wm)
 {
     if (!p) return NULL;
-    if (!src || src->version != SL_SOURCE_VERSION || !src->poll) {
-        sl_pipeline_error(p, SL_EINVAL, "source '%s': not a version %d source table with poll",
+    if (!src || src->version != SL_SOURCE_VERSION || !src->open || !src->poll) {
+        sl_pipeline_error(p, SL_EINVAL,
+                          "source '%s': not a version %d source table (with open and poll)",
                           name ? name : "", SL_SOURCE_VERSION);
+        return NULL;
+    }
+    if (wm && (wm->delay < 0 || wm->idle_ms < 0)) {
+        sl_pipeline_error(p, SL_EINVAL, "source '%s': watermark delay and idle_ms must be >= 0",
+                          name ? name : "");
         return NULL;
     }
     int id = add_node(p, name, SL_NODE_SOURCE);
@@ -230,9 +238,26 @@ sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_source 
     sl_node *n = &p->nodes[id];
     n->src = src;
     n->conf = conf;
-    n->n_ports = 1;
+    if (wm) {
+        n->wm = *wm;
+        n->has_wm = 1;
+    }
+    /* Port 1: the engine-provided dead-letter port (sluice/source.h). */
+    n->n_ports = 2;
     n->port_width[0] = width;
+    n->port_width[1] = 0;
     return new_stream(p, id, 0, width);
+}
+
+sl_stream *sl_stream_dead_letters(sl_stream *s)
+{
+    if (!s) return NULL;
+    if (s->p->nodes[s->node].kind != SL_NODE_SOURCE) {
+        sl_pipeline_error(s->p, SL_EINVAL, "node '%s': dead letters come from sources only",
+                          s->p->nodes[s->node].name);
+        return NULL;
+    }
+    return sl_stream_side(s, 1, 0);
 }
 
 static int check_inputs(sl_stream *const *in, int n_in, const char *name)
@@ -309,6 +334,12 @@ sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width)
     if (port < 1 || port >= SL_MAX_PORTS) {
         sl_pipeline_error(p, SL_ERANGE, "node '%s': side output port must be 1..%d, not %d",
                           n->name, SL_MAX_PORTS - 1, port);
+        return NULL;
+    }
+    if (n->kind == SL_NODE_SOURCE && port == 1 && width != 0) {
+        sl_pipeline_error(p, SL_EINVAL,
+                          "node '%s': port 1 of a source is its dead-letter port (variable length)",
+                          n->name);
         return NULL;
     }
     if (port >= n->n_ports) n->n_ports = port + 1;

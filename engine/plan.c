@@ -95,7 +95,6 @@ int sl_plan_build(sl_pipeline *p)
             c->node = n;
             c->instance = i;
             c->wm = SL_TIME_MIN;
-            c->src_wm = SL_TIME_MIN;
             c->is_sink = n->kind == SL_NODE_SINK;
             atomic_init(&c->sink_wm, SL_TIME_MIN);
             for (int port = 0; port < n->n_ports; port++) c->out[port].width = n->port_width[port];

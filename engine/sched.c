@@ -40,6 +40,7 @@
 #include <time.h>
 #include "engine/deque.h"
 #include "engine/internal.h"
+#include "engine/source.h"
 
 typedef struct worker {
     struct sl_sched *s;
@@ -296,8 +297,10 @@ static void close_instances(sl_pipeline *p)
         struct sl_ctx *c = p->ctxs[i];
         if (!c->opened) continue;
         c->opened = 0;
-        void (*closefn)(void *) = c->node->op ? c->node->op->close : c->node->src->close;
-        if (closefn) closefn(c->self);
+        if (c->node->kind == SL_NODE_SOURCE)
+            sli_source_close(c);
+        else if (c->node->op->close)
+            c->node->op->close(c->self);
     }
 }
 
@@ -354,8 +357,13 @@ static int open_instances(sl_pipeline *p)
 {
     for (int i = 0; i < p->n_ctx; i++) {
         struct sl_ctx *c = p->ctxs[i];
-        int (*openfn)(sl_ctx *, void **) = c->node->op ? c->node->op->open : c->node->src->open;
-        int rc = openfn ? openfn(c, &c->self) : 0;
+        int rc;
+        if (c->node->kind == SL_NODE_SOURCE) {
+            c->opened = 1; /* close what opened, also after an error */
+            rc = sli_source_open(c);
+        } else {
+            rc = c->node->op->open ? c->node->op->open(c, &c->self) : 0;
+        }
         if (rc < 0) {
             if (!p->err) {
                 const char *kind = c->node->op ? c->node->op->kind : c->node->src->kind;

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine/internal.h"
+#include "engine/source.h"
 
 #define SL_QUANTUM 16
 
@@ -270,26 +271,14 @@ static int inst_process(struct sl_ctx *c, int input, sl_batch *b)
     return c->task->p->failed ? SL_ECANCELED : 0;
 }
 
-int sl_ctx_watermark(sl_ctx *c, int64_t wm)
+/* The source layer (source.c) decides when; these send. */
+int sli_source_send_watermark(struct sl_ctx *c, int64_t wm)
 {
-    if (c->node->kind != SL_NODE_SOURCE)
-        return sl_ctx_fail(c, SL_EINVAL, "only sources announce watermarks");
-    if (c->src_idle) {
-        int rc = sl_ctx_idle(c, 0);
-        if (rc) return rc;
-    }
-    if (wm <= c->src_wm) return 0;
-    c->src_wm = wm;
     return inst_watermark(c, wm);
 }
 
-int sl_ctx_idle(sl_ctx *c, int idle)
+int sli_source_send_idle(struct sl_ctx *c, int idle)
 {
-    if (c->node->kind != SL_NODE_SOURCE)
-        return sl_ctx_fail(c, SL_EINVAL, "only sources announce idleness");
-    idle = idle != 0;
-    if (idle == c->src_idle) return 0;
-    c->src_idle = idle;
     return inst_control_out(c, idle ? SL_MSG_IDLE : SL_MSG_ACTIVE, 0, NULL);
 }
 
@@ -506,7 +495,7 @@ static int source_step(sl_task *t)
         int rc = source_end(t);
         return rc ? rc : 0;
     }
-    int r = c->node->src->poll(c, c->self);
+    int r = sli_source_step(c);
     if (r < 0) {
         task_error(t, c, r);
         return r;
@@ -570,6 +559,8 @@ int sl_task_activate(sl_task *t)
             if (rc <= 0) break;
         }
         if (rc > 0 && !t->blocked && !t->ended) again = 1;
+        /* Periodic source watermarks: once per activation. */
+        if (rc >= 0 && is_source && !t->ended) rc = sli_source_announce(t->root);
         if (rc >= 0) rc = task_flush(t);
     }
     if (rc < 0) {

@@ -19,7 +19,7 @@ static sl_bytes last_digit(const void *n, uint32_t len, void *ud)
 }
 static int show(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
 {
-    sl_bytes r = {rec, len}, digit = sl_agg_out_key(r, 8);
+    sl_bytes r = {rec, len}, digit = sl_agg_out_key(r);
     return sl_buf_printf(out, "numbers ending in %.1s: %" PRId64 "\n", (const char *)digit.ptr,
                          *(const int64_t *)sl_agg_out_result(r));
 }
@@ -30,7 +30,7 @@ int main(void)
     sl_agg_conf count = {.agg = &sl_agg_count, .emit = SL_AGG_EMIT_FINAL};
     sl_write_conf print = {.format = show};
     sl_pipeline *p = sl_pipeline_new();
-    sl_stream *s = sl_pipeline_generator(p, "numbers", &numbers, sizeof(int64_t));
+    sl_stream *s = sl_pipeline_generator(p, "numbers", &numbers, sizeof(int64_t), NULL);
     s = sl_stream_filter(s, "even", even, NULL);
     s = sl_stream_key_by(s, "by-digit", last_digit, NULL);
     s = sl_stream_aggregate(s, "count", &count);

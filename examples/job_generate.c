@@ -129,7 +129,7 @@ int job_generate(int argc, char **argv, const jobs_runner *run)
         return 1;
     }
     sl_pipeline_set_threads(p, common.threads ? common.threads : 1);
-    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(event));
+    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(event), NULL);
     if (topic)
         sl_stream_sink(s, "topic", &sl_sink_broker, &bc);
     else

@@ -34,233 +34,6 @@
 #include "jobs.h"
 #include "jobs_window.h"
 
-/* --- the line source ------------------------------------------------------------------ */
-
-typedef struct lsrc {
-    FILE *f;
-    int own;
-    /* --topic: one reader per partition, each read up to end[i], merged by
-     * record timestamp through one peeked record per partition */
-    sl_broker *b;
-    sl_log_reader **r;
-    int64_t *end;
-    int n_parts;
-    struct peek {
-        int has;
-        int64_t ts;
-        char *buf;
-        size_t len, cap;
-    } * peek;
-    char *line;
-    size_t cap;
-    uint64_t lineno;
-    uint8_t *rec;
-    sl_wm_gen *g;
-} lsrc;
-
-static void lsrc_close(void *self);
-
-/* Open a reader on every partition of the topic, each to read up to the
- * offset that was its end now. */
-static int topic_open(sl_ctx *ctx, lsrc *s, const sl_jobs_lines_conf *c)
-{
-    sl_topic_info *info = NULL;
-    int rc = sl_broker_open(&s->b, c->dir, 0);
-    if (!rc) rc = sl_topic_describe(s->b, c->topic, &info);
-    if (rc) return sl_ctx_fail(ctx, rc, "%s", s->b ? sl_broker_errmsg(s->b) : "out of memory");
-    s->r = calloc((size_t)info->partition_count, sizeof(*s->r));
-    s->end = calloc((size_t)info->partition_count, sizeof(*s->end));
-    s->peek = calloc((size_t)info->partition_count, sizeof(*s->peek));
-    if (!s->r || !s->end || !s->peek) {
-        sl_topic_info_free(info);
-        return SL_ENOMEM;
-    }
-    for (int32_t p = 0; p < info->partition_count; p++) {
-        s->end[p] = info->partitions[p].next_offset;
-        rc = sl_log_reader_open(&s->r[p], s->b, c->topic, p, SL_OFFSET_BEGINNING);
-        if (rc) {
-            sl_topic_info_free(info);
-            return sl_ctx_fail(ctx, rc, "%s", sl_broker_errmsg(s->b));
-        }
-        s->n_parts++;
-    }
-    sl_topic_info_free(info);
-    return 0;
-}
-
-/* Make sure partition p has its next record peeked (copied), unless it is
- * done. 0, or < 0 on error. */
-static int peek_part(sl_ctx *ctx, lsrc *s, int p)
-{
-    struct peek *k = &s->peek[p];
-    if (k->has || !s->r[p]) return 0;
-    sl_message m;
-    int rc = sl_log_reader_position(s->r[p]) >= s->end[p] ? SL_EAGAIN
-                                                          : sl_log_reader_next(s->r[p], &m, 0);
-    if (rc == 0 && m.offset < s->end[p]) {
-        size_t len = m.value ? m.value_len : 0;
-        if (len > k->cap) {
-            char *nb = realloc(k->buf, len);
-            if (!nb) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for a record");
-            k->buf = nb;
-            k->cap = len;
-        }
-        if (len) memcpy(k->buf, m.value, len);
-        k->len = len;
-        k->ts = m.timestamp;
-        k->has = 1;
-        return 0;
-    }
-    if (rc != 0 && rc != SL_EAGAIN)
-        return sl_ctx_fail(ctx, rc, "%s", sl_log_reader_errmsg(s->r[p]));
-    sl_log_reader_close(s->r[p]); /* read to its end */
-    s->r[p] = NULL;
-    return 0;
-}
-
-/* The next line: from the file, or the value of the topic record with the
- * smallest timestamp among the partitions' next ones (ties: the lowest
- * partition), so the merged order is fixed by the log. 1 with the line set,
- * 0 at the end, < 0 on error. */
-static int next_line(sl_ctx *ctx, lsrc *s, const char **line, size_t *len)
-{
-    if (!s->r) {
-        ssize_t n = getline(&s->line, &s->cap, s->f);
-        if (n < 0) {
-            if (ferror(s->f)) return sl_ctx_fail(ctx, SL_EIO, "read error: %s", strerror(errno));
-            return 0;
-        }
-        *line = s->line;
-        *len = (size_t)n;
-        return 1;
-    }
-    int best = -1;
-    for (int p = 0; p < s->n_parts; p++) {
-        int rc = peek_part(ctx, s, p);
-        if (rc) return rc;
-        if (s->peek[p].has && (best < 0 || s->peek[p].ts < s->peek[best].ts)) best = p;
-    }
-    if (best < 0) return 0;
-    s->peek[best].has = 0;
-    *line = s->peek[best].buf ? s->peek[best].buf : "";
-    *len = s->peek[best].len;
-    return 1;
-}
-
-static int lsrc_open(sl_ctx *ctx, void **self)
-{
-    const sl_jobs_lines_conf *c = sl_ctx_conf(ctx);
-    lsrc *s = calloc(1, sizeof(*s));
-    if (!s) return SL_ENOMEM;
-    s->rec = malloc(c->max_len ? c->max_len : 1);
-    s->g = sl_wm_gen_new(&c->wm, 1);
-    if (!s->rec || !s->g) goto oom;
-    if (sl_ctx_instance(ctx) > 0) { /* one reader: line numbers and order */
-        *self = s;
-        return 0;
-    }
-    if (c->topic) {
-        int rc = topic_open(ctx, s, c);
-        if (rc) {
-            lsrc_close(s);
-            return rc;
-        }
-        *self = s;
-        return 0;
-    }
-    if (!c->path || strcmp(c->path, "-") == 0) {
-        s->f = stdin;
-    } else {
-        s->f = fopen(c->path, "r");
-        if (!s->f) {
-            int e = errno;
-            sl_wm_gen_free(s->g);
-            free(s->rec);
-            free(s);
-            return sl_ctx_fail(ctx, e == ENOENT ? SL_ENOENT : SL_EIO, "cannot open '%s': %s",
-                               c->path, strerror(e));
-        }
-        s->own = 1;
-    }
-    *self = s;
-    return 0;
-oom:
-    sl_wm_gen_free(s->g);
-    free(s->rec);
-    free(s);
-    return SL_ENOMEM;
-}
-
-static void lsrc_close(void *self)
-{
-    lsrc *s = self;
-    if (!s) return;
-    if (s->own) fclose(s->f);
-    for (int i = 0; s->r && i < s->n_parts; i++) {
-        sl_log_reader_close(s->r[i]);
-        free(s->peek[i].buf);
-    }
-    free(s->peek);
-    free(s->r);
-    free(s->end);
-    sl_broker_close(s->b);
-    free(s->line);
-    free(s->rec);
-    sl_wm_gen_free(s->g);
-    free(s);
-}
-
-static int dead_letter(sl_ctx *ctx, lsrc *s, const char *line, size_t len, const char *reason)
-{
-    char head[96];
-    int n = snprintf(head, sizeof(head), "line %" PRIu64 ": %s: ", s->lineno, reason);
-    size_t show = len > 200 ? 200 : len;
-    uint8_t *o = sl_emit_port(ctx, 1, 0, 0, (uint32_t)(n + show));
-    if (!o) return sl_ctx_error(ctx);
-    memcpy(o, head, (size_t)n);
-    memcpy(o + n, line, show);
-    return 0;
-}
-
-static int lsrc_poll(sl_ctx *ctx, void *self)
-{
-    lsrc *s = self;
-    const sl_jobs_lines_conf *c = sl_ctx_conf(ctx);
-    if (!s->f && !s->r) return SL_POLL_END;
-    for (int k = 0; k < 256; k++) {
-        const char *line = NULL;
-        size_t len = 0;
-        int got = next_line(ctx, s, &line, &len);
-        if (got < 0) return got;
-        if (got == 0) return SL_POLL_END;
-        s->lineno++;
-        if (len && line[len - 1] == '\n') len--;
-        if (len && line[len - 1] == '\r') len--;
-        int64_t ts = 0;
-        const char *reason = "malformed";
-        int r = c->parse(line, len, s->rec, c->max_len, &ts, &reason, c->ud);
-        if (r < 0) {
-            int rc = dead_letter(ctx, s, line, len, reason);
-            if (rc) return rc;
-            continue;
-        }
-        uint32_t rl = c->width ? c->width : (uint32_t)r;
-        void *o = sl_emit(ctx, ts, 0, rl);
-        if (!o) return sl_ctx_error(ctx);
-        memcpy(o, s->rec, rl);
-        int rc = sl_wm_gen_record(ctx, s->g, 0, s->rec, rl, ts);
-        if (rc) return rc;
-    }
-    int rc = sl_wm_gen_polled(ctx, s->g, 0, 1);
-    return rc ? rc : SL_POLL_MORE;
-}
-
-const sl_source sl_jobs_lines_source = {.version = SL_SOURCE_VERSION,
-                                        .kind = "lines",
-                                        .open = lsrc_open,
-                                        .poll = lsrc_poll,
-                                        .close = lsrc_close};
-
 /* --- the dead-letter sink --------------------------------------------------------------- */
 
 static int dl_process(sl_ctx *ctx, void *self, sl_batch *in)
@@ -268,16 +41,30 @@ static int dl_process(sl_ctx *ctx, void *self, sl_batch *in)
     sl_jobs_deadletters *d = sl_ctx_conf(ctx);
     for (uint32_t i = 0; i < in->count; i++) {
         uint64_t k = atomic_fetch_add(&d->count, 1);
-        if (k < 10) {
-            sl_bytes b = sl_batch_bytes(in, i);
-            fprintf(stderr, "sluice %s: %.*s\n", d->cmd, (int)b.len, (const char *)b.ptr);
-        }
+        sl_dead_letter dl;
+        if (k < 10 && sl_dead_letter_read(sl_batch_bytes(in, i), &dl) == 0)
+            fprintf(stderr, "sluice %s: %.*s: %.*s\n", d->cmd, (int)dl.reason.len,
+                    (const char *)dl.reason.ptr, (int)dl.raw.len, (const char *)dl.raw.ptr);
     }
     return 0;
 }
 
 const sl_operator sl_jobs_deadletter_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dl_process};
+
+static int dlt_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    sl_jobs_deadletters *d = sl_ctx_conf(ctx);
+    for (uint32_t i = 0; i < in->count; i++) {
+        uint64_t k = atomic_fetch_add(&d->count, 1);
+        sl_bytes b = sl_batch_bytes(in, i);
+        if (k < 10) fprintf(stderr, "sluice %s: %.*s\n", d->cmd, (int)b.len, (const char *)b.ptr);
+    }
+    return 0;
+}
+
+const sl_operator sl_jobs_deadletter_text_sink = {
+    .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dlt_process};
 
 static int dlf_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
@@ -375,7 +162,7 @@ static int fmt_result(sl_buf *out, const void *rec, uint32_t len, int64_t ts, vo
 {
     const fmt_ud *f = ud;
     sl_bytes b = {rec, len};
-    sl_window_result r = sl_window_out(b, f->agg->result_size);
+    sl_window_result r = sl_window_out(b);
     int rc = sl_buf_printf(out, "%" PRId64 ",%" PRId64 ",%.*s,", r.start, r.end, (int)r.key.len,
                            (const char *)r.key.ptr);
     if (rc) return rc;
@@ -563,13 +350,9 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     wc.lateness = lateness;
     wc.agg = agg;
     wc.agg_ud = &val;
-    sl_jobs_lines_conf lc = {.path = input,
-                             .topic = topic,
-                             .dir = jobs_broker_dir(dir),
-                             .parse = parse_csv,
-                             .width = 0,
-                             .max_len = MAX_KEY + 8,
-                             .wm = {.delay = delay, .punctuated = 1}};
+    /* Punctuated: the watermark follows the record that moves it, so where
+     * watermarks fall is fixed by the input. */
+    sl_watermark_conf wm = {.delay = delay, .punctuated = 1};
     fmt_ud fu = {agg};
     sl_write_conf oc = {.path = out, .format = fmt_result, .ud = &fu};
     sl_write_conf lo = {.path = late_out, .format = fmt_late};
@@ -584,9 +367,23 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     /* Everything at parallelism 1 except the window: one reader (line numbers,
      * one sequence of watermarks) and sinks that see whole batches in order. */
     if (common.threads) sl_pipeline_set_threads(p, common.threads);
-    sl_stream *src = sl_pipeline_source(p, "csv", &sl_jobs_lines_source, &lc, 0);
+    sl_stream *src;
+    if (topic) {
+        /* Every partition is a split with its own watermark, read to its
+         * end as of the start. */
+        sl_broker_source_conf bc = {.dir = jobs_broker_dir(dir),
+                                    .topic = topic,
+                                    .start = SL_OFFSET_BEGINNING,
+                                    .until_end = 1,
+                                    .parse = parse_csv,
+                                    .max_len = MAX_KEY + 8};
+        src = sl_pipeline_broker(p, "csv", &bc, 0, &wm);
+    } else {
+        sl_lines_conf lc = {.path = input, .parse = parse_csv, .max_len = MAX_KEY + 8};
+        src = sl_pipeline_lines(p, "csv", &lc, 0, &wm);
+    }
     src = sl_stream_parallelism(src, 1);
-    sl_stream *bad = sl_stream_side(src, 1, 0);
+    sl_stream *bad = sl_stream_dead_letters(src);
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
     sl_stream *w = sl_stream_window(k, "window", &wc);
     w = sl_stream_parallelism(w, common.parallelism ? common.parallelism : 1);

@@ -77,7 +77,7 @@ static int sorter_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     sorter *s = self;
     for (uint32_t i = 0; i < in->count; i++) {
-        sl_bytes r = sl_batch_bytes(in, i), w = sl_agg_out_key(r, 8);
+        sl_bytes r = sl_batch_bytes(in, i), w = sl_agg_out_key(r);
         entry e = {.off = (uint32_t)s->words.len, .len = w.len};
         memcpy(&e.count, sl_agg_out_result(r), 8);
         if (s->words.len + w.len > UINT32_MAX)
@@ -177,7 +177,7 @@ int job_wordcount(int argc, char **argv, const jobs_runner *run)
         return 1;
     }
     jobs_common_apply(&common, p);
-    sl_stream *s = sl_pipeline_lines(p, "read", &in);
+    sl_stream *s = sl_pipeline_lines(p, "read", &in, 0, NULL);
     s = sl_stream_flat_map(s, "split", split, NULL, 0);
     s = sl_stream_key_by(s, "word", whole, NULL);
     s = sl_stream_aggregate(s, "count", &count);

@@ -27,15 +27,6 @@
 #include "jobs.h"
 #include "jobs_window.h"
 
-/* Old spellings, still used by the ysb source below (ysb_src_*), which the
- * rewrite on the engine's source layer replaces: delete these lines when it
- * is merged. */
-typedef ysb_job sl_ysb_job;
-typedef ysb_event sl_ysb_event;
-typedef ysb_cursor sl_ysb_cursor;
-#define sl_ysb_cursor_init ysb_cursor_init
-#define sl_ysb_next        ysb_next
-
 /* --- campaigns ------------------------------------------------------------------------ */
 
 static int32_t intern(ysb_job *j, const char *name, size_t len)
@@ -229,117 +220,20 @@ static int parse_json(const char *line, size_t len, void *out, uint32_t max_len,
 /* Events per poll: three batches, so that the views that survive the filter
  * (one event in three) fill one batch downstream before the watermark that
  * the poll announces flushes it. */
-#define YSB_POLL_EVENTS (3 * SL_BATCH_CAPACITY)
-
-typedef struct ysb_src {
-    uint64_t k; /* events made by this instance; the next one is seq = inst + k * par */
-    uint64_t inst, par;
-    uint64_t mine; /* events of this instance in all */
-    double t0;     /* --rate: processing time (s) of the first poll, < 0 before */
-    sl_wm_gen *g;
-} ysb_src;
-
-static double now_s(void)
+/* The generator's events, a run at a time through the cursor (no call per
+ * event): the generator source hands each poll's records seq, seq + step, ... */
+static int ysb_fill(void *out, int64_t *ts, uint32_t n, uint64_t seq, uint64_t step, void *ud)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int ysb_src_open(sl_ctx *ctx, void **self)
-{
-    const sl_ysb_job *j = sl_ctx_conf(ctx);
-    ysb_src *s = calloc(1, sizeof(*s));
-    if (!s) return SL_ENOMEM;
-    s->g = sl_wm_gen_new(&j->wm, 1);
-    if (!s->g) {
-        free(s);
-        return SL_ENOMEM;
+    const ysb_job *j = ud;
+    ysb_cursor cur;
+    ysb_cursor_init(&cur, seq, step, j->events_per_s);
+    ysb_event *ev = out;
+    for (uint32_t i = 0; i < n; i++) {
+        ysb_next(&cur, &ev[i]);
+        ts[i] = ev[i].event_time;
     }
-    s->inst = (uint64_t)sl_ctx_instance(ctx);
-    s->par = (uint64_t)sl_ctx_parallelism(ctx);
-    s->mine = !j->events            ? UINT64_MAX
-              : j->events > s->inst ? (j->events - s->inst + s->par - 1) / s->par
-                                    : 0;
-    s->t0 = -1;
-    *self = s;
     return 0;
 }
-
-static void ysb_src_close(void *self)
-{
-    ysb_src *s = self;
-    if (!s) return;
-    sl_wm_gen_free(s->g);
-    free(s);
-}
-
-/* Instance i of P makes events seq = i, i + P, ... straight into the output
- * batches (no call per event), then announces its watermark (periodic:
- * max event time - delay - 1, once per poll). With --rate it keeps to
- * rate / P events per second and says WAIT when ahead. */
-static int ysb_src_poll(sl_ctx *ctx, void *self)
-{
-    ysb_src *s = self;
-    const sl_ysb_job *j = sl_ctx_conf(ctx);
-    if (s->k >= s->mine) return SL_POLL_END;
-    uint64_t n = s->mine - s->k;
-    if (n > YSB_POLL_EVENTS) n = YSB_POLL_EVENTS;
-    if (j->rate > 0) {
-        double now = now_s();
-        if (s->t0 < 0) s->t0 = now;
-        double allowed = (now - s->t0) * j->rate / (double)s->par + 1;
-        if ((double)s->k >= allowed) {
-            int rc = sl_wm_gen_polled(ctx, s->g, 0, 0);
-            return rc ? rc : SL_POLL_WAIT;
-        }
-        if ((double)(s->k + n) > allowed) n = (uint64_t)(allowed - (double)s->k) + 1;
-    }
-    sl_ysb_cursor cur;
-    sl_ysb_cursor_init(&cur, s->inst + s->k * s->par, s->par, j->events_per_s);
-    while (n) {
-        sl_batch *b = sl_out_batch(ctx, 0);
-        if (!b) return sl_ctx_error(ctx);
-        uint32_t from = b->count, m = SL_BATCH_CAPACITY - from;
-        if (m > n) m = (uint32_t)n;
-        sl_ysb_event *ev = (sl_ysb_event *)(void *)b->data;
-        for (uint32_t i = from; i < from + m; i++) {
-            sl_ysb_next(&cur, &ev[i]);
-            b->ts[i] = ev[i].event_time;
-            b->hash[i] = 0;
-        }
-        b->count = from + m;
-        n -= m;
-        s->k += m;
-        /* Event times grow with seq: the last one is the largest. */
-        int rc = sl_wm_gen_batch(ctx, s->g, 0, b, b->count - 1, b->count);
-        if (rc) return rc;
-    }
-    int rc = sl_wm_gen_polled(ctx, s->g, 0, 1);
-    return rc ? rc : SL_POLL_MORE;
-}
-
-static int ysb_src_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
-{
-    ysb_src *s = self;
-    return sl_buf_append(out, &s->k, sizeof(s->k));
-}
-
-static int ysb_src_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
-{
-    ysb_src *s = self;
-    if (len != sizeof(s->k)) return SL_ECORRUPT;
-    memcpy(&s->k, data, sizeof(s->k));
-    return 0;
-}
-
-static const sl_source ysb_source = {.version = SL_SOURCE_VERSION,
-                                     .kind = "ysb-generator",
-                                     .open = ysb_src_open,
-                                     .poll = ysb_src_poll,
-                                     .snapshot = ysb_src_snapshot,
-                                     .restore = ysb_src_restore,
-                                     .close = ysb_src_close};
 
 /* --- views + join ------------------------------------------------------------------------ */
 
@@ -403,18 +297,17 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
     atomic_init(&j->dl.count, 0);
     j->dl.cmd = j->cmd;
     if (j->input) {
-        j->lines = (sl_jobs_lines_conf){.path = j->input,
-                                        .parse = parse_json,
-                                        .ud = j,
-                                        .width = sizeof(sl_ysb_event),
-                                        .max_len = sizeof(sl_ysb_event),
-                                        .wm = {.delay = j->delay, .punctuated = 1}};
-        src = sl_pipeline_source(p, "json", &sl_jobs_lines_source, &j->lines, sizeof(sl_ysb_event));
+        sl_lines_conf lc = {
+            .path = j->input, .parse = parse_json, .ud = j, .max_len = sizeof(ysb_event)};
+        j->wm = (sl_watermark_conf){.delay = j->delay, .punctuated = 1};
+        src = sl_pipeline_lines(p, "json", &lc, sizeof(ysb_event), &j->wm);
         src = sl_stream_parallelism(src, 1);
-        sl_stream_sink(sl_stream_side(src, 1, 0), "malformed", &sl_jobs_deadletter_sink, &j->dl);
+        sl_stream_sink(sl_stream_dead_letters(src), "malformed", &sl_jobs_deadletter_sink, &j->dl);
     } else {
         j->wm = (sl_watermark_conf){.delay = j->delay};
-        src = sl_pipeline_source(p, "events", &ysb_source, j, sizeof(sl_ysb_event));
+        j->gen =
+            (sl_generator_conf){.fill = ysb_fill, .ud = j, .count = j->events, .rate = j->rate};
+        src = sl_pipeline_generator(p, "events", &j->gen, sizeof(ysb_event), &j->wm);
         src = sl_stream_parallelism(src, par);
     }
     /* With one reader, views and key_by stay chained to it (parallelism 1):
@@ -423,7 +316,7 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
      * hash edge into the window keeps each key's order with the watermarks. */
     int vpar = j->input ? 1 : par;
     sl_stream *v = sl_stream_parallelism(sl_stream_apply(src, "views", &views_op, j, 8), vpar);
-    sl_stream_sink(sl_stream_side(v, 1, 0), "unknown-ads", &sl_jobs_deadletter_sink, &j->dl);
+    sl_stream_sink(sl_stream_side(v, 1, 0), "unknown-ads", &sl_jobs_deadletter_text_sink, &j->dl);
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(v, "campaign", campaign_key, NULL), vpar);
     j->wc = sl_window_tumbling(YSB_WINDOW_MS, 0);
     j->wc.agg = &sl_agg_count;
@@ -441,7 +334,7 @@ static int fmt_out(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void 
 {
     const ysb_job *j = ud;
     sl_bytes b = {rec, len};
-    sl_window_result r = sl_window_out(b, 8);
+    sl_window_result r = sl_window_out(b);
     int64_t c, n;
     memcpy(&c, r.key.ptr, 8);
     memcpy(&n, r.result, 8);

@@ -21,33 +21,10 @@
 
 /* --- shared by the jobs (examples/job_window_agg.c) ------------------------------- */
 
-/* Parse one line (without its newline) into a record of at most max_len
- * bytes at `out`. Return the record length (>= 0) and set *ts, or -1 with
- * *reason set (a static string) for a malformed line. */
-typedef int (*sl_jobs_parse_fn)(const char *line, size_t len, void *out, uint32_t max_len,
-                                int64_t *ts, const char **reason, void *ud);
-
-/* A source (parallelism 1) of the lines of `path` (NULL or "-": standard
- * input): each line parsed by `parse` goes to port 0 (records of `width`
- * bytes, or variable length when width is 0) with watermarks `wm` from its
- * event times; each malformed line goes to port 1 as the text
- * "line N: REASON: LINE" (see sl_jobs_deadletters). */
-typedef struct sl_jobs_lines_conf {
-    const char *path;  /* a file, or NULL / "-" for standard input */
-    const char *topic; /* instead: the values of a broker topic, every partition
-                          read to its end as of the start, one record from each
-                          partition in turn (so the order is fixed by the log) */
-    const char *dir;   /* the topic's broker directory */
-    sl_jobs_parse_fn parse;
-    void *ud;
-    uint32_t width;   /* 0: variable length */
-    uint32_t max_len; /* largest record parse may write */
-    sl_watermark_conf wm;
-} sl_jobs_lines_conf;
-extern const sl_source sl_jobs_lines_source;
-
-/* A sink (parallelism 1) for dead letters: counts them and prints the first
- * ten on stderr as "sluice CMD: TEXT". */
+/* Sinks (parallelism 1) for dead letters: count them and print the first
+ * ten on stderr as "sluice CMD: TEXT". sl_jobs_deadletter_sink reads a
+ * source's dead letters (sluice/source.h: "REASON: RAW INPUT");
+ * sl_jobs_deadletter_text_sink records that are text already. */
 typedef struct sl_jobs_deadletters {
     const char *cmd;
     _Atomic uint64_t count;
@@ -61,6 +38,7 @@ typedef struct sl_jobs_deadletters_fmt {
 } sl_jobs_deadletters_fmt;
 extern const sl_operator sl_jobs_deadletter_fmt_sink;
 extern const sl_operator sl_jobs_deadletter_sink;
+extern const sl_operator sl_jobs_deadletter_text_sink;
 
 /* --- the Yahoo Streaming Benchmark (examples/job_ysb.c) ----------------------------- */
 
@@ -170,7 +148,7 @@ typedef struct ysb_job {
     const char *cmd;
     /* made by ysb_build */
     sl_watermark_conf wm;
-    sl_jobs_lines_conf lines;
+    sl_generator_conf gen;
     sl_window_conf wc;
     sl_jobs_deadletters dl;
     sl_jobs_deadletters_fmt dl_late;

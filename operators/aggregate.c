@@ -1,6 +1,15 @@
 /*
  * operators/aggregate.c - the incremental aggregates (count, sum, min, max,
- * avg) and the keyed rolling aggregate operator.
+ * avg), the checks every builder applies to an aggregate table, and the
+ * keyed rolling aggregate operator.
+ *
+ * Aggregate tables. Version 2 tables carry `flags`, promises that let an
+ * operator inline an aggregate (SL_AGG_INT64_SUM: the window keeps count and
+ * sum accumulators as plain int64 additions; SL_AGG_ADD_ONE: a count needs
+ * no call per record). Operators never recognise an aggregate by its
+ * address: a user table with the same flags gets the same fast paths.
+ * Version 1 tables end before `flags`, so they are read through
+ * sl_agg_flags(), which gives 0 for them.
  *
  * Each instance keeps one accumulator per key in engine-owned keyed state
  * ("acc"), so the engine snapshots and restores it. A state value is
@@ -11,14 +20,24 @@
  *                            rounded up to 8)
  *
  * Per record: one state lookup (hash first, key bytes only on a hash match)
- * and one add(). With
- * SL_AGG_EMIT_UPDATES the new result is emitted after every record; with
- * SL_AGG_EMIT_FINAL once per key when the input ends. Output records are
- * [result | key bytes] (sluice/operators.h draws the layout).
+ * and one add(). With SL_AGG_EMIT_UPDATES the new result is emitted after
+ * every record; with SL_AGG_EMIT_FINAL once per key when the input ends.
+ * Output records are [result size | reserved | result | key bytes]
+ * (sluice/operators.h draws the layout): the record says how long its
+ * result is, so readers need not be told.
+ *
+ * The builder copies the user's sl_agg_conf into memory the pipeline owns
+ * (and, for SL_AGG_UD_VALUE aggregates, the sl_agg_value its ud points to),
+ * so the caller's conf may be a stack variable.
  */
 #include <stdlib.h>
 #include <string.h>
-#include "sluice/sluice.h"
+#include "sluice/error.h"
+#include "sluice/operator.h"
+#include "sluice/operators.h"
+#include "sluice/pipeline.h"
+#include "sluice/state.h"
+#include "operators/aggregate.h"
 
 /* --- built-in aggregates ----------------------------------------------------- */
 
@@ -115,16 +134,31 @@ static void avg_result(const void *acc, void *out, const void *ud)
     memcpy(out, &r, sizeof(r));
 }
 
-const sl_aggregate sl_agg_count = {
-    SL_AGGREGATE_VERSION, "count", 8, 8, i64_zero, count_add, sum_merge, i64_result};
-const sl_aggregate sl_agg_sum = {
-    SL_AGGREGATE_VERSION, "sum", 8, 8, i64_zero, sum_add, sum_merge, i64_result};
+const sl_aggregate sl_agg_count = {SL_AGGREGATE_VERSION,
+                                   "count",
+                                   8,
+                                   8,
+                                   i64_zero,
+                                   count_add,
+                                   sum_merge,
+                                   i64_result,
+                                   SL_AGG_INT64_SUM | SL_AGG_ADD_ONE | SL_AGG_UD_VALUE};
+const sl_aggregate sl_agg_sum = {SL_AGGREGATE_VERSION,
+                                 "sum",
+                                 8,
+                                 8,
+                                 i64_zero,
+                                 sum_add,
+                                 sum_merge,
+                                 i64_result,
+                                 SL_AGG_INT64_SUM | SL_AGG_UD_VALUE};
 const sl_aggregate sl_agg_min = {
-    SL_AGGREGATE_VERSION, "min", 8, 8, min_init, min_add, min_merge, i64_result};
+    SL_AGGREGATE_VERSION, "min", 8, 8, min_init, min_add, min_merge, i64_result, SL_AGG_UD_VALUE};
 const sl_aggregate sl_agg_max = {
-    SL_AGGREGATE_VERSION, "max", 8, 8, max_init, max_add, max_merge, i64_result};
+    SL_AGGREGATE_VERSION, "max", 8, 8, max_init, max_add, max_merge, i64_result, SL_AGG_UD_VALUE};
 const sl_aggregate sl_agg_avg = {
-    SL_AGGREGATE_VERSION, "avg", sizeof(avg_acc), 8, avg_init, avg_add, avg_merge, avg_result};
+    SL_AGGREGATE_VERSION, "avg",          sizeof(avg_acc), 8, avg_init, avg_add, avg_merge,
+    avg_result,           SL_AGG_UD_VALUE};
 
 const sl_aggregate *sl_agg_by_name(const char *name)
 {
@@ -133,6 +167,34 @@ const sl_aggregate *sl_agg_by_name(const char *name)
     for (size_t i = 0; name && i < sizeof(all) / sizeof(all[0]); i++)
         if (strcmp(all[i]->name, name) == 0) return all[i];
     return NULL;
+}
+
+/* --- checks and confs shared with the window builder -------------------------- */
+
+const char *sli_agg_invalid(const sl_aggregate *a)
+{
+    if (!a) return "needs an aggregate";
+    if (a->version != 1 && a->version != SL_AGGREGATE_VERSION) return "has an unknown version";
+    if (!a->init || !a->add || !a->result) return "needs init(), add() and result()";
+    uint32_t f = sl_agg_flags(a);
+    if (f & ~(SL_AGG_INT64_SUM | SL_AGG_ADD_ONE | SL_AGG_UD_VALUE)) return "has unknown flags";
+    if ((f & SL_AGG_INT64_SUM) && (a->acc_size != 8 || a->result_size != 8))
+        return "has SL_AGG_INT64_SUM but acc_size or result_size is not 8";
+    if ((f & SL_AGG_ADD_ONE) && !(f & SL_AGG_INT64_SUM))
+        return "has SL_AGG_ADD_ONE without SL_AGG_INT64_SUM";
+    return NULL;
+}
+
+int sli_agg_ud_copy(sl_pipeline *p, const sl_aggregate *a, const void *ud, const void **out)
+{
+    *out = ud;
+    if (!ud || !(sl_agg_flags(a) & SL_AGG_UD_VALUE)) return 0;
+    sl_agg_value *v = malloc(sizeof(*v));
+    if (!v || sl_pipeline_own(p, v)) /* own() frees v on failure */
+        return sl_pipeline_error(p, SL_ENOMEM, "out of memory");
+    memcpy(v, ud, sizeof(*v));
+    *out = v;
+    return 0;
 }
 
 /* --- keyed rolling aggregate -------------------------------------------------- */
@@ -165,10 +227,13 @@ static void agg_close(void *self)
 static int emit_result(sl_ctx *ctx, const sl_aggregate *agg, const void *ud, const void *acc,
                        int64_t ts, uint64_t hash, sl_bytes key)
 {
-    uint8_t *out = sl_emit(ctx, ts, hash, agg->result_size + key.len);
+    const uint32_t rs = agg->result_size, zero = 0;
+    uint8_t *out = sl_emit(ctx, ts, hash, SL_AGG_OUT_HDR + rs + key.len);
     if (!out) return sl_ctx_error(ctx);
-    agg->result(acc, out, ud);
-    memcpy(out + agg->result_size, key.ptr, key.len);
+    memcpy(out, &rs, 4);
+    memcpy(out + 4, &zero, 4);
+    agg->result(acc, out + SL_AGG_OUT_HDR, ud);
+    if (key.len) memcpy(out + SL_AGG_OUT_HDR + rs, key.ptr, key.len);
     return 0;
 }
 
@@ -231,16 +296,37 @@ sl_stream *sl_stream_aggregate(sl_stream *in, const char *name, const sl_agg_con
 {
     if (!in) return NULL;
     sl_pipeline *p = sl_stream_pipeline(in);
+    const char *nm = name ? name : "";
     if (!sl_stream_keyed(in)) {
-        sl_pipeline_error(p, SL_EINVAL, "aggregate '%s': its input is not keyed (use key_by)",
-                          name ? name : "");
+        sl_pipeline_error(p, SL_EINVAL, "aggregate '%s': its input is not keyed (use key_by)", nm);
         return NULL;
     }
-    if (!conf || !conf->agg || conf->agg->version != SL_AGGREGATE_VERSION || !conf->agg->init ||
-        !conf->agg->add || !conf->agg->result) {
-        sl_pipeline_error(p, SL_EINVAL, "aggregate '%s': not a version %d aggregate",
-                          name ? name : "", SL_AGGREGATE_VERSION);
+    if (!conf) {
+        sl_pipeline_error(p, SL_EINVAL, "aggregate '%s': no conf", nm);
         return NULL;
     }
-    return sl_stream_apply(in, name, &agg_op, (void *)conf, 0);
+    if (!conf->agg) {
+        sl_pipeline_error(p, SL_EINVAL, "aggregate '%s': needs an aggregate (conf.agg)", nm);
+        return NULL;
+    }
+    const char *why = sli_agg_invalid(conf->agg);
+    if (why) {
+        sl_pipeline_error(p, SL_EINVAL, "aggregate '%s': the aggregate '%s' %s", nm,
+                          conf->agg->name ? conf->agg->name : "", why);
+        return NULL;
+    }
+    if (conf->emit != SL_AGG_EMIT_UPDATES && conf->emit != SL_AGG_EMIT_FINAL) {
+        sl_pipeline_error(p, SL_EINVAL, "aggregate '%s': unknown emit mode %d", nm,
+                          (int)conf->emit);
+        return NULL;
+    }
+    /* The node keeps its own copy of the conf (owned by the pipeline). */
+    sl_agg_conf *c = malloc(sizeof(*c));
+    if (!c || sl_pipeline_own(p, c)) { /* own() frees c on failure */
+        sl_pipeline_error(p, SL_ENOMEM, "aggregate '%s': out of memory", nm);
+        return NULL;
+    }
+    *c = *conf;
+    if (sli_agg_ud_copy(p, c->agg, conf->ud, &c->ud)) return NULL;
+    return sl_stream_apply(in, name, &agg_op, c, 0);
 }

@@ -2,25 +2,24 @@
  * connectors/broker/connector.c - the built-in broker as a pipeline source
  * and sink (sluice/connectors.h declares them and draws the record layout).
  *
- * Source: each instance opens its own broker handle and one reader per
- * partition it owns (p % P == instance) and polls them round-robin without
- * waiting (timeout 0), so a partition with no data never holds back the
- * others; when no partition has data the poll says WAIT and the engine
- * polls again a millisecond later. The engine only polls a source whose
- * output has credit, so "polled and found nothing" really means "no data":
- * a partition held back by backpressure is never polled into idleness.
- * Position for checkpoints: (partition, next offset) pairs.
+ * Source: on the engine's source layer (sluice/source.h) each partition is
+ * a split, with its own broker handle and reader, read without waiting
+ * (timeout 0): a partition with no data says WAIT and never holds back the
+ * others. The engine owns each partition's watermark and idleness (polled
+ * and found nothing, never "not polled"), and merges partitions by its rule,
+ * so nothing here looks at the clock. Position: the next offset.
  *
  * Sink: one producer; every batch of the stream is appended and flushed
  * before the next one is taken, so an acknowledged batch is durable per the
  * topic's fsync policy. Partitions have one writer each (a file lock), so
  * the sink runs as one instance; its input is rebalanced into it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "sluice/broker.h"
-#include "sluice/sluice.h"
+#include "sluice/connectors.h"
+#include "sluice/source.h"
 
 int sl_broker_rec_key(sl_bytes rec, sl_bytes *key)
 {
@@ -45,208 +44,209 @@ sl_bytes sl_broker_rec_value(sl_bytes rec)
     return v;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 /* --- source ------------------------------------------------------------------- */
 
-typedef struct bpart {
+/* A split is a partition. Its description (made when the job starts):
+ *
+ *   offset  size  field
+ *   0       4     partition (int32)
+ *   4       8     end: with until_end, the first offset not to read (the
+ *                 partition's end as of the start, as kcat -e); else -1
+ */
+typedef struct bsplit {
     int32_t partition;
-    sl_log_reader *r;
-    int64_t end; /* bounded: first offset not to read */
-    int done;    /* bounded: reached end */
-    int64_t max_ts;
-    int seen; /* has read a record */
-    double last_data_ms;
-} bpart;
+    int64_t end;
+} bsplit;
 
 typedef struct bsrc {
     sl_broker *b;
-    int n;
-    bpart *parts;
-    int next;
-    int idle;
+    sl_log_reader *r;
+    bsplit d;
+    uint8_t *rec; /* parse output */
 } bsrc;
+
+static const char *bsrc_errmsg(sl_broker *b)
+{
+    return b ? sl_broker_errmsg(b) : "out of memory";
+}
+
+static int bsrc_enumerate(sl_split_enum *e, void *conf)
+{
+    const sl_broker_source_conf *c = conf;
+    if (!c || !c->dir || !c->topic)
+        return sl_split_fail(e, SL_EINVAL, "needs a directory and a topic");
+    sl_broker *b = NULL;
+    sl_topic_info *info = NULL;
+    int rc = sl_broker_open(&b, c->dir, 0);
+    if (rc) {
+        rc = sl_split_fail(e, rc, "%s", bsrc_errmsg(b));
+        goto done;
+    }
+    if ((rc = sl_topic_describe(b, c->topic, &info)) != 0) {
+        rc = sl_split_fail(e, rc, "%s", sl_broker_errmsg(b));
+        goto done;
+    }
+    for (int32_t p = 0; p < info->partition_count && !rc; p++) {
+        unsigned char d[12];
+        int64_t end = c->until_end ? info->partitions[p].next_offset : -1;
+        memcpy(d, &p, 4);
+        memcpy(d + 4, &end, 8);
+        rc = sl_split_add(e, d, sizeof(d));
+    }
+done:
+    sl_topic_info_free(info);
+    sl_broker_close(b);
+    return rc;
+}
 
 static void bsrc_close(void *self)
 {
     bsrc *s = self;
     if (!s) return;
-    for (int i = 0; i < s->n; i++) sl_log_reader_close(s->parts[i].r);
-    free(s->parts);
+    sl_log_reader_close(s->r);
     sl_broker_close(s->b);
+    free(s->rec);
     free(s);
 }
 
-static int bsrc_open(sl_ctx *ctx, void **self)
+static int bsrc_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     const sl_broker_source_conf *c = sl_ctx_conf(ctx);
-    if (!c || !c->dir || !c->topic)
-        return sl_ctx_fail(ctx, SL_EINVAL, "needs a directory and a topic");
+    if (!split->desc || split->desc_len != 12)
+        return sl_ctx_fail(ctx, SL_EINVAL, "broker: bad split description");
+    if (c->parse && c->max_len == 0)
+        return sl_ctx_fail(ctx, SL_EINVAL, "broker: a parse callback needs max_len");
+    if (!c->parse && sl_ctx_out_width(ctx, 0) != 0)
+        return sl_ctx_fail(ctx, SL_EINVAL, "broker: records are variable length without parse");
     bsrc *s = calloc(1, sizeof(*s));
     if (!s) return SL_ENOMEM;
-    sl_topic_info *info = NULL;
-    int rc = sl_broker_open(&s->b, c->dir, 0);
-    if (rc) {
-        rc = sl_ctx_fail(ctx, rc, "%s", s->b ? sl_broker_errmsg(s->b) : "out of memory");
-        goto fail;
-    }
-    if ((rc = sl_topic_describe(s->b, c->topic, &info)) != 0) {
-        rc = sl_ctx_fail(ctx, rc, "%s", sl_broker_errmsg(s->b));
-        goto fail;
-    }
-    int inst = sl_ctx_instance(ctx), par = sl_ctx_parallelism(ctx);
-    s->parts = calloc((size_t)info->partition_count, sizeof(*s->parts));
-    if (!s->parts) {
+    memcpy(&s->d.partition, split->desc, 4);
+    memcpy(&s->d.end, (const uint8_t *)split->desc + 4, 8);
+    int rc = 0;
+    if (c->parse && !(s->rec = malloc(c->max_len))) {
         rc = SL_ENOMEM;
         goto fail;
     }
-    for (int32_t p = 0; p < info->partition_count; p++) {
-        if (p % par != inst) continue;
-        bpart *bp = &s->parts[s->n];
-        bp->partition = p;
-        bp->end = info->partitions[p].next_offset;
-        bp->last_data_ms = now_ms();
-        rc = sl_log_reader_open(&bp->r, s->b, c->topic, p, c->start);
-        if (rc) {
-            rc = sl_ctx_fail(ctx, rc, "%s", sl_broker_errmsg(s->b));
-            goto fail;
-        }
-        s->n++;
-        if (c->until_end && sl_log_reader_position(bp->r) >= bp->end) bp->done = 1;
+    if ((rc = sl_broker_open(&s->b, c->dir, 0)) != 0) {
+        rc = sl_ctx_fail(ctx, rc, "%s", bsrc_errmsg(s->b));
+        goto fail;
     }
-    sl_topic_info_free(info);
+    if ((rc = sl_log_reader_open(&s->r, s->b, c->topic, s->d.partition, c->start)) != 0) {
+        rc = sl_ctx_fail(ctx, rc, "%s", sl_broker_errmsg(s->b));
+        goto fail;
+    }
     *self = s;
     return 0;
 fail:
-    sl_topic_info_free(info);
     bsrc_close(s);
     return rc;
 }
 
-/* Announce min over live partitions of max_ts - delay - 1, and idleness. */
-static int bsrc_watermark(sl_ctx *ctx, bsrc *s, const sl_broker_source_conf *c)
+/* One message: its record (layout in sluice/connectors.h, or what parse
+ * makes of the value) or its dead letter. */
+static int bsrc_emit(sl_ctx *ctx, const sl_broker_source_conf *c, bsrc *s, const sl_message *m)
 {
-    if (c->watermark_delay < 0) return 0;
-    double now = now_ms();
-    int64_t wm = SL_TIME_MAX;
-    int live = 0;
-    for (int i = 0; i < s->n; i++) {
-        bpart *bp = &s->parts[i];
-        if (bp->done) continue;
-        if (c->idle_ms > 0 && now - bp->last_data_ms >= (double)c->idle_ms) continue;
-        live++;
-        int64_t w = bp->seen ? bp->max_ts - c->watermark_delay - 1 : SL_TIME_MIN;
-        if (w < wm) wm = w;
-    }
-    if (live == 0) {
-        /* every partition ended or idle: ended ones advance to +inf at the
-         * end of the source; idle ones stop holding the watermark back */
-        if (c->idle_ms > 0 && !s->idle) {
-            s->idle = 1;
-            return sl_ctx_idle(ctx, 1);
+    uint32_t klen = m->key ? (uint32_t)m->key_len : 0;
+    uint32_t vlen = m->value ? (uint32_t)m->value_len : 0;
+    if (c->parse) {
+        int64_t ts = m->timestamp;
+        const char *reason = "malformed";
+        int r = c->parse((const char *)m->value, vlen, s->rec, c->max_len, &ts, &reason, c->ud);
+        if (r < 0) {
+            char why[160];
+            snprintf(why, sizeof(why), "partition %d offset %lld: %s", (int)m->partition,
+                     (long long)m->offset, reason);
+            return sl_ctx_dead_letter(ctx, m->timestamp, why, m->value, vlen > 200 ? 200 : vlen);
         }
-        return 0;
+        if ((uint32_t)r > c->max_len)
+            return sl_ctx_fail(ctx, SL_EOPERATOR, "parse made %d bytes, more than max_len %u", r,
+                               c->max_len);
+        uint32_t w = sl_ctx_out_width(ctx, 0);
+        return sl_emit_copy(ctx, ts, 0, s->rec, w ? w : (uint32_t)r);
     }
-    s->idle = 0;
-    return wm > SL_TIME_MIN ? sl_ctx_watermark(ctx, wm) : 0;
+    uint8_t *out = sl_emit(ctx, m->timestamp, 0, 4 + klen + vlen);
+    if (!out) return sl_ctx_error(ctx);
+    uint32_t kfield = m->key ? klen : SL_BROKER_NO_KEY;
+    memcpy(out, &kfield, 4);
+    if (klen) memcpy(out + 4, m->key, klen);
+    if (vlen) memcpy(out + 4 + klen, m->value, vlen);
+    return 0;
 }
 
-static int bsrc_poll(sl_ctx *ctx, void *self)
+static int bsrc_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     bsrc *s = self;
     const sl_broker_source_conf *c = sl_ctx_conf(ctx);
-    int emitted = 0, live = 0;
-    for (int k = 0; k < s->n && emitted < SL_BATCH_CAPACITY; k++) {
-        bpart *bp = &s->parts[(s->next + k) % s->n];
-        if (bp->done) continue;
-        live++;
-        int got = 0;
-        while (emitted < SL_BATCH_CAPACITY) {
-            sl_message m;
-            int rc = sl_log_reader_next(bp->r, &m, 0);
-            if (rc == SL_EAGAIN) {
-                if (c->until_end && sl_log_reader_position(bp->r) >= bp->end) bp->done = 1;
-                break;
-            }
-            if (rc) return sl_ctx_fail(ctx, rc, "%s", sl_log_reader_errmsg(bp->r));
-            if (c->until_end && m.offset >= bp->end) {
-                bp->done = 1;
-                break;
-            }
-            uint32_t klen = m.key ? (uint32_t)m.key_len : 0;
-            uint32_t vlen = m.value ? (uint32_t)m.value_len : 0;
-            uint8_t *out = sl_emit(ctx, m.timestamp, 0, 4 + klen + vlen);
-            if (!out) return sl_ctx_error(ctx);
-            uint32_t kfield = m.key ? klen : SL_BROKER_NO_KEY;
-            memcpy(out, &kfield, 4);
-            if (klen) memcpy(out + 4, m.key, klen);
-            if (vlen) memcpy(out + 4 + klen, m.value, vlen);
-            if (!bp->seen || m.timestamp > bp->max_ts) bp->max_ts = m.timestamp;
-            bp->seen = 1;
-            emitted++;
-            got++;
+    uint32_t got = 0;
+    while (got < max) {
+        if (s->d.end >= 0 && sl_log_reader_position(s->r) >= s->d.end)
+            return got ? SL_POLL_MORE : SL_POLL_END;
+        sl_message m;
+        int rc = sl_log_reader_next(s->r, &m, 0);
+        if (rc == SL_EAGAIN) return got ? SL_POLL_MORE : SL_POLL_WAIT;
+        if (rc) return sl_ctx_fail(ctx, rc, "%s", sl_log_reader_errmsg(s->r));
+        if (s->d.end >= 0 && m.offset >= s->d.end) {
+            /* Past the end as of the start: not ours; the position stays at end. */
+            sl_log_reader_seek(s->r, s->d.end);
+            return got ? SL_POLL_MORE : SL_POLL_END;
         }
-        if (got) bp->last_data_ms = now_ms(); /* once per poll, not per record */
+        if ((rc = bsrc_emit(ctx, c, s, &m)) != 0) return rc;
+        got++;
     }
-    s->next = s->n ? (s->next + 1) % s->n : 0;
-    int rc = bsrc_watermark(ctx, s, c);
-    if (rc) return rc;
-    if (emitted) return SL_POLL_MORE;
-    return live == 0 ? SL_POLL_END : SL_POLL_WAIT;
+    return SL_POLL_MORE;
 }
 
-/* Snapshot layout: count u32, then count x (partition i32, next offset i64). */
-static int bsrc_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
+/* Position: the next offset (int64, host order). */
+static int bsrc_position(sl_ctx *ctx, void *self, sl_buf *out)
 {
     bsrc *s = self;
-    uint32_t n = (uint32_t)s->n;
-    int rc = sl_buf_append(out, &n, 4);
-    for (int i = 0; i < s->n && !rc; i++) {
-        int64_t pos = sl_log_reader_position(s->parts[i].r);
-        rc = sl_buf_append(out, &s->parts[i].partition, 4);
-        if (!rc) rc = sl_buf_append(out, &pos, 8);
-    }
-    return rc;
+    int64_t pos = sl_log_reader_position(s->r);
+    return sl_buf_append(out, &pos, 8);
 }
 
-static int bsrc_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
+static int bsrc_seek(sl_ctx *ctx, void *self, const void *data, size_t len)
 {
     bsrc *s = self;
-    const uint8_t *p = data;
-    uint32_t n;
-    if (len < 4) return SL_ECORRUPT;
-    memcpy(&n, p, 4);
-    if (len != 4 + (size_t)n * 12) return SL_ECORRUPT;
-    for (uint32_t k = 0; k < n; k++) {
-        int32_t part;
-        int64_t off;
-        memcpy(&part, p + 4 + k * 12, 4);
-        memcpy(&off, p + 8 + k * 12, 8);
-        for (int i = 0; i < s->n; i++) {
-            if (s->parts[i].partition != part) continue;
-            int rc = sl_log_reader_seek(s->parts[i].r, off);
-            if (rc) return sl_ctx_fail(ctx, rc, "%s", sl_log_reader_errmsg(s->parts[i].r));
-        }
-    }
-    return 0;
+    int64_t off;
+    if (len != 8) return SL_ECORRUPT;
+    memcpy(&off, data, 8);
+    int rc = sl_log_reader_seek(s->r, off);
+    return rc ? sl_ctx_fail(ctx, rc, "%s", sl_log_reader_errmsg(s->r)) : 0;
 }
 
 const sl_source sl_source_broker = {.version = SL_SOURCE_VERSION,
                                     .kind = "broker",
+                                    .enumerate = bsrc_enumerate,
                                     .open = bsrc_open,
                                     .poll = bsrc_poll,
-                                    .snapshot = bsrc_snapshot,
-                                    .restore = bsrc_restore,
+                                    .position = bsrc_position,
+                                    .seek = bsrc_seek,
                                     .close = bsrc_close};
 
-sl_stream *sl_pipeline_broker(sl_pipeline *p, const char *name, const sl_broker_source_conf *conf)
+sl_stream *sl_pipeline_broker(sl_pipeline *p, const char *name, const sl_broker_source_conf *conf,
+                              uint32_t width, const sl_watermark_conf *wm)
 {
-    return sl_pipeline_source(p, name, &sl_source_broker, (void *)conf, 0);
+    if (!p) return NULL;
+    if (!conf || !conf->dir || !conf->topic) {
+        sl_pipeline_error(p, SL_EINVAL, "broker source '%s': needs a directory and a topic",
+                          name ? name : "");
+        return NULL;
+    }
+    sl_broker_source_conf *copy = malloc(sizeof(*copy));
+    char *dir = strdup(conf->dir), *topic = strdup(conf->topic);
+    if (!copy || !dir || !topic) {
+        free(copy);
+        free(dir);
+        free(topic);
+        sl_pipeline_error(p, SL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    *copy = *conf;
+    copy->dir = dir;
+    copy->topic = topic;
+    if (sl_pipeline_own(p, copy) || sl_pipeline_own(p, dir) || sl_pipeline_own(p, topic))
+        return NULL;
+    return sl_pipeline_source(p, name, &sl_source_broker, copy, width, wm);
 }
 
 /* --- sink ----------------------------------------------------------------------- */

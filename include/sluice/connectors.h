@@ -1,12 +1,16 @@
 /*
  * sluice/connectors.h - bundled sources and sinks (public API).
  *
- * Sources: a generator (a user callback per record; unbounded, bounded by
- * count, or rate-limited), lines of a file (bounded; position = byte offset),
- * lines of standard input. Sinks: standard output, a file, and a collecting
+ * Sources (on the engine's source layer, sluice/source.h: each takes the
+ * watermark strategy `wm`, NULL for none): a generator (a user callback;
+ * unbounded, bounded by count, or rate-limited; shards as splits), lines of
+ * a file or standard input (plain, CSV with an event-time column, or parsed
+ * by a callback; byte ranges as splits), broker topics (partitions as
+ * splits). Sinks: standard output, a file, broker topics, and a collecting
  * sink that keeps records in memory (for tests and small jobs).
  *
- * Confs are borrowed (they must outlive the pipeline) unless said otherwise.
+ * The sl_pipeline_* source builders copy their conf (strings included), so
+ * a conf on the stack is fine; the tables' callbacks' `ud` are borrowed.
  */
 #ifndef SLUICE_CONNECTORS_H
 #define SLUICE_CONNECTORS_H
@@ -14,6 +18,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include "sluice/pipeline.h"
+#include "sluice/source.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,32 +28,58 @@ extern "C" {
 
 /* Write record number seq (width bytes at out) and its event time. Return 0,
  * or a negative code to fail the job. Called from several threads at once
- * when the source's parallelism is above 1: instance i of P makes the records
- * seq = i, i + P, i + 2P, ... */
+ * when the source's parallelism is above 1. */
 typedef int (*sl_gen_fn)(void *out, uint64_t seq, int64_t *ts, void *ud);
+/* Or make n records at once: records seq, seq + step, ... into out (n
+ * records of the stream's width, contiguous) and their event times into
+ * ts[0 .. n). For generators that keep a cursor instead of a call per record. */
+typedef int (*sl_gen_fill_fn)(void *out, int64_t *ts, uint32_t n, uint64_t seq, uint64_t step,
+                              void *ud);
 
 typedef struct sl_generator_conf {
-    sl_gen_fn fn;
+    sl_gen_fn fn; /* one of fn and fill */
+    sl_gen_fill_fn fill;
     void *ud;
-    uint64_t count; /* records in all, over all instances; 0 = unbounded */
-    double rate;    /* records per second over all instances; 0 = as fast as possible */
+    uint64_t count; /* records in all, over all shards; 0 = unbounded */
+    double rate;    /* records per second over all shards; 0 = as fast as possible */
+    int shards;     /* splits: shard s of S makes seq = s, s + S, ...; 0 = one per instance */
 } sl_generator_conf;
 
 extern const sl_source sl_source_generator;
-/* Convenience: a generator source node of `width`-byte records. */
+/* A generator source node of `width`-byte records. */
 sl_stream *sl_pipeline_generator(sl_pipeline *p, const char *name, const sl_generator_conf *conf,
-                                 uint32_t width);
+                                 uint32_t width, const sl_watermark_conf *wm);
 
-/* --- lines of text --------------------------------------------------------- */
+/* --- lines of text ----------------------------------------------------------- */
 
-/* Each line (without its '\n', and without a '\r' before it) is one
- * variable-length record with event time 0. A file source with parallelism P
- * splits the file into P byte ranges at line boundaries. */
+/* Make a record of at most max_len bytes at `out` from one line (without its
+ * newline); return its length (>= 0) and set *ts, or -1 with *reason set (a
+ * static string): the line then goes to the dead letters. */
+typedef int (*sl_line_parse_fn)(const char *line, size_t len, void *out, uint32_t max_len,
+                                int64_t *ts, const char **reason, void *ud);
+
+/* Each line (without its '\n', and without a '\r' before it) is one input:
+ *   - with parse: the record parse makes (the node's width, or its length
+ *     when the width is 0);
+ *   - else with ts_column: the line, with event time the whole number of ms
+ *     in that CSV column; a line without one is a dead letter "line N: ...";
+ *   - else: the line, with no event time (SL_TIME_NONE).
+ * A regular file is read in `splits` byte ranges (0: one per instance);
+ * standard input and pipes are one split. Position: the byte offset of the
+ * next line. */
 typedef struct sl_lines_conf {
     const char *path; /* NULL or "-" for standard input */
+    sl_line_parse_fn parse;
+    void *ud;
+    uint32_t max_len; /* parse: the largest record it may make */
+    int ts_column;    /* 1-based CSV column of the event time (ms); 0: none */
+    char delimiter;   /* CSV delimiter; 0: ',' */
+    int splits;
 } sl_lines_conf;
 extern const sl_source sl_source_lines;
-sl_stream *sl_pipeline_lines(sl_pipeline *p, const char *name, const sl_lines_conf *conf);
+/* width: 0 (variable length) unless parse makes fixed-width records. */
+sl_stream *sl_pipeline_lines(sl_pipeline *p, const char *name, const sl_lines_conf *conf,
+                             uint32_t width, const sl_watermark_conf *wm);
 
 /* Append the text form of one record to out. NULL format: the payload bytes
  * followed by '\n'. */
@@ -69,23 +100,27 @@ typedef int (*sl_format_fn)(sl_buf *out, const void *rec, uint32_t len, int64_t 
 int sl_broker_rec_key(sl_bytes rec, sl_bytes *key); /* 1 if the record has a key */
 sl_bytes sl_broker_rec_value(sl_bytes rec);
 
-/* Reads a topic. Instance i of P reads the partitions p with p % P == i.
- * Position (for checkpoints): the next offset of each partition. With
- * `until_end` the source is bounded: each partition ends at the offset that
- * was its end when the source opened (as kcat -e). Otherwise it follows the
- * log. The source instance's watermark is the minimum over its partitions
- * of max_timestamp - watermark_delay - 1; a partition that has reached its
- * end (bounded) or has no data for idle_ms (following) is left out. */
+/* Reads a topic: each partition is a split (partition k goes to instance
+ * k % P), with the message timestamp as event time; watermarks per
+ * partition by the engine's rule (sluice/source.h). Position: the next
+ * offset of the partition. With `until_end` the source is bounded: each
+ * partition ends at the offset that was its end when the job started (as
+ * kcat -e). Otherwise it follows the log. With `parse`, each value is made
+ * into a record by it (its *ts starts as the message timestamp), and a value
+ * it refuses goes to the dead letters as "partition P offset O: reason". */
 typedef struct sl_broker_source_conf {
     const char *dir; /* broker directory */
     const char *topic;
     int64_t start; /* first offset, or SL_OFFSET_BEGINNING / SL_OFFSET_END */
     int until_end;
-    int64_t watermark_delay; /* < 0: no watermarks */
-    int64_t idle_ms;         /* 0: never idle */
+    sl_line_parse_fn parse; /* optional */
+    void *ud;
+    uint32_t max_len; /* parse: the largest record it may make */
 } sl_broker_source_conf;
 extern const sl_source sl_source_broker;
-sl_stream *sl_pipeline_broker(sl_pipeline *p, const char *name, const sl_broker_source_conf *conf);
+/* width: 0 (the record layout above) unless parse makes fixed-width records. */
+sl_stream *sl_pipeline_broker(sl_pipeline *p, const char *name, const sl_broker_source_conf *conf,
+                              uint32_t width, const sl_watermark_conf *wm);
 
 /* Appends records to a topic: the value is the record's payload (or what
  * `format` makes of it), the key what `key` returns (NULL: no key; then

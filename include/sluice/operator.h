@@ -1,5 +1,6 @@
 /*
- * sluice/operator.h - writing operators, sources and sinks (public API).
+ * sluice/operator.h - writing operators and sinks (public API; sources:
+ * sluice/source.h).
  *
  * An operator, a source or a sink is a versioned function table that the
  * engine calls; the engine knows none of them by name. Each parallel instance
@@ -85,28 +86,6 @@ typedef struct sl_operator {
     int (*proc_timer)(sl_ctx *ctx, void *self, const sl_timer *t);
 } sl_operator;
 
-/* Source poll results (>= 0); errors are negative SL_E... codes. */
-enum sl_poll_result {
-    SL_POLL_END = 0,  /* the bounded input is exhausted */
-    SL_POLL_MORE = 1, /* records were emitted, call again */
-    SL_POLL_WAIT = 2  /* nothing now; poll again in a moment */
-};
-
-#define SL_SOURCE_VERSION 1
-
-typedef struct sl_source {
-    int version; /* SL_SOURCE_VERSION */
-    const char *kind;
-    int (*open)(sl_ctx *ctx, void **self);
-    /* Emit up to about one batch of records (sl_emit) and return an
-     * sl_poll_result. Called only when the output has credit. Required. */
-    int (*poll)(sl_ctx *ctx, void *self);
-    /* Position for checkpoints (file offset, log offsets). Optional. */
-    int (*snapshot)(sl_ctx *ctx, void *self, sl_buf *out);
-    int (*restore)(sl_ctx *ctx, void *self, const void *data, size_t len);
-    void (*close)(void *self);
-} sl_source;
-
 /* --- emitting ------------------------------------------------------------ */
 
 /* Reserve one record on output port 0 and return its payload (len bytes; for
@@ -125,11 +104,6 @@ int sl_emit_copy(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *payload, ui
 /* Hand the input batch `in` on to port 0 as it is (zero copy). The engine owns
  * it afterwards: do not touch it again. Its width must be the output width. */
 int sl_forward(sl_ctx *ctx, sl_batch *in);
-
-/* Sources: announce the source instance's event-time watermark, and whether
- * it is idle (excluded from downstream minimums until it emits again). */
-int sl_ctx_watermark(sl_ctx *ctx, int64_t wm);
-int sl_ctx_idle(sl_ctx *ctx, int idle);
 
 /* --- context ------------------------------------------------------------- */
 

@@ -7,13 +7,14 @@
  * aggregates use the incremental aggregate interface init/add/merge/result,
  * which windows (sluice/window.h) share.
  *
- * The `ud` pointers are borrowed, like every conf: they must outlive the
- * pipeline.
+ * The `ud` pointers of map, filter and flat_map are borrowed: they must
+ * outlive the pipeline. sl_stream_aggregate() copies its conf (see there).
  */
 #ifndef SLUICE_OPERATORS_H
 #define SLUICE_OPERATORS_H
 
 #include <stdint.h>
+#include <string.h>
 #include "sluice/pipeline.h"
 
 #ifdef __cplusplus
@@ -37,13 +38,30 @@ sl_stream *sl_stream_flat_map(sl_stream *in, const char *name, sl_flat_map_fn fn
 
 /* --- aggregates ---------------------------------------------------------- */
 
-#define SL_AGGREGATE_VERSION 1
+/* Version 2 added `flags`; version 1 tables (without it) are still accepted
+ * and read as flags 0. */
+#define SL_AGGREGATE_VERSION 2
+
+/* Flags: promises an aggregate makes, which operators may use to do its work
+ * inline instead of calling it.
+ *
+ * SL_AGG_INT64_SUM  acc is one int64 (acc_size 8), init() sets it to 0,
+ *                   merge() adds (two's complement, wrapping) and result()
+ *                   copies it (result_size 8): count and sum.
+ * SL_AGG_ADD_ONE    add() adds 1 to that int64 whatever the record (count);
+ *                   only with SL_AGG_INT64_SUM.
+ * SL_AGG_UD_VALUE   ud is an sl_agg_value* (or NULL): builders copy the
+ *                   sl_agg_value, so it may live on the caller's stack.
+ */
+#define SL_AGG_INT64_SUM 0x1u
+#define SL_AGG_ADD_ONE   0x2u
+#define SL_AGG_UD_VALUE  0x4u
 
 /* An incremental aggregate over records. acc is acc_size bytes, result is
  * result_size bytes; ud is the aggregate conf's ud. merge(acc, other) folds
  * other into acc and must agree with adding other's records to acc. */
 typedef struct sl_aggregate {
-    int version; /* SL_AGGREGATE_VERSION */
+    int version; /* SL_AGGREGATE_VERSION (1 is accepted: no flags) */
     const char *name;
     uint32_t acc_size;
     uint32_t result_size;
@@ -51,11 +69,13 @@ typedef struct sl_aggregate {
     void (*add)(void *acc, const void *rec, uint32_t len, int64_t ts, const void *ud);
     void (*merge)(void *acc, const void *other, const void *ud);
     void (*result)(const void *acc, void *out, const void *ud);
+    uint32_t flags; /* version >= 2: SL_AGG_... */
 } sl_aggregate;
 
 /* Built-ins over an int64 value of each record (see sl_agg_value): count
  * (result int64), sum, min, max (int64; min/max of no records are INT64_MAX /
- * INT64_MIN), avg (double). */
+ * INT64_MIN), avg (double). All have SL_AGG_UD_VALUE; count and sum have
+ * SL_AGG_INT64_SUM, count also SL_AGG_ADD_ONE. */
 extern const sl_aggregate sl_agg_count;
 extern const sl_aggregate sl_agg_sum;
 extern const sl_aggregate sl_agg_min;
@@ -63,6 +83,12 @@ extern const sl_aggregate sl_agg_max;
 extern const sl_aggregate sl_agg_avg;
 /* Look one up by name ("count", "sum", "min", "max", "avg"); NULL if unknown. */
 const sl_aggregate *sl_agg_by_name(const char *name);
+/* The flags of an aggregate table: 0 for a version 1 table (which has no
+ * flags field). */
+static inline uint32_t sl_agg_flags(const sl_aggregate *a)
+{
+    return a && a->version >= 2 ? a->flags : 0;
+}
 
 /* Where the built-ins find a record's value: fn(rec, len, ud) if fn is set,
  * else the int64 at byte `offset` of the payload. A NULL ud means offset 0. */
@@ -73,11 +99,14 @@ typedef struct sl_agg_value {
     uint32_t offset;
 } sl_agg_value;
 
-/* Output records of aggregates (variable length):
+/* Output records of the keyed aggregate (variable length). They carry the
+ * result size, so a reader needs nothing but the record (sl_agg_out()):
  *
  *   offset  size          field
- *   0       result_size   the aggregate's result (e.g. int64 count)
- *   rs      key_len       the key bytes (rest of the record)
+ *   0       4             rs: result size in bytes, uint32
+ *   4       4             reserved, 0
+ *   8       rs            the aggregate's result (e.g. int64 count)
+ *   8 + rs  key_len       the key bytes (rest of the record)
  *
  * ts is the event time of the last record added (rolling) or the largest
  * one (final); hash is the key hash. */
@@ -92,20 +121,46 @@ typedef struct sl_agg_conf {
     sl_agg_emit emit;
 } sl_agg_conf;
 
-/* Keyed rolling aggregate of a keyed stream (sl_stream_key_by). */
+/* Keyed rolling aggregate of a keyed stream (sl_stream_key_by). The conf is
+ * copied (a stack conf is fine), and so is the sl_agg_value that ud points to
+ * when the aggregate has SL_AGG_UD_VALUE (the built-ins); the aggregate table,
+ * any other ud and the sl_agg_value's own ud are borrowed: they must outlive
+ * the pipeline. */
 sl_stream *sl_stream_aggregate(sl_stream *in, const char *name, const sl_agg_conf *conf);
 
-/* Split an aggregate output record into result and key. */
+/* Reading an aggregate output record. A record too short for its header or
+ * its result size reads as result NULL, result_size 0 and an empty key. */
+#define SL_AGG_OUT_HDR 8
+typedef struct sl_agg_result {
+    const void *result; /* result_size bytes, unaligned */
+    uint32_t result_size;
+    sl_bytes key;
+} sl_agg_result;
+static inline sl_agg_result sl_agg_out(sl_bytes rec)
+{
+    sl_agg_result r;
+    uint32_t rs;
+    r.result = NULL;
+    r.result_size = 0;
+    r.key.ptr = rec.ptr;
+    r.key.len = 0;
+    if (rec.len < SL_AGG_OUT_HDR) return r;
+    memcpy(&rs, rec.ptr, 4);
+    if (rs > rec.len - SL_AGG_OUT_HDR) return r;
+    r.result = (const uint8_t *)rec.ptr + SL_AGG_OUT_HDR;
+    r.result_size = rs;
+    r.key.ptr = (const uint8_t *)rec.ptr + SL_AGG_OUT_HDR + rs;
+    r.key.len = rec.len - SL_AGG_OUT_HDR - rs;
+    return r;
+}
+/* The result and the key alone. */
 static inline const void *sl_agg_out_result(sl_bytes rec)
 {
-    return rec.ptr;
+    return sl_agg_out(rec).result;
 }
-static inline sl_bytes sl_agg_out_key(sl_bytes rec, uint32_t result_size)
+static inline sl_bytes sl_agg_out_key(sl_bytes rec)
 {
-    sl_bytes k;
-    k.ptr = (const uint8_t *)rec.ptr + result_size;
-    k.len = rec.len - result_size;
-    return k;
+    return sl_agg_out(rec).key;
 }
 
 #ifdef __cplusplus

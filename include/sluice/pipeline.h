@@ -40,9 +40,7 @@ int sl_pipeline_set_threads(sl_pipeline *p, int threads);
 int sl_pipeline_set_parallelism(sl_pipeline *p, int parallelism);
 int sl_pipeline_set_credits(sl_pipeline *p, int credits);
 
-/* A source node whose records are `width` bytes each (0: variable length). */
-sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_source *src, void *conf,
-                              uint32_t width);
+/* Source nodes: sl_pipeline_source() in sluice/source.h. */
 /* An operator node reading `in`, emitting records of out_width bytes. */
 sl_stream *sl_stream_apply(sl_stream *in, const char *name, const sl_operator *op, void *conf,
                            uint32_t out_width);

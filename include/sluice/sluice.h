@@ -5,12 +5,13 @@
  *
  *   error.h       error codes, sl_strerror
  *   batch.h       record batches
- *   operator.h    writing operators, sources and sinks
+ *   operator.h    writing operators and sinks
+ *   source.h      writing sources: splits, watermarks, dead letters
  *   state.h       engine-owned keyed state
  *   pipeline.h    building and running pipelines
  *   operators.h   built-in operators and aggregates
  *   connectors.h  bundled sources and sinks
- *   window.h      event time: windows, watermark strategies
+ *   window.h      event-time windows, allowed lateness, late output
  *   broker.h      the built-in broker's log: topics, producers, readers, groups
  *
  * Meant for programs that use sluice; the library's own files include only
@@ -24,6 +25,7 @@
 #include "sluice/operator.h"
 #include "sluice/state.h"
 #include "sluice/pipeline.h"
+#include "sluice/source.h"
 #include "sluice/operators.h"
 #include "sluice/connectors.h"
 #include "sluice/window.h"

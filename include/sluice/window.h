@@ -1,6 +1,6 @@
 /*
- * sluice/window.h - event-time windows and source watermark strategies
- * (public API).
+ * sluice/window.h - event-time windows (public API; source watermark
+ * strategies are in sluice/source.h).
  *
  * Windows follow Apache Flink's conventions so that results can be compared:
  *
@@ -16,24 +16,45 @@
  *    fired but not expired updates it, and the window fires again at once. A
  *    record is *late* when every window it belongs to (sessions: the merged
  *    window) has expired: it goes to side output port 1 unchanged;
+ *  - a sliding window with slide > size leaves gaps between its windows. A
+ *    record in a gap belongs to no window: it is not late, whatever the
+ *    watermark. Flink drops such records; here they go, unchanged, to side
+ *    output port 3 (sl_stream_window_unassigned), so that nothing is lost
+ *    silently;
+ *  - event time is any int64 (0 and negative times are ordinary times);
  *  - at the end of the input (watermark +inf) every window not yet fired
  *    fires; no window fires twice without new data.
  *
- * Output records of a window node (variable length, port 0), event time
- * end - 1 and hash the key's hash:
+ * Ports of a window node:
+ *
+ *   port  stream                        records
+ *   0     sl_stream_window()            results (below), event time end - 1
+ *   1     sl_stream_window_late()       late input records, unchanged
+ *   2     sl_stream_window_early()      early results (early_ms > 0), as port 0
+ *   3     sl_stream_window_unassigned() input records in no window, unchanged
+ *
+ * Result records (ports 0 and 2; variable length), event time end - 1, hash
+ * the key's hash. They carry the result size, so a reader needs nothing but
+ * the record (sl_window_out() below):
  *
  *   offset        size          field
  *   0             8             window start, int64 (host order)
  *   8             8             window end, int64 (exclusive)
- *   16            result_size   the aggregate's result
- *   16 + rs       key_len       the key bytes (rest of the record)
+ *   16            4             rs: result size in bytes, uint32
+ *   20            4             reserved, 0
+ *   24            rs            the aggregate's result
+ *   24 + rs       key_len       the key bytes (rest of the record)
  *
  * State lives in engine-owned keyed state (tumbling / sliding: one value per
  * key holding a ring of its slices; sessions: keyed by the record key plus a
  * start time) and firing uses engine event-time timers (at most one pending
  * per key and due window), so nothing is allocated per record.
  *
- * Confs are borrowed: they must outlive the pipeline.
+ * Ownership: sl_stream_window() copies the conf (a stack conf is fine), and
+ * the sl_agg_value that agg_ud points to when the aggregate has
+ * SL_AGG_UD_VALUE (the built-ins); the aggregate table itself, any other
+ * agg_ud and the sl_agg_value's own ud are borrowed: they must outlive the
+ * pipeline.
  */
 #ifndef SLUICE_WINDOW_H
 #define SLUICE_WINDOW_H
@@ -101,7 +122,7 @@ static inline sl_window_conf sl_window_session(int64_t gap)
 }
 
 /* A window node over a keyed stream (sl_stream_key_by). Returns its result
- * stream (records as drawn above). */
+ * stream (port 0, records as drawn above). The conf is copied. */
 sl_stream *sl_stream_window(sl_stream *keyed_in, const char *name, const sl_window_conf *conf);
 /* The late side output of a window node: the late records, unchanged
  * (port 1, the width of the window's input). */
@@ -109,77 +130,39 @@ sl_stream *sl_stream_window_late(sl_stream *window_out);
 /* The early firings of a window node whose conf has early_ms > 0 (port 2,
  * records as drawn above, event time end - 1). */
 sl_stream *sl_stream_window_early(sl_stream *window_out);
+/* The records that belong to no window (sliding windows with slide > size:
+ * the gaps between windows), unchanged (port 3, the width of the window's
+ * input). Empty for windows without gaps. */
+sl_stream *sl_stream_window_unassigned(sl_stream *window_out);
 
-/* Reading an output record. */
+/* Reading a result record (port 0 or 2). A record too short for its header
+ * or its result size reads as result NULL, result_size 0 and an empty key. */
+#define SL_WINDOW_OUT_HDR 24
 typedef struct sl_window_result {
     int64_t start, end;
     const void *result; /* result_size bytes, unaligned */
+    uint32_t result_size;
     sl_bytes key;
 } sl_window_result;
-static inline sl_window_result sl_window_out(sl_bytes rec, uint32_t result_size)
+static inline sl_window_result sl_window_out(sl_bytes rec)
 {
     sl_window_result r;
-    memcpy(&r.start, rec.ptr, 8);
-    memcpy(&r.end, (const uint8_t *)rec.ptr + 8, 8);
-    r.result = (const uint8_t *)rec.ptr + 16;
-    r.key.ptr = (const uint8_t *)rec.ptr + 16 + result_size;
-    r.key.len = rec.len - 16 - result_size;
+    memset(&r, 0, sizeof(r));
+    if (rec.len < SL_WINDOW_OUT_HDR) return r;
+    const uint8_t *p = (const uint8_t *)rec.ptr;
+    uint32_t rs;
+    memcpy(&r.start, p, 8);
+    memcpy(&r.end, p + 8, 8);
+    memcpy(&rs, p + 16, 4);
+    if (rs > rec.len - SL_WINDOW_OUT_HDR) return r;
+    r.result = p + SL_WINDOW_OUT_HDR;
+    r.result_size = rs;
+    r.key.ptr = p + SL_WINDOW_OUT_HDR + rs;
+    r.key.len = rec.len - SL_WINDOW_OUT_HDR - rs;
     return r;
 }
 
-/* --- watermark strategies for sources ---------------------------------------- */
-
-/* User watermark generator: given a record just emitted (and the partition's
- * largest event time so far, including this record), return the partition's
- * new watermark candidate, or SL_TIME_MIN for "no change". */
-typedef int64_t (*sl_watermark_fn)(const void *rec, uint32_t len, int64_t ts, int64_t max_ts,
-                                   void *ud);
-
-typedef struct sl_watermark_conf {
-    int64_t delay;      /* bounded out-of-orderness: wm = max_event_time - delay - 1 */
-    int punctuated;     /* announce after every record (else once per poll) */
-    int64_t idle_ms;    /* a partition polled without data this long is idle; 0: never */
-    sl_watermark_fn fn; /* optional: replaces the bounded rule */
-    void *ud;
-} sl_watermark_conf;
-
-/* Per-partition watermark tracking for any source. A source instance that
- * reads n_partitions partitions creates one in open() and calls, from poll():
- *
- *   sl_wm_gen_record(ctx, g, part, rec, len, ts)   after emitting each record
- *   sl_wm_gen_polled(ctx, g, part, had_data)        after each poll of a partition
- *
- * The instance's watermark is the minimum over its active partitions and never
- * goes back. A partition is idle after it has been polled without data
- * continuously for idle_ms of processing time; since the engine polls a source
- * only when its output has credit, a partition held back by backpressure is
- * never polled-and-empty, so it never becomes idle (and a gap between two polls
- * longer than idle_ms restarts the count). When every partition is idle the
- * instance announces idleness (sl_ctx_idle); data makes it active again.
- * Runs on the source's thread; the conf is copied. */
-typedef struct sl_wm_gen sl_wm_gen;
-sl_wm_gen *sl_wm_gen_new(const sl_watermark_conf *conf, int n_partitions);
-void sl_wm_gen_free(sl_wm_gen *g); /* accepts NULL */
-int sl_wm_gen_record(sl_ctx *ctx, sl_wm_gen *g, int partition, const void *rec, uint32_t len,
-                     int64_t ts);
-int sl_wm_gen_polled(sl_ctx *ctx, sl_wm_gen *g, int partition, int had_data);
-/* Same as sl_wm_gen_record for a whole run of records already in a batch
- * (periodic strategies only look at the largest event time). */
-int sl_wm_gen_batch(sl_ctx *ctx, sl_wm_gen *g, int partition, const sl_batch *b, uint32_t from,
-                    uint32_t to);
-int64_t sl_wm_gen_watermark(const sl_wm_gen *g); /* last announced, SL_TIME_MIN at start */
-int sl_wm_gen_is_idle(const sl_wm_gen *g, int partition);
-
-/* A generator source with watermarks: like sl_source_generator (records made
- * by a callback, which sets their event time), each instance being one
- * partition with the strategy `wm`. */
-typedef struct sl_generator_wm_conf {
-    sl_generator_conf gen;
-    sl_watermark_conf wm;
-} sl_generator_wm_conf;
-extern const sl_source sl_source_generator_wm;
-sl_stream *sl_pipeline_generator_wm(sl_pipeline *p, const char *name,
-                                    const sl_generator_wm_conf *conf, uint32_t width);
+/* Watermark strategies for sources: sluice/source.h (the engine owns them). */
 
 #ifdef __cplusplus
 }

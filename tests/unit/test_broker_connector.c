@@ -50,14 +50,12 @@ static void test_source_reads_everything_once(void **state)
     fill_topic("src", 5, n);
     for (int par = 1; par <= 4; par++) {
         sl_collector *c = sl_collector_new();
-        sl_broker_source_conf sc = {.dir = dir,
-                                    .topic = "src",
-                                    .start = SL_OFFSET_BEGINNING,
-                                    .until_end = 1,
-                                    .watermark_delay = 10};
+        sl_broker_source_conf sc = {
+            .dir = dir, .topic = "src", .start = SL_OFFSET_BEGINNING, .until_end = 1};
+        sl_watermark_conf wm = {.delay = 10};
         sl_pipeline *p = sl_pipeline_new();
         sl_pipeline_set_threads(p, 2);
-        sl_stream *s = sl_pipeline_broker(p, "in", &sc);
+        sl_stream *s = sl_pipeline_broker(p, "in", &sc, 0, &wm);
         s = sl_stream_parallelism(s, par);
         assert_int_equal(sl_stream_sink(s, "out", &sl_sink_collect, c), 0);
         int rc = sl_pipeline_run(p);
@@ -120,7 +118,7 @@ static void test_sink_partitions_by_murmur2(void **state)
     sl_broker_sink_conf kc = {.dir = dir, .topic = "dst", .key = key_of};
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_parallelism(p, 2);
-    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec16));
+    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec16), NULL);
     assert_int_equal(sl_stream_sink(s, "out", &sl_sink_broker, &kc), 0);
     assert_int_equal(sl_pipeline_set_node_parallelism(p, "out", 1), 0);
     int rc = sl_pipeline_run(p);
@@ -146,11 +144,10 @@ static void test_sink_partitions_by_murmur2(void **state)
 
 static void test_bad_configuration(void **state)
 {
-    sl_broker_source_conf sc = {
-        .dir = dir, .topic = "no-such-topic", .until_end = 1, .watermark_delay = -1};
+    sl_broker_source_conf sc = {.dir = dir, .topic = "no-such-topic", .until_end = 1};
     sl_collector *c = sl_collector_new();
     sl_pipeline *p = sl_pipeline_new();
-    sl_stream_sink(sl_pipeline_broker(p, "in", &sc), "out", &sl_sink_collect, c);
+    sl_stream_sink(sl_pipeline_broker(p, "in", &sc, 0, NULL), "out", &sl_sink_collect, c);
     assert_int_not_equal(sl_pipeline_run(p), 0);
     assert_non_null(strstr(sl_pipeline_errmsg(p), "no-such-topic"));
     assert_non_null(strstr(sl_pipeline_errmsg(p), "'in'"));
@@ -161,8 +158,8 @@ static void test_bad_configuration(void **state)
     sl_generator_conf gc = {.fn = gen, .count = 10};
     p = sl_pipeline_new();
     sl_pipeline_set_parallelism(p, 2);
-    sl_stream_sink(sl_pipeline_generator(p, "gen", &gc, sizeof(rec16)), "out", &sl_sink_broker,
-                   &kc);
+    sl_stream_sink(sl_pipeline_generator(p, "gen", &gc, sizeof(rec16), NULL), "out",
+                   &sl_sink_broker, &kc);
     assert_int_not_equal(sl_pipeline_run(p), 0);
     assert_non_null(strstr(sl_pipeline_errmsg(p), "one instance"));
     sl_pipeline_free(p);

@@ -153,7 +153,7 @@ static void run_shape(const shape *sh, uint64_t n, size_t *alloc_out, size_t *bo
     assert_int_equal(sl_pipeline_set_parallelism(p, sh->sink_par), 0);
     sl_generator_conf gc = {.fn = gen_ev, .count = n};
     sl_stream *s =
-        sl_stream_parallelism(sl_pipeline_generator(p, "fast", &gc, sizeof(ev)), sh->src_par);
+        sl_stream_parallelism(sl_pipeline_generator(p, "fast", &gc, sizeof(ev), NULL), sh->src_par);
     if (sh->expand) {
         s = sl_stream_parallelism(
             sl_stream_flat_map(sl_stream_rebalance(s), "x3", triple, NULL, sizeof(ev)), 2);

@@ -33,13 +33,13 @@ typedef struct src {
     long polls;
 } src;
 
-static int src_open(sl_ctx *ctx, void **self)
+static int src_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     *self = calloc(1, sizeof(src));
     return *self ? 0 : SL_ENOMEM;
 }
 
-static int src_poll(sl_ctx *ctx, void *self)
+static int src_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     src *s = self;
     shared *sh = sl_ctx_conf(ctx);
@@ -112,7 +112,7 @@ static void run_case(int past, int parallelism, int threads)
     sl_collector *out = sl_collector_new();
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, threads);
-    sl_stream *s = sl_pipeline_source(p, "keys", &source, &sh, 1);
+    sl_stream *s = sl_pipeline_source(p, "keys", &source, &sh, 1, NULL);
     s = sl_stream_key_by(s, "key", whole, NULL);
     s = sl_stream_parallelism(sl_stream_apply(s, "timers", &op, &sh, 1), parallelism);
     assert_int_equal(sl_stream_sink(s, "out", &sl_sink_collect, out), 0);
@@ -149,7 +149,7 @@ static void test_version_1_table(void **state)
     memset(&sh, 0, sizeof(sh));
     sl_collector *out = sl_collector_new();
     sl_pipeline *p = sl_pipeline_new();
-    sl_stream *s = sl_pipeline_source(p, "keys", &source, &sh, 1);
+    sl_stream *s = sl_pipeline_source(p, "keys", &source, &sh, 1, NULL);
     s = sl_stream_apply(s, "old", &v1, NULL, 1);
     assert_non_null(s);
     sl_stream_sink(s, "out", &sl_sink_collect, out);

@@ -192,8 +192,8 @@ static void check_agg_output(const sl_aggregate *agg, sl_agg_emit emit, sl_colle
         fail_msg("%s: %zu updates, expected one per record (%lld)", what, n, (long long)total);
     for (size_t i = 0; i < n; i++) {
         sl_bytes r = sl_collector_get(c, i, NULL);
-        assert_int_equal(r.len, 16);
-        sl_bytes kb = sl_agg_out_key(r, 8);
+        assert_int_equal(r.len, SL_AGG_OUT_HDR + 16);
+        sl_bytes kb = sl_agg_out_key(r);
         int64_t key;
         memcpy(&key, kb.ptr, 8);
         assert_true(key >= 0 && key < NKEYS);
@@ -202,12 +202,12 @@ static void check_agg_output(const sl_aggregate *agg, sl_agg_emit emit, sl_colle
             fail_msg("%s: key %lld emitted twice", what, (long long)key);
         if (agg == &sl_agg_count && emit == SL_AGG_EMIT_UPDATES) {
             int64_t v;
-            memcpy(&v, r.ptr, 8);
+            memcpy(&v, sl_agg_out_result(r), 8);
             if (v != seen[key])
                 fail_msg("%s: key %lld update #%lld says count %lld", what, (long long)key,
                          (long long)seen[key], (long long)v);
         }
-        memcpy(last[key], r.ptr, 8);
+        memcpy(last[key], sl_agg_out_result(r), 8);
     }
     for (int k = 0; k < NKEYS; k++) {
         if (orc[k].n == 0) {
@@ -254,7 +254,7 @@ static void test_aggregates(void **state)
                 sl_collector *c = sl_collector_new();
                 sl_generator_conf gc = {.fn = gen_ev, .count = NREC};
                 sl_agg_conf ac = {.agg = aggs[a], .ud = &val, .emit = (sl_agg_emit)emit};
-                sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+                sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
                 s = sl_stream_parallelism(s, sh->src_par);
                 s = sl_stream_parallelism(sl_stream_filter(s, "not3", keep_not3, NULL),
                                           sh->src_par);
@@ -324,7 +324,7 @@ static void test_maps(void **state)
             sl_generator_conf gc = {.fn = gen_ev, .count = NREC};
             sl_agg_value val = {.offset = variant ? 16 : 8};
             sl_agg_conf ac = {.agg = &sl_agg_sum, .ud = &val, .emit = SL_AGG_EMIT_FINAL};
-            sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+            sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
             s = sl_stream_parallelism(s, sh->src_par);
             if (variant)
                 s = sl_stream_map(s, "widen", map_wide, NULL, sizeof(ev3));
@@ -383,7 +383,7 @@ static void test_flat_map(void **state)
             sl_collector *c = sl_collector_new();
             sl_generator_conf gc = {.fn = gen_ev, .count = NREC};
             sl_agg_conf ac = {.agg = &sl_agg_count, .emit = (sl_agg_emit)emit};
-            sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+            sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
             s = sl_stream_parallelism(s, sh->src_par);
             s = sl_stream_parallelism(sl_stream_flat_map(s, "words", fm_words, NULL, 0),
                                       sh->src_par);
@@ -398,7 +398,7 @@ static void test_flat_map(void **state)
             if (emit == SL_AGG_EMIT_UPDATES) assert_int_equal(n, words);
             for (size_t i = 0; i < n; i++) {
                 sl_bytes r = sl_collector_get(c, i, NULL);
-                sl_bytes k = sl_agg_out_key(r, 8);
+                sl_bytes k = sl_agg_out_key(r);
                 char w[64];
                 assert_true(k.len > 0 && k.len < sizeof(w));
                 memcpy(w, k.ptr, k.len);
@@ -409,7 +409,7 @@ static void test_flat_map(void **state)
                 for (uint32_t b = 0; b < k.len; b++) dots += w[b] == '.';
                 assert_int_equal(dots, j + 1);
                 assert_true(key >= 0 && key < NKEYS && j >= 0 && j < 4);
-                memcpy(&got[key][j], r.ptr, 8);
+                memcpy(&got[key][j], sl_agg_out_result(r), 8);
                 seen[key][j]++;
                 if (emit == SL_AGG_EMIT_UPDATES) assert_int_equal(got[key][j], seen[key][j]);
             }
@@ -479,7 +479,7 @@ static void test_rebalance_broadcast(void **state)
             sl_pipeline *p = new_pipeline(sh, 0);
             sl_collector *c = sl_collector_new();
             sl_generator_conf gc = {.fn = gen_ev, .count = NREC};
-            sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+            sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
             s = sl_stream_parallelism(s, sh->src_par);
             s = bcast ? sl_stream_broadcast(s) : sl_stream_rebalance(s);
             s = sl_stream_flat_map(s, "tag", fm_tag, NULL, sizeof(tagged));
@@ -531,7 +531,7 @@ static void test_side_outputs(void **state)
         sl_collector *even = sl_collector_new(), *odd = sl_collector_new(),
                      *five = sl_collector_new();
         sl_generator_conf gc = {.fn = gen_ev, .count = NREC};
-        sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+        sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
         s = sl_stream_parallelism(s, sh->src_par);
         sl_stream *main_out = sl_stream_apply(s, "split", &split_op, NULL, sizeof(ev));
         sl_stream *odd_out = sl_stream_side(main_out, 1, 8);
@@ -671,7 +671,7 @@ static void test_lines_source(void **state)
             sl_pipeline *p = new_pipeline(&sh, 0);
             sl_collector *c = sl_collector_new();
             sl_lines_conf lc = {.path = path};
-            sl_stream *s = sl_stream_parallelism(sl_pipeline_lines(p, "lines", &lc), par);
+            sl_stream *s = sl_stream_parallelism(sl_pipeline_lines(p, "lines", &lc, 0, NULL), par);
             assert_int_equal(sl_stream_sink(s, "out", &sl_sink_collect, c), 0);
             run_ok(p);
             size_t n = sl_collector_count(c);
@@ -747,8 +747,8 @@ static void test_operator_errors(void **state)
             sl_generator_conf gc = {.fn = variant == 2 ? gen_fail : gen_ev,
                                     .count = unbounded ? 0 : NREC};
             sl_lines_conf lc = {.path = "/nonexistent/sluice-test-no-such-file"};
-            sl_stream *s = variant == 3 ? sl_pipeline_lines(p, "reader", &lc)
-                                        : sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+            sl_stream *s = variant == 3 ? sl_pipeline_lines(p, "reader", &lc, 0, NULL)
+                                        : sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
             if (variant == 3) s = sl_stream_map(s, "len", map_same, NULL, sizeof(ev));
             s = sl_stream_rebalance(s);
             if (variant == 0) s = sl_stream_apply(s, "explode", &explode_op, NULL, sizeof(ev));
@@ -800,7 +800,7 @@ static void test_builder_errors(void **state)
     /* Duplicate node name; the error is sticky: later calls return NULL and
      * run reports the first error, not a later one. */
     sl_pipeline *p = sl_pipeline_new();
-    sl_stream *s = sl_pipeline_generator(p, "x", &gc, sizeof(ev));
+    sl_stream *s = sl_pipeline_generator(p, "x", &gc, sizeof(ev), NULL);
     assert_non_null(s);
     assert_null(sl_stream_filter(s, "x", keep_not3, NULL));
     assert_null(sl_stream_map(NULL, "y", map_same, NULL, sizeof(ev)));
@@ -811,7 +811,7 @@ static void test_builder_errors(void **state)
 
     /* Unconnected output. */
     p = sl_pipeline_new();
-    s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+    s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
     assert_non_null(sl_stream_map(s, "dangling", map_same, NULL, sizeof(ev)));
     assert_int_equal(sl_stream_sink(s, "out", &sl_sink_collect, c), 0);
     expect_build_error(p, SL_EINVAL, "'dangling'", "goes nowhere");
@@ -819,14 +819,14 @@ static void test_builder_errors(void **state)
 
     /* Aggregate on an unkeyed stream. */
     p = sl_pipeline_new();
-    s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+    s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
     assert_null(sl_stream_aggregate(s, "agg", &ac));
     expect_build_error(p, SL_EINVAL, "'agg'", "not keyed");
     sl_pipeline_free(p);
 
     /* A map keeps no key: aggregate after key_by then map is unkeyed. */
     p = sl_pipeline_new();
-    s = sl_stream_key_by(sl_pipeline_generator(p, "src", &gc, sizeof(ev)), "k", key8, NULL);
+    s = sl_stream_key_by(sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL), "k", key8, NULL);
     s = sl_stream_map(s, "m", map_wide, NULL, sizeof(ev3));
     assert_null(sl_stream_aggregate(s, "agg2", &ac));
     expect_build_error(p, SL_EINVAL, "'agg2'", "not keyed");
@@ -835,7 +835,7 @@ static void test_builder_errors(void **state)
     /* Bad parallelism on a node, both too small and too large. */
     for (int bad = 0; bad < 2; bad++) {
         p = sl_pipeline_new();
-        s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+        s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
         assert_null(sl_stream_parallelism(s, bad ? SL_KEY_GROUPS + 1 : 0));
         expect_build_error(p, SL_ERANGE, "'src'", "parallelism");
         sl_pipeline_free(p);
@@ -857,7 +857,7 @@ static void test_builder_errors(void **state)
 
     /* Bad side output port. */
     p = sl_pipeline_new();
-    s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+    s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
     assert_null(sl_stream_side(s, 9, 8));
     expect_build_error(p, SL_ERANGE, "'src'", "port");
     sl_pipeline_free(p);
@@ -869,7 +869,7 @@ static void test_builder_errors(void **state)
 
     /* Empty name. */
     p = sl_pipeline_new();
-    assert_null(sl_pipeline_generator(p, "", &gc, sizeof(ev)));
+    assert_null(sl_pipeline_generator(p, "", &gc, sizeof(ev), NULL));
     expect_build_error(p, SL_EINVAL, "name", NULL);
     sl_pipeline_free(p);
 
@@ -893,7 +893,7 @@ static void test_cancel(void **state)
         sl_collector *c = sl_collector_new();
         sl_generator_conf gc = {.fn = gen_ev, .count = 0}; /* unbounded */
         sl_agg_conf ac = {.agg = &sl_agg_count, .emit = SL_AGG_EMIT_FINAL};
-        sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+        sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
         s = sl_stream_parallelism(s, sh->src_par);
         s = sl_stream_key_by(s, "by-key", key8, NULL);
         s = sl_stream_aggregate(s, "count", &ac);
@@ -919,7 +919,7 @@ static void test_cancel(void **state)
         int64_t total = 0;
         for (size_t i = 0; i < sl_collector_count(c); i++) {
             int64_t v;
-            memcpy(&v, sl_collector_get(c, i, NULL).ptr, 8);
+            memcpy(&v, sl_agg_out_result(sl_collector_get(c, i, NULL)), 8);
             total += v;
         }
         if ((uint64_t)total != st.records_in)

@@ -120,7 +120,7 @@ typedef struct drip {
     int parity;
 } drip;
 
-static int drip_open(sl_ctx *ctx, void **self)
+static int drip_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     const uint64_t *per = sl_ctx_conf(ctx);
     drip *d = calloc(1, sizeof(*d));
@@ -130,7 +130,7 @@ static int drip_open(sl_ctx *ctx, void **self)
     return 0;
 }
 
-static int drip_poll(sl_ctx *ctx, void *self)
+static int drip_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     drip *d = self;
     if (d->k >= d->n) return SL_POLL_END;
@@ -174,15 +174,15 @@ static void test_many_short_tasks(void **state)
         sl_collector *col = sl_collector_new();
         if (iter % 2 == 0) {
             /* generator -> key_by -> count (hash fan-in/fan-out) -> collect */
-            sl_stream *s =
-                sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev)), src_par);
+            sl_stream *s = sl_stream_parallelism(
+                sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), src_par);
             s = sl_stream_parallelism(sl_stream_key_by(s, "k", key8, NULL), src_par);
             s = sl_stream_aggregate(s, "agg", &ac);
             assert_int_equal(sl_stream_sink(s, "out", &sl_sink_collect, col), 0);
         } else {
             /* drip sources (WAIT between records) -> rebalance -> counting sink */
             sl_stream *s = sl_stream_parallelism(
-                sl_pipeline_source(p, "drip", &drip_src, &per_drip, sizeof(ev)), src_par);
+                sl_pipeline_source(p, "drip", &drip_src, &per_drip, sizeof(ev), NULL), src_par);
             s = sl_stream_rebalance(s);
             assert_int_equal(sl_stream_sink(s, "out", &count_sink, &cnt), 0);
         }
@@ -197,8 +197,8 @@ static void test_many_short_tasks(void **state)
             for (size_t i = 0; i < sl_collector_count(col); i++) {
                 sl_bytes r = sl_collector_get(col, i, NULL);
                 int64_t k, v;
-                memcpy(&v, r.ptr, 8);
-                memcpy(&k, sl_agg_out_key(r, 8).ptr, 8);
+                memcpy(&v, sl_agg_out_result(r), 8);
+                memcpy(&k, sl_agg_out_key(r).ptr, 8);
                 assert_true(k >= 0 && k < 37);
                 assert_int_equal(v, last[k] + 1);
                 last[k] = v;
@@ -248,7 +248,8 @@ static void test_full_channels_no_deadlock(void **state)
         assert_int_equal(sl_pipeline_set_credits(p, 1), 0);
         counter cnt = {.delay_us = 20};
         sl_generator_conf gc = {.fn = gen_ev, .count = N};
-        sl_stream *s = sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev)), 4);
+        sl_stream *s =
+            sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), 4);
         s = sl_stream_parallelism(sl_stream_key_by(s, "k", key8, NULL), 4);
         s = sl_stream_parallelism(sl_stream_apply(s, "slow", &slow_op, NULL, sizeof(ev)), 3);
         s = sl_stream_rebalance(s);
@@ -267,7 +268,8 @@ static void test_full_channels_no_deadlock(void **state)
         assert_int_equal(sl_pipeline_set_threads(p, threads), 0);
         assert_int_equal(sl_pipeline_set_credits(p, 1), 0);
         counter cnt2 = {.delay_us = 20};
-        sl_stream *g = sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev)), 2);
+        sl_stream *g =
+            sl_stream_parallelism(sl_pipeline_generator(p, "g", &gc, sizeof(ev), NULL), 2);
         sl_stream *a = sl_stream_parallelism(
             sl_stream_apply(sl_stream_rebalance(g), "a", &slow_op, NULL, sizeof(ev)), 2);
         sl_stream *k = sl_stream_parallelism(sl_stream_key_by(g, "bk", key8, NULL), 2);
@@ -330,7 +332,7 @@ typedef struct wm_src {
     int slot, k, polls;
 } wm_src;
 
-static int wm_src_open(sl_ctx *ctx, void **self)
+static int wm_src_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     wm_src_conf *c = sl_ctx_conf(ctx);
     wm_src *s = calloc(1, sizeof(*s));
@@ -354,7 +356,7 @@ static int wm_announce(sl_ctx *ctx, wm_shared *sh, int slot, int64_t wm)
     return 0;
 }
 
-static int wm_src_poll(sl_ctx *ctx, void *self)
+static int wm_src_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     wm_src_conf *c = sl_ctx_conf(ctx);
     wm_src *s = self;
@@ -369,7 +371,9 @@ static int wm_src_poll(sl_ctx *ctx, void *self)
         return SL_POLL_END;
     }
     int64_t ts = 0;
-    for (int i = 0; i < c->per_poll && s->k < c->n; i++, s->k++) {
+    /* Room for the marker too (the rising watermark flushes before it). */
+    int room = max > 1 ? (int)max - 1 : 1;
+    for (int i = 0; i < c->per_poll && i < room && s->k < c->n; i++, s->k++) {
         /* Slot 2 comes back from idleness far behind the others. */
         ts = (int64_t)s->k * c->step + (s->slot == 2 && sh->idle_phase ? 0 : 1000);
         wrec *r = sl_emit(ctx, ts, 0, sizeof(wrec));
@@ -492,8 +496,8 @@ static void test_watermark_min_over_inputs(void **state)
         sl_pipeline *p = sl_pipeline_new();
         assert_int_equal(sl_pipeline_set_threads(p, 1 + round % 4), 0);
         assert_int_equal(sl_pipeline_set_credits(p, 1 + round % 3), 0);
-        sl_stream *a = sl_pipeline_source(p, "a", &wm_source, &ca, sizeof(wrec));
-        sl_stream *b = sl_pipeline_source(p, "b", &wm_source, &cb, sizeof(wrec));
+        sl_stream *a = sl_pipeline_source(p, "a", &wm_source, &ca, sizeof(wrec), NULL);
+        sl_stream *b = sl_pipeline_source(p, "b", &wm_source, &cb, sizeof(wrec), NULL);
         a = sl_stream_broadcast(sl_stream_parallelism(a, 2));
         b = sl_stream_broadcast(sl_stream_parallelism(b, 3));
         sl_stream *ins[2] = {a, b};
@@ -533,6 +537,7 @@ typedef struct bar_shared {
     atomic_long emitted;
     char what[256];
     sl_pipeline *p;
+    void *reader[MAX_CTX]; /* per ctx index: a source instance's reader (bsrc) */
 } bar_shared;
 
 static void bviolation(bar_shared *sh, const char *fmt, ...)
@@ -555,22 +560,25 @@ typedef struct bsrc {
     int polls;
 } bsrc;
 
-static int bsrc_open(sl_ctx *ctx, void **self)
+static int bsrc_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
     bsrc_conf *c = sl_ctx_conf(ctx);
     bsrc *s = calloc(1, sizeof(*s));
     if (!s) return SL_ENOMEM;
     s->slot = c->slot_base + sl_ctx_instance(ctx);
+    for (int i = 0; i < c->sh->p->n_ctx && i < MAX_CTX; i++)
+        if (c->sh->p->ctxs[i] == ctx) c->sh->reader[i] = s; /* for on_barrier */
     *self = s;
     return 0;
 }
 
-static int bsrc_poll(sl_ctx *ctx, void *self)
+static int bsrc_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     bsrc_conf *c = sl_ctx_conf(ctx);
     bsrc *s = self;
     if (atomic_load(&c->sh->stop)) return SL_POLL_END;
     int n = 1 + (int)((s->slot * 7 + s->polls++) % 97);
+    if (n > (int)max) n = (int)max;
     for (int i = 0; i < n; i++) {
         brec *r = sl_emit(ctx, s->seq, 0, sizeof(brec));
         if (!r) return sl_ctx_error(ctx);
@@ -661,7 +669,12 @@ static int on_barrier(sl_pipeline *p, struct sl_ctx *c, uint64_t id, void *ud)
             bviolation(sh, "%s[%d]: barrier %llu before barrier %llu", c->node->name, c->instance,
                        (unsigned long long)id, (unsigned long long)k);
     atomic_fetch_add(&sh->snaps[idx][id], 1);
-    if (c->node->kind == SL_NODE_SOURCE) ((bsrc *)c->self)->epoch = (int64_t)id;
+    if (c->node->kind == SL_NODE_SOURCE) {
+        if (!sh->reader[idx])
+            bviolation(sh, "%s[%d]: no reader", c->node->name, c->instance);
+        else
+            ((bsrc *)sh->reader[idx])->epoch = (int64_t)id;
+    }
     if (c->node->op == &align_op) ((align_self *)c->self)->epoch = (int64_t)id;
     atomic_fetch_add(&sh->snapped[id], 1);
     return 0;
@@ -681,11 +694,11 @@ static void test_barrier_alignment(void **state)
         counter cnt = {0};
         /* a[2] -> key_by (chained) -hash-> align input 0
          * b[3] -rebalance-> align input 1; align[2] -> sink (chained). */
-        sl_stream *a =
-            sl_stream_parallelism(sl_pipeline_source(p, "a", &bar_source, &ca, sizeof(brec)), 2);
+        sl_stream *a = sl_stream_parallelism(
+            sl_pipeline_source(p, "a", &bar_source, &ca, sizeof(brec), NULL), 2);
         a = sl_stream_parallelism(sl_stream_key_by(a, "ka", key_seq, NULL), 2);
-        sl_stream *b =
-            sl_stream_parallelism(sl_pipeline_source(p, "b", &bar_source, &cb, sizeof(brec)), 3);
+        sl_stream *b = sl_stream_parallelism(
+            sl_pipeline_source(p, "b", &bar_source, &cb, sizeof(brec), NULL), 3);
         b = sl_stream_rebalance(b);
         sl_stream *ins[2] = {a, b};
         sl_stream *j = sl_stream_apply_n(ins, 2, "align", &align_op, sh, sizeof(brec));

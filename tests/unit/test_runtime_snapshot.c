@@ -181,7 +181,7 @@ static int run_agg(const sl_aggregate *agg, uint64_t first, uint64_t count, int 
     sl_agg_conf ac = {.agg = agg, .ud = &val, .emit = SL_AGG_EMIT_FINAL};
     restore_conf rcf = {.from = from, .target = "agg"};
     sl_stream *s =
-        sl_stream_parallelism(sl_pipeline_generator(p, "src", &gc, sizeof(ev)), 1 + (par + 1) % 3);
+        sl_stream_parallelism(sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL), 1 + (par + 1) % 3);
     s = sl_stream_key_by(s, "by-key", key_str, NULL);
     s = sl_stream_aggregate(s, "agg", &ac);
     s = sl_stream_apply(s, "restore", &restorer_op, &rcf, 0);
@@ -210,7 +210,7 @@ static void results_of(sl_collector *c, uint32_t rsize, result out[NKEYS])
     for (size_t i = 0; i < sl_collector_count(c); i++) {
         int64_t ts;
         sl_bytes r = sl_collector_get(c, i, &ts);
-        sl_bytes k = sl_agg_out_key(r, rsize);
+        sl_bytes k = sl_agg_out_key(r);
         unsigned long long key = 0;
         char kb[32] = {0};
         assert_true(k.len < sizeof(kb));
@@ -221,7 +221,7 @@ static void results_of(sl_collector *c, uint32_t rsize, result out[NKEYS])
         make_key(key, want);
         assert_string_equal(kb, want);
         if (out[key].seen++) fail_msg("key %s emitted twice", kb);
-        memcpy(out[key].r, r.ptr, rsize);
+        memcpy(out[key].r, sl_agg_out_result(r), rsize);
         out[key].ts = ts;
     }
 }
@@ -395,7 +395,7 @@ static void run_tally(uint64_t first, uint64_t count, int par, tally_conf *tc)
     assert_int_equal(sl_pipeline_set_threads(p, 2), 0);
     assert_int_equal(sl_pipeline_set_parallelism(p, par), 0);
     sl_generator_conf gc = {.fn = gen_ev, .ud = &first, .count = count};
-    sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev));
+    sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL);
     s = sl_stream_key_by(sl_stream_parallelism(s, 2), "by-key", key_str, NULL);
     assert_int_equal(sl_stream_sink(s, "tally", &tally_op, tc), 0);
     int rc = run_bounded(p);

@@ -49,7 +49,13 @@ static int emit(sl_ctx *ctx, int64_t t, int64_t key)
     return sl_emit_copy(ctx, t, 0, &r, sizeof(r));
 }
 
-static int script_poll(sl_ctx *ctx, void *self)
+static int script_open(sl_ctx *ctx, const sl_split *split, void **self)
+{
+    *self = NULL; /* the script is the conf */
+    return 0;
+}
+
+static int script_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     script *s = sl_ctx_conf(ctx);
     if (s->t0 == 0) s->t0 = now_s();
@@ -74,7 +80,7 @@ static int script_poll(sl_ctx *ctx, void *self)
 }
 
 static const sl_source script_src = {
-    .version = SL_SOURCE_VERSION, .kind = "script", .poll = script_poll};
+    .version = SL_SOURCE_VERSION, .kind = "script", .open = script_open, .poll = script_poll};
 
 static sl_bytes key_of(const void *p, uint32_t len, void *ud)
 {
@@ -83,7 +89,7 @@ static sl_bytes key_of(const void *p, uint32_t len, void *ud)
 
 static void line(const sl_collector *c, size_t i, char *buf, size_t n)
 {
-    sl_window_result r = sl_window_out(sl_collector_get(c, i, NULL), 8);
+    sl_window_result r = sl_window_out(sl_collector_get(c, i, NULL));
     int64_t key, count;
     memcpy(&key, r.key.ptr, 8);
     memcpy(&count, r.result, 8);
@@ -99,7 +105,7 @@ static void run(sl_window_conf wc, const char *const *early_expect, size_t n_ear
     wc.early_ms = 5;
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 1);
-    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec));
+    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec), NULL);
     sl_stream *w = sl_stream_window(sl_stream_key_by(src, "key", key_of, NULL), "w", &wc);
     sl_stream_sink(sl_stream_window_early(w), "early", &sl_sink_collect, early);
     sl_stream_sink(w, "out", &sl_sink_collect, res);
@@ -137,7 +143,7 @@ static void test_early_sliding(void **state)
     wc.early_ms = 5;
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 1);
-    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec));
+    sl_stream *src = sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec), NULL);
     sl_stream *w = sl_stream_window(sl_stream_key_by(src, "key", key_of, NULL), "w", &wc);
     sl_stream_sink(sl_stream_window_early(w), "early", &sl_sink_collect, e);
     sl_stream_sink(w, "out", &sl_sink_collect, res);
@@ -161,7 +167,7 @@ static void test_early_rejected_for_sessions(void **state)
     wc.agg = &sl_agg_count;
     wc.early_ms = 5;
     sl_pipeline *p = sl_pipeline_new();
-    sl_stream *src = sl_pipeline_source(p, "script", &script_src, NULL, sizeof(rec));
+    sl_stream *src = sl_pipeline_source(p, "script", &script_src, NULL, sizeof(rec), NULL);
     assert_null(sl_stream_window(sl_stream_key_by(src, "key", key_of, NULL), "w", &wc));
     assert_int_equal(sl_pipeline_run(p), SL_EINVAL);
     sl_pipeline_free(p);

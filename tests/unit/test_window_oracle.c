@@ -4,15 +4,16 @@
  * Thousands of random out-of-order event sequences (random keys, delays,
  * lateness, window kinds and sizes, aggregates) run through real pipelines:
  * a replay source (parallelism 1, punctuated watermarks max - delay - 1 after
- * every record, through sl_wm_gen) -> key_by -> window (parallelism 1 or 4)
+ * every record, the engine's strategy) -> key_by -> window (parallelism 1 or 4)
  * -> collecting sinks for results and late records. The sorted output must
  * equal that of a brute-force reference written here from the semantics
  * alone: every window (not slice) kept separately with the list of its
  * values, aggregated from scratch when it fires; sessions as a plain list.
  *
  * The reference, for each record in arrival order, with W the watermark
- * before it: assign; skip expired windows (W >= end - 1 + L); a record with
- * no live window is late; a live window with end - 1 <= W fires at once;
+ * before it: assign; a record in no window at all (sliding, slide > size)
+ * goes to the unassigned port, whatever W; skip expired windows
+ * (W >= end - 1 + L); a record with no live window is late; a live window with end - 1 <= W fires at once;
  * then the watermark advances and windows whose end - 1 it passes fire,
  * and windows whose end - 1 + L it reaches are purged. At the end the
  * watermark is +inf. Output is compared as sorted text lines.
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "sluice/sluice.h"
+#include "operators/window/window_test.h"
 
 typedef struct ev {
     int64_t ts;
@@ -44,6 +46,7 @@ typedef struct ocase {
     int64_t delay;
     sl_window_conf wc;
     sl_agg_value val;
+    uint32_t ring; /* forced ring slots (window_test.h), 0: default */
 } ocase;
 
 /* --- text lines ------------------------------------------------------------------ */
@@ -96,38 +99,31 @@ static void fmt_result(char *out, size_t cap, const sl_aggregate *agg, const voi
 
 typedef struct replay {
     int next;
-    sl_wm_gen *g;
 } replay;
 
-static int replay_open(sl_ctx *ctx, void **self)
+static int replay_open(sl_ctx *ctx, const sl_split *split, void **self)
 {
-    const ocase *oc = sl_ctx_conf(ctx);
     replay *r = calloc(1, sizeof(*r));
-    sl_watermark_conf wc = {.delay = oc->delay, .punctuated = 1};
-    r->g = sl_wm_gen_new(&wc, 1);
     *self = r;
-    return 0;
+    return r ? 0 : SL_ENOMEM;
 }
 
 static void replay_close(void *self)
 {
-    replay *r = self;
-    if (!r) return;
-    sl_wm_gen_free(r->g);
-    free(r);
+    free(self);
 }
 
-static int replay_poll(sl_ctx *ctx, void *self)
+/* The engine's punctuated strategy (run_engine) announces the watermark
+ * right after each record that raises it. */
+static int replay_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     replay *r = self;
     const ocase *oc = sl_ctx_conf(ctx);
     if (r->next >= oc->n) return SL_POLL_END;
-    for (int k = 0; k < 64 && r->next < oc->n; k++) {
+    for (int k = 0; k < 64 && k < (int)max && r->next < oc->n; k++) {
         const ev *e = &oc->evs[r->next++];
         rec x = {e->key, e->value};
         if (sl_emit_copy(ctx, e->ts, 0, &x, sizeof(x))) return sl_ctx_error(ctx);
-        int rc = sl_wm_gen_record(ctx, r->g, 0, &x, sizeof(x), e->ts);
-        if (rc) return rc;
     }
     return SL_POLL_MORE;
 }
@@ -145,25 +141,30 @@ static sl_bytes key_of(const void *p, uint32_t len, void *ud)
 
 static void run_engine(ocase *oc, int par, lines *out)
 {
-    sl_collector *res = sl_collector_new(), *late = sl_collector_new();
+    sl_collector *res = sl_collector_new(), *late = sl_collector_new(), *unas = sl_collector_new();
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_parallelism(p, par);
-    sl_stream *s = sl_pipeline_source(p, "src", &replay_src, oc, sizeof(rec));
+    sl_watermark_conf wm = {.delay = oc->delay, .punctuated = 1};
+    sl_stream *s = sl_pipeline_source(p, "src", &replay_src, oc, sizeof(rec), &wm);
     s = sl_stream_parallelism(s, 1);
     s = sl_stream_key_by(s, "key", key_of, NULL);
     s = sl_stream_parallelism(s, 1);
     sl_stream *w = sl_stream_window(s, "win", &oc->wc);
+    if (oc->ring) assert_int_equal(sli_window_test_ring(w, oc->ring), 0);
     sl_stream *l = sl_stream_window_late(w);
+    sl_stream *u = sl_stream_window_unassigned(w);
     sl_stream_sink(w, "out", &sl_sink_collect, res);
     sl_stream_sink(l, "late", &sl_sink_collect, late);
+    sl_stream_sink(u, "unassigned", &sl_sink_collect, unas);
     int rc = sl_pipeline_run(p);
     if (rc) fprintf(stderr, "pipeline: %s\n", sl_pipeline_errmsg(p));
     assert_int_equal(rc, 0);
     for (size_t i = 0; i < sl_collector_count(res); i++) {
         sl_bytes b = sl_collector_get(res, i, NULL);
-        sl_window_result r = sl_window_out(b, oc->wc.agg->result_size);
+        sl_window_result r = sl_window_out(b);
         int64_t key;
+        assert_int_equal(r.result_size, oc->wc.agg->result_size);
         assert_int_equal(r.key.len, 8);
         memcpy(&key, r.key.ptr, 8);
         char v[64];
@@ -178,9 +179,18 @@ static void run_engine(ocase *oc, int par, lines *out)
         memcpy(&x, b.ptr, sizeof(x));
         lines_add(out, "late,%" PRId64 ",%" PRId64 ",%" PRId64, ts, x.key, x.value);
     }
+    for (size_t i = 0; i < sl_collector_count(unas); i++) {
+        int64_t ts;
+        sl_bytes b = sl_collector_get(unas, i, &ts);
+        rec x;
+        assert_int_equal(b.len, sizeof(x));
+        memcpy(&x, b.ptr, sizeof(x));
+        lines_add(out, "nowin,%" PRId64 ",%" PRId64 ",%" PRId64, ts, x.key, x.value);
+    }
     sl_pipeline_free(p);
     sl_collector_free(res);
     sl_collector_free(late);
+    sl_collector_free(unas);
 }
 
 /* --- the reference ------------------------------------------------------------------ */
@@ -314,6 +324,10 @@ static void run_reference(const ocase *oc, lines *out)
             int64_t off = oc->wc.offset % slide;
             int64_t last = off + fdiv(e->ts - off, slide) * slide;
             int alive = 0;
+            if (last <= e->ts - size) { /* in the gap after window [last, last + size) */
+                lines_add(out, "nowin,%" PRId64 ",%" PRId64 ",%" PRId64, e->ts, e->key, e->value);
+                goto advance;
+            }
             for (int64_t st = last; st > e->ts - size; st -= slide) {
                 int64_t end = st + size;
                 if (W >= end - 1 + L) continue;
@@ -328,6 +342,7 @@ static void run_reference(const ocase *oc, lines *out)
             if (!alive)
                 lines_add(out, "late,%" PRId64 ",%" PRId64 ",%" PRId64, e->ts, e->key, e->value);
         }
+    advance:
         if (e->ts > maxts) maxts = e->ts;
         int64_t nw = maxts - oc->delay - 1;
         if (nw > W) {
@@ -440,23 +455,22 @@ static void test_oracle_random(void **state)
     assert_int_equal(failures, 0);
 }
 
-/* The same with a tiny per-key ring (operators/window.c reads
- * SLUICE_WINDOW_RING when a window opens), so that most slices live in the
- * far list and firing takes the slice-by-slice path. */
+/* The same with a tiny per-key ring (forced through the test hook of
+ * operators/window/window_test.h), so that most slices live in the far list
+ * and firing takes the slice-by-slice path. */
 static void test_oracle_small_ring(void **state)
 {
-    static const char *const rings[] = {"1", "4"};
+    static const uint32_t rings[] = {1, 4};
     int failures = 0;
     for (int r = 0; r < 2; r++) {
-        setenv("SLUICE_WINDOW_RING", rings[r], 1);
         for (int c = 0; c < 200 && failures < 3; c++) {
             ocase oc;
             make_case(&oc);
+            oc.ring = rings[r];
             if (!check_case(&oc, 1) || !check_case(&oc, 4)) failures++;
             free(oc.evs);
         }
     }
-    unsetenv("SLUICE_WINDOW_RING");
     assert_int_equal(failures, 0);
 }
 

@@ -35,7 +35,13 @@ typedef struct rec {
     int64_t value;
 } rec;
 
-static int script_poll(sl_ctx *ctx, void *self)
+static int script_open(sl_ctx *ctx, const sl_split *split, void **self)
+{
+    *self = NULL; /* the script is the conf */
+    return 0;
+}
+
+static int script_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     script *s = sl_ctx_conf(ctx);
     if (s->next >= s->n) return SL_POLL_END;
@@ -46,7 +52,7 @@ static int script_poll(sl_ctx *ctx, void *self)
 }
 
 static const sl_source script_src = {
-    .version = SL_SOURCE_VERSION, .kind = "script", .poll = script_poll};
+    .version = SL_SOURCE_VERSION, .kind = "script", .open = script_open, .poll = script_poll};
 
 static sl_bytes key_of(const void *p, uint32_t len, void *ud)
 {
@@ -71,8 +77,8 @@ static void run(const step *steps, int n, int64_t gap, int64_t lateness, const c
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_parallelism(p, par);
-    sl_stream *src =
-        sl_stream_parallelism(sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec)), 1);
+    sl_stream *src = sl_stream_parallelism(
+        sl_pipeline_source(p, "script", &script_src, &s, sizeof(rec), NULL), 1);
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", key_of, NULL), 1);
     sl_stream *w = sl_stream_window(k, "sessions", &wc);
     sl_stream_sink(sl_stream_window_late(w), "late", &sl_sink_collect, late);
@@ -83,7 +89,7 @@ static void run(const step *steps, int n, int64_t gap, int64_t lateness, const c
     size_t nr = sl_collector_count(res), nl = sl_collector_count(late);
     char **got = calloc(nr + nl + 1, sizeof(char *));
     for (size_t i = 0; i < nr; i++) {
-        sl_window_result r = sl_window_out(sl_collector_get(res, i, NULL), 8);
+        sl_window_result r = sl_window_out(sl_collector_get(res, i, NULL));
         int64_t key, cnt;
         memcpy(&key, r.key.ptr, 8);
         memcpy(&cnt, r.result, 8);

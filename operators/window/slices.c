@@ -1,17 +1,20 @@
 /*
- * operators/window.c - event-time windows: tumbling and sliding windows over
- * slices, session windows with Flink's merge rule, allowed lateness, late
- * side output (sluice/window.h states the semantics).
+ * operators/window/slices.c - tumbling and sliding windows over slices
+ * (sluice/window.h states the semantics; window.c builds the node).
  *
- * Tumbling and sliding windows. Time is cut into slices of g = gcd(size,
- * slide) aligned on `offset`: slice n is [off + n g, off + (n + 1) g). In
- * slices a window is k = size / g long and windows start every s = slide / g,
- * so window ends are e = m s + k and window e holds slices [e - k, e); it
- * fires when the watermark reaches off + e g - 1. Each record is added once,
- * to its slice. All slices of a key live in ONE keyed-state value (table
- * "slices", keyed by the record key alone, so a record costs one lookup of
- * its own key): a header and a ring of `cap` slots (a power of two, sized at
- * open: k + L / g + max(k, 8), at most 4096), slice n in slot n & (cap - 1):
+ * Time is cut into slices of g = gcd(size, slide) aligned on `offset`:
+ * slice n is [off + n g, off + (n + 1) g). In slices a window is k = size / g
+ * long and windows start every s = slide / g, so window ends are e = m s + k
+ * and window e holds slices [e - k, e); it fires when the watermark reaches
+ * off + e g - 1. Each record is added once, to its slice. When s > k
+ * (slide > size) some slices lie in no window: a record there is not late,
+ * it goes to the unassigned port (3), whatever the watermark.
+ *
+ * All slices of a key live in ONE keyed-state value (table "slices", keyed
+ * by the record key alone, so a record costs one lookup of its own key): a
+ * header and a ring of `cap` slots (a power of two, sized at open:
+ * k + L / g + max(k, 8), at most 4096; a test can force it, window_test.h),
+ * slice n in slot n & (cap - 1):
  *
  *   value      offset         size     field
  *              0              8        base: the ring holds slices [base, base + cap)
@@ -33,7 +36,7 @@
  *
  * Slices outside [base, base + cap) (records far ahead of the watermark, or
  * behind the ring of a new key) go to the table "far", key (record key ‖
- * slice, int64), a list sorted by slice:
+ * slice, int64; see window_int.h), a list sorted by slice:
  *
  *   far value  0              8        next far slice of the key
  *              8              1        has_next
@@ -44,7 +47,7 @@
  * far list; when base moves up (expiry) far slices that come into range move
  * into the ring. Slices below expired_below(W) have expired (every window
  * holding them has end - 1 + L <= W): base never goes below that bound and
- * a record in such a slice (or in no window at all, when size < slide) is late.
+ * a record in such a slice is late.
  *
  * Firing. A key has at most one live timer that matters (tmr): at the firing
  * time of the first window after nxt that holds data, or, when none is left,
@@ -70,99 +73,44 @@
  * window holding its first slice when the ring has room for it, so its
  * first windows fire by block aggregates too.
  *
- * Early firing (early_ms > 0, tumbling and sliding): a record sets a
- * processing-time timer for its key (now + early_ms) unless one is pending,
- * and widens [dlo, dhi]. When it is due, each window that holds a slice of
- * [dlo, dhi] and that the watermark has not fired yet fires its partial
- * result on port 2 (merged slice by slice, so the block aggregates of the
- * final firings are untouched). No data, no early firing.
+ * Early firing (early_ms > 0): a record sets a processing-time timer for its
+ * key (now + early_ms) unless one is pending, and widens [dlo, dhi]. When it
+ * is due, each window that holds a slice of [dlo, dhi] and that the
+ * watermark has not fired yet fires its partial result on port 2 (merged
+ * slice by slice, so the block aggregates of the final firings are
+ * untouched). No data, no early firing.
  *
  * Per record: the hot-key cache (below) finds the key's value without a
  * table lookup; the slice of consecutive records in one slice is computed
- * once; count and sum accumulate and merge inline (int64 +, no call);
- * functions of the watermark alone are remembered per watermark; divisions
- * use 64-bit operands unless the values need 128 bits. SLUICE_WINDOW_RING
- * (environment, read at open) forces the ring size: tests use it to drive the
- * far-list paths.
- *
- * Composite keys (record key ‖ int64) keep the key hash's upper 32 bits, so
- * the entry stays in the key's key group, and mix the int64 into the lower.
- *
- * Session windows. Per key, the sessions form a list sorted by start, kept in
- * two keyed state tables: "heads" (key -> first session start, count) and
- * "sessions" (key ‖ start -> header + accumulator):
- *
- *   session value   offset  size     field
- *                   0       8        end (exclusive), int64
- *                   8       8        start of the next session of the key
- *                   16      1        has_next
- *                   17      1        fired: emitted since its last change
- *                   18      6        unused
- *                   24      acc_size accumulator
- *
- * Sessions of a key never overlap or touch (they would have merged), so a new
- * record's window [t, t + gap) intersects at most two of them (every session
- * is at least gap long). A merge builds the merged accumulator with merge(),
- * removes the old entries and inserts the merged one. Timers are set at
- * end - 1 (fire) and end - 1 + L (purge); a timer that a merge made stale
- * finds nothing due and does nothing.
+ * once, and with it whether the slice is late or in no window (one side
+ * port number, so the record loop has one test for both); count and sum
+ * (aggregates flagged SL_AGG_INT64_SUM, SL_AGG_ADD_ONE) accumulate and merge
+ * inline (int64 +, no call); functions of the watermark alone are remembered
+ * per watermark; divisions use 64-bit operands unless the values need 128
+ * bits (times near the int64 limits must not overflow).
  *
  * Invariants:
- *  - expired state is purged when the key's timer runs (or, for slices, when
- *    a record touches the key); timers up to the watermark fire before any
- *    record is processed at that watermark, so a record never sees a due
- *    window that has not fired;
+ *  - expired slices are purged when the key's timer runs or a record touches
+ *    the key; timers up to the watermark fire before any record is processed
+ *    at that watermark, so a record never sees a due window that has not
+ *    fired;
  *  - a window with data fires exactly once by timer (timers are set only at
  *    times above the current watermark; nxt moves past every window handled),
- *    plus once per record that reaches it after it fired and before it expired;
+ *    plus once per record that reaches it after it fired and before it
+ *    expired;
  *  - nothing is allocated per record: scratch buffers live in the instance.
- *
- * The node's conf is a win_node_conf (owned by the pipeline) that points at
- * the user's sl_window_conf and records the input width, which
- * sl_stream_window_late() finds through sl_stream_conf().
  *
  * Runs on the worker thread of the instance's task, like every operator.
  */
-#include <stdlib.h>
-#include <string.h>
-#include "sluice/sluice.h"
-#include "sluice/window.h"
+#include "operators/window/window_int.h"
 
-typedef struct win {
-    sl_window_kind kind;
-    int64_t size, slide, g, off, L, gap;
-    int64_t k, s;   /* window size and slide in slices */
-    uint64_t cap;   /* ring slots per key (a power of two) */
-    uint64_t cmask; /* cap - 1 */
-    size_t sstride; /* bytes per ring slot */
-    int blocks;     /* windows overlap (k > s): prefix / suffix aggregates */
-    const sl_aggregate *agg;
-    const void *ud;
-    uint32_t acc_size, rs;
-    sl_state *slices;   /* tumbling, sliding: key -> khdr + ring */
-    sl_state *far;      /* tumbling, sliding: key ‖ slice -> far_hdr + acc */
-    sl_state *heads;    /* session */
-    sl_state *sessions; /* session */
-    uint8_t *ck;        /* composite key scratch */
-    size_t ck_cap;
-    uint8_t *acc_tmp; /* acc_size */
-    uint8_t *res_tmp; /* result_size */
-    uint8_t *sess_tmp;
-    int64_t early_ms;   /* early firing period (processing time), 0: none */
-    int i64sum;         /* count or sum: int64 accumulator, merge is +, init is 0 */
-    int64_t fea_W, fea; /* memo: first_end_after(fea_W) */
-    int64_t eb_W, eb;   /* memo: expired_below(eb_W) */
-    struct kc_ent *kc;  /* hot keys: key -> khdr (tumbling, sliding) */
-    uint32_t kc_gen;    /* entries of other generations are void */
-} win;
-
-/* Hot-key cache of the tumbling / sliding record path: a record's key (up
- * to 8 bytes, zero-padded into key8) -> its value in "slices", direct
- * mapped by key hash, so that a record of a key seen recently skips the
- * table lookup. A value pointer stays valid until the table changes, and
- * only this operator changes it (insert in slices_process, remove in
- * slices_timer): each change starts a new generation. Equal keys have
- * equal hashes, so comparing the key bytes is enough. */
+/* Hot-key cache of the record path: a record's key (up to 8 bytes,
+ * zero-padded into key8) -> its value in "slices", direct mapped by key
+ * hash, so that a record of a key seen recently skips the table lookup. A
+ * value pointer stays valid until the table changes, and only this file
+ * changes it (insert in sli_win_slices_process, remove in
+ * sli_win_slices_timer): each change starts a new generation. Equal keys
+ * have equal hashes, so comparing the key bytes is enough. */
 #define KC_SIZE 2048
 typedef struct kc_ent {
     uint64_t key8;
@@ -178,26 +126,6 @@ static inline void kc_invalidate(win *w)
         w->kc_gen = 1;
     }
 }
-
-/* The conf of a window node: the user's conf (borrowed) and what
- * sl_stream_window_late() needs, the width of the window's input. `self`
- * points at the struct itself, so that a stream made by another node (whose
- * conf is something else) is told apart. Owned by the pipeline. */
-typedef struct win_node_conf {
-    const struct win_node_conf *self;
-    const sl_window_conf *c;
-    uint32_t in_width;
-} win_node_conf;
-
-#define SESS_HDR 24
-
-typedef struct sess_hdr {
-    int64_t end;
-    int64_t next;
-    uint8_t has_next;
-    uint8_t fired;
-    uint8_t pad[6];
-} sess_hdr;
 
 /* Per-key header of tumbling / sliding state (drawn in the file comment). */
 typedef struct khdr {
@@ -223,71 +151,6 @@ typedef struct far_hdr {
     uint8_t pad[7];
 } far_hdr;
 #define FAR_HDR ((size_t)sizeof(far_hdr))
-
-typedef struct sess_head {
-    int64_t first;
-    uint32_t n;
-    uint32_t pad;
-} sess_head;
-
-static int64_t gcd64(int64_t a, int64_t b)
-{
-    while (b) {
-        int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-static inline uint64_t ck_hash(uint64_t h, int64_t s)
-{
-    uint64_t x = ((uint64_t)s * 0x9E3779B97F4A7C15ull) ^ h;
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 29;
-    return (h & 0xFFFFFFFF00000000ull) | (x & 0xFFFFFFFFull);
-}
-
-/* Composite key (key ‖ start) in the scratch buffer; NULL when out of memory. */
-static inline const uint8_t *ck_make(win *w, const void *key, uint32_t klen, int64_t s)
-{
-    if ((size_t)klen + 8 > w->ck_cap) {
-        size_t cap = w->ck_cap ? w->ck_cap : 64;
-        while (cap < (size_t)klen + 8) cap *= 2;
-        uint8_t *n = realloc(w->ck, cap);
-        if (!n) return NULL;
-        w->ck = n;
-        w->ck_cap = cap;
-    }
-    if (klen) memcpy(w->ck, key, klen);
-    memcpy(w->ck + klen, &s, 8);
-    return w->ck;
-}
-
-static int emit_result(sl_ctx *ctx, win *w, uint64_t h, const void *key, uint32_t klen,
-                       int64_t start, int64_t end, const void *acc)
-{
-    uint8_t *o = sl_emit(ctx, end - 1, h, 16 + w->rs + klen);
-    if (!o) return sl_ctx_error(ctx);
-    memcpy(o, &start, 8);
-    memcpy(o + 8, &end, 8);
-    w->agg->result(acc, w->res_tmp, w->ud);
-    memcpy(o + 16, w->res_tmp, w->rs);
-    if (klen) memcpy(o + 16 + w->rs, key, klen);
-    return 0;
-}
-
-static int emit_late(sl_ctx *ctx, const sl_batch *in, uint32_t i)
-{
-    sl_bytes r = sl_batch_bytes(in, i);
-    void *o = sl_emit_port(ctx, 1, in->ts[i], in->hash[i], r.len);
-    if (!o) return sl_ctx_error(ctx);
-    if (r.len) memcpy(o, r.ptr, r.len);
-    return 0;
-}
-
-/* --- tumbling and sliding -------------------------------------------------------- */
 
 #define NONE INT64_MIN
 
@@ -573,7 +436,7 @@ static int fire_window(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     }
     int64_t s0 = sat64((__int128)w->off + (__int128)a * w->g);
     int64_t e0 = sat64((__int128)w->off + (__int128)e * w->g);
-    return emit_result(ctx, w, h, key, klen, s0, e0, w->acc_tmp);
+    return win_emit_result(ctx, w, WIN_PORT_RESULT, h, key, klen, s0, e0, w->acc_tmp);
 }
 
 /* Register a timer at T for the key unless one at or before T is pending. */
@@ -740,13 +603,13 @@ static int record_slow(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     return 0;
 }
 
-static int slices_process(sl_ctx *ctx, win *w, sl_batch *in)
+int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
     const int64_t eb = expired_below(w, W);
     const uint64_t cmask = w->cmask;
     const size_t sstride = w->sstride;
-    const int is_count = w->agg == &sl_agg_count;
+    const int is_count = w->add_one;
     const sl_aggregate *agg = w->agg;
     const void *ud = w->ud;
     void *kud;
@@ -758,7 +621,7 @@ static int slices_process(sl_ctx *ctx, win *w, sl_batch *in)
     /* The slice of the last record: consecutive records of one slice (the
      * common case) skip the division. t_lo <= t < t_hi is slice cur_n. */
     int64_t t_lo = 1, t_hi = 0, cur_n = 0;
-    int cur_due = 0, cur_late = 0;
+    int cur_due = 0, cur_side = 0; /* cur_side: 0, or the side port of the slice's records */
     for (uint32_t i = 0; i < count; i++) {
         const int64_t t = tsc[i];
         if (__builtin_expect(t < t_lo || t >= t_hi, 0)) {
@@ -768,12 +631,15 @@ static int slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             if (t_hi == INT64_MAX) t_hi = t_lo; /* no caching at the limit */
             int64_t ef = first_end(w, cur_n);
             cur_due = W >= fire_ms(w, ef); /* some window already due */
-            /* expired, or in a gap between windows (size < slide) */
-            cur_late = cur_n < eb || ef > last_end(w, cur_n);
+            /* in a gap between windows (size < slide): in no window, not
+             * late whatever the watermark; else late when expired */
+            cur_side = ef > last_end(w, cur_n) ? WIN_PORT_UNASSIGNED
+                       : cur_n < eb            ? WIN_PORT_LATE
+                                               : 0;
         }
         const int64_t n = cur_n;
-        if (__builtin_expect(cur_late, 0)) {
-            int rc = emit_late(ctx, in, i);
+        if (__builtin_expect(cur_side, 0)) {
+            int rc = win_emit_input(ctx, cur_side, in, i);
             if (rc) return rc;
             continue;
         }
@@ -858,7 +724,7 @@ static int slices_process(sl_ctx *ctx, win *w, sl_batch *in)
     return 0;
 }
 
-static int slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
+int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
     khdr *hd = sl_state_find(w->slices, t->hash, t->key, t->key_len);
@@ -910,7 +776,7 @@ static int slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
  * that holds a slice updated since the last early firing and that the
  * watermark has not fired yet fires its partial result on port 2. The next
  * record of the key sets the next timer. */
-static int slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
+int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
 {
     khdr *hd = sl_state_find(w->slices, t->hash, t->key, t->key_len);
     if (!hd) return 0; /* the key's windows all fired and it was removed */
@@ -929,392 +795,38 @@ static int slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
         int64_t a = e - w->k;
         int64_t s0 = sat64((__int128)w->off + (__int128)a * w->g);
         int64_t e0 = sat64((__int128)w->off + (__int128)e * w->g);
-        uint8_t *o = sl_emit_port(ctx, 2, e0 - 1, t->hash, 16 + w->rs + t->key_len);
-        if (!o) return sl_ctx_error(ctx);
-        memcpy(o, &s0, 8);
-        memcpy(o + 8, &e0, 8);
-        w->agg->result(w->acc_tmp, w->res_tmp, w->ud);
-        memcpy(o + 16, w->res_tmp, w->rs);
-        if (t->key_len) memcpy(o + 16 + w->rs, t->key, t->key_len);
+        int rc = win_emit_result(ctx, w, WIN_PORT_EARLY, t->hash, t->key, t->key_len, s0, e0,
+                                 w->acc_tmp);
+        if (rc) return rc;
         if (e > INT64_MAX - w->s) break;
     }
     return 0;
 }
 
-static int win_proc_timer(sl_ctx *ctx, void *self, const sl_timer *t)
+int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
 {
-    win *w = self;
-    return w->kind == SL_WINDOW_SESSION ? 0 : slices_early(ctx, w, t);
-}
-
-/* --- sessions ------------------------------------------------------------------------ */
-
-static inline sess_hdr *sess_find(win *w, uint64_t h, const void *key, uint32_t klen, int64_t s)
-{
-    const uint8_t *ck = ck_make(w, key, klen, s);
-    return ck ? sl_state_find(w->sessions, ck_hash(h, s), ck, klen + 8) : NULL;
-}
-
-static inline void sess_remove(win *w, uint64_t h, const void *key, uint32_t klen, int64_t s)
-{
-    const uint8_t *ck = ck_make(w, key, klen, s);
-    if (ck) sl_state_remove(w->sessions, ck_hash(h, s), ck, klen + 8);
-}
-
-/* Point the link before `s` (the head, or session prev) at next. */
-static void sess_relink(win *w, sess_head *hd, uint64_t h, const void *key, uint32_t klen,
-                        int have_prev, int64_t prev, int has_next, int64_t next)
-{
-    if (!have_prev) {
-        hd->first = next; /* meaningful only when n > 0 */
-        return;
-    }
-    sess_hdr *p = sess_find(w, h, key, klen, prev);
-    if (p) {
-        p->next = next;
-        p->has_next = (uint8_t)has_next;
-    }
-}
-
-static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i, int64_t W)
-{
-    int64_t ts = in->ts[i];
-    uint64_t h = in->hash[i];
-    sl_bytes key = sl_ctx_key(ctx, in, i);
-    sl_bytes rec = sl_batch_bytes(in, i);
-    int64_t ws = ts, we = ts + w->gap;
-    int created = 0;
-    sess_head *hd = sl_state_get(w->heads, h, key.ptr, key.len, &created);
-    if (!hd) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for session state");
-    /* Find the first session that ends at or after ws (sorted by start, and
-     * disjoint, so ends are sorted too). */
-    int have_prev = 0, have1 = 0, have2 = 0;
-    int64_t prev = 0, s1 = 0, s2 = 0;
-    sess_hdr h1 = {0}, h2 = {0};
-    int64_t cur = hd->first;
-    int has = hd->n > 0;
-    while (has) {
-        sess_hdr *e = sess_find(w, h, key.ptr, key.len, cur);
-        if (!e) return sl_ctx_fail(ctx, SL_ECORRUPT, "session list broken");
-        if (e->end >= ws) {
-            if (cur <= we) {
-                have1 = 1;
-                s1 = cur;
-                h1 = *e;
-                if (e->has_next) {
-                    sess_hdr *e2 = sess_find(w, h, key.ptr, key.len, e->next);
-                    if (!e2) return sl_ctx_fail(ctx, SL_ECORRUPT, "session list broken");
-                    if (e->next <= we) {
-                        have2 = 1;
-                        s2 = e->next;
-                        h2 = *e2;
-                    }
-                }
-            }
-            break;
-        }
-        have_prev = 1;
-        prev = cur;
-        has = e->has_next;
-        cur = e->next;
-    }
-    if (!have1 && W >= we - 1 + w->L) { /* alone, and expired: late */
-        if (hd->n == 0) sl_state_remove(w->heads, h, key.ptr, key.len);
-        return emit_late(ctx, in, i);
-    }
-    int64_t ms = ws, me = we;
-    if (have1) {
-        if (s1 < ms) ms = s1;
-        if (h1.end > me) me = h1.end;
-    }
-    if (have2 && h2.end > me) me = h2.end;
-    sess_hdr *e;
-    if (have1 && !have2 && ms == s1) {
-        /* The record falls in (or extends the end of) one session: in place. */
-        e = sess_find(w, h, key.ptr, key.len, s1);
-        if (me != e->end) e->fired = 0;
-        e->end = me;
-    } else {
-        /* New or merged session: build the accumulator, replace the entries. */
-        uint8_t *acc = w->sess_tmp;
-        w->agg->init(acc, w->ud);
-        int has_next = 0;
-        int64_t next = 0;
-        if (have1) {
-            sess_hdr *e1 = sess_find(w, h, key.ptr, key.len, s1);
-            w->agg->merge(acc, (uint8_t *)e1 + SESS_HDR, w->ud);
-            has_next = e1->has_next;
-            next = e1->next;
-            if (have2) {
-                sess_hdr *e2 = sess_find(w, h, key.ptr, key.len, s2);
-                w->agg->merge(acc, (uint8_t *)e2 + SESS_HDR, w->ud);
-                has_next = e2->has_next;
-                next = e2->next;
-                sess_remove(w, h, key.ptr, key.len, s2);
-                hd->n--;
-            }
-            sess_remove(w, h, key.ptr, key.len, s1);
-            hd->n--;
-        } else {
-            /* Insert before `cur` (the first session ending at or after ws). */
-            has_next = has;
-            next = cur;
-        }
-        const uint8_t *ck = ck_make(w, key.ptr, key.len, ms);
-        int cr = 0;
-        e = ck ? sl_state_get(w->sessions, ck_hash(h, ms), ck, key.len + 8, &cr) : NULL;
-        if (!e) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for session state");
-        e->end = me;
-        e->next = next;
-        e->has_next = (uint8_t)has_next;
-        e->fired = 0;
-        memcpy((uint8_t *)e + SESS_HDR, acc, w->acc_size);
-        hd->n++;
-        sess_relink(w, hd, h, key.ptr, key.len, have_prev, prev, 1, ms);
-        e = sess_find(w, h, key.ptr, key.len, ms);
-    }
-    w->agg->add((uint8_t *)e + SESS_HDR, rec.ptr, rec.len, ts, w->ud);
-    int rc;
-    if (me - 1 <= W) { /* past its end (within lateness): fire at once */
-        e->fired = 1;
-        rc = emit_result(ctx, w, h, key.ptr, key.len, ms, me, (uint8_t *)e + SESS_HDR);
-    } else {
-        rc = sl_ctx_timer(ctx, me - 1, h, key.ptr, key.len);
-    }
-    if (!rc && w->L > 0) rc = sl_ctx_timer(ctx, me - 1 + w->L, h, key.ptr, key.len);
-    return rc;
-}
-
-static int sess_timer(sl_ctx *ctx, win *w, const sl_timer *t)
-{
-    int64_t T = t->ts;
-    sess_head *hd = sl_state_find(w->heads, t->hash, t->key, t->key_len);
-    if (!hd) return 0;
-    int have_prev = 0;
-    int64_t prev = 0, cur = hd->first;
-    int has = hd->n > 0;
-    while (has) {
-        sess_hdr *e = sess_find(w, t->hash, t->key, t->key_len, cur);
-        if (!e) return sl_ctx_fail(ctx, SL_ECORRUPT, "session list broken");
-        if (e->end - 1 > T) break; /* this and later sessions are not due */
-        int64_t next = e->next;
-        int has_next = e->has_next;
-        if (!e->fired) {
-            e->fired = 1;
-            int rc = emit_result(ctx, w, t->hash, t->key, t->key_len, cur, e->end,
-                                 (uint8_t *)e + SESS_HDR);
-            if (rc) return rc;
-        }
-        if (e->end - 1 + w->L <= T) {
-            sess_remove(w, t->hash, t->key, t->key_len, cur);
-            hd->n--;
-            sess_relink(w, hd, t->hash, t->key, t->key_len, have_prev, prev, has_next, next);
-        } else {
-            have_prev = 1;
-            prev = cur;
-        }
-        has = has_next;
-        cur = next;
-    }
-    if (hd->n == 0) sl_state_remove(w->heads, t->hash, t->key, t->key_len);
+    w->k = w->size / w->g;
+    w->s = w->slide / w->g;
+    w->blocks = w->k > w->s;
+    /* Ring: a window, the allowed lateness and as much again for
+     * out-of-order records ahead of the watermark; capped (far slices take
+     * the rest). A test can force a size (window_test.h). */
+    uint64_t want =
+        (uint64_t)w->k + (uint64_t)((w->L + w->g - 1) / w->g) + (uint64_t)(w->k > 8 ? w->k : 8);
+    if (want > 4096) want = 4096;
+    if (ring > 0) want = ring;
+    w->cap = 1;
+    while (w->cap < want) w->cap *= 2;
+    w->cmask = w->cap - 1;
+    size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
+    w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
+    w->slices = sl_ctx_state(ctx, "slices", (uint32_t)(KHDR + w->cap * w->sstride));
+    w->fea_W = w->eb_W = SL_TIME_MIN;
+    w->fea = first_end_after_calc(w, SL_TIME_MIN);
+    w->eb = expired_below_calc(w, SL_TIME_MIN);
+    w->kc = calloc(KC_SIZE, sizeof(kc_ent));
+    w->kc_gen = 1;
+    w->far = sl_ctx_state(ctx, "far", (uint32_t)(FAR_HDR + a8));
+    if (!w->kc || !w->slices || !w->far) return SL_ENOMEM;
     return 0;
-}
-
-/* --- operator table ------------------------------------------------------------------- */
-
-static int win_process(sl_ctx *ctx, void *self, sl_batch *in)
-{
-    win *w = self;
-    if (w->kind != SL_WINDOW_SESSION) return slices_process(ctx, w, in);
-    int64_t W = sl_ctx_current_watermark(ctx);
-    for (uint32_t i = 0; i < in->count; i++) {
-        int rc = sess_process_one(ctx, w, in, i, W);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-static int win_timer(sl_ctx *ctx, void *self, const sl_timer *t)
-{
-    win *w = self;
-    return w->kind == SL_WINDOW_SESSION ? sess_timer(ctx, w, t) : slices_timer(ctx, w, t);
-}
-
-static void win_close(void *self)
-{
-    win *w = self;
-    if (!w) return;
-    free(w->ck);
-    free(w->acc_tmp);
-    free(w->res_tmp);
-    free(w->sess_tmp);
-    free(w->kc);
-    free(w);
-}
-
-static int win_open(sl_ctx *ctx, void **self)
-{
-    const win_node_conf *nc = sl_ctx_conf(ctx);
-    const sl_window_conf *c = nc->c;
-    win *w = calloc(1, sizeof(*w));
-    if (!w) return SL_ENOMEM;
-    w->kind = c->kind;
-    w->size = c->size;
-    w->slide = c->kind == SL_WINDOW_TUMBLING ? c->size : c->slide;
-    w->off = c->kind == SL_WINDOW_SESSION ? 0 : c->offset % w->slide;
-    w->gap = c->gap;
-    w->L = c->lateness;
-    w->g = c->kind == SL_WINDOW_SESSION ? 1 : gcd64(w->size, w->slide);
-    w->agg = c->agg;
-    w->ud = c->agg_ud;
-    w->acc_size = c->agg->acc_size;
-    w->rs = c->agg->result_size;
-    w->i64sum = c->agg == &sl_agg_count || c->agg == &sl_agg_sum;
-    w->early_ms = c->kind == SL_WINDOW_SESSION ? 0 : c->early_ms;
-    size_t a = w->acc_size ? w->acc_size : 1;
-    w->acc_tmp = malloc(a);
-    w->sess_tmp = malloc(a);
-    w->res_tmp = malloc(w->rs ? w->rs : 1);
-    if (!w->acc_tmp || !w->sess_tmp || !w->res_tmp) goto oom;
-    if (w->kind == SL_WINDOW_SESSION) {
-        w->heads = sl_ctx_state(ctx, "heads", sizeof(sess_head));
-        w->sessions = sl_ctx_state(ctx, "sessions", SESS_HDR + w->acc_size);
-        if (!w->heads || !w->sessions) goto oom;
-    } else {
-        w->k = w->size / w->g;
-        w->s = w->slide / w->g;
-        w->blocks = w->k > w->s;
-        /* Ring: a window, the allowed lateness and as much again for
-         * out-of-order records ahead of the watermark; capped (far slices
-         * take the rest). SLUICE_WINDOW_RING forces a size (tests). */
-        uint64_t want =
-            (uint64_t)w->k + (uint64_t)((w->L + w->g - 1) / w->g) + (uint64_t)(w->k > 8 ? w->k : 8);
-        if (want > 4096) want = 4096;
-        const char *env = getenv("SLUICE_WINDOW_RING");
-        if (env && atoi(env) > 0) want = (uint64_t)atoi(env);
-        w->cap = 1;
-        while (w->cap < want) w->cap *= 2;
-        w->cmask = w->cap - 1;
-        size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
-        w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
-        w->slices = sl_ctx_state(ctx, "slices", (uint32_t)(KHDR + w->cap * w->sstride));
-        w->fea_W = w->eb_W = SL_TIME_MIN;
-        w->fea = first_end_after_calc(w, SL_TIME_MIN);
-        w->eb = expired_below_calc(w, SL_TIME_MIN);
-        w->kc = calloc(KC_SIZE, sizeof(kc_ent));
-        w->kc_gen = 1;
-        if (!w->kc) goto oom;
-        w->far = sl_ctx_state(ctx, "far", (uint32_t)(FAR_HDR + a8));
-        if (!w->slices || !w->far) goto oom;
-    }
-    *self = w;
-    return 0;
-oom:
-    win_close(w);
-    return SL_ENOMEM;
-}
-
-static const sl_operator window_op = {.version = SL_OPERATOR_VERSION,
-                                      .kind = "window",
-                                      .open = win_open,
-                                      .process = win_process,
-                                      .timer = win_timer,
-                                      .proc_timer = win_proc_timer,
-                                      .close = win_close};
-
-sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_conf *c)
-{
-    if (!in) return NULL;
-    sl_pipeline *p = sl_stream_pipeline(in);
-    const char *nm = name ? name : "";
-    if (!sl_stream_keyed(in)) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': its input is not keyed (use key_by)", nm);
-        return NULL;
-    }
-    if (!c || !c->agg || c->agg->version != SL_AGGREGATE_VERSION || !c->agg->init || !c->agg->add ||
-        !c->agg->result) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': needs a version %d aggregate", nm,
-                          SL_AGGREGATE_VERSION);
-        return NULL;
-    }
-    if (c->lateness < 0) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': lateness must be >= 0", nm);
-        return NULL;
-    }
-    if (c->early_ms < 0 || (c->early_ms > 0 && c->kind == SL_WINDOW_SESSION)) {
-        sl_pipeline_error(p, SL_EINVAL,
-                          "window '%s': early firing needs early_ms > 0 and a tumbling or "
-                          "sliding window",
-                          nm);
-        return NULL;
-    }
-    switch (c->kind) {
-    case SL_WINDOW_TUMBLING:
-        if (c->size <= 0) {
-            sl_pipeline_error(p, SL_EINVAL, "window '%s': size must be > 0", nm);
-            return NULL;
-        }
-        break;
-    case SL_WINDOW_SLIDING:
-        if (c->size <= 0 || c->slide <= 0) {
-            sl_pipeline_error(p, SL_EINVAL, "window '%s': size and slide must be > 0", nm);
-            return NULL;
-        }
-        if (c->size != c->slide && !c->agg->merge) {
-            sl_pipeline_error(p, SL_EINVAL, "window '%s': sliding windows need merge()", nm);
-            return NULL;
-        }
-        break;
-    case SL_WINDOW_SESSION:
-        if (c->gap <= 0) {
-            sl_pipeline_error(p, SL_EINVAL, "window '%s': session gap must be > 0", nm);
-            return NULL;
-        }
-        if (!c->agg->merge) {
-            sl_pipeline_error(p, SL_EINVAL, "window '%s': session windows need merge()", nm);
-            return NULL;
-        }
-        break;
-    default:
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': unknown window kind %d", nm, (int)c->kind);
-        return NULL;
-    }
-    win_node_conf *nc = malloc(sizeof(*nc));
-    if (!nc || sl_pipeline_own(p, nc)) { /* own() frees nc on failure */
-        sl_pipeline_error(p, SL_ENOMEM, "window '%s': out of memory", nm);
-        return NULL;
-    }
-    nc->self = nc;
-    nc->c = c;
-    nc->in_width = sl_stream_width(in);
-    sl_stream *out = sl_stream_apply(in, name, &window_op, nc, 0);
-    if (!out) return NULL;
-    if (!sl_stream_side(out, 1, nc->in_width)) return NULL;
-    if (c->early_ms > 0 && !sl_stream_side(out, 2, 0)) return NULL;
-    return out;
-}
-
-sl_stream *sl_stream_window_late(sl_stream *out)
-{
-    if (!out) return NULL;
-    const win_node_conf *nc = sl_stream_conf(out);
-    if (!nc || nc->self != nc) {
-        sl_pipeline_error(sl_stream_pipeline(out), SL_EINVAL,
-                          "window_late: the stream is not the output of a window node");
-        return NULL;
-    }
-    return sl_stream_side(out, 1, nc->in_width);
-}
-
-sl_stream *sl_stream_window_early(sl_stream *out)
-{
-    if (!out) return NULL;
-    const win_node_conf *nc = sl_stream_conf(out);
-    if (!nc || nc->self != nc || nc->c->early_ms <= 0) {
-        sl_pipeline_error(sl_stream_pipeline(out), SL_EINVAL,
-                          "window_early: the stream is not the output of a window node with "
-                          "early firing");
-        return NULL;
-    }
-    return sl_stream_side(out, 2, 0);
 }

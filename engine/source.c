@@ -1,0 +1,543 @@
+/*
+ * engine/source.c - the source layer: splits, split readers, and the one
+ * place where a source's watermark, idleness and positions are decided.
+ *
+ * Listing. When the job starts, the first instance of a source node to open
+ * calls the table's enumerate() (or, without one, declares one split per
+ * instance). Split k belongs to instance k % P. The split descriptions and,
+ * later, each split's last position live in the node (sli_srcnode), so they
+ * outlive the run and sl_pipeline_source_position() can read them.
+ *
+ * Polling. Each step polls one split of the instance, round robin, for at
+ * most the room left in the current output batch, so every record of one
+ * poll lands in one batch and the engine can read their event times from
+ * the batch's ts column afterwards (no per-record call into the engine).
+ * The engine is only asked to step a source whose output has credit.
+ *
+ * Per split the engine keeps:
+ *
+ *   max_ts        largest event time read (SL_TIME_MIN: none yet; records
+ *                 with SL_TIME_NONE do not count)
+ *   wm            the split's watermark: max_ts - delay - 1, or the
+ *                 strategy's fn, or what the reader announced; never goes back
+ *   idle          polled without data continuously for idle_ms
+ *   empty_since   when the current run of empty polls began (ms, monotonic)
+ *   last_poll     when it was last polled; a gap longer than idle_ms between
+ *                 two polls means the source was blocked, and the count of
+ *                 silence starts again: not being polled is never silence
+ *   ended         its reader said SL_POLL_END; its position is kept
+ *
+ * The instance's watermark is the minimum of wm over splits that are neither
+ * ended nor idle. When it rises it is announced: right after the record that
+ * raised it for punctuated strategies (the batch is cut there: records before
+ * go out, then the watermark, then the rest), else once per activation
+ * (sli_source_announce). When every live split is idle the instance says
+ * IDLE downstream, and ACTIVE when one has data again. When every split has
+ * ended the task ends the stream (watermark +inf, END).
+ *
+ * Invariants: announced watermarks only increase; a split that has not been
+ * polled never turns idle; a split that never had data holds the minimum at
+ * SL_TIME_MIN until it turns idle or ends (as in Flink).
+ *
+ * Threads: open and close run on the starting / ending thread; everything
+ * else inside the source task's activation. Nothing here is shared between
+ * instances except the node's split table, which each instance writes only
+ * at the slots of its own splits.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "engine/internal.h"
+#include "engine/source.h"
+
+struct sl_split_enum {
+    sli_srcnode *sn;
+    int parallelism;
+    int err;
+    char msg[256];
+};
+
+struct sli_srcnode {
+    int enumerated;
+    int n;
+    sl_buf *desc; /* [n] split descriptions */
+    sl_buf *pos;  /* [n] last positions */
+    int *has_pos; /* [n] */
+};
+
+typedef struct src_split {
+    sl_split split;
+    void *reader;
+    int opened, ended, idle;
+    int64_t max_ts, wm;
+    double empty_since, last_poll;
+} src_split;
+
+struct sli_srcinst {
+    int n;
+    src_split *s;
+    int next;      /* split to poll next */
+    int live;      /* splits not ended */
+    int empty_run; /* polls in a row that found nothing */
+    int cur;       /* split being polled, -1 outside poll */
+    int64_t announced;
+    int idle_out;     /* IDLE announced downstream */
+    sl_batch *scan_b; /* the batch the current poll fills */
+    uint32_t scan_from;
+    uint32_t dead; /* dead letters sent by the current poll */
+};
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* --- listing splits ---------------------------------------------------------------- */
+
+int sl_split_add(sl_split_enum *e, const void *desc, size_t len)
+{
+    sli_srcnode *sn = e->sn;
+    int n = sn->n + 1;
+    sl_buf *d = realloc(sn->desc, (size_t)n * sizeof(*d));
+    if (!d) return SL_ENOMEM;
+    sn->desc = d;
+    memset(&d[n - 1], 0, sizeof(*d));
+    if (len && sl_buf_append(&d[n - 1], desc, len)) return SL_ENOMEM;
+    sn->n = n;
+    return 0;
+}
+
+int sl_split_parallelism(const sl_split_enum *e)
+{
+    return e->parallelism;
+}
+
+int sl_split_fail(sl_split_enum *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+    e->err = code < 0 ? code : SL_EINVAL;
+    return e->err;
+}
+
+static int enumerate(struct sl_ctx *c)
+{
+    sl_node *node = c->node;
+    sli_srcnode *sn = node->srcnode;
+    if (!sn && !(sn = node->srcnode = calloc(1, sizeof(*sn))))
+        return sl_ctx_fail(c, SL_ENOMEM, "out of memory");
+    if (sn->enumerated) return 0;
+    sn->enumerated = 1;
+    sl_split_enum e = {.sn = sn, .parallelism = node->parallelism};
+    int rc = 0;
+    if (node->src->enumerate) {
+        rc = node->src->enumerate(&e, node->conf);
+        if (rc >= 0 && e.err) rc = e.err;
+        if (rc < 0) return sl_ctx_fail(c, rc, "%s", e.msg[0] ? e.msg : sl_strerror(rc));
+    } else {
+        for (int i = 0; i < node->parallelism && !rc; i++) rc = sl_split_add(&e, NULL, 0);
+        if (rc) return sl_ctx_fail(c, rc, "out of memory");
+    }
+    sn->pos = calloc((size_t)sn->n + 1, sizeof(*sn->pos));
+    sn->has_pos = calloc((size_t)sn->n + 1, sizeof(*sn->has_pos));
+    if (!sn->pos || !sn->has_pos) return sl_ctx_fail(c, SL_ENOMEM, "out of memory");
+    return 0;
+}
+
+void sli_source_node_free(struct sl_node *n)
+{
+    sli_srcnode *sn = n->srcnode;
+    if (!sn) return;
+    for (int i = 0; i < sn->n; i++) {
+        sl_buf_free(&sn->desc[i]);
+        if (sn->pos) sl_buf_free(&sn->pos[i]);
+    }
+    free(sn->desc);
+    free(sn->pos);
+    free(sn->has_pos);
+    free(sn);
+    n->srcnode = NULL;
+}
+
+/* --- opening and closing --------------------------------------------------------------- */
+
+int sli_source_open(struct sl_ctx *c)
+{
+    int rc = enumerate(c);
+    if (rc) return rc;
+    sli_srcnode *sn = c->node->srcnode;
+    sli_srcinst *si = calloc(1, sizeof(*si));
+    if (!si) return sl_ctx_fail(c, SL_ENOMEM, "out of memory");
+    c->src = si;
+    si->cur = -1;
+    si->announced = SL_TIME_MIN;
+    int par = c->node->parallelism;
+    for (int k = c->instance; k < sn->n; k += par) si->n++;
+    if (si->n && !(si->s = calloc((size_t)si->n, sizeof(*si->s))))
+        return sl_ctx_fail(c, SL_ENOMEM, "out of memory");
+    int j = 0;
+    for (int k = c->instance; k < sn->n; k += par, j++) {
+        src_split *sp = &si->s[j];
+        sp->split.index = k;
+        sp->split.count = sn->n;
+        sp->split.desc = sn->desc[k].len ? sn->desc[k].ptr : NULL;
+        sp->split.desc_len = sn->desc[k].len;
+        sp->max_ts = SL_TIME_MIN;
+        sp->wm = SL_TIME_MIN;
+        sp->empty_since = -1;
+        sp->last_poll = -1;
+        rc = c->node->src->open(c, &sp->split, &sp->reader);
+        if (rc < 0) {
+            if (!c->err) sl_ctx_fail(c, rc, "cannot open split %d: %s", k, sl_strerror(rc));
+            return rc;
+        }
+        sp->opened = 1;
+        si->live++;
+    }
+    return 0;
+}
+
+static void keep_position(struct sl_ctx *c, src_split *sp)
+{
+    sli_srcnode *sn = c->node->srcnode;
+    const sl_source *src = c->node->src;
+    if (!src->position || !sp->opened) return;
+    sl_buf *b = &sn->pos[sp->split.index];
+    b->len = 0;
+    if (src->position(c, sp->reader, b) == 0) sn->has_pos[sp->split.index] = 1;
+}
+
+void sli_source_close(struct sl_ctx *c)
+{
+    sli_srcinst *si = c->src;
+    if (!si) return;
+    for (int j = 0; j < si->n; j++) {
+        src_split *sp = &si->s[j];
+        if (!sp->opened) continue;
+        if (!sp->ended) keep_position(c, sp);
+        if (c->node->src->close) c->node->src->close(sp->reader);
+        sp->opened = 0;
+    }
+    free(si->s);
+    free(si);
+    c->src = NULL;
+}
+
+/* --- the watermark rule ------------------------------------------------------------------ */
+
+/* Minimum over live, active splits; *any = 0 when there is none. */
+static int64_t inst_min(const sli_srcinst *si, int *any)
+{
+    int64_t wm = SL_TIME_MAX;
+    *any = 0;
+    for (int j = 0; j < si->n; j++) {
+        const src_split *sp = &si->s[j];
+        if (sp->ended || sp->idle) continue;
+        *any = 1;
+        if (sp->wm < wm) wm = sp->wm;
+    }
+    return wm;
+}
+
+int sli_source_announce(struct sl_ctx *c)
+{
+    sli_srcinst *si = c->src;
+    if (!si || si->live == 0) return 0; /* the end of the stream says +inf */
+    int any;
+    int64_t wm = inst_min(si, &any);
+    if (!any) {
+        if (si->idle_out) return 0;
+        si->idle_out = 1;
+        return sli_source_send_idle(c, 1);
+    }
+    if (si->idle_out) {
+        si->idle_out = 0;
+        int rc = sli_source_send_idle(c, 0);
+        if (rc) return rc;
+    }
+    if (wm <= si->announced) return 0;
+    si->announced = wm;
+    return sli_source_send_watermark(c, wm);
+}
+
+/* Raise split sp's watermark to cand; for punctuated strategies announce
+ * at once when the instance's minimum rises. */
+static inline int split_raise(struct sl_ctx *c, src_split *sp, int64_t cand, int punctuated)
+{
+    if (cand <= sp->wm) return 0;
+    sp->wm = cand;
+    return punctuated ? sli_source_announce(c) : 0;
+}
+
+/* Records [scan_from, count) of the current poll's batch: fold their event
+ * times into the split. Punctuated: cut the batch after a record that raises
+ * the instance's watermark, send the watermark, go on with the rest. */
+static int scan_pending(struct sl_ctx *c)
+{
+    sli_srcinst *si = c->src;
+    sl_batch *b = si->scan_b;
+    if (!b || si->cur < 0) return 0;
+    src_split *sp = &si->s[si->cur];
+    const sl_watermark_conf *w = c->node->has_wm ? &c->node->wm : NULL;
+    uint32_t from = si->scan_from, to = b->count;
+    si->scan_from = to;
+    if (from >= to) return 0;
+    if (!w) return 0; /* no strategy: only what readers announce */
+    if (!w->punctuated && !w->fn) { /* periodic bounded: one pass over the ts column */
+        int64_t mx = sp->max_ts;
+        for (uint32_t i = from; i < to; i++)
+            if (b->ts[i] > mx) mx = b->ts[i];
+        sp->max_ts = mx;
+        if (mx != SL_TIME_MIN) return split_raise(c, sp, mx - w->delay - 1, 0);
+        return 0;
+    }
+    for (uint32_t i = from; i < to; i++) {
+        int64_t ts = b->ts[i];
+        if (ts > sp->max_ts) sp->max_ts = ts;
+        int64_t cand;
+        if (w->fn) {
+            sl_bytes r = sl_batch_bytes(b, i);
+            cand = w->fn(r.ptr, r.len, ts, sp->max_ts, w->ud);
+        } else {
+            cand = sp->max_ts == SL_TIME_MIN ? SL_TIME_MIN : sp->max_ts - w->delay - 1;
+        }
+        if (cand <= sp->wm) continue;
+        if (!w->punctuated) {
+            sp->wm = cand;
+            continue;
+        }
+        int any;
+        int64_t before = inst_min(si, &any);
+        sp->wm = cand;
+        int64_t after = inst_min(si, &any);
+        if (after <= before || after <= si->announced) continue;
+        /* Cut: records up to i go before the watermark, the rest after. */
+        sl_batch *rest = NULL;
+        if (i + 1 < to) {
+            rest = sl_batch_get(c->p, b->width);
+            if (!rest) return sl_ctx_fail(c, SL_ENOMEM, "out of memory");
+            for (uint32_t k = i + 1; k < to; k++) {
+                int rc = sl_batch_append_from(rest, b, k);
+                if (rc) {
+                    sl_batch_put(c->p, rest);
+                    return sl_ctx_fail(c, rc, "out of memory");
+                }
+            }
+            b->count = i + 1;
+        }
+        si->scan_b = NULL;
+        int rc = sli_source_announce(c); /* flushes b first */
+        if (rest) {
+            if (c->out[0].cur) { /* cannot happen: the flush took b */
+                sl_batch_put(c->p, rest);
+                return sl_ctx_fail(c, SL_ESTATE, "source batch cut out of order");
+            }
+            c->out[0].cur = rest;
+        }
+        if (rc) return rc;
+        if (!rest) return 0;
+        si->scan_b = b = rest;
+        si->scan_from = to = b->count;
+        i = (uint32_t)-1; /* the loop's ++ goes on with the rest at 0 */
+    }
+    return 0;
+}
+
+/* After the reader emitted outside our batch (a watermark it announced
+ * flushed it), find the batch the poll goes on filling. */
+static void rescan_target(struct sl_ctx *c)
+{
+    sli_srcinst *si = c->src;
+    if (si->scan_b && c->out[0].cur == si->scan_b) return;
+    si->scan_b = c->out[0].cur;
+    si->scan_from = 0;
+}
+
+/* --- what readers call during poll ---------------------------------------------------------------- */
+
+static src_split *current_split(struct sl_ctx *c, const char *what)
+{
+    if (c->node->kind != SL_NODE_SOURCE || !c->src || c->src->cur < 0) {
+        sl_ctx_fail(c, SL_EINVAL, "%s: only a source's reader may call it, inside poll", what);
+        return NULL;
+    }
+    return &c->src->s[c->src->cur];
+}
+
+int sl_ctx_watermark(sl_ctx *c, int64_t wm)
+{
+    src_split *sp = current_split(c, "sl_ctx_watermark");
+    if (!sp) return c->err;
+    rescan_target(c);
+    int rc = scan_pending(c); /* records read before it count first */
+    if (rc) return rc;
+    if (sp->idle) {
+        sp->idle = 0;
+        sp->empty_since = -1;
+    }
+    if (wm > sp->wm) sp->wm = wm;
+    rc = sli_source_announce(c);
+    rescan_target(c);
+    return rc;
+}
+
+int sl_ctx_idle(sl_ctx *c, int idle)
+{
+    src_split *sp = current_split(c, "sl_ctx_idle");
+    if (!sp) return c->err;
+    rescan_target(c);
+    int rc = scan_pending(c);
+    if (rc) return rc;
+    sp->idle = idle != 0;
+    sp->empty_since = -1;
+    rc = sli_source_announce(c);
+    rescan_target(c);
+    return rc;
+}
+
+int sl_ctx_dead_letter(sl_ctx *c, int64_t ts, const char *reason, const void *raw, uint32_t len)
+{
+    if (c->node->kind != SL_NODE_SOURCE || c->node->n_ports < 2)
+        return sl_ctx_fail(c, SL_EINVAL,
+                           "sl_ctx_dead_letter: only sources have a dead-letter port");
+    uint32_t rl = reason ? (uint32_t)strlen(reason) : 0;
+    uint32_t split = c->src && c->src->cur >= 0 ? (uint32_t)c->src->s[c->src->cur].split.index : 0;
+    uint8_t *out = sl_emit_port(c, 1, ts, 0, 8 + rl + len);
+    if (!out) return sl_ctx_error(c) ? sl_ctx_error(c) : SL_ENOMEM;
+    memcpy(out, &split, 4);
+    memcpy(out + 4, &rl, 4);
+    if (rl) memcpy(out + 8, reason, rl);
+    if (len) memcpy(out + 8 + rl, raw, len);
+    if (c->src) c->src->dead++;
+    return 0;
+}
+
+int sl_dead_letter_read(sl_bytes rec, sl_dead_letter *out)
+{
+    uint32_t split, rl;
+    if (rec.len < 8) return SL_ECORRUPT;
+    memcpy(&split, rec.ptr, 4);
+    memcpy(&rl, (const uint8_t *)rec.ptr + 4, 4);
+    if ((uint64_t)rl + 8 > rec.len) return SL_ECORRUPT;
+    out->split = (int)split;
+    out->reason.ptr = (const uint8_t *)rec.ptr + 8;
+    out->reason.len = rl;
+    out->raw.ptr = (const uint8_t *)rec.ptr + 8 + rl;
+    out->raw.len = rec.len - 8 - rl;
+    return 0;
+}
+
+/* --- polling ------------------------------------------------------------------------------ */
+
+/* Idleness: polled and found nothing, for idle_ms without a break. */
+static void idle_rule(struct sl_ctx *c, src_split *sp, int had_data)
+{
+    int64_t idle_ms = c->node->has_wm ? c->node->wm.idle_ms : 0;
+    if (had_data) {
+        sp->empty_since = -1;
+        sp->idle = 0;
+        if (idle_ms > 0) sp->last_poll = mono_ms();
+        return;
+    }
+    if (idle_ms <= 0) return;
+    double now = mono_ms();
+    if (sp->empty_since < 0 || (sp->last_poll >= 0 && now - sp->last_poll > (double)idle_ms))
+        sp->empty_since = now;
+    if (!sp->idle && now - sp->empty_since >= (double)idle_ms) sp->idle = 1;
+    sp->last_poll = now;
+}
+
+int sli_source_step(struct sl_ctx *c)
+{
+    sli_srcinst *si = c->src;
+    if (!si || si->live == 0) return SL_POLL_END;
+    int j = si->next;
+    for (int k = 0; k < si->n && si->s[j].ended; k++) j = (j + 1) % si->n;
+    si->next = (j + 1) % si->n;
+    src_split *sp = &si->s[j];
+
+    sl_batch *b = sl_out_batch(c, 0); /* sends a full one on first */
+    if (!b) return sl_ctx_error(c) ? sl_ctx_error(c) : SL_ENOMEM;
+    uint32_t from = b->count, max = SL_BATCH_CAPACITY - b->count;
+    si->cur = j;
+    si->scan_b = b;
+    si->scan_from = from;
+    si->dead = 0;
+    int was_idle = sp->idle;
+    int r = c->node->src->poll(c, sp->reader, max);
+    if (r < 0) {
+        si->cur = -1;
+        return r;
+    }
+    /* Every record of the poll must be in the batch we gave it. */
+    sl_batch *now = c->out[0].cur;
+    uint32_t got;
+    if (si->scan_b == b && now != b)
+        return sl_ctx_fail(c, SL_EINVAL, "split %d: poll emitted more than the %u records asked",
+                           sp->split.index, max);
+    if (si->scan_b == b) {
+        got = b->count - from;
+    } else { /* the reader announced a watermark mid-poll */
+        rescan_target(c);
+        got = 1;
+    }
+    int rc = scan_pending(c);
+    si->cur = -1;
+    si->scan_b = NULL;
+    if (rc) return rc;
+    idle_rule(c, sp, got > 0 || si->dead > 0);
+    if (r == SL_POLL_END) {
+        sp->ended = 1;
+        si->live--;
+        keep_position(c, sp);
+    }
+    if (got > 0 || si->dead > 0) {
+        si->empty_run = 0;
+    } else if (r != SL_POLL_END) {
+        si->empty_run++;
+    }
+    if (sp->idle != was_idle || r == SL_POLL_END) {
+        rc = sli_source_announce(c);
+        if (rc) return rc;
+    }
+    if (si->live == 0) return SL_POLL_END;
+    if (r == SL_POLL_WAIT && si->empty_run >= si->live) {
+        si->empty_run = 0;
+        return SL_POLL_WAIT;
+    }
+    return SL_POLL_MORE;
+}
+
+/* --- reading positions after a run ---------------------------------------------------------------- */
+
+static sl_node *find_source(sl_pipeline *p, const char *name)
+{
+    for (int i = 0; p && name && i < p->n_nodes; i++)
+        if (p->nodes[i].kind == SL_NODE_SOURCE && !strcmp(p->nodes[i].name, name))
+            return &p->nodes[i];
+    return NULL;
+}
+
+int sl_pipeline_source_splits(sl_pipeline *p, const char *name)
+{
+    sl_node *n = find_source(p, name);
+    if (!n) return SL_ENOENT;
+    return n->srcnode && n->srcnode->enumerated ? n->srcnode->n : SL_ESTATE;
+}
+
+int sl_pipeline_source_position(sl_pipeline *p, const char *name, int split, sl_buf *out)
+{
+    sl_node *n = find_source(p, name);
+    if (!n) return SL_ENOENT;
+    sli_srcnode *sn = n->srcnode;
+    if (!sn || !sn->enumerated) return SL_ESTATE;
+    if (split < 0 || split >= sn->n) return SL_ERANGE;
+    if (!sn->has_pos[split]) return SL_ENOENT;
+    return sl_buf_append(out, sn->pos[split].ptr, sn->pos[split].len);
+}

@@ -1,0 +1,40 @@
+/*
+ * engine/source.h - the source layer's entry points for the rest of the
+ * engine (private). engine/source.c explains the rules.
+ *
+ * Threads: sli_source_open/close run on the thread that starts or ends the
+ * job; step and announce run inside the source task's activation.
+ */
+#ifndef SLUICE_ENGINE_SOURCE_H
+#define SLUICE_ENGINE_SOURCE_H
+
+#include "sluice/source.h"
+
+struct sl_ctx;
+struct sl_node;
+
+/* Per source node: the splits listed by enumerate and their last positions.
+ * Owned by the node; freed by sli_source_node_free. */
+typedef struct sli_srcnode sli_srcnode;
+/* Per source instance: its splits and their watermark state. */
+typedef struct sli_srcinst sli_srcinst;
+
+/* Open the readers of instance c's splits (listing the splits first if no
+ * instance of the node has yet). Returns 0 or a negative code (recorded). */
+int sli_source_open(struct sl_ctx *c);
+/* Keep each open split's position, close its reader. Idempotent. */
+void sli_source_close(struct sl_ctx *c);
+/* Poll the next split. Returns SL_POLL_MORE, SL_POLL_WAIT (a whole round of
+ * splits had nothing), SL_POLL_END (every split ended) or a negative code. */
+int sli_source_step(struct sl_ctx *c);
+/* Announce the instance's watermark / idleness if it changed (periodic
+ * strategies: once per activation). Returns 0 or a negative code. */
+int sli_source_announce(struct sl_ctx *c);
+void sli_source_node_free(struct sl_node *n);
+
+/* task.c: send a watermark / idleness change from source instance c
+ * downstream, after the data emitted before it. */
+int sli_source_send_watermark(struct sl_ctx *c, int64_t wm);
+int sli_source_send_idle(struct sl_ctx *c, int idle);
+
+#endif

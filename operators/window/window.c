@@ -1,0 +1,247 @@
+/*
+ * operators/window/window.c - the window operator's shared part: conf
+ * validation and copy, the builders (sl_stream_window and its side
+ * outputs), the operator table that dispatches records and timers to the
+ * tumbling / sliding code (slices.c) or the session code (sessions.c), and
+ * the test hook (window_test.h). sluice/window.h states the semantics
+ * (Flink's), the ports and the result record layout; window_int.h draws the
+ * module's files.
+ *
+ * The node. sl_stream_window() validates the conf (one clear error per bad
+ * field, reported by sl_pipeline_run()), then copies it into a
+ * win_node_conf owned by the pipeline, so the caller's conf may live on its
+ * stack; for aggregates with SL_AGG_UD_VALUE (the built-ins) the
+ * sl_agg_value that agg_ud points to is copied too. The node conf also
+ * records the input width, which the late and unassigned ports carry, and
+ * which sl_stream_window_late() / _unassigned() find through
+ * sl_stream_conf(). Ports (sluice/window.h):
+ *
+ *   0  results                 declared by sl_stream_apply
+ *   1  late records            always declared (late records are possible
+ *                              with any conf)
+ *   2  early results           declared when early_ms > 0
+ *   3  records in no window    declared when slide > size (the only case
+ *                              with gaps), or when asked for
+ *
+ * Ports 1 and 3 are always declared when the operator can emit to them, so a
+ * record never goes to a port the node does not have; a declared port with
+ * no consumer discards what reaches it.
+ *
+ * Instances. win_open() turns the conf into the instance's constants
+ * (slice length g = gcd(size, slide), offset reduced modulo the slide, the
+ * aggregate's inline flags) and lets slices.c or sessions.c open their
+ * state; the record and timer callbacks are a branch on the kind per batch
+ * or per timer, never per record.
+ *
+ * Runs on the worker thread of the instance's task, like every operator;
+ * builders run on the thread that builds the pipeline.
+ */
+#include "operators/aggregate.h"
+#include "operators/window/window_int.h"
+#include "operators/window/window_test.h"
+
+static int64_t gcd64(int64_t a, int64_t b)
+{
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* --- operator table ------------------------------------------------------------------- */
+
+static int win_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    win *w = self;
+    return w->kind == SL_WINDOW_SESSION ? sli_win_sess_process(ctx, w, in)
+                                        : sli_win_slices_process(ctx, w, in);
+}
+
+static int win_timer(sl_ctx *ctx, void *self, const sl_timer *t)
+{
+    win *w = self;
+    return w->kind == SL_WINDOW_SESSION ? sli_win_sess_timer(ctx, w, t)
+                                        : sli_win_slices_timer(ctx, w, t);
+}
+
+static int win_proc_timer(sl_ctx *ctx, void *self, const sl_timer *t)
+{
+    win *w = self;
+    return w->kind == SL_WINDOW_SESSION ? 0 : sli_win_slices_early(ctx, w, t);
+}
+
+static void win_close(void *self)
+{
+    win *w = self;
+    if (!w) return;
+    free(w->ck);
+    free(w->acc_tmp);
+    free(w->res_tmp);
+    free(w->sess_tmp);
+    free(w->kc);
+    free(w);
+}
+
+static int win_open(sl_ctx *ctx, void **self)
+{
+    const win_node_conf *nc = sl_ctx_conf(ctx);
+    const sl_window_conf *c = &nc->c;
+    const uint32_t flags = sl_agg_flags(c->agg);
+    win *w = calloc(1, sizeof(*w));
+    if (!w) return SL_ENOMEM;
+    w->kind = c->kind;
+    w->size = c->size;
+    w->slide = c->kind == SL_WINDOW_TUMBLING ? c->size : c->slide;
+    w->off = c->kind == SL_WINDOW_SESSION ? 0 : c->offset % w->slide;
+    w->gap = c->gap;
+    w->L = c->lateness;
+    w->g = c->kind == SL_WINDOW_SESSION ? 1 : gcd64(w->size, w->slide);
+    w->agg = c->agg;
+    w->ud = c->agg_ud;
+    w->acc_size = c->agg->acc_size;
+    w->rs = c->agg->result_size;
+    w->i64sum = (flags & SL_AGG_INT64_SUM) != 0;
+    w->add_one = (flags & SL_AGG_ADD_ONE) != 0;
+    w->early_ms = c->kind == SL_WINDOW_SESSION ? 0 : c->early_ms;
+    w->acc_tmp = malloc(w->acc_size ? w->acc_size : 1);
+    w->res_tmp = malloc(w->rs ? w->rs : 1);
+    if (!w->acc_tmp || !w->res_tmp) goto fail;
+    if (w->kind == SL_WINDOW_SESSION) {
+        if (sli_win_sess_open(ctx, w)) goto fail;
+    } else {
+        if (sli_win_slices_open(ctx, w, nc->test_ring)) goto fail;
+    }
+    *self = w;
+    return 0;
+fail:
+    win_close(w);
+    return SL_ENOMEM;
+}
+
+static const sl_operator window_op = {.version = SL_OPERATOR_VERSION,
+                                      .kind = "window",
+                                      .open = win_open,
+                                      .process = win_process,
+                                      .timer = win_timer,
+                                      .proc_timer = win_proc_timer,
+                                      .close = win_close};
+
+/* --- builders ------------------------------------------------------------------------- */
+
+/* Why conf c (whose aggregate is valid) is not a valid window conf, as one
+ * phrase, or NULL. */
+static const char *conf_invalid(const sl_window_conf *c)
+{
+    if (c->lateness < 0) return "lateness must be >= 0";
+    if (c->early_ms < 0 || (c->early_ms > 0 && c->kind == SL_WINDOW_SESSION))
+        return "early firing needs early_ms > 0 and a tumbling or sliding window";
+    switch (c->kind) {
+    case SL_WINDOW_TUMBLING:
+        if (c->size <= 0) return "size must be > 0";
+        return NULL;
+    case SL_WINDOW_SLIDING:
+        if (c->size <= 0 || c->slide <= 0) return "size and slide must be > 0";
+        if (c->size != c->slide && !c->agg->merge) return "sliding windows need merge()";
+        return NULL;
+    case SL_WINDOW_SESSION:
+        if (c->gap <= 0) return "session gap must be > 0";
+        if (!c->agg->merge) return "session windows need merge()";
+        return NULL;
+    }
+    return "unknown window kind (conf.kind)";
+}
+
+/* The conf of the window node that made `out`, or NULL when another node
+ * made it (error recorded, naming `what`). */
+static win_node_conf *node_conf_of(sl_stream *out, const char *what)
+{
+    win_node_conf *nc = out ? sl_stream_conf(out) : NULL;
+    if (nc && nc->self == nc) return nc;
+    if (out)
+        sl_pipeline_error(sl_stream_pipeline(out), SL_EINVAL,
+                          "%s: the stream is not the output of a window node", what);
+    return NULL;
+}
+
+sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_conf *c)
+{
+    if (!in) return NULL;
+    sl_pipeline *p = sl_stream_pipeline(in);
+    const char *nm = name ? name : "";
+    if (!sl_stream_keyed(in)) {
+        sl_pipeline_error(p, SL_EINVAL, "window '%s': its input is not keyed (use key_by)", nm);
+        return NULL;
+    }
+    if (!c) {
+        sl_pipeline_error(p, SL_EINVAL, "window '%s': no conf", nm);
+        return NULL;
+    }
+    if (!c->agg) {
+        sl_pipeline_error(p, SL_EINVAL, "window '%s': needs an aggregate (conf.agg)", nm);
+        return NULL;
+    }
+    const char *why = sli_agg_invalid(c->agg);
+    if (why) {
+        sl_pipeline_error(p, SL_EINVAL, "window '%s': the aggregate '%s' %s", nm,
+                          c->agg->name ? c->agg->name : "", why);
+        return NULL;
+    }
+    why = conf_invalid(c);
+    if (why) {
+        sl_pipeline_error(p, SL_EINVAL, "window '%s': %s", nm, why);
+        return NULL;
+    }
+    win_node_conf *nc = calloc(1, sizeof(*nc));
+    if (!nc || sl_pipeline_own(p, nc)) { /* own() frees nc on failure */
+        sl_pipeline_error(p, SL_ENOMEM, "window '%s': out of memory", nm);
+        return NULL;
+    }
+    nc->self = nc;
+    nc->c = *c;
+    nc->in_width = sl_stream_width(in);
+    if (sli_agg_ud_copy(p, c->agg, c->agg_ud, &nc->c.agg_ud)) return NULL;
+    sl_stream *out = sl_stream_apply(in, name, &window_op, nc, 0);
+    if (!out) return NULL;
+    if (!sl_stream_side(out, WIN_PORT_LATE, nc->in_width)) return NULL;
+    if (c->early_ms > 0 && !sl_stream_side(out, WIN_PORT_EARLY, 0)) return NULL;
+    if (c->kind == SL_WINDOW_SLIDING && c->slide > c->size &&
+        !sl_stream_side(out, WIN_PORT_UNASSIGNED, nc->in_width))
+        return NULL;
+    return out;
+}
+
+sl_stream *sl_stream_window_late(sl_stream *out)
+{
+    const win_node_conf *nc = node_conf_of(out, "window_late");
+    return nc ? sl_stream_side(out, WIN_PORT_LATE, nc->in_width) : NULL;
+}
+
+sl_stream *sl_stream_window_early(sl_stream *out)
+{
+    const win_node_conf *nc = node_conf_of(out, "window_early");
+    if (!nc) return NULL;
+    if (nc->c.early_ms <= 0) {
+        sl_pipeline_error(sl_stream_pipeline(out), SL_EINVAL,
+                          "window_early: the window node has no early firing (early_ms is 0)");
+        return NULL;
+    }
+    return sl_stream_side(out, WIN_PORT_EARLY, 0);
+}
+
+sl_stream *sl_stream_window_unassigned(sl_stream *out)
+{
+    const win_node_conf *nc = node_conf_of(out, "window_unassigned");
+    return nc ? sl_stream_side(out, WIN_PORT_UNASSIGNED, nc->in_width) : NULL;
+}
+
+/* --- test hook ---------------------------------------------------------------------------- */
+
+int sli_window_test_ring(sl_stream *window_out, uint32_t slots)
+{
+    win_node_conf *nc = node_conf_of(window_out, "window test ring");
+    if (!nc) return SL_EINVAL;
+    nc->test_ring = slots;
+    return 0;
+}

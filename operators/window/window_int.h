@@ -1,0 +1,163 @@
+/*
+ * operators/window/window_int.h - private header of the window operator:
+ * the instance struct, the per-key state layouts that slices.c and
+ * sessions.c keep in engine-owned keyed state, and the small helpers they
+ * share (composite keys, result and side-output records). Not under
+ * include/: nothing here is public, and cross-file functions carry the
+ * internal prefix sli_win_.
+ *
+ * Files of the module:
+ *   window.c    conf validation and copy, the builders sl_stream_window*,
+ *               the operator table (open / close / dispatch of records and
+ *               timers), the test hook
+ *   slices.c    tumbling and sliding windows: a per-key ring of slices,
+ *               block (prefix / suffix) aggregates, the far list, early firing
+ *   sessions.c  session windows: a sorted list of sessions per key, merges
+ *
+ * Composite keys. Far slices and sessions are kept under (record key ‖
+ * int64) keys: the key hash keeps its upper 32 bits, so the entry stays in
+ * the key's key group (and instance), and the int64 is mixed into the lower
+ * 32 bits (ck_hash). ck_make builds the key bytes in one scratch buffer of
+ * the instance, which grows to the longest key once and is reused after.
+ *
+ * Runs on the worker thread of the instance's task, like every operator.
+ */
+#ifndef SLUICE_OPERATORS_WINDOW_INT_H
+#define SLUICE_OPERATORS_WINDOW_INT_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sluice/batch.h"
+#include "sluice/error.h"
+#include "sluice/operator.h"
+#include "sluice/operators.h"
+#include "sluice/pipeline.h"
+#include "sluice/state.h"
+#include "sluice/window.h"
+
+/* Ports of a window node (sluice/window.h draws them). */
+#define WIN_PORT_RESULT     0
+#define WIN_PORT_LATE       1
+#define WIN_PORT_EARLY      2
+#define WIN_PORT_UNASSIGNED 3
+
+/* The conf of a window node, owned by the pipeline: a copy of the user's
+ * conf (agg_ud pointing at the node's own copy of an sl_agg_value when the
+ * aggregate has SL_AGG_UD_VALUE), the width of the window's input (the
+ * width of the late and unassigned ports), and the ring size a test forced
+ * (0: sized from the conf; see window_test.h). `self` points at the struct
+ * itself, so that a stream made by another node (whose conf is something
+ * else) is told apart. */
+typedef struct win_node_conf {
+    const struct win_node_conf *self;
+    sl_window_conf c;
+    uint32_t in_width;
+    uint32_t test_ring;
+} win_node_conf;
+
+struct kc_ent;
+
+/* One instance of a window node. */
+typedef struct win {
+    sl_window_kind kind;
+    int64_t size, slide, g, off, L, gap;
+    int64_t k, s;   /* window size and slide in slices */
+    uint64_t cap;   /* ring slots per key (a power of two) */
+    uint64_t cmask; /* cap - 1 */
+    size_t sstride; /* bytes per ring slot */
+    int blocks;     /* windows overlap (k > s): prefix / suffix aggregates */
+    const sl_aggregate *agg;
+    const void *ud;
+    uint32_t acc_size, rs;
+    sl_state *slices;   /* tumbling, sliding: key -> khdr + ring */
+    sl_state *far;      /* tumbling, sliding: key ‖ slice -> far_hdr + acc */
+    sl_state *heads;    /* session */
+    sl_state *sessions; /* session */
+    uint8_t *ck;        /* composite key scratch */
+    size_t ck_cap;
+    uint8_t *acc_tmp; /* acc_size */
+    uint8_t *res_tmp; /* result_size */
+    uint8_t *sess_tmp;
+    int64_t early_ms;   /* early firing period (processing time), 0: none */
+    int i64sum;         /* SL_AGG_INT64_SUM: int64 accumulator, merge is +, init is 0 */
+    int add_one;        /* SL_AGG_ADD_ONE: add() is ++ (count) */
+    int64_t fea_W, fea; /* memo: first_end_after(fea_W) */
+    int64_t eb_W, eb;   /* memo: expired_below(eb_W) */
+    struct kc_ent *kc;  /* hot keys: key -> khdr (tumbling, sliding) */
+    uint32_t kc_gen;    /* entries of other generations are void */
+} win;
+
+/* --- composite keys ------------------------------------------------------------ */
+
+static inline uint64_t ck_hash(uint64_t h, int64_t s)
+{
+    uint64_t x = ((uint64_t)s * 0x9E3779B97F4A7C15ull) ^ h;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return (h & 0xFFFFFFFF00000000ull) | (x & 0xFFFFFFFFull);
+}
+
+/* Composite key (key ‖ s) in the scratch buffer; NULL when out of memory. */
+static inline const uint8_t *ck_make(win *w, const void *key, uint32_t klen, int64_t s)
+{
+    if ((size_t)klen + 8 > w->ck_cap) {
+        size_t cap = w->ck_cap ? w->ck_cap : 64;
+        while (cap < (size_t)klen + 8) cap *= 2;
+        uint8_t *n = realloc(w->ck, cap);
+        if (!n) return NULL;
+        w->ck = n;
+        w->ck_cap = cap;
+    }
+    if (klen) memcpy(w->ck, key, klen);
+    memcpy(w->ck + klen, &s, 8);
+    return w->ck;
+}
+
+/* --- output records ---------------------------------------------------------------- */
+
+/* A result record (sluice/window.h draws it) of window [start, end) of a
+ * key, from accumulator acc, on `port` (results or early results). */
+static inline int win_emit_result(sl_ctx *ctx, win *w, int port, uint64_t h, const void *key,
+                                  uint32_t klen, int64_t start, int64_t end, const void *acc)
+{
+    uint8_t *o = sl_emit_port(ctx, port, end - 1, h, SL_WINDOW_OUT_HDR + w->rs + klen);
+    if (!o) return sl_ctx_error(ctx);
+    const uint32_t rs = w->rs, zero = 0;
+    memcpy(o, &start, 8);
+    memcpy(o + 8, &end, 8);
+    memcpy(o + 16, &rs, 4);
+    memcpy(o + 20, &zero, 4);
+    w->agg->result(acc, w->res_tmp, w->ud);
+    memcpy(o + SL_WINDOW_OUT_HDR, w->res_tmp, rs);
+    if (klen) memcpy(o + SL_WINDOW_OUT_HDR + rs, key, klen);
+    return 0;
+}
+
+/* Input record i, unchanged, on side port `port` (late or unassigned). */
+static inline int win_emit_input(sl_ctx *ctx, int port, const sl_batch *in, uint32_t i)
+{
+    sl_bytes r = sl_batch_bytes(in, i);
+    void *o = sl_emit_port(ctx, port, in->ts[i], in->hash[i], r.len);
+    if (!o) return sl_ctx_error(ctx);
+    if (r.len) memcpy(o, r.ptr, r.len);
+    return 0;
+}
+
+/* --- slices.c: tumbling and sliding ----------------------------------------------- */
+
+/* Open: sizes, the ring (ring > 0 forces its number of slots), state tables.
+ * Returns 0 or SL_ENOMEM (the caller frees w). */
+int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring);
+int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in);
+int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t);
+int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t);
+
+/* --- sessions.c --------------------------------------------------------------------- */
+
+int sli_win_sess_open(sl_ctx *ctx, win *w);
+int sli_win_sess_process(sl_ctx *ctx, win *w, sl_batch *in);
+int sli_win_sess_timer(sl_ctx *ctx, win *w, const sl_timer *t);
+
+#endif
