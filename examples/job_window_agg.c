@@ -1,7 +1,6 @@
 /*
- * examples/job_window_agg.c - the bundled job `window-agg`, and the pieces
- * the event-time jobs share (line source with watermarks and dead letters,
- * dead-letter sink).
+ * examples/job_window_agg.c - the bundled job `window-agg`, and the
+ * dead-letter sinks the event-time jobs share (jobs_deadletter*).
  *
  *   lines "event_time_ms,key,value" (--input FILE, stdin, or the values of a
  *   broker topic with --topic NAME [--dir DIR])
@@ -38,7 +37,7 @@
 
 static int dl_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    sl_jobs_deadletters *d = sl_ctx_conf(ctx);
+    jobs_deadletters *d = sl_ctx_conf(ctx);
     for (uint32_t i = 0; i < in->count; i++) {
         uint64_t k = atomic_fetch_add(&d->count, 1);
         sl_dead_letter dl;
@@ -49,12 +48,12 @@ static int dl_process(sl_ctx *ctx, void *self, sl_batch *in)
     return 0;
 }
 
-const sl_operator sl_jobs_deadletter_sink = {
+const sl_operator jobs_deadletter_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dl_process};
 
 static int dlt_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    sl_jobs_deadletters *d = sl_ctx_conf(ctx);
+    jobs_deadletters *d = sl_ctx_conf(ctx);
     for (uint32_t i = 0; i < in->count; i++) {
         uint64_t k = atomic_fetch_add(&d->count, 1);
         sl_bytes b = sl_batch_bytes(in, i);
@@ -63,12 +62,12 @@ static int dlt_process(sl_ctx *ctx, void *self, sl_batch *in)
     return 0;
 }
 
-const sl_operator sl_jobs_deadletter_text_sink = {
+const sl_operator jobs_deadletter_text_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dlt_process};
 
 static int dlf_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    sl_jobs_deadletters_fmt *f = sl_ctx_conf(ctx);
+    jobs_deadletters_fmt *f = sl_ctx_conf(ctx);
     sl_buf b = {0};
     for (uint32_t i = 0; i < in->count; i++) {
         uint64_t k = atomic_fetch_add(&f->dl->count, 1);
@@ -82,7 +81,7 @@ static int dlf_process(sl_ctx *ctx, void *self, sl_batch *in)
     return 0;
 }
 
-const sl_operator sl_jobs_deadletter_fmt_sink = {
+const sl_operator jobs_deadletter_fmt_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dlf_process};
 
 /* --- window-agg ------------------------------------------------------------------------- */
@@ -356,7 +355,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     fmt_ud fu = {agg};
     sl_write_conf oc = {.path = out, .format = fmt_result, .ud = &fu};
     sl_write_conf lo = {.path = late_out, .format = fmt_late};
-    sl_jobs_deadletters dl = {.cmd = cmd};
+    jobs_deadletters dl = {.cmd = cmd};
     atomic_init(&dl.count, 0);
 
     sl_pipeline *p = sl_pipeline_new();
@@ -393,7 +392,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
         sl_stream_sink(late, "late-out", &sl_sink_write, &lo);
     else
         sl_stream_sink(late, "late-out", &stderr_sink, &lo);
-    sl_stream_sink(bad, "dead-letters", &sl_jobs_deadletter_sink, &dl);
+    sl_stream_sink(bad, "dead-letters", &jobs_deadletter_sink, &dl);
     int rc = jobs_run(run, p, cmd, &common);
     sl_pipeline_free(p);
     uint64_t nbad = atomic_load(&dl.count);

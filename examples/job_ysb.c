@@ -302,7 +302,7 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
         j->wm = (sl_watermark_conf){.delay = j->delay, .punctuated = 1};
         src = sl_pipeline_lines(p, "json", &lc, sizeof(ysb_event), &j->wm);
         src = sl_stream_parallelism(src, 1);
-        sl_stream_sink(sl_stream_dead_letters(src), "malformed", &sl_jobs_deadletter_sink, &j->dl);
+        sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
     } else {
         j->wm = (sl_watermark_conf){.delay = j->delay};
         j->gen =
@@ -316,15 +316,15 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
      * hash edge into the window keeps each key's order with the watermarks. */
     int vpar = j->input ? 1 : par;
     sl_stream *v = sl_stream_parallelism(sl_stream_apply(src, "views", &views_op, j, 8), vpar);
-    sl_stream_sink(sl_stream_side(v, 1, 0), "unknown-ads", &sl_jobs_deadletter_text_sink, &j->dl);
+    sl_stream_sink(sl_stream_side(v, 1, 0), "unknown-ads", &jobs_deadletter_text_sink, &j->dl);
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(v, "campaign", campaign_key, NULL), vpar);
     j->wc = sl_window_tumbling(YSB_WINDOW_MS, 0);
     j->wc.agg = &sl_agg_count;
     sl_stream *w = sl_stream_parallelism(sl_stream_window(k, "count", &j->wc), par);
     /* Late views (behind the watermark by more than --delay) are dead letters too. */
     sl_stream *late = sl_stream_window_late(w);
-    j->dl_late = (sl_jobs_deadletters_fmt){.dl = &j->dl, .format = fmt_late, .ud = j};
-    sl_stream_sink(late, "late-views", &sl_jobs_deadletter_fmt_sink, &j->dl_late);
+    j->dl_late = (jobs_deadletters_fmt){.dl = &j->dl, .format = fmt_late, .ud = j};
+    sl_stream_sink(late, "late-views", &jobs_deadletter_fmt_sink, &j->dl_late);
     return w;
 }
 

@@ -1,15 +1,12 @@
 /*
  * examples/jobs_window.h - what the event-time jobs (window-agg, ysb) share
  * with each other and with the benchmarks that run them (bench ysb, bench
- * windows): a text-line source with a parse callback, watermarks and a
- * dead-letter port; dead-letter sinks; the Yahoo Streaming Benchmark's events,
+ * windows): dead-letter sinks; the Yahoo Streaming Benchmark's events,
  * generator cursor and pipeline builder. Their entry points are in jobs.h.
  *
  * Public API only: this header and its users include <sluice/sluice.h>, not
  * the engine's headers. Application names carry no `sl_` prefix (that prefix
- * is the library's), except the line source and dead-letter pieces
- * (sl_jobs_lines_*, sl_jobs_deadletter*), which are being rewritten on the
- * engine's source layer and keep their names until then.
+ * is the library's): jobs_, ysb_, YSB_.
  */
 #ifndef SLUICE_EXAMPLES_JOBS_WINDOW_H
 #define SLUICE_EXAMPLES_JOBS_WINDOW_H
@@ -22,23 +19,23 @@
 /* --- shared by the jobs (examples/job_window_agg.c) ------------------------------- */
 
 /* Sinks (parallelism 1) for dead letters: count them and print the first
- * ten on stderr as "sluice CMD: TEXT". sl_jobs_deadletter_sink reads a
+ * ten on stderr as "sluice CMD: TEXT". jobs_deadletter_sink reads a
  * source's dead letters (sluice/source.h: "REASON: RAW INPUT");
- * sl_jobs_deadletter_text_sink records that are text already. */
-typedef struct sl_jobs_deadletters {
+ * jobs_deadletter_text_sink records that are text already. */
+typedef struct jobs_deadletters {
     const char *cmd;
     _Atomic uint64_t count;
-} sl_jobs_deadletters;
-/* The same for records that are not text: conf is an sl_jobs_deadletters_fmt,
+} jobs_deadletters;
+/* The same for records that are not text: conf is a jobs_deadletters_fmt,
  * whose format makes the text of a record. */
-typedef struct sl_jobs_deadletters_fmt {
-    sl_jobs_deadletters *dl;
+typedef struct jobs_deadletters_fmt {
+    jobs_deadletters *dl;
     sl_format_fn format;
     void *ud;
-} sl_jobs_deadletters_fmt;
-extern const sl_operator sl_jobs_deadletter_fmt_sink;
-extern const sl_operator sl_jobs_deadletter_sink;
-extern const sl_operator sl_jobs_deadletter_text_sink;
+} jobs_deadletters_fmt;
+extern const sl_operator jobs_deadletter_fmt_sink;
+extern const sl_operator jobs_deadletter_sink;
+extern const sl_operator jobs_deadletter_text_sink;
 
 /* --- the Yahoo Streaming Benchmark (examples/job_ysb.c) ----------------------------- */
 
@@ -150,8 +147,8 @@ typedef struct ysb_job {
     sl_watermark_conf wm;
     sl_generator_conf gen;
     sl_window_conf wc;
-    sl_jobs_deadletters dl;
-    sl_jobs_deadletters_fmt dl_late;
+    jobs_deadletters dl;
+    jobs_deadletters_fmt dl_late;
 } ysb_job;
 
 /* Campaigns: from a CSV file of ad_id,campaign_id lines, or (path NULL) the
@@ -162,7 +159,7 @@ void ysb_free(ysb_job *j);
 /* Build source -> views + join -> key_by -> 10 s tumbling count into p;
  * returns the window's result stream (sl_window_conf layout, key = int64
  * campaign index, result = int64 count), or NULL (error in p). Dead letters
- * go to a sl_jobs_deadletter_sink. */
+ * go to a jobs_deadletter_sink. */
 sl_stream *ysb_build(sl_pipeline *p, ysb_job *j);
 
 #endif
