@@ -16,8 +16,8 @@ bad() { say "FAIL: $*"; fail=1; }
 
 jobs=$("$BIN" jobs) # captured: a pipe into grep -q can fail under pipefail
 if ! grep -q '^window-agg' <<<"$jobs" || ! grep -q '^ysb' <<<"$jobs"; then
-    say "FAIL: 'sluice jobs' does not list window-agg and ysb (examples/sluice.c must register"
-    say "      sl_job_window_agg and sl_job_ysb from examples/jobs_window.h)"
+    say "FAIL: 'sluice jobs' does not list window-agg and ysb (cli/sluice.c must register"
+    say "      job_window_agg and job_ysb from examples/jobs.h)"
     exit 1
 fi
 
