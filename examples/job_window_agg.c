@@ -10,8 +10,9 @@
  *        the watermark becomes max_event_time_seen - delay - 1
  *     -> key_by "key" -> window "window" (parallelism P): --window, --agg,
  *        --lateness; results "window_start,window_end,key,aggregate" to --out
- *        (default stdout); late records "late,event_time_ms,key,value" to
- *        --late-out (default stderr)
+ *        (default stdout); late records "late,event_time_ms,key,value" and
+ *        records in no window (slide > size) "no-window,..." to --late-out
+ *        (default stderr)
  *
  * A record is judged against the watermark before it (the source emits the
  * record, then the watermark), and every window instance sees the same
@@ -175,12 +176,32 @@ static int fmt_result(sl_buf *out, const void *rec, uint32_t len, int64_t ts, vo
     return sl_buf_printf(out, "%" PRId64 "\n", x);
 }
 
-static int fmt_late(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+/* Records the window did not count, as text "WHY,event_time_ms,key,value":
+ * input 0 the late ones ("late"), input 1 those in no window ("no-window",
+ * a sliding window whose slide is longer than its size). */
+static int divert_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    int64_t v;
-    memcpy(&v, rec, 8);
-    return sl_buf_printf(out, "late,%" PRId64 ",%.*s,%" PRId64 "\n", ts, (int)(len - 8),
-                         (const char *)rec + 8, v);
+    const char *why = sl_ctx_input(ctx) == 0 ? "late" : "no-window";
+    char line[MAX_KEY + 96];
+    for (uint32_t i = 0; i < in->count; i++) {
+        sl_bytes r = sl_batch_bytes(in, i);
+        int64_t v;
+        memcpy(&v, r.ptr, 8);
+        int n = snprintf(line, sizeof(line), "%s,%" PRId64 ",%.*s,%" PRId64, why, in->ts[i],
+                         (int)(r.len - 8), (const char *)r.ptr + 8, v);
+        int rc = sl_emit_copy(ctx, in->ts[i], 0, line, (uint32_t)n);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static const sl_operator divert_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "divert", .process = divert_process};
+
+static int fmt_line(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+{
+    int rc = sl_buf_append(out, rec, len);
+    return rc ? rc : sl_buf_append(out, "\n", 1);
 }
 
 /* A write sink to a descriptor already open (standard error), whole
@@ -234,7 +255,8 @@ static void wa_help(void)
         "  --lateness L   allowed lateness (default 0): late data within it updates a\n"
         "                 window, which is written again\n"
         "  --out FILE     results (default standard output)\n"
-        "  --late-out FILE  records later than the lateness, as late,event_time_ms,key,value\n"
+        "  --late-out FILE  records later than the lateness, as late,event_time_ms,key,value,\n"
+        "                 and records in no window (slide > size) as no-window,...\n"
         "                 (default standard error)\n"
         "Malformed lines are counted, the first ten reported on standard error with\n"
         "their line numbers, and skipped. The sorted output is the same for every\n"
@@ -354,7 +376,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     sl_watermark_conf wm = {.delay = delay, .punctuated = 1};
     fmt_ud fu = {agg};
     sl_write_conf oc = {.path = out, .format = fmt_result, .ud = &fu};
-    sl_write_conf lo = {.path = late_out, .format = fmt_late};
+    sl_write_conf lo = {.path = late_out, .format = fmt_line};
     jobs_deadletters dl = {.cmd = cmd};
     atomic_init(&dl.count, 0);
 
@@ -386,7 +408,9 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
     sl_stream *w = sl_stream_window(k, "window", &wc);
     w = sl_stream_parallelism(w, common.parallelism ? common.parallelism : 1);
-    sl_stream *late = sl_stream_window_late(w);
+    sl_stream *diverted[2] = {sl_stream_window_late(w), sl_stream_window_unassigned(w)};
+    sl_stream *late = sl_stream_apply_n(diverted, 2, "diverted", &divert_op, NULL, 0);
+    late = sl_stream_parallelism(late, 1);
     sl_stream_sink(w, "out", &sl_sink_write, &oc);
     if (late_out)
         sl_stream_sink(late, "late-out", &sl_sink_write, &lo);

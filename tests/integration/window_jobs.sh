@@ -89,5 +89,15 @@ done
 "$BIN" run ysb --events none >/dev/null 2>"$TMP/err"
 [ $? -eq 2 ] || bad "ysb --events none: want exit 2"
 
+# Records a window does not count are never lost: with slide > size the ones
+# between windows are "no-window", not "late"; late ones stay "late".
+printf '0,a,1\n1500,a,2\n2500,b,3\n4000,a,4\n100,a,9\n' |
+    "$BIN" run window-agg --window sliding:1s:2s --out "$TMP/out" --late-out "$TMP/late" 2>/dev/null ||
+    bad "window-agg slide > size: exit $?"
+sort "$TMP/late" > "$TMP/late.s"
+printf 'late,100,a,9\nno-window,1500,a,2\n' | cmp -s - "$TMP/late.s" ||
+    bad "window-agg slide > size: diverted records: $(cat "$TMP/late.s")"
+[ "$(wc -l < "$TMP/out")" -eq 3 ] || bad "window-agg slide > size: want 3 results"
+
 [ $fail -eq 0 ] && say "window_jobs: all passed"
 exit $fail
