@@ -36,8 +36,8 @@
 #include <unistd.h>
 
 #include "bench/bench_util.h"
-#include "examples/cli.h"
-#include "sluice/broker.h"
+#include "bench/bench.h"
+#include "examples/jobs.h"
 
 static int64_t now_ns(void)
 {
@@ -125,35 +125,36 @@ static void usage(FILE *f)
                "processes. --dir defaults to a temporary directory removed at the end.\n");
 }
 
-int sl_bench_broker(int argc, char **argv)
+int bench_broker(int argc, char **argv)
 {
+    const char *cmd = "bench broker";
+    enum { O_CSV = JOBS_OPT_FIRST_FREE, O_RECORDS, O_DIR };
+    static const struct option opts[] = {{"csv", no_argument, NULL, O_CSV},
+                                         {"records", required_argument, NULL, O_RECORDS},
+                                         {"dir", required_argument, NULL, O_DIR},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
     long long records = 5000000;
     const char *dir_opt = NULL;
     bool csv = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    int opt, ret = 0;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+        switch (opt) {
+        case O_CSV: csv = true; break;
+        case O_RECORDS:
+            ret = jobs_int(cmd, "--records", optarg, 1000, 2000000000LL, &records);
+            break;
+        case O_DIR: dir_opt = optarg; break;
+        default: ret = jobs_opt(cmd, opt, argv, NULL); break;
+        }
+        if (ret == JOBS_HELP) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(argv[i], "--csv")) {
-            csv = true;
-        } else if (!strcmp(argv[i], "--records") && i + 1 < argc) {
-            char *end;
-            errno = 0;
-            records = strtoll(argv[++i], &end, 10);
-            if (*end || errno || records < 1000 || records > 2000000000LL) {
-                fprintf(stderr,
-                        "sluice bench broker: --records needs a whole number from 1000 to "
-                        "2000000000, not '%s'\n",
-                        argv[i]);
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
-            dir_opt = argv[++i];
-        } else {
-            fprintf(stderr, "sluice bench broker: unknown or incomplete option '%s'\n", argv[i]);
-            return 2;
         }
+        if (ret) return ret;
     }
+    if (jobs_no_operands(cmd, argc, argv)) return 2;
     char tmpl[] = "/tmp/sluice-bench-broker-XXXXXX";
     char dir[4096];
     bool made = false;
@@ -191,7 +192,7 @@ int sl_bench_broker(int argc, char **argv)
     /* 1. Append. */
     char value[100];
     memset(value, 'v', sizeof value);
-    sl_record rec = {.value = value, .value_len = sizeof value};
+    sl_record rec = {.value = value, .value_len = sizeof value, .timestamp = SL_TIMESTAMP_NONE};
     if (sl_producer_open(&p, b, "append") < 0) {
         fprintf(stderr, "sluice bench broker: %s\n", sl_broker_errmsg(b));
         goto out;
@@ -267,7 +268,8 @@ int sl_bench_broker(int argc, char **argv)
     if (read(pfd[0], &ready, 1) == 1) {
         for (int i = 0; i < lat_n; i++) {
             int64_t sent = now_ns();
-            sl_record lr = {.value = &sent, .value_len = sizeof sent};
+            sl_record lr = {
+                .value = &sent, .value_len = sizeof sent, .timestamp = SL_TIMESTAMP_NONE};
             if (sl_log_append(b, "latency", 0, &lr, 1, NULL) < 0) break;
             struct timespec gap = {0, 200000}; /* one record at a time, not a burst */
             nanosleep(&gap, NULL);

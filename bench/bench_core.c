@@ -13,7 +13,8 @@
 #include <string.h>
 #include <xxhash.h>
 #include "bench/bench_util.h"
-#include "examples/cli.h"
+#include "bench/bench.h"
+#include "examples/jobs.h"
 
 #define N_KEYS 10000
 
@@ -148,28 +149,34 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int sl_bench_core(int argc, char **argv)
+int bench_core(int argc, char **argv)
 {
     const char *cmd = "bench core";
+    enum { O_CSV = JOBS_OPT_FIRST_FREE, O_EVENTS, O_REPEAT };
+    static const struct option opts[] = {{"csv", no_argument, NULL, O_CSV},
+                                         {"events", required_argument, NULL, O_EVENTS},
+                                         {"repeat", required_argument, NULL, O_REPEAT},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
     long long events = 50000000, repeat = 3;
-    int csv = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--csv") == 0) {
-            csv = 1;
-        } else if (strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
-            if (sl_cli_int(cmd, "--events", argv[++i], 1000, 1LL << 40, &events)) return 2;
-        } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
-            if (sl_cli_int(cmd, "--repeat", argv[++i], 1, 100, &repeat)) return 2;
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    int csv = 0, opt, ret = 0;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+        switch (opt) {
+        case O_CSV: csv = 1; break;
+        case O_EVENTS: ret = jobs_int(cmd, "--events", optarg, 1000, 1LL << 40, &events); break;
+        case O_REPEAT: ret = jobs_int(cmd, "--repeat", optarg, 1, 100, &repeat); break;
+        default: ret = jobs_opt(cmd, opt, argv, NULL); break;
+        }
+        if (ret == JOBS_HELP) {
             printf("usage: sluice bench core [--events N] [--repeat R] [--csv]\n"
                    "generator (64-byte events) -> filter (1/3 pass) -> key_by (10,000 keys)\n"
                    "-> keyed count, on 1 and 2 worker threads, against a hand-written loop.\n");
             return 0;
-        } else {
-            fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", cmd, argv[i]);
-            return 2;
         }
+        if (ret) return ret;
     }
+    if (jobs_no_operands(cmd, argc, argv)) return 2;
     uint64_t n = (uint64_t)events;
     int64_t *expect = calloc(N_KEYS, sizeof(int64_t)), *got = calloc(N_KEYS, sizeof(int64_t));
     double *times = calloc((size_t)repeat, sizeof(double));

@@ -23,7 +23,8 @@
 #include <sys/resource.h>
 #include <time.h>
 #include "bench/bench_util.h"
-#include "examples/cli.h"
+#include "bench/bench.h"
+#include "examples/jobs.h"
 #include "examples/jobs_window.h"
 
 #define KEYS 1000
@@ -36,7 +37,7 @@ typedef struct kv {
 static int gen_kv(void *out, uint64_t seq, int64_t *ts, void *ud)
 {
     kv *r = out;
-    uint64_t x = sl_ysb_mix(seq);
+    uint64_t x = ysb_mix(seq);
     r->key = (int64_t)(x % KEYS);
     r->value = (int64_t)(x >> 40);
     *ts = (int64_t)(seq / 100);
@@ -150,7 +151,7 @@ static int lsrc_poll(sl_ctx *ctx, void *self, uint32_t max)
         uint32_t i = b->count;
         kv *r = (kv *)(void *)(b->data + (size_t)i * sizeof(kv));
         uint64_t seq = s->k + j;
-        r->key = (int64_t)(sl_ysb_mix(seq) % KEYS);
+        r->key = (int64_t)(ysb_mix(seq) % KEYS);
         r->value = 1;
         b->ts[i] = (int64_t)((double)seq * 1000.0 / l->rate); /* event time = schedule */
         b->hash[i] = 0;
@@ -239,14 +240,32 @@ static int run_latency(double rate, double seconds, int credits, double *p50, do
     return rc ? 1 : 0;
 }
 
-int sl_bench_windows(int argc, char **argv)
+int bench_windows(int argc, char **argv)
 {
     const char *cmd = "bench windows";
+    enum { O_CSV = JOBS_OPT_FIRST_FREE, O_NO_LATENCY, O_CREDITS, O_EVENTS };
+    static const struct option opts[] = {{"csv", no_argument, NULL, O_CSV},
+                                         {"no-latency", no_argument, NULL, O_NO_LATENCY},
+                                         {"credits", required_argument, NULL, O_CREDITS},
+                                         {"events", required_argument, NULL, O_EVENTS},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
     uint64_t n = 2000000;
-    int csv = 0, latency = 1;
-    long long credits = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    int csv = 0, latency = 1, opt, ret = 0;
+    long long credits = 0, v;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+        switch (opt) {
+        case O_CSV: csv = 1; break;
+        case O_NO_LATENCY: latency = 0; break;
+        case O_CREDITS: ret = jobs_int(cmd, "--credits", optarg, 1, 4096, &credits); break;
+        case O_EVENTS:
+            if (!(ret = jobs_int(cmd, "--events", optarg, 1000, (long long)1 << 40, &v)))
+                n = (uint64_t)v;
+            break;
+        default: ret = jobs_opt(cmd, opt, argv, NULL); break;
+        }
+        if (ret == JOBS_HELP) {
             printf("usage: sluice bench windows [--events N] [--no-latency] [--credits C] [--csv]\n"
                    "10 s / 100 ms sliding against 10 s tumbling windows on the same events\n"
                    "(default 2000000, 1,000 keys, 1 thread), then the latency from the\n"
@@ -254,21 +273,10 @@ int sl_bench_windows(int argc, char **argv)
                    "tumbling throughput (100 ms windows, 2 threads, 3 s): p50 and p99.\n"
                    "--credits C sets the channel credits of the latency run (default 8).\n");
             return 0;
-        } else if (strcmp(argv[i], "--csv") == 0) {
-            csv = 1;
-        } else if (strcmp(argv[i], "--no-latency") == 0) {
-            latency = 0;
-        } else if (strcmp(argv[i], "--credits") == 0 && i + 1 < argc) {
-            if (sl_cli_int(cmd, "--credits", argv[++i], 1, 4096, &credits)) return 2;
-        } else if (strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
-            long long v;
-            if (sl_cli_int(cmd, "--events", argv[++i], 1000, (long long)1 << 40, &v)) return 2;
-            n = (uint64_t)v;
-        } else {
-            fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", cmd, argv[i]);
-            return 2;
         }
+        if (ret) return ret;
     }
+    if (jobs_no_operands(cmd, argc, argv)) return 2;
     double ts, ss;
     uint64_t tr, sr;
     if (run_throughput(n, 0, &ts, &tr)) return 1;

@@ -4,7 +4,7 @@
  * hand-written loop over the same events in the same process.
  *
  * The loop makes each event with the same cursor as the job's generator
- * (sl_ysb_next), keeps the views, maps ad -> campaign through the same array
+ * (ysb_next), keeps the views, maps ad -> campaign through the same array
  * and counts into a campaign x window array. The engine runs the job's own
  * pipeline (examples/job_ysb.c) into a counting sink. Both produce the total
  * number of views counted and a checksum over (campaign, window, count); the
@@ -20,12 +20,13 @@
 #include <sys/resource.h>
 #include <time.h>
 #include "bench/bench_util.h"
-#include "examples/cli.h"
+#include "bench/bench.h"
+#include "examples/jobs.h"
 #include "examples/jobs_window.h"
 
 static uint64_t cell_sum(int64_t campaign, int64_t wstart, int64_t count)
 {
-    return sl_ysb_mix((uint64_t)campaign * 1000003u + (uint64_t)wstart) * (uint64_t)count;
+    return ysb_mix((uint64_t)campaign * 1000003u + (uint64_t)wstart) * (uint64_t)count;
 }
 
 typedef struct tally {
@@ -64,26 +65,26 @@ typedef struct row {
 
 static int run_engine(uint64_t n, int threads, row *out)
 {
-    static sl_ysb_job j;
+    static ysb_job j;
     memset(&j, 0, sizeof(j));
     j.cmd = "bench ysb";
     j.events = n;
     j.events_per_s = 10000;
     j.parallelism = threads;
-    if (sl_ysb_campaigns(&j, NULL)) return 1;
+    if (ysb_campaigns(&j, NULL)) return 1;
     tally t;
     atomic_init(&t.views, 0);
     atomic_init(&t.check, 0);
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, threads);
-    sl_stream *w = sl_ysb_build(p, &j);
+    sl_stream *w = ysb_build(p, &j);
     sl_stream_sink(w, "tally", &tally_op, &t);
     double t0 = bench_now();
     int rc = sl_pipeline_run(p);
     double dt = bench_now() - t0;
     if (rc) fprintf(stderr, "sluice bench ysb: %s\n", sl_pipeline_errmsg(p));
     sl_pipeline_free(p);
-    sl_ysb_free(&j);
+    ysb_free(&j);
     out->variant = "engine";
     out->threads = threads;
     out->events = n;
@@ -96,36 +97,36 @@ static int run_engine(uint64_t n, int threads, row *out)
 
 static int run_loop(uint64_t n, row *out)
 {
-    static sl_ysb_job j;
+    static ysb_job j;
     memset(&j, 0, sizeof(j));
     j.cmd = "bench ysb";
-    if (sl_ysb_campaigns(&j, NULL)) return 1;
+    if (ysb_campaigns(&j, NULL)) return 1;
     const uint64_t eps = 10000;
-    sl_ysb_cursor cur;
-    sl_ysb_cursor_init(&cur, 0, 1, eps);
-    size_t nwin = (size_t)((n * 1000 / eps) / SL_YSB_WINDOW_MS + 2);
-    uint32_t *counts = calloc(nwin * SL_YSB_CAMPAIGNS, sizeof(uint32_t));
+    ysb_cursor cur;
+    ysb_cursor_init(&cur, 0, 1, eps);
+    size_t nwin = (size_t)((n * 1000 / eps) / YSB_WINDOW_MS + 2);
+    uint32_t *counts = calloc(nwin * YSB_CAMPAIGNS, sizeof(uint32_t));
     if (!counts) return 1;
     double t0 = bench_now();
     for (uint64_t seq = 0; seq < n; seq++) {
-        sl_ysb_event e;
-        sl_ysb_next(&cur, &e);
-        if (e.event_type != SL_YSB_VIEW) continue;
+        ysb_event e;
+        ysb_next(&cur, &e);
+        if (e.event_type != YSB_VIEW) continue;
         int32_t c = j.camp_of[e.ad_id];
         if (c < 0) continue;
-        counts[(size_t)(e.event_time / SL_YSB_WINDOW_MS) * SL_YSB_CAMPAIGNS + (size_t)c]++;
+        counts[(size_t)(e.event_time / YSB_WINDOW_MS) * YSB_CAMPAIGNS + (size_t)c]++;
     }
     double dt = bench_now() - t0;
     uint64_t v = 0, check = 0;
     for (size_t w = 0; w < nwin; w++)
-        for (int c = 0; c < SL_YSB_CAMPAIGNS; c++) {
-            uint32_t k = counts[w * SL_YSB_CAMPAIGNS + (size_t)c];
+        for (int c = 0; c < YSB_CAMPAIGNS; c++) {
+            uint32_t k = counts[w * YSB_CAMPAIGNS + (size_t)c];
             if (!k) continue;
             v += k;
-            check += cell_sum(c, (int64_t)w * SL_YSB_WINDOW_MS, k);
+            check += cell_sum(c, (int64_t)w * YSB_WINDOW_MS, k);
         }
     free(counts);
-    sl_ysb_free(&j);
+    ysb_free(&j);
     out->variant = "hand-loop";
     out->threads = 1;
     out->events = n;
@@ -136,29 +137,37 @@ static int run_loop(uint64_t n, row *out)
     return 0;
 }
 
-int sl_bench_ysb(int argc, char **argv)
+int bench_ysb(int argc, char **argv)
 {
     const char *cmd = "bench ysb";
+    enum { O_CSV = JOBS_OPT_FIRST_FREE, O_EVENTS };
+    static const struct option opts[] = {{"csv", no_argument, NULL, O_CSV},
+                                         {"events", required_argument, NULL, O_EVENTS},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
     uint64_t n = 20000000;
-    int csv = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    int csv = 0, opt, ret = 0;
+    long long v;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+        switch (opt) {
+        case O_CSV: csv = 1; break;
+        case O_EVENTS:
+            if (!(ret = jobs_int(cmd, "--events", optarg, 1000, (long long)1 << 40, &v)))
+                n = (uint64_t)v;
+            break;
+        default: ret = jobs_opt(cmd, opt, argv, NULL); break;
+        }
+        if (ret == JOBS_HELP) {
             printf("usage: sluice bench ysb [--events N] [--csv]\n"
                    "YSB on the in-memory generator (default 20000000 events) by the engine at\n"
                    "1 and 2 threads, and by a hand-written loop over the same events; prints\n"
                    "events/s, the ratios engine-1t/loop and 2t/1t, and peak RSS.\n");
             return 0;
-        } else if (strcmp(argv[i], "--csv") == 0) {
-            csv = 1;
-        } else if (strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
-            long long v;
-            if (sl_cli_int(cmd, "--events", argv[++i], 1000, (long long)1 << 40, &v)) return 2;
-            n = (uint64_t)v;
-        } else {
-            fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", cmd, argv[i]);
-            return 2;
         }
+        if (ret) return ret;
     }
+    if (jobs_no_operands(cmd, argc, argv)) return 2;
     row r[3];
     if (run_loop(n, &r[0]) || run_engine(n, 1, &r[1]) || run_engine(n, 2, &r[2])) return 1;
     int ok = 1;

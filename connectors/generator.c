@@ -16,7 +16,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "engine/base/clock.h"
 #include "sluice/connectors.h"
 #include "sluice/source.h"
 
@@ -26,13 +26,6 @@ typedef struct gen {
     uint64_t mine; /* records of this shard in all (UINT64_MAX: unbounded) */
     double t0;     /* rate: time of the first poll (s, monotonic), < 0 before */
 } gen;
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int gen_enumerate(sl_split_enum *e, void *conf)
 {
@@ -78,7 +71,7 @@ static int gen_poll(sl_ctx *ctx, void *self, uint32_t max)
     uint64_t n = g->mine - g->k;
     if (n > max) n = max;
     if (c->rate > 0) {
-        double now = mono_s();
+        double now = sli_clock_mono_s();
         if (g->t0 < 0) g->t0 = now;
         double allowed = (now - g->t0) * c->rate / (double)g->shards + 1;
         if ((double)g->k >= allowed) return SL_POLL_WAIT;

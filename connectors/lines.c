@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "engine/base/errmap.h"
 #include "sluice/connectors.h"
 #include "sluice/source.h"
 
@@ -71,11 +72,7 @@ static const char *conf_path(const sl_lines_conf *c)
 
 static int open_fail(sl_ctx *ctx, const char *path, int e)
 {
-    return sl_ctx_fail(ctx,
-                       e == ENOENT   ? SL_ENOENT
-                       : e == EACCES ? SL_EPERM
-                                     : SL_EIO,
-                       "cannot open '%s': %s", path, strerror(e));
+    return sl_ctx_fail(ctx, sli_errno_code(e), "cannot open '%s': %s", path, strerror(e));
 }
 
 static int lines_enumerate(sl_split_enum *e, void *conf)
@@ -86,8 +83,8 @@ static int lines_enumerate(sl_split_enum *e, void *conf)
     struct stat st;
     if (!path || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (path && access(path, R_OK) != 0)
-            return sl_split_fail(e, errno == ENOENT ? SL_ENOENT : SL_EPERM, "cannot open '%s': %s",
-                                 path, strerror(errno));
+            return sl_split_fail(e, sli_errno_code(errno), "cannot open '%s': %s", path,
+                                 strerror(errno));
         return sl_split_add(e, &d, sizeof(d)); /* stdin or a pipe: one split */
     }
     uint64_t size = (uint64_t)st.st_size;
@@ -178,7 +175,8 @@ static int fill(sl_ctx *ctx, lines *l)
     for (;;) {
         ssize_t n = read(l->fd, l->buf + l->len, l->cap - l->len);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return sl_ctx_fail(ctx, SL_EIO, "read error: %s", strerror(errno));
+        if (n < 0)
+            return sl_ctx_fail(ctx, sli_errno_code(errno), "read error: %s", strerror(errno));
         if (n == 0) l->eof = 1;
         l->len += (size_t)n;
         return 0;

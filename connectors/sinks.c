@@ -10,6 +10,12 @@
  * 0 is opened first (the engine opens instances in order) and truncates the
  * file; the others append.
  *
+ * A reader that closed the output (write(2) fails with EPIPE: `sluice run
+ * generate | head -1`) is reported as SL_EPIPE, not SL_EIO, so that a program
+ * can end quietly as other Unix tools do, while every other write error stays
+ * an error. The process must ignore SIGPIPE (or handle it) for write(2) to
+ * return EPIPE rather than kill it.
+ *
  * The collector copies records into its own arena under its mutex, a batch
  * at a time.
  */
@@ -19,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "sluice/sluice.h"
+#include "sluice/connectors.h"
+#include "sluice/error.h"
+#include "sluice/operator.h"
 
 static pthread_mutex_t stdout_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -91,7 +99,7 @@ static int write_process(sl_ctx *ctx, void *self, sl_batch *in)
     if (w->is_stdout) pthread_mutex_lock(&stdout_lock);
     int rc = write_all(w->fd, w->buf.ptr, w->buf.len);
     if (w->is_stdout) pthread_mutex_unlock(&stdout_lock);
-    if (rc == -EPIPE) return sl_ctx_fail(ctx, SL_EIO, "output closed (broken pipe)");
+    if (rc == -EPIPE) return sl_ctx_fail(ctx, SL_EPIPE, "output closed (broken pipe)");
     if (rc) return sl_ctx_fail(ctx, SL_EIO, "write failed: %s", strerror(-rc));
     return 0;
 }

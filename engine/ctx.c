@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "engine/base/clock.h"
 #include "engine/graph.h"
 #include "engine/job.h"
 #include "engine/plan.h"
@@ -102,9 +102,7 @@ sl_key_fn sl_ctx_key_fn(sl_ctx *c, void **ud)
 
 int64_t sl_clock_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return sli_clock_wall_ms();
 }
 
 int sl_ctx_proc_timer(sl_ctx *c, int64_t due_ms, uint64_t hash, const void *key, uint32_t key_len)

@@ -11,27 +11,22 @@
  * failure and the end of the job; then it stops the workers, closes every
  * instance and sets p->done. wait() joins it.
  *
- * Locks: p->lock guards done and the delayed list; p->cond (created on
- * CLOCK_MONOTONIC in pipeline.c, so a wall-clock step neither stalls nor
- * hurries a timed wait) signals both. Delayed wake-ups are kept in an
+ * Locks: p->lock guards done and the delayed list; p->cond (made by
+ * sli_cond_init_mono in pipeline.c, so a wall-clock step neither stalls nor
+ * hurries a timed wait) signals both. Times are engine/base/clock.h's
+ * monotonic seconds. Delayed wake-ups are kept in an
  * unsorted array: there are at most a few per task.
  */
 #include "engine/job.h"
+#include "engine/base/clock.h"
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "engine/sched.h"
 #include "engine/source.h"
 
-double sli_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The absolute CLOCK_MONOTONIC time `at` (seconds, as sli_now_s) as a
- * timespec for pthread_cond_timedwait on a monotonic condition variable. */
+/* The absolute monotonic time `at` (seconds, as sli_clock_mono_s) as a
+ * timespec for pthread_cond_timedwait on p->cond (sli_cond_init_mono). */
 static struct timespec mono_deadline(double at)
 {
     struct timespec ts;
@@ -60,7 +55,7 @@ void sli_task_wake_later(sl_task *t, double delay_ms)
         p->delayed = n;
         p->cap_delayed = cap;
     }
-    p->delayed[p->n_delayed].at = sli_now_s() + delay_ms / 1000.0;
+    p->delayed[p->n_delayed].at = sli_clock_mono_s() + delay_ms / 1000.0;
     p->delayed[p->n_delayed].t = t;
     p->n_delayed++;
     pthread_cond_broadcast(&p->cond);
@@ -105,7 +100,7 @@ static void *coord_main(void *arg)
             pthread_mutex_lock(&p->lock);
             continue;
         }
-        double now = sli_now_s(), next = now + 0.05; /* tick: notice cancel */
+        double now = sli_clock_mono_s(), next = now + 0.05; /* tick: notice cancel */
         for (int i = 0; i < p->n_delayed;) {
             if (p->delayed[i].at <= now) {
                 sl_task *t = p->delayed[i].t;
@@ -125,7 +120,7 @@ static void *coord_main(void *arg)
 
     sli_sched_stop(p->sched);
     close_instances(p);
-    p->elapsed = sli_now_s() - p->t_start;
+    p->elapsed = sli_clock_mono_s() - p->t_start;
     pthread_mutex_lock(&p->lock);
     p->done = 1;
     pthread_cond_broadcast(&p->cond);
@@ -180,7 +175,7 @@ int sl_pipeline_start(sl_pipeline *p)
     }
     p->sched = s;
     p->started = 1;
-    p->t_start = sli_now_s();
+    p->t_start = sli_clock_mono_s();
     sli_sched_queue_all(s);
     if (sli_sched_start(s) != 0 || pthread_create(&p->coord, NULL, coord_main, p) != 0) {
         sli_sched_stop(s);
@@ -205,7 +200,8 @@ int sl_pipeline_wait(sl_pipeline *p, int timeout_ms)
         if (timeout_ms < 0) {
             while (!p->done) pthread_cond_wait(&p->cond, &p->lock);
         } else {
-            struct timespec ts = mono_deadline(sli_now_s() + (double)timeout_ms / 1000.0);
+            struct timespec ts;
+            sli_clock_mono_deadline(&ts, timeout_ms);
             while (!p->done)
                 if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) != 0) break;
         }

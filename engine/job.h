@@ -17,7 +17,5 @@ void sli_task_finished(sl_task *t);
 /* Ask every source to inject BARRIER(id), and every id before it not yet
  * sent, in order (any thread, while running). Ids start at 1. */
 void sli_pipeline_inject_barrier(sl_pipeline *p, uint64_t id);
-/* Monotonic seconds (elapsed time, delayed wake-ups). */
-double sli_now_s(void);
 
 #endif

@@ -25,8 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
+#include "engine/base/clock.h"
 #include "engine/graph.h"
 #include "engine/hash.h"
 #include "engine/job.h"
@@ -88,12 +88,7 @@ sl_pipeline *sl_pipeline_new(void)
     if (pthread_mutex_init(&p->err_lock, NULL) != 0) goto fail;
     if (pthread_mutex_init(&p->lock, NULL) != 0) goto fail_lock;
     /* Timed waits (job.c) measure on the monotonic clock. */
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) goto fail_cond;
-    int crc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (!crc) crc = pthread_cond_init(&p->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (crc != 0) goto fail_cond;
+    if (sli_cond_init_mono(&p->cond) != 0) goto fail_cond;
     if (sli_pool_init(&p->pool) != 0) goto fail_pool;
     return p;
 fail_pool:
@@ -580,5 +575,5 @@ void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
         any = 1;
     }
     out->watermark = any ? wm : SL_TIME_MIN;
-    if (p->started) out->elapsed_s = p->joined ? p->elapsed : sli_now_s() - p->t_start;
+    if (p->started) out->elapsed_s = p->joined ? p->elapsed : sli_clock_mono_s() - p->t_start;
 }

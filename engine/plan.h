@@ -61,7 +61,7 @@ struct sl_ctx {
     void *self;
     int opened;
     int cur_input;
-    int forwarded;  /* process() handed its input on */
+    int forwarded;           /* process() handed its input on */
     int64_t wm;              /* input watermark seen by this instance */
     struct sli_srcinst *src; /* sources: the split readers (source.c) */
     int ended;

@@ -48,8 +48,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "engine/source.h"
+#include "engine/base/clock.h"
 #include "engine/graph.h"
 #include "engine/plan.h"
 #include "engine/pool.h"
@@ -91,13 +91,6 @@ struct sli_srcinst {
     uint32_t scan_from;
     uint32_t dead; /* dead letters sent by the current poll */
 };
-
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
 
 /* --- listing splits ---------------------------------------------------------------- */
 
@@ -445,11 +438,11 @@ static void idle_rule(struct sl_ctx *c, src_split *sp, int had_data)
     if (had_data) {
         sp->empty_since = -1;
         sp->idle = 0;
-        if (idle_ms > 0) sp->last_poll = mono_ms();
+        if (idle_ms > 0) sp->last_poll = (double)sli_clock_mono_ns() * 1e-6;
         return;
     }
     if (idle_ms <= 0) return;
-    double now = mono_ms();
+    double now = (double)sli_clock_mono_ns() * 1e-6;
     if (sp->empty_since < 0 || (sp->last_poll >= 0 && now - sp->last_poll > (double)idle_ms))
         sp->empty_since = now;
     if (!sp->idle && now - sp->empty_since >= (double)idle_ms) sp->idle = 1;

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "examples/cli.h"
+#include "jobs.h"
 
 typedef struct event {
     int64_t ts;
@@ -66,7 +66,8 @@ static sl_bytes key_of(const void *rec, uint32_t len, void *ud)
 static void help(void)
 {
     printf("usage: sluice run generate [--events N] [--keys K] [--rate R] [--disorder MS]\n"
-           "                           [--start MS] [--topic NAME [--dir DIR]]\n"
+           "                           [--start MS] [--topic NAME [--dir DIR]] [--threads N]\n"
+           "                           [--explain]\n"
            "Writes N events as CSV lines event_time_ms,key,value (the input of window-agg):\n"
            "R events per second of event time (default 1000) from MS (default 0), out of\n"
            "order by up to --disorder ms (default 0), over K keys (default 100). With\n"
@@ -74,61 +75,66 @@ static void help(void)
            "its key), else printed on standard output.\n");
 }
 
-int sl_job_generate(int argc, char **argv)
+int job_generate(int argc, char **argv, const jobs_runner *run)
 {
     const char *cmd = "run generate";
+    enum { O_EVENTS = JOBS_OPT_FIRST_FREE, O_KEYS, O_RATE, O_DISORDER, O_START, O_TOPIC, O_DIR };
+    static const struct option opts[] = {{"events", required_argument, NULL, O_EVENTS},
+                                         {"keys", required_argument, NULL, O_KEYS},
+                                         {"rate", required_argument, NULL, O_RATE},
+                                         {"disorder", required_argument, NULL, O_DISORDER},
+                                         {"start", required_argument, NULL, O_START},
+                                         {"topic", required_argument, NULL, O_TOPIC},
+                                         {"dir", required_argument, NULL, O_DIR},
+                                         JOBS_COMMON_OPTIONS,
+                                         {0}};
     gen_opts o = {.keys = 100, .rate = 1000, .disorder = 0, .start = 0};
     long long events = 100000;
     const char *topic = NULL, *dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        long long *num = NULL, lo = 0, hi = 0;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    jobs_common common = {0};
+    int opt, ret = 0;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+        switch (opt) {
+        case O_EVENTS: ret = jobs_int(cmd, "--events", optarg, 1, 1LL << 40, &events); break;
+        case O_KEYS: ret = jobs_int(cmd, "--keys", optarg, 1, 1LL << 32, &o.keys); break;
+        case O_RATE: ret = jobs_int(cmd, "--rate", optarg, 1, 1000000000, &o.rate); break;
+        case O_DISORDER:
+            ret = jobs_int(cmd, "--disorder", optarg, 0, 1LL << 40, &o.disorder);
+            break;
+        case O_START: ret = jobs_int(cmd, "--start", optarg, 0, 1LL << 50, &o.start); break;
+        case O_TOPIC: topic = optarg; break;
+        case O_DIR: dir = optarg; break;
+        default: ret = jobs_opt(cmd, opt, argv, &common); break;
+        }
+        if (ret == JOBS_HELP) {
             help();
             return 0;
         }
-        if (strcmp(a, "--events") == 0)
-            num = &events, lo = 1, hi = 1LL << 40;
-        else if (strcmp(a, "--keys") == 0)
-            num = &o.keys, lo = 1, hi = 1LL << 32;
-        else if (strcmp(a, "--rate") == 0)
-            num = &o.rate, lo = 1, hi = 1000000000;
-        else if (strcmp(a, "--disorder") == 0)
-            num = &o.disorder, lo = 0, hi = 1LL << 40;
-        else if (strcmp(a, "--start") == 0)
-            num = &o.start, lo = 0, hi = 1LL << 50;
-        else if (strcmp(a, "--topic") != 0 && strcmp(a, "--dir") != 0) {
-            fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", cmd, a);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "sluice %s: %s needs a value\n", cmd, a);
-            return 2;
-        }
-        if (num) {
-            if (sl_cli_int(cmd, a, argv[++i], lo, hi, num)) return 2;
-        } else if (strcmp(a, "--topic") == 0) {
-            topic = argv[++i];
-        } else {
-            dir = argv[++i];
-        }
+        if (ret) return ret;
+    }
+    if (jobs_no_operands(cmd, argc, argv)) return 2;
+    if (common.parallelism > 1) {
+        fprintf(stderr, "sluice %s: --parallelism: the events come from one generator, in order\n",
+                cmd);
+        return 2;
     }
     sl_generator_conf gc = {.fn = make, .ud = &o, .count = (uint64_t)events};
     sl_write_conf wc = {.format = as_csv, .ud = "\n"};
     sl_broker_sink_conf bc = {
-        .dir = sl_cli_broker_dir(dir), .topic = topic, .key = key_of, .format = as_csv};
+        .dir = jobs_broker_dir(dir), .topic = topic, .key = key_of, .format = as_csv};
     sl_pipeline *p = sl_pipeline_new();
     if (!p) {
         fprintf(stderr, "sluice %s: out of memory\n", cmd);
         return 1;
     }
-    sl_pipeline_set_threads(p, 1);
+    sl_pipeline_set_threads(p, common.threads ? common.threads : 1);
     sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(event), NULL);
     if (topic)
         sl_stream_sink(s, "topic", &sl_sink_broker, &bc);
     else
         sl_stream_sink(s, "stdout", &sl_sink_write, &wc);
-    int rc = sl_cli_run_pipeline(p, cmd);
+    int rc = jobs_run(run, p, cmd, &common);
     sl_pipeline_free(p);
     return rc;
 }

@@ -1,7 +1,6 @@
 /*
- * examples/job_window_agg.c - the bundled job `window-agg`, and the pieces
- * the event-time jobs share (line source with watermarks and dead letters,
- * dead-letter sink, durations).
+ * examples/job_window_agg.c - the bundled job `window-agg`, and the
+ * dead-letter sinks the event-time jobs share (jobs_deadletter*).
  *
  *   lines "event_time_ms,key,value" (--input FILE, stdin, or the values of a
  *   broker topic with --topic NAME [--dir DIR])
@@ -11,8 +10,9 @@
  *        the watermark becomes max_event_time_seen - delay - 1
  *     -> key_by "key" -> window "window" (parallelism P): --window, --agg,
  *        --lateness; results "window_start,window_end,key,aggregate" to --out
- *        (default stdout); late records "late,event_time_ms,key,value" to
- *        --late-out (default stderr)
+ *        (default stdout); late records "late,event_time_ms,key,value" and
+ *        records in no window (slide > size) "no-window,..." to --late-out
+ *        (default stderr)
  *
  * A record is judged against the watermark before it (the source emits the
  * record, then the watermark), and every window instance sees the same
@@ -31,41 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "examples/cli.h"
-#include "examples/jobs_window.h"
-#include "sluice/broker.h"
-
-/* --- durations --------------------------------------------------------------------- */
-
-int sl_jobs_duration(const char *s, int allow_zero, int64_t *out)
-{
-    if (!s || !*s) return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || errno || v < 0 || *s == '-' || *s == '+' || *s == ' ') return -1;
-    long long mul = 1;
-    if (*end == 0 || strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (strcmp(end, "s") == 0)
-        mul = 1000;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else if (strcmp(end, "h") == 0)
-        mul = 3600000;
-    else
-        return -1;
-    if (v > INT64_MAX / 4 / mul) return -1;
-    if (v == 0 && !allow_zero) return -1;
-    *out = (int64_t)(v * mul);
-    return 0;
-}
+#include "jobs.h"
+#include "jobs_window.h"
 
 /* --- the dead-letter sink --------------------------------------------------------------- */
 
 static int dl_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    sl_jobs_deadletters *d = sl_ctx_conf(ctx);
+    jobs_deadletters *d = sl_ctx_conf(ctx);
     for (uint32_t i = 0; i < in->count; i++) {
         uint64_t k = atomic_fetch_add(&d->count, 1);
         sl_dead_letter dl;
@@ -76,12 +49,12 @@ static int dl_process(sl_ctx *ctx, void *self, sl_batch *in)
     return 0;
 }
 
-const sl_operator sl_jobs_deadletter_sink = {
+const sl_operator jobs_deadletter_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dl_process};
 
 static int dlt_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    sl_jobs_deadletters *d = sl_ctx_conf(ctx);
+    jobs_deadletters *d = sl_ctx_conf(ctx);
     for (uint32_t i = 0; i < in->count; i++) {
         uint64_t k = atomic_fetch_add(&d->count, 1);
         sl_bytes b = sl_batch_bytes(in, i);
@@ -90,12 +63,12 @@ static int dlt_process(sl_ctx *ctx, void *self, sl_batch *in)
     return 0;
 }
 
-const sl_operator sl_jobs_deadletter_text_sink = {
+const sl_operator jobs_deadletter_text_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dlt_process};
 
 static int dlf_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    sl_jobs_deadletters_fmt *f = sl_ctx_conf(ctx);
+    jobs_deadletters_fmt *f = sl_ctx_conf(ctx);
     sl_buf b = {0};
     for (uint32_t i = 0; i < in->count; i++) {
         uint64_t k = atomic_fetch_add(&f->dl->count, 1);
@@ -109,7 +82,7 @@ static int dlf_process(sl_ctx *ctx, void *self, sl_batch *in)
     return 0;
 }
 
-const sl_operator sl_jobs_deadletter_fmt_sink = {
+const sl_operator jobs_deadletter_fmt_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "dead-letters", .process = dlf_process};
 
 /* --- window-agg ------------------------------------------------------------------------- */
@@ -203,12 +176,32 @@ static int fmt_result(sl_buf *out, const void *rec, uint32_t len, int64_t ts, vo
     return sl_buf_printf(out, "%" PRId64 "\n", x);
 }
 
-static int fmt_late(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+/* Records the window did not count, as text "WHY,event_time_ms,key,value":
+ * input 0 the late ones ("late"), input 1 those in no window ("no-window",
+ * a sliding window whose slide is longer than its size). */
+static int divert_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    int64_t v;
-    memcpy(&v, rec, 8);
-    return sl_buf_printf(out, "late,%" PRId64 ",%.*s,%" PRId64 "\n", ts, (int)(len - 8),
-                         (const char *)rec + 8, v);
+    const char *why = sl_ctx_input(ctx) == 0 ? "late" : "no-window";
+    char line[MAX_KEY + 96];
+    for (uint32_t i = 0; i < in->count; i++) {
+        sl_bytes r = sl_batch_bytes(in, i);
+        int64_t v;
+        memcpy(&v, r.ptr, 8);
+        int n = snprintf(line, sizeof(line), "%s,%" PRId64 ",%.*s,%" PRId64, why, in->ts[i],
+                         (int)(r.len - 8), (const char *)r.ptr + 8, v);
+        int rc = sl_emit_copy(ctx, in->ts[i], 0, line, (uint32_t)n);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static const sl_operator divert_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "divert", .process = divert_process};
+
+static int fmt_line(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+{
+    int rc = sl_buf_append(out, rec, len);
+    return rc ? rc : sl_buf_append(out, "\n", 1);
 }
 
 /* A write sink to a descriptor already open (standard error), whole
@@ -249,7 +242,7 @@ static void wa_help(void)
     printf(
         "usage: sluice run window-agg [--input FILE | --topic NAME [--dir DIR]] [--window SPEC]\n"
         "           [--agg AGG] [--delay D] [--lateness L] [--out FILE] [--late-out FILE]\n"
-        "           [--threads N] [--parallelism P]\n"
+        "           [--threads N] [--parallelism P] [--explain]\n"
         "Aggregates CSV lines event_time_ms,key,value (FILE, standard input, or the values\n"
         "of a broker topic read to its current end) per key and event-time window, and\n"
         "writes window_start,window_end,key,aggregate lines.\n"
@@ -262,7 +255,8 @@ static void wa_help(void)
         "  --lateness L   allowed lateness (default 0): late data within it updates a\n"
         "                 window, which is written again\n"
         "  --out FILE     results (default standard output)\n"
-        "  --late-out FILE  records later than the lateness, as late,event_time_ms,key,value\n"
+        "  --late-out FILE  records later than the lateness, as late,event_time_ms,key,value,\n"
+        "                 and records in no window (slide > size) as no-window,...\n"
         "                 (default standard error)\n"
         "Malformed lines are counted, the first ten reported on standard error with\n"
         "their line numbers, and skipped. The sorted output is the same for every\n"
@@ -281,13 +275,13 @@ static int parse_window(const char *cmd, const char *spec, sl_window_conf *wc)
     if (b) *b++ = 0;
     int64_t x, y;
     if (strcmp(buf, "tumbling") == 0 && !b) {
-        if (sl_jobs_duration(a, 0, &x)) goto bad;
+        if (jobs_duration(a, 0, &x)) goto bad;
         *wc = sl_window_tumbling(x, 0);
     } else if (strcmp(buf, "sliding") == 0 && b) {
-        if (sl_jobs_duration(a, 0, &x) || sl_jobs_duration(b, 0, &y)) goto bad;
+        if (jobs_duration(a, 0, &x) || jobs_duration(b, 0, &y)) goto bad;
         *wc = sl_window_sliding(x, y);
     } else if (strcmp(buf, "session") == 0 && !b) {
-        if (sl_jobs_duration(a, 0, &x)) goto bad;
+        if (jobs_duration(a, 0, &x)) goto bad;
         *wc = sl_window_session(x);
     } else {
         goto bad;
@@ -301,59 +295,64 @@ bad:
     return 2;
 }
 
-int sl_job_window_agg(int argc, char **argv)
+int job_window_agg(int argc, char **argv, const jobs_runner *run)
 {
     const char *cmd = "run window-agg";
+    enum {
+        O_INPUT = JOBS_OPT_FIRST_FREE,
+        O_TOPIC,
+        O_DIR,
+        O_OUT,
+        O_LATE_OUT,
+        O_AGG,
+        O_WINDOW,
+        O_DELAY,
+        O_LATENESS
+    };
+    static const struct option opts[] = {{"input", required_argument, NULL, O_INPUT},
+                                         {"topic", required_argument, NULL, O_TOPIC},
+                                         {"dir", required_argument, NULL, O_DIR},
+                                         {"out", required_argument, NULL, O_OUT},
+                                         {"late-out", required_argument, NULL, O_LATE_OUT},
+                                         {"agg", required_argument, NULL, O_AGG},
+                                         {"window", required_argument, NULL, O_WINDOW},
+                                         {"delay", required_argument, NULL, O_DELAY},
+                                         {"lateness", required_argument, NULL, O_LATENESS},
+                                         JOBS_COMMON_OPTIONS,
+                                         {0}};
     const char *input = NULL, *out = NULL, *late_out = NULL, *agg_name = "count";
     const char *topic = NULL, *dir = NULL;
     sl_window_conf wc = sl_window_tumbling(1000, 0);
     int64_t delay = 0, lateness = 0;
-    sl_cli_common common = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    jobs_common common = {0};
+    int opt, ret = 0;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+        switch (opt) {
+        case O_INPUT: input = optarg; break;
+        case O_TOPIC: topic = optarg; break;
+        case O_DIR: dir = optarg; break;
+        case O_OUT: out = optarg; break;
+        case O_LATE_OUT: late_out = optarg; break;
+        case O_AGG: agg_name = optarg; break;
+        case O_WINDOW: ret = parse_window(cmd, optarg, &wc); break;
+        case O_DELAY:
+        case O_LATENESS:
+            if (jobs_duration(optarg, 1, opt == O_DELAY ? &delay : &lateness)) {
+                fprintf(stderr, "sluice %s: %s needs a duration (250ms, 10s, 1m or ms), not '%s'\n",
+                        cmd, opt == O_DELAY ? "--delay" : "--lateness", optarg);
+                ret = 2;
+            }
+            break;
+        default: ret = jobs_opt(cmd, opt, argv, &common); break;
+        }
+        if (ret == JOBS_HELP) {
             wa_help();
             return 0;
         }
-        int r = sl_cli_common_opt(cmd, argc, argv, &i, &common);
-        if (r == 2) return 2;
-        if (r == 1) continue;
-        int known =
-            strcmp(a, "--input") == 0 || strcmp(a, "--topic") == 0 || strcmp(a, "--dir") == 0 ||
-            strcmp(a, "--out") == 0 || strcmp(a, "--late-out") == 0 || strcmp(a, "--agg") == 0 ||
-            strcmp(a, "--window") == 0 || strcmp(a, "--delay") == 0 || strcmp(a, "--lateness") == 0;
-        if (!known) {
-            fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", cmd, a);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "sluice %s: %s needs a value\n", cmd, a);
-            return 2;
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "--input") == 0) {
-            input = v;
-        } else if (strcmp(a, "--topic") == 0) {
-            topic = v;
-        } else if (strcmp(a, "--dir") == 0) {
-            dir = v;
-        } else if (strcmp(a, "--out") == 0) {
-            out = v;
-        } else if (strcmp(a, "--late-out") == 0) {
-            late_out = v;
-        } else if (strcmp(a, "--agg") == 0) {
-            agg_name = v;
-        } else if (strcmp(a, "--window") == 0) {
-            if (parse_window(cmd, v, &wc)) return 2;
-        } else {
-            int64_t *dst = strcmp(a, "--delay") == 0 ? &delay : &lateness;
-            if (sl_jobs_duration(v, 1, dst)) {
-                fprintf(stderr, "sluice %s: %s needs a duration (250ms, 10s, 1m or ms), not '%s'\n",
-                        cmd, a, v);
-                return 2;
-            }
-        }
+        if (ret) return ret;
     }
+    if (jobs_no_operands(cmd, argc, argv)) return 2;
     const sl_aggregate *agg = sl_agg_by_name(agg_name);
     if (!agg) {
         fprintf(stderr, "sluice %s: --agg must be count, sum, min, max or avg, not '%s'\n", cmd,
@@ -377,8 +376,8 @@ int sl_job_window_agg(int argc, char **argv)
     sl_watermark_conf wm = {.delay = delay, .punctuated = 1};
     fmt_ud fu = {agg};
     sl_write_conf oc = {.path = out, .format = fmt_result, .ud = &fu};
-    sl_write_conf lo = {.path = late_out, .format = fmt_late};
-    sl_jobs_deadletters dl = {.cmd = cmd};
+    sl_write_conf lo = {.path = late_out, .format = fmt_line};
+    jobs_deadletters dl = {.cmd = cmd};
     atomic_init(&dl.count, 0);
 
     sl_pipeline *p = sl_pipeline_new();
@@ -393,7 +392,7 @@ int sl_job_window_agg(int argc, char **argv)
     if (topic) {
         /* Every partition is a split with its own watermark, read to its
          * end as of the start. */
-        sl_broker_source_conf bc = {.dir = sl_cli_broker_dir(dir),
+        sl_broker_source_conf bc = {.dir = jobs_broker_dir(dir),
                                     .topic = topic,
                                     .start = SL_OFFSET_BEGINNING,
                                     .until_end = 1,
@@ -409,14 +408,16 @@ int sl_job_window_agg(int argc, char **argv)
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
     sl_stream *w = sl_stream_window(k, "window", &wc);
     w = sl_stream_parallelism(w, common.parallelism ? common.parallelism : 1);
-    sl_stream *late = sl_stream_window_late(w);
+    sl_stream *diverted[2] = {sl_stream_window_late(w), sl_stream_window_unassigned(w)};
+    sl_stream *late = sl_stream_apply_n(diverted, 2, "diverted", &divert_op, NULL, 0);
+    late = sl_stream_parallelism(late, 1);
     sl_stream_sink(w, "out", &sl_sink_write, &oc);
     if (late_out)
         sl_stream_sink(late, "late-out", &sl_sink_write, &lo);
     else
         sl_stream_sink(late, "late-out", &stderr_sink, &lo);
-    sl_stream_sink(bad, "dead-letters", &sl_jobs_deadletter_sink, &dl);
-    int rc = sl_cli_run_pipeline(p, cmd);
+    sl_stream_sink(bad, "dead-letters", &jobs_deadletter_sink, &dl);
+    int rc = jobs_run(run, p, cmd, &common);
     sl_pipeline_free(p);
     uint64_t nbad = atomic_load(&dl.count);
     if (nbad > 10)

@@ -9,11 +9,12 @@
  *        prints `word<TAB>count` lines by count descending, then word
  *        bytewise ascending.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "examples/cli.h"
+#include "jobs.h"
 
 static int is_space(uint8_t c)
 {
@@ -113,14 +114,20 @@ static int sorter_end(sl_ctx *ctx, void *self)
             return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
         if (out.len >= (1 << 20) || i + 1 == n) {
             if (fwrite(out.ptr, 1, out.len, stdout) != out.len) {
+                int err = errno;
                 sl_buf_free(&out);
-                return sl_ctx_fail(ctx, SL_EIO, "cannot write the result to standard output");
+                if (err == EPIPE) return sl_ctx_fail(ctx, SL_EPIPE, "output closed (broken pipe)");
+                return sl_ctx_fail(ctx, SL_EIO, "cannot write the result to standard output: %s",
+                                   strerror(err));
             }
             out.len = 0;
         }
     }
     sl_buf_free(&out);
-    if (fflush(stdout) != 0) return sl_ctx_fail(ctx, SL_EIO, "cannot write standard output");
+    if (fflush(stdout) != 0) {
+        if (errno == EPIPE) return sl_ctx_fail(ctx, SL_EPIPE, "output closed (broken pipe)");
+        return sl_ctx_fail(ctx, SL_EIO, "cannot write standard output: %s", strerror(errno));
+    }
     return 0;
 }
 
@@ -135,50 +142,48 @@ static const sl_operator sorter_op = {.version = SL_OPERATOR_VERSION,
 
 static void help(void)
 {
-    printf("usage: sluice run wordcount [--input FILE] [--threads N] [--parallelism P]\n"
-           "Counts the words of FILE (default: standard input), split on ASCII whitespace,\n"
-           "with ASCII letters lower-cased, and prints word<TAB>count lines, most frequent\n"
-           "first, then by word (bytewise).\n");
+    printf(
+        "usage: sluice run wordcount [--input FILE] [--threads N] [--parallelism P] [--explain]\n"
+        "Counts the words of FILE (default: standard input), split on ASCII whitespace,\n"
+        "with ASCII letters lower-cased, and prints word<TAB>count lines, most frequent\n"
+        "first, then by word (bytewise).\n");
 }
 
-int sl_job_wordcount(int argc, char **argv)
+int job_wordcount(int argc, char **argv, const jobs_runner *run)
 {
     const char *cmd = "run wordcount";
-    sl_cli_common common = {0};
+    enum { O_INPUT = JOBS_OPT_FIRST_FREE };
+    static const struct option opts[] = {
+        {"input", required_argument, NULL, O_INPUT}, JOBS_COMMON_OPTIONS, {0}};
+    jobs_common common = {0};
     sl_lines_conf in = {.path = NULL};
-    for (int i = 1; i < argc; i++) {
-        int r = sl_cli_common_opt(cmd, argc, argv, &i, &common);
-        if (r == 2) return 2;
-        if (r == 1) continue;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    int opt, ret = 0;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+        if (opt == O_INPUT)
+            in.path = optarg;
+        else if ((ret = jobs_opt(cmd, opt, argv, &common)) == JOBS_HELP) {
             help();
             return 0;
+        } else if (ret) {
+            return ret;
         }
-        if (strcmp(argv[i], "--input") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "sluice %s: --input needs a file name\n", cmd);
-                return 2;
-            }
-            in.path = argv[++i];
-            continue;
-        }
-        fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", cmd, argv[i]);
-        return 2;
     }
+    if (jobs_no_operands(cmd, argc, argv)) return 2;
     sl_agg_conf count = {.agg = &sl_agg_count, .emit = SL_AGG_EMIT_FINAL};
     sl_pipeline *p = sl_pipeline_new();
     if (!p) {
         fprintf(stderr, "sluice %s: out of memory\n", cmd);
         return 1;
     }
-    sl_cli_common_apply(&common, p);
+    jobs_common_apply(&common, p);
     sl_stream *s = sl_pipeline_lines(p, "read", &in, 0, NULL);
     s = sl_stream_flat_map(s, "split", split, NULL, 0);
     s = sl_stream_key_by(s, "word", whole, NULL);
     s = sl_stream_aggregate(s, "count", &count);
     sl_stream_sink(s, "sorted", &sorter_op, NULL);
     sl_pipeline_set_node_parallelism(p, "sorted", 1); /* one instance sorts everything */
-    int rc = sl_cli_run_pipeline(p, cmd);
+    int rc = jobs_run(run, p, cmd, &common);
     sl_pipeline_free(p);
     return rc;
 }

@@ -24,12 +24,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "examples/cli.h"
-#include "examples/jobs_window.h"
+#include "jobs.h"
+#include "jobs_window.h"
 
 /* --- campaigns ------------------------------------------------------------------------ */
 
-static int32_t intern(sl_ysb_job *j, const char *name, size_t len)
+static int32_t intern(ysb_job *j, const char *name, size_t len)
 {
     for (int i = 0; i < j->n_names; i++)
         if (strlen(j->names[i]) == len && memcmp(j->names[i], name, len) == 0) return i;
@@ -40,7 +40,7 @@ static int32_t intern(sl_ysb_job *j, const char *name, size_t len)
     return j->n_names++;
 }
 
-static int set_ad(sl_ysb_job *j, const char *ad, size_t len, int32_t camp)
+static int set_ad(ysb_job *j, const char *ad, size_t len, int32_t camp)
 {
     int32_t *v = sl_state_get(j->ads, sl_hash(ad, len), ad, (uint32_t)len, NULL);
     if (!v) return -1;
@@ -48,26 +48,26 @@ static int set_ad(sl_ysb_job *j, const char *ad, size_t len, int32_t camp)
     return 0;
 }
 
-static int32_t find_ad(const sl_ysb_job *j, const char *ad, size_t len)
+static int32_t find_ad(const ysb_job *j, const char *ad, size_t len)
 {
     const int32_t *v = sl_state_find(j->ads, sl_hash(ad, len), ad, (uint32_t)len);
     return v ? *v : -1;
 }
 
-int sl_ysb_campaigns(sl_ysb_job *j, const char *path)
+int ysb_campaigns(ysb_job *j, const char *path)
 {
     j->ads = sl_state_new(4);
     if (!j->ads) goto oom;
     if (!path) {
-        for (int c = 0; c < SL_YSB_CAMPAIGNS; c++) {
+        for (int c = 0; c < YSB_CAMPAIGNS; c++) {
             char nm[16];
             int n = snprintf(nm, sizeof(nm), "%d", c);
             if (intern(j, nm, (size_t)n) < 0) goto oom;
         }
-        for (int a = 0; a < SL_YSB_ADS; a++) {
+        for (int a = 0; a < YSB_ADS; a++) {
             char ad[16];
             int n = snprintf(ad, sizeof(ad), "%d", a);
-            if (set_ad(j, ad, (size_t)n, a / (SL_YSB_ADS / SL_YSB_CAMPAIGNS))) goto oom;
+            if (set_ad(j, ad, (size_t)n, a / (YSB_ADS / YSB_CAMPAIGNS))) goto oom;
         }
     } else {
         FILE *f = fopen(path, "r");
@@ -103,7 +103,7 @@ int sl_ysb_campaigns(sl_ysb_job *j, const char *path)
         free(line);
         fclose(f);
     }
-    for (int a = 0; a < SL_YSB_ADS; a++) {
+    for (int a = 0; a < YSB_ADS; a++) {
         char ad[16];
         int n = snprintf(ad, sizeof(ad), "%d", a);
         j->camp_of[a] = find_ad(j, ad, (size_t)n);
@@ -114,7 +114,7 @@ oom:
     return 1;
 }
 
-void sl_ysb_free(sl_ysb_job *j)
+void ysb_free(ysb_job *j)
 {
     for (int i = 0; i < j->n_names; i++) free(j->names[i]);
     free(j->names);
@@ -160,14 +160,14 @@ static int json_field(const char *p, size_t len, const char *name, const char **
 static int parse_json(const char *line, size_t len, void *out, uint32_t max_len, int64_t *ts,
                       const char **reason, void *ud)
 {
-    sl_ysb_job *j = ud;
+    ysb_job *j = ud;
     const char *v;
     size_t vl;
     if (len < 2 || line[0] != '{' || line[len - 1] != '}') {
         *reason = "not a JSON object";
         return -1;
     }
-    sl_ysb_event e;
+    ysb_event e;
     memset(&e, 0, sizeof(e));
     if (json_field(line, len, "event_type", &v, &vl)) {
         *reason = "no event_type";
@@ -203,7 +203,7 @@ static int parse_json(const char *line, size_t len, void *out, uint32_t max_len,
         return -1;
     }
     int32_t c = find_ad(j, v, vl);
-    if (c < 0 && e.event_type == SL_YSB_VIEW) {
+    if (c < 0 && e.event_type == YSB_VIEW) {
         *reason = "unknown ad_id";
         return -1;
     }
@@ -224,12 +224,12 @@ static int parse_json(const char *line, size_t len, void *out, uint32_t max_len,
  * event): the generator source hands each poll's records seq, seq + step, ... */
 static int ysb_fill(void *out, int64_t *ts, uint32_t n, uint64_t seq, uint64_t step, void *ud)
 {
-    const sl_ysb_job *j = ud;
-    sl_ysb_cursor cur;
-    sl_ysb_cursor_init(&cur, seq, step, j->events_per_s);
-    sl_ysb_event *ev = out;
+    const ysb_job *j = ud;
+    ysb_cursor cur;
+    ysb_cursor_init(&cur, seq, step, j->events_per_s);
+    ysb_event *ev = out;
     for (uint32_t i = 0; i < n; i++) {
-        sl_ysb_next(&cur, &ev[i]);
+        ysb_next(&cur, &ev[i]);
         ts[i] = ev[i].event_time;
     }
     return 0;
@@ -239,8 +239,8 @@ static int ysb_fill(void *out, int64_t *ts, uint32_t n, uint64_t seq, uint64_t s
 
 static int views_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    const sl_ysb_job *j = sl_ctx_conf(ctx);
-    const sl_ysb_event *ev = (const sl_ysb_event *)(const void *)in->data;
+    const ysb_job *j = sl_ctx_conf(ctx);
+    const ysb_event *ev = (const ysb_event *)(const void *)in->data;
     uint32_t n = in->count, i = 0;
     while (i < n) {
         sl_batch *o = sl_out_batch(ctx, 0);
@@ -248,10 +248,10 @@ static int views_process(sl_ctx *ctx, void *self, sl_batch *in)
         int64_t *od = (int64_t *)(void *)o->data;
         uint32_t k = o->count;
         for (; i < n && k < SL_BATCH_CAPACITY; i++) {
-            const sl_ysb_event *e = &ev[i];
-            if (e->event_type != SL_YSB_VIEW) continue;
+            const ysb_event *e = &ev[i];
+            if (e->event_type != YSB_VIEW) continue;
             uint32_t ad = e->ad_id;
-            int32_t c = e->pad[0] ? (int32_t)ad - 1 : ad < SL_YSB_ADS ? j->camp_of[ad] : -1;
+            int32_t c = e->pad[0] ? (int32_t)ad - 1 : ad < YSB_ADS ? j->camp_of[ad] : -1;
             if (c < 0) {
                 o->count = k;
                 char msg[64];
@@ -284,13 +284,13 @@ static sl_bytes campaign_key(const void *rec, uint32_t len, void *ud)
 
 static int fmt_late(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
 {
-    const sl_ysb_job *j = ud;
+    const ysb_job *j = ud;
     int64_t c;
     memcpy(&c, rec, 8);
     return sl_buf_printf(out, "late view: campaign %s at event time %" PRId64, j->names[c], ts);
 }
 
-sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j)
+sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
 {
     int par = j->parallelism > 0 ? j->parallelism : 1;
     sl_stream *src;
@@ -298,16 +298,16 @@ sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j)
     j->dl.cmd = j->cmd;
     if (j->input) {
         sl_lines_conf lc = {
-            .path = j->input, .parse = parse_json, .ud = j, .max_len = sizeof(sl_ysb_event)};
+            .path = j->input, .parse = parse_json, .ud = j, .max_len = sizeof(ysb_event)};
         j->wm = (sl_watermark_conf){.delay = j->delay, .punctuated = 1};
-        src = sl_pipeline_lines(p, "json", &lc, sizeof(sl_ysb_event), &j->wm);
+        src = sl_pipeline_lines(p, "json", &lc, sizeof(ysb_event), &j->wm);
         src = sl_stream_parallelism(src, 1);
-        sl_stream_sink(sl_stream_dead_letters(src), "malformed", &sl_jobs_deadletter_sink, &j->dl);
+        sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
     } else {
         j->wm = (sl_watermark_conf){.delay = j->delay};
         j->gen =
             (sl_generator_conf){.fill = ysb_fill, .ud = j, .count = j->events, .rate = j->rate};
-        src = sl_pipeline_generator(p, "events", &j->gen, sizeof(sl_ysb_event), &j->wm);
+        src = sl_pipeline_generator(p, "events", &j->gen, sizeof(ysb_event), &j->wm);
         src = sl_stream_parallelism(src, par);
     }
     /* With one reader, views and key_by stay chained to it (parallelism 1):
@@ -316,15 +316,15 @@ sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j)
      * hash edge into the window keeps each key's order with the watermarks. */
     int vpar = j->input ? 1 : par;
     sl_stream *v = sl_stream_parallelism(sl_stream_apply(src, "views", &views_op, j, 8), vpar);
-    sl_stream_sink(sl_stream_side(v, 1, 0), "unknown-ads", &sl_jobs_deadletter_text_sink, &j->dl);
+    sl_stream_sink(sl_stream_side(v, 1, 0), "unknown-ads", &jobs_deadletter_text_sink, &j->dl);
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(v, "campaign", campaign_key, NULL), vpar);
-    j->wc = sl_window_tumbling(SL_YSB_WINDOW_MS, 0);
+    j->wc = sl_window_tumbling(YSB_WINDOW_MS, 0);
     j->wc.agg = &sl_agg_count;
     sl_stream *w = sl_stream_parallelism(sl_stream_window(k, "count", &j->wc), par);
     /* Late views (behind the watermark by more than --delay) are dead letters too. */
     sl_stream *late = sl_stream_window_late(w);
-    j->dl_late = (sl_jobs_deadletters_fmt){.dl = &j->dl, .format = fmt_late, .ud = j};
-    sl_stream_sink(late, "late-views", &sl_jobs_deadletter_fmt_sink, &j->dl_late);
+    j->dl_late = (jobs_deadletters_fmt){.dl = &j->dl, .format = fmt_late, .ud = j};
+    sl_stream_sink(late, "late-views", &jobs_deadletter_fmt_sink, &j->dl_late);
     return w;
 }
 
@@ -332,7 +332,7 @@ sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j)
 
 static int fmt_out(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
 {
-    const sl_ysb_job *j = ud;
+    const ysb_job *j = ud;
     sl_bytes b = {rec, len};
     sl_window_result r = sl_window_out(b);
     int64_t c, n;
@@ -344,7 +344,7 @@ static int fmt_out(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void 
 static void ysb_help(void)
 {
     printf("usage: sluice run ysb [--events N] [--rate R] [--input FILE] [--campaigns FILE]\n"
-           "           [--delay D] [--out FILE] [--threads N] [--parallelism P]\n"
+           "           [--delay D] [--out FILE] [--threads N] [--parallelism P] [--explain]\n"
            "The Yahoo Streaming Benchmark: keeps the view events, joins ad_id to campaign_id\n"
            "and counts views per campaign per 10-second tumbling event-time window, writing\n"
            "campaign_id,window_start,count lines.\n"
@@ -361,83 +361,83 @@ static void ysb_help(void)
            "counted, the first ten reported on standard error.\n");
 }
 
-int sl_job_ysb(int argc, char **argv)
+int job_ysb(int argc, char **argv, const jobs_runner *run)
 {
-    static sl_ysb_job j; /* large (ad table); one job per process */
+    static ysb_job j; /* large (ad table); one job per process */
     memset(&j, 0, sizeof(j));
     j.cmd = "run ysb";
     j.events = 1000000;
+    enum { O_EVENTS = JOBS_OPT_FIRST_FREE, O_RATE, O_INPUT, O_CAMPAIGNS, O_DELAY, O_OUT };
+    static const struct option opts[] = {{"events", required_argument, NULL, O_EVENTS},
+                                         {"rate", required_argument, NULL, O_RATE},
+                                         {"input", required_argument, NULL, O_INPUT},
+                                         {"campaigns", required_argument, NULL, O_CAMPAIGNS},
+                                         {"delay", required_argument, NULL, O_DELAY},
+                                         {"out", required_argument, NULL, O_OUT},
+                                         JOBS_COMMON_OPTIONS,
+                                         {0}};
     const char *campaigns = NULL, *out = NULL;
-    sl_cli_common common = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    jobs_common common = {0};
+    long long x;
+    int opt, ret = 0;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+        switch (opt) {
+        case O_EVENTS:
+            if (!(ret = jobs_int(j.cmd, "--events", optarg, 1, (long long)1 << 50, &x)))
+                j.events = (uint64_t)x;
+            break;
+        case O_RATE:
+            if (!(ret = jobs_int(j.cmd, "--rate", optarg, 1, 1000000000LL, &x))) j.rate = (double)x;
+            break;
+        case O_INPUT: j.input = optarg; break;
+        case O_CAMPAIGNS: campaigns = optarg; break;
+        case O_OUT: out = optarg; break;
+        case O_DELAY:
+            if (jobs_duration(optarg, 1, &j.delay)) {
+                fprintf(stderr,
+                        "sluice %s: --delay needs a duration (250ms, 10s, 1m or ms), not '%s'\n",
+                        j.cmd, optarg);
+                ret = 2;
+            }
+            break;
+        default: ret = jobs_opt(j.cmd, opt, argv, &common); break;
+        }
+        if (ret == JOBS_HELP) {
             ysb_help();
             return 0;
         }
-        int r = sl_cli_common_opt(j.cmd, argc, argv, &i, &common);
-        if (r == 2) return 2;
-        if (r == 1) continue;
-        int known = strcmp(a, "--events") == 0 || strcmp(a, "--rate") == 0 ||
-                    strcmp(a, "--input") == 0 || strcmp(a, "--campaigns") == 0 ||
-                    strcmp(a, "--delay") == 0 || strcmp(a, "--out") == 0;
-        if (!known) {
-            fprintf(stderr, "sluice %s: unknown option '%s' (--help lists them)\n", j.cmd, a);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "sluice %s: %s needs a value\n", j.cmd, a);
-            return 2;
-        }
-        const char *v = argv[++i];
-        long long x;
-        if (strcmp(a, "--events") == 0) {
-            if (sl_cli_int(j.cmd, a, v, 1, (long long)1 << 50, &x)) return 2;
-            j.events = (uint64_t)x;
-        } else if (strcmp(a, "--rate") == 0) {
-            if (sl_cli_int(j.cmd, a, v, 1, 1000000000LL, &x)) return 2;
-            j.rate = (double)x;
-        } else if (strcmp(a, "--input") == 0) {
-            j.input = v;
-        } else if (strcmp(a, "--campaigns") == 0) {
-            campaigns = v;
-        } else if (strcmp(a, "--out") == 0) {
-            out = v;
-        } else if (sl_jobs_duration(v, 1, &j.delay)) {
-            fprintf(stderr,
-                    "sluice %s: --delay needs a duration (250ms, 10s, 1m or ms), not '%s'\n", j.cmd,
-                    v);
-            return 2;
-        }
+        if (ret) return ret;
     }
+    if (jobs_no_operands(j.cmd, argc, argv)) return 2;
     j.events_per_s = j.rate > 0 ? (uint64_t)j.rate : 10000;
     j.parallelism = common.parallelism;
-    int rc = sl_ysb_campaigns(&j, campaigns);
+    int rc = ysb_campaigns(&j, campaigns);
     if (rc) {
-        sl_ysb_free(&j);
+        ysb_free(&j);
         return rc;
     }
     if (j.input && strcmp(j.input, "-") != 0 && access(j.input, R_OK) != 0) {
         fprintf(stderr, "sluice %s: cannot read '%s': %s\n", j.cmd, j.input, strerror(errno));
-        sl_ysb_free(&j);
+        ysb_free(&j);
         return 1;
     }
     sl_pipeline *p = sl_pipeline_new();
     if (!p) {
-        sl_ysb_free(&j);
+        ysb_free(&j);
         fprintf(stderr, "sluice %s: out of memory\n", j.cmd);
         return 1;
     }
     if (common.threads) sl_pipeline_set_threads(p, common.threads);
     sl_write_conf oc = {.path = out, .format = fmt_out, .ud = &j};
-    sl_stream *w = sl_ysb_build(p, &j);
+    sl_stream *w = ysb_build(p, &j);
     sl_stream_sink(w, "out", &sl_sink_write, &oc);
-    rc = sl_cli_run_pipeline(p, j.cmd);
+    rc = jobs_run(run, p, j.cmd, &common);
     sl_pipeline_free(p);
     uint64_t nbad = atomic_load(&j.dl.count);
     if (nbad)
         fprintf(stderr, "sluice %s: %" PRIu64 " dead letters (malformed, unknown ads, late)\n",
                 j.cmd, nbad);
-    sl_ysb_free(&j);
+    ysb_free(&j);
     return rc;
 }

@@ -1,13 +1,12 @@
 /*
- * examples/jobs_window.h - the event-time jobs and benchmarks of the sluice
- * CLI (window-agg, ysb; bench ysb, bench windows), and the small pieces they
- * share (a text-line source with a parse callback, watermarks and a
- * dead-letter port; a dead-letter sink; duration parsing).
+ * examples/jobs_window.h - what the event-time jobs (window-agg, ysb) share
+ * with each other and with the benchmarks that run them (bench ysb, bench
+ * windows): dead-letter sinks; the Yahoo Streaming Benchmark's events,
+ * generator cursor and pipeline builder. Their entry points are in jobs.h.
  *
- * Each entry point follows examples/cli.h: argv[0] is the job or benchmark
- * name, --help is handled, errors are one line "sluice run <job>: <problem>"
- * on stderr, and the return value is the exit status (0 ok, 1 runtime
- * failure, 2 usage error).
+ * Public API only: this header and its users include <sluice/sluice.h>, not
+ * the engine's headers. Application names carry no `sl_` prefix (that prefix
+ * is the library's): jobs_, ysb_, YSB_.
  */
 #ifndef SLUICE_EXAMPLES_JOBS_WINDOW_H
 #define SLUICE_EXAMPLES_JOBS_WINDOW_H
@@ -15,37 +14,28 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#include "sluice/sluice.h"
-
-int sl_job_window_agg(int argc, char **argv); /* examples/job_window_agg.c */
-int sl_job_ysb(int argc, char **argv);        /* examples/job_ysb.c */
-int sl_bench_ysb(int argc, char **argv);      /* bench/bench_ysb.c */
-int sl_bench_windows(int argc, char **argv);  /* bench/bench_windows.c */
+#include <sluice/sluice.h>
 
 /* --- shared by the jobs (examples/job_window_agg.c) ------------------------------- */
 
-/* "250ms", "10s", "1m", "1h" or plain milliseconds (> 0 unless allow_zero).
- * Returns 0, or -1 when malformed. */
-int sl_jobs_duration(const char *s, int allow_zero, int64_t *out);
-
 /* Sinks (parallelism 1) for dead letters: count them and print the first
- * ten on stderr as "sluice CMD: TEXT". sl_jobs_deadletter_sink reads a
+ * ten on stderr as "sluice CMD: TEXT". jobs_deadletter_sink reads a
  * source's dead letters (sluice/source.h: "REASON: RAW INPUT");
- * sl_jobs_deadletter_text_sink records that are text already. */
-typedef struct sl_jobs_deadletters {
+ * jobs_deadletter_text_sink records that are text already. */
+typedef struct jobs_deadletters {
     const char *cmd;
     _Atomic uint64_t count;
-} sl_jobs_deadletters;
-/* The same for records that are not text: conf is an sl_jobs_deadletters_fmt,
+} jobs_deadletters;
+/* The same for records that are not text: conf is a jobs_deadletters_fmt,
  * whose format makes the text of a record. */
-typedef struct sl_jobs_deadletters_fmt {
-    sl_jobs_deadletters *dl;
+typedef struct jobs_deadletters_fmt {
+    jobs_deadletters *dl;
     sl_format_fn format;
     void *ud;
-} sl_jobs_deadletters_fmt;
-extern const sl_operator sl_jobs_deadletter_fmt_sink;
-extern const sl_operator sl_jobs_deadletter_sink;
-extern const sl_operator sl_jobs_deadletter_text_sink;
+} jobs_deadletters_fmt;
+extern const sl_operator jobs_deadletter_fmt_sink;
+extern const sl_operator jobs_deadletter_sink;
+extern const sl_operator jobs_deadletter_text_sink;
 
 /* --- the Yahoo Streaming Benchmark (examples/job_ysb.c) ----------------------------- */
 
@@ -61,7 +51,7 @@ extern const sl_operator sl_jobs_deadletter_text_sink;
  *   33      1     event_type (0 view, 1 click, 2 purchase)
  *   34      6     unused (0)
  */
-typedef struct sl_ysb_event {
+typedef struct ysb_event {
     uint64_t user_id;
     uint64_t page_id;
     uint32_t ad_id;
@@ -70,14 +60,14 @@ typedef struct sl_ysb_event {
     uint8_t ad_type;
     uint8_t event_type;
     uint8_t pad[6];
-} sl_ysb_event;
+} ysb_event;
 
-#define SL_YSB_ADS       1000
-#define SL_YSB_CAMPAIGNS 100
-#define SL_YSB_WINDOW_MS 10000
-#define SL_YSB_VIEW      0
+#define YSB_ADS       1000
+#define YSB_CAMPAIGNS 100
+#define YSB_WINDOW_MS 10000
+#define YSB_VIEW      0
 
-static inline uint64_t sl_ysb_mix(uint64_t x)
+static inline uint64_t ysb_mix(uint64_t x)
 {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -87,7 +77,7 @@ static inline uint64_t sl_ysb_mix(uint64_t x)
 
 /* The generator's events, made one after another: event seq has type
  * seq % 3 (view, click, purchase: spread evenly), a pseudo-random ad and
- * other fields from sl_ysb_mix(seq), and event time seq * 1000 /
+ * other fields from ysb_mix(seq), and event time seq * 1000 /
  * events_per_s ms (the event-time pace). A cursor walks seq = first,
  * first + step, ... and keeps seq % 3 and the event time incrementally
  * (quotient and remainder of seq * 1000 by events_per_s, advanced by those
@@ -95,16 +85,16 @@ static inline uint64_t sl_ysb_mix(uint64_t x)
  * cycles, more than the rest of an event. Exact while seq * 1000 < 2^64.
  * The job's source and the benchmark's hand-written loop both make their
  * events with this cursor. */
-typedef struct sl_ysb_cursor {
+typedef struct ysb_cursor {
     uint64_t seq, step;
     uint64_t eps;     /* events per second of event time, >= 1 */
     uint64_t t, r;    /* seq * 1000 = t * eps + r, r < eps */
     uint64_t dt, dr;  /* step * 1000 = dt * eps + dr, dr < eps */
     uint32_t ty, dty; /* seq % 3, step % 3 */
-} sl_ysb_cursor;
+} ysb_cursor;
 
-static inline void sl_ysb_cursor_init(sl_ysb_cursor *c, uint64_t first, uint64_t step,
-                                      uint64_t events_per_s)
+static inline void ysb_cursor_init(ysb_cursor *c, uint64_t first, uint64_t step,
+                                   uint64_t events_per_s)
 {
     c->seq = first;
     c->step = step;
@@ -118,12 +108,12 @@ static inline void sl_ysb_cursor_init(sl_ysb_cursor *c, uint64_t first, uint64_t
 }
 
 /* Write event c->seq into *e and move to the next one. */
-static inline void sl_ysb_next(sl_ysb_cursor *c, sl_ysb_event *e)
+static inline void ysb_next(ysb_cursor *c, ysb_event *e)
 {
-    uint64_t x = sl_ysb_mix(c->seq);
+    uint64_t x = ysb_mix(c->seq);
     e->user_id = x;
     e->page_id = x * 0x2545F4914F6CDD1Dull;
-    e->ad_id = (uint32_t)((x >> 32) % SL_YSB_ADS);
+    e->ad_id = (uint32_t)((x >> 32) % YSB_ADS);
     e->ip = (uint32_t)x;
     e->event_time = (int64_t)c->t;
     e->ad_type = (uint8_t)(((x >> 8) & 0xFFFFFFFFu) * 5 >> 32); /* 0..4, evenly */
@@ -141,35 +131,35 @@ static inline void sl_ysb_next(sl_ysb_cursor *c, sl_ysb_event *e)
 }
 
 /* A YSB job: the campaigns, where events come from, where results go. */
-typedef struct sl_ysb_job {
+typedef struct ysb_job {
     uint64_t events;       /* generator: events in all */
     double rate;           /* generator: events per second, 0 = as fast as possible */
     uint64_t events_per_s; /* generator: event-time pace */
     int64_t delay;         /* watermark out-of-orderness */
     int parallelism;
-    const char *input;           /* JSON lines instead of the generator */
-    int32_t camp_of[SL_YSB_ADS]; /* generator ads -> campaign index, -1 unknown */
-    sl_state *ads;               /* JSON ad_id string -> int32 campaign index */
-    char **names;                /* campaign index -> campaign_id */
+    const char *input;        /* JSON lines instead of the generator */
+    int32_t camp_of[YSB_ADS]; /* generator ads -> campaign index, -1 unknown */
+    sl_state *ads;            /* JSON ad_id string -> int32 campaign index */
+    char **names;             /* campaign index -> campaign_id */
     int n_names;
     const char *cmd;
-    /* made by sl_ysb_build */
+    /* made by ysb_build */
     sl_watermark_conf wm;
     sl_generator_conf gen;
     sl_window_conf wc;
-    sl_jobs_deadletters dl;
-    sl_jobs_deadletters_fmt dl_late;
-} sl_ysb_job;
+    jobs_deadletters dl;
+    jobs_deadletters_fmt dl_late;
+} ysb_job;
 
 /* Campaigns: from a CSV file of ad_id,campaign_id lines, or (path NULL) the
  * default 1,000 ads -> 100 campaigns (ad a -> campaign a / 10). 0, or 2/1 after
  * printing the problem. */
-int sl_ysb_campaigns(sl_ysb_job *j, const char *path);
-void sl_ysb_free(sl_ysb_job *j);
+int ysb_campaigns(ysb_job *j, const char *path);
+void ysb_free(ysb_job *j);
 /* Build source -> views + join -> key_by -> 10 s tumbling count into p;
  * returns the window's result stream (sl_window_conf layout, key = int64
  * campaign index, result = int64 count), or NULL (error in p). Dead letters
- * go to a sl_jobs_deadletter_sink. */
-sl_stream *sl_ysb_build(sl_pipeline *p, sl_ysb_job *j);
+ * go to a jobs_deadletter_sink. */
+sl_stream *ysb_build(sl_pipeline *p, ysb_job *j);
 
 #endif

@@ -78,8 +78,8 @@ int slb_hdr_parse(const uint8_t *p, slb_batch_hdr *h)
 
 uint32_t slb_batch_crc(const uint8_t *batch, uint32_t len)
 {
-    uint32_t c = sl_crc32c(0, batch, 12);
-    return sl_crc32c(c, batch + 16, len - 16);
+    uint32_t c = slb_crc32c(0, batch, 12);
+    return slb_crc32c(c, batch + 16, len - 16);
 }
 
 int slb_batch_check(const uint8_t *p, size_t avail, slb_batch_hdr *h, bool check_crc)

@@ -11,7 +11,7 @@
  * partition's writer lock so that no writer can be inside it.
  *
  * Topic metadata file DIR/TOPIC/topic.meta: text, one "key=value" per line,
- * written with sl_fsio_write_file_atomic and never changed afterwards:
+ * written with sli_fsio_write_file_atomic and never changed afterwards:
  *
  *   line                        meaning
  *   --------------------------  -------------------------------------------
@@ -49,7 +49,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/fsio.h"
+#include "engine/base/clock.h"
+#include "engine/base/errmap.h"
+#include "engine/base/fsio.h"
 
 /* ---- partitioner --------------------------------------------------------- */
 
@@ -206,7 +208,7 @@ int slb_topic_load(const sl_broker *b, const char *name, sl_topic_conf *c, char 
             return SL_ENOENT;
         }
         slb_seterr(err, "cannot read %s: %s", path, strerror(errno));
-        return slb_errno_code(-errno);
+        return sli_errno_code(-errno);
     }
     sl_topic_conf_init(c);
     c->partitions = 0;
@@ -273,7 +275,11 @@ int sl_broker_open(sl_broker **out, const char *dir, unsigned flags)
     *out = b;
     if (!b) return SL_ENOMEM;
     pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
+    if (sli_cond_init_mono(&b->cv) != 0) { /* cannot happen on Linux */
+        pthread_cond_init(&b->cv, NULL);   /* so that sl_broker_close() may destroy it */
+        slb_seterr(b->errmsg, "cannot make a monotonic condition variable");
+        return SL_ENOMEM;
+    }
     if (!dir || !*dir) {
         slb_seterr(b->errmsg, "broker directory is empty");
         return SL_EINVAL;
@@ -287,15 +293,15 @@ int sl_broker_open(sl_broker **out, const char *dir, unsigned flags)
     if (stat(dir, &st) < 0) {
         int e = errno;
         if (e == ENOENT && (flags & SL_BROKER_CREATE)) {
-            int r = sl_fsio_mkdir(dir, 0755);
+            int r = sli_fsio_mkdir(dir, 0755);
             if (r < 0 && r != -EEXIST) {
                 slb_seterr(b->errmsg, "cannot create broker directory %s: %s", dir, strerror(-r));
-                return slb_errno_code(r);
+                return sli_errno_code(r);
             }
             return 0;
         }
         slb_seterr(b->errmsg, "broker directory %s: %s", dir, strerror(e));
-        return slb_errno_code(-e);
+        return sli_errno_code(-e);
     }
     if (!S_ISDIR(st.st_mode)) {
         slb_seterr(b->errmsg, "broker directory %s is not a directory", dir);
@@ -358,7 +364,7 @@ static void *flusher_main(void *arg)
     pthread_mutex_lock(&b->mu);
     while (!b->stop) {
         int64_t tick = 1000;
-        int64_t now = slb_mono_ms();
+        int64_t now = sli_clock_mono_ms();
         char err[SLB_ERRLEN];
         for (size_t i = 0; i < b->ntopics; i++) {
             slb_wtopic *wt = b->topics[i];
@@ -368,14 +374,8 @@ static void *flusher_main(void *arg)
                 if (wt->parts[p]) (void)slb_plog_sync_due(wt->parts[p], now, err);
         }
         if (tick > 2) tick /= 2;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += tick / 1000;
-        ts.tv_nsec += (long)(tick % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts; /* b->cv waits on the monotonic clock */
+        sli_clock_mono_deadline(&ts, tick);
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     }
     pthread_mutex_unlock(&b->mu);
@@ -479,8 +479,11 @@ static int check_record(const slb_wtopic *wt, const sl_record *r, char *err)
         slb_seterr(err, "record has a length without its data");
         return SL_EINVAL;
     }
-    if (r->timestamp < 0) {
-        slb_seterr(err, "record timestamp %" PRId64 " is negative", r->timestamp);
+    if (r->timestamp < 0 && r->timestamp != SL_TIMESTAMP_NONE) {
+        slb_seterr(err,
+                   "record timestamp %" PRId64
+                   " is negative (SL_TIMESTAMP_NONE stamps the time of the append)",
+                   r->timestamp);
         return SL_EINVAL;
     }
     return 0;
@@ -536,49 +539,49 @@ int slb_topic_create(sl_broker *b, const char *name, const sl_topic_conf *conf, 
         slb_seterr(b->errmsg, "topic '%s' already exists", name);
         return SL_EEXIST;
     }
-    (void)sl_fsio_remove_tree(tmp); /* a leftover of ours from a crash */
-    int r = sl_fsio_mkdir(tmp, 0755);
+    (void)sli_fsio_remove_tree(tmp); /* a leftover of ours from a crash */
+    int r = sli_fsio_mkdir(tmp, 0755);
     if (r < 0) {
         slb_seterr(b->errmsg, "cannot create topic '%s': mkdir %s: %s", name, tmp, strerror(-r));
-        return slb_errno_code(r);
+        return sli_errno_code(r);
     }
     char meta[1024];
     int mlen = meta_format(&c, meta, sizeof meta);
     snprintf(path, sizeof path, "%s/topic.meta", tmp);
-    if ((r = sl_fsio_write_file_atomic(path, meta, (size_t)mlen)) < 0) goto fail;
+    if ((r = sli_fsio_write_file_atomic(path, meta, (size_t)mlen)) < 0) goto fail;
     for (int32_t p = 0; p < c.partitions; p++) {
         snprintf(path, sizeof path, "%s/%d", tmp, (int)p);
-        if ((r = sl_fsio_mkdir(path, 0755)) < 0) goto fail;
+        if ((r = sli_fsio_mkdir(path, 0755)) < 0) goto fail;
         char seg[SLB_PATH_CAP + 96];
         slb_seg_path(seg, sizeof seg, path, 0, "log");
-        int fd = sl_fsio_open(seg, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        int fd = sli_fsio_open(seg, O_WRONLY | O_CREAT | O_EXCL, 0644);
         if (fd < 0) {
             r = fd;
             goto fail;
         }
         close(fd);
-        if (c.fsync != SL_FSYNC_NEVER && (r = sl_fsio_fsync_dir(path)) < 0) goto fail;
+        if (c.fsync != SL_FSYNC_NEVER && (r = sli_fsio_fsync_dir(path)) < 0) goto fail;
     }
-    if ((r = sl_fsio_fsync_dir(tmp)) < 0) goto fail;
-    if ((r = sl_fsio_rename(tmp, final)) < 0) {
+    if ((r = sli_fsio_fsync_dir(tmp)) < 0) goto fail;
+    if ((r = sli_fsio_rename(tmp, final)) < 0) {
         if (r == -EEXIST || r == -ENOTEMPTY) {
-            (void)sl_fsio_remove_tree(tmp);
+            (void)sli_fsio_remove_tree(tmp);
             slb_seterr(b->errmsg, "topic '%s' already exists", name);
             return SL_EEXIST;
         }
         goto fail;
     }
-    if ((r = sl_fsio_fsync_dir(b->dir)) < 0) {
+    if ((r = sli_fsio_fsync_dir(b->dir)) < 0) {
         /* The topic is in place but maybe not durable: say so, keep it. */
         slb_seterr(b->errmsg, "topic '%s' created, but syncing %s failed: %s", name, b->dir,
                    strerror(-r));
-        return slb_errno_code(r);
+        return sli_errno_code(r);
     }
     return 0;
 fail:
     slb_seterr(b->errmsg, "cannot create topic '%s' in %s: %s", name, b->dir, strerror(-r));
-    (void)sl_fsio_remove_tree(tmp);
-    return slb_errno_code(r);
+    (void)sli_fsio_remove_tree(tmp);
+    return sli_errno_code(r);
 }
 
 int sl_topic_create(sl_broker *b, const char *name, const sl_topic_conf *conf)
@@ -614,9 +617,9 @@ int sl_topic_delete(sl_broker *b, const char *name)
     char path[SLB_PATH_CAP], gone[SLB_PATH_CAP], final[SLB_PATH_CAP];
     for (; locked < c.partitions; locked++) {
         snprintf(path, sizeof path, "%s/%s/%d/.lock", b->dir, name, (int)locked);
-        int fd = sl_fsio_open(path, O_RDWR | O_CREAT, 0644);
+        int fd = sli_fsio_open(path, O_RDWR | O_CREAT, 0644);
         if (fd < 0) {
-            rc = slb_errno_code(fd);
+            rc = sli_errno_code(fd);
             slb_seterr(b->errmsg, "cannot delete topic '%s': cannot open %s: %s", name, path,
                        strerror(-fd));
             goto out;
@@ -633,17 +636,17 @@ int sl_topic_delete(sl_broker *b, const char *name)
     }
     snprintf(final, sizeof final, "%s/%s", b->dir, name);
     snprintf(gone, sizeof gone, "%s/.deleted-%s-%ld", b->dir, name, (long)getpid());
-    (void)sl_fsio_remove_tree(gone);
-    int r = sl_fsio_rename(final, gone);
+    (void)sli_fsio_remove_tree(gone);
+    int r = sli_fsio_rename(final, gone);
     if (r < 0) {
-        rc = slb_errno_code(r);
+        rc = sli_errno_code(r);
         slb_seterr(b->errmsg, "cannot delete topic '%s': rename %s: %s", name, final, strerror(-r));
         goto out;
     }
-    (void)sl_fsio_fsync_dir(b->dir);
-    r = sl_fsio_remove_tree(gone);
+    (void)sli_fsio_fsync_dir(b->dir);
+    r = sli_fsio_remove_tree(gone);
     if (r < 0) {
-        rc = slb_errno_code(r);
+        rc = sli_errno_code(r);
         slb_seterr(b->errmsg, "topic '%s' deleted, but removing %s failed: %s", name, gone,
                    strerror(-r));
     }
@@ -666,7 +669,7 @@ int sl_topic_list(sl_broker *b, char ***names, size_t *count)
     DIR *d = opendir(b->dir);
     if (!d) {
         slb_seterr(b->errmsg, "cannot list broker directory %s: %s", b->dir, strerror(errno));
-        return slb_errno_code(-errno);
+        return sli_errno_code(-errno);
     }
     char **v = NULL;
     size_t n = 0, cap = 0;
@@ -824,7 +827,8 @@ int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec, in
         size_t payload = (rec->key ? rec->key_len : 0) + (rec->value ? rec->value_len : 0);
         bool bad = (payload > (size_t)wt->conf.max_record_bytes) |
                    ((wt->conf.compact != 0) & !rec->key) | (rec->key_len && !rec->key) |
-                   (rec->value_len && !rec->value) | (rec->timestamp < 0);
+                   (rec->value_len && !rec->value) |
+                   ((rec->timestamp < 0) & (rec->timestamp != SL_TIMESTAMP_NONE));
         if (bad) return check_record(wt, rec, p->errmsg);
     } else if ((rc = check_record(wt, rec, p->errmsg)) < 0) {
         return rc;
@@ -843,10 +847,10 @@ int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec, in
         return rc;
     }
     int64_t ts = rec->timestamp;
-    if (!ts) {
+    if (ts == SL_TIMESTAMP_NONE) {
         /* Reading the clock per record costs more than encoding it; the
          * cached value is at most 64 records old (and renewed per flush). */
-        if (p->now_uses++ % 64 == 0) p->now_ms = slb_now_ms();
+        if (p->now_uses++ % 64 == 0) p->now_ms = sli_clock_wall_ms();
         ts = p->now_ms;
     }
     if ((rc = slb_plog_add(l, rec, ts, offset, p->errmsg)) < 0) return rc;

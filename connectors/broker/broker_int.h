@@ -12,7 +12,6 @@
 #include "sluice/broker.h"
 
 #define SLB_OFFSETS_TOPIC "__consumer_offsets"
-#define SLB_PATH_CAP      4096
 
 /* A topic this handle writes to: its partitions' writers, opened lazily. */
 typedef struct slb_wtopic {

@@ -16,7 +16,7 @@
  *   i.e. c * x^(8n) mod P. Since shift is linear in c, it is four table
  *   lookups (one per byte of c) in tables made for n = LONG and n = SHORT.
  *   The remainder (< 3 * SHORT bytes) runs in one chain.
- * - portable slicing-by-8 (sl_crc32c_sw), also used when the CPU lacks
+ * - portable slicing-by-8 (slb_crc32c_sw), also used when the CPU lacks
  *   SSE4.2; tests compare both.
  *
  * The choice is made per call from __builtin_cpu_supports, which caches the
@@ -24,8 +24,8 @@
  * on first use under a pthread_once flag; they are the only lazily written
  * static data in the broker and never change afterwards.
  *
- * Invariant: sl_crc32c(sl_crc32c(0, a, n), b, m) == sl_crc32c(0, a||b, n+m),
- * and sl_crc32c == sl_crc32c_sw for every input.
+ * Invariant: slb_crc32c(slb_crc32c(0, a, n), b, m) == slb_crc32c(0, a||b, n+m),
+ * and slb_crc32c == slb_crc32c_sw for every input.
  */
 #include "connectors/broker/crc32c.h"
 
@@ -78,7 +78,7 @@ static void table_init(void)
     shift_table_init(shift_short, SHORT);
 }
 
-uint32_t sl_crc32c_sw(uint32_t crc, const void *buf, size_t len)
+uint32_t slb_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
     pthread_once(&table_once, table_init);
     const unsigned char *p = buf;
@@ -160,14 +160,14 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const 
     return ~(uint32_t)c0;
 }
 
-uint32_t sl_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t slb_crc32c(uint32_t crc, const void *buf, size_t len)
 {
     if (__builtin_cpu_supports("sse4.2")) return crc32c_hw(crc, buf, len);
-    return sl_crc32c_sw(crc, buf, len);
+    return slb_crc32c_sw(crc, buf, len);
 }
 #else
-uint32_t sl_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t slb_crc32c(uint32_t crc, const void *buf, size_t len)
 {
-    return sl_crc32c_sw(crc, buf, len);
+    return slb_crc32c_sw(crc, buf, len);
 }
 #endif

@@ -11,8 +11,8 @@
 /* Extend crc (0 to start) with len bytes of buf. crc32c("123456789") is
  * 0xe3069283. Uses the SSE4.2 crc32 instruction when the CPU has it, else
  * slicing-by-8 tables. */
-uint32_t sl_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t slb_crc32c(uint32_t crc, const void *buf, size_t len);
 /* The portable version, always (for tests). */
-uint32_t sl_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+uint32_t slb_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 #endif

@@ -43,7 +43,8 @@
 #include <unistd.h>
 
 #include "connectors/broker/broker_int.h"
-#include "engine/fsio.h"
+#include "engine/base/errmap.h"
+#include "engine/base/fsio.h"
 
 struct sl_group_member {
     char errmsg[SLB_ERRLEN];
@@ -110,7 +111,8 @@ int sl_group_commit(sl_broker *b, const char *group, const char *topic, int32_t 
     uint8_t key[2 * SL_TOPIC_NAME_MAX + 16], val[8];
     size_t klen = offsets_key(key, group, topic, partition);
     slb_put64(val, (uint64_t)offset);
-    sl_record rec = {.key = key, .key_len = klen, .value = val, .value_len = 8};
+    sl_record rec = {
+        .key = key, .key_len = klen, .value = val, .value_len = 8, .timestamp = SL_TIMESTAMP_NONE};
     char pdir[SLB_PATH_CAP];
     slb_part_dir(pdir, sizeof pdir, b, SLB_OFFSETS_TOPIC, 0);
     slb_plog *l;
@@ -166,11 +168,11 @@ static int mkdirs(char *path)
     for (char *p = path + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
-        int r = sl_fsio_mkdir(path, 0755);
+        int r = sli_fsio_mkdir(path, 0755);
         *p = '/';
         if (r < 0 && r != -EEXIST) return r;
     }
-    int r = sl_fsio_mkdir(path, 0755);
+    int r = sli_fsio_mkdir(path, 0755);
     return r == -EEXIST ? 0 : r;
 }
 
@@ -178,7 +180,7 @@ static int join_lock(sl_group_member *m)
 {
     char path[SLB_PATH_CAP + 16];
     snprintf(path, sizeof path, "%s/.join", m->dir);
-    int fd = sl_fsio_open(path, O_RDWR | O_CREAT, 0644);
+    int fd = sli_fsio_open(path, O_RDWR | O_CREAT, 0644);
     if (fd < 0) return fd;
     while (flock(fd, LOCK_EX) < 0) {
         if (errno != EINTR) {
@@ -211,19 +213,19 @@ int sl_group_join(sl_group_member **out, sl_broker *b, const char *group, const 
     if (r < 0) {
         slb_seterr(b->errmsg, "group '%s': cannot create %s: %s", group, m->dir, strerror(-r));
         free(m);
-        return slb_errno_code(r);
+        return sli_errno_code(r);
     }
     int jfd = join_lock(m);
     if (jfd < 0) {
         slb_seterr(b->errmsg, "group '%s': cannot lock %s/.join: %s", group, m->dir,
                    strerror(-jfd));
         free(m);
-        return slb_errno_code(jfd);
+        return sli_errno_code(jfd);
     }
     for (int k = 0; k < 100000; k++) {
         char path[SLB_PATH_CAP + 32];
         snprintf(path, sizeof path, "%s/member-%d.lock", m->dir, k);
-        int fd = sl_fsio_open(path, O_RDWR | O_CREAT, 0644);
+        int fd = sli_fsio_open(path, O_RDWR | O_CREAT, 0644);
         if (fd < 0) {
             r = fd;
             break;
@@ -239,7 +241,7 @@ int sl_group_join(sl_group_member **out, sl_broker *b, const char *group, const 
     if (m->fd < 0) {
         slb_seterr(b->errmsg, "group '%s': cannot take a member slot in %s", group, m->dir);
         free(m);
-        return r < 0 ? slb_errno_code(r) : SL_EFULL;
+        return r < 0 ? sli_errno_code(r) : SL_EFULL;
     }
     *out = m;
     return 0;
@@ -261,13 +263,13 @@ int sl_group_member_assignment(sl_group_member *m, int32_t *parts, size_t cap, s
     int jfd = join_lock(m);
     if (jfd < 0) {
         slb_seterr(m->errmsg, "cannot lock %s/.join: %s", m->dir, strerror(-jfd));
-        return slb_errno_code(jfd);
+        return sli_errno_code(jfd);
     }
     DIR *d = opendir(m->dir);
     if (!d) {
         close(jfd);
         slb_seterr(m->errmsg, "cannot list %s: %s", m->dir, strerror(errno));
-        return slb_errno_code(-errno);
+        return sli_errno_code(-errno);
     }
     int live[4096], n = 0;
     struct dirent *e;

@@ -1,36 +1,23 @@
 /*
  * connectors/broker/log.c - a partition on disk: the writer (lock, recovery,
- * append, segment roll, durability), indexes, retention and compaction.
+ * append, segment roll, durability) and the lock-free views of a partition.
+ * Its indexes are in index.c, retention and compaction in clean.c, all three
+ * behind log.h.
  *
  * Segments. A partition directory holds segments named by base offset
  * (log.h). Batches are appended to the active (last) segment with one pwrite
  * each; when it would exceed segment_bytes, or is older than segment_ms, it is
- * sealed (synced unless fsync=never, its indexes written) and a new segment
- * named by the next offset is created.
+ * sealed (synced unless fsync=never, its indexes written by index.c) and a
+ * new segment named by the next offset is created. A segment's age counts
+ * from its first append (wall clock; after a reopen, from the file's last
+ * change), never from its records' timestamps, which are event times.
  *
- * Index files (.index and .timeindex), written when a segment is sealed, with
- * sl_fsio_write_file_atomic (temporary file, fsync, rename):
+ * The segment file is a sequence of record batches, drawn in batch.h; the
+ * index files are drawn in index.c.
  *
- *   offset  size  field
- *   ------  ----  --------------------------------------------------------
- *        0     4  magic              "SLIX" (.index) or "SLTX" (.timeindex)
- *        4     4  version            1
- *        8     8  base_offset        int64, the segment's base offset
- *       16     8  log_size           bytes of .log this index describes
- *       24     4  count              uint32, number of entries
- *       28     4  crc                CRC-32C of the entries
- *       32     *  entries            .index: {uint32 rel_offset, uint32 pos}
- *                                    .timeindex: {int64 max_ts, uint32 rel_offset}
- *
- * The offset index is sparse: one entry per SLB_INDEX_INTERVAL bytes of log,
- * pointing at a batch start (rel_offset = batch base - segment base). A
- * time-index entry {ts, rel} says the batches before base+rel plus the batch
- * at base+rel have timestamps <= ts; its last entry is the segment's largest
- * timestamp (used by time retention). Index files are hints: an index whose
- * header, CRC or log_size does not match its log is rebuilt by scanning, and
- * readers check that an entry really points at a batch with that offset.
- * The active segment has no up-to-date index file: its index lives in the
- * writer's memory and is rebuilt by the recovery scan at every open.
+ * Timestamps: a record's timestamp is stored as given (0 is a time like any
+ * other); SL_TIMESTAMP_NONE is replaced by the wall-clock time of the append
+ * (here for sl_log_append, in broker.c for the producer).
  *
  * Recovery (slb_plog_open, under the partition lock): leftovers of an
  * interrupted compaction (*.cleaned) and of atomic writes (*.tmp) are removed;
@@ -64,20 +51,6 @@
  * `pending`; the pending batch's base offset is the in-flight batch's end
  * (pending_based) or, when nothing is in flight, next_offset.
  *
- * Compaction (compacted topics; sealed segments only; oldest first): a map
- * from XXH3-128 of each key to its latest offset is built over the sealed
- * segments; each segment is then rewritten keeping keyless records, the
- * latest record of each key, and tombstones younger than
- * tombstone_retention_ms. Batches keep their base offset and last offset
- * delta; empty batches are dropped, and a segment left empty is deleted. Crash
- * safety: the cleaned segment is written to BASE.log.cleaned and fsynced, the
- * old index files are unlinked, the cleaned file is renamed over BASE.log and
- * the directory fsynced, then new indexes are written. A crash leaves each
- * segment either old or new (never half of one); since segments are cleaned
- * oldest first and only records superseded by a later record of the same key
- * are dropped, every mix of old and new segments still holds the latest
- * record of each key.
- *
  * Locking: the writer holds flock(LOCK_EX) on P/.lock (a second writer, in any
  * process, gets SL_EBUSY); l->mu guards the writer state against the flusher
  * thread, and every slb_plog_* function takes it.
@@ -94,15 +67,13 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
-#include "connectors/broker/crc32c.h"
-#include "engine/fsio.h"
+#include "engine/base/clock.h"
+#include "engine/base/errmap.h"
+#include "engine/base/fsio.h"
 
 #define READ_CHUNK (1 << 20)
-#define PATH_CAP   4096
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -113,51 +84,6 @@ void slb_seterr(char *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, SLB_ERRLEN, fmt, ap);
     va_end(ap);
-}
-
-int slb_errno_code(int neg)
-{
-    switch (-neg) {
-    case ENOMEM: return SL_ENOMEM;
-    case ENOENT: return SL_ENOENT;
-    case ENOTDIR: return SL_ENOENT;
-    case EEXIST: return SL_EEXIST;
-    case ENOTEMPTY: return SL_EEXIST;
-    case EACCES:
-    case EPERM:
-    case EROFS: return SL_EPERM;
-    case ENOSPC:
-    case EDQUOT: return SL_EFULL;
-    case EWOULDBLOCK: return SL_EBUSY;
-    case EINVAL: return SL_EINVAL;
-    case ENAMETOOLONG: return SL_EINVAL;
-    default: return SL_EIO;
-    }
-}
-
-const char *slb_code_name(int code)
-{
-    switch (code) {
-#define SLB_NAME_(name, value, text) \
-    case value: return text;
-        SL_ERRNO_MAP(SLB_NAME_)
-#undef SLB_NAME_
-    default: return "error";
-    }
-}
-
-int64_t slb_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t slb_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void slb_seg_path(char *buf, size_t cap, const char *pdir, int64_t base, const char *ext)
@@ -190,7 +116,7 @@ int slb_list_segments(const char *pdir, int64_t **bases, size_t *n)
     *bases = NULL;
     *n = 0;
     DIR *d = opendir(pdir);
-    if (!d) return slb_errno_code(-errno);
+    if (!d) return sli_errno_code(-errno);
     size_t cap = 0, cnt = 0;
     int64_t *v = NULL;
     struct dirent *e;
@@ -216,7 +142,7 @@ int slb_list_segments(const char *pdir, int64_t **bases, size_t *n)
     return 0;
 }
 
-static int read_full(int fd, void *buf, size_t len, off_t off)
+int slb_read_full(int fd, void *buf, size_t len, off_t off)
 {
     char *p = buf;
     while (len > 0) {
@@ -233,164 +159,6 @@ static int read_full(int fd, void *buf, size_t len, off_t off)
     return 0;
 }
 
-/* ---- indexes --------------------------------------------------------------- */
-
-static int push_idx(slb_segment *s, uint32_t rel, uint32_t pos)
-{
-    if (s->nidx == s->capidx) {
-        size_t cap = s->capidx ? s->capidx * 2 : 64;
-        slb_index_entry *n = realloc(s->idx, cap * sizeof *n);
-        if (!n) return SL_ENOMEM;
-        s->idx = n;
-        s->capidx = cap;
-    }
-    s->idx[s->nidx].rel = rel;
-    s->idx[s->nidx].pos = pos;
-    s->nidx++;
-    return 0;
-}
-
-static int push_tidx(slb_segment *s, int64_t ts, uint32_t rel)
-{
-    if (s->ntidx == s->captidx) {
-        size_t cap = s->captidx ? s->captidx * 2 : 64;
-        slb_time_entry *n = realloc(s->tidx, cap * sizeof *n);
-        if (!n) return SL_ENOMEM;
-        s->tidx = n;
-        s->captidx = cap;
-    }
-    s->tidx[s->ntidx].ts = ts;
-    s->tidx[s->ntidx].rel = rel;
-    s->ntidx++;
-    return 0;
-}
-
-/* Account for a batch written at pos of segment s (index entries, figures). */
-static int note_batch(slb_segment *s, int64_t pos, const slb_batch_hdr *h)
-{
-    uint32_t rel = (uint32_t)(h->base_offset - s->base);
-    if (s->nidx == 0 || pos - s->last_index_pos >= SLB_INDEX_INTERVAL) {
-        if (push_idx(s, rel, (uint32_t)pos) < 0) return SL_ENOMEM;
-        s->last_index_pos = pos;
-        if (h->max_ts > s->max_ts && push_tidx(s, h->max_ts, rel) < 0) return SL_ENOMEM;
-    }
-    if (h->max_ts > s->max_ts) s->max_ts = h->max_ts;
-    s->next_offset = slb_next_offset(h);
-    s->size = pos + h->length;
-    return 0;
-}
-
-static void seg_free(slb_segment *s)
-{
-    free(s->idx);
-    free(s->tidx);
-    s->idx = NULL;
-    s->tidx = NULL;
-    s->nidx = s->capidx = s->ntidx = s->captidx = 0;
-}
-
-static void seg_reset(slb_segment *s, int64_t base)
-{
-    seg_free(s);
-    s->base = base;
-    s->size = 0;
-    s->next_offset = base;
-    s->max_ts = INT64_MIN;
-    s->first_ms = 0;
-    s->last_index_pos = 0;
-}
-
-static int index_write(const char *pdir, const slb_segment *s, bool time)
-{
-    size_t esz = time ? 12 : 8;
-    size_t cnt = time ? s->ntidx : s->nidx;
-    size_t len = SLB_INDEX_HDR + cnt * esz;
-    uint8_t *buf = malloc(len);
-    if (!buf) return SL_ENOMEM;
-    memcpy(buf, time ? "SLTX" : "SLIX", 4);
-    slb_put32(buf + 4, 1);
-    slb_put64(buf + 8, (uint64_t)s->base);
-    slb_put64(buf + 16, (uint64_t)s->size);
-    slb_put32(buf + 24, (uint32_t)cnt);
-    uint8_t *p = buf + SLB_INDEX_HDR;
-    for (size_t i = 0; i < cnt; i++) {
-        if (time) {
-            slb_put64(p, (uint64_t)s->tidx[i].ts);
-            slb_put32(p + 8, s->tidx[i].rel);
-        } else {
-            slb_put32(p, s->idx[i].rel);
-            slb_put32(p + 4, s->idx[i].pos);
-        }
-        p += esz;
-    }
-    slb_put32(buf + 28, sl_crc32c(0, buf + SLB_INDEX_HDR, cnt * esz));
-    char path[PATH_CAP];
-    slb_seg_path(path, sizeof path, pdir, s->base, time ? "timeindex" : "index");
-    int rc = sl_fsio_write_file_atomic(path, buf, len);
-    free(buf);
-    return rc < 0 ? slb_errno_code(rc) : 0;
-}
-
-int slb_index_load(const char *pdir, int64_t base, bool time, void **out, size_t *n,
-                   int64_t *log_size)
-{
-    char path[PATH_CAP];
-    slb_seg_path(path, sizeof path, pdir, base, time ? "timeindex" : "index");
-    *out = NULL;
-    *n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? SL_ENOENT : SL_ECORRUPT;
-    struct stat st;
-    uint8_t *buf = NULL;
-    int rc = SL_ECORRUPT;
-    if (fstat(fd, &st) < 0 || st.st_size < SLB_INDEX_HDR || st.st_size > (1 << 30)) goto done;
-    buf = malloc((size_t)st.st_size);
-    if (!buf) {
-        rc = SL_ENOMEM;
-        goto done;
-    }
-    if (read_full(fd, buf, (size_t)st.st_size, 0) < 0) goto done;
-    size_t esz = time ? 12 : 8;
-    uint32_t cnt = slb_get32(buf + 24);
-    if (memcmp(buf, time ? "SLTX" : "SLIX", 4) || slb_get32(buf + 4) != 1 ||
-        (int64_t)slb_get64(buf + 8) != base ||
-        (uint64_t)st.st_size != SLB_INDEX_HDR + (uint64_t)cnt * esz ||
-        sl_crc32c(0, buf + SLB_INDEX_HDR, cnt * esz) != slb_get32(buf + 28))
-        goto done;
-    int64_t lsz = (int64_t)slb_get64(buf + 16);
-    void *v = malloc(cnt ? cnt * (time ? sizeof(slb_time_entry) : sizeof(slb_index_entry)) : 1);
-    if (!v) {
-        rc = SL_ENOMEM;
-        goto done;
-    }
-    const uint8_t *p = buf + SLB_INDEX_HDR;
-    for (uint32_t i = 0; i < cnt; i++, p += esz) {
-        if (time) {
-            slb_time_entry *t = v;
-            t[i].ts = (int64_t)slb_get64(p);
-            t[i].rel = slb_get32(p + 8);
-            if (i && (t[i].rel <= t[i - 1].rel || t[i].ts < t[i - 1].ts)) goto bad;
-        } else {
-            slb_index_entry *x = v;
-            x[i].rel = slb_get32(p);
-            x[i].pos = slb_get32(p + 4);
-            if ((int64_t)x[i].pos >= lsz) goto bad;
-            if (i && (x[i].rel <= x[i - 1].rel || x[i].pos <= x[i - 1].pos)) goto bad;
-        }
-    }
-    *out = v;
-    *n = cnt;
-    *log_size = lsz;
-    rc = 0;
-    goto done;
-bad:
-    free(v);
-done:
-    free(buf);
-    close(fd);
-    return rc;
-}
-
 /* ---- scanning a segment ----------------------------------------------------- */
 
 typedef struct scan_result {
@@ -402,7 +170,7 @@ typedef struct scan_result {
 } scan_result;
 
 /* Scan the batches of fd from byte 0 to file_size. With s, feed each valid
- * batch to note_batch (s must be reset to its base). Stops at the first
+ * batch to slb_seg_note_batch (s must be reset to its base). Stops at the first
  * incomplete or invalid batch (bad CRC when check_crc, offsets going back or
  * below the segment base). */
 static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment *s, bool check_crc,
@@ -444,7 +212,7 @@ static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment
             buf_pos = pos;
             size_t want = cap - avail;
             if ((int64_t)want > left - (int64_t)avail) want = (size_t)(left - (int64_t)avail);
-            int r = read_full(fd, buf + avail, want, (off_t)(pos + (int64_t)avail));
+            int r = slb_read_full(fd, buf + avail, want, (off_t)(pos + (int64_t)avail));
             if (r < 0) {
                 rc = SL_EIO;
                 break;
@@ -458,7 +226,7 @@ static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment
             break;
         }
         if (res->first_base < 0) res->first_base = h.base_offset;
-        if (s && (rc = note_batch(s, pos, &h)) < 0) break;
+        if (s && (rc = slb_seg_note_batch(s, pos, &h)) < 0) break;
         if (h.max_ts > res->max_ts) res->max_ts = h.max_ts;
         res->next_offset = slb_next_offset(&h);
         pos += h.length;
@@ -472,13 +240,13 @@ static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment
 
 static int open_lock(const char *pdir, bool wait, char *err, const char *topic, int32_t partition)
 {
-    char path[PATH_CAP];
+    char path[SLB_PATH_CAP];
     snprintf(path, sizeof path, "%s/.lock", pdir);
-    int fd = sl_fsio_open(path, O_RDWR | O_CREAT, 0644);
+    int fd = sli_fsio_open(path, O_RDWR | O_CREAT, 0644);
     if (fd < 0) {
         slb_seterr(err, "topic '%s' partition %d: cannot open lock file %s: %s", topic, partition,
                    path, strerror(-fd));
-        return slb_errno_code(fd);
+        return sli_errno_code(fd);
     }
     int r;
     do r = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
@@ -506,7 +274,7 @@ static int open_lock(const char *pdir, bool wait, char *err, const char *topic, 
     /* Record our pid for the message above (informative only). */
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (sl_fsio_ftruncate(fd, 0) == 0) (void)sl_fsio_pwrite(fd, pid, (size_t)n, 0);
+    if (sli_fsio_ftruncate(fd, 0) == 0) (void)sli_fsio_pwrite(fd, pid, (size_t)n, 0);
     return fd;
 }
 
@@ -516,7 +284,7 @@ static void remove_strays(const char *pdir)
     DIR *d = opendir(pdir);
     if (!d) return;
     struct dirent *e;
-    char path[PATH_CAP], logp[PATH_CAP];
+    char path[SLB_PATH_CAP], logp[SLB_PATH_CAP];
     while ((e = readdir(d)) != NULL) {
         const char *n = e->d_name;
         size_t l = strlen(n);
@@ -531,7 +299,7 @@ static void remove_strays(const char *pdir)
         }
         if (kill) {
             snprintf(path, sizeof path, "%s/%s", pdir, n);
-            (void)sl_fsio_unlink(path);
+            (void)sli_fsio_unlink(path);
         }
     }
     closedir(d);
@@ -540,13 +308,13 @@ static void remove_strays(const char *pdir)
 /* Load or rebuild the indexes of sealed segment s (s->base set). */
 static int load_sealed(slb_plog *l, slb_segment *s, char *err)
 {
-    char path[PATH_CAP];
+    char path[SLB_PATH_CAP];
     slb_seg_path(path, sizeof path, l->dir, s->base, "log");
     struct stat st;
     if (stat(path, &st) < 0) {
         slb_seterr(err, "topic '%s' partition %d: cannot stat %s: %s", l->topic, l->partition, path,
                    strerror(errno));
-        return slb_errno_code(-errno);
+        return sli_errno_code(-errno);
     }
     void *ix = NULL, *tx = NULL;
     size_t nix = 0, ntx = 0;
@@ -570,21 +338,18 @@ static int load_sealed(slb_plog *l, slb_segment *s, char *err)
     /* Rebuild by scanning with CRC; a sealed segment is never truncated: a
      * corrupt batch is left for readers to report. */
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return slb_errno_code(-errno);
+    if (fd < 0) return sli_errno_code(-errno);
     int64_t base = s->base;
-    seg_reset(s, base);
+    slb_seg_reset(s, base);
     scan_result res;
     int rc = scan_segment(fd, base, st.st_size, s, true, &res);
     close(fd);
     if (rc < 0) return rc;
     s->size = st.st_size; /* the whole file, good or not, counts */
-    if (s->ntidx == 0 || s->tidx[s->ntidx - 1].ts < s->max_ts) {
-        if (s->max_ts != INT64_MIN &&
-            push_tidx(s, s->max_ts, (uint32_t)(res.next_offset - 1 - s->base)) < 0)
-            return SL_ENOMEM;
-    }
+    if (slb_seg_seal_tidx(s) < 0) return SL_ENOMEM;
     if (res.valid_end != st.st_size) return 0; /* corrupt: keep in memory, don't persist */
-    if ((rc = index_write(l->dir, s, false)) < 0 || (rc = index_write(l->dir, s, true)) < 0) {
+    if ((rc = slb_index_write(l->dir, s, false)) < 0 ||
+        (rc = slb_index_write(l->dir, s, true)) < 0) {
         slb_seterr(err, "topic '%s' partition %d: cannot write index of segment %020" PRId64,
                    l->topic, l->partition, s->base);
         return rc;
@@ -592,10 +357,10 @@ static int load_sealed(slb_plog *l, slb_segment *s, char *err)
     return 0;
 }
 
-void slb_plog_free_(slb_plog *l)
+static void plog_free(slb_plog *l)
 {
     if (!l) return;
-    for (size_t i = 0; i < l->nsegs; i++) seg_free(&l->segs[i]);
+    for (size_t i = 0; i < l->nsegs; i++) slb_seg_free(&l->segs[i]);
     free(l->segs);
     if (l->fd >= 0) close(l->fd);
     if (l->lock_fd >= 0) close(l->lock_fd); /* releases the flock */
@@ -636,7 +401,7 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
     snprintf(l->topic, sizeof l->topic, "%s", topic);
     l->partition = partition;
     l->conf = *conf;
-    l->last_sync_ms = slb_mono_ms();
+    l->last_sync_ms = sli_clock_mono_ms();
 
     rc = open_lock(pdir, wait, err, topic, partition);
     if (rc < 0) goto fail;
@@ -657,24 +422,26 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
     l->segs = calloc(nb, sizeof *l->segs);
     if (!l->segs) goto fail_nomem;
     l->nsegs = nb;
-    for (size_t i = 0; i < nb; i++) seg_reset(&l->segs[i], bases[i]);
+    for (size_t i = 0; i < nb; i++) slb_seg_reset(&l->segs[i], bases[i]);
     for (size_t i = 0; i + 1 < nb; i++)
         if ((rc = load_sealed(l, &l->segs[i], err)) < 0) goto fail;
 
     /* The active segment: full CRC scan, truncate a torn or corrupt tail. */
     slb_segment *a = &l->segs[nb - 1];
-    char path[PATH_CAP];
+    char path[SLB_PATH_CAP];
     slb_seg_path(path, sizeof path, pdir, a->base, "log");
-    l->fd = sl_fsio_open(path, O_RDWR | O_CREAT, 0644);
+    l->fd = sli_fsio_open(path, O_RDWR | O_CREAT, 0644);
     if (l->fd < 0) {
-        rc = slb_errno_code(l->fd);
+        rc = sli_errno_code(l->fd);
         slb_seterr(err, "topic '%s' partition %d: cannot open %s: %s", topic, partition, path,
                    strerror(-l->fd));
         goto fail;
     }
     struct stat st;
     if (fstat(l->fd, &st) < 0) {
-        rc = SL_EIO;
+        rc = sli_errno_code(errno);
+        slb_seterr(err, "topic '%s' partition %d: cannot stat %s: %s", topic, partition, path,
+                   strerror(errno));
         goto fail;
     }
     scan_result res;
@@ -683,10 +450,10 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
         goto fail;
     }
     if (res.valid_end < st.st_size) {
-        int r = sl_fsio_ftruncate(l->fd, res.valid_end);
-        if (r == 0) r = sl_fsio_fdatasync(l->fd);
+        int r = sli_fsio_ftruncate(l->fd, res.valid_end);
+        if (r == 0) r = sli_fsio_fdatasync(l->fd);
         if (r < 0) {
-            rc = slb_errno_code(r);
+            rc = sli_errno_code(r);
             slb_seterr(err,
                        "topic '%s' partition %d: cannot truncate the torn tail of %s at byte "
                        "%" PRId64 ": %s",
@@ -696,7 +463,13 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
     }
     a->size = res.valid_end;
     a->next_offset = res.next_offset;
-    a->first_ms = a->size > 0 ? (res.max_ts < slb_now_ms() ? res.max_ts : slb_now_ms()) : 0;
+    /* The age of the active segment (for segment_ms) counts from its first
+     * append, which no file records; its last change (mtime) is the closest
+     * bound we have. Not the records' timestamps: those are event times, which
+     * may be anything from 0 on, and would roll a segment at every reopen. */
+    int64_t now = sli_clock_wall_ms();
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    a->first_ms = a->size > 0 ? (mtime < now ? mtime : now) : 0;
     l->next_offset = res.next_offset;
     free(bases);
     *out = l;
@@ -707,28 +480,26 @@ fail_nomem:
     slb_seterr(err, "topic '%s' partition %d: out of memory", topic, partition);
 fail:
     free(bases);
-    slb_plog_free_(l);
+    plog_free(l);
     return rc;
 }
 
 /* Called with l->mu held. */
 static int sync_now(slb_plog *l, char *err)
 {
-    int r = sl_fsio_fdatasync(l->fd);
+    int r = sli_fsio_fdatasync(l->fd);
     if (r < 0) {
         l->failed = true;
         slb_seterr(err,
                    "topic '%s' partition %d: fdatasync failed: %s; appends refused until the "
                    "partition is reopened",
                    l->topic, l->partition, strerror(-r));
-        return slb_errno_code(r);
+        return sli_errno_code(r);
     }
     l->dirty = false;
-    l->last_sync_ms = slb_mono_ms();
+    l->last_sync_ms = sli_clock_mono_ms();
     return 0;
 }
-
-static int clean_locked(slb_plog *l, int64_t now, char *err);
 
 /* Seal the active segment and start a new one at next_offset. mu held. */
 static int roll(slb_plog *l, char *err)
@@ -736,9 +507,9 @@ static int roll(slb_plog *l, char *err)
     slb_segment *a = &l->segs[l->nsegs - 1];
     int rc;
     if (l->conf.fsync != SL_FSYNC_NEVER && (rc = sync_now(l, err)) < 0) return rc;
-    if (a->max_ts != INT64_MIN && (a->ntidx == 0 || a->tidx[a->ntidx - 1].ts < a->max_ts))
-        if (push_tidx(a, a->max_ts, (uint32_t)(a->next_offset - 1 - a->base)) < 0) return SL_ENOMEM;
-    if ((rc = index_write(l->dir, a, false)) < 0 || (rc = index_write(l->dir, a, true)) < 0) {
+    if (slb_seg_seal_tidx(a) < 0) return SL_ENOMEM;
+    if ((rc = slb_index_write(l->dir, a, false)) < 0 ||
+        (rc = slb_index_write(l->dir, a, true)) < 0) {
         slb_seterr(err, "topic '%s' partition %d: cannot write the index of segment %020" PRId64,
                    l->topic, l->partition, a->base);
         return rc;
@@ -746,13 +517,13 @@ static int roll(slb_plog *l, char *err)
     slb_segment *ns = realloc(l->segs, (l->nsegs + 1) * sizeof *ns);
     if (!ns) return SL_ENOMEM;
     l->segs = ns;
-    char path[PATH_CAP];
+    char path[SLB_PATH_CAP];
     slb_seg_path(path, sizeof path, l->dir, l->next_offset, "log");
-    int fd = sl_fsio_open(path, O_RDWR | O_CREAT, 0644);
+    int fd = sli_fsio_open(path, O_RDWR | O_CREAT, 0644);
     if (fd < 0) {
         slb_seterr(err, "topic '%s' partition %d: cannot create segment %s: %s", l->topic,
                    l->partition, path, strerror(-fd));
-        return slb_errno_code(fd);
+        return sli_errno_code(fd);
     }
     struct stat st;
     if (fstat(fd, &st) < 0 || st.st_size != 0) {
@@ -762,25 +533,25 @@ static int roll(slb_plog *l, char *err)
         return SL_ECORRUPT;
     }
     if (l->conf.fsync != SL_FSYNC_NEVER) {
-        int r = sl_fsio_fsync_dir(l->dir);
+        int r = sli_fsio_fsync_dir(l->dir);
         if (r < 0) {
             close(fd);
-            (void)sl_fsio_unlink(path);
+            (void)sli_fsio_unlink(path);
             slb_seterr(err, "topic '%s' partition %d: cannot sync directory %s: %s", l->topic,
                        l->partition, l->dir, strerror(-r));
-            return slb_errno_code(r);
+            return sli_errno_code(r);
         }
     }
     close(l->fd);
     l->fd = fd;
     memset(&l->segs[l->nsegs], 0, sizeof l->segs[0]);
-    seg_reset(&l->segs[l->nsegs], l->next_offset);
+    slb_seg_reset(&l->segs[l->nsegs], l->next_offset);
     l->nsegs++;
     l->rolls++;
     /* Cleaning is housekeeping: its failure does not fail the append that
      * rolled; it is retried at the next roll. */
     char junk[SLB_ERRLEN];
-    (void)clean_locked(l, slb_now_ms(), junk);
+    (void)slb_plog_clean_locked(l, sli_clock_wall_ms(), junk);
     return 0;
 }
 
@@ -795,7 +566,7 @@ static int write_batch(slb_plog *l, const uint8_t *buf, size_t len, char *err)
         return SL_EIO;
     }
     slb_segment *a = &l->segs[l->nsegs - 1];
-    int64_t now = slb_now_ms();
+    int64_t now = sli_clock_wall_ms();
     if (a->size > 0 && (a->size + (int64_t)len > l->conf.segment_bytes ||
                         (l->conf.segment_ms >= 0 && now - a->first_ms >= l->conf.segment_ms))) {
         int rc = roll(l, err);
@@ -808,26 +579,26 @@ static int write_batch(slb_plog *l, const uint8_t *buf, size_t len, char *err)
         return SL_ETOOBIG;
     }
     int64_t pos = a->size;
-    int r = sl_fsio_pwrite(l->fd, buf, len, pos);
+    int r = sli_fsio_pwrite(l->fd, buf, len, pos);
     if (r < 0) {
-        (void)sl_fsio_ftruncate(l->fd, pos); /* cut off a partial write */
+        (void)sli_fsio_ftruncate(l->fd, pos); /* cut off a partial write */
         slb_seterr(err, "topic '%s' partition %d: write failed: %s", l->topic, l->partition,
                    strerror(-r));
-        return slb_errno_code(r);
+        return sli_errno_code(r);
     }
     slb_batch_hdr h;
     slb_hdr_parse(buf, &h);
-    int rc = note_batch(a, pos, &h);
+    int rc = slb_seg_note_batch(a, pos, &h);
     if (rc < 0) return rc;
     if (a->first_ms == 0) a->first_ms = now;
     l->next_offset = slb_next_offset(&h);
     l->dirty = true;
     bool sync = l->conf.fsync == SL_FSYNC_ALWAYS ||
                 (l->conf.fsync == SL_FSYNC_INTERVAL &&
-                 slb_mono_ms() - l->last_sync_ms >= l->conf.fsync_interval_ms);
+                 sli_clock_mono_ms() - l->last_sync_ms >= l->conf.fsync_interval_ms);
     if (sync && (rc = sync_now(l, err)) < 0) {
         /* Not durable: take the batch back so that no reader relies on it. */
-        if (sl_fsio_ftruncate(l->fd, pos) == 0) {
+        if (sli_fsio_ftruncate(l->fd, pos) == 0) {
             a->size = pos;
             l->next_offset = h.base_offset;
             a->next_offset = h.base_offset;
@@ -852,7 +623,7 @@ static int io_wait_locked(slb_plog *l, char *err)
     return rc;
 }
 
-static int flush_locked(slb_plog *l, char *err)
+int slb_plog_flush_locked(slb_plog *l, char *err)
 {
     int rc = io_wait_locked(l, err);
     if (rc < 0 || l->pending.count == 0) return rc;
@@ -888,7 +659,7 @@ int slb_plog_handoff(slb_plog *l, char *err)
         if (pthread_create(&l->io, NULL, io_main, l) == 0) {
             l->io_started = true;
         } else { /* no thread: write it here */
-            rc = flush_locked(l, err);
+            rc = slb_plog_flush_locked(l, err);
             pthread_mutex_unlock(&l->mu);
             return rc;
         }
@@ -911,7 +682,7 @@ out:
 int slb_plog_flush(slb_plog *l, char *err)
 {
     pthread_mutex_lock(&l->mu);
-    int rc = flush_locked(l, err);
+    int rc = slb_plog_flush_locked(l, err);
     pthread_mutex_unlock(&l->mu);
     return rc;
 }
@@ -936,7 +707,7 @@ int slb_plog_add_any(slb_plog *l, const sl_record *rec, int64_t ts, int64_t *off
     if (offset) *offset = l->pending.base_offset + delta;
     /* Full: write it now (a batch ends at most one record past the target). */
     if (l->pending.len >= SLB_BATCH_TARGET)
-        rc = lock ? flush_locked(l, err) : slb_plog_handoff(l, err);
+        rc = lock ? slb_plog_flush_locked(l, err) : slb_plog_handoff(l, err);
 out:
     if (lock) pthread_mutex_unlock(&l->mu);
     return rc;
@@ -945,13 +716,14 @@ out:
 int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base, char *err)
 {
     pthread_mutex_lock(&l->mu);
-    int rc = flush_locked(l, err);
+    int rc = slb_plog_flush_locked(l, err);
     if (rc < 0) goto out;
     slb_builder_reset(&l->scratch, l->next_offset);
-    int64_t now = slb_now_ms();
+    int64_t now = sli_clock_wall_ms();
     for (size_t i = 0; i < n; i++) {
         if ((rc = slb_builder_add(&l->scratch, &recs[i],
-                                  recs[i].timestamp ? recs[i].timestamp : now, (int64_t)i)) < 0) {
+                                  recs[i].timestamp != SL_TIMESTAMP_NONE ? recs[i].timestamp : now,
+                                  (int64_t)i)) < 0) {
             slb_seterr(err, "out of memory");
             goto out;
         }
@@ -982,10 +754,10 @@ int slb_plog_close(slb_plog *l, char *err)
 {
     if (!l) return 0;
     pthread_mutex_lock(&l->mu);
-    int rc = flush_locked(l, err);
+    int rc = slb_plog_flush_locked(l, err);
     if (rc == 0 && l->dirty && !l->failed && l->conf.fsync != SL_FSYNC_NEVER) rc = sync_now(l, err);
     pthread_mutex_unlock(&l->mu);
-    slb_plog_free_(l);
+    plog_free(l);
     return rc;
 }
 
@@ -1001,346 +773,11 @@ void slb_plog_info(slb_plog *l, sl_partition_info *pi)
     pthread_mutex_unlock(&l->mu);
 }
 
-/* ---- retention ----------------------------------------------------------------- */
-
-static int delete_segment_files(const char *pdir, int64_t base)
-{
-    char path[PATH_CAP];
-    int rc = 0, r;
-    /* The log first: index files without a log are strays, removed at open. */
-    slb_seg_path(path, sizeof path, pdir, base, "log");
-    if ((r = sl_fsio_unlink(path)) < 0 && r != -ENOENT) return slb_errno_code(r);
-    slb_seg_path(path, sizeof path, pdir, base, "index");
-    if ((r = sl_fsio_unlink(path)) < 0 && r != -ENOENT) rc = slb_errno_code(r);
-    slb_seg_path(path, sizeof path, pdir, base, "timeindex");
-    if ((r = sl_fsio_unlink(path)) < 0 && r != -ENOENT) rc = slb_errno_code(r);
-    return rc;
-}
-
-static void drop_segment(slb_plog *l, size_t i)
-{
-    seg_free(&l->segs[i]);
-    memmove(&l->segs[i], &l->segs[i + 1], (l->nsegs - i - 1) * sizeof l->segs[0]);
-    l->nsegs--;
-}
-
-static int retention_locked(slb_plog *l, int64_t now, char *err)
-{
-    int64_t total = 0;
-    for (size_t i = 0; i < l->nsegs; i++) total += l->segs[i].size;
-    bool any = false;
-    while (l->nsegs > 1) {
-        slb_segment *s = &l->segs[0];
-        bool by_age = l->conf.retention_ms >= 0 &&
-                      (s->max_ts == INT64_MIN || s->max_ts < now - l->conf.retention_ms);
-        bool by_size = l->conf.retention_bytes >= 0 && total - s->size >= l->conf.retention_bytes;
-        if (!by_age && !by_size) break;
-        int rc = delete_segment_files(l->dir, s->base);
-        if (rc < 0) {
-            slb_seterr(err, "topic '%s' partition %d: cannot delete segment %020" PRId64, l->topic,
-                       l->partition, s->base);
-            return rc;
-        }
-        total -= s->size;
-        drop_segment(l, 0);
-        any = true;
-    }
-    if (any && l->conf.fsync != SL_FSYNC_NEVER) (void)sl_fsio_fsync_dir(l->dir);
-    return 0;
-}
-
-/* ---- compaction ------------------------------------------------------------------ */
-
-typedef struct keymap_slot {
-    XXH128_hash_t h;
-    int64_t offset; /* -1: empty */
-} keymap_slot;
-
-typedef struct keymap {
-    keymap_slot *v;
-    size_t cap, n;
-} keymap;
-
-static keymap_slot *km_find(keymap *m, XXH128_hash_t h)
-{
-    size_t i = (size_t)h.low64 & (m->cap - 1);
-    for (;;) {
-        keymap_slot *s = &m->v[i];
-        if (s->offset < 0 || (s->h.low64 == h.low64 && s->h.high64 == h.high64)) return s;
-        i = (i + 1) & (m->cap - 1);
-    }
-}
-
-static int km_put(keymap *m, XXH128_hash_t h, int64_t off)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        size_t ncap = m->cap ? m->cap * 2 : 1024;
-        keymap_slot *nv = malloc(ncap * sizeof *nv);
-        if (!nv) return SL_ENOMEM;
-        for (size_t i = 0; i < ncap; i++) nv[i].offset = -1;
-        keymap old = *m;
-        m->v = nv;
-        m->cap = ncap;
-        m->n = 0;
-        for (size_t i = 0; i < old.cap; i++)
-            if (old.v[i].offset >= 0) {
-                *km_find(m, old.v[i].h) = old.v[i];
-                m->n++;
-            }
-        free(old.v);
-    }
-    keymap_slot *s = km_find(m, h);
-    if (s->offset < 0) m->n++;
-    s->h = h;
-    if (off > s->offset) s->offset = off;
-    return 0;
-}
-
-/* Read a whole sealed segment into *buf (malloc'ed). */
-static int read_segment(slb_plog *l, const slb_segment *s, uint8_t **buf, char *err)
-{
-    char path[PATH_CAP];
-    slb_seg_path(path, sizeof path, l->dir, s->base, "log");
-    *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        slb_seterr(err, "topic '%s' partition %d: cannot open %s: %s", l->topic, l->partition, path,
-                   strerror(errno));
-        return slb_errno_code(-errno);
-    }
-    *buf = malloc(s->size ? (size_t)s->size : 1);
-    int rc = *buf ? read_full(fd, *buf, (size_t)s->size, 0) : -ENOMEM;
-    close(fd);
-    if (rc < 0) {
-        free(*buf);
-        *buf = NULL;
-        slb_seterr(err, "topic '%s' partition %d: cannot read %s", l->topic, l->partition, path);
-        return slb_errno_code(rc);
-    }
-    return 0;
-}
-
-/* Visit the records of a segment image; corruption is an error naming the
- * offset, since compaction must never drop or keep records it cannot read. */
-typedef int (*rec_fn)(void *ctx, const slb_batch_hdr *h, const slb_rec *r);
-
-static int for_each_record(slb_plog *l, const slb_segment *s, const uint8_t *buf, rec_fn fn,
-                           void *ctx, char *err)
-{
-    int64_t pos = 0;
-    int64_t expect = s->base;
-    while (pos < s->size) {
-        slb_batch_hdr h;
-        int rc = slb_batch_check(buf + pos, (size_t)(s->size - pos), &h, true);
-        if (rc < 0 || h.base_offset < expect) goto corrupt;
-        slb_iter it;
-        slb_rec r;
-        slb_iter_init(&it, buf + pos, &h);
-        while ((rc = slb_iter_next(&it, &r)) == 1)
-            if ((rc = fn(ctx, &h, &r)) < 0) return rc;
-        if (rc < 0) goto corrupt;
-        if (fn && (rc = fn(ctx, &h, NULL)) < 0) return rc; /* end of batch */
-        expect = slb_next_offset(&h);
-        pos += h.length;
-        continue;
-    corrupt:
-        slb_seterr(err,
-                   "topic '%s' partition %d: corrupt batch at offset %" PRId64
-                   " (segment %020" PRId64 ".log, byte %" PRId64 "); compaction skipped",
-                   l->topic, l->partition, expect, s->base, pos);
-        return SL_ECORRUPT;
-    }
-    return 0;
-}
-
-static int map_fn(void *ctx, const slb_batch_hdr *h, const slb_rec *r)
-{
-    if (!r || r->key_len < 0) return 0;
-    return km_put(ctx, XXH3_128bits(r->key, (size_t)r->key_len), r->offset);
-}
-
-typedef struct clean_ctx {
-    keymap *map;
-    int64_t tomb_before;
-    slb_builder bld;
-    bool started;
-    uint8_t *out;
-    size_t out_len, out_cap;
-    slb_segment seg; /* the cleaned segment's figures and indexes */
-    size_t dropped;
-} clean_ctx;
-
-static int clean_fn(void *vctx, const slb_batch_hdr *h, const slb_rec *r)
-{
-    clean_ctx *c = vctx;
-    if (!c->started) {
-        slb_builder_reset(&c->bld, h->base_offset);
-        c->started = true;
-    }
-    if (r) {
-        bool keep = true;
-        if (r->key_len >= 0) {
-            keymap_slot *s = km_find(c->map, XXH3_128bits(r->key, (size_t)r->key_len));
-            if (s->offset >= 0 && s->offset > r->offset) keep = false;
-        }
-        if (keep && r->value_len < 0 && r->timestamp < c->tomb_before) keep = false;
-        if (!keep) {
-            c->dropped++;
-            return 0;
-        }
-        return slb_builder_add_raw(&c->bld, r);
-    }
-    /* End of an input batch: emit what was kept of it. */
-    c->started = false;
-    if (c->bld.count == 0) return 0;
-    size_t len = slb_builder_finish(&c->bld, h->last_offset_delta);
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : (1 << 20);
-        while (cap < c->out_len + len) cap *= 2;
-        uint8_t *n = realloc(c->out, cap);
-        if (!n) return SL_ENOMEM;
-        c->out = n;
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, c->bld.buf, len);
-    slb_batch_hdr nh;
-    slb_hdr_parse(c->bld.buf, &nh);
-    int rc = note_batch(&c->seg, (int64_t)c->out_len, &nh);
-    c->out_len += len;
-    return rc;
-}
-
-/* Rewrite sealed segment i per the map. mu held. */
-static int clean_segment(slb_plog *l, size_t i, keymap *map, int64_t now, bool *removed, char *err)
-{
-    slb_segment *s = &l->segs[i];
-    *removed = false;
-    uint8_t *buf = NULL;
-    int rc = read_segment(l, s, &buf, err);
-    if (rc < 0) return rc;
-    clean_ctx c;
-    memset(&c, 0, sizeof c);
-    c.map = map;
-    c.tomb_before = now - l->conf.tombstone_retention_ms;
-    slb_builder_init(&c.bld);
-    seg_reset(&c.seg, s->base);
-    int fd = -1;
-    char cleaned[PATH_CAP + 16], logp[PATH_CAP], path[PATH_CAP];
-    rc = for_each_record(l, s, buf, clean_fn, &c, err);
-    free(buf);
-    buf = NULL;
-    if (rc < 0 || c.dropped == 0) goto out;
-
-    slb_seg_path(logp, sizeof logp, l->dir, s->base, "log");
-    snprintf(cleaned, sizeof cleaned, "%s.cleaned", logp);
-    /* 1. The cleaned copy, complete and synced, beside the old segment. */
-    fd = sl_fsio_open(cleaned, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        rc = slb_errno_code(fd);
-        goto io_fail;
-    }
-    if ((rc = sl_fsio_write(fd, c.out, c.out_len)) < 0 || (rc = sl_fsio_fsync(fd)) < 0) {
-        rc = slb_errno_code(rc);
-        goto io_fail;
-    }
-    close(fd);
-    fd = -1;
-    /* 2. Old indexes go first: an index never describes the wrong log. */
-    slb_seg_path(path, sizeof path, l->dir, s->base, "index");
-    if ((rc = sl_fsio_unlink(path)) < 0 && rc != -ENOENT) goto io_fail_errno;
-    slb_seg_path(path, sizeof path, l->dir, s->base, "timeindex");
-    if ((rc = sl_fsio_unlink(path)) < 0 && rc != -ENOENT) goto io_fail_errno;
-    /* 3. Swap in the cleaned log (or drop an emptied segment). */
-    if (c.out_len == 0) {
-        if ((rc = sl_fsio_unlink(logp)) < 0) goto io_fail_errno;
-        (void)sl_fsio_unlink(cleaned);
-    } else if ((rc = sl_fsio_rename(cleaned, logp)) < 0) {
-        goto io_fail_errno;
-    }
-    if ((rc = sl_fsio_fsync_dir(l->dir)) < 0) goto io_fail_errno;
-    /* 4. New indexes (a crash before this only costs a rebuild). */
-    if (c.out_len == 0) {
-        seg_free(&c.seg);
-        drop_segment(l, i);
-        *removed = true;
-    } else {
-        c.seg.size = (int64_t)c.out_len;
-        c.seg.first_ms = s->first_ms;
-        if (c.seg.ntidx == 0 || c.seg.tidx[c.seg.ntidx - 1].ts < c.seg.max_ts)
-            if (push_tidx(&c.seg, c.seg.max_ts, (uint32_t)(c.seg.next_offset - 1 - c.seg.base)) <
-                0) {
-                rc = SL_ENOMEM;
-                goto out;
-            }
-        seg_free(s);
-        *s = c.seg;
-        memset(&c.seg, 0, sizeof c.seg);
-        if ((rc = index_write(l->dir, s, false)) < 0 || (rc = index_write(l->dir, s, true)) < 0) {
-            slb_seterr(err, "topic '%s' partition %d: cannot write index of %020" PRId64, l->topic,
-                       l->partition, s->base);
-            goto out;
-        }
-    }
-    rc = 0;
-    goto out;
-
-io_fail_errno:
-    rc = slb_errno_code(rc);
-io_fail:
-    slb_seterr(err, "topic '%s' partition %d: compaction of segment %020" PRId64 " failed (%s)",
-               l->topic, l->partition, s->base, slb_code_name(rc));
-    if (fd >= 0) close(fd);
-    fd = -1;
-    (void)unlink(cleaned);
-out:
-    if (fd >= 0) close(fd);
-    seg_free(&c.seg);
-    slb_builder_free(&c.bld);
-    free(c.out);
-    return rc;
-}
-
-static int compact_locked(slb_plog *l, int64_t now, char *err)
-{
-    if (!l->conf.compact || l->nsegs < 2) return 0;
-    keymap map = {0};
-    int rc = 0;
-    for (size_t i = 0; i + 1 < l->nsegs && rc == 0; i++) {
-        uint8_t *buf;
-        if ((rc = read_segment(l, &l->segs[i], &buf, err)) < 0) break;
-        rc = for_each_record(l, &l->segs[i], buf, map_fn, &map, err);
-        free(buf);
-    }
-    for (size_t i = 0; rc == 0 && i + 1 < l->nsegs;) {
-        bool removed;
-        rc = clean_segment(l, i, &map, now, &removed, err);
-        if (!removed) i++;
-    }
-    free(map.v);
-    return rc;
-}
-
-static int clean_locked(slb_plog *l, int64_t now, char *err)
-{
-    int rc = retention_locked(l, now, err);
-    if (rc == 0) rc = compact_locked(l, now, err);
-    return rc;
-}
-
-int slb_plog_clean(slb_plog *l, int64_t now_ms, char *err)
-{
-    pthread_mutex_lock(&l->mu);
-    int rc = flush_locked(l, err);
-    if (rc == 0) rc = clean_locked(l, now_ms ? now_ms : slb_now_ms(), err);
-    pthread_mutex_unlock(&l->mu);
-    return rc;
-}
-
 /* ---- lock-free views (describe, delete) ------------------------------------ */
 
 int slb_partition_probe_lock(const char *pdir)
 {
-    char path[PATH_CAP];
+    char path[SLB_PATH_CAP];
     snprintf(path, sizeof path, "%s/.lock", pdir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0; /* no lock file: nobody ever wrote */
@@ -1361,7 +798,7 @@ int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err)
     pi->segments = (int32_t)n;
     pi->size_bytes = 0;
     pi->first_offset = pi->next_offset = n ? bases[0] : 0;
-    char path[PATH_CAP];
+    char path[SLB_PATH_CAP];
     for (size_t i = 0; i < n; i++) {
         slb_seg_path(path, sizeof path, pdir, bases[i], "log");
         int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1372,7 +809,7 @@ int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err)
             if (i == 0 && st.st_size >= SLB_HDR_SIZE) {
                 uint8_t h[SLB_HDR_SIZE];
                 slb_batch_hdr bh;
-                if (read_full(fd, h, sizeof h, 0) == 0 && slb_hdr_parse(h, &bh) == 0)
+                if (slb_read_full(fd, h, sizeof h, 0) == 0 && slb_hdr_parse(h, &bh) == 0)
                     pi->first_offset = bh.base_offset;
             }
             if (i + 1 == n) {

@@ -1,7 +1,10 @@
 /*
  * connectors/broker/log.h - one partition of a topic on disk: segments,
  * indexes, the writer with its lock, recovery, retention and compaction
- * (private header).
+ * (private header). Three files implement it: log.c (segments, the writer,
+ * recovery), index.c (offset and time indexes) and clean.c (retention and
+ * compaction). The broker's storage depends only on engine/base/ and on the
+ * public sluice/broker.h and sluice/error.h.
  *
  * Directory layout of a broker:
  *
@@ -23,11 +26,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "connectors/broker/batch.h"
 #include "sluice/broker.h"
 
 #define SLB_ERRLEN         512
+#define SLB_PATH_CAP       4096         /* bytes of a path under the broker directory */
 #define SLB_INDEX_INTERVAL 4096         /* bytes of log between offset index entries */
 #define SLB_BATCH_TARGET   (512 * 1024) /* producer batches are written at this size */
 #define SLB_INDEX_HDR      32
@@ -91,23 +96,38 @@ typedef struct slb_plog {
     char io_err[SLB_ERRLEN];
 } slb_plog;
 
+/* ---- helpers (log.c) ---- */
+
 /* Format "topic T partition P: " prefixed messages into err (SLB_ERRLEN). */
 void slb_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int slb_errno_code(int neg_errno);   /* -errno -> SL_E... */
-const char *slb_code_name(int code); /* the text of an SL_E code, from error.h */
-int64_t slb_now_ms(void);            /* wall clock, ms since the epoch */
-int64_t slb_mono_ms(void);
 
 /* Paths. */
 void slb_seg_path(char *buf, size_t cap, const char *pdir, int64_t base, const char *ext);
 /* Sorted base offsets of the .log files of pdir; *bases is malloc'ed. */
 int slb_list_segments(const char *pdir, int64_t **bases, size_t *n);
+/* pread exactly len bytes at off: 0, or -errno (-EIO if the file is shorter). */
+int slb_read_full(int fd, void *buf, size_t len, off_t off);
 
+/* ---- segments and their indexes (index.c) ---- */
+
+/* Empty s and give it base offset base (no batches, max_ts INT64_MIN). */
+void slb_seg_reset(slb_segment *s, int64_t base);
+/* Free s's index arrays (s itself is not freed). */
+void slb_seg_free(slb_segment *s);
+/* Account for a batch written at byte pos of segment s: its figures and, every
+ * SLB_INDEX_INTERVAL bytes, an offset and a time index entry. */
+int slb_seg_note_batch(slb_segment *s, int64_t pos, const slb_batch_hdr *h);
+/* Before sealing: make s's time index end with s's largest timestamp. */
+int slb_seg_seal_tidx(slb_segment *s);
+/* Write s's index file (time: .timeindex, else .index) atomically. */
+int slb_index_write(const char *pdir, const slb_segment *s, bool time);
 /* Read a segment's index file ("index" or "timeindex") if it is intact and
  * matches the log: entries malloc'ed into *out (count *n), covering the first
  * *log_size bytes of the log. Returns 0, SL_ENOENT (absent) or SL_ECORRUPT. */
 int slb_index_load(const char *pdir, int64_t base, bool time, void **out, size_t *n,
                    int64_t *log_size);
+
+/* ---- the writer (log.c; cleaning in clean.c) ---- */
 
 /* Open partition pdir for writing: take its lock (blocking when wait, else
  * SL_EBUSY at once), recover it (see log.c), and leave it ready to append. */
@@ -149,8 +169,13 @@ static inline int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, in
 int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base, char *err);
 /* fdatasync if dirty and due (interval policy); for the flusher thread. */
 int slb_plog_sync_due(slb_plog *l, int64_t mono_now, char *err);
-/* Retention and (compacted topics) compaction of the sealed segments. */
+/* Retention and (compacted topics) compaction of the sealed segments
+ * (clean.c); now_ms 0 means the current wall-clock time. */
 int slb_plog_clean(slb_plog *l, int64_t now_ms, char *err);
+/* The same with mu held and nothing pending (log.c calls it at each roll). */
+int slb_plog_clean_locked(slb_plog *l, int64_t now_ms, char *err);
+/* Wait for the batch in flight and write the pending batch. mu held. */
+int slb_plog_flush_locked(slb_plog *l, char *err);
 /* Partition figures (for describe) from the writer's view. */
 void slb_plog_info(slb_plog *l, sl_partition_info *pi);
 

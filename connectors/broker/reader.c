@@ -43,6 +43,8 @@
 #include <unistd.h>
 
 #include "connectors/broker/broker_int.h"
+#include "engine/base/clock.h"
+#include "engine/base/errmap.h"
 
 #define RBUF (1 << 20)
 
@@ -88,7 +90,7 @@ static int open_segment(sl_log_reader *r, int64_t base)
         int e = errno;
         slb_seterr(r->errmsg, "topic '%s' partition %d: cannot open %s: %s", r->topic, r->partition,
                    path, strerror(e));
-        return e == ENOENT ? SL_ENOENT : slb_errno_code(-e);
+        return sli_errno_code(e);
     }
     r->seg_base = base;
     return 0;
@@ -339,7 +341,7 @@ static void drain(sl_log_reader *r)
  * ms; -1 forever). Returns false when the time is up. */
 static bool wait_change(sl_log_reader *r, int64_t deadline)
 {
-    int64_t now = slb_mono_ms();
+    int64_t now = sli_clock_mono_ms();
     if (deadline >= 0 && now >= deadline) return false;
     int64_t t = deadline < 0 ? 1000 : deadline - now;
     if (t > 1000) t = 1000;
@@ -452,7 +454,7 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
         }
         if (timeout_ms == 0) return SL_EAGAIN;
         if (ensure_watch(r)) continue; /* watching from now on: look once more */
-        if (deadline == -2) deadline = timeout_ms < 0 ? -1 : slb_mono_ms() + timeout_ms;
+        if (deadline == -2) deadline = timeout_ms < 0 ? -1 : sli_clock_mono_ms() + timeout_ms;
         /* Events queued before the check above only cause one more look. */
         if (!wait_change(r, deadline)) return SL_EAGAIN;
     }

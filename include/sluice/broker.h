@@ -46,6 +46,11 @@ typedef struct sl_group_member sl_group_member;
 #define SL_OFFSET_BEGINNING       (-2) /* reader: the first offset still in the log */
 #define SL_OFFSET_END             (-1) /* reader: the next offset to be written */
 #define SL_MAX_RECORD_BYTES_LIMIT (64 << 20)
+/* Record timestamp meaning "no timestamp": the broker stamps the record with
+ * the wall-clock time of the append (as Kafka's producer does for -1). Every
+ * other value is a time: 0 is 1970-01-01T00:00:00Z, stored and read back as
+ * 0. The engine uses the same value for "no event time". */
+#define SL_TIMESTAMP_NONE INT64_MIN
 
 /* ---- broker ------------------------------------------------------------ */
 
@@ -80,11 +85,11 @@ typedef struct sl_topic_conf {
     int32_t partitions;             /* >= 1; default 1 */
     int32_t compact;                /* nonzero: keep the latest record per key */
     int64_t retention_bytes;        /* per partition; -1 (default) = unlimited */
-    int64_t retention_ms;           /* -1 (default) = unlimited */
+    int64_t retention_ms;           /* by record timestamp; -1 (default) = unlimited */
     int32_t fsync;                  /* enum sl_fsync_policy; default SL_FSYNC_NEVER */
     int64_t fsync_interval_ms;      /* for SL_FSYNC_INTERVAL; default 1000 */
     int64_t segment_bytes;          /* roll the active segment at this size; default 64 MiB */
-    int64_t segment_ms;             /* ... or at this age; default 7 days */
+    int64_t segment_ms;             /* ... or this long after its first append; 7 days */
     int64_t tombstone_retention_ms; /* compacted topics: keep tombstones this long; default 1 day */
     int32_t max_record_bytes;       /* largest encoded key+value+headers; default 1 MiB */
 } sl_topic_conf;
@@ -151,7 +156,7 @@ typedef struct sl_record {
     size_t key_len;
     const void *value; /* NULL = tombstone */
     size_t value_len;
-    int64_t timestamp; /* ms since the epoch; 0 = now */
+    int64_t timestamp; /* ms since the epoch, >= 0; SL_TIMESTAMP_NONE = time of the append */
     const sl_record_header *headers;
     size_t header_count;
 } sl_record;
@@ -187,8 +192,8 @@ const char *sl_producer_errmsg(const sl_producer *p);
 typedef struct sl_message {
     int32_t partition;
     int64_t offset;
-    int64_t timestamp;
-    const void *key; /* NULL if none */
+    int64_t timestamp; /* as appended, or the append time for SL_TIMESTAMP_NONE */
+    const void *key;   /* NULL if none */
     size_t key_len;
     const void *value; /* NULL for a tombstone */
     size_t value_len;

@@ -34,7 +34,8 @@ extern "C" {
     X(EFULL, -15, "no room")                                   \
     X(ENOTSUP, -16, "not supported")                           \
     X(EPARSE, -17, "malformed input")                          \
-    X(ELATE, -18, "record is late")
+    X(ELATE, -18, "record is late")                            \
+    X(EPIPE, -19, "output closed (broken pipe)")
 
 enum sl_errno {
     SL_OK = 0,

@@ -1,6 +1,7 @@
 /*
  * sluice/sluice.h - the whole public API of sluice, a stream processing
- * engine in C11. Only the headers under include/sluice/ are public.
+ * engine in C11. Only the headers under include/sluice/ are public. A
+ * pipeline, or a program using the broker, needs this one include.
  *
  *   error.h       error codes, sl_strerror
  *   batch.h       record batches
@@ -10,6 +11,11 @@
  *   pipeline.h    building and running pipelines
  *   operators.h   built-in operators and aggregates
  *   connectors.h  bundled sources and sinks
+ *   window.h      event-time windows, allowed lateness, late output
+ *   broker.h      the built-in broker's log: topics, producers, readers, groups
+ *
+ * Meant for programs that use sluice; the library's own files include only
+ * the headers they use.
  */
 #ifndef SLUICE_SLUICE_H
 #define SLUICE_SLUICE_H
@@ -23,5 +29,6 @@
 #include "sluice/operators.h"
 #include "sluice/connectors.h"
 #include "sluice/window.h"
+#include "sluice/broker.h"
 
 #endif

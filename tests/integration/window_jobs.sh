@@ -16,8 +16,8 @@ bad() { say "FAIL: $*"; fail=1; }
 
 jobs=$("$BIN" jobs) # captured: a pipe into grep -q can fail under pipefail
 if ! grep -q '^window-agg' <<<"$jobs" || ! grep -q '^ysb' <<<"$jobs"; then
-    say "FAIL: 'sluice jobs' does not list window-agg and ysb (examples/sluice.c must register"
-    say "      sl_job_window_agg and sl_job_ysb from examples/jobs_window.h)"
+    say "FAIL: 'sluice jobs' does not list window-agg and ysb (cli/sluice.c must register"
+    say "      job_window_agg and job_ysb from examples/jobs.h)"
     exit 1
 fi
 
@@ -88,6 +88,16 @@ for tp in "1 1" "2 2" "2 3"; do
 done
 "$BIN" run ysb --events none >/dev/null 2>"$TMP/err"
 [ $? -eq 2 ] || bad "ysb --events none: want exit 2"
+
+# Records a window does not count are never lost: with slide > size the ones
+# between windows are "no-window", not "late"; late ones stay "late".
+printf '0,a,1\n1500,a,2\n2500,b,3\n4000,a,4\n100,a,9\n' |
+    "$BIN" run window-agg --window sliding:1s:2s --out "$TMP/out" --late-out "$TMP/late" 2>/dev/null ||
+    bad "window-agg slide > size: exit $?"
+sort "$TMP/late" > "$TMP/late.s"
+printf 'late,100,a,9\nno-window,1500,a,2\n' | cmp -s - "$TMP/late.s" ||
+    bad "window-agg slide > size: diverted records: $(cat "$TMP/late.s")"
+[ "$(wc -l < "$TMP/out")" -eq 3 ] || bad "window-agg slide > size: want 3 results"
 
 [ $fail -eq 0 ] && say "window_jobs: all passed"
 exit $fail

@@ -3,7 +3,7 @@
  * partitioner vectors, CRC-32C, batch round trip, topics, appends and reads,
  * producer, segment roll and index lookup, retention, compaction, consumer
  * groups, one writer per partition, bad input (each a clear error that
- * changes nothing) and I/O failures injected through engine/fsio.
+ * changes nothing) and I/O failures injected through engine/base/fsio.
  */
 #include <errno.h>
 #include <time.h>
@@ -15,7 +15,8 @@
 
 #include "connectors/broker/batch.h"
 #include "connectors/broker/crc32c.h"
-#include "engine/fsio.h"
+#include "engine/base/clock.h"
+#include "engine/base/fsio.h"
 #include "sluice/broker.h"
 #include "tests/unit/test_broker_util.h"
 
@@ -37,7 +38,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    sl_fsio_fail_reset();
+    sli_fsio_fail_reset();
     sl_broker_close(f->b);
     tb_rmrf(f->dir);
     free(f->dir);
@@ -57,9 +58,10 @@ static void make_topic(sl_broker *b, const char *name, int parts, int compact, i
     assert_int_equal(rc, 0);
 }
 
+/* A record stamped with the time of the append. */
 static sl_record rec_kv(const char *k, const char *v)
 {
-    sl_record r = {0};
+    sl_record r = {.timestamp = SL_TIMESTAMP_NONE};
     r.key = k;
     r.key_len = k ? strlen(k) : 0;
     r.value = v;
@@ -133,17 +135,18 @@ static void test_murmur2_kafka_vectors(void **state)
 static void test_crc32c(void **state)
 {
     (void)state;
-    assert_int_equal(sl_crc32c(0, "123456789", 9), 0xe3069283u);
-    assert_int_equal(sl_crc32c_sw(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(slb_crc32c(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(slb_crc32c_sw(0, "123456789", 9), 0xe3069283u);
     uint8_t buf[1000];
     for (int i = 0; i < 1000; i++) buf[i] = (uint8_t)(i * 131 + 7);
     for (size_t off = 0; off < 9; off++)
         for (size_t len = 0; len < 200; len += 13) {
-            uint32_t a = sl_crc32c(0, buf + off, len), b = sl_crc32c_sw(0, buf + off, len);
+            uint32_t a = slb_crc32c(0, buf + off, len), b = slb_crc32c_sw(0, buf + off, len);
             assert_int_equal(a, b);
             /* incremental == one shot */
             assert_int_equal(
-                sl_crc32c(sl_crc32c(0, buf + off, len / 2), buf + off + len / 2, len - len / 2), a);
+                slb_crc32c(slb_crc32c(0, buf + off, len / 2), buf + off + len / 2, len - len / 2),
+                a);
         }
     /* The hardware path splits long buffers into three interleaved chains
      * (256-byte and 8 KiB blocks) and combines them: check around those
@@ -156,10 +159,10 @@ static void test_crc32c(void **state)
     for (size_t i = 0; i < big; i++) p[i] = (uint8_t)(i * 2654435761u >> 13);
     for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
         for (size_t off = 0; off < 9; off += 3) {
-            uint32_t a = sl_crc32c(0, p + off, lens[k]), b = sl_crc32c_sw(0, p + off, lens[k]);
+            uint32_t a = slb_crc32c(0, p + off, lens[k]), b = slb_crc32c_sw(0, p + off, lens[k]);
             assert_int_equal(a, b);
             size_t cut = lens[k] / 3;
-            assert_int_equal(sl_crc32c(sl_crc32c(0, p + off, cut), p + off + cut, lens[k] - cut),
+            assert_int_equal(slb_crc32c(slb_crc32c(0, p + off, cut), p + off + cut, lens[k] - cut),
                              a);
         }
     free(p);
@@ -425,9 +428,7 @@ static void test_compaction(void **state)
     int64_t off;
     /* Real time: compaction also runs by itself at segment rolls, with the
      * clock's time. */
-    struct timespec tsnow;
-    clock_gettime(CLOCK_REALTIME, &tsnow);
-    int64_t now = (int64_t)tsnow.tv_sec * 1000 + tsnow.tv_nsec / 1000000;
+    int64_t now = sli_clock_wall_ms();
     for (int round = 0; round < 30; round++)
         for (int i = 0; i < 10; i++) {
             snprintf(k, sizeof k, "k%d", i);
@@ -586,11 +587,11 @@ static void test_bad_input(void **state)
 
     /* A directory we may not write: simulated (tests run as root) by making
      * mkdir fail with EACCES, and by a path under a regular file. */
-    sl_fsio_fail_after(SL_FSIO_MKDIR, 0, EACCES, true);
+    sli_fsio_fail_after(SLI_FSIO_MKDIR, 0, EACCES, true);
     assert_int_equal(sl_topic_create(f->b, "denied", NULL), SL_EPERM);
     assert_non_null(strstr(sl_broker_errmsg(f->b), "denied"));
     assert_non_null(strstr(sl_broker_errmsg(f->b), "Permission denied"));
-    sl_fsio_fail_reset();
+    sli_fsio_fail_reset();
     after = tb_snapshot(f->dir);
     assert_string_equal(before, after);
     free(after);
@@ -618,19 +619,19 @@ static void test_io_faults(void **state)
     sl_record r = rec_kv(NULL, "durable");
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, NULL), 0);
     /* A failed write: error, nothing appended, and the next append works. */
-    sl_fsio_fail_after(SL_FSIO_WRITE, 0, ENOSPC, false);
+    sli_fsio_fail_after(SLI_FSIO_WRITE, 0, ENOSPC, false);
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, NULL), SL_EFULL);
     assert_non_null(strstr(sl_broker_errmsg(f->b), "write failed"));
-    sl_fsio_fail_reset();
+    sli_fsio_fail_reset();
     assert_int_equal(read_all(f->b, "io", 0, NULL, NULL, 0), 1);
     int64_t off;
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, &off), 0);
     assert_int_equal(off, 1);
     /* A failed fsync: error, the batch is taken back, appends refused. */
-    sl_fsio_fail_after(SL_FSIO_FSYNC, 0, EIO, false);
+    sli_fsio_fail_after(SLI_FSIO_FSYNC, 0, EIO, false);
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, NULL), SL_EIO);
     assert_non_null(strstr(sl_broker_errmsg(f->b), "fdatasync"));
-    sl_fsio_fail_reset();
+    sli_fsio_fail_reset();
     assert_int_equal(read_all(f->b, "io", 0, NULL, NULL, 0), 2);
     assert_int_equal(sl_log_append(f->b, "io", 0, &r, 1, NULL), SL_EIO);
     /* Reopening recovers. */
@@ -641,10 +642,10 @@ static void test_io_faults(void **state)
     /* Topic creation failing at every step leaves nothing behind. */
     char *before = tb_snapshot(f->dir);
     for (long n = 0;; n++) {
-        sl_fsio_fail_after(SL_FSIO_ALL, n, EIO, false);
+        sli_fsio_fail_after(SLI_FSIO_ALL, n, EIO, false);
         int rc = sl_topic_create(f->b, "fragile", &c);
-        long failures = sl_fsio_failures();
-        sl_fsio_fail_reset();
+        long failures = sli_fsio_failures();
+        sli_fsio_fail_reset();
         if (failures == 0) {
             assert_int_equal(rc, 0);
             break;
@@ -662,6 +663,106 @@ static void test_io_faults(void **state)
     free(before);
 }
 
+/* fsync=interval: the broker's flusher thread syncs a dirty partition within
+ * the interval, waiting on the monotonic clock. Seen through fault
+ * injection: its fdatasync fails, which marks the partition failed, and the
+ * next append is refused. The wait below is for that event (a guard against
+ * a hang, not a measure of speed). */
+static void test_interval_flusher(void **state)
+{
+    fx *f = *state;
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.fsync = SL_FSYNC_INTERVAL;
+    c.fsync_interval_ms = 1000; /* far longer than open + append: no inline sync */
+    assert_int_equal(sl_topic_create(f->b, "iv", &c), 0);
+    sli_fsio_fail_after(SLI_FSIO_FSYNC, 0, EIO, true);
+    sl_record r = rec_kv(NULL, "dirty");
+    assert_int_equal(sl_log_append(f->b, "iv", 0, &r, 1, NULL), 0);
+    for (int i = 0; i < 60 * 100 && sli_fsio_failures() == 0; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(sli_fsio_failures() > 0);
+    sli_fsio_fail_reset();
+    assert_int_equal(sl_log_append(f->b, "iv", 0, &r, 1, NULL), SL_EIO);
+    assert_non_null(strstr(sl_broker_errmsg(f->b), "earlier fsync failed"));
+}
+
+/* ---- timestamps ---------------------------------------------------------------- */
+
+/* Event time 0 is a time (stored as 0); SL_TIMESTAMP_NONE asks for the time
+ * of the append; any other negative time is refused. Through sl_log_append
+ * (one batch mixing all three kinds) and through the producer. */
+static void test_timestamps(void **state)
+{
+    fx *f = *state;
+    make_topic(f->b, "ts", 1, 0, 0);
+    static const int64_t want[] = {0, SL_TIMESTAMP_NONE, 1, 0, SL_TIMESTAMP_NONE, 1700000000000};
+    enum { N = sizeof want / sizeof want[0] };
+    sl_record rs[N];
+    for (int i = 0; i < N; i++) {
+        rs[i] = rec_kv(NULL, "v");
+        rs[i].timestamp = want[i];
+    }
+    int64_t before = sli_clock_wall_ms();
+    int64_t base;
+    assert_int_equal(sl_log_append(f->b, "ts", 0, rs, N, &base), 0);
+    sl_producer *p;
+    assert_int_equal(sl_producer_open(&p, f->b, "ts"), 0);
+    for (int i = 0; i < N; i++) assert_int_equal(sl_producer_send(p, 0, &rs[i], NULL), 0);
+    assert_int_equal(sl_producer_close(p), 0);
+    int64_t after = sli_clock_wall_ms();
+
+    sl_log_reader *r;
+    assert_int_equal(sl_log_reader_open(&r, f->b, "ts", 0, SL_OFFSET_BEGINNING), 0);
+    sl_message m;
+    for (int i = 0; i < 2 * N; i++) {
+        assert_int_equal(sl_log_reader_next(r, &m, 0), 0);
+        assert_int_equal(m.offset, base + i);
+        int64_t w = want[i % N];
+        if (w == SL_TIMESTAMP_NONE) {
+            assert_true(m.timestamp >= before);
+            assert_true(m.timestamp <= after);
+        } else {
+            assert_int_equal(m.timestamp, w);
+        }
+    }
+    assert_int_equal(sl_log_reader_next(r, &m, 0), SL_EAGAIN);
+    sl_log_reader_close(r);
+
+    /* Negative times other than SL_TIMESTAMP_NONE: a clear error, nothing written. */
+    sl_record neg = rec_kv(NULL, "v");
+    neg.timestamp = -1;
+    assert_int_equal(sl_log_append(f->b, "ts", 0, &neg, 1, NULL), SL_EINVAL);
+    assert_non_null(strstr(sl_broker_errmsg(f->b), "timestamp -1 is negative"));
+    assert_int_equal(sl_producer_open(&p, f->b, "ts"), 0);
+    neg.timestamp = INT64_MIN + 1;
+    assert_int_equal(sl_producer_send(p, 0, &neg, NULL), SL_EINVAL);
+    assert_non_null(strstr(sl_producer_errmsg(p), "is negative"));
+    assert_int_equal(sl_producer_close(p), 0);
+    sl_topic_info *ti;
+    assert_int_equal(sl_topic_describe(f->b, "ts", &ti), 0);
+    assert_int_equal(ti->partitions[0].next_offset, base + 2 * N);
+    assert_int_equal(ti->partitions[0].segments, 1);
+    sl_topic_info_free(ti);
+
+    /* Old event times do not make the segment old: reopened, the partition
+     * appends to the same segment (segment_ms counts from the append). */
+    make_topic(f->b, "old", 1, 0, 0);
+    sl_record old = rec_kv(NULL, "v");
+    old.timestamp = 5;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(sl_log_append(f->b, "old", 0, &old, 1, NULL), 0);
+        sl_broker_close(f->b);
+        assert_int_equal(sl_broker_open(&f->b, f->dir, 0), 0);
+    }
+    assert_int_equal(sl_topic_describe(f->b, "old", &ti), 0);
+    assert_int_equal(ti->partitions[0].segments, 1);
+    assert_int_equal(ti->partitions[0].next_offset, 2);
+    sl_topic_info_free(ti);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -677,6 +778,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timestamps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interval_flusher, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

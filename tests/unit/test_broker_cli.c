@@ -3,13 +3,17 @@
  * as a user would (SLUICE_BIN): topic create/list/describe/delete, produce
  * with -K, consume with -f, -o, -e, -c and -G (committed offsets), and bad
  * invocations, each of which must print one line "sluice <cmd>: ..." on
- * stderr, exit non-zero and change nothing in the broker directory.
+ * stderr, exit non-zero and change nothing in the broker directory; and a
+ * group consumer that lives through a rebalance.
  */
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "tests/unit/test_broker_util.h"
@@ -176,11 +180,96 @@ static void test_cli_bad_input(void **state)
     assert_non_null(strstr(out, "%t"));
 }
 
+/* Read all of path into buf (NUL-terminated); "" if it does not exist. */
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* Wait until file path contains needle. A guard against a hang, not a check
+ * of speed: the wait is for an event, and the limit is far beyond it. */
+static void wait_for(const char *path, const char *needle, pid_t child)
+{
+    char buf[65536];
+    for (int i = 0; i < 120 * 100; i++) {
+        slurp(path, buf, sizeof buf);
+        if (strstr(buf, needle)) return;
+        int st;
+        if (waitpid(child, &st, WNOHANG) == child) fail_msg("consumer exited early: %s", buf);
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    kill(child, SIGKILL);
+    fail_msg("'%s' never appeared in %s (it has '%s')", needle, path, buf);
+}
+
+/* Regression: at a rebalance, the partitions a member keeps had their
+ * readers moved to the new set before the old set was committed, so the
+ * commit of the partitions given away met a moved-out reader, printed
+ * "commit failed: committed offset -1 is negative" and skipped the rest.
+ * Here the member consumes partition 1 while the test holds the group's
+ * other slot, then takes partition 0 too when the test leaves (keeping 1):
+ * no error, exit status 0, and both partitions committed. */
+static void test_cli_group_rebalance(void **state)
+{
+    (void)state;
+    char out[65536], err[4096];
+    int rc = run(NULL, out, sizeof out, err, sizeof err, "topic create gt --partitions 2");
+    if (rc != 0 && strstr(err, "unknown command")) skip();
+    assert_int_equal(rc, 0);
+    assert_int_equal(run("zero\n", out, sizeof out, err, sizeof err, "produce gt -p 0"), 0);
+    assert_int_equal(run("one\n", out, sizeof out, err, sizeof err, "produce gt -p 1"), 0);
+
+    sl_broker *b;
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    sl_group_member *m;
+    assert_int_equal(sl_group_join(&m, b, "g", "gt"), 0); /* slot 0: partition 0 */
+
+    char ofile[4200], efile[4200], cmd[9000];
+    snprintf(ofile, sizeof ofile, "%s.gout", dir);
+    snprintf(efile, sizeof efile, "%s.gerr", dir);
+    snprintf(cmd, sizeof cmd,
+             "SLUICE_DIR='%s' exec '%s' consume gt -G g -f '%%p %%o %%s\\n' </dev/null >'%s' "
+             "2>'%s'",
+             dir, SLUICE_BIN, ofile, efile);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    wait_for(ofile, "1 0 one\n", pid); /* slot 1: partition 1 */
+    sl_group_leave(m);                 /* now it takes 0 and keeps 1 */
+    wait_for(ofile, "0 0 zero\n", pid);
+    kill(pid, SIGTERM);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    slurp(efile, err, sizeof err);
+    slurp(ofile, out, sizeof out);
+    unlink(ofile);
+    unlink(efile);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || err[0])
+        fail_msg("consumer: status %d, stderr '%s'", WIFEXITED(st) ? WEXITSTATUS(st) : -1, err);
+    assert_string_equal(out, "1 0 one\n0 0 zero\n");
+    int64_t off;
+    assert_int_equal(sl_group_fetch(b, "g", "gt", 0, &off), 0);
+    assert_int_equal(off, 1);
+    assert_int_equal(sl_group_fetch(b, "g", "gt", 1, &off), 0);
+    assert_int_equal(off, 1);
+    sl_broker_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cli_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_group_rebalance, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

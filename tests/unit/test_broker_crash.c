@@ -26,7 +26,7 @@
 #include <time.h>
 #include <cmocka.h>
 
-#include "engine/fsio.h"
+#include "engine/base/fsio.h"
 #include "sluice/broker.h"
 #include "tests/unit/test_broker_util.h"
 
@@ -228,7 +228,7 @@ static void test_crash_points_compaction(void **state)
         if (pid == 0) {
             sl_broker *cb;
             if (sl_broker_open(&cb, dir, 0) < 0) _exit(3);
-            sl_fsio_crash_after(SL_FSIO_ALL & ~SL_FSIO_WRITE, n);
+            sli_fsio_crash_after(SLI_FSIO_ALL & ~SLI_FSIO_WRITE, n);
             char vals[8][96], ks[8][16];
             for (int64_t next = 0; next < 600; next += 8) {
                 sl_record rs[8];
@@ -249,7 +249,7 @@ static void test_crash_points_compaction(void **state)
         assert_int_equal(waitpid(pid, &st, 0), pid);
         assert_true(WIFEXITED(st));
         int code = WEXITSTATUS(st);
-        if (code != 0 && code != SL_FSIO_CRASH_STATUS) fail_msg("child failed with %d", code);
+        if (code != 0 && code != SLI_FSIO_CRASH_STATUS) fail_msg("child failed with %d", code);
         int64_t next;
         check_log(dir, "cp", true, &next);
         tb_rmrf(dir);

@@ -3,7 +3,18 @@
  * results against a reference count computed here, hostile input (NUL bytes,
  * invalid UTF-8, a 10 MB line), and bad invocations, each of which must exit
  * non-zero with exactly one line on stderr naming the problem.
+ *
+ * Options as every Unix tool parses them (getopt_long), as a table: --name=value
+ * and --name value, bundled short options with an attached value (kcat's
+ * -eo beginning), `--` ending options, and every bad option a one-line error
+ * naming it with status 2. Also: --explain prints the plan and runs nothing;
+ * the one-line summary at the end of a job; a reader that closes the pipe ends
+ * a job or a consumer quietly (status 0, nothing on stderr), and a group
+ * consumer then commits nothing past what it wrote. No assertion depends on
+ * timing: the pipe tests read one line and close, so the writer, blocked on a
+ * full pipe or not, must meet EPIPE.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +25,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sluice/sluice.h> /* SL_PIPELINE_STATS_HAS_DIVERTED, when the engine counts them */
 
 static char tmpdir[256];
 
@@ -267,6 +279,228 @@ static void test_version_and_jobs(void **state)
     }
 }
 
+/* --- options, as a table ------------------------------------------------------------------ */
+
+typedef struct opt_case {
+    const char *args;   /* after SLUICE_BIN; %s is replaced by the broker directory */
+    const char *input;  /* stdin text, or NULL for /dev/null */
+    int status;         /* expected exit status */
+    const char *needle; /* 0: in stdout ("=..." : all of stdout); else in the one stderr line */
+} opt_case;
+
+static void check_case(const opt_case *c)
+{
+    char args[1024], in[300];
+    snprintf(args, sizeof(args), c->args, tmpdir);
+    if (c->input) {
+        snprintf(in, sizeof(in), "%s/opt-input", tmpdir);
+        write_file(in, c->input, strlen(c->input));
+    }
+    result r = run(c->input ? in : NULL, args);
+    int ok = r.status == c->status;
+    if (ok && c->status == 0 && c->needle)
+        ok = c->needle[0] == '=' ? strcmp(r.out, c->needle + 1) == 0
+                                 : strstr(r.out, c->needle) != NULL;
+    if (ok && c->status != 0)
+        ok = count_lines(r.err) == 1 && strncmp(r.err, "sluice", 6) == 0 &&
+             (!c->needle || strstr(r.err, c->needle));
+    if (!ok)
+        fprintf(stderr, "args: %s\nstatus %d (want %d)\nstdout: %.300s\nstderr: %s\n", args,
+                r.status, c->status, r.out, r.err);
+    assert_true(ok);
+    result_free(&r);
+}
+
+static void test_option_forms(void **state)
+{
+    static const opt_case cases[] = {
+        /* long options: attached and separate values, `--` */
+        {"run generate --events=3 --keys=1", NULL, 0, "=0,k0,137\n1,k0,48\n2,k0,561\n"},
+        {"run generate --events 3 --keys 1", NULL, 0, "=0,k0,137\n1,k0,48\n2,k0,561\n"},
+        {"run generate --events=3 -- ", NULL, 0, "2,k"},
+        {"run generate --events=3 -- extra", NULL, 2, "unexpected argument 'extra'"},
+        {"run wordcount --threads=2 --parallelism=3", "b a b\n", 0, "=b\t2\na\t1\n"},
+        {"run wordcount --threads 2 --parallelism 3 --input=/dev/null", NULL, 0, NULL},
+        {"run window-agg --window=tumbling:1s --agg=sum --delay=0", "5,k,2\n7,k,3\n", 0,
+         "0,1000,k,5"},
+        {"run ysb --events=3000 --threads=1", NULL, 0, ","},
+        /* broker commands: kcat's bundles, attached values, operands anywhere */
+        {"topic create t --dir=%s/b --partitions=1", NULL, 0, NULL},
+        {"produce --dir %s/b -- t", "one\ntwo\nthree\n", 0, NULL},
+        {"consume t --dir=%s/b -eo beginning", NULL, 0, "=one\ntwo\nthree\n"},
+        {"consume t --dir=%s/b -eo-1", NULL, 0, "=three\n"},
+        {"consume --dir=%s/b -ec2 -o 1 t", NULL, 0, "=two\nthree\n"},
+        {"consume t --dir=%s/b -e -f '%%o:%%s\\n'", NULL, 0, "=0:one\n1:two\n2:three\n"},
+        {"topic list --dir=%s/b", NULL, 0, "=t\n"},
+        {"topic describe --dir %s/b t", NULL, 0, "topic t: 1 partition"},
+        /* errors: one line, naming the option, status 2 */
+        {"run wordcount --frobnicate", NULL, 2, "unknown option '--frobnicate'"},
+        {"run wordcount --frobnicate=3", NULL, 2, "unknown option '--frobnicate'"},
+        {"run wordcount --threads", NULL, 2, "--threads needs a value"},
+        {"run wordcount --threads=", NULL, 2, "--threads needs a whole number"},
+        {"run wordcount --threads=two", NULL, 2, "'two'"},
+        {"run wordcount --explain=yes", NULL, 2, "--explain takes no value"},
+        {"run wordcount -q", NULL, 2, "unknown option '-q'"},
+        {"run wordcount stray", NULL, 2, "unexpected argument 'stray'"},
+        {"run generate --parallelism 2", NULL, 2, "--parallelism"},
+        {"run window-agg --window=hopping:1s", NULL, 2, "hopping"},
+        {"run ysb --events=0", NULL, 2, "--events"},
+        {"consume t --dir=%s/b -eq", NULL, 2, "unknown option '-q'"},
+        {"consume t --dir=%s/b -xe", NULL, 2, "unknown option '-x'"},
+        {"consume t --dir=%s/b -e -o", NULL, 2, "-o needs a value"},
+        {"consume t --dir=%s/b -e -c zero", NULL, 2, "-c needs a whole number"},
+        {"produce t --dir=%s/b -K", NULL, 2, "-K needs a value"},
+        {"topic list --dir=%s/b --partitions 3", NULL, 2, "--partitions applies to topic create"},
+        {"topic create u --dir=%s/b --partitions=x", NULL, 2, "--partitions"},
+        {"bench core --events=12", NULL, 2, "--events"},
+        {"bench core --bogus", NULL, 2, "--bogus"},
+        {"--bogus", NULL, 2, "unknown option '--bogus'"},
+        {"run", NULL, 2, "missing JOB"},
+        {"", NULL, 2, "missing command"},
+        {"topic", NULL, 2, "missing subcommand"},
+        {"consume --dir=%s/b -e", NULL, 2, "missing TOPIC"},
+        {"produce --dir=%s/b", NULL, 2, "missing TOPIC"},
+        {"bench", NULL, 2, "missing NAME"},
+        {"jobs extra", NULL, 2, "unexpected argument 'extra'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_case(&cases[i]);
+}
+
+/* --- --explain, the summary line ------------------------------------------------------------ */
+
+static void test_explain(void **state)
+{
+    char in[300];
+    snprintf(in, sizeof(in), "%s/explain-input", tmpdir);
+    write_file(in, "zzz zzz\n", 8);
+    static const char *const jobs[] = {"run wordcount --explain", "run window-agg --explain",
+                                       "run ysb --explain --parallelism 2",
+                                       "run generate --explain"};
+    for (size_t i = 0; i < sizeof(jobs) / sizeof(jobs[0]); i++) {
+        result r = run(in, jobs[i]);
+        if (r.status != 0 || !strstr(r.out, "task 0:") || !strstr(r.out, "edge ") || *r.err)
+            fprintf(stderr, "%s: status %d\nstdout: %s\nstderr: %s\n", jobs[i], r.status, r.out,
+                    r.err);
+        assert_int_equal(r.status, 0);
+        assert_non_null(strstr(r.out, "task 0:"));
+        assert_string_equal(r.err, ""); /* nothing ran: no summary, no dead letters */
+        assert_null(strstr(r.out, "zzz"));
+        result_free(&r);
+    }
+}
+
+static void test_summary_line(void **state)
+{
+    /* stderr is a file here, not a terminal: the summary is printed anyway. */
+    result r = run(NULL, "run generate --events 1000");
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 1000);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "sluice run generate: 1000 in, 1000 out, "));
+#ifdef SL_PIPELINE_STATS_HAS_DIVERTED
+    assert_non_null(strstr(r.err, " 0 late, 0 dead letters, "));
+#endif
+    assert_non_null(strstr(r.err, " s, "));
+    assert_non_null(strstr(r.err, "/s\n"));
+    result_free(&r);
+    /* a failed job prints its error instead (one line, checked in test_bad_input) */
+}
+
+/* --- a reader that closes the pipe ---------------------------------------------------------- */
+
+/* Run `sh -c "exec SLUICE_BIN args"` with stdout into a pipe; read `lines`
+ * lines from it, close it, and wait. Returns the exit status (128 + signal
+ * when killed); *err gets stderr, *pipe_bytes (if not NULL) the pipe's
+ * capacity. */
+static int run_closing_reader(const char *args, int lines, char **err, int *pipe_bytes)
+{
+    char cmd[2048], efile[300];
+    snprintf(cmd, sizeof(cmd), "exec %s %s", SLUICE_BIN, args);
+    snprintf(efile, sizeof(efile), "%s/pipe-err", tmpdir);
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    if (pipe_bytes) *pipe_bytes = fcntl(fd[0], F_GETPIPE_SZ);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *e = freopen(efile, "w", stderr);
+        if (!e || dup2(fd[1], 1) < 0 || !freopen("/dev/null", "r", stdin)) _exit(99);
+        close(fd[0]);
+        close(fd[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(98);
+    }
+    close(fd[1]);
+    char c;
+    while (lines > 0 && read(fd[0], &c, 1) == 1) lines -= c == '\n';
+    close(fd[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    *err = slurp(efile, NULL);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void test_broken_pipe(void **state)
+{
+    char *err;
+    /* far more than a pipe holds: the writer must meet the closed pipe */
+    static const char *const jobs[] = {"run generate --events 10000000",
+                                       "run generate --events 10000000 --threads 2",
+                                       "run ysb --events 30000000"};
+    for (size_t i = 0; i < sizeof(jobs) / sizeof(jobs[0]); i++) {
+        int st = run_closing_reader(jobs[i], 1, &err, NULL);
+        if (st != 0 || *err)
+            fprintf(stderr, "%s | head -1: status %d, stderr '%s'\n", jobs[i], st, err);
+        assert_int_equal(st, 0);
+        assert_string_equal(err, "");
+        free(err);
+    }
+
+    /* consume, alone and in a group, from a topic of 10,000 records of 500
+     * bytes (5 MB: far more than a pipe holds) */
+    char args[600];
+    snprintf(args, sizeof(args), "topic create big --dir=%s/pipe", tmpdir);
+    result r = run(NULL, args);
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    char in[300];
+    snprintf(in, sizeof(in), "%s/pipe-input", tmpdir);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 10000; i++) fprintf(f, "%05d %0493d\n", i, 0); /* 500 bytes a line */
+    fclose(f);
+    snprintf(args, sizeof(args), "produce big --dir=%s/pipe", tmpdir);
+    r = run(in, args);
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+
+    snprintf(args, sizeof(args), "consume big --dir=%s/pipe -e", tmpdir);
+    int st = run_closing_reader(args, 1, &err, NULL);
+    if (st != 0 || *err) fprintf(stderr, "consume | head -1: status %d, stderr '%s'\n", st, err);
+    assert_int_equal(st, 0);
+    assert_string_equal(err, "");
+    free(err);
+
+    /* -G: the group may commit only what was written: at most the line read
+     * plus what the pipe held (its capacity over 500-byte lines). Committing
+     * what was read from the log instead would be at least a burst of 4096. */
+    int pipe_bytes = 0;
+    snprintf(args, sizeof(args), "consume big --dir=%s/pipe -G g -e", tmpdir);
+    st = run_closing_reader(args, 1, &err, &pipe_bytes);
+    if (st != 0 || *err) fprintf(stderr, "consume -G | head -1: status %d, stderr '%s'\n", st, err);
+    assert_int_equal(st, 0);
+    assert_string_equal(err, "");
+    free(err);
+    assert_true(pipe_bytes > 0);
+    snprintf(args, sizeof(args), "consume big --dir=%s/pipe -G g -e -c 1 -f '%%o\\n'", tmpdir);
+    r = run(NULL, args);
+    assert_int_equal(r.status, 0);
+    long next = strtol(r.out, NULL, 10), most = 1 + pipe_bytes / 500;
+    if (next > most) fprintf(stderr, "group resumed at offset %ld, > %ld\n", next, most);
+    assert_true(next <= most);
+    result_free(&r);
+}
+
 static int setup(void **state)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/sluice-test-cli-XXXXXX");
@@ -286,6 +520,8 @@ int main(void)
         cmocka_unit_test(test_wordcount_generated), cmocka_unit_test(test_wordcount_hostile_bytes),
         cmocka_unit_test(test_wordcount_10mb_line), cmocka_unit_test(test_wordcount_empty),
         cmocka_unit_test(test_bad_input),           cmocka_unit_test(test_version_and_jobs),
+        cmocka_unit_test(test_option_forms),        cmocka_unit_test(test_explain),
+        cmocka_unit_test(test_summary_line),        cmocka_unit_test(test_broken_pipe),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -282,7 +282,7 @@ static void fill_topic(const char *topic, int partitions, int per_partition)
             snprintf(v, sizeof(v), "v%d", i);
             /* event times start at 0: 0 is a valid time */
             sl_record r = {
-                .key = &key, .key_len = 8, .value = v, .value_len = strlen(v), .timestamp = i + 1};
+                .key = &key, .key_len = 8, .value = v, .value_len = strlen(v), .timestamp = i};
             assert_int_equal(sl_producer_send(pr, part, &r, NULL), 0);
         }
     }

@@ -1,6 +1,6 @@
 /*
- * engine/fsio.c - file-changing system calls behind one seam, with fault
- * injection (see engine/fsio.h).
+ * engine/base/fsio.c - file-changing system calls behind one seam, with fault
+ * injection (see engine/base/fsio.h).
  *
  * What: thin wrappers over open/write/pwrite/fsync/ftruncate/rename/unlink/
  * mkdir that return -errno, loop over short writes and EINTR, and consult the
@@ -16,7 +16,7 @@
  * before the system call, so the disk is untouched by a failed call (a real
  * failure may of course leave a short write, which callers must handle too).
  */
-#include "engine/fsio.h"
+#include "engine/base/fsio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,7 +35,7 @@ static atomic_bool fault_persistent;
 static atomic_long fault_failures;
 static atomic_bool fault_crash; /* _exit instead of failing */
 
-void sl_fsio_fail_after(unsigned op_mask, long n, int err, bool persistent)
+void sli_fsio_fail_after(unsigned op_mask, long n, int err, bool persistent)
 {
     atomic_store(&fault_mask, 0u);
     atomic_store(&fault_countdown, n);
@@ -46,18 +46,18 @@ void sl_fsio_fail_after(unsigned op_mask, long n, int err, bool persistent)
     atomic_store(&fault_mask, op_mask);
 }
 
-void sl_fsio_crash_after(unsigned op_mask, long n)
+void sli_fsio_crash_after(unsigned op_mask, long n)
 {
-    sl_fsio_fail_after(op_mask, n, EIO, false);
+    sli_fsio_fail_after(op_mask, n, EIO, false);
     atomic_store(&fault_crash, true);
 }
 
-void sl_fsio_fail_reset(void)
+void sli_fsio_fail_reset(void)
 {
     atomic_store(&fault_mask, 0u);
 }
 
-long sl_fsio_failures(void)
+long sli_fsio_failures(void)
 {
     return atomic_load(&fault_failures);
 }
@@ -69,7 +69,7 @@ static int fault(unsigned op)
     long left = atomic_fetch_sub(&fault_countdown, 1);
     if (left > 0) return 0;
     if (left < 0 && !atomic_load(&fault_persistent)) return 0;
-    if (atomic_load(&fault_crash)) _exit(SL_FSIO_CRASH_STATUS);
+    if (atomic_load(&fault_crash)) _exit(SLI_FSIO_CRASH_STATUS);
     atomic_fetch_add(&fault_failures, 1);
     return -atomic_load(&fault_err);
 }
@@ -79,15 +79,15 @@ static int writes_file(int flags)
     return (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)) != 0;
 }
 
-int sl_fsio_open(const char *path, int flags, mode_t mode)
+int sli_fsio_open(const char *path, int flags, mode_t mode)
 {
-    return sl_fsio_openat(AT_FDCWD, path, flags, mode);
+    return sli_fsio_openat(AT_FDCWD, path, flags, mode);
 }
 
-int sl_fsio_openat(int dirfd, const char *path, int flags, mode_t mode)
+int sli_fsio_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
     if (writes_file(flags)) {
-        int rc = fault(SL_FSIO_OPEN);
+        int rc = fault(SLI_FSIO_OPEN);
         if (rc) return rc;
     }
     int fd;
@@ -96,9 +96,9 @@ int sl_fsio_openat(int dirfd, const char *path, int flags, mode_t mode)
     return fd < 0 ? -errno : fd;
 }
 
-int sl_fsio_write(int fd, const void *buf, size_t len)
+int sli_fsio_write(int fd, const void *buf, size_t len)
 {
-    int rc = fault(SL_FSIO_WRITE);
+    int rc = fault(SLI_FSIO_WRITE);
     if (rc) return rc;
     const char *p = buf;
     while (len > 0) {
@@ -113,9 +113,9 @@ int sl_fsio_write(int fd, const void *buf, size_t len)
     return 0;
 }
 
-int sl_fsio_pwrite(int fd, const void *buf, size_t len, off_t off)
+int sli_fsio_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
-    int rc = fault(SL_FSIO_WRITE);
+    int rc = fault(SLI_FSIO_WRITE);
     if (rc) return rc;
     const char *p = buf;
     while (len > 0) {
@@ -131,23 +131,23 @@ int sl_fsio_pwrite(int fd, const void *buf, size_t len, off_t off)
     return 0;
 }
 
-int sl_fsio_fsync(int fd)
+int sli_fsio_fsync(int fd)
 {
-    int rc = fault(SL_FSIO_FSYNC);
+    int rc = fault(SLI_FSIO_FSYNC);
     if (rc) return rc;
     return fsync(fd) < 0 ? -errno : 0;
 }
 
-int sl_fsio_fdatasync(int fd)
+int sli_fsio_fdatasync(int fd)
 {
-    int rc = fault(SL_FSIO_FSYNC);
+    int rc = fault(SLI_FSIO_FSYNC);
     if (rc) return rc;
     return fdatasync(fd) < 0 ? -errno : 0;
 }
 
-int sl_fsio_ftruncate(int fd, off_t len)
+int sli_fsio_ftruncate(int fd, off_t len)
 {
-    int rc = fault(SL_FSIO_TRUNCATE);
+    int rc = fault(SLI_FSIO_TRUNCATE);
     if (rc) return rc;
     int r;
     do r = ftruncate(fd, len);
@@ -155,37 +155,37 @@ int sl_fsio_ftruncate(int fd, off_t len)
     return r < 0 ? -errno : 0;
 }
 
-int sl_fsio_rename(const char *from, const char *to)
+int sli_fsio_rename(const char *from, const char *to)
 {
-    int rc = fault(SL_FSIO_RENAME);
+    int rc = fault(SLI_FSIO_RENAME);
     if (rc) return rc;
     return rename(from, to) < 0 ? -errno : 0;
 }
 
-int sl_fsio_unlink(const char *path)
+int sli_fsio_unlink(const char *path)
 {
-    int rc = fault(SL_FSIO_UNLINK);
+    int rc = fault(SLI_FSIO_UNLINK);
     if (rc) return rc;
     return unlink(path) < 0 ? -errno : 0;
 }
 
-int sl_fsio_rmdir(const char *path)
+int sli_fsio_rmdir(const char *path)
 {
-    int rc = fault(SL_FSIO_UNLINK);
+    int rc = fault(SLI_FSIO_UNLINK);
     if (rc) return rc;
     return rmdir(path) < 0 ? -errno : 0;
 }
 
-int sl_fsio_mkdir(const char *path, mode_t mode)
+int sli_fsio_mkdir(const char *path, mode_t mode)
 {
-    int rc = fault(SL_FSIO_MKDIR);
+    int rc = fault(SLI_FSIO_MKDIR);
     if (rc) return rc;
     return mkdir(path, mode) < 0 ? -errno : 0;
 }
 
-int sl_fsio_fsync_dir(const char *path)
+int sli_fsio_fsync_dir(const char *path)
 {
-    int rc = fault(SL_FSIO_FSYNC);
+    int rc = fault(SLI_FSIO_FSYNC);
     if (rc) return rc;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -errno;
@@ -194,7 +194,7 @@ int sl_fsio_fsync_dir(const char *path)
     return rc;
 }
 
-int sl_fsio_write_file_atomic(const char *path, const void *buf, size_t len)
+int sli_fsio_write_file_atomic(const char *path, const void *buf, size_t len)
 {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
@@ -212,17 +212,17 @@ int sl_fsio_write_file_atomic(const char *path, const void *buf, size_t len)
     else
         strcpy(dir, ".");
 
-    fd = sl_fsio_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    fd = sli_fsio_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         rc = fd;
         goto fail;
     }
-    if ((rc = sl_fsio_write(fd, buf, len)) < 0) goto fail_unlink;
-    if ((rc = sl_fsio_fsync(fd)) < 0) goto fail_unlink;
+    if ((rc = sli_fsio_write(fd, buf, len)) < 0) goto fail_unlink;
+    if ((rc = sli_fsio_fsync(fd)) < 0) goto fail_unlink;
     close(fd);
     fd = -1;
-    if ((rc = sl_fsio_rename(tmp, path)) < 0) goto fail_unlink;
-    rc = sl_fsio_fsync_dir(dir);
+    if ((rc = sli_fsio_rename(tmp, path)) < 0) goto fail_unlink;
+    rc = sli_fsio_fsync_dir(dir);
     free(tmp);
     free(dir);
     return rc;
@@ -236,11 +236,11 @@ fail:
     return rc;
 }
 
-int sl_fsio_remove_tree(const char *path)
+int sli_fsio_remove_tree(const char *path)
 {
     struct stat st;
     if (lstat(path, &st) < 0) return errno == ENOENT ? 0 : -errno;
-    if (!S_ISDIR(st.st_mode)) return sl_fsio_unlink(path);
+    if (!S_ISDIR(st.st_mode)) return sli_fsio_unlink(path);
     DIR *d = opendir(path);
     if (!d) return -errno;
     int rc = 0;
@@ -255,11 +255,11 @@ int sl_fsio_remove_tree(const char *path)
             break;
         }
         snprintf(child, n, "%s/%s", path, e->d_name);
-        int r = sl_fsio_remove_tree(child);
+        int r = sli_fsio_remove_tree(child);
         free(child);
         if (r < 0 && rc == 0) rc = r;
     }
     closedir(d);
     if (rc < 0) return rc;
-    return sl_fsio_rmdir(path);
+    return sli_fsio_rmdir(path);
 }

@@ -1,5 +1,5 @@
 /*
- * examples/cmd_broker.c - the broker commands of the sluice CLI:
+ * cli/cmd_broker.c - the broker commands of the sluice CLI:
  *
  *   sluice topic create NAME [--partitions N] [--compact] [--retention-bytes B]
  *                            [--retention-ms T] [--fsync always|INTERVAL_MS|never]
@@ -14,10 +14,20 @@
  * kcat's format tokens, -e exits at the end of the log, -o -N starts N records
  * before the end.
  *
+ * Options are parsed by getopt_long: --dir=DIR or --dir DIR, bundled short
+ * options with an attached value as kcat takes them (-eo beginning, -c5),
+ * operands anywhere, `--` ends options.
+ *
  * Errors: every bad argument is reported as one line "sluice <cmd>: <problem>"
  * on stderr, exit status 2, before anything is changed; runtime failures exit
  * with 1. produce is a stream: a bad line (too large, no key for a compacted
  * topic) stops it there, after the lines before it were produced.
+ *
+ * A closed standard output (`sluice consume t | head -1`) ends consume
+ * quietly with status 0. With -G it commits only at points where everything
+ * printed before has been written (stdout flushed without error): records
+ * the reader may not have received are never committed, so the group reads
+ * them again (at least once, never lost).
  *
  * Threads: single-threaded; consume waits in poll(2) on the readers' inotify
  * descriptors, and SIGINT/SIGTERM end it cleanly (committing with -G).
@@ -32,31 +42,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "examples/cli.h"
-#include "sluice/broker.h"
-
-const char *sl_cli_broker_dir(const char *flag_value)
-{
-    if (flag_value && *flag_value) return flag_value;
-    const char *env = getenv("SLUICE_DIR");
-    if (env && *env) return env;
-    return "./sluice-data";
-}
-
-static bool is_help(const char *a)
-{
-    return !strcmp(a, "--help") || !strcmp(a, "-h");
-}
-
-/* Value of option argv[*i] (advancing *i), or NULL after printing an error. */
-static const char *opt_value(const char *cmd, int argc, char **argv, int *i)
-{
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "sluice %s: %s needs a value\n", cmd, argv[*i]);
-        return NULL;
-    }
-    return argv[++*i];
-}
+#include "cli/cli.h"
 
 static sl_broker *open_broker(const char *cmd, const char *dir, unsigned flags)
 {
@@ -129,11 +115,16 @@ static int topic_describe(const char *cmd, sl_broker *b, const char *name)
     return 0;
 }
 
-int sl_cli_topic(int argc, char **argv)
+int cli_topic(int argc, char **argv)
 {
-    if (argc < 2 || is_help(argv[1])) {
-        topic_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        fprintf(stderr, "sluice topic: missing subcommand (create, list, describe, delete, clean; "
+                        "sluice topic --help)\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        topic_usage(stdout);
+        return 0;
     }
     const char *sub = argv[1];
     char cmd[64];
@@ -146,38 +137,61 @@ int sl_cli_topic(int argc, char **argv)
                 sub);
         return 2;
     }
+    enum {
+        O_DIR = JOBS_OPT_FIRST_FREE,
+        O_PARTITIONS,
+        O_COMPACT,
+        O_RETENTION_BYTES,
+        O_RETENTION_MS,
+        O_SEGMENT_BYTES,
+        O_FSYNC
+    };
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, O_DIR},
+        {"partitions", required_argument, NULL, O_PARTITIONS},
+        {"compact", no_argument, NULL, O_COMPACT},
+        {"retention-bytes", required_argument, NULL, O_RETENTION_BYTES},
+        {"retention-ms", required_argument, NULL, O_RETENTION_MS},
+        {"segment-bytes", required_argument, NULL, O_SEGMENT_BYTES},
+        {"fsync", required_argument, NULL, O_FSYNC},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
     sl_topic_conf conf;
     sl_topic_conf_init(&conf);
     const char *dir = NULL, *name = NULL;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v;
+    int opt, ret;
+    /* getopt sees the arguments after the subcommand (argv[1] is its argv[0]). */
+    int ac = argc - 1;
+    char **av = argv + 1;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(ac, av, ":h", opts)) != -1) {
+        const char *v = optarg;
         long long n;
-        if (is_help(a)) {
-            topic_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--dir")) {
-            if (!(dir = opt_value(cmd, argc, argv, &i))) return 2;
-        } else if (is_create && !strcmp(a, "--partitions")) {
-            if (!(v = opt_value(cmd, argc, argv, &i)) ||
-                sl_cli_int(cmd, a, v, 1, SL_PARTITIONS_MAX, &n))
-                return 2;
+        if (opt >= O_PARTITIONS && opt <= O_FSYNC && !is_create) {
+            fprintf(stderr, "sluice %s: --%s applies to topic create only\n", cmd,
+                    opts[opt - O_DIR].name);
+            return 2;
+        }
+        switch (opt) {
+        case O_DIR: dir = v; break;
+        case O_PARTITIONS:
+            if (jobs_int(cmd, "--partitions", v, 1, SL_PARTITIONS_MAX, &n)) return 2;
             conf.partitions = (int32_t)n;
-        } else if (is_create && !strcmp(a, "--compact")) {
-            conf.compact = 1;
-        } else if (is_create && !strcmp(a, "--retention-bytes")) {
-            if (!(v = opt_value(cmd, argc, argv, &i)) || sl_cli_int(cmd, a, v, -1, INT64_MAX, &n))
-                return 2;
+            break;
+        case O_COMPACT: conf.compact = 1; break;
+        case O_RETENTION_BYTES:
+            if (jobs_int(cmd, "--retention-bytes", v, -1, INT64_MAX, &n)) return 2;
             conf.retention_bytes = n;
-        } else if (is_create && !strcmp(a, "--retention-ms")) {
-            if (!(v = opt_value(cmd, argc, argv, &i)) || sl_cli_int(cmd, a, v, -1, INT64_MAX, &n))
-                return 2;
+            break;
+        case O_RETENTION_MS:
+            if (jobs_int(cmd, "--retention-ms", v, -1, INT64_MAX, &n)) return 2;
             conf.retention_ms = n;
-        } else if (is_create && !strcmp(a, "--segment-bytes")) {
-            if (!(v = opt_value(cmd, argc, argv, &i)) || sl_cli_int(cmd, a, v, 1024, 1LL << 31, &n))
-                return 2;
+            break;
+        case O_SEGMENT_BYTES:
+            if (jobs_int(cmd, "--segment-bytes", v, 1024, 1LL << 31, &n)) return 2;
             conf.segment_bytes = n;
-        } else if (is_create && !strcmp(a, "--fsync")) {
-            if (!(v = opt_value(cmd, argc, argv, &i))) return 2;
+            break;
+        case O_FSYNC:
             if (!strcmp(v, "always"))
                 conf.fsync = SL_FSYNC_ALWAYS;
             else if (!strcmp(v, "never"))
@@ -196,21 +210,22 @@ int sl_cli_topic(int argc, char **argv)
                 conf.fsync = SL_FSYNC_INTERVAL;
                 conf.fsync_interval_ms = ms;
             }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "sluice %s: unknown option '%s' (see sluice topic --help)\n", cmd, a);
-            return 2;
-        } else if (!name && !is_list) {
-            name = a;
-        } else {
-            fprintf(stderr, "sluice %s: unexpected argument '%s'\n", cmd, a);
-            return 2;
+            break;
+        default:
+            if ((ret = jobs_opt(cmd, opt, av, NULL)) == JOBS_HELP) {
+                topic_usage(stdout);
+                return 0;
+            }
+            return ret;
         }
     }
+    if (!is_list && optind < ac) name = av[optind++];
+    if (jobs_no_operands(cmd, ac, av)) return 2;
     if (!is_list && !name) {
         fprintf(stderr, "sluice %s: missing topic NAME\n", cmd);
         return 2;
     }
-    dir = sl_cli_broker_dir(dir);
+    dir = jobs_broker_dir(dir);
     sl_broker *b = open_broker(cmd, dir, is_create ? SL_BROKER_CREATE : 0);
     if (!b) return 1;
     int status = 0;
@@ -268,7 +283,7 @@ static void produce_usage(FILE *f)
 static int produce_line(sl_producer *p, int32_t part, const char *sep, size_t seplen,
                         const char *line, size_t len, long long lineno)
 {
-    sl_record r = {0};
+    sl_record r = {.timestamp = SL_TIMESTAMP_NONE};
     r.value = line;
     r.value_len = len;
     if (sep) {
@@ -287,43 +302,43 @@ static int produce_line(sl_producer *p, int32_t part, const char *sep, size_t se
     return 0;
 }
 
-int sl_cli_produce(int argc, char **argv)
+int cli_produce(int argc, char **argv)
 {
+    enum { O_DIR = JOBS_OPT_FIRST_FREE };
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, O_DIR}, {"help", no_argument, NULL, 'h'}, {0}};
     const char *dir = NULL, *topic = NULL, *sep = NULL;
     long long part = SL_PARTITION_ANY;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (is_help(a)) {
-            produce_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--dir")) {
-            if (!(dir = opt_value("produce", argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "-K")) {
-            if (!(sep = opt_value("produce", argc, argv, &i))) return 2;
+    int opt, ret;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":hK:p:", opts)) != -1) {
+        switch (opt) {
+        case O_DIR: dir = optarg; break;
+        case 'K':
+            sep = optarg;
             if (!*sep) {
                 fprintf(stderr, "sluice produce: -K needs a non-empty separator\n");
                 return 2;
             }
-        } else if (!strcmp(a, "-p")) {
-            if (!(v = opt_value("produce", argc, argv, &i)) ||
-                sl_cli_int("produce", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part))
-                return 2;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "sluice produce: unknown option '%s' (see sluice produce --help)\n", a);
-            return 2;
-        } else if (!topic) {
-            topic = a;
-        } else {
-            fprintf(stderr, "sluice produce: unexpected argument '%s'\n", a);
-            return 2;
+            break;
+        case 'p':
+            if (jobs_int("produce", "-p", optarg, 0, SL_PARTITIONS_MAX - 1, &part)) return 2;
+            break;
+        default:
+            if ((ret = jobs_opt("produce", opt, argv, NULL)) == JOBS_HELP) {
+                produce_usage(stdout);
+                return 0;
+            }
+            return ret;
         }
     }
+    if (optind < argc) topic = argv[optind++];
+    if (jobs_no_operands("produce", argc, argv)) return 2;
     if (!topic) {
-        produce_usage(stderr);
-        fprintf(stderr, "sluice produce: missing TOPIC\n");
+        fprintf(stderr, "sluice produce: missing TOPIC (sluice produce --help)\n");
         return 2;
     }
-    sl_broker *b = open_broker("produce", sl_cli_broker_dir(dir), 0);
+    sl_broker *b = open_broker("produce", jobs_broker_dir(dir), 0);
     if (!b) return 1;
     sl_producer *p = NULL;
     int status = 0;
@@ -486,6 +501,19 @@ static void print_msg(const char *fmt, const char *topic, const sl_message *m)
     }
 }
 
+/* Standard output after a flush: 0 written, 1 closed by its reader (end
+ * quietly: status 0, no message), -1 failed (reported once). Nothing is
+ * committed unless this is 0: the records printed since the last commit may
+ * not have reached the reader. */
+static int output_state(void)
+{
+    static int reported;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
+    if (cli_output_closed()) return 1;
+    if (!reported++) fprintf(stderr, "sluice consume: cannot write standard output\n");
+    return -1;
+}
+
 typedef struct cpart {
     int32_t partition;
     sl_log_reader *r;
@@ -509,6 +537,7 @@ static int64_t start_offset(sl_broker *b, const char *topic, int32_t p, const ch
 static int commit_all(sl_broker *b, const char *topic, const char *group, cpart *cp, size_t n)
 {
     for (size_t i = 0; group && i < n; i++) {
+        if (!cp[i].r) continue; /* kept at a rebalance: its reader moved to the new set */
         int64_t pos = sl_log_reader_position(cp[i].r);
         if (pos == cp[i].committed) continue;
         if (sl_group_commit(b, group, topic, cp[i].partition, pos) < 0) {
@@ -554,60 +583,59 @@ static int set_partitions(sl_broker *b, const char *topic, const char *group, lo
     return 0;
 }
 
-int sl_cli_consume(int argc, char **argv)
+int cli_consume(int argc, char **argv)
 {
+    enum { O_DIR = JOBS_OPT_FIRST_FREE };
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, O_DIR}, {"help", no_argument, NULL, 'h'}, {0}};
     const char *dir = NULL, *topic = NULL, *group = NULL, *fmt = "%s\\n";
     long long part = -1, count = -1, o = SL_OFFSET_BEGINNING;
     bool o_rel = false, exit_at_end = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (is_help(a)) {
-            consume_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--dir")) {
-            if (!(dir = opt_value("consume", argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "-p")) {
-            if (!(v = opt_value("consume", argc, argv, &i)) ||
-                sl_cli_int("consume", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part))
-                return 2;
-        } else if (!strcmp(a, "-o")) {
-            if (!(v = opt_value("consume", argc, argv, &i))) return 2;
+    int opt, ret;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":hp:o:G:ec:f:", opts)) != -1) {
+        const char *v = optarg;
+        switch (opt) {
+        case O_DIR: dir = v; break;
+        case 'p':
+            if (jobs_int("consume", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part)) return 2;
+            break;
+        case 'o':
             if (!strcmp(v, "beginning"))
                 o = SL_OFFSET_BEGINNING;
             else if (!strcmp(v, "end"))
                 o = SL_OFFSET_END;
             else if (v[0] == '-') {
-                if (sl_cli_int("consume", "-o", v, -INT64_MAX, -1, &o)) return 2;
+                if (jobs_int("consume", "-o", v, -INT64_MAX, -1, &o)) return 2;
                 o_rel = true;
-            } else if (sl_cli_int("consume", "-o", v, 0, INT64_MAX, &o)) {
+            } else if (jobs_int("consume", "-o", v, 0, INT64_MAX, &o)) {
                 return 2;
             }
-        } else if (!strcmp(a, "-G")) {
-            if (!(group = opt_value("consume", argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "-e")) {
-            exit_at_end = true;
-        } else if (!strcmp(a, "-c")) {
-            if (!(v = opt_value("consume", argc, argv, &i)) ||
-                sl_cli_int("consume", "-c", v, 1, INT64_MAX, &count))
-                return 2;
-        } else if (!strcmp(a, "-f")) {
-            if (!(fmt = opt_value("consume", argc, argv, &i)) || check_format(fmt)) return 2;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "sluice consume: unknown option '%s' (see sluice consume --help)\n", a);
-            return 2;
-        } else if (!topic) {
-            topic = a;
-        } else {
-            fprintf(stderr, "sluice consume: unexpected argument '%s'\n", a);
-            return 2;
+            break;
+        case 'G': group = v; break;
+        case 'e': exit_at_end = true; break;
+        case 'c':
+            if (jobs_int("consume", "-c", v, 1, INT64_MAX, &count)) return 2;
+            break;
+        case 'f':
+            fmt = v;
+            if (check_format(fmt)) return 2;
+            break;
+        default:
+            if ((ret = jobs_opt("consume", opt, argv, NULL)) == JOBS_HELP) {
+                consume_usage(stdout);
+                return 0;
+            }
+            return ret;
         }
     }
+    if (optind < argc) topic = argv[optind++];
+    if (jobs_no_operands("consume", argc, argv)) return 2;
     if (!topic) {
-        consume_usage(stderr);
-        fprintf(stderr, "sluice consume: missing TOPIC\n");
+        fprintf(stderr, "sluice consume: missing TOPIC (sluice consume --help)\n");
         return 2;
     }
-    sl_broker *b = open_broker("consume", sl_cli_broker_dir(dir), 0);
+    sl_broker *b = open_broker("consume", jobs_broker_dir(dir), 0);
     if (!b) return 1;
     int status = 0;
     sl_topic_info *ti = NULL;
@@ -688,13 +716,10 @@ int sl_cli_consume(int argc, char **argv)
             }
         }
         rr++;
-        if (ferror(stdout)) {
-            status = 1;
-            goto done;
-        }
+        if (ferror(stdout)) goto done; /* output_state() tells closed from failed */
         if (any) continue;
         /* Idle: everything read so far is out; commit; maybe rebalance. */
-        fflush(stdout);
+        if (fflush(stdout) != 0) goto done;
         if ((status = commit_all(b, topic, group, cp, ncp))) goto done;
         if (exit_at_end) break;
         if (member) {
@@ -729,8 +754,9 @@ int sl_cli_consume(int argc, char **argv)
     }
 done:
     free(pfd);
-    fflush(stdout);
-    if (commit_all(b, topic, group, cp, ncp) && status == 0) status = 1;
+    int os = output_state();
+    if (os == 0 && commit_all(b, topic, group, cp, ncp) && status == 0) status = 1;
+    if (os < 0 && status == 0) status = 1;
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
 out:

@@ -1,0 +1,20 @@
+/*
+ * bench/bench.h - the benchmarks' entry points, called by the CLI as
+ * `sluice bench NAME [options]`.
+ *
+ * Floors: bench/ depends on the library's public API and on the bundled jobs
+ * (examples/: bench ysb runs the ysb job's pipeline), never on cli/. Each
+ * entry point takes argv[0] = the benchmark's name and its options (parsed
+ * with getopt_long through examples/jobs.h's helpers), handles --help, prints
+ * errors as one line "sluice bench NAME: <problem>" and returns the exit
+ * status (0 ok, 1 failure, 2 usage error).
+ */
+#ifndef SLUICE_BENCH_BENCH_H
+#define SLUICE_BENCH_BENCH_H
+
+int bench_core(int argc, char **argv);    /* bench/bench_core.c */
+int bench_ysb(int argc, char **argv);     /* bench/bench_ysb.c */
+int bench_windows(int argc, char **argv); /* bench/bench_windows.c */
+int bench_broker(int argc, char **argv);  /* bench/bench_broker.c */
+
+#endif

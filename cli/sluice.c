@@ -1,0 +1,220 @@
+/*
+ * cli/sluice.c - the `sluice` command: runs the bundled jobs, drives the
+ * built-in broker and runs the benchmarks.
+ *
+ *   sluice jobs                      list the bundled jobs
+ *   sluice run JOB [options]         run one (JOB --help for its options;
+ *                                    --explain prints the plan instead)
+ *   sluice bench NAME [options]      run a benchmark
+ *   sluice topic|produce|consume     the built-in broker
+ *   sluice --version | --help
+ *
+ * Exit status: 0 success, 1 runtime failure, 2 usage error; every error is
+ * one line on stderr that names the problem. Options are parsed by
+ * getopt_long everywhere (--name=value or --name value, bundled short
+ * options, `--` ends options); at this level they stop at the command word.
+ *
+ * Standard output closed by its reader (`sluice ... | head -1`): SIGPIPE is
+ * caught for the whole process (it only sets cli_output_closed), so writes
+ * fail with EPIPE instead of killing the process; each command then ends
+ * quietly with status 0, and the final flush of stdout here says nothing
+ * either. Any other write error on stdout is reported and exits 1.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include "bench/bench.h"
+#include "cli/cli.h"
+
+static volatile sig_atomic_t output_closed;
+
+static void on_sigpipe(int sig)
+{
+    output_closed = 1;
+}
+
+int cli_output_closed(void)
+{
+    return output_closed;
+}
+
+static const struct {
+    const char *name;
+    const char *summary; /* one line for `sluice jobs` */
+    int (*run)(int argc, char **argv, const jobs_runner *r);
+} jobs[] = {
+    {"wordcount", "count words of a text (--input FILE or stdin), most frequent first",
+     job_wordcount},
+    {"generate", "deterministic event_time_ms,key,value events, to stdout or a topic",
+     job_generate},
+    {"window-agg", "windowed aggregates of CSV event_time_ms,key,value lines", job_window_agg},
+    {"ysb", "Yahoo Streaming Benchmark: views per campaign per 10 s window", job_ysb},
+};
+#define N_JOBS (sizeof(jobs) / sizeof(jobs[0]))
+
+static const struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} benches[] = {
+    {"core", "generator -> filter -> key_by -> keyed count, against a hand-written loop",
+     bench_core},
+    {"ysb", "the ysb job on its generator, against a hand-written YSB loop", bench_ysb},
+    {"windows", "sliding against tumbling windows; window result latency", bench_windows},
+    {"broker", "built-in broker: append against dd, sequential read, latency", bench_broker},
+};
+#define N_BENCHES (sizeof(benches) / sizeof(benches[0]))
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sluice <command> [options]\n\n"
+               "commands:\n"
+               "  jobs                       list the bundled jobs\n"
+               "  run JOB [options]          run a bundled job (sluice run JOB --help)\n"
+               "  bench NAME [--csv]         run a benchmark (sluice bench --help)\n"
+               "  topic create|list|describe|delete ...   manage broker topics\n"
+               "  produce TOPIC [options]    append lines from stdin to a topic\n"
+               "  consume TOPIC [options]    print records of a topic\n"
+               "  --version                  print versions of sluice and its allocator\n"
+               "\ncommon job options: --threads N (worker threads), --parallelism P,\n"
+               "  --explain (print the physical plan and exit)\n");
+}
+
+/* Options before a subcommand's operand: only -h / --help; the rest is the
+ * operand's (getopt stops at the first non-option, "+"). Returns JOBS_HELP,
+ * 2 after an error, or 0 with optind at the operand. */
+static int leading_opts(const char *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    int c;
+    jobs_getopt_reset();
+    while ((c = jobs_getopt(argc, argv, "+:h", opts)) != -1) {
+        int r = jobs_opt(cmd, c, argv, NULL);
+        if (r) return r;
+    }
+    return 0;
+}
+
+static int cmd_jobs(int argc, char **argv)
+{
+    int r = leading_opts("jobs", argc, argv);
+    if (r == JOBS_HELP) {
+        printf("usage: sluice jobs\nLists the bundled jobs that `sluice run` runs.\n");
+        return 0;
+    }
+    if (r || jobs_no_operands("jobs", argc, argv)) return 2;
+    for (size_t i = 0; i < N_JOBS; i++) printf("%-12s %s\n", jobs[i].name, jobs[i].summary);
+    return 0;
+}
+
+static void run_usage(FILE *f)
+{
+    fprintf(f, "usage: sluice run JOB [--threads N] [--parallelism P] [--explain] [job options]\n"
+               "jobs (sluice jobs lists them; sluice run JOB --help for options):\n");
+    for (size_t i = 0; i < N_JOBS; i++) fprintf(f, "  %-12s %s\n", jobs[i].name, jobs[i].summary);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    int r = leading_opts("run", argc, argv);
+    if (r == JOBS_HELP) {
+        run_usage(stdout);
+        return 0;
+    }
+    if (r) return 2;
+    if (optind >= argc) {
+        fprintf(stderr, "sluice run: missing JOB (sluice jobs lists them)\n");
+        return 2;
+    }
+    const char *name = argv[optind];
+    for (size_t i = 0; i < N_JOBS; i++)
+        if (strcmp(name, jobs[i].name) == 0)
+            return jobs[i].run(argc - optind, argv + optind, &cli_runner);
+    fprintf(stderr, "sluice run: unknown job '%s' (sluice jobs lists them)\n", name);
+    return 2;
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    int r = leading_opts("bench", argc, argv);
+    if (r == JOBS_HELP) {
+        printf("usage: sluice bench NAME [--csv] [options]\nbenchmarks:\n");
+        for (size_t i = 0; i < N_BENCHES; i++)
+            printf("  %-8s %s\n", benches[i].name, benches[i].summary);
+        return 0;
+    }
+    if (r) return 2;
+    if (optind >= argc) {
+        fprintf(stderr, "sluice bench: missing NAME (sluice bench --help lists them)\n");
+        return 2;
+    }
+    const char *name = argv[optind];
+    for (size_t i = 0; i < N_BENCHES; i++)
+        if (strcmp(name, benches[i].name) == 0) return benches[i].run(argc - optind, argv + optind);
+    fprintf(stderr, "sluice bench: unknown benchmark '%s' (sluice bench --help lists them)\n",
+            name);
+    return 2;
+}
+
+static int dispatch(int argc, char **argv)
+{
+    enum { O_VERSION = JOBS_OPT_FIRST_FREE };
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, O_VERSION}, {0}};
+    int c;
+    jobs_getopt_reset();
+    while ((c = jobs_getopt(argc, argv, "+:h", opts)) != -1) {
+        if (c == O_VERSION) {
+            printf("sluice %s\nallocator: %s\n", sl_version(), sl_allocator());
+            return 0;
+        }
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        return jobs_opt(NULL, c, argv, NULL); /* "sluice: unknown option ..." */
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "sluice: missing command (sluice --help lists them)\n");
+        return 2;
+    }
+    argc -= optind;
+    argv += optind;
+    const char *cmd = argv[0];
+    if (strcmp(cmd, "version") == 0) {
+        printf("sluice %s\nallocator: %s\n", sl_version(), sl_allocator());
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "jobs") == 0) return cmd_jobs(argc, argv);
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc, argv);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "topic") == 0) return cli_topic(argc, argv);
+    if (strcmp(cmd, "produce") == 0) return cli_produce(argc, argv);
+    if (strcmp(cmd, "consume") == 0) return cli_consume(argc, argv);
+    fprintf(stderr, "sluice: unknown command '%s' (sluice --help lists them)\n", cmd);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigpipe;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+
+    int status = dispatch(argc, argv);
+    int flushed = fflush(stdout) == 0, e = errno;
+    if ((!flushed || ferror(stdout)) && !output_closed) {
+        fprintf(stderr, "sluice: cannot write standard output%s%s\n", flushed ? "" : ": ",
+                flushed ? "" : strerror(e));
+        if (status == 0) status = 1;
+    }
+    return status;
+}

@@ -1,0 +1,123 @@
+/*
+ * examples/jobs.h - the bundled jobs' entry points, and the few helpers they
+ * share (option parsing as getopt_long does it, strict numbers, durations,
+ * the broker directory, running a built pipeline).
+ *
+ * Floors: cli/ -> examples/ and bench/ -> the library's public API. A job is
+ * a pipeline a user can read and copy: it includes <sluice/sluice.h> and this
+ * header, nothing of the engine and nothing of the CLI. The CLI calls a job
+ * as `job_NAME(argc, argv, runner)`:
+ *
+ *   - argv[0] is the job's name, the rest its options; the job parses them
+ *     with getopt_long (--name=value, --name value, bundled short options,
+ *     `--` ends options), so every job takes the common options
+ *     (JOBS_COMMON_OPTIONS: --threads, --parallelism, --explain, --help);
+ *   - it builds its pipeline and hands it to jobs_run(), which prints the
+ *     plan for --explain, or runs it through the runner the caller gave: the
+ *     CLI's runner owns what belongs to a terminal program (signals, the live
+ *     progress line, the one-line summary at the end); a NULL runner runs the
+ *     pipeline plainly (sl_pipeline_run);
+ *   - whatever it must do after the run (flushing, reporting counts, freeing)
+ *     it does itself, then returns the exit status: 0 ok, 1 runtime failure,
+ *     2 usage error. Every error is one line "sluice run NAME: <problem>" on
+ *     stderr.
+ *
+ * Why a runner passed in rather than the built pipeline handed back: a job
+ * has work after its run that needs its own state (ysb frees its campaign
+ * table, window-agg reports how many lines it skipped), and with a callback
+ * that stays in the job's one function, in order, while the caller still
+ * decides what a run looks like (the CLI: progress and summary; a test or a
+ * benchmark: a plain run).
+ *
+ * Global state: getopt's own (optind, reset by jobs_getopt_reset() before
+ * every parse) and one flag jobs_getopt() keeps beside it; so parsing is for
+ * one thread, as getopt is.
+ */
+#ifndef SLUICE_EXAMPLES_JOBS_H
+#define SLUICE_EXAMPLES_JOBS_H
+
+#include <getopt.h>
+#include <stdint.h>
+#include <sluice/sluice.h>
+
+/* --- running ---------------------------------------------------------------------- */
+
+/* How a job's pipeline is run. run() runs p to its end and returns the exit
+ * status (0, or 1 after printing "sluice CMD: <error>"; a reader that closed
+ * the output, SL_EPIPE, counts as success and prints nothing). */
+typedef struct jobs_runner {
+    int (*run)(void *ud, sl_pipeline *p, const char *cmd);
+    void *ud;
+} jobs_runner;
+
+/* The options every job takes. */
+typedef struct jobs_common {
+    int threads;     /* --threads N: worker threads; 0: the pipeline's default */
+    int parallelism; /* --parallelism P: instances per operator; 0: 1 */
+    int explain;     /* --explain: print the physical plan instead of running */
+} jobs_common;
+
+/* --explain: print sl_pipeline_explain(p) on stdout and return 0 (1 after an
+ * error line); else run p through r (NULL: plainly). Returns the exit status. */
+int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_common *c);
+
+/* Apply --threads / --parallelism to the whole pipeline. */
+void jobs_common_apply(const jobs_common *c, sl_pipeline *p);
+
+/* --- the bundled jobs (examples/job_<name>.c) --------------------------------------- */
+
+int job_wordcount(int argc, char **argv, const jobs_runner *r);
+int job_generate(int argc, char **argv, const jobs_runner *r);
+int job_window_agg(int argc, char **argv, const jobs_runner *r);
+int job_ysb(int argc, char **argv, const jobs_runner *r);
+
+/* --- option parsing ----------------------------------------------------------------- */
+
+/* getopt_long values of the common options (above any character). */
+enum { JOBS_OPT_THREADS = 0x1000, JOBS_OPT_PARALLELISM, JOBS_OPT_EXPLAIN, JOBS_OPT_FIRST_FREE };
+
+/* Entries for a job's struct option table (before its {0} terminator). */
+#define JOBS_COMMON_OPTIONS                                             \
+    {"threads", required_argument, NULL, JOBS_OPT_THREADS},             \
+        {"parallelism", required_argument, NULL, JOBS_OPT_PARALLELISM}, \
+        {"explain", no_argument, NULL, JOBS_OPT_EXPLAIN},               \
+    {                                                                   \
+        "help", no_argument, NULL, 'h'                                  \
+    }
+
+/* Returned by jobs_opt when --help / -h was given. */
+#define JOBS_HELP (-1)
+
+/* Reset getopt for a new parse of argv (getopt keeps its position in globals;
+ * glibc starts over, bundles included, when optind is 0). */
+void jobs_getopt_reset(void);
+/* getopt_long, silent (errors are reported by jobs_opt, which needs to know
+ * where the option came from). Option strings start with ':' so that a
+ * missing value ':' is told from an unknown option '?'. GNU permutation:
+ * operands may come between options; `--` ends the options. */
+int jobs_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+
+/* Handle a getopt_long result `opt` that the job did not: a common option
+ * (stored in *c, which may be NULL for commands without them), -h / --help
+ * (returns JOBS_HELP), or an error: '?' (unknown option, or a value given to
+ * an option that takes none) and ':' (missing value) print one line
+ * "sluice CMD: ..." naming the option and return 2. Returns 0 when handled. */
+int jobs_opt(const char *cmd, int opt, char **argv, jobs_common *c);
+
+/* After the loop: arguments left over are an error ("unexpected argument
+ * 'X'"); returns 2 after printing it, else 0. */
+int jobs_no_operands(const char *cmd, int argc, char **argv);
+
+/* A whole number in [lo, hi] given to option `opt`; on error prints "sluice
+ * CMD: OPT needs a whole number from LO to HI, not 'VAL'" and returns 2. */
+int jobs_int(const char *cmd, const char *opt, const char *val, long long lo, long long hi,
+             long long *out);
+
+/* "250ms", "10s", "1m", "1h" or plain milliseconds (> 0 unless allow_zero).
+ * Returns 0, or -1 when malformed. */
+int jobs_duration(const char *s, int allow_zero, int64_t *out);
+
+/* The broker directory: --dir DIR, else $SLUICE_DIR, else "./sluice-data". */
+const char *jobs_broker_dir(const char *flag_value);
+
+#endif

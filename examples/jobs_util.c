@@ -1,0 +1,192 @@
+/*
+ * examples/jobs_util.c - what the bundled jobs share, and with them the CLI
+ * and the benchmarks (which sit above examples/ and may use it): getopt_long
+ * error reporting, strict numbers and durations, the broker directory, and
+ * jobs_run (--explain, or the caller's runner).
+ *
+ * Option errors follow one rule: one line "sluice CMD: <problem>" on stderr
+ * that names the option as the user wrote it, and exit status 2. getopt is
+ * told not to print (opterr = 0; option strings start with ':'), so the
+ * line is ours: the option named comes from argv[optind - 1] for a long
+ * option (cut at '=') and from optopt for a short one (which may sit inside
+ * a bundle such as -eo).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "jobs.h"
+
+/* One error line: "sluice CMD: ..." ("sluice: ..." when cmd is NULL or ""). */
+__attribute__((format(printf, 2, 3))) static void say(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (cmd && *cmd)
+        fprintf(stderr, "sluice %s: ", cmd);
+    else
+        fputs("sluice: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* Whether the last jobs_getopt() call stayed inside one argument (a bundle
+ * of short options such as -eo): then the option it complained about is
+ * optopt, not argv[optind - 1]. */
+static int in_bundle;
+
+void jobs_getopt_reset(void)
+{
+    optind = 0;
+    opterr = 0;
+    in_bundle = 0;
+}
+
+int jobs_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+    int before = optind;
+    opterr = 0;
+    int c = getopt_long(argc, argv, shortopts, longopts, NULL);
+    in_bundle = optind == before;
+    return c;
+}
+
+/* The option getopt just complained about, as the user wrote it. */
+static void bad_option(char *out, size_t n, int optopt_, char **argv)
+{
+    const char *a = !in_bundle && optind > 0 ? argv[optind - 1] : NULL;
+    if (a && a[0] == '-' && a[1] == '-' && a[2]) {
+        size_t len = strcspn(a, "=");
+        snprintf(out, n, "%.*s", (int)(len < 200 ? len : 200), a);
+    } else if (optopt_ > 0 && optopt_ < 256) {
+        snprintf(out, n, "-%c", optopt_);
+    } else {
+        snprintf(out, n, "%.200s", a ? a : "?");
+    }
+}
+
+int jobs_opt(const char *cmd, int opt, char **argv, jobs_common *c)
+{
+    long long v;
+    char name[256];
+    switch (opt) {
+    case 'h': return JOBS_HELP;
+    case JOBS_OPT_THREADS:
+    case JOBS_OPT_PARALLELISM:
+        if (!c) break;
+        if (opt == JOBS_OPT_THREADS) {
+            if (jobs_int(cmd, "--threads", optarg, 1, 256, &v)) return 2;
+            c->threads = (int)v;
+        } else {
+            if (jobs_int(cmd, "--parallelism", optarg, 1, SL_KEY_GROUPS, &v)) return 2;
+            c->parallelism = (int)v;
+        }
+        return 0;
+    case JOBS_OPT_EXPLAIN:
+        if (!c) break;
+        c->explain = 1;
+        return 0;
+    case ':':
+        bad_option(name, sizeof(name), optopt, argv);
+        say(cmd, "%s needs a value", name);
+        return 2;
+    case '?':
+        bad_option(name, sizeof(name), optopt, argv);
+        if (optopt && !in_bundle && optind > 0 && strncmp(argv[optind - 1], "--", 2) == 0 &&
+            strchr(argv[optind - 1], '='))
+            say(cmd, "%s takes no value", name);
+        else
+            say(cmd, "unknown option '%s' (--help lists them)", name);
+        return 2;
+    default: break;
+    }
+    /* A value the option table has but the job does not handle: a bug of the
+     * job, reported as such rather than ignored. */
+    say(cmd, "option %d is not handled", opt);
+    return 2;
+}
+
+int jobs_no_operands(const char *cmd, int argc, char **argv)
+{
+    if (optind >= argc) return 0;
+    say(cmd, "unexpected argument '%s'", argv[optind]);
+    return 2;
+}
+
+int jobs_int(const char *cmd, const char *opt, const char *val, long long lo, long long hi,
+             long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = val ? strtoll(val, &end, 10) : 0;
+    if (!val || !*val || *end || errno || v < lo || v > hi) {
+        say(cmd, "%s needs a whole number from %lld to %lld, not '%s'", opt, lo, hi,
+            val ? val : "");
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+int jobs_duration(const char *s, int allow_zero, int64_t *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || errno || v < 0 || *s == '-' || *s == '+' || *s == ' ') return -1;
+    long long mul = 1;
+    if (*end == 0 || strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "s") == 0)
+        mul = 1000;
+    else if (strcmp(end, "m") == 0)
+        mul = 60000;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600000;
+    else
+        return -1;
+    if (v > INT64_MAX / 4 / mul) return -1;
+    if (v == 0 && !allow_zero) return -1;
+    *out = (int64_t)(v * mul);
+    return 0;
+}
+
+const char *jobs_broker_dir(const char *flag_value)
+{
+    if (flag_value && *flag_value) return flag_value;
+    const char *env = getenv("SLUICE_DIR");
+    if (env && *env) return env;
+    return "./sluice-data";
+}
+
+void jobs_common_apply(const jobs_common *c, sl_pipeline *p)
+{
+    if (c->threads) sl_pipeline_set_threads(p, c->threads);
+    if (c->parallelism) sl_pipeline_set_parallelism(p, c->parallelism);
+}
+
+int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_common *c)
+{
+    if (c && c->explain) {
+        sl_buf plan = {0};
+        int rc = sl_pipeline_explain(p, &plan);
+        if (rc) {
+            fprintf(stderr, "sluice %s: %s\n", cmd,
+                    *sl_pipeline_errmsg(p) ? sl_pipeline_errmsg(p) : sl_strerror(rc));
+            sl_buf_free(&plan);
+            return 1;
+        }
+        fwrite(plan.ptr, 1, plan.len, stdout);
+        sl_buf_free(&plan);
+        return 0;
+    }
+    if (r && r->run) return r->run(r->ud, p, cmd);
+    int rc = sl_pipeline_run(p);
+    if (rc == 0 || rc == SL_EPIPE) return 0;
+    fprintf(stderr, "sluice %s: %s\n", cmd,
+            *sl_pipeline_errmsg(p) ? sl_pipeline_errmsg(p) : sl_strerror(rc));
+    return 1;
+}
