@@ -120,6 +120,10 @@ int sl_pipeline_start(sl_pipeline *p);
 int sl_pipeline_wait(sl_pipeline *p, int timeout_ms);
 void sl_pipeline_cancel(sl_pipeline *p);
 
+/* Defined since sl_pipeline_stats has `late` and `dead_letters` (code that
+ * must also build against older headers can test it). */
+#define SL_PIPELINE_STATS_HAS_DIVERTED 1
+
 typedef struct sl_pipeline_stats {
     uint64_t records_in;   /* emitted by sources on their data port */
     uint64_t records_out;  /* received by sinks */
