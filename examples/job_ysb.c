@@ -316,7 +316,8 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
      * hash edge into the window keeps each key's order with the watermarks. */
     int vpar = j->input ? 1 : par;
     sl_stream *v = sl_stream_parallelism(sl_stream_apply(src, "views", &views_op, j, 8), vpar);
-    sl_stream_sink(sl_stream_side(v, 1, 0), "unknown-ads", &jobs_deadletter_text_sink, &j->dl);
+    sl_stream_sink(sl_stream_side_as(v, 1, 0, SL_PORT_DEAD_LETTER), "unknown-ads",
+                   &jobs_deadletter_text_sink, &j->dl);
     sl_stream *k = sl_stream_parallelism(sl_stream_key_by(v, "campaign", campaign_key, NULL), vpar);
     j->wc = sl_window_tumbling(YSB_WINDOW_MS, 0);
     j->wc.agg = &sl_agg_count;

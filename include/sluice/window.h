@@ -20,7 +20,7 @@
  *    record in a gap belongs to no window: it is not late, whatever the
  *    watermark. Flink drops such records; here they go, unchanged, to side
  *    output port 3 (sl_stream_window_unassigned), so that nothing is lost
- *    silently;
+ *    silently; they count as dead letters in sl_pipeline_stats;
  *  - event time is any int64 (0 and negative times are ordinary times);
  *  - at the end of the input (watermark +inf) every window not yet fired
  *    fires; no window fires twice without new data.

@@ -208,7 +208,7 @@ sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_con
     if (!sl_stream_side_as(out, WIN_PORT_LATE, nc->in_width, SL_PORT_LATE)) return NULL;
     if (c->early_ms > 0 && !sl_stream_side(out, WIN_PORT_EARLY, 0)) return NULL;
     if (c->kind == SL_WINDOW_SLIDING && c->slide > c->size &&
-        !sl_stream_side(out, WIN_PORT_UNASSIGNED, nc->in_width))
+        !sl_stream_side_as(out, WIN_PORT_UNASSIGNED, nc->in_width, SL_PORT_DEAD_LETTER))
         return NULL;
     return out;
 }
@@ -234,7 +234,8 @@ sl_stream *sl_stream_window_early(sl_stream *out)
 sl_stream *sl_stream_window_unassigned(sl_stream *out)
 {
     const win_node_conf *nc = node_conf_of(out, "window_unassigned");
-    return nc ? sl_stream_side(out, WIN_PORT_UNASSIGNED, nc->in_width) : NULL;
+    return nc ? sl_stream_side_as(out, WIN_PORT_UNASSIGNED, nc->in_width, SL_PORT_DEAD_LETTER)
+              : NULL;
 }
 
 /* --- test hook ---------------------------------------------------------------------------- */
