@@ -154,6 +154,19 @@ oom:
     return NULL;
 }
 
+int sl_ctx_timer_delete(sl_ctx *c, int64_t ts, uint64_t hash, const void *key, uint32_t key_len)
+{
+    int rc = sli_timers_delete(c->timers, ts, hash, key, key_len);
+    return rc < 0 ? sl_ctx_fail(c, rc, "cannot delete a timer: %s", sl_strerror(rc)) : rc;
+}
+
+int sl_ctx_proc_timer_delete(sl_ctx *c, int64_t due_ms, uint64_t hash, const void *key,
+                             uint32_t key_len)
+{
+    int rc = sli_timers_delete(c->proc_timers, due_ms, hash, key, key_len);
+    return rc < 0 ? sl_ctx_fail(c, rc, "cannot delete a timer: %s", sl_strerror(rc)) : rc;
+}
+
 int sl_ctx_timer(sl_ctx *c, int64_t ts, uint64_t hash, const void *key, uint32_t key_len)
 {
     if (!c->timers && !(c->timers = sli_timers_new()))

@@ -8,6 +8,11 @@
  * registration into a no-op, so operators may set the timer of a window for
  * every record of it. A timer key is copied into one malloc'd block per
  * timer: timers are made per key and window, not per record.
+ *
+ * Deleting is lazy: the set maps each live pair to the seq of its heap
+ * entry; delete removes the pair from the set, and pop discards heap entries
+ * whose pair is gone or belongs to a newer entry (deleted, then set again),
+ * so a deleted timer never fires and a re-set one fires once.
  */
 #include "engine/timer.h"
 #include <stdlib.h>
@@ -31,13 +36,14 @@ struct sl_timers {
     uint8_t *scratch;
     size_t scratch_cap;
     uint8_t *popped_key; /* key of the last popped timer, freed on next pop */
+    size_t dead;         /* heap entries deleted but not yet popped */
 };
 
 sl_timers *sli_timers_new(void)
 {
     sl_timers *t = calloc(1, sizeof(*t));
     if (!t) return NULL;
-    t->set = sl_state_new(1);
+    t->set = sl_state_new(sizeof(uint64_t)); /* pair -> seq of its heap entry */
     if (!t->set) {
         free(t);
         return NULL;
@@ -88,8 +94,10 @@ int sli_timers_add(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uin
     const uint8_t *pk = pair_key(t, ts, key, klen);
     if (!pk) return SL_ENOMEM;
     int created = 0;
-    if (!sl_state_get(t->set, pair_hash(hash, ts), pk, klen + 8, &created)) return SL_ENOMEM;
+    void *live = sl_state_get(t->set, pair_hash(hash, ts), pk, klen + 8, &created);
+    if (!live) return SL_ENOMEM;
     if (!created) return 0;
+    memcpy(live, &t->seq, sizeof(t->seq)); /* the entry made below */
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
         tmr *h = realloc(t->heap, cap * sizeof(*h));
@@ -117,12 +125,10 @@ oom:
     return SL_ENOMEM;
 }
 
-int sli_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
+/* Take the heap's top entry out into *top. */
+static void heap_take(sl_timers *t, tmr *top)
 {
-    free(t->popped_key);
-    t->popped_key = NULL;
-    if (t->n == 0 || t->heap[0].ts > wm) return 0;
-    tmr top = t->heap[0];
+    *top = t->heap[0];
     tmr last = t->heap[--t->n];
     size_t i = 0;
     for (;;) {
@@ -135,8 +141,30 @@ int sli_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
         i = m;
     }
     if (t->n) t->heap[i] = last;
-    const uint8_t *pk = pair_key(t, top.ts, top.key, top.klen);
-    if (pk) sl_state_remove(t->set, pair_hash(top.hash, top.ts), pk, top.klen + 8);
+}
+
+int sli_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
+{
+    free(t->popped_key);
+    t->popped_key = NULL;
+    tmr top;
+    for (;;) {
+        if (t->n == 0 || t->heap[0].ts > wm) return 0;
+        heap_take(t, &top);
+        const uint8_t *pk = pair_key(t, top.ts, top.key, top.klen);
+        if (!pk) { /* out of memory for the look-up: fire it, as before deletes existed */
+            break;
+        }
+        uint64_t h = pair_hash(top.hash, top.ts), live;
+        void *v = sl_state_find(t->set, h, pk, top.klen + 8);
+        if (v) memcpy(&live, v, sizeof(live));
+        if (v && live == top.seq) {
+            sl_state_remove(t->set, h, pk, top.klen + 8);
+            break;
+        }
+        free(top.key); /* deleted (and maybe set again: a newer entry fires) */
+        t->dead--;
+    }
     t->popped_key = top.key;
     out->ts = top.ts;
     out->hash = top.hash;
@@ -145,9 +173,19 @@ int sli_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
     return 1;
 }
 
+int sli_timers_delete(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uint32_t klen)
+{
+    if (!t) return 0;
+    const uint8_t *pk = pair_key(t, ts, key, klen);
+    if (!pk) return SL_ENOMEM;
+    if (sl_state_remove(t->set, pair_hash(hash, ts), pk, klen + 8) <= 0) return 0;
+    t->dead++;
+    return 1;
+}
+
 size_t sli_timers_count(const sl_timers *t)
 {
-    return t ? t->n : 0;
+    return t ? t->n - t->dead : 0;
 }
 
 int64_t sli_timers_next(const sl_timers *t)

@@ -23,6 +23,9 @@ int sli_timers_add(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uin
 /* Pop the earliest timer with ts <= wm into *out (key valid until the next
  * call); returns 1 if one was popped. */
 int sli_timers_pop(sl_timers *t, int64_t wm, sl_timer *out);
+/* Delete the timer (key, ts): 1 if one was set, 0 if none, or SL_ENOMEM. */
+int sli_timers_delete(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uint32_t klen);
+/* Timers set and neither fired nor deleted. */
 size_t sli_timers_count(const sl_timers *t);
 /* Time of the earliest timer, INT64_MAX when there is none. */
 int64_t sli_timers_next(const sl_timers *t);

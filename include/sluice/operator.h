@@ -139,6 +139,9 @@ sl_state *sl_ctx_state(sl_ctx *ctx, const char *name, uint32_t value_size);
 /* Register an event-time timer for key (hash, key): timer() is called once
  * the watermark reaches ts. Setting the same (key, ts) twice fires once. */
 int sl_ctx_timer(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *key, uint32_t key_len);
+/* Delete the event-time timer (key, ts) so that it does not fire. Returns 1
+ * if it was set, 0 if no such timer was pending, or a negative code. */
+int sl_ctx_timer_delete(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *key, uint32_t key_len);
 
 /* Register a processing-time timer for key (hash, key): proc_timer() is
  * called once the wall clock (sl_clock_ms) reaches due_ms, between batches
@@ -147,6 +150,9 @@ int sl_ctx_timer(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *key, uint32
  * pending when the input ends are dropped (as in Flink). */
 int sl_ctx_proc_timer(sl_ctx *ctx, int64_t due_ms, uint64_t hash, const void *key,
                       uint32_t key_len);
+/* The same for a processing-time timer. */
+int sl_ctx_proc_timer_delete(sl_ctx *ctx, int64_t due_ms, uint64_t hash, const void *key,
+                             uint32_t key_len);
 /* Wall-clock time, ms since the Unix epoch (the time of processing-time timers). */
 int64_t sl_clock_ms(void);
 
