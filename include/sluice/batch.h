@@ -23,6 +23,7 @@
 #ifndef SLUICE_BATCH_H
 #define SLUICE_BATCH_H
 
+#include "sluice/export.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -82,17 +83,17 @@ static inline sl_bytes sl_batch_bytes(const sl_batch *b, uint32_t i)
 /* Append one record, copying `len` payload bytes (for fixed-width batches len
  * must equal width). Returns 0, SL_EFULL when the batch holds
  * SL_BATCH_CAPACITY records, SL_ETOOBIG past 4 GiB of arena, or SL_ENOMEM. */
-int sl_batch_push(sl_batch *b, int64_t ts, uint64_t hash, const void *payload, uint32_t len);
+SL_API int sl_batch_push(sl_batch *b, int64_t ts, uint64_t hash, const void *payload, uint32_t len);
 
 /* Reserve room for one record and return a pointer to its payload
  * (`len` bytes, uninitialised), or NULL when full / out of memory. */
-void *sl_batch_reserve(sl_batch *b, int64_t ts, uint64_t hash, uint32_t len);
+SL_API void *sl_batch_reserve(sl_batch *b, int64_t ts, uint64_t hash, uint32_t len);
 
 /* Keep only the records whose keep[i] is nonzero, in order (in place). */
-void sl_batch_compact(sl_batch *b, const uint8_t *keep);
+SL_API void sl_batch_compact(sl_batch *b, const uint8_t *keep);
 
 /* Drop every record; keeps the allocated room. */
-void sl_batch_clear(sl_batch *b);
+SL_API void sl_batch_clear(sl_batch *b);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,7 @@
 #ifndef SLUICE_BROKER_H
 #define SLUICE_BROKER_H
 
+#include "sluice/export.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,16 +63,16 @@ enum sl_broker_flags {
  * caller owns and releases with sl_broker_close(). On failure *out is still
  * set (unless memory ran out, then it is NULL) so that sl_broker_errmsg() can
  * say why; the caller must still sl_broker_close() it. */
-int sl_broker_open(sl_broker **out, const char *dir, unsigned flags);
+SL_API int sl_broker_open(sl_broker **out, const char *dir, unsigned flags);
 /* Flush and sync what this handle wrote, release its partition locks and free
  * it. Accepts NULL. Returns the first error met while flushing (the handle is
  * freed anyway). */
-int sl_broker_close(sl_broker *b);
+SL_API int sl_broker_close(sl_broker *b);
 /* Message of the last failure on b ("" if none); valid until the next call on
  * b. Accepts NULL ("out of memory"). */
-const char *sl_broker_errmsg(const sl_broker *b);
+SL_API const char *sl_broker_errmsg(const sl_broker *b);
 /* The directory b was opened on. */
-const char *sl_broker_dir(const sl_broker *b);
+SL_API const char *sl_broker_dir(const sl_broker *b);
 
 /* ---- topics ------------------------------------------------------------ */
 
@@ -95,20 +96,20 @@ typedef struct sl_topic_conf {
 } sl_topic_conf;
 
 /* Fill conf with the defaults above. */
-void sl_topic_conf_init(sl_topic_conf *conf);
+SL_API void sl_topic_conf_init(sl_topic_conf *conf);
 
 /* Create a topic. conf NULL means the defaults; conf is copied, not kept.
  * The topic appears atomically: fully created or not at all. Names starting
  * with "__" are reserved for internal topics (SL_EINVAL). */
-int sl_topic_create(sl_broker *b, const char *name, const sl_topic_conf *conf);
+SL_API int sl_topic_create(sl_broker *b, const char *name, const sl_topic_conf *conf);
 /* Delete a topic and all its data. SL_EBUSY if a writer holds one of its
  * partitions (in this or another process); SL_ENOENT if there is no such
  * topic. */
-int sl_topic_delete(sl_broker *b, const char *name);
+SL_API int sl_topic_delete(sl_broker *b, const char *name);
 /* List topic names, sorted. On success *names is an array of *count strings
  * that the caller owns and frees with sl_topic_list_free(). */
-int sl_topic_list(sl_broker *b, char ***names, size_t *count);
-void sl_topic_list_free(char **names, size_t count);
+SL_API int sl_topic_list(sl_broker *b, char ***names, size_t *count);
+SL_API void sl_topic_list_free(char **names, size_t count);
 
 typedef struct sl_partition_info {
     int32_t partition;
@@ -127,20 +128,20 @@ typedef struct sl_topic_info {
 
 /* Describe a topic. On success *info is a new object that the caller owns and
  * frees with sl_topic_info_free(). */
-int sl_topic_describe(sl_broker *b, const char *name, sl_topic_info **info);
-void sl_topic_info_free(sl_topic_info *info);
+SL_API int sl_topic_describe(sl_broker *b, const char *name, sl_topic_info **info);
+SL_API void sl_topic_info_free(sl_topic_info *info);
 
 /* Run retention (delete whole old segments) and, for compacted topics,
  * compaction on every partition of the topic now. Takes each partition's
  * writer lock (SL_EBUSY if another process holds it; partitions this handle
  * writes to are cleaned in place). now_ms 0 means the current time. */
-int sl_topic_clean(sl_broker *b, const char *name, int64_t now_ms);
+SL_API int sl_topic_clean(sl_broker *b, const char *name, int64_t now_ms);
 
 /* Kafka's default partitioner for a key: toPositive(murmur2(key)) % npartitions
  * with seed 0x9747b28c, so a key lands in the same partition number in both. */
-int32_t sl_partition_for_key(const void *key, size_t len, int32_t npartitions);
+SL_API int32_t sl_partition_for_key(const void *key, size_t len, int32_t npartitions);
 /* Kafka's murmur2 itself (as a signed 32-bit int, as Java returns it). */
-int32_t sl_murmur2(const void *key, size_t len);
+SL_API int32_t sl_murmur2(const void *key, size_t len);
 
 /* ---- records ----------------------------------------------------------- */
 
@@ -166,8 +167,8 @@ typedef struct sl_record {
  * NULL), the others the following offsets. Takes the partition's writer lock
  * on first use and keeps it until sl_broker_close() (SL_EBUSY if another
  * writer holds it). The records are copied; the caller keeps them. */
-int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_record *recs,
-                  size_t n, int64_t *base_offset);
+SL_API int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_record *recs,
+                         size_t n, int64_t *base_offset);
 
 /* ---- producer: buffered appends ---------------------------------------- */
 
@@ -175,17 +176,18 @@ int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_r
  * buffer as one batch when it is full, on sl_producer_flush() and on close.
  * On success *out is a new producer that the caller owns and releases with
  * sl_producer_close(). On failure *out is NULL and b's message says why. */
-int sl_producer_open(sl_producer **out, sl_broker *b, const char *topic);
+SL_API int sl_producer_open(sl_producer **out, sl_broker *b, const char *topic);
 /* Queue one record (copied). partition SL_PARTITION_ANY chooses the partition
  * by murmur2 of the key, or round-robin without a key. *offset (may be NULL)
  * gets the record's offset; the record is durable per the topic's policy only
  * after the next successful sl_producer_flush(). */
-int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec, int64_t *offset);
+SL_API int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec,
+                            int64_t *offset);
 /* Write all buffered records; returns once the fsync policy is met. */
-int sl_producer_flush(sl_producer *p);
+SL_API int sl_producer_flush(sl_producer *p);
 /* Flush, then free. Accepts NULL. Returns the flush's result. */
-int sl_producer_close(sl_producer *p);
-const char *sl_producer_errmsg(const sl_producer *p);
+SL_API int sl_producer_close(sl_producer *p);
+SL_API const char *sl_producer_errmsg(const sl_producer *p);
 
 /* ---- readers ----------------------------------------------------------- */
 
@@ -205,8 +207,8 @@ typedef struct sl_message {
  * SL_OFFSET_END). A reader takes no lock and may live in any process. On
  * success *out is a new reader that the caller owns and releases with
  * sl_log_reader_close(); on failure *out is NULL and b's message says why. */
-int sl_log_reader_open(sl_log_reader **out, sl_broker *b, const char *topic, int32_t partition,
-                       int64_t offset);
+SL_API int sl_log_reader_open(sl_log_reader **out, sl_broker *b, const char *topic,
+                              int32_t partition, int64_t offset);
 /* Next record. Waits up to timeout_ms (0: do not wait; -1: forever) for new
  * data, sleeping on directory change notifications (inotify), not polling.
  * Returns 0 with *msg filled (its pointers stay valid until the next call on
@@ -214,44 +216,45 @@ int sl_log_reader_open(sl_log_reader **out, sl_broker *b, const char *topic, int
  * sealed segment fails its checks (the message names topic, partition and
  * offset; the reader stays there until sl_log_reader_seek()). Records removed
  * by compaction or retention are skipped: offsets may jump. */
-int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms);
+SL_API int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms);
 /* Move to offset (or SL_OFFSET_BEGINNING / SL_OFFSET_END). */
-int sl_log_reader_seek(sl_log_reader *r, int64_t offset);
+SL_API int sl_log_reader_seek(sl_log_reader *r, int64_t offset);
 /* The offset the next record returned will have at least. */
-int64_t sl_log_reader_position(const sl_log_reader *r);
+SL_API int64_t sl_log_reader_position(const sl_log_reader *r);
 /* A file descriptor that becomes readable when the partition may have new
  * data (for poll/epoll over several readers); -1 if notifications are not
  * available. Owned by the reader. The first call sets up the notification:
  * call it before the last sl_log_reader_next() that found no data, or poll
  * with a timeout. */
-int sl_log_reader_fd(sl_log_reader *r);
-void sl_log_reader_close(sl_log_reader *r);
-const char *sl_log_reader_errmsg(const sl_log_reader *r);
+SL_API int sl_log_reader_fd(sl_log_reader *r);
+SL_API void sl_log_reader_close(sl_log_reader *r);
+SL_API const char *sl_log_reader_errmsg(const sl_log_reader *r);
 
 /* ---- consumer groups ---------------------------------------------------- */
 
 /* Store group's committed offset for (topic, partition) durably (fsync) in the
  * internal compacted topic __consumer_offsets. Safe from several processes. */
-int sl_group_commit(sl_broker *b, const char *group, const char *topic, int32_t partition,
-                    int64_t offset);
+SL_API int sl_group_commit(sl_broker *b, const char *group, const char *topic, int32_t partition,
+                           int64_t offset);
 /* Fetch the last committed offset; SL_ENOENT if the group never committed
  * one for this partition. */
-int sl_group_fetch(sl_broker *b, const char *group, const char *topic, int32_t partition,
-                   int64_t *offset);
+SL_API int sl_group_fetch(sl_broker *b, const char *group, const char *topic, int32_t partition,
+                          int64_t *offset);
 
 /* Join group as a consumer of topic. Membership is a lock file held for the
  * member's lifetime; see sl_group_member_assignment(). On success *out is a
  * new member that the caller owns and releases with sl_group_leave(); on
  * failure *out is NULL and b's message says why. */
-int sl_group_join(sl_group_member **out, sl_broker *b, const char *group, const char *topic);
+SL_API int sl_group_join(sl_group_member **out, sl_broker *b, const char *group, const char *topic);
 /* The partitions this member should consume now: with the live members
  * ranked 0..n-1 by slot, member i takes the partitions p with p % n == i.
  * Recomputed on each call (members come and go). Writes up to cap partition
  * numbers to parts and their total to *count. */
-int sl_group_member_assignment(sl_group_member *m, int32_t *parts, size_t cap, size_t *count);
+SL_API int sl_group_member_assignment(sl_group_member *m, int32_t *parts, size_t cap,
+                                      size_t *count);
 /* Leave the group (releases the membership lock). Accepts NULL. */
-void sl_group_leave(sl_group_member *m);
-const char *sl_group_member_errmsg(const sl_group_member *m);
+SL_API void sl_group_leave(sl_group_member *m);
+SL_API const char *sl_group_member_errmsg(const sl_group_member *m);
 
 #ifdef __cplusplus
 }

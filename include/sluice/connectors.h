@@ -15,6 +15,7 @@
 #ifndef SLUICE_CONNECTORS_H
 #define SLUICE_CONNECTORS_H
 
+#include "sluice/export.h"
 #include <pthread.h>
 #include <stdint.h>
 #include "sluice/pipeline.h"
@@ -45,10 +46,11 @@ typedef struct sl_generator_conf {
     int shards;     /* splits: shard s of S makes seq = s, s + S, ...; 0 = one per instance */
 } sl_generator_conf;
 
-extern const sl_source sl_source_generator;
+SL_API extern const sl_source sl_source_generator;
 /* A generator source node of `width`-byte records. */
-sl_stream *sl_pipeline_generator(sl_pipeline *p, const char *name, const sl_generator_conf *conf,
-                                 uint32_t width, const sl_watermark_conf *wm);
+SL_API sl_stream *sl_pipeline_generator(sl_pipeline *p, const char *name,
+                                        const sl_generator_conf *conf, uint32_t width,
+                                        const sl_watermark_conf *wm);
 
 /* --- lines of text ----------------------------------------------------------- */
 
@@ -76,10 +78,10 @@ typedef struct sl_lines_conf {
     char delimiter;   /* CSV delimiter; 0: ',' */
     int splits;
 } sl_lines_conf;
-extern const sl_source sl_source_lines;
+SL_API extern const sl_source sl_source_lines;
 /* width: 0 (variable length) unless parse makes fixed-width records. */
-sl_stream *sl_pipeline_lines(sl_pipeline *p, const char *name, const sl_lines_conf *conf,
-                             uint32_t width, const sl_watermark_conf *wm);
+SL_API sl_stream *sl_pipeline_lines(sl_pipeline *p, const char *name, const sl_lines_conf *conf,
+                                    uint32_t width, const sl_watermark_conf *wm);
 
 /* Append the text form of one record to out. NULL format: the payload bytes
  * followed by '\n'. */
@@ -97,8 +99,8 @@ typedef int (*sl_format_fn)(sl_buf *out, const void *rec, uint32_t len, int64_t 
  *
  * sl_broker_rec_key() / sl_broker_rec_value() split a record. */
 #define SL_BROKER_NO_KEY 0xFFFFFFFFu
-int sl_broker_rec_key(sl_bytes rec, sl_bytes *key); /* 1 if the record has a key */
-sl_bytes sl_broker_rec_value(sl_bytes rec);
+SL_API int sl_broker_rec_key(sl_bytes rec, sl_bytes *key); /* 1 if the record has a key */
+SL_API sl_bytes sl_broker_rec_value(sl_bytes rec);
 
 /* Reads a topic: each partition is a split (partition k goes to instance
  * k % P), with the message timestamp as event time; watermarks per
@@ -117,10 +119,11 @@ typedef struct sl_broker_source_conf {
     void *ud;
     uint32_t max_len; /* parse: the largest record it may make */
 } sl_broker_source_conf;
-extern const sl_source sl_source_broker;
+SL_API extern const sl_source sl_source_broker;
 /* width: 0 (the record layout above) unless parse makes fixed-width records. */
-sl_stream *sl_pipeline_broker(sl_pipeline *p, const char *name, const sl_broker_source_conf *conf,
-                              uint32_t width, const sl_watermark_conf *wm);
+SL_API sl_stream *sl_pipeline_broker(sl_pipeline *p, const char *name,
+                                     const sl_broker_source_conf *conf, uint32_t width,
+                                     const sl_watermark_conf *wm);
 
 /* Appends records to a topic: the value is the record's payload (or what
  * `format` makes of it), the key what `key` returns (NULL: no key; then
@@ -135,7 +138,7 @@ typedef struct sl_broker_sink_conf {
     sl_format_fn format;
     void *format_ud;
 } sl_broker_sink_conf;
-extern const sl_operator sl_sink_broker;
+SL_API extern const sl_operator sl_sink_broker;
 
 /* --- sinks ------------------------------------------------------------------ */
 
@@ -146,17 +149,17 @@ typedef struct sl_write_conf {
 } sl_write_conf;
 /* Writes records as text; several instances write whole batches at a time
  * under a lock, so lines never interleave. */
-extern const sl_operator sl_sink_write;
+SL_API extern const sl_operator sl_sink_write;
 
 /* Collects every record in memory. Owned by the caller: sl_collector_new(),
  * read after the run, sl_collector_free(). Thread-safe. */
 typedef struct sl_collector sl_collector;
-sl_collector *sl_collector_new(void);
-void sl_collector_free(sl_collector *c);
-size_t sl_collector_count(const sl_collector *c);
+SL_API sl_collector *sl_collector_new(void);
+SL_API void sl_collector_free(sl_collector *c);
+SL_API size_t sl_collector_count(const sl_collector *c);
 /* Record i (in arrival order; across instances the order is arbitrary). */
-sl_bytes sl_collector_get(const sl_collector *c, size_t i, int64_t *ts);
-extern const sl_operator sl_sink_collect; /* conf: sl_collector* */
+SL_API sl_bytes sl_collector_get(const sl_collector *c, size_t i, int64_t *ts);
+SL_API extern const sl_operator sl_sink_collect; /* conf: sl_collector* */
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #ifndef SLUICE_ERROR_H
 #define SLUICE_ERROR_H
 
+#include "sluice/export.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -45,9 +46,9 @@ enum sl_errno {
 };
 
 /* Human text for a code ("out of memory"); never NULL. */
-const char *sl_strerror(int code);
+SL_API const char *sl_strerror(int code);
 /* Symbolic name for a code ("SL_ENOMEM"); never NULL. */
-const char *sl_err_name(int code);
+SL_API const char *sl_err_name(int code);
 
 #ifdef __cplusplus
 }

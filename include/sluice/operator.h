@@ -28,6 +28,7 @@
 #ifndef SLUICE_OPERATOR_H
 #define SLUICE_OPERATOR_H
 
+#include "sluice/export.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "sluice/batch.h"
@@ -47,10 +48,10 @@ typedef struct sl_buf {
     size_t len;
     size_t cap;
 } sl_buf;
-int sl_buf_append(sl_buf *b, const void *data, size_t len);
-int sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int sl_buf_reserve(sl_buf *b, size_t extra);
-void sl_buf_free(sl_buf *b);
+SL_API int sl_buf_append(sl_buf *b, const void *data, size_t len);
+SL_API int sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+SL_API int sl_buf_reserve(sl_buf *b, size_t extra);
+SL_API void sl_buf_free(sl_buf *b);
 
 /* Key bytes of a record (points into the payload, or static memory). */
 typedef sl_bytes (*sl_key_fn)(const void *payload, uint32_t len, void *ud);
@@ -98,68 +99,71 @@ typedef struct sl_operator {
 /* Reserve one record on output port 0 and return its payload (len bytes; for
  * fixed-width outputs len must equal the width), or NULL after a failure that
  * the context has recorded (return sl_ctx_error(ctx) then). */
-void *sl_emit(sl_ctx *ctx, int64_t ts, uint64_t hash, uint32_t len);
+SL_API void *sl_emit(sl_ctx *ctx, int64_t ts, uint64_t hash, uint32_t len);
 /* Same on a side output port (1..): late records, dead letters. */
-void *sl_emit_port(sl_ctx *ctx, int port, int64_t ts, uint64_t hash, uint32_t len);
+SL_API void *sl_emit_port(sl_ctx *ctx, int port, int64_t ts, uint64_t hash, uint32_t len);
 /* The current output batch of `port`, with room for at least one more record
  * (a full one is sent on first), for code that fills columns directly:
  * sl_batch_reserve()/sl_batch_push(), or for fixed widths write record
  * b->count (payload, ts, hash) and increment count. NULL after a failure. */
-sl_batch *sl_out_batch(sl_ctx *ctx, int port);
+SL_API sl_batch *sl_out_batch(sl_ctx *ctx, int port);
 /* Emit a copy of payload. Returns 0 or a negative code. */
-int sl_emit_copy(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *payload, uint32_t len);
+SL_API int sl_emit_copy(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *payload, uint32_t len);
 /* Hand the input batch `in` on to port 0 as it is (zero copy). The engine owns
  * it afterwards: do not touch it again. Its width must be the output width. */
-int sl_forward(sl_ctx *ctx, sl_batch *in);
+SL_API int sl_forward(sl_ctx *ctx, sl_batch *in);
 
 /* --- context ------------------------------------------------------------- */
 
-const char *sl_ctx_name(const sl_ctx *ctx); /* node name */
-void *sl_ctx_conf(const sl_ctx *ctx);       /* conf given when the node was made */
-int sl_ctx_instance(const sl_ctx *ctx);     /* 0 .. parallelism-1 */
-int sl_ctx_parallelism(const sl_ctx *ctx);
-int sl_ctx_input(const sl_ctx *ctx); /* logical input of the batch being processed */
-int64_t sl_ctx_current_watermark(const sl_ctx *ctx); /* input watermark, SL_TIME_MIN at start */
-uint32_t sl_ctx_out_width(const sl_ctx *ctx, int port);
-int sl_ctx_canceled(const sl_ctx *ctx); /* sources: stop soon (job canceled) */
+SL_API const char *sl_ctx_name(const sl_ctx *ctx); /* node name */
+SL_API void *sl_ctx_conf(const sl_ctx *ctx);       /* conf given when the node was made */
+SL_API int sl_ctx_instance(const sl_ctx *ctx);     /* 0 .. parallelism-1 */
+SL_API int sl_ctx_parallelism(const sl_ctx *ctx);
+SL_API int sl_ctx_input(const sl_ctx *ctx); /* logical input of the batch being processed */
+SL_API int64_t
+sl_ctx_current_watermark(const sl_ctx *ctx); /* input watermark, SL_TIME_MIN at start */
+SL_API uint32_t sl_ctx_out_width(const sl_ctx *ctx, int port);
+SL_API int sl_ctx_canceled(const sl_ctx *ctx); /* sources: stop soon (job canceled) */
 
 /* Key bytes of record i of a keyed input (computed by the key_by's key
  * function; points into the record's payload or a per-context buffer valid
  * until the next call). */
-sl_bytes sl_ctx_key(sl_ctx *ctx, const sl_batch *b, uint32_t i);
+SL_API sl_bytes sl_ctx_key(sl_ctx *ctx, const sl_batch *b, uint32_t i);
 /* The key function of the current input (for loops over a batch: fetch it
  * once, call it per record). For an unkeyed input it returns the whole
  * record as the key. */
-sl_key_fn sl_ctx_key_fn(sl_ctx *ctx, void **ud);
+SL_API sl_key_fn sl_ctx_key_fn(sl_ctx *ctx, void **ud);
 
 /* Engine-owned keyed state with `value_size`-byte values, one table per
  * (instance, name); the engine snapshots and restores it with the operator. */
-sl_state *sl_ctx_state(sl_ctx *ctx, const char *name, uint32_t value_size);
+SL_API sl_state *sl_ctx_state(sl_ctx *ctx, const char *name, uint32_t value_size);
 
 /* Register an event-time timer for key (hash, key): timer() is called once
  * the watermark reaches ts. Setting the same (key, ts) twice fires once. */
-int sl_ctx_timer(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *key, uint32_t key_len);
+SL_API int sl_ctx_timer(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *key, uint32_t key_len);
 /* Delete the event-time timer (key, ts) so that it does not fire. Returns 1
  * if it was set, 0 if no such timer was pending, or a negative code. */
-int sl_ctx_timer_delete(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *key, uint32_t key_len);
+SL_API int sl_ctx_timer_delete(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *key,
+                               uint32_t key_len);
 
 /* Register a processing-time timer for key (hash, key): proc_timer() is
  * called once the wall clock (sl_clock_ms) reaches due_ms, between batches
  * on the instance's worker, never at the same time as another callback of
  * the instance. The same (key, due_ms) twice fires once. Timers still
  * pending when the input ends are dropped (as in Flink). */
-int sl_ctx_proc_timer(sl_ctx *ctx, int64_t due_ms, uint64_t hash, const void *key,
-                      uint32_t key_len);
-/* The same for a processing-time timer. */
-int sl_ctx_proc_timer_delete(sl_ctx *ctx, int64_t due_ms, uint64_t hash, const void *key,
+SL_API int sl_ctx_proc_timer(sl_ctx *ctx, int64_t due_ms, uint64_t hash, const void *key,
                              uint32_t key_len);
+/* The same for a processing-time timer. */
+SL_API int sl_ctx_proc_timer_delete(sl_ctx *ctx, int64_t due_ms, uint64_t hash, const void *key,
+                                    uint32_t key_len);
 /* Wall-clock time, ms since the Unix epoch (the time of processing-time timers). */
-int64_t sl_clock_ms(void);
+SL_API int64_t sl_clock_ms(void);
 
 /* Record a failure: the job stops with "operator 'NAME' (KIND): message" and a
  * non-zero exit. Returns code, so `return sl_ctx_fail(ctx, SL_EINVAL, ...)`. */
-int sl_ctx_fail(sl_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int sl_ctx_error(const sl_ctx *ctx); /* the recorded failure code, or 0 */
+SL_API int sl_ctx_fail(sl_ctx *ctx, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+SL_API int sl_ctx_error(const sl_ctx *ctx); /* the recorded failure code, or 0 */
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
 #ifndef SLUICE_OPERATORS_H
 #define SLUICE_OPERATORS_H
 
+#include "sluice/export.h"
 #include <stdint.h>
 #include <string.h>
 #include "sluice/pipeline.h"
@@ -24,17 +25,17 @@ extern "C" {
 /* map: write the output record (out_width bytes at `out`) from the input
  * record; may change *ts. Return 0, or a negative code to fail the job. */
 typedef int (*sl_map_fn)(const void *in, uint32_t in_len, void *out, int64_t *ts, void *ud);
-sl_stream *sl_stream_map(sl_stream *in, const char *name, sl_map_fn fn, void *ud,
-                         uint32_t out_width);
+SL_API sl_stream *sl_stream_map(sl_stream *in, const char *name, sl_map_fn fn, void *ud,
+                                uint32_t out_width);
 
 /* filter: nonzero keeps the record. Keeps the stream's key. */
 typedef int (*sl_filter_fn)(const void *rec, uint32_t len, int64_t ts, void *ud);
-sl_stream *sl_stream_filter(sl_stream *in, const char *name, sl_filter_fn fn, void *ud);
+SL_API sl_stream *sl_stream_filter(sl_stream *in, const char *name, sl_filter_fn fn, void *ud);
 
 /* flat_map: emit zero or more records with sl_emit()/sl_emit_copy(ctx, ...). */
 typedef int (*sl_flat_map_fn)(sl_ctx *ctx, const void *rec, uint32_t len, int64_t ts, void *ud);
-sl_stream *sl_stream_flat_map(sl_stream *in, const char *name, sl_flat_map_fn fn, void *ud,
-                              uint32_t out_width);
+SL_API sl_stream *sl_stream_flat_map(sl_stream *in, const char *name, sl_flat_map_fn fn, void *ud,
+                                     uint32_t out_width);
 
 /* --- aggregates ---------------------------------------------------------- */
 
@@ -76,13 +77,13 @@ typedef struct sl_aggregate {
  * (result int64), sum, min, max (int64; min/max of no records are INT64_MAX /
  * INT64_MIN), avg (double). All have SL_AGG_UD_VALUE; count and sum have
  * SL_AGG_INT64_SUM, count also SL_AGG_ADD_ONE. */
-extern const sl_aggregate sl_agg_count;
-extern const sl_aggregate sl_agg_sum;
-extern const sl_aggregate sl_agg_min;
-extern const sl_aggregate sl_agg_max;
-extern const sl_aggregate sl_agg_avg;
+SL_API extern const sl_aggregate sl_agg_count;
+SL_API extern const sl_aggregate sl_agg_sum;
+SL_API extern const sl_aggregate sl_agg_min;
+SL_API extern const sl_aggregate sl_agg_max;
+SL_API extern const sl_aggregate sl_agg_avg;
 /* Look one up by name ("count", "sum", "min", "max", "avg"); NULL if unknown. */
-const sl_aggregate *sl_agg_by_name(const char *name);
+SL_API const sl_aggregate *sl_agg_by_name(const char *name);
 /* The flags of an aggregate table: 0 for a version 1 table (which has no
  * flags field). */
 static inline uint32_t sl_agg_flags(const sl_aggregate *a)
@@ -126,7 +127,7 @@ typedef struct sl_agg_conf {
  * when the aggregate has SL_AGG_UD_VALUE (the built-ins); the aggregate table,
  * any other ud and the sl_agg_value's own ud are borrowed: they must outlive
  * the pipeline. */
-sl_stream *sl_stream_aggregate(sl_stream *in, const char *name, const sl_agg_conf *conf);
+SL_API sl_stream *sl_stream_aggregate(sl_stream *in, const char *name, const sl_agg_conf *conf);
 
 /* Reading an aggregate output record. A record too short for its header or
  * its result size reads as result NULL, result_size 0 and an empty key. */

@@ -28,6 +28,7 @@
 #ifndef SLUICE_PIPELINE_H
 #define SLUICE_PIPELINE_H
 
+#include "sluice/export.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "sluice/operator.h"
@@ -40,29 +41,29 @@ typedef struct sl_pipeline sl_pipeline;
 typedef struct sl_stream sl_stream;
 
 /* NULL only when out of memory. */
-sl_pipeline *sl_pipeline_new(void);
-void sl_pipeline_free(sl_pipeline *p); /* accepts NULL */
+SL_API sl_pipeline *sl_pipeline_new(void);
+SL_API void sl_pipeline_free(sl_pipeline *p); /* accepts NULL */
 
 /* Worker threads (default: the number of CPUs) and default parallelism of
  * nodes (default 1). Channel credits: batches in flight per channel (default 8). */
-int sl_pipeline_set_threads(sl_pipeline *p, int threads);
-int sl_pipeline_set_parallelism(sl_pipeline *p, int parallelism);
-int sl_pipeline_set_credits(sl_pipeline *p, int credits);
+SL_API int sl_pipeline_set_threads(sl_pipeline *p, int threads);
+SL_API int sl_pipeline_set_parallelism(sl_pipeline *p, int parallelism);
+SL_API int sl_pipeline_set_credits(sl_pipeline *p, int credits);
 
 /* Source nodes: sl_pipeline_source() in sluice/source.h. */
 /* An operator node reading `in`, emitting records of out_width bytes. */
-sl_stream *sl_stream_apply(sl_stream *in, const char *name, const sl_operator *op, void *conf,
-                           uint32_t out_width);
+SL_API sl_stream *sl_stream_apply(sl_stream *in, const char *name, const sl_operator *op,
+                                  void *conf, uint32_t out_width);
 /* An operator with several inputs (sl_ctx_input() tells them apart). */
-sl_stream *sl_stream_apply_n(sl_stream *const *in, int n_in, const char *name,
-                             const sl_operator *op, void *conf, uint32_t out_width);
+SL_API sl_stream *sl_stream_apply_n(sl_stream *const *in, int n_in, const char *name,
+                                    const sl_operator *op, void *conf, uint32_t out_width);
 /* A sink: an operator that emits nothing. Returns 0 or the pipeline's error. */
-int sl_stream_sink(sl_stream *in, const char *name, const sl_operator *sink, void *conf);
+SL_API int sl_stream_sink(sl_stream *in, const char *name, const sl_operator *sink, void *conf);
 
 /* Declare side output `port` (1..) of the node that made s, with records of
  * `width` bytes, and return it as a stream. A new port has role SL_PORT_DATA;
  * a port declared before keeps its role. */
-sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width);
+SL_API sl_stream *sl_stream_side(sl_stream *s, int port, uint32_t width);
 
 /* What a port carries. The engine counts the records delivered on LATE and
  * DEAD_LETTER ports (connected or not) into sl_pipeline_stats. */
@@ -73,52 +74,52 @@ enum sl_port_role {
 };
 /* sl_stream_side() with a role (enum sl_port_role). Declaring a port again
  * with another role is an error. */
-sl_stream *sl_stream_side_as(sl_stream *s, int port, uint32_t width, int role);
+SL_API sl_stream *sl_stream_side_as(sl_stream *s, int port, uint32_t width, int role);
 
 /* Key the stream: key_fn gives each record's key bytes; their hash travels
  * with the record and decides which instance of the next node gets it.
  * Unless set, its parallelism is its input's, so it runs chained to it. */
-sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void *ud);
+SL_API sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void *ud);
 
 /* Settings of the node that made s; each returns s. */
-sl_stream *sl_stream_parallelism(sl_stream *s, int parallelism);
+SL_API sl_stream *sl_stream_parallelism(sl_stream *s, int parallelism);
 /* The same for any node by name (sinks have no stream handle). */
-int sl_pipeline_set_node_parallelism(sl_pipeline *p, const char *name, int parallelism);
-sl_stream *sl_stream_rebalance(sl_stream *s); /* spread batches round-robin */
-sl_stream *sl_stream_broadcast(sl_stream *s); /* every instance gets every record */
+SL_API int sl_pipeline_set_node_parallelism(sl_pipeline *p, const char *name, int parallelism);
+SL_API sl_stream *sl_stream_rebalance(sl_stream *s); /* spread batches round-robin */
+SL_API sl_stream *sl_stream_broadcast(sl_stream *s); /* every instance gets every record */
 
 /* Facts about a stream, for operator builders. */
-sl_pipeline *sl_stream_pipeline(const sl_stream *s);
-uint32_t sl_stream_width(const sl_stream *s);
-int sl_stream_keyed(const sl_stream *s);
+SL_API sl_pipeline *sl_stream_pipeline(const sl_stream *s);
+SL_API uint32_t sl_stream_width(const sl_stream *s);
+SL_API int sl_stream_keyed(const sl_stream *s);
 /* The conf given to the node that made s. */
-void *sl_stream_conf(const sl_stream *s);
+SL_API void *sl_stream_conf(const sl_stream *s);
 /* The same, but only if that node runs operator table `op` (else NULL): how
  * a builder finds the conf of a node it made, e.g. the window's, given its
  * output stream, without trusting an arbitrary conf pointer. */
-void *sl_stream_op_conf(const sl_stream *s, const sl_operator *op);
+SL_API void *sl_stream_op_conf(const sl_stream *s, const sl_operator *op);
 /* Declare that `out` carries the records of `in` unchanged (a filter), so it
  * keeps in's key. Returns out. */
-sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in);
+SL_API sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in);
 /* The pipeline takes `ptr` over and free()s it when it is freed (confs that
  * builders allocate). Returns 0, or SL_ENOMEM having freed ptr. */
-int sl_pipeline_own(sl_pipeline *p, void *ptr);
+SL_API int sl_pipeline_own(sl_pipeline *p, void *ptr);
 /* A copy of `size` bytes at ptr, owned by the pipeline (freed with it): for
  * confs that must outlive the caller's variables. NULL after an error, which
  * the pipeline records. */
-void *sl_pipeline_dup(sl_pipeline *p, const void *ptr, size_t size);
+SL_API void *sl_pipeline_dup(sl_pipeline *p, const void *ptr, size_t size);
 /* Record a building error (first one wins); returns code. For helpers that
  * build nodes and validate their arguments. */
-int sl_pipeline_error(sl_pipeline *p, int code, const char *fmt, ...)
+SL_API int sl_pipeline_error(sl_pipeline *p, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Running. run = start + wait until done. wait returns SL_EAGAIN when
  * timeout_ms (>= 0) passes first; -1 waits for the end. cancel may be called
  * from a signal handler: sources stop, what is in flight drains to the sinks. */
-int sl_pipeline_run(sl_pipeline *p);
-int sl_pipeline_start(sl_pipeline *p);
-int sl_pipeline_wait(sl_pipeline *p, int timeout_ms);
-void sl_pipeline_cancel(sl_pipeline *p);
+SL_API int sl_pipeline_run(sl_pipeline *p);
+SL_API int sl_pipeline_start(sl_pipeline *p);
+SL_API int sl_pipeline_wait(sl_pipeline *p, int timeout_ms);
+SL_API void sl_pipeline_cancel(sl_pipeline *p);
 
 /* Defined since sl_pipeline_stats has `late` and `dead_letters` (code that
  * must also build against older headers can test it). */
@@ -132,19 +133,19 @@ typedef struct sl_pipeline_stats {
     int64_t watermark;     /* lowest input watermark over the sinks */
     double elapsed_s;
 } sl_pipeline_stats;
-void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out);
+SL_API void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out);
 
 /* The message of the last error ("" when none). */
-const char *sl_pipeline_errmsg(const sl_pipeline *p);
+SL_API const char *sl_pipeline_errmsg(const sl_pipeline *p);
 
 /* Description of the physical plan (tasks, chains, edges), for --explain.
  * Builds the plan, which start then uses: the graph is frozen after it. */
-int sl_pipeline_explain(sl_pipeline *p, sl_buf *out);
+SL_API int sl_pipeline_explain(sl_pipeline *p, sl_buf *out);
 
 /* Versions: sluice's, and the allocator actually in use ("jemalloc 5.3.0-..."
  * read through mallctl, or "libc" in sanitizer builds). */
-const char *sl_version(void);
-const char *sl_allocator(void);
+SL_API const char *sl_version(void);
+SL_API const char *sl_allocator(void);
 
 #ifdef __cplusplus
 }

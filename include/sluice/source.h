@@ -47,6 +47,7 @@
 #ifndef SLUICE_SOURCE_H
 #define SLUICE_SOURCE_H
 
+#include "sluice/export.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "sluice/operator.h"
@@ -88,11 +89,11 @@ typedef struct sl_split {
 /* Declaring splits, inside enumerate. */
 typedef struct sl_split_enum sl_split_enum;
 /* Add a split described by desc (copied). Returns 0 or SL_ENOMEM. */
-int sl_split_add(sl_split_enum *e, const void *desc, size_t len);
+SL_API int sl_split_add(sl_split_enum *e, const void *desc, size_t len);
 /* The parallelism of the source node (a hint for how finely to split). */
-int sl_split_parallelism(const sl_split_enum *e);
+SL_API int sl_split_parallelism(const sl_split_enum *e);
 /* Fail enumeration with a message; returns code. */
-int sl_split_fail(sl_split_enum *e, int code, const char *fmt, ...)
+SL_API int sl_split_fail(sl_split_enum *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Source poll results (>= 0); errors are negative SL_E... codes. */
@@ -129,14 +130,14 @@ typedef struct sl_source {
 /* A source node of `width`-byte records (0: variable length) with the
  * watermark strategy `wm` (copied; NULL: no watermark until the input ends,
  * unless readers announce one). Its port 1 carries dead letters. */
-sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_source *src, void *conf,
-                              uint32_t width, const sl_watermark_conf *wm);
+SL_API sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_source *src,
+                                     void *conf, uint32_t width, const sl_watermark_conf *wm);
 
 /* Inside poll: announce the current split's own watermark (for inputs that
  * know it), merged with the strategy's by the engine's rule; and mark the
  * current split idle (until it gives data again). */
-int sl_ctx_watermark(sl_ctx *ctx, int64_t wm);
-int sl_ctx_idle(sl_ctx *ctx, int idle);
+SL_API int sl_ctx_watermark(sl_ctx *ctx, int64_t wm);
+SL_API int sl_ctx_idle(sl_ctx *ctx, int idle);
 
 /* --- dead letters -------------------------------------------------------------- */
 
@@ -150,7 +151,8 @@ int sl_ctx_idle(sl_ctx *ctx, int idle);
  *   8 + R    rest   the raw input
  *
  * Returns 0 or a negative code. */
-int sl_ctx_dead_letter(sl_ctx *ctx, int64_t ts, const char *reason, const void *raw, uint32_t len);
+SL_API int sl_ctx_dead_letter(sl_ctx *ctx, int64_t ts, const char *reason, const void *raw,
+                              uint32_t len);
 
 typedef struct sl_dead_letter {
     int split;
@@ -159,18 +161,18 @@ typedef struct sl_dead_letter {
 } sl_dead_letter;
 /* Read a dead-letter record; returns 0, or SL_ECORRUPT for a record that is
  * not one. */
-int sl_dead_letter_read(sl_bytes rec, sl_dead_letter *out);
+SL_API int sl_dead_letter_read(sl_bytes rec, sl_dead_letter *out);
 
 /* The dead-letter stream of a source node (port 1). */
-sl_stream *sl_stream_dead_letters(sl_stream *source_out);
+SL_API sl_stream *sl_stream_dead_letters(sl_stream *source_out);
 
 /* --- after a run ------------------------------------------------------------------ */
 
 /* Splits of source node `name` (after the job started), or a negative code. */
-int sl_pipeline_source_splits(sl_pipeline *p, const char *name);
+SL_API int sl_pipeline_source_splits(sl_pipeline *p, const char *name);
 /* The last position of split `split` of source node `name`, appended to out:
  * after the run, the position where the split stopped. */
-int sl_pipeline_source_position(sl_pipeline *p, const char *name, int split, sl_buf *out);
+SL_API int sl_pipeline_source_position(sl_pipeline *p, const char *name, int split, sl_buf *out);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,7 @@
 #ifndef SLUICE_STATE_H
 #define SLUICE_STATE_H
 
+#include "sluice/export.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "sluice/operator.h"
@@ -35,23 +36,24 @@ static inline uint32_t sl_key_group_owner(uint32_t key_group, uint32_t paralleli
 }
 
 /* The hash sluice uses for keys (xxHash3, 64 bits). */
-uint64_t sl_hash(const void *key, size_t len);
+SL_API uint64_t sl_hash(const void *key, size_t len);
 
 /* A standalone table (operators normally use sl_ctx_state()). The caller owns
  * the result and frees it with sl_state_free(). */
-sl_state *sl_state_new(uint32_t value_size);
-void sl_state_free(sl_state *s);
+SL_API sl_state *sl_state_new(uint32_t value_size);
+SL_API void sl_state_free(sl_state *s);
 
 /* Value of key, created zero-filled if absent (*created set to 1 then, if
  * created is not NULL). NULL only when out of memory. */
-void *sl_state_get(sl_state *s, uint64_t hash, const void *key, uint32_t key_len, int *created);
+SL_API void *sl_state_get(sl_state *s, uint64_t hash, const void *key, uint32_t key_len,
+                          int *created);
 /* Value of key, or NULL if absent. */
-void *sl_state_find(sl_state *s, uint64_t hash, const void *key, uint32_t key_len);
+SL_API void *sl_state_find(sl_state *s, uint64_t hash, const void *key, uint32_t key_len);
 /* Remove key; returns 1 if it was present. */
-int sl_state_remove(sl_state *s, uint64_t hash, const void *key, uint32_t key_len);
-size_t sl_state_count(const sl_state *s);
-uint32_t sl_state_value_size(const sl_state *s);
-void sl_state_clear(sl_state *s);
+SL_API int sl_state_remove(sl_state *s, uint64_t hash, const void *key, uint32_t key_len);
+SL_API size_t sl_state_count(const sl_state *s);
+SL_API uint32_t sl_state_value_size(const sl_state *s);
+SL_API void sl_state_clear(sl_state *s);
 
 /* Iterate: start with *it = 0; returns 0 at the end. Removing the entry just
  * returned is allowed during iteration (read its key and value first: they
@@ -62,13 +64,14 @@ typedef struct sl_state_entry {
     uint32_t key_len;
     void *value;
 } sl_state_entry;
-int sl_state_next(sl_state *s, size_t *it, sl_state_entry *e);
+SL_API int sl_state_next(sl_state *s, size_t *it, sl_state_entry *e);
 
 /* Append a snapshot of the table to out; restore adds a snapshot's entries
  * (only those whose key group is in [kg_lo, kg_hi]) to s. The snapshot format
  * is drawn in engine/state.c. */
-int sl_state_snapshot(const sl_state *s, sl_buf *out);
-int sl_state_restore(sl_state *s, const void *data, size_t len, uint32_t kg_lo, uint32_t kg_hi);
+SL_API int sl_state_snapshot(const sl_state *s, sl_buf *out);
+SL_API int sl_state_restore(sl_state *s, const void *data, size_t len, uint32_t kg_lo,
+                            uint32_t kg_hi);
 
 #ifdef __cplusplus
 }

@@ -59,6 +59,7 @@
 #ifndef SLUICE_WINDOW_H
 #define SLUICE_WINDOW_H
 
+#include "sluice/export.h"
 #include <stdint.h>
 #include <string.h>
 #include "sluice/operators.h"
@@ -123,17 +124,18 @@ static inline sl_window_conf sl_window_session(int64_t gap)
 
 /* A window node over a keyed stream (sl_stream_key_by). Returns its result
  * stream (port 0, records as drawn above). The conf is copied. */
-sl_stream *sl_stream_window(sl_stream *keyed_in, const char *name, const sl_window_conf *conf);
+SL_API sl_stream *sl_stream_window(sl_stream *keyed_in, const char *name,
+                                   const sl_window_conf *conf);
 /* The late side output of a window node: the late records, unchanged
  * (port 1, the width of the window's input). */
-sl_stream *sl_stream_window_late(sl_stream *window_out);
+SL_API sl_stream *sl_stream_window_late(sl_stream *window_out);
 /* The early firings of a window node whose conf has early_ms > 0 (port 2,
  * records as drawn above, event time end - 1). */
-sl_stream *sl_stream_window_early(sl_stream *window_out);
+SL_API sl_stream *sl_stream_window_early(sl_stream *window_out);
 /* The records that belong to no window (sliding windows with slide > size:
  * the gaps between windows), unchanged (port 3, the width of the window's
  * input). Empty for windows without gaps. */
-sl_stream *sl_stream_window_unassigned(sl_stream *window_out);
+SL_API sl_stream *sl_stream_window_unassigned(sl_stream *window_out);
 
 /* Reading a result record (port 0 or 2). A record too short for its header
  * or its result size reads as result NULL, result_size 0 and an empty key. */
