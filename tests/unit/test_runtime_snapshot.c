@@ -185,8 +185,8 @@ static int run_agg(const sl_aggregate *agg, uint64_t first, uint64_t count, int 
     sl_agg_value val = {.offset = offsetof(ev, val)};
     sl_agg_conf ac = {.agg = agg, .ud = &val, .emit = SL_AGG_EMIT_FINAL};
     restore_conf rcf = {.from = from, .target = "agg"};
-    sl_stream *s =
-        sl_stream_parallelism(sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL), 1 + (par + 1) % 3);
+    sl_stream *s = sl_stream_parallelism(sl_pipeline_generator(p, "src", &gc, sizeof(ev), NULL),
+                                         1 + (par + 1) % 3);
     s = sl_stream_key_by(s, "by-key", key_str, NULL);
     s = sl_stream_aggregate(s, "agg", &ac);
     s = sl_stream_apply(s, "restore", &restorer_op, &rcf, 0);
