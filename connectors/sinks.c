@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "engine/base/errmap.h"
 #include "sluice/connectors.h"
 #include "sluice/error.h"
 #include "sluice/operator.h"
@@ -52,11 +53,8 @@ static int write_open(sl_ctx *ctx, void **self)
         if (w->fd < 0) {
             int e = errno;
             free(w);
-            return sl_ctx_fail(ctx,
-                               e == EACCES   ? SL_EPERM
-                               : e == ENOENT ? SL_ENOENT
-                                             : SL_EIO,
-                               "cannot open '%s' for writing: %s", path, strerror(e));
+            return sl_ctx_fail(ctx, sli_errno_code(e), "cannot open '%s' for writing: %s", path,
+                               strerror(e));
         }
         w->is_stdout = 0;
     }

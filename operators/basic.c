@@ -9,7 +9,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "sluice/sluice.h"
+#include "sluice/operators.h"
+#include "sluice/pipeline.h"
 
 typedef struct fn_conf {
     void *fn;

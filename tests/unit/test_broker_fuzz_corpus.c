@@ -105,7 +105,9 @@ static void test_replay_corpus(void **state)
         uint8_t *exact = malloc(n ? n : 1);
         memcpy(exact, buf, n);
         free(buf);
-        assert_int_equal(LLVMFuzzerTestOneInput(exact, n), 0);
+        /* The target itself: under ASan a bad read in it fails here. (A
+         * libFuzzer target always returns 0; there is nothing to assert.) */
+        (void)LLVMFuzzerTestOneInput(exact, n);
         long rc = slb_decode_all(exact, n, true);
         if (!strncmp(e->d_name, "valid-", 6)) {
             if (rc <= 0) fail_msg("%s: expected records, got %ld", e->d_name, rc);
@@ -113,14 +115,18 @@ static void test_replay_corpus(void **state)
         } else if (!strncmp(e->d_name, "bad-", 4)) {
             if (rc >= 0) fail_msg("%s: expected an error, got %ld records", e->d_name, rc);
             bad++;
+        } else {
+            fail_msg("%s: corpus files are named valid-* or bad-* (the expected verdict)",
+                     e->d_name);
         }
         free(exact);
         files++;
     }
     closedir(d);
-    assert_true(valid >= 3);
-    assert_true(bad >= 4);
-    assert_true(files >= valid + bad);
+    /* The seeds that --generate writes are all there (the corpus may grow). */
+    assert_true(valid >= 4);
+    assert_true(bad >= 5);
+    assert_int_equal(files, valid + bad);
 }
 
 int main(int argc, char **argv)
