@@ -1,6 +1,7 @@
 /*
  * engine/job.c - the life of a running pipeline: start, the coordinator
- * thread, delayed wake-ups, cancel, wait and the end of the job.
+ * thread, delayed wake-ups, cancel, wait, the end of the job, statistics,
+ * and freeing the pipeline.
  *
  * start (user's thread): build the plan if sl_pipeline_explain() has not,
  * open every instance in plan order, make the scheduler (sched.c), queue
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "engine/plan.h"
 #include "engine/sched.h"
 #include "engine/source.h"
 
@@ -241,4 +243,59 @@ void sli_pipeline_inject_barrier(sl_pipeline *p, uint64_t id)
         while (cur < id && !atomic_compare_exchange_weak(&t->inject_barrier, &cur, id)) {}
         sli_task_wake(t);
     }
+}
+
+/* --- freeing ----------------------------------------------------------------- */
+
+/* The end of a pipeline's life: a job still running is canceled and waited
+ * for, then the plan, the graph and what the pipeline owns are freed. */
+void sl_pipeline_free(sl_pipeline *p)
+{
+    if (!p) return;
+    if (p->started && !p->joined) {
+        sl_pipeline_cancel(p);
+        sl_pipeline_wait(p, -1);
+    }
+    sli_plan_free(p);
+    for (int i = 0; i < p->n_nodes; i++) {
+        free(p->nodes[i].name);
+        sli_source_node_free(&p->nodes[i]);
+    }
+    free(p->nodes);
+    for (struct sl_stream *s = p->streams, *n; s; s = n) {
+        n = s->next_alloc;
+        free(s);
+    }
+    for (int i = 0; i < p->n_owned; i++) free(p->owned[i]);
+    free(p->owned);
+    free(p->delayed);
+    sli_pool_destroy(&p->pool);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->err_lock);
+    free(p);
+}
+
+/* --- statistics --------------------------------------------------------------- */
+
+void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!p) return;
+    out->records_in = atomic_load_explicit(&((sl_pipeline *)p)->records_in, memory_order_relaxed);
+    out->records_out = atomic_load_explicit(&((sl_pipeline *)p)->records_out, memory_order_relaxed);
+    out->late = atomic_load_explicit(&((sl_pipeline *)p)->late, memory_order_relaxed);
+    out->dead_letters =
+        atomic_load_explicit(&((sl_pipeline *)p)->dead_letters, memory_order_relaxed);
+    int64_t wm = SL_TIME_MAX;
+    int any = 0;
+    for (int i = 0; i < p->n_ctx; i++) {
+        struct sl_ctx *c = p->ctxs[i];
+        if (!c->is_sink) continue;
+        int64_t w = atomic_load_explicit(&c->sink_wm, memory_order_relaxed);
+        if (w < wm) wm = w;
+        any = 1;
+    }
+    out->watermark = any ? wm : SL_TIME_MIN;
+    if (p->started) out->elapsed_s = p->joined ? p->elapsed : sli_clock_mono_s() - p->t_start;
 }

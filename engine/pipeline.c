@@ -1,7 +1,8 @@
 /*
- * engine/pipeline.c - the logical graph: making and freeing a pipeline,
- * building its nodes and streams, its errors, and its statistics. Running it
- * is job.c's; the plan is plan.c's.
+ * engine/pipeline.c - the logical graph: making a pipeline, building its
+ * nodes and streams, and its errors. It is the bottom of the engine: it
+ * calls nothing above it. Running, freeing and statistics are job.c's; the
+ * plan is plan.c's; key_by is an operator like any other (keyby.c).
  *
  * Nodes are appended in creation order, and a node can only read streams of
  * nodes that exist already, so the node array is a topological order of the
@@ -14,8 +15,7 @@
  *
  * Confs: the engine cannot copy the conf of sl_pipeline_source() or
  * sl_stream_apply() (it does not know its size): those are borrowed, and
- * builders that know the size copy theirs with sl_pipeline_dup(). The
- * engine's own builder (key_by) copies what it is given at build time.
+ * builders that know the size copy theirs with sl_pipeline_dup().
  *
  * Every output port has a role (SL_PORT_DATA, _LATE, _DEAD_LETTER); the plan
  * turns it into a per-port counter that deliver() adds each batch to, which
@@ -28,10 +28,7 @@
 #include <unistd.h>
 #include "engine/base/clock.h"
 #include "engine/graph.h"
-#include "engine/hash.h"
-#include "engine/job.h"
-#include "engine/plan.h"
-#include "engine/source.h"
+#include "sluice/state.h"
 
 static int vfail(sl_pipeline *p, int code, const char *fmt, va_list ap)
 {
@@ -100,33 +97,6 @@ fail_lock:
 fail:
     free(p);
     return NULL;
-}
-
-void sl_pipeline_free(sl_pipeline *p)
-{
-    if (!p) return;
-    if (p->started && !p->joined) {
-        sl_pipeline_cancel(p);
-        sl_pipeline_wait(p, -1);
-    }
-    sli_plan_free(p);
-    for (int i = 0; i < p->n_nodes; i++) {
-        free(p->nodes[i].name);
-        sli_source_node_free(&p->nodes[i]);
-    }
-    free(p->nodes);
-    for (struct sl_stream *s = p->streams, *n; s; s = n) {
-        n = s->next_alloc;
-        free(s);
-    }
-    for (int i = 0; i < p->n_owned; i++) free(p->owned[i]);
-    free(p->owned);
-    free(p->delayed);
-    sli_pool_destroy(&p->pool);
-    pthread_cond_destroy(&p->cond);
-    pthread_mutex_destroy(&p->lock);
-    pthread_mutex_destroy(&p->err_lock);
-    free(p);
 }
 
 void *sl_pipeline_dup(sl_pipeline *p, const void *ptr, size_t size)
@@ -429,54 +399,6 @@ sl_stream *sl_stream_side_as(sl_stream *s, int port, uint32_t width, int role)
     return side(s, port, width, role);
 }
 
-/* key_by: an engine operator that fills the hash column in place and hands
- * the batch on; the stream it makes is hash-partitioned and keyed. */
-typedef struct keyby_conf {
-    sl_key_fn key;
-    void *ud;
-} keyby_conf;
-
-static int keyby_process(sl_ctx *ctx, void *self, sl_batch *in)
-{
-    keyby_conf *kc = sl_ctx_conf(ctx);
-    uint32_t n = in->count;
-    if (in->width) {
-        for (uint32_t i = 0; i < n; i++) {
-            sl_bytes k = kc->key(in->data + (size_t)i * in->width, in->width, kc->ud);
-            in->hash[i] = sli_hash_inline(k.ptr, k.len);
-        }
-    } else {
-        for (uint32_t i = 0; i < n; i++) {
-            sl_bytes k = kc->key(in->data + in->var[i].off, in->var[i].len, kc->ud);
-            in->hash[i] = sli_hash_inline(k.ptr, k.len);
-        }
-    }
-    return sl_forward(ctx, in);
-}
-
-static const sl_operator keyby_op = {
-    .version = SL_OPERATOR_VERSION, .kind = "key_by", .process = keyby_process};
-
-sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void *ud)
-{
-    if (!in || in->p->err) return NULL;
-    if (!key) {
-        sl_pipeline_error(in->p, SL_EINVAL, "key_by '%s': no key function", name ? name : "");
-        return NULL;
-    }
-    /* Copied at build time: the caller's variables may go away. */
-    keyby_conf kc = {.key = key, .ud = ud};
-    keyby_conf *owned = sl_pipeline_dup(in->p, &kc, sizeof(kc));
-    if (!owned) return NULL;
-    sl_stream *out = sl_stream_apply(in, name, &keyby_op, owned, in->width);
-    if (!out) return NULL;
-    in->p->nodes[out->node].inherit = 1; /* stays chained to its input */
-    out->part = SL_PART_HASH;
-    out->key = key;
-    out->key_ud = ud;
-    return out;
-}
-
 sl_stream *sl_stream_parallelism(sl_stream *s, int parallelism)
 {
     if (!s || s->p->err) return NULL;
@@ -552,28 +474,4 @@ sl_stream *sl_stream_keep_key(sl_stream *out, const sl_stream *in)
     out->key = in->key;
     out->key_ud = in->key_ud;
     return out;
-}
-
-/* --- statistics --------------------------------------------------------------- */
-
-void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (!p) return;
-    out->records_in = atomic_load_explicit(&((sl_pipeline *)p)->records_in, memory_order_relaxed);
-    out->records_out = atomic_load_explicit(&((sl_pipeline *)p)->records_out, memory_order_relaxed);
-    out->late = atomic_load_explicit(&((sl_pipeline *)p)->late, memory_order_relaxed);
-    out->dead_letters =
-        atomic_load_explicit(&((sl_pipeline *)p)->dead_letters, memory_order_relaxed);
-    int64_t wm = SL_TIME_MAX;
-    int any = 0;
-    for (int i = 0; i < p->n_ctx; i++) {
-        struct sl_ctx *c = p->ctxs[i];
-        if (!c->is_sink) continue;
-        int64_t w = atomic_load_explicit(&c->sink_wm, memory_order_relaxed);
-        if (w < wm) wm = w;
-        any = 1;
-    }
-    out->watermark = any ? wm : SL_TIME_MIN;
-    if (p->started) out->elapsed_s = p->joined ? p->elapsed : sli_clock_mono_s() - p->t_start;
 }
