@@ -29,6 +29,8 @@ int cli_consume(int argc, char **argv); /* sluice consume TOPIC ... */
  * catches it for the whole process so writes fail with EPIPE instead). A
  * command that sees a write error with this set ends quietly, status 0. */
 int cli_output_closed(void);
+/* Catch SIGPIPE for the whole process (main calls it once, first). */
+void cli_catch_sigpipe(void);
 
 /* Running a job's pipeline (cli/cmd_common.c). Runs p: SIGINT/SIGTERM cancel
  * it (a second one exits at once); on a terminal a run longer than a second

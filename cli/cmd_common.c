@@ -28,6 +28,28 @@
 #include <unistd.h>
 #include "cli/cli.h"
 
+static volatile sig_atomic_t output_closed;
+
+static void on_sigpipe(int sig)
+{
+    output_closed = 1;
+}
+
+void cli_catch_sigpipe(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigpipe;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+int cli_output_closed(void)
+{
+    return output_closed;
+}
+
 static sl_pipeline *volatile running;
 static volatile sig_atomic_t signals_seen;
 

@@ -15,7 +15,8 @@
  * options, `--` ends options); at this level they stop at the command word.
  *
  * Standard output closed by its reader (`sluice ... | head -1`): SIGPIPE is
- * caught for the whole process (it only sets cli_output_closed), so writes
+ * caught for the whole process (cli_catch_sigpipe: it only sets the flag
+ * cli_output_closed reads), so writes
  * fail with EPIPE instead of killing the process; each command then ends
  * quietly with status 0, and the final flush of stdout here says nothing
  * either. Any other write error on stdout is reported and exits 1.
@@ -26,18 +27,6 @@
 #include <string.h>
 #include "bench/bench.h"
 #include "cli/cli.h"
-
-static volatile sig_atomic_t output_closed;
-
-static void on_sigpipe(int sig)
-{
-    output_closed = 1;
-}
-
-int cli_output_closed(void)
-{
-    return output_closed;
-}
 
 static const struct {
     const char *name;
@@ -202,16 +191,10 @@ static int dispatch(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigpipe;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGPIPE, &sa, NULL);
-
+    cli_catch_sigpipe();
     int status = dispatch(argc, argv);
     int flushed = fflush(stdout) == 0, e = errno;
-    if ((!flushed || ferror(stdout)) && !output_closed) {
+    if ((!flushed || ferror(stdout)) && !cli_output_closed()) {
         fprintf(stderr, "sluice: cannot write standard output%s%s\n", flushed ? "" : ": ",
                 flushed ? "" : strerror(e));
         if (status == 0) status = 1;
