@@ -18,7 +18,7 @@
 #include <string.h>
 #include "engine/base/clock.h"
 #include "engine/graph.h"
-#include "engine/job.h"
+#include "engine/wakeup.h"
 #include "engine/plan.h"
 #include "engine/timer.h"
 #include "sluice/state.h"

@@ -25,6 +25,8 @@
 #include <time.h>
 #include "engine/plan.h"
 #include "engine/sched.h"
+#include "engine/task.h"
+#include "engine/wakeup.h"
 #include "engine/source.h"
 
 /* The absolute monotonic time `at` (seconds, as sli_clock_mono_s) as a
@@ -40,38 +42,6 @@ static struct timespec mono_deadline(double at)
         ts.tv_nsec -= 1000000000L;
     }
     return ts;
-}
-
-void sli_task_wake_later(sl_task *t, double delay_ms)
-{
-    sl_pipeline *p = t->p;
-    pthread_mutex_lock(&p->lock);
-    if (p->n_delayed == p->cap_delayed) {
-        int cap = p->cap_delayed ? p->cap_delayed * 2 : 16;
-        void *n = realloc(p->delayed, (size_t)cap * sizeof(*p->delayed));
-        if (!n) {
-            pthread_mutex_unlock(&p->lock);
-            sli_task_wake(t); /* no room to wait: poll again now */
-            return;
-        }
-        p->delayed = n;
-        p->cap_delayed = cap;
-    }
-    p->delayed[p->n_delayed].at = sli_clock_mono_s() + delay_ms / 1000.0;
-    p->delayed[p->n_delayed].t = t;
-    p->n_delayed++;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-}
-
-void sli_task_finished(sl_task *t)
-{
-    sl_pipeline *p = t->p;
-    if (atomic_fetch_add(&p->tasks_done, 1) + 1 == p->n_tasks) {
-        pthread_mutex_lock(&p->lock);
-        pthread_cond_broadcast(&p->cond);
-        pthread_mutex_unlock(&p->lock);
-    }
 }
 
 static void close_instances(sl_pipeline *p)
@@ -102,19 +72,8 @@ static void *coord_main(void *arg)
             pthread_mutex_lock(&p->lock);
             continue;
         }
-        double now = sli_clock_mono_s(), next = now + 0.05; /* tick: notice cancel */
-        for (int i = 0; i < p->n_delayed;) {
-            if (p->delayed[i].at <= now) {
-                sl_task *t = p->delayed[i].t;
-                p->delayed[i] = p->delayed[--p->n_delayed];
-                pthread_mutex_unlock(&p->lock);
-                sli_task_wake(t);
-                pthread_mutex_lock(&p->lock);
-                continue;
-            }
-            if (p->delayed[i].at < next) next = p->delayed[i].at;
-            i++;
-        }
+        double now = sli_clock_mono_s();
+        double next = sli_wakeups_fire(p, now, now + 0.05); /* tick: notice cancel */
         struct timespec ts = mono_deadline(next);
         pthread_cond_timedwait(&p->cond, &p->lock, &ts);
     }
@@ -171,7 +130,7 @@ int sl_pipeline_start(sl_pipeline *p)
     if (rc) return rc;
     if ((rc = open_instances(p)) != 0) goto fail;
     sl_sched *s = NULL;
-    if (sli_sched_new(&s, p, p->threads)) {
+    if (sli_sched_new(&s, p, p->threads, sli_task_activate)) {
         rc = sl_pipeline_error(p, SL_ENOMEM, "out of memory while starting");
         goto fail;
     }

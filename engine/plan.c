@@ -26,6 +26,7 @@
 #include <string.h>
 #include "engine/pool.h"
 #include "engine/sched.h"
+#include "engine/source.h"
 #include "sluice/state.h"
 
 static int is_chained(sl_pipeline *p, const sl_node *n)
@@ -142,6 +143,10 @@ int sli_plan_build(sl_pipeline *p)
                 t->id = p->n_tasks;
                 t->p = p;
                 t->root = c;
+                if (n->kind == SL_NODE_SOURCE) {
+                    t->src_step = sli_source_step;
+                    t->src_announce = sli_source_announce;
+                }
                 t->wm = SL_TIME_MIN;
                 t->proc_wake_at = INT64_MAX;
                 atomic_init(&t->state, SL_TASK_IDLE);

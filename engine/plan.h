@@ -105,6 +105,10 @@ typedef struct sl_task {
     uint64_t barrier;                /* checkpoint barrier being aligned (0: none) */
     _Atomic uint64_t inject_barrier; /* sources: highest barrier id requested */
     uint64_t barrier_sent;           /* sources: highest barrier id sent */
+    /* Sources: the source layer's step and announce (source.c), set by the
+     * plan, so that the task loop knows no source by name. */
+    int (*src_step)(struct sl_ctx *c);
+    int (*src_announce)(struct sl_ctx *c);
 } sl_task;
 
 /* Build the plan (user's thread, before start; once: p->planned). 0 or the

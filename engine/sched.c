@@ -32,7 +32,6 @@
 #include <time.h>
 #include "engine/deque.h"
 #include "engine/plan.h"
-#include "engine/task.h"
 
 typedef struct worker {
     struct sl_sched *s;
@@ -46,6 +45,7 @@ typedef struct worker {
 
 struct sl_sched {
     sl_pipeline *p;
+    int (*activate)(sl_task *t); /* what running a task means (task.c) */
     int n;
     int n_started; /* worker threads running */
     worker *w;
@@ -181,7 +181,7 @@ static void run(worker *w, sl_task *t)
      * sli_task_wake): a wake-up that sees QUEUED must be sure we read after. */
     atomic_exchange_explicit(&t->state, SL_TASK_RUNNING, memory_order_seq_cst);
     SL_FULL_FENCE();
-    int again = sli_task_activate(t);
+    int again = w->s->activate(t);
     if (again) {
         atomic_store_explicit(&t->state, SL_TASK_QUEUED, memory_order_release);
         if (sli_deque_push(w->dq, t) != 0) inject(w->s, t);
@@ -256,11 +256,12 @@ void sli_sched_stop(sl_sched *s)
     s->n_started = 0;
 }
 
-int sli_sched_new(sl_sched **out, sl_pipeline *p, int threads)
+int sli_sched_new(sl_sched **out, sl_pipeline *p, int threads, int (*activate)(sl_task *t))
 {
     sl_sched *s = calloc(1, sizeof(*s));
     if (!s) return SL_ENOMEM;
     s->p = p;
+    s->activate = activate;
     s->n = threads;
     pthread_mutex_init(&s->park_lock, NULL);
     pthread_cond_init(&s->park_cond, NULL);

@@ -10,8 +10,8 @@
  *                                            NOTIFIED   queued again)
  *
  * The scheduler knows a task only through its state word, its pipeline and
- * sli_task_activate() (task.h); it knows nothing of jobs (job.h starts and
- * stops it).
+ * the activate function it is given; it calls nothing above it (job.c starts
+ * and stops it, task.c and wakeup.c wake tasks).
  */
 #ifndef SLUICE_ENGINE_SCHED_H
 #define SLUICE_ENGINE_SCHED_H
@@ -29,9 +29,12 @@ enum sl_task_state {
     SL_TASK_NOTIFIED = 3
 };
 
-/* A scheduler of `threads` workers for the pipeline's tasks (not started).
- * 0 or SL_ENOMEM; the caller owns *out (sli_sched_free). */
-int sli_sched_new(sl_sched **out, struct sl_pipeline *p, int threads);
+/* A scheduler of `threads` workers for the pipeline's tasks (not started),
+ * which runs a task by calling activate(t) (task.c's sli_task_activate: it
+ * returns 1 when the task should run again at once). 0 or SL_ENOMEM; the
+ * caller owns *out (sli_sched_free). */
+int sli_sched_new(sl_sched **out, struct sl_pipeline *p, int threads,
+                  int (*activate)(struct sl_task *t));
 /* Queue every task of the pipeline once (before sli_sched_start): sources
  * begin polling, the others look at their empty inputs and go idle. */
 void sli_sched_queue_all(sl_sched *s);

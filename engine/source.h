@@ -32,9 +32,4 @@ int sli_source_step(struct sl_ctx *c);
 int sli_source_announce(struct sl_ctx *c);
 void sli_source_node_free(struct sl_node *n);
 
-/* task.c: send a watermark / idleness change from source instance c
- * downstream, after the data emitted before it. */
-int sli_source_send_watermark(struct sl_ctx *c, int64_t wm);
-int sli_source_send_idle(struct sl_ctx *c, int idle);
-
 #endif

@@ -44,10 +44,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "engine/job.h"
+#include "engine/wakeup.h"
 #include "engine/pool.h"
 #include "engine/sched.h"
-#include "engine/source.h"
 #include "engine/timer.h"
 
 #define SL_QUANTUM 16
@@ -531,7 +530,7 @@ static int source_step(sl_task *t)
         int rc = source_end(t);
         return rc ? rc : 0;
     }
-    int r = sli_source_step(c);
+    int r = t->src_step(c);
     if (r < 0) {
         task_error(t, c, r);
         return r;
@@ -596,7 +595,7 @@ int sli_task_activate(sl_task *t)
         }
         if (rc > 0 && !t->blocked && !t->ended) again = 1;
         /* Periodic source watermarks: once per activation. */
-        if (rc >= 0 && is_source && !t->ended) rc = sli_source_announce(t->root);
+        if (rc >= 0 && is_source && !t->ended) rc = t->src_announce(t->root);
         if (rc >= 0) rc = task_flush(t);
     }
     if (rc < 0) {

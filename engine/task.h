@@ -24,6 +24,10 @@ static inline void sli_batch_put(sl_pipeline *p, sl_batch *b)
  * Returns 1 when the task should be activated again at once (its quantum ran
  * out). */
 int sli_task_activate(sl_task *t);
+/* For the source layer (source.c): send a watermark / idleness change from
+ * source instance c downstream, after the data emitted before it. */
+int sli_source_send_watermark(struct sl_ctx *c, int64_t wm);
+int sli_source_send_idle(struct sl_ctx *c, int idle);
 /* Send the partly filled output batches of c (inside its task's activation). */
 int sli_ctx_flush_all(struct sl_ctx *c);
 
