@@ -49,6 +49,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "connectors/broker/clean.h"
 #include "engine/base/clock.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
@@ -440,7 +441,8 @@ static int get_writer(sl_broker *b, slb_wtopic *wt, int32_t p, slb_plog **out)
     char pdir[SLB_PATH_CAP];
     slb_part_dir(pdir, sizeof pdir, b, wt->name, p);
     slb_plog *l;
-    int rc = slb_plog_open(&l, pdir, wt->name, p, &wt->conf, false, b->errmsg);
+    int rc =
+        slb_plog_open(&l, pdir, wt->name, p, &wt->conf, false, slb_plog_clean_locked, b->errmsg);
     if (rc < 0) return rc;
     pthread_mutex_lock(&b->mu);
     wt->parts[p] = l;

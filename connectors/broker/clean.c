@@ -3,6 +3,12 @@
  * sealed segments (the active segment is never touched), run by the writer
  * under its mu at each segment roll and by sl_topic_clean().
  *
+ * Layers: the top of the storage (clean.c -> log.c -> index.c -> segment.c).
+ * This file calls down into log.c (slb_plog, flushing) and the segment layer
+ * (segment files, indexes); nothing below calls it. The writer reaches it at
+ * each roll only through the after_roll hook (log.h), which the openers of
+ * partition logs (broker.c, group.c) set to slb_plog_clean_locked.
+ *
  * Retention deletes whole segments from the oldest, while the partition
  * without its oldest sealed segment still holds retention_bytes or more, or
  * that segment's largest record timestamp is older than now - retention_ms
@@ -29,7 +35,7 @@
  * in-memory view matching the disk; cleaning is housekeeping, so a roll does
  * not fail because cleaning did (it is retried at the next roll).
  */
-#include "connectors/broker/log.h"
+#include "connectors/broker/clean.h"
 
 #include <errno.h>
 #include <fcntl.h>

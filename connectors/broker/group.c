@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "connectors/broker/broker_int.h"
+#include "connectors/broker/clean.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
 
@@ -116,7 +117,9 @@ int sl_group_commit(sl_broker *b, const char *group, const char *topic, int32_t 
     char pdir[SLB_PATH_CAP];
     slb_part_dir(pdir, sizeof pdir, b, SLB_OFFSETS_TOPIC, 0);
     slb_plog *l;
-    if ((rc = slb_plog_open(&l, pdir, SLB_OFFSETS_TOPIC, 0, &c, true, b->errmsg)) < 0) return rc;
+    if ((rc = slb_plog_open(&l, pdir, SLB_OFFSETS_TOPIC, 0, &c, true, slb_plog_clean_locked,
+                            b->errmsg)) < 0)
+        return rc;
     rc = slb_plog_append(l, &rec, 1, NULL, b->errmsg);
     char err[SLB_ERRLEN];
     int r = slb_plog_close(l, err);

@@ -4,6 +4,11 @@
  * files when a segment is sealed, loaded (or rebuilt by log.c's scan) when a
  * partition is opened, and read by readers to seek (reader.c).
  *
+ * Layers: part of the segment layer (segment.h), below the writer: the
+ * storage's dependencies point one way, clean.c -> log.c -> index.c ->
+ * segment.c. This file calls only segment.c (file names, reads), batch.h,
+ * crc32c and engine/base/; it includes neither log.h nor clean.h.
+ *
  * Index files (.index and .timeindex), written when a segment is sealed, with
  * sli_fsio_write_file_atomic (temporary file, fsync, rename):
  *
@@ -35,7 +40,7 @@
  * sealed segment's time index ends with its largest timestamp
  * (slb_seg_seal_tidx()).
  */
-#include "connectors/broker/log.h"
+#include "connectors/broker/segment.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,11 +1,18 @@
 /*
  * connectors/broker/log.c - a partition on disk: the writer (lock, recovery,
  * append, segment roll, durability) and the lock-free views of a partition.
- * Its indexes are in index.c, retention and compaction in clean.c, all three
- * behind log.h.
+ *
+ * Layers: the storage's dependencies point one way, clean.c -> log.c ->
+ * index.c -> segment.c. This file calls the segment layer below it (segment.h:
+ * segment files, indexes) and nothing of clean.c above it: retention and
+ * compaction run at each roll through the plog's after_roll hook, which the
+ * opener passes to slb_plog_open (broker.c and group.c pass
+ * slb_plog_clean_locked, clean.h). Recovery in slb_plog_open never rolls, so
+ * a partition is first cleaned at its first roll after opening (or by
+ * sl_topic_clean).
  *
  * Segments. A partition directory holds segments named by base offset
- * (log.h). Batches are appended to the active (last) segment with one pwrite
+ * (segment.h). Batches are appended to the active (last) segment with one pwrite
  * each; when it would exceed segment_bytes, or is older than segment_ms, it is
  * sealed (synced unless fsync=never, its indexes written by index.c) and a
  * new segment named by the next offset is created. A segment's age counts
@@ -84,79 +91,6 @@ void slb_seterr(char *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, SLB_ERRLEN, fmt, ap);
     va_end(ap);
-}
-
-void slb_seg_path(char *buf, size_t cap, const char *pdir, int64_t base, const char *ext)
-{
-    snprintf(buf, cap, "%s/%020" PRId64 ".%s", pdir, base, ext);
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Parse "NNNNNNNNNNNNNNNNNNNN.ext" exactly; returns the base or -1. */
-static int64_t parse_seg_name(const char *name, const char *ext)
-{
-    size_t el = strlen(ext);
-    if (strlen(name) != 21 + el || name[20] != '.' || strcmp(name + 21, ext) != 0) return -1;
-    int64_t v = 0;
-    for (int i = 0; i < 20; i++) {
-        if (name[i] < '0' || name[i] > '9') return -1;
-        if (v > (INT64_MAX - 9) / 10) return -1;
-        v = v * 10 + (name[i] - '0');
-    }
-    return v;
-}
-
-int slb_list_segments(const char *pdir, int64_t **bases, size_t *n)
-{
-    *bases = NULL;
-    *n = 0;
-    DIR *d = opendir(pdir);
-    if (!d) return sli_errno_code(-errno);
-    size_t cap = 0, cnt = 0;
-    int64_t *v = NULL;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        int64_t b = parse_seg_name(e->d_name, "log");
-        if (b < 0) continue;
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 16;
-            int64_t *nv = realloc(v, cap * sizeof *v);
-            if (!nv) {
-                free(v);
-                closedir(d);
-                return SL_ENOMEM;
-            }
-            v = nv;
-        }
-        v[cnt++] = b;
-    }
-    closedir(d);
-    qsort(v, cnt, sizeof *v, cmp_i64);
-    *bases = v;
-    *n = cnt;
-    return 0;
-}
-
-int slb_read_full(int fd, void *buf, size_t len, off_t off)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t r = pread(fd, p, len, off);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return -errno;
-        }
-        if (r == 0) return -EIO; /* shorter than expected */
-        p += r;
-        off += r;
-        len -= (size_t)r;
-    }
-    return 0;
 }
 
 /* ---- scanning a segment ----------------------------------------------------- */
@@ -291,8 +225,8 @@ static void remove_strays(const char *pdir)
         bool kill = false;
         if (l > 8 && !strcmp(n + l - 8, ".cleaned")) kill = true;
         if (l > 4 && !strcmp(n + l - 4, ".tmp")) kill = true;
-        int64_t b = parse_seg_name(n, "index");
-        if (b < 0) b = parse_seg_name(n, "timeindex");
+        int64_t b = slb_seg_parse_name(n, "index");
+        if (b < 0) b = slb_seg_parse_name(n, "timeindex");
         if (b >= 0) {
             slb_seg_path(logp, sizeof logp, pdir, b, "log");
             if (access(logp, F_OK) != 0) kill = true;
@@ -381,7 +315,7 @@ static void plog_free(slb_plog *l)
 }
 
 int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t partition,
-                  const sl_topic_conf *conf, bool wait, char *err)
+                  const sl_topic_conf *conf, bool wait, slb_roll_hook after_roll, char *err)
 {
     *out = NULL;
     int rc = SL_ENOMEM;
@@ -401,6 +335,7 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
     snprintf(l->topic, sizeof l->topic, "%s", topic);
     l->partition = partition;
     l->conf = *conf;
+    l->after_roll = after_roll;
     l->last_sync_ms = sli_clock_mono_ms();
 
     rc = open_lock(pdir, wait, err, topic, partition);
@@ -548,10 +483,13 @@ static int roll(slb_plog *l, char *err)
     slb_seg_reset(&l->segs[l->nsegs], l->next_offset);
     l->nsegs++;
     l->rolls++;
-    /* Cleaning is housekeeping: its failure does not fail the append that
-     * rolled; it is retried at the next roll. */
-    char junk[SLB_ERRLEN];
-    (void)slb_plog_clean_locked(l, sli_clock_wall_ms(), junk);
+    /* The hook (cleaning, set by the opener: clean.c is above this file) is
+     * housekeeping: its failure does not fail the append that rolled; it is
+     * retried at the next roll. */
+    if (l->after_roll) {
+        char junk[SLB_ERRLEN];
+        (void)l->after_roll(l, sli_clock_wall_ms(), junk);
+    }
     return 0;
 }
 

@@ -1,10 +1,13 @@
 /*
  * connectors/broker/log.h - one partition of a topic on disk: segments,
  * indexes, the writer with its lock, recovery, retention and compaction
- * (private header). Three files implement it: log.c (segments, the writer,
- * recovery), index.c (offset and time indexes) and clean.c (retention and
- * compaction). The broker's storage depends only on engine/base/ and on the
- * public sluice/broker.h and sluice/error.h.
+ * (private header). log.c implements it (the writer, recovery); it stands on
+ * the segment layer (segment.h: segment files, offset and time indexes), and
+ * retention and compaction (clean.h, clean.c) stand on it. Dependencies point
+ * one way: clean.c -> log.c -> index.c -> segment.c; log.c reaches cleaning
+ * only through the after_roll hook its opener gives it. The broker's storage
+ * depends only on engine/base/ and on the public sluice/broker.h and
+ * sluice/error.h.
  *
  * Directory layout of a broker:
  *
@@ -15,9 +18,8 @@
  *   DIR/TOPIC/P/00000000000000000000.timeindex  time index (sealed segments)
  *   DIR/TOPIC/P/NNNNNNNNNNNNNNNNNNNN.log.cleaned compaction output being written
  *
- * Segments are named by their base offset, zero-padded to 20 digits, so that
- * names sort as offsets do. The segment with the largest base is the active
- * one; only it is ever appended to.
+ * Segments are named by their base offset (segment.h). The segment with the
+ * largest base is the active one; only it is ever appended to.
  */
 #ifndef SLUICE_BROKER_LOG_H
 #define SLUICE_BROKER_LOG_H
@@ -29,43 +31,24 @@
 #include <sys/types.h>
 
 #include "connectors/broker/batch.h"
+#include "connectors/broker/segment.h"
 #include "sluice/broker.h"
 
-#define SLB_ERRLEN         512
-#define SLB_PATH_CAP       4096         /* bytes of a path under the broker directory */
-#define SLB_INDEX_INTERVAL 4096         /* bytes of log between offset index entries */
-#define SLB_BATCH_TARGET   (512 * 1024) /* producer batches are written at this size */
-#define SLB_INDEX_HDR      32
+#define SLB_ERRLEN       512
+#define SLB_BATCH_TARGET (512 * 1024) /* producer batches are written at this size */
 
-/* Sparse offset index entry: batch with base offset base+rel starts at pos. */
-typedef struct slb_index_entry {
-    uint32_t rel;
-    uint32_t pos;
-} slb_index_entry;
+typedef struct slb_plog slb_plog;
 
-/* Time index entry: batches before offset base+rel have timestamps <= ts. */
-typedef struct slb_time_entry {
-    int64_t ts;
-    uint32_t rel;
-} slb_time_entry;
-
-typedef struct slb_segment {
-    int64_t base;
-    int64_t size;        /* bytes of valid batches */
-    int64_t next_offset; /* offset after its last batch (base if empty) */
-    int64_t max_ts;      /* largest timestamp (INT64_MIN if empty) */
-    int64_t first_ms;    /* when its first batch was appended (for segment_ms) */
-    int64_t last_index_pos;
-    slb_index_entry *idx;
-    size_t nidx, capidx;
-    slb_time_entry *tidx;
-    size_t ntidx, captidx;
-} slb_segment;
+/* Called by the writer after each segment roll, with mu held and nothing
+ * pending (cleaning: slb_plog_clean_locked, clean.h). Housekeeping: its
+ * failure (err, SLB_ERRLEN) does not fail the append that rolled; it is
+ * simply called again at the next roll. */
+typedef int (*slb_roll_hook)(slb_plog *l, int64_t now_ms, char *err);
 
 /* A partition opened for writing. Holds the partition's flock for its life.
  * mu guards everything below it against the broker's flusher thread; every
  * slb_plog_* function takes it. */
-typedef struct slb_plog {
+struct slb_plog {
     char *dir; /* the partition directory */
     char topic[SL_TOPIC_NAME_MAX + 1];
     int32_t partition;
@@ -94,45 +77,23 @@ typedef struct slb_plog {
     int io_rc;
     slb_builder inflight;
     char io_err[SLB_ERRLEN];
-} slb_plog;
+    slb_roll_hook after_roll; /* NULL: nothing runs at a roll */
+};
 
 /* ---- helpers (log.c) ---- */
 
 /* Format "topic T partition P: " prefixed messages into err (SLB_ERRLEN). */
 void slb_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Paths. */
-void slb_seg_path(char *buf, size_t cap, const char *pdir, int64_t base, const char *ext);
-/* Sorted base offsets of the .log files of pdir; *bases is malloc'ed. */
-int slb_list_segments(const char *pdir, int64_t **bases, size_t *n);
-/* pread exactly len bytes at off: 0, or -errno (-EIO if the file is shorter). */
-int slb_read_full(int fd, void *buf, size_t len, off_t off);
-
-/* ---- segments and their indexes (index.c) ---- */
-
-/* Empty s and give it base offset base (no batches, max_ts INT64_MIN). */
-void slb_seg_reset(slb_segment *s, int64_t base);
-/* Free s's index arrays (s itself is not freed). */
-void slb_seg_free(slb_segment *s);
-/* Account for a batch written at byte pos of segment s: its figures and, every
- * SLB_INDEX_INTERVAL bytes, an offset and a time index entry. */
-int slb_seg_note_batch(slb_segment *s, int64_t pos, const slb_batch_hdr *h);
-/* Before sealing: make s's time index end with s's largest timestamp. */
-int slb_seg_seal_tidx(slb_segment *s);
-/* Write s's index file (time: .timeindex, else .index) atomically. */
-int slb_index_write(const char *pdir, const slb_segment *s, bool time);
-/* Read a segment's index file ("index" or "timeindex") if it is intact and
- * matches the log: entries malloc'ed into *out (count *n), covering the first
- * *log_size bytes of the log. Returns 0, SL_ENOENT (absent) or SL_ECORRUPT. */
-int slb_index_load(const char *pdir, int64_t base, bool time, void **out, size_t *n,
-                   int64_t *log_size);
-
-/* ---- the writer (log.c; cleaning in clean.c) ---- */
+/* ---- the writer (log.c) ---- */
 
 /* Open partition pdir for writing: take its lock (blocking when wait, else
- * SL_EBUSY at once), recover it (see log.c), and leave it ready to append. */
+ * SL_EBUSY at once), recover it (see log.c), and leave it ready to append.
+ * after_roll runs after each segment roll (pass slb_plog_clean_locked, or
+ * retention and compaction never run by themselves); recovery does not roll,
+ * so the first call comes at the first roll after opening. */
 int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t partition,
-                  const sl_topic_conf *conf, bool wait, char *err);
+                  const sl_topic_conf *conf, bool wait, slb_roll_hook after_roll, char *err);
 /* Flush pending records, write nothing else, release the lock and free. */
 int slb_plog_close(slb_plog *l, char *err);
 /* Write the pending batch, honouring the fsync policy. */
@@ -169,11 +130,6 @@ static inline int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, in
 int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base, char *err);
 /* fdatasync if dirty and due (interval policy); for the flusher thread. */
 int slb_plog_sync_due(slb_plog *l, int64_t mono_now, char *err);
-/* Retention and (compacted topics) compaction of the sealed segments
- * (clean.c); now_ms 0 means the current wall-clock time. */
-int slb_plog_clean(slb_plog *l, int64_t now_ms, char *err);
-/* The same with mu held and nothing pending (log.c calls it at each roll). */
-int slb_plog_clean_locked(slb_plog *l, int64_t now_ms, char *err);
 /* Wait for the batch in flight and write the pending batch. mu held. */
 int slb_plog_flush_locked(slb_plog *l, char *err);
 /* Partition figures (for describe) from the writer's view. */

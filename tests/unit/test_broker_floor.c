@@ -5,7 +5,10 @@
  * public sluice/broker.h and sluice/error.h; engine/base/ includes nothing of
  * sluice but itself and sluice/error.h. Read from the source files, so a new
  * include of an engine internal or of the umbrella header fails here, with
- * the file and the line.
+ * the file and the line. Inside the storage, the layers point one way
+ * (clean.c -> log.c -> index.c -> segment.c): the segment layer includes
+ * neither log.h nor clean.h, and log.c/log.h do not include clean.h (the
+ * writer reaches cleaning only through its after_roll hook).
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -64,6 +67,41 @@ static void test_broker_storage_floor(void **state)
     assert_true(check_dir("connectors/broker", "connector.c", ok) >= 10);
 }
 
+/* Fail if file (under the source dir) includes any of bad. */
+static void check_file_not(const char *file, const char *const *bad)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", SLUICE_SOURCE_DIR, file);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[1024];
+    for (int no = 1; fgets(line, sizeof line, f); no++) {
+        char inc[512];
+        if (sscanf(line, " # include \"%511[^\"]\"", inc) != 1) continue;
+        for (const char *const *b = bad; *b; b++)
+            if (strcmp(inc, *b) == 0)
+                fail_msg("%s:%d includes \"%s\", a layer above it (clean -> log -> index -> "
+                         "segment)",
+                         file, no, inc);
+    }
+    fclose(f);
+}
+
+static void test_broker_storage_layers(void **state)
+{
+    (void)state;
+    static const char *const above_segment[] = {"connectors/broker/log.h",
+                                                "connectors/broker/clean.h",
+                                                "connectors/broker/broker_int.h", NULL};
+    static const char *const above_log[] = {"connectors/broker/clean.h",
+                                            "connectors/broker/broker_int.h", NULL};
+    check_file_not("connectors/broker/segment.h", above_segment);
+    check_file_not("connectors/broker/segment.c", above_segment);
+    check_file_not("connectors/broker/index.c", above_segment);
+    check_file_not("connectors/broker/log.h", above_log);
+    check_file_not("connectors/broker/log.c", above_log);
+}
+
 static void test_base_floor(void **state)
 {
     (void)state;
@@ -75,6 +113,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_broker_storage_floor),
+        cmocka_unit_test(test_broker_storage_layers),
         cmocka_unit_test(test_base_floor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
