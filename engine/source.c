@@ -271,6 +271,13 @@ static inline int split_raise(struct sl_ctx *c, src_split *sp, int64_t cand, int
     return punctuated ? sli_source_announce(c) : 0;
 }
 
+/* The bounded out-of-orderness rule, max_ts - delay - 1, saturating at
+ * SL_TIME_MIN (no watermark yet) near the bottom of int64. */
+static inline int64_t bounded_wm(int64_t max_ts, int64_t delay)
+{
+    return max_ts < SL_TIME_MIN + delay + 1 ? SL_TIME_MIN : max_ts - delay - 1;
+}
+
 /* Records [scan_from, count) of the current poll's batch: fold their event
  * times into the split. Punctuated: cut the batch after a record that raises
  * the instance's watermark, send the watermark, go on with the rest. */
@@ -290,7 +297,7 @@ static int scan_pending(struct sl_ctx *c)
         for (uint32_t i = from; i < to; i++)
             if (b->ts[i] > mx) mx = b->ts[i];
         sp->max_ts = mx;
-        if (mx != SL_TIME_MIN) return split_raise(c, sp, mx - w->delay - 1, 0);
+        if (mx != SL_TIME_MIN) return split_raise(c, sp, bounded_wm(mx, w->delay), 0);
         return 0;
     }
     for (uint32_t i = from; i < to; i++) {
@@ -301,7 +308,7 @@ static int scan_pending(struct sl_ctx *c)
             sl_bytes r = sl_batch_bytes(b, i);
             cand = w->fn(r.ptr, r.len, ts, sp->max_ts, w->ud);
         } else {
-            cand = sp->max_ts == SL_TIME_MIN ? SL_TIME_MIN : sp->max_ts - w->delay - 1;
+            cand = bounded_wm(sp->max_ts, w->delay);
         }
         if (cand <= sp->wm) continue;
         if (!w->punctuated) {

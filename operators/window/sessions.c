@@ -91,7 +91,7 @@ static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i,
     uint64_t h = in->hash[i];
     sl_bytes key = sl_ctx_key(ctx, in, i);
     sl_bytes rec = sl_batch_bytes(in, i);
-    int64_t ws = ts, we = ts + w->gap;
+    int64_t ws = ts, we = win_sat_add(ts, w->gap);
     int created = 0;
     sess_head *hd = sl_state_get(w->heads, h, key.ptr, key.len, &created);
     if (!hd) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for session state");
@@ -127,7 +127,7 @@ static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i,
         has = e->has_next;
         cur = e->next;
     }
-    if (!have1 && W >= we - 1 + w->L) { /* alone, and expired: late */
+    if (!have1 && W >= win_sat_add(we - 1, w->L)) { /* alone, and expired: late */
         if (hd->n == 0) sl_state_remove(w->heads, h, key.ptr, key.len);
         return win_emit_input(ctx, WIN_PORT_LATE, in, i);
     }
@@ -191,7 +191,7 @@ static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i,
     } else {
         rc = sl_ctx_timer(ctx, me - 1, h, key.ptr, key.len);
     }
-    if (!rc && w->L > 0) rc = sl_ctx_timer(ctx, me - 1 + w->L, h, key.ptr, key.len);
+    if (!rc && w->L > 0) rc = sl_ctx_timer(ctx, win_sat_add(me - 1, w->L), h, key.ptr, key.len);
     return rc;
 }
 
@@ -215,7 +215,7 @@ int sli_win_sess_timer(sl_ctx *ctx, win *w, const sl_timer *t)
                                      e->end, (uint8_t *)e + SESS_HDR);
             if (rc) return rc;
         }
-        if (e->end - 1 + w->L <= T) {
+        if (win_sat_add(e->end - 1, w->L) <= T) {
             sess_remove(w, t->hash, t->key, t->key_len, cur);
             hd->n--;
             sess_relink(w, hd, t->hash, t->key, t->key_len, have_prev, prev, has_next, next);

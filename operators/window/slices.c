@@ -439,11 +439,15 @@ static int fire_window(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     return win_emit_result(ctx, w, WIN_PORT_RESULT, h, key, klen, s0, e0, w->acc_tmp);
 }
 
-/* Register a timer at T for the key unless one at or before T is pending. */
+/* Register a timer at T for the key unless one at or before T is pending.
+ * hd->tmr == INT64_MAX means none: a window whose firing time saturates at
+ * INT64_MAX (its end is past the last representable time) still gets its
+ * timer, which the end of input (watermark +inf) fires; the engine's timer
+ * set makes repeated requests for it one. */
 static inline int want_timer(sl_ctx *ctx, khdr *hd, int64_t T, uint64_t h, const void *key,
                              uint32_t klen)
 {
-    if (T >= hd->tmr) return 0;
+    if (T >= hd->tmr && hd->tmr != INT64_MAX) return 0;
     hd->tmr = T;
     return sl_ctx_timer(ctx, T, h, key, klen);
 }

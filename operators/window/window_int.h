@@ -89,6 +89,15 @@ typedef struct win {
 
 /* --- composite keys ------------------------------------------------------------ */
 
+/* a + b, saturating at the ends of int64: window times near the limits of
+ * event time must not overflow (a session at t ends at t + gap). */
+static inline int64_t win_sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (!__builtin_add_overflow(a, b, &r)) return r;
+    return b > 0 ? INT64_MAX : INT64_MIN;
+}
+
 static inline uint64_t ck_hash(uint64_t h, int64_t s)
 {
     uint64_t x = ((uint64_t)s * 0x9E3779B97F4A7C15ull) ^ h;

@@ -506,6 +506,51 @@ static void test_csv_time_zero_and_dead_letters(void **state)
     }
 }
 
+/* Event times at the ends of int64 pass through the source layer unchanged,
+ * and the watermark rule saturates instead of overflowing (UBSan checks). */
+static const int64_t extreme_ts[] = {INT64_MIN + 1, INT64_MIN + 3, 0, -1, INT64_MAX - 1};
+
+static int extreme_poll(sl_ctx *ctx, void *self, uint32_t max)
+{
+    mreader *r = self;
+    if (r->k) return SL_POLL_END;
+    r->k = 1;
+    for (int i = 0; i < 5; i++) {
+        rec x = {1, i};
+        if (sl_emit_copy(ctx, extreme_ts[i], 0, &x, sizeof(x))) return sl_ctx_error(ctx);
+    }
+    return SL_POLL_MORE;
+}
+
+static const sl_source extreme_src = {.version = SL_SOURCE_VERSION,
+                                      .kind = "extreme",
+                                      .open = silent_open,
+                                      .poll = extreme_poll,
+                                      .close = multi_close};
+
+static void test_int64_extremes(void **state)
+{
+    for (int punct = 0; punct <= 1; punct++) {
+        sl_watermark_conf wm = {.delay = 10, .punctuated = punct};
+        sl_collector *c = sl_collector_new();
+        sl_pipeline *p = sl_pipeline_new();
+        sl_pipeline_set_credits(p, 1);
+        sl_stream *s = sl_pipeline_source(p, "x", &extreme_src, NULL, sizeof(rec), &wm);
+        sl_stream_sink(s, "out", &sl_sink_collect, c);
+        assert_int_equal(sl_pipeline_run(p), 0);
+        sl_pipeline_free(p);
+        assert_int_equal(sl_collector_count(c), 5);
+        for (size_t i = 0; i < 5; i++) {
+            int64_t ts;
+            rec x;
+            sl_bytes b = sl_collector_get(c, i, &ts);
+            memcpy(&x, b.ptr, sizeof(x));
+            assert_true(ts == extreme_ts[x.value]);
+        }
+        sl_collector_free(c);
+    }
+}
+
 static void test_bad_tables_refused(void **state)
 {
     sl_source old = multi_src;
@@ -548,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_silent_split_goes_idle),
         cmocka_unit_test(test_punctuated_follows_the_record),
         cmocka_unit_test(test_csv_time_zero_and_dead_letters),
+        cmocka_unit_test(test_int64_extremes),
         cmocka_unit_test(test_bad_tables_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -301,6 +301,43 @@ static void count_with(const sl_aggregate *agg, const char *const *want, int n_w
     sl_collector_free(res);
 }
 
+/* Event times at the ends of int64: window bounds saturate instead of
+ * overflowing (UBSan checks), and no record is lost: the window whose end
+ * lies past INT64_MAX still fires at the end of input (its firing time
+ * saturates at INT64_MAX, which once meant "no timer" and dropped it). */
+static void test_int64_extremes_tumbling(void **state)
+{
+    /* the watermark just below the end of time, then the end of input */
+    static const step s[] = {
+        {0, INT64_MIN + 1, 1}, {0, 0, 1}, {0, INT64_MAX - 1, 1}, {1, INT64_MAX - 12, 0}};
+    static const char *want[] = {"-9223372036854775808,-9223372036854775000,1,1", "0,1000,1,1",
+                                 "9223372036854775000,9223372036854775807,1,1"};
+    run(s, N(s), SL_WINDOW_TUMBLING, 1000, 0, 0, want, N(want));
+}
+
+static void test_int64_extremes_sliding(void **state)
+{
+    static const step s[] = {{0, 0, 1}, {0, INT64_MAX - 1, 1}, {1, INT64_MAX - 12, 0}};
+    static const char *want[] = {"-900,100,1,1",
+                                 "-600,400,1,1",
+                                 "-300,700,1,1",
+                                 "0,1000,1,1",
+                                 "9223372036854774900,9223372036854775807,1,1",
+                                 "9223372036854775200,9223372036854775807,1,1",
+                                 "9223372036854775500,9223372036854775807,1,1",
+                                 "9223372036854775800,9223372036854775807,1,1"};
+    run(s, N(s), SL_WINDOW_SLIDING, 1000, 300, 0, want, N(want));
+}
+
+static void test_int64_extremes_session(void **state)
+{
+    static const step s[] = {
+        {0, INT64_MIN + 1, 1}, {0, 0, 1}, {0, INT64_MAX - 1, 1}, {1, INT64_MAX - 12, 0}};
+    static const char *want[] = {"-9223372036854775807,-9223372036854775307,1,1", "0,500,1,1",
+                                 "9223372036854775806,9223372036854775807,1,1"};
+    run(s, N(s), SL_WINDOW_SESSION, 500, 0, 0, want, N(want));
+}
+
 static void test_aggregate_tables(void **state)
 {
     static const char *want[] = {"-10,10,1,2", "0,20,1,3",   "10,30,1,2",
@@ -455,6 +492,9 @@ int main(void)
         cmocka_unit_test(test_time_zero_and_negative_tumbling),
         cmocka_unit_test(test_time_zero_and_negative_sliding),
         cmocka_unit_test(test_time_zero_and_negative_session),
+        cmocka_unit_test(test_int64_extremes_tumbling),
+        cmocka_unit_test(test_int64_extremes_sliding),
+        cmocka_unit_test(test_int64_extremes_session),
         cmocka_unit_test(test_aggregate_tables),
         cmocka_unit_test(test_aggregate_refused),
         cmocka_unit_test(test_aggregate_conf_copied),
