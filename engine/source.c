@@ -278,6 +278,24 @@ static inline int64_t bounded_wm(int64_t max_ts, int64_t delay)
     return max_ts < SL_TIME_MIN + delay + 1 ? SL_TIME_MIN : max_ts - delay - 1;
 }
 
+/* max(init, ts[0 .. n)): four independent maxima (branch-free selects), so
+ * the loop is not one long compare chain; it runs once per polled batch. */
+static int64_t column_max(const int64_t *ts, uint32_t n, int64_t init)
+{
+    int64_t m0 = init, m1 = init, m2 = init, m3 = init;
+    const int64_t *p = ts, *end4 = ts + (n & ~3u), *end = ts + n;
+    for (; p < end4; p += 4) {
+        m0 = p[0] > m0 ? p[0] : m0;
+        m1 = p[1] > m1 ? p[1] : m1;
+        m2 = p[2] > m2 ? p[2] : m2;
+        m3 = p[3] > m3 ? p[3] : m3;
+    }
+    for (; p < end; p++) m0 = *p > m0 ? *p : m0;
+    m0 = m1 > m0 ? m1 : m0;
+    m2 = m3 > m2 ? m3 : m2;
+    return m2 > m0 ? m2 : m0;
+}
+
 /* Records [scan_from, count) of the current poll's batch: fold their event
  * times into the split. Punctuated: cut the batch after a record that raises
  * the instance's watermark, send the watermark, go on with the rest. */
@@ -293,9 +311,8 @@ static int scan_pending(struct sl_ctx *c)
     if (from >= to) return 0;
     if (!w) return 0;               /* no strategy: only what readers announce */
     if (!w->punctuated && !w->fn) { /* periodic bounded: one pass over the ts column */
-        int64_t mx = sp->max_ts;
-        for (uint32_t i = from; i < to; i++)
-            if (b->ts[i] > mx) mx = b->ts[i];
+        int64_t mx = w->monotonous ? (b->ts[to - 1] > sp->max_ts ? b->ts[to - 1] : sp->max_ts)
+                                   : column_max(b->ts + from, to - from, sp->max_ts);
         sp->max_ts = mx;
         if (mx != SL_TIME_MIN) return split_raise(c, sp, bounded_wm(mx, w->delay), 0);
         return 0;

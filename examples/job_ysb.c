@@ -304,7 +304,8 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
         src = sl_stream_parallelism(src, 1);
         sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
     } else {
-        j->wm = (sl_watermark_conf){.delay = j->delay};
+        /* Each shard's event times grow with seq: monotonous. */
+        j->wm = (sl_watermark_conf){.delay = j->delay, .monotonous = 1};
         j->gen =
             (sl_generator_conf){.fill = ysb_fill, .ud = j, .count = j->events, .rate = j->rate};
         src = sl_pipeline_generator(p, "events", &j->gen, sizeof(ysb_event), &j->wm);

@@ -74,6 +74,12 @@ typedef struct sl_watermark_conf {
     int64_t idle_ms;    /* a split polled without data this long is idle; 0: never */
     sl_watermark_fn fn; /* optional: replaces the bounded rule */
     void *ud;
+    /* Event times never decrease within a split (Flink's monotonous
+     * timestamps): periodic strategies take a poll's last event time as its
+     * largest instead of reading every record's. A record that breaks the
+     * promise is not lost: it is judged against the watermark like any
+     * other (and may be late). */
+    int monotonous;
 } sl_watermark_conf;
 
 /* --- the source table -------------------------------------------------------- */
