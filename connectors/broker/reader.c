@@ -57,8 +57,11 @@ struct sl_log_reader {
     bool no_inotify; /* inotify failed: fall back to short sleeps */
     int fd;          /* current segment */
     int64_t seg_base;
-    int64_t pos;         /* file position of the next batch to look at */
-    int64_t next_offset; /* smallest offset still to return */
+    int64_t seg_prev_end; /* offset after the last batch read in this segment; -1 unknown */
+    int64_t seg_limit;    /* base of the next segment once one exists; -1 none yet */
+    bool compact;         /* compacted topic: a segment may be gone whole (emptied) */
+    int64_t pos;          /* file position of the next batch to look at */
+    int64_t next_offset;  /* smallest offset still to return */
     uint8_t *buf;
     size_t cap, have;
     int64_t buf_pos; /* file position of buf[0] */
@@ -93,6 +96,8 @@ static int open_segment(sl_log_reader *r, int64_t base)
         return sli_errno_code(e);
     }
     r->seg_base = base;
+    r->seg_prev_end = base; /* reading from byte 0; index_hint() makes it unknown */
+    r->seg_limit = -1;
     return 0;
 }
 
@@ -191,6 +196,7 @@ static void skip_to_end(sl_log_reader *r)
         if (slb_batch_crc(r->buf + (r->pos - r->buf_pos), h.length) != h.crc) break;
         r->pos += h.length;
         r->next_offset = slb_next_offset(&h);
+        r->seg_prev_end = r->next_offset;
     }
     discard_tail(r);
 }
@@ -223,6 +229,7 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
             r->next_offset = r->seg_base;
             r->pos = index_hint(r, INT64_MAX / 4);
             if (r->pos > 0) {
+                r->seg_prev_end = -1;
                 uint8_t h[SLB_HDR_SIZE];
                 slb_batch_hdr bh;
                 if (pread(r->fd, h, sizeof h, r->pos) == (ssize_t)sizeof h &&
@@ -233,6 +240,7 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
         } else {
             r->next_offset = want;
             r->pos = index_hint(r, want);
+            if (r->pos > 0) r->seg_prev_end = -1;
         }
         return 0;
     }
@@ -266,6 +274,7 @@ int sl_log_reader_open(sl_log_reader **out, sl_broker *b, const char *topic, int
     r->fd = -1;
     snprintf(r->topic, sizeof r->topic, "%s", topic);
     r->partition = partition;
+    r->compact = conf.compact != 0;
     slb_part_dir(r->pdir, sizeof r->pdir, b, topic, partition);
     r->ifd = -1; /* the inotify watch is made on first need: closing one is slow */
     if ((rc = sl_log_reader_seek(r, offset)) < 0) {
@@ -331,6 +340,41 @@ static int report_corrupt(sl_log_reader *r, const char *why)
     return SL_ECORRUPT;
 }
 
+/* Why the batch h (complete, good CRC) at r->pos cannot be where it is, or
+ * NULL: a base below the segment's base (a segment renamed to a higher base,
+ * or copied under another name), offsets going back within the segment, or
+ * offsets reaching into the next segment. */
+static const char *layout_error(sl_log_reader *r, const slb_batch_hdr *h)
+{
+    if (h->base_offset < r->seg_base)
+        return "batch base offset below the segment's base offset (segment renamed or copied?)";
+    if (r->seg_prev_end >= 0 && h->base_offset < r->seg_prev_end)
+        return "batch base offset below the end of the batch before it";
+    if (r->seg_limit >= 0 && slb_next_offset(h) > r->seg_limit)
+        return "batch reaches into the offsets of the next segment";
+    return NULL;
+}
+
+/* Is there a complete, valid batch after r->pos (in the next buffer-full),
+ * with offsets at or after the reader's position? 1 yes, 0 no, -1 the batch
+ * at r->pos itself is complete and valid now (the writer finished it while
+ * we looked: read it). */
+static int valid_batch_follows(sl_log_reader *r)
+{
+    size_t have = fill(r, r->cap);
+    size_t off = (size_t)(r->pos - r->buf_pos);
+    slb_batch_hdr h0;
+    if (slb_batch_check(r->buf + off, have - off, &h0, true) == 0) return -1;
+    bool found = false;
+    for (size_t q = off + 1; !found && q + SLB_HDR_SIZE <= have; q++) {
+        slb_batch_hdr h;
+        found = slb_batch_check(r->buf + q, have - q, &h, true) == 0 &&
+                h.base_offset >= r->next_offset && h.base_offset >= r->seg_base;
+    }
+    discard_tail(r); /* what follows pos may yet be replaced on disk */
+    return found;
+}
+
 static void drain(sl_log_reader *r)
 {
     char ev[4096];
@@ -392,6 +436,7 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
             if (c < 0) return report_corrupt(r, "malformed record in a batch with a good CRC");
             r->in_batch = false;
             r->pos += r->batch_len;
+            r->seg_prev_end = r->batch_next;
             if (r->batch_next > r->next_offset) r->next_offset = r->batch_next;
             continue;
         }
@@ -404,10 +449,12 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
             p = r->buf + (r->pos - r->buf_pos);
             c = slb_batch_check(p, avail, &h, true);
         }
-        if (c == 0 && h.base_offset < r->seg_base) c = SL_ECORRUPT;
         if (c == 0) {
+            const char *why = layout_error(r, &h);
+            if (why) return report_corrupt(r, why);
             if (slb_next_offset(&h) <= r->next_offset) {
                 r->pos += h.length; /* entirely before the wanted offset */
+                r->seg_prev_end = slb_next_offset(&h);
                 continue;
             }
             slb_iter_init(&r->it, p, &h);
@@ -423,13 +470,17 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
         int rc = list_segments(r, &bases, &n);
         if (rc < 0) return rc;
         int64_t next_base = -1;
-        for (size_t i = 0; i < n; i++)
+        bool still_there = false; /* the current segment is still listed */
+        for (size_t i = 0; i < n; i++) {
+            if (bases[i] == r->seg_base) still_there = true;
             if (bases[i] > r->seg_base) {
                 next_base = bases[i];
                 break;
             }
+        }
         free(bases);
         if (next_base >= 0) {
+            r->seg_limit = next_base;
             /* Sealed: read it once more, then it must end cleanly. */
             avail = fill(r, SLB_HDR_SIZE);
             p = r->buf + (r->pos - r->buf_pos);
@@ -439,10 +490,40 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
                 p = r->buf + (r->pos - r->buf_pos);
                 c = slb_batch_check(p, avail, &h, true);
             }
-            if (c == 0) continue;
+            if (c == 0) {
+                /* The same checks as the main path: a batch that is valid but
+                 * cannot be here is corruption, never "read it once more"
+                 * (which would loop forever). */
+                const char *why = layout_error(r, &h);
+                if (why) return report_corrupt(r, why);
+                continue;
+            }
             if (avail > 0)
                 return report_corrupt(r, c == SL_EAGAIN ? "truncated batch in a sealed segment"
                                                         : "bad batch (CRC or header)");
+            /* Continuity: the next segment starts where this one ends. A
+             * segment that retention deleted under the reader (it is no
+             * longer listed; retention deletes the oldest) and compaction
+             * (which deletes a segment it emptied) may leave a jump; any other
+             * hole or overlap is corruption, never a silent jump. */
+            int64_t end = r->seg_prev_end;
+            if (end >= 0 && end > next_base) {
+                char why[160];
+                snprintf(why, sizeof why,
+                         "this segment ends at offset %" PRId64 " but the next one (%020" PRId64
+                         ".log) starts at %" PRId64 ": segments overlap",
+                         end, next_base, next_base);
+                return report_corrupt(r, why);
+            }
+            if (end >= 0 && end < next_base && still_there && !r->compact) {
+                char why[200];
+                snprintf(why, sizeof why,
+                         "offsets %" PRId64 "..%" PRId64 " are missing: this segment ends at "
+                         "offset %" PRId64 " and the next one (%020" PRId64
+                         ".log) starts at %" PRId64,
+                         end, next_base - 1, end, next_base, next_base);
+                return report_corrupt(r, why);
+            }
             int64_t want = r->next_offset;
             rc = open_segment(r, next_base);
             if (rc == SL_ENOENT) continue; /* removed meanwhile: list again */
@@ -452,6 +533,14 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
             r->pos = index_hint(r, want);
             continue;
         }
+        /* The active segment: an incomplete or bad batch is a write in
+         * progress or a crashed writer's torn tail, unless valid batches
+         * follow it (a writer writes batches one after another, so a valid
+         * batch after it means it was complete once): then it is corruption
+         * that the next writer refuses to truncate (see log.c). */
+        int vf = valid_batch_follows(r);
+        if (vf < 0) continue;
+        if (vf > 0) return report_corrupt(r, "bad batch followed by valid batches");
         if (timeout_ms == 0) return SL_EAGAIN;
         if (ensure_watch(r)) continue; /* watching from now on: look once more */
         if (deadline == -2) deadline = timeout_ms < 0 ? -1 : sli_clock_mono_ms() + timeout_ms;

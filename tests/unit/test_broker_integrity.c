@@ -1,0 +1,212 @@
+/*
+ * tests/unit/test_broker_integrity.c - damage to a partition is always
+ * reported, never a hang, a silent gap or a silent truncation (issue 8):
+ *
+ *  - a segment renamed to a higher base or copied under another name: the
+ *    reader reports corruption (it used to loop forever re-reading a sealed
+ *    segment);
+ *  - a middle sealed segment emptied, deleted or truncated at a batch
+ *    boundary: the reader reports the missing offsets instead of jumping;
+ *  - a flipped byte in a complete batch of the active segment followed by
+ *    valid batches: readers report it, the writer refuses to append (nothing
+ *    is truncated) until sl_topic_repair, which says what it drops; a torn
+ *    tail is still cut silently;
+ *  - the active segment deleted: the next append refuses instead of reusing
+ *    its offsets.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "sluice/broker.h"
+#include "tests/unit/test_broker_util.h"
+
+#define NSEG 8
+
+/* Value of the record at offset o. */
+static size_t make_value(char *buf, int64_t o)
+{
+    return (size_t)snprintf(buf, 64, "value-%026lld", (long long)o); /* 32 bytes */
+}
+
+static void append_n(sl_broker *b, const char *topic, int count)
+{
+    sl_record rs[64];
+    char vals[64][64];
+    for (int k = 0; k < count;) {
+        int n = count - k < 50 ? count - k : 50;
+        sl_topic_info *ti;
+        assert_int_equal(sl_topic_describe(b, topic, &ti), 0);
+        int64_t next = ti->partitions[0].next_offset;
+        sl_topic_info_free(ti);
+        for (int i = 0; i < n; i++) {
+            memset(&rs[i], 0, sizeof rs[i]);
+            rs[i].value = vals[i];
+            rs[i].value_len = make_value(vals[i], next + i);
+        }
+        int64_t base;
+        assert_int_equal(sl_log_append(b, topic, 0, rs, (size_t)n, &base), 0);
+        assert_int_equal(base, next);
+        k += n;
+    }
+}
+
+/* Read the whole partition; every record returned must be the one appended,
+ * in order, without a jump. Returns the records read; *rc the last code;
+ * err the reader's message. */
+static long read_all(sl_broker *b, const char *topic, int *rc_out, char *err)
+{
+    sl_log_reader *r;
+    assert_int_equal(sl_log_reader_open(&r, b, topic, 0, SL_OFFSET_BEGINNING), 0);
+    long n = 0;
+    int64_t expect = -1;
+    sl_message m;
+    int rc;
+    while ((rc = sl_log_reader_next(r, &m, 0)) == 0) {
+        char v[64];
+        size_t vl = make_value(v, m.offset);
+        if (expect >= 0) assert_int_equal(m.offset, expect); /* never a silent jump */
+        assert_int_equal(m.value_len, vl);
+        assert_memory_equal(m.value, v, vl);
+        expect = m.offset + 1;
+        n++;
+    }
+    /* Asked again, the reader says the same (it stays at the damage). */
+    if (rc == SL_ECORRUPT) assert_int_equal(sl_log_reader_next(r, &m, 0), SL_ECORRUPT);
+    *rc_out = rc;
+    snprintf(err, 512, "%s", sl_log_reader_errmsg(r));
+    sl_log_reader_close(r);
+    return n;
+}
+
+/* A topic "t" of NSEG sealed segments of 50 records each (one batch of 50
+ * each: segment_bytes is below one batch of ~2 KB), plus an empty active one. */
+static char *make_log(int nseg)
+{
+    char *dir = tb_tmpdir();
+    sl_broker *b;
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.segment_bytes = 1024;
+    assert_int_equal(sl_topic_create(b, "t", &c), 0);
+    for (int i = 0; i < nseg; i++) append_n(b, "t", 50);
+    assert_int_equal(sl_broker_close(b), 0);
+    return dir;
+}
+
+static void seg_path(char *buf, size_t cap, const char *dir, int64_t base, const char *ext)
+{
+    snprintf(buf, cap, "%s/t/0/%020" PRId64 ".%s", dir, base, ext);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *f = fopen(from, "rb"), *g = fopen(to, "wb");
+    assert_non_null(f);
+    assert_non_null(g);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) assert_int_equal(fwrite(buf, 1, n, g), n);
+    fclose(f);
+    fclose(g);
+}
+
+/* Open, read all, expect corruption naming the topic, the partition and
+ * what; at most `most` records before it. */
+static void expect_corrupt(const char *dir, long most, const char *what)
+{
+    sl_broker *b;
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    int rc;
+    char err[512];
+    long n = read_all(b, "t", &rc, err);
+    if (rc != SL_ECORRUPT)
+        fail_msg("expected corruption, got %d after %ld records: %s", rc, n, err);
+    assert_true(n <= most);
+    assert_non_null(strstr(err, "topic 't' partition 0"));
+    if (!strstr(err, what)) fail_msg("message '%s' does not say '%s'", err, what);
+    sl_broker_close(b);
+}
+
+/* Issue 8 item 1: segment 100 renamed to 110 (and to a base above every
+ * other segment), or copied under another name: reported, no hang. */
+static void test_renamed_or_copied_segment(void **state)
+{
+    (void)state;
+    char a[4200], z[4200];
+    const int64_t to[] = {110, 149, 900};
+    for (size_t k = 0; k < sizeof to / sizeof to[0]; k++) {
+        char *dir = make_log(6);
+        seg_path(a, sizeof a, dir, 100, "log");
+        seg_path(z, sizeof z, dir, to[k], "log");
+        assert_int_equal(rename(a, z), 0);
+        expect_corrupt(dir, 100, "offset");
+        tb_rmrf(dir);
+        free(dir);
+    }
+    /* A copy of segment 100 under the names 110, 120 and 90. */
+    const int64_t copies[] = {110, 120, 90, 1000};
+    for (size_t k = 0; k < sizeof copies / sizeof copies[0]; k++) {
+        char *dir = make_log(6);
+        seg_path(a, sizeof a, dir, 100, "log");
+        seg_path(z, sizeof z, dir, copies[k], "log");
+        copy_file(a, z);
+        expect_corrupt(dir, 300, "offset");
+        tb_rmrf(dir);
+        free(dir);
+    }
+}
+
+/* Issue 8 item 3: a middle sealed segment emptied, deleted, or truncated at
+ * a batch boundary: the reader reports the missing offsets. */
+static void test_gap_in_sealed_segments(void **state)
+{
+    (void)state;
+    char p[4200];
+    for (int how = 0; how < 2; how++) {
+        char *dir = make_log(NSEG);
+        seg_path(p, sizeof p, dir, 200, "log");
+        if (how == 0) assert_int_equal(truncate(p, 0), 0);
+        if (how == 1) assert_int_equal(unlink(p), 0);
+        expect_corrupt(dir, 200, "missing");
+        tb_rmrf(dir);
+        free(dir);
+    }
+    /* Segments of two batches: cut a segment after its first batch. */
+    char *dir = tb_tmpdir();
+    sl_broker *b;
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.segment_bytes = 2100;
+    assert_int_equal(sl_topic_create(b, "t", &c), 0);
+    for (int i = 0; i < 16; i++) append_n(b, "t", 25);
+    assert_int_equal(sl_broker_close(b), 0);
+    seg_path(p, sizeof p, dir, 100, "log");
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(truncate(p, st.st_size / 2), 0); /* two equal batches */
+    char ip[4200];
+    seg_path(ip, sizeof ip, dir, 100, "index");
+    (void)unlink(ip);
+    seg_path(ip, sizeof ip, dir, 100, "timeindex");
+    (void)unlink(ip);
+    expect_corrupt(dir, 125, "offsets 125..149 are missing");
+    tb_rmrf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_renamed_or_copied_segment),
+        cmocka_unit_test(test_gap_in_sealed_segments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
