@@ -5,6 +5,7 @@
  *                            [--retention-ms T] [--fsync always|INTERVAL_MS|never]
  *                            [--segment-bytes B]
  *   sluice topic list | describe NAME | delete NAME | clean NAME
+ *   sluice topic repair NAME [-p PARTITION]   cut a corrupt active segment
  *   sluice produce TOPIC [-K SEP] [-p PARTITION]          lines from stdin
  *   sluice consume TOPIC [-p PARTITION] [-o beginning|end|OFFSET|-N] [-G GROUP]
  *                        [-e] [-c COUNT] [-f FORMAT]
@@ -67,6 +68,9 @@ static void topic_usage(FILE *f)
             "       sluice topic describe NAME [--dir DIR]\n"
             "       sluice topic delete NAME [--dir DIR]\n"
             "       sluice topic clean NAME [--dir DIR]   (retention and compaction now)\n"
+            "       sluice topic repair NAME [-p PARTITION] [--dir DIR]\n"
+            "                            (cut a corrupt active segment at its first bad batch,\n"
+            "                            dropping what follows it; says what it drops)\n"
             "\n"
             "Topics of the built-in broker in DIR (default $SLUICE_DIR, else ./sluice-data).\n"
             "  --partitions N       partitions (default 1)\n"
@@ -115,11 +119,53 @@ static int topic_describe(const char *cmd, sl_broker *b, const char *name)
     return 0;
 }
 
+/* Repair partition p of topic name (all partitions if p < 0); say what was
+ * dropped from each, on stdout. */
+static int topic_repair(const char *cmd, sl_broker *b, const char *name, int32_t p)
+{
+    sl_topic_info *ti;
+    if (sl_topic_describe(b, name, &ti) < 0) {
+        fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
+        return 1;
+    }
+    int32_t n = ti->partition_count;
+    sl_topic_info_free(ti);
+    if (p >= n) {
+        fprintf(stderr, "sluice %s: topic '%s' has no partition %d (it has %d: 0..%d)\n", cmd, name,
+                p, n, n - 1);
+        return 1;
+    }
+    int status = 0;
+    for (int32_t q = p < 0 ? 0 : p; q < (p < 0 ? n : p + 1); q++) {
+        sl_repair_info ri;
+        if (sl_topic_repair(b, name, q, &ri) < 0) {
+            fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
+            status = 1;
+            continue;
+        }
+        if (ri.segment < 0)
+            printf("topic '%s' partition %d: nothing to repair\n", name, q);
+        else if (ri.last_offset_dropped < 0)
+            printf("topic '%s' partition %d: cut a torn tail of %" PRId64 " bytes at byte %" PRId64
+                   " of segment %020" PRId64
+                   ".log (no complete record dropped); next offset %" PRId64 "\n",
+                   name, q, ri.bytes_dropped, ri.byte, ri.segment, ri.first_offset_dropped);
+        else
+            printf("topic '%s' partition %d: dropped offsets %" PRId64 "..%" PRId64
+                   " (a corrupt batch and the valid batches after it): %" PRId64
+                   " bytes from byte %" PRId64 " of segment %020" PRId64
+                   ".log; next offset %" PRId64 "\n",
+                   name, q, ri.first_offset_dropped, ri.last_offset_dropped, ri.bytes_dropped,
+                   ri.byte, ri.segment, ri.first_offset_dropped);
+    }
+    return status;
+}
+
 int cli_topic(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "sluice topic: missing subcommand (create, list, describe, delete, clean; "
-                        "sluice topic --help)\n");
+        fprintf(stderr, "sluice topic: missing subcommand (create, list, describe, delete, clean, "
+                        "repair; sluice topic --help)\n");
         return 2;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -130,10 +176,12 @@ int cli_topic(int argc, char **argv)
     char cmd[64];
     snprintf(cmd, sizeof cmd, "topic %.40s", sub);
     bool is_create = !strcmp(sub, "create"), is_list = !strcmp(sub, "list");
-    if (!is_create && !is_list && strcmp(sub, "describe") && strcmp(sub, "delete") &&
+    bool is_repair = !strcmp(sub, "repair");
+    if (!is_create && !is_list && !is_repair && strcmp(sub, "describe") && strcmp(sub, "delete") &&
         strcmp(sub, "clean")) {
         fprintf(stderr,
-                "sluice topic: unknown subcommand '%s' (create, list, describe, delete, clean)\n",
+                "sluice topic: unknown subcommand '%s' (create, list, describe, delete, clean, "
+                "repair)\n",
                 sub);
         return 2;
     }
@@ -159,12 +207,13 @@ int cli_topic(int argc, char **argv)
     sl_topic_conf conf;
     sl_topic_conf_init(&conf);
     const char *dir = NULL, *name = NULL;
+    long long repair_p = -1;
     int opt, ret;
     /* getopt sees the arguments after the subcommand (argv[1] is its argv[0]). */
     int ac = argc - 1;
     char **av = argv + 1;
     jobs_getopt_reset();
-    while ((opt = jobs_getopt(ac, av, ":h", opts)) != -1) {
+    while ((opt = jobs_getopt(ac, av, is_repair ? ":hp:" : ":h", opts)) != -1) {
         const char *v = optarg;
         long long n;
         if (opt >= O_PARTITIONS && opt <= O_FSYNC && !is_create) {
@@ -174,6 +223,9 @@ int cli_topic(int argc, char **argv)
         }
         switch (opt) {
         case O_DIR: dir = v; break;
+        case 'p':
+            if (jobs_int(cmd, "-p", v, 0, SL_PARTITIONS_MAX - 1, &repair_p)) return 2;
+            break;
         case O_PARTITIONS:
             if (jobs_int(cmd, "--partitions", v, 1, SL_PARTITIONS_MAX, &n)) return 2;
             conf.partitions = (int32_t)n;
@@ -246,6 +298,8 @@ int cli_topic(int argc, char **argv)
         }
     } else if (!strcmp(sub, "describe")) {
         status = topic_describe(cmd, b, name);
+    } else if (is_repair) {
+        status = topic_repair(cmd, b, name, (int32_t)repair_p);
     } else if (!strcmp(sub, "delete")) {
         if (sl_topic_delete(b, name) < 0) {
             fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));

@@ -787,6 +787,30 @@ int sl_topic_clean(sl_broker *b, const char *name, int64_t now_ms)
     return 0;
 }
 
+int sl_topic_repair(sl_broker *b, const char *name, int32_t partition, sl_repair_info *info)
+{
+    if (!b) return SL_EINVAL;
+    sl_repair_info scratch;
+    if (!info) info = &scratch;
+    slb_wtopic *wt;
+    int rc = get_wtopic(b, name, true, &wt);
+    if (rc < 0) return rc;
+    if (partition < 0 || partition >= wt->conf.partitions) {
+        slb_seterr(b->errmsg, "topic '%s' has no partition %d (it has %d: 0..%d)", wt->name,
+                   partition, wt->conf.partitions, wt->conf.partitions - 1);
+        return SL_ERANGE;
+    }
+    if (wt->parts[partition]) { /* this handle writes to it: it recovered cleanly */
+        memset(info, 0, sizeof *info);
+        info->partition = partition;
+        info->segment = info->byte = info->first_offset_dropped = info->last_offset_dropped = -1;
+        return 0;
+    }
+    char pdir[SLB_PATH_CAP];
+    slb_part_dir(pdir, sizeof pdir, b, wt->name, partition);
+    return slb_plog_repair(pdir, wt->name, partition, &wt->conf, info, b->errmsg);
+}
+
 /* ---- producer ---------------------------------------------------------------------- */
 
 struct sl_producer {

@@ -170,6 +170,44 @@ static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment
     return rc;
 }
 
+/* After a scan of the active segment stopped at byte from (a torn or bad
+ * batch), look for complete valid batches after it: from byte from + 1 on,
+ * every position whose header parses, with a base offset at or after
+ * min_base, whose batch fits in the file and has a good CRC. A writer writes
+ * batches one after another, so a valid batch after a bad one means the bad
+ * one was complete once: corruption, not a torn write. *found_pos is the
+ * first such batch (-1 if none), *last_next the offset after the last valid
+ * batch found (walking batch by batch from the first, and looking again
+ * after each bad one). Recovery only: reads the tail once. */
+static int find_valid_after(int fd, int64_t from, int64_t file_size, int64_t min_base,
+                            int64_t *found_pos, int64_t *last_next)
+{
+    *found_pos = -1;
+    *last_next = -1;
+    if (file_size - from <= SLB_HDR_SIZE) return 0;
+    size_t len = (size_t)(file_size - from);
+    uint8_t *buf = malloc(len);
+    if (!buf) return SL_ENOMEM;
+    int rc = slb_read_full(fd, buf, len, (off_t)from);
+    if (rc < 0) {
+        free(buf);
+        return SL_EIO;
+    }
+    int64_t want = min_base;
+    for (size_t q = 1; q + SLB_HDR_SIZE <= len;) {
+        slb_batch_hdr h;
+        if (slb_batch_check(buf + q, len - q, &h, true) == 0 && h.base_offset >= want) {
+            if (*found_pos < 0) *found_pos = from + (int64_t)q;
+            want = *last_next = slb_next_offset(&h);
+            q += h.length;
+        } else {
+            q++;
+        }
+    }
+    free(buf);
+    return 0;
+}
+
 /* ---- the writer ---------------------------------------------------------- */
 
 static int open_lock(const char *pdir, bool wait, char *err, const char *topic, int32_t partition)
@@ -314,8 +352,12 @@ static void plog_free(slb_plog *l)
     free(l);
 }
 
-int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t partition,
-                  const sl_topic_conf *conf, bool wait, slb_roll_hook after_roll, char *err)
+/* slb_plog_open and slb_plog_repair: with repair, a corrupt active segment
+ * is cut at its first bad batch (and *repair says what was dropped) instead
+ * of refused. */
+static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t partition,
+                     const sl_topic_conf *conf, bool wait, slb_roll_hook after_roll,
+                     sl_repair_info *repair, char *err)
 {
     *out = NULL;
     int rc = SL_ENOMEM;
@@ -385,6 +427,33 @@ int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t p
         goto fail;
     }
     if (res.valid_end < st.st_size) {
+        /* Torn (nothing valid after it: cut silently, by design) or corrupt
+         * (valid batches follow: refuse, cut only on an explicit repair). */
+        int64_t found, last_next;
+        if ((rc = find_valid_after(l->fd, res.valid_end, st.st_size, res.next_offset, &found,
+                                   &last_next)) < 0) {
+            slb_seterr(err, "topic '%s' partition %d: cannot read %s", topic, partition, path);
+            goto fail;
+        }
+        if (found >= 0 && !repair) {
+            slb_seterr(err,
+                       "topic '%s' partition %d: corrupt batch at offset %" PRId64
+                       " (segment %020" PRId64 ".log, byte %" PRId64
+                       ") followed by valid batches (offsets up to %" PRId64
+                       "); appends refused, nothing truncated: `sluice topic repair %s -p %d` "
+                       "drops bytes %" PRId64 "..%" PRId64 " of that segment",
+                       topic, partition, res.next_offset, a->base, res.valid_end, last_next - 1,
+                       topic, partition, res.valid_end, (int64_t)st.st_size - 1);
+            rc = SL_ECORRUPT;
+            goto fail;
+        }
+        if (repair) {
+            repair->segment = a->base;
+            repair->byte = res.valid_end;
+            repair->bytes_dropped = (int64_t)st.st_size - res.valid_end;
+            repair->first_offset_dropped = res.next_offset;
+            repair->last_offset_dropped = found >= 0 ? last_next - 1 : -1;
+        }
         int r = sli_fsio_ftruncate(l->fd, res.valid_end);
         if (r == 0) r = sli_fsio_fdatasync(l->fd);
         if (r < 0) {
@@ -417,6 +486,24 @@ fail:
     free(bases);
     plog_free(l);
     return rc;
+}
+
+int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t partition,
+                  const sl_topic_conf *conf, bool wait, slb_roll_hook after_roll, char *err)
+{
+    return plog_open(out, pdir, topic, partition, conf, wait, after_roll, NULL, err);
+}
+
+int slb_plog_repair(const char *pdir, const char *topic, int32_t partition,
+                    const sl_topic_conf *conf, sl_repair_info *info, char *err)
+{
+    memset(info, 0, sizeof *info);
+    info->partition = partition;
+    info->segment = info->byte = info->first_offset_dropped = info->last_offset_dropped = -1;
+    slb_plog *l;
+    int rc = plog_open(&l, pdir, topic, partition, conf, false, NULL, info, err);
+    if (rc < 0) return rc;
+    return slb_plog_close(l, err);
 }
 
 /* Called with l->mu held. */

@@ -94,6 +94,12 @@ void slb_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2
  * so the first call comes at the first roll after opening. */
 int slb_plog_open(slb_plog **out, const char *pdir, const char *topic, int32_t partition,
                   const sl_topic_conf *conf, bool wait, slb_roll_hook after_roll, char *err);
+/* Recover partition pdir as slb_plog_open does, except that a corrupt active
+ * segment (a bad batch followed by valid ones, which slb_plog_open refuses
+ * with SL_ECORRUPT) is cut at the bad batch; info says what was dropped
+ * (segment -1: nothing). Takes the lock without waiting (SL_EBUSY). */
+int slb_plog_repair(const char *pdir, const char *topic, int32_t partition,
+                    const sl_topic_conf *conf, sl_repair_info *info, char *err);
 /* Flush pending records, write nothing else, release the lock and free. */
 int slb_plog_close(slb_plog *l, char *err);
 /* Write the pending batch, honouring the fsync policy. */

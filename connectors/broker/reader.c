@@ -350,6 +350,8 @@ static const char *layout_error(sl_log_reader *r, const slb_batch_hdr *h)
         return "batch base offset below the segment's base offset (segment renamed or copied?)";
     if (r->seg_prev_end >= 0 && h->base_offset < r->seg_prev_end)
         return "batch base offset below the end of the batch before it";
+    if (r->seg_prev_end >= 0 && h->base_offset > r->seg_prev_end && !r->compact)
+        return "offsets missing between this batch and the one before it";
     if (r->seg_limit >= 0 && slb_next_offset(h) > r->seg_limit)
         return "batch reaches into the offsets of the next segment";
     return NULL;

@@ -137,6 +137,25 @@ SL_API void sl_topic_info_free(sl_topic_info *info);
  * writes to are cleaned in place). now_ms 0 means the current time. */
 SL_API int sl_topic_clean(sl_broker *b, const char *name, int64_t now_ms);
 
+/* What sl_topic_repair dropped from one partition. */
+typedef struct sl_repair_info {
+    int32_t partition;
+    int64_t segment;              /* base offset of the segment cut; -1: nothing dropped */
+    int64_t byte;                 /* where it was cut (bytes before it are kept) */
+    int64_t bytes_dropped;        /* from byte to the end of the segment */
+    int64_t first_offset_dropped; /* the partition's next offset after the repair */
+    int64_t last_offset_dropped;  /* last offset of the valid batches dropped, -1 if none */
+} sl_repair_info;
+
+/* Repair one partition whose recovery refused to go on: a corrupt batch in
+ * the active segment followed by valid batches makes every writer fail with
+ * SL_ECORRUPT (nothing is truncated); this cuts the segment at the corrupt
+ * batch, dropping it and everything after it, and fills info (may be NULL)
+ * with what was dropped. A partition with nothing to repair is left as it is
+ * (a torn tail is cut, as any writer's recovery does). Takes the partition's
+ * writer lock (SL_EBUSY if another writer holds it). */
+SL_API int sl_topic_repair(sl_broker *b, const char *name, int32_t partition, sl_repair_info *info);
+
 /* Kafka's default partitioner for a key: toPositive(murmur2(key)) % npartitions
  * with seed 0x9747b28c, so a key lands in the same partition number in both. */
 SL_API int32_t sl_partition_for_key(const void *key, size_t len, int32_t npartitions);

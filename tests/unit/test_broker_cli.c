@@ -264,12 +264,89 @@ static void test_cli_group_rebalance(void **state)
     sl_broker_close(b);
 }
 
+static void flip_byte(const char *path, long pos)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, pos, SEEK_SET), 0);
+    int c = fgetc(f);
+    assert_int_equal(fseek(f, pos, SEEK_SET), 0);
+    fputc(c ^ 0xff, f);
+    fclose(f);
+}
+
+/* Issue 8 items 1-3, as reported: a renamed segment (used to hang consume
+ * -e), a flipped byte in the active segment (used to print nothing, exit 0,
+ * and let the next produce truncate 400 fsync'd records), a deleted middle
+ * segment (used to jump 499 -> 750 silently). */
+static void test_cli_integrity(void **state)
+{
+    (void)state;
+    char out[65536], err[4096], a[4200], z[4200];
+    const char *seq50 = NULL;
+    char seqbuf[1024] = "";
+    for (int i = 1; i <= 50; i++) snprintf(seqbuf + strlen(seqbuf), 16, "%d\n", i);
+    seq50 = seqbuf;
+    /* 1: segment 100 renamed to 110. */
+    assert_int_equal(
+        run(NULL, out, sizeof out, err, sizeof err, "topic create h --segment-bytes 1024"), 0);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(run(seq50, out, sizeof out, err, sizeof err, "produce h"), 0);
+    snprintf(a, sizeof a, "%s/h/0/00000000000000000100.log", dir);
+    snprintf(z, sizeof z, "%s/h/0/00000000000000000110.log", dir);
+    assert_int_equal(rename(a, z), 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume h -e"), 1);
+    assert_int_equal(count_lines(out), 100); /* the valid prefix */
+    assert_non_null(strstr(err, "topic 'h' partition 0: corrupt data at offset 100"));
+
+    /* 2: a flipped byte in the third of four batches of the active segment. */
+    char seq100[1024] = "";
+    for (int i = 1; i <= 100; i++) snprintf(seq100 + strlen(seq100), 16, "%d\n", i);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic create f --fsync always"),
+                     0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(run(seq100, out, sizeof out, err, sizeof err, "produce f"), 0);
+    snprintf(a, sizeof a, "%s/f/0/00000000000000000000.log", dir);
+    struct stat st0, st;
+    assert_int_equal(stat(a, &st0), 0);
+    flip_byte(a, st0.st_size * 5 / 8); /* in the third batch (offsets 200..299) */
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume f -e -f '%o\n'"), 1);
+    assert_int_equal(count_lines(out), 200);
+    assert_non_null(strstr(err, "topic 'f' partition 0: corrupt data at offset 200"));
+    assert_non_null(strstr(err, "byte "));
+    assert_int_equal(run("new\n", out, sizeof out, err, sizeof err, "produce f"), 1);
+    assert_non_null(strstr(err, "sluice topic repair f -p 0"));
+    assert_int_equal(stat(a, &st), 0);
+    assert_int_equal(st.st_size, st0.st_size); /* nothing truncated */
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic repair f -p 0"), 0);
+    assert_non_null(strstr(out, "topic 'f' partition 0: dropped offsets 200..399"));
+    assert_int_equal(run("new\n", out, sizeof out, err, sizeof err, "produce f"), 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume f -e -f '%o %s\n'"), 0);
+    assert_int_equal(count_lines(out), 201);
+    assert_non_null(strstr(out, "\n200 new\n"));
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic repair f"), 0);
+    assert_string_equal(out, "topic 'f' partition 0: nothing to repair\n");
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic repair f -p 1"), 1);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic repair f -x"), 2);
+
+    /* 3: the middle sealed segment (offsets 100..199) deleted. */
+    snprintf(a, sizeof a, "%s/h/0/00000000000000000100.log", dir);
+    assert_int_equal(rename(z, a), 0); /* back where it was: all readable */
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume h -e"), 0);
+    assert_int_equal(count_lines(out), 300);
+    assert_int_equal(unlink(a), 0);
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume h -e"), 1);
+    assert_int_equal(count_lines(out), 100);
+    assert_non_null(strstr(err, "offsets 100..199 are missing"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cli_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_group_rebalance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_integrity, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

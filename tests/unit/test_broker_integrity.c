@@ -202,11 +202,120 @@ static void test_gap_in_sealed_segments(void **state)
     free(dir);
 }
 
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void spit(const char *path, const char *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    fclose(f);
+}
+
+/* Issue 8 item 2: eight batches of 50 in the active segment (fsync always),
+ * one byte flipped in one of the first seven: readers return exactly the
+ * batches before it and then report corruption; appends are refused and
+ * truncate nothing; sl_topic_repair cuts it and says what it dropped; then
+ * appends go on from the corrupt batch's offset. A flip in the last batch is
+ * a torn tail: cut silently by the next writer, as before. */
+static void test_flip_in_active_segment(void **state)
+{
+    (void)state;
+    char *dir = tb_tmpdir();
+    sl_broker *b;
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.fsync = SL_FSYNC_ALWAYS;
+    assert_int_equal(sl_topic_create(b, "t", &c), 0);
+    int64_t ends[9] = {0};
+    char p[4200];
+    seg_path(p, sizeof p, dir, 0, "log");
+    for (int i = 0; i < 8; i++) {
+        append_n(b, "t", 50);
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        ends[i + 1] = st.st_size;
+    }
+    assert_int_equal(sl_broker_close(b), 0);
+    size_t len;
+    char *pristine = slurp(p, &len);
+    char *copy = malloc(len);
+    int trials = 0;
+    for (size_t pos = 3; pos < len; pos += 41) {
+        int batch = 0;
+        while ((int64_t)pos >= ends[batch + 1]) batch++;
+        memcpy(copy, pristine, len);
+        copy[pos] ^= (char)(1 << (pos % 8));
+        spit(p, copy, len);
+        assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+        int rc;
+        char err[512];
+        long n = read_all(b, "t", &rc, err);
+        assert_int_equal(n, 50L * batch); /* exactly the prefix */
+        sl_record r = {.value = "x", .value_len = 1};
+        int64_t off;
+        if (batch == 7) { /* the last batch: a torn tail, cut by the writer */
+            assert_int_equal(rc, SL_EAGAIN);
+            assert_int_equal(sl_log_append(b, "t", 0, &r, 1, &off), 0);
+            assert_int_equal(off, 350);
+            sl_broker_close(b);
+            trials++;
+            continue;
+        }
+        assert_int_equal(rc, SL_ECORRUPT);
+        assert_non_null(strstr(err, "topic 't' partition 0"));
+        char want[64];
+        snprintf(want, sizeof want, "offset %d ", 50 * batch);
+        if (!strstr(err, want)) fail_msg("'%s' does not name %s", err, want);
+        snprintf(want, sizeof want, "byte %" PRId64, ends[batch]);
+        if (!strstr(err, want)) fail_msg("'%s' does not name %s", err, want);
+        /* The writer refuses and truncates nothing. */
+        assert_int_equal(sl_log_append(b, "t", 0, &r, 1, &off), SL_ECORRUPT);
+        assert_non_null(strstr(sl_broker_errmsg(b), "repair"));
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal((size_t)st.st_size, len);
+        /* Repair says what it drops, and only then cuts. */
+        sl_repair_info ri;
+        assert_int_equal(sl_topic_repair(b, "t", 0, &ri), 0);
+        assert_int_equal(ri.segment, 0);
+        assert_int_equal(ri.byte, ends[batch]);
+        assert_int_equal(ri.bytes_dropped, (int64_t)len - ends[batch]);
+        assert_int_equal(ri.first_offset_dropped, 50 * batch);
+        assert_int_equal(ri.last_offset_dropped, 399);
+        assert_int_equal(sl_log_append(b, "t", 0, &r, 1, &off), 0);
+        assert_int_equal(off, 50 * batch);
+        assert_int_equal(sl_topic_repair(b, "t", 0, &ri), 0); /* nothing left to do */
+        assert_int_equal(ri.segment, -1);
+        sl_broker_close(b);
+        trials++;
+    }
+    assert_true(trials > 50);
+    free(copy);
+    free(pristine);
+    tb_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_renamed_or_copied_segment),
         cmocka_unit_test(test_gap_in_sealed_segments),
+        cmocka_unit_test(test_flip_in_active_segment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
