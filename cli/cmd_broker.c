@@ -145,6 +145,11 @@ static int topic_repair(const char *cmd, sl_broker *b, const char *name, int32_t
         }
         if (ri.segment < 0)
             printf("topic '%s' partition %d: nothing to repair\n", name, q);
+        else if (ri.missing)
+            printf("topic '%s' partition %d: offsets from %" PRId64 " on are gone (a segment "
+                   "deleted or truncated) and given up: new records take offsets from %" PRId64
+                   " again\n",
+                   name, q, ri.first_offset_dropped, ri.first_offset_dropped);
         else if (ri.last_offset_dropped < 0)
             printf("topic '%s' partition %d: cut a torn tail of %" PRId64 " bytes at byte %" PRId64
                    " of segment %020" PRId64

@@ -97,7 +97,12 @@ static int retention_locked(slb_plog *l, int64_t now, char *err)
                       (s->max_ts == INT64_MIN || s->max_ts < now - l->conf.retention_ms);
         bool by_size = l->conf.retention_bytes >= 0 && total - s->size >= l->conf.retention_bytes;
         if (!by_age && !by_size) break;
-        int rc = delete_segment_files(l->dir, s->base);
+        /* The log start moves first: a crash after it leaves segments below
+         * it (removed at the next retention), never a segment missing above
+         * it that readers would take for a gap. */
+        int rc = slb_plog_set_log_start(l, l->segs[1].base, err);
+        if (rc < 0) return rc;
+        rc = delete_segment_files(l->dir, s->base);
         if (rc < 0) {
             slb_seterr(err, "topic '%s' partition %d: cannot delete segment %020" PRId64, l->topic,
                        l->partition, s->base);

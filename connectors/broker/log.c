@@ -28,9 +28,24 @@
  *
  * Recovery (slb_plog_open, under the partition lock): leftovers of an
  * interrupted compaction (*.cleaned) and of atomic writes (*.tmp) are removed;
- * sealed segments get their indexes loaded or rebuilt; the active segment is
- * scanned batch by batch with CRC and truncated at the first batch that is
- * torn (incomplete) or corrupt, so the log ends with the last complete batch.
+ * sealed segments get their indexes loaded or rebuilt, and those written
+ * since the recovery point (the partition checkpoint, segment.c) are checked
+ * whole by CRC; the active segment is scanned batch by batch with CRC. Where
+ * the scan stops, the rest is either a torn tail (an incomplete last batch,
+ * or a bad one with nothing valid after it: a crashed writer's last write),
+ * truncated silently by design, or corruption (a bad batch followed by valid
+ * batches, which a writer writing one batch after another cannot leave):
+ * then slb_plog_open fails with SL_ECORRUPT naming topic, partition, offset,
+ * segment and byte, and truncates nothing; only slb_plog_repair (`sluice
+ * topic repair`) cuts there, saying what it drops. Likewise a log that ends
+ * before the recovery point, or whose active segment at the last roll is
+ * gone, lost synced offsets: refused (appending would reuse their numbers)
+ * until a repair accepts the loss.
+ *
+ * Checkpoint: the recovery point moves to the new active segment's base at
+ * each roll (the sealed one is synced, unless fsync=never, and complete); the
+ * log start moves before retention deletes (clean.c). Both only ever move
+ * forward, and an older file is always safe.
  *
  * Durability: fsync=always fdatasyncs before an append returns; interval
  * fdatasyncs when the last sync is older than the interval and otherwise
@@ -91,6 +106,35 @@ void slb_seterr(char *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, SLB_ERRLEN, fmt, ap);
     va_end(ap);
+}
+
+int slb_plog_set_log_start(slb_plog *l, int64_t log_start, char *err)
+{
+    slb_ckpt c = l->ckpt;
+    if (log_start <= c.log_start) return 0;
+    c.log_start = log_start;
+    int rc = slb_ckpt_write(l->dir, &c);
+    if (rc < 0) {
+        slb_seterr(err, "topic '%s' partition %d: cannot write the checkpoint of %s", l->topic,
+                   l->partition, l->dir);
+        return rc;
+    }
+    l->ckpt = c;
+    return 0;
+}
+
+/* At a roll: every offset below next_offset, the new active segment's base,
+ * is written, synced (unless fsync=never) and checked. A failure keeps the
+ * older checkpoint, which is always safe (recovery checks more), so it is
+ * not an error. The active segment itself is always scanned by recovery, and
+ * a torn tail there is cut as before; so the recovery point does not move at
+ * a close. mu held. */
+static void advance_recovery_point(slb_plog *l)
+{
+    slb_ckpt c = l->ckpt;
+    if (l->next_offset <= c.recovery_point) return;
+    c.recovery_point = l->next_offset;
+    if (slb_ckpt_write(l->dir, &c) == 0) l->ckpt = c;
 }
 
 /* ---- scanning a segment ----------------------------------------------------- */
@@ -277,8 +321,10 @@ static void remove_strays(const char *pdir)
     closedir(d);
 }
 
-/* Load or rebuild the indexes of sealed segment s (s->base set). */
-static int load_sealed(slb_plog *l, slb_segment *s, char *err)
+/* Load or rebuild the indexes of sealed segment s (s->base set). With
+ * scan, check every batch (CRC) and rebuild them even if they look intact
+ * (a segment written after the last recovery point). */
+static int load_sealed(slb_plog *l, slb_segment *s, bool scan, char *err)
 {
     char path[SLB_PATH_CAP];
     slb_seg_path(path, sizeof path, l->dir, s->base, "log");
@@ -293,7 +339,8 @@ static int load_sealed(slb_plog *l, slb_segment *s, char *err)
     int64_t lsz1 = -1, lsz2 = -1;
     int r1 = slb_index_load(l->dir, s->base, false, &ix, &nix, &lsz1);
     int r2 = slb_index_load(l->dir, s->base, true, &tx, &ntx, &lsz2);
-    if (r1 == 0 && r2 == 0 && lsz1 == st.st_size && lsz2 == st.st_size && ntx > 0 && nix > 0) {
+    if (!scan && r1 == 0 && r2 == 0 && lsz1 == st.st_size && lsz2 == st.st_size && ntx > 0 &&
+        nix > 0) {
         s->idx = ix;
         s->nidx = s->capidx = nix;
         s->tidx = tx;
@@ -400,8 +447,18 @@ static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_
     if (!l->segs) goto fail_nomem;
     l->nsegs = nb;
     for (size_t i = 0; i < nb; i++) slb_seg_reset(&l->segs[i], bases[i]);
+    /* The checkpoint (segment.c): without one (a partition from before it
+     * existed, or a damaged file) nothing is known to be checked. */
+    int cr = slb_ckpt_read(pdir, &l->ckpt);
+    if (cr < 0) {
+        l->ckpt.log_start = bases[0];
+        l->ckpt.recovery_point = 0;
+    }
+    /* Sealed segments holding offsets at or after the recovery point were
+     * written since the last roll or clean close: check them whole. */
     for (size_t i = 0; i + 1 < nb; i++)
-        if ((rc = load_sealed(l, &l->segs[i], err)) < 0) goto fail;
+        if ((rc = load_sealed(l, &l->segs[i], bases[i + 1] > l->ckpt.recovery_point, err)) < 0)
+            goto fail;
 
     /* The active segment: full CRC scan, truncate a torn or corrupt tail. */
     slb_segment *a = &l->segs[nb - 1];
@@ -467,6 +524,40 @@ static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_
     }
     a->size = res.valid_end;
     a->next_offset = res.next_offset;
+    /* The recovery point is the active segment's base as of the last roll:
+     * if that segment is gone (and no later one exists), or the log ends
+     * before it, offsets that were written and synced are missing (a deleted
+     * or truncated segment), and appending would give their numbers to new
+     * records. Refuse until a repair. */
+    int64_t rp = l->ckpt.recovery_point;
+    if (res.next_offset < rp || rp > a->base) {
+        if (!repair) {
+            slb_seterr(err,
+                       "topic '%s' partition %d: offsets from %" PRId64
+                       " on are missing: segment %020" PRId64
+                       ".log (the active segment at the last roll) is gone or truncated and the "
+                       "log ends at offset %" PRId64
+                       "; appends refused so that these offsets are not reused: `sluice topic "
+                       "repair %s -p %d` accepts the loss",
+                       topic, partition, res.next_offset < rp ? res.next_offset : rp, rp,
+                       res.next_offset, topic, partition);
+            rc = SL_ECORRUPT;
+            goto fail;
+        }
+        if (repair->segment < 0) {
+            repair->segment = a->base;
+            repair->byte = res.valid_end;
+            repair->first_offset_dropped = res.next_offset;
+        }
+        repair->last_offset_dropped = rp - 1 >= res.next_offset ? rp - 1 : -1;
+        repair->missing = 1;
+        l->ckpt.recovery_point = a->base;
+        if ((rc = slb_ckpt_write(pdir, &l->ckpt)) < 0) {
+            slb_seterr(err, "topic '%s' partition %d: cannot write the checkpoint of %s", topic,
+                       partition, pdir);
+            goto fail;
+        }
+    }
     /* The age of the active segment (for segment_ms) counts from its first
      * append, which no file records; its last change (mtime) is the closest
      * bound we have. Not the records' timestamps: those are event times, which
@@ -570,6 +661,7 @@ static int roll(slb_plog *l, char *err)
     slb_seg_reset(&l->segs[l->nsegs], l->next_offset);
     l->nsegs++;
     l->rolls++;
+    advance_recovery_point(l); /* the sealed segment is synced and complete */
     /* The hook (cleaning, set by the opener: clean.c is above this file) is
      * housekeeping: its failure does not fail the append that rolled; it is
      * retried at the next roll. */

@@ -13,6 +13,7 @@
  *
  *   DIR/TOPIC/topic.meta                     topic metadata (broker.c)
  *   DIR/TOPIC/P/.lock                        writer lock of partition P (flock)
+ *   DIR/TOPIC/P/checkpoint                   log start offset, recovery point (segment.c)
  *   DIR/TOPIC/P/00000000000000000000.log     segment: record batches (batch.h)
  *   DIR/TOPIC/P/00000000000000000000.index   sparse offset index (sealed segments)
  *   DIR/TOPIC/P/00000000000000000000.timeindex  time index (sealed segments)
@@ -78,12 +79,16 @@ struct slb_plog {
     slb_builder inflight;
     char io_err[SLB_ERRLEN];
     slb_roll_hook after_roll; /* NULL: nothing runs at a roll */
+    slb_ckpt ckpt;            /* as last written (or read at open); segment.h */
 };
 
 /* ---- helpers (log.c) ---- */
 
 /* Format "topic T partition P: " prefixed messages into err (SLB_ERRLEN). */
 void slb_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Move the log start offset to log_start and write the checkpoint (before
+ * retention deletes the segments below it). mu held. */
+int slb_plog_set_log_start(slb_plog *l, int64_t log_start, char *err);
 
 /* ---- the writer (log.c) ---- */
 

@@ -25,9 +25,21 @@
  * is a write in progress, and a complete batch with a bad CRC is a torn write
  * of a crashed writer that the next writer's recovery will cut off; both are
  * invisible (the reader waits, and discards its buffered bytes from there so
- * that it re-reads what replaces them). In a sealed segment any bad batch is
- * corruption: sl_log_reader_next returns SL_ECORRUPT naming the topic,
- * partition, offset, segment and byte, and stays there until sl_log_reader_seek.
+ * that it re-reads what replaces them) unless a valid batch follows them (a
+ * writer writes one batch after another, so that one was complete once):
+ * that is corruption. In a sealed segment any bad batch is corruption. So is
+ * every impossible layout, on every path (the "read it once more" one
+ * included, which used to loop forever on a renamed segment): a batch base
+ * below its segment's base, offsets going back or skipping within a segment
+ * (not compacted), a batch reaching into the next segment, and a gap or an
+ * overlap between segments: each segment starts where the one before it
+ * ends, except where retention deleted the segments below the log start (the
+ * partition checkpoint, segment.c) and, on compacted topics, where compaction
+ * removed an emptied segment. A missing first segment above the log start and
+ * a missing active segment (the checkpoint's recovery point beyond the last
+ * segment) are gaps too. Corruption: sl_log_reader_next returns SL_ECORRUPT
+ * naming the topic, partition, offset, segment and byte, and stays there
+ * until sl_log_reader_seek.
  *
  * Threads: a reader is used by one thread at a time.
  */
@@ -60,6 +72,8 @@ struct sl_log_reader {
     int64_t seg_prev_end; /* offset after the last batch read in this segment; -1 unknown */
     int64_t seg_limit;    /* base of the next segment once one exists; -1 none yet */
     bool compact;         /* compacted topic: a segment may be gone whole (emptied) */
+    int64_t ckpt_rp;      /* recovery point read by active_missing() */
+    char pending[256];    /* corruption found by seek, reported by next ("" none) */
     int64_t pos;          /* file position of the next batch to look at */
     int64_t next_offset;  /* smallest offset still to return */
     uint8_t *buf;
@@ -211,6 +225,7 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
     int64_t *bases;
     size_t n;
     int rc;
+    r->pending[0] = '\0';
     for (int attempt = 0;; attempt++) {
         if ((rc = list_segments(r, &bases, &n)) < 0) return rc;
         size_t i = 0;
@@ -219,6 +234,18 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
             i = n - 1;
         } else {
             if (offset == SL_OFFSET_BEGINNING || offset < bases[0]) want = bases[0];
+            /* Offsets below the first segment are gone on purpose only
+             * below the log start (retention moves it before deleting; the
+             * checkpoint is read after listing, so it is at least as new). */
+            slb_ckpt ck;
+            if (!r->compact && want == bases[0] && slb_ckpt_read(r->pdir, &ck) == 0 &&
+                ck.log_start < bases[0] && (offset == SL_OFFSET_BEGINNING || offset < bases[0]))
+                snprintf(r->pending, sizeof r->pending,
+                         "offsets %" PRId64 "..%" PRId64
+                         " are missing: the log starts at offset %" PRId64
+                         " (retention) but its first segment at %" PRId64,
+                         ck.log_start > offset ? ck.log_start : offset, bases[0] - 1, ck.log_start,
+                         bases[0]);
             while (i + 1 < n && bases[i + 1] <= want) i++;
         }
         rc = open_segment(r, bases[i]);
@@ -357,6 +384,23 @@ static const char *layout_error(sl_log_reader *r, const slb_batch_hdr *h)
     return NULL;
 }
 
+/* Is the segment the writer rolled to last (the recovery point in the
+ * checkpoint) missing, although the current one, the last listed, is below
+ * it? The checkpoint is written after the segment is created, so a second
+ * listing after reading it sees that segment if it exists. */
+static bool active_missing(sl_log_reader *r)
+{
+    slb_ckpt ck;
+    if (slb_ckpt_read(r->pdir, &ck) < 0 || ck.recovery_point <= r->seg_base) return false;
+    int64_t *bases;
+    size_t n;
+    if (slb_list_segments(r->pdir, &bases, &n) < 0) return false;
+    bool missing = n > 0 && bases[n - 1] < ck.recovery_point;
+    free(bases);
+    r->ckpt_rp = ck.recovery_point;
+    return missing;
+}
+
 /* Is there a complete, valid batch after r->pos (in the next buffer-full),
  * with offsets at or after the reader's position? 1 yes, 0 no, -1 the batch
  * at r->pos itself is complete and valid now (the writer finished it while
@@ -405,6 +449,7 @@ static bool wait_change(sl_log_reader *r, int64_t deadline)
 int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
 {
     if (!r || !msg) return SL_EINVAL;
+    if (r->pending[0]) return report_corrupt(r, r->pending);
     int64_t deadline = -2; /* computed when first needed: the fast path reads no clock */
     for (;;) {
         if (r->in_batch) {
@@ -517,6 +562,10 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
                          end, next_base, next_base);
                 return report_corrupt(r, why);
             }
+            slb_ckpt ck;
+            if (end >= 0 && end < next_base && !still_there && !r->compact &&
+                slb_ckpt_read(r->pdir, &ck) == 0 && next_base > ck.log_start)
+                still_there = true; /* gone, but not by retention: a gap all the same */
             if (end >= 0 && end < next_base && still_there && !r->compact) {
                 char why[200];
                 snprintf(why, sizeof why,
@@ -540,6 +589,14 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
          * follow it (a writer writes batches one after another, so a valid
          * batch after it means it was complete once): then it is corruption
          * that the next writer refuses to truncate (see log.c). */
+        if (!r->compact && active_missing(r)) {
+            char why[200];
+            snprintf(why, sizeof why,
+                     "the log ends here but segment %020" PRId64
+                     ".log (the active segment at the writer's last roll) is missing",
+                     r->ckpt_rp);
+            return report_corrupt(r, why);
+        }
         int vf = valid_batch_follows(r);
         if (vf < 0) continue;
         if (vf > 0) return report_corrupt(r, "bad batch followed by valid batches");

@@ -62,6 +62,24 @@ int slb_list_segments(const char *pdir, int64_t **bases, size_t *n);
 /* pread exactly len bytes at off: 0, or -errno (-EIO if the file is shorter). */
 int slb_read_full(int fd, void *buf, size_t len, off_t off);
 
+/* ---- the partition checkpoint (segment.c) ---- */
+
+/* A partition's log start offset and recovery point (file P/checkpoint,
+ * drawn in segment.c), as Kafka's log-start-offset-checkpoint and
+ * recovery-point-offset-checkpoint. An older value is always safe (it only
+ * makes recovery check more), so the file is rewritten atomically after the
+ * fact: at each roll, at a clean close, and before retention deletes. */
+typedef struct slb_ckpt {
+    int64_t log_start;      /* offsets below it were deleted on purpose (retention) */
+    int64_t recovery_point; /* offsets below it were written, synced and checked */
+} slb_ckpt;
+
+/* Read pdir's checkpoint: 0, SL_ENOENT (none: a partition from before it
+ * existed), SL_ECORRUPT (bad magic or CRC). */
+int slb_ckpt_read(const char *pdir, slb_ckpt *c);
+/* Write it atomically (temporary file, fsync, rename, fsync of pdir). */
+int slb_ckpt_write(const char *pdir, const slb_ckpt *c);
+
 /* ---- segments and their indexes (index.c) ---- */
 
 /* Empty s and give it base offset base (no batches, max_ts INT64_MIN). */

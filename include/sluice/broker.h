@@ -145,6 +145,11 @@ typedef struct sl_repair_info {
     int64_t bytes_dropped;        /* from byte to the end of the segment */
     int64_t first_offset_dropped; /* the partition's next offset after the repair */
     int64_t last_offset_dropped;  /* last offset of the valid batches dropped, -1 if none */
+    /* Nonzero: the offsets from first_offset_dropped were already gone (a
+     * segment deleted or truncated behind the writer's back; up to
+     * last_offset_dropped, or an unknown number if that is -1); new records
+     * take their numbers from now on. */
+    int32_t missing;
 } sl_repair_info;
 
 /* Repair one partition whose recovery refused to go on: a corrupt batch in
@@ -231,10 +236,12 @@ SL_API int sl_log_reader_open(sl_log_reader **out, sl_broker *b, const char *top
 /* Next record. Waits up to timeout_ms (0: do not wait; -1: forever) for new
  * data, sleeping on directory change notifications (inotify), not polling.
  * Returns 0 with *msg filled (its pointers stay valid until the next call on
- * r), SL_EAGAIN when the time ran out, SL_ECORRUPT when the next batch in a
- * sealed segment fails its checks (the message names topic, partition and
- * offset; the reader stays there until sl_log_reader_seek()). Records removed
- * by compaction or retention are skipped: offsets may jump. */
+ * r), SL_EAGAIN when the time ran out, SL_ECORRUPT when the next batch fails
+ * its checks (in a sealed segment, or followed by valid batches in the active
+ * one) or offsets are missing between segments (the message names topic,
+ * partition, offset, segment and byte; the reader stays there until
+ * sl_log_reader_seek()). Records removed by compaction or retention are
+ * skipped: offsets may jump there, and only there. */
 SL_API int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms);
 /* Move to offset (or SL_OFFSET_BEGINNING / SL_OFFSET_END). */
 SL_API int sl_log_reader_seek(sl_log_reader *r, int64_t offset);

@@ -310,12 +310,81 @@ static void test_flip_in_active_segment(void **state)
     free(dir);
 }
 
+/* Issue 8 item 3: the active segment deleted: readers report it, the next
+ * append refuses instead of reusing its offsets, repair accepts the loss. */
+static void test_deleted_active_segment(void **state)
+{
+    (void)state;
+    char *dir = make_log(NSEG); /* segments 0..350 sealed, 400 active (empty) */
+    char p[4200];
+    sl_broker *b;
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    append_n(b, "t", 20); /* 400..419 in the active segment */
+    assert_int_equal(sl_broker_close(b), 0);
+    seg_path(p, sizeof p, dir, 400, "log");
+    assert_int_equal(unlink(p), 0);
+    expect_corrupt(dir, 400, "00000000000000000400.log");
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    sl_record r = {.value = "x", .value_len = 1};
+    int64_t off;
+    assert_int_equal(sl_log_append(b, "t", 0, &r, 1, &off), SL_ECORRUPT);
+    assert_non_null(strstr(sl_broker_errmsg(b), "offsets from 400 on are missing"));
+    sl_repair_info ri;
+    assert_int_equal(sl_topic_repair(b, "t", 0, &ri), 0);
+    assert_int_equal(ri.missing, 1);
+    assert_int_equal(ri.first_offset_dropped, 400);
+    assert_int_equal(sl_log_append(b, "t", 0, &r, 1, &off), 0);
+    assert_int_equal(off, 400);
+    sl_broker_close(b);
+    tb_rmrf(dir);
+    free(dir);
+}
+
+/* The first segment deleted by hand is a gap (the log start says 0);
+ * deleted by retention it is not (the log start moved first). */
+static void test_log_start(void **state)
+{
+    (void)state;
+    char *dir = make_log(NSEG);
+    char p[4200];
+    seg_path(p, sizeof p, dir, 0, "log");
+    assert_int_equal(unlink(p), 0);
+    expect_corrupt(dir, 0, "offsets 0..49 are missing");
+    tb_rmrf(dir);
+    free(dir);
+
+    dir = tb_tmpdir();
+    sl_broker *b;
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.segment_bytes = 1024;
+    c.retention_bytes = 5000; /* about two segments of ~2 KB */
+    assert_int_equal(sl_topic_create(b, "t", &c), 0);
+    for (int i = 0; i < NSEG; i++) append_n(b, "t", 50);
+    assert_int_equal(sl_topic_clean(b, "t", 0), 0);
+    assert_int_equal(sl_broker_close(b), 0);
+    seg_path(p, sizeof p, dir, 0, "log");
+    assert_int_equal(access(p, F_OK), -1); /* retention did delete */
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    int rc;
+    char err[512];
+    long n = read_all(b, "t", &rc, err);
+    if (rc != SL_EAGAIN) fail_msg("%s", err);
+    assert_true(n > 0 && n < 400);
+    sl_broker_close(b);
+    tb_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_renamed_or_copied_segment),
         cmocka_unit_test(test_gap_in_sealed_segments),
         cmocka_unit_test(test_flip_in_active_segment),
+        cmocka_unit_test(test_deleted_active_segment),
+        cmocka_unit_test(test_log_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
