@@ -454,6 +454,7 @@ static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_
         l->ckpt.log_start = bases[0];
         l->ckpt.recovery_point = 0;
     }
+    bool write_ckpt = cr < 0 && nb > 1; /* after checking them all, once */
     /* Sealed segments holding offsets at or after the recovery point were
      * written since the last roll or clean close: check them whole. */
     for (size_t i = 0; i + 1 < nb; i++)
@@ -557,6 +558,10 @@ static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_
                        partition, pdir);
             goto fail;
         }
+    }
+    if (write_ckpt) { /* best effort: without it, the next open checks everything again */
+        slb_ckpt c = {.log_start = bases[0], .recovery_point = a->base};
+        if (slb_ckpt_write(pdir, &c) == 0) l->ckpt = c;
     }
     /* The age of the active segment (for segment_ms) counts from its first
      * append, which no file records; its last change (mtime) is the closest
