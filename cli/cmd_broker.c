@@ -608,6 +608,22 @@ static int commit_all(sl_broker *b, const char *topic, const char *group, cpart 
     return 0;
 }
 
+/* An offset past the end of the log is out of range (as Kafka answers
+ * OFFSET_OUT_OF_RANGE): say so rather than wait for it or skip to it. */
+static bool offset_out_of_range(sl_broker *b, const char *topic, int32_t p, int64_t off)
+{
+    sl_log_reader *r;
+    if (sl_log_reader_open(&r, b, topic, p, SL_OFFSET_END) < 0) return false;
+    int64_t end = sl_log_reader_position(r);
+    sl_log_reader_close(r);
+    if (off <= end) return false;
+    fprintf(stderr,
+            "sluice consume: topic '%s' partition %d: offset %" PRId64
+            " is out of range (the log ends at offset %" PRId64 ")\n",
+            topic, p, off, end);
+    return true;
+}
+
 /* Open readers for the partitions in parts[], closing the others. */
 static int set_partitions(sl_broker *b, const char *topic, const char *group, long long o,
                           bool o_rel, bool exit_at_end, cpart **cp, size_t *ncp,
@@ -625,6 +641,11 @@ static int set_partitions(sl_broker *b, const char *topic, const char *group, lo
             }
         if (nv[i].r) continue;
         int64_t off = start_offset(b, topic, parts[i], group, o, o_rel);
+        if (off >= 0 && offset_out_of_range(b, topic, parts[i], off)) {
+            for (size_t k = 0; k < i; k++) sl_log_reader_close(nv[k].r);
+            free(nv);
+            return 1;
+        }
         if (sl_log_reader_open(&nv[i].r, b, topic, parts[i], off) < 0) {
             fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
             for (size_t k = 0; k < i; k++) sl_log_reader_close(nv[k].r);
@@ -769,6 +790,12 @@ int cli_consume(int argc, char **argv)
                     status = 1;
                     goto done;
                 }
+                int64_t sk_from, sk_to;
+                if (sl_log_reader_skipped(c->r, &sk_from, &sk_to))
+                    fprintf(stderr,
+                            "sluice consume: topic '%s' partition %d: offsets %" PRId64 "..%" PRId64
+                            " were deleted by retention before they were read; skipped\n",
+                            topic, c->partition, sk_from, sk_to - 1);
                 print_msg(fmt, topic, &m);
                 printed++;
                 any = true;

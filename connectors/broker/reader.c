@@ -69,13 +69,14 @@ struct sl_log_reader {
     bool no_inotify; /* inotify failed: fall back to short sleeps */
     int fd;          /* current segment */
     int64_t seg_base;
-    int64_t seg_prev_end; /* offset after the last batch read in this segment; -1 unknown */
-    int64_t seg_limit;    /* base of the next segment once one exists; -1 none yet */
-    bool compact;         /* compacted topic: a segment may be gone whole (emptied) */
-    int64_t ckpt_rp;      /* recovery point read by active_missing() */
-    char pending[256];    /* corruption found by seek, reported by next ("" none) */
-    int64_t pos;          /* file position of the next batch to look at */
-    int64_t next_offset;  /* smallest offset still to return */
+    int64_t seg_prev_end;       /* offset after the last batch read in this segment; -1 unknown */
+    int64_t seg_limit;          /* base of the next segment once one exists; -1 none yet */
+    bool compact;               /* compacted topic: a segment may be gone whole (emptied) */
+    int64_t ckpt_rp;            /* recovery point read by active_missing() */
+    int64_t skip_from, skip_to; /* offsets jumped over (retention); skip_to 0: none */
+    char pending[256];          /* corruption found by seek, reported by next ("" none) */
+    int64_t pos;                /* file position of the next batch to look at */
+    int64_t next_offset;        /* smallest offset still to return */
     uint8_t *buf;
     size_t cap, have;
     int64_t buf_pos; /* file position of buf[0] */
@@ -226,6 +227,7 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
     size_t n;
     int rc;
     r->pending[0] = '\0';
+    r->skip_to = 0;
     for (int attempt = 0;; attempt++) {
         if ((rc = list_segments(r, &bases, &n)) < 0) return rc;
         size_t i = 0;
@@ -246,6 +248,10 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
                          " (retention) but its first segment at %" PRId64,
                          ck.log_start > offset ? ck.log_start : offset, bases[0] - 1, ck.log_start,
                          bases[0]);
+            if (!r->pending[0] && !r->compact && offset >= 0 && offset < bases[0]) {
+                r->skip_from = offset; /* below the log start: deleted by retention */
+                r->skip_to = bases[0];
+            }
             while (i + 1 < n && bases[i + 1] <= want) i++;
         }
         rc = open_segment(r, bases[i]);
@@ -326,6 +332,15 @@ void sl_log_reader_close(sl_log_reader *r)
 const char *sl_log_reader_errmsg(const sl_log_reader *r)
 {
     return r ? r->errmsg : "out of memory";
+}
+
+int sl_log_reader_skipped(sl_log_reader *r, int64_t *from, int64_t *to)
+{
+    if (!r || r->skip_to == 0) return 0;
+    if (from) *from = r->skip_from;
+    if (to) *to = r->skip_to;
+    r->skip_to = 0;
+    return 1;
 }
 
 int64_t sl_log_reader_position(const sl_log_reader *r)
@@ -576,6 +591,10 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
                 return report_corrupt(r, why);
             }
             int64_t want = r->next_offset;
+            if (want < next_base && !r->compact) { /* retention deleted them before we read them */
+                if (r->skip_to == 0) r->skip_from = want;
+                r->skip_to = next_base;
+            }
             rc = open_segment(r, next_base);
             if (rc == SL_ENOENT) continue; /* removed meanwhile: list again */
             if (rc < 0) return rc;

@@ -243,6 +243,11 @@ SL_API int sl_log_reader_open(sl_log_reader **out, sl_broker *b, const char *top
  * sl_log_reader_seek()). Records removed by compaction or retention are
  * skipped: offsets may jump there, and only there. */
 SL_API int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms);
+/* Did r jump over offsets that retention deleted before r read them (a
+ * following reader that fell behind; not a corruption)? Returns 1 and sets
+ * [*from, *to) to the offsets skipped since the last call (from and to may
+ * be NULL), or 0. Compacted topics skip removed records without a report. */
+SL_API int sl_log_reader_skipped(sl_log_reader *r, int64_t *from, int64_t *to);
 /* Move to offset (or SL_OFFSET_BEGINNING / SL_OFFSET_END). */
 SL_API int sl_log_reader_seek(sl_log_reader *r, int64_t offset);
 /* The offset the next record returned will have at least. */

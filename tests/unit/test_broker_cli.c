@@ -329,6 +329,11 @@ static void test_cli_integrity(void **state)
     assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic repair f -p 1"), 1);
     assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "topic repair f -x"), 2);
 
+    /* An offset past the end is out of range, as Kafka answers. */
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume f -o 1000 -e"), 1);
+    assert_non_null(strstr(err, "topic 'f' partition 0: offset 1000 is out of range"));
+    assert_int_equal(run(NULL, out, sizeof out, err, sizeof err, "consume f -o 201 -e"), 0);
+
     /* 3: the middle sealed segment (offsets 100..199) deleted. */
     snprintf(a, sizeof a, "%s/h/0/00000000000000000100.log", dir);
     assert_int_equal(rename(z, a), 0); /* back where it was: all readable */

@@ -377,6 +377,57 @@ static void test_log_start(void **state)
     free(dir);
 }
 
+/* Issue 8 item 7: a reader that falls behind retention says what it
+ * skipped (sl_log_reader_skipped), and reports no corruption. */
+static void test_retention_skip_reported(void **state)
+{
+    (void)state;
+    char *dir = tb_tmpdir();
+    sl_broker *b;
+    assert_int_equal(sl_broker_open(&b, dir, 0), 0);
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.segment_bytes = 1024;
+    c.retention_bytes = 5000;
+    assert_int_equal(sl_topic_create(b, "t", &c), 0);
+    append_n(b, "t", 50);
+    sl_log_reader *r;
+    assert_int_equal(sl_log_reader_open(&r, b, "t", 0, SL_OFFSET_BEGINNING), 0);
+    sl_message m;
+    assert_int_equal(sl_log_reader_next(r, &m, 0), 0);
+    assert_int_equal(m.offset, 0);
+    assert_int_equal(sl_log_reader_skipped(r, NULL, NULL), 0);
+    for (int i = 0; i < NSEG; i++) append_n(b, "t", 50); /* retention runs at the rolls */
+    int64_t expect = 1, from = -1, to = -1;
+    int rc, skips = 0;
+    while ((rc = sl_log_reader_next(r, &m, 0)) == 0) {
+        if (m.offset != expect) {
+            assert_int_equal(sl_log_reader_skipped(r, &from, &to), 1);
+            assert_int_equal(from, expect);
+            assert_int_equal(to, m.offset);
+            skips++;
+        } else {
+            assert_int_equal(sl_log_reader_skipped(r, NULL, NULL), 0);
+        }
+        expect = m.offset + 1;
+    }
+    assert_int_equal(rc, SL_EAGAIN);
+    assert_int_equal(skips, 1);
+    assert_true(from == 50 && to > 50);
+    assert_int_equal(expect, 450);
+    sl_log_reader_close(r);
+    /* Opening below the log start says so too. */
+    assert_int_equal(sl_log_reader_open(&r, b, "t", 0, 3), 0);
+    assert_int_equal(sl_log_reader_next(r, &m, 0), 0);
+    assert_int_equal(sl_log_reader_skipped(r, &from, &to), 1);
+    assert_int_equal(from, 3);
+    assert_int_equal(to, m.offset);
+    sl_log_reader_close(r);
+    sl_broker_close(b);
+    tb_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_flip_in_active_segment),
         cmocka_unit_test(test_deleted_active_segment),
         cmocka_unit_test(test_log_start),
+        cmocka_unit_test(test_retention_skip_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
