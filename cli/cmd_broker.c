@@ -5,7 +5,8 @@
  *                            [--retention-ms T] [--fsync always|INTERVAL_MS|never]
  *                            [--segment-bytes B]
  *   sluice topic list | describe NAME | delete NAME | clean NAME
- *   sluice topic repair NAME [-p PARTITION]   cut a corrupt active segment
+ *   sluice topic repair NAME [-p PARTITION]   cut a corrupt active segment, or give
+ *                                             up offsets whose segment is gone
  *   sluice produce TOPIC [-K SEP] [-p PARTITION]          lines from stdin
  *   sluice consume TOPIC [-p PARTITION] [-o beginning|end|OFFSET|-N] [-G GROUP]
  *                        [-e] [-c COUNT] [-f FORMAT]
@@ -69,8 +70,9 @@ static void topic_usage(FILE *f)
             "       sluice topic delete NAME [--dir DIR]\n"
             "       sluice topic clean NAME [--dir DIR]   (retention and compaction now)\n"
             "       sluice topic repair NAME [-p PARTITION] [--dir DIR]\n"
-            "                            (cut a corrupt active segment at its first bad batch,\n"
-            "                            dropping what follows it; says what it drops)\n"
+            "                            (after a corruption report: cut a corrupt active\n"
+            "                            segment at its first bad batch, or give up offsets\n"
+            "                            whose segment is gone; says what it drops)\n"
             "\n"
             "Topics of the built-in broker in DIR (default $SLUICE_DIR, else ./sluice-data).\n"
             "  --partitions N       partitions (default 1)\n"
