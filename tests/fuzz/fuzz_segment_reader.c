@@ -12,6 +12,9 @@
  *                         bit 1: open the partition for writing first
  *                                (recovery scan and truncation of the tail,
  *                                then one append), as a producer would
+ *                         bit 2: the file is named by base FUZZ_ODD_BASE
+ *                                instead of 0 (a segment renamed or copied
+ *                                under a base that is not its first offset)
  *        1     *  the bytes of segment file 00000000000000000000.log
  *
  * Each run writes those files into a fixed temporary partition directory
@@ -45,6 +48,7 @@
 #include "sluice/broker.h"
 
 #define FUZZ_NEXT_BASE 1000000 /* base of the segment that seals the input */
+#define FUZZ_ODD_BASE  7       /* mode bit 2: the input's file name's base */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -144,7 +148,9 @@ static void fuzz_segment_run(const uint8_t *data, size_t size, fuzz_seg_result *
     uint8_t mode = size ? data[0] : 0;
     const uint8_t *seg = size ? data + 1 : data;
     size_t seglen = size ? size - 1 : 0;
-    fz_write("00000000000000000000.log", seg, seglen);
+    char segname[64];
+    snprintf(segname, sizeof segname, "%020d.log", mode & 4 ? FUZZ_ODD_BASE : 0);
+    fz_write(segname, seg, seglen);
     long follower = 0;
     if (mode & 1) {
         slb_builder bb;
