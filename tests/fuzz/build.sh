@@ -3,6 +3,14 @@
 #
 #   tests/fuzz/build.sh [OUTDIR]          (default OUTDIR: build-fuzz)
 #   OUTDIR/fuzz_batch_decode tests/fuzz/corpus/batch_decode -max_total_time=60
+#   OUTDIR/fuzz_segment_reader WORK tests/fuzz/corpus/segment_reader -max_total_time=60
+#   OUTDIR/fuzz_index_load WORK tests/fuzz/corpus/index_load -max_total_time=60
+#
+# (WORK: an empty directory for new inputs, so that the committed corpus only
+# grows by hand; its files are named by the verdict they must have, see
+# tests/unit/test_broker_fuzz_*.c.) The reader and index targets link the
+# broker's storage (connectors/broker/ without connector.c) and engine/base/,
+# which is all it depends on.
 #
 # Needs clang with libFuzzer (clang 14 on Debian 12 has it).
 set -eu
@@ -20,3 +28,16 @@ mkdir -p "$out"
     "$here/connectors/broker/batch.c" "$here/connectors/broker/crc32c.c" \
     -lpthread -o "$out/fuzz_batch_decode"
 echo "built $out/fuzz_batch_decode"
+storage=""
+for f in "$here"/connectors/broker/*.c "$here"/engine/base/*.c; do
+    case "$f" in */connector.c) continue ;; esac
+    storage="$storage $f"
+done
+for t in fuzz_segment_reader fuzz_index_load; do
+    # shellcheck disable=SC2086 # $storage is a list of paths without spaces
+    "$cc" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+        -fno-sanitize-recover=undefined -I"$here/include" -I"$here" \
+        "$here/tests/fuzz/$t.c" $storage "$here/engine/error.c" \
+        -lxxhash -lm -lpthread -o "$out/$t"
+    echo "built $out/$t"
+done
