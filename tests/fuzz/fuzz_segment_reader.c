@@ -7,8 +7,8 @@
  *
  *   offset  size  field
  *   ------  ----  -------------------------------------------------------
- *        0     1  mode    bit 0: the segment is sealed (a valid segment with
- *                                a larger base, FUZZ_NEXT_BASE, follows it)
+ *        0     1  mode    bit 0: the segment is sealed (a valid segment follows
+ *                                it where the input's valid batches end)
  *                         bit 1: open the partition for writing first
  *                                (recovery scan and truncation of the tail,
  *                                then one append), as a producer would
@@ -155,9 +155,22 @@ static void fuzz_segment_run(const uint8_t *data, size_t size, fuzz_seg_result *
     if (mode & 1) {
         slb_builder bb;
         slb_builder_init(&bb);
-        size_t n = fz_batch(&bb, FUZZ_NEXT_BASE, 2);
+        /* The follower starts where the input's valid batches end, so that a
+         * valid input stays a valid log (no gap); a damaged one may leave a
+         * gap, which the reader must report. */
+        int64_t next = mode & 4 ? FUZZ_ODD_BASE : 0;
+        for (size_t at = 0; at < seglen;) {
+            slb_batch_hdr h;
+            if (slb_batch_check(seg + at, seglen - at, &h, true) != 0 || h.length == 0) break;
+            next = slb_next_offset(&h);
+            at += h.length;
+        }
+        int64_t base = mode & 4 ? FUZZ_ODD_BASE : 0;
+        if (next <= base) next = base + 1; /* never the input's own file name */
+        if (next > FUZZ_NEXT_BASE) next = FUZZ_NEXT_BASE;
+        size_t n = fz_batch(&bb, next, 2);
         char name[64];
-        snprintf(name, sizeof name, "%020d.log", FUZZ_NEXT_BASE);
+        snprintf(name, sizeof name, "%020lld.log", (long long)next);
         fz_write(name, bb.buf, n);
         slb_builder_free(&bb);
         follower = 2;
