@@ -26,10 +26,14 @@
  * topic) stops it there, after the lines before it were produced.
  *
  * A closed standard output (`sluice consume t | head -1`) ends consume
- * quietly with status 0. With -G it commits only at points where everything
- * printed before has been written (stdout flushed without error): records
- * the reader may not have received are never committed, so the group reads
- * them again (at least once, never lost).
+ * quietly with status 0; any other write error (a full disk: ENOSPC) ends it
+ * with one line naming the error and status 1. Either way, with -G it
+ * commits, per partition, only the position at the last point where
+ * everything printed before had been written (stdout flushed without error;
+ * cpart.written): records the reader may not have received are never
+ * committed, so the group reads them again (at least once, never lost).
+ * stdout is flushed after every pass over the partitions (at most a burst of
+ * 4096 records each), so a failure loses the progress of one pass at most.
  *
  * Threads: single-threaded; consume waits in poll(2) on the readers' inotify
  * descriptors, and SIGINT/SIGTERM end it cleanly (committing with -G).
@@ -563,23 +567,37 @@ static void print_msg(const char *fmt, const char *topic, const sl_message *m)
 }
 
 /* Standard output after a flush: 0 written, 1 closed by its reader (end
- * quietly: status 0, no message), -1 failed (reported once). Nothing is
- * committed unless this is 0: the records printed since the last commit may
- * not have reached the reader. */
+ * quietly: status 0, no message), -1 failed (reported once, with the error).
+ * Once it failed it stays failed (the stream's error flag): nothing printed
+ * after a lost write may be counted as written. */
+static int out_errno; /* errno of the first failed write of a record (print loop) */
+
 static int output_state(void)
 {
     static int reported;
+    errno = 0;
     if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
-    if (cli_output_closed()) return 1;
-    if (!reported++) fprintf(stderr, "sluice consume: cannot write standard output\n");
+    int e = out_errno ? out_errno : errno;
+    if (cli_output_closed() || e == EPIPE) return 1;
+    if (!reported++)
+        fprintf(stderr, "sluice consume: cannot write standard output%s%s\n", e ? ": " : "",
+                e ? strerror(e) : "");
     return -1;
 }
 
 typedef struct cpart {
     int32_t partition;
     sl_log_reader *r;
-    int64_t committed;
+    int64_t written;   /* reader position when stdout was last flushed without error */
+    int64_t committed; /* last position committed for the group (-1: none) */
 } cpart;
+
+/* stdout was flushed without error: everything read so far is written. */
+static void mark_written(cpart *cp, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cp[i].r) cp[i].written = sl_log_reader_position(cp[i].r);
+}
 
 static int64_t start_offset(sl_broker *b, const char *topic, int32_t p, const char *group,
                             long long o, bool o_rel)
@@ -598,8 +616,8 @@ static int64_t start_offset(sl_broker *b, const char *topic, int32_t p, const ch
 static int commit_all(sl_broker *b, const char *topic, const char *group, cpart *cp, size_t n)
 {
     for (size_t i = 0; group && i < n; i++) {
-        if (!cp[i].r) continue; /* kept at a rebalance: its reader moved to the new set */
-        int64_t pos = sl_log_reader_position(cp[i].r);
+        if (!cp[i].r) continue;      /* kept at a rebalance: its reader moved to the new set */
+        int64_t pos = cp[i].written; /* never what was read but not written */
         if (pos == cp[i].committed) continue;
         if (sl_group_commit(b, group, topic, cp[i].partition, pos) < 0) {
             fprintf(stderr, "sluice consume: commit failed: %s\n", sl_broker_errmsg(b));
@@ -654,7 +672,8 @@ static int set_partitions(sl_broker *b, const char *topic, const char *group, lo
             free(nv);
             return 1;
         }
-        nv[i].committed = group ? sl_log_reader_position(nv[i].r) : -1;
+        nv[i].written = sl_log_reader_position(nv[i].r);
+        nv[i].committed = group ? nv[i].written : -1;
         if (!exit_at_end) (void)sl_log_reader_fd(nv[i].r); /* watch from the start */
     }
     if (group) commit_all(b, topic, group, *cp, *ncp); /* partitions given away */
@@ -801,13 +820,19 @@ int cli_consume(int argc, char **argv)
                 print_msg(fmt, topic, &m);
                 printed++;
                 any = true;
+                if (ferror(stdout)) { /* a full buffer could not be written */
+                    out_errno = errno;
+                    goto done;
+                }
             }
         }
         rr++;
-        if (ferror(stdout)) goto done; /* output_state() tells closed from failed */
+        /* Everything printed in this pass is out, or the output failed
+         * (output_state() tells closed from failed at done). */
+        if (output_state() != 0) goto done;
+        mark_written(cp, ncp);
         if (any) continue;
-        /* Idle: everything read so far is out; commit; maybe rebalance. */
-        if (fflush(stdout) != 0) goto done;
+        /* Idle: commit; maybe rebalance. */
         if ((status = commit_all(b, topic, group, cp, ncp))) goto done;
         if (exit_at_end) break;
         if (member) {
@@ -843,7 +868,9 @@ int cli_consume(int argc, char **argv)
 done:
     free(pfd);
     int os = output_state();
-    if (os == 0 && commit_all(b, topic, group, cp, ncp) && status == 0) status = 1;
+    if (os == 0) mark_written(cp, ncp);
+    /* Commit what was written, whatever happened after it. */
+    if (commit_all(b, topic, group, cp, ncp) && status == 0) status = 1;
     if (os < 0 && status == 0) status = 1;
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
