@@ -22,8 +22,14 @@
  *
  * Errors: every bad argument is reported as one line "sluice <cmd>: <problem>"
  * on stderr, exit status 2, before anything is changed; runtime failures exit
- * with 1. produce is a stream: a bad line (too large, no key for a compacted
- * topic) stops it there, after the lines before it were produced.
+ * with 1. `--dir ""` is a bad argument (not the default directory). A name
+ * the broker refuses (a topic or group name with a character outside
+ * [A-Za-z0-9._-], empty, too long, reserved) is a usage error too: the broker
+ * says so with SL_EINVAL (exit_for), checked before any file is written,
+ * except that `topic create` into a directory that did not exist may have
+ * made it: it is removed again (rmdir: only if still empty). produce is a
+ * stream: a bad line (too large, no key for a compacted topic) stops it
+ * there, after the lines before it were produced.
  *
  * A closed standard output (`sluice consume t | head -1`) ends consume
  * quietly with status 0; any other write error (a full disk: ENOSPC) ends it
@@ -46,9 +52,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+
+/* The exit status for a broker call's failure: a name or argument the
+ * broker refuses (SL_EINVAL) is a usage error, 2; anything else 1. */
+static int exit_for(int rc)
+{
+    return rc == SL_EINVAL ? 2 : 1;
+}
 
 static sl_broker *open_broker(const char *cmd, const char *dir, unsigned flags)
 {
@@ -99,9 +113,10 @@ static void print_size(char *buf, size_t cap, int64_t v)
 static int topic_describe(const char *cmd, sl_broker *b, const char *name)
 {
     sl_topic_info *ti;
-    if (sl_topic_describe(b, name, &ti) < 0) {
+    int rc = sl_topic_describe(b, name, &ti);
+    if (rc < 0) {
         fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-        return 1;
+        return exit_for(rc);
     }
     char rb[32], rm[32], fs[48];
     print_size(rb, sizeof rb, ti->conf.retention_bytes);
@@ -130,9 +145,10 @@ static int topic_describe(const char *cmd, sl_broker *b, const char *name)
 static int topic_repair(const char *cmd, sl_broker *b, const char *name, int32_t p)
 {
     sl_topic_info *ti;
-    if (sl_topic_describe(b, name, &ti) < 0) {
+    int rc = sl_topic_describe(b, name, &ti);
+    if (rc < 0) {
         fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-        return 1;
+        return exit_for(rc);
     }
     int32_t n = ti->partition_count;
     sl_topic_info_free(ti);
@@ -233,7 +249,9 @@ int cli_topic(int argc, char **argv)
             return 2;
         }
         switch (opt) {
-        case O_DIR: dir = v; break;
+        case O_DIR:
+            if (jobs_dir_opt(cmd, v, &dir)) return 2;
+            break;
         case 'p':
             if (jobs_int(cmd, "-p", v, 0, SL_PARTITIONS_MAX - 1, &repair_p)) return 2;
             break;
@@ -289,13 +307,16 @@ int cli_topic(int argc, char **argv)
         return 2;
     }
     dir = jobs_broker_dir(dir);
+    struct stat st;
+    bool dir_was_there = stat(dir, &st) == 0;
     sl_broker *b = open_broker(cmd, dir, is_create ? SL_BROKER_CREATE : 0);
     if (!b) return 1;
-    int status = 0;
+    int status = 0, rc;
     if (is_create) {
-        if (sl_topic_create(b, name, &conf) < 0) {
+        if ((rc = sl_topic_create(b, name, &conf)) < 0) {
             fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-            status = 1;
+            status = exit_for(rc);
+            if (status == 2 && !dir_was_there) (void)rmdir(dir); /* change nothing */
         }
     } else if (is_list) {
         char **names;
@@ -312,14 +333,14 @@ int cli_topic(int argc, char **argv)
     } else if (is_repair) {
         status = topic_repair(cmd, b, name, (int32_t)repair_p);
     } else if (!strcmp(sub, "delete")) {
-        if (sl_topic_delete(b, name) < 0) {
+        if ((rc = sl_topic_delete(b, name)) < 0) {
             fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-            status = 1;
+            status = exit_for(rc);
         }
     } else {
-        if (sl_topic_clean(b, name, 0) < 0) {
+        if ((rc = sl_topic_clean(b, name, 0)) < 0) {
             fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-            status = 1;
+            status = exit_for(rc);
         }
     }
     if (sl_broker_close(b) < 0 && status == 0) {
@@ -378,7 +399,9 @@ int cli_produce(int argc, char **argv)
     jobs_getopt_reset();
     while ((opt = jobs_getopt(argc, argv, ":hK:p:", opts)) != -1) {
         switch (opt) {
-        case O_DIR: dir = optarg; break;
+        case O_DIR:
+            if (jobs_dir_opt("produce", optarg, &dir)) return 2;
+            break;
         case 'K':
             sep = optarg;
             if (!*sep) {
@@ -407,10 +430,11 @@ int cli_produce(int argc, char **argv)
     if (!b) return 1;
     sl_producer *p = NULL;
     int status = 0;
-    if (sl_producer_open(&p, b, topic) < 0) {
+    int rc = sl_producer_open(&p, b, topic);
+    if (rc < 0) {
         fprintf(stderr, "sluice produce: %s\n", sl_broker_errmsg(b));
         sl_broker_close(b);
-        return 1;
+        return exit_for(rc);
     }
     sl_topic_info *ti;
     if (sl_topic_describe(b, topic, &ti) == 0) {
@@ -697,7 +721,9 @@ int cli_consume(int argc, char **argv)
     while ((opt = jobs_getopt(argc, argv, ":hp:o:G:ec:f:", opts)) != -1) {
         const char *v = optarg;
         switch (opt) {
-        case O_DIR: dir = v; break;
+        case O_DIR:
+            if (jobs_dir_opt("consume", v, &dir)) return 2;
+            break;
         case 'p':
             if (jobs_int("consume", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part)) return 2;
             break;
@@ -744,9 +770,10 @@ int cli_consume(int argc, char **argv)
     cpart *cp = NULL;
     size_t ncp = 0;
     int32_t *parts = NULL;
-    if (sl_topic_describe(b, topic, &ti) < 0) {
+    int rc = sl_topic_describe(b, topic, &ti);
+    if (rc < 0) {
         fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
-        status = 1;
+        status = exit_for(rc);
         goto out;
     }
     if (part >= ti->partition_count) {
@@ -762,9 +789,9 @@ int cli_consume(int argc, char **argv)
     }
     size_t nparts = 0;
     if (group && part < 0) {
-        if (sl_group_join(&member, b, group, topic) < 0) {
+        if ((rc = sl_group_join(&member, b, group, topic)) < 0) {
             fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
-            status = strstr(sl_broker_errmsg(b), "name") ? 2 : 1;
+            status = exit_for(rc);
             goto out;
         }
         if (sl_group_member_assignment(member, parts, (size_t)ti->partition_count, &nparts) < 0) {
@@ -802,7 +829,6 @@ int cli_consume(int argc, char **argv)
         for (size_t k = 0; k < ncp && (count < 0 || printed < count); k++) {
             cpart *c = &cp[(rr + k) % ncp];
             sl_message m;
-            int rc;
             for (int burst = 0; burst < 4096 && (count < 0 || printed < count); burst++) {
                 rc = sl_log_reader_next(c->r, &m, 0);
                 if (rc == SL_EAGAIN) break;
