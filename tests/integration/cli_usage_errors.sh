@@ -43,6 +43,7 @@ expect 2 "$dirmsg" topic list --dir ""
 expect 2 "$dirmsg" topic describe t --dir ""
 expect 2 "$dirmsg" topic delete t --dir ""
 expect 2 "$dirmsg" topic clean t --dir ""
+expect 2 "$dirmsg" topic repair t --dir ""
 expect 2 "$dirmsg" produce t --dir ""
 expect 2 "$dirmsg" consume t -e --dir ""
 expect 2 "$dirmsg" run generate --events 3 --topic t --dir ""
@@ -56,6 +57,7 @@ for name in 'bad/name' 'a b' '.hidden' "$long" ''; do
   expect 2 "topic name" topic describe "$name" --dir b
   expect 2 "topic name" topic delete "$name" --dir b
   expect 2 "topic name" topic clean "$name" --dir b
+  expect 2 "topic name" topic repair "$name" --dir b
   expect 2 "topic name" produce "$name" --dir b
   expect 2 "topic name" consume "$name" -e --dir b
 done
