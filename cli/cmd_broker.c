@@ -22,14 +22,24 @@
  *
  * Errors: every bad argument is reported as one line "sluice <cmd>: <problem>"
  * on stderr, exit status 2, before anything is changed; runtime failures exit
- * with 1. produce is a stream: a bad line (too large, no key for a compacted
- * topic) stops it there, after the lines before it were produced.
+ * with 1. `--dir ""` is a bad argument (not the default directory). A name
+ * the broker refuses (a topic or group name with a character outside
+ * [A-Za-z0-9._-], empty, too long, reserved) is a usage error too: the broker
+ * says so with SL_EINVAL (exit_for), checked before any file is written,
+ * except that `topic create` into a directory that did not exist may have
+ * made it: it is removed again (rmdir: only if still empty). produce is a
+ * stream: a bad line (too large, no key for a compacted topic) stops it
+ * there, after the lines before it were produced.
  *
  * A closed standard output (`sluice consume t | head -1`) ends consume
- * quietly with status 0. With -G it commits only at points where everything
- * printed before has been written (stdout flushed without error): records
- * the reader may not have received are never committed, so the group reads
- * them again (at least once, never lost).
+ * quietly with status 0; any other write error (a full disk: ENOSPC) ends it
+ * with one line naming the error and status 1. Either way, with -G it
+ * commits, per partition, only the position at the last point where
+ * everything printed before had been written (stdout flushed without error;
+ * cpart.written): records the reader may not have received are never
+ * committed, so the group reads them again (at least once, never lost).
+ * stdout is flushed after every pass over the partitions (at most a burst of
+ * 4096 records each), so a failure loses the progress of one pass at most.
  *
  * Threads: single-threaded; consume waits in poll(2) on the readers' inotify
  * descriptors, and SIGINT/SIGTERM end it cleanly (committing with -G).
@@ -42,9 +52,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+
+/* The exit status for a broker call's failure: a name or argument the
+ * broker refuses (SL_EINVAL) is a usage error, 2; anything else 1. */
+static int exit_for(int rc)
+{
+    return rc == SL_EINVAL ? 2 : 1;
+}
 
 static sl_broker *open_broker(const char *cmd, const char *dir, unsigned flags)
 {
@@ -95,9 +113,10 @@ static void print_size(char *buf, size_t cap, int64_t v)
 static int topic_describe(const char *cmd, sl_broker *b, const char *name)
 {
     sl_topic_info *ti;
-    if (sl_topic_describe(b, name, &ti) < 0) {
+    int rc = sl_topic_describe(b, name, &ti);
+    if (rc < 0) {
         fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-        return 1;
+        return exit_for(rc);
     }
     char rb[32], rm[32], fs[48];
     print_size(rb, sizeof rb, ti->conf.retention_bytes);
@@ -126,9 +145,10 @@ static int topic_describe(const char *cmd, sl_broker *b, const char *name)
 static int topic_repair(const char *cmd, sl_broker *b, const char *name, int32_t p)
 {
     sl_topic_info *ti;
-    if (sl_topic_describe(b, name, &ti) < 0) {
+    int rc = sl_topic_describe(b, name, &ti);
+    if (rc < 0) {
         fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-        return 1;
+        return exit_for(rc);
     }
     int32_t n = ti->partition_count;
     sl_topic_info_free(ti);
@@ -229,7 +249,9 @@ int cli_topic(int argc, char **argv)
             return 2;
         }
         switch (opt) {
-        case O_DIR: dir = v; break;
+        case O_DIR:
+            if (jobs_dir_opt(cmd, v, &dir)) return 2;
+            break;
         case 'p':
             if (jobs_int(cmd, "-p", v, 0, SL_PARTITIONS_MAX - 1, &repair_p)) return 2;
             break;
@@ -285,13 +307,16 @@ int cli_topic(int argc, char **argv)
         return 2;
     }
     dir = jobs_broker_dir(dir);
+    struct stat st;
+    bool dir_was_there = stat(dir, &st) == 0;
     sl_broker *b = open_broker(cmd, dir, is_create ? SL_BROKER_CREATE : 0);
     if (!b) return 1;
-    int status = 0;
+    int status = 0, rc;
     if (is_create) {
-        if (sl_topic_create(b, name, &conf) < 0) {
+        if ((rc = sl_topic_create(b, name, &conf)) < 0) {
             fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-            status = 1;
+            status = exit_for(rc);
+            if (status == 2 && !dir_was_there) (void)rmdir(dir); /* change nothing */
         }
     } else if (is_list) {
         char **names;
@@ -308,14 +333,14 @@ int cli_topic(int argc, char **argv)
     } else if (is_repair) {
         status = topic_repair(cmd, b, name, (int32_t)repair_p);
     } else if (!strcmp(sub, "delete")) {
-        if (sl_topic_delete(b, name) < 0) {
+        if ((rc = sl_topic_delete(b, name)) < 0) {
             fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-            status = 1;
+            status = exit_for(rc);
         }
     } else {
-        if (sl_topic_clean(b, name, 0) < 0) {
+        if ((rc = sl_topic_clean(b, name, 0)) < 0) {
             fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
-            status = 1;
+            status = exit_for(rc);
         }
     }
     if (sl_broker_close(b) < 0 && status == 0) {
@@ -374,7 +399,9 @@ int cli_produce(int argc, char **argv)
     jobs_getopt_reset();
     while ((opt = jobs_getopt(argc, argv, ":hK:p:", opts)) != -1) {
         switch (opt) {
-        case O_DIR: dir = optarg; break;
+        case O_DIR:
+            if (jobs_dir_opt("produce", optarg, &dir)) return 2;
+            break;
         case 'K':
             sep = optarg;
             if (!*sep) {
@@ -403,10 +430,11 @@ int cli_produce(int argc, char **argv)
     if (!b) return 1;
     sl_producer *p = NULL;
     int status = 0;
-    if (sl_producer_open(&p, b, topic) < 0) {
+    int rc = sl_producer_open(&p, b, topic);
+    if (rc < 0) {
         fprintf(stderr, "sluice produce: %s\n", sl_broker_errmsg(b));
         sl_broker_close(b);
-        return 1;
+        return exit_for(rc);
     }
     sl_topic_info *ti;
     if (sl_topic_describe(b, topic, &ti) == 0) {
@@ -563,23 +591,37 @@ static void print_msg(const char *fmt, const char *topic, const sl_message *m)
 }
 
 /* Standard output after a flush: 0 written, 1 closed by its reader (end
- * quietly: status 0, no message), -1 failed (reported once). Nothing is
- * committed unless this is 0: the records printed since the last commit may
- * not have reached the reader. */
+ * quietly: status 0, no message), -1 failed (reported once, with the error).
+ * Once it failed it stays failed (the stream's error flag): nothing printed
+ * after a lost write may be counted as written. */
+static int out_errno; /* errno of the first failed write of a record (print loop) */
+
 static int output_state(void)
 {
     static int reported;
+    errno = 0;
     if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
-    if (cli_output_closed()) return 1;
-    if (!reported++) fprintf(stderr, "sluice consume: cannot write standard output\n");
+    int e = out_errno ? out_errno : errno;
+    if (cli_output_closed() || e == EPIPE) return 1;
+    if (!reported++)
+        fprintf(stderr, "sluice consume: cannot write standard output%s%s\n", e ? ": " : "",
+                e ? strerror(e) : "");
     return -1;
 }
 
 typedef struct cpart {
     int32_t partition;
     sl_log_reader *r;
-    int64_t committed;
+    int64_t written;   /* reader position when stdout was last flushed without error */
+    int64_t committed; /* last position committed for the group (-1: none) */
 } cpart;
+
+/* stdout was flushed without error: everything read so far is written. */
+static void mark_written(cpart *cp, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cp[i].r) cp[i].written = sl_log_reader_position(cp[i].r);
+}
 
 static int64_t start_offset(sl_broker *b, const char *topic, int32_t p, const char *group,
                             long long o, bool o_rel)
@@ -598,8 +640,8 @@ static int64_t start_offset(sl_broker *b, const char *topic, int32_t p, const ch
 static int commit_all(sl_broker *b, const char *topic, const char *group, cpart *cp, size_t n)
 {
     for (size_t i = 0; group && i < n; i++) {
-        if (!cp[i].r) continue; /* kept at a rebalance: its reader moved to the new set */
-        int64_t pos = sl_log_reader_position(cp[i].r);
+        if (!cp[i].r) continue;      /* kept at a rebalance: its reader moved to the new set */
+        int64_t pos = cp[i].written; /* never what was read but not written */
         if (pos == cp[i].committed) continue;
         if (sl_group_commit(b, group, topic, cp[i].partition, pos) < 0) {
             fprintf(stderr, "sluice consume: commit failed: %s\n", sl_broker_errmsg(b));
@@ -654,7 +696,8 @@ static int set_partitions(sl_broker *b, const char *topic, const char *group, lo
             free(nv);
             return 1;
         }
-        nv[i].committed = group ? sl_log_reader_position(nv[i].r) : -1;
+        nv[i].written = sl_log_reader_position(nv[i].r);
+        nv[i].committed = group ? nv[i].written : -1;
         if (!exit_at_end) (void)sl_log_reader_fd(nv[i].r); /* watch from the start */
     }
     if (group) commit_all(b, topic, group, *cp, *ncp); /* partitions given away */
@@ -678,7 +721,9 @@ int cli_consume(int argc, char **argv)
     while ((opt = jobs_getopt(argc, argv, ":hp:o:G:ec:f:", opts)) != -1) {
         const char *v = optarg;
         switch (opt) {
-        case O_DIR: dir = v; break;
+        case O_DIR:
+            if (jobs_dir_opt("consume", v, &dir)) return 2;
+            break;
         case 'p':
             if (jobs_int("consume", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part)) return 2;
             break;
@@ -725,9 +770,10 @@ int cli_consume(int argc, char **argv)
     cpart *cp = NULL;
     size_t ncp = 0;
     int32_t *parts = NULL;
-    if (sl_topic_describe(b, topic, &ti) < 0) {
+    int rc = sl_topic_describe(b, topic, &ti);
+    if (rc < 0) {
         fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
-        status = 1;
+        status = exit_for(rc);
         goto out;
     }
     if (part >= ti->partition_count) {
@@ -743,9 +789,9 @@ int cli_consume(int argc, char **argv)
     }
     size_t nparts = 0;
     if (group && part < 0) {
-        if (sl_group_join(&member, b, group, topic) < 0) {
+        if ((rc = sl_group_join(&member, b, group, topic)) < 0) {
             fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
-            status = strstr(sl_broker_errmsg(b), "name") ? 2 : 1;
+            status = exit_for(rc);
             goto out;
         }
         if (sl_group_member_assignment(member, parts, (size_t)ti->partition_count, &nparts) < 0) {
@@ -783,7 +829,6 @@ int cli_consume(int argc, char **argv)
         for (size_t k = 0; k < ncp && (count < 0 || printed < count); k++) {
             cpart *c = &cp[(rr + k) % ncp];
             sl_message m;
-            int rc;
             for (int burst = 0; burst < 4096 && (count < 0 || printed < count); burst++) {
                 rc = sl_log_reader_next(c->r, &m, 0);
                 if (rc == SL_EAGAIN) break;
@@ -801,13 +846,19 @@ int cli_consume(int argc, char **argv)
                 print_msg(fmt, topic, &m);
                 printed++;
                 any = true;
+                if (ferror(stdout)) { /* a full buffer could not be written */
+                    out_errno = errno;
+                    goto done;
+                }
             }
         }
         rr++;
-        if (ferror(stdout)) goto done; /* output_state() tells closed from failed */
+        /* Everything printed in this pass is out, or the output failed
+         * (output_state() tells closed from failed at done). */
+        if (output_state() != 0) goto done;
+        mark_written(cp, ncp);
         if (any) continue;
-        /* Idle: everything read so far is out; commit; maybe rebalance. */
-        if (fflush(stdout) != 0) goto done;
+        /* Idle: commit; maybe rebalance. */
         if ((status = commit_all(b, topic, group, cp, ncp))) goto done;
         if (exit_at_end) break;
         if (member) {
@@ -843,7 +894,9 @@ int cli_consume(int argc, char **argv)
 done:
     free(pfd);
     int os = output_state();
-    if (os == 0 && commit_all(b, topic, group, cp, ncp) && status == 0) status = 1;
+    if (os == 0) mark_written(cp, ncp);
+    /* Commit what was written, whatever happened after it. */
+    if (commit_all(b, topic, group, cp, ncp) && status == 0) status = 1;
     if (os < 0 && status == 0) status = 1;
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);

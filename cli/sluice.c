@@ -19,7 +19,8 @@
  * cli_output_closed reads), so writes
  * fail with EPIPE instead of killing the process; each command then ends
  * quietly with status 0, and the final flush of stdout here says nothing
- * either. Any other write error on stdout is reported and exits 1.
+ * either. Any other write error on stdout is reported and exits 1 (once: a
+ * command that has already failed has printed its own line).
  */
 #include <errno.h>
 #include <signal.h>
@@ -194,7 +195,8 @@ int main(int argc, char **argv)
     cli_catch_sigpipe();
     int status = dispatch(argc, argv);
     int flushed = fflush(stdout) == 0, e = errno;
-    if ((!flushed || ferror(stdout)) && !cli_output_closed()) {
+    /* A command that failed has said why already (one line per error). */
+    if ((!flushed || ferror(stdout)) && !cli_output_closed() && status == 0) {
         fprintf(stderr, "sluice: cannot write standard output%s%s\n", flushed ? "" : ": ",
                 flushed ? "" : strerror(e));
         if (status == 0) status = 1;

@@ -22,10 +22,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "engine/base/errmap.h"
+#include "engine/base/fsio.h"
 #include "sluice/connectors.h"
 #include "sluice/error.h"
 #include "sluice/operator.h"
@@ -33,9 +36,10 @@
 static pthread_mutex_t stdout_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct writer {
-    int fd;
+    int fd; /* -1 once closed by write_end */
     int is_stdout;
     sl_buf buf;
+    char path[256]; /* for messages (cut if longer) */
 } writer;
 
 static int write_open(sl_ctx *ctx, void **self)
@@ -49,14 +53,15 @@ static int write_open(sl_ctx *ctx, void **self)
     if (path) {
         int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
         if (sl_ctx_instance(ctx) == 0) flags |= O_TRUNC;
-        w->fd = open(path, flags, 0644);
+        w->fd = sli_fsio_open(path, flags, 0644);
         if (w->fd < 0) {
-            int e = errno;
+            int e = -w->fd;
             free(w);
             return sl_ctx_fail(ctx, sli_errno_code(e), "cannot open '%s' for writing: %s", path,
                                strerror(e));
         }
         w->is_stdout = 0;
+        snprintf(w->path, sizeof(w->path), "%s", path);
     }
     *self = w;
     return 0;
@@ -94,11 +99,37 @@ static int write_process(sl_ctx *ctx, void *self, sl_batch *in)
         }
         if (rc) return sl_ctx_fail(ctx, rc, "cannot format record: %s", sl_strerror(rc));
     }
-    if (w->is_stdout) pthread_mutex_lock(&stdout_lock);
-    int rc = write_all(w->fd, w->buf.ptr, w->buf.len);
-    if (w->is_stdout) pthread_mutex_unlock(&stdout_lock);
+    int rc;
+    if (w->is_stdout) {
+        pthread_mutex_lock(&stdout_lock);
+        rc = write_all(w->fd, w->buf.ptr, w->buf.len);
+        pthread_mutex_unlock(&stdout_lock);
+    } else {
+        rc = sli_fsio_write(w->fd, w->buf.ptr, w->buf.len);
+    }
     if (rc == -EPIPE) return sl_ctx_fail(ctx, SL_EPIPE, "output closed (broken pipe)");
-    if (rc) return sl_ctx_fail(ctx, SL_EIO, "write failed: %s", strerror(-rc));
+    if (rc)
+        return sl_ctx_fail(ctx, sli_errno_code(rc), "cannot write %s: %s",
+                           w->is_stdout ? "standard output" : w->path, strerror(-rc));
+    return 0;
+}
+
+/* End of input: make a file's contents durable and close it, reporting what
+ * fails (the job then fails). Another instance may still append to the same
+ * file; each fsyncs its own descriptor after its last write. */
+static int write_end(sl_ctx *ctx, void *self)
+{
+    writer *w = self;
+    if (!w || w->is_stdout || w->fd < 0) return 0;
+    struct stat st;
+    int rc = 0;
+    if (fstat(w->fd, &st) == 0 && S_ISREG(st.st_mode)) rc = sli_fsio_fsync(w->fd);
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) < 0 && rc == 0 && errno != EINTR) rc = -errno;
+    if (rc)
+        return sl_ctx_fail(ctx, sli_errno_code(rc), "cannot write %s: %s (at fsync or close)",
+                           w->path, strerror(-rc));
     return 0;
 }
 
@@ -106,7 +137,7 @@ static void write_close(void *self)
 {
     writer *w = self;
     if (!w) return;
-    if (!w->is_stdout) close(w->fd);
+    if (!w->is_stdout && w->fd >= 0) close(w->fd);
     sl_buf_free(&w->buf);
     free(w);
 }
@@ -115,6 +146,7 @@ const sl_operator sl_sink_write = {.version = SL_OPERATOR_VERSION,
                                    .kind = "write",
                                    .open = write_open,
                                    .process = write_process,
+                                   .end = write_end,
                                    .close = write_close};
 
 /* --- collector ----------------------------------------------------------------- */

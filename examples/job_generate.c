@@ -104,7 +104,7 @@ int job_generate(int argc, char **argv, const jobs_runner *run)
             break;
         case O_START: ret = jobs_int(cmd, "--start", optarg, 0, 1LL << 50, &o.start); break;
         case O_TOPIC: topic = optarg; break;
-        case O_DIR: dir = optarg; break;
+        case O_DIR: ret = jobs_dir_opt(cmd, optarg, &dir); break;
         default: ret = jobs_opt(cmd, opt, argv, &common); break;
         }
         if (ret == JOBS_HELP) {

@@ -331,7 +331,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
         switch (opt) {
         case O_INPUT: input = optarg; break;
         case O_TOPIC: topic = optarg; break;
-        case O_DIR: dir = optarg; break;
+        case O_DIR: ret = jobs_dir_opt(cmd, optarg, &dir); break;
         case O_OUT: out = optarg; break;
         case O_LATE_OUT: late_out = optarg; break;
         case O_AGG: agg_name = optarg; break;

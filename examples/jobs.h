@@ -119,5 +119,9 @@ int jobs_duration(const char *s, int allow_zero, int64_t *out);
 
 /* The broker directory: --dir DIR, else $SLUICE_DIR, else "./sluice-data". */
 const char *jobs_broker_dir(const char *flag_value);
+/* --dir's value v: sets *dir and returns 0, or, for an empty v (which must
+ * not fall back silently to the default), prints "sluice CMD: --dir needs a
+ * directory, not an empty string" and returns 2. */
+int jobs_dir_opt(const char *cmd, const char *v, const char **dir);
 
 #endif

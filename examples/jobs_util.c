@@ -154,6 +154,16 @@ int jobs_duration(const char *s, int allow_zero, int64_t *out)
     return 0;
 }
 
+int jobs_dir_opt(const char *cmd, const char *v, const char **dir)
+{
+    if (!*v) {
+        fprintf(stderr, "sluice %s: --dir needs a directory, not an empty string\n", cmd);
+        return 2;
+    }
+    *dir = v;
+    return 0;
+}
+
 const char *jobs_broker_dir(const char *flag_value)
 {
     if (flag_value && *flag_value) return flag_value;

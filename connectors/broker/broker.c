@@ -29,7 +29,13 @@
  *
  * Writers: the handle opens a partition's writer (log.c, with its flock) on
  * the first write to it and keeps it until sl_broker_close() or the topic's
- * deletion. Topics with fsync=interval get a flusher thread per handle that
+ * deletion. A producer takes a partition's lock only when it writes there:
+ * keyless records go round-robin over the partitions it can lock, skipping
+ * one that another process writes (tried again at most once a second), and
+ * wait for a lock only when every partition is held elsewhere; so several
+ * keyless producers share a topic (records with a key, or for a given
+ * partition, go where they must and fail if that partition has a writer).
+ * Topics with fsync=interval get a flusher thread per handle that
  * fdatasyncs every partition whose last sync is older than its interval.
  *
  * Partitioner: Kafka's murmur2 (Utils.murmur2 in the Java client), seed
@@ -426,8 +432,9 @@ nomem:
     return SL_ENOMEM;
 }
 
-/* The writer of one partition, opened (and locked) on first use. */
-static int get_writer(sl_broker *b, slb_wtopic *wt, int32_t p, slb_plog **out)
+/* The writer of one partition, opened (and locked) on first use; with wait,
+ * waits for another process's lock instead of failing with SL_EBUSY. */
+static int get_writer_wait(sl_broker *b, slb_wtopic *wt, int32_t p, bool wait, slb_plog **out)
 {
     if (p < 0 || p >= wt->conf.partitions) {
         slb_seterr(b->errmsg, "topic '%s' has no partition %d (it has %d: 0..%d)", wt->name, p,
@@ -442,7 +449,7 @@ static int get_writer(sl_broker *b, slb_wtopic *wt, int32_t p, slb_plog **out)
     slb_part_dir(pdir, sizeof pdir, b, wt->name, p);
     slb_plog *l;
     int rc =
-        slb_plog_open(&l, pdir, wt->name, p, &wt->conf, false, slb_plog_clean_locked, b->errmsg);
+        slb_plog_open(&l, pdir, wt->name, p, &wt->conf, wait, slb_plog_clean_locked, b->errmsg);
     if (rc < 0) return rc;
     pthread_mutex_lock(&b->mu);
     wt->parts[p] = l;
@@ -456,6 +463,11 @@ static int get_writer(sl_broker *b, slb_wtopic *wt, int32_t p, slb_plog **out)
     }
     *out = l;
     return 0;
+}
+
+static int get_writer(sl_broker *b, slb_wtopic *wt, int32_t p, slb_plog **out)
+{
+    return get_writer_wait(b, wt, p, false, out);
 }
 
 /* Check one record against the topic's rules. */
@@ -818,7 +830,8 @@ struct sl_producer {
     int64_t now_ms;    /* cached clock for records without a timestamp */
     unsigned now_uses; /* records stamped with now_ms since it was read */
     slb_wtopic *wt;
-    uint8_t *touched; /* partitions with buffered records */
+    uint8_t *touched;    /* partitions with buffered records */
+    int64_t *busy_until; /* keyless: another process writes it; skip until (mono ms) */
     char errmsg[SLB_ERRLEN];
 };
 
@@ -831,8 +844,11 @@ int sl_producer_open(sl_producer **out, sl_broker *b, const char *topic)
     if (rc < 0) return rc;
     sl_producer *p = calloc(1, sizeof *p);
     if (p) p->touched = calloc((size_t)wt->conf.partitions, 1);
-    if (!p || !p->touched) {
-        if (p) free(p);
+    if (p) p->busy_until = calloc((size_t)wt->conf.partitions, sizeof *p->busy_until);
+    if (!p || !p->touched || !p->busy_until) {
+        if (p) free(p->touched);
+        if (p) free(p->busy_until);
+        free(p);
         slb_seterr(b->errmsg, "out of memory");
         return SL_ENOMEM;
     }
@@ -840,6 +856,43 @@ int sl_producer_open(sl_producer **out, sl_broker *b, const char *topic)
     p->wt = wt;
     *out = p;
     return 0;
+}
+
+/* The partition for a keyless record: the next one round-robin that this
+ * handle writes already, or whose lock it can take now; a partition another
+ * process holds is skipped for a second. When every partition is held
+ * elsewhere, waits for the next one's lock. Only the slow path (a partition
+ * not yet open) reads the clock or touches a lock. */
+static int keyless_partition(sl_producer *p, int32_t *out)
+{
+    slb_wtopic *wt = p->wt;
+    uint32_t n = (uint32_t)wt->conf.partitions;
+    int64_t now = 0;
+    slb_plog *l;
+    int rc;
+    for (uint32_t tries = 0; tries < n; tries++) {
+        int32_t q = (int32_t)(wt->rr++ % n);
+        if (wt->parts[q]) {
+            *out = q;
+            return 0;
+        }
+        if (!now) now = sli_clock_mono_ms();
+        if (p->busy_until[q] > now) continue;
+        rc = get_writer(p->b, wt, q, &l);
+        if (rc == 0) {
+            *out = q;
+            return 0;
+        }
+        if (rc != SL_EBUSY) goto fail;
+        p->busy_until[q] = now + 1000;
+    }
+    int32_t q = (int32_t)(wt->rr++ % n);
+    if ((rc = get_writer_wait(p->b, wt, q, true, &l)) < 0) goto fail;
+    *out = q;
+    return 0;
+fail:
+    memcpy(p->errmsg, p->b->errmsg, sizeof p->errmsg);
+    return rc;
 }
 
 int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec, int64_t *offset)
@@ -859,9 +912,10 @@ int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec, in
     } else if ((rc = check_record(wt, rec, p->errmsg)) < 0) {
         return rc;
     }
-    if (partition == SL_PARTITION_ANY) {
-        partition = rec->key ? sl_partition_for_key(rec->key, rec->key_len, wt->conf.partitions)
-                             : (int32_t)(wt->rr++ % (uint32_t)wt->conf.partitions);
+    if (partition == SL_PARTITION_ANY && rec->key) {
+        partition = sl_partition_for_key(rec->key, rec->key_len, wt->conf.partitions);
+    } else if (partition == SL_PARTITION_ANY) {
+        if ((rc = keyless_partition(p, &partition)) < 0) return rc;
     } else if (partition < 0 || partition >= wt->conf.partitions) {
         slb_seterr(p->errmsg, "topic '%s' has no partition %d (it has %d: 0..%d)", wt->name,
                    partition, wt->conf.partitions, wt->conf.partitions - 1);
@@ -903,6 +957,7 @@ int sl_producer_close(sl_producer *p)
     if (!p) return 0;
     int rc = sl_producer_flush(p);
     free(p->touched);
+    free(p->busy_until);
     free(p);
     return rc;
 }

@@ -433,7 +433,8 @@ static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_
     remove_strays(pdir);
 
     if ((rc = slb_list_segments(pdir, &bases, &nb)) < 0) {
-        slb_seterr(err, "topic '%s' partition %d: cannot list %s", topic, partition, pdir);
+        slb_seterr(err, "topic '%s' partition %d: cannot list %s: %s", topic, partition, pdir,
+                   strerror(errno)); /* EMFILE: "Too many open files" */
         goto fail;
     }
     if (nb == 0) {
@@ -914,7 +915,7 @@ int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err)
     size_t n;
     int rc = slb_list_segments(pdir, &bases, &n);
     if (rc < 0) {
-        slb_seterr(err, "cannot list %s", pdir);
+        slb_seterr(err, "cannot list %s: %s", pdir, strerror(errno));
         return rc;
     }
     pi->segments = (int32_t)n;

@@ -183,8 +183,9 @@ static int list_segments(sl_log_reader *r, int64_t **bases, size_t *n)
 {
     int rc = slb_list_segments(r->pdir, bases, n);
     if (rc < 0) {
-        slb_seterr(r->errmsg, "topic '%s' partition %d: cannot list %s (topic deleted?)", r->topic,
-                   r->partition, r->pdir);
+        slb_seterr(r->errmsg, "topic '%s' partition %d: cannot list %s: %s%s", r->topic,
+                   r->partition, r->pdir, strerror(errno),
+                   rc == SL_ENOENT ? " (topic deleted?)" : "");
         return rc;
     }
     if (*n == 0) {

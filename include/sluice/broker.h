@@ -202,7 +202,9 @@ SL_API int sl_log_append(sl_broker *b, const char *topic, int32_t partition, con
  * sl_producer_close(). On failure *out is NULL and b's message says why. */
 SL_API int sl_producer_open(sl_producer **out, sl_broker *b, const char *topic);
 /* Queue one record (copied). partition SL_PARTITION_ANY chooses the partition
- * by murmur2 of the key, or round-robin without a key. *offset (may be NULL)
+ * by murmur2 of the key, or round-robin without a key: over the partitions
+ * that no other process writes (one writer per partition), waiting for one
+ * only when all have a writer. *offset (may be NULL)
  * gets the record's offset; the record is durable per the topic's policy only
  * after the next successful sl_producer_flush(). */
 SL_API int sl_producer_send(sl_producer *p, int32_t partition, const sl_record *rec,

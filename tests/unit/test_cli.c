@@ -10,7 +10,10 @@
  * naming it with status 2. Also: --explain prints the plan and runs nothing;
  * the one-line summary at the end of a job; a reader that closes the pipe ends
  * a job or a consumer quietly (status 0, nothing on stderr), and a group
- * consumer then commits nothing past what it wrote. No assertion depends on
+ * consumer then commits nothing past what it wrote. A real write error
+ * (/dev/full: ENOSPC; a file size limit: EFBIG) ends every command with one
+ * line naming it and status 1, and a group consumer then commits, per
+ * partition, nothing past the last record written. No assertion depends on
  * timing: the pipe tests read one line and close, so the writer, blocked on a
  * full pipe or not, must meet EPIPE.
  */
@@ -23,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <sluice/sluice.h> /* SL_PIPELINE_STATS_HAS_DIVERTED, when the engine counts them */
@@ -52,20 +57,31 @@ static char *slurp(const char *path, size_t *len)
     return b;
 }
 
-/* Run `sluice ARGS` with stdin from `in` (or /dev/null). */
-static result run(const char *in, const char *args)
+/* Run `sluice ARGS` with stdin from `in` (or /dev/null) and stdout to
+ * `out` (NULL: a file, returned in .out). */
+static result run_to(const char *in, const char *args, const char *out)
 {
     char cmd[4096], o[300], e[300];
     snprintf(o, sizeof(o), "%s/out", tmpdir);
     snprintf(e, sizeof(e), "%s/err", tmpdir);
-    snprintf(cmd, sizeof(cmd), "%s %s < %s > %s 2> %s", SLUICE_BIN, args, in ? in : "/dev/null", o,
-             e);
+    snprintf(cmd, sizeof(cmd), "%s %s < %s > %s 2> %s", SLUICE_BIN, args, in ? in : "/dev/null",
+             out ? out : o, e);
     int st = system(cmd);
     result r;
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    r.out = slurp(o, &r.out_len);
+    if (out) {
+        r.out = calloc(1, 1);
+        r.out_len = 0;
+    } else {
+        r.out = slurp(o, &r.out_len);
+    }
     r.err = slurp(e, NULL);
     return r;
+}
+
+static result run(const char *in, const char *args)
+{
+    return run_to(in, args, NULL);
 }
 
 static void result_free(result *r)
@@ -501,6 +517,173 @@ static void test_broken_pipe(void **state)
     result_free(&r);
 }
 
+/* --- a failing standard output ------------------------------------------------------------ */
+
+/* Every command whose standard output fails (/dev/full: ENOSPC) exits 1 with
+ * one line naming the error, never 0 with the output lost. */
+static void test_output_full(void **state)
+{
+    char args[600], in[300];
+    snprintf(args, sizeof(args), "topic create full --partitions 2 --dir=%s/full", tmpdir);
+    result r = run(NULL, args);
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    snprintf(in, sizeof(in), "%s/full-input", tmpdir);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 100; i++) fprintf(f, "%d,k%d,%d\n", i * 10, i % 7, i);
+    fclose(f);
+    snprintf(args, sizeof(args), "produce full --dir=%s/full", tmpdir);
+    r = run(in, args);
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+
+    static const char *const cmds[] = {
+        "run generate --events 1000",
+        "run generate --events 1000 --topic full --dir=%s/none --explain",
+        "run wordcount",
+        "run window-agg --window tumbling:100 --delay 0",
+        "run ysb --events 3000",
+        "consume full --dir=%s/full -e",
+        "consume full --dir=%s/full -e -c 5",
+        "consume full --dir=%s/full -e -G g",
+        "topic list --dir=%s/full",
+        "topic describe full --dir=%s/full",
+        "jobs",
+        "--version",
+    };
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        snprintf(args, sizeof(args), cmds[i], tmpdir);
+        r = run_to(in, args, "/dev/full");
+        int ok = r.status == 1 && count_lines(r.err) == 1 &&
+                 strstr(r.err, "No space left on device") && !strncmp(r.err, "sluice", 6);
+        if (!ok) fprintf(stderr, "%s > /dev/full: status %d, stderr '%s'\n", args, r.status, r.err);
+        assert_true(ok);
+        result_free(&r);
+    }
+    /* a file given to a job's sink */
+    r = run(in, "run window-agg --window tumbling:100 --delay 0 --out /dev/full");
+    if (r.status != 1 || count_lines(r.err) != 1 || !strstr(r.err, "/dev/full"))
+        fprintf(stderr, "--out /dev/full: status %d, stderr '%s'\n", r.status, r.err);
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "cannot write /dev/full: No space left on device"));
+    result_free(&r);
+
+    /* the group wrote nothing: it committed nothing, and reads it all again */
+    snprintf(args, sizeof(args), "consume full --dir=%s/full -e -G g -f '%%p %%o\\n'", tmpdir);
+    r = run(NULL, args);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 100);
+    result_free(&r);
+}
+
+/* Run `sluice ARGS` with stdout to the file `out`, which may grow to `limit`
+ * bytes (RLIMIT_FSIZE, SIGXFSZ ignored: a write past it fails with EFBIG).
+ * Returns the exit status; *err gets stderr. */
+static int run_limited(const char *args, const char *out, rlim_t limit, char **err)
+{
+    char cmd[2048], efile[300];
+    snprintf(cmd, sizeof(cmd), "exec %s %s > %s", SLUICE_BIN, args, out);
+    snprintf(efile, sizeof(efile), "%s/limit-err", tmpdir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {limit, limit};
+        if (!freopen(efile, "w", stderr) || !freopen("/dev/null", "r", stdin)) _exit(99);
+        signal(SIGXFSZ, SIG_IGN);
+        if (setrlimit(RLIMIT_FSIZE, &rl) < 0) _exit(97);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(98);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    *err = slurp(efile, NULL);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Last offset of each of 4 partitions in complete "P O ..." lines of text
+ * (-1: none); a cut last line does not count. */
+static void last_offsets(const char *text, long last[4])
+{
+    for (int p = 0; p < 4; p++) last[p] = -1;
+    for (const char *l = text; *l;) {
+        const char *nl = strchr(l, '\n');
+        if (!nl) break;
+        int p;
+        long o;
+        if (sscanf(l, "%d %ld", &p, &o) == 2 && p >= 0 && p < 4) {
+            assert_true(o == last[p] + 1); /* in order, no gap, within a partition */
+            last[p] = o;
+        }
+        l = nl + 1;
+    }
+}
+
+/* A group consumer whose output fails half way (a file size limit) exits 1
+ * and commits, per partition, what it wrote: not more (the next member reads
+ * on from there, nothing lost) and not nothing (the progress before the
+ * failure is kept). */
+static void test_output_fails_half_way(void **state)
+{
+    char args[600], in[300], out[300];
+    snprintf(args, sizeof(args), "topic create half --partitions 4 --dir=%s/half", tmpdir);
+    result r = run(NULL, args);
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    snprintf(in, sizeof(in), "%s/half-input", tmpdir);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 40000; i++) fprintf(f, "%05d %090d\n", i, 0); /* 97 bytes a line */
+    fclose(f);
+    snprintf(args, sizeof(args), "produce half --dir=%s/half", tmpdir);
+    r = run(in, args);
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+
+    /* 10000 records a partition of about 100 bytes a line: 4 MB in all; the
+     * limit lets about half of it through. */
+    snprintf(out, sizeof(out), "%s/half-out", tmpdir);
+    snprintf(args, sizeof(args), "consume half --dir=%s/half -e -G g -f '%%p %%o %%s\\n'", tmpdir);
+    char *err;
+    int st = run_limited(args, out, 2u << 20, &err);
+    if (st != 1 || count_lines(err) != 1 || !strstr(err, "File too large"))
+        fprintf(stderr, "consume -G, output limited: status %d, stderr '%s'\n", st, err);
+    assert_int_equal(st, 1);
+    assert_int_equal(count_lines(err), 1);
+    assert_non_null(strstr(err, "sluice consume: cannot write standard output: File too large"));
+    free(err);
+    size_t n;
+    char *first = slurp(out, &n);
+    assert_true(n >= (2u << 20) - 4096 && n <= 2u << 20);
+    long written[4];
+    last_offsets(first, written);
+    free(first);
+
+    /* where the group resumes, partition by partition */
+    snprintf(args, sizeof(args), "consume half --dir=%s/half -e -G g -f '%%p %%o\\n'", tmpdir);
+    r = run(NULL, args);
+    assert_int_equal(r.status, 0);
+    long resumed[4] = {-1, -1, -1, -1}, progress = 0;
+    for (const char *l = r.out; *l; l = strchr(l, '\n') + 1) {
+        int p;
+        long o;
+        assert_int_equal(sscanf(l, "%d %ld", &p, &o), 2);
+        assert_true(p >= 0 && p < 4);
+        if (resumed[p] < 0) resumed[p] = o;
+    }
+    result_free(&r);
+    for (int p = 0; p < 4; p++) {
+        long from = resumed[p] < 0 ? 10000 : resumed[p];
+        if (from > written[p] + 1)
+            fprintf(stderr, "partition %d: committed %ld, but only up to %ld was written\n", p,
+                    from, written[p]);
+        assert_true(from <= written[p] + 1); /* nothing committed that was not written */
+        progress += from;
+    }
+    assert_true(progress > 0); /* what was written before the failure stays committed */
+}
+
 static int setup(void **state)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/sluice-test-cli-XXXXXX");
@@ -522,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),           cmocka_unit_test(test_version_and_jobs),
         cmocka_unit_test(test_option_forms),        cmocka_unit_test(test_explain),
         cmocka_unit_test(test_summary_line),        cmocka_unit_test(test_broken_pipe),
+        cmocka_unit_test(test_output_full),         cmocka_unit_test(test_output_fails_half_way),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
