@@ -21,7 +21,8 @@
  *
  * Per record: one state lookup (hash first, key bytes only on a hash match)
  * and one add(). With SL_AGG_EMIT_UPDATES the new result is emitted after
- * every record; with SL_AGG_EMIT_FINAL once per key when the input ends.
+ * every record; with SL_AGG_EMIT_FINAL once per key when the input ends
+ * (not when it is cut by a cancel: sl_ctx_end_canceled, nothing partial).
  * Output records are [result size | reserved | result | key bytes]
  * (sluice/operators.h draws the layout): the record says how long its
  * result is, so readers need not be told.
@@ -342,7 +343,9 @@ static int agg_end(sl_ctx *ctx, void *self)
 {
     agg_self *s = self;
     const sl_agg_conf *c = sl_ctx_conf(ctx);
-    if (c->emit != SL_AGG_EMIT_FINAL) return 0;
+    /* Canceled: the input was cut, so "final" results would be partial
+     * counts that look complete: emit none. */
+    if (c->emit != SL_AGG_EMIT_FINAL || sl_ctx_end_canceled(ctx)) return 0;
     size_t it = 0;
     sl_state_entry e;
     while (sl_state_next(s->acc, &it, &e)) {

@@ -131,7 +131,7 @@ typedef struct sl_agg_value {
  * one (final); hash is the key hash. */
 typedef enum sl_agg_emit {
     SL_AGG_EMIT_UPDATES = 0, /* after every record, like a Flink keyed aggregate */
-    SL_AGG_EMIT_FINAL = 1    /* once per key at the end of the input */
+    SL_AGG_EMIT_FINAL = 1    /* once per key at the end of the input (none on a cancel) */
 } sl_agg_emit;
 
 typedef struct sl_agg_conf {
