@@ -9,6 +9,7 @@
  * -> collector; and a sink that records what sl_ctx_end_canceled() says in
  * its end(). Table-driven over threads and window/aggregate parallelism
  * (1 and 3: the END's cancel flag crosses channels, not only chained calls).
+ * A second test joins two sources: the canceled input holds its watermark.
  *
  * Canceled after K = 250: the windows [0,100) and [100,200) that the
  * watermark completed are emitted, complete; [200,300) is NOT (the old
@@ -170,10 +171,92 @@ static void test_cancel_fires_nothing_incomplete(void **state)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) run_row(&rows[i]);
 }
 
+/* Two inputs. Source "far" announces watermark 10000 and then has nothing
+ * (WAIT) until the cancel stops it; source "near" waits until "far" has
+ * announced, replays ts 0..249 and cancels. A two-input pass-through joins
+ * them before the window. The canceled "near" input must keep its last
+ * watermark (249) in the join's minimum: were it dropped as an input that
+ * has ended, "far"'s 10000 would fire [200, 300) with half its records.
+ * (Whether "far"'s watermark reaches the join before or after "near"'s
+ * end, the old engine fires it: no timing involved.) */
+typedef struct two {
+    script near;
+    int far_announced; /* atomic */
+} two;
+
+static int far_poll(sl_ctx *ctx, void *self, uint32_t max)
+{
+    two *t = sl_ctx_conf(ctx);
+    if (__atomic_load_n(&t->far_announced, __ATOMIC_SEQ_CST)) return SL_POLL_WAIT;
+    if (sl_ctx_watermark(ctx, 10000)) return sl_ctx_error(ctx);
+    __atomic_store_n(&t->far_announced, 1, __ATOMIC_SEQ_CST);
+    return SL_POLL_MORE;
+}
+static int near_poll(sl_ctx *ctx, void *self, uint32_t max)
+{
+    two *t = sl_ctx_conf(ctx);
+    if (!__atomic_load_n(&t->far_announced, __ATOMIC_SEQ_CST)) return SL_POLL_WAIT;
+    if (t->near.next >= t->near.n) return SL_POLL_END;
+    int64_t ts = t->near.next++;
+    rec r = {1, ts};
+    if (sl_emit_copy(ctx, ts, 0, &r, sizeof(r))) return sl_ctx_error(ctx);
+    if (sl_ctx_watermark(ctx, ts)) return sl_ctx_error(ctx);
+    if (t->near.next == t->near.cancel_after) sl_pipeline_cancel(t->near.p);
+    return SL_POLL_MORE;
+}
+static const sl_source far_src = {
+    .version = SL_SOURCE_VERSION, .kind = "far", .open = script_open, .poll = far_poll};
+static const sl_source near_src = {
+    .version = SL_SOURCE_VERSION, .kind = "near", .open = script_open, .poll = near_poll};
+
+static int pass_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    return sl_forward(ctx, in);
+}
+static const sl_operator pass_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "pass", .process = pass_process};
+
+static void test_cancel_holds_watermark_of_other_inputs(void **state)
+{
+    for (int threads = 1; threads <= 2; threads++) {
+        two t = {{NULL, 1000, 250, 0}, 0};
+        sl_collector *win = sl_collector_new();
+        sl_pipeline *p = sl_pipeline_new();
+        t.near.p = p;
+        sl_pipeline_set_threads(p, threads);
+        sl_pipeline_set_parallelism(p, 1);
+        sl_stream *in[2] = {sl_pipeline_source(p, "near", &near_src, &t, sizeof(rec), NULL),
+                            sl_pipeline_source(p, "far", &far_src, &t, sizeof(rec), NULL)};
+        sl_stream *j = sl_stream_apply_n(in, 2, "join", &pass_op, NULL, sizeof(rec));
+        sl_stream *k = sl_stream_key_by(j, "key", key_of, NULL);
+        sl_window_conf wc = sl_window_tumbling(100, 0);
+        wc.agg = &sl_agg_count;
+        sl_stream_sink(sl_stream_window(k, "win", &wc), "out", &sl_sink_collect, win);
+        int rc = sl_pipeline_start(p);
+        if (!rc) rc = sl_pipeline_wait(p, WAIT_MS);
+        if (rc == SL_EAGAIN) fail_msg("pipeline did not finish: hang");
+        if (rc) fail_msg("run failed: %s", sl_pipeline_errmsg(p));
+        for (size_t i = 0; i < sl_collector_count(win); i++) {
+            sl_window_result w = sl_window_out(sl_collector_get(win, i, NULL));
+            int64_t v;
+            memcpy(&v, w.result, 8);
+            if (w.start >= 200 || v != 100)
+                fail_msg("threads %d: window [%" PRId64 ", %" PRId64 ") emitted with %" PRId64
+                         " records after the cancel",
+                         threads, w.start, w.end, v);
+        }
+        assert_int_equal(sl_collector_count(win), 2);
+        assert_int_equal(sl_pipeline_canceled(p), 1);
+        sl_pipeline_free(p);
+        sl_collector_free(win);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cancel_fires_nothing_incomplete),
+        cmocka_unit_test(test_cancel_holds_watermark_of_other_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
