@@ -18,8 +18,9 @@
  *   BARRIER(n) -> alignment: the channel is held until BARRIER(n) came on
  *                 every open channel; then every instance of the chain is
  *                 snapshotted and the barrier passes on
- *   END(c)     -> when every channel has ended: watermark +inf, end() of each
- *                 instance in chain order, END on every output channel
+ *   END(c)     -> when every channel has ended: watermark +inf (not when c,
+ *                 a cancel: below), end() of each instance in chain order,
+ *                 END(c) on every output channel
  *
  * Cancel. END carries a flag (the message value): 0 is the end of the input,
  * 1 a cancel (sl_pipeline_cancel): the source stopped before the end of its
