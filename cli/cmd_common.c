@@ -6,8 +6,13 @@
  * depend on the CLI.
  *
  * Signals: the handler only calls sl_pipeline_cancel() (one atomic store),
- * so the sources stop and what is in flight drains to the sinks; a second
- * signal exits at once with status 128 + signal. SIGPIPE does not kill the
+ * so the sources stop and what is in flight drains to the sinks; windows and
+ * final results that the input did not complete are not emitted (the engine
+ * does not advance the watermark to +inf on a cancel). The run then says so
+ * on stderr, prints its summary, and exits with 128 + signal (130 for
+ * SIGINT, 143 for SIGTERM, as shells report a job killed by it), never 0:
+ * its output is not the complete result. A second signal exits at once with
+ * status 128 + signal. SIGPIPE does not kill the
  * process (main() handles it, cli/sluice.c): a sink that writes to a pipe
  * whose reader has gone gets EPIPE and fails with SL_EPIPE, which ends the
  * job quietly with status 0 (as ripgrep and git do): no error, no summary.
@@ -15,7 +20,8 @@
  * Progress: only when stderr is a terminal and the run has lasted a second,
  * redrawn every 250 ms on one line, erased at the end. The summary line is
  * printed whether stderr is a terminal or not, after a successful run or one
- * stopped by a signal; a failed run prints its error line instead:
+ * stopped by a signal (then after a line saying so); a failed run prints its
+ * error line instead:
  *
  *   sluice run window-agg: 1000000 in, 4021 out, 0 late, 0 dead letters, 0.42 s, 2.38 M/s
  *
@@ -51,11 +57,12 @@ int cli_output_closed(void)
 }
 
 static sl_pipeline *volatile running;
-static volatile sig_atomic_t signals_seen;
+static volatile sig_atomic_t signals_seen, first_signal;
 
 static void on_signal(int sig)
 {
     if (signals_seen++) _exit(128 + sig);
+    first_signal = sig;
     if (running) sl_pipeline_cancel(running);
 }
 
@@ -124,6 +131,7 @@ int cli_run_pipeline(sl_pipeline *p, const char *cmd)
     sigemptyset(&sa.sa_mask);
     running = p;
     signals_seen = 0;
+    first_signal = 0;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
 
@@ -150,8 +158,20 @@ int cli_run_pipeline(sl_pipeline *p, const char *cmd)
                 *sl_pipeline_errmsg(p) ? sl_pipeline_errmsg(p) : sl_strerror(rc));
         return 1;
     }
-    if (signals_seen)
-        fprintf(stderr, "sluice %s: stopped by signal; results so far written\n", cmd);
+    if (signals_seen) {
+        int sig = first_signal;
+        const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+        if (sl_pipeline_canceled(p))
+            fprintf(stderr,
+                    "sluice %s: canceled by %s: the input was cut short; results written so far "
+                    "are complete, windows and totals the input did not complete were not "
+                    "emitted\n",
+                    cmd, name);
+        else
+            fprintf(stderr, "sluice %s: canceled by %s after the input had ended\n", cmd, name);
+        summary(p, cmd);
+        return 128 + sig;
+    }
     summary(p, cmd);
     return 0;
 }

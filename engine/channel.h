@@ -62,7 +62,8 @@ typedef struct sl_channel {
     int64_t wm;
     int idle;
     int ended;
-    int aligned; /* holds back input until the barrier is aligned */
+    int end_canceled; /* ended by a cancel: its watermark holds (task.c) */
+    int aligned;      /* holds back input until the barrier is aligned */
 } sl_channel;
 
 int sli_channel_new(sl_channel **out, size_t credits);

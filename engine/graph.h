@@ -109,6 +109,7 @@ struct sl_pipeline {
     atomic_int tasks_done;
     atomic_int failed;
     atomic_int canceled;
+    atomic_int cancel_cut; /* a source stopped before its end (sl_pipeline_canceled) */
     double t_start;
     double elapsed;
     /* counted per batch in deliver() (task.c), read by sl_pipeline_stats_get */

@@ -191,6 +191,11 @@ void sl_pipeline_cancel(sl_pipeline *p)
     if (p) atomic_store(&p->canceled, 1);
 }
 
+int sl_pipeline_canceled(const sl_pipeline *p)
+{
+    return p ? atomic_load(&((sl_pipeline *)p)->cancel_cut) : 0;
+}
+
 void sli_pipeline_inject_barrier(sl_pipeline *p, uint64_t id)
 {
     for (int i = 0; i < p->n_tasks; i++) {

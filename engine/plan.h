@@ -65,6 +65,7 @@ struct sl_ctx {
     int64_t wm;              /* input watermark seen by this instance */
     struct sli_srcinst *src; /* sources: the split readers (source.c) */
     int ended;
+    int end_canceled; /* end() came from a cancel, not the end of input */
     int is_sink;
     sl_port out[SL_MAX_PORTS];
     sl_key_fn in_key[SL_MAX_INPUTS];
@@ -95,6 +96,7 @@ typedef struct sl_task {
     sl_channel **out;                /* output channels, for draining pending messages */
     int in_next;                     /* round-robin start */
     int n_open_in;                   /* inputs not yet at end of stream */
+    int in_canceled;                 /* an input ended by a cancel: so does this task */
     int64_t wm;                      /* min over active inputs */
     int blocked;                     /* pending output: waits for credit */
     int finished;                    /* end of stream sent and drained */

@@ -18,8 +18,21 @@
  *   BARRIER(n) -> alignment: the channel is held until BARRIER(n) came on
  *                 every open channel; then every instance of the chain is
  *                 snapshotted and the barrier passes on
- *   END        -> when every channel has ended: watermark +inf, end() of each
- *                 instance in chain order, END on every output channel
+ *   END(c)     -> when every channel has ended: watermark +inf (not when c,
+ *                 a cancel: below), end() of each instance in chain order,
+ *                 END(c) on every output channel
+ *
+ * Cancel. END carries a flag (the message value): 0 is the end of the input,
+ * 1 a cancel (sl_pipeline_cancel): the source stopped before the end of its
+ * input. A canceled END does NOT move the watermark to +inf: what is in
+ * flight drains to the sinks, but windows and timers that the input did not
+ * complete never fire (as in Flink). A channel that ended canceled keeps
+ * its last watermark in the task's minimum (it is not dropped from it as a
+ * finished input is), so the other inputs cannot push the watermark past
+ * what it delivered; a task with any canceled input ends canceled and sends
+ * END(1) on. end() still runs, and sl_ctx_end_canceled() tells it which end
+ * this is, so an operator that emits at the end (a final aggregate, a
+ * sorting sink) emits nothing partial as if complete.
  *
  * At the end of an activation partly filled output batches are flushed, so a
  * slow stream is not held back waiting for a full batch.
@@ -364,15 +377,22 @@ static int inst_watermark(struct sl_ctx *c, int64_t wm)
     return inst_control_out(c, SL_MSG_WATERMARK, wm, inst_watermark);
 }
 
-static int inst_end(struct sl_ctx *c, int64_t unused)
+/* End of the instance's input: complete (canceled 0: watermark +inf first)
+ * or cut by a cancel (canceled 1: the watermark stays). */
+static int inst_end(struct sl_ctx *c, int64_t canceled)
 {
-    (void)unused;
-    int rc = inst_watermark(c, SL_TIME_MAX);
+    int rc = canceled ? 0 : inst_watermark(c, SL_TIME_MAX);
     if (rc) return rc;
+    c->end_canceled = canceled != 0;
     const sl_operator *op = c->node->op;
     if (op && op->end && (rc = op->end(c, c->self)) != 0) return callback_failed(c, "end", rc);
     c->ended = 1;
-    return inst_control_out(c, SL_MSG_END, 0, inst_end);
+    return inst_control_out(c, SL_MSG_END, canceled != 0, inst_end);
+}
+
+int sl_ctx_end_canceled(const sl_ctx *c)
+{
+    return c->end_canceled;
 }
 
 /* Snapshot hook of every instance of the chain, then the barrier passes on. */
@@ -404,7 +424,7 @@ static int64_t inputs_watermark(sl_task *t, int *any_active)
     *any_active = 0;
     for (int i = 0; i < t->n_in; i++) {
         sl_channel *ch = t->in[i];
-        if (ch->ended || ch->idle) continue;
+        if (ch->ended ? !ch->end_canceled : ch->idle) continue; /* a canceled one holds */
         *any_active = 1;
         if (ch->wm < wm) wm = ch->wm;
     }
@@ -470,9 +490,10 @@ static int handle_msg(sl_task *t, sl_channel *ch, sl_msg *m)
         return check_alignment(t);
     case SL_MSG_END: {
         ch->ended = 1;
+        if (m->value) ch->end_canceled = t->in_canceled = 1;
         int rc = 0;
         if (--t->n_open_in == 0) {
-            rc = inst_end(t->root, 0);
+            rc = inst_end(t->root, t->in_canceled);
             t->ended = 1;
         } else {
             rc = task_advance_watermark(t);
@@ -507,9 +528,11 @@ static int take_input(sl_task *t)
 
 /* --- sources ------------------------------------------------------------------ */
 
-static int source_end(sl_task *t)
+/* canceled: the source stops before the end of its input (a cancel). */
+static int source_end(sl_task *t, int canceled)
 {
-    int rc = inst_end(t->root, 0);
+    if (canceled) atomic_store(&t->p->cancel_cut, 1);
+    int rc = inst_end(t->root, canceled);
     t->ended = 1;
     return rc;
 }
@@ -527,7 +550,7 @@ static int source_step(sl_task *t)
         if (rc) return rc;
     }
     if (atomic_load_explicit(&p->canceled, memory_order_relaxed)) {
-        int rc = source_end(t);
+        int rc = source_end(t, 1);
         return rc ? rc : 0;
     }
     int r = t->src_step(c);
@@ -539,8 +562,8 @@ static int source_step(sl_task *t)
     switch (r) {
     case SL_POLL_MORE: return 1;
     case SL_POLL_WAIT: t->waiting = 1; return 0;
-    default: {
-        int rc = source_end(t);
+    default: { /* the reader's end; under a cancel it may be one it made */
+        int rc = source_end(t, atomic_load_explicit(&p->canceled, memory_order_relaxed));
         return rc ? rc : 0;
     }
     }

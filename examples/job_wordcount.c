@@ -8,6 +8,11 @@
  *     -> sink "sorted" (parallelism 1): keeps the counts, and at the end
  *        prints `word<TAB>count` lines by count descending, then word
  *        bytewise ascending.
+ *
+ * Canceled (Ctrl-C, SIGTERM): the counts would be those of a part of the
+ * input, indistinguishable from complete ones, so nothing is printed: the
+ * aggregate emits no final results on a cancel, and the sink checks too
+ * (sl_ctx_end_canceled); the runner says the job was canceled.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -103,6 +108,7 @@ static int by_count_then_word(const void *a, const void *b)
 static int sorter_end(sl_ctx *ctx, void *self)
 {
     sorter *s = self;
+    if (sl_ctx_end_canceled(ctx)) return 0; /* partial counts: print none */
     size_t n = s->entries.len / sizeof(entry);
     entry *e = (entry *)s->entries.ptr;
     sort_words = s->words.ptr; /* one sink instance: qsort has no user pointer */

@@ -21,7 +21,8 @@
  *
  * Per record: one state lookup (hash first, key bytes only on a hash match)
  * and one add(). With SL_AGG_EMIT_UPDATES the new result is emitted after
- * every record; with SL_AGG_EMIT_FINAL once per key when the input ends.
+ * every record; with SL_AGG_EMIT_FINAL once per key when the input ends
+ * (not when it is cut by a cancel: sl_ctx_end_canceled, nothing partial).
  * Output records are [result size | reserved | result | key bytes]
  * (sluice/operators.h draws the layout): the record says how long its
  * result is, so readers need not be told.
@@ -30,6 +31,8 @@
  * (and, for SL_AGG_UD_VALUE aggregates, the sl_agg_value its ud points to),
  * so the caller's conf may be a stack variable.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "sluice/error.h"
@@ -41,19 +44,14 @@
 
 /* --- built-in aggregates ----------------------------------------------------- */
 
-static inline int64_t value_of(const void *rec, uint32_t len, const void *ud)
+/* Saturating int64 addition: what count's and sum's own add() and merge()
+ * do when called directly (they cannot report an error); operators that run
+ * them inline check instead (see the overflow rule in sluice/operators.h). */
+static inline int64_t sat_add(int64_t a, int64_t b)
 {
-    const sl_agg_value *v = ud;
-    int64_t x;
-    if (!v) {
-        if (len < 8) return 0;
-        memcpy(&x, rec, 8);
-        return x;
-    }
-    if (v->fn) return v->fn(rec, len, v->ud);
-    if ((uint64_t)v->offset + 8 > len) return 0;
-    memcpy(&x, (const uint8_t *)rec + v->offset, 8);
-    return x;
+    int64_t r;
+    if (!__builtin_add_overflow(a, b, &r)) return r;
+    return b > 0 ? INT64_MAX : INT64_MIN;
 }
 
 static void i64_zero(void *acc, const void *ud)
@@ -67,15 +65,15 @@ static void i64_result(const void *acc, void *out, const void *ud)
 
 static void count_add(void *acc, const void *rec, uint32_t len, int64_t ts, const void *ud)
 {
-    ++*(int64_t *)acc;
+    *(int64_t *)acc = sat_add(*(int64_t *)acc, 1);
 }
 static void sum_merge(void *acc, const void *o, const void *ud)
 {
-    *(int64_t *)acc += *(const int64_t *)o;
+    *(int64_t *)acc = sat_add(*(int64_t *)acc, *(const int64_t *)o);
 }
 static void sum_add(void *acc, const void *rec, uint32_t len, int64_t ts, const void *ud)
 {
-    *(int64_t *)acc += value_of(rec, len, ud);
+    *(int64_t *)acc = sat_add(*(int64_t *)acc, sli_agg_value(rec, len, ud));
 }
 
 static void min_init(void *acc, const void *ud)
@@ -84,7 +82,7 @@ static void min_init(void *acc, const void *ud)
 }
 static void min_add(void *acc, const void *rec, uint32_t len, int64_t ts, const void *ud)
 {
-    int64_t v = value_of(rec, len, ud);
+    int64_t v = sli_agg_value(rec, len, ud);
     if (v < *(int64_t *)acc) *(int64_t *)acc = v;
 }
 static void min_merge(void *acc, const void *o, const void *ud)
@@ -98,7 +96,7 @@ static void max_init(void *acc, const void *ud)
 }
 static void max_add(void *acc, const void *rec, uint32_t len, int64_t ts, const void *ud)
 {
-    int64_t v = value_of(rec, len, ud);
+    int64_t v = sli_agg_value(rec, len, ud);
     if (v > *(int64_t *)acc) *(int64_t *)acc = v;
 }
 static void max_merge(void *acc, const void *o, const void *ud)
@@ -106,10 +104,24 @@ static void max_merge(void *acc, const void *o, const void *ud)
     if (*(const int64_t *)o > *(int64_t *)acc) *(int64_t *)acc = *(const int64_t *)o;
 }
 
+/* avg: a 128-bit sum (two int64 words, low word first, so the accumulator
+ * needs no 16-byte alignment) and a count. 2^63 values of magnitude 2^63
+ * sum to 2^126: the sum cannot overflow, and the result is the double
+ * nearest to sum / n (both converted once). */
 typedef struct avg_acc {
-    int64_t sum;
+    uint64_t lo;
+    int64_t hi;
     int64_t n;
 } avg_acc;
+static inline __int128 avg_sum(const avg_acc *a)
+{
+    return (__int128)(((unsigned __int128)(uint64_t)a->hi << 64) | a->lo);
+}
+static inline void avg_set(avg_acc *a, __int128 s)
+{
+    a->lo = (uint64_t)s;
+    a->hi = (int64_t)(s >> 64);
+}
 static void avg_init(void *acc, const void *ud)
 {
     memset(acc, 0, sizeof(avg_acc));
@@ -117,20 +129,26 @@ static void avg_init(void *acc, const void *ud)
 static void avg_add(void *acc, const void *rec, uint32_t len, int64_t ts, const void *ud)
 {
     avg_acc *a = acc;
-    a->sum += value_of(rec, len, ud);
+    avg_set(a, avg_sum(a) + sli_agg_value(rec, len, ud));
     a->n++;
 }
 static void avg_merge(void *acc, const void *o, const void *ud)
 {
     avg_acc *a = acc;
     const avg_acc *b = o;
-    a->sum += b->sum;
+    avg_set(a, avg_sum(a) + avg_sum(b));
     a->n += b->n;
 }
 static void avg_result(const void *acc, void *out, const void *ud)
 {
     const avg_acc *a = acc;
-    double r = a->n ? (double)a->sum / (double)a->n : 0.0;
+    double r = 0.0;
+    if (a->n) {
+        /* sum / n exactly in 128 bits, then the remainder: no rounding of
+         * the sum to a double before the division. */
+        __int128 s = avg_sum(a), q = s / a->n, rem = s % a->n;
+        r = (double)q + (double)rem / (double)a->n;
+    }
     memcpy(out, &r, sizeof(r));
 }
 
@@ -151,7 +169,7 @@ const sl_aggregate sl_agg_sum = {SL_AGGREGATE_VERSION,
                                  sum_add,
                                  sum_merge,
                                  i64_result,
-                                 SL_AGG_INT64_SUM | SL_AGG_UD_VALUE};
+                                 SL_AGG_INT64_SUM | SL_AGG_ADD_VALUE | SL_AGG_UD_VALUE};
 const sl_aggregate sl_agg_min = {
     SL_AGGREGATE_VERSION, "min", 8, 8, min_init, min_add, min_merge, i64_result, SL_AGG_UD_VALUE};
 const sl_aggregate sl_agg_max = {
@@ -177,11 +195,16 @@ const char *sli_agg_invalid(const sl_aggregate *a)
     if (a->version != 1 && a->version != SL_AGGREGATE_VERSION) return "has an unknown version";
     if (!a->init || !a->add || !a->result) return "needs init(), add() and result()";
     uint32_t f = sl_agg_flags(a);
-    if (f & ~(SL_AGG_INT64_SUM | SL_AGG_ADD_ONE | SL_AGG_UD_VALUE)) return "has unknown flags";
+    if (f & ~(SL_AGG_INT64_SUM | SL_AGG_ADD_ONE | SL_AGG_ADD_VALUE | SL_AGG_UD_VALUE))
+        return "has unknown flags";
     if ((f & SL_AGG_INT64_SUM) && (a->acc_size != 8 || a->result_size != 8))
         return "has SL_AGG_INT64_SUM but acc_size or result_size is not 8";
     if ((f & SL_AGG_ADD_ONE) && !(f & SL_AGG_INT64_SUM))
         return "has SL_AGG_ADD_ONE without SL_AGG_INT64_SUM";
+    if ((f & SL_AGG_ADD_VALUE) && (f & (SL_AGG_INT64_SUM | SL_AGG_UD_VALUE | SL_AGG_ADD_ONE)) !=
+                                      (SL_AGG_INT64_SUM | SL_AGG_UD_VALUE))
+        return "has SL_AGG_ADD_VALUE without SL_AGG_INT64_SUM and SL_AGG_UD_VALUE (or with "
+               "SL_AGG_ADD_ONE)";
     return NULL;
 }
 
@@ -195,6 +218,36 @@ int sli_agg_ud_copy(sl_pipeline *p, const sl_aggregate *a, const void *ud, const
     memcpy(v, ud, sizeof(*v));
     *out = v;
     return 0;
+}
+
+const char *sli_key_str(char *buf, size_t cap, const void *key, uint32_t len)
+{
+    const uint8_t *k = key;
+    size_t o = 0;
+    int printable = len > 0;
+    for (uint32_t i = 0; i < len; i++)
+        if (k[i] < 0x20 || k[i] > 0x7e) printable = 0;
+    if (cap == 0) return buf;
+    buf[0] = 0;
+    if (!printable && len == 8) {
+        int64_t v;
+        memcpy(&v, k, 8);
+        snprintf(buf, cap, "%" PRId64, v);
+        return buf;
+    }
+    for (uint32_t i = 0; i < len; i++) {
+        char t[5];
+        int n = k[i] >= 0x20 && k[i] <= 0x7e && k[i] != '\\'
+                    ? snprintf(t, sizeof(t), "%c", k[i])
+                    : snprintf(t, sizeof(t), "\\x%02x", k[i]);
+        if (o + (size_t)n + 4 > cap) {
+            if (o + 4 <= cap) memcpy(buf + o, "...", 4);
+            return buf;
+        }
+        memcpy(buf + o, t, (size_t)n + 1);
+        o += (size_t)n;
+    }
+    return buf;
 }
 
 /* --- keyed rolling aggregate -------------------------------------------------- */
@@ -244,6 +297,9 @@ static int agg_process(sl_ctx *ctx, void *self, sl_batch *in)
     const sl_aggregate *agg = c->agg;
     const void *ud = c->ud;
     int updates = c->emit == SL_AGG_EMIT_UPDATES;
+    const uint32_t fl = sl_agg_flags(agg);
+    const int add_one = (fl & SL_AGG_ADD_ONE) != 0;
+    const int inline_sum = add_one || (fl & SL_AGG_ADD_VALUE);
     void *kud;
     sl_key_fn kfn = sl_ctx_key_fn(ctx, &kud);
     for (uint32_t i = 0; i < in->count; i++) {
@@ -259,7 +315,22 @@ static int agg_process(sl_ctx *ctx, void *self, sl_batch *in)
         } else if (in->ts[i] > *max_ts) {
             *max_ts = in->ts[i];
         }
-        agg->add(acc, rec.ptr, rec.len, in->ts[i], ud);
+        if (inline_sum) { /* count and sum: checked int64 addition */
+            int64_t v = add_one ? 1 : sli_agg_value(rec.ptr, rec.len, ud), x;
+            memcpy(&x, acc, 8);
+            if (__builtin_add_overflow(x, v, &x)) {
+                char kb[80];
+                return sl_ctx_fail(ctx, SL_ERANGE,
+                                   "%s of key '%s' leaves int64 at event time %" PRId64 " (%" PRId64
+                                   " + %" PRId64 ")",
+                                   agg->name ? agg->name : "sum",
+                                   sli_key_str(kb, sizeof(kb), key.ptr, key.len), in->ts[i],
+                                   *(int64_t *)acc, v);
+            }
+            memcpy(acc, &x, 8);
+        } else {
+            agg->add(acc, rec.ptr, rec.len, in->ts[i], ud);
+        }
         if (updates) {
             int rc = emit_result(ctx, agg, ud, acc, in->ts[i], in->hash[i], key);
             if (rc) return rc;
@@ -272,7 +343,9 @@ static int agg_end(sl_ctx *ctx, void *self)
 {
     agg_self *s = self;
     const sl_agg_conf *c = sl_ctx_conf(ctx);
-    if (c->emit != SL_AGG_EMIT_FINAL) return 0;
+    /* Canceled: the input was cut, so "final" results would be partial
+     * counts that look complete: emit none. */
+    if (c->emit != SL_AGG_EMIT_FINAL || sl_ctx_end_canceled(ctx)) return 0;
     size_t it = 0;
     sl_state_entry e;
     while (sl_state_next(s->acc, &it, &e)) {

@@ -124,6 +124,10 @@ SL_API int64_t
 sl_ctx_current_watermark(const sl_ctx *ctx); /* input watermark, SL_TIME_MIN at start */
 SL_API uint32_t sl_ctx_out_width(const sl_ctx *ctx, int port);
 SL_API int sl_ctx_canceled(const sl_ctx *ctx); /* sources: stop soon (job canceled) */
+/* In end(): 1 when the input ended because the job was canceled (the
+ * watermark did not reach +inf: what the input did not complete must not be
+ * emitted as if complete), 0 when the whole input was seen. */
+SL_API int sl_ctx_end_canceled(const sl_ctx *ctx);
 
 /* Key bytes of record i of a keyed input (computed by the key_by's key
  * function; points into the record's payload or a per-context buffer valid

@@ -47,16 +47,32 @@ SL_API sl_stream *sl_stream_flat_map(sl_stream *in, const char *name, sl_flat_ma
  * inline instead of calling it.
  *
  * SL_AGG_INT64_SUM  acc is one int64 (acc_size 8), init() sets it to 0,
- *                   merge() adds (two's complement, wrapping) and result()
- *                   copies it (result_size 8): count and sum.
+ *                   merge() adds and result() copies it (result_size 8):
+ *                   count and sum.
  * SL_AGG_ADD_ONE    add() adds 1 to that int64 whatever the record (count);
  *                   only with SL_AGG_INT64_SUM.
+ * SL_AGG_ADD_VALUE  add() adds the record's value, read as sl_agg_value
+ *                   says, to that int64 (sum); only with SL_AGG_INT64_SUM
+ *                   and SL_AGG_UD_VALUE, not with SL_AGG_ADD_ONE.
  * SL_AGG_UD_VALUE   ud is an sl_agg_value* (or NULL): builders copy the
  *                   sl_agg_value, so it may live on the caller's stack.
+ *
+ * Overflow of int64 sums: an ERROR, never a wrap. The keyed aggregate and
+ * the windows do the additions of SL_AGG_INT64_SUM aggregates inline (merges
+ * always; add() with SL_AGG_ADD_ONE or SL_AGG_ADD_VALUE) with an overflow
+ * check, and a sum (or count) that leaves int64 - in a record's addition or
+ * in any partial sum a window computes on the way to a result - fails the
+ * job with SL_ERANGE and a message naming the node, the key and the window
+ * (sl_pipeline_errmsg): no result is emitted from a wrong sum. The
+ * functions of sl_agg_count and sl_agg_sum, called directly (by a user
+ * operator), cannot report an error: they saturate at INT64_MAX / INT64_MIN.
+ * avg keeps a 128-bit sum, so it never overflows; min and max are exact over
+ * the whole int64 range.
  */
 #define SL_AGG_INT64_SUM 0x1u
 #define SL_AGG_ADD_ONE   0x2u
 #define SL_AGG_UD_VALUE  0x4u
+#define SL_AGG_ADD_VALUE 0x8u
 
 /* An incremental aggregate over records. acc is acc_size bytes, result is
  * result_size bytes; ud is the aggregate conf's ud. merge(acc, other) folds
@@ -75,8 +91,10 @@ typedef struct sl_aggregate {
 
 /* Built-ins over an int64 value of each record (see sl_agg_value): count
  * (result int64), sum, min, max (int64; min/max of no records are INT64_MAX /
- * INT64_MIN), avg (double). All have SL_AGG_UD_VALUE; count and sum have
- * SL_AGG_INT64_SUM, count also SL_AGG_ADD_ONE. */
+ * INT64_MIN), avg (double: the double nearest sum / n, the sum kept in 128
+ * bits, acc_size 24). All have SL_AGG_UD_VALUE; count and sum have
+ * SL_AGG_INT64_SUM, count also SL_AGG_ADD_ONE, sum also SL_AGG_ADD_VALUE.
+ * Overflow: see above (an error). */
 SL_API extern const sl_aggregate sl_agg_count;
 SL_API extern const sl_aggregate sl_agg_sum;
 SL_API extern const sl_aggregate sl_agg_min;
@@ -113,7 +131,7 @@ typedef struct sl_agg_value {
  * one (final); hash is the key hash. */
 typedef enum sl_agg_emit {
     SL_AGG_EMIT_UPDATES = 0, /* after every record, like a Flink keyed aggregate */
-    SL_AGG_EMIT_FINAL = 1    /* once per key at the end of the input */
+    SL_AGG_EMIT_FINAL = 1    /* once per key at the end of the input (none on a cancel) */
 } sl_agg_emit;
 
 typedef struct sl_agg_conf {

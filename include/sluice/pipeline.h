@@ -115,11 +115,20 @@ SL_API int sl_pipeline_error(sl_pipeline *p, int code, const char *fmt, ...)
 
 /* Running. run = start + wait until done. wait returns SL_EAGAIN when
  * timeout_ms (>= 0) passes first; -1 waits for the end. cancel may be called
- * from a signal handler: sources stop, what is in flight drains to the sinks. */
+ * from a signal handler (or from a source or operator, any thread): sources
+ * stop, what is in flight drains to the sinks, but the watermark does NOT
+ * advance to +inf as at the end of the input: windows, timers and final
+ * aggregates that the input did not complete are not emitted (operators'
+ * end() can tell, sl_ctx_end_canceled). A canceled run still returns 0 (no
+ * error); sl_pipeline_canceled says whether the cancel cut the input. */
 SL_API int sl_pipeline_run(sl_pipeline *p);
 SL_API int sl_pipeline_start(sl_pipeline *p);
 SL_API int sl_pipeline_wait(sl_pipeline *p, int timeout_ms);
 SL_API void sl_pipeline_cancel(sl_pipeline *p);
+/* 1 when a cancel stopped some source before the end of its input (so
+ * results that needed the rest of it were not emitted), else 0 (a cancel
+ * that came after every input had ended cut nothing). Final after wait. */
+SL_API int sl_pipeline_canceled(const sl_pipeline *p);
 
 /* Defined since sl_pipeline_stats has `late` and `dead_letters` (code that
  * must also build against older headers can test it). */

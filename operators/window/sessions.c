@@ -85,6 +85,20 @@ static void sess_relink(win *w, sess_head *hd, uint64_t h, const void *key, uint
     }
 }
 
+/* merge(); inline and checked for int64 sums (an overflow sets w->ovf). */
+static inline void sess_merge(win *w, void *acc, const void *o)
+{
+    if (w->i64sum) {
+        int64_t x, y;
+        memcpy(&x, acc, 8);
+        memcpy(&y, o, 8);
+        if (__builtin_add_overflow(x, y, &x)) w->ovf = 1;
+        memcpy(acc, &x, 8);
+    } else {
+        w->agg->merge(acc, o, w->ud);
+    }
+}
+
 static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i, int64_t W)
 {
     int64_t ts = in->ts[i];
@@ -147,16 +161,17 @@ static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i,
         /* New or merged session: build the accumulator, replace the entries. */
         uint8_t *acc = w->sess_tmp;
         w->agg->init(acc, w->ud);
+        w->ovf = 0;
         int has_next = 0;
         int64_t next = 0;
         if (have1) {
             sess_hdr *e1 = sess_find(w, h, key.ptr, key.len, s1);
-            w->agg->merge(acc, (uint8_t *)e1 + SESS_HDR, w->ud);
+            sess_merge(w, acc, (uint8_t *)e1 + SESS_HDR);
             has_next = e1->has_next;
             next = e1->next;
             if (have2) {
                 sess_hdr *e2 = sess_find(w, h, key.ptr, key.len, s2);
-                w->agg->merge(acc, (uint8_t *)e2 + SESS_HDR, w->ud);
+                sess_merge(w, acc, (uint8_t *)e2 + SESS_HDR);
                 has_next = e2->has_next;
                 next = e2->next;
                 sess_remove(w, h, key.ptr, key.len, s2);
@@ -164,6 +179,7 @@ static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i,
             }
             sess_remove(w, h, key.ptr, key.len, s1);
             hd->n--;
+            if (w->ovf) return sli_win_overflow(ctx, w, key.ptr, key.len, ms, me);
         } else {
             /* Insert before `cur` (the first session ending at or after ws). */
             has_next = has;
@@ -182,7 +198,12 @@ static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i,
         sess_relink(w, hd, h, key.ptr, key.len, have_prev, prev, 1, ms);
         e = sess_find(w, h, key.ptr, key.len, ms);
     }
-    w->agg->add((uint8_t *)e + SESS_HDR, rec.ptr, rec.len, ts, w->ud);
+    if (w->add_one || w->add_value) {
+        if (win_add_inline(w, (uint8_t *)e + SESS_HDR, rec.ptr, rec.len))
+            return sli_win_overflow(ctx, w, key.ptr, key.len, ms, me);
+    } else {
+        w->agg->add((uint8_t *)e + SESS_HDR, rec.ptr, rec.len, ts, w->ud);
+    }
     int rc;
     if (me - 1 <= W) { /* past its end (within lateness): fire at once */
         e->fired = 1;

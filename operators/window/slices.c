@@ -84,8 +84,10 @@
  * table lookup; the slice of consecutive records in one slice is computed
  * once, and with it whether the slice is late or in no window (one side
  * port number, so the record loop has one test for both); count and sum
- * (aggregates flagged SL_AGG_INT64_SUM, SL_AGG_ADD_ONE) accumulate and merge
- * inline (int64 +, no call); functions of the watermark alone are remembered
+ * (aggregates flagged SL_AGG_INT64_SUM with SL_AGG_ADD_ONE or
+ * SL_AGG_ADD_VALUE) accumulate and merge inline (int64 + checked by
+ * __builtin_add_overflow, an add and a jo; no call): a sum that leaves int64
+ * fails the job naming the key and window, never wraps; functions of the watermark alone are remembered
  * per watermark; divisions use 64-bit operands unless the values need 128
  * bits (times near the int64 limits must not overflow).
  *
@@ -252,13 +254,15 @@ static inline void acc_copy(const win *w, void *dst, const void *src)
     else
         memcpy(dst, src, w->acc_size);
 }
-static inline void acc_merge(const win *w, void *a, const void *b)
+/* An int64 merge that overflows sets w->ovf; the firing that asked for it
+ * fails the job (sli_win_overflow). */
+static inline void acc_merge(win *w, void *a, const void *b)
 {
     if (w->i64sum) {
         int64_t x, y;
         memcpy(&x, a, 8);
         memcpy(&y, b, 8);
-        x = (int64_t)((uint64_t)x + (uint64_t)y);
+        if (__builtin_add_overflow(x, y, &x)) w->ovf = 1;
         memcpy(a, &x, 8);
     } else {
         w->agg->merge(a, b, w->ud);
@@ -436,6 +440,7 @@ static int fire_window(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     }
     int64_t s0 = sat64((__int128)w->off + (__int128)a * w->g);
     int64_t e0 = sat64((__int128)w->off + (__int128)e * w->g);
+    if (__builtin_expect(w->ovf, 0)) return sli_win_overflow(ctx, w, key, klen, s0, e0);
     return win_emit_result(ctx, w, WIN_PORT_RESULT, h, key, klen, s0, e0, w->acc_tmp);
 }
 
@@ -613,7 +618,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
     const int64_t eb = expired_below(w, W);
     const uint64_t cmask = w->cmask;
     const size_t sstride = w->sstride;
-    const int is_count = w->add_one;
+    const int inline_add = w->add_one || w->add_value;
     const sl_aggregate *agg = w->agg;
     const void *ud = w->ud;
     void *kud;
@@ -705,10 +710,16 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
                 aux_touch(hd, n, w->k);
             }
         }
-        if (is_count)
-            ++*(int64_t *)(void *)acc;
-        else
+        if (inline_add) {
+            if (__builtin_expect(win_add_inline(w, acc, rec.ptr, rec.len), 0)) {
+                int64_t ef = first_end(w, n);
+                int64_t s0 = sat64((__int128)w->off + (__int128)(ef - w->k) * w->g);
+                int64_t e0 = sat64((__int128)w->off + (__int128)ef * w->g);
+                return sli_win_overflow(ctx, w, key.ptr, key.len, s0, e0);
+            }
+        } else {
             agg->add(acc, rec.ptr, rec.len, t, ud);
+        }
         if (is_new || cur_due) {
             /* slice_new may have inserted into "far" only: hd is stable. */
             int rc = record_slow(ctx, w, hd, h, key.ptr, key.len, n, W, is_new);
@@ -799,6 +810,7 @@ int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
         int64_t a = e - w->k;
         int64_t s0 = sat64((__int128)w->off + (__int128)a * w->g);
         int64_t e0 = sat64((__int128)w->off + (__int128)e * w->g);
+        if (w->ovf) return sli_win_overflow(ctx, w, t->key, t->key_len, s0, e0);
         int rc = win_emit_result(ctx, w, WIN_PORT_EARLY, t->hash, t->key, t->key_len, s0, e0,
                                  w->acc_tmp);
         if (rc) return rc;

@@ -38,6 +38,7 @@
  * Runs on the worker thread of the instance's task, like every operator;
  * builders run on the thread that builds the pipeline.
  */
+#include <inttypes.h>
 #include "operators/aggregate.h"
 #include "operators/window/window_int.h"
 #include "operators/window/window_test.h"
@@ -106,6 +107,7 @@ static int win_open(sl_ctx *ctx, void **self)
     w->rs = c->agg->result_size;
     w->i64sum = (flags & SL_AGG_INT64_SUM) != 0;
     w->add_one = (flags & SL_AGG_ADD_ONE) != 0;
+    w->add_value = (flags & SL_AGG_ADD_VALUE) != 0;
     w->early_ms = c->kind == SL_WINDOW_SESSION ? 0 : c->early_ms;
     w->acc_tmp = malloc(w->acc_size ? w->acc_size : 1);
     w->res_tmp = malloc(w->rs ? w->rs : 1);
@@ -246,4 +248,15 @@ int sli_window_test_ring(sl_stream *window_out, uint32_t slots)
     if (!nc) return SL_EINVAL;
     nc->test_ring = slots;
     return 0;
+}
+
+int sli_win_overflow(sl_ctx *ctx, const win *w, const void *key, uint32_t klen, int64_t start,
+                     int64_t end)
+{
+    char kb[80];
+    return sl_ctx_fail(ctx, SL_ERANGE,
+                       "%s of key '%s' in window [%" PRId64 ", %" PRId64
+                       ") leaves int64 (no wrap, no saturation: the job stops)",
+                       w->agg->name ? w->agg->name : "sum", sli_key_str(kb, sizeof(kb), key, klen),
+                       start, end);
 }

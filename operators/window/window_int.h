@@ -35,6 +35,7 @@
 #include "sluice/pipeline.h"
 #include "sluice/state.h"
 #include "sluice/window.h"
+#include "operators/aggregate.h"
 
 /* Ports of a window node (sluice/window.h draws them). */
 #define WIN_PORT_RESULT     0
@@ -81,6 +82,8 @@ typedef struct win {
     int64_t early_ms;   /* early firing period (processing time), 0: none */
     int i64sum;         /* SL_AGG_INT64_SUM: int64 accumulator, merge is +, init is 0 */
     int add_one;        /* SL_AGG_ADD_ONE: add() is ++ (count) */
+    int add_value;      /* SL_AGG_ADD_VALUE: add() adds the record's value (sum) */
+    int ovf;            /* an inline merge left int64 (the caller fails the job) */
     int64_t fea_W, fea; /* memo: first_end_after(fea_W) */
     int64_t eb_W, eb;   /* memo: expired_below(eb_W) */
     struct kc_ent *kc;  /* hot keys: key -> khdr (tumbling, sliding) */
@@ -150,6 +153,22 @@ static inline int win_emit_input(sl_ctx *ctx, int port, const sl_batch *in, uint
     void *o = sl_emit_port(ctx, port, in->ts[i], in->hash[i], r.len);
     if (!o) return sl_ctx_error(ctx);
     if (r.len) memcpy(o, r.ptr, r.len);
+    return 0;
+}
+
+/* Fail the job: the int64 sum (count) of window [start, end) of a key left
+ * int64 (SL_ERANGE; sluice/operators.h states the rule). Returns the code. */
+int sli_win_overflow(sl_ctx *ctx, const win *w, const void *key, uint32_t klen, int64_t start,
+                     int64_t end);
+
+/* The checked inline add of count and sum (w->add_one or w->add_value) to
+ * the int64 at acc: 0, or 1 when the sum leaves int64 (acc unchanged). */
+static inline int win_add_inline(const win *w, void *acc, const void *rec, uint32_t len)
+{
+    int64_t x, v = w->add_one ? 1 : sli_agg_value(rec, len, w->ud);
+    memcpy(&x, acc, 8);
+    if (__builtin_add_overflow(x, v, &x)) return 1;
+    memcpy(acc, &x, 8);
     return 0;
 }
 
