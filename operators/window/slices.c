@@ -10,11 +10,25 @@
  * (slide > size) some slices lie in no window: a record there is not late,
  * it goes to the unassigned port (3), whatever the watermark.
  *
- * All slices of a key live in ONE keyed-state value (table "slices", keyed
+ * The slices of a key hang off ONE keyed-state value (table "slices", keyed
  * by the record key alone, so a record costs one lookup of its own key): a
- * header and a ring of `cap` slots (a power of two, sized at open:
- * k + L / g + max(k, 8), at most 4096; a test can force it, window_test.h),
- * slice n in slot n & (cap - 1):
+ * header, and a pointer to the key's ring of 1 << cbits slots, slice n in
+ * slot n & (cap - 1). The ring is malloc'd apart from the table, so that
+ * the table's slots stay small (a hash table pays for its empty slots and,
+ * while it doubles, for two arrays at once): a new key's ring has ONE slot,
+ * and it grows (ring_fit, doubling, slots moved to their new places) when a
+ * record makes a slice outside it, up to w->cap slots (a power of two, sized
+ * at open: k + L / g + max(k, 8), at most 4096; a test can force it,
+ * window_test.h); past that the slice goes to the far list, as below. The
+ * record path is unchanged (one more load: the ring pointer); ring_fit runs
+ * only when a new slice is made. Growing may move base down (to a new slice
+ * below it, not expired) and moves far slices that come into range into the
+ * ring. The ring is freed with its key (timer) or at close.
+ *
+ * Memory of a key of a tumbling count with 8-byte keys: 24 (table slot
+ * header) + 120 (khdr) per table slot, the table between 3/8 and 3/4 full,
+ * plus 16 per ring slot (1 slot while the key has one slice), plus its timer
+ * (engine/timer.c). `sluice bench windows --keys N` measures it.
  *
  *   value      offset         size     field
  *              0              8        base: the ring holds slices [base, base + cap)
@@ -26,11 +40,14 @@
  *              64             8        aux_hi: highest slice whose aux is in use
  *              72             8        far_head: smallest far slice
  *              80             4        n_far: slices in the far list
- *              84             4        early: an early-firing timer is pending
+ *              84             2        early: an early-firing timer is pending
+ *              86             2        cbits: the ring has 1 << cbits slots
  *              88             8        lo: no ring slot in [base, lo) has data
  *              96             16       dlo, dhi: slices changed since the last
  *                                      early firing (dlo > dhi: none)
- *   slot i     112 + i stride 8        tag: the slice held (== n: slot has data)
+ *              112            8        ring: the key's ring (malloc'd)
+ *
+ *   ring slot i  i stride     8        tag: the slice held (== n: slot has data)
  *                             a8       accumulator (acc_size rounded up to 8)
  *                             a8       aux (only when windows overlap, k > s)
  *
@@ -138,12 +155,14 @@ typedef struct khdr {
     int64_t aux_hi;   /* highest slice whose aux is in use */
     int64_t far_head; /* smallest far slice (when n_far > 0) */
     uint32_t n_far;   /* slices kept in the far list */
-    uint32_t early;   /* early firing: a processing-time timer is pending */
+    uint16_t early;   /* early firing: a processing-time timer is pending */
+    uint16_t cbits;   /* the ring has 1 << cbits slots */
     int64_t lo;       /* no ring slot in [base, lo) holds data (INT64_MAX: none) */
     int64_t dlo, dhi; /* early firing: slices updated since the last early firing */
+    uint8_t *ring;    /* the key's ring (malloc'd, owned by the entry) */
 } khdr;
 #define KHDR ((size_t)sizeof(khdr))
-_Static_assert(sizeof(khdr) == 112, "khdr layout is drawn in the file comment");
+_Static_assert(sizeof(khdr) == 120, "khdr layout is drawn in the file comment");
 
 typedef struct far_hdr {
     int64_t next; /* next far slice of the key (sorted) */
@@ -265,13 +284,18 @@ static inline void acc_merge(const win *w, void *a, const void *b)
     }
 }
 
+static inline uint64_t ring_cap(const khdr *hd)
+{
+    return (uint64_t)1 << hd->cbits;
+}
 static inline uint8_t *ring_slot(const win *w, khdr *hd, int64_t n)
 {
-    return (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & w->cmask) * w->sstride;
+    return hd->ring + (size_t)((uint64_t)n & (ring_cap(hd) - 1)) * w->sstride;
 }
 static inline int in_ring(const win *w, const khdr *hd, int64_t n)
 {
-    return n >= hd->base && (uint64_t)n - (uint64_t)hd->base < w->cap;
+    (void)w;
+    return n >= hd->base && (uint64_t)n - (uint64_t)hd->base < ring_cap(hd);
 }
 
 /* Far slices (outside the ring): a list sorted by slice number in the table
@@ -304,7 +328,7 @@ static int64_t next_data(win *w, khdr *hd, uint64_t h, const void *key, uint32_t
      * bound max(base, lo) moves lo up to the first slice found. */
     int64_t bound = hd->lo > hd->base ? hd->lo : hd->base;
     int64_t lo = from > bound ? from : bound;
-    __int128 hi = hd->top, rhi = (__int128)hd->base + w->cap;
+    __int128 hi = hd->top, rhi = (__int128)hd->base + ring_cap(hd);
     if (hi > rhi) hi = rhi;
     int64_t n = lo;
     for (; n < hi; n++) {
@@ -499,11 +523,22 @@ static int purge(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen,
     return 0;
 }
 
+static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t n);
+
 /* A new slice n (no data yet) for the key: its accumulator, in the ring or
  * in the far list. NULL when out of memory (ctx failed). */
 static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen,
                        int64_t n)
 {
+    if (!in_ring(w, hd, n)) {
+        int rc = ring_fit(w, hd, h, key, klen, n);
+        if (rc) {
+            sl_ctx_fail(ctx, rc,
+                        rc == SL_ENOMEM ? "out of memory for window state"
+                                        : "window slice list broken");
+            return NULL;
+        }
+    }
     if (n >= hd->top) hd->top = n + 1;
     aux_touch(hd, n, w->k);
     if (in_ring(w, hd, n)) {
@@ -555,15 +590,69 @@ static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     return (uint8_t *)f + FAR_HDR; /* only lookups since the insert: f is valid */
 }
 
-static void key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
+/* A ring of 1 << bits slots with no data (every tag NONE); NULL when out of
+ * memory. The accumulators and aux of its slots are written before they are
+ * read (a slot is initialized when its slice is made, an aux when a prefix
+ * or suffix reaches it). */
+static uint8_t *ring_alloc(const win *w, unsigned bits)
+{
+    uint64_t cap = (uint64_t)1 << bits;
+    uint8_t *r = malloc((size_t)cap * w->sstride);
+    if (!r) return NULL;
+    const int64_t tag = NONE;
+    for (uint64_t i = 0; i < cap; i++) memcpy(r + i * w->sstride, &tag, 8);
+    return r;
+}
+
+/* Slice n (no data yet, not expired) is outside the key's ring: grow the
+ * ring, doubling, until it holds n and every slice of the old ring, if that
+ * fits in w->cap slots (else n goes to the far list, as before). The slots
+ * move to their places in the new ring, aux included (prefix / suffix
+ * aggregates refer to slices, not slots); base moves down to n when n is
+ * below it; far slices that come into range move into the ring. Runs only
+ * when a record makes a new slice, never per record. 0, or SL_ENOMEM or
+ * SL_ECORRUPT. */
+static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t n)
+{
+    const uint64_t cap = ring_cap(hd);
+    if (cap >= w->cap) return 0;
+    int64_t nb = n < hd->base ? n : hd->base;
+    __int128 hi = (__int128)hd->base + (__int128)cap - 1; /* the old ring's last slice */
+    if (hi < n) hi = n;
+    __int128 span = hi - nb + 1;
+    if (span > (__int128)w->cap) return 0;
+    unsigned bits = hd->cbits;
+    while (((uint64_t)1 << bits) < (uint64_t)span) bits++;
+    uint8_t *r = ring_alloc(w, bits);
+    if (!r) return SL_ENOMEM;
+    const uint64_t nmask = ((uint64_t)1 << bits) - 1, omask = cap - 1;
+    for (uint64_t i = 0; i < cap; i++) {
+        uint64_t m = (uint64_t)hd->base + i;
+        memcpy(r + (size_t)(m & nmask) * w->sstride, hd->ring + (size_t)(m & omask) * w->sstride,
+               w->sstride);
+    }
+    free(hd->ring);
+    hd->ring = r;
+    hd->cbits = (uint16_t)bits;
+    hd->base = nb;
+    /* INT64_MIN: nothing expires here, in-range far slices move in */
+    return hd->n_far ? purge(w, &hd, h, key, klen, INT64_MIN) : 0;
+}
+
+/* A new key's header and its first ring (w->cap0 slots). 0 or SL_ENOMEM. */
+static int key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
 {
     /* The ring starts a quarter below n (room for records slightly out of
      * order), or at the start of the first window holding n when the ring
      * has room for it, so that the key's first windows lie in the ring and
      * fire by block aggregates. */
-    int64_t b = sat64((__int128)n - (int64_t)(w->cap / 4));
+    const uint64_t cap0 = (uint64_t)1 << w->cbits0;
+    hd->ring = ring_alloc(w, w->cbits0);
+    if (!hd->ring) return SL_ENOMEM;
+    hd->cbits = (uint16_t)w->cbits0;
+    int64_t b = sat64((__int128)n - (int64_t)(cap0 / 4));
     int64_t a0 = sat64((__int128)first_end(w, n) - w->k);
-    if (a0 < b && (__int128)n - a0 < (__int128)(w->cap / 2)) b = a0;
+    if (a0 < b && (__int128)n - a0 < (__int128)(cap0 / 2)) b = a0;
     hd->base = b > eb ? b : eb;
     hd->top = n;
     hd->tmr = INT64_MAX;
@@ -576,10 +665,7 @@ static void key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
     hd->early = 0;
     hd->dlo = INT64_MAX;
     hd->dhi = INT64_MIN;
-    for (uint64_t i = 0; i < w->cap; i++) {
-        int64_t tag = NONE;
-        memcpy((uint8_t *)hd + KHDR + i * w->sstride, &tag, 8);
-    }
+    return 0;
 }
 
 /* The slow part of a record's path: a new slice (timers), or a record for
@@ -611,7 +697,6 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
     const int64_t eb = expired_below(w, W);
-    const uint64_t cmask = w->cmask;
     const size_t sstride = w->sstride;
     const int is_count = w->add_one;
     const sl_aggregate *agg = w->agg;
@@ -674,7 +759,10 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             if (!hd) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
             if (created) {
                 kc_invalidate(w);
-                key_init(w, hd, n, eb, W);
+                if (key_init(w, hd, n, eb, W)) {
+                    sl_state_remove(w->slices, h, key.ptr, key.len);
+                    return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+                }
             }
             if (ce) {
                 ce->key8 = k8;
@@ -689,7 +777,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         }
         uint8_t *acc;
         int is_new = 0;
-        uint8_t *sl = (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & cmask) * sstride;
+        uint8_t *sl = hd->ring + (size_t)((uint64_t)n & (ring_cap(hd) - 1)) * sstride;
         int64_t tag;
         memcpy(&tag, sl, 8);
         if (tag == n && n >= hd->base) { /* a tag equal to n is in the ring */
@@ -757,6 +845,7 @@ int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
     int rc = purge(w, &hd, h, key, klen, expired_below(w, W));
     if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
     if (W == SL_TIME_MAX || (hd->top <= hd->base && !hd->n_far)) {
+        free(hd->ring);
         sl_state_remove(w->slices, h, key, klen);
         kc_invalidate(w);
         return 0;
@@ -821,10 +910,10 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
     if (ring > 0) want = ring;
     w->cap = 1;
     while (w->cap < want) w->cap *= 2;
-    w->cmask = w->cap - 1;
+    w->cbits0 = 0; /* a new key starts with one slot; ring_fit grows it */
     size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
     w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
-    w->slices = sl_ctx_state(ctx, "slices", (uint32_t)(KHDR + w->cap * w->sstride));
+    w->slices = sl_ctx_state(ctx, "slices", (uint32_t)KHDR);
     w->fea_W = w->eb_W = SL_TIME_MIN;
     w->fea = first_end_after_calc(w, SL_TIME_MIN);
     w->eb = expired_below_calc(w, SL_TIME_MIN);
@@ -833,4 +922,16 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
     w->far = sl_ctx_state(ctx, "far", (uint32_t)(FAR_HDR + a8));
     if (!w->kc || !w->slices || !w->far) return SL_ENOMEM;
     return 0;
+}
+
+void sli_win_slices_close(win *w)
+{
+    if (!w->slices) return;
+    size_t it = 0;
+    sl_state_entry e;
+    while (sl_state_next(w->slices, &it, &e)) {
+        khdr *hd = e.value;
+        free(hd->ring);
+        hd->ring = NULL;
+    }
 }
