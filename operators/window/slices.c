@@ -26,27 +26,31 @@
  * ring. The ring is freed with its key (timer) or at close.
  *
  * Memory of a key of a tumbling count with 8-byte keys: 24 (table slot
- * header) + 120 (khdr) per table slot, the table between 3/8 and 3/4 full,
- * plus 16 per ring slot (1 slot while the key has one slice), plus its timer
- * (engine/timer.c). `sluice bench windows --keys N` measures it.
+ * header) + 72 (khdr) per table slot, the table between 3/8 and 3/4 full
+ * (and twice over while it doubles), plus 16 per ring slot (1 slot while
+ * the key has one slice), plus its timer (engine/timer.c). What only
+ * overlapping windows and early firing use (kext) sits before the ring, so
+ * tumbling keys do not pay for it. `sluice bench windows --keys N`
+ * measures it.
  *
  *   value      offset         size     field
  *              0              8        base: the ring holds slices [base, base + cap)
  *              8              8        top: 1 + highest slice with data
  *              16             8        tmr: earliest timer set, not yet fired
  *              24             8        nxt: first window end no timer has handled
- *              32             16       pb, pu: aux of slices pb k .. pu = prefix aggregates
- *              48             16       sb, slo: aux of slices slo .. sb k + k - 1 = suffixes
- *              64             8        aux_hi: highest slice whose aux is in use
- *              72             8        far_head: smallest far slice
- *              80             4        n_far: slices in the far list
- *              84             2        early: an early-firing timer is pending
- *              86             2        cbits: the ring has 1 << cbits slots
- *              88             8        lo: no ring slot in [base, lo) has data
- *              96             16       dlo, dhi: slices changed since the last
- *                                      early firing (dlo > dhi: none)
- *              112            8        ring: the key's ring (malloc'd)
+ *              32             8        aux_hi: highest slice whose aux is in use
+ *              40             8        far_head: smallest far slice
+ *              48             4        n_far: slices in the far list
+ *              52             2        early: an early-firing timer is pending
+ *              54             2        cbits: the ring has 1 << cbits slots
+ *              56             8        lo: no ring slot in [base, lo) has data
+ *              64             8        ring: the key's ring (malloc'd, below)
  *
+ *   ring block (malloc'd; ring points at slot 0)
+ *   kext       -48            16       pb, pu: aux of slices pb k .. pu = prefix aggregates
+ *              (only when     16       sb, slo: aux of slices slo .. sb k + k - 1 = suffixes
+ *              k > s or       16       dlo, dhi: slices changed since the last
+ *              early firing)           early firing (dlo > dhi: none)
  *   ring slot i  i stride     8        tag: the slice held (== n: slot has data)
  *                             a8       accumulator (acc_size rounded up to 8)
  *                             a8       aux (only when windows overlap, k > s)
@@ -150,19 +154,31 @@ typedef struct khdr {
     int64_t top;      /* 1 + the highest slice with data (ring or far) */
     int64_t tmr;      /* earliest timer set and not fired yet, INT64_MAX: none */
     int64_t nxt;      /* first window end (slices) not handled by a timer */
-    int64_t pb, pu;   /* aux of slices pb*k .. pu hold prefix aggregates */
-    int64_t sb, slo;  /* aux of slices slo .. sb*k+k-1 hold suffix aggregates */
-    int64_t aux_hi;   /* highest slice whose aux is in use */
+    int64_t aux_hi;   /* highest slice whose aux is in use (NONE: none) */
     int64_t far_head; /* smallest far slice (when n_far > 0) */
     uint32_t n_far;   /* slices kept in the far list */
     uint16_t early;   /* early firing: a processing-time timer is pending */
     uint16_t cbits;   /* the ring has 1 << cbits slots */
     int64_t lo;       /* no ring slot in [base, lo) holds data (INT64_MAX: none) */
-    int64_t dlo, dhi; /* early firing: slices updated since the last early firing */
     uint8_t *ring;    /* the key's ring (malloc'd, owned by the entry) */
 } khdr;
 #define KHDR ((size_t)sizeof(khdr))
-_Static_assert(sizeof(khdr) == 120, "khdr layout is drawn in the file comment");
+_Static_assert(sizeof(khdr) == 72, "khdr layout is drawn in the file comment");
+
+/* What only overlapping windows and early firing need, kept just before
+ * the ring's first slot (w->xsize bytes: 0 for tumbling without early
+ * firing, so that those keys do not pay for it). */
+typedef struct kext {
+    int64_t pb, pu;   /* aux of slices pb*k .. pu hold prefix aggregates */
+    int64_t sb, slo;  /* aux of slices slo .. sb*k+k-1 hold suffix aggregates */
+    int64_t dlo, dhi; /* early firing: slices updated since the last early firing */
+} kext;
+#define KEXT ((size_t)sizeof(kext))
+/* Only when w->xsize is KEXT (windows overlap, or early firing). */
+static inline kext *kx(const khdr *hd)
+{
+    return (kext *)(void *)(hd->ring - KEXT);
+}
 
 typedef struct far_hdr {
     int64_t next; /* next far slice of the key (sorted) */
@@ -359,10 +375,11 @@ static int64_t next_data(win *w, khdr *hd, uint64_t h, const void *key, uint32_t
 /* Slice n changed: drop the prefix / suffix aggregates that include it. */
 static inline void aux_touch(khdr *hd, int64_t n, int64_t k)
 {
-    if (n > hd->aux_hi) return;
-    if (hd->pb != NONE && n >= hd->pb * k && n <= hd->pu) hd->pu = n - 1;
-    if (hd->sb != NONE && fdiv128(n, k) == hd->sb) hd->sb = NONE;
-    hd->aux_hi = hd->pb != NONE ? hd->pu : NONE;
+    if (n > hd->aux_hi) return; /* aux in use: the windows overlap, kx() is there */
+    kext *x = kx(hd);
+    if (x->pb != NONE && n >= x->pb * k && n <= x->pu) x->pu = n - 1;
+    if (x->sb != NONE && fdiv128(n, k) == x->sb) x->sb = NONE;
+    hd->aux_hi = x->pb != NONE ? x->pu : NONE;
 }
 
 /* Window [e - k, e) of a key merged slice by slice into acc_tmp; 1 if it
@@ -413,39 +430,40 @@ static inline void aux_fold(win *w, khdr *hd, int64_t n, int64_t from)
 static void merge_blocks(win *w, khdr *hd, int64_t a, int64_t e)
 {
     const int64_t k = w->k, j = e - 1;
+    kext *x = kx(hd);
     int64_t rb = fdiv128(j, k), lb = fdiv128(a, k);
-    if (hd->pb != rb) {
-        if (hd->sb == rb) hd->sb = NONE;
-        hd->pb = rb;
-        hd->pu = rb * k - 1;
+    if (x->pb != rb) {
+        if (x->sb == rb) x->sb = NONE;
+        x->pb = rb;
+        x->pu = rb * k - 1;
     }
-    for (int64_t n = hd->pu + 1; n <= j; n++) {
+    for (int64_t n = x->pu + 1; n <= j; n++) {
         if (n == rb * k)
             aux_set(w, hd, n);
         else
             aux_fold(w, hd, n, n - 1);
     }
-    if (hd->pu < j) hd->pu = j;
+    if (x->pu < j) x->pu = j;
     const uint8_t *pj = ring_slot(w, hd, j) + 8 + w->acc_size;
     if (lb == rb) {
         acc_copy(w, w->acc_tmp, pj);
     } else {
         int64_t top = lb * k + k - 1;
-        if (hd->sb != lb) {
-            hd->sb = lb;
-            hd->slo = top + 1;
+        if (x->sb != lb) {
+            x->sb = lb;
+            x->slo = top + 1;
         }
-        for (int64_t n = hd->slo - 1; n >= a; n--) {
+        for (int64_t n = x->slo - 1; n >= a; n--) {
             if (n == top)
                 aux_set(w, hd, n);
             else
                 aux_fold(w, hd, n, n + 1);
         }
-        if (hd->slo > a) hd->slo = a;
+        if (x->slo > a) x->slo = a;
         acc_copy(w, w->acc_tmp, ring_slot(w, hd, a) + 8 + w->acc_size);
         acc_merge(w, w->acc_tmp, pj);
     }
-    hd->aux_hi = hd->pu;
+    hd->aux_hi = x->pu;
 }
 
 /* Fire window [e - k, e) of a key (if it holds data). Returns 0 or < 0. */
@@ -597,11 +615,18 @@ static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
 static uint8_t *ring_alloc(const win *w, unsigned bits)
 {
     uint64_t cap = (uint64_t)1 << bits;
-    uint8_t *r = malloc((size_t)cap * w->sstride);
+    uint8_t *r = malloc(w->xsize + (size_t)cap * w->sstride);
     if (!r) return NULL;
+    r += w->xsize;
     const int64_t tag = NONE;
     for (uint64_t i = 0; i < cap; i++) memcpy(r + i * w->sstride, &tag, 8);
     return r;
+}
+
+/* Free a ring (and the kext before it); accepts NULL. */
+static void ring_free(const win *w, uint8_t *ring)
+{
+    if (ring) free(ring - w->xsize);
 }
 
 /* Slice n (no data yet, not expired) is outside the key's ring: grow the
@@ -631,7 +656,8 @@ static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen
         memcpy(r + (size_t)(m & nmask) * w->sstride, hd->ring + (size_t)(m & omask) * w->sstride,
                w->sstride);
     }
-    free(hd->ring);
+    if (w->xsize) memcpy(r - w->xsize, hd->ring - w->xsize, w->xsize);
+    ring_free(w, hd->ring);
     hd->ring = r;
     hd->cbits = (uint16_t)bits;
     hd->base = nb;
@@ -657,14 +683,18 @@ static int key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
     hd->top = n;
     hd->tmr = INT64_MAX;
     hd->nxt = W == SL_TIME_MIN ? NONE : first_end_after(w, W);
-    hd->pb = hd->sb = NONE;
-    hd->pu = hd->slo = hd->aux_hi = NONE;
+    hd->aux_hi = NONE;
+    if (w->xsize) {
+        kext *x = kx(hd);
+        x->pb = x->sb = NONE;
+        x->pu = x->slo = NONE;
+        x->dlo = INT64_MAX;
+        x->dhi = INT64_MIN;
+    }
     hd->far_head = 0;
     hd->n_far = 0;
     hd->lo = INT64_MAX;
     hd->early = 0;
-    hd->dlo = INT64_MAX;
-    hd->dhi = INT64_MIN;
     return 0;
 }
 
@@ -803,8 +833,9 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             if (rc) return rc;
         }
         if (w->early_ms) {
-            if (n < hd->dlo) hd->dlo = n;
-            if (n > hd->dhi) hd->dhi = n;
+            kext *x = kx(hd);
+            if (n < x->dlo) x->dlo = n;
+            if (n > x->dhi) x->dhi = n;
             if (!hd->early) {
                 hd->early = 1;
                 int64_t due = sat64((__int128)sl_clock_ms() + w->early_ms);
@@ -845,7 +876,7 @@ int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
     int rc = purge(w, &hd, h, key, klen, expired_below(w, W));
     if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
     if (W == SL_TIME_MAX || (hd->top <= hd->base && !hd->n_far)) {
-        free(hd->ring);
+        ring_free(w, hd->ring);
         sl_state_remove(w->slices, h, key, klen);
         kc_invalidate(w);
         return 0;
@@ -874,11 +905,12 @@ int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
     khdr *hd = sl_state_find(w->slices, t->hash, t->key, t->key_len);
     if (!hd) return 0; /* the key's windows all fired and it was removed */
     hd->early = 0;
-    if (hd->dlo > hd->dhi) return 0;
+    kext *x = kx(hd);
+    if (x->dlo > x->dhi) return 0;
     const int64_t W = sl_ctx_current_watermark(ctx);
-    int64_t e = first_end(w, hd->dlo), el = last_end(w, hd->dhi);
-    hd->dlo = INT64_MAX;
-    hd->dhi = INT64_MIN;
+    int64_t e = first_end(w, x->dlo), el = last_end(w, x->dhi);
+    x->dlo = INT64_MAX;
+    x->dhi = INT64_MIN;
     if (W != SL_TIME_MIN) {
         int64_t nd = first_end_after(w, W);
         if (e < nd) e = nd;
@@ -913,6 +945,7 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
     w->cbits0 = 0; /* a new key starts with one slot; ring_fit grows it */
     size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
     w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
+    w->xsize = (w->blocks || w->early_ms) ? (uint32_t)KEXT : 0;
     w->slices = sl_ctx_state(ctx, "slices", (uint32_t)KHDR);
     w->fea_W = w->eb_W = SL_TIME_MIN;
     w->fea = first_end_after_calc(w, SL_TIME_MIN);
@@ -931,7 +964,7 @@ void sli_win_slices_close(win *w)
     sl_state_entry e;
     while (sl_state_next(w->slices, &it, &e)) {
         khdr *hd = e.value;
-        free(hd->ring);
+        ring_free(w, hd->ring);
         hd->ring = NULL;
     }
 }

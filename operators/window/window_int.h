@@ -64,6 +64,7 @@ typedef struct win {
     int64_t k, s;    /* window size and slide in slices */
     uint64_t cap;    /* most ring slots per key (a power of two) */
     unsigned cbits0; /* a new key's ring has 1 << cbits0 slots */
+    uint32_t xsize;  /* bytes before a ring's first slot (slices.c: kext) */
     size_t sstride;  /* bytes per ring slot */
     int blocks;      /* windows overlap (k > s): prefix / suffix aggregates */
     const sl_aggregate *agg;

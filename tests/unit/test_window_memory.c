@@ -5,7 +5,7 @@
  * table "slices": a header, and a pointer to the key's ring of slices,
  * which starts with one slot and grows (doubling) only when the key has
  * records in more slices (operators/window/slices.c). The table's values
- * are therefore small whatever the window: <= 128 bytes for count, also for
+ * are therefore small whatever the window: <= 72 bytes for count, also for
  * a 10 s / 100 ms sliding window (its full ring was 256 slots of 24 bytes,
  * inline in every key's value). Many keys with one record each, all in one
  * window, must still give exact results (one per key and window, count 1).
@@ -85,7 +85,7 @@ static void test_tumbling_value_small(void **state)
     int64_t total;
     uint32_t vs = run(sl_window_tumbling(10000, 0), &results, &total);
     assert_int_not_equal(vs, 0);
-    assert_true(vs <= 128); /* was 368: 112 + 16 slots of 16 bytes */
+    assert_true(vs <= 72); /* was 368: 112 + 16 slots of 16 bytes */
     assert_int_equal(results, KEYS);
     assert_int_equal(total, KEYS);
 }
