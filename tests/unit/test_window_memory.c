@@ -96,7 +96,7 @@ static void test_sliding_value_small(void **state)
     int64_t total;
     uint32_t vs = run(sl_window_sliding(10000, 100), &results, &total);
     assert_int_not_equal(vs, 0);
-    assert_true(vs <= 128);                        /* was 6256: 112 + 256 slots of 24 bytes */
+    assert_true(vs <= 72);                         /* was 6256: 112 + 256 slots of 24 bytes */
     assert_int_equal(results, (size_t)KEYS * 100); /* each record is in 100 windows */
     assert_int_equal(total, (int64_t)KEYS * 100);
 }
