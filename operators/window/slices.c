@@ -22,8 +22,9 @@
  * window_test.h); past that the slice goes to the far list, as below. The
  * record path is unchanged (one more load: the ring pointer); ring_fit runs
  * only when a new slice is made. Growing may move base down (to a new slice
- * below it, not expired) and moves far slices that come into range into the
- * ring. The ring is freed with its key (timer) or at close.
+ * below it, not expired, or, when windows overlap, to the start of the first
+ * window holding the lowest slice, so that its windows fire by block
+ * aggregates) and moves far slices that come into range into the ring. The ring is freed with its key (timer) or at close.
  *
  * Memory of a key of a tumbling count with 8-byte keys: 24 (table slot
  * header) + 72 (khdr) per table slot, the table between 3/8 and 3/4 full
@@ -541,7 +542,8 @@ static int purge(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen,
     return 0;
 }
 
-static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t n);
+static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t n,
+                    int64_t eb);
 
 /* A new slice n (no data yet) for the key: its accumulator, in the ring or
  * in the far list. NULL when out of memory (ctx failed). */
@@ -549,7 +551,7 @@ static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
                        int64_t n)
 {
     if (!in_ring(w, hd, n)) {
-        int rc = ring_fit(w, hd, h, key, klen, n);
+        int rc = ring_fit(w, hd, h, key, klen, n, expired_below(w, sl_ctx_current_watermark(ctx)));
         if (rc) {
             sl_ctx_fail(ctx, rc,
                         rc == SL_ENOMEM ? "out of memory for window state"
@@ -637,13 +639,22 @@ static void ring_free(const win *w, uint8_t *ring)
  * below it; far slices that come into range move into the ring. Runs only
  * when a record makes a new slice, never per record. 0, or SL_ENOMEM or
  * SL_ECORRUPT. */
-static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t n)
+static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t n,
+                    int64_t eb)
 {
     const uint64_t cap = ring_cap(hd);
     if (cap >= w->cap) return 0;
     int64_t nb = n < hd->base ? n : hd->base;
     __int128 hi = (__int128)hd->base + (__int128)cap - 1; /* the old ring's last slice */
     if (hi < n) hi = n;
+    /* Overlapping windows fire by block aggregates only when the whole
+     * window lies in the ring: reach down to the start of the first window
+     * holding nb, as key_init does for a full ring, when that has not
+     * expired and the ring stays within half its largest size. */
+    if (w->blocks) {
+        int64_t a0 = sat64((__int128)first_end(w, nb) - w->k);
+        if (a0 < nb && a0 >= eb && hi - a0 + 1 <= (__int128)(w->cap / 2)) nb = a0;
+    }
     __int128 span = hi - nb + 1;
     if (span > (__int128)w->cap) return 0;
     unsigned bits = hd->cbits;
