@@ -10,32 +10,41 @@
  * (slide > size) some slices lie in no window: a record there is not late,
  * it goes to the unassigned port (3), whatever the watermark.
  *
- * The slices of a key hang off ONE keyed-state value (table "slices", keyed
- * by the record key alone, so a record costs one lookup of its own key): a
- * header, and a pointer to the key's ring of 1 << cbits slots, slice n in
- * slot n & (cap - 1). The ring is malloc'd apart from the table, so that
- * the table's slots stay small (a hash table pays for its empty slots and,
- * while it doubles, for two arrays at once): a new key's ring has ONE slot,
- * and it grows (ring_fit, doubling, slots moved to their new places) when a
- * record makes a slice outside it, up to w->cap slots (a power of two, sized
- * at open: k + L / g + max(k, 8), at most 4096; a test can force it,
- * window_test.h); past that the slice goes to the far list, as below. The
- * record path is unchanged (one more load: the ring pointer); ring_fit runs
- * only when a new slice is made. Growing may move base down (to a new slice
- * below it, not expired, or, when windows overlap, to the start of the first
- * window holding the lowest slice, so that its windows fire by block
- * aggregates) and moves far slices that come into range into the ring. The ring is freed with its key (timer) or at close.
+ * The slices of a key live in ONE block of memory, found through ONE
+ * keyed-state value (table "slices", keyed by the record key alone, so a
+ * record costs one lookup of its own key): the value is a pointer to the
+ * key's block, which holds its header and its ring of 1 << cbits slots,
+ * slice n in slot n & (cap - 1). Why a pointer: a hash table pays for its
+ * empty slots (it is 3/8 to 3/4 full) and, while it doubles, for two arrays
+ * at once; a malloc'd block pays for its own bytes only. So the table's
+ * slot is 24 + 8 bytes, and the block is as large as the key needs: a new
+ * key's ring has ONE slot, and it grows (ring_fit: a new block, doubling,
+ * slots moved to their new places, the table's pointer updated) when a
+ * record makes a slice outside it, up to w->cap slots (a power of two,
+ * sized at open: k + L / g + max(k, 8), at most 4096; a test can force it,
+ * window_test.h); past that the slice goes to the far list, as below. A
+ * block never moves otherwise (the table moves the pointer, not the block),
+ * so the hot-key cache's pointers stay valid until ring_fit or removal. The
+ * record path is unchanged: table slot -> block, as it was table slot ->
+ * inline ring; ring_fit runs only when a new slice is made. Growing may move
+ * base down (to a new slice below it, not expired, or, when windows
+ * overlap, to the start of the first window holding the lowest slice, so
+ * that its windows fire by block aggregates) and moves far slices that come
+ * into range into the ring. The block is freed with its key (timer) or at
+ * close.
  *
- * Memory of a key of a tumbling count with 8-byte keys: 24 (table slot
- * header) + 72 (khdr) per table slot, the table between 3/8 and 3/4 full
- * (and twice over while it doubles), plus 16 per ring slot (1 slot while
- * the key has one slice), plus its timer (engine/timer.c). What only
- * overlapping windows and early firing use (kext) sits before the ring, so
- * tumbling keys do not pay for it. `sluice bench windows --keys N`
- * measures it.
+ * Memory of a key of a tumbling count with 8-byte keys: a table slot of 32
+ * bytes (3/8 to 3/4 full, twice over while it doubles), a block of 64 + 16
+ * (one ring slot while the key has one slice), plus its timer
+ * (engine/timer.c). `sluice bench windows --keys N` measures it.
  *
- *   value      offset         size     field
- *              0              8        base: the ring holds slices [base, base + cap)
+ *   value      0              8        the key's block (its khdr)
+ *
+ *   block      -48            16       kext: pb, pu: aux of slices pb k .. pu = prefixes
+ *              (only when     16       sb, slo: aux of slices slo .. sb k + k - 1 = suffixes
+ *              k > s or       16       dlo, dhi: slices changed since the last
+ *              early firing)           early firing (dlo > dhi: none)
+ *   khdr       0              8        base: the ring holds slices [base, base + cap)
  *              8              8        top: 1 + highest slice with data
  *              16             8        tmr: earliest timer set, not yet fired
  *              24             8        nxt: first window end no timer has handled
@@ -45,14 +54,7 @@
  *              52             2        early: an early-firing timer is pending
  *              54             2        cbits: the ring has 1 << cbits slots
  *              56             8        lo: no ring slot in [base, lo) has data
- *              64             8        ring: the key's ring (malloc'd, below)
- *
- *   ring block (malloc'd; ring points at slot 0)
- *   kext       -48            16       pb, pu: aux of slices pb k .. pu = prefix aggregates
- *              (only when     16       sb, slo: aux of slices slo .. sb k + k - 1 = suffixes
- *              k > s or       16       dlo, dhi: slices changed since the last
- *              early firing)           early firing (dlo > dhi: none)
- *   ring slot i  i stride     8        tag: the slice held (== n: slot has data)
+ *   slot i     64 + i stride  8        tag: the slice held (== n: slot has data)
  *                             a8       accumulator (acc_size rounded up to 8)
  *                             a8       aux (only when windows overlap, k > s)
  *
@@ -127,12 +129,12 @@
 #include "operators/window/window_int.h"
 
 /* Hot-key cache of the record path: a record's key (up to 8 bytes,
- * zero-padded into key8) -> its value in "slices", direct mapped by key
- * hash, so that a record of a key seen recently skips the table lookup. A
- * value pointer stays valid until the table changes, and only this file
- * changes it (insert in sli_win_slices_process, remove in
- * sli_win_slices_timer): each change starts a new generation. Equal keys
- * have equal hashes, so comparing the key bytes is enough. */
+ * zero-padded into key8) -> its block (khdr), direct mapped by key hash, so
+ * that a record of a key seen recently skips the table lookup. A block
+ * stays where it is until ring_fit moves it or its key is removed; those,
+ * and inserts into the table (kept from when values lived in the table),
+ * start a new generation. Equal keys have equal hashes, so comparing the
+ * key bytes is enough. */
 #define KC_SIZE 2048
 typedef struct kc_ent {
     uint64_t key8;
@@ -161,14 +163,13 @@ typedef struct khdr {
     uint16_t early;   /* early firing: a processing-time timer is pending */
     uint16_t cbits;   /* the ring has 1 << cbits slots */
     int64_t lo;       /* no ring slot in [base, lo) holds data (INT64_MAX: none) */
-    uint8_t *ring;    /* the key's ring (malloc'd, owned by the entry) */
 } khdr;
 #define KHDR ((size_t)sizeof(khdr))
-_Static_assert(sizeof(khdr) == 72, "khdr layout is drawn in the file comment");
+_Static_assert(sizeof(khdr) == 64, "khdr layout is drawn in the file comment");
 
 /* What only overlapping windows and early firing need, kept just before
- * the ring's first slot (w->xsize bytes: 0 for tumbling without early
- * firing, so that those keys do not pay for it). */
+ * the key's header in its block (w->xsize bytes: 0 for tumbling without
+ * early firing, so that those keys do not pay for it). */
 typedef struct kext {
     int64_t pb, pu;   /* aux of slices pb*k .. pu hold prefix aggregates */
     int64_t sb, slo;  /* aux of slices slo .. sb*k+k-1 hold suffix aggregates */
@@ -178,7 +179,7 @@ typedef struct kext {
 /* Only when w->xsize is KEXT (windows overlap, or early firing). */
 static inline kext *kx(const khdr *hd)
 {
-    return (kext *)(void *)(hd->ring - KEXT);
+    return (kext *)(void *)((uint8_t *)hd - KEXT);
 }
 
 typedef struct far_hdr {
@@ -307,7 +308,7 @@ static inline uint64_t ring_cap(const khdr *hd)
 }
 static inline uint8_t *ring_slot(const win *w, khdr *hd, int64_t n)
 {
-    return hd->ring + (size_t)((uint64_t)n & (ring_cap(hd) - 1)) * w->sstride;
+    return (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & (ring_cap(hd) - 1)) * w->sstride;
 }
 static inline int in_ring(const win *w, const khdr *hd, int64_t n)
 {
@@ -542,16 +543,17 @@ static int purge(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen,
     return 0;
 }
 
-static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t n,
+static int ring_fit(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen, int64_t n,
                     int64_t eb);
 
 /* A new slice n (no data yet) for the key: its accumulator, in the ring or
- * in the far list. NULL when out of memory (ctx failed). */
-static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen,
+ * in the far list. NULL when out of memory (ctx failed). Growing the ring
+ * moves the key's block: *hdp is the header after the call. */
+static void *slice_new(sl_ctx *ctx, win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen,
                        int64_t n)
 {
-    if (!in_ring(w, hd, n)) {
-        int rc = ring_fit(w, hd, h, key, klen, n, expired_below(w, sl_ctx_current_watermark(ctx)));
+    if (!in_ring(w, *hdp, n)) {
+        int rc = ring_fit(w, hdp, h, key, klen, n, expired_below(w, sl_ctx_current_watermark(ctx)));
         if (rc) {
             sl_ctx_fail(ctx, rc,
                         rc == SL_ENOMEM ? "out of memory for window state"
@@ -559,6 +561,7 @@ static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
             return NULL;
         }
     }
+    khdr *hd = *hdp;
     if (n >= hd->top) hd->top = n + 1;
     aux_touch(hd, n, w->k);
     if (in_ring(w, hd, n)) {
@@ -610,25 +613,26 @@ static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     return (uint8_t *)f + FAR_HDR; /* only lookups since the insert: f is valid */
 }
 
-/* A ring of 1 << bits slots with no data (every tag NONE); NULL when out of
- * memory. The accumulators and aux of its slots are written before they are
- * read (a slot is initialized when its slice is made, an aux when a prefix
- * or suffix reaches it). */
-static uint8_t *ring_alloc(const win *w, unsigned bits)
+/* A key's block: [kext: w->xsize bytes] [khdr] [1 << bits ring slots],
+ * every tag NONE; returns its header, NULL when out of memory. The
+ * accumulators and aux of the slots are written before they are read (a
+ * slot is initialized when its slice is made, an aux when a prefix or
+ * suffix reaches it). */
+static khdr *block_alloc(const win *w, unsigned bits)
 {
     uint64_t cap = (uint64_t)1 << bits;
-    uint8_t *r = malloc(w->xsize + (size_t)cap * w->sstride);
-    if (!r) return NULL;
-    r += w->xsize;
+    uint8_t *b = malloc(w->xsize + KHDR + (size_t)cap * w->sstride);
+    if (!b) return NULL;
+    khdr *hd = (khdr *)(void *)(b + w->xsize);
     const int64_t tag = NONE;
-    for (uint64_t i = 0; i < cap; i++) memcpy(r + i * w->sstride, &tag, 8);
-    return r;
+    for (uint64_t i = 0; i < cap; i++) memcpy((uint8_t *)hd + KHDR + i * w->sstride, &tag, 8);
+    return hd;
 }
 
-/* Free a ring (and the kext before it); accepts NULL. */
-static void ring_free(const win *w, uint8_t *ring)
+/* Free a key's block; accepts NULL. */
+static void block_free(const win *w, khdr *hd)
 {
-    if (ring) free(ring - w->xsize);
+    if (hd) free((uint8_t *)hd - w->xsize);
 }
 
 /* Slice n (no data yet, not expired) is outside the key's ring: grow the
@@ -639,9 +643,10 @@ static void ring_free(const win *w, uint8_t *ring)
  * below it; far slices that come into range move into the ring. Runs only
  * when a record makes a new slice, never per record. 0, or SL_ENOMEM or
  * SL_ECORRUPT. */
-static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen, int64_t n,
+static int ring_fit(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen, int64_t n,
                     int64_t eb)
 {
+    khdr *hd = *hdp;
     const uint64_t cap = ring_cap(hd);
     if (cap >= w->cap) return 0;
     int64_t nb = n < hd->base ? n : hd->base;
@@ -659,33 +664,40 @@ static int ring_fit(win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen
     if (span > (__int128)w->cap) return 0;
     unsigned bits = hd->cbits;
     while (((uint64_t)1 << bits) < (uint64_t)span) bits++;
-    uint8_t *r = ring_alloc(w, bits);
-    if (!r) return SL_ENOMEM;
+    khdr **pp = sl_state_find(w->slices, h, key, klen);
+    if (!pp || *pp != hd) return SL_ECORRUPT;
+    khdr *nh = block_alloc(w, bits);
+    if (!nh) return SL_ENOMEM;
+    memcpy((uint8_t *)nh - w->xsize, (uint8_t *)hd - w->xsize, w->xsize + KHDR);
     const uint64_t nmask = ((uint64_t)1 << bits) - 1, omask = cap - 1;
+    const uint8_t * or = (const uint8_t *)hd + KHDR;
+    uint8_t *nr = (uint8_t *)nh + KHDR;
     for (uint64_t i = 0; i < cap; i++) {
         uint64_t m = (uint64_t)hd->base + i;
-        memcpy(r + (size_t)(m & nmask) * w->sstride, hd->ring + (size_t)(m & omask) * w->sstride,
+        memcpy(nr + (size_t)(m & nmask) * w->sstride, or +(size_t)(m & omask) * w->sstride,
                w->sstride);
     }
-    if (w->xsize) memcpy(r - w->xsize, hd->ring - w->xsize, w->xsize);
-    ring_free(w, hd->ring);
-    hd->ring = r;
-    hd->cbits = (uint16_t)bits;
-    hd->base = nb;
+    nh->cbits = (uint16_t)bits;
+    nh->base = nb;
+    *pp = nh;
+    block_free(w, hd);
+    kc_invalidate(w); /* the hot-key cache may hold the old block */
+    *hdp = nh;
     /* INT64_MIN: nothing expires here, in-range far slices move in */
-    return hd->n_far ? purge(w, &hd, h, key, klen, INT64_MIN) : 0;
+    return nh->n_far ? purge(w, hdp, h, key, klen, INT64_MIN) : 0;
 }
 
-/* A new key's header and its first ring (w->cap0 slots). 0 or SL_ENOMEM. */
-static int key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
+/* A new key's block, its ring of 1 << w->cbits0 slots; NULL when out of
+ * memory. */
+static khdr *key_new(win *w, int64_t n, int64_t eb, int64_t W)
 {
     /* The ring starts a quarter below n (room for records slightly out of
      * order), or at the start of the first window holding n when the ring
      * has room for it, so that the key's first windows lie in the ring and
      * fire by block aggregates. */
     const uint64_t cap0 = (uint64_t)1 << w->cbits0;
-    hd->ring = ring_alloc(w, w->cbits0);
-    if (!hd->ring) return SL_ENOMEM;
+    khdr *hd = block_alloc(w, w->cbits0);
+    if (!hd) return NULL;
     hd->cbits = (uint16_t)w->cbits0;
     int64_t b = sat64((__int128)n - (int64_t)(cap0 / 4));
     int64_t a0 = sat64((__int128)first_end(w, n) - w->k);
@@ -706,7 +718,7 @@ static int key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
     hd->n_far = 0;
     hd->lo = INT64_MAX;
     hd->early = 0;
-    return 0;
+    return hd;
 }
 
 /* The slow part of a record's path: a new slice (timers), or a record for
@@ -796,15 +808,16 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             hd = ce->hd;
         } else {
             int created = 0;
-            hd = sl_state_get(w->slices, h, key.ptr, key.len, &created);
-            if (!hd) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+            khdr **pp = sl_state_get(w->slices, h, key.ptr, key.len, &created);
+            if (!pp) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
             if (created) {
                 kc_invalidate(w);
-                if (key_init(w, hd, n, eb, W)) {
+                if (!(*pp = key_new(w, n, eb, W))) {
                     sl_state_remove(w->slices, h, key.ptr, key.len);
                     return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
                 }
             }
+            hd = *pp;
             if (ce) {
                 ce->key8 = k8;
                 ce->klen1 = key.len + 1;
@@ -818,7 +831,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         }
         uint8_t *acc;
         int is_new = 0;
-        uint8_t *sl = hd->ring + (size_t)((uint64_t)n & (ring_cap(hd) - 1)) * sstride;
+        uint8_t *sl = (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & (ring_cap(hd) - 1)) * sstride;
         int64_t tag;
         memcpy(&tag, sl, 8);
         if (tag == n && n >= hd->base) { /* a tag equal to n is in the ring */
@@ -827,7 +840,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         } else {
             acc = slice_acc(w, hd, h, key.ptr, key.len, n);
             if (!acc) {
-                acc = slice_new(ctx, w, hd, h, key.ptr, key.len, n);
+                acc = slice_new(ctx, w, &hd, h, key.ptr, key.len, n); /* may move hd */
                 if (!acc) return sl_ctx_error(ctx);
                 is_new = 1;
             } else {
@@ -839,7 +852,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         else
             agg->add(acc, rec.ptr, rec.len, t, ud);
         if (is_new || cur_due) {
-            /* slice_new may have inserted into "far" only: hd is stable. */
+            /* hd as slice_new left it; it changed "far" only since */
             int rc = record_slow(ctx, w, hd, h, key.ptr, key.len, n, W, is_new);
             if (rc) return rc;
         }
@@ -861,8 +874,9 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
 int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
-    khdr *hd = sl_state_find(w->slices, t->hash, t->key, t->key_len);
-    if (!hd) return 0;
+    khdr **pp = sl_state_find(w->slices, t->hash, t->key, t->key_len);
+    if (!pp) return 0;
+    khdr *hd = *pp;
     uint64_t h = t->hash;
     const void *key = t->key;
     uint32_t klen = t->key_len;
@@ -887,7 +901,7 @@ int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
     int rc = purge(w, &hd, h, key, klen, expired_below(w, W));
     if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
     if (W == SL_TIME_MAX || (hd->top <= hd->base && !hd->n_far)) {
-        ring_free(w, hd->ring);
+        block_free(w, hd);
         sl_state_remove(w->slices, h, key, klen);
         kc_invalidate(w);
         return 0;
@@ -913,8 +927,9 @@ int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
  * record of the key sets the next timer. */
 int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
 {
-    khdr *hd = sl_state_find(w->slices, t->hash, t->key, t->key_len);
-    if (!hd) return 0; /* the key's windows all fired and it was removed */
+    khdr **pp = sl_state_find(w->slices, t->hash, t->key, t->key_len);
+    if (!pp) return 0; /* the key's windows all fired and it was removed */
+    khdr *hd = *pp;
     hd->early = 0;
     kext *x = kx(hd);
     if (x->dlo > x->dhi) return 0;
@@ -957,7 +972,7 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
     size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
     w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
     w->xsize = (w->blocks || w->early_ms) ? (uint32_t)KEXT : 0;
-    w->slices = sl_ctx_state(ctx, "slices", (uint32_t)KHDR);
+    w->slices = sl_ctx_state(ctx, "slices", (uint32_t)sizeof(khdr *));
     w->fea_W = w->eb_W = SL_TIME_MIN;
     w->fea = first_end_after_calc(w, SL_TIME_MIN);
     w->eb = expired_below_calc(w, SL_TIME_MIN);
@@ -974,8 +989,9 @@ void sli_win_slices_close(win *w)
     size_t it = 0;
     sl_state_entry e;
     while (sl_state_next(w->slices, &it, &e)) {
-        khdr *hd = e.value;
-        ring_free(w, hd->ring);
-        hd->ring = NULL;
+        khdr *hd;
+        memcpy(&hd, e.value, sizeof(hd));
+        block_free(w, hd);
+        memset(e.value, 0, sizeof(hd));
     }
 }
