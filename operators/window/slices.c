@@ -13,7 +13,7 @@
  * The slices of a key live in ONE block of memory, found through ONE
  * keyed-state value (table "slices", keyed by the record key alone, so a
  * record costs one lookup of its own key): the value is a pointer to the
- * key's block, which holds its header and its ring of 1 << cbits slots,
+ * key's block, which holds its header and its ring of cmask + 1 slots,
  * slice n in slot n & (cap - 1). Why a pointer: a hash table pays for its
  * empty slots (it is 3/8 to 3/4 full) and, while it doubles, for two arrays
  * at once; a malloc'd block pays for its own bytes only. So the table's
@@ -40,10 +40,11 @@
  *
  *   value      0              8        the key's block (its khdr)
  *
- *   block      -48            16       kext: pb, pu: aux of slices pb k .. pu = prefixes
+ *   block      -56            16       kext: pb, pu: aux of slices pb k .. pu = prefixes
  *              (only when     16       sb, slo: aux of slices slo .. sb k + k - 1 = suffixes
  *              k > s or       16       dlo, dhi: slices changed since the last
  *              early firing)           early firing (dlo > dhi: none)
+ *                             8        early: an early-firing timer is pending
  *   khdr       0              8        base: the ring holds slices [base, base + cap)
  *              8              8        top: 1 + highest slice with data
  *              16             8        tmr: earliest timer set, not yet fired
@@ -51,8 +52,7 @@
  *              32             8        aux_hi: highest slice whose aux is in use
  *              40             8        far_head: smallest far slice
  *              48             4        n_far: slices in the far list
- *              52             2        early: an early-firing timer is pending
- *              54             2        cbits: the ring has 1 << cbits slots
+ *              52             4        cmask: the ring has cmask + 1 slots
  *              56             8        lo: no ring slot in [base, lo) has data
  *   slot i     64 + i stride  8        tag: the slice held (== n: slot has data)
  *                             a8       accumulator (acc_size rounded up to 8)
@@ -160,8 +160,7 @@ typedef struct khdr {
     int64_t aux_hi;   /* highest slice whose aux is in use (NONE: none) */
     int64_t far_head; /* smallest far slice (when n_far > 0) */
     uint32_t n_far;   /* slices kept in the far list */
-    uint16_t early;   /* early firing: a processing-time timer is pending */
-    uint16_t cbits;   /* the ring has 1 << cbits slots */
+    uint32_t cmask;   /* the ring has cmask + 1 slots (a power of two) */
     int64_t lo;       /* no ring slot in [base, lo) holds data (INT64_MAX: none) */
 } khdr;
 #define KHDR ((size_t)sizeof(khdr))
@@ -174,6 +173,7 @@ typedef struct kext {
     int64_t pb, pu;   /* aux of slices pb*k .. pu hold prefix aggregates */
     int64_t sb, slo;  /* aux of slices slo .. sb*k+k-1 hold suffix aggregates */
     int64_t dlo, dhi; /* early firing: slices updated since the last early firing */
+    int64_t early;    /* early firing: a processing-time timer is pending */
 } kext;
 #define KEXT ((size_t)sizeof(kext))
 /* Only when w->xsize is KEXT (windows overlap, or early firing). */
@@ -304,11 +304,11 @@ static inline void acc_merge(const win *w, void *a, const void *b)
 
 static inline uint64_t ring_cap(const khdr *hd)
 {
-    return (uint64_t)1 << hd->cbits;
+    return (uint64_t)hd->cmask + 1;
 }
 static inline uint8_t *ring_slot(const win *w, khdr *hd, int64_t n)
 {
-    return (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & (ring_cap(hd) - 1)) * w->sstride;
+    return (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & hd->cmask) * w->sstride;
 }
 static inline int in_ring(const win *w, const khdr *hd, int64_t n)
 {
@@ -662,7 +662,7 @@ static int ring_fit(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t kl
     }
     __int128 span = hi - nb + 1;
     if (span > (__int128)w->cap) return 0;
-    unsigned bits = hd->cbits;
+    unsigned bits = 0;
     while (((uint64_t)1 << bits) < (uint64_t)span) bits++;
     khdr **pp = sl_state_find(w->slices, h, key, klen);
     if (!pp || *pp != hd) return SL_ECORRUPT;
@@ -677,7 +677,7 @@ static int ring_fit(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t kl
         memcpy(nr + (size_t)(m & nmask) * w->sstride, or +(size_t)(m & omask) * w->sstride,
                w->sstride);
     }
-    nh->cbits = (uint16_t)bits;
+    nh->cmask = (uint32_t)(((uint64_t)1 << bits) - 1);
     nh->base = nb;
     *pp = nh;
     block_free(w, hd);
@@ -698,7 +698,7 @@ static khdr *key_new(win *w, int64_t n, int64_t eb, int64_t W)
     const uint64_t cap0 = (uint64_t)1 << w->cbits0;
     khdr *hd = block_alloc(w, w->cbits0);
     if (!hd) return NULL;
-    hd->cbits = (uint16_t)w->cbits0;
+    hd->cmask = (uint32_t)(cap0 - 1);
     int64_t b = sat64((__int128)n - (int64_t)(cap0 / 4));
     int64_t a0 = sat64((__int128)first_end(w, n) - w->k);
     if (a0 < b && (__int128)n - a0 < (__int128)(cap0 / 2)) b = a0;
@@ -713,11 +713,11 @@ static khdr *key_new(win *w, int64_t n, int64_t eb, int64_t W)
         x->pu = x->slo = NONE;
         x->dlo = INT64_MAX;
         x->dhi = INT64_MIN;
+        x->early = 0;
     }
     hd->far_head = 0;
     hd->n_far = 0;
     hd->lo = INT64_MAX;
-    hd->early = 0;
     return hd;
 }
 
@@ -831,7 +831,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         }
         uint8_t *acc;
         int is_new = 0;
-        uint8_t *sl = (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & (ring_cap(hd) - 1)) * sstride;
+        uint8_t *sl = (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & hd->cmask) * sstride;
         int64_t tag;
         memcpy(&tag, sl, 8);
         if (tag == n && n >= hd->base) { /* a tag equal to n is in the ring */
@@ -860,8 +860,8 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             kext *x = kx(hd);
             if (n < x->dlo) x->dlo = n;
             if (n > x->dhi) x->dhi = n;
-            if (!hd->early) {
-                hd->early = 1;
+            if (!x->early) {
+                x->early = 1;
                 int64_t due = sat64((__int128)sl_clock_ms() + w->early_ms);
                 int rc = sl_ctx_proc_timer(ctx, due, h, key.ptr, key.len);
                 if (rc) return rc;
@@ -930,8 +930,8 @@ int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
     khdr **pp = sl_state_find(w->slices, t->hash, t->key, t->key_len);
     if (!pp) return 0; /* the key's windows all fired and it was removed */
     khdr *hd = *pp;
-    hd->early = 0;
     kext *x = kx(hd);
+    x->early = 0;
     if (x->dlo > x->dhi) return 0;
     const int64_t W = sl_ctx_current_watermark(ctx);
     int64_t e = first_end(w, x->dlo), el = last_end(w, x->dhi);
