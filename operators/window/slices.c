@@ -613,26 +613,36 @@ static void *slice_new(sl_ctx *ctx, win *w, khdr **hdp, uint64_t h, const void *
     return (uint8_t *)f + FAR_HDR; /* only lookups since the insert: f is valid */
 }
 
-/* A key's block: [kext: w->xsize bytes] [khdr] [1 << bits ring slots],
+/* A key's block: [colour] [kext: w->xsize bytes] [khdr] [1 << bits ring slots],
  * every tag NONE; returns its header, NULL when out of memory. The
  * accumulators and aux of the slots are written before they are read (a
  * slot is initialized when its slice is made, an aux when a prefix or
  * suffix reaches it). */
-static khdr *block_alloc(const win *w, unsigned bits)
+/* Cache colouring of large blocks: a block of a few KiB comes from the
+ * allocator at a few fixed offsets modulo the page, so the headers of many
+ * keys would share a few cache sets; its header starts 0..15 cache lines
+ * in, by key hash (recomputed when it is freed). Blocks under 4 KiB are not
+ * coloured (the extra bytes would weigh). */
+static inline size_t block_color(const win *w, uint64_t cap, uint64_t h)
+{
+    return cap * w->sstride >= 4096 ? (size_t)((h >> 32) & 15) * 64 : 0;
+}
+static khdr *block_alloc(const win *w, unsigned bits, uint64_t h)
 {
     uint64_t cap = (uint64_t)1 << bits;
-    uint8_t *b = malloc(w->xsize + KHDR + (size_t)cap * w->sstride);
+    size_t color = block_color(w, cap, h);
+    uint8_t *b = malloc(color + w->xsize + KHDR + (size_t)cap * w->sstride);
     if (!b) return NULL;
-    khdr *hd = (khdr *)(void *)(b + w->xsize);
+    khdr *hd = (khdr *)(void *)(b + color + w->xsize);
     const int64_t tag = NONE;
     for (uint64_t i = 0; i < cap; i++) memcpy((uint8_t *)hd + KHDR + i * w->sstride, &tag, 8);
     return hd;
 }
 
 /* Free a key's block; accepts NULL. */
-static void block_free(const win *w, khdr *hd)
+static void block_free(const win *w, khdr *hd, uint64_t h)
 {
-    if (hd) free((uint8_t *)hd - w->xsize);
+    if (hd) free((uint8_t *)hd - w->xsize - block_color(w, (uint64_t)hd->cmask + 1, h));
 }
 
 /* Slice n (no data yet, not expired) is outside the key's ring: grow the
@@ -666,7 +676,7 @@ static int ring_fit(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t kl
     while (((uint64_t)1 << bits) < (uint64_t)span) bits++;
     khdr **pp = sl_state_find(w->slices, h, key, klen);
     if (!pp || *pp != hd) return SL_ECORRUPT;
-    khdr *nh = block_alloc(w, bits);
+    khdr *nh = block_alloc(w, bits, h);
     if (!nh) return SL_ENOMEM;
     memcpy((uint8_t *)nh - w->xsize, (uint8_t *)hd - w->xsize, w->xsize + KHDR);
     const uint64_t nmask = ((uint64_t)1 << bits) - 1, omask = cap - 1;
@@ -680,7 +690,7 @@ static int ring_fit(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t kl
     nh->cmask = (uint32_t)(((uint64_t)1 << bits) - 1);
     nh->base = nb;
     *pp = nh;
-    block_free(w, hd);
+    block_free(w, hd, h);
     kc_invalidate(w); /* the hot-key cache may hold the old block */
     *hdp = nh;
     /* INT64_MIN: nothing expires here, in-range far slices move in */
@@ -689,14 +699,14 @@ static int ring_fit(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t kl
 
 /* A new key's block, its ring of 1 << w->cbits0 slots; NULL when out of
  * memory. */
-static khdr *key_new(win *w, int64_t n, int64_t eb, int64_t W)
+static khdr *key_new(win *w, uint64_t h, int64_t n, int64_t eb, int64_t W)
 {
     /* The ring starts a quarter below n (room for records slightly out of
      * order), or at the start of the first window holding n when the ring
      * has room for it, so that the key's first windows lie in the ring and
      * fire by block aggregates. */
     const uint64_t cap0 = (uint64_t)1 << w->cbits0;
-    khdr *hd = block_alloc(w, w->cbits0);
+    khdr *hd = block_alloc(w, w->cbits0, h);
     if (!hd) return NULL;
     hd->cmask = (uint32_t)(cap0 - 1);
     int64_t b = sat64((__int128)n - (int64_t)(cap0 / 4));
@@ -812,7 +822,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             if (!pp) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
             if (created) {
                 kc_invalidate(w);
-                if (!(*pp = key_new(w, n, eb, W))) {
+                if (!(*pp = key_new(w, h, n, eb, W))) {
                     sl_state_remove(w->slices, h, key.ptr, key.len);
                     return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
                 }
@@ -901,7 +911,7 @@ int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
     int rc = purge(w, &hd, h, key, klen, expired_below(w, W));
     if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
     if (W == SL_TIME_MAX || (hd->top <= hd->base && !hd->n_far)) {
-        block_free(w, hd);
+        block_free(w, hd, h);
         sl_state_remove(w->slices, h, key, klen);
         kc_invalidate(w);
         return 0;
@@ -991,7 +1001,7 @@ void sli_win_slices_close(win *w)
     while (sl_state_next(w->slices, &it, &e)) {
         khdr *hd;
         memcpy(&hd, e.value, sizeof(hd));
-        block_free(w, hd);
+        block_free(w, hd, e.hash);
         memset(e.value, 0, sizeof(hd));
     }
 }
