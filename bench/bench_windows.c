@@ -14,6 +14,14 @@
  * source notes the processing time at which its announced watermark first
  * reaches end - 1 of each window; the sink computes, for each result, the
  * time since then. p50 and p99 over all results are printed.
+ *
+ * Memory (--keys N, run instead of the above): N keys, one event each, all
+ * in one 10 s tumbling window (or, with --sliding, a 10 s / 100 ms sliding
+ * one), count per window, 1 thread. Printed: the peak RSS of the run minus
+ * the RSS before it, divided by N: the bytes a window key costs. The
+ * baseline is the size of the key plus the accumulator (16 bytes): what a
+ * hand-written loop would keep. Peak RSS only grows in a process, so one
+ * run measures one variant.
  */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -85,6 +93,76 @@ static int run_throughput(uint64_t n, int sliding, double *secs, uint64_t *resul
     sl_pipeline_free(p);
     *results = atomic_load(&t.results);
     return rc ? 1 : 0;
+}
+
+/* --- memory per key --------------------------------------------------------------------- */
+
+typedef struct mem_gen {
+    uint64_t keys;
+} mem_gen;
+
+/* Key seq, value seq, event time spread over [0, 10 s) in order: every key
+ * once, all in the first window. */
+static int gen_mem(void *out, uint64_t seq, int64_t *ts, void *ud)
+{
+    const mem_gen *g = ud;
+    kv *r = out;
+    r->key = (int64_t)seq;
+    r->value = (int64_t)seq;
+    *ts = (int64_t)(seq * 10000 / g->keys);
+    return 0;
+}
+
+static double rss_now_mb(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+        fclose(f);
+    }
+    return (double)rss * 4096.0 / (1024.0 * 1024.0);
+}
+
+static int run_memory(uint64_t keys, int sliding, int csv)
+{
+    mem_gen g = {.keys = keys};
+    sl_generator_conf gc = {.fn = gen_mem, .ud = &g, .count = keys};
+    sl_watermark_conf wm = {.delay = 0};
+    sl_window_conf wc = sliding ? sl_window_sliding(10000, 100) : sl_window_tumbling(10000, 0);
+    wc.agg = &sl_agg_count;
+    tally t;
+    atomic_init(&t.results, 0);
+    double before = rss_now_mb();
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_threads(p, 1);
+    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(kv), &wm);
+    s = sl_stream_key_by(s, "key", kv_key, NULL);
+    s = sl_stream_window(s, "window", &wc);
+    sl_stream_sink(s, "tally", &tally_op, &t);
+    double t0 = bench_now();
+    int rc = sl_pipeline_run(p);
+    double secs = bench_now() - t0;
+    if (rc) fprintf(stderr, "sluice bench windows: %s\n", sl_pipeline_errmsg(p));
+    sl_pipeline_free(p);
+    if (rc) return 1;
+    double peak = bench_peak_rss_mb();
+    double per_key = (peak - before) * 1024.0 * 1024.0 / (double)keys;
+    const char *variant = sliding ? "memory-sliding-10s-100ms" : "memory-tumbling-10s";
+    uint64_t results = atomic_load(&t.results);
+    if (csv) {
+        printf("bench,variant,threads,events,seconds,events_per_s,peak_rss_mb\n");
+        printf("windows,%s-bytes-per-key=%.0f,1,%" PRIu64 ",%.4f,%.0f,%.1f\n", variant, per_key,
+               keys, secs, (double)keys / secs, peak);
+    } else {
+        printf("windows memory: %" PRIu64 " keys, one event each, one %s window, count, "
+               "1 thread\n",
+               keys, sliding ? "10 s / 100 ms sliding" : "10 s tumbling");
+        printf("  RSS before %.1f MB, peak %.1f MB, %" PRIu64 " results\n", before, peak, results);
+        printf("  bytes per key: %.0f (baseline: key + accumulator = 16; overhead %.0f)\n", per_key,
+               per_key - 16.0);
+    }
+    return 0;
 }
 
 /* --- latency --------------------------------------------------------------------------- */
@@ -243,15 +321,17 @@ static int run_latency(double rate, double seconds, int credits, double *p50, do
 int bench_windows(int argc, char **argv)
 {
     const char *cmd = "bench windows";
-    enum { O_CSV = JOBS_OPT_FIRST_FREE, O_NO_LATENCY, O_CREDITS, O_EVENTS };
+    enum { O_CSV = JOBS_OPT_FIRST_FREE, O_NO_LATENCY, O_CREDITS, O_EVENTS, O_KEYS, O_SLIDING };
     static const struct option opts[] = {{"csv", no_argument, NULL, O_CSV},
                                          {"no-latency", no_argument, NULL, O_NO_LATENCY},
                                          {"credits", required_argument, NULL, O_CREDITS},
                                          {"events", required_argument, NULL, O_EVENTS},
+                                         {"keys", required_argument, NULL, O_KEYS},
+                                         {"sliding", no_argument, NULL, O_SLIDING},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
-    uint64_t n = 2000000;
-    int csv = 0, latency = 1, opt, ret = 0;
+    uint64_t n = 2000000, keys = 0;
+    int csv = 0, latency = 1, sliding = 0, opt, ret = 0;
     long long credits = 0, v;
     jobs_getopt_reset();
     while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
@@ -263,20 +343,30 @@ int bench_windows(int argc, char **argv)
             if (!(ret = jobs_int(cmd, "--events", optarg, 1000, (long long)1 << 40, &v)))
                 n = (uint64_t)v;
             break;
+        case O_KEYS:
+            if (!(ret = jobs_int(cmd, "--keys", optarg, 1000, (long long)1 << 32, &v)))
+                keys = (uint64_t)v;
+            break;
+        case O_SLIDING: sliding = 1; break;
         default: ret = jobs_opt(cmd, opt, argv, NULL); break;
         }
         if (ret == JOBS_HELP) {
             printf("usage: sluice bench windows [--events N] [--no-latency] [--credits C] [--csv]\n"
+                   "       sluice bench windows --keys N [--sliding] [--csv]\n"
                    "10 s / 100 ms sliding against 10 s tumbling windows on the same events\n"
                    "(default 2000000, 1,000 keys, 1 thread), then the latency from the\n"
                    "watermark passing a window's end to its result at the sink, at 80 %% of the\n"
                    "tumbling throughput (100 ms windows, 2 threads, 3 s): p50 and p99.\n"
-                   "--credits C sets the channel credits of the latency run (default 8).\n");
+                   "--credits C sets the channel credits of the latency run (default 8).\n"
+                   "--keys N measures memory instead: N keys, one event each, in one 10 s\n"
+                   "tumbling window (--sliding: 10 s / 100 ms); prints the peak RSS delta\n"
+                   "per key.\n");
             return 0;
         }
         if (ret) return ret;
     }
     if (jobs_no_operands(cmd, argc, argv)) return 2;
+    if (keys) return run_memory(keys, sliding, csv);
     double ts, ss;
     uint64_t tr, sr;
     if (run_throughput(n, 0, &ts, &tr)) return 1;

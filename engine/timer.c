@@ -4,10 +4,19 @@
  * A binary min-heap ordered by (ts, seq), seq being the insertion number, so
  * timers with equal times fire in the order they were set and every run is
  * deterministic. A (key, ts) pair is registered once: a set of the pairs
- * (keyed state table, key = key bytes + 8 bytes of ts) turns a second
- * registration into a no-op, so operators may set the timer of a window for
- * every record of it. A timer key is copied into one malloc'd block per
- * timer: timers are made per key and window, not per record.
+ * turns a second registration into a no-op, so operators may set the timer
+ * of a window for every record of it.
+ *
+ * Memory (one timer per key and window: at a million keys it counts). The
+ * set is a keyed state table whose entry is (pair_hash(hash, ts), key bytes)
+ * -> seq: the key bytes alone, so that a key of up to 8 bytes sits inline in
+ * the table's slot (no arena bytes); ts is told apart by the hash, which is
+ * one-to-one in ts for a given key hash (xor with ts times an odd constant,
+ * xorshift, multiplication by an odd constant: each a bijection of 64-bit
+ * words), and a key has one hash, so (pair hash, key) names one (key, ts).
+ * A heap entry is 40 bytes and holds a key of up to 8 bytes inline; longer
+ * keys are copied into one malloc'd block per timer (timers are made per
+ * key and window, not per record).
  *
  * Deleting is lazy: the set maps each live pair to the seq of its heap
  * entry; delete removes the pair from the set, and pop discards heap entries
@@ -25,18 +34,30 @@ typedef struct tmr {
     uint64_t seq;
     uint64_t hash;
     uint32_t klen;
-    uint8_t *key;
+    union {
+        uint8_t *p;   /* klen > INLINE_KEY: malloc'd copy */
+        uint8_t b[8]; /* klen <= INLINE_KEY: the key itself */
+    } key;
 } tmr;
+#define INLINE_KEY 8
+_Static_assert(sizeof(tmr) == 40, "a heap entry is 40 bytes");
+
+static inline const uint8_t *tmr_key(const tmr *x)
+{
+    return x->klen <= INLINE_KEY ? x->key.b : x->key.p;
+}
+static inline void tmr_free(tmr *x)
+{
+    if (x->klen > INLINE_KEY) free(x->key.p);
+}
 
 struct sl_timers {
     tmr *heap;
     size_t n, cap;
     uint64_t seq;
     sl_state *set;
-    uint8_t *scratch;
-    size_t scratch_cap;
-    uint8_t *popped_key; /* key of the last popped timer, freed on next pop */
-    size_t dead;         /* heap entries deleted but not yet popped */
+    tmr popped;  /* the last popped timer: its key is out->key until the next pop */
+    size_t dead; /* heap entries deleted but not yet popped */
 };
 
 sl_timers *sli_timers_new(void)
@@ -54,11 +75,10 @@ sl_timers *sli_timers_new(void)
 void sli_timers_free(sl_timers *t)
 {
     if (!t) return;
-    for (size_t i = 0; i < t->n; i++) free(t->heap[i].key);
+    for (size_t i = 0; i < t->n; i++) tmr_free(&t->heap[i]);
     free(t->heap);
     sl_state_free(t->set);
-    free(t->scratch);
-    free(t->popped_key);
+    tmr_free(&t->popped);
     free(t);
 }
 
@@ -67,21 +87,8 @@ static int before(const tmr *a, const tmr *b)
     return a->ts < b->ts || (a->ts == b->ts && a->seq < b->seq);
 }
 
-/* The dedupe key: key bytes followed by the 8 bytes of ts. */
-static const uint8_t *pair_key(sl_timers *t, int64_t ts, const void *key, uint32_t klen)
-{
-    size_t need = (size_t)klen + 8;
-    if (need > t->scratch_cap) {
-        uint8_t *s = realloc(t->scratch, need);
-        if (!s) return NULL;
-        t->scratch = s;
-        t->scratch_cap = need;
-    }
-    if (klen) memcpy(t->scratch, key, klen);
-    memcpy(t->scratch + klen, &ts, 8);
-    return t->scratch;
-}
-
+/* The hash of a pair in the set: one-to-one in ts for a given hash (see
+ * the file comment), so the set's key is the key bytes alone. */
 static uint64_t pair_hash(uint64_t hash, int64_t ts)
 {
     uint64_t h = hash ^ ((uint64_t)ts * 0x9E3779B97F4A7C15ull);
@@ -91,10 +98,8 @@ static uint64_t pair_hash(uint64_t hash, int64_t ts)
 
 int sli_timers_add(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uint32_t klen)
 {
-    const uint8_t *pk = pair_key(t, ts, key, klen);
-    if (!pk) return SL_ENOMEM;
     int created = 0;
-    void *live = sl_state_get(t->set, pair_hash(hash, ts), pk, klen + 8, &created);
+    void *live = sl_state_get(t->set, pair_hash(hash, ts), key, klen, &created);
     if (!live) return SL_ENOMEM;
     if (!created) return 0;
     memcpy(live, &t->seq, sizeof(t->seq)); /* the entry made below */
@@ -105,11 +110,14 @@ int sli_timers_add(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uin
         t->heap = h;
         t->cap = cap;
     }
-    tmr x = {.ts = ts, .seq = t->seq++, .hash = hash, .klen = klen};
-    if (klen) {
-        if (!(x.key = malloc(klen))) goto oom;
-        memcpy(x.key, key, klen);
+    tmr x = {.ts = ts, .seq = t->seq, .hash = hash, .klen = klen};
+    if (klen > INLINE_KEY) {
+        if (!(x.key.p = malloc(klen))) goto oom;
+        memcpy(x.key.p, key, klen);
+    } else if (klen) {
+        memcpy(x.key.b, key, klen);
     }
+    t->seq++;
     size_t i = t->n++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -120,8 +128,7 @@ int sli_timers_add(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uin
     t->heap[i] = x;
     return 0;
 oom:
-    pk = pair_key(t, ts, key, klen);
-    if (pk) sl_state_remove(t->set, pair_hash(hash, ts), pk, klen + 8);
+    sl_state_remove(t->set, pair_hash(hash, ts), key, klen);
     return SL_ENOMEM;
 }
 
@@ -145,30 +152,26 @@ static void heap_take(sl_timers *t, tmr *top)
 
 int sli_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
 {
-    free(t->popped_key);
-    t->popped_key = NULL;
+    tmr_free(&t->popped);
+    t->popped.klen = 0;
     tmr top;
     for (;;) {
         if (t->n == 0 || t->heap[0].ts > wm) return 0;
         heap_take(t, &top);
-        const uint8_t *pk = pair_key(t, top.ts, top.key, top.klen);
-        if (!pk) { /* out of memory for the look-up: fire it, as before deletes existed */
-            break;
-        }
         uint64_t h = pair_hash(top.hash, top.ts), live;
-        void *v = sl_state_find(t->set, h, pk, top.klen + 8);
+        void *v = sl_state_find(t->set, h, tmr_key(&top), top.klen);
         if (v) memcpy(&live, v, sizeof(live));
         if (v && live == top.seq) {
-            sl_state_remove(t->set, h, pk, top.klen + 8);
+            sl_state_remove(t->set, h, tmr_key(&top), top.klen);
             break;
         }
-        free(top.key); /* deleted (and maybe set again: a newer entry fires) */
+        tmr_free(&top); /* deleted (and maybe set again: a newer entry fires) */
         t->dead--;
     }
-    t->popped_key = top.key;
+    t->popped = top; /* out->key points into it (inline) or at its block */
     out->ts = top.ts;
     out->hash = top.hash;
-    out->key = top.key;
+    out->key = top.klen ? tmr_key(&t->popped) : NULL;
     out->key_len = top.klen;
     return 1;
 }
@@ -176,9 +179,7 @@ int sli_timers_pop(sl_timers *t, int64_t wm, sl_timer *out)
 int sli_timers_delete(sl_timers *t, int64_t ts, uint64_t hash, const void *key, uint32_t klen)
 {
     if (!t) return 0;
-    const uint8_t *pk = pair_key(t, ts, key, klen);
-    if (!pk) return SL_ENOMEM;
-    if (sl_state_remove(t->set, pair_hash(hash, ts), pk, klen + 8) <= 0) return 0;
+    if (sl_state_remove(t->set, pair_hash(hash, ts), key, klen) <= 0) return 0;
     t->dead++;
     return 1;
 }

@@ -10,27 +10,51 @@
  * (slide > size) some slices lie in no window: a record there is not late,
  * it goes to the unassigned port (3), whatever the watermark.
  *
- * All slices of a key live in ONE keyed-state value (table "slices", keyed
- * by the record key alone, so a record costs one lookup of its own key): a
- * header and a ring of `cap` slots (a power of two, sized at open:
- * k + L / g + max(k, 8), at most 4096; a test can force it, window_test.h),
- * slice n in slot n & (cap - 1):
+ * The slices of a key live in ONE block of memory, found through ONE
+ * keyed-state value (table "slices", keyed by the record key alone, so a
+ * record costs one lookup of its own key): the value is a pointer to the
+ * key's block, which holds its header and its ring of cmask + 1 slots,
+ * slice n in slot n & (cap - 1). Why a pointer: a hash table pays for its
+ * empty slots (it is 3/8 to 3/4 full) and, while it doubles, for two arrays
+ * at once; a malloc'd block pays for its own bytes only. So the table's
+ * slot is 24 + 8 bytes, and the block is as large as the key needs: a new
+ * key's ring has ONE slot, and it grows (ring_fit: a new block, doubling,
+ * slots moved to their new places, the table's pointer updated) when a
+ * record makes a slice outside it, up to w->cap slots (a power of two,
+ * sized at open: k + L / g + max(k, 8), at most 4096; a test can force it,
+ * window_test.h); past that the slice goes to the far list, as below. A
+ * block never moves otherwise (the table moves the pointer, not the block),
+ * so the hot-key cache's pointers stay valid until ring_fit or removal. The
+ * record path is unchanged: table slot -> block, as it was table slot ->
+ * inline ring; ring_fit runs only when a new slice is made. Growing may move
+ * base down (to a new slice below it, not expired, or, when windows
+ * overlap, to the start of the first window holding the lowest slice, so
+ * that its windows fire by block aggregates) and moves far slices that come
+ * into range into the ring. The block is freed with its key (timer) or at
+ * close.
  *
- *   value      offset         size     field
- *              0              8        base: the ring holds slices [base, base + cap)
+ * Memory of a key of a tumbling count with 8-byte keys: a table slot of 32
+ * bytes (3/8 to 3/4 full, twice over while it doubles), a block of 64 + 16
+ * (one ring slot while the key has one slice), plus its timer
+ * (engine/timer.c). `sluice bench windows --keys N` measures it.
+ *
+ *   value      0              8        the key's block (its khdr)
+ *
+ *   block      -56            16       kext: pb, pu: aux of slices pb k .. pu = prefixes
+ *              (only when     16       sb, slo: aux of slices slo .. sb k + k - 1 = suffixes
+ *              k > s or       16       dlo, dhi: slices changed since the last
+ *              early firing)           early firing (dlo > dhi: none)
+ *                             8        early: an early-firing timer is pending
+ *   khdr       0              8        base: the ring holds slices [base, base + cap)
  *              8              8        top: 1 + highest slice with data
  *              16             8        tmr: earliest timer set, not yet fired
  *              24             8        nxt: first window end no timer has handled
- *              32             16       pb, pu: aux of slices pb k .. pu = prefix aggregates
- *              48             16       sb, slo: aux of slices slo .. sb k + k - 1 = suffixes
- *              64             8        aux_hi: highest slice whose aux is in use
- *              72             8        far_head: smallest far slice
- *              80             4        n_far: slices in the far list
- *              84             4        early: an early-firing timer is pending
- *              88             8        lo: no ring slot in [base, lo) has data
- *              96             16       dlo, dhi: slices changed since the last
- *                                      early firing (dlo > dhi: none)
- *   slot i     112 + i stride 8        tag: the slice held (== n: slot has data)
+ *              32             8        aux_hi: highest slice whose aux is in use
+ *              40             8        far_head: smallest far slice
+ *              48             4        n_far: slices in the far list
+ *              52             4        cmask: the ring has cmask + 1 slots
+ *              56             8        lo: no ring slot in [base, lo) has data
+ *   slot i     64 + i stride  8        tag: the slice held (== n: slot has data)
  *                             a8       accumulator (acc_size rounded up to 8)
  *                             a8       aux (only when windows overlap, k > s)
  *
@@ -107,12 +131,12 @@
 #include "operators/window/window_int.h"
 
 /* Hot-key cache of the record path: a record's key (up to 8 bytes,
- * zero-padded into key8) -> its value in "slices", direct mapped by key
- * hash, so that a record of a key seen recently skips the table lookup. A
- * value pointer stays valid until the table changes, and only this file
- * changes it (insert in sli_win_slices_process, remove in
- * sli_win_slices_timer): each change starts a new generation. Equal keys
- * have equal hashes, so comparing the key bytes is enough. */
+ * zero-padded into key8) -> its block (khdr), direct mapped by key hash, so
+ * that a record of a key seen recently skips the table lookup. A block
+ * stays where it is until ring_fit moves it or its key is removed; those,
+ * and inserts into the table (kept from when values lived in the table),
+ * start a new generation. Equal keys have equal hashes, so comparing the
+ * key bytes is enough. */
 #define KC_SIZE 2048
 typedef struct kc_ent {
     uint64_t key8;
@@ -135,17 +159,30 @@ typedef struct khdr {
     int64_t top;      /* 1 + the highest slice with data (ring or far) */
     int64_t tmr;      /* earliest timer set and not fired yet, INT64_MAX: none */
     int64_t nxt;      /* first window end (slices) not handled by a timer */
-    int64_t pb, pu;   /* aux of slices pb*k .. pu hold prefix aggregates */
-    int64_t sb, slo;  /* aux of slices slo .. sb*k+k-1 hold suffix aggregates */
-    int64_t aux_hi;   /* highest slice whose aux is in use */
+    int64_t aux_hi;   /* highest slice whose aux is in use (NONE: none) */
     int64_t far_head; /* smallest far slice (when n_far > 0) */
     uint32_t n_far;   /* slices kept in the far list */
-    uint32_t early;   /* early firing: a processing-time timer is pending */
+    uint32_t cmask;   /* the ring has cmask + 1 slots (a power of two) */
     int64_t lo;       /* no ring slot in [base, lo) holds data (INT64_MAX: none) */
-    int64_t dlo, dhi; /* early firing: slices updated since the last early firing */
 } khdr;
 #define KHDR ((size_t)sizeof(khdr))
-_Static_assert(sizeof(khdr) == 112, "khdr layout is drawn in the file comment");
+_Static_assert(sizeof(khdr) == 64, "khdr layout is drawn in the file comment");
+
+/* What only overlapping windows and early firing need, kept just before
+ * the key's header in its block (w->xsize bytes: 0 for tumbling without
+ * early firing, so that those keys do not pay for it). */
+typedef struct kext {
+    int64_t pb, pu;   /* aux of slices pb*k .. pu hold prefix aggregates */
+    int64_t sb, slo;  /* aux of slices slo .. sb*k+k-1 hold suffix aggregates */
+    int64_t dlo, dhi; /* early firing: slices updated since the last early firing */
+    int64_t early;    /* early firing: a processing-time timer is pending */
+} kext;
+#define KEXT ((size_t)sizeof(kext))
+/* Only when w->xsize is KEXT (windows overlap, or early firing). */
+static inline kext *kx(const khdr *hd)
+{
+    return (kext *)(void *)((uint8_t *)hd - KEXT);
+}
 
 typedef struct far_hdr {
     int64_t next; /* next far slice of the key (sorted) */
@@ -269,13 +306,18 @@ static inline void acc_merge(win *w, void *a, const void *b)
     }
 }
 
+static inline uint64_t ring_cap(const khdr *hd)
+{
+    return (uint64_t)hd->cmask + 1;
+}
 static inline uint8_t *ring_slot(const win *w, khdr *hd, int64_t n)
 {
-    return (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & w->cmask) * w->sstride;
+    return (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & hd->cmask) * w->sstride;
 }
 static inline int in_ring(const win *w, const khdr *hd, int64_t n)
 {
-    return n >= hd->base && (uint64_t)n - (uint64_t)hd->base < w->cap;
+    (void)w;
+    return n >= hd->base && (uint64_t)n - (uint64_t)hd->base < ring_cap(hd);
 }
 
 /* Far slices (outside the ring): a list sorted by slice number in the table
@@ -308,7 +350,7 @@ static int64_t next_data(win *w, khdr *hd, uint64_t h, const void *key, uint32_t
      * bound max(base, lo) moves lo up to the first slice found. */
     int64_t bound = hd->lo > hd->base ? hd->lo : hd->base;
     int64_t lo = from > bound ? from : bound;
-    __int128 hi = hd->top, rhi = (__int128)hd->base + w->cap;
+    __int128 hi = hd->top, rhi = (__int128)hd->base + ring_cap(hd);
     if (hi > rhi) hi = rhi;
     int64_t n = lo;
     for (; n < hi; n++) {
@@ -339,10 +381,11 @@ static int64_t next_data(win *w, khdr *hd, uint64_t h, const void *key, uint32_t
 /* Slice n changed: drop the prefix / suffix aggregates that include it. */
 static inline void aux_touch(khdr *hd, int64_t n, int64_t k)
 {
-    if (n > hd->aux_hi) return;
-    if (hd->pb != NONE && n >= hd->pb * k && n <= hd->pu) hd->pu = n - 1;
-    if (hd->sb != NONE && fdiv128(n, k) == hd->sb) hd->sb = NONE;
-    hd->aux_hi = hd->pb != NONE ? hd->pu : NONE;
+    if (n > hd->aux_hi) return; /* aux in use: the windows overlap, kx() is there */
+    kext *x = kx(hd);
+    if (x->pb != NONE && n >= x->pb * k && n <= x->pu) x->pu = n - 1;
+    if (x->sb != NONE && fdiv128(n, k) == x->sb) x->sb = NONE;
+    hd->aux_hi = x->pb != NONE ? x->pu : NONE;
 }
 
 /* Window [e - k, e) of a key merged slice by slice into acc_tmp; 1 if it
@@ -393,39 +436,40 @@ static inline void aux_fold(win *w, khdr *hd, int64_t n, int64_t from)
 static void merge_blocks(win *w, khdr *hd, int64_t a, int64_t e)
 {
     const int64_t k = w->k, j = e - 1;
+    kext *x = kx(hd);
     int64_t rb = fdiv128(j, k), lb = fdiv128(a, k);
-    if (hd->pb != rb) {
-        if (hd->sb == rb) hd->sb = NONE;
-        hd->pb = rb;
-        hd->pu = rb * k - 1;
+    if (x->pb != rb) {
+        if (x->sb == rb) x->sb = NONE;
+        x->pb = rb;
+        x->pu = rb * k - 1;
     }
-    for (int64_t n = hd->pu + 1; n <= j; n++) {
+    for (int64_t n = x->pu + 1; n <= j; n++) {
         if (n == rb * k)
             aux_set(w, hd, n);
         else
             aux_fold(w, hd, n, n - 1);
     }
-    if (hd->pu < j) hd->pu = j;
+    if (x->pu < j) x->pu = j;
     const uint8_t *pj = ring_slot(w, hd, j) + 8 + w->acc_size;
     if (lb == rb) {
         acc_copy(w, w->acc_tmp, pj);
     } else {
         int64_t top = lb * k + k - 1;
-        if (hd->sb != lb) {
-            hd->sb = lb;
-            hd->slo = top + 1;
+        if (x->sb != lb) {
+            x->sb = lb;
+            x->slo = top + 1;
         }
-        for (int64_t n = hd->slo - 1; n >= a; n--) {
+        for (int64_t n = x->slo - 1; n >= a; n--) {
             if (n == top)
                 aux_set(w, hd, n);
             else
                 aux_fold(w, hd, n, n + 1);
         }
-        if (hd->slo > a) hd->slo = a;
+        if (x->slo > a) x->slo = a;
         acc_copy(w, w->acc_tmp, ring_slot(w, hd, a) + 8 + w->acc_size);
         acc_merge(w, w->acc_tmp, pj);
     }
-    hd->aux_hi = hd->pu;
+    hd->aux_hi = x->pu;
 }
 
 /* Fire window [e - k, e) of a key (if it holds data). Returns 0 or < 0. */
@@ -504,11 +548,25 @@ static int purge(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen,
     return 0;
 }
 
+static int ring_fit(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen, int64_t n,
+                    int64_t eb);
+
 /* A new slice n (no data yet) for the key: its accumulator, in the ring or
- * in the far list. NULL when out of memory (ctx failed). */
-static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *key, uint32_t klen,
+ * in the far list. NULL when out of memory (ctx failed). Growing the ring
+ * moves the key's block: *hdp is the header after the call. */
+static void *slice_new(sl_ctx *ctx, win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen,
                        int64_t n)
 {
+    if (!in_ring(w, *hdp, n)) {
+        int rc = ring_fit(w, hdp, h, key, klen, n, expired_below(w, sl_ctx_current_watermark(ctx)));
+        if (rc) {
+            sl_ctx_fail(ctx, rc,
+                        rc == SL_ENOMEM ? "out of memory for window state"
+                                        : "window slice list broken");
+            return NULL;
+        }
+    }
+    khdr *hd = *hdp;
     if (n >= hd->top) hd->top = n + 1;
     aux_touch(hd, n, w->k);
     if (in_ring(w, hd, n)) {
@@ -560,31 +618,122 @@ static void *slice_new(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     return (uint8_t *)f + FAR_HDR; /* only lookups since the insert: f is valid */
 }
 
-static void key_init(win *w, khdr *hd, int64_t n, int64_t eb, int64_t W)
+/* A key's block: [colour] [kext: w->xsize bytes] [khdr] [1 << bits ring slots],
+ * every tag NONE; returns its header, NULL when out of memory. The
+ * accumulators and aux of the slots are written before they are read (a
+ * slot is initialized when its slice is made, an aux when a prefix or
+ * suffix reaches it). */
+/* Cache colouring of large blocks: a block of a few KiB comes from the
+ * allocator at a few fixed offsets modulo the page, so the headers of many
+ * keys would share a few cache sets; its header starts 0..15 cache lines
+ * in, by key hash (recomputed when it is freed). Blocks under 4 KiB are not
+ * coloured (the extra bytes would weigh). */
+static inline size_t block_color(const win *w, uint64_t cap, uint64_t h)
+{
+    return cap * w->sstride >= 4096 ? (size_t)((h >> 32) & 15) * 64 : 0;
+}
+static khdr *block_alloc(const win *w, unsigned bits, uint64_t h)
+{
+    uint64_t cap = (uint64_t)1 << bits;
+    size_t color = block_color(w, cap, h);
+    uint8_t *b = malloc(color + w->xsize + KHDR + (size_t)cap * w->sstride);
+    if (!b) return NULL;
+    khdr *hd = (khdr *)(void *)(b + color + w->xsize);
+    const int64_t tag = NONE;
+    for (uint64_t i = 0; i < cap; i++) memcpy((uint8_t *)hd + KHDR + i * w->sstride, &tag, 8);
+    return hd;
+}
+
+/* Free a key's block; accepts NULL. */
+static void block_free(const win *w, khdr *hd, uint64_t h)
+{
+    if (hd) free((uint8_t *)hd - w->xsize - block_color(w, (uint64_t)hd->cmask + 1, h));
+}
+
+/* Slice n (no data yet, not expired) is outside the key's ring: grow the
+ * ring, doubling, until it holds n and every slice of the old ring, if that
+ * fits in w->cap slots (else n goes to the far list, as before). The slots
+ * move to their places in the new ring, aux included (prefix / suffix
+ * aggregates refer to slices, not slots); base moves down to n when n is
+ * below it; far slices that come into range move into the ring. Runs only
+ * when a record makes a new slice, never per record. 0, or SL_ENOMEM or
+ * SL_ECORRUPT. */
+static int ring_fit(win *w, khdr **hdp, uint64_t h, const void *key, uint32_t klen, int64_t n,
+                    int64_t eb)
+{
+    khdr *hd = *hdp;
+    const uint64_t cap = ring_cap(hd);
+    if (cap >= w->cap) return 0;
+    int64_t nb = n < hd->base ? n : hd->base;
+    __int128 hi = (__int128)hd->base + (__int128)cap - 1; /* the old ring's last slice */
+    if (hi < n) hi = n;
+    /* Overlapping windows fire by block aggregates only when the whole
+     * window lies in the ring: reach down to the start of the first window
+     * holding nb, as key_init does for a full ring, when that has not
+     * expired and the ring stays within half its largest size. */
+    if (w->blocks) {
+        int64_t a0 = sat64((__int128)first_end(w, nb) - w->k);
+        if (a0 < nb && a0 >= eb && hi - a0 + 1 <= (__int128)(w->cap / 2)) nb = a0;
+    }
+    __int128 span = hi - nb + 1;
+    if (span > (__int128)w->cap) return 0;
+    unsigned bits = 0;
+    while (((uint64_t)1 << bits) < (uint64_t)span) bits++;
+    khdr **pp = sl_state_find(w->slices, h, key, klen);
+    if (!pp || *pp != hd) return SL_ECORRUPT;
+    khdr *nh = block_alloc(w, bits, h);
+    if (!nh) return SL_ENOMEM;
+    memcpy((uint8_t *)nh - w->xsize, (uint8_t *)hd - w->xsize, w->xsize + KHDR);
+    const uint64_t nmask = ((uint64_t)1 << bits) - 1, omask = cap - 1;
+    const uint8_t * or = (const uint8_t *)hd + KHDR;
+    uint8_t *nr = (uint8_t *)nh + KHDR;
+    for (uint64_t i = 0; i < cap; i++) {
+        uint64_t m = (uint64_t)hd->base + i;
+        memcpy(nr + (size_t)(m & nmask) * w->sstride, or +(size_t)(m & omask) * w->sstride,
+               w->sstride);
+    }
+    nh->cmask = (uint32_t)(((uint64_t)1 << bits) - 1);
+    nh->base = nb;
+    *pp = nh;
+    block_free(w, hd, h);
+    kc_invalidate(w); /* the hot-key cache may hold the old block */
+    *hdp = nh;
+    /* INT64_MIN: nothing expires here, in-range far slices move in */
+    return nh->n_far ? purge(w, hdp, h, key, klen, INT64_MIN) : 0;
+}
+
+/* A new key's block, its ring of 1 << w->cbits0 slots; NULL when out of
+ * memory. */
+static khdr *key_new(win *w, uint64_t h, int64_t n, int64_t eb, int64_t W)
 {
     /* The ring starts a quarter below n (room for records slightly out of
      * order), or at the start of the first window holding n when the ring
      * has room for it, so that the key's first windows lie in the ring and
      * fire by block aggregates. */
-    int64_t b = sat64((__int128)n - (int64_t)(w->cap / 4));
+    const uint64_t cap0 = (uint64_t)1 << w->cbits0;
+    khdr *hd = block_alloc(w, w->cbits0, h);
+    if (!hd) return NULL;
+    hd->cmask = (uint32_t)(cap0 - 1);
+    int64_t b = sat64((__int128)n - (int64_t)(cap0 / 4));
     int64_t a0 = sat64((__int128)first_end(w, n) - w->k);
-    if (a0 < b && (__int128)n - a0 < (__int128)(w->cap / 2)) b = a0;
+    if (a0 < b && (__int128)n - a0 < (__int128)(cap0 / 2)) b = a0;
     hd->base = b > eb ? b : eb;
     hd->top = n;
     hd->tmr = INT64_MAX;
     hd->nxt = W == SL_TIME_MIN ? NONE : first_end_after(w, W);
-    hd->pb = hd->sb = NONE;
-    hd->pu = hd->slo = hd->aux_hi = NONE;
+    hd->aux_hi = NONE;
+    if (w->xsize) {
+        kext *x = kx(hd);
+        x->pb = x->sb = NONE;
+        x->pu = x->slo = NONE;
+        x->dlo = INT64_MAX;
+        x->dhi = INT64_MIN;
+        x->early = 0;
+    }
     hd->far_head = 0;
     hd->n_far = 0;
     hd->lo = INT64_MAX;
-    hd->early = 0;
-    hd->dlo = INT64_MAX;
-    hd->dhi = INT64_MIN;
-    for (uint64_t i = 0; i < w->cap; i++) {
-        int64_t tag = NONE;
-        memcpy((uint8_t *)hd + KHDR + i * w->sstride, &tag, 8);
-    }
+    return hd;
 }
 
 /* The slow part of a record's path: a new slice (timers), or a record for
@@ -616,7 +765,6 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
     const int64_t eb = expired_below(w, W);
-    const uint64_t cmask = w->cmask;
     const size_t sstride = w->sstride;
     const int inline_add = w->add_one || w->add_value;
     const sl_aggregate *agg = w->agg;
@@ -675,12 +823,16 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             hd = ce->hd;
         } else {
             int created = 0;
-            hd = sl_state_get(w->slices, h, key.ptr, key.len, &created);
-            if (!hd) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+            khdr **pp = sl_state_get(w->slices, h, key.ptr, key.len, &created);
+            if (!pp) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
             if (created) {
                 kc_invalidate(w);
-                key_init(w, hd, n, eb, W);
+                if (!(*pp = key_new(w, h, n, eb, W))) {
+                    sl_state_remove(w->slices, h, key.ptr, key.len);
+                    return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+                }
             }
+            hd = *pp;
             if (ce) {
                 ce->key8 = k8;
                 ce->klen1 = key.len + 1;
@@ -694,7 +846,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         }
         uint8_t *acc;
         int is_new = 0;
-        uint8_t *sl = (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & cmask) * sstride;
+        uint8_t *sl = (uint8_t *)hd + KHDR + (size_t)((uint64_t)n & hd->cmask) * sstride;
         int64_t tag;
         memcpy(&tag, sl, 8);
         if (tag == n && n >= hd->base) { /* a tag equal to n is in the ring */
@@ -703,7 +855,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         } else {
             acc = slice_acc(w, hd, h, key.ptr, key.len, n);
             if (!acc) {
-                acc = slice_new(ctx, w, hd, h, key.ptr, key.len, n);
+                acc = slice_new(ctx, w, &hd, h, key.ptr, key.len, n); /* may move hd */
                 if (!acc) return sl_ctx_error(ctx);
                 is_new = 1;
             } else {
@@ -721,15 +873,16 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             agg->add(acc, rec.ptr, rec.len, t, ud);
         }
         if (is_new || cur_due) {
-            /* slice_new may have inserted into "far" only: hd is stable. */
+            /* hd as slice_new left it; it changed "far" only since */
             int rc = record_slow(ctx, w, hd, h, key.ptr, key.len, n, W, is_new);
             if (rc) return rc;
         }
         if (w->early_ms) {
-            if (n < hd->dlo) hd->dlo = n;
-            if (n > hd->dhi) hd->dhi = n;
-            if (!hd->early) {
-                hd->early = 1;
+            kext *x = kx(hd);
+            if (n < x->dlo) x->dlo = n;
+            if (n > x->dhi) x->dhi = n;
+            if (!x->early) {
+                x->early = 1;
                 int64_t due = sat64((__int128)sl_clock_ms() + w->early_ms);
                 int rc = sl_ctx_proc_timer(ctx, due, h, key.ptr, key.len);
                 if (rc) return rc;
@@ -742,8 +895,9 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
 int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
-    khdr *hd = sl_state_find(w->slices, t->hash, t->key, t->key_len);
-    if (!hd) return 0;
+    khdr **pp = sl_state_find(w->slices, t->hash, t->key, t->key_len);
+    if (!pp) return 0;
+    khdr *hd = *pp;
     uint64_t h = t->hash;
     const void *key = t->key;
     uint32_t klen = t->key_len;
@@ -768,6 +922,7 @@ int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
     int rc = purge(w, &hd, h, key, klen, expired_below(w, W));
     if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
     if (W == SL_TIME_MAX || (hd->top <= hd->base && !hd->n_far)) {
+        block_free(w, hd, h);
         sl_state_remove(w->slices, h, key, klen);
         kc_invalidate(w);
         return 0;
@@ -793,14 +948,16 @@ int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
  * record of the key sets the next timer. */
 int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
 {
-    khdr *hd = sl_state_find(w->slices, t->hash, t->key, t->key_len);
-    if (!hd) return 0; /* the key's windows all fired and it was removed */
-    hd->early = 0;
-    if (hd->dlo > hd->dhi) return 0;
+    khdr **pp = sl_state_find(w->slices, t->hash, t->key, t->key_len);
+    if (!pp) return 0; /* the key's windows all fired and it was removed */
+    khdr *hd = *pp;
+    kext *x = kx(hd);
+    x->early = 0;
+    if (x->dlo > x->dhi) return 0;
     const int64_t W = sl_ctx_current_watermark(ctx);
-    int64_t e = first_end(w, hd->dlo), el = last_end(w, hd->dhi);
-    hd->dlo = INT64_MAX;
-    hd->dhi = INT64_MIN;
+    int64_t e = first_end(w, x->dlo), el = last_end(w, x->dhi);
+    x->dlo = INT64_MAX;
+    x->dhi = INT64_MIN;
     if (W != SL_TIME_MIN) {
         int64_t nd = first_end_after(w, W);
         if (e < nd) e = nd;
@@ -833,10 +990,11 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
     if (ring > 0) want = ring;
     w->cap = 1;
     while (w->cap < want) w->cap *= 2;
-    w->cmask = w->cap - 1;
+    w->cbits0 = 0; /* a new key starts with one slot; ring_fit grows it */
     size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
     w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
-    w->slices = sl_ctx_state(ctx, "slices", (uint32_t)(KHDR + w->cap * w->sstride));
+    w->xsize = (w->blocks || w->early_ms) ? (uint32_t)KEXT : 0;
+    w->slices = sl_ctx_state(ctx, "slices", (uint32_t)sizeof(khdr *));
     w->fea_W = w->eb_W = SL_TIME_MIN;
     w->fea = first_end_after_calc(w, SL_TIME_MIN);
     w->eb = expired_below_calc(w, SL_TIME_MIN);
@@ -845,4 +1003,17 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
     w->far = sl_ctx_state(ctx, "far", (uint32_t)(FAR_HDR + a8));
     if (!w->kc || !w->slices || !w->far) return SL_ENOMEM;
     return 0;
+}
+
+void sli_win_slices_close(win *w)
+{
+    if (!w->slices) return;
+    size_t it = 0;
+    sl_state_entry e;
+    while (sl_state_next(w->slices, &it, &e)) {
+        khdr *hd;
+        memcpy(&hd, e.value, sizeof(hd));
+        block_free(w, hd, e.hash);
+        memset(e.value, 0, sizeof(hd));
+    }
 }

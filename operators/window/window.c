@@ -79,6 +79,7 @@ static void win_close(void *self)
 {
     win *w = self;
     if (!w) return;
+    sli_win_slices_close(w); /* tumbling, sliding: the per-key rings */
     free(w->ck);
     free(w->acc_tmp);
     free(w->res_tmp);

@@ -62,11 +62,12 @@ struct kc_ent;
 typedef struct win {
     sl_window_kind kind;
     int64_t size, slide, g, off, L, gap;
-    int64_t k, s;   /* window size and slide in slices */
-    uint64_t cap;   /* ring slots per key (a power of two) */
-    uint64_t cmask; /* cap - 1 */
-    size_t sstride; /* bytes per ring slot */
-    int blocks;     /* windows overlap (k > s): prefix / suffix aggregates */
+    int64_t k, s;    /* window size and slide in slices */
+    uint64_t cap;    /* most ring slots per key (a power of two) */
+    unsigned cbits0; /* a new key's ring has 1 << cbits0 slots */
+    uint32_t xsize;  /* bytes before a ring's first slot (slices.c: kext) */
+    size_t sstride;  /* bytes per ring slot */
+    int blocks;      /* windows overlap (k > s): prefix / suffix aggregates */
     const sl_aggregate *agg;
     const void *ud;
     uint32_t acc_size, rs;
@@ -180,6 +181,8 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring);
 int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in);
 int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t);
 int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t);
+/* Close: free the rings of the keys left in "slices" (their values stay). */
+void sli_win_slices_close(win *w);
 
 /* --- sessions.c --------------------------------------------------------------------- */
 
