@@ -250,14 +250,3 @@ int sli_window_test_ring(sl_stream *window_out, uint32_t slots)
     nc->test_ring = slots;
     return 0;
 }
-
-int sli_win_overflow(sl_ctx *ctx, const win *w, const void *key, uint32_t klen, int64_t start,
-                     int64_t end)
-{
-    char kb[80];
-    return sl_ctx_fail(ctx, SL_ERANGE,
-                       "%s of key '%s' in window [%" PRId64 ", %" PRId64
-                       ") leaves int64 (no wrap, no saturation: the job stops)",
-                       w->agg->name ? w->agg->name : "sum", sli_key_str(kb, sizeof(kb), key, klen),
-                       start, end);
-}

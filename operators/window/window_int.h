@@ -25,6 +25,7 @@
 #ifndef SLUICE_OPERATORS_WINDOW_INT_H
 #define SLUICE_OPERATORS_WINDOW_INT_H
 
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,8 +160,16 @@ static inline int win_emit_input(sl_ctx *ctx, int port, const sl_batch *in, uint
 
 /* Fail the job: the int64 sum (count) of window [start, end) of a key left
  * int64 (SL_ERANGE; sluice/operators.h states the rule). Returns the code. */
-int sli_win_overflow(sl_ctx *ctx, const win *w, const void *key, uint32_t klen, int64_t start,
-                     int64_t end);
+static inline __attribute__((cold)) int sli_win_overflow(sl_ctx *ctx, const win *w, const void *key,
+                                                         uint32_t klen, int64_t start, int64_t end)
+{
+    char kb[80];
+    return sl_ctx_fail(ctx, SL_ERANGE,
+                       "%s of key '%s' in window [%" PRId64 ", %" PRId64
+                       ") leaves int64 (no wrap, no saturation: the job stops)",
+                       w->agg->name ? w->agg->name : "sum", sli_key_str(kb, sizeof(kb), key, klen),
+                       start, end);
+}
 
 /* The checked inline add of count and sum (w->add_one or w->add_value) to
  * the int64 at acc: 0, or 1 when the sum leaves int64 (acc unchanged). */
