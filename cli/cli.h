@@ -24,6 +24,8 @@
 int cli_topic(int argc, char **argv);   /* sluice topic create|list|describe|delete|clean */
 int cli_produce(int argc, char **argv); /* sluice produce TOPIC ... */
 int cli_consume(int argc, char **argv); /* sluice consume TOPIC ... */
+/* sluice checkpoints DIR (cli/cmd_checkpoints.c). */
+int cli_checkpoints(int argc, char **argv);
 
 /* Whether standard output's reader has gone (SIGPIPE seen; cli/sluice.c
  * catches it for the whole process so writes fail with EPIPE instead). A

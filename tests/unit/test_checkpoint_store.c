@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -457,6 +458,61 @@ static void test_disk_full(void **state)
     free(d);
 }
 
+/* Runs `sluice checkpoints ARGS`, returns the exit status, output in out. */
+static int run_cli(const char *args, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s checkpoints %s 2>&1", SLUICE_BIN, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli_list(void **state)
+{
+    (void)state;
+    char *d = tmpdir();
+    sli_chk_store *s = open_store(d, 5);
+    for (uint64_t id = 1; id <= 3; id++) assert_int_equal(write_chk(s, id), 0);
+    char p[512], out[8192];
+    snprintf(p, sizeof p, "%s/chk-2/state-000001.bin", d);
+    damage_file(p, FLIP_STATE);
+    snprintf(p, sizeof p, "%s/chk-4", d);
+    assert_int_equal(mkdir(p, 0777), 0);
+    assert_int_equal(run_cli(d, out, sizeof out), 0);
+    print_message("%s", out);
+    char *l1 = strstr(out, "\n1 "), *l2 = strstr(out, "\n2 "), *l3 = strstr(out, "\n3 "),
+         *l4 = strstr(out, "\n4 ");
+    assert_non_null(l1);
+    assert_non_null(l2);
+    assert_non_null(l3);
+    assert_non_null(l4);
+    assert_true(l1 < l2 && l2 < l3 && l3 < l4);
+    *strchr(l1 + 1, '\n') = 0;
+    *strchr(l2 + 1, '\n') = 0;
+    *strchr(l3 + 1, '\n') = 0;
+    assert_non_null(strstr(l1 + 1, "complete"));
+    assert_non_null(strstr(l1 + 1, "src[0]=100 src[1]=0x78797a"));
+    assert_non_null(strstr(l2 + 1, "corrupt"));
+    assert_non_null(strstr(l2 + 1, "state-000001.bin"));
+    assert_non_null(strstr(l3 + 1, "src[0]=300"));
+    assert_non_null(strstr(l4 + 1, "incomplete"));
+    assert_int_equal(run_cli("", out, sizeof out), 2);
+    snprintf(p, sizeof p, "%s/nosuch", d);
+    assert_int_equal(run_cli(p, out, sizeof out), 1);
+    assert_non_null(strstr(out, "no such directory"));
+    snprintf(p, sizeof p, "%s/chk-1/MANIFEST", d);
+    assert_int_equal(run_cli(p, out, sizeof out), 1);
+    assert_non_null(strstr(out, "not a directory"));
+    assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out)); /* one line */
+    sli_chk_store_free(s);
+    rm_rf(d);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -468,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_bad_dir),
         cmocka_unit_test(test_faults_every_call),
         cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_cli_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
