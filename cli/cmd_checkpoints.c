@@ -6,15 +6,13 @@
  *     7   2026-11-30T20:37:43.120Z  10412  complete    src[0]=4096 src[1]=0x78797a
  *     8   -                          2048  incomplete  no manifest
  *
- * Every checkpoint is opened through the checkpoint store (engine/checkpoint.h)
- * without a graph to compare with, so each is fully verified (manifest and
- * every state file by CRC): "complete" means what a restore would accept;
- * a corrupt one says why. A position of 8 bytes is printed as the
+ * The list comes from the public sluice/checkpoint.h, which verifies each
+ * checkpoint fully (manifest and every state file by CRC) without a graph to
+ * compare with: "complete" means what a restore would accept; a corrupt one
+ * says why. A position of 8 bytes is printed as the
  * little-endian uint64 (offsets and sequence numbers are stored so), any
  * other as 0x and hex.
- *
- * This command reads the engine's private checkpoint module directly (there
- * is no public API for checkpoint directories yet); it changes nothing.
+ * It changes nothing.
  * Exit status: 0 listed (even if some are corrupt), 1 the directory cannot be
  * read, 2 usage.
  */
@@ -26,7 +24,6 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "engine/checkpoint.h"
 
 static void usage(FILE *f)
 {
@@ -47,7 +44,7 @@ static void print_time(int64_t ms)
     printf("%s.%03dZ", buf, (int)(ms % 1000));
 }
 
-static void print_position(const sli_chk_position *p)
+static void print_position(const sl_checkpoint_position *p)
 {
     printf(" %s[%" PRIu32 "]=", p->node, p->split);
     const unsigned char *b = p->pos;
@@ -82,24 +79,13 @@ int cli_checkpoints(int argc, char **argv)
     }
     const char *dir = argv[optind];
     int status = 1;
-    uint64_t *ids = NULL;
-    size_t n = 0;
     char err[512];
-    sli_chk_store *s = NULL;
-    if (sli_chk_store_open(&s, dir, NULL, 0, 1, err, sizeof err) < 0) {
+    sl_checkpoint_list *l = NULL;
+    if (sl_checkpoint_list_open(&l, dir, err, sizeof err) < 0) {
         fprintf(stderr, "sluice checkpoints: %s\n", err);
         goto fail;
     }
-    FILE *probe = fopen(dir, "r");
-    if (!probe) {
-        fprintf(stderr, "sluice checkpoints: %s: no such directory\n", dir);
-        goto fail;
-    }
-    fclose(probe);
-    if (sli_chk_list(s, &ids, &n) < 0) {
-        fprintf(stderr, "sluice checkpoints: %s\n", sli_chk_store_errmsg(s));
-        goto fail;
-    }
+    size_t n = sl_checkpoint_list_count(l);
     if (n == 0) {
         printf("no checkpoints in %s\n", dir);
         status = 0;
@@ -108,28 +94,22 @@ int cli_checkpoints(int argc, char **argv)
     printf("%-6s %-24s %10s  %-10s  %s\n", "id", "time (UTC)", "bytes", "state",
            "source positions");
     for (size_t i = 0; i < n; i++) {
-        sli_chk_reader *r = NULL;
-        int rc = sli_chk_open(s, ids[i], &r);
-        printf("%-6" PRIu64 " ", ids[i]);
-        print_time(rc == 0 ? sli_chk_reader_created_ms(r) : -1);
-        printf(" %10" PRIu64 "  ", sli_chk_bytes(s, ids[i]));
-        if (rc == 0) {
+        sl_checkpoint_info info;
+        if (sl_checkpoint_list_get(l, i, &info) < 0) break;
+        printf("%-6" PRIu64 " ", info.id);
+        print_time(info.created_ms);
+        printf(" %10" PRIu64 "  ", info.bytes);
+        if (info.status == 0) {
             printf("%-10s ", "complete");
-            for (size_t k = 0; k < sli_chk_reader_npositions(r); k++)
-                print_position(sli_chk_reader_position_at(r, k));
-            if (sli_chk_reader_npositions(r) == 0) printf(" -");
+            sl_checkpoint_position p;
+            for (size_t k = 0; sl_checkpoint_list_position(l, i, k, &p) == 0; k++)
+                print_position(&p);
+            if (info.n_positions == 0) printf(" -");
         } else {
-            /* The store's message starts "checkpoint N ..." or
-             * "checkpoint N: ...": print what follows. */
-            const char *m = sli_chk_store_errmsg(s);
-            const char *p = strchr(m, ' ');
-            p = p ? strchr(p + 1, ' ') : NULL;
-            p = p ? p + 1 : m;
-            if (rc == SL_ENOENT) p = "no manifest";
-            printf("%-10s  %s", rc == SL_ENOENT ? "incomplete" : "corrupt", p);
+            printf("%-10s  %s", info.status == SL_ENOENT ? "incomplete" : "corrupt",
+                   info.status == SL_ENOENT ? "no manifest" : info.problem);
         }
         printf("\n");
-        sli_chk_reader_free(r);
     }
     status = 0;
     if (fflush(stdout) != 0 && !cli_output_closed()) {
@@ -137,7 +117,6 @@ int cli_checkpoints(int argc, char **argv)
         status = 1;
     }
 fail:
-    free(ids);
-    sli_chk_store_free(s);
+    sl_checkpoint_list_free(l);
     return status;
 }

@@ -2,6 +2,8 @@
  * engine/checkpoint.c - checkpoint storage (issue 9, item 2): state files and
  * a manifest per checkpoint, written through the fault-injecting layer
  * engine/base/fsio.h, verified by CRC-32C on restore, last K kept.
+ * It also implements the public, read-only listing of sluice/checkpoint.h
+ * (`sluice checkpoints DIR`) on top of the same verification.
  *
  * Layout:
  *
@@ -92,6 +94,7 @@
 #include "engine/base/crc32c.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
+#include "sluice/checkpoint.h"
 #include "sluice/error.h"
 
 #define CHK_VERSION    1u
@@ -1128,4 +1131,118 @@ size_t sli_chk_reader_npositions(const sli_chk_reader *r)
 const sli_chk_position *sli_chk_reader_position_at(const sli_chk_reader *r, size_t i)
 {
     return i < r->n_pos ? &r->pos[i] : NULL;
+}
+
+/* ---- public listing (sluice/checkpoint.h) ------------------------------ */
+
+struct list_entry {
+    sl_checkpoint_info info;
+    sli_chk_reader *r; /* NULL when not complete */
+    char *problem;
+};
+
+struct sl_checkpoint_list {
+    struct list_entry *e;
+    size_t n;
+};
+
+void sl_checkpoint_list_free(sl_checkpoint_list *l)
+{
+    if (!l) return;
+    for (size_t i = 0; i < l->n; i++) {
+        sli_chk_reader_free(l->e[i].r);
+        free(l->e[i].problem);
+    }
+    free(l->e);
+    free(l);
+}
+
+int sl_checkpoint_list_open(sl_checkpoint_list **out, const char *dir, char *err, size_t errlen)
+{
+    *out = NULL;
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    sli_chk_store *s = NULL;
+    int rc = sli_chk_store_open(&s, dir, NULL, 0, 1, err, errlen);
+    if (rc < 0) return rc;
+    sl_checkpoint_list *l = calloc(1, sizeof *l);
+    struct stat st;
+    if (!l) goto oom;
+    if (stat(dir, &st) < 0) {
+        rc = sli_errno_code(errno);
+        if (err)
+            snprintf(err, errlen, "checkpoint directory %s: %s", dir,
+                     errno == ENOENT ? "no such directory" : strerror(errno));
+        goto fail;
+    }
+    rc = sli_chk_list(s, &ids, &n);
+    if (rc < 0) {
+        if (err) snprintf(err, errlen, "%s", s->errmsg);
+        goto fail;
+    }
+    l->e = calloc(n + 1, sizeof *l->e);
+    if (!l->e) goto oom;
+    for (size_t i = 0; i < n; i++, l->n++) {
+        struct list_entry *x = &l->e[i];
+        int r = sli_chk_open(s, ids[i], &x->r);
+        if (r == SL_ENOMEM) goto oom;
+        x->info.id = ids[i];
+        x->info.bytes = sli_chk_bytes(s, ids[i]);
+        x->info.status = r;
+        x->info.created_ms = r == 0 ? sli_chk_reader_created_ms(x->r) : -1;
+        x->info.n_positions = r == 0 ? sli_chk_reader_npositions(x->r) : 0;
+        /* Messages read "checkpoint N: why" or "checkpoint N is why". */
+        const char *why = "";
+        if (r < 0) {
+            char head[48];
+            snprintf(head, sizeof head, "checkpoint %" PRIu64, ids[i]);
+            why = s->errmsg;
+            if (strncmp(why, head, strlen(head)) == 0) why += strlen(head);
+            if (*why == ':') why++;
+            if (strncmp(why, " is ", 4) == 0) why += 4;
+            while (*why == ' ') why++;
+        }
+        x->problem = strdup(why);
+        if (!x->problem) {
+            l->n++;
+            goto oom;
+        }
+        x->info.problem = x->problem;
+    }
+    free(ids);
+    sli_chk_store_free(s);
+    *out = l;
+    return 0;
+oom:
+    rc = SL_ENOMEM;
+    if (err) snprintf(err, errlen, "checkpoint directory %s: out of memory", dir);
+fail:
+    free(ids);
+    sl_checkpoint_list_free(l);
+    sli_chk_store_free(s);
+    return rc;
+}
+
+size_t sl_checkpoint_list_count(const sl_checkpoint_list *l)
+{
+    return l->n;
+}
+
+int sl_checkpoint_list_get(const sl_checkpoint_list *l, size_t i, sl_checkpoint_info *info)
+{
+    if (i >= l->n) return SL_ERANGE;
+    *info = l->e[i].info;
+    return 0;
+}
+
+int sl_checkpoint_list_position(const sl_checkpoint_list *l, size_t i, size_t k,
+                                sl_checkpoint_position *pos)
+{
+    if (i >= l->n || !l->e[i].r || k >= l->e[i].r->n_pos) return SL_ERANGE;
+    const sli_chk_position *p = &l->e[i].r->pos[k];
+    pos->node = p->node;
+    pos->split = p->split;
+    pos->pos = p->pos;
+    pos->len = p->len;
+    return 0;
 }

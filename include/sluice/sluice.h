@@ -30,5 +30,6 @@
 #include "sluice/connectors.h"
 #include "sluice/window.h"
 #include "sluice/broker.h"
+#include "sluice/checkpoint.h"
 
 #endif
