@@ -5,7 +5,8 @@
  * warning, refusal of another graph's checkpoint with the difference named,
  * a directory that is a file, and fault injection at every fsio call of a
  * commit (the checkpoint is then either complete and readable or absent, and
- * the previous one intact).
+ * the previous one intact), a simulated crash (forked child) before every
+ * fsio call of a commit, and `sluice checkpoints DIR`.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -458,6 +459,55 @@ static void test_disk_full(void **state)
     free(d);
 }
 
+/* A crash (the process ends, as by kill -9) before the k-th fsio call of a
+ * commit, k = 0.. until a child completes: the next open gives checkpoint 2
+ * complete, or checkpoint 1 with at most a warning about an incomplete or
+ * corrupt 2; and the next commit of 2 succeeds (the leftover is replaced). */
+static void test_crash_every_call(void **state)
+{
+    (void)state;
+    char *d = tmpdir();
+    sli_chk_store *s = open_store(d, 3);
+    assert_int_equal(write_chk(s, 1), 0);
+    long k;
+    for (k = 0; k < 1000; k++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            sli_fsio_crash_after(SLI_FSIO_ALL, k);
+            _exit(write_chk(s, 2) == 0 ? 0 : 1);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        int code = WEXITSTATUS(st);
+        assert_true(code == 0 || code == SLI_FSIO_CRASH_STATUS);
+        sli_chk_reader *r;
+        char warn[1024];
+        assert_int_equal(sli_chk_open_latest(s, &r, warn, sizeof warn), 0);
+        uint64_t got = sli_chk_reader_id(r);
+        check_chk(r, got);
+        sli_chk_reader_free(r);
+        if (code == 0) {
+            assert_int_equal(got, 2);
+            break;
+        }
+        if (got == 1) assert_false(sli_chk_has_manifest(s, 2));
+        if (got == 1 && warn[0]) assert_non_null(strstr(warn, "checkpoint 2 skipped: "));
+        /* Recovery writes 2 again over an incomplete leftover (a complete
+         * one, crashed only after its manifest was in place, is kept). */
+        if (got == 1) assert_int_equal(write_chk(s, 2), 0);
+        char p[512];
+        snprintf(p, sizeof p, "%s/chk-2", d);
+        assert_int_equal(sli_fsio_remove_tree(p), 0);
+    }
+    assert_true(k >= 20);
+    assert_true(k < 1000);
+    sli_chk_store_free(s);
+    rm_rf(d);
+    free(d);
+}
+
 /* Runs `sluice checkpoints ARGS`, returns the exit status, output in out. */
 static int run_cli(const char *args, char *out, size_t cap)
 {
@@ -525,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_faults_every_call),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_cli_list),
+        cmocka_unit_test(test_crash_every_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
