@@ -184,14 +184,8 @@ static void test_keep_k(void **state)
     (void)state;
     char *d = tmpdir();
     sli_chk_store *s = open_store(d, 2);
-    /* An incomplete leftover older than the newest complete goes too. */
-    sli_chk_writer *w;
-    assert_int_equal(sli_chk_begin(s, 1, &w), 0);
-    assert_int_equal(sli_chk_add_state(w, "count", 0, 0, 1, "a", 1), 0);
-    free(NULL);
-    /* leave chk-1 incomplete by dropping the writer without commit/abort is
-     * not possible through the API: abort, then make the directory by hand */
-    sli_chk_abort(w);
+    /* An incomplete leftover (a crash before its manifest) older than the
+     * newest complete checkpoint goes too. */
     char p[512];
     snprintf(p, sizeof p, "%s/chk-1", d);
     assert_int_equal(mkdir(p, 0777), 0);
