@@ -339,13 +339,433 @@ static void test_timers_corrupt_refused(void **state)
     sli_timers_free(t);
 }
 
+/* --- operators mid-stream: barrier snapshot, restore at another parallelism --- */
+
+#include <stdatomic.h>
+#include <unistd.h>
+#include "engine/test_hooks.h"
+
+#define P_N      12000 /* records */
+#define P_HALF   6000  /* the barrier comes after this many (a multiple of 50) */
+#define P_KEYS   37
+#define P_MAXOUT 200000
+#define WAIT_MS  300000 /* generous: only a hang exceeds it */
+
+typedef struct prec {
+    char key[24];
+    int64_t val;
+    int64_t wm; /* the watermark this record announces (punctuated) */
+} prec;
+
+/* Event times move forward by 10 per record with up to 300 of disorder;
+ * every 50th record (seq % 50 == 25) is 1500, 1800 or 2100 behind: late, within the
+ * allowed lateness or past it, depending on the window. The watermark is
+ * carried by the records, so a run that starts at P_HALF sees the same
+ * watermarks from its first record on as an uninterrupted one. */
+static void prec_make(int64_t seq, prec *r, int64_t *ts)
+{
+    memset(r, 0, sizeof(*r));
+    int k = (int)(((uint64_t)seq * 2654435761u) % P_KEYS);
+    int n = snprintf(r->key, sizeof(r->key), "key%d", k);
+    for (int i = 0; i < (k % 3) * 5 && n < 23; i++) r->key[n++] = (char)('a' + i);
+    r->val = (seq * 7919) % 1000 - 300;
+    *ts = seq * 10 + (seq * 7919) % 300;
+    if (seq % 50 == 25) *ts = seq * 10 - 1500 - (seq / 50 % 3) * 300;
+    r->wm = seq * 10 - 400;
+}
+
+typedef struct run_shared {
+    atomic_long emitted;
+    atomic_int stop;
+    atomic_int snapped; /* instances that took barrier 1 */
+    atomic_int bad;
+    char what[256];
+} run_shared;
+
+typedef struct psrc_conf {
+    run_shared *sh;
+    int64_t first, last; /* emit [first, last) */
+    int64_t pause_at;    /* wait here until stop (-1: never) */
+} psrc_conf;
+
+typedef struct psrc {
+    int64_t seq;
+} psrc;
+
+static int psrc_open(sl_ctx *ctx, const sl_split *split, void **self)
+{
+    (void)split;
+    psrc_conf *c = sl_ctx_conf(ctx);
+    psrc *s = calloc(1, sizeof(*s));
+    if (!s) return SL_ENOMEM;
+    s->seq = c->first;
+    *self = s;
+    return 0;
+}
+
+static int psrc_poll(sl_ctx *ctx, void *self, uint32_t max)
+{
+    psrc_conf *c = sl_ctx_conf(ctx);
+    psrc *s = self;
+    for (uint32_t i = 0; i < max; i++) {
+        if (s->seq == c->pause_at) return atomic_load(&c->sh->stop) ? SL_POLL_END : SL_POLL_WAIT;
+        if (s->seq >= c->last) return SL_POLL_END;
+        int64_t ts;
+        prec r;
+        prec_make(s->seq, &r, &ts);
+        prec *o = sl_emit(ctx, ts, 0, sizeof(prec));
+        if (!o) return sl_ctx_error(ctx);
+        *o = r;
+        s->seq++;
+        atomic_fetch_add(&c->sh->emitted, 1);
+    }
+    return SL_POLL_MORE;
+}
+
+static void psrc_close(void *self)
+{
+    free(self);
+}
+
+static const sl_source p_source = {.version = SL_SOURCE_VERSION,
+                                   .kind = "snap-source",
+                                   .open = psrc_open,
+                                   .poll = psrc_poll,
+                                   .close = psrc_close};
+
+static int64_t prec_wm(const void *rec, uint32_t len, int64_t ts, int64_t max_ts, void *ud)
+{
+    (void)len, (void)ts, (void)max_ts, (void)ud;
+    return ((const prec *)rec)->wm;
+}
+
+static sl_bytes prec_key(const void *rec, uint32_t len, void *ud)
+{
+    (void)len, (void)ud;
+    const prec *r = rec;
+    sl_bytes k = {r->key, (uint32_t)strlen(r->key)};
+    return k;
+}
+
+/* One output, canonical: results (kind 0), late records (kind 1). */
+typedef struct outrec {
+    int kind;
+    char key[24];
+    int64_t a, b, v;
+} outrec;
+
+static int cmp_out(const void *x, const void *y)
+{
+    const outrec *p = x, *q = y;
+    if (p->kind != q->kind) return p->kind - q->kind;
+    int c = strcmp(p->key, q->key);
+    if (c) return c;
+    if (p->a != q->a) return p->a < q->a ? -1 : 1;
+    if (p->b != q->b) return p->b < q->b ? -1 : 1;
+    return (p->v > q->v) - (p->v < q->v);
+}
+
+/* What a barrier snapshot of the stateful node holds, per instance. */
+typedef struct psaved {
+    int par;
+    int n_states;
+    char name[4][32];
+    uint32_t vsize[4];
+    sl_buf state[MAX_PAR][4];
+    sl_buf op[MAX_PAR];
+    sl_buf timers[MAX_PAR];
+} psaved;
+
+/* Outputs per tap instance; cut: how many came before the barrier. */
+typedef struct tap_conf {
+    int kind;           /* 0: results, 1: late records */
+    int agg;            /* results are aggregate records (else window records) */
+    const psaved *from; /* results tap: restore the chain root from it */
+    run_shared *sh;
+    outrec *out[MAX_PAR];
+    size_t n[MAX_PAR], cut[MAX_PAR];
+} tap_conf;
+
+static int restore_root(sl_ctx *ctx, const psaved *from)
+{
+    sl_ctx *root = sli_test_chain_root(ctx);
+    if (sl_ctx_instance(root) != sl_ctx_instance(ctx))
+        return sl_ctx_fail(ctx, SL_EINVAL, "tap not chained behind the stateful node");
+    uint32_t lo, hi;
+    if (!kg_range(sl_ctx_instance(ctx), sl_ctx_parallelism(ctx), &lo, &hi)) return 0;
+    const sl_operator *op = sli_test_ctx_operator(root);
+    for (int j = 0; j < from->par; j++) {
+        for (int k = 0; k < from->n_states; k++) {
+            sl_state *st = sl_ctx_state(root, from->name[k], from->vsize[k]);
+            if (!st) return sl_ctx_error(root);
+            int r = sl_state_restore(st, from->state[j][k].ptr, from->state[j][k].len, lo, hi);
+            if (r) return sl_ctx_fail(ctx, r, "state '%s' refused", from->name[k]);
+        }
+        if (op->restore && from->op[j].len) {
+            int r = op->restore(root, sli_test_ctx_self(root), from->op[j].ptr, from->op[j].len);
+            if (r) return r; /* the window said why, on its ctx */
+        }
+        int r = sli_test_ctx_timers_restore(root, from->timers[j].ptr, from->timers[j].len, lo, hi);
+        if (r) return sl_ctx_fail(ctx, r, "timers refused");
+    }
+    return 0;
+}
+
+static int tap_open(sl_ctx *ctx, void **self)
+{
+    (void)self;
+    tap_conf *c = sl_ctx_conf(ctx);
+    int i = sl_ctx_instance(ctx);
+    c->out[i] = calloc(P_MAXOUT, sizeof(outrec));
+    if (!c->out[i]) return SL_ENOMEM;
+    c->cut[i] = SIZE_MAX;
+    return c->from ? restore_root(ctx, c->from) : 0;
+}
+
+static int tap_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    (void)self;
+    tap_conf *c = sl_ctx_conf(ctx);
+    int i = sl_ctx_instance(ctx);
+    for (uint32_t r = 0; r < in->count; r++) {
+        if (c->n[i] >= P_MAXOUT) return sl_ctx_fail(ctx, SL_ENOMEM, "too many outputs");
+        outrec *o = &c->out[i][c->n[i]++];
+        memset(o, 0, sizeof(*o));
+        o->kind = c->kind;
+        sl_bytes b = sl_batch_bytes(in, r);
+        sl_bytes key;
+        if (c->kind == 1) {
+            const prec *p = b.ptr;
+            key = prec_key(p, b.len, NULL);
+            o->a = in->ts[r];
+            o->v = p->val;
+        } else if (c->agg) {
+            sl_agg_result ar = sl_agg_out(b);
+            key = ar.key;
+            memcpy(&o->v, ar.result, 8);
+            o->a = in->ts[r];
+        } else {
+            sl_window_result wr = sl_window_out(b);
+            key = wr.key;
+            o->a = wr.start;
+            o->b = wr.end;
+            memcpy(&o->v, wr.result, 8);
+        }
+        if (key.len >= sizeof(o->key)) return sl_ctx_fail(ctx, SL_EINVAL, "key too long");
+        memcpy(o->key, key.ptr, key.len);
+    }
+    return sl_forward(ctx, in);
+}
+
+static const sl_operator tap_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "tap", .open = tap_open, .process = tap_process};
+
+typedef struct bar_ud {
+    run_shared *sh;
+    psaved *snap;
+    tap_conf *taps[2];
+} bar_ud;
+
+static void bad(run_shared *sh, const char *what)
+{
+    if (atomic_fetch_add(&sh->bad, 1) == 0) snprintf(sh->what, sizeof(sh->what), "%s", what);
+}
+
+/* Inside the activation of c's task: snapshot the stateful node ("state"),
+ * cut the taps. */
+static int p_on_barrier(sl_pipeline *p, sl_ctx *c, uint64_t id, void *vud)
+{
+    (void)p;
+    bar_ud *ud = vud;
+    if (id != 1) return 0;
+    int i = sl_ctx_instance(c);
+    if (strcmp(sl_ctx_name(c), "state") == 0) {
+        psaved *s = ud->snap;
+        s->par = sl_ctx_parallelism(c);
+        int n = 0;
+        for (int k = 0; k < sli_test_ctx_n_states(c); k++) {
+            const char *nm = NULL;
+            sl_state *st = sli_test_ctx_state_at(c, k, &nm);
+            if (strcmp(nm, "slices") == 0) continue; /* pointers: the operator's own snapshot */
+            if (n >= 4) {
+                bad(ud->sh, "too many states");
+                break;
+            }
+            snprintf(s->name[n], sizeof(s->name[n]), "%s", nm);
+            s->vsize[n] = sl_state_value_size(st);
+            if (sl_state_snapshot(st, &s->state[i][n])) bad(ud->sh, "state snapshot failed");
+            n++;
+        }
+        s->n_states = n;
+        const sl_operator *op = sli_test_ctx_operator(c);
+        if (op->snapshot && op->snapshot(c, sli_test_ctx_self(c), &s->op[i]))
+            bad(ud->sh, "operator snapshot failed");
+        if (sli_test_ctx_timers_snapshot(c, &s->timers[i])) bad(ud->sh, "timer snapshot failed");
+    }
+    for (int t = 0; t < 2; t++)
+        if (ud->taps[t] && sli_test_ctx_operator(c) == &tap_op && sl_ctx_conf(c) == ud->taps[t])
+            ud->taps[t]->cut[i] = ud->taps[t]->n[i];
+    atomic_fetch_add(&ud->sh->snapped, 1);
+    return 0;
+}
+
+typedef struct pcase {
+    const char *what;
+    int agg; /* keyed aggregate (emit updates) instead of a window */
+    sl_window_conf wc;
+} pcase;
+
+/* One run of case pc at parallelism par over [first, P_N): with pause
+ * (first run), the source stops at P_HALF for barrier 1 and the stateful
+ * node is snapshotted into snap; with from, it is restored first. Outputs
+ * are appended to *out (before the barrier only, for a paused run). */
+static void prun(const pcase *pc, int par, int64_t first, int pause, psaved *snap,
+                 const psaved *from, outrec *out, size_t *nout)
+{
+    run_shared *sh = calloc(1, sizeof(*sh));
+    tap_conf *res = calloc(1, sizeof(*res)), *late = calloc(1, sizeof(*late));
+    assert_non_null(sh);
+    assert_non_null(res);
+    assert_non_null(late);
+    res->agg = pc->agg;
+    res->from = from;
+    res->sh = late->sh = sh;
+    late->kind = 1;
+    psrc_conf sc = {.sh = sh, .first = first, .last = P_N, .pause_at = pause ? P_HALF : -1};
+    sl_watermark_conf wmc = {.punctuated = 1, .fn = prec_wm};
+    sl_agg_value val = {.offset = offsetof(prec, val)};
+    sl_pipeline *p = sl_pipeline_new();
+    assert_int_equal(sl_pipeline_set_threads(p, 2), 0);
+    assert_int_equal(sl_pipeline_set_parallelism(p, par), 0);
+    sl_stream *s =
+        sl_stream_parallelism(sl_pipeline_source(p, "src", &p_source, &sc, sizeof(prec), &wmc), 1);
+    s = sl_stream_key_by(s, "by-key", prec_key, NULL);
+    sl_stream *lt = NULL;
+    if (pc->agg) {
+        sl_agg_conf ac = {.agg = &sl_agg_sum, .ud = &val, .emit = SL_AGG_EMIT_UPDATES};
+        s = sl_stream_aggregate(s, "state", &ac);
+    } else {
+        sl_window_conf wc = pc->wc;
+        wc.agg = &sl_agg_sum;
+        wc.agg_ud = &val;
+        s = sl_stream_window(s, "state", &wc);
+        lt = sl_stream_window_late(s);
+    }
+    sl_stream *r = sl_stream_apply(s, "tap", &tap_op, res, 0);
+    sl_collector *col = sl_collector_new();
+    assert_int_equal(sl_stream_sink(r, "out", &sl_sink_collect, col), 0);
+    if (lt) {
+        lt = sl_stream_apply(lt, "tap-late", &tap_op, late, sizeof(prec));
+        assert_int_equal(sl_stream_sink(lt, "out-late", &sl_sink_collect, col), 0);
+    }
+    bar_ud ud = {.sh = sh, .snap = snap, .taps = {res, lt ? late : NULL}};
+    if (pause) sli_test_on_barrier(p, p_on_barrier, &ud);
+    int rc = sl_pipeline_start(p);
+    if (rc) fail_msg("%s: start: %s", pc->what, sl_pipeline_errmsg(p));
+    if (pause) {
+        for (long spin = 0; atomic_load(&sh->emitted) < P_HALF - first; spin++) {
+            if (spin > 3000000) fail_msg("%s: source did not reach the barrier", pc->what);
+            usleep(100);
+        }
+        sli_test_inject_barrier(p, 1);
+        int n_ctx = sli_test_n_instances(p);
+        for (long spin = 0; atomic_load(&sh->snapped) < n_ctx; spin++) {
+            if (spin > 3000000) fail_msg("%s: barrier not taken (hang)", pc->what);
+            usleep(100);
+        }
+        atomic_store(&sh->stop, 1);
+    }
+    rc = sl_pipeline_wait(p, WAIT_MS);
+    if (rc == SL_EAGAIN) fail_msg("%s: pipeline did not finish: hang", pc->what);
+    if (rc) fail_msg("%s: run failed: %s", pc->what, sl_pipeline_errmsg(p));
+    if (atomic_load(&sh->bad)) fail_msg("%s: %s", pc->what, sh->what);
+    for (int t = 0; t < 2; t++) {
+        tap_conf *tc = t ? late : res;
+        for (int i = 0; i < MAX_PAR; i++) {
+            if (!tc->out[i]) continue;
+            size_t n = pause ? tc->cut[i] : tc->n[i];
+            if (n == SIZE_MAX) fail_msg("%s: a tap did not see the barrier", pc->what);
+            assert_true(*nout + n <= P_MAXOUT);
+            memcpy(out + *nout, tc->out[i], n * sizeof(outrec));
+            *nout += n;
+            free(tc->out[i]);
+        }
+    }
+    sl_pipeline_free(p);
+    sl_collector_free(col);
+    free(sh);
+    free(res);
+    free(late);
+}
+
+static void psaved_free(psaved *s)
+{
+    for (int i = 0; i < MAX_PAR; i++) {
+        for (int k = 0; k < 4; k++) sl_buf_free(&s->state[i][k]);
+        sl_buf_free(&s->op[i]);
+        sl_buf_free(&s->timers[i]);
+    }
+}
+
+static pcase p_cases[4];
+
+static void init_cases(void)
+{
+    p_cases[0] = (pcase){.what = "keyed aggregate", .agg = 1};
+    p_cases[1] = (pcase){.what = "tumbling", .wc = sl_window_tumbling(1000, 0)};
+    p_cases[1].wc.lateness = 800;
+    p_cases[2] = (pcase){.what = "sliding", .wc = sl_window_sliding(1000, 250)};
+    p_cases[2].wc.lateness = 200;
+    p_cases[3] = (pcase){.what = "session", .wc = sl_window_session(120)};
+    p_cases[3].wc.lateness = 700;
+}
+
+static void check_operator_move(const pcase *pc, int par1, int par2)
+{
+    static outrec want[P_MAXOUT], got[P_MAXOUT];
+    size_t nwant = 0, ngot = 0;
+    psaved snap;
+    memset(&snap, 0, sizeof(snap));
+    prun(pc, 1, 0, 0, NULL, NULL, want, &nwant);   /* the oracle */
+    prun(pc, par1, 0, 1, &snap, NULL, got, &ngot); /* up to the barrier */
+    assert_int_equal(snap.par, par1);
+    size_t before = ngot;
+    prun(pc, par2, P_HALF, 0, NULL, &snap, got, &ngot); /* restored: the rest */
+    int late = 0;
+    for (size_t i = 0; i < nwant; i++) late += want[i].kind == 1;
+    /* The case has something to check on both sides of the barrier. */
+    if (before == 0 || ngot == before || (!pc->agg && late == 0))
+        fail_msg("%s: %zu outputs before the barrier, %zu after, %d late: no test", pc->what,
+                 before, ngot - before, late);
+    qsort(want, nwant, sizeof(outrec), cmp_out);
+    qsort(got, ngot, sizeof(outrec), cmp_out);
+    for (size_t i = 0; i < nwant && i < ngot; i++)
+        if (cmp_out(&want[i], &got[i]) != 0)
+            fail_msg("%s, %d -> %d: output %zu is (%d, %s, %lld, %lld, %lld), uninterrupted "
+                     "(%d, %s, %lld, %lld, %lld)",
+                     pc->what, par1, par2, i, got[i].kind, got[i].key, (long long)got[i].a,
+                     (long long)got[i].b, (long long)got[i].v, want[i].kind, want[i].key,
+                     (long long)want[i].a, (long long)want[i].b, (long long)want[i].v);
+    if (nwant != ngot)
+        fail_msg("%s, %d -> %d: %zu outputs, uninterrupted %zu", pc->what, par1, par2, ngot, nwant);
+    psaved_free(&snap);
+}
+
+static void test_operators_rescale(void **state)
+{
+    (void)state;
+    static const int moves[][2] = {{1, 4}, {4, 2}, {2, 2}};
+    init_cases();
+    for (size_t c = 0; c < 4; c++)
+        for (size_t m = 0; m < 3; m++) check_operator_move(&p_cases[c], moves[m][0], moves[m][1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_timers_rescale),
-        cmocka_unit_test(test_timers_restore_is_union),
-        cmocka_unit_test(test_timers_empty),
-        cmocka_unit_test(test_timers_corrupt_refused),
+        cmocka_unit_test(test_timers_rescale),    cmocka_unit_test(test_timers_restore_is_union),
+        cmocka_unit_test(test_timers_empty),      cmocka_unit_test(test_timers_corrupt_refused),
+        cmocka_unit_test(test_operators_rescale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
