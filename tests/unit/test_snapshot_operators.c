@@ -486,6 +486,17 @@ typedef struct tap_conf {
     size_t n[MAX_PAR], cut[MAX_PAR];
 } tap_conf;
 
+/* Keys in the window's "slices" table (0 when it has none). */
+static size_t slices_count(sl_ctx *root)
+{
+    for (int k = 0; k < sli_test_ctx_n_states(root); k++) {
+        const char *nm = NULL;
+        sl_state *st = sli_test_ctx_state_at(root, k, &nm);
+        if (strcmp(nm, "slices") == 0) return sl_state_count(st);
+    }
+    return 0;
+}
+
 static int restore_root(sl_ctx *ctx, const psaved *from)
 {
     sl_ctx *root = sli_test_chain_root(ctx);
@@ -502,8 +513,14 @@ static int restore_root(sl_ctx *ctx, const psaved *from)
             if (r) return sl_ctx_fail(ctx, r, "state '%s' refused", from->name[k]);
         }
         if (op->restore && from->op[j].len) {
+            size_t before = slices_count(root);
             int r = op->restore(root, sli_test_ctx_self(root), from->op[j].ptr, from->op[j].len);
-            if (r) return r; /* the window said why, on its ctx */
+            if (r) {
+                /* Refused: nothing of it may have been applied. */
+                if (slices_count(root) != before)
+                    return sl_ctx_fail(ctx, SL_EINVAL, "refused snapshot half-applied");
+                return r; /* the window said why, on its ctx */
+            }
         }
         int r = sli_test_ctx_timers_restore(root, from->timers[j].ptr, from->timers[j].len, lo, hi);
         if (r) return sl_ctx_fail(ctx, r, "timers refused");
@@ -619,6 +636,8 @@ typedef struct pcase {
  * (first run), the source stops at P_HALF for barrier 1 and the stateful
  * node is snapshotted into snap; with from, it is restored first. Outputs
  * are appended to *out (before the barrier only, for a paused run). */
+static char *p_err; /* when set, a failed run copies its message here */
+
 static void prun(const pcase *pc, int par, int64_t first, int pause, psaved *snap,
                  const psaved *from, outrec *out, size_t *nout)
 {
@@ -661,8 +680,8 @@ static void prun(const pcase *pc, int par, int64_t first, int pause, psaved *sna
     bar_ud ud = {.sh = sh, .snap = snap, .taps = {res, lt ? late : NULL}};
     if (pause) sli_test_on_barrier(p, p_on_barrier, &ud);
     int rc = sl_pipeline_start(p);
-    if (rc) fail_msg("%s: start: %s", pc->what, sl_pipeline_errmsg(p));
-    if (pause) {
+    if (rc && !p_err) fail_msg("%s: start: %s", pc->what, sl_pipeline_errmsg(p));
+    if (!rc && pause) {
         for (long spin = 0; atomic_load(&sh->emitted) < P_HALF - first; spin++) {
             if (spin > 3000000) fail_msg("%s: source did not reach the barrier", pc->what);
             usleep(100);
@@ -675,8 +694,19 @@ static void prun(const pcase *pc, int par, int64_t first, int pause, psaved *sna
         }
         atomic_store(&sh->stop, 1);
     }
-    rc = sl_pipeline_wait(p, WAIT_MS);
+    if (!rc) rc = sl_pipeline_wait(p, WAIT_MS);
     if (rc == SL_EAGAIN) fail_msg("%s: pipeline did not finish: hang", pc->what);
+    if (rc && p_err) {
+        snprintf(p_err, 256, "%s", sl_pipeline_errmsg(p));
+        for (int t = 0; t < 2; t++)
+            for (int i = 0; i < MAX_PAR; i++) free((t ? late : res)->out[i]);
+        sl_pipeline_free(p);
+        sl_collector_free(col);
+        free(sh);
+        free(res);
+        free(late);
+        return;
+    }
     if (rc) fail_msg("%s: run failed: %s", pc->what, sl_pipeline_errmsg(p));
     if (atomic_load(&sh->bad)) fail_msg("%s: %s", pc->what, sh->what);
     for (int t = 0; t < 2; t++) {
@@ -760,12 +790,65 @@ static void test_operators_rescale(void **state)
         for (size_t m = 0; m < 3; m++) check_operator_move(&p_cases[c], moves[m][0], moves[m][1]);
 }
 
+/* A damaged or foreign window snapshot stops the restored run with a message
+ * that says so, and nothing of it is applied (restore_root checks). */
+static void test_operator_snapshot_refused(void **state)
+{
+    (void)state;
+    static outrec got[P_MAXOUT];
+    char err[256];
+    init_cases();
+    psaved snap;
+    memset(&snap, 0, sizeof(snap));
+    size_t n = 0;
+    prun(&p_cases[1], 2, 0, 1, &snap, NULL, got, &n); /* tumbling, 2 instances */
+    sl_buf *b = &snap.op[0];
+    assert_true(b->len > 200);
+    static const struct {
+        size_t at; /* byte to flip; SIZE_MAX: cut the last byte off */
+        const char *says;
+    } dmg[] = {{0, "bad magic"}, {4, "format version"}, {100, "checksum"}, {SIZE_MAX, "checksum"}};
+    for (size_t d = 0; d < sizeof(dmg) / sizeof(dmg[0]); d++) {
+        uint8_t *keep = malloc(b->len);
+        assert_non_null(keep);
+        memcpy(keep, b->ptr, b->len);
+        size_t len = b->len;
+        if (dmg[d].at == SIZE_MAX)
+            b->len--;
+        else
+            b->ptr[dmg[d].at] ^= 0x10;
+        err[0] = 0;
+        p_err = err;
+        n = 0;
+        prun(&p_cases[1], 3, P_HALF, 0, NULL, &snap, got, &n);
+        p_err = NULL;
+        if (!strstr(err, "window snapshot") || !strstr(err, dmg[d].says))
+            fail_msg("damage %zu: run said '%s', want 'window snapshot' and '%s'", d, err,
+                     dmg[d].says);
+        b->len = len;
+        memcpy(b->ptr, keep, len);
+        free(keep);
+    }
+    /* A snapshot of another window (sliding, same size) is refused too. */
+    pcase other = p_cases[1];
+    other.wc = sl_window_sliding(1000, 500);
+    other.wc.lateness = 800;
+    err[0] = 0;
+    p_err = err;
+    n = 0;
+    prun(&other, 2, P_HALF, 0, NULL, &snap, got, &n);
+    p_err = NULL;
+    if (!strstr(err, "another kind"))
+        fail_msg("foreign snapshot: run said '%s', want 'another kind'", err);
+    psaved_free(&snap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timers_rescale),    cmocka_unit_test(test_timers_restore_is_union),
         cmocka_unit_test(test_timers_empty),      cmocka_unit_test(test_timers_corrupt_refused),
-        cmocka_unit_test(test_operators_rescale),
+        cmocka_unit_test(test_operators_rescale), cmocka_unit_test(test_operator_snapshot_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
