@@ -126,6 +126,11 @@
  *    expired;
  *  - nothing is allocated per record: scratch buffers live in the instance.
  *
+ * Snapshots: the table "slices" holds pointers, so the engine's keyed-state
+ * snapshot cannot carry it; the window's snapshot hook writes the blocks
+ * themselves (format drawn at sli_win_snapshot, end of file), "far" is a
+ * plain keyed table the engine snapshots, the timers are the engine's.
+ *
  * Runs on the worker thread of the instance's task, like every operator.
  */
 #include "operators/window/window_int.h"
@@ -1061,8 +1066,12 @@ void sli_win_slices_close(win *w)
  * checks everything first (magic, version, checksum, conf, every length,
  * every cmask, no key twice in the input nor already present) and only
  * then installs the blocks of the keys whose key group this instance owns
- * (sl_key_group_owner); out of memory half-way takes the installed ones out
- * again, so the instance is unchanged on any error. */
+ * (sl_key_group_owner); out of memory half-way (or a key twice in one
+ * input) takes the installed ones out again, so the instance is unchanged
+ * on any error. A restored block's pending early firing is cleared
+ * (processing-time timers are not carried over: the key's next record arms
+ * one). Restoring the snapshots of several old instances one after the
+ * other (parallelism P -> Q) gives this instance the union of its keys. */
 
 #define WSNAP_MAGIC   "SLWN"
 #define WSNAP_VERSION 1
@@ -1229,17 +1238,25 @@ int sli_win_restore(sl_ctx *ctx, win *w, const void *data, size_t len)
         int created = 0;
         khdr *hd = block_alloc(w, bits, h);
         khdr **pp = hd ? sl_state_get(w->slices, h, key, klen, &created) : NULL;
-        if (!pp || !created) { /* out of memory (validation excluded duplicates) */
+        if (!pp || !created) { /* out of memory, or a key twice in the input */
             block_free(w, hd, h);
-            goto oom;
+            rc = pp ? sl_ctx_fail(ctx, SL_ECORRUPT, "window snapshot: key of block %llu twice",
+                                  (unsigned long long)k)
+                    : sl_ctx_fail(ctx, SL_ENOMEM,
+                                  "window snapshot: out of memory restoring %llu blocks",
+                                  (unsigned long long)n);
+            goto undo;
         }
         memcpy((uint8_t *)hd - w->xsize, key + klen, bb);
+        /* Processing-time timers are not carried over (early results are a
+         * preview, not state): the key's next record arms a new one. */
+        if (w->early_ms) kx(hd)->early = 0;
         *pp = hd;
         done++;
     }
     kc_invalidate(w); /* the table changed under the hot-key cache */
     return 0;
-oom:
+undo:
     /* Take out the blocks installed above: the first `done` owned ones. */
     pos = WSNAP_HDR;
     for (uint64_t k = 0; k < n && done; k++) {
@@ -1257,6 +1274,5 @@ oom:
         done--;
     }
     kc_invalidate(w);
-    return sl_ctx_fail(ctx, SL_ENOMEM, "window snapshot: out of memory restoring %llu blocks",
-                       (unsigned long long)n);
+    return rc;
 }

@@ -1,26 +1,39 @@
 /*
- * test_snapshot_operators.c - snapshot and restore of the engine-owned state
- * that the stateful built-in operators keep outside their keyed tables: the
- * pending event-time timers of an instance (engine/timer.c), which windows
- * and sessions rely on to fire. (The keyed tables themselves are covered by
- * test_state.c and test_runtime_snapshot.c.)
+ * test_snapshot_operators.c - snapshot and restore of every stateful built-in
+ * operator, the way the checkpoint coordinator will drive them: on a
+ * barrier, per instance, the engine's keyed tables (sl_state_snapshot, all
+ * but the window's "slices" of pointers), the operator's own snapshot hook
+ * (the window's per-key blocks, operators/window/slices.c) and the pending
+ * event-time timers (engine/timer.c); restored by key-group range into a
+ * fresh pipeline at another parallelism before its first record.
  *
- * What it proves, table-driven over parallelism changes (1->1, 1->4, 4->2,
- * 2->3, 3->1):
- *  - a snapshot taken mid-stream (after part of the timers fired, some
- *    deleted, some deleted and set again) and restored by key-group range
- *    into Q fresh instances fires exactly the timers the uninterrupted
- *    instances still had: the same (ts, key) multiset, each on the instance
- *    that owns its key group, in time order, and - from one source instance
- *    - in exactly the original order (equal times keep their insertion
- *    order);
- *  - restoring on top of timers already set is a union (a pair set twice
- *    fires once);
- *  - a corrupt snapshot (every single flipped bit, every truncation, a wrong
- *    version or reserved field with a valid checksum, an entry count that
- *    does not match) is refused with SL_ECORRUPT and leaves the instance's
- *    timers exactly as they were;
- *  - the snapshot of an empty or absent timer set restores to nothing.
+ * What it proves:
+ *  - timers (table-driven over 1->1, 1->4, 4->2, 2->3, 3->1, 4->4): a
+ *    snapshot taken after part of the timers fired, some deleted, some
+ *    deleted and set again, restored into Q instances fires exactly the
+ *    timers the uninterrupted instances still had, each on the instance
+ *    that owns its key group, in time order and - from one instance - in
+ *    exactly the original order; restoring is a union (a pair set twice
+ *    fires once); every flipped bit, every truncation and every structural
+ *    lie under a valid checksum is refused with SL_ECORRUPT, the timers
+ *    unchanged;
+ *  - operators mid-stream (keyed aggregate emitting updates, tumbling,
+ *    sliding and session windows, each with allowed lateness and late
+ *    records on the late port; moves 1->4, 4->2, 2->2): a source pauses
+ *    at record P_HALF, BARRIER(1) is injected, every instance snapshots on
+ *    it (sli_test_on_barrier) and the outputs before the barrier are cut;
+ *    a new pipeline restores the snapshots and reads the rest: the outputs
+ *    before the barrier plus those of the restored run are exactly those
+ *    of an uninterrupted run at parallelism 1 (window results, late
+ *    records, aggregate updates), and each side of the barrier has some;
+ *  - a damaged window snapshot (magic, version, checksum, truncation) or one
+ *    of another window stops the restored run with a message that names it,
+ *    and nothing of it is applied.
+ *
+ * The watermark is carried by the records (punctuated), so the restored run
+ * sees the same watermarks as the uninterrupted one from its first record
+ * on (the source's watermark is not part of these snapshots; the
+ * coordinator will store it with the source position).
  */
 #include <setjmp.h>
 #include <stdarg.h>
