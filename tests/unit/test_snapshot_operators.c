@@ -17,8 +17,8 @@
  *    fires once); every flipped bit, every truncation and every structural
  *    lie under a valid checksum is refused with SL_ECORRUPT, the timers
  *    unchanged;
- *  - operators mid-stream (keyed aggregate emitting updates, tumbling,
- *    sliding and session windows, each with allowed lateness and late
+ *  - operators mid-stream (keyed aggregate emitting updates, tumbling (also
+ *    with early firing), sliding and session windows, with allowed lateness and late
  *    records on the late port; moves 1->4, 4->2, 2->2): a source pauses
  *    at record P_HALF, BARRIER(1) is injected, every instance snapshots on
  *    it (sli_test_on_barrier) and the outputs before the barrier are cut;
@@ -750,7 +750,8 @@ static void psaved_free(psaved *s)
     }
 }
 
-static pcase p_cases[4];
+#define N_CASES 5
+static pcase p_cases[N_CASES];
 
 static void init_cases(void)
 {
@@ -761,6 +762,11 @@ static void init_cases(void)
     p_cases[2].wc.lateness = 200;
     p_cases[3] = (pcase){.what = "session", .wc = sl_window_session(120)};
     p_cases[3].wc.lateness = 700;
+    /* Early firing gives tumbling keys the extension block (kext) too; the
+     * early results (port 2, processing time) are not compared. */
+    p_cases[4] = (pcase){.what = "tumbling, early firing", .wc = sl_window_tumbling(1000, 0)};
+    p_cases[4].wc.lateness = 800;
+    p_cases[4].wc.early_ms = 1;
 }
 
 static void check_operator_move(const pcase *pc, int par1, int par2)
@@ -799,7 +805,7 @@ static void test_operators_rescale(void **state)
     (void)state;
     static const int moves[][2] = {{1, 4}, {4, 2}, {2, 2}};
     init_cases();
-    for (size_t c = 0; c < 4; c++)
+    for (size_t c = 0; c < N_CASES; c++)
         for (size_t m = 0; m < 3; m++) check_operator_move(&p_cases[c], moves[m][0], moves[m][1]);
 }
 
