@@ -8,6 +8,7 @@
 #include "engine/job.h"
 #include "engine/plan.h"
 #include "engine/pool.h"
+#include "engine/timer.h"
 
 int sli_test_n_instances(const sl_pipeline *p)
 {
@@ -90,4 +91,16 @@ void sli_test_on_barrier(sl_pipeline *p, sli_barrier_fn fn, void *ud)
 void sli_test_inject_barrier(sl_pipeline *p, uint64_t id)
 {
     sli_pipeline_inject_barrier(p, id);
+}
+
+int sli_test_ctx_timers_snapshot(const sl_ctx *c, sl_buf *out)
+{
+    return sli_timers_snapshot(c->timers, out);
+}
+
+int sli_test_ctx_timers_restore(sl_ctx *c, const void *data, size_t len, uint32_t kg_lo,
+                                uint32_t kg_hi)
+{
+    if (!c->timers && !(c->timers = sli_timers_new())) return SL_ENOMEM;
+    return sli_timers_restore(c->timers, data, len, kg_lo, kg_hi);
 }

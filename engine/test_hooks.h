@@ -54,5 +54,11 @@ void sli_test_on_barrier(sl_pipeline *p, sli_barrier_fn fn, void *ud);
 /* Ask every source to send BARRIER(id) and every id before it not yet sent
  * (any thread, while running). Ids start at 1. */
 void sli_test_inject_barrier(sl_pipeline *p, uint64_t id);
+/* Snapshot of c's pending event-time timers (engine/timer.c draws the
+ * format), and its restore by key-group range into c (making c's timers if
+ * it has none yet). Same rules as the instance state reads above. */
+int sli_test_ctx_timers_snapshot(const sl_ctx *c, sl_buf *out);
+int sli_test_ctx_timers_restore(sl_ctx *c, const void *data, size_t len, uint32_t kg_lo,
+                                uint32_t kg_hi);
 
 #endif

@@ -22,12 +22,40 @@
  * entry; delete removes the pair from the set, and pop discards heap entries
  * whose pair is gone or belongs to a newer entry (deleted, then set again),
  * so a deleted timer never fires and a re-set one fires once.
+ *
+ * Snapshot (sli_timers_snapshot / sli_timers_restore): the live timers (set,
+ * neither fired nor deleted) in firing order, (ts, seq) ascending, so that a
+ * restore re-adding them in file order keeps the order of equal times. All
+ * integers little-endian; format version 1:
+ *
+ *    offset  size      field
+ *    0       4         magic "SLTM" (53 4C 54 4D)
+ *    4       2         format version, 1
+ *    6       2         reserved, 0
+ *    8       8         N: number of timers
+ *    16      ...       N entries, by (ts, seq) ascending
+ *    len-8   8         checksum: XXH3_64bits of bytes [0, len-8)
+ *
+ *  Entry:
+ *    0       8         ts (int64, two's complement)
+ *    8       8         key hash (its key group says which instance owns it)
+ *    16      4         key_len (< 2^32 - 1)
+ *    20      key_len   key bytes
+ *
+ * Restore validates the whole input (magic, version, reserved, checksum,
+ * every length, N, ts order) before it changes anything, then re-adds the
+ * timers whose key group lies in [kg_lo, kg_hi]; a timer already set is left
+ * as it is. It is all-or-nothing: when adding fails (SL_ENOMEM) half-way the
+ * timers it added are taken out again (rollback below), so on any error the
+ * set of live timers is unchanged. Seq numbers are not stored: restored
+ * timers get fresh ones in file order, after every timer already set.
  */
 #include "engine/timer.h"
 #include <stdlib.h>
 #include <string.h>
 #include "sluice/error.h"
 #include "sluice/state.h"
+#include <xxhash.h>
 
 typedef struct tmr {
     int64_t ts;
@@ -192,4 +220,189 @@ size_t sli_timers_count(const sl_timers *t)
 int64_t sli_timers_next(const sl_timers *t)
 {
     return t && t->n ? t->heap[0].ts : INT64_MAX;
+}
+
+/* --- snapshot ------------------------------------------------------------ */
+
+#define TSNAP_MAGIC   "SLTM"
+#define TSNAP_VERSION 1
+#define TSNAP_HDR     16
+#define TSNAP_ENT     20
+#define TSNAP_TRAILER 8
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* Is heap entry x live: its pair is in the set and maps to x's seq? */
+static int tmr_live(const sl_timers *t, const tmr *x)
+{
+    uint64_t live;
+    void *v = sl_state_find(t->set, pair_hash(x->hash, x->ts), tmr_key(x), x->klen);
+    if (!v) return 0;
+    memcpy(&live, v, sizeof(live));
+    return live == x->seq;
+}
+
+static int by_fire_order(const void *a, const void *b)
+{
+    const tmr *x = *(const tmr *const *)a, *y = *(const tmr *const *)b;
+    return before(x, y) ? -1 : before(y, x) ? 1 : 0;
+}
+
+int sli_timers_snapshot(const sl_timers *t, sl_buf *out)
+{
+    size_t n = 0, total = TSNAP_HDR + TSNAP_TRAILER, pos;
+    const tmr **live = NULL;
+    uint8_t *base;
+    int rc = 0;
+
+    if (!out) return SL_EINVAL;
+    if (t && t->n) {
+        live = malloc(t->n * sizeof(*live));
+        if (!live) return SL_ENOMEM;
+        for (size_t i = 0; i < t->n; i++) {
+            if (!tmr_live(t, &t->heap[i])) continue;
+            live[n++] = &t->heap[i];
+            if (t->heap[i].klen > SIZE_MAX / 4 - total) {
+                rc = SL_ETOOBIG;
+                goto fail;
+            }
+            total += TSNAP_ENT + (size_t)t->heap[i].klen;
+        }
+        qsort(live, n, sizeof(*live), by_fire_order);
+    }
+    rc = sl_buf_reserve(out, total);
+    if (rc) goto fail;
+    base = out->ptr + out->len;
+    memcpy(base, TSNAP_MAGIC, 4);
+    put_le(base + 4, TSNAP_VERSION, 2);
+    put_le(base + 6, 0, 2);
+    put_le(base + 8, n, 8);
+    pos = TSNAP_HDR;
+    for (size_t i = 0; i < n; i++) {
+        const tmr *x = live[i];
+        put_le(base + pos, (uint64_t)x->ts, 8);
+        put_le(base + pos + 8, x->hash, 8);
+        put_le(base + pos + 16, x->klen, 4);
+        if (x->klen) memcpy(base + pos + TSNAP_ENT, tmr_key(x), x->klen);
+        pos += TSNAP_ENT + x->klen;
+    }
+    put_le(base + pos, XXH3_64bits(base, pos), 8);
+    out->len += total;
+fail:
+    free(live);
+    return rc;
+}
+
+/* Check every rule of the format; changes nothing. *sel: timers in range. */
+static int tsnap_validate(const uint8_t *d, size_t len, uint32_t kg_lo, uint32_t kg_hi, size_t *sel)
+{
+    size_t end, pos = TSNAP_HDR;
+    uint64_t n;
+    int64_t prev = INT64_MIN;
+
+    if (len < TSNAP_HDR + TSNAP_TRAILER) return SL_ECORRUPT;
+    if (memcmp(d, TSNAP_MAGIC, 4) != 0 || get_le(d + 4, 2) != TSNAP_VERSION ||
+        get_le(d + 6, 2) != 0)
+        return SL_ECORRUPT;
+    end = len - TSNAP_TRAILER;
+    if (XXH3_64bits(d, end) != get_le(d + end, 8)) return SL_ECORRUPT;
+    n = get_le(d + 8, 8);
+    *sel = 0;
+    for (uint64_t k = 0; k < n; k++) {
+        int64_t ts;
+        uint32_t klen;
+        if (end - pos < TSNAP_ENT) return SL_ECORRUPT;
+        ts = (int64_t)get_le(d + pos, 8);
+        klen = (uint32_t)get_le(d + pos + 16, 4);
+        if (ts < prev || klen == UINT32_MAX || klen > end - pos - TSNAP_ENT) return SL_ECORRUPT;
+        prev = ts;
+        uint32_t kg = sl_key_group(get_le(d + pos + 8, 8));
+        if (kg >= kg_lo && kg <= kg_hi) (*sel)++;
+        pos += TSNAP_ENT + (size_t)klen;
+    }
+    return pos == end ? 0 : SL_ECORRUPT;
+}
+
+/* Re-establish the heap property over heap[0 .. n). */
+static void heapify(sl_timers *t)
+{
+    for (size_t s = t->n / 2; s-- > 0;) {
+        tmr x = t->heap[s];
+        size_t i = s;
+        for (;;) {
+            size_t l = 2 * i + 1, r = l + 1, m = i;
+            const tmr *best = &x;
+            if (l < t->n && before(&t->heap[l], best)) m = l, best = &t->heap[l];
+            if (r < t->n && before(&t->heap[r], best)) m = r;
+            if (m == i) break;
+            t->heap[i] = t->heap[m];
+            i = m;
+        }
+        t->heap[i] = x;
+    }
+}
+
+/* Take out every timer added with a seq >= seq0 (the ones a failed restore
+ * added): their pairs leave the set, their entries the heap. */
+static void rollback(sl_timers *t, uint64_t seq0)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        tmr *x = &t->heap[i];
+        if (x->seq < seq0) {
+            t->heap[w++] = *x;
+            continue;
+        }
+        sl_state_remove(t->set, pair_hash(x->hash, x->ts), tmr_key(x), x->klen);
+        tmr_free(x);
+    }
+    t->n = w;
+    heapify(t);
+}
+
+int sli_timers_restore(sl_timers *t, const void *data, size_t len, uint32_t kg_lo, uint32_t kg_hi)
+{
+    const uint8_t *d = data;
+    size_t sel, pos = TSNAP_HDR;
+    uint64_t n, seq0;
+    int rc;
+
+    if (!t || kg_lo > kg_hi || (!data && len)) return SL_EINVAL;
+    if (!data) return SL_ECORRUPT;
+    rc = tsnap_validate(d, len, kg_lo, kg_hi, &sel);
+    if (rc) return rc;
+    if (sel == 0) return 0;
+    if (sel > SIZE_MAX / sizeof(tmr) - t->n) return SL_ENOMEM;
+    if (t->n + sel > t->cap) { /* room up front: fewer ways to fail half-way */
+        tmr *h = realloc(t->heap, (t->n + sel) * sizeof(*h));
+        if (!h) return SL_ENOMEM;
+        t->heap = h;
+        t->cap = t->n + sel;
+    }
+    seq0 = t->seq;
+    n = get_le(d + 8, 8);
+    for (uint64_t k = 0; k < n; k++) {
+        int64_t ts = (int64_t)get_le(d + pos, 8);
+        uint64_t hash = get_le(d + pos + 8, 8);
+        uint32_t klen = (uint32_t)get_le(d + pos + 16, 4), kg = sl_key_group(hash);
+        if (kg >= kg_lo && kg <= kg_hi) {
+            rc = sli_timers_add(t, ts, hash, d + pos + TSNAP_ENT, klen);
+            if (rc) {
+                rollback(t, seq0);
+                return rc;
+            }
+        }
+        pos += TSNAP_ENT + (size_t)klen;
+    }
+    return 0;
 }

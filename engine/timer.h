@@ -29,5 +29,12 @@ int sli_timers_delete(sl_timers *t, int64_t ts, uint64_t hash, const void *key, 
 size_t sli_timers_count(const sl_timers *t);
 /* Time of the earliest timer, INT64_MAX when there is none. */
 int64_t sli_timers_next(const sl_timers *t);
+/* Append a snapshot of the live timers to out (t may be NULL: no timers);
+ * 0, SL_ENOMEM or SL_ETOOBIG. Restore re-adds the snapshot's timers whose
+ * key group is in [kg_lo, kg_hi]; the input is validated whole first and a
+ * failure (SL_ECORRUPT, SL_EINVAL, SL_ENOMEM) leaves the live timers as they
+ * were. timer.c draws the format. */
+int sli_timers_snapshot(const sl_timers *t, sl_buf *out);
+int sli_timers_restore(sl_timers *t, const void *data, size_t len, uint32_t kg_lo, uint32_t kg_hi);
 
 #endif

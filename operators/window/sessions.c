@@ -37,6 +37,11 @@
  *  - nothing is allocated per record: the merge accumulator and the
  *    composite key live in the instance.
  *
+ * Snapshots: both tables hold plain values (no pointers), so the engine's
+ * keyed-state snapshot carries them, by key group (a composite key keeps
+ * its key's key group), and the timers are the engine's; the window's own
+ * snapshot hook (slices.c) records only the conf for a session window.
+ *
  * Runs on the worker thread of the instance's task, like every operator.
  */
 #include "operators/window/window_int.h"

@@ -126,6 +126,11 @@
  *    expired;
  *  - nothing is allocated per record: scratch buffers live in the instance.
  *
+ * Snapshots: the table "slices" holds pointers, so the engine's keyed-state
+ * snapshot cannot carry it; the window's snapshot hook writes the blocks
+ * themselves (format drawn at sli_win_snapshot, end of file), "far" is a
+ * plain keyed table the engine snapshots, the timers are the engine's.
+ *
  * Runs on the worker thread of the instance's task, like every operator.
  */
 #include "operators/window/window_int.h"
@@ -1016,4 +1021,258 @@ void sli_win_slices_close(win *w)
         block_free(w, hd, e.hash);
         memset(e.value, 0, sizeof(hd));
     }
+}
+
+/* --- snapshot and restore (off the record path) ----------------------------- */
+
+/* The snapshot format of a window instance (window.c's snapshot / restore
+ * hooks), all integers little-endian, version 1. The table "slices" holds
+ * pointers to per-key blocks, so the engine's raw snapshot of it would be
+ * meaningless: this format carries the blocks themselves. The other tables
+ * ("far"; sessions' "heads" and "sessions") hold plain values and are
+ * snapshotted and restored by the engine with the instance's keyed state;
+ * event-time timers by the engine too (engine/timer.c). A session window's
+ * snapshot is the header and the trailer (N = 0): it records the conf, so a
+ * restore into another window is refused.
+ *
+ *    offset  size      field
+ *    0       4         magic "SLWN" (53 4C 57 4E)
+ *    4       2         format version, 1
+ *    6       2         kind (sl_window_kind)
+ *    8       8         size          \
+ *    16      8         slide          |
+ *    24      8         offset (mod slide)  the instance's conf: a restore
+ *    32      8         gap            |    into a window whose values
+ *    40      8         lateness       |    differ is refused (SL_EINVAL)
+ *    48      4         acc_size       |
+ *    52      4         xsize          |
+ *    56      8         sstride       /
+ *    64      8         N: blocks that follow
+ *    72      ...       N blocks
+ *    len-8   8         checksum: sl_hash (XXH3_64bits) of bytes [0, len-8)
+ *
+ *  Block (one per key in "slices"):
+ *    0       8         key hash (its key group says which instance owns it)
+ *    8       4         key_len (< 2^32 - 1)
+ *    12      4         bits: the ring has 1 << bits slots (<= the
+ *                      instance's largest ring, w->cap)
+ *    16      key_len   key bytes
+ *    16+key_len  xsize + 64 + (1 << bits) * sstride
+ *                      the block as it is in memory: kext (xsize bytes),
+ *                      khdr (cmask must be (1 << bits) - 1), the ring
+ *
+ * Block bytes are copied as they are (portable between machines of the
+ * same endianness and struct layout, as keyed state values are). Restore
+ * checks everything first (magic, version, checksum, conf, every length,
+ * every cmask, no key twice in the input nor already present) and only
+ * then installs the blocks of the keys whose key group this instance owns
+ * (sl_key_group_owner); out of memory half-way (or a key twice in one
+ * input) takes the installed ones out again, so the instance is unchanged
+ * on any error. A restored block's pending early firing is cleared
+ * (processing-time timers are not carried over: the key's next record arms
+ * one). Restoring the snapshots of several old instances one after the
+ * other (parallelism P -> Q) gives this instance the union of its keys. */
+
+#define WSNAP_MAGIC   "SLWN"
+#define WSNAP_VERSION 1
+#define WSNAP_HDR     72
+#define WSNAP_BLK     16
+#define WSNAP_TRAILER 8
+
+static void wput(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t wget(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static void wsnap_header(const win *w, uint8_t *d, uint64_t n)
+{
+    memcpy(d, WSNAP_MAGIC, 4);
+    wput(d + 4, WSNAP_VERSION, 2);
+    wput(d + 6, (uint64_t)w->kind, 2);
+    wput(d + 8, (uint64_t)w->size, 8);
+    wput(d + 16, (uint64_t)w->slide, 8);
+    wput(d + 24, (uint64_t)w->off, 8);
+    wput(d + 32, (uint64_t)w->gap, 8);
+    wput(d + 40, (uint64_t)w->L, 8);
+    wput(d + 48, w->acc_size, 4);
+    wput(d + 52, w->xsize, 4);
+    wput(d + 56, (uint64_t)w->sstride, 8);
+    wput(d + 64, n, 8);
+}
+
+static inline size_t block_bytes(const win *w, unsigned bits)
+{
+    return w->xsize + KHDR + ((size_t)1 << bits) * w->sstride;
+}
+
+static unsigned ring_bits(const khdr *hd)
+{
+    unsigned b = 0;
+    while (((uint64_t)1 << b) < (uint64_t)hd->cmask + 1) b++;
+    return b;
+}
+
+int sli_win_snapshot(win *w, sl_buf *out)
+{
+    size_t total = WSNAP_HDR + WSNAP_TRAILER, n = 0, it = 0, pos;
+    sl_state_entry e;
+    uint8_t *d;
+    int rc;
+
+    if (w->slices)
+        while (sl_state_next(w->slices, &it, &e)) {
+            khdr *hd;
+            memcpy(&hd, e.value, sizeof(hd));
+            if (!hd) continue;
+            size_t b = WSNAP_BLK + (size_t)e.key_len + block_bytes(w, ring_bits(hd));
+            if (b > SIZE_MAX / 4 - total) return SL_ETOOBIG;
+            total += b;
+            n++;
+        }
+    rc = sl_buf_reserve(out, total);
+    if (rc) return rc;
+    d = out->ptr + out->len;
+    wsnap_header(w, d, n);
+    pos = WSNAP_HDR;
+    it = 0;
+    if (w->slices)
+        while (sl_state_next(w->slices, &it, &e)) {
+            khdr *hd;
+            memcpy(&hd, e.value, sizeof(hd));
+            if (!hd) continue;
+            unsigned bits = ring_bits(hd);
+            wput(d + pos, e.hash, 8);
+            wput(d + pos + 8, e.key_len, 4);
+            wput(d + pos + 12, bits, 4);
+            pos += WSNAP_BLK;
+            if (e.key_len) memcpy(d + pos, e.key, e.key_len);
+            pos += e.key_len;
+            memcpy(d + pos, (uint8_t *)hd - w->xsize, block_bytes(w, bits));
+            pos += block_bytes(w, bits);
+        }
+    wput(d + pos, sl_hash(d, pos), 8);
+    out->len += total;
+    return 0;
+}
+
+/* Does this instance own key hash h? */
+static inline int owns(sl_ctx *ctx, uint64_t h)
+{
+    return sl_key_group_owner(sl_key_group(h), (uint32_t)sl_ctx_parallelism(ctx)) ==
+           (uint32_t)sl_ctx_instance(ctx);
+}
+
+/* Check the whole input; changes nothing. */
+static int wsnap_validate(sl_ctx *ctx, win *w, const uint8_t *d, size_t len)
+{
+    uint8_t want[WSNAP_HDR];
+    size_t end, pos = WSNAP_HDR;
+    uint64_t n;
+
+    if (len < WSNAP_HDR + WSNAP_TRAILER || memcmp(d, WSNAP_MAGIC, 4) != 0)
+        return sl_ctx_fail(ctx, SL_ECORRUPT, "window snapshot: bad magic or too short (%zu bytes)",
+                           len);
+    if (wget(d + 4, 2) != WSNAP_VERSION)
+        return sl_ctx_fail(ctx, SL_ECORRUPT, "window snapshot: unknown format version %u",
+                           (unsigned)wget(d + 4, 2));
+    end = len - WSNAP_TRAILER;
+    if (sl_hash(d, end) != wget(d + end, 8))
+        return sl_ctx_fail(ctx, SL_ECORRUPT, "window snapshot: checksum mismatch (%zu bytes)", len);
+    n = wget(d + 64, 8);
+    wsnap_header(w, want, n);
+    if (memcmp(want, d, WSNAP_HDR) != 0)
+        return sl_ctx_fail(ctx, SL_EINVAL,
+                           "window snapshot: taken of a window with another kind, size, slide, "
+                           "offset, gap, lateness or aggregate");
+    if (n && !w->slices)
+        return sl_ctx_fail(ctx, SL_ECORRUPT, "window snapshot: blocks for a session window");
+    for (uint64_t k = 0; k < n; k++) {
+        if (end - pos < WSNAP_BLK) goto bad;
+        uint64_t h = wget(d + pos, 8);
+        uint32_t klen = (uint32_t)wget(d + pos + 8, 4);
+        uint64_t bits = wget(d + pos + 12, 4);
+        if (klen == UINT32_MAX || bits > 30 || ((uint64_t)1 << bits) > w->cap) goto bad;
+        size_t bb = block_bytes(w, (unsigned)bits);
+        if ((uint64_t)klen + bb > end - pos - WSNAP_BLK) goto bad;
+        const uint8_t *key = d + pos + WSNAP_BLK;
+        khdr hd;
+        memcpy(&hd, key + klen + w->xsize, KHDR);
+        if ((uint64_t)hd.cmask + 1 != ((uint64_t)1 << bits)) goto bad;
+        if (owns(ctx, h) && sl_state_find(w->slices, h, key, klen))
+            return sl_ctx_fail(ctx, SL_EINVAL, "window snapshot: a key restored twice (block %llu)",
+                               (unsigned long long)k);
+        pos += WSNAP_BLK + klen + bb;
+    }
+    if (pos != end) goto bad;
+    return 0;
+bad:
+    return sl_ctx_fail(ctx, SL_ECORRUPT, "window snapshot: block at byte %zu is malformed", pos);
+}
+
+int sli_win_restore(sl_ctx *ctx, win *w, const void *data, size_t len)
+{
+    const uint8_t *d = data;
+    size_t pos = WSNAP_HDR, done = 0;
+    uint64_t n;
+    int rc;
+
+    if (!data) return sl_ctx_fail(ctx, SL_ECORRUPT, "window snapshot: no data");
+    rc = wsnap_validate(ctx, w, d, len);
+    if (rc) return rc;
+    n = wget(d + 64, 8);
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t h = wget(d + pos, 8);
+        uint32_t klen = (uint32_t)wget(d + pos + 8, 4);
+        unsigned bits = (unsigned)wget(d + pos + 12, 4);
+        const uint8_t *key = d + pos + WSNAP_BLK;
+        size_t bb = block_bytes(w, bits);
+        pos += WSNAP_BLK + klen + bb;
+        if (!owns(ctx, h)) continue;
+        int created = 0;
+        khdr *hd = block_alloc(w, bits, h);
+        khdr **pp = hd ? sl_state_get(w->slices, h, key, klen, &created) : NULL;
+        if (!pp || !created) { /* out of memory, or a key twice in the input */
+            block_free(w, hd, h);
+            rc = pp ? sl_ctx_fail(ctx, SL_ECORRUPT, "window snapshot: key of block %llu twice",
+                                  (unsigned long long)k)
+                    : sl_ctx_fail(ctx, SL_ENOMEM,
+                                  "window snapshot: out of memory restoring %llu blocks",
+                                  (unsigned long long)n);
+            goto undo;
+        }
+        memcpy((uint8_t *)hd - w->xsize, key + klen, bb);
+        /* Processing-time timers are not carried over (early results are a
+         * preview, not state): the key's next record arms a new one. */
+        if (w->early_ms) kx(hd)->early = 0;
+        *pp = hd;
+        done++;
+    }
+    kc_invalidate(w); /* the table changed under the hot-key cache */
+    return 0;
+undo:
+    /* Take out the blocks installed above: the first `done` owned ones. */
+    pos = WSNAP_HDR;
+    for (uint64_t k = 0; k < n && done; k++) {
+        uint64_t h = wget(d + pos, 8);
+        uint32_t klen = (uint32_t)wget(d + pos + 8, 4);
+        unsigned bits = (unsigned)wget(d + pos + 12, 4);
+        const uint8_t *key = d + pos + WSNAP_BLK;
+        pos += WSNAP_BLK + klen + block_bytes(w, bits);
+        if (!owns(ctx, h)) continue;
+        khdr **pp = sl_state_find(w->slices, h, key, klen);
+        if (pp) {
+            block_free(w, *pp, h);
+            sl_state_remove(w->slices, h, key, klen);
+        }
+        done--;
+    }
+    kc_invalidate(w);
+    return rc;
 }

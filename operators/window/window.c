@@ -75,6 +75,19 @@ static int win_proc_timer(sl_ctx *ctx, void *self, const sl_timer *t)
     return w->kind == SL_WINDOW_SESSION ? 0 : sli_win_slices_early(ctx, w, t);
 }
 
+/* Snapshot / restore hooks: what the engine's keyed-state snapshot cannot
+ * carry (slices.c: the per-key blocks behind pointers, and the conf). */
+static int win_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
+{
+    (void)ctx;
+    return sli_win_snapshot(self, out);
+}
+
+static int win_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
+{
+    return sli_win_restore(ctx, self, data, len);
+}
+
 static void win_close(void *self)
 {
     win *w = self;
@@ -131,6 +144,8 @@ static const sl_operator window_op = {.version = SL_OPERATOR_VERSION,
                                       .process = win_process,
                                       .timer = win_timer,
                                       .proc_timer = win_proc_timer,
+                                      .snapshot = win_snapshot,
+                                      .restore = win_restore,
                                       .close = win_close};
 
 /* --- builders ------------------------------------------------------------------------- */

@@ -190,6 +190,13 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring);
 int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in);
 int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t);
 int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t);
+/* Snapshot / restore of an instance (slices.c draws the format): the
+ * per-key blocks of tumbling and sliding windows, and the conf. Restore
+ * installs the blocks of the key groups this instance owns; on any error
+ * (SL_ECORRUPT, SL_EINVAL, SL_ENOMEM, with a message on ctx) nothing has
+ * changed. */
+int sli_win_snapshot(win *w, sl_buf *out);
+int sli_win_restore(sl_ctx *ctx, win *w, const void *data, size_t len);
 /* Close: free the rings of the keys left in "slices" (their values stay). */
 void sli_win_slices_close(win *w);
 
