@@ -503,8 +503,8 @@ static int check_record(const slb_wtopic *wt, const sl_record *r, char *err)
     return 0;
 }
 
-int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_record *recs,
-                  size_t n, int64_t *base_offset)
+static int log_append(sl_broker *b, const char *topic, int32_t partition, const sl_producer_ref *pr,
+                      const sl_record *recs, size_t n, int64_t *base_offset)
 {
     if (!b) return SL_EINVAL;
     slb_wtopic *wt;
@@ -530,7 +530,25 @@ int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_r
     }
     slb_plog *l;
     if ((rc = get_writer(b, wt, partition, &l)) < 0) return rc;
-    return slb_plog_append(l, recs, n, base_offset, b->errmsg);
+    return slb_plog_append(l, pr, recs, n, base_offset, b->errmsg);
+}
+
+int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_record *recs,
+                  size_t n, int64_t *base_offset)
+{
+    return log_append(b, topic, partition, NULL, recs, n, base_offset);
+}
+
+int sl_log_append_idempotent(sl_broker *b, const char *topic, int32_t partition,
+                             const sl_producer_ref *producer, const sl_record *recs, size_t n,
+                             int64_t *base_offset)
+{
+    if (!b) return SL_EINVAL;
+    if (!producer) {
+        slb_seterr(b->errmsg, "no producer given");
+        return SL_EINVAL;
+    }
+    return log_append(b, topic, partition, producer, recs, n, base_offset);
 }
 
 /* ---- topics ---------------------------------------------------------------------- */
