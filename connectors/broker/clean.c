@@ -242,6 +242,11 @@ static int clean_fn(void *vctx, const slb_batch_hdr *h, const slb_rec *r)
     clean_ctx *c = vctx;
     if (!c->started) {
         slb_builder_reset(&c->bld, h->base_offset);
+        /* A producer's batch keeps its producer fields (batch.h). */
+        if ((h->attributes & SLB_ATTR_PRODUCER) &&
+            slb_builder_set_producer(&c->bld, h->producer_id, (int16_t)h->producer_epoch,
+                                     h->base_sequence) < 0)
+            return SL_ENOMEM;
         c->started = true;
     }
     if (r) {

@@ -380,6 +380,49 @@ static void test_batch_format(void **state)
     slb_builder_free(&b);
 }
 
+/* Compaction keeps a producer batch's producer fields (the sequence state a
+ * writer rebuilds reads them) in what it keeps of it. */
+static void test_compaction_keeps_producer(void **state)
+{
+    fx *f = *state;
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.compact = 1;
+    c.segment_bytes = 1024; /* one batch per segment */
+    assert_int_equal(sl_topic_create(f->b, "c", &c), 0);
+    static char big[600];
+    memset(big, 'v', sizeof big);
+    sl_record r[2] = {{.key = "k", .key_len = 1, .value = big, .value_len = 600, .timestamp = 1},
+                      {.key = "j", .key_len = 1, .value = big, .value_len = 600, .timestamp = 1}};
+    sl_producer_ref ref = {.producer_id = 5, .epoch = 3, .base_sequence = 0};
+    assert_int_equal(sl_log_append_idempotent(f->b, "c", 0, &ref, r, 2, NULL), 0);
+    ref.base_sequence = 2;
+    assert_int_equal(sl_log_append_idempotent(f->b, "c", 0, &ref, r, 1, NULL), 0);
+    r[0].key = "x";
+    ref.base_sequence = 3;
+    assert_int_equal(sl_log_append_idempotent(f->b, "c", 0, &ref, r, 1, NULL), 0);
+    int rc = sl_topic_clean(f->b, "c", 0);
+    if (rc) fprintf(stderr, "clean: %s\n", sl_broker_errmsg(f->b));
+    assert_int_equal(rc, 0);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/c/0/%020d.log", f->dir, 0);
+    uint8_t buf[4096];
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    assert_true(n > 0);
+    slb_batch_hdr h;
+    assert_int_equal(slb_batch_check(buf, (size_t)n, &h, true), 0);
+    assert_int_equal(h.length, (uint32_t)n); /* the first k dropped: j alone */
+    assert_int_equal(h.record_count, 1);
+    assert_int_equal(h.last_offset_delta, 1);
+    assert_int_equal(h.attributes, SLB_ATTR_PRODUCER);
+    assert_int_equal(h.producer_id, 5);
+    assert_int_equal(h.producer_epoch, 3);
+    assert_int_equal(h.base_sequence, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -392,6 +435,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_failure_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_file_faults, setup, teardown),
         cmocka_unit_test(test_batch_format),
+        cmocka_unit_test_setup_teardown(test_compaction_keeps_producer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
