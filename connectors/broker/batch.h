@@ -15,7 +15,11 @@
  *       16     1  magic              2
  *       17     1  attributes         0, or SLB_ATTR_PRODUCER (0x40): the
  *                                    producer fields below follow the header;
- *                                    other bits reserved (compression codecs)
+ *                                    with it, SLB_ATTR_TRANSACTIONAL (0x10):
+ *                                    part of a transaction, and with that,
+ *                                    SLB_ATTR_CONTROL (0x20): a control batch
+ *                                    (Kafka's bits 4 and 5); other bits
+ *                                    reserved (compression codecs)
  *       18     2  reserved           0
  *       20     4  last_offset_delta  uint32; the batch covers offsets
  *                                    base_offset .. base_offset+last_offset_delta
@@ -42,6 +46,21 @@
  *       60     *  records            as above
  *
  * The CRC covers the producer fields like every other byte after it.
+ *
+ * A control batch (a transaction marker) holds one record, whose key and
+ * value are those of Kafka's control records (big-endian, as on Kafka's
+ * wire, so a protocol server passes them through); its base_sequence is -1
+ * (it takes no sequence number):
+ *
+ *   field   size  content
+ *   ------  ----  -------------------------------------------------------
+ *   key        2  version, 0
+ *              2  type: 0 ABORT, 1 COMMIT
+ *   value      2  version, 0
+ *              4  coordinator epoch, 0 (one coordinator: the directory)
+ *
+ * Readers never return control records: they skip control batches, whose
+ * offsets are thus absent from what a consumer sees (as in Kafka).
  *
  * A record (as in Kafka's record v2; "varint" is a zigzag LEB128 varint of at
  * most 5 bytes, "varlong" of at most 10 bytes):
@@ -75,11 +94,15 @@
 
 #include "sluice/broker.h"
 
-#define SLB_HDR_SIZE      44
-#define SLB_ATTR_PRODUCER 0x40 /* producer fields follow the header */
-#define SLB_PRODUCER_SIZE 16   /* bytes of the producer fields */
-#define SLB_MAGIC         2
-#define SLB_MAX_BATCH     (SL_MAX_RECORD_BYTES_LIMIT + (1 << 20)) /* largest batch_length */
+#define SLB_HDR_SIZE           44
+#define SLB_ATTR_PRODUCER      0x40 /* producer fields follow the header */
+#define SLB_PRODUCER_SIZE      16   /* bytes of the producer fields */
+#define SLB_ATTR_TRANSACTIONAL 0x10 /* part of a transaction (needs PRODUCER) */
+#define SLB_ATTR_CONTROL       0x20 /* a transaction marker (needs TRANSACTIONAL) */
+#define SLB_MARKER_ABORT       0
+#define SLB_MARKER_COMMIT      1
+#define SLB_MAGIC              2
+#define SLB_MAX_BATCH          (SL_MAX_RECORD_BYTES_LIMIT + (1 << 20)) /* largest batch_length */
 
 typedef struct slb_batch_hdr {
     int64_t base_offset;
@@ -165,7 +188,8 @@ typedef struct slb_builder {
     int64_t base_offset;
     int64_t first_ts, max_ts;
     int64_t last_delta;
-    bool producer; /* slb_builder_set_producer was called since the reset */
+    bool producer;     /* slb_builder_set_producer was called since the reset */
+    uint8_t txn_attrs; /* SLB_ATTR_TRANSACTIONAL / _CONTROL bits, with producer */
     int64_t producer_id;
     int16_t producer_epoch;
     int32_t base_sequence;
@@ -184,6 +208,11 @@ void slb_builder_reset(slb_builder *b, int64_t base_offset);
  * SL_ENOMEM. */
 int slb_builder_set_producer(slb_builder *b, int64_t producer_id, int16_t epoch,
                              int32_t base_sequence);
+/* A marker record (table above) of type SLB_MARKER_*: key 4 bytes, value
+ * 6 bytes. */
+void slb_marker_encode(uint8_t key[4], uint8_t value[6], int type);
+/* The type of the marker record r of a control batch, or SL_ECORRUPT. */
+int slb_marker_decode(const slb_rec *r);
 /* Make room for more bytes after b->len. Returns 0 or SL_ENOMEM. */
 int slb_builder_reserve(slb_builder *b, size_t more);
 /* slb_builder_add for any record (headers included); out of line. */

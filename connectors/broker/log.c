@@ -850,7 +850,9 @@ const slb_pstate *slb_plog_pstate(slb_plog *l, int64_t pid)
     return NULL;
 }
 
-/* Remember the producer batch h (written, or found by recovery). */
+/* Remember the producer batch h (written, or found by recovery). A control
+ * batch takes no sequence number: it only moves the epoch (a newer epoch
+ * starts its sequences anew). */
 static int pstate_note(slb_plog *l, const slb_batch_hdr *h)
 {
     slb_pstate *st = (slb_pstate *)slb_plog_pstate(l, h->producer_id);
@@ -864,6 +866,17 @@ static int pstate_note(slb_plog *l, const slb_batch_hdr *h)
         }
         st = &l->pst[l->npst++];
         st->pid = h->producer_id;
+        st->epoch = -1;
+    }
+    if (h->attributes & SLB_ATTR_CONTROL) {
+        if (h->producer_epoch > st->epoch) { /* nothing of this epoch yet: expect 0 */
+            st->epoch = h->producer_epoch;
+            st->base_seq = -2;
+            st->last_seq = -1;
+            st->base_offset = -1;
+            st->count = 0;
+        }
+        return 0;
     }
     st->epoch = h->producer_epoch;
     st->base_seq = h->base_sequence;
@@ -912,6 +925,60 @@ static int pstate_check(slb_plog *l, const sl_producer_ref *pr, size_t n, int64_
 int slb_plog_append(slb_plog *l, const sl_producer_ref *pr, const sl_record *recs, size_t n,
                     int64_t *base, char *err)
 {
+    return slb_plog_append_attrs(l, pr, 0, recs, n, base, err);
+}
+
+int slb_plog_append_marker(slb_plog *l, const sl_producer_ref *pr, int type, int64_t *offset,
+                           char *err)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = slb_plog_flush_locked(l, err);
+    if (rc < 0) goto out;
+    const slb_pstate *st = slb_plog_pstate(l, pr->producer_id);
+    if (pr->producer_id < 0 || pr->epoch < 0) {
+        slb_seterr(err, "topic '%s' partition %d: invalid producer id %" PRId64 " or epoch %d",
+                   l->topic, l->partition, pr->producer_id, pr->epoch);
+        rc = SL_EINVAL;
+        goto out;
+    }
+    if (st && pr->epoch < st->epoch) {
+        slb_seterr(err,
+                   "topic '%s' partition %d: producer %" PRId64
+                   " epoch %d is fenced: epoch %d has written since",
+                   l->topic, l->partition, pr->producer_id, pr->epoch, st->epoch);
+        rc = SL_EFENCED;
+        goto out;
+    }
+    uint8_t key[4], value[6];
+    slb_marker_encode(key, value, type);
+    sl_record rec = {
+        .key = key, .key_len = 4, .value = value, .value_len = 6, .timestamp = sli_clock_wall_ms()};
+    slb_builder_reset(&l->scratch, l->next_offset);
+    if (slb_builder_set_producer(&l->scratch, pr->producer_id, pr->epoch, -1) < 0 ||
+        slb_builder_add(&l->scratch, &rec, rec.timestamp, 0) < 0) {
+        slb_seterr(err, "out of memory");
+        rc = SL_ENOMEM;
+        goto out;
+    }
+    l->scratch.txn_attrs = SLB_ATTR_TRANSACTIONAL | SLB_ATTR_CONTROL;
+    size_t len = slb_builder_finish(&l->scratch, -1);
+    int64_t at = l->next_offset;
+    rc = write_batch(l, l->scratch.buf, len, err);
+    if (rc == 0) {
+        slb_batch_hdr h;
+        (void)slb_batch_check(l->scratch.buf, len, &h, false);
+        rc = pstate_note(l, &h);
+        if (rc < 0) slb_seterr(err, "out of memory");
+    }
+    if (rc == 0 && offset) *offset = at;
+out:
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int slb_plog_append_attrs(slb_plog *l, const sl_producer_ref *pr, uint8_t txn_attrs,
+                          const sl_record *recs, size_t n, int64_t *base, char *err)
+{
     pthread_mutex_lock(&l->mu);
     int rc = slb_plog_flush_locked(l, err);
     if (rc < 0) goto out;
@@ -931,6 +998,7 @@ int slb_plog_append(slb_plog *l, const sl_producer_ref *pr, const sl_record *rec
         rc = SL_ENOMEM;
         goto out;
     }
+    if (pr) l->scratch.txn_attrs = txn_attrs & SLB_ATTR_TRANSACTIONAL;
     int64_t now = sli_clock_wall_ms();
     for (size_t i = 0; i < n; i++) {
         if ((rc = slb_builder_add(&l->scratch, &recs[i],

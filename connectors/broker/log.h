@@ -162,6 +162,16 @@ static inline int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, in
  * sequence. */
 int slb_plog_append(slb_plog *l, const sl_producer_ref *pr, const sl_record *recs, size_t n,
                     int64_t *base, char *err);
+/* slb_plog_append with attribute bits txn_attrs (SLB_ATTR_TRANSACTIONAL:
+ * the batch is part of the producer's open transaction; needs pr). */
+int slb_plog_append_attrs(slb_plog *l, const sl_producer_ref *pr, uint8_t txn_attrs,
+                          const sl_record *recs, size_t n, int64_t *base, char *err);
+/* Write a transaction marker (a control batch, batch.h) of type
+ * SLB_MARKER_COMMIT or _ABORT for producer pr (its base_sequence is
+ * ignored): SL_EFENCED if the partition has seen a newer epoch of the
+ * producer id. *offset (may be NULL) gets the marker's offset. */
+int slb_plog_append_marker(slb_plog *l, const sl_producer_ref *pr, int type, int64_t *offset,
+                           char *err);
 /* The state of producer pid in l, or NULL. mu held (or l not shared). */
 const slb_pstate *slb_plog_pstate(slb_plog *l, int64_t pid);
 /* fdatasync if dirty and due (interval policy); for the flusher thread. */

@@ -45,8 +45,17 @@
  * a successful append, so a failed append retried with the same records is
  * written once (log.c drops the duplicate).
  *
- * Not here yet (issue 9): transaction markers, begin/commit/abort, the last
- * stable offset and read_committed readers.
+ * Transactions: a transaction begins with the first append after the
+ * producer is opened or its last transaction ended; its batches carry
+ * SLB_ATTR_TRANSACTIONAL. sl_txn_producer_commit / _abort end it by writing
+ * a COMMIT / ABORT marker (a control batch, batch.h) to each partition it
+ * appended to, after the same fence check (and the partition's own epoch
+ * check). Readers skip the markers.
+ *
+ * Not here yet (issue 9): the last stable offset and read_committed readers
+ * (which would skip aborted batches and stop at an open transaction), and
+ * aborting a crashed producer's open transaction when its transactional id
+ * is opened again or after a timeout.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,6 +88,7 @@ struct sl_txn_producer {
     int64_t pid;
     int16_t epoch;
     int32_t *seq; /* next sequence per partition */
+    bool *in_txn; /* partitions appended to in the open transaction */
     /* identity of the state file as last checked (fence check) */
     ino_t ino;
     off_t size;
@@ -289,7 +299,8 @@ int sl_txn_producer_open(sl_txn_producer **out, sl_broker *b, const char *topic,
     memcpy(p->tid, transactional_id, tl + 1);
     p->partitions = conf.partitions;
     p->seq = calloc((size_t)conf.partitions, sizeof *p->seq);
-    if (!p->seq) {
+    p->in_txn = calloc((size_t)conf.partitions, sizeof *p->in_txn);
+    if (!p->seq || !p->in_txn) {
         rc = SL_ENOMEM;
         slb_seterr(b->errmsg, "out of memory");
         goto fail;
@@ -358,13 +369,48 @@ int sl_txn_producer_append(sl_txn_producer *p, int32_t partition, const sl_recor
     if (rc < 0) return rc;
     sl_producer_ref ref = {
         .producer_id = p->pid, .epoch = p->epoch, .base_sequence = p->seq[partition]};
-    rc = sl_log_append_idempotent(p->b, p->topic, partition, &ref, recs, n, base_offset);
+    if (!recs || n == 0) {
+        snprintf(p->errmsg, sizeof p->errmsg, "no records to append");
+        return SL_EINVAL;
+    }
+    rc = slb_log_append(p->b, p->topic, partition, &ref, SLB_ATTR_TRANSACTIONAL, recs, n,
+                        base_offset);
     if (rc < 0) {
         snprintf(p->errmsg, sizeof p->errmsg, "%s", p->b->errmsg);
         return rc;
     }
     p->seq[partition] += (int32_t)n;
+    p->in_txn[partition] = true;
     return 0;
+}
+
+/* Write a marker of type to each partition of the open transaction. */
+static int end_txn(sl_txn_producer *p, int type)
+{
+    if (!p) return SL_EINVAL;
+    p->errmsg[0] = 0;
+    int rc = fence_check(p);
+    if (rc < 0) return rc;
+    sl_producer_ref ref = {.producer_id = p->pid, .epoch = p->epoch, .base_sequence = -1};
+    for (int32_t i = 0; i < p->partitions; i++) {
+        if (!p->in_txn[i]) continue;
+        if ((rc = slb_log_append_marker(p->b, p->topic, i, &ref, type, NULL)) < 0) {
+            snprintf(p->errmsg, sizeof p->errmsg, "%s", p->b->errmsg);
+            return rc; /* the partitions left keep in_txn: the call may be retried */
+        }
+        p->in_txn[i] = false;
+    }
+    return 0;
+}
+
+int sl_txn_producer_commit(sl_txn_producer *p)
+{
+    return end_txn(p, SLB_MARKER_COMMIT);
+}
+
+int sl_txn_producer_abort(sl_txn_producer *p)
+{
+    return end_txn(p, SLB_MARKER_ABORT);
 }
 
 int64_t sl_txn_producer_id(const sl_txn_producer *p)
@@ -381,6 +427,7 @@ void sl_txn_producer_close(sl_txn_producer *p)
 {
     if (!p) return;
     free(p->seq);
+    free(p->in_txn);
     free(p);
 }
 

@@ -241,6 +241,15 @@ SL_API int sl_txn_producer_open(sl_txn_producer **out, sl_broker *b, const char 
  * append may be retried with the same records: it is written once. */
 SL_API int sl_txn_producer_append(sl_txn_producer *p, int32_t partition, const sl_record *recs,
                                   size_t n, int64_t *base_offset);
+/* End the open transaction (begun by the first append since the producer
+ * was opened or its last transaction ended): write a COMMIT (or ABORT)
+ * marker, a control batch, to every partition it appended to; readers skip
+ * markers. SL_EFENCED if a newer epoch was opened. On another failure the
+ * partitions not yet marked stay in the transaction and the call may be
+ * retried. With no open transaction, does nothing. (read_committed readers,
+ * which will hide aborted records, are not there yet.) */
+SL_API int sl_txn_producer_commit(sl_txn_producer *p);
+SL_API int sl_txn_producer_abort(sl_txn_producer *p);
 /* The producer id and epoch this producer writes with. */
 SL_API int64_t sl_txn_producer_id(const sl_txn_producer *p);
 SL_API int16_t sl_txn_producer_epoch(const sl_txn_producer *p);

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "connectors/broker/batch.h"
+#include "connectors/broker/broker_int.h"
 #include "engine/base/fsio.h"
 #include "sluice/broker.h"
 #include "tests/unit/test_broker_util.h"
@@ -376,6 +377,28 @@ static void test_batch_format(void **state)
     /* an unknown attribute bit is refused */
     two[17] |= 0x01;
     assert_int_equal(slb_batch_check(two, len, &h, false), SL_ECORRUPT);
+    /* a control batch: one marker record, base sequence -1 */
+    uint8_t key[4], val[6];
+    slb_marker_encode(key, val, SLB_MARKER_ABORT);
+    sl_record mr = {.key = key, .key_len = 4, .value = val, .value_len = 6, .timestamp = 9};
+    slb_builder_reset(&b, 200);
+    assert_int_equal(slb_builder_set_producer(&b, 1, 0, -1), 0);
+    assert_int_equal(slb_builder_add(&b, &mr, 9, 0), 0);
+    b.txn_attrs = SLB_ATTR_TRANSACTIONAL | SLB_ATTR_CONTROL;
+    len = slb_builder_finish(&b, -1);
+    assert_int_equal(slb_batch_check(b.buf, len, &h, true), 0);
+    assert_int_equal(slb_decode_all(b.buf, len, true), 1);
+    slb_iter it;
+    slb_rec rec;
+    slb_iter_init(&it, b.buf, &h);
+    assert_int_equal(slb_iter_next(&it, &rec), 1);
+    assert_int_equal(slb_marker_decode(&rec), SLB_MARKER_ABORT);
+    b.buf[17] = SLB_ATTR_PRODUCER | SLB_ATTR_CONTROL; /* control without transactional */
+    assert_int_equal(slb_batch_check(b.buf, len, &h, false), SL_ECORRUPT);
+    b.buf[17] = SLB_ATTR_TRANSACTIONAL; /* transactional without producer fields */
+    assert_int_equal(slb_batch_check(b.buf, len, &h, false), SL_ECORRUPT);
+    b.buf[17] = SLB_ATTR_PRODUCER | SLB_ATTR_TRANSACTIONAL; /* data batch with sequence -1 */
+    assert_int_equal(slb_batch_check(b.buf, len, &h, false), SL_ECORRUPT);
     free(two);
     slb_builder_free(&b);
 }
@@ -401,6 +424,9 @@ static void test_compaction_keeps_producer(void **state)
     r[0].key = "x";
     ref.base_sequence = 3;
     assert_int_equal(sl_log_append_idempotent(f->b, "c", 0, &ref, r, 1, NULL), 0);
+    assert_int_equal(slb_log_append_marker(f->b, "c", 0, &ref, SLB_MARKER_COMMIT, NULL), 0);
+    ref.base_sequence = 4;
+    assert_int_equal(sl_log_append_idempotent(f->b, "c", 0, &ref, r, 1, NULL), 0);
     int rc = sl_topic_clean(f->b, "c", 0);
     if (rc) fprintf(stderr, "clean: %s\n", sl_broker_errmsg(f->b));
     assert_int_equal(rc, 0);
@@ -421,6 +447,140 @@ static void test_compaction_keeps_producer(void **state)
     assert_int_equal(h.producer_id, 5);
     assert_int_equal(h.producer_epoch, 3);
     assert_int_equal(h.base_sequence, 0);
+    /* The marker is kept and still skipped by readers; data as compacted. */
+    sl_log_reader *rd;
+    assert_int_equal(sl_log_reader_open(&rd, f->b, "c", 0, SL_OFFSET_BEGINNING), 0);
+    sl_message m;
+    char got[64] = "";
+    while (sl_log_reader_next(rd, &m, 0) == 0)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", got[0] ? "," : "",
+                 (long long)m.offset);
+    sl_log_reader_close(rd);
+    assert_string_equal(got, "1,2,3,5"); /* 3 and 5 share a key; 5 is in the active segment */
+}
+
+/* Offsets of partition p as a reader returns them, joined by ','. */
+static int read_offsets(sl_broker *b, const char *topic, int p, char *out, size_t cap)
+{
+    sl_log_reader *r;
+    assert_int_equal(sl_log_reader_open(&r, b, topic, p, SL_OFFSET_BEGINNING), 0);
+    out[0] = 0;
+    int n = 0, rc;
+    sl_message m;
+    while ((rc = sl_log_reader_next(r, &m, 0)) == 0) {
+        size_t l = strlen(out);
+        snprintf(out + l, cap - l, "%s%lld", n++ ? "," : "", (long long)m.offset);
+    }
+    assert_int_equal(rc, SL_EAGAIN);
+    int64_t pos = sl_log_reader_position(r);
+    sl_log_reader_close(r);
+    return (int)pos;
+}
+
+/* Commit and abort write one marker per partition of the transaction;
+ * readers skip them; markers of a fenced producer are refused. */
+static void test_markers(void **state)
+{
+    fx *f = *state;
+    sl_txn_producer *p;
+    assert_int_equal(sl_txn_producer_open(&p, f->b, "t", "m"), 0);
+    assert_int_equal(sl_txn_producer_commit(p), 0); /* nothing open: nothing written */
+    sl_record r[2] = {rec_v("a"), rec_v("b")};
+    int64_t off = -1;
+    assert_int_equal(sl_txn_producer_append(p, 0, r, 2, &off), 0);
+    assert_int_equal(off, 0);
+    r[0] = rec_v("z");
+    assert_int_equal(sl_txn_producer_append(p, 1, r, 1, NULL), 0);
+    assert_int_equal(sl_txn_producer_commit(p), 0); /* markers: p0 @2, p1 @1 */
+    r[0] = rec_v("c");
+    assert_int_equal(sl_txn_producer_append(p, 0, r, 1, &off), 0);
+    assert_int_equal(off, 3);
+    assert_int_equal(sl_txn_producer_abort(p), 0); /* p0 @4 */
+    r[0] = rec_v("d");
+    assert_int_equal(sl_txn_producer_append(p, 0, r, 1, &off), 0);
+    assert_int_equal(off, 5);
+    char buf[256];
+    assert_int_equal(read_offsets(f->b, "t", 0, buf, sizeof buf), 6);
+    assert_string_equal(buf, "0,1,3,5");
+    assert_int_equal(read_values(f->b, 0, buf, sizeof buf), 4);
+    assert_string_equal(buf, "a,b,c,d"); /* read_uncommitted: the aborted c too */
+    assert_int_equal(read_offsets(f->b, "t", 1, buf, sizeof buf), 2);
+    assert_string_equal(buf, "0");
+    /* A reader that starts at a marker's offset goes on after it. */
+    sl_log_reader *rd;
+    sl_message m;
+    assert_int_equal(sl_log_reader_open(&rd, f->b, "t", 0, 4), 0);
+    assert_int_equal(sl_log_reader_next(rd, &m, 0), 0);
+    assert_int_equal(m.offset, 5);
+    sl_log_reader_close(rd);
+
+    /* The raw marker: a control batch with one COMMIT record. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/t/1/%020d.log", f->dir, 0);
+    uint8_t raw[1024];
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, raw, sizeof raw);
+    close(fd);
+    slb_batch_hdr h;
+    assert_int_equal(slb_batch_check(raw, (size_t)n, &h, true), 0);
+    assert_int_equal(h.attributes, SLB_ATTR_PRODUCER | SLB_ATTR_TRANSACTIONAL);
+    size_t first = h.length;
+    assert_int_equal(slb_batch_check(raw + first, (size_t)n - first, &h, true), 0);
+    assert_int_equal(h.attributes, SLB_ATTR_PRODUCER | SLB_ATTR_TRANSACTIONAL | SLB_ATTR_CONTROL);
+    assert_int_equal(h.base_offset, 1);
+    assert_int_equal(h.base_sequence, -1);
+    assert_int_equal(h.producer_id, sl_txn_producer_id(p));
+    slb_iter it;
+    slb_rec rec;
+    slb_iter_init(&it, raw + first, &h);
+    assert_int_equal(slb_iter_next(&it, &rec), 1);
+    assert_int_equal(slb_marker_decode(&rec), SLB_MARKER_COMMIT);
+    assert_int_equal(first + h.length, (size_t)n);
+
+    /* Fencing of commits: by the state file, and by the partition. */
+    assert_int_equal(sl_txn_producer_append(p, 1, r, 1, NULL), 0);
+    sl_txn_producer *p2;
+    assert_int_equal(sl_txn_producer_open(&p2, f->b, "t", "m"), 0);
+    assert_int_equal(sl_txn_producer_commit(p), SL_EFENCED);
+    assert_int_equal(sl_txn_producer_abort(p), SL_EFENCED);
+    r[0] = rec_v("e");
+    assert_int_equal(sl_txn_producer_append(p2, 1, r, 1, NULL), 0);
+    assert_int_equal(sl_txn_producer_commit(p2), 0);
+    sl_producer_ref old = {.producer_id = sl_txn_producer_id(p), .epoch = 0};
+    assert_int_equal(slb_log_append_marker(f->b, "t", 1, &old, SLB_MARKER_COMMIT, NULL),
+                     SL_EFENCED);
+    sl_txn_producer_close(p);
+    sl_txn_producer_close(p2);
+}
+
+/* Markers survive a reopen without disturbing the sequence state: the
+ * retry of the batch before a marker is still a duplicate; a marker of a
+ * new epoch makes the next batch start at 0. */
+static void test_markers_recovery(void **state)
+{
+    fx *f = *state;
+    sl_producer_ref ref = {.producer_id = 4, .epoch = 0, .base_sequence = 0};
+    int64_t base;
+    assert_int_equal(append_seq(f->b, 0, 4, 0, 0, "a", "b", NULL), 0);
+    assert_int_equal(slb_log_append_marker(f->b, "t", 0, &ref, SLB_MARKER_ABORT, NULL), 0);
+    ref.epoch = 1;
+    assert_int_equal(slb_log_append_marker(f->b, "t", 0, &ref, SLB_MARKER_ABORT, NULL), 0);
+    assert_int_equal(sl_broker_close(f->b), 0);
+    assert_int_equal(sl_broker_open(&f->b, f->dir, 0), 0);
+    assert_int_equal(append_seq(f->b, 0, 4, 0, 0, "a", "b", NULL), SL_EFENCED);
+    assert_int_equal(append_seq(f->b, 0, 4, 1, 2, "c", NULL, NULL), SL_ERANGE);
+    assert_int_equal(append_seq(f->b, 0, 4, 1, 0, "c", NULL, &base), 0);
+    assert_int_equal(base, 4);
+    ref.epoch = 1;
+    assert_int_equal(slb_log_append_marker(f->b, "t", 0, &ref, SLB_MARKER_COMMIT, NULL), 0);
+    assert_int_equal(sl_broker_close(f->b), 0);
+    assert_int_equal(sl_broker_open(&f->b, f->dir, 0), 0);
+    assert_int_equal(append_seq(f->b, 0, 4, 1, 0, "c", NULL, &base), 0); /* retry */
+    assert_int_equal(base, 4);
+    char buf[256];
+    assert_int_equal(read_values(f->b, 0, buf, sizeof buf), 3);
+    assert_string_equal(buf, "a,b,c");
 }
 
 int main(void)
@@ -436,6 +596,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_file_faults, setup, teardown),
         cmocka_unit_test(test_batch_format),
         cmocka_unit_test_setup_teardown(test_compaction_keeps_producer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_markers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_markers_recovery, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
