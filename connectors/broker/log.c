@@ -73,6 +73,20 @@
  * `pending`; the pending batch's base offset is the in-flight batch's end
  * (pending_based) or, when nothing is in flight, next_offset.
  *
+ * Producer state (idempotence and fencing; batch.h's producer fields): per
+ * producer id, the latest epoch and the last batch (base sequence, count,
+ * offset), in l->pst. slb_plog_append with a producer checks a batch against
+ * it under mu (an older epoch: SL_EFENCED; a retry of the last batch:
+ * acknowledged with its offset, not written; any sequence but the next:
+ * SL_ERANGE) and notes it once written; markers (control batches) move only
+ * the epoch. Recovery rebuilds the state from the producer batches of the
+ * active segment as it scans them, so it matches the log after truncation
+ * of a torn tail; the state of a producer whose batches are all in sealed
+ * segments is not rebuilt (its next batch is accepted at any sequence; a
+ * snapshot at each roll, as Kafka's, would close that gap). Entries are
+ * never expired: a partition keeps one per producer id that wrote to it
+ * since it was opened.
+ *
  * Locking: the writer holds flock(LOCK_EX) on P/.lock (a second writer, in any
  * process, gets SL_EBUSY); l->mu guards the writer state against the flusher
  * thread, and every slb_plog_* function takes it.
