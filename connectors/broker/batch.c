@@ -66,13 +66,24 @@ int slb_hdr_parse(const uint8_t *p, slb_batch_hdr *h)
     h->record_count = slb_get32(p + 24);
     h->first_ts = (int64_t)slb_get64(p + 28);
     h->max_ts = (int64_t)slb_get64(p + 36);
-    if (h->magic != SLB_MAGIC || h->attributes != 0 || p[18] || p[19]) return SL_ECORRUPT;
-    if (h->length < SLB_HDR_SIZE || h->length > SLB_MAX_BATCH) return SL_ECORRUPT;
+    h->producer_id = -1;
+    h->producer_epoch = -1;
+    h->base_sequence = -1;
+    uint8_t a = h->attributes;
+    if (h->magic != SLB_MAGIC ||
+        (a & ~(SLB_ATTR_PRODUCER | SLB_ATTR_TRANSACTIONAL | SLB_ATTR_CONTROL)) || p[18] || p[19])
+        return SL_ECORRUPT;
+    if (((a & SLB_ATTR_TRANSACTIONAL) && !(a & SLB_ATTR_PRODUCER)) ||
+        ((a & SLB_ATTR_CONTROL) && !(a & SLB_ATTR_TRANSACTIONAL)))
+        return SL_ECORRUPT;
+    if ((a & SLB_ATTR_CONTROL) && (h->record_count != 1 || h->last_offset_delta != 0))
+        return SL_ECORRUPT;
+    if (h->length < slb_hdr_len(h) || h->length > SLB_MAX_BATCH) return SL_ECORRUPT;
     if (h->base_offset < 0 || h->base_offset > INT64_MAX / 2) return SL_ECORRUPT;
     if (h->last_offset_delta > INT32_MAX) return SL_ECORRUPT;
     if (h->record_count > h->last_offset_delta + 1u) return SL_ECORRUPT;
     /* Each record takes at least 7 bytes (see the table). */
-    if ((uint64_t)h->record_count * 7 > h->length - SLB_HDR_SIZE) return SL_ECORRUPT;
+    if ((uint64_t)h->record_count * 7 > h->length - slb_hdr_len(h)) return SL_ECORRUPT;
     return 0;
 }
 
@@ -88,6 +99,19 @@ int slb_batch_check(const uint8_t *p, size_t avail, slb_batch_hdr *h, bool check
     if (slb_hdr_parse(p, h) < 0) return SL_ECORRUPT;
     if (avail < h->length) return SL_EAGAIN;
     if (check_crc && slb_batch_crc(p, h->length) != h->crc) return SL_ECORRUPT;
+    if (h->attributes & SLB_ATTR_PRODUCER) {
+        const uint8_t *q = p + SLB_HDR_SIZE;
+        int64_t pid = (int64_t)slb_get64(q);
+        int32_t epoch = (int16_t)(q[8] | q[9] << 8);
+        int32_t seq = (int32_t)slb_get32(q + 12);
+        bool control = (h->attributes & SLB_ATTR_CONTROL) != 0;
+        if (pid < 0 || epoch < 0 || q[10] || q[11] || (control ? seq != -1 : seq < 0) ||
+            (int64_t)seq + (int64_t)h->last_offset_delta > INT32_MAX)
+            return SL_ECORRUPT;
+        h->producer_id = pid;
+        h->producer_epoch = epoch;
+        h->base_sequence = seq;
+    }
     return 0;
 }
 
@@ -95,7 +119,7 @@ int slb_batch_check(const uint8_t *p, size_t avail, slb_batch_hdr *h, bool check
 
 void slb_iter_init(slb_iter *it, const uint8_t *batch, const slb_batch_hdr *h)
 {
-    it->p = batch + SLB_HDR_SIZE;
+    it->p = batch + slb_hdr_len(h);
     it->end = batch + h->length;
     it->h = *h;
     it->left = h->record_count;
@@ -245,6 +269,36 @@ void slb_builder_reset(slb_builder *b, int64_t base_offset)
     b->first_ts = 0;
     b->max_ts = INT64_MIN;
     b->last_delta = -1;
+    b->producer = false;
+    b->txn_attrs = 0;
+}
+
+void slb_marker_encode(uint8_t key[4], uint8_t value[6], int type)
+{
+    key[0] = key[1] = 0;
+    key[2] = 0;
+    key[3] = (uint8_t)type;
+    memset(value, 0, 6);
+}
+
+int slb_marker_decode(const slb_rec *r)
+{
+    if (r->key_len != 4 || r->value_len != 6 || r->key[0] || r->key[1] || r->key[2] ||
+        r->key[3] > SLB_MARKER_COMMIT || r->value[0] || r->value[1])
+        return SL_ECORRUPT;
+    return r->key[3];
+}
+
+int slb_builder_set_producer(slb_builder *b, int64_t producer_id, int16_t epoch,
+                             int32_t base_sequence)
+{
+    if (slb_builder_reserve(b, SLB_PRODUCER_SIZE) < 0) return SL_ENOMEM;
+    if (!b->producer) b->len += SLB_PRODUCER_SIZE;
+    b->producer = true;
+    b->producer_id = producer_id;
+    b->producer_epoch = epoch;
+    b->base_sequence = base_sequence;
+    return 0;
 }
 
 int slb_builder_reserve(slb_builder *b, size_t more)
@@ -342,8 +396,15 @@ size_t slb_builder_finish(slb_builder *b, int64_t last_offset_delta)
     slb_put64(p, (uint64_t)b->base_offset);
     slb_put32(p + 8, (uint32_t)b->len);
     p[16] = SLB_MAGIC;
-    p[17] = 0;
+    p[17] = b->producer ? (uint8_t)(SLB_ATTR_PRODUCER | b->txn_attrs) : 0;
     p[18] = p[19] = 0;
+    if (b->producer) {
+        slb_put64(p + SLB_HDR_SIZE, (uint64_t)b->producer_id);
+        p[SLB_HDR_SIZE + 8] = (uint8_t)b->producer_epoch;
+        p[SLB_HDR_SIZE + 9] = (uint8_t)((uint16_t)b->producer_epoch >> 8);
+        p[SLB_HDR_SIZE + 10] = p[SLB_HDR_SIZE + 11] = 0;
+        slb_put32(p + SLB_HDR_SIZE + 12, (uint32_t)b->base_sequence);
+    }
     slb_put32(p + 20, (uint32_t)last_offset_delta);
     slb_put32(p + 24, b->count);
     slb_put64(p + 28, (uint64_t)b->first_ts);

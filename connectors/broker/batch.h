@@ -13,7 +13,13 @@
  *       12     4  crc                uint32, CRC-32C of bytes [0,12) followed
  *                                    by bytes [16,batch_length)
  *       16     1  magic              2
- *       17     1  attributes         0 (reserved for compression codecs)
+ *       17     1  attributes         0, or SLB_ATTR_PRODUCER (0x40): the
+ *                                    producer fields below follow the header;
+ *                                    with it, SLB_ATTR_TRANSACTIONAL (0x10):
+ *                                    part of a transaction, and with that,
+ *                                    SLB_ATTR_CONTROL (0x20): a control batch
+ *                                    (Kafka's bits 4 and 5); other bits
+ *                                    reserved (compression codecs)
  *       18     2  reserved           0
  *       20     4  last_offset_delta  uint32; the batch covers offsets
  *                                    base_offset .. base_offset+last_offset_delta
@@ -23,6 +29,38 @@
  *       28     8  first_timestamp    int64 ms, timestamp of the first record
  *       36     8  max_timestamp      int64 ms, largest timestamp in the batch
  *       44     *  records            record_count records, back to back
+ *
+ * A batch written by an idempotent or transactional producer (attributes has
+ * SLB_ATTR_PRODUCER) carries the fields Kafka's v2 header holds in its
+ * producerId / producerEpoch / baseSequence slots, as 16 bytes between the
+ * header and the records (batches without the bit, every log written before
+ * it existed included, are unchanged: records start at byte 44):
+ *
+ *   offset  size  field
+ *   ------  ----  -------------------------------------------------------
+ *       44     8  producer_id        int64 >= 0 (txn.c allocates them)
+ *       52     2  producer_epoch     int16 >= 0
+ *       54     2  reserved           0
+ *       56     4  base_sequence      int32 >= 0, sequence number of the first
+ *                                    record; record i has base_sequence + i
+ *       60     *  records            as above
+ *
+ * The CRC covers the producer fields like every other byte after it.
+ *
+ * A control batch (a transaction marker) holds one record, whose key and
+ * value are those of Kafka's control records (big-endian, as on Kafka's
+ * wire, so a protocol server passes them through); its base_sequence is -1
+ * (it takes no sequence number):
+ *
+ *   field   size  content
+ *   ------  ----  -------------------------------------------------------
+ *   key        2  version, 0
+ *              2  type: 0 ABORT, 1 COMMIT
+ *   value      2  version, 0
+ *              4  coordinator epoch, 0 (one coordinator: the directory)
+ *
+ * Readers never return control records: they skip control batches, whose
+ * offsets are thus absent from what a consumer sees (as in Kafka).
  *
  * A record (as in Kafka's record v2; "varint" is a zigzag LEB128 varint of at
  * most 5 bytes, "varlong" of at most 10 bytes):
@@ -56,9 +94,15 @@
 
 #include "sluice/broker.h"
 
-#define SLB_HDR_SIZE  44
-#define SLB_MAGIC     2
-#define SLB_MAX_BATCH (SL_MAX_RECORD_BYTES_LIMIT + (1 << 20)) /* largest batch_length */
+#define SLB_HDR_SIZE           44
+#define SLB_ATTR_PRODUCER      0x40 /* producer fields follow the header */
+#define SLB_PRODUCER_SIZE      16   /* bytes of the producer fields */
+#define SLB_ATTR_TRANSACTIONAL 0x10 /* part of a transaction (needs PRODUCER) */
+#define SLB_ATTR_CONTROL       0x20 /* a transaction marker (needs TRANSACTIONAL) */
+#define SLB_MARKER_ABORT       0
+#define SLB_MARKER_COMMIT      1
+#define SLB_MAGIC              2
+#define SLB_MAX_BATCH          (SL_MAX_RECORD_BYTES_LIMIT + (1 << 20)) /* largest batch_length */
 
 typedef struct slb_batch_hdr {
     int64_t base_offset;
@@ -70,7 +114,18 @@ typedef struct slb_batch_hdr {
     uint32_t record_count;
     int64_t first_ts;
     int64_t max_ts;
+    /* Producer fields (attributes & SLB_ATTR_PRODUCER), filled by
+     * slb_batch_check once the whole batch is there; else -1. */
+    int64_t producer_id;
+    int32_t producer_epoch;
+    int32_t base_sequence;
 } slb_batch_hdr;
+
+/* Bytes before the first record: 44, or 60 with the producer fields. */
+static inline size_t slb_hdr_len(const slb_batch_hdr *h)
+{
+    return SLB_HDR_SIZE + ((h->attributes & SLB_ATTR_PRODUCER) ? SLB_PRODUCER_SIZE : 0);
+}
 
 /* One decoded record; pointers point into the batch. */
 typedef struct slb_rec {
@@ -95,7 +150,8 @@ typedef struct slb_iter {
 } slb_iter;
 
 /* Parse the 44-byte header at p (at least SLB_HDR_SIZE bytes). Checks magic and
- * length bounds only. Returns 0 or SL_ECORRUPT. */
+ * length bounds only; the producer fields are not read (-1). Returns 0 or
+ * SL_ECORRUPT. */
 int slb_hdr_parse(const uint8_t *p, slb_batch_hdr *h);
 /* CRC of a whole batch of len bytes, as stored at bytes 12..15. */
 uint32_t slb_batch_crc(const uint8_t *batch, uint32_t len);
@@ -132,6 +188,11 @@ typedef struct slb_builder {
     int64_t base_offset;
     int64_t first_ts, max_ts;
     int64_t last_delta;
+    bool producer;     /* slb_builder_set_producer was called since the reset */
+    uint8_t txn_attrs; /* SLB_ATTR_TRANSACTIONAL / _CONTROL bits, with producer */
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence;
 } slb_builder;
 
 /* Bytes a record takes in a batch (length prefix included). */
@@ -142,6 +203,16 @@ void slb_builder_init(slb_builder *b);
 void slb_builder_free(slb_builder *b);
 /* Start an empty batch whose first record will have offset base_offset. */
 void slb_builder_reset(slb_builder *b, int64_t base_offset);
+/* Mark the batch as a producer's (the producer fields, table above). Call
+ * after slb_builder_reset and before the first record. Returns 0 or
+ * SL_ENOMEM. */
+int slb_builder_set_producer(slb_builder *b, int64_t producer_id, int16_t epoch,
+                             int32_t base_sequence);
+/* A marker record (table above) of type SLB_MARKER_*: key 4 bytes, value
+ * 6 bytes. */
+void slb_marker_encode(uint8_t key[4], uint8_t value[6], int type);
+/* The type of the marker record r of a control batch, or SL_ECORRUPT. */
+int slb_marker_decode(const slb_rec *r);
 /* Make room for more bytes after b->len. Returns 0 or SL_ENOMEM. */
 int slb_builder_reserve(slb_builder *b, size_t more);
 /* slb_builder_add for any record (headers included); out of line. */

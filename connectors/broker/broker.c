@@ -503,8 +503,8 @@ static int check_record(const slb_wtopic *wt, const sl_record *r, char *err)
     return 0;
 }
 
-int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_record *recs,
-                  size_t n, int64_t *base_offset)
+static int log_append(sl_broker *b, const char *topic, int32_t partition, const sl_producer_ref *pr,
+                      uint8_t txn_attrs, const sl_record *recs, size_t n, int64_t *base_offset)
 {
     if (!b) return SL_EINVAL;
     slb_wtopic *wt;
@@ -530,7 +530,46 @@ int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_r
     }
     slb_plog *l;
     if ((rc = get_writer(b, wt, partition, &l)) < 0) return rc;
-    return slb_plog_append(l, recs, n, base_offset, b->errmsg);
+    return slb_plog_append_attrs(l, pr, txn_attrs, recs, n, base_offset, b->errmsg);
+}
+
+int slb_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_producer_ref *pr,
+                   uint8_t txn_attrs, const sl_record *recs, size_t n, int64_t *base_offset)
+{
+    return log_append(b, topic, partition, pr, txn_attrs, recs, n, base_offset);
+}
+
+int slb_log_append_marker(sl_broker *b, const char *topic, int32_t partition,
+                          const sl_producer_ref *pr, int type, int64_t *offset)
+{
+    slb_wtopic *wt;
+    int rc = get_wtopic(b, topic, false, &wt);
+    if (rc < 0) return rc;
+    if (partition < 0 || partition >= wt->conf.partitions) {
+        slb_seterr(b->errmsg, "topic '%s' has no partition %d", wt->name, partition);
+        return SL_ERANGE;
+    }
+    slb_plog *l;
+    if ((rc = get_writer(b, wt, partition, &l)) < 0) return rc;
+    return slb_plog_append_marker(l, pr, type, offset, b->errmsg);
+}
+
+int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_record *recs,
+                  size_t n, int64_t *base_offset)
+{
+    return log_append(b, topic, partition, NULL, 0, recs, n, base_offset);
+}
+
+int sl_log_append_idempotent(sl_broker *b, const char *topic, int32_t partition,
+                             const sl_producer_ref *producer, const sl_record *recs, size_t n,
+                             int64_t *base_offset)
+{
+    if (!b) return SL_EINVAL;
+    if (!producer) {
+        slb_seterr(b->errmsg, "no producer given");
+        return SL_EINVAL;
+    }
+    return log_append(b, topic, partition, producer, 0, recs, n, base_offset);
 }
 
 /* ---- topics ---------------------------------------------------------------------- */

@@ -41,6 +41,13 @@ int slb_check_name(const char *what, const char *name, bool internal_ok, char *e
 /* Read the topic's metadata file. SL_ENOENT: no such topic. */
 int slb_topic_load(const sl_broker *b, const char *name, sl_topic_conf *conf, char *err);
 void slb_part_dir(char *buf, size_t cap, const sl_broker *b, const char *topic, int32_t p);
+/* sl_log_append_idempotent with batch attributes (SLB_ATTR_TRANSACTIONAL),
+ * for transactional producers (txn.c). */
+int slb_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_producer_ref *pr,
+                   uint8_t txn_attrs, const sl_record *recs, size_t n, int64_t *base_offset);
+/* Write a transaction marker (SLB_MARKER_*) to a partition (log.h). */
+int slb_log_append_marker(sl_broker *b, const char *topic, int32_t partition,
+                          const sl_producer_ref *pr, int type, int64_t *offset);
 /* Create a topic (internal topics too). */
 int slb_topic_create(sl_broker *b, const char *name, const sl_topic_conf *conf, bool internal);
 

@@ -222,7 +222,7 @@ static int for_each_record(slb_plog *l, const slb_segment *s, const uint8_t *buf
 
 static int map_fn(void *ctx, const slb_batch_hdr *h, const slb_rec *r)
 {
-    if (!r || r->key_len < 0) return 0;
+    if (!r || r->key_len < 0 || (h->attributes & SLB_ATTR_CONTROL)) return 0;
     return km_put(ctx, XXH3_128bits(r->key, (size_t)r->key_len), r->offset);
 }
 
@@ -242,10 +242,18 @@ static int clean_fn(void *vctx, const slb_batch_hdr *h, const slb_rec *r)
     clean_ctx *c = vctx;
     if (!c->started) {
         slb_builder_reset(&c->bld, h->base_offset);
+        /* A producer's batch keeps its producer fields (batch.h). */
+        if ((h->attributes & SLB_ATTR_PRODUCER) &&
+            slb_builder_set_producer(&c->bld, h->producer_id, (int16_t)h->producer_epoch,
+                                     h->base_sequence) < 0)
+            return SL_ENOMEM;
+        c->bld.txn_attrs = h->attributes & (SLB_ATTR_TRANSACTIONAL | SLB_ATTR_CONTROL);
         c->started = true;
     }
     if (r) {
         bool keep = true;
+        if (h->attributes & SLB_ATTR_CONTROL) /* markers are kept (not keyed data) */
+            return slb_builder_add_raw(&c->bld, r);
         if (r->key_len >= 0) {
             keymap_slot *s = km_find(c->map, XXH3_128bits(r->key, (size_t)r->key_len));
             if (s->offset >= 0 && s->offset > r->offset) keep = false;

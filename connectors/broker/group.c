@@ -120,7 +120,7 @@ int sl_group_commit(sl_broker *b, const char *group, const char *topic, int32_t 
     if ((rc = slb_plog_open(&l, pdir, SLB_OFFSETS_TOPIC, 0, &c, true, slb_plog_clean_locked,
                             b->errmsg)) < 0)
         return rc;
-    rc = slb_plog_append(l, &rec, 1, NULL, b->errmsg);
+    rc = slb_plog_append(l, NULL, &rec, 1, NULL, b->errmsg);
     char err[SLB_ERRLEN];
     int r = slb_plog_close(l, err);
     if (rc == 0 && r < 0) {

@@ -73,6 +73,20 @@
  * `pending`; the pending batch's base offset is the in-flight batch's end
  * (pending_based) or, when nothing is in flight, next_offset.
  *
+ * Producer state (idempotence and fencing; batch.h's producer fields): per
+ * producer id, the latest epoch and the last batch (base sequence, count,
+ * offset), in l->pst. slb_plog_append with a producer checks a batch against
+ * it under mu (an older epoch: SL_EFENCED; a retry of the last batch:
+ * acknowledged with its offset, not written; any sequence but the next:
+ * SL_ERANGE) and notes it once written; markers (control batches) move only
+ * the epoch. Recovery rebuilds the state from the producer batches of the
+ * active segment as it scans them, so it matches the log after truncation
+ * of a torn tail; the state of a producer whose batches are all in sealed
+ * segments is not rebuilt (its next batch is accepted at any sequence; a
+ * snapshot at each roll, as Kafka's, would close that gap). Entries are
+ * never expired: a partition keeps one per producer id that wrote to it
+ * since it was opened.
+ *
  * Locking: the writer holds flock(LOCK_EX) on P/.lock (a second writer, in any
  * process, gets SL_EBUSY); l->mu guards the writer state against the flusher
  * thread, and every slb_plog_* function takes it.
@@ -151,8 +165,11 @@ typedef struct scan_result {
  * batch to slb_seg_note_batch (s must be reset to its base). Stops at the first
  * incomplete or invalid batch (bad CRC when check_crc, offsets going back or
  * below the segment base). */
+static int pstate_note(slb_plog *l, const slb_batch_hdr *h);
+
+/* With pl, also note each producer batch in pl's producer state. */
 static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment *s, bool check_crc,
-                        scan_result *res)
+                        slb_plog *pl, scan_result *res)
 {
     res->valid_end = 0;
     res->next_offset = seg_base;
@@ -205,6 +222,7 @@ static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment
         }
         if (res->first_base < 0) res->first_base = h.base_offset;
         if (s && (rc = slb_seg_note_batch(s, pos, &h)) < 0) break;
+        if (pl && (h.attributes & SLB_ATTR_PRODUCER) && (rc = pstate_note(pl, &h)) < 0) break;
         if (h.max_ts > res->max_ts) res->max_ts = h.max_ts;
         res->next_offset = slb_next_offset(&h);
         pos += h.length;
@@ -361,7 +379,7 @@ static int load_sealed(slb_plog *l, slb_segment *s, bool scan, char *err)
     int64_t base = s->base;
     slb_seg_reset(s, base);
     scan_result res;
-    int rc = scan_segment(fd, base, st.st_size, s, true, &res);
+    int rc = scan_segment(fd, base, st.st_size, s, true, NULL, &res);
     close(fd);
     if (rc < 0) return rc;
     s->size = st.st_size; /* the whole file, good or not, counts */
@@ -395,6 +413,7 @@ static void plog_free(slb_plog *l)
     slb_builder_free(&l->scratch);
     pthread_cond_destroy(&l->io_cv);
     pthread_mutex_destroy(&l->mu);
+    free(l->pst);
     free(l->dir);
     free(l);
 }
@@ -481,7 +500,7 @@ static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_
         goto fail;
     }
     scan_result res;
-    if ((rc = scan_segment(l->fd, a->base, st.st_size, a, true, &res)) < 0) {
+    if ((rc = scan_segment(l->fd, a->base, st.st_size, a, true, l, &res)) < 0) {
         slb_seterr(err, "topic '%s' partition %d: cannot read %s", topic, partition, path);
         goto fail;
     }
@@ -836,12 +855,164 @@ out:
     return rc;
 }
 
-int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base, char *err)
+/* ---- producer state (idempotence, fencing) ---------------------------------- */
+
+const slb_pstate *slb_plog_pstate(slb_plog *l, int64_t pid)
+{
+    for (size_t i = 0; i < l->npst; i++)
+        if (l->pst[i].pid == pid) return &l->pst[i];
+    return NULL;
+}
+
+/* Remember the producer batch h (written, or found by recovery). A control
+ * batch takes no sequence number: it only moves the epoch (a newer epoch
+ * starts its sequences anew). */
+static int pstate_note(slb_plog *l, const slb_batch_hdr *h)
+{
+    slb_pstate *st = (slb_pstate *)slb_plog_pstate(l, h->producer_id);
+    if (!st) {
+        if (l->npst == l->cappst) {
+            size_t cap = l->cappst ? 2 * l->cappst : 8;
+            slb_pstate *n = realloc(l->pst, cap * sizeof *n);
+            if (!n) return SL_ENOMEM;
+            l->pst = n;
+            l->cappst = cap;
+        }
+        st = &l->pst[l->npst++];
+        st->pid = h->producer_id;
+        st->epoch = -1;
+    }
+    if (h->attributes & SLB_ATTR_CONTROL) {
+        if (h->producer_epoch > st->epoch) { /* nothing of this epoch yet: expect 0 */
+            st->epoch = h->producer_epoch;
+            st->base_seq = -2;
+            st->last_seq = -1;
+            st->base_offset = -1;
+            st->count = 0;
+        }
+        return 0;
+    }
+    st->epoch = h->producer_epoch;
+    st->base_seq = h->base_sequence;
+    st->last_seq = h->base_sequence + (int32_t)h->last_offset_delta;
+    st->base_offset = h->base_offset;
+    st->count = h->record_count;
+    return 0;
+}
+
+/* Check a producer batch of n records against the state: 0 to write it, 1
+ * for a retry of the last batch (*dup_base set), or an error. */
+static int pstate_check(slb_plog *l, const sl_producer_ref *pr, size_t n, int64_t *dup_base,
+                        char *err)
+{
+    if (pr->producer_id < 0 || pr->epoch < 0 || pr->base_sequence < 0 ||
+        (int64_t)pr->base_sequence + (int64_t)n - 1 > INT32_MAX) {
+        slb_seterr(err,
+                   "topic '%s' partition %d: invalid producer id %" PRId64
+                   ", epoch %d or sequence %d",
+                   l->topic, l->partition, pr->producer_id, pr->epoch, pr->base_sequence);
+        return SL_EINVAL;
+    }
+    const slb_pstate *st = slb_plog_pstate(l, pr->producer_id);
+    if (!st) return 0;
+    if (pr->epoch < st->epoch) {
+        slb_seterr(err,
+                   "topic '%s' partition %d: producer %" PRId64
+                   " epoch %d is fenced: epoch %d has written since",
+                   l->topic, l->partition, pr->producer_id, pr->epoch, st->epoch);
+        return SL_EFENCED;
+    }
+    int32_t expect = pr->epoch > st->epoch ? 0 : st->last_seq + 1;
+    if (pr->epoch == st->epoch && pr->base_sequence == st->base_seq && n == st->count) {
+        *dup_base = st->base_offset;
+        return 1;
+    }
+    if (pr->base_sequence == expect) return 0;
+    slb_seterr(err,
+               "topic '%s' partition %d: producer %" PRId64
+               " epoch %d: out-of-order sequence %d (expected %d)%s",
+               l->topic, l->partition, pr->producer_id, pr->epoch, pr->base_sequence, expect,
+               pr->base_sequence < expect ? ": a duplicate of an older batch" : "");
+    return SL_ERANGE;
+}
+
+int slb_plog_append(slb_plog *l, const sl_producer_ref *pr, const sl_record *recs, size_t n,
+                    int64_t *base, char *err)
+{
+    return slb_plog_append_attrs(l, pr, 0, recs, n, base, err);
+}
+
+int slb_plog_append_marker(slb_plog *l, const sl_producer_ref *pr, int type, int64_t *offset,
+                           char *err)
 {
     pthread_mutex_lock(&l->mu);
     int rc = slb_plog_flush_locked(l, err);
     if (rc < 0) goto out;
+    const slb_pstate *st = slb_plog_pstate(l, pr->producer_id);
+    if (pr->producer_id < 0 || pr->epoch < 0) {
+        slb_seterr(err, "topic '%s' partition %d: invalid producer id %" PRId64 " or epoch %d",
+                   l->topic, l->partition, pr->producer_id, pr->epoch);
+        rc = SL_EINVAL;
+        goto out;
+    }
+    if (st && pr->epoch < st->epoch) {
+        slb_seterr(err,
+                   "topic '%s' partition %d: producer %" PRId64
+                   " epoch %d is fenced: epoch %d has written since",
+                   l->topic, l->partition, pr->producer_id, pr->epoch, st->epoch);
+        rc = SL_EFENCED;
+        goto out;
+    }
+    uint8_t key[4], value[6];
+    slb_marker_encode(key, value, type);
+    sl_record rec = {
+        .key = key, .key_len = 4, .value = value, .value_len = 6, .timestamp = sli_clock_wall_ms()};
     slb_builder_reset(&l->scratch, l->next_offset);
+    if (slb_builder_set_producer(&l->scratch, pr->producer_id, pr->epoch, -1) < 0 ||
+        slb_builder_add(&l->scratch, &rec, rec.timestamp, 0) < 0) {
+        slb_seterr(err, "out of memory");
+        rc = SL_ENOMEM;
+        goto out;
+    }
+    l->scratch.txn_attrs = SLB_ATTR_TRANSACTIONAL | SLB_ATTR_CONTROL;
+    size_t len = slb_builder_finish(&l->scratch, -1);
+    int64_t at = l->next_offset;
+    rc = write_batch(l, l->scratch.buf, len, err);
+    if (rc == 0) {
+        slb_batch_hdr h;
+        (void)slb_batch_check(l->scratch.buf, len, &h, false);
+        rc = pstate_note(l, &h);
+        if (rc < 0) slb_seterr(err, "out of memory");
+    }
+    if (rc == 0 && offset) *offset = at;
+out:
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int slb_plog_append_attrs(slb_plog *l, const sl_producer_ref *pr, uint8_t txn_attrs,
+                          const sl_record *recs, size_t n, int64_t *base, char *err)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = slb_plog_flush_locked(l, err);
+    if (rc < 0) goto out;
+    if (pr) {
+        int64_t dup;
+        if ((rc = pstate_check(l, pr, n, &dup, err)) < 0) goto out;
+        if (rc == 1) { /* a retry: acknowledged, not written again */
+            if (base) *base = dup;
+            rc = 0;
+            goto out;
+        }
+    }
+    slb_builder_reset(&l->scratch, l->next_offset);
+    if (pr &&
+        slb_builder_set_producer(&l->scratch, pr->producer_id, pr->epoch, pr->base_sequence) < 0) {
+        slb_seterr(err, "out of memory");
+        rc = SL_ENOMEM;
+        goto out;
+    }
+    if (pr) l->scratch.txn_attrs = txn_attrs & SLB_ATTR_TRANSACTIONAL;
     int64_t now = sli_clock_wall_ms();
     for (size_t i = 0; i < n; i++) {
         if ((rc = slb_builder_add(&l->scratch, &recs[i],
@@ -854,6 +1025,12 @@ int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base,
     size_t len = slb_builder_finish(&l->scratch, -1);
     int64_t b0 = l->next_offset;
     rc = write_batch(l, l->scratch.buf, len, err);
+    if (rc == 0 && pr) {
+        slb_batch_hdr h;
+        (void)slb_batch_check(l->scratch.buf, len, &h, false);
+        rc = pstate_note(l, &h);
+        if (rc < 0) slb_seterr(err, "out of memory");
+    }
     if (rc == 0 && base) *base = b0;
     /* Keep the scratch buffer from growing without bound after a big batch. */
     if (l->scratch.cap > 4 * SLB_BATCH_TARGET) slb_builder_free(&l->scratch);
@@ -937,7 +1114,7 @@ int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err)
             }
             if (i + 1 == n) {
                 scan_result res;
-                if (scan_segment(fd, bases[i], st.st_size, NULL, true, &res) == 0)
+                if (scan_segment(fd, bases[i], st.st_size, NULL, true, NULL, &res) == 0)
                     pi->next_offset = res.next_offset;
                 if (n == 1 && res.first_base < 0) pi->first_offset = pi->next_offset;
             }

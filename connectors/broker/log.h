@@ -40,6 +40,17 @@
 
 typedef struct slb_plog slb_plog;
 
+/* What a partition remembers of one producer id (idempotence and fencing,
+ * log.c): its latest epoch and its last batch. Rebuilt at open from the
+ * producer batches of the active segment. */
+typedef struct slb_pstate {
+    int64_t pid;
+    int32_t epoch;
+    int32_t base_seq, last_seq; /* sequence numbers of the last batch's first and last slot */
+    int64_t base_offset;        /* offset of the last batch's first record */
+    uint32_t count;             /* records of the last batch */
+} slb_pstate;
+
 /* Called by the writer after each segment roll, with mu held and nothing
  * pending (cleaning: slb_plog_clean_locked, clean.h). Housekeeping: its
  * failure (err, SLB_ERRLEN) does not fail the append that rolled; it is
@@ -80,6 +91,8 @@ struct slb_plog {
     char io_err[SLB_ERRLEN];
     slb_roll_hook after_roll; /* NULL: nothing runs at a roll */
     slb_ckpt ckpt;            /* as last written (or read at open); segment.h */
+    slb_pstate *pst;          /* producer states, npst of them (unsorted; few) */
+    size_t npst, cappst;
 };
 
 /* ---- helpers (log.c) ---- */
@@ -137,8 +150,30 @@ static inline int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, in
     if (offset) *offset = pb->base_offset + delta;
     return pb->len >= SLB_BATCH_TARGET ? slb_plog_handoff(l, err) : 0;
 }
-/* Write recs as one batch (after the pending one). */
-int slb_plog_append(slb_plog *l, const sl_record *recs, size_t n, int64_t *base, char *err);
+/* Write recs as one batch (after the pending one). With pr (not NULL) the
+ * batch is a producer's (batch.h, producer fields) and is checked against
+ * the partition's producer state first: an epoch older than the latest seen
+ * for the id is SL_EFENCED; a retry of the producer's last batch (same
+ * epoch, base sequence and count) writes nothing and returns 0 with *base
+ * the offset it was written at; any other base sequence than the next one
+ * (last + 1; 0 for a new epoch) is SL_ERANGE (out of order, or a duplicate
+ * of an older batch). A producer id the partition has no state for (new,
+ * or whose batches are all in sealed segments) is accepted at any
+ * sequence. */
+int slb_plog_append(slb_plog *l, const sl_producer_ref *pr, const sl_record *recs, size_t n,
+                    int64_t *base, char *err);
+/* slb_plog_append with attribute bits txn_attrs (SLB_ATTR_TRANSACTIONAL:
+ * the batch is part of the producer's open transaction; needs pr). */
+int slb_plog_append_attrs(slb_plog *l, const sl_producer_ref *pr, uint8_t txn_attrs,
+                          const sl_record *recs, size_t n, int64_t *base, char *err);
+/* Write a transaction marker (a control batch, batch.h) of type
+ * SLB_MARKER_COMMIT or _ABORT for producer pr (its base_sequence is
+ * ignored): SL_EFENCED if the partition has seen a newer epoch of the
+ * producer id. *offset (may be NULL) gets the marker's offset. */
+int slb_plog_append_marker(slb_plog *l, const sl_producer_ref *pr, int type, int64_t *offset,
+                           char *err);
+/* The state of producer pid in l, or NULL. mu held (or l not shared). */
+const slb_pstate *slb_plog_pstate(slb_plog *l, int64_t pid);
 /* fdatasync if dirty and due (interval policy); for the flusher thread. */
 int slb_plog_sync_due(slb_plog *l, int64_t mono_now, char *err);
 /* Wait for the batch in flight and write the pending batch. mu held. */

@@ -515,9 +515,12 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
         if (c == 0) {
             const char *why = layout_error(r, &h);
             if (why) return report_corrupt(r, why);
-            if (slb_next_offset(&h) <= r->next_offset) {
-                r->pos += h.length; /* entirely before the wanted offset */
+            if (slb_next_offset(&h) <= r->next_offset || (h.attributes & SLB_ATTR_CONTROL)) {
+                /* Entirely before the wanted offset, or a transaction marker,
+                 * which no reader returns (batch.h). */
+                r->pos += h.length;
                 r->seg_prev_end = slb_next_offset(&h);
+                if (r->seg_prev_end > r->next_offset) r->next_offset = r->seg_prev_end;
                 continue;
             }
             slb_iter_init(&r->it, p, &h);

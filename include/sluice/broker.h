@@ -36,6 +36,7 @@ extern "C" {
 
 typedef struct sl_broker sl_broker;
 typedef struct sl_producer sl_producer;
+typedef struct sl_txn_producer sl_txn_producer;
 typedef struct sl_log_reader sl_log_reader;
 typedef struct sl_group_member sl_group_member;
 
@@ -193,6 +194,68 @@ typedef struct sl_record {
  * writer holds it). The records are copied; the caller keeps them. */
 SL_API int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_record *recs,
                          size_t n, int64_t *base_offset);
+
+/* ---- idempotent and transactional producers ---------------------------- */
+
+/* Who wrote a batch, as in Kafka's record batch v2: a producer id, its epoch
+ * and the sequence number of the batch's first record (record i of the
+ * batch has base_sequence + i; sequences count per partition from 0 in each
+ * epoch). */
+typedef struct sl_producer_ref {
+    int64_t producer_id;   /* >= 0 */
+    int16_t epoch;         /* >= 0 */
+    int32_t base_sequence; /* >= 0 */
+} sl_producer_ref;
+
+/* sl_log_append for an idempotent producer: the partition remembers each
+ * producer id's epoch and last batch (in the log itself, so it survives a
+ * crash), and
+ * - a retry of the producer's last batch (same id, epoch, base sequence and
+ *   record count) is acknowledged (0, *base_offset = where it was written)
+ *   but not written twice;
+ * - an epoch older than one the partition has seen for the id fails with
+ *   SL_EFENCED;
+ * - a base sequence other than the next one (0 in a new epoch) fails with
+ *   SL_ERANGE (out-of-order sequence; nothing written).
+ * A producer id the partition knows nothing of (new, or whose last batch is
+ * in an older segment than the active one) is accepted at any sequence. */
+SL_API int sl_log_append_idempotent(sl_broker *b, const char *topic, int32_t partition,
+                                    const sl_producer_ref *producer, const sl_record *recs,
+                                    size_t n, int64_t *base_offset);
+
+/* A transactional producer: appends to one topic under a producer id and
+ * epoch that belong to transactional_id (1..SL_TOPIC_NAME_MAX bytes, any
+ * except NUL). Opening one allocates the id's producer id the first time and
+ * bumps its epoch every time, durably (the broker directory's
+ * __transactions.state file, written atomically, under a file lock, so
+ * several processes may open producers), which fences every older producer
+ * of the same transactional_id: their appends then fail with SL_EFENCED.
+ * On success *out is a new producer that the caller owns and releases with
+ * sl_txn_producer_close(); on failure *out is NULL and b's message says
+ * why. */
+SL_API int sl_txn_producer_open(sl_txn_producer **out, sl_broker *b, const char *topic,
+                                const char *transactional_id);
+/* Append n records to one partition as one batch with the producer's next
+ * sequence number in that partition (sl_log_append_idempotent), after
+ * checking that no newer epoch has been opened (SL_EFENCED). A failed
+ * append may be retried with the same records: it is written once. */
+SL_API int sl_txn_producer_append(sl_txn_producer *p, int32_t partition, const sl_record *recs,
+                                  size_t n, int64_t *base_offset);
+/* End the open transaction (begun by the first append since the producer
+ * was opened or its last transaction ended): write a COMMIT (or ABORT)
+ * marker, a control batch, to every partition it appended to; readers skip
+ * markers. SL_EFENCED if a newer epoch was opened. On another failure the
+ * partitions not yet marked stay in the transaction and the call may be
+ * retried. With no open transaction, does nothing. (read_committed readers,
+ * which will hide aborted records, are not there yet.) */
+SL_API int sl_txn_producer_commit(sl_txn_producer *p);
+SL_API int sl_txn_producer_abort(sl_txn_producer *p);
+/* The producer id and epoch this producer writes with. */
+SL_API int64_t sl_txn_producer_id(const sl_txn_producer *p);
+SL_API int16_t sl_txn_producer_epoch(const sl_txn_producer *p);
+/* Free. Accepts NULL. */
+SL_API void sl_txn_producer_close(sl_txn_producer *p);
+SL_API const char *sl_txn_producer_errmsg(const sl_txn_producer *p);
 
 /* ---- producer: buffered appends ---------------------------------------- */
 

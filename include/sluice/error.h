@@ -36,7 +36,8 @@ extern "C" {
     X(ENOTSUP, -16, "not supported")                           \
     X(EPARSE, -17, "malformed input")                          \
     X(ELATE, -18, "record is late")                            \
-    X(EPIPE, -19, "output closed (broken pipe)")
+    X(EPIPE, -19, "output closed (broken pipe)")               \
+    X(EFENCED, -20, "fenced: a newer producer epoch took over")
 
 enum sl_errno {
     SL_OK = 0,
