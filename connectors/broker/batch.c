@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "connectors/broker/crc32c.h"
+#include "engine/base/crc32c.h"
 
 /* ---- varints (encoding in batch.h) ---------------------------------------- */
 
@@ -89,8 +89,8 @@ int slb_hdr_parse(const uint8_t *p, slb_batch_hdr *h)
 
 uint32_t slb_batch_crc(const uint8_t *batch, uint32_t len)
 {
-    uint32_t c = slb_crc32c(0, batch, 12);
-    return slb_crc32c(c, batch + 16, len - 16);
+    uint32_t c = sli_crc32c(0, batch, 12);
+    return sli_crc32c(c, batch + 16, len - 16);
 }
 
 int slb_batch_check(const uint8_t *p, size_t avail, slb_batch_hdr *h, bool check_crc)

@@ -49,7 +49,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "connectors/broker/crc32c.h"
+#include "engine/base/crc32c.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
 
@@ -150,7 +150,7 @@ int slb_index_write(const char *pdir, const slb_segment *s, bool time)
         }
         p += esz;
     }
-    slb_put32(buf + 28, slb_crc32c(0, buf + SLB_INDEX_HDR, cnt * esz));
+    slb_put32(buf + 28, sli_crc32c(0, buf + SLB_INDEX_HDR, cnt * esz));
     char path[SLB_PATH_CAP];
     slb_seg_path(path, sizeof path, pdir, s->base, time ? "timeindex" : "index");
     int rc = sli_fsio_write_file_atomic(path, buf, len);
@@ -182,7 +182,7 @@ int slb_index_load(const char *pdir, int64_t base, bool time, void **out, size_t
     if (memcmp(buf, time ? "SLTX" : "SLIX", 4) || slb_get32(buf + 4) != 1 ||
         (int64_t)slb_get64(buf + 8) != base ||
         (uint64_t)st.st_size != SLB_INDEX_HDR + (uint64_t)cnt * esz ||
-        slb_crc32c(0, buf + SLB_INDEX_HDR, cnt * esz) != slb_get32(buf + 28))
+        sli_crc32c(0, buf + SLB_INDEX_HDR, cnt * esz) != slb_get32(buf + 28))
         goto done;
     int64_t lsz = (int64_t)slb_get64(buf + 16);
     void *v = malloc(cnt ? cnt * (time ? sizeof(slb_time_entry) : sizeof(slb_index_entry)) : 1);

@@ -32,7 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "connectors/broker/crc32c.h"
+#include "engine/base/crc32c.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
 
@@ -137,7 +137,7 @@ int slb_ckpt_read(const char *pdir, slb_ckpt *c)
     if (n != CKPT_SIZE || memcmp(b, ckpt_magic, 8) != 0) return SL_ECORRUPT;
     uint32_t crc =
         (uint32_t)b[24] | (uint32_t)b[25] << 8 | (uint32_t)b[26] << 16 | (uint32_t)b[27] << 24;
-    if (slb_crc32c(0, b, 24) != crc) return SL_ECORRUPT;
+    if (sli_crc32c(0, b, 24) != crc) return SL_ECORRUPT;
     c->log_start = get64(b + 8);
     c->recovery_point = get64(b + 16);
     if (c->log_start < 0 || c->recovery_point < 0) return SL_ECORRUPT;
@@ -152,7 +152,7 @@ int slb_ckpt_write(const char *pdir, const slb_ckpt *c)
     memcpy(b, ckpt_magic, 8);
     put64(b + 8, c->log_start);
     put64(b + 16, c->recovery_point);
-    uint32_t crc = slb_crc32c(0, b, 24);
+    uint32_t crc = sli_crc32c(0, b, 24);
     for (int i = 0; i < 4; i++) b[24 + i] = (uint8_t)(crc >> (8 * i));
     int r = sli_fsio_write_file_atomic(path, b, sizeof b);
     return r < 0 ? sli_errno_code(r) : 0;

@@ -69,7 +69,7 @@
 
 #include "connectors/broker/batch.h"
 #include "connectors/broker/broker_int.h"
-#include "connectors/broker/crc32c.h"
+#include "engine/base/crc32c.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
 
@@ -143,7 +143,7 @@ static int state_read(const sl_broker *b, txn_state *s, struct stat *st, char *e
         goto fail;
     }
     if (memcmp(s->buf, TXN_MAGIC, 4) != 0 ||
-        slb_get32(s->buf + 4) != slb_crc32c(0, s->buf + 8, s->len - 8))
+        slb_get32(s->buf + 4) != sli_crc32c(0, s->buf + 8, s->len - 8))
         goto corrupt;
     s->next_pid = (int64_t)slb_get64(s->buf + 8);
     s->count = slb_get32(s->buf + 16);
@@ -252,7 +252,7 @@ static int state_bump(sl_txn_producer *p)
     memcpy(nb, TXN_MAGIC, 4);
     slb_put64(nb + 8, (uint64_t)next);
     slb_put32(nb + 16, count);
-    slb_put32(nb + 4, slb_crc32c(0, nb + 8, nlen - 8));
+    slb_put32(nb + 4, sli_crc32c(0, nb + 8, nlen - 8));
     free(s.buf);
     char path[SLB_PATH_CAP];
     state_path(path, sizeof path, p->b, TXN_STATE);

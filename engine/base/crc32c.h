@@ -1,10 +1,6 @@
 /*
- * engine/base/crc32c.h - CRC-32C (Castagnoli) for the engine's own files
- * (checkpoints); private header.
- *
- * Same function and results as the broker's slb_crc32c
- * (connectors/broker/crc32c.c), which the engine may not include: the engine
- * floor depends on engine/base/ only. The broker can move onto this one.
+ * engine/base/crc32c.h - CRC-32C (Castagnoli), the one checksum of the
+ * broker's files and the engine's checkpoints (private header).
  */
 #ifndef SLUICE_ENGINE_BASE_CRC32C_H
 #define SLUICE_ENGINE_BASE_CRC32C_H
@@ -12,8 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Extend crc (0 to start) with len bytes of buf. sli_crc32c(0, "123456789", 9)
- * is 0xE3069283. Thread-safe. */
+/* Extend crc (0 to start) with len bytes of buf. crc32c("123456789") is
+ * 0xe3069283. Uses the SSE4.2 crc32 instruction when the CPU has it, else
+ * slicing-by-8 tables. */
 uint32_t sli_crc32c(uint32_t crc, const void *buf, size_t len);
+/* The portable version, always (for tests). */
+uint32_t sli_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 #endif

@@ -25,7 +25,7 @@ mkdir -p "$out"
 "$cc" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined -I"$here/include" -I"$here" \
     "$here/tests/fuzz/fuzz_batch_decode.c" \
-    "$here/connectors/broker/batch.c" "$here/connectors/broker/crc32c.c" \
+    "$here/connectors/broker/batch.c" "$here/engine/base/crc32c.c" \
     -lpthread -o "$out/fuzz_batch_decode"
 echo "built $out/fuzz_batch_decode"
 storage=""

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "connectors/broker/batch.h"
-#include "connectors/broker/crc32c.h"
+#include "engine/base/crc32c.h"
 #include "engine/base/clock.h"
 #include "engine/base/fsio.h"
 #include "sluice/broker.h"
@@ -135,17 +135,17 @@ static void test_murmur2_kafka_vectors(void **state)
 static void test_crc32c(void **state)
 {
     (void)state;
-    assert_int_equal(slb_crc32c(0, "123456789", 9), 0xe3069283u);
-    assert_int_equal(slb_crc32c_sw(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(sli_crc32c(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(sli_crc32c_sw(0, "123456789", 9), 0xe3069283u);
     uint8_t buf[1000];
     for (int i = 0; i < 1000; i++) buf[i] = (uint8_t)(i * 131 + 7);
     for (size_t off = 0; off < 9; off++)
         for (size_t len = 0; len < 200; len += 13) {
-            uint32_t a = slb_crc32c(0, buf + off, len), b = slb_crc32c_sw(0, buf + off, len);
+            uint32_t a = sli_crc32c(0, buf + off, len), b = sli_crc32c_sw(0, buf + off, len);
             assert_int_equal(a, b);
             /* incremental == one shot */
             assert_int_equal(
-                slb_crc32c(slb_crc32c(0, buf + off, len / 2), buf + off + len / 2, len - len / 2),
+                sli_crc32c(sli_crc32c(0, buf + off, len / 2), buf + off + len / 2, len - len / 2),
                 a);
         }
     /* The hardware path splits long buffers into three interleaved chains
@@ -159,10 +159,10 @@ static void test_crc32c(void **state)
     for (size_t i = 0; i < big; i++) p[i] = (uint8_t)(i * 2654435761u >> 13);
     for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
         for (size_t off = 0; off < 9; off += 3) {
-            uint32_t a = slb_crc32c(0, p + off, lens[k]), b = slb_crc32c_sw(0, p + off, lens[k]);
+            uint32_t a = sli_crc32c(0, p + off, lens[k]), b = sli_crc32c_sw(0, p + off, lens[k]);
             assert_int_equal(a, b);
             size_t cut = lens[k] / 3;
-            assert_int_equal(slb_crc32c(slb_crc32c(0, p + off, cut), p + off + cut, lens[k] - cut),
+            assert_int_equal(sli_crc32c(sli_crc32c(0, p + off, cut), p + off + cut, lens[k] - cut),
                              a);
         }
     free(p);

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "connectors/broker/crc32c.h"
+#include "engine/base/crc32c.h"
 #include "tests/fuzz/fuzz_index_load.c"
 
 #define CORPUS SLUICE_SOURCE_DIR "/tests/fuzz/corpus/index_load"
@@ -83,7 +83,7 @@ static int generate(const char *dir)
         if (n >= 32 + 16) {
             memcpy(c, g, n);
             c[32 + (w ? 8 : 4) + 8 * (w ? 0 : 1)] += 3; /* pos (index) or rel (timeindex) */
-            uint32_t crc = slb_crc32c(0, c + 32, n - 32);
+            uint32_t crc = sli_crc32c(0, c + 32, n - 32);
             memcpy(c + 28, &crc, 4);
             snprintf(name, sizeof name, "any-%s-entry-moved-crc-ok", ext[w]);
             put(dir, name, (uint8_t)(2 | w), 550, c, n);
