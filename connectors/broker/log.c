@@ -159,6 +159,8 @@ typedef struct scan_result {
     int64_t max_ts;
     int64_t first_base; /* base of the first batch, -1 if none */
     bool bad;           /* stopped at a corrupt (not merely incomplete) batch */
+    bool impossible;    /* ... a complete batch (good CRC) that cannot be there */
+    int64_t bad_base;   /* impossible: its base offset */
 } scan_result;
 
 /* Scan the batches of fd from byte 0 to file_size. With s, feed each valid
@@ -176,6 +178,8 @@ static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment
     res->max_ts = INT64_MIN;
     res->first_base = -1;
     res->bad = false;
+    res->impossible = false;
+    res->bad_base = -1;
     size_t cap = READ_CHUNK;
     uint8_t *buf = malloc(cap);
     if (!buf) return SL_ENOMEM;
@@ -218,6 +222,10 @@ static int scan_segment(int fd, int64_t seg_base, int64_t file_size, slb_segment
         if (c < 0 || h.base_offset < res->next_offset ||
             (h.base_offset - seg_base) > UINT32_MAX - (int64_t)h.last_offset_delta - 1) {
             res->bad = true;
+            /* A torn write leaves an incomplete or unchecked batch, never a
+             * complete one whose CRC holds: that one was put there whole. */
+            res->impossible = c == 0 && check_crc;
+            res->bad_base = h.base_offset;
             break;
         }
         if (res->first_base < 0) res->first_base = h.base_offset;
@@ -511,6 +519,19 @@ static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_
         if ((rc = find_valid_after(l->fd, res.valid_end, st.st_size, res.next_offset, &found,
                                    &last_next)) < 0) {
             slb_seterr(err, "topic '%s' partition %d: cannot read %s", topic, partition, path);
+            goto fail;
+        }
+        if (res.impossible && !repair) {
+            slb_seterr(err,
+                       "topic '%s' partition %d: corrupt segment %020" PRId64
+                       ".log: the batch at byte %" PRId64 " has base offset %" PRId64
+                       " where offset %" PRId64
+                       " is next (a segment renamed or copied?); appends refused, nothing "
+                       "truncated: `sluice topic repair %s -p %d` drops bytes %" PRId64 "..%" PRId64
+                       " of that segment",
+                       topic, partition, a->base, res.valid_end, res.bad_base, res.next_offset,
+                       topic, partition, res.valid_end, (int64_t)st.st_size - 1);
+            rc = SL_ECORRUPT;
             goto fail;
         }
         if (found >= 0 && !repair) {
