@@ -140,12 +140,7 @@ sl_stream *sl_pipeline_generator(sl_pipeline *p, const char *name, const sl_gene
         sl_pipeline_error(p, SL_EINVAL, "generator '%s': shards must be >= 0", name ? name : "");
         return NULL;
     }
-    sl_generator_conf *copy = malloc(sizeof(*copy));
-    if (!copy) {
-        sl_pipeline_error(p, SL_ENOMEM, "out of memory");
-        return NULL;
-    }
-    *copy = *conf;
-    if (sl_pipeline_own(p, copy)) return NULL;
+    sl_generator_conf *copy = sl_pipeline_dup(p, conf, sizeof(*conf));
+    if (!copy) return NULL;
     return sl_pipeline_source(p, name, &sl_source_generator, copy, width, wm);
 }

@@ -322,20 +322,11 @@ sl_stream *sl_pipeline_lines(sl_pipeline *p, const char *name, const sl_lines_co
                              uint32_t width, const sl_watermark_conf *wm)
 {
     if (!p) return NULL;
-    sl_lines_conf *copy = malloc(sizeof(*copy));
-    char *path = conf && conf->path ? strdup(conf->path) : NULL;
-    if (!copy || (conf && conf->path && !path)) {
-        free(copy);
-        free(path);
-        sl_pipeline_error(p, SL_ENOMEM, "out of memory");
+    static const sl_lines_conf stdin_conf; /* NULL conf: standard input, plain lines */
+    sl_lines_conf *copy = sl_pipeline_dup(p, conf ? conf : &stdin_conf, sizeof(*copy));
+    if (!copy) return NULL;
+    if (copy->path && !(copy->path = sl_pipeline_dup(p, copy->path, strlen(copy->path) + 1)))
         return NULL;
-    }
-    if (conf)
-        *copy = *conf;
-    else
-        memset(copy, 0, sizeof(*copy));
-    copy->path = path;
-    if (sl_pipeline_own(p, copy) || (path && sl_pipeline_own(p, path))) return NULL;
     if (copy->ts_column < 0) {
         sl_pipeline_error(p, SL_EINVAL, "source '%s': ts_column must be >= 1 (or 0: none)",
                           name ? name : "");

@@ -232,19 +232,10 @@ sl_stream *sl_pipeline_broker(sl_pipeline *p, const char *name, const sl_broker_
                           name ? name : "");
         return NULL;
     }
-    sl_broker_source_conf *copy = malloc(sizeof(*copy));
-    char *dir = strdup(conf->dir), *topic = strdup(conf->topic);
-    if (!copy || !dir || !topic) {
-        free(copy);
-        free(dir);
-        free(topic);
-        sl_pipeline_error(p, SL_ENOMEM, "out of memory");
-        return NULL;
-    }
-    *copy = *conf;
-    copy->dir = dir;
-    copy->topic = topic;
-    if (sl_pipeline_own(p, copy) || sl_pipeline_own(p, dir) || sl_pipeline_own(p, topic))
+    /* Copied, strings included: a conf on the caller's stack is fine. */
+    sl_broker_source_conf *copy = sl_pipeline_dup(p, conf, sizeof(*conf));
+    if (!copy || !(copy->dir = sl_pipeline_dup(p, conf->dir, strlen(conf->dir) + 1)) ||
+        !(copy->topic = sl_pipeline_dup(p, conf->topic, strlen(conf->topic) + 1)))
         return NULL;
     return sl_pipeline_source(p, name, &sl_source_broker, copy, width, wm);
 }

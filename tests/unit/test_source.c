@@ -588,6 +588,51 @@ static void test_monotonous(void **state)
     sl_collector_free(res);
 }
 
+/* The source builders copy their conf, strings included: built in a frame
+ * whose memory is then overwritten, the sources still read the right input. */
+static __attribute__((noinline)) void build_sources(sl_pipeline *p, sl_collector **c)
+{
+    char path[160], dirbuf[160], topic[16] = "copied";
+    snprintf(path, sizeof(path), "%s/copied.csv", dir);
+    snprintf(dirbuf, sizeof(dirbuf), "%s", dir);
+    sl_lines_conf lc = {.path = path, .ts_column = 1};
+    sl_broker_source_conf bc = {
+        .dir = dirbuf, .topic = topic, .start = SL_OFFSET_BEGINNING, .until_end = 1};
+    sl_generator_conf gc = {.fn = gen_rec, .count = 10};
+    sl_stream_sink(sl_pipeline_lines(p, "csv", &lc, 0, NULL), "o0", &sl_sink_collect, c[0]);
+    sl_stream_sink(sl_pipeline_broker(p, "topic", &bc, 0, NULL), "o1", &sl_sink_collect, c[1]);
+    sl_stream_sink(sl_pipeline_generator(p, "gen", &gc, sizeof(rec), NULL), "o2", &sl_sink_collect,
+                   c[2]);
+    memset(path, 0x5a, sizeof(path));
+    memset(dirbuf, 0x5a, sizeof(dirbuf));
+    memset(topic, 0x5a, sizeof(topic));
+    memset(&lc, 0x5a, sizeof(lc));
+    memset(&bc, 0x5a, sizeof(bc));
+    memset(&gc, 0x5a, sizeof(gc));
+}
+
+static void test_builders_copy_confs(void **state)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/copied.csv", dir);
+    FILE *f = fopen(path, "w");
+    fputs("1,a\n2,b\n", f);
+    fclose(f);
+    fill_topic("copied", 2, 7);
+    sl_collector *c[3];
+    for (int i = 0; i < 3; i++) c[i] = sl_collector_new();
+    sl_pipeline *p = sl_pipeline_new();
+    build_sources(p, c);
+    int rc = sl_pipeline_run(p);
+    if (rc) fprintf(stderr, "%s\n", sl_pipeline_errmsg(p));
+    assert_int_equal(rc, 0);
+    assert_int_equal(sl_collector_count(c[0]), 2);
+    assert_int_equal(sl_collector_count(c[1]), 2 * 7);
+    assert_int_equal(sl_collector_count(c[2]), 10);
+    sl_pipeline_free(p);
+    for (int i = 0; i < 3; i++) sl_collector_free(c[i]);
+}
+
 static void test_bad_tables_refused(void **state)
 {
     sl_source old = multi_src;
@@ -632,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_csv_time_zero_and_dead_letters),
         cmocka_unit_test(test_int64_extremes),
         cmocka_unit_test(test_monotonous),
+        cmocka_unit_test(test_builders_copy_confs),
         cmocka_unit_test(test_bad_tables_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
