@@ -118,6 +118,8 @@ struct sl_pipeline {
      * (set through test_hooks.h until checkpoints land) */
     int (*on_barrier)(sl_pipeline *p, struct sl_ctx *c, uint64_t id, void *ud);
     void *on_barrier_ud;
+    /* checkpoints (coord.c): NULL when the job has none */
+    struct sli_coord *chk;
     int n_delayed, cap_delayed;
     struct {
         double at;

@@ -64,9 +64,9 @@ typedef struct sl_timer {
     uint32_t key_len;
 } sl_timer;
 
-/* Version 2 added proc_timer. The engine accepts tables of version 1 (which
- * end at close) and 2. */
-#define SL_OPERATOR_VERSION 2
+/* Version 2 added proc_timer, version 3 commit. The engine accepts tables of
+ * version 1 (which end at close), 2 (which end at proc_timer) and 3. */
+#define SL_OPERATOR_VERSION 3
 
 typedef struct sl_operator {
     int version;      /* SL_OPERATOR_VERSION */
@@ -92,6 +92,24 @@ typedef struct sl_operator {
     /* Version 2: a processing-time timer set with sl_ctx_proc_timer() is due
      * (t->ts is its due time in wall-clock ms). Optional. */
     int (*proc_timer)(sl_ctx *ctx, void *self, const sl_timer *t);
+    /* Version 3: the second phase of a two-phase-commit sink (exactly-once).
+     * With checkpoints on, snapshot() on checkpoint n's barrier is the
+     * pre-commit: the instance closes the output it took since the previous
+     * barrier (staged, not yet visible) and describes what it staged in its
+     * snapshot. Once checkpoint n is complete (its manifest is on disk),
+     * commit(ctx, self, n) makes visible everything staged up to n. It runs
+     * on the job's coordinator thread, possibly while process() of the same
+     * instance runs on a worker: it may only touch what snapshot() closed,
+     * under the instance's own lock. Commits come in increasing order; an id
+     * may be skipped (a later commit covers it). After the input ends (or a
+     * stop with a savepoint) the engine takes a final checkpoint and commits
+     * it, after end() and with no worker running.
+     * On a restart, restore() gets the snapshot of the checkpoint the job
+     * resumes from (sl_ctx_restored_from()), before any record: it must roll
+     * forward what that snapshot staged (idempotently: it may have been
+     * committed already, in part or whole) and discard anything staged after
+     * it. Optional; for sinks only. */
+    int (*commit)(sl_ctx *ctx, void *self, uint64_t checkpoint_id);
 } sl_operator;
 
 /* --- emitting ------------------------------------------------------------ */
@@ -128,6 +146,19 @@ SL_API int sl_ctx_canceled(const sl_ctx *ctx); /* sources: stop soon (job cancel
  * watermark did not reach +inf: what the input did not complete must not be
  * emitted as if complete), 0 when the whole input was seen. */
 SL_API int sl_ctx_end_canceled(const sl_ctx *ctx);
+
+/* Delivery guarantees of a job's sinks (sl_pipeline_set_checkpoint). */
+enum sl_guarantee {
+    SL_GUARANTEE_NONE = 0,          /* output as it comes; nothing replayed */
+    SL_GUARANTEE_AT_LEAST_ONCE = 1, /* output as it comes; a restart replays */
+    SL_GUARANTEE_EXACTLY_ONCE = 2   /* output staged per checkpoint, visible on commit */
+};
+/* The job's guarantee (enum sl_guarantee): SL_GUARANTEE_NONE without
+ * checkpoints. Valid from open() on. */
+SL_API int sl_ctx_guarantee(const sl_ctx *ctx);
+/* Id of the checkpoint this run resumed from (its restore() calls come right
+ * after open()), or 0 for a fresh start. Valid from open() on. */
+SL_API uint64_t sl_ctx_restored_from(const sl_ctx *ctx);
 
 /* Key bytes of record i of a keyed input (computed by the key_by's key
  * function; points into the record's payload or a per-context buffer valid

@@ -130,6 +130,40 @@ SL_API void sl_pipeline_cancel(sl_pipeline *p);
  * that came after every input had ended cut nothing). Final after wait. */
 SL_API int sl_pipeline_canceled(const sl_pipeline *p);
 
+/* Checkpoints (asynchronous barrier snapshots, DESIGN.md "State and
+ * checkpoints"). Every interval_ms a barrier enters at every source; each
+ * instance snapshots on it (engine keyed state, event-time timers, its
+ * snapshot hook; sources their split positions and watermarks); when every
+ * instance has, the checkpoint is written to dir/chk-<id>/ (state files, then
+ * the manifest, atomically) and the sinks are told to commit. At the end of
+ * the input, and on a cancel (a stop with a savepoint), a final checkpoint
+ * is taken and committed after the sinks' end(). A start with a checkpoint
+ * directory resumes from its latest complete checkpoint (or from `from`):
+ * state restored by key group (so the parallelism may differ), sources
+ * rewound, sinks rolled forward to it. A checkpoint of another graph is
+ * refused with a message naming the difference. */
+typedef struct sl_checkpoint_conf {
+    const char *dir;     /* required; made if missing */
+    int64_t interval_ms; /* > 0; 0 means the default, 1000 */
+    int64_t timeout_ms;  /* a checkpoint not acknowledged by then is aborted; 0: 60000 */
+    unsigned keep;       /* complete checkpoints kept; 0: 3 */
+    const char *from;    /* NULL: latest in dir; else a chk-<id> directory to start from */
+    int guarantee;       /* enum sl_guarantee; 0 (NONE) means EXACTLY_ONCE here */
+} sl_checkpoint_conf;
+/* Before start. Strings are copied. SL_EINVAL (with a message) for a bad conf. */
+SL_API int sl_pipeline_set_checkpoint(sl_pipeline *p, const sl_checkpoint_conf *conf);
+
+typedef struct sl_checkpoint_stats {
+    uint64_t completed, failed; /* checkpoints of this run */
+    uint64_t restored_from;     /* 0: a fresh start */
+    uint64_t last_id;           /* last completed */
+    uint64_t last_bytes;        /* its size on disk */
+    double last_duration_ms;    /* barrier injected -> manifest written */
+    double max_stall_ms;        /* longest time one task spent snapshotting one barrier */
+} sl_checkpoint_stats;
+/* Any thread, also while running (then a recent view). */
+SL_API void sl_pipeline_checkpoint_stats(const sl_pipeline *p, sl_checkpoint_stats *out);
+
 /* Defined since sl_pipeline_stats has `late` and `dead_letters` (code that
  * must also build against older headers can test it). */
 #define SL_PIPELINE_STATS_HAS_DIVERTED 1
