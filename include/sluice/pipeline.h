@@ -154,12 +154,16 @@ typedef struct sl_checkpoint_conf {
 SL_API int sl_pipeline_set_checkpoint(sl_pipeline *p, const sl_checkpoint_conf *conf);
 
 typedef struct sl_checkpoint_stats {
-    uint64_t completed, failed; /* checkpoints of this run */
+    uint64_t completed, failed; /* checkpoints of this run (the final one included) */
     uint64_t restored_from;     /* 0: a fresh start */
+    double restore_ms;          /* reading and restoring it, in start */
     uint64_t last_id;           /* last completed */
     uint64_t last_bytes;        /* its size on disk */
-    double last_duration_ms;    /* barrier injected -> manifest written */
-    double max_stall_ms;        /* longest time one task spent snapshotting one barrier */
+    /* Over this run's completed checkpoints: barrier injected -> manifest
+     * written, and the longest time one task spent on one barrier (the stall:
+     * capturing its instances' state before passing the barrier on). */
+    double duration_p50_ms, duration_p99_ms, duration_max_ms;
+    double stall_p50_ms, stall_p99_ms, stall_max_ms;
 } sl_checkpoint_stats;
 /* Any thread, also while running (then a recent view). */
 SL_API void sl_pipeline_checkpoint_stats(const sl_pipeline *p, sl_checkpoint_stats *out);
