@@ -93,7 +93,14 @@ static void progress(sl_pipeline *p, double *last_t, uint64_t *last_in)
     human(r, sizeof(r), rate);
     if (st.watermark != SL_TIME_MIN && st.watermark != SL_TIME_MAX)
         snprintf(wm, sizeof(wm), "  watermark %" PRId64, st.watermark);
-    fprintf(stderr, "\r\033[K  in %s  out %s  %s rec/s  %.1fs%s", in, out, r, st.elapsed_s, wm);
+    char chk[64] = "";
+    sl_checkpoint_stats cs;
+    sl_pipeline_checkpoint_stats(p, &cs);
+    if (cs.completed || cs.failed)
+        snprintf(chk, sizeof(chk), "  checkpoints %" PRIu64 " (%" PRIu64 " failed)", cs.completed,
+                 cs.failed);
+    fprintf(stderr, "\r\033[K  in %s  out %s  %s rec/s  %.1fs%s%s", in, out, r, st.elapsed_s, wm,
+            chk);
     fflush(stderr);
 }
 
@@ -119,8 +126,14 @@ static void summary(sl_pipeline *p, const char *cmd)
     snprintf(diverted, sizeof(diverted), "%" PRIu64 " late, %" PRIu64 " dead letters, ", st.late,
              st.dead_letters);
 #endif
-    fprintf(stderr, "sluice %s: %" PRIu64 " in, %" PRIu64 " out, %s%.2f s, %s\n", cmd,
-            st.records_in, st.records_out, diverted, st.elapsed_s, r);
+    char chk[96] = "";
+    sl_checkpoint_stats cs;
+    sl_pipeline_checkpoint_stats(p, &cs);
+    if (cs.completed || cs.failed)
+        snprintf(chk, sizeof(chk), ", %" PRIu64 " checkpoints (%" PRIu64 " failed)", cs.completed,
+                 cs.failed);
+    fprintf(stderr, "sluice %s: %" PRIu64 " in, %" PRIu64 " out, %s%.2f s, %s%s\n", cmd,
+            st.records_in, st.records_out, diverted, st.elapsed_s, r, chk);
 }
 
 int cli_run_pipeline(sl_pipeline *p, const char *cmd)
@@ -136,13 +149,30 @@ int cli_run_pipeline(sl_pipeline *p, const char *cmd)
     sigaction(SIGTERM, &sa, &old_term);
 
     int rc = sl_pipeline_start(p);
+    sl_checkpoint_stats cs;
+    sl_pipeline_checkpoint_stats(p, &cs);
+    for (const char *l = cs.restore_warning; *l;) { /* one line per checkpoint skipped */
+        size_t n = strcspn(l, "\n");
+        fprintf(stderr, "sluice %s: warning: %.*s\n", cmd, (int)n, l);
+        l += n;
+        if (*l) l++;
+    }
+    if (rc == 0 && cs.restored_from)
+        fprintf(stderr, "sluice %s: resuming from checkpoint %" PRIu64 "\n", cmd, cs.restored_from);
     int tty = isatty(2), shown = 0;
+    uint64_t failed_seen = 0;
     double last_t = 0;
     uint64_t last_in = 0;
     while (rc == 0 && (rc = sl_pipeline_wait(p, 250)) == SL_EAGAIN) {
         rc = 0;
         sl_pipeline_stats st;
         sl_pipeline_stats_get(p, &st);
+        sl_pipeline_checkpoint_stats(p, &cs);
+        if (cs.failed > failed_seen) { /* each failed checkpoint is named once */
+            failed_seen = cs.failed;
+            fprintf(stderr, "%ssluice %s: warning: %s; the job goes on\n", shown ? "\r\033[K" : "",
+                    cmd, cs.last_error);
+        }
         if (tty && st.elapsed_s >= 1.0) {
             progress(p, &last_t, &last_in);
             shown = 1;
@@ -161,6 +191,17 @@ int cli_run_pipeline(sl_pipeline *p, const char *cmd)
     if (signals_seen) {
         int sig = first_signal;
         const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+        sl_pipeline_checkpoint_stats(p, &cs);
+        if (cs.last_id && sl_pipeline_canceled(p)) {
+            /* A stop with a savepoint: the final checkpoint holds where the
+             * sources stopped and the state; the next start resumes there. */
+            fprintf(stderr,
+                    "sluice %s: stopped by %s with a savepoint: checkpoint %" PRIu64
+                    " is committed and the next start resumes from it\n",
+                    cmd, name, cs.last_id);
+            summary(p, cmd);
+            return 0;
+        }
         if (sl_pipeline_canceled(p))
             fprintf(stderr,
                     "sluice %s: canceled by %s: the input was cut short; results written so far "

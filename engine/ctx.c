@@ -124,7 +124,7 @@ int sl_ctx_proc_timer(sl_ctx *c, int64_t due_ms, uint64_t hash, const void *key,
     return 0;
 }
 
-sl_state *sl_ctx_state(sl_ctx *c, const char *name, uint32_t value_size)
+static sl_state *ctx_state(sl_ctx *c, const char *name, uint32_t value_size, int unmanaged)
 {
     for (int i = 0; i < c->n_states; i++) {
         if (strcmp(c->states[i].name, name) == 0) {
@@ -132,6 +132,7 @@ sl_state *sl_ctx_state(sl_ctx *c, const char *name, uint32_t value_size)
                 sl_ctx_fail(c, SL_EINVAL, "state '%s' exists with another value size", name);
                 return NULL;
             }
+            if (unmanaged) c->states[i].unmanaged = 1;
             return c->states[i].st;
         }
     }
@@ -147,11 +148,22 @@ sl_state *sl_ctx_state(sl_ctx *c, const char *name, uint32_t value_size)
     }
     c->states[c->n_states].name = nm;
     c->states[c->n_states].st = st;
+    c->states[c->n_states].unmanaged = unmanaged;
     c->n_states++;
     return st;
 oom:
     sl_ctx_fail(c, SL_ENOMEM, "out of memory for state '%s'", name);
     return NULL;
+}
+
+sl_state *sl_ctx_state(sl_ctx *c, const char *name, uint32_t value_size)
+{
+    return ctx_state(c, name, value_size, 0);
+}
+
+sl_state *sl_ctx_state_unmanaged(sl_ctx *c, const char *name, uint32_t value_size)
+{
+    return ctx_state(c, name, value_size, 1);
 }
 
 int sl_ctx_timer_delete(sl_ctx *c, int64_t ts, uint64_t hash, const void *key, uint32_t key_len)

@@ -28,6 +28,7 @@
 #include "engine/task.h"
 #include "engine/wakeup.h"
 #include "engine/source.h"
+#include "engine/coord.h"
 
 /* The absolute monotonic time `at` (seconds, as sli_clock_mono_s) as a
  * timespec for pthread_cond_timedwait on p->cond (sli_cond_init_mono). */
@@ -74,12 +75,22 @@ static void *coord_main(void *arg)
         }
         double now = sli_clock_mono_s();
         double next = sli_wakeups_fire(p, now, now + 0.05); /* tick: notice cancel */
+        if (p->chk) {
+            pthread_mutex_unlock(&p->lock); /* checkpoint I/O; tasks ack under p->lock */
+            double at = sli_coord_tick(p, now);
+            pthread_mutex_lock(&p->lock);
+            if (at < next) next = at;
+            if (atomic_load(&p->failed) || atomic_load(&p->tasks_done) == p->n_tasks) break;
+        }
         struct timespec ts = mono_deadline(next);
         pthread_cond_timedwait(&p->cond, &p->lock, &ts);
     }
     pthread_mutex_unlock(&p->lock);
 
     sli_sched_stop(p->sched);
+    /* Every task finished (or the job failed): the final checkpoint, which
+     * also commits what the sinks staged since the last one. */
+    if (p->chk && !atomic_load(&p->failed)) sli_coord_final(p);
     close_instances(p);
     p->elapsed = sli_clock_mono_s() - p->t_start;
     pthread_mutex_lock(&p->lock);
@@ -128,7 +139,9 @@ int sl_pipeline_start(sl_pipeline *p)
     if (p->started) return sl_pipeline_error(p, SL_ESTATE, "the pipeline was started already");
     int rc = p->planned ? 0 : sli_plan_build(p); /* explain() may have built it */
     if (rc) return rc;
+    if ((rc = sli_coord_prepare(p)) != 0) return rc;
     if ((rc = open_instances(p)) != 0) goto fail;
+    if ((rc = sli_coord_restore(p)) != 0) goto fail;
     sl_sched *s = NULL;
     if (sli_sched_new(&s, p, p->threads, sli_task_activate)) {
         rc = sl_pipeline_error(p, SL_ENOMEM, "out of memory while starting");
@@ -221,6 +234,7 @@ void sl_pipeline_free(sl_pipeline *p)
         sl_pipeline_wait(p, -1);
     }
     sli_plan_free(p);
+    sli_coord_free(p);
     for (int i = 0; i < p->n_nodes; i++) {
         free(p->nodes[i].name);
         sli_source_node_free(&p->nodes[i]);

@@ -75,12 +75,15 @@ struct sl_ctx {
     struct {
         char *name;
         sl_state *st;
+        int unmanaged; /* not in the engine's snapshot (sl_ctx_state_unmanaged) */
     } * states;
     sl_timers *timers;
     sl_timers *proc_timers; /* processing-time timers (wall-clock ms) */
     sl_buf keybuf;
     int err;
     _Atomic int64_t sink_wm; /* sinks: for stats, read by other threads */
+    uint64_t chk_id;         /* inside snapshot(): the checkpoint being taken */
+    int restored_src;        /* sources: announce the restored watermark first */
 };
 
 typedef struct sl_task {
@@ -107,6 +110,7 @@ typedef struct sl_task {
     uint64_t barrier;                /* checkpoint barrier being aligned (0: none) */
     _Atomic uint64_t inject_barrier; /* sources: highest barrier id requested */
     uint64_t barrier_sent;           /* sources: highest barrier id sent */
+    uint64_t chk_acked;              /* last checkpoint acked (coord.c, under its lock) */
     /* Sources: the source layer's step and announce (source.c), set by the
      * plan, so that the task loop knows no source by name. */
     int (*src_step)(struct sl_ctx *c);

@@ -561,3 +561,106 @@ int sl_pipeline_source_position(sl_pipeline *p, const char *name, int split, sl_
     if (!sn->has_pos[split]) return SL_ENOENT;
     return sl_buf_append(out, sn->pos[split].ptr, sn->pos[split].len);
 }
+
+/* --- checkpoints ---------------------------------------------------------------------------- */
+
+/* SPLITS section (coord.c puts it in the instance's snapshot), little-endian:
+ *
+ *   offset  size  field
+ *   0       4     n: splits that follow
+ *   4       24*n  per split: index u32, flags u32 (1 ended, 2 idle),
+ *                 max_ts i64, wm i64
+ *
+ * Positions go to the checkpoint's position list (pos_fn), one per split. */
+#define SPLIT_REC 24
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+int sli_source_snapshot(struct sl_ctx *c, sl_buf *splits, sli_pos_fn pos_fn, void *ud)
+{
+    sli_srcinst *si = c->src;
+    const sl_source *src = c->node->src;
+    uint32_t n = si ? (uint32_t)si->n : 0;
+    if (sl_buf_reserve(splits, 4 + (size_t)n * SPLIT_REC)) return SL_ENOMEM;
+    uint8_t *d = (uint8_t *)splits->ptr + splits->len;
+    put_le(d, n, 4);
+    sl_buf pos = {0};
+    int rc = 0;
+    for (uint32_t j = 0; j < n && !rc; j++) {
+        src_split *sp = &si->s[j];
+        uint8_t *r = d + 4 + (size_t)j * SPLIT_REC;
+        put_le(r, (uint32_t)sp->split.index, 4);
+        put_le(r + 4, (sp->ended ? 1u : 0u) | (sp->idle ? 2u : 0u), 4);
+        put_le(r + 8, (uint64_t)sp->max_ts, 8);
+        put_le(r + 16, (uint64_t)sp->wm, 8);
+        pos.len = 0;
+        if (src->position && sp->opened) {
+            rc = src->position(c, sp->reader, &pos);
+            if (rc < 0) {
+                rc = sl_ctx_fail(c, rc, "split %d: position() failed: %s", sp->split.index,
+                                 sl_strerror(rc));
+                break;
+            }
+            rc = 0;
+        }
+        if (pos.len > UINT32_MAX) rc = SL_ERANGE;
+        if (!rc) rc = pos_fn(ud, (uint32_t)sp->split.index, pos.ptr, (uint32_t)pos.len);
+    }
+    sl_buf_free(&pos);
+    if (!rc) splits->len += 4 + (size_t)n * SPLIT_REC;
+    return rc;
+}
+
+static src_split *find_split(sli_srcinst *si, uint32_t index)
+{
+    for (int j = 0; si && j < si->n; j++)
+        if ((uint32_t)si->s[j].split.index == index) return &si->s[j];
+    return NULL;
+}
+
+int sli_source_restore_splits(struct sl_ctx *c, const void *data, size_t len)
+{
+    const uint8_t *d = data;
+    if (len < 4 || (len - 4) / SPLIT_REC != get_le(d, 4) || (len - 4) % SPLIT_REC)
+        return sl_ctx_fail(c, SL_ECORRUPT, "checkpoint: split section of %zu bytes is malformed",
+                           len);
+    uint32_t n = (uint32_t)get_le(d, 4);
+    for (uint32_t k = 0; k < n; k++) {
+        const uint8_t *r = d + 4 + (size_t)k * SPLIT_REC;
+        src_split *sp = find_split(c->src, (uint32_t)get_le(r, 4));
+        if (!sp) continue; /* another instance's split */
+        sp->max_ts = (int64_t)get_le(r + 8, 8);
+        sp->wm = (int64_t)get_le(r + 16, 8);
+        c->restored_src = 1;
+    }
+    return 0;
+}
+
+int sli_source_restore_position(struct sl_ctx *c, uint32_t index, const void *pos, size_t len)
+{
+    src_split *sp = find_split(c->src, index);
+    if (!sp) return 1;
+    const sl_source *src = c->node->src;
+    if (!len) return 0; /* a source without positions: it starts over */
+    if (!src->seek)
+        return sl_ctx_fail(c, SL_EINVAL,
+                           "split %u: the source cannot seek, so it cannot resume from a "
+                           "checkpoint",
+                           index);
+    int rc = src->seek(c, sp->reader, pos, len);
+    if (rc < 0 && !c->err)
+        sl_ctx_fail(c, rc, "split %u: cannot resume from the checkpoint's position: %s", index,
+                    sl_strerror(rc));
+    c->restored_src = 1;
+    return rc < 0 ? rc : 0;
+}

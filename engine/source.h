@@ -32,4 +32,16 @@ int sli_source_step(struct sl_ctx *c);
 int sli_source_announce(struct sl_ctx *c);
 void sli_source_node_free(struct sl_node *n);
 
+/* Checkpoints (coord.c). Snapshot: append the instance's split states (the
+ * SPLITS section drawn in source.c) to splits and hand each split's position
+ * to pos_fn. Inside the source task's activation, between polls. */
+typedef int (*sli_pos_fn)(void *ud, uint32_t split, const void *pos, uint32_t len);
+int sli_source_snapshot(struct sl_ctx *c, sl_buf *splits, sli_pos_fn pos_fn, void *ud);
+/* Restore, after open and before the first poll: the split states of a
+ * SPLITS section (splits of other instances are skipped), and split index's
+ * position (1: not c's split). The first step then announces the restored
+ * watermark before any record. */
+int sli_source_restore_splits(struct sl_ctx *c, const void *data, size_t len);
+int sli_source_restore_position(struct sl_ctx *c, uint32_t index, const void *pos, size_t len);
+
 #endif

@@ -57,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "engine/coord.h"
 #include "engine/wakeup.h"
 #include "engine/pool.h"
 #include "engine/sched.h"
@@ -408,6 +409,13 @@ static int task_barrier(sl_task *t, uint64_t id)
             return rc;
         }
     }
+    if (p->chk) {
+        int rc = sli_coord_barrier(t, id);
+        if (rc < 0) {
+            task_error(t, t->root, rc);
+            return rc;
+        }
+    }
     /* Forward on network edges only: chained instances were handled above. */
     for (int i = 0; i < t->n_insts; i++) {
         int rc = inst_control_out(t->insts[i], SL_MSG_BARRIER, (int64_t)id, NULL);
@@ -544,6 +552,11 @@ static int source_step(sl_task *t)
     sl_pipeline *p = t->p;
     /* Send every requested barrier, in order, so that each channel carries
      * each id and alignment downstream can match them one by one. */
+    if (c->restored_src) { /* resumed: the restored watermark before any record */
+        c->restored_src = 0;
+        int rc = t->src_announce(c);
+        if (rc) return rc;
+    }
     uint64_t want = atomic_load(&t->inject_barrier);
     while (t->barrier_sent < want) {
         int rc = task_barrier(t, ++t->barrier_sent);
@@ -631,6 +644,7 @@ int sli_task_activate(sl_task *t)
     }
     if (t->ended && !t->blocked) {
         t->finished = 1;
+        if (p->chk) sli_coord_task_finished(t);
         sli_task_finished(t);
         return 0;
     }

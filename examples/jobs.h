@@ -55,6 +55,16 @@ typedef struct jobs_common {
     int threads;     /* --threads N: worker threads; 0: the pipeline's default */
     int parallelism; /* --parallelism P: instances per operator; 0: 1 */
     int explain;     /* --explain: print the physical plan instead of running */
+    /* Checkpoints: --checkpoint-dir DIR (NULL: none), --checkpoint-interval,
+     * --checkpoint-timeout (ms; 0: the engine's default), --checkpoint-keep,
+     * --from-checkpoint PATH, --guarantee (enum sl_guarantee, when
+     * guarantee_set). */
+    const char *checkpoint_dir;
+    int64_t checkpoint_interval, checkpoint_timeout;
+    unsigned checkpoint_keep;
+    const char *from_checkpoint;
+    int guarantee, guarantee_set;
+    const char *chk_opt_given; /* a --checkpoint-* option given (for the check) */
 } jobs_common;
 
 /* --explain: print sl_pipeline_explain(p) on stdout and return 0 (1 after an
@@ -74,15 +84,32 @@ int job_ysb(int argc, char **argv, const jobs_runner *r);
 /* --- option parsing ----------------------------------------------------------------- */
 
 /* getopt_long values of the common options (above any character). */
-enum { JOBS_OPT_THREADS = 0x1000, JOBS_OPT_PARALLELISM, JOBS_OPT_EXPLAIN, JOBS_OPT_FIRST_FREE };
+enum {
+    JOBS_OPT_THREADS = 0x1000,
+    JOBS_OPT_PARALLELISM,
+    JOBS_OPT_EXPLAIN,
+    JOBS_OPT_CHK_DIR,
+    JOBS_OPT_CHK_INTERVAL,
+    JOBS_OPT_CHK_TIMEOUT,
+    JOBS_OPT_CHK_KEEP,
+    JOBS_OPT_CHK_FROM,
+    JOBS_OPT_GUARANTEE,
+    JOBS_OPT_FIRST_FREE
+};
 
 /* Entries for a job's struct option table (before its {0} terminator). */
-#define JOBS_COMMON_OPTIONS                                             \
-    {"threads", required_argument, NULL, JOBS_OPT_THREADS},             \
-        {"parallelism", required_argument, NULL, JOBS_OPT_PARALLELISM}, \
-        {"explain", no_argument, NULL, JOBS_OPT_EXPLAIN},               \
-    {                                                                   \
-        "help", no_argument, NULL, 'h'                                  \
+#define JOBS_COMMON_OPTIONS                                                      \
+    {"threads", required_argument, NULL, JOBS_OPT_THREADS},                      \
+        {"parallelism", required_argument, NULL, JOBS_OPT_PARALLELISM},          \
+        {"explain", no_argument, NULL, JOBS_OPT_EXPLAIN},                        \
+        {"checkpoint-dir", required_argument, NULL, JOBS_OPT_CHK_DIR},           \
+        {"checkpoint-interval", required_argument, NULL, JOBS_OPT_CHK_INTERVAL}, \
+        {"checkpoint-timeout", required_argument, NULL, JOBS_OPT_CHK_TIMEOUT},   \
+        {"checkpoint-keep", required_argument, NULL, JOBS_OPT_CHK_KEEP},         \
+        {"from-checkpoint", required_argument, NULL, JOBS_OPT_CHK_FROM},         \
+        {"guarantee", required_argument, NULL, JOBS_OPT_GUARANTEE},              \
+    {                                                                            \
+        "help", no_argument, NULL, 'h'                                           \
     }
 
 /* Returned by jobs_opt when --help / -h was given. */

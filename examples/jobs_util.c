@@ -88,6 +88,57 @@ int jobs_opt(const char *cmd, int opt, char **argv, jobs_common *c)
         if (!c) break;
         c->explain = 1;
         return 0;
+    case JOBS_OPT_CHK_DIR:
+        if (!c) break;
+        if (!*optarg) {
+            say(cmd, "--checkpoint-dir needs a directory, not an empty string");
+            return 2;
+        }
+        c->checkpoint_dir = optarg;
+        return 0;
+    case JOBS_OPT_CHK_INTERVAL:
+    case JOBS_OPT_CHK_TIMEOUT: {
+        if (!c) break;
+        const char *o =
+            opt == JOBS_OPT_CHK_INTERVAL ? "--checkpoint-interval" : "--checkpoint-timeout";
+        int64_t d;
+        if (jobs_duration(optarg, 0, &d)) {
+            say(cmd, "%s needs a duration above 0 (100ms, 1s, 1m or ms), not '%s'", o, optarg);
+            return 2;
+        }
+        *(opt == JOBS_OPT_CHK_INTERVAL ? &c->checkpoint_interval : &c->checkpoint_timeout) = d;
+        c->chk_opt_given = o;
+        return 0;
+    }
+    case JOBS_OPT_CHK_KEEP:
+        if (!c) break;
+        if (jobs_int(cmd, "--checkpoint-keep", optarg, 1, 1000, &v)) return 2;
+        c->checkpoint_keep = (unsigned)v;
+        c->chk_opt_given = "--checkpoint-keep";
+        return 0;
+    case JOBS_OPT_CHK_FROM:
+        if (!c) break;
+        if (!*optarg) {
+            say(cmd, "--from-checkpoint needs a checkpoint directory, not an empty string");
+            return 2;
+        }
+        c->from_checkpoint = optarg;
+        c->chk_opt_given = "--from-checkpoint";
+        return 0;
+    case JOBS_OPT_GUARANTEE:
+        if (!c) break;
+        if (strcmp(optarg, "exactly-once") == 0)
+            c->guarantee = SL_GUARANTEE_EXACTLY_ONCE;
+        else if (strcmp(optarg, "at-least-once") == 0)
+            c->guarantee = SL_GUARANTEE_AT_LEAST_ONCE;
+        else if (strcmp(optarg, "none") == 0)
+            c->guarantee = SL_GUARANTEE_NONE;
+        else {
+            say(cmd, "--guarantee must be exactly-once, at-least-once or none, not '%s'", optarg);
+            return 2;
+        }
+        c->guarantee_set = 1;
+        return 0;
     case ':':
         bad_option(name, sizeof(name), optopt, argv);
         say(cmd, "%s needs a value", name);
@@ -178,8 +229,45 @@ void jobs_common_apply(const jobs_common *c, sl_pipeline *p)
     if (c->parallelism) sl_pipeline_set_parallelism(p, c->parallelism);
 }
 
+/* The checkpoint options, checked together and given to the pipeline.
+ * Returns 0, or 2 after a usage error line. */
+static int apply_checkpoints(const char *cmd, sl_pipeline *p, const jobs_common *c)
+{
+    if (!c->checkpoint_dir) {
+        if (c->chk_opt_given) {
+            say(cmd, "%s needs --checkpoint-dir", c->chk_opt_given);
+            return 2;
+        }
+        if (c->guarantee_set && c->guarantee > SL_GUARANTEE_NONE) {
+            say(cmd,
+                "--guarantee %s needs --checkpoint-dir (a restart resumes from its checkpoints)",
+                c->guarantee == SL_GUARANTEE_EXACTLY_ONCE ? "exactly-once" : "at-least-once");
+            return 2;
+        }
+        return 0;
+    }
+    if (c->guarantee_set && c->guarantee == SL_GUARANTEE_NONE)
+        return 0; /* checkpoints off, as asked */
+    sl_checkpoint_conf cc = {.dir = c->checkpoint_dir,
+                             .interval_ms = c->checkpoint_interval,
+                             .timeout_ms = c->checkpoint_timeout,
+                             .keep = c->checkpoint_keep,
+                             .from = c->from_checkpoint,
+                             .guarantee =
+                                 c->guarantee_set ? c->guarantee : SL_GUARANTEE_EXACTLY_ONCE};
+    if (sl_pipeline_set_checkpoint(p, &cc)) {
+        say(cmd, "%s", sl_pipeline_errmsg(p));
+        return 2;
+    }
+    return 0;
+}
+
 int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_common *c)
 {
+    if (c) {
+        int rc = apply_checkpoints(cmd, p, c);
+        if (rc) return rc;
+    }
     if (c && c->explain) {
         sl_buf plan = {0};
         int rc = sl_pipeline_explain(p, &plan);

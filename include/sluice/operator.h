@@ -159,6 +159,10 @@ SL_API int sl_ctx_guarantee(const sl_ctx *ctx);
 /* Id of the checkpoint this run resumed from (its restore() calls come right
  * after open()), or 0 for a fresh start. Valid from open() on. */
 SL_API uint64_t sl_ctx_restored_from(const sl_ctx *ctx);
+/* Inside snapshot(): the id of the checkpoint being taken (ids grow by one
+ * per barrier; an aborted checkpoint's id is never committed, a later commit
+ * covers what was staged under it). 0 outside snapshot(). */
+SL_API uint64_t sl_ctx_checkpoint_id(const sl_ctx *ctx);
 
 /* Key bytes of record i of a keyed input (computed by the key_by's key
  * function; points into the record's payload or a per-context buffer valid
@@ -172,6 +176,10 @@ SL_API sl_key_fn sl_ctx_key_fn(sl_ctx *ctx, void **ud);
 /* Engine-owned keyed state with `value_size`-byte values, one table per
  * (instance, name); the engine snapshots and restores it with the operator. */
 SL_API sl_state *sl_ctx_state(sl_ctx *ctx, const char *name, uint32_t value_size);
+/* The same for a table whose values the engine must not copy as they are
+ * (they hold pointers): it is left out of the engine's snapshot, and the
+ * operator's own snapshot / restore hooks must carry what it holds. */
+SL_API sl_state *sl_ctx_state_unmanaged(sl_ctx *ctx, const char *name, uint32_t value_size);
 
 /* Register an event-time timer for key (hash, key): timer() is called once
  * the watermark reaches ts. Setting the same (key, ts) twice fires once. */

@@ -999,7 +999,7 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
     size_t a8 = (w->acc_size + 7u) & ~(size_t)7;
     w->sstride = 8 + a8 * (w->blocks ? 2 : 1);
     w->xsize = (w->blocks || w->early_ms) ? (uint32_t)KEXT : 0;
-    w->slices = sl_ctx_state(ctx, "slices", (uint32_t)sizeof(khdr *));
+    w->slices = sl_ctx_state_unmanaged(ctx, "slices", (uint32_t)sizeof(khdr *));
     w->fea_W = w->eb_W = SL_TIME_MIN;
     w->fea = first_end_after_calc(w, SL_TIME_MIN);
     w->eb = expired_below_calc(w, SL_TIME_MIN);
