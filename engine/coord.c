@@ -877,7 +877,15 @@ static int restore_instance(sl_pipeline *p, struct sl_ctx *x)
         if (rc) return rc;
     }
     if (is_src) {
-        size_t np = sli_chk_reader_npositions(r);
+        size_t np = sli_chk_reader_npositions(r), mine = 0;
+        for (size_t i = 0; i < np; i++)
+            mine += strcmp(sli_chk_reader_position_at(r, i)->node, x->node->name) == 0;
+        if (mine != (size_t)sli_source_n_splits(x))
+            return sl_ctx_fail(x, SL_EINVAL,
+                               "checkpoint %" PRIu64 " has %zu splits of source '%s' but it has %d "
+                               "now (its splits depend on its parallelism or its input changed): "
+                               "restore it as it was",
+                               c->restored_from, mine, x->node->name, sli_source_n_splits(x));
         for (size_t i = 0; i < np; i++) {
             const sli_chk_position *e = sli_chk_reader_position_at(r, i);
             if (strcmp(e->node, x->node->name) != 0) continue;

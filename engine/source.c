@@ -664,3 +664,8 @@ int sli_source_restore_position(struct sl_ctx *c, uint32_t index, const void *po
     c->restored_src = 1;
     return rc < 0 ? rc : 0;
 }
+
+int sli_source_n_splits(const struct sl_ctx *c)
+{
+    return c->node->srcnode ? c->node->srcnode->n : 0;
+}

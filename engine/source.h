@@ -42,6 +42,8 @@ int sli_source_snapshot(struct sl_ctx *c, sl_buf *splits, sli_pos_fn pos_fn, voi
  * position (1: not c's split). The first step then announces the restored
  * watermark before any record. */
 int sli_source_restore_splits(struct sl_ctx *c, const void *data, size_t len);
+/* Splits the source node listed (after the first instance opened). */
+int sli_source_n_splits(const struct sl_ctx *c);
 int sli_source_restore_position(struct sl_ctx *c, uint32_t index, const void *pos, size_t len);
 
 #endif
