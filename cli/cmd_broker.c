@@ -8,8 +8,10 @@
  *   sluice topic repair NAME [-p PARTITION]   cut a corrupt active segment, or give
  *                                             up offsets whose segment is gone
  *   sluice produce TOPIC [-K SEP] [-p PARTITION]          lines from stdin
+ *                        [--transactional-id ID [--transaction-timeout MS]]
  *   sluice consume TOPIC [-p PARTITION] [-o beginning|end|OFFSET|-N] [-G GROUP]
  *                        [-e] [-c COUNT] [-f FORMAT]
+ *                        [--isolation read_committed|read_uncommitted]
  *
  * All take --dir DIR (default $SLUICE_DIR, else ./sluice-data). They speak
  * like kcat where they can: -K splits key and value at the first SEP, -f takes
@@ -40,6 +42,15 @@
  * committed, so the group reads them again (at least once, never lost).
  * stdout is flushed after every pass over the partitions (at most a burst of
  * 4096 records each), so a failure loses the progress of one pass at most.
+ *
+ * Transactions: produce --transactional-id writes all of stdin in one
+ * transaction, committed at its end (aborted after a bad line: nothing of
+ * the run is visible to read_committed readers); each chunk read from stdin
+ * is appended as one batch per partition. consume reads read_committed by
+ * default (stops at the last stable offset; -e exits there). topic describe
+ * and consume first abort the transactions of the directory that are past
+ * their timeout (sl_txn_abort_expired), so a crashed producer's transaction
+ * does not hold readers back for longer than its timeout.
  *
  * Threads: single-threaded; consume waits in poll(2) on the readers' inotify
  * descriptors, and SIGINT/SIGTERM end it cleanly (committing with -G).
@@ -110,9 +121,23 @@ static void print_size(char *buf, size_t cap, int64_t v)
         snprintf(buf, cap, "%" PRId64, v);
 }
 
+/* Abort the directory's expired transactions (before reading); a failure
+ * is a warning: reading goes on. */
+static void abort_expired(const char *cmd, sl_broker *b)
+{
+    int rc = sl_txn_abort_expired(b, 0);
+    if (rc < 0)
+        fprintf(stderr, "sluice %s: warning: cannot abort expired transactions: %s\n", cmd,
+                sl_broker_errmsg(b));
+    else if (rc > 0)
+        fprintf(stderr, "sluice %s: aborted %d transaction%s past %s timeout\n", cmd, rc,
+                rc == 1 ? "" : "s", rc == 1 ? "its" : "their");
+}
+
 static int topic_describe(const char *cmd, sl_broker *b, const char *name)
 {
     sl_topic_info *ti;
+    abort_expired(cmd, b);
     int rc = sl_topic_describe(b, name, &ti);
     if (rc < 0) {
         fprintf(stderr, "sluice %s: %s\n", cmd, sl_broker_errmsg(b));
@@ -129,12 +154,13 @@ static int topic_describe(const char *cmd, sl_broker *b, const char *name)
            "segment.bytes=%" PRId64 "\n",
            ti->name, ti->partition_count, ti->partition_count == 1 ? "" : "s",
            ti->conf.compact ? "compacted" : "not compacted", rb, rm, fs, ti->conf.segment_bytes);
-    printf("%9s %14s %14s %14s %8s\n", "partition", "first_offset", "next_offset", "size_bytes",
-           "segments");
+    printf("%9s %14s %14s %14s %8s %14s\n", "partition", "first_offset", "next_offset",
+           "size_bytes", "segments", "last_stable");
     for (int32_t p = 0; p < ti->partition_count; p++) {
         const sl_partition_info *pi = &ti->partitions[p];
-        printf("%9d %14" PRId64 " %14" PRId64 " %14" PRId64 " %8d\n", pi->partition,
-               pi->first_offset, pi->next_offset, pi->size_bytes, pi->segments);
+        printf("%9d %14" PRId64 " %14" PRId64 " %14" PRId64 " %8d %14" PRId64 "\n", pi->partition,
+               pi->first_offset, pi->next_offset, pi->size_bytes, pi->segments,
+               pi->last_stable_offset);
     }
     sl_topic_info_free(ti);
     return 0;
@@ -355,18 +381,90 @@ int cli_topic(int argc, char **argv)
 static void produce_usage(FILE *f)
 {
     fprintf(f, "usage: sluice produce TOPIC [-K SEP] [-p PARTITION] [--dir DIR]\n"
+               "                      [--transactional-id ID [--transaction-timeout MS]]\n"
                "\n"
                "Appends each line of stdin (without its newline) as one record.\n"
                "  -K SEP        the text before the first SEP is the key, the rest the value\n"
                "                (a line without SEP has no key), as in kcat\n"
                "  -p PARTITION  append to this partition; default: by key (Kafka's murmur2\n"
                "                partitioner), round-robin for lines without a key\n"
+               "  --transactional-id ID\n"
+               "                write all of stdin in one transaction of ID, committed at\n"
+               "                its end; opening ID aborts what an earlier producer of ID\n"
+               "                left open\n"
+               "  --transaction-timeout MS\n"
+               "                the broker aborts this transaction once it is open longer\n"
+               "                (default 900000: 15 minutes)\n"
                "  --dir DIR     broker directory (default $SLUICE_DIR, else ./sluice-data)\n"
                "A bad line (too large, no key for a compacted topic) stops at that line;\n"
-               "the lines before it have been produced.\n");
+               "the lines before it have been produced (with --transactional-id: the\n"
+               "transaction is aborted, nothing of the run is committed).\n");
 }
 
-static int produce_line(sl_producer *p, int32_t part, const char *sep, size_t seplen,
+/* Lines of the current chunk of stdin for a transactional producer: the
+ * records point into the input buffer and are appended, one batch per
+ * partition, before it moves (txq_flush). */
+typedef struct txq {
+    sl_txn_producer *tp;
+    int32_t nparts;
+    uint32_t rr;
+    sl_record *recs, *sorted;
+    int32_t *part;
+    size_t n, cap;
+    size_t *count; /* per partition */
+} txq;
+
+static int txq_push(txq *q, int32_t part, const sl_record *r)
+{
+    if (q->n == q->cap) {
+        size_t nc = q->cap ? 2 * q->cap : 1024;
+        sl_record *a = realloc(q->recs, nc * sizeof *a);
+        if (a) q->recs = a;
+        sl_record *b2 = realloc(q->sorted, nc * sizeof *b2);
+        if (b2) q->sorted = b2;
+        int32_t *c = realloc(q->part, nc * sizeof *c);
+        if (c) q->part = c;
+        if (!a || !b2 || !c) {
+            fprintf(stderr, "sluice produce: out of memory\n");
+            return 1;
+        }
+        q->cap = nc;
+    }
+    if (part < 0)
+        part = r->key ? sl_partition_for_key(r->key, r->key_len, q->nparts)
+                      : (int32_t)(q->rr++ % (uint32_t)q->nparts);
+    q->recs[q->n] = *r;
+    q->part[q->n++] = part;
+    return 0;
+}
+
+static int txq_flush(txq *q)
+{
+    if (q->n == 0) return 0;
+    memset(q->count, 0, (size_t)q->nparts * sizeof *q->count);
+    for (size_t i = 0; i < q->n; i++) q->count[q->part[i]]++;
+    size_t at = 0;
+    for (int32_t p = 0; p < q->nparts; p++) {
+        size_t c = q->count[p];
+        q->count[p] = at;
+        at += c;
+    }
+    for (size_t i = 0; i < q->n; i++) q->sorted[q->count[q->part[i]]++] = q->recs[i];
+    size_t from = 0;
+    for (int32_t p = 0; p < q->nparts; p++) {
+        size_t to = q->count[p];
+        if (to > from && sl_txn_producer_append(q->tp, p, q->sorted + from, to - from, NULL) < 0) {
+            fprintf(stderr, "sluice produce: %s\n", sl_txn_producer_errmsg(q->tp));
+            q->n = 0;
+            return 1;
+        }
+        from = to;
+    }
+    q->n = 0;
+    return 0;
+}
+
+static int produce_line(sl_producer *p, txq *q, int32_t part, const char *sep, size_t seplen,
                         const char *line, size_t len, long long lineno)
 {
     sl_record r = {.timestamp = SL_TIMESTAMP_NONE};
@@ -381,6 +479,7 @@ static int produce_line(sl_producer *p, int32_t part, const char *sep, size_t se
             r.value_len = len - r.key_len - seplen;
         }
     }
+    if (q) return txq_push(q, part, &r);
     if (sl_producer_send(p, part, &r, NULL) < 0) {
         fprintf(stderr, "sluice produce: line %lld: %s\n", lineno, sl_producer_errmsg(p));
         return 1;
@@ -390,11 +489,15 @@ static int produce_line(sl_producer *p, int32_t part, const char *sep, size_t se
 
 int cli_produce(int argc, char **argv)
 {
-    enum { O_DIR = JOBS_OPT_FIRST_FREE };
+    enum { O_DIR = JOBS_OPT_FIRST_FREE, O_TID, O_TTIMEOUT };
     static const struct option opts[] = {
-        {"dir", required_argument, NULL, O_DIR}, {"help", no_argument, NULL, 'h'}, {0}};
-    const char *dir = NULL, *topic = NULL, *sep = NULL;
-    long long part = SL_PARTITION_ANY;
+        {"dir", required_argument, NULL, O_DIR},
+        {"transactional-id", required_argument, NULL, O_TID},
+        {"transaction-timeout", required_argument, NULL, O_TTIMEOUT},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    const char *dir = NULL, *topic = NULL, *sep = NULL, *tid = NULL;
+    long long part = SL_PARTITION_ANY, ttimeout = -1;
     int opt, ret;
     jobs_getopt_reset();
     while ((opt = jobs_getopt(argc, argv, ":hK:p:", opts)) != -1) {
@@ -412,6 +515,17 @@ int cli_produce(int argc, char **argv)
         case 'p':
             if (jobs_int("produce", "-p", optarg, 0, SL_PARTITIONS_MAX - 1, &part)) return 2;
             break;
+        case O_TID:
+            tid = optarg;
+            if (!*tid) {
+                fprintf(stderr, "sluice produce: --transactional-id needs a non-empty id\n");
+                return 2;
+            }
+            break;
+        case O_TTIMEOUT:
+            if (jobs_int("produce", "--transaction-timeout", optarg, 1, INT64_MAX, &ttimeout))
+                return 2;
+            break;
         default:
             if ((ret = jobs_opt("produce", opt, argv, NULL)) == JOBS_HELP) {
                 produce_usage(stdout);
@@ -426,11 +540,16 @@ int cli_produce(int argc, char **argv)
         fprintf(stderr, "sluice produce: missing TOPIC (sluice produce --help)\n");
         return 2;
     }
+    if (ttimeout > 0 && !tid) {
+        fprintf(stderr, "sluice produce: --transaction-timeout needs --transactional-id\n");
+        return 2;
+    }
     sl_broker *b = open_broker("produce", jobs_broker_dir(dir), 0);
     if (!b) return 1;
     sl_producer *p = NULL;
+    txq tq = {0}, *q = NULL;
     int status = 0;
-    int rc = sl_producer_open(&p, b, topic);
+    int rc = tid ? sl_txn_producer_open(&tq.tp, b, topic, tid) : sl_producer_open(&p, b, topic);
     if (rc < 0) {
         fprintf(stderr, "sluice produce: %s\n", sl_broker_errmsg(b));
         sl_broker_close(b);
@@ -443,7 +562,22 @@ int cli_produce(int argc, char **argv)
                     topic, part, ti->partition_count, ti->partition_count - 1);
             status = 2;
         }
+        tq.nparts = ti->partition_count;
         sl_topic_info_free(ti);
+    } else if (tid) {
+        fprintf(stderr, "sluice produce: %s\n", sl_broker_errmsg(b));
+        status = 1;
+    }
+    if (tq.tp) {
+        q = &tq;
+        if (status == 0 && !(tq.count = calloc((size_t)tq.nparts, sizeof *tq.count))) {
+            fprintf(stderr, "sluice produce: out of memory\n");
+            status = 1;
+        }
+        if (status == 0 && ttimeout > 0 && sl_txn_producer_set_timeout(tq.tp, ttimeout) < 0) {
+            fprintf(stderr, "sluice produce: %s\n", sl_txn_producer_errmsg(tq.tp));
+            status = 2;
+        }
     }
     size_t seplen = sep ? strlen(sep) : 0;
     size_t cap = 1 << 20, have = 0;
@@ -478,25 +612,42 @@ int cli_produce(int argc, char **argv)
             break;
         }
         if (n == 0) {
-            if (have > 0) status = produce_line(p, (int32_t)part, sep, seplen, buf, have, ++lineno);
+            if (have > 0)
+                status = produce_line(p, q, (int32_t)part, sep, seplen, buf, have, ++lineno);
+            if (q && status == 0) status = txq_flush(q);
             break;
         }
         size_t start = 0, end = have + (size_t)n;
         for (size_t i = have; i < end && status == 0; i++) {
             if (buf[i] != '\n') continue;
-            status = produce_line(p, (int32_t)part, sep, seplen, buf + start, i - start, ++lineno);
+            status =
+                produce_line(p, q, (int32_t)part, sep, seplen, buf + start, i - start, ++lineno);
             start = i + 1;
         }
+        if (q && status == 0) status = txq_flush(q); /* before the lines move */
         memmove(buf, buf + start, end - start);
         have = end - start;
         /* Input paused (a terminal, a slow pipe): make what we have visible. */
-        if (status == 0 && (size_t)n < (cap - have) / 2 && sl_producer_flush(p) < 0) {
+        if (!q && status == 0 && (size_t)n < (cap - have) / 2 && sl_producer_flush(p) < 0) {
             fprintf(stderr, "sluice produce: %s\n", sl_producer_errmsg(p));
             status = 1;
         }
     }
     free(buf);
-    if (sl_producer_close(p) < 0 && status == 0) {
+    if (q) {
+        rc = status == 0 ? sl_txn_producer_commit(tq.tp) : sl_txn_producer_abort(tq.tp);
+        if (rc < 0) {
+            fprintf(
+                stderr, "sluice produce: %s %s\n",
+                status == 0 ? "commit failed:" : "abort failed:", sl_txn_producer_errmsg(tq.tp));
+            if (status == 0) status = 1;
+        }
+        sl_txn_producer_close(tq.tp);
+        free(tq.recs);
+        free(tq.sorted);
+        free(tq.part);
+        free(tq.count);
+    } else if (sl_producer_close(p) < 0 && status == 0) {
         fprintf(stderr, "sluice produce: %s\n", sl_producer_errmsg(p));
         status = 1;
     }
@@ -522,6 +673,7 @@ static void consume_usage(FILE *f)
     fprintf(f,
             "usage: sluice consume TOPIC [-p PARTITION] [-o beginning|end|OFFSET|-N] [-G GROUP]\n"
             "                      [-e] [-c COUNT] [-f FORMAT] [--dir DIR]\n"
+            "                      [--isolation read_committed|read_uncommitted]\n"
             "\n"
             "Prints the records of a topic and follows it as it grows.\n"
             "  -p PARTITION  only this partition (default: all, or the group's share)\n"
@@ -530,12 +682,18 @@ static void consume_usage(FILE *f)
             "  -G GROUP      consume as a member of GROUP: members share the partitions\n"
             "                (member i of n takes p %% n == i) and offsets are committed\n"
             "  -e            exit at the end of the log instead of waiting for more\n"
+            "                (read_committed: at the last stable offset)\n"
             "  -c COUNT      exit after COUNT records\n"
             "  -f FORMAT     kcat format: %%t topic, %%p partition, %%o offset, %%k key,\n"
             "                %%s value, %%T timestamp (ms), %%K key size, %%S value size,\n"
             "                %%%% percent, \\n newline, \\t tab (default '%%s\\n')\n"
+            "  --isolation read_committed (default): records of committed transactions\n"
+            "                only, stopping at a transaction still open; read_uncommitted:\n"
+            "                every record, aborted transactions' too\n"
             "  --dir DIR     broker directory (default $SLUICE_DIR, else ./sluice-data)\n");
 }
+
+static int consume_isolation = SL_READ_COMMITTED;
 
 static int check_format(const char *fmt)
 {
@@ -690,8 +848,11 @@ static int set_partitions(sl_broker *b, const char *topic, const char *group, lo
             free(nv);
             return 1;
         }
-        if (sl_log_reader_open(&nv[i].r, b, topic, parts[i], off) < 0) {
-            fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
+        if (sl_log_reader_open(&nv[i].r, b, topic, parts[i], off) < 0 ||
+            sl_log_reader_set_isolation(nv[i].r, consume_isolation) < 0) {
+            fprintf(stderr, "sluice consume: %s\n",
+                    nv[i].r ? sl_log_reader_errmsg(nv[i].r) : sl_broker_errmsg(b));
+            sl_log_reader_close(nv[i].r);
             for (size_t k = 0; k < i; k++) sl_log_reader_close(nv[k].r);
             free(nv);
             return 1;
@@ -710,9 +871,12 @@ static int set_partitions(sl_broker *b, const char *topic, const char *group, lo
 
 int cli_consume(int argc, char **argv)
 {
-    enum { O_DIR = JOBS_OPT_FIRST_FREE };
-    static const struct option opts[] = {
-        {"dir", required_argument, NULL, O_DIR}, {"help", no_argument, NULL, 'h'}, {0}};
+    enum { O_DIR = JOBS_OPT_FIRST_FREE, O_ISOLATION };
+    static const struct option opts[] = {{"dir", required_argument, NULL, O_DIR},
+                                         {"isolation", required_argument, NULL, O_ISOLATION},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
+    consume_isolation = SL_READ_COMMITTED;
     const char *dir = NULL, *topic = NULL, *group = NULL, *fmt = "%s\\n";
     long long part = -1, count = -1, o = SL_OFFSET_BEGINNING;
     bool o_rel = false, exit_at_end = false;
@@ -723,6 +887,19 @@ int cli_consume(int argc, char **argv)
         switch (opt) {
         case O_DIR:
             if (jobs_dir_opt("consume", v, &dir)) return 2;
+            break;
+        case O_ISOLATION:
+            if (!strcmp(v, "read_committed")) {
+                consume_isolation = SL_READ_COMMITTED;
+            } else if (!strcmp(v, "read_uncommitted")) {
+                consume_isolation = SL_READ_UNCOMMITTED;
+            } else {
+                fprintf(stderr,
+                        "sluice consume: --isolation: unknown level '%s' (read_committed or "
+                        "read_uncommitted)\n",
+                        v);
+                return 2;
+            }
             break;
         case 'p':
             if (jobs_int("consume", "-p", v, 0, SL_PARTITIONS_MAX - 1, &part)) return 2;
@@ -771,6 +948,7 @@ int cli_consume(int argc, char **argv)
     size_t ncp = 0;
     int32_t *parts = NULL;
     int rc = sl_topic_describe(b, topic, &ti);
+    if (rc == 0) abort_expired("consume", b);
     if (rc < 0) {
         fprintf(stderr, "sluice consume: %s\n", sl_broker_errmsg(b));
         status = exit_for(rc);

@@ -540,7 +540,8 @@ int slb_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_
 }
 
 int slb_log_append_marker(sl_broker *b, const char *topic, int32_t partition,
-                          const sl_producer_ref *pr, int type, int64_t *offset)
+                          const sl_producer_ref *pr, int type, bool only_open, bool keep,
+                          int64_t *offset)
 {
     slb_wtopic *wt;
     int rc = get_wtopic(b, topic, false, &wt);
@@ -550,8 +551,24 @@ int slb_log_append_marker(sl_broker *b, const char *topic, int32_t partition,
         return SL_ERANGE;
     }
     slb_plog *l;
-    if ((rc = get_writer(b, wt, partition, &l)) < 0) return rc;
-    return slb_plog_append_marker(l, pr, type, offset, b->errmsg);
+    if (keep || wt->parts[partition]) {
+        if ((rc = get_writer(b, wt, partition, &l)) < 0) return rc;
+        return slb_plog_append_marker(l, pr, type, only_open, offset, b->errmsg);
+    }
+    /* A writer for this marker alone: its lock is released at once. */
+    char pdir[SLB_PATH_CAP];
+    slb_part_dir(pdir, sizeof pdir, b, wt->name, partition);
+    if ((rc = slb_plog_open(&l, pdir, wt->name, partition, &wt->conf, false, slb_plog_clean_locked,
+                            b->errmsg)) < 0)
+        return rc;
+    rc = slb_plog_append_marker(l, pr, type, only_open, offset, b->errmsg);
+    char cerr[SLB_ERRLEN];
+    int crc = slb_plog_close(l, cerr);
+    if (rc >= 0 && crc < 0) {
+        memcpy(b->errmsg, cerr, sizeof cerr);
+        rc = crc;
+    }
+    return rc;
 }
 
 int sl_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_record *recs,

@@ -45,9 +45,15 @@ void slb_part_dir(char *buf, size_t cap, const sl_broker *b, const char *topic, 
  * for transactional producers (txn.c). */
 int slb_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_producer_ref *pr,
                    uint8_t txn_attrs, const sl_record *recs, size_t n, int64_t *base_offset);
-/* Write a transaction marker (SLB_MARKER_*) to a partition (log.h). */
+/* Write a transaction marker (SLB_MARKER_*) to a partition
+ * (slb_plog_append_marker: with only_open, 1 and nothing written when the
+ * producer has no open transaction there). With keep, or when b writes the
+ * partition already, through b's writer of it (its lock kept until
+ * sl_broker_close); else through a writer opened for this marker alone
+ * (SL_EBUSY when another writer holds the partition). */
 int slb_log_append_marker(sl_broker *b, const char *topic, int32_t partition,
-                          const sl_producer_ref *pr, int type, int64_t *offset);
+                          const sl_producer_ref *pr, int type, bool only_open, bool keep,
+                          int64_t *offset);
 /* Create a topic (internal topics too). */
 int slb_topic_create(sl_broker *b, const char *name, const sl_topic_conf *conf, bool internal);
 

@@ -51,7 +51,8 @@ sl_bytes sl_broker_rec_value(sl_bytes rec)
  *   offset  size  field
  *   0       4     partition (int32)
  *   4       8     end: with until_end, the first offset not to read (the
- *                 partition's end as of the start, as kcat -e); else -1
+ *                 partition's end as of the start, as kcat -e; its last
+ *                 stable offset under read_committed); else -1
  */
 typedef struct bsplit {
     int32_t partition;
@@ -75,6 +76,10 @@ static int bsrc_enumerate(sl_split_enum *e, void *conf)
     const sl_broker_source_conf *c = conf;
     if (!c || !c->dir || !c->topic)
         return sl_split_fail(e, SL_EINVAL, "needs a directory and a topic");
+    if (c->isolation != SL_READ_COMMITTED && c->isolation != SL_READ_UNCOMMITTED)
+        return sl_split_fail(e, SL_EINVAL,
+                             "isolation %d is neither SL_READ_COMMITTED nor SL_READ_UNCOMMITTED",
+                             c->isolation);
     sl_broker *b = NULL;
     sl_topic_info *info = NULL;
     int rc = sl_broker_open(&b, c->dir, 0);
@@ -88,7 +93,10 @@ static int bsrc_enumerate(sl_split_enum *e, void *conf)
     }
     for (int32_t p = 0; p < info->partition_count && !rc; p++) {
         unsigned char d[12];
-        int64_t end = c->until_end ? info->partitions[p].next_offset : -1;
+        const sl_partition_info *pi = &info->partitions[p];
+        int64_t end = !c->until_end                         ? -1
+                      : c->isolation == SL_READ_UNCOMMITTED ? pi->next_offset
+                                                            : pi->last_stable_offset;
         memcpy(d, &p, 4);
         memcpy(d + 4, &end, 8);
         rc = sl_split_add(e, d, sizeof(d));
@@ -133,6 +141,10 @@ static int bsrc_open(sl_ctx *ctx, const sl_split *split, void **self)
     }
     if ((rc = sl_log_reader_open(&s->r, s->b, c->topic, s->d.partition, c->start)) != 0) {
         rc = sl_ctx_fail(ctx, rc, "%s", sl_broker_errmsg(s->b));
+        goto fail;
+    }
+    if ((rc = sl_log_reader_set_isolation(s->r, c->isolation)) != 0) {
+        rc = sl_ctx_fail(ctx, rc, "%s", sl_log_reader_errmsg(s->r));
         goto fail;
     }
     *self = s;

@@ -902,8 +902,11 @@ static int pstate_note(slb_plog *l, const slb_batch_hdr *h)
         st = &l->pst[l->npst++];
         st->pid = h->producer_id;
         st->epoch = -1;
+        st->txn_open = false;
+        st->txn_first = -1;
     }
     if (h->attributes & SLB_ATTR_CONTROL) {
+        st->txn_open = false; /* a marker ends the id's transaction, whatever its epoch */
         if (h->producer_epoch > st->epoch) { /* nothing of this epoch yet: expect 0 */
             st->epoch = h->producer_epoch;
             st->base_seq = -2;
@@ -912,6 +915,10 @@ static int pstate_note(slb_plog *l, const slb_batch_hdr *h)
             st->count = 0;
         }
         return 0;
+    }
+    if ((h->attributes & SLB_ATTR_TRANSACTIONAL) && !st->txn_open) {
+        st->txn_open = true;
+        st->txn_first = h->base_offset;
     }
     st->epoch = h->producer_epoch;
     st->base_seq = h->base_sequence;
@@ -963,13 +970,25 @@ int slb_plog_append(slb_plog *l, const sl_producer_ref *pr, const sl_record *rec
     return slb_plog_append_attrs(l, pr, 0, recs, n, base, err);
 }
 
-int slb_plog_append_marker(slb_plog *l, const sl_producer_ref *pr, int type, int64_t *offset,
-                           char *err)
+int64_t slb_plog_lso_locked(const slb_plog *l)
+{
+    int64_t lso = l->next_offset;
+    for (size_t i = 0; i < l->npst; i++)
+        if (l->pst[i].txn_open && l->pst[i].txn_first < lso) lso = l->pst[i].txn_first;
+    return lso;
+}
+
+int slb_plog_append_marker(slb_plog *l, const sl_producer_ref *pr, int type, bool only_open,
+                           int64_t *offset, char *err)
 {
     pthread_mutex_lock(&l->mu);
     int rc = slb_plog_flush_locked(l, err);
     if (rc < 0) goto out;
     const slb_pstate *st = slb_plog_pstate(l, pr->producer_id);
+    if (only_open && st && !st->txn_open) {
+        rc = 1;
+        goto out;
+    }
     if (pr->producer_id < 0 || pr->epoch < 0) {
         slb_seterr(err, "topic '%s' partition %d: invalid producer id %" PRId64 " or epoch %d",
                    l->topic, l->partition, pr->producer_id, pr->epoch);
@@ -1091,6 +1110,7 @@ void slb_plog_info(slb_plog *l, sl_partition_info *pi)
     pi->size_bytes = 0;
     for (size_t i = 0; i < l->nsegs; i++) pi->size_bytes += l->segs[i].size;
     pi->first_offset = l->segs[0].base;
+    pi->last_stable_offset = slb_plog_lso_locked(l);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -1118,7 +1138,7 @@ int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err)
     }
     pi->segments = (int32_t)n;
     pi->size_bytes = 0;
-    pi->first_offset = pi->next_offset = n ? bases[0] : 0;
+    pi->first_offset = pi->next_offset = pi->last_stable_offset = n ? bases[0] : 0;
     char path[SLB_PATH_CAP];
     for (size_t i = 0; i < n; i++) {
         slb_seg_path(path, sizeof path, pdir, bases[i], "log");
@@ -1134,9 +1154,14 @@ int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err)
                     pi->first_offset = bh.base_offset;
             }
             if (i + 1 == n) {
+                /* A throwaway plog collects the producer states, for the LSO. */
+                slb_plog tl = {.npst = 0};
                 scan_result res;
-                if (scan_segment(fd, bases[i], st.st_size, NULL, true, NULL, &res) == 0)
-                    pi->next_offset = res.next_offset;
+                if (scan_segment(fd, bases[i], st.st_size, NULL, true, &tl, &res) == 0) {
+                    tl.next_offset = pi->next_offset = res.next_offset;
+                    pi->last_stable_offset = slb_plog_lso_locked(&tl);
+                }
+                free(tl.pst);
                 if (n == 1 && res.first_base < 0) pi->first_offset = pi->next_offset;
             }
         }

@@ -49,6 +49,8 @@ typedef struct slb_pstate {
     int32_t base_seq, last_seq; /* sequence numbers of the last batch's first and last slot */
     int64_t base_offset;        /* offset of the last batch's first record */
     uint32_t count;             /* records of the last batch */
+    bool txn_open;              /* a transactional data batch and no marker after it yet */
+    int64_t txn_first;          /* txn_open: offset of its first batch seen here */
 } slb_pstate;
 
 /* Called by the writer after each segment roll, with mu held and nothing
@@ -169,9 +171,16 @@ int slb_plog_append_attrs(slb_plog *l, const sl_producer_ref *pr, uint8_t txn_at
 /* Write a transaction marker (a control batch, batch.h) of type
  * SLB_MARKER_COMMIT or _ABORT for producer pr (its base_sequence is
  * ignored): SL_EFENCED if the partition has seen a newer epoch of the
- * producer id. *offset (may be NULL) gets the marker's offset. */
-int slb_plog_append_marker(slb_plog *l, const sl_producer_ref *pr, int type, int64_t *offset,
-                           char *err);
+ * producer id. *offset (may be NULL) gets the marker's offset. With
+ * only_open, nothing is written (and 1 returned) when the partition's
+ * producer state says the producer id has no open transaction here (a
+ * producer id it has no state for is taken to have one). */
+int slb_plog_append_marker(slb_plog *l, const sl_producer_ref *pr, int type, bool only_open,
+                           int64_t *offset, char *err);
+/* The last stable offset: the first offset of the earliest transaction still
+ * open (as far as the producer state knows it), else the log end. mu held
+ * or l not shared. */
+int64_t slb_plog_lso_locked(const slb_plog *l);
 /* The state of producer pid in l, or NULL. mu held (or l not shared). */
 const slb_pstate *slb_plog_pstate(slb_plog *l, int64_t pid);
 /* fdatasync if dirty and due (interval policy); for the flusher thread. */

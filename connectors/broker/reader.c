@@ -60,6 +60,12 @@
 
 #define RBUF (1 << 20)
 
+/* A transaction seen by the look-ahead: producer id, first offset seen,
+ * and (aborted ones) the offset of its ABORT marker. */
+typedef struct rtxn {
+    int64_t pid, first, last;
+} rtxn;
+
 struct sl_log_reader {
     char errmsg[SLB_ERRLEN];
     char topic[SL_TOPIC_NAME_MAX + 1];
@@ -86,6 +92,12 @@ struct sl_log_reader {
     int64_t batch_next;
     sl_record_header *hdrs;
     size_t hcap;
+    /* read_committed (see "Transactions" above) */
+    int isolation;        /* enum sl_isolation */
+    sl_log_reader *scan;  /* the look-ahead cursor; NULL until first needed */
+    bool scan_on;         /* scan is ahead of this reader (else: at its position) */
+    rtxn *open, *aborted; /* open transactions; aborted ranges not yet passed */
+    size_t nopen, nab, capopen, capab;
 };
 
 static void close_segment(sl_log_reader *r)
@@ -229,6 +241,8 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
     int rc;
     r->pending[0] = '\0';
     r->skip_to = 0;
+    r->scan_on = false; /* read_committed: the look-ahead starts again from here */
+    r->nopen = r->nab = 0;
     for (int attempt = 0;; attempt++) {
         if ((rc = list_segments(r, &bases, &n)) < 0) return rc;
         size_t i = 0;
@@ -325,6 +339,9 @@ void sl_log_reader_close(sl_log_reader *r)
     if (!r) return;
     close_segment(r);
     if (r->ifd >= 0) close(r->ifd);
+    sl_log_reader_close(r->scan);
+    free(r->open);
+    free(r->aborted);
     free(r->buf);
     free(r->hdrs);
     free(r);
@@ -462,47 +479,24 @@ static bool wait_change(sl_log_reader *r, int64_t deadline)
     return true;
 }
 
-int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
+/* Wait for a change (or not, with timeout_ms 0): 0 to look again, SL_EAGAIN
+ * when the time is up. *deadline starts at -2 (not computed yet). */
+static int wait_more(sl_log_reader *r, int timeout_ms, int64_t *deadline)
 {
-    if (!r || !msg) return SL_EINVAL;
-    if (r->pending[0]) return report_corrupt(r, r->pending);
-    int64_t deadline = -2; /* computed when first needed: the fast path reads no clock */
+    if (timeout_ms == 0) return SL_EAGAIN;
+    if (ensure_watch(r)) return 0; /* watching from now on: look once more */
+    if (*deadline == -2) *deadline = timeout_ms < 0 ? -1 : sli_clock_mono_ms() + timeout_ms;
+    /* Events queued before the last look only cause one more look. */
+    return wait_change(r, *deadline) ? 0 : SL_EAGAIN;
+}
+
+/* The next complete, checked batch at r->pos (moving on to the following
+ * segments, waiting as timeout_ms says): 0 with *hp filled and its bytes at
+ * r->buf + (r->pos - r->buf_pos), not consumed; or SL_EAGAIN, SL_ECORRUPT,
+ * ... */
+static int next_batch(sl_log_reader *r, slb_batch_hdr *hp, int timeout_ms, int64_t *deadline)
+{
     for (;;) {
-        if (r->in_batch) {
-            slb_rec rec;
-            int c = slb_iter_next(&r->it, &rec);
-            if (c == 1) {
-                if (rec.offset < r->next_offset) continue;
-                if (rec.header_count > r->hcap) {
-                    sl_record_header *nh = realloc(r->hdrs, rec.header_count * sizeof *nh);
-                    if (!nh) {
-                        slb_seterr(r->errmsg, "out of memory");
-                        return SL_ENOMEM;
-                    }
-                    r->hdrs = nh;
-                    r->hcap = rec.header_count;
-                }
-                if (slb_headers_decode(&rec, r->hdrs) < 0)
-                    return report_corrupt(r, "malformed record headers");
-                msg->partition = r->partition;
-                msg->offset = rec.offset;
-                msg->timestamp = rec.timestamp;
-                msg->key = rec.key;
-                msg->key_len = rec.key_len > 0 ? (size_t)rec.key_len : 0;
-                msg->value = rec.value;
-                msg->value_len = rec.value_len > 0 ? (size_t)rec.value_len : 0;
-                msg->headers = r->hdrs;
-                msg->header_count = rec.header_count;
-                r->next_offset = rec.offset + 1;
-                return 0;
-            }
-            if (c < 0) return report_corrupt(r, "malformed record in a batch with a good CRC");
-            r->in_batch = false;
-            r->pos += r->batch_len;
-            r->seg_prev_end = r->batch_next;
-            if (r->batch_next > r->next_offset) r->next_offset = r->batch_next;
-            continue;
-        }
         size_t avail = fill(r, SLB_HDR_SIZE);
         uint8_t *p = r->buf + (r->pos - r->buf_pos);
         slb_batch_hdr h;
@@ -515,19 +509,8 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
         if (c == 0) {
             const char *why = layout_error(r, &h);
             if (why) return report_corrupt(r, why);
-            if (slb_next_offset(&h) <= r->next_offset || (h.attributes & SLB_ATTR_CONTROL)) {
-                /* Entirely before the wanted offset, or a transaction marker,
-                 * which no reader returns (batch.h). */
-                r->pos += h.length;
-                r->seg_prev_end = slb_next_offset(&h);
-                if (r->seg_prev_end > r->next_offset) r->next_offset = r->seg_prev_end;
-                continue;
-            }
-            slb_iter_init(&r->it, p, &h);
-            r->batch_len = h.length;
-            r->batch_next = slb_next_offset(&h);
-            r->in_batch = true;
-            continue;
+            *hp = h;
+            return 0;
         }
         /* End of the readable data of this segment. */
         discard_tail(r);
@@ -623,10 +606,225 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
         int vf = valid_batch_follows(r);
         if (vf < 0) continue;
         if (vf > 0) return report_corrupt(r, "bad batch followed by valid batches");
-        if (timeout_ms == 0) return SL_EAGAIN;
-        if (ensure_watch(r)) continue; /* watching from now on: look once more */
-        if (deadline == -2) deadline = timeout_ms < 0 ? -1 : sli_clock_mono_ms() + timeout_ms;
-        /* Events queued before the check above only cause one more look. */
-        if (!wait_change(r, deadline)) return SL_EAGAIN;
+        if ((rc = wait_more(r, timeout_ms, deadline)) != 0) return rc;
+    }
+}
+
+/* Step over the batch h at r->pos. */
+static void consume_batch(sl_log_reader *r, const slb_batch_hdr *h)
+{
+    r->pos += h->length;
+    r->seg_prev_end = slb_next_offset(h);
+    if (r->seg_prev_end > r->next_offset) r->next_offset = r->seg_prev_end;
+}
+
+static int add_txn(rtxn **v, size_t *n, size_t *cap, int64_t pid, int64_t first, int64_t last)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 8;
+        rtxn *nv = realloc(*v, nc * sizeof *nv);
+        if (!nv) return SL_ENOMEM;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = (rtxn){pid, first, last};
+    return 0;
+}
+
+/* The look-ahead cursor: a reader of the same partition that never waits. */
+static int scan_make(sl_log_reader *r)
+{
+    sl_log_reader *s = calloc(1, sizeof *s);
+    if (!s || !(s->buf = malloc(RBUF))) {
+        free(s);
+        slb_seterr(r->errmsg, "out of memory");
+        return SL_ENOMEM;
+    }
+    s->cap = RBUF;
+    s->fd = -1;
+    s->ifd = -1;
+    s->no_inotify = true;
+    s->isolation = SL_READ_UNCOMMITTED;
+    memcpy(s->topic, r->topic, sizeof s->topic);
+    s->partition = r->partition;
+    memcpy(s->pdir, r->pdir, sizeof s->pdir);
+    s->compact = r->compact;
+    r->scan = s;
+    return 0;
+}
+
+/* Let the look-ahead read the next batch; 0, SL_EAGAIN at the end of the
+ * data, or an error (message copied to r). */
+static int scan_step(sl_log_reader *r)
+{
+    sl_log_reader *s = r->scan;
+    slb_batch_hdr h;
+    int64_t dl = -2;
+    int rc = next_batch(s, &h, 0, &dl);
+    if (rc == SL_EAGAIN) return rc;
+    if (rc < 0) {
+        memcpy(r->errmsg, s->errmsg, sizeof r->errmsg);
+        return rc;
+    }
+    if (slb_next_offset(&h) > s->next_offset && (h.attributes & SLB_ATTR_TRANSACTIONAL)) {
+        size_t i = 0;
+        while (i < r->nopen && r->open[i].pid != h.producer_id) i++;
+        if (h.attributes & SLB_ATTR_CONTROL) {
+            if (i < r->nopen) { /* the marker ends the transaction */
+                slb_iter it;
+                slb_rec rec;
+                int type = SL_ECORRUPT;
+                slb_iter_init(&it, s->buf + (s->pos - s->buf_pos), &h);
+                if (slb_iter_next(&it, &rec) == 1) type = slb_marker_decode(&rec);
+                if (type < 0) {
+                    slb_seterr(r->errmsg,
+                               "topic '%s' partition %d: corrupt transaction marker at offset "
+                               "%" PRId64,
+                               r->topic, r->partition, h.base_offset);
+                    return SL_ECORRUPT;
+                }
+                if (type == SLB_MARKER_ABORT &&
+                    add_txn(&r->aborted, &r->nab, &r->capab, h.producer_id, r->open[i].first,
+                            h.base_offset) < 0) {
+                    slb_seterr(r->errmsg, "out of memory");
+                    return SL_ENOMEM;
+                }
+                r->open[i] = r->open[--r->nopen];
+            } /* else: a marker of a transaction begun before this reader looked */
+        } else if (i == r->nopen && add_txn(&r->open, &r->nopen, &r->capopen, h.producer_id,
+                                            h.base_offset, -1) < 0) {
+            slb_seterr(r->errmsg, "out of memory");
+            return SL_ENOMEM;
+        }
+    }
+    consume_batch(s, &h);
+    return 0;
+}
+
+/* read_committed: may the data batch h at r->pos be returned? 1 yes, 0 no
+ * (aborted: skip it), SL_EAGAIN (a transaction open at or before it: wait),
+ * or an error. */
+static int txn_visible(sl_log_reader *r, const slb_batch_hdr *h)
+{
+    int64_t o = h->base_offset;
+    bool txn = (h->attributes & SLB_ATTR_TRANSACTIONAL) != 0;
+    int rc;
+    if (r->scan_on && r->nopen == 0 && o >= r->scan->next_offset) r->scan_on = false;
+    if (!r->scan_on) {
+        if (!txn) return 1;
+        if (!r->scan && (rc = scan_make(r)) < 0) return rc;
+        if ((rc = sl_log_reader_seek(r->scan, slb_next_offset(h))) < 0) {
+            memcpy(r->errmsg, r->scan->errmsg, sizeof r->errmsg);
+            return rc;
+        }
+        r->nopen = r->nab = 0;
+        if (add_txn(&r->open, &r->nopen, &r->capopen, h->producer_id, o, -1) < 0) {
+            slb_seterr(r->errmsg, "out of memory");
+            return SL_ENOMEM;
+        }
+        r->scan_on = true;
+    }
+    /* Aborted ranges this reader has passed are forgotten. */
+    size_t k = 0;
+    for (size_t i = 0; i < r->nab; i++)
+        if (r->aborted[i].last >= o) r->aborted[k++] = r->aborted[i];
+    r->nab = k;
+    for (;;) {
+        int64_t lso = INT64_MAX;
+        for (size_t i = 0; i < r->nopen; i++)
+            if (r->open[i].first < lso) lso = r->open[i].first;
+        if (o < lso) break;
+        if ((rc = scan_step(r)) != 0) return rc;
+    }
+    if (txn)
+        for (size_t i = 0; i < r->nab; i++)
+            if (r->aborted[i].pid == h->producer_id && r->aborted[i].first <= o &&
+                o <= r->aborted[i].last)
+                return 0;
+    return 1;
+}
+
+int sl_log_reader_set_isolation(sl_log_reader *r, int isolation)
+{
+    if (!r) return SL_EINVAL;
+    if (isolation != SL_READ_COMMITTED && isolation != SL_READ_UNCOMMITTED) {
+        slb_seterr(r->errmsg, "isolation %d is neither SL_READ_COMMITTED nor SL_READ_UNCOMMITTED",
+                   isolation);
+        return SL_EINVAL;
+    }
+    r->isolation = isolation;
+    r->scan_on = false;
+    r->nopen = r->nab = 0;
+    return 0;
+}
+
+int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
+{
+    if (!r || !msg) return SL_EINVAL;
+    if (r->pending[0]) return report_corrupt(r, r->pending);
+    int64_t deadline = -2; /* computed when first needed: the fast path reads no clock */
+    for (;;) {
+        if (r->in_batch) {
+            slb_rec rec;
+            int c = slb_iter_next(&r->it, &rec);
+            if (c == 1) {
+                if (rec.offset < r->next_offset) continue;
+                if (rec.header_count > r->hcap) {
+                    sl_record_header *nh = realloc(r->hdrs, rec.header_count * sizeof *nh);
+                    if (!nh) {
+                        slb_seterr(r->errmsg, "out of memory");
+                        return SL_ENOMEM;
+                    }
+                    r->hdrs = nh;
+                    r->hcap = rec.header_count;
+                }
+                if (slb_headers_decode(&rec, r->hdrs) < 0)
+                    return report_corrupt(r, "malformed record headers");
+                msg->partition = r->partition;
+                msg->offset = rec.offset;
+                msg->timestamp = rec.timestamp;
+                msg->key = rec.key;
+                msg->key_len = rec.key_len > 0 ? (size_t)rec.key_len : 0;
+                msg->value = rec.value;
+                msg->value_len = rec.value_len > 0 ? (size_t)rec.value_len : 0;
+                msg->headers = r->hdrs;
+                msg->header_count = rec.header_count;
+                r->next_offset = rec.offset + 1;
+                return 0;
+            }
+            if (c < 0) return report_corrupt(r, "malformed record in a batch with a good CRC");
+            r->in_batch = false;
+            r->pos += r->batch_len;
+            r->seg_prev_end = r->batch_next;
+            if (r->batch_next > r->next_offset) r->next_offset = r->batch_next;
+            continue;
+        }
+        slb_batch_hdr h;
+        int rc = next_batch(r, &h, timeout_ms, &deadline);
+        if (rc) return rc;
+        if (slb_next_offset(&h) <= r->next_offset || (h.attributes & SLB_ATTR_CONTROL)) {
+            /* Entirely before the wanted offset, or a transaction marker,
+             * which no reader returns (batch.h). */
+            consume_batch(r, &h);
+            continue;
+        }
+        /* read_committed: one test per batch while no transaction is near. */
+        if (r->isolation == SL_READ_COMMITTED &&
+            (r->scan_on || (h.attributes & SLB_ATTR_TRANSACTIONAL))) {
+            int v = txn_visible(r, &h);
+            if (v == SL_EAGAIN) { /* at the last stable offset */
+                if ((rc = wait_more(r, timeout_ms, &deadline)) != 0) return rc;
+                continue;
+            }
+            if (v < 0) return v;
+            if (v == 0) { /* an aborted transaction's batch */
+                consume_batch(r, &h);
+                continue;
+            }
+        }
+        slb_iter_init(&r->it, r->buf + (r->pos - r->buf_pos), &h);
+        r->batch_len = h.length;
+        r->batch_next = slb_next_offset(&h);
+        r->in_batch = true;
     }
 }

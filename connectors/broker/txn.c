@@ -69,16 +69,19 @@
 
 #include "connectors/broker/batch.h"
 #include "connectors/broker/broker_int.h"
+#include "engine/base/clock.h"
 #include "engine/base/crc32c.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
 
-#define TXN_STATE "__transactions.state"
-#define TXN_LOCK  "__transactions.lock"
-#define TXN_MAGIC "SLTX"
-#define TXN_HDR   20
-#define TXN_ENTRY 12
-#define EPOCH_MAX 32767
+#define TXN_STATE  "__transactions.state"
+#define TXN_LOCK   "__transactions.lock"
+#define TXN_MAGIC1 "SLTX" /* version 1: entries without the transaction fields */
+#define TXN_MAGIC  "SLT2"
+#define TXN_HDR    20
+#define TXN_ENTRY1 12
+#define TXN_ENTRY  36
+#define EPOCH_MAX  32767
 
 struct sl_txn_producer {
     sl_broker *b;
@@ -87,8 +90,10 @@ struct sl_txn_producer {
     int32_t partitions;
     int64_t pid;
     int16_t epoch;
-    int32_t *seq; /* next sequence per partition */
-    bool *in_txn; /* partitions appended to in the open transaction */
+    int64_t timeout_ms;
+    int32_t *seq;     /* next sequence per partition */
+    bool *in_txn;     /* partitions appended to in the open transaction */
+    bool *registered; /* partitions the state file lists for the open transaction */
     /* identity of the state file as last checked (fence check) */
     ino_t ino;
     off_t size;
@@ -96,17 +101,89 @@ struct sl_txn_producer {
     char errmsg[SLB_ERRLEN];
 };
 
-/* The parsed map: buf holds the file; entries are found by scanning. */
+/* One transactional id's entry, parsed. */
+typedef struct txn_entry {
+    int64_t pid;
+    int16_t epoch;
+    char id[SL_TOPIC_NAME_MAX + 1];
+    int64_t start_ms; /* the open transaction's first registration (wall clock); -1: none */
+    int64_t timeout_ms;
+    int16_t txn_epoch; /* the epoch it was begun in; < epoch: being aborted */
+    char topic[SL_TOPIC_NAME_MAX + 1];
+    uint32_t nparts;
+    int32_t *parts;
+} txn_entry;
+
+/* The parsed map. */
 typedef struct txn_state {
-    uint8_t *buf;
-    size_t len;
     int64_t next_pid;
     uint32_t count;
+    txn_entry *e;
 } txn_state;
 
 static void state_path(char *buf, size_t cap, const sl_broker *b, const char *name)
 {
     snprintf(buf, cap, "%s/%s", b->dir, name);
+}
+
+static void state_free(txn_state *s)
+{
+    for (uint32_t i = 0; i < s->count; i++) free(s->e[i].parts);
+    free(s->e);
+    memset(s, 0, sizeof *s);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* Parse the file's bytes (magic and CRC checked by the caller). */
+static int state_parse(const uint8_t *buf, size_t len, bool v1, txn_state *s)
+{
+    s->next_pid = (int64_t)slb_get64(buf + 8);
+    uint32_t count = slb_get32(buf + 16);
+    size_t fixed = v1 ? TXN_ENTRY1 : TXN_ENTRY, pos = TXN_HDR;
+    if (s->next_pid < 0 || count > (len - TXN_HDR) / fixed) return SL_ECORRUPT;
+    s->e = calloc(count ? count : 1, sizeof *s->e);
+    if (!s->e) return SL_ENOMEM;
+    for (uint32_t i = 0; i < count; i++) {
+        txn_entry *e = &s->e[i];
+        s->count = i + 1;
+        e->start_ms = -1;
+        if (len - pos < fixed) return SL_ECORRUPT;
+        const uint8_t *q = buf + pos;
+        e->pid = (int64_t)slb_get64(q);
+        e->epoch = (int16_t)get16(q + 8);
+        uint16_t idl = get16(q + 10), tl = 0;
+        uint32_t np = 0;
+        if (!v1) {
+            e->start_ms = (int64_t)slb_get64(q + 12);
+            e->timeout_ms = (int64_t)slb_get64(q + 20);
+            e->txn_epoch = (int16_t)get16(q + 28);
+            tl = get16(q + 30);
+            np = slb_get32(q + 32);
+        }
+        if (e->pid < 0 || e->epoch < 0 || idl == 0 || idl > SL_TOPIC_NAME_MAX ||
+            tl > SL_TOPIC_NAME_MAX || np > SL_PARTITIONS_MAX ||
+            len - pos - fixed < (size_t)idl + tl + 4 * (size_t)np)
+            return SL_ECORRUPT;
+        q += fixed;
+        memcpy(e->id, q, idl);
+        memcpy(e->topic, q + idl, tl);
+        q += idl + tl;
+        if (np && !(e->parts = malloc(np * sizeof *e->parts))) return SL_ENOMEM;
+        for (uint32_t k = 0; k < np; k++) e->parts[k] = (int32_t)slb_get32(q + 4 * k);
+        e->nparts = np;
+        pos += fixed + idl + tl + 4 * (size_t)np;
+    }
+    return pos == len ? 0 : SL_ECORRUPT;
 }
 
 /* Read and check the state file. A missing file is an empty map. */
@@ -116,6 +193,7 @@ static int state_read(const sl_broker *b, txn_state *s, struct stat *st, char *e
     state_path(path, sizeof path, b, TXN_STATE);
     memset(s, 0, sizeof *s);
     if (st) memset(st, 0, sizeof *st);
+    uint8_t *buf = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return 0;
@@ -130,32 +208,28 @@ static int state_read(const sl_broker *b, txn_state *s, struct stat *st, char *e
         goto fail;
     }
     if (sb.st_size < TXN_HDR || sb.st_size > (64 << 20)) goto corrupt;
-    s->len = (size_t)sb.st_size;
-    s->buf = malloc(s->len);
-    if (!s->buf) {
+    size_t len = (size_t)sb.st_size;
+    if (!(buf = malloc(len))) {
         rc = SL_ENOMEM;
         slb_seterr(err, "out of memory");
         goto fail;
     }
-    if (slb_read_full(fd, s->buf, s->len, 0) < 0) {
+    if (slb_read_full(fd, buf, len, 0) < 0) {
         rc = SL_EIO;
         slb_seterr(err, "cannot read %s", path);
         goto fail;
     }
-    if (memcmp(s->buf, TXN_MAGIC, 4) != 0 ||
-        slb_get32(s->buf + 4) != sli_crc32c(0, s->buf + 8, s->len - 8))
+    bool v1 = memcmp(buf, TXN_MAGIC1, 4) == 0;
+    if ((!v1 && memcmp(buf, TXN_MAGIC, 4) != 0) ||
+        slb_get32(buf + 4) != sli_crc32c(0, buf + 8, len - 8))
         goto corrupt;
-    s->next_pid = (int64_t)slb_get64(s->buf + 8);
-    s->count = slb_get32(s->buf + 16);
-    size_t pos = TXN_HDR;
-    for (uint32_t i = 0; i < s->count; i++) {
-        if (s->len - pos < TXN_ENTRY) goto corrupt;
-        uint16_t idl = (uint16_t)(s->buf[pos + 10] | s->buf[pos + 11] << 8);
-        if (idl == 0 || idl > SL_TOPIC_NAME_MAX || s->len - pos - TXN_ENTRY < idl) goto corrupt;
-        pos += TXN_ENTRY + idl;
+    if ((rc = state_parse(buf, len, v1, s)) == SL_ECORRUPT) goto corrupt;
+    if (rc < 0) {
+        slb_seterr(err, "out of memory");
+        goto fail;
     }
-    if (pos != s->len || s->next_pid < 0) goto corrupt;
     if (st) *st = sb;
+    free(buf);
     close(fd);
     return 0;
 corrupt:
@@ -163,32 +237,77 @@ corrupt:
     slb_seterr(err, "transaction state file %s is corrupt (bad magic, CRC or length)", path);
 fail:
     close(fd);
-    free(s->buf);
-    s->buf = NULL;
+    free(buf);
+    state_free(s);
     return rc;
 }
 
-/* Position of tid's entry in s, or 0 if it has none. */
-static size_t state_find(const txn_state *s, const char *tid, int64_t *pid, int16_t *epoch)
+/* Write s whole, atomically; *st (may be NULL) gets the new file's identity. */
+static int state_write(const sl_broker *b, const txn_state *s, struct stat *st, char *err)
 {
-    size_t tl = strlen(tid), pos = TXN_HDR;
-    for (uint32_t i = 0; i < s->count; i++) {
-        uint16_t idl = (uint16_t)(s->buf[pos + 10] | s->buf[pos + 11] << 8);
-        if (idl == tl && memcmp(s->buf + pos + TXN_ENTRY, tid, tl) == 0) {
-            *pid = (int64_t)slb_get64(s->buf + pos);
-            *epoch = (int16_t)(s->buf[pos + 8] | s->buf[pos + 9] << 8);
-            return pos;
-        }
-        pos += TXN_ENTRY + idl;
+    size_t len = TXN_HDR;
+    for (uint32_t i = 0; i < s->count; i++)
+        len += TXN_ENTRY + strlen(s->e[i].id) + strlen(s->e[i].topic) + 4 * (size_t)s->e[i].nparts;
+    uint8_t *nb = calloc(1, len);
+    if (!nb) {
+        slb_seterr(err, "out of memory");
+        return SL_ENOMEM;
     }
+    memcpy(nb, TXN_MAGIC, 4);
+    slb_put64(nb + 8, (uint64_t)s->next_pid);
+    slb_put32(nb + 16, s->count);
+    uint8_t *q = nb + TXN_HDR;
+    for (uint32_t i = 0; i < s->count; i++) {
+        const txn_entry *e = &s->e[i];
+        size_t idl = strlen(e->id), tl = strlen(e->topic);
+        slb_put64(q, (uint64_t)e->pid);
+        put16(q + 8, (uint16_t)e->epoch);
+        put16(q + 10, (uint16_t)idl);
+        slb_put64(q + 12, (uint64_t)e->start_ms);
+        slb_put64(q + 20, (uint64_t)e->timeout_ms);
+        put16(q + 28, (uint16_t)e->txn_epoch);
+        put16(q + 30, (uint16_t)tl);
+        slb_put32(q + 32, e->nparts);
+        q += TXN_ENTRY;
+        memcpy(q, e->id, idl);
+        memcpy(q + idl, e->topic, tl);
+        q += idl + tl;
+        for (uint32_t k = 0; k < e->nparts; k++, q += 4) slb_put32(q, (uint32_t)e->parts[k]);
+    }
+    slb_put32(nb + 4, sli_crc32c(0, nb + 8, len - 8));
+    char path[SLB_PATH_CAP];
+    state_path(path, sizeof path, b, TXN_STATE);
+    int r = sli_fsio_write_file_atomic(path, nb, len);
+    free(nb);
+    if (r < 0) {
+        slb_seterr(err, "cannot write %s: %s", path, strerror(-r));
+        return sli_errno_code(r);
+    }
+    struct stat sb;
+    if (stat(path, &sb) < 0) {
+        slb_seterr(err, "cannot stat %s: %s", path, strerror(errno));
+        return sli_errno_code(-errno);
+    }
+    if (st) *st = sb;
     return 0;
 }
 
-static void put_entry(uint8_t *p, int64_t pid, int16_t epoch)
+static txn_entry *state_find(txn_state *s, const char *tid)
 {
-    slb_put64(p, (uint64_t)pid);
-    p[8] = (uint8_t)((uint16_t)epoch & 0xff);
-    p[9] = (uint8_t)((uint16_t)epoch >> 8);
+    for (uint32_t i = 0; i < s->count; i++)
+        if (!strcmp(s->e[i].id, tid)) return &s->e[i];
+    return NULL;
+}
+
+static void entry_clear_txn(txn_entry *e)
+{
+    e->start_ms = -1;
+    e->timeout_ms = 0;
+    e->txn_epoch = 0;
+    e->topic[0] = 0;
+    e->nparts = 0;
+    free(e->parts);
+    e->parts = NULL;
 }
 
 static int lock_state(const sl_broker *b, char *err)
@@ -211,70 +330,100 @@ static int lock_state(const sl_broker *b, char *err)
     return fd;
 }
 
-/* Allocate or bump tid's producer id and epoch, durably. Lock held. */
-static int state_bump(sl_txn_producer *p)
+/* Write a marker of type for e's open transaction to each of its
+ * partitions where it is still open (with e's current epoch). keep: through
+ * b's writers (kept). Lock held. */
+static int mark_entry(sl_broker *b, const txn_entry *e, int type, bool keep, int *written)
 {
-    txn_state s;
-    char *err = p->b->errmsg;
-    int rc = state_read(p->b, &s, NULL, err);
-    if (rc < 0) return rc;
-    int64_t pid;
-    int16_t epoch;
-    size_t at = s.buf ? state_find(&s, p->tid, &pid, &epoch) : 0;
-    size_t tl = strlen(p->tid);
-    size_t nlen = at ? s.len : (s.buf ? s.len : TXN_HDR) + TXN_ENTRY + tl;
-    uint8_t *nb = malloc(nlen);
-    if (!nb) {
-        free(s.buf);
-        slb_seterr(err, "out of memory");
-        return SL_ENOMEM;
+    sl_producer_ref ref = {.producer_id = e->pid, .epoch = e->epoch, .base_sequence = -1};
+    for (uint32_t k = 0; k < e->nparts; k++) {
+        int rc = slb_log_append_marker(b, e->topic, e->parts[k], &ref, type, true, keep, NULL);
+        if (rc == SL_ENOENT) continue; /* the topic was deleted: nothing left to end */
+        if (rc < 0) return rc;
+        if (rc == 0 && written) (*written)++;
     }
-    if (s.buf)
-        memcpy(nb, s.buf, s.len);
-    else
-        memset(nb, 0, TXN_HDR);
-    int64_t next = s.buf ? s.next_pid : 0;
-    uint32_t count = s.buf ? s.count : 0;
-    if (at && epoch < EPOCH_MAX) {
-        epoch++;
-    } else { /* a new transactional id, or its epochs ran out: a new producer id */
-        pid = next++;
-        epoch = 0;
-    }
-    if (!at) {
-        at = nlen - TXN_ENTRY - tl;
-        nb[at + 10] = (uint8_t)(tl & 0xff);
-        nb[at + 11] = (uint8_t)(tl >> 8);
-        memcpy(nb + at + TXN_ENTRY, p->tid, tl);
-        count++;
-    }
-    put_entry(nb + at, pid, epoch);
-    memcpy(nb, TXN_MAGIC, 4);
-    slb_put64(nb + 8, (uint64_t)next);
-    slb_put32(nb + 16, count);
-    slb_put32(nb + 4, sli_crc32c(0, nb + 8, nlen - 8));
-    free(s.buf);
-    char path[SLB_PATH_CAP];
-    state_path(path, sizeof path, p->b, TXN_STATE);
-    int r = sli_fsio_write_file_atomic(path, nb, nlen);
-    free(nb);
-    if (r < 0) {
-        slb_seterr(err, "cannot write %s: %s", path, strerror(-r));
-        return sli_errno_code(r);
-    }
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        slb_seterr(err, "cannot stat %s: %s", path, strerror(errno));
-        return sli_errno_code(-errno);
-    }
-    p->pid = pid;
-    p->epoch = epoch;
-    p->ino = st.st_ino;
-    p->size = st.st_size;
-    p->ctime = st.st_ctim;
     return 0;
 }
 
+/* Abort the transactions of s that are past their timeout at now, or whose
+ * abort an earlier call began (txn_epoch < epoch), except skip's: bump the
+ * epoch (fencing the producer, made durable before any marker), write ABORT
+ * markers, forget the transaction. A failure leaves that transaction for a
+ * later call. Returns how many were aborted (negative: a state write
+ * failed). Lock held. */
+static int expire_locked(sl_broker *b, txn_state *s, int64_t now, const char *skip)
+{
+    int n = 0, rc;
+    for (uint32_t i = 0; i < s->count; i++) {
+        txn_entry *e = &s->e[i];
+        if (e->start_ms < 0 || (skip && !strcmp(e->id, skip))) continue;
+        bool pending = e->txn_epoch < e->epoch;
+        if (!pending && now - e->start_ms <= e->timeout_ms) continue;
+        if (!pending && e->epoch < EPOCH_MAX) {
+            e->epoch++;
+            if ((rc = state_write(b, s, NULL, b->errmsg)) < 0) return rc;
+        }
+        if (mark_entry(b, e, SLB_MARKER_ABORT, false, NULL) < 0) continue;
+        entry_clear_txn(e);
+        if ((rc = state_write(b, s, NULL, b->errmsg)) < 0) return rc;
+        n++;
+    }
+    return n;
+}
+
+/* Allocate or bump tid's producer id and epoch, durably, aborting the
+ * transaction an older epoch left open (and expired ones of other ids).
+ * Lock held. */
+static int state_bump(sl_txn_producer *p)
+{
+    txn_state s;
+    sl_broker *b = p->b;
+    char *err = b->errmsg;
+    int rc = state_read(b, &s, NULL, err);
+    if (rc < 0) return rc;
+    if ((rc = expire_locked(b, &s, sli_clock_wall_ms(), p->tid)) < 0) goto out;
+    txn_entry *e = state_find(&s, p->tid);
+    if (!e) {
+        txn_entry *ne = realloc(s.e, (s.count + 1) * sizeof *ne);
+        if (!ne) {
+            rc = SL_ENOMEM;
+            slb_seterr(err, "out of memory");
+            goto out;
+        }
+        s.e = ne;
+        e = &s.e[s.count++];
+        memset(e, 0, sizeof *e);
+        snprintf(e->id, sizeof e->id, "%s", p->tid);
+        e->pid = s.next_pid++;
+        e->epoch = 0;
+        e->start_ms = -1;
+    } else {
+        bool open_txn = e->start_ms >= 0, ran_out = e->epoch >= EPOCH_MAX;
+        if (!ran_out) {
+            e->epoch++;
+            /* Fence the older producer before ending its transaction. */
+            if (open_txn && (rc = state_write(b, &s, NULL, err)) < 0) goto out;
+        }
+        if (open_txn) {
+            if ((rc = mark_entry(b, e, SLB_MARKER_ABORT, false, NULL)) < 0) goto out;
+            entry_clear_txn(e);
+        }
+        if (ran_out) { /* epochs ran out: a new producer id */
+            e->pid = s.next_pid++;
+            e->epoch = 0;
+        }
+    }
+    struct stat st;
+    if ((rc = state_write(b, &s, &st, err)) < 0) goto out;
+    p->pid = e->pid;
+    p->epoch = e->epoch;
+    p->ino = st.st_ino;
+    p->size = st.st_size;
+    p->ctime = st.st_ctim;
+out:
+    state_free(&s);
+    return rc;
+}
 int sl_txn_producer_open(sl_txn_producer **out, sl_broker *b, const char *topic,
                          const char *transactional_id)
 {
@@ -293,14 +442,18 @@ int sl_txn_producer_open(sl_txn_producer **out, sl_broker *b, const char *topic,
         return SL_ENOMEM;
     }
     p->b = b;
+    p->timeout_ms = SL_TXN_TIMEOUT_DEFAULT_MS;
     sl_topic_conf conf;
-    if ((rc = slb_topic_load(b, topic, &conf, b->errmsg)) < 0) goto fail;
+    if ((rc = slb_check_name("topic", topic, false, b->errmsg)) < 0 ||
+        (rc = slb_topic_load(b, topic, &conf, b->errmsg)) < 0)
+        goto fail;
     snprintf(p->topic, sizeof p->topic, "%s", topic);
     memcpy(p->tid, transactional_id, tl + 1);
     p->partitions = conf.partitions;
     p->seq = calloc((size_t)conf.partitions, sizeof *p->seq);
     p->in_txn = calloc((size_t)conf.partitions, sizeof *p->in_txn);
-    if (!p->seq || !p->in_txn) {
+    p->registered = calloc((size_t)conf.partitions, sizeof *p->registered);
+    if (!p->seq || !p->in_txn || !p->registered) {
         rc = SL_ENOMEM;
         slb_seterr(b->errmsg, "out of memory");
         goto fail;
@@ -319,6 +472,34 @@ fail:
     return rc;
 }
 
+int sl_txn_producer_set_timeout(sl_txn_producer *p, int64_t timeout_ms)
+{
+    if (!p) return SL_EINVAL;
+    if (timeout_ms <= 0) {
+        snprintf(p->errmsg, sizeof p->errmsg, "transaction timeout %" PRId64 " ms is not positive",
+                 timeout_ms);
+        return SL_EINVAL;
+    }
+    p->timeout_ms = timeout_ms;
+    return 0;
+}
+
+static int fenced(sl_txn_producer *p, int64_t pid, int16_t epoch)
+{
+    snprintf(p->errmsg, sizeof p->errmsg,
+             "transactional id '%s': producer %" PRId64 " epoch %d is fenced by producer "
+             "%" PRId64 " epoch %d",
+             p->tid, p->pid, p->epoch, pid, epoch);
+    return SL_EFENCED;
+}
+
+static void note_identity(sl_txn_producer *p, const struct stat *st)
+{
+    p->ino = st->st_ino;
+    p->size = st->st_size;
+    p->ctime = st->st_ctim;
+}
+
 /* SL_EFENCED if the state file no longer names this producer's epoch. */
 static int fence_check(sl_txn_producer *p)
 {
@@ -331,21 +512,60 @@ static int fence_check(sl_txn_producer *p)
     txn_state s;
     int rc = state_read(p->b, &s, &st, p->errmsg);
     if (rc < 0) return rc;
-    int64_t pid = -1;
-    int16_t epoch = -1;
-    if (!s.buf || !state_find(&s, p->tid, &pid, &epoch)) pid = -1;
-    free(s.buf);
-    if (pid != p->pid || epoch != p->epoch) {
-        snprintf(p->errmsg, sizeof p->errmsg,
-                 "transactional id '%s': producer %" PRId64 " epoch %d is fenced by producer "
-                 "%" PRId64 " epoch %d",
-                 p->tid, p->pid, p->epoch, pid, epoch);
-        return SL_EFENCED;
-    }
-    p->ino = st.st_ino;
-    p->size = st.st_size;
-    p->ctime = st.st_ctim;
+    txn_entry *e = state_find(&s, p->tid);
+    int64_t pid = e ? e->pid : -1;
+    int16_t epoch = e ? e->epoch : -1;
+    state_free(&s);
+    if (pid != p->pid || epoch != p->epoch) return fenced(p, pid, epoch);
+    note_identity(p, &st);
     return 0;
+}
+
+/* Change this producer's open transaction in the state file under its lock:
+ * add partition (>= 0) to it, beginning it if needed, or (partition -1)
+ * forget it. SL_EFENCED if a newer epoch was opened. */
+static int state_txn_update(sl_txn_producer *p, int32_t partition)
+{
+    int lfd = lock_state(p->b, p->errmsg);
+    if (lfd < 0) return lfd;
+    txn_state s;
+    int rc = state_read(p->b, &s, NULL, p->errmsg);
+    if (rc < 0) goto out;
+    txn_entry *e = state_find(&s, p->tid);
+    if (!e || e->pid != p->pid || e->epoch != p->epoch) {
+        rc = fenced(p, e ? e->pid : -1, e ? e->epoch : -1);
+        goto out;
+    }
+    if (partition < 0) {
+        if (e->start_ms < 0) goto out;
+        entry_clear_txn(e);
+    } else {
+        if (e->start_ms < 0) {
+            e->start_ms = sli_clock_wall_ms();
+            e->timeout_ms = p->timeout_ms;
+            e->txn_epoch = p->epoch;
+            snprintf(e->topic, sizeof e->topic, "%s", p->topic);
+        }
+        uint32_t k = 0;
+        while (k < e->nparts && e->parts[k] != partition) k++;
+        if (k == e->nparts) {
+            int32_t *np = realloc(e->parts, (e->nparts + 1) * sizeof *np);
+            if (!np) {
+                rc = SL_ENOMEM;
+                snprintf(p->errmsg, sizeof p->errmsg, "out of memory");
+                goto out;
+            }
+            e->parts = np;
+            e->parts[e->nparts++] = partition;
+        }
+    }
+    struct stat st;
+    if ((rc = state_write(p->b, &s, &st, p->errmsg)) < 0) goto out;
+    note_identity(p, &st);
+out:
+    state_free(&s);
+    close(lfd);
+    return rc;
 }
 
 int sl_txn_producer_append(sl_txn_producer *p, int32_t partition, const sl_record *recs, size_t n,
@@ -365,14 +585,18 @@ int sl_txn_producer_append(sl_txn_producer *p, int32_t partition, const sl_recor
                  p->pid, p->epoch, partition);
         return SL_ERANGE;
     }
-    int rc = fence_check(p);
-    if (rc < 0) return rc;
-    sl_producer_ref ref = {
-        .producer_id = p->pid, .epoch = p->epoch, .base_sequence = p->seq[partition]};
     if (!recs || n == 0) {
         snprintf(p->errmsg, sizeof p->errmsg, "no records to append");
         return SL_EINVAL;
     }
+    /* A partition new to the transaction is listed in the state file first
+     * (Kafka's AddPartitionsToTxn), so that a crash leaves a record of where
+     * the transaction must be ended; that also checks the fence. */
+    int rc = p->registered[partition] ? fence_check(p) : state_txn_update(p, partition);
+    if (rc < 0) return rc;
+    p->registered[partition] = true;
+    sl_producer_ref ref = {
+        .producer_id = p->pid, .epoch = p->epoch, .base_sequence = p->seq[partition]};
     rc = slb_log_append(p->b, p->topic, partition, &ref, SLB_ATTR_TRANSACTIONAL, recs, n,
                         base_offset);
     if (rc < 0) {
@@ -384,22 +608,31 @@ int sl_txn_producer_append(sl_txn_producer *p, int32_t partition, const sl_recor
     return 0;
 }
 
-/* Write a marker of type to each partition of the open transaction. */
+/* Write a marker of type to each partition of the open transaction, then
+ * forget the transaction in the state file. */
 static int end_txn(sl_txn_producer *p, int type)
 {
     if (!p) return SL_EINVAL;
     p->errmsg[0] = 0;
+    bool any = false;
+    for (int32_t i = 0; i < p->partitions; i++) any |= p->registered[i];
+    if (!any) return 0;
     int rc = fence_check(p);
     if (rc < 0) return rc;
     sl_producer_ref ref = {.producer_id = p->pid, .epoch = p->epoch, .base_sequence = -1};
     for (int32_t i = 0; i < p->partitions; i++) {
         if (!p->in_txn[i]) continue;
-        if ((rc = slb_log_append_marker(p->b, p->topic, i, &ref, type, NULL)) < 0) {
+        if ((rc = slb_log_append_marker(p->b, p->topic, i, &ref, type, false, true, NULL)) < 0) {
             snprintf(p->errmsg, sizeof p->errmsg, "%s", p->b->errmsg);
             return rc; /* the partitions left keep in_txn: the call may be retried */
         }
         p->in_txn[i] = false;
     }
+    /* Every marker is written: the transaction is over even if this fails
+     * (a later open or recovery finds nothing open to end). */
+    rc = state_txn_update(p, -1);
+    if (rc < 0 && rc != SL_EFENCED) return rc;
+    memset(p->registered, 0, (size_t)p->partitions * sizeof *p->registered);
     return 0;
 }
 
@@ -411,6 +644,64 @@ int sl_txn_producer_commit(sl_txn_producer *p)
 int sl_txn_producer_abort(sl_txn_producer *p)
 {
     return end_txn(p, SLB_MARKER_ABORT);
+}
+
+int sl_txn_abort_expired(sl_broker *b, int64_t now_ms)
+{
+    if (!b) return SL_EINVAL;
+    if (now_ms == 0) now_ms = sli_clock_wall_ms();
+    char path[SLB_PATH_CAP];
+    struct stat st;
+    state_path(path, sizeof path, b, TXN_STATE);
+    if (stat(path, &st) < 0 && errno == ENOENT) return 0; /* no transactions: write nothing */
+    int lfd = lock_state(b, b->errmsg);
+    if (lfd < 0) return lfd;
+    txn_state s;
+    int rc = state_read(b, &s, NULL, b->errmsg);
+    if (rc == 0) rc = expire_locked(b, &s, now_ms, NULL);
+    state_free(&s);
+    close(lfd);
+    return rc;
+}
+
+int sl_txn_recover_commit(sl_broker *b, const char *topic, const char *transactional_id,
+                          int64_t producer_id, int16_t epoch)
+{
+    if (!b) return SL_EINVAL;
+    if (!topic || !transactional_id || !transactional_id[0] || producer_id < 0 || epoch < 0) {
+        slb_seterr(b->errmsg,
+                   "recover commit: needs a topic, a transactional id, a producer id >= 0 and an "
+                   "epoch >= 0");
+        return SL_EINVAL;
+    }
+    int lfd = lock_state(b, b->errmsg);
+    if (lfd < 0) return lfd;
+    txn_state s;
+    int rc = state_read(b, &s, NULL, b->errmsg);
+    if (rc < 0) goto out;
+    txn_entry *e = state_find(&s, transactional_id);
+    if (!e || e->pid != producer_id || e->epoch != epoch || e->start_ms < 0 ||
+        e->txn_epoch != epoch) {
+        rc = 1; /* nothing of that producer open: committed, aborted, or never begun */
+        goto out;
+    }
+    if (strcmp(e->topic, topic) != 0) {
+        slb_seterr(b->errmsg,
+                   "transactional id '%s': producer %" PRId64 " epoch %d has its open "
+                   "transaction on topic '%s', not '%s'",
+                   transactional_id, producer_id, epoch, e->topic, topic);
+        rc = SL_EINVAL;
+        goto out;
+    }
+    int written = 0;
+    if ((rc = mark_entry(b, e, SLB_MARKER_COMMIT, true, &written)) < 0) goto out;
+    entry_clear_txn(e);
+    if ((rc = state_write(b, &s, NULL, b->errmsg)) < 0) goto out;
+    rc = written ? 0 : 1;
+out:
+    state_free(&s);
+    close(lfd);
+    return rc;
 }
 
 int64_t sl_txn_producer_id(const sl_txn_producer *p)
@@ -428,6 +719,7 @@ void sl_txn_producer_close(sl_txn_producer *p)
     if (!p) return;
     free(p->seq);
     free(p->in_txn);
+    free(p->registered);
     free(p);
 }
 

@@ -118,6 +118,11 @@ typedef struct sl_partition_info {
     int64_t next_offset;  /* offset the next record will get */
     int64_t size_bytes;   /* bytes of segment files */
     int32_t segments;     /* number of segments */
+    /* The last stable offset: the first offset of the earliest transaction
+     * still open, else next_offset; read_committed readers stop there. Only
+     * a transaction whose batches reach the active segment is seen (one that
+     * began before the last roll counts from its first batch after it). */
+    int64_t last_stable_offset;
 } sl_partition_info;
 
 typedef struct sl_topic_info {
@@ -244,12 +249,35 @@ SL_API int sl_txn_producer_append(sl_txn_producer *p, int32_t partition, const s
 /* End the open transaction (begun by the first append since the producer
  * was opened or its last transaction ended): write a COMMIT (or ABORT)
  * marker, a control batch, to every partition it appended to; readers skip
- * markers. SL_EFENCED if a newer epoch was opened. On another failure the
- * partitions not yet marked stay in the transaction and the call may be
- * retried. With no open transaction, does nothing. (read_committed readers,
- * which will hide aborted records, are not there yet.) */
+ * markers, and read_committed readers return an aborted transaction's
+ * records never and a committed one's once its marker is written.
+ * SL_EFENCED if a newer epoch was opened. On another failure the partitions
+ * not yet marked stay in the transaction and the call may be retried. With
+ * no open transaction, does nothing. */
 SL_API int sl_txn_producer_commit(sl_txn_producer *p);
 SL_API int sl_txn_producer_abort(sl_txn_producer *p);
+/* Transactions of p begun from now on are aborted by the broker once they
+ * have been open longer than timeout_ms (> 0; default
+ * SL_TXN_TIMEOUT_DEFAULT_MS): by the next sl_txn_producer_open of any
+ * transactional id of the directory, or by sl_txn_abort_expired(). Aborting
+ * bumps the id's epoch, so p is then fenced (SL_EFENCED). */
+#define SL_TXN_TIMEOUT_DEFAULT_MS (15 * 60 * 1000)
+SL_API int sl_txn_producer_set_timeout(sl_txn_producer *p, int64_t timeout_ms);
+/* Abort every transaction of the directory that has been open longer than
+ * its timeout at now_ms (0: the current wall-clock time): bump its
+ * transactional id's epoch (fencing its producer) and write ABORT markers to
+ * its partitions. A partition that another process writes to (SL_EBUSY) is
+ * left for a later call. Returns the number of transactions aborted, or a
+ * negative code (message on b). sl_txn_producer_open calls it too. */
+SL_API int sl_txn_abort_expired(sl_broker *b, int64_t now_ms);
+/* Commit, after a crash, the transaction that producer (producer_id, epoch) of transactional_id
+ * left open on topic, without opening a producer (no epoch bump): writes a COMMIT marker to every
+ * partition where that producer still has an open transaction. Returns 0 when it wrote at least one
+ * marker, 1 when nothing of that producer was open (already committed or aborted; a transactional id
+ * whose epoch is now newer than `epoch` always gives 1: its open transaction was aborted by the
+ * newer open), or a negative code (message on b). */
+SL_API int sl_txn_recover_commit(sl_broker *b, const char *topic, const char *transactional_id,
+                                 int64_t producer_id, int16_t epoch);
 /* The producer id and epoch this producer writes with. */
 SL_API int64_t sl_txn_producer_id(const sl_txn_producer *p);
 SL_API int16_t sl_txn_producer_epoch(const sl_txn_producer *p);
@@ -292,8 +320,18 @@ typedef struct sl_message {
     size_t header_count;
 } sl_message;
 
+/* What a reader returns of transactional records (as Kafka's
+ * isolation.level). read_committed (the default) returns a transaction's
+ * records only once it has committed, never those of an aborted one, and
+ * stops at the last stable offset (the first offset of the earliest
+ * transaction still open: later records, transactional or not, wait until
+ * it ends). read_uncommitted returns every record as soon as it is written.
+ * Both skip the markers. Records of non-transactional producers cost the
+ * same in both. */
+enum sl_isolation { SL_READ_COMMITTED = 0, SL_READ_UNCOMMITTED = 1 };
+
 /* Open a reader of one partition at offset (or SL_OFFSET_BEGINNING /
- * SL_OFFSET_END). A reader takes no lock and may live in any process. On
+ * SL_OFFSET_END), with isolation SL_READ_COMMITTED. A reader takes no lock and may live in any process. On
  * success *out is a new reader that the caller owns and releases with
  * sl_log_reader_close(); on failure *out is NULL and b's message says why. */
 SL_API int sl_log_reader_open(sl_log_reader **out, sl_broker *b, const char *topic,
@@ -313,6 +351,9 @@ SL_API int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
  * [*from, *to) to the offsets skipped since the last call (from and to may
  * be NULL), or 0. Compacted topics skip removed records without a report. */
 SL_API int sl_log_reader_skipped(sl_log_reader *r, int64_t *from, int64_t *to);
+/* Set r's isolation (enum sl_isolation), from its current position on.
+ * SL_EINVAL for another value. */
+SL_API int sl_log_reader_set_isolation(sl_log_reader *r, int isolation);
 /* Move to offset (or SL_OFFSET_BEGINNING / SL_OFFSET_END). */
 SL_API int sl_log_reader_seek(sl_log_reader *r, int64_t offset);
 /* The offset the next record returned will have at least. */

@@ -118,6 +118,11 @@ typedef struct sl_broker_source_conf {
     sl_line_parse_fn parse; /* optional */
     void *ud;
     uint32_t max_len; /* parse: the largest record it may make */
+    /* enum sl_isolation (sluice/broker.h): SL_READ_COMMITTED (0, the
+     * default) reads committed transactions only and, with until_end, ends
+     * each partition at its last stable offset as of the start;
+     * SL_READ_UNCOMMITTED reads every record. */
+    int isolation;
 } sl_broker_source_conf;
 SL_API extern const sl_source sl_source_broker;
 /* width: 0 (the record layout above) unless parse makes fixed-width records. */

@@ -67,13 +67,15 @@ static sl_record rec_v(const char *v)
     return r;
 }
 
-/* Values of partition p from the beginning, joined by ',' into out. */
+/* Values of partition p from the beginning (read_uncommitted), joined by
+ * ',' into out. */
 static int read_values(sl_broker *b, int p, char *out, size_t cap)
 {
     sl_log_reader *r;
     int rc = sl_log_reader_open(&r, b, "t", p, SL_OFFSET_BEGINNING);
     if (rc) fprintf(stderr, "reader: %s\n", sl_broker_errmsg(b));
     assert_int_equal(rc, 0);
+    assert_int_equal(sl_log_reader_set_isolation(r, SL_READ_UNCOMMITTED), 0);
     out[0] = 0;
     int n = 0;
     sl_message m;
@@ -130,7 +132,7 @@ static void test_fencing(void **state)
     assert_int_equal(sl_txn_producer_append(p1, 0, &r, 1, NULL), SL_EFENCED);
     r = rec_v("b");
     assert_int_equal(sl_txn_producer_append(p2, 0, &r, 1, &off), 0);
-    assert_int_equal(off, 1);
+    assert_int_equal(off, 2); /* after the ABORT marker of p1's transaction (p2's open) */
     r = rec_v("c");
     assert_int_equal(sl_txn_producer_append(other, 0, &r, 1, &off), 0);
     assert_int_equal(sl_txn_producer_append(p1, 0, &r, 1, NULL), SL_EFENCED);
@@ -143,6 +145,7 @@ static void test_fencing(void **state)
     assert_int_equal(append_seq(f->b, 0, sl_txn_producer_id(p1), 0, 1, "x", NULL, NULL),
                      SL_EFENCED);
     assert_non_null(strstr(sl_broker_errmsg(f->b), "fenced"));
+    assert_int_equal(sl_txn_producer_abort(p2), 0);
     sl_txn_producer_close(p1);
     sl_txn_producer_close(p2);
     sl_txn_producer_close(other);
@@ -424,7 +427,8 @@ static void test_compaction_keeps_producer(void **state)
     r[0].key = "x";
     ref.base_sequence = 3;
     assert_int_equal(sl_log_append_idempotent(f->b, "c", 0, &ref, r, 1, NULL), 0);
-    assert_int_equal(slb_log_append_marker(f->b, "c", 0, &ref, SLB_MARKER_COMMIT, NULL), 0);
+    assert_int_equal(
+        slb_log_append_marker(f->b, "c", 0, &ref, SLB_MARKER_COMMIT, false, true, NULL), 0);
     ref.base_sequence = 4;
     assert_int_equal(sl_log_append_idempotent(f->b, "c", 0, &ref, r, 1, NULL), 0);
     int rc = sl_topic_clean(f->b, "c", 0);
@@ -459,11 +463,13 @@ static void test_compaction_keeps_producer(void **state)
     assert_string_equal(got, "1,2,3,5"); /* 3 and 5 share a key; 5 is in the active segment */
 }
 
-/* Offsets of partition p as a reader returns them, joined by ','. */
+/* Offsets of partition p as a read_uncommitted reader returns them, joined
+ * by ','. */
 static int read_offsets(sl_broker *b, const char *topic, int p, char *out, size_t cap)
 {
     sl_log_reader *r;
     assert_int_equal(sl_log_reader_open(&r, b, topic, p, SL_OFFSET_BEGINNING), 0);
+    assert_int_equal(sl_log_reader_set_isolation(r, SL_READ_UNCOMMITTED), 0);
     out[0] = 0;
     int n = 0, rc;
     sl_message m;
@@ -510,6 +516,8 @@ static void test_markers(void **state)
     sl_log_reader *rd;
     sl_message m;
     assert_int_equal(sl_log_reader_open(&rd, f->b, "t", 0, 4), 0);
+    assert_int_equal(sl_log_reader_next(rd, &m, 0), SL_EAGAIN); /* read_committed: d is open */
+    assert_int_equal(sl_log_reader_set_isolation(rd, SL_READ_UNCOMMITTED), 0);
     assert_int_equal(sl_log_reader_next(rd, &m, 0), 0);
     assert_int_equal(m.offset, 5);
     sl_log_reader_close(rd);
@@ -548,8 +556,9 @@ static void test_markers(void **state)
     assert_int_equal(sl_txn_producer_append(p2, 1, r, 1, NULL), 0);
     assert_int_equal(sl_txn_producer_commit(p2), 0);
     sl_producer_ref old = {.producer_id = sl_txn_producer_id(p), .epoch = 0};
-    assert_int_equal(slb_log_append_marker(f->b, "t", 1, &old, SLB_MARKER_COMMIT, NULL),
-                     SL_EFENCED);
+    assert_int_equal(
+        slb_log_append_marker(f->b, "t", 1, &old, SLB_MARKER_COMMIT, false, true, NULL),
+        SL_EFENCED);
     sl_txn_producer_close(p);
     sl_txn_producer_close(p2);
 }
@@ -563,9 +572,11 @@ static void test_markers_recovery(void **state)
     sl_producer_ref ref = {.producer_id = 4, .epoch = 0, .base_sequence = 0};
     int64_t base;
     assert_int_equal(append_seq(f->b, 0, 4, 0, 0, "a", "b", NULL), 0);
-    assert_int_equal(slb_log_append_marker(f->b, "t", 0, &ref, SLB_MARKER_ABORT, NULL), 0);
+    assert_int_equal(slb_log_append_marker(f->b, "t", 0, &ref, SLB_MARKER_ABORT, false, true, NULL),
+                     0);
     ref.epoch = 1;
-    assert_int_equal(slb_log_append_marker(f->b, "t", 0, &ref, SLB_MARKER_ABORT, NULL), 0);
+    assert_int_equal(slb_log_append_marker(f->b, "t", 0, &ref, SLB_MARKER_ABORT, false, true, NULL),
+                     0);
     assert_int_equal(sl_broker_close(f->b), 0);
     assert_int_equal(sl_broker_open(&f->b, f->dir, 0), 0);
     assert_int_equal(append_seq(f->b, 0, 4, 0, 0, "a", "b", NULL), SL_EFENCED);
@@ -573,7 +584,8 @@ static void test_markers_recovery(void **state)
     assert_int_equal(append_seq(f->b, 0, 4, 1, 0, "c", NULL, &base), 0);
     assert_int_equal(base, 4);
     ref.epoch = 1;
-    assert_int_equal(slb_log_append_marker(f->b, "t", 0, &ref, SLB_MARKER_COMMIT, NULL), 0);
+    assert_int_equal(
+        slb_log_append_marker(f->b, "t", 0, &ref, SLB_MARKER_COMMIT, false, true, NULL), 0);
     assert_int_equal(sl_broker_close(f->b), 0);
     assert_int_equal(sl_broker_open(&f->b, f->dir, 0), 0);
     assert_int_equal(append_seq(f->b, 0, 4, 1, 0, "c", NULL, &base), 0); /* retry */
