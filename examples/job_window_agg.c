@@ -198,6 +198,21 @@ static int divert_process(sl_ctx *ctx, void *self, sl_batch *in)
 static const sl_operator divert_op = {
     .version = SL_OPERATOR_VERSION, .kind = "divert", .process = divert_process};
 
+/* The same as a topic's value: without the newline. */
+static int fmt_value(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+{
+    int rc = fmt_result(out, rec, len, ts, ud);
+    if (!rc && out->len) out->len--;
+    return rc;
+}
+
+/* A result's key: its window key (so a key's results share a partition). */
+static sl_bytes result_key(const void *rec, uint32_t len, void *ud)
+{
+    sl_bytes b = {rec, len};
+    return sl_window_out(b).key;
+}
+
 static int fmt_line(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
 {
     int rc = sl_buf_append(out, rec, len);
@@ -241,8 +256,11 @@ static void wa_help(void)
 {
     printf(
         "usage: sluice run window-agg [--input FILE | --topic NAME [--dir DIR]] [--window SPEC]\n"
-        "           [--agg AGG] [--delay D] [--lateness L] [--out FILE] [--late-out FILE]\n"
-        "           [--threads N] [--parallelism P] [--explain]\n"
+        "           [--agg AGG] [--delay D] [--lateness L] [--out FILE | --out-topic NAME]\n"
+        "           [--late-out FILE] [--threads N] [--parallelism P] [--explain]\n"
+        "           [--checkpoint-dir DIR [--checkpoint-interval D] [--checkpoint-timeout D]\n"
+        "            [--checkpoint-keep K] [--from-checkpoint PATH]\n"
+        "            [--guarantee exactly-once|at-least-once|none]]\n"
         "Aggregates CSV lines event_time_ms,key,value (FILE, standard input, or the values\n"
         "of a broker topic read to its current end) per key and event-time window, and\n"
         "writes window_start,window_end,key,aggregate lines.\n"
@@ -255,6 +273,8 @@ static void wa_help(void)
         "  --lateness L   allowed lateness (default 0): late data within it updates a\n"
         "                 window, which is written again\n"
         "  --out FILE     results (default standard output)\n"
+        "  --out-topic NAME  results as the values of a broker topic (in --dir), keyed\n"
+        "                 by key; with exactly-once, one broker transaction per checkpoint\n"
         "  --late-out FILE  records later than the lateness, as late,event_time_ms,key,value,\n"
         "                 and records in no window (slide > size) as no-window,...\n"
         "                 (default standard error)\n"
@@ -303,6 +323,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
         O_TOPIC,
         O_DIR,
         O_OUT,
+        O_OUT_TOPIC,
         O_LATE_OUT,
         O_AGG,
         O_WINDOW,
@@ -313,6 +334,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
                                          {"topic", required_argument, NULL, O_TOPIC},
                                          {"dir", required_argument, NULL, O_DIR},
                                          {"out", required_argument, NULL, O_OUT},
+                                         {"out-topic", required_argument, NULL, O_OUT_TOPIC},
                                          {"late-out", required_argument, NULL, O_LATE_OUT},
                                          {"agg", required_argument, NULL, O_AGG},
                                          {"window", required_argument, NULL, O_WINDOW},
@@ -321,7 +343,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
                                          JOBS_COMMON_OPTIONS,
                                          {0}};
     const char *input = NULL, *out = NULL, *late_out = NULL, *agg_name = "count";
-    const char *topic = NULL, *dir = NULL;
+    const char *topic = NULL, *dir = NULL, *out_topic = NULL;
     sl_window_conf wc = sl_window_tumbling(1000, 0);
     int64_t delay = 0, lateness = 0;
     jobs_common common = {0};
@@ -333,6 +355,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
         case O_TOPIC: topic = optarg; break;
         case O_DIR: ret = jobs_dir_opt(cmd, optarg, &dir); break;
         case O_OUT: out = optarg; break;
+        case O_OUT_TOPIC: out_topic = optarg; break;
         case O_LATE_OUT: late_out = optarg; break;
         case O_AGG: agg_name = optarg; break;
         case O_WINDOW: ret = parse_window(cmd, optarg, &wc); break;
@@ -361,6 +384,10 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     }
     if (input && topic) {
         fprintf(stderr, "sluice %s: give --input or --topic, not both\n", cmd);
+        return 2;
+    }
+    if (out && out_topic) {
+        fprintf(stderr, "sluice %s: give --out or --out-topic, not both\n", cmd);
         return 2;
     }
     if (input && strcmp(input, "-") != 0 && access(input, R_OK) != 0) {
@@ -411,7 +438,17 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     sl_stream *diverted[2] = {sl_stream_window_late(w), sl_stream_window_unassigned(w)};
     sl_stream *late = sl_stream_apply_n(diverted, 2, "diverted", &divert_op, NULL, 0);
     late = sl_stream_parallelism(late, 1);
-    sl_stream_sink(w, "out", &sl_sink_write, &oc);
+    if (out_topic) {
+        sl_broker_sink_conf sc = {.dir = jobs_broker_dir(dir),
+                                  .topic = out_topic,
+                                  .key = result_key,
+                                  .format = fmt_value,
+                                  .format_ud = &fu};
+        sl_stream_sink(w, "out", &sl_sink_broker, sl_pipeline_dup(p, &sc, sizeof(sc)));
+        sl_pipeline_set_node_parallelism(p, "out", 1); /* one writer per partition */
+    } else {
+        sl_stream_sink(w, "out", &sl_sink_write, &oc);
+    }
     if (late_out)
         sl_stream_sink(late, "late-out", &sl_sink_write, &lo);
     else

@@ -9,10 +9,7 @@
  * and found nothing, never "not polled"), and merges partitions by its rule,
  * so nothing here looks at the clock. Position: the next offset.
  *
- * Sink: one producer; every batch of the stream is appended and flushed
- * before the next one is taken, so an acknowledged batch is durable per the
- * topic's fsync policy. Partitions have one writer each (a file lock), so
- * the sink runs as one instance; its input is rebalanced into it.
+ * The sink is in sink.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,75 +248,3 @@ sl_stream *sl_pipeline_broker(sl_pipeline *p, const char *name, const sl_broker_
         return NULL;
     return sl_pipeline_source(p, name, &sl_source_broker, copy, width, wm);
 }
-
-/* --- sink ----------------------------------------------------------------------- */
-
-typedef struct bsink {
-    sl_broker *b;
-    sl_producer *prod;
-    sl_buf buf;
-} bsink;
-
-static void bsink_close(void *self)
-{
-    bsink *s = self;
-    if (!s) return;
-    sl_producer_close(s->prod);
-    sl_broker_close(s->b);
-    sl_buf_free(&s->buf);
-    free(s);
-}
-
-static int bsink_open(sl_ctx *ctx, void **self)
-{
-    const sl_broker_sink_conf *c = sl_ctx_conf(ctx);
-    if (!c || !c->dir || !c->topic)
-        return sl_ctx_fail(ctx, SL_EINVAL, "needs a directory and a topic");
-    if (sl_ctx_parallelism(ctx) != 1)
-        return sl_ctx_fail(ctx, SL_EINVAL,
-                           "a broker sink runs as one instance (one writer per partition); "
-                           "set its parallelism to 1");
-    bsink *s = calloc(1, sizeof(*s));
-    if (!s) return SL_ENOMEM;
-    int rc = sl_broker_open(&s->b, c->dir, 0);
-    if (!rc) rc = sl_producer_open(&s->prod, s->b, c->topic);
-    if (rc) {
-        rc = sl_ctx_fail(ctx, rc, "%s", s->b ? sl_broker_errmsg(s->b) : "out of memory");
-        bsink_close(s);
-        return rc;
-    }
-    *self = s;
-    return 0;
-}
-
-static int bsink_process(sl_ctx *ctx, void *self, sl_batch *in)
-{
-    bsink *s = self;
-    const sl_broker_sink_conf *c = sl_ctx_conf(ctx);
-    for (uint32_t i = 0; i < in->count; i++) {
-        sl_bytes r = sl_batch_bytes(in, i);
-        sl_record rec = {.value = r.ptr, .value_len = r.len, .timestamp = in->ts[i]};
-        if (c->key) {
-            sl_bytes k = c->key(r.ptr, r.len, c->key_ud);
-            rec.key = k.ptr;
-            rec.key_len = k.len;
-        }
-        if (c->format) {
-            s->buf.len = 0;
-            int rc = c->format(&s->buf, r.ptr, r.len, in->ts[i], c->format_ud);
-            if (rc) return sl_ctx_fail(ctx, rc, "cannot format a record");
-            rec.value = s->buf.ptr ? (const void *)s->buf.ptr : "";
-            rec.value_len = s->buf.len;
-        }
-        int rc = sl_producer_send(s->prod, SL_PARTITION_ANY, &rec, NULL);
-        if (rc) return sl_ctx_fail(ctx, rc, "%s", sl_producer_errmsg(s->prod));
-    }
-    int rc = sl_producer_flush(s->prod);
-    return rc ? sl_ctx_fail(ctx, rc, "%s", sl_producer_errmsg(s->prod)) : 0;
-}
-
-const sl_operator sl_sink_broker = {.version = SL_OPERATOR_VERSION,
-                                    .kind = "broker",
-                                    .open = bsink_open,
-                                    .process = bsink_process,
-                                    .close = bsink_close};

@@ -142,6 +142,9 @@ typedef struct sl_broker_sink_conf {
     void *key_ud;
     sl_format_fn format;
     void *format_ud;
+    /* Exactly-once: the transactional id of the sink's producer (NULL:
+     * "sluice:TOPIC:NODE"). Two jobs writing one topic need two ids. */
+    const char *transactional_id;
 } sl_broker_sink_conf;
 SL_API extern const sl_operator sl_sink_broker;
 
