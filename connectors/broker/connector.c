@@ -9,7 +9,7 @@
  * and found nothing, never "not polled"), and merges partitions by its rule,
  * so nothing here looks at the clock. Position: the next offset.
  *
- * The sink is in sink.c.
+ * The sink is in connector_sink.c.
  */
 #include <stdio.h>
 #include <stdlib.h>

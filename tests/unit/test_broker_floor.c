@@ -1,7 +1,7 @@
 /*
  * tests/unit/test_broker_floor.c - the floors stay floors (DESIGN.md
- * "Layout"): the broker's storage (connectors/broker/, except connector.c,
- * the pipeline adapter) includes only its own headers, engine/base/ and the
+ * "Layout"): the broker's storage (connectors/broker/, except connector*.c,
+ * the pipeline adapters) includes only its own headers, engine/base/ and the
  * public sluice/broker.h and sluice/error.h; engine/base/ includes nothing of
  * sluice but itself and sluice/error.h. Read from the source files, so a new
  * include of an engine internal or of the umbrella header fails here, with
@@ -29,7 +29,8 @@ static int allowed(const char *inc, const char *const *ok)
     return 0;
 }
 
-/* Check every .c and .h of dir (but skip); returns the number of files read. */
+/* Check every .c and .h of dir (but those whose name starts with skip);
+ * returns the number of files read. */
 static int check_dir(const char *dir, const char *skip, const char *const *ok)
 {
     char path[4096];
@@ -40,7 +41,7 @@ static int check_dir(const char *dir, const char *skip, const char *const *ok)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t l = strlen(e->d_name);
-        if (l < 3 || strcmp(e->d_name, skip) == 0) continue;
+        if (l < 3 || (*skip && strncmp(e->d_name, skip, strlen(skip)) == 0)) continue;
         if (strcmp(e->d_name + l - 2, ".c") != 0 && strcmp(e->d_name + l - 2, ".h") != 0) continue;
         char file[8192];
         snprintf(file, sizeof file, "%s/%s", path, e->d_name);
@@ -64,7 +65,7 @@ static void test_broker_storage_floor(void **state)
     (void)state;
     static const char *const ok[] = {"connectors/broker/", "engine/base/", "sluice/broker.h",
                                      "sluice/error.h", NULL};
-    assert_true(check_dir("connectors/broker", "connector.c", ok) >= 10);
+    assert_true(check_dir("connectors/broker", "connector", ok) >= 10);
 }
 
 /* Fail if file (under the source dir) includes any of bad. */

@@ -1,5 +1,5 @@
 /*
- * connectors/broker/sink.c - the built-in broker as a pipeline sink
+ * connectors/broker/connector_sink.c - the built-in broker as a pipeline sink
  * (sl_sink_broker, sluice/connectors.h).
  *
  * Partitions have one writer each (a file lock), so the sink runs as one
