@@ -189,7 +189,7 @@ static int sq_code(int rc)
     case SQLITE_FULL: return SL_EFULL;
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB: return SL_ECORRUPT;
-    case SQLITE_CANTOPEN: return SL_EIO;
+    case SQLITE_CONSTRAINT: return SL_EINVAL; /* a row the table refuses */
     default: return SL_EIO;
     }
 }

@@ -412,6 +412,38 @@ static void test_commit_retried_after_busy(void **state)
     sl_buf_free(&blob);
 }
 
+/* A commit that fails in the middle of its transaction (a trigger refuses
+ * one row of the second epoch) writes nothing at all: neither the rows
+ * before it nor the sluice_commits record; the epochs stay pending and the
+ * retry writes them all. */
+static void test_failed_commit_writes_nothing(void **state)
+{
+    sli_sqlite *s = open_core(0, SL_GUARANTEE_EXACTLY_ONCE, 0);
+    sl_buf blob = {0};
+    stage(s, "a", 0, 1);
+    assert_int_equal(sli_sqlite_seal(s, 0, &blob), 0);
+    stage(s, "b", 0, 2);
+    stage(s, "boom", 0, 3);
+    assert_int_equal(sli_sqlite_seal(s, 0, &blob), 0);
+    sql("CREATE TRIGGER refuse BEFORE INSERT ON results WHEN NEW.name = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+    assert_int_equal(sli_sqlite_commit(s, 2), SL_EINVAL);
+    assert_non_null(strstr(sli_sqlite_commit_errmsg(s), "injected failure"));
+    assert_non_null(strstr(sli_sqlite_commit_errmsg(s), db));
+    char t[512];
+    dump(t, sizeof(t));
+    assert_string_equal(t, "");
+    assert_int_equal(committed(0), -1);
+    assert_int_equal(sli_sqlite_unwritten(s), 3);
+    sql("DROP TRIGGER refuse");
+    assert_int_equal(sli_sqlite_commit(s, 2), 0);
+    dump(t, sizeof(t));
+    assert_string_equal(t, "a,0,1,0.5;b,0,2,1;boom,0,3,1.5;");
+    assert_int_equal(committed(0), 2);
+    sli_sqlite_close(s);
+    sl_buf_free(&blob);
+}
+
 /* A blob with a flipped bit, a truncated one, one of other columns. */
 static void test_bad_blob(void **state)
 {
@@ -634,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rescale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fresh_start_forgets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_retried_after_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit_writes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_blob, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
