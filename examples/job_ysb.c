@@ -6,11 +6,21 @@
  *   events: in-memory generator (parallelism P, periodic watermarks
  *           max - delay - 1 per instance) or, with --input, JSON lines as
  *           the original benchmark writes them (one reader, event_time a
- *           string of milliseconds; malformed lines are dead letters)
+ *           string of milliseconds; malformed lines are dead letters), or,
+ *           with --topic, the same JSON lines as the values of a broker
+ *           topic (one reader; every partition a split with its own
+ *           punctuated watermark, read to the end it had at the start)
  *     -> "views": keeps event_type "view" and joins ad_id -> campaign index
  *        (a 1,000-entry array); unknown ads go to its dead-letter port
  *     -> key_by campaign -> window "count" (10 s tumbling, count)
- *     -> "campaign_id,window_start,count" lines (--out, default stdout)
+ *     -> "campaign_id,window_start,count" lines (--out, default stdout), or
+ *        rows (campaign_id, window_start, window_end, count) upserted into
+ *        an SQLite table keyed by (campaign_id, window_start) (--sqlite DB
+ *        --table T): a result written again overwrites itself
+ *
+ * --emit-json prints the generator's events as JSON lines instead of running
+ * anything, so that `ysb --emit-json | sluice produce T` fills a topic that
+ * `ysb --topic T` reads back to the very events the generator makes.
  *
  * Join output record (8 bytes): the campaign index, int64; its event time is
  * the event's. Campaign ids are strings (from --campaigns, or the decimal
@@ -235,6 +245,29 @@ static int ysb_fill(void *out, int64_t *ts, uint32_t n, uint64_t seq, uint64_t s
     return 0;
 }
 
+static const char *const ad_types[] = {"banner", "modal", "sponsored-search", "mail", "mobile"};
+static const char *const event_types[] = {"view", "click", "purchase"};
+
+int ysb_emit_json(const ysb_job *j, FILE *out)
+{
+    ysb_cursor cur;
+    ysb_cursor_init(&cur, 0, 1, j->events_per_s);
+    for (uint64_t i = 0; i < j->events; i++) {
+        ysb_event e;
+        ysb_next(&cur, &e);
+        if (fprintf(out,
+                    "{\"user_id\": \"%016" PRIx64 "\", \"page_id\": \"%016" PRIx64
+                    "\", \"ad_id\": \"%" PRIu32 "\", \"ad_type\": \"%s\", \"event_type\": "
+                    "\"%s\", \"event_time\": \"%" PRId64 "\", \"ip_address\": \"%u.%u.%u.%u\"}\n",
+                    e.user_id, e.page_id, e.ad_id, ad_types[e.ad_type], event_types[e.event_type],
+                    e.event_time, e.ip >> 24, (e.ip >> 16) & 255, (e.ip >> 8) & 255,
+                    e.ip & 255) < 0)
+            return errno ? -errno : -EIO;
+    }
+    if (fflush(out)) return errno ? -errno : -EIO;
+    return 0;
+}
+
 /* --- views + join ------------------------------------------------------------------------ */
 
 static int views_process(sl_ctx *ctx, void *self, sl_batch *in)
@@ -303,6 +336,22 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
         src = sl_pipeline_lines(p, "json", &lc, sizeof(ysb_event), &j->wm);
         src = sl_stream_parallelism(src, 1);
         sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
+    } else if (j->topic) {
+        /* Every partition is a split with its own punctuated watermark: a
+         * record later than --delay within its partition is late, whatever
+         * the other partitions hold, so the output does not depend on how
+         * the partitions' records interleave. */
+        sl_broker_source_conf bc = {.dir = jobs_broker_dir(j->dir),
+                                    .topic = j->topic,
+                                    .start = SL_OFFSET_BEGINNING,
+                                    .until_end = 1,
+                                    .parse = parse_json,
+                                    .ud = j,
+                                    .max_len = sizeof(ysb_event)};
+        j->wm = (sl_watermark_conf){.delay = j->delay, .punctuated = 1};
+        src = sl_pipeline_broker(p, "json", &bc, sizeof(ysb_event), &j->wm);
+        src = sl_stream_parallelism(src, 1);
+        sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
     } else {
         /* Each shard's event times grow with seq: monotonous. */
         j->wm = (sl_watermark_conf){.delay = j->delay, .monotonous = 1};
@@ -315,7 +364,7 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
      * a rebalance would let a record overtake the watermark that preceded it
      * on another path, and the late records would depend on scheduling. The
      * hash edge into the window keeps each key's order with the watermarks. */
-    int vpar = j->input ? 1 : par;
+    int vpar = j->input || j->topic ? 1 : par;
     sl_stream *v = sl_stream_parallelism(sl_stream_apply(src, "views", &views_op, j, 8), vpar);
     sl_stream_sink(sl_stream_side_as(v, 1, 0, SL_PORT_DEAD_LETTER), "unknown-ads",
                    &jobs_deadletter_text_sink, &j->dl);
@@ -343,24 +392,83 @@ static int fmt_out(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void 
     return sl_buf_printf(out, "%s,%" PRId64 ",%" PRId64 "\n", j->names[c], r.start, n);
 }
 
+/* Rows of --sqlite: key (campaign_id, window_start), values (window_end, count). */
+static const sl_sqlite_column sq_keys[] = {{"campaign_id", SL_SQLITE_TEXT},
+                                           {"window_start", SL_SQLITE_INTEGER}};
+static const sl_sqlite_column sq_values[] = {{"window_end", SL_SQLITE_INTEGER},
+                                             {"count", SL_SQLITE_INTEGER}};
+
+static int sq_row(const void *rec, uint32_t len, int64_t ts, sl_sqlite_value *out, void *ud)
+{
+    const ysb_job *j = ud;
+    sl_window_result r = sl_window_out((sl_bytes){rec, len});
+    int64_t c;
+    memcpy(&c, r.key.ptr, 8);
+    out[0].text = j->names[c];
+    out[0].text_len = (uint32_t)strlen(j->names[c]);
+    out[1].integer = r.start;
+    out[2].integer = r.end;
+    memcpy(&out[3].integer, r.result, 8);
+    return 0;
+}
+
 static void ysb_help(void)
 {
-    printf("usage: sluice run ysb [--events N] [--rate R] [--input FILE] [--campaigns FILE]\n"
-           "           [--delay D] [--out FILE] [--threads N] [--parallelism P] [--explain]\n"
-           "The Yahoo Streaming Benchmark: keeps the view events, joins ad_id to campaign_id\n"
-           "and counts views per campaign per 10-second tumbling event-time window, writing\n"
-           "campaign_id,window_start,count lines.\n"
-           "  --events N       generated events (default 1000000)\n"
-           "  --rate R         generated events per second (default: as fast as possible);\n"
-           "                   event time advances 1000/R ms per event (default 0.1 ms)\n"
-           "  --input FILE     read JSON lines of the original benchmark instead (event_time\n"
-           "                   a string of milliseconds; '-' for standard input)\n"
-           "  --campaigns FILE ad_id,campaign_id lines (default: ads 0..999 -> campaigns\n"
-           "                   0..99, ad a in campaign a/10)\n"
-           "  --delay D        watermark out-of-orderness (250ms, 10s, 1m or ms; default 0)\n"
-           "  --out FILE       results (default standard output)\n"
-           "Malformed lines, unknown ads and views later than --delay are dead letters:\n"
-           "counted, the first ten reported on standard error.\n");
+    printf(
+        "usage: sluice run ysb [--events N] [--rate R] [--input FILE | --topic NAME [--dir DIR]]\n"
+        "           [--campaigns FILE] [--delay D] [--out FILE | --sqlite DB [--table T]]\n"
+        "           [--emit-json] [--threads N] [--parallelism P] [--explain]\n"
+        "The Yahoo Streaming Benchmark: keeps the view events, joins ad_id to campaign_id\n"
+        "and counts views per campaign per 10-second tumbling event-time window, writing\n"
+        "campaign_id,window_start,count lines.\n"
+        "  --events N       generated events (default 1000000)\n"
+        "  --rate R         generated events per second (default: as fast as possible);\n"
+        "                   event time advances 1000/R ms per event (default 0.1 ms)\n"
+        "  --input FILE     read JSON lines of the original benchmark instead (event_time\n"
+        "                   a string of milliseconds; '-' for standard input)\n"
+        "  --topic NAME     read the same JSON lines from the values of a broker topic, to\n"
+        "                   the end it has at the start; every partition has its own\n"
+        "                   watermark, punctuated: max event time seen in it - delay - 1.\n"
+        "                   When no event is later than --delay within its partition, the\n"
+        "                   output is that of --input, for any partitions, threads and\n"
+        "                   parallelism\n"
+        "  --dir DIR        the broker directory (default $SLUICE_DIR, else ./sluice-data)\n"
+        "  --campaigns FILE ad_id,campaign_id lines (default: ads 0..999 -> campaigns\n"
+        "                   0..99, ad a in campaign a/10)\n"
+        "  --delay D        watermark out-of-orderness (250ms, 10s, 1m or ms; default 0)\n"
+        "  --out FILE       results (default standard output)\n"
+        "  --sqlite DB      upsert results into table T of the SQLite database DB instead:\n"
+        "                   rows (campaign_id TEXT, window_start INTEGER, window_end\n"
+        "                   INTEGER, count INTEGER), primary key (campaign_id, window_start)\n"
+        "  --table T        the table for --sqlite (default ysb)\n"
+        "  --emit-json      run nothing: print the JSON lines of the events the generator\n"
+        "                   would make (--events, --rate) to --out or standard output, e.g.\n"
+        "                   sluice run ysb --emit-json | sluice produce events\n"
+        "Malformed lines, unknown ads and views later than --delay are dead letters:\n"
+        "counted, the first ten reported on standard error.\n");
+}
+
+/* --emit-json: the events as JSON lines to path (NULL or "-": stdout). A
+ * reader that closed standard output ends it quietly, as other commands. */
+static int emit(ysb_job *j, const char *path)
+{
+    int to_stdout = !path || strcmp(path, "-") == 0;
+    FILE *f = to_stdout ? stdout : fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "sluice %s: cannot open '%s' for writing: %s\n", j->cmd, path,
+                strerror(errno));
+        return 1;
+    }
+    errno = 0;
+    int rc = ysb_emit_json(j, f);
+    if (!to_stdout && fclose(f) && !rc) rc = errno ? -errno : -EIO;
+    if (rc == -EPIPE) return 0;
+    if (rc) {
+        fprintf(stderr, "sluice %s: cannot write %s: %s\n", j->cmd,
+                to_stdout ? "standard output" : path, strerror(-rc));
+        return 1;
+    }
+    return 0;
 }
 
 int job_ysb(int argc, char **argv, const jobs_runner *run)
@@ -369,16 +477,34 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
     memset(&j, 0, sizeof(j));
     j.cmd = "run ysb";
     j.events = 1000000;
-    enum { O_EVENTS = JOBS_OPT_FIRST_FREE, O_RATE, O_INPUT, O_CAMPAIGNS, O_DELAY, O_OUT };
+    enum {
+        O_EVENTS = JOBS_OPT_FIRST_FREE,
+        O_RATE,
+        O_INPUT,
+        O_CAMPAIGNS,
+        O_DELAY,
+        O_OUT,
+        O_TOPIC,
+        O_DIR,
+        O_SQLITE,
+        O_TABLE,
+        O_EMIT_JSON
+    };
     static const struct option opts[] = {{"events", required_argument, NULL, O_EVENTS},
                                          {"rate", required_argument, NULL, O_RATE},
                                          {"input", required_argument, NULL, O_INPUT},
                                          {"campaigns", required_argument, NULL, O_CAMPAIGNS},
                                          {"delay", required_argument, NULL, O_DELAY},
                                          {"out", required_argument, NULL, O_OUT},
+                                         {"topic", required_argument, NULL, O_TOPIC},
+                                         {"dir", required_argument, NULL, O_DIR},
+                                         {"sqlite", required_argument, NULL, O_SQLITE},
+                                         {"table", required_argument, NULL, O_TABLE},
+                                         {"emit-json", no_argument, NULL, O_EMIT_JSON},
                                          JOBS_COMMON_OPTIONS,
                                          {0}};
-    const char *campaigns = NULL, *out = NULL;
+    const char *campaigns = NULL, *out = NULL, *sqlite = NULL, *table = NULL;
+    int emit_json = 0;
     jobs_common common = {0};
     long long x;
     int opt, ret = 0;
@@ -395,6 +521,11 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         case O_INPUT: j.input = optarg; break;
         case O_CAMPAIGNS: campaigns = optarg; break;
         case O_OUT: out = optarg; break;
+        case O_TOPIC: j.topic = optarg; break;
+        case O_DIR: ret = jobs_dir_opt(j.cmd, optarg, &j.dir); break;
+        case O_SQLITE: sqlite = optarg; break;
+        case O_TABLE: table = optarg; break;
+        case O_EMIT_JSON: emit_json = 1; break;
         case O_DELAY:
             if (jobs_duration(optarg, 1, &j.delay)) {
                 fprintf(stderr,
@@ -412,7 +543,40 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         if (ret) return ret;
     }
     if (jobs_no_operands(j.cmd, argc, argv)) return 2;
+    if (j.input && j.topic) {
+        fprintf(stderr, "sluice %s: give --input or --topic, not both\n", j.cmd);
+        return 2;
+    }
+    if (j.dir && !j.topic) {
+        fprintf(stderr, "sluice %s: --dir is the broker directory of --topic, which is missing\n",
+                j.cmd);
+        return 2;
+    }
+    if (out && sqlite) {
+        fprintf(stderr, "sluice %s: give --out or --sqlite, not both\n", j.cmd);
+        return 2;
+    }
+    if (table && !sqlite) {
+        fprintf(stderr, "sluice %s: --table names a table of --sqlite, which is missing\n", j.cmd);
+        return 2;
+    }
+    if (sqlite && !*sqlite) {
+        fprintf(stderr, "sluice %s: --sqlite needs a database path, not an empty string\n", j.cmd);
+        return 2;
+    }
+    if (table && !*table) {
+        fprintf(stderr, "sluice %s: --table needs a table name, not an empty string\n", j.cmd);
+        return 2;
+    }
+    if (emit_json && (j.input || j.topic || sqlite)) {
+        fprintf(stderr, "sluice %s: --emit-json prints generated events; it takes no %s\n", j.cmd,
+                j.input   ? "--input"
+                : j.topic ? "--topic"
+                          : "--sqlite");
+        return 2;
+    }
     j.events_per_s = j.rate > 0 ? (uint64_t)j.rate : 10000;
+    if (emit_json) return emit(&j, out);
     j.parallelism = common.parallelism;
     int rc = ysb_campaigns(&j, campaigns);
     if (rc) {
@@ -432,8 +596,19 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
     }
     if (common.threads) sl_pipeline_set_threads(p, common.threads);
     sl_write_conf oc = {.path = out, .format = fmt_out, .ud = &j};
+    sl_sqlite_conf sc = {.path = sqlite,
+                         .table = table ? table : "ysb",
+                         .keys = sq_keys,
+                         .n_keys = 2,
+                         .values = sq_values,
+                         .n_values = 2,
+                         .row = sq_row,
+                         .ud = &j};
     sl_stream *w = ysb_build(p, &j);
-    sl_stream_sink(w, "out", &sl_sink_write, &oc);
+    if (sqlite)
+        sl_stream_sink(w, "out", &sl_sink_sqlite, &sc);
+    else
+        sl_stream_sink(w, "out", &sl_sink_write, &oc);
     rc = jobs_run(run, p, j.cmd, &common);
     sl_pipeline_free(p);
     uint64_t nbad = atomic_load(&j.dl.count);

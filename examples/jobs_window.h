@@ -13,6 +13,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sluice/sluice.h>
 
@@ -138,6 +139,8 @@ typedef struct ysb_job {
     int64_t delay;         /* watermark out-of-orderness */
     int parallelism;
     const char *input;        /* JSON lines instead of the generator */
+    const char *topic;        /* or JSON lines from the values of a broker topic */
+    const char *dir;          /* its broker directory */
     int32_t camp_of[YSB_ADS]; /* generator ads -> campaign index, -1 unknown */
     sl_state *ads;            /* JSON ad_id string -> int32 campaign index */
     char **names;             /* campaign index -> campaign_id */
@@ -156,6 +159,12 @@ typedef struct ysb_job {
  * printing the problem. */
 int ysb_campaigns(ysb_job *j, const char *path);
 void ysb_free(ysb_job *j);
+/* Print the JSON line of each of the generator's events (seq 0 ..
+ * j->events - 1, event time at j->events_per_s) to out, as the original
+ * benchmark writes them: `ysb --input` and `ysb --topic` read them back to
+ * the same events (ad ids are the decimal 0..999 the campaigns map). Returns
+ * 0 or -errno of the failed write. */
+int ysb_emit_json(const ysb_job *j, FILE *out);
 /* Build source -> views + join -> key_by -> 10 s tumbling count into p;
  * returns the window's result stream (sl_window_conf layout, key = int64
  * campaign index, result = int64 count), or NULL (error in p). Dead letters

@@ -13,6 +13,7 @@
  *   connectors.h  bundled sources and sinks
  *   window.h      event-time windows, allowed lateness, late output
  *   broker.h      the built-in broker's log: topics, producers, readers, groups
+ *   sqlite.h      the idempotent SQLite sink
  *
  * Meant for programs that use sluice; the library's own files include only
  * the headers they use.
@@ -31,5 +32,6 @@
 #include "sluice/window.h"
 #include "sluice/broker.h"
 #include "sluice/checkpoint.h"
+#include "sluice/sqlite.h"
 
 #endif
