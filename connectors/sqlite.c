@@ -28,17 +28,10 @@
  *                          forward). Rows staged after the checkpoint were
  *                          never written, so there is nothing to roll back.
  *
- * The checkpoint id of a snapshot: snapshot() is not told the id of the
- * barrier it runs on, so the hook seals epochs with tag 0, "committed by the
- * next commit": commit(n) writes every epoch sealed before it was called.
- * Commit(n) comes after this instance's snapshot n, so that includes every
- * epoch <= n; it may include the epoch of a later barrier that passed this
- * sink before commit(n) ran (checkpoints overlapping), which is then visible
- * one checkpoint early. With the idempotent upserts that is harmless for
- * deterministic results (a restart from n replays the same rows over them),
- * and sluice_commits says n, so a restore from n+1 writes them again. The
- * core takes real ids (sli_sqlite_seal's tag) for when the engine tells
- * snapshot() its checkpoint id.
+ * The checkpoint id of a snapshot: snapshot() seals the epoch with the id of
+ * the barrier it runs on (sl_ctx_checkpoint_id), and commit(n) writes the
+ * epochs sealed with ids <= n; an aborted checkpoint's epoch stays pending
+ * and the next commit writes it.
  *
  * Rescaling: the engine hands old instance j's blob to new instance j % Q,
  * so the blob carries the number of the instance that wrote it, and
@@ -856,7 +849,7 @@ static int op_process(sl_ctx *ctx, void *self, sl_batch *in)
 static int op_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
 {
     sli_sqlite *s = self;
-    int rc = sli_sqlite_seal(s, 0, out);
+    int rc = sli_sqlite_seal(s, sl_ctx_checkpoint_id(ctx), out);
     return rc ? sl_ctx_fail(ctx, rc, "%s", s->err) : 0;
 }
 
