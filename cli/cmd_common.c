@@ -130,8 +130,8 @@ static void summary(sl_pipeline *p, const char *cmd)
     sl_checkpoint_stats cs;
     sl_pipeline_checkpoint_stats(p, &cs);
     if (cs.completed || cs.failed)
-        snprintf(chk, sizeof(chk), ", %" PRIu64 " checkpoints (%" PRIu64 " failed)", cs.completed,
-                 cs.failed);
+        snprintf(chk, sizeof(chk), ", %" PRIu64 " checkpoint%s (%" PRIu64 " failed)", cs.completed,
+                 cs.completed == 1 ? "" : "s", cs.failed);
     fprintf(stderr, "sluice %s: %" PRIu64 " in, %" PRIu64 " out, %s%.2f s, %s%s\n", cmd,
             st.records_in, st.records_out, diverted, st.elapsed_s, r, chk);
 }

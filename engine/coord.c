@@ -686,7 +686,8 @@ int sli_coord_final(sl_pipeline *p)
 
 /* --- opening the store and restoring (sl_pipeline_start) ------------------------------------------ */
 
-/* "DIR/chk-ID" (a trailing slash allowed) -> its parent and ID. */
+/* "DIR/chk-ID" (a trailing slash allowed) -> its parent and ID. Returns 0,
+ * 1 when the name is not chk-<id>, or SL_ENOMEM. */
 static int split_from(const char *from, char **parent, uint64_t *id)
 {
     size_t n = strlen(from);
@@ -695,13 +696,13 @@ static int split_from(const char *from, char **parent, uint64_t *id)
     while (b > 0 && from[b - 1] != '/') b--;
     const char *base = from + b;
     size_t bl = n - b;
-    if (bl < 5 || strncmp(base, "chk-", 4) != 0) return -1;
+    if (bl < 5 || strncmp(base, "chk-", 4) != 0) return 1;
     uint64_t v = 0;
     for (size_t i = 4; i < bl; i++) {
-        if (base[i] < '0' || base[i] > '9' || v > UINT64_MAX / 10 - 1) return -1;
+        if (base[i] < '0' || base[i] > '9' || v > UINT64_MAX / 10 - 1) return 1;
         v = v * 10 + (uint64_t)(base[i] - '0');
     }
-    if (!v) return -1;
+    if (!v) return 1;
     *parent = b ? strndup(from, b) : strdup(".");
     if (!*parent) return SL_ENOMEM;
     *id = v;
