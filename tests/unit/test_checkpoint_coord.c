@@ -20,6 +20,8 @@
  *  - resume at P -> Q for (1,1) (1,4) (4,2) (2,3) (3,1), and two stops in a
  *    row: state, timers and positions are restored and redistributed by key
  *    group, the watermark is restored before the first record;
+ *  - sliding and session windows at 3 -> 2, and a user operator whose state
+ *    is in its own memory, through its snapshot / restore hooks;
  *  - two inputs (two generators into one operator): barriers are aligned;
  *  - one credit and a slow sink: periodic checkpoints complete under full
  *    backpressure (completed > 1 before the final one);
@@ -101,6 +103,60 @@ static int union_process(sl_ctx *ctx, void *self, sl_batch *in)
 static const sl_operator union_op = {
     .version = SL_OPERATOR_VERSION, .kind = "union", .process = union_process};
 
+/* A user operator whose state lives in its own memory, carried by its
+ * snapshot / restore hooks: it counts the records of its instance and, at
+ * the end of the input, emits "tally,<instance>,<count>". */
+typedef struct tally_st {
+    uint64_t n;
+} tally_st;
+static int tally_open(sl_ctx *ctx, void **self)
+{
+    *self = calloc(1, sizeof(tally_st));
+    return *self ? 0 : SL_ENOMEM;
+}
+static int tally_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    ((tally_st *)self)->n += in->count;
+    return 0;
+}
+static int tally_end(sl_ctx *ctx, void *self)
+{
+    if (sl_ctx_end_canceled(ctx)) return 0;
+    char line[64];
+    int n = snprintf(line, sizeof(line), "tally,%d,%" PRIu64, sl_ctx_instance(ctx),
+                     ((tally_st *)self)->n);
+    return sl_emit_copy(ctx, 0, 0, line, (uint32_t)n);
+}
+static int tally_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
+{
+    return sl_buf_append(out, &((tally_st *)self)->n, 8);
+}
+static int tally_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
+{
+    if (len != 8) return SL_ECORRUPT;
+    uint64_t v;
+    memcpy(&v, data, 8);
+    ((tally_st *)self)->n += v;
+    return 0;
+}
+static void tally_close(void *self)
+{
+    free(self);
+}
+static const sl_operator tally_op = {.version = SL_OPERATOR_VERSION,
+                                     .kind = "tally",
+                                     .open = tally_open,
+                                     .process = tally_process,
+                                     .end = tally_end,
+                                     .snapshot = tally_snapshot,
+                                     .restore = tally_restore,
+                                     .close = tally_close};
+static int fmt_line(sl_buf *out, const void *r, uint32_t len, int64_t ts, void *ud)
+{
+    int rc = sl_buf_append(out, r, len);
+    return rc ? rc : sl_buf_append(out, "\n", 1);
+}
+
 /* A sink that sleeps per batch (backpressure), records discarded. */
 static int slow_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
@@ -123,6 +179,8 @@ typedef struct job {
     const char *win_name; /* default "win" */
     int slow;             /* the slow sink instead of the file */
     int shards0;          /* the generator's shards follow its parallelism */
+    int kind;             /* 0 tumbling, 1 sliding, 2 session */
+    int tally;            /* a user operator with snapshot hooks instead of the window */
     sl_checkpoint_stats st;
     int rc;
     char err[512];
@@ -147,14 +205,22 @@ static int run_job(job *j)
         s = sl_stream_apply_n(ins, 2, "union", &union_op, NULL, sizeof(rec));
         s = sl_stream_parallelism(s, 2);
     }
-    sl_stream *k = sl_stream_key_by(s, "key", rec_key, NULL);
-    sl_window_conf wc = sl_window_tumbling(50, 0);
+    sl_stream *k = j->tally ? NULL : sl_stream_key_by(s, "key", rec_key, NULL);
+    sl_window_conf wc = j->kind == 1   ? sl_window_sliding(60, 20)
+                        : j->kind == 2 ? sl_window_session(40)
+                                       : sl_window_tumbling(50, 0);
     wc.agg = &sl_agg_count;
     sl_agg_value av = {.offset = 8};
     wc.agg_ud = &av;
-    sl_stream *w = sl_stream_window(k, j->win_name ? j->win_name : "win", &wc);
-    w = sl_stream_parallelism(w, j->par ? j->par : 1);
-    sl_write_conf oc = {.path = j->out, .format = fmt};
+    sl_stream *w;
+    if (j->tally) {
+        w = sl_stream_apply(s, "tally", &tally_op, NULL, 0);
+        w = sl_stream_parallelism(w, j->par_src ? j->par_src : 1);
+    } else {
+        w = sl_stream_window(k, j->win_name ? j->win_name : "win", &wc);
+        w = sl_stream_parallelism(w, j->par ? j->par : 1);
+    }
+    sl_write_conf oc = {.path = j->out, .format = j->tally ? fmt_line : fmt};
     if (j->slow)
         sl_stream_sink(w, "out", &slow_sink, NULL);
     else
@@ -230,7 +296,7 @@ static int same(const lines *a, const lines *b)
 }
 
 static char tmpdir[256];
-static lines oracle, oracle2;
+static lines oracle, oracle2, oracle_kind[3], oracle_tally;
 
 static void path(char *out, size_t n, const char *name)
 {
@@ -250,13 +316,35 @@ static int setup(void **state)
     job j2 = {.out = o, .two_inputs = 1};
     if (run_job(&j2)) return -1;
     oracle2 = read_sorted(o);
-    return oracle.n > 1000 && oracle2.n > oracle.n ? 0 : -1;
+    for (int k = 1; k < 3; k++) {
+        char nm[32];
+        snprintf(nm, sizeof(nm), "oracle-kind%d.txt", k);
+        path(o, sizeof(o), nm);
+        job jk = {.out = o, .kind = k};
+        if (run_job(&jk)) {
+            fprintf(stderr, "oracle of kind %d: %s\n", k, jk.err);
+            return -1;
+        }
+        oracle_kind[k] = read_sorted(o);
+        if (oracle_kind[k].n < 1000) return -1;
+    }
+    path(o, sizeof(o), "oracle-tally.txt");
+    job jt = {.out = o, .tally = 1, .par_src = 2};
+    if (run_job(&jt)) {
+        fprintf(stderr, "tally oracle: %s\n", jt.err);
+        return -1;
+    }
+    oracle_tally = read_sorted(o);
+    return oracle.n > 1000 && oracle2.n > oracle.n && oracle_tally.n == 2 ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     lines_free(&oracle);
     lines_free(&oracle2);
+    lines_free(&oracle_kind[1]);
+    lines_free(&oracle_kind[2]);
+    lines_free(&oracle_tally);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     return system(cmd) == 0 ? 0 : -1;
@@ -264,20 +352,25 @@ static int teardown(void **state)
 
 /* Runs with stops at each of stops[] (0-terminated) and then to the end,
  * P changing from run to run; the output must be exactly the oracle's. */
-static void stop_and_resume(const char *name, const int *pars, const uint64_t *stops, int two)
+static void stop_and_resume_as(const char *name, const int *pars, const uint64_t *stops, int two,
+                               int kind, int tally)
 {
     char dir[300], out[310];
     path(dir, sizeof(dir), name);
     snprintf(out, sizeof(out), "%s.txt", dir);
-    const lines *orc = two ? &oracle2 : &oracle;
+    const lines *orc = tally ? &oracle_tally : kind ? &oracle_kind[kind] : two ? &oracle2 : &oracle;
     int r = 0;
     for (;; r++) {
         job j = {.par = pars[r],
-                 .par_src = two ? 1 : pars[r] % 2 + 1,
+                 .par_src = tally ? 2
+                            : two ? 1
+                                  : pars[r] % 2 + 1,
                  .chk_dir = dir,
                  .out = out,
                  .stop_at = stops[r],
-                 .two_inputs = two};
+                 .two_inputs = two,
+                 .kind = kind,
+                 .tally = tally};
         assert_int_equal(run_job(&j), 0);
         if (r > 0) assert_true(j.st.restored_from > 0);
         assert_true(j.st.completed >= 1);
@@ -289,11 +382,46 @@ static void stop_and_resume(const char *name, const int *pars, const uint64_t *s
             lines_free(&got);
             break;
         }
+        if (tally) { /* emits only at the end: nothing after a stop */
+            assert_int_equal(got.n, 0);
+            lines_free(&got);
+            continue;
+        }
+        if (!submultiset(&got, orc)) {
+            /* name a few lines that are not the oracle's */
+            size_t jx = 0, shown = 0;
+            for (size_t ix = 0; ix < got.n && shown < 3; ix++) {
+                while (jx < orc->n && strcmp(orc->v[jx], got.v[ix]) < 0) jx++;
+                if (jx == orc->n || strcmp(orc->v[jx], got.v[ix]) != 0) {
+                    fprintf(stderr, "  not in the oracle: %s", got.v[ix]);
+                    shown++;
+                } else {
+                    jx++;
+                }
+            }
+        }
         if (!submultiset(&got, orc))
             fail_msg("%s: run %d wrote lines that are not the oracle's (or too often)", name, r);
         assert_true(got.n < orc->n); /* the stop did cut the input */
         lines_free(&got);
     }
+}
+
+static void stop_and_resume(const char *name, const int *pars, const uint64_t *stops, int two)
+{
+    stop_and_resume_as(name, pars, stops, two, 0, 0);
+}
+
+/* Sliding and session windows, and a user operator through its hooks. */
+static void test_resume_other_kinds(void **state)
+{
+    int pars[2] = {3, 2};
+    uint64_t stops[2] = {NREC / 3, 0};
+    stop_and_resume_as("sliding", pars, stops, 0, 1, 0);
+    stop_and_resume_as("session", pars, stops, 0, 2, 0);
+    int same_par[3] = {2, 2, 2};
+    uint64_t two_stops[3] = {NREC / 4, NREC / 2, 0};
+    stop_and_resume_as("tally", same_par, two_stops, 0, 0, 1);
 }
 
 static void test_resume_rescale(void **state)
@@ -525,6 +653,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_rescale),
         cmocka_unit_test(test_two_stops),
+        cmocka_unit_test(test_resume_other_kinds),
         cmocka_unit_test(test_two_inputs_aligned),
         cmocka_unit_test(test_backpressure_one_credit),
         cmocka_unit_test(test_transient_fault_aborts_and_goes_on),
