@@ -79,7 +79,13 @@
  * it under mu (an older epoch: SL_EFENCED; a retry of the last batch:
  * acknowledged with its offset, not written; any sequence but the next:
  * SL_ERANGE) and notes it once written; markers (control batches) move only
- * the epoch. Recovery rebuilds the state from the producer batches of the
+ * the epoch. The state also says whether the id's transaction is open here
+ * (a transactional data batch with no marker after it yet) and from which
+ * offset: the last stable offset (slb_plog_lso_locked, describe) is the
+ * smallest such offset, and markers written on another's behalf (txn.c)
+ * are skipped where the transaction is known to be over. A transaction
+ * whose first batches are in sealed segments counts from its first batch
+ * in the active segment. Recovery rebuilds the state from the producer batches of the
  * active segment as it scans them, so it matches the log after truncation
  * of a torn tail; the state of a producer whose batches are all in sealed
  * segments is not rebuilt (its next batch is accepted at any sequence; a

@@ -41,6 +41,34 @@
  * naming the topic, partition, offset, segment and byte, and stays there
  * until sl_log_reader_seek.
  *
+ * Transactions (read_committed, the default; sl_log_reader_set_isolation).
+ * A transactional batch's fate is written after it (its producer's COMMIT
+ * or ABORT marker), so the reader looks ahead, from the log alone (no
+ * index, no writer state: it works the same in any process and after any
+ * crash). While no transaction is near, the only cost is one attribute test
+ * per batch: a batch is returned as soon as it is read (the fast path of
+ * non-transactional topics is unchanged). When the reader meets a
+ * transactional data batch, a second cursor (`scan`: a reader of the same
+ * partition that never waits, made on first need) starts right after it
+ * and reads batch headers ahead, keeping the transactions it has seen open
+ * (producer id, first offset) and those whose ABORT it met (producer id,
+ * first offset, marker offset). The reader returns a batch at offset o only
+ * when o is below every open transaction's first offset (the last stable
+ * offset as far as the reader can know it); a transactional batch inside an
+ * aborted range of its producer is skipped whole. When the scan reaches the
+ * end of the data with a transaction still open at or before o, the reader
+ * waits, as at the end of the log (sl_log_reader_next's timeout; the
+ * directory watch wakes it when the marker is written), and the scan goes
+ * on from where it stopped. Once nothing is open and the reader has caught
+ * up with the scan, the scan is left idle until the next transaction. Lists
+ * hold only the transactions between the reader and the scan. A marker
+ * whose transaction began before the reader's start position is ignored;
+ * so is a transaction that began before it: its records there are not the
+ * reader's, and the non-transactional records after its start may be
+ * returned before it ends (Kafka would hold them back; what is returned is
+ * the same). Corruption met by the scan is reported by the reader as its
+ * own (with the scan's message). read_uncommitted returns every data batch.
+ *
  * Threads: a reader is used by one thread at a time.
  */
 #include <errno.h>
