@@ -661,11 +661,11 @@ static int end_txn(sl_txn_producer *p, int type)
 {
     if (!p) return SL_EINVAL;
     p->errmsg[0] = 0;
+    int rc = fence_check(p);
+    if (rc < 0) return rc;
     bool any = false;
     for (int32_t i = 0; i < p->partitions; i++) any |= p->registered[i];
     if (!any) return 0;
-    int rc = fence_check(p);
-    if (rc < 0) return rc;
     sl_producer_ref ref = {.producer_id = p->pid, .epoch = p->epoch, .base_sequence = -1};
     for (int32_t i = 0; i < p->partitions; i++) {
         if (!p->in_txn[i]) continue;
