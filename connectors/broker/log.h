@@ -17,6 +17,8 @@
  *   DIR/TOPIC/P/00000000000000000000.log     segment: record batches (batch.h)
  *   DIR/TOPIC/P/00000000000000000000.index   sparse offset index (sealed segments)
  *   DIR/TOPIC/P/00000000000000000000.timeindex  time index (sealed segments)
+ *   DIR/TOPIC/P/NNNNNNNNNNNNNNNNNNNN.txnopen    transactions open when segment NNN
+ *                                            became active (log.c; only if any)
  *   DIR/TOPIC/P/NNNNNNNNNNNNNNNNNNNN.log.cleaned compaction output being written
  *
  * Segments are named by their base offset (segment.h). The segment with the

@@ -119,9 +119,7 @@ typedef struct sl_partition_info {
     int64_t size_bytes;   /* bytes of segment files */
     int32_t segments;     /* number of segments */
     /* The last stable offset: the first offset of the earliest transaction
-     * still open, else next_offset; read_committed readers stop there. Only
-     * a transaction whose batches reach the active segment is seen (one that
-     * began before the last roll counts from its first batch after it). */
+     * still open, else next_offset; read_committed readers stop there. */
     int64_t last_stable_offset;
 } sl_partition_info;
 

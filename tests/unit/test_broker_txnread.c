@@ -480,6 +480,50 @@ static void test_torn_marker(void **state)
     expect(f->b, 0, "d,e", "d,e");
 }
 
+/* A transaction that spans segment rolls: the LSO still counts from its
+ * first batch after a reopen (the .txnopen file carried into the active
+ * segment), in the lock-free view and in a writer's; its producer's next
+ * batch is still accepted at its next sequence; the re-open aborts it all. */
+static void test_lso_across_rolls(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(sl_topic_delete(f->b, "t"), 0);
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.segment_bytes = 1024;
+    assert_int_equal(sl_topic_create(f->b, "t", &c), 0);
+    plain_put(f->b, 0, "first");
+    sl_txn_producer *p = txn_open(f->b, "long");
+    int64_t pid = sl_txn_producer_id(p);
+    int16_t ep = sl_txn_producer_epoch(p);
+    char v[200];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = 0;
+    for (int i = 0; i < 20; i++) txn_put(p, 0, v);
+    plain_put(f->b, 0, "after");
+    sl_partition_info pi = part_info(f->b, 0);
+    assert_true(pi.segments >= 3);
+    assert_int_equal(pi.last_stable_offset, 1);
+    sl_txn_producer_close(p);
+    reopen(f);
+    pi = part_info(f->b, 0); /* lock-free */
+    assert_int_equal(pi.last_stable_offset, 1);
+    assert_int_equal(pi.next_offset, 22);
+    sl_record r = rec_v("more");
+    sl_producer_ref ref = {.producer_id = pid, .epoch = ep, .base_sequence = 20};
+    assert_int_equal(sl_log_append_idempotent(f->b, "t", 0, &ref, &r, 1, NULL), 0);
+    assert_int_equal(part_info(f->b, 0).last_stable_offset, 1); /* the writer's view */
+    char buf[8192];
+    assert_int_equal(read_iso(f->b, 0, SL_READ_COMMITTED, buf, sizeof buf, NULL), 1);
+    assert_string_equal(buf, "first");
+    sl_txn_producer_close(txn_open(f->b, "long"));
+    pi = part_info(f->b, 0);
+    assert_int_equal(pi.last_stable_offset, pi.next_offset);
+    /* "more" was an idempotent, not a transactional, batch. */
+    assert_int_equal(read_iso(f->b, 0, SL_READ_COMMITTED, buf, sizeof buf, NULL), 3);
+    assert_string_equal(buf, "first,after,more");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lso_across_rolls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
