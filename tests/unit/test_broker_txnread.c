@@ -524,6 +524,44 @@ static void test_lso_across_rolls(void **state)
     assert_string_equal(buf, "first,after,more");
 }
 
+/* Compaction lets no transactional record supersede another: an aborted
+ * transaction's later value of a key does not remove the committed one. */
+static void test_compaction_and_aborts(void **state)
+{
+    fx *f = *state;
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.compact = 1;
+    c.segment_bytes = 1024; /* one record per segment */
+    assert_int_equal(sl_topic_create(f->b, "c", &c), 0);
+    static char big[600];
+    memset(big, 'v', sizeof big);
+    sl_record r = {.key = "k", .key_len = 1, .value = big, .value_len = 600, .timestamp = 1};
+    big[0] = '1';
+    assert_int_equal(sl_log_append(f->b, "c", 0, &r, 1, NULL), 0);
+    sl_txn_producer *p;
+    assert_int_equal(sl_txn_producer_open(&p, f->b, "c", "ct"), 0);
+    big[0] = '2';
+    assert_int_equal(sl_txn_producer_append(p, 0, &r, 1, NULL), 0);
+    assert_int_equal(sl_txn_producer_abort(p), 0);
+    r.key = "j";
+    assert_int_equal(sl_log_append(f->b, "c", 0, &r, 1, NULL), 0);
+    assert_int_equal(sl_log_append(f->b, "c", 0, &r, 1, NULL), 0);
+    int rc = sl_topic_clean(f->b, "c", 0);
+    if (rc) fprintf(stderr, "clean: %s\n", sl_broker_errmsg(f->b));
+    assert_int_equal(rc, 0);
+    sl_log_reader *rd;
+    sl_message m;
+    assert_int_equal(sl_log_reader_open(&rd, f->b, "c", 0, SL_OFFSET_BEGINNING), 0);
+    assert_int_equal(sl_log_reader_next(rd, &m, 0), 0);
+    assert_int_equal(m.offset, 0); /* k's committed value is still there */
+    assert_int_equal(((const char *)m.value)[0], '1');
+    assert_int_equal(sl_log_reader_next(rd, &m, 0), 0);
+    assert_memory_equal(m.key, "j", 1);
+    sl_log_reader_close(rd);
+    sl_txn_producer_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +574,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recover_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_marker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lso_across_rolls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_and_aborts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
