@@ -23,6 +23,8 @@
 
 #include "connectors/broker/batch.h"
 #include "connectors/broker/broker_int.h"
+#include "engine/base/crc32c.h"
+#include "engine/base/fsio.h"
 #include "sluice/broker.h"
 #include "tests/unit/test_broker_util.h"
 
@@ -48,6 +50,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
+    sli_fsio_fail_reset();
     sl_broker_close(f->b);
     tb_rmrf(f->dir);
     free(f->dir);
@@ -562,6 +565,44 @@ static void test_compaction_and_aborts(void **state)
     sl_txn_producer_close(p);
 }
 
+/* A state file of version 1 (no transaction fields) is read and its epochs
+ * go on; a failed write of the state file at the first append to a
+ * partition fails that append (nothing written), and the retry works. */
+static void test_state_file_v1_and_faults(void **state)
+{
+    fx *f = *state;
+    uint8_t v1[20 + 12 + 2] = {'S', 'L', 'T', 'X'};
+    slb_put64(v1 + 8, 5);  /* next producer id */
+    slb_put32(v1 + 16, 1); /* one entry */
+    slb_put64(v1 + 20, 3); /* producer 3 */
+    v1[28] = 7;            /* epoch 7 */
+    v1[30] = 2;            /* id "ab" */
+    memcpy(v1 + 32, "ab", 2);
+    slb_put32(v1 + 4, sli_crc32c(0, v1 + 8, sizeof v1 - 8));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/__transactions.state", f->dir);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(v1, 1, sizeof v1, fp), sizeof v1);
+    fclose(fp);
+    sl_txn_producer *p = txn_open(f->b, "ab");
+    assert_int_equal(sl_txn_producer_id(p), 3);
+    assert_int_equal(sl_txn_producer_epoch(p), 8);
+    sl_txn_producer *q = txn_open(f->b, "new");
+    assert_int_equal(sl_txn_producer_id(q), 5);
+    sl_txn_producer_close(q);
+
+    sl_record r = rec_v("x");
+    sli_fsio_fail_after(SLI_FSIO_RENAME, 0, EIO, false);
+    assert_int_not_equal(sl_txn_producer_append(p, 0, &r, 1, NULL), 0);
+    sli_fsio_fail_reset();
+    assert_int_equal(part_info(f->b, 0).next_offset, 0);
+    txn_put(p, 0, "x");
+    assert_int_equal(sl_txn_producer_commit(p), 0);
+    expect(f->b, 0, "x", "x");
+    sl_txn_producer_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -575,6 +616,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_marker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lso_across_rolls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction_and_aborts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_file_v1_and_faults, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
