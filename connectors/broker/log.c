@@ -807,8 +807,9 @@ static int roll(slb_plog *l, char *err)
     slb_seg_reset(&l->segs[l->nsegs], l->next_offset);
     l->nsegs++;
     l->rolls++;
-    slb_seg_path(path, sizeof path, l->dir, a->base, "txnopen");
-    (void)unlink(path);        /* a sealed segment's: no longer needed */
+    /* The sealed segment's (a is stale after the realloc): no longer needed. */
+    slb_seg_path(path, sizeof path, l->dir, l->segs[l->nsegs - 2].base, "txnopen");
+    (void)sli_fsio_unlink(path);
     advance_recovery_point(l); /* the sealed segment is synced and complete */
     /* The hook (cleaning, set by the opener: clean.c is above this file) is
      * housekeeping: its failure does not fail the append that rolled; it is
