@@ -385,7 +385,9 @@ static int mark_entry(sl_broker *b, const txn_entry *e, int type, bool keep, int
     sl_producer_ref ref = {.producer_id = e->pid, .epoch = e->epoch, .base_sequence = -1};
     for (uint32_t k = 0; k < e->nparts; k++) {
         int rc = slb_log_append_marker(b, e->topic, e->parts[k], &ref, type, true, keep, NULL);
-        if (rc == SL_ENOENT) continue; /* the topic was deleted: nothing left to end */
+        /* The topic was deleted (or made again with fewer partitions): nothing
+         * of the transaction is left there to end. */
+        if (rc == SL_ENOENT || rc == SL_ERANGE) continue;
         if (rc < 0) return rc;
         if (rc == 0 && written) (*written)++;
     }

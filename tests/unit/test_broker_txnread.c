@@ -603,6 +603,22 @@ static void test_state_file_v1_and_faults(void **state)
     sl_txn_producer_close(p);
 }
 
+/* The topic of an open transaction was deleted: re-opening the id (on
+ * another topic) finds nothing to end there, and works. */
+static void test_topic_deleted(void **state)
+{
+    fx *f = *state;
+    sl_txn_producer *p = txn_open(f->b, "gone");
+    txn_put(p, 0, "x");
+    sl_txn_producer_close(p);
+    reopen(f);
+    assert_int_equal(sl_topic_delete(f->b, "t"), 0);
+    assert_int_equal(sl_topic_create(f->b, "u", NULL), 0);
+    assert_int_equal(sl_txn_producer_open(&p, f->b, "u", "gone"), 0);
+    assert_int_equal(sl_txn_producer_epoch(p), 1);
+    sl_txn_producer_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -617,6 +633,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lso_across_rolls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction_and_aborts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_file_v1_and_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_deleted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
