@@ -49,8 +49,8 @@
  * per batch: a batch is returned as soon as it is read (the fast path of
  * non-transactional topics is unchanged). When the reader meets a
  * transactional data batch, a second cursor (`scan`: a reader of the same
- * partition that never waits, made on first need) starts right after it
- * and reads batch headers ahead, keeping the transactions it has seen open
+ * partition that never waits, made on first need) starts at it (where it
+ * stopped last time if that is there, else by a seek) and reads batches ahead, keeping the transactions it has seen open
  * (producer id, first offset) and those whose ABORT it met (producer id,
  * first offset, marker offset). The reader returns a batch at offset o only
  * when o is below every open transaction's first offset (the last stable
@@ -741,15 +741,14 @@ static int txn_visible(sl_log_reader *r, const slb_batch_hdr *h)
     if (!r->scan_on) {
         if (!txn) return 1;
         if (!r->scan && (rc = scan_make(r)) < 0) return rc;
-        if ((rc = sl_log_reader_seek(r->scan, slb_next_offset(h))) < 0) {
+        /* Usually the scan stopped right here, where this reader caught up
+         * with it: it goes on from there (no seek: no directory listing). */
+        if ((r->scan->fd < 0 || r->scan->next_offset != o) &&
+            (rc = sl_log_reader_seek(r->scan, o)) < 0) {
             memcpy(r->errmsg, r->scan->errmsg, sizeof r->errmsg);
             return rc;
         }
         r->nopen = r->nab = 0;
-        if (add_txn(&r->open, &r->nopen, &r->capopen, h->producer_id, o, -1) < 0) {
-            slb_seterr(r->errmsg, "out of memory");
-            return SL_ENOMEM;
-        }
         r->scan_on = true;
     }
     /* Aborted ranges this reader has passed are forgotten. */
@@ -761,7 +760,7 @@ static int txn_visible(sl_log_reader *r, const slb_batch_hdr *h)
         int64_t lso = INT64_MAX;
         for (size_t i = 0; i < r->nopen; i++)
             if (r->open[i].first < lso) lso = r->open[i].first;
-        if (o < lso) break;
+        if (o < lso && r->scan->next_offset > o) break; /* the scan passed o: decided */
         if ((rc = scan_step(r)) != 0) return rc;
     }
     if (txn)
