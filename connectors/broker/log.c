@@ -336,7 +336,7 @@ static int txnopen_write(slb_plog *l, int64_t base)
 /* Seed pl's producer states from segment base's .txnopen (if any): the
  * entries are open transactions of producers whose epoch and sequence are
  * unknown (epoch -1: pstate_check accepts them as it does an unknown id). */
-static int txnopen_load(const char *pdir, int64_t base, slb_plog *pl)
+int slb_txnopen_load(const char *pdir, int64_t base, slb_plog *pl)
 {
     char path[SLB_PATH_CAP];
     slb_seg_path(path, sizeof path, pdir, base, "txnopen");
@@ -604,7 +604,7 @@ static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_
         goto fail;
     }
     scan_result res;
-    if ((rc = txnopen_load(pdir, a->base, l)) < 0) goto fail_nomem;
+    if ((rc = slb_txnopen_load(pdir, a->base, l)) < 0) goto fail_nomem;
     if ((rc = scan_segment(l->fd, a->base, st.st_size, a, true, l, &res)) < 0) {
         slb_seterr(err, "topic '%s' partition %d: cannot read %s", topic, partition, path);
         goto fail;
@@ -981,6 +981,11 @@ out:
 
 /* ---- producer state (idempotence, fencing) ---------------------------------- */
 
+int slb_plog_note_batch(slb_plog *l, const slb_batch_hdr *h)
+{
+    return (h->attributes & SLB_ATTR_PRODUCER) ? pstate_note(l, h) : 0;
+}
+
 const slb_pstate *slb_plog_pstate(slb_plog *l, int64_t pid)
 {
     for (size_t i = 0; i < l->npst; i++)
@@ -1260,7 +1265,7 @@ int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err)
                 /* A throwaway plog collects the producer states, for the LSO. */
                 slb_plog tl = {.npst = 0};
                 scan_result res;
-                (void)txnopen_load(pdir, bases[i], &tl);
+                (void)slb_txnopen_load(pdir, bases[i], &tl);
                 if (scan_segment(fd, bases[i], st.st_size, NULL, true, &tl, &res) == 0) {
                     tl.next_offset = pi->next_offset = res.next_offset;
                     pi->last_stable_offset = slb_plog_lso_locked(&tl);

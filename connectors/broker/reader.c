@@ -66,7 +66,10 @@
  * so is a transaction that began before it: its records there are not the
  * reader's, and the non-transactional records after its start may be
  * returned before it ends (Kafka would hold them back; what is returned is
- * the same). Corruption met by the scan is reported by the reader as its
+ * the same). SL_OFFSET_END under read_committed is the last stable offset
+ * of the active segment, found on the walk to the end that seek does anyway
+ * (its producer batches noted as recovery notes them, with the segment's
+ * .txnopen, log.c). Corruption met by the scan is reported by the reader as its
  * own (with the scan's message). read_uncommitted returns every data batch.
  *
  * Threads: a reader is used by one thread at a time.
@@ -124,6 +127,7 @@ struct sl_log_reader {
     int isolation;        /* enum sl_isolation */
     sl_log_reader *scan;  /* the look-ahead cursor; NULL until first needed */
     bool scan_on;         /* scan is ahead of this reader (else: at its position) */
+    bool end_seek;        /* at SL_OFFSET_END, nothing returned since */
     rtxn *open, *aborted; /* open transactions; aborted ranges not yet passed */
     size_t nopen, nab, capopen, capab;
 };
@@ -237,8 +241,10 @@ static int list_segments(sl_log_reader *r, int64_t **bases, size_t *n)
     return 0;
 }
 
-/* Skip complete valid batches to the end of the current segment. */
-static void skip_to_end(sl_log_reader *r)
+/* Skip complete valid batches to the end of the current segment. With tl,
+ * note the producer batches in it (the last stable offset of the segment:
+ * slb_plog_lso_locked). */
+static void skip_to_end(sl_log_reader *r, slb_plog *tl)
 {
     for (;;) {
         size_t avail = fill(r, SLB_HDR_SIZE);
@@ -250,6 +256,7 @@ static void skip_to_end(sl_log_reader *r)
         }
         if (c < 0) break;
         if (slb_batch_crc(r->buf + (r->pos - r->buf_pos), h.length) != h.crc) break;
+        if (tl) (void)slb_plog_note_batch(tl, &h); /* out of memory: less precise */
         r->pos += h.length;
         r->next_offset = slb_next_offset(&h);
         r->seg_prev_end = r->next_offset;
@@ -271,6 +278,7 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
     r->skip_to = 0;
     r->scan_on = false; /* read_committed: the look-ahead starts again from here */
     r->nopen = r->nab = 0;
+    r->end_seek = false;
     for (int attempt = 0;; attempt++) {
         if ((rc = list_segments(r, &bases, &n)) < 0) return rc;
         size_t i = 0;
@@ -312,7 +320,19 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
                     slb_hdr_parse(h, &bh) == 0)
                     r->next_offset = bh.base_offset;
             }
-            skip_to_end(r);
+            /* read_committed: the end is the last stable offset (as Kafka's
+             * ListOffsets answers), so that a transaction open here is read
+             * once committed. Found on the walk to the end, which reads the
+             * active segment anyway (and its .txnopen). */
+            slb_plog tl = {.npst = 0};
+            bool track = r->isolation == SL_READ_COMMITTED;
+            if (track && r->pos == 0) (void)slb_txnopen_load(r->pdir, r->seg_base, &tl);
+            skip_to_end(r, track ? &tl : NULL);
+            tl.next_offset = r->next_offset;
+            int64_t lso = slb_plog_lso_locked(&tl);
+            free(tl.pst);
+            if (lso < r->next_offset && (rc = sl_log_reader_seek(r, lso)) < 0) return rc;
+            r->end_seek = true;
         } else {
             r->next_offset = want;
             r->pos = index_hint(r, want);
@@ -779,10 +799,13 @@ int sl_log_reader_set_isolation(sl_log_reader *r, int isolation)
                    isolation);
         return SL_EINVAL;
     }
+    bool again = r->end_seek && isolation != r->isolation;
     r->isolation = isolation;
     r->scan_on = false;
     r->nopen = r->nab = 0;
-    return 0;
+    /* Opened (or moved) at SL_OFFSET_END and nothing read since: the end
+     * depends on the isolation. */
+    return again ? sl_log_reader_seek(r, SL_OFFSET_END) : 0;
 }
 
 int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
@@ -817,6 +840,7 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
                 msg->headers = r->hdrs;
                 msg->header_count = rec.header_count;
                 r->next_offset = rec.offset + 1;
+                r->end_seek = false;
                 return 0;
             }
             if (c < 0) return report_corrupt(r, "malformed record in a batch with a good CRC");

@@ -327,11 +327,13 @@ typedef struct sl_message {
  * Both skip the markers. Records of non-transactional producers cost the
  * same in both. A reader decides from the log alone (it reads ahead to a
  * transaction's marker), so it works in any process and after any crash.
- * Two limits: SL_OFFSET_END is the log end under both (records of a
- * transaction open there that lie before it are not the reader's); and a
- * transaction begun before the reader's start position does not hold back
- * the non-transactional records after that position (Kafka would hold
- * them until it ends; the records returned are the same). */
+ * SL_OFFSET_END is the last stable offset under read_committed (as Kafka's
+ * ListOffsets answers it), so that a transaction open at the end is read
+ * once it commits; the log end under read_uncommitted (a reader opened at
+ * SL_OFFSET_END moves there when its isolation is set before it reads).
+ * One limit: a transaction begun before the reader's start position does
+ * not hold back the non-transactional records after that position (Kafka
+ * would hold them until it ends; the records returned are the same). */
 enum sl_isolation { SL_READ_COMMITTED = 0, SL_READ_UNCOMMITTED = 1 };
 
 /* Open a reader of one partition at offset (or SL_OFFSET_BEGINNING /

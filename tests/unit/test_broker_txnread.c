@@ -619,6 +619,36 @@ static void test_topic_deleted(void **state)
     sl_txn_producer_close(p);
 }
 
+/* SL_OFFSET_END is the LSO under read_committed (a transaction open at the
+ * end is read once committed), the log end under read_uncommitted. */
+static void test_end_is_lso(void **state)
+{
+    fx *f = *state;
+    plain_put(f->b, 0, "n0");
+    sl_txn_producer *p = txn_open(f->b, "e");
+    txn_put(p, 0, "x");
+    plain_put(f->b, 0, "y");
+    sl_log_reader *rc_r, *ru_r;
+    sl_message m;
+    assert_int_equal(sl_log_reader_open(&rc_r, f->b, "t", 0, SL_OFFSET_END), 0);
+    assert_int_equal(sl_log_reader_position(rc_r), 1);
+    assert_int_equal(sl_log_reader_open(&ru_r, f->b, "t", 0, SL_OFFSET_END), 0);
+    assert_int_equal(sl_log_reader_set_isolation(ru_r, SL_READ_UNCOMMITTED), 0);
+    assert_int_equal(sl_log_reader_position(ru_r), 3);
+    assert_int_equal(sl_log_reader_next(rc_r, &m, 0), SL_EAGAIN);
+    assert_int_equal(sl_txn_producer_commit(p), 0);
+    assert_int_equal(sl_log_reader_next(rc_r, &m, 0), 0);
+    assert_memory_equal(m.value, "x", 1);
+    assert_int_equal(sl_log_reader_next(rc_r, &m, 0), 0);
+    assert_memory_equal(m.value, "y", 1);
+    assert_int_equal(sl_log_reader_next(ru_r, &m, 0), SL_EAGAIN); /* the marker only */
+    assert_int_equal(sl_log_reader_seek(ru_r, SL_OFFSET_END), 0);
+    assert_int_equal(sl_log_reader_position(ru_r), 4);
+    sl_log_reader_close(rc_r);
+    sl_log_reader_close(ru_r);
+    sl_txn_producer_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -634,6 +664,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compaction_and_aborts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_file_v1_and_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_end_is_lso, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
