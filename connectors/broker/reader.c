@@ -840,7 +840,6 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
                 msg->headers = r->hdrs;
                 msg->header_count = rec.header_count;
                 r->next_offset = rec.offset + 1;
-                r->end_seek = false;
                 return 0;
             }
             if (c < 0) return report_corrupt(r, "malformed record in a batch with a good CRC");
@@ -877,5 +876,6 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
         r->batch_len = h.length;
         r->batch_next = slb_next_offset(&h);
         r->in_batch = true;
+        r->end_seek = false; /* a batch with records to return (per batch, not per record) */
     }
 }
