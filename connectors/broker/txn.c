@@ -454,7 +454,15 @@ static int state_bump(sl_txn_producer *p)
             if (open_txn && (rc = state_write(b, &s, NULL, err)) < 0) goto out;
         }
         if (open_txn) {
-            if ((rc = mark_entry(b, e, SLB_MARKER_ABORT, false, NULL)) < 0) goto out;
+            if ((rc = mark_entry(b, e, SLB_MARKER_ABORT, false, NULL)) < 0) {
+                char why[SLB_ERRLEN];
+                memcpy(why, err, sizeof why);
+                slb_seterr(err,
+                           "transactional id '%s': cannot abort the transaction epoch %d "
+                           "left open (epoch %d fences it already; opening again retries): %s",
+                           p->tid, e->txn_epoch, e->epoch, why);
+                goto out;
+            }
             entry_clear_txn(e);
         }
         if (ran_out) { /* epochs ran out: a new producer id */
