@@ -790,6 +790,7 @@ static int64_t start_offset(sl_broker *b, const char *topic, int32_t p, const ch
     /* -N: N records before the end. */
     sl_log_reader *r;
     if (sl_log_reader_open(&r, b, topic, p, SL_OFFSET_END) < 0) return SL_OFFSET_END;
+    (void)sl_log_reader_set_isolation(r, consume_isolation); /* the end it reads to */
     int64_t end = sl_log_reader_position(r);
     sl_log_reader_close(r);
     return end + o > 0 ? end + o : SL_OFFSET_BEGINNING;
@@ -816,6 +817,7 @@ static bool offset_out_of_range(sl_broker *b, const char *topic, int32_t p, int6
 {
     sl_log_reader *r;
     if (sl_log_reader_open(&r, b, topic, p, SL_OFFSET_END) < 0) return false;
+    (void)sl_log_reader_set_isolation(r, SL_READ_UNCOMMITTED); /* the log end */
     int64_t end = sl_log_reader_position(r);
     sl_log_reader_close(r);
     if (off <= end) return false;

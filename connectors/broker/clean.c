@@ -30,6 +30,13 @@
  * are dropped, every mix of old and new segments still holds the latest
  * record of each key.
  *
+ * Transactions: a transactional batch's records are kept whole, markers
+ * included, and supersede nothing (they stay out of the key map): an
+ * aborted or still open transaction's record must not make a committed one
+ * disappear, and a committed tombstone must not be dropped while the
+ * records it deletes are kept. Compacting transactional records by their
+ * fate (Kafka's cleaner drops aborted ones) is not done.
+ *
  * Invariants: only sealed segments are read or rewritten, always under the
  * writer's mu; a failed step leaves every segment either old or new and the
  * in-memory view matching the disk; cleaning is housekeeping, so a roll does
@@ -222,7 +229,8 @@ static int for_each_record(slb_plog *l, const slb_segment *s, const uint8_t *buf
 
 static int map_fn(void *ctx, const slb_batch_hdr *h, const slb_rec *r)
 {
-    if (!r || r->key_len < 0 || (h->attributes & SLB_ATTR_CONTROL)) return 0;
+    /* Transactional records (aborted, or not decided yet) supersede nothing. */
+    if (!r || r->key_len < 0 || (h->attributes & SLB_ATTR_TRANSACTIONAL)) return 0;
     return km_put(ctx, XXH3_128bits(r->key, (size_t)r->key_len), r->offset);
 }
 
@@ -252,8 +260,9 @@ static int clean_fn(void *vctx, const slb_batch_hdr *h, const slb_rec *r)
     }
     if (r) {
         bool keep = true;
-        if (h->attributes & SLB_ATTR_CONTROL) /* markers are kept (not keyed data) */
-            return slb_builder_add_raw(&c->bld, r);
+        /* Markers, and transactional records (whose fate compaction does not
+         * look up), are kept. */
+        if (h->attributes & SLB_ATTR_TRANSACTIONAL) return slb_builder_add_raw(&c->bld, r);
         if (r->key_len >= 0) {
             keymap_slot *s = km_find(c->map, XXH3_128bits(r->key, (size_t)r->key_len));
             if (s->offset >= 0 && s->offset > r->offset) keep = false;

@@ -79,8 +79,15 @@
  * it under mu (an older epoch: SL_EFENCED; a retry of the last batch:
  * acknowledged with its offset, not written; any sequence but the next:
  * SL_ERANGE) and notes it once written; markers (control batches) move only
- * the epoch. Recovery rebuilds the state from the producer batches of the
- * active segment as it scans them, so it matches the log after truncation
+ * the epoch. The state also says whether the id's transaction is open here
+ * (a transactional data batch with no marker after it yet) and from which
+ * offset: the last stable offset (slb_plog_lso_locked, describe) is the
+ * smallest such offset, and markers written on another's behalf (txn.c)
+ * are skipped where the transaction is known to be over. Recovery scans
+ * only the active segment, so a roll carries the open transactions over in
+ * a small file (.txnopen, drawn below) that recovery loads first (its
+ * producers' epochs and sequences stay unknown). Recovery rebuilds the
+ * state from the producer batches of the active segment as it scans them, so it matches the log after truncation
  * of a torn tail; the state of a producer whose batches are all in sealed
  * segments is not rebuilt (its next batch is accepted at any sequence; a
  * snapshot at each roll, as Kafka's, would close that gap). Entries are
@@ -106,6 +113,7 @@
 #include <unistd.h>
 
 #include "engine/base/clock.h"
+#include "engine/base/crc32c.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
 
@@ -278,6 +286,93 @@ static int find_valid_after(int fd, int64_t from, int64_t file_size, int64_t min
     return 0;
 }
 
+/* ---- open transactions at a segment's start (.txnopen) ------------------------- */
+
+/* The transactions open when a segment became the active one, so that
+ * recovery (which scans the active segment only) knows where they began:
+ *
+ *   P/NNNNNNNNNNNNNNNNNNNN.txnopen  (NNN: the segment's base; little-endian)
+ *
+ *   offset  size  field
+ *   ------  ----  -------------------------------------------------------
+ *        0     4  magic          "SLTO"
+ *        4     4  crc            CRC-32C of bytes [8, end)
+ *        8     4  count          uint32, entries that follow (>= 1)
+ *       12    16  entries        count times: producer_id int64, first
+ *                                offset int64 of its open transaction
+ *
+ * Written atomically at a roll, before the new segment is created, only
+ * when a transaction is open (no file: none was); the previous one is then
+ * removed, and recovery removes one without its segment. A missing or
+ * damaged file costs only precision: a transaction then counts from its
+ * first batch in the active segment (as before the file existed). */
+#define TXNOPEN_MAGIC "SLTO"
+
+static int txnopen_write(slb_plog *l, int64_t base)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->npst; i++) n += l->pst[i].txn_open;
+    if (n == 0) return 0;
+    size_t len = 12 + 16 * n;
+    uint8_t *buf = malloc(len);
+    if (!buf) return SL_ENOMEM;
+    memcpy(buf, TXNOPEN_MAGIC, 4);
+    slb_put32(buf + 8, (uint32_t)n);
+    uint8_t *q = buf + 12;
+    for (size_t i = 0; i < l->npst; i++) {
+        if (!l->pst[i].txn_open) continue;
+        slb_put64(q, (uint64_t)l->pst[i].pid);
+        slb_put64(q + 8, (uint64_t)l->pst[i].txn_first);
+        q += 16;
+    }
+    slb_put32(buf + 4, sli_crc32c(0, buf + 8, len - 8));
+    char path[SLB_PATH_CAP];
+    slb_seg_path(path, sizeof path, l->dir, base, "txnopen");
+    int rc = sli_fsio_write_file_atomic(path, buf, len);
+    free(buf);
+    return rc;
+}
+
+/* Seed pl's producer states from segment base's .txnopen (if any): the
+ * entries are open transactions of producers whose epoch and sequence are
+ * unknown (epoch -1: pstate_check accepts them as it does an unknown id). */
+int slb_txnopen_load(const char *pdir, int64_t base, slb_plog *pl)
+{
+    char path[SLB_PATH_CAP];
+    slb_seg_path(path, sizeof path, pdir, base, "txnopen");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (fstat(fd, &st) == 0 && st.st_size >= 12 && st.st_size <= (16 << 20) &&
+        (buf = malloc((size_t)st.st_size)) != NULL &&
+        slb_read_full(fd, buf, (size_t)st.st_size, 0) == 0)
+        len = (size_t)st.st_size;
+    close(fd);
+    uint32_t n = len ? slb_get32(buf + 8) : 0;
+    if (len == 0 || memcmp(buf, TXNOPEN_MAGIC, 4) != 0 || n == 0 || len != 12 + 16 * (size_t)n ||
+        slb_get32(buf + 4) != sli_crc32c(0, buf + 8, len - 8)) {
+        free(buf);
+        return 0; /* damaged: as if absent (see above) */
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t pid = (int64_t)slb_get64(buf + 12 + 16 * i);
+        int64_t first = (int64_t)slb_get64(buf + 20 + 16 * i);
+        if (pid < 0 || first < 0 || first >= base || slb_plog_pstate(pl, pid)) continue;
+        slb_batch_hdr h = {.producer_id = pid,
+                           .producer_epoch = -1,
+                           .base_offset = first,
+                           .attributes = SLB_ATTR_PRODUCER | SLB_ATTR_TRANSACTIONAL};
+        if (pstate_note(pl, &h) < 0) {
+            free(buf);
+            return SL_ENOMEM;
+        }
+    }
+    free(buf);
+    return 0;
+}
+
 /* ---- the writer ---------------------------------------------------------- */
 
 static int open_lock(const char *pdir, bool wait, char *err, const char *topic, int32_t partition)
@@ -335,6 +430,7 @@ static void remove_strays(const char *pdir)
         if (l > 4 && !strcmp(n + l - 4, ".tmp")) kill = true;
         int64_t b = slb_seg_parse_name(n, "index");
         if (b < 0) b = slb_seg_parse_name(n, "timeindex");
+        if (b < 0) b = slb_seg_parse_name(n, "txnopen");
         if (b >= 0) {
             slb_seg_path(logp, sizeof logp, pdir, b, "log");
             if (access(logp, F_OK) != 0) kill = true;
@@ -508,6 +604,7 @@ static int plog_open(slb_plog **out, const char *pdir, const char *topic, int32_
         goto fail;
     }
     scan_result res;
+    if ((rc = slb_txnopen_load(pdir, a->base, l)) < 0) goto fail_nomem;
     if ((rc = scan_segment(l->fd, a->base, st.st_size, a, true, l, &res)) < 0) {
         slb_seterr(err, "topic '%s' partition %d: cannot read %s", topic, partition, path);
         goto fail;
@@ -677,6 +774,9 @@ static int roll(slb_plog *l, char *err)
     if (!ns) return SL_ENOMEM;
     l->segs = ns;
     char path[SLB_PATH_CAP];
+    /* Open transactions carried into the new segment (a failure costs only
+     * the LSO's precision after a reopen; see txnopen_write). */
+    (void)txnopen_write(l, l->next_offset);
     slb_seg_path(path, sizeof path, l->dir, l->next_offset, "log");
     int fd = sli_fsio_open(path, O_RDWR | O_CREAT, 0644);
     if (fd < 0) {
@@ -707,6 +807,9 @@ static int roll(slb_plog *l, char *err)
     slb_seg_reset(&l->segs[l->nsegs], l->next_offset);
     l->nsegs++;
     l->rolls++;
+    /* The sealed segment's (a is stale after the realloc): no longer needed. */
+    slb_seg_path(path, sizeof path, l->dir, l->segs[l->nsegs - 2].base, "txnopen");
+    (void)sli_fsio_unlink(path);
     advance_recovery_point(l); /* the sealed segment is synced and complete */
     /* The hook (cleaning, set by the opener: clean.c is above this file) is
      * housekeeping: its failure does not fail the append that rolled; it is
@@ -878,6 +981,11 @@ out:
 
 /* ---- producer state (idempotence, fencing) ---------------------------------- */
 
+int slb_plog_note_batch(slb_plog *l, const slb_batch_hdr *h)
+{
+    return (h->attributes & SLB_ATTR_PRODUCER) ? pstate_note(l, h) : 0;
+}
+
 const slb_pstate *slb_plog_pstate(slb_plog *l, int64_t pid)
 {
     for (size_t i = 0; i < l->npst; i++)
@@ -942,7 +1050,7 @@ static int pstate_check(slb_plog *l, const sl_producer_ref *pr, size_t n, int64_
         return SL_EINVAL;
     }
     const slb_pstate *st = slb_plog_pstate(l, pr->producer_id);
-    if (!st) return 0;
+    if (!st || st->epoch < 0) return 0; /* unknown, or known only from a .txnopen file */
     if (pr->epoch < st->epoch) {
         slb_seterr(err,
                    "topic '%s' partition %d: producer %" PRId64
@@ -1157,6 +1265,7 @@ int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err)
                 /* A throwaway plog collects the producer states, for the LSO. */
                 slb_plog tl = {.npst = 0};
                 scan_result res;
+                (void)slb_txnopen_load(pdir, bases[i], &tl);
                 if (scan_segment(fd, bases[i], st.st_size, NULL, true, &tl, &res) == 0) {
                     tl.next_offset = pi->next_offset = res.next_offset;
                     pi->last_stable_offset = slb_plog_lso_locked(&tl);

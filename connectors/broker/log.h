@@ -17,6 +17,8 @@
  *   DIR/TOPIC/P/00000000000000000000.log     segment: record batches (batch.h)
  *   DIR/TOPIC/P/00000000000000000000.index   sparse offset index (sealed segments)
  *   DIR/TOPIC/P/00000000000000000000.timeindex  time index (sealed segments)
+ *   DIR/TOPIC/P/NNNNNNNNNNNNNNNNNNNN.txnopen    transactions open when segment NNN
+ *                                            became active (log.c; only if any)
  *   DIR/TOPIC/P/NNNNNNNNNNNNNNNNNNNN.log.cleaned compaction output being written
  *
  * Segments are named by their base offset (segment.h). The segment with the
@@ -181,6 +183,14 @@ int slb_plog_append_marker(slb_plog *l, const sl_producer_ref *pr, int type, boo
  * open (as far as the producer state knows it), else the log end. mu held
  * or l not shared. */
 int64_t slb_plog_lso_locked(const slb_plog *l);
+/* Note the producer batch h (others are ignored) in l's producer states, as
+ * recovery does; with slb_txnopen_load and slb_plog_lso_locked, a zeroed
+ * slb_plog serves as a throwaway collector (describe, reader.c). Returns 0
+ * or SL_ENOMEM. */
+int slb_plog_note_batch(slb_plog *l, const slb_batch_hdr *h);
+/* Seed l's producer states with the transactions open when segment base of
+ * pdir became active (its .txnopen file; nothing if none). 0 or SL_ENOMEM. */
+int slb_txnopen_load(const char *pdir, int64_t base, slb_plog *l);
 /* The state of producer pid in l, or NULL. mu held (or l not shared). */
 const slb_pstate *slb_plog_pstate(slb_plog *l, int64_t pid);
 /* fdatasync if dirty and due (interval policy); for the flusher thread. */

@@ -41,6 +41,37 @@
  * naming the topic, partition, offset, segment and byte, and stays there
  * until sl_log_reader_seek.
  *
+ * Transactions (read_committed, the default; sl_log_reader_set_isolation).
+ * A transactional batch's fate is written after it (its producer's COMMIT
+ * or ABORT marker), so the reader looks ahead, from the log alone (no
+ * index, no writer state: it works the same in any process and after any
+ * crash). While no transaction is near, the only cost is one attribute test
+ * per batch: a batch is returned as soon as it is read (the fast path of
+ * non-transactional topics is unchanged). When the reader meets a
+ * transactional data batch, a second cursor (`scan`: a reader of the same
+ * partition that never waits, made on first need) starts at it (where it
+ * stopped last time if that is there, else by a seek) and reads batches ahead, keeping the transactions it has seen open
+ * (producer id, first offset) and those whose ABORT it met (producer id,
+ * first offset, marker offset). The reader returns a batch at offset o only
+ * when o is below every open transaction's first offset (the last stable
+ * offset as far as the reader can know it); a transactional batch inside an
+ * aborted range of its producer is skipped whole. When the scan reaches the
+ * end of the data with a transaction still open at or before o, the reader
+ * waits, as at the end of the log (sl_log_reader_next's timeout; the
+ * directory watch wakes it when the marker is written), and the scan goes
+ * on from where it stopped. Once nothing is open and the reader has caught
+ * up with the scan, the scan is left idle until the next transaction. Lists
+ * hold only the transactions between the reader and the scan. A marker
+ * whose transaction began before the reader's start position is ignored;
+ * so is a transaction that began before it: its records there are not the
+ * reader's, and the non-transactional records after its start may be
+ * returned before it ends (Kafka would hold them back; what is returned is
+ * the same). SL_OFFSET_END under read_committed is the last stable offset
+ * of the active segment, found on the walk to the end that seek does anyway
+ * (its producer batches noted as recovery notes them, with the segment's
+ * .txnopen, log.c). Corruption met by the scan is reported by the reader as its
+ * own (with the scan's message). read_uncommitted returns every data batch.
+ *
  * Threads: a reader is used by one thread at a time.
  */
 #include <errno.h>
@@ -96,6 +127,7 @@ struct sl_log_reader {
     int isolation;        /* enum sl_isolation */
     sl_log_reader *scan;  /* the look-ahead cursor; NULL until first needed */
     bool scan_on;         /* scan is ahead of this reader (else: at its position) */
+    bool end_seek;        /* at SL_OFFSET_END, nothing returned since */
     rtxn *open, *aborted; /* open transactions; aborted ranges not yet passed */
     size_t nopen, nab, capopen, capab;
 };
@@ -209,8 +241,10 @@ static int list_segments(sl_log_reader *r, int64_t **bases, size_t *n)
     return 0;
 }
 
-/* Skip complete valid batches to the end of the current segment. */
-static void skip_to_end(sl_log_reader *r)
+/* Skip complete valid batches to the end of the current segment. With tl,
+ * note the producer batches in it (the last stable offset of the segment:
+ * slb_plog_lso_locked). */
+static void skip_to_end(sl_log_reader *r, slb_plog *tl)
 {
     for (;;) {
         size_t avail = fill(r, SLB_HDR_SIZE);
@@ -222,6 +256,7 @@ static void skip_to_end(sl_log_reader *r)
         }
         if (c < 0) break;
         if (slb_batch_crc(r->buf + (r->pos - r->buf_pos), h.length) != h.crc) break;
+        if (tl) (void)slb_plog_note_batch(tl, &h); /* out of memory: less precise */
         r->pos += h.length;
         r->next_offset = slb_next_offset(&h);
         r->seg_prev_end = r->next_offset;
@@ -243,6 +278,7 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
     r->skip_to = 0;
     r->scan_on = false; /* read_committed: the look-ahead starts again from here */
     r->nopen = r->nab = 0;
+    r->end_seek = false;
     for (int attempt = 0;; attempt++) {
         if ((rc = list_segments(r, &bases, &n)) < 0) return rc;
         size_t i = 0;
@@ -284,7 +320,19 @@ int sl_log_reader_seek(sl_log_reader *r, int64_t offset)
                     slb_hdr_parse(h, &bh) == 0)
                     r->next_offset = bh.base_offset;
             }
-            skip_to_end(r);
+            /* read_committed: the end is the last stable offset (as Kafka's
+             * ListOffsets answers), so that a transaction open here is read
+             * once committed. Found on the walk to the end, which reads the
+             * active segment anyway (and its .txnopen). */
+            slb_plog tl = {.npst = 0};
+            bool track = r->isolation == SL_READ_COMMITTED;
+            if (track && r->pos == 0) (void)slb_txnopen_load(r->pdir, r->seg_base, &tl);
+            skip_to_end(r, track ? &tl : NULL);
+            tl.next_offset = r->next_offset;
+            int64_t lso = slb_plog_lso_locked(&tl);
+            free(tl.pst);
+            if (lso < r->next_offset && (rc = sl_log_reader_seek(r, lso)) < 0) return rc;
+            r->end_seek = true;
         } else {
             r->next_offset = want;
             r->pos = index_hint(r, want);
@@ -713,15 +761,14 @@ static int txn_visible(sl_log_reader *r, const slb_batch_hdr *h)
     if (!r->scan_on) {
         if (!txn) return 1;
         if (!r->scan && (rc = scan_make(r)) < 0) return rc;
-        if ((rc = sl_log_reader_seek(r->scan, slb_next_offset(h))) < 0) {
+        /* Usually the scan stopped right here, where this reader caught up
+         * with it: it goes on from there (no seek: no directory listing). */
+        if ((r->scan->fd < 0 || r->scan->next_offset != o) &&
+            (rc = sl_log_reader_seek(r->scan, o)) < 0) {
             memcpy(r->errmsg, r->scan->errmsg, sizeof r->errmsg);
             return rc;
         }
         r->nopen = r->nab = 0;
-        if (add_txn(&r->open, &r->nopen, &r->capopen, h->producer_id, o, -1) < 0) {
-            slb_seterr(r->errmsg, "out of memory");
-            return SL_ENOMEM;
-        }
         r->scan_on = true;
     }
     /* Aborted ranges this reader has passed are forgotten. */
@@ -733,7 +780,7 @@ static int txn_visible(sl_log_reader *r, const slb_batch_hdr *h)
         int64_t lso = INT64_MAX;
         for (size_t i = 0; i < r->nopen; i++)
             if (r->open[i].first < lso) lso = r->open[i].first;
-        if (o < lso) break;
+        if (o < lso && r->scan->next_offset > o) break; /* the scan passed o: decided */
         if ((rc = scan_step(r)) != 0) return rc;
     }
     if (txn)
@@ -752,10 +799,13 @@ int sl_log_reader_set_isolation(sl_log_reader *r, int isolation)
                    isolation);
         return SL_EINVAL;
     }
+    bool again = r->end_seek && isolation != r->isolation;
     r->isolation = isolation;
     r->scan_on = false;
     r->nopen = r->nab = 0;
-    return 0;
+    /* Opened (or moved) at SL_OFFSET_END and nothing read since: the end
+     * depends on the isolation. */
+    return again ? sl_log_reader_seek(r, SL_OFFSET_END) : 0;
 }
 
 int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
@@ -826,5 +876,6 @@ int sl_log_reader_next(sl_log_reader *r, sl_message *msg, int timeout_ms)
         r->batch_len = h.length;
         r->batch_next = slb_next_offset(&h);
         r->in_batch = true;
+        r->end_seek = false; /* a batch with records to return (per batch, not per record) */
     }
 }

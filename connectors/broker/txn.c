@@ -17,7 +17,9 @@
  *
  *   offset  size  field
  *   ------  ----  -------------------------------------------------------
- *        0     4  magic              "SLTX"
+ *        0     4  magic              "SLT2" ("SLTX": version 1, read, never
+ *                                    written: entries of 12 bytes, +0..+11
+ *                                    below, followed by the id)
  *        4     4  crc                CRC-32C of bytes [8, end)
  *        8     8  next_producer_id   int64, the id the next new
  *                                    transactional id gets
@@ -26,7 +28,21 @@
  *                   +0   8  producer_id    int64 >= 0
  *                   +8   2  epoch          int16 >= 0
  *                   +10  2  id_len         uint16, 1..SL_TOPIC_NAME_MAX
- *                   +12  *  id             id_len bytes
+ *                   +12  8  txn_start_ms   int64, wall-clock ms at which the
+ *                                          open transaction was begun; -1:
+ *                                          no open transaction (the fields
+ *                                          up to part_count are then 0)
+ *                   +20  8  txn_timeout_ms int64, its timeout
+ *                   +28  2  txn_epoch      int16, the epoch it was begun in;
+ *                                          below epoch: its abort was begun
+ *                                          (the epoch bumped) but not done
+ *                   +30  2  topic_len      uint16, 0..SL_TOPIC_NAME_MAX
+ *                   +32  4  part_count     uint32, 0..SL_PARTITIONS_MAX
+ *                   +36  *  id             id_len bytes
+ *                        *  topic          topic_len bytes: the open
+ *                                          transaction's topic
+ *                        *  partitions     part_count int32: the partitions
+ *                                          it may have written to
  *
  * A missing file is an empty map; a file that fails its checks is refused
  * (SL_ECORRUPT), never rewritten, so producer ids are never reused.
@@ -47,15 +63,46 @@
  *
  * Transactions: a transaction begins with the first append after the
  * producer is opened or its last transaction ended; its batches carry
- * SLB_ATTR_TRANSACTIONAL. sl_txn_producer_commit / _abort end it by writing
- * a COMMIT / ABORT marker (a control batch, batch.h) to each partition it
- * appended to, after the same fence check (and the partition's own epoch
- * check). Readers skip the markers.
+ * SLB_ATTR_TRANSACTIONAL. Before the first append to a partition, the
+ * partition is added to the transaction's entry in the state file (Kafka's
+ * AddPartitionsToTxn; one atomic rewrite per partition per transaction), so
+ * that whoever finds the transaction open after a crash knows where to end
+ * it. sl_txn_producer_commit / _abort end it by writing a COMMIT / ABORT
+ * marker (a control batch, batch.h) to each partition it appended to, after
+ * the same fence check (and the partition's own epoch check), and then
+ * forget it in the state file. Readers skip the markers; read_committed
+ * readers (reader.c) use them to decide the transaction's records.
  *
- * Not here yet (issue 9): the last stable offset and read_committed readers
- * (which would skip aborted batches and stop at an open transaction), and
- * aborting a crashed producer's open transaction when its transactional id
- * is opened again or after a timeout.
+ * Ending a transaction its producer did not end:
+ * - sl_txn_producer_open of the same id: bumps the epoch and writes that
+ *   durably first (fencing the old producer, on the state file and, with
+ *   the ABORT markers of the new epoch, on the partitions), then writes
+ *   ABORT to every partition the entry lists, then forgets the transaction.
+ * - the timeout: expire_locked aborts, the same way, every transaction open
+ *   longer than its timeout (default 15 min) and every abort left half done
+ *   (txn_epoch < epoch). It runs lazily: in every sl_txn_producer_open (for
+ *   the other ids of the directory) and in sl_txn_abort_expired, which
+ *   `sluice topic describe` and `sluice consume` call.
+ * - sl_txn_recover_commit: writes COMMIT with the entry's own producer id
+ *   and epoch (no bump), only if the entry still names that epoch and its
+ *   open transaction; else 1 (nothing to do).
+ * Markers of these paths are written only where the partition's producer
+ * state (log.c) says the producer's transaction is still open (or does not
+ * know: a partition whose active segment holds nothing of the producer gets
+ * one anyway; a marker without an open transaction is ignored by readers),
+ * so a crash between markers is completed, not repeated. A partition that
+ * another writer holds (a producer still alive in another process) cannot
+ * be marked: the call fails with SL_EBUSY (open, recover) or leaves the
+ * transaction for later (timeout), and readers keep waiting at it; the
+ * epoch bump is durable either way, so the live producer is fenced.
+ * Markers go through the broker handle's writer of the partition if it has
+ * one (recover_commit opens and keeps it, as the sink appends there next);
+ * otherwise through a writer opened and closed for the marker, so that a
+ * reader (`consume`) does not keep partition locks.
+ *
+ * Lock order: the state lock, then partition locks, never waiting for the
+ * latter (SL_EBUSY); a producer holds partition locks and takes the state
+ * lock (waiting) to register a partition, so nothing waits in a cycle.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -338,7 +385,9 @@ static int mark_entry(sl_broker *b, const txn_entry *e, int type, bool keep, int
     sl_producer_ref ref = {.producer_id = e->pid, .epoch = e->epoch, .base_sequence = -1};
     for (uint32_t k = 0; k < e->nparts; k++) {
         int rc = slb_log_append_marker(b, e->topic, e->parts[k], &ref, type, true, keep, NULL);
-        if (rc == SL_ENOENT) continue; /* the topic was deleted: nothing left to end */
+        /* The topic was deleted (or made again with fewer partitions): nothing
+         * of the transaction is left there to end. */
+        if (rc == SL_ENOENT || rc == SL_ERANGE) continue;
         if (rc < 0) return rc;
         if (rc == 0 && written) (*written)++;
     }
@@ -405,7 +454,15 @@ static int state_bump(sl_txn_producer *p)
             if (open_txn && (rc = state_write(b, &s, NULL, err)) < 0) goto out;
         }
         if (open_txn) {
-            if ((rc = mark_entry(b, e, SLB_MARKER_ABORT, false, NULL)) < 0) goto out;
+            if ((rc = mark_entry(b, e, SLB_MARKER_ABORT, false, NULL)) < 0) {
+                char why[SLB_ERRLEN];
+                memcpy(why, err, sizeof why);
+                slb_seterr(err,
+                           "transactional id '%s': cannot abort the transaction epoch %d "
+                           "left open (epoch %d fences it already; opening again retries): %s",
+                           p->tid, e->txn_epoch, e->epoch, why);
+                goto out;
+            }
             entry_clear_txn(e);
         }
         if (ran_out) { /* epochs ran out: a new producer id */
@@ -614,11 +671,11 @@ static int end_txn(sl_txn_producer *p, int type)
 {
     if (!p) return SL_EINVAL;
     p->errmsg[0] = 0;
+    int rc = fence_check(p);
+    if (rc < 0) return rc;
     bool any = false;
     for (int32_t i = 0; i < p->partitions; i++) any |= p->registered[i];
     if (!any) return 0;
-    int rc = fence_check(p);
-    if (rc < 0) return rc;
     sl_producer_ref ref = {.producer_id = p->pid, .epoch = p->epoch, .base_sequence = -1};
     for (int32_t i = 0; i < p->partitions; i++) {
         if (!p->in_txn[i]) continue;

@@ -119,9 +119,7 @@ typedef struct sl_partition_info {
     int64_t size_bytes;   /* bytes of segment files */
     int32_t segments;     /* number of segments */
     /* The last stable offset: the first offset of the earliest transaction
-     * still open, else next_offset; read_committed readers stop there. Only
-     * a transaction whose batches reach the active segment is seen (one that
-     * began before the last roll counts from its first batch after it). */
+     * still open, else next_offset; read_committed readers stop there. */
     int64_t last_stable_offset;
 } sl_partition_info;
 
@@ -327,7 +325,15 @@ typedef struct sl_message {
  * transaction still open: later records, transactional or not, wait until
  * it ends). read_uncommitted returns every record as soon as it is written.
  * Both skip the markers. Records of non-transactional producers cost the
- * same in both. */
+ * same in both. A reader decides from the log alone (it reads ahead to a
+ * transaction's marker), so it works in any process and after any crash.
+ * SL_OFFSET_END is the last stable offset under read_committed (as Kafka's
+ * ListOffsets answers it), so that a transaction open at the end is read
+ * once it commits; the log end under read_uncommitted (a reader opened at
+ * SL_OFFSET_END moves there when its isolation is set before it reads).
+ * One limit: a transaction begun before the reader's start position does
+ * not hold back the non-transactional records after that position (Kafka
+ * would hold them until it ends; the records returned are the same). */
 enum sl_isolation { SL_READ_COMMITTED = 0, SL_READ_UNCOMMITTED = 1 };
 
 /* Open a reader of one partition at offset (or SL_OFFSET_BEGINNING /

@@ -120,7 +120,8 @@ typedef struct sl_broker_source_conf {
     uint32_t max_len; /* parse: the largest record it may make */
     /* enum sl_isolation (sluice/broker.h): SL_READ_COMMITTED (0, the
      * default) reads committed transactions only and, with until_end, ends
-     * each partition at its last stable offset as of the start;
+     * each partition at its last stable offset as of the start (start
+     * SL_OFFSET_END is that offset too);
      * SL_READ_UNCOMMITTED reads every record. */
     int isolation;
 } sl_broker_source_conf;

@@ -23,6 +23,8 @@
 
 #include "connectors/broker/batch.h"
 #include "connectors/broker/broker_int.h"
+#include "engine/base/crc32c.h"
+#include "engine/base/fsio.h"
 #include "sluice/broker.h"
 #include "tests/unit/test_broker_util.h"
 
@@ -48,6 +50,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
+    sli_fsio_fail_reset();
     sl_broker_close(f->b);
     tb_rmrf(f->dir);
     free(f->dir);
@@ -480,6 +483,172 @@ static void test_torn_marker(void **state)
     expect(f->b, 0, "d,e", "d,e");
 }
 
+/* A transaction that spans segment rolls: the LSO still counts from its
+ * first batch after a reopen (the .txnopen file carried into the active
+ * segment), in the lock-free view and in a writer's; its producer's next
+ * batch is still accepted at its next sequence; the re-open aborts it all. */
+static void test_lso_across_rolls(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(sl_topic_delete(f->b, "t"), 0);
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.segment_bytes = 1024;
+    assert_int_equal(sl_topic_create(f->b, "t", &c), 0);
+    plain_put(f->b, 0, "first");
+    sl_txn_producer *p = txn_open(f->b, "long");
+    int64_t pid = sl_txn_producer_id(p);
+    int16_t ep = sl_txn_producer_epoch(p);
+    char v[200];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = 0;
+    for (int i = 0; i < 20; i++) txn_put(p, 0, v);
+    plain_put(f->b, 0, "after");
+    sl_partition_info pi = part_info(f->b, 0);
+    assert_true(pi.segments >= 3);
+    assert_int_equal(pi.last_stable_offset, 1);
+    sl_txn_producer_close(p);
+    reopen(f);
+    pi = part_info(f->b, 0); /* lock-free */
+    assert_int_equal(pi.last_stable_offset, 1);
+    assert_int_equal(pi.next_offset, 22);
+    sl_record r = rec_v("more");
+    sl_producer_ref ref = {.producer_id = pid, .epoch = ep, .base_sequence = 20};
+    assert_int_equal(sl_log_append_idempotent(f->b, "t", 0, &ref, &r, 1, NULL), 0);
+    assert_int_equal(part_info(f->b, 0).last_stable_offset, 1); /* the writer's view */
+    char buf[8192];
+    assert_int_equal(read_iso(f->b, 0, SL_READ_COMMITTED, buf, sizeof buf, NULL), 1);
+    assert_string_equal(buf, "first");
+    sl_txn_producer_close(txn_open(f->b, "long"));
+    pi = part_info(f->b, 0);
+    assert_int_equal(pi.last_stable_offset, pi.next_offset);
+    /* "more" was an idempotent, not a transactional, batch. */
+    assert_int_equal(read_iso(f->b, 0, SL_READ_COMMITTED, buf, sizeof buf, NULL), 3);
+    assert_string_equal(buf, "first,after,more");
+}
+
+/* Compaction lets no transactional record supersede another: an aborted
+ * transaction's later value of a key does not remove the committed one. */
+static void test_compaction_and_aborts(void **state)
+{
+    fx *f = *state;
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.compact = 1;
+    c.segment_bytes = 1024; /* one record per segment */
+    assert_int_equal(sl_topic_create(f->b, "c", &c), 0);
+    static char big[600];
+    memset(big, 'v', sizeof big);
+    sl_record r = {.key = "k", .key_len = 1, .value = big, .value_len = 600, .timestamp = 1};
+    big[0] = '1';
+    assert_int_equal(sl_log_append(f->b, "c", 0, &r, 1, NULL), 0);
+    sl_txn_producer *p;
+    assert_int_equal(sl_txn_producer_open(&p, f->b, "c", "ct"), 0);
+    big[0] = '2';
+    assert_int_equal(sl_txn_producer_append(p, 0, &r, 1, NULL), 0);
+    assert_int_equal(sl_txn_producer_abort(p), 0);
+    r.key = "j";
+    assert_int_equal(sl_log_append(f->b, "c", 0, &r, 1, NULL), 0);
+    assert_int_equal(sl_log_append(f->b, "c", 0, &r, 1, NULL), 0);
+    int rc = sl_topic_clean(f->b, "c", 0);
+    if (rc) fprintf(stderr, "clean: %s\n", sl_broker_errmsg(f->b));
+    assert_int_equal(rc, 0);
+    sl_log_reader *rd;
+    sl_message m;
+    assert_int_equal(sl_log_reader_open(&rd, f->b, "c", 0, SL_OFFSET_BEGINNING), 0);
+    assert_int_equal(sl_log_reader_next(rd, &m, 0), 0);
+    assert_int_equal(m.offset, 0); /* k's committed value is still there */
+    assert_int_equal(((const char *)m.value)[0], '1');
+    assert_int_equal(sl_log_reader_next(rd, &m, 0), 0);
+    assert_memory_equal(m.key, "j", 1);
+    sl_log_reader_close(rd);
+    sl_txn_producer_close(p);
+}
+
+/* A state file of version 1 (no transaction fields) is read and its epochs
+ * go on; a failed write of the state file at the first append to a
+ * partition fails that append (nothing written), and the retry works. */
+static void test_state_file_v1_and_faults(void **state)
+{
+    fx *f = *state;
+    uint8_t v1[20 + 12 + 2] = {'S', 'L', 'T', 'X'};
+    slb_put64(v1 + 8, 5);  /* next producer id */
+    slb_put32(v1 + 16, 1); /* one entry */
+    slb_put64(v1 + 20, 3); /* producer 3 */
+    v1[28] = 7;            /* epoch 7 */
+    v1[30] = 2;            /* id "ab" */
+    memcpy(v1 + 32, "ab", 2);
+    slb_put32(v1 + 4, sli_crc32c(0, v1 + 8, sizeof v1 - 8));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/__transactions.state", f->dir);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(v1, 1, sizeof v1, fp), sizeof v1);
+    fclose(fp);
+    sl_txn_producer *p = txn_open(f->b, "ab");
+    assert_int_equal(sl_txn_producer_id(p), 3);
+    assert_int_equal(sl_txn_producer_epoch(p), 8);
+    sl_txn_producer *q = txn_open(f->b, "new");
+    assert_int_equal(sl_txn_producer_id(q), 5);
+    sl_txn_producer_close(q);
+
+    sl_record r = rec_v("x");
+    sli_fsio_fail_after(SLI_FSIO_RENAME, 0, EIO, false);
+    assert_int_not_equal(sl_txn_producer_append(p, 0, &r, 1, NULL), 0);
+    sli_fsio_fail_reset();
+    assert_int_equal(part_info(f->b, 0).next_offset, 0);
+    txn_put(p, 0, "x");
+    assert_int_equal(sl_txn_producer_commit(p), 0);
+    expect(f->b, 0, "x", "x");
+    sl_txn_producer_close(p);
+}
+
+/* The topic of an open transaction was deleted: re-opening the id (on
+ * another topic) finds nothing to end there, and works. */
+static void test_topic_deleted(void **state)
+{
+    fx *f = *state;
+    sl_txn_producer *p = txn_open(f->b, "gone");
+    txn_put(p, 0, "x");
+    sl_txn_producer_close(p);
+    reopen(f);
+    assert_int_equal(sl_topic_delete(f->b, "t"), 0);
+    assert_int_equal(sl_topic_create(f->b, "u", NULL), 0);
+    assert_int_equal(sl_txn_producer_open(&p, f->b, "u", "gone"), 0);
+    assert_int_equal(sl_txn_producer_epoch(p), 1);
+    sl_txn_producer_close(p);
+}
+
+/* SL_OFFSET_END is the LSO under read_committed (a transaction open at the
+ * end is read once committed), the log end under read_uncommitted. */
+static void test_end_is_lso(void **state)
+{
+    fx *f = *state;
+    plain_put(f->b, 0, "n0");
+    sl_txn_producer *p = txn_open(f->b, "e");
+    txn_put(p, 0, "x");
+    plain_put(f->b, 0, "y");
+    sl_log_reader *rc_r, *ru_r;
+    sl_message m;
+    assert_int_equal(sl_log_reader_open(&rc_r, f->b, "t", 0, SL_OFFSET_END), 0);
+    assert_int_equal(sl_log_reader_position(rc_r), 1);
+    assert_int_equal(sl_log_reader_open(&ru_r, f->b, "t", 0, SL_OFFSET_END), 0);
+    assert_int_equal(sl_log_reader_set_isolation(ru_r, SL_READ_UNCOMMITTED), 0);
+    assert_int_equal(sl_log_reader_position(ru_r), 3);
+    assert_int_equal(sl_log_reader_next(rc_r, &m, 0), SL_EAGAIN);
+    assert_int_equal(sl_txn_producer_commit(p), 0);
+    assert_int_equal(sl_log_reader_next(rc_r, &m, 0), 0);
+    assert_memory_equal(m.value, "x", 1);
+    assert_int_equal(sl_log_reader_next(rc_r, &m, 0), 0);
+    assert_memory_equal(m.value, "y", 1);
+    assert_int_equal(sl_log_reader_next(ru_r, &m, 0), SL_EAGAIN); /* the marker only */
+    assert_int_equal(sl_log_reader_seek(ru_r, SL_OFFSET_END), 0);
+    assert_int_equal(sl_log_reader_position(ru_r), 4);
+    sl_log_reader_close(rc_r);
+    sl_log_reader_close(ru_r);
+    sl_txn_producer_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +660,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lso_across_rolls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_and_aborts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_file_v1_and_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_end_is_lso, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
