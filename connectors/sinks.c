@@ -344,15 +344,18 @@ static int write_open(sl_ctx *ctx, void **self)
             if (w->eo) {
                 int rc = sli_fsio_unlink(w->side);
                 if (rc && rc != -ENOENT) {
+                    sl_ctx_fail(ctx, sli_errno_code(rc), "cannot remove '%s': %s", w->side,
+                                strerror(-rc));
+                    pthread_mutex_destroy(&w->lock);
                     free(w);
-                    return sl_ctx_fail(ctx, sli_errno_code(rc), "cannot remove '%s': %s", w->side,
-                                       strerror(-rc));
+                    return sl_ctx_error(ctx);
                 }
             }
         }
         w->fd = sli_fsio_open(path, flags, 0644);
         if (w->fd < 0) {
             int e = -w->fd;
+            pthread_mutex_destroy(&w->lock);
             free(w);
             return sl_ctx_fail(ctx, sli_errno_code(e), "cannot open '%s' for writing: %s", path,
                                strerror(e));

@@ -322,8 +322,13 @@ static int bsink_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
     int64_t pid = -1;
     int16_t ep = 0;
     if (!rc) {
-        pid = sl_txn_producer_id(s->tp);
-        ep = sl_txn_producer_epoch(s->tp);
+        /* An empty transaction records none: its epoch goes on to the
+         * next transaction, which a roll forward to this checkpoint must
+         * not commit (the crash trials found that). */
+        if (s->in_txn) {
+            pid = sl_txn_producer_id(s->tp);
+            ep = sl_txn_producer_epoch(s->tp);
+        }
         s->awaiting = 1;
     }
     pthread_mutex_unlock(&s->lock);

@@ -164,8 +164,8 @@ typedef struct sl_checkpoint_stats {
      * capturing its instances' state before passing the barrier on). */
     double duration_p50_ms, duration_p99_ms, duration_max_ms;
     double stall_p50_ms, stall_p99_ms, stall_max_ms;
-    char last_error[256];       /* why the last failed checkpoint failed ("" if none) */
-    char restore_warning[512];  /* newer checkpoints skipped as corrupt or incomplete,
+    char last_error[256];      /* why the last failed checkpoint failed ("" if none) */
+    char restore_warning[512]; /* newer checkpoints skipped as corrupt or incomplete,
                                    one line each ("" if none) */
 } sl_checkpoint_stats;
 /* Any thread, also while running (then a recent view). */
