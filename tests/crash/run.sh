@@ -57,6 +57,7 @@ trials=6
 seed=1
 only_trial=""
 only_scen=""
+guarantee=exactly-once
 keep=0
 selftest=0
 ctest_mode=0
@@ -83,6 +84,7 @@ while [ $# -gt 0 ]; do
     --bin) bin=${2:-}; shift 2 || die "--bin needs a path" ;;
     --work) work=${2:-}; shift 2 || die "--work needs a directory" ;;
     --scenario) only_scen=${2:-}; shift 2 || die "--scenario needs a name" ;;
+    --guarantee) guarantee=${2:-}; shift 2 || die "--guarantee needs a value" ;;
     --keep) keep=1; shift ;;
     --self-test) selftest=1; shift ;;
     --ctest) ctest_mode=1; shift ;;
@@ -99,17 +101,29 @@ bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))) ||
     die "needs bash >= 5.1 (wait -n -p), this is $BASH_VERSION"
 
+# The work directory: made here, marked, and only a marked (or empty) one is emptied.
 if [ -z "$work" ]; then
     work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-crash.XXXXXX") || die "cannot make a work directory"
 else
-    rm -rf "$work" && mkdir -p "$work" || die "cannot make the work directory '$work'"
+    # (BUILD_DIR/crash-work of the ctest form is ours whatever is in it)
+    if [ "$ctest_mode" = 0 ] && [ -e "$work" ] && [ ! -e "$work/.sluice-crash-work" ] &&
+        [ -n "$(ls -A "$work" 2>/dev/null)" ]; then
+        die "--work '$work' exists and is not a crash work directory (not emptied)"
+    fi
+    rm -rf "$work"
+    mkdir -p "$work" || die "cannot make the work directory '$work'"
 fi
+: >"$work/.sluice-crash-work"
 export SLUICE_DIR=$work/broker
 
 # --- the processes we started ------------------------------------------------------------
+# The traps run in this shell only: a child forked for `cmd &` holds them until it
+# execs, and must neither signal nor remove anything if it is signalled in between.
+main_pid=$BASHPID
 job_pid=""
 sleep_pid=""
 cleanup() {
+    [ "$BASHPID" = "$main_pid" ] || return 0
     local p
     for p in $job_pid $sleep_pid; do
         kill -9 "$p" 2>/dev/null
@@ -120,13 +134,14 @@ cleanup() {
 }
 on_exit() {
     local rc=$?
+    [ "$BASHPID" = "$main_pid" ] || return 0
     cleanup
     if [ "$keep" = 0 ] && { [ "$rc" = 0 ] || [ "$rc" = 77 ]; }; then rm -rf "$work"; fi
     if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then echo "crash trials: work directory kept: $work" >&2; fi
 }
 trap on_exit EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
+trap '[ "$BASHPID" = "$main_pid" ] || exit 1; cleanup; exit 130' INT
+trap '[ "$BASHPID" = "$main_pid" ] || exit 1; cleanup; exit 143' TERM
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
@@ -150,7 +165,7 @@ run_job() {
     run_killed=0
     if [ "$first" = "$job_pid" ]; then
         run_status=$st
-        kill "$sleep_pid" 2>/dev/null
+        kill -9 "$sleep_pid" 2>/dev/null
         wait "$sleep_pid" 2>/dev/null
     else
         wait "$sleep_pid" 2>/dev/null
@@ -192,10 +207,10 @@ has() { # has TEXT WORD: WORD occurs in TEXT (no pipes: pipefail and grep -q do 
 # fresh_NAME DIR (a new empty output for a run), args_NAME DIR CKDIR (the command line,
 # into the array cmd), read_NAME DIR (the committed output's lines on stdout).
 
-wa_help=$("$bin" run window-agg --help 2>&1)
-ysb_help=$("$bin" run ysb --help 2>&1)
-consume_help=$("$bin" consume --help 2>&1)
-ck_opts=(--guarantee exactly-once --checkpoint-interval 100ms)
+# accepts ARGS...: this build takes these options (each before --help, which ends the
+# parse with status 0; an unknown option is a usage error first).
+accepts() { "$bin" "$@" --help >/dev/null 2>&1; }
+ck_opts=(--guarantee "$guarantee" --checkpoint-interval 100ms)
 
 # window-agg: 1,000 keys, 2 s tumbling windows, sum; out of order by up to 50 ms,
 # and a delay of 50 ms, so no record is late and the output is fully determined.
@@ -205,8 +220,8 @@ wa_job=(--window tumbling:2s --agg sum --delay 50)
 wa_gen=(run generate --events "$WA_EVENTS" --keys 1000 --rate 20000 --disorder 50)
 
 avail_window_agg_file() {
-    has "$wa_help" --checkpoint-dir || { echo "sluice run window-agg has no --checkpoint-dir"; return 1; }
-    has "$wa_help" --guarantee || { echo "sluice run window-agg has no --guarantee"; return 1; }
+    accepts run window-agg --checkpoint-dir x "${ck_opts[@]}" ||
+        { echo "sluice run window-agg takes no --checkpoint-dir / --guarantee"; return 1; }
 }
 prep_window_agg_file() {
     "$bin" "${wa_gen[@]}" >"$work/events.csv" 2>"$work/gen.err" ||
@@ -221,8 +236,8 @@ read_window_agg_file() { [ ! -e "$1/out.txt" ] || cat "$1/out.txt"; }
 
 avail_window_agg_topic() {
     avail_window_agg_file || return 1
-    has "$wa_help" --out-topic || { echo "sluice run window-agg has no --out-topic"; return 1; }
-    has "$consume_help" --isolation || { echo "sluice consume has no --isolation"; return 1; }
+    accepts run window-agg --out-topic x || { echo "sluice run window-agg has no --out-topic"; return 1; }
+    accepts consume --isolation read_committed || { echo "sluice consume has no --isolation"; return 1; }
 }
 prep_window_agg_topic() {
     "$bin" topic create crash-in --partitions 4 >/dev/null 2>"$work/topic.err" &&
@@ -253,9 +268,10 @@ elif command -v python3 >/dev/null 2>&1 && python3 -c 'import sqlite3' 2>/dev/nu
     sqlite_read=python3
 fi
 avail_ysb_topic_sqlite() {
-    has "$ysb_help" --checkpoint-dir || { echo "sluice run ysb has no --checkpoint-dir"; return 1; }
-    has "$ysb_help" --topic || { echo "sluice run ysb has no --topic"; return 1; }
-    has "$ysb_help" --sqlite || { echo "sluice run ysb has no --sqlite"; return 1; }
+    accepts run ysb --checkpoint-dir x "${ck_opts[@]}" ||
+        { echo "sluice run ysb takes no --checkpoint-dir / --guarantee"; return 1; }
+    accepts run ysb --topic x || { echo "sluice run ysb has no --topic"; return 1; }
+    accepts run ysb --sqlite x --table t || { echo "sluice run ysb has no --sqlite / --table"; return 1; }
     [ -n "$sqlite_read" ] || { echo "neither sqlite3 nor python3's sqlite3 to read the table"; return 1; }
 }
 prep_ysb_topic_sqlite() {
@@ -385,7 +401,7 @@ trial() {
             sched+="${sched:+ }${delay}ms"
             done_ms=$((done_ms + run_ms))
             "read_$s" "$d" >"$d/partial" 2>>"$d/run.err" || { why="cannot read the output after kill $kills"; break; }
-            read -r pd pm pf <<<"$(compare "$work/ref-$s/lines" "$d/partial")"
+            read -r pd _ pf <<<"$(compare "$work/ref-$s/lines" "$d/partial")"
             if [ "$pd" -gt "$idup" ]; then idup=$pd; ifor=$pf; fi
             continue
         fi
@@ -419,9 +435,9 @@ trial() {
     t_ok=0
     if [ -z "$why" ] && [ "$t_dup" = 0 ] && [ "$t_miss" = 0 ]; then t_ok=1; fi
     if [ $t_ok = 0 ]; then
-        printf 'crash trial %d FAILED: %s, %d kill(s)%s, %d runs: %s%d duplicates (%d foreign), %d missing%s; reproduce: bash tests/crash/run.sh --seed %d --trial %d\n' \
+        printf 'crash trial %d FAILED: %s, %d kill(s)%s, %d runs: %s%d duplicates (%d foreign), %d missing%s; reproduce: bash tests/crash/run.sh --seed %d --trial %s\n' \
             "$i" "${s//_/-}" "$kills" "${sched:+ at $sched}" "$runs" "${why:+$why; }" \
-            "$t_dup" "$t_foreign" "$t_miss" "$([ "$idup" -gt 0 ] && echo ", committed output had $idup excess lines after a kill")" "$seed" "$i"
+            "$t_dup" "$t_foreign" "$t_miss" "$([ "$idup" -gt 0 ] && echo ", committed output had $idup excess lines after a kill")" "$seed" "$i$repro"
         if [ -n "$why" ]; then
             echo "  stderr of its runs ($d/run.err), last 20 lines:"
             tail -n 20 "$d/run.err" | sed 's/^/  /'
@@ -474,6 +490,9 @@ if [ "$selftest" = 1 ]; then
 fi
 
 # --- the trials ---------------------------------------------------------------------------
+repro=""
+[ "$guarantee" = exactly-once ] || repro+=" --guarantee $guarantee"
+[ -z "$only_scen" ] || repro+=" --scenario $only_scen"
 scens=()
 for s in "${all_scens[@]}"; do
     if [ -n "$only_scen" ] && [ "$only_scen" != "$s" ] && [ "$only_scen" != "${s//_/-}" ]; then continue; fi
