@@ -203,8 +203,11 @@ static void rm_tree(const char *dir)
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* The complete checkpoint of dir with the most bytes (the latest of equals):
- * its path into path, its size into *bytes. 0, or 1 when there is none. */
+/* The complete checkpoint of dir with the most bytes (the latest of equals),
+ * not counting the last one (the final checkpoint, taken at the end of the
+ * input: its positions are at the end, so a restore from it has nothing left
+ * to do): its path into path, its size into *bytes. 0, or 1 when there is
+ * none. */
 static int largest_checkpoint(const char *dir, char *path, size_t len, uint64_t *bytes)
 {
     char err[256];
@@ -214,11 +217,16 @@ static int largest_checkpoint(const char *dir, char *path, size_t len, uint64_t 
         fprintf(stderr, "sluice %s: %s\n", cmd, err);
         return 1;
     }
-    uint64_t best = 0, best_id = 0;
+    uint64_t best = 0, best_id = 0, last_id = 0;
     int found = 0;
     for (size_t i = 0; i < sl_checkpoint_list_count(l); i++) {
         sl_checkpoint_info in;
-        if (sl_checkpoint_list_get(l, i, &in) != 0 || in.status != 0) continue;
+        if (sl_checkpoint_list_get(l, i, &in) == 0 && in.status == 0 && in.id > last_id)
+            last_id = in.id;
+    }
+    for (size_t i = 0; i < sl_checkpoint_list_count(l); i++) {
+        sl_checkpoint_info in;
+        if (sl_checkpoint_list_get(l, i, &in) != 0 || in.status != 0 || in.id == last_id) continue;
         if (!found || in.bytes >= best) {
             best = in.bytes;
             best_id = in.id;
@@ -420,8 +428,8 @@ int bench_checkpoint(int argc, char **argv)
         if (big.st.completed)
             printf("  %-22s stall p99 %.3f ms (goal < 5 ms)\n", "", big.st.stall_p99_ms);
         if (have_chk) {
-            printf("  largest checkpoint: %s, %.1f MB\n", from,
-                   (double)big_bytes / (1024.0 * 1024.0));
+            printf("  largest checkpoint before the final one: %s, %.1f MB\n",
+                   strrchr(from, '/') + 1, (double)big_bytes / (1024.0 * 1024.0));
             if (rec.st.restored_from)
                 printf("recovery: restored from checkpoint %" PRIu64
                        " in %.1f ms (goal < 1000 ms); "
@@ -430,7 +438,7 @@ int bench_checkpoint(int argc, char **argv)
             else
                 printf("recovery: a pipeline given %s did not restore from it\n", from);
         } else {
-            printf("recovery: no complete checkpoint in %s to restore from\n", big_dir);
+            printf("recovery: no complete checkpoint before the final one to restore from\n");
         }
     }
     rc = 0;

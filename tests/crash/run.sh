@@ -212,12 +212,21 @@ has() { # has TEXT WORD: WORD occurs in TEXT (no pipes: pipefail and grep -q do 
 accepts() { "$bin" "$@" --help >/dev/null 2>&1; }
 ck_opts=(--guarantee "$guarantee" --checkpoint-interval 100ms)
 
-# window-agg: 1,000 keys, 2 s tumbling windows, sum; out of order by up to 50 ms,
-# and a delay of 50 ms, so no record is late and the output is fully determined.
-# 3M events (150 s of event time): ~1.5 s uninterrupted, 75,000 result lines.
-WA_EVENTS=${CRASH_WA_EVENTS:-3000000}
+# window-agg: 1,000 keys, sum; out of order by up to 50 ms, and a delay of 50 ms, so
+# no record is late and the output is fully determined. 3M events (150 s of event
+# time, whatever the count): ~1-2 s uninterrupted. Into the file 2 s tumbling windows (75,000 lines,
+# output between most barriers); into the topic 20 s ones (8,000 lines; a window
+# fires about every 400,000 events, so many checkpoints have no output: a sink's
+# empty transaction is a case of its own, which found a bug).
+# A sanitizer build (`sluice --version` says so) is ~5x slower: a fifth of the input.
+# CRASH_WA_EVENTS and CRASH_YSB_EVENTS override the sizes.
+shrink=1
+version=$("$bin" --version 2>&1)
+if has "$version" sanitizer; then shrink=5; fi
+WA_EVENTS=${CRASH_WA_EVENTS:-$((3000000 / shrink))}
 wa_job=(--window tumbling:2s --agg sum --delay 50)
-wa_gen=(run generate --events "$WA_EVENTS" --keys 1000 --rate 20000 --disorder 50)
+wa_job_topic=(--window tumbling:20s --agg sum --delay 50)
+wa_gen=(run generate --events "$WA_EVENTS" --keys 1000 --rate $((20000 * WA_EVENTS / 3000000 + 1)) --disorder 50)
 
 avail_window_agg_file() {
     accepts run window-agg --checkpoint-dir x "${ck_opts[@]}" ||
@@ -251,7 +260,7 @@ fresh_window_agg_topic() {
     "$bin" topic create "$t" --partitions 2 >/dev/null
 }
 args_window_agg_topic() {
-    cmd=(run window-agg --topic crash-in "${wa_job[@]}" --out-topic "$(cat "$1/topic")"
+    cmd=(run window-agg --topic crash-in "${wa_job_topic[@]}" --out-topic "$(cat "$1/topic")"
         --checkpoint-dir "$2" "${ck_opts[@]}")
 }
 read_window_agg_topic() {
@@ -259,8 +268,9 @@ read_window_agg_topic() {
 }
 
 # ysb: JSON events as the original benchmark writes them, in order (event time 1 ms
-# apart), a third of them views; 100 campaigns x 10 s windows.
-YSB_EVENTS=${CRASH_YSB_EVENTS:-400000}
+# apart, more when there are fewer: 400 s in all), a third of them views; 100
+# campaigns x 10 s windows: 4,000 rows.
+YSB_EVENTS=${CRASH_YSB_EVENTS:-$((400000 / shrink))}
 sqlite_read=""
 if command -v sqlite3 >/dev/null 2>&1; then
     sqlite_read=sqlite3
@@ -277,13 +287,13 @@ avail_ysb_topic_sqlite() {
 prep_ysb_topic_sqlite() {
     "$bin" topic create crash-ysb --partitions 2 >/dev/null 2>"$work/topic.err" ||
         { cat "$work/topic.err" >&2; return 1; }
-    awk -v n="$YSB_EVENTS" 'BEGIN {
+    awk -v n="$YSB_EVENTS" -v step=$((400000 / YSB_EVENTS + (400000 % YSB_EVENTS > 0))) 'BEGIN {
         split("view click purchase", type, " ")
         for (i = 0; i < n; i++)
             printf "{\"user_id\": \"u%d\", \"page_id\": \"p%d\", \"ad_id\": \"%d\", " \
                    "\"ad_type\": \"banner\", \"event_type\": \"%s\", \"event_time\": \"%.0f\", " \
                    "\"ip_address\": \"1.2.3.4\"}\n", i % 5003, i % 7001, (i * 7919 + 13) % 1000,
-                   type[(i * 31 + int(i / 7)) % 3 + 1], 1600000000000 + i
+                   type[(i * 31 + int(i / 7)) % 3 + 1], 1600000000000 + i * step
     }' | "$bin" produce crash-ysb 2>"$work/produce.err" || { cat "$work/produce.err" >&2; return 1; }
 }
 fresh_ysb_topic_sqlite() { :; }
