@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # tests/crash/run.sh - kill -9 crash trials: exactly-once under SIGKILL.
 #
-#   bash tests/crash/run.sh [--trials N] [--seed S] [--trial I] [--bin PATH]
-#                           [--work DIR] [--scenario NAME] [--keep] [--self-test]
+#   bash tests/crash/run.sh [--trials N] [--seed S] [--trial I] [--bin PATH] [--work DIR]
+#                  [--scenario NAME] [--guarantee G] [--keep] [--self-test]
+#   bash tests/crash/run.sh SLUICE_BIN SOURCE_DIR BUILD_DIR [options]     (ctest's form)
+#
+# Defaults: 20 trials, seed 1, build/sluice of this tree, a temporary work directory
+# (BUILD_DIR/crash-work in ctest's form), removed when all went well (--keep keeps it).
+# --guarantee at-least-once runs the same trials without exactly-once: the file and
+# topic scenarios then show duplicates (the SQLite sink's upserts stay exact).
 #
 # Three scenarios, all with --guarantee exactly-once --checkpoint-interval 100ms:
 #   window-agg-file   window-agg, CSV file in -> --out FILE (the transactional file sink)
 #   window-agg-topic  window-agg, broker topic in -> --out-topic (one broker transaction
 #                     per checkpoint), read back with consume --isolation read_committed
 #   ysb-topic-sqlite  ysb, JSON events of the original benchmark in a topic -> --sqlite DB
-#                     --table T (upserts, one SQLite transaction per checkpoint)
+#                     --table T (upserts, one SQLite transaction per checkpoint; read with
+#                     the sqlite3 shell, else python3's sqlite3 module)
+# Sizes (each run ~1-2 s here): 3M CSV events, 1,000 keys; the file gets 2 s tumbling
+# windows, the topic 20 s ones, so that many checkpoints have no output (a sink's empty
+# transaction is a case of its own: it found a roll-forward that committed a later
+# transaction); ysb 400,000 JSON events into 2 partitions. A sanitizer build gets a
+# fifth of the events over the same event time.
 # Trial i runs scenario i mod 3 (of those this build has; one missing is named on
 # stderr and skipped). Per scenario, once per run of this script: the input, and an
 # uninterrupted reference run of the same command (timed: T). Per trial, with the
@@ -53,7 +65,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=$(cd "$here/../.." && pwd)
 bin=""
 work=""
-trials=6
+trials=20
 seed=1
 only_trial=""
 only_scen=""
@@ -63,7 +75,7 @@ selftest=0
 ctest_mode=0
 
 usage() {
-    sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 die() {
     echo "crash trials: $*" >&2
