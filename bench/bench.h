@@ -16,5 +16,7 @@ int bench_core(int argc, char **argv);    /* bench/bench_core.c */
 int bench_ysb(int argc, char **argv);     /* bench/bench_ysb.c */
 int bench_windows(int argc, char **argv); /* bench/bench_windows.c */
 int bench_broker(int argc, char **argv);  /* bench/bench_broker.c */
+/* bench/bench_checkpoint.c */
+int bench_checkpoint(int argc, char **argv);
 
 #endif

@@ -53,6 +53,8 @@ static const struct {
     {"ysb", "the ysb job on its generator, against a hand-written YSB loop", bench_ysb},
     {"windows", "sliding against tumbling windows; window result latency", bench_windows},
     {"broker", "built-in broker: append against dd, sequential read, latency", bench_broker},
+    {"checkpoint", "throughput with 1 s / 100 ms checkpoints, stalls, 1M-key recovery",
+     bench_checkpoint},
 };
 #define N_BENCHES (sizeof(benches) / sizeof(benches[0]))
 
