@@ -134,7 +134,7 @@ static int cmd_bench(int argc, char **argv)
     if (r == JOBS_HELP) {
         printf("usage: sluice bench NAME [--csv] [options]\nbenchmarks:\n");
         for (size_t i = 0; i < N_BENCHES; i++)
-            printf("  %-8s %s\n", benches[i].name, benches[i].summary);
+            printf("  %-11s %s\n", benches[i].name, benches[i].summary);
         return 0;
     }
     if (r) return 2;
