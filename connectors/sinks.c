@@ -65,6 +65,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "engine/base/le.h"
 #include "engine/base/crc32c.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
@@ -105,18 +106,6 @@ typedef struct sidecar {
     uint32_t inst[SIDE_MAXI];
 } sidecar;
 
-static void le_put(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t le_get(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
 /* 0 (missing: chk 0, len 0), or a negative code with a message on ctx. */
 static int side_read(sl_ctx *ctx, writer *w, sidecar *sc)
 {
@@ -133,12 +122,13 @@ static int side_read(sl_ctx *ctx, writer *w, sidecar *sc)
     fclose(f);
     if (!b) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
     int ok = n >= 28 && n <= max && memcmp(b, SIDE_MAGIC, 4) == 0 &&
-             le_get(b + 4, 4) == sli_crc32c(0, b + 8, n - 8) && n == 28 + 4 * le_get(b + 24, 4);
+             sli_get_le(b + 4, 4) == sli_crc32c(0, b + 8, n - 8) &&
+             n == 28 + 4 * sli_get_le(b + 24, 4);
     if (ok) {
-        sc->chk = le_get(b + 8, 8);
-        sc->len = le_get(b + 16, 8);
-        sc->n = (uint32_t)le_get(b + 24, 4);
-        for (uint32_t i = 0; i < sc->n; i++) sc->inst[i] = (uint32_t)le_get(b + 28 + 4 * i, 4);
+        sc->chk = sli_get_le(b + 8, 8);
+        sc->len = sli_get_le(b + 16, 8);
+        sc->n = (uint32_t)sli_get_le(b + 24, 4);
+        for (uint32_t i = 0; i < sc->n; i++) sc->inst[i] = (uint32_t)sli_get_le(b + 28 + 4 * i, 4);
     }
     free(b);
     if (!ok)
@@ -153,12 +143,12 @@ static int side_write(sl_ctx *ctx, writer *w, const sidecar *sc)
 {
     uint8_t b[28 + 4 * SIDE_MAXI];
     memcpy(b, SIDE_MAGIC, 4);
-    le_put(b + 8, sc->chk, 8);
-    le_put(b + 16, sc->len, 8);
-    le_put(b + 24, sc->n, 4);
-    for (uint32_t i = 0; i < sc->n; i++) le_put(b + 28 + 4 * i, sc->inst[i], 4);
+    sli_put_le(b + 8, sc->chk, 8);
+    sli_put_le(b + 16, sc->len, 8);
+    sli_put_le(b + 24, sc->n, 4);
+    for (uint32_t i = 0; i < sc->n; i++) sli_put_le(b + 28 + 4 * i, sc->inst[i], 4);
     size_t n = 28 + 4 * (size_t)sc->n;
-    le_put(b + 4, sli_crc32c(0, b + 8, n - 8), 4);
+    sli_put_le(b + 4, sli_crc32c(0, b + 8, n - 8), 4);
     int rc = sli_fsio_write_file_atomic(w->side, b, n);
     if (rc)
         return sl_ctx_fail(ctx, sli_errno_code(rc), "cannot write '%s': %s", w->side,
@@ -239,12 +229,12 @@ static int write_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
         if (!rc) {
             uint8_t *d = out->ptr + out->len;
             memcpy(d, "SLFW", 4);
-            le_put(d + 4, (uint32_t)w->instance, 4);
-            le_put(d + 8, (uint32_t)w->n_pending, 4);
+            sli_put_le(d + 4, (uint32_t)w->instance, 4);
+            sli_put_le(d + 8, (uint32_t)w->n_pending, 4);
             size_t at = 12;
             for (int i = 0; i < w->n_pending; i++) {
-                le_put(d + at, w->pending[i].id, 8);
-                le_put(d + at + 8, w->pending[i].bytes.len, 8);
+                sli_put_le(d + at, w->pending[i].id, 8);
+                sli_put_le(d + at + 8, w->pending[i].bytes.len, 8);
                 if (w->pending[i].bytes.len)
                     memcpy(d + at + 16, w->pending[i].bytes.ptr, w->pending[i].bytes.len);
                 at += 16 + w->pending[i].bytes.len;
@@ -289,16 +279,16 @@ static int write_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
     if (!w->eo) return 0; /* at-least-once: what is in the file stays */
     const uint8_t *d = data;
     if (len < 12 || memcmp(d, "SLFW", 4) != 0) goto bad;
-    uint32_t inst = (uint32_t)le_get(d + 4, 4), k = (uint32_t)le_get(d + 8, 4);
+    uint32_t inst = (uint32_t)sli_get_le(d + 4, 4), k = (uint32_t)sli_get_le(d + 8, 4);
     epoch *eps = calloc(k ? k : 1, sizeof(*eps));
     if (!eps) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
     size_t at = 12;
     uint32_t i;
     for (i = 0; i < k; i++) {
         if (len - at < 16) break;
-        uint64_t bl = le_get(d + at + 8, 8);
+        uint64_t bl = sli_get_le(d + at + 8, 8);
         if (len - at - 16 < bl) break;
-        eps[i].id = le_get(d + at, 8);
+        eps[i].id = sli_get_le(d + at, 8);
         /* points into data: not freed */
         eps[i].bytes.ptr = (uint8_t *)d + at + 16;
         eps[i].bytes.len = bl;

@@ -79,6 +79,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "engine/base/le.h"
 #include "engine/base/clock.h"
 #include "engine/checkpoint.h"
 #include "engine/coord.h"
@@ -152,18 +153,6 @@ struct sli_coord {
 };
 
 /* --- small helpers ------------------------------------------------------------------------ */
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
 
 static int dseries_add(dseries *s, double v)
 {
@@ -376,7 +365,7 @@ static int sec_begin(sl_buf *b, int kind, const char *name, size_t *at)
     uint8_t *h = b->ptr + b->len;
     memset(h, 0, SEC_HDR);
     h[0] = (uint8_t)kind;
-    put_le(h + 2, nl, 2);
+    sli_put_le(h + 2, nl, 2);
     if (nl) memcpy(h + SEC_HDR, name, nl);
     *at = b->len;
     b->len += SEC_HDR + nl;
@@ -385,8 +374,8 @@ static int sec_begin(sl_buf *b, int kind, const char *name, size_t *at)
 
 static void sec_end(sl_buf *b, size_t at, uint32_t *n_sec)
 {
-    size_t nl = (size_t)get_le(b->ptr + at + 2, 2);
-    put_le(b->ptr + at + 8, b->len - at - SEC_HDR - nl, 8);
+    size_t nl = (size_t)sli_get_le(b->ptr + at + 2, 2);
+    sli_put_le(b->ptr + at + 8, b->len - at - SEC_HDR - nl, 8);
     (*n_sec)++;
 }
 
@@ -429,8 +418,8 @@ static int capture_instance(sl_pipeline *p, struct sl_ctx *c, uint64_t id, sli_c
     int rc = sl_buf_reserve(b, BLOB_HDR);
     if (rc) goto oom;
     memcpy(b->ptr, BLOB_MAGIC, 4);
-    put_le(b->ptr + 4, 1, 2);
-    put_le(b->ptr + 6, 0, 2);
+    sli_put_le(b->ptr + 4, 1, 2);
+    sli_put_le(b->ptr + 6, 0, 2);
     b->len = BLOB_HDR;
     for (int k = 0; k < c->n_states; k++) {
         if (c->states[k].unmanaged) continue;
@@ -468,7 +457,7 @@ static int capture_instance(sl_pipeline *p, struct sl_ctx *c, uint64_t id, sli_c
         }
         sec_end(b, at, &n_sec);
     }
-    put_le(b->ptr + 8, n_sec, 4);
+    sli_put_le(b->ptr + 8, n_sec, 4);
     cap->n_blobs++;
     return 0;
 oom:
@@ -784,19 +773,19 @@ static int restore_sections(struct sl_ctx *x, const sli_chk_state *st, int take_
     const uint8_t *d = st->data;
     uint64_t len = st->len;
     const char *what = x->node->name;
-    if (len < BLOB_HDR || memcmp(d, BLOB_MAGIC, 4) != 0 || get_le(d + 4, 2) != 1)
+    if (len < BLOB_HDR || memcmp(d, BLOB_MAGIC, 4) != 0 || sli_get_le(d + 4, 2) != 1)
         return sl_ctx_fail(x, SL_ECORRUPT,
                            "checkpoint: the state of '%s' instance %u is not an instance "
                            "snapshot of version 1",
                            what, st->instance);
-    uint32_t n_sec = (uint32_t)get_le(d + 8, 4);
+    uint32_t n_sec = (uint32_t)sli_get_le(d + 8, 4);
     uint64_t pos = BLOB_HDR;
     for (uint32_t s = 0; s < n_sec; s++) {
         if (len - pos < SEC_HDR) goto bad;
         const uint8_t *h = d + pos;
         int kind = h[0];
-        uint32_t nl = (uint32_t)get_le(h + 2, 2);
-        uint64_t dl = get_le(h + 8, 8);
+        uint32_t nl = (uint32_t)sli_get_le(h + 2, 2);
+        uint64_t dl = sli_get_le(h + 8, 8);
         if (len - pos - SEC_HDR < nl || len - pos - SEC_HDR - nl < dl) goto bad;
         const char *name = (const char *)h + SEC_HDR;
         const uint8_t *data = h + SEC_HDR + nl;
@@ -809,7 +798,7 @@ static int restore_sections(struct sl_ctx *x, const sli_chk_state *st, int take_
             char nm[256];
             memcpy(nm, name, nl);
             nm[nl] = 0;
-            sl_state *tab = sl_ctx_state(x, nm, (uint32_t)get_le(data + 8, 4));
+            sl_state *tab = sl_ctx_state(x, nm, (uint32_t)sli_get_le(data + 8, 4));
             if (!tab) return x->err;
             rc = sl_state_restore(tab, data, dl, lo, hi);
             if (rc)

@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "engine/base/le.h"
 #include "engine/source.h"
 #include "engine/base/clock.h"
 #include "engine/graph.h"
@@ -574,18 +575,6 @@ int sl_pipeline_source_position(sl_pipeline *p, const char *name, int split, sl_
  * Positions go to the checkpoint's position list (pos_fn), one per split. */
 #define SPLIT_REC 24
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
 int sli_source_snapshot(struct sl_ctx *c, sl_buf *splits, sli_pos_fn pos_fn, void *ud)
 {
     sli_srcinst *si = c->src;
@@ -593,16 +582,16 @@ int sli_source_snapshot(struct sl_ctx *c, sl_buf *splits, sli_pos_fn pos_fn, voi
     uint32_t n = si ? (uint32_t)si->n : 0;
     if (sl_buf_reserve(splits, 4 + (size_t)n * SPLIT_REC)) return SL_ENOMEM;
     uint8_t *d = (uint8_t *)splits->ptr + splits->len;
-    put_le(d, n, 4);
+    sli_put_le(d, n, 4);
     sl_buf pos = {0};
     int rc = 0;
     for (uint32_t j = 0; j < n && !rc; j++) {
         src_split *sp = &si->s[j];
         uint8_t *r = d + 4 + (size_t)j * SPLIT_REC;
-        put_le(r, (uint32_t)sp->split.index, 4);
-        put_le(r + 4, (sp->ended ? 1u : 0u) | (sp->idle ? 2u : 0u), 4);
-        put_le(r + 8, (uint64_t)sp->max_ts, 8);
-        put_le(r + 16, (uint64_t)sp->wm, 8);
+        sli_put_le(r, (uint32_t)sp->split.index, 4);
+        sli_put_le(r + 4, (sp->ended ? 1u : 0u) | (sp->idle ? 2u : 0u), 4);
+        sli_put_le(r + 8, (uint64_t)sp->max_ts, 8);
+        sli_put_le(r + 16, (uint64_t)sp->wm, 8);
         pos.len = 0;
         if (src->position && sp->opened) {
             rc = src->position(c, sp->reader, &pos);
@@ -631,16 +620,16 @@ static src_split *find_split(sli_srcinst *si, uint32_t index)
 int sli_source_restore_splits(struct sl_ctx *c, const void *data, size_t len)
 {
     const uint8_t *d = data;
-    if (len < 4 || (len - 4) / SPLIT_REC != get_le(d, 4) || (len - 4) % SPLIT_REC)
+    if (len < 4 || (len - 4) / SPLIT_REC != sli_get_le(d, 4) || (len - 4) % SPLIT_REC)
         return sl_ctx_fail(c, SL_ECORRUPT, "checkpoint: split section of %zu bytes is malformed",
                            len);
-    uint32_t n = (uint32_t)get_le(d, 4);
+    uint32_t n = (uint32_t)sli_get_le(d, 4);
     for (uint32_t k = 0; k < n; k++) {
         const uint8_t *r = d + 4 + (size_t)k * SPLIT_REC;
-        src_split *sp = find_split(c->src, (uint32_t)get_le(r, 4));
+        src_split *sp = find_split(c->src, (uint32_t)sli_get_le(r, 4));
         if (!sp) continue; /* another instance's split */
-        sp->max_ts = (int64_t)get_le(r + 8, 8);
-        sp->wm = (int64_t)get_le(r + 16, 8);
+        sp->max_ts = (int64_t)sli_get_le(r + 8, 8);
+        sp->wm = (int64_t)sli_get_le(r + 16, 8);
         c->restored_src = 1;
     }
     return 0;

@@ -50,6 +50,7 @@
  * set of live timers is unchanged. Seq numbers are not stored: restored
  * timers get fresh ones in file order, after every timer already set.
  */
+#include "engine/base/le.h"
 #include "engine/timer.h"
 #include <stdlib.h>
 #include <string.h>
@@ -230,18 +231,6 @@ int64_t sli_timers_next(const sl_timers *t)
 #define TSNAP_ENT     20
 #define TSNAP_TRAILER 8
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
 /* Is heap entry x live: its pair is in the set and maps to x's seq? */
 static int tmr_live(const sl_timers *t, const tmr *x)
 {
@@ -284,19 +273,19 @@ int sli_timers_snapshot(const sl_timers *t, sl_buf *out)
     if (rc) goto fail;
     base = out->ptr + out->len;
     memcpy(base, TSNAP_MAGIC, 4);
-    put_le(base + 4, TSNAP_VERSION, 2);
-    put_le(base + 6, 0, 2);
-    put_le(base + 8, n, 8);
+    sli_put_le(base + 4, TSNAP_VERSION, 2);
+    sli_put_le(base + 6, 0, 2);
+    sli_put_le(base + 8, n, 8);
     pos = TSNAP_HDR;
     for (size_t i = 0; i < n; i++) {
         const tmr *x = live[i];
-        put_le(base + pos, (uint64_t)x->ts, 8);
-        put_le(base + pos + 8, x->hash, 8);
-        put_le(base + pos + 16, x->klen, 4);
+        sli_put_le(base + pos, (uint64_t)x->ts, 8);
+        sli_put_le(base + pos + 8, x->hash, 8);
+        sli_put_le(base + pos + 16, x->klen, 4);
         if (x->klen) memcpy(base + pos + TSNAP_ENT, tmr_key(x), x->klen);
         pos += TSNAP_ENT + x->klen;
     }
-    put_le(base + pos, XXH3_64bits(base, pos), 8);
+    sli_put_le(base + pos, XXH3_64bits(base, pos), 8);
     out->len += total;
 fail:
     free(live);
@@ -311,22 +300,22 @@ static int tsnap_validate(const uint8_t *d, size_t len, uint32_t kg_lo, uint32_t
     int64_t prev = INT64_MIN;
 
     if (len < TSNAP_HDR + TSNAP_TRAILER) return SL_ECORRUPT;
-    if (memcmp(d, TSNAP_MAGIC, 4) != 0 || get_le(d + 4, 2) != TSNAP_VERSION ||
-        get_le(d + 6, 2) != 0)
+    if (memcmp(d, TSNAP_MAGIC, 4) != 0 || sli_get_le(d + 4, 2) != TSNAP_VERSION ||
+        sli_get_le(d + 6, 2) != 0)
         return SL_ECORRUPT;
     end = len - TSNAP_TRAILER;
-    if (XXH3_64bits(d, end) != get_le(d + end, 8)) return SL_ECORRUPT;
-    n = get_le(d + 8, 8);
+    if (XXH3_64bits(d, end) != sli_get_le(d + end, 8)) return SL_ECORRUPT;
+    n = sli_get_le(d + 8, 8);
     *sel = 0;
     for (uint64_t k = 0; k < n; k++) {
         int64_t ts;
         uint32_t klen;
         if (end - pos < TSNAP_ENT) return SL_ECORRUPT;
-        ts = (int64_t)get_le(d + pos, 8);
-        klen = (uint32_t)get_le(d + pos + 16, 4);
+        ts = (int64_t)sli_get_le(d + pos, 8);
+        klen = (uint32_t)sli_get_le(d + pos + 16, 4);
         if (ts < prev || klen == UINT32_MAX || klen > end - pos - TSNAP_ENT) return SL_ECORRUPT;
         prev = ts;
-        uint32_t kg = sl_key_group(get_le(d + pos + 8, 8));
+        uint32_t kg = sl_key_group(sli_get_le(d + pos + 8, 8));
         if (kg >= kg_lo && kg <= kg_hi) (*sel)++;
         pos += TSNAP_ENT + (size_t)klen;
     }
@@ -390,11 +379,11 @@ int sli_timers_restore(sl_timers *t, const void *data, size_t len, uint32_t kg_l
         t->cap = t->n + sel;
     }
     seq0 = t->seq;
-    n = get_le(d + 8, 8);
+    n = sli_get_le(d + 8, 8);
     for (uint64_t k = 0; k < n; k++) {
-        int64_t ts = (int64_t)get_le(d + pos, 8);
-        uint64_t hash = get_le(d + pos + 8, 8);
-        uint32_t klen = (uint32_t)get_le(d + pos + 16, 4), kg = sl_key_group(hash);
+        int64_t ts = (int64_t)sli_get_le(d + pos, 8);
+        uint64_t hash = sli_get_le(d + pos + 8, 8);
+        uint32_t klen = (uint32_t)sli_get_le(d + pos + 16, 4), kg = sl_key_group(hash);
         if (kg >= kg_lo && kg <= kg_hi) {
             rc = sli_timers_add(t, ts, hash, d + pos + TSNAP_ENT, klen);
             if (rc) {
