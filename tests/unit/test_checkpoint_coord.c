@@ -25,6 +25,7 @@
  *  - two inputs (two generators into one operator): barriers are aligned;
  *  - one credit and a slow sink: periodic checkpoints complete under full
  *    backpressure (completed > 1 before the final one);
+ *  - a checkpoint not acknowledged within the timeout is aborted and counted;
  *  - disk full and a failing fsync while writing checkpoints: those abort,
  *    the job goes on and its output is still exact; the failure is counted;
  *  - the file sink's commit failing after the manifest (the crash between
@@ -160,7 +161,8 @@ static int fmt_line(sl_buf *out, const void *r, uint32_t len, int64_t ts, void *
 /* A sink that sleeps per batch (backpressure), records discarded. */
 static int slow_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    struct timespec ts = {0, 300000};
+    int *us = sl_ctx_conf(ctx);
+    struct timespec ts = {0, (us && *us ? *us : 300) * 1000L};
     nanosleep(&ts, NULL);
     return 0;
 }
@@ -180,7 +182,9 @@ typedef struct job {
     int slow;             /* the slow sink instead of the file */
     int shards0;          /* the generator's shards follow its parallelism */
     int kind;             /* 0 tumbling, 1 sliding, 2 session */
-    int tally;            /* a user operator with snapshot hooks instead of the window */
+    int64_t timeout_ms;
+    int slow_us; /* the slow sink's sleep per batch (default 300) */
+    int tally;   /* a user operator with snapshot hooks instead of the window */
     sl_checkpoint_stats st;
     int rc;
     char err[512];
@@ -222,12 +226,13 @@ static int run_job(job *j)
     }
     sl_write_conf oc = {.path = j->out, .format = j->tally ? fmt_line : fmt};
     if (j->slow)
-        sl_stream_sink(w, "out", &slow_sink, NULL);
+        sl_stream_sink(w, "out", &slow_sink, &j->slow_us);
     else
         sl_stream_sink(w, "out", &sl_sink_write, &oc);
     if (j->chk_dir) {
         sl_checkpoint_conf cc = {.dir = j->chk_dir,
                                  .interval_ms = j->interval_ms ? j->interval_ms : 5,
+                                 .timeout_ms = j->timeout_ms,
                                  .guarantee = j->guarantee};
         assert_int_equal(sl_pipeline_set_checkpoint(p, &cc), 0);
     }
@@ -465,6 +470,26 @@ static void test_backpressure_one_credit(void **state)
  * aborted and counted, and the job fails at its final checkpoint, because
  * what the sinks staged since the last one cannot be committed. The slow
  * sink writes no file, so only checkpoint I/O meets the faults. */
+/* A sink so slow that no barrier gets through within the timeout: every
+ * periodic checkpoint is aborted and counted, the job goes on, and the final
+ * checkpoint (no timeout: every task has finished) commits. */
+static void test_timeout_aborts(void **state)
+{
+    char dir[300];
+    path(dir, sizeof(dir), "timeout");
+    job j = {.par = 1,
+             .chk_dir = dir,
+             .slow = 1,
+             .slow_us = 20000,
+             .credits = 1,
+             .interval_ms = 1,
+             .timeout_ms = 2};
+    assert_int_equal(run_job(&j), 0);
+    assert_true(j.st.failed >= 1);
+    assert_non_null(strstr(j.st.last_error, "timeout"));
+    assert_true(j.st.completed >= 1);
+}
+
 static void faults(const char *name, unsigned mask, int err)
 {
     char dir[300];
@@ -657,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_two_inputs_aligned),
         cmocka_unit_test(test_backpressure_one_credit),
         cmocka_unit_test(test_transient_fault_aborts_and_goes_on),
+        cmocka_unit_test(test_timeout_aborts),
         cmocka_unit_test(test_disk_full_final_fails),
         cmocka_unit_test(test_fsync_fails_final_fails),
         cmocka_unit_test(test_file_commit_fails_then_rolls_forward),
