@@ -270,7 +270,7 @@ static lines read_sorted(const char *path)
         l.v[l.n++] = strdup(buf);
     }
     fclose(f);
-    qsort(l.v, l.n, sizeof(char *), cmp_str);
+    if (l.n) qsort(l.v, l.n, sizeof(char *), cmp_str);
     return l;
 }
 
