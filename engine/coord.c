@@ -74,13 +74,22 @@
  * take it once per barrier to ack. The store is used by the coordinator
  * thread only (and by start, before any thread runs).
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "engine/base/le.h"
 #include "engine/base/clock.h"
+#include "engine/base/errmap.h"
+#include "engine/base/fsio.h"
 #include "engine/checkpoint.h"
 #include "engine/coord.h"
 #include "engine/graph.h"
@@ -144,6 +153,17 @@ struct sli_coord {
     sli_capture pend;  /* blobs and positions acked so far */
     double next_at;
     int any_finished;
+    /* forked captures (SL_CAPTURE_FORK): children still running or not yet
+     * reaped, the in-flight checkpoint's count of them and of those read */
+    struct forked {
+        uint64_t id;
+        pid_t pid;
+        char path[600];
+    } * forks;
+    int n_forks, cap_forks;
+    int pend_forks, pend_forks_done;
+    uint64_t forked;     /* children started, for the statistics */
+    char pend_fail[200]; /* why the in-flight one is to be aborted and counted */
 
     /* statistics (under lock) */
     uint64_t completed, failed, last_done, last_bytes;
@@ -151,6 +171,9 @@ struct sli_coord {
     char last_error[256];
     char restore_warning[512];
 };
+
+static void reap_forks(sl_pipeline *p, int block);
+static void kill_forks(struct sli_coord *c, uint64_t id);
 
 /* --- small helpers ------------------------------------------------------------------------ */
 
@@ -300,6 +323,11 @@ void sli_coord_free(sl_pipeline *p)
 {
     struct sli_coord *c = p->chk;
     if (!c) return;
+    if (c->n_forks) {
+        kill_forks(c, 0);
+        reap_forks(p, 1);
+    }
+    free(c->forks);
     capture_clear(&c->pend);
     sli_chk_reader_free(c->restore);
     sli_chk_store_free(c->from_store);
@@ -345,6 +373,7 @@ void sl_pipeline_checkpoint_stats(const sl_pipeline *p, sl_checkpoint_stats *out
     out->restore_ms = c->restore_ms;
     out->last_id = c->last_done;
     out->last_bytes = c->last_bytes;
+    out->forked_captures = c->forked;
     out->duration_p50_ms = dseries_pct(&c->durations, 50);
     out->duration_p99_ms = dseries_pct(&c->durations, 99);
     out->duration_max_ms = dseries_pct(&c->durations, 100);
@@ -398,13 +427,18 @@ static int pos_cb(void *ud, uint32_t split, const void *pos, uint32_t len)
     return 0;
 }
 
-/* Serialise instance c for checkpoint id into a new blob of cap. */
-static int capture_instance(sl_pipeline *p, struct sl_ctx *c, uint64_t id, sli_capture *cap)
+/* Serialise instance c for checkpoint id into a new blob of cap. In a
+ * forked child (child 1) errors are returned, not recorded (recording takes
+ * the pipeline's lock, which another thread may have held at the fork). */
+static int capture_instance(sl_pipeline *p, struct sl_ctx *c, uint64_t id, sli_capture *cap,
+                            int child)
 {
     if (cap->n_blobs == cap->cap_blobs) {
         int n = cap->cap_blobs ? cap->cap_blobs * 2 : 4;
         chk_blob *b = realloc(cap->blobs, (size_t)n * sizeof(*b));
-        if (!b) return sl_ctx_fail(c, SL_ENOMEM, "out of memory taking a checkpoint");
+        if (!b)
+            return child ? SL_ENOMEM
+                         : sl_ctx_fail(c, SL_ENOMEM, "out of memory taking a checkpoint");
         cap->blobs = b;
         cap->cap_blobs = n;
     }
@@ -440,6 +474,7 @@ static int capture_instance(sl_pipeline *p, struct sl_ctx *c, uint64_t id, sli_c
         c->chk_id = 0;
         if (rc) {
             cap->n_blobs++; /* freed with the capture */
+            if (child) return rc < 0 ? rc : SL_EOPERATOR;
             return c->err ? c->err
                           : sl_ctx_fail(c, rc < 0 ? rc : SL_EOPERATOR,
                                         "snapshot() for checkpoint %" PRIu64 " failed: %s", id,
@@ -462,8 +497,212 @@ static int capture_instance(sl_pipeline *p, struct sl_ctx *c, uint64_t id, sli_c
     return 0;
 oom:
     cap->n_blobs++;
+    if (child) return rc ? rc : SL_ENOMEM;
     return sl_ctx_fail(c, rc ? rc : SL_ENOMEM, "cannot take checkpoint %" PRIu64 ": %s", id,
                        sl_strerror(rc ? rc : SL_ENOMEM));
+}
+
+/* --- forked capture (SL_CAPTURE_FORK) ------------------------------------------------------- */
+
+/* What a child hands over, in a file DIR/.capture-<id>-<task> (private to
+ * one run; not part of any checkpoint), little-endian, blobs one after the
+ * other: node u32, instance u32, length u64, bytes. */
+#define FORK_MIN_ENTRIES 65536
+
+static int forkable(const struct sl_ctx *x)
+{
+    const sl_operator *op = x->node->op;
+    return x->node->kind != SL_NODE_SOURCE && !(op && op->version >= 3 && op->commit);
+}
+
+static int want_fork(const struct sli_coord *c, const sl_task *t)
+{
+#if defined(__SANITIZE_THREAD__)
+    (void)c;
+    (void)t;
+    return 0; /* ThreadSanitizer does not follow a fork of a threaded process */
+#else
+    if (c->conf.capture == SL_CAPTURE_SYNC) return 0;
+    size_t entries = 0;
+    int any = 0;
+    for (int i = 0; i < t->n_insts; i++) {
+        const struct sl_ctx *x = t->insts[i];
+        if (!forkable(x)) continue;
+        any = 1;
+        for (int k = 0; k < x->n_states; k++) entries += sl_state_count(x->states[k].st);
+        if (x->timers) entries += sli_timers_count(x->timers);
+    }
+    if (!any) return 0;
+    return c->conf.capture == SL_CAPTURE_FORK || entries >= FORK_MIN_ENTRIES;
+#endif
+}
+
+static int write_all_fd(int fd, const void *buf, size_t n)
+{
+    const uint8_t *q = buf;
+    while (n) {
+        ssize_t k = write(fd, q, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        q += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* The child: capture the forkable instances of t into path, then _exit. */
+static void child_capture(sl_pipeline *p, sl_task *t, uint64_t id, const char *path)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the job */
+    if (getppid() == 1) _exit(4);     /* the job died before that */
+    sli_capture cap = {0};
+    for (int i = 0; i < t->n_insts; i++)
+        if (forkable(t->insts[i]) && capture_instance(p, t->insts[i], id, &cap, 1)) _exit(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) _exit(3);
+    for (int i = 0; i < cap.n_blobs; i++) {
+        uint8_t h[16];
+        sli_put_le(h, (uint32_t)cap.blobs[i].node, 4);
+        sli_put_le(h + 4, (uint32_t)cap.blobs[i].inst, 4);
+        sli_put_le(h + 8, cap.blobs[i].data.len, 8);
+        if (write_all_fd(fd, h, 16) ||
+            write_all_fd(fd, cap.blobs[i].data.ptr, cap.blobs[i].data.len))
+            _exit(3);
+    }
+    _exit(close(fd) == 0 ? 0 : 3);
+}
+
+/* Read a child's file into cap. 0 or -1. */
+static int read_forked(const char *path, sli_capture *cap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    uint8_t h[16];
+    int rc = 0;
+    size_t got;
+    while ((got = fread(h, 1, 16, f)) == 16) {
+        if (cap->n_blobs == cap->cap_blobs) {
+            int n = cap->cap_blobs ? cap->cap_blobs * 2 : 4;
+            chk_blob *b = realloc(cap->blobs, (size_t)n * sizeof(*b));
+            if (!b) {
+                rc = -1;
+                break;
+            }
+            cap->blobs = b;
+            cap->cap_blobs = n;
+        }
+        chk_blob *bl = &cap->blobs[cap->n_blobs];
+        memset(bl, 0, sizeof(*bl));
+        bl->node = (int)sli_get_le(h, 4);
+        bl->inst = (int)sli_get_le(h + 4, 4);
+        uint64_t len = sli_get_le(h + 8, 8);
+        cap->n_blobs++;
+        if (sl_buf_reserve(&bl->data, len) || fread(bl->data.ptr, 1, len, f) != len) {
+            rc = -1;
+            break;
+        }
+        bl->data.len = len;
+    }
+    if (got != 0) rc = -1;
+    fclose(f);
+    return rc;
+}
+
+/* Reap the children that ended (all of them, waiting, when block); a
+ * child of the in-flight checkpoint adds its blobs to it, or marks it
+ * failed; any other child's output is dropped. */
+static void reap_forks(sl_pipeline *p, int block)
+{
+    struct sli_coord *c = p->chk;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        struct forked e = {0};
+        int found = 0;
+        for (int i = 0; i < c->n_forks && !found; i++) {
+            int st;
+            pid_t r = waitpid(c->forks[i].pid, &st, block ? 0 : WNOHANG);
+            if (r == 0) continue;
+            e = c->forks[i];
+            c->forks[i] = c->forks[--c->n_forks];
+            found = 1;
+            int ok = r == e.pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+            e.pid = ok ? 0 : -1; /* reuse as the outcome */
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (!found) return;
+        sli_capture cap = {0};
+        int ok = e.pid == 0 && read_forked(e.path, &cap) == 0;
+        unlink(e.path);
+        pthread_mutex_lock(&c->lock);
+        if (e.id == c->pend_id && c->pend_id) {
+            if (ok && capture_move(&c->pend, &cap) == 0)
+                c->pend_forks_done++;
+            else if (!c->pend_fail[0])
+                snprintf(c->pend_fail, sizeof(c->pend_fail),
+                         "the process that captured a task's state failed");
+        }
+        pthread_mutex_unlock(&c->lock);
+        capture_clear(&cap);
+    }
+}
+
+/* Stop the children of checkpoint id (0: all); reap_forks collects them. */
+static void kill_forks(struct sli_coord *c, uint64_t id)
+{
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < c->n_forks; i++)
+        if (!id || c->forks[i].id == id) kill(c->forks[i].pid, SIGKILL);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Fork a child that captures t's forkable instances for id. Returns 1 if
+ * it runs (registered with the in-flight checkpoint), 0 to capture here. */
+static int fork_capture(sl_pipeline *p, sl_task *t, uint64_t id)
+{
+    struct sli_coord *c = p->chk;
+    pthread_mutex_lock(&c->lock);
+    int live = id == c->pend_id;
+    int room = c->n_forks < c->cap_forks;
+    if (live && !room) {
+        int n = c->cap_forks ? c->cap_forks * 2 : 8;
+        struct forked *f = realloc(c->forks, (size_t)n * sizeof(*f));
+        if (f) {
+            c->forks = f;
+            c->cap_forks = n;
+            room = 1;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!live || !room) return 0;
+    char path[600];
+    snprintf(path, sizeof(path), "%s/.capture-%" PRIu64 "-%d", c->dir, id, t->id);
+    pid_t pid = fork();
+    if (pid == 0) child_capture(p, t, id, path); /* does not return */
+    if (pid < 0) return 0;
+    pthread_mutex_lock(&c->lock);
+    struct forked *e = &c->forks[c->n_forks++];
+    e->id = id;
+    e->pid = pid;
+    snprintf(e->path, sizeof(e->path), "%s", path);
+    if (id == c->pend_id) c->pend_forks++;
+    c->forked++;
+    pthread_mutex_unlock(&c->lock);
+    return 1;
+}
+
+/* Remove what children of a crashed run left in the directory. */
+static void remove_leftovers(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[1024];
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".capture-", 9) != 0) continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
 }
 
 int sli_coord_barrier(sl_task *t, uint64_t id)
@@ -473,7 +712,11 @@ int sli_coord_barrier(sl_task *t, uint64_t id)
     double t0 = sli_clock_mono_s();
     sli_capture cap = {0};
     int rc = 0;
-    for (int i = 0; i < t->n_insts && !rc; i++) rc = capture_instance(p, t->insts[i], id, &cap);
+    int forked = want_fork(c, t) && fork_capture(p, t, id);
+    for (int i = 0; i < t->n_insts && !rc; i++) {
+        if (forked && forkable(t->insts[i])) continue; /* the child has them */
+        rc = capture_instance(p, t->insts[i], id, &cap, 0);
+    }
     double stall = (sli_clock_mono_s() - t0) * 1e3;
     pthread_mutex_lock(&c->lock);
     if (!rc && id == c->pend_id) {
@@ -580,6 +823,7 @@ double sli_coord_tick(sl_pipeline *p, double now)
 {
     struct sli_coord *c = p->chk;
     if (!c || atomic_load(&p->failed)) return now + 1.0;
+    if (c->n_forks) reap_forks(p, 0);
     sli_capture done = {0};
     uint64_t done_id = 0, aborted_id = 0;
     const char *why = NULL;
@@ -588,7 +832,10 @@ double sli_coord_tick(sl_pipeline *p, double now)
     if (c->pend_id) {
         if (c->pend_abort) {
             aborted_id = c->pend_id; /* a task finished: the final checkpoint covers it */
-        } else if (c->pend_acks >= c->pend_need) {
+        } else if (c->pend_fail[0]) {
+            aborted_id = c->pend_id;
+            why = c->pend_fail;
+        } else if (c->pend_acks >= c->pend_need && c->pend_forks_done >= c->pend_forks) {
             done_id = c->pend_id;
             done = c->pend;
             memset(&c->pend, 0, sizeof(c->pend));
@@ -602,6 +849,7 @@ double sli_coord_tick(sl_pipeline *p, double now)
             capture_clear(&c->pend);
             c->pend_id = 0;
             c->pend_abort = 0;
+            c->pend_forks = c->pend_forks_done = 0;
         }
     }
     int start = !c->pend_id && !c->any_finished && now >= c->next_at && !atomic_load(&p->canceled);
@@ -614,8 +862,12 @@ double sli_coord_tick(sl_pipeline *p, double now)
         c->pend_stall = 0;
         c->next_at = now + (double)c->conf.interval_ms / 1e3;
     }
+    char why_copy[200] = "";
+    if (why) snprintf(why_copy, sizeof(why_copy), "%s", why);
+    c->pend_fail[0] = 0;
     pthread_mutex_unlock(&c->lock);
-    if (aborted_id && why) record_failure(c, aborted_id, why);
+    if (aborted_id) kill_forks(c, aborted_id);
+    if (aborted_id && why) record_failure(c, aborted_id, why_copy);
     if (done_id) {
         char err[256] = "";
         int rc = write_checkpoint(p, done_id, &done, err, sizeof(err));
@@ -630,7 +882,7 @@ double sli_coord_tick(sl_pipeline *p, double now)
     capture_clear(&done);
     if (new_id) sli_pipeline_inject_barrier(p, new_id);
     pthread_mutex_lock(&c->lock);
-    double next = c->pend_id ? now + 0.002 : c->next_at;
+    double next = c->pend_id || c->n_forks ? now + 0.002 : c->next_at;
     pthread_mutex_unlock(&c->lock);
     return next;
 }
@@ -644,13 +896,17 @@ int sli_coord_final(sl_pipeline *p)
     c->pend_id = 0;
     uint64_t id = ++c->last_id;
     pthread_mutex_unlock(&c->lock);
+    kill_forks(c, 0); /* an in-flight checkpoint's children: not needed now */
+    reap_forks(p, 1);
+    pthread_mutex_lock(&c->lock);
+    pthread_mutex_unlock(&c->lock);
     double t0 = sli_clock_mono_s();
     sli_capture cap = {0};
     int rc = 0;
     for (int i = 0; i < p->n_ctx && !rc; i++) {
         struct sl_ctx *x = p->ctxs[i];
         if (!x->opened) continue;
-        rc = capture_instance(p, x, id, &cap);
+        rc = capture_instance(p, x, id, &cap, 0);
     }
     if (rc) {
         capture_clear(&cap);
@@ -914,6 +1170,14 @@ int sli_coord_prepare(sl_pipeline *p)
     struct sli_coord *c = p->chk;
     if (!c) return 0;
     int rc = open_store(p);
+    if (!rc) { /* made now (not at the first checkpoint): forked captures write there */
+        int mk = sli_fsio_mkdir(c->dir, 0755);
+        if (mk && mk != -EEXIST)
+            rc = sl_pipeline_error(p, sli_errno_code(-mk),
+                                   "cannot make checkpoint directory '%s': %s", c->dir,
+                                   strerror(-mk));
+    }
+    if (!rc) remove_leftovers(c->dir);
     if (!rc) rc = find_restore(p, c->restore_warning, sizeof(c->restore_warning));
     if (rc) return rc;
     size_t wl = strlen(c->restore_warning);

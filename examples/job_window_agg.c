@@ -259,7 +259,7 @@ static void wa_help(void)
         "           [--agg AGG] [--delay D] [--lateness L] [--out FILE | --out-topic NAME]\n"
         "           [--late-out FILE] [--threads N] [--parallelism P] [--explain]\n"
         "           [--checkpoint-dir DIR [--checkpoint-interval D] [--checkpoint-timeout D]\n"
-        "            [--checkpoint-keep K] [--from-checkpoint PATH]\n"
+        "            [--checkpoint-keep K] [--from-checkpoint PATH] [--checkpoint-capture auto|sync|fork]\n"
         "            [--guarantee exactly-once|at-least-once|none]]\n"
         "Aggregates CSV lines event_time_ms,key,value (FILE, standard input, or the values\n"
         "of a broker topic read to its current end) per key and event-time window, and\n"

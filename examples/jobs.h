@@ -64,6 +64,7 @@ typedef struct jobs_common {
     unsigned checkpoint_keep;
     const char *from_checkpoint;
     int guarantee, guarantee_set;
+    int capture;               /* --checkpoint-capture: enum sl_capture */
     const char *chk_opt_given; /* a --checkpoint-* option given (for the check) */
 } jobs_common;
 
@@ -94,6 +95,7 @@ enum {
     JOBS_OPT_CHK_KEEP,
     JOBS_OPT_CHK_FROM,
     JOBS_OPT_GUARANTEE,
+    JOBS_OPT_CHK_CAPTURE,
     JOBS_OPT_FIRST_FREE
 };
 

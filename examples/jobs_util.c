@@ -125,6 +125,20 @@ int jobs_opt(const char *cmd, int opt, char **argv, jobs_common *c)
         c->from_checkpoint = optarg;
         c->chk_opt_given = "--from-checkpoint";
         return 0;
+    case JOBS_OPT_CHK_CAPTURE:
+        if (!c) break;
+        if (strcmp(optarg, "auto") == 0)
+            c->capture = SL_CAPTURE_AUTO;
+        else if (strcmp(optarg, "sync") == 0)
+            c->capture = SL_CAPTURE_SYNC;
+        else if (strcmp(optarg, "fork") == 0)
+            c->capture = SL_CAPTURE_FORK;
+        else {
+            say(cmd, "--checkpoint-capture must be auto, sync or fork, not '%s'", optarg);
+            return 2;
+        }
+        c->chk_opt_given = "--checkpoint-capture";
+        return 0;
     case JOBS_OPT_GUARANTEE:
         if (!c) break;
         if (strcmp(optarg, "exactly-once") == 0)
@@ -253,6 +267,7 @@ static int apply_checkpoints(const char *cmd, sl_pipeline *p, const jobs_common 
                              .timeout_ms = c->checkpoint_timeout,
                              .keep = c->checkpoint_keep,
                              .from = c->from_checkpoint,
+                             .capture = c->capture,
                              .guarantee =
                                  c->guarantee_set ? c->guarantee : SL_GUARANTEE_EXACTLY_ONCE};
     if (sl_pipeline_set_checkpoint(p, &cc)) {

@@ -149,7 +149,22 @@ typedef struct sl_checkpoint_conf {
     unsigned keep;       /* complete checkpoints kept; 0: 3 */
     const char *from;    /* NULL: latest in dir; else a chk-<id> directory to start from */
     int guarantee;       /* enum sl_guarantee; 0 (NONE) means EXACTLY_ONCE here */
+    int capture;         /* enum sl_capture */
 } sl_checkpoint_conf;
+
+/* How a task captures its instances' state on a barrier. SYNC: serialised
+ * on the task's thread before the barrier passes on (the stall grows with
+ * the state). FORK: as Redis's BGSAVE, the task forks; the child, a
+ * copy-on-write image of the process at the barrier, serialises the state
+ * and exits, while the task goes on at once (the stall is the fork; pages
+ * the task then changes are copied by the kernel, up to twice the state's
+ * memory while the child runs). Sources and two-phase-commit sinks are
+ * always captured in the process. AUTO: FORK for tasks holding at least
+ * 65536 keyed entries and timers, SYNC for the others. snapshot() hooks
+ * may run in the child, so they must not change the process (only write
+ * out); commit-capable sinks' snapshot() always runs in the process.
+ * Sanitizer builds with ThreadSanitizer always use SYNC. */
+enum sl_capture { SL_CAPTURE_AUTO = 0, SL_CAPTURE_SYNC = 1, SL_CAPTURE_FORK = 2 };
 /* Before start. Strings are copied. SL_EINVAL (with a message) for a bad conf. */
 SL_API int sl_pipeline_set_checkpoint(sl_pipeline *p, const sl_checkpoint_conf *conf);
 
@@ -159,6 +174,7 @@ typedef struct sl_checkpoint_stats {
     double restore_ms;          /* reading and restoring it, in start */
     uint64_t last_id;           /* last completed */
     uint64_t last_bytes;        /* its size on disk */
+    uint64_t forked_captures;   /* task captures done by a forked child (SL_CAPTURE_FORK) */
     /* Over this run's completed checkpoints: barrier injected -> manifest
      * written, and the longest time one task spent on one barrier (the stall:
      * capturing its instances' state before passing the barrier on). */

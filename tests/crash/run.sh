@@ -249,9 +249,16 @@ prep_window_agg_file() {
         { cat "$work/gen.err" >&2; return 1; }
 }
 fresh_window_agg_file() { :; }
+# The file scenario captures state in a forked child (--checkpoint-capture fork, as
+# Redis's BGSAVE), so that path is killed at random moments too; the others capture
+# on the task's thread.
+fork_opt=()
+if accepts run window-agg --checkpoint-dir x --checkpoint-capture fork; then
+    fork_opt=(--checkpoint-capture fork)
+fi
 args_window_agg_file() {
     cmd=(run window-agg --input "$work/events.csv" "${wa_job[@]}" --out "$1/out.txt"
-        --checkpoint-dir "$2" "${ck_opts[@]}")
+        --checkpoint-dir "$2" "${ck_opts[@]}" "${fork_opt[@]}")
 }
 read_window_agg_file() { [ ! -e "$1/out.txt" ] || cat "$1/out.txt"; }
 

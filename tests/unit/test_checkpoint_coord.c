@@ -22,6 +22,7 @@
  *    group, the watermark is restored before the first record;
  *  - sliding and session windows at 3 -> 2, and a user operator whose state
  *    is in its own memory, through its snapshot / restore hooks;
+ *  - the same with the state captured by a forked child (SL_CAPTURE_FORK);
  *  - two inputs (two generators into one operator): barriers are aligned;
  *  - one credit and a slow sink: periodic checkpoints complete under full
  *    backpressure (completed > 1 before the final one);
@@ -61,6 +62,8 @@ typedef struct rec {
     uint64_t key;
     int64_t value;
 } rec;
+
+static int capture_mode; /* enum sl_capture: the default for jobs that set none */
 
 typedef struct gen_ud {
     sl_pipeline *p;
@@ -183,6 +186,7 @@ typedef struct job {
     int shards0;          /* the generator's shards follow its parallelism */
     int kind;             /* 0 tumbling, 1 sliding, 2 session */
     int64_t timeout_ms;
+    int capture; /* enum sl_capture */
     int slow_us; /* the slow sink's sleep per batch (default 300) */
     int tally;   /* a user operator with snapshot hooks instead of the window */
     sl_checkpoint_stats st;
@@ -233,6 +237,7 @@ static int run_job(job *j)
         sl_checkpoint_conf cc = {.dir = j->chk_dir,
                                  .interval_ms = j->interval_ms ? j->interval_ms : 5,
                                  .timeout_ms = j->timeout_ms,
+                                 .capture = j->capture ? j->capture : capture_mode,
                                  .guarantee = j->guarantee};
         assert_int_equal(sl_pipeline_set_checkpoint(p, &cc), 0);
     }
@@ -379,6 +384,10 @@ static void stop_and_resume_as(const char *name, const int *pars, const uint64_t
         assert_int_equal(run_job(&j), 0);
         if (r > 0) assert_true(j.st.restored_from > 0);
         assert_true(j.st.completed >= 1);
+        if (capture_mode == SL_CAPTURE_FORK) { /* the children did the periodic ones */
+            assert_int_equal(j.st.failed, 0);
+            if (stops[r] && !j.st.forked_captures) fail_msg("%s: run %d forked nothing", name, r);
+        }
         lines got = read_sorted(out);
         if (!stops[r]) {
             if (!same(&got, orc))
@@ -427,6 +436,21 @@ static void test_resume_other_kinds(void **state)
     int same_par[3] = {2, 2, 2};
     uint64_t two_stops[3] = {NREC / 4, NREC / 2, 0};
     stop_and_resume_as("tally", same_par, two_stops, 0, 0, 1);
+}
+
+/* The same with every task's state captured by a forked child (Redis's
+ * BGSAVE): state, timers and hooks through the child's file. */
+static void test_resume_forked_capture(void **state)
+{
+    capture_mode = SL_CAPTURE_FORK;
+    int pars[3] = {2, 3, 1};
+    uint64_t stops[3] = {NREC / 4, NREC / 2, 0};
+    stop_and_resume("forked", pars, stops, 0);
+    int p2[2] = {3, 2};
+    uint64_t s2[2] = {NREC / 3, 0};
+    stop_and_resume_as("forked-sliding", p2, s2, 0, 1, 0);
+    stop_and_resume_as("forked-tally", (int[3]){2, 2, 2}, stops, 0, 0, 1);
+    capture_mode = 0;
 }
 
 static void test_resume_rescale(void **state)
@@ -679,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_resume_rescale),
         cmocka_unit_test(test_two_stops),
         cmocka_unit_test(test_resume_other_kinds),
+        cmocka_unit_test(test_resume_forked_capture),
         cmocka_unit_test(test_two_inputs_aligned),
         cmocka_unit_test(test_backpressure_one_credit),
         cmocka_unit_test(test_transient_fault_aborts_and_goes_on),
