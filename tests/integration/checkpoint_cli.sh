@@ -47,6 +47,7 @@ expect 2 "--checkpoint-interval needs a duration above 0" -- "$S" "${WA[@]}" --c
 expect 2 "--checkpoint-interval needs --checkpoint-dir" -- "$S" "${WA[@]}" --checkpoint-interval 1s
 expect 2 "--guarantee must be exactly-once, at-least-once or none, not 'maybe'" -- "$S" "${WA[@]}" --guarantee maybe
 expect 2 "--guarantee exactly-once needs --checkpoint-dir" -- "$S" "${WA[@]}" --guarantee exactly-once
+expect 2 "--checkpoint-capture must be auto, sync or fork, not 'cow'" -- "$S" "${WA[@]}" --checkpoint-dir "$tmp/c" --checkpoint-capture cow
 expect 2 "--checkpoint-keep needs a whole number" -- "$S" "${WA[@]}" --checkpoint-dir "$tmp/c" --checkpoint-keep 0
 [ ! -e "$tmp/c" ] || fail "a usage error made the checkpoint directory"
 
