@@ -110,6 +110,7 @@ enum {
         {"checkpoint-keep", required_argument, NULL, JOBS_OPT_CHK_KEEP},         \
         {"from-checkpoint", required_argument, NULL, JOBS_OPT_CHK_FROM},         \
         {"guarantee", required_argument, NULL, JOBS_OPT_GUARANTEE},              \
+        {"checkpoint-capture", required_argument, NULL, JOBS_OPT_CHK_CAPTURE},   \
     {                                                                            \
         "help", no_argument, NULL, 'h'                                           \
     }
