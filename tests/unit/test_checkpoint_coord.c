@@ -485,7 +485,7 @@ static void test_backpressure_one_credit(void **state)
 {
     char dir[300];
     path(dir, sizeof(dir), "one-credit");
-    job j = {.par = 2, .chk_dir = dir, .credits = 1, .slow = 1, .interval_ms = 5};
+    job j = {.par = 2, .chk_dir = dir, .credits = 1, .slow = 1, .slow_us = 1000, .interval_ms = 5};
     assert_int_equal(run_job(&j), 0);
     /* periodic ones completed, not just the final one */
     assert_true(j.st.completed >= 3);
@@ -542,10 +542,18 @@ static void test_fsync_fails_final_fails(void **state)
 
 /* Faults for a while, then none: the failed ones are aborted and counted,
  * the job goes on, and its output is exact. */
+/* Heal the disk once a checkpoint has failed on it (not after a time: the
+ * job, rate-limited to half a second, is still running then). */
 static void *heal_after(void *arg)
 {
-    struct timespec ts = {0, 60 * 1000000};
-    nanosleep(&ts, NULL);
+    sl_pipeline *p = arg;
+    struct timespec ts = {0, 200 * 1000};
+    for (;;) {
+        sl_checkpoint_stats st;
+        sl_pipeline_checkpoint_stats(p, &st);
+        if (st.failed >= 1) break;
+        nanosleep(&ts, NULL);
+    }
     sli_fsio_fail_reset();
     return NULL;
 }
@@ -559,7 +567,7 @@ static void test_transient_fault_aborts_and_goes_on(void **state)
     assert_non_null(p);
     gen_ud g1 = {.p = p};
     /* rate-limited so the run lasts past the faults */
-    sl_generator_conf gc = {.fn = gen, .ud = &g1, .count = NREC, .rate = NREC * 4.0};
+    sl_generator_conf gc = {.fn = gen, .ud = &g1, .count = NREC, .rate = NREC * 2.0};
     sl_watermark_conf wm = {.delay = 0, .punctuated = 1};
     sl_stream *s = sl_pipeline_generator(p, "src", &gc, sizeof(rec), &wm);
     sl_stream *k = sl_stream_key_by(s, "key", rec_key, NULL);
@@ -573,12 +581,11 @@ static void test_transient_fault_aborts_and_goes_on(void **state)
     sl_checkpoint_conf cc = {.dir = dir, .interval_ms = 3};
     assert_int_equal(sl_pipeline_set_checkpoint(p, &cc), 0);
     assert_int_equal(sl_pipeline_start(p), 0);
-    /* the 2nd write from now on fails (the sink's sidecar writes too: a
-     * failing commit stops the job, so only checkpoint writes may fail
-     * here: fail renames, which the sink's commit does after its data) */
-    sli_fsio_fail_after(SLI_FSIO_MKDIR, 1, ENOSPC, true);
+    /* Every mkdir fails from now on - a checkpoint's directory is the only
+     * one made while the job runs - until one checkpoint has failed. */
+    sli_fsio_fail_after(SLI_FSIO_MKDIR, 0, ENOSPC, true);
     pthread_t th;
-    pthread_create(&th, NULL, heal_after, NULL);
+    pthread_create(&th, NULL, heal_after, p);
     int rc = sl_pipeline_wait(p, -1);
     pthread_join(th, NULL);
     sl_checkpoint_stats st;
