@@ -1,7 +1,7 @@
 /*
  * connectors/sqlite_sink.h - the core of the SQLite sink (private header; not
  * part of the public API): open the database, stage rows, seal an epoch,
- * commit epochs, recover from a snapshot. connectors/sqlite.c wraps it into
+ * commit epochs, recover from a snapshot. connectors/sqlite_sink.c wraps it into
  * the operator sl_sink_sqlite; tests drive it directly (a "crash" is a core
  * closed between staging and commit, then a new core recovering the
  * snapshot).

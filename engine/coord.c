@@ -93,10 +93,9 @@
 #include "engine/checkpoint.h"
 #include "engine/coord.h"
 #include "engine/graph.h"
-#include "engine/job.h"
 #include "engine/plan.h"
 #include "engine/source.h"
-#include "engine/task.h"
+#include "engine/sched.h"
 #include "engine/timer.h"
 #include "sluice/error.h"
 #include "sluice/state.h"
@@ -1165,10 +1164,25 @@ int sli_coord_restore(sl_pipeline *p)
     return 0;
 }
 
+void sli_pipeline_inject_barrier(sl_pipeline *p, uint64_t id)
+{
+    for (int i = 0; i < p->n_tasks; i++) {
+        sl_task *t = p->tasks[i];
+        if (t->root->node->kind != SL_NODE_SOURCE) continue;
+        /* Raise the requested id (never lower it); the source sends every id
+         * up to it, in order. */
+        uint64_t cur = atomic_load(&t->inject_barrier);
+        while (cur < id && !atomic_compare_exchange_weak(&t->inject_barrier, &cur, id)) {}
+        sli_task_wake(t);
+    }
+}
+
 int sli_coord_prepare(sl_pipeline *p)
 {
     struct sli_coord *c = p->chk;
     if (!c) return 0;
+    p->chk_barrier = sli_coord_barrier;
+    p->chk_finished = sli_coord_task_finished;
     int rc = open_store(p);
     if (!rc) { /* made now (not at the first checkpoint): forked captures write there */
         int mk = sli_fsio_mkdir(c->dir, 0755);

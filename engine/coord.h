@@ -19,10 +19,12 @@ typedef struct sli_capture sli_capture;
 int sli_coord_prepare(sl_pipeline *p);
 /* Restore every instance from it (after they opened). */
 int sli_coord_restore(sl_pipeline *p);
-/* Task t's instances capture their state for checkpoint id and it acks
- * (called on the aligned barrier, before it is passed on). */
+/* The task side (task.c calls them through p->chk_barrier and
+ * p->chk_finished, which prepare sets, so that the task loop does not
+ * depend on the coordinator): task t's instances capture their state for
+ * checkpoint id and it acks (on the aligned barrier, before it is passed
+ * on); t finished, so a checkpoint it has not acked cannot complete. */
 int sli_coord_barrier(sl_task *t, uint64_t id);
-/* t finished: a checkpoint it has not acked can no longer complete. */
 void sli_coord_task_finished(sl_task *t);
 /* Start, complete or abort checkpoints; returns when to be called next
  * (monotonic seconds). */
@@ -30,5 +32,8 @@ double sli_coord_tick(sl_pipeline *p, double now);
 /* Every task finished: take, write and commit the final checkpoint. */
 int sli_coord_final(sl_pipeline *p);
 void sli_coord_free(sl_pipeline *p);
+/* Ask every source to inject BARRIER(id), and every id before it not yet
+ * sent, in order (any thread, while running). Ids start at 1. */
+void sli_pipeline_inject_barrier(sl_pipeline *p, uint64_t id);
 
 #endif

@@ -118,8 +118,11 @@ struct sl_pipeline {
      * (set through test_hooks.h until checkpoints land) */
     int (*on_barrier)(sl_pipeline *p, struct sl_ctx *c, uint64_t id, void *ud);
     void *on_barrier_ud;
-    /* checkpoints (coord.c): NULL when the job has none */
+    /* checkpoints (coord.c): NULL when the job has none; the task loop
+     * reaches the coordinator through the two hooks it sets */
     struct sli_coord *chk;
+    int (*chk_barrier)(struct sl_task *t, uint64_t id);
+    void (*chk_finished)(struct sl_task *t);
     int n_delayed, cap_delayed;
     struct {
         double at;

@@ -209,19 +209,6 @@ int sl_pipeline_canceled(const sl_pipeline *p)
     return p ? atomic_load(&((sl_pipeline *)p)->cancel_cut) : 0;
 }
 
-void sli_pipeline_inject_barrier(sl_pipeline *p, uint64_t id)
-{
-    for (int i = 0; i < p->n_tasks; i++) {
-        sl_task *t = p->tasks[i];
-        if (t->root->node->kind != SL_NODE_SOURCE) continue;
-        /* Raise the requested id (never lower it); the source sends every id
-         * up to it, in order. */
-        uint64_t cur = atomic_load(&t->inject_barrier);
-        while (cur < id && !atomic_compare_exchange_weak(&t->inject_barrier, &cur, id)) {}
-        sli_task_wake(t);
-    }
-}
-
 /* --- freeing ----------------------------------------------------------------- */
 
 /* The end of a pipeline's life: a job still running is canceled and waited

@@ -9,8 +9,6 @@
 
 #include "engine/plan.h"
 
-/* Ask every source to inject BARRIER(id), and every id before it not yet
- * sent, in order (any thread, while running). Ids start at 1. */
-void sli_pipeline_inject_barrier(sl_pipeline *p, uint64_t id);
+/* (Barriers are injected by the checkpoint coordinator: coord.h.) */
 
 #endif

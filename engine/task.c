@@ -57,7 +57,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "engine/coord.h"
 #include "engine/wakeup.h"
 #include "engine/pool.h"
 #include "engine/sched.h"
@@ -409,8 +408,8 @@ static int task_barrier(sl_task *t, uint64_t id)
             return rc;
         }
     }
-    if (p->chk) {
-        int rc = sli_coord_barrier(t, id);
+    if (p->chk_barrier) {
+        int rc = p->chk_barrier(t, id);
         if (rc < 0) {
             task_error(t, t->root, rc);
             return rc;
@@ -644,7 +643,7 @@ int sli_task_activate(sl_task *t)
     }
     if (t->ended && !t->blocked) {
         t->finished = 1;
-        if (p->chk) sli_coord_task_finished(t);
+        if (p->chk_finished) p->chk_finished(t);
         sli_task_finished(t);
         return 0;
     }

@@ -5,7 +5,7 @@
  */
 #include "engine/test_hooks.h"
 #include "engine/graph.h"
-#include "engine/job.h"
+#include "engine/coord.h"
 #include "engine/plan.h"
 #include "engine/pool.h"
 #include "engine/timer.h"

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_sqlite_sink.c - the SQLite sink (connectors/sqlite.c).
+ * tests/unit/test_sqlite_sink.c - the SQLite sink (connectors/sqlite_sink.c).
  *
  * The exactly-once hooks are not driven by the engine yet, so the core
  * (connectors/sqlite_sink.h) is driven directly, as the engine will: stage,

@@ -1,5 +1,5 @@
 /*
- * connectors/sqlite.c - the idempotent SQLite sink (sluice/sqlite.h).
+ * connectors/sqlite_sink.c - the idempotent SQLite sink (sluice/sqlite.h).
  *
  * Every record becomes one row, written with an UPSERT on the table's
  * primary key (INSERT ... ON CONFLICT (keys) DO UPDATE SET values), so that a
