@@ -68,6 +68,7 @@ static void help(void)
     printf("usage: sluice run generate [--events N] [--keys K] [--rate R] [--disorder MS]\n"
            "                           [--start MS] [--topic NAME [--dir DIR]] [--threads N]\n"
            "                           [--explain]\n"
+           "                           [--checkpoint-dir DIR ...] (as window-agg --help says)\n"
            "Writes N events as CSV lines event_time_ms,key,value (the input of window-agg):\n"
            "R events per second of event time (default 1000) from MS (default 0), out of\n"
            "order by up to --disorder ms (default 0), over K keys (default 100). With\n"

@@ -150,6 +150,10 @@ static void help(void)
 {
     printf(
         "usage: sluice run wordcount [--input FILE] [--threads N] [--parallelism P] [--explain]\n"
+        "           [--checkpoint-dir DIR [--checkpoint-interval D] [--checkpoint-timeout D]\n"
+        "            [--checkpoint-keep K] [--from-checkpoint PATH]\n"
+        "            [--checkpoint-capture auto|sync|fork]\n"
+        "            [--guarantee exactly-once|at-least-once|none]]\n"
         "Counts the words of FILE (default: standard input), split on ASCII whitespace,\n"
         "with ASCII letters lower-cased, and prints word<TAB>count lines, most frequent\n"
         "first, then by word (bytewise).\n");
