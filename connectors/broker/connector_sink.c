@@ -80,6 +80,7 @@ typedef struct bsink {
     sl_buf vals; /* formatted values of the batch being appended */
     sl_record *recs, *sorted;
     int32_t *part;
+    size_t *voff; /* where each record's formatted value starts in vals */
     size_t cap;
     int32_t *count;
     char txid[SL_TOPIC_NAME_MAX + 1];
@@ -98,6 +99,7 @@ static void bsink_close(void *self)
     free(s->recs);
     free(s->sorted);
     free(s->part);
+    free(s->voff);
     free(s->count);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -183,7 +185,9 @@ static int ensure_cap(bsink *s, size_t n)
     if (t) s->sorted = t;
     int32_t *p = realloc(s->part, cap * sizeof(*p));
     if (p) s->part = p;
-    if (!r || !t || !p) return SL_ENOMEM;
+    size_t *v = realloc(s->voff, cap * sizeof(*v));
+    if (v) s->voff = v;
+    if (!r || !t || !p || !v) return SL_ENOMEM;
     s->cap = cap;
     return 0;
 }
@@ -289,16 +293,11 @@ static int eo_process(sl_ctx *ctx, bsink *s, const sl_broker_sink_conf *c, sl_ba
         goto out;
     }
     s->vals.len = 0;
-    size_t *voff = malloc((size_t)in->count * sizeof(*voff));
-    if (!voff) {
-        rc = sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
-        goto out;
-    }
+    size_t *voff = s->voff;
     for (uint32_t i = 0; i < in->count && !rc; i++)
         rc = make_record(ctx, s, c, &s->vals, in, i, &s->recs[i], &voff[i]);
     for (uint32_t i = 0; i < in->count && !rc; i++)
         if (voff[i] != SIZE_MAX) s->recs[i].value = s->vals.ptr ? s->vals.ptr + voff[i] : NULL;
-    free(voff);
     if (rc) goto out;
     if (s->awaiting) {
         for (uint32_t i = 0; i < in->count && !rc; i++)
