@@ -24,6 +24,7 @@
 int cli_topic(int argc, char **argv);   /* sluice topic create|list|describe|delete|clean */
 int cli_produce(int argc, char **argv); /* sluice produce TOPIC ... */
 int cli_consume(int argc, char **argv); /* sluice consume TOPIC ... */
+int cli_broker(int argc, char **argv);  /* sluice broker serve ... */
 /* sluice checkpoints DIR (cli/cmd_checkpoints.c). */
 int cli_checkpoints(int argc, char **argv);
 

@@ -1089,3 +1089,90 @@ out:
     sl_broker_close(b);
     return status;
 }
+
+/* ---- broker serve --------------------------------------------------------------------- */
+
+static sl_server *serve_server; /* for the signal handler */
+
+static void on_serve_signal(int sig)
+{
+    (void)sig;
+    sl_server_stop(serve_server); /* async-signal-safe (an eventfd write) */
+}
+
+static void broker_usage(FILE *f)
+{
+    fprintf(f, "usage: sluice broker serve [--dir DIR] [--listen HOST:PORT]\n"
+               "Serves the broker directory to Kafka clients (kcat, librdkafka, Java) until\n"
+               "SIGINT or SIGTERM.\n"
+               "  --dir DIR            broker directory (default $SLUICE_DIR, else ./sluice-data)\n"
+               "  --listen HOST:PORT   loopback address to listen on (default 127.0.0.1:9092;\n"
+               "                       PORT 0 picks a free port, printed at start)\n");
+}
+
+int cli_broker(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        broker_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "serve") != 0) {
+        fprintf(stderr, "sluice broker: unknown command '%s' (serve)\n", argv[1]);
+        return 2;
+    }
+    const char *dir = NULL, *listen = "127.0.0.1:9092";
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            broker_usage(stdout);
+            return 0;
+        }
+        bool is_dir = !strcmp(a, "--dir"), is_listen = !strcmp(a, "--listen");
+        if (!is_dir && !is_listen) {
+            fprintf(stderr, "sluice broker serve: unknown option '%s'\n", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "sluice broker serve: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (is_dir) {
+            if (jobs_dir_opt("broker serve", v, &dir)) return 2;
+        } else {
+            listen = v;
+        }
+    }
+    sl_broker *b = open_broker("broker serve", jobs_broker_dir(dir), 0);
+    if (!b) return 1;
+    sl_server *s = NULL;
+    int rc = sl_server_open(&s, b, listen);
+    if (rc < 0) {
+        fprintf(stderr, "sluice broker serve: %s\n", sl_server_errmsg(s));
+        sl_server_close(s);
+        sl_broker_close(b);
+        return exit_for(rc);
+    }
+    sl_server_set_log(s, stderr);
+    serve_server = s;
+    struct sigaction sa = {.sa_handler = on_serve_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    fprintf(stderr, "sluice broker serve: serving %s on port %d\n", sl_broker_dir(b),
+            sl_server_port(s));
+    rc = sl_server_run(s);
+    int status = 0;
+    if (rc < 0) {
+        fprintf(stderr, "sluice broker serve: %s\n", sl_server_errmsg(s));
+        status = 1;
+    }
+    sl_server_close(s);
+    serve_server = NULL;
+    if (sl_broker_close(b) < 0) {
+        fprintf(stderr, "sluice broker serve: closing the broker failed\n");
+        status = 1;
+    }
+    if (!status) fprintf(stderr, "sluice broker serve: stopped\n");
+    return status;
+}

@@ -33,5 +33,6 @@
 #include "sluice/broker.h"
 #include "sluice/checkpoint.h"
 #include "sluice/sqlite.h"
+#include "sluice/server.h"
 
 #endif

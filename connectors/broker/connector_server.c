@@ -1,0 +1,44 @@
+/*
+ * connectors/broker/connector_server.c - the public face of the
+ * Kafka-protocol server (sluice/server.h): each function forwards to its
+ * slb_server_* twin in server.c. It exists so that server.c includes
+ * nothing above the storage floor (tests/unit/test_broker_floor.c exempts
+ * files named connector*.c, the adapters); it holds no state of its own.
+ */
+#include "sluice/server.h"
+#include "connectors/broker/server.h"
+
+int sl_server_open(sl_server **out, sl_broker *b, const char *listen)
+{
+    return slb_server_open(out, b, listen);
+}
+
+int sl_server_port(const sl_server *s)
+{
+    return slb_server_port(s);
+}
+
+void sl_server_set_log(sl_server *s, FILE *log)
+{
+    slb_server_set_log(s, log);
+}
+
+int sl_server_run(sl_server *s)
+{
+    return slb_server_run(s);
+}
+
+void sl_server_stop(sl_server *s)
+{
+    slb_server_stop(s);
+}
+
+void sl_server_close(sl_server *s)
+{
+    slb_server_close(s);
+}
+
+const char *sl_server_errmsg(const sl_server *s)
+{
+    return slb_server_errmsg(s);
+}
