@@ -120,7 +120,7 @@ enum { API_PRODUCE = 0, API_FETCH = 1, API_LIST_OFFSETS = 2, API_METADATA = 3, A
 static const struct {
     int16_t key, min, max;
 } apis[] = {
-    {API_PRODUCE, 3, 7}, {API_FETCH, 4, 10},    {API_LIST_OFFSETS, 1, 5},
+    {API_PRODUCE, 3, 7},  {API_FETCH, 4, 10},   {API_LIST_OFFSETS, 1, 5},
     {API_METADATA, 0, 8}, {API_VERSIONS, 0, 2},
 };
 #define NAPIS (sizeof apis / sizeof apis[0])
@@ -404,9 +404,9 @@ static void meta_topic(sl_server *s, wr *w, int16_t ver, const char *name, int l
     for (int32_t i = 0; i < np; i++) {
         wr_i16(w, KE_NONE);
         wr_i32(w, i);
-        wr_i32(w, NODE_ID); /* leader */
+        wr_i32(w, NODE_ID);          /* leader */
         if (ver >= 7) wr_i32(w, -1); /* leader_epoch: unknown */
-        wr_i32(w, 1);               /* replica_nodes */
+        wr_i32(w, 1);                /* replica_nodes */
         wr_i32(w, NODE_ID);
         wr_i32(w, 1); /* isr_nodes */
         wr_i32(w, NODE_ID);
@@ -437,9 +437,9 @@ static int metadata(sl_server *s, rd *r, wr *w, int16_t ver)
     wr_i32(w, NODE_ID);
     wr_str(w, s->host, (int)strlen(s->host));
     wr_i32(w, s->port);
-    if (ver >= 1) wr_str(w, NULL, -1);                   /* rack */
-    if (ver >= 2) wr_str(w, "sluice", 6);                /* cluster_id */
-    if (ver >= 1) wr_i32(w, NODE_ID);                    /* controller_id */
+    if (ver >= 1) wr_str(w, NULL, -1);    /* rack */
+    if (ver >= 2) wr_str(w, "sluice", 6); /* cluster_id */
+    if (ver >= 1) wr_i32(w, NODE_ID);     /* controller_id */
     if (n > 0) {
         rd t = {topics, r->end, false};
         wr_i32(w, n);
@@ -503,8 +503,7 @@ static const uint8_t *rd_vbytes(rd *r, int64_t *len)
 static int decode_records(sl_server *s, const uint8_t *p, size_t len, int32_t count)
 {
     int64_t first_ts = (int64_t)be64(p + 27);
-    if (grow((void **)&s->recs, &s->caprecs, (size_t)count, sizeof *s->recs) < 0)
-        return SL_ENOMEM;
+    if (grow((void **)&s->recs, &s->caprecs, (size_t)count, sizeof *s->recs) < 0) return SL_ENOMEM;
     rd r = {p + KHDR, p + len, false};
     size_t nh = 0;
     for (int32_t i = 0; i < count; i++) {
@@ -641,9 +640,10 @@ static int produce(sl_server *s, rd *r, wr *w, int16_t ver, bool *no_answer)
             wr_i16(w, e);
             wr_i64(w, base);
             wr_i64(w, -1); /* log_append_time_ms: create time is kept */
-            if (ver >= 5) wr_i64(w, ti && part >= 0 && part < ti->partition_count
-                                        ? ti->partitions[part].first_offset
-                                        : -1);
+            if (ver >= 5)
+                wr_i64(w, ti && part >= 0 && part < ti->partition_count
+                              ? ti->partitions[part].first_offset
+                              : -1);
         }
         sl_topic_info_free(ti);
     }
@@ -705,8 +705,8 @@ static int kb_add(sl_server *s, const sl_message *m, int64_t base, int64_t first
 /* Read partition part of topic from offset into one Kafka batch in s->kb
  * (empty when there is nothing), up to max bytes (at least one record).
  * Returns 0 or a negative SL_E... code. */
-static int fetch_read(sl_server *s, const char *topic, int32_t part, int64_t offset,
-                      int isolation, int32_t max)
+static int fetch_read(sl_server *s, const char *topic, int32_t part, int64_t offset, int isolation,
+                      int32_t max)
 {
     s->kb.len = 0;
     sl_log_reader *lr = NULL;
@@ -957,8 +957,10 @@ static void conn_close(sl_server *s, conn *c)
 {
     epoll_ctl(s->efd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     free(c->in.p);
     free(c->out.p);
@@ -969,7 +971,7 @@ static void conn_close(sl_server *s, conn *c)
  * is pending. */
 static int conn_arm(sl_server *s, conn *c)
 {
-    bool rdg = c->out.len - c->out.off < OUT_HIGH, wrg = c->out.len > c->out.off;
+    bool rdg = c->out.len - c->out.off<OUT_HIGH, wrg = c->out.len> c->out.off;
     if (rdg == c->reading && wrg == c->writing) return 0;
     struct epoll_event ev = {.events = (rdg ? EPOLLIN : 0) | (wrg ? EPOLLOUT : 0), .data.ptr = c};
     if (epoll_ctl(s->efd, EPOLL_CTL_MOD, c->fd, &ev) < 0) return SL_EIO;
@@ -1003,8 +1005,9 @@ static int conn_process(sl_server *s, conn *c)
     while (in->len - in->off >= 4 && c->out.len - c->out.off < OUT_HIGH) {
         int32_t fl = (int32_t)be32(in->p + in->off);
         if (fl < 0 || fl > SLB_FRAME_MAX) {
-            logf_(s, "sluice broker serve: client %s: frame length %d out of range 0..%d; "
-                     "disconnected\n",
+            logf_(s,
+                  "sluice broker serve: client %s: frame length %d out of range 0..%d; "
+                  "disconnected\n",
                   c->peer, fl, SLB_FRAME_MAX);
             conn_close(s, c);
             return -1;
@@ -1141,8 +1144,7 @@ static bool is_loopback(const struct sockaddr *sa)
         return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
     if (sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) ||
-               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
     }
     return false;
 }

@@ -1,0 +1,460 @@
+/*
+ * tests/unit/test_server.c - the Kafka-protocol server (connectors/broker/
+ * server.c) over a socket, with hand-built frames: ApiVersions (served and
+ * unsupported versions), Metadata (a known and an unknown topic), an unknown
+ * api key and an unsupported version (answered, connection kept), Produce of
+ * a v2 batch (good, bad CRC, old magic), ListOffsets and Fetch back, and
+ * frames that close their connection (a malformed body, a length above the
+ * limit, a negative length) while another connection goes on being served.
+ * The server runs sl_server_run on a thread of its own over a temporary
+ * broker directory with topic "t" of 3 partitions.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "engine/base/crc32c.h"
+#include "sluice/broker.h"
+#include "sluice/server.h"
+
+static char dir[] = "/tmp/sluice_test_server_XXXXXX";
+static sl_broker *broker;
+static sl_server *srv;
+static pthread_t thr;
+static int run_rc;
+
+static void *run_main(void *arg)
+{
+    (void)arg;
+    run_rc = sl_server_run(srv);
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir)) return -1;
+    if (sl_broker_open(&broker, dir, 0) < 0) return -1;
+    sl_topic_conf c;
+    sl_topic_conf_init(&c);
+    c.partitions = 3;
+    if (sl_topic_create(broker, "t", &c) < 0) return -1;
+    if (sl_server_open(&srv, broker, "127.0.0.1:0") < 0) return -1;
+    return pthread_create(&thr, NULL, run_main, NULL) ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sl_server_stop(srv);
+    pthread_join(thr, NULL);
+    sl_server_close(srv);
+    sl_broker_close(broker);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 && run_rc == 0 ? 0 : -1;
+}
+
+/* ---- frames ---- */
+
+typedef struct fb {
+    uint8_t p[8192];
+    size_t n;
+} fb;
+
+static void b8(fb *f, uint8_t v)
+{
+    f->p[f->n++] = v;
+}
+static void b16(fb *f, uint16_t v)
+{
+    b8(f, (uint8_t)(v >> 8));
+    b8(f, (uint8_t)v);
+}
+static void b32(fb *f, uint32_t v)
+{
+    b16(f, (uint16_t)(v >> 16));
+    b16(f, (uint16_t)v);
+}
+static void b64(fb *f, uint64_t v)
+{
+    b32(f, (uint32_t)(v >> 32));
+    b32(f, (uint32_t)v);
+}
+static void bstr(fb *f, const char *s)
+{
+    b16(f, (uint16_t)strlen(s));
+    memcpy(f->p + f->n, s, strlen(s));
+    f->n += strlen(s);
+}
+/* Start a request: length placeholder and header v1. */
+static void req(fb *f, int16_t key, int16_t ver, int32_t corr)
+{
+    f->n = 0;
+    b32(f, 0);
+    b16(f, (uint16_t)key);
+    b16(f, (uint16_t)ver);
+    b32(f, (uint32_t)corr);
+    bstr(f, "test");
+}
+static void fin(fb *f)
+{
+    uint32_t l = (uint32_t)f->n - 4;
+    f->p[0] = (uint8_t)(l >> 24);
+    f->p[1] = (uint8_t)(l >> 16);
+    f->p[2] = (uint8_t)(l >> 8);
+    f->p[3] = (uint8_t)l;
+}
+
+static int connect_srv(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)sl_server_port(srv))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {.tv_sec = 60}; /* a safety net against a hang, not a time assertion */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n)
+{
+    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static int recv_all(int fd, uint8_t *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = recv(fd, p + got, n - got, 0);
+        if (k <= 0) return -1;
+        got += (size_t)k;
+    }
+    return 0;
+}
+
+/* Read one response into r (after its length); returns its length, or -1
+ * when the server closed the connection. Checks the correlation id. */
+static long response(int fd, int32_t corr, uint8_t *r, size_t cap)
+{
+    uint8_t l[4];
+    if (recv_all(fd, l, 4) < 0) return -1;
+    uint32_t n = (uint32_t)l[0] << 24 | (uint32_t)l[1] << 16 | (uint32_t)l[2] << 8 | l[3];
+    assert_true(n >= 4 && n <= cap);
+    assert_int_equal(recv_all(fd, r, n), 0);
+    uint32_t c = (uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 | (uint32_t)r[2] << 8 | r[3];
+    assert_int_equal(c, (uint32_t)corr);
+    return (long)n;
+}
+
+static int16_t g16(const uint8_t *p)
+{
+    return (int16_t)(p[0] << 8 | p[1]);
+}
+static int32_t g32(const uint8_t *p)
+{
+    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+}
+static int64_t g64(const uint8_t *p)
+{
+    return (int64_t)((uint64_t)(uint32_t)g32(p) << 32 | (uint32_t)g32(p + 4));
+}
+
+static uint8_t rb[1 << 20];
+
+/* ApiVersions at version ver: returns the error code; checks the table
+ * names Produce, Fetch, ListOffsets, Metadata and ApiVersions. */
+static int16_t api_versions(int fd, int16_t ver, int32_t corr)
+{
+    fb f;
+    req(&f, 18, ver, corr);
+    fin(&f);
+    send_all(fd, f.p, f.n);
+    long n = response(fd, corr, rb, sizeof rb);
+    assert_true(n >= 10);
+    int16_t err = g16(rb + 4);
+    int32_t cnt = g32(rb + 6);
+    assert_true(cnt >= 5 && 10 + (long)cnt * 6 <= n);
+    int seen = 0;
+    for (int32_t i = 0; i < cnt; i++) {
+        int16_t k = g16(rb + 10 + 6 * i);
+        if (k == 0 || k == 1 || k == 2 || k == 3 || k == 18) seen++;
+        assert_true(g16(rb + 12 + 6 * i) <= g16(rb + 14 + 6 * i));
+    }
+    assert_int_equal(seen, 5);
+    return err;
+}
+
+static void test_api_versions(void **state)
+{
+    (void)state;
+    int fd = connect_srv();
+    assert_int_equal(api_versions(fd, 0, 1), 0);
+    assert_int_equal(api_versions(fd, 2, 2), 0);
+    /* v3 is flexible (header v2): not served, answered in the v0 layout */
+    assert_int_equal(api_versions(fd, 3, 3), 35);
+    assert_int_equal(api_versions(fd, 1, 4), 0); /* the connection goes on */
+    close(fd);
+}
+
+static void test_metadata(void **state)
+{
+    (void)state;
+    int fd = connect_srv();
+    fb f;
+    req(&f, 3, 1, 7);
+    b32(&f, 2);
+    bstr(&f, "t");
+    bstr(&f, "nope");
+    fin(&f);
+    send_all(fd, f.p, f.n);
+    long n = response(fd, 7, rb, sizeof rb);
+    uint8_t *p = rb + 4;
+    assert_int_equal(g32(p), 1); /* one broker */
+    assert_int_equal(g32(p + 4), 0);
+    int16_t hl = g16(p + 8);
+    assert_memory_equal(p + 10, "127.0.0.1", 9);
+    p += 10 + hl;
+    assert_int_equal(g32(p), sl_server_port(srv));
+    p += 4;
+    assert_int_equal(g16(p), -1); /* rack */
+    p += 2;
+    assert_int_equal(g32(p), 0); /* controller */
+    p += 4;
+    assert_int_equal(g32(p), 2); /* topics */
+    p += 4;
+    assert_int_equal(g16(p), 0);
+    assert_int_equal(g16(p + 2), 1);
+    assert_int_equal(p[4], 't');
+    assert_int_equal(p[5], 0); /* is_internal */
+    assert_int_equal(g32(p + 6), 3);
+    p += 10;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(g16(p), 0);
+        assert_int_equal(g32(p + 2), i);
+        assert_int_equal(g32(p + 6), 0); /* leader: node 0 */
+        p += 10 + 8 + 8;
+    }
+    assert_int_equal(g16(p), 3); /* nope: UNKNOWN_TOPIC_OR_PARTITION */
+    assert_int_equal(g16(p + 2), 4);
+    assert_memory_equal(p + 4, "nope", 4);
+    assert_int_equal(g32(p + 9), 0);
+    assert_int_equal(p + 13 - rb, n);
+    close(fd);
+}
+
+static void test_unknown_key_and_version(void **state)
+{
+    (void)state;
+    int fd = connect_srv();
+    fb f;
+    req(&f, 99, 0, 11); /* no such api */
+    b32(&f, 12345);
+    fin(&f);
+    send_all(fd, f.p, f.n);
+    long n = response(fd, 11, rb, sizeof rb);
+    assert_int_equal(n, 6);
+    assert_int_equal(g16(rb + 4), 35);
+    req(&f, 3, 12, 12); /* Metadata v12: flexible, not served */
+    fin(&f);
+    send_all(fd, f.p, f.n);
+    n = response(fd, 12, rb, sizeof rb);
+    assert_int_equal(n, 6);
+    assert_int_equal(g16(rb + 4), 35);
+    assert_int_equal(api_versions(fd, 0, 13), 0);
+    close(fd);
+}
+
+/* A frame that must close its connection, while `other` stays served. */
+static void closes(const uint8_t *frame, size_t n)
+{
+    int other = connect_srv();
+    assert_int_equal(api_versions(other, 0, 20), 0);
+    int fd = connect_srv();
+    send_all(fd, frame, n);
+    uint8_t x;
+    assert_true(recv(fd, &x, 1, 0) <= 0); /* closed, nothing answered */
+    close(fd);
+    assert_int_equal(api_versions(other, 1, 21), 0);
+    close(other);
+}
+
+static void test_bad_frames(void **state)
+{
+    (void)state;
+    fb f;
+    req(&f, 3, 1, 30); /* Metadata: 5 topics announced, none there */
+    b32(&f, 5);
+    fin(&f);
+    closes(f.p, f.n);
+    const uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff, 0, 18, 0, 0};
+    closes(huge, sizeof huge);
+    const uint8_t above[] = {0x06, 0x40, 0x00, 0x01, 0, 18, 0, 0}; /* 100 MiB + 1 */
+    closes(above, sizeof above);
+    const uint8_t neg[] = {0xff, 0xff, 0xff, 0xfe, 0, 18, 0, 0};
+    closes(neg, sizeof neg);
+    const uint8_t tiny[] = {0, 0, 0, 3, 0, 18, 0};
+    closes(tiny, sizeof tiny);
+}
+
+/* A Kafka v2 batch of records "kI" -> "vI", I < n, in f (after bytes
+ * length prefix); magic and a CRC flip as asked. */
+static void kbatch(fb *f, int n, uint8_t magic, bool bad_crc)
+{
+    size_t start = f->n;
+    b32(f, 0); /* bytes length, patched */
+    size_t b = f->n;
+    b64(f, 0);
+    b32(f, 0); /* batch length, patched */
+    b32(f, 0); /* leader epoch */
+    b8(f, magic);
+    b32(f, 0); /* crc, patched */
+    b16(f, 0);
+    b32(f, (uint32_t)(n - 1));
+    b64(f, 1000);
+    b64(f, 1000 + (uint64_t)n - 1);
+    b64(f, (uint64_t)-1);
+    b16(f, 0xffff);
+    b32(f, 0xffffffff);
+    b32(f, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        /* length, attrs, ts delta i, offset delta i, key "k<i>", value "v<i>", 0 headers */
+        b8(f, 2 * 10);
+        b8(f, 0);
+        b8(f, (uint8_t)(2 * i));
+        b8(f, (uint8_t)(2 * i));
+        b8(f, 2 * 2);
+        b8(f, 'k');
+        b8(f, (uint8_t)('0' + i));
+        b8(f, 2 * 2);
+        b8(f, 'v');
+        b8(f, (uint8_t)('0' + i));
+        b8(f, 0);
+    }
+    size_t len = f->n - b;
+    uint8_t *p = f->p + b;
+    uint32_t bl = (uint32_t)len - 12;
+    p[8] = (uint8_t)(bl >> 24), p[9] = (uint8_t)(bl >> 16), p[10] = (uint8_t)(bl >> 8),
+    p[11] = (uint8_t)bl;
+    uint32_t crc = sli_crc32c(0, p + 21, len - 21) ^ (bad_crc ? 1u : 0u);
+    p[17] = (uint8_t)(crc >> 24), p[18] = (uint8_t)(crc >> 16), p[19] = (uint8_t)(crc >> 8),
+    p[20] = (uint8_t)crc;
+    uint8_t *q = f->p + start;
+    q[0] = (uint8_t)(len >> 24), q[1] = (uint8_t)(len >> 16), q[2] = (uint8_t)(len >> 8),
+    q[3] = (uint8_t)len;
+}
+
+/* Produce v3 of one batch to t/1; returns (error, base offset). */
+static int16_t produce(int fd, int n, uint8_t magic, bool bad_crc, int64_t *base)
+{
+    fb f;
+    req(&f, 0, 3, 40);
+    b16(&f, 0xffff); /* transactional id: null */
+    b16(&f, 1);      /* acks */
+    b32(&f, 5000);
+    b32(&f, 1);
+    bstr(&f, "t");
+    b32(&f, 1);
+    b32(&f, 1); /* partition */
+    kbatch(&f, n, magic, bad_crc);
+    fin(&f);
+    send_all(fd, f.p, f.n);
+    long rn = response(fd, 40, rb, sizeof rb);
+    assert_int_equal(rn, 4 + 4 + 3 + 4 + 4 + 2 + 8 + 8 + 4);
+    assert_int_equal(g32(rb + 4), 1);
+    assert_int_equal(g32(rb + 15), 1);
+    *base = g64(rb + 21);
+    return g16(rb + 19);
+}
+
+static int64_t list_offset(int fd, int64_t ts)
+{
+    fb f;
+    req(&f, 2, 1, 50);
+    b32(&f, 0xffffffff);
+    b32(&f, 1);
+    bstr(&f, "t");
+    b32(&f, 1);
+    b32(&f, 1);
+    b64(&f, (uint64_t)ts);
+    fin(&f);
+    send_all(fd, f.p, f.n);
+    response(fd, 50, rb, sizeof rb);
+    assert_int_equal(g16(rb + 19), 0);
+    return g64(rb + 29);
+}
+
+static void test_produce_fetch(void **state)
+{
+    (void)state;
+    int fd = connect_srv();
+    int64_t base;
+    assert_int_equal(produce(fd, 3, 2, false, &base), 0);
+    assert_int_equal(base, 0);
+    assert_int_equal(produce(fd, 2, 2, true, &base), 2);   /* CORRUPT_MESSAGE */
+    assert_int_equal(produce(fd, 2, 1, false, &base), 35); /* old message format */
+    assert_int_equal(produce(fd, 2, 2, false, &base), 0);
+    assert_int_equal(base, 3);
+    assert_int_equal(list_offset(fd, -2), 0);
+    assert_int_equal(list_offset(fd, -1), 5);
+
+    fb f; /* Fetch v4 of t/1 from offset 1 */
+    req(&f, 1, 4, 60);
+    b32(&f, 0xffffffff);
+    b32(&f, 0);
+    b32(&f, 1);
+    b32(&f, 1 << 20);
+    b8(&f, 0);
+    b32(&f, 1);
+    bstr(&f, "t");
+    b32(&f, 1);
+    b32(&f, 1);
+    b64(&f, 1);
+    b32(&f, 1 << 20);
+    fin(&f);
+    send_all(fd, f.p, f.n);
+    long n = response(fd, 60, rb, sizeof rb);
+    uint8_t *p = rb + 4 + 4 + 4 + 3 + 4; /* corr, throttle, topics, "t", partitions */
+    assert_int_equal(g32(p), 1);
+    assert_int_equal(g16(p + 4), 0);
+    assert_int_equal(g64(p + 6), 5);   /* high watermark */
+    assert_int_equal(g32(p + 22), -1); /* aborted: null */
+    int32_t rl = g32(p + 26);
+    uint8_t *bt = p + 30;
+    assert_int_equal(bt + rl - rb, n);
+    assert_int_equal(g64(bt), 1);      /* base offset */
+    assert_int_equal(bt[16], 2);       /* magic */
+    assert_int_equal(g32(bt + 23), 3); /* last offset delta: 1..4 */
+    assert_int_equal(g32(bt + 57), 4); /* records */
+    assert_int_equal((uint32_t)g32(bt + 17), sli_crc32c(0, bt + 21, (size_t)rl - 21));
+    assert_non_null(memmem(bt, (size_t)rl, "k1\x04v1", 5));
+    assert_non_null(memmem(bt, (size_t)rl, "k2\x04v2", 5));
+    assert_non_null(memmem(bt, (size_t)rl, "k0\x04v0", 5)); /* of the second batch */
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_api_versions),
+        cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_unknown_key_and_version),
+        cmocka_unit_test(test_bad_frames),
+        cmocka_unit_test(test_produce_fetch),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
