@@ -440,7 +440,9 @@ static int metadata(sl_server *s, rd *r, wr *w, int16_t ver)
     if (ver >= 1) wr_str(w, NULL, -1);    /* rack */
     if (ver >= 2) wr_str(w, "sluice", 6); /* cluster_id */
     if (ver >= 1) wr_i32(w, NODE_ID);     /* controller_id */
-    if (n > 0) {
+    if (n == 0 && ver >= 1) {             /* an empty list (v1+): no topics, the brokers only */
+        wr_i32(w, 0);
+    } else if (n > 0) {
         rd t = {topics, r->end, false};
         wr_i32(w, n);
         for (int32_t i = 0; i < n; i++) {

@@ -254,6 +254,18 @@ static void test_metadata(void **state)
     assert_memory_equal(p + 4, "nope", 4);
     assert_int_equal(g32(p + 9), 0);
     assert_int_equal(p + 13 - rb, n);
+
+    /* v1: an empty list asks for no topics, a null one for all ("t") */
+    for (int all = 0; all <= 1; all++) {
+        req(&f, 3, 1, 8 + all);
+        b32(&f, all ? 0xffffffffu : 0);
+        fin(&f);
+        send_all(fd, f.p, f.n);
+        n = response(fd, 8 + all, rb, sizeof rb);
+        p = rb + 4 + 4 + 4 + 2 + 9 + 4 + 2 + 4; /* brokers, as above */
+        assert_int_equal(g32(p), all);
+        if (all) assert_int_equal(g32(p + 10), 3);
+    }
     close(fd);
 }
 
