@@ -590,7 +590,8 @@ static int16_t produce_partition(sl_server *s, const char *topic, int32_t part, 
         if (attrs & 0x07) return KE_UNSUPPORTED_COMPRESSION;
         if (attrs & 0x30) return KE_UNSUPPORTED_VERSION; /* transactions: not yet */
         int32_t count = (int32_t)be32(p + 57);
-        if (count <= 0) return KE_CORRUPT_MESSAGE;
+        /* a record takes at least 7 bytes: no count the batch cannot hold */
+        if (count <= 0 || (size_t)count > (n - KHDR) / 7) return KE_CORRUPT_MESSAGE;
         int rc = decode_records(s, p, n, count);
         if (rc < 0) return rc == SL_ENOMEM ? KE_UNKNOWN : KE_CORRUPT_MESSAGE;
         int64_t pid = (int64_t)be64(p + 43), off = -1;

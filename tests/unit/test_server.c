@@ -175,6 +175,7 @@ static int64_t g64(const uint8_t *p)
 }
 
 static uint8_t rb[1 << 20];
+static uint32_t count_claimed; /* nonzero: the record count kbatch writes */
 
 /* ApiVersions at version ver: returns the error code; checks the table
  * names Produce, Fetch, ListOffsets, Metadata and ApiVersions. */
@@ -342,7 +343,7 @@ static void kbatch(fb *f, int n, uint8_t magic, bool bad_crc)
     b64(f, (uint64_t)-1);
     b16(f, 0xffff);
     b32(f, 0xffffffff);
-    b32(f, (uint32_t)n);
+    b32(f, count_claimed ? count_claimed : (uint32_t)n);
     for (int i = 0; i < n; i++) {
         /* length, attrs, ts delta i, offset delta i, key "k<i>", value "v<i>", 0 headers */
         b8(f, 2 * 10);
@@ -419,6 +420,11 @@ static void test_produce_fetch(void **state)
     assert_int_equal(base, 0);
     assert_int_equal(produce(fd, 2, 2, true, &base), 2);   /* CORRUPT_MESSAGE */
     assert_int_equal(produce(fd, 2, 1, false, &base), 35); /* old message format */
+    count_claimed = 0x7fffffff; /* more records than the batch can hold */
+    assert_int_equal(produce(fd, 2, 2, false, &base), 2);
+    count_claimed = 4; /* one more than there are */
+    assert_int_equal(produce(fd, 3, 2, false, &base), 2);
+    count_claimed = 0;
     assert_int_equal(produce(fd, 2, 2, false, &base), 0);
     assert_int_equal(base, 3);
     assert_int_equal(list_offset(fd, -2), 0);
