@@ -12,7 +12,10 @@
  * so answers leave in request order (Kafka's guarantee per connection).
  * While a connection's output holds more than OUT_HIGH bytes its input is
  * not read (the client is slow to read: it is not allowed to grow us
- * without bound). A frame whose length prefix is negative or above
+ * without bound). A Fetch that finds less than its min_bytes is parked
+ * (struct conn) until an append through this server or its max_wait_ms,
+ * and is then handled again; the requests after it on its connection wait
+ * with it, so the order holds. A frame whose length prefix is negative or above
  * SLB_FRAME_MAX, or whose header cannot be parsed, or whose body does not
  * parse as the request its header names, closes that connection only (one
  * line on the log); every other connection goes on.
@@ -69,8 +72,9 @@
  * the server's, grown and reused (no malloc per record).
  *
  * Not yet: flexible versions, compression, transactions over the wire,
- * consumer groups, ListOffsets by timestamp, Fetch long-polling (an empty
- * Fetch is answered at once), sendfile.
+ * consumer groups, ListOffsets by timestamp, sendfile; a waiting Fetch
+ * wakes on appends through this server only (an append by another process
+ * is seen at its max_wait_ms deadline).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -86,6 +90,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "connectors/broker/server.h"
@@ -135,6 +140,14 @@ typedef struct conn {
     buf in, out;
     bool reading; /* EPOLLIN is armed */
     bool writing; /* EPOLLOUT is armed */
+    /* A Fetch that found less than its min_bytes waits (its frame stays at
+     * the head of the input, and the requests after it wait too) until a
+     * Produce appends (gen moves past park_gen) or deadline (monotonic ms);
+     * then it is handled again, with force at the deadline: answered with
+     * whatever there is. */
+    bool parked, force;
+    int64_t deadline;
+    uint64_t park_gen;
     char peer[64];
     struct conn *prev, *next;
 } conn;
@@ -152,6 +165,8 @@ struct sl_server {
     sl_record_header *hdrs;
     size_t caphdrs;
     buf kb;
+    uint64_t gen;      /* appends so far (wakes parked fetches) */
+    int32_t park_wait; /* max_wait_ms of the Fetch that asked to park */
     char err[512];
 };
 
@@ -604,6 +619,7 @@ static int16_t produce_partition(sl_server *s, const char *topic, int32_t part, 
         }
         if (rc < 0) return kafka_error(rc);
         if (*base < 0) *base = off;
+        s->gen++;
         p += n;
         len -= n;
     }
@@ -766,11 +782,14 @@ fail:
     return rc;
 }
 
-static int fetch(sl_server *s, rd *r, wr *w, int16_t ver)
+/* Returns 0 (answered), 1 (nothing to answer yet: park it, see conn) or
+ * SL_EPARSE. */
+static int fetch(sl_server *s, rd *r, wr *w, int16_t ver, bool force)
 {
     rd_i32(r); /* replica_id */
-    rd_i32(r); /* max_wait_ms: not yet (an empty answer goes at once) */
-    rd_i32(r); /* min_bytes */
+    int32_t max_wait = rd_i32(r), min_bytes = rd_i32(r);
+    int64_t got = 0;
+    bool any_err = false;
     int32_t max_bytes = rd_i32(r);
     int8_t iso = rd_i8(r);
     if (ver >= 7) {
@@ -822,6 +841,7 @@ static int fetch(sl_server *s, rd *r, wr *w, int16_t ver)
                     int rc = fetch_read(s, ti->name, part, off, isolation, lim > 0 ? lim : 1);
                     if (rc < 0) e = kafka_error(rc);
                     max_bytes -= (int32_t)s->kb.len;
+                    got += (int64_t)s->kb.len;
                 }
             }
             wr_i32(w, part);
@@ -830,6 +850,7 @@ static int fetch(sl_server *s, rd *r, wr *w, int16_t ver)
             wr_i64(w, lso);
             if (ver >= 5) wr_i64(w, start);
             wr_i32(w, -1); /* aborted_transactions: null (readers filter them) */
+            if (e != KE_NONE) any_err = true;
             bool have = e == KE_NONE && s->kb.len > 0;
             wr_bytes(w, s->kb.p, have ? s->kb.len : 0);
             s->kb.len = 0;
@@ -845,7 +866,12 @@ static int fetch(sl_server *s, rd *r, wr *w, int16_t ver)
             for (int32_t j = 0; j < n; j++) rd_i32(r);
         }
     }
-    return r->bad ? SL_EPARSE : 0;
+    if (r->bad) return SL_EPARSE;
+    if (!force && max_wait > 0 && !any_err && got < (min_bytes > 0 ? min_bytes : 1)) {
+        s->park_wait = max_wait;
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- ListOffsets --------------------------------------------------------- */
@@ -900,7 +926,8 @@ static int list_offsets(sl_server *s, rd *r, wr *w, int16_t ver)
 /* ---- dispatch ------------------------------------------------------------ */
 
 /* Answer the request frame (p, n: after the length prefix) on c. Returns
- * 0, SL_EPARSE (malformed: close the connection) or SL_ENOMEM. */
+ * 0, 1 (a Fetch to park: nothing written), SL_EPARSE (malformed: close the
+ * connection) or SL_ENOMEM. */
 static int handle(sl_server *s, conn *c, const uint8_t *p, size_t n)
 {
     rd r = {p, p + n, false};
@@ -933,10 +960,10 @@ static int handle(sl_server *s, conn *c, const uint8_t *p, size_t n)
     case API_VERSIONS: api_versions(&w, ver, KE_NONE); break;
     case API_METADATA: rc = metadata(s, &r, &w, ver); break;
     case API_PRODUCE: rc = produce(s, &r, &w, ver, &no_answer); break;
-    case API_FETCH: rc = fetch(s, &r, &w, ver); break;
+    case API_FETCH: rc = fetch(s, &r, &w, ver, c->force); break;
     case API_LIST_OFFSETS: rc = list_offsets(s, &r, &w, ver); break;
     }
-    if (rc < 0 || no_answer) {
+    if (rc != 0 || no_answer) {
         c->out.len = w.start;
         return rc;
     }
@@ -944,6 +971,13 @@ static int handle(sl_server *s, conn *c, const uint8_t *p, size_t n)
 }
 
 /* ---- connections and the loop --------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void logf_(sl_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(sl_server *s, const char *fmt, ...)
@@ -1005,7 +1039,7 @@ static int conn_flush(conn *c)
 static int conn_process(sl_server *s, conn *c)
 {
     buf *in = &c->in;
-    while (in->len - in->off >= 4 && c->out.len - c->out.off < OUT_HIGH) {
+    while (!c->parked && in->len - in->off >= 4 && c->out.len - c->out.off < OUT_HIGH) {
         int32_t fl = (int32_t)be32(in->p + in->off);
         if (fl < 0 || fl > SLB_FRAME_MAX) {
             logf_(s,
@@ -1023,6 +1057,13 @@ static int conn_process(sl_server *s, conn *c)
             conn_close(s, c);
             return -1;
         }
+        if (rc == 1) {
+            c->parked = true;
+            c->deadline = mono_ms() + s->park_wait;
+            c->park_gen = s->gen;
+            break;
+        }
+        c->force = false;
         in->off += 4 + (size_t)fl;
     }
     if (in->off == in->len) in->off = in->len = 0;
@@ -1100,12 +1141,42 @@ static void accept_all(sl_server *s)
     }
 }
 
+/* Handle again the parked fetches whose wait is over (an append since, or
+ * the deadline); returns the epoll timeout until the next deadline (-1:
+ * none parked). */
+static int wake_parked(sl_server *s)
+{
+    int64_t now = mono_ms(), next = -1;
+    conn *c = s->conns;
+    while (c) {
+        conn *nx = c->next; /* c may be closed below */
+        if (c->parked && (c->park_gen != s->gen || now >= c->deadline)) {
+            c->parked = false;
+            c->force = now >= c->deadline;
+            if (conn_process(s, c) == 0 && (conn_flush(c) < 0 || conn_arm(s, c) < 0))
+                conn_close(s, c);
+        } else if (c->parked) {
+            int64_t left = c->deadline - now;
+            if (next < 0 || left < next) next = left;
+        }
+        c = nx;
+    }
+    /* conn_process may have parked again (nothing new for it yet) */
+    for (c = s->conns; c; c = c->next)
+        if (c->parked) {
+            int64_t left = c->deadline - now;
+            if (left < 0) left = 0;
+            if (next < 0 || left < next) next = left;
+        }
+    return next < 0 ? -1 : (int)(next > 60000 ? 60000 : next);
+}
+
 int slb_server_run(sl_server *s)
 {
     if (!s || s->efd < 0) return SL_EINVAL;
     struct epoll_event evs[64];
     for (;;) {
-        int n = epoll_wait(s->efd, evs, 64, -1);
+        int n = epoll_wait(s->efd, evs, 64, wake_parked(s));
         if (n < 0) {
             if (errno == EINTR) continue;
             seterr(s, "epoll_wait: %s", strerror(errno));

@@ -175,7 +175,8 @@ static int64_t g64(const uint8_t *p)
 }
 
 static uint8_t rb[1 << 20];
-static uint32_t count_claimed; /* nonzero: the record count kbatch writes */
+static int32_t produce_part = 1; /* the partition produce() writes */
+static uint32_t count_claimed;   /* nonzero: the record count kbatch writes */
 
 /* ApiVersions at version ver: returns the error code; checks the table
  * names Produce, Fetch, ListOffsets, Metadata and ApiVersions. */
@@ -382,14 +383,14 @@ static int16_t produce(int fd, int n, uint8_t magic, bool bad_crc, int64_t *base
     b32(&f, 1);
     bstr(&f, "t");
     b32(&f, 1);
-    b32(&f, 1); /* partition */
+    b32(&f, (uint32_t)produce_part);
     kbatch(&f, n, magic, bad_crc);
     fin(&f);
     send_all(fd, f.p, f.n);
     long rn = response(fd, 40, rb, sizeof rb);
     assert_int_equal(rn, 4 + 4 + 3 + 4 + 4 + 2 + 8 + 8 + 4);
     assert_int_equal(g32(rb + 4), 1);
-    assert_int_equal(g32(rb + 15), 1);
+    assert_int_equal(g32(rb + 15), produce_part);
     *base = g64(rb + 21);
     return g16(rb + 19);
 }
@@ -465,6 +466,64 @@ static void test_produce_fetch(void **state)
     close(fd);
 }
 
+/* A Fetch v4 of t/part from offset, waiting up to max_wait ms for 1 byte. */
+static void fetch_req(fb *f, int32_t corr, int32_t part, int64_t offset, int32_t max_wait)
+{
+    req(f, 1, 4, corr);
+    b32(f, 0xffffffff);
+    b32(f, (uint32_t)max_wait);
+    b32(f, 1);
+    b32(f, 1 << 20);
+    b8(f, 0);
+    b32(f, 1);
+    bstr(f, "t");
+    b32(f, 1);
+    b32(f, (uint32_t)part);
+    b64(f, (uint64_t)offset);
+    b32(f, 1 << 20);
+    fin(f);
+}
+
+/* A Fetch at the end of the log waits: an append through the server
+ * answers it (its wait is ten minutes: only the append can), and the
+ * request after it on the same connection is answered after it; a Fetch
+ * with a short wait and nothing coming is answered empty at its deadline. */
+static void test_fetch_waits(void **state)
+{
+    (void)state;
+    int a = connect_srv(), b = connect_srv();
+    fb f, g;
+    fetch_req(&f, 70, 2, 0, 600000);
+    req(&g, 18, 0, 71);
+    fin(&g);
+    memcpy(f.p + f.n, g.p, g.n);
+    f.n += g.n;
+    send_all(a, f.p, f.n);
+    assert_int_equal(api_versions(b, 0, 72), 0); /* b is served meanwhile */
+    int64_t base;
+    produce_part = 2;
+    assert_int_equal(produce(b, 3, 2, false, &base), 0);
+    produce_part = 1;
+    assert_int_equal(base, 0);
+    long n = response(a, 70, rb, sizeof rb);
+    uint8_t *p = rb + 19;
+    assert_int_equal(g32(p), 2);
+    assert_int_equal(g64(p + 6), 3); /* high watermark */
+    assert_int_equal(g32(p + 26), n - 49);
+    assert_int_equal(g32(p + 30 + 57), 3); /* all three records */
+    assert_int_equal(response(a, 71, rb, sizeof rb) > 0, 1);
+
+    fetch_req(&f, 73, 0, 0, 50); /* t/0 stays empty */
+    send_all(a, f.p, f.n);
+    n = response(a, 73, rb, sizeof rb);
+    assert_int_equal(n, 49);
+    assert_int_equal(g16(rb + 23), 0);
+    assert_int_equal(g64(rb + 25), 0);
+    assert_int_equal(g32(rb + 45), 0); /* no records */
+    close(a);
+    close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -473,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_unknown_key_and_version),
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_produce_fetch),
+        cmocka_unit_test(test_fetch_waits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
