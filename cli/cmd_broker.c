@@ -67,12 +67,35 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cmd_kafka.h"
 
 /* The exit status for a broker call's failure: a name or argument the
  * broker refuses (SL_EINVAL) is a usage error, 2; anything else 1. */
 static int exit_for(int rc)
 {
     return rc == SL_EINVAL ? 2 : 1;
+}
+
+/* -b / --bootstrap HOST:PORT: a usage error unless it looks like one (the
+ * Kafka side, cli/cmd_kafka.c, reports what it cannot reach). */
+static int bootstrap_opt(const char *cmd, const char *v, const char **out)
+{
+    const char *colon = strrchr(v, ':');
+    if (!*v || !colon || colon == v || !colon[1] ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+        fprintf(stderr, "sluice %s: -b needs HOST:PORT (e.g. 127.0.0.1:9092), not '%s'\n", cmd, v);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+/* An option given with -b that works on a directory only. */
+static int bootstrap_excludes(const char *cmd, const char *given, const char *opt)
+{
+    if (!given) return 0;
+    fprintf(stderr, "sluice %s: %s cannot be used with -b (a Kafka server)\n", cmd, opt);
+    return 2;
 }
 
 static sl_broker *open_broker(const char *cmd, const char *dir, unsigned flags)
@@ -102,6 +125,9 @@ static void topic_usage(FILE *f)
             "                            (after a corruption report: cut a corrupt active\n"
             "                            segment at its first bad batch, or give up offsets\n"
             "                            whose segment is gone; says what it drops)\n"
+            "       sluice topic list|describe|create|delete ... -b HOST:PORT\n"
+            "                            (a Kafka server, through librdkafka; create takes\n"
+            "                            --replication-factor N, default 1, and not --fsync)\n"
             "\n"
             "Topics of the built-in broker in DIR (default $SLUICE_DIR, else ./sluice-data).\n"
             "  --partitions N       partitions (default 1)\n"
@@ -245,7 +271,8 @@ int cli_topic(int argc, char **argv)
         O_RETENTION_BYTES,
         O_RETENTION_MS,
         O_SEGMENT_BYTES,
-        O_FSYNC
+        O_FSYNC,
+        O_REPLICATION
     };
     static const struct option opts[] = {
         {"dir", required_argument, NULL, O_DIR},
@@ -255,21 +282,24 @@ int cli_topic(int argc, char **argv)
         {"retention-ms", required_argument, NULL, O_RETENTION_MS},
         {"segment-bytes", required_argument, NULL, O_SEGMENT_BYTES},
         {"fsync", required_argument, NULL, O_FSYNC},
+        {"replication-factor", required_argument, NULL, O_REPLICATION},
+        {"bootstrap", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {0}};
     sl_topic_conf conf;
     sl_topic_conf_init(&conf);
-    const char *dir = NULL, *name = NULL;
-    long long repair_p = -1;
+    const char *dir = NULL, *name = NULL, *bootstrap = NULL;
+    long long repair_p = -1, replication = -1;
+    bool fsync_set = false;
     int opt, ret;
     /* getopt sees the arguments after the subcommand (argv[1] is its argv[0]). */
     int ac = argc - 1;
     char **av = argv + 1;
     jobs_getopt_reset();
-    while ((opt = jobs_getopt(ac, av, is_repair ? ":hp:" : ":h", opts)) != -1) {
+    while ((opt = jobs_getopt(ac, av, is_repair ? ":hp:b:" : ":hb:", opts)) != -1) {
         const char *v = optarg;
         long long n;
-        if (opt >= O_PARTITIONS && opt <= O_FSYNC && !is_create) {
+        if (opt >= O_PARTITIONS && opt <= O_REPLICATION && !is_create) {
             fprintf(stderr, "sluice %s: --%s applies to topic create only\n", cmd,
                     opts[opt - O_DIR].name);
             return 2;
@@ -280,6 +310,12 @@ int cli_topic(int argc, char **argv)
             break;
         case 'p':
             if (jobs_int(cmd, "-p", v, 0, SL_PARTITIONS_MAX - 1, &repair_p)) return 2;
+            break;
+        case 'b':
+            if (bootstrap_opt(cmd, v, &bootstrap)) return 2;
+            break;
+        case O_REPLICATION:
+            if (jobs_int(cmd, "--replication-factor", v, 1, 32767, &replication)) return 2;
             break;
         case O_PARTITIONS:
             if (jobs_int(cmd, "--partitions", v, 1, SL_PARTITIONS_MAX, &n)) return 2;
@@ -299,6 +335,7 @@ int cli_topic(int argc, char **argv)
             conf.segment_bytes = n;
             break;
         case O_FSYNC:
+            fsync_set = true;
             if (!strcmp(v, "always"))
                 conf.fsync = SL_FSYNC_ALWAYS;
             else if (!strcmp(v, "never"))
@@ -330,6 +367,21 @@ int cli_topic(int argc, char **argv)
     if (jobs_no_operands(cmd, ac, av)) return 2;
     if (!is_list && !name) {
         fprintf(stderr, "sluice %s: missing topic NAME\n", cmd);
+        return 2;
+    }
+    if (bootstrap) {
+        if (bootstrap_excludes(cmd, dir, "--dir") ||
+            bootstrap_excludes(cmd, fsync_set ? "" : NULL, "--fsync"))
+            return 2;
+        if (is_repair || !strcmp(sub, "clean")) {
+            fprintf(stderr, "sluice %s: works on a broker directory only, not with -b\n", cmd);
+            return 2;
+        }
+        return cli_kafka_topic(bootstrap, sub, name, &conf, replication > 0 ? (int)replication : 1);
+    }
+    if (replication > 0) {
+        fprintf(stderr, "sluice %s: --replication-factor needs -b (a directory has no replicas)\n",
+                cmd);
         return 2;
     }
     dir = jobs_broker_dir(dir);
@@ -380,7 +432,7 @@ int cli_topic(int argc, char **argv)
 
 static void produce_usage(FILE *f)
 {
-    fprintf(f, "usage: sluice produce TOPIC [-K SEP] [-p PARTITION] [--dir DIR]\n"
+    fprintf(f, "usage: sluice produce TOPIC [-K SEP] [-p PARTITION] [--dir DIR | -b HOST:PORT]\n"
                "                      [--transactional-id ID [--transaction-timeout MS]]\n"
                "\n"
                "Appends each line of stdin (without its newline) as one record.\n"
@@ -396,6 +448,11 @@ static void produce_usage(FILE *f)
                "                the broker aborts this transaction once it is open longer\n"
                "                (default 900000: 15 minutes)\n"
                "  --dir DIR     broker directory (default $SLUICE_DIR, else ./sluice-data)\n"
+               "  -b, --bootstrap HOST:PORT\n"
+               "                produce to this Kafka server instead (librdkafka; acks=all,\n"
+               "                keyed: murmur2 as Kafka's Java client, unkeyed: a random\n"
+               "                partition); waits for every delivery report; an unreachable\n"
+               "                server is reported within 10 s\n"
                "A bad line (too large, no key for a compacted topic) stops at that line;\n"
                "the lines before it have been produced (with --transactional-id: the\n"
                "transaction is aborted, nothing of the run is committed).\n");
@@ -492,16 +549,20 @@ int cli_produce(int argc, char **argv)
     enum { O_DIR = JOBS_OPT_FIRST_FREE, O_TID, O_TTIMEOUT };
     static const struct option opts[] = {
         {"dir", required_argument, NULL, O_DIR},
+        {"bootstrap", required_argument, NULL, 'b'},
         {"transactional-id", required_argument, NULL, O_TID},
         {"transaction-timeout", required_argument, NULL, O_TTIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {0}};
-    const char *dir = NULL, *topic = NULL, *sep = NULL, *tid = NULL;
+    const char *dir = NULL, *topic = NULL, *sep = NULL, *tid = NULL, *bootstrap = NULL;
     long long part = SL_PARTITION_ANY, ttimeout = -1;
     int opt, ret;
     jobs_getopt_reset();
-    while ((opt = jobs_getopt(argc, argv, ":hK:p:", opts)) != -1) {
+    while ((opt = jobs_getopt(argc, argv, ":hK:p:b:", opts)) != -1) {
         switch (opt) {
+        case 'b':
+            if (bootstrap_opt("produce", optarg, &bootstrap)) return 2;
+            break;
         case O_DIR:
             if (jobs_dir_opt("produce", optarg, &dir)) return 2;
             break;
@@ -543,6 +604,12 @@ int cli_produce(int argc, char **argv)
     if (ttimeout > 0 && !tid) {
         fprintf(stderr, "sluice produce: --transaction-timeout needs --transactional-id\n");
         return 2;
+    }
+    if (bootstrap) {
+        if (bootstrap_excludes("produce", dir, "--dir") ||
+            bootstrap_excludes("produce", tid, "--transactional-id"))
+            return 2;
+        return cli_kafka_produce(bootstrap, topic, sep, (int32_t)part);
     }
     sl_broker *b = open_broker("produce", jobs_broker_dir(dir), 0);
     if (!b) return 1;
@@ -672,7 +739,7 @@ static void consume_usage(FILE *f)
 {
     fprintf(f,
             "usage: sluice consume TOPIC [-p PARTITION] [-o beginning|end|OFFSET|-N] [-G GROUP]\n"
-            "                      [-e] [-c COUNT] [-f FORMAT] [--dir DIR]\n"
+            "                      [-e] [-c COUNT] [-f FORMAT] [--dir DIR | -b HOST:PORT]\n"
             "                      [--isolation read_committed|read_uncommitted]\n"
             "\n"
             "Prints the records of a topic and follows it as it grows.\n"
@@ -690,7 +757,11 @@ static void consume_usage(FILE *f)
             "  --isolation read_committed (default): records of committed transactions\n"
             "                only, stopping at a transaction still open; read_uncommitted:\n"
             "                every record, aborted transactions' too\n"
-            "  --dir DIR     broker directory (default $SLUICE_DIR, else ./sluice-data)\n");
+            "  --dir DIR     broker directory (default $SLUICE_DIR, else ./sluice-data)\n"
+            "  -b, --bootstrap HOST:PORT\n"
+            "                consume from this Kafka server instead (librdkafka); with -G\n"
+            "                the group is Kafka's (its protocol shares the partitions);\n"
+            "                an unreachable server is reported within 10 s\n");
 }
 
 static int consume_isolation = SL_READ_COMMITTED;
@@ -720,7 +791,7 @@ static int check_format(const char *fmt)
     return 0;
 }
 
-static void print_msg(const char *fmt, const char *topic, const sl_message *m)
+void cli_print_msg(const char *fmt, const char *topic, const sl_message *m)
 {
     for (const char *c = fmt; *c; c++) {
         if (*c == '%') {
@@ -875,18 +946,22 @@ int cli_consume(int argc, char **argv)
 {
     enum { O_DIR = JOBS_OPT_FIRST_FREE, O_ISOLATION };
     static const struct option opts[] = {{"dir", required_argument, NULL, O_DIR},
+                                         {"bootstrap", required_argument, NULL, 'b'},
                                          {"isolation", required_argument, NULL, O_ISOLATION},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     consume_isolation = SL_READ_COMMITTED;
-    const char *dir = NULL, *topic = NULL, *group = NULL, *fmt = "%s\\n";
+    const char *dir = NULL, *topic = NULL, *group = NULL, *fmt = "%s\\n", *bootstrap = NULL;
     long long part = -1, count = -1, o = SL_OFFSET_BEGINNING;
     bool o_rel = false, exit_at_end = false;
     int opt, ret;
     jobs_getopt_reset();
-    while ((opt = jobs_getopt(argc, argv, ":hp:o:G:ec:f:", opts)) != -1) {
+    while ((opt = jobs_getopt(argc, argv, ":hp:o:G:ec:f:b:", opts)) != -1) {
         const char *v = optarg;
         switch (opt) {
+        case 'b':
+            if (bootstrap_opt("consume", v, &bootstrap)) return 2;
+            break;
         case O_DIR:
             if (jobs_dir_opt("consume", v, &dir)) return 2;
             break;
@@ -940,6 +1015,18 @@ int cli_consume(int argc, char **argv)
     if (!topic) {
         fprintf(stderr, "sluice consume: missing TOPIC (sluice consume --help)\n");
         return 2;
+    }
+    if (bootstrap) {
+        if (bootstrap_excludes("consume", dir, "--dir")) return 2;
+        cli_kafka_consume_opts ko = {.partition = (int32_t)part,
+                                     .offset = o,
+                                     .rel = o_rel,
+                                     .group = group,
+                                     .exit_at_end = exit_at_end,
+                                     .count = count,
+                                     .fmt = fmt,
+                                     .read_committed = consume_isolation == SL_READ_COMMITTED};
+        return cli_kafka_consume(bootstrap, topic, &ko);
     }
     sl_broker *b = open_broker("consume", jobs_broker_dir(dir), 0);
     if (!b) return 1;
@@ -1023,7 +1110,7 @@ int cli_consume(int argc, char **argv)
                             "sluice consume: topic '%s' partition %d: offsets %" PRId64 "..%" PRId64
                             " were deleted by retention before they were read; skipped\n",
                             topic, c->partition, sk_from, sk_to - 1);
-                print_msg(fmt, topic, &m);
+                cli_print_msg(fmt, topic, &m);
                 printed++;
                 any = true;
                 if (ferror(stdout)) { /* a full buffer could not be written */
