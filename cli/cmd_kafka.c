@@ -11,7 +11,9 @@
  * HOST:PORT: <librdkafka's reason>" as soon as librdkafka gives up on it,
  * and at most CLI_KAFKA_CONNECT_TIMEOUT_S (10) seconds after the start when
  * it does not answer at all; exit 1. librdkafka's own log lines are dropped:
- * what matters comes back as errors and is reported once.
+ * what matters comes back as errors and is reported once
+ * ($SLUICE_KAFKA_DEBUG=CONTEXTS, librdkafka's debug contexts such as
+ * cgrp,fetch,protocol, prints them on stderr for diagnosis).
  *
  * produce: each line of stdin (without its newline) is one record; -K SEP
  * splits key and value at the first SEP (no SEP: no key). With no -p a keyed
@@ -38,6 +40,8 @@
  * directory. -e: exits once every assigned partition has reported its end
  * (enable.partition.eof; under read_committed the last stable offset).
  * --isolation maps to isolation.level (read_committed by default).
+ * session.timeout.ms is 10 s (Kafka's default 45 s): a member killed without
+ * leaving gives its partitions up to the group within 10 s.
  *
  * topic: list (metadata; internal "__" topics are not shown, as over a
  * directory), describe (partitions, leader, replicas, in-sync replicas,
@@ -81,7 +85,8 @@ typedef struct kctx {
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk, (void)level, (void)fac, (void)buf; /* errors come back through on_error */
+    (void)rk, (void)level; /* errors come back through on_error */
+    if (getenv("SLUICE_KAFKA_DEBUG")) fprintf(stderr, "librdkafka %s: %s\n", fac, buf);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -112,6 +117,9 @@ static rd_kafka_conf_t *kafka_conf(kctx *k, const char *const *kv)
         goto fail;
     for (; kv && kv[0]; kv += 2)
         if (rd_kafka_conf_set(conf, kv[0], kv[1], errstr, sizeof errstr)) goto fail;
+    const char *debug = getenv("SLUICE_KAFKA_DEBUG");
+    if (debug && *debug && rd_kafka_conf_set(conf, "debug", debug, errstr, sizeof errstr))
+        goto fail;
     rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_opaque(conf, k);
@@ -436,6 +444,8 @@ int cli_kafka_consume(const char *bootstrap, const char *topic, const cli_kafka_
                         "true",
                         "auto.offset.reset",
                         "error",
+                        "session.timeout.ms",
+                        "10000",
                         "isolation.level",
                         o->read_committed ? "read_committed" : "read_uncommitted",
                         NULL};

@@ -10,6 +10,9 @@
  *   - -G commits what was printed: a second run of the group prints only
  *     what came after;
  *   - topic list / describe (partitions, leaders, offsets);
+ *   - a delivery the broker refuses (an error pushed into the mock): one
+ *     line naming the input line, exit 1; topic create, which the mock
+ *     cannot serve (no controller): one line, exit 1;
  *   - usage errors (bad -b, -b with --dir, a partition the topic lacks) and
  *     an unreachable broker: one line naming it, exit 1, nothing on stdout.
  * The mock keeps its topics in memory; each test uses its own topic.
@@ -270,6 +273,30 @@ static void test_unreachable(void **state)
     close(fd);
 }
 
+/* A delivery the broker refuses: one line naming the input line, exit 1;
+ * and an admin request the mock cannot serve (it names no controller): one
+ * line, exit 1, within the bound. */
+static void test_refused(void **state)
+{
+    (void)state;
+    static char out[4096], err[4096];
+    new_topic("refused", 1);
+    rd_kafka_mock_push_request_errors(mock, 0 /* Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    int rc = run("a\n", out, sizeof out, err, sizeof err, "produce refused -b %s", boot);
+    assert_int_equal(rc, 1);
+    assert_int_equal(count_lines(err), 1);
+    assert_non_null(strstr(err, "line 1: not delivered"));
+    assert_non_null(strstr(err, "1 record not delivered"));
+    rc = run(NULL, out, sizeof out, err, sizeof err, "consume refused -e -b %s", boot);
+    assert_int_equal(rc, 0);
+    assert_string_equal(out, ""); /* and nothing was appended */
+    rc = run(NULL, out, sizeof out, err, sizeof err, "topic create other --partitions 2 -b %s",
+             boot);
+    assert_int_equal(rc, 1);
+    assert_int_equal(count_lines(err), 1);
+}
+
 static void test_usage_errors(void **state)
 {
     (void)state;
@@ -303,7 +330,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keyed_roundtrip), cmocka_unit_test(test_partition_count_offsets),
         cmocka_unit_test(test_group_commits),   cmocka_unit_test(test_topic_list_describe),
-        cmocka_unit_test(test_unreachable),     cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_unreachable),     cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_usage_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
