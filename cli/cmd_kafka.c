@@ -39,6 +39,8 @@
  * outside the log is an error (auto.offset.reset=error), as over a
  * directory. -e: exits once every assigned partition has reported its end
  * (enable.partition.eof; under read_committed the last stable offset).
+ * Losing every broker (librdkafka's ALL_BROKERS_DOWN) is one line: with -e
+ * the end, exit 1; without, a warning, and librdkafka keeps retrying.
  * --isolation maps to isolation.level (read_committed by default).
  * session.timeout.ms is 10 s (Kafka's default 45 s): a member killed without
  * leaving gives its partitions up to the group within 10 s.
@@ -499,6 +501,18 @@ int cli_kafka_consume(const char *bootstrap, const char *topic, const cli_kafka_
     int os = 0;
     while (!kstop && (o->count < 0 || printed < o->count)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, 500);
+        if (c.k.down) { /* every broker lost (on_error) */
+            fprintf(stderr, "sluice consume: %s Kafka broker %s: %s\n",
+                    o->exit_at_end ? "lost" : "warning: lost (retrying)", bootstrap,
+                    c.k.reason[0] ? c.k.reason : "all brokers are down");
+            c.k.down = 0;
+            c.k.reason[0] = '\0';
+            if (o->exit_at_end) {
+                if (m) rd_kafka_message_destroy(m);
+                status = 1;
+                break;
+            }
+        }
         if (!m || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             if (m) {
                 if (m->partition >= 0 && m->partition < c.nparts) c.p[m->partition].eof = true;
@@ -515,7 +529,7 @@ int cli_kafka_consume(const char *bootstrap, const char *topic, const cli_kafka_
         }
         if (m->err) {
             bool fatal = fatal_consume_error(m->err);
-            if (fatal || o->exit_at_end)
+            if (fatal)
                 fprintf(stderr, "sluice consume: topic '%s' partition %d: %s\n", topic,
                         m->partition, rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);

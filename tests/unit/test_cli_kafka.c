@@ -14,7 +14,8 @@
  *     line naming the input line, exit 1; topic create, which the mock
  *     cannot serve (no controller): one line, exit 1;
  *   - usage errors (bad -b, -b with --dir, a partition the topic lacks) and
- *     an unreachable broker: one line naming it, exit 1, nothing on stdout.
+ *     an unreachable broker (refused; listening but silent): one line naming
+ *     it, exit 1, nothing on stdout.
  * The mock keeps its topics in memory; each test uses its own topic.
  */
 #include <arpa/inet.h>
@@ -270,6 +271,14 @@ static void test_unreachable(void **state)
         assert_int_equal(count_lines(err), 1);
         assert_non_null(strstr(err, where));
     }
+    /* Listening but never answering: given up after the bound (10 s). */
+    assert_int_equal(listen(fd, 16), 0);
+    int rc = run(NULL, out, sizeof out, err, sizeof err, "topic list -b %s", where);
+    assert_int_equal(rc, 1);
+    assert_string_equal(out, "");
+    assert_int_equal(count_lines(err), 1);
+    assert_non_null(strstr(err, where));
+    assert_non_null(strstr(err, "no answer"));
     close(fd);
 }
 
