@@ -363,7 +363,17 @@ static int kcommit(kconsumer *c, const rd_kafka_topic_partition_list_t *only)
 static void kassign(kconsumer *c, rd_kafka_topic_partition_list_t *l)
 {
     const cli_kafka_consume_opts *o = c->o;
-    if (o->group) (void)rd_kafka_committed(c->rk, l, CLI_KAFKA_CONNECT_TIMEOUT_S * 1000);
+    if (o->group) {
+        rd_kafka_resp_err_t err = rd_kafka_committed(c->rk, l, CLI_KAFKA_CONNECT_TIMEOUT_S * 1000);
+        if (err) { /* the group's offsets unknown: reading from -o may read records again */
+            fprintf(stderr,
+                    "sluice consume: cannot fetch the committed offsets of group '%s': %s\n",
+                    o->group, rd_kafka_err2str(err));
+            c->status = 1;
+            kstop = 1;
+            return;
+        }
+    }
     for (int j = 0; j < l->cnt; j++) {
         rd_kafka_topic_partition_t *e = &l->elems[j];
         int64_t committed = o->group && !e->err ? e->offset : -1;
