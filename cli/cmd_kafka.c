@@ -691,7 +691,7 @@ static int topic_describe(kctx *k, rd_kafka_t *rk, const struct rd_kafka_metadat
     const struct rd_kafka_metadata_topic *t = kafka_topic(k, md, name);
     if (!t) return 1;
     printf("topic %s: %d partition%s\n", name, t->partition_cnt, t->partition_cnt == 1 ? "" : "s");
-    printf("%9s %8s %14s %14s %14s %14s\n", "partition", "leader", "replicas", "in_sync",
+    printf("%9s %8s %8s %8s %14s %14s\n", "partition", "leader", "replicas", "in_sync",
            "first_offset", "next_offset");
     int status = 0;
     for (int32_t p = 0; p < t->partition_cnt; p++) {
@@ -707,7 +707,7 @@ static int topic_describe(kctx *k, rd_kafka_t *rk, const struct rd_kafka_metadat
                     rd_kafka_err2str(err));
             status = 1;
         }
-        printf("%9d %8d %14d %14d %14" PRId64 " %14" PRId64 "\n", p, mp->leader, mp->replica_cnt,
+        printf("%9d %8d %8d %8d %14" PRId64 " %14" PRId64 "\n", p, mp->leader, mp->replica_cnt,
                mp->isr_cnt, lo, hi);
     }
     return status;
