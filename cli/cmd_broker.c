@@ -68,6 +68,7 @@
 
 #include "cli/cli.h"
 #include "cli/cmd_kafka.h"
+#include "cli/msgfmt.h"
 
 /* The exit status for a broker call's failure: a name or argument the
  * broker refuses (SL_EINVAL) is a usage error, 2; anything else 1. */
@@ -766,59 +767,6 @@ static void consume_usage(FILE *f)
 
 static int consume_isolation = SL_READ_COMMITTED;
 
-static int check_format(const char *fmt)
-{
-    for (const char *c = fmt; *c; c++) {
-        if (*c == '%') {
-            c++;
-            if (!*c || !strchr("tpokTsSK%", *c)) {
-                fprintf(stderr,
-                        "sluice consume: -f: unknown format token '%%%c' (known: %%t %%p %%o %%k "
-                        "%%s %%T %%K %%S %%%%)\n",
-                        *c ? *c : ' ');
-                return 2;
-            }
-        } else if (*c == '\\') {
-            c++;
-            if (!*c || !strchr("ntr\\", *c)) {
-                fprintf(stderr,
-                        "sluice consume: -f: unknown escape '\\%c' (known: \\n \\t \\r \\\\)\n",
-                        *c ? *c : ' ');
-                return 2;
-            }
-        }
-    }
-    return 0;
-}
-
-void cli_print_msg(const char *fmt, const char *topic, const sl_message *m)
-{
-    for (const char *c = fmt; *c; c++) {
-        if (*c == '%') {
-            switch (*++c) {
-            case 't': fputs(topic, stdout); break;
-            case 'p': printf("%d", m->partition); break;
-            case 'o': printf("%" PRId64, m->offset); break;
-            case 'T': printf("%" PRId64, m->timestamp); break;
-            case 'k':
-                if (m->key) fwrite(m->key, 1, m->key_len, stdout);
-                break;
-            case 's':
-                if (m->value) fwrite(m->value, 1, m->value_len, stdout);
-                break;
-            case 'K': printf("%lld", m->key ? (long long)m->key_len : -1LL); break;
-            case 'S': printf("%lld", m->value ? (long long)m->value_len : -1LL); break;
-            default: putchar('%'); break;
-            }
-        } else if (*c == '\\') {
-            char e = *++c;
-            putchar(e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : '\\');
-        } else {
-            putchar(*c);
-        }
-    }
-}
-
 /* Standard output after a flush: 0 written, 1 closed by its reader (end
  * quietly: status 0, no message), -1 failed (reported once, with the error).
  * Once it failed it stays failed (the stream's error flag): nothing printed
@@ -1000,7 +948,7 @@ int cli_consume(int argc, char **argv)
             break;
         case 'f':
             fmt = v;
-            if (check_format(fmt)) return 2;
+            if (cli_check_format(fmt)) return 2;
             break;
         default:
             if ((ret = jobs_opt("consume", opt, argv, NULL)) == JOBS_HELP) {

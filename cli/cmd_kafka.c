@@ -3,7 +3,7 @@
  * --bootstrap): the broker commands against a Kafka server, through
  * librdkafka. cli/cmd_broker.c parses the same flags as for a directory and
  * calls in here; the output is the same (consume prints with the same
- * formatter, cli_print_msg).
+ * formatter, cli/msgfmt.h).
  *
  * Reaching the server: every command first asks for the cluster's metadata
  * (kafka_reach). The bootstrap broker unreachable (refused, unresolvable,
@@ -70,6 +70,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "cli/cli.h"
+#include "cli/msgfmt.h"
 #include "cli/cmd_kafka.h"
 
 /* What librdkafka reported through its error callback (served by

@@ -3,7 +3,7 @@
  * commands against a Kafka server (a real Kafka, or sluice's own server)
  * through librdkafka (cli/cmd_kafka.c). cli/cmd_broker.c parses the flags as
  * for a directory and hands over here when -b (--bootstrap) was given; the
- * output is the same, printed by the same formatter (cli_print_msg).
+ * output is the same, printed by the same formatter (cli/msgfmt.h).
  *
  * Each returns the exit status: 0 ok, 1 runtime failure (one line
  * "sluice <cmd>: <problem>" on stderr), 2 usage error.
@@ -18,9 +18,6 @@
 
 /* Seconds within which an unreachable bootstrap broker is reported. */
 #define CLI_KAFKA_CONNECT_TIMEOUT_S 10
-
-/* The -f formatter of consume (cli/cmd_broker.c): prints m as fmt says. */
-void cli_print_msg(const char *fmt, const char *topic, const sl_message *m);
 
 /* Lines of stdin to topic: -K sep (NULL: no keys), partition (< 0: by key,
  * Kafka's murmur2; unkeyed lines: a random partition). */
