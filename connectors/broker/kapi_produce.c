@@ -1,0 +1,180 @@
+/*
+ * connectors/broker/kapi_produce.c - Produce: a client's record batches into
+ * the log. Handler contract: server_int.h.
+ *
+ * The record batch on Kafka's wire (v2, big-endian) differs from the one on
+ * disk (batch.h, little-endian), so Produce decodes the client's batch into
+ * sl_record views into the request (no copy) after checking its CRC-32C,
+ * magic and attributes, and appends them through sl_log_append (or
+ * sl_log_append_idempotent for a producer id), one batch per batch. Kafka's
+ * v2 batch:
+ *
+ *   offset  size  field
+ *   ------  ----  -------------------------------------------------------
+ *        0     8  base_offset
+ *        8     4  batch_length            bytes after this field
+ *       12     4  partition_leader_epoch
+ *       16     1  magic                   2
+ *       17     4  crc                     CRC-32C of bytes [21, end)
+ *       21     2  attributes              bits 0-2 compression, 3 timestamp
+ *                                         type, 4 transactional, 5 control
+ *       23     4  last_offset_delta
+ *       27     8  first_timestamp
+ *       35     8  max_timestamp
+ *       43     8  producer_id             -1: none
+ *       51     2  producer_epoch
+ *       53     4  base_sequence
+ *       57     4  record_count
+ *       61     *  records                 as on disk (batch.h, varints)
+ *
+ * The record and header arrays it decodes into are the server's, grown and
+ * reused (no malloc per record).
+ */
+#include "connectors/broker/server_int.h"
+#include "engine/base/crc32c.h"
+
+#define KHDR        61    /* bytes of a Kafka v2 batch header */
+#define MAX_HEADERS 65536 /* headers per record accepted from a client */
+
+/* Decode the records of the Kafka batch at p (len bytes, checked by the
+ * caller) into s->recs; returns the count or a Kafka error (negated as
+ * -code - 1000 to tell it apart: see produce_batch). */
+static int decode_records(sl_server *s, const uint8_t *p, size_t len, int32_t count)
+{
+    int64_t first_ts = (int64_t)be64(p + 27);
+    if (kgrow((void **)&s->recs, &s->caprecs, (size_t)count, sizeof *s->recs) < 0) return SL_ENOMEM;
+    krd r = {p + KHDR, p + len, false};
+    size_t nh = 0;
+    for (int32_t i = 0; i < count; i++) {
+        int64_t rl = krd_varint(&r, 5);
+        if (r.bad || rl < 0 || rl > r.end - r.p) return SL_ECORRUPT;
+        krd rr = {r.p, r.p + rl, false};
+        r.p += rl;
+        sl_record *rec = &s->recs[i];
+        krd_i8(&rr); /* attributes */
+        int64_t tsd = krd_varint(&rr, 10);
+        krd_varint(&rr, 5); /* offset delta: offsets are the log's */
+        int64_t kl, vl;
+        rec->key = krd_vbytes(&rr, &kl);
+        rec->key_len = kl > 0 ? (size_t)kl : 0;
+        if (kl == 0) rec->key = "";
+        rec->value = krd_vbytes(&rr, &vl);
+        rec->value_len = vl > 0 ? (size_t)vl : 0;
+        if (vl == 0) rec->value = "";
+        int64_t t = first_ts + tsd;
+        rec->timestamp = t < 0 ? SL_TIMESTAMP_NONE : t;
+        int64_t hc = krd_varint(&rr, 5);
+        if (rr.bad || hc < 0 || hc > MAX_HEADERS) return SL_ECORRUPT;
+        if (kgrow((void **)&s->hdrs, &s->caphdrs, nh + (size_t)hc, sizeof *s->hdrs) < 0)
+            return SL_ENOMEM;
+        rec->headers = (const sl_record_header *)(uintptr_t)nh; /* index; fixed below */
+        rec->header_count = (size_t)hc;
+        for (int64_t j = 0; j < hc; j++) {
+            sl_record_header *h = &s->hdrs[nh++];
+            int64_t hk, hv;
+            h->key = (const char *)krd_vbytes(&rr, &hk);
+            if (hk < 0) rr.bad = true;
+            h->key_len = hk > 0 ? (size_t)hk : 0;
+            if (hk == 0) h->key = "";
+            h->value = krd_vbytes(&rr, &hv);
+            h->value_len = hv > 0 ? (size_t)hv : 0;
+            if (hv == 0) h->value = "";
+        }
+        if (rr.bad || rr.p != rr.end) return SL_ECORRUPT;
+    }
+    if (r.p != r.end) return SL_ECORRUPT;
+    for (int32_t i = 0; i < count; i++) {
+        if (s->recs[i].header_count)
+            s->recs[i].headers = s->hdrs + (uintptr_t)s->recs[i].headers;
+        else
+            s->recs[i].headers = NULL;
+    }
+    return count;
+}
+
+/* Append the batches of one partition's records (p, len). Returns a Kafka
+ * error code; *base gets the first offset written. Stops at the first bad
+ * batch (those before it stay written, as Kafka would not; the client sees
+ * the error and the offset of what was written). */
+static int16_t produce_partition(sl_server *s, const char *topic, int32_t part, int32_t nparts,
+                                 const uint8_t *p, size_t len, int64_t *base)
+{
+    *base = -1;
+    if (part < 0 || part >= nparts) return KE_UNKNOWN_TOPIC;
+    if (!p || len == 0) return KE_CORRUPT_MESSAGE;
+    while (len > 0) {
+        if (len < 17) return KE_CORRUPT_MESSAGE;
+        int8_t magic = (int8_t)p[16];
+        if (magic != 2) return KE_UNSUPPORTED_VERSION; /* message formats v0 and v1 */
+        int32_t blen = (int32_t)be32(p + 8);
+        if (blen < KHDR - 12 || (size_t)blen > len - 12) return KE_CORRUPT_MESSAGE;
+        size_t n = (size_t)blen + 12;
+        if (be32(p + 17) != sli_crc32c(0, p + 21, n - 21)) return KE_CORRUPT_MESSAGE;
+        uint16_t attrs = be16(p + 21);
+        if (attrs & 0x07) return KE_UNSUPPORTED_COMPRESSION;
+        if (attrs & 0x30) return KE_UNSUPPORTED_VERSION; /* transactions: not yet */
+        int32_t count = (int32_t)be32(p + 57);
+        /* a record takes at least 7 bytes: no count the batch cannot hold */
+        if (count <= 0 || (size_t)count > (n - KHDR) / 7) return KE_CORRUPT_MESSAGE;
+        int rc = decode_records(s, p, n, count);
+        if (rc < 0) return rc == SL_ENOMEM ? KE_UNKNOWN : KE_CORRUPT_MESSAGE;
+        int64_t pid = (int64_t)be64(p + 43), off = -1;
+        if (pid >= 0) {
+            sl_producer_ref ref = {pid, (int16_t)be16(p + 51), (int32_t)be32(p + 53)};
+            if (ref.epoch < 0 || ref.base_sequence < 0) return KE_INVALID_RECORD;
+            rc = sl_log_append_idempotent(s->b, topic, part, &ref, s->recs, (size_t)count, &off);
+        } else {
+            rc = sl_log_append(s->b, topic, part, s->recs, (size_t)count, &off);
+        }
+        if (rc < 0) return slb_srv_kafka_error(rc);
+        if (*base < 0) *base = off;
+        slb_srv_wake(s);
+        p += n;
+        len -= n;
+    }
+    return KE_NONE;
+}
+
+int slb_k_produce(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
+{
+    (void)c;
+    int len;
+    krd_str(r, &len); /* transactional_id */
+    int16_t acks = krd_i16(r);
+    krd_i32(r); /* timeout_ms */
+    int32_t nt = krd_arr(r, false, 6);
+    if (r->bad) return SL_EPARSE;
+    kwr_i32(w, nt);
+    for (int32_t i = 0; i < nt; i++) {
+        int tl;
+        const char *tn = krd_str(r, &tl);
+        int32_t np = krd_arr(r, false, 8);
+        if (r->bad) return SL_EPARSE;
+        sl_topic_info *ti = slb_srv_describe(s, tn, tl);
+        kwr_str(w, tn, tl);
+        kwr_i32(w, np);
+        for (int32_t j = 0; j < np; j++) {
+            int32_t part = krd_i32(r), rl;
+            const uint8_t *recs = krd_bytes(r, &rl);
+            if (r->bad) {
+                sl_topic_info_free(ti);
+                return SL_EPARSE;
+            }
+            int64_t base = -1;
+            int16_t e = ti ? produce_partition(s, ti->name, part, ti->partition_count, recs,
+                                               rl < 0 ? 0 : (size_t)rl, &base)
+                           : KE_UNKNOWN_TOPIC;
+            kwr_i32(w, part);
+            kwr_i16(w, e);
+            kwr_i64(w, base);
+            kwr_i64(w, -1); /* log_append_time_ms: create time is kept */
+            if (ver >= 5)
+                kwr_i64(w, ti && part >= 0 && part < ti->partition_count
+                               ? ti->partitions[part].first_offset
+                               : -1);
+        }
+        sl_topic_info_free(ti);
+    }
+    kwr_i32(w, 0); /* throttle_time_ms */
+    return acks == 0 ? SLB_K_SILENT : 0;
+}

@@ -1,0 +1,96 @@
+/*
+ * connectors/broker/server_int.h - what the Kafka-protocol server's files
+ * share (private header): the server and connection structs, and the
+ * request handlers, one file per family of apis:
+ *
+ *   server.c        event loop, connections, framing, dispatch, ApiVersions
+ *   kapi_meta.c     Metadata, FindCoordinator
+ *   kapi_produce.c  Produce
+ *   kapi_fetch.c    Fetch, ListOffsets
+ *
+ * A handler parses the request body from r (the header is already read) and
+ * appends the response body to w (server.c writes the response header and
+ * the length prefix). It returns:
+ *
+ *   0             answered (w holds the body)
+ *   SLB_K_PARK    nothing to answer yet: the request waits at the head of
+ *                 its connection (the ones after it wait too, so the order
+ *                 holds) until slb_srv_wake is called or s->park_ms pass,
+ *                 and is then handled again with c->force set at the
+ *                 deadline (answer with whatever there is)
+ *   SLB_K_SILENT  handled, no response (Produce with acks=0)
+ *   SL_EPARSE     the body does not parse: the connection is closed
+ *   SL_ENOMEM     out of memory: the connection is closed
+ *
+ * Whatever a handler wrote to w is dropped unless it returns 0.
+ */
+#ifndef SLUICE_BROKER_SERVER_INT_H
+#define SLUICE_BROKER_SERVER_INT_H
+
+#include <stdio.h>
+
+#include "connectors/broker/kwire.h"
+#include "connectors/broker/server.h"
+
+#define SLB_K_PARK   1
+#define SLB_K_SILENT 2
+
+#define SLB_NODE_ID 0 /* the one broker's node id */
+
+typedef struct slb_conn {
+    int fd;
+    kbuf in, out;
+    bool reading; /* EPOLLIN is armed */
+    bool writing; /* EPOLLOUT is armed */
+    /* A parked request (SLB_K_PARK) stays at the head of the input until
+     * the server's gen moves past park_gen or deadline (monotonic ms). */
+    bool parked, force;
+    int64_t deadline;
+    uint64_t park_gen;
+    char peer[64];
+    struct slb_conn *prev, *next;
+} slb_conn;
+
+struct sl_server {
+    sl_broker *b;
+    int lfd, efd, sfd; /* listener, epoll, stop eventfd */
+    int port;
+    char host[256];
+    FILE *log;
+    slb_conn *conns;
+    /* Produce's decode arrays and Fetch's encode buffer (grown, reused). */
+    sl_record *recs;
+    size_t caprecs;
+    sl_record_header *hdrs;
+    size_t caphdrs;
+    kbuf kb;
+    uint64_t gen;    /* wake-ups so far (appends, ...): wakes parked requests */
+    int32_t park_ms; /* how long the request that returned SLB_K_PARK waits */
+    char err[512];
+};
+
+typedef int (*slb_khandler)(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+
+int slb_k_metadata(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_find_coordinator(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_produce(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_list_offsets(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+
+/* Wake every parked request (something they may wait for happened). */
+static inline void slb_srv_wake(sl_server *s)
+{
+    s->gen++;
+}
+
+/* A topic name from the wire as a C string in out; false if it cannot be
+ * one (empty, too long, or a NUL inside). */
+bool slb_srv_topic_name(const char *p, int len, char out[SL_TOPIC_NAME_MAX + 1]);
+/* Describe the topic named by (p, len); NULL if there is none. */
+sl_topic_info *slb_srv_describe(sl_server *s, const char *p, int len);
+/* The Kafka error code for a negative SL_E... code. */
+int16_t slb_srv_kafka_error(int rc);
+/* One line on the server's log (if any). */
+void slb_srv_log(sl_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
