@@ -3,7 +3,8 @@
 # Needs root (or sudo) only when something must be installed.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config librdkafka-dev libjemalloc-dev libcmocka-dev
-      libxxhash-dev libsqlite3-dev python3 clang clang-format kcat)
+      libxxhash-dev libsqlite3-dev python3 clang clang-format kcat
+      python3-kafka libssl-dev openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
