@@ -135,6 +135,24 @@ static int16_t produce_partition(sl_server *s, const char *topic, int32_t part, 
     return KE_NONE;
 }
 
+/* Whether the topic data ahead of r parses whole: a malformed request must
+ * be refused before its first batch is appended, not after. */
+static bool topic_data_parses(krd r)
+{
+    int32_t nt = krd_arr(&r, false, 6);
+    for (int32_t i = 0; i < nt && !r.bad; i++) {
+        int tl;
+        krd_str(&r, &tl);
+        int32_t np = krd_arr(&r, false, 8);
+        for (int32_t j = 0; j < np && !r.bad; j++) {
+            int32_t rl;
+            krd_i32(&r); /* partition */
+            krd_bytes(&r, &rl);
+        }
+    }
+    return !r.bad;
+}
+
 int slb_k_produce(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
 {
     (void)c;
@@ -142,6 +160,7 @@ int slb_k_produce(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
     krd_str(r, &len); /* transactional_id */
     int16_t acks = krd_i16(r);
     krd_i32(r); /* timeout_ms */
+    if (r->bad || !topic_data_parses(*r)) return SL_EPARSE;
     int32_t nt = krd_arr(r, false, 6);
     if (r->bad) return SL_EPARSE;
     kwr_i32(w, nt);

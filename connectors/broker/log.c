@@ -95,7 +95,8 @@
  * since it was opened.
  *
  * Locking: the writer holds flock(LOCK_EX) on P/.lock (a second writer, in any
- * process, gets SL_EBUSY); l->mu guards the writer state against the flusher
+ * process, gets SL_EBUSY; its message names the Kafka-protocol server when
+ * the holder is the one recorded in DIR/.server, srvfile.c); l->mu guards the writer state against the flusher
  * thread, and every slb_plog_* function takes it.
  */
 #include "connectors/broker/log.h"
@@ -112,6 +113,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "connectors/broker/srvfile.h"
 #include "engine/base/clock.h"
 #include "engine/base/crc32c.h"
 #include "engine/base/errmap.h"
@@ -375,6 +377,20 @@ int slb_txnopen_load(const char *pdir, int64_t base, slb_plog *pl)
 
 /* ---- the writer ---------------------------------------------------------- */
 
+/* Whether a live server owns the broker directory of partition directory
+ * pdir (DIR/TOPIC/PARTITION): then *pid and addr say which (srvfile.c). */
+static bool served_by(const char *pdir, long *pid, char *addr, size_t cap)
+{
+    char dir[SLB_PATH_CAP];
+    snprintf(dir, sizeof dir, "%s", pdir);
+    for (int i = 0; i < 2; i++) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) return false;
+        *slash = 0;
+    }
+    return slb_srvfile_owner(dir[0] ? dir : "/", pid, addr, cap);
+}
+
 static int open_lock(const char *pdir, bool wait, char *err, const char *topic, int32_t partition)
 {
     char path[SLB_PATH_CAP];
@@ -385,23 +401,42 @@ static int open_lock(const char *pdir, bool wait, char *err, const char *topic, 
                    path, strerror(-fd));
         return sli_errno_code(fd);
     }
-    int r;
-    do r = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
+    /* The holder's pid (written below by each writer) and whether it is the
+     * server recorded in DIR/.server: a writer that would wait for the lock
+     * does not wait for a server, which holds its partitions until it stops. */
+    char pid[32] = "";
+    long spid = 0;
+    char saddr[300];
+    bool server = false;
+    int r, e = 0;
+    do r = flock(fd, LOCK_EX | LOCK_NB);
     while (r < 0 && errno == EINTR);
-    if (r < 0) {
-        int e = errno;
-        char pid[32] = "";
+    if (r < 0 && (e = errno) == EWOULDBLOCK) {
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        if (n > 0) {
-            pid[n] = '\0';
-            pid[strcspn(pid, "\n")] = '\0';
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        server =
+            pid[0] && served_by(pdir, &spid, saddr, sizeof saddr) && spid == strtol(pid, NULL, 10);
+        if (wait && !server) {
+            do r = flock(fd, LOCK_EX);
+            while (r < 0 && errno == EINTR);
+            e = r < 0 ? errno : 0;
         }
+    }
+    if (r < 0) {
         close(fd);
+        if (server) {
+            slb_seterr(err,
+                       "topic '%s' partition %d is written by sluice broker serve (pid %ld, %s); "
+                       "produce through it (-b %s)",
+                       topic, partition, spid, saddr, saddr);
+            return SL_EBUSY;
+        }
         if (e == EWOULDBLOCK) {
             slb_seterr(err,
                        "topic '%s' partition %d: already has a writer (process %s holds %s); one "
                        "writer per partition",
-                       topic, partition, n > 0 ? pid : "?", path);
+                       topic, partition, pid[0] ? pid : "?", path);
             return SL_EBUSY;
         }
         slb_seterr(err, "topic '%s' partition %d: cannot lock %s: %s", topic, partition, path,
@@ -409,7 +444,6 @@ static int open_lock(const char *pdir, bool wait, char *err, const char *topic, 
         return SL_EIO;
     }
     /* Record our pid for the message above (informative only). */
-    char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
     if (sli_fsio_ftruncate(fd, 0) == 0) (void)sli_fsio_pwrite(fd, pid, (size_t)n, 0);
     return fd;

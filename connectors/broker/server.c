@@ -36,6 +36,15 @@
  * requests (header v2, tagged fields) are only ever answered with an error,
  * which needs the correlation id alone (it precedes the tagged fields).
  *
+ * Ownership: open claims DIR/.server (srvfile.c: pid and address, under
+ * flock while we serve, removed at close), so that a second server on the
+ * directory is refused (SL_EBUSY) and an embedded writer refused by a
+ * partition lock we hold is told to produce through us. Partition writers
+ * are still opened lazily, at a partition's first Produce: the lock is the
+ * one source of truth for who writes a partition, an in-process pipeline
+ * may go on writing its own topics next to a server that serves them to
+ * readers, and start-up does not recover every partition of the directory.
+ *
  * Answers to what is not served:
  *   - ApiVersions at an unsupported version: the v0 layout, error 35
  *     UNSUPPORTED_VERSION, and the full table (so the client retries lower),
@@ -63,6 +72,7 @@
 #include <unistd.h>
 
 #include "connectors/broker/server_int.h"
+#include "connectors/broker/srvfile.h"
 
 #define OUT_HIGH   (16 * 1024 * 1024) /* stop reading a client whose output is above this */
 #define READ_CHUNK 65536
@@ -180,13 +190,23 @@ static int handle(sl_server *s, slb_conn *c, const uint8_t *p, size_t n)
     }
     int len;
     krd_str(&r, &len); /* client_id */
-    if (r.bad) return SL_EPARSE;
+    if (r.bad) {
+        c->out.len = w.start; /* no half-written header left behind */
+        return SL_EPARSE;
+    }
     int rc = apis[supported].fn(s, c, &r, &w, ver);
     if (rc != 0) {
         c->out.len = w.start;
         return rc == SLB_K_SILENT ? 0 : rc;
     }
     return kwr_end(&w);
+}
+
+/* The dispatcher without a socket (server_int.h): the fuzz target
+ * (tests/fuzz/fuzz_server_request.c) and its corpus replay feed frames here. */
+int slb_server_handle_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n)
+{
+    return handle(s, c, p, n);
 }
 
 /* ---- connections and the loop --------------------------------------------- */
@@ -438,7 +458,7 @@ int slb_server_open(sl_server **out, sl_broker *b, const char *addr)
     sl_server *s = calloc(1, sizeof *s);
     *out = s;
     if (!s) return SL_ENOMEM;
-    s->lfd = s->efd = s->sfd = -1;
+    s->lfd = s->efd = s->sfd = s->srvfd = -1;
     s->b = b;
     if (!addr) addr = "127.0.0.1:9092";
     const char *colon = strrchr(addr, ':');
@@ -485,6 +505,11 @@ int slb_server_open(sl_server **out, sl_broker *b, const char *addr)
     }
     s->port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
                                             : ((struct sockaddr_in6 *)&sa)->sin6_port);
+    if ((s->srvfd = slb_srvfile_claim(sl_broker_dir(b), s->host, s->port, s->err, sizeof s->err)) <
+        0) {
+        rc = s->srvfd;
+        goto fail;
+    }
     s->efd = epoll_create1(EPOLL_CLOEXEC);
     s->sfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     struct epoll_event el = {.events = EPOLLIN, .data.ptr = &s->lfd};
@@ -501,7 +526,8 @@ fail:
     if (s->lfd >= 0) close(s->lfd);
     if (s->efd >= 0) close(s->efd);
     if (s->sfd >= 0) close(s->sfd);
-    s->lfd = s->efd = s->sfd = -1;
+    if (s->srvfd >= 0) slb_srvfile_release(sl_broker_dir(b), s->srvfd);
+    s->lfd = s->efd = s->sfd = s->srvfd = -1;
     return rc;
 }
 
@@ -527,6 +553,7 @@ void slb_server_close(sl_server *s)
 {
     if (!s) return;
     while (s->conns) conn_close(s, s->conns);
+    if (s->srvfd >= 0) slb_srvfile_release(sl_broker_dir(s->b), s->srvfd);
     if (s->lfd >= 0) close(s->lfd);
     if (s->efd >= 0) close(s->efd);
     if (s->sfd >= 0) close(s->sfd);

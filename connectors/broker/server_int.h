@@ -54,6 +54,7 @@ typedef struct slb_conn {
 struct sl_server {
     sl_broker *b;
     int lfd, efd, sfd; /* listener, epoll, stop eventfd */
+    int srvfd;         /* DIR/.server, locked while we serve (srvfile.c) */
     int port;
     char host[256];
     FILE *log;
@@ -76,6 +77,14 @@ int slb_k_find_coordinator(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ve
 int slb_k_produce(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_list_offsets(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+
+/* Answer one request frame (p, n: the bytes after its length prefix) as if
+ * it had come on c, without a socket (c->fd may be -1; c is not in the
+ * server's list): the response frame, if any, is appended to c->out. Returns
+ * what a handler does (above), after the response header is written: 0,
+ * SLB_K_PARK (call again with c->force set to answer), SL_EPARSE or
+ * SL_ENOMEM (the server would close the connection). For the fuzz target. */
+int slb_server_handle_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n);
 
 /* Wake every parked request (something they may wait for happened). */
 static inline void slb_srv_wake(sl_server *s)

@@ -32,7 +32,11 @@ typedef struct sl_server sl_server;
  * "127.0.0.1:9092"). b stays the caller's and must outlive the server. On
  * success *out is a new server that the caller owns and frees with
  * sl_server_close(); on failure *out is still set (unless memory ran out,
- * then NULL) so that sl_server_errmsg() can say why, and must be closed. */
+ * then NULL) so that sl_server_errmsg() can say why, and must be closed.
+ * While open, the server records itself in DIR/.server (pid and address),
+ * so that an embedded writer refused by a partition the server writes is
+ * told to produce through it; a second server on the same directory fails
+ * with SL_EBUSY. */
 SL_API int sl_server_open(sl_server **out, sl_broker *b, const char *listen);
 /* The TCP port the server listens on. */
 SL_API int sl_server_port(const sl_server *s);

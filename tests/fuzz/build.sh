@@ -5,12 +5,16 @@
 #   OUTDIR/fuzz_batch_decode tests/fuzz/corpus/batch_decode -max_total_time=60
 #   OUTDIR/fuzz_segment_reader WORK tests/fuzz/corpus/segment_reader -max_total_time=60
 #   OUTDIR/fuzz_index_load WORK tests/fuzz/corpus/index_load -max_total_time=60
+#   TMPDIR=/dev/shm OUTDIR/fuzz_server_request WORK tests/fuzz/corpus/server_request \
+#       -max_total_time=600
 #
 # (WORK: an empty directory for new inputs, so that the committed corpus only
 # grows by hand; its files are named by the verdict they must have, see
 # tests/unit/test_broker_fuzz_*.c.) The reader and index targets link the
-# broker's storage (connectors/broker/ without connector.c) and engine/base/,
-# which is all it depends on.
+# broker's storage (connectors/broker/ without the connector*.c adapters) and engine/base/,
+# which is all it depends on; the server target (a fresh broker directory per
+# input: TMPDIR on a tmpfs makes it several times faster) links the protocol
+# server too, which is in the same directory.
 #
 # Needs clang with libFuzzer (clang 14 on Debian 12 has it).
 set -eu
@@ -30,10 +34,10 @@ mkdir -p "$out"
 echo "built $out/fuzz_batch_decode"
 storage=""
 for f in "$here"/connectors/broker/*.c "$here"/engine/base/*.c; do
-    case "$f" in */connector.c) continue ;; esac
+    case "$f" in */broker/connector*.c) continue ;; esac # the adapters: above the floor
     storage="$storage $f"
 done
-for t in fuzz_segment_reader fuzz_index_load; do
+for t in fuzz_segment_reader fuzz_index_load fuzz_server_request; do
     # shellcheck disable=SC2086 # $storage is a list of paths without spaces
     "$cc" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined -I"$here/include" -I"$here" \
