@@ -63,6 +63,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1129,6 +1130,17 @@ out:
 
 static sl_server *serve_server; /* for the signal handler */
 
+/* A server holds one descriptor per client: raise the soft limit on open
+ * files to the hard one (the default soft 1024 would refuse the 1,000th). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl); /* best effort: the server runs either way */
+    }
+}
+
 static void on_serve_signal(int sig)
 {
     (void)sig;
@@ -1178,6 +1190,7 @@ int cli_broker(int argc, char **argv)
             listen = v;
         }
     }
+    raise_nofile();
     sl_broker *b = open_broker("broker serve", jobs_broker_dir(dir), 0);
     if (!b) return 1;
     sl_server *s = NULL;
