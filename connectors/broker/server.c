@@ -8,6 +8,9 @@
  *
  * Event loop: one listening socket, one eventfd (sl_server_stop writes it;
  * async-signal-safe), and non-blocking client sockets, all level-triggered.
+ * Out of file descriptors (EMFILE), a pending client is accepted on a spare
+ * descriptor kept for it and closed at once, so that the ready listener
+ * does not spin the loop (one line on the log per 1,000 refused).
  * Each connection has an input buffer (grown to hold one whole frame, never
  * more than 4 + SLB_FRAME_MAX bytes) and an output buffer. Requests of a
  * connection are handled one at a time, in the order they came, and each
@@ -56,6 +59,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -245,6 +249,18 @@ static int conn_arm(sl_server *s, slb_conn *c)
     return 0;
 }
 
+/* A drained buffer grown past BUF_KEEP for one big frame is given back, so
+ * that an idle connection holds at most BUF_KEEP per buffer, not the
+ * largest frame it ever sent or was sent. */
+#define BUF_KEEP (1024 * 1024)
+static void kbuf_trim(kbuf *b)
+{
+    if (b->off != b->len || b->cap <= BUF_KEEP) return;
+    free(b->p);
+    b->p = NULL;
+    b->cap = b->len = b->off = 0;
+}
+
 /* Send what the output holds, as far as the socket takes it. Returns 0 or
  * -1 (the connection is gone). */
 static int conn_flush(slb_conn *c)
@@ -259,6 +275,7 @@ static int conn_flush(slb_conn *c)
         c->out.off += (size_t)k;
     }
     c->out.off = c->out.len = 0;
+    kbuf_trim(&c->out);
     return 0;
 }
 
@@ -295,6 +312,7 @@ static int conn_process(sl_server *s, slb_conn *c)
         in->off += 4 + (size_t)fl;
     }
     if (in->off == in->len) in->off = in->len = 0;
+    kbuf_trim(in);
     return 0;
 }
 
@@ -335,6 +353,23 @@ static void accept_all(sl_server *s)
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
         int fd = accept4(s->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
+            /* Out of descriptors: the pending client would keep the
+             * level-triggered listener ready and the loop spinning. Refuse
+             * it (accepted on the spare descriptor, closed at once): the
+             * client sees a close and retries later. */
+            close(s->spare_fd);
+            int k = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+            if (k >= 0) close(k);
+            s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (k >= 0 && s->refused++ % 1000 == 0)
+                slb_srv_log(s,
+                            "sluice broker serve: out of file descriptors (%s); client refused "
+                            "(%llu so far)\n",
+                            strerror(EMFILE), (unsigned long long)s->refused);
+            if (k >= 0 && s->spare_fd >= 0) continue;
+            return;
+        }
         if (fd < 0) return; /* EAGAIN, or a transient error: the next event retries */
         slb_conn *c = calloc(1, sizeof *c);
         if (!c) {
@@ -459,6 +494,7 @@ int slb_server_open(sl_server **out, sl_broker *b, const char *addr)
     *out = s;
     if (!s) return SL_ENOMEM;
     s->lfd = s->efd = s->sfd = s->srvfd = -1;
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* see accept_all */
     s->b = b;
     if (!addr) addr = "127.0.0.1:9092";
     const char *colon = strrchr(addr, ':');
@@ -554,6 +590,7 @@ void slb_server_close(sl_server *s)
     if (!s) return;
     while (s->conns) conn_close(s, s->conns);
     if (s->srvfd >= 0) slb_srvfile_release(sl_broker_dir(s->b), s->srvfd);
+    if (s->spare_fd >= 0) close(s->spare_fd);
     if (s->lfd >= 0) close(s->lfd);
     if (s->efd >= 0) close(s->efd);
     if (s->sfd >= 0) close(s->sfd);

@@ -55,6 +55,8 @@ struct sl_server {
     sl_broker *b;
     int lfd, efd, sfd; /* listener, epoll, stop eventfd */
     int srvfd;         /* DIR/.server, locked while we serve (srvfile.c) */
+    int spare_fd;      /* /dev/null, given up to refuse a client at EMFILE */
+    uint64_t refused;  /* clients refused for want of descriptors */
     int port;
     char host[256];
     FILE *log;

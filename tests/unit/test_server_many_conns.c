@@ -29,6 +29,10 @@
  *      log exactly once, read back in process, each producer's in the order
  *      it sent them.
  *
+ * A second test runs the server at a hard limit of 64 descriptors: the
+ * clients it cannot hold are refused with a close (not left waiting while
+ * the loop spins on a ready listener), and it serves again once they go.
+ *
  * The figures (VmRSS, VmHWM) are printed. Nothing asserts on time; the
  * socket timeouts are a safety net against a hang.
  */
@@ -275,7 +279,9 @@ static long status_kib(const char *field)
     return v;
 }
 
-static void start_server(void)
+/* Start the server with RLIMIT_NOFILE soft limit soft (and hard limit hard,
+ * 0: as ours). */
+static void start_server(rlim_t soft, rlim_t hard)
 {
     assert_non_null(mkdtemp(dir));
     sl_broker *b = NULL;
@@ -291,7 +297,8 @@ static void start_server(void)
     if (srv == 0) {
         struct rlimit rl;
         getrlimit(RLIMIT_NOFILE, &rl);
-        rl.rlim_cur = 256; /* the server must raise it itself */
+        rl.rlim_cur = soft;
+        if (hard) rl.rlim_max = hard;
         setrlimit(RLIMIT_NOFILE, &rl);
         int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd < 0 || dup2(fd, 2) < 0) _exit(126);
@@ -448,7 +455,7 @@ static void test_many_connections(void **state)
     }
     rl.rlim_cur = rl.rlim_max; /* `ulimit -n` for this process */
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
-    start_server();
+    start_server(256, 0); /* the server must raise its soft limit itself */
 
     /* 1. the server raised its own limit */
     char path[64], line[256];
@@ -521,6 +528,64 @@ static void test_many_connections(void **state)
     check_log();
 }
 
+/* Out of descriptors (hard limit 64), clients beyond what the server can
+ * hold are refused (they see a close, not silence), and the server goes on
+ * serving once connections close. Without the refusal the pending client
+ * keeps the listener ready, the loop spins, and the client waits forever
+ * (here: until its 120 s safety timeout, which fails the test). */
+static void test_out_of_descriptors(void **state)
+{
+    (void)state;
+    start_server(64, 64);
+    enum { N = 100 };
+    int fds[N], answered = 0, refused = 0;
+    fb f = {0};
+    size_t at = req(&f, 18, 2, 5);
+    fin(&f, at);
+    for (int i = 0; i < N; i++) {
+        fds[i] = connect_srv();
+        send_all(fds[i], f.p, f.n);
+        uint8_t r[4];
+        ssize_t k = recv(fds[i], r, 4, MSG_WAITALL);
+        if (k == 4) {
+            static uint8_t body[4096];
+            assert_true(g32(r) <= sizeof body);
+            recv_all(fds[i], body, g32(r));
+            answered++;
+        } else if (k == 0 || (k < 0 && errno == ECONNRESET)) {
+            refused++;
+        } else {
+            fail_msg("connection %d: neither answered nor closed (%s)", i,
+                     k < 0 ? strerror(errno) : "short");
+        }
+    }
+    printf("many_conns: at RLIMIT_NOFILE 64, %d of %d connections served, %d refused\n", answered,
+           N, refused);
+    assert_true(answered >= 32);
+    assert_true(refused >= 1);
+    for (int i = 0; i < N; i++) close(fds[i]);
+    /* served again once descriptors are free (closes are seen in order) */
+    for (int i = 0; i < 8; i++) {
+        int fd = connect_srv();
+        api_versions(fd, 9);
+        close(fd);
+    }
+    free(f.p);
+    kill(srv, SIGTERM);
+    int st = 0;
+    assert_int_equal(waitpid(srv, &st, 0), srv);
+    srv = -1;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("server exit status %d", st);
+    FILE *fp = fopen(errpath, "r");
+    assert_non_null(fp);
+    char line[1024];
+    bool logged = false;
+    while (fgets(line, sizeof line, fp))
+        if (strstr(line, "out of file descriptors")) logged = true;
+    fclose(fp);
+    assert_true(logged);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -530,7 +595,10 @@ static int teardown(void **state)
     }
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, errpath);
-    return system(cmd) == 0 ? 0 : -1;
+    int rc = system(cmd) == 0 ? 0 : -1;
+    strcpy(dir, "/tmp/sluice_test_many_conns_XXXXXX"); /* for the next test */
+    port = 0;
+    return rc;
 }
 
 int main(void)
@@ -538,6 +606,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_many_connections, teardown),
+        cmocka_unit_test_teardown(test_out_of_descriptors, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
