@@ -22,10 +22,13 @@
  * slb_server_handle_frame, the server's own dispatcher: a request of an api
  * added to the dispatch table later is reached with no change here.
  *
- * Each run opens a fresh broker in a new temporary directory (topic "t" of
- * 3 partitions, empty; topic "u" of 1 partition holding 3 records) and a
- * server over it (listening on a free loopback port, never accepting), so a
- * crash reproduces from its input alone. Invariants, checked per frame (a
+ * Each run starts from the same state, so a crash reproduces from its input
+ * alone: a broker in a temporary directory (topic "t" of 3 partitions,
+ * empty; topic "u" of 1 partition holding 3 records) and a server over it
+ * (listening on a free loopback port, never accepting). They are kept for
+ * the next run when a run left the log as it found it and called only apis
+ * that keep no other state (most inputs: malformed or read-only), and built
+ * again in a new directory otherwise. Invariants, checked per frame (a
  * violation aborts, which libFuzzer reports as a crash):
  *
  *   - no crash, leak or undefined behaviour (ASan + UBSan);
@@ -190,32 +193,66 @@ static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz
     return true;
 }
 
-static void fuzz_server_run(const uint8_t *data, size_t size, fuzz_srv_result *res)
+/* The broker and server of the runs, and the log they start from. */
+static char fz_dir[512];
+static sl_broker *fz_b;
+static sl_server *fz_s;
+static fz_snap fz_initial;
+
+static void fz_teardown(void)
 {
-    memset(res, 0, sizeof *res);
+    if (!fz_s) return;
+    slb_server_close(fz_s);
+    if (sl_broker_close(fz_b) != 0) fz_die("sl_broker_close");
+    nftw(fz_dir, fz_rm, 16, FTW_DEPTH | FTW_PHYS);
+    fz_s = NULL;
+    fz_b = NULL;
+}
+
+static void fz_setup(void)
+{
+    if (fz_s) return;
+    static bool registered;
+    if (!registered) atexit(fz_teardown);
+    registered = true;
     const char *tmp = getenv("TMPDIR");
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/fuzz-server-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) fz_die("mkdtemp");
-    sl_broker *b = NULL;
-    sl_server *s = NULL;
-    if (sl_broker_open(&b, dir, 0) != 0) fz_die("sl_broker_open");
+    snprintf(fz_dir, sizeof fz_dir, "%s/fuzz-server-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(fz_dir)) fz_die("mkdtemp");
+    if (sl_broker_open(&fz_b, fz_dir, 0) != 0) fz_die("sl_broker_open");
     sl_topic_conf tc;
     sl_topic_conf_init(&tc);
     tc.partitions = 3;
-    if (sl_topic_create(b, "t", &tc) != 0) fz_die("sl_topic_create t");
+    if (sl_topic_create(fz_b, "t", &tc) != 0) fz_die("sl_topic_create t");
     tc.partitions = 1;
-    if (sl_topic_create(b, "u", &tc) != 0) fz_die("sl_topic_create u");
+    if (sl_topic_create(fz_b, "u", &tc) != 0) fz_die("sl_topic_create u");
     sl_record recs[3] = {
         {.key = "k0", .key_len = 2, .value = "v0", .value_len = 2, .timestamp = 1000},
         {.key = NULL, .value = "v1", .value_len = 2, .timestamp = 1001},
         {.key = "k2", .key_len = 2, .value = NULL, .timestamp = 1002},
     };
-    if (sl_log_append(b, "u", 0, recs, 3, NULL) != 0) fz_die("sl_log_append");
-    if (slb_server_open(&s, b, "127.0.0.1:0") != 0) fz_die(slb_server_errmsg(s));
-    fz_snap first, last;
-    fz_snapshot(b, &first);
+    if (sl_log_append(fz_b, "u", 0, recs, 3, NULL) != 0) fz_die("sl_log_append");
+    if (slb_server_open(&fz_s, fz_b, "127.0.0.1:0") != 0) fz_die(slb_server_errmsg(fz_s));
+    fz_snapshot(fz_b, &fz_initial);
+}
 
+/* Whether api key leaves no state behind but what the log shows (the apis
+ * served when this target was written; any other, e.g. a group's, makes
+ * the next run start from a fresh directory). */
+static bool fz_stateless(int16_t key)
+{
+    return key == KAPI_PRODUCE || key == KAPI_FETCH || key == KAPI_LIST_OFFSETS ||
+           key == KAPI_METADATA || key == KAPI_FIND_COORDINATOR || key == KAPI_VERSIONS;
+}
+
+/* Each run starts from the same state: the broker and server are kept from
+ * the previous run only if it left the log as it found it and called only
+ * stateless apis; else they are rebuilt in a new directory. */
+static void fuzz_server_run(const uint8_t *data, size_t size, fuzz_srv_result *res)
+{
+    memset(res, 0, sizeof *res);
+    fz_setup();
+    sl_server *s = fz_s;
+    bool reset = false;
     slb_conn c;
     memset(&c, 0, sizeof c);
     c.fd = -1;
@@ -233,19 +270,19 @@ static void fuzz_server_run(const uint8_t *data, size_t size, fuzz_srv_result *r
         uint8_t *frame = malloc(fl ? (size_t)fl : 1);
         if (!frame) fz_die("out of memory");
         memcpy(frame, data + at + 4, (size_t)fl);
+        if (fl >= 2 && !fz_stateless((int16_t)be16(frame))) reset = true;
         bool go = fz_frame(s, &c, frame, (size_t)fl, res);
         free(frame);
         at += 4 + (size_t)fl;
         if (!go) break;
     }
     res->partial = !res->closed && !res->violation && at < size;
-    fz_snapshot(b, &last);
-    res->appended = last.records - first.records;
+    fz_snap last;
+    fz_snapshot(fz_b, &last);
+    res->appended = last.records - fz_initial.records;
     free(c.in.p);
     free(c.out.p);
-    slb_server_close(s);
-    if (sl_broker_close(b) != 0) fz_die("sl_broker_close");
-    nftw(dir, fz_rm, 16, FTW_DEPTH | FTW_PHYS);
+    if (reset || !fz_same(&last, &fz_initial)) fz_teardown();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
