@@ -33,7 +33,8 @@
  * clients it cannot hold are refused with a close (not left waiting while
  * the loop spins on a ready listener), and it serves again once they go.
  *
- * The figures (VmRSS, VmHWM) are printed. Nothing asserts on time; the
+ * The figures (VmRSS, VmHWM) are printed; the memory bounds are checked in
+ * builds without a sanitizer only. Nothing asserts on time; the
  * socket timeouts are a safety net against a hang.
  */
 #include <errno.h>
@@ -71,6 +72,14 @@
 #define CHURN_FRAME (60 * 1024)
 #define RSS_BOUND   (64L << 20)
 #define CHURN_SLACK (16L << 20)
+
+/* Under a sanitizer the server runs on its allocator, which holds freed
+ * memory in quarantine: the figures are printed, not checked. */
+#ifdef SLUICE_SANITIZED
+#define MEMORY_BOUNDS 0
+#else
+#define MEMORY_BOUNDS 1
+#endif
 
 static char dir[] = "/tmp/sluice_test_many_conns_XXXXXX";
 static char errpath[512];
@@ -297,6 +306,7 @@ static void start_server(rlim_t soft, rlim_t hard)
     if (srv == 0) {
         struct rlimit rl;
         getrlimit(RLIMIT_NOFILE, &rl);
+        for (int fd = 3; fd < 65536; fd++) close(fd); /* below the limit set next */
         rl.rlim_cur = soft;
         if (hard) rl.rlim_max = hard;
         setrlimit(RLIMIT_NOFILE, &rl);
@@ -494,7 +504,8 @@ static void test_many_connections(void **state)
     printf("many_conns: %d idle + %d producers x %d records: server VmRSS %ld KiB after 1,000 "
            "idle connections, %ld KiB after the load (peak VmHWM %ld KiB; bound %ld KiB)\n",
            IDLE, PRODUCERS, BATCHES * PER_BATCH, rss_idle, rss, hwm, RSS_BOUND >> 10);
-    if (rss * 1024 > RSS_BOUND) fail_msg("server VmRSS %ld KiB above the bound", rss);
+    if (rss * 1024 > RSS_BOUND && MEMORY_BOUNDS)
+        fail_msg("server VmRSS %ld KiB above the bound", rss);
 
     /* 6. churn: no memory kept per closed connection. The first round sets
      * the allocator's high-water mark (its connections' frames are all
@@ -508,7 +519,7 @@ static void test_many_connections(void **state)
            "after the first, %ld KiB after %d (+%ld KiB; slack %ld KiB)\n",
            CHURN_CONNS, CHURN_FRAME >> 10, rss_first, rss_churn, CHURN, rss_churn - rss_first,
            CHURN_SLACK >> 10);
-    if ((rss_churn - rss_first) * 1024 > CHURN_SLACK)
+    if ((rss_churn - rss_first) * 1024 > CHURN_SLACK && MEMORY_BOUNDS)
         fail_msg("server VmRSS grew by %ld KiB over %d closed connections", rss_churn - rss_first,
                  (CHURN - 1) * CHURN_CONNS);
 
