@@ -39,11 +39,11 @@
  * new rebalance made its wait vain (REBALANCE_IN_PROGRESS).
  *
  * Not served: static membership (group_instance_id: such members are
- * treated as dynamic ones, logged), incremental cooperative rebalancing
- * (a client's "cooperative-sticky" protocol is just a protocol name here:
- * the eager protocol runs), and group ids outside the broker's names
- * ([A-Za-z0-9._-], 1..200 bytes, not starting with '.' or "__"): those get
- * INVALID_GROUP_ID.
+ * treated as dynamic ones, logged once as they join) and group ids outside
+ * the broker's names ([A-Za-z0-9._-], 1..200 bytes, not starting with '.'
+ * or "__"): those get INVALID_GROUP_ID. Incremental cooperative
+ * rebalancing (KIP-429) is the clients' protocol over these same requests:
+ * nothing here knows of it (untested).
  */
 #include <stdio.h>
 #include <stdlib.h>
