@@ -67,8 +67,9 @@ struct sl_server {
     sl_record_header *hdrs;
     size_t caphdrs;
     kbuf kb;
-    uint64_t gen;           /* wake-ups so far (appends, ...): wakes parked requests */
-    int32_t park_ms;        /* how long the request that returned SLB_K_PARK waits */
+    uint64_t gen;    /* wake-ups so far (appends, ...): wakes parked requests */
+    int32_t park_ms; /* how long the request that returned SLB_K_PARK waits */
+
     struct slb_kgroups *kg; /* the group coordinator (kgroup.h), created on first use */
     char err[512];
 };
