@@ -290,22 +290,38 @@ int slb_group_offsets(sl_broker *b, const char *group, slb_offset **out, size_t 
                 v = nv;
                 cap = nc;
             }
+            o.meta = NULL;
+            o.meta_len = 0;
             v[n++] = o;
         }
         v[i].offset = (int64_t)slb_get64(m.value);
+        uint8_t *meta = NULL;
+        if (m.value_len > 8 && !(meta = malloc(m.value_len - 8))) {
+            slb_seterr(b->errmsg, "out of memory reading committed offsets");
+            rc = SL_ENOMEM;
+            break;
+        }
+        if (meta) memcpy(meta, (const uint8_t *)m.value + 8, m.value_len - 8);
+        free(v[i].meta);
+        v[i].meta = meta;
         v[i].meta_len = m.value_len - 8;
-        memcpy(v[i].meta, (const uint8_t *)m.value + 8, v[i].meta_len);
     }
     if (rc != SL_EAGAIN) {
         if (rc != SL_ENOMEM) memcpy(b->errmsg, sl_log_reader_errmsg(r), sizeof b->errmsg);
         sl_log_reader_close(r);
-        free(v);
+        slb_group_offsets_free(v, n);
         return rc;
     }
     sl_log_reader_close(r);
     *out = v;
     *count = n;
     return 0;
+}
+
+void slb_group_offsets_free(slb_offset *v, size_t count)
+{
+    for (size_t i = 0; v && i < count; i++) free(v[i].meta);
+    free(v);
 }
 
 /* ---- membership ------------------------------------------------------------ */

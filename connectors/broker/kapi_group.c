@@ -626,7 +626,7 @@ int slb_k_offset_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
         }
     }
     if (ver >= 2) kwr_i16(w, err);
-    free(offs);
+    slb_group_offsets_free(offs, noffs);
     return 0;
 }
 
@@ -670,7 +670,7 @@ int slb_k_list_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
         kwr_cstr(w, offs[i].group);
         kwr_str(w, "", 0); /* a simple group: no protocol type */
     }
-    free(offs);
+    slb_group_offsets_free(offs, noffs);
     return 0;
 }
 
@@ -704,7 +704,7 @@ int slb_k_describe_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver
             slb_offset *offs = NULL;
             size_t noffs = 0;
             int rc = slb_group_offsets(s->b, name, &offs, &noffs);
-            free(offs);
+            slb_group_offsets_free(offs, noffs);
             if (rc == SL_ENOMEM) return rc;
             if (rc == 0 && noffs > 0) state = "Empty";
         }

@@ -45,13 +45,14 @@ typedef struct slb_offset {
     int32_t partition;
     int64_t offset;
     size_t meta_len;
-    uint8_t meta[SLB_GROUP_META_MAX];
+    uint8_t *meta; /* malloc'ed, NULL when meta_len is 0 */
 } slb_offset;
 
 /* Every key's latest commit, of group (NULL: of every group), read from the
- * log in one pass, in the order the keys were first committed. *out is
- * malloc'ed (the caller frees it), NULL when *count is 0. */
+ * log in one pass, in the order the keys were first committed. *out is the
+ * caller's, released with slb_group_offsets_free; NULL when *count is 0. */
 int slb_group_offsets(sl_broker *b, const char *group, slb_offset **out, size_t *count);
+void slb_group_offsets_free(slb_offset *v, size_t count);
 
 /* ---- the coordinator (kgroup.c) ------------------------------------------ */
 
