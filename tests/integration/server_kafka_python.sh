@@ -27,7 +27,8 @@ fail() {
 export SLUICE_DIR="$tmp/broker"
 "$bin" topic create t --partitions 6
 
-"$bin" broker serve --listen 127.0.0.1:0 2> "$tmp/serve.err" &
+# SLUICE_KGROUP_TRACE=1: the server logs the group's transitions (checked below).
+SLUICE_KGROUP_TRACE=1 "$bin" broker serve --listen 127.0.0.1:0 2> "$tmp/serve.err" &
 pid=$!
 port=
 for _ in $(seq 1 600); do # readiness: the start line names the port
@@ -40,6 +41,16 @@ done
 
 /usr/bin/python3 "$src/tests/integration/server_kafka_python.py" "127.0.0.1:$port" t ||
   fail "the group run failed; server log: $(cat "$tmp/serve.err")"
+
+# c3 left with a LeaveGroup (close()), not by its session running out; the
+# others rejoined; c1, c2 and c4 left the same way.
+for c in c1 c2 c3 c4; do
+  grep -Eq "group g: member $c-[0-9a-f]+-[0-9]+ left the group" "$tmp/serve.err" ||
+    fail "no LeaveGroup of $c in the server's log: $(cat "$tmp/serve.err")"
+done
+if grep -q "session timed out\|did not rejoin" "$tmp/serve.err"; then
+  fail "a member was dropped by a timeout: $(cat "$tmp/serve.err")"
+fi
 
 # The directory's view of the group's offsets is the server's: all read.
 "$bin" consume t -G g -e -f '%p %o\n' > "$tmp/rest" 2> "$tmp/rest.err" ||
