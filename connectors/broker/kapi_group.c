@@ -38,6 +38,34 @@
  * SyncGroup waits until the leader's SyncGroup made the group Stable, or a
  * new rebalance made its wait vain (REBALANCE_IN_PROGRESS).
  *
+ * Errors, as Kafka's coordinator answers them (checked in this order):
+ *
+ *   request       error                       when
+ *   ------------  --------------------------  ------------------------------------
+ *   any           INVALID_GROUP_ID 24         the group id is not a valid name
+ *   JoinGroup     INVALID_SESSION_TIMEOUT 26  session timeout outside 100 ms..30 min
+ *                 UNKNOWN_MEMBER_ID 25        a member id the group never gave out
+ *                 INCONSISTENT_GROUP_PROT. 23 no protocol in common with the members
+ *                 MEMBER_ID_REQUIRED 79       v4+, a new member: here is your id
+ *   SyncGroup,    UNKNOWN_MEMBER_ID 25        no such group or member; group Empty
+ *   Heartbeat     ILLEGAL_GENERATION 22       not the group's generation
+ *                 REBALANCE_IN_PROGRESS 27    PreparingRebalance (Heartbeat answers
+ *                                             0 in CompletingRebalance, as newer
+ *                                             Kafkas do; SyncGroup waits then)
+ *   LeaveGroup    UNKNOWN_MEMBER_ID 25        no such group or member (v3: per member)
+ *   OffsetCommit  ILLEGAL_GENERATION 22       no such group and generation >= 0, or
+ *                                             a member of another generation
+ *                 REBALANCE_IN_PROGRESS 27    CompletingRebalance
+ *                 UNKNOWN_MEMBER_ID 25        not a member (a simple commit,
+ *                                             generation < 0, only to a group
+ *                                             without members)
+ *                 UNKNOWN_TOPIC_OR_PART. 3    per partition
+ *                 OFFSET_METADATA_TOO_LARGE 12 metadata above 4096 bytes
+ *                 INVALID_REQUEST 42          a negative offset
+ *                 UNKNOWN_SERVER_ERROR -1     the offset store failed (logged)
+ *   DescribeGroups                            an unknown group: error 0, "Dead"
+ *   OffsetFetch                               no commit: offset -1, metadata ""
+ *
  * Not served: static membership (group_instance_id: such members are
  * treated as dynamic ones, logged once as they join) and group ids outside
  * the broker's names ([A-Za-z0-9._-], 1..200 bytes, not starting with '.'
