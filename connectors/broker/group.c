@@ -9,9 +9,9 @@
  *   key   (binary)                          value (binary)
  *   -----------------------------------     ------------------------------
  *   2  uint16 LE  group name length g       8  int64 LE  committed offset
- *   g  bytes      group name
- *   2  uint16 LE  topic name length t     m  bytes     metadata (m >= 0;
- *   t  bytes      topic name                            the client's string)
+ *   g  bytes      group name                m  bytes     metadata, m >= 0
+ *   2  uint16 LE  topic name length t                    (the client's string,
+ *   t  bytes      topic name                             to the value's end)
  *   4  int32 LE   partition
  *
  * The metadata tail was added for the Kafka protocol server (OffsetCommit
