@@ -46,6 +46,8 @@
  *   JoinGroup     INVALID_SESSION_TIMEOUT 26  session timeout outside 100 ms..30 min
  *                 UNKNOWN_MEMBER_ID 25        a member id the group never gave out
  *                 INCONSISTENT_GROUP_PROT. 23 no protocol in common with the members
+ *                 GROUP_MAX_SIZE_REACHED 81   a new member beyond 1000 (and ids
+ *                                             handed out, not used yet)
  *                 MEMBER_ID_REQUIRED 79       v4+, a new member: here is your id
  *   SyncGroup,    UNKNOWN_MEMBER_ID 25        no such group or member; group Empty
  *   Heartbeat     ILLEGAL_GENERATION 22       not the group's generation

@@ -385,6 +385,11 @@ int slb_kg_join(sl_server *s, slb_kgroup *g, struct slb_conn *c, const char *pee
         if (!pend) return KE_UNKNOWN_MEMBER_ID;
     }
     if (!protocols_ok(g, m, j)) return KE_INCONSISTENT_GROUP_PROTOCOL;
+    if (!known) { /* a new member: is there room? */
+        int n = g->nmembers;
+        for (slb_kpending *p = g->pending; p; p = p->next) n++;
+        if (n >= SLB_KG_MAX_MEMBERS) return SLB_KE_GROUP_MAX_SIZE;
+    }
     if (!known && j->require_known) { /* v4+: hand out an id, the client joins again with it */
         slb_kpending *p = calloc(1, sizeof *p);
         if (!p || !(p->id = new_member_id(kg, j->client_id))) {

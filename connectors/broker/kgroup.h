@@ -120,6 +120,11 @@ typedef struct slb_kgroups {
     bool trace; /* SLUICE_KGROUP_TRACE=1: log transitions */
 } slb_kgroups;
 
+/* Members (with the ids handed out and not yet used) a group may have: a
+ * join beyond gets GROUP_MAX_SIZE_REACHED (Kafka's group.max.size). */
+#define SLB_KG_MAX_MEMBERS    1000
+#define SLB_KE_GROUP_MAX_SIZE 81
+
 /* The coordinator of s, created on first use; NULL when out of memory. */
 slb_kgroups *slb_kgroups_get(struct sl_server *s);
 void slb_kgroups_free(slb_kgroups *kg);

@@ -7,7 +7,8 @@
  *   - JoinGroup v4+: MEMBER_ID_REQUIRED first, then a join with that id;
  *     v0: a new member joins at once; bad requests get their errors
  *     (INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT, UNKNOWN_MEMBER_ID,
- *     INCONSISTENT_GROUP_PROTOCOL), unknown groups too (Heartbeat,
+ *     INCONSISTENT_GROUP_PROTOCOL, GROUP_MAX_SIZE_REACHED beyond 1000
+ *     members and ids handed out), unknown groups too (Heartbeat,
  *     SyncGroup, LeaveGroup: UNKNOWN_MEMBER_ID; DescribeGroups: Dead;
  *     OffsetFetch: -1);
  *   - a rebalance: a second member's join waits until the first learns
@@ -573,6 +574,12 @@ static void test_join_errors(void **state)
     for (int p = 0; p < 3; p++) assert_int_equal(offs[p], -1);
     assert_int_equal(fetch_offsets(fd, "nogroup", true, offs, metas), 0);
     for (int p = 0; p < 3; p++) assert_int_equal(offs[p], -2); /* none listed */
+
+    /* a group holds at most 1000 members, ids handed out included */
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(join(fd, JOIN_VER, "gcap", "", 10000, "range").err, 79);
+    assert_int_equal(join(fd, JOIN_VER, "gcap", "", 10000, "range").err, 81);
+    assert_int_equal(join(fd, 0, "gcap", "", 10000, "range").err, 81);
 
     /* v0: a new member joins at once (no MEMBER_ID_REQUIRED) */
     j = join(fd, 0, "g0", "", 10000, "range");
