@@ -75,6 +75,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connectors/broker/kgroup.h"
 #include "connectors/broker/server_int.h"
 #include "connectors/broker/srvfile.h"
 
@@ -94,6 +95,14 @@ static const struct {
     {KAPI_LIST_OFFSETS, 1, 5, slb_k_list_offsets},
     {KAPI_METADATA, 0, 8, slb_k_metadata},
     {KAPI_FIND_COORDINATOR, 0, 2, slb_k_find_coordinator},
+    {KAPI_OFFSET_COMMIT, 0, 7, slb_k_offset_commit},
+    {KAPI_OFFSET_FETCH, 0, 5, slb_k_offset_fetch},
+    {KAPI_JOIN_GROUP, 0, 5, slb_k_join_group},
+    {KAPI_HEARTBEAT, 0, 3, slb_k_heartbeat},
+    {KAPI_LEAVE_GROUP, 0, 3, slb_k_leave_group},
+    {KAPI_SYNC_GROUP, 0, 3, slb_k_sync_group},
+    {KAPI_DESCRIBE_GROUPS, 0, 4, slb_k_describe_groups},
+    {KAPI_LIST_GROUPS, 0, 2, slb_k_list_groups},
     {KAPI_VERSIONS, 0, 2, api_versions},
 };
 #define NAPIS (sizeof apis / sizeof apis[0])
@@ -224,6 +233,7 @@ static int64_t mono_ms(void)
 
 static void conn_close(sl_server *s, slb_conn *c)
 {
+    slb_kgroup_conn_gone(s, c);
     epoll_ctl(s->efd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     if (c->prev)
@@ -439,7 +449,8 @@ int slb_server_run(sl_server *s)
     if (!s || s->efd < 0) return SL_EINVAL;
     struct epoll_event evs[64];
     for (;;) {
-        int n = epoll_wait(s->efd, evs, 64, wake_parked(s));
+        /* the group coordinator's timers bound the wait too (kgroup.c) */
+        int n = epoll_wait(s->efd, evs, 64, slb_kgroup_tick(s, wake_parked(s)));
         if (n < 0) {
             if (errno == EINTR) continue;
             seterr(s, "epoll_wait: %s", strerror(errno));
@@ -591,6 +602,7 @@ void slb_server_close(sl_server *s)
     while (s->conns) conn_close(s, s->conns);
     if (s->srvfd >= 0) slb_srvfile_release(sl_broker_dir(s->b), s->srvfd);
     if (s->spare_fd >= 0) close(s->spare_fd);
+    slb_kgroups_free(s->kg);
     if (s->lfd >= 0) close(s->lfd);
     if (s->efd >= 0) close(s->efd);
     if (s->sfd >= 0) close(s->sfd);

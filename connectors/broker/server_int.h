@@ -7,6 +7,9 @@
  *   kapi_meta.c     Metadata, FindCoordinator
  *   kapi_produce.c  Produce
  *   kapi_fetch.c    Fetch, ListOffsets
+ *   kapi_group.c    JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+ *                   OffsetFetch, ListGroups, DescribeGroups (kgroup.c: the
+ *                   group coordinator's state machine)
  *
  * A handler parses the request body from r (the header is already read) and
  * appends the response body to w (server.c writes the response header and
@@ -69,6 +72,8 @@ struct sl_server {
     kbuf kb;
     uint64_t gen;    /* wake-ups so far (appends, ...): wakes parked requests */
     int32_t park_ms; /* how long the request that returned SLB_K_PARK waits */
+
+    struct slb_kgroups *kg; /* the group coordinator (kgroup.h), created on first use */
     char err[512];
 };
 
@@ -79,6 +84,15 @@ int slb_k_find_coordinator(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ve
 int slb_k_produce(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_list_offsets(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+/* kapi_group.c */
+int slb_k_join_group(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_sync_group(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_heartbeat(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_leave_group(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_offset_commit(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_offset_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_list_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_describe_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 
 /* Answer one request frame (p, n: the bytes after its length prefix) as if
  * it had come on c, without a socket (c->fd may be -1; c is not in the
