@@ -216,10 +216,16 @@ static int handle(sl_server *s, slb_conn *c, const uint8_t *p, size_t n)
 }
 
 /* The dispatcher without a socket (server_int.h): the fuzz target
- * (tests/fuzz/fuzz_server_request.c) and its corpus replay feed frames here. */
-int slb_server_handle_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n)
+ * (tests/fuzz/fuzz_server_request.c) and its corpus replay feed frames here,
+ * at the head of c->in as conn_process leaves them (handlers may read the
+ * request header there: kapi_group.c's client id). */
+int slb_server_handle_frame(sl_server *s, slb_conn *c)
 {
-    return handle(s, c, p, n);
+    kbuf *in = &c->in;
+    if (!in->p || in->len - in->off < 4) return SL_EPARSE;
+    uint32_t fl = be32(in->p + in->off);
+    if (fl > SLB_FRAME_MAX || in->len - in->off - 4 < fl) return SL_EPARSE;
+    return handle(s, c, in->p + in->off + 4, fl);
 }
 
 /* ---- connections and the loop --------------------------------------------- */

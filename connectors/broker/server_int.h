@@ -94,13 +94,15 @@ int slb_k_offset_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_list_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_describe_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 
-/* Answer one request frame (p, n: the bytes after its length prefix) as if
- * it had come on c, without a socket (c->fd may be -1; c is not in the
- * server's list): the response frame, if any, is appended to c->out. Returns
+/* Answer the request frame at the head of c->in (its length prefix at
+ * c->in.p + c->in.off, the whole frame there, as the event loop leaves it:
+ * handlers may read the header in place) as if it had come on c, without a
+ * socket (c->fd may be -1; c is not in the server's list); c->in is left
+ * as it was. The response frame, if any, is appended to c->out. Returns
  * what a handler does (above), after the response header is written: 0,
  * SLB_K_PARK (call again with c->force set to answer), SL_EPARSE or
  * SL_ENOMEM (the server would close the connection). For the fuzz target. */
-int slb_server_handle_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n);
+int slb_server_handle_frame(sl_server *s, slb_conn *c);
 
 /* Wake every parked request (something they may wait for happened). */
 static inline void slb_srv_wake(sl_server *s)

@@ -18,8 +18,9 @@
  * the seeds are also real client sessions byte for byte. The stream is cut
  * into frames by the rule of server.c's conn_process (a length prefix below
  * 0 or above SLB_FRAME_MAX closes the connection; a partial last frame waits
- * for bytes that never come), and each frame goes to
- * slb_server_handle_frame, the server's own dispatcher: a request of an api
+ * for bytes that never come), and each frame goes, alone in the input
+ * buffer of a connection without a socket, to slb_server_handle_frame, the
+ * server's own dispatcher: a request of an api
  * added to the dispatch table later is reached with no change here.
  *
  * Each run starts from the same state, so a crash reproduces from its input
@@ -130,15 +131,16 @@ static bool fz_same(const fz_snap *a, const fz_snap *b)
            !memcmp(a->next, b->next, a->n * sizeof a->next[0]);
 }
 
-/* One frame (p, n: after its length prefix) on connection c; fills res and
- * returns false when the connection would be closed or an invariant broke. */
+/* The frame at the head of c->in (p, n: after its length prefix) on
+ * connection c; fills res and returns false when the connection would be
+ * closed or an invariant broke. */
 static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz_srv_result *res)
 {
     fz_snap before, after;
     fz_snapshot(s->b, &before);
     c->out.len = c->out.off = 0;
     int16_t key = n >= 2 ? (int16_t)be16(p) : -1;
-    int rc = slb_server_handle_frame(s, c, p, n);
+    int rc = slb_server_handle_frame(s, c);
     res->frames++;
     if (rc == SLB_K_PARK) {
         res->parked++;
@@ -147,7 +149,7 @@ static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz
             return false;
         }
         c->force = true; /* its deadline */
-        rc = slb_server_handle_frame(s, c, p, n);
+        rc = slb_server_handle_frame(s, c);
         c->force = false;
         if (rc == SLB_K_PARK) {
             res->violation = "a request parked again at its deadline";
@@ -266,12 +268,16 @@ static void fuzz_server_run(const uint8_t *data, size_t size, fuzz_srv_result *r
             break;
         }
         if (size - at - 4 < (size_t)fl) break;
-        /* An exactly-sized copy, so that ASan sees a read past the frame. */
-        uint8_t *frame = malloc(fl ? (size_t)fl : 1);
+        /* The frame, length prefix first, alone in the connection's input
+         * as the event loop leaves it, in an exactly-sized copy so that
+         * ASan sees a read past the frame. */
+        uint8_t *frame = malloc(4 + (size_t)fl);
         if (!frame) fz_die("out of memory");
-        memcpy(frame, data + at + 4, (size_t)fl);
-        if (fl >= 2 && !fz_stateless((int16_t)be16(frame))) reset = true;
-        bool go = fz_frame(s, &c, frame, (size_t)fl, res);
+        memcpy(frame, data + at, 4 + (size_t)fl);
+        c.in = (kbuf){.p = frame, .len = 4 + (size_t)fl, .cap = 4 + (size_t)fl};
+        if (fl >= 2 && !fz_stateless((int16_t)be16(frame + 4))) reset = true;
+        bool go = fz_frame(s, &c, frame + 4, (size_t)fl, res);
+        c.in = (kbuf){0};
         free(frame);
         at += 4 + (size_t)fl;
         if (!go) break;
@@ -280,7 +286,6 @@ static void fuzz_server_run(const uint8_t *data, size_t size, fuzz_srv_result *r
     fz_snap last;
     fz_snapshot(fz_b, &last);
     res->appended = last.records - fz_initial.records;
-    free(c.in.p);
     free(c.out.p);
     if (reset || !fz_same(&last, &fz_initial)) fz_teardown();
 }

@@ -20,8 +20,11 @@
  * broken invariant). `test_server_fuzz_corpus --generate DIR` writes the
  * seeds: one valid frame per api and version the server serves today
  * (ApiVersions 0-2, Metadata 0-8, FindCoordinator 0-2, Produce 3-7, Fetch
- * 4-10, ListOffsets 1-5), whole sessions, truncated and bit-flipped variants,
- * bad length prefixes, unknown apis and versions.
+ * 4-10, ListOffsets 1-5, and the group apis that landed after the target
+ * with no change to it: JoinGroup 0-5, SyncGroup, Heartbeat and LeaveGroup
+ * 0-3, OffsetCommit 0-7, OffsetFetch 1-5, DescribeGroups 0-4, ListGroups
+ * 0-2), whole sessions, truncated and bit-flipped variants, bad length
+ * prefixes, unknown apis and versions.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -228,6 +231,111 @@ static void f_listoffsets(fb *f, int ver, int corr, int64_t ts)
     fin(f, at);
 }
 
+/* Consumer groups (kapi_group.c): one frame of each at version ver. */
+static void f_joingroup(fb *f, int ver, int corr, const char *member)
+{
+    size_t at = req(f, KAPI_JOIN_GROUP, ver, corr);
+    bstr(f, "g1");
+    b32(f, 10000); /* session_timeout_ms */
+    if (ver >= 1) b32(f, 10000);
+    bstr(f, member);
+    if (ver >= 5) bstr(f, NULL); /* group_instance_id */
+    bstr(f, "consumer");
+    b32(f, 1);
+    bstr(f, "range");
+    b32(f, 4);
+    braw(f, "meta", 4);
+    fin(f, at);
+}
+
+static void f_syncgroup(fb *f, int ver, int corr)
+{
+    size_t at = req(f, KAPI_SYNC_GROUP, ver, corr);
+    bstr(f, "g1");
+    b32(f, 1);
+    bstr(f, "m1");
+    if (ver >= 3) bstr(f, NULL);
+    b32(f, 1);
+    bstr(f, "m1");
+    b32(f, 2);
+    braw(f, "as", 2);
+    fin(f, at);
+}
+
+static void f_heartbeat(fb *f, int ver, int corr)
+{
+    size_t at = req(f, KAPI_HEARTBEAT, ver, corr);
+    bstr(f, "g1");
+    b32(f, 1);
+    bstr(f, "m1");
+    if (ver >= 3) bstr(f, NULL);
+    fin(f, at);
+}
+
+static void f_leavegroup(fb *f, int ver, int corr)
+{
+    size_t at = req(f, KAPI_LEAVE_GROUP, ver, corr);
+    bstr(f, "g1");
+    if (ver >= 3) {
+        b32(f, 1);
+        bstr(f, "m1");
+        bstr(f, NULL);
+    } else {
+        bstr(f, "m1");
+    }
+    fin(f, at);
+}
+
+/* A simple commit (generation -1, no member) of t/0 at offset 5. */
+static void f_offsetcommit(fb *f, int ver, int corr)
+{
+    size_t at = req(f, KAPI_OFFSET_COMMIT, ver, corr);
+    bstr(f, "g2");
+    if (ver >= 1) {
+        b32(f, -1);
+        bstr(f, "");
+    }
+    if (ver >= 7) bstr(f, NULL);
+    if (ver >= 2 && ver <= 4) b64(f, -1); /* retention_time_ms */
+    b32(f, 1);
+    bstr(f, "t");
+    b32(f, 1);
+    b32(f, 0);
+    b64(f, 5);
+    if (ver == 1) b64(f, -1); /* commit_timestamp */
+    if (ver >= 6) b32(f, -1);
+    bstr(f, "meta");
+    fin(f, at);
+}
+
+static void f_offsetfetch(fb *f, int ver, int corr)
+{
+    size_t at = req(f, KAPI_OFFSET_FETCH, ver, corr);
+    bstr(f, "g2");
+    b32(f, 1);
+    bstr(f, "t");
+    b32(f, 2);
+    b32(f, 0);
+    b32(f, 1);
+    fin(f, at);
+}
+
+static void f_describegroups(fb *f, int ver, int corr)
+{
+    size_t at = req(f, KAPI_DESCRIBE_GROUPS, ver, corr);
+    b32(f, 2);
+    bstr(f, "g1");
+    bstr(f, "g2");
+    if (ver >= 3) b8(f, 0);
+    fin(f, at);
+}
+
+static void f_listgroups(fb *f, int ver, int corr)
+{
+    size_t at = req(f, KAPI_LIST_GROUPS, ver, corr);
+    fin(f, at);
+}
+
 /* ---- writing the seeds ---- */
 
 static const char *gen_dir;
@@ -343,6 +451,55 @@ static int generate(const char *dir)
         snprintf(name, sizeof name, "listoffsets-v%d", v);
         seed1(name, &f, 0);
     }
+
+    /* Consumer groups (served since i10-group; the target needed no change). */
+    for (int v = 0; v <= 5; v++) {
+        f.n = 0;
+        f_joingroup(&f, v, corr++, "");
+        snprintf(name, sizeof name, "joingroup-v%d", v);
+        seed1(name, &f, 0);
+    }
+    for (int v = 0; v <= 3; v++) {
+        f.n = 0;
+        f_syncgroup(&f, v, corr++);
+        snprintf(name, sizeof name, "syncgroup-v%d", v);
+        seed1(name, &f, 0);
+        f.n = 0;
+        f_heartbeat(&f, v, corr++);
+        snprintf(name, sizeof name, "heartbeat-v%d", v);
+        seed1(name, &f, 0);
+        f.n = 0;
+        f_leavegroup(&f, v, corr++);
+        snprintf(name, sizeof name, "leavegroup-v%d", v);
+        seed1(name, &f, 0);
+    }
+    for (int v = 0; v <= 7; v++) {
+        f.n = 0;
+        f_offsetcommit(&f, v, corr++);
+        snprintf(name, sizeof name, "offsetcommit-v%d", v);
+        seed1(name, &f, 1);
+    }
+    for (int v = 1; v <= 5; v++) {
+        f.n = 0;
+        f_offsetfetch(&f, v, corr++);
+        snprintf(name, sizeof name, "offsetfetch-v%d", v);
+        seed1(name, &f, 0);
+    }
+    for (int v = 0; v <= 4; v++) {
+        f.n = 0;
+        f_describegroups(&f, v, corr++);
+        snprintf(name, sizeof name, "describegroups-v%d", v);
+        seed1(name, &f, 0);
+    }
+    for (int v = 0; v <= 2; v++) {
+        f.n = 0;
+        f_listgroups(&f, v, corr++);
+        snprintf(name, sizeof name, "listgroups-v%d", v);
+        seed1(name, &f, 0);
+    }
+    f.n = 0; /* a member's life: join (v4: id required, then again), sync, heartbeat, leave */
+    f_joingroup(&f, 5, 1, "");
+    put("ok-group-joingroup-v5-first-n0", f.p, f.n);
 
     /* Sessions: several frames on one connection. */
     f.n = 0;
