@@ -198,6 +198,8 @@ static int handle(sl_server *s, slb_conn *c, const uint8_t *p, size_t n)
                      c->peer, key);
         return SL_EPERM;
     }
+    if (s->wildcard) /* advertise what this client reached */
+        snprintf(s->host, sizeof s->host, "%s", c->local);
     if (s->log_level < SLB_LOG_DEBUG) return handle_one(s, c, &r, key, ver, corr);
     krd idr = r;
     int idl = 0;
@@ -482,6 +484,19 @@ static void accept_all(sl_server *s)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+        if (s->wildcard) {
+            struct sockaddr_storage la;
+            socklen_t ll = sizeof la;
+            snprintf(c->local, sizeof c->local, "127.0.0.1");
+            if (getsockname(fd, (struct sockaddr *)&la, &ll) == 0) {
+                if (la.ss_family == AF_INET)
+                    inet_ntop(AF_INET, &((struct sockaddr_in *)&la)->sin_addr, c->local,
+                              sizeof c->local);
+                else if (la.ss_family == AF_INET6)
+                    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&la)->sin6_addr, c->local,
+                              sizeof c->local);
+            }
+        }
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if ((s->tls && slb_tls_attach(s->tls, c) < 0) ||
             epoll_ctl(s->efd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -725,6 +740,10 @@ int slb_server_open_conf(sl_server **out, sl_broker *b, const slb_server_conf *c
         seterr(s, "listen address '%s': %s", addr, gai_strerror(g));
         goto fail;
     }
+    if (ai->ai_family == AF_INET)
+        s->wildcard = ((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+    else if (ai->ai_family == AF_INET6)
+        s->wildcard = IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
     if (!is_loopback(ai->ai_addr) && s->users.n == 0) {
         seterr(s,
                "listen address '%s' is not a loopback address; without authentication "

@@ -64,6 +64,7 @@ typedef struct slb_conn {
     uint8_t mech;       /* SLB_MECH_*, chosen by SaslHandshake */
     slb_scram *scram;   /* during a SCRAM exchange */
     int64_t last_rx;    /* monotonic ms of the last bytes received */
+    char local[48];     /* the address the client reached (wildcard listeners) */
 } slb_conn;
 
 enum { SLB_SASL_NONE, SLB_SASL_RAW, SLB_SASL_AUTHENTICATE }; /* after a v0 / v1 handshake */
@@ -96,6 +97,8 @@ struct sl_server {
     int log_level;      /* SLB_LOG_* */
     bool accept_paused; /* out of file descriptors: the listener waits for a close */
     int64_t next_sweep; /* monotonic ms of the next idle check */
+    bool wildcard;      /* listening on 0.0.0.0 or [::]: host is set per request to
+                           the address the client reached (what Metadata advertises) */
 };
 
 typedef int (*slb_khandler)(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
