@@ -9,7 +9,7 @@
  * Event loop: one listening socket, one eventfd (sl_server_stop writes it;
  * async-signal-safe), and non-blocking client sockets, all level-triggered.
  * Each connection has an input buffer (grown to hold one whole frame, never
- * more than 4 + SLB_FRAME_MAX bytes) and an output buffer. Requests of a
+ * more than 4 + max_req bytes) and an output buffer. Requests of a
  * connection are handled one at a time, in the order they came, and each
  * answer is appended to the output buffer before the next request is read,
  * so answers leave in request order (Kafka's guarantee per connection).
@@ -19,7 +19,7 @@
  * than its min_bytes) waits at the head of its connection until
  * slb_srv_wake or its deadline, and is then handled again; the requests
  * after it on its connection wait with it, so the order holds. A frame
- * whose length prefix is negative or above SLB_FRAME_MAX, or whose header
+ * whose length prefix is negative or above max_req, or whose header
  * cannot be parsed, or whose body does not parse as the request its header
  * names, closes that connection only (one line on the log); every other
  * connection goes on.
@@ -44,6 +44,34 @@
  *     header and one int16 error code 35. Kafka closes the connection
  *     instead; we never drop a connection for a request we merely do not
  *     serve.
+ *
+ * Security and limits (slb_server_conf):
+ *   - bytes move through ktls.h's slb_io_recv/slb_io_send only (plain or
+ *     TLS); a TLS read or write that waits for the other direction sets
+ *     c->io_want, which conn_arm adds to the epoll interest, and bytes
+ *     OpenSSL already decrypted are read in conn_service (epoll cannot see
+ *     them);
+ *   - with users (SASL), a connection is unauthenticated until
+ *     kapi_sasl.c says otherwise: only ApiVersions, SaslHandshake and
+ *     SaslAuthenticate are dispatched, anything else closes it (as Kafka
+ *     does), its frames may not exceed UNAUTH_REQ_MAX, and after a v0
+ *     handshake its frames are raw SASL tokens; a failed authentication
+ *     sets c->closing: the answer is sent, nothing more is read, then the
+ *     connection is closed;
+ *   - a frame above max_req (--max-request-bytes) closes its connection;
+ *     the input buffer holds at most one frame plus one read, and is freed
+ *     when empty above SHRINK_ABOVE;
+ *   - at most max_conns connections: more are accepted and closed at once;
+ *     out of descriptors (EMFILE), the listener is disarmed until one
+ *     closes (level-triggered epoll would spin otherwise);
+ *   - a connection with a partial frame, an unfinished TLS handshake or no
+ *     authentication yet that receives nothing for idle_ms is closed
+ *     (checked by sweep_idle, every quarter of idle_ms, at most every
+ *     second);
+ *   - log levels: warn (default) one line per client disconnected for a
+ *     protocol or authentication failure; info adds idle, refused and TLS
+ *     failures and authentications; debug one line per connection and
+ *     request.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -571,7 +599,9 @@ static int sweep_idle(sl_server *s)
                              "sluice broker serve: client %s: nothing received for %d ms %s; "
                              "disconnected\n",
                              c->peer, (int)(now - c->last_rx),
-                             partial(c) ? "in the middle of a request" : "before authenticating");
+                             partial(c)              ? "in the middle of a request"
+                             : slb_io_handshaking(c) ? "during the TLS handshake"
+                                                     : "before authenticating");
                 conn_close(s, c);
             }
             c = nx;

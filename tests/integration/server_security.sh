@@ -13,7 +13,10 @@
 #     TLS port is disconnected without an answer;
 #   - SASL without TLS: SCRAM-SHA-256 works, PLAIN is refused (kcat fails,
 #     one log line says why), a request before authentication closes the
-#     connection without an answer.
+#     connection without an answer, SaslHandshake v1 + SaslAuthenticate v1
+#     by hand (right and wrong password), a frame above 512 KiB before
+#     authentication closes the connection, an idle client is disconnected
+#     after --idle-timeout-ms, --log-level debug logs one line per request.
 # kcat, openssl and kafka-python (/usr/bin/python3) must be installed
 # (scripts/deps.sh): without them this test fails, it never skips.
 set -euo pipefail
@@ -179,7 +182,7 @@ grep -q "TLS handshake failed" "$tmp/tls.err" || fail "no log line for the plain
 # ---- SASL without TLS ------------------------------------------------------------------
 cp "$users" "$tmp/users-world"
 chmod 644 "$tmp/users-world"
-start sasl --listen 127.0.0.1:0 --sasl-users "$tmp/users-world"
+start sasl --listen 127.0.0.1:0 --sasl-users "$tmp/users-world" --log-level debug --idle-timeout-ms 300
 sport=$port
 grep -q "readable by every user" "$tmp/sasl.err" || fail "no warning for a world-readable users file"
 P=(kcat -b "127.0.0.1:$sport" -X security.protocol=SASL_PLAINTEXT)
@@ -195,6 +198,86 @@ grep -q "PLAIN only over TLS" "$tmp/sasl.err" || fail "no log line for PLAIN: $(
 grep -q "api 3 before authentication; disconnected" "$tmp/sasl.err" ||
   fail "no log line for the unauthenticated request: $(cat "$tmp/sasl.err")"
 /usr/bin/python3 "$tmp/raw.py" "$sport" 18 2> /dev/null && fail "ApiVersions before authentication was not answered"
+
+grep -q "client 127.0.0.1:[0-9]* (rdkafka): api 18 v[0-9] corr [0-9]*: answered, [0-9]* us" \
+  "$tmp/sasl.err" || fail "no debug line per request: $(head -5 "$tmp/sasl.err")"
+
+# SaslHandshake v1 + SaslAuthenticate v1 by hand (kafka-python's SCRAM client
+# class computes the proof and checks the server's signature), then a
+# Metadata request is served; the same with a wrong password is refused.
+cat > "$tmp/v1.py" << 'PY'
+import socket, struct, sys
+from kafka.scram import ScramClient
+port, pw = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(('127.0.0.1', port))
+s.settimeout(60)  # a safety net against a hang, not a time assertion
+def recv_all(n):
+    b = b''
+    while len(b) < n:
+        k = s.recv(n - len(b))
+        if not k:
+            raise EOFError('closed by the server')
+        b += k
+    return b
+def call(key, ver, corr, body):
+    hdr = struct.pack('>hhih', key, ver, corr, 2) + b'v1'
+    s.sendall(struct.pack('>i', len(hdr) + len(body)) + hdr + body)
+    n, = struct.unpack('>i', recv_all(4))
+    r = recv_all(n)
+    assert struct.unpack('>i', r[:4])[0] == corr
+    return r[4:]
+def auth(corr, tok):
+    r = call(36, 1, corr, struct.pack('>i', len(tok)) + tok)
+    err, ml = struct.unpack('>hh', r[:4])
+    msg = r[4:4 + ml] if ml >= 0 else b''
+    r = r[4 + max(ml, 0):]
+    bl, = struct.unpack('>i', r[:4])
+    assert len(r) == 4 + bl + 8, 'SaslAuthenticate v1 has session_lifetime_ms'
+    return err, msg, r[4:4 + bl]
+mech = b'SCRAM-SHA-256'
+r = call(17, 1, 1, struct.pack('>h', len(mech)) + mech)
+assert struct.unpack('>h', r[:2])[0] == 0, r
+c = ScramClient('alice', pw, 'SCRAM-SHA-256')
+err, msg, sf = auth(2, c.first_message().encode())
+assert err == 0, (err, msg)
+c.process_server_first_message(sf.decode())
+err, msg, fin = auth(3, c.final_message().encode())
+if err:
+    print('refused: %d %s' % (err, msg.decode()))
+    sys.exit(3)
+c.process_server_final_message(fin.decode())  # raises if the server's signature is wrong
+r = call(3, 0, 4, struct.pack('>i', 0))
+print('served')
+PY
+/usr/bin/python3 "$tmp/v1.py" "$sport" alice-secret > "$tmp/v1.out" 2>&1 ||
+  fail "SaslAuthenticate v1: $(cat "$tmp/v1.out")"
+grep -q '^served$' "$tmp/v1.out" || fail "SaslAuthenticate v1: $(cat "$tmp/v1.out")"
+st=0
+/usr/bin/python3 "$tmp/v1.py" "$sport" wrong > "$tmp/v1.out" 2>&1 || st=$?
+[ "$st" -eq 3 ] || fail "SaslAuthenticate v1, wrong password: $(cat "$tmp/v1.out")"
+grep -q "refused: 58 Authentication failed" "$tmp/v1.out" || fail "v1 refusal: $(cat "$tmp/v1.out")"
+
+# Before authentication a frame may be 512 KiB at most (Kafka's limit too).
+/usr/bin/python3 - "$sport" << 'PY' || fail "a 600 KB frame before authentication was not refused"
+import socket, struct, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.settimeout(60)  # a safety net against a hang, not a time assertion
+s.sendall(struct.pack('>i', 600000) + struct.pack('>hhih', 18, 0, 1, 0))
+assert s.recv(1) == b''
+PY
+grep -q "frame length 600000 out of range 0..524288 (before authentication); disconnected" \
+  "$tmp/sasl.err" || fail "no log line for the large frame: $(cat "$tmp/sasl.err")"
+
+# A client that connects and says nothing is disconnected after the idle
+# timeout (one line at info level and above).
+/usr/bin/python3 - "$sport" << 'PY' || fail "an idle unauthenticated client was not disconnected"
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.settimeout(60)  # a safety net against a hang, not a time assertion
+assert s.recv(1) == b''
+PY
+grep -q "before authenticating; disconnected" "$tmp/sasl.err" ||
+  fail "no log line for the idle client: $(cat "$tmp/sasl.err")"
 
 for p in "${pids[@]}"; do kill -TERM "$p"; done
 for p in "${pids[@]}"; do wait "$p" || fail "server exit status $? after SIGTERM"; done
