@@ -96,7 +96,7 @@
  *
  * Locking: the writer holds flock(LOCK_EX) on P/.lock (a second writer, in any
  * process, gets SL_EBUSY; its message names the Kafka-protocol server when
- * the holder is the one recorded in DIR/.server, srvfile.c); l->mu guards the writer state against the flusher
+ * the holder is a server recorded in DIR/.server.PID, srvfile.c); l->mu guards the writer state against the flusher
  * thread, and every slb_plog_* function takes it.
  */
 #include "connectors/broker/log.h"
@@ -377,9 +377,10 @@ int slb_txnopen_load(const char *pdir, int64_t base, slb_plog *pl)
 
 /* ---- the writer ---------------------------------------------------------- */
 
-/* Whether a live server owns the broker directory of partition directory
- * pdir (DIR/TOPIC/PARTITION): then *pid and addr say which (srvfile.c). */
-static bool served_by(const char *pdir, long *pid, char *addr, size_t cap)
+/* Whether process pid is a live server of the broker directory of
+ * partition directory pdir (DIR/TOPIC/PARTITION): then addr says where it
+ * listens (srvfile.c). */
+static bool served_by(const char *pdir, long pid, char *addr, size_t cap)
 {
     char dir[SLB_PATH_CAP];
     snprintf(dir, sizeof dir, "%s", pdir);
@@ -388,7 +389,7 @@ static bool served_by(const char *pdir, long *pid, char *addr, size_t cap)
         if (!slash) return false;
         *slash = 0;
     }
-    return slb_srvfile_owner(dir[0] ? dir : "/", pid, addr, cap);
+    return pid > 0 && slb_srvfile_owner(dir[0] ? dir : "/", pid, addr, cap);
 }
 
 static int open_lock(const char *pdir, bool wait, char *err, const char *topic, int32_t partition)
@@ -402,7 +403,7 @@ static int open_lock(const char *pdir, bool wait, char *err, const char *topic, 
         return sli_errno_code(fd);
     }
     /* The holder's pid (written below by each writer) and whether it is the
-     * server recorded in DIR/.server: a writer that would wait for the lock
+     * server recorded in DIR/.server.PID: a writer that would wait for the lock
      * does not wait for a server, which holds its partitions until it stops. */
     char pid[32] = "";
     long spid = 0;
@@ -415,8 +416,8 @@ static int open_lock(const char *pdir, bool wait, char *err, const char *topic, 
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         pid[n > 0 ? n : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
-        server =
-            pid[0] && served_by(pdir, &spid, saddr, sizeof saddr) && spid == strtol(pid, NULL, 10);
+        spid = strtol(pid, NULL, 10);
+        server = served_by(pdir, spid, saddr, sizeof saddr);
         if (wait && !server) {
             do r = flock(fd, LOCK_EX);
             while (r < 0 && errno == EINTR);

@@ -38,7 +38,8 @@
  *     no frame at all only for Produce (acks=0);
  *   - parked (a Fetch below min_bytes): handled again as at its deadline,
  *     it must answer and not park again;
- *   - malformed (SL_EPARSE, SL_ENOMEM: the server closes the connection):
+ *   - malformed (SL_EPARSE, SL_ENOMEM, SL_EPERM before authentication: the
+ *     server closes the connection):
  *     nothing appended to the output, and the log unchanged: the topics and
  *     every partition's first and next offset are as before the frame.
  *
@@ -159,8 +160,9 @@ static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz
     if (rc < 0) {
         res->closed = true;
         res->close_rc = rc;
-        if (rc != SL_EPARSE && rc != SL_ENOMEM) {
-            res->violation = "a handler failed with a code other than SL_EPARSE or SL_ENOMEM";
+        if (rc != SL_EPARSE && rc != SL_ENOMEM && rc != SL_EPERM) {
+            res->violation = "a handler failed with a code other than SL_EPARSE, SL_EPERM or "
+                             "SL_ENOMEM";
             return false;
         }
         if (c->out.len != 0) {
@@ -258,6 +260,7 @@ static void fuzz_server_run(const uint8_t *data, size_t size, fuzz_srv_result *r
     slb_conn c;
     memset(&c, 0, sizeof c);
     c.fd = -1;
+    c.authed = s->users.n == 0; /* as accept_all: no SASL users, no authentication */
     snprintf(c.peer, sizeof c.peer, "fuzz");
     size_t at = 0;
     while (size - at >= 4) {
