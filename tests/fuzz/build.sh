@@ -12,9 +12,10 @@
 # grows by hand; its files are named by the verdict they must have, see
 # tests/unit/test_broker_fuzz_*.c.) The reader and index targets link the
 # broker's storage (connectors/broker/ without the connector*.c adapters) and engine/base/,
-# which is all it depends on; the server target (a fresh broker directory per
-# input: TMPDIR on a tmpfs makes it several times faster) links the protocol
-# server too, which is in the same directory.
+# which is all it depends on; the server target (a broker directory in
+# TMPDIR, rebuilt after each input that changed it: a tmpfs makes it several
+# times faster) links the protocol server too, which is in the same
+# directory, and OpenSSL for the server's TLS and SCRAM.
 #
 # Needs clang with libFuzzer (clang 14 on Debian 12 has it).
 set -eu
@@ -42,6 +43,6 @@ for t in fuzz_segment_reader fuzz_index_load fuzz_server_request; do
     "$cc" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined -I"$here/include" -I"$here" \
         "$here/tests/fuzz/$t.c" $storage "$here/engine/error.c" \
-        -lxxhash -lm -lpthread -o "$out/$t"
+        -lxxhash -lssl -lcrypto -lm -lpthread -o "$out/$t"
     echo "built $out/$t"
 done
