@@ -42,9 +42,15 @@
  *               Each value carries its sequence number and send time
  *               (CLOCK_MONOTONIC ns); a consumer thread (fetch.wait.max.ms=1)
  *               takes receive - send per record: p50 / p99 / max (target p99
- *               < 5 ms for sluice at half its peak). Producer linger.ms=0
- *               (--latency-linger) for both: a linger adds its own delay. The
- *               mock drops what is more than ~5 MiB behind its log end; a
+ *               < 5 ms for sluice at half its peak); the producer's delivery
+ *               reports give produce() to acknowledgement (served when the
+ *               producer is ahead of its schedule and every 256 records, so
+ *               at most that late), which tells the produce side's share.
+ *               Producer linger.ms=1 (--latency-linger) for both: with 0
+ *               every record is a batch of its own, and the mock, which
+ *               looks a Fetch's offset up by walking its batches, falls
+ *               seconds behind (1 adds at most 1 ms). The mock drops what
+ *               is more than ~5 MiB behind its log end; a
  *               consumer that falls that far behind fails its run, which is
  *               printed as the baseline's failure (sluice's failing is an
  *               error).
@@ -102,6 +108,9 @@
 
 typedef struct kctx {
     long long delivered, failed;
+    const int64_t *sent; /* latency runs: send time of record i at [i] */
+    int64_t *ack;        /* latency runs: delivery - send of each measured record */
+    long long nack;
     char err[256]; /* the first error: failed delivery or librdkafka's error callback */
 } kctx;
 
@@ -120,6 +129,7 @@ typedef struct lat_fig {
     double rate;               /* records/s offered */
     long long n;               /* records measured */
     int64_t p50, p99, max;     /* ns */
+    int64_t ack50, ack99;      /* ns, produce() to delivery report */
     double cpu, srv_cpu, secs; /* as run_fig */
 } lat_fig;
 
@@ -168,6 +178,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     kctx *k = opaque;
     if (!m->err) {
         k->delivered++;
+        if (k->ack && m->_private) /* msg_opaque: record number + 1 */
+            k->ack[k->nack++] = now_ns() - k->sent[(intptr_t)m->_private - 1];
         return;
     }
     if (!k->failed++)
@@ -203,11 +215,11 @@ fail:
 
 /* Produce one record (value copied), waiting while librdkafka's queue is
  * full; 0 or -1 with err set. */
-static int produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *v, size_t len, char *err,
-                       size_t errlen)
+static int produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *v, size_t len,
+                       void *opaque, char *err, size_t errlen)
 {
     for (;;) {
-        if (rd_kafka_produce(rkt, 0, RD_KAFKA_MSG_F_COPY, (void *)v, len, NULL, 0, NULL) == 0)
+        if (rd_kafka_produce(rkt, 0, RD_KAFKA_MSG_F_COPY, (void *)v, len, NULL, 0, opaque) == 0)
             return 0;
         rd_kafka_resp_err_t e = rd_kafka_last_error();
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -265,13 +277,13 @@ static int produce_run(const char *bootstrap, const char *topic, long long n, ru
     memcpy(v, &seq, 8);
     memcpy(v + 8, &zero, 8);
     for (int i = 0; i < WARMUP_N; i++)
-        if (produce_one(rk, rkt, v, sizeof v, err, errlen) < 0) goto fail;
+        if (produce_one(rk, rkt, v, sizeof v, NULL, err, errlen) < 0) goto fail;
     if (await_deliveries(rk, &k, WARMUP_N, "warm-up", err, errlen) < 0) goto fail;
     k.delivered = 0;
     cpu_mark m0 = mark();
     for (long long i = 0; i < n; i++) {
         memcpy(v, &i, 8);
-        if (produce_one(rk, rkt, v, sizeof v, err, errlen) < 0) goto fail;
+        if (produce_one(rk, rkt, v, sizeof v, NULL, err, errlen) < 0) goto fail;
     }
     if (await_deliveries(rk, &k, n, "produce", err, errlen) < 0) goto fail;
     cpu_mark m1 = mark();
@@ -514,7 +526,11 @@ static int latency_run(const char *bootstrap, const char *topic, double rate, do
     /* clang-format on */
     pthread_t th;
     c.lat = malloc(sizeof *c.lat * (size_t)n);
-    if (!c.lat) {
+    int64_t *sent = malloc(sizeof *sent * (size_t)n);
+    kp.ack = malloc(sizeof *kp.ack * (size_t)n);
+    if (!c.lat || !sent || !kp.ack) {
+        free(sent);
+        free(kp.ack);
         snprintf(err, errlen, "out of memory for %lld latencies", n);
         return -1;
     }
@@ -547,7 +563,7 @@ static int latency_run(const char *bootstrap, const char *topic, double rate, do
             goto fail;
         }
         memcpy(v + 8, &t, 8);
-        if (produce_one(prod, rkt, v, sizeof v, err, errlen) < 0) goto fail;
+        if (produce_one(prod, rkt, v, sizeof v, NULL, err, errlen) < 0) goto fail;
         sent_n++;
         rd_kafka_poll(prod, 10);
     }
@@ -557,11 +573,17 @@ static int latency_run(const char *bootstrap, const char *topic, double rate, do
     double gap = 1e9 / rate;
     for (long long i = 0; i < n; i++) {
         int64_t due = t0 + (int64_t)((double)i * gap);
-        if (now_ns() < due) sleep_until(due);
+        if (now_ns() < due) { /* ahead: serve delivery reports, then wait */
+            rd_kafka_poll(prod, 0);
+            sleep_until(due);
+        }
         memcpy(v, &i, 8);
         t = now_ns();
         memcpy(v + 8, &t, 8);
-        if (produce_one(prod, rkt, v, sizeof v, err, errlen) < 0) goto fail;
+        kp.sent = sent;
+        sent[i] = t;
+        if (produce_one(prod, rkt, v, sizeof v, (void *)(intptr_t)(i + 1), err, errlen) < 0)
+            goto fail;
         sent_n++;
         if ((i & 255) == 0) rd_kafka_poll(prod, 0);
     }
@@ -575,15 +597,22 @@ static int latency_run(const char *bootstrap, const char *topic, double rate, do
                  c.err[0] ? ": " : "", c.err[0] ? c.err : kc.err);
         goto fail;
     }
+    if (kp.nack != n) {
+        snprintf(err, errlen, "latency: %lld delivery reports for %lld records", kp.nack, n);
+        goto fail;
+    }
     qsort(c.lat, (size_t)n, sizeof *c.lat, cmp_i64);
-    *f = (lat_fig){rate,
-                   n,
-                   c.lat[n / 2],
-                   c.lat[(n * 99) / 100],
-                   c.lat[n - 1],
-                   m1.proc - m0.proc,
-                   m1.srv - m0.srv,
-                   m1.wall - m0.wall};
+    qsort(kp.ack, (size_t)n, sizeof *kp.ack, cmp_i64);
+    *f = (lat_fig){.rate = rate,
+                   .n = n,
+                   .p50 = c.lat[n / 2],
+                   .p99 = c.lat[(n * 99) / 100],
+                   .max = c.lat[n - 1],
+                   .ack50 = kp.ack[n / 2],
+                   .ack99 = kp.ack[(n * 99) / 100],
+                   .cpu = m1.proc - m0.proc,
+                   .srv_cpu = m1.srv - m0.srv,
+                   .secs = m1.wall - m0.wall};
     rc = 0;
 fail:
     if (started) {
@@ -597,6 +626,8 @@ fail:
         rd_kafka_destroy(c.rk);
     }
     free(c.lat);
+    free(sent);
+    free(kp.ack);
     return rc;
 }
 
@@ -745,7 +776,7 @@ static void usage(FILE *f)
            "           target >= 1 GB/s\n"
            "  latency  produce to consume for S seconds (default 2) at half of sluice's\n"
            "           peak (or --latency-rate), then at --latency-light records/s (default\n"
-           "           10000, 0: skip); producer linger.ms MS (default 0); target p99 < 5 ms\n"
+           "           10000, 0: skip); producer linger.ms MS (default 1); target p99 < 5 ms\n"
            "--dir DIR  where the topics go (default: a temporary directory, removed at\n"
            "           the end); --quick: tiny sizes, for a smoke test.\n");
 }
@@ -779,7 +810,7 @@ int bench_kafka(int argc, char **argv)
                                          {"quick", no_argument, NULL, O_QUICK},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
-    long long records = 2000000, fetch_mb = 512, fetch_value = 1000, lat_s = 2, lat_linger = 0,
+    long long records = 2000000, fetch_mb = 512, fetch_value = 1000, lat_s = 2, lat_linger = 1,
               lat_rate = 0, lat_light = 10000, rounds = 3;
     bool records_set = false, rounds_set = false, fetch_set = false, lat_set = false, quick = false,
          csv = false;
@@ -1041,18 +1072,19 @@ int bench_kafka(int argc, char **argv)
         cpu_line("sluice:", fs.cpu, fs.srv_cpu, fs.secs, true);
         printf("\n3. latency: produce to consume, paced at %s,\n   then at %lld records/s "
                "(light load); %.1f s each, producer linger.ms=%lld, consumer\n   "
-               "fetch.wait.max.ms=1, 100-byte records\n",
+               "fetch.wait.max.ms=1, 100-byte records; ack: produce() to delivery report\n",
                lat_rate ? "--latency-rate for both" : "half of sluice's peak above for both",
                lat_light, lat_seconds, lat_linger);
-        printf("  %-26s %12s %10s %10s %10s %10s\n", "server", "records/s", "records", "p50 ms",
-               "p99 ms", "max ms");
+        printf("  %-24s %10s %8s %8s %8s %8s %8s %8s\n", "server", "records/s", "records", "p50 ms",
+               "p99 ms", "max ms", "ack p50", "ack p99");
         for (int i = 0; i < nlat; i++) {
             const lat_fig *f = &L[i].f;
             if (f->n)
-                printf("  %-26s %12.0f %10lld %10.3f %10.3f %10.3f\n", L[i].who, L[i].rate, f->n,
-                       (double)f->p50 / 1e6, (double)f->p99 / 1e6, (double)f->max / 1e6);
+                printf("  %-24s %10.0f %8lld %8.3f %8.3f %8.3f %8.3f %8.3f\n", L[i].who, L[i].rate,
+                       f->n, (double)f->p50 / 1e6, (double)f->p99 / 1e6, (double)f->max / 1e6,
+                       (double)f->ack50 / 1e6, (double)f->ack99 / 1e6);
             else
-                printf("  %-26s %12.0f   failed: %s\n", L[i].who, L[i].rate, L[i].err);
+                printf("  %-24s %10.0f   failed: %s\n", L[i].who, L[i].rate, L[i].err);
         }
         cpu_line("sluice:", ls.cpu, ls.srv_cpu, ls.secs, true);
         if (lm.n) cpu_line("mock:", lm.cpu, 0, lm.secs, false);
