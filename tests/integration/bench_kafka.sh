@@ -5,7 +5,8 @@
 # with its target and "met" or "NOT met"; --csv prints the header and the
 # produce, fetch and latency rows. Only that the bench runs and reports is
 # checked, never the values (no test asserts on speed). A bad option is a
-# one-line usage error, exit 2.
+# one-line usage error, exit 2; a directory that cannot be made, one line
+# and exit 1.
 set -euo pipefail
 bin=$1
 tmp=$(mktemp -d)
@@ -37,4 +38,11 @@ rc=0
 [ "$rc" -eq 2 ] || fail "--records 5: exit $rc, expected 2"
 [ "$(wc -l < "$tmp/err")" -eq 1 ] || fail "--records 5: not one line: $(cat "$tmp/err")"
 grep -q -- "--records" "$tmp/err" || fail "--records 5: $(cat "$tmp/err")"
+# A broker directory that cannot be made: exit 1, one line naming it.
+rc=0
+"$bin" bench kafka --quick --dir /proc/no-such-dir > /dev/null 2> "$tmp/err" || rc=$?
+[ "$rc" -eq 1 ] || fail "--dir /proc/no-such-dir: exit $rc, expected 1"
+[ "$(wc -l < "$tmp/err")" -eq 1 ] || fail "--dir /proc/no-such-dir: not one line: $(cat "$tmp/err")"
+grep -q "^sluice bench kafka: .*/proc/no-such-dir" "$tmp/err" ||
+  fail "--dir /proc/no-such-dir: $(cat "$tmp/err")"
 echo "bench_kafka: the three figure lines and the csv rows are printed"
