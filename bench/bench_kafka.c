@@ -1105,11 +1105,13 @@ int bench_kafka(int argc, char **argv)
                per_s((double)fs.n, fs.secs), fetch_gbs);
         printf("  %-26s %9.3f %14s %10.2f\n", "read(2) of the segments", t_read, "-", read_gbs);
         cpu_line("sluice:", fs.cpu, fs.srv_cpu, fs.secs, fs.n);
-        printf("\n3. latency: produce to consume, paced at %s,\n   then at %lld records/s "
-               "(light load); %.1f s each, producer linger.ms=%lld, consumer\n   "
-               "fetch.wait.max.ms=1, 100-byte records; ack: produce() to delivery report\n",
-               lat_rate ? "--latency-rate for both" : "half of sluice's peak above for both",
-               lat_light, lat_seconds, lat_linger);
+        char light[64] = "";
+        if (lat_light) snprintf(light, sizeof light, ", then at %lld (light load)", lat_light);
+        printf("\n3. latency: produce to consume, paced at %s%s;\n   %.1f s each, producer "
+               "linger.ms=%lld, consumer fetch.wait.max.ms=1, 100-byte records;\n   ack: "
+               "produce() to delivery report\n",
+               lat_rate ? "--latency-rate for both" : "half of sluice's peak for both", light,
+               lat_seconds, lat_linger);
         printf("  %-24s %10s %8s %8s %8s %8s %8s %8s\n", "server", "records/s", "records", "p50 ms",
                "p99 ms", "max ms", "ack p50", "ack p99");
         for (int i = 0; i < nlat; i++) {
