@@ -571,6 +571,7 @@ static int latency_run(const char *bootstrap, const char *topic, double rate, do
     int64_t *sent = malloc(sizeof *sent * (size_t)n);
     kp.ack = malloc(sizeof *kp.ack * (size_t)n);
     if (!c.lat || !sent || !kp.ack) {
+        free(c.lat);
         free(sent);
         free(kp.ack);
         snprintf(err, errlen, "out of memory for %lld latencies", n);
@@ -613,6 +614,7 @@ static int latency_run(const char *bootstrap, const char *topic, double rate, do
         rd_kafka_poll(prod, 10);
     }
     /* Paced: record i is due at t0 + i / rate. */
+    kp.sent = sent;
     cpu_mark m0 = mark();
     int64_t t0 = now_ns();
     double gap = 1e9 / rate;
@@ -625,7 +627,6 @@ static int latency_run(const char *bootstrap, const char *topic, double rate, do
         memcpy(v, &i, 8);
         t = now_ns();
         memcpy(v + 8, &t, 8);
-        kp.sent = sent;
         sent[i] = t;
         if (produce_one(prod, rkt, v, sizeof v, (void *)(intptr_t)(i + 1), err, errlen) < 0)
             goto fail;
