@@ -12,7 +12,7 @@
  * consumer, mock) and ours: each phase prints the CPU time it used (and the
  * server's own thread: sluice's, or the mock's "rdk:mock"), the load
  * average is printed, and a note says when both cores were busy. The
- * server thread's CPU per record does not depend on what else runs.
+ * server thread's CPU per record depends little on what else runs.
  *
  *   1. produce  --records N records of 100 bytes (default 2,000,000), one
  *               producer, acks=all, no idempotence, no compression,
