@@ -58,6 +58,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,7 +79,7 @@ static const struct {
 } apis[] = {
     {KAPI_PRODUCE, 3, 7, slb_k_produce},
     {KAPI_FETCH, 4, 10, slb_k_fetch},
-    {KAPI_LIST_OFFSETS, 1, 5, slb_k_list_offsets},
+    {KAPI_LIST_OFFSETS, 0, 5, slb_k_list_offsets},
     {KAPI_METADATA, 0, 8, slb_k_metadata},
     {KAPI_FIND_COORDINATOR, 0, 2, slb_k_find_coordinator},
     {KAPI_OFFSET_COMMIT, 0, 7, slb_k_offset_commit},
@@ -190,12 +191,25 @@ static int handle(sl_server *s, slb_conn *c, const uint8_t *p, size_t n)
     int len;
     krd_str(&r, &len); /* client_id */
     if (r.bad) return SL_EPARSE;
+    size_t nrq0 = c->nrq;
+    c->req_extra = 0;
     int rc = apis[supported].fn(s, c, &r, &w, ver);
-    if (rc != 0) {
-        c->out.len = w.start;
-        return rc == SLB_K_SILENT ? 0 : rc;
+    if (rc == 0 && (rc = kwr_end(&w)) == 0) {
+        /* the file ranges the handler added are part of the response */
+        int64_t total = (int64_t)(c->out.len - w.start - 4) + c->req_extra;
+        if (total <= INT32_MAX) {
+            put32(c->out.p + w.start, (uint32_t)total);
+            return 0;
+        }
+        rc = SL_ENOMEM;
     }
-    return kwr_end(&w);
+    while (c->nrq > nrq0) { /* not answered: its ranges go too */
+        slb_orange *o = &c->rq[--c->nrq];
+        c->rqbytes -= o->len;
+        slb_rfile_unref(o->f);
+    }
+    c->out.len = w.start;
+    return rc == SLB_K_SILENT ? 0 : rc;
 }
 
 /* ---- connections and the loop --------------------------------------------- */
@@ -207,11 +221,34 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int slb_conn_add_range(slb_conn *c, slb_rfile *f, int64_t off, int64_t len)
+{
+    if (c->nrq == c->caprq) {
+        size_t cap = c->caprq ? c->caprq * 2 : 64;
+        slb_orange *n = realloc(c->rq, cap * sizeof *n);
+        if (!n) return SL_ENOMEM;
+        c->rq = n;
+        c->caprq = cap;
+    }
+    c->rq[c->nrq++] = (slb_orange){c->out.len, slb_rfile_ref(f), off, len};
+    c->rqbytes += len;
+    c->req_extra += len;
+    return 0;
+}
+
+/* Bytes of output not sent yet (buffer and file ranges). */
+static int64_t conn_pending(const slb_conn *c)
+{
+    return (int64_t)(c->out.len - c->out.off) + c->rqbytes;
+}
+
 static void conn_close(sl_server *s, slb_conn *c)
 {
     slb_kgroup_conn_gone(s, c);
     epoll_ctl(s->efd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
+    for (size_t i = c->rqhead; i < c->nrq; i++) slb_rfile_unref(c->rq[i].f);
+    free(c->rq);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -226,7 +263,7 @@ static void conn_close(sl_server *s, slb_conn *c)
  * is pending. */
 static int conn_arm(sl_server *s, slb_conn *c)
 {
-    bool rdg = c->out.len - c->out.off<OUT_HIGH, wrg = c->out.len> c->out.off;
+    bool rdg = conn_pending(c)<OUT_HIGH, wrg = conn_pending(c)> 0;
     if (rdg == c->reading && wrg == c->writing) return 0;
     struct epoll_event ev = {.events = (rdg ? EPOLLIN : 0) | (wrg ? EPOLLOUT : 0), .data.ptr = c};
     if (epoll_ctl(s->efd, EPOLL_CTL_MOD, c->fd, &ev) < 0) return SL_EIO;
@@ -235,20 +272,58 @@ static int conn_arm(sl_server *s, slb_conn *c)
     return 0;
 }
 
-/* Send what the output holds, as far as the socket takes it. Returns 0 or
- * -1 (the connection is gone). */
+/* Send up to len bytes of file f from *off to the socket; the one place
+ * file bytes leave (a TLS connection would pread and encrypt here). Returns
+ * the bytes sent (0: none now, EAGAIN) or -1 (the connection is gone, or
+ * the file is shorter than the range: the response cannot be completed). */
+static ssize_t conn_send_range(slb_conn *c, slb_rfile *f, int64_t *off, int64_t len)
+{
+    off_t o = (off_t)*off;
+    size_t n = len > (1 << 30) ? (size_t)1 << 30 : (size_t)len;
+    for (;;) {
+        ssize_t k = sendfile(c->fd, f->fd, &o, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        if (k == 0) return -1; /* end of file inside the range */
+        *off = (int64_t)o;
+        return k;
+    }
+}
+
+/* Send what the output holds, as far as the socket takes it: out's bytes
+ * (send) and the file ranges between them (conn_send_range), in order.
+ * Returns 0 or -1 (the connection is gone). */
 static int conn_flush(slb_conn *c)
 {
-    while (c->out.off < c->out.len) {
-        ssize_t k = send(c->fd, c->out.p + c->out.off, c->out.len - c->out.off, MSG_NOSIGNAL);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-            return -1;
+    for (;;) {
+        bool range = c->rqhead < c->nrq;
+        size_t lim = range ? c->rq[c->rqhead].at : c->out.len;
+        while (c->out.off < lim) {
+            /* MSG_MORE: a file range follows, send them together */
+            ssize_t k = send(c->fd, c->out.p + c->out.off, lim - c->out.off,
+                             MSG_NOSIGNAL | (range ? MSG_MORE : 0));
+            if (k < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+                return -1;
+            }
+            c->out.off += (size_t)k;
         }
-        c->out.off += (size_t)k;
+        if (!range) break;
+        slb_orange *o = &c->rq[c->rqhead];
+        while (o->len > 0) {
+            ssize_t k = conn_send_range(c, o->f, &o->off, o->len);
+            if (k < 0) return -1;
+            if (k == 0) return 0;
+            o->len -= k;
+            c->rqbytes -= k;
+        }
+        slb_rfile_unref(o->f);
+        o->f = NULL;
+        c->rqhead++;
     }
     c->out.off = c->out.len = 0;
+    c->nrq = c->rqhead = 0;
     return 0;
 }
 
@@ -257,7 +332,7 @@ static int conn_flush(slb_conn *c)
 static int conn_process(sl_server *s, slb_conn *c)
 {
     kbuf *in = &c->in;
-    while (!c->parked && in->len - in->off >= 4 && c->out.len - c->out.off < OUT_HIGH) {
+    while (!c->parked && in->len - in->off >= 4 && conn_pending(c) < OUT_HIGH) {
         int32_t fl = (int32_t)be32(in->p + in->off);
         if (fl < 0 || fl > SLB_FRAME_MAX) {
             slb_srv_log(s,
@@ -545,6 +620,7 @@ void slb_server_close(sl_server *s)
     free(s->recs);
     free(s->hdrs);
     free(s->kb.p);
+    free(s->rawcur);
     free(s);
 }
 

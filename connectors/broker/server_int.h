@@ -33,6 +33,7 @@
 #include <stdio.h>
 
 #include "connectors/broker/kwire.h"
+#include "connectors/broker/log.h"
 #include "connectors/broker/server.h"
 
 #define SLB_K_PARK   1
@@ -40,9 +41,23 @@
 
 #define SLB_NODE_ID 0 /* the one broker's node id */
 
+/* A file range in a connection's output: sent after the output's bytes
+ * before `at` (and before those from `at` on). */
+typedef struct slb_orange {
+    size_t at;
+    slb_rfile *f; /* a reference, dropped once sent */
+    int64_t off, len;
+} slb_orange;
+
 typedef struct slb_conn {
     int fd;
     kbuf in, out;
+    /* The output is out's bytes with file ranges between them (zero-copy
+     * Fetch): rq[rqhead..nrq) are unsent, rqbytes bytes in all; req_extra
+     * counts the range bytes of the response being written. */
+    slb_orange *rq;
+    size_t nrq, caprq, rqhead;
+    int64_t rqbytes, req_extra;
     bool reading; /* EPOLLIN is armed */
     bool writing; /* EPOLLOUT is armed */
     /* A parked request (SLB_K_PARK) stays at the head of the input until
@@ -67,6 +82,7 @@ struct sl_server {
     sl_record_header *hdrs;
     size_t caphdrs;
     kbuf kb;
+    void *rawcur;    /* Fetch's slb_raw cursor (rawlog.c), allocated once */
     uint64_t gen;    /* wake-ups so far (appends, ...): wakes parked requests */
     int32_t park_ms; /* how long the request that returned SLB_K_PARK waits */
 
@@ -90,6 +106,11 @@ int slb_k_offset_commit(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_offset_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_list_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_describe_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+
+/* Append len bytes of file f from off to c's output, after what is there
+ * (the response being written counts them in its length). Takes its own
+ * reference to f. Returns 0 or SL_ENOMEM. */
+int slb_conn_add_range(slb_conn *c, slb_rfile *f, int64_t off, int64_t len);
 
 /* Wake every parked request (something they may wait for happened). */
 static inline void slb_srv_wake(sl_server *s)
