@@ -91,6 +91,8 @@ static const struct {
     {KAPI_DESCRIBE_GROUPS, 0, 4, slb_k_describe_groups},
     {KAPI_LIST_GROUPS, 0, 2, slb_k_list_groups},
     {KAPI_VERSIONS, 0, 2, api_versions},
+    {KAPI_CREATE_TOPICS, 0, 4, slb_k_create_topics},
+    {KAPI_DELETE_TOPICS, 0, 3, slb_k_delete_topics},
 };
 #define NAPIS (sizeof apis / sizeof apis[0])
 

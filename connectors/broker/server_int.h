@@ -10,6 +10,7 @@
  *   kapi_group.c    JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
  *                   OffsetFetch, ListGroups, DescribeGroups (kgroup.c: the
  *                   group coordinator's state machine)
+ *   kapi_admin.c    CreateTopics, DeleteTopics
  *
  * A handler parses the request body from r (the header is already read) and
  * appends the response body to w (server.c writes the response header and
@@ -106,6 +107,9 @@ int slb_k_offset_commit(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_offset_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_list_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_describe_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+/* kapi_admin.c */
+int slb_k_create_topics(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_delete_topics(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 
 /* Append len bytes of file f from off to c's output, after what is there
  * (the response being written counts them in its length). Takes its own
