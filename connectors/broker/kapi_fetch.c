@@ -252,6 +252,18 @@ static void kafka_header(uint8_t k[KHDR], const slb_raw_batch *b, uint32_t rl)
 
 /* ---- Fetch, zero-copy --------------------------------------------------------- */
 
+/* The partition's figures; first_offset is the log start: the checkpoint's
+ * (moved by retention), or the first segment's base if that is lower.
+ * Compaction may delete an emptied first segment without moving the log
+ * start, and an offset in between is read from the next batch (as Kafka). */
+static void part_info(slb_plog *l, sl_partition_info *pi)
+{
+    slb_plog_info(l, pi);
+    pthread_mutex_lock(&l->mu);
+    if (l->ckpt.log_start < pi->first_offset) pi->first_offset = l->ckpt.log_start;
+    pthread_mutex_unlock(&l->mu);
+}
+
 /* The state of one Fetch across its partitions. */
 typedef struct fetch_ctx {
     int32_t max_bytes; /* left for the response */
@@ -400,7 +412,7 @@ int slb_k_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
                 prc = slb_broker_plog(s->b, name, part, &l, NULL);
             if (prc == 0) {
                 sl_partition_info pi;
-                slb_plog_info(l, &pi);
+                part_info(l, &pi);
                 hw = pi.next_offset;
                 lso = pi.last_stable_offset;
                 start = pi.first_offset;
@@ -517,7 +529,7 @@ int slb_k_list_offsets(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
                                                          : slb_srv_kafka_error(prc);
             } else if (ts == -2 || ts == -1) {
                 sl_partition_info pi;
-                slb_plog_info(l, &pi);
+                part_info(l, &pi);
                 off = ts == -2   ? pi.first_offset
                       : iso == 1 ? pi.last_stable_offset
                                  : pi.next_offset;
