@@ -22,7 +22,8 @@
  *     (v0, v1, v5), earliest and latest;
  *   - CreateTopics (configs mapped, every error) and DeleteTopics;
  *   - acks=all on a flush.messages=1 (fsync always) topic: an fdatasync
- *     that fails makes the answer an error, so it is sent after the sync.
+ *     that fails makes the answer an error, so it is sent after the sync;
+ *   - sl_log_reader (Fetch's fallback) opened deep in a sealed segment.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1018,6 +1019,31 @@ static void test_acks_all_waits_for_fsync(void **state)
     close(fd);
 }
 
+/* ---- sl_log_reader (the fallback path of Fetch) ---- */
+
+/* Opening a reader at an offset deep in a sealed segment (the offset index
+ * puts it megabytes into the file): it used to read outside its buffer
+ * (fill() after open_segment with pos beyond the empty buffer). */
+static void test_reader_seek_deep(void **state)
+{
+    (void)state;
+    topic("s", 1, 0, 24 << 20, -1);
+    for (int i = 0; i < 300; i++) append("s", 0, i * 100, 100, 1000, 1);
+    const int64_t offs[] = {23210, 22999, 14000, 27654, 29999, 0, 50};
+    uint8_t v[1000];
+    for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+        sl_log_reader *lr;
+        assert_int_equal(sl_log_reader_open(&lr, broker, "s", 0, offs[i]), 0);
+        sl_message m;
+        assert_int_equal(sl_log_reader_next(lr, &m, 0), 0);
+        assert_int_equal(m.offset, offs[i]);
+        value_of(offs[i], v, 1000);
+        assert_int_equal(m.value_len, 1000);
+        assert_memory_equal(m.value, v, 1000);
+        sl_log_reader_close(lr);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1028,6 +1054,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_offsets_by_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_delete_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acks_all_waits_for_fsync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_seek_deep, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
