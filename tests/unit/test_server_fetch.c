@@ -23,7 +23,8 @@
  *   - CreateTopics (configs mapped, every error) and DeleteTopics;
  *   - acks=all on a flush.messages=1 (fsync always) topic: an fdatasync
  *     that fails makes the answer an error, so it is sent after the sync;
- *   - sl_log_reader (Fetch's fallback) opened deep in a sealed segment.
+ *   - a partition another writer holds: served by the old decoding path;
+ *   - sl_log_reader (that path) opened deep in a sealed segment.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1019,6 +1020,35 @@ static void test_acks_all_waits_for_fsync(void **state)
     close(fd);
 }
 
+/* A partition whose writer lock another handle holds (another process, in
+ * life) is served by the old path: decoded and sent as one Kafka batch. */
+static void test_fetch_other_writer(void **state)
+{
+    (void)state;
+    topic("o", 1, 0, 0, -1);
+    sl_broker *b2;
+    assert_int_equal(sl_broker_open(&b2, dir, 0), 0);
+    sl_record r[3] = {{.key = "a", .key_len = 1, .value = "1", .value_len = 1},
+                      {.key = "b", .key_len = 1, .value = "2", .value_len = 1},
+                      {.key = "c", .key_len = 1, .value = "3", .value_len = 1}};
+    assert_int_equal(sl_log_append(b2, "o", 0, r, 2, NULL), 0);
+    assert_int_equal(sl_log_append(b2, "o", 0, r + 2, 1, NULL), 0); /* b2 keeps the lock */
+    start_server();
+    int fd = connect_srv(0);
+    fpart p = {.part = 0, .offset = 1, .pmax = 1 << 20};
+    uint8_t *resp = fetch(fd, "o", &p, 1, 1 << 20, 0);
+    assert_int_equal(p.err, 0);
+    assert_int_equal(p.hw, 3);
+    int nr;
+    assert_int_equal(parse_records(p.records, p.rlen, bs, 4096, rs, 20000, &nr), 1);
+    assert_int_equal(nr, 2);
+    assert_int_equal(rs[0].offset, 1);
+    assert_memory_equal(rs[1].value, "3", 1);
+    free(resp);
+    close(fd);
+    sl_broker_close(b2);
+}
+
 /* ---- sl_log_reader (the fallback path of Fetch) ---- */
 
 /* Opening a reader at an offset deep in a sealed segment (the offset index
@@ -1054,6 +1084,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_offsets_by_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_delete_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acks_all_waits_for_fsync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_other_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_seek_deep, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
