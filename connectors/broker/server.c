@@ -21,9 +21,8 @@
  * is read, so answers leave in request order (Kafka's guarantee per
  * connection). While a connection's output (bytes and ranges) holds more
  * than OUT_HIGH bytes its input is not read (the client is slow to read: it
- * is not allowed to grow us
- * without bound). A request whose handler parks it (a Fetch that finds less
- * than its min_bytes) waits at the head of its connection until
+ * is not allowed to grow us without bound). A request whose handler parks
+ * it (a Fetch that finds less than its min_bytes) waits at the head of its connection until
  * slb_srv_wake or its deadline, and is then handled again; the requests
  * after it on its connection wait with it, so the order holds. A frame
  * whose length prefix is negative or above SLB_FRAME_MAX, or whose header
