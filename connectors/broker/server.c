@@ -10,25 +10,25 @@
  * async-signal-safe), and non-blocking client sockets, all level-triggered.
  * Each connection has an input buffer (grown to hold one whole frame, never
  * more than 4 + SLB_FRAME_MAX bytes) and an output: a buffer of bytes with
- * file ranges between them (slb_orange: a Fetch's records, sent by
- * sendfile straight from the segment file; each holds a reference to its
- * file, so a segment deleted meanwhile stays readable until sent). conn_flush
- * sends them in order, bytes by send (MSG_MORE before a range) and ranges by
+ * file ranges between them (slb_orange: a Fetch's records, sent by sendfile
+ * straight from the segment file; each holds a reference to its file, so a
+ * segment deleted meanwhile stays readable until sent). conn_flush sends
+ * them in order, bytes by send (MSG_MORE before a range) and ranges by
  * conn_send_range, the one place file bytes leave (a TLS connection would
  * pread and encrypt there); a response's length prefix counts its ranges.
  * Requests of a connection are handled one at a time, in the order they
- * came, and each answer is appended to the output before the next request
- * is read, so answers leave in request order (Kafka's guarantee per
+ * came, and each answer is appended to the output before the next request is
+ * read, so answers leave in request order (Kafka's guarantee per
  * connection). While a connection's output (bytes and ranges) holds more
  * than OUT_HIGH bytes its input is not read (the client is slow to read: it
- * is not allowed to grow us without bound). A request whose handler parks
- * it (a Fetch that finds less than its min_bytes) waits at the head of its connection until
- * slb_srv_wake or its deadline, and is then handled again; the requests
- * after it on its connection wait with it, so the order holds. A frame
- * whose length prefix is negative or above SLB_FRAME_MAX, or whose header
- * cannot be parsed, or whose body does not parse as the request its header
- * names, closes that connection only (one line on the log); every other
- * connection goes on.
+ * is not allowed to grow us without bound). A request whose handler parks it
+ * (a Fetch that finds less than its min_bytes) waits at the head of its
+ * connection until slb_srv_wake or its deadline, and is then handled again;
+ * the requests after it on its connection wait with it, so the order holds.
+ * A frame whose length prefix is negative or above SLB_FRAME_MAX, or whose
+ * header cannot be parsed, or whose body does not parse as the request its
+ * header names, closes that connection only (one line on the log); every
+ * other connection goes on.
  *
  * Framing (all integers big-endian, as everywhere on Kafka's wire):
  *
