@@ -56,5 +56,12 @@ int slb_log_append_marker(sl_broker *b, const char *topic, int32_t partition,
                           int64_t *offset);
 /* Create a topic (internal topics too). */
 int slb_topic_create(sl_broker *b, const char *name, const sl_topic_conf *conf, bool internal);
+/* The topic as b writes it: its configuration in *conf (may be NULL; valid
+ * while b knows the topic) and, for partition >= 0, the partition's writer
+ * in *out, opened and locked on first use (SL_EBUSY: another writer holds
+ * it; SL_ERANGE: no such partition; SL_ENOENT: no such topic). The protocol
+ * server reads through it (rawlog.c). */
+int slb_broker_plog(sl_broker *b, const char *topic, int32_t partition, slb_plog **out,
+                    const sl_topic_conf **conf);
 
 #endif

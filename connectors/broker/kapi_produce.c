@@ -29,6 +29,22 @@
  *
  * The record and header arrays it decodes into are the server's, grown and
  * reused (no malloc per record).
+ *
+ * acks. The appends are synchronous on the server's thread: sl_log_append
+ * returns only after the batch is written and the topic's fsync policy is
+ * met (log.c), and the answer is written after it. So:
+ *   acks=0    no answer at all (SLB_K_SILENT), the append is done all the same;
+ *   acks=1    answered after the append returned, i.e. with the same
+ *             durability as acks=all (there are no replicas to wait for);
+ *   acks=all  the same: fsync=always: fdatasync'ed before the answer (a
+ *             failed fdatasync is the answer's error, and the partition then
+ *             refuses appends until reopened); fsync=interval: in the page
+ *             cache, synced within fsync_interval_ms by this append or the
+ *             flusher thread; fsync=never: in the page cache (survives a
+ *             crash of the process, not of the machine), as Kafka's default
+ *             flush settings promise.
+ * tests/unit/test_server_fetch.c checks that an fdatasync failure reaches
+ * the acks=all answer of an fsync=always topic and not a fsync=never one.
  */
 #include "connectors/broker/server_int.h"
 #include "engine/base/crc32c.h"

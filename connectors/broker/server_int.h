@@ -13,6 +13,7 @@
  *   kapi_sasl.c     SaslHandshake, SaslAuthenticate, v0's raw SASL tokens
  *   ktls.c          a connection's byte I/O, plain or TLS (ktls.h)
  *   scram.c         SCRAM-SHA-256, PLAIN's check, the users file (scram.h)
+ *   kapi_admin.c    CreateTopics, DeleteTopics
  *
  * A handler parses the request body from r (the header is already read) and
  * appends the response body to w (server.c writes the response header and
@@ -38,6 +39,7 @@
 #include "connectors/broker/ktls.h"
 #include "connectors/broker/kwire.h"
 #include "connectors/broker/scram.h"
+#include "connectors/broker/log.h"
 #include "connectors/broker/server.h"
 
 #define SLB_K_PARK   1
@@ -45,9 +47,23 @@
 
 #define SLB_NODE_ID 0 /* the one broker's node id */
 
+/* A file range in a connection's output: sent after the output's bytes
+ * before `at` (and before those from `at` on). */
+typedef struct slb_orange {
+    size_t at;
+    slb_rfile *f; /* a reference, dropped once sent */
+    int64_t off, len;
+} slb_orange;
+
 typedef struct slb_conn {
     int fd;
     kbuf in, out;
+    /* The output is out's bytes with file ranges between them (zero-copy
+     * Fetch): rq[rqhead..nrq) are unsent, rqbytes bytes in all; req_extra
+     * counts the range bytes of the response being written. */
+    slb_orange *rq;
+    size_t nrq, caprq, rqhead;
+    int64_t rqbytes, req_extra;
     bool reading; /* EPOLLIN is armed */
     bool writing; /* EPOLLOUT is armed */
     /* A parked request (SLB_K_PARK) stays at the head of the input until
@@ -87,6 +103,7 @@ struct sl_server {
     sl_record_header *hdrs;
     size_t caphdrs;
     kbuf kb;
+    void *rawcur;    /* Fetch's slb_raw cursor (rawlog.c), allocated once */
     uint64_t gen;    /* wake-ups so far (appends, ...): wakes parked requests */
     int32_t park_ms; /* how long the request that returned SLB_K_PARK waits */
 
@@ -122,6 +139,14 @@ int slb_k_offset_commit(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_offset_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_list_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_describe_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+/* kapi_admin.c */
+int slb_k_create_topics(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_delete_topics(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+
+/* Append len bytes of file f from off to c's output, after what is there
+ * (the response being written counts them in its length). Takes its own
+ * reference to f. Returns 0 or SL_ENOMEM. */
+int slb_conn_add_range(slb_conn *c, slb_rfile *f, int64_t off, int64_t len);
 
 /* Wake every parked request (something they may wait for happened). */
 static inline void slb_srv_wake(sl_server *s)
