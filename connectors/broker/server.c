@@ -81,6 +81,11 @@ static const struct {
     {KAPI_METADATA, 0, 8, slb_k_metadata},
     {KAPI_FIND_COORDINATOR, 0, 2, slb_k_find_coordinator},
     {KAPI_VERSIONS, 0, 2, api_versions},
+    {KAPI_INIT_PRODUCER_ID, 0, 1, slb_k_init_producer_id},
+    {KAPI_ADD_PARTITIONS_TO_TXN, 0, 2, slb_k_add_partitions_to_txn},
+    {KAPI_ADD_OFFSETS_TO_TXN, 0, 2, slb_k_add_offsets_to_txn},
+    {KAPI_END_TXN, 0, 2, slb_k_end_txn},
+    {KAPI_TXN_OFFSET_COMMIT, 0, 2, slb_k_txn_offset_commit},
 };
 #define NAPIS (sizeof apis / sizeof apis[0])
 
@@ -242,6 +247,23 @@ static int conn_flush(slb_conn *c)
     return 0;
 }
 
+/* The test hook's draw (slb_server_set_fault_drop): xorshift64*. */
+static bool fault_drop(sl_server *s)
+{
+    uint64_t x = s->txn.drop_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->txn.drop_rng = x;
+    return (x * 2685821657736338717ull >> 33) % 1000 < (uint64_t)s->txn.drop_permille;
+}
+
+void slb_server_set_fault_drop(sl_server *s, int permille, uint64_t seed)
+{
+    s->txn.drop_permille = permille;
+    s->txn.drop_rng = seed ? seed : 1;
+}
+
 /* Answer every whole frame in c's input (while the output has room).
  * Returns 0 or -1 after closing c. */
 static int conn_process(sl_server *s, slb_conn *c)
@@ -273,6 +295,12 @@ static int conn_process(sl_server *s, slb_conn *c)
         }
         c->force = false;
         in->off += 4 + (size_t)fl;
+        if (s->txn.drop_permille && fault_drop(s)) {
+            slb_srv_log(s, "sluice broker serve: client %s: fault injected; disconnected\n",
+                        c->peer);
+            conn_close(s, c);
+            return -1;
+        }
     }
     if (in->off == in->len) in->off = in->len = 0;
     return 0;
@@ -384,7 +412,7 @@ int slb_server_run(sl_server *s)
     if (!s || s->efd < 0) return SL_EINVAL;
     struct epoll_event evs[64];
     for (;;) {
-        int n = epoll_wait(s->efd, evs, 64, wake_parked(s));
+        int n = epoll_wait(s->efd, evs, 64, slb_k_txn_tick(s, wake_parked(s)));
         if (n < 0) {
             if (errno == EINTR) continue;
             seterr(s, "epoll_wait: %s", strerror(errno));
@@ -527,6 +555,7 @@ void slb_server_close(sl_server *s)
 {
     if (!s) return;
     while (s->conns) conn_close(s, s->conns);
+    slb_k_txn_close(s);
     if (s->lfd >= 0) close(s->lfd);
     if (s->efd >= 0) close(s->efd);
     if (s->sfd >= 0) close(s->sfd);
