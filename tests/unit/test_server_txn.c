@@ -18,11 +18,20 @@
  *   (d) the server restarted with a transaction open: the id's next
  *       init_transactions aborts it; another, with a short
  *       transaction.timeout.ms, is aborted by the server's timeout; nothing
- *       of either is visible to read_committed.
+ *       of either is visible to read_committed;
+ *   (e) the error answers, with hand-built frames: a transactional batch
+ *       for a partition not added (INVALID_TXN_STATE), retries and
+ *       duplicates of older batches (DUPLICATE_SEQUENCE_NUMBER), a gap, a
+ *       control batch from a client, an unknown partition among known ones,
+ *       another producer id, an end without a transaction, a bad group and
+ *       timeout, and a fenced epoch per request version (PRODUCER_FENCED
+ *       from v2, INVALID_PRODUCER_EPOCH before, and for Produce).
  *
  * The server runs on a thread of its own over a temporary directory with
  * its own broker handle; the test reads through a second handle.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,11 +41,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <librdkafka/rdkafka.h>
 
 #include "connectors/broker/server_int.h"
+#include "engine/base/crc32c.h"
 #include "sluice/broker.h"
 #include "sluice/server.h"
 
@@ -91,7 +103,7 @@ static int setup(void **state)
     sl_topic_conf c;
     sl_topic_conf_init(&c);
     c.partitions = 3;
-    if (sl_topic_create(rb, "a", &c) < 0) return -1;
+    if (sl_topic_create(rb, "a", &c) < 0 || sl_topic_create(rb, "w", &c) < 0) return -1;
     c.partitions = 2;
     if (sl_topic_create(rb, "b", &c) < 0 || sl_topic_create(rb, "idem", &c) < 0) return -1;
     return 0;
@@ -447,12 +459,309 @@ static void test_restart_open_txn(void **state)
     assert_int_equal(count_prefix("b", 1, SL_READ_UNCOMMITTED, "open-e"), 1);
 }
 
+/* ---- (e) error answers, hand-built frames ---- */
+
+typedef struct fb {
+    uint8_t p[4096];
+    size_t n;
+} fb;
+
+static void b8(fb *f, uint8_t v)
+{
+    f->p[f->n++] = v;
+}
+static void b16(fb *f, uint16_t v)
+{
+    b8(f, (uint8_t)(v >> 8));
+    b8(f, (uint8_t)v);
+}
+static void b32(fb *f, uint32_t v)
+{
+    b16(f, (uint16_t)(v >> 16));
+    b16(f, (uint16_t)v);
+}
+static void b64(fb *f, uint64_t v)
+{
+    b32(f, (uint32_t)(v >> 32));
+    b32(f, (uint32_t)v);
+}
+static void bstr(fb *f, const char *s) /* NULL: a null string */
+{
+    if (!s) {
+        b16(f, 0xffff);
+        return;
+    }
+    b16(f, (uint16_t)strlen(s));
+    memcpy(f->p + f->n, s, strlen(s));
+    f->n += strlen(s);
+}
+static int16_t g16(const uint8_t *p)
+{
+    return (int16_t)(p[0] << 8 | p[1]);
+}
+static int32_t g32(const uint8_t *p)
+{
+    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+}
+static int64_t g64(const uint8_t *p)
+{
+    return (int64_t)((uint64_t)(uint32_t)g32(p) << 32 | (uint32_t)g32(p + 4));
+}
+
+static int wfd;
+static int32_t wcorr;
+static uint8_t wr[65536]; /* the last response, after its correlation id */
+
+static void req(fb *f, int16_t key, int16_t ver)
+{
+    f->n = 0;
+    b32(f, 0);
+    b16(f, (uint16_t)key);
+    b16(f, (uint16_t)ver);
+    b32(f, (uint32_t)++wcorr);
+    bstr(f, "test");
+}
+
+/* Send f, read its response body into wr. */
+static void call(fb *f)
+{
+    uint32_t l = (uint32_t)f->n - 4;
+    f->p[0] = (uint8_t)(l >> 24), f->p[1] = (uint8_t)(l >> 16), f->p[2] = (uint8_t)(l >> 8);
+    f->p[3] = (uint8_t)l;
+    assert_int_equal(send(wfd, f->p, f->n, MSG_NOSIGNAL), (ssize_t)f->n);
+    uint8_t h[8];
+    size_t got = 0;
+    while (got < 8) {
+        ssize_t k = recv(wfd, h + got, 8 - got, 0);
+        assert_true(k > 0);
+        got += (size_t)k;
+    }
+    uint32_t n = (uint32_t)g32(h) - 4;
+    assert_int_equal(g32(h + 4), wcorr);
+    assert_true(n <= sizeof wr);
+    for (got = 0; got < n;) {
+        ssize_t k = recv(wfd, wr + got, n - got, 0);
+        assert_true(k > 0);
+        got += (size_t)k;
+    }
+}
+
+static int16_t init_pid(const char *tid, int32_t timeout, int64_t *pid, int16_t *epoch)
+{
+    fb f;
+    req(&f, 22, 0);
+    bstr(&f, tid);
+    b32(&f, (uint32_t)timeout);
+    call(&f);
+    *pid = g64(wr + 6);
+    *epoch = g16(wr + 14);
+    return g16(wr + 4);
+}
+
+/* Produce v3 of one record batch (one record "x") to w/part; returns the
+ * error, *base the offset. */
+static int16_t produce_raw(const char *tid, int32_t part, int64_t pid, int16_t epoch, int32_t seq,
+                           uint16_t attrs, int64_t *base)
+{
+    fb f;
+    req(&f, 0, 3);
+    bstr(&f, tid);
+    b16(&f, 0xffff); /* acks -1 */
+    b32(&f, 10000);
+    b32(&f, 1);
+    bstr(&f, "w");
+    b32(&f, 1);
+    b32(&f, (uint32_t)part);
+    b32(&f, 61 + 8); /* the batch's bytes */
+    size_t b = f.n;
+    b64(&f, 0);
+    b32(&f, 49 + 8);
+    b32(&f, 0);
+    b8(&f, 2);
+    b32(&f, 0); /* crc, below */
+    b16(&f, attrs);
+    b32(&f, 0);
+    b64(&f, 1000);
+    b64(&f, 1000);
+    b64(&f, (uint64_t)pid);
+    b16(&f, (uint16_t)epoch);
+    b32(&f, (uint32_t)seq);
+    b32(&f, 1);
+    static const uint8_t rec[] = {14, 0, 0, 0, 1, 2, 'x', 0}; /* length 7, no key, "x" */
+    memcpy(f.p + f.n, rec, sizeof rec);
+    f.n += sizeof rec;
+    uint32_t crc = sli_crc32c(0, f.p + b + 21, f.n - b - 21);
+    for (int i = 0; i < 4; i++) f.p[b + 17 + i] = (uint8_t)(crc >> (24 - 8 * i));
+    call(&f);
+    const uint8_t *p = wr + 4 + 2 + 1 + 4 + 4; /* topics, "a", partitions, partition */
+    *base = g64(p + 2);
+    return g16(p);
+}
+
+/* AddPartitionsToTxn of w/parts[0..n); errs[] gets each answer. */
+static void add_parts(int16_t ver, const char *tid, int64_t pid, int16_t epoch,
+                      const int32_t *parts, int n, int16_t *errs)
+{
+    fb f;
+    req(&f, 24, ver);
+    bstr(&f, tid);
+    b64(&f, (uint64_t)pid);
+    b16(&f, (uint16_t)epoch);
+    b32(&f, 1);
+    bstr(&f, "w");
+    b32(&f, (uint32_t)n);
+    for (int i = 0; i < n; i++) b32(&f, (uint32_t)parts[i]);
+    call(&f);
+    assert_int_equal(g32(wr + 4), 1);
+    const uint8_t *p = wr + 8 + 3;
+    assert_int_equal(g32(p), n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(g32(p + 4 + 6 * i), parts[i]);
+        errs[i] = g16(p + 8 + 6 * i);
+    }
+}
+
+static int16_t add_part(int16_t ver, const char *tid, int64_t pid, int16_t epoch, int32_t part)
+{
+    int16_t e;
+    add_parts(ver, tid, pid, epoch, &part, 1, &e);
+    return e;
+}
+
+static int16_t end_txn(int16_t ver, const char *tid, int64_t pid, int16_t epoch, bool commit)
+{
+    fb f;
+    req(&f, 26, ver);
+    bstr(&f, tid);
+    b64(&f, (uint64_t)pid);
+    b16(&f, (uint16_t)epoch);
+    b8(&f, commit);
+    call(&f);
+    return g16(wr + 4);
+}
+
+static int16_t add_offsets(const char *tid, int64_t pid, int16_t epoch, const char *group)
+{
+    fb f;
+    req(&f, 25, 0);
+    bstr(&f, tid);
+    b64(&f, (uint64_t)pid);
+    b16(&f, (uint16_t)epoch);
+    bstr(&f, group);
+    call(&f);
+    return g16(wr + 4);
+}
+
+/* TxnOffsetCommit v0 of w/0 at offset. */
+static int16_t txn_offset(const char *tid, const char *group, int64_t pid, int16_t epoch,
+                          int64_t offset)
+{
+    fb f;
+    req(&f, 28, 0);
+    bstr(&f, tid);
+    bstr(&f, group);
+    b64(&f, (uint64_t)pid);
+    b16(&f, (uint16_t)epoch);
+    b32(&f, 1);
+    bstr(&f, "w");
+    b32(&f, 1);
+    b32(&f, 0);
+    b64(&f, (uint64_t)offset);
+    bstr(&f, NULL);
+    call(&f);
+    assert_int_equal(g32(wr + 4), 1);
+    assert_int_equal(g32(wr + 8 + 3), 1);
+    return g16(wr + 8 + 3 + 8);
+}
+
+static void test_wire_errors(void **state)
+{
+    (void)state;
+    start_server(0);
+    wfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(wfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)sl_server_port(srv))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(wfd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {.tv_sec = 60}; /* a safety net against a hang */
+    setsockopt(wfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
+    int64_t pid, pid2, base, b0;
+    int16_t epoch, epoch2, errs[2];
+    assert_int_equal(init_pid("raw", 0, &pid, &epoch), KE_INVALID_TRANSACTION_TIMEOUT);
+    assert_int_equal(init_pid("raw", 60000, &pid, &epoch), 0);
+    assert_true(pid >= 0 && epoch >= 0);
+    assert_int_equal(init_pid(NULL, 0, &pid2, &epoch2), 0); /* idempotent: a fresh id */
+    assert_true(pid2 >= 0 && pid2 != pid && epoch2 == 0);
+
+    /* A transactional batch only for a partition of the open transaction. */
+    assert_int_equal(produce_raw("raw", 0, pid, epoch, 0, 0x10, &base), KE_INVALID_TXN_STATE);
+    int32_t two[2] = {0, 99};
+    add_parts(1, "raw", pid, epoch, two, 2, errs);
+    assert_int_equal(errs[0], 55); /* OPERATION_NOT_ATTEMPTED */
+    assert_int_equal(errs[1], KE_UNKNOWN_TOPIC);
+    assert_int_equal(add_part(1, "raw", pid, epoch, 0), 0);
+    assert_int_equal(produce_raw("raw", 0, pid, epoch, 0, 0x10, &b0), 0);
+    assert_int_equal(produce_raw("raw", 0, pid, epoch, 0, 0x10, &base), 0); /* a retry */
+    assert_int_equal(base, b0);
+    assert_int_equal(produce_raw("raw", 0, pid, epoch, 1, 0x10, &base), 0);
+    assert_int_equal(base, b0 + 1);
+    assert_int_equal(produce_raw("raw", 0, pid, epoch, 0, 0x10, &base), KE_DUPLICATE_SEQ);
+    assert_int_equal(produce_raw("raw", 0, pid, epoch, 5, 0x10, &base), KE_OUT_OF_ORDER_SEQ);
+    assert_int_equal(produce_raw("raw", 0, pid, epoch, 2, 0x30, &base), KE_INVALID_RECORD);
+    assert_int_equal(produce_raw(NULL, 0, pid, epoch, 2, 0x10, &base), KE_INVALID_TXN_STATE);
+    assert_int_equal(produce_raw("raw", 1, pid, epoch, 0, 0x10, &base), KE_INVALID_TXN_STATE);
+    /* The idempotent producer's duplicates too. */
+    assert_int_equal(produce_raw(NULL, 1, pid2, 0, 0, 0, &b0), 0);
+    assert_int_equal(produce_raw(NULL, 1, pid2, 0, 1, 0, &base), 0);
+    assert_int_equal(produce_raw(NULL, 1, pid2, 0, 0, 0, &base), KE_DUPLICATE_SEQ);
+    assert_int_equal(produce_raw(NULL, 1, pid2, 0, 1, 0, &base), 0);
+    assert_int_equal(base, b0 + 1);
+
+    /* Ending. */
+    assert_int_equal(end_txn(1, "raw", pid + 100, epoch, true), KE_INVALID_PRODUCER_ID_MAPPING);
+    assert_int_equal(end_txn(1, "nope", pid, epoch, true), KE_INVALID_PRODUCER_ID_MAPPING);
+    assert_int_equal(end_txn(1, "raw", pid, epoch, true), 0);
+    assert_int_equal(end_txn(1, "raw", pid, epoch, true), 0); /* a retry */
+    assert_int_equal(end_txn(1, "raw", pid, epoch, false), KE_INVALID_TXN_STATE);
+    assert_int_equal(lso_gap("w", 0), 0);
+
+    /* Offsets. */
+    assert_int_equal(txn_offset("raw", "g-raw", pid, epoch, 3), KE_INVALID_TXN_STATE);
+    assert_int_equal(add_offsets("raw", pid, epoch, "g-raw"), 0);
+    assert_int_equal(txn_offset("raw", "__bad", pid, epoch, 3), KE_INVALID_GROUP_ID);
+    assert_int_equal(txn_offset("raw", "g-raw", pid, epoch, 3), 0);
+    assert_int_equal(add_part(1, "raw", pid, epoch, 2), 0);
+    assert_int_equal(produce_raw("raw", 2, pid, epoch, 0, 0x10, &base), 0);
+    assert_true(lso_gap("w", 2) > 0);
+
+    /* A new epoch fences the old one (and aborts its transaction). */
+    assert_int_equal(init_pid("raw", 60000, &pid2, &epoch2), 0);
+    assert_true(pid2 == pid && epoch2 == epoch + 1);
+    assert_int_equal(lso_gap("w", 2), 0);
+    int64_t off;
+    assert_int_equal(sl_group_fetch(rb, "g-raw", "w", 0, &off), SL_ENOENT);
+    assert_int_equal(add_part(2, "raw", pid, epoch, 0), KE_PRODUCER_FENCED);
+    assert_int_equal(add_part(1, "raw", pid, epoch, 0), KE_INVALID_PRODUCER_EPOCH);
+    assert_int_equal(add_offsets("raw", pid, epoch, "g-raw"), KE_INVALID_PRODUCER_EPOCH);
+    assert_int_equal(end_txn(2, "raw", pid, epoch, true), KE_PRODUCER_FENCED);
+    assert_int_equal(end_txn(0, "raw", pid, epoch, false), KE_INVALID_PRODUCER_EPOCH);
+    assert_int_equal(txn_offset("raw", "g-raw", pid, epoch, 3), KE_INVALID_PRODUCER_EPOCH);
+    assert_int_equal(add_part(2, "raw", pid, epoch2, 0), 0);
+    assert_int_equal(produce_raw("raw", 0, pid, epoch, 9, 0x10, &base), KE_INVALID_PRODUCER_EPOCH);
+    assert_int_equal(produce_raw("raw", 0, pid, epoch2, 0, 0x10, &base), 0);
+    assert_int_equal(end_txn(2, "raw", pid, epoch2, false), 0);
+    assert_int_equal(count_prefix("w", 0, SL_READ_COMMITTED, "x"), 2); /* the first commit */
+    close(wfd);
+    stop_server();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_idempotent_drops),
-        cmocka_unit_test(test_transactions_fencing),
-        cmocka_unit_test(test_txn_offsets),
+        cmocka_unit_test(test_wire_errors),          cmocka_unit_test(test_idempotent_drops),
+        cmocka_unit_test(test_transactions_fencing), cmocka_unit_test(test_txn_offsets),
         cmocka_unit_test(test_restart_open_txn),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
