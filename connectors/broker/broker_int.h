@@ -85,6 +85,9 @@ int slb_txn_end(sl_broker *b, const char *tid, int64_t pid, int16_t epoch, bool 
  * first use; slb_txn_view_free). */
 int slb_txn_check_produce(sl_broker *b, slb_txn_view **v, const char *tid, int64_t pid,
                           int16_t epoch, const char *topic, int32_t partition);
+/* Make the next check read the file again (after a change through b: the
+ * file's identity alone may not show a change within one clock tick). */
+void slb_txn_view_reset(slb_txn_view *v);
 void slb_txn_view_free(slb_txn_view *v);
 
 /* Create a topic (internal topics too). */

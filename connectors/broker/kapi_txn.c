@@ -75,6 +75,7 @@ static bool wire_id(const char *p, int len, char out[SL_TOPIC_NAME_MAX + 1])
  * of the request that knows PRODUCER_FENCED. */
 static int16_t txn_error(sl_server *s, int rc, int16_t ver, int16_t fenced_ver, const char *what)
 {
+    slb_txn_view_reset(s->txn.view); /* every caller but Produce's may have changed the state */
     switch (rc) {
     case 0: return KE_NONE;
     case SL_ENOENT: return KE_INVALID_PRODUCER_ID_MAPPING;
@@ -332,6 +333,7 @@ int slb_k_txn_tick(sl_server *s, int timeout)
     if (now >= s->txn.next_tick) {
         s->txn.next_tick = now + TICK_MS;
         int rc = sl_txn_abort_expired(s->b, 0);
+        if (rc != 0) slb_txn_view_reset(s->txn.view);
         if (rc > 0) {
             slb_srv_log(s, "sluice broker serve: %d timed-out transaction(s) aborted\n", rc);
             slb_srv_wake(s);
@@ -351,7 +353,11 @@ int16_t slb_k_txn_check_produce(sl_server *s, const char *tp, int tl, int64_t pi
     char tid[SL_TOPIC_NAME_MAX + 1];
     if (!wire_id(tp, tl, tid)) return KE_INVALID_TXN_STATE; /* no transactional id */
     int rc = slb_txn_check_produce(s->b, &s->txn.view, tid, pid, epoch, topic, partition);
-    return txn_error(s, rc, 0, INT16_MAX, "Produce");
+    switch (rc) {
+    case 0: return KE_NONE;
+    case SL_EFENCED: return KE_INVALID_PRODUCER_EPOCH; /* Produce never says PRODUCER_FENCED */
+    default: return txn_error(s, rc, 0, 0, "Produce");
+    }
 }
 
 void slb_k_txn_close(sl_server *s)

@@ -1133,6 +1133,11 @@ struct slb_txn_view {
     struct timespec ctime;
 };
 
+void slb_txn_view_reset(slb_txn_view *v)
+{
+    if (v) v->loaded = false;
+}
+
 void slb_txn_view_free(slb_txn_view *v)
 {
     if (!v) return;
