@@ -993,6 +993,15 @@ static int coord_check(sl_broker *b, const txn_entry *e, const char *tid, int64_
     return 0;
 }
 
+/* SL_ESTATE if e's commit is prepared (being written: nothing may join or
+ * abort it; Kafka answers CONCURRENT_TRANSACTIONS or INVALID_TXN_STATE). */
+static int coord_not_prepared(sl_broker *b, const txn_entry *e)
+{
+    if (e->start_ms < 0 || e->phase != PHASE_PREPARED) return 0;
+    slb_seterr(b->errmsg, "transactional id '%s': its commit is being completed", e->id);
+    return SL_ESTATE;
+}
+
 /* Begin e's transaction if none is open. */
 static void coord_begin_txn(txn_entry *e)
 {
@@ -1033,7 +1042,7 @@ int slb_txn_add_partitions(sl_broker *b, const char *tid, int64_t pid, int16_t e
     if (lfd < 0) return lfd;
     txn_entry *e = state_find(&s, tid);
     int rc = coord_check(b, e, tid, pid, epoch);
-    if (rc < 0) goto out;
+    if (rc < 0 || (rc = coord_not_prepared(b, e)) < 0) goto out;
     bool changed = e->start_ms < 0;
     coord_begin_txn(e);
     for (size_t i = 0; i < n; i++) {
@@ -1067,7 +1076,7 @@ int slb_txn_add_offsets(sl_broker *b, const char *tid, int64_t pid, int16_t epoc
     if (lfd < 0) return lfd;
     txn_entry *e = state_find(&s, tid);
     int rc = coord_check(b, e, tid, pid, epoch);
-    if (rc < 0) goto out;
+    if (rc < 0 || (rc = coord_not_prepared(b, e)) < 0) goto out;
     if (e->start_ms < 0) {
         slb_seterr(b->errmsg,
                    "transactional id '%s' has no open transaction (AddOffsetsToTxn first)", tid);
@@ -1117,6 +1126,7 @@ int slb_txn_end(sl_broker *b, const char *tid, int64_t pid, int16_t epoch, bool 
         rc = SL_ESTATE;
         goto out;
     }
+    if (!commit && (rc = coord_not_prepared(b, e)) < 0) goto out; /* a retried commit goes on */
     rc = finish_locked(b, &s, e, commit ? SLB_MARKER_COMMIT : SLB_MARKER_ABORT, true, NULL);
 out:
     coord_close(&s, lfd);

@@ -25,7 +25,10 @@
  *       control batch from a client, an unknown partition among known ones,
  *       another producer id, an end without a transaction, a bad group and
  *       timeout, and a fenced epoch per request version (PRODUCER_FENCED
- *       from v2, INVALID_PRODUCER_EPOCH before, and for Produce).
+ *       from v2, INVALID_PRODUCER_EPOCH before, and for Produce);
+ *   (f) a commit whose markers fail to be written (injected I/O error after
+ *       the commit was made durable as prepared): it cannot be aborted any
+ *       more, and after a restart the server completes it as a commit.
  *
  * The server runs on a thread of its own over a temporary directory with
  * its own broker handle; the test reads through a second handle.
@@ -49,6 +52,7 @@
 
 #include "connectors/broker/server_int.h"
 #include "engine/base/crc32c.h"
+#include "engine/base/fsio.h"
 #include "sluice/broker.h"
 #include "sluice/server.h"
 
@@ -674,10 +678,8 @@ static int16_t txn_offset(const char *tid, const char *group, int64_t pid, int16
     return g16(wr + 8 + 3 + 8);
 }
 
-static void test_wire_errors(void **state)
+static void connect_wire(void)
 {
-    (void)state;
-    start_server(0);
     wfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(wfd >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -686,6 +688,13 @@ static void test_wire_errors(void **state)
     assert_int_equal(connect(wfd, (struct sockaddr *)&a, sizeof a), 0);
     struct timeval tv = {.tv_sec = 60}; /* a safety net against a hang */
     setsockopt(wfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+static void test_wire_errors(void **state)
+{
+    (void)state;
+    start_server(0);
+    connect_wire();
 
     int64_t pid, pid2, base, b0;
     int16_t epoch, epoch2, errs[2];
@@ -757,12 +766,54 @@ static void test_wire_errors(void **state)
     stop_server();
 }
 
+/* ---- (f) a prepared commit is completed ---- */
+
+static void test_prepared_commit_completed(void **state)
+{
+    (void)state;
+    start_server(0);
+    connect_wire();
+    int64_t pid, base;
+    int16_t epoch;
+    int c1 = count_prefix("w", 1, SL_READ_COMMITTED, "x"); /* test_wire_errors' */
+    int c2 = count_prefix("w", 2, SL_READ_COMMITTED, "x");
+    assert_int_equal(init_pid("prep", 60000, &pid, &epoch), 0);
+    int32_t two[2] = {1, 2};
+    int16_t errs[2];
+    add_parts(1, "prep", pid, epoch, two, 2, errs);
+    assert_int_equal(errs[0], 0);
+    assert_int_equal(errs[1], 0);
+    assert_int_equal(produce_raw("prep", 1, pid, epoch, 0, 0x10, &base), 0);
+    assert_int_equal(produce_raw("prep", 2, pid, epoch, 0, 0x10, &base), 0);
+    /* The state file's write (prepared) goes through, the first marker's
+     * fails, and every write after it. */
+    sli_fsio_fail_after(SLI_FSIO_WRITE, 1, 5 /* EIO */, true);
+    assert_int_equal(end_txn(1, "prep", pid, epoch, true), KE_UNKNOWN);
+    assert_int_equal(end_txn(1, "prep", pid, epoch, false), KE_INVALID_TXN_STATE);
+    assert_true(lso_gap("w", 1) > 0 && lso_gap("w", 2) > 0);
+    assert_int_equal(count_prefix("w", 1, SL_READ_COMMITTED, "x"), c1);
+    close(wfd);
+    sli_fsio_fail_reset();
+    stop_server();
+    start_server(0); /* the timeout check completes the commit at once */
+    int spins = 0;
+    while ((lso_gap("w", 1) > 0 || lso_gap("w", 2) > 0) && spins++ < 600) usleep(100 * 1000);
+    assert_int_equal(lso_gap("w", 1), 0);
+    assert_int_equal(lso_gap("w", 2), 0);
+    stop_server();
+    assert_int_equal(count_prefix("w", 1, SL_READ_COMMITTED, "x"), c1 + 1);
+    assert_int_equal(count_prefix("w", 2, SL_READ_COMMITTED, "x"), c2 + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wire_errors),          cmocka_unit_test(test_idempotent_drops),
-        cmocka_unit_test(test_transactions_fencing), cmocka_unit_test(test_txn_offsets),
+        cmocka_unit_test(test_wire_errors),
+        cmocka_unit_test(test_idempotent_drops),
+        cmocka_unit_test(test_transactions_fencing),
+        cmocka_unit_test(test_txn_offsets),
         cmocka_unit_test(test_restart_open_txn),
+        cmocka_unit_test(test_prepared_commit_completed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
