@@ -22,7 +22,11 @@
  * whose length prefix is negative or above SLB_FRAME_MAX, or whose header
  * cannot be parsed, or whose body does not parse as the request its header
  * names, closes that connection only (one line on the log); every other
- * connection goes on.
+ * connection goes on. Once a second the loop lets the transaction
+ * coordinator abort timed-out transactions (slb_k_txn_tick, kapi_txn.c;
+ * its one call is in slb_server_run). A test-only hook
+ * (slb_server_set_fault_drop) closes a connection at random right after a
+ * request was handled, its answer unsent, as a lost connection does.
  *
  * Framing (all integers big-endian, as everywhere on Kafka's wire):
  *
