@@ -1137,12 +1137,71 @@ static void on_serve_signal(int sig)
 
 static void broker_usage(FILE *f)
 {
-    fprintf(f, "usage: sluice broker serve [--dir DIR] [--listen HOST:PORT]\n"
-               "Serves the broker directory to Kafka clients (kcat, librdkafka, Java) until\n"
-               "SIGINT or SIGTERM.\n"
-               "  --dir DIR            broker directory (default $SLUICE_DIR, else ./sluice-data)\n"
-               "  --listen HOST:PORT   loopback address to listen on (default 127.0.0.1:9092;\n"
-               "                       PORT 0 picks a free port, printed at start)\n");
+    fprintf(
+        f, "usage: sluice broker serve [--dir DIR] [--listen HOST:PORT] [options]\n"
+           "       sluice broker user add FILE USER     (the password is read from stdin)\n"
+           "serve: serves the broker directory to Kafka clients (kcat, librdkafka, Java) until\n"
+           "SIGINT or SIGTERM.\n"
+           "  --dir DIR                broker directory (default $SLUICE_DIR, else ./sluice-data)\n"
+           "  --listen HOST:PORT       address to listen on (default 127.0.0.1:9092; PORT 0\n"
+           "                           picks a free port, printed at start); loopback only\n"
+           "                           unless --sasl-users is given\n"
+           "  --tls-cert FILE          PEM certificate (chain): every connection speaks TLS\n"
+           "  --tls-key FILE           PEM private key of --tls-cert\n"
+           "  --sasl-users FILE        require SASL: SCRAM-SHA-256, or PLAIN over TLS, with the\n"
+           "                           users in FILE (written by sluice broker user add)\n"
+           "  --max-request-bytes N    largest request accepted (default and most 104857600)\n"
+           "  --max-connections N      connections beyond N are closed at once (default 10000)\n"
+           "  --idle-timeout-ms N      disconnect a client silent this long in the middle of a\n"
+           "                           request or before authenticating (default 30000; 0: never)\n"
+           "  --log-level LEVEL        error, warn (default: disconnected clients), info (+ idle\n"
+           "                           and refused clients, authentications), debug (+ one line\n"
+           "                           per request: api, version, client, latency)\n"
+           "user add: adds USER to the users file FILE (created mode 0600), or changes its\n"
+           "password: salted SCRAM-SHA-256 credentials, never the password itself.\n");
+}
+
+/* A decimal option value in lo..hi, or -1 (after a one-line message). */
+static long serve_num(const char *opt, const char *v, long lo, long hi)
+{
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || errno || n < lo || n > hi) {
+        fprintf(stderr, "sluice broker serve: %s '%s' is not a number in %ld..%ld\n", opt, v, lo,
+                hi);
+        return -1;
+    }
+    return n;
+}
+
+/* sluice broker user add FILE USER: the password is one line of stdin. */
+static int broker_user(int argc, char **argv)
+{
+    if (argc != 5 || strcmp(argv[2], "add") != 0) {
+        fprintf(stderr, "usage: sluice broker user add FILE USER   (password on stdin)\n");
+        return 2;
+    }
+    char pw[1024];
+    if (!fgets(pw, sizeof pw, stdin)) {
+        fprintf(stderr, "sluice broker user add: no password on stdin\n");
+        return 2;
+    }
+    size_t n = strlen(pw);
+    if (n && pw[n - 1] == '\n') pw[--n] = 0;
+    if (n && pw[n - 1] == '\r') pw[--n] = 0;
+    if (n + 1 >= sizeof pw) {
+        fprintf(stderr, "sluice broker user add: password longer than %zu bytes\n", sizeof pw - 2);
+        return 2;
+    }
+    char err[512];
+    int rc = sl_server_user_add(argv[3], argv[4], pw, err, sizeof err);
+    memset(pw, 0, sizeof pw);
+    if (rc < 0) {
+        fprintf(stderr, "sluice broker user add: %s\n", err);
+        return rc == SL_EINVAL ? 2 : 1;
+    }
+    return 0;
 }
 
 int cli_broker(int argc, char **argv)
@@ -1151,19 +1210,33 @@ int cli_broker(int argc, char **argv)
         broker_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "user")) return broker_user(argc, argv);
     if (strcmp(argv[1], "serve") != 0) {
-        fprintf(stderr, "sluice broker: unknown command '%s' (serve)\n", argv[1]);
+        fprintf(stderr, "sluice broker: unknown command '%s' (serve, user)\n", argv[1]);
         return 2;
     }
-    const char *dir = NULL, *listen = "127.0.0.1:9092";
+    const char *dir = NULL;
+    sl_server_conf conf;
+    sl_server_conf_init(&conf);
+    conf.listen = "127.0.0.1:9092";
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             broker_usage(stdout);
             return 0;
         }
-        bool is_dir = !strcmp(a, "--dir"), is_listen = !strcmp(a, "--listen");
-        if (!is_dir && !is_listen) {
+        static const char *const opts[] = {"--dir",
+                                           "--listen",
+                                           "--tls-cert",
+                                           "--tls-key",
+                                           "--sasl-users",
+                                           "--max-request-bytes",
+                                           "--max-connections",
+                                           "--idle-timeout-ms",
+                                           "--log-level"};
+        size_t o = 0;
+        while (o < sizeof opts / sizeof opts[0] && strcmp(a, opts[o]) != 0) o++;
+        if (o == sizeof opts / sizeof opts[0]) {
             fprintf(stderr, "sluice broker serve: unknown option '%s'\n", a);
             return 2;
         }
@@ -1172,29 +1245,63 @@ int cli_broker(int argc, char **argv)
             return 2;
         }
         const char *v = argv[++i];
-        if (is_dir) {
+        long n = 0;
+        switch (o) {
+        case 0:
             if (jobs_dir_opt("broker serve", v, &dir)) return 2;
-        } else {
-            listen = v;
+            break;
+        case 1: conf.listen = v; break;
+        case 2: conf.tls_cert = v; break;
+        case 3: conf.tls_key = v; break;
+        case 4: conf.sasl_users = v; break;
+        case 5:
+            if ((n = serve_num(a, v, 64, 100L * 1024 * 1024)) < 0) return 2;
+            conf.max_request_bytes = (int32_t)n;
+            break;
+        case 6:
+            if ((n = serve_num(a, v, 1, 10000000)) < 0) return 2;
+            conf.max_connections = (int32_t)n;
+            break;
+        case 7:
+            if ((n = serve_num(a, v, 0, 86400000)) < 0) return 2;
+            conf.idle_timeout_ms = (int32_t)n;
+            break;
+        default: {
+            static const char *const lv[] = {"error", "warn", "info", "debug"};
+            int l = 0;
+            while (l < 4 && strcmp(v, lv[l]) != 0) l++;
+            if (l == 4) {
+                fprintf(stderr,
+                        "sluice broker serve: --log-level '%s' is not error, warn, info or debug\n",
+                        v);
+                return 2;
+            }
+            conf.log_level = l;
         }
+        }
+    }
+    if (!conf.tls_cert != !conf.tls_key) {
+        fprintf(stderr, "sluice broker serve: --tls-cert and --tls-key go together\n");
+        return 2;
     }
     sl_broker *b = open_broker("broker serve", jobs_broker_dir(dir), 0);
     if (!b) return 1;
     sl_server *s = NULL;
-    int rc = sl_server_open(&s, b, listen);
+    conf.log = stderr;
+    int rc = sl_server_open_conf(&s, b, &conf);
     if (rc < 0) {
         fprintf(stderr, "sluice broker serve: %s\n", sl_server_errmsg(s));
         sl_server_close(s);
         sl_broker_close(b);
         return exit_for(rc);
     }
-    sl_server_set_log(s, stderr);
     serve_server = s;
     struct sigaction sa = {.sa_handler = on_serve_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    fprintf(stderr, "sluice broker serve: serving %s on port %d\n", sl_broker_dir(b),
+    fprintf(stderr, "sluice broker serve: serving %s%s%s on port %d\n", sl_broker_dir(b),
+            conf.tls_cert ? " over TLS" : "", conf.sasl_users ? " with SASL" : "",
             sl_server_port(s));
     rc = sl_server_run(s);
     int status = 0;

@@ -13,6 +13,30 @@ int sl_server_open(sl_server **out, sl_broker *b, const char *listen)
     return slb_server_open(out, b, listen);
 }
 
+void sl_server_conf_init(sl_server_conf *conf)
+{
+    slb_server_conf c;
+    slb_server_conf_init(&c);
+    *conf = (sl_server_conf){c.listen,          c.tls_cert,          c.tls_key,
+                             c.sasl_users,      c.max_request_bytes, c.max_connections,
+                             c.idle_timeout_ms, c.log_level,         c.log};
+}
+
+int sl_server_open_conf(sl_server **out, sl_broker *b, const sl_server_conf *conf)
+{
+    if (!conf) return slb_server_open_conf(out, b, NULL);
+    slb_server_conf c = {conf->listen,          conf->tls_cert,          conf->tls_key,
+                         conf->sasl_users,      conf->max_request_bytes, conf->max_connections,
+                         conf->idle_timeout_ms, conf->log_level,         conf->log};
+    return slb_server_open_conf(out, b, &c);
+}
+
+int sl_server_user_add(const char *path, const char *user, const char *password, char *err,
+                       size_t errlen)
+{
+    return slb_server_user_add(path, user, password, err, errlen);
+}
+
 int sl_server_port(const sl_server *s)
 {
     return slb_server_port(s);

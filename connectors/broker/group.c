@@ -9,10 +9,21 @@
  *   key   (binary)                          value (binary)
  *   -----------------------------------     ------------------------------
  *   2  uint16 LE  group name length g       8  int64 LE  committed offset
- *   g  bytes      group name
- *   2  uint16 LE  topic name length t
- *   t  bytes      topic name
+ *   g  bytes      group name                m  bytes     metadata, m >= 0
+ *   2  uint16 LE  topic name length t                    (the client's string,
+ *   t  bytes      topic name                             to the value's end)
  *   4  int32 LE   partition
+ *
+ * The metadata tail was added for the Kafka protocol server (OffsetCommit
+ * carries a metadata string); a value of exactly 8 bytes, as older versions
+ * wrote, reads as empty metadata, so old records stay readable (an older
+ * reader skips the longer values, though: it wants exactly 8 bytes).
+ * sl_group_commit writes one record; slb_group_commit_many writes the
+ * offsets of several partitions as one batch (one append, one fsync), as an
+ * OffsetCommit request brings them; slb_group_offsets reads the log once and
+ * returns the latest commit of every (group, topic, partition) key that
+ * matches, for OffsetFetch, ListGroups and a fetch of all of a group's
+ * offsets.
  *
  * Compaction keeps the latest commit per key. Several processes commit to the
  * same log, so a commit does not keep the partition's writer lock: it waits
@@ -44,6 +55,7 @@
 
 #include "connectors/broker/broker_int.h"
 #include "connectors/broker/clean.h"
+#include "connectors/broker/kgroup.h"
 #include "engine/base/errmap.h"
 #include "engine/base/fsio.h"
 
@@ -146,7 +158,7 @@ int sl_group_fetch(sl_broker *b, const char *group, const char *topic, int32_t p
     bool found = false;
     sl_message m;
     while ((rc = sl_log_reader_next(r, &m, 0)) == 0) {
-        if (m.key_len == klen && !memcmp(m.key, key, klen) && m.value && m.value_len == 8) {
+        if (m.key_len == klen && !memcmp(m.key, key, klen) && m.value && m.value_len >= 8) {
             *offset = (int64_t)slb_get64(m.value);
             found = true;
         }
@@ -162,6 +174,154 @@ none:
     slb_seterr(b->errmsg, "group '%s' has no committed offset for topic '%s' partition %d", group,
                topic, partition);
     return SL_ENOENT;
+}
+
+int slb_group_commit_many(sl_broker *b, const char *group, const slb_commit *cs, size_t n)
+{
+    if (!b || (n && !cs)) return SL_EINVAL;
+    if (n == 0) return 0;
+    int rc = 0;
+    sl_record *recs = NULL;
+    uint8_t *buf = NULL;
+    size_t need = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = check_args(b, group, cs[i].topic, cs[i].partition)) < 0) return rc;
+        if (cs[i].offset < 0) {
+            slb_seterr(b->errmsg, "committed offset %lld is negative", (long long)cs[i].offset);
+            return SL_EINVAL;
+        }
+        if (cs[i].meta_len > SLB_GROUP_META_MAX) {
+            slb_seterr(b->errmsg, "commit metadata of %zu bytes is above %d", cs[i].meta_len,
+                       SLB_GROUP_META_MAX);
+            return SL_ETOOBIG;
+        }
+        need += 2 * SL_TOPIC_NAME_MAX + 16 + 8 + cs[i].meta_len;
+    }
+    if ((rc = ensure_offsets_topic(b)) < 0) return rc;
+    sl_topic_conf c;
+    if ((rc = slb_topic_load(b, SLB_OFFSETS_TOPIC, &c, b->errmsg)) < 0) return rc;
+    recs = calloc(n, sizeof *recs);
+    buf = malloc(need);
+    if (!recs || !buf) {
+        slb_seterr(b->errmsg, "out of memory for a commit of %zu offsets", n);
+        rc = SL_ENOMEM;
+        goto fail;
+    }
+    uint8_t *q = buf;
+    for (size_t i = 0; i < n; i++) {
+        size_t klen = offsets_key(q, group, cs[i].topic, cs[i].partition);
+        uint8_t *val = q + klen;
+        slb_put64(val, (uint64_t)cs[i].offset);
+        if (cs[i].meta_len) memcpy(val + 8, cs[i].meta, cs[i].meta_len);
+        recs[i] = (sl_record){.key = q,
+                              .key_len = klen,
+                              .value = val,
+                              .value_len = 8 + cs[i].meta_len,
+                              .timestamp = SL_TIMESTAMP_NONE};
+        q = val + 8 + cs[i].meta_len;
+    }
+    char pdir[SLB_PATH_CAP];
+    slb_part_dir(pdir, sizeof pdir, b, SLB_OFFSETS_TOPIC, 0);
+    slb_plog *l;
+    if ((rc = slb_plog_open(&l, pdir, SLB_OFFSETS_TOPIC, 0, &c, true, slb_plog_clean_locked,
+                            b->errmsg)) < 0)
+        goto fail;
+    rc = slb_plog_append(l, NULL, recs, n, NULL, b->errmsg);
+    char err[SLB_ERRLEN];
+    int r = slb_plog_close(l, err);
+    if (rc == 0 && r < 0) {
+        rc = r;
+        memcpy(b->errmsg, err, sizeof err);
+    }
+fail:
+    free(recs);
+    free(buf);
+    return rc;
+}
+
+/* Parse an offsets key; false if it is not one. */
+static bool parse_key(const uint8_t *k, size_t n, slb_offset *o)
+{
+    if (n < 2) return false;
+    size_t g = (size_t)k[0] | (size_t)k[1] << 8;
+    if (n < 2 + g + 2) return false;
+    size_t t = (size_t)k[2 + g] | (size_t)k[3 + g] << 8;
+    if (n != 2 + g + 2 + t + 4 || g > SL_TOPIC_NAME_MAX || t > SL_TOPIC_NAME_MAX) return false;
+    memcpy(o->group, k + 2, g);
+    o->group[g] = 0;
+    memcpy(o->topic, k + 4 + g, t);
+    o->topic[t] = 0;
+    o->partition = (int32_t)slb_get32(k + 4 + g + t);
+    return true;
+}
+
+int slb_group_offsets(sl_broker *b, const char *group, slb_offset **out, size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    if (!b) return SL_EINVAL;
+    sl_topic_conf c;
+    char err[SLB_ERRLEN];
+    if (slb_topic_load(b, SLB_OFFSETS_TOPIC, &c, err) < 0) return 0; /* nothing committed yet */
+    sl_log_reader *r;
+    int rc = sl_log_reader_open(&r, b, SLB_OFFSETS_TOPIC, 0, SL_OFFSET_BEGINNING);
+    if (rc < 0) return rc;
+    slb_offset *v = NULL, o;
+    size_t n = 0, cap = 0;
+    sl_message m;
+    while ((rc = sl_log_reader_next(r, &m, 0)) == 0) {
+        if (!m.value || m.value_len < 8 || m.value_len > 8 + SLB_GROUP_META_MAX ||
+            !parse_key(m.key, m.key_len, &o))
+            continue;
+        if (group && strcmp(group, o.group) != 0) continue;
+        size_t i = 0; /* the key's entry: the latest commit wins */
+        while (i < n && !(v[i].partition == o.partition && !strcmp(v[i].topic, o.topic) &&
+                          !strcmp(v[i].group, o.group)))
+            i++;
+        if (i == n) {
+            if (n == cap) {
+                size_t nc = cap ? 2 * cap : 16;
+                slb_offset *nv = realloc(v, nc * sizeof *v);
+                if (!nv) {
+                    slb_seterr(b->errmsg, "out of memory reading committed offsets");
+                    rc = SL_ENOMEM;
+                    break;
+                }
+                v = nv;
+                cap = nc;
+            }
+            o.meta = NULL;
+            o.meta_len = 0;
+            v[n++] = o;
+        }
+        v[i].offset = (int64_t)slb_get64(m.value);
+        uint8_t *meta = NULL;
+        if (m.value_len > 8 && !(meta = malloc(m.value_len - 8))) {
+            slb_seterr(b->errmsg, "out of memory reading committed offsets");
+            rc = SL_ENOMEM;
+            break;
+        }
+        if (meta) memcpy(meta, (const uint8_t *)m.value + 8, m.value_len - 8);
+        free(v[i].meta);
+        v[i].meta = meta;
+        v[i].meta_len = m.value_len - 8;
+    }
+    if (rc != SL_EAGAIN) {
+        if (rc != SL_ENOMEM) memcpy(b->errmsg, sl_log_reader_errmsg(r), sizeof b->errmsg);
+        sl_log_reader_close(r);
+        slb_group_offsets_free(v, n);
+        return rc;
+    }
+    sl_log_reader_close(r);
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+void slb_group_offsets_free(slb_offset *v, size_t count)
+{
+    for (size_t i = 0; v && i < count; i++) free(v[i].meta);
+    free(v);
 }
 
 /* ---- membership ------------------------------------------------------------ */

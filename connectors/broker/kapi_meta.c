@@ -15,7 +15,8 @@ static void meta_topic(sl_server *s, kwr *w, int16_t ver, const char *name, int 
     sl_topic_info *ti = slb_srv_describe(s, name, len);
     kwr_i16(w, ti ? KE_NONE : KE_UNKNOWN_TOPIC);
     kwr_str(w, name, len);
-    if (ver >= 1) kwr_i8(w, 0); /* is_internal */
+    /* is_internal: the broker's own topics (committed offsets) start with "__" */
+    if (ver >= 1) kwr_i8(w, len > 2 && name[0] == '_' && name[1] == '_');
     int32_t np = ti ? ti->partition_count : 0;
     kwr_i32(w, np);
     for (int32_t i = 0; i < np; i++) {

@@ -7,6 +7,12 @@
  *   kapi_meta.c     Metadata, FindCoordinator
  *   kapi_produce.c  Produce
  *   kapi_fetch.c    Fetch, ListOffsets
+ *   kapi_group.c    JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+ *                   OffsetFetch, ListGroups, DescribeGroups (kgroup.c: the
+ *                   group coordinator's state machine)
+ *   kapi_sasl.c     SaslHandshake, SaslAuthenticate, v0's raw SASL tokens
+ *   ktls.c          a connection's byte I/O, plain or TLS (ktls.h)
+ *   scram.c         SCRAM-SHA-256, PLAIN's check, the users file (scram.h)
  *   kapi_txn.c      InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
  *                   TxnOffsetCommit, EndTxn (the transaction coordinator)
  *
@@ -31,7 +37,9 @@
 
 #include <stdio.h>
 
+#include "connectors/broker/ktls.h"
 #include "connectors/broker/kwire.h"
+#include "connectors/broker/scram.h"
 #include "connectors/broker/server.h"
 
 #define SLB_K_PARK   1
@@ -51,6 +59,17 @@ typedef struct slb_conn {
     uint64_t park_gen;
     char peer[64];
     struct slb_conn *prev, *next;
+    /* Security and limits (server.c, ktls.c, kapi_sasl.c). */
+    struct ssl_st *ssl; /* TLS state; NULL on a plain connection */
+    int io_want;        /* SLB_IO_* (ktls.h): what a TLS read/write waits for */
+    char io_err[128];   /* why the I/O layer ended the connection */
+    bool authed;        /* SASL done (or not required) */
+    bool closing;       /* close once the output is sent; read nothing more */
+    uint8_t sasl;       /* SLB_SASL_*: where the SASL exchange stands */
+    uint8_t mech;       /* SLB_MECH_*, chosen by SaslHandshake */
+    slb_scram *scram;   /* during a SCRAM exchange */
+    int64_t last_rx;    /* monotonic ms of the last bytes received */
+    char local[48];     /* the address the client reached (wildcard listeners) */
 } slb_conn;
 
 /* The transaction coordinator's state in the server (kapi_txn.c), and the
@@ -61,6 +80,10 @@ typedef struct slb_ktxn {
     int drop_permille;         /* close a connection after this share of requests */
     uint64_t drop_rng;
 } slb_ktxn;
+
+enum { SLB_SASL_NONE, SLB_SASL_RAW, SLB_SASL_AUTHENTICATE }; /* after a v0 / v1 handshake */
+enum { SLB_MECH_NONE, SLB_MECH_SCRAM, SLB_MECH_PLAIN };
+enum { SLB_LOG_ERROR, SLB_LOG_WARN, SLB_LOG_INFO, SLB_LOG_DEBUG };
 
 struct sl_server {
     sl_broker *b;
@@ -77,8 +100,22 @@ struct sl_server {
     kbuf kb;
     uint64_t gen;    /* wake-ups so far (appends, ...): wakes parked requests */
     int32_t park_ms; /* how long the request that returned SLB_K_PARK waits */
+
+    struct slb_kgroups *kg; /* the group coordinator (kgroup.h), created on first use */
     slb_ktxn txn;
     char err[512];
+    /* Security and limits. */
+    slb_tls *tls;      /* TLS context; NULL: plaintext */
+    slb_users users;   /* SASL users; users.n == 0: no authentication */
+    int32_t max_req;   /* largest request frame (bytes after the prefix) */
+    int32_t max_conns; /* connections beyond this are closed at accept */
+    int32_t nconns;
+    int32_t idle_ms;    /* a partial request or unauthenticated connection idle this long: closed */
+    int log_level;      /* SLB_LOG_* */
+    bool accept_paused; /* out of file descriptors: the listener waits for a close */
+    int64_t next_sweep; /* monotonic ms of the next idle check */
+    bool wildcard;      /* listening on 0.0.0.0 or [::]: host is set per request to
+                           the address the client reached (what Metadata advertises) */
 };
 
 typedef int (*slb_khandler)(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
@@ -88,6 +125,15 @@ int slb_k_find_coordinator(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ve
 int slb_k_produce(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_list_offsets(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+/* kapi_group.c */
+int slb_k_join_group(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_sync_group(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_heartbeat(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_leave_group(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_offset_commit(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_offset_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_list_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_describe_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_init_producer_id(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_add_partitions_to_txn(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_add_offsets_to_txn(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
@@ -120,7 +166,19 @@ bool slb_srv_topic_name(const char *p, int len, char out[SL_TOPIC_NAME_MAX + 1])
 sl_topic_info *slb_srv_describe(sl_server *s, const char *p, int len);
 /* The Kafka error code for a negative SL_E... code. */
 int16_t slb_srv_kafka_error(int rc);
-/* One line on the server's log (if any). */
+/* One line on the server's log (if any), at warn level. */
 void slb_srv_log(sl_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line on the server's log if its level is at least level (SLB_LOG_*). */
+void slb_srv_logl(sl_server *s, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+int slb_k_sasl_handshake(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_sasl_authenticate(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+/* A raw SASL token (p, n: after its length prefix) after a v0 handshake:
+ * appends the raw answer to c->out. Returns 0, or SL_EPERM (authentication
+ * failed: close now; the reason is logged) or SL_ENOMEM. */
+int slb_sasl_raw(sl_server *s, slb_conn *c, const uint8_t *p, size_t n);
+/* Free c's SASL exchange state. */
+void slb_sasl_free(slb_conn *c);
 
 #endif

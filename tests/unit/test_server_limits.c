@@ -1,0 +1,434 @@
+/*
+ * tests/unit/test_server_limits.c - the Kafka-protocol server's limits
+ * (connectors/broker/server.c) over raw sockets: a huge length prefix,
+ * garbage (an HTTP request, a frame too short for a header), a frame cut
+ * mid-way then silence and a length prefix cut mid-way then silence (with
+ * an idle timeout of 100 ms: the test waits for the disconnect, it never
+ * measures time), a request one byte above --max-request-bytes, and one
+ * connection above --max-connections; a request exactly at the limit is
+ * answered. Each disconnects that client only:
+ * a well-behaved client on its own connection produces a batch after each,
+ * and at the end a Fetch from offset 0 returns every record it produced,
+ * offsets contiguous and CRCs good. The log (level info) has exactly one line
+ * per disconnected client. The server runs sl_server_run on a thread of its
+ * own over a temporary broker directory with topic "t".
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "engine/base/crc32c.h"
+#include "sluice/broker.h"
+#include "sluice/server.h"
+
+#define MAX_REQ   8192
+#define MAX_CONNS 6
+
+static char dir[] = "/tmp/sluice_test_server_limits_XXXXXX";
+static sl_broker *broker;
+static sl_server *srv;
+static pthread_t thr;
+static int run_rc;
+static FILE *slog;
+static int good = -1;   /* the well-behaved client */
+static int produced;    /* batches it produced */
+static int disconnects; /* clients the server must have logged */
+
+static void *run_main(void *arg)
+{
+    (void)arg;
+    run_rc = sl_server_run(srv);
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir)) return -1;
+    if (sl_broker_open(&broker, dir, 0) < 0) return -1;
+    if (sl_topic_create(broker, "t", NULL) < 0) return -1;
+    if (!(slog = tmpfile())) return -1;
+    sl_server_conf c;
+    sl_server_conf_init(&c);
+    if (c.max_request_bytes != 100 * 1024 * 1024 || c.max_connections != 10000 ||
+        c.log_level != SL_SERVER_LOG_WARN)
+        return -1;
+    c.listen = "127.0.0.1:0";
+    c.max_request_bytes = MAX_REQ;
+    c.max_connections = MAX_CONNS;
+    c.idle_timeout_ms = 100;
+    c.log_level = SL_SERVER_LOG_INFO;
+    c.log = slog;
+    if (sl_server_open_conf(&srv, broker, &c) < 0) return -1;
+    return pthread_create(&thr, NULL, run_main, NULL) ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sl_server_stop(srv);
+    pthread_join(thr, NULL);
+    sl_server_close(srv);
+    sl_broker_close(broker);
+    fclose(slog);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 && run_rc == 0 ? 0 : -1;
+}
+
+/* ---- frames (as in test_server.c) ---- */
+
+typedef struct fb {
+    uint8_t p[16384];
+    size_t n;
+} fb;
+
+static void b8(fb *f, uint8_t v)
+{
+    f->p[f->n++] = v;
+}
+static void b16(fb *f, uint16_t v)
+{
+    b8(f, (uint8_t)(v >> 8));
+    b8(f, (uint8_t)v);
+}
+static void b32(fb *f, uint32_t v)
+{
+    b16(f, (uint16_t)(v >> 16));
+    b16(f, (uint16_t)v);
+}
+static void b64(fb *f, uint64_t v)
+{
+    b32(f, (uint32_t)(v >> 32));
+    b32(f, (uint32_t)v);
+}
+static void bstr(fb *f, const char *s)
+{
+    b16(f, (uint16_t)strlen(s));
+    memcpy(f->p + f->n, s, strlen(s));
+    f->n += strlen(s);
+}
+static void req(fb *f, int16_t key, int16_t ver, int32_t corr)
+{
+    f->n = 0;
+    b32(f, 0);
+    b16(f, (uint16_t)key);
+    b16(f, (uint16_t)ver);
+    b32(f, (uint32_t)corr);
+    bstr(f, "limits");
+}
+static void fin(fb *f)
+{
+    uint32_t l = (uint32_t)f->n - 4;
+    f->p[0] = (uint8_t)(l >> 24);
+    f->p[1] = (uint8_t)(l >> 16);
+    f->p[2] = (uint8_t)(l >> 8);
+    f->p[3] = (uint8_t)l;
+}
+
+static int connect_srv(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)sl_server_port(srv))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {.tv_sec = 60}; /* a safety net against a hang, not a time assertion */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n)
+{
+    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static int recv_all(int fd, uint8_t *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = recv(fd, p + got, n - got, 0);
+        if (k <= 0) return -1;
+        got += (size_t)k;
+    }
+    return 0;
+}
+
+static uint8_t rb[1 << 20];
+
+static long response(int fd, int32_t corr)
+{
+    uint8_t l[4];
+    if (recv_all(fd, l, 4) < 0) return -1;
+    uint32_t n = (uint32_t)l[0] << 24 | (uint32_t)l[1] << 16 | (uint32_t)l[2] << 8 | l[3];
+    assert_true(n >= 4 && n <= sizeof rb);
+    assert_int_equal(recv_all(fd, rb, n), 0);
+    uint32_t c = (uint32_t)rb[0] << 24 | (uint32_t)rb[1] << 16 | (uint32_t)rb[2] << 8 | rb[3];
+    assert_int_equal(c, (uint32_t)corr);
+    return (long)n;
+}
+
+static int16_t g16(const uint8_t *p)
+{
+    return (int16_t)(p[0] << 8 | p[1]);
+}
+static int32_t g32(const uint8_t *p)
+{
+    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+}
+static int64_t g64(const uint8_t *p)
+{
+    return (int64_t)((uint64_t)(uint32_t)g32(p) << 32 | (uint32_t)g32(p + 4));
+}
+
+/* A v2 batch of 3 records "k<i>" -> "v<i>" (after its bytes length). */
+static void kbatch(fb *f)
+{
+    size_t start = f->n;
+    b32(f, 0);
+    size_t b = f->n;
+    b64(f, 0);
+    b32(f, 0);
+    b32(f, 0);
+    b8(f, 2);
+    b32(f, 0);
+    b16(f, 0);
+    b32(f, 2);
+    b64(f, 1000);
+    b64(f, 1002);
+    b64(f, (uint64_t)-1);
+    b16(f, 0xffff);
+    b32(f, 0xffffffff);
+    b32(f, 3);
+    for (int i = 0; i < 3; i++) {
+        b8(f, 2 * 10);
+        b8(f, 0);
+        b8(f, (uint8_t)(2 * i));
+        b8(f, (uint8_t)(2 * i));
+        b8(f, 2 * 2);
+        b8(f, 'k');
+        b8(f, (uint8_t)('0' + i));
+        b8(f, 2 * 2);
+        b8(f, 'v');
+        b8(f, (uint8_t)('0' + i));
+        b8(f, 0);
+    }
+    size_t len = f->n - b;
+    uint8_t *p = f->p + b;
+    uint32_t bl = (uint32_t)len - 12;
+    p[8] = (uint8_t)(bl >> 24), p[9] = (uint8_t)(bl >> 16), p[10] = (uint8_t)(bl >> 8),
+    p[11] = (uint8_t)bl;
+    uint32_t crc = sli_crc32c(0, p + 21, len - 21);
+    p[17] = (uint8_t)(crc >> 24), p[18] = (uint8_t)(crc >> 16), p[19] = (uint8_t)(crc >> 8),
+    p[20] = (uint8_t)crc;
+    uint8_t *q = f->p + start;
+    q[0] = (uint8_t)(len >> 24), q[1] = (uint8_t)(len >> 16), q[2] = (uint8_t)(len >> 8),
+    q[3] = (uint8_t)len;
+}
+
+static void produce_frame(fb *f, int32_t corr)
+{
+    req(f, 0, 3, corr);
+    b16(f, 0xffff);
+    b16(f, 1);
+    b32(f, 5000);
+    b32(f, 1);
+    bstr(f, "t");
+    b32(f, 1);
+    b32(f, 0);
+    kbatch(f);
+    fin(f);
+}
+
+/* The well-behaved client produces one batch of 3: it lands right after the
+ * ones before. */
+static void good_produces(void)
+{
+    if (good < 0) good = connect_srv();
+    fb f;
+    produce_frame(&f, 100 + produced);
+    send_all(good, f.p, f.n);
+    assert_int_equal(response(good, 100 + produced), 4 + 4 + 3 + 4 + 4 + 2 + 8 + 8 + 4);
+    assert_int_equal(g16(rb + 19), 0);
+    assert_int_equal(g64(rb + 21), 3 * produced);
+    produced++;
+}
+
+/* fd is closed by the server (after answering nothing more). */
+static void is_closed(int fd)
+{
+    uint8_t x[256];
+    ssize_t k;
+    while ((k = recv(fd, x, sizeof x, 0)) > 0) {}
+    assert_int_equal(k, 0); /* EOF, not the safety timeout */
+    close(fd);
+    disconnects++;
+}
+
+static void bad_client(const void *p, size_t n)
+{
+    good_produces();
+    int fd = connect_srv();
+    send_all(fd, p, n);
+    is_closed(fd);
+    good_produces();
+}
+
+static void test_huge_and_garbage(void **state)
+{
+    (void)state;
+    const uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 3};
+    bad_client(huge, sizeof huge);
+    const char http[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    bad_client(http, sizeof http - 1);
+    const uint8_t tiny[] = {0, 0, 0, 3, 0xde, 0xad, 0xbe};
+    bad_client(tiny, sizeof tiny);
+    uint8_t junk[512];
+    srand(7);
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)rand();
+    junk[0] = 0x80; /* a negative length */
+    bad_client(junk, sizeof junk);
+}
+
+static void test_above_max_request(void **state)
+{
+    (void)state;
+    fb f;
+    produce_frame(&f, 7);
+    while (f.n < MAX_REQ + 4 + 1) b8(&f, 0); /* one byte above the limit */
+    fin(&f);
+    bad_client(f.p, f.n);
+    /* a request exactly at the limit is read whole and answered (ApiVersions
+     * v0 ignores its body) */
+    req(&f, 18, 0, 8);
+    while (f.n < MAX_REQ + 4) b8(&f, 0);
+    fin(&f);
+    send_all(good, f.p, f.n);
+    assert_true(response(good, 8) > 0);
+    good_produces();
+}
+
+static void test_cut_then_silence(void **state)
+{
+    (void)state;
+    fb f;
+    produce_frame(&f, 9);
+    bad_client(f.p, f.n / 2); /* half a frame, then nothing: the idle timeout */
+    bad_client(f.p, 2);       /* half a length prefix */
+    good_produces();
+}
+
+static void test_max_connections(void **state)
+{
+    (void)state;
+    good_produces(); /* good is one of the MAX_CONNS */
+    int fds[MAX_CONNS];
+    for (int i = 0; i < MAX_CONNS - 1; i++) fds[i] = connect_srv();
+    /* each is served: one ApiVersions each (also makes sure all are accepted) */
+    for (int i = 0; i < MAX_CONNS - 1; i++) {
+        fb f;
+        req(&f, 18, 0, 200 + i);
+        fin(&f);
+        send_all(fds[i], f.p, f.n);
+        assert_true(response(fds[i], 200 + i) > 0);
+    }
+    int extra = connect_srv(); /* the TCP handshake completes; the server closes it */
+    is_closed(extra);
+    good_produces();
+    for (int i = 0; i < MAX_CONNS - 1; i++) close(fds[i]);
+    /* once the server has seen the closes, a new client is served again */
+    bool served = false;
+    for (int tries = 0; tries < 1000 && !served; tries++) {
+        int fd = connect_srv();
+        fb f;
+        req(&f, 18, 0, 300);
+        fin(&f);
+        send_all(fd, f.p, f.n);
+        served = response(fd, 300) > 0;
+        close(fd);
+        if (!served) {
+            disconnects++;
+            poll(NULL, 0, 10);
+        }
+    }
+    assert_true(served);
+    good_produces();
+}
+
+/* Everything the well-behaved client produced is there, in order. */
+static void test_data_intact(void **state)
+{
+    (void)state;
+    fb f;
+    req(&f, 1, 4, 400); /* Fetch v4 of t/0 from 0 */
+    b32(&f, 0xffffffff);
+    b32(&f, 0);
+    b32(&f, 1);
+    b32(&f, 1 << 20);
+    b8(&f, 0);
+    b32(&f, 1);
+    bstr(&f, "t");
+    b32(&f, 1);
+    b32(&f, 0);
+    b64(&f, 0);
+    b32(&f, 1 << 20);
+    fin(&f);
+    send_all(good, f.p, f.n);
+    long n = response(good, 400);
+    uint8_t *p = rb + 4 + 4 + 4 + 3 + 4;
+    assert_int_equal(g16(p + 4), 0);
+    assert_int_equal(g64(p + 6), 3 * produced); /* high watermark */
+    int32_t rl = g32(p + 26);
+    uint8_t *bt = p + 30, *end = bt + rl;
+    assert_int_equal(end - rb, n);
+    int64_t records = 0; /* the log may hold them in batches of its own */
+    while (bt + 61 <= end) {
+        int32_t bl = g32(bt + 8);
+        assert_true(bt + 12 + bl <= end);
+        assert_int_equal(g64(bt), records);
+        assert_int_equal((uint32_t)g32(bt + 17), sli_crc32c(0, bt + 21, (size_t)bl + 12 - 21));
+        records += g32(bt + 57);
+        bt += 12 + bl;
+    }
+    assert_int_equal(records, 3 * produced);
+    close(good);
+    good = -1;
+    /* the log: one line per disconnected client, nothing else but refusals */
+    fflush(slog);
+    rewind(slog);
+    char line[512];
+    int lines = 0, disc = 0;
+    while (fgets(line, sizeof line, slog)) {
+        lines++;
+        if (strstr(line, "disconnected") || strstr(line, "refused"))
+            disc++;
+        else
+            print_message("unexpected log line: %s", line);
+    }
+    assert_int_equal(disc, disconnects);
+    assert_int_equal(lines, disconnects);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_huge_and_garbage), cmocka_unit_test(test_above_max_request),
+        cmocka_unit_test(test_cut_then_silence), cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_data_intact),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
