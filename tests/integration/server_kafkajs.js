@@ -4,9 +4,11 @@
 // transaction of the first producer open, a second producer with the same
 // transactional id begins one (its InitProducerId bumps the epoch and aborts
 // the open transaction) and the first one's next send or commit must fail with
-// a fencing error; the second commits one more transaction. Prints one line
-// per step; the shell script checks what read_committed and read_uncommitted
-// readers see. Usage: node server_kafkajs.js MODULE_DIR HOST:PORT TOPIC
+// a fencing error; the second commits one more transaction. Then a
+// read_committed group consumer (kafkajs's default isolation) reads the topic
+// from the beginning. Prints one line per step and one per record consumed;
+// the shell script checks them, and what kcat's read_committed and
+// read_uncommitted readers see. Usage: node server_kafkajs.js MODULE_DIR HOST:PORT TOPIC
 'use strict';
 const [moduleDir, broker, topic] = process.argv.slice(2);
 const { Kafka, logLevel } = require(moduleDir + '/kafkajs');
@@ -66,6 +68,29 @@ async function main() {
   console.log('second producer committed');
   await p1.disconnect().catch(() => {});
   await p2.disconnect();
+
+  // A read_committed group consumer (kafkajs's default isolation) from the
+  // beginning: it must get exactly the 9 committed records. It stops once it
+  // has 9 and prints every record it got (more, if any, arrive with them).
+  const consumer = kafka.consumer({ groupId: 'js-reader', readUncommitted: false });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const seen = [];
+  let guard;
+  await new Promise((resolve, reject) => {
+    guard = setTimeout(() => reject(new Error(`consumer got only ${seen.length} records`)), 60000);
+    consumer
+      .run({
+        eachMessage: async ({ message }) => {
+          seen.push(message.value.toString());
+          if (seen.length >= 9) resolve();
+        },
+      })
+      .catch(reject);
+  });
+  clearTimeout(guard);
+  await consumer.disconnect();
+  for (const v of seen) console.log(`read_committed: ${v}`);
 }
 
 main().then(

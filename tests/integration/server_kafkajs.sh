@@ -3,12 +3,12 @@
 # installed with `npm ci` into BUILD_DIR/npm when missing) against `sluice
 # broker serve`: server_kafkajs.js commits one transaction, aborts another,
 # and is fenced by a second producer with the same transactional id, which
-# then commits. kafkajs's consumer needs consumer groups (another part of
-# issue 10), so the topic is read back with kcat (librdkafka) instead: with
-# isolation.level=read_committed exactly the committed records (both
-# producers'), with read_uncommitted the aborted and fenced ones too (so the
-# filter is seen to matter); sluice consume over the directory
-# (read_committed, to the end) finds exactly the committed ones. node,
+# then commits; a kafkajs read_committed group consumer then gets exactly
+# the committed records (both producers'). kcat (librdkafka) reads them back
+# too: with isolation.level=read_committed exactly the committed records,
+# with read_uncommitted the aborted and fenced ones too (so the filter is
+# seen to matter); sluice consume over the directory (read_committed, to the
+# end) finds exactly the committed ones. node,
 # npm and kcat must be installed (README, scripts/deps.sh); without them, or
 # if npm ci fails, this test fails: it never skips.
 set -euo pipefail
@@ -66,6 +66,10 @@ expect_committed=$(
   for i in 0 1 2; do echo "second-$i"; done
 )
 echo "$expect_committed" | sort > "$tmp/want.committed"
+sed -n 's/^read_committed: //p' "$tmp/js.out" | sort > "$tmp/js.sorted"
+diff "$tmp/want.committed" "$tmp/js.sorted" > "$tmp/diff" ||
+  fail "the kafkajs read_committed consumer saw other records than the committed ones: $(cat "$tmp/diff")"
+
 # kcat reads with -c (a message count), not -e: this server's Fetch sends
 # records only, never the control batches, so a consumer's position does not
 # pass the marker that ends each partition and it never reaches the end
