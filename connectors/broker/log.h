@@ -169,7 +169,13 @@ static inline int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, in
 int slb_plog_append(slb_plog *l, const sl_producer_ref *pr, const sl_record *recs, size_t n,
                     int64_t *base, char *err);
 /* slb_plog_append with attribute bits txn_attrs (SLB_ATTR_TRANSACTIONAL:
- * the batch is part of the producer's open transaction; needs pr). */
+ * the batch is part of the producer's open transaction; needs pr). With
+ * SLB_APPEND_DUP_OK in txn_attrs (not a batch attribute), a batch of pr's
+ * epoch whose sequences all lie below the last one written (a retry of an
+ * older batch: Kafka's DUPLICATE_SEQUENCE_NUMBER) writes nothing and
+ * returns SLB_APPEND_DUP with *base -1, instead of SL_ERANGE. */
+#define SLB_APPEND_DUP_OK 0x80
+#define SLB_APPEND_DUP    2
 int slb_plog_append_attrs(slb_plog *l, const sl_producer_ref *pr, uint8_t txn_attrs,
                           const sl_record *recs, size_t n, int64_t *base, char *err);
 /* Write a transaction marker (a control batch, batch.h) of type

@@ -14,8 +14,8 @@
  * straight from the segment file; each holds a reference to its file, so a
  * segment deleted meanwhile stays readable until sent). conn_flush sends
  * them in order, bytes by send (MSG_MORE before a range) and ranges by
- * conn_send_range, the one place file bytes leave (a TLS connection would
- * pread and encrypt there); a response's length prefix counts its ranges.
+ * conn_send_range, the one place file bytes leave (a TLS connection preads
+ * and encrypts there); a response's length prefix counts its ranges.
  * Requests of a connection are handled one at a time, in the order they
  * came, and each answer is appended to the output before the next request is
  * read, so answers leave in request order (Kafka's guarantee per
@@ -28,7 +28,11 @@
  * A frame whose length prefix is negative or above max_req, or whose
  * header cannot be parsed, or whose body does not parse as the request its
  * header names, closes that connection only (one line on the log); every
- * other connection goes on.
+ * other connection goes on. Once a second the loop lets the transaction
+ * coordinator abort timed-out transactions (slb_k_txn_tick, kapi_txn.c;
+ * its one call is in slb_server_run). A test-only hook
+ * (slb_server_set_fault_drop) closes a connection at random right after a
+ * request was handled, its answer unsent, as a lost connection does.
  *
  * Framing (all integers big-endian, as everywhere on Kafka's wire):
  *
@@ -131,6 +135,11 @@ static const struct {
     {KAPI_SASL_AUTHENTICATE, 0, 1, slb_k_sasl_authenticate},
     {KAPI_CREATE_TOPICS, 0, 4, slb_k_create_topics},
     {KAPI_DELETE_TOPICS, 0, 3, slb_k_delete_topics},
+    {KAPI_INIT_PRODUCER_ID, 0, 1, slb_k_init_producer_id},
+    {KAPI_ADD_PARTITIONS_TO_TXN, 0, 2, slb_k_add_partitions_to_txn},
+    {KAPI_ADD_OFFSETS_TO_TXN, 0, 2, slb_k_add_offsets_to_txn},
+    {KAPI_END_TXN, 0, 2, slb_k_end_txn},
+    {KAPI_TXN_OFFSET_COMMIT, 0, 2, slb_k_txn_offset_commit},
 };
 #define NAPIS (sizeof apis / sizeof apis[0])
 
@@ -466,6 +475,23 @@ static int conn_flush(slb_conn *c)
     return 0;
 }
 
+/* The test hook's draw (slb_server_set_fault_drop): xorshift64*. */
+static bool fault_drop(sl_server *s)
+{
+    uint64_t x = s->txn.drop_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->txn.drop_rng = x;
+    return (x * 2685821657736338717ull >> 33) % 1000 < (uint64_t)s->txn.drop_permille;
+}
+
+void slb_server_set_fault_drop(sl_server *s, int permille, uint64_t seed)
+{
+    s->txn.drop_permille = permille;
+    s->txn.drop_rng = seed ? seed : 1;
+}
+
 /* Answer every whole frame in c's input (while the output has room).
  * Returns 0 or -1 after closing c. */
 static int conn_process(sl_server *s, slb_conn *c)
@@ -504,6 +530,12 @@ static int conn_process(sl_server *s, slb_conn *c)
         }
         c->force = false;
         in->off += 4 + (size_t)fl;
+        if (s->txn.drop_permille && fault_drop(s)) {
+            slb_srv_log(s, "sluice broker serve: client %s: fault injected; disconnected\n",
+                        c->peer);
+            conn_close(s, c);
+            return -1;
+        }
     }
     if (in->off == in->len) in->off = in->len = 0;
     return 0;
@@ -731,10 +763,11 @@ int slb_server_run(sl_server *s)
     struct epoll_event evs[64];
     for (;;) {
         /* the wait ends at the first of: a parked request's deadline, the idle
-         * sweep, the group coordinator's timers (kgroup.c) */
+         * sweep, the group coordinator's timers (kgroup.c), the transaction
+         * coordinator's timeout check (kapi_txn.c) */
         int t = wake_parked(s), ti = sweep_idle(s);
         if (ti >= 0 && (t < 0 || ti < t)) t = ti;
-        int n = epoll_wait(s->efd, evs, 64, slb_kgroup_tick(s, t));
+        int n = epoll_wait(s->efd, evs, 64, slb_k_txn_tick(s, slb_kgroup_tick(s, t)));
         if (n < 0) {
             if (errno == EINTR) continue;
             seterr(s, "epoll_wait: %s", strerror(errno));
@@ -959,6 +992,7 @@ void slb_server_close(sl_server *s)
     if (!s) return;
     while (s->conns) conn_close(s, s->conns);
     slb_kgroups_free(s->kg);
+    slb_k_txn_close(s);
     if (s->lfd >= 0) close(s->lfd);
     if (s->efd >= 0) close(s->efd);
     if (s->sfd >= 0) close(s->sfd);

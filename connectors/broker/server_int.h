@@ -14,6 +14,8 @@
  *   ktls.c          a connection's byte I/O, plain or TLS (ktls.h)
  *   scram.c         SCRAM-SHA-256, PLAIN's check, the users file (scram.h)
  *   kapi_admin.c    CreateTopics, DeleteTopics
+ *   kapi_txn.c      InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
+ *                   TxnOffsetCommit, EndTxn (the transaction coordinator)
  *
  * A handler parses the request body from r (the header is already read) and
  * appends the response body to w (server.c writes the response header and
@@ -86,6 +88,15 @@ typedef struct slb_conn {
     char local[48];     /* the address the client reached (wildcard listeners) */
 } slb_conn;
 
+/* The transaction coordinator's state in the server (kapi_txn.c), and the
+ * test-only fault hook (server.c: slb_server_set_fault_drop). */
+typedef struct slb_ktxn {
+    struct slb_txn_view *view; /* the transaction state file as last read (txn.c) */
+    int64_t next_tick;         /* monotonic ms of the next timeout check */
+    int drop_permille;         /* close a connection after this share of requests */
+    uint64_t drop_rng;
+} slb_ktxn;
+
 enum { SLB_SASL_NONE, SLB_SASL_RAW, SLB_SASL_AUTHENTICATE }; /* after a v0 / v1 handshake */
 enum { SLB_MECH_NONE, SLB_MECH_SCRAM, SLB_MECH_PLAIN };
 enum { SLB_LOG_ERROR, SLB_LOG_WARN, SLB_LOG_INFO, SLB_LOG_DEBUG };
@@ -108,6 +119,7 @@ struct sl_server {
     int32_t park_ms; /* how long the request that returned SLB_K_PARK waits */
 
     struct slb_kgroups *kg; /* the group coordinator (kgroup.h), created on first use */
+    slb_ktxn txn;
     char err[512];
     /* Security and limits. */
     slb_tls *tls;      /* TLS context; NULL: plaintext */
@@ -147,6 +159,24 @@ int slb_k_delete_topics(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
  * (the response being written counts them in its length). Takes its own
  * reference to f. Returns 0 or SL_ENOMEM. */
 int slb_conn_add_range(slb_conn *c, slb_rfile *f, int64_t off, int64_t len);
+int slb_k_init_producer_id(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_add_partitions_to_txn(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_add_offsets_to_txn(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_txn_offset_commit(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_end_txn(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+/* Abort timed-out transactions once a second; returns the event loop's
+ * timeout (ms, from timeout: -1 none) shortened to the next check. */
+int slb_k_txn_tick(sl_server *s, int timeout);
+/* Produce of a transactional batch of (pid, epoch) with transactional id
+ * (tp, tl) to (topic, partition): KE_NONE if it belongs to the id's open
+ * transaction, else the Kafka error. */
+int16_t slb_k_txn_check_produce(sl_server *s, const char *tp, int tl, int64_t pid, int16_t epoch,
+                                const char *topic, int32_t partition);
+void slb_k_txn_close(sl_server *s);
+/* Test hook: after answering a request, close its connection (the answer
+ * unsent) with probability permille/1000, from a PRNG seeded with seed. 0
+ * turns it off. */
+void slb_server_set_fault_drop(sl_server *s, int permille, uint64_t seed);
 
 /* Wake every parked request (something they may wait for happened). */
 static inline void slb_srv_wake(sl_server *s)
