@@ -18,5 +18,7 @@ int bench_windows(int argc, char **argv); /* bench/bench_windows.c */
 int bench_broker(int argc, char **argv);  /* bench/bench_broker.c */
 /* bench/bench_checkpoint.c */
 int bench_checkpoint(int argc, char **argv);
+/* bench/bench_kafka.c */
+int bench_kafka(int argc, char **argv);
 
 #endif

@@ -55,6 +55,7 @@ static const struct {
     {"broker", "built-in broker: append against dd, sequential read, latency", bench_broker},
     {"checkpoint", "throughput with 1 s / 100 ms checkpoints, stalls, 1M-key recovery",
      bench_checkpoint},
+    {"kafka", "Kafka server via librdkafka against its mock: produce, fetch, latency", bench_kafka},
 };
 #define N_BENCHES (sizeof(benches) / sizeof(benches[0]))
 

@@ -827,6 +827,18 @@ void sl_topic_info_free(sl_topic_info *info)
     free(info);
 }
 
+int slb_broker_plog(sl_broker *b, const char *topic, int32_t partition, slb_plog **out,
+                    const sl_topic_conf **conf)
+{
+    *out = NULL;
+    slb_wtopic *wt;
+    int rc = get_wtopic(b, topic, true, &wt);
+    if (rc < 0) return rc;
+    if (conf) *conf = &wt->conf;
+    if (partition < 0) return 0;
+    return get_writer(b, wt, partition, out);
+}
+
 int sl_topic_clean(sl_broker *b, const char *name, int64_t now_ms)
 {
     if (!b) return SL_EINVAL;

@@ -54,7 +54,50 @@ int slb_log_append(sl_broker *b, const char *topic, int32_t partition, const sl_
 int slb_log_append_marker(sl_broker *b, const char *topic, int32_t partition,
                           const sl_producer_ref *pr, int type, bool only_open, bool keep,
                           int64_t *offset);
+/* ---- the Kafka-protocol server's transaction coordinator (txn.c) ----
+ * Over the same state file as sl_txn_producer (txn.c's top comment), with a
+ * transaction's partitions on any topics and its group offsets. Each call
+ * takes the state lock; errors: SL_ENOENT (the transactional id has no
+ * entry, or another producer id), SL_EFENCED (another epoch), SL_ESTATE (no
+ * open transaction, or the partition is not in it), or an I/O error; the
+ * message is in b's. */
+typedef struct slb_txn_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} slb_txn_offset;
+typedef struct slb_txn_view slb_txn_view;
+/* InitProducerId: tid NULL allocates a fresh producer id (epoch 0); else
+ * tid's id with its epoch bumped (fencing older epochs, aborting their open
+ * transaction); timeout_ms > 0 becomes its transaction timeout. */
+int slb_txn_init(sl_broker *b, const char *tid, int64_t timeout_ms, int64_t *pid, int16_t *epoch);
+/* AddPartitionsToTxn (n 0: AddOffsetsToTxn): begin the transaction if none
+ * is open, add (topic, parts[i]). */
+int slb_txn_add_partitions(sl_broker *b, const char *tid, int64_t pid, int16_t epoch,
+                           const char *topic, const int32_t *parts, size_t n);
+/* TxnOffsetCommit: note group offsets, committed if the transaction is. */
+int slb_txn_add_offsets(sl_broker *b, const char *tid, int64_t pid, int16_t epoch,
+                        const char *group, const slb_txn_offset *offs, size_t n);
+/* EndTxn: commit (prepared durably first) or abort the open transaction. */
+int slb_txn_end(sl_broker *b, const char *tid, int64_t pid, int16_t epoch, bool commit);
+/* Produce of a transactional batch: 0 if (topic, partition) is in tid's
+ * open transaction of (pid, epoch). *v caches the state file (allocated on
+ * first use; slb_txn_view_free). */
+int slb_txn_check_produce(sl_broker *b, slb_txn_view **v, const char *tid, int64_t pid,
+                          int16_t epoch, const char *topic, int32_t partition);
+/* Make the next check read the file again (after a change through b: the
+ * file's identity alone may not show a change within one clock tick). */
+void slb_txn_view_reset(slb_txn_view *v);
+void slb_txn_view_free(slb_txn_view *v);
+
 /* Create a topic (internal topics too). */
 int slb_topic_create(sl_broker *b, const char *name, const sl_topic_conf *conf, bool internal);
+/* The topic as b writes it: its configuration in *conf (may be NULL; valid
+ * while b knows the topic) and, for partition >= 0, the partition's writer
+ * in *out, opened and locked on first use (SL_EBUSY: another writer holds
+ * it; SL_ERANGE: no such partition; SL_ENOENT: no such topic). The protocol
+ * server reads through it (rawlog.c). */
+int slb_broker_plog(sl_broker *b, const char *topic, int32_t partition, slb_plog **out,
+                    const sl_topic_conf **conf);
 
 #endif

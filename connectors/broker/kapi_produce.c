@@ -6,8 +6,16 @@
  * disk (batch.h, little-endian), so Produce decodes the client's batch into
  * sl_record views into the request (no copy) after checking its CRC-32C,
  * magic and attributes, and appends them through sl_log_append (or
- * sl_log_append_idempotent for a producer id), one batch per batch. Kafka's
- * v2 batch:
+ * slb_log_append for a producer id), one batch per batch. A producer id's
+ * batch is checked against the partition's producer state (log.c: an older
+ * epoch is INVALID_PRODUCER_EPOCH, a retry of the last batch is answered
+ * with its offset, one of an older batch with DUPLICATE_SEQUENCE_NUMBER,
+ * which clients take as written, a gap with OUT_OF_ORDER_SEQUENCE_NUMBER).
+ * A transactional batch (attributes bit 4) is accepted only from the
+ * transactional id's current epoch and for a partition added to its open
+ * transaction (kapi_txn.c; else INVALID_PRODUCER_EPOCH or
+ * INVALID_TXN_STATE); control batches (bit 5) are the broker's to write,
+ * never a client's (INVALID_RECORD). Kafka's v2 batch:
  *
  *   offset  size  field
  *   ------  ----  -------------------------------------------------------
@@ -29,7 +37,24 @@
  *
  * The record and header arrays it decodes into are the server's, grown and
  * reused (no malloc per record).
+ *
+ * acks. The appends are synchronous on the server's thread: sl_log_append
+ * returns only after the batch is written and the topic's fsync policy is
+ * met (log.c), and the answer is written after it. So:
+ *   acks=0    no answer at all (SLB_K_SILENT), the append is done all the same;
+ *   acks=1    answered after the append returned, i.e. with the same
+ *             durability as acks=all (there are no replicas to wait for);
+ *   acks=all  the same: fsync=always: fdatasync'ed before the answer (a
+ *             failed fdatasync is the answer's error, and the partition then
+ *             refuses appends until reopened); fsync=interval: in the page
+ *             cache, synced within fsync_interval_ms by this append or the
+ *             flusher thread; fsync=never: in the page cache (survives a
+ *             crash of the process, not of the machine), as Kafka's default
+ *             flush settings promise.
+ * tests/unit/test_server_fetch.c checks that an fdatasync failure reaches
+ * the acks=all answer of an fsync=always topic and not a fsync=never one.
  */
+#include "connectors/broker/broker_int.h"
 #include "connectors/broker/server_int.h"
 #include "engine/base/crc32c.h"
 
@@ -96,8 +121,9 @@ static int decode_records(sl_server *s, const uint8_t *p, size_t len, int32_t co
  * error code; *base gets the first offset written. Stops at the first bad
  * batch (those before it stay written, as Kafka would not; the client sees
  * the error and the offset of what was written). */
-static int16_t produce_partition(sl_server *s, const char *topic, int32_t part, int32_t nparts,
-                                 const uint8_t *p, size_t len, int64_t *base)
+static int16_t produce_partition(sl_server *s, const char *tid, int tidl, const char *topic,
+                                 int32_t part, int32_t nparts, const uint8_t *p, size_t len,
+                                 int64_t *base)
 {
     *base = -1;
     if (part < 0 || part >= nparts) return KE_UNKNOWN_TOPIC;
@@ -112,17 +138,26 @@ static int16_t produce_partition(sl_server *s, const char *topic, int32_t part, 
         if (be32(p + 17) != sli_crc32c(0, p + 21, n - 21)) return KE_CORRUPT_MESSAGE;
         uint16_t attrs = be16(p + 21);
         if (attrs & 0x07) return KE_UNSUPPORTED_COMPRESSION;
-        if (attrs & 0x30) return KE_UNSUPPORTED_VERSION; /* transactions: not yet */
+        if (attrs & 0x20) return KE_INVALID_RECORD; /* control batches are the broker's */
         int32_t count = (int32_t)be32(p + 57);
         /* a record takes at least 7 bytes: no count the batch cannot hold */
         if (count <= 0 || (size_t)count > (n - KHDR) / 7) return KE_CORRUPT_MESSAGE;
         int rc = decode_records(s, p, n, count);
         if (rc < 0) return rc == SL_ENOMEM ? KE_UNKNOWN : KE_CORRUPT_MESSAGE;
         int64_t pid = (int64_t)be64(p + 43), off = -1;
+        bool txn = attrs & 0x10;
+        if (txn && pid < 0) return KE_INVALID_RECORD;
         if (pid >= 0) {
             sl_producer_ref ref = {pid, (int16_t)be16(p + 51), (int32_t)be32(p + 53)};
             if (ref.epoch < 0 || ref.base_sequence < 0) return KE_INVALID_RECORD;
-            rc = sl_log_append_idempotent(s->b, topic, part, &ref, s->recs, (size_t)count, &off);
+            if (txn) {
+                int16_t e = slb_k_txn_check_produce(s, tid, tidl, pid, ref.epoch, topic, part);
+                if (e != KE_NONE) return e;
+            }
+            rc = slb_log_append(s->b, topic, part, &ref,
+                                (txn ? SLB_ATTR_TRANSACTIONAL : 0) | SLB_APPEND_DUP_OK, s->recs,
+                                (size_t)count, &off);
+            if (rc == SLB_APPEND_DUP) return KE_DUPLICATE_SEQ; /* written before */
         } else {
             rc = sl_log_append(s->b, topic, part, s->recs, (size_t)count, &off);
         }
@@ -156,8 +191,8 @@ static bool topic_data_parses(krd r)
 int slb_k_produce(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
 {
     (void)c;
-    int len;
-    krd_str(r, &len); /* transactional_id */
+    int tidl;
+    const char *tid = krd_str(r, &tidl);
     int16_t acks = krd_i16(r);
     krd_i32(r); /* timeout_ms */
     if (r->bad || !topic_data_parses(*r)) return SL_EPARSE;
@@ -180,8 +215,8 @@ int slb_k_produce(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
                 return SL_EPARSE;
             }
             int64_t base = -1;
-            int16_t e = ti ? produce_partition(s, ti->name, part, ti->partition_count, recs,
-                                               rl < 0 ? 0 : (size_t)rl, &base)
+            int16_t e = ti ? produce_partition(s, tid, tidl, ti->name, part, ti->partition_count,
+                                               recs, rl < 0 ? 0 : (size_t)rl, &base)
                            : KE_UNKNOWN_TOPIC;
             kwr_i32(w, part);
             kwr_i16(w, e);

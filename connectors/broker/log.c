@@ -553,6 +553,7 @@ static void plog_free(slb_plog *l)
     pthread_cond_destroy(&l->io_cv);
     pthread_mutex_destroy(&l->mu);
     free(l->pst);
+    slb_abidx_free(l->abidx);
     free(l->dir);
     free(l);
 }
@@ -1072,10 +1073,13 @@ static int pstate_note(slb_plog *l, const slb_batch_hdr *h)
 }
 
 /* Check a producer batch of n records against the state: 0 to write it, 1
- * for a retry of the last batch (*dup_base set), or an error. */
+ * for a retry of the last batch (*dup_base set), 2 for a batch of the same
+ * epoch wholly below the last sequence written (a duplicate of an older
+ * batch: SL_ERANGE to callers without SLB_APPEND_DUP_OK), or an error. */
 static int pstate_check(slb_plog *l, const sl_producer_ref *pr, size_t n, int64_t *dup_base,
                         char *err)
 {
+    bool dup_older = false; /* wholly below the last sequence written: written before */
     if (pr->producer_id < 0 || pr->epoch < 0 || pr->base_sequence < 0 ||
         (int64_t)pr->base_sequence + (int64_t)n - 1 > INT32_MAX) {
         slb_seterr(err,
@@ -1099,12 +1103,15 @@ static int pstate_check(slb_plog *l, const sl_producer_ref *pr, size_t n, int64_
         return 1;
     }
     if (pr->base_sequence == expect) return 0;
+    if (pr->epoch == st->epoch && pr->base_sequence <= st->last_seq &&
+        pr->base_sequence + (int64_t)n - 1 <= st->last_seq)
+        dup_older = true;
     slb_seterr(err,
                "topic '%s' partition %d: producer %" PRId64
                " epoch %d: out-of-order sequence %d (expected %d)%s",
                l->topic, l->partition, pr->producer_id, pr->epoch, pr->base_sequence, expect,
                pr->base_sequence < expect ? ": a duplicate of an older batch" : "");
-    return SL_ERANGE;
+    return dup_older ? 2 : SL_ERANGE;
 }
 
 int slb_plog_append(slb_plog *l, const sl_producer_ref *pr, const sl_record *recs, size_t n,
@@ -1182,6 +1189,14 @@ int slb_plog_append_attrs(slb_plog *l, const sl_producer_ref *pr, uint8_t txn_at
     if (pr) {
         int64_t dup;
         if ((rc = pstate_check(l, pr, n, &dup, err)) < 0) goto out;
+        if (rc == 2) { /* a duplicate of an older batch: its offset is not known */
+            if (txn_attrs & SLB_APPEND_DUP_OK) {
+                if (base) *base = -1;
+            } else {
+                rc = SL_ERANGE;
+            }
+            goto out;
+        }
         if (rc == 1) { /* a retry: acknowledged, not written again */
             if (base) *base = dup;
             rc = 0;

@@ -41,6 +41,7 @@
 #define SLB_BATCH_TARGET (512 * 1024) /* producer batches are written at this size */
 
 typedef struct slb_plog slb_plog;
+typedef struct slb_abidx slb_abidx; /* aborted transactions of a partition (rawlog.c) */
 
 /* What a partition remembers of one producer id (idempotence and fencing,
  * log.c): its latest epoch and its last batch. Rebuilt at open from the
@@ -97,6 +98,7 @@ struct slb_plog {
     slb_ckpt ckpt;            /* as last written (or read at open); segment.h */
     slb_pstate *pst;          /* producer states, npst of them (unsorted; few) */
     size_t npst, cappst;
+    slb_abidx *abidx; /* aborted transactions, built on first need (rawlog.c); NULL */
 };
 
 /* ---- helpers (log.c) ---- */
@@ -167,7 +169,13 @@ static inline int slb_plog_add(slb_plog *l, const sl_record *rec, int64_t ts, in
 int slb_plog_append(slb_plog *l, const sl_producer_ref *pr, const sl_record *recs, size_t n,
                     int64_t *base, char *err);
 /* slb_plog_append with attribute bits txn_attrs (SLB_ATTR_TRANSACTIONAL:
- * the batch is part of the producer's open transaction; needs pr). */
+ * the batch is part of the producer's open transaction; needs pr). With
+ * SLB_APPEND_DUP_OK in txn_attrs (not a batch attribute), a batch of pr's
+ * epoch whose sequences all lie below the last one written (a retry of an
+ * older batch: Kafka's DUPLICATE_SEQUENCE_NUMBER) writes nothing and
+ * returns SLB_APPEND_DUP with *base -1, instead of SL_ERANGE. */
+#define SLB_APPEND_DUP_OK 0x80
+#define SLB_APPEND_DUP    2
 int slb_plog_append_attrs(slb_plog *l, const sl_producer_ref *pr, uint8_t txn_attrs,
                           const sl_record *recs, size_t n, int64_t *base, char *err);
 /* Write a transaction marker (a control batch, batch.h) of type
@@ -204,5 +212,76 @@ void slb_plog_info(slb_plog *l, sl_partition_info *pi);
 int slb_partition_info(const char *pdir, sl_partition_info *pi, char *err);
 /* Is the partition's writer lock free? (SL_EBUSY if held.) */
 int slb_partition_probe_lock(const char *pdir);
+
+/* ---- raw batches, for the protocol server (rawlog.c) ---- */
+
+/* A segment file opened for reading, shared by reference: the protocol
+ * server keeps it until the bytes it points at are sent, so a segment that
+ * retention deletes meanwhile stays readable (its inode lives while open). */
+typedef struct slb_rfile {
+    int fd;
+    int refs;
+} slb_rfile;
+
+static inline slb_rfile *slb_rfile_ref(slb_rfile *f)
+{
+    f->refs++;
+    return f;
+}
+void slb_rfile_unref(slb_rfile *f); /* closes the file at the last reference; NULL ok */
+
+/* One batch as it lies on disk: its header (producer fields filled), the
+ * file and the position of its first byte; bytes is the whole batch when it
+ * happened to lie in the cursor's read window (valid until the next call),
+ * else NULL (the caller sends it from the file). */
+typedef struct slb_raw_batch {
+    slb_batch_hdr h;
+    uint8_t raw[SLB_HDR_SIZE + SLB_PRODUCER_SIZE]; /* its header bytes (slb_hdr_len(&h)) */
+    slb_rfile *f;
+    int64_t pos;
+    const uint8_t *bytes;
+} slb_raw_batch;
+
+#define SLB_RAW_WIN 16384 /* bytes of the cursor's header read window */
+
+/* A cursor over the batches of a partition that the caller writes (l): it
+ * walks the writer's in-memory segment list and offset index and reads
+ * headers only (one pread per window: small batches come with it, large
+ * ones are not read at all). Batches entirely below `next` are skipped;
+ * the walk stops before the first batch whose base is >= bound. Used on the
+ * writer's thread (the protocol server's loop); mu is taken briefly. */
+typedef struct slb_raw {
+    slb_plog *l;
+    int64_t next, bound;
+    slb_rfile *f; /* the current segment; NULL before the first */
+    int64_t seg_base, seg_size, pos;
+    uint32_t last_len; /* length of the last batch (chooses the read size) */
+    int64_t win_pos;
+    size_t win_len;
+    uint8_t win[SLB_RAW_WIN];
+    char err[SLB_ERRLEN];
+} slb_raw;
+
+/* Position rr at the batch holding offset (or the first after it). */
+int slb_raw_seek(slb_raw *rr, slb_plog *l, int64_t offset, int64_t bound);
+/* The next batch: 1 (b filled), 0 (none before bound), or a negative SL_E...
+ * code (rr->err says why: an unreadable or corrupt segment). */
+int slb_raw_next(slb_raw *rr, slb_raw_batch *b);
+void slb_raw_close(slb_raw *rr);
+
+/* read_committed: the aborted transactions of l (producer id, first
+ * offset) that overlap offsets [from, to), as Kafka's Fetch lists them.
+ * Built by one header scan of the log on first need, extended as the log
+ * grows; *out (count *n) is valid until the next call. Writer's thread. */
+typedef struct slb_abtxn {
+    int64_t pid, first, last; /* last: the offset of its ABORT marker */
+} slb_abtxn;
+int slb_plog_aborted(slb_plog *l, int64_t from, int64_t to, const slb_abtxn **out, size_t *n,
+                     char *err);
+/* The earliest offset whose record timestamp is >= ts (*off; its timestamp
+ * in *found_ts), through the time and offset indexes and a scan of one or
+ * two index intervals; *off = -1 when there is none. Writer's thread. */
+int slb_plog_offset_for_time(slb_plog *l, int64_t ts, int64_t *off, int64_t *found_ts, char *err);
+void slb_abidx_free(slb_abidx *a);
 
 #endif

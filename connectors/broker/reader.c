@@ -164,6 +164,12 @@ static int open_segment(sl_log_reader *r, int64_t base)
  * has them; returns how many are available (may be less). */
 static size_t fill(sl_log_reader *r, size_t need)
 {
+    if (r->pos < r->buf_pos || r->pos > r->buf_pos + (int64_t)r->have) {
+        /* pos moved outside the buffer (a seek by the offset index, after
+         * open_segment emptied it): nothing buffered is of use */
+        r->buf_pos = r->pos;
+        r->have = 0;
+    }
     size_t off = (size_t)(r->pos - r->buf_pos);
     size_t avail = r->have - off;
     if (avail >= need) return avail;

@@ -9,20 +9,30 @@
  * Event loop: one listening socket, one eventfd (sl_server_stop writes it;
  * async-signal-safe), and non-blocking client sockets, all level-triggered.
  * Each connection has an input buffer (grown to hold one whole frame, never
- * more than 4 + max_req bytes) and an output buffer. Requests of a
- * connection are handled one at a time, in the order they came, and each
- * answer is appended to the output buffer before the next request is read,
- * so answers leave in request order (Kafka's guarantee per connection).
- * While a connection's output holds more than OUT_HIGH bytes its input is
- * not read (the client is slow to read: it is not allowed to grow us
- * without bound). A request whose handler parks it (a Fetch that finds less
- * than its min_bytes) waits at the head of its connection until
- * slb_srv_wake or its deadline, and is then handled again; the requests
- * after it on its connection wait with it, so the order holds. A frame
- * whose length prefix is negative or above max_req, or whose header
- * cannot be parsed, or whose body does not parse as the request its header
- * names, closes that connection only (one line on the log); every other
- * connection goes on.
+ * more than 4 + max_req bytes) and an output: a buffer of bytes with
+ * file ranges between them (slb_orange: a Fetch's records, sent by sendfile
+ * straight from the segment file; each holds a reference to its file, so a
+ * segment deleted meanwhile stays readable until sent). conn_flush sends
+ * them in order, bytes by send (MSG_MORE before a range) and ranges by
+ * conn_send_range, the one place file bytes leave (a TLS connection preads
+ * and encrypts there); a response's length prefix counts its ranges.
+ * Requests of a connection are handled one at a time, in the order they
+ * came, and each answer is appended to the output before the next request is
+ * read, so answers leave in request order (Kafka's guarantee per
+ * connection). While a connection's output (bytes and ranges) holds more
+ * than OUT_HIGH bytes its input is not read (the client is slow to read: it
+ * is not allowed to grow us without bound). A request whose handler parks it
+ * (a Fetch that finds less than its min_bytes) waits at the head of its
+ * connection until slb_srv_wake or its deadline, and is then handled again;
+ * the requests after it on its connection wait with it, so the order holds.
+ * A frame whose length prefix is negative or above max_req, or whose
+ * header cannot be parsed, or whose body does not parse as the request its
+ * header names, closes that connection only (one line on the log); every
+ * other connection goes on. Once a second the loop lets the transaction
+ * coordinator abort timed-out transactions (slb_k_txn_tick, kapi_txn.c;
+ * its one call is in slb_server_run). A test-only hook
+ * (slb_server_set_fault_drop) closes a connection at random right after a
+ * request was handled, its answer unsent, as a lost connection does.
  *
  * Framing (all integers big-endian, as everywhere on Kafka's wire):
  *
@@ -54,8 +64,9 @@
  *     serve.
  *
  * Security and limits (slb_server_conf):
- *   - bytes move through ktls.h's slb_io_recv/slb_io_send only (plain or
- *     TLS); a TLS read or write that waits for the other direction sets
+ *   - bytes move through ktls.h's slb_io_recv/slb_io_send (plain or TLS),
+ *     except a plain connection's output in front of a file range (send
+ *     with MSG_MORE) and the range itself (sendfile); a TLS read or write that waits for the other direction sets
  *     c->io_want, which conn_arm adds to the epoll interest, and bytes
  *     OpenSSL already decrypted are read in conn_service (epoll cannot see
  *     them);
@@ -95,6 +106,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -116,7 +128,7 @@ static const struct {
 } apis[] = {
     {KAPI_PRODUCE, 3, 7, slb_k_produce},
     {KAPI_FETCH, 4, 10, slb_k_fetch},
-    {KAPI_LIST_OFFSETS, 1, 5, slb_k_list_offsets},
+    {KAPI_LIST_OFFSETS, 0, 5, slb_k_list_offsets},
     {KAPI_METADATA, 0, 8, slb_k_metadata},
     {KAPI_FIND_COORDINATOR, 0, 2, slb_k_find_coordinator},
     {KAPI_OFFSET_COMMIT, 0, 7, slb_k_offset_commit},
@@ -130,6 +142,13 @@ static const struct {
     {KAPI_VERSIONS, 0, 2, api_versions},
     {KAPI_SASL_HANDSHAKE, 0, 1, slb_k_sasl_handshake},
     {KAPI_SASL_AUTHENTICATE, 0, 1, slb_k_sasl_authenticate},
+    {KAPI_CREATE_TOPICS, 0, 4, slb_k_create_topics},
+    {KAPI_DELETE_TOPICS, 0, 3, slb_k_delete_topics},
+    {KAPI_INIT_PRODUCER_ID, 0, 1, slb_k_init_producer_id},
+    {KAPI_ADD_PARTITIONS_TO_TXN, 0, 2, slb_k_add_partitions_to_txn},
+    {KAPI_ADD_OFFSETS_TO_TXN, 0, 2, slb_k_add_offsets_to_txn},
+    {KAPI_END_TXN, 0, 2, slb_k_end_txn},
+    {KAPI_TXN_OFFSET_COMMIT, 0, 2, slb_k_txn_offset_commit},
 };
 #define NAPIS (sizeof apis / sizeof apis[0])
 
@@ -284,12 +303,25 @@ static int handle_one(sl_server *s, slb_conn *c, krd *rp, int16_t key, int16_t v
         c->out.len = w.start; /* no half-written header left behind */
         return SL_EPARSE;
     }
+    size_t nrq0 = c->nrq;
+    c->req_extra = 0;
     int rc = apis[supported].fn(s, c, &r, &w, ver);
-    if (rc != 0) {
-        c->out.len = w.start;
-        return rc == SLB_K_SILENT ? 0 : rc;
+    if (rc == 0 && (rc = kwr_end(&w)) == 0) {
+        /* the file ranges the handler added are part of the response */
+        int64_t total = (int64_t)(c->out.len - w.start - 4) + c->req_extra;
+        if (total <= INT32_MAX) {
+            put32(c->out.p + w.start, (uint32_t)total);
+            return 0;
+        }
+        rc = SL_ENOMEM;
     }
-    return kwr_end(&w);
+    while (c->nrq > nrq0) { /* not answered: its ranges go too */
+        slb_orange *o = &c->rq[--c->nrq];
+        c->rqbytes -= o->len;
+        slb_rfile_unref(o->f);
+    }
+    c->out.len = w.start;
+    return rc == SLB_K_SILENT ? 0 : rc;
 }
 
 /* The dispatcher without a socket (server_int.h): the fuzz target
@@ -323,6 +355,27 @@ static int32_t frame_limit(const sl_server *s, const slb_conn *c)
     return c->authed || s->max_req < UNAUTH_REQ_MAX ? s->max_req : UNAUTH_REQ_MAX;
 }
 
+int slb_conn_add_range(slb_conn *c, slb_rfile *f, int64_t off, int64_t len)
+{
+    if (c->nrq == c->caprq) {
+        size_t cap = c->caprq ? c->caprq * 2 : 64;
+        slb_orange *n = realloc(c->rq, cap * sizeof *n);
+        if (!n) return SL_ENOMEM;
+        c->rq = n;
+        c->caprq = cap;
+    }
+    c->rq[c->nrq++] = (slb_orange){c->out.len, slb_rfile_ref(f), off, len};
+    c->rqbytes += len;
+    c->req_extra += len;
+    return 0;
+}
+
+/* Bytes of output not sent yet (buffer and file ranges). */
+static int64_t conn_pending(const slb_conn *c)
+{
+    return (int64_t)(c->out.len - c->out.off) + c->rqbytes;
+}
+
 static void conn_close(sl_server *s, slb_conn *c)
 {
     slb_kgroup_conn_gone(s, c);
@@ -330,6 +383,8 @@ static void conn_close(sl_server *s, slb_conn *c)
     slb_tls_detach(c);
     slb_sasl_free(c);
     close(c->fd);
+    for (size_t i = c->rqhead; i < c->nrq; i++) slb_rfile_unref(c->rq[i].f);
+    free(c->rq);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -356,7 +411,7 @@ static void conn_lost(sl_server *s, slb_conn *c)
 
 static bool can_read(const slb_conn *c)
 {
-    return !c->closing && c->out.len - c->out.off < OUT_HIGH;
+    return !c->closing && conn_pending(c) < OUT_HIGH;
 }
 
 /* Arm EPOLLIN while the output is below OUT_HIGH, EPOLLOUT while output
@@ -364,7 +419,7 @@ static bool can_read(const slb_conn *c)
 static int conn_arm(sl_server *s, slb_conn *c)
 {
     bool rdg = can_read(c) || (c->io_want & SLB_IO_WRITE_WANTS_IN);
-    bool wrg = c->out.len > c->out.off || (c->io_want & SLB_IO_READ_WANTS_OUT);
+    bool wrg = conn_pending(c) > 0 || (c->io_want & SLB_IO_READ_WANTS_OUT);
     if (rdg == c->reading && wrg == c->writing) return 0;
     struct epoll_event ev = {.events = (rdg ? EPOLLIN : 0) | (wrg ? EPOLLOUT : 0), .data.ptr = c};
     if (epoll_ctl(s->efd, EPOLL_CTL_MOD, c->fd, &ev) < 0) return SL_EIO;
@@ -373,18 +428,93 @@ static int conn_arm(sl_server *s, slb_conn *c)
     return 0;
 }
 
-/* Send what the output holds, as far as the socket takes it. Returns 0 or
- * -1 (the connection is broken; c->io_err says why). */
+/* Send up to len bytes of file f from *off to the socket; the one place
+ * file bytes leave: sendfile on a plain connection, pread and slb_io_send on
+ * a TLS one (the retry of a write that would block preads the same bytes
+ * again, as OpenSSL asks). Returns the bytes sent (0: none now, EAGAIN) or
+ * -1 (the connection is gone, or the file is shorter than the range: the
+ * response cannot be completed). */
+static ssize_t conn_send_range(slb_conn *c, slb_rfile *f, int64_t *off, int64_t len)
+{
+    if (c->ssl) {
+        uint8_t tmp[16384];
+        size_t want = len < (int64_t)sizeof tmp ? (size_t)len : sizeof tmp;
+        ssize_t got = pread(f->fd, tmp, want, (off_t)*off);
+        if (got <= 0) {
+            snprintf(c->io_err, sizeof c->io_err, "segment file shorter than a fetched range");
+            return -1;
+        }
+        ssize_t k = slb_io_send(c, tmp, (size_t)got);
+        if (k > 0) *off += k;
+        return k;
+    }
+    off_t o = (off_t)*off;
+    size_t n = len > (1 << 30) ? (size_t)1 << 30 : (size_t)len;
+    for (;;) {
+        ssize_t k = sendfile(c->fd, f->fd, &o, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        if (k == 0) return -1; /* end of file inside the range */
+        *off = (int64_t)o;
+        return k;
+    }
+}
+
+/* Send what the output holds, as far as the socket takes it: out's bytes
+ * (send) and the file ranges between them (conn_send_range), in order.
+ * Returns 0 or -1 (the connection is broken; c->io_err says why). */
 static int conn_flush(slb_conn *c)
 {
-    while (c->out.off < c->out.len) {
-        ssize_t k = slb_io_send(c, c->out.p + c->out.off, c->out.len - c->out.off);
-        if (k < 0) return -1;
-        if (k == 0) return 0;
-        c->out.off += (size_t)k;
+    for (;;) {
+        bool range = c->rqhead < c->nrq;
+        size_t lim = range ? c->rq[c->rqhead].at : c->out.len;
+        while (c->out.off < lim) {
+            ssize_t k;
+            if (range && !c->ssl) { /* MSG_MORE: a file range follows, send them together */
+                k = send(c->fd, c->out.p + c->out.off, lim - c->out.off, MSG_NOSIGNAL | MSG_MORE);
+                if (k < 0 && errno == EINTR) continue;
+                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+                if (k < 0) snprintf(c->io_err, sizeof c->io_err, "send: %s", strerror(errno));
+            } else {
+                k = slb_io_send(c, c->out.p + c->out.off, lim - c->out.off);
+                if (k == 0) return 0;
+            }
+            if (k < 0) return -1;
+            c->out.off += (size_t)k;
+        }
+        if (!range) break;
+        slb_orange *o = &c->rq[c->rqhead];
+        while (o->len > 0) {
+            ssize_t k = conn_send_range(c, o->f, &o->off, o->len);
+            if (k < 0) return -1;
+            if (k == 0) return 0;
+            o->len -= k;
+            c->rqbytes -= k;
+        }
+        slb_rfile_unref(o->f);
+        o->f = NULL;
+        c->rqhead++;
     }
     c->out.off = c->out.len = 0;
+    c->nrq = c->rqhead = 0;
     return 0;
+}
+
+/* The test hook's draw (slb_server_set_fault_drop): xorshift64*. */
+static bool fault_drop(sl_server *s)
+{
+    uint64_t x = s->txn.drop_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->txn.drop_rng = x;
+    return (x * 2685821657736338717ull >> 33) % 1000 < (uint64_t)s->txn.drop_permille;
+}
+
+void slb_server_set_fault_drop(sl_server *s, int permille, uint64_t seed)
+{
+    s->txn.drop_permille = permille;
+    s->txn.drop_rng = seed ? seed : 1;
 }
 
 /* Answer every whole frame in c's input (while the output has room).
@@ -392,8 +522,7 @@ static int conn_flush(slb_conn *c)
 static int conn_process(sl_server *s, slb_conn *c)
 {
     kbuf *in = &c->in;
-    while (!c->parked && !c->closing && in->len - in->off >= 4 &&
-           c->out.len - c->out.off < OUT_HIGH) {
+    while (!c->parked && !c->closing && in->len - in->off >= 4 && conn_pending(c) < OUT_HIGH) {
         int32_t fl = (int32_t)be32(in->p + in->off), lim = frame_limit(s, c);
         if (fl < 0 || fl > lim) {
             slb_srv_log(s,
@@ -426,6 +555,12 @@ static int conn_process(sl_server *s, slb_conn *c)
         }
         c->force = false;
         in->off += 4 + (size_t)fl;
+        if (s->txn.drop_permille && fault_drop(s)) {
+            slb_srv_log(s, "sluice broker serve: client %s: fault injected; disconnected\n",
+                        c->peer);
+            conn_close(s, c);
+            return -1;
+        }
     }
     if (in->off == in->len) in->off = in->len = 0;
     return 0;
@@ -653,10 +788,11 @@ int slb_server_run(sl_server *s)
     struct epoll_event evs[64];
     for (;;) {
         /* the wait ends at the first of: a parked request's deadline, the idle
-         * sweep, the group coordinator's timers (kgroup.c) */
+         * sweep, the group coordinator's timers (kgroup.c), the transaction
+         * coordinator's timeout check (kapi_txn.c) */
         int t = wake_parked(s), ti = sweep_idle(s);
         if (ti >= 0 && (t < 0 || ti < t)) t = ti;
-        int n = epoll_wait(s->efd, evs, 64, slb_kgroup_tick(s, t));
+        int n = epoll_wait(s->efd, evs, 64, slb_k_txn_tick(s, slb_kgroup_tick(s, t)));
         if (n < 0) {
             if (errno == EINTR) continue;
             seterr(s, "epoll_wait: %s", strerror(errno));
@@ -888,6 +1024,7 @@ void slb_server_close(sl_server *s)
     while (s->conns) conn_close(s, s->conns);
     if (s->srvfd >= 0) slb_srvfile_release(sl_broker_dir(s->b), s->srvfd);
     slb_kgroups_free(s->kg);
+    slb_k_txn_close(s);
     if (s->lfd >= 0) close(s->lfd);
     if (s->efd >= 0) close(s->efd);
     if (s->sfd >= 0) close(s->sfd);
@@ -896,6 +1033,7 @@ void slb_server_close(sl_server *s)
     free(s->kb.p);
     slb_tls_free(s->tls);
     slb_users_free(&s->users);
+    free(s->rawcur);
     free(s);
 }
 

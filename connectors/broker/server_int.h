@@ -13,6 +13,9 @@
  *   kapi_sasl.c     SaslHandshake, SaslAuthenticate, v0's raw SASL tokens
  *   ktls.c          a connection's byte I/O, plain or TLS (ktls.h)
  *   scram.c         SCRAM-SHA-256, PLAIN's check, the users file (scram.h)
+ *   kapi_admin.c    CreateTopics, DeleteTopics
+ *   kapi_txn.c      InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
+ *                   TxnOffsetCommit, EndTxn (the transaction coordinator)
  *
  * A handler parses the request body from r (the header is already read) and
  * appends the response body to w (server.c writes the response header and
@@ -38,6 +41,7 @@
 #include "connectors/broker/ktls.h"
 #include "connectors/broker/kwire.h"
 #include "connectors/broker/scram.h"
+#include "connectors/broker/log.h"
 #include "connectors/broker/server.h"
 
 #define SLB_K_PARK   1
@@ -45,9 +49,23 @@
 
 #define SLB_NODE_ID 0 /* the one broker's node id */
 
+/* A file range in a connection's output: sent after the output's bytes
+ * before `at` (and before those from `at` on). */
+typedef struct slb_orange {
+    size_t at;
+    slb_rfile *f; /* a reference, dropped once sent */
+    int64_t off, len;
+} slb_orange;
+
 typedef struct slb_conn {
     int fd;
     kbuf in, out;
+    /* The output is out's bytes with file ranges between them (zero-copy
+     * Fetch): rq[rqhead..nrq) are unsent, rqbytes bytes in all; req_extra
+     * counts the range bytes of the response being written. */
+    slb_orange *rq;
+    size_t nrq, caprq, rqhead;
+    int64_t rqbytes, req_extra;
     bool reading; /* EPOLLIN is armed */
     bool writing; /* EPOLLOUT is armed */
     /* A parked request (SLB_K_PARK) stays at the head of the input until
@@ -70,6 +88,15 @@ typedef struct slb_conn {
     char local[48];     /* the address the client reached (wildcard listeners) */
 } slb_conn;
 
+/* The transaction coordinator's state in the server (kapi_txn.c), and the
+ * test-only fault hook (server.c: slb_server_set_fault_drop). */
+typedef struct slb_ktxn {
+    struct slb_txn_view *view; /* the transaction state file as last read (txn.c) */
+    int64_t next_tick;         /* monotonic ms of the next timeout check */
+    int drop_permille;         /* close a connection after this share of requests */
+    uint64_t drop_rng;
+} slb_ktxn;
+
 enum { SLB_SASL_NONE, SLB_SASL_RAW, SLB_SASL_AUTHENTICATE }; /* after a v0 / v1 handshake */
 enum { SLB_MECH_NONE, SLB_MECH_SCRAM, SLB_MECH_PLAIN };
 enum { SLB_LOG_ERROR, SLB_LOG_WARN, SLB_LOG_INFO, SLB_LOG_DEBUG };
@@ -88,10 +115,12 @@ struct sl_server {
     sl_record_header *hdrs;
     size_t caphdrs;
     kbuf kb;
+    void *rawcur;    /* Fetch's slb_raw cursor (rawlog.c), allocated once */
     uint64_t gen;    /* wake-ups so far (appends, ...): wakes parked requests */
     int32_t park_ms; /* how long the request that returned SLB_K_PARK waits */
 
     struct slb_kgroups *kg; /* the group coordinator (kgroup.h), created on first use */
+    slb_ktxn txn;
     char err[512];
     /* Security and limits. */
     slb_tls *tls;      /* TLS context; NULL: plaintext */
@@ -123,6 +152,32 @@ int slb_k_offset_commit(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_offset_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_list_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
 int slb_k_describe_groups(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+/* kapi_admin.c */
+int slb_k_create_topics(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_delete_topics(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+
+/* Append len bytes of file f from off to c's output, after what is there
+ * (the response being written counts them in its length). Takes its own
+ * reference to f. Returns 0 or SL_ENOMEM. */
+int slb_conn_add_range(slb_conn *c, slb_rfile *f, int64_t off, int64_t len);
+int slb_k_init_producer_id(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_add_partitions_to_txn(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_add_offsets_to_txn(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_txn_offset_commit(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+int slb_k_end_txn(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver);
+/* Abort timed-out transactions once a second; returns the event loop's
+ * timeout (ms, from timeout: -1 none) shortened to the next check. */
+int slb_k_txn_tick(sl_server *s, int timeout);
+/* Produce of a transactional batch of (pid, epoch) with transactional id
+ * (tp, tl) to (topic, partition): KE_NONE if it belongs to the id's open
+ * transaction, else the Kafka error. */
+int16_t slb_k_txn_check_produce(sl_server *s, const char *tp, int tl, int64_t pid, int16_t epoch,
+                                const char *topic, int32_t partition);
+void slb_k_txn_close(sl_server *s);
+/* Test hook: after answering a request, close its connection (the answer
+ * unsent) with probability permille/1000, from a PRNG seeded with seed. 0
+ * turns it off. */
+void slb_server_set_fault_drop(sl_server *s, int permille, uint64_t seed);
 
 /* Answer the request frame at the head of c->in (its length prefix at
  * c->in.p + c->in.off, the whole frame there, as the event loop leaves it:

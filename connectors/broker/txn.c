@@ -17,12 +17,13 @@
  *
  *   offset  size  field
  *   ------  ----  -------------------------------------------------------
- *        0     4  magic              "SLT2" ("SLTX": version 1, read, never
- *                                    written: entries of 12 bytes, +0..+11
- *                                    below, followed by the id)
+ *        0     4  magic              "SLT3" (read, never written: "SLT2",
+ *                                    version 2, and "SLTX", version 1; see
+ *                                    below)
  *        4     4  crc                CRC-32C of bytes [8, end)
  *        8     8  next_producer_id   int64, the id the next new
- *                                    transactional id gets
+ *                                    transactional id (or idempotent
+ *                                    producer of the server) gets
  *       16     4  count              uint32, entries that follow
  *       20     *  entries            count times:
  *                   +0   8  producer_id    int64 >= 0
@@ -30,19 +31,39 @@
  *                   +10  2  id_len         uint16, 1..SL_TOPIC_NAME_MAX
  *                   +12  8  txn_start_ms   int64, wall-clock ms at which the
  *                                          open transaction was begun; -1:
- *                                          no open transaction (the fields
- *                                          up to part_count are then 0)
- *                   +20  8  txn_timeout_ms int64, its timeout
- *                   +28  2  txn_epoch      int16, the epoch it was begun in;
+ *                                          no open transaction (part_count
+ *                                          and offset_count are then 0)
+ *                   +20  8  txn_timeout_ms int64, the id's transaction
+ *                                          timeout
+ *                   +28  2  txn_epoch      int16, the epoch the open (or
+ *                                          last) transaction was begun in;
  *                                          below epoch: its abort was begun
  *                                          (the epoch bumped) but not done
- *                   +30  2  topic_len      uint16, 0..SL_TOPIC_NAME_MAX
+ *                   +30  2  phase          uint16: 0 open, 1 commit prepared
+ *                                          (markers and offsets being
+ *                                          written), 2 last one committed,
+ *                                          3 last one aborted
  *                   +32  4  part_count     uint32, 0..SL_PARTITIONS_MAX
- *                   +36  *  id             id_len bytes
- *                        *  topic          topic_len bytes: the open
- *                                          transaction's topic
- *                        *  partitions     part_count int32: the partitions
+ *                   +36  4  offset_count   uint32, 0..SL_PARTITIONS_MAX
+ *                   +40  *  id             id_len bytes
+ *                        *  partitions     part_count times: the partitions
  *                                          it may have written to
+ *                             2  topic_len uint16, 1..SL_TOPIC_NAME_MAX
+ *                             *  topic     topic_len bytes
+ *                             4  partition int32
+ *                        *  offsets        offset_count times: the group
+ *                                          offsets it commits (TxnOffset-
+ *                                          Commit)
+ *                             2  group_len uint16, 1..SL_TOPIC_NAME_MAX
+ *                             *  group     group_len bytes
+ *                             2  topic_len uint16, 1..SL_TOPIC_NAME_MAX
+ *                             *  topic     topic_len bytes
+ *                             4  partition int32
+ *                             8  offset    int64
+ *
+ * Version 2 entries are 36 bytes: +30 is topic_len (one topic for the whole
+ * transaction, after the id) and part_count int32 partitions follow; no
+ * phase, no offsets. Version 1 entries are 12 bytes (+0..+11), then the id.
  *
  * A missing file is an empty map; a file that fails its checks is refused
  * (SL_ECORRUPT), never rewritten, so producer ids are never reused.
@@ -100,6 +121,14 @@
  * otherwise through a writer opened and closed for the marker, so that a
  * reader (`consume`) does not keep partition locks.
  *
+ * The Kafka-protocol server is a transaction coordinator over the same
+ * file (slb_txn_*, at the end, for kapi_txn.c): its transactions span
+ * topics and carry group offsets, and every path that ends one goes through
+ * finish_locked (a commit is first made durable as "prepared", so a crash
+ * between markers completes it; then markers; then a commit's offsets
+ * through sl_group_commit; then the transaction is forgotten). Idempotent
+ * producers of the server take their ids from next_producer_id too.
+ *
  * Lock order: the state lock, then partition locks, never waiting for the
  * latter (SL_EBUSY); a producer holds partition locks and takes the state
  * lock (waiting) to register a partition, so nothing waits in a cycle.
@@ -124,11 +153,19 @@
 #define TXN_STATE  "__transactions.state"
 #define TXN_LOCK   "__transactions.lock"
 #define TXN_MAGIC1 "SLTX" /* version 1: entries without the transaction fields */
-#define TXN_MAGIC  "SLT2"
+#define TXN_MAGIC2 "SLT2" /* version 2: one topic per open transaction */
+#define TXN_MAGIC  "SLT3"
 #define TXN_HDR    20
 #define TXN_ENTRY1 12
-#define TXN_ENTRY  36
-#define EPOCH_MAX  32767
+#define TXN_ENTRY2 36
+#define TXN_ENTRY  40
+
+/* An entry's phase (version 3, +30). */
+#define PHASE_OPEN      0 /* start_ms >= 0: open; else no transaction since the epoch began */
+#define PHASE_PREPARED  1 /* commit decided (durable): markers and offsets being written */
+#define PHASE_COMMITTED 2 /* no transaction open; the last one (txn_epoch) committed */
+#define PHASE_ABORTED   3 /* no transaction open; the last one (txn_epoch) aborted */
+#define EPOCH_MAX       32767
 
 struct sl_txn_producer {
     sl_broker *b;
@@ -148,6 +185,20 @@ struct sl_txn_producer {
     char errmsg[SLB_ERRLEN];
 };
 
+/* A partition of an open transaction. */
+typedef struct txn_tp {
+    char topic[SL_TOPIC_NAME_MAX + 1];
+    int32_t partition;
+} txn_tp;
+
+/* A group offset of an open transaction (TxnOffsetCommit). */
+typedef struct txn_off {
+    char group[SL_TOPIC_NAME_MAX + 1];
+    char topic[SL_TOPIC_NAME_MAX + 1];
+    int32_t partition;
+    int64_t offset;
+} txn_off;
+
 /* One transactional id's entry, parsed. */
 typedef struct txn_entry {
     int64_t pid;
@@ -156,9 +207,11 @@ typedef struct txn_entry {
     int64_t start_ms; /* the open transaction's first registration (wall clock); -1: none */
     int64_t timeout_ms;
     int16_t txn_epoch; /* the epoch it was begun in; < epoch: being aborted */
-    char topic[SL_TOPIC_NAME_MAX + 1];
+    uint16_t phase;    /* PHASE_*: open, commit prepared, or how the last one ended */
     uint32_t nparts;
-    int32_t *parts;
+    txn_tp *parts; /* the partitions it may have written to */
+    uint32_t noffs;
+    txn_off *offs; /* group offsets committed when it commits */
 } txn_entry;
 
 /* The parsed map. */
@@ -175,7 +228,10 @@ static void state_path(char *buf, size_t cap, const sl_broker *b, const char *na
 
 static void state_free(txn_state *s)
 {
-    for (uint32_t i = 0; i < s->count; i++) free(s->e[i].parts);
+    for (uint32_t i = 0; i < s->count; i++) {
+        free(s->e[i].parts);
+        free(s->e[i].offs);
+    }
     free(s->e);
     memset(s, 0, sizeof *s);
 }
@@ -191,12 +247,13 @@ static void put16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
-/* Parse the file's bytes (magic and CRC checked by the caller). */
-static int state_parse(const uint8_t *buf, size_t len, bool v1, txn_state *s)
+/* Parse the file's bytes (magic and CRC checked by the caller) of format
+ * version ver (1, 2 or 3). */
+static int state_parse(const uint8_t *buf, size_t len, int ver, txn_state *s)
 {
     s->next_pid = (int64_t)slb_get64(buf + 8);
     uint32_t count = slb_get32(buf + 16);
-    size_t fixed = v1 ? TXN_ENTRY1 : TXN_ENTRY, pos = TXN_HDR;
+    size_t fixed = ver == 1 ? TXN_ENTRY1 : ver == 2 ? TXN_ENTRY2 : TXN_ENTRY, pos = TXN_HDR;
     if (s->next_pid < 0 || count > (len - TXN_HDR) / fixed) return SL_ECORRUPT;
     s->e = calloc(count ? count : 1, sizeof *s->e);
     if (!s->e) return SL_ENOMEM;
@@ -205,30 +262,67 @@ static int state_parse(const uint8_t *buf, size_t len, bool v1, txn_state *s)
         s->count = i + 1;
         e->start_ms = -1;
         if (len - pos < fixed) return SL_ECORRUPT;
-        const uint8_t *q = buf + pos;
+        const uint8_t *q = buf + pos, *end = buf + len;
         e->pid = (int64_t)slb_get64(q);
         e->epoch = (int16_t)get16(q + 8);
         uint16_t idl = get16(q + 10), tl = 0;
-        uint32_t np = 0;
-        if (!v1) {
+        uint32_t np = 0, no = 0;
+        if (ver >= 2) {
             e->start_ms = (int64_t)slb_get64(q + 12);
             e->timeout_ms = (int64_t)slb_get64(q + 20);
             e->txn_epoch = (int16_t)get16(q + 28);
-            tl = get16(q + 30);
             np = slb_get32(q + 32);
         }
+        if (ver == 2) tl = get16(q + 30);
+        if (ver == 3) {
+            e->phase = get16(q + 30);
+            no = slb_get32(q + 36);
+        }
         if (e->pid < 0 || e->epoch < 0 || idl == 0 || idl > SL_TOPIC_NAME_MAX ||
-            tl > SL_TOPIC_NAME_MAX || np > SL_PARTITIONS_MAX ||
-            len - pos - fixed < (size_t)idl + tl + 4 * (size_t)np)
+            tl > SL_TOPIC_NAME_MAX || np > SL_PARTITIONS_MAX || no > SL_PARTITIONS_MAX ||
+            e->phase > PHASE_ABORTED || (size_t)(end - q) < fixed + idl + tl)
             return SL_ECORRUPT;
         q += fixed;
         memcpy(e->id, q, idl);
-        memcpy(e->topic, q + idl, tl);
-        q += idl + tl;
-        if (np && !(e->parts = malloc(np * sizeof *e->parts))) return SL_ENOMEM;
-        for (uint32_t k = 0; k < np; k++) e->parts[k] = (int32_t)slb_get32(q + 4 * k);
+        q += idl;
+        char topic2[SL_TOPIC_NAME_MAX + 1] = ""; /* version 2: one topic for all */
+        memcpy(topic2, q, tl);
+        q += tl;
+        if (np && !(e->parts = calloc(np, sizeof *e->parts))) return SL_ENOMEM;
+        if (no && !(e->offs = calloc(no, sizeof *e->offs))) return SL_ENOMEM;
         e->nparts = np;
-        pos += fixed + idl + tl + 4 * (size_t)np;
+        e->noffs = no;
+        for (uint32_t k = 0; k < np; k++) {
+            txn_tp *t = &e->parts[k];
+            if (ver == 2) {
+                if (end - q < 4) return SL_ECORRUPT;
+                memcpy(t->topic, topic2, sizeof topic2);
+            } else {
+                if (end - q < 2) return SL_ECORRUPT;
+                uint16_t l = get16(q);
+                if (l == 0 || l > SL_TOPIC_NAME_MAX || end - q < 6 + l) return SL_ECORRUPT;
+                memcpy(t->topic, q + 2, l);
+                q += 2 + l;
+            }
+            t->partition = (int32_t)slb_get32(q);
+            q += 4;
+        }
+        for (uint32_t k = 0; k < no; k++) {
+            txn_off *o = &e->offs[k];
+            uint16_t gl, l;
+            if (end - q < 2 || (gl = get16(q)) == 0 || gl > SL_TOPIC_NAME_MAX || end - q < 4 + gl)
+                return SL_ECORRUPT;
+            memcpy(o->group, q + 2, gl);
+            q += 2 + gl;
+            if ((l = get16(q)) == 0 || l > SL_TOPIC_NAME_MAX || end - q < 14 + l)
+                return SL_ECORRUPT;
+            memcpy(o->topic, q + 2, l);
+            q += 2 + l;
+            o->partition = (int32_t)slb_get32(q);
+            o->offset = (int64_t)slb_get64(q + 4);
+            q += 12;
+        }
+        pos = (size_t)(q - buf);
     }
     return pos == len ? 0 : SL_ECORRUPT;
 }
@@ -266,11 +360,12 @@ static int state_read(const sl_broker *b, txn_state *s, struct stat *st, char *e
         slb_seterr(err, "cannot read %s", path);
         goto fail;
     }
-    bool v1 = memcmp(buf, TXN_MAGIC1, 4) == 0;
-    if ((!v1 && memcmp(buf, TXN_MAGIC, 4) != 0) ||
-        slb_get32(buf + 4) != sli_crc32c(0, buf + 8, len - 8))
-        goto corrupt;
-    if ((rc = state_parse(buf, len, v1, s)) == SL_ECORRUPT) goto corrupt;
+    int ver = !memcmp(buf, TXN_MAGIC, 4)    ? 3
+              : !memcmp(buf, TXN_MAGIC2, 4) ? 2
+              : !memcmp(buf, TXN_MAGIC1, 4) ? 1
+                                            : 0;
+    if (!ver || slb_get32(buf + 4) != sli_crc32c(0, buf + 8, len - 8)) goto corrupt;
+    if ((rc = state_parse(buf, len, ver, s)) == SL_ECORRUPT) goto corrupt;
     if (rc < 0) {
         slb_seterr(err, "out of memory");
         goto fail;
@@ -289,12 +384,18 @@ fail:
     return rc;
 }
 
-/* Write s whole, atomically; *st (may be NULL) gets the new file's identity. */
+/* Write s whole, atomically (format version 3); *st (may be NULL) gets
+ * the new file's identity. */
 static int state_write(const sl_broker *b, const txn_state *s, struct stat *st, char *err)
 {
     size_t len = TXN_HDR;
-    for (uint32_t i = 0; i < s->count; i++)
-        len += TXN_ENTRY + strlen(s->e[i].id) + strlen(s->e[i].topic) + 4 * (size_t)s->e[i].nparts;
+    for (uint32_t i = 0; i < s->count; i++) {
+        const txn_entry *e = &s->e[i];
+        len += TXN_ENTRY + strlen(e->id);
+        for (uint32_t k = 0; k < e->nparts; k++) len += 6 + strlen(e->parts[k].topic);
+        for (uint32_t k = 0; k < e->noffs; k++)
+            len += 16 + strlen(e->offs[k].group) + strlen(e->offs[k].topic);
+    }
     uint8_t *nb = calloc(1, len);
     if (!nb) {
         slb_seterr(err, "out of memory");
@@ -306,20 +407,39 @@ static int state_write(const sl_broker *b, const txn_state *s, struct stat *st, 
     uint8_t *q = nb + TXN_HDR;
     for (uint32_t i = 0; i < s->count; i++) {
         const txn_entry *e = &s->e[i];
-        size_t idl = strlen(e->id), tl = strlen(e->topic);
+        size_t idl = strlen(e->id);
         slb_put64(q, (uint64_t)e->pid);
         put16(q + 8, (uint16_t)e->epoch);
         put16(q + 10, (uint16_t)idl);
         slb_put64(q + 12, (uint64_t)e->start_ms);
         slb_put64(q + 20, (uint64_t)e->timeout_ms);
         put16(q + 28, (uint16_t)e->txn_epoch);
-        put16(q + 30, (uint16_t)tl);
+        put16(q + 30, e->phase);
         slb_put32(q + 32, e->nparts);
+        slb_put32(q + 36, e->noffs);
         q += TXN_ENTRY;
         memcpy(q, e->id, idl);
-        memcpy(q + idl, e->topic, tl);
-        q += idl + tl;
-        for (uint32_t k = 0; k < e->nparts; k++, q += 4) slb_put32(q, (uint32_t)e->parts[k]);
+        q += idl;
+        for (uint32_t k = 0; k < e->nparts; k++) {
+            size_t l = strlen(e->parts[k].topic);
+            put16(q, (uint16_t)l);
+            memcpy(q + 2, e->parts[k].topic, l);
+            slb_put32(q + 2 + l, (uint32_t)e->parts[k].partition);
+            q += 6 + l;
+        }
+        for (uint32_t k = 0; k < e->noffs; k++) {
+            const txn_off *o = &e->offs[k];
+            size_t gl = strlen(o->group), l = strlen(o->topic);
+            put16(q, (uint16_t)gl);
+            memcpy(q + 2, o->group, gl);
+            q += 2 + gl;
+            put16(q, (uint16_t)l);
+            memcpy(q + 2, o->topic, l);
+            q += 2 + l;
+            slb_put32(q, (uint32_t)o->partition);
+            slb_put64(q + 4, (uint64_t)o->offset);
+            q += 12;
+        }
     }
     slb_put32(nb + 4, sli_crc32c(0, nb + 8, len - 8));
     char path[SLB_PATH_CAP];
@@ -346,15 +466,17 @@ static txn_entry *state_find(txn_state *s, const char *tid)
     return NULL;
 }
 
-static void entry_clear_txn(txn_entry *e)
+/* Forget e's open transaction (its partitions and offsets), noting how it
+ * ended (PHASE_COMMITTED or PHASE_ABORTED). */
+static void entry_clear_txn(txn_entry *e, uint16_t ended)
 {
     e->start_ms = -1;
-    e->timeout_ms = 0;
-    e->txn_epoch = 0;
-    e->topic[0] = 0;
-    e->nparts = 0;
+    e->phase = ended;
+    e->nparts = e->noffs = 0;
     free(e->parts);
+    free(e->offs);
     e->parts = NULL;
+    e->offs = NULL;
 }
 
 static int lock_state(const sl_broker *b, char *err)
@@ -384,7 +506,8 @@ static int mark_entry(sl_broker *b, const txn_entry *e, int type, bool keep, int
 {
     sl_producer_ref ref = {.producer_id = e->pid, .epoch = e->epoch, .base_sequence = -1};
     for (uint32_t k = 0; k < e->nparts; k++) {
-        int rc = slb_log_append_marker(b, e->topic, e->parts[k], &ref, type, true, keep, NULL);
+        int rc = slb_log_append_marker(b, e->parts[k].topic, e->parts[k].partition, &ref, type,
+                                       true, keep, NULL);
         /* The topic was deleted (or made again with fewer partitions): nothing
          * of the transaction is left there to end. */
         if (rc == SL_ENOENT || rc == SL_ERANGE) continue;
@@ -394,11 +517,36 @@ static int mark_entry(sl_broker *b, const txn_entry *e, int type, bool keep, int
     return 0;
 }
 
+/* End e's open transaction with type (SLB_MARKER_COMMIT or _ABORT), the one
+ * rule for every path that ends a transaction through the state file: a
+ * commit is first made durable as PHASE_PREPARED (so that whoever finds it
+ * after a crash completes the commit, never aborts half of it), then the
+ * markers are written (mark_entry: only where still open), then a commit's
+ * group offsets (sl_group_commit), then the transaction is forgotten. A
+ * failure leaves the entry as it was (or PREPARED) for a retry. Lock held. */
+static int finish_locked(sl_broker *b, txn_state *s, txn_entry *e, int type, bool keep,
+                         int *written)
+{
+    int rc;
+    if (type == SLB_MARKER_COMMIT && e->phase != PHASE_PREPARED) {
+        e->phase = PHASE_PREPARED;
+        if ((rc = state_write(b, s, NULL, b->errmsg)) < 0) return rc;
+    }
+    if ((rc = mark_entry(b, e, type, keep, written)) < 0) return rc;
+    for (uint32_t k = 0; type == SLB_MARKER_COMMIT && k < e->noffs; k++) {
+        const txn_off *o = &e->offs[k];
+        if ((rc = sl_group_commit(b, o->group, o->topic, o->partition, o->offset)) < 0) return rc;
+    }
+    entry_clear_txn(e, type == SLB_MARKER_COMMIT ? PHASE_COMMITTED : PHASE_ABORTED);
+    return state_write(b, s, NULL, b->errmsg);
+}
+
 /* Abort the transactions of s that are past their timeout at now, or whose
  * abort an earlier call began (txn_epoch < epoch), except skip's: bump the
  * epoch (fencing the producer, made durable before any marker), write ABORT
- * markers, forget the transaction. A failure leaves that transaction for a
- * later call. Returns how many were aborted (negative: a state write
+ * markers, forget the transaction. A transaction whose commit was prepared
+ * is committed instead (finish_locked). A failure leaves that transaction
+ * for a later call. Returns how many were ended (negative: a state write
  * failed). Lock held. */
 static int expire_locked(sl_broker *b, txn_state *s, int64_t now, const char *skip)
 {
@@ -406,52 +554,55 @@ static int expire_locked(sl_broker *b, txn_state *s, int64_t now, const char *sk
     for (uint32_t i = 0; i < s->count; i++) {
         txn_entry *e = &s->e[i];
         if (e->start_ms < 0 || (skip && !strcmp(e->id, skip))) continue;
+        if (e->phase == PHASE_PREPARED) {
+            if (finish_locked(b, s, e, SLB_MARKER_COMMIT, false, NULL) == 0) n++;
+            continue;
+        }
         bool pending = e->txn_epoch < e->epoch;
         if (!pending && now - e->start_ms <= e->timeout_ms) continue;
         if (!pending && e->epoch < EPOCH_MAX) {
             e->epoch++;
             if ((rc = state_write(b, s, NULL, b->errmsg)) < 0) return rc;
         }
-        if (mark_entry(b, e, SLB_MARKER_ABORT, false, NULL) < 0) continue;
-        entry_clear_txn(e);
-        if ((rc = state_write(b, s, NULL, b->errmsg)) < 0) return rc;
-        n++;
+        if (finish_locked(b, s, e, SLB_MARKER_ABORT, false, NULL) == 0) n++;
     }
     return n;
 }
 
-/* Allocate or bump tid's producer id and epoch, durably, aborting the
- * transaction an older epoch left open (and expired ones of other ids).
- * Lock held. */
-static int state_bump(sl_txn_producer *p)
+/* Allocate or bump tid's producer id and epoch in s, durably, ending the
+ * transaction an older epoch left open (aborted; completed if its commit
+ * was prepared) and expired ones of other ids. timeout_ms > 0 becomes the
+ * id's transaction timeout. *out gets the entry. Lock held. */
+static int bump_locked(sl_broker *b, txn_state *s, const char *tid, int64_t timeout_ms,
+                       struct stat *st, txn_entry **out)
 {
-    txn_state s;
-    sl_broker *b = p->b;
     char *err = b->errmsg;
-    int rc = state_read(b, &s, NULL, err);
-    if (rc < 0) return rc;
-    if ((rc = expire_locked(b, &s, sli_clock_wall_ms(), p->tid)) < 0) goto out;
-    txn_entry *e = state_find(&s, p->tid);
+    int rc;
+    if ((rc = expire_locked(b, s, sli_clock_wall_ms(), tid)) < 0) return rc;
+    txn_entry *e = state_find(s, tid);
     if (!e) {
-        txn_entry *ne = realloc(s.e, (s.count + 1) * sizeof *ne);
+        txn_entry *ne = realloc(s->e, (s->count + 1) * sizeof *ne);
         if (!ne) {
-            rc = SL_ENOMEM;
             slb_seterr(err, "out of memory");
-            goto out;
+            return SL_ENOMEM;
         }
-        s.e = ne;
-        e = &s.e[s.count++];
+        s->e = ne;
+        e = &s->e[s->count++];
         memset(e, 0, sizeof *e);
-        snprintf(e->id, sizeof e->id, "%s", p->tid);
-        e->pid = s.next_pid++;
+        snprintf(e->id, sizeof e->id, "%s", tid);
+        e->pid = s->next_pid++;
         e->epoch = 0;
         e->start_ms = -1;
+        e->timeout_ms = SL_TXN_TIMEOUT_DEFAULT_MS;
     } else {
+        if (e->start_ms >= 0 && e->phase == PHASE_PREPARED &&
+            (rc = finish_locked(b, s, e, SLB_MARKER_COMMIT, false, NULL)) < 0)
+            return rc;
         bool open_txn = e->start_ms >= 0, ran_out = e->epoch >= EPOCH_MAX;
         if (!ran_out) {
             e->epoch++;
             /* Fence the older producer before ending its transaction. */
-            if (open_txn && (rc = state_write(b, &s, NULL, err)) < 0) goto out;
+            if (open_txn && (rc = state_write(b, s, NULL, err)) < 0) return rc;
         }
         if (open_txn) {
             if ((rc = mark_entry(b, e, SLB_MARKER_ABORT, false, NULL)) < 0) {
@@ -460,24 +611,37 @@ static int state_bump(sl_txn_producer *p)
                 slb_seterr(err,
                            "transactional id '%s': cannot abort the transaction epoch %d "
                            "left open (epoch %d fences it already; opening again retries): %s",
-                           p->tid, e->txn_epoch, e->epoch, why);
-                goto out;
+                           tid, e->txn_epoch, e->epoch, why);
+                return rc;
             }
-            entry_clear_txn(e);
+            entry_clear_txn(e, PHASE_ABORTED);
         }
         if (ran_out) { /* epochs ran out: a new producer id */
-            e->pid = s.next_pid++;
+            e->pid = s->next_pid++;
             e->epoch = 0;
         }
     }
+    if (timeout_ms > 0) e->timeout_ms = timeout_ms;
+    if ((rc = state_write(b, s, st, err)) < 0) return rc;
+    *out = e;
+    return 0;
+}
+
+/* sl_txn_producer_open's part under the lock. */
+static int state_bump(sl_txn_producer *p)
+{
+    txn_state s;
     struct stat st;
-    if ((rc = state_write(b, &s, &st, err)) < 0) goto out;
-    p->pid = e->pid;
-    p->epoch = e->epoch;
-    p->ino = st.st_ino;
-    p->size = st.st_size;
-    p->ctime = st.st_ctim;
-out:
+    txn_entry *e;
+    int rc = state_read(p->b, &s, NULL, p->b->errmsg);
+    if (rc < 0) return rc;
+    if ((rc = bump_locked(p->b, &s, p->tid, 0, &st, &e)) == 0) {
+        p->pid = e->pid;
+        p->epoch = e->epoch;
+        p->ino = st.st_ino;
+        p->size = st.st_size;
+        p->ctime = st.st_ctim;
+    }
     state_free(&s);
     return rc;
 }
@@ -595,25 +759,28 @@ static int state_txn_update(sl_txn_producer *p, int32_t partition)
     }
     if (partition < 0) {
         if (e->start_ms < 0) goto out;
-        entry_clear_txn(e);
+        entry_clear_txn(e, PHASE_COMMITTED);
     } else {
         if (e->start_ms < 0) {
             e->start_ms = sli_clock_wall_ms();
             e->timeout_ms = p->timeout_ms;
             e->txn_epoch = p->epoch;
-            snprintf(e->topic, sizeof e->topic, "%s", p->topic);
+            e->phase = PHASE_OPEN;
         }
         uint32_t k = 0;
-        while (k < e->nparts && e->parts[k] != partition) k++;
+        while (k < e->nparts &&
+               (e->parts[k].partition != partition || strcmp(e->parts[k].topic, p->topic)))
+            k++;
         if (k == e->nparts) {
-            int32_t *np = realloc(e->parts, (e->nparts + 1) * sizeof *np);
+            txn_tp *np = realloc(e->parts, (e->nparts + 1) * sizeof *np);
             if (!np) {
                 rc = SL_ENOMEM;
                 snprintf(p->errmsg, sizeof p->errmsg, "out of memory");
                 goto out;
             }
             e->parts = np;
-            e->parts[e->nparts++] = partition;
+            snprintf(np[e->nparts].topic, sizeof np[e->nparts].topic, "%s", p->topic);
+            np[e->nparts++].partition = partition;
         }
     }
     struct stat st;
@@ -742,18 +909,18 @@ int sl_txn_recover_commit(sl_broker *b, const char *topic, const char *transacti
         rc = 1; /* nothing of that producer open: committed, aborted, or never begun */
         goto out;
     }
-    if (strcmp(e->topic, topic) != 0) {
-        slb_seterr(b->errmsg,
-                   "transactional id '%s': producer %" PRId64 " epoch %d has its open "
-                   "transaction on topic '%s', not '%s'",
-                   transactional_id, producer_id, epoch, e->topic, topic);
-        rc = SL_EINVAL;
-        goto out;
+    for (uint32_t k = 0; k < e->nparts; k++) {
+        if (strcmp(e->parts[k].topic, topic) != 0) {
+            slb_seterr(b->errmsg,
+                       "transactional id '%s': producer %" PRId64 " epoch %d has its open "
+                       "transaction on topic '%s', not '%s'",
+                       transactional_id, producer_id, epoch, e->parts[k].topic, topic);
+            rc = SL_EINVAL;
+            goto out;
+        }
     }
     int written = 0;
-    if ((rc = mark_entry(b, e, SLB_MARKER_COMMIT, true, &written)) < 0) goto out;
-    entry_clear_txn(e);
-    if ((rc = state_write(b, &s, NULL, b->errmsg)) < 0) goto out;
+    if ((rc = finish_locked(b, &s, e, SLB_MARKER_COMMIT, true, &written)) < 0) goto out;
     rc = written ? 0 : 1;
 out:
     state_free(&s);
@@ -783,4 +950,238 @@ void sl_txn_producer_close(sl_txn_producer *p)
 const char *sl_txn_producer_errmsg(const sl_txn_producer *p)
 {
     return p ? p->errmsg : "out of memory";
+}
+
+/* ---- the Kafka-protocol server's transaction coordinator ----------------- */
+
+/* Lock the state file and read it into s. Returns the lock's fd or an
+ * error. */
+static int coord_open(sl_broker *b, txn_state *s)
+{
+    int lfd = lock_state(b, b->errmsg);
+    if (lfd < 0) return lfd;
+    int rc = state_read(b, s, NULL, b->errmsg);
+    if (rc < 0) {
+        close(lfd);
+        return rc;
+    }
+    return lfd;
+}
+
+static void coord_close(txn_state *s, int lfd)
+{
+    state_free(s);
+    close(lfd);
+}
+
+/* e (tid's entry, may be NULL) against a request's producer id and epoch:
+ * SL_ENOENT if tid has no entry or another producer id, SL_EFENCED if the
+ * epoch is not the entry's, else 0. */
+static int coord_check(sl_broker *b, const txn_entry *e, const char *tid, int64_t pid,
+                       int16_t epoch)
+{
+    if (!e || e->pid != pid) {
+        slb_seterr(b->errmsg, "transactional id '%s' does not have producer id %" PRId64, tid, pid);
+        return SL_ENOENT;
+    }
+    if (e->epoch != epoch) {
+        slb_seterr(b->errmsg,
+                   "transactional id '%s': producer %" PRId64 " epoch %d is fenced by epoch %d",
+                   tid, pid, epoch, e->epoch);
+        return SL_EFENCED;
+    }
+    return 0;
+}
+
+/* SL_ESTATE if e's commit is prepared (being written: nothing may join or
+ * abort it; Kafka answers CONCURRENT_TRANSACTIONS or INVALID_TXN_STATE). */
+static int coord_not_prepared(sl_broker *b, const txn_entry *e)
+{
+    if (e->start_ms < 0 || e->phase != PHASE_PREPARED) return 0;
+    slb_seterr(b->errmsg, "transactional id '%s': its commit is being completed", e->id);
+    return SL_ESTATE;
+}
+
+/* Begin e's transaction if none is open. */
+static void coord_begin_txn(txn_entry *e)
+{
+    if (e->start_ms >= 0) return;
+    e->start_ms = sli_clock_wall_ms();
+    e->txn_epoch = e->epoch;
+    e->phase = PHASE_OPEN;
+    if (e->timeout_ms <= 0) e->timeout_ms = SL_TXN_TIMEOUT_DEFAULT_MS;
+}
+
+int slb_txn_init(sl_broker *b, const char *tid, int64_t timeout_ms, int64_t *pid, int16_t *epoch)
+{
+    txn_state s;
+    int lfd = coord_open(b, &s), rc;
+    if (lfd < 0) return lfd;
+    if (!tid) { /* an idempotent producer: a fresh id, epoch 0 */
+        if ((rc = expire_locked(b, &s, sli_clock_wall_ms(), NULL)) >= 0) {
+            *pid = s.next_pid++;
+            *epoch = 0;
+            rc = state_write(b, &s, NULL, b->errmsg);
+        }
+    } else {
+        txn_entry *e;
+        if ((rc = bump_locked(b, &s, tid, timeout_ms, NULL, &e)) == 0) {
+            *pid = e->pid;
+            *epoch = e->epoch;
+        }
+    }
+    coord_close(&s, lfd);
+    return rc < 0 ? rc : 0;
+}
+
+int slb_txn_add_partitions(sl_broker *b, const char *tid, int64_t pid, int16_t epoch,
+                           const char *topic, const int32_t *parts, size_t n)
+{
+    txn_state s;
+    int lfd = coord_open(b, &s);
+    if (lfd < 0) return lfd;
+    txn_entry *e = state_find(&s, tid);
+    int rc = coord_check(b, e, tid, pid, epoch);
+    if (rc < 0 || (rc = coord_not_prepared(b, e)) < 0) goto out;
+    bool changed = e->start_ms < 0;
+    coord_begin_txn(e);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = 0;
+        while (k < e->nparts &&
+               (e->parts[k].partition != parts[i] || strcmp(e->parts[k].topic, topic)))
+            k++;
+        if (k < e->nparts) continue;
+        txn_tp *np = realloc(e->parts, (e->nparts + 1) * sizeof *np);
+        if (!np) {
+            slb_seterr(b->errmsg, "out of memory");
+            rc = SL_ENOMEM;
+            goto out;
+        }
+        e->parts = np;
+        snprintf(np[e->nparts].topic, sizeof np[e->nparts].topic, "%s", topic);
+        np[e->nparts++].partition = parts[i];
+        changed = true;
+    }
+    if (changed) rc = state_write(b, &s, NULL, b->errmsg);
+out:
+    coord_close(&s, lfd);
+    return rc;
+}
+
+int slb_txn_add_offsets(sl_broker *b, const char *tid, int64_t pid, int16_t epoch,
+                        const char *group, const slb_txn_offset *offs, size_t n)
+{
+    txn_state s;
+    int lfd = coord_open(b, &s);
+    if (lfd < 0) return lfd;
+    txn_entry *e = state_find(&s, tid);
+    int rc = coord_check(b, e, tid, pid, epoch);
+    if (rc < 0 || (rc = coord_not_prepared(b, e)) < 0) goto out;
+    if (e->start_ms < 0) {
+        slb_seterr(b->errmsg,
+                   "transactional id '%s' has no open transaction (AddOffsetsToTxn first)", tid);
+        rc = SL_ESTATE;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = 0;
+        while (k < e->noffs &&
+               (e->offs[k].partition != offs[i].partition || strcmp(e->offs[k].group, group) ||
+                strcmp(e->offs[k].topic, offs[i].topic)))
+            k++;
+        if (k == e->noffs) {
+            txn_off *no = realloc(e->offs, (e->noffs + 1) * sizeof *no);
+            if (!no) {
+                slb_seterr(b->errmsg, "out of memory");
+                rc = SL_ENOMEM;
+                goto out;
+            }
+            e->offs = no;
+            e->noffs++;
+            snprintf(no[k].group, sizeof no[k].group, "%s", group);
+            snprintf(no[k].topic, sizeof no[k].topic, "%s", offs[i].topic);
+            no[k].partition = offs[i].partition;
+        }
+        e->offs[k].offset = offs[i].offset;
+    }
+    rc = state_write(b, &s, NULL, b->errmsg);
+out:
+    coord_close(&s, lfd);
+    return rc;
+}
+
+int slb_txn_end(sl_broker *b, const char *tid, int64_t pid, int16_t epoch, bool commit)
+{
+    txn_state s;
+    int lfd = coord_open(b, &s);
+    if (lfd < 0) return lfd;
+    txn_entry *e = state_find(&s, tid);
+    int rc = coord_check(b, e, tid, pid, epoch);
+    if (rc < 0) goto out;
+    if (e->start_ms < 0) { /* a retry of the end that went through is answered the same */
+        if (e->txn_epoch == epoch && e->phase == (commit ? PHASE_COMMITTED : PHASE_ABORTED))
+            goto out;
+        slb_seterr(b->errmsg, "transactional id '%s' has no open transaction to %s", tid,
+                   commit ? "commit" : "abort");
+        rc = SL_ESTATE;
+        goto out;
+    }
+    if (!commit && (rc = coord_not_prepared(b, e)) < 0) goto out; /* a retried commit goes on */
+    rc = finish_locked(b, &s, e, commit ? SLB_MARKER_COMMIT : SLB_MARKER_ABORT, true, NULL);
+out:
+    coord_close(&s, lfd);
+    return rc;
+}
+
+/* The state file as last read, for the check of each transactional batch
+ * (read again only when its identity changed). */
+struct slb_txn_view {
+    txn_state s;
+    bool loaded;
+    ino_t ino;
+    off_t size;
+    struct timespec ctime;
+};
+
+void slb_txn_view_reset(slb_txn_view *v)
+{
+    if (v) v->loaded = false;
+}
+
+void slb_txn_view_free(slb_txn_view *v)
+{
+    if (!v) return;
+    state_free(&v->s);
+    free(v);
+}
+
+int slb_txn_check_produce(sl_broker *b, slb_txn_view **vp, const char *tid, int64_t pid,
+                          int16_t epoch, const char *topic, int32_t partition)
+{
+    if (!*vp && !(*vp = calloc(1, sizeof **vp))) return SL_ENOMEM;
+    slb_txn_view *v = *vp;
+    char path[SLB_PATH_CAP];
+    state_path(path, sizeof path, b, TXN_STATE);
+    struct stat st;
+    int rc;
+    if (stat(path, &st) < 0) memset(&st, 0, sizeof st); /* none: an empty map */
+    if (!v->loaded || st.st_ino != v->ino || st.st_size != v->size ||
+        st.st_ctim.tv_sec != v->ctime.tv_sec || st.st_ctim.tv_nsec != v->ctime.tv_nsec) {
+        state_free(&v->s);
+        v->loaded = false;
+        if ((rc = state_read(b, &v->s, &st, b->errmsg)) < 0) return rc;
+        v->loaded = true;
+        v->ino = st.st_ino;
+        v->size = st.st_size;
+        v->ctime = st.st_ctim;
+    }
+    const txn_entry *e = state_find(&v->s, tid);
+    if ((rc = coord_check(b, e, tid, pid, epoch)) < 0) return rc;
+    for (uint32_t k = 0; e->start_ms >= 0 && e->phase == PHASE_OPEN && k < e->nparts; k++)
+        if (e->parts[k].partition == partition && !strcmp(e->parts[k].topic, topic)) return 0;
+    slb_seterr(b->errmsg,
+               "transactional id '%s': topic '%s' partition %d is not in its open transaction "
+               "(AddPartitionsToTxn first)",
+               tid, topic, partition);
+    return SL_ESTATE;
 }

@@ -265,8 +265,10 @@ SL_API int sl_txn_producer_set_timeout(sl_txn_producer *p, int64_t timeout_ms);
  * its timeout at now_ms (0: the current wall-clock time): bump its
  * transactional id's epoch (fencing its producer) and write ABORT markers to
  * its partitions. A partition that another process writes to (SL_EBUSY) is
- * left for a later call. Returns the number of transactions aborted, or a
- * negative code (message on b). sl_txn_producer_open calls it too. */
+ * left for a later call. A commit that the Kafka-protocol server had made
+ * durable but not finished (a crash) is completed instead. Returns the
+ * number of transactions ended, or a negative code (message on b).
+ * sl_txn_producer_open calls it too, and the server once a second. */
 SL_API int sl_txn_abort_expired(sl_broker *b, int64_t now_ms);
 /* Commit, after a crash, the transaction that producer (producer_id, epoch) of transactional_id
  * left open on topic, without opening a producer (no epoch bump): writes a COMMIT marker to every

@@ -5,7 +5,9 @@
  * (librdkafka, kcat, the Java client) over a broker directory opened with
  * sl_broker_open(): it is node 0 and the leader of every partition. What it
  * speaks so far: ApiVersions, Metadata, Produce (record batch v2,
- * uncompressed), Fetch and ListOffsets (earliest and latest), in their
+ * uncompressed; idempotent and transactional), Fetch and ListOffsets
+ * (earliest and latest), and the transaction coordinator's InitProducerId,
+ * AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn, in their
  * non-flexible versions; any other request gets an error answer.
  *
  * Security (sl_server_conf): without a users file the server listens on

@@ -34,7 +34,8 @@
  *
  *   - no crash, leak or undefined behaviour (ASan + UBSan);
  *   - answered (0): exactly one response frame was appended, its length
- *     prefix matches its size, and it echoes the request's correlation id;
+ *     prefix matches its size (its bytes and the file ranges a zero-copy
+ *     Fetch adds), and it echoes the request's correlation id;
  *     no frame at all only for Produce (acks=0);
  *   - parked (a Fetch below min_bytes): handled again as at its deadline,
  *     it must answer and not park again;
@@ -132,6 +133,15 @@ static bool fz_same(const fz_snap *a, const fz_snap *b)
            !memcmp(a->next, b->next, a->n * sizeof a->next[0]);
 }
 
+/* Forget c's output: the bytes and the file ranges (their references). */
+static void fz_drop_output(slb_conn *c)
+{
+    for (size_t i = 0; i < c->nrq; i++) slb_rfile_unref(c->rq[i].f);
+    c->nrq = c->rqhead = 0;
+    c->rqbytes = c->req_extra = 0;
+    c->out.len = c->out.off = 0;
+}
+
 /* The frame at the head of c->in (p, n: after its length prefix) on
  * connection c; fills res and returns false when the connection would be
  * closed or an invariant broke. */
@@ -139,13 +149,13 @@ static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz
 {
     fz_snap before, after;
     fz_snapshot(s->b, &before);
-    c->out.len = c->out.off = 0;
+    fz_drop_output(c);
     int16_t key = n >= 2 ? (int16_t)be16(p) : -1;
     int rc = slb_server_handle_frame(s, c);
     res->frames++;
     if (rc == SLB_K_PARK) {
         res->parked++;
-        if (c->out.len != 0) {
+        if (c->out.len != 0 || c->nrq != 0) {
             res->violation = "a parked request left bytes in the output";
             return false;
         }
@@ -165,7 +175,7 @@ static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz
                              "SL_ENOMEM";
             return false;
         }
-        if (c->out.len != 0) {
+        if (c->out.len != 0 || c->nrq != 0) {
             res->violation = "a malformed request left bytes in the output";
             return false;
         }
@@ -177,7 +187,7 @@ static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz
         res->violation = "a handler returned an unknown code";
         return false;
     }
-    if (c->out.len == 0) {
+    if (c->out.len == 0 && c->nrq == 0) {
         if (key != KAPI_PRODUCE) {
             res->violation = "a request other than Produce (acks=0) got no answer";
             return false;
@@ -185,7 +195,15 @@ static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz
         res->silent++;
         return true;
     }
-    if (c->out.len < 8 || be32(c->out.p) != c->out.len - 4) {
+    int64_t ranges = 0; /* zero-copy Fetch: file ranges sent after the bytes */
+    for (size_t i = 0; i < c->nrq; i++) {
+        if (c->rq[i].at > c->out.len || c->rq[i].len < 0) {
+            res->violation = "a file range of the response is out of its place";
+            return false;
+        }
+        ranges += c->rq[i].len;
+    }
+    if (c->out.len < 8 || (int64_t)be32(c->out.p) != (int64_t)c->out.len - 4 + ranges) {
         res->violation = "the response's length prefix does not match its size";
         return false;
     }
@@ -289,6 +307,8 @@ static void fuzz_server_run(const uint8_t *data, size_t size, fuzz_srv_result *r
     fz_snap last;
     fz_snapshot(fz_b, &last);
     res->appended = last.records - fz_initial.records;
+    fz_drop_output(&c);
+    free(c.rq);
     free(c.out.p);
     if (reset || !fz_same(&last, &fz_initial)) fz_teardown();
 }

@@ -455,14 +455,22 @@ static void test_produce_fetch(void **state)
     int32_t rl = g32(p + 26);
     uint8_t *bt = p + 30;
     assert_int_equal(bt + rl - rb, n);
-    assert_int_equal(g64(bt), 1);      /* base offset */
+    /* The stored batches as they are: the one holding offset 1 (0..2) and
+     * the next (3..4), each a valid Kafka batch. */
+    assert_int_equal(g64(bt), 0);      /* base offset */
     assert_int_equal(bt[16], 2);       /* magic */
-    assert_int_equal(g32(bt + 23), 3); /* last offset delta: 1..4 */
-    assert_int_equal(g32(bt + 57), 4); /* records */
-    assert_int_equal((uint32_t)g32(bt + 17), sli_crc32c(0, bt + 21, (size_t)rl - 21));
+    assert_int_equal(g32(bt + 23), 2); /* last offset delta: 0..2 */
+    assert_int_equal(g32(bt + 57), 3); /* records */
+    int32_t b1 = g32(bt + 8) + 12;
+    assert_int_equal((uint32_t)g32(bt + 17), sli_crc32c(0, bt + 21, (size_t)b1 - 21));
+    uint8_t *bt2 = bt + b1;
+    assert_int_equal(g64(bt2), 3);
+    assert_int_equal(g32(bt2 + 57), 2);
+    assert_int_equal(b1 + g32(bt2 + 8) + 12, rl);
+    assert_int_equal((uint32_t)g32(bt2 + 17), sli_crc32c(0, bt2 + 21, (size_t)(rl - b1) - 21));
     assert_non_null(memmem(bt, (size_t)rl, "k1\x04v1", 5));
     assert_non_null(memmem(bt, (size_t)rl, "k2\x04v2", 5));
-    assert_non_null(memmem(bt, (size_t)rl, "k0\x04v0", 5)); /* of the second batch */
+    assert_non_null(memmem(bt2, (size_t)(rl - b1), "k0\x04v0", 5)); /* of the second batch */
     close(fd);
 }
 
