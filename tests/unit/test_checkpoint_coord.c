@@ -42,6 +42,7 @@
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,8 +68,9 @@ static int capture_mode; /* enum sl_capture: the default for jobs that set none 
 
 typedef struct gen_ud {
     sl_pipeline *p;
-    uint64_t stop_at; /* cancel when this seq is made (0: never) */
+    uint64_t stop_at; /* cancel at the first seq >= this after a checkpoint completed (0: never) */
     uint64_t offset;  /* second input: its own keys */
+    atomic_int cancelled;
 } gen_ud;
 
 static int gen(void *out, uint64_t seq, int64_t *ts, void *ud)
@@ -77,7 +79,19 @@ static int gen(void *out, uint64_t seq, int64_t *ts, void *ud)
     rec r = {.key = ((seq * 2654435761u) >> 7) % NKEYS + g->offset, .value = 1};
     memcpy(out, &r, sizeof(r));
     *ts = (int64_t)seq * 3;
-    if (g->stop_at && seq == g->stop_at) sl_pipeline_cancel(g->p);
+    /* Stop once a periodic checkpoint (forked, in fork mode) has completed,
+     * so that what a resumed run restores never depends on how fast this
+     * run went (a loaded machine may reach stop_at before the first one). */
+    if (g->stop_at && seq >= g->stop_at && !atomic_load(&g->cancelled)) {
+        sl_checkpoint_stats st;
+        sl_pipeline_checkpoint_stats(g->p, &st);
+        bool fork_ok = capture_mode != SL_CAPTURE_FORK || st.forked_captures > 0;
+#if defined(__SANITIZE_THREAD__)
+        fork_ok = true; /* TSan builds never fork */
+#endif
+        if (st.completed >= 1 && fork_ok && !atomic_exchange(&g->cancelled, 1))
+            sl_pipeline_cancel(g->p);
+    }
     return 0;
 }
 
