@@ -163,19 +163,19 @@ static int fetch_read(sl_server *s, const char *topic, int32_t part, int64_t off
         return 0;
     }
     uint8_t *h = s->kb.p;
-    put64(h, (uint64_t)base);
-    put32(h + 8, (uint32_t)(s->kb.len - 12));
-    put32(h + 12, 0); /* partition_leader_epoch */
+    kput64(h, (uint64_t)base);
+    kput32(h + 8, (uint32_t)(s->kb.len - 12));
+    kput32(h + 12, 0); /* partition_leader_epoch */
     h[16] = 2;
-    put16(h + 21, 0);
-    put32(h + 23, (uint32_t)(last - base));
-    put64(h + 27, (uint64_t)first_ts);
-    put64(h + 35, (uint64_t)max_ts);
-    put64(h + 43, (uint64_t)-1);
-    put16(h + 51, (uint16_t)-1);
-    put32(h + 53, (uint32_t)-1);
-    put32(h + 57, (uint32_t)count);
-    put32(h + 17, sli_crc32c(0, h + 21, s->kb.len - 21));
+    kput16(h + 21, 0);
+    kput32(h + 23, (uint32_t)(last - base));
+    kput64(h + 27, (uint64_t)first_ts);
+    kput64(h + 35, (uint64_t)max_ts);
+    kput64(h + 43, (uint64_t)-1);
+    kput16(h + 51, (uint16_t)-1);
+    kput32(h + 53, (uint32_t)-1);
+    kput32(h + 57, (uint32_t)count);
+    kput32(h + 17, sli_crc32c(0, h + 21, s->kb.len - 21));
     return 0;
 fail:
     sl_log_reader_close(lr);
@@ -232,22 +232,22 @@ static void kafka_header(uint8_t k[KHDR], const slb_raw_batch *b, uint32_t rl)
 {
     const slb_batch_hdr *h = &b->h;
     bool prod = (h->attributes & SLB_ATTR_PRODUCER) != 0;
-    put64(k, (uint64_t)h->base_offset);
-    put32(k + 8, (uint32_t)(KHDR - 12) + rl);
-    put32(k + 12, 0); /* partition_leader_epoch */
+    kput64(k, (uint64_t)h->base_offset);
+    kput32(k + 8, (uint32_t)(KHDR - 12) + rl);
+    kput32(k + 12, 0); /* partition_leader_epoch */
     k[16] = 2;
-    put16(k + 21, (uint16_t)(h->attributes & (SLB_ATTR_TRANSACTIONAL | SLB_ATTR_CONTROL)));
-    put32(k + 23, h->last_offset_delta);
-    put64(k + 27, (uint64_t)h->first_ts);
-    put64(k + 35, (uint64_t)h->max_ts);
-    put64(k + 43, (uint64_t)(prod ? h->producer_id : -1));
-    put16(k + 51, (uint16_t)(prod ? h->producer_epoch : -1));
-    put32(k + 53, (uint32_t)(prod ? h->base_sequence : -1));
-    put32(k + 57, h->record_count);
+    kput16(k + 21, (uint16_t)(h->attributes & (SLB_ATTR_TRANSACTIONAL | SLB_ATTR_CONTROL)));
+    kput32(k + 23, h->last_offset_delta);
+    kput64(k + 27, (uint64_t)h->first_ts);
+    kput64(k + 35, (uint64_t)h->max_ts);
+    kput64(k + 43, (uint64_t)(prod ? h->producer_id : -1));
+    kput16(k + 51, (uint16_t)(prod ? h->producer_epoch : -1));
+    kput32(k + 53, (uint32_t)(prod ? h->base_sequence : -1));
+    kput32(k + 57, h->record_count);
     size_t hl = slb_hdr_len(h);
     uint32_t cx = sli_crc32c(sli_crc32c(0, b->raw, 12), b->raw + 16, hl - 16);
     uint32_t ck = sli_crc32c(0, k + 21, KHDR - 21);
-    put32(k + 17, h->crc ^ crc_shift(cx ^ ck, rl));
+    kput32(k + 17, h->crc ^ crc_shift(cx ^ ck, rl));
 }
 
 /* ---- Fetch, zero-copy --------------------------------------------------------- */
@@ -339,14 +339,14 @@ static int fetch_zero_copy(sl_server *s, slb_conn *c, kwr *w, slb_plog *l, int64
     memmove(o->p + at + abn, o->p + at, o->len - at);
     o->len += abn;
     ab = o->p + at;
-    put32(ab, fx->isolation == SL_READ_COMMITTED ? (uint32_t)n : (uint32_t)-1);
+    kput32(ab, fx->isolation == SL_READ_COMMITTED ? (uint32_t)n : (uint32_t)-1);
     for (size_t i = 0; i < n; i++) {
-        put64(ab + 4 + 16 * i, (uint64_t)v[i].pid);
-        put64(ab + 12 + 16 * i, (uint64_t)v[i].first);
+        kput64(ab + 4 + 16 * i, (uint64_t)v[i].pid);
+        kput64(ab + 12 + 16 * i, (uint64_t)v[i].first);
     }
     for (size_t i = nrq0; i < c->nrq; i++) c->rq[i].at += abn;
     int64_t rlen = (int64_t)(o->len - at - abn - 4) + (c->req_extra - extra0);
-    put32(o->p + at + abn, (uint32_t)rlen);
+    kput32(o->p + at + abn, (uint32_t)rlen);
     return 0;
 fail:
     slb_raw_close(rr);

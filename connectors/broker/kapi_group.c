@@ -518,7 +518,7 @@ int slb_k_offset_commit(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
     const uint8_t *topics_at = r->p;
     commit_ctx x = {.s = s, .ver = ver};
     if (commit_pass(&x, r, false) < 0) return SL_EPARSE;
-    int32_t nt = (int32_t)be32(topics_at);
+    int32_t nt = (int32_t)kbe32(topics_at);
     int rc = 0;
     char name[SL_TOPIC_NAME_MAX + 1];
     x.gate = commit_gate(s, gid, glen, gen, mid, mlen, name);

@@ -66,7 +66,7 @@
  * -code - 1000 to tell it apart: see produce_batch). */
 static int decode_records(sl_server *s, const uint8_t *p, size_t len, int32_t count)
 {
-    int64_t first_ts = (int64_t)be64(p + 27);
+    int64_t first_ts = (int64_t)kbe64(p + 27);
     if (kgrow((void **)&s->recs, &s->caprecs, (size_t)count, sizeof *s->recs) < 0) return SL_ENOMEM;
     krd r = {p + KHDR, p + len, false};
     size_t nh = 0;
@@ -132,23 +132,23 @@ static int16_t produce_partition(sl_server *s, const char *tid, int tidl, const 
         if (len < 17) return KE_CORRUPT_MESSAGE;
         int8_t magic = (int8_t)p[16];
         if (magic != 2) return KE_UNSUPPORTED_VERSION; /* message formats v0 and v1 */
-        int32_t blen = (int32_t)be32(p + 8);
+        int32_t blen = (int32_t)kbe32(p + 8);
         if (blen < KHDR - 12 || (size_t)blen > len - 12) return KE_CORRUPT_MESSAGE;
         size_t n = (size_t)blen + 12;
-        if (be32(p + 17) != sli_crc32c(0, p + 21, n - 21)) return KE_CORRUPT_MESSAGE;
-        uint16_t attrs = be16(p + 21);
+        if (kbe32(p + 17) != sli_crc32c(0, p + 21, n - 21)) return KE_CORRUPT_MESSAGE;
+        uint16_t attrs = kbe16(p + 21);
         if (attrs & 0x07) return KE_UNSUPPORTED_COMPRESSION;
         if (attrs & 0x20) return KE_INVALID_RECORD; /* control batches are the broker's */
-        int32_t count = (int32_t)be32(p + 57);
+        int32_t count = (int32_t)kbe32(p + 57);
         /* a record takes at least 7 bytes: no count the batch cannot hold */
         if (count <= 0 || (size_t)count > (n - KHDR) / 7) return KE_CORRUPT_MESSAGE;
         int rc = decode_records(s, p, n, count);
         if (rc < 0) return rc == SL_ENOMEM ? KE_UNKNOWN : KE_CORRUPT_MESSAGE;
-        int64_t pid = (int64_t)be64(p + 43), off = -1;
+        int64_t pid = (int64_t)kbe64(p + 43), off = -1;
         bool txn = attrs & 0x10;
         if (txn && pid < 0) return KE_INVALID_RECORD;
         if (pid >= 0) {
-            sl_producer_ref ref = {pid, (int16_t)be16(p + 51), (int32_t)be32(p + 53)};
+            sl_producer_ref ref = {pid, (int16_t)kbe16(p + 51), (int32_t)kbe32(p + 53)};
             if (ref.epoch < 0 || ref.base_sequence < 0) return KE_INVALID_RECORD;
             if (txn) {
                 int16_t e = slb_k_txn_check_produce(s, tid, tidl, pid, ref.epoch, topic, part);

@@ -184,7 +184,7 @@ int slb_sasl_raw(sl_server *s, slb_conn *c, const uint8_t *p, size_t n)
     int rc = step(s, c, p, n, out, &ol);
     if (rc < 0) return rc;
     if (kbuf_reserve(&c->out, 4 + ol) < 0) return SL_ENOMEM;
-    put32(c->out.p + c->out.len, (uint32_t)ol);
+    kput32(c->out.p + c->out.len, (uint32_t)ol);
     memcpy(c->out.p + c->out.len + 4, out, ol);
     c->out.len += 4 + ol;
     return 0;

@@ -123,34 +123,34 @@ static inline int kbuf_reserve(kbuf *b, size_t more)
     return 0;
 }
 
-static inline uint16_t be16(const uint8_t *p)
+static inline uint16_t kbe16(const uint8_t *p)
 {
     return (uint16_t)(p[0] << 8 | p[1]);
 }
-static inline uint32_t be32(const uint8_t *p)
+static inline uint32_t kbe32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
-static inline uint64_t be64(const uint8_t *p)
+static inline uint64_t kbe64(const uint8_t *p)
 {
-    return (uint64_t)be32(p) << 32 | be32(p + 4);
+    return (uint64_t)kbe32(p) << 32 | kbe32(p + 4);
 }
-static inline void put16(uint8_t *p, uint16_t v)
+static inline void kput16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)(v >> 8);
     p[1] = (uint8_t)v;
 }
-static inline void put32(uint8_t *p, uint32_t v)
+static inline void kput32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
 }
-static inline void put64(uint8_t *p, uint64_t v)
+static inline void kput64(uint8_t *p, uint64_t v)
 {
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
+    kput32(p, (uint32_t)(v >> 32));
+    kput32(p + 4, (uint32_t)v);
 }
 
 /* ---- the request reader: every read is bounds-checked; a short read sets
@@ -180,17 +180,17 @@ static inline int8_t krd_i8(krd *r)
 static inline int16_t krd_i16(krd *r)
 {
     const uint8_t *q = krd_take(r, 2);
-    return q ? (int16_t)be16(q) : 0;
+    return q ? (int16_t)kbe16(q) : 0;
 }
 static inline int32_t krd_i32(krd *r)
 {
     const uint8_t *q = krd_take(r, 4);
-    return q ? (int32_t)be32(q) : 0;
+    return q ? (int32_t)kbe32(q) : 0;
 }
 static inline int64_t krd_i64(krd *r)
 {
     const uint8_t *q = krd_take(r, 8);
-    return q ? (int64_t)be64(q) : 0;
+    return q ? (int64_t)kbe64(q) : 0;
 }
 /* A string (int16 length; -1 null: *len = -1, NULL). */
 static inline const char *krd_str(krd *r, int *len)
@@ -254,17 +254,17 @@ static inline void kwr_i8(kwr *w, int8_t v)
 static inline void kwr_i16(kwr *w, int16_t v)
 {
     uint8_t *q = kwr_take(w, 2);
-    if (q) put16(q, (uint16_t)v);
+    if (q) kput16(q, (uint16_t)v);
 }
 static inline void kwr_i32(kwr *w, int32_t v)
 {
     uint8_t *q = kwr_take(w, 4);
-    if (q) put32(q, (uint32_t)v);
+    if (q) kput32(q, (uint32_t)v);
 }
 static inline void kwr_i64(kwr *w, int64_t v)
 {
     uint8_t *q = kwr_take(w, 8);
-    if (q) put64(q, (uint64_t)v);
+    if (q) kput64(q, (uint64_t)v);
 }
 static inline void kwr_str(kwr *w, const char *s, int len) /* len -1: null */
 {
@@ -297,7 +297,7 @@ static inline int kwr_end(kwr *w)
         w->b->len = w->start;
         return SL_ENOMEM;
     }
-    put32(w->b->p + w->start, (uint32_t)(w->b->len - w->start - 4));
+    kput32(w->b->p + w->start, (uint32_t)(w->b->len - w->start - 4));
     return 0;
 }
 

@@ -553,7 +553,7 @@ static void plog_free(slb_plog *l)
     pthread_cond_destroy(&l->io_cv);
     pthread_mutex_destroy(&l->mu);
     free(l->pst);
-    slb_abidx_free(l->abidx);
+    if (l->abidx) l->abidx_free(l->abidx);
     free(l->dir);
     free(l);
 }

@@ -99,6 +99,7 @@ struct slb_plog {
     slb_pstate *pst;          /* producer states, npst of them (unsorted; few) */
     size_t npst, cappst;
     slb_abidx *abidx; /* aborted transactions, built on first need (rawlog.c); NULL */
+    void (*abidx_free)(slb_abidx *a); /* set with abidx by rawlog.c (log.c sits below it) */
 };
 
 /* ---- helpers (log.c) ---- */

@@ -263,6 +263,7 @@ int slb_plog_aborted(slb_plog *l, int64_t from, int64_t to, const slb_abtxn **ou
     if (!a) {
         if (!(a = calloc(1, sizeof *a))) goto nomem;
         l->abidx = a;
+        l->abidx_free = slb_abidx_free;
     }
     pthread_mutex_lock(&l->mu);
     int64_t end = l->next_offset;

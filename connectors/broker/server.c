@@ -163,55 +163,6 @@ static void seterr(sl_server *s, const char *fmt, ...)
     va_end(ap);
 }
 
-void slb_srv_log(sl_server *s, const char *fmt, ...)
-{
-    if (!s->log || s->log_level < SLB_LOG_WARN) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(s->log, fmt, ap);
-    va_end(ap);
-    fflush(s->log);
-}
-
-void slb_srv_logl(sl_server *s, int level, const char *fmt, ...)
-{
-    if (!s->log || s->log_level < level) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(s->log, fmt, ap);
-    va_end(ap);
-    fflush(s->log);
-}
-
-bool slb_srv_topic_name(const char *p, int len, char out[SL_TOPIC_NAME_MAX + 1])
-{
-    if (!p || len <= 0 || len > SL_TOPIC_NAME_MAX || memchr(p, 0, (size_t)len)) return false;
-    memcpy(out, p, (size_t)len);
-    out[len] = 0;
-    return true;
-}
-
-sl_topic_info *slb_srv_describe(sl_server *s, const char *p, int len)
-{
-    char name[SL_TOPIC_NAME_MAX + 1];
-    sl_topic_info *ti = NULL;
-    if (!slb_srv_topic_name(p, len, name) || sl_topic_describe(s->b, name, &ti) < 0) return NULL;
-    return ti;
-}
-
-int16_t slb_srv_kafka_error(int rc)
-{
-    switch (rc) {
-    case SL_ENOENT: return KE_UNKNOWN_TOPIC;
-    case SL_ETOOBIG: return KE_MESSAGE_TOO_LARGE;
-    case SL_EFENCED: return KE_INVALID_PRODUCER_EPOCH;
-    case SL_ERANGE: return KE_OUT_OF_ORDER_SEQ;
-    case SL_ECORRUPT: return KE_CORRUPT_MESSAGE;
-    case SL_EINVAL: return KE_INVALID_RECORD;
-    default: return KE_UNKNOWN;
-    }
-}
-
 /* ---- ApiVersions --------------------------------------------------------- */
 
 static void versions_body(kwr *w, int16_t ver, int16_t error)
@@ -310,7 +261,7 @@ static int handle_one(sl_server *s, slb_conn *c, krd *rp, int16_t key, int16_t v
         /* the file ranges the handler added are part of the response */
         int64_t total = (int64_t)(c->out.len - w.start - 4) + c->req_extra;
         if (total <= INT32_MAX) {
-            put32(c->out.p + w.start, (uint32_t)total);
+            kput32(c->out.p + w.start, (uint32_t)total);
             return 0;
         }
         rc = SL_ENOMEM;
@@ -332,7 +283,7 @@ int slb_server_handle_frame(sl_server *s, slb_conn *c)
 {
     kbuf *in = &c->in;
     if (!in->p || in->len - in->off < 4) return SL_EPARSE;
-    uint32_t fl = be32(in->p + in->off);
+    uint32_t fl = kbe32(in->p + in->off);
     if (fl > SLB_FRAME_MAX || in->len - in->off - 4 < fl) return SL_EPARSE;
     return handle(s, c, in->p + in->off + 4, fl);
 }
@@ -353,21 +304,6 @@ static int64_t mono_ms(void)
 static int32_t frame_limit(const sl_server *s, const slb_conn *c)
 {
     return c->authed || s->max_req < UNAUTH_REQ_MAX ? s->max_req : UNAUTH_REQ_MAX;
-}
-
-int slb_conn_add_range(slb_conn *c, slb_rfile *f, int64_t off, int64_t len)
-{
-    if (c->nrq == c->caprq) {
-        size_t cap = c->caprq ? c->caprq * 2 : 64;
-        slb_orange *n = realloc(c->rq, cap * sizeof *n);
-        if (!n) return SL_ENOMEM;
-        c->rq = n;
-        c->caprq = cap;
-    }
-    c->rq[c->nrq++] = (slb_orange){c->out.len, slb_rfile_ref(f), off, len};
-    c->rqbytes += len;
-    c->req_extra += len;
-    return 0;
 }
 
 /* Bytes of output not sent yet (buffer and file ranges). */
@@ -523,7 +459,7 @@ static int conn_process(sl_server *s, slb_conn *c)
 {
     kbuf *in = &c->in;
     while (!c->parked && !c->closing && in->len - in->off >= 4 && conn_pending(c) < OUT_HIGH) {
-        int32_t fl = (int32_t)be32(in->p + in->off), lim = frame_limit(s, c);
+        int32_t fl = (int32_t)kbe32(in->p + in->off), lim = frame_limit(s, c);
         if (fl < 0 || fl > lim) {
             slb_srv_log(s,
                         "sluice broker serve: client %s: frame length %d out of range 0..%d%s; "
@@ -584,7 +520,7 @@ static int conn_read(sl_server *s, slb_conn *c)
     }
     size_t want = READ_CHUNK;
     if (in->len - in->off >= 4) { /* room for the whole frame, up to its limit */
-        int32_t fl = (int32_t)be32(in->p + in->off);
+        int32_t fl = (int32_t)kbe32(in->p + in->off);
         if (fl >= 0 && fl <= frame_limit(s, c) && 4 + (size_t)fl > in->len - in->off)
             want = 4 + (size_t)fl - (in->len - in->off);
         if (want > (size_t)4 << 20) want = (size_t)4 << 20;
@@ -748,7 +684,7 @@ static bool partial(const slb_conn *c)
     size_t avail = c->in.len - c->in.off;
     if (avail == 0) return false;
     if (avail < 4) return true;
-    int32_t fl = (int32_t)be32(c->in.p + c->in.off);
+    int32_t fl = (int32_t)kbe32(c->in.p + c->in.off);
     return fl >= 0 && avail < 4 + (size_t)fl;
 }
 

@@ -16,6 +16,11 @@
  *   kapi_admin.c    CreateTopics, DeleteTopics
  *   kapi_txn.c      InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
  *                   TxnOffsetCommit, EndTxn (the transaction coordinator)
+ *   ksrv.c          what handlers call back into (log lines, topic lookup,
+ *                   error codes, file ranges of a connection's output); it
+ *                   sits below server.c and the handlers alike
+ *   rawlog.c        the log's batches as stored, for zero-copy Fetch
+ *   srvfile.c       DIR/.server.PID: which server writes a directory
  *
  * A handler parses the request body from r (the header is already read) and
  * appends the response body to w (server.c writes the response header and

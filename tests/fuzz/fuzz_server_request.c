@@ -150,7 +150,7 @@ static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz
     fz_snap before, after;
     fz_snapshot(s->b, &before);
     fz_drop_output(c);
-    int16_t key = n >= 2 ? (int16_t)be16(p) : -1;
+    int16_t key = n >= 2 ? (int16_t)kbe16(p) : -1;
     int rc = slb_server_handle_frame(s, c);
     res->frames++;
     if (rc == SLB_K_PARK) {
@@ -203,11 +203,11 @@ static bool fz_frame(sl_server *s, slb_conn *c, const uint8_t *p, size_t n, fuzz
         }
         ranges += c->rq[i].len;
     }
-    if (c->out.len < 8 || (int64_t)be32(c->out.p) != (int64_t)c->out.len - 4 + ranges) {
+    if (c->out.len < 8 || (int64_t)kbe32(c->out.p) != (int64_t)c->out.len - 4 + ranges) {
         res->violation = "the response's length prefix does not match its size";
         return false;
     }
-    if (n < 8 || be32(c->out.p + 4) != be32(p + 4)) {
+    if (n < 8 || kbe32(c->out.p + 4) != kbe32(p + 4)) {
         res->violation = "the response does not echo the correlation id";
         return false;
     }
@@ -282,7 +282,7 @@ static void fuzz_server_run(const uint8_t *data, size_t size, fuzz_srv_result *r
     snprintf(c.peer, sizeof c.peer, "fuzz");
     size_t at = 0;
     while (size - at >= 4) {
-        int32_t fl = (int32_t)be32(data + at);
+        int32_t fl = (int32_t)kbe32(data + at);
         if (fl < 0 || fl > SLB_FRAME_MAX) { /* as conn_process */
             res->closed = true;
             res->close_rc = SL_ERANGE;
@@ -296,7 +296,7 @@ static void fuzz_server_run(const uint8_t *data, size_t size, fuzz_srv_result *r
         if (!frame) fz_die("out of memory");
         memcpy(frame, data + at, 4 + (size_t)fl);
         c.in = (kbuf){.p = frame, .len = 4 + (size_t)fl, .cap = 4 + (size_t)fl};
-        if (fl >= 2 && !fz_stateless((int16_t)be16(frame + 4))) reset = true;
+        if (fl >= 2 && !fz_stateless((int16_t)kbe16(frame + 4))) reset = true;
         bool go = fz_frame(s, &c, frame + 4, (size_t)fl, res);
         c.in = (kbuf){0};
         free(frame);

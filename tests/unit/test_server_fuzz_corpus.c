@@ -96,7 +96,7 @@ static size_t req(fb *f, int key, int ver, int corr)
 }
 static void fin(fb *f, size_t at)
 {
-    put32(f->p + at, (uint32_t)(f->n - at - 4));
+    kput32(f->p + at, (uint32_t)(f->n - at - 4));
 }
 
 /* A Kafka v2 record batch of n records (layout: kapi_produce.c). */
@@ -140,8 +140,8 @@ static void kbatch(fb *f, int n, int64_t pid, int32_t seq)
     b32(f, pid >= 0 ? seq : -1);
     b32(f, n);
     braw(f, r.p, r.n);
-    put32(f->p + at + 8, (uint32_t)(f->n - at - 12));
-    put32(f->p + at + 17, sli_crc32c(0, f->p + at + 21, f->n - at - 21));
+    kput32(f->p + at + 8, (uint32_t)(f->n - at - 12));
+    kput32(f->p + at + 17, sli_crc32c(0, f->p + at + 21, f->n - at - 21));
 }
 
 /* ---- one frame per api and version ---- */
@@ -191,7 +191,7 @@ static void f_produce(fb *f, int ver, int corr, int acks, int part, int n, int64
     size_t lat = f->n;
     b32(f, 0);
     kbatch(f, n, pid, seq);
-    put32(f->p + lat, (uint32_t)(f->n - lat - 4));
+    kput32(f->p + lat, (uint32_t)(f->n - lat - 4));
     fin(f, at);
 }
 
@@ -374,7 +374,7 @@ static void seed1(const char *name, const fb *f, int nrec)
     fb t = *f;
     size_t cut = body > hdr ? hdr + (body - hdr) / 2 : hdr - 3;
     t.n = 4 + cut;
-    put32(t.p, (uint32_t)cut);
+    kput32(t.p, (uint32_t)cut);
     snprintf(n2, sizeof n2, "closed-trunc-%s-n0", name);
     put(n2, t.p, t.n);
     snprintf(n2, sizeof n2, "ok-partial-%s-n0", name);
@@ -518,7 +518,7 @@ static int generate(const char *dir)
     f_versions(&f, 2, 1);
     size_t at = f.n;
     f_metadata(&f, 4, 2, false);
-    put32(f.p + at, 0xffffffffu);
+    kput32(f.p + at, 0xffffffffu);
     put("closed-session-negative-length-n0", f.p, f.n);
     f.n = 0;
     f_versions(&f, 2, 1);
@@ -539,7 +539,7 @@ static int generate(const char *dir)
     size_t lat = f.n;
     b32(&f, 0);
     kbatch(&f, 2, -1, 0);
-    put32(f.p + lat, (uint32_t)(f.n - lat - 4));
+    kput32(f.p + lat, (uint32_t)(f.n - lat - 4));
     bstr(&f, "u");
     b32(&f, 1);
     b32(&f, 0);
