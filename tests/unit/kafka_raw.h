@@ -63,7 +63,7 @@ typedef struct fb {
 #endif
 
 /* Room for more bytes at f->n. */
-static inline void room(fb *f, size_t more)
+static inline void fb_room(fb *f, size_t more)
 {
 #ifdef KRAW_FB_GROW
     if (f->n + more <= f->cap) return;
@@ -76,7 +76,7 @@ static inline void room(fb *f, size_t more)
 }
 static inline void b8(fb *f, uint8_t v)
 {
-    room(f, 1);
+    fb_room(f, 1);
     f->p[f->n++] = v;
 }
 static inline void b16(fb *f, uint16_t v)
@@ -96,7 +96,7 @@ static inline void b64(fb *f, uint64_t v)
 }
 static inline void bmem(fb *f, const void *p, size_t n)
 {
-    room(f, n);
+    fb_room(f, n);
     memcpy(f->p + f->n, p, n);
     f->n += n;
 }
