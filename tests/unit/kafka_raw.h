@@ -15,6 +15,8 @@
  *     version, correlation id, client id KRAW_CLIENT_ID, default "test") and
  *     fin (fill in the length); req_at / fin_at do the same for a frame
  *     appended at f->n (several frames in one buffer);
+ *   - kv_batch: a Kafka v2 record batch of records "k<i>" -> "v<i>" (i < n,
+ *     at most 10) after its bytes length, its CRC good or flipped;
  *   - big-endian readers g16/g32/g64 (signed).
  *
  * Unless KRAW_FRAMES_ONLY is defined, also:
@@ -34,12 +36,15 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+
+#include "engine/base/crc32c.h"
 
 #ifndef KRAW_FB_CAP
 #define KRAW_FB_CAP 8192
@@ -151,6 +156,48 @@ static inline void req(fb *f, int16_t key, int16_t ver, int32_t corr)
 static inline void fin(fb *f)
 {
     fin_at(f, 0);
+}
+
+/* A v2 batch of n records "k<i>" -> "v<i>" in f, after its bytes length:
+ * magic as given, the record count field count (0: n), the CRC flipped when
+ * bad_crc. */
+static inline void kv_batch(fb *f, int n, uint8_t magic, uint32_t count, bool bad_crc)
+{
+    size_t start = f->n;
+    b32(f, 0); /* bytes length, patched */
+    size_t b = f->n;
+    b64(f, 0);
+    b32(f, 0); /* batch length, patched */
+    b32(f, 0); /* leader epoch */
+    b8(f, magic);
+    b32(f, 0); /* crc, patched */
+    b16(f, 0);
+    b32(f, (uint32_t)(n - 1));
+    b64(f, 1000);
+    b64(f, 1000 + (uint64_t)n - 1);
+    b64(f, (uint64_t)-1);
+    b16(f, 0xffff);
+    b32(f, 0xffffffff);
+    b32(f, count ? count : (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        /* length, attrs, ts delta i, offset delta i, key "k<i>", value "v<i>", 0 headers */
+        b8(f, 2 * 10);
+        b8(f, 0);
+        b8(f, (uint8_t)(2 * i));
+        b8(f, (uint8_t)(2 * i));
+        b8(f, 2 * 2);
+        b8(f, 'k');
+        b8(f, (uint8_t)('0' + i));
+        b8(f, 2 * 2);
+        b8(f, 'v');
+        b8(f, (uint8_t)('0' + i));
+        b8(f, 0);
+    }
+    size_t len = f->n - b;
+    uint8_t *p = f->p + b;
+    put32(p + 8, (uint32_t)len - 12);
+    put32(p + 17, sli_crc32c(0, p + 21, len - 21) ^ (bad_crc ? 1u : 0u));
+    put32(f->p + start, (uint32_t)len);
 }
 
 static inline int16_t g16(const uint8_t *p)

@@ -208,47 +208,7 @@ static void test_bad_frames(void **state)
  * length prefix); magic and a CRC flip as asked. */
 static void kbatch(fb *f, int n, uint8_t magic, bool bad_crc)
 {
-    size_t start = f->n;
-    b32(f, 0); /* bytes length, patched */
-    size_t b = f->n;
-    b64(f, 0);
-    b32(f, 0); /* batch length, patched */
-    b32(f, 0); /* leader epoch */
-    b8(f, magic);
-    b32(f, 0); /* crc, patched */
-    b16(f, 0);
-    b32(f, (uint32_t)(n - 1));
-    b64(f, 1000);
-    b64(f, 1000 + (uint64_t)n - 1);
-    b64(f, (uint64_t)-1);
-    b16(f, 0xffff);
-    b32(f, 0xffffffff);
-    b32(f, count_claimed ? count_claimed : (uint32_t)n);
-    for (int i = 0; i < n; i++) {
-        /* length, attrs, ts delta i, offset delta i, key "k<i>", value "v<i>", 0 headers */
-        b8(f, 2 * 10);
-        b8(f, 0);
-        b8(f, (uint8_t)(2 * i));
-        b8(f, (uint8_t)(2 * i));
-        b8(f, 2 * 2);
-        b8(f, 'k');
-        b8(f, (uint8_t)('0' + i));
-        b8(f, 2 * 2);
-        b8(f, 'v');
-        b8(f, (uint8_t)('0' + i));
-        b8(f, 0);
-    }
-    size_t len = f->n - b;
-    uint8_t *p = f->p + b;
-    uint32_t bl = (uint32_t)len - 12;
-    p[8] = (uint8_t)(bl >> 24), p[9] = (uint8_t)(bl >> 16), p[10] = (uint8_t)(bl >> 8),
-    p[11] = (uint8_t)bl;
-    uint32_t crc = sli_crc32c(0, p + 21, len - 21) ^ (bad_crc ? 1u : 0u);
-    p[17] = (uint8_t)(crc >> 24), p[18] = (uint8_t)(crc >> 16), p[19] = (uint8_t)(crc >> 8),
-    p[20] = (uint8_t)crc;
-    uint8_t *q = f->p + start;
-    q[0] = (uint8_t)(len >> 24), q[1] = (uint8_t)(len >> 16), q[2] = (uint8_t)(len >> 8),
-    q[3] = (uint8_t)len;
+    kv_batch(f, n, magic, count_claimed, bad_crc);
 }
 
 /* Produce v3 of one batch to t/1; returns (error, base offset). */

@@ -89,46 +89,7 @@ static long response(int fd, int32_t corr)
 /* A v2 batch of 3 records "k<i>" -> "v<i>" (after its bytes length). */
 static void kbatch(fb *f)
 {
-    size_t start = f->n;
-    b32(f, 0);
-    size_t b = f->n;
-    b64(f, 0);
-    b32(f, 0);
-    b32(f, 0);
-    b8(f, 2);
-    b32(f, 0);
-    b16(f, 0);
-    b32(f, 2);
-    b64(f, 1000);
-    b64(f, 1002);
-    b64(f, (uint64_t)-1);
-    b16(f, 0xffff);
-    b32(f, 0xffffffff);
-    b32(f, 3);
-    for (int i = 0; i < 3; i++) {
-        b8(f, 2 * 10);
-        b8(f, 0);
-        b8(f, (uint8_t)(2 * i));
-        b8(f, (uint8_t)(2 * i));
-        b8(f, 2 * 2);
-        b8(f, 'k');
-        b8(f, (uint8_t)('0' + i));
-        b8(f, 2 * 2);
-        b8(f, 'v');
-        b8(f, (uint8_t)('0' + i));
-        b8(f, 0);
-    }
-    size_t len = f->n - b;
-    uint8_t *p = f->p + b;
-    uint32_t bl = (uint32_t)len - 12;
-    p[8] = (uint8_t)(bl >> 24), p[9] = (uint8_t)(bl >> 16), p[10] = (uint8_t)(bl >> 8),
-    p[11] = (uint8_t)bl;
-    uint32_t crc = sli_crc32c(0, p + 21, len - 21);
-    p[17] = (uint8_t)(crc >> 24), p[18] = (uint8_t)(crc >> 16), p[19] = (uint8_t)(crc >> 8),
-    p[20] = (uint8_t)crc;
-    uint8_t *q = f->p + start;
-    q[0] = (uint8_t)(len >> 24), q[1] = (uint8_t)(len >> 16), q[2] = (uint8_t)(len >> 8),
-    q[3] = (uint8_t)len;
+    kv_batch(f, 3, 2, 0, false);
 }
 
 static void produce_frame(fb *f, int32_t corr)
