@@ -10,31 +10,13 @@
 # tests/unit/test_cli_kafka.c against librdkafka's mock cluster.
 set -euo pipefail
 bin=$1
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2> /dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "cli_kafka_serve: $*" >&2
-  exit 1
-}
+. "$(dirname "$0")/lib/serve.sh"
+serve_init cli_kafka_serve -TERM
 export SLUICE_DIR="$tmp/broker"
 "$bin" topic create t --partitions 3
 "$bin" topic create ref --partitions 3
 
-"$bin" broker serve --listen 127.0.0.1:0 2> "$tmp/serve.err" &
-pid=$!
-port=
-for _ in $(seq 1 600); do # readiness: the start line names the port
-  port=$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$tmp/serve.err")
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2> /dev/null || fail "server exited: $(cat "$tmp/serve.err")"
-  sleep 0.05
-done
-[ -n "$port" ] || fail "no start line: $(cat "$tmp/serve.err")"
+serve_start
 b=127.0.0.1:$port
 
 for i in $(seq 1 200); do echo "key$((i % 23)):value$i"; done > "$tmp/lines"

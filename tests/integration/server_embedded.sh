@@ -12,32 +12,14 @@
 # writable again; after kill -9 the next server removes the stale record.
 set -euo pipefail
 bin=$1
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill -9 "$pid" 2> /dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "server_embedded: $*" >&2
-  exit 1
-}
+. "$(dirname "$0")/lib/serve.sh"
+serve_init server_embedded
 export SLUICE_DIR="$tmp/broker"
 "$bin" topic create t --partitions 2
 "$bin" topic create own --partitions 1
 
 start_server() {
-  "$bin" broker serve --listen 127.0.0.1:0 2> "$tmp/serve.err" &
-  pid=$!
-  port=
-  for _ in $(seq 1 600); do # readiness: the start line names the port
-    port=$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$tmp/serve.err")
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2> /dev/null || fail "server exited: $(cat "$tmp/serve.err")"
-    sleep 0.05
-  done
-  [ -n "$port" ] || fail "no start line: $(cat "$tmp/serve.err")"
+  serve_start
   b=127.0.0.1:$port
 }
 start_server

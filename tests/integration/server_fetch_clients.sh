@@ -21,17 +21,8 @@
 # must be installed (scripts/deps.sh): without them this test fails.
 set -euo pipefail
 bin=$1
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill -9 "$pid" 2> /dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "server_fetch_clients: $*" >&2
-  exit 1
-}
+. "$(dirname "$0")/lib/serve.sh"
+serve_init server_fetch_clients
 py=/usr/bin/python3
 command -v kcat > /dev/null || fail "kcat is not installed (scripts/deps.sh installs it)"
 "$py" -c 'import kafka' 2> /dev/null || fail "python3-kafka is not installed (scripts/deps.sh)"
@@ -49,16 +40,7 @@ if (printf 'x1\nx2\n' && head -c 2000000 /dev/zero | tr '\0' z && echo) |
 fi
 printf 'b1\nb2\n' | "$bin" produce tx --transactional-id T1
 
-"$bin" broker serve --listen 127.0.0.1:0 2> "$tmp/serve.err" &
-pid=$!
-port=
-for _ in $(seq 1 600); do # readiness: the start line names the port
-  port=$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$tmp/serve.err")
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2> /dev/null || fail "server exited: $(cat "$tmp/serve.err")"
-  sleep 0.05
-done
-[ -n "$port" ] || fail "no start line: $(cat "$tmp/serve.err")"
+serve_start
 broker=127.0.0.1:$port
 
 # librdkafka with read_committed drops the aborted transaction by the

@@ -11,33 +11,15 @@
 set -euo pipefail
 bin=$1
 src=$2
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill -9 "$pid" 2> /dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "server_kafka_python: $*" >&2
-  exit 1
-}
+. "$(dirname "$0")/lib/serve.sh"
+serve_init server_kafka_python
 /usr/bin/python3 -c 'import kafka' 2> /dev/null ||
   fail "kafka-python is not installed for /usr/bin/python3 (scripts/deps.sh installs python3-kafka)"
 export SLUICE_DIR="$tmp/broker"
 "$bin" topic create t --partitions 6
 
 # SLUICE_KGROUP_TRACE=1: the server logs the group's transitions (checked below).
-SLUICE_KGROUP_TRACE=1 "$bin" broker serve --listen 127.0.0.1:0 2> "$tmp/serve.err" &
-pid=$!
-port=
-for _ in $(seq 1 600); do # readiness: the start line names the port
-  port=$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$tmp/serve.err")
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2> /dev/null || fail "server exited: $(cat "$tmp/serve.err")"
-  sleep 0.05
-done
-[ -n "$port" ] || fail "no start line: $(cat "$tmp/serve.err")"
+SLUICE_KGROUP_TRACE=1 serve_start
 
 /usr/bin/python3 "$src/tests/integration/server_kafka_python.py" "127.0.0.1:$port" t ||
   fail "the group run failed; server log: $(cat "$tmp/serve.err")"

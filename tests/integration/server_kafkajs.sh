@@ -15,17 +15,8 @@ set -euo pipefail
 bin=$(realpath "$1")
 src=$(cd "$2" && pwd)
 build=$(cd "$3" && pwd)
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill -9 "$pid" 2> /dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "server_kafkajs: $*" >&2
-  exit 1
-}
+. "$(dirname "$0")/lib/serve.sh"
+serve_init server_kafkajs
 command -v node > /dev/null || fail "node is not installed"
 command -v npm > /dev/null || fail "npm is not installed"
 command -v kcat > /dev/null || fail "kcat is not installed (scripts/deps.sh installs it)"
@@ -45,16 +36,7 @@ have=$(node -e "console.log(require('$npmdir/node_modules/kafkajs/package.json')
 
 export SLUICE_DIR="$tmp/broker"
 "$bin" topic create js --partitions 3
-"$bin" broker serve --listen 127.0.0.1:0 2> "$tmp/serve.err" &
-pid=$!
-port=
-for _ in $(seq 1 600); do # readiness: the start line names the port
-  port=$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$tmp/serve.err")
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2> /dev/null || fail "server exited: $(cat "$tmp/serve.err")"
-  sleep 0.05
-done
-[ -n "$port" ] || fail "no start line: $(cat "$tmp/serve.err")"
+serve_start
 broker=127.0.0.1:$port
 
 node "$src/tests/integration/server_kafkajs.js" "$npmdir/node_modules" "$broker" js > "$tmp/js.out" 2>&1 ||

@@ -11,17 +11,8 @@
 # (scripts/deps.sh): without it this test fails, it never skips.
 set -euo pipefail
 bin=$1
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill -9 "$pid" 2> /dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-  echo "server_kcat: $*" >&2
-  exit 1
-}
+. "$(dirname "$0")/lib/serve.sh"
+serve_init server_kcat
 command -v kcat > /dev/null || fail "kcat is not installed (scripts/deps.sh installs it)"
 command -v python3 > /dev/null || fail "python3 is not installed"
 export SLUICE_DIR="$tmp/broker"
@@ -37,16 +28,7 @@ grep -q "not a loopback address" "$tmp/refuse" && fail "wrong message for a bad 
 "$bin" broker serve --listen 10.1.2.3:9092 2> "$tmp/refuse" || true
 grep -q "not a loopback address" "$tmp/refuse" || fail "no loopback message: $(cat "$tmp/refuse")"
 
-"$bin" broker serve --listen 127.0.0.1:0 2> "$tmp/serve.err" &
-pid=$!
-port=
-for _ in $(seq 1 600); do # readiness: the start line names the port
-  port=$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$tmp/serve.err")
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2> /dev/null || fail "server exited: $(cat "$tmp/serve.err")"
-  sleep 0.05
-done
-[ -n "$port" ] || fail "no start line: $(cat "$tmp/serve.err")"
+serve_start
 broker=127.0.0.1:$port
 
 kcat -b "$broker" -L > "$tmp/meta" 2>&1 || fail "kcat -L failed: $(cat "$tmp/meta")"

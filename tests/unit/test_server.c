@@ -28,19 +28,9 @@
 #include "engine/base/crc32c.h"
 #include "sluice/broker.h"
 #include "sluice/server.h"
+#include "kafka_raw.h"
 
 static char dir[] = "/tmp/sluice_test_server_XXXXXX";
-static sl_broker *broker;
-static sl_server *srv;
-static pthread_t thr;
-static int run_rc;
-
-static void *run_main(void *arg)
-{
-    (void)arg;
-    run_rc = sl_server_run(srv);
-    return NULL;
-}
 
 static int setup(void **state)
 {
@@ -52,126 +42,15 @@ static int setup(void **state)
     c.partitions = 3;
     if (sl_topic_create(broker, "t", &c) < 0) return -1;
     if (sl_server_open(&srv, broker, "127.0.0.1:0") < 0) return -1;
-    return pthread_create(&thr, NULL, run_main, NULL) ? -1 : 0;
+    return server_thread_start();
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sl_server_stop(srv);
-    pthread_join(thr, NULL);
-    sl_server_close(srv);
+    server_thread_stop();
     sl_broker_close(broker);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 && run_rc == 0 ? 0 : -1;
-}
-
-/* ---- frames ---- */
-
-typedef struct fb {
-    uint8_t p[8192];
-    size_t n;
-} fb;
-
-static void b8(fb *f, uint8_t v)
-{
-    f->p[f->n++] = v;
-}
-static void b16(fb *f, uint16_t v)
-{
-    b8(f, (uint8_t)(v >> 8));
-    b8(f, (uint8_t)v);
-}
-static void b32(fb *f, uint32_t v)
-{
-    b16(f, (uint16_t)(v >> 16));
-    b16(f, (uint16_t)v);
-}
-static void b64(fb *f, uint64_t v)
-{
-    b32(f, (uint32_t)(v >> 32));
-    b32(f, (uint32_t)v);
-}
-static void bstr(fb *f, const char *s)
-{
-    b16(f, (uint16_t)strlen(s));
-    memcpy(f->p + f->n, s, strlen(s));
-    f->n += strlen(s);
-}
-/* Start a request: length placeholder and header v1. */
-static void req(fb *f, int16_t key, int16_t ver, int32_t corr)
-{
-    f->n = 0;
-    b32(f, 0);
-    b16(f, (uint16_t)key);
-    b16(f, (uint16_t)ver);
-    b32(f, (uint32_t)corr);
-    bstr(f, "test");
-}
-static void fin(fb *f)
-{
-    uint32_t l = (uint32_t)f->n - 4;
-    f->p[0] = (uint8_t)(l >> 24);
-    f->p[1] = (uint8_t)(l >> 16);
-    f->p[2] = (uint8_t)(l >> 8);
-    f->p[3] = (uint8_t)l;
-}
-
-static int connect_srv(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)sl_server_port(srv))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    struct timeval tv = {.tv_sec = 60}; /* a safety net against a hang, not a time assertion */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-static void send_all(int fd, const void *p, size_t n)
-{
-    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-static int recv_all(int fd, uint8_t *p, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = recv(fd, p + got, n - got, 0);
-        if (k <= 0) return -1;
-        got += (size_t)k;
-    }
-    return 0;
-}
-
-/* Read one response into r (after its length); returns its length, or -1
- * when the server closed the connection. Checks the correlation id. */
-static long response(int fd, int32_t corr, uint8_t *r, size_t cap)
-{
-    uint8_t l[4];
-    if (recv_all(fd, l, 4) < 0) return -1;
-    uint32_t n = (uint32_t)l[0] << 24 | (uint32_t)l[1] << 16 | (uint32_t)l[2] << 8 | l[3];
-    assert_true(n >= 4 && n <= cap);
-    assert_int_equal(recv_all(fd, r, n), 0);
-    uint32_t c = (uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 | (uint32_t)r[2] << 8 | r[3];
-    assert_int_equal(c, (uint32_t)corr);
-    return (long)n;
-}
-
-static int16_t g16(const uint8_t *p)
-{
-    return (int16_t)(p[0] << 8 | p[1]);
-}
-static int32_t g32(const uint8_t *p)
-{
-    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-}
-static int64_t g64(const uint8_t *p)
-{
-    return (int64_t)((uint64_t)(uint32_t)g32(p) << 32 | (uint32_t)g32(p + 4));
+    return rm_dir(dir) == 0 && run_rc == 0 ? 0 : -1;
 }
 
 static uint8_t rb[1 << 20];
@@ -186,7 +65,7 @@ static int16_t api_versions(int fd, int16_t ver, int32_t corr)
     req(&f, 18, ver, corr);
     fin(&f);
     send_all(fd, f.p, f.n);
-    long n = response(fd, corr, rb, sizeof rb);
+    long n = read_response(fd, corr, rb, sizeof rb);
     assert_true(n >= 10);
     int16_t err = g16(rb + 4);
     int32_t cnt = g32(rb + 6);
@@ -224,7 +103,7 @@ static void test_metadata(void **state)
     bstr(&f, "nope");
     fin(&f);
     send_all(fd, f.p, f.n);
-    long n = response(fd, 7, rb, sizeof rb);
+    long n = read_response(fd, 7, rb, sizeof rb);
     uint8_t *p = rb + 4;
     assert_int_equal(g32(p), 1); /* one broker */
     assert_int_equal(g32(p + 4), 0);
@@ -263,7 +142,7 @@ static void test_metadata(void **state)
         b32(&f, all ? 0xffffffffu : 0);
         fin(&f);
         send_all(fd, f.p, f.n);
-        n = response(fd, 8 + all, rb, sizeof rb);
+        n = read_response(fd, 8 + all, rb, sizeof rb);
         p = rb + 4 + 4 + 4 + 2 + 9 + 4 + 2 + 4; /* brokers, as above */
         assert_int_equal(g32(p), all);
         if (all) assert_int_equal(g32(p + 10), 3);
@@ -280,13 +159,13 @@ static void test_unknown_key_and_version(void **state)
     b32(&f, 12345);
     fin(&f);
     send_all(fd, f.p, f.n);
-    long n = response(fd, 11, rb, sizeof rb);
+    long n = read_response(fd, 11, rb, sizeof rb);
     assert_int_equal(n, 6);
     assert_int_equal(g16(rb + 4), 35);
     req(&f, 3, 12, 12); /* Metadata v12: flexible, not served */
     fin(&f);
     send_all(fd, f.p, f.n);
-    n = response(fd, 12, rb, sizeof rb);
+    n = read_response(fd, 12, rb, sizeof rb);
     assert_int_equal(n, 6);
     assert_int_equal(g16(rb + 4), 35);
     assert_int_equal(api_versions(fd, 0, 13), 0);
@@ -329,47 +208,7 @@ static void test_bad_frames(void **state)
  * length prefix); magic and a CRC flip as asked. */
 static void kbatch(fb *f, int n, uint8_t magic, bool bad_crc)
 {
-    size_t start = f->n;
-    b32(f, 0); /* bytes length, patched */
-    size_t b = f->n;
-    b64(f, 0);
-    b32(f, 0); /* batch length, patched */
-    b32(f, 0); /* leader epoch */
-    b8(f, magic);
-    b32(f, 0); /* crc, patched */
-    b16(f, 0);
-    b32(f, (uint32_t)(n - 1));
-    b64(f, 1000);
-    b64(f, 1000 + (uint64_t)n - 1);
-    b64(f, (uint64_t)-1);
-    b16(f, 0xffff);
-    b32(f, 0xffffffff);
-    b32(f, count_claimed ? count_claimed : (uint32_t)n);
-    for (int i = 0; i < n; i++) {
-        /* length, attrs, ts delta i, offset delta i, key "k<i>", value "v<i>", 0 headers */
-        b8(f, 2 * 10);
-        b8(f, 0);
-        b8(f, (uint8_t)(2 * i));
-        b8(f, (uint8_t)(2 * i));
-        b8(f, 2 * 2);
-        b8(f, 'k');
-        b8(f, (uint8_t)('0' + i));
-        b8(f, 2 * 2);
-        b8(f, 'v');
-        b8(f, (uint8_t)('0' + i));
-        b8(f, 0);
-    }
-    size_t len = f->n - b;
-    uint8_t *p = f->p + b;
-    uint32_t bl = (uint32_t)len - 12;
-    p[8] = (uint8_t)(bl >> 24), p[9] = (uint8_t)(bl >> 16), p[10] = (uint8_t)(bl >> 8),
-    p[11] = (uint8_t)bl;
-    uint32_t crc = sli_crc32c(0, p + 21, len - 21) ^ (bad_crc ? 1u : 0u);
-    p[17] = (uint8_t)(crc >> 24), p[18] = (uint8_t)(crc >> 16), p[19] = (uint8_t)(crc >> 8),
-    p[20] = (uint8_t)crc;
-    uint8_t *q = f->p + start;
-    q[0] = (uint8_t)(len >> 24), q[1] = (uint8_t)(len >> 16), q[2] = (uint8_t)(len >> 8),
-    q[3] = (uint8_t)len;
+    kv_batch(f, n, magic, count_claimed, bad_crc);
 }
 
 /* Produce v3 of one batch to t/1; returns (error, base offset). */
@@ -387,7 +226,7 @@ static int16_t produce(int fd, int n, uint8_t magic, bool bad_crc, int64_t *base
     kbatch(&f, n, magic, bad_crc);
     fin(&f);
     send_all(fd, f.p, f.n);
-    long rn = response(fd, 40, rb, sizeof rb);
+    long rn = read_response(fd, 40, rb, sizeof rb);
     assert_int_equal(rn, 4 + 4 + 3 + 4 + 4 + 2 + 8 + 8 + 4);
     assert_int_equal(g32(rb + 4), 1);
     assert_int_equal(g32(rb + 15), produce_part);
@@ -407,7 +246,7 @@ static int64_t list_offset(int fd, int64_t ts)
     b64(&f, (uint64_t)ts);
     fin(&f);
     send_all(fd, f.p, f.n);
-    response(fd, 50, rb, sizeof rb);
+    read_response(fd, 50, rb, sizeof rb);
     assert_int_equal(g16(rb + 19), 0);
     return g64(rb + 29);
 }
@@ -446,7 +285,7 @@ static void test_produce_fetch(void **state)
     b32(&f, 1 << 20);
     fin(&f);
     send_all(fd, f.p, f.n);
-    long n = response(fd, 60, rb, sizeof rb);
+    long n = read_response(fd, 60, rb, sizeof rb);
     uint8_t *p = rb + 4 + 4 + 4 + 3 + 4; /* corr, throttle, topics, "t", partitions */
     assert_int_equal(g32(p), 1);
     assert_int_equal(g16(p + 4), 0);
@@ -513,17 +352,17 @@ static void test_fetch_waits(void **state)
     assert_int_equal(produce(b, 3, 2, false, &base), 0);
     produce_part = 1;
     assert_int_equal(base, 0);
-    long n = response(a, 70, rb, sizeof rb);
+    long n = read_response(a, 70, rb, sizeof rb);
     uint8_t *p = rb + 19;
     assert_int_equal(g32(p), 2);
     assert_int_equal(g64(p + 6), 3); /* high watermark */
     assert_int_equal(g32(p + 26), n - 49);
     assert_int_equal(g32(p + 30 + 57), 3); /* all three records */
-    assert_int_equal(response(a, 71, rb, sizeof rb) > 0, 1);
+    assert_int_equal(read_response(a, 71, rb, sizeof rb) > 0, 1);
 
     fetch_req(&f, 73, 0, 0, 50); /* t/0 stays empty */
     send_all(a, f.p, f.n);
-    n = response(a, 73, rb, sizeof rb);
+    n = read_response(a, 73, rb, sizeof rb);
     assert_int_equal(n, 49);
     assert_int_equal(g16(rb + 23), 0);
     assert_int_equal(g64(rb + 25), 0);

@@ -49,23 +49,15 @@
 #include "sluice/broker.h"
 #include "sluice/server.h"
 
-static char dir[64];
-static sl_broker *broker;
-static sl_server *srv;
-static pthread_t thr;
-static int run_rc;
+#define KRAW_FB_GROW
+#include "kafka_raw.h"
 
-static void *run_main(void *arg)
-{
-    (void)arg;
-    run_rc = sl_server_run(srv);
-    return NULL;
-}
+static char dir[64];
 
 static void start_server(void)
 {
     assert_int_equal(sl_server_open(&srv, broker, "127.0.0.1:0"), 0);
-    assert_int_equal(pthread_create(&thr, NULL, run_main, NULL), 0);
+    assert_int_equal(server_thread_start(), 0);
 }
 
 static int setup(void **state)
@@ -80,16 +72,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (srv) {
-        sl_server_stop(srv);
-        pthread_join(thr, NULL);
-        sl_server_close(srv);
-    }
+    if (srv) server_thread_stop();
     sl_broker_close(broker);
     sli_fsio_fail_reset();
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 && (!srv || run_rc == 0) ? 0 : -1;
+    return rm_dir(dir) == 0 && (!srv || run_rc == 0) ? 0 : -1;
 }
 
 static void topic(const char *name, int32_t parts, int compact, int64_t seg, int64_t ret_bytes)
@@ -103,140 +89,16 @@ static void topic(const char *name, int32_t parts, int compact, int64_t seg, int
     assert_int_equal(sl_topic_create(broker, name, &c), 0);
 }
 
-/* ---- frames ---- */
-
-typedef struct fb {
-    uint8_t *p;
-    size_t n, cap;
-} fb;
-
-static void grow(fb *f, size_t more)
-{
-    if (f->n + more <= f->cap) return;
-    f->cap = (f->n + more) * 2;
-    f->p = realloc(f->p, f->cap);
-    assert_non_null(f->p);
-}
-static void b8(fb *f, uint8_t v)
-{
-    grow(f, 1);
-    f->p[f->n++] = v;
-}
-static void b16(fb *f, uint16_t v)
-{
-    b8(f, (uint8_t)(v >> 8));
-    b8(f, (uint8_t)v);
-}
-static void b32(fb *f, uint32_t v)
-{
-    b16(f, (uint16_t)(v >> 16));
-    b16(f, (uint16_t)v);
-}
-static void b64(fb *f, uint64_t v)
-{
-    b32(f, (uint32_t)(v >> 32));
-    b32(f, (uint32_t)v);
-}
-static void bmem(fb *f, const void *p, size_t n)
-{
-    grow(f, n);
-    memcpy(f->p + f->n, p, n);
-    f->n += n;
-}
-static void bstr(fb *f, const char *s)
-{
-    if (!s) {
-        b16(f, 0xffff);
-        return;
-    }
-    b16(f, (uint16_t)strlen(s));
-    bmem(f, s, strlen(s));
-}
-static void bvar(fb *f, int64_t v)
-{
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    while (z >= 0x80) {
-        b8(f, (uint8_t)(z | 0x80));
-        z >>= 7;
-    }
-    b8(f, (uint8_t)z);
-}
-static void req(fb *f, int16_t key, int16_t ver, int32_t corr)
-{
-    f->n = 0;
-    b32(f, 0);
-    b16(f, (uint16_t)key);
-    b16(f, (uint16_t)ver);
-    b32(f, (uint32_t)corr);
-    bstr(f, "test");
-}
-static void fin(fb *f)
-{
-    uint32_t l = (uint32_t)f->n - 4;
-    f->p[0] = (uint8_t)(l >> 24);
-    f->p[1] = (uint8_t)(l >> 16);
-    f->p[2] = (uint8_t)(l >> 8);
-    f->p[3] = (uint8_t)l;
-}
-
-static int16_t g16(const uint8_t *p)
-{
-    return (int16_t)(p[0] << 8 | p[1]);
-}
-static int32_t g32(const uint8_t *p)
-{
-    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-}
-static int64_t g64(const uint8_t *p)
-{
-    return (int64_t)((uint64_t)(uint32_t)g32(p) << 32 | (uint32_t)g32(p + 4));
-}
-
-static int connect_srv(int rcvbuf)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    if (rcvbuf) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)sl_server_port(srv))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    struct timeval tv = {.tv_sec = 60}; /* a safety net against a hang, not a time assertion */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-static void send_frame(int fd, fb *f)
-{
-    fin(f);
-    size_t off = 0;
-    while (off < f->n) {
-        ssize_t k = send(fd, f->p + off, f->n - off, MSG_NOSIGNAL);
-        assert_true(k > 0);
-        off += (size_t)k;
-    }
-}
-
-static void recv_all(int fd, uint8_t *p, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = recv(fd, p + got, n - got, 0);
-        assert_true(k > 0);
-        got += (size_t)k;
-    }
-}
-
 /* One response (after its length) into a malloc'ed buffer; checks corr. */
 static uint8_t *response(int fd, int32_t corr, size_t *len)
 {
     uint8_t l[4];
-    recv_all(fd, l, 4);
+    assert_int_equal(recv_all(fd, l, 4), 0);
     uint32_t n = (uint32_t)g32(l);
     assert_true(n >= 4 && n < (1u << 30));
     uint8_t *r = malloc(n);
     assert_non_null(r);
-    recv_all(fd, r, n);
+    assert_int_equal(recv_all(fd, r, n), 0);
     assert_int_equal(g32(r), corr);
     *len = n;
     return r;
@@ -448,7 +310,7 @@ static void test_fetch_batches_and_limits(void **state)
     for (int i = 0; i < 5; i++, next += 10) append("a", 0, next, 10, 100, 5000);
     append("a", 1, 0, 10, 100, 5000);
     start_server();
-    int fd = connect_srv(0);
+    int fd = connect_srv();
 
     /* everything, every byte */
     fpart p = {.part = 0, .offset = 0, .pmax = 10 << 20};
@@ -557,7 +419,7 @@ static void test_fetch_compacted(void **state)
     sl_log_reader_close(lr);
     assert_true(nw < 300); /* compaction removed records */
     start_server();
-    int fd = connect_srv(0);
+    int fd = connect_srv();
     fpart p = {.part = 0, .offset = 0, .pmax = 1 << 20};
     uint8_t *r = fetch(fd, "c", &p, 1, 1 << 20, 0);
     assert_int_equal(p.err, 0);
@@ -610,7 +472,7 @@ static void test_fetch_read_committed(void **state)
     sl_txn_producer_close(a);
     sl_txn_producer_close(b);
     start_server();
-    int fd = connect_srv(0);
+    int fd = connect_srv();
 
     fpart p = {.part = 0, .offset = 0, .pmax = 1 << 20};
     uint8_t *r = fetch(fd, "x", &p, 1, 1 << 20, 1);
@@ -735,11 +597,11 @@ static void test_fetch_survives_retention(void **state)
      * segment */
     topic("r", 1, 0, 8 << 20, 20 << 20);
     start_server();
-    int wfd = connect_srv(0);
+    int wfd = connect_srv();
     for (int i = 0; i < 20; i++) assert_int_equal(produce(wfd, "r", i * 1000, 1000, 1000, 1), 0);
     /* a reader with a small receive buffer asks for all of it and reads
      * nothing yet: most of the response waits in the server's output */
-    int fd = connect_srv(4096);
+    int fd = connect_port(sl_server_port(srv), 4096);
     static int32_t corr = 9000;
     fb f = {0};
     req(&f, 1, 5, ++corr);
@@ -829,7 +691,7 @@ static void test_list_offsets_by_time(void **state)
     topic("ts", 1, 0, 1024, -1);
     for (int i = 0; i < 100; i++) append("ts", 0, i * 3, 3, 50, 100000); /* ts 100000+10*o */
     start_server();
-    int fd = connect_srv(0);
+    int fd = connect_srv();
     char path[256];
     snprintf(path, sizeof path, "%s/ts/0/%020d.log", dir, 0);
     int64_t fts;
@@ -919,7 +781,7 @@ static void test_create_delete_topics(void **state)
 {
     (void)state;
     start_server();
-    int fd = connect_srv(0);
+    int fd = connect_srv();
     char msg[256];
     const cfg good[] = {{"retention.ms", "60000"},    {"retention.bytes", "1000000"},
                         {"segment.bytes", "2048"},    {"cleanup.policy", "compact"},
@@ -1002,7 +864,7 @@ static void test_acks_all_waits_for_fsync(void **state)
 {
     (void)state;
     start_server();
-    int fd = connect_srv(0);
+    int fd = connect_srv();
     char msg[256];
     const cfg always[] = {{"flush.messages", "1"}};
     assert_int_equal(create(fd, 4, "dur", 1, 1, NULL, 0, always, 1, false, msg), 0);
@@ -1034,7 +896,7 @@ static void test_fetch_other_writer(void **state)
     assert_int_equal(sl_log_append(b2, "o", 0, r, 2, NULL), 0);
     assert_int_equal(sl_log_append(b2, "o", 0, r + 2, 1, NULL), 0); /* b2 keeps the lock */
     start_server();
-    int fd = connect_srv(0);
+    int fd = connect_srv();
     fpart p = {.part = 0, .offset = 1, .pmax = 1 << 20};
     uint8_t *resp = fetch(fd, "o", &p, 1, 1 << 20, 0);
     assert_int_equal(p.err, 0);

@@ -41,63 +41,12 @@
 
 #define CORPUS SLUICE_SOURCE_DIR "/tests/fuzz/corpus/server_request"
 
-/* ---- frames ---- */
+/* ---- frames (kafka_raw.h; req_at/fin_at: several frames in one buffer) ---- */
 
-typedef struct fb {
-    uint8_t p[16384];
-    size_t n;
-} fb;
-
-static void b8(fb *f, uint8_t v)
-{
-    if (f->n >= sizeof f->p) abort();
-    f->p[f->n++] = v;
-}
-static void b16(fb *f, int v)
-{
-    b8(f, (uint8_t)((unsigned)v >> 8));
-    b8(f, (uint8_t)v);
-}
-static void b32(fb *f, int64_t v)
-{
-    b16(f, (int)((uint64_t)v >> 16 & 0xffff));
-    b16(f, (int)(v & 0xffff));
-}
-static void b64(fb *f, int64_t v)
-{
-    b32(f, (int64_t)((uint64_t)v >> 32));
-    b32(f, (int64_t)(v & 0xffffffff));
-}
-static void braw(fb *f, const void *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) b8(f, ((const uint8_t *)p)[i]);
-}
-static void bstr(fb *f, const char *s) /* NULL: null */
-{
-    b16(f, s ? (int)strlen(s) : -1);
-    if (s) braw(f, s, strlen(s));
-}
-static void bvar(fb *f, int64_t v)
-{
-    uint8_t tmp[10];
-    braw(f, tmp, (size_t)(kput_varint(tmp, v) - tmp));
-}
-
-/* Start a request frame in f (length placeholder, header v1). */
-static size_t req(fb *f, int key, int ver, int corr)
-{
-    size_t at = f->n;
-    b32(f, 0);
-    b16(f, key);
-    b16(f, ver);
-    b32(f, corr);
-    bstr(f, "fuzz-seed");
-    return at;
-}
-static void fin(fb *f, size_t at)
-{
-    kput32(f->p + at, (uint32_t)(f->n - at - 4));
-}
+#define KRAW_FRAMES_ONLY
+#define KRAW_FB_CAP    16384
+#define KRAW_CLIENT_ID "fuzz-seed"
+#include "kafka_raw.h"
 
 /* A Kafka v2 record batch of n records (layout: kapi_produce.c). */
 static void kbatch(fb *f, int n, int64_t pid, int32_t seq)
@@ -112,18 +61,18 @@ static void kbatch(fb *f, int n, int64_t pid, int32_t seq)
         bvar(&one, i);
         bvar(&one, i);
         bvar(&one, (int64_t)strlen(k));
-        braw(&one, k, strlen(k));
+        bmem(&one, k, strlen(k));
         bvar(&one, (int64_t)strlen(v));
-        braw(&one, v, strlen(v));
+        bmem(&one, v, strlen(v));
         bvar(&one, i == 0 ? 1 : 0); /* one header on the first record */
         if (i == 0) {
             bvar(&one, 2);
-            braw(&one, "hk", 2);
+            bmem(&one, "hk", 2);
             bvar(&one, 2);
-            braw(&one, "hv", 2);
+            bmem(&one, "hv", 2);
         }
         bvar(&r, (int64_t)one.n);
-        braw(&r, one.p, one.n);
+        bmem(&r, one.p, one.n);
     }
     size_t at = f->n;
     b64(f, 0);     /* base_offset */
@@ -139,7 +88,7 @@ static void kbatch(fb *f, int n, int64_t pid, int32_t seq)
     b16(f, pid >= 0 ? 0 : -1);
     b32(f, pid >= 0 ? seq : -1);
     b32(f, n);
-    braw(f, r.p, r.n);
+    bmem(f, r.p, r.n);
     kput32(f->p + at + 8, (uint32_t)(f->n - at - 12));
     kput32(f->p + at + 17, sli_crc32c(0, f->p + at + 21, f->n - at - 21));
 }
@@ -148,13 +97,13 @@ static void kbatch(fb *f, int n, int64_t pid, int32_t seq)
 
 static void f_versions(fb *f, int ver, int corr)
 {
-    size_t at = req(f, KAPI_VERSIONS, ver, corr);
-    fin(f, at);
+    size_t at = req_at(f, KAPI_VERSIONS, ver, corr);
+    fin_at(f, at);
 }
 
 static void f_metadata(fb *f, int ver, int corr, bool all)
 {
-    size_t at = req(f, KAPI_METADATA, ver, corr);
+    size_t at = req_at(f, KAPI_METADATA, ver, corr);
     if (all && ver >= 1) {
         b32(f, -1);
     } else if (all) {
@@ -166,21 +115,21 @@ static void f_metadata(fb *f, int ver, int corr, bool all)
     }
     if (ver >= 4) b8(f, 0);
     if (ver >= 8) b8(f, 0), b8(f, 0);
-    fin(f, at);
+    fin_at(f, at);
 }
 
 static void f_findcoord(fb *f, int ver, int corr)
 {
-    size_t at = req(f, KAPI_FIND_COORDINATOR, ver, corr);
+    size_t at = req_at(f, KAPI_FIND_COORDINATOR, ver, corr);
     bstr(f, "group-1");
     if (ver >= 1) b8(f, 0);
-    fin(f, at);
+    fin_at(f, at);
 }
 
 /* Produce n records to t/part (pid >= 0: idempotent, sequence seq). */
 static void f_produce(fb *f, int ver, int corr, int acks, int part, int n, int64_t pid, int seq)
 {
-    size_t at = req(f, KAPI_PRODUCE, ver, corr);
+    size_t at = req_at(f, KAPI_PRODUCE, ver, corr);
     bstr(f, NULL); /* transactional_id */
     b16(f, acks);
     b32(f, 5000);
@@ -192,13 +141,13 @@ static void f_produce(fb *f, int ver, int corr, int acks, int part, int n, int64
     b32(f, 0);
     kbatch(f, n, pid, seq);
     kput32(f->p + lat, (uint32_t)(f->n - lat - 4));
-    fin(f, at);
+    fin_at(f, at);
 }
 
 static void f_fetch(fb *f, int ver, int corr, const char *topic, int part, int64_t off,
                     int max_wait)
 {
-    size_t at = req(f, KAPI_FETCH, ver, corr);
+    size_t at = req_at(f, KAPI_FETCH, ver, corr);
     b32(f, -1);       /* replica_id */
     b32(f, max_wait); /* max_wait_ms */
     b32(f, 1);        /* min_bytes */
@@ -214,12 +163,12 @@ static void f_fetch(fb *f, int ver, int corr, const char *topic, int part, int64
     if (ver >= 5) b64(f, -1);
     b32(f, 1 << 20);
     if (ver >= 7) b32(f, 0); /* forgotten_topics_data */
-    fin(f, at);
+    fin_at(f, at);
 }
 
 static void f_listoffsets(fb *f, int ver, int corr, int64_t ts)
 {
-    size_t at = req(f, KAPI_LIST_OFFSETS, ver, corr);
+    size_t at = req_at(f, KAPI_LIST_OFFSETS, ver, corr);
     b32(f, -1);
     if (ver >= 2) b8(f, 0);
     b32(f, 1);
@@ -228,13 +177,13 @@ static void f_listoffsets(fb *f, int ver, int corr, int64_t ts)
     b32(f, 0);
     if (ver >= 4) b32(f, -1);
     b64(f, ts);
-    fin(f, at);
+    fin_at(f, at);
 }
 
 /* Consumer groups (kapi_group.c): one frame of each at version ver. */
 static void f_joingroup(fb *f, int ver, int corr, const char *member)
 {
-    size_t at = req(f, KAPI_JOIN_GROUP, ver, corr);
+    size_t at = req_at(f, KAPI_JOIN_GROUP, ver, corr);
     bstr(f, "g1");
     b32(f, 10000); /* session_timeout_ms */
     if (ver >= 1) b32(f, 10000);
@@ -244,13 +193,13 @@ static void f_joingroup(fb *f, int ver, int corr, const char *member)
     b32(f, 1);
     bstr(f, "range");
     b32(f, 4);
-    braw(f, "meta", 4);
-    fin(f, at);
+    bmem(f, "meta", 4);
+    fin_at(f, at);
 }
 
 static void f_syncgroup(fb *f, int ver, int corr)
 {
-    size_t at = req(f, KAPI_SYNC_GROUP, ver, corr);
+    size_t at = req_at(f, KAPI_SYNC_GROUP, ver, corr);
     bstr(f, "g1");
     b32(f, 1);
     bstr(f, "m1");
@@ -258,23 +207,23 @@ static void f_syncgroup(fb *f, int ver, int corr)
     b32(f, 1);
     bstr(f, "m1");
     b32(f, 2);
-    braw(f, "as", 2);
-    fin(f, at);
+    bmem(f, "as", 2);
+    fin_at(f, at);
 }
 
 static void f_heartbeat(fb *f, int ver, int corr)
 {
-    size_t at = req(f, KAPI_HEARTBEAT, ver, corr);
+    size_t at = req_at(f, KAPI_HEARTBEAT, ver, corr);
     bstr(f, "g1");
     b32(f, 1);
     bstr(f, "m1");
     if (ver >= 3) bstr(f, NULL);
-    fin(f, at);
+    fin_at(f, at);
 }
 
 static void f_leavegroup(fb *f, int ver, int corr)
 {
-    size_t at = req(f, KAPI_LEAVE_GROUP, ver, corr);
+    size_t at = req_at(f, KAPI_LEAVE_GROUP, ver, corr);
     bstr(f, "g1");
     if (ver >= 3) {
         b32(f, 1);
@@ -283,13 +232,13 @@ static void f_leavegroup(fb *f, int ver, int corr)
     } else {
         bstr(f, "m1");
     }
-    fin(f, at);
+    fin_at(f, at);
 }
 
 /* A simple commit (generation -1, no member) of t/0 at offset 5. */
 static void f_offsetcommit(fb *f, int ver, int corr)
 {
-    size_t at = req(f, KAPI_OFFSET_COMMIT, ver, corr);
+    size_t at = req_at(f, KAPI_OFFSET_COMMIT, ver, corr);
     bstr(f, "g2");
     if (ver >= 1) {
         b32(f, -1);
@@ -305,35 +254,35 @@ static void f_offsetcommit(fb *f, int ver, int corr)
     if (ver == 1) b64(f, -1); /* commit_timestamp */
     if (ver >= 6) b32(f, -1);
     bstr(f, "meta");
-    fin(f, at);
+    fin_at(f, at);
 }
 
 static void f_offsetfetch(fb *f, int ver, int corr)
 {
-    size_t at = req(f, KAPI_OFFSET_FETCH, ver, corr);
+    size_t at = req_at(f, KAPI_OFFSET_FETCH, ver, corr);
     bstr(f, "g2");
     b32(f, 1);
     bstr(f, "t");
     b32(f, 2);
     b32(f, 0);
     b32(f, 1);
-    fin(f, at);
+    fin_at(f, at);
 }
 
 static void f_describegroups(fb *f, int ver, int corr)
 {
-    size_t at = req(f, KAPI_DESCRIBE_GROUPS, ver, corr);
+    size_t at = req_at(f, KAPI_DESCRIBE_GROUPS, ver, corr);
     b32(f, 2);
     bstr(f, "g1");
     bstr(f, "g2");
     if (ver >= 3) b8(f, 0);
-    fin(f, at);
+    fin_at(f, at);
 }
 
 static void f_listgroups(fb *f, int ver, int corr)
 {
-    size_t at = req(f, KAPI_LIST_GROUPS, ver, corr);
-    fin(f, at);
+    size_t at = req_at(f, KAPI_LIST_GROUPS, ver, corr);
+    fin_at(f, at);
 }
 
 /* ---- writing the seeds ---- */
@@ -528,7 +477,7 @@ static int generate(const char *dir)
 
     /* A Produce whose second topic is malformed: nothing may be written. */
     f.n = 0;
-    at = req(&f, KAPI_PRODUCE, 3, 9);
+    at = req_at(&f, KAPI_PRODUCE, 3, 9);
     bstr(&f, NULL);
     b16(&f, -1);
     b32(&f, 5000);
@@ -544,24 +493,24 @@ static int generate(const char *dir)
     b32(&f, 1);
     b32(&f, 0);
     b32(&f, 500); /* records: 500 bytes announced, none there */
-    fin(&f, at);
+    fin_at(&f, at);
     put("closed-produce-second-topic-malformed-n0", f.p, f.n);
 
     /* Requests the server does not serve: answered with an error, open. */
     f.n = 0;
-    at = req(&f, 999, 0, 5);
-    fin(&f, at);
+    at = req_at(&f, 999, 0, 5);
+    fin_at(&f, at);
     put("ok-unknown-api-key-n0", f.p, f.n);
     f.n = 0;
     f_produce(&f, 2, 6, -1, 0, 1, -1, 0);
     put("ok-produce-v2-unsupported-n0", f.p, f.n);
     f.n = 0; /* flexible ApiVersions v3: header v2 with tagged fields */
-    at = req(&f, KAPI_VERSIONS, 3, 7);
+    at = req_at(&f, KAPI_VERSIONS, 3, 7);
     b8(&f, 0);
-    b8(&f, 7), braw(&f, "sluice", 6);
-    b8(&f, 4), braw(&f, "0.1", 3);
+    b8(&f, 7), bmem(&f, "sluice", 6);
+    b8(&f, 4), bmem(&f, "0.1", 3);
     b8(&f, 0);
-    fin(&f, at);
+    fin_at(&f, at);
     put("ok-apiversions-v3-flexible-n0", f.p, f.n);
     f.n = 0;
     f_metadata(&f, 9, 8, false);

@@ -51,19 +51,9 @@
 
 #include "sluice/broker.h"
 #include "sluice/server.h"
+#include "kafka_raw.h"
 
 static char dir[] = "/tmp/sluice_test_server_group_XXXXXX";
-static sl_broker *broker;
-static sl_server *srv;
-static pthread_t thr;
-static int run_rc;
-
-static void *run_main(void *arg)
-{
-    (void)arg;
-    run_rc = sl_server_run(srv);
-    return NULL;
-}
 
 static int setup(void **state)
 {
@@ -77,109 +67,23 @@ static int setup(void **state)
     c.partitions = 4;
     if (sl_topic_create(broker, "t4", &c) < 0) return -1;
     if (sl_server_open(&srv, broker, "127.0.0.1:0") < 0) return -1;
-    return pthread_create(&thr, NULL, run_main, NULL) ? -1 : 0;
+    return server_thread_start();
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sl_server_stop(srv);
-    pthread_join(thr, NULL);
-    sl_server_close(srv);
+    server_thread_stop();
     sl_broker_close(broker);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 && run_rc == 0 ? 0 : -1;
+    return rm_dir(dir) == 0 && run_rc == 0 ? 0 : -1;
 }
 
 /* ---- frames ---- */
 
-typedef struct fb {
-    uint8_t p[8192];
-    size_t n;
-} fb;
-
-static void b8(fb *f, uint8_t v)
-{
-    f->p[f->n++] = v;
-}
-static void b16(fb *f, uint16_t v)
-{
-    b8(f, (uint8_t)(v >> 8));
-    b8(f, (uint8_t)v);
-}
-static void b32(fb *f, uint32_t v)
-{
-    b16(f, (uint16_t)(v >> 16));
-    b16(f, (uint16_t)v);
-}
-static void b64(fb *f, uint64_t v)
-{
-    b32(f, (uint32_t)(v >> 32));
-    b32(f, (uint32_t)v);
-}
-static void bstr(fb *f, const char *s) /* NULL: a null string */
-{
-    if (!s) {
-        b16(f, 0xffff);
-        return;
-    }
-    b16(f, (uint16_t)strlen(s));
-    memcpy(f->p + f->n, s, strlen(s));
-    f->n += strlen(s);
-}
 static void bbytes(fb *f, const char *s)
 {
     b32(f, (uint32_t)strlen(s));
-    memcpy(f->p + f->n, s, strlen(s));
-    f->n += strlen(s);
-}
-static void req(fb *f, int16_t key, int16_t ver, int32_t corr)
-{
-    f->n = 0;
-    b32(f, 0);
-    b16(f, (uint16_t)key);
-    b16(f, (uint16_t)ver);
-    b32(f, (uint32_t)corr);
-    bstr(f, "test");
-}
-static void fin(fb *f)
-{
-    uint32_t l = (uint32_t)f->n - 4;
-    f->p[0] = (uint8_t)(l >> 24);
-    f->p[1] = (uint8_t)(l >> 16);
-    f->p[2] = (uint8_t)(l >> 8);
-    f->p[3] = (uint8_t)l;
-}
-
-static int connect_srv(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)sl_server_port(srv))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    struct timeval tv = {.tv_sec = 60}; /* a safety net against a hang, not a time assertion */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-static void sendf(int fd, fb *f)
-{
-    fin(f);
-    assert_int_equal(send(fd, f->p, f->n, MSG_NOSIGNAL), (ssize_t)f->n);
-}
-
-static int recv_all(int fd, uint8_t *p, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = recv(fd, p + got, n - got, 0);
-        if (k <= 0) return -1;
-        got += (size_t)k;
-    }
-    return 0;
+    bmem(f, s, strlen(s));
 }
 
 static uint8_t rb[1 << 20];
@@ -191,13 +95,8 @@ typedef struct cur {
 
 static cur response(int fd, int32_t corr)
 {
-    uint8_t l[4];
-    assert_int_equal(recv_all(fd, l, 4), 0);
-    uint32_t n = (uint32_t)l[0] << 24 | (uint32_t)l[1] << 16 | (uint32_t)l[2] << 8 | l[3];
-    assert_true(n >= 4 && n <= sizeof rb);
-    assert_int_equal(recv_all(fd, rb, n), 0);
-    uint32_t c = (uint32_t)rb[0] << 24 | (uint32_t)rb[1] << 16 | (uint32_t)rb[2] << 8 | rb[3];
-    assert_int_equal(c, (uint32_t)corr);
+    long n = read_response(fd, corr, rb, sizeof rb);
+    assert_true(n >= 4); /* not closed */
     return (cur){rb + 4, rb + n};
 }
 
@@ -273,7 +172,7 @@ static int32_t send_join(int fd, int16_t ver, const char *group, const char *mem
         bstr(&f, proto2);
         bbytes(&f, "meta-2");
     }
-    sendf(fd, &f);
+    send_frame(fd, &f);
     return corr;
 }
 
@@ -343,7 +242,7 @@ static int32_t send_sync(int fd, const char *group, int32_t gen, const char *mem
         bstr(&f, ids[i]);
         bbytes(&f, as[i]);
     }
-    sendf(fd, &f);
+    send_frame(fd, &f);
     return corr;
 }
 
@@ -366,7 +265,7 @@ static int16_t heartbeat(int fd, int16_t ver, const char *group, int32_t gen, co
     b32(&f, (uint32_t)gen);
     bstr(&f, member);
     if (ver >= 3) bstr(&f, NULL);
-    sendf(fd, &f);
+    send_frame(fd, &f);
     cur c = response(fd, corr);
     if (ver >= 1) assert_int_equal(r32(&c), 0);
     int16_t err = r16(&c);
@@ -381,7 +280,7 @@ static int16_t leave_v1(int fd, const char *group, const char *member)
     req(&f, 13, 1, corr);
     bstr(&f, group);
     bstr(&f, member);
-    sendf(fd, &f);
+    send_frame(fd, &f);
     cur c = response(fd, corr);
     assert_int_equal(r32(&c), 0);
     return r16(&c);
@@ -409,7 +308,7 @@ static int16_t commit(int fd, int16_t ver, const char *group, int32_t gen, const
     if (ver >= 6) b32(&f, 0xffffffffu);
     if (ver == 1) b64(&f, (uint64_t)-1);
     bstr(&f, meta);
-    sendf(fd, &f);
+    send_frame(fd, &f);
     cur c = response(fd, corr);
     if (ver >= 3) assert_int_equal(r32(&c), 0);
     assert_int_equal(r32(&c), 1);
@@ -441,7 +340,7 @@ static int16_t fetch_offsets(int fd, const char *group, bool all, int64_t offset
         b32(&f, 3);
         for (int p = 0; p < 3; p++) b32(&f, (uint32_t)p);
     }
-    sendf(fd, &f);
+    send_frame(fd, &f);
     for (int p = 0; p < 3; p++) {
         offsets[p] = -2; /* not in the answer */
         metas[p][0] = 0;
@@ -483,7 +382,7 @@ static dres describe(int fd, const char *group)
     b32(&f, 1);
     bstr(&f, group);
     b8(&f, 0);
-    sendf(fd, &f);
+    send_frame(fd, &f);
     dres d;
     memset(&d, 0, sizeof d);
     cur c = response(fd, corr);
@@ -689,7 +588,7 @@ static void test_rebalance_and_fencing(void **state)
     bstr(&f, NULL);
     bstr(&f, "ghost");
     bstr(&f, NULL);
-    sendf(b, &f);
+    send_frame(b, &f);
     cur c = response(b, corr);
     assert_int_equal(r32(&c), 0);
     assert_int_equal(r16(&c), 0);
@@ -778,7 +677,7 @@ static void test_list_groups(void **state)
     int32_t corr = ++corr_seq;
     fb f;
     req(&f, 16, 2, corr);
-    sendf(fd, &f);
+    send_frame(fd, &f);
     cur c = response(fd, corr);
     assert_int_equal(r32(&c), 0);
     assert_int_equal(r16(&c), 0);

@@ -34,25 +34,18 @@
 #include "sluice/broker.h"
 #include "sluice/server.h"
 
+#define KRAW_FB_CAP    16384
+#define KRAW_CLIENT_ID "limits"
+#include "kafka_raw.h"
+
 #define MAX_REQ   8192
 #define MAX_CONNS 6
 
 static char dir[] = "/tmp/sluice_test_server_limits_XXXXXX";
-static sl_broker *broker;
-static sl_server *srv;
-static pthread_t thr;
-static int run_rc;
 static FILE *slog;
 static int good = -1;   /* the well-behaved client */
 static int produced;    /* batches it produced */
 static int disconnects; /* clients the server must have logged */
-
-static void *run_main(void *arg)
-{
-    (void)arg;
-    run_rc = sl_server_run(srv);
-    return NULL;
-}
 
 static int setup(void **state)
 {
@@ -73,171 +66,30 @@ static int setup(void **state)
     c.log_level = SL_SERVER_LOG_INFO;
     c.log = slog;
     if (sl_server_open_conf(&srv, broker, &c) < 0) return -1;
-    return pthread_create(&thr, NULL, run_main, NULL) ? -1 : 0;
+    return server_thread_start();
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sl_server_stop(srv);
-    pthread_join(thr, NULL);
-    sl_server_close(srv);
+    server_thread_stop();
     sl_broker_close(broker);
     fclose(slog);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 && run_rc == 0 ? 0 : -1;
-}
-
-/* ---- frames (as in test_server.c) ---- */
-
-typedef struct fb {
-    uint8_t p[16384];
-    size_t n;
-} fb;
-
-static void b8(fb *f, uint8_t v)
-{
-    f->p[f->n++] = v;
-}
-static void b16(fb *f, uint16_t v)
-{
-    b8(f, (uint8_t)(v >> 8));
-    b8(f, (uint8_t)v);
-}
-static void b32(fb *f, uint32_t v)
-{
-    b16(f, (uint16_t)(v >> 16));
-    b16(f, (uint16_t)v);
-}
-static void b64(fb *f, uint64_t v)
-{
-    b32(f, (uint32_t)(v >> 32));
-    b32(f, (uint32_t)v);
-}
-static void bstr(fb *f, const char *s)
-{
-    b16(f, (uint16_t)strlen(s));
-    memcpy(f->p + f->n, s, strlen(s));
-    f->n += strlen(s);
-}
-static void req(fb *f, int16_t key, int16_t ver, int32_t corr)
-{
-    f->n = 0;
-    b32(f, 0);
-    b16(f, (uint16_t)key);
-    b16(f, (uint16_t)ver);
-    b32(f, (uint32_t)corr);
-    bstr(f, "limits");
-}
-static void fin(fb *f)
-{
-    uint32_t l = (uint32_t)f->n - 4;
-    f->p[0] = (uint8_t)(l >> 24);
-    f->p[1] = (uint8_t)(l >> 16);
-    f->p[2] = (uint8_t)(l >> 8);
-    f->p[3] = (uint8_t)l;
-}
-
-static int connect_srv(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)sl_server_port(srv))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    struct timeval tv = {.tv_sec = 60}; /* a safety net against a hang, not a time assertion */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-static void send_all(int fd, const void *p, size_t n)
-{
-    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-static int recv_all(int fd, uint8_t *p, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = recv(fd, p + got, n - got, 0);
-        if (k <= 0) return -1;
-        got += (size_t)k;
-    }
-    return 0;
+    return rm_dir(dir) == 0 && run_rc == 0 ? 0 : -1;
 }
 
 static uint8_t rb[1 << 20];
 
+/* One response into rb (see read_response). */
 static long response(int fd, int32_t corr)
 {
-    uint8_t l[4];
-    if (recv_all(fd, l, 4) < 0) return -1;
-    uint32_t n = (uint32_t)l[0] << 24 | (uint32_t)l[1] << 16 | (uint32_t)l[2] << 8 | l[3];
-    assert_true(n >= 4 && n <= sizeof rb);
-    assert_int_equal(recv_all(fd, rb, n), 0);
-    uint32_t c = (uint32_t)rb[0] << 24 | (uint32_t)rb[1] << 16 | (uint32_t)rb[2] << 8 | rb[3];
-    assert_int_equal(c, (uint32_t)corr);
-    return (long)n;
-}
-
-static int16_t g16(const uint8_t *p)
-{
-    return (int16_t)(p[0] << 8 | p[1]);
-}
-static int32_t g32(const uint8_t *p)
-{
-    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-}
-static int64_t g64(const uint8_t *p)
-{
-    return (int64_t)((uint64_t)(uint32_t)g32(p) << 32 | (uint32_t)g32(p + 4));
+    return read_response(fd, corr, rb, sizeof rb);
 }
 
 /* A v2 batch of 3 records "k<i>" -> "v<i>" (after its bytes length). */
 static void kbatch(fb *f)
 {
-    size_t start = f->n;
-    b32(f, 0);
-    size_t b = f->n;
-    b64(f, 0);
-    b32(f, 0);
-    b32(f, 0);
-    b8(f, 2);
-    b32(f, 0);
-    b16(f, 0);
-    b32(f, 2);
-    b64(f, 1000);
-    b64(f, 1002);
-    b64(f, (uint64_t)-1);
-    b16(f, 0xffff);
-    b32(f, 0xffffffff);
-    b32(f, 3);
-    for (int i = 0; i < 3; i++) {
-        b8(f, 2 * 10);
-        b8(f, 0);
-        b8(f, (uint8_t)(2 * i));
-        b8(f, (uint8_t)(2 * i));
-        b8(f, 2 * 2);
-        b8(f, 'k');
-        b8(f, (uint8_t)('0' + i));
-        b8(f, 2 * 2);
-        b8(f, 'v');
-        b8(f, (uint8_t)('0' + i));
-        b8(f, 0);
-    }
-    size_t len = f->n - b;
-    uint8_t *p = f->p + b;
-    uint32_t bl = (uint32_t)len - 12;
-    p[8] = (uint8_t)(bl >> 24), p[9] = (uint8_t)(bl >> 16), p[10] = (uint8_t)(bl >> 8),
-    p[11] = (uint8_t)bl;
-    uint32_t crc = sli_crc32c(0, p + 21, len - 21);
-    p[17] = (uint8_t)(crc >> 24), p[18] = (uint8_t)(crc >> 16), p[19] = (uint8_t)(crc >> 8),
-    p[20] = (uint8_t)crc;
-    uint8_t *q = f->p + start;
-    q[0] = (uint8_t)(len >> 24), q[1] = (uint8_t)(len >> 16), q[2] = (uint8_t)(len >> 8),
-    q[3] = (uint8_t)len;
+    kv_batch(f, 3, 2, 0, false);
 }
 
 static void produce_frame(fb *f, int32_t corr)

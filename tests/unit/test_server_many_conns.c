@@ -86,77 +86,12 @@ static char errpath[512];
 static pid_t srv = -1;
 static int port;
 
-/* ---- frames ---- */
+/* ---- frames (kafka_raw.h; req_at/fin_at) ---- */
 
-typedef struct fb {
-    uint8_t *p;
-    size_t n, cap;
-} fb;
-
-static void b8(fb *f, uint8_t v)
-{
-    if (f->n == f->cap) {
-        f->cap = f->cap ? 2 * f->cap : 4096;
-        f->p = realloc(f->p, f->cap);
-        assert_non_null(f->p);
-    }
-    f->p[f->n++] = v;
-}
-static void b16(fb *f, int v)
-{
-    b8(f, (uint8_t)((unsigned)v >> 8));
-    b8(f, (uint8_t)v);
-}
-static void b32(fb *f, int64_t v)
-{
-    b16(f, (int)((uint64_t)v >> 16 & 0xffff));
-    b16(f, (int)(v & 0xffff));
-}
-static void b64(fb *f, int64_t v)
-{
-    b32(f, (int64_t)((uint64_t)v >> 32));
-    b32(f, (int64_t)(v & 0xffffffff));
-}
-static void braw(fb *f, const void *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) b8(f, ((const uint8_t *)p)[i]);
-}
-static void bvar(fb *f, int64_t v)
-{
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    while (z >= 0x80) {
-        b8(f, (uint8_t)(z | 0x80));
-        z >>= 7;
-    }
-    b8(f, (uint8_t)z);
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-static uint32_t g32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static size_t req(fb *f, int key, int ver, int32_t corr)
-{
-    size_t at = f->n;
-    b32(f, 0);
-    b16(f, key);
-    b16(f, ver);
-    b32(f, corr);
-    b16(f, 4);
-    braw(f, "many", 4);
-    return at;
-}
-static void fin(fb *f, size_t at)
-{
-    put32(f->p + at, (uint32_t)(f->n - at - 4));
-}
+#define KRAW_FRAMES_ONLY
+#define KRAW_FB_GROW
+#define KRAW_CLIENT_ID "many"
+#include "kafka_raw.h"
 
 static void value_of(char *v, int producer, int seq)
 {
@@ -169,13 +104,13 @@ static void value_of(char *v, int producer, int seq)
 /* Produce v3, acks=1: batch b of producer pr (records PER_BATCH*b ...). */
 static void produce_frame(fb *f, int pr, int b)
 {
-    size_t at = req(f, 0, 3, b);
+    size_t at = req_at(f, 0, 3, b);
     b16(f, -1); /* transactional_id: null */
     b16(f, 1);  /* acks */
     b32(f, 30000);
     b32(f, 1);
     b16(f, 4);
-    braw(f, "load", 4);
+    bmem(f, "load", 4);
     b32(f, 1);
     b32(f, pr % PARTITIONS);
     size_t lat = f->n;
@@ -203,16 +138,16 @@ static void produce_frame(fb *f, int pr, int b)
         bvar(&r, i);
         bvar(&r, -1); /* no key */
         bvar(&r, VALUE_LEN);
-        braw(&r, v, VALUE_LEN);
+        bmem(&r, v, VALUE_LEN);
         bvar(&r, 0);
         bvar(f, (int64_t)r.n);
-        braw(f, r.p, r.n);
+        bmem(f, r.p, r.n);
         free(r.p);
     }
     put32(f->p + bat + 8, (uint32_t)(f->n - bat - 12));
     put32(f->p + bat + 17, sli_crc32c(0, f->p + bat + 21, f->n - bat - 21));
     put32(f->p + lat, (uint32_t)(f->n - lat - 4));
-    fin(f, at);
+    fin_at(f, at);
 }
 
 /* ---- sockets ---- */
@@ -256,7 +191,7 @@ static void round_trip(int fd, const fb *f, int32_t corr)
     static uint8_t r[1 << 16];
     send_all(fd, f->p, f->n);
     recv_all(fd, r, 4);
-    uint32_t n = g32(r);
+    uint32_t n = (uint32_t)g32(r);
     assert_true(n >= 4 && n <= sizeof r);
     recv_all(fd, r, n);
     assert_int_equal(g32(r), (uint32_t)corr);
@@ -265,8 +200,8 @@ static void round_trip(int fd, const fb *f, int32_t corr)
 static void api_versions(int fd, int32_t corr)
 {
     fb f = {0};
-    size_t at = req(&f, 18, 2, corr);
-    fin(&f, at);
+    size_t at = req_at(&f, 18, 2, corr);
+    fin_at(&f, at);
     round_trip(fd, &f, corr);
     free(f.p);
 }
@@ -377,8 +312,8 @@ static void drive_producers(producer *ps)
             if (k < 0 && errno == EAGAIN) continue;
             if (k <= 0) fail_msg("producer %d: the server closed the connection", (int)(p - ps));
             p->inlen += (size_t)k;
-            while (p->inlen >= 4 && p->inlen >= 4 + g32(p->in)) {
-                uint32_t l = g32(p->in);
+            while (p->inlen >= 4 && p->inlen >= 4 + (uint32_t)g32(p->in)) {
+                uint32_t l = (uint32_t)g32(p->in);
                 /* corr | topics 1 | "load" | partitions 1 | partition | error | base | ... */
                 assert_true(l >= 4 + 4 + 6 + 4 + 4 + 2 + 8);
                 assert_int_equal(g32(p->in + 4), (uint32_t)p->answered); /* in order */
@@ -402,9 +337,9 @@ static void drive_producers(producer *ps)
 static void churn(void)
 {
     fb f = {0};
-    size_t at = req(&f, 999, 0, 42); /* unknown api key: answered, body not parsed */
+    size_t at = req_at(&f, 999, 0, 42); /* unknown api key: answered, body not parsed */
     while (f.n < CHURN_FRAME) b8(&f, 'x');
-    fin(&f, at);
+    fin_at(&f, at);
     int fds[CHURN_CONNS];
     for (int i = 0; i < CHURN_CONNS; i++) {
         fds[i] = connect_srv();
@@ -553,8 +488,8 @@ static void test_out_of_descriptors(void **state)
     enum { N = 100 };
     int fds[N];
     fb f = {0};
-    size_t at = req(&f, 18, 2, 5);
-    fin(&f, at);
+    size_t at = req_at(&f, 18, 2, 5);
+    fin_at(&f, at);
     for (int i = 0; i < N; i++) {
         fds[i] = connect_srv(); /* completes in the kernel's backlog */
         send_all(fds[i], f.p, f.n);
@@ -568,8 +503,8 @@ static void test_out_of_descriptors(void **state)
                      : k < 0 ? strerror(errno)
                              : "short");
         static uint8_t body[4096];
-        assert_true(g32(r) <= sizeof body);
-        recv_all(fds[i], body, g32(r));
+        assert_true((uint32_t)g32(r) <= sizeof body);
+        recv_all(fds[i], body, (uint32_t)g32(r));
         assert_int_equal(g32(body), 5);
         close(fds[i]);
     }

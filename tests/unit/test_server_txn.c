@@ -56,47 +56,38 @@
 #include "sluice/broker.h"
 #include "sluice/server.h"
 
-static char dir[] = "/tmp/sluice_test_server_txn_XXXXXX";
-static sl_broker *sb; /* the server's handle */
-static sl_broker *rb; /* the test's (reads, describe) */
-static sl_server *srv;
-static pthread_t thr;
-static int run_rc;
-static char bootstrap[64];
+#define KRAW_FB_CAP 4096
+#include "kafka_raw.h"
 
-static void *run_main(void *arg)
-{
-    (void)arg;
-    run_rc = sl_server_run(srv);
-    return NULL;
-}
+static char dir[] = "/tmp/sluice_test_server_txn_XXXXXX";
+/* broker (kafka_raw.h) is the server's handle */
+static sl_broker *rb; /* the test's (reads, describe) */
+static char bootstrap[64];
 
 static FILE *srvlog; /* the server's log while connections are dropped */
 
 static void start_server(int drop_permille)
 {
-    assert_int_equal(sl_broker_open(&sb, dir, 0), 0);
-    assert_int_equal(sl_server_open(&srv, sb, "127.0.0.1:0"), 0);
+    assert_int_equal(sl_broker_open(&broker, dir, 0), 0);
+    assert_int_equal(sl_server_open(&srv, broker, "127.0.0.1:0"), 0);
     if (drop_permille) {
         slb_server_set_fault_drop(srv, drop_permille, 12345);
         assert_non_null(srvlog = tmpfile());
         sl_server_set_log(srv, srvlog);
     }
     snprintf(bootstrap, sizeof bootstrap, "127.0.0.1:%d", sl_server_port(srv));
-    assert_int_equal(pthread_create(&thr, NULL, run_main, NULL), 0);
+    assert_int_equal(server_thread_start(), 0);
 }
 
 static void stop_server(void)
 {
-    sl_server_stop(srv);
-    pthread_join(thr, NULL);
+    server_thread_stop();
     assert_int_equal(run_rc, 0);
-    sl_server_close(srv);
-    assert_int_equal(sl_broker_close(sb), 0);
+    assert_int_equal(sl_broker_close(broker), 0);
     if (srvlog) fclose(srvlog);
     srvlog = NULL;
     srv = NULL;
-    sb = NULL;
+    broker = NULL;
 }
 
 static int setup(void **state)
@@ -465,95 +456,33 @@ static void test_restart_open_txn(void **state)
 
 /* ---- (e) error answers, hand-built frames ---- */
 
-typedef struct fb {
-    uint8_t p[4096];
-    size_t n;
-} fb;
-
-static void b8(fb *f, uint8_t v)
-{
-    f->p[f->n++] = v;
-}
-static void b16(fb *f, uint16_t v)
-{
-    b8(f, (uint8_t)(v >> 8));
-    b8(f, (uint8_t)v);
-}
-static void b32(fb *f, uint32_t v)
-{
-    b16(f, (uint16_t)(v >> 16));
-    b16(f, (uint16_t)v);
-}
-static void b64(fb *f, uint64_t v)
-{
-    b32(f, (uint32_t)(v >> 32));
-    b32(f, (uint32_t)v);
-}
-static void bstr(fb *f, const char *s) /* NULL: a null string */
-{
-    if (!s) {
-        b16(f, 0xffff);
-        return;
-    }
-    b16(f, (uint16_t)strlen(s));
-    memcpy(f->p + f->n, s, strlen(s));
-    f->n += strlen(s);
-}
-static int16_t g16(const uint8_t *p)
-{
-    return (int16_t)(p[0] << 8 | p[1]);
-}
-static int32_t g32(const uint8_t *p)
-{
-    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-}
-static int64_t g64(const uint8_t *p)
-{
-    return (int64_t)((uint64_t)(uint32_t)g32(p) << 32 | (uint32_t)g32(p + 4));
-}
-
 static int wfd;
 static int32_t wcorr;
 static uint8_t wr[65536]; /* the last response, after its correlation id */
 
-static void req(fb *f, int16_t key, int16_t ver)
+/* Start f as a request on the wire connection (the next correlation id). */
+static void wreq(fb *f, int16_t key, int16_t ver)
 {
-    f->n = 0;
-    b32(f, 0);
-    b16(f, (uint16_t)key);
-    b16(f, (uint16_t)ver);
-    b32(f, (uint32_t)++wcorr);
-    bstr(f, "test");
+    req(f, key, ver, ++wcorr);
 }
 
 /* Send f, read its response body into wr. */
 static void call(fb *f)
 {
-    uint32_t l = (uint32_t)f->n - 4;
-    f->p[0] = (uint8_t)(l >> 24), f->p[1] = (uint8_t)(l >> 16), f->p[2] = (uint8_t)(l >> 8);
-    f->p[3] = (uint8_t)l;
-    assert_int_equal(send(wfd, f->p, f->n, MSG_NOSIGNAL), (ssize_t)f->n);
+    fin(f);
+    send_all(wfd, f->p, f->n);
     uint8_t h[8];
-    size_t got = 0;
-    while (got < 8) {
-        ssize_t k = recv(wfd, h + got, 8 - got, 0);
-        assert_true(k > 0);
-        got += (size_t)k;
-    }
+    assert_int_equal(recv_all(wfd, h, 8), 0);
     uint32_t n = (uint32_t)g32(h) - 4;
     assert_int_equal(g32(h + 4), wcorr);
     assert_true(n <= sizeof wr);
-    for (got = 0; got < n;) {
-        ssize_t k = recv(wfd, wr + got, n - got, 0);
-        assert_true(k > 0);
-        got += (size_t)k;
-    }
+    assert_int_equal(recv_all(wfd, wr, n), 0);
 }
 
 static int16_t init_pid(const char *tid, int32_t timeout, int64_t *pid, int16_t *epoch)
 {
     fb f;
-    req(&f, 22, 0);
+    wreq(&f, 22, 0);
     bstr(&f, tid);
     b32(&f, (uint32_t)timeout);
     call(&f);
@@ -568,7 +497,7 @@ static int16_t produce_raw(const char *tid, int32_t part, int64_t pid, int16_t e
                            uint16_t attrs, int64_t *base)
 {
     fb f;
-    req(&f, 0, 3);
+    wreq(&f, 0, 3);
     bstr(&f, tid);
     b16(&f, 0xffff); /* acks -1 */
     b32(&f, 10000);
@@ -592,8 +521,7 @@ static int16_t produce_raw(const char *tid, int32_t part, int64_t pid, int16_t e
     b32(&f, (uint32_t)seq);
     b32(&f, 1);
     static const uint8_t rec[] = {14, 0, 0, 0, 1, 2, 'x', 0}; /* length 7, no key, "x" */
-    memcpy(f.p + f.n, rec, sizeof rec);
-    f.n += sizeof rec;
+    bmem(&f, rec, sizeof rec);
     uint32_t crc = sli_crc32c(0, f.p + b + 21, f.n - b - 21);
     for (int i = 0; i < 4; i++) f.p[b + 17 + i] = (uint8_t)(crc >> (24 - 8 * i));
     call(&f);
@@ -607,7 +535,7 @@ static void add_parts(int16_t ver, const char *tid, int64_t pid, int16_t epoch,
                       const int32_t *parts, int n, int16_t *errs)
 {
     fb f;
-    req(&f, 24, ver);
+    wreq(&f, 24, ver);
     bstr(&f, tid);
     b64(&f, (uint64_t)pid);
     b16(&f, (uint16_t)epoch);
@@ -635,7 +563,7 @@ static int16_t add_part(int16_t ver, const char *tid, int64_t pid, int16_t epoch
 static int16_t end_txn(int16_t ver, const char *tid, int64_t pid, int16_t epoch, bool commit)
 {
     fb f;
-    req(&f, 26, ver);
+    wreq(&f, 26, ver);
     bstr(&f, tid);
     b64(&f, (uint64_t)pid);
     b16(&f, (uint16_t)epoch);
@@ -647,7 +575,7 @@ static int16_t end_txn(int16_t ver, const char *tid, int64_t pid, int16_t epoch,
 static int16_t add_offsets(const char *tid, int64_t pid, int16_t epoch, const char *group)
 {
     fb f;
-    req(&f, 25, 0);
+    wreq(&f, 25, 0);
     bstr(&f, tid);
     b64(&f, (uint64_t)pid);
     b16(&f, (uint16_t)epoch);
@@ -661,7 +589,7 @@ static int16_t txn_offset(const char *tid, const char *group, int64_t pid, int16
                           int64_t offset)
 {
     fb f;
-    req(&f, 28, 0);
+    wreq(&f, 28, 0);
     bstr(&f, tid);
     bstr(&f, group);
     b64(&f, (uint64_t)pid);
@@ -680,14 +608,7 @@ static int16_t txn_offset(const char *tid, const char *group, int64_t pid, int16
 
 static void connect_wire(void)
 {
-    wfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(wfd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)sl_server_port(srv))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(wfd, (struct sockaddr *)&a, sizeof a), 0);
-    struct timeval tv = {.tv_sec = 60}; /* a safety net against a hang */
-    setsockopt(wfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    wfd = connect_srv();
 }
 
 static void test_wire_errors(void **state)
