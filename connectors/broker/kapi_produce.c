@@ -36,7 +36,14 @@
  *       61     *  records                 as on disk (batch.h, varints)
  *
  * The record and header arrays it decodes into are the server's, grown and
- * reused (no malloc per record).
+ * reused (no malloc per record). A compressed batch (attributes bits 0-2:
+ * gzip 1, snappy 2 raw or xerial-framed, lz4 3 frame, zstd 4 frame) has its
+ * records section decompressed by kcompress.c into the server's one
+ * growable buffer (s->zbuf), behind a copy of the 61-byte header, and is
+ * then decoded and appended exactly as an uncompressed one: the log keeps it
+ * uncompressed. Its decompressed size is capped at the request limit
+ * (max_req): above it, or malformed, it is CORRUPT_MESSAGE, with a warning
+ * line in the server's log.
  *
  * acks. The appends are synchronous on the server's thread: sl_log_append
  * returns only after the batch is written and the topic's fsync policy is
@@ -55,6 +62,7 @@
  * the acks=all answer of an fsync=always topic and not a fsync=never one.
  */
 #include "connectors/broker/broker_int.h"
+#include "connectors/broker/kcompress.h"
 #include "connectors/broker/server_int.h"
 #include "engine/base/crc32c.h"
 
@@ -137,12 +145,32 @@ static int16_t produce_partition(sl_server *s, const char *tid, int tidl, const 
         size_t n = (size_t)blen + 12;
         if (kbe32(p + 17) != sli_crc32c(0, p + 21, n - 21)) return KE_CORRUPT_MESSAGE;
         uint16_t attrs = kbe16(p + 21);
-        if (attrs & 0x07) return KE_UNSUPPORTED_COMPRESSION;
         if (attrs & 0x20) return KE_INVALID_RECORD; /* control batches are the broker's */
+        /* a compressed batch: its header, then its records decompressed, in
+         * s->zbuf (kcompress.c), decoded from there as an uncompressed one */
+        const uint8_t *dp = p;
+        size_t dn = n;
+        int codec = attrs & 0x07;
+        if (codec) {
+            if (codec > SLB_KZ_ZSTD) return KE_UNSUPPORTED_COMPRESSION;
+            if (kgrow((void **)&s->zbuf, &s->capzbuf, KHDR, 1) < 0) return KE_UNKNOWN;
+            memcpy(s->zbuf, p, KHDR);
+            size_t zn;
+            char zerr[160];
+            int zr = slb_kdecompress(codec, p + KHDR, n - KHDR, &s->zbuf, &s->capzbuf, KHDR,
+                                     (size_t)s->max_req, &zn, zerr, sizeof zerr);
+            if (zr < 0) {
+                slb_srv_logl(s, SLB_LOG_WARN, "sluice broker serve: Produce to %s-%d: %s\n", topic,
+                             (int)part, zerr);
+                return zr == SL_ENOMEM ? KE_UNKNOWN : KE_CORRUPT_MESSAGE;
+            }
+            dp = s->zbuf;
+            dn = KHDR + zn;
+        }
         int32_t count = (int32_t)kbe32(p + 57);
         /* a record takes at least 7 bytes: no count the batch cannot hold */
-        if (count <= 0 || (size_t)count > (n - KHDR) / 7) return KE_CORRUPT_MESSAGE;
-        int rc = decode_records(s, p, n, count);
+        if (count <= 0 || (size_t)count > (dn - KHDR) / 7) return KE_CORRUPT_MESSAGE;
+        int rc = decode_records(s, dp, dn, count);
         if (rc < 0) return rc == SL_ENOMEM ? KE_UNKNOWN : KE_CORRUPT_MESSAGE;
         int64_t pid = (int64_t)kbe64(p + 43), off = -1;
         bool txn = attrs & 0x10;

@@ -966,6 +966,7 @@ void slb_server_close(sl_server *s)
     if (s->sfd >= 0) close(s->sfd);
     free(s->recs);
     free(s->hdrs);
+    free(s->zbuf);
     free(s->kb.p);
     slb_tls_free(s->tls);
     slb_users_free(&s->users);

@@ -119,6 +119,8 @@ struct sl_server {
     size_t caprecs;
     sl_record_header *hdrs;
     size_t caphdrs;
+    uint8_t *zbuf; /* a compressed batch, decompressed (kcompress.c) */
+    size_t capzbuf;
     kbuf kb;
     void *rawcur;    /* Fetch's slb_raw cursor (rawlog.c), allocated once */
     uint64_t gen;    /* wake-ups so far (appends, ...): wakes parked requests */
