@@ -51,8 +51,9 @@
  * Invariants: output never goes beyond `max` bytes after `at` (the caller
  * passes the request size limit): a batch that expands above it (a "zip
  * bomb") is SL_ETOOBIG, found while decompressing, never after allocating
- * it; zstd's window is limited to the same size, so a frame cannot make the
- * decoder allocate more either. Malformed and truncated input is
+ * it; zstd's window is limited to the cap (at least 8 MB, at most 128 MB),
+ * so a frame cannot make the decoder allocate much more either (a frame
+ * asking for more is SL_ETOOBIG). Malformed and truncated input is
  * SL_ECORRUPT, never a read or write outside the buffers. The codecs' own
  * contexts (zlib's, LZ4F's, zstd's) are created and freed per batch, not per
  * record.
@@ -68,6 +69,7 @@
 #include <string.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include "sluice/error.h"
 
@@ -96,12 +98,15 @@ static int toobig(zout *o)
     return zfail(o, SL_ETOOBIG, "decompressed batch above the limit of %zu bytes", o->max);
 }
 
-/* Make the buffer hold at least `need` bytes. */
+/* Make the buffer hold at least `need` bytes, doubling, but never beyond
+ * at + max + 1. */
 static int zgrow(zout *o, size_t need)
 {
     if (need <= *o->cap) return 0;
     size_t c = *o->cap ? *o->cap : 65536;
     while (c < need) c = c > SIZE_MAX / 2 ? need : c * 2;
+    size_t lim = o->at + o->max + 1; /* never beyond what the cap needs */
+    if (c > lim && need <= lim) c = lim;
     void *q = realloc(*o->buf, c);
     if (!q) return zfail(o, SL_ENOMEM, "out of memory decompressing a batch");
     *o->buf = q;
@@ -115,7 +120,7 @@ static int zroom(zout *o, uint8_t **p, size_t *avail)
 {
     size_t lim = o->at + o->max + 1, end = o->at + o->n;
     if (end >= lim) return toobig(o);
-    if (end == *o->cap) {
+    if (end >= *o->cap) {
         size_t want = *o->cap ? *o->cap * 2 : 65536;
         if (want > lim) want = lim;
         if (want <= end) want = end + 1;
@@ -247,9 +252,11 @@ static int un_zstd(zout *o, const uint8_t *in, size_t inlen)
 {
     ZSTD_DCtx *d = ZSTD_createDCtx();
     if (!d) return zfail(o, SL_ENOMEM, "zstd: cannot create a context");
-    /* no window larger than the output may be: a frame cannot make us
-     * allocate more than the limit */
-    int wl = 10; /* ZSTD_WINDOWLOG_ABSOLUTEMIN */
+    /* the window the frame may ask for: the cap's, at least 8 MB (zstd's
+     * levels 1-19 use windows of at most 8 MB when the size is unknown, so
+     * a small cap does not refuse good frames), at most zstd's default
+     * limit of 128 MB */
+    int wl = 23;
     while (wl < 27 && ((size_t)1 << wl) < o->max) wl++;
     ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, wl);
     ZSTD_inBuffer ib = {in, inlen, 0};
@@ -260,6 +267,11 @@ static int un_zstd(zout *o, const uint8_t *in, size_t inlen)
         if ((rc = zroom(o, &p, &avail)) < 0) break;
         ZSTD_outBuffer ob = {p, avail, 0};
         size_t r = ZSTD_decompressStream(d, &ob, &ib);
+        if (ZSTD_isError(r) && ZSTD_getErrorCode(r) == ZSTD_error_frameParameter_windowTooLarge) {
+            rc = zfail(o, SL_ETOOBIG, "zstd: frame window above the limit of %zu bytes",
+                       (size_t)1 << wl);
+            break;
+        }
         if (ZSTD_isError(r)) {
             rc = zfail(o, SL_ECORRUPT, "zstd: %s", ZSTD_getErrorName(r));
             break;
