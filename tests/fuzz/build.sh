@@ -43,6 +43,6 @@ for t in fuzz_segment_reader fuzz_index_load fuzz_server_request; do
     "$cc" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined -I"$here/include" -I"$here" \
         "$here/tests/fuzz/$t.c" $storage "$here/engine/error.c" \
-        -lxxhash -lssl -lcrypto -lm -lpthread -o "$out/$t"
+        -lxxhash -lssl -lcrypto -lz -llz4 -lzstd -lsnappy -lm -lpthread -o "$out/$t"
     echo "built $out/$t"
 done
