@@ -125,10 +125,31 @@ static int decode_records(sl_server *s, const uint8_t *p, size_t len, int32_t co
     return count;
 }
 
+/* The framing of the batch at p (len bytes left in the record set): its
+ * size in *n, magic 2, the CRC-32C when crc is set, attributes a client may
+ * send. Returns a Kafka error code. */
+static int16_t batch_frame(const uint8_t *p, size_t len, size_t *n, bool crc)
+{
+    if (len < 17) return KE_CORRUPT_MESSAGE;
+    int8_t magic = (int8_t)p[16];
+    if (magic != 2) return KE_UNSUPPORTED_VERSION; /* message formats v0 and v1 */
+    int32_t blen = (int32_t)kbe32(p + 8);
+    if (blen < KHDR - 12 || (size_t)blen > len - 12) return KE_CORRUPT_MESSAGE;
+    *n = (size_t)blen + 12;
+    if (crc && kbe32(p + 17) != sli_crc32c(0, p + 21, *n - 21)) return KE_CORRUPT_MESSAGE;
+    uint16_t attrs = kbe16(p + 21);
+    if (attrs & 0x20) return KE_INVALID_RECORD; /* control batches are the broker's */
+    if ((attrs & 0x07) > SLB_KZ_ZSTD) return KE_UNSUPPORTED_COMPRESSION;
+    return KE_NONE;
+}
+
 /* Append the batches of one partition's records (p, len). Returns a Kafka
- * error code; *base gets the first offset written. Stops at the first bad
- * batch (those before it stay written, as Kafka would not; the client sees
- * the error and the offset of what was written). */
+ * error code; *base gets the first offset written. Every batch's framing,
+ * CRC and attributes are checked before the first is appended, so a bad
+ * batch refuses the whole set (as Kafka validates a set whole); a batch
+ * whose records do not decode (a CRC-valid batch of a broken client) stops
+ * the set there, the batches before it written (the client sees the error
+ * and the offset of what was written). */
 static int16_t produce_partition(sl_server *s, const char *tid, int tidl, const char *topic,
                                  int32_t part, int32_t nparts, const uint8_t *p, size_t len,
                                  int64_t *base)
@@ -136,23 +157,20 @@ static int16_t produce_partition(sl_server *s, const char *tid, int tidl, const 
     *base = -1;
     if (part < 0 || part >= nparts) return KE_UNKNOWN_TOPIC;
     if (!p || len == 0) return KE_CORRUPT_MESSAGE;
+    size_t n;
+    for (size_t at = 0; at < len; at += n) {
+        int16_t e = batch_frame(p + at, len - at, &n, true);
+        if (e != KE_NONE) return e;
+    }
     while (len > 0) {
-        if (len < 17) return KE_CORRUPT_MESSAGE;
-        int8_t magic = (int8_t)p[16];
-        if (magic != 2) return KE_UNSUPPORTED_VERSION; /* message formats v0 and v1 */
-        int32_t blen = (int32_t)kbe32(p + 8);
-        if (blen < KHDR - 12 || (size_t)blen > len - 12) return KE_CORRUPT_MESSAGE;
-        size_t n = (size_t)blen + 12;
-        if (kbe32(p + 17) != sli_crc32c(0, p + 21, n - 21)) return KE_CORRUPT_MESSAGE;
+        batch_frame(p, len, &n, false); /* checked above */
         uint16_t attrs = kbe16(p + 21);
-        if (attrs & 0x20) return KE_INVALID_RECORD; /* control batches are the broker's */
         /* a compressed batch: its header, then its records decompressed, in
          * s->zbuf (kcompress.c), decoded from there as an uncompressed one */
         const uint8_t *dp = p;
         size_t dn = n;
         int codec = attrs & 0x07;
         if (codec) {
-            if (codec > SLB_KZ_ZSTD) return KE_UNSUPPORTED_COMPRESSION;
             if (kgrow((void **)&s->zbuf, &s->capzbuf, KHDR, 1) < 0) return KE_UNKNOWN;
             memcpy(s->zbuf, p, KHDR);
             size_t zn;

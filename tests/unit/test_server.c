@@ -56,6 +56,7 @@ static int teardown(void **state)
 static uint8_t rb[1 << 20];
 static int32_t produce_part = 1; /* the partition produce() writes */
 static uint32_t count_claimed;   /* nonzero: the record count kbatch writes */
+static bool bad_second;          /* kbatch adds a second batch, its CRC wrong */
 
 /* ApiVersions at version ver: returns the error code; checks the table
  * names Produce, Fetch, ListOffsets, Metadata and ApiVersions. */
@@ -208,7 +209,14 @@ static void test_bad_frames(void **state)
  * length prefix); magic and a CRC flip as asked. */
 static void kbatch(fb *f, int n, uint8_t magic, bool bad_crc)
 {
+    size_t s1 = f->n;
     kv_batch(f, n, magic, count_claimed, bad_crc);
+    if (!bad_second) return;
+    size_t s2 = f->n; /* a second batch in the same record set: drop its prefix */
+    kv_batch(f, 1, 2, 0, true);
+    memmove(f->p + s2, f->p + s2 + 4, f->n - s2 - 4);
+    f->n -= 4;
+    put32(f->p + s1, (uint32_t)(f->n - s1 - 4));
 }
 
 /* Produce v3 of one batch to t/1; returns (error, base offset). */
@@ -234,7 +242,8 @@ static int16_t produce(int fd, int n, uint8_t magic, bool bad_crc, int64_t *base
     return g16(rb + 19);
 }
 
-static int64_t list_offset(int fd, int64_t ts)
+/* ListOffsets v1 of t/part at ts (-1 latest, -2 earliest). */
+static int64_t list_offset_of(int fd, int32_t part, int64_t ts)
 {
     fb f;
     req(&f, 2, 1, 50);
@@ -242,13 +251,38 @@ static int64_t list_offset(int fd, int64_t ts)
     b32(&f, 1);
     bstr(&f, "t");
     b32(&f, 1);
-    b32(&f, 1);
+    b32(&f, (uint32_t)part);
     b64(&f, (uint64_t)ts);
     fin(&f);
     send_all(fd, f.p, f.n);
     read_response(fd, 50, rb, sizeof rb);
     assert_int_equal(g16(rb + 19), 0);
     return g64(rb + 29);
+}
+
+static int64_t list_offset(int fd, int64_t ts)
+{
+    return list_offset_of(fd, 1, ts);
+}
+
+/* A record set of two batches whose second is bad (its CRC) is refused
+ * whole: the first is not appended either (as Kafka validates a set). */
+static void test_produce_set_whole(void **state)
+{
+    (void)state;
+    int fd = connect_srv();
+    int64_t base;
+    produce_part = 0;
+    int64_t before = list_offset_of(fd, 0, -1);
+    bad_second = true;
+    assert_int_equal(produce(fd, 3, 2, false, &base), 2); /* CORRUPT_MESSAGE */
+    bad_second = false;
+    assert_int_equal(list_offset_of(fd, 0, -1), before);
+    assert_int_equal(produce(fd, 3, 2, false, &base), 0); /* the good batch alone */
+    assert_int_equal(base, before);
+    assert_int_equal(list_offset_of(fd, 0, -1), before + 3);
+    produce_part = 1;
+    close(fd);
 }
 
 static void test_produce_fetch(void **state)
@@ -380,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_produce_fetch),
         cmocka_unit_test(test_fetch_waits),
+        cmocka_unit_test(test_produce_set_whole), /* after: t/0 is empty until here */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
