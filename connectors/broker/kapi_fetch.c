@@ -360,6 +360,34 @@ fail:
     return rc;
 }
 
+/* A topic entry of a Fetch or ListOffsets request: its name (*tn, *tl)
+ * and partition count (returned; -1: the request does not parse, each
+ * partition taking at least min_part bytes), both echoed to w; known when
+ * the topic exists (name, its conf and a handle for slb_broker_plog). */
+static int32_t topic_head(sl_server *s, krd *r, kwr *w, size_t min_part, const char **tn, int *tl,
+                          char name[SL_TOPIC_NAME_MAX + 1], const sl_topic_conf **conf,
+                          slb_plog **l, bool *known)
+{
+    *tn = krd_str(r, tl);
+    int32_t np = krd_arr(r, false, min_part);
+    if (r->bad) return -1;
+    *known = slb_srv_topic_name(*tn, *tl, name) && slb_broker_plog(s->b, name, -1, l, conf) == 0;
+    kwr_str(w, *tn, *tl);
+    kwr_i32(w, np);
+    return np;
+}
+
+/* Replace the partition fields just written (error, hw, lso, log start)
+ * by the error of rc, when the records cannot be read after all. */
+static void part_error(kwr *w, int16_t ver, int rc, int64_t hw, int64_t lso, int64_t start)
+{
+    w->b->len -= 8 + 8 + (ver >= 5 ? 8 : 0) + 2;
+    kwr_i16(w, slb_srv_kafka_error(rc));
+    kwr_i64(w, hw);
+    kwr_i64(w, lso);
+    if (ver >= 5) kwr_i64(w, start);
+}
+
 /* Returns 0 (answered), 1 (nothing to answer yet: park it, see slb_conn) or
  * SL_EPARSE. */
 int slb_k_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
@@ -387,16 +415,13 @@ int slb_k_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
     kwr_i32(w, nt);
     for (int32_t i = 0; i < nt; i++) {
         int tl;
-        const char *tn = krd_str(r, &tl);
-        int32_t np = krd_arr(r, false, 16);
-        if (r->bad) return SL_EPARSE;
+        const char *tn;
         char name[SL_TOPIC_NAME_MAX + 1];
         const sl_topic_conf *conf = NULL;
         slb_plog *l;
-        bool known =
-            slb_srv_topic_name(tn, tl, name) && slb_broker_plog(s->b, name, -1, &l, &conf) == 0;
-        kwr_str(w, tn, tl);
-        kwr_i32(w, np);
+        bool known;
+        int32_t np = topic_head(s, r, w, 16, &tn, &tl, name, &conf, &l, &known);
+        if (np < 0) return SL_EPARSE;
         for (int32_t j = 0; j < np; j++) {
             int32_t part = krd_i32(r);
             if (ver >= 9) krd_i32(r); /* current_leader_epoch */
@@ -444,22 +469,14 @@ int slb_k_fetch(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
                 if (rc == 0) continue;
                 if (rc == SL_ENOMEM) return rc;
                 /* unreadable: the error in place of the records */
-                w->b->len -= 8 + 8 + (ver >= 5 ? 8 : 0) + 2;
-                kwr_i16(w, slb_srv_kafka_error(rc));
-                kwr_i64(w, hw);
-                kwr_i64(w, lso);
-                if (ver >= 5) kwr_i64(w, start);
+                part_error(w, ver, rc, hw, lso, start);
                 any_err = true;
                 e = KE_UNKNOWN;
             } else if (e == KE_NONE && prc == SL_EBUSY && off < bound && fx.max_bytes > 0) {
                 int32_t lim = pmax < fx.max_bytes ? pmax : fx.max_bytes;
                 int rc = fetch_read(s, name, part, off, fx.isolation, lim > 0 ? lim : 1);
                 if (rc < 0) {
-                    w->b->len -= 8 + 8 + (ver >= 5 ? 8 : 0) + 2;
-                    kwr_i16(w, slb_srv_kafka_error(rc));
-                    kwr_i64(w, hw);
-                    kwr_i64(w, lso);
-                    if (ver >= 5) kwr_i64(w, start);
+                    part_error(w, ver, rc, hw, lso, start);
                     e = KE_UNKNOWN;
                     any_err = true;
                 }
@@ -502,16 +519,13 @@ int slb_k_list_offsets(sl_server *s, slb_conn *c, krd *r, kwr *w, int16_t ver)
     kwr_i32(w, nt);
     for (int32_t i = 0; i < nt; i++) {
         int tl;
-        const char *tn = krd_str(r, &tl);
-        int32_t np = krd_arr(r, false, ver == 0 ? 16 : 12);
-        if (r->bad) return SL_EPARSE;
+        const char *tn;
         char name[SL_TOPIC_NAME_MAX + 1];
         const sl_topic_conf *conf = NULL;
         slb_plog *l;
-        bool known =
-            slb_srv_topic_name(tn, tl, name) && slb_broker_plog(s->b, name, -1, &l, &conf) == 0;
-        kwr_str(w, tn, tl);
-        kwr_i32(w, np);
+        bool known;
+        int32_t np = topic_head(s, r, w, ver == 0 ? 16 : 12, &tn, &tl, name, &conf, &l, &known);
+        if (np < 0) return SL_EPARSE;
         for (int32_t j = 0; j < np; j++) {
             int32_t part = krd_i32(r);
             if (ver >= 4) krd_i32(r); /* current_leader_epoch */
