@@ -484,7 +484,9 @@ static int capture_instance(sl_pipeline *p, struct sl_ctx *c, uint64_t id, sli_c
     if (c->node->kind == SL_NODE_SOURCE) {
         if ((rc = sec_begin(b, SEC_SPLITS, NULL, &at))) goto oom;
         cap->cur_node = bl->node;
+        c->chk_id = id;
         rc = sli_source_snapshot(c, b, pos_cb, cap);
+        c->chk_id = 0;
         if (rc) {
             cap->n_blobs++;
             return c->err ? c->err : sl_ctx_fail(c, rc, "checkpoint: %s", sl_strerror(rc));
@@ -778,6 +780,46 @@ fail:
     return rc;
 }
 
+/* Sources with a commit hook learn that id is complete, with the positions
+ * of their splits in it (each node once, through its first open instance),
+ * before the sinks commit. */
+static int commit_sources(sl_pipeline *p, uint64_t id, const sli_capture *cap)
+{
+    for (int i = 0; i < p->n_ctx; i++) {
+        struct sl_ctx *x = p->ctxs[i];
+        const sl_source *src = x->node->src;
+        if (x->node->kind != SL_NODE_SOURCE || !src || src->version < 3 || !src->commit ||
+            !x->opened)
+            continue;
+        int first = 1, node = node_index(p, x->node);
+        for (int j = 0; j < i && first; j++)
+            if (p->ctxs[j]->node == x->node && p->ctxs[j]->opened) first = 0;
+        if (!first) continue;
+        int n = 0;
+        sl_split_pos *v = calloc((size_t)(cap->n_pos ? cap->n_pos : 1), sizeof(*v));
+        if (!v) return sli_pipeline_fail(p, SL_ENOMEM, "out of memory committing a checkpoint");
+        for (int k = 0; k < cap->n_pos; k++) {
+            const chk_pos *e = &cap->pos[k];
+            if (e->node != node) continue;
+            v[n].split = (int)e->split;
+            sli_source_split_desc(x, (int)e->split, &v[n].desc, &v[n].desc_len);
+            v[n].pos = e->pos.ptr;
+            v[n].len = e->pos.len;
+            n++;
+        }
+        int rc = src->commit(x, id, v, n);
+        free(v);
+        if (rc) {
+            if (rc > 0) rc = SL_EOPERATOR;
+            if (x->err) return x->err;
+            return sli_pipeline_fail(
+                p, rc, "source '%s' (%s): commit of checkpoint %" PRIu64 " failed: %s",
+                x->node->name, src->kind ? src->kind : "?", id, sl_strerror(rc));
+        }
+    }
+    return 0;
+}
+
 /* The second phase: every sink instance with the hook commits id. A failure
  * stops the job (a restart rolls the checkpoint forward). */
 static int commit_sinks(sl_pipeline *p, uint64_t id)
@@ -875,7 +917,7 @@ double sli_coord_tick(sl_pipeline *p, double now)
             record_failure(c, done_id, err[0] ? err : sl_strerror(rc));
         else {
             record_success(c, done_id, dur + (end - now) * 1e3, stall);
-            commit_sinks(p, done_id);
+            if (commit_sources(p, done_id, &done) == 0) commit_sinks(p, done_id);
         }
     }
     capture_clear(&done);
@@ -915,7 +957,9 @@ int sli_coord_final(sl_pipeline *p)
     double stall = (sli_clock_mono_s() - t0) * 1e3;
     char err[256] = "";
     rc = write_checkpoint(p, id, &cap, err, sizeof(err));
+    if (!rc) rc = commit_sources(p, id, &cap) ? -1 : 0;
     capture_clear(&cap);
+    if (rc == -1) return p->err ? p->err : SL_EOPERATOR;
     if (rc) {
         record_failure(c, id, err);
         return sli_pipeline_fail(p, rc,

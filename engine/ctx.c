@@ -31,6 +31,10 @@ void *sl_ctx_conf(const sl_ctx *c)
 {
     return c->node->conf;
 }
+struct sl_pipeline *sl_ctx_pipeline(const sl_ctx *c)
+{
+    return c->p;
+}
 int sl_ctx_instance(const sl_ctx *c)
 {
     return c->instance;

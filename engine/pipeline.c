@@ -237,9 +237,9 @@ sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_source 
                               uint32_t width, const sl_watermark_conf *wm)
 {
     if (!p) return NULL;
-    if (!src || src->version != SL_SOURCE_VERSION || !src->open || !src->poll) {
+    if (!src || src->version < 2 || src->version > SL_SOURCE_VERSION || !src->open || !src->poll) {
         sl_pipeline_error(p, SL_EINVAL,
-                          "source '%s': not a version %d source table (with open and poll)",
+                          "source '%s': not a version 2 or %d source table (with open and poll)",
                           name ? name : "", SL_SOURCE_VERSION);
         return NULL;
     }

@@ -658,3 +658,13 @@ int sli_source_n_splits(const struct sl_ctx *c)
 {
     return c->node->srcnode ? c->node->srcnode->n : 0;
 }
+
+void sli_source_split_desc(const struct sl_ctx *c, int index, const void **desc, size_t *len)
+{
+    const sli_srcnode *sn = c->node->srcnode;
+    *desc = NULL;
+    *len = 0;
+    if (!sn || index < 0 || index >= sn->n || !sn->desc) return;
+    *desc = sn->desc[index].ptr;
+    *len = sn->desc[index].len;
+}

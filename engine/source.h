@@ -44,6 +44,8 @@ int sli_source_snapshot(struct sl_ctx *c, sl_buf *splits, sli_pos_fn pos_fn, voi
 int sli_source_restore_splits(struct sl_ctx *c, const void *data, size_t len);
 /* Splits the source node listed (after the first instance opened). */
 int sli_source_n_splits(const struct sl_ctx *c);
+/* Split index's description as enumerate declared it (NULL, 0 if none). */
+void sli_source_split_desc(const struct sl_ctx *c, int index, const void **desc, size_t *len);
 int sli_source_restore_position(struct sl_ctx *c, uint32_t index, const void *pos, size_t len);
 
 #endif

@@ -137,6 +137,9 @@ SL_API const char *sl_ctx_name(const sl_ctx *ctx); /* node name */
 SL_API void *sl_ctx_conf(const sl_ctx *ctx);       /* conf given when the node was made */
 SL_API int sl_ctx_instance(const sl_ctx *ctx);     /* 0 .. parallelism-1 */
 SL_API int sl_ctx_parallelism(const sl_ctx *ctx);
+/* The pipeline the instance runs in (for connectors that pair a source and a
+ * sink of one pipeline, e.g. offsets sent in a sink's transaction). */
+SL_API struct sl_pipeline *sl_ctx_pipeline(const sl_ctx *ctx);
 SL_API int sl_ctx_input(const sl_ctx *ctx); /* logical input of the batch being processed */
 SL_API int64_t
 sl_ctx_current_watermark(const sl_ctx *ctx); /* input watermark, SL_TIME_MIN at start */
@@ -159,7 +162,7 @@ SL_API int sl_ctx_guarantee(const sl_ctx *ctx);
 /* Id of the checkpoint this run resumed from (its restore() calls come right
  * after open()), or 0 for a fresh start. Valid from open() on. */
 SL_API uint64_t sl_ctx_restored_from(const sl_ctx *ctx);
-/* Inside snapshot(): the id of the checkpoint being taken (ids grow by one
+/* Inside snapshot() (and a source's position() at a barrier): the id of the checkpoint being taken (ids grow by one
  * per barrier; an aborted checkpoint's id is never committed, a later commit
  * covers what was staged under it). 0 outside snapshot(). */
 SL_API uint64_t sl_ctx_checkpoint_id(const sl_ctx *ctx);

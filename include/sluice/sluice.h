@@ -34,5 +34,6 @@
 #include "sluice/checkpoint.h"
 #include "sluice/sqlite.h"
 #include "sluice/server.h"
+#include "sluice/kafka.h"
 
 #endif

@@ -109,7 +109,18 @@ enum sl_poll_result {
     SL_POLL_WAIT = 2  /* nothing now; poll again in a moment */
 };
 
-#define SL_SOURCE_VERSION 2
+/* A split's position in a completed checkpoint (the source's commit hook). */
+typedef struct sl_split_pos {
+    int split;        /* split index, 0 .. count-1 */
+    const void *desc; /* what enumerate declared for it */
+    size_t desc_len;
+    const void *pos; /* what position() made at the checkpoint's barrier */
+    size_t len;
+} sl_split_pos;
+
+/* Version 3 added commit. The engine accepts tables of version 2 (which end
+ * at close) and 3. */
+#define SL_SOURCE_VERSION 3
 
 typedef struct sl_source {
     int version; /* SL_SOURCE_VERSION */
@@ -124,13 +135,26 @@ typedef struct sl_source {
      * return an sl_poll_result. Never called without output credit. Required. */
     int (*poll)(sl_ctx *ctx, void *reader, uint32_t max);
     /* Append the position after the last record emitted (checkpoints).
-     * Optional: without it positions are empty. */
+     * At a checkpoint's barrier sl_ctx_checkpoint_id(ctx) is its id (0 when
+     * the engine asks at other times, e.g. at the end of a run). Optional:
+     * without it positions are empty. */
     int (*position)(sl_ctx *ctx, void *reader, sl_buf *out);
     /* Resume from a position that position() made, before the first poll.
      * Optional. */
     int (*seek)(sl_ctx *ctx, void *reader, const void *pos, size_t len);
     /* Free the reader. Called once for every successful open. */
     void (*close)(void *reader);
+    /* Version 3: checkpoint `checkpoint_id` is complete (its manifest is on
+     * disk); pos[0 .. n) are the positions every split of the node had in
+     * it, whichever instance read them. For writing progress back to the
+     * input's own system (Kafka's committed offsets), never for deciding
+     * where to resume: the checkpoint is that. Called once per source node
+     * and completed checkpoint, before the sinks' commit, on the job's
+     * coordinator thread, with the context of the node's first open
+     * instance, possibly while its polls run on a worker. A failure (a
+     * negative code) fails the job; a source that can live with one should
+     * say so on stderr and return 0. Optional. */
+    int (*commit)(sl_ctx *ctx, uint64_t checkpoint_id, const sl_split_pos *pos, int n);
 } sl_source;
 
 /* A source node of `width`-byte records (0: variable length) with the

@@ -1,0 +1,52 @@
+/*
+ * connectors/kafka/kafka_int.h - what the Kafka source and sink share
+ * (private to connectors/kafka/).
+ *
+ * 1. slk_conf_new(): a librdkafka conf with sluice's settings, then the
+ *    user's "key=value" properties (they win). Log lines go to stderr at
+ *    warning level and above; SLUICE_KAFKA_DEBUG=ctx,ctx turns on
+ *    librdkafka's debug contexts, as for the CLI's -b commands.
+ *
+ * 2. The offsets registry, for consume-transform-produce. A Kafka source
+ *    with a group id records, at each checkpoint barrier (its position()
+ *    with sl_ctx_checkpoint_id() != 0), the next offset of each partition
+ *    it reads; a Kafka sink of the same pipeline with that group as its
+ *    offsets_group takes them in its snapshot of the same checkpoint (the
+ *    barrier passed every source before it reached the sink) and sends
+ *    them in the checkpoint's transaction. Entries are keyed by (pipeline,
+ *    group), so several pipelines of one process (one per partition, say)
+ *    never see each other's offsets. A sink "claims" the group at open, and
+ *    the source then leaves committing to it. Process-wide, one mutex; a
+ *    handful of calls per checkpoint, never per record.
+ */
+#ifndef SLUICE_KAFKA_INT_H
+#define SLUICE_KAFKA_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <librdkafka/rdkafka.h>
+
+/* A conf with bootstrap.servers = bootstrap, sluice's defaults and props
+ * (NULL-terminated "key=value") applied last. NULL with a one-line err
+ * naming the bad property. The caller owns the conf (rd_kafka_new takes it). */
+rd_kafka_conf_t *slk_conf_new(const char *bootstrap, const char *const *props, char *err,
+                              size_t errlen);
+
+/* A NULL-terminated copy of props in one allocation (free() it), or NULL
+ * when out of memory; NULL props give an empty array. */
+char **slk_props_dup(const char *const *props);
+
+/* Record partition's next offset at checkpoint chk. Returns 0 or SL_ENOMEM. */
+int slk_offsets_put(const void *pipeline, const char *group, uint64_t chk, const char *topic,
+                    int32_t partition, int64_t next_offset);
+/* The offsets recorded for (pipeline, group) at checkpoints <= chk, newest
+ * per partition, as a new list (the caller destroys it); entries <= chk are
+ * dropped. NULL when there are none (or out of memory: *oom set). */
+rd_kafka_topic_partition_list_t *slk_offsets_take(const void *pipeline, const char *group,
+                                                  uint64_t chk, int *oom);
+/* A sink sends (pipeline, group)'s offsets in its transactions: claim 1 at
+ * open, 0 at close. */
+void slk_offsets_claim(const void *pipeline, const char *group, int claim);
+int slk_offsets_claimed(const void *pipeline, const char *group);
+
+#endif

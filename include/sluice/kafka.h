@@ -1,0 +1,119 @@
+/*
+ * sluice/kafka.h - Apache Kafka as a pipeline source and sink, on
+ * librdkafka (public API). Works with any Kafka cluster and with sluice's
+ * own server (`sluice broker serve`).
+ *
+ * Records are the built-in broker's (sluice/connectors.h): a source emits
+ * key length, key, value, with the message timestamp as event time, so a
+ * job can switch between sl_pipeline_broker() and sl_pipeline_kafka()
+ * without touching its operators; sl_broker_rec_key() / _value() read them.
+ *
+ * Source. Each partition of the topic is a split (partition k goes to
+ * instance k % P), so the engine owns each partition's watermark (bounded
+ * out-of-orderness from the message timestamps), idleness and position
+ * (the next offset; checkpoints store it and a restore seeks there).
+ * Reads are read_committed unless the conf says otherwise. With a group id
+ * the offsets of every completed checkpoint are committed to that group
+ * (for lag tools; where a job resumes is the checkpoint's business), unless
+ * a Kafka sink of the same pipeline sends them in its transaction
+ * (consume-transform-produce, below).
+ *
+ * Sink. An idempotent producer (enable.idempotence); the partition of a
+ * key is Kafka's murmur2 (as the Java client and sl_sink_broker place it),
+ * unkeyed records go round-robin. By the job's guarantee:
+ *
+ *   none            records are produced as they come; the job fails on
+ *                   the first record Kafka refuses; flushed at the end
+ *   at-least-once   the same, flushed (every record acknowledged) at every
+ *                   checkpoint barrier before the barrier passes
+ *   exactly-once    one Kafka transaction per sink instance per checkpoint:
+ *                   the records of a checkpoint are staged (in memory and in
+ *                   the checkpoint), and produced and committed in one
+ *                   transaction when the checkpoint completes, together with
+ *                   a commit marker (the checkpoint id, as the offset of a
+ *                   group named after the transactional id) and, when
+ *                   `offsets_group` names the group of a Kafka source of
+ *                   the same pipeline, that source's offsets at the
+ *                   checkpoint (send_offsets_to_transaction). A restart
+ *                   reads the marker to learn whether the checkpoint it
+ *                   resumes from was committed, and commits its staged
+ *                   records if not. The transactional id is
+ *                   `transactional_id` + "-" + instance, so a restarted job
+ *                   fences its predecessor (PRODUCER_FENCED stops it).
+ *
+ * Properties: `props` is a NULL-terminated array of "key=value" strings
+ * given to librdkafka after sluice's own settings (as kcat's -X), so they
+ * win; an unknown key or bad value fails the job naming it. The builders
+ * copy their conf, strings and arrays included; callbacks' ud are borrowed.
+ *
+ * Threads: librdkafka runs its own threads; every callback the confs name
+ * runs on the instance's worker.
+ */
+#ifndef SLUICE_KAFKA_H
+#define SLUICE_KAFKA_H
+
+#include "sluice/export.h"
+#include <stdint.h>
+#include "sluice/connectors.h"
+#include "sluice/operator.h"
+#include "sluice/pipeline.h"
+#include "sluice/source.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Source start: the group's committed offset of each partition, or the
+ * beginning where it has none (needs group_id). SL_OFFSET_BEGINNING and
+ * SL_OFFSET_END (sluice/broker.h) work as for the broker source. */
+#define SL_KAFKA_OFFSET_COMMITTED (-1000)
+
+typedef struct sl_kafka_source_conf {
+    const char *bootstrap;     /* "host:port[,host:port...]"; required */
+    const char *topic;         /* required */
+    const char *group_id;      /* optional: commit checkpoints' offsets here */
+    const char *const *props;  /* NULL-terminated "key=value" librdkafka properties */
+    int64_t start;             /* offset, SL_OFFSET_BEGINNING (0 here means offset 0),
+                                  SL_OFFSET_END or SL_KAFKA_OFFSET_COMMITTED */
+    int until_end;             /* bounded: each partition ends where it ended when
+                                  the job started (the last stable offset under
+                                  read_committed), as kcat -e */
+    const int32_t *partitions; /* optional: read only these partitions */
+    int n_partitions;
+    sl_line_parse_fn parse; /* optional, as sl_broker_source_conf's */
+    void *ud;
+    uint32_t max_len;
+    int isolation; /* SL_READ_COMMITTED (0, default) or SL_READ_UNCOMMITTED */
+} sl_kafka_source_conf;
+
+SL_API extern const sl_source sl_source_kafka;
+/* width: 0 (the broker record layout) unless parse makes fixed-width records. */
+SL_API sl_stream *sl_pipeline_kafka(sl_pipeline *p, const char *name,
+                                    const sl_kafka_source_conf *conf, uint32_t width,
+                                    const sl_watermark_conf *wm);
+
+typedef struct sl_kafka_sink_conf {
+    const char *bootstrap; /* required */
+    const char *topic;     /* required; must exist */
+    const char *const *props;
+    sl_key_fn key; /* NULL: no key */
+    void *key_ud;
+    sl_format_fn format; /* NULL: the payload is the value */
+    void *format_ud;
+    /* Exactly-once: the base of the transactional ids (instance i uses
+     * "ID-i"); NULL: "sluice-TOPIC-NODE". Two jobs writing one topic need
+     * two ids; a job restarted with the same id fences the older run. */
+    const char *transactional_id;
+    /* Exactly-once: the group id of a Kafka source of the same pipeline;
+     * its offsets at each checkpoint are committed in that checkpoint's
+     * transaction (instance 0's), and the source then leaves them alone. */
+    const char *offsets_group;
+} sl_kafka_sink_conf;
+
+/* conf: sl_kafka_sink_conf*, borrowed: it must outlive the pipeline. */
+SL_API extern const sl_operator sl_sink_kafka;
+
+#ifdef __cplusplus
+}
+#endif
+#endif
