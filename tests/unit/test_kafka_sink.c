@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <librdkafka/rdkafka.h>
 
 #include "connectors/kafka/kafka_int.h"
@@ -242,7 +243,8 @@ typedef struct job {
     int parallelism, credits;
     const sl_operator *sink; /* NULL: sl_sink_kafka */
     sl_kafka_sink_conf kc;
-    char chk[320]; /* "": a new checkpoint directory */
+    char chk[320];    /* "": a new checkpoint directory */
+    const char *from; /* a chk-<id> directory to restore from; NULL: the latest */
     sl_gen_fn fn;
 } job;
 
@@ -267,8 +269,10 @@ static int run_job(job *j, char *msg, size_t msglen)
     if (j->credits) sl_pipeline_set_credits(p, j->credits);
     if (j->guarantee >= 0) {
         if (!j->chk[0]) snprintf(j->chk, sizeof j->chk, "%s/c%d", chkroot, ++chk_seq);
-        sl_checkpoint_conf cc = {
-            .dir = j->chk, .interval_ms = j->interval_ms, .guarantee = j->guarantee};
+        sl_checkpoint_conf cc = {.dir = j->chk,
+                                 .interval_ms = j->interval_ms,
+                                 .guarantee = j->guarantee,
+                                 .from = j->from};
         assert_int_equal(sl_pipeline_set_checkpoint(p, &cc), 0);
     }
     sl_generator_conf gc = {.fn = j->fn, .count = j->count, .rate = j->rate};
@@ -593,6 +597,9 @@ static void test_at_least_once_flush_at_barrier(void **state)
     j.rate = 20000; /* a few barriers while records flow */
     j.credits = 1;
     j.sink = &w_sink;
+    /* records would wait in librdkafka's queue: only the barrier's flush sends them */
+    static const char *const props[] = {"linger.ms=60000", NULL};
+    j.kc.props = props;
     assert_int_equal(run_job(&j, NULL, 0), 0);
     if (W.bad) fail_msg("%s", W.why);
     assert_true(W.snapshots >= 1); /* the final checkpoint at least */
@@ -656,12 +663,25 @@ static void test_crash_before_commit_rolls_forward(void **state)
     assert_int_equal(read_topic("crash", 2, 1, g, n + 100), 0); /* not committed */
     assert_int_equal(read_topic("crash", 2, 0, g, n + 100), 0); /* not even produced */
 
+    /* the checkpoint of the first run, to restore from again below */
+    char first[640] = "";
+    DIR *dd = opendir(j.chk);
+    assert_non_null(dd);
+    for (struct dirent *e; (e = readdir(dd)) != NULL;)
+        if (!strncmp(e->d_name, "chk-", 4)) {
+            assert_string_equal(first, ""); /* only the final checkpoint */
+            snprintf(first, sizeof first, "%s/%s", j.chk, e->d_name);
+        }
+    closedir(dd);
+    assert_string_not_equal(first, "");
+
     /* the restart: restore() finds the marker below the checkpoint */
     w_reset(0, "crash", 2);
     assert_int_equal(run_job(&j, NULL, 0), 0);
     check_once_in_order(g, read_topic("crash", 2, 1, g, n + 100), n);
 
-    /* and again: the checkpoint is committed, nothing more is written */
+    /* the same checkpoint again: it is committed, nothing more is written */
+    j.from = first;
     assert_int_equal(run_job(&j, NULL, 0), 0);
     check_once_in_order(g, read_topic("crash", 2, 1, g, n + 100), n);
     assert_int_equal(read_topic("crash", 2, 0, g, n + 100), n);
