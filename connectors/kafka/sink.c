@@ -92,6 +92,8 @@
  *   8+T     2     marker group length G
  *   10+T    G     marker group
  *   .       8     checkpoint id n
+ *   .       2     source offsets group length O (0: none)
+ *   .       O     source offsets group (conf->offsets_group)
  *   .       4     source offsets count C, then C times:
  *                   2 topic length L, L topic, 4 partition, 8 next offset
  *   .       8     record count R
@@ -371,7 +373,8 @@ static rd_kafka_resp_err_t produce(ksink *s, int64_t ts, int32_t part, const voi
             RD_KAFKA_V_VALUE((void *)(val ? val : ""), (size_t)vlen), RD_KAFKA_V_TIMESTAMP(kts),
             RD_KAFKA_V_END);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) return e;
-        rd_kafka_poll(s->rk, 100); /* backpressure: wait for deliveries, never drop */
+        rd_kafka_poll(s->rk, 100);       /* backpressure: wait for deliveries, never drop */
+        if (s->dr_err) return s->dr_err; /* the caller reports s->dr_msg */
     }
 }
 
@@ -528,7 +531,9 @@ static int ksink_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
         return fail(ctx, s, rc, "out of memory pre-committing");
     }
     /* the snapshot */
-    size_t tl = strlen(s->txid), gl = strlen(s->marker), need = 8 + tl + 2 + gl + 8 + 4 + 16;
+    size_t tl = strlen(s->txid), gl = strlen(s->marker),
+           ol = s->offsets_group ? strlen(s->offsets_group) : 0,
+           need = 8 + tl + 2 + gl + 8 + 2 + ol + 4 + 16;
     const rd_kafka_topic_partition_list_t *po = s->pending_offs;
     for (int i = 0; po && i < po->cnt; i++) need += 2 + strlen(po->elems[i].topic) + 12;
     need += s->pending.len;
@@ -547,9 +552,13 @@ static int ksink_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
         memcpy(p + 2, s->marker, gl);
         p += 2 + gl;
         memcpy(p, &n, 8);
+        l16 = (uint16_t)ol;
+        memcpy(p + 8, &l16, 2);
+        if (ol) memcpy(p + 10, s->offsets_group, ol);
+        p += 10 + ol;
         uint32_t cnt = po ? (uint32_t)po->cnt : 0;
-        memcpy(p + 8, &cnt, 4);
-        p += 12;
+        memcpy(p, &cnt, 4);
+        p += 4;
         for (uint32_t i = 0; i < cnt; i++) {
             l16 = (uint16_t)strlen(po->elems[i].topic);
             memcpy(p, &l16, 2);
@@ -606,6 +615,7 @@ static int classify(sl_ctx *ctx, ksink *s, rd_kafka_error_t *e, const char *what
         r = T_FAIL;
     } else if (rd_kafka_error_is_retriable(e)) {
         r = T_OK;
+        usleep(100 * 1000);
     } else if (rd_kafka_error_txn_requires_abort(e)) {
         r = T_ABORT;
         if (!s->dr_err)
@@ -644,20 +654,20 @@ static int classify(sl_ctx *ctx, ksink *s, rd_kafka_error_t *e, const char *what
         }                                                         \
     } while (0)
 
-/* One transaction with records recs (count n_recs), source offsets offs
+/* One transaction with records recs, source offsets offs of group ogroup
  * (may be NULL) and marker n on marker group `marker`. Either thread (the
  * coordinator's for commit, the worker's for restore); no lock held. */
 static int run_txn(sl_ctx *ctx, ksink *s, const sl_buf *recs,
-                   const rd_kafka_topic_partition_list_t *offs, const char *marker, uint64_t n)
+                   const rd_kafka_topic_partition_list_t *offs, const char *ogroup,
+                   const char *marker, uint64_t n)
 {
     int rc = 0;
     rd_kafka_topic_partition_list_t *ml = rd_kafka_topic_partition_list_new(1);
     rd_kafka_consumer_group_metadata_t *mg = rd_kafka_consumer_group_metadata_new(marker);
-    rd_kafka_consumer_group_metadata_t *og =
-        offs && offs->cnt && s->offsets_group
-            ? rd_kafka_consumer_group_metadata_new(s->offsets_group)
-            : NULL;
-    if (!ml || !mg || (offs && offs->cnt && s->offsets_group && !og)) {
+    rd_kafka_consumer_group_metadata_t *og = offs && offs->cnt && ogroup && *ogroup
+                                                 ? rd_kafka_consumer_group_metadata_new(ogroup)
+                                                 : NULL;
+    if (!ml || !mg || (offs && offs->cnt && ogroup && *ogroup && !og)) {
         rc = fail(ctx, s, SL_ENOMEM, "out of memory committing");
         goto out;
     }
@@ -670,7 +680,8 @@ static int run_txn(sl_ctx *ctx, ksink *s, const sl_buf *recs,
         if (r == T_OK) {
             txn_run t = {ctx, s, 0, -1, 0};
             if (walk(recs->ptr, recs->len, NULL, produce_staged, &t)) {
-                rc = refused(ctx, s, t.err, t.part, t.bytes);
+                rc = s->dr_err ? fail(ctx, s, SL_EIO, "%s", s->dr_msg)
+                               : refused(ctx, s, t.err, t.part, t.bytes);
                 rd_kafka_error_t *e = rd_kafka_abort_transaction(s->rk, TXN_MS);
                 if (e) rd_kafka_error_destroy(e);
                 goto out;
@@ -721,16 +732,23 @@ static int ksink_commit(sl_ctx *ctx, void *self, uint64_t n)
     s->pending_offs = NULL;
     pthread_mutex_unlock(&s->lock);
     int rc = 0;
-    if (recs.len || (offs && offs->cnt)) rc = run_txn(ctx, s, &recs, offs, s->marker, n);
+    if (recs.len || (offs && offs->cnt))
+        rc = run_txn(ctx, s, &recs, offs, s->offsets_group, s->marker, n);
     pthread_mutex_lock(&s->lock);
     if (rc) {
         /* keep them for whoever looks (the job fails) */
-        if (s->pending.len) sl_buf_append(&recs, s->pending.ptr, s->pending.len);
+        if (s->pending.len && sl_buf_append(&recs, s->pending.ptr, s->pending.len))
+            fprintf(stderr, "sluice: Kafka sink topic '%s': out of memory keeping records\n",
+                    s->topic);
         sl_buf_free(&s->pending);
         s->pending = recs;
         s->n_pending += nrecs;
-        if (offs) merge_offsets(&offs, s->pending_offs);
-        if (s->pending_offs) rd_kafka_topic_partition_list_destroy(s->pending_offs);
+        if (!offs) {
+            offs = s->pending_offs;
+        } else if (s->pending_offs) {
+            merge_offsets(&offs, s->pending_offs);
+            rd_kafka_topic_partition_list_destroy(s->pending_offs);
+        }
         s->pending_offs = offs;
     } else {
         if (!s->pending.ptr) {
@@ -787,12 +805,11 @@ static int ksink_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
     ksink *s = self;
     if (s->guarantee != SL_GUARANTEE_EXACTLY_ONCE || len == 0) return 0;
     const uint8_t *d = data, *p, *end = d + len;
-    uint16_t v, tl, gl;
+    uint16_t v, tl, gl, ol;
     uint64_t m, rn, rb;
     uint32_t cnt;
-    char group[ID_MAX + 16];
+    char group[ID_MAX + 16], ogroup[ID_MAX];
     rd_kafka_topic_partition_list_t *offs = NULL;
-    sl_buf recs = {0};
     int rc = 0;
     if (len < 8 || memcmp(d, "SLKS", 4) != 0) goto bad;
     memcpy(&v, d + 4, 2);
@@ -806,8 +823,14 @@ static int ksink_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
     group[gl] = 0;
     p += gl;
     memcpy(&m, p, 8);
-    memcpy(&cnt, p + 8, 4);
-    p += 12;
+    memcpy(&ol, p + 8, 2);
+    p += 10;
+    if (ol >= sizeof ogroup || (size_t)(end - p) < (size_t)ol + 4) goto bad;
+    memcpy(ogroup, p, ol);
+    ogroup[ol] = 0;
+    memcpy(&cnt, p + ol, 4);
+    p += ol + 4;
+    if (cnt && !ol) goto bad;
     for (uint32_t i = 0; i < cnt; i++) {
         uint16_t l;
         char topic[256];
@@ -835,8 +858,8 @@ static int ksink_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
         if ((rc = read_marker(ctx, s, group, &marker)) != 0) goto out;
         if (marker < 0 || (uint64_t)marker < m) {
             /* not committed: roll forward */
-            if (rb && sl_buf_append(&recs, p, (size_t)rb)) goto oom;
-            rc = run_txn(ctx, s, &recs, offs, group, m);
+            sl_buf recs = {(uint8_t *)p, (size_t)rb, (size_t)rb}; /* a view, not freed */
+            rc = run_txn(ctx, s, &recs, offs, ogroup, group, m);
         }
     }
     goto out;
@@ -847,7 +870,6 @@ oom:
     rc = fail(ctx, s, SL_ENOMEM, "out of memory restoring");
 out:
     if (offs) rd_kafka_topic_partition_list_destroy(offs);
-    sl_buf_free(&recs);
     return rc;
 }
 
@@ -866,6 +888,7 @@ static int ksink_process(sl_ctx *ctx, void *self, sl_batch *in)
         if (rc) return rc;
         int32_t part = keyed ? RD_KAFKA_PARTITION_UA : rr;
         rd_kafka_resp_err_t e = produce(s, in->ts[i], part, k.ptr, k.len, keyed, v.ptr, v.len);
+        if (e && s->dr_err) return check_deliveries(ctx, s);
         if (e) return refused(ctx, s, e, part, (size_t)v.len + (keyed ? k.len : 0));
     }
     rd_kafka_poll(s->rk, 0); /* delivery reports */

@@ -80,10 +80,10 @@ typedef struct topic_def {
 } topic_def;
 
 static const topic_def topics[] = {
-    {"rt", 3, 0},    {"rt2", 3, 0},     {"rt1", 2, 0}, {"keyed", 4, 0}, {"ts", 1, 0},
-    {"neg", 1, 0},   {"alo", 2, 0},     {"eo", 3, 0},  {"eo2", 2, 0},   {"eo1", 2, 0},
-    {"crash", 2, 0}, {"fence", 1, 0},   {"ctp", 1, 0}, {"src", 2, 0},   {"big", 1, 0},
-    {"bigeo", 1, 0}, {"small", 1, 512},
+    {"rt", 3, 0},    {"rt2", 3, 0},     {"rt1", 2, 0},  {"keyed", 4, 0}, {"ts", 1, 0},
+    {"neg", 1, 0},   {"alo", 2, 0},     {"eo", 3, 0},   {"eo2", 2, 0},   {"eo1", 2, 0},
+    {"crash", 2, 0}, {"fence", 1, 0},   {"ctp", 1, 0},  {"src", 2, 0},   {"big", 1, 0},
+    {"bigeo", 1, 0}, {"small", 1, 512}, {"ctp2", 1, 0},
 };
 
 static int setup(void **state)
@@ -439,7 +439,7 @@ static void test_timestamps(void **state)
 
 /* ---- a wrapper around the sink that checks visibility in place ---- */
 
-enum { W_ALO = 1, W_EO = 2, W_SKIP_FINAL = 3, W_FENCE = 4, W_CTP = 5 };
+enum { W_ALO = 1, W_EO = 2, W_SKIP_FINAL = 3, W_FENCE = 4, W_CTP = 5, W_CTP_SKIP_FINAL = 6 };
 
 static struct {
     int mode;
@@ -452,6 +452,7 @@ static struct {
     char why[512];
     uint64_t last_commit_id;
     rd_kafka_t *fencer;
+    const char *group; /* W_CTP*: the offsets group */
 } W;
 
 static void w_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -484,9 +485,14 @@ static int w_process(sl_ctx *ctx, void *self, sl_batch *in)
     if (!rc) W.processed += in->count;
     return rc;
 }
+/* commit() runs on the coordinator while end() runs on the worker: the
+ * checks of both hold W_lock, so none reads Kafka while the other commits. */
+static pthread_mutex_t W_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int w_end(sl_ctx *ctx, void *self)
 {
     int rc = sl_sink_kafka.end(ctx, self);
+    pthread_mutex_lock(&W_lock);
     W.ends++;
     if (!rc && W.mode == W_EO) {
         /* before the final checkpoint: only what was committed */
@@ -495,15 +501,16 @@ static int w_end(sl_ctx *ctx, void *self)
             w_bad("end: %zu visible, %" PRIu64 " committed, %" PRIu64 " processed", v, W.committed,
                   W.processed);
     }
+    pthread_mutex_unlock(&W_lock);
     return rc;
 }
 static int w_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
 {
     uint64_t id = sl_ctx_checkpoint_id(ctx);
-    if (W.mode == W_CTP) {
+    if (W.mode == W_CTP || W.mode == W_CTP_SKIP_FINAL) {
         /* as a Kafka source of the pipeline does at the barrier */
-        if (!slk_offsets_claimed(sl_ctx_pipeline(ctx), "g-ctp")) w_bad("the group is not claimed");
-        slk_offsets_put(sl_ctx_pipeline(ctx), "g-ctp", id, "src", 1, 1000 + (int64_t)id);
+        if (!slk_offsets_claimed(sl_ctx_pipeline(ctx), W.group)) w_bad("the group is not claimed");
+        slk_offsets_put(sl_ctx_pipeline(ctx), W.group, id, "src", 1, 1000 + (int64_t)id);
     }
     int rc = sl_sink_kafka.snapshot(ctx, self, out);
     W.snapshots++;
@@ -519,9 +526,18 @@ static int w_restore(sl_ctx *ctx, void *self, const void *d, size_t len)
 {
     return sl_sink_kafka.restore(ctx, self, d, len);
 }
+static int w_commit_locked(sl_ctx *ctx, void *self, uint64_t id);
 static int w_commit(sl_ctx *ctx, void *self, uint64_t id)
 {
-    if (W.mode == W_SKIP_FINAL && W.ends) return 0; /* "crash" after the final manifest */
+    pthread_mutex_lock(&W_lock);
+    int rc = w_commit_locked(ctx, self, id);
+    pthread_mutex_unlock(&W_lock);
+    return rc;
+}
+static int w_commit_locked(sl_ctx *ctx, void *self, uint64_t id)
+{
+    if ((W.mode == W_SKIP_FINAL || W.mode == W_CTP_SKIP_FINAL) && W.ends)
+        return 0; /* "crash" after the final manifest */
     if (W.mode == W_FENCE && !W.fencer) {
         char err[256];
         rd_kafka_conf_t *c = rd_kafka_conf_new();
@@ -713,6 +729,7 @@ static void test_ctp_offsets_commit_with_the_transaction(void **state)
     (void)state;
     const uint64_t n = 3000;
     w_reset(W_CTP, "ctp", 1);
+    W.group = "g-ctp";
     job j;
     job_init(&j, "ctp", n, SL_GUARANTEE_EXACTLY_ONCE);
     j.rate = 20000;
@@ -728,6 +745,36 @@ static void test_ctp_offsets_commit_with_the_transaction(void **state)
     /* the claim ends with the sink */
     got *g = calloc(n + 100, sizeof *g);
     check_once_in_order(g, read_topic("ctp", 1, 1, g, n + 100), n);
+    free(g);
+}
+
+/* The offsets of a checkpoint whose commit did not happen are committed by
+ * the restart's roll forward, with its records. */
+static void test_ctp_offsets_roll_forward(void **state)
+{
+    (void)state;
+    const uint64_t n = 2000;
+    w_reset(W_CTP_SKIP_FINAL, "ctp2", 1);
+    W.group = "g-ctp2";
+    job j;
+    job_init(&j, "ctp2", n, SL_GUARANTEE_EXACTLY_ONCE);
+    j.interval_ms = 3600 * 1000; /* the final checkpoint only */
+    j.sink = &w_sink;
+    j.kc.offsets_group = "g-ctp2";
+    assert_int_equal(run_job(&j, NULL, 0), 0);
+    if (W.bad) fail_msg("%s", W.why);
+    assert_int_equal(W.commits, 0);
+    assert_true(W.snapshots >= 1);
+    int64_t off = -1;
+    assert_int_equal(sl_group_fetch(rb, "g-ctp2", "src", 1, &off), SL_ENOENT);
+    got *g = calloc(n + 100, sizeof *g);
+    assert_int_equal(read_topic("ctp2", 1, 1, g, n + 100), 0);
+
+    w_reset(0, "ctp2", 1);
+    assert_int_equal(run_job(&j, NULL, 0), 0);
+    assert_int_equal(sl_group_fetch(rb, "g-ctp2", "src", 1, &off), 0);
+    assert_true(off > 1000); /* 1000 + the id of the first run's final checkpoint */
+    check_once_in_order(g, read_topic("ctp2", 1, 1, g, n + 100), n);
     free(g);
 }
 
@@ -794,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_crash_before_commit_rolls_forward),
         cmocka_unit_test(test_fenced_by_newer_producer),
         cmocka_unit_test(test_ctp_offsets_commit_with_the_transaction),
+        cmocka_unit_test(test_ctp_offsets_roll_forward),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
