@@ -600,6 +600,17 @@ static int produce_staged(void *arg, int64_t ts, int32_t part, const uint8_t *ke
 
 enum { T_OK = 0, T_ABORT = 1, T_FAIL = 2 };
 
+/* Errors that refuse records for good: a transaction that hit one is not
+ * run again. */
+static int refusal(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE || e == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
+           e == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE || e == RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP ||
+           e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+           e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+}
+
 /* Classify a transactional call's error (destroying it); T_OK for a
  * retriable one (the caller repeats the call). */
 static int classify(sl_ctx *ctx, ksink *s, rd_kafka_error_t *e, const char *what, uint64_t n,
@@ -616,6 +627,16 @@ static int classify(sl_ctx *ctx, ksink *s, rd_kafka_error_t *e, const char *what
     } else if (rd_kafka_error_is_retriable(e)) {
         r = T_OK;
         usleep(100 * 1000);
+    } else if (rd_kafka_error_txn_requires_abort(e) && refusal(code)) {
+        /* running it again would be refused again */
+        *rc = s->dr_err ? fail(ctx, s, SL_EIO, "%s (checkpoint %" PRIu64 ")", s->dr_msg, n)
+                        : fail(ctx, s, SL_EIO,
+                               "topic '%s': a record was refused in the transaction of "
+                               "checkpoint %" PRIu64 ": %s",
+                               s->topic, n, why);
+        rd_kafka_error_t *a = rd_kafka_abort_transaction(s->rk, TXN_MS);
+        if (a) rd_kafka_error_destroy(a);
+        r = T_FAIL;
     } else if (rd_kafka_error_txn_requires_abort(e)) {
         r = T_ABORT;
         if (!s->dr_err)
