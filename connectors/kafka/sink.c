@@ -50,15 +50,23 @@
  *     restore(m)    reads the marker group's committed offset (a consumer
  *                   with group.id = marker group, read_committed). If it is
  *                   >= m, m's records are in Kafka already; else they (and
- *                   their offsets) are produced and committed in a new
- *                   transaction with marker m: the roll forward. Records
+ *                   their offsets, to the group the snapshot names) are
+ *                   produced and committed in a new transaction with
+ *                   marker m: the roll forward. The snapshot's own marker
+ *                   group is read, so a changed transactional id still
+ *                   finds it. A fresh start (nothing restored) commits
+ *                   marker 0 at open: a marker left high by an older job
+ *                   with the same id (its checkpoints since deleted) would
+ *                   otherwise make this run's first restore skip a roll
+ *                   forward. Records
  *                   staged after m were never in a transaction that
  *                   committed (init_transactions aborted it): the sources
  *                   replay them.
  *   Transaction errors: retriable ones are retried (the same call), those
  *   that require an abort abort the transaction and run it again from the
- *   pending records (still in memory; at most TXN_ATTEMPTS times), fatal
- *   ones fail the job; a fenced producer fails it with "... was fenced by
+ *   pending records (still in memory; at most TXN_ATTEMPTS times) unless
+ *   a record was refused for good (too large, invalid, no such topic: the
+ *   job fails at once), fatal ones fail the job; a fenced producer fails it with "... was fenced by
  *   a newer producer with transactional id X: another run of this job took
  *   over". With offsets_group set, every instance claims the group at open
  *   (slk_offsets_claim), so the source leaves committing to the sink.
@@ -225,6 +233,10 @@ static int fenced_fail(sl_ctx *ctx, ksink *s)
                 s->topic, s->txid);
 }
 
+static int run_txn(sl_ctx *ctx, ksink *s, const sl_buf *recs,
+                   const rd_kafka_topic_partition_list_t *offs, const char *ogroup,
+                   const char *marker, uint64_t n);
+
 static int ksink_open(sl_ctx *ctx, void **self)
 {
     const sl_kafka_sink_conf *c = sl_ctx_conf(ctx);
@@ -312,6 +324,14 @@ static int ksink_open(sl_ctx *ctx, void **self)
                       s->txid, rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
             goto fail;
+        }
+        /* A fresh start resets the marker: an older job with this id (a
+         * checkpoint directory since wiped) may have left it above the ids
+         * this run's checkpoints will have, and a restore would then take
+         * their uncommitted records for committed. */
+        if (!sl_ctx_restored_from(ctx)) {
+            sl_buf none = {0};
+            if ((rc = run_txn(ctx, s, &none, NULL, NULL, s->marker, 0)) != 0) goto fail;
         }
         if (c->offsets_group && *c->offsets_group) {
             slk_offsets_claim(s->pipeline, c->offsets_group, 1);

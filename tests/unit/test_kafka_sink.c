@@ -85,6 +85,7 @@ static const topic_def topics[] = {
     {"neg", 1, 0},   {"alo", 2, 0},     {"eo", 3, 0},   {"eo2", 2, 0},       {"eo1", 2, 0},
     {"crash", 2, 0}, {"fence", 1, 0},   {"ctp", 1, 0},  {"src", 2, 0},       {"big", 1, 0},
     {"bigeo", 1, 0}, {"small", 1, 512}, {"ctp2", 1, 0}, {"smalleo", 1, 512}, {"drops", 3, 0},
+    {"reuse", 2, 0},
 };
 
 static int setup(void **state)
@@ -705,6 +706,46 @@ static void test_crash_before_commit_rolls_forward(void **state)
     free(g);
 }
 
+/* An older job with the same transactional id left the marker at 100; this
+ * job starts afresh (a new checkpoint directory), "crashes" after the
+ * manifest of its checkpoint 1; the restart must still roll forward. */
+static void test_stale_marker_of_an_older_job(void **state)
+{
+    (void)state;
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", bootstrap, err, sizeof err);
+    rd_kafka_conf_set(c, "transactional.id", "reuse-job-0", err, sizeof err);
+    rd_kafka_t *old = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    assert_non_null(old);
+    assert_null(rd_kafka_init_transactions(old, 30000));
+    assert_null(rd_kafka_begin_transaction(old));
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, "reuse", 0)->offset = 100;
+    rd_kafka_consumer_group_metadata_t *g =
+        rd_kafka_consumer_group_metadata_new("sluice-commit.reuse-job-0");
+    assert_null(rd_kafka_send_offsets_to_transaction(old, l, g, 30000));
+    assert_null(rd_kafka_commit_transaction(old, 30000));
+    rd_kafka_consumer_group_metadata_destroy(g);
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(old);
+
+    const uint64_t n = 1000;
+    w_reset(W_SKIP_FINAL, "reuse", 2);
+    job j;
+    job_init(&j, "reuse", n, SL_GUARANTEE_EXACTLY_ONCE);
+    j.interval_ms = 3600 * 1000;
+    j.sink = &w_sink;
+    j.kc.transactional_id = "reuse-job";
+    assert_int_equal(run_job(&j, NULL, 0), 0);
+    assert_int_equal(W.commits, 0);
+    w_reset(0, "reuse", 2);
+    assert_int_equal(run_job(&j, NULL, 0), 0);
+    got *gt = calloc(n + 100, sizeof *gt);
+    check_once_in_order(gt, read_topic("reuse", 2, 1, gt, n + 100), n);
+    free(gt);
+}
+
 static void test_fenced_by_newer_producer(void **state)
 {
     (void)state;
@@ -874,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_exactly_once_one_credit),
         cmocka_unit_test(test_exactly_once_two_instances),
         cmocka_unit_test(test_crash_before_commit_rolls_forward),
+        cmocka_unit_test(test_stale_marker_of_an_older_job),
         cmocka_unit_test(test_fenced_by_newer_producer),
         cmocka_unit_test(test_ctp_offsets_commit_with_the_transaction),
         cmocka_unit_test(test_ctp_offsets_roll_forward),
