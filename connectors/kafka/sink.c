@@ -259,6 +259,10 @@ static int ksink_open(sl_ctx *ctx, void **self)
         goto fail;
     }
     int eo = s->guarantee == SL_GUARANTEE_EXACTLY_ONCE;
+    if (c->offsets_group && strlen(c->offsets_group) >= ID_MAX) {
+        rc = fail(ctx, s, SL_EINVAL, "the offsets group is longer than %d bytes", ID_MAX - 1);
+        goto fail;
+    }
     char tidprop[ID_MAX + 32];
     if (eo) {
         int n = c->transactional_id
