@@ -41,6 +41,11 @@
  *                   `transactional_id` + "-" + instance, so a restarted job
  *                   fences its predecessor (PRODUCER_FENCED stops it).
  *
+ * Timestamps: the event time, as the record's timestamp. SL_TIME_NONE
+ * lets the producer stamp it; a negative time fails the job. librdkafka
+ * takes timestamp 0 for "now", so event time 0 goes out as the produce
+ * time (the sink warns once). connectors/kafka/sink.c draws its snapshot.
+ *
  * Properties: `props` is a NULL-terminated array of "key=value" strings
  * given to librdkafka after sluice's own settings (as kcat's -X), so they
  * win; an unknown key or bad value fails the job naming it. The builders
