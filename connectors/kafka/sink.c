@@ -150,6 +150,12 @@ typedef struct ksink {
     size_t n_pending;
     rd_kafka_topic_partition_list_t *pending_offs; /* instance 0: source offsets */
     char txid[ID_MAX], marker[ID_MAX + 16];
+    /* a task of a consumer group (sl_kafka_group): its state goes into each
+     * transaction; last_offs are the offsets of the last commit, so that a
+     * checkpoint with no output and no progress commits nothing */
+    const sl_kafka_task *task;
+    rd_kafka_topic_partition_list_t *last_offs;
+    sl_buf state;
 } ksink;
 
 /* Runs inside rd_kafka_poll/flush, on their caller's thread. */
@@ -177,6 +183,8 @@ static void ksink_close(void *self)
     }
     if (s->claimed) slk_offsets_claim(s->pipeline, s->offsets_group, 0);
     if (s->pending_offs) rd_kafka_topic_partition_list_destroy(s->pending_offs);
+    if (s->last_offs) rd_kafka_topic_partition_list_destroy(s->last_offs);
+    sl_buf_free(&s->state);
     sl_buf_free(&s->fmt);
     sl_buf_free(&s->staged);
     sl_buf_free(&s->pending);
@@ -248,6 +256,8 @@ static int ksink_open(sl_ctx *ctx, void **self)
     s->topic = c->topic;
     s->bootstrap = c->bootstrap;
     s->offsets_group = c->offsets_group;
+    s->task = c->task;
+    if (s->task) s->offsets_group = s->task->group_id;
     s->pipeline = sl_ctx_pipeline(ctx);
     s->guarantee = sl_ctx_guarantee(ctx);
     s->instance = sl_ctx_instance(ctx);
@@ -259,26 +269,32 @@ static int ksink_open(sl_ctx *ctx, void **self)
         goto fail;
     }
     int eo = s->guarantee == SL_GUARANTEE_EXACTLY_ONCE;
-    if (c->offsets_group && strlen(c->offsets_group) >= ID_MAX) {
+    if (s->task && !eo) {
+        rc = fail(ctx, s, SL_EINVAL, "a consumer group task's sink runs exactly-once");
+        goto fail;
+    }
+    if (s->offsets_group && strlen(s->offsets_group) >= ID_MAX) {
         rc = fail(ctx, s, SL_EINVAL, "the offsets group is longer than %d bytes", ID_MAX - 1);
         goto fail;
     }
     char tidprop[ID_MAX + 32];
     if (eo) {
-        int n = c->transactional_id
-                    ? snprintf(s->txid, sizeof s->txid, "%s-%d", c->transactional_id, s->instance)
-                    : snprintf(s->txid, sizeof s->txid, "sluice-%s-%s-%d", c->topic,
-                               sl_ctx_name(ctx), s->instance);
-        if (n <= 0 || (size_t)n >= sizeof s->txid ||
-            (c->transactional_id && !*c->transactional_id)) {
+        const char *base = s->task ? s->task->txid : c->transactional_id;
+        int n = base ? snprintf(s->txid, sizeof s->txid, "%s-%d", base, s->instance)
+                     : snprintf(s->txid, sizeof s->txid, "sluice-%s-%s-%d", c->topic,
+                                sl_ctx_name(ctx), s->instance);
+        if (n <= 0 || (size_t)n >= sizeof s->txid || (base && !*base)) {
             rc = fail(ctx, s, SL_EINVAL, "the transactional id is empty or too long");
             goto fail;
         }
         snprintf(s->marker, sizeof s->marker, "sluice-commit.%s", s->txid);
         snprintf(tidprop, sizeof tidprop, "transactional.id=%s", s->txid);
     }
-    const char *mine[] = {"enable.idempotence=true", "acks=all", "partitioner=murmur2_random",
-                          eo ? tidprop : NULL, NULL};
+    /* a task's checkpoint goes out as one record of up to the state topic's 64 MiB */
+    const char *mine[] = {
+        "enable.idempotence=true",    "acks=all",
+        "partitioner=murmur2_random", s->task ? "message.max.bytes=67108864" : "linger.ms=5",
+        eo ? tidprop : NULL,          NULL};
     if (!(conf = make_conf(s, c, mine, err, sizeof err))) {
         rc = fail(ctx, s, SL_EINVAL, "%s", err);
         goto fail;
@@ -709,9 +725,12 @@ static int run_txn(sl_ctx *ctx, ksink *s, const sl_buf *recs,
     int rc = 0;
     rd_kafka_topic_partition_list_t *ml = rd_kafka_topic_partition_list_new(1);
     rd_kafka_consumer_group_metadata_t *mg = rd_kafka_consumer_group_metadata_new(marker);
-    rd_kafka_consumer_group_metadata_t *og = offs && offs->cnt && ogroup && *ogroup
-                                                 ? rd_kafka_consumer_group_metadata_new(ogroup)
-                                                 : NULL;
+    /* a task sends its offsets as a member of its group (its generation:
+     * a zombie of an older one is refused), else as the group alone */
+    rd_kafka_consumer_group_metadata_t *og = !(offs && offs->cnt && ogroup && *ogroup) ? NULL
+                                             : s->task
+                                                 ? slk_task_group_metadata(s->task)
+                                                 : rd_kafka_consumer_group_metadata_new(ogroup);
     if (!ml || !mg || (offs && offs->cnt && ogroup && *ogroup && !og)) {
         rc = fail(ctx, s, SL_ENOMEM, "out of memory committing");
         goto out;
@@ -730,6 +749,29 @@ static int run_txn(sl_ctx *ctx, ksink *s, const sl_buf *recs,
                 rd_kafka_error_t *e = rd_kafka_abort_transaction(s->rk, TXN_MS);
                 if (e) rd_kafka_error_destroy(e);
                 goto out;
+            }
+            if (s->task && s->state.len) {
+                /* the task's checkpoint, keyed by its partition, in the state topic */
+                char key[16];
+                int kl = snprintf(key, sizeof key, "%d", (int)s->task->partition);
+                rd_kafka_resp_err_t e;
+                while ((e = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->task->state_topic),
+                                              RD_KAFKA_V_PARTITION(s->task->partition),
+                                              RD_KAFKA_V_KEY(key, kl),
+                                              RD_KAFKA_V_VALUE(s->state.ptr, s->state.len),
+                                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                              RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                    rd_kafka_poll(s->rk, 10);
+                if (e) {
+                    rc = fail(ctx, s, SL_EIO,
+                              "state topic '%s' partition %d: cannot add checkpoint %" PRIu64
+                              " (%zu bytes): %s",
+                              s->task->state_topic, (int)s->task->partition, n, s->state.len,
+                              rd_kafka_err2str(e));
+                    rd_kafka_error_t *ae = rd_kafka_abort_transaction(s->rk, TXN_MS);
+                    if (ae) rd_kafka_error_destroy(ae);
+                    goto out;
+                }
             }
             TXN_CALL(r, rd_kafka_send_offsets_to_transaction(s->rk, ml, mg, TXN_MS),
                      "sending the commit marker");
@@ -764,6 +806,20 @@ out:
     return rc;
 }
 
+/* The same partitions at the same offsets. */
+static int same_offsets(const rd_kafka_topic_partition_list_t *a,
+                        const rd_kafka_topic_partition_list_t *b)
+{
+    if (!a || !b || a->cnt != b->cnt) return 0;
+    for (int i = 0; i < a->cnt; i++) {
+        const rd_kafka_topic_partition_t *x = &a->elems[i];
+        const rd_kafka_topic_partition_t *y = rd_kafka_topic_partition_list_find(
+            (rd_kafka_topic_partition_list_t *)b, x->topic, x->partition);
+        if (!y || y->offset != x->offset) return 0;
+    }
+    return 1;
+}
+
 static int ksink_commit(sl_ctx *ctx, void *self, uint64_t n)
 {
     ksink *s = self;
@@ -777,8 +833,20 @@ static int ksink_commit(sl_ctx *ctx, void *self, uint64_t n)
     s->pending_offs = NULL;
     pthread_mutex_unlock(&s->lock);
     int rc = 0;
-    if (recs.len || (offs && offs->cnt))
-        rc = run_txn(ctx, s, &recs, offs, s->offsets_group, s->marker, n);
+    int work = recs.len || (offs && offs->cnt && !same_offsets(offs, s->last_offs));
+    if (s->task && slk_task_lost(s->task)) {
+        rc = fail(ctx, s, SL_EFENCED,
+                  "partition %d: this process lost its place in group '%s' (silent longer than "
+                  "its session timeout); another member owns the partition and has fenced its "
+                  "transactions: checkpoint %" PRIu64 " is not committed",
+                  (int)s->task->partition, s->task->group_id, n);
+    } else if (work && s->task) {
+        char err[512];
+        s->state.len = 0;
+        if ((rc = slk_state_pack(s->task->chk_dir, n, &s->state, err, sizeof err)) != 0)
+            rc = fail(ctx, s, rc, "partition %d: %s", (int)s->task->partition, err);
+    }
+    if (!rc && work) rc = run_txn(ctx, s, &recs, offs, s->offsets_group, s->marker, n);
     pthread_mutex_lock(&s->lock);
     if (rc) {
         /* keep them for whoever looks (the job fails) */
@@ -802,7 +870,12 @@ static int ksink_commit(sl_ctx *ctx, void *self, uint64_t n)
         } else {
             sl_buf_free(&recs);
         }
-        if (offs) rd_kafka_topic_partition_list_destroy(offs);
+        if (offs && s->task) {
+            if (s->last_offs) rd_kafka_topic_partition_list_destroy(s->last_offs);
+            s->last_offs = offs;
+        } else if (offs) {
+            rd_kafka_topic_partition_list_destroy(offs);
+        }
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
