@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sluice/sluice.h>
+#include "jobs.h"
 
 /* --- shared by the jobs (examples/job_window_agg.c) ------------------------------- */
 
@@ -139,8 +140,8 @@ typedef struct ysb_job {
     int64_t delay;         /* watermark out-of-orderness */
     int parallelism;
     const char *input;        /* JSON lines instead of the generator */
-    const char *topic;        /* or JSON lines from the values of a broker topic */
-    const char *dir;          /* its broker directory */
+    const char *topic;        /* or JSON lines from the values of a topic */
+    jobs_topics topics;       /* where --topic lives (broker directory or Kafka) */
     int32_t camp_of[YSB_ADS]; /* generator ads -> campaign index, -1 unknown */
     sl_state *ads;            /* JSON ad_id string -> int32 campaign index */
     char **names;             /* campaign index -> campaign_id */
