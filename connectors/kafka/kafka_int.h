@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <librdkafka/rdkafka.h>
+#include "sluice/kafka.h"
 
 /* A conf with bootstrap.servers = bootstrap, sluice's defaults and props
  * (NULL-terminated "key=value") applied last. NULL with a one-line err
@@ -48,5 +49,26 @@ rd_kafka_topic_partition_list_t *slk_offsets_take(const void *pipeline, const ch
  * open, 0 at close. */
 void slk_offsets_claim(const void *pipeline, const char *group, int claim);
 int slk_offsets_claimed(const void *pipeline, const char *group);
+
+/* 3. Tasks of a consumer group (group.c). A task is one input partition
+ *    run as a pipeline of its own; its source and sink read these fields. */
+struct sl_kafka_task {
+    int32_t partition;
+    const char *bootstrap, *topic, *group_id, *state_topic;
+    const char *const *props;
+    const char *chk_dir; /* the task's checkpoint directory */
+    char txid[320];      /* the sink's transactional id: "sluice-<group>-<partition>" */
+    sl_kafka_group *g;
+};
+
+/* The group's current member id and generation, for
+ * send_offsets_to_transaction (a zombie of an older generation is then
+ * refused by the coordinator). A new object the caller destroys. */
+rd_kafka_consumer_group_metadata_t *slk_task_group_metadata(const sl_kafka_task *t);
+
+/* The state record of checkpoint id of a task: every file of
+ * chk_dir/chk-<id>/, packed (group.c draws the layout). Appends to out;
+ * 0, or a negative code with err set. */
+int slk_state_pack(const char *chk_dir, uint64_t id, sl_buf *out, char *err, size_t errlen);
 
 #endif

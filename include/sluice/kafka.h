@@ -68,6 +68,11 @@ extern "C" {
  * SL_OFFSET_END (sluice/broker.h) work as for the broker source. */
 #define SL_KAFKA_OFFSET_COMMITTED (-1000)
 
+/* A pipeline that owns one input partition in a consumer group (below);
+ * opaque, valid while that pipeline exists. */
+typedef struct sl_kafka_task sl_kafka_task;
+SL_API int32_t sl_kafka_task_partition(const sl_kafka_task *t);
+
 typedef struct sl_kafka_source_conf {
     const char *bootstrap;     /* "host:port[,host:port...]"; required */
     const char *topic;         /* required */
@@ -84,6 +89,11 @@ typedef struct sl_kafka_source_conf {
     void *ud;
     uint32_t max_len;
     int isolation; /* SL_READ_COMMITTED (0, default) or SL_READ_UNCOMMITTED */
+    /* In a consumer group (sl_kafka_group): the task the pipeline was built
+     * for. The source then reads the task's partition only, of the group's
+     * topic, from the checkpoint the task restored (else the group's
+     * committed offset, else the beginning), and follows it. */
+    const sl_kafka_task *task;
 } sl_kafka_source_conf;
 
 SL_API extern const sl_source sl_source_kafka;
@@ -108,10 +118,70 @@ typedef struct sl_kafka_sink_conf {
      * its offsets at each checkpoint are committed in that checkpoint's
      * transaction (instance 0's), and the source then leaves them alone. */
     const char *offsets_group;
+    /* In a consumer group: the task the pipeline was built for. The sink
+     * then runs exactly-once with the task's transactional id, sends the
+     * task's offsets with the group's generation, and puts the task's
+     * checkpoint (its state) into the same transaction, in the group's
+     * state topic: output, offsets and state commit together or not at all. */
+    const sl_kafka_task *task;
 } sl_kafka_sink_conf;
 
 /* conf: sl_kafka_sink_conf*, borrowed: it must outlive the pipeline. */
 SL_API extern const sl_operator sl_sink_kafka;
+
+/* --- scale-out: a consumer group of sluice processes ------------------------------ */
+
+/* N processes started with the same conf share the topic's partitions
+ * through Kafka's group protocol, as Kafka Streams' instances do. Each
+ * input partition is a task: a pipeline of its own (built by `build` for
+ * that partition, with its own checkpoints), so its keyed state is the
+ * state of that partition's keys, which is correct when the job's key is
+ * the input's partitioning key. At every checkpoint the task's sink commits,
+ * in one Kafka transaction, its output, the partition's offset and the
+ * task's checkpoint (one record, key the partition, in the compacted state
+ * topic). A process that is given a partition (a member died, left, or
+ * joined) restores the partition's latest committed checkpoint from the
+ * state topic (never a local file: another process may have moved it on)
+ * and resumes from it; the partition's transactional id fences the older
+ * owner, whose next commit fails. Rebalances are eager: every task stops
+ * with a final checkpoint, then the new assignment starts.
+ *
+ * State records are limited by the topic's and the client's message size
+ * (the state topic is created with max.message.bytes 64 MiB). */
+typedef struct sl_kafka_group sl_kafka_group;
+
+/* Build the pipeline of task t: a source sl_pipeline_kafka() and a sink
+ * sl_sink_kafka, both with .task = t, and any operators between. Return 0,
+ * or a negative code (with sl_pipeline_error for a message). */
+typedef int (*sl_kafka_build_fn)(sl_pipeline *p, const sl_kafka_task *t, void *ud);
+
+typedef struct sl_kafka_group_conf {
+    const char *bootstrap; /* required */
+    const char *topic;     /* the input topic; required */
+    const char *group_id;  /* required */
+    const char *const *props;
+    const char *state_topic;        /* NULL: "<group_id>.state"; made if missing */
+    const char *work_dir;           /* local checkpoints; NULL: $TMPDIR/sluice-<group>-<pid> */
+    int64_t checkpoint_interval_ms; /* 0: 1000 */
+    int threads;                    /* per task; 0: 1 */
+    int session_timeout_ms;         /* 0: 10000 */
+    sl_kafka_build_fn build;
+    void *ud;
+    /* Lines about membership ("took partitions 0,3", "gave up ..."): NULL
+     * writes them to stderr after `log_prefix`. */
+    const char *log_prefix;
+} sl_kafka_group_conf;
+
+/* Copies conf (strings included). 0 or a negative code; *out is NULL on error. */
+SL_API int sl_kafka_group_new(sl_kafka_group **out, const sl_kafka_group_conf *conf);
+/* Join the group and run tasks until sl_kafka_group_stop() or a failure:
+ * 0 after a stop (every task ended with a final checkpoint, committed),
+ * else a negative code with sl_kafka_group_errmsg(). */
+SL_API int sl_kafka_group_run(sl_kafka_group *g);
+/* Ask a running group to stop (async-signal-safe). */
+SL_API void sl_kafka_group_stop(sl_kafka_group *g);
+SL_API const char *sl_kafka_group_errmsg(const sl_kafka_group *g);
+SL_API void sl_kafka_group_free(sl_kafka_group *g);
 
 #ifdef __cplusplus
 }
