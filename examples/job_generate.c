@@ -143,7 +143,7 @@ int job_generate(int argc, char **argv, const jobs_runner *run)
     sl_pipeline_set_threads(p, common.threads ? common.threads : 1);
     sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(event), NULL);
     if (topic)
-        jobs_topic_sink(p, s, &tp, "topic", topic, key_of, as_csv, NULL);
+        jobs_topic_sink(p, s, &tp, NULL, "topic", topic, key_of, as_csv, NULL);
     else
         sl_stream_sink(s, "stdout", &sl_sink_write, &wc);
     int rc = jobs_run(run, p, cmd, &common);

@@ -318,6 +318,55 @@ bad:
     return 2;
 }
 
+/* What the graph is built from (the job's options, parsed). */
+typedef struct wa_graph {
+    const char *cmd;
+    const jobs_topics *tp;
+    const char *topic, *out_topic, *input;
+    const sl_watermark_conf *wm;
+    const sl_window_conf *wc;
+    fmt_ud *fu;
+    sl_write_conf *oc, *lo;
+    jobs_deadletters *dl;
+    int parallelism;
+} wa_graph;
+
+/* The job's graph in p; with a task (--group), the graph of one input
+ * partition. Errors are recorded in p (sl_pipeline_run reports them). */
+static int wa_build(sl_pipeline *p, const sl_kafka_task *task, void *ud)
+{
+    const wa_graph *g = ud;
+    /* Everything at parallelism 1 except the window: one reader (line numbers,
+     * one sequence of watermarks) and sinks that see whole batches in order. */
+    sl_stream *src;
+    if (g->topic) {
+        /* Every partition is a split with its own watermark. */
+        src = jobs_topic_source(p, g->tp, task, "csv", g->topic, parse_csv, NULL, MAX_KEY + 8, 0,
+                                g->wm);
+    } else {
+        sl_lines_conf lc = {.path = g->input, .parse = parse_csv, .max_len = MAX_KEY + 8};
+        src = sl_pipeline_lines(p, "csv", &lc, 0, g->wm);
+    }
+    src = sl_stream_parallelism(src, 1);
+    sl_stream *bad = sl_stream_dead_letters(src);
+    sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
+    sl_stream *w = sl_stream_window(k, "window", g->wc);
+    w = sl_stream_parallelism(w, g->parallelism ? g->parallelism : 1);
+    sl_stream *diverted[2] = {sl_stream_window_late(w), sl_stream_window_unassigned(w)};
+    sl_stream *late = sl_stream_apply_n(diverted, 2, "diverted", &divert_op, NULL, 0);
+    late = sl_stream_parallelism(late, 1);
+    if (g->out_topic)
+        jobs_topic_sink(p, w, g->tp, task, "out", g->out_topic, result_key, fmt_value, g->fu);
+    else
+        sl_stream_sink(w, "out", &sl_sink_write, g->oc);
+    if (g->lo->path)
+        sl_stream_sink(late, "late-out", &sl_sink_write, g->lo);
+    else
+        sl_stream_sink(late, "late-out", &stderr_sink, g->lo);
+    sl_stream_sink(bad, "dead-letters", &jobs_deadletter_sink, g->dl);
+    return 0;
+}
+
 int job_window_agg(int argc, char **argv, const jobs_runner *run)
 {
     const char *cmd = "run window-agg";
@@ -415,40 +464,39 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     jobs_deadletters dl = {.cmd = cmd};
     atomic_init(&dl.count, 0);
 
+    wa_graph g = {.cmd = cmd,
+                  .tp = &tp,
+                  .topic = topic,
+                  .out_topic = out_topic,
+                  .input = input,
+                  .wm = &wm,
+                  .wc = &wc,
+                  .fu = &fu,
+                  .oc = &oc,
+                  .lo = &lo,
+                  .dl = &dl,
+                  .parallelism = common.parallelism};
+    if (tp.group) {
+        if (!out_topic || late_out) {
+            fprintf(stderr,
+                    "sluice %s: --group writes its results to --out-topic (committed with the "
+                    "state in one Kafka transaction); %s\n",
+                    cmd, late_out ? "--late-out is not supported with it" : "give --out-topic");
+            return 2;
+        }
+        int rc = jobs_group_run(cmd, &tp, topic, &common, wa_build, &g);
+        uint64_t nbad = atomic_load(&dl.count);
+        if (nbad > 10)
+            fprintf(stderr, "sluice %s: %" PRIu64 " malformed lines skipped in all\n", cmd, nbad);
+        return rc;
+    }
     sl_pipeline *p = sl_pipeline_new();
     if (!p) {
         fprintf(stderr, "sluice %s: out of memory\n", cmd);
         return 1;
     }
-    /* Everything at parallelism 1 except the window: one reader (line numbers,
-     * one sequence of watermarks) and sinks that see whole batches in order. */
     if (common.threads) sl_pipeline_set_threads(p, common.threads);
-    sl_stream *src;
-    if (topic) {
-        /* Every partition is a split with its own watermark. */
-        src = jobs_topic_source(p, &tp, "csv", topic, parse_csv, NULL, MAX_KEY + 8, 0, &wm);
-    } else {
-        sl_lines_conf lc = {.path = input, .parse = parse_csv, .max_len = MAX_KEY + 8};
-        src = sl_pipeline_lines(p, "csv", &lc, 0, &wm);
-    }
-    src = sl_stream_parallelism(src, 1);
-    sl_stream *bad = sl_stream_dead_letters(src);
-    sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
-    sl_stream *w = sl_stream_window(k, "window", &wc);
-    w = sl_stream_parallelism(w, common.parallelism ? common.parallelism : 1);
-    sl_stream *diverted[2] = {sl_stream_window_late(w), sl_stream_window_unassigned(w)};
-    sl_stream *late = sl_stream_apply_n(diverted, 2, "diverted", &divert_op, NULL, 0);
-    late = sl_stream_parallelism(late, 1);
-    if (out_topic) {
-        jobs_topic_sink(p, w, &tp, "out", out_topic, result_key, fmt_value, &fu);
-    } else {
-        sl_stream_sink(w, "out", &sl_sink_write, &oc);
-    }
-    if (late_out)
-        sl_stream_sink(late, "late-out", &sl_sink_write, &lo);
-    else
-        sl_stream_sink(late, "late-out", &stderr_sink, &lo);
-    sl_stream_sink(bad, "dead-letters", &jobs_deadletter_sink, &dl);
+    wa_build(p, NULL, &g);
     int rc = jobs_run(run, p, cmd, &common);
     sl_pipeline_free(p);
     uint64_t nbad = atomic_load(&dl.count);

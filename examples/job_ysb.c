@@ -342,7 +342,7 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
          * the other partitions hold, so the output does not depend on how
          * the partitions' records interleave. */
         j->wm = (sl_watermark_conf){.delay = j->delay, .punctuated = 1};
-        src = jobs_topic_source(p, &j->topics, "json", j->topic, parse_json, j,
+        src = jobs_topic_source(p, &j->topics, NULL, "json", j->topic, parse_json, j,
                                 sizeof(ysb_event), sizeof(ysb_event), &j->wm);
         src = sl_stream_parallelism(src, 1);
         sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
@@ -430,7 +430,8 @@ static void ysb_help(void)
     printf(
         "usage: sluice run ysb [--events N] [--rate R] [--input FILE | --topic NAME]\n"
         "           [--campaigns FILE] [--delay D] [--out FILE | --sqlite DB [--table T] |\n"
-        "            --out-topic NAME] [--dir DIR | --kafka BOOTSTRAP [-X KEY=VALUE]...] [--follow]\n"
+        "            --out-topic NAME] [--dir DIR | --kafka BOOTSTRAP [-X KEY=VALUE]...] "
+        "[--follow]\n"
         "           [--emit-json] [--threads N] [--parallelism P] [--explain]\n"
         "           [--checkpoint-dir DIR [--checkpoint-interval D] [--checkpoint-timeout D]\n"
         "            [--checkpoint-keep K] [--from-checkpoint PATH]\n"
@@ -579,6 +580,16 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         return 2;
     }
     if (jobs_topics_check(j.cmd, &j.topics, j.topic, out_topic)) return 2;
+    if (j.topics.group) {
+        /* A task's state is its partition's keys; ysb's key is the campaign,
+         * which the input is not partitioned by. */
+        fprintf(stderr,
+                "sluice %s: --group needs the job's key to be the input's partitioning key; ysb "
+                "counts by campaign, so its input would first go through a repartition topic, "
+                "which sluice does not make yet\n",
+                j.cmd);
+        return 2;
+    }
     if (table && !sqlite) {
         fprintf(stderr, "sluice %s: --table names a table of --sqlite, which is missing\n", j.cmd);
         return 2;
@@ -632,7 +643,7 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
     if (sqlite)
         sl_stream_sink(w, "out", &sl_sink_sqlite, &sc);
     else if (out_topic)
-        jobs_topic_sink(p, w, &j.topics, "out", out_topic, out_key, fmt_out_value, &j);
+        jobs_topic_sink(p, w, &j.topics, NULL, "out", out_topic, out_key, fmt_out_value, &j);
     else
         sl_stream_sink(w, "out", &sl_sink_write, &oc);
     rc = jobs_run(run, p, j.cmd, &common);

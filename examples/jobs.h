@@ -170,11 +170,13 @@ typedef struct jobs_topics {
 } jobs_topics;
 
 /* Entries for a job's option table; the job's short options add "X:". */
-#define JOBS_TOPIC_OPTIONS                                    \
-    {"dir", required_argument, NULL, JOBS_OPT_DIR},           \
-        {"kafka", required_argument, NULL, JOBS_OPT_KAFKA},   \
-        {"group", required_argument, NULL, JOBS_OPT_GROUP},   \
-        {"follow", no_argument, NULL, JOBS_OPT_FOLLOW}
+#define JOBS_TOPIC_OPTIONS                                  \
+    {"dir", required_argument, NULL, JOBS_OPT_DIR},         \
+        {"kafka", required_argument, NULL, JOBS_OPT_KAFKA}, \
+        {"group", required_argument, NULL, JOBS_OPT_GROUP}, \
+    {                                                       \
+        "follow", no_argument, NULL, JOBS_OPT_FOLLOW        \
+    }
 
 /* Handle a topic option (JOBS_OPT_DIR .. JOBS_OPT_FOLLOW, 'X'): 0 when
  * handled, 2 after a usage error line, 1 when opt is not one. */
@@ -186,14 +188,23 @@ int jobs_topics_check(const char *cmd, const jobs_topics *t, const char *in_topi
                       const char *out_topic);
 /* A source node reading `topic` (the broker record layout, or what parse
  * makes of each value), with every partition a split and its own watermark. */
-sl_stream *jobs_topic_source(sl_pipeline *p, const jobs_topics *t, const char *name,
-                             const char *topic, sl_line_parse_fn parse, void *ud,
+sl_stream *jobs_topic_source(sl_pipeline *p, const jobs_topics *t, const sl_kafka_task *task,
+                             const char *name, const char *topic, sl_line_parse_fn parse, void *ud,
                              uint32_t max_len, uint32_t width, const sl_watermark_conf *wm);
 /* A sink node writing s to `topic`: values by format, keys by key (NULL:
  * none), both given ud. The conf lives as long as p; t must too (its props). The broker's
  * sink runs as one instance (one writer per partition). */
-int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const char *name,
-                    const char *topic, sl_key_fn key, sl_format_fn format, void *ud);
+int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const sl_kafka_task *task,
+                    const char *name, const char *topic, sl_key_fn key, sl_format_fn format,
+                    void *ud);
+/* With --group: run the job as a member of Kafka consumer group t->group
+ * (sluice/kafka.h, sl_kafka_group): build makes the graph of one input
+ * partition (task), with jobs_topic_source/sink given the task. Until
+ * SIGINT or SIGTERM, which stop every task with a final checkpoint (exit
+ * 0). c gives --threads (per task), --checkpoint-interval and
+ * --checkpoint-dir (the local work directory). Returns the exit status. */
+int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, const jobs_common *c,
+                   sl_kafka_build_fn build, void *ud);
 /* The help lines of the topic options. */
 extern const char jobs_topics_help[];
 

@@ -14,6 +14,7 @@
  * Transactional ids (exactly-once into Kafka) are "sluice-JOB-TOPIC": a job
  * restarted with the same output topic fences its older run.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "jobs.h"
@@ -99,8 +100,8 @@ int jobs_topics_check(const char *cmd, const jobs_topics *t, const char *in_topi
     return 0;
 }
 
-sl_stream *jobs_topic_source(sl_pipeline *p, const jobs_topics *t, const char *name,
-                             const char *topic, sl_line_parse_fn parse, void *ud,
+sl_stream *jobs_topic_source(sl_pipeline *p, const jobs_topics *t, const sl_kafka_task *task,
+                             const char *name, const char *topic, sl_line_parse_fn parse, void *ud,
                              uint32_t max_len, uint32_t width, const sl_watermark_conf *wm)
 {
     int bounded = !t->follow && !t->group;
@@ -122,12 +123,14 @@ sl_stream *jobs_topic_source(sl_pipeline *p, const jobs_topics *t, const char *n
                                .until_end = bounded,
                                .parse = parse,
                                .ud = ud,
-                               .max_len = max_len};
+                               .max_len = max_len,
+                               .task = task};
     return sl_pipeline_kafka(p, name, &kc, width, wm);
 }
 
-int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const char *name,
-                    const char *topic, sl_key_fn key, sl_format_fn format, void *ud)
+int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const sl_kafka_task *task,
+                    const char *name, const char *topic, sl_key_fn key, sl_format_fn format,
+                    void *ud)
 {
     if (!t->kafka) {
         sl_broker_sink_conf bc = {.dir = jobs_broker_dir(t->dir),
@@ -150,8 +153,65 @@ int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const ch
                              .key_ud = ud,
                              .format = format,
                              .format_ud = ud,
-                             .offsets_group = t->group};
+                             .offsets_group = t->group,
+                             .task = task};
     sl_kafka_sink_conf *c = sl_pipeline_dup(p, &kc, sizeof(kc));
     if (!c || !(c->transactional_id = sl_pipeline_dup(p, txid, strlen(txid) + 1))) return -1;
     return sl_stream_sink(s, name, &sl_sink_kafka, c) ? 0 : -1;
+}
+
+/* --- --group ------------------------------------------------------------------------ */
+
+static sl_kafka_group *volatile group_running;
+
+static void on_group_signal(int sig)
+{
+    sl_kafka_group *g = group_running;
+    if (g) sl_kafka_group_stop(g);
+}
+
+int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, const jobs_common *c,
+                   sl_kafka_build_fn build, void *ud)
+{
+    if (c->from_checkpoint || (c->guarantee_set && c->guarantee != SL_GUARANTEE_EXACTLY_ONCE)) {
+        fprintf(stderr,
+                "sluice %s: --group runs exactly-once from the checkpoints in Kafka; it takes no "
+                "%s\n",
+                cmd, c->from_checkpoint ? "--from-checkpoint" : "--guarantee");
+        return 2;
+    }
+    char prefix[256];
+    snprintf(prefix, sizeof(prefix), "sluice %s: ", cmd);
+    sl_kafka_group_conf gc = {.bootstrap = t->kafka,
+                              .topic = topic,
+                              .group_id = t->group,
+                              .props = t->props,
+                              .work_dir = c->checkpoint_dir,
+                              .checkpoint_interval_ms = c->checkpoint_interval,
+                              .threads = c->threads,
+                              .build = build,
+                              .ud = ud,
+                              .log_prefix = prefix};
+    sl_kafka_group *g = NULL;
+    int rc = sl_kafka_group_new(&g, &gc);
+    if (rc) {
+        fprintf(stderr, "sluice %s: %s\n", cmd,
+                g && *sl_kafka_group_errmsg(g) ? sl_kafka_group_errmsg(g) : sl_strerror(rc));
+        sl_kafka_group_free(g);
+        return rc == SL_EINVAL ? 2 : 1;
+    }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_group_signal;
+    sigemptyset(&sa.sa_mask);
+    group_running = g;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    rc = sl_kafka_group_run(g);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    group_running = NULL;
+    if (rc) fprintf(stderr, "sluice %s: %s\n", cmd, sl_kafka_group_errmsg(g));
+    sl_kafka_group_free(g);
+    return rc ? 1 : 0;
 }
