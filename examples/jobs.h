@@ -167,6 +167,10 @@ typedef struct jobs_topics {
     int n_props;
     const char *group;
     int follow;
+    /* set by jobs_topics_check: with --kafka and an input topic, the group
+     * whose committed offsets follow the checkpoints (--group, else
+     * "sluice-JOB-TOPIC"); the output's transactions carry them */
+    char offsets_group[300];
 } jobs_topics;
 
 /* Entries for a job's option table; the job's short options add "X:". */
@@ -184,8 +188,7 @@ int jobs_topics_opt(const char *cmd, int opt, const char *arg, jobs_topics *t);
 /* After parsing: options that make no sense together or without a topic.
  * in_topic / out_topic: the job's --topic / --out-topic (NULL: not given).
  * Returns 0 or 2 after a usage error line. */
-int jobs_topics_check(const char *cmd, const jobs_topics *t, const char *in_topic,
-                      const char *out_topic);
+int jobs_topics_check(const char *cmd, jobs_topics *t, const char *in_topic, const char *out_topic);
 /* A source node reading `topic` (the broker record layout, or what parse
  * makes of each value), with every partition a split and its own watermark. */
 sl_stream *jobs_topic_source(sl_pipeline *p, const jobs_topics *t, const sl_kafka_task *task,

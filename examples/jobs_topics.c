@@ -12,7 +12,11 @@
  * one is refused by the other, with a message naming the node.
  *
  * Transactional ids (exactly-once into Kafka) are "sluice-JOB-TOPIC": a job
- * restarted with the same output topic fences its older run.
+ * restarted with the same output topic fences its older run. A job that
+ * reads a Kafka topic commits its offsets at each checkpoint to a group
+ * (--group, else "sluice-JOB-TOPIC"), inside the output's transaction when
+ * it writes Kafka too (consume-transform-produce), so lag tools see its
+ * progress; where it resumes is its checkpoint's business.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -65,8 +69,7 @@ int jobs_topics_opt(const char *cmd, int opt, const char *arg, jobs_topics *t)
     }
 }
 
-int jobs_topics_check(const char *cmd, const jobs_topics *t, const char *in_topic,
-                      const char *out_topic)
+int jobs_topics_check(const char *cmd, jobs_topics *t, const char *in_topic, const char *out_topic)
 {
     const char *need = NULL;
     if (!in_topic && !out_topic && (t->dir || t->kafka))
@@ -97,6 +100,11 @@ int jobs_topics_check(const char *cmd, const jobs_topics *t, const char *in_topi
                 cmd);
         return 2;
     }
+    t->offsets_group[0] = 0;
+    if (t->kafka && in_topic && t->group)
+        snprintf(t->offsets_group, sizeof(t->offsets_group), "%s", t->group);
+    else if (t->kafka && in_topic)
+        snprintf(t->offsets_group, sizeof(t->offsets_group), "sluice-%s-%s", t->job, in_topic);
     return 0;
 }
 
@@ -117,7 +125,7 @@ sl_stream *jobs_topic_source(sl_pipeline *p, const jobs_topics *t, const sl_kafk
     }
     sl_kafka_source_conf kc = {.bootstrap = t->kafka,
                                .topic = topic,
-                               .group_id = t->group,
+                               .group_id = t->offsets_group[0] ? t->offsets_group : NULL,
                                .props = t->props,
                                .start = t->group ? SL_KAFKA_OFFSET_COMMITTED : SL_OFFSET_BEGINNING,
                                .until_end = bounded,
@@ -153,7 +161,7 @@ int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const sl
                              .key_ud = ud,
                              .format = format,
                              .format_ud = ud,
-                             .offsets_group = t->group,
+                             .offsets_group = t->offsets_group[0] ? t->offsets_group : NULL,
                              .task = task};
     sl_kafka_sink_conf *c = sl_pipeline_dup(p, &kc, sizeof(kc));
     if (!c || !(c->transactional_id = sl_pipeline_dup(p, txid, strlen(txid) + 1))) return -1;
