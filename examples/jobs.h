@@ -100,6 +100,7 @@ enum {
     JOBS_OPT_KAFKA,
     JOBS_OPT_GROUP,
     JOBS_OPT_FOLLOW,
+    JOBS_OPT_SESSION_TIMEOUT,
     JOBS_OPT_FIRST_FREE
 };
 
@@ -167,6 +168,7 @@ typedef struct jobs_topics {
     int n_props;
     const char *group;
     int follow;
+    int64_t session_timeout; /* --session-timeout (ms; 0: the group's default) */
     /* set by jobs_topics_check: with --kafka and an input topic, the group
      * whose committed offsets follow the checkpoints (--group, else
      * "sluice-JOB-TOPIC"); the output's transactions carry them */

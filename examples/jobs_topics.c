@@ -31,7 +31,12 @@ const char jobs_topics_help[] =
     "  -X KEY=VALUE     a librdkafka property for --kafka (repeatable, as kcat -X)\n"
     "  --follow         keep reading the topic as it grows (default: read to the end\n"
     "                   it had at the start); SIGTERM or Ctrl-C stops with a final\n"
-    "                   checkpoint\n";
+    "                   checkpoint\n"
+    "  --group G        run as a member of Kafka consumer group G (needs --kafka): the\n"
+    "                   processes started with the same job and group share the\n"
+    "                   input's partitions, and a partition's state moves with it\n"
+    "                   (through Kafka) when members come and go; follows the topic\n"
+    "  --session-timeout D  how long a silent member keeps its partitions (default 10s)\n";
 
 int jobs_topics_opt(const char *cmd, int opt, const char *arg, jobs_topics *t)
 {
@@ -65,6 +70,15 @@ int jobs_topics_opt(const char *cmd, int opt, const char *arg, jobs_topics *t)
         t->group = arg;
         return 0;
     case JOBS_OPT_FOLLOW: t->follow = 1; return 0;
+    case JOBS_OPT_SESSION_TIMEOUT:
+        if (jobs_duration(arg, 0, &t->session_timeout) || t->session_timeout < 100 ||
+            t->session_timeout > 1800000) {
+            fprintf(stderr,
+                    "sluice %s: --session-timeout needs a duration from 100ms to 30m, not '%s'\n",
+                    cmd, arg);
+            return 2;
+        }
+        return 0;
     default: return 1;
     }
 }
@@ -91,6 +105,10 @@ int jobs_topics_check(const char *cmd, jobs_topics *t, const char *in_topic, con
     }
     if (t->n_props && !t->kafka) {
         fprintf(stderr, "sluice %s: -X sets librdkafka properties, which need --kafka\n", cmd);
+        return 2;
+    }
+    if (t->session_timeout && !t->group) {
+        fprintf(stderr, "sluice %s: --session-timeout is for --group\n", cmd);
         return 2;
     }
     if (t->group && !t->kafka) {
@@ -197,6 +215,7 @@ int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, con
                               .work_dir = c->checkpoint_dir,
                               .checkpoint_interval_ms = c->checkpoint_interval,
                               .threads = c->threads,
+                              .session_timeout_ms = (int)t->session_timeout,
                               .build = build,
                               .ud = ud,
                               .log_prefix = prefix};

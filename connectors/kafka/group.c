@@ -342,8 +342,8 @@ static int state_topic_ensure(sl_kafka_group *g)
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
     int rc = 0;
     if (!ev) {
-        rc = fail(g, SL_EAGAIN, "state topic '%s': no answer from %s", g->state_topic,
-                  g->bootstrap);
+        rc =
+            fail(g, SL_EAGAIN, "state topic '%s': no answer from %s", g->state_topic, g->bootstrap);
     } else if (rd_kafka_event_error(ev)) {
         rc = fail(g, SL_EIO, "state topic '%s': %s", g->state_topic,
                   rd_kafka_event_error_string(ev));
