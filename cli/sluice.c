@@ -56,6 +56,8 @@ static const struct {
     {"checkpoint", "throughput with 1 s / 100 ms checkpoints, stalls, 1M-key recovery",
      bench_checkpoint},
     {"kafka", "Kafka server via librdkafka against its mock: produce, fetch, latency", bench_kafka},
+    {"kafka-e2e", "jobs through Kafka (own server) against the built-in broker: ysb, latency",
+     bench_kafka_e2e},
 };
 #define N_BENCHES (sizeof(benches) / sizeof(benches[0]))
 

@@ -388,7 +388,7 @@ static int fmt_out(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void 
 
 /* --out-topic: the campaign id as the key, the line without its newline as
  * the value. */
-static sl_bytes out_key(const void *rec, uint32_t len, void *ud)
+sl_bytes ysb_out_key(const void *rec, uint32_t len, void *ud)
 {
     const ysb_job *j = ud;
     sl_window_result r = sl_window_out((sl_bytes){rec, len});
@@ -397,7 +397,7 @@ static sl_bytes out_key(const void *rec, uint32_t len, void *ud)
     return (sl_bytes){j->names[c], (uint32_t)strlen(j->names[c])};
 }
 
-static int fmt_out_value(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+int ysb_out_value(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
 {
     size_t before = out->len;
     int rc = fmt_out(out, rec, len, ts, ud);
@@ -643,7 +643,7 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
     if (sqlite)
         sl_stream_sink(w, "out", &sl_sink_sqlite, &sc);
     else if (out_topic)
-        jobs_topic_sink(p, w, &j.topics, NULL, "out", out_topic, out_key, fmt_out_value, &j);
+        jobs_topic_sink(p, w, &j.topics, NULL, "out", out_topic, ysb_out_key, ysb_out_value, &j);
     else
         sl_stream_sink(w, "out", &sl_sink_write, &oc);
     rc = jobs_run(run, p, j.cmd, &common);

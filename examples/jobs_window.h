@@ -166,6 +166,10 @@ void ysb_free(ysb_job *j);
  * the same events (ad ids are the decimal 0..999 the campaigns map). Returns
  * 0 or -errno of the failed write. */
 int ysb_emit_json(const ysb_job *j, FILE *out);
+/* --out-topic's records: key the campaign id, value "campaign_id,window_start,count"
+ * (ud: the job). */
+sl_bytes ysb_out_key(const void *rec, uint32_t len, void *ud);
+int ysb_out_value(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud);
 /* Build source -> views + join -> key_by -> 10 s tumbling count into p;
  * returns the window's result stream (sl_window_conf layout, key = int64
  * campaign index, result = int64 count), or NULL (error in p). Dead letters
