@@ -485,11 +485,13 @@ static int conn_process(sl_server *s, slb_conn *c)
         }
         if (rc == SLB_K_PARK) {
             c->parked = true;
-            c->deadline = mono_ms() + s->park_ms;
+            if (!c->rewait) c->deadline = mono_ms() + s->park_ms;
+            c->rewait = false;
             c->park_gen = s->gen;
             break;
         }
         c->force = false;
+        c->rewait = false;
         in->off += 4 + (size_t)fl;
         if (s->txn.drop_permille && fault_drop(s)) {
             slb_srv_log(s, "sluice broker serve: client %s: fault injected; disconnected\n",
@@ -661,6 +663,7 @@ static int wake_parked(sl_server *s)
         if (c->parked && (c->park_gen != s->gen || now >= c->deadline)) {
             c->parked = false;
             c->force = now >= c->deadline;
+            c->rewait = !c->force;
             conn_service(s, c);
         } else if (c->parked) {
             int64_t left = c->deadline - now;

@@ -76,6 +76,10 @@ typedef struct slb_conn {
     /* A parked request (SLB_K_PARK) stays at the head of the input until
      * the server's gen moves past park_gen or deadline (monotonic ms). */
     bool parked, force;
+    /* woken by an append before its deadline: if it parks again, it keeps
+     * the deadline it had (a request waits at most its max_wait_ms in all,
+     * however often appends elsewhere wake it) */
+    bool rewait;
     int64_t deadline;
     uint64_t park_gen;
     char peer[64];

@@ -3,8 +3,9 @@
  * (private to connectors/kafka/).
  *
  * 1. slk_conf_new(): a librdkafka conf with sluice's settings, then the
- *    user's "key=value" properties (they win). Log lines go to stderr at
- *    warning level and above; SLUICE_KAFKA_DEBUG=ctx,ctx turns on
+ *    user's "key=value" properties (they win). librdkafka's log lines are
+ *    dropped (errors come back through the connectors' own one-line
+ *    messages); SLUICE_KAFKA_DEBUG=ctx,ctx prints them and turns on
  *    librdkafka's debug contexts, as for the CLI's -b commands.
  *
  * 2. The offsets registry, for consume-transform-produce. A Kafka source

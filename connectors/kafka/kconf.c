@@ -17,11 +17,11 @@
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
-    /* Errors reach the connectors through their own paths; without debug
-     * only librdkafka's warnings and worse are worth a line. */
-    if (level <= 4 || getenv("SLUICE_KAFKA_DEBUG"))
-        fprintf(stderr, "librdkafka %s: %s\n", fac, buf);
+    (void)rk, (void)level;
+    /* Errors reach the connectors through their own paths (each one line
+     * naming topic and partition); librdkafka's own lines, connection
+     * attempts included, only with SLUICE_KAFKA_DEBUG, as for the CLI. */
+    if (getenv("SLUICE_KAFKA_DEBUG")) fprintf(stderr, "librdkafka %s: %s\n", fac, buf);
 }
 
 rd_kafka_conf_t *slk_conf_new(const char *bootstrap, const char *const *props, char *err,

@@ -29,6 +29,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -562,9 +563,10 @@ static void kbatch(fb *f, int64_t first, int n, size_t vsize)
     free(v);
 }
 
-/* Produce v3 of one batch (n records of vsize) to t/part with acks; the
- * partition's error code. */
-static int16_t produce(int fd, const char *t, int64_t first, int n, size_t vsize, int16_t acks)
+/* Produce v3 of one batch (n records of vsize) to partition part of t with
+ * acks; the partition's error code. */
+static int16_t produce_to(int fd, const char *t, int32_t part, int64_t first, int n, size_t vsize,
+                          int16_t acks)
 {
     static int32_t corr = 5000;
     fb f = {0}, bt = {0};
@@ -576,7 +578,7 @@ static int16_t produce(int fd, const char *t, int64_t first, int n, size_t vsize
     b32(&f, 1);
     bstr(&f, t);
     b32(&f, 1);
-    b32(&f, 0);
+    b32(&f, (uint32_t)part);
     b32(&f, (uint32_t)bt.n);
     bmem(&f, bt.p, bt.n);
     send_frame(fd, &f);
@@ -587,6 +589,11 @@ static int16_t produce(int fd, const char *t, int64_t first, int n, size_t vsize
     int16_t e = g16(r + 4 + 4 + 2 + strlen(t) + 4 + 4);
     free(r);
     return e;
+}
+
+static int16_t produce(int fd, const char *t, int64_t first, int n, size_t vsize, int16_t acks)
+{
+    return produce_to(fd, t, 0, first, n, vsize, acks);
 }
 
 static void test_fetch_survives_retention(void **state)
@@ -936,6 +943,48 @@ static void test_reader_seek_deep(void **state)
     }
 }
 
+/* A Fetch that waits (min_bytes not met) waits at most its max_wait_ms in
+ * all: appends to another partition wake it to look again, but must not
+ * start its wait over. Before the fix, appends every 50 ms kept a 300 ms
+ * Fetch waiting for as long as they came (a consumer then starved until its
+ * request timed out, 60 s). The check is the order of events, not a time:
+ * the answer must come while the appends still go on (200 of them, 10 s at
+ * the pace they are sent, against a wait of 300 ms). */
+static void test_fetch_wait_is_bounded_under_appends(void **state)
+{
+    topic("wt", 2, 0, 0, -1);
+    start_server();
+    int fa = connect_srv(), fp = connect_srv();
+    fb f = {0};
+    req(&f, 1, 5, 77);
+    b32(&f, 0xffffffff);
+    b32(&f, 300); /* max_wait */
+    b32(&f, 1);   /* min_bytes */
+    b32(&f, 1 << 20);
+    b8(&f, 0);
+    b32(&f, 1);
+    bstr(&f, "wt");
+    b32(&f, 1);
+    b32(&f, 0); /* partition 0: empty, so the Fetch waits */
+    b64(&f, 0); /* offset */
+    b64(&f, 0); /* log start */
+    b32(&f, 1 << 20);
+    send_frame(fa, &f);
+    free(f.p);
+    int answered_at = -1;
+    for (int i = 0; i < 200 && answered_at < 0; i++) {
+        assert_int_equal(produce_to(fp, "wt", 1, i, 1, 10, 1), 0); /* wakes the Fetch */
+        struct pollfd pf = {.fd = fa, .events = POLLIN};
+        if (poll(&pf, 1, 50) == 1) answered_at = i;
+    }
+    assert_true(answered_at >= 0);
+    size_t len;
+    uint8_t *r = response(fa, 77, &len);
+    free(r);
+    close(fa);
+    close(fp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -948,6 +997,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_acks_all_waits_for_fsync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_other_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_seek_deep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_wait_is_bounded_under_appends, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
