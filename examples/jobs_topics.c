@@ -38,13 +38,38 @@ const char jobs_topics_help[] =
     "                   (through Kafka) when members come and go; follows the topic\n"
     "  --session-timeout D  how long a silent member keeps its partitions (default 10s)\n";
 
+/* "HOST:PORT[,HOST:PORT...]" with ports 1..65535 (librdkafka would take
+ * more forms, but a typo should fail here, not after a 10 s timeout). */
+static int bootstrap_ok(const char *s)
+{
+    if (!*s) return 0;
+    for (;;) {
+        const char *end = strchr(s, ','), *colon = NULL;
+        if (!end) end = s + strlen(s);
+        for (const char *p = s; p < end; p++)
+            if (*p == ':') colon = p;
+        if (!colon || colon == s || colon + 1 == end) return 0;
+        long port = 0;
+        for (const char *p = colon + 1; p < end; p++) {
+            if (*p < '0' || *p > '9' || port > 65535) return 0;
+            port = port * 10 + (*p - '0');
+        }
+        if (port < 1 || port > 65535) return 0;
+        if (!*end) return 1;
+        s = end + 1;
+    }
+}
+
 int jobs_topics_opt(const char *cmd, int opt, const char *arg, jobs_topics *t)
 {
     switch (opt) {
     case JOBS_OPT_DIR: return jobs_dir_opt(cmd, arg, &t->dir);
     case JOBS_OPT_KAFKA:
-        if (!*arg) {
-            fprintf(stderr, "sluice %s: --kafka needs host:port[,host:port...]\n", cmd);
+        if (!bootstrap_ok(arg)) {
+            fprintf(stderr,
+                    "sluice %s: --kafka needs HOST:PORT[,HOST:PORT...] (e.g. 127.0.0.1:9092), "
+                    "not '%s'\n",
+                    cmd, arg);
             return 2;
         }
         t->kafka = arg;

@@ -297,6 +297,7 @@ read_window_agg_topic() {
 kafka=""
 start_server() {
     [ -z "$kafka" ] || return 0
+    mkdir -p "$work/kbroker"
     "$bin" broker serve --dir "$work/kbroker" --listen 127.0.0.1:0 2>"$work/serve.err" &
     server_pid=$!
     local port="" k
