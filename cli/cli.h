@@ -27,6 +27,7 @@ int cli_consume(int argc, char **argv); /* sluice consume TOPIC ... */
 int cli_broker(int argc, char **argv);  /* sluice broker serve ... */
 /* sluice checkpoints DIR (cli/cmd_checkpoints.c). */
 int cli_checkpoints(int argc, char **argv);
+int cli_group(int argc, char **argv); /* sluice group describe GROUP --topic T -b HOST */
 
 /* Whether standard output's reader has gone (SIGPIPE seen; cli/sluice.c
  * catches it for the whole process so writes fail with EPIPE instead). A

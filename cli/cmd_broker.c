@@ -1318,3 +1318,51 @@ int cli_broker(int argc, char **argv)
     if (!status) fprintf(stderr, "sluice broker serve: stopped\n");
     return status;
 }
+
+/* ---- group ---------------------------------------------------------------------------- */
+
+static void group_usage(FILE *f)
+{
+    fprintf(f, "usage: sluice group describe GROUP --topic T -b HOST:PORT\n"
+               "Prints, for each partition of T, the group's committed offset, the end offset\n"
+               "and the lag (as kafka-consumer-groups --describe), then the total lag.\n");
+}
+
+int cli_group(int argc, char **argv)
+{
+    const char *cmd = "group";
+    static const struct option opts[] = {{"topic", required_argument, NULL, 't'},
+                                         {"bootstrap", required_argument, NULL, 'b'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
+    const char *topic = NULL, *bootstrap = NULL;
+    int opt;
+    jobs_getopt_reset();
+    while ((opt = jobs_getopt(argc, argv, ":ht:b:", opts)) != -1) {
+        switch (opt) {
+        case 't': topic = optarg; break;
+        case 'b': bootstrap = optarg; break;
+        default: {
+            int r = jobs_opt(cmd, opt, argv, NULL);
+            if (r == JOBS_HELP) {
+                group_usage(stdout);
+                return 0;
+            }
+            return r ? r : 2;
+        }
+        }
+    }
+    if (optind >= argc || strcmp(argv[optind], "describe") != 0 || optind + 2 != argc) {
+        if (optind < argc && strcmp(argv[optind], "describe") != 0)
+            fprintf(stderr, "sluice group: unknown subcommand '%s' (describe)\n", argv[optind]);
+        else
+            group_usage(stderr);
+        return 2;
+    }
+    if (!topic || !bootstrap) {
+        fprintf(stderr, "sluice group describe: needs %s\n",
+                !topic ? "--topic T" : "-b HOST:PORT (groups live on a Kafka server)");
+        return 2;
+    }
+    return cli_kafka_group_describe(bootstrap, argv[optind + 1], topic);
+}

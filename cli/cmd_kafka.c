@@ -747,3 +747,66 @@ fail:
     if (rk) rd_kafka_destroy(rk);
     return status;
 }
+
+/* ---- group describe ----------------------------------------------------------------- */
+
+int cli_kafka_group_describe(const char *bootstrap, const char *group, const char *topic)
+{
+    kctx k = {.cmd = "group describe", .bootstrap = bootstrap};
+    const char *kv[] = {"group.id", group, "enable.auto.commit", "false", NULL};
+    rd_kafka_conf_t *conf = kafka_conf(&k, kv);
+    if (!conf) return 1;
+    rd_kafka_t *rk = kafka_new(&k, RD_KAFKA_CONSUMER, conf);
+    if (!rk) return 1;
+    int rc = 1;
+    const struct rd_kafka_metadata *md = kafka_reach(&k, rk);
+    if (!md) goto out;
+    const struct rd_kafka_metadata_topic *t = kafka_topic(&k, md, topic);
+    if (!t) goto out_md;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(t->partition_cnt);
+    for (int i = 0; i < t->partition_cnt; i++)
+        rd_kafka_topic_partition_list_add(l, topic, t->partitions[i].id);
+    rd_kafka_resp_err_t e = rd_kafka_committed(rk, l, CLI_KAFKA_CONNECT_TIMEOUT_S * 1000);
+    if (e) {
+        fprintf(stderr, "sluice %s: offsets of group '%s' on %s: %s\n", k.cmd, group, bootstrap,
+                rd_kafka_err2str(e));
+        rd_kafka_topic_partition_list_destroy(l);
+        goto out_md;
+    }
+    rc = 0;
+    long long total = 0;
+    printf("%-24s %9s %12s %12s %10s\n", "topic", "partition", "committed", "end", "lag");
+    for (int i = 0; i < l->cnt && !rc; i++) {
+        const rd_kafka_topic_partition_t *p = &l->elems[i];
+        int64_t lo = 0, hi = 0;
+        e = rd_kafka_query_watermark_offsets(rk, topic, p->partition, &lo, &hi,
+                                             CLI_KAFKA_CONNECT_TIMEOUT_S * 1000);
+        if (e) {
+            fprintf(stderr, "sluice %s: topic '%s' partition %d: %s\n", k.cmd, topic,
+                    (int)p->partition, rd_kafka_err2str(e));
+            rc = 1;
+            break;
+        }
+        if (p->err) {
+            fprintf(stderr, "sluice %s: group '%s' partition %d: %s\n", k.cmd, group,
+                    (int)p->partition, rd_kafka_err2str(p->err));
+            rc = 1;
+            break;
+        }
+        long long lag = p->offset >= 0 ? hi - p->offset : hi - lo;
+        total += lag;
+        if (p->offset >= 0)
+            printf("%-24s %9d %12lld %12lld %10lld\n", topic, (int)p->partition,
+                   (long long)p->offset, (long long)hi, lag);
+        else
+            printf("%-24s %9d %12s %12lld %10lld\n", topic, (int)p->partition, "-", (long long)hi,
+                   lag);
+    }
+    if (!rc) printf("total lag %lld\n", total);
+    rd_kafka_topic_partition_list_destroy(l);
+out_md:
+    rd_kafka_metadata_destroy(md);
+out:
+    rd_kafka_destroy(rk);
+    return rc;
+}

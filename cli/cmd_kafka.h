@@ -42,4 +42,9 @@ int cli_kafka_consume(const char *bootstrap, const char *topic, const cli_kafka_
 int cli_kafka_topic(const char *bootstrap, const char *sub, const char *name,
                     const sl_topic_conf *conf, int replication);
 
+/* `sluice group describe GROUP --topic T -b HOST`: per partition of T the
+ * group's committed offset, the end offset and the lag, then the total lag
+ * (as kafka-consumer-groups --describe). */
+int cli_kafka_group_describe(const char *bootstrap, const char *group, const char *topic);
+
 #endif

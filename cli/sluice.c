@@ -56,6 +56,8 @@ static const struct {
     {"checkpoint", "throughput with 1 s / 100 ms checkpoints, stalls, 1M-key recovery",
      bench_checkpoint},
     {"kafka", "Kafka server via librdkafka against its mock: produce, fetch, latency", bench_kafka},
+    {"kafka-e2e", "jobs through Kafka (own server) against the built-in broker: ysb, latency",
+     bench_kafka_e2e},
 };
 #define N_BENCHES (sizeof(benches) / sizeof(benches[0]))
 
@@ -69,6 +71,7 @@ static void usage(FILE *f)
                "  topic create|list|describe|delete ...   manage broker topics\n"
                "  produce TOPIC [options]    append lines from stdin to a topic\n"
                "  consume TOPIC [options]    print records of a topic\n"
+               "  group describe GROUP --topic T -b HOST   a group's committed offsets and lag\n"
                "  broker serve [options]     serve the broker to Kafka clients\n"
                "  checkpoints DIR            list the checkpoints in a checkpoint directory\n"
                "  --version                  print versions of sluice and its allocator\n"
@@ -193,6 +196,7 @@ static int dispatch(int argc, char **argv)
     if (strcmp(cmd, "consume") == 0) return cli_consume(argc, argv);
     if (strcmp(cmd, "broker") == 0) return cli_broker(argc, argv);
     if (strcmp(cmd, "checkpoints") == 0) return cli_checkpoints(argc, argv);
+    if (strcmp(cmd, "group") == 0) return cli_group(argc, argv);
     fprintf(stderr, "sluice: unknown command '%s' (sluice --help lists them)\n", cmd);
     return 2;
 }

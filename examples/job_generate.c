@@ -66,36 +66,43 @@ static sl_bytes key_of(const void *rec, uint32_t len, void *ud)
 static void help(void)
 {
     printf("usage: sluice run generate [--events N] [--keys K] [--rate R] [--disorder MS]\n"
-           "                           [--start MS] [--topic NAME [--dir DIR]] [--threads N]\n"
-           "                           [--explain]\n"
+           "                           [--start MS] [--topic NAME [--dir DIR | --kafka BOOTSTRAP\n"
+           "                           [-X KEY=VALUE]...]] [--threads N] [--explain]\n"
            "                           [--checkpoint-dir DIR ...] (as window-agg --help says)\n"
            "Writes N events as CSV lines event_time_ms,key,value (the input of window-agg):\n"
            "R events per second of event time (default 1000) from MS (default 0), out of\n"
            "order by up to --disorder ms (default 0), over K keys (default 100). With\n"
-           "--topic they are appended to a broker topic (one record per event, keyed by\n"
-           "its key), else printed on standard output.\n");
+           "--topic they are appended to a topic (one record per event, keyed by its key;\n"
+           "the built-in broker's in --dir, or a Kafka cluster's with --kafka), else\n"
+           "printed on standard output.\n");
 }
 
 int job_generate(int argc, char **argv, const jobs_runner *run)
 {
     const char *cmd = "run generate";
-    enum { O_EVENTS = JOBS_OPT_FIRST_FREE, O_KEYS, O_RATE, O_DISORDER, O_START, O_TOPIC, O_DIR };
+    enum { O_EVENTS = JOBS_OPT_FIRST_FREE, O_KEYS, O_RATE, O_DISORDER, O_START, O_TOPIC };
     static const struct option opts[] = {{"events", required_argument, NULL, O_EVENTS},
                                          {"keys", required_argument, NULL, O_KEYS},
                                          {"rate", required_argument, NULL, O_RATE},
                                          {"disorder", required_argument, NULL, O_DISORDER},
                                          {"start", required_argument, NULL, O_START},
                                          {"topic", required_argument, NULL, O_TOPIC},
-                                         {"dir", required_argument, NULL, O_DIR},
+                                         JOBS_TOPIC_OPTIONS,
                                          JOBS_COMMON_OPTIONS,
                                          {0}};
     gen_opts o = {.keys = 100, .rate = 1000, .disorder = 0, .start = 0};
     long long events = 100000;
-    const char *topic = NULL, *dir = NULL;
+    const char *topic = NULL;
+    jobs_topics tp = {.job = "generate"};
     jobs_common common = {0};
     int opt, ret = 0;
     jobs_getopt_reset();
-    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+    while ((opt = jobs_getopt(argc, argv, ":hX:", opts)) != -1) {
+        if ((ret = jobs_topics_opt(cmd, opt, optarg, &tp)) != 1) {
+            if (ret) return ret;
+            continue;
+        }
+        ret = 0;
         switch (opt) {
         case O_EVENTS: ret = jobs_int(cmd, "--events", optarg, 1, 1LL << 40, &events); break;
         case O_KEYS: ret = jobs_int(cmd, "--keys", optarg, 1, 1LL << 32, &o.keys); break;
@@ -105,7 +112,6 @@ int job_generate(int argc, char **argv, const jobs_runner *run)
             break;
         case O_START: ret = jobs_int(cmd, "--start", optarg, 0, 1LL << 50, &o.start); break;
         case O_TOPIC: topic = optarg; break;
-        case O_DIR: ret = jobs_dir_opt(cmd, optarg, &dir); break;
         default: ret = jobs_opt(cmd, opt, argv, &common); break;
         }
         if (ret == JOBS_HELP) {
@@ -115,6 +121,13 @@ int job_generate(int argc, char **argv, const jobs_runner *run)
         if (ret) return ret;
     }
     if (jobs_no_operands(cmd, argc, argv)) return 2;
+    /* generate writes a topic, reads none: --topic here is the output's */
+    if (tp.follow || tp.group) {
+        fprintf(stderr, "sluice %s: %s is for jobs that read a topic; generate writes one\n", cmd,
+                tp.follow ? "--follow" : "--group");
+        return 2;
+    }
+    if (jobs_topics_check(cmd, &tp, NULL, topic)) return 2;
     if (common.parallelism > 1) {
         fprintf(stderr, "sluice %s: --parallelism: the events come from one generator, in order\n",
                 cmd);
@@ -122,8 +135,6 @@ int job_generate(int argc, char **argv, const jobs_runner *run)
     }
     sl_generator_conf gc = {.fn = make, .ud = &o, .count = (uint64_t)events};
     sl_write_conf wc = {.format = as_csv, .ud = "\n"};
-    sl_broker_sink_conf bc = {
-        .dir = jobs_broker_dir(dir), .topic = topic, .key = key_of, .format = as_csv};
     sl_pipeline *p = sl_pipeline_new();
     if (!p) {
         fprintf(stderr, "sluice %s: out of memory\n", cmd);
@@ -132,7 +143,7 @@ int job_generate(int argc, char **argv, const jobs_runner *run)
     sl_pipeline_set_threads(p, common.threads ? common.threads : 1);
     sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(event), NULL);
     if (topic)
-        sl_stream_sink(s, "topic", &sl_sink_broker, &bc);
+        jobs_topic_sink(p, s, &tp, NULL, "topic", topic, key_of, as_csv, NULL);
     else
         sl_stream_sink(s, "stdout", &sl_sink_write, &wc);
     int rc = jobs_run(run, p, cmd, &common);

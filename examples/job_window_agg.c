@@ -255,15 +255,16 @@ static const sl_operator stderr_sink = {
 static void wa_help(void)
 {
     printf(
-        "usage: sluice run window-agg [--input FILE | --topic NAME [--dir DIR]] [--window SPEC]\n"
+        "usage: sluice run window-agg [--input FILE | --topic NAME] [--window SPEC]\n"
         "           [--agg AGG] [--delay D] [--lateness L] [--out FILE | --out-topic NAME]\n"
         "           [--late-out FILE] [--threads N] [--parallelism P] [--explain]\n"
+        "           [--dir DIR | --kafka BOOTSTRAP [-X KEY=VALUE]...] [--follow]\n"
         "           [--checkpoint-dir DIR [--checkpoint-interval D] [--checkpoint-timeout D]\n"
         "            [--checkpoint-keep K] [--from-checkpoint PATH]\n"
         "            [--checkpoint-capture auto|sync|fork]\n"
         "            [--guarantee exactly-once|at-least-once|none]]\n"
         "Aggregates CSV lines event_time_ms,key,value (FILE, standard input, or the values\n"
-        "of a broker topic read to its current end) per key and event-time window, and\n"
+        "of a topic, read to its current end unless --follow) per key and event-time window, and\n"
         "writes window_start,window_end,key,aggregate lines.\n"
         "  --window tumbling:SIZE | sliding:SIZE:SLIDE | session:GAP   (default tumbling:1s)\n"
         "           durations: 250ms, 10s, 1m, 1h or plain milliseconds\n"
@@ -274,14 +275,15 @@ static void wa_help(void)
         "  --lateness L   allowed lateness (default 0): late data within it updates a\n"
         "                 window, which is written again\n"
         "  --out FILE     results (default standard output)\n"
-        "  --out-topic NAME  results as the values of a broker topic (in --dir), keyed\n"
-        "                 by key; with exactly-once, one broker transaction per checkpoint\n"
+        "  --out-topic NAME  results as the values of a topic, keyed by key; with\n"
+        "                 exactly-once, one transaction per checkpoint\n"
         "  --late-out FILE  records later than the lateness, as late,event_time_ms,key,value,\n"
         "                 and records in no window (slide > size) as no-window,...\n"
         "                 (default standard error)\n"
         "Malformed lines are counted, the first ten reported on standard error with\n"
         "their line numbers, and skipped. The sorted output is the same for every\n"
         "--threads and --parallelism.\n");
+    fputs(jobs_topics_help, stdout);
 }
 
 static int parse_window(const char *cmd, const char *spec, sl_window_conf *wc)
@@ -316,13 +318,61 @@ bad:
     return 2;
 }
 
+/* What the graph is built from (the job's options, parsed). */
+typedef struct wa_graph {
+    const char *cmd;
+    const jobs_topics *tp;
+    const char *topic, *out_topic, *input;
+    const sl_watermark_conf *wm;
+    const sl_window_conf *wc;
+    fmt_ud *fu;
+    sl_write_conf *oc, *lo;
+    jobs_deadletters *dl;
+    int parallelism;
+} wa_graph;
+
+/* The job's graph in p; with a task (--group), the graph of one input
+ * partition. Errors are recorded in p (sl_pipeline_run reports them). */
+static int wa_build(sl_pipeline *p, const sl_kafka_task *task, void *ud)
+{
+    const wa_graph *g = ud;
+    /* Everything at parallelism 1 except the window: one reader (line numbers,
+     * one sequence of watermarks) and sinks that see whole batches in order. */
+    sl_stream *src;
+    if (g->topic) {
+        /* Every partition is a split with its own watermark. */
+        src = jobs_topic_source(p, g->tp, task, "csv", g->topic, parse_csv, NULL, MAX_KEY + 8, 0,
+                                g->wm);
+    } else {
+        sl_lines_conf lc = {.path = g->input, .parse = parse_csv, .max_len = MAX_KEY + 8};
+        src = sl_pipeline_lines(p, "csv", &lc, 0, g->wm);
+    }
+    src = sl_stream_parallelism(src, 1);
+    sl_stream *bad = sl_stream_dead_letters(src);
+    sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
+    sl_stream *w = sl_stream_window(k, "window", g->wc);
+    w = sl_stream_parallelism(w, g->parallelism ? g->parallelism : 1);
+    sl_stream *diverted[2] = {sl_stream_window_late(w), sl_stream_window_unassigned(w)};
+    sl_stream *late = sl_stream_apply_n(diverted, 2, "diverted", &divert_op, NULL, 0);
+    late = sl_stream_parallelism(late, 1);
+    if (g->out_topic)
+        jobs_topic_sink(p, w, g->tp, task, "out", g->out_topic, result_key, fmt_value, g->fu);
+    else
+        sl_stream_sink(w, "out", &sl_sink_write, g->oc);
+    if (g->lo->path)
+        sl_stream_sink(late, "late-out", &sl_sink_write, g->lo);
+    else
+        sl_stream_sink(late, "late-out", &stderr_sink, g->lo);
+    sl_stream_sink(bad, "dead-letters", &jobs_deadletter_sink, g->dl);
+    return 0;
+}
+
 int job_window_agg(int argc, char **argv, const jobs_runner *run)
 {
     const char *cmd = "run window-agg";
     enum {
         O_INPUT = JOBS_OPT_FIRST_FREE,
         O_TOPIC,
-        O_DIR,
         O_OUT,
         O_OUT_TOPIC,
         O_LATE_OUT,
@@ -333,7 +383,6 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     };
     static const struct option opts[] = {{"input", required_argument, NULL, O_INPUT},
                                          {"topic", required_argument, NULL, O_TOPIC},
-                                         {"dir", required_argument, NULL, O_DIR},
                                          {"out", required_argument, NULL, O_OUT},
                                          {"out-topic", required_argument, NULL, O_OUT_TOPIC},
                                          {"late-out", required_argument, NULL, O_LATE_OUT},
@@ -341,20 +390,26 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
                                          {"window", required_argument, NULL, O_WINDOW},
                                          {"delay", required_argument, NULL, O_DELAY},
                                          {"lateness", required_argument, NULL, O_LATENESS},
+                                         JOBS_TOPIC_OPTIONS,
                                          JOBS_COMMON_OPTIONS,
                                          {0}};
     const char *input = NULL, *out = NULL, *late_out = NULL, *agg_name = "count";
-    const char *topic = NULL, *dir = NULL, *out_topic = NULL;
+    const char *topic = NULL, *out_topic = NULL;
+    jobs_topics tp = {.job = "window-agg"};
     sl_window_conf wc = sl_window_tumbling(1000, 0);
     int64_t delay = 0, lateness = 0;
     jobs_common common = {0};
     int opt, ret = 0;
     jobs_getopt_reset();
-    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+    while ((opt = jobs_getopt(argc, argv, ":hX:", opts)) != -1) {
+        if ((ret = jobs_topics_opt(cmd, opt, optarg, &tp)) != 1) {
+            if (ret) return ret;
+            continue;
+        }
+        ret = 0;
         switch (opt) {
         case O_INPUT: input = optarg; break;
         case O_TOPIC: topic = optarg; break;
-        case O_DIR: ret = jobs_dir_opt(cmd, optarg, &dir); break;
         case O_OUT: out = optarg; break;
         case O_OUT_TOPIC: out_topic = optarg; break;
         case O_LATE_OUT: late_out = optarg; break;
@@ -391,6 +446,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
         fprintf(stderr, "sluice %s: give --out or --out-topic, not both\n", cmd);
         return 2;
     }
+    if (jobs_topics_check(cmd, &tp, topic, out_topic)) return 2;
     if (input && strcmp(input, "-") != 0 && access(input, R_OK) != 0) {
         fprintf(stderr, "sluice %s: cannot read '%s': %s\n", cmd, input, strerror(errno));
         return 1;
@@ -408,53 +464,39 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     jobs_deadletters dl = {.cmd = cmd};
     atomic_init(&dl.count, 0);
 
+    wa_graph g = {.cmd = cmd,
+                  .tp = &tp,
+                  .topic = topic,
+                  .out_topic = out_topic,
+                  .input = input,
+                  .wm = &wm,
+                  .wc = &wc,
+                  .fu = &fu,
+                  .oc = &oc,
+                  .lo = &lo,
+                  .dl = &dl,
+                  .parallelism = common.parallelism};
+    if (tp.group) {
+        if (!out_topic || late_out) {
+            fprintf(stderr,
+                    "sluice %s: --group writes its results to --out-topic (committed with the "
+                    "state in one Kafka transaction); %s\n",
+                    cmd, late_out ? "--late-out is not supported with it" : "give --out-topic");
+            return 2;
+        }
+        int rc = jobs_group_run(cmd, &tp, topic, &common, wa_build, &g);
+        uint64_t nbad = atomic_load(&dl.count);
+        if (nbad > 10)
+            fprintf(stderr, "sluice %s: %" PRIu64 " malformed lines skipped in all\n", cmd, nbad);
+        return rc;
+    }
     sl_pipeline *p = sl_pipeline_new();
     if (!p) {
         fprintf(stderr, "sluice %s: out of memory\n", cmd);
         return 1;
     }
-    /* Everything at parallelism 1 except the window: one reader (line numbers,
-     * one sequence of watermarks) and sinks that see whole batches in order. */
     if (common.threads) sl_pipeline_set_threads(p, common.threads);
-    sl_stream *src;
-    if (topic) {
-        /* Every partition is a split with its own watermark, read to its
-         * end as of the start. */
-        sl_broker_source_conf bc = {.dir = jobs_broker_dir(dir),
-                                    .topic = topic,
-                                    .start = SL_OFFSET_BEGINNING,
-                                    .until_end = 1,
-                                    .parse = parse_csv,
-                                    .max_len = MAX_KEY + 8};
-        src = sl_pipeline_broker(p, "csv", &bc, 0, &wm);
-    } else {
-        sl_lines_conf lc = {.path = input, .parse = parse_csv, .max_len = MAX_KEY + 8};
-        src = sl_pipeline_lines(p, "csv", &lc, 0, &wm);
-    }
-    src = sl_stream_parallelism(src, 1);
-    sl_stream *bad = sl_stream_dead_letters(src);
-    sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
-    sl_stream *w = sl_stream_window(k, "window", &wc);
-    w = sl_stream_parallelism(w, common.parallelism ? common.parallelism : 1);
-    sl_stream *diverted[2] = {sl_stream_window_late(w), sl_stream_window_unassigned(w)};
-    sl_stream *late = sl_stream_apply_n(diverted, 2, "diverted", &divert_op, NULL, 0);
-    late = sl_stream_parallelism(late, 1);
-    if (out_topic) {
-        sl_broker_sink_conf sc = {.dir = jobs_broker_dir(dir),
-                                  .topic = out_topic,
-                                  .key = result_key,
-                                  .format = fmt_value,
-                                  .format_ud = &fu};
-        sl_stream_sink(w, "out", &sl_sink_broker, sl_pipeline_dup(p, &sc, sizeof(sc)));
-        sl_pipeline_set_node_parallelism(p, "out", 1); /* one writer per partition */
-    } else {
-        sl_stream_sink(w, "out", &sl_sink_write, &oc);
-    }
-    if (late_out)
-        sl_stream_sink(late, "late-out", &sl_sink_write, &lo);
-    else
-        sl_stream_sink(late, "late-out", &stderr_sink, &lo);
-    sl_stream_sink(bad, "dead-letters", &jobs_deadletter_sink, &dl);
+    wa_build(p, NULL, &g);
     int rc = jobs_run(run, p, cmd, &common);
     sl_pipeline_free(p);
     uint64_t nbad = atomic_load(&dl.count);

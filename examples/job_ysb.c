@@ -341,15 +341,9 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
          * record later than --delay within its partition is late, whatever
          * the other partitions hold, so the output does not depend on how
          * the partitions' records interleave. */
-        sl_broker_source_conf bc = {.dir = jobs_broker_dir(j->dir),
-                                    .topic = j->topic,
-                                    .start = SL_OFFSET_BEGINNING,
-                                    .until_end = 1,
-                                    .parse = parse_json,
-                                    .ud = j,
-                                    .max_len = sizeof(ysb_event)};
         j->wm = (sl_watermark_conf){.delay = j->delay, .punctuated = 1};
-        src = sl_pipeline_broker(p, "json", &bc, sizeof(ysb_event), &j->wm);
+        src = jobs_topic_source(p, &j->topics, NULL, "json", j->topic, parse_json, j,
+                                sizeof(ysb_event), sizeof(ysb_event), &j->wm);
         src = sl_stream_parallelism(src, 1);
         sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
     } else {
@@ -392,6 +386,25 @@ static int fmt_out(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void 
     return sl_buf_printf(out, "%s,%" PRId64 ",%" PRId64 "\n", j->names[c], r.start, n);
 }
 
+/* --out-topic: the campaign id as the key, the line without its newline as
+ * the value. */
+sl_bytes ysb_out_key(const void *rec, uint32_t len, void *ud)
+{
+    const ysb_job *j = ud;
+    sl_window_result r = sl_window_out((sl_bytes){rec, len});
+    int64_t c;
+    memcpy(&c, r.key.ptr, 8);
+    return (sl_bytes){j->names[c], (uint32_t)strlen(j->names[c])};
+}
+
+int ysb_out_value(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+{
+    size_t before = out->len;
+    int rc = fmt_out(out, rec, len, ts, ud);
+    if (!rc && out->len > before && out->ptr[out->len - 1] == '\n') out->len--;
+    return rc;
+}
+
 /* Rows of --sqlite: key (campaign_id, window_start), values (window_end, count). */
 static const sl_sqlite_column sq_keys[] = {{"campaign_id", SL_SQLITE_TEXT},
                                            {"window_start", SL_SQLITE_INTEGER}};
@@ -415,8 +428,10 @@ static int sq_row(const void *rec, uint32_t len, int64_t ts, sl_sqlite_value *ou
 static void ysb_help(void)
 {
     printf(
-        "usage: sluice run ysb [--events N] [--rate R] [--input FILE | --topic NAME [--dir DIR]]\n"
-        "           [--campaigns FILE] [--delay D] [--out FILE | --sqlite DB [--table T]]\n"
+        "usage: sluice run ysb [--events N] [--rate R] [--input FILE | --topic NAME]\n"
+        "           [--campaigns FILE] [--delay D] [--out FILE | --sqlite DB [--table T] |\n"
+        "            --out-topic NAME] [--dir DIR | --kafka BOOTSTRAP [-X KEY=VALUE]...] "
+        "[--follow]\n"
         "           [--emit-json] [--threads N] [--parallelism P] [--explain]\n"
         "           [--checkpoint-dir DIR [--checkpoint-interval D] [--checkpoint-timeout D]\n"
         "            [--checkpoint-keep K] [--from-checkpoint PATH]\n"
@@ -436,7 +451,6 @@ static void ysb_help(void)
         "                   When no event is later than --delay within its partition, the\n"
         "                   output is that of --input, for any partitions, threads and\n"
         "                   parallelism\n"
-        "  --dir DIR        the broker directory (default $SLUICE_DIR, else ./sluice-data)\n"
         "  --campaigns FILE ad_id,campaign_id lines (default: ads 0..999 -> campaigns\n"
         "                   0..99, ad a in campaign a/10)\n"
         "  --delay D        watermark out-of-orderness (250ms, 10s, 1m or ms; default 0)\n"
@@ -445,11 +459,14 @@ static void ysb_help(void)
         "                   rows (campaign_id TEXT, window_start INTEGER, window_end\n"
         "                   INTEGER, count INTEGER), primary key (campaign_id, window_start)\n"
         "  --table T        the table for --sqlite (default ysb)\n"
+        "  --out-topic NAME results as the values of a topic (campaign_id,window_start,count),\n"
+        "                   keyed by campaign; with exactly-once, one transaction per checkpoint\n"
         "  --emit-json      run nothing: print the JSON lines of the events the generator\n"
         "                   would make (--events, --rate) to --out or standard output, e.g.\n"
         "                   sluice run ysb --emit-json | sluice produce events\n"
         "Malformed lines, unknown ads and views later than --delay are dead letters:\n"
         "counted, the first ten reported on standard error.\n");
+    fputs(jobs_topics_help, stdout);
 }
 
 /* --emit-json: the events as JSON lines to path (NULL or "-": stdout). A
@@ -489,7 +506,7 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         O_DELAY,
         O_OUT,
         O_TOPIC,
-        O_DIR,
+        O_OUT_TOPIC,
         O_SQLITE,
         O_TABLE,
         O_EMIT_JSON
@@ -501,19 +518,26 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
                                          {"delay", required_argument, NULL, O_DELAY},
                                          {"out", required_argument, NULL, O_OUT},
                                          {"topic", required_argument, NULL, O_TOPIC},
-                                         {"dir", required_argument, NULL, O_DIR},
+                                         {"out-topic", required_argument, NULL, O_OUT_TOPIC},
                                          {"sqlite", required_argument, NULL, O_SQLITE},
                                          {"table", required_argument, NULL, O_TABLE},
                                          {"emit-json", no_argument, NULL, O_EMIT_JSON},
+                                         JOBS_TOPIC_OPTIONS,
                                          JOBS_COMMON_OPTIONS,
                                          {0}};
-    const char *campaigns = NULL, *out = NULL, *sqlite = NULL, *table = NULL;
+    const char *campaigns = NULL, *out = NULL, *sqlite = NULL, *table = NULL, *out_topic = NULL;
+    j.topics.job = "ysb";
     int emit_json = 0;
     jobs_common common = {0};
     long long x;
     int opt, ret = 0;
     jobs_getopt_reset();
-    while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
+    while ((opt = jobs_getopt(argc, argv, ":hX:", opts)) != -1) {
+        if ((ret = jobs_topics_opt(j.cmd, opt, optarg, &j.topics)) != 1) {
+            if (ret) return ret;
+            continue;
+        }
+        ret = 0;
         switch (opt) {
         case O_EVENTS:
             if (!(ret = jobs_int(j.cmd, "--events", optarg, 1, (long long)1 << 50, &x)))
@@ -526,7 +550,7 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         case O_CAMPAIGNS: campaigns = optarg; break;
         case O_OUT: out = optarg; break;
         case O_TOPIC: j.topic = optarg; break;
-        case O_DIR: ret = jobs_dir_opt(j.cmd, optarg, &j.dir); break;
+        case O_OUT_TOPIC: out_topic = optarg; break;
         case O_SQLITE: sqlite = optarg; break;
         case O_TABLE: table = optarg; break;
         case O_EMIT_JSON: emit_json = 1; break;
@@ -551,13 +575,19 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         fprintf(stderr, "sluice %s: give --input or --topic, not both\n", j.cmd);
         return 2;
     }
-    if (j.dir && !j.topic) {
-        fprintf(stderr, "sluice %s: --dir is the broker directory of --topic, which is missing\n",
-                j.cmd);
+    if (!!out + !!sqlite + !!out_topic > 1) {
+        fprintf(stderr, "sluice %s: give one of --out, --sqlite and --out-topic\n", j.cmd);
         return 2;
     }
-    if (out && sqlite) {
-        fprintf(stderr, "sluice %s: give --out or --sqlite, not both\n", j.cmd);
+    if (jobs_topics_check(j.cmd, &j.topics, j.topic, out_topic)) return 2;
+    if (j.topics.group) {
+        /* A task's state is its partition's keys; ysb's key is the campaign,
+         * which the input is not partitioned by. */
+        fprintf(stderr,
+                "sluice %s: --group needs the job's key to be the input's partitioning key; ysb "
+                "counts by campaign, so its input would first go through a repartition topic, "
+                "which sluice does not make yet\n",
+                j.cmd);
         return 2;
     }
     if (table && !sqlite) {
@@ -572,11 +602,12 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         fprintf(stderr, "sluice %s: --table needs a table name, not an empty string\n", j.cmd);
         return 2;
     }
-    if (emit_json && (j.input || j.topic || sqlite)) {
+    if (emit_json && (j.input || j.topic || sqlite || out_topic)) {
         fprintf(stderr, "sluice %s: --emit-json prints generated events; it takes no %s\n", j.cmd,
                 j.input   ? "--input"
                 : j.topic ? "--topic"
-                          : "--sqlite");
+                : sqlite  ? "--sqlite"
+                          : "--out-topic");
         return 2;
     }
     j.events_per_s = j.rate > 0 ? (uint64_t)j.rate : 10000;
@@ -611,6 +642,8 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
     sl_stream *w = ysb_build(p, &j);
     if (sqlite)
         sl_stream_sink(w, "out", &sl_sink_sqlite, &sc);
+    else if (out_topic)
+        jobs_topic_sink(p, w, &j.topics, NULL, "out", out_topic, ysb_out_key, ysb_out_value, &j);
     else
         sl_stream_sink(w, "out", &sl_sink_write, &oc);
     rc = jobs_run(run, p, j.cmd, &common);

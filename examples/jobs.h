@@ -96,6 +96,11 @@ enum {
     JOBS_OPT_CHK_FROM,
     JOBS_OPT_GUARANTEE,
     JOBS_OPT_CHK_CAPTURE,
+    JOBS_OPT_DIR,
+    JOBS_OPT_KAFKA,
+    JOBS_OPT_GROUP,
+    JOBS_OPT_FOLLOW,
+    JOBS_OPT_SESSION_TIMEOUT,
     JOBS_OPT_FIRST_FREE
 };
 
@@ -146,6 +151,67 @@ int jobs_int(const char *cmd, const char *opt, const char *val, long long lo, lo
 /* "250ms", "10s", "1m", "1h" or plain milliseconds (> 0 unless allow_zero).
  * Returns 0, or -1 when malformed. */
 int jobs_duration(const char *s, int allow_zero, int64_t *out);
+
+/* --- topics: the built-in broker or a Kafka cluster (examples/jobs_topics.c) -------- */
+
+/* Where a job's --topic / --out-topic live. Without --kafka: topics of the
+ * built-in broker in --dir, in process. With --kafka BOOTSTRAP: topics of
+ * that Kafka cluster (a real one, or `sluice broker serve`), through
+ * librdkafka, with -X key=value properties (as kcat's). A topic source
+ * reads to the end offsets of its start unless --follow (or --group). */
+#define JOBS_MAX_PROPS 64
+typedef struct jobs_topics {
+    const char *job; /* "window-agg": names transactional ids */
+    const char *dir;
+    const char *kafka;
+    const char *props[JOBS_MAX_PROPS + 1]; /* NULL-terminated */
+    int n_props;
+    const char *group;
+    int follow;
+    int64_t session_timeout; /* --session-timeout (ms; 0: the group's default) */
+    /* set by jobs_topics_check: with --kafka and an input topic, the group
+     * whose committed offsets follow the checkpoints (--group, else
+     * "sluice-JOB-TOPIC"); the output's transactions carry them */
+    char offsets_group[300];
+} jobs_topics;
+
+/* Entries for a job's option table; the job's short options add "X:". */
+#define JOBS_TOPIC_OPTIONS                                  \
+    {"dir", required_argument, NULL, JOBS_OPT_DIR},         \
+        {"kafka", required_argument, NULL, JOBS_OPT_KAFKA}, \
+        {"group", required_argument, NULL, JOBS_OPT_GROUP}, \
+    {                                                       \
+        "follow", no_argument, NULL, JOBS_OPT_FOLLOW        \
+    }
+
+/* Handle a topic option (JOBS_OPT_DIR .. JOBS_OPT_FOLLOW, 'X'): 0 when
+ * handled, 2 after a usage error line, 1 when opt is not one. */
+int jobs_topics_opt(const char *cmd, int opt, const char *arg, jobs_topics *t);
+/* After parsing: options that make no sense together or without a topic.
+ * in_topic / out_topic: the job's --topic / --out-topic (NULL: not given).
+ * Returns 0 or 2 after a usage error line. */
+int jobs_topics_check(const char *cmd, jobs_topics *t, const char *in_topic, const char *out_topic);
+/* A source node reading `topic` (the broker record layout, or what parse
+ * makes of each value), with every partition a split and its own watermark. */
+sl_stream *jobs_topic_source(sl_pipeline *p, const jobs_topics *t, const sl_kafka_task *task,
+                             const char *name, const char *topic, sl_line_parse_fn parse, void *ud,
+                             uint32_t max_len, uint32_t width, const sl_watermark_conf *wm);
+/* A sink node writing s to `topic`: values by format, keys by key (NULL:
+ * none), both given ud. The conf lives as long as p; t must too (its props). The broker's
+ * sink runs as one instance (one writer per partition). */
+int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const sl_kafka_task *task,
+                    const char *name, const char *topic, sl_key_fn key, sl_format_fn format,
+                    void *ud);
+/* With --group: run the job as a member of Kafka consumer group t->group
+ * (sluice/kafka.h, sl_kafka_group): build makes the graph of one input
+ * partition (task), with jobs_topic_source/sink given the task. Until
+ * SIGINT or SIGTERM, which stop every task with a final checkpoint (exit
+ * 0). c gives --threads (per task), --checkpoint-interval and
+ * --checkpoint-dir (the local work directory). Returns the exit status. */
+int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, const jobs_common *c,
+                   sl_kafka_build_fn build, void *ud);
+/* The help lines of the topic options. */
+extern const char jobs_topics_help[];
 
 /* The broker directory: --dir DIR, else $SLUICE_DIR, else "./sluice-data". */
 const char *jobs_broker_dir(const char *flag_value);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sluice/sluice.h>
+#include "jobs.h"
 
 /* --- shared by the jobs (examples/job_window_agg.c) ------------------------------- */
 
@@ -139,8 +140,8 @@ typedef struct ysb_job {
     int64_t delay;         /* watermark out-of-orderness */
     int parallelism;
     const char *input;        /* JSON lines instead of the generator */
-    const char *topic;        /* or JSON lines from the values of a broker topic */
-    const char *dir;          /* its broker directory */
+    const char *topic;        /* or JSON lines from the values of a topic */
+    jobs_topics topics;       /* where --topic lives (broker directory or Kafka) */
     int32_t camp_of[YSB_ADS]; /* generator ads -> campaign index, -1 unknown */
     sl_state *ads;            /* JSON ad_id string -> int32 campaign index */
     char **names;             /* campaign index -> campaign_id */
@@ -165,6 +166,10 @@ void ysb_free(ysb_job *j);
  * the same events (ad ids are the decimal 0..999 the campaigns map). Returns
  * 0 or -errno of the failed write. */
 int ysb_emit_json(const ysb_job *j, FILE *out);
+/* --out-topic's records: key the campaign id, value "campaign_id,window_start,count"
+ * (ud: the job). */
+sl_bytes ysb_out_key(const void *rec, uint32_t len, void *ud);
+int ysb_out_value(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud);
 /* Build source -> views + join -> key_by -> 10 s tumbling count into p;
  * returns the window's result stream (sl_window_conf layout, key = int64
  * campaign index, result = int64 count), or NULL (error in p). Dead letters

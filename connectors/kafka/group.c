@@ -48,6 +48,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,7 @@ struct sl_kafka_group {
     int32_t *pending; /* partitions assigned, tasks not started yet */
     int n_pending;
     volatile sig_atomic_t stop;
+    atomic_int lost; /* the group took our partitions away (session expired) */
     int err;
     char errmsg[512];
 };
@@ -111,6 +113,11 @@ static void say(const sl_kafka_group *g, const char *fmt, ...)
 int32_t sl_kafka_task_partition(const sl_kafka_task *t)
 {
     return t ? t->partition : -1;
+}
+
+int slk_task_lost(const sl_kafka_task *t)
+{
+    return t && t->g && atomic_load(&t->g->lost);
 }
 
 rd_kafka_consumer_group_metadata_t *slk_task_group_metadata(const sl_kafka_task *t)
@@ -342,8 +349,8 @@ static int state_topic_ensure(sl_kafka_group *g)
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
     int rc = 0;
     if (!ev) {
-        rc = fail(g, SL_EAGAIN, "state topic '%s': no answer from %s", g->state_topic,
-                  g->bootstrap);
+        rc =
+            fail(g, SL_EAGAIN, "state topic '%s': no answer from %s", g->state_topic, g->bootstrap);
     } else if (rd_kafka_event_error(ev)) {
         rc = fail(g, SL_EIO, "state topic '%s': %s", g->state_topic,
                   rd_kafka_event_error_string(ev));
@@ -547,6 +554,17 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 g->pending[g->n_pending++] = parts->elems[i].partition;
     } else {
         g->n_pending = 0;
+        if (rd_kafka_assignment_lost(rk)) {
+            /* Out of the group for longer than the session timeout: other
+             * members own these partitions now. Nothing may be committed:
+             * the tasks' sinks refuse (slk_task_lost), and the process stops. */
+            atomic_store(&g->lost, 1);
+            fail(g, SL_EFENCED,
+                 "this process was out of group '%s' for longer than its session timeout "
+                 "(paused, or cut off): its partitions went to other members, which fenced "
+                 "its transactions; nothing it did since its last commit is committed",
+                 g->group_id);
+        }
         stop_tasks(g, parts);
         rd_kafka_assign(rk, NULL);
     }

@@ -67,6 +67,10 @@ struct sl_kafka_task {
  * refused by the coordinator). A new object the caller destroys. */
 rd_kafka_consumer_group_metadata_t *slk_task_group_metadata(const sl_kafka_task *t);
 
+/* 1 when the task's group took its partitions away (its session expired):
+ * its sink must not commit anything more. */
+int slk_task_lost(const sl_kafka_task *t);
+
 /* The state record of checkpoint id of a task: every file of
  * chk_dir/chk-<id>/, packed (group.c draws the layout). Appends to out;
  * 0, or a negative code with err set. */

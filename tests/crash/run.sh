@@ -10,10 +10,14 @@
 # --guarantee at-least-once runs the same trials without exactly-once: the file and
 # topic scenarios then show duplicates (the SQLite sink's upserts stay exact).
 #
-# Three scenarios, all with --guarantee exactly-once --checkpoint-interval 100ms:
+# Four scenarios, all with --guarantee exactly-once --checkpoint-interval 100ms:
 #   window-agg-file   window-agg, CSV file in -> --out FILE (the transactional file sink)
 #   window-agg-topic  window-agg, broker topic in -> --out-topic (one broker transaction
 #                     per checkpoint), read back with consume --isolation read_committed
+#   window-agg-kafka  window-agg through Kafka: `sluice broker serve` (started once, on
+#                     port 0) holds the topics, the job reads and writes them with
+#                     --kafka (librdkafka; one Kafka transaction per checkpoint, with the
+#                     consumed offsets in it), read back with `consume -b` (read_committed)
 #   ysb-topic-sqlite  ysb, JSON events of the original benchmark in a topic -> --sqlite DB
 #                     --table T (upserts, one SQLite transaction per checkpoint; read with
 #                     the sqlite3 shell, else python3's sqlite3 module)
@@ -22,7 +26,7 @@
 # transaction is a case of its own: it found a roll-forward that committed a later
 # transaction); ysb 400,000 JSON events into 2 partitions. A sanitizer build gets a
 # fifth of the events over the same event time.
-# Trial i runs scenario i mod 3 (of those this build has; one missing is named on
+# Trial i runs scenario i mod 4 (of those this build has; one missing is named on
 # stderr and skipped). Per scenario, once per run of this script: the input, and an
 # uninterrupted reference run of the same command (timed: T). Per trial, with the
 # generator seeded from (S, i): K = 0..3 kills; the job starts in the background with
@@ -134,15 +138,17 @@ export SLUICE_DIR=$work/broker
 main_pid=$BASHPID
 job_pid=""
 sleep_pid=""
+server_pid=""
 cleanup() {
     [ "$BASHPID" = "$main_pid" ] || return 0
     local p
-    for p in $job_pid $sleep_pid; do
+    for p in $job_pid $sleep_pid $server_pid; do
         kill -9 "$p" 2>/dev/null
         wait "$p" 2>/dev/null
     done
     job_pid=""
     sleep_pid=""
+    server_pid=""
 }
 on_exit() {
     local rc=$?
@@ -286,6 +292,48 @@ read_window_agg_topic() {
     "$bin" consume "$(cat "$1/topic")" --isolation read_committed -e -f '%s\n'
 }
 
+# window-agg through Kafka: the same input and job as window-agg-topic, on sluice's own
+# Kafka server (one for the whole script, over its own directory).
+kafka=""
+start_server() {
+    [ -z "$kafka" ] || return 0
+    mkdir -p "$work/kbroker"
+    "$bin" broker serve --dir "$work/kbroker" --listen 127.0.0.1:0 2>"$work/serve.err" &
+    server_pid=$!
+    local port="" k
+    for k in $(seq 1 600); do
+        port=$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$work/serve.err")
+        [ -n "$port" ] && break
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ -n "$port" ] || { echo "crash trials: sluice broker serve did not start: $(cat "$work/serve.err")" >&2; return 1; }
+    kafka=127.0.0.1:$port
+}
+avail_window_agg_kafka() {
+    avail_window_agg_topic || return 1
+    accepts run window-agg --kafka x --topic x --out-topic y || { echo "sluice run window-agg has no --kafka"; return 1; }
+}
+prep_window_agg_kafka() {
+    start_server || return 1
+    "$bin" topic create crash-kin --partitions 4 -b "$kafka" >/dev/null 2>"$work/topic.err" &&
+        "$bin" "${wa_gen[@]}" --topic crash-kin --kafka "$kafka" 2>"$work/gen.err" ||
+        { cat "$work/topic.err" "$work/gen.err" >&2; return 1; }
+}
+fresh_window_agg_kafka() {
+    local t
+    t=kout-$(basename "$1")
+    echo "$t" >"$1/topic"
+    "$bin" topic create "$t" --partitions 2 -b "$kafka" >/dev/null
+}
+args_window_agg_kafka() {
+    cmd=(run window-agg --kafka "$kafka" --topic crash-kin "${wa_job_topic[@]}"
+        --out-topic "$(cat "$1/topic")" --checkpoint-dir "$2" "${ck_opts[@]}")
+}
+read_window_agg_kafka() {
+    "$bin" consume "$(cat "$1/topic")" -b "$kafka" -e -f '%s\n'
+}
+
 # ysb: JSON events as the original benchmark writes them, in order (event time 1 ms
 # apart, more when there are fewer: 400 s in all), a third of them views; 100
 # campaigns x 10 s windows: 4,000 rows.
@@ -342,7 +390,7 @@ EOF
     fi
 }
 
-all_scens=(window_agg_file window_agg_topic ysb_topic_sqlite)
+all_scens=(window_agg_file window_agg_topic window_agg_kafka ysb_topic_sqlite)
 
 # ref_NAME: the reference output (sorted) and its time, made once.
 declare -A ref_ms=()
@@ -533,7 +581,7 @@ for s in "${all_scens[@]}"; do
 done
 if [ ${#scens[@]} = 0 ]; then
     if [ -n "$only_scen" ] && ! has " ${all_scens[*]} ${all_scens[*]//_/-} " " $only_scen "; then
-        die "unknown scenario '$only_scen' (window-agg-file, window-agg-topic, ysb-topic-sqlite)"
+        die "unknown scenario '$only_scen' (window-agg-file, window-agg-topic, window-agg-kafka, ysb-topic-sqlite)"
     fi
     echo "crash trials: no scenario can run on this build" >&2
     if [ "$ctest_mode" = 1 ]; then
