@@ -102,6 +102,25 @@ struct ksplit {
 static pthread_mutex_t kc_lock = PTHREAD_MUTEX_INITIALIZER;
 static kcons *kc_list;
 
+/* Errors that no retry heals (the topic is gone, the offset is out of
+ * range, not authorized). */
+static int fatal_err(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
+    case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG: return 1;
+    default: return 0;
+    }
+}
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     kcons *kc = opaque;
@@ -112,8 +131,14 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         snprintf(kc->fatal, sizeof kc->fatal, "%s", why);
         return;
     }
-    /* Everything else is librdkafka's to retry (brokers down, timeouts). */
-    fprintf(stderr, "kafka source: %s\n", reason);
+    if (fatal_err((rd_kafka_resp_err_t)err)) {
+        if (!kc->fatal[0]) snprintf(kc->fatal, sizeof kc->fatal, "%s", reason);
+        return;
+    }
+    /* Everything else is librdkafka's to retry (brokers down, timeouts);
+     * those two its log already says. */
+    if (err != RD_KAFKA_RESP_ERR__TRANSPORT && err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        fprintf(stderr, "kafka source: %s\n", reason);
 }
 
 static int has_prop(const char *const *props, const char *key)
@@ -160,10 +185,33 @@ static rd_kafka_t *new_consumer(const sl_kafka_source_conf *c, const char *group
     return rk;
 }
 
+static void *destroy_main(void *rk)
+{
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return NULL;
+}
+
 static void kc_free(kcons *kc)
 {
     if (!kc) return;
+    /* librdkafka 2.0.2 can leak a broker reference after a partition of a
+     * deleted topic (the fatal errors here), and its destroy then waits
+     * forever: a handle that saw one is destroyed on a thread of its own,
+     * so the job still ends (with its one-line error). */
+    pthread_t t;
+    pthread_attr_t a;
+    if (kc->rk && kc->fatal[0] && pthread_attr_init(&a) == 0) {
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        int bad = pthread_create(&t, &a, destroy_main, kc->rk);
+        pthread_attr_destroy(&a);
+        if (!bad) kc->rk = NULL;
+    }
     if (kc->rk) {
+        /* Served and dropped first: an error event left in a queue holds a
+         * partition, and destroy would wait for it forever. */
+        rd_kafka_assign(kc->rk, NULL);
+        rd_kafka_poll(kc->rk, 0);
         rd_kafka_consumer_close(kc->rk);
         rd_kafka_destroy(kc->rk);
     }
@@ -313,7 +361,11 @@ static void ksrc_close(void *self)
                 break;
             }
     }
-    if (s->q) rd_kafka_queue_destroy(s->q);
+    if (s->q) {
+        for (rd_kafka_message_t *m; (m = rd_kafka_consume_queue(s->q, 0));)
+            rd_kafka_message_destroy(m);
+        rd_kafka_queue_destroy(s->q);
+    }
     free(s->rec);
     free(s);
     if (kc) kc_release(kc);
@@ -435,23 +487,6 @@ static void split_ended(const sl_kafka_source_conf *c, ksplit *s)
     rd_kafka_topic_partition_list_add(l, c->topic, s->partition);
     rd_kafka_pause_partitions(s->kc->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
-}
-
-static int fatal_err(rd_kafka_resp_err_t e)
-{
-    switch (e) {
-    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
-    case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR__FATAL:
-    case RD_KAFKA_RESP_ERR__BAD_MSG:
-    case RD_KAFKA_RESP_ERR_INVALID_MSG: return 1;
-    default: return 0;
-    }
 }
 
 /* One message: its record or its dead letter. */

@@ -563,6 +563,105 @@ static void test_errors(void **state)
     sl_collector_free(c);
 }
 
+/* ---- broker trouble ---- */
+
+static void start_server(const char *listen)
+{
+    assert_int_equal(sl_server_open(&srv, sb, listen), 0);
+    snprintf(bootstrap, sizeof bootstrap, "127.0.0.1:%d", sl_server_port(srv));
+    assert_int_equal(pthread_create(&thr, NULL, run_main, NULL), 0);
+}
+
+static void stop_server(void)
+{
+    sl_server_stop(srv);
+    pthread_join(thr, NULL);
+    sl_server_close(srv);
+    srv = NULL;
+}
+
+/* Wait (a hang guard, not a timing assertion) until c holds n records. */
+static void wait_count(sl_collector *c, size_t n, sl_pipeline *p)
+{
+    for (int i = 0; i < 60000 && sl_collector_count(c) < n; i++) {
+        if (sl_pipeline_wait(p, 0) != SL_EAGAIN)
+            fail_msg("the job ended: %s", sl_pipeline_errmsg(p));
+        usleep(1000);
+    }
+    assert_int_equal(sl_collector_count(c), n);
+}
+
+/* A following job survives a restart of the server: nothing lost or twice. */
+static void test_broker_restart(void **state)
+{
+    (void)state;
+    create_topic("rs", 2);
+    produce_range("rs", 2, 0, 200);
+    sl_collector *c = sl_collector_new();
+    const char *props[] = {"reconnect.backoff.ms=10", "reconnect.backoff.max.ms=200", NULL};
+    sl_kafka_source_conf kc = {
+        .bootstrap = bootstrap, .topic = "rs", .start = SL_OFFSET_BEGINNING, .props = props};
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_threads(p, 2);
+    sl_stream *s = sl_stream_parallelism(sl_pipeline_kafka(p, "in", &kc, 0, NULL), 2);
+    assert_int_equal(sl_stream_sink(s, "out", &sl_sink_collect, c), 0);
+    assert_int_equal(sl_pipeline_start(p), 0);
+    wait_count(c, 200, p);
+    char listen[64];
+    snprintf(listen, sizeof listen, "%s", bootstrap);
+    stop_server();
+    usleep(300 * 1000); /* the consumer sees its connection go */
+    start_server(listen);
+    produce_range("rs", 2, 200, 400);
+    wait_count(c, 400, p);
+    sl_pipeline_cancel(p);
+    int rc = sl_pipeline_wait(p, -1);
+    if (rc) fail_msg("%s", sl_pipeline_errmsg(p));
+    expect_range(c, 0, 400);
+    sl_pipeline_free(p);
+    sl_collector_free(c);
+}
+
+/* A topic deleted under a following job fails it, naming the topic. */
+static void test_topic_deleted(void **state)
+{
+    (void)state;
+    create_topic("del", 1);
+    produce_range("del", 1, 0, 50);
+    sl_collector *c = sl_collector_new();
+    const char *props[] = {"topic.metadata.refresh.interval.ms=200", NULL};
+    sl_kafka_source_conf kc = {
+        .bootstrap = bootstrap, .topic = "del", .start = SL_OFFSET_BEGINNING, .props = props};
+    sl_pipeline *p = sl_pipeline_new();
+    assert_int_equal(
+        sl_stream_sink(sl_pipeline_kafka(p, "in", &kc, 0, NULL), "out", &sl_sink_collect, c), 0);
+    assert_int_equal(sl_pipeline_start(p), 0);
+    wait_count(c, 50, p);
+    char cmd[256]; /* through the server (DeleteTopics), which holds the partition */
+    snprintf(cmd, sizeof cmd, "%s topic delete del -b %s >/dev/null", SLUICE_BIN, bootstrap);
+    assert_int_equal(system(cmd), 0);
+    int rc = sl_pipeline_wait(p, 60000);
+    if (rc == SL_EAGAIN) {
+        sl_pipeline_cancel(p);
+        sl_pipeline_wait(p, -1);
+        fail_msg("the job did not notice the topic's deletion");
+    }
+    assert_int_not_equal(rc, 0);
+    one_line_with(sl_pipeline_errmsg(p), "'del'", "partition 0");
+    sl_pipeline_free(p);
+    sl_collector_free(c);
+}
+
+/* An offset the partition does not have fails the job, naming it. */
+static void test_offset_out_of_range(void **state)
+{
+    (void)state;
+    run r = {.topic = "rt", .start = 99999};
+    assert_int_not_equal(run_job(&r), 0);
+    one_line_with(r.err, "'rt' partition", "ut of range");
+    run_free(&r);
+}
+
 /* ---- the mock cluster ---- */
 
 static void test_mock_cluster(void **state)
@@ -657,6 +756,9 @@ int main(void)
         cmocka_unit_test(test_checkpoint_resume_and_group),
         cmocka_unit_test(test_many_partitions),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_broker_restart),
+        cmocka_unit_test(test_offset_out_of_range),
+        cmocka_unit_test(test_topic_deleted),
         cmocka_unit_test(test_mock_cluster),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
