@@ -49,4 +49,8 @@ rd_kafka_topic_partition_list_t *slk_offsets_take(const void *pipeline, const ch
 void slk_offsets_claim(const void *pipeline, const char *group, int claim);
 int slk_offsets_claimed(const void *pipeline, const char *group);
 
+/* The Kafka sources' consumer handles alive in the process (one per source
+ * instance that has splits): for tests. */
+int slk_source_handles(void);
+
 #endif

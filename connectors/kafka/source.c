@@ -268,6 +268,15 @@ static int kc_get(sl_ctx *ctx, const sl_kafka_source_conf *c, kcons **out)
     return 0;
 }
 
+int slk_source_handles(void)
+{
+    int n = 0;
+    pthread_mutex_lock(&kc_lock);
+    for (kcons *kc = kc_list; kc; kc = kc->next) n++;
+    pthread_mutex_unlock(&kc_lock);
+    return n;
+}
+
 /* --- enumerate --------------------------------------------------------------------- */
 
 static int ksrc_enumerate(sl_split_enum *e, void *conf)

@@ -33,6 +33,7 @@
 #include <cmocka.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include "connectors/kafka/kafka_int.h"
 #include "sluice/broker.h"
 #include "sluice/kafka.h"
 #include "sluice/server.h"
@@ -591,6 +592,30 @@ static void wait_count(sl_collector *c, size_t n, sl_pipeline *p)
     assert_int_equal(sl_collector_count(c), n);
 }
 
+/* 12 partitions at parallelism 2 make 2 consumer handles, not 12. */
+static void test_many_partitions_two_handles(void **state)
+{
+    (void)state;
+    sl_collector *c = sl_collector_new();
+    sl_kafka_source_conf kc = {
+        .bootstrap = bootstrap, .topic = "many", .start = SL_OFFSET_BEGINNING};
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_threads(p, 2);
+    sl_pipeline_set_credits(p, 1);
+    sl_stream *s = sl_stream_parallelism(sl_pipeline_kafka(p, "in", &kc, 0, NULL), 2);
+    assert_int_equal(sl_stream_sink(s, "out", &sl_sink_collect, c), 0);
+    assert_int_equal(sl_pipeline_start(p), 0);
+    wait_count(c, 2400, p);
+    assert_int_equal(slk_source_handles(), 2);
+    sl_pipeline_cancel(p);
+    int rc = sl_pipeline_wait(p, -1);
+    if (rc) fail_msg("%s", sl_pipeline_errmsg(p));
+    expect_range(c, 0, 2400);
+    assert_int_equal(slk_source_handles(), 0);
+    sl_pipeline_free(p);
+    sl_collector_free(c);
+}
+
 /* A following job survives a restart of the server: nothing lost or twice. */
 static void test_broker_restart(void **state)
 {
@@ -755,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_until_end_transactions),
         cmocka_unit_test(test_checkpoint_resume_and_group),
         cmocka_unit_test(test_many_partitions),
+        cmocka_unit_test(test_many_partitions_two_handles),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_broker_restart),
         cmocka_unit_test(test_offset_out_of_range),
