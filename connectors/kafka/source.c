@@ -47,7 +47,10 @@
  * Errors. A partition error that cannot heal (offset out of range, topic or
  * partition gone, not authorized, a fatal client error) fails the job with
  * one line naming topic and partition; others (a broker restarting) are
- * librdkafka's to retry, with a line on stderr.
+ * librdkafka's to retry, with a line on stderr, unless every broker stays
+ * unreachable longer than conf->down_ms: librdkafka says when all brokers
+ * went down (error_cb) but not when one came back, so its statistics
+ * (every second) end the outage when they show a broker UP.
  *
  * Commit (version 3 hook). With a group id and unless a Kafka sink of the
  * pipeline claimed the group (slk_offsets_claimed: it sends the offsets in
@@ -85,7 +88,8 @@ typedef struct kcons {
     ksplit **splits; /* the instance's open splits */
     int n_splits, cap_splits;
     int assigned;
-    char fatal[256]; /* set by on_error (on the polling thread) */
+    char fatal[256];    /* set by on_error (on the polling thread) */
+    int64_t down_since; /* every broker down since (ms; 0: one is up), by on_error / on_stats */
 } kcons;
 
 struct ksplit {
@@ -135,10 +139,22 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         if (!kc->fatal[0]) snprintf(kc->fatal, sizeof kc->fatal, "%s", reason);
         return;
     }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !kc->down_since)
+        kc->down_since = sl_clock_ms();
     /* Everything else is librdkafka's to retry (brokers down, timeouts);
      * those two its log already says. */
     if (err != RD_KAFKA_RESP_ERR__TRANSPORT && err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         fprintf(stderr, "kafka source: %s\n", reason);
+}
+
+/* Statistics (served by rd_kafka_poll): a broker in state UP ends an outage. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    kcons *kc = opaque;
+    static const char up[] = "\"state\":\"UP\"";
+    (void)rk;
+    if (kc->down_since && memmem(json, len, up, sizeof up - 1)) kc->down_since = 0;
+    return 0; /* librdkafka frees json */
 }
 
 static int has_prop(const char *const *props, const char *key)
@@ -163,6 +179,7 @@ static rd_kafka_t *new_consumer(const sl_kafka_source_conf *c, const char *group
         {"enable.auto.offset.store", "false"},
         {"enable.partition.eof", "true"},
         {"auto.offset.reset", "error"},
+        {"statistics.interval.ms", opaque ? "1000" : "0"},
     };
     char why[256];
     for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
@@ -175,6 +192,7 @@ static rd_kafka_t *new_consumer(const sl_kafka_source_conf *c, const char *group
     }
     if (opaque) {
         rd_kafka_conf_set_error_cb(conf, on_error);
+        rd_kafka_conf_set_stats_cb(conf, on_stats);
         rd_kafka_conf_set_opaque(conf, opaque);
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
@@ -543,10 +561,16 @@ static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)
         int rc = assign_all(ctx, c, kc);
         if (rc) return rc;
     }
-    rd_kafka_poll(kc->rk, 0); /* error_cb */
+    rd_kafka_poll(kc->rk, 0); /* error_cb, stats_cb */
     if (kc->fatal[0])
         return sl_ctx_fail(ctx, SL_EIO, "kafka source: topic '%s' partition %d: %s", c->topic,
                            (int)s->partition, kc->fatal);
+    int64_t down_ms = c->down_ms ? c->down_ms : 60000;
+    if (kc->down_since && down_ms > 0 && sl_clock_ms() - kc->down_since > down_ms)
+        return sl_ctx_fail(ctx, SL_EIO,
+                           "kafka source: topic '%s' partition %d: no broker of %s reachable "
+                           "for more than %" PRId64 " ms",
+                           c->topic, (int)s->partition, c->bootstrap, down_ms);
     if (max > KS_BATCH) max = KS_BATCH;
     ssize_t n = rd_kafka_consume_batch_queue(s->q, 0, s->msgs, max);
     if (n < 0)

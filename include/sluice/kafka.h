@@ -84,6 +84,11 @@ typedef struct sl_kafka_source_conf {
     void *ud;
     uint32_t max_len;
     int isolation; /* SL_READ_COMMITTED (0, default) or SL_READ_UNCOMMITTED */
+    /* The job fails when no broker has been reachable for this long (ms);
+     * shorter outages (a broker restarting) are retried. 0: 60000; < 0:
+     * never. Needs librdkafka's statistics (statistics.interval.ms, which
+     * the source sets to 1000 unless props set it; 0 there disables this). */
+    int64_t down_ms;
 } sl_kafka_source_conf;
 
 SL_API extern const sl_source sl_source_kafka;

@@ -616,7 +616,8 @@ static void test_many_partitions_two_handles(void **state)
     sl_collector_free(c);
 }
 
-/* A following job survives a restart of the server: nothing lost or twice. */
+/* A following job survives a restart of the server (shorter than down_ms):
+ * nothing lost or twice, and it keeps running past down_ms. */
 static void test_broker_restart(void **state)
 {
     (void)state;
@@ -624,8 +625,11 @@ static void test_broker_restart(void **state)
     produce_range("rs", 2, 0, 200);
     sl_collector *c = sl_collector_new();
     const char *props[] = {"reconnect.backoff.ms=10", "reconnect.backoff.max.ms=200", NULL};
-    sl_kafka_source_conf kc = {
-        .bootstrap = bootstrap, .topic = "rs", .start = SL_OFFSET_BEGINNING, .props = props};
+    sl_kafka_source_conf kc = {.bootstrap = bootstrap,
+                               .topic = "rs",
+                               .start = SL_OFFSET_BEGINNING,
+                               .props = props,
+                               .down_ms = 3000};
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     sl_stream *s = sl_stream_parallelism(sl_pipeline_kafka(p, "in", &kc, 0, NULL), 2);
@@ -639,6 +643,9 @@ static void test_broker_restart(void **state)
     start_server(listen);
     produce_range("rs", 2, 200, 400);
     wait_count(c, 400, p);
+    /* the outage ended when the broker came back: past down_ms, still running */
+    usleep(4000 * 1000);
+    if (sl_pipeline_wait(p, 0) != SL_EAGAIN) fail_msg("the job ended: %s", sl_pipeline_errmsg(p));
     sl_pipeline_cancel(p);
     int rc = sl_pipeline_wait(p, -1);
     if (rc) fail_msg("%s", sl_pipeline_errmsg(p));
@@ -685,6 +692,36 @@ static void test_offset_out_of_range(void **state)
     assert_int_not_equal(run_job(&r), 0);
     one_line_with(r.err, "'rt' partition", "ut of range");
     run_free(&r);
+}
+
+/* Every broker gone for longer than down_ms fails a following job, naming
+ * topic and bootstrap; the server then comes back for the other tests. */
+static void test_broker_down_long(void **state)
+{
+    (void)state;
+    sl_collector *c = sl_collector_new();
+    sl_kafka_source_conf kc = {
+        .bootstrap = bootstrap, .topic = "rt", .start = SL_OFFSET_BEGINNING, .down_ms = 1500};
+    sl_pipeline *p = sl_pipeline_new();
+    assert_int_equal(
+        sl_stream_sink(sl_pipeline_kafka(p, "in", &kc, 0, NULL), "out", &sl_sink_collect, c), 0);
+    assert_int_equal(sl_pipeline_start(p), 0);
+    wait_count(c, NRT, p);
+    char listen[64];
+    snprintf(listen, sizeof listen, "%s", bootstrap);
+    stop_server();
+    int rc = sl_pipeline_wait(p, 60000);
+    start_server(listen);
+    if (rc == SL_EAGAIN) {
+        sl_pipeline_cancel(p);
+        sl_pipeline_wait(p, -1);
+        fail_msg("the job did not give up on the brokers");
+    }
+    assert_int_not_equal(rc, 0);
+    one_line_with(sl_pipeline_errmsg(p), "'rt'", listen);
+    assert_non_null(strstr(sl_pipeline_errmsg(p), "reachable"));
+    sl_pipeline_free(p);
+    sl_collector_free(c);
 }
 
 /* ---- the mock cluster ---- */
@@ -785,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_broker_restart),
         cmocka_unit_test(test_offset_out_of_range),
         cmocka_unit_test(test_topic_deleted),
+        cmocka_unit_test(test_broker_down_long),
         cmocka_unit_test(test_mock_cluster),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
