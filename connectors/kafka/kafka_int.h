@@ -76,4 +76,8 @@ int slk_task_lost(const sl_kafka_task *t);
  * 0, or a negative code with err set. */
 int slk_state_pack(const char *chk_dir, uint64_t id, sl_buf *out, char *err, size_t errlen);
 
+/* The Kafka sources' consumer handles alive in the process (one per source
+ * instance that has splits): for tests. */
+int slk_source_handles(void);
+
 #endif

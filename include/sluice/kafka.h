@@ -99,6 +99,12 @@ typedef struct sl_kafka_source_conf {
      * topic, from the checkpoint the task restored (else the group's
      * committed offset, else the beginning), and follows it. */
     const sl_kafka_task *task;
+
+    /* The job fails when no broker has been reachable for this long (ms);
+     * shorter outages (a broker restarting) are retried. 0: 60000; < 0:
+     * never. Needs librdkafka's statistics (statistics.interval.ms, which
+     * the source sets to 1000 unless props set it; 0 there disables this). */
+    int64_t down_ms;
 } sl_kafka_source_conf;
 
 SL_API extern const sl_source sl_source_kafka;
