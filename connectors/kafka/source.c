@@ -708,6 +708,22 @@ sl_stream *sl_pipeline_kafka(sl_pipeline *p, const char *name, const sl_kafka_so
                              uint32_t width, const sl_watermark_conf *wm)
 {
     if (!p) return NULL;
+    sl_kafka_source_conf tc;
+    if (conf && conf->task) {
+        /* A consumer group's task: its partition of the group's topic, from
+         * the task's checkpoint, else the group's committed offset, followed. */
+        const sl_kafka_task *t = conf->task;
+        tc = *conf;
+        tc.bootstrap = t->bootstrap;
+        tc.topic = t->topic;
+        tc.group_id = t->group_id;
+        tc.props = t->props;
+        tc.partitions = &t->partition;
+        tc.n_partitions = 1;
+        tc.start = SL_KAFKA_OFFSET_COMMITTED;
+        tc.until_end = 0;
+        conf = &tc;
+    }
     if (!conf || !conf->bootstrap || !conf->topic) {
         sl_pipeline_error(p, SL_EINVAL, "kafka source '%s': needs bootstrap servers and a topic",
                           name ? name : "");
