@@ -176,12 +176,13 @@ typedef struct jobs_topics {
 } jobs_topics;
 
 /* Entries for a job's option table; the job's short options add "X:". */
-#define JOBS_TOPIC_OPTIONS                                  \
-    {"dir", required_argument, NULL, JOBS_OPT_DIR},         \
-        {"kafka", required_argument, NULL, JOBS_OPT_KAFKA}, \
-        {"group", required_argument, NULL, JOBS_OPT_GROUP}, \
-    {                                                       \
-        "follow", no_argument, NULL, JOBS_OPT_FOLLOW        \
+#define JOBS_TOPIC_OPTIONS                                                   \
+    {"dir", required_argument, NULL, JOBS_OPT_DIR},                          \
+        {"kafka", required_argument, NULL, JOBS_OPT_KAFKA},                  \
+        {"group", required_argument, NULL, JOBS_OPT_GROUP},                  \
+        {"follow", no_argument, NULL, JOBS_OPT_FOLLOW},                      \
+    {                                                                        \
+        "session-timeout", required_argument, NULL, JOBS_OPT_SESSION_TIMEOUT \
     }
 
 /* Handle a topic option (JOBS_OPT_DIR .. JOBS_OPT_FOLLOW, 'X'): 0 when

@@ -29,6 +29,8 @@ cleanup_members() {
   serve_cleanup
 }
 trap cleanup_members EXIT
+export SLUICE_DIR="$tmp/broker"
+mkdir -p "$SLUICE_DIR"
 serve_start
 B=127.0.0.1:$port
 PER=40000 # events per part
