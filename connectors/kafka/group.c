@@ -545,8 +545,11 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     sl_kafka_group *g = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* Membership only: the member reads nothing. Its partitions are
+         * assigned at their end (no committed offset to look up) and paused. */
+        for (int i = 0; i < parts->cnt; i++) parts->elems[i].offset = RD_KAFKA_OFFSET_END;
         rd_kafka_assign(rk, parts);
-        rd_kafka_pause_partitions(rk, parts); /* membership only: read nothing */
+        rd_kafka_pause_partitions(rk, parts);
         g->n_pending = 0;
         for (int i = 0; i < parts->cnt; i++)
             if (strcmp(parts->elems[i].topic, g->topic) == 0 &&
@@ -675,7 +678,14 @@ int sl_kafka_group_run(sl_kafka_group *g)
                 fail(g, SL_EIO, "group '%s': %s", g->group_id, rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
         }
-        for (int i = 0; i < g->n_pending && !g->err && !g->stop; i++) task_start(g, g->pending[i]);
+        /* Starting a task takes a while (clients, transactions): the member
+         * is polled between two, so that the group hears from it. A
+         * rebalance there may empty the pending list. */
+        for (int i = 0; i < g->n_pending && !g->err && !g->stop; i++) {
+            task_start(g, g->pending[i]);
+            rd_kafka_message_t *pm = rd_kafka_consumer_poll(g->rk, 0);
+            if (pm) rd_kafka_message_destroy(pm);
+        }
         g->n_pending = 0;
         for (int32_t i = 0; i < g->n_parts && !g->err; i++) {
             task *k = &g->tasks[i];
