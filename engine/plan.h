@@ -105,6 +105,7 @@ typedef struct sl_task {
     int finished;                    /* end of stream sent and drained */
     int ended;                       /* end processing done (EOS queued) */
     int waiting;                     /* source said WAIT: delayed wake-up pending */
+    double wait_ms;                  /* its delay: doubles while WAITs follow each other */
     int idle_out;                    /* outputs announced idle */
     int64_t proc_wake_at;            /* earliest processing-time timer a wake-up is set for */
     uint64_t barrier;                /* checkpoint barrier being aligned (0: none) */

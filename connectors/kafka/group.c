@@ -54,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "connectors/kafka/kafka_int.h"
 #include "sluice/kafka.h"
@@ -456,8 +457,16 @@ static int rm_tree(const char *path)
     return rc | rmdir(path);
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int task_start(sl_kafka_group *g, int32_t part)
 {
+    double t0 = mono_s();
     task *k = &g->tasks[part];
     if (k->running) return 0;
     free(k->dir);
@@ -502,9 +511,10 @@ static int task_start(sl_kafka_group *g, int32_t part)
     k->p = p;
     k->running = 1;
     if (found)
-        say(g, "took partition %d (state of checkpoint %" PRIu64 ")", (int)part, id);
+        say(g, "took partition %d (state of checkpoint %" PRIu64 ", %.2f s)", (int)part, id,
+            mono_s() - t0);
     else
-        say(g, "took partition %d (no state yet)", (int)part);
+        say(g, "took partition %d (no state yet, %.2f s)", (int)part, mono_s() - t0);
     return 0;
 }
 
@@ -524,6 +534,8 @@ static void task_end(sl_kafka_group *g, task *k, int cancel)
 
 static void stop_tasks(sl_kafka_group *g, const rd_kafka_topic_partition_list_t *only)
 {
+    double t0 = mono_s();
+    int n = 0;
     /* cancel all first, so their final checkpoints run at the same time */
     for (int32_t i = 0; i < g->n_parts; i++) {
         task *k = &g->tasks[i];
@@ -536,8 +548,11 @@ static void stop_tasks(sl_kafka_group *g, const rd_kafka_topic_partition_list_t 
         if (!k->running) continue;
         if (only && !rd_kafka_topic_partition_list_find(only, g->topic, i)) continue;
         task_end(g, k, 0);
-        if (!g->err) say(g, "gave up partition %d", (int)i);
+        n++;
     }
+    if (n && !g->err)
+        say(g, "gave up %d partition%s (final checkpoints committed, %.2f s)", n, n > 1 ? "s" : "",
+            mono_s() - t0);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
