@@ -29,15 +29,15 @@
  * "sluice-PID-NODE" that never commits.
  *
  * Positions. A split's position is the next offset it will read (int64,
- * host order, 8 bytes). It is concrete from open on: SL_OFFSET_BEGINNING /
- * _END / SL_KAFKA_OFFSET_COMMITTED are resolved at open (ListOffsets, the
- * group's committed offset or else the beginning). It moves past every
- * record emitted and, on PARTITION_EOF (enable.partition.eof), to the
- * offset the fetcher reached, which skips transaction markers and aborted
- * records: so a bounded split ends exactly at its end even when the last
- * offsets before it are markers, and never stops early (it ends only when
- * position >= end, or at the first record at or past end, where the
- * position is set to end).
+ * little-endian host order, 8 bytes). It is concrete from open on:
+ * SL_OFFSET_BEGINNING / _END / SL_KAFKA_OFFSET_COMMITTED are resolved at
+ * open (ListOffsets, the group's committed offset or else the beginning).
+ * It moves past every record emitted and, on PARTITION_EOF
+ * (enable.partition.eof), to the offset the fetcher reached (at most end),
+ * which skips transaction markers and aborted records: so a bounded split
+ * ends exactly at its end even when the last offsets before it are
+ * markers, and never stops early (it ends only when position >= end, or
+ * at the first record at or past end, where the position is set to end).
  *
  * Records: the broker source's layout and rules (connectors/broker/
  * connector.c): key length (0xFFFFFFFF: no key), key, value; or what parse
@@ -582,7 +582,8 @@ static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)
         rd_kafka_message_t *m = s->msgs[i];
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             /* The fetcher is at m->offset: markers and aborted records skipped. */
-            if (m->offset > s->pos) s->pos = m->offset;
+            int64_t at = s->end >= 0 && m->offset > s->end ? s->end : m->offset;
+            if (at > s->pos) s->pos = at;
         } else if (m->err) {
             if (fatal_err(m->err))
                 rc = sl_ctx_fail(ctx, SL_EIO, "kafka source: topic '%s' partition %d: %s", c->topic,
@@ -612,7 +613,9 @@ static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)
 
 /* --- positions and commits ---------------------------------------------------------- */
 
-/* Position: the next offset (int64, host order). At a barrier, also into the
+/* Position: the next offset (int64, host order: little-endian on every
+ * platform sluice builds on, so `sluice checkpoints` prints it as a
+ * number). At a barrier, also into the
  * offsets registry for a Kafka sink of the same pipeline. */
 static int ksrc_position(sl_ctx *ctx, void *self, sl_buf *out)
 {

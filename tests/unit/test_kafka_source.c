@@ -16,10 +16,15 @@
  *   - checkpoints: a run with a group and checkpoints, then the group's
  *     committed offsets seen from another handle, then a second run from
  *     the checkpoint that reads only what was added; a third, without a
- *     checkpoint, from the group's committed offsets, the same;
- *   - 12 partitions at parallelism 2 with one credit;
+ *     checkpoint, from the group's committed offsets, the same; a group
+ *     that a Kafka sink claimed gets no commits, and the offsets registry
+ *     gets the positions at the barriers;
+ *   - 12 partitions at parallelism 2 with one credit; two consumer handles
+ *     for them, not 12;
  *   - one-line errors: bootstrap unreachable, topic missing, no such
- *     partition.
+ *     partition, offset out of range, topic deleted under a following job,
+ *     every broker gone longer than down_ms; a server restart within
+ *     down_ms loses and repeats nothing and the job keeps running.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -40,7 +45,7 @@
 #include "sluice/sluice.h"
 
 static char dir[] = "/tmp/sluice_test_kafka_source_XXXXXX";
-static char chkdir[256];
+static char chkdir[256], chkdir2[256];
 static sl_broker *rb, *sb; /* the test's handle; the server's */
 static sl_server *srv;
 static pthread_t thr;
@@ -120,7 +125,9 @@ typedef struct run {
     const char *boot;
     sl_line_parse_fn parse;
     uint32_t max_len;
+    int claim; /* as a Kafka sink with offsets_group = group would */
     /* out */
+    rd_kafka_topic_partition_list_t *taken; /* claim: the offsets registry's, at the end */
     sl_collector *c, *dead;
     char err[512];
     int64_t pos[16]; /* positions after the run */
@@ -155,8 +162,14 @@ static int run_job(run *r)
         sl_checkpoint_conf cc = {.dir = r->chk, .interval_ms = 5};
         assert_int_equal(sl_pipeline_set_checkpoint(p, &cc), 0);
     }
+    if (r->claim) slk_offsets_claim(p, r->group, 1);
     int rc = sl_pipeline_run(p);
     snprintf(r->err, sizeof r->err, "%s", rc ? sl_pipeline_errmsg(p) : "");
+    if (r->claim) {
+        int oom;
+        r->taken = slk_offsets_take(p, r->group, UINT64_MAX, &oom);
+        slk_offsets_claim(p, r->group, 0);
+    }
     if (!rc) {
         r->splits = sl_pipeline_source_splits(p, "in");
         for (int i = 0; i < r->splits && i < 16; i++) {
@@ -178,6 +191,7 @@ static void run_free(run *r)
 {
     sl_collector_free(r->c);
     sl_collector_free(r->dead);
+    if (r->taken) rd_kafka_topic_partition_list_destroy(r->taken);
 }
 
 /* The number in a value "<prefix><n>". */
@@ -479,6 +493,26 @@ static void test_checkpoint_resume_and_group(void **state)
     if (rc) fail_msg("%s", r3.err);
     expect_range(r3.c, 3000, 3400);
     run_free(&r3);
+    /* a group a Kafka sink claimed: the source leaves committing to it, and
+     * puts its positions at each barrier in the offsets registry */
+    run r5 = {.topic = "ck",
+              .group = "g-claimed",
+              .start = SL_OFFSET_BEGINNING,
+              .until_end = 1,
+              .chk = chkdir2,
+              .claim = 1};
+    rc = run_job(&r5);
+    if (rc) fail_msg("%s", r5.err);
+    expect_range(r5.c, 0, 3400);
+    committed("g-claimed", "ck", 4, off);
+    for (int p = 0; p < 4; p++) assert_int_equal(off[p], RD_KAFKA_OFFSET_INVALID);
+    assert_non_null(r5.taken);
+    assert_int_equal(r5.taken->cnt, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(r5.taken->elems[i].topic, "ck");
+        assert_int_equal(r5.taken->elems[i].offset, 850);
+    }
+    run_free(&r5);
     /* a group with no offsets starts at the beginning */
     run r4 = {.topic = "ck", .group = "g-new", .start = SL_KAFKA_OFFSET_COMMITTED, .until_end = 1};
     rc = run_job(&r4);
@@ -775,6 +809,7 @@ static int setup(void **state)
     (void)state;
     if (!mkdtemp(dir)) return -1;
     snprintf(chkdir, sizeof chkdir, "%s/chk", dir);
+    snprintf(chkdir2, sizeof chkdir2, "%s/chk2", dir);
     if (sl_broker_open(&rb, dir, 0) < 0) return -1;
     /* timestamps the librdkafka producer cannot send (0 is its "now") */
     sl_topic_conf c;
