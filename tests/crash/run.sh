@@ -312,7 +312,7 @@ start_server() {
 }
 avail_window_agg_kafka() {
     avail_window_agg_topic || return 1
-    accepts run window-agg --kafka x --topic x --out-topic y || { echo "sluice run window-agg has no --kafka"; return 1; }
+    accepts run window-agg --kafka 127.0.0.1:1 --topic x --out-topic y || { echo "sluice run window-agg has no --kafka"; return 1; }
 }
 prep_window_agg_kafka() {
     start_server || return 1
