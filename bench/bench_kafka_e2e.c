@@ -107,7 +107,7 @@ static int fill_ysb(sl_broker *b, const char *topic, uint64_t events)
     for (char *at = text; !rc && at && at < text + len;) {
         char *nl = memchr(at, '\n', (size_t)(text + len - at));
         size_t l = nl ? (size_t)(nl - at) : (size_t)(text + len - at);
-        sl_record r = {.value = at, .value_len = l, .timestamp = 0};
+        sl_record r = {.value = at, .value_len = l, .timestamp = sl_clock_ms()};
         rc = sl_producer_send(pr, SL_PARTITION_ANY, &r, NULL);
         at += l + 1;
     }
@@ -126,9 +126,10 @@ static int fill_plain(sl_broker *b, const char *topic, uint64_t n)
     int rc = sl_producer_open(&pr, b, topic);
     uint8_t v[LAT_VALUE];
     memset(v, 'k', sizeof(v));
+    int64_t now = sl_clock_ms();
     for (uint64_t i = 0; i < n && !rc; i++) {
         memcpy(v, &i, 8);
-        sl_record r = {.value = v, .value_len = sizeof(v), .timestamp = 0};
+        sl_record r = {.value = v, .value_len = sizeof(v), .timestamp = now};
         rc = sl_producer_send(pr, 0, &r, NULL);
     }
     if (!rc) rc = sl_producer_flush(pr);
