@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "connectors/topic_record.h"
 #include "sluice/broker.h"
 #include "sluice/connectors.h"
 #include "sluice/source.h"
@@ -151,35 +152,17 @@ fail:
     return rc;
 }
 
-/* One message: its record (layout in sluice/connectors.h, or what parse
- * makes of the value) or its dead letter. */
+/* One message: its record or its dead letter (connectors/topic_record.c). */
 static int bsrc_emit(sl_ctx *ctx, const sl_broker_source_conf *c, bsrc *s, const sl_message *m)
 {
-    uint32_t klen = m->key ? (uint32_t)m->key_len : 0;
-    uint32_t vlen = m->value ? (uint32_t)m->value_len : 0;
-    if (c->parse) {
-        int64_t ts = m->timestamp;
-        const char *reason = "malformed";
-        int r = c->parse((const char *)m->value, vlen, s->rec, c->max_len, &ts, &reason, c->ud);
-        if (r < 0) {
-            char why[160];
-            snprintf(why, sizeof(why), "partition %d offset %lld: %s", (int)m->partition,
-                     (long long)m->offset, reason);
-            return sl_ctx_dead_letter(ctx, m->timestamp, why, m->value, vlen > 200 ? 200 : vlen);
-        }
-        if ((uint32_t)r > c->max_len)
-            return sl_ctx_fail(ctx, SL_EOPERATOR, "parse made %d bytes, more than max_len %u", r,
-                               c->max_len);
-        uint32_t w = sl_ctx_out_width(ctx, 0);
-        return sl_emit_copy(ctx, ts, 0, s->rec, w ? w : (uint32_t)r);
-    }
-    uint8_t *out = sl_emit(ctx, m->timestamp, 0, 4 + klen + vlen);
-    if (!out) return sl_ctx_error(ctx);
-    uint32_t kfield = m->key ? klen : SL_BROKER_NO_KEY;
-    memcpy(out, &kfield, 4);
-    if (klen) memcpy(out + 4, m->key, klen);
-    if (vlen) memcpy(out + 4 + klen, m->value, vlen);
-    return 0;
+    slc_topic_msg tm = {.key = m->key,
+                        .key_len = m->key_len,
+                        .value = m->value,
+                        .value_len = m->value_len,
+                        .ts = m->timestamp,
+                        .partition = m->partition,
+                        .offset = m->offset};
+    return slc_topic_emit(ctx, &tm, c->parse, c->ud, c->max_len, s->rec);
 }
 
 static int bsrc_poll(sl_ctx *ctx, void *self, uint32_t max)

@@ -66,6 +66,7 @@
 #include <pthread.h>
 #include <unistd.h>
 #include "connectors/kafka/kafka_int.h"
+#include "connectors/topic_record.h"
 #include "sluice/broker.h"
 #include "sluice/error.h"
 #include "sluice/kafka.h"
@@ -520,32 +521,14 @@ static void split_ended(const sl_kafka_source_conf *c, ksplit *s)
 static int emit(sl_ctx *ctx, const sl_kafka_source_conf *c, ksplit *s, const rd_kafka_message_t *m)
 {
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
-    if (ts == -1) ts = SL_TIME_NONE;
-    uint32_t klen = m->key ? (uint32_t)m->key_len : 0;
-    uint32_t vlen = m->payload ? (uint32_t)m->len : 0;
-    if (c->parse) {
-        int64_t t = ts;
-        const char *reason = "malformed";
-        int r = c->parse((const char *)m->payload, vlen, s->rec, c->max_len, &t, &reason, c->ud);
-        if (r < 0) {
-            char why[160];
-            snprintf(why, sizeof(why), "partition %d offset %lld: %s", (int)m->partition,
-                     (long long)m->offset, reason);
-            return sl_ctx_dead_letter(ctx, ts, why, m->payload, vlen > 200 ? 200 : vlen);
-        }
-        if ((uint32_t)r > c->max_len)
-            return sl_ctx_fail(ctx, SL_EOPERATOR, "parse made %d bytes, more than max_len %u", r,
-                               c->max_len);
-        uint32_t w = sl_ctx_out_width(ctx, 0);
-        return sl_emit_copy(ctx, t, 0, s->rec, w ? w : (uint32_t)r);
-    }
-    uint8_t *out = sl_emit(ctx, ts, 0, 4 + klen + vlen);
-    if (!out) return sl_ctx_error(ctx);
-    uint32_t kfield = m->key ? klen : SL_BROKER_NO_KEY;
-    memcpy(out, &kfield, 4);
-    if (klen) memcpy(out + 4, m->key, klen);
-    if (vlen) memcpy(out + 4 + klen, m->payload, vlen);
-    return 0;
+    slc_topic_msg tm = {.key = m->key,
+                        .key_len = m->key_len,
+                        .value = m->payload,
+                        .value_len = m->len,
+                        .ts = ts == -1 ? SL_TIME_NONE : ts,
+                        .partition = m->partition,
+                        .offset = m->offset};
+    return slc_topic_emit(ctx, &tm, c->parse, c->ud, c->max_len, s->rec);
 }
 
 static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)

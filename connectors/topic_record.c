@@ -1,0 +1,40 @@
+/*
+ * connectors/topic_record.c - a topic's message as a pipeline record: the
+ * one place both topic sources (connectors/broker/connector.c and
+ * connectors/kafka/source.c) apply the record layout and the parse and
+ * dead-letter rules (topic_record.h says what they are).
+ */
+#include "connectors/topic_record.h"
+#include <stdio.h>
+#include <string.h>
+#include "sluice/source.h"
+
+int slc_topic_emit(sl_ctx *ctx, const slc_topic_msg *m, sl_line_parse_fn parse, void *ud,
+                   uint32_t max_len, uint8_t *rec)
+{
+    uint32_t klen = m->key ? (uint32_t)m->key_len : 0;
+    uint32_t vlen = m->value ? (uint32_t)m->value_len : 0;
+    if (parse) {
+        int64_t ts = m->ts;
+        const char *reason = "malformed";
+        int r = parse((const char *)m->value, vlen, rec, max_len, &ts, &reason, ud);
+        if (r < 0) {
+            char why[160];
+            snprintf(why, sizeof(why), "partition %d offset %lld: %s", (int)m->partition,
+                     (long long)m->offset, reason);
+            return sl_ctx_dead_letter(ctx, m->ts, why, m->value, vlen > 200 ? 200 : vlen);
+        }
+        if ((uint32_t)r > max_len)
+            return sl_ctx_fail(ctx, SL_EOPERATOR, "parse made %d bytes, more than max_len %u", r,
+                               max_len);
+        uint32_t w = sl_ctx_out_width(ctx, 0);
+        return sl_emit_copy(ctx, ts, 0, rec, w ? w : (uint32_t)r);
+    }
+    uint8_t *out = sl_emit(ctx, m->ts, 0, 4 + klen + vlen);
+    if (!out) return sl_ctx_error(ctx);
+    uint32_t kfield = m->key ? klen : SL_BROKER_NO_KEY;
+    memcpy(out, &kfield, 4);
+    if (klen) memcpy(out + 4, m->key, klen);
+    if (vlen) memcpy(out + 4 + klen, m->value, vlen);
+    return 0;
+}
