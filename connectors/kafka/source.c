@@ -181,6 +181,12 @@ static rd_kafka_t *new_consumer(const sl_kafka_source_conf *c, const char *group
         {"enable.partition.eof", "true"},
         {"auto.offset.reset", "error"},
         {"statistics.interval.ms", opaque ? "1000" : "0"},
+        /* Prefetch by bytes (queued.max.messages.kbytes, 64 MiB a partition),
+         * not by librdkafka's 100,000 messages: with that count the fetcher
+         * paused and resumed under a source reading small records, and ysb
+         * through Kafka waited on fetches half of its run (2.2 s against
+         * 0.9 s for 1M events). */
+        {"queued.min.messages", "10000000"},
     };
     char why[256];
     for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
