@@ -105,6 +105,7 @@
 
 #include "bench/bench_util.h"
 #include "bench/bench.h"
+#include "bench/bench_serve.h"
 #include "examples/jobs.h"
 
 #define VALUE_BYTES 100
@@ -884,25 +885,7 @@ static double read_baseline(const char *dir, double *bytes, char *err, size_t er
     return t;
 }
 
-static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w)
-{
-    (void)s, (void)f, (void)w;
-    return remove(p);
-}
-
 /* ---- the server thread ---------------------------------------------------- */
-
-typedef struct srv_thread {
-    sl_server *s;
-    int rc;
-} srv_thread;
-
-static void *server_main(void *arg)
-{
-    srv_thread *t = arg;
-    t->rc = sl_server_run(t->s);
-    return NULL;
-}
 
 /* ---- output --------------------------------------------------------------- */
 

@@ -52,6 +52,7 @@
 #include <unistd.h>
 #include <librdkafka/rdkafka.h>
 #include "bench/bench.h"
+#include "bench/bench_serve.h"
 #include "bench/bench_util.h"
 #include "examples/jobs.h"
 #include "examples/jobs_window.h"
@@ -66,24 +67,6 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w)
-{
-    (void)s, (void)f, (void)w;
-    return remove(p);
-}
-
-typedef struct srv_thread {
-    sl_server *s;
-    int rc;
-} srv_thread;
-
-static void *server_main(void *arg)
-{
-    srv_thread *t = arg;
-    t->rc = sl_server_run(t->s);
-    return NULL;
 }
 
 /* --- inputs ----------------------------------------------------------------------- */
