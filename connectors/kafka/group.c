@@ -116,6 +116,16 @@ int32_t sl_kafka_task_partition(const sl_kafka_task *t)
     return t ? t->partition : -1;
 }
 
+const char *sl_kafka_task_topic(const sl_kafka_task *t)
+{
+    return t ? t->topic : NULL;
+}
+
+const char *sl_kafka_task_repartition_topic(const sl_kafka_task *t)
+{
+    return t ? t->repartition : NULL;
+}
+
 int slk_task_lost(const sl_kafka_task *t)
 {
     return t && t->g && atomic_load(&t->g->lost);

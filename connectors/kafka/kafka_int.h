@@ -58,7 +58,15 @@ struct sl_kafka_task {
     const char *bootstrap, *topic, *group_id, *state_topic;
     const char *const *props;
     const char *chk_dir; /* the task's checkpoint directory */
-    char txid[320];      /* the sink's transactional id: "sluice-<group>-<partition>" */
+    char txid[320];      /* the sink's transactional id (group.c names it) */
+    char state_key[320]; /* the key of its records in the state topic */
+    int32_t state_partition;
+    /* a task of the input in a repartitioning group: the topic its sink
+     * sends watermark markers to; else NULL */
+    const char *repartition;
+    /* a task of the repartition topic: how many input tasks send it
+     * markers (the input's partition count); else 0 */
+    int32_t upstream;
     sl_kafka_group *g;
 };
 

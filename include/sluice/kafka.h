@@ -73,10 +73,16 @@ extern "C" {
  * SL_OFFSET_END (sluice/broker.h) work as for the broker source. */
 #define SL_KAFKA_OFFSET_COMMITTED (-1000)
 
-/* A pipeline that owns one input partition in a consumer group (below);
- * opaque, valid while that pipeline exists. */
+/* A pipeline that owns one partition in a consumer group (below): of the
+ * input topic, or of the group's repartition topic; opaque, valid while that
+ * pipeline exists. */
 typedef struct sl_kafka_task sl_kafka_task;
 SL_API int32_t sl_kafka_task_partition(const sl_kafka_task *t);
+/* The topic the task reads (the input, or the repartition topic). */
+SL_API const char *sl_kafka_task_topic(const sl_kafka_task *t);
+/* For a task of the input topic in a group that repartitions: the
+ * repartition topic its sink writes; else NULL. */
+SL_API const char *sl_kafka_task_repartition_topic(const sl_kafka_task *t);
 
 typedef struct sl_kafka_source_conf {
     const char *bootstrap;     /* "host:port[,host:port...]"; required */
@@ -95,9 +101,11 @@ typedef struct sl_kafka_source_conf {
     uint32_t max_len;
     int isolation; /* SL_READ_COMMITTED (0, default) or SL_READ_UNCOMMITTED */
     /* In a consumer group (sl_kafka_group): the task the pipeline was built
-     * for. The source then reads the task's partition only, of the group's
+     * for. The source then reads the task's partition only, of the task's
      * topic, from the checkpoint the task restored (else the group's
-     * committed offset, else the beginning), and follows it. */
+     * committed offset, else the beginning), and follows it. Reading the
+     * repartition topic, its watermark is the one its upstream tasks sent
+     * through the topic (see repartition below): `wm` is not used. */
     const sl_kafka_task *task;
 
     /* The job fails when no broker has been reachable for this long (ms);
@@ -133,7 +141,9 @@ typedef struct sl_kafka_sink_conf {
      * then runs exactly-once with the task's transactional id, sends the
      * task's offsets with the group's generation, and puts the task's
      * checkpoint (its state) into the same transaction, in the group's
-     * state topic: output, offsets and state commit together or not at all. */
+     * state topic: output, offsets and state commit together or not at all.
+     * Writing the repartition topic, it also sends its input watermark to
+     * every partition of it at each checkpoint (see repartition below). */
     const sl_kafka_task *task;
 } sl_kafka_sink_conf;
 
@@ -158,7 +168,26 @@ SL_API extern const sl_operator sl_sink_kafka;
  * with a final checkpoint, then the new assignment starts.
  *
  * State records are limited by the topic's and the client's message size
- * (the state topic is created with max.message.bytes 64 MiB). */
+ * (the state topic is created with max.message.bytes 64 MiB).
+ *
+ * Repartitioning. A task's state is its partition's keys, so a job whose
+ * key is not the input's partitioning key first sends its records through
+ * a repartition topic keyed by the job's key, as Kafka Streams does. With
+ * `repartition` set, the group runs two kinds of task over one membership:
+ * each input partition runs a pipeline built by `repartition` (a source on
+ * the input, stateless operators, a sink into the repartition topic keyed
+ * by the job's key), and each repartition partition a pipeline built by
+ * `build` (its source on the repartition topic, the stateful part, the
+ * output). Both commit exactly-once, so every record crosses the topic
+ * once. Watermarks cross it too: at each checkpoint an input task's sink
+ * appends to every repartition partition a marker record (header
+ * "sluice.watermark", connectors/kafka/sink.c draws it) with its input
+ * watermark, or that its input is idle; a repartition task's watermark is
+ * the minimum over the input tasks that are not idle, so a window closes
+ * only when every input partition has passed it, whichever member ran it
+ * and however their records interleaved. The topic is created (as many
+ * partitions as the input unless said) if missing; its records are not
+ * purged after they were read. */
 typedef struct sl_kafka_group sl_kafka_group;
 
 /* Build the pipeline of task t: a source sl_pipeline_kafka() and a sink
@@ -181,6 +210,11 @@ typedef struct sl_kafka_group_conf {
     /* Lines about membership ("took partitions 0,3", "gave up ..."): NULL
      * writes them to stderr after `log_prefix`. */
     const char *log_prefix;
+    /* Repartitioning (above): builds the tasks of the input's partitions;
+     * `build` then builds those of the repartition topic's. */
+    sl_kafka_build_fn repartition;
+    const char *repartition_topic; /* NULL: "<group_id>.repartition" */
+    int repartition_partitions;    /* made with this many; 0: the input's count */
 } sl_kafka_group_conf;
 
 /* Copies conf (strings included). 0 or a negative code; *out is NULL on error. */
