@@ -484,7 +484,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
                     cmd, late_out ? "--late-out is not supported with it" : "give --out-topic");
             return 2;
         }
-        int rc = jobs_group_run(cmd, &tp, topic, &common, wa_build, &g);
+        int rc = jobs_group_run(cmd, &tp, topic, &common, wa_build, NULL, &g);
         uint64_t nbad = atomic_load(&dl.count);
         if (nbad > 10)
             fprintf(stderr, "sluice %s: %" PRIu64 " malformed lines skipped in all\n", cmd, nbad);

@@ -16,7 +16,12 @@
  *     -> "campaign_id,window_start,count" lines (--out, default stdout), or
  *        rows (campaign_id, window_start, window_end, count) upserted into
  *        an SQLite table keyed by (campaign_id, window_start) (--sqlite DB
- *        --table T): a result written again overwrites itself
+ *        --table T): a result written again overwrites itself, or the
+ *        values of --out-topic
+ *
+ * With --group (a consumer group of processes sharing the input's
+ * partitions) the graph is cut in two at the key: views into a repartition
+ * topic keyed by campaign, and the count from it ("--group" below).
  *
  * --emit-json prints the generator's events as JSON lines instead of running
  * anything, so that `ysb --emit-json | sluice produce T` fills a topic that
@@ -309,6 +314,8 @@ static int views_process(sl_ctx *ctx, void *self, sl_batch *in)
 static const sl_operator views_op = {
     .version = SL_OPERATOR_VERSION, .kind = "ysb-views", .process = views_process};
 
+/* The join's records keyed by campaign: the record's 8 bytes (the int64
+ * index), which are also the repartition topic's key. */
 static sl_bytes campaign_key(const void *rec, uint32_t len, void *ud)
 {
     sl_bytes k = {rec, 8};
@@ -323,12 +330,60 @@ static int fmt_late(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void
     return sl_buf_printf(out, "late view: campaign %s at event time %" PRId64, j->names[c], ts);
 }
 
+/* What the graph pieces below share, made once before any is built (a group
+ * builds its tasks while other tasks run and read these). */
+static void ysb_prepare(ysb_job *j)
+{
+    atomic_init(&j->dl.count, 0);
+    j->dl.cmd = j->cmd;
+    j->wc = sl_window_tumbling(YSB_WINDOW_MS, 0);
+    j->wc.agg = &sl_agg_count;
+    j->dl_late = (jobs_deadletters_fmt){.dl = &j->dl, .format = fmt_late, .ud = j};
+}
+
+/* The JSON lines of --topic (of the task's partition only, in a group), at
+ * parallelism 1, malformed lines to the dead letters. Every partition is a
+ * split with its own punctuated watermark (j->wm): a record later than
+ * --delay within its partition is late, whatever the other partitions hold,
+ * so the output does not depend on how the partitions' records interleave. */
+static sl_stream *ysb_topic_source(sl_pipeline *p, ysb_job *j, const sl_kafka_task *task)
+{
+    sl_stream *src = jobs_topic_source(p, &j->topics, task, "json", j->topic, parse_json, j,
+                                       sizeof(ysb_event), sizeof(ysb_event), &j->wm);
+    src = sl_stream_parallelism(src, 1);
+    sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
+    return src;
+}
+
+/* events -> "views" (keeps the views, joins ad -> campaign; unknown ads to
+ * the dead letters) at parallelism par: the 8-byte campaign records. */
+static sl_stream *ysb_views(ysb_job *j, sl_stream *events, int par)
+{
+    sl_stream *v = sl_stream_parallelism(sl_stream_apply(events, "views", &views_op, j, 8), par);
+    sl_stream_sink(sl_stream_side_as(v, 1, 0, SL_PORT_DEAD_LETTER), "unknown-ads",
+                   &jobs_deadletter_text_sink, &j->dl);
+    return v;
+}
+
+/* campaign records -> key_by campaign (parallelism kpar) -> window "count"
+ * (10 s tumbling count, --parallelism instances); late views (behind the
+ * watermark by more than --delay) to the dead letters. Returns the window's
+ * results. */
+static sl_stream *ysb_count(ysb_job *j, sl_stream *campaigns, int kpar)
+{
+    int par = j->parallelism > 0 ? j->parallelism : 1;
+    sl_stream *k =
+        sl_stream_parallelism(sl_stream_key_by(campaigns, "campaign", campaign_key, NULL), kpar);
+    sl_stream *w = sl_stream_parallelism(sl_stream_window(k, "count", &j->wc), par);
+    sl_stream_sink(sl_stream_window_late(w), "late-views", &jobs_deadletter_fmt_sink, &j->dl_late);
+    return w;
+}
+
 sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
 {
     int par = j->parallelism > 0 ? j->parallelism : 1;
     sl_stream *src;
-    atomic_init(&j->dl.count, 0);
-    j->dl.cmd = j->cmd;
+    ysb_prepare(j);
     if (j->input) {
         sl_lines_conf lc = {
             .path = j->input, .parse = parse_json, .ud = j, .max_len = sizeof(ysb_event)};
@@ -337,15 +392,8 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
         src = sl_stream_parallelism(src, 1);
         sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
     } else if (j->topic) {
-        /* Every partition is a split with its own punctuated watermark: a
-         * record later than --delay within its partition is late, whatever
-         * the other partitions hold, so the output does not depend on how
-         * the partitions' records interleave. */
         j->wm = (sl_watermark_conf){.delay = j->delay, .punctuated = 1};
-        src = jobs_topic_source(p, &j->topics, NULL, "json", j->topic, parse_json, j,
-                                sizeof(ysb_event), sizeof(ysb_event), &j->wm);
-        src = sl_stream_parallelism(src, 1);
-        sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
+        src = ysb_topic_source(p, j, NULL);
     } else {
         /* Each shard's event times grow with seq: monotonous. */
         j->wm = (sl_watermark_conf){.delay = j->delay, .monotonous = 1};
@@ -359,18 +407,100 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
      * on another path, and the late records would depend on scheduling. The
      * hash edge into the window keeps each key's order with the watermarks. */
     int vpar = j->input || j->topic ? 1 : par;
-    sl_stream *v = sl_stream_parallelism(sl_stream_apply(src, "views", &views_op, j, 8), vpar);
-    sl_stream_sink(sl_stream_side_as(v, 1, 0, SL_PORT_DEAD_LETTER), "unknown-ads",
-                   &jobs_deadletter_text_sink, &j->dl);
-    sl_stream *k = sl_stream_parallelism(sl_stream_key_by(v, "campaign", campaign_key, NULL), vpar);
-    j->wc = sl_window_tumbling(YSB_WINDOW_MS, 0);
-    j->wc.agg = &sl_agg_count;
-    sl_stream *w = sl_stream_parallelism(sl_stream_window(k, "count", &j->wc), par);
-    /* Late views (behind the watermark by more than --delay) are dead letters too. */
-    sl_stream *late = sl_stream_window_late(w);
-    j->dl_late = (jobs_deadletters_fmt){.dl = &j->dl, .format = fmt_late, .ud = j};
-    sl_stream_sink(late, "late-views", &jobs_deadletter_fmt_sink, &j->dl_late);
-    return w;
+    return ysb_count(j, ysb_views(j, src, vpar), vpar);
+}
+
+/* --- --group: through a repartition topic ------------------------------------------- */
+
+/* A group's task keeps the state of its partition's keys, and ysb's input is
+ * not partitioned by campaign: the group runs two kinds of task
+ * (sluice/kafka.h, "Repartitioning").
+ *
+ *   input task (a partition of --topic):
+ *     JSON lines (the --topic source, its punctuated watermark) -> views
+ *     -> the repartition topic, keyed by the campaign index (8 bytes)
+ *   repartition task (a partition of "<group>.repartition"):
+ *     campaign records (watermark: the minimum of the input tasks', sent
+ *     through the topic) -> key_by -> window "count" -> --out-topic
+ *
+ * A repartition record's value (16 bytes, little-endian):
+ *
+ *   offset  size  field
+ *   0       8     campaign index (int64)
+ *   8       8     event time (int64, ms)
+ *
+ * The event time is in the value because the message timestamp cannot carry
+ * every event time (librdkafka sends timestamp 0 as "now"). The key is the
+ * record's 8 bytes (the same index in the host's order: every member of a
+ * group must share its byte order, as they share the job). */
+typedef struct ysb_group {
+    ysb_job *j;
+    const char *out_topic;
+} ysb_group;
+
+static void put_le64(uint8_t *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+static int fmt_repart(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *ud)
+{
+    int64_t c;
+    uint8_t b[16];
+    memcpy(&c, rec, 8);
+    put_le64(b, (uint64_t)c);
+    put_le64(b + 8, (uint64_t)ts);
+    return sl_buf_append(out, b, sizeof(b));
+}
+
+static int parse_repart(const char *line, size_t len, void *out, uint32_t max_len, int64_t *ts,
+                        const char **reason, void *ud)
+{
+    const ysb_job *j = ud;
+    if (len != 16) {
+        *reason = "not a repartition record (16 bytes: campaign index, event time)";
+        return -1;
+    }
+    int64_t c = (int64_t)get_le64((const uint8_t *)line);
+    if (c < 0 || c >= j->n_names) {
+        *reason = "campaign index out of range (another --campaigns file?)";
+        return -1;
+    }
+    memcpy(out, &c, 8);
+    *ts = (int64_t)get_le64((const uint8_t *)line + 8);
+    return 8;
+}
+
+/* The graph of an input partition: JSON lines -> views -> repartition topic. */
+static int ysb_input_task(sl_pipeline *p, const sl_kafka_task *task, void *ud)
+{
+    ysb_job *j = ((const ysb_group *)ud)->j;
+    sl_stream *v = ysb_views(j, ysb_topic_source(p, j, task), 1);
+    jobs_topic_sink(p, v, &j->topics, task, "repartition", sl_kafka_task_repartition_topic(task),
+                    campaign_key, fmt_repart, j);
+    return 0; /* a building error is recorded in p: starting it reports the error */
+}
+
+/* The graph of a repartition partition: campaign records -> count -> --out-topic. */
+static int ysb_count_task(sl_pipeline *p, const sl_kafka_task *task, void *ud)
+{
+    const ysb_group *g = ud;
+    ysb_job *j = g->j;
+    /* The watermark conf is not used: watermarks come through the topic. */
+    sl_stream *src = jobs_topic_source(p, &j->topics, task, "repartitioned",
+                                       sl_kafka_task_topic(task), parse_repart, j, 8, 8, &j->wm);
+    src = sl_stream_parallelism(src, 1);
+    sl_stream_sink(sl_stream_dead_letters(src), "malformed", &jobs_deadletter_sink, &j->dl);
+    sl_stream *w = ysb_count(j, src, 1);
+    jobs_topic_sink(p, w, &j->topics, task, "out", g->out_topic, ysb_out_key, ysb_out_value, j);
+    return 0;
 }
 
 /* --- the job -------------------------------------------------------------------------------- */
@@ -430,8 +560,8 @@ static void ysb_help(void)
     printf(
         "usage: sluice run ysb [--events N] [--rate R] [--input FILE | --topic NAME]\n"
         "           [--campaigns FILE] [--delay D] [--out FILE | --sqlite DB [--table T] |\n"
-        "            --out-topic NAME] [--dir DIR | --kafka BOOTSTRAP [-X KEY=VALUE]...] "
-        "[--follow]\n"
+        "            --out-topic NAME] [--dir DIR | --kafka BOOTSTRAP [-X KEY=VALUE]...]\n"
+        "           [--follow | --group G [--session-timeout D]]\n"
         "           [--emit-json] [--threads N] [--parallelism P] [--explain]\n"
         "           [--checkpoint-dir DIR [--checkpoint-interval D] [--checkpoint-timeout D]\n"
         "            [--checkpoint-keep K] [--from-checkpoint PATH]\n"
@@ -464,6 +594,13 @@ static void ysb_help(void)
         "  --emit-json      run nothing: print the JSON lines of the events the generator\n"
         "                   would make (--events, --rate) to --out or standard output, e.g.\n"
         "                   sluice run ysb --emit-json | sluice produce events\n"
+        "  --group G        (with --kafka, --topic and --out-topic) run as a member of\n"
+        "                   consumer group G: the input's partitions are shared by the\n"
+        "                   members, and the views go through the repartition topic\n"
+        "                   G.repartition (made if missing, as many partitions as the\n"
+        "                   input), keyed by campaign, to the counts, whose partitions are\n"
+        "                   shared too; a window closes when every input partition has\n"
+        "                   passed it. Output, offsets and state commit together\n"
         "Malformed lines, unknown ads and views later than --delay are dead letters:\n"
         "counted, the first ten reported on standard error.\n");
     fputs(jobs_topics_help, stdout);
@@ -579,17 +716,14 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         fprintf(stderr, "sluice %s: give one of --out, --sqlite and --out-topic\n", j.cmd);
         return 2;
     }
-    if (jobs_topics_check(j.cmd, &j.topics, j.topic, out_topic)) return 2;
-    if (j.topics.group) {
-        /* A task's state is its partition's keys; ysb's key is the campaign,
-         * which the input is not partitioned by. */
+    if (j.topics.group && j.input) {
         fprintf(stderr,
-                "sluice %s: --group needs the job's key to be the input's partitioning key; ysb "
-                "counts by campaign, so its input would first go through a repartition topic, "
-                "which sluice does not make yet\n",
+                "sluice %s: --group shares the partitions of a Kafka topic: give --topic, not "
+                "--input\n",
                 j.cmd);
         return 2;
     }
+    if (jobs_topics_check(j.cmd, &j.topics, j.topic, out_topic)) return 2;
     if (table && !sqlite) {
         fprintf(stderr, "sluice %s: --table names a table of --sqlite, which is missing\n", j.cmd);
         return 2;
@@ -610,6 +744,16 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
                           : "--out-topic");
         return 2;
     }
+    if (j.topics.group && !out_topic) {
+        fprintf(stderr,
+                "sluice %s: --group writes its results to --out-topic (committed with the state "
+                "in one Kafka transaction)%s\n",
+                j.cmd,
+                out      ? ", not to --out"
+                : sqlite ? ", not to --sqlite"
+                         : "; give --out-topic");
+        return 2;
+    }
     j.events_per_s = j.rate > 0 ? (uint64_t)j.rate : 10000;
     if (emit_json) return emit(&j, out);
     j.parallelism = common.parallelism;
@@ -622,6 +766,20 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         fprintf(stderr, "sluice %s: cannot read '%s': %s\n", j.cmd, j.input, strerror(errno));
         ysb_free(&j);
         return 1;
+    }
+    if (j.topics.group) {
+        ysb_prepare(&j);
+        j.wm = (sl_watermark_conf){.delay = j.delay, .punctuated = 1};
+        ysb_group g = {.j = &j, .out_topic = out_topic};
+        rc = jobs_group_run(j.cmd, &j.topics, j.topic, &common, ysb_count_task, ysb_input_task, &g);
+        uint64_t nbad = atomic_load(&j.dl.count);
+        if (nbad)
+            fprintf(stderr,
+                    "sluice %s: %" PRIu64 " dead letters in this process (malformed, unknown ads, "
+                    "late)\n",
+                    j.cmd, nbad);
+        ysb_free(&j);
+        return rc;
     }
     sl_pipeline *p = sl_pipeline_new();
     if (!p) {

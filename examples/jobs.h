@@ -205,12 +205,18 @@ int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const sl
                     void *ud);
 /* With --group: run the job as a member of Kafka consumer group t->group
  * (sluice/kafka.h, sl_kafka_group): build makes the graph of one input
- * partition (task), with jobs_topic_source/sink given the task. Until
- * SIGINT or SIGTERM, which stop every task with a final checkpoint (exit
- * 0). c gives --threads (per task), --checkpoint-interval and
- * --checkpoint-dir (the local work directory). Returns the exit status. */
+ * partition (task), with jobs_topic_source/sink given the task. A job whose
+ * key is not the input's partitioning key gives repartition too (NULL:
+ * none): it then makes the graph of an input partition, which ends in a sink
+ * into sl_kafka_task_repartition_topic(task) keyed by the job's key, and
+ * build makes the graph of a partition of that topic (its source reads
+ * sl_kafka_task_topic(task)); the group's repartition topic is
+ * "<group>.repartition", with the input's partition count. Until SIGINT or
+ * SIGTERM, which stop every task with a final checkpoint (exit 0). c gives
+ * --threads (per task), --checkpoint-interval and --checkpoint-dir (the
+ * local work directory). Returns the exit status. */
 int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, const jobs_common *c,
-                   sl_kafka_build_fn build, void *ud);
+                   sl_kafka_build_fn build, sl_kafka_build_fn repartition, void *ud);
 /* The help lines of the topic options. */
 extern const char jobs_topics_help[];
 

@@ -222,13 +222,20 @@ static void on_group_signal(int sig)
 }
 
 int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, const jobs_common *c,
-                   sl_kafka_build_fn build, void *ud)
+                   sl_kafka_build_fn build, sl_kafka_build_fn repartition, void *ud)
 {
     if (c->from_checkpoint || (c->guarantee_set && c->guarantee != SL_GUARANTEE_EXACTLY_ONCE)) {
         fprintf(stderr,
                 "sluice %s: --group runs exactly-once from the checkpoints in Kafka; it takes no "
                 "%s\n",
                 cmd, c->from_checkpoint ? "--from-checkpoint" : "--guarantee");
+        return 2;
+    }
+    if (c->explain) {
+        fprintf(stderr,
+                "sluice %s: --explain shows one pipeline; --group builds one per partition (run "
+                "--explain without --group to see the job's graph)\n",
+                cmd);
         return 2;
     }
     char prefix[256];
@@ -243,7 +250,8 @@ int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, con
                               .session_timeout_ms = (int)t->session_timeout,
                               .build = build,
                               .ud = ud,
-                              .log_prefix = prefix};
+                              .log_prefix = prefix,
+                              .repartition = repartition};
     sl_kafka_group *g = NULL;
     int rc = sl_kafka_group_new(&g, &gc);
     if (rc) {
