@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# tests/integration/kafka_repartition.sh - ysb --group through the group's repartition
+# topic, on `sluice broker serve`. ysb counts by campaign, which its input is not
+# partitioned by: the input tasks send the views, keyed by campaign, through
+# "G.repartition", whose tasks count them (sluice/kafka.h, "Repartitioning").
+#
+#   input      ysb's JSON lines (--emit-json, 60 s of event time: six 10 s windows),
+#              dealt round-robin over a 12-partition topic in two halves (with -p:
+#              unkeyed lines would stick to a few partitions), then one "flush" line
+#              per partition: a click (views drops it: no output of its own) far
+#              beyond the data, so that the group, which never sees the end of its
+#              input, closes every window
+#   reference  ysb --kafka --topic IN --out-topic OUT-REF, bounded, one process (its
+#              end of input closes every window); it must equal ysb --input on the
+#              same lines
+#   group      three members; the first half is committed, one member is killed
+#              (SIGKILL), the second half and the flush lines follow: the survivors
+#              commit them only by taking over its partitions (input and repartition
+#              ones) and their state; then SIGTERM (exit 0 each). The committed output
+#              (read_committed) must equal the reference's, as sorted lines.
+#
+# Why --delay 30s, half the data's event time: a repartition task's watermark is the
+# minimum over the input tasks that are not idle. Between the halves every input
+# partition is idle, and the killed member's partitions stay so until their takeover;
+# a smaller delay would let the survivors' second half close windows that the killed
+# member's second half, read later, still falls in (late, then missing: the output
+# would depend on timing). With it no watermark passes a data record before the flush
+# lines, which are produced only after the group committed all the data into the
+# repartition topic.
+# No wait depends on speed: each is a bounded poll that fails naming what it waited for.
+set -euo pipefail
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib/serve.sh"
+serve_init kafka_repartition
+members=()
+cleanup_members() {
+  local p
+  for p in "${members[@]}"; do kill -9 "$p" 2> /dev/null || true; done
+  serve_cleanup
+}
+trap cleanup_members EXIT
+export SLUICE_DIR="$tmp/broker"
+mkdir -p "$SLUICE_DIR"
+serve_start
+B=127.0.0.1:$port
+N=60000 # events: 60 s of event time at 1,000 per s
+P=12    # input partitions
+G=rep
+delay=30s
+
+"$bin" topic create in --partitions $P -b "$B" > /dev/null
+for t in out-ref out-g; do "$bin" topic create "$t" --partitions 4 -b "$B" > /dev/null; done
+
+"$bin" run ysb --emit-json --events $N --rate 1000 > "$tmp/all.json"
+head -n $((N / 2)) "$tmp/all.json" > "$tmp/half1.json"
+tail -n +$((N / 2 + 1)) "$tmp/all.json" > "$tmp/half2.json"
+for p in $(seq 0 $((P - 1))); do
+  echo '{"ad_id": "0", "event_type": "click", "event_time": "1000000000"}'
+done > "$tmp/flush.json"
+
+# produce FILE: its lines dealt round-robin over the partitions (line i to i % P).
+produce() {
+  local p
+  rm -f "$tmp"/part-*
+  awk -v n=$P -v d="$tmp" '{ print > (d "/part-" ((NR - 1) % n)) }' "$1"
+  for p in $(seq 0 $((P - 1))); do
+    [ -f "$tmp/part-$p" ] || continue
+    "$bin" produce in -b "$B" -p "$p" < "$tmp/part-$p" 2> "$tmp/produce.err" ||
+      fail "produce $1 into partition $p: $(cat "$tmp/produce.err")"
+  done
+}
+
+# start_member NAME: a member of group G in the background; its pid in $last.
+start_member() {
+  "$bin" run ysb --kafka "$B" --group $G --topic in --out-topic out-g --delay $delay \
+    --checkpoint-interval 200ms --session-timeout 10s --checkpoint-dir "$tmp/work-$1" \
+    2> "$tmp/$1.err" &
+  last=$!
+  members+=("$last")
+}
+
+# committed: the group's committed offsets summed over the input's partitions.
+committed() {
+  "$bin" group describe $G --topic in -b "$B" 2> /dev/null |
+    awk '$1 == "in" && $3 != "-" { s += $3 } END { print s + 0 }'
+}
+
+# took NAME: how many partitions member NAME has taken so far (over all rebalances).
+took() { grep -c "took partition" "$tmp/$1.err" || true; }
+
+tails() { for f in "$tmp"/[abc].err; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; }
+
+# wait_took NAME N: until member NAME has taken N partitions in all (60 s at most).
+wait_took() {
+  local end=$((SECONDS + 60))
+  while [ $SECONDS -lt $end ]; do
+    [ "$(took "$1")" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+  tails
+  fail "member $1 took $(took "$1") partitions, not $2, within 60 s"
+}
+
+# wait_committed N: until the group has committed N input records (60 s at most).
+wait_committed() {
+  local c=0 end=$((SECONDS + 60))
+  while [ $SECONDS -lt $end ]; do
+    c=$(committed)
+    [ "$c" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  tails
+  fail "group $G committed $c of $1 input records within 60 s"
+}
+
+lines() { "$bin" consume "$1" -b "$B" -e -f '%s\n'; }
+
+# --- the group, part 1 -------------------------------------------------------------------
+produce "$tmp/half1.json"
+start_member a
+a=$last
+start_member b
+b=$last
+start_member c
+c=$last
+for n in a b c; do wait_took $n 1; done
+wait_committed $((N / 2))
+kill -9 "$b"
+wait "$b" 2> /dev/null || true
+n_a=$(took a)
+n_c=$(took c)
+
+# --- part 2: the second half after the kill, then the flush lines --------------------------
+produce "$tmp/half2.json"
+# All the data is in the repartition topic before any watermark passes it (see above).
+wait_committed $N
+produce "$tmp/flush.json"
+
+# --- the reference, on the same topic, bounded: its end closes every window ----------------
+"$bin" run ysb --kafka "$B" --topic in --out-topic out-ref --delay $delay \
+  --checkpoint-dir "$tmp/ck-ref" 2> "$tmp/ref.err" || fail "the reference failed: $(cat "$tmp/ref.err")"
+lines out-ref | sort > "$tmp/ref.txt"
+want=$(wc -l < "$tmp/ref.txt")
+[ "$want" -ge 600 ] || fail "the reference wrote $want lines, not 100 campaigns x 6 windows"
+cat "$tmp/all.json" "$tmp/flush.json" > "$tmp/input.json"
+"$bin" run ysb --input "$tmp/input.json" --delay $delay 2> /dev/null | sort > "$tmp/file.txt"
+cmp -s "$tmp/ref.txt" "$tmp/file.txt" || {
+  diff "$tmp/file.txt" "$tmp/ref.txt" | head -n 10 >&2
+  fail "ysb through Kafka differs from ysb --input on the same lines"
+}
+
+# --- the group's committed output reaches the reference's line count ----------------------
+got=0
+end=$((SECONDS + 120))
+while [ $SECONDS -lt $end ]; do # (a consume of the topic takes about a second)
+  got=$(lines out-g | wc -l)
+  [ "$got" -ge "$want" ] && break
+  sleep 0.1
+done
+if [ "$got" -lt "$want" ]; then
+  tails
+  fail "the group committed $got of $want result lines within 120 s"
+fi
+for m in "a $a" "c $c"; do
+  set -- $m
+  kill -TERM "$2"
+  rc=0
+  wait "$2" || rc=$?
+  [ "$rc" = 0 ] || fail "member $1 exited $rc after SIGTERM: $(tail -n 5 "$tmp/$1.err")"
+done
+lines out-g | sort > "$tmp/group.txt"
+if ! cmp -s "$tmp/ref.txt" "$tmp/group.txt"; then
+  diff "$tmp/ref.txt" "$tmp/group.txt" | head -n 20 >&2
+  fail "the group's output differs from the single process's ($(wc -l < "$tmp/group.txt") vs $want lines)"
+fi
+"$bin" topic list -b "$B" > "$tmp/topics.txt"
+grep -q "^$G\.repartition\b" "$tmp/topics.txt" ||
+  fail "no repartition topic $G.repartition: $(cat "$tmp/topics.txt")"
+[ "$(took a)" -gt "$n_a" ] || [ "$(took c)" -gt "$n_c" ] ||
+  fail "no survivor took over a partition of the killed member"
+echo "kafka_repartition: ok ($want result lines; 3 members through $G.repartition, one killed)"
