@@ -432,7 +432,9 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
  * The event time is in the value because the message timestamp cannot carry
  * every event time (librdkafka sends timestamp 0 as "now"). The key is the
  * record's 8 bytes (the same index in the host's order: every member of a
- * group must share its byte order, as they share the job). */
+ * group must share its byte order, as they share the job). The index is the
+ * campaign's place in the campaign table, so every member must be given the
+ * same --campaigns file; an index out of the table is a dead letter. */
 typedef struct ysb_group {
     ysb_job *j;
     const char *out_topic;

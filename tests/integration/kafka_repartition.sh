@@ -116,6 +116,21 @@ wait_committed() {
 
 lines() { "$bin" consume "$1" -b "$B" -e -f '%s\n'; }
 
+# --- what --group refuses (one line, exit 2) ------------------------------------------------
+expect2() { # WHAT ARGS...
+  local what=$1 rc=0
+  shift
+  timeout 60 "$bin" run ysb --kafka "$B" --group $G "$@" > /dev/null 2> "$tmp/e.err" || rc=$?
+  [ "$rc" = 2 ] || fail "$what: exit $rc, not 2: $(cat "$tmp/e.err")"
+  [ "$(wc -l < "$tmp/e.err")" = 1 ] || fail "$what: not one line: $(cat "$tmp/e.err")"
+}
+expect2 "--group without --out-topic" --topic in
+expect2 "--group with --out" --topic in --out "$tmp/x.txt"
+expect2 "--group with --sqlite" --topic in --sqlite "$tmp/x.db"
+expect2 "--group with --input" --input "$tmp/all.json" --out-topic out-g
+expect2 "--group with --from-checkpoint" --topic in --out-topic out-g --from-checkpoint "$tmp"
+expect2 "--group with --explain" --topic in --out-topic out-g --explain
+
 # --- the group, part 1 -------------------------------------------------------------------
 produce "$tmp/half1.json"
 start_member a
