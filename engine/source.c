@@ -242,6 +242,11 @@ static int64_t inst_min(const sli_srcinst *si, int *any)
     return wm;
 }
 
+int sli_source_idle(const struct sl_ctx *c)
+{
+    return c->src && c->src->live > 0 && c->src->idle_out;
+}
+
 int sli_source_announce(struct sl_ctx *c)
 {
     sli_srcinst *si = c->src;

@@ -3,8 +3,24 @@
  * (sl_kafka_group, sluice/kafka.h): each input partition is a task, a
  * pipeline of its own whose state travels through Kafka.
  *
- * Membership. One librdkafka consumer per process subscribes to the input
- * topic in the group and is polled by the run loop; it reads nothing (its
+ * Stages. A group reads one topic, the input (stage 0), or two when it
+ * repartitions: then the input's tasks write the repartition topic (stage
+ * 1), whose partitions are tasks too. Both topics are subscribed by the one
+ * membership consumer, so Kafka's assignor spreads both; range assignment
+ * per topic. Watermarks cross the repartition topic as markers (the sink
+ * sends them, the source reads them: kafka_int.h draws them).
+ *
+ *   stage  reads        built by                 txid               state key
+ *   0      input p      conf.build (or           sluice-<group>-p    "p"
+ *                       conf.repartition)
+ *   1      repartition  conf.build               sluice-<group>-rp   "rp"
+ *          p
+ *
+ * A task's state record goes to the state topic's partition p modulo its
+ * partition count (it is made with the input's count).
+ *
+ * Membership. One librdkafka consumer per process subscribes to the group's
+ * topics and is polled by the run loop; it reads nothing (its
  * assigned partitions are paused at once): it is only how the group protocol
  * tells this process which partitions it owns. The tasks read and write
  * with their own clients (the task's source and sink, sluice/kafka.h).
@@ -13,20 +29,21 @@
  * and state in one transaction), before the rebalance callback returns; on
  * an assignment, tasks start for the new partitions.
  *
- * Starting a task for partition p:
- *   1. its local directory WORK/p is wiped: a local checkpoint may be newer
+ * Starting a task for partition p of topic T:
+ *   1. its local directory WORK/T-p is wiped: a local checkpoint may be newer
  *      than what was committed (its commit was fenced), so only the state
  *      topic is trusted;
- *   2. the state topic's partition p is read to its end (read_committed) and
- *      its last record with key "p", if any, is unpacked into WORK/p/chk-N/;
- *   3. the pipeline is built (build callback), given checkpoints in WORK/p
+ *   2. the task's state topic partition is read to its end (read_committed)
+ *      and its last record with the task's key, if any, is unpacked into
+ *      WORK/T-p/chk-N/;
+ *   3. the pipeline is built (build callback), given checkpoints in WORK/T-p
  *      (exactly-once, sync capture), and started: it resumes from chk-N if
  *      there is one, else from the group's committed offset of p, else from
  *      the beginning.
  * A task that fails (a fenced commit, a broker error) fails the whole
  * process: the others are cancelled and the message names the partition.
  *
- * The state record (value; key: the partition as decimal text), little-endian:
+ * The state record (value; key: the task's state key), little-endian:
  *
  *   offset  size  field
  *   0       4     magic "SLKS"
@@ -70,15 +87,31 @@ typedef struct task {
     int running;
 } task;
 
+/* The tasks of one topic the group reads: the input (stage 0) and, when
+ * repartitioning, the repartition topic (stage 1). */
+typedef struct stage {
+    const char *topic;
+    int32_t n_parts;
+    task *tasks; /* [n_parts] */
+    sl_kafka_build_fn build;
+} stage;
+
+/* A partition assigned whose task has not started yet. */
+typedef struct pend {
+    int stage;
+    int32_t part;
+} pend;
+
 struct sl_kafka_group {
     sl_kafka_group_conf c;
     char **props;
-    char *bootstrap, *topic, *group_id, *state_topic, *work_dir, *prefix;
+    char *bootstrap, *topic, *group_id, *state_topic, *work_dir, *prefix, *rtopic;
     rd_kafka_t *rk;      /* membership */
     rd_kafka_t *restore; /* reads the state topic */
-    int32_t n_parts;
-    task *tasks;      /* [n_parts] */
-    int32_t *pending; /* partitions assigned, tasks not started yet */
+    stage st[2];
+    int n_stages;
+    int32_t state_parts; /* the state topic's partition count */
+    pend *pending;       /* [n_parts of all stages] */
     int n_pending;
     volatile sig_atomic_t stop;
     atomic_int lost; /* the group took our partitions away (session expired) */
@@ -228,12 +261,12 @@ oom:
 }
 
 /* Unpack a state record into dir/chk-N/. Returns 0 (and *id) or a code. */
-static int state_unpack(sl_kafka_group *g, int32_t part, const uint8_t *v, size_t len,
+static int state_unpack(sl_kafka_group *g, const char *key, const uint8_t *v, size_t len,
                         const char *dir, uint64_t *id)
 {
     if (len < 20 || memcmp(v, STATE_MAGIC, 4) != 0 || get_le(v + 4, 4) != 1)
-        return fail(g, SL_ECORRUPT, "partition %d: the state record in '%s' is not sluice's",
-                    (int)part, g->state_topic);
+        return fail(g, SL_ECORRUPT, "task %s: the state record in '%s' is not sluice's", key,
+                    g->state_topic);
     *id = get_le(v + 8, 8);
     uint32_t files = (uint32_t)get_le(v + 16, 4);
     char path[4096];
@@ -272,7 +305,7 @@ static int state_unpack(sl_kafka_group *g, int32_t part, const uint8_t *v, size_
     if (at != len) goto bad;
     return 0;
 bad:
-    return fail(g, SL_ECORRUPT, "partition %d: the state record in '%s' is malformed", (int)part,
+    return fail(g, SL_ECORRUPT, "task %s: the state record in '%s' is malformed", key,
                 g->state_topic);
 }
 
@@ -324,70 +357,84 @@ static rd_kafka_t *client(sl_kafka_group *g, const char *const *extra, int membe
     return rk;
 }
 
-/* The input topic's partition count (and that the cluster answers). */
-static int input_partitions(sl_kafka_group *g)
+/* A topic's partition count (and that the cluster answers); 0 when the
+ * topic does not exist and may_miss, else a failure. */
+static int topic_partitions(sl_kafka_group *g, const char *topic, int may_miss, int32_t *n)
 {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(g->rk, g->topic, NULL);
+    rd_kafka_topic_t *t = rd_kafka_topic_new(g->rk, topic, NULL);
     rd_kafka_resp_err_t e = rd_kafka_metadata(g->rk, 0, t, &md, 10000);
     if (t) rd_kafka_topic_destroy(t);
     if (e)
         return fail(g, SL_EIO, "cannot reach Kafka at %s: %s", g->bootstrap, rd_kafka_err2str(e));
     int rc = 0;
-    if (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt <= 0)
-        rc = fail(g, SL_ENOENT, "topic '%s' does not exist on %s", g->topic, g->bootstrap);
-    else
-        g->n_parts = md->topics[0].partition_cnt;
+    *n = 0;
+    if (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt <= 0) {
+        if (!may_miss)
+            rc = fail(g, SL_ENOENT, "topic '%s' does not exist on %s", topic, g->bootstrap);
+    } else {
+        *n = md->topics[0].partition_cnt;
+    }
     rd_kafka_metadata_destroy(md);
     return rc;
 }
 
-/* Make the compacted state topic, with the input's partition count, if missing. */
-static int state_topic_ensure(sl_kafka_group *g)
+/* Make a topic if missing (compacted: the state topic); then *n is its
+ * partition count. */
+static int topic_ensure(sl_kafka_group *g, const char *topic, int32_t parts, int compacted,
+                        int32_t *n)
 {
+    int rc = topic_partitions(g, topic, 1, n);
+    if (rc || *n > 0) return rc;
     char err[512];
-    rd_kafka_NewTopic_t *nt =
-        rd_kafka_NewTopic_new(g->state_topic, g->n_parts, 1, err, sizeof(err));
-    if (!nt) return fail(g, SL_EINVAL, "state topic '%s': %s", g->state_topic, err);
-    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
-    char maxb[32];
-    snprintf(maxb, sizeof(maxb), "%d", STATE_MAX_BYTES);
-    rd_kafka_NewTopic_set_config(nt, "max.message.bytes", maxb);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, parts, 1, err, sizeof(err));
+    if (!nt) return fail(g, SL_EINVAL, "topic '%s': %s", topic, err);
+    if (compacted) {
+        rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+        char maxb[32];
+        snprintf(maxb, sizeof(maxb), "%d", STATE_MAX_BYTES);
+        rd_kafka_NewTopic_set_config(nt, "max.message.bytes", maxb);
+    }
     rd_kafka_queue_t *q = rd_kafka_queue_new(g->rk);
     rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(g->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(o, 10000, err, sizeof(err));
     rd_kafka_CreateTopics(g->rk, &nt, 1, o, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
-    int rc = 0;
     if (!ev) {
-        rc =
-            fail(g, SL_EAGAIN, "state topic '%s': no answer from %s", g->state_topic, g->bootstrap);
+        rc = fail(g, SL_EAGAIN, "topic '%s': no answer from %s", topic, g->bootstrap);
     } else if (rd_kafka_event_error(ev)) {
-        rc = fail(g, SL_EIO, "state topic '%s': %s", g->state_topic,
-                  rd_kafka_event_error_string(ev));
+        rc = fail(g, SL_EIO, "topic '%s': %s", topic, rd_kafka_event_error_string(ev));
     } else {
-        size_t n = 0;
+        size_t nr = 0;
         const rd_kafka_topic_result_t **r =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-        rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(r[0]) : RD_KAFKA_RESP_ERR_NO_ERROR;
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nr);
+        rd_kafka_resp_err_t e = nr ? rd_kafka_topic_result_error(r[0]) : RD_KAFKA_RESP_ERR_NO_ERROR;
         if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-            rc = fail(g, SL_EIO, "cannot create the state topic '%s': %s", g->state_topic,
+            rc = fail(g, SL_EIO, "cannot create topic '%s': %s", topic,
                       rd_kafka_topic_result_error_string(r[0]));
     }
     if (ev) rd_kafka_event_destroy(ev);
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_NewTopic_destroy(nt);
     rd_kafka_queue_destroy(q);
+    /* made now, or by another member at the same time: its count */
+    for (int i = 0; !rc && *n == 0 && i < 50; i++) {
+        rc = topic_partitions(g, topic, 1, n);
+        if (!rc && *n == 0) usleep(100 * 1000);
+    }
+    if (!rc && *n == 0) rc = fail(g, SL_EIO, "topic '%s' was made but does not show", topic);
     return rc;
 }
 
-/* Read partition part of the state topic to its end; the last record keyed
- * by the partition goes to dir. *found says whether there was one. */
-static int state_restore(sl_kafka_group *g, int32_t part, const char *dir, int *found, uint64_t *id)
+/* Read the state topic's partition of task t to its end; the last record
+ * with the task's key goes to dir. *found says whether there was one. */
+static int state_restore(sl_kafka_group *g, const sl_kafka_task *t, const char *dir, int *found,
+                         uint64_t *id)
 {
     *found = 0;
-    char key[16];
-    int kl = snprintf(key, sizeof(key), "%d", (int)part);
+    const char *key = t->state_key;
+    size_t kl = strlen(key);
+    int32_t part = t->state_partition;
     int64_t lo = 0, hi = 0;
     rd_kafka_resp_err_t e =
         rd_kafka_query_watermark_offsets(g->restore, g->state_topic, part, &lo, &hi, 10000);
@@ -425,20 +472,20 @@ static int state_restore(sl_kafka_group *g, int32_t part, const char *dir, int *
             rd_kafka_message_destroy(m);
             break;
         }
-        if (m->key_len == (size_t)kl && memcmp(m->key, key, (size_t)kl) == 0) {
+        if (m->key_len == kl && memcmp(m->key, key, kl) == 0) {
             last.len = 0;
             if (m->len && sl_buf_append(&last, m->payload, m->len)) rc = SL_ENOMEM;
             have = m->len > 0; /* an empty value would be a tombstone */
         }
         rd_kafka_message_destroy(m);
         if (rc) {
-            fail(g, rc, "out of memory restoring partition %d", (int)part);
+            fail(g, rc, "out of memory restoring task %s", key);
             break;
         }
     }
     rd_kafka_assign(g->restore, NULL);
     if (!rc && have) {
-        rc = state_unpack(g, part, last.ptr, last.len, dir, id);
+        rc = state_unpack(g, key, last.ptr, last.len, dir, id);
         if (!rc) *found = 1;
     }
     sl_buf_free(&last);
@@ -474,35 +521,50 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int task_start(sl_kafka_group *g, int32_t part)
+/* A task's name in lines: "partition 3" of the input, "repartition
+ * partition 3" of the repartition topic. */
+static const char *stage_word(int st)
+{
+    return st ? "repartition partition" : "partition";
+}
+
+static int task_start(sl_kafka_group *g, int st, int32_t part)
 {
     double t0 = mono_s();
-    task *k = &g->tasks[part];
+    stage *sg = &g->st[st];
+    task *k = &sg->tasks[part];
     if (k->running) return 0;
     free(k->dir);
-    if (asprintf(&k->dir, "%s/%d", g->work_dir, (int)part) < 0) {
+    if (asprintf(&k->dir, "%s/%s-%d", g->work_dir, sg->topic, (int)part) < 0) {
         k->dir = NULL;
         return fail(g, SL_ENOMEM, "out of memory");
     }
     if (rm_tree(k->dir) || mkdir(k->dir, 0755))
         return fail(g, SL_EIO, "cannot make the task directory %s: %s", k->dir, strerror(errno));
-    int found = 0;
-    uint64_t id = 0;
-    int rc = state_restore(g, part, k->dir, &found, &id);
-    if (rc) return rc;
     k->t = (sl_kafka_task){.partition = part,
                            .bootstrap = g->bootstrap,
-                           .topic = g->topic,
+                           .topic = sg->topic,
                            .group_id = g->group_id,
                            .state_topic = g->state_topic,
                            .props = (const char *const *)g->props,
                            .chk_dir = k->dir,
+                           .repartition = st == 0 ? g->rtopic : NULL,
+                           .upstreams = g->rtopic ? g->st[0].n_parts : 0,
+                           .reads_repartition = st == 1,
                            .g = g};
-    snprintf(k->t.txid, sizeof(k->t.txid), "sluice-%s-%d", g->group_id, (int)part);
+    /* The input's tasks keep the names they had before repartitioning
+     * existed; the repartition topic's are told apart by an "r". */
+    snprintf(k->t.txid, sizeof(k->t.txid), "sluice-%s-%s%d", g->group_id, st ? "r" : "", (int)part);
+    snprintf(k->t.state_key, sizeof(k->t.state_key), "%s%d", st ? "r" : "", (int)part);
+    k->t.state_partition = part % g->state_parts;
+    int found = 0;
+    uint64_t id = 0;
+    int rc = state_restore(g, &k->t, k->dir, &found, &id);
+    if (rc) return rc;
     sl_pipeline *p = sl_pipeline_new();
     if (!p) return fail(g, SL_ENOMEM, "out of memory");
     sl_pipeline_set_threads(p, g->c.threads > 0 ? g->c.threads : 1);
-    rc = g->c.build(p, &k->t, g->c.ud);
+    rc = sg->build(p, &k->t, g->c.ud);
     if (!rc) {
         sl_checkpoint_conf cc = {.dir = k->dir,
                                  .interval_ms = g->c.checkpoint_interval_ms,
@@ -513,7 +575,7 @@ static int task_start(sl_kafka_group *g, int32_t part)
     }
     if (!rc) rc = sl_pipeline_start(p);
     if (rc) {
-        fail(g, rc, "partition %d: %s", (int)part,
+        fail(g, rc, "%s %d: %s", stage_word(st), (int)part,
              *sl_pipeline_errmsg(p) ? sl_pipeline_errmsg(p) : sl_strerror(rc));
         sl_pipeline_free(p);
         return g->err;
@@ -521,47 +583,49 @@ static int task_start(sl_kafka_group *g, int32_t part)
     k->p = p;
     k->running = 1;
     if (found)
-        say(g, "took partition %d (state of checkpoint %" PRIu64 ", %.2f s)", (int)part, id,
-            mono_s() - t0);
+        say(g, "took %s %d (state of checkpoint %" PRIu64 ", %.2f s)", stage_word(st), (int)part,
+            id, mono_s() - t0);
     else
-        say(g, "took partition %d (no state yet, %.2f s)", (int)part, mono_s() - t0);
+        say(g, "took %s %d (no state yet, %.2f s)", stage_word(st), (int)part, mono_s() - t0);
     return 0;
 }
 
 /* Wait for a task's pipeline to end; a failure is the group's. */
-static void task_end(sl_kafka_group *g, task *k, int cancel)
+static void task_end(sl_kafka_group *g, int st, task *k, int cancel)
 {
     if (!k->running) return;
     if (cancel) sl_pipeline_cancel(k->p);
     int rc = sl_pipeline_wait(k->p, -1);
     if (rc && rc != SL_EPIPE)
-        fail(g, rc, "partition %d: %s", (int)k->t.partition,
+        fail(g, rc, "%s %d: %s", stage_word(st), (int)k->t.partition,
              *sl_pipeline_errmsg(k->p) ? sl_pipeline_errmsg(k->p) : sl_strerror(rc));
     sl_pipeline_free(k->p);
     k->p = NULL;
     k->running = 0;
 }
 
+/* Stop the running tasks of the partitions in `only` (NULL: all), each
+ * with a final checkpoint. */
 static void stop_tasks(sl_kafka_group *g, const rd_kafka_topic_partition_list_t *only)
 {
     double t0 = mono_s();
     int n = 0;
     /* cancel all first, so their final checkpoints run at the same time */
-    for (int32_t i = 0; i < g->n_parts; i++) {
-        task *k = &g->tasks[i];
-        if (!k->running) continue;
-        if (only && !rd_kafka_topic_partition_list_find(only, g->topic, i)) continue;
-        sl_pipeline_cancel(k->p);
-    }
-    for (int32_t i = 0; i < g->n_parts; i++) {
-        task *k = &g->tasks[i];
-        if (!k->running) continue;
-        if (only && !rd_kafka_topic_partition_list_find(only, g->topic, i)) continue;
-        task_end(g, k, 0);
-        n++;
-    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int st = 0; st < g->n_stages; st++)
+            for (int32_t i = 0; i < g->st[st].n_parts; i++) {
+                task *k = &g->st[st].tasks[i];
+                if (!k->running) continue;
+                if (only && !rd_kafka_topic_partition_list_find(only, g->st[st].topic, i)) continue;
+                if (pass == 0) {
+                    sl_pipeline_cancel(k->p);
+                } else {
+                    task_end(g, st, k, 0);
+                    n++;
+                }
+            }
     if (n && !g->err)
-        say(g, "gave up %d partition%s (final checkpoints committed, %.2f s)", n, n > 1 ? "s" : "",
+        say(g, "gave up %d task%s (final checkpoints committed, %.2f s)", n, n > 1 ? "s" : "",
             mono_s() - t0);
 }
 
@@ -577,9 +641,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_pause_partitions(rk, parts);
         g->n_pending = 0;
         for (int i = 0; i < parts->cnt; i++)
-            if (strcmp(parts->elems[i].topic, g->topic) == 0 &&
-                parts->elems[i].partition < g->n_parts)
-                g->pending[g->n_pending++] = parts->elems[i].partition;
+            for (int st = 0; st < g->n_stages; st++)
+                if (strcmp(parts->elems[i].topic, g->st[st].topic) == 0 &&
+                    parts->elems[i].partition < g->st[st].n_parts)
+                    g->pending[g->n_pending++] = (pend){st, parts->elems[i].partition};
     } else {
         g->n_pending = 0;
         if (rd_kafka_assignment_lost(rk)) {
@@ -626,8 +691,11 @@ int sl_kafka_group_new(sl_kafka_group **out, const sl_kafka_group_conf *conf)
     g->work_dir = dup_or(conf->work_dir, work);
     g->prefix = dup_or(conf->log_prefix, "sluice group: ");
     g->props = slk_props_dup(conf->props);
+    char rtopic[512];
+    snprintf(rtopic, sizeof(rtopic), "%s.repartition", conf->group_id);
+    if (conf->repartition) g->rtopic = dup_or(conf->repartition_topic, rtopic);
     if (!g->bootstrap || !g->topic || !g->group_id || !g->state_topic || !g->work_dir ||
-        !g->prefix || !g->props) {
+        !g->prefix || !g->props || (conf->repartition && !g->rtopic)) {
         sl_kafka_group_free(g);
         return SL_ENOMEM;
     }
@@ -640,6 +708,13 @@ int sl_kafka_group_new(sl_kafka_group **out, const sl_kafka_group_conf *conf)
     }
     rd_kafka_conf_destroy(check);
     *out = g;
+    if (g->rtopic && (!*g->rtopic || !strcmp(g->rtopic, g->topic) ||
+                      !strcmp(g->rtopic, g->state_topic) || conf->repartition_partitions < 0)) {
+        fail(g, SL_EINVAL,
+             "the repartition topic must be a topic of its own, not empty, the input or the "
+             "state topic, with a partition count >= 0");
+        return SL_EINVAL;
+    }
     return 0;
 }
 
@@ -679,19 +754,41 @@ int sl_kafka_group_run(sl_kafka_group *g)
     if (!g->rk) return g->err ? g->err : fail(g, SL_EIO, "cannot start a Kafka client");
     g->restore = client(g, reader, 0);
     if (!g->restore) return g->err ? g->err : fail(g, SL_EIO, "cannot start a Kafka client");
-    int rc = input_partitions(g);
-    if (!rc) rc = state_topic_ensure(g);
+    /* stage 0: the input; stage 1: the repartition topic, when there is one */
+    g->n_stages = g->rtopic ? 2 : 1;
+    g->st[0] = (stage){.topic = g->topic, .build = g->rtopic ? g->c.repartition : g->c.build};
+    int rc = topic_partitions(g, g->topic, 0, &g->st[0].n_parts);
+    if (!rc && g->rtopic) {
+        g->st[1] = (stage){.topic = g->rtopic, .build = g->c.build};
+        int32_t want =
+            g->c.repartition_partitions > 0 ? g->c.repartition_partitions : g->st[0].n_parts;
+        rc = topic_ensure(g, g->rtopic, want, 0, &g->st[1].n_parts);
+    }
+    if (!rc) rc = topic_ensure(g, g->state_topic, g->st[0].n_parts, 1, &g->state_parts);
     if (rc) return rc;
-    g->tasks = calloc((size_t)g->n_parts, sizeof(*g->tasks));
-    g->pending = calloc((size_t)g->n_parts, sizeof(*g->pending));
-    if (!g->tasks || !g->pending) return fail(g, SL_ENOMEM, "out of memory");
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, g->topic, RD_KAFKA_PARTITION_UA);
+    int32_t all = 0;
+    for (int st = 0; st < g->n_stages; st++) {
+        g->st[st].tasks = calloc((size_t)g->st[st].n_parts, sizeof(task));
+        if (!g->st[st].tasks) return fail(g, SL_ENOMEM, "out of memory");
+        all += g->st[st].n_parts;
+    }
+    if (!(g->pending = calloc((size_t)all, sizeof(*g->pending))))
+        return fail(g, SL_ENOMEM, "out of memory");
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(2);
+    for (int st = 0; st < g->n_stages; st++)
+        rd_kafka_topic_partition_list_add(sub, g->st[st].topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(g->rk, sub);
     rd_kafka_topic_partition_list_destroy(sub);
     if (e) return fail(g, SL_EIO, "cannot join group '%s': %s", g->group_id, rd_kafka_err2str(e));
-    say(g, "joining group '%s' on %s (topic '%s', %d partitions)", g->group_id, g->bootstrap,
-        g->topic, (int)g->n_parts);
+    if (g->rtopic)
+        say(g,
+            "joining group '%s' on %s (topic '%s', %d partitions, through repartition topic "
+            "'%s', %d partitions)",
+            g->group_id, g->bootstrap, g->topic, (int)g->st[0].n_parts, g->rtopic,
+            (int)g->st[1].n_parts);
+    else
+        say(g, "joining group '%s' on %s (topic '%s', %d partitions)", g->group_id, g->bootstrap,
+            g->topic, (int)g->st[0].n_parts);
     while (!g->stop && !g->err) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(g->rk, 100);
         if (m) {
@@ -707,15 +804,16 @@ int sl_kafka_group_run(sl_kafka_group *g)
          * is polled between two, so that the group hears from it. A
          * rebalance there may empty the pending list. */
         for (int i = 0; i < g->n_pending && !g->err && !g->stop; i++) {
-            task_start(g, g->pending[i]);
+            task_start(g, g->pending[i].stage, g->pending[i].part);
             rd_kafka_message_t *pm = rd_kafka_consumer_poll(g->rk, 0);
             if (pm) rd_kafka_message_destroy(pm);
         }
         g->n_pending = 0;
-        for (int32_t i = 0; i < g->n_parts && !g->err; i++) {
-            task *k = &g->tasks[i];
-            if (k->running && sl_pipeline_wait(k->p, 0) != SL_EAGAIN) task_end(g, k, 0);
-        }
+        for (int st = 0; st < g->n_stages; st++)
+            for (int32_t i = 0; i < g->st[st].n_parts && !g->err; i++) {
+                task *k = &g->st[st].tasks[i];
+                if (k->running && sl_pipeline_wait(k->p, 0) != SL_EAGAIN) task_end(g, st, k, 0);
+            }
     }
     stop_tasks(g, NULL);
     rd_kafka_consumer_close(g->rk);
@@ -736,17 +834,18 @@ const char *sl_kafka_group_errmsg(const sl_kafka_group *g)
 void sl_kafka_group_free(sl_kafka_group *g)
 {
     if (!g) return;
-    if (g->tasks) {
-        for (int32_t i = 0; i < g->n_parts; i++) {
-            task_end(g, &g->tasks[i], 1);
-            free(g->tasks[i].dir);
+    for (int st = 0; st < g->n_stages; st++) {
+        for (int32_t i = 0; g->st[st].tasks && i < g->st[st].n_parts; i++) {
+            task_end(g, st, &g->st[st].tasks[i], 1);
+            free(g->st[st].tasks[i].dir);
         }
+        free(g->st[st].tasks);
     }
     if (g->rk) rd_kafka_destroy(g->rk);
     if (g->restore) rd_kafka_destroy(g->restore);
     if (g->work_dir && !g->c.work_dir) rm_tree(g->work_dir);
-    free(g->tasks);
     free(g->pending);
+    free(g->rtopic);
     free(g->props);
     free(g->bootstrap);
     free(g->topic);

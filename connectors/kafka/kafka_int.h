@@ -64,9 +64,10 @@ struct sl_kafka_task {
     /* a task of the input in a repartitioning group: the topic its sink
      * sends watermark markers to; else NULL */
     const char *repartition;
-    /* a task of the repartition topic: how many input tasks send it
-     * markers (the input's partition count); else 0 */
-    int32_t upstream;
+    /* in a repartitioning group: the input's partition count (the input
+     * tasks, which send markers); else 0 */
+    int32_t upstreams;
+    int reads_repartition; /* a task of the repartition topic */
     sl_kafka_group *g;
 };
 
@@ -83,6 +84,33 @@ int slk_task_lost(const sl_kafka_task *t);
  * chk_dir/chk-<id>/, packed (group.c draws the layout). Appends to out;
  * 0, or a negative code with err set. */
 int slk_state_pack(const char *chk_dir, uint64_t id, sl_buf *out, char *err, size_t errlen);
+
+/* 4. Watermark markers (repartitioning, sluice/kafka.h). At each
+ *    checkpoint an input task's sink appends to every partition of the
+ *    repartition topic a record with no key, an empty value and the header
+ *    SLK_WM_HEADER, whose value is (little-endian):
+ *
+ *      offset  size  field
+ *      0       4     magic "SLWM"
+ *      4       4     upstream task: the input partition it reads
+ *      8       4     upstream tasks: the input's partition count
+ *      12      8     its input watermark (SL_TIME_MIN: none yet, SL_TIME_MAX:
+ *                    its input ended)
+ *      20      1     1: its input is idle (the watermark holds no promise), else 0
+ *
+ *    A repartition task's source keeps the last marker of each upstream
+ *    task (the watermarks in its position too) and announces the minimum
+ *    over those not idle as its split's watermark (source.c: marker()). */
+#define SLK_WM_HEADER "sluice.watermark"
+#define SLK_WM_LEN    21
+typedef struct slk_wm {
+    int32_t upstream, upstreams;
+    int64_t wm;
+    int idle;
+} slk_wm;
+void slk_wm_pack(uint8_t out[SLK_WM_LEN], const slk_wm *m);
+/* 0, or SL_ECORRUPT for bytes that are not a marker. */
+int slk_wm_unpack(const void *in, size_t len, slk_wm *m);
 
 /* The Kafka sources' consumer handles alive in the process (one per source
  * instance that has splits): for tests. */

@@ -85,10 +85,21 @@
  *   offset  size  field
  *   0       8     event time (SL_TIME_NONE: none)
  *   8       4     partition (-1: by key, murmur2)
- *   12      4     key length K (0xFFFFFFFF: no key)
+ *   12      4     key length K (0xFFFFFFFF: no key; 0xFFFFFFFE: a watermark
+ *                 marker, no key, below)
  *   16      4     value length V
  *   20      K     key
- *   20+K    V     value
+ *   20+K    V     value (a marker's: the value of its header)
+ *
+ * Watermark markers. A task's sink into its group's repartition topic
+ * (sluice/kafka.h: repartitioning) stages, at each snapshot whose input
+ * watermark or idleness differs from the last one it staged, one marker per
+ * partition of the topic after the checkpoint's records: no key, an empty
+ * value, header SLK_WM_HEADER (kafka_int.h draws it) with the task's input
+ * partition, the input's partition count, sl_ctx_current_watermark() and
+ * sl_ctx_input_idle(). They commit in the checkpoint's transaction, so a
+ * repartition task sees a marker only after every record that preceded the
+ * watermark upstream. After a restore the first snapshot stages one again.
  *
  * Snapshot (exactly-once only; other guarantees write nothing):
  *
@@ -119,6 +130,7 @@
 #include "sluice/kafka.h"
 
 #define NO_KEY       0xFFFFFFFFu
+#define WM_MARKER    0xFFFFFFFEu /* staged key length of a watermark marker */
 #define REC_HDR      20
 #define TXN_ATTEMPTS 5  /* a transaction that must be aborted is run again this often */
 #define RETRIES      20 /* a retriable call is repeated this often */
@@ -156,6 +168,9 @@ typedef struct ksink {
     const sl_kafka_task *task;
     rd_kafka_topic_partition_list_t *last_offs;
     sl_buf state;
+    /* a task's sink into the repartition topic: the marker last staged */
+    int markers, mk_staged, mk_idle;
+    int64_t mk_wm;
 } ksink;
 
 /* Runs inside rd_kafka_poll/flush, on their caller's thread. */
@@ -258,6 +273,7 @@ static int ksink_open(sl_ctx *ctx, void **self)
     s->offsets_group = c->offsets_group;
     s->task = c->task;
     if (s->task) s->offsets_group = s->task->group_id;
+    s->markers = s->task && s->task->repartition && strcmp(c->topic, s->task->repartition) == 0;
     s->pipeline = sl_ctx_pipeline(ctx);
     s->guarantee = sl_ctx_guarantee(ctx);
     s->instance = sl_ctx_instance(ctx);
@@ -353,8 +369,8 @@ static int ksink_open(sl_ctx *ctx, void **self)
             sl_buf none = {0};
             if ((rc = run_txn(ctx, s, &none, NULL, NULL, s->marker, 0)) != 0) goto fail;
         }
-        if (c->offsets_group && *c->offsets_group) {
-            slk_offsets_claim(s->pipeline, c->offsets_group, 1);
+        if (s->offsets_group && *s->offsets_group) {
+            slk_offsets_claim(s->pipeline, s->offsets_group, 1);
             s->claimed = 1;
         }
     }
@@ -400,18 +416,29 @@ static int make_record(sl_ctx *ctx, ksink *s, const sl_kafka_sink_conf *c, const
     return 0;
 }
 
-/* Produce one record (copied), polling while librdkafka's queue is full. */
+/* What a staged record is. */
+enum { REC_UNKEYED = 0, REC_KEYED = 1, REC_MARKER = 2 };
+
+/* Produce one record (copied), polling while librdkafka's queue is full. A
+ * marker's val is its header's value; the record has no key and no value. */
 static rd_kafka_resp_err_t produce(ksink *s, int64_t ts, int32_t part, const void *key,
-                                   uint32_t klen, int keyed, const void *val, uint32_t vlen)
+                                   uint32_t klen, int kind, const void *val, uint32_t vlen)
 {
     int64_t kts = ts == SL_TIME_NONE || ts < 0 ? 0 : ts;
+    int keyed = kind == REC_KEYED;
     for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_PARTITION(part),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(keyed ? (void *)(key ? key : "") : NULL, keyed ? (size_t)klen : 0),
-            RD_KAFKA_V_VALUE((void *)(val ? val : ""), (size_t)vlen), RD_KAFKA_V_TIMESTAMP(kts),
-            RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e =
+            kind == REC_MARKER
+                ? rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_PARTITION(part),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_HEADER(SLK_WM_HEADER, val, (ssize_t)vlen),
+                                    RD_KAFKA_V_END)
+                : rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_PARTITION(part),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_KEY(keyed ? (void *)(key ? key : "") : NULL,
+                                                   keyed ? (size_t)klen : 0),
+                                    RD_KAFKA_V_VALUE((void *)(val ? val : ""), (size_t)vlen),
+                                    RD_KAFKA_V_TIMESTAMP(kts), RD_KAFKA_V_END);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) return e;
         rd_kafka_poll(s->rk, 100);       /* backpressure: wait for deliveries, never drop */
         if (s->dr_err) return s->dr_err; /* the caller reports s->dr_msg */
@@ -454,13 +481,14 @@ static int flush_all(sl_ctx *ctx, ksink *s)
 
 /* --- exactly-once ------------------------------------------------------------------ */
 
-static int stage(ksink *s, int64_t ts, int32_t part, const void *key, uint32_t klen, int keyed,
+static int stage(ksink *s, int64_t ts, int32_t part, const void *key, uint32_t klen, int kind,
                  const void *val, uint32_t vlen)
 {
+    int keyed = kind == REC_KEYED;
     size_t need = REC_HDR + (keyed ? klen : 0) + vlen;
     if (sl_buf_reserve(&s->staged, need)) return SL_ENOMEM;
     uint8_t *d = s->staged.ptr + s->staged.len;
-    uint32_t kl = keyed ? klen : NO_KEY;
+    uint32_t kl = keyed ? klen : kind == REC_MARKER ? WM_MARKER : NO_KEY;
     memcpy(d, &ts, 8);
     memcpy(d + 8, &part, 4);
     memcpy(d + 12, &kl, 4);
@@ -486,17 +514,18 @@ static int eo_process(sl_ctx *ctx, ksink *s, const sl_kafka_sink_conf *c, sl_bat
             rc = refused(ctx, s, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, keyed ? -1 : rr, bytes);
             break;
         }
-        if (stage(s, in->ts[i], keyed ? RD_KAFKA_PARTITION_UA : rr, k.ptr, k.len, keyed, v.ptr,
-                  v.len))
+        if (stage(s, in->ts[i], keyed ? RD_KAFKA_PARTITION_UA : rr, k.ptr, k.len,
+                  keyed ? REC_KEYED : REC_UNKEYED, v.ptr, v.len))
             rc = fail(ctx, s, SL_ENOMEM, "out of memory staging records");
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
 
-/* Walk staged records: calls fn for each; stops at its first error. */
+/* Walk staged records: calls fn for each (kind: REC_...); stops at its
+ * first error. */
 typedef int (*rec_fn)(void *arg, int64_t ts, int32_t part, const uint8_t *key, uint32_t klen,
-                      int keyed, const uint8_t *val, uint32_t vlen);
+                      int kind, const uint8_t *val, uint32_t vlen);
 static int walk(const uint8_t *d, size_t len, size_t *count, rec_fn fn, void *arg)
 {
     size_t off = 0, n = 0;
@@ -509,11 +538,13 @@ static int walk(const uint8_t *d, size_t len, size_t *count, rec_fn fn, void *ar
         memcpy(&part, d + off + 8, 4);
         memcpy(&kl, d + off + 12, 4);
         memcpy(&vl, d + off + 16, 4);
-        size_t k = kl == NO_KEY ? 0 : kl;
+        size_t k = kl == NO_KEY || kl == WM_MARKER ? 0 : kl;
+        int kind = kl == NO_KEY ? REC_UNKEYED : kl == WM_MARKER ? REC_MARKER : REC_KEYED;
         if (len - off - REC_HDR < k || len - off - REC_HDR - k < vl) return SL_ECORRUPT;
+        if (kind == REC_MARKER && (vl != SLK_WM_LEN || part < 0)) return SL_ECORRUPT;
         if (fn) {
-            int rc = fn(arg, ts, part, d + off + REC_HDR, (uint32_t)k, kl != NO_KEY,
-                        d + off + REC_HDR + k, vl);
+            int rc =
+                fn(arg, ts, part, d + off + REC_HDR, (uint32_t)k, kind, d + off + REC_HDR + k, vl);
             if (rc) return rc;
         }
         off += REC_HDR + k + vl;
@@ -539,6 +570,25 @@ static int merge_offsets(rd_kafka_topic_partition_list_t **dst,
     return 0;
 }
 
+/* A task's sink into the repartition topic: its input watermark to every
+ * partition, after the checkpoint's records, when it changed. s->lock held. */
+static int stage_markers(sl_ctx *ctx, ksink *s)
+{
+    slk_wm m = {.upstream = s->task->partition,
+                .upstreams = s->task->upstreams,
+                .wm = sl_ctx_current_watermark(ctx),
+                .idle = sl_ctx_input_idle(ctx)};
+    if (s->mk_staged && m.wm == s->mk_wm && m.idle == s->mk_idle) return 0;
+    uint8_t v[SLK_WM_LEN];
+    slk_wm_pack(v, &m);
+    for (int32_t p = 0; p < s->nparts; p++)
+        if (stage(s, SL_TIME_NONE, p, NULL, 0, REC_MARKER, v, SLK_WM_LEN)) return SL_ENOMEM;
+    s->mk_staged = 1;
+    s->mk_wm = m.wm;
+    s->mk_idle = m.idle;
+    return 0;
+}
+
 static int ksink_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
 {
     ksink *s = self;
@@ -553,7 +603,8 @@ static int ksink_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
     }
     int rc = 0;
     pthread_mutex_lock(&s->lock);
-    if (merge_offsets(&s->pending_offs, offs)) rc = SL_ENOMEM;
+    if (s->markers) rc = stage_markers(ctx, s);
+    if (!rc && merge_offsets(&s->pending_offs, offs)) rc = SL_ENOMEM;
     if (!rc && !s->pending.len) {
         sl_buf t = s->pending; /* keep both buffers' capacity */
         s->pending = s->staged;
@@ -627,10 +678,10 @@ typedef struct txn_run {
 } txn_run;
 
 static int produce_staged(void *arg, int64_t ts, int32_t part, const uint8_t *key, uint32_t klen,
-                          int keyed, const uint8_t *val, uint32_t vlen)
+                          int kind, const uint8_t *val, uint32_t vlen)
 {
     txn_run *t = arg;
-    rd_kafka_resp_err_t e = produce(t->s, ts, part, key, klen, keyed, val, vlen);
+    rd_kafka_resp_err_t e = produce(t->s, ts, part, key, klen, kind, val, vlen);
     if (!e) return 0;
     t->err = e;
     t->part = part;
@@ -751,12 +802,12 @@ static int run_txn(sl_ctx *ctx, ksink *s, const sl_buf *recs,
                 goto out;
             }
             if (s->task && s->state.len) {
-                /* the task's checkpoint, keyed by its partition, in the state topic */
-                char key[16];
-                int kl = snprintf(key, sizeof key, "%d", (int)s->task->partition);
+                /* the task's checkpoint, under its key, in the state topic */
+                const char *key = s->task->state_key;
+                size_t kl = strlen(key);
                 rd_kafka_resp_err_t e;
                 while ((e = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->task->state_topic),
-                                              RD_KAFKA_V_PARTITION(s->task->partition),
+                                              RD_KAFKA_V_PARTITION(s->task->state_partition),
                                               RD_KAFKA_V_KEY(key, kl),
                                               RD_KAFKA_V_VALUE(s->state.ptr, s->state.len),
                                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -765,9 +816,9 @@ static int run_txn(sl_ctx *ctx, ksink *s, const sl_buf *recs,
                 if (e) {
                     rc = fail(ctx, s, SL_EIO,
                               "state topic '%s' partition %d: cannot add checkpoint %" PRIu64
-                              " (%zu bytes): %s",
-                              s->task->state_topic, (int)s->task->partition, n, s->state.len,
-                              rd_kafka_err2str(e));
+                              " of %s (%zu bytes): %s",
+                              s->task->state_topic, (int)s->task->state_partition, n,
+                              s->task->state_key, s->state.len, rd_kafka_err2str(e));
                     rd_kafka_error_t *ae = rd_kafka_abort_transaction(s->rk, TXN_MS);
                     if (ae) rd_kafka_error_destroy(ae);
                     goto out;
@@ -1005,7 +1056,8 @@ static int ksink_process(sl_ctx *ctx, void *self, sl_batch *in)
         int rc = make_record(ctx, s, c, in, i, &k, &keyed, &v);
         if (rc) return rc;
         int32_t part = keyed ? RD_KAFKA_PARTITION_UA : rr;
-        rd_kafka_resp_err_t e = produce(s, in->ts[i], part, k.ptr, k.len, keyed, v.ptr, v.len);
+        rd_kafka_resp_err_t e = produce(s, in->ts[i], part, k.ptr, k.len,
+                                        keyed ? REC_KEYED : REC_UNKEYED, v.ptr, v.len);
         if (e && s->dr_err) return check_deliveries(ctx, s);
         if (e) return refused(ctx, s, e, part, (size_t)v.len + (keyed ? k.len : 0));
     }

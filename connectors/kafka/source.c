@@ -100,6 +100,11 @@ struct ksplit {
     int64_t end; /* -1: unbounded */
     int64_t pos; /* next offset */
     int ended;
+    /* a task of a repartition topic: the last watermark marker of each
+     * upstream (input) task; n_up is 0 otherwise */
+    int32_t n_up;
+    int64_t *up_wm;
+    uint8_t *up_idle;
     uint8_t *rec; /* parse output */
     rd_kafka_message_t *msgs[KS_BATCH];
 };
@@ -401,6 +406,8 @@ static void ksrc_close(void *self)
         rd_kafka_queue_destroy(s->q);
     }
     free(s->rec);
+    free(s->up_wm);
+    free(s->up_idle);
     free(s);
     if (kc) kc_release(kc);
 }
@@ -457,6 +464,16 @@ static int ksrc_open(sl_ctx *ctx, const sl_split *split, void **self)
     if (c->parse && !(s->rec = malloc(c->max_len))) {
         rc = SL_ENOMEM;
         goto fail;
+    }
+    if (c->task && c->task->reads_repartition) {
+        s->n_up = c->task->upstreams;
+        s->up_wm = malloc((size_t)s->n_up * sizeof(*s->up_wm));
+        s->up_idle = calloc((size_t)s->n_up, 1);
+        if (!s->up_wm || !s->up_idle) {
+            rc = SL_ENOMEM;
+            goto fail;
+        }
+        for (int32_t i = 0; i < s->n_up; i++) s->up_wm[i] = SL_TIME_MIN;
     }
     if ((rc = kc_get(ctx, c, &s->kc)) != 0) goto fail;
     kcons *kc = s->kc;
@@ -537,6 +554,47 @@ static int emit(sl_ctx *ctx, const sl_kafka_source_conf *c, ksplit *s, const rd_
     return slc_topic_emit(ctx, &tm, c->parse, c->ud, c->max_len, s->rec);
 }
 
+/* A watermark marker of an upstream task (kafka_int.h): keep it, then
+ * announce the minimum over the upstream tasks that are not idle. When the
+ * last one goes idle, the split announces the largest watermark of them
+ * all and goes idle, as Flink's watermark valve does: the windows the
+ * last active task's watermark closed close, and an idle split holds the
+ * minimum downstream no more. Returns 1 when m is no marker. */
+static int marker(sl_ctx *ctx, const sl_kafka_source_conf *c, ksplit *s,
+                  const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t vl = 0;
+    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, SLK_WM_HEADER, &v, &vl))
+        return 1;
+    slk_wm w;
+    if (slk_wm_unpack(v, vl, &w))
+        return sl_ctx_fail(ctx, SL_ECORRUPT,
+                           "kafka source: topic '%s' partition %d offset %" PRId64
+                           ": a malformed watermark marker",
+                           c->topic, (int)s->partition, m->offset);
+    if (w.upstreams != s->n_up)
+        return sl_ctx_fail(ctx, SL_ESTATE,
+                           "kafka source: topic '%s' partition %d offset %" PRId64
+                           ": a watermark marker of a group whose input has %d partitions, not "
+                           "%d (did the input topic grow?)",
+                           c->topic, (int)s->partition, m->offset, (int)w.upstreams, (int)s->n_up);
+    if (w.wm > s->up_wm[w.upstream]) s->up_wm[w.upstream] = w.wm;
+    s->up_idle[w.upstream] = (uint8_t)w.idle;
+    int64_t min = SL_TIME_MAX, max = SL_TIME_MIN;
+    int active = 0;
+    for (int32_t i = 0; i < s->n_up; i++) {
+        if (s->up_wm[i] > max) max = s->up_wm[i];
+        if (s->up_idle[i]) continue;
+        active = 1;
+        if (s->up_wm[i] < min) min = s->up_wm[i];
+    }
+    if (active) return min > SL_TIME_MIN ? sl_ctx_watermark(ctx, min) : 0;
+    int rc = max > SL_TIME_MIN ? sl_ctx_watermark(ctx, max) : 0;
+    return rc ? rc : sl_ctx_idle(ctx, 1);
+}
+
 static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     ksplit *s = self;
@@ -585,10 +643,15 @@ static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)
         } else if (s->end >= 0 && m->offset >= s->end) {
             s->pos = s->end; /* past the end as of the start: not ours */
         } else {
-            rc = emit(ctx, c, s, m);
-            if (!rc) {
+            rc = s->n_up ? marker(ctx, c, s, m) : 1;
+            if (rc == 0) {
                 s->pos = m->offset + 1;
-                got++;
+            } else if (rc == 1) {
+                rc = emit(ctx, c, s, m);
+                if (!rc) {
+                    s->pos = m->offset + 1;
+                    got++;
+                }
             }
         }
         rd_kafka_message_destroy(m);
@@ -604,8 +667,21 @@ static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)
 
 /* Position: the next offset (int64, host order: little-endian on every
  * platform sluice builds on, so `sluice checkpoints` prints it as a
- * number). At a barrier, also into the
- * offsets registry for a Kafka sink of the same pipeline. */
+ * number). A split of a repartition topic adds its upstream tasks' last
+ * watermarks, so that a restored task goes on from them:
+ *
+ *   offset  size  field
+ *   0       8     next offset
+ *   8       4     upstream tasks U
+ *   12      8*U   per upstream task: its watermark (int64)
+ *
+ * Idleness is not kept: a restored split takes every upstream task for
+ * active at its watermark until its next marker (the engine's restored
+ * splits are active too), so a task that was idle and has data now holds
+ * the minimum until its records are in.
+ *
+ * At a barrier, also into the offsets registry for a Kafka sink of the
+ * same pipeline. */
 static int ksrc_position(sl_ctx *ctx, void *self, sl_buf *out)
 {
     ksplit *s = self;
@@ -616,15 +692,29 @@ static int ksrc_position(sl_ctx *ctx, void *self, sl_buf *out)
             slk_offsets_put(sl_ctx_pipeline(ctx), c->group_id, chk, c->topic, s->partition, s->pos);
         if (rc) return rc;
     }
-    return sl_buf_append(out, &s->pos, 8);
+    int rc = sl_buf_append(out, &s->pos, 8);
+    if (rc || !s->n_up) return rc;
+    if ((rc = sl_buf_reserve(out, 4 + 8 * (size_t)s->n_up)) != 0) return rc;
+    uint8_t *d = out->ptr + out->len;
+    memcpy(d, &s->n_up, 4);
+    memcpy(d + 4, s->up_wm, 8 * (size_t)s->n_up);
+    out->len += 4 + 8 * (size_t)s->n_up;
+    return 0;
 }
 
 static int ksrc_seek(sl_ctx *ctx, void *self, const void *data, size_t len)
 {
     ksplit *s = self;
     int64_t off;
-    if (len != 8) return SL_ECORRUPT;
+    int32_t n_up = 0;
+    if (len >= 12) memcpy(&n_up, (const uint8_t *)data + 8, 4);
+    if (len < 8 || (len > 8 && (n_up != s->n_up || len != 12 + 8 * (size_t)s->n_up)))
+        return sl_ctx_fail(ctx, SL_ECORRUPT,
+                           "kafka source: partition %d: a position of %zu bytes, not this "
+                           "source's",
+                           (int)s->partition, len);
     memcpy(&off, data, 8);
+    if (len > 8) memcpy(s->up_wm, (const uint8_t *)data + 12, 8 * (size_t)s->n_up);
     if (off < 0)
         return sl_ctx_fail(ctx, SL_ECORRUPT, "kafka source: partition %d: position %" PRId64,
                            (int)s->partition, off);
@@ -644,7 +734,7 @@ static int ksrc_commit(sl_ctx *ctx, uint64_t id, const sl_split_pos *pos, int n)
     for (int i = 0; i < n; i++) {
         int32_t p;
         int64_t off;
-        if (pos[i].desc_len != KS_DESC_LEN || pos[i].len != 8) continue;
+        if (pos[i].desc_len != KS_DESC_LEN || pos[i].len < 8) continue;
         memcpy(&p, pos[i].desc, 4);
         memcpy(&off, pos[i].pos, 8);
         rd_kafka_topic_partition_list_add(l, c->topic, p)->offset = off;
@@ -715,6 +805,7 @@ sl_stream *sl_pipeline_kafka(sl_pipeline *p, const char *name, const sl_kafka_so
         tc.start = SL_KAFKA_OFFSET_COMMITTED;
         tc.until_end = 0;
         conf = &tc;
+        if (t->reads_repartition) wm = NULL; /* the upstream tasks' markers say it */
     }
     if (!conf || !conf->bootstrap || !conf->topic) {
         sl_pipeline_error(p, SL_EINVAL, "kafka source '%s': needs bootstrap servers and a topic",

@@ -183,9 +183,10 @@ SL_API extern const sl_operator sl_sink_kafka;
  * appends to every repartition partition a marker record (header
  * "sluice.watermark", connectors/kafka/sink.c draws it) with its input
  * watermark, or that its input is idle; a repartition task's watermark is
- * the minimum over the input tasks that are not idle, so a window closes
- * only when every input partition has passed it, whichever member ran it
- * and however their records interleaved. The topic is created (as many
+ * the minimum over the input tasks that are not idle (when the last one
+ * goes idle, the largest of them, as Flink's valve), so a window closes
+ * only when every active input partition has passed it, whichever member
+ * ran it and however their records interleaved. The topic is created (as many
  * partitions as the input unless said) if missing; its records are not
  * purged after they were read. */
 typedef struct sl_kafka_group sl_kafka_group;

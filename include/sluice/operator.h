@@ -143,6 +143,11 @@ SL_API struct sl_pipeline *sl_ctx_pipeline(const sl_ctx *ctx);
 SL_API int sl_ctx_input(const sl_ctx *ctx); /* logical input of the batch being processed */
 SL_API int64_t
 sl_ctx_current_watermark(const sl_ctx *ctx); /* input watermark, SL_TIME_MIN at start */
+/* 1 while every input of the instance is idle (its sources had nothing for
+ * their idle_ms, sluice/source.h): the watermark holds but says nothing
+ * about what comes; 0 otherwise. For operators that forward watermarks
+ * beyond the pipeline (a Kafka sink into a repartition topic). */
+SL_API int sl_ctx_input_idle(const sl_ctx *ctx);
 SL_API uint32_t sl_ctx_out_width(const sl_ctx *ctx, int port);
 SL_API int sl_ctx_canceled(const sl_ctx *ctx); /* sources: stop soon (job canceled) */
 /* In end(): 1 when the input ended because the job was canceled (the
