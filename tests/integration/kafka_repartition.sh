@@ -102,6 +102,21 @@ wait_took() {
   fail "member $1 took $(took "$1") partitions, not $2, within 60 s"
 }
 
+# owned NAME: the tasks member NAME runs now ("took" lines after its last "gave up").
+owned() { tac "$tmp/$1.err" | sed '/gave up/q' | grep -c "took" || true; }
+
+# wait_settled: until members a, b and c run the 2 x P tasks (input and repartition
+# partitions) between them: the group is done rebalancing (60 s at most).
+wait_settled() {
+  local end=$((SECONDS + 60))
+  while [ $SECONDS -lt $end ]; do
+    [ $(($(owned a) + $(owned b) + $(owned c))) = $((2 * P)) ] && return 0
+    sleep 0.1
+  done
+  tails
+  fail "members a, b and c run $(owned a) + $(owned b) + $(owned c) tasks, not $((2 * P)), after 60 s"
+}
+
 # wait_committed N: until the group has committed N input records (60 s at most).
 wait_committed() {
   local c=0 end=$((SECONDS + 60))
@@ -112,6 +127,20 @@ wait_committed() {
   done
   tails
   fail "group $G committed $c of $1 input records within 60 s"
+}
+
+# wait_rep_consumed: until the group has committed every partition of the repartition
+# topic to its end (lag 0): every repartition task has run and read what the input
+# tasks wrote (60 s at most).
+wait_rep_consumed() {
+  local end=$((SECONDS + 60))
+  while [ $SECONDS -lt $end ]; do
+    "$bin" group describe $G --topic $G.repartition -b "$B" 2> /dev/null |
+      grep -q "^total lag 0$" && return 0
+    sleep 0.1
+  done
+  tails
+  fail "group $G did not read its repartition topic to the end within 60 s"
 }
 
 lines() { "$bin" consume "$1" -b "$B" -e -f '%s\n'; }
@@ -140,11 +169,17 @@ b=$last
 start_member c
 c=$last
 for n in a b c; do wait_took $n 1; done
+wait_settled
 wait_committed $((N / 2))
+wait_rep_consumed
 kill -9 "$b"
 wait "$b" 2> /dev/null || true
-n_a=$(took a)
-n_c=$(took c)
+# the tasks b ran when it died: "partition P" and "repartition partition P" after its
+# last "gave up" line
+tac "$tmp/b.err" | sed '/gave up/q' | sed -n 's/.*took \(.*partition [0-9]*\) (.*/\1/p' > "$tmp/b-owned"
+[ -s "$tmp/b-owned" ] || fail "the killed member owned no task: $(cat "$tmp/b.err")"
+la=$(wc -l < "$tmp/a.err")
+lc=$(wc -l < "$tmp/c.err")
 
 # --- part 2: the second half after the kill, then the flush lines --------------------------
 produce "$tmp/half2.json"
@@ -192,6 +227,10 @@ fi
 "$bin" topic list -b "$B" > "$tmp/topics.txt"
 grep -q "^$G\.repartition\b" "$tmp/topics.txt" ||
   fail "no repartition topic $G.repartition: $(cat "$tmp/topics.txt")"
-[ "$(took a)" -gt "$n_a" ] || [ "$(took c)" -gt "$n_c" ] ||
-  fail "no survivor took over a partition of the killed member"
+{ tail -n +$((la + 1)) "$tmp/a.err" && tail -n +$((lc + 1)) "$tmp/c.err"; } > "$tmp/after.err"
+while read -r t; do
+  grep -q "took $t (state of checkpoint" "$tmp/after.err" && taken=1 && break
+done < "$tmp/b-owned"
+[ -n "${taken:-}" ] ||
+  fail "no survivor took over a task of the killed member ($(tr '\n' ',' < "$tmp/b-owned")) with its state"
 echo "kafka_repartition: ok ($want result lines; 3 members through $G.repartition, one killed)"
