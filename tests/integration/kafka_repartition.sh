@@ -10,23 +10,24 @@
 #              per partition: a click (views drops it: no output of its own) far
 #              beyond the data, so that the group, which never sees the end of its
 #              input, closes every window
-#   reference  ysb --kafka --topic IN --out-topic OUT-REF, bounded, one process (its
-#              end of input closes every window); it must equal ysb --input on the
-#              same lines
-#   group      three members; the first half is committed, one member is killed
-#              (SIGKILL), the second half and the flush lines follow: the survivors
-#              commit them only by taking over its partitions (input and repartition
-#              ones) and their state; then SIGTERM (exit 0 each). The committed output
-#              (read_committed) must equal the reference's, as sorted lines.
+#   expected   ysb --input on the same lines (every line and flush line, one process)
+#   group      three members; the first half is committed, and the windows that every
+#              input partition has passed are closed and committed (watermarks cross
+#              the repartition topic mid-run); one member is killed (SIGKILL), the
+#              second half and the flush lines follow: the survivors commit them only by
+#              taking over its tasks (input and repartition partitions) and their state;
+#              then SIGTERM (exit 0 each). The committed output (read_committed) must
+#              equal the expected lines, sorted.
+#   reference  ysb --kafka --topic IN --out-topic OUT-REF, bounded, one process, on the
+#              same topic once it is complete (its end of input closes every window):
+#              the expected lines too
 #
-# Why --delay 30s, half the data's event time: a repartition task's watermark is the
-# minimum over the input tasks that are not idle. Between the halves every input
-# partition is idle, and the killed member's partitions stay so until their takeover;
-# a smaller delay would let the survivors' second half close windows that the killed
-# member's second half, read later, still falls in (late, then missing: the output
-# would depend on timing). With it no watermark passes a data record before the flush
-# lines, which are produced only after the group committed all the data into the
-# repartition topic.
+# Why the output cannot depend on timing: ysb's input never goes idle (its watermark has
+# no idle_ms), so a repartition task's watermark is the minimum over every input
+# partition's (sluice/kafka.h), the killed member's partitions hold it until they are
+# taken over, and within a partition the lines are in event-time order: no view is
+# ever late (--delay 0, the default). The flush lines close the windows that the end of
+# input closes in the single process.
 # No wait depends on speed: each is a bounded poll that fails naming what it waited for.
 set -euo pipefail
 bin=$1
@@ -47,7 +48,6 @@ B=127.0.0.1:$port
 N=60000 # events: 60 s of event time at 1,000 per s
 P=12    # input partitions
 G=rep
-delay=30s
 
 "$bin" topic create in --partitions $P -b "$B" > /dev/null
 for t in out-ref out-g; do "$bin" topic create "$t" --partitions 4 -b "$B" > /dev/null; done
@@ -58,6 +58,13 @@ tail -n +$((N / 2 + 1)) "$tmp/all.json" > "$tmp/half2.json"
 for p in $(seq 0 $((P - 1))); do
   echo '{"ad_id": "0", "event_type": "click", "event_time": "1000000000"}'
 done > "$tmp/flush.json"
+cat "$tmp/all.json" "$tmp/flush.json" > "$tmp/input.json"
+"$bin" run ysb --input "$tmp/input.json" 2> "$tmp/file.err" | sort > "$tmp/want.txt" ||
+  fail "ysb --input: $(cat "$tmp/file.err")"
+want=$(wc -l < "$tmp/want.txt")
+[ "$want" = 600 ] || fail "ysb --input wrote $want lines, not 100 campaigns x 6 windows"
+# the windows that end before every input partition's last event time in the first half
+awk -F, '$2 < 20000' "$tmp/want.txt" > "$tmp/want-early.txt"
 
 # produce FILE: its lines dealt round-robin over the partitions (line i to i % P).
 produce() {
@@ -73,7 +80,7 @@ produce() {
 
 # start_member NAME: a member of group G in the background; its pid in $last.
 start_member() {
-  "$bin" run ysb --kafka "$B" --group $G --topic in --out-topic out-g --delay $delay \
+  "$bin" run ysb --kafka "$B" --group $G --topic in --out-topic out-g \
     --checkpoint-interval 200ms --session-timeout 10s --checkpoint-dir "$tmp/work-$1" \
     2> "$tmp/$1.err" &
   last=$!
@@ -172,6 +179,22 @@ for n in a b c; do wait_took $n 1; done
 wait_settled
 wait_committed $((N / 2))
 wait_rep_consumed
+# Windows [0, 10 s) and [10 s, 20 s) end before every partition's last event time of
+# the first half, and no later one does: they, and only they, are committed.
+early=$(wc -l < "$tmp/want-early.txt")
+got=0
+end=$((SECONDS + 60))
+while [ $SECONDS -lt $end ]; do # (a consume of the topic takes about a second)
+  got=$(lines out-g | wc -l)
+  [ "$got" -ge "$early" ] && break
+  sleep 0.1
+done
+lines out-g | sort > "$tmp/group-early.txt"
+if ! cmp -s "$tmp/want-early.txt" "$tmp/group-early.txt"; then
+  tails
+  diff "$tmp/want-early.txt" "$tmp/group-early.txt" | head -n 20 >&2 || true
+  fail "after the first half the group committed $(wc -l < "$tmp/group-early.txt") result lines, not the $early of the windows every partition passed"
+fi
 kill -9 "$b"
 wait "$b" 2> /dev/null || true
 # the tasks b ran when it died: "partition P" and "repartition partition P" after its
@@ -183,24 +206,18 @@ lc=$(wc -l < "$tmp/c.err")
 
 # --- part 2: the second half after the kill, then the flush lines --------------------------
 produce "$tmp/half2.json"
-# All the data is in the repartition topic before any watermark passes it (see above).
-wait_committed $N
 produce "$tmp/flush.json"
 
 # --- the reference, on the same topic, bounded: its end closes every window ----------------
-"$bin" run ysb --kafka "$B" --topic in --out-topic out-ref --delay $delay \
-  --checkpoint-dir "$tmp/ck-ref" 2> "$tmp/ref.err" || fail "the reference failed: $(cat "$tmp/ref.err")"
+"$bin" run ysb --kafka "$B" --topic in --out-topic out-ref --checkpoint-dir "$tmp/ck-ref" \
+  2> "$tmp/ref.err" || fail "the reference failed: $(cat "$tmp/ref.err")"
 lines out-ref | sort > "$tmp/ref.txt"
-want=$(wc -l < "$tmp/ref.txt")
-[ "$want" -ge 600 ] || fail "the reference wrote $want lines, not 100 campaigns x 6 windows"
-cat "$tmp/all.json" "$tmp/flush.json" > "$tmp/input.json"
-"$bin" run ysb --input "$tmp/input.json" --delay $delay 2> /dev/null | sort > "$tmp/file.txt"
-cmp -s "$tmp/ref.txt" "$tmp/file.txt" || {
-  diff "$tmp/file.txt" "$tmp/ref.txt" | head -n 10 >&2 || true
-  fail "ysb through Kafka differs from ysb --input on the same lines"
+cmp -s "$tmp/want.txt" "$tmp/ref.txt" || {
+  diff "$tmp/want.txt" "$tmp/ref.txt" | head -n 10 >&2 || true
+  fail "ysb through Kafka, one process, differs from ysb --input on the same lines"
 }
 
-# --- the group's committed output reaches the reference's line count ----------------------
+# --- the group's committed output reaches the expected line count --------------------------
 got=0
 end=$((SECONDS + 120))
 while [ $SECONDS -lt $end ]; do # (a consume of the topic takes about a second)
@@ -220,8 +237,8 @@ for m in "a $a" "c $c"; do
   [ "$rc" = 0 ] || fail "member $1 exited $rc after SIGTERM: $(tail -n 5 "$tmp/$1.err")"
 done
 lines out-g | sort > "$tmp/group.txt"
-if ! cmp -s "$tmp/ref.txt" "$tmp/group.txt"; then
-  diff "$tmp/ref.txt" "$tmp/group.txt" | head -n 20 >&2 || true
+if ! cmp -s "$tmp/want.txt" "$tmp/group.txt"; then
+  diff "$tmp/want.txt" "$tmp/group.txt" | head -n 20 >&2 || true
   fail "the group's output differs from the single process's ($(wc -l < "$tmp/group.txt") vs $want lines)"
 fi
 "$bin" topic list -b "$B" > "$tmp/topics.txt"
