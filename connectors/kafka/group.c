@@ -735,19 +735,13 @@ int sl_kafka_group_run(sl_kafka_group *g)
                             NULL};
     char restore_group[600];
     snprintf(restore_group, sizeof(restore_group), "%s.restore", g->group_id);
-    const char *reader[] = {"group.id",
-                            restore_group,
-                            "enable.auto.commit",
-                            "false",
-                            "enable.partition.eof",
-                            "true",
-                            "isolation.level",
-                            "read_committed",
-                            "fetch.message.max.bytes",
-                            "67108864",
-                            "receive.message.max.bytes",
+    const char *reader[] = {"group.id", restore_group, "enable.auto.commit", "false",
+                            "enable.partition.eof", "true", "isolation.level", "read_committed",
+                            "fetch.message.max.bytes", "67108864", "receive.message.max.bytes",
                             "134217728",
-                            NULL};
+                            /* a task's start waits for this read: no
+                             * fetch may wait for more data than there is */
+                            "fetch.wait.max.ms", "10", NULL};
     if (mkdir(g->work_dir, 0755) && errno != EEXIST)
         return fail(g, SL_EIO, "cannot make %s: %s", g->work_dir, strerror(errno));
     g->rk = client(g, member, 1);
