@@ -74,6 +74,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "connectors/kafka/kafka_int.h"
+#include "engine/base/le.h"
 #include "sluice/kafka.h"
 
 #define STATE_MAGIC        "SLKS"
@@ -172,18 +173,6 @@ rd_kafka_consumer_group_metadata_t *slk_task_group_metadata(const sl_kafka_task 
 
 /* --- the state record ----------------------------------------------------------------- */
 
-static void put_le(uint8_t *d, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++) d[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *d, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = v << 8 | d[i];
-    return v;
-}
-
 int slk_state_pack(const char *chk_dir, uint64_t id, sl_buf *out, char *err, size_t errlen)
 {
     char path[4096];
@@ -198,8 +187,8 @@ int slk_state_pack(const char *chk_dir, uint64_t id, sl_buf *out, char *err, siz
     int rc = sl_buf_reserve(out, 20);
     if (rc) goto oom;
     memcpy(out->ptr + out->len, STATE_MAGIC, 4);
-    put_le(out->ptr + out->len + 4, 1, 4);
-    put_le(out->ptr + out->len + 8, id, 8);
+    sli_put_le(out->ptr + out->len + 4, 1, 4);
+    sli_put_le(out->ptr + out->len + 8, id, 8);
     at_count = out->len + 16;
     out->len += 20;
     struct dirent *e;
@@ -221,9 +210,9 @@ int slk_state_pack(const char *chk_dir, uint64_t id, sl_buf *out, char *err, siz
             goto oom;
         }
         uint8_t *p = out->ptr + out->len;
-        put_le(p, nl, 2);
+        sli_put_le(p, nl, 2);
         memcpy(p + 2, e->d_name, nl);
-        put_le(p + 2 + nl, (uint64_t)st.st_size, 8);
+        sli_put_le(p + 2 + nl, (uint64_t)st.st_size, 8);
         size_t got = 0, want = (size_t)st.st_size;
         while (got < want) {
             ssize_t r = read(fd, p + 10 + nl + got, want - got);
@@ -242,7 +231,7 @@ int slk_state_pack(const char *chk_dir, uint64_t id, sl_buf *out, char *err, siz
         out->len += 10 + nl + want;
         files++;
     }
-    put_le(out->ptr + at_count, files, 4);
+    sli_put_le(out->ptr + at_count, files, 4);
     if (out->len - start > STATE_MAX_BYTES) {
         snprintf(err, errlen,
                  "the state of checkpoint %" PRIu64 " is %zu bytes, above the state topic's "
@@ -264,11 +253,11 @@ oom:
 static int state_unpack(sl_kafka_group *g, const char *key, const uint8_t *v, size_t len,
                         const char *dir, uint64_t *id)
 {
-    if (len < 20 || memcmp(v, STATE_MAGIC, 4) != 0 || get_le(v + 4, 4) != 1)
+    if (len < 20 || memcmp(v, STATE_MAGIC, 4) != 0 || sli_get_le(v + 4, 4) != 1)
         return fail(g, SL_ECORRUPT, "task %s: the state record in '%s' is not sluice's", key,
                     g->state_topic);
-    *id = get_le(v + 8, 8);
-    uint32_t files = (uint32_t)get_le(v + 16, 4);
+    *id = sli_get_le(v + 8, 8);
+    uint32_t files = (uint32_t)sli_get_le(v + 16, 4);
     char path[4096];
     snprintf(path, sizeof(path), "%s/chk-%" PRIu64, dir, *id);
     if (mkdir(path, 0755) && errno != EEXIST)
@@ -276,14 +265,14 @@ static int state_unpack(sl_kafka_group *g, const char *key, const uint8_t *v, si
     size_t at = 20;
     for (uint32_t i = 0; i < files; i++) {
         if (len - at < 2) goto bad;
-        size_t nl = get_le(v + at, 2);
+        size_t nl = sli_get_le(v + at, 2);
         if (len - at < 10 + nl) goto bad;
         char name[256];
         if (nl == 0 || nl >= sizeof(name)) goto bad;
         memcpy(name, v + at + 2, nl);
         name[nl] = 0;
         if (strchr(name, '/') || name[0] == '.') goto bad;
-        uint64_t size = get_le(v + at + 2 + nl, 8);
+        uint64_t size = sli_get_le(v + at + 2 + nl, 8);
         at += 10 + nl;
         if (size > len - at) goto bad;
         char f[4400];
@@ -722,32 +711,32 @@ int sl_kafka_group_run(sl_kafka_group *g)
 {
     if (!g || g->err) return g ? g->err : SL_EINVAL;
     char session[32];
-    snprintf(session, sizeof(session), "%d",
-             g->c.session_timeout_ms > 0 ? g->c.session_timeout_ms : 10000);
+    int session_ms = g->c.session_timeout_ms > 0 ? g->c.session_timeout_ms : 10000;
+    snprintf(session, sizeof(session), "%d", session_ms);
+    /* Heartbeats well inside the session, as Kafka advises (a third at
+     * most): librdkafka's default of 3 s lost every session under ~9 s. */
+    char beat[32];
+    snprintf(beat, sizeof(beat), "%d", session_ms / 4 > 3000 ? 3000 : session_ms / 4 + 1);
     const char *member[] = {"group.id",
                             g->group_id,
                             "enable.auto.commit",
                             "false",
                             "session.timeout.ms",
                             session,
+                            "heartbeat.interval.ms",
+                            beat,
                             "partition.assignment.strategy",
                             "range",
                             NULL};
     char restore_group[600];
     snprintf(restore_group, sizeof(restore_group), "%s.restore", g->group_id);
-    const char *reader[] = {"group.id",
-                            restore_group,
-                            "enable.auto.commit",
-                            "false",
-                            "enable.partition.eof",
-                            "true",
-                            "isolation.level",
-                            "read_committed",
-                            "fetch.message.max.bytes",
-                            "67108864",
-                            "receive.message.max.bytes",
+    const char *reader[] = {"group.id", restore_group, "enable.auto.commit", "false",
+                            "enable.partition.eof", "true", "isolation.level", "read_committed",
+                            "fetch.message.max.bytes", "67108864", "receive.message.max.bytes",
                             "134217728",
-                            NULL};
+                            /* a task's start waits for this read: no
+                             * fetch may wait for more data than there is */
+                            "fetch.wait.max.ms", "10", NULL};
     if (mkdir(g->work_dir, 0755) && errno != EEXIST)
         return fail(g, SL_EIO, "cannot make %s: %s", g->work_dir, strerror(errno));
     g->rk = client(g, member, 1);

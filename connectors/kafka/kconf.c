@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "connectors/kafka/kafka_int.h"
+#include "engine/base/le.h"
 #include "sluice/error.h"
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -221,24 +222,12 @@ int slk_offsets_claimed(const void *pipeline, const char *group)
 
 /* --- watermark markers (kafka_int.h draws the layout) ------------------------------- */
 
-static void le_put(uint8_t *d, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++) d[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t le_get(const uint8_t *d, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = v << 8 | d[i];
-    return v;
-}
-
 void slk_wm_pack(uint8_t out[SLK_WM_LEN], const slk_wm *m)
 {
     memcpy(out, "SLWM", 4);
-    le_put(out + 4, (uint32_t)m->upstream, 4);
-    le_put(out + 8, (uint32_t)m->upstreams, 4);
-    le_put(out + 12, (uint64_t)m->wm, 8);
+    sli_put_le(out + 4, (uint32_t)m->upstream, 4);
+    sli_put_le(out + 8, (uint32_t)m->upstreams, 4);
+    sli_put_le(out + 12, (uint64_t)m->wm, 8);
     out[20] = m->idle ? 1 : 0;
 }
 
@@ -246,9 +235,9 @@ int slk_wm_unpack(const void *in, size_t len, slk_wm *m)
 {
     const uint8_t *d = in;
     if (!d || len != SLK_WM_LEN || memcmp(d, "SLWM", 4) != 0 || d[20] > 1) return SL_ECORRUPT;
-    m->upstream = (int32_t)le_get(d + 4, 4);
-    m->upstreams = (int32_t)le_get(d + 8, 4);
-    m->wm = (int64_t)le_get(d + 12, 8);
+    m->upstream = (int32_t)sli_get_le(d + 4, 4);
+    m->upstreams = (int32_t)sli_get_le(d + 8, 4);
+    m->wm = (int64_t)sli_get_le(d + 12, 8);
     m->idle = d[20];
     if (m->upstreams <= 0 || m->upstream < 0 || m->upstream >= m->upstreams) return SL_ECORRUPT;
     return 0;

@@ -34,7 +34,7 @@ mkdir -p "$SLUICE_DIR"
 serve_start
 B=127.0.0.1:$port
 PER=40000 # events per part
-st=10s    # session timeout of the members (shorter ones lose membership in rebalances here)
+st=5s     # session timeout of the members: how soon a killed one's partitions move
 
 for t in in-ref in-scale in-fence; do "$bin" topic create "$t" --partitions 12 -b "$B" > /dev/null; done
 for t in out-ref out-scale out-fence; do "$bin" topic create "$t" --partitions 4 -b "$B" > /dev/null; done

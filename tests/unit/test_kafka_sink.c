@@ -57,30 +57,13 @@
 #include "sluice/kafka.h"
 #include "sluice/pipeline.h"
 #include "sluice/server.h"
+#include "tests/unit/kafka_test.h"
 
-static char dir[] = "/tmp/sluice_test_kafka_sink_XXXXXX";
 static char chkroot[] = "/tmp/sluice_test_kafka_sink_chk_XXXXXX";
-static sl_broker *sb, *rb; /* the server's handle, the test's */
-static sl_server *srv;
-static pthread_t thr;
-static int run_rc;
-static char bootstrap[64];
+static kt_server S; /* sluice's server in process, on its own broker directory */
 static int chk_seq;
 
-static void *run_main(void *arg)
-{
-    (void)arg;
-    run_rc = sl_server_run(srv);
-    return NULL;
-}
-
-typedef struct topic_def {
-    const char *name;
-    int partitions;
-    int32_t max_record_bytes;
-} topic_def;
-
-static const topic_def topics[] = {
+static const kt_topic topics[] = {
     {"rt", 3, 0},    {"rt2", 3, 0},     {"rt1", 2, 0},  {"keyed", 4, 0},     {"ts", 1, 0},
     {"neg", 1, 0},   {"alo", 2, 0},     {"eo", 3, 0},   {"eo2", 2, 0},       {"eo1", 2, 0},
     {"crash", 2, 0}, {"fence", 1, 0},   {"ctp", 1, 0},  {"src", 2, 0},       {"big", 1, 0},
@@ -91,32 +74,14 @@ static const topic_def topics[] = {
 static int setup(void **state)
 {
     (void)state;
-    if (!mkdtemp(dir) || !mkdtemp(chkroot)) return -1;
-    if (sl_broker_open(&rb, dir, 0) < 0) return -1;
-    for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
-        sl_topic_conf c;
-        sl_topic_conf_init(&c);
-        c.partitions = topics[i].partitions;
-        if (topics[i].max_record_bytes) c.max_record_bytes = topics[i].max_record_bytes;
-        if (sl_topic_create(rb, topics[i].name, &c) < 0) return -1;
-    }
-    if (sl_broker_open(&sb, dir, 0) < 0) return -1;
-    if (sl_server_open(&srv, sb, "127.0.0.1:0") < 0) return -1;
-    snprintf(bootstrap, sizeof bootstrap, "127.0.0.1:%d", sl_server_port(srv));
-    return pthread_create(&thr, NULL, run_main, NULL) ? -1 : 0;
+    if (!mkdtemp(chkroot)) return -1;
+    return kt_server_start(&S, "sluice_test_kafka_sink", topics, sizeof topics / sizeof topics[0]);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sl_server_stop(srv);
-    pthread_join(thr, NULL);
-    sl_server_close(srv);
-    sl_broker_close(sb);
-    sl_broker_close(rb);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, chkroot);
-    return system(cmd) == 0 && run_rc == 0 ? 0 : -1;
+    return kt_server_stop(&S, chkroot);
 }
 
 /* ---- reading back ---- */
@@ -139,7 +104,7 @@ static size_t read_topic(const char *topic, int nparts, int committed, got *out,
     char err[512], gid[64];
     snprintf(gid, sizeof gid, "reader-%d", __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *kv[][2] = {{"bootstrap.servers", bootstrap},
+    const char *kv[][2] = {{"bootstrap.servers", S.bootstrap},
                            {"group.id", gid},
                            {"enable.partition.eof", "true"},
                            {"enable.auto.commit", "false"},
@@ -258,7 +223,7 @@ static void job_init(job *j, const char *topic, uint64_t count, int guarantee)
     j->guarantee = guarantee;
     j->interval_ms = 20;
     j->parallelism = 1;
-    j->kc.bootstrap = bootstrap;
+    j->kc.bootstrap = S.bootstrap;
     j->kc.topic = topic;
     j->fn = gen;
 }
@@ -543,7 +508,7 @@ static int w_commit_locked(sl_ctx *ctx, void *self, uint64_t id)
     if (W.mode == W_FENCE && !W.fencer) {
         char err[256];
         rd_kafka_conf_t *c = rd_kafka_conf_new();
-        rd_kafka_conf_set(c, "bootstrap.servers", bootstrap, err, sizeof err);
+        rd_kafka_conf_set(c, "bootstrap.servers", S.bootstrap, err, sizeof err);
         rd_kafka_conf_set(c, "transactional.id", "fence-job-0", err, sizeof err);
         W.fencer = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
         rd_kafka_error_t *e = rd_kafka_init_transactions(W.fencer, 30000);
@@ -555,7 +520,7 @@ static int w_commit_locked(sl_ctx *ctx, void *self, uint64_t id)
     int64_t off = -1;
     int have = 0;
     if (W.mode == W_CTP) {
-        have = sl_group_fetch(rb, "g-ctp", "src", 1, &off) == 0;
+        have = sl_group_fetch(S.rb, "g-ctp", "src", 1, &off) == 0;
         int64_t want = W.last_commit_id ? 1000 + (int64_t)W.last_commit_id : -1;
         if ((have ? off : -1) != want)
             w_bad("before commit %" PRIu64 ": group offset %" PRId64 ", want %" PRId64, id,
@@ -578,7 +543,7 @@ static int w_commit_locked(sl_ctx *ctx, void *self, uint64_t id)
                   W.committed);
     }
     if (W.mode == W_CTP) {
-        have = sl_group_fetch(rb, "g-ctp", "src", 1, &off) == 0;
+        have = sl_group_fetch(S.rb, "g-ctp", "src", 1, &off) == 0;
         if (!have || off != 1000 + (int64_t)id)
             w_bad("after commit %" PRIu64 ": group offset %" PRId64, id, have ? off : -1);
     }
@@ -714,7 +679,7 @@ static void test_stale_marker_of_an_older_job(void **state)
     (void)state;
     char err[256];
     rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", bootstrap, err, sizeof err);
+    rd_kafka_conf_set(c, "bootstrap.servers", S.bootstrap, err, sizeof err);
     rd_kafka_conf_set(c, "transactional.id", "reuse-job-0", err, sizeof err);
     rd_kafka_t *old = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
     assert_non_null(old);
@@ -778,11 +743,11 @@ static void test_ctp_offsets_commit_with_the_transaction(void **state)
     j.sink = &w_sink;
     j.kc.offsets_group = "g-ctp";
     int64_t off;
-    assert_int_equal(sl_group_fetch(rb, "g-ctp", "src", 1, &off), SL_ENOENT);
+    assert_int_equal(sl_group_fetch(S.rb, "g-ctp", "src", 1, &off), SL_ENOENT);
     assert_int_equal(run_job(&j, NULL, 0), 0);
     if (W.bad) fail_msg("%s", W.why);
     assert_true(W.commits >= 1);
-    assert_int_equal(sl_group_fetch(rb, "g-ctp", "src", 1, &off), 0);
+    assert_int_equal(sl_group_fetch(S.rb, "g-ctp", "src", 1, &off), 0);
     assert_int_equal(off, 1000 + (int64_t)W.last_commit_id);
     /* the claim ends with the sink */
     got *g = calloc(n + 100, sizeof *g);
@@ -808,13 +773,13 @@ static void test_ctp_offsets_roll_forward(void **state)
     assert_int_equal(W.commits, 0);
     assert_true(W.snapshots >= 1);
     int64_t off = -1;
-    assert_int_equal(sl_group_fetch(rb, "g-ctp2", "src", 1, &off), SL_ENOENT);
+    assert_int_equal(sl_group_fetch(S.rb, "g-ctp2", "src", 1, &off), SL_ENOENT);
     got *g = calloc(n + 100, sizeof *g);
     assert_int_equal(read_topic("ctp2", 1, 1, g, n + 100), 0);
 
     w_reset(0, "ctp2", 1);
     assert_int_equal(run_job(&j, NULL, 0), 0);
-    assert_int_equal(sl_group_fetch(rb, "g-ctp2", "src", 1, &off), 0);
+    assert_int_equal(sl_group_fetch(S.rb, "g-ctp2", "src", 1, &off), 0);
     assert_true(off > 1000); /* 1000 + the id of the first run's final checkpoint */
     check_once_in_order(g, read_topic("ctp2", 1, 1, g, n + 100), n);
     free(g);
@@ -833,10 +798,10 @@ static void test_exactly_once_under_dropped_connections(void **state)
     j.kc.key = key_of;
     /* the hook's two ints are read by the server's thread: a benign race
      * in a test (this test is not built under TSan) */
-    slb_server_set_fault_drop(srv, 30, 7);
+    slb_server_set_fault_drop(S.srv, 30, 7);
     char msg[512];
     int rc = run_job(&j, msg, sizeof msg);
-    slb_server_set_fault_drop(srv, 0, 0);
+    slb_server_set_fault_drop(S.srv, 0, 0);
     if (rc) fail_msg("%s", msg);
     got *g = calloc(n + 100, sizeof *g);
     check_once_in_order(g, read_topic("drops", 3, 1, g, n + 100), n);

@@ -43,6 +43,7 @@
 #include "sluice/kafka.h"
 #include "sluice/server.h"
 #include "sluice/sluice.h"
+#include "tests/unit/kafka_test.h"
 
 static char dir[] = "/tmp/sluice_test_kafka_source_XXXXXX";
 static char chkdir[256], chkdir2[256];
@@ -58,50 +59,13 @@ static void *run_main(void *arg)
     return NULL;
 }
 
-/* ---- librdkafka producers ---- */
-
-static void set(rd_kafka_conf_t *conf, const char *k, const char *v)
-{
-    char err[256];
-    if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK)
-        fail_msg("conf %s=%s: %s", k, v, err);
-}
-
-static rd_kafka_t *producer(const char *boot, const char *tid)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    set(conf, "bootstrap.servers", boot);
-    set(conf, "enable.idempotence", "true");
-    set(conf, "linger.ms", "2");
-    if (tid) set(conf, "transactional.id", tid);
-    char err[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    if (!rk) fail_msg("rd_kafka_new: %s", err);
-    return rk;
-}
+/* ---- librdkafka producers (tests/unit/kafka_test.h) ---- */
 
 /* key: NULL = none; klen 0 with a key = empty key. ts 0: the producer's now. */
 static void produce(rd_kafka_t *rk, const char *topic, int32_t part, const char *key, size_t klen,
                     const char *value, int64_t ts)
 {
-    rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_KEY(key, klen),
-                RD_KAFKA_V_VALUE((void *)value, strlen(value)), RD_KAFKA_V_TIMESTAMP(ts),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-           RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        rd_kafka_poll(rk, 10);
-    if (e) fail_msg("produce to %s/%d: %s", topic, part, rd_kafka_err2str(e));
-}
-
-static void ok(rd_kafka_error_t *e, const char *what)
-{
-    if (e) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s: %s", what, rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        fail_msg("%s", msg);
-    }
+    kt_produce(rk, topic, part, key, klen, value, strlen(value), ts);
 }
 
 static void create_topic(const char *name, int partitions)
@@ -226,7 +190,7 @@ static void test_roundtrip(void **state)
 {
     (void)state;
     create_topic("rt", 3);
-    rd_kafka_t *pr = producer(bootstrap, NULL);
+    rd_kafka_t *pr = kt_producer(bootstrap, NULL);
     char v[32], k[32];
     for (int i = 0; i < NRT; i++) {
         snprintf(v, sizeof v, "v%d", i);
@@ -277,7 +241,7 @@ static void test_parse_dead_letters(void **state)
 {
     (void)state;
     create_topic("dl", 1);
-    rd_kafka_t *pr = producer(bootstrap, NULL);
+    rd_kafka_t *pr = kt_producer(bootstrap, NULL);
     produce(pr, "dl", 0, NULL, 0, "good1", 5);
     produce(pr, "dl", 0, NULL, 0, "bad2", 6);
     produce(pr, "dl", 0, NULL, 0, "good3", 7);
@@ -335,7 +299,7 @@ static void test_timestamps(void **state)
 static void txn(rd_kafka_t *pr, const char *topic, int parts, const char *prefix, int *seq, int n,
                 int commit)
 {
-    ok(rd_kafka_begin_transaction(pr), "begin");
+    kt_ok(rd_kafka_begin_transaction(pr), "begin");
     char v[32];
     for (int i = 0; i < n; i++, (*seq)++) {
         snprintf(v, sizeof v, "%s%d", prefix, *seq);
@@ -343,8 +307,8 @@ static void txn(rd_kafka_t *pr, const char *topic, int parts, const char *prefix
     }
     /* flushed first: an abort purges what was not sent yet */
     assert_int_equal(rd_kafka_flush(pr, 30000), 0);
-    if (commit == 1) ok(rd_kafka_commit_transaction(pr, 30000), "commit");
-    if (commit == 0) ok(rd_kafka_abort_transaction(pr, 30000), "abort");
+    if (commit == 1) kt_ok(rd_kafka_commit_transaction(pr, 30000), "commit");
+    if (commit == 0) kt_ok(rd_kafka_abort_transaction(pr, 30000), "abort");
     /* commit == 2: left open */
 }
 
@@ -361,8 +325,8 @@ static void test_until_end_transactions(void **state)
     (void)state;
     create_topic("tx", 2);
     create_topic("txa", 2);
-    rd_kafka_t *pr = producer(bootstrap, "ksrc-test-tx");
-    ok(rd_kafka_init_transactions(pr, 30000), "init");
+    rd_kafka_t *pr = kt_producer(bootstrap, "ksrc-test-tx");
+    kt_ok(rd_kafka_init_transactions(pr, 30000), "init");
     int seq = 0;
     txn(pr, "tx", 2, "c", &seq, 10, 1);
     txn(pr, "tx", 2, "a", &seq, 6, 0);
@@ -393,7 +357,7 @@ static void test_until_end_transactions(void **state)
     assert_int_equal(count_prefix(u.c, "a"), 6);
     assert_int_equal(count_prefix(u.c, "o"), 8);
     run_free(&u);
-    ok(rd_kafka_abort_transaction(pr, 30000), "abort the open one");
+    kt_ok(rd_kafka_abort_transaction(pr, 30000), "abort the open one");
 
     run a = {.topic = "txa", .start = SL_OFFSET_BEGINNING, .until_end = 1};
     rc = run_job(&a);
@@ -409,7 +373,7 @@ static void test_until_end_transactions(void **state)
 
 static void produce_range(const char *topic, int parts, int from, int to)
 {
-    rd_kafka_t *pr = producer(bootstrap, NULL);
+    rd_kafka_t *pr = kt_producer(bootstrap, NULL);
     char v[32];
     for (int i = from; i < to; i++) {
         snprintf(v, sizeof v, "v%d", i);
@@ -436,8 +400,8 @@ static void expect_range(sl_collector *c, int from, int to)
 static void committed(const char *group, const char *topic, int parts, int64_t *out)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    set(conf, "bootstrap.servers", bootstrap);
-    set(conf, "group.id", group);
+    kt_set(conf, "bootstrap.servers", bootstrap);
+    kt_set(conf, "group.id", group);
     char err[256];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     assert_non_null(rk);
@@ -771,7 +735,7 @@ static void test_mock_cluster(void **state)
     assert_non_null(mock);
     const char *boot = rd_kafka_mock_cluster_bootstraps(mock);
     assert_int_equal(rd_kafka_mock_topic_create(mock, "m", 2, 1), 0);
-    rd_kafka_t *pr = producer(boot, NULL);
+    rd_kafka_t *pr = kt_producer(boot, NULL);
     char v[32];
     for (int i = 0; i < 400; i++) {
         snprintf(v, sizeof v, "v%d", i);

@@ -58,6 +58,7 @@
 
 #define KRAW_FB_CAP 4096
 #include "kafka_raw.h"
+#include "tests/unit/kafka_test.h"
 
 static char dir[] = "/tmp/sluice_test_server_txn_XXXXXX";
 /* broker (kafka_raw.h) is the server's handle */
@@ -126,29 +127,22 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         delivered_ok++;
 }
 
-static void set(rd_kafka_conf_t *conf, const char *k, const char *v)
-{
-    char err[256];
-    if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK)
-        fail_msg("conf %s=%s: %s", k, v, err);
-}
-
 /* A producer: idempotent, transactional if tid; extra "k=v" pairs, NULL
  * ended. */
 static rd_kafka_t *producer(const char *tid, ...)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    set(conf, "bootstrap.servers", bootstrap);
-    set(conf, "enable.idempotence", "true");
-    set(conf, "acks", "all");
-    set(conf, "linger.ms", "2");
-    set(conf, "reconnect.backoff.ms", "10");
-    set(conf, "reconnect.backoff.max.ms", "100");
-    set(conf, "retry.backoff.ms", "10");
-    if (tid) set(conf, "transactional.id", tid);
+    kt_set(conf, "bootstrap.servers", bootstrap);
+    kt_set(conf, "enable.idempotence", "true");
+    kt_set(conf, "acks", "all");
+    kt_set(conf, "linger.ms", "2");
+    kt_set(conf, "reconnect.backoff.ms", "10");
+    kt_set(conf, "reconnect.backoff.max.ms", "100");
+    kt_set(conf, "retry.backoff.ms", "10");
+    if (tid) kt_set(conf, "transactional.id", tid);
     va_list ap;
     va_start(ap, tid);
-    for (const char *k; (k = va_arg(ap, const char *));) set(conf, k, va_arg(ap, const char *));
+    for (const char *k; (k = va_arg(ap, const char *));) kt_set(conf, k, va_arg(ap, const char *));
     va_end(ap);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     char err[256];
@@ -159,23 +153,7 @@ static rd_kafka_t *producer(const char *tid, ...)
 
 static void produce(rd_kafka_t *rk, const char *topic, int32_t part, const char *value)
 {
-    rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
-                                  RD_KAFKA_V_VALUE((void *)value, strlen(value)),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-           RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        rd_kafka_poll(rk, 10);
-    if (e) fail_msg("produce to %s/%d: %s", topic, part, rd_kafka_err2str(e));
-}
-
-static void ok(rd_kafka_error_t *e, const char *what)
-{
-    if (e) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s: %s", what, rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        fail_msg("%s", msg);
-    }
+    kt_produce(rk, topic, part, NULL, 0, value, strlen(value), 0);
 }
 
 /* ---- reading the directory back ---- */
@@ -287,26 +265,26 @@ static void test_transactions_fencing(void **state)
     (void)state;
     start_server(0);
     rd_kafka_t *p1 = producer("tx-b", NULL);
-    ok(rd_kafka_init_transactions(p1, 30000), "init");
-    ok(rd_kafka_begin_transaction(p1), "begin 1");
+    kt_ok(rd_kafka_init_transactions(p1, 30000), "init");
+    kt_ok(rd_kafka_begin_transaction(p1), "begin 1");
     produce(p1, "a", 0, "c1-a0");
     produce(p1, "a", 1, "c1-a1");
     produce(p1, "b", 0, "c1-b0");
-    ok(rd_kafka_commit_transaction(p1, 30000), "commit 1");
-    ok(rd_kafka_begin_transaction(p1), "begin 2");
+    kt_ok(rd_kafka_commit_transaction(p1, 30000), "commit 1");
+    kt_ok(rd_kafka_begin_transaction(p1), "begin 2");
     produce(p1, "a", 0, "ab-a0");
     produce(p1, "a", 2, "ab-a2");
     produce(p1, "b", 1, "ab-b1");
     assert_int_equal(rd_kafka_flush(p1, 30000), 0); /* written, then aborted */
-    ok(rd_kafka_abort_transaction(p1, 30000), "abort 2");
-    ok(rd_kafka_begin_transaction(p1), "begin 3");
+    kt_ok(rd_kafka_abort_transaction(p1, 30000), "abort 2");
+    kt_ok(rd_kafka_begin_transaction(p1), "begin 3");
     produce(p1, "a", 2, "c2-a2");
     produce(p1, "b", 1, "c2-b1");
-    ok(rd_kafka_commit_transaction(p1, 30000), "commit 3");
+    kt_ok(rd_kafka_commit_transaction(p1, 30000), "commit 3");
 
     /* A second producer with the same id fences the first. */
     rd_kafka_t *p2 = producer("tx-b", NULL);
-    ok(rd_kafka_init_transactions(p2, 30000), "init p2");
+    kt_ok(rd_kafka_init_transactions(p2, 30000), "init p2");
     rd_kafka_error_t *e = rd_kafka_begin_transaction(p1);
     if (!e) {
         produce(p1, "a", 0, "zz-fenced");
@@ -319,9 +297,9 @@ static void test_transactions_fencing(void **state)
         fail_msg("p1 not fenced: %s (fatal: %s)", rd_kafka_error_string(e), fatal);
     rd_kafka_error_destroy(e);
     rd_kafka_destroy(p1);
-    ok(rd_kafka_begin_transaction(p2), "p2 begin");
+    kt_ok(rd_kafka_begin_transaction(p2), "p2 begin");
     produce(p2, "b", 0, "c3-b0");
-    ok(rd_kafka_commit_transaction(p2, 30000), "p2 commit");
+    kt_ok(rd_kafka_commit_transaction(p2, 30000), "p2 commit");
     rd_kafka_destroy(p2);
     stop_server();
 
@@ -363,7 +341,7 @@ static void send_offsets(rd_kafka_t *rk, int64_t a0, int64_t b1)
     rd_kafka_topic_partition_list_add(l, "a", 0)->offset = a0;
     rd_kafka_topic_partition_list_add(l, "b", 1)->offset = b1;
     rd_kafka_consumer_group_metadata_t *g = rd_kafka_consumer_group_metadata_new("g-txn");
-    ok(rd_kafka_send_offsets_to_transaction(rk, l, g, 30000), "send offsets");
+    kt_ok(rd_kafka_send_offsets_to_transaction(rk, l, g, 30000), "send offsets");
     rd_kafka_consumer_group_metadata_destroy(g);
     rd_kafka_topic_partition_list_destroy(l);
 }
@@ -373,27 +351,27 @@ static void test_txn_offsets(void **state)
     (void)state;
     start_server(0);
     rd_kafka_t *p = producer("tx-c", NULL);
-    ok(rd_kafka_init_transactions(p, 30000), "init");
-    ok(rd_kafka_begin_transaction(p), "begin");
+    kt_ok(rd_kafka_init_transactions(p, 30000), "init");
+    kt_ok(rd_kafka_begin_transaction(p), "begin");
     produce(p, "b", 0, "off-1");
     send_offsets(p, 5, 7);
-    ok(rd_kafka_abort_transaction(p, 30000), "abort");
+    kt_ok(rd_kafka_abort_transaction(p, 30000), "abort");
     int64_t off = -1;
     assert_int_equal(sl_group_fetch(rb, "g-txn", "a", 0, &off), SL_ENOENT);
     assert_int_equal(sl_group_fetch(rb, "g-txn", "b", 1, &off), SL_ENOENT);
 
-    ok(rd_kafka_begin_transaction(p), "begin");
+    kt_ok(rd_kafka_begin_transaction(p), "begin");
     produce(p, "b", 0, "off-2");
     send_offsets(p, 11, 13);
-    ok(rd_kafka_commit_transaction(p, 30000), "commit");
+    kt_ok(rd_kafka_commit_transaction(p, 30000), "commit");
     assert_int_equal(sl_group_fetch(rb, "g-txn", "a", 0, &off), 0);
     assert_int_equal(off, 11);
     assert_int_equal(sl_group_fetch(rb, "g-txn", "b", 1, &off), 0);
     assert_int_equal(off, 13);
 
-    ok(rd_kafka_begin_transaction(p), "begin");
+    kt_ok(rd_kafka_begin_transaction(p), "begin");
     send_offsets(p, 20, 21); /* aborted: 11 and 13 stay */
-    ok(rd_kafka_abort_transaction(p, 30000), "abort");
+    kt_ok(rd_kafka_abort_transaction(p, 30000), "abort");
     assert_int_equal(sl_group_fetch(rb, "g-txn", "a", 0, &off), 0);
     assert_int_equal(off, 11);
     rd_kafka_destroy(p);
@@ -413,8 +391,8 @@ static void leave_open(const char *tid, const char *topic, int32_t part, const c
     rd_kafka_t *p = timeout_ms ? producer(tid, "transaction.timeout.ms", timeout_ms,
                                           "message.timeout.ms", timeout_ms, NULL)
                                : producer(tid, NULL);
-    ok(rd_kafka_init_transactions(p, 30000), "init");
-    ok(rd_kafka_begin_transaction(p), "begin");
+    kt_ok(rd_kafka_init_transactions(p, 30000), "init");
+    kt_ok(rd_kafka_begin_transaction(p), "begin");
     delivered_ok = 0;
     produce(p, topic, part, value);
     assert_int_equal(rd_kafka_flush(p, 30000), 0);
@@ -433,11 +411,11 @@ static void test_restart_open_txn(void **state)
     start_server(0);
     assert_true(lso_gap("a", 1) > 0);
     rd_kafka_t *p = producer("tx-d", NULL);
-    ok(rd_kafka_init_transactions(p, 30000), "init after restart");
+    kt_ok(rd_kafka_init_transactions(p, 30000), "init after restart");
     assert_int_equal(lso_gap("a", 1), 0);
-    ok(rd_kafka_begin_transaction(p), "begin");
+    kt_ok(rd_kafka_begin_transaction(p), "begin");
     produce(p, "a", 1, "after-d");
-    ok(rd_kafka_commit_transaction(p, 30000), "commit");
+    kt_ok(rd_kafka_commit_transaction(p, 30000), "commit");
     rd_kafka_destroy(p);
     assert_int_equal(count_prefix("a", 1, SL_READ_COMMITTED, "open-d"), 0);
     assert_int_equal(count_prefix("a", 1, SL_READ_UNCOMMITTED, "open-d"), 1);
