@@ -18,6 +18,16 @@
  *              commit included); ratio kafka / embedded (goal >= 0.7). The
  *              two outputs, read back read_committed, must be the same
  *              lines, else the benchmark fails.
+ *   1b. group the same ysb through Kafka as a consumer group of one member
+ *              (sl_kafka_group: `ysb --group`), so through the group's
+ *              repartition topic: input tasks (views keyed by campaign into
+ *              it), repartition tasks (the count), 1 s checkpoints each.
+ *              A group follows its input, so the run is timed from the
+ *              group's start until the output holds every window that the
+ *              input's watermark closes (all but the last; checked against
+ *              the output above, line for line), polled every 20 ms; two
+ *              commit intervals of latency are in it (input task, then
+ *              repartition task). events/s; ratio to "ysb kafka" at 1 thread.
  *   2. latency a stateless job (Kafka source -> Kafka sink, exactly-once,
  *              100 ms checkpoints) first drains --latency-records records
  *              (default 300,000) of 100 bytes as fast as it can: its peak.
@@ -71,14 +81,16 @@ static int64_t now_ns(void)
 
 /* --- inputs ----------------------------------------------------------------------- */
 
-/* The ysb job's JSON events, as values of topic (no keys). */
-static int fill_ysb(sl_broker *b, const char *topic, uint64_t events)
+/* The ysb job's JSON events at events_per_s of event time (the generator's
+ * 10,000, or 1,000 for --quick, so that its few events still span two
+ * 10 s windows), as values of topic (no keys). */
+static int fill_ysb(sl_broker *b, const char *topic, uint64_t events, uint64_t events_per_s)
 {
     static ysb_job j;
     memset(&j, 0, sizeof(j));
     j.cmd = "bench kafka-e2e";
     j.events = events;
-    j.events_per_s = 10000;
+    j.events_per_s = events_per_s;
     if (ysb_campaigns(&j, NULL)) return -1;
     char *text = NULL;
     size_t len = 0;
@@ -218,6 +230,125 @@ static int run_ysb(const char *dir, const char *bootstrap, uint64_t events, int 
     return rc ? -1 : 0;
 }
 
+/* --- figure 1b: ysb through a group's repartition topic ---------------------------- */
+
+typedef struct group_thread {
+    sl_kafka_group *g;
+    atomic_int done;
+    int rc;
+} group_thread;
+
+static void *group_main(void *arg)
+{
+    group_thread *t = arg;
+    t->rc = sl_kafka_group_run(t->g);
+    atomic_store(&t->done, 1);
+    return NULL;
+}
+
+/* The lines of sorted output `all` whose window (second field) is not the
+ * last one: what a group that never sees the end of its input closes. */
+static int closed_windows(const sl_buf *all, sl_buf *out)
+{
+    long long last = -1;
+    for (size_t at = 0; at < all->len;) {
+        const char *l = (const char *)all->ptr + at, *nl = memchr(l, '\n', all->len - at);
+        const char *c = memchr(l, ',', (size_t)(nl - l));
+        if (c && atoll(c + 1) > last) last = atoll(c + 1);
+        at = (size_t)(nl - (const char *)all->ptr) + 1;
+    }
+    int n = 0;
+    for (size_t at = 0; at < all->len;) {
+        const char *l = (const char *)all->ptr + at, *nl = memchr(l, '\n', all->len - at);
+        const char *c = memchr(l, ',', (size_t)(nl - l));
+        if (c && atoll(c + 1) != last) {
+            if (sl_buf_append(out, l, (size_t)(nl - l) + 1)) return -1;
+            n++;
+        }
+        at = (size_t)(nl - (const char *)all->ptr) + 1;
+    }
+    return n;
+}
+
+static int run_ysb_group(const char *dir, const char *bootstrap, const char *out,
+                         const sl_buf *want, int want_lines, double *secs)
+{
+    static ysb_job j;
+    memset(&j, 0, sizeof(j));
+    j.cmd = "bench kafka-e2e";
+    j.topic = "ysb-in";
+    j.topics.job = "bench-ysb";
+    j.topics.kafka = bootstrap;
+    j.topics.group = "bench-ysb-group";
+    if (jobs_topics_check(j.cmd, &j.topics, j.topic, out)) return -1;
+    if (ysb_campaigns(&j, NULL)) return -1;
+    ysb_group yg;
+    ysb_group_init(&yg, &j, out);
+    char work[600];
+    snprintf(work, sizeof work, "%s/group-work", dir);
+    sl_kafka_group_conf gc = {.bootstrap = bootstrap,
+                              .topic = j.topic,
+                              .group_id = j.topics.group,
+                              .work_dir = work,
+                              .checkpoint_interval_ms = 1000,
+                              .threads = 1,
+                              .build = ysb_count_task,
+                              .repartition = ysb_input_task,
+                              .ud = &yg,
+                              .log_prefix = "sluice bench kafka-e2e: group: "};
+    group_thread gt = {0};
+    atomic_init(&gt.done, 0);
+    int rc = sl_kafka_group_new(&gt.g, &gc);
+    pthread_t th;
+    double t0 = bench_now();
+    if (!rc && pthread_create(&th, NULL, group_main, &gt)) rc = SL_ENOMEM;
+    if (rc) {
+        fprintf(stderr, "%s: ysb group: %s\n", B,
+                gt.g ? sl_kafka_group_errmsg(gt.g) : sl_strerror(rc));
+        sl_kafka_group_free(gt.g);
+        ysb_free(&j);
+        return -1;
+    }
+    sl_buf got = {0};
+    int n = 0;
+    for (int i = 0; i < 15000 && !atomic_load(&gt.done); i++) { /* 300 s at most */
+        got.len = 0;
+        n = read_sorted(dir, out, &got);
+        if (n < 0 || n >= want_lines) break;
+        usleep(20000);
+    }
+    *secs = bench_now() - t0;
+    sl_kafka_group_stop(gt.g);
+    pthread_join(th, NULL);
+    int ok = n == want_lines && gt.rc == 0;
+    if (gt.rc) {
+        fprintf(stderr, "%s: ysb group: %s\n", B, sl_kafka_group_errmsg(gt.g));
+    } else if (n != want_lines) {
+        fprintf(stderr, "%s: ysb group: %d of %d results came out within 300 s\n", B, n,
+                want_lines);
+    } else {
+        /* after the stop: nothing more, and the same lines */
+        got.len = 0;
+        n = read_sorted(dir, out, &got);
+        if (n != want_lines || got.len != want->len || memcmp(got.ptr, want->ptr, got.len)) {
+            fprintf(stderr,
+                    "%s: ysb group: the output through the repartition topic (%d results) "
+                    "differs from the closed windows of the job's (%d results)\n",
+                    B, n, want_lines);
+            ok = 0;
+        }
+    }
+    uint64_t dl = atomic_load(&j.dl.count);
+    if (ok && dl) {
+        fprintf(stderr, "%s: ysb group: %" PRIu64 " dead letters\n", B, dl);
+        ok = 0;
+    }
+    sl_buf_free(&got);
+    sl_kafka_group_free(gt.g);
+    ysb_free(&j);
+    return ok ? 0 : -1;
+}
+
 /* --- figure 2: latency --------------------------------------------------------------- */
 
 typedef struct lat_consumer {
@@ -317,7 +448,7 @@ int bench_kafka_e2e(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     long long events = 1000000, lrec = 300000, lsec = 3;
-    int csv = 0, opt;
+    int csv = 0, quick = 0, opt;
     jobs_getopt_reset();
     while ((opt = jobs_getopt(argc, argv, ":h", opts)) != -1) {
         int r = 0;
@@ -333,6 +464,7 @@ int bench_kafka_e2e(int argc, char **argv)
             break;
         case O_CSV: csv = 1; break;
         case O_QUICK:
+            quick = 1;
             events = 20000;
             lrec = 5000;
             lsec = 1;
@@ -371,14 +503,14 @@ int bench_kafka_e2e(int argc, char **argv)
     sl_topic_conf_init(&tc1);
     sl_topic_conf_init(&tc2);
     tc2.partitions = 2;
-    const char *outs[] = {"out-emb-1", "out-emb-2", "out-k-1", "out-k-2"};
+    const char *outs[] = {"out-emb-1", "out-emb-2", "out-k-1", "out-k-2", "out-group"};
     if (sl_broker_open(&b, dir, 0) || sl_topic_create(b, "ysb-in", &tc2) ||
         sl_topic_create(b, "lat-in", &tc1) || sl_topic_create(b, "lat-out", &tc1) ||
         sl_topic_create(b, "lat-in2", &tc1) || sl_topic_create(b, "lat-out2", &tc1)) {
         fprintf(stderr, "%s: %s\n", B, b ? sl_broker_errmsg(b) : "cannot open the broker");
         goto out;
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (sl_topic_create(b, outs[i], &tc2)) {
             fprintf(stderr, "%s: %s\n", B, sl_broker_errmsg(b));
             goto out;
@@ -386,7 +518,7 @@ int bench_kafka_e2e(int argc, char **argv)
     if (!csv)
         fprintf(stderr, "%s: writing %lld ysb events and %lld records in %s\n", B, events, lrec,
                 dir);
-    if (fill_ysb(b, "ysb-in", (uint64_t)events) || fill_plain(b, "lat-in", (uint64_t)lrec))
+    if (fill_ysb(b, "ysb-in", (uint64_t)events, quick ? 1000 : 10000) || fill_plain(b, "lat-in", (uint64_t)lrec))
         goto out;
     if (sl_server_open(&s, b, "127.0.0.1:0") < 0) {
         fprintf(stderr, "%s: server: %s\n", B, s ? sl_server_errmsg(s) : "out of memory");
@@ -419,12 +551,23 @@ int bench_kafka_e2e(int argc, char **argv)
             goto out;
         }
     }
+    /* figure 1b: the closed windows of that output, through a group */
+    sl_buf closed = {0};
+    int nclosed = closed_windows(&kaf, &closed);
+    double gsecs = 0;
+    if (nclosed <= 0 || run_ysb_group(dir, boot, outs[4], &closed, nclosed, &gsecs)) {
+        if (nclosed <= 0) fprintf(stderr, "%s: ysb group: no closed window to expect\n", B);
+        sl_buf_free(&closed);
+        goto out;
+    }
+    sl_buf_free(&closed);
     if (!csv) printf("ysb, topic to topic, exactly-once, 1 s checkpoints (%lld events):\n", events);
     bench_header(csv);
     for (int t = 1; t <= 2; t++) {
         bench_row(csv, "kafka-e2e", "ysb embedded", t, (uint64_t)events, secs[t - 1][0]);
         bench_row(csv, "kafka-e2e", "ysb kafka", t, (uint64_t)events, secs[t - 1][1]);
     }
+    bench_row(csv, "kafka-e2e", "ysb kafka group", 1, (uint64_t)events, gsecs);
 
     /* figure 2: peak of the stateless job, then latency at half of it */
     char ck[600];
@@ -542,6 +685,9 @@ int bench_kafka_e2e(int argc, char **argv)
             printf("ysb: %d thread%s: kafka / embedded = %.2f (goal >= 0.7): %s\n", t,
                    t > 1 ? "s" : "", r, r >= 0.7 ? "met" : "NOT met");
         }
+        printf("ysb through a group's repartition topic (1 member, 1 thread per task): "
+               "group / kafka = %.2f (%d closed windows' results, the same)\n",
+               gsecs > 0 ? secs[0][1] / gsecs : 0, nclosed);
         printf("latency: p50 %.1f ms, p99 %.1f ms at half of peak, 100 ms checkpoints\n", p50, p99);
     }
     status = 0;

@@ -435,10 +435,12 @@ sl_stream *ysb_build(sl_pipeline *p, ysb_job *j)
  * group must share its byte order, as they share the job). The index is the
  * campaign's place in the campaign table, so every member must be given the
  * same --campaigns file; an index out of the table is a dead letter. */
-typedef struct ysb_group {
-    ysb_job *j;
-    const char *out_topic;
-} ysb_group;
+void ysb_group_init(ysb_group *g, ysb_job *j, const char *out_topic)
+{
+    ysb_prepare(j);
+    j->wm = (sl_watermark_conf){.delay = j->delay, .punctuated = 1};
+    *g = (ysb_group){.j = j, .out_topic = out_topic};
+}
 
 static void put_le64(uint8_t *b, uint64_t v)
 {
@@ -481,7 +483,7 @@ static int parse_repart(const char *line, size_t len, void *out, uint32_t max_le
 }
 
 /* The graph of an input partition: JSON lines -> views -> repartition topic. */
-static int ysb_input_task(sl_pipeline *p, const sl_kafka_task *task, void *ud)
+int ysb_input_task(sl_pipeline *p, const sl_kafka_task *task, void *ud)
 {
     ysb_job *j = ((const ysb_group *)ud)->j;
     sl_stream *v = ysb_views(j, ysb_topic_source(p, j, task), 1);
@@ -491,7 +493,7 @@ static int ysb_input_task(sl_pipeline *p, const sl_kafka_task *task, void *ud)
 }
 
 /* The graph of a repartition partition: campaign records -> count -> --out-topic. */
-static int ysb_count_task(sl_pipeline *p, const sl_kafka_task *task, void *ud)
+int ysb_count_task(sl_pipeline *p, const sl_kafka_task *task, void *ud)
 {
     const ysb_group *g = ud;
     ysb_job *j = g->j;
@@ -770,9 +772,8 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
         return 1;
     }
     if (j.topics.group) {
-        ysb_prepare(&j);
-        j.wm = (sl_watermark_conf){.delay = j.delay, .punctuated = 1};
-        ysb_group g = {.j = &j, .out_topic = out_topic};
+        ysb_group g;
+        ysb_group_init(&g, &j, out_topic);
         rc = jobs_group_run(j.cmd, &j.topics, j.topic, &common, ysb_count_task, ysb_input_task, &g);
         uint64_t nbad = atomic_load(&j.dl.count);
         if (nbad)

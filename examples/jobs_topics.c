@@ -191,7 +191,7 @@ int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const sl
                                   .format = format,
                                   .format_ud = ud};
         sl_broker_sink_conf *c = sl_pipeline_dup(p, &bc, sizeof(bc));
-        if (!c || !sl_stream_sink(s, name, &sl_sink_broker, c)) return -1;
+        if (!c || sl_stream_sink(s, name, &sl_sink_broker, c)) return -1;
         sl_pipeline_set_node_parallelism(p, name, 1); /* one writer per partition */
         return 0;
     }
@@ -208,7 +208,7 @@ int jobs_topic_sink(sl_pipeline *p, sl_stream *s, const jobs_topics *t, const sl
                              .task = task};
     sl_kafka_sink_conf *c = sl_pipeline_dup(p, &kc, sizeof(kc));
     if (!c || !(c->transactional_id = sl_pipeline_dup(p, txid, strlen(txid) + 1))) return -1;
-    return sl_stream_sink(s, name, &sl_sink_kafka, c) ? 0 : -1;
+    return sl_stream_sink(s, name, &sl_sink_kafka, c) ? -1 : 0;
 }
 
 /* --- --group ------------------------------------------------------------------------ */

@@ -176,4 +176,16 @@ int ysb_out_value(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void *
  * go to a jobs_deadletter_sink. */
 sl_stream *ysb_build(sl_pipeline *p, ysb_job *j);
 
+/* --group (sluice/kafka.h, "Repartitioning"): ysb_group_init prepares j
+ * (topic, topics and campaigns set) for a group writing out_topic; then
+ * ysb_input_task is the group conf's `repartition` and ysb_count_task its
+ * `build`, both with ud = g (which must outlive the group). */
+typedef struct ysb_group {
+    ysb_job *j;
+    const char *out_topic;
+} ysb_group;
+void ysb_group_init(ysb_group *g, ysb_job *j, const char *out_topic);
+int ysb_input_task(sl_pipeline *p, const sl_kafka_task *task, void *ud);
+int ysb_count_task(sl_pipeline *p, const sl_kafka_task *task, void *ud);
+
 #endif

@@ -16,7 +16,7 @@
  * negative event time is refused (the job fails: Kafka timestamps are
  * >= 0). Event time 0 is a valid time, but librdkafka takes timestamp 0 for
  * "now" (rd_kafka_msg_new0), so such a record carries the produce time: the
- * sink says so once per instance on stderr. Every other time goes as is.
+ * sink says so once per process on stderr. Every other time goes as is.
  *
  * By the job's guarantee (sl_ctx_guarantee):
  *
@@ -121,6 +121,7 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -408,6 +409,8 @@ static int make_record(sl_ctx *ctx, ksink *s, const sl_kafka_sink_conf *c, const
                     s->topic, ts);
     if (ts == 0 && !s->warned_zero) {
         s->warned_zero = 1;
+        static atomic_int said; /* once per process: a group runs a sink per task */
+        if (atomic_exchange(&said, 1)) return 0;
         fprintf(stderr,
                 "sluice: Kafka sink '%s' topic '%s': records with event time 0 carry the produce "
                 "time (librdkafka takes timestamp 0 for 'now')\n",
