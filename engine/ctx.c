@@ -20,7 +20,6 @@
 #include "engine/graph.h"
 #include "engine/wakeup.h"
 #include "engine/plan.h"
-#include "engine/source.h"
 #include "engine/timer.h"
 #include "sluice/state.h"
 
@@ -51,14 +50,6 @@ int sl_ctx_input(const sl_ctx *c)
 int64_t sl_ctx_current_watermark(const sl_ctx *c)
 {
     return c->wm;
-}
-int sl_ctx_input_idle(const sl_ctx *c)
-{
-    const sl_task *t = c->task;
-    if (!t) return 0;
-    if (t->n_in > 0) return t->idle_out;
-    /* a task without inputs is rooted at a source: its idleness is the source's */
-    return t->n_insts > 0 && sli_source_idle(t->insts[0]);
 }
 int sl_ctx_canceled(const sl_ctx *c)
 {

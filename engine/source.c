@@ -242,9 +242,17 @@ static int64_t inst_min(const sli_srcinst *si, int *any)
     return wm;
 }
 
-int sli_source_idle(const struct sl_ctx *c)
+/* sl_ctx_input_idle (sluice/operator.h) lives here, with the idleness of
+ * sources: a task with inputs is idle when all of them are (task.c keeps
+ * idle_out); a task without inputs is rooted at a source instance, idle
+ * when it announced IDLE (every live split idle). */
+int sl_ctx_input_idle(const sl_ctx *c)
 {
-    return c->src && c->src->live > 0 && c->src->idle_out;
+    const sl_task *t = c->task;
+    if (!t) return 0;
+    if (t->n_in > 0) return t->idle_out;
+    const sli_srcinst *si = t->n_insts > 0 ? t->insts[0]->src : NULL;
+    return si && si->live > 0 && si->idle_out;
 }
 
 int sli_source_announce(struct sl_ctx *c)

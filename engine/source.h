@@ -31,8 +31,6 @@ int sli_source_step(struct sl_ctx *c);
  * strategies: once per activation). Returns 0 or a negative code. */
 int sli_source_announce(struct sl_ctx *c);
 void sli_source_node_free(struct sl_node *n);
-/* 1 when instance c announced IDLE downstream (every live split idle). */
-int sli_source_idle(const struct sl_ctx *c);
 
 /* Checkpoints (coord.c). Snapshot: append the instance's split states (the
  * SPLITS section drawn in source.c) to splits and hand each split's position

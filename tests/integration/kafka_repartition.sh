@@ -34,13 +34,6 @@ bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/serve.sh"
 serve_init kafka_repartition
-members=()
-cleanup_members() {
-  local p
-  for p in "${members[@]}"; do kill -9 "$p" 2> /dev/null || true; done
-  serve_cleanup
-}
-trap cleanup_members EXIT
 export SLUICE_DIR="$tmp/broker"
 mkdir -p "$SLUICE_DIR"
 serve_start
@@ -84,7 +77,7 @@ start_member() {
     --checkpoint-interval 200ms --session-timeout 10s --checkpoint-dir "$tmp/work-$1" \
     2> "$tmp/$1.err" &
   last=$!
-  members+=("$last")
+  serve_track "$last"
 }
 
 # committed: the group's committed offsets summed over the input's partitions.
@@ -152,6 +145,18 @@ wait_rep_consumed() {
 
 lines() { "$bin" consume "$1" -b "$B" -e -f '%s\n'; }
 
+# wait_lines TOPIC N SECONDS: until TOPIC holds N committed lines, or SECONDS passed;
+# sets got (a consume of the topic takes about a second).
+wait_lines() {
+  local end=$((SECONDS + $3))
+  got=0
+  while [ $SECONDS -lt $end ]; do
+    got=$(lines "$1" | wc -l)
+    [ "$got" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+}
+
 # --- what --group refuses (one line, exit 2) ------------------------------------------------
 expect2() { # WHAT ARGS...
   local what=$1 rc=0
@@ -182,13 +187,7 @@ wait_rep_consumed
 # Windows [0, 10 s) and [10 s, 20 s) end before every partition's last event time of
 # the first half, and no later one does: they, and only they, are committed.
 early=$(wc -l < "$tmp/want-early.txt")
-got=0
-end=$((SECONDS + 60))
-while [ $SECONDS -lt $end ]; do # (a consume of the topic takes about a second)
-  got=$(lines out-g | wc -l)
-  [ "$got" -ge "$early" ] && break
-  sleep 0.1
-done
+wait_lines out-g "$early" 60
 lines out-g | sort > "$tmp/group-early.txt"
 if ! cmp -s "$tmp/want-early.txt" "$tmp/group-early.txt"; then
   tails
@@ -218,13 +217,7 @@ cmp -s "$tmp/want.txt" "$tmp/ref.txt" || {
 }
 
 # --- the group's committed output reaches the expected line count --------------------------
-got=0
-end=$((SECONDS + 120))
-while [ $SECONDS -lt $end ]; do # (a consume of the topic takes about a second)
-  got=$(lines out-g | wc -l)
-  [ "$got" -ge "$want" ] && break
-  sleep 0.1
-done
+wait_lines out-g "$want" 120
 if [ "$got" -lt "$want" ]; then
   tails
   fail "the group committed $got of $want result lines within 120 s"

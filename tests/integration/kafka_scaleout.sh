@@ -22,13 +22,6 @@ bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/serve.sh"
 serve_init kafka_scaleout
-members=()
-cleanup_members() {
-  local p
-  for p in "${members[@]}"; do kill -9 "$p" 2> /dev/null || true; done
-  serve_cleanup
-}
-trap cleanup_members EXIT
 export SLUICE_DIR="$tmp/broker"
 mkdir -p "$SLUICE_DIR"
 serve_start
@@ -54,7 +47,7 @@ start_member() {
     --window tumbling:1s --agg sum --delay 50 --checkpoint-interval 200ms \
     --session-timeout $st --checkpoint-dir "$tmp/work-$3" 2> "$tmp/$3.err" &
   last=$!
-  members+=("$last")
+  serve_track "$last"
 }
 
 # committed GROUP: the group's committed offsets summed over its input's partitions.

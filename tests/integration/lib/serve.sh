@@ -7,6 +7,8 @@
 #       (empty), and an EXIT trap that kills a running server (kill SIGNAL,
 #       default -9) and removes tmp; defines fail MSG... ("NAME: MSG..." on
 #       stderr, exit 1).
+#   serve_track PID  a background process of the test (a group member, say)
+#       that the EXIT trap kills (-9) too, before the server.
 #   serve_start  runs `$bin broker serve --listen 127.0.0.1:0` in the
 #       background, its stderr in $tmp/serve.err, and waits for its start
 #       line ("... on port N"): sets pid and port; fails when the server
@@ -17,10 +19,17 @@ serve_init() {
   serve_signal=${2:--9}
   tmp=$(mktemp -d)
   pid=
+  serve_tracked=()
   trap serve_cleanup EXIT
 }
 
+serve_track() {
+  serve_tracked+=("$1")
+}
+
 serve_cleanup() {
+  local p
+  for p in "${serve_tracked[@]}"; do kill -9 "$p" 2> /dev/null || true; done
   if [ -n "$pid" ]; then kill "$serve_signal" "$pid" 2> /dev/null || true; fi
   rm -rf "$tmp"
 }
