@@ -211,6 +211,21 @@ int sli_vv_set(sli_vv *v, uint32_t r, uint64_t c)
     return 0;
 }
 
+int sli_vv_add(sli_vv *v, uint32_t r, uint64_t k)
+{
+    uint64_t c = sli_vv_get(v, r);
+    if (k == 0) return 0;
+    if (c > UINT64_MAX - k) return SL_ERANGE;
+    return sli_vv_set(v, r, c + k);
+}
+
+uint64_t sli_vv_sum(const sli_vv *v)
+{
+    uint64_t s = 0;
+    for (uint32_t i = 0; i < v->n; i++) s += v->e[i].c;
+    return s;
+}
+
 int sli_vv_join(sli_vv *a, const sli_vv *b)
 {
     /* Count the union first: one allocation, then merge from the back. */

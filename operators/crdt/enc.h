@@ -80,6 +80,10 @@ int sli_vv_copy(sli_vv *dst, const sli_vv *src);
 uint64_t sli_vv_get(const sli_vv *v, uint32_t r);
 /* Set r's counter (c > 0), inserting the entry if needed. */
 int sli_vv_set(sli_vv *v, uint32_t r, uint64_t c);
+/* Add k to r's counter; SL_ERANGE past 2^64 - 1 (unchanged). */
+int sli_vv_add(sli_vv *v, uint32_t r, uint64_t k);
+/* Sum of the counters, modulo 2^64. */
+uint64_t sli_vv_sum(const sli_vv *v);
 /* a := pointwise max(a, b). */
 int sli_vv_join(sli_vv *a, const sli_vv *b);
 bool sli_vv_equal(const sli_vv *a, const sli_vv *b);

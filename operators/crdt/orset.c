@@ -603,7 +603,7 @@ int sl_crdt_orset_encode(const sl_crdt_orset *s, sl_buf *out)
     size_t n = 0;
     for (size_t i = 0; i < s->cap; i++)
         if (s->slot[i]) v[n++] = s->slot[i];
-    qsort(v, n, sizeof *v, elem_ptr_cmp);
+    if (n > 1) qsort(v, n, sizeof *v, elem_ptr_cmp);
     int rc = sli_crdt_put_hdr(out, SL_CRDT_ORSET);
     if (!rc) rc = sli_vv_encode(&s->cc.vv, out);
     if (!rc) rc = sli_crdt_put32(out, s->cc.ncloud);
