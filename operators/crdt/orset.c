@@ -446,7 +446,12 @@ int sl_crdt_orset_add(sl_crdt_orset *s, sl_bytes e)
         rc = elem_set_dots(x, &d, 1); /* capd >= 1 always: cannot fail */
     else
         rc = insert_new(s, e.ptr, e.len, h, &d, 1);
-    if (rc) return rc; /* d stays in cc unused: harmless, it is only skipped */
+    if (rc) {
+        /* d stays in cc, held by nothing: the state changed, so the next
+         * delta must carry it (the whole state does) */
+        s->broken = (s->flags & SL_CRDT_DELTAS) != 0;
+        return rc;
+    }
     pend(s, e.ptr, e.len, h, &d, 1, s->scratch, nctx);
     return 0;
 }
