@@ -656,7 +656,7 @@ int sl_crdt_orset_decode(const void *data, size_t len, uint32_t replica, unsigne
         d.c = sli_crdt_get64(&r);
         if (r.err) break;
         uint64_t v = sli_vv_get(&s->cc.vv, d.r);
-        if (d.c <= v + 1 || (i && sli_dot_cmp(&s->cc.cloud[i - 1], &d) >= 0))
+        if (d.c <= v || d.c - v == 1 || (i && sli_dot_cmp(&s->cc.cloud[i - 1], &d) >= 0))
             r.err = SL_ECORRUPT;
         else
             s->cc.cloud[s->cc.ncloud++] = d;
