@@ -156,7 +156,7 @@ static void test_mvreg_random_against_model(void **state)
         sl_crdt_mvreg *s[3];
         /* known[i]: writes replica i has seen (bitmask over write numbers) */
         uint64_t known[3] = {0}, seen[MAXW] = {0};
-        char names[MAXW][8];
+        char names[MAXW][16];
         int nw = 0;
         for (int i = 0; i < 3; i++) s[i] = sl_crdt_mvreg_new((uint32_t)i + 1);
         for (int k = 0; k < 40; k++) {
