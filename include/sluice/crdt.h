@@ -65,7 +65,9 @@
  * entry as the delta (no allocation); registers are small, their delta is a
  * copy of the state; the OR-Set keeps a delta set only when made with
  * SL_CRDT_DELTAS; HyperLogLog has no delta (its state is its delta: merge
- * whole sketches). Encode a delta like any state.
+ * whole sketches). Encode a delta like any state. encode() carries the
+ * state, not the pending delta: a snapshot that must keep what was not yet
+ * sent takes the delta and encodes it too.
  *
  * A replica restarted from an older state than the one it published must
  * first merge what it already sent (its deltas on the exchange topic) before
@@ -331,9 +333,17 @@ typedef struct sl_crdt_hll sl_crdt_hll;
  * if p is out of range or on allocation failure. */
 SL_API sl_crdt_hll *sl_crdt_hll_new(int p);
 SL_API void sl_crdt_hll_free(sl_crdt_hll *h);
+/* A sketch in the caller's memory (a fixed-size aggregate accumulator):
+ * sl_crdt_hll_footprint(p) bytes (0 if p is out of range), aligned as a
+ * uint64_t. sl_crdt_hll_init() makes an empty sketch there and returns it,
+ * or NULL if size is short or p out of range; never sl_crdt_hll_free() it.
+ * A sketch holds no pointers: a byte copy of its memory (a snapshot, an
+ * accumulator the engine moves) is the same sketch. */
+SL_API size_t sl_crdt_hll_footprint(int p);
+SL_API sl_crdt_hll *sl_crdt_hll_init(void *mem, size_t size, int p);
 SL_API int sl_crdt_hll_copy(const sl_crdt_hll *h, sl_crdt_hll **out);
 SL_API int sl_crdt_hll_precision(const sl_crdt_hll *h);
-/* Add an item: XXH3-64 of its bytes, then one register max. */
+/* Add an item: XXH3-64 of its bytes, then one register max (h not NULL). */
 SL_API void sl_crdt_hll_add(sl_crdt_hll *h, const void *data, size_t len);
 /* Add an item by its 64-bit hash (XXH3-64 of the bytes, as sl_hash gives,
  * so that a hash computed once serves both). */

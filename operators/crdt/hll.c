@@ -18,7 +18,9 @@
  * correction either.
  *
  * Invariants: 4 <= p <= 18; every register <= 65 - p. An add is one hash,
- * one shift and one max: it never allocates.
+ * one shift and one max: it never allocates. The struct holds no pointer
+ * (registers inline), so a sketch may live in caller memory and be moved
+ * by memcpy (sl_crdt_hll_init).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -47,6 +49,24 @@ sl_crdt_hll *sl_crdt_hll_new(int p)
 void sl_crdt_hll_free(sl_crdt_hll *h)
 {
     free(h);
+}
+
+size_t sl_crdt_hll_footprint(int p)
+{
+    if (p == 0) p = SL_CRDT_HLL_P_DEFAULT;
+    if (p < SL_CRDT_HLL_P_MIN || p > SL_CRDT_HLL_P_MAX) return 0;
+    return sizeof(sl_crdt_hll) + ((size_t)1 << p);
+}
+
+sl_crdt_hll *sl_crdt_hll_init(void *mem, size_t size, int p)
+{
+    size_t need = sl_crdt_hll_footprint(p);
+    if (!mem || !need || size < need) return NULL;
+    sl_crdt_hll *h = mem;
+    memset(h, 0, need);
+    h->p = p ? p : SL_CRDT_HLL_P_DEFAULT;
+    h->m = 1u << h->p;
+    return h;
 }
 
 int sl_crdt_hll_copy(const sl_crdt_hll *h, sl_crdt_hll **out)

@@ -116,12 +116,39 @@ static void test_edges(void **state)
     sl_crdt_hll_free(NULL);
 }
 
+/* A sketch in caller memory, moved by memcpy as an accumulator is. */
+static void test_in_caller_memory(void **state)
+{
+    (void)state;
+    size_t n = sl_crdt_hll_footprint(12);
+    assert_true(n >= 4096 && n < 4096 + 64);
+    assert_int_equal(sl_crdt_hll_footprint(3), 0);
+    uint64_t *mem = malloc(n), *moved = malloc(n);
+    assert_null(sl_crdt_hll_init(mem, n - 1, 12));
+    sl_crdt_hll *h = sl_crdt_hll_init(mem, n, 12), *ref = sl_crdt_hll_new(12);
+    assert_non_null(h);
+    for (uint64_t i = 0; i < 5000; i++) {
+        sl_crdt_hll_add(h, &i, sizeof i);
+        sl_crdt_hll_add(ref, &i, sizeof i);
+    }
+    memcpy(moved, mem, n);
+    memset(mem, 0xee, n);
+    sl_crdt_hll *m = (sl_crdt_hll *)moved;
+    assert_true(sl_crdt_hll_equal(m, ref));
+    assert_int_equal(sl_crdt_hll_merge(ref, m), 0);
+    assert_true(fabs(sl_crdt_hll_estimate(m) - 5000) < 5000 * 3 * sl_crdt_hll_std_error(12));
+    sl_crdt_hll_free(ref);
+    free(mem);
+    free(moved);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_within_three_sigma),
         cmocka_unit_test(test_merge_is_sketch_of_union),
         cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_in_caller_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
