@@ -99,7 +99,8 @@
  * entries), and decoders accept only canonical bytes, so a decoded state
  * re-encodes to the very bytes it came from. Decoders check every length
  * against the bytes present before allocating, so they allocate at most a
- * small multiple of the input; trailing bytes are SL_ECORRUPT.
+ * small multiple of the input (a sparse sketch: its 2^p registers, at
+ * most 256 KiB); trailing bytes are SL_ECORRUPT.
  *
  *   header (every type)
  *   offset  size  field
