@@ -7,6 +7,7 @@
 #   OUTDIR/fuzz_index_load WORK tests/fuzz/corpus/index_load -max_total_time=60
 #   TMPDIR=/dev/shm OUTDIR/fuzz_server_request WORK tests/fuzz/corpus/server_request \
 #       -max_total_time=600
+#   OUTDIR/fuzz_crdt_decode WORK tests/fuzz/corpus/crdt_decode -max_total_time=300
 #
 # (WORK: an empty directory for new inputs, so that the committed corpus only
 # grows by hand; its files are named by the verdict they must have, see
@@ -15,7 +16,8 @@
 # which is all it depends on; the server target (a broker directory in
 # TMPDIR, rebuilt after each input that changed it: a tmpfs makes it several
 # times faster) links the protocol server too, which is in the same
-# directory, and OpenSSL for the server's TLS and SCRAM.
+# directory, and OpenSSL for the server's TLS and SCRAM. The CRDT target links
+# operators/crdt/ and the sl_buf of engine/buf.c, which is all they use.
 #
 # Needs clang with libFuzzer (clang 14 on Debian 12 has it).
 set -eu
@@ -46,3 +48,8 @@ for t in fuzz_segment_reader fuzz_index_load fuzz_server_request; do
         -lxxhash -lssl -lcrypto -lz -llz4 -lzstd -lsnappy -lm -lpthread -o "$out/$t"
     echo "built $out/$t"
 done
+"$cc" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=undefined -I"$here/include" -I"$here" \
+    "$here/tests/fuzz/fuzz_crdt_decode.c" "$here"/operators/crdt/*.c "$here/engine/buf.c" \
+    -lxxhash -lm -o "$out/fuzz_crdt_decode"
+echo "built $out/fuzz_crdt_decode"
