@@ -35,5 +35,6 @@
 #include "sluice/sqlite.h"
 #include "sluice/server.h"
 #include "sluice/kafka.h"
+#include "sluice/crdt.h"
 
 #endif
