@@ -518,7 +518,8 @@ int bench_kafka_e2e(int argc, char **argv)
     if (!csv)
         fprintf(stderr, "%s: writing %lld ysb events and %lld records in %s\n", B, events, lrec,
                 dir);
-    if (fill_ysb(b, "ysb-in", (uint64_t)events, quick ? 1000 : 10000) || fill_plain(b, "lat-in", (uint64_t)lrec))
+    if (fill_ysb(b, "ysb-in", (uint64_t)events, quick ? 1000 : 10000) ||
+        fill_plain(b, "lat-in", (uint64_t)lrec))
         goto out;
     if (sl_server_open(&s, b, "127.0.0.1:0") < 0) {
         fprintf(stderr, "%s: server: %s\n", B, s ? sl_server_errmsg(s) : "out of memory");
