@@ -20,6 +20,8 @@ int bench_broker(int argc, char **argv);  /* bench/bench_broker.c */
 int bench_checkpoint(int argc, char **argv);
 /* bench/bench_kafka.c */
 int bench_kafka(int argc, char **argv);
+/* bench/bench_crdt.c */
+int bench_crdt(int argc, char **argv);
 /* bench/bench_kafka_e2e.c */
 int bench_kafka_e2e(int argc, char **argv);
 

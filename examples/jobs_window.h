@@ -39,6 +39,19 @@ extern const sl_operator jobs_deadletter_fmt_sink;
 extern const sl_operator jobs_deadletter_sink;
 extern const sl_operator jobs_deadletter_text_sink;
 
+/* The exact number of distinct values per key and window (window-agg's
+ * --agg distinct-exact), with two windows (examples/job_window_agg.c draws
+ * how): `in` carries records [int64 value | key bytes]; wc is a tumbling or
+ * sliding window with lateness 0 (its agg is ignored). Returns a stream of
+ * window result records (sluice/window.h: start, end, int64 count, key),
+ * the window's windows; *first (if not NULL) is the first window node, whose
+ * late and unassigned ports carry the input records it did not count. The
+ * windows and the rewrite run at `parallelism` (0: the pipeline's). NULL on
+ * error (recorded in the pipeline), or if wc is not supported: then *why
+ * says so. */
+sl_stream *jobs_distinct_exact(sl_stream *in, const sl_window_conf *wc, int parallelism,
+                               sl_stream **first, const char **why);
+
 /* --- the Yahoo Streaming Benchmark (examples/job_ysb.c) ----------------------------- */
 
 /* One ad event of the in-memory generator (40 bytes):

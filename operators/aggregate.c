@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sluice/crdt.h"
 #include "sluice/error.h"
 #include "sluice/operator.h"
 #include "sluice/operators.h"
@@ -180,8 +181,8 @@ const sl_aggregate sl_agg_avg = {
 
 const sl_aggregate *sl_agg_by_name(const char *name)
 {
-    static const sl_aggregate *const all[] = {&sl_agg_count, &sl_agg_sum, &sl_agg_min, &sl_agg_max,
-                                              &sl_agg_avg};
+    static const sl_aggregate *const all[] = {&sl_agg_count, &sl_agg_sum, &sl_agg_min,
+                                              &sl_agg_max,   &sl_agg_avg, &sl_agg_distinct};
     for (size_t i = 0; name && i < sizeof(all) / sizeof(all[0]); i++)
         if (strcmp(all[i]->name, name) == 0) return all[i];
     return NULL;

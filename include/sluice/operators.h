@@ -100,7 +100,8 @@ SL_API extern const sl_aggregate sl_agg_sum;
 SL_API extern const sl_aggregate sl_agg_min;
 SL_API extern const sl_aggregate sl_agg_max;
 SL_API extern const sl_aggregate sl_agg_avg;
-/* Look one up by name ("count", "sum", "min", "max", "avg"); NULL if unknown. */
+/* Look one up by name ("count", "sum", "min", "max", "avg", and "distinct":
+ * sl_agg_distinct of sluice/crdt.h); NULL if unknown. */
 SL_API const sl_aggregate *sl_agg_by_name(const char *name);
 /* The flags of an aggregate table: 0 for a version 1 table (which has no
  * flags field). */
