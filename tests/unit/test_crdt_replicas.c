@@ -10,6 +10,10 @@
  * snapshots but for the replica id), the counters are the true totals of
  * every update made, the LWW registers hold the largest write. Also: the
  * snapshot and delta-record decoders against bad bytes, and the exchange id.
+ * And the replica operator in a pipeline: stopped mid-way with a savepoint,
+ * a fresh replica restarted from that checkpoint (the operator's restore
+ * hook, the generator rewound) ends equal to a replica that ran once over
+ * every event, and so does one that merges only the deltas of both runs.
  * Seeded; a failure prints its seed.
  */
 #include <setjmp.h>
@@ -20,8 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <unistd.h>
 
-#include "sluice/crdt.h"
+#include "sluice/sluice.h"
 #include "tests/unit/crdt_test.h"
 
 #define NR    3
@@ -395,12 +400,127 @@ static void test_delta_records(void **state)
     topic_free(&t);
 }
 
+/* --- the operator's snapshot / restore hooks, through the engine ---------------------- */
+
+typedef struct gen_ud {
+    sl_pipeline *p;
+    uint64_t cancel_at; /* cancel the run (a stop with a savepoint) at this record; 0: never */
+} gen_ud;
+
+typedef struct ev {
+    uint32_t page, user;
+    int32_t delta;
+    uint32_t tag;
+} ev;
+
+static int gen_ev(void *out, uint64_t seq, int64_t *ts, void *ud)
+{
+    gen_ud *g = ud;
+    rng r = {seq * 2654435761u + 1};
+    ev *e = out;
+    e->page = rng_below(&r, 7);
+    e->user = rng_below(&r, 300);
+    e->delta = (int32_t)rng_below(&r, 5) - 1;
+    e->tag = rng_below(&r, 10);
+    *ts = (int64_t)seq;
+    if (g->cancel_at && seq == g->cancel_at) sl_pipeline_cancel(g->p);
+    return 0;
+}
+
+static int upd_ev(sl_crdt_replica *r, const void *rec, uint32_t len, int64_t ts, void *ud)
+{
+    (void)len;
+    (void)ud;
+    const ev *e = rec;
+    char kb[16], v[16];
+    sl_bytes key = {kb, (uint32_t)snprintf(kb, sizeof(kb), "p%u", e->page)};
+    int n = snprintf(v, sizeof(v), "u%u", e->user);
+    sl_crdt_hll_add(sl_crdt_replica_hll(r, key, SL_CRDT_REPLICA_UPDATE), v, (size_t)n);
+    int rc =
+        sl_crdt_pncounter_add(sl_crdt_replica_pncounter(r, key, SL_CRDT_REPLICA_UPDATE), e->delta);
+    if (rc) return rc;
+    if (sl_crdt_lww_set(sl_crdt_replica_lww(r, key, SL_CRDT_REPLICA_UPDATE), ts,
+                        (sl_bytes){v, (uint32_t)n}) < 0)
+        return SL_EINVAL;
+    n = snprintf(v, sizeof(v), "t%u", e->tag % 5);
+    sl_crdt_orset *s = sl_crdt_replica_orset(r, key, SL_CRDT_REPLICA_UPDATE);
+    return e->tag < 5 ? sl_crdt_orset_add(s, (sl_bytes){v, (uint32_t)n})
+                      : sl_crdt_orset_remove(s, (sl_bytes){v, (uint32_t)n});
+}
+
+/* generator -> replica operator -> collector; with dir, checkpointed there
+ * (a start resumes from its latest checkpoint). */
+static void run_op(sl_crdt_replica *r, sl_collector *col, const char *dir, uint64_t cancel_at,
+                   uint64_t count)
+{
+    sl_pipeline *p = sl_pipeline_new();
+    assert_non_null(p);
+    gen_ud g = {p, cancel_at};
+    sl_generator_conf gc = {.fn = gen_ev, .ud = &g, .count = count};
+    sl_crdt_replica_conf rc = {.replica = r, .update = upd_ev, .deltas_input = -1};
+    sl_pipeline_set_threads(p, 2);
+    sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(ev), NULL);
+    s = sl_stream_apply(s, "replica", &sl_crdt_replica_op, &rc, 0);
+    assert_int_equal(sl_stream_sink(s, "deltas", &sl_sink_collect, col), 0);
+    if (dir) {
+        sl_checkpoint_conf cc = {.dir = dir, .interval_ms = 3600000};
+        assert_int_equal(sl_pipeline_set_checkpoint(p, &cc), 0);
+    }
+    int rcode = sl_pipeline_run(p);
+    if (rcode) fail_msg("run: %s", sl_pipeline_errmsg(p));
+    sl_pipeline_free(p);
+}
+
+static void test_operator_restart(void **state)
+{
+    (void)state;
+    const uint64_t count = 20000;
+    /* reference: one run over every event */
+    sl_crdt_replica *ref = sl_crdt_replica_new(1, EXCH, 10);
+    sl_collector *c0 = sl_collector_new();
+    run_op(ref, c0, NULL, 0, count);
+    /* the same replica, stopped mid-way (a savepoint), then a new process's
+     * replica restored from it by the operator's restore hook */
+    char dir[] = "/tmp/test_crdt_replicas.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    sl_crdt_replica *a = sl_crdt_replica_new(1, EXCH, 10);
+    sl_collector *c1 = sl_collector_new();
+    run_op(a, c1, dir, 5000, count);
+    assert_false(sl_crdt_replica_equal(ref, a)); /* it did stop early */
+    sl_crdt_replica *b = sl_crdt_replica_new(1, EXCH, 10);
+    run_op(b, c1, dir, 0, count);
+    assert_true(sl_crdt_replica_equal(ref, b));
+    /* a replica that hears only the deltas of both runs converges too, and
+     * the reference's own deltas re-merged change nothing */
+    sl_crdt_replica *o = sl_crdt_replica_new(2, EXCH, 10);
+    for (size_t i = 0; i < sl_collector_count(c1); i++) {
+        sl_bytes d = sl_collector_get(c1, i, NULL);
+        assert_int_equal(sl_crdt_replica_apply(o, d.ptr, d.len), 0);
+    }
+    assert_true(sl_crdt_replica_equal(ref, o));
+    for (size_t i = 0; i < sl_collector_count(c0); i++) {
+        sl_bytes d = sl_collector_get(c0, i, NULL);
+        assert_int_equal(sl_crdt_replica_apply(b, d.ptr, d.len), 0);
+    }
+    assert_true(sl_crdt_replica_equal(ref, b));
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    sl_collector_free(c0);
+    sl_collector_free(c1);
+    sl_crdt_replica_free(ref);
+    sl_crdt_replica_free(a);
+    sl_crdt_replica_free(b);
+    sl_crdt_replica_free(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_converge),
         cmocka_unit_test(test_snapshot_roundtrip_and_bad_bytes),
         cmocka_unit_test(test_delta_records),
+        cmocka_unit_test(test_operator_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
