@@ -5,7 +5,11 @@
  * delta record and the snapshot as byte tables).
  *
  * Design. A replica is a table of entries (type, key, object) with an
- * open-addressing index of entry numbers by hash(type, key). The types are
+ * open-addressing index of entry numbers by hash(type, key). A sketch's
+ * delta is the registers that rose since the last take: each HyperLogLog
+ * entry keeps a copy of the registers it last sent (2^p bytes, so a sketch
+ * costs twice its size), and its record is a sketch of the risen registers
+ * only (sparse while few rose), not the whole sketch. The types are
  * driven through one small function table (struct kind) over their public
  * verbs, so the replica knows nothing of their insides. A change is found
  * through the type's own pending delta (delta_pending / delta_take); a
@@ -140,6 +144,7 @@ typedef struct entry {
     uint32_t klen;
     uint8_t type;
     uint8_t changed; /* hll taken for update, or restored with unsent changes */
+    uint8_t *sent;   /* hll: the registers as last sent (NULL: none sent yet) */
 } entry;
 
 struct sl_crdt_replica {
@@ -151,6 +156,8 @@ struct sl_crdt_replica {
     uint32_t *slot; /* entry number + 1; 0 empty */
     size_t nslot;   /* power of two */
     sl_buf buf;     /* take_deltas' record */
+    sl_buf tmp;     /* a sketch's encoding, to diff against what was sent */
+    uint8_t *cur;   /* its registers (2^p) */
 };
 
 static uint64_t key_hash(int type, const void *key, uint32_t klen)
@@ -163,6 +170,7 @@ static void entries_free(entry *e, size_t n)
     for (size_t i = 0; i < n; i++) {
         kinds[e[i].type].free(e[i].obj);
         free(e[i].key);
+        free(e[i].sent);
     }
     free(e);
 }
@@ -185,6 +193,8 @@ void sl_crdt_replica_free(sl_crdt_replica *r)
     entries_free(r->e, r->n);
     free(r->slot);
     sl_buf_free(&r->buf);
+    sl_buf_free(&r->tmp);
+    free(r->cur);
     free(r);
 }
 
@@ -346,6 +356,59 @@ static int make_record(sl_crdt_replica *r, const entry *e, const void *obj)
     return rc;
 }
 
+/* r->buf := the record of a sketch's delta: the registers that rose since
+ * they were last sent (a sketch of those registers only, zero elsewhere, in
+ * the canonical form: sparse when 4 * n + 4 < 2^p), r->cur := all of them.
+ * Registers raised by merges go out too (harmless: a join). */
+static int hll_record(sl_crdt_replica *r, entry *e)
+{
+    size_t m = (size_t)1 << r->hll_p;
+    if (!e->sent && !(e->sent = calloc(m, 1))) return SL_ENOMEM;
+    if (!r->cur && !(r->cur = malloc(m))) return SL_ENOMEM;
+    r->tmp.len = 0;
+    int rc = sl_crdt_hll_encode(e->obj, &r->tmp);
+    if (rc) return rc;
+    const uint8_t *p = r->tmp.ptr; /* hll body, crdt.h: p, form, registers */
+    if (p[5] == 0) {
+        memcpy(r->cur, p + 6, m);
+    } else {
+        memset(r->cur, 0, m);
+        uint32_t n = get32(p + 6);
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t v = get32(p + 10 + 4 * (size_t)j);
+            r->cur[v >> 8] = (uint8_t)v;
+        }
+    }
+    uint32_t nz = 0;
+    for (size_t i = 0; i < m; i++) nz += r->cur[i] > e->sent[i];
+    int sparse = (uint64_t)nz * 4 + 4 < m;
+    uint8_t h[DELTA_HDR] = {DELTA_MAGIC, 1, e->type, 0};
+    put32(h + 4, r->id);
+    put64(h + 8, r->exchange);
+    put32(h + 16, e->klen);
+    r->buf.len = 0;
+    uint8_t hh[10] = {SLI_CRDT_MAGIC,    SL_CRDT_HLL,    SL_CRDT_ENCODING_VERSION, 0,
+                      (uint8_t)r->hll_p, (uint8_t)sparse};
+    put32(hh + 6, nz);
+    rc = sl_buf_reserve(&r->buf, DELTA_HDR + e->klen + sizeof(hh) + (sparse ? 4 * (size_t)nz : m));
+    if (rc) return rc;
+    sl_buf_append(&r->buf, h, sizeof(h));
+    if (e->klen) sl_buf_append(&r->buf, e->key, e->klen);
+    sl_buf_append(&r->buf, hh, sparse ? 10 : 6);
+    uint8_t *o = r->buf.ptr + r->buf.len;
+    for (size_t i = 0; i < m; i++) {
+        uint8_t v = r->cur[i] > e->sent[i] ? r->cur[i] : 0;
+        if (!sparse) {
+            *o++ = v;
+        } else if (v) {
+            put32(o, (uint32_t)i << 8 | v);
+            o += 4;
+        }
+    }
+    r->buf.len = (size_t)(o - r->buf.ptr);
+    return 0;
+}
+
 int sl_crdt_replica_take_deltas(sl_crdt_replica *r, sl_crdt_delta_fn emit, void *ud)
 {
     if (!r || !emit) return SL_EINVAL;
@@ -353,8 +416,15 @@ int sl_crdt_replica_take_deltas(sl_crdt_replica *r, sl_crdt_delta_fn emit, void 
         entry *e = &r->e[i];
         const kind *k = &kinds[e->type];
         int rc;
+        if (e->changed && e->type == SL_CRDT_HLL) {
+            if ((rc = hll_record(r, e))) return rc;
+            if ((rc = emit(ud, (sl_bytes){e->key, e->klen}, r->buf.ptr, r->buf.len))) return rc;
+            memcpy(e->sent, r->cur, (size_t)1 << r->hll_p);
+            e->changed = 0;
+            continue;
+        }
         if (e->changed) {
-            /* the whole state: a sketch, or a restored entry's unsent changes */
+            /* the whole state: a new entry, or a restored entry's unsent changes */
             if ((rc = make_record(r, e, e->obj))) return rc;
             if ((rc = emit(ud, (sl_bytes){e->key, e->klen}, r->buf.ptr, r->buf.len))) return rc;
             e->changed = 0;
