@@ -371,9 +371,10 @@ SL_API int sl_crdt_hll_decode(const void *data, size_t len, sl_crdt_hll **out);
  * (appends to a shared topic); every replica, the sender included, merges
  * every record it reads with sl_crdt_replica_apply(). Merge is a join, so
  * records may come late, twice and in any order: replicas that have applied
- * the same records hold equal states. A HyperLogLog has no delta: a sketch
- * taken for update is sent whole; so is a state just made for update (its
- * first record), so that every replica has every key.
+ * the same records hold equal states. A HyperLogLog has no delta of its
+ * own: the replica keeps a copy of the registers it last sent and sends a
+ * sketch of those that rose since. A state just made for update is sent
+ * whole (its first record), so that every replica has every key.
  *
  * Exchange id: replicas that exchange deltas share a 64-bit exchange id;
  * apply() skips (returns 1) a record of another exchange, so that a topic
@@ -434,8 +435,11 @@ SL_API int sl_crdt_hll_decode(const void *data, size_t len, sl_crdt_hll **out);
 typedef struct sl_crdt_replica sl_crdt_replica;
 
 #define SL_CRDT_REPLICA_MAX_KEY 65535u
-/* Accessor flags: make the state if missing and count it as changed (a
- * sketch is sent whole by the next take). Without it: look up only. */
+/* Accessor flags: make the state if missing and queue it for the next
+ * take (a sketch: its risen registers). Without it: look up only. Take the
+ * state with it for every update: the queue is how take finds changes
+ * without scanning every key (a change made through a pointer kept from an
+ * earlier call waits until the state is next taken for update). */
 #define SL_CRDT_REPLICA_UPDATE 1u
 
 /* A replica with id `id` in exchange `exchange`, HyperLogLogs of precision

@@ -20,6 +20,11 @@
  * restored with unsent changes (its whole state goes out as its delta,
  * which is correct since a state is the join of its deltas).
  *
+ * Changes are found without scanning the table: taking a state for update
+ * (and restoring one with unsent changes) puts its entry on a dirty list,
+ * once; take_deltas visits that list only, so a batch that touched ten keys
+ * costs ten visits whatever the table holds.
+ *
  * Invariants:
  *   - at most one entry per (type, key); entries are never removed (a
  *     restore replaces the whole table);
@@ -145,6 +150,7 @@ typedef struct entry {
     uint8_t type;
     uint8_t changed; /* hll taken for update, or restored with unsent changes */
     uint8_t *sent;   /* hll: the registers as last sent (NULL: none sent yet) */
+    uint8_t queued;  /* on the replica's dirty list */
 } entry;
 
 struct sl_crdt_replica {
@@ -153,11 +159,14 @@ struct sl_crdt_replica {
     uint64_t exchange;
     entry *e;
     size_t n, cap;
-    uint32_t *slot; /* entry number + 1; 0 empty */
-    size_t nslot;   /* power of two */
-    sl_buf buf;     /* take_deltas' record */
-    sl_buf tmp;     /* a sketch's encoding, to diff against what was sent */
-    uint8_t *cur;   /* its registers (2^p) */
+    uint32_t *slot;  /* entry number + 1; 0 empty */
+    size_t nslot;    /* power of two */
+    uint32_t *dirty; /* entries taken for update since the last take, each once */
+    size_t ndirty, capdirty;
+    int scan_all; /* the dirty list could not grow: the next take scans every entry */
+    sl_buf buf;   /* take_deltas' record */
+    sl_buf tmp;   /* a sketch's encoding, to diff against what was sent */
+    uint8_t *cur; /* its registers (2^p) */
 };
 
 static uint64_t key_hash(int type, const void *key, uint32_t klen)
@@ -192,6 +201,7 @@ void sl_crdt_replica_free(sl_crdt_replica *r)
     if (!r) return;
     entries_free(r->e, r->n);
     free(r->slot);
+    free(r->dirty);
     sl_buf_free(&r->buf);
     sl_buf_free(&r->tmp);
     free(r->cur);
@@ -263,13 +273,35 @@ static int add(sl_crdt_replica *r, int type, const void *key, uint32_t klen, uin
     return 0;
 }
 
+/* Queue entry i for the next take (never fails: without memory for the
+ * list, the next take scans every entry). */
+static void mark(sl_crdt_replica *r, size_t i)
+{
+    if (r->e[i].queued) return;
+    if (r->ndirty == r->capdirty) {
+        size_t cap = r->capdirty ? r->capdirty * 2 : 64;
+        uint32_t *d = realloc(r->dirty, cap * sizeof(*d));
+        if (!d) {
+            r->scan_all = 1;
+            return;
+        }
+        r->dirty = d;
+        r->capdirty = cap;
+    }
+    r->dirty[r->ndirty++] = (uint32_t)i;
+    r->e[i].queued = 1;
+}
+
 static void *access_(sl_crdt_replica *r, int type, sl_bytes key, unsigned flags)
 {
     if (!r || key.len > SL_CRDT_REPLICA_MAX_KEY || (key.len && !key.ptr)) return NULL;
     uint64_t h = key_hash(type, key.ptr, key.len);
     long i = find(r, type, key.ptr, key.len, h);
     if (i >= 0) {
-        if ((flags & SL_CRDT_REPLICA_UPDATE) && type == SL_CRDT_HLL) r->e[i].changed = 1;
+        if (flags & SL_CRDT_REPLICA_UPDATE) {
+            if (type == SL_CRDT_HLL) r->e[i].changed = 1;
+            mark(r, (size_t)i);
+        }
         return r->e[i].obj;
     }
     if (!(flags & SL_CRDT_REPLICA_UPDATE)) return NULL;
@@ -282,6 +314,7 @@ static void *access_(sl_crdt_replica *r, int type, sl_bytes key, unsigned flags)
     }
     e->changed = 1; /* sent at least once, even if its first update changes nothing
                      * (a remove of an absent element): every replica then has the key */
+    mark(r, r->n - 1);
     return o;
 }
 
@@ -409,19 +442,18 @@ static int hll_record(sl_crdt_replica *r, entry *e)
     return 0;
 }
 
-int sl_crdt_replica_take_deltas(sl_crdt_replica *r, sl_crdt_delta_fn emit, void *ud)
+/* Send entry e's delta, if it has one. */
+static int take_one(sl_crdt_replica *r, entry *e, sl_crdt_delta_fn emit, void *ud)
 {
-    if (!r || !emit) return SL_EINVAL;
-    for (size_t i = 0; i < r->n; i++) {
-        entry *e = &r->e[i];
-        const kind *k = &kinds[e->type];
-        int rc;
+    const kind *k = &kinds[e->type];
+    int rc;
+    {
         if (e->changed && e->type == SL_CRDT_HLL) {
             if ((rc = hll_record(r, e))) return rc;
             if ((rc = emit(ud, (sl_bytes){e->key, e->klen}, r->buf.ptr, r->buf.len))) return rc;
             memcpy(e->sent, r->cur, (size_t)1 << r->hll_p);
             e->changed = 0;
-            continue;
+            return 0;
         }
         if (e->changed) {
             /* the whole state: a new entry, or a restored entry's unsent changes */
@@ -433,12 +465,12 @@ int sl_crdt_replica_take_deltas(sl_crdt_replica *r, sl_crdt_delta_fn emit, void 
                 if ((rc = k->take(e->obj, &d))) return rc;
                 k->free(d);
             }
-            continue;
+            return 0;
         }
-        if (!k->pending || !k->pending(e->obj)) continue;
+        if (!k->pending || !k->pending(e->obj)) return 0;
         void *d = NULL;
         if ((rc = k->take(e->obj, &d))) return rc;
-        if (!d) continue;
+        if (!d) return 0;
         rc = make_record(r, e, d);
         if (!rc) rc = emit(ud, (sl_bytes){e->key, e->klen}, r->buf.ptr, r->buf.len);
         if (rc) {
@@ -449,6 +481,33 @@ int sl_crdt_replica_take_deltas(sl_crdt_replica *r, sl_crdt_delta_fn emit, void 
         }
         k->free(d);
     }
+    return 0;
+}
+
+int sl_crdt_replica_take_deltas(sl_crdt_replica *r, sl_crdt_delta_fn emit, void *ud)
+{
+    if (!r || !emit) return SL_EINVAL;
+    if (r->scan_all) { /* every entry, then the list is moot */
+        for (size_t i = 0; i < r->n; i++) {
+            int rc = take_one(r, &r->e[i], emit, ud);
+            if (rc) return rc; /* scan_all stays: the next take goes on */
+        }
+        for (size_t i = 0; i < r->n; i++) r->e[i].queued = 0;
+        r->ndirty = 0;
+        r->scan_all = 0;
+        return 0;
+    }
+    for (size_t j = 0; j < r->ndirty; j++) {
+        entry *e = &r->e[r->dirty[j]];
+        int rc = take_one(r, e, emit, ud);
+        if (rc) { /* e and the rest stay queued */
+            memmove(r->dirty, r->dirty + j, (r->ndirty - j) * sizeof(*r->dirty));
+            r->ndirty -= j;
+            return rc;
+        }
+        e->queued = 0;
+    }
+    r->ndirty = 0;
     return 0;
 }
 
@@ -507,11 +566,15 @@ static int merge_encoded(sl_crdt_replica *r, int type, sl_bytes key, const uint8
             return rc;
         }
         e->changed = (uint8_t)changed;
+        if (changed) mark(r, r->n - 1);
         return 0;
     }
     rc = k->merge(r->e[i].obj, o);
     k->free(o);
-    if (!rc && changed) r->e[i].changed = 1;
+    if (!rc && changed) {
+        r->e[i].changed = 1;
+        mark(r, (size_t)i);
+    }
     return rc;
 }
 
@@ -638,6 +701,7 @@ int sl_crdt_replica_restore(sl_crdt_replica *r, const void *data, size_t len)
     if (rc) {
         entries_free(t.e, t.n);
         free(t.slot);
+        free(t.dirty);
         return rc;
     }
     entries_free(r->e, r->n);
@@ -647,6 +711,11 @@ int sl_crdt_replica_restore(sl_crdt_replica *r, const void *data, size_t len)
     r->cap = t.cap;
     r->slot = t.slot;
     r->nslot = t.nslot;
+    free(r->dirty);
+    r->dirty = t.dirty;
+    r->ndirty = t.ndirty;
+    r->capdirty = t.capdirty;
+    r->scan_all = t.scan_all;
     return 0;
 }
 
