@@ -359,7 +359,6 @@ SL_API bool sl_crdt_hll_equal(const sl_crdt_hll *a, const sl_crdt_hll *b);
 SL_API int sl_crdt_hll_encode(const sl_crdt_hll *h, sl_buf *out);
 SL_API int sl_crdt_hll_decode(const void *data, size_t len, sl_crdt_hll **out);
 
-
 /* ==== Replicas: CRDT state per key, exchanged as deltas ====================
  * (operators/crdt/replica.c; issue 12, deliverables 3 and 4)
  *
@@ -460,8 +459,7 @@ SL_API sl_crdt_hll *sl_crdt_replica_hll(sl_crdt_replica *r, sl_bytes key, unsign
 /* Number of (key, type) states, and state i (0 <= i < size, in no set
  * order) with its key and type; the object is the type's handle. */
 SL_API size_t sl_crdt_replica_size(const sl_crdt_replica *r);
-SL_API const void *sl_crdt_replica_at(const sl_crdt_replica *r, size_t i, sl_bytes *key,
-                                      int *type);
+SL_API const void *sl_crdt_replica_at(const sl_crdt_replica *r, size_t i, sl_bytes *key, int *type);
 /* Call emit once per (key, type) changed since the last take, with a delta
  * record (valid during the call only) and its key; stops at and returns the
  * first non-zero emit result. A state whose emit failed stays pending. */
