@@ -40,6 +40,8 @@ static const struct {
      job_generate},
     {"window-agg", "windowed aggregates of CSV event_time_ms,key,value lines", job_window_agg},
     {"ysb", "Yahoo Streaming Benchmark: views per campaign per 10 s window", job_ysb},
+    {"crdt-replicas", "N regions converge on CRDT page stats by exchanging deltas on a topic",
+     job_crdt_replicas},
 };
 #define N_JOBS (sizeof(jobs) / sizeof(jobs[0]))
 

@@ -359,6 +359,144 @@ SL_API bool sl_crdt_hll_equal(const sl_crdt_hll *a, const sl_crdt_hll *b);
 SL_API int sl_crdt_hll_encode(const sl_crdt_hll *h, sl_buf *out);
 SL_API int sl_crdt_hll_decode(const void *data, size_t len, sl_crdt_hll **out);
 
+/* ==== Replicas: CRDT state per key, exchanged as deltas ====================
+ * (operators/crdt/replica.c; issue 12, deliverables 3 and 4)
+ *
+ * An sl_crdt_replica holds the CRDT states of one replica (one region, one
+ * pipeline), one per (key, type). The caller updates a state through the
+ * type's own functions on the object that sl_crdt_replica_<type>(r, key,
+ * SL_CRDT_REPLICA_UPDATE) returns; sl_crdt_replica_take_deltas() then hands
+ * out one delta record per changed (key, type), which the caller publishes
+ * (appends to a shared topic); every replica, the sender included, merges
+ * every record it reads with sl_crdt_replica_apply(). Merge is a join, so
+ * records may come late, twice and in any order: replicas that have applied
+ * the same records hold equal states. A HyperLogLog has no delta of its
+ * own: the replica keeps a copy of the registers it last sent and sends a
+ * sketch of those that rose since. A state just made for update is sent
+ * whole (its first record), so that every replica has every key.
+ *
+ * Exchange id: replicas that exchange deltas share a 64-bit exchange id;
+ * apply() skips (returns 1) a record of another exchange, so that a topic
+ * left over from another run cannot leak into this one.
+ *
+ * Delta record, version 1 (what take_deltas makes and apply reads):
+ *
+ *   offset  size  field
+ *   0       1     magic 0xCE
+ *   1       1     version 1
+ *   2       1     type (enum sl_crdt_type)
+ *   3       1     flags 0 (reserved)
+ *   4       4     sender's replica id u32 (LE)
+ *   8       8     exchange id u64 (LE)
+ *   16      4     key length K (<= SL_CRDT_REPLICA_MAX_KEY)
+ *   20      K     key bytes
+ *   20+K    rest  the delta: the type's encoding (its type byte equal to
+ *                 byte 2)
+ *
+ * Snapshot, version 1 (sl_crdt_replica_snapshot / _restore, the operator's
+ * snapshot / restore hooks):
+ *
+ *   offset  size  field
+ *   0       4     magic "SLCR"
+ *   4       1     version 1
+ *   5       1     HyperLogLog precision p
+ *   6       2     reserved 0
+ *   8       4     replica id u32 of the replica snapshotted
+ *   12      8     exchange id u64
+ *   20      4     n entries
+ *   24      ...   n x entry:
+ *                 0    1  type (enum sl_crdt_type)
+ *                 1    1  flags: 1 = changes not yet taken as deltas
+ *                 2    4  key length K (<= SL_CRDT_REPLICA_MAX_KEY)
+ *                 6    K  key bytes
+ *                 6+K  4  state length L
+ *                 10+K L  the state: the type's encoding
+ *                 entries strictly ascending by (type, key bytes): equal
+ *                 replicas give equal snapshots (but for bytes 8..11)
+ *
+ * An entry whose changes were not yet taken is restored with its whole
+ * state pending (a state is a valid delta, larger than the one lost).
+ *
+ * Restarting: restore the last snapshot, then apply the exchange's records
+ * from the topic's start (or from the position saved with the snapshot)
+ * before any local update: the replica must have merged everything it had
+ * already published (crdt.h above), and merge makes re-reading harmless.
+ * Local input after the snapshot is replayed by the source; for counters
+ * not to count it twice, the deltas published after the snapshot must not
+ * be visible to the restarted replica, which is what a checkpointed
+ * (exactly-once) topic sink gives. A snapshot may be restored under another
+ * replica id (states are replica-agnostic).
+ *
+ * Ownership: the caller owns the replica (sl_crdt_replica_free accepts
+ * NULL); objects returned by the accessors are the replica's, valid until
+ * it is freed or restored. Threads: one thread at a time. */
+
+typedef struct sl_crdt_replica sl_crdt_replica;
+
+#define SL_CRDT_REPLICA_MAX_KEY 65535u
+/* Accessor flags: make the state if missing and queue it for the next
+ * take (a sketch: its risen registers). Without it: look up only. Take the
+ * state with it for every update: the queue is how take finds changes
+ * without scanning every key (a change made through a pointer kept from an
+ * earlier call waits until the state is next taken for update). */
+#define SL_CRDT_REPLICA_UPDATE 1u
+
+/* A replica with id `id` in exchange `exchange`, HyperLogLogs of precision
+ * hll_p (0: SL_CRDT_HLL_P_DEFAULT). NULL on allocation failure or a bad p. */
+SL_API sl_crdt_replica *sl_crdt_replica_new(uint32_t id, uint64_t exchange, int hll_p);
+SL_API void sl_crdt_replica_free(sl_crdt_replica *r);
+SL_API uint32_t sl_crdt_replica_id(const sl_crdt_replica *r);
+/* The state of (key, type): with SL_CRDT_REPLICA_UPDATE made if missing
+ * (NULL on allocation failure or a key above SL_CRDT_REPLICA_MAX_KEY),
+ * without it NULL when missing. OR-Sets keep deltas (SL_CRDT_DELTAS). */
+SL_API sl_crdt_gcounter *sl_crdt_replica_gcounter(sl_crdt_replica *r, sl_bytes key, unsigned flags);
+SL_API sl_crdt_pncounter *sl_crdt_replica_pncounter(sl_crdt_replica *r, sl_bytes key,
+                                                    unsigned flags);
+SL_API sl_crdt_lww *sl_crdt_replica_lww(sl_crdt_replica *r, sl_bytes key, unsigned flags);
+SL_API sl_crdt_mvreg *sl_crdt_replica_mvreg(sl_crdt_replica *r, sl_bytes key, unsigned flags);
+SL_API sl_crdt_orset *sl_crdt_replica_orset(sl_crdt_replica *r, sl_bytes key, unsigned flags);
+SL_API sl_crdt_hll *sl_crdt_replica_hll(sl_crdt_replica *r, sl_bytes key, unsigned flags);
+/* Number of (key, type) states, and state i (0 <= i < size, in no set
+ * order) with its key and type; the object is the type's handle. */
+SL_API size_t sl_crdt_replica_size(const sl_crdt_replica *r);
+SL_API const void *sl_crdt_replica_at(const sl_crdt_replica *r, size_t i, sl_bytes *key, int *type);
+/* Call emit once per (key, type) changed since the last take, with a delta
+ * record (valid during the call only) and its key; stops at and returns the
+ * first non-zero emit result. A state whose emit failed stays pending. */
+typedef int (*sl_crdt_delta_fn)(void *ud, sl_bytes key, const void *rec, size_t len);
+SL_API int sl_crdt_replica_take_deltas(sl_crdt_replica *r, sl_crdt_delta_fn emit, void *ud);
+/* Merge one delta record: 0 merged, 1 skipped (another exchange), or
+ * SL_ECORRUPT / SL_ENOTSUP (bad record), SL_EINVAL (a sketch of another
+ * precision), SL_ENOMEM... with the replica unchanged but for a partial
+ * merge (crdt.h, Errors). */
+SL_API int sl_crdt_replica_apply(sl_crdt_replica *r, const void *rec, size_t len);
+/* The key of a delta record (an sl_key_fn for a topic sink: partitions by
+ * key); an empty key for bytes that are not one. */
+SL_API sl_bytes sl_crdt_replica_delta_key(const void *rec, uint32_t len, void *ud);
+/* Same keys, types and equal states. */
+SL_API bool sl_crdt_replica_equal(const sl_crdt_replica *a, const sl_crdt_replica *b);
+SL_API int sl_crdt_replica_snapshot(const sl_crdt_replica *r, sl_buf *out);
+/* Replace r's states by the snapshot's (r unchanged on error: SL_ECORRUPT,
+ * SL_ENOTSUP, SL_EINVAL for another exchange or precision, SL_ENOMEM). */
+SL_API int sl_crdt_replica_restore(sl_crdt_replica *r, const void *data, size_t len);
+
+/* The replica operator (conf: sl_crdt_replica_conf*, parallelism 1): input
+ * `deltas_input` carries topic records (sluice/connectors.h's layout) whose
+ * values are delta records, merged into the replica; every other input
+ * carries local records, given to update(). After each batch of local
+ * records it emits the deltas taken (variable-length records: a delta
+ * record each, event time the batch's largest) for a topic sink keyed by
+ * sl_crdt_replica_delta_key. snapshot / restore carry the replica's
+ * snapshot (above). The replica is the caller's and must outlive the run;
+ * after the run it holds the result. */
+typedef struct sl_crdt_replica_conf {
+    sl_crdt_replica *replica;
+    int (*update)(sl_crdt_replica *r, const void *rec, uint32_t len, int64_t ts, void *ud);
+    void *ud;
+    int deltas_input; /* logical input of the deltas; -1: none */
+} sl_crdt_replica_conf;
+SL_API extern const sl_operator sl_crdt_replica_op;
+
 #ifdef __cplusplus
 }
 #endif
