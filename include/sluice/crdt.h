@@ -393,6 +393,30 @@ SL_API int sl_crdt_hll_decode(const void *data, size_t len, sl_crdt_hll **out);
  *   20+K    rest  the delta: the type's encoding (its type byte equal to
  *                 byte 2)
  *
+ * End marker, version 1: a record of the same header with type 0, which a
+ * sender appends to every partition of the topic after its last delta
+ * record, so that a reader that has read, on every partition, the markers
+ * of every sender of its exchange knows it has read everything they
+ * published (sl_crdt_replica_end_marker / _end_marker_read; apply() skips
+ * it and returns 2):
+ *
+ *   offset  size  field
+ *   0       1     magic 0xCE
+ *   1       1     version 1
+ *   2       1     type 0: end marker
+ *   3       1     flags 0 (reserved)
+ *   4       4     sender's replica id u32 (LE)
+ *   8       8     exchange id u64 (LE)
+ *   16      4     key length K (<= SL_CRDT_REPLICA_MAX_KEY)
+ *   20      K     key bytes: a key the topic's partitioner places on
+ *                 `partition` (the sender picks it)
+ *   20+K    1     marker version 1
+ *   21+K    3     reserved 0
+ *   24+K    4     partition u32 the marker was written to
+ *   28+K    4     partitions u32: the topic's partition count as the sender
+ *                 saw it (a reader whose topic has another count must not
+ *                 trust the markers); partition < partitions
+ *
  * Snapshot, version 1 (sl_crdt_replica_snapshot / _restore, the operator's
  * snapshot / restore hooks):
  *
@@ -465,11 +489,29 @@ SL_API const void *sl_crdt_replica_at(const sl_crdt_replica *r, size_t i, sl_byt
  * first non-zero emit result. A state whose emit failed stays pending. */
 typedef int (*sl_crdt_delta_fn)(void *ud, sl_bytes key, const void *rec, size_t len);
 SL_API int sl_crdt_replica_take_deltas(sl_crdt_replica *r, sl_crdt_delta_fn emit, void *ud);
-/* Merge one delta record: 0 merged, 1 skipped (another exchange), or
- * SL_ECORRUPT / SL_ENOTSUP (bad record), SL_EINVAL (a sketch of another
- * precision), SL_ENOMEM... with the replica unchanged but for a partial
- * merge (crdt.h, Errors). */
+/* Merge one delta record: 0 merged, 1 skipped (another exchange), 2 an end
+ * marker of this exchange (nothing merged), or SL_ECORRUPT / SL_ENOTSUP (bad
+ * record), SL_EINVAL (a sketch of another precision), SL_ENOMEM... with the
+ * replica unchanged but for a partial merge (crdt.h, Errors). Merging into
+ * a state the replica has allocates nothing once its scratch objects have
+ * grown (the record is decoded into a per-type scratch object, a sketch
+ * joined straight from its bytes), except for an OR-Set element the state
+ * did not hold and an MV-Register (whose merge allocates); a state the
+ * replica did not have is decoded into a new object. */
 SL_API int sl_crdt_replica_apply(sl_crdt_replica *r, const void *rec, size_t len);
+/* End markers (above). end_marker appends to out the marker of replica r
+ * for `partition` of `partitions`, keyed by `key` (SL_EINVAL unless
+ * partition < partitions). end_marker_read returns 1 and fills *m (m may be
+ * NULL) for an end marker, 0 for a delta record, SL_ECORRUPT / SL_ENOTSUP
+ * for bytes that are neither. */
+typedef struct sl_crdt_end_marker {
+    uint32_t sender;
+    uint64_t exchange;
+    uint32_t partition, partitions;
+} sl_crdt_end_marker;
+SL_API int sl_crdt_replica_end_marker(const sl_crdt_replica *r, sl_bytes key, uint32_t partition,
+                                      uint32_t partitions, sl_buf *out);
+SL_API int sl_crdt_replica_end_marker_read(const void *rec, size_t len, sl_crdt_end_marker *m);
 /* The key of a delta record (an sl_key_fn for a topic sink: partitions by
  * key); an empty key for bytes that are not one. */
 SL_API sl_bytes sl_crdt_replica_delta_key(const void *rec, uint32_t len, void *ud);

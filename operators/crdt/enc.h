@@ -95,4 +95,17 @@ int sli_vv_encode(const sli_vv *v, sl_buf *b);
 /* Reads a VV (canonical: ascending, counters > 0); sets r->err on failure. */
 int sli_vv_decode(sli_crdt_rd *r, sli_vv *v);
 
+/* Decode into an existing object (the replica's per-type scratch, so that
+ * merging a delta record allocates nothing once the scratch has grown): the
+ * same checks as the type's public decode (which is new + this), the
+ * object's buffers reused. On error the object holds some valid state of
+ * no meaning (fit only to be decoded into again); it is never half-freed.
+ * The pending delta is cleared. */
+int sli_crdt_gcounter_decode_into(sl_crdt_gcounter *c, const void *data, size_t len);
+int sli_crdt_pncounter_decode_into(sl_crdt_pncounter *c, const void *data, size_t len);
+int sli_crdt_lww_decode_into(sl_crdt_lww *x, const void *data, size_t len);
+/* An OR-Set made without SL_CRDT_DELTAS: its elements are kept in a pool
+ * for the next decode instead of being freed. */
+int sli_crdt_orset_decode_into(sl_crdt_orset *s, const void *data, size_t len);
+
 #endif

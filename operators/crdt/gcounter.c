@@ -107,6 +107,19 @@ int sl_crdt_gcounter_encode(const sl_crdt_gcounter *c, sl_buf *out)
     return rc ? rc : sli_vv_encode(&c->v, out);
 }
 
+int sli_crdt_gcounter_decode_into(sl_crdt_gcounter *c, const void *data, size_t len)
+{
+    sli_crdt_rd r;
+    c->v.n = 0;
+    c->pending = false;
+    int rc = sli_crdt_rd_open(&r, data, len, SL_CRDT_GCOUNTER);
+    if (rc) return rc;
+    sli_vv_decode(&r, &c->v);
+    rc = sli_crdt_rd_close(&r);
+    if (rc) c->v.n = 0;
+    return rc;
+}
+
 int sl_crdt_gcounter_decode(const void *data, size_t len, uint32_t replica, sl_crdt_gcounter **out)
 {
     if (!out) return SL_EINVAL;
@@ -116,8 +129,7 @@ int sl_crdt_gcounter_decode(const void *data, size_t len, uint32_t replica, sl_c
     if (rc) return rc;
     sl_crdt_gcounter *c = sl_crdt_gcounter_new(replica);
     if (!c) return SL_ENOMEM;
-    sli_vv_decode(&r, &c->v);
-    rc = sli_crdt_rd_close(&r);
+    rc = sli_crdt_gcounter_decode_into(c, data, len);
     if (rc) {
         sl_crdt_gcounter_free(c);
         return rc;

@@ -137,6 +137,43 @@ int sl_crdt_lww_encode(const sl_crdt_lww *r, sl_buf *out)
     return rc ? rc : sli_crdt_putbytes(out, r->val, r->len);
 }
 
+/* Check the bytes; sets the fields (v points into data). */
+static int parse(const void *data, size_t len, uint8_t *has, int64_t *ts, uint32_t *rep,
+                 sl_bytes *v)
+{
+    sli_crdt_rd r;
+    int rc = sli_crdt_rd_open(&r, data, len, SL_CRDT_LWW);
+    if (rc) return rc;
+    *has = sli_crdt_get8(&r);
+    *ts = 0;
+    *rep = 0;
+    *v = (sl_bytes){NULL, 0};
+    if (*has == 1) {
+        *ts = (int64_t)sli_crdt_get64(&r);
+        *rep = sli_crdt_get32(&r);
+        *v = sli_crdt_getbytes(&r);
+    } else if (*has != 0 && !r.err) {
+        r.err = SL_ECORRUPT;
+    }
+    return sli_crdt_rd_close(&r);
+}
+
+int sli_crdt_lww_decode_into(sl_crdt_lww *x, const void *data, size_t len)
+{
+    uint8_t has;
+    int64_t ts;
+    uint32_t rep;
+    sl_bytes v;
+    x->pending = false;
+    int rc = parse(data, len, &has, &ts, &rep, &v);
+    if (!rc && has) return store(x, ts, rep, v.ptr, v.len);
+    x->has = false; /* empty (also after an error: a valid state) */
+    x->ts = 0;
+    x->replica = 0;
+    x->len = 0;
+    return rc;
+}
+
 int sl_crdt_lww_decode(const void *data, size_t len, uint32_t replica, sl_crdt_lww **out)
 {
     if (!out) return SL_EINVAL;
@@ -144,24 +181,12 @@ int sl_crdt_lww_decode(const void *data, size_t len, uint32_t replica, sl_crdt_l
     sli_crdt_rd r;
     int rc = sli_crdt_rd_open(&r, data, len, SL_CRDT_LWW);
     if (rc) return rc;
-    uint8_t has = sli_crdt_get8(&r);
-    int64_t ts = 0;
-    uint32_t rep = 0;
-    sl_bytes v = {NULL, 0};
-    if (has == 1) {
-        ts = (int64_t)sli_crdt_get64(&r);
-        rep = sli_crdt_get32(&r);
-        v = sli_crdt_getbytes(&r);
-    } else if (has != 0 && !r.err) {
-        r.err = SL_ECORRUPT;
-    }
-    rc = sli_crdt_rd_close(&r);
-    if (rc) return rc;
     sl_crdt_lww *x = sl_crdt_lww_new(replica);
     if (!x) return SL_ENOMEM;
-    if (has && store(x, ts, rep, v.ptr, v.len)) {
+    rc = sli_crdt_lww_decode_into(x, data, len);
+    if (rc) {
         sl_crdt_lww_free(x);
-        return SL_ENOMEM;
+        return rc;
     }
     *out = x;
     return 0;

@@ -39,7 +39,7 @@
 
 typedef struct elem {
     uint64_t hash;
-    uint32_t len;
+    uint32_t len, capb; /* capb: room for bytes (>= len) */
     uint32_t nd, capd;
     sli_dot *dots; /* &inl while capd == 1 */
     sli_dot inl;
@@ -60,9 +60,14 @@ struct sl_crdt_orset {
     cctx cc;
     struct sl_crdt_orset *delta; /* pending delta, or NULL */
     bool broken;                 /* the pending delta missed an op */
-    sli_dot *scratch;            /* dots of one join, reused */
+    sli_dot *scratch;            /* dots of one join (or of one decode), reused */
     uint32_t capscratch;
+    elem **pool; /* decode_into: the elements of the previous decode, for reuse */
+    uint32_t npool, cappool;
 };
+
+/* Elements a scratch set keeps for reuse at most. */
+#define POOL_MAX 4096u
 
 /* ---- elements ---- */
 
@@ -77,6 +82,7 @@ static elem *elem_new(const void *bytes, uint32_t len, uint64_t hash)
     if (!e) return NULL;
     e->hash = hash;
     e->len = len;
+    e->capb = len;
     e->nd = 0;
     e->capd = 1;
     e->dots = &e->inl;
@@ -321,6 +327,8 @@ void sl_crdt_orset_free(sl_crdt_orset *s)
     clear(s);
     sl_crdt_orset_free(s->delta);
     free(s->scratch);
+    for (uint32_t i = 0; i < s->npool; i++) elem_free(s->pool[i]);
+    free(s->pool);
     free(s);
 }
 
@@ -336,11 +344,30 @@ static int scratch_reserve(sl_crdt_orset *s, uint32_t n)
     return 0;
 }
 
+/* An element for bytes: one of the pool's last few that has room (a
+ * scratch set decoding deltas of similar elements reuses them all), else
+ * a new one. */
+static elem *elem_get(sl_crdt_orset *s, const void *bytes, uint32_t len, uint64_t h)
+{
+    for (uint32_t k = 0; k < 4 && k < s->npool; k++) {
+        uint32_t i = s->npool - 1 - k;
+        elem *e = s->pool[i];
+        if (e->capb < len) continue;
+        s->pool[i] = s->pool[--s->npool];
+        e->hash = h;
+        e->len = len;
+        e->nd = 0;
+        if (len) memcpy(e->bytes, bytes, len);
+        return e;
+    }
+    return elem_new(bytes, len, h);
+}
+
 /* Insert a new element with dots d[0..n), n >= 1. */
 static int insert_new(sl_crdt_orset *s, const void *bytes, uint32_t len, uint64_t h,
                       const sli_dot *d, uint32_t n)
 {
-    elem *e = elem_new(bytes, len, h);
+    elem *e = elem_get(s, bytes, len, h);
     if (!e) return SL_ENOMEM;
     int rc = elem_set_dots(e, d, n);
     if (!rc) rc = tbl_insert(s, e);
@@ -634,18 +661,46 @@ static int dot_cmp_q(const void *x, const void *y)
     return sli_dot_cmp(x, y);
 }
 
-int sl_crdt_orset_decode(const void *data, size_t len, uint32_t replica, unsigned flags,
-                         sl_crdt_orset **out)
+/* Empty s for a decode, its elements moved to the pool (up to POOL_MAX;
+ * the rest freed) and its arrays kept. */
+static void reset_for_decode(sl_crdt_orset *s)
 {
-    if (!out) return SL_EINVAL;
-    *out = NULL;
+    if (s->count && s->npool + s->count > s->cappool) {
+        uint32_t want = s->npool + (uint32_t)s->count;
+        if (want > POOL_MAX) want = POOL_MAX;
+        if (want > s->cappool) {
+            elem **p = realloc(s->pool, (size_t)want * sizeof *p);
+            if (p) {
+                s->pool = p;
+                s->cappool = want;
+            }
+        }
+    }
+    for (size_t i = 0; i < s->cap; i++) {
+        elem *e = s->slot[i];
+        if (!e) continue;
+        s->slot[i] = NULL;
+        if (s->npool < s->cappool)
+            s->pool[s->npool++] = e;
+        else
+            elem_free(e);
+    }
+    s->count = 0;
+    s->cc.vv.n = 0;
+    s->cc.ncloud = 0;
+    sl_crdt_orset_free(s->delta);
+    s->delta = NULL;
+    s->broken = false;
+}
+
+int sli_crdt_orset_decode_into(sl_crdt_orset *s, const void *data, size_t len)
+{
+    reset_for_decode(s);
     sli_crdt_rd r;
     int rc = sli_crdt_rd_open(&r, data, len, SL_CRDT_ORSET);
     if (rc) return rc;
-    sl_crdt_orset *s = sl_crdt_orset_new(replica, flags);
-    if (!s) return flags & ~SL_CRDT_DELTAS ? SL_EINVAL : SL_ENOMEM;
-    sli_dot *all = NULL; /* every dot of the store, to check none is held twice */
-    size_t nall = 0, capall = 0;
+    /* every dot of the store, to check none is held twice: s->scratch */
+    size_t nall = 0;
     sl_bytes prev = {NULL, 0};
     sli_vv_decode(&r, &s->cc.vv);
     uint32_t nc = sli_crdt_getcount(&r, SL_CRDT_MAX_ELEMENTS, 12);
@@ -672,18 +727,12 @@ int sl_crdt_orset_decode(const void *data, size_t len, uint32_t replica, unsigne
             break;
         }
         prev = e;
-        if (nall + nd > capall) {
-            size_t cap = capall ? capall : 16;
-            while (cap < nall + nd) cap *= 2;
-            sli_dot *p = realloc(all, cap * sizeof *p);
-            if (!p) {
-                r.err = SL_ENOMEM;
-                break;
-            }
-            all = p;
-            capall = cap;
+        /* the count was checked against the bytes left: nall + nd stays small */
+        if (nall + nd > UINT32_MAX || (rc = scratch_reserve(s, (uint32_t)(nall + nd)))) {
+            r.err = rc ? rc : SL_ETOOBIG;
+            break;
         }
-        sli_dot *d = all + nall;
+        sli_dot *d = s->scratch + nall;
         for (uint32_t k = 0; k < nd; k++) {
             d[k].r = sli_crdt_get32(&r);
             d[k].c = sli_crdt_get64(&r);
@@ -696,11 +745,25 @@ int sl_crdt_orset_decode(const void *data, size_t len, uint32_t replica, unsigne
     }
     rc = sli_crdt_rd_close(&r);
     if (!rc && nall > 1) {
-        qsort(all, nall, sizeof *all, dot_cmp_q);
+        qsort(s->scratch, nall, sizeof *s->scratch, dot_cmp_q);
         for (size_t i = 1; i < nall; i++)
-            if (!sli_dot_cmp(&all[i - 1], &all[i])) rc = SL_ECORRUPT;
+            if (!sli_dot_cmp(&s->scratch[i - 1], &s->scratch[i])) rc = SL_ECORRUPT;
     }
-    free(all);
+    if (rc) reset_for_decode(s); /* the empty set: a valid state */
+    return rc;
+}
+
+int sl_crdt_orset_decode(const void *data, size_t len, uint32_t replica, unsigned flags,
+                         sl_crdt_orset **out)
+{
+    if (!out) return SL_EINVAL;
+    *out = NULL;
+    sli_crdt_rd r;
+    int rc = sli_crdt_rd_open(&r, data, len, SL_CRDT_ORSET);
+    if (rc) return rc;
+    sl_crdt_orset *s = sl_crdt_orset_new(replica, flags);
+    if (!s) return flags & ~SL_CRDT_DELTAS ? SL_EINVAL : SL_ENOMEM;
+    rc = sli_crdt_orset_decode_into(s, data, len);
     if (rc) {
         sl_crdt_orset_free(s);
         return rc;

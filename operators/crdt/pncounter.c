@@ -122,6 +122,20 @@ int sl_crdt_pncounter_encode(const sl_crdt_pncounter *c, sl_buf *out)
     return rc ? rc : sli_vv_encode(&c->n, out);
 }
 
+int sli_crdt_pncounter_decode_into(sl_crdt_pncounter *c, const void *data, size_t len)
+{
+    sli_crdt_rd r;
+    c->p.n = c->n.n = 0;
+    c->pending = false;
+    int rc = sli_crdt_rd_open(&r, data, len, SL_CRDT_PNCOUNTER);
+    if (rc) return rc;
+    sli_vv_decode(&r, &c->p);
+    sli_vv_decode(&r, &c->n);
+    rc = sli_crdt_rd_close(&r);
+    if (rc) c->p.n = c->n.n = 0;
+    return rc;
+}
+
 int sl_crdt_pncounter_decode(const void *data, size_t len, uint32_t replica,
                              sl_crdt_pncounter **out)
 {
@@ -132,9 +146,7 @@ int sl_crdt_pncounter_decode(const void *data, size_t len, uint32_t replica,
     if (rc) return rc;
     sl_crdt_pncounter *c = sl_crdt_pncounter_new(replica);
     if (!c) return SL_ENOMEM;
-    sli_vv_decode(&r, &c->p);
-    sli_vv_decode(&r, &c->n);
-    rc = sli_crdt_rd_close(&r);
+    rc = sli_crdt_pncounter_decode_into(c, data, len);
     if (rc) {
         sl_crdt_pncounter_free(c);
         return rc;

@@ -47,6 +47,8 @@
 
 #define DELTA_MAGIC 0xCE
 #define DELTA_HDR   20
+#define END_TYPE    0  /* type byte of an end marker */
+#define END_BODY    12 /* its body: version, 3 reserved, partition, partitions */
 #define SNAP_MAGIC  "SLCR"
 #define SNAP_HDR    24
 
@@ -61,6 +63,9 @@ typedef struct kind {
     int (*decode)(const void *d, size_t n, uint32_t id, void **out);
     bool (*pending)(const void *o);     /* NULL: no deltas (hll) */
     int (*take)(void *o, void **delta); /* NULL: no deltas */
+    /* decode into the replica's scratch object (enc.h); NULL: decode a new
+     * object (mvreg) or merge from the bytes (hll) */
+    int (*decode_into)(void *o, const void *d, size_t n);
 } kind;
 
 #define KIND(T, MAKE, DEC)                                                   \
@@ -121,18 +126,28 @@ KIND_DELTAS(lww)
 KIND_DELTAS(mvreg)
 KIND_DELTAS(orset)
 
-#define K(T, D, P)                                                                   \
-    {                                                                                \
-        T##_make_, T##_free_, T##_merge_, T##_equal_, T##_encode_, T##_decode_, D, P \
+#define KIND_INTO(T)                                       \
+    static int T##_into_(void *o, const void *d, size_t n) \
+    {                                                      \
+        return sli_crdt_##T##_decode_into(o, d, n);        \
+    }
+KIND_INTO(gcounter)
+KIND_INTO(pncounter)
+KIND_INTO(lww)
+KIND_INTO(orset)
+
+#define K(T, D, P, I)                                                                   \
+    {                                                                                   \
+        T##_make_, T##_free_, T##_merge_, T##_equal_, T##_encode_, T##_decode_, D, P, I \
     }
 static const kind kinds[7] = {
     {0},
-    K(gcounter, gcounter_pending_, gcounter_take_),
-    K(pncounter, pncounter_pending_, pncounter_take_),
-    K(lww, lww_pending_, lww_take_),
-    K(mvreg, mvreg_pending_, mvreg_take_),
-    K(orset, orset_pending_, orset_take_),
-    K(hll, NULL, NULL),
+    K(gcounter, gcounter_pending_, gcounter_take_, gcounter_into_),
+    K(pncounter, pncounter_pending_, pncounter_take_, pncounter_into_),
+    K(lww, lww_pending_, lww_take_, lww_into_),
+    K(mvreg, mvreg_pending_, mvreg_take_, NULL),
+    K(orset, orset_pending_, orset_take_, orset_into_),
+    K(hll, NULL, NULL, NULL),
 };
 
 static const kind *kind_of(int type)
@@ -167,6 +182,9 @@ struct sl_crdt_replica {
     sl_buf buf;   /* take_deltas' record */
     sl_buf tmp;   /* a sketch's encoding, to diff against what was sent */
     uint8_t *cur; /* its registers (2^p) */
+    /* apply(): per type, the object a delta record is decoded into before
+     * it is merged into the entry (made on first use, then reused) */
+    void *scratch[7];
 };
 
 static uint64_t key_hash(int type, const void *key, uint32_t klen)
@@ -205,6 +223,8 @@ void sl_crdt_replica_free(sl_crdt_replica *r)
     sl_buf_free(&r->buf);
     sl_buf_free(&r->tmp);
     free(r->cur);
+    for (int t = SL_CRDT_GCOUNTER; t <= SL_CRDT_HLL; t++)
+        if (r->scratch[t]) kinds[t].free(r->scratch[t]);
     free(r);
 }
 
@@ -511,14 +531,15 @@ int sl_crdt_replica_take_deltas(sl_crdt_replica *r, sl_crdt_delta_fn emit, void 
     return 0;
 }
 
-/* Check a record's header; sets the fields. */
+/* Check a record's header (a delta record, or an end marker: type 0); sets
+ * the fields. */
 static int parse_record(const void *rec, size_t len, int *type, uint32_t *sender, uint64_t *exch,
                         sl_bytes *key, const uint8_t **body, size_t *blen)
 {
     const uint8_t *p = rec;
     if (!rec || len < DELTA_HDR || p[0] != DELTA_MAGIC) return SL_ECORRUPT;
     if (p[1] != 1) return SL_ENOTSUP;
-    if (!kind_of(p[2]) || p[3] != 0) return SL_ECORRUPT;
+    if ((p[2] != END_TYPE && !kind_of(p[2])) || p[3] != 0) return SL_ECORRUPT;
     uint32_t klen = get32(p + 16);
     if (klen > SL_CRDT_REPLICA_MAX_KEY || klen > len - DELTA_HDR) return SL_ECORRUPT;
     *type = p[2];
@@ -528,6 +549,16 @@ static int parse_record(const void *rec, size_t len, int *type, uint32_t *sender
     *body = p + DELTA_HDR + klen;
     *blen = len - DELTA_HDR - klen;
     return 0;
+}
+
+/* An end marker's body (crdt.h): sets partition and partitions. */
+static int parse_end(const uint8_t *body, size_t blen, uint32_t *partition, uint32_t *partitions)
+{
+    if (blen != END_BODY || body[1] || body[2] || body[3]) return SL_ECORRUPT;
+    if (body[0] != 1) return SL_ENOTSUP;
+    *partition = get32(body + 4);
+    *partitions = get32(body + 8);
+    return *partitions == 0 || *partition >= *partitions ? SL_ECORRUPT : 0;
 }
 
 sl_bytes sl_crdt_replica_delta_key(const void *rec, uint32_t len, void *ud)
@@ -543,7 +574,113 @@ sl_bytes sl_crdt_replica_delta_key(const void *rec, uint32_t len, void *ud)
     return key;
 }
 
-/* Merge the encoded state (body) into (type, key), making the entry if new. */
+int sl_crdt_replica_end_marker(const sl_crdt_replica *r, sl_bytes key, uint32_t partition,
+                               uint32_t partitions, sl_buf *out)
+{
+    if (!r || !out || (key.len && !key.ptr) || key.len > SL_CRDT_REPLICA_MAX_KEY ||
+        partition >= partitions)
+        return SL_EINVAL;
+    uint8_t h[DELTA_HDR] = {DELTA_MAGIC, 1, END_TYPE, 0};
+    put32(h + 4, r->id);
+    put64(h + 8, r->exchange);
+    put32(h + 16, key.len);
+    uint8_t b[END_BODY] = {1};
+    put32(b + 4, partition);
+    put32(b + 8, partitions);
+    int rc = sl_buf_reserve(out, sizeof(h) + key.len + sizeof(b));
+    if (rc) return rc;
+    sl_buf_append(out, h, sizeof(h));
+    if (key.len) sl_buf_append(out, key.ptr, key.len);
+    sl_buf_append(out, b, sizeof(b));
+    return 0;
+}
+
+int sl_crdt_replica_end_marker_read(const void *rec, size_t len, sl_crdt_end_marker *m)
+{
+    int type;
+    uint32_t sender, part, parts;
+    uint64_t exch;
+    sl_bytes key;
+    const uint8_t *body;
+    size_t blen;
+    int rc = parse_record(rec, len, &type, &sender, &exch, &key, &body, &blen);
+    if (rc) return rc;
+    if (type != END_TYPE) return 0;
+    if ((rc = parse_end(body, blen, &part, &parts))) return rc;
+    if (m)
+        *m = (sl_crdt_end_marker){
+            .sender = sender, .exchange = exch, .partition = part, .partitions = parts};
+    return 1;
+}
+
+/* A sketch's encoding, checked as sl_crdt_hll_decode checks it (canonical
+ * form, registers in range, no trailing bytes), then joined into h straight
+ * from the bytes: nothing is allocated, and h is unchanged on error. A
+ * register (i, v) is raised through sl_crdt_hll_add_hash with a hash whose
+ * top p bits are i and whose rank (1 + leading zeros of the other 64 - p
+ * bits, capped at 65 - p) is v, which is the max that merge takes. */
+static int hll_merge_bytes(sl_crdt_hll *h, int want_p, const uint8_t *d, size_t n)
+{
+    if (n < 6) return SL_ECORRUPT;
+    int p = d[4], form = d[5];
+    if (p < SL_CRDT_HLL_P_MIN || p > SL_CRDT_HLL_P_MAX || form > 1) return SL_ECORRUPT;
+    size_t m = (size_t)1 << p;
+    uint8_t maxv = (uint8_t)(65 - p);
+    uint32_t nz = 0;
+    if (form == 0) {
+        if (n - 6 != m) return SL_ECORRUPT;
+        for (size_t i = 0; i < m; i++) {
+            if (d[6 + i] > maxv) return SL_ECORRUPT;
+            nz += d[6 + i] != 0;
+        }
+        if ((uint64_t)nz * 4 + 4 < m) return SL_ECORRUPT; /* sparse is the canonical form */
+    } else {
+        if (n < 10) return SL_ECORRUPT;
+        nz = get32(d + 6);
+        if (nz > m) return SL_ETOOBIG;
+        if ((n - 10) / 4 < nz) return SL_ECORRUPT;
+        if ((uint64_t)nz * 4 + 4 >= m) return SL_ECORRUPT; /* dense is the canonical form */
+        int64_t last = -1;
+        for (uint32_t k = 0; k < nz; k++) {
+            uint32_t x = get32(d + 10 + 4 * (size_t)k);
+            uint32_t idx = x >> 8;
+            uint8_t v = (uint8_t)(x & 0xff);
+            if (idx >= m || (int64_t)idx <= last || v == 0 || v > maxv) return SL_ECORRUPT;
+            last = idx;
+        }
+        if (n - 10 != 4 * (size_t)nz) return SL_ECORRUPT;
+    }
+    if (p != want_p) return SL_EINVAL;
+    int q = 64 - p;
+#define RAISE(i, v) \
+    sl_crdt_hll_add_hash(h, (uint64_t)(i) << q | ((int)(v) <= q ? 1ull << (q - (int)(v)) : 0))
+    if (form == 0) {
+        for (size_t i = 0; i < m; i++)
+            if (d[6 + i]) RAISE(i, d[6 + i]);
+    } else {
+        for (uint32_t k = 0; k < nz; k++) {
+            uint32_t x = get32(d + 10 + 4 * (size_t)k);
+            RAISE(x >> 8, x & 0xff);
+        }
+    }
+#undef RAISE
+    return 0;
+}
+
+/* The scratch object of a type (made on first use). */
+static void *scratch_of(sl_crdt_replica *r, int type)
+{
+    if (!r->scratch[type])
+        r->scratch[type] = type == SL_CRDT_ORSET ? (void *)sl_crdt_orset_new(r->id, 0)
+                                                 : kinds[type].make(r->id, r->hll_p);
+    return r->scratch[type];
+}
+
+/* Merge the encoded state (body) into (type, key), making the entry if new.
+ * An existing entry merges without allocating (once the scratch objects
+ * have grown): the body is decoded into the type's scratch object, or for
+ * a sketch joined straight from the bytes; only a new entry decodes a new
+ * object. Either way the body is checked whole before the entry changes. */
 static int merge_encoded(sl_crdt_replica *r, int type, sl_bytes key, const uint8_t *body,
                          size_t blen, int changed)
 {
@@ -551,14 +688,29 @@ static int merge_encoded(sl_crdt_replica *r, int type, sl_bytes key, const uint8
     int rc = sl_crdt_peek(body, blen);
     if (rc < 0) return rc;
     if (rc != type) return SL_ECORRUPT;
+    uint64_t h = key_hash(type, key.ptr, key.len);
+    long i = find(r, type, key.ptr, key.len, h);
+    if (i >= 0 && (type == SL_CRDT_HLL || k->decode_into)) {
+        if (type == SL_CRDT_HLL) {
+            rc = hll_merge_bytes(r->e[i].obj, r->hll_p, body, blen);
+        } else {
+            void *o = scratch_of(r, type);
+            if (!o) return SL_ENOMEM;
+            rc = k->decode_into(o, body, blen);
+            if (!rc) rc = k->merge(r->e[i].obj, o);
+        }
+        if (!rc && changed) {
+            r->e[i].changed = 1;
+            mark(r, (size_t)i);
+        }
+        return rc;
+    }
     void *o = NULL;
     if ((rc = k->decode(body, blen, r->id, &o))) return rc;
     if (type == SL_CRDT_HLL && sl_crdt_hll_precision(o) != r->hll_p) {
         k->free(o);
         return SL_EINVAL;
     }
-    uint64_t h = key_hash(type, key.ptr, key.len);
-    long i = find(r, type, key.ptr, key.len, h);
     if (i < 0) {
         entry *e;
         if ((rc = add(r, type, key.ptr, key.len, h, o, &e))) {
@@ -589,6 +741,11 @@ int sl_crdt_replica_apply(sl_crdt_replica *r, const void *rec, size_t len)
     size_t blen;
     int rc = parse_record(rec, len, &type, &sender, &exch, &key, &body, &blen);
     if (rc) return rc;
+    if (type == END_TYPE) {
+        uint32_t part, parts;
+        if ((rc = parse_end(body, blen, &part, &parts))) return rc;
+        return exch != r->exchange ? 1 : 2;
+    }
     if (exch != r->exchange) return 1;
     return merge_encoded(r, type, key, body, blen, 0);
 }
