@@ -31,9 +31,53 @@
  * Events are made from the seed: event g (0 <= g < E) belongs to region
  * g mod N, happens at event time g ms, on page mix(g) mod K. The job
  * computes the true totals from the events too, and prints, per page, the
- * merged values of region 0, then `replicas: N, keys: K, converged: yes|no`:
- * yes when every region holds equal states for every page and the view
- * counts and editors are the true ones. Exit 1 when not.
+ * merged values of region 0, then `state: <16 hex digits>` (a hash of the
+ * replica's snapshot without its replica id: equal states, equal digests),
+ * then `replicas: N, keys: K, converged: yes|no`: yes when every region
+ * holds equal states for every page and the view counts and editors are
+ * the true ones. Exit 1 when not.
+ *
+ * One region per process (--region R, with --kafka: the built-in broker
+ * takes one writer process per partition, so processes share a topic only
+ * through `sluice broker serve` or a real Kafka). The process runs two
+ * pipelines at once:
+ *
+ *   merge    Kafka source following the topic from its start -> "merge"
+ *            (applies every delta record to a replica of its own; counts
+ *            the end markers) - started first: it tells the partition
+ *            count P (the source's splits);
+ *   publish  generator (region R's events) -> replica operator (replica
+ *            id R + 1) -> "end-markers" (passes records on; when the input
+ *            has ended, one end marker per partition, keyed so that the
+ *            partitioner puts marker p on partition p) -> Kafka sink.
+ *
+ * No coordination: merge cancels its own pipeline once it has read, on
+ * every partition, the markers of all N regions of the exchange (crdt.h,
+ * "End marker"); a region's markers come after all its deltas on each
+ * partition, so by then it has merged everything. It prints the same lines
+ * from the merged replica; `converged: yes` there means the counts and
+ * editors are the true totals, and equality with the other processes shows
+ * in the `state:` digests. A region that never ends (killed) keeps the
+ * others waiting until it is rerun.
+ *
+ * Checkpoints (--checkpoint-dir, region mode only): the publish pipeline
+ * checkpoints the generator's position, the replica (the operator's
+ * snapshot hook) and the sink, exactly-once: the deltas of a checkpoint
+ * become visible with it, in one Kafka transaction per region (the
+ * transactional id names the topic, the exchange and the region, so a
+ * rerun fences its killed predecessor and the regions never fence each
+ * other). A rerun of the same command resumes from the last checkpoint;
+ * the merge pipeline always reads the topic from its start (merging is
+ * idempotent), so it needs no checkpoint. crdt.h warns that a replica
+ * restarted from an older state than it published reuses counter values
+ * and dots; here that is harmless twice over: the sink is exactly-once, so
+ * nothing published is newer than the checkpoint restored (deltas staged
+ * after it were never committed, or are aborted when the rerun fences the
+ * old producer), and the events are a function of the seed, so the
+ * replayed events are the very same increments, edits and adds: the
+ * counter values and dots (R + 1, n) they make again carry what they
+ * carried before, and joining a delta with itself changes nothing. Until
+ * it merges, the publishing replica holds only its own region's updates.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -56,6 +100,7 @@ enum { EV_VIEW, EV_RETRACT, EV_EDIT, EV_TAG_ADD, EV_TAG_REMOVE };
 
 typedef struct cr_opts {
     long long replicas, events, seed, pages;
+    long long region; /* -1: every region in this process */
 } cr_opts;
 
 /* One region: its share of the events and its replica. */
@@ -226,11 +271,151 @@ static int print_page(sl_crdt_replica *r, long long p, const truth *t, int *pres
     return ok;
 }
 
+/* A hash of r's snapshot with the replica id and the entries' pending
+ * flags zeroed (crdt.h draws the snapshot): replicas holding equal states
+ * give equal digests, whatever their ids. */
+static int state_digest(const sl_crdt_replica *r, uint64_t *out)
+{
+    sl_buf b = {0};
+    int rc = sl_crdt_replica_snapshot(r, &b);
+    if (rc) return rc;
+    uint8_t *p = b.ptr;
+    memset(p + 8, 0, 4);
+    size_t off = 24;
+    while (off + 6 <= b.len) { /* type, flags, key length, key, state length, state */
+        p[off + 1] = 0;
+        uint32_t klen = (uint32_t)p[off + 2] | (uint32_t)p[off + 3] << 8 |
+                        (uint32_t)p[off + 4] << 16 | (uint32_t)p[off + 5] << 24;
+        off += 6 + klen;
+        if (off + 4 > b.len) break;
+        uint32_t slen = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 | (uint32_t)p[off + 2] << 16 |
+                        (uint32_t)p[off + 3] << 24;
+        off += 4 + slen;
+    }
+    *out = sl_hash(b.ptr, b.len);
+    sl_buf_free(&b);
+    return 0;
+}
+
+/* --- one region per process (--region) ----------------------------------------------- */
+
+/* The merge pipeline's operator: merges every delta record, counts end
+ * markers (one per region and partition), and cancels its pipeline when
+ * it has them all. */
+typedef struct merge_conf {
+    sl_crdt_replica *rep;
+    int regions;
+    int parts;     /* the topic's partitions (the source's splits), once known */
+    uint8_t *seen; /* regions x parts: marker read */
+    int nseen;
+    int complete;
+} merge_conf;
+
+static int merge_open(sl_ctx *ctx, void **self)
+{
+    *self = sl_ctx_conf(ctx);
+    return 0;
+}
+
+static int merge_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    merge_conf *m = self;
+    for (uint32_t i = 0; i < in->count; i++) {
+        sl_bytes v = sl_broker_rec_value(sl_batch_bytes(in, i));
+        int rc = sl_crdt_replica_apply(m->rep, v.ptr, v.len);
+        if (rc < 0) return sl_ctx_fail(ctx, rc, "delta record: %s", sl_strerror(rc));
+        if (rc != 2) continue;
+        sl_crdt_end_marker em;
+        if (sl_crdt_replica_end_marker_read(v.ptr, v.len, &em) != 1)
+            return sl_ctx_fail(ctx, SL_ECORRUPT, "an end marker that does not read back");
+        if (!m->seen) {
+            int n = sl_pipeline_source_splits(sl_ctx_pipeline(ctx), "deltas-in");
+            if (n <= 0) return sl_ctx_fail(ctx, SL_ESTATE, "the topic's partitions are unknown");
+            if (!(m->seen = calloc((size_t)m->regions * (size_t)n, 1))) return SL_ENOMEM;
+            m->parts = n;
+        }
+        if (em.sender < 1 || em.sender > (uint32_t)m->regions)
+            return sl_ctx_fail(ctx, SL_ECORRUPT,
+                               "an end marker of replica id %" PRIu32
+                               ", which is no region of this exchange (1..%d)",
+                               em.sender, m->regions);
+        if (em.partitions != (uint32_t)m->parts)
+            return sl_ctx_fail(ctx, SL_EINVAL,
+                               "region %" PRIu32 " wrote end markers for %" PRIu32
+                               " partitions, but the topic has %d",
+                               em.sender - 1, em.partitions, m->parts);
+        uint8_t *x = &m->seen[(size_t)(em.sender - 1) * (size_t)m->parts + em.partition];
+        if (!*x) {
+            *x = 1;
+            if (++m->nseen == m->regions * m->parts && !m->complete) {
+                m->complete = 1;
+                sl_pipeline_cancel(sl_ctx_pipeline(ctx));
+            }
+        }
+    }
+    return 0;
+}
+
+static const sl_operator merge_op = {.version = SL_OPERATOR_VERSION,
+                                     .kind = "crdt-merge",
+                                     .open = merge_open,
+                                     .process = merge_process};
+
+/* The publish pipeline's last operator: passes the deltas on, and once the
+ * whole input has been seen appends an end marker to every partition. */
+typedef struct markers_conf {
+    sl_crdt_replica *rep;
+    int region, parts;
+    int64_t ts;
+} markers_conf;
+
+static int markers_open(sl_ctx *ctx, void **self)
+{
+    *self = sl_ctx_conf(ctx);
+    return 0;
+}
+
+static int markers_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    (void)self;
+    return sl_forward(ctx, in);
+}
+
+static int markers_end(sl_ctx *ctx, void *self)
+{
+    markers_conf *m = self;
+    if (sl_ctx_end_canceled(ctx)) return 0; /* not done: no markers */
+    sl_buf b = {0};
+    int rc = 0;
+    for (int p = 0; !rc && p < m->parts; p++) {
+        /* a key the partitioner puts on partition p (murmur2, as Kafka's) */
+        char key[64];
+        int n = 0;
+        for (unsigned i = 0;; i++) {
+            n = snprintf(key, sizeof(key), "end-%d-%d-%u", m->region, p, i);
+            if (sl_partition_for_key(key, (size_t)n, m->parts) == p) break;
+        }
+        b.len = 0;
+        rc = sl_crdt_replica_end_marker(m->rep, (sl_bytes){key, (uint32_t)n}, (uint32_t)p,
+                                        (uint32_t)m->parts, &b);
+        if (!rc) rc = sl_emit_copy(ctx, m->ts, 0, b.ptr, (uint32_t)b.len);
+    }
+    sl_buf_free(&b);
+    return rc ? sl_ctx_fail(ctx, rc, "end markers: %s", sl_strerror(rc)) : 0;
+}
+
+static const sl_operator markers_op = {.version = SL_OPERATOR_VERSION,
+                                       .kind = "crdt-end-markers",
+                                       .open = markers_open,
+                                       .process = markers_process,
+                                       .end = markers_end};
+
 static void help(void)
 {
     printf("usage: sluice run crdt-replicas [--replicas N] [--events E] [--seed S] [--pages K]\n"
            "                                [--topic NAME] [--dir DIR | --kafka BOOTSTRAP\n"
            "                                [-X KEY=VALUE]...] [--threads N]\n"
+           "                                [--region R [--checkpoint-dir DIR ...]]\n"
            "N regions (default 3), each a pipeline with its own replica id, count page views\n"
            "(PN-Counter, with retractions), keep the last editor (LWW-Register), the tags\n"
            "(OR-Set, with removals) and the distinct users (HyperLogLog) of K pages (default\n"
@@ -238,8 +423,17 @@ static void help(void)
            "They exchange deltas through topic NAME (default crdt-replicas): the built-in\n"
            "broker's in --dir (made if missing), or a Kafka cluster's with --kafka (create it\n"
            "first). Prints the merged values per page, then\n"
-           "`replicas: N, keys: K, converged: yes|no` (yes: every region holds equal states\n"
-           "and the counts are the true ones); exits 1 when not converged.\n");
+           "`state: DIGEST` (a hash of the merged state) and `replicas: N, keys: K,\n"
+           "converged: yes|no` (yes: every region holds equal states and the counts are the\n"
+           "true ones); exits 1 when not converged.\n"
+           "  --region R       run region R (0..N-1) only, in this process, against --kafka:\n"
+           "                   start one process per region; each publishes its deltas and\n"
+           "                   end markers, merges everybody's until it has read every\n"
+           "                   region's markers, and prints the merged values (converged:\n"
+           "                   yes when they are the true totals; equal states print equal\n"
+           "                   digests). With --checkpoint-dir (and --checkpoint-interval,\n"
+           "                   ...), a rerun of the same command resumes from the last\n"
+           "                   checkpoint\n");
     fputs(jobs_topics_help, stdout);
 }
 
@@ -268,20 +462,133 @@ static int run_pipeline(const char *cmd, sl_pipeline *p, const jobs_common *c)
     return jobs_run(NULL, p, cmd, c);
 }
 
+/* Print the pages of r, its digest and the last line; returns the exit
+ * status (0 converged, 1 not). */
+static int report(const char *cmd, sl_crdt_replica *r, const cr_opts *o, const truth *t,
+                  int converged)
+{
+    long long keys = 0;
+    for (long long p = 0; p < o->pages; p++) {
+        int present = 0;
+        if (!print_page(r, p, &t[p], &present)) {
+            fprintf(stderr, "sluice %s: page %lld: views or editor differ from the true ones\n",
+                    cmd, p);
+            converged = 0;
+        }
+        keys += present;
+    }
+    uint64_t digest = 0;
+    int rc = state_digest(r, &digest);
+    if (rc) {
+        fprintf(stderr, "sluice %s: snapshot of the merged state: %s\n", cmd, sl_strerror(rc));
+        return 1;
+    }
+    printf("state: %016" PRIx64 "\n", digest);
+    printf("replicas: %lld, keys: %lld, converged: %s\n", o->replicas, keys,
+           converged ? "yes" : "no");
+    return converged ? 0 : 1;
+}
+
+/* --region: this process runs region o->region only (file comment). */
+static int run_region(const char *cmd, const cr_opts *o, const char *topic, const jobs_topics *tp,
+                      const jobs_common *common, uint64_t exchange, const truth *t)
+{
+    int r = (int)o->region, n = (int)o->replicas, rc = 1;
+    sl_crdt_replica *rep = sl_crdt_replica_new((uint32_t)r + 1, exchange, 0);
+    sl_crdt_replica *merged = sl_crdt_replica_new((uint32_t)r + 1, exchange, 0);
+    merge_conf mc = {.rep = merged, .regions = n};
+    sl_pipeline *mp = sl_pipeline_new(), *pp = NULL;
+    int started = 0;
+    if (!rep || !merged || !mp) goto oom;
+
+    /* merge: follows the topic from its start until every region's markers */
+    sl_kafka_source_conf kc = {.bootstrap = tp->kafka,
+                               .topic = topic,
+                               .props = tp->props,
+                               .start = SL_OFFSET_BEGINNING,
+                               .until_end = 0};
+    sl_stream *in = sl_pipeline_kafka(mp, "deltas-in", &kc, 0, NULL);
+    sl_stream_sink(in, "merge", &merge_op, &mc);
+    sl_pipeline_set_threads(mp, 1);
+    if (sl_pipeline_start(mp)) {
+        fprintf(stderr, "sluice %s: %s\n", cmd, sl_pipeline_errmsg(mp));
+        goto out;
+    }
+    started = 1;
+    int parts = sl_pipeline_source_splits(mp, "deltas-in");
+    if (parts <= 0) {
+        fprintf(stderr, "sluice %s: topic '%s': no partitions\n", cmd, topic);
+        goto out;
+    }
+
+    /* publish: region r's events, its deltas, then its end markers */
+    uint64_t count = ((uint64_t)o->events - (uint64_t)r + (uint64_t)n - 1) / (uint64_t)n;
+    region rg = {.o = o, .index = r, .rep = rep};
+    rg.conf = (sl_crdt_replica_conf){.replica = rep, .update = update, .deltas_input = -1};
+    markers_conf mk = {.rep = rep, .region = r, .parts = parts, .ts = o->events};
+    char txid[512];
+    snprintf(txid, sizeof(txid), "sluice-crdt-replicas-%s-%016" PRIx64 "-r%d", topic, exchange, r);
+    sl_kafka_sink_conf sc = {.bootstrap = tp->kafka,
+                             .topic = topic,
+                             .props = tp->props,
+                             .key = sl_crdt_replica_delta_key,
+                             .transactional_id = txid};
+    sl_generator_conf gc = {.fn = gen, .ud = &rg, .count = count};
+    if (!(pp = sl_pipeline_new())) goto oom;
+    sl_stream *s = sl_pipeline_generator(pp, "events", &gc, sizeof(event), NULL);
+    s = sl_stream_apply(s, "replica", &sl_crdt_replica_op, &rg.conf, 0);
+    s = sl_stream_apply(s, "end-markers", &markers_op, &mk, 0);
+    sl_stream_sink(s, "deltas-out", &sl_sink_kafka, &sc);
+    if (run_pipeline(cmd, pp, common)) goto out; /* it said why */
+    sl_checkpoint_stats cs;
+    sl_pipeline_checkpoint_stats(pp, &cs);
+    if (cs.restored_from)
+        fprintf(stderr, "sluice %s: region %d resumed from checkpoint %" PRIu64 "\n", cmd, r,
+                cs.restored_from);
+
+    if (sl_pipeline_wait(mp, -1)) {
+        started = 0;
+        fprintf(stderr, "sluice %s: merging: %s\n", cmd, sl_pipeline_errmsg(mp));
+        goto out;
+    }
+    started = 0;
+    if (!mc.complete) {
+        fprintf(stderr, "sluice %s: merging stopped before every region's end markers\n", cmd);
+        goto out;
+    }
+    rc = report(cmd, merged, o, t, 1);
+    goto out;
+oom:
+    fprintf(stderr, "sluice %s: out of memory\n", cmd);
+    rc = 1;
+out:
+    if (started) {
+        sl_pipeline_cancel(mp);
+        sl_pipeline_wait(mp, -1);
+    }
+    sl_pipeline_free(pp);
+    sl_pipeline_free(mp);
+    free(mc.seen);
+    sl_crdt_replica_free(rep);
+    sl_crdt_replica_free(merged);
+    return rc;
+}
+
 int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
 {
     (void)run; /* 2N pipelines, each run plainly: one progress line would say little */
     const char *cmd = "run crdt-replicas";
-    enum { O_REPLICAS = JOBS_OPT_FIRST_FREE, O_EVENTS, O_SEED, O_PAGES, O_TOPIC };
+    enum { O_REPLICAS = JOBS_OPT_FIRST_FREE, O_EVENTS, O_SEED, O_PAGES, O_TOPIC, O_REGION };
     static const struct option opts[] = {{"replicas", required_argument, NULL, O_REPLICAS},
                                          {"events", required_argument, NULL, O_EVENTS},
                                          {"seed", required_argument, NULL, O_SEED},
                                          {"pages", required_argument, NULL, O_PAGES},
                                          {"topic", required_argument, NULL, O_TOPIC},
+                                         {"region", required_argument, NULL, O_REGION},
                                          JOBS_TOPIC_OPTIONS,
                                          JOBS_COMMON_OPTIONS,
                                          {0}};
-    cr_opts o = {.replicas = 3, .events = 100000, .seed = 1, .pages = 20};
+    cr_opts o = {.replicas = 3, .events = 100000, .seed = 1, .pages = 20, .region = -1};
     const char *topic = "crdt-replicas";
     jobs_topics tp = {.job = "crdt-replicas"};
     jobs_common common = {0};
@@ -300,6 +607,9 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
         case O_EVENTS: ret = jobs_int(cmd, "--events", optarg, 1, 1LL << 32, &o.events); break;
         case O_SEED: ret = jobs_int(cmd, "--seed", optarg, 0, INT64_MAX, &o.seed); break;
         case O_PAGES: ret = jobs_int(cmd, "--pages", optarg, 1, 100000, &o.pages); break;
+        case O_REGION:
+            ret = jobs_int(cmd, "--region", optarg, 0, MAX_REPLICAS - 1, &o.region);
+            break;
         case O_TOPIC:
             if (!*optarg) {
                 fprintf(stderr, "sluice %s: --topic needs a topic name\n", cmd);
@@ -321,16 +631,41 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
                 tp.follow ? "--follow" : "--group");
         return 2;
     }
-    if (common.parallelism > 1 || common.explain || common.chk_opt_given ||
-        common.from_checkpoint || common.guarantee_set) {
+    if (common.parallelism > 1 || common.explain || common.guarantee_set) {
         fprintf(stderr,
                 "sluice %s: %s is not supported (each region is one replica, run as one "
                 "pipeline per phase)\n",
                 cmd,
                 common.parallelism > 1 ? "--parallelism"
                 : common.explain       ? "--explain"
-                : common.guarantee_set ? "--guarantee"
-                                       : "checkpointing");
+                                       : "--guarantee");
+        return 2;
+    }
+    if (o.region < 0 && (common.checkpoint_dir || common.chk_opt_given)) {
+        fprintf(stderr,
+                "sluice %s: %s is for --region (a region process checkpoints its own "
+                "pipeline)\n",
+                cmd, common.checkpoint_dir ? "--checkpoint-dir" : common.chk_opt_given);
+        return 2;
+    }
+    if (o.region >= o.replicas) {
+        fprintf(stderr,
+                "sluice %s: --region needs a region from 0 to %lld (--replicas %lld), not %lld\n",
+                cmd, o.replicas - 1, o.replicas, o.region);
+        return 2;
+    }
+    if (o.region >= 0 && !tp.kafka) {
+        fprintf(stderr,
+                "sluice %s: --region needs --kafka: the region processes share one topic, and "
+                "a built-in broker partition takes one writer process (serve the directory "
+                "with `sluice broker serve` and give --kafka HOST:PORT)\n",
+                cmd);
+        return 2;
+    }
+    if (o.region >= 0 && o.events < o.replicas) {
+        fprintf(stderr,
+                "sluice %s: --region needs --events >= --replicas (every region gets events)\n",
+                cmd);
         return 2;
     }
     if (jobs_topics_check(cmd, &tp, topic, topic)) return 2;
@@ -349,6 +684,10 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
         if (!(rg[r].rep = sl_crdt_replica_new((uint32_t)r + 1, exchange, 0))) goto oom;
     }
     if (compute_truth(&o, t)) goto oom;
+    if (o.region >= 0) {
+        rc = run_region(cmd, &o, topic, &tp, &common, exchange, t);
+        goto out;
+    }
 
     /* phase 1: each region applies its events and publishes its deltas */
     for (int r = 0; r < n; r++) {
@@ -385,18 +724,7 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
             fprintf(stderr, "sluice %s: region %d's state differs from region 0's\n", cmd, r);
             converged = 0;
         }
-    long long keys = 0;
-    for (long long p = 0; p < o.pages; p++) {
-        int present = 0;
-        if (!print_page(rg[0].rep, p, &t[p], &present)) {
-            fprintf(stderr, "sluice %s: page %lld: views or editor differ from the true ones\n",
-                    cmd, p);
-            converged = 0;
-        }
-        keys += present;
-    }
-    printf("replicas: %d, keys: %lld, converged: %s\n", n, keys, converged ? "yes" : "no");
-    rc = converged ? 0 : 1;
+    rc = report(cmd, rg[0].rep, &o, t, converged);
     goto out;
 oom:
     fprintf(stderr, "sluice %s: out of memory\n", cmd);

@@ -7,7 +7,8 @@
 #     by the first run's records (another exchange id: skipped);
 #   - with --kafka on `sluice broker serve`: converged: yes and the same merged values as
 #     in process;
-#   - bad flags: one stderr line, exit 2.
+#   - bad flags (--region out of range or without --kafka, checkpointing without --region):
+#     one stderr line, exit 2.
 set -euo pipefail
 bin=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +25,7 @@ tail -n 1 emb.txt | grep -qx "replicas: 3, keys: 12, converged: yes" ||
   fail "in process: last line is '$(tail -n 1 emb.txt)'"
 [ "$(grep -c '^page-' emb.txt)" -eq 12 ] || fail "in process: not one line per page"
 grep -q "^page-000 views=[0-9]* editor=u[0-9]* tags=" emb.txt || fail "page line: $(head -n 1 emb.txt)"
+tail -n 2 emb.txt | head -n 1 | grep -qx "state: [0-9a-f]\{16\}" || fail "in process: no state line before the last"
 "$bin" "${job[@]}" --dir emb > emb2.txt 2> emb2.err || fail "rerun: $(cat emb2.err)"
 cmp -s emb.txt emb2.txt || fail "a rerun on the same topic changed the merged values"
 "$bin" run crdt-replicas --replicas 4 --events 5000 --seed 12 --pages 12 --dir emb > other.txt 2> other.err ||
@@ -64,5 +66,12 @@ expect "--parallelism" --parallelism 2 --dir x
 expect "--follow" --follow --dir x
 expect "--topic needs a topic name" --topic "" --dir x
 expect "unknown" --bogus --dir x
+expect "--region needs a region from 0 to 2 (--replicas 3), not 3" --replicas 3 --region 3 --kafka 127.0.0.1:1
+expect "--region needs a whole number from 0 to 63" --region -1 --kafka 127.0.0.1:1
+expect "--region needs --kafka" --region 0 --dir x
+expect "--region needs --kafka" --region 1
+expect "--checkpoint-dir is for --region" --checkpoint-dir x --dir x
+expect "--checkpoint-interval is for --region" --checkpoint-interval 1s --dir x
+expect "--region needs --events >= --replicas" --replicas 4 --events 3 --region 0 --kafka 127.0.0.1:1
 [ ! -e x ] || fail "a usage error made the broker directory"
 echo "crdt_replicas: ok"
