@@ -24,7 +24,11 @@
  * sorted, unique, and each has n > vv[r] + 1. The store is an open-
  * addressing hash table (linear probing by XXH3 of the bytes, backward-shift
  * deletion, load <= 3/4); each element is one allocation holding its bytes
- * and, when it has one dot, that dot.
+ * (capb >= len of them) and, when it has one dot, that dot. Removed
+ * elements go to a small pool (POOL_KEEP) that inserts take from first, so
+ * a set whose elements come and go reuses their memory; a scratch set that
+ * is decoded into again and again (sli_crdt_orset_decode_into, a replica's
+ * merge path) keeps all of its previous elements there (up to POOL_MAX).
  *
  * Deltas (SL_CRDT_DELTAS): the pending delta is an OR-Set joined with the
  * delta of each local operation, ({e -> {d}}, {d} | old dots of e) for an
@@ -66,8 +70,10 @@ struct sl_crdt_orset {
     uint32_t npool, cappool;
 };
 
-/* Elements a scratch set keeps for reuse at most. */
-#define POOL_MAX 4096u
+/* Elements a scratch set keeps for reuse at most, and any set of those
+ * it removed. */
+#define POOL_MAX  4096u
+#define POOL_KEEP 8u
 
 /* ---- elements ---- */
 
@@ -148,11 +154,30 @@ static int tbl_insert(sl_crdt_orset *s, elem *e)
     return 0;
 }
 
-/* Remove (and free) the element at slot i; backward-shift the run after it. */
+/* Keep a removed element for the next insert (elem_get): a set whose
+ * elements come and go, as a replica's do under removes and re-adds,
+ * then reuses their memory. Up to POOL_KEEP of them (POOL_MAX while a
+ * decode fills the pool); else freed. */
+static void pool_put(sl_crdt_orset *s, elem *e)
+{
+    if (s->npool == s->cappool && s->cappool < POOL_KEEP) {
+        elem **p = realloc(s->pool, POOL_KEEP * sizeof *p);
+        if (p) {
+            s->pool = p;
+            s->cappool = POOL_KEEP;
+        }
+    }
+    if (s->npool < s->cappool)
+        s->pool[s->npool++] = e;
+    else
+        elem_free(e);
+}
+
+/* Remove the element at slot i (to the pool); backward-shift the run after it. */
 static void tbl_remove_at(sl_crdt_orset *s, size_t i)
 {
     size_t mask = s->cap - 1;
-    elem_free(s->slot[i]);
+    pool_put(s, s->slot[i]);
     s->slot[i] = NULL;
     s->count--;
     for (size_t j = (i + 1) & mask; s->slot[j]; j = (j + 1) & mask) {

@@ -25,6 +25,15 @@
  * once; take_deltas visits that list only, so a batch that touched ten keys
  * costs ten visits whatever the table holds.
  *
+ * Merging a delta record into a state the replica holds allocates nothing
+ * in steady state: the record is decoded into a per-type scratch object
+ * that keeps its buffers (enc.h, sli_crdt_<type>_decode_into; OR-Set
+ * elements go back to a pool), then merged; a sketch is checked and joined
+ * register by register straight from its bytes (no 2^p copy). Only a
+ * state the replica does not have yet is decoded into a new object, and an
+ * MV-Register (whose merge builds a new pair array) still allocates. End
+ * markers (type 0) carry no state: apply() checks and skips them.
+ *
  * Invariants:
  *   - at most one entry per (type, key); entries are never removed (a
  *     restore replaces the whole table);

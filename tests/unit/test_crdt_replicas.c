@@ -14,6 +14,13 @@
  * a fresh replica restarted from that checkpoint (the operator's restore
  * hook, the generator rewound) ends equal to a replica that ran once over
  * every event, and so does one that merges only the deltas of both runs.
+ * End markers (a delta record of type 0): made, read back, skipped by
+ * apply(), refused when malformed. Merging into existing states allocates
+ * nothing once the replica's scratch objects have grown: malloc, calloc and
+ * realloc are wrapped (the link gives -Wl,--wrap=..., tests/CMakeLists.txt)
+ * and counted around apply(); a sketch joined straight from its bytes
+ * equals sl_crdt_hll_merge of the decoded sketch, dense and sparse, ranks
+ * up to 65 - p, and bad sketch bytes leave the state as it was.
  * Seeded; a failure prints its seed.
  */
 #include <setjmp.h>
@@ -32,6 +39,29 @@
 #define NR    3
 #define NKEYS 6
 #define EXCH  0x5eed5eedull
+
+/* Allocation counting: the link wraps malloc, calloc and realloc (of the
+ * library's objects and this file's alike). */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t k);
+void *__real_realloc(void *p, size_t n);
+static long n_allocs;
+static int counting;
+void *__wrap_malloc(size_t n)
+{
+    n_allocs += counting;
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t k)
+{
+    n_allocs += counting;
+    return __real_calloc(n, k);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    n_allocs += counting;
+    return __real_realloc(p, n);
+}
 
 typedef struct topic {
     sl_buf *rec;
@@ -514,6 +544,244 @@ static void test_operator_restart(void **state)
     sl_crdt_replica_free(o);
 }
 
+/* --- end markers -------------------------------------------------------------------- */
+
+static void test_end_markers(void **state)
+{
+    (void)state;
+    sl_crdt_replica *r = sl_crdt_replica_new(3, EXCH, 8), *y = sl_crdt_replica_new(7, EXCH, 8),
+                    *x = sl_crdt_replica_new(7, EXCH + 1, 8);
+    sl_buf b = {0};
+    assert_int_equal(sl_crdt_replica_end_marker(r, (sl_bytes){"end-k", 5}, 2, 4, &b), 0);
+    assert_int_equal(b.len, 20 + 5 + 12);
+    assert_int_equal(b.ptr[0], 0xCE);
+    assert_int_equal(b.ptr[2], 0); /* type 0: end marker */
+    sl_crdt_end_marker m;
+    assert_int_equal(sl_crdt_replica_end_marker_read(b.ptr, b.len, &m), 1);
+    assert_int_equal(m.sender, 3);
+    assert_true(m.exchange == EXCH);
+    assert_int_equal(m.partition, 2);
+    assert_int_equal(m.partitions, 4);
+    sl_bytes k = sl_crdt_replica_delta_key(b.ptr, (uint32_t)b.len, NULL);
+    assert_int_equal(k.len, 5);
+    assert_memory_equal(k.ptr, "end-k", 5);
+    assert_int_equal(sl_crdt_replica_apply(y, b.ptr, b.len), 2);
+    assert_int_equal(sl_crdt_replica_apply(x, b.ptr, b.len), 1); /* another exchange */
+    assert_int_equal(sl_crdt_replica_size(y), 0);
+    /* a delta record reads as "not a marker" */
+    topic t = {0};
+    sl_crdt_replica *s1 = sample(1, &t);
+    assert_int_equal(sl_crdt_replica_end_marker_read(t.rec[0].ptr, t.rec[0].len, NULL), 0);
+    /* bad markers: every truncation, a marker version, a partition past the count */
+    for (size_t n = 0; n < b.len; n++) {
+        uint8_t *c = malloc(n ? n : 1);
+        memcpy(c, b.ptr, n);
+        assert_true(sl_crdt_replica_apply(y, c, n) < 0);
+        assert_true(sl_crdt_replica_end_marker_read(c, n, NULL) < 0);
+        free(c);
+    }
+    uint8_t *c = malloc(b.len);
+    memcpy(c, b.ptr, b.len);
+    c[25] = 2;
+    assert_int_equal(sl_crdt_replica_apply(y, c, b.len), SL_ENOTSUP);
+    c[25] = 1;
+    c[26] = 1;
+    assert_int_equal(sl_crdt_replica_apply(y, c, b.len), SL_ECORRUPT);
+    c[26] = 0;
+    c[29] = 4; /* partition 4 of 4 */
+    assert_int_equal(sl_crdt_replica_apply(y, c, b.len), SL_ECORRUPT);
+    assert_int_equal(sl_crdt_replica_end_marker_read(c, b.len, NULL), SL_ECORRUPT);
+    free(c);
+    assert_int_equal(sl_crdt_replica_end_marker(r, (sl_bytes){"k", 1}, 4, 4, &b), SL_EINVAL);
+    assert_int_equal(sl_crdt_replica_size(y), 0);
+    sl_buf_free(&b);
+    topic_free(&t);
+    sl_crdt_replica_free(s1);
+    sl_crdt_replica_free(r);
+    sl_crdt_replica_free(x);
+    sl_crdt_replica_free(y);
+}
+
+/* --- merging without allocating ------------------------------------------------------ */
+
+/* One round of updates on a: every key's counters, register, set and sketch. */
+static void round_of_updates(sl_crdt_replica *a, rng *g, int round)
+{
+    for (int k = 0; k < 4; k++) {
+        char kb[8], v[16];
+        snprintf(kb, sizeof(kb), "p%d", k);
+        sl_bytes key = {kb, 2};
+        assert_int_equal(
+            sl_crdt_gcounter_increment(sl_crdt_replica_gcounter(a, key, SL_CRDT_REPLICA_UPDATE),
+                                       1 + rng_below(g, 5)),
+            0);
+        assert_int_equal(
+            sl_crdt_pncounter_add(sl_crdt_replica_pncounter(a, key, SL_CRDT_REPLICA_UPDATE),
+                                  (int64_t)rng_below(g, 9) - 4),
+            0);
+        snprintf(v, sizeof(v), "v%04u", rng_below(g, 10000)); /* one length: the buffer fits */
+        assert_true(sl_crdt_lww_set(sl_crdt_replica_lww(a, key, SL_CRDT_REPLICA_UPDATE),
+                                    round * 10 + k, (sl_bytes){v, 5}) >= 0);
+        sl_crdt_orset *o = sl_crdt_replica_orset(a, key, SL_CRDT_REPLICA_UPDATE);
+        for (int e = 0; e < 3; e++) {
+            snprintf(v, sizeof(v), "t%u", rng_below(g, 4)); /* elements the states hold */
+            if (rng_below(g, 4) == 0)
+                assert_int_equal(sl_crdt_orset_remove(o, (sl_bytes){v, 2}), 0);
+            else
+                assert_int_equal(sl_crdt_orset_add(o, (sl_bytes){v, 2}), 0);
+        }
+        sl_crdt_hll *h = sl_crdt_replica_hll(a, key, SL_CRDT_REPLICA_UPDATE);
+        for (int e = 0; e < 20; e++) sl_crdt_hll_add_hash(h, rng_next(g));
+    }
+}
+
+static void test_apply_allocates_nothing(void **state)
+{
+    (void)state;
+    uint64_t seed = 42;
+    rng g = {seed};
+    sl_crdt_replica *a = sl_crdt_replica_new(1, EXCH, 8), *b = sl_crdt_replica_new(2, EXCH, 8);
+    /* warm-up: b makes its states and its scratch objects grow */
+    for (int round = 0; round < 12; round++) {
+        topic t = {0};
+        round_of_updates(a, &g, round);
+        assert_int_equal(sl_crdt_replica_take_deltas(a, publish, &t), 0);
+        for (size_t i = 0; i < t.n; i++)
+            assert_int_equal(sl_crdt_replica_apply(b, t.rec[i].ptr, t.rec[i].len), 0);
+        topic_free(&t);
+    }
+    long merged = 0, allocs = 0;
+    for (int round = 12; round < 36; round++) {
+        topic t = {0};
+        round_of_updates(a, &g, round);
+        assert_int_equal(sl_crdt_replica_take_deltas(a, publish, &t), 0);
+        /* OR-Set elements b holds (or removed and keeps for reuse), the rest in
+         * place: no allocation once the warm-up has grown every buffer */
+        n_allocs = 0;
+        counting = 1;
+        for (size_t i = 0; i < t.n; i++) {
+            int rc = sl_crdt_replica_apply(b, t.rec[i].ptr, t.rec[i].len);
+            CHECK_SEED(rc == 0, seed, "apply: %d", rc);
+            merged++;
+        }
+        counting = 0;
+        allocs += n_allocs;
+        topic_free(&t);
+    }
+    CHECK_SEED(allocs == 0, seed, "%ld allocations in %ld merges into existing states", allocs,
+               merged);
+    assert_true(merged >= 24 * 4 * 4); /* every type but mvreg, every key, every round */
+    assert_true(sl_crdt_replica_equal(a, b));
+    /* the counter works: a merge that makes a new state allocates */
+    topic t = {0};
+    sl_crdt_gcounter_increment(
+        sl_crdt_replica_gcounter(a, (sl_bytes){"new", 3}, SL_CRDT_REPLICA_UPDATE), 1);
+    assert_int_equal(sl_crdt_replica_take_deltas(a, publish, &t), 0);
+    n_allocs = 0;
+    counting = 1;
+    for (size_t i = 0; i < t.n; i++)
+        assert_int_equal(sl_crdt_replica_apply(b, t.rec[i].ptr, t.rec[i].len), 0);
+    counting = 0;
+    assert_true(n_allocs > 0);
+    assert_true(sl_crdt_replica_equal(a, b));
+    topic_free(&t);
+    sl_crdt_replica_free(a);
+    sl_crdt_replica_free(b);
+}
+
+/* A delta record of a sketch, by hand: the header, key "h", the encoding. */
+static void hll_rec(sl_buf *out, const sl_crdt_hll *h)
+{
+    uint8_t hd[20] = {0xCE, 1, SL_CRDT_HLL, 0, 9, 0, 0, 0};
+    for (int i = 0; i < 8; i++) hd[8 + i] = (uint8_t)(EXCH >> (8 * i));
+    hd[16] = 1;
+    out->len = 0;
+    assert_int_equal(sl_buf_append(out, hd, sizeof(hd)), 0);
+    assert_int_equal(sl_buf_append(out, "h", 1), 0);
+    assert_int_equal(sl_crdt_hll_encode(h, out), 0);
+}
+
+static void test_hll_merge_from_bytes(void **state)
+{
+    (void)state;
+    uint64_t seed = 7;
+    rng g = {seed};
+    sl_buf rec = {0}, before = {0}, after = {0};
+    int ps[] = {4, 8, 14};
+    for (int pi = 0; pi < 3; pi++) {
+        int p = ps[pi];
+        sl_crdt_replica *r = sl_crdt_replica_new(1, EXCH, p);
+        sl_crdt_hll *ref = sl_crdt_hll_new(p), *x = sl_crdt_hll_new(p);
+        sl_crdt_hll_add_hash(ref, 12345);
+        hll_rec(&rec, ref);
+        assert_int_equal(sl_crdt_replica_apply(r, rec.ptr, rec.len), 0); /* the state exists */
+        for (int round = 0; round < 40; round++) {
+            sl_crdt_hll_free(x);
+            x = sl_crdt_hll_new(p);
+            /* few registers (sparse) in most rounds, many (dense) in some; ranks up to
+             * 65 - p (all-zero low bits) */
+            int n = round % 5 == 4 ? 3 << p : (int)rng_below(&g, 6);
+            for (int i = 0; i < n; i++) {
+                uint64_t hsh = rng_next(&g);
+                if (rng_below(&g, 8) == 0) hsh &= ~0ull << (64 - p); /* the largest rank */
+                sl_crdt_hll_add_hash(x, hsh);
+            }
+            hll_rec(&rec, x);
+            assert_int_equal(sl_crdt_replica_apply(r, rec.ptr, rec.len), 0);
+            assert_int_equal(sl_crdt_hll_merge(ref, x), 0);
+            const sl_crdt_hll *got = sl_crdt_replica_hll(r, (sl_bytes){"h", 1}, 0);
+            CHECK_SEED(sl_crdt_hll_equal(got, ref), seed,
+                       "p %d round %d: joined from the bytes "
+                       "differs from the decoded merge",
+                       p, round);
+        }
+        /* bad sketch bytes: refused, the state as it was */
+        const sl_crdt_hll *got = sl_crdt_replica_hll(r, (sl_bytes){"h", 1}, 0);
+        before.len = 0;
+        assert_int_equal(sl_crdt_hll_encode(got, &before), 0);
+        hll_rec(&rec, x);
+        size_t body = 21;
+        for (size_t n = body; n < rec.len; n++)
+            assert_true(sl_crdt_replica_apply(r, rec.ptr, n) < 0); /* truncated */
+        uint8_t *c = malloc(rec.len + 1);
+        memcpy(c, rec.ptr, rec.len);
+        c[rec.len] = 0;
+        assert_int_equal(sl_crdt_replica_apply(r, c, rec.len + 1), SL_ECORRUPT); /* trailing */
+        c[body + 5] = 2;
+        assert_int_equal(sl_crdt_replica_apply(r, c, rec.len), SL_ECORRUPT); /* form */
+        c[body + 5] = rec.ptr[body + 5];
+        c[body + 4] = (uint8_t)(p == 4 ? 5 : p - 1);
+        assert_true(sl_crdt_replica_apply(r, c, rec.len) < 0); /* another precision's length */
+        c[body + 4] = (uint8_t)p;
+        if (c[body + 5] == 0) { /* dense: a register past 65 - p, at the end */
+            c[rec.len - 1] = (uint8_t)(66 - p);
+            assert_int_equal(sl_crdt_replica_apply(r, c, rec.len), SL_ECORRUPT);
+        } else { /* sparse: the last entry's value past 65 - p */
+            c[rec.len - 4] = (uint8_t)(66 - p);
+            assert_int_equal(sl_crdt_replica_apply(r, c, rec.len), SL_ECORRUPT);
+            c[rec.len - 4] = 0; /* value 0 */
+            assert_int_equal(sl_crdt_replica_apply(r, c, rec.len), SL_ECORRUPT);
+        }
+        free(c);
+        after.len = 0;
+        assert_int_equal(sl_crdt_hll_encode(got, &after), 0);
+        assert_int_equal(before.len, after.len);
+        assert_memory_equal(before.ptr, after.ptr, before.len);
+        /* a sketch of another precision, valid in itself */
+        sl_crdt_hll *o = sl_crdt_hll_new(p == 4 ? 5 : 4);
+        sl_crdt_hll_add_hash(o, 99);
+        hll_rec(&rec, o);
+        assert_int_equal(sl_crdt_replica_apply(r, rec.ptr, rec.len), SL_EINVAL);
+        sl_crdt_hll_free(o);
+        sl_crdt_hll_free(x);
+        sl_crdt_hll_free(ref);
+        sl_crdt_replica_free(r);
+    }
+    sl_buf_free(&rec);
+    sl_buf_free(&before);
+    sl_buf_free(&after);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +789,9 @@ int main(void)
         cmocka_unit_test(test_snapshot_roundtrip_and_bad_bytes),
         cmocka_unit_test(test_delta_records),
         cmocka_unit_test(test_operator_restart),
+        cmocka_unit_test(test_end_markers),
+        cmocka_unit_test(test_apply_allocates_nothing),
+        cmocka_unit_test(test_hll_merge_from_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
