@@ -331,7 +331,8 @@ static int merge_process(sl_ctx *ctx, void *self, sl_batch *in)
         if (!m->seen) {
             int n = sl_pipeline_source_splits(sl_ctx_pipeline(ctx), "deltas-in");
             if (n <= 0) return sl_ctx_fail(ctx, SL_ESTATE, "the topic's partitions are unknown");
-            if (!(m->seen = calloc((size_t)m->regions * (size_t)n, 1))) return SL_ENOMEM;
+            if (!(m->seen = calloc((size_t)m->regions * (size_t)n, 1)))
+                return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
             m->parts = n;
         }
         if (em.sender < 1 || em.sender > (uint32_t)m->regions)
