@@ -72,8 +72,10 @@
  *
  * Refused: session windows (a record may merge sessions: a slice of a key
  * is no unit) and early firing (its results depend on when partials come),
- * with SL_ENOTSUP and one line. Cancel: end() flushes what is left (the
- * windows of those partials have not fired and, after a cancel, never do).
+ * with SL_ENOTSUP and one line. End of the input: the watermark +inf
+ * flushes everything. Cancel: the partials stay in the combiner's state
+ * (their windows have not fired and, the watermark stopping, never fire in
+ * this run); a stop with a savepoint carries them to the restarted job.
  *
  * Hot path: per record one state lookup (sl_state_get on key ‖ slice) and
  * one add(); nothing is allocated per record (the composite key scratch
@@ -101,7 +103,7 @@ typedef struct comb_conf {
     const void *ud; /* the node's copy (wn.c.agg_ud) */
     sl_key_fn key;
     void *key_ud;
-    int64_t g, off, k, s; /* slice length, offset mod slide, size and slide in slices */
+    int64_t g, off, k, s;    /* slice length, offset mod slide, size and slide in slices */
     uint32_t acc_size, accr; /* accr: acc_size rounded up to 8 (the due time follows) */
     int i64;                 /* SL_AGG_INT64_SUM */
     int add_one, add_value;  /* SL_AGG_ADD_ONE / _ADD_VALUE: inline checked adds */
@@ -362,8 +364,14 @@ static int comb_watermark(sl_ctx *ctx, void *self, int64_t wm)
     return comb_flush(ctx, sl_ctx_conf(ctx), self, wm);
 }
 
+/* The end of the input: everything goes on (the watermark +inf came first,
+ * so this finds nothing, but it costs one look). After a cancel the
+ * partials stay: their windows have not fired and, the watermark stopping
+ * where it is, never fire in this run; a stop with a savepoint keeps them
+ * in the combiner's state, and the restarted job sends them on. */
 static int comb_end(sl_ctx *ctx, void *self)
 {
+    if (sl_ctx_end_canceled(ctx)) return 0;
     return comb_flush(ctx, sl_ctx_conf(ctx), self, INT64_MAX);
 }
 
@@ -429,9 +437,9 @@ static const sl_operator comb_op = {.version = SL_OPERATOR_VERSION,
 /* --- the final node: the window, fed partials and raw records --------------------------- */
 
 typedef struct fin {
-    win *w;        /* the window instance (window.c's open) */
-    sl_batch raw;  /* the raw records of the current batch, untagged */
-    uint8_t *tmp;  /* acc_size, malloc-aligned: a partial before merge() */
+    win *w;       /* the window instance (window.c's open) */
+    sl_batch raw; /* the raw records of the current batch, untagged */
+    uint8_t *tmp; /* acc_size, malloc-aligned: a partial before merge() */
     uint8_t keep[SL_BATCH_CAPACITY];
 } fin;
 
@@ -538,7 +546,8 @@ static int fin_process(sl_ctx *ctx, void *self, sl_batch *in)
         }
         if (tag != TAG_RAW || (c->wn.in_width && r.len - 1 != c->wn.in_width))
             return sl_ctx_fail(ctx, SL_ECORRUPT,
-                               "a record from the combiner is malformed (%" PRIu32 " bytes)", r.len);
+                               "a record from the combiner is malformed (%" PRIu32 " bytes)",
+                               r.len);
         f->keep[i] = 0;
         int rc = raw_push(f, in->ts[i], in->hash[i], p, r.len - 1);
         if (rc) return sl_ctx_fail(ctx, rc, "out of memory for the window's raw records");
@@ -610,8 +619,8 @@ int sl_window_combined_stats(sl_stream *out, sl_window_combine_stats *st)
     return 0;
 }
 
-sl_stream *sl_stream_window_combined(sl_stream *in, const char *name, sl_key_fn key,
-                                     void *key_ud, const sl_window_conf *conf)
+sl_stream *sl_stream_window_combined(sl_stream *in, const char *name, sl_key_fn key, void *key_ud,
+                                     const sl_window_conf *conf)
 {
     if (!in) return NULL;
     sl_pipeline *p = sl_stream_pipeline(in);
