@@ -165,7 +165,11 @@ SL_API sl_stream *sl_stream_window_unassigned(sl_stream *window_out);
  * sl_pipeline_run): session windows and early firing (early_ms > 0), whose
  * results would depend on when partials arrive. sl_stream_window_late() and
  * _unassigned() accept the returned stream. The conf is copied (as by
- * sl_stream_window); key and key_ud are borrowed. */
+ * sl_stream_window); key and key_ud are borrowed.
+ * Idle inputs: a combiner keeps its partials until its own watermark moves
+ * (operators hear no "idle"), so do not combine a stream whose sources mark
+ * splits idle (idle_ms) while a window downstream could go on without them:
+ * the held partials would reach it late. */
 SL_API sl_stream *sl_stream_window_combined(sl_stream *in, const char *name, sl_key_fn key,
                                             void *key_ud, const sl_window_conf *conf);
 

@@ -77,6 +77,13 @@
  * (their windows have not fired and, the watermark stopping, never fire in
  * this run); a stop with a savepoint carries them to the restarted job.
  *
+ * Idle inputs (a limit, stated in sluice/window.h): an operator is told of
+ * no IDLE, so a combiner holds its partials until its own watermark moves;
+ * were its channels excluded downstream as idle while the other inputs
+ * pushed the window's watermark past due(n), the partials would come late.
+ * The final node checks every partial against its watermark and fails the
+ * job with a message then (SL_ESTATE): loudly, never a wrong result.
+ *
  * Hot path: per record one state lookup (sl_state_get on key ‖ slice) and
  * one add(); nothing is allocated per record (the composite key scratch
  * grows to the longest key once). Runs on the worker thread of the
@@ -137,6 +144,11 @@ static inline int64_t first_end(const comb_conf *c, int64_t n)
 static inline int64_t last_end(const comb_conf *c, int64_t n)
 {
     return sat64((__int128)c->s * fdiv128(n, c->s) + c->k);
+}
+/* The watermark that fires the first window of slice n. */
+static inline int64_t due_of(const comb_conf *c, int64_t n)
+{
+    return sat64((__int128)c->off + (__int128)first_end(c, n) * c->g - 1);
 }
 static inline int64_t slice_start(const comb_conf *c, int64_t n)
 {
@@ -271,9 +283,8 @@ static int comb_process(sl_ctx *ctx, void *self, sl_batch *in)
             t_lo = slice_start(c, n);
             t_hi = sat64((__int128)t_lo + c->g);
             if (t_hi == INT64_MAX) t_hi = t_lo; /* no caching at the limit */
-            int64_t fe = first_end(c, n);
-            due = sat64((__int128)c->off + (__int128)fe * c->g - 1);
-            raw = fe > last_end(c, n) || W >= due;
+            due = due_of(c, n);
+            raw = first_end(c, n) > last_end(c, n) || W >= due;
         }
         sl_bytes r = sl_batch_bytes(in, i);
         if (raw) {
@@ -533,6 +544,7 @@ static int fin_process(sl_ctx *ctx, void *self, sl_batch *in)
     const comb_conf *c = sl_ctx_conf(ctx);
     fin *f = self;
     const uint32_t count = in->count;
+    const int64_t W = sl_ctx_current_watermark(ctx);
     uint32_t n_raw = 0;
     f->raw.count = 0;
     f->raw.data_len = 0;
@@ -541,6 +553,13 @@ static int fin_process(sl_ctx *ctx, void *self, sl_batch *in)
         const uint8_t *p = r.ptr;
         uint8_t tag = r.len ? p[r.len - 1] : 0xFF;
         if (tag == TAG_PART && r.len > c->acc_size) {
+            /* never true while the invariant holds (see the top) */
+            if (__builtin_expect(W >= due_of(c, fdiv128((__int128)in->ts[i] - c->off, c->g)), 0))
+                return sl_ctx_fail(ctx, SL_ESTATE,
+                                   "a partial aggregate of slice [%" PRId64 ", ...) came after the "
+                                   "watermark (%" PRId64 ") fired its window (was an input of the "
+                                   "combiner idle?)",
+                                   in->ts[i], W);
             f->keep[i] = 1;
             continue;
         }
