@@ -28,11 +28,13 @@
  *     reports its peak RSS (VmHWM) minus its RSS before the run, so one
  *     variant's peak does not hide the other's.
  *
- *  5. The combiner (bench-only operator, comb_op below): the same events from
- *     2 generator shards, 2 threads, count and distinct per 10 s tumbling
- *     window, with and without pre-aggregation before key_by. Printed: the
- *     records and bytes crossing the shuffle (the input records, or the
- *     partials) and the seconds; the results' sums must agree.
+ *  5. The combiner (sl_stream_window_combined, sluice/window.h): the same
+ *     events from 2 generator shards, 2 threads, count and distinct per 10 s
+ *     tumbling window, with and without pre-aggregation before the shuffle,
+ *     and both again with checkpoints every 1 s. Printed: the records and
+ *     bytes crossing the shuffle (the input records, or the combiners'
+ *     partials and raw records, from sl_window_combined_stats) and the
+ *     seconds; the number of results and their sum must agree in all four.
  *
  * --quick: small sizes (a smoke test, tests/integration/bench_crdt.sh).
  * --csv: rows bench,variant,threads,events,seconds,events_per_s,peak_rss_mb
@@ -44,6 +46,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "bench/bench_util.h"
@@ -460,188 +464,70 @@ static int run_windows(uint64_t n, uint64_t keys, int rounds)
 
 /* --- 5. the combiner: pre-aggregation before the shuffle -------------------------------- */
 
-/* A combiner instance (bench only: not checkpointed) sits after each
- * generator shard, before key_by: per (window start, key) it keeps a partial
- * accumulator of the aggregate, and when the watermark passes a window's
- * end - 1 it emits the window's partials as [accumulator | key (8)] at event
- * time end - 1 (before the watermark goes on, so they are not late). The
- * window after the shuffle merges partials with the aggregate's merge()
- * ("partials" below). For an aggregate whose merge is a join (a CRDT: the
- * HyperLogLog) or a sum, the results are those without a combiner. */
-typedef struct comb_conf {
-    const sl_aggregate *agg;
-    const void *ud;
-    int64_t size;
-    _Atomic uint64_t out_records, out_bytes;
-} comb_conf;
-
-typedef struct comb {
-    sl_state *st;
-    int64_t min_end; /* smallest end of a window with partials (INT64_MAX: none) */
-} comb;
-
-static int comb_open(sl_ctx *ctx, void **self)
+/* The library's combined window (sl_stream_window_combined, sluice/window.h)
+ * against key_by -> window on the same events. Without a combiner every
+ * input record crosses the shuffle (16 bytes each); with one, the
+ * combiners' partials and raw records do (sl_window_combined_stats: their
+ * payload bytes, tag included). Checkpoints (every 1 s, to a temporary
+ * directory) change nothing that crosses: the partials are the combiners'
+ * checkpointed state, not flushed at a barrier. */
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-    comb_conf *c = sl_ctx_conf(ctx);
-    comb *m = calloc(1, sizeof(*m));
-    if (!m) return SL_ENOMEM;
-    m->st = sl_state_new((c->agg->acc_size + 7u) & ~7u);
-    if (!m->st) {
-        free(m);
-        return SL_ENOMEM;
-    }
-    m->min_end = INT64_MAX;
-    *self = m;
-    return 0;
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
 }
 
-static void comb_close(void *self)
-{
-    comb *m = self;
-    if (m) sl_state_free(m->st);
-    free(m);
-}
-
-static int comb_process(sl_ctx *ctx, void *self, sl_batch *in)
-{
-    comb_conf *c = sl_ctx_conf(ctx);
-    comb *m = self;
-    for (uint32_t i = 0; i < in->count; i++) {
-        sl_bytes r = sl_batch_bytes(in, i);
-        int64_t k[2], ts = in->ts[i];
-        k[0] = ts - ((ts % c->size) + c->size) % c->size; /* window start */
-        memcpy(&k[1], r.ptr + 8, 8);
-        int created;
-        void *acc = sl_state_get(m->st, sl_hash(k, 16), k, 16, &created);
-        if (!acc) return sl_ctx_fail(ctx, SL_ENOMEM, "combiner: out of memory");
-        if (created) {
-            c->agg->init(acc, c->ud);
-            if (k[0] + c->size < m->min_end) m->min_end = k[0] + c->size;
-        }
-        c->agg->add(acc, r.ptr, r.len, ts, c->ud);
-    }
-    return 0;
-}
-
-static int comb_flush(sl_ctx *ctx, comb_conf *c, comb *m, int64_t wm)
-{
-    if (m->min_end == INT64_MAX || (wm != INT64_MAX && m->min_end - 1 > wm)) return 0;
-    size_t it = 0;
-    sl_state_entry e;
-    int64_t next = INT64_MAX;
-    const uint32_t as = c->agg->acc_size;
-    while (sl_state_next(m->st, &it, &e)) {
-        int64_t k[2];
-        memcpy(k, e.key, 16);
-        int64_t end = k[0] + c->size;
-        if (wm != INT64_MAX && end - 1 > wm) {
-            if (end < next) next = end;
-            continue;
-        }
-        uint8_t *o = sl_emit(ctx, end - 1, 0, as + 8);
-        if (!o) return sl_ctx_error(ctx);
-        memcpy(o, e.value, as);
-        memcpy(o + as, &k[1], 8);
-        atomic_fetch_add(&c->out_records, 1);
-        atomic_fetch_add(&c->out_bytes, as + 8);
-        sl_state_remove(m->st, e.hash, k, 16);
-    }
-    m->min_end = next;
-    return 0;
-}
-
-static int comb_watermark(sl_ctx *ctx, void *self, int64_t wm)
-{
-    return comb_flush(ctx, sl_ctx_conf(ctx), self, wm);
-}
-
-static int comb_end(sl_ctx *ctx, void *self)
-{
-    return comb_flush(ctx, sl_ctx_conf(ctx), self, INT64_MAX);
-}
-
-static const sl_operator comb_op = {.version = SL_OPERATOR_VERSION,
-                                    .kind = "combiner",
-                                    .open = comb_open,
-                                    .process = comb_process,
-                                    .watermark = comb_watermark,
-                                    .end = comb_end,
-                                    .close = comb_close};
-
-/* "partials": the aggregate of partial accumulators. ud is the inner
- * aggregate table; a partial is copied to aligned memory before merge(). */
-static _Thread_local uint8_t part_tmp[SL_AGG_DISTINCT_ACC_SIZE + 64] __attribute__((aligned(16)));
-static void part_init(void *acc, const void *ud)
-{
-    const sl_aggregate *a = ud;
-    a->init(acc, NULL);
-}
-static void part_add(void *acc, const void *rec, uint32_t len, int64_t ts, const void *ud)
-{
-    const sl_aggregate *a = ud;
-    if (len < a->acc_size || a->acc_size > sizeof(part_tmp)) return;
-    memcpy(part_tmp, rec, a->acc_size);
-    a->merge(acc, part_tmp, NULL);
-}
-static void part_merge(void *acc, const void *other, const void *ud)
-{
-    const sl_aggregate *a = ud;
-    a->merge(acc, other, NULL);
-}
-static void part_result(const void *acc, void *out, const void *ud)
-{
-    const sl_aggregate *a = ud;
-    a->result(acc, out, NULL);
-}
-
-static sl_bytes part_key(const void *rec, uint32_t len, void *ud)
-{
-    const sl_aggregate *a = ud;
-    sl_bytes k = {(const uint8_t *)rec + a->acc_size, 8};
-    return k;
-}
-
-static int run_combined(const gen_ud *g, uint64_t n, const sl_aggregate *agg, int combine,
-                        double *secs, uint64_t *crossing, uint64_t *bytes, int64_t *sum)
+static int run_combined(const gen_ud *g, uint64_t n, const sl_aggregate *agg, int combine, int chk,
+                        double *secs, uint64_t *crossing, uint64_t *bytes, int64_t *sum,
+                        uint64_t *results)
 {
     sl_generator_conf gc = {.fn = gen_ev, .ud = (void *)g, .count = n, .shards = 2};
     sl_watermark_conf wm = {.delay = 0};
     sl_agg_value val = {.offset = 0};
-    comb_conf cc = {.agg = agg, .ud = &val, .size = 10000};
-    atomic_init(&cc.out_records, 0);
-    atomic_init(&cc.out_bytes, 0);
-    sl_aggregate part = {SL_AGGREGATE_VERSION, "partials",  agg->acc_size,
-                         agg->result_size,     part_init,   part_add,
-                         part_merge,           part_result, 0};
     sl_window_conf wc = sl_window_tumbling(10000, 0);
+    wc.agg = agg;
+    wc.agg_ud = &val;
     tally t;
     atomic_init(&t.results, 0);
     atomic_init(&t.sum, 0);
+    char dir[] = "/tmp/sluice-bench-crdt.XXXXXX";
+    if (chk && !mkdtemp(dir)) {
+        fprintf(stderr, "sluice %s: combiner: cannot make a temporary directory\n", cmd);
+        return 1;
+    }
     sl_pipeline *p = sl_pipeline_new();
     if (!p) return oom();
     sl_pipeline_set_threads(p, 2);
     sl_stream *s =
         sl_stream_parallelism(sl_pipeline_generator(p, "events", &gc, sizeof(ev), &wm), 2);
+    sl_stream *w;
     if (combine) {
-        s = sl_stream_parallelism(sl_stream_apply(s, "combiner", &comb_op, &cc, 0), 2);
-        s = sl_stream_key_by(s, "key", part_key, (void *)agg);
-        wc.agg = &part;
-        wc.agg_ud = agg;
+        w = sl_stream_window_combined(s, "window", ev_key, NULL, &wc);
     } else {
         s = sl_stream_key_by(s, "key", ev_key, NULL);
-        wc.agg = agg;
-        wc.agg_ud = &val;
+        w = sl_stream_window(s, "window", &wc);
     }
-    s = sl_stream_parallelism(sl_stream_window(s, "window", &wc), 2);
-    sl_stream_sink(s, "tally", &tally_op, &t);
+    w = sl_stream_parallelism(w, 2);
+    sl_stream_sink(w, "tally", &tally_op, &t);
+    if (chk) {
+        sl_checkpoint_conf cc = {.dir = dir, .interval_ms = 1000};
+        sl_pipeline_set_checkpoint(p, &cc);
+    }
     double t0 = bench_now();
     int rc = sl_pipeline_run(p);
     *secs = bench_now() - t0;
     if (rc) fprintf(stderr, "sluice %s: combiner: %s\n", cmd, sl_pipeline_errmsg(p));
+    sl_window_combine_stats st;
+    memset(&st, 0, sizeof(st));
+    if (!rc && combine) sl_window_combined_stats(w, &st);
     sl_pipeline_free(p);
-    *crossing = combine ? atomic_load(&cc.out_records) : n;
-    *bytes = combine ? atomic_load(&cc.out_bytes) : n * sizeof(ev);
+    if (chk) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    *crossing = combine ? st.partials + st.raw : n;
+    *bytes = combine ? st.bytes : n * sizeof(ev);
     *sum = atomic_load(&t.sum);
+    *results = atomic_load(&t.results);
     return rc ? 1 : 0;
 }
 
@@ -651,35 +537,43 @@ static int run_combiner(uint64_t n, uint64_t keys)
     const sl_aggregate *aggs[2] = {&sl_agg_count, &sl_agg_distinct};
     if (!csv)
         printf("combiner: %" PRIu64 " events, %" PRIu64 " keys, 10 s tumbling, 2 shards -> "
-               "[combiner] -> key_by -> window, 2 threads\n"
+               "[%s.combine] -> key_by -> window, 2 threads\n"
                "  %-34s %12s %14s %9s %14s\n",
-               n, keys, "variant", "records", "bytes", "seconds", "sum of results");
+               n, keys, "window", "variant (records crossing)", "records", "bytes", "seconds",
+               "sum of results");
     for (int a = 0; a < 2; a++) {
-        double s0, s1;
-        uint64_t c0, c1, b0, b1;
-        int64_t sum0, sum1;
-        if (run_combined(&g, n, aggs[a], 0, &s0, &c0, &b0, &sum0) ||
-            run_combined(&g, n, aggs[a], 1, &s1, &c1, &b1, &sum1))
-            return 1;
-        if (sum0 != sum1) {
-            fprintf(stderr,
-                    "sluice %s: combiner: %s results differ (%" PRId64 " against %" PRId64 ")\n",
-                    cmd, aggs[a]->name, sum1, sum0);
-            return 1;
-        }
-        char v0[64], v1[64];
-        snprintf(v0, sizeof(v0), "shuffle-%s-records=%" PRIu64, aggs[a]->name, c0);
-        snprintf(v1, sizeof(v1), "shuffle-%s-combined-records=%" PRIu64, aggs[a]->name, c1);
+        double s[4];
+        uint64_t c[4], b[4], r[4];
+        int64_t sum[4];
+        static const char *const label[4] = {"", "  with combiner", "  checkpoints 1 s",
+                                             "  combiner, checkpoints 1 s"};
+        for (int v = 0; v < 4; v++)
+            if (run_combined(&g, n, aggs[a], v & 1, v >> 1, &s[v], &c[v], &b[v], &sum[v], &r[v]))
+                return 1;
+        for (int v = 1; v < 4; v++)
+            if (sum[v] != sum[0] || r[v] != r[0]) {
+                fprintf(stderr,
+                        "sluice %s: combiner: %s results differ (%" PRIu64 " results, sum %" PRId64
+                        " against %" PRIu64 ", %" PRId64 ")\n",
+                        cmd, aggs[a]->name, r[v], sum[v], r[0], sum[0]);
+                return 1;
+            }
         if (csv) {
-            row(v0, n, s0);
-            row(v1, n, s1);
+            static const char *const tag[4] = {"", "-combined", "-chk", "-combined-chk"};
+            for (int v = 0; v < 4; v++) {
+                char name[96];
+                snprintf(name, sizeof(name), "shuffle-%s%s-records=%" PRIu64, aggs[a]->name, tag[v],
+                         c[v]);
+                row(name, n, s[v]);
+            }
         } else {
-            printf("  %-34s %12" PRIu64 " %14" PRIu64 " %9.3f %14" PRId64 "\n", aggs[a]->name, c0,
-                   b0, s0, sum0);
-            printf("  %-34s %12" PRIu64 " %14" PRIu64 " %9.3f %14" PRId64 "\n", "  with combiner",
-                   c1, b1, s1, sum1);
-            printf("  %s: records crossing the shuffle / %.1f, bytes x %.3f\n", aggs[a]->name,
-                   (double)c0 / (double)(c1 ? c1 : 1), (double)b1 / (double)b0);
+            for (int v = 0; v < 4; v++)
+                printf("  %-34s %12" PRIu64 " %14" PRIu64 " %9.3f %14" PRId64 "\n",
+                       v ? label[v] : aggs[a]->name, c[v], b[v], s[v], sum[v]);
+            printf("  %s: records crossing the shuffle / %.1f, bytes x %.3f; seconds x %.2f "
+                   "(checkpoints: x %.2f)\n",
+                   aggs[a]->name, (double)c[0] / (double)(c[1] ? c[1] : 1),
+                   (double)b[1] / (double)b[0], s[1] / s[0], s[3] / s[2]);
         }
     }
     return 0;

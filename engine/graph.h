@@ -136,6 +136,11 @@ struct sl_pipeline {
  * coordinator. Any thread. Returns code. */
 int sli_pipeline_fail(sl_pipeline *p, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The node that made s follows its input's parallelism unless set (as
+ * key_by's does, engine/keyby.c), so it stays chained to its input: for
+ * builders that plan one node per upstream instance (the window combiner,
+ * operators/window/combine.c). Building thread, before the plan. */
+void sli_stream_inherit_parallelism(sl_stream *s);
 /* The first recorded error code (0: none), read under err_lock. Any thread. */
 int sli_pipeline_err(sl_pipeline *p);
 

@@ -60,3 +60,8 @@ sl_stream *sl_stream_key_by(sl_stream *in, const char *name, sl_key_fn key, void
     out->key_ud = ud;
     return out;
 }
+
+void sli_stream_inherit_parallelism(sl_stream *s)
+{
+    if (s) s->p->nodes[s->node].inherit = 1;
+}

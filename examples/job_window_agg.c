@@ -13,6 +13,9 @@
  *        (default stdout); late records "late,event_time_ms,key,value" and
  *        records in no window (slide > size) "no-window,..." to --late-out
  *        (default stderr)
+ *     with --combine: -> "window.combine" (chained to the reader) ->
+ *        "window.key" -> window "window": sl_stream_window_combined, which
+ *        pre-aggregates per key and slice before the shuffle (same output)
  *
  * A record is judged against the watermark before it (the source emits the
  * record, then the watermark), and every window instance sees the same
@@ -387,7 +390,8 @@ static void wa_help(void)
 {
     printf(
         "usage: sluice run window-agg [--input FILE | --topic NAME] [--window SPEC]\n"
-        "           [--agg AGG] [--delay D] [--lateness L] [--out FILE | --out-topic NAME]\n"
+        "           [--agg AGG] [--delay D] [--lateness L] [--combine]\n"
+        "           [--out FILE | --out-topic NAME]\n"
         "           [--late-out FILE] [--threads N] [--parallelism P] [--explain]\n"
         "           [--dir DIR | --kafka BOOTSTRAP [-X KEY=VALUE]...] [--follow]\n"
         "           [--checkpoint-dir DIR [--checkpoint-interval D] [--checkpoint-timeout D]\n"
@@ -409,6 +413,9 @@ static void wa_help(void)
         "                 max_event_time_seen - D - 1 (default 0)\n"
         "  --lateness L   allowed lateness (default 0): late data within it updates a\n"
         "                 window, which is written again\n"
+        "  --combine      pre-aggregate before the shuffle (a combiner chained to the\n"
+        "                 reader; tumbling and sliding windows, not distinct-exact):\n"
+        "                 the same output, fewer records sent to the P window instances\n"
         "  --out FILE     results (default standard output)\n"
         "  --out-topic NAME  results as the values of a topic, keyed by key; with\n"
         "                 exactly-once, one transaction per checkpoint\n"
@@ -464,7 +471,8 @@ typedef struct wa_graph {
     sl_write_conf *oc, *lo;
     jobs_deadletters *dl;
     int parallelism;
-    int exact; /* --agg distinct-exact */
+    int exact;   /* --agg distinct-exact */
+    int combine; /* --combine: sl_stream_window_combined */
 } wa_graph;
 
 /* The job's graph in p; with a task (--group), the graph of one input
@@ -486,12 +494,16 @@ static int wa_build(sl_pipeline *p, const sl_kafka_task *task, void *ud)
     }
     src = sl_stream_parallelism(src, 1);
     sl_stream *bad = sl_stream_dead_letters(src);
-    sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
     sl_stream *w, *w1;
-    if (g->exact) {
+    if (g->combine) { /* a combiner chained to the reader, then the shuffle */
+        w = sl_stream_window_combined(src, "window", rec_key, NULL, g->wc);
+        w = w1 = sl_stream_parallelism(w, g->parallelism ? g->parallelism : 1);
+    } else if (g->exact) {
+        sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
         w = jobs_distinct_exact(k, g->wc, g->parallelism ? g->parallelism : 1, &w1, &why);
         if (!w && why) return sl_pipeline_error(p, SL_EINVAL, "--agg distinct-exact %s", why);
     } else {
+        sl_stream *k = sl_stream_parallelism(sl_stream_key_by(src, "key", rec_key, NULL), 1);
         w = sl_stream_window(k, "window", g->wc);
         w = w1 = sl_stream_parallelism(w, g->parallelism ? g->parallelism : 1);
     }
@@ -522,7 +534,8 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
         O_AGG,
         O_WINDOW,
         O_DELAY,
-        O_LATENESS
+        O_LATENESS,
+        O_COMBINE
     };
     static const struct option opts[] = {{"input", required_argument, NULL, O_INPUT},
                                          {"topic", required_argument, NULL, O_TOPIC},
@@ -533,6 +546,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
                                          {"window", required_argument, NULL, O_WINDOW},
                                          {"delay", required_argument, NULL, O_DELAY},
                                          {"lateness", required_argument, NULL, O_LATENESS},
+                                         {"combine", no_argument, NULL, O_COMBINE},
                                          JOBS_TOPIC_OPTIONS,
                                          JOBS_COMMON_OPTIONS,
                                          {0}};
@@ -542,7 +556,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     sl_window_conf wc = sl_window_tumbling(1000, 0);
     int64_t delay = 0, lateness = 0;
     jobs_common common = {0};
-    int opt, ret = 0;
+    int opt, ret = 0, combine = 0;
     jobs_getopt_reset();
     while ((opt = jobs_getopt(argc, argv, ":hX:", opts)) != -1) {
         if ((ret = jobs_topics_opt(cmd, opt, optarg, &tp)) != 1) {
@@ -558,6 +572,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
         case O_LATE_OUT: late_out = optarg; break;
         case O_AGG: agg_name = optarg; break;
         case O_WINDOW: ret = parse_window(cmd, optarg, &wc); break;
+        case O_COMBINE: combine = 1; break;
         case O_DELAY:
         case O_LATENESS:
             if (jobs_duration(optarg, 1, opt == O_DELAY ? &delay : &lateness)) {
@@ -589,6 +604,11 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
                 wc.kind == SL_WINDOW_SESSION
                     ? "supports tumbling and sliding windows, not session windows"
                     : "needs --lateness 0 (a late value would be counted twice)");
+        return 2;
+    }
+    if (combine && (exact || wc.kind == SL_WINDOW_SESSION)) {
+        fprintf(stderr, "sluice %s: --combine works with tumbling and sliding windows and %s\n",
+                cmd, exact ? "not with --agg distinct-exact" : "not session windows");
         return 2;
     }
     if (input && topic) {
@@ -629,7 +649,8 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
                   .lo = &lo,
                   .dl = &dl,
                   .parallelism = common.parallelism,
-                  .exact = exact};
+                  .exact = exact,
+                  .combine = combine};
     if (tp.group) {
         if (!out_topic || late_out) {
             fprintf(stderr,

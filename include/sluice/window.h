@@ -137,6 +137,54 @@ SL_API sl_stream *sl_stream_window_early(sl_stream *window_out);
  * input). Empty for windows without gaps. */
 SL_API sl_stream *sl_stream_window_unassigned(sl_stream *window_out);
 
+/* The same window with a combiner: pre-aggregation before the shuffle.
+ *
+ *   sl_stream_window_combined(in, name, key, key_ud, conf)
+ *
+ * gives the records of sl_stream_window(sl_stream_key_by(in, ..., key,
+ * key_ud), name, conf): the same results, late records (port 1, unchanged,
+ * the width of `in`), records in no window (port 3) and firings under
+ * allowed lateness. It plans three nodes:
+ *
+ *   "<name>.combine"  one instance per instance of `in`, chained to it: per
+ *                     (key, slice of gcd(size, slide)) a partial
+ *                     accumulator of conf->agg; a slice's partials go on
+ *                     before the watermark that fires its first window
+ *   "<name>.key"      the shuffle (key_by) of partials and raw records
+ *   "<name>"          the window, which merges partials with agg->merge()
+ *
+ * so that a key's records cross the shuffle once per slice and upstream
+ * instance instead of once each. Records whose first window the combiner's
+ * watermark has already fired (late or within allowed lateness) and records
+ * in no window cross unchanged and are judged by the window exactly as
+ * without a combiner. Checkpoints: the partials are engine keyed state of
+ * the combiner, snapshotted and restored with it.
+ *
+ * Tumbling and sliding windows, any aggregate with merge() (count, sum, min,
+ * max, avg, sl_agg_distinct). Refused (SL_ENOTSUP, reported by
+ * sl_pipeline_run): session windows and early firing (early_ms > 0), whose
+ * results would depend on when partials arrive. sl_stream_window_late() and
+ * _unassigned() accept the returned stream. The conf is copied (as by
+ * sl_stream_window); key and key_ud are borrowed.
+ * Idle inputs: a combiner keeps its partials until its own watermark moves
+ * (operators hear no "idle"), so do not combine a stream whose sources mark
+ * splits idle (idle_ms) while a window downstream could go on without them:
+ * the held partials would reach it late. */
+SL_API sl_stream *sl_stream_window_combined(sl_stream *in, const char *name, sl_key_fn key,
+                                            void *key_ud, const sl_window_conf *conf);
+
+/* What a combined window's combiner sent across the shuffle so far (summed
+ * over its instances; any thread): input records seen, partials and raw
+ * records sent, and their payload bytes. SL_EINVAL when `out` is not the
+ * result stream of sl_stream_window_combined(). */
+typedef struct sl_window_combine_stats {
+    uint64_t records_in;
+    uint64_t partials;
+    uint64_t raw;
+    uint64_t bytes;
+} sl_window_combine_stats;
+SL_API int sl_window_combined_stats(sl_stream *out, sl_window_combine_stats *st);
+
 /* Reading a result record (port 0 or 2). A record too short for its header
  * or its result size reads as result NULL, result_size 0 and an empty key. */
 #define SL_WINDOW_OUT_HDR 24

@@ -148,6 +148,13 @@ static const sl_operator window_op = {.version = SL_OPERATOR_VERSION,
                                       .restore = win_restore,
                                       .close = win_close};
 
+/* The table and the conf check, for the combined window (combine.c), whose
+ * final node runs this table's callbacks. */
+const sl_operator *sli_win_op(void)
+{
+    return &window_op;
+}
+
 /* --- builders ------------------------------------------------------------------------- */
 
 /* Why conf c (whose aggregate is valid) is not a valid window conf, as one
@@ -173,11 +180,17 @@ static const char *conf_invalid(const sl_window_conf *c)
     return "unknown window kind (conf.kind)";
 }
 
+const char *sli_win_conf_invalid(const sl_window_conf *c)
+{
+    return conf_invalid(c);
+}
+
 /* The conf of the window node that made `out`, or NULL when another node
  * made it (error recorded, naming `what`). */
 static win_node_conf *node_conf_of(sl_stream *out, const char *what)
 {
     win_node_conf *nc = sl_stream_op_conf(out, &window_op);
+    if (!nc) nc = sli_win_combined_conf(out); /* sl_stream_window_combined's final node */
     if (nc) return nc;
     if (out)
         sl_pipeline_error(sl_stream_pipeline(out), SL_EINVAL,

@@ -13,6 +13,8 @@
  *   slices.c    tumbling and sliding windows: a per-key ring of slices,
  *               block (prefix / suffix) aggregates, the far list, early firing
  *   sessions.c  session windows: a sorted list of sessions per key, merges
+ *   combine.c   sl_stream_window_combined: a combiner before the shuffle and
+ *               a final node that runs this operator's callbacks on partials
  *
  * Composite keys. Far slices and sessions are kept under (record key ‖
  * int64) keys: the key hash keeps its upper 32 bits, so the entry stays in
@@ -205,5 +207,16 @@ void sli_win_slices_close(win *w);
 int sli_win_sess_open(sl_ctx *ctx, win *w);
 int sli_win_sess_process(sl_ctx *ctx, win *w, sl_batch *in);
 int sli_win_sess_timer(sl_ctx *ctx, win *w, const sl_timer *t);
+
+/* --- window.c and combine.c ------------------------------------------------------- */
+
+/* The window operator's table (window.c), whose callbacks the combined
+ * window's final node runs; why a conf is not a valid window conf (a phrase)
+ * or NULL. */
+const sl_operator *sli_win_op(void);
+const char *sli_win_conf_invalid(const sl_window_conf *c);
+/* The window conf of the final node of sl_stream_window_combined() that made
+ * `out`, or NULL (combine.c): the side-output builders accept it. */
+win_node_conf *sli_win_combined_conf(sl_stream *out);
 
 #endif
