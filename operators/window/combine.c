@@ -644,33 +644,16 @@ sl_stream *sl_stream_window_combined(sl_stream *in, const char *name, sl_key_fn 
     if (!in) return NULL;
     sl_pipeline *p = sl_stream_pipeline(in);
     const char *nm = name ? name : "";
-    const char *why;
     if (!key) {
         sl_pipeline_error(p, SL_EINVAL, "window '%s': no key function", nm);
         return NULL;
     }
-    if (!conf) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': no conf", nm);
-        return NULL;
-    }
-    if (!conf->agg) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': needs an aggregate (conf.agg)", nm);
-        return NULL;
-    }
-    if ((why = sli_agg_invalid(conf->agg)) != NULL) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': the aggregate '%s' %s", nm,
-                          conf->agg->name ? conf->agg->name : "", why);
-        return NULL;
-    }
+    if (sli_win_conf_check(p, nm, conf)) return NULL;
     if (conf->kind == SL_WINDOW_SESSION) {
         sl_pipeline_error(p, SL_ENOTSUP,
                           "window '%s': a combiner cannot pre-aggregate session windows (a "
                           "record may merge two sessions): use sl_stream_window",
                           nm);
-        return NULL;
-    }
-    if ((why = sli_win_conf_invalid(conf)) != NULL) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': %s", nm, why);
         return NULL;
     }
     if (!conf->agg->merge) {
@@ -738,10 +721,7 @@ sl_stream *sl_stream_window_combined(sl_stream *in, const char *name, sl_key_fn 
     if (!s) goto done;
     s = sl_stream_apply(s, name, &fin_op, c, 0);
     if (!s) goto done;
-    if (!sl_stream_side_as(s, WIN_PORT_LATE, c->wn.in_width, SL_PORT_LATE)) goto done;
-    if (conf->kind == SL_WINDOW_SLIDING && conf->slide > conf->size &&
-        !sl_stream_side_as(s, WIN_PORT_UNASSIGNED, c->wn.in_width, SL_PORT_DEAD_LETTER))
-        goto done;
+    if (sli_win_sides(s, conf, c->wn.in_width)) goto done; /* early_ms is 0 here */
     out = s;
 done:
     free(cname);

@@ -180,9 +180,28 @@ static const char *conf_invalid(const sl_window_conf *c)
     return "unknown window kind (conf.kind)";
 }
 
-const char *sli_win_conf_invalid(const sl_window_conf *c)
+int sli_win_conf_check(sl_pipeline *p, const char *nm, const sl_window_conf *c)
 {
-    return conf_invalid(c);
+    if (!c) return sl_pipeline_error(p, SL_EINVAL, "window '%s': no conf", nm);
+    if (!c->agg)
+        return sl_pipeline_error(p, SL_EINVAL, "window '%s': needs an aggregate (conf.agg)", nm);
+    const char *why = sli_agg_invalid(c->agg);
+    if (why)
+        return sl_pipeline_error(p, SL_EINVAL, "window '%s': the aggregate '%s' %s", nm,
+                                 c->agg->name ? c->agg->name : "", why);
+    if ((why = conf_invalid(c)) != NULL)
+        return sl_pipeline_error(p, SL_EINVAL, "window '%s': %s", nm, why);
+    return 0;
+}
+
+int sli_win_sides(sl_stream *out, const sl_window_conf *c, uint32_t in_width)
+{
+    if (!sl_stream_side_as(out, WIN_PORT_LATE, in_width, SL_PORT_LATE)) return -1;
+    if (c->early_ms > 0 && !sl_stream_side(out, WIN_PORT_EARLY, 0)) return -1;
+    if (c->kind == SL_WINDOW_SLIDING && c->slide > c->size &&
+        !sl_stream_side_as(out, WIN_PORT_UNASSIGNED, in_width, SL_PORT_DEAD_LETTER))
+        return -1;
+    return 0;
 }
 
 /* The conf of the window node that made `out`, or NULL when another node
@@ -207,25 +226,7 @@ sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_con
         sl_pipeline_error(p, SL_EINVAL, "window '%s': its input is not keyed (use key_by)", nm);
         return NULL;
     }
-    if (!c) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': no conf", nm);
-        return NULL;
-    }
-    if (!c->agg) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': needs an aggregate (conf.agg)", nm);
-        return NULL;
-    }
-    const char *why = sli_agg_invalid(c->agg);
-    if (why) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': the aggregate '%s' %s", nm,
-                          c->agg->name ? c->agg->name : "", why);
-        return NULL;
-    }
-    why = conf_invalid(c);
-    if (why) {
-        sl_pipeline_error(p, SL_EINVAL, "window '%s': %s", nm, why);
-        return NULL;
-    }
+    if (sli_win_conf_check(p, nm, c)) return NULL;
     win_node_conf *nc = calloc(1, sizeof(*nc));
     if (!nc || sl_pipeline_own(p, nc)) { /* own() frees nc on failure */
         sl_pipeline_error(p, SL_ENOMEM, "window '%s': out of memory", nm);
@@ -236,12 +237,7 @@ sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_con
     if (sli_agg_ud_copy(p, c->agg, c->agg_ud, &nc->c.agg_ud)) return NULL;
     sl_stream *out = sl_stream_apply(in, name, &window_op, nc, 0);
     if (!out) return NULL;
-    if (!sl_stream_side_as(out, WIN_PORT_LATE, nc->in_width, SL_PORT_LATE)) return NULL;
-    if (c->early_ms > 0 && !sl_stream_side(out, WIN_PORT_EARLY, 0)) return NULL;
-    if (c->kind == SL_WINDOW_SLIDING && c->slide > c->size &&
-        !sl_stream_side_as(out, WIN_PORT_UNASSIGNED, nc->in_width, SL_PORT_DEAD_LETTER))
-        return NULL;
-    return out;
+    return sli_win_sides(out, c, nc->in_width) ? NULL : out;
 }
 
 sl_stream *sl_stream_window_late(sl_stream *out)

@@ -211,10 +211,14 @@ int sli_win_sess_timer(sl_ctx *ctx, win *w, const sl_timer *t);
 /* --- window.c and combine.c ------------------------------------------------------- */
 
 /* The window operator's table (window.c), whose callbacks the combined
- * window's final node runs; why a conf is not a valid window conf (a phrase)
- * or NULL. */
+ * window's final node runs. sli_win_conf_check: 0 when c is a valid window
+ * conf with a valid aggregate, else the error recorded on p (naming window
+ * nm) and returned: the one rule both builders apply. sli_win_sides: declare
+ * a window node's side ports (late, early, unassigned) on its output `out`,
+ * -1 on failure (recorded on the pipeline). */
 const sl_operator *sli_win_op(void);
-const char *sli_win_conf_invalid(const sl_window_conf *c);
+int sli_win_conf_check(sl_pipeline *p, const char *nm, const sl_window_conf *c);
+int sli_win_sides(sl_stream *out, const sl_window_conf *c, uint32_t in_width);
 /* The window conf of the final node of sl_stream_window_combined() that made
  * `out`, or NULL (combine.c): the side-output builders accept it. */
 win_node_conf *sli_win_combined_conf(sl_stream *out);
