@@ -766,6 +766,44 @@ static int record_slow(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     return 0;
 }
 
+/* Deferred adds of the record path, for aggregates with a prefetch hook
+ * (sluice/operators.h; sl_agg_distinct: a 16 KiB sketch per key and slice,
+ * so with many keys each add() would wait for a cache and TLB miss on its
+ * register). On the plain fast path (the record's slice is in its key's
+ * ring and already has data, and no window of it is due) the record path
+ * calls prefetch(acc, record) and queues the add; the add is done DQ_DEPTH
+ * records later, when the line is in. A FIFO of up to DQ_DEPTH (acc,
+ * record, ts): adds stay in record order. The queue is emptied (dq_flush)
+ * before anything that can read, copy or move an accumulator or a key's
+ * block: a new key, a purge, a new slice (slice_new, ring_fit), a record
+ * for due windows (record_slow fires them), a side output, every return,
+ * and the end of the batch; so whatever reads an accumulator sees every add
+ * of the records before it, as without the queue. Aggregates without the
+ * hook, and count and sum (inline adds), never queue. The record pointers
+ * point into the input batch, which lives until process() returns. */
+#define DQ_DEPTH 8
+typedef struct dq_ent {
+    uint8_t *acc;
+    const uint8_t *rec;
+    uint32_t len;
+    int64_t ts;
+} dq_ent;
+typedef struct dq {
+    dq_ent e[DQ_DEPTH];
+    uint32_t head, n; /* the oldest is e[(head - n) & (DQ_DEPTH - 1)] */
+} dq;
+
+/* Every deferred add, oldest first: before anything reads, copies or moves
+ * an accumulator, and at the end of the batch. */
+static inline void dq_flush(dq *q, const sl_aggregate *agg, const void *ud)
+{
+    for (uint32_t j = q->n; j > 0; j--) {
+        const dq_ent *e = &q->e[(q->head - j) & (DQ_DEPTH - 1)];
+        agg->add(e->acc, e->rec, e->len, e->ts, ud);
+    }
+    q->n = 0;
+}
+
 int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
@@ -780,6 +818,15 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
     const int64_t *const tsc = in->ts;
     const uint64_t *const hc = in->hash;
     kc_ent *const kc = w->kc;
+    /* Prefetch and defer (sluice/operators.h, prefetch): only aggregates
+     * with the hook, and only the plain fast path below defers. */
+    const sl_agg_prefetch_fn pf = inline_add ? NULL : sl_agg_prefetch(agg);
+    dq q;
+    q.head = q.n = 0;
+#define DQ_FLUSH()                      \
+    do {                                \
+        if (q.n) dq_flush(&q, agg, ud); \
+    } while (0)
     /* The slice of the last record: consecutive records of one slice (the
      * common case) skip the division. t_lo <= t < t_hi is slice cur_n. */
     int64_t t_lo = 1, t_hi = 0, cur_n = 0;
@@ -801,6 +848,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         }
         const int64_t n = cur_n;
         if (__builtin_expect(cur_side, 0)) {
+            DQ_FLUSH();
             int rc = win_emit_input(ctx, cur_side, in, i);
             if (rc) return rc;
             continue;
@@ -829,8 +877,12 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         } else {
             int created = 0;
             khdr **pp = sl_state_get(w->slices, h, key.ptr, key.len, &created);
-            if (!pp) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+            if (!pp) {
+                DQ_FLUSH();
+                return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+            }
             if (created) {
+                DQ_FLUSH(); /* a new key: deferred adds go first */
                 kc_invalidate(w);
                 if (!(*pp = key_new(w, h, n, eb, W))) {
                     sl_state_remove(w->slices, h, key.ptr, key.len);
@@ -846,6 +898,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             }
         }
         if (hd->base < eb) {
+            DQ_FLUSH();
             int rc = purge(w, &hd, h, key.ptr, key.len, eb);
             if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
         }
@@ -857,7 +910,26 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         if (tag == n && n >= hd->base) { /* a tag equal to n is in the ring */
             acc = sl + 8;
             if (n <= hd->aux_hi) aux_touch(hd, n, w->k);
+            if (pf && !cur_due) {
+                /* The plain fast path: prefetch now, add DQ_DEPTH records
+                 * later (or at the next flush), in record order. aux_touch
+                 * and the early-firing marks below read no accumulator. */
+                pf(acc, rec.ptr, rec.len, ud);
+                dq_ent *e = &q.e[q.head & (DQ_DEPTH - 1)];
+                if (q.n == DQ_DEPTH)
+                    agg->add(e->acc, e->rec, e->len, e->ts, ud); /* the oldest */
+                else
+                    q.n++;
+                e->acc = acc;
+                e->rec = rec.ptr;
+                e->len = rec.len;
+                e->ts = t;
+                q.head++;
+                goto marks;
+            }
+            DQ_FLUSH();
         } else {
+            DQ_FLUSH(); /* slice_new may move the key's block */
             acc = slice_acc(w, hd, h, key.ptr, key.len, n);
             if (!acc) {
                 acc = slice_new(ctx, w, &hd, h, key.ptr, key.len, n); /* may move hd */
@@ -882,6 +954,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             int rc = record_slow(ctx, w, hd, h, key.ptr, key.len, n, W, is_new);
             if (rc) return rc;
         }
+    marks:
         if (w->early_ms) {
             kext *x = kx(hd);
             if (n < x->dlo) x->dlo = n;
@@ -890,10 +963,15 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
                 x->early = 1;
                 int64_t due = sat64((__int128)sl_clock_ms() + w->early_ms);
                 int rc = sl_ctx_proc_timer(ctx, due, h, key.ptr, key.len);
-                if (rc) return rc;
+                if (rc) {
+                    DQ_FLUSH();
+                    return rc;
+                }
             }
         }
     }
+    DQ_FLUSH();
+#undef DQ_FLUSH
     return 0;
 }
 
