@@ -58,6 +58,7 @@ typedef struct win_node_conf {
 } win_node_conf;
 
 struct kc_ent;
+struct hp_pool;
 
 /* One instance of a window node. */
 typedef struct win {
@@ -89,6 +90,7 @@ typedef struct win {
     int64_t fea_W, fea; /* memo: first_end_after(fea_W) */
     int64_t eb_W, eb;   /* memo: expired_below(eb_W) */
     struct kc_ent *kc;  /* hot keys: key -> khdr (tumbling, sliding) */
+    struct hp_pool *hp; /* blocks of large accumulators, in huge pages (slices.c) */
     uint32_t kc_gen;    /* entries of other generations are void */
 } win;
 
