@@ -858,6 +858,36 @@ static int record_slow(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     return 0;
 }
 
+/* Look-ahead of the record path, with the deferred adds below (only for
+ * aggregates with a prefetch hook): the FIFO hides the miss on the
+ * accumulator's bytes, but the record path itself reads the key's header
+ * and its slot's tag, which the sketches streaming through the cache evict
+ * too. So at record i it prefetches the header of record i + 2 PF_D's key
+ * and the slot of record i + PF_D (its key's block as the hot-key cache
+ * has it, the slice of record i). Guesses: an entry of the current
+ * generation points to a live block (of that key, or of another with the
+ * same cache slot), and a wrong guess costs a useless prefetch; nothing
+ * here writes, and what it reads is used only as an address. */
+#define PF_D 8
+static inline void prefetch_ahead(const win *w, const sl_batch *in, uint32_t i, int64_t t_lo,
+                                  int64_t t_hi, int64_t n)
+{
+    const kc_ent *const kc = w->kc;
+    if (i + 2 * PF_D < in->count) {
+        const kc_ent *ce = &kc[(in->hash[i + 2 * PF_D] >> 20) & (KC_SIZE - 1)];
+        __builtin_prefetch(ce);
+        if (ce->gen == w->kc_gen) __builtin_prefetch(ce->hd);
+    }
+    uint32_t j = i + PF_D;
+    if (j >= in->count) return;
+    const int64_t t = in->ts[j];
+    if (t < t_lo || t >= t_hi) return;
+    const kc_ent *ce = &kc[(in->hash[j] >> 20) & (KC_SIZE - 1)];
+    if (ce->gen != w->kc_gen) return;
+    const khdr *hd = ce->hd;
+    __builtin_prefetch((const uint8_t *)hd + KHDR + (size_t)((uint64_t)n & hd->cmask) * w->sstride);
+}
+
 /* Deferred adds of the record path, for aggregates with a prefetch hook
  * (sluice/operators.h; sl_agg_distinct: a 16 KiB sketch per key and slice,
  * so with many keys each add() would wait for a cache and TLB miss on its
@@ -939,6 +969,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
                                                : 0;
         }
         const int64_t n = cur_n;
+        if (pf) prefetch_ahead(w, in, i, t_lo, t_hi, n);
         if (__builtin_expect(cur_side, 0)) {
             DQ_FLUSH();
             int rc = win_emit_input(ctx, cur_side, in, i);
