@@ -190,6 +190,10 @@ static inline int win_add_inline(const win *w, void *acc, const void *rec, uint3
  * Returns 0 or SL_ENOMEM (the caller frees w). */
 int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring);
 int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in);
+/* Aggregates with a prefetch hook take the prefetching record path only
+ * when keys x slot bytes reach this (1 MiB; a test knob: tests set it to 0
+ * before any pipeline runs, to drive that path with few keys). */
+extern size_t sli_win_prefetch_min;
 int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t);
 int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t);
 /* Snapshot / restore of an instance (slices.c draws the format): the
