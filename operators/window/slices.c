@@ -932,7 +932,11 @@ static inline void dq_flush(dq *q, const sl_aggregate *agg, const void *ud)
     q->n = 0;
 }
 
-int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
+/* The record loop, compiled twice (always inlined with pf NULL or not), so
+ * that the path without prefetching (count, sum, small state) carries none
+ * of its tests. */
+static inline __attribute__((always_inline)) int slices_process(sl_ctx *ctx, win *w, sl_batch *in,
+                                                                const sl_agg_prefetch_fn pf)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
     const int64_t eb = expired_below(w, W);
@@ -946,12 +950,6 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
     const int64_t *const tsc = in->ts;
     const uint64_t *const hc = in->hash;
     kc_ent *const kc = w->kc;
-    /* Prefetch and defer (sluice/operators.h, prefetch): only aggregates
-     * with the hook, and only the plain fast path below defers. */
-    const sl_agg_prefetch_fn pf =
-        inline_add || sl_state_count(w->slices) * sstride < sli_win_prefetch_min
-            ? NULL
-            : sl_agg_prefetch(agg);
     dq q;
     q.head = q.n = 0;
 #define DQ_FLUSH()                      \
@@ -1105,6 +1103,18 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
     DQ_FLUSH();
 #undef DQ_FLUSH
     return 0;
+}
+
+int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
+{
+    /* Prefetch and defer (sluice/operators.h, prefetch): only aggregates
+     * with the hook, only with enough state, and only the plain fast path
+     * of the loop defers. */
+    const sl_agg_prefetch_fn pf =
+        w->add_one || w->add_value || sl_state_count(w->slices) * w->sstride < sli_win_prefetch_min
+            ? NULL
+            : sl_agg_prefetch(w->agg);
+    return pf ? slices_process(ctx, w, in, pf) : slices_process(ctx, w, in, NULL);
 }
 
 int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
