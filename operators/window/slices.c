@@ -648,7 +648,9 @@ static inline size_t block_color(const win *w, uint64_t cap, uint64_t h)
  * carved from the current chunk (its size is fixed by its number of slots,
  * so freed blocks go to a free list per size and are reused as they are);
  * larger blocks, and every block of small accumulators, come from malloc as
- * before. The chunks are unmapped when the instance closes. */
+ * before. The first chunk stays on 4 KiB pages (a handful of keys would
+ * otherwise pay 2 MiB of resident memory); the chunks are unmapped when the
+ * instance closes. */
 #define HP_CHUNK ((size_t)2 << 20)
 #define HP_MAX   ((size_t)1 << 20)
 #define HP_BITS  32
@@ -699,7 +701,9 @@ static void *hp_alloc(win *w, unsigned bits)
         if (a + HP_CHUNK < m + 2 * HP_CHUNK)
             munmap(a + HP_CHUNK, (size_t)(m + 2 * HP_CHUNK - (a + HP_CHUNK)));
 #ifdef MADV_HUGEPAGE
-        (void)madvise(a, HP_CHUNK, MADV_HUGEPAGE);
+        /* not the first chunk: a few keys keep to 4 KiB pages, so their
+         * memory grows with the pages they touch, not 2 MiB at once */
+        if (hp->n_chunks > 0) (void)madvise(a, HP_CHUNK, MADV_HUGEPAGE);
 #endif
         hp->chunks[hp->n_chunks++] = a;
         hp->cur = a;
