@@ -323,9 +323,16 @@ static void pairs_result(const void *acc, void *out, const void *ud)
 {
     memcpy(out, acc, sizeof(pairs_acc));
 }
-static const sl_aggregate pairs_agg = {SL_AGGREGATE_VERSION, "pairs",      sizeof(pairs_acc),
-                                       sizeof(pairs_acc),    pairs_init,   pairs_add,
-                                       pairs_merge,          pairs_result, 0};
+static const sl_aggregate pairs_agg = {SL_AGGREGATE_VERSION,
+                                       "pairs",
+                                       sizeof(pairs_acc),
+                                       sizeof(pairs_acc),
+                                       pairs_init,
+                                       pairs_add,
+                                       pairs_merge,
+                                       pairs_result,
+                                       0,
+                                       NULL};
 
 static int rewrite_process(sl_ctx *ctx, void *self, sl_batch *in)
 {

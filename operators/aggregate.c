@@ -161,7 +161,8 @@ const sl_aggregate sl_agg_count = {SL_AGGREGATE_VERSION,
                                    count_add,
                                    sum_merge,
                                    i64_result,
-                                   SL_AGG_INT64_SUM | SL_AGG_ADD_ONE | SL_AGG_UD_VALUE};
+                                   SL_AGG_INT64_SUM | SL_AGG_ADD_ONE | SL_AGG_UD_VALUE,
+                                   NULL};
 const sl_aggregate sl_agg_sum = {SL_AGGREGATE_VERSION,
                                  "sum",
                                  8,
@@ -170,14 +171,17 @@ const sl_aggregate sl_agg_sum = {SL_AGGREGATE_VERSION,
                                  sum_add,
                                  sum_merge,
                                  i64_result,
-                                 SL_AGG_INT64_SUM | SL_AGG_ADD_VALUE | SL_AGG_UD_VALUE};
+                                 SL_AGG_INT64_SUM | SL_AGG_ADD_VALUE | SL_AGG_UD_VALUE,
+                                 NULL};
 const sl_aggregate sl_agg_min = {
-    SL_AGGREGATE_VERSION, "min", 8, 8, min_init, min_add, min_merge, i64_result, SL_AGG_UD_VALUE};
+    SL_AGGREGATE_VERSION, "min",           8,   8, min_init, min_add, min_merge,
+    i64_result,           SL_AGG_UD_VALUE, NULL};
 const sl_aggregate sl_agg_max = {
-    SL_AGGREGATE_VERSION, "max", 8, 8, max_init, max_add, max_merge, i64_result, SL_AGG_UD_VALUE};
+    SL_AGGREGATE_VERSION, "max",           8,   8, max_init, max_add, max_merge,
+    i64_result,           SL_AGG_UD_VALUE, NULL};
 const sl_aggregate sl_agg_avg = {
-    SL_AGGREGATE_VERSION, "avg",          sizeof(avg_acc), 8, avg_init, avg_add, avg_merge,
-    avg_result,           SL_AGG_UD_VALUE};
+    SL_AGGREGATE_VERSION, "avg", sizeof(avg_acc), 8, avg_init, avg_add, avg_merge, avg_result,
+    SL_AGG_UD_VALUE,      NULL};
 
 const sl_aggregate *sl_agg_by_name(const char *name)
 {
@@ -193,7 +197,7 @@ const sl_aggregate *sl_agg_by_name(const char *name)
 const char *sli_agg_invalid(const sl_aggregate *a)
 {
     if (!a) return "needs an aggregate";
-    if (a->version != 1 && a->version != SL_AGGREGATE_VERSION) return "has an unknown version";
+    if (a->version < 1 || a->version > SL_AGGREGATE_VERSION) return "has an unknown version";
     if (!a->init || !a->add || !a->result) return "needs init(), add() and result()";
     uint32_t f = sl_agg_flags(a);
     if (f & ~(SL_AGG_INT64_SUM | SL_AGG_ADD_ONE | SL_AGG_ADD_VALUE | SL_AGG_UD_VALUE))

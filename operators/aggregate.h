@@ -35,7 +35,7 @@ static inline int64_t sli_agg_value(const void *rec, uint32_t len, const void *u
  * at cap - 1 bytes (with "..."). Returns buf. */
 const char *sli_key_str(char *buf, size_t cap, const void *key, uint32_t len);
 
-/* NULL when `a` is a table the operators accept (version 1 or 2, init, add
+/* NULL when `a` is a table the operators accept (version 1 to 3, init, add
  * and result set, known flags that agree with its sizes), else why not, as a
  * phrase ("needs init(), add() and result()"). */
 const char *sli_agg_invalid(const sl_aggregate *a);

@@ -554,7 +554,10 @@ SL_API extern const sl_operator sl_crdt_replica_op;
  * restore it as bytes. add(): the value is read as for the built-ins
  * (sl_agg_value; SL_AGG_UD_VALUE) and its 8 bytes are hashed with XXH3-64;
  * merge(): the union (register-wise max); result: int64, the estimate
- * rounded to the nearest integer (relative standard error about 0.81 %).
+ * rounded to the nearest integer (relative standard error about 0.81 %);
+ * prefetch() (an sl_aggregate version 3 hook): the cache line of the
+ * register the value will update, so that windows over many keys can
+ * overlap those misses (it reads nothing of the accumulator).
  * There is no exact distinct-count aggregate: an exact set cannot live in a
  * fixed-size accumulator (`sluice run window-agg --agg distinct-exact`
  * computes one with two windows).

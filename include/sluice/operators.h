@@ -39,9 +39,10 @@ SL_API sl_stream *sl_stream_flat_map(sl_stream *in, const char *name, sl_flat_ma
 
 /* --- aggregates ---------------------------------------------------------- */
 
-/* Version 2 added `flags`; version 1 tables (without it) are still accepted
- * and read as flags 0. */
-#define SL_AGGREGATE_VERSION 2
+/* Version 2 added `flags`, version 3 `prefetch`; version 1 tables (without
+ * either) are still accepted and read as flags 0, and version 1 and 2 tables
+ * as prefetch NULL (sl_agg_prefetch()). */
+#define SL_AGGREGATE_VERSION 3
 
 /* Flags: promises an aggregate makes, which operators may use to do its work
  * inline instead of calling it.
@@ -76,7 +77,19 @@ SL_API sl_stream *sl_stream_flat_map(sl_stream *in, const char *name, sl_flat_ma
 
 /* An incremental aggregate over records. acc is acc_size bytes, result is
  * result_size bytes; ud is the aggregate conf's ud. merge(acc, other) folds
- * other into acc and must agree with adding other's records to acc. */
+ * other into acc and must agree with adding other's records to acc.
+ *
+ * prefetch (version >= 3, optional, may be NULL): a hint, for an aggregate
+ * whose add() touches memory of a large accumulator that depends on the
+ * record (sl_agg_distinct: one register of a 16 KiB sketch). An operator
+ * may call prefetch(acc, rec, len, ud) some records before it calls add()
+ * for that record, so that the cache lines add() will need are on their way
+ * (__builtin_prefetch) while it works on other records. acc is the
+ * operator's best guess of the accumulator add() will get: it may be
+ * another one, or acc_size bytes not initialized, so prefetch may compute
+ * addresses from acc and the record but must not read or write acc's
+ * bytes. Calling it or not never changes a result. The windows (tumbling
+ * and sliding) call it with many keys in mind; see operators/window. */
 typedef struct sl_aggregate {
     int version; /* SL_AGGREGATE_VERSION (1 is accepted: no flags) */
     const char *name;
@@ -87,6 +100,8 @@ typedef struct sl_aggregate {
     void (*merge)(void *acc, const void *other, const void *ud);
     void (*result)(const void *acc, void *out, const void *ud);
     uint32_t flags; /* version >= 2: SL_AGG_... */
+    /* version >= 3: a hint before add(), or NULL (see above) */
+    void (*prefetch)(const void *acc, const void *rec, uint32_t len, const void *ud);
 } sl_aggregate;
 
 /* Built-ins over an int64 value of each record (see sl_agg_value): count
@@ -108,6 +123,13 @@ SL_API const sl_aggregate *sl_agg_by_name(const char *name);
 static inline uint32_t sl_agg_flags(const sl_aggregate *a)
 {
     return a && a->version >= 2 ? a->flags : 0;
+}
+/* The prefetch hook of an aggregate table: NULL for a version 1 or 2 table
+ * (which has no prefetch field) or when it has none. */
+typedef void (*sl_agg_prefetch_fn)(const void *acc, const void *rec, uint32_t len, const void *ud);
+static inline sl_agg_prefetch_fn sl_agg_prefetch(const sl_aggregate *a)
+{
+    return a && a->version >= 3 ? a->prefetch : NULL;
 }
 
 /* Where the built-ins find a record's value: fn(rec, len, ud) if fn is set,

@@ -133,6 +133,7 @@
  *
  * Runs on the worker thread of the instance's task, like every operator.
  */
+#include <sys/mman.h>
 #include "operators/window/window_int.h"
 
 /* Hot-key cache of the record path: a record's key (up to 8 bytes,
@@ -637,11 +638,98 @@ static inline size_t block_color(const win *w, uint64_t cap, uint64_t h)
 {
     return cap * w->sstride >= 4096 ? (size_t)((h >> 32) & 15) * 64 : 0;
 }
-static khdr *block_alloc(const win *w, unsigned bits, uint64_t h)
+/* Blocks of large accumulators (a slot of 4 KiB or more: sl_agg_distinct's
+ * 16 KiB sketches) come from a pool of 2 MiB chunks that the kernel is
+ * asked to back with huge pages (madvise MADV_HUGEPAGE; a hint, ignored
+ * where transparent huge pages are off). With many keys each record's add
+ * touches another key's sketch at a random register: with 4 KiB pages
+ * nearly every one was a TLB miss as well as a cache miss (1000 keys: 16
+ * MiB of open sketches, 4096 pages). A block of up to HP_MAX bytes is
+ * carved from the current chunk (its size is fixed by its number of slots,
+ * so freed blocks go to a free list per size and are reused as they are);
+ * larger blocks, and every block of small accumulators, come from malloc as
+ * before. The first chunk stays on 4 KiB pages (a handful of keys would
+ * otherwise pay 2 MiB of resident memory); the chunks are unmapped when the
+ * instance closes. */
+#define HP_CHUNK ((size_t)2 << 20)
+#define HP_MAX   ((size_t)1 << 20)
+#define HP_BITS  32
+typedef struct hp_pool {
+    void *free[HP_BITS]; /* freed blocks by ring bits, linked through their first bytes */
+    uint8_t *cur;        /* the chunk being carved: [cur, end) is free */
+    uint8_t *end;
+    void **chunks; /* every chunk, for munmap */
+    size_t n_chunks, cap_chunks;
+} hp_pool;
+
+/* Bytes of a block of 1 << bits slots, the largest colour included. */
+static inline size_t hp_block_bytes(const win *w, unsigned bits)
+{
+    uint64_t cap = (uint64_t)1 << bits;
+    size_t b =
+        (cap * w->sstride >= 4096 ? 15 * 64 : 0) + w->xsize + KHDR + (size_t)cap * w->sstride;
+    return (b + 63) & ~(size_t)63;
+}
+static inline int block_pooled(const win *w, unsigned bits)
+{
+    return w->hp && bits < HP_BITS && hp_block_bytes(w, bits) <= HP_MAX;
+}
+
+static void *hp_alloc(win *w, unsigned bits)
+{
+    hp_pool *hp = w->hp;
+    void *b = hp->free[bits];
+    if (b) {
+        memcpy(&hp->free[bits], b, sizeof(void *));
+        return b;
+    }
+    size_t need = hp_block_bytes(w, bits);
+    if ((size_t)(hp->end - hp->cur) < need) {
+        if (hp->n_chunks == hp->cap_chunks) {
+            size_t nc = hp->cap_chunks ? hp->cap_chunks * 2 : 16;
+            void **n = realloc(hp->chunks, nc * sizeof(void *));
+            if (!n) return NULL;
+            hp->chunks = n;
+            hp->cap_chunks = nc;
+        }
+        /* 2 MiB aligned: map twice that, unmap the ends */
+        uint8_t *m =
+            mmap(NULL, 2 * HP_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return NULL;
+        uint8_t *a = (uint8_t *)(((uintptr_t)m + HP_CHUNK - 1) & ~(uintptr_t)(HP_CHUNK - 1));
+        if (a > m) munmap(m, (size_t)(a - m));
+        if (a + HP_CHUNK < m + 2 * HP_CHUNK)
+            munmap(a + HP_CHUNK, (size_t)(m + 2 * HP_CHUNK - (a + HP_CHUNK)));
+#ifdef MADV_HUGEPAGE
+        /* not the first chunk: a few keys keep to 4 KiB pages, so their
+         * memory grows with the pages they touch, not 2 MiB at once */
+        if (hp->n_chunks > 0) (void)madvise(a, HP_CHUNK, MADV_HUGEPAGE);
+#endif
+        hp->chunks[hp->n_chunks++] = a;
+        hp->cur = a;
+        hp->end = a + HP_CHUNK;
+    }
+    b = hp->cur;
+    hp->cur += need;
+    return b;
+}
+
+static void hp_release(win *w)
+{
+    hp_pool *hp = w->hp;
+    if (!hp) return;
+    for (size_t i = 0; i < hp->n_chunks; i++) munmap(hp->chunks[i], HP_CHUNK);
+    free(hp->chunks);
+    free(hp);
+    w->hp = NULL;
+}
+
+static khdr *block_alloc(win *w, unsigned bits, uint64_t h)
 {
     uint64_t cap = (uint64_t)1 << bits;
     size_t color = block_color(w, cap, h);
-    uint8_t *b = malloc(color + w->xsize + KHDR + (size_t)cap * w->sstride);
+    uint8_t *b = block_pooled(w, bits) ? hp_alloc(w, bits)
+                                       : malloc(color + w->xsize + KHDR + (size_t)cap * w->sstride);
     if (!b) return NULL;
     khdr *hd = (khdr *)(void *)(b + color + w->xsize);
     const int64_t tag = NONE;
@@ -650,9 +738,17 @@ static khdr *block_alloc(const win *w, unsigned bits, uint64_t h)
 }
 
 /* Free a key's block; accepts NULL. */
-static void block_free(const win *w, khdr *hd, uint64_t h)
+static void block_free(win *w, khdr *hd, uint64_t h)
 {
-    if (hd) free((uint8_t *)hd - w->xsize - block_color(w, (uint64_t)hd->cmask + 1, h));
+    if (!hd) return;
+    uint8_t *b = (uint8_t *)hd - w->xsize - block_color(w, (uint64_t)hd->cmask + 1, h);
+    unsigned bits = (unsigned)__builtin_ctzll((uint64_t)hd->cmask + 1);
+    if (block_pooled(w, bits)) {
+        memcpy(b, &w->hp->free[bits], sizeof(void *));
+        w->hp->free[bits] = b;
+    } else {
+        free(b);
+    }
 }
 
 /* Slice n (no data yet, not expired) is outside the key's ring: grow the
@@ -766,7 +862,85 @@ static int record_slow(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     return 0;
 }
 
-int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
+/* Look-ahead of the record path, with the deferred adds below (only for
+ * aggregates with a prefetch hook): the FIFO hides the miss on the
+ * accumulator's bytes, but the record path itself reads the key's header
+ * and its slot's tag, which the sketches streaming through the cache evict
+ * too. So at record i it prefetches the header of record i + 2 PF_D's key
+ * and the slot of record i + PF_D (its key's block as the hot-key cache
+ * has it, the slice of record i). Guesses: an entry of the current
+ * generation points to a live block (of that key, or of another with the
+ * same cache slot), and a wrong guess costs a useless prefetch; nothing
+ * here writes, and what it reads is used only as an address. */
+#define PF_D 8
+static inline void prefetch_ahead(const win *w, const sl_batch *in, uint32_t i, int64_t t_lo,
+                                  int64_t t_hi, int64_t n)
+{
+    const kc_ent *const kc = w->kc;
+    if (i + 2 * PF_D < in->count) {
+        const kc_ent *ce = &kc[(in->hash[i + 2 * PF_D] >> 20) & (KC_SIZE - 1)];
+        __builtin_prefetch(ce);
+        if (ce->gen == w->kc_gen) __builtin_prefetch(ce->hd);
+    }
+    uint32_t j = i + PF_D;
+    if (j >= in->count) return;
+    const int64_t t = in->ts[j];
+    if (t < t_lo || t >= t_hi) return;
+    const kc_ent *ce = &kc[(in->hash[j] >> 20) & (KC_SIZE - 1)];
+    if (ce->gen != w->kc_gen) return;
+    const khdr *hd = ce->hd;
+    __builtin_prefetch((const uint8_t *)hd + KHDR + (size_t)((uint64_t)n & hd->cmask) * w->sstride);
+}
+
+/* The prefetching record path pays (a second hash of the value, the queue)
+ * only when the accumulators of the keys' current slices do not all stay
+ * in the cache: from 1 MiB of them (half a core's L2 here; 10 distinct keys
+ * are 160 KiB, 100 are 1.6 MiB). Tests set it to 0. */
+size_t sli_win_prefetch_min = (size_t)1 << 20;
+
+/* Deferred adds of the record path, for aggregates with a prefetch hook
+ * (sluice/operators.h; sl_agg_distinct: a 16 KiB sketch per key and slice,
+ * so with many keys each add() would wait for a cache and TLB miss on its
+ * register). On the plain fast path (the record's slice is in its key's
+ * ring and already has data, and no window of it is due) the record path
+ * calls prefetch(acc, record) and queues the add; the add is done DQ_DEPTH
+ * records later, when the line is in. A FIFO of up to DQ_DEPTH (acc,
+ * record, ts): adds stay in record order. The queue is emptied (dq_flush)
+ * before anything that can read, copy or move an accumulator or a key's
+ * block: a new key, a purge, a new slice (slice_new, ring_fit), a record
+ * for due windows (record_slow fires them), a side output, every return,
+ * and the end of the batch; so whatever reads an accumulator sees every add
+ * of the records before it, as without the queue. Aggregates without the
+ * hook, and count and sum (inline adds), never queue. The record pointers
+ * point into the input batch, which lives until process() returns. */
+#define DQ_DEPTH 8
+typedef struct dq_ent {
+    uint8_t *acc;
+    const uint8_t *rec;
+    uint32_t len;
+    int64_t ts;
+} dq_ent;
+typedef struct dq {
+    dq_ent e[DQ_DEPTH];
+    uint32_t head, n; /* the oldest is e[(head - n) & (DQ_DEPTH - 1)] */
+} dq;
+
+/* Every deferred add, oldest first: before anything reads, copies or moves
+ * an accumulator, and at the end of the batch. */
+static inline void dq_flush(dq *q, const sl_aggregate *agg, const void *ud)
+{
+    for (uint32_t j = q->n; j > 0; j--) {
+        const dq_ent *e = &q->e[(q->head - j) & (DQ_DEPTH - 1)];
+        agg->add(e->acc, e->rec, e->len, e->ts, ud);
+    }
+    q->n = 0;
+}
+
+/* The record loop, compiled twice (always inlined with pf NULL or not), so
+ * that the path without prefetching (count, sum, small state) carries none
+ * of its tests. */
+static inline __attribute__((always_inline)) int slices_process(sl_ctx *ctx, win *w, sl_batch *in,
+                                                                const sl_agg_prefetch_fn pf)
 {
     const int64_t W = sl_ctx_current_watermark(ctx);
     const int64_t eb = expired_below(w, W);
@@ -780,6 +954,12 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
     const int64_t *const tsc = in->ts;
     const uint64_t *const hc = in->hash;
     kc_ent *const kc = w->kc;
+    dq q;
+    q.head = q.n = 0;
+#define DQ_FLUSH()                      \
+    do {                                \
+        if (q.n) dq_flush(&q, agg, ud); \
+    } while (0)
     /* The slice of the last record: consecutive records of one slice (the
      * common case) skip the division. t_lo <= t < t_hi is slice cur_n. */
     int64_t t_lo = 1, t_hi = 0, cur_n = 0;
@@ -800,7 +980,9 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
                                                : 0;
         }
         const int64_t n = cur_n;
+        if (pf) prefetch_ahead(w, in, i, t_lo, t_hi, n);
         if (__builtin_expect(cur_side, 0)) {
+            DQ_FLUSH();
             int rc = win_emit_input(ctx, cur_side, in, i);
             if (rc) return rc;
             continue;
@@ -829,8 +1011,12 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         } else {
             int created = 0;
             khdr **pp = sl_state_get(w->slices, h, key.ptr, key.len, &created);
-            if (!pp) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+            if (!pp) {
+                DQ_FLUSH();
+                return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for window state");
+            }
             if (created) {
+                DQ_FLUSH(); /* a new key: deferred adds go first */
                 kc_invalidate(w);
                 if (!(*pp = key_new(w, h, n, eb, W))) {
                     sl_state_remove(w->slices, h, key.ptr, key.len);
@@ -846,6 +1032,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             }
         }
         if (hd->base < eb) {
+            DQ_FLUSH();
             int rc = purge(w, &hd, h, key.ptr, key.len, eb);
             if (rc) return sl_ctx_fail(ctx, rc, "window slice list broken");
         }
@@ -857,7 +1044,26 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
         if (tag == n && n >= hd->base) { /* a tag equal to n is in the ring */
             acc = sl + 8;
             if (n <= hd->aux_hi) aux_touch(hd, n, w->k);
+            if (pf && !cur_due) {
+                /* The plain fast path: prefetch now, add DQ_DEPTH records
+                 * later (or at the next flush), in record order. aux_touch
+                 * and the early-firing marks below read no accumulator. */
+                pf(acc, rec.ptr, rec.len, ud);
+                dq_ent *e = &q.e[q.head & (DQ_DEPTH - 1)];
+                if (q.n == DQ_DEPTH)
+                    agg->add(e->acc, e->rec, e->len, e->ts, ud); /* the oldest */
+                else
+                    q.n++;
+                e->acc = acc;
+                e->rec = rec.ptr;
+                e->len = rec.len;
+                e->ts = t;
+                q.head++;
+                goto marks;
+            }
+            DQ_FLUSH();
         } else {
+            DQ_FLUSH(); /* slice_new may move the key's block */
             acc = slice_acc(w, hd, h, key.ptr, key.len, n);
             if (!acc) {
                 acc = slice_new(ctx, w, &hd, h, key.ptr, key.len, n); /* may move hd */
@@ -882,6 +1088,7 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
             int rc = record_slow(ctx, w, hd, h, key.ptr, key.len, n, W, is_new);
             if (rc) return rc;
         }
+    marks:
         if (w->early_ms) {
             kext *x = kx(hd);
             if (n < x->dlo) x->dlo = n;
@@ -890,11 +1097,28 @@ int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
                 x->early = 1;
                 int64_t due = sat64((__int128)sl_clock_ms() + w->early_ms);
                 int rc = sl_ctx_proc_timer(ctx, due, h, key.ptr, key.len);
-                if (rc) return rc;
+                if (rc) {
+                    DQ_FLUSH();
+                    return rc;
+                }
             }
         }
     }
+    DQ_FLUSH();
+#undef DQ_FLUSH
     return 0;
+}
+
+int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
+{
+    /* Prefetch and defer (sluice/operators.h, prefetch): only aggregates
+     * with the hook, only with enough state, and only the plain fast path
+     * of the loop defers. */
+    const sl_agg_prefetch_fn pf =
+        w->add_one || w->add_value || sl_state_count(w->slices) * w->sstride < sli_win_prefetch_min
+            ? NULL
+            : sl_agg_prefetch(w->agg);
+    return pf ? slices_process(ctx, w, in, pf) : slices_process(ctx, w, in, NULL);
 }
 
 int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t)
@@ -1004,6 +1228,7 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
     w->fea = first_end_after_calc(w, SL_TIME_MIN);
     w->eb = expired_below_calc(w, SL_TIME_MIN);
     w->kc = calloc(KC_SIZE, sizeof(kc_ent));
+    if (w->sstride >= 4096 && !(w->hp = calloc(1, sizeof(hp_pool)))) return SL_ENOMEM;
     w->kc_gen = 1;
     w->far = sl_ctx_state(ctx, "far", (uint32_t)(FAR_HDR + a8));
     if (!w->kc || !w->slices || !w->far) return SL_ENOMEM;
@@ -1012,15 +1237,15 @@ int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
 
 void sli_win_slices_close(win *w)
 {
-    if (!w->slices) return;
     size_t it = 0;
     sl_state_entry e;
-    while (sl_state_next(w->slices, &it, &e)) {
+    while (w->slices && sl_state_next(w->slices, &it, &e)) {
         khdr *hd;
         memcpy(&hd, e.value, sizeof(hd));
         block_free(w, hd, e.hash);
         memset(e.value, 0, sizeof(hd));
     }
+    hp_release(w);
 }
 
 /* --- snapshot and restore (off the record path) ----------------------------- */

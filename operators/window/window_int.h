@@ -60,6 +60,7 @@ typedef struct win_node_conf {
 } win_node_conf;
 
 struct kc_ent;
+struct hp_pool;
 
 /* One instance of a window node. */
 typedef struct win {
@@ -91,6 +92,7 @@ typedef struct win {
     int64_t fea_W, fea; /* memo: first_end_after(fea_W) */
     int64_t eb_W, eb;   /* memo: expired_below(eb_W) */
     struct kc_ent *kc;  /* hot keys: key -> khdr (tumbling, sliding) */
+    struct hp_pool *hp; /* blocks of large accumulators, in huge pages (slices.c) */
     uint32_t kc_gen;    /* entries of other generations are void */
 } win;
 
@@ -190,6 +192,10 @@ static inline int win_add_inline(const win *w, void *acc, const void *rec, uint3
  * Returns 0 or SL_ENOMEM (the caller frees w). */
 int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring);
 int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in);
+/* Aggregates with a prefetch hook take the prefetching record path only
+ * when keys x slot bytes reach this (1 MiB; a test knob: tests set it to 0
+ * before any pipeline runs, to drive that path with few keys). */
+extern size_t sli_win_prefetch_min;
 int sli_win_slices_timer(sl_ctx *ctx, win *w, const sl_timer *t);
 int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t);
 /* Snapshot / restore of an instance (slices.c draws the format): the

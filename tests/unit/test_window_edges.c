@@ -358,7 +358,8 @@ static void test_aggregate_tables(void **state)
                          my_add,
                          my_merge,
                          my_result,
-                         SL_AGG_INT64_SUM | SL_AGG_ADD_ONE};
+                         SL_AGG_INT64_SUM | SL_AGG_ADD_ONE,
+                         NULL};
     count_with(&mine, want, N(want));
     mine.flags = SL_AGG_INT64_SUM; /* sum-like: add() by call, merge inline */
     count_with(&mine, want, N(want));
@@ -392,7 +393,7 @@ static void expect_refused(const sl_aggregate *agg, const char *needle)
 static void test_aggregate_refused(void **state)
 {
     sl_aggregate a = {SL_AGGREGATE_VERSION, "bad", 8, 8, my_init, my_add, my_merge, my_result,
-                      SL_AGG_ADD_ONE};
+                      SL_AGG_ADD_ONE,       NULL};
     expect_refused(&a, "SL_AGG_ADD_ONE without SL_AGG_INT64_SUM");
     a.flags = SL_AGG_INT64_SUM;
     a.acc_size = 16;
@@ -401,7 +402,9 @@ static void test_aggregate_refused(void **state)
     a.flags = 0x80;
     expect_refused(&a, "unknown flags");
     a.flags = 0;
-    a.version = 3;
+    a.version = SL_AGGREGATE_VERSION + 1;
+    expect_refused(&a, "unknown version");
+    a.version = 0;
     expect_refused(&a, "unknown version");
     a.version = SL_AGGREGATE_VERSION;
     a.add = NULL;
