@@ -597,9 +597,13 @@ static void test_refused(void **state)
     e.agg = &sl_agg_count;
     e.early_ms = 10;
     expect_refused(&e, key_of, SL_ENOTSUP, "early firing");
-    static const sl_aggregate nm = {
-        SL_AGGREGATE_VERSION, "nomerge", 8, 8, no_merge_init, no_merge_add, NULL,
-        no_merge_result,      0};
+    static const sl_aggregate nm = {.version = SL_AGGREGATE_VERSION,
+                                    .name = "nomerge",
+                                    .acc_size = 8,
+                                    .result_size = 8,
+                                    .init = no_merge_init,
+                                    .add = no_merge_add,
+                                    .result = no_merge_result};
     sl_window_conf t = sl_window_tumbling(100, 0);
     t.agg = &nm;
     expect_refused(&t, key_of, SL_EINVAL, "merge()");
