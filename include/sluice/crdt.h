@@ -550,8 +550,9 @@ SL_API extern const sl_operator sl_crdt_replica_op;
  * the records' int64 values, as an sl_aggregate (sluice/operators.h) for
  * keyed rolling aggregates and windows; also sl_agg_by_name("distinct").
  * The accumulator is the sketch itself (sl_crdt_hll_init in the
- * accumulator's bytes, no pointers), so the engine may copy, snapshot and
- * restore it as bytes. add(): the value is read as for the built-ins
+ * accumulator's first bytes, no pointers; a (const sl_crdt_hll *) cast of it
+ * is the sketch) followed by its register histogram, so the engine may copy,
+ * snapshot and restore it as bytes. add(): the value is read as for the built-ins
  * (sl_agg_value; SL_AGG_UD_VALUE) and its 8 bytes are hashed with XXH3-64;
  * merge(): the union (register-wise max); result: int64, the estimate
  * rounded to the nearest integer (relative standard error about 0.81 %);
@@ -571,8 +572,10 @@ SL_API extern const sl_operator sl_crdt_replica_op;
 extern "C" {
 #endif
 
-#define SL_AGG_DISTINCT_P        14
-#define SL_AGG_DISTINCT_ACC_SIZE (8u + (1u << SL_AGG_DISTINCT_P))
+#define SL_AGG_DISTINCT_P 14
+/* The sketch (sl_crdt_hll_footprint(14) bytes), then its register
+ * histogram (68 x uint16: 66 counts and 2 of padding). */
+#define SL_AGG_DISTINCT_ACC_SIZE (8u + (1u << SL_AGG_DISTINCT_P) + 136u)
 SL_API extern const sl_aggregate sl_agg_distinct;
 
 #ifdef __cplusplus

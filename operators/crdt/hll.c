@@ -135,7 +135,10 @@ static double tau(double x)
 
 void sli_crdt_hll_histogram(const sl_crdt_hll *h, uint32_t c[SLI_CRDT_HLL_HIST])
 {
-    uint32_t s[8][SLI_CRDT_HLL_HIST];
+    /* 256 columns: a register's byte indexes them whatever it holds (a
+     * corrupt sketch must not write out of bounds); columns past 65 are
+     * dropped. */
+    uint32_t s[8][256];
     memset(s, 0, sizeof(s));
     uint32_t zero = 0;
     const uint8_t *r = h->reg;
@@ -163,10 +166,15 @@ void sli_crdt_hll_histogram(const sl_crdt_hll *h, uint32_t c[SLI_CRDT_HLL_HIST])
 double sl_crdt_hll_estimate(const sl_crdt_hll *h)
 {
     if (!h) return 0.0;
-    int q = 64 - h->p;
     uint32_t c[SLI_CRDT_HLL_HIST];
     sli_crdt_hll_histogram(h, c);
-    double m = (double)h->m;
+    return sli_crdt_hll_estimate_hist(c, h->p);
+}
+
+double sli_crdt_hll_estimate_hist(const uint32_t c[SLI_CRDT_HLL_HIST], int p)
+{
+    int q = 64 - p;
+    double m = (double)(1u << p);
     double z = m * tau(1.0 - (double)c[q + 1] / m);
     for (int k = q; k >= 1; k--) z = 0.5 * (z + (double)c[k]);
     z += m * sigma((double)c[0] / m);

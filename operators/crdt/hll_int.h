@@ -26,14 +26,26 @@ struct sl_crdt_hll {
 };
 _Static_assert(offsetof(struct sl_crdt_hll, reg) == 8, "the layout drawn above");
 
-/* sl_crdt_hll_add_hash, inline: one shift, one clz, one max. */
-static inline void sli_crdt_hll_add_hash(sl_crdt_hll *h, uint64_t hash)
+/* sl_crdt_hll_add_hash, inline: one shift, one clz, one max. Returns 1
+ * when the register rose, with its old and new values in *was and *now
+ * (for those who keep a histogram), else 0. */
+static inline int sli_crdt_hll_raise(sl_crdt_hll *h, uint64_t hash, uint8_t *was, uint8_t *now)
 {
     uint32_t idx = (uint32_t)(hash >> (64 - h->p));
     /* The sentinel bit caps the rank at 65 - p when the rest is all zero. */
     uint64_t w = (hash << h->p) | (1ull << (h->p - 1));
-    uint8_t rank = (uint8_t)(__builtin_clzll(w) + 1);
-    if (rank > h->reg[idx]) h->reg[idx] = rank;
+    uint8_t rank = (uint8_t)(__builtin_clzll(w) + 1), old = h->reg[idx];
+    if (rank <= old) return 0;
+    h->reg[idx] = rank;
+    *was = old;
+    *now = rank;
+    return 1;
+}
+
+static inline void sli_crdt_hll_add_hash(sl_crdt_hll *h, uint64_t hash)
+{
+    uint8_t was, now;
+    (void)sli_crdt_hll_raise(h, hash, &was, &now);
 }
 
 /* The histogram of the register values: c[v] = the number of registers
@@ -41,5 +53,10 @@ static inline void sli_crdt_hll_add_hash(sl_crdt_hll *h, uint64_t hash)
  * equal to the naive count. */
 #define SLI_CRDT_HLL_HIST 66
 void sli_crdt_hll_histogram(const sl_crdt_hll *h, uint32_t c[SLI_CRDT_HLL_HIST]);
+/* Ertl's estimate from a histogram c of the 2^p registers of a sketch of
+ * precision p: sl_crdt_hll_estimate(h) is
+ * sli_crdt_hll_estimate_hist(histogram of h, h->p), bit for bit. For those
+ * who keep the histogram as they add (the "distinct" aggregate). */
+double sli_crdt_hll_estimate_hist(const uint32_t c[SLI_CRDT_HLL_HIST], int p);
 
 #endif
