@@ -1177,7 +1177,8 @@ typedef struct bus {
     int n_out[BUS_N];
     size_t total, cancel_at;
     sl_pipeline *p;
-    int twice; /* an outcome came twice */
+    int twice;  /* an outcome came twice */
+    int silent; /* participants never answer */
 } bus;
 
 static int bus_decide(bus *b, const sl_saga_command *c)
@@ -1206,6 +1207,7 @@ static int cmd_sink(sl_ctx *ctx, void *self, sl_batch *in)
             pthread_mutex_unlock(&b->mu);
             return sl_ctx_fail(ctx, SL_ECORRUPT, "bad command");
         }
+        if (b->silent) continue;
         int st = bus_decide(b, &c);
         if (b->nlog == b->cap) {
             b->cap = b->cap ? 2 * b->cap : 1024;
@@ -1285,6 +1287,8 @@ static const sl_source bus_source = {.version = SL_SOURCE_VERSION,
 
 static sl_saga_step steps_loop[3];
 
+static int loop_time = SL_SAGA_EVENT_TIME;
+
 static int loop_run(bus *b, const vec *starts, int credits, int par, const char *chk)
 {
     sl_pipeline *p = sl_pipeline_new();
@@ -1292,6 +1296,7 @@ static int loop_run(bus *b, const vec *starts, int credits, int par, const char 
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_credits(p, credits);
     sl_saga_def d = def_of(steps_loop);
+    d.time = loop_time;
     sl_watermark_conf wm = {.delay = 0};
     sl_stream *rs = sl_pipeline_source(p, "replies", &bus_source, b, 0, &wm);
     sl_stream *cmds = sl_stream_saga(vec_node(p, "starts", starts), rs, "saga", &d);
@@ -1334,7 +1339,7 @@ static void rm_rf(const char *dir)
     assert_int_equal(system(cmd), 0);
 }
 
-static void loop_case(uint64_t seed, double fail, int credits, int par)
+static vec bus_starts(void)
 {
     static uint8_t sb[BUS_N][16];
     static sl_bytes sbb[BUS_N];
@@ -1345,7 +1350,13 @@ static void loop_case(uint64_t seed, double fail, int credits, int par)
         sbb[id].len = sl_saga_start_size(1);
         sts[id] = (int64_t)id;
     }
-    vec starts = {sbb, sts, BUS_N};
+    vec v = {sbb, sts, BUS_N};
+    return v;
+}
+
+static void loop_case(uint64_t seed, double fail, int credits, int par)
+{
+    vec starts = bus_starts();
     /* straight through */
     bus *ref = bus_new(seed, fail);
     loop_run(ref, &starts, credits, par, NULL);
@@ -1397,6 +1408,45 @@ static void test_pipeline_savepoint(void **state)
     loop_case(1, 0.3, 8, 1);
     loop_case(2, 0.3, 1, 1); /* one credit */
     loop_case(3, 0.2, 2, 2);
+}
+
+/* Processing time: silent participants, so every attempt times out by the
+ * wall clock whatever the timing (the outcome is fixed: step 0 tried 3
+ * times, its compensation twice, failed to compensate). Stopped with a
+ * savepoint at the first outcome and restarted: the deadlines of the sagas
+ * in flight are re-armed from their state (else they would never end). */
+static void test_pipeline_processing_time(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        steps_loop[i] = steps_plain[i];
+        steps_loop[i].timeout_ms = 20;
+    }
+    loop_time = SL_SAGA_PROCESSING_TIME;
+    vec starts = bus_starts();
+    for (int credits = 1; credits <= 8; credits += 7) {
+        char dir[] = "/tmp/sl_saga_chk_XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        bus *b = bus_new(1, 0);
+        b->silent = 1;
+        b->cancel_at = 1;
+        loop_run(b, &starts, credits, 1, dir);
+        printf("processing time, credits %d: %zu of %d sagas ended before the stop\n", credits,
+               b->total, BUS_N);
+        b->cancel_at = 0;
+        loop_run(b, &starts, credits, 1, dir);
+        assert_int_equal(b->total, BUS_N);
+        assert_false(b->twice);
+        for (size_t id = 0; id < BUS_N; id++) {
+            assert_int_equal(b->out[id].outcome, SL_SAGA_FAILED_TO_COMPENSATE);
+            assert_int_equal(b->out[id].cause, SL_SAGA_CAUSE_TIMEOUT);
+            assert_int_equal(b->out[id].step, 0);
+            assert_int_equal(b->out[id].attempt, 2);
+        }
+        rm_rf(dir);
+        bus_free(b);
+    }
+    loop_time = SL_SAGA_EVENT_TIME;
 }
 
 /* --- measurement (printed, not asserted) ------------------------------------------------- */
@@ -1492,6 +1542,7 @@ int main(void)
         cmocka_unit_test(test_pipeline_wiring),
         cmocka_unit_test(test_pipeline_refuses),
         cmocka_unit_test(test_pipeline_savepoint),
+        cmocka_unit_test(test_pipeline_processing_time),
         cmocka_unit_test(test_measure),
     };
     if (getenv("SAGA_TEST")) cmocka_set_test_filter(getenv("SAGA_TEST"));
