@@ -217,7 +217,7 @@ const char *sli_saga_def_invalid(const sl_saga_def *d)
     if (!d) return "needs a definition";
     if (d->version != SL_SAGA_VERSION) return "has an unknown version (want SL_SAGA_VERSION)";
     if (!d->steps || d->n_steps < 1 || d->n_steps > SL_SAGA_MAX_STEPS) return "needs 1..1024 steps";
-    if (d->max_data > SL_SAGA_MAX_DATA) return "max_data is above 65536";
+    if (d->max_data > SL_SAGA_MAX_DATA) return "max_data is above 65535";
     if (d->time != SL_SAGA_EVENT_TIME && d->time != SL_SAGA_PROCESSING_TIME)
         return "has an unknown time domain";
     for (uint32_t i = 0; i < d->n_steps; i++) {

@@ -34,9 +34,10 @@
  *    and its reply lost), so it IS compensated, first: participants must
  *    treat the compensation of an action they never applied as a success
  *    (a no-op).
- *  - The pivot itself cannot be undone: a timeout of its last attempt is
- *    retried again (the limit counts definite answers only); a final failure
- *    or retries used up by retryable failures compensate the steps before it.
+ *  - The pivot itself cannot be undone: a timeout of its action is always
+ *    retried, past the attempts limit (it may have been applied); only a
+ *    definite answer ends it: a final failure, or a retryable failure on an
+ *    attempt at or past the limit, compensates the steps before it.
  *  - After the pivot has succeeded the saga only goes forward: retryable
  *    failures and timeouts of later steps are retried without limit
  *    (attempts is ignored there; backoff keeps growing up to max_backoff_ms).
@@ -70,14 +71,20 @@
  *    arriving after the timeout, even if the watermark has not fired it yet.
  *    The participants must stamp replies with event times that move the
  *    watermark (e.g. the command's time plus their latency), and an idle
- *    input must not hold it back.
+ *    input must not hold it back. A late reply (behind the watermark) sets
+ *    its saga's next timer behind it too: that timer fires at the next
+ *    advance of the watermark, as in Flink.
  *  - SL_SAGA_PROCESSING_TIME: "now" is the wall clock (sl_clock_ms()),
  *    natural against live services that may never answer. Deadlines are
  *    kept in the saga's state and re-armed after a restore (a deadline that
  *    passed while the job was down fires at once). Outcomes then depend on
- *    timing, as a live system's do.
+ *    timing, as a live system's do. The engine drops processing-time timers
+ *    still pending when the input ends: sagas running then end in a later
+ *    run resumed from the checkpoint, not in this one.
  *
  * Emitted records carry "now" as their event time and the saga id's hash.
+ * The reason text of a reply is not kept (compact state): an outcome's
+ * reason is made from its cause, step names and attempt.
  *
  * State: engine keyed state, checkpointed with the rest of the job. A running
  * saga is one value of 24 + max_data bytes (rounded to 8) in table "run" plus
@@ -134,7 +141,7 @@
  *   14      2     done: actions that succeeded
  *   16      2     undone: compensations that succeeded
  *   18      2     reserved, 0
- *   20      4     attempt of the last command of the step named
+ *   20      4     attempt of the last command the saga sent
  *   24      rest  reason (text)
  *
  * Diverted (port 2, a dead-letter port):
@@ -160,7 +167,7 @@ extern "C" {
 #define SL_SAGA_VERSION          1
 #define SL_SAGA_MAX_STEPS        1024
 #define SL_SAGA_DEFAULT_MAX_DATA 64
-#define SL_SAGA_MAX_DATA         65536
+#define SL_SAGA_MAX_DATA         65535
 
 /* Build a command from the saga's data into `out` (append; it starts
  * empty). attempt counts from 1. Return 0, or a negative SL_E code: the
