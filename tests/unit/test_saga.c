@@ -1079,6 +1079,9 @@ static void wiring_run(int credits, int par)
     store_start(&st, 6, 3, "o");                  /* duplicate */
     store_start(&st, 7, 9, "0123456789abcdefXX"); /* 18 > max_data 16 */
     store_add(&st, 8, "short", 5);                /* malformed */
+    store_start(&st, 9, 6, "0123456789abcdef");   /* exactly max_data: runs */
+    store_start(&st, 10, 10, "bad0");             /* ends at once: step 0's builder fails */
+    store_start(&st, 11, 10, "o");                /* a duplicate of a finished saga */
     sl_saga_reply r = {777, 0, A, SL_SAGA_SUCCESS, 1, {NULL, 0}};
     uint8_t rb[SL_SAGA_REPLY_HDR];
     sl_saga_reply_write(rb, &r);
@@ -1102,35 +1105,56 @@ static void wiring_run(int credits, int par)
     sl_stream_sink(sl_stream_saga_diverted(cmds), "diverted", &sl_sink_collect, dc);
     int rc = sl_pipeline_run(p);
     if (rc) fail_msg("run: %s", sl_pipeline_errmsg(p));
-    /* 5 sagas x (A0.1 A0.2 A0.3 C0.1 C0.2) */
-    assert_int_equal(sl_collector_count(cc), 25);
-    assert_int_equal(sl_collector_count(oc), 5);
-    int seen[6] = {0};
-    for (size_t i = 0; i < 5; i++) {
+    /* 6 sagas x (A0.1 A0.2 A0.3 C0.1 C0.2); saga 10 sends nothing */
+    assert_int_equal(sl_collector_count(cc), 30);
+    assert_int_equal(sl_collector_count(oc), 7);
+    int seen[11] = {0};
+    for (size_t i = 0; i < 7; i++) {
         sl_saga_outcome o;
         assert_int_equal(sl_saga_outcome_read(sl_collector_get(oc, i, NULL), &o), 0);
-        assert_true(o.saga_id >= 1 && o.saga_id <= 5);
+        assert_true(o.saga_id >= 1 && o.saga_id <= 10);
         seen[o.saga_id]++;
+        if (o.saga_id == 10) {
+            assert_int_equal(o.outcome, SL_SAGA_COMPENSATED);
+            assert_int_equal(o.cause, SL_SAGA_CAUSE_BUILDER);
+            assert_int_equal(o.done, 0);
+            continue;
+        }
         assert_int_equal(o.outcome, SL_SAGA_FAILED_TO_COMPENSATE);
         assert_int_equal(o.cause, SL_SAGA_CAUSE_TIMEOUT);
         assert_int_equal(o.step, 0);
         assert_int_equal(o.attempt, 2);
+        assert_int_equal(o.undone, 0);
     }
-    for (int i = 1; i <= 5; i++) assert_int_equal(seen[i], 1);
+    for (int i = 1; i <= 6; i++) assert_int_equal(seen[i], 1);
+    assert_int_equal(seen[10], 1);
+    /* the commands of one saga, in order: attempts, then compensations,
+     * with the builder's bytes */
+    int next[11] = {0};
+    const char *order[5] = {"A0.1", "A0.2", "A0.3", "C0.1", "C0.2"};
+    for (size_t i = 0; i < sl_collector_count(cc); i++) {
+        sl_saga_command c;
+        assert_int_equal(sl_saga_command_read(sl_collector_get(cc, i, NULL), &c), 0);
+        assert_true(c.saga_id >= 1 && c.saga_id <= 6);
+        char t[32];
+        snprintf(t, sizeof(t), "%c%u.%u", c.kind ? 'C' : 'A', c.step, c.attempt);
+        assert_string_equal(t, order[next[c.saga_id]++]);
+        assert_int_equal(c.cmd.len, 3 + (c.saga_id == 6 ? 16 : 1));
+    }
     int why[8] = {0};
-    assert_int_equal(sl_collector_count(dc), 5);
+    assert_int_equal(sl_collector_count(dc), 6);
     for (size_t i = 0; i < sl_collector_count(dc); i++) {
         sl_saga_diverted_rec dv;
         assert_int_equal(sl_saga_diverted_read(sl_collector_get(dc, i, NULL), &dv), 0);
         why[dv.why]++;
     }
-    assert_int_equal(why[SL_SAGA_WHY_DUPLICATE], 1);
+    assert_int_equal(why[SL_SAGA_WHY_DUPLICATE], 2);
     assert_int_equal(why[SL_SAGA_WHY_TOO_LARGE], 1);
     assert_int_equal(why[SL_SAGA_WHY_MALFORMED], 2);
     assert_int_equal(why[SL_SAGA_WHY_UNKNOWN], 1);
     sl_pipeline_stats ps;
     sl_pipeline_stats_get(p, &ps);
-    assert_int_equal(ps.dead_letters, 5);
+    assert_int_equal(ps.dead_letters, 6);
     sl_collector_free(cc);
     sl_collector_free(oc);
     sl_collector_free(dc);
