@@ -29,10 +29,15 @@
  *    2; and a closed loop through an in-process participant bus (commands
  *    sink -> ledger -> reply log -> replies source), run straight through
  *    and run as two halves with a stop-with-savepoint in the middle: the
- *    outcomes are equal.
+ *    outcomes are equal (credits 1, 2 and 8; parallelism 1 and 2); and in
+ *    processing time with silent participants, stopped with a savepoint
+ *    while sagas wait and restarted: their deadlines are re-armed and every
+ *    saga ends (failed to compensate step 0, after its timeouts).
  *
- * The measurement (bytes of state per in-flight saga at 10^6 sagas, sagas/s
- * of the core loop) is printed by test_measure, never asserted.
+ * The measurement (bytes of state per in-flight saga at 10^6 sagas with
+ * their engine timers; sagas/s of the core loop, and end to end through the
+ * engine with in-process participants on 1 and 2 threads) is printed by
+ * test_measure, never asserted. Run one test with SAGA_TEST=<name>.
  */
 #include <inttypes.h>
 #include <pthread.h>
