@@ -14,6 +14,7 @@
  *   window.h      event-time windows, allowed lateness, late output
  *   broker.h      the built-in broker's log: topics, producers, readers, groups
  *   sqlite.h      the idempotent SQLite sink
+ *   saga.h        the saga operator: steps, compensations, timeouts, retries
  *
  * Meant for programs that use sluice; the library's own files include only
  * the headers they use.
@@ -36,5 +37,6 @@
 #include "sluice/server.h"
 #include "sluice/kafka.h"
 #include "sluice/crdt.h"
+#include "sluice/saga.h"
 
 #endif
