@@ -15,7 +15,7 @@
  *   1     sl_stream_saga_outcomes()     one outcome per saga, when it ends
  *   2     sl_stream_saga_diverted()     input that changed no saga, with why
  *
- * Semantics (the state machine of operators/saga.c, which tests/unit/
+ * Semantics (the state machine of operators/saga/saga.c, which tests/unit/
  * test_saga.c walks path by path):
  *
  *  - A start runs step 0's action (attempt 1). A success reply for the

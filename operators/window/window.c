@@ -1,9 +1,10 @@
 /*
  * operators/window/window.c - the window operator's shared part: conf
- * validation and copy, the builders (sl_stream_window and its side
- * outputs), the operator table that dispatches records and timers to the
- * tumbling / sliding code (slices.c) or the session code (sessions.c), and
- * the test hook (window_test.h). sluice/window.h states the semantics
+ * validation and copy, the builder sl_stream_window, and the operator table
+ * that dispatches records and timers to the tumbling / sliding code
+ * (slices.c) or the session code (sessions.c). The side-output builders and
+ * the test hook, which serve plain and combined windows alike, are in
+ * sides.c. sluice/window.h states the semantics
  * (Flink's), the ports and the result record layout; window_int.h draws the
  * module's files.
  *
@@ -13,8 +14,8 @@
  * stack; for aggregates with SL_AGG_UD_VALUE (the built-ins) the
  * sl_agg_value that agg_ud points to is copied too. The node conf also
  * records the input width, which the late and unassigned ports carry, and
- * which sl_stream_window_late() / _unassigned() find through
- * sl_stream_op_conf(out, &window_op), which answers only for a node that
+ * which sl_stream_window_late() / _unassigned() (sides.c) find through
+ * sl_stream_op_conf(out, sli_win_op()), which answers only for a node that
  * runs this table. Ports (sluice/window.h):
  *
  *   0  results                 declared by sl_stream_apply
@@ -41,7 +42,6 @@
 #include <inttypes.h>
 #include "operators/aggregate.h"
 #include "operators/window/window_int.h"
-#include "operators/window/window_test.h"
 
 static int64_t gcd64(int64_t a, int64_t b)
 {
@@ -204,19 +204,6 @@ int sli_win_sides(sl_stream *out, const sl_window_conf *c, uint32_t in_width)
     return 0;
 }
 
-/* The conf of the window node that made `out`, or NULL when another node
- * made it (error recorded, naming `what`). */
-static win_node_conf *node_conf_of(sl_stream *out, const char *what)
-{
-    win_node_conf *nc = sl_stream_op_conf(out, &window_op);
-    if (!nc) nc = sli_win_combined_conf(out); /* sl_stream_window_combined's final node */
-    if (nc) return nc;
-    if (out)
-        sl_pipeline_error(sl_stream_pipeline(out), SL_EINVAL,
-                          "%s: the stream is not the output of a window node", what);
-    return NULL;
-}
-
 sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_conf *c)
 {
     if (!in) return NULL;
@@ -238,39 +225,4 @@ sl_stream *sl_stream_window(sl_stream *in, const char *name, const sl_window_con
     sl_stream *out = sl_stream_apply(in, name, &window_op, nc, 0);
     if (!out) return NULL;
     return sli_win_sides(out, c, nc->in_width) ? NULL : out;
-}
-
-sl_stream *sl_stream_window_late(sl_stream *out)
-{
-    const win_node_conf *nc = node_conf_of(out, "window_late");
-    return nc ? sl_stream_side(out, WIN_PORT_LATE, nc->in_width) : NULL;
-}
-
-sl_stream *sl_stream_window_early(sl_stream *out)
-{
-    const win_node_conf *nc = node_conf_of(out, "window_early");
-    if (!nc) return NULL;
-    if (nc->c.early_ms <= 0) {
-        sl_pipeline_error(sl_stream_pipeline(out), SL_EINVAL,
-                          "window_early: the window node has no early firing (early_ms is 0)");
-        return NULL;
-    }
-    return sl_stream_side(out, WIN_PORT_EARLY, 0);
-}
-
-sl_stream *sl_stream_window_unassigned(sl_stream *out)
-{
-    const win_node_conf *nc = node_conf_of(out, "window_unassigned");
-    return nc ? sl_stream_side_as(out, WIN_PORT_UNASSIGNED, nc->in_width, SL_PORT_DEAD_LETTER)
-              : NULL;
-}
-
-/* --- test hook ---------------------------------------------------------------------------- */
-
-int sli_window_test_ring(sl_stream *window_out, uint32_t slots)
-{
-    win_node_conf *nc = node_conf_of(window_out, "window test ring");
-    if (!nc) return SL_EINVAL;
-    nc->test_ring = slots;
-    return 0;
 }

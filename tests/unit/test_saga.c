@@ -1,10 +1,10 @@
 /*
- * tests/unit/test_saga.c - the saga operator (operators/saga.c,
+ * tests/unit/test_saga.c - the saga operator (operators/saga/saga.c,
  * sluice/saga.h).
  *
  * Two levels:
  *
- *  - The state machine alone (operators/saga_int.h), driven in a closed
+ *  - The state machine alone (operators/saga/saga_int.h), driven in a closed
  *    loop by a discrete-event harness: a heap of replies and timers in
  *    virtual event time, and a model of idempotent participants (a ledger
  *    per idempotency key: an action or compensation is applied at most
@@ -53,7 +53,7 @@
 #include <cmocka.h>
 #include "sluice/sluice.h"
 #include "engine/timer.h"
-#include "operators/saga_int.h"
+#include "operators/saga/saga_int.h"
 
 #define NONE_TS        INT64_MIN
 #define SILENT         3 /* a decision: no reply, not applied */

@@ -1,8 +1,8 @@
 /*
- * operators/saga.c - the saga operator: a state machine per saga id, kept
+ * operators/saga/saga.c - the saga operator: a state machine per saga id, kept
  * in engine keyed state, driven by starts, replies and timers.
  *
- * Two layers. The core (sli_saga_*, operators/saga_int.h) is the state
+ * Two layers. The core (sli_saga_*, operators/saga/saga_int.h) is the state
  * machine alone: it reads and writes one saga's fixed-size state value and
  * acts on the world through four callbacks (emit a command, emit an
  * outcome, set / delete the saga's timer). The operator below maps those to
@@ -58,7 +58,7 @@
 #include "sluice/pipeline.h"
 #include "sluice/saga.h"
 #include "sluice/state.h"
-#include "operators/saga_int.h"
+#include "operators/saga/saga_int.h"
 
 #define NO_DEADLINE    INT64_MIN
 #define NO_STEP        0xFFFFu

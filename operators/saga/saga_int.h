@@ -1,12 +1,12 @@
 /*
- * operators/saga_int.h - private: the saga state machine without the
+ * operators/saga/saga_int.h - private: the saga state machine without the
  * engine, so that tests can drive it step by step in a closed loop with a
- * model of the participants (operators/saga.c implements it; the operator
+ * model of the participants (operators/saga/saga.c implements it; the operator
  * there is a thin shell that maps the io callbacks to sl_emit_port and
  * timers). Not under include/: internals, with the sli_ prefix.
  */
-#ifndef SLUICE_OPERATORS_SAGA_INT_H
-#define SLUICE_OPERATORS_SAGA_INT_H
+#ifndef SLUICE_OPERATORS_SAGA_SAGA_INT_H
+#define SLUICE_OPERATORS_SAGA_SAGA_INT_H
 
 #include <stdint.h>
 #include "sluice/operator.h"
