@@ -121,48 +121,28 @@ typedef struct comb_conf {
 
 static const sl_operator comb_op, fin_op;
 
-/* --- slices (as slices.c computes them) ------------------------------------------------ */
+/* --- slices: the grid of window_int.h (the window's own rule) ------------------------- */
 
 static inline int64_t sat64(__int128 x)
 {
-    return x > INT64_MAX ? INT64_MAX : x < INT64_MIN ? INT64_MIN : (int64_t)x;
+    return sli_win_sat(x);
 }
-
-static inline int64_t fdiv128(__int128 a, __int128 b)
-{
-    __int128 q = a / b;
-    if ((a % b) != 0 && ((a < 0) != (b < 0))) q--;
-    return sat64(q);
-}
-
-/* First and last window end (in slices) of a window holding slice n; the
- * slice is in no window when first > last. */
 static inline int64_t first_end(const comb_conf *c, int64_t n)
 {
-    return sat64((__int128)c->s * -fdiv128(-((__int128)n - c->k + 1), c->s) + c->k);
+    return sli_win_first_end(c->k, c->s, n);
 }
 static inline int64_t last_end(const comb_conf *c, int64_t n)
 {
-    return sat64((__int128)c->s * fdiv128(n, c->s) + c->k);
+    return sli_win_last_end(c->k, c->s, n);
 }
 /* The watermark that fires the first window of slice n. */
 static inline int64_t due_of(const comb_conf *c, int64_t n)
 {
-    return sat64((__int128)c->off + (__int128)first_end(c, n) * c->g - 1);
+    return sli_win_fire_ms(c->off, c->g, first_end(c, n));
 }
 static inline int64_t slice_start(const comb_conf *c, int64_t n)
 {
     return sat64((__int128)c->off + (__int128)n * c->g);
-}
-
-static int64_t gcd64(int64_t a, int64_t b)
-{
-    while (b) {
-        int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
 }
 
 /* --- the shuffle's key function --------------------------------------------------------- */
@@ -279,7 +259,7 @@ static int comb_process(sl_ctx *ctx, void *self, sl_batch *in)
     for (uint32_t i = 0; i < in->count; i++) {
         const int64_t t = in->ts[i];
         if (__builtin_expect(t < t_lo || t >= t_hi, 0)) {
-            n = fdiv128((__int128)t - c->off, c->g);
+            n = sli_win_slice_of(c->off, c->g, t);
             t_lo = slice_start(c, n);
             t_hi = sat64((__int128)t_lo + c->g);
             if (t_hi == INT64_MAX) t_hi = t_lo; /* no caching at the limit */
@@ -554,7 +534,7 @@ static int fin_process(sl_ctx *ctx, void *self, sl_batch *in)
         uint8_t tag = r.len ? p[r.len - 1] : 0xFF;
         if (tag == TAG_PART && r.len > c->acc_size) {
             /* never true while the invariant holds (see the top) */
-            if (__builtin_expect(W >= due_of(c, fdiv128((__int128)in->ts[i] - c->off, c->g)), 0))
+            if (__builtin_expect(W >= due_of(c, sli_win_slice_of(c->off, c->g, in->ts[i])), 0))
                 return sl_ctx_fail(ctx, SL_ESTATE,
                                    "a partial aggregate of slice [%" PRId64 ", ...) came after the "
                                    "watermark (%" PRId64 ") fired its window (was an input of the "
@@ -694,11 +674,7 @@ sl_stream *sl_stream_window_combined(sl_stream *in, const char *name, sl_key_fn 
     c->ud = c->wn.c.agg_ud;
     c->key = key;
     c->key_ud = key_ud;
-    const int64_t slide = conf->kind == SL_WINDOW_TUMBLING ? conf->size : conf->slide;
-    c->g = gcd64(conf->size, slide);
-    c->off = conf->offset % slide; /* as window.c */
-    c->k = conf->size / c->g;
-    c->s = slide / c->g;
+    sli_win_grid(conf, &c->off, &c->g, &c->k, &c->s); /* the window's own slicing */
     c->acc_size = conf->agg->acc_size;
     c->accr = (c->acc_size + 7u) & ~7u;
     c->i64 = (flags & SL_AGG_INT64_SUM) != 0;

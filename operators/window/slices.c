@@ -199,44 +199,31 @@ typedef struct far_hdr {
 
 #define NONE INT64_MIN
 
-/* Slice numbers and times. Slice n is [off + n g, off + (n + 1) g); window
- * ends, in slices, are e = m s + k (its slices [e - k, e)); a window ending
- * at slice e fires when the watermark reaches off + e g - 1. 128-bit
- * intermediates: times near the int64 limits must not overflow. */
+/* Slice numbers and times: the grid of window_int.h, on the instance's
+ * constants. */
 static inline int64_t fdiv128(__int128 a, __int128 b)
 {
-    if (a >= INT64_MIN && a <= INT64_MAX && b > 0 && b <= INT64_MAX) {
-        /* 64-bit operands (the usual case): no 128-bit division */
-        int64_t x = (int64_t)a, y = (int64_t)b, q = x / y;
-        return (x % y != 0 && x < 0) ? q - 1 : q;
-    }
-    __int128 q = a / b;
-    if ((a % b) != 0 && ((a < 0) != (b < 0))) q--;
-    if (q > INT64_MAX) return INT64_MAX;
-    if (q < INT64_MIN) return INT64_MIN;
-    return (int64_t)q;
+    return sli_win_fdiv(a, b);
 }
 static inline int64_t sat64(__int128 x)
 {
-    return x > INT64_MAX ? INT64_MAX : x < INT64_MIN ? INT64_MIN : (int64_t)x;
+    return sli_win_sat(x);
 }
 static inline int64_t slice_of(const win *w, int64_t t)
 {
-    return fdiv128((__int128)t - w->off, w->g);
+    return sli_win_slice_of(w->off, w->g, t);
 }
-/* Time (ms) at which the window ending at slice e fires. */
 static inline int64_t fire_ms(const win *w, int64_t e)
 {
-    return sat64((__int128)w->off + (__int128)e * w->g - 1);
+    return sli_win_fire_ms(w->off, w->g, e);
 }
-/* First and last window end (slices) of the windows holding slice n. */
 static inline int64_t first_end(const win *w, int64_t n)
 {
-    return sat64((__int128)w->s * -fdiv128(-((__int128)n - w->k + 1), w->s) + w->k);
+    return sli_win_first_end(w->k, w->s, n);
 }
 static inline int64_t last_end(const win *w, int64_t n)
 {
-    return sat64((__int128)w->s * fdiv128(n, w->s) + w->k);
+    return sli_win_last_end(w->k, w->s, n);
 }
 /* Smallest window end whose firing time is above W. */
 static int64_t first_end_after_calc(const win *w, int64_t W)
@@ -1207,8 +1194,6 @@ int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
 
 int sli_win_slices_open(sl_ctx *ctx, win *w, uint32_t ring)
 {
-    w->k = w->size / w->g;
-    w->s = w->slide / w->g;
     w->blocks = w->k > w->s;
     /* Ring: a window, the allowed lateness and as much again for
      * out-of-order records ahead of the watermark; capped (far slices take

@@ -43,16 +43,6 @@
 #include "operators/aggregate.h"
 #include "operators/window/window_int.h"
 
-static int64_t gcd64(int64_t a, int64_t b)
-{
-    while (b) {
-        int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* --- operator table ------------------------------------------------------------------- */
 
 static int win_process(sl_ctx *ctx, void *self, sl_batch *in)
@@ -111,10 +101,12 @@ static int win_open(sl_ctx *ctx, void **self)
     w->kind = c->kind;
     w->size = c->size;
     w->slide = c->kind == SL_WINDOW_TUMBLING ? c->size : c->slide;
-    w->off = c->kind == SL_WINDOW_SESSION ? 0 : c->offset % w->slide;
+    if (c->kind == SL_WINDOW_SESSION)
+        w->g = 1;
+    else
+        sli_win_grid(c, &w->off, &w->g, &w->k, &w->s);
     w->gap = c->gap;
     w->L = c->lateness;
-    w->g = c->kind == SL_WINDOW_SESSION ? 1 : gcd64(w->size, w->slide);
     w->agg = c->agg;
     w->ud = c->agg_ud;
     w->acc_size = c->agg->acc_size;

@@ -40,6 +40,66 @@
 #include "sluice/window.h"
 #include "operators/aggregate.h"
 
+/* --- the slice grid (window.c, slices.c and combine.c: one rule) ---------------------- */
+
+/* Tumbling and sliding windows cut time into slices of g = gcd(size,
+ * slide): slice n is [off + n g, off + (n + 1) g), off = offset mod slide.
+ * Window ends, in slices, are e = m s + k (its slices [e - k, e)), with
+ * k = size / g and s = slide / g; the window ending at slice e fires when
+ * the watermark reaches off + e g - 1. 128-bit intermediates: times near
+ * the int64 limits must not overflow (results saturate). */
+static inline int64_t sli_win_sat(__int128 x)
+{
+    return x > INT64_MAX ? INT64_MAX : x < INT64_MIN ? INT64_MIN : (int64_t)x;
+}
+/* floor(a / b), saturated; b != 0. */
+static inline int64_t sli_win_fdiv(__int128 a, __int128 b)
+{
+    if (a >= INT64_MIN && a <= INT64_MAX && b > 0 && b <= INT64_MAX) {
+        /* 64-bit operands (the usual case): no 128-bit division */
+        int64_t x = (int64_t)a, y = (int64_t)b, q = x / y;
+        return (x % y != 0 && x < 0) ? q - 1 : q;
+    }
+    __int128 q = a / b;
+    if ((a % b) != 0 && ((a < 0) != (b < 0))) q--;
+    return sli_win_sat(q);
+}
+/* off, g, k, s of a valid tumbling or sliding conf. */
+static inline void sli_win_grid(const sl_window_conf *c, int64_t *off, int64_t *g, int64_t *k,
+                                int64_t *s)
+{
+    const int64_t slide = c->kind == SL_WINDOW_TUMBLING ? c->size : c->slide;
+    int64_t a = c->size, b = slide;
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    *g = a;
+    *off = c->offset % slide;
+    *k = c->size / a;
+    *s = slide / a;
+}
+static inline int64_t sli_win_slice_of(int64_t off, int64_t g, int64_t t)
+{
+    return sli_win_fdiv((__int128)t - off, g);
+}
+/* Watermark (ms) at which the window ending at slice e fires. */
+static inline int64_t sli_win_fire_ms(int64_t off, int64_t g, int64_t e)
+{
+    return sli_win_sat((__int128)off + (__int128)e * g - 1);
+}
+/* First and last window end (slices) of the windows holding slice n; the
+ * slice is in no window when first > last (slide > size: gaps). */
+static inline int64_t sli_win_first_end(int64_t k, int64_t s, int64_t n)
+{
+    return sli_win_sat((__int128)s * -sli_win_fdiv(-((__int128)n - k + 1), s) + k);
+}
+static inline int64_t sli_win_last_end(int64_t k, int64_t s, int64_t n)
+{
+    return sli_win_sat((__int128)s * sli_win_fdiv(n, s) + k);
+}
+
 /* Ports of a window node (sluice/window.h draws them). */
 #define WIN_PORT_RESULT     0
 #define WIN_PORT_LATE       1
