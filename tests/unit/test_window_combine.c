@@ -456,6 +456,29 @@ static void test_exact_one_source(void **state)
     free(e);
 }
 
+/* Event times at the int64 limits: the slice grid saturates there, and the
+ * combiner must pre-aggregate and pass records on exactly as the window
+ * judges them (late records included), one source, one credit. */
+static void test_int64_extremes(void **state)
+{
+    (void)state;
+    const int n = 600;
+    const int64_t t0s[2] = {INT64_MIN + 1000, INT64_MAX - 700};
+    for (int e0 = 0; e0 < 2; e0++) {
+        ev *e = make_events(n, t0s[e0], 5, 15, 25, 400, 1, 7 + (uint64_t)e0);
+        for (int kind = 0; kind < 3; kind++) {
+            sl_window_conf wc = conf_of(kind, kind == 1 ? &sl_agg_distinct : &sl_agg_sum, 0);
+            src_conf sc = {.evs = e, .n = n, .chunk = 16};
+            rcfg rc = {.par_src = 1, .par_win = 2, .credits = 1};
+            char what[128];
+            snprintf(what, sizeof(what), "%s near %s", kind_name[kind],
+                     e0 ? "INT64_MAX" : "INT64_MIN");
+            compare(&sc, 15, &wc, rc, what, NULL, NULL);
+        }
+        free(e);
+    }
+}
+
 /* Several upstream instances (2 and 3 combiners): each window's last result
  * and the records in no window. */
 static void test_several_upstream(void **state)
@@ -653,9 +676,10 @@ static void test_explain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exact_one_source), cmocka_unit_test(test_several_upstream),
-        cmocka_unit_test(test_saving),           cmocka_unit_test(test_restart),
-        cmocka_unit_test(test_refused),          cmocka_unit_test(test_explain),
+        cmocka_unit_test(test_exact_one_source), cmocka_unit_test(test_int64_extremes),
+        cmocka_unit_test(test_several_upstream), cmocka_unit_test(test_saving),
+        cmocka_unit_test(test_restart),          cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_explain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
