@@ -42,6 +42,7 @@ static const struct {
     {"ysb", "Yahoo Streaming Benchmark: views per campaign per 10 s window", job_ysb},
     {"crdt-replicas", "N regions converge on CRDT page stats by exchanging deltas on a topic",
      job_crdt_replicas},
+    {"saga", "orders as sagas (reserve, charge, ship) against participants on topics", job_saga},
 };
 #define N_JOBS (sizeof(jobs) / sizeof(jobs[0]))
 

@@ -82,6 +82,7 @@ int job_generate(int argc, char **argv, const jobs_runner *r);
 int job_window_agg(int argc, char **argv, const jobs_runner *r);
 int job_ysb(int argc, char **argv, const jobs_runner *r);
 int job_crdt_replicas(int argc, char **argv, const jobs_runner *r);
+int job_saga(int argc, char **argv, const jobs_runner *r);
 
 /* --- option parsing ----------------------------------------------------------------- */
 
