@@ -10,7 +10,7 @@
 # --guarantee at-least-once runs the same trials without exactly-once: the file and
 # topic scenarios then show duplicates (the SQLite sink's upserts stay exact).
 #
-# Four scenarios, all with --guarantee exactly-once --checkpoint-interval 100ms:
+# Five scenarios, all with --guarantee exactly-once --checkpoint-interval 100ms:
 #   window-agg-file   window-agg, CSV file in -> --out FILE (the transactional file sink)
 #   window-agg-topic  window-agg, broker topic in -> --out-topic (one broker transaction
 #                     per checkpoint), read back with consume --isolation read_committed
@@ -21,12 +21,20 @@
 #   ysb-topic-sqlite  ysb, JSON events of the original benchmark in a topic -> --sqlite DB
 #                     --table T (upserts, one SQLite transaction per checkpoint; read with
 #                     the sqlite3 shell, else python3's sqlite3 module)
+#   saga              the saga job: orchestrator and participants, two pipelines talking
+#                     through topics of the built-in broker (in the checkpoint directory),
+#                     each checkpointing on its own; --out FILE (the transactional file
+#                     sink) holds the outcome lines; besides the lines, the last run's
+#                     check line (which reads the participants' committed ledger back:
+#                     no step applied twice, none held or kept for an unshipped order)
+#                     must be the reference's, "failed: 0, stuck: 0, ledger: consistent"
 # Sizes (each run ~1-2 s here): 3M CSV events, 1,000 keys; the file gets 2 s tumbling
 # windows, the topic 20 s ones, so that many checkpoints have no output (a sink's empty
 # transaction is a case of its own: it found a roll-forward that committed a later
 # transaction); ysb 400,000 JSON events into 2 partitions. A sanitizer build gets a
-# fifth of the events over the same event time.
-# Trial i runs scenario i mod 4 (of those this build has; one missing is named on
+# fifth of the events over the same event time. The saga job runs 3,000 orders at
+# fail rate 0.1 and timeout rate 0.05 (~5 s: each round trip waits for two commits).
+# Trial i runs scenario i mod 5 (of those this build has; one missing is named on
 # stderr and skipped). Per scenario, once per run of this script: the input, and an
 # uninterrupted reference run of the same command (timed: T). Per trial, with the
 # generator seeded from (S, i): K = 0..3 kills; the job starts in the background with
@@ -390,7 +398,26 @@ EOF
     fi
 }
 
-all_scens=(window_agg_file window_agg_topic window_agg_kafka ysb_topic_sqlite)
+# saga: --fail-rate 0.1 --timeout-rate 0.05, so that retries, timeouts and
+# compensations are all crossed by kills. Scenario hook check_saga: the last check line.
+SAGA_ORDERS=${CRASH_SAGA_ORDERS:-3000}
+saga_job=(run saga --orders "$SAGA_ORDERS" --fail-rate 0.1 --timeout-rate 0.05 --seed 7)
+avail_saga() {
+    accepts run saga --orders 1 --checkpoint-dir x "${ck_opts[@]}" ||
+        { echo "sluice run saga is missing, or takes no --checkpoint-dir / --guarantee"; return 1; }
+}
+prep_saga() { :; }
+fresh_saga() { :; }
+args_saga() { cmd=("${saga_job[@]}" --out "$1/out.txt" --checkpoint-dir "$2" "${ck_opts[@]}"); }
+read_saga() { [ ! -e "$1/out.txt" ] || cat "$1/out.txt"; }
+check_saga() { # DIR: prints why not and fails unless its last check line is the reference's
+    local want got
+    want=$(tail -n 1 "$work/ref-saga/run.out")
+    got=$(tail -n 1 "$1/run.out")
+    [ "$got" = "$want" ] || { echo "the last check line is '$got', not the reference's '$want'"; return 1; }
+}
+
+all_scens=(window_agg_file window_agg_topic window_agg_kafka ysb_topic_sqlite saga)
 
 # ref_NAME: the reference output (sorted) and its time, made once.
 declare -A ref_ms=()
@@ -422,6 +449,23 @@ make_reference() { # NAME
         c=$(compare "$d/plain" "$d/lines")
         if [ "$c" != "0 0 0" ]; then
             echo "crash trials: $s: the uninterrupted exactly-once run differs from a plain run (duplicates missing foreign: $c)" >&2
+            return 1
+        fi
+    fi
+    # The saga job: the same outcomes as a plain run, and a clean check line.
+    if [ "$s" = saga ]; then
+        "$bin" "${saga_job[@]}" --out "$d/plain" >"$d/plain.check" 2>"$d/plain.err" ||
+            { cat "$d/plain.err" >&2; return 1; }
+        local c
+        c=$(compare "$d/plain" "$d/lines")
+        if [ "$c" != "0 0 0" ]; then
+            echo "crash trials: $s: the uninterrupted exactly-once run differs from a plain run (duplicates missing foreign: $c)" >&2
+            return 1
+        fi
+        local line
+        line=$(tail -n 1 "$d/run.out")
+        if [[ $line != *", failed: 0, stuck: 0, ledger: consistent" ]] || [ "$line" != "$(tail -n 1 "$d/plain.check")" ]; then
+            echo "crash trials: $s: the reference's check line is '$line', the plain run's '$(tail -n 1 "$d/plain.check")'" >&2
             return 1
         fi
     fi
@@ -502,6 +546,9 @@ trial() {
                 why="the run after the finished one changed the output"
                 cp "$d/again" "$d/lines"
             fi
+            if [ -z "$why" ] && declare -F "check_$s" >/dev/null; then
+                why=$("check_$s" "$d") && why=""
+            fi
         fi
     fi
     t_dup=0 t_miss=0 t_foreign=0
@@ -581,7 +628,7 @@ for s in "${all_scens[@]}"; do
 done
 if [ ${#scens[@]} = 0 ]; then
     if [ -n "$only_scen" ] && ! has " ${all_scens[*]} ${all_scens[*]//_/-} " " $only_scen "; then
-        die "unknown scenario '$only_scen' (window-agg-file, window-agg-topic, window-agg-kafka, ysb-topic-sqlite)"
+        die "unknown scenario '$only_scen' (window-agg-file, window-agg-topic, window-agg-kafka, ysb-topic-sqlite, saga)"
     fi
     echo "crash trials: no scenario can run on this build" >&2
     if [ "$ctest_mode" = 1 ]; then
