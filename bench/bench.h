@@ -24,5 +24,7 @@ int bench_kafka(int argc, char **argv);
 int bench_crdt(int argc, char **argv);
 /* bench/bench_kafka_e2e.c */
 int bench_kafka_e2e(int argc, char **argv);
+/* bench/bench_saga.c */
+int bench_saga(int argc, char **argv);
 
 #endif

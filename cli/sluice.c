@@ -56,6 +56,8 @@ static const struct {
     {"ysb", "the ysb job on its generator, against a hand-written YSB loop", bench_ysb},
     {"windows", "sliding against tumbling windows; window result latency", bench_windows},
     {"crdt", "CRDT updates, merges, sizes; window distinct against count and exact", bench_crdt},
+    {"saga", "the saga job end to end against a hand-written saga loop; latency, state",
+     bench_saga},
     {"broker", "built-in broker: append against dd, sequential read, latency", bench_broker},
     {"checkpoint", "throughput with 1 s / 100 ms checkpoints, stalls, 1M-key recovery",
      bench_checkpoint},
