@@ -88,9 +88,20 @@
  *
  * State: engine keyed state, checkpointed with the rest of the job. A running
  * saga is one value of 24 + max_data bytes (rounded to 8) in table "run" plus
- * one pending timer; a finished saga leaves 8 bytes in table "done" (its
- * outcome, so that duplicates are recognised). Nothing is allocated per
- * record.
+ * one pending timer; a finished saga leaves 8 bytes in table "done" (when it
+ * may be forgotten), so that duplicates are recognised. Nothing is allocated
+ * per record.
+ *
+ * Finished ids. With def.done_ttl_ms = 0 a finished id is kept for ever: a
+ * start for it is always a duplicate, and the table grows by one entry per
+ * saga. With done_ttl_ms = T > 0 the id is forgotten T ms after the outcome
+ * (its "now"): a timer removes the entry, and, by the same rule as a
+ * deadline, a record whose time is at or past that moment already finds the
+ * id forgotten, whether or not the timer has fired - so outcomes stay
+ * determined by the input. A start for a forgotten id runs a new saga, and a
+ * reply for it is diverted as UNKNOWN: choose T longer than duplicates and
+ * stray replies can arrive late (as Flink's state TTL, or a Kafka producer's
+ * idempotence window).
  *
  * Ownership: sl_stream_saga() copies the def, its step array and the step
  * names (a stack def is fine); the builders' ud pointers are borrowed and
@@ -202,6 +213,9 @@ typedef struct sl_saga_def {
     uint32_t n_steps;  /* 1 .. SL_SAGA_MAX_STEPS */
     uint32_t max_data; /* data bytes kept per saga; 0: SL_SAGA_DEFAULT_MAX_DATA */
     int time;          /* enum sl_saga_time */
+    /* How long a finished saga's id is remembered, in the time domain's
+     * ms from its outcome; 0: for ever. See "Finished ids" above. */
+    int64_t done_ttl_ms;
 } sl_saga_def;
 
 enum sl_saga_kind { SL_SAGA_ACTION = 0, SL_SAGA_COMPENSATION = 1 };

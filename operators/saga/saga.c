@@ -34,9 +34,14 @@
  *  - steps below the compensation start all have compensations (the pivot
  *    is the first step without one, and compensation never starts once it
  *    has passed), so undone = compensation start + 1 - current step;
- *  - a saga id ends at most once: at its outcome it moves from table "run"
- *    to table "done" (8 bytes: the outcome), and a start for an id in
- *    either table is diverted as a duplicate.
+ *  - a saga id ends at most once while it is remembered: at its outcome it
+ *    moves from table "run" to table "done" (8 bytes: the time it is
+ *    forgotten, int64 little-endian; INT64_MAX with no done_ttl_ms), and a
+ *    start for an id in either table is diverted as a duplicate;
+ *  - with done_ttl_ms, a done entry is gone once "now" reaches its time:
+ *    lookups treat it as absent from then on (done_find), and a timer at that
+ *    time, under the id's 8-byte key like the saga's own timers, removes it
+ *    (it can tell itself from a stale saga timer: those are all earlier).
  *
  * Time domains: event time (default; timers are engine event-time timers,
  * checkpointed with the state; an outcome depends on the input records and
@@ -220,6 +225,7 @@ const char *sli_saga_def_invalid(const sl_saga_def *d)
     if (d->max_data > SL_SAGA_MAX_DATA) return "max_data is above 65535";
     if (d->time != SL_SAGA_EVENT_TIME && d->time != SL_SAGA_PROCESSING_TIME)
         return "has an unknown time domain";
+    if (d->done_ttl_ms < 0) return "has a negative done_ttl_ms";
     for (uint32_t i = 0; i < d->n_steps; i++) {
         const sl_saga_step *s = &d->steps[i];
         if (!s->name || !*s->name) return "has a step without a name";
@@ -589,7 +595,8 @@ static void saga_close(void *self)
 }
 
 /* Processing time after a restore: the engine kept no processing-time
- * timers, the states kept their deadlines. */
+ * timers, the states kept their deadlines (and, with a TTL, the done
+ * entries when they are forgotten). */
 static int rearm(saga_self *s)
 {
     s->rearm = 0;
@@ -599,6 +606,13 @@ static int rearm(saga_self *s)
         const sli_saga_st *st = e.value;
         if (st->deadline == NO_DEADLINE) continue;
         int rc = sl_ctx_proc_timer(s->ctx, st->deadline, e.hash, e.key, e.key_len);
+        if (rc) return rc;
+    }
+    if (s->core.def.done_ttl_ms <= 0) return 0;
+    it = 0;
+    while (sl_state_next(s->done, &it, &e)) {
+        int rc =
+            sl_ctx_proc_timer(s->ctx, (int64_t)sli_saga_get64(e.value), e.hash, e.key, e.key_len);
         if (rc) return rc;
     }
     return 0;
@@ -616,13 +630,33 @@ static int divert(saga_self *s, int input, int why, int64_t ts, uint64_t hash, s
     return 0;
 }
 
-static int ended(saga_self *s, const uint8_t *key, uint64_t hash, int outcome)
+/* Saga `key` ended at `now`: from "run" to "done", remembered until
+ * now + done_ttl_ms (for ever without a TTL), with a timer to forget it. */
+static int ended(saga_self *s, const uint8_t *key, uint64_t hash, int64_t now)
 {
     sl_state_remove(s->run, hash, key, 8);
     uint8_t *d = sl_state_get(s->done, hash, key, 8, NULL);
     if (!d) return sl_ctx_fail(s->ctx, SL_ENOMEM, "out of memory for saga state");
-    d[0] = (uint8_t)outcome;
-    return 0;
+    int64_t ttl = s->core.def.done_ttl_ms, until = INT64_MAX;
+    if (ttl > 0) until = now > INT64_MAX - ttl ? INT64_MAX - 1 : now + ttl;
+    sli_saga_put64(d, (uint64_t)until);
+    if (ttl <= 0) return 0;
+    int rc = s->proc ? sl_ctx_proc_timer(s->ctx, until, hash, key, 8)
+                     : sl_ctx_timer(s->ctx, until, hash, key, 8);
+    return rc < 0 ? rc : 0;
+}
+
+/* Is `key` a remembered finished saga at `now`? A done entry whose time has
+ * come is forgotten here, before its timer fires (the deadline rule). */
+static int done_find(saga_self *s, const uint8_t *key, uint64_t hash, int64_t now)
+{
+    const uint8_t *d = sl_state_find(s->done, hash, key, 8);
+    if (!d) return 0;
+    if (s->core.def.done_ttl_ms > 0 && (int64_t)sli_saga_get64(d) <= now) {
+        sl_state_remove(s->done, hash, key, 8);
+        return 0;
+    }
+    return 1;
 }
 
 static int failed(saga_self *s, int rc, uint64_t id)
@@ -637,18 +671,17 @@ static int on_start(saga_self *s, int64_t ts, uint64_t hash, sl_bytes rec)
     if (rec.len - SL_SAGA_START_HDR > s->core.max_data)
         return divert(s, 0, SL_SAGA_WHY_TOO_LARGE, ts, hash, rec);
     const uint8_t *key = rec.ptr;
-    if (sl_state_find(s->done, hash, key, 8))
-        return divert(s, 0, SL_SAGA_WHY_DUPLICATE, ts, hash, rec);
+    int64_t now = s->proc ? sl_clock_ms() : ts;
+    if (done_find(s, key, hash, now)) return divert(s, 0, SL_SAGA_WHY_DUPLICATE, ts, hash, rec);
     int created;
     sli_saga_st *st = sl_state_get(s->run, hash, key, 8, &created);
     if (!st) return sl_ctx_fail(s->ctx, SL_ENOMEM, "out of memory for saga state");
     if (!created) return divert(s, 0, SL_SAGA_WHY_DUPLICATE, ts, hash, rec);
     uint64_t id = sli_saga_get64(key);
-    int64_t now = s->proc ? sl_clock_ms() : ts;
     int rc = sli_saga_on_start(&s->core, st, id, now, key + SL_SAGA_START_HDR,
                                rec.len - SL_SAGA_START_HDR);
     if (rc < 0) return failed(s, rc, id);
-    return rc > 0 ? ended(s, key, hash, rc) : 0;
+    return rc > 0 ? ended(s, key, hash, now) : 0;
 }
 
 static int on_reply(saga_self *s, int64_t ts, uint64_t hash, sl_bytes rec)
@@ -657,16 +690,16 @@ static int on_reply(saga_self *s, int64_t ts, uint64_t hash, sl_bytes rec)
     if (sl_saga_reply_read(rec, &r) || r.step >= s->core.def.n_steps)
         return divert(s, 1, SL_SAGA_WHY_MALFORMED, ts, hash, rec);
     const uint8_t *key = rec.ptr;
+    int64_t now = s->proc ? sl_clock_ms() : ts;
     sli_saga_st *st = sl_state_find(s->run, hash, key, 8);
     if (!st) {
-        int why = sl_state_find(s->done, hash, key, 8) ? SL_SAGA_WHY_FINISHED : SL_SAGA_WHY_UNKNOWN;
+        int why = done_find(s, key, hash, now) ? SL_SAGA_WHY_FINISHED : SL_SAGA_WHY_UNKNOWN;
         return divert(s, 1, why, ts, hash, rec);
     }
     int why;
-    int64_t now = s->proc ? sl_clock_ms() : ts;
     int rc = sli_saga_on_reply(&s->core, st, now, &r, &why);
     if (rc < 0) return failed(s, rc, r.saga_id);
-    if (rc > 0 && (rc = ended(s, key, hash, rc))) return rc;
+    if (rc > 0 && (rc = ended(s, key, hash, now))) return rc;
     return why ? divert(s, 1, why, ts, hash, rec) : 0;
 }
 
@@ -691,13 +724,19 @@ static int on_timer(sl_ctx *ctx, saga_self *s, const sl_timer *t)
     int rc;
     if (s->rearm && (rc = rearm(s))) return rc;
     if (t->key_len != 8) return 0;
+    int64_t now = s->proc ? sl_clock_ms() : t->ts;
     sli_saga_st *st = sl_state_find(s->run, t->hash, t->key, 8);
-    if (!st) return 0; /* ended; its timer was deleted or is stale */
+    if (!st) {
+        /* ended: a stale timer of the saga, or the one that forgets it (the
+         * done_find rule removes the entry if its time has come) */
+        done_find(s, t->key, t->hash, now > t->ts ? now : t->ts);
+        return 0;
+    }
     uint64_t id = sli_saga_get64(t->key);
     s->hash = t->hash;
-    rc = sli_saga_on_timer(&s->core, st, id, t->ts, s->proc ? sl_clock_ms() : t->ts);
+    rc = sli_saga_on_timer(&s->core, st, id, t->ts, now);
     if (rc < 0) return failed(s, rc, id);
-    return rc > 0 ? ended(s, t->key, t->hash, rc) : 0;
+    return rc > 0 ? ended(s, t->key, t->hash, now) : 0;
 }
 
 static int saga_timer(sl_ctx *ctx, void *self, const sl_timer *t)

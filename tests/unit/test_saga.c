@@ -1465,6 +1465,117 @@ static void test_pipeline_savepoint(void **state)
     loop_case(3, 0.2, 2, 2);
 }
 
+/* Finished ids with done_ttl_ms (event time). Sagas "bad0" end at their
+ * start (step 0's builder fails), so each start's outcome time is its own.
+ * With a TTL of 100 ms a start at or past outcome + 100 finds the id
+ * forgotten and runs again, whether or not the timer that removes the entry
+ * has fired (the deadline rule), so the counts are fixed for every credit
+ * and parallelism; without a TTL every later start is a duplicate. Event
+ * time 0 included. Then the memory: 2,000 finished sagas leave their done
+ * entries in the final checkpoint without a TTL, none with one (the timers
+ * fired at the end of the input). */
+static int ttl_run(int64_t ttl, int credits, int par, const vec *vs, const char *chk,
+                   size_t *outcomes, size_t *dups, uint64_t *chk_bytes)
+{
+    static const vec none = {NULL, NULL, 0};
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_threads(p, 2);
+    sl_pipeline_set_credits(p, credits);
+    sl_saga_def d = def_of(steps_plain);
+    d.done_ttl_ms = ttl;
+    sl_stream *cmds =
+        sl_stream_saga(vec_node(p, "starts", vs), vec_node(p, "replies", &none), "saga", &d);
+    cmds = sl_stream_parallelism(cmds, par);
+    sl_collector *cc = sl_collector_new(), *oc = sl_collector_new(), *dc = sl_collector_new();
+    sl_stream_sink(cmds, "cmds", &sl_sink_collect, cc); /* "bad0": no command */
+    sl_stream_sink(sl_stream_saga_outcomes(cmds), "outcomes", &sl_sink_collect, oc);
+    sl_stream_sink(sl_stream_saga_diverted(cmds), "diverted", &sl_sink_collect, dc);
+    if (chk) {
+        sl_checkpoint_conf ck = {
+            .dir = chk, .interval_ms = 3600000, .guarantee = SL_GUARANTEE_AT_LEAST_ONCE};
+        assert_int_equal(sl_pipeline_set_checkpoint(p, &ck), 0);
+    }
+    int rc = sl_pipeline_run(p);
+    if (rc) fail_msg("run: %s", sl_pipeline_errmsg(p));
+    *outcomes = sl_collector_count(oc);
+    *dups = 0;
+    for (size_t i = 0; i < sl_collector_count(dc); i++) {
+        sl_saga_diverted_rec dv;
+        assert_int_equal(sl_saga_diverted_read(sl_collector_get(dc, i, NULL), &dv), 0);
+        assert_int_equal(dv.why, SL_SAGA_WHY_DUPLICATE);
+        (*dups)++;
+    }
+    if (chk_bytes) {
+        sl_checkpoint_stats cs;
+        sl_pipeline_checkpoint_stats(p, &cs);
+        assert_true(cs.completed >= 1);
+        *chk_bytes = cs.last_bytes;
+    }
+    assert_int_equal(sl_collector_count(cc), 0);
+    sl_collector_free(cc);
+    sl_collector_free(oc);
+    sl_collector_free(dc);
+    sl_pipeline_free(p);
+    return 0;
+}
+
+static void test_done_ttl(void **state)
+{
+    (void)state;
+    static rec_store st;
+    memset(&st, 0, sizeof(st));
+    store_start(&st, 0, 12, "bad0");   /* at event time 0: forgotten at 100 */
+    store_start(&st, 10, 10, "bad0");  /* forgotten at 110 */
+    store_start(&st, 50, 10, "bad0");  /* duplicate */
+    store_start(&st, 99, 12, "bad0");  /* duplicate (99 < 100) */
+    store_start(&st, 100, 12, "bad0"); /* TTL: runs again (100 >= 100) */
+    store_start(&st, 105, 11, "bad0"); /* forgotten at 205 */
+    store_start(&st, 111, 11, "bad0"); /* duplicate */
+    store_start(&st, 200, 10, "bad0"); /* TTL: runs again */
+    store_start(&st, 250, 10, "bad0"); /* duplicate of that run (forgotten at 300) */
+    vec vs = {st.b, st.ts, st.n};
+    const int cfg[4][2] = {{8, 1}, {1, 1}, {1, 2}, {8, 2}}; /* credits, parallelism */
+    for (int k = 0; k < 4; k++) {
+        size_t outcomes, dups;
+        ttl_run(100, cfg[k][0], cfg[k][1], &vs, NULL, &outcomes, &dups, NULL);
+        assert_int_equal(outcomes, 5); /* 12 twice, 10 twice, 11 */
+        assert_int_equal(dups, 4);
+        ttl_run(0, cfg[k][0], cfg[k][1], &vs, NULL, &outcomes, &dups, NULL);
+        assert_int_equal(outcomes, 3); /* each id once */
+        assert_int_equal(dups, 6);
+    }
+
+    /* the done table empties with a TTL */
+    enum { N = 2000 };
+    uint8_t(*buf)[SL_SAGA_START_HDR + 4] = calloc(N, sizeof(*buf));
+    sl_bytes *b = calloc(N, sizeof(*b));
+    int64_t *ts = calloc(N, sizeof(*ts));
+    assert_true(buf && b && ts);
+    for (size_t i = 0; i < N; i++) {
+        sl_saga_start_write(buf[i], 1000 + i, "bad0", 4);
+        b[i] = (sl_bytes){buf[i], sl_saga_start_size(4)};
+        ts[i] = (int64_t)i;
+    }
+    vec big = {b, ts, N};
+    uint64_t bytes[2];
+    for (int t = 0; t < 2; t++) {
+        char dir[] = "/tmp/test_saga_ttl.XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        size_t outcomes, dups;
+        ttl_run(t ? 100 : 0, 8, 2, &big, dir, &outcomes, &dups, &bytes[t]);
+        assert_int_equal(outcomes, N);
+        assert_int_equal(dups, 0);
+        rm_rf(dir);
+    }
+    /* each done entry is at least its 8-byte key and 8-byte value */
+    if (bytes[1] + (uint64_t)N * 16 > bytes[0])
+        fail_msg("final checkpoint: %" PRIu64 " bytes with a TTL, %" PRIu64 " without", bytes[1],
+                 bytes[0]);
+    free(buf);
+    free(b);
+    free(ts);
+}
+
 /* Processing time: silent participants, so every attempt times out by the
  * wall clock whatever the timing (the outcome is fixed: step 0 tried 3
  * times, its compensation twice, failed to compensate). Stopped with a
@@ -1639,6 +1750,7 @@ int main(void)
         cmocka_unit_test(test_pipeline_refuses),
         cmocka_unit_test(test_pipeline_savepoint),
         cmocka_unit_test(test_pipeline_processing_time),
+        cmocka_unit_test(test_done_ttl),
         cmocka_unit_test(test_measure),
     };
     if (getenv("SAGA_TEST")) cmocka_set_test_filter(getenv("SAGA_TEST"));
