@@ -17,11 +17,13 @@
 #              partitions to the other; resumed, it cannot commit and stops with a line
 #              naming the fencing, exit 1; the output is still exact
 # The committed outputs are compared as sorted multisets of lines.
-set -euo pipefail
+set -Eeuo pipefail
 bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/serve.sh"
 serve_init kafka_scaleout
+# No silent exit: a command that fails without its own message names its line.
+trap 'echo "kafka_scaleout: line $LINENO: a command exited $? (set -e)" >&2' ERR
 export SLUICE_DIR="$tmp/broker"
 mkdir -p "$SLUICE_DIR"
 serve_start
@@ -29,8 +31,12 @@ B=127.0.0.1:$port
 PER=40000 # events per part
 st=5s     # session timeout of the members: how soon a killed one's partitions move
 
-for t in in-ref in-scale in-fence; do "$bin" topic create "$t" --partitions 12 -b "$B" > /dev/null; done
-for t in out-ref out-scale out-fence; do "$bin" topic create "$t" --partitions 4 -b "$B" > /dev/null; done
+for t in in-ref in-scale in-fence out-ref out-scale out-fence; do
+  np=12
+  [ "${t#out-}" = "$t" ] || np=4
+  "$bin" topic create "$t" --partitions $np -b "$B" > /dev/null 2> "$tmp/topic.err" ||
+    fail "topic create $t: $(cat "$tmp/topic.err")"
+done
 
 # produce_part TOPIC N: part N (1-based) of the input: PER events, 1,000 keys, event
 # time going on from the part before (20 events per ms).
@@ -50,9 +56,11 @@ start_member() {
   serve_track "$last"
 }
 
-# committed GROUP: the group's committed offsets summed over its input's partitions.
+# committed GROUP: the group's committed offsets summed over its input's partitions
+# (0 while `group describe` fails: the callers poll; its last error is kept in
+# $tmp/describe.err for their failure message).
 committed() {
-  "$bin" group describe "$1" --topic "in-$1" -b "$B" 2> /dev/null |
+  { "$bin" group describe "$1" --topic "in-$1" -b "$B" 2> "$tmp/describe.err" || true; } |
     awk -v t="in-$1" '$1 == t && $3 != "-" { s += $3 } END { print s + 0 }'
 }
 
@@ -78,7 +86,7 @@ wait_committed() {
     sleep 0.1
   done
   for f in "$tmp"/*.err; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done
-  fail "group $1 committed $c of $2 records within 120 s"
+  fail "group $1 committed $c of $2 records within 120 s (last group describe: $(cat "$tmp/describe.err"))"
 }
 
 # stop_member PID NAME: SIGTERM, must exit 0.
@@ -89,7 +97,10 @@ stop_member() {
   [ "$rc" = 0 ] || fail "member $2 exited $rc after SIGTERM: $(tail -n 5 "$tmp/$2.err")"
 }
 
-read_out() { "$bin" consume "$1" -b "$B" -e -f '%s\n' | sort; }
+read_out() {
+  "$bin" consume "$1" -b "$B" -e -f '%s\n' 2> "$tmp/consume.err" | sort ||
+    fail "consume $1: $(cat "$tmp/consume.err")"
+}
 
 # --- reference: one member ------------------------------------------------------------------
 for n in 1 2 3; do produce_part in-ref $n; done
