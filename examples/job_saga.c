@@ -638,6 +638,63 @@ static int orders_fill(sl_broker *b, uint64_t n)
     return sl_log_append(b, T_ORDERS, 0, &m, 1, NULL);
 }
 
+/* The run a checkpoint directory holds: DIR/saga.job, one line of the
+ * options that decide the outcomes. Written (atomically) at a fresh start;
+ * a resume with other options would wait for orders that are not on the
+ * topic, or report another run's outcomes as its own, so it is refused. */
+static void rate_str(double d, char *buf, size_t cap) /* shortest that reads back as d */
+{
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d) return;
+    }
+}
+
+static void job_line(const saga_opts *o, char *buf, size_t cap)
+{
+    char f[32], t[32];
+    rate_str(o->fail_rate, f, sizeof(f));
+    rate_str(o->timeout_rate, t, sizeof(t));
+    snprintf(buf, cap, "--orders %lld --fail-rate %s --timeout-rate %s --seed %" PRIu64 "\n",
+             o->orders, f, t, o->seed);
+}
+
+static int job_file(const char *cmd, const char *chk_dir, const saga_opts *o, int resume)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8], want[256], got[256] = "";
+    snprintf(path, sizeof(path), "%s/saga.job", chk_dir);
+    job_line(o, want, sizeof(want));
+    if (resume) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(got, sizeof(got), f)) got[0] = 0;
+            fclose(f);
+        }
+        if (strcmp(got, want) == 0) return 0;
+        got[strcspn(got, "\n")] = 0;
+        if (!*got)
+            fprintf(stderr,
+                    "sluice %s: --checkpoint-dir %s holds checkpoints but no saga.job: not a "
+                    "directory of this job (give another)\n",
+                    cmd, chk_dir);
+        else
+            fprintf(stderr,
+                    "sluice %s: --checkpoint-dir %s holds the run %s: resume it with those "
+                    "options, or give another directory\n",
+                    cmd, chk_dir, got);
+        return 2;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int bad = !f || fputs(want, f) == EOF;
+    if (f && fclose(f)) bad = 1;
+    if (bad || rename(tmp, path)) {
+        fprintf(stderr, "sluice %s: %s: %s\n", cmd, path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 /* Make the four topics (one partition each); fresh: drop what is there and
  * write the n orders. */
 static int topics_prepare(const char *cmd, const char *dir, int fresh, uint64_t n)
@@ -789,6 +846,7 @@ int jobs_saga_run(const char *cmd, const saga_opts *o, const jobs_common *c, sag
         co.checkpoint_dir = chk_o;
         cp.checkpoint_dir = chk_p;
         resume = has_checkpoint(chk_o) || has_checkpoint(chk_p);
+        if ((rc = job_file(cmd, c->checkpoint_dir, o, resume)) != 0) return rc;
         if (!dir) {
             snprintf(dir_buf, sizeof(dir_buf), "%s/broker", c->checkpoint_dir);
             dir = dir_buf;
@@ -1029,7 +1087,7 @@ static void help(void)
            "                     default: DIR/broker of --checkpoint-dir, else a temporary one\n"
            "  --checkpoint-dir   the orchestrator and the participants checkpoint into\n"
            "                     DIR/orchestrator and DIR/participants (exactly-once); a rerun\n"
-           "                     resumes both\n"
+           "                     resumes both (with the same options: DIR/saga.job)\n"
            "  --threads N        worker threads of each pipeline\n"
            "  --parallelism P    instances of the saga and participant operators\n");
 }

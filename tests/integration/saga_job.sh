@@ -12,7 +12,8 @@
 #   - --out FILE: the outcome lines in FILE, only the ledger and check lines on stdout;
 #   - --checkpoint-dir: the same outcomes as the plain run; a rerun resumes from the final
 #     checkpoint, prints the same report and leaves FILE as it was; a run killed (-9) midway
-#     and rerun ends with the same outcomes;
+#     and rerun ends with the same outcomes; a resume with other options (or of a
+#     directory without the job's saga.job) is refused;
 #   - usage errors: exit 2 and one stderr line naming the problem; --help exits 0.
 #
 # Run by ctest as: bash saga_job.sh SLUICE_BIN [SOURCE_DIR BUILD_DIR]
@@ -224,6 +225,14 @@ expect "unknown option '--bogus'" --orders 10 --bogus --out u.lines
 expect "--seed needs a whole number" --orders 10 --seed -1
 expect "--out needs a file name" --orders 10 --out ""
 [ ! -e u.lines ] && [ ! -e u ] || fail "a usage error made --out FILE or --checkpoint-dir"
+# A checkpoint directory holds one run: resuming it with other options would wait for
+# orders that are not on its topic (--orders) or report that run's outcomes as another's.
+expect "--checkpoint-dir ck holds the run --orders 3000 --fail-rate 0.1 --timeout-rate 0.05 --seed 7: resume it with those options" \
+  --orders 4000 --fail-rate 0.1 --timeout-rate 0.05 --seed 7 --checkpoint-dir ck --out ck.lines
+expect "--checkpoint-dir ck holds the run" --orders 3000 --fail-rate 0.1 --timeout-rate 0.05 --seed 8 --checkpoint-dir ck --out ck.lines
+cmp -s <(LC_ALL=C sort ck.lines) ck1.sorted || fail "a refused resume changed FILE"
+mkdir -p other/orchestrator/chk-1
+expect "--checkpoint-dir other holds checkpoints but no saga.job" --orders 10 --checkpoint-dir other
 st=0
 "$bin" run saga --help > help.out 2> help.err || st=$?
 [ "$st" -eq 0 ] || fail "--help: status $st"
