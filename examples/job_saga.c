@@ -655,13 +655,13 @@ static void job_line(const saga_opts *o, char *buf, size_t cap)
     char f[32], t[32];
     rate_str(o->fail_rate, f, sizeof(f));
     rate_str(o->timeout_rate, t, sizeof(t));
-    snprintf(buf, cap, "--orders %lld --fail-rate %s --timeout-rate %s --seed %" PRIu64 "\n",
-             o->orders, f, t, o->seed);
+    snprintf(buf, cap, "--orders %lld --fail-rate %s --timeout-rate %s --seed %" PRIu64 "%s%s\n",
+             o->orders, f, t, o->seed, o->dir ? " --dir " : "", o->dir ? o->dir : "");
 }
 
 static int job_file(const char *cmd, const char *chk_dir, const saga_opts *o, int resume)
 {
-    char path[PATH_MAX], tmp[PATH_MAX + 8], want[256], got[256] = "";
+    char path[PATH_MAX], tmp[PATH_MAX + 8], want[PATH_MAX + 160], got[PATH_MAX + 160] = "";
     snprintf(path, sizeof(path), "%s/saga.job", chk_dir);
     job_line(o, want, sizeof(want));
     if (resume) {
@@ -695,21 +695,34 @@ static int job_file(const char *cmd, const char *chk_dir, const saga_opts *o, in
     return 0;
 }
 
-/* Make the four topics (one partition each); fresh: drop what is there and
- * write the n orders. */
+/* Fresh: make the four topics (one partition each) anew and write the n
+ * orders; resuming: check that they are there. */
 static int topics_prepare(const char *cmd, const char *dir, int fresh, uint64_t n)
 {
     static const char *const names[] = {T_ORDERS, T_COMMANDS, T_REPLIES, T_LEDGER};
     sl_broker *b = NULL;
     int rc = sl_broker_open(&b, dir, SL_BROKER_CREATE);
     for (int i = 0; i < 4 && !rc; i++) {
-        if (fresh && (rc = sl_topic_delete(b, names[i])) == SL_ENOENT) rc = 0;
+        if (!fresh) { /* resuming: the run's topics must be there, as they were */
+            sl_topic_info *info = NULL;
+            rc = sl_topic_describe(b, names[i], &info);
+            sl_topic_info_free(info);
+            if (rc == SL_ENOENT) {
+                fprintf(stderr,
+                        "sluice %s: the checkpoints resume a run whose topic %s is not in %s "
+                        "(deleted, or another --dir): give another --checkpoint-dir\n",
+                        cmd, names[i], dir);
+                sl_broker_close(b);
+                return 1;
+            }
+            continue;
+        }
+        if ((rc = sl_topic_delete(b, names[i])) == SL_ENOENT) rc = 0;
         if (rc) break;
         sl_topic_conf tc;
         sl_topic_conf_init(&tc);
         tc.partitions = 1;
         rc = sl_topic_create(b, names[i], &tc);
-        if (rc == SL_EEXIST && !fresh) rc = 0;
     }
     if (!rc && fresh) rc = orders_fill(b, n);
     if (rc)
@@ -846,7 +859,8 @@ int jobs_saga_run(const char *cmd, const saga_opts *o, const jobs_common *c, sag
         co.checkpoint_dir = chk_o;
         cp.checkpoint_dir = chk_p;
         resume = has_checkpoint(chk_o) || has_checkpoint(chk_p);
-        if ((rc = job_file(cmd, c->checkpoint_dir, o, resume)) != 0) return rc;
+        int jf = job_file(cmd, c->checkpoint_dir, o, resume);
+        if (jf) return jf;
         if (!dir) {
             snprintf(dir_buf, sizeof(dir_buf), "%s/broker", c->checkpoint_dir);
             dir = dir_buf;

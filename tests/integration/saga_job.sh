@@ -13,7 +13,7 @@
 #   - --checkpoint-dir: the same outcomes as the plain run; a rerun resumes from the final
 #     checkpoint, prints the same report and leaves FILE as it was; a run killed (-9) midway
 #     and rerun ends with the same outcomes; a resume with other options (or of a
-#     directory without the job's saga.job) is refused;
+#     directory without the job's saga.job, or whose topics are gone) is refused;
 #   - usage errors: exit 2 and one stderr line naming the problem; --help exits 0.
 #
 # Run by ctest as: bash saga_job.sh SLUICE_BIN [SOURCE_DIR BUILD_DIR]
@@ -233,6 +233,17 @@ expect "--checkpoint-dir ck holds the run" --orders 3000 --fail-rate 0.1 --timeo
 cmp -s <(LC_ALL=C sort ck.lines) ck1.sorted || fail "a refused resume changed FILE"
 mkdir -p other/orchestrator/chk-1
 expect "--checkpoint-dir other holds checkpoints but no saga.job" --orders 10 --checkpoint-dir other
+# ... and its topics must still be there (made afresh they would hold no orders: the run
+# would wait for ever); a refused resume makes none of them.
+"$bin" run saga --orders 50 --checkpoint-dir gone --checkpoint-interval 100ms --out gone.lines > /dev/null 2>&1 ||
+  fail "a 50-order checkpointed run failed"
+rm -rf gone/broker
+for k in 1 2; do
+  st=0
+  "$bin" run saga --orders 50 --checkpoint-dir gone --checkpoint-interval 100ms --out gone.lines > out 2> err || st=$?
+  [ "$st" -eq 1 ] && [ "$(wc -l < err)" -eq 1 ] && grep -q "topic saga.orders is not in gone/broker" err ||
+    fail "resume without the topics (try $k): status $st: $(cat err)"
+done
 st=0
 "$bin" run saga --help > help.out 2> help.err || st=$?
 [ "$st" -eq 0 ] || fail "--help: status $st"
