@@ -581,22 +581,6 @@ static int run_combiner(uint64_t n, uint64_t keys)
 
 /* --- 4. memory: distinct against distinct-exact ---------------------------------------- */
 
-static double status_kb(const char *field)
-{
-    char line[256];
-    double v = -1;
-    size_t fl = strlen(field);
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
-            v = strtod(line + fl + 1, NULL);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 /* The peak RSS growth (MB) of a run of `variant`, in a child process; < 0 on failure. */
 static double child_peak_mb(uint64_t d, int variant, double *secs)
 {
@@ -613,11 +597,11 @@ static double child_peak_mb(uint64_t d, int variant, double *secs)
         close(fd[0]);
         gen_ud g = {.keys = 1, .values = 0, .per_ms_div = d / 10000 + 1}; /* value = seq */
         double out[2] = {-1, 0};
-        double before = status_kb("VmRSS");
+        double before = bench_status_kb("VmRSS");
         uint64_t res;
         int64_t sum;
         if (run_window(&g, d, variant, &out[1], &res, &sum) == 0 && before >= 0)
-            out[0] = (status_kb("VmHWM") - before) / 1024.0;
+            out[0] = (bench_status_kb("VmHWM") - before) / 1024.0;
         if (res != 1 || (variant == V_EXACT && sum != (int64_t)d)) out[0] = -1;
         ssize_t w = write(fd[1], out, sizeof(out));
         (void)w;

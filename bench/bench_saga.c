@@ -108,22 +108,6 @@ static void row(const char *variant, int threads, uint64_t sagas, double secs)
                bench_peak_rss_mb());
 }
 
-static double status_kb(const char *field)
-{
-    char line[256];
-    double v = -1;
-    size_t fl = strlen(field);
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
-            v = strtod(line + fl + 1, NULL);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 static uint64_t mix(uint64_t x) /* splitmix64's finaliser, as the job's */
 {
     x += 0x9e3779b97f4a7c15ULL;
@@ -528,7 +512,7 @@ static void state_child(uint64_t n, state_fig *f)
     _Atomic uint64_t commands, others;
     atomic_init(&commands, 0);
     atomic_init(&others, 0);
-    double rss0 = status_kb("VmRSS");
+    double rss0 = bench_status_kb("VmRSS");
     sl_pipeline *p = sl_pipeline_new();
     if (!p) goto out;
     sl_pipeline_set_threads(p, 1);
@@ -557,7 +541,7 @@ static void state_child(uint64_t n, state_fig *f)
         goto out;
     }
     f->secs = bench_now() - t0;
-    double rss1 = status_kb("VmRSS");
+    double rss1 = bench_status_kb("VmRSS");
     f->in_flight = atomic_load(&commands);
     sl_pipeline_cancel(p);
     if (sl_pipeline_wait(p, -1)) {

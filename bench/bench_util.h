@@ -1,5 +1,6 @@
 /*
- * bench/bench_util.h - what the benchmarks share: the clock, peak RSS, and
+ * bench/bench_util.h - what the benchmarks share: the clock, peak RSS, a
+ * field of /proc/self/status, and
  * the output convention of DESIGN.md (a human table, or with --csv rows of
  * bench,variant,threads,events,seconds,events_per_s,peak_rss_mb).
  */
@@ -8,6 +9,8 @@
 
 #include <stdio.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -23,6 +26,23 @@ static inline double bench_peak_rss_mb(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* A kB field of /proc/self/status ("VmRSS", "VmHWM"); -1 if unreadable. */
+static inline double bench_status_kb(const char *field)
+{
+    char line[256];
+    double v = -1;
+    size_t fl = strlen(field);
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+            v = strtod(line + fl + 1, NULL);
+            break;
+        }
+    fclose(f);
+    return v;
 }
 
 static inline void bench_row(int csv, const char *bench, const char *variant, int threads,
