@@ -36,8 +36,9 @@
  * passes, a producer sees batch_size spans waiting (it signals without the
  * mutex: a lost signal costs at most one interval), a flush is asked, or
  * the tracer stops. It then copies up to batch_size spans into its own
- * buffer (so producers can reuse the cells during the export) and calls the
- * exporter, which is only ever called from this thread. `done` counts the
+ * buffer, so that producers can reuse the cells during the export (a span's
+ * used part only: its fixed fields and the attributes and links it has),
+ * and calls the exporter, which is only ever called from this thread. `done` counts the
  * spans handled (exported or dropped) by the thread; sl_tracer_flush waits
  * on done_cv for done to reach the number of spans queued at its call. On
  * stop, the thread exports what is left until shutdown_timeout_ms, then
@@ -49,6 +50,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +265,19 @@ static void add(_Atomic uint64_t *c, uint64_t n)
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
+/* Copy the used part of a span: the fields before the attributes, then the
+ * attributes and links in use (a span is ~2 KB, most of it unused room). */
+static void copy_span(sl_span *dst, const sl_span *src)
+{
+    int na = src->n_attrs <= SL_SPAN_ATTRS_MAX ? src->n_attrs : SL_SPAN_ATTRS_MAX;
+    int nl = src->n_links <= SL_SPAN_LINKS_MAX ? src->n_links : SL_SPAN_LINKS_MAX;
+    memcpy(dst, src, offsetof(sl_span, attrs));
+    dst->n_attrs = (uint8_t)na;
+    dst->n_links = (uint8_t)nl;
+    memcpy(dst->attrs, src->attrs, (size_t)na * sizeof(src->attrs[0]));
+    memcpy(dst->links, src->links, (size_t)nl * sizeof(src->links[0]));
+}
+
 static int ring_push(sl_tracer *t, const sl_span *s)
 {
     size_t pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
@@ -281,7 +296,7 @@ static int ring_push(sl_tracer *t, const sl_span *s)
             pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
         }
     }
-    c->span = *s;
+    copy_span(&c->span, s);
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
     return 0;
 }
@@ -294,7 +309,7 @@ static size_t ring_pop(sl_tracer *t, sl_span *out, size_t max)
         struct cell *c = &t->ring[pos & t->mask];
         size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
         if (seq != pos + 1) break; /* empty, or a producer still copying in */
-        out[n++] = c->span;
+        copy_span(&out[n++], &c->span);
         atomic_store_explicit(&c->seq, pos + t->mask + 1, memory_order_release);
         pos++;
     }

@@ -121,7 +121,8 @@ typedef struct sl_span_attr {
 typedef struct sl_tracer sl_tracer;
 
 /* A span. The layout is public so that spans need no allocation; fill it
- * only through the functions below. */
+ * only through the functions below. Exporters read attrs[0..n_attrs) and
+ * links[0..n_links) only: the slots past them hold no defined value. */
 typedef struct sl_span {
     sl_tracer *tracer; /* NULL: records nothing */
     uint8_t trace_id[16];
