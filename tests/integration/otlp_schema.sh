@@ -20,7 +20,10 @@
 #     without; with --otlp-endpoint at a port where nothing listens (a
 #     collector that is down), together with --trace-out, the results are
 #     the same too, exit 0, the drop is told on stderr, and the file still
-#     gets the span; --trace-sample 0 writes no span.
+#     gets the span; --trace-sample 0 writes no span;
+#  4. bad tracing options (a ratio outside [0, 1] or not a number, a URL
+#     that is not http(s), an unwritable --trace-out, --trace-sample or
+#     --service-name without an output) exit 2 with one line naming it.
 # node and npm must be installed (README); the test exits 77 (skipped) only
 # when the npm registry cannot be reached, and says so.
 # Run by ctest as: bash otlp_schema.sh SLUICE_BIN SOURCE_DIR BUILD_DIR
@@ -108,4 +111,24 @@ check "$tmp/both.jsonl" 1 > "$tmp/check.out" 2>&1 || fail "span file beside a do
   > "$tmp/none.out" 2> /dev/null || fail "wordcount --trace-sample 0 failed"
 cmp -s "$tmp/plain.out" "$tmp/none.out" || fail "results differ with --trace-sample 0"
 [ ! -s "$tmp/none.jsonl" ] || fail "--trace-sample 0 wrote spans"
+# usage errors: exit 2, one line on stderr naming the problem, nothing run
+usage() { # WANT_IN_MESSAGE ARGS...
+  local want=$1 rc=0
+  shift
+  "$bin" run wordcount --input "$tmp/in.txt" "$@" > "$tmp/u.out" 2> "$tmp/u.err" || rc=$?
+  [ "$rc" = 2 ] || fail "$* exited $rc, not 2"
+  [ "$(wc -l < "$tmp/u.err")" = 1 ] || fail "$*: not one stderr line: $(cat "$tmp/u.err")"
+  grep -qF -- "$want" "$tmp/u.err" || fail "$*: '$want' not in: $(cat "$tmp/u.err")"
+  [ ! -s "$tmp/u.out" ] || fail "$*: the job ran"
+}
+usage "--trace-sample needs a ratio from 0 to 1, not '1.5'" --trace-out "$tmp/u.jsonl" --trace-sample 1.5
+usage "--trace-sample needs a ratio from 0 to 1, not 'x'" --trace-out "$tmp/u.jsonl" --trace-sample x
+usage "--trace-sample needs a ratio from 0 to 1, not 'nan'" --trace-out "$tmp/u.jsonl" --trace-sample nan
+usage "--trace-sample needs --trace-out or --otlp-endpoint" --trace-sample 0.5
+usage "--service-name needs --trace-out or --otlp-endpoint" --service-name x
+usage "--otlp-endpoint: 'localhost:4318' is not a URL" --otlp-endpoint localhost:4318
+usage "must be http:// or https://" --otlp-endpoint ftp://127.0.0.1/v1/traces
+usage "--trace-out: cannot open '$tmp/no/dir/x.jsonl' for appending: No such file or directory" \
+  --trace-out "$tmp/no/dir/x.jsonl"
+usage "--trace-out needs a file, not an empty string" --trace-out ""
 echo "otlp_schema: ok"
