@@ -82,6 +82,17 @@
  * not) and after the id it restored, so ids only grow and a stale instance's
  * id is always below the live one's (the fencing token of the sinks).
  *
+ * Tracing (when the pipeline has a tracer, sluice/trace.h): each checkpoint
+ * is a trace. Its root span "checkpoint" starts when the coordinator injects
+ * the barriers and ends when the checkpoint is committed (status OK) or
+ * aborted (ERROR, with the reason); each task adds, on its thread, an
+ * "align" span (first barrier in to the last: tasks with inputs) and a
+ * "snapshot" span (the capture, its stall) as children; the coordinator adds
+ * "write" (blobs and manifest to the store, then the commits). The final
+ * checkpoint has "snapshot" (every instance, by the coordinator) and
+ * "write". Tasks read the root's context under c->lock; the root span
+ * itself is the coordinator thread's.
+ *
  * Locks: c->lock guards the in-flight checkpoint and the statistics; tasks
  * take it once per barrier to ack. The store is used by the coordinator
  * thread only (and by start, before any thread runs).
@@ -111,6 +122,7 @@
 #include "engine/timer.h"
 #include "sluice/error.h"
 #include "sluice/state.h"
+#include "sluice/trace.h"
 
 enum { SEC_STATE = 1, SEC_TIMERS = 2, SEC_OPERATOR = 3, SEC_SPLITS = 4, SEC_WATERMARK = 5 };
 #define BLOB_MAGIC "SLIS"
@@ -159,9 +171,11 @@ struct sli_coord {
     uint64_t pend_id; /* in flight (0: none) */
     double pend_t0;   /* when injected */
     int pend_acks, pend_need;
-    int pend_abort;    /* a task finished before acking it */
-    double pend_stall; /* longest task stall of this checkpoint */
-    sli_capture pend;  /* blobs and positions acked so far */
+    int pend_abort;        /* a task finished before acking it */
+    double pend_stall;     /* longest task stall of this checkpoint */
+    sl_span pend_span;     /* its trace's root (coordinator thread; tracing) */
+    sl_trace_ctx pend_ctx; /* the root's context, for the tasks' spans */
+    sli_capture pend;      /* blobs and positions acked so far */
     double next_at;
     int any_finished;
     /* forked captures (SL_CAPTURE_FORK): children still running or not yet
@@ -723,11 +737,52 @@ static void remove_leftovers(const char *dir)
     closedir(d);
 }
 
+/* --- tracing ----------------------------------------------------------------------------------- */
+
+/* A child span of parent from start_ns to end_ns, named `name`, with the
+ * task's identity (t NULL: the coordinator's). */
+static void child_span(sl_tracer *tr, const sl_trace_ctx *parent, const char *name,
+                       int64_t start_ns, int64_t end_ns, const sl_task *t, uint64_t id,
+                       size_t bytes)
+{
+    sl_span s;
+    sl_span_start(tr, &s, name, SL_SPAN_KIND_INTERNAL, parent);
+    if (sl_span_recording(&s)) {
+        s.start_ns = start_ns; /* it began before the span could be made */
+        sl_span_set_int(&s, "checkpoint.id", (int64_t)id);
+        if (t) {
+            sl_span_set_str(&s, "sluice.task", t->root->node->name);
+            sl_span_set_int(&s, "sluice.instance", t->root->instance);
+        }
+        if (bytes) sl_span_set_int(&s, "checkpoint.bytes", (int64_t)bytes);
+    }
+    sl_span_end(&s, end_ns);
+}
+
+static size_t capture_bytes(const sli_capture *cap)
+{
+    size_t n = 0;
+    for (int i = 0; i < cap->n_blobs; i++) n += cap->blobs[i].data.len;
+    return n;
+}
+
+/* End the root span of checkpoint id: ok, or failed with why. */
+static void root_end(sl_span *root, uint64_t id, const char *why, uint64_t bytes)
+{
+    if (sl_span_recording(root)) {
+        sl_span_set_int(root, "checkpoint.id", (int64_t)id);
+        if (bytes) sl_span_set_int(root, "checkpoint.bytes", (int64_t)bytes);
+        sl_span_set_status(root, why ? SL_SPAN_STATUS_ERROR : SL_SPAN_STATUS_OK, why);
+    }
+    sl_span_end(root, 0); /* nothing when root has no tracer */
+}
+
 int sli_coord_barrier(sl_task *t, uint64_t id)
 {
     sl_pipeline *p = t->p;
     struct sli_coord *c = p->chk;
     double t0 = sli_clock_mono_s();
+    int64_t t0_ns = p->tracer ? sl_trace_now_ns() : 0;
     sli_capture cap = {0};
     int rc = 0;
     int forked = want_fork(c, t) && fork_capture(p, t, id);
@@ -736,14 +791,23 @@ int sli_coord_barrier(sl_task *t, uint64_t id)
         rc = capture_instance(p, t->insts[i], id, &cap, 0);
     }
     double stall = (sli_clock_mono_s() - t0) * 1e3;
+    int64_t t1_ns = p->tracer ? sl_trace_now_ns() : 0;
+    size_t bytes = p->tracer ? capture_bytes(&cap) : 0;
+    sl_trace_ctx root = {0};
     pthread_mutex_lock(&c->lock);
     if (!rc && id == c->pend_id) {
         if (capture_move(&c->pend, &cap)) c->pend_abort = 1;
         c->pend_acks++;
         if (stall > c->pend_stall) c->pend_stall = stall;
+        root = c->pend_ctx;
     }
     t->chk_acked = id;
     pthread_mutex_unlock(&c->lock);
+    if (sl_trace_ctx_valid(&root) && (root.flags & SL_TRACE_FLAG_SAMPLED)) {
+        if (t->barrier_ns) child_span(p->tracer, &root, "align", t->barrier_ns, t0_ns, t, id, 0);
+        child_span(p->tracer, &root, "snapshot", t0_ns, t1_ns, t, id, bytes);
+    }
+    t->barrier_ns = 0;
     capture_clear(&cap);
     if (!rc) {
         pthread_mutex_lock(&p->lock);
@@ -886,6 +950,8 @@ double sli_coord_tick(sl_pipeline *p, double now)
     uint64_t done_id = 0, aborted_id = 0;
     const char *why = NULL;
     double dur = 0, stall = 0;
+    sl_span root; /* the ended checkpoint's root span, moved out of c */
+    root.tracer = NULL;
     pthread_mutex_lock(&c->lock);
     if (c->pend_id) {
         if (c->pend_abort) {
@@ -904,6 +970,9 @@ double sli_coord_tick(sl_pipeline *p, double now)
             why = "not every task acknowledged it within the checkpoint timeout";
         }
         if (done_id || aborted_id) {
+            if (c->pend_span.tracer) root = c->pend_span;
+            c->pend_span.tracer = NULL;
+            memset(&c->pend_ctx, 0, sizeof(c->pend_ctx));
             capture_clear(&c->pend);
             c->pend_id = 0;
             c->pend_abort = 0;
@@ -919,6 +988,10 @@ double sli_coord_tick(sl_pipeline *p, double now)
         c->pend_need = p->n_tasks;
         c->pend_stall = 0;
         c->next_at = now + (double)c->conf.interval_ms / 1e3;
+        if (p->tracer) {
+            sl_span_start(p->tracer, &c->pend_span, "checkpoint", SL_SPAN_KIND_INTERNAL, NULL);
+            c->pend_ctx = sl_span_context(&c->pend_span);
+        }
     }
     char why_copy[200] = "";
     if (why) snprintf(why_copy, sizeof(why_copy), "%s", why);
@@ -926,8 +999,15 @@ double sli_coord_tick(sl_pipeline *p, double now)
     pthread_mutex_unlock(&c->lock);
     if (aborted_id) kill_forks(c, aborted_id);
     if (aborted_id && why) record_failure(c, aborted_id, why_copy);
+    if (aborted_id)
+        root_end(&root, aborted_id,
+                 why ? why_copy
+                     : "a task finished before acknowledging it (the final checkpoint covers it)",
+                 0);
     if (done_id) {
         char err[256] = "";
+        int64_t w0 = root.tracer ? sl_trace_now_ns() : 0;
+        uint64_t bytes = root.tracer ? capture_bytes(&done) : 0;
         int rc = write_checkpoint(p, done_id, &done, err, sizeof(err));
         double end = sli_clock_mono_s();
         if (rc)
@@ -936,6 +1016,11 @@ double sli_coord_tick(sl_pipeline *p, double now)
             record_success(c, done_id, dur + (end - now) * 1e3, stall);
             if (commit_sources(p, done_id, &done) == 0) commit_sinks(p, done_id);
         }
+        if (sl_span_recording(&root)) {
+            sl_trace_ctx rctx = sl_span_context(&root);
+            child_span(p->tracer, &rctx, "write", w0, sl_trace_now_ns(), NULL, done_id, bytes);
+        }
+        root_end(&root, done_id, rc ? (err[0] ? err : sl_strerror(rc)) : NULL, bytes);
     }
     capture_clear(&done);
     if (new_id) sli_pipeline_inject_barrier(p, new_id);
@@ -959,6 +1044,11 @@ int sli_coord_final(sl_pipeline *p)
     pthread_mutex_lock(&c->lock);
     pthread_mutex_unlock(&c->lock);
     double t0 = sli_clock_mono_s();
+    sl_span root;
+    sl_span_start(p->tracer, &root, "checkpoint", SL_SPAN_KIND_INTERNAL, NULL);
+    sl_span_set_bool(&root, "checkpoint.final", 1);
+    sl_trace_ctx rctx = sl_span_context(&root);
+    int64_t t0_ns = sl_span_recording(&root) ? sl_trace_now_ns() : 0;
     sli_capture cap = {0};
     int rc = 0;
     for (int i = 0; i < p->n_ctx && !rc; i++) {
@@ -966,8 +1056,13 @@ int sli_coord_final(sl_pipeline *p)
         if (!x->opened) continue;
         rc = capture_instance(p, x, id, &cap, 0);
     }
+    uint64_t bytes = capture_bytes(&cap);
+    int64_t t1_ns = sl_span_recording(&root) ? sl_trace_now_ns() : 0;
+    if (sl_span_recording(&root))
+        child_span(p->tracer, &rctx, "snapshot", t0_ns, t1_ns, NULL, id, bytes);
     if (rc) {
         capture_clear(&cap);
+        root_end(&root, id, "the final checkpoint could not be taken", 0);
         return sli_pipeline_fail(p, rc, "the final checkpoint %" PRIu64 " could not be taken: %s",
                                  id, p->errmsg[0] ? p->errmsg : sl_strerror(rc));
     }
@@ -976,8 +1071,14 @@ int sli_coord_final(sl_pipeline *p)
     rc = write_checkpoint(p, id, &cap, err, sizeof(err));
     if (!rc) rc = commit_sources(p, id, &cap) ? -1 : 0;
     capture_clear(&cap);
-    if (rc == -1) return p->err ? p->err : SL_EOPERATOR;
+    if (sl_span_recording(&root))
+        child_span(p->tracer, &rctx, "write", t1_ns, sl_trace_now_ns(), NULL, id, bytes);
+    if (rc == -1) {
+        root_end(&root, id, "a source's commit failed", 0);
+        return p->err ? p->err : SL_EOPERATOR;
+    }
     if (rc) {
+        root_end(&root, id, err[0] ? err : "the final checkpoint could not be written", 0);
         record_failure(c, id, err);
         return sli_pipeline_fail(p, rc,
                                  "the final checkpoint %" PRIu64
@@ -986,7 +1087,9 @@ int sli_coord_final(sl_pipeline *p)
                                  id, err);
     }
     record_success(c, id, (sli_clock_mono_s() - t0) * 1e3, stall);
-    return commit_sinks(p, id);
+    rc = commit_sinks(p, id);
+    root_end(&root, id, rc ? "a sink's commit failed" : NULL, bytes);
+    return rc;
 }
 
 /* --- opening the store and restoring (sl_pipeline_start) ------------------------------------------ */

@@ -109,6 +109,7 @@ typedef struct sl_task {
     int idle_out;                    /* outputs announced idle */
     int64_t proc_wake_at;            /* earliest processing-time timer a wake-up is set for */
     uint64_t barrier;                /* checkpoint barrier being aligned (0: none) */
+    int64_t barrier_ns;              /* wall clock when its first channel brought it (tracing) */
     _Atomic uint64_t inject_barrier; /* sources: highest barrier id requested */
     uint64_t barrier_sent;           /* sources: highest barrier id sent */
     uint64_t chk_acked;              /* last checkpoint acked (coord.c, under its lock) */

@@ -58,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine/wakeup.h"
+#include "sluice/trace.h"
 #include "engine/pool.h"
 #include "engine/sched.h"
 #include "engine/timer.h"
@@ -489,7 +490,10 @@ static int handle_msg(sl_task *t, sl_channel *ch, sl_msg *m)
         /* Channels are FIFO and sources send every id in order, and an
          * aligned channel is not read until alignment completes: so all
          * channels deliver the same id next. */
-        if (!t->barrier) t->barrier = (uint64_t)m->value;
+        if (!t->barrier) {
+            t->barrier = (uint64_t)m->value;
+            t->barrier_ns = t->p->tracer ? sl_trace_now_ns() : 0; /* the alignment's span */
+        }
         if ((uint64_t)m->value != t->barrier)
             return sl_ctx_fail(t->root, SL_ECORRUPT, "barrier %lld arrived while aligning %llu",
                                (long long)m->value, (unsigned long long)t->barrier);

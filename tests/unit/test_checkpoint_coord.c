@@ -205,9 +205,10 @@ typedef struct job {
     int shards0;          /* the generator's shards follow its parallelism */
     int kind;             /* 0 tumbling, 1 sliding, 2 session */
     int64_t timeout_ms;
-    int capture; /* enum sl_capture */
-    int slow_us; /* the slow sink's sleep per batch (default 300) */
-    int tally;   /* a user operator with snapshot hooks instead of the window */
+    int capture;       /* enum sl_capture */
+    int slow_us;       /* the slow sink's sleep per batch (default 300) */
+    int tally;         /* a user operator with snapshot hooks instead of the window */
+    sl_tracer *tracer; /* given to the pipeline (which frees it) */
     sl_checkpoint_stats st;
     int rc;
     char err[512];
@@ -219,6 +220,7 @@ static int run_job(job *j)
     assert_non_null(p);
     sl_pipeline_set_threads(p, 2);
     if (j->credits) sl_pipeline_set_credits(p, j->credits);
+    if (j->tracer) assert_int_equal(sl_pipeline_set_tracer(p, j->tracer), 0);
     gen_ud g1 = {.p = p, .stop_at = j->stop_at}, g2 = {.p = p, .offset = 1000};
     sl_generator_conf gc = {.fn = gen, .ud = &g1, .count = NREC, .shards = 4};
     if (j->shards0) gc.shards = 0;
@@ -486,6 +488,108 @@ static void test_resume_rescale(void **state)
     }
 }
 
+/* --- checkpoints as traces ------------------------------------------------------------- */
+
+typedef struct got_span {
+    char name[SL_SPAN_NAME_MAX];
+    uint8_t trace[16], id[8], parent[8];
+    int64_t start, end, chk;
+    int status;
+    char task[SL_SPAN_STR_MAX];
+} got_span;
+
+static pthread_mutex_t spans_lock = PTHREAD_MUTEX_INITIALIZER;
+static got_span spans[4096];
+static size_t n_spans;
+
+static int collect_spans(void *ud, const sl_trace_batch *b)
+{
+    (void)ud;
+    pthread_mutex_lock(&spans_lock);
+    for (size_t i = 0; i < b->n && n_spans < 4096; i++) {
+        const sl_span *x = &b->spans[i];
+        got_span *g = &spans[n_spans++];
+        memset(g, 0, sizeof(*g));
+        snprintf(g->name, sizeof(g->name), "%s", x->name);
+        memcpy(g->trace, x->trace_id, 16);
+        memcpy(g->id, x->span_id, 8);
+        memcpy(g->parent, x->parent_span_id, 8);
+        g->start = x->start_ns;
+        g->end = x->end_ns;
+        g->status = x->status;
+        g->chk = -1;
+        for (int k = 0; k < x->n_attrs; k++) {
+            if (!strcmp(x->attrs[k].key, "checkpoint.id")) g->chk = x->attrs[k].v.i;
+            if (!strcmp(x->attrs[k].key, "sluice.task"))
+                snprintf(g->task, sizeof(g->task), "%s", x->attrs[k].v.s);
+        }
+    }
+    pthread_mutex_unlock(&spans_lock);
+    return 0;
+}
+
+/* With a tracer, each checkpoint is a trace: a root "checkpoint" span per
+ * checkpoint (status OK for every completed one, the final one included),
+ * under it an "align" span for every task with inputs, a "snapshot" span
+ * for every task (the final one: one for the coordinator's capture) and a
+ * "write" span; ids non-zero, every child's parent is its trace's root and
+ * inside the root's time. One credit (alignment waits) and the default. */
+static void test_checkpoint_traces(void **state)
+{
+    (void)state;
+    static const uint8_t zero[16];
+    for (int credits = 1; credits <= 2; credits++) {
+        n_spans = 0;
+        sl_trace_exporter ex = {
+            .version = SL_TRACE_EXPORTER_VERSION, .kind = "test", .export = collect_spans};
+        sl_tracer_conf tc = {.service_name = "test", .sample_ratio = 1.0, .queue_capacity = 8192};
+        sl_tracer *tr = NULL;
+        assert_int_equal(sl_tracer_new(&tc, &ex, &tr, NULL, 0), 0);
+        char dir[300], out[310];
+        path(dir, sizeof(dir), credits == 1 ? "traced1" : "traced2");
+        snprintf(out, sizeof(out), "%s.txt", dir);
+        job j = {.par = 2,
+                 .par_src = 2,
+                 .chk_dir = dir,
+                 .out = out,
+                 .tracer = tr,
+                 .credits = credits == 1 ? 1 : 0};
+        assert_int_equal(run_job(&j), 0); /* frees the tracer: every span exported */
+        assert_true(j.st.completed >= 2);
+        size_t roots = 0, ok = 0;
+        for (size_t i = 0; i < n_spans; i++) {
+            const got_span *r = &spans[i];
+            assert_memory_not_equal(r->id, zero, 8);
+            assert_memory_not_equal(r->trace, zero, 16);
+            if (strcmp(r->name, "checkpoint") != 0) continue;
+            roots++;
+            assert_memory_equal(r->parent, zero, 8);
+            assert_true(r->chk > 0);
+            if (r->status != SL_SPAN_STATUS_OK) continue;
+            ok++;
+            int snap = 0, align = 0, write = 0;
+            for (size_t k = 0; k < n_spans; k++) {
+                const got_span *c = &spans[k];
+                if (k == i || memcmp(c->trace, r->trace, 16)) continue;
+                if (memcmp(c->parent, r->id, 8))
+                    fail_msg("checkpoint %" PRId64 ": span '%s' has another parent", r->chk,
+                             c->name);
+                if (c->start < r->start || c->end > r->end || c->start > c->end)
+                    fail_msg("checkpoint %" PRId64 ": span '%s' outside its root", r->chk, c->name);
+                assert_int_equal(c->chk, r->chk);
+                snap += !strcmp(c->name, "snapshot");
+                align += !strcmp(c->name, "align");
+                write += !strcmp(c->name, "write");
+            }
+            assert_int_equal(write, 1);
+            assert_true(snap >= 1);
+            if (snap > 1) assert_true(align >= 1); /* the window's and the sink's tasks align */
+        }
+        assert_true(roots >= j.st.completed);
+        assert_int_equal(ok, j.st.completed);
+    }
+}
+
 static void test_two_stops(void **state)
 {
     int pars[3] = {2, 3, 1};
@@ -732,6 +836,7 @@ int main(void)
         cmocka_unit_test(test_resume_other_kinds),
         cmocka_unit_test(test_resume_forked_capture),
         cmocka_unit_test(test_two_inputs_aligned),
+        cmocka_unit_test(test_checkpoint_traces),
         cmocka_unit_test(test_backpressure_one_credit),
         cmocka_unit_test(test_transient_fault_aborts_and_goes_on),
         cmocka_unit_test(test_timeout_aborts),
