@@ -43,6 +43,8 @@ static const struct {
     {"crdt-replicas", "N regions converge on CRDT page stats by exchanging deltas on a topic",
      job_crdt_replicas},
     {"saga", "orders as sagas (reserve, charge, ship) against participants on topics", job_saga},
+    {"trace-collector", "assemble OTLP/JSON spans into traces, tail-sample them, span statistics",
+     job_trace_collector},
 };
 #define N_JOBS (sizeof(jobs) / sizeof(jobs[0]))
 

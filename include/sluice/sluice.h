@@ -15,6 +15,7 @@
  *   broker.h      the built-in broker's log: topics, producers, readers, groups
  *   sqlite.h      the idempotent SQLite sink
  *   saga.h        the saga operator: steps, compensations, timeouts, retries
+ *   otlp_read.h   reading spans from OTLP/JSON lines
  *
  * Meant for programs that use sluice; the library's own files include only
  * the headers they use.
@@ -38,5 +39,6 @@
 #include "sluice/kafka.h"
 #include "sluice/crdt.h"
 #include "sluice/saga.h"
+#include "sluice/otlp_read.h"
 
 #endif
