@@ -47,6 +47,8 @@
  *   4+S           4     service length V, then V bytes
  *   8+S+V         4     name length N, then N bytes
  *
+ * A line without spans is one entry with E = 0 (a record must have bytes).
+ *
  * Span record (what "spans" emits; variable length):
  *
  *   offset  size  field
@@ -159,6 +161,10 @@ int jobs_trace_parse(const char *line, size_t len, void *out, uint32_t max_len, 
     }
     if (rc) return -1;
     *ts = k.ts;
+    if (k.len == 0) { /* no spans: one empty entry (an empty record cannot be emitted) */
+        memset(out, 0, 4);
+        return 4;
+    }
     return (int)k.len;
 }
 
@@ -202,6 +208,7 @@ static int spans_process(sl_ctx *ctx, void *self, sl_batch *in)
         const uint8_t *p = r.ptr, *end = p + r.len;
         while (p < end) {
             uint32_t e = rd32(p);
+            if (e == 0) break; /* a line without spans */
             const uint8_t *s = p + 4;
             uint32_t sl = SPAN_HDR + rd32(s + 56) + rd32(s + 60) + rd32(s + 64);
             uint64_t start = rd64(s + 32), fin = rd64(s + 40);
