@@ -322,10 +322,14 @@ static int u64_value(jr *r, uint64_t *out, const char *why)
         *out = 0;
         return 0;
     }
-    if (peek(r) == '"') {
+    char c = peek(r);
+    if (c == '"') {
         if (str_raw(r, &s, &n)) return -1;
     } else {
-        if (peek(r) == 0 || num_raw(r, &s, &n, &integral)) return fail(r, why);
+        jr t = *r; /* so that the reason names the field */
+        if (c != '-' && (c < '0' || c > '9')) return fail(r, why);
+        if (num_raw(&t, &s, &n, &integral)) return fail(r, why);
+        *r = t;
     }
     if (!integral || n == 0 || n > 20) return fail(r, why);
     uint64_t v = 0;
@@ -347,7 +351,8 @@ static int hex_id(jr *r, uint8_t *out, size_t bytes, int *present, const char *w
     memset(out, 0, bytes);
     *present = 0;
     if (is_null(r)) return 0;
-    if (str_raw(r, &s, &n)) return fail(r, why);
+    if (peek(r) != '"') return fail(r, why);
+    if (str_raw(r, &s, &n)) return -1;
     if (n == 0) return 0;
     if (n != bytes * 2) return fail(r, why);
     int nonzero = 0;
