@@ -60,6 +60,8 @@ static const struct {
     {"crdt", "CRDT updates, merges, sizes; window distinct against count and exact", bench_crdt},
     {"saga", "the saga job end to end against a hand-written saga loop; latency, state",
      bench_saga},
+    {"trace", "trace-collector: spans/s assembled and sampled (1, 2 threads), memory per trace",
+     bench_trace},
     {"broker", "built-in broker: append against dd, sequential read, latency", bench_broker},
     {"checkpoint", "throughput with 1 s / 100 ms checkpoints, stalls, 1M-key recovery",
      bench_checkpoint},

@@ -293,6 +293,13 @@ static void atomic_max(_Atomic uint64_t *m, uint64_t v)
                                                              memory_order_relaxed)) {}
 }
 
+/* Bytes of span buffers held by traces in flight: now and at most. */
+static void held_add(tc_job *j, uint64_t now, uint64_t before)
+{
+    uint64_t h = atomic_fetch_add_explicit(&j->held, now - before, memory_order_relaxed);
+    atomic_max(&j->peak_held, h + now - before);
+}
+
 static int64_t deadline(const tc_job *j, int64_t last)
 {
     return last > INT64_MAX - 1 - (j->gap - 1) ? INT64_MAX - 1 : last + j->gap - 1;
@@ -476,6 +483,7 @@ static int asm_process(sl_ctx *ctx, void *self, sl_batch *in)
                 a->n_free--;
                 t->buf = a->free_buf[a->n_free];
                 t->cap = a->free_cap[a->n_free];
+                held_add(j, t->cap, 0);
             }
             t->last = ts;
             t->timer = deadline(j, ts);
@@ -494,6 +502,7 @@ static int asm_process(sl_ctx *ctx, void *self, sl_batch *in)
             uint8_t *nb = realloc(t->buf, c);
             if (!nb) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
             t->buf = nb;
+            held_add(j, c, t->cap);
             t->cap = (uint32_t)c;
         }
         memcpy(t->buf + t->len, s, r.len);
@@ -527,6 +536,7 @@ static int asm_timer(sl_ctx *ctx, void *self, const sl_timer *tm)
     }
     sl_state_remove(a->tr, tm->hash, tid, 16);
     atomic_fetch_sub_explicit(&j->in_flight, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&j->held, v.cap, memory_order_relaxed);
     return rc;
 }
 

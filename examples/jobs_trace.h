@@ -35,7 +35,8 @@ typedef struct tc_job {
     uint64_t spans;  /* valid spans read */
     _Atomic uint64_t traces, kept_errors, kept_slow, kept_sample, kept_spans, orphans, late,
         in_traces;
-    _Atomic uint64_t in_flight, peak_in_flight;
+    _Atomic uint64_t in_flight, peak_in_flight; /* traces */
+    _Atomic uint64_t held, peak_held;           /* bytes of their span buffers */
 } tc_job;
 
 /* A job with the defaults (gap 5 s, sample rate 1), or NULL when out of
