@@ -112,7 +112,7 @@ static int cmd_jobs(int argc, char **argv)
         return 0;
     }
     if (r || jobs_no_operands("jobs", argc, argv)) return 2;
-    for (size_t i = 0; i < N_JOBS; i++) printf("%-14s %s\n", jobs[i].name, jobs[i].summary);
+    for (size_t i = 0; i < N_JOBS; i++) printf("%-15s %s\n", jobs[i].name, jobs[i].summary);
     return 0;
 }
 
