@@ -734,7 +734,9 @@ static void tc_help(void)
            "Malformed lines (not JSON, or a span without a valid traceId / spanId, a bad\n"
            "time or status) are counted, the first ten reported on standard error with the\n"
            "reason, and skipped. Every figure and the set of kept traces are the same for\n"
-           "every --threads and --parallelism. No checkpoints (--checkpoint-dir is refused).\n");
+           "every --threads and --parallelism (from a topic of several partitions, whose\n"
+           "lines interleave as they are read, which spans are late may vary). No\n"
+           "checkpoints (--checkpoint-dir is refused).\n");
     fputs(jobs_topics_help, stdout);
 }
 

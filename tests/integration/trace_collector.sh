@@ -7,8 +7,8 @@
 # statistics must equal the reference's text exactly, the kept traces and the
 # late spans must be the reference's; the run with --threads 2
 # --parallelism 2, with one credit per channel, from standard input and from
-# a broker topic must give byte-identical statistics and the same sorted
-# output. A small case checks the exact text of a kept trace (span JSON as
+# a broker topic and from Kafka (`sluice broker serve`) must give
+# byte-identical statistics and the same sorted output. A small case checks the exact text of a kept trace (span JSON as
 # read, grouped under its resource and scope). Usage errors exit 2 with one
 # line.
 #
@@ -16,13 +16,10 @@
 set -euo pipefail
 bin=$1
 src=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib/serve.sh"
+serve_init trace_collector # tmp, fail, and an EXIT trap that stops the server below
 py="$src/tests/integration/trace_collector.py"
-fail() {
-  echo "trace_collector: $*" >&2
-  exit 1
-}
 
 # --- against the reference ------------------------------------------------------------
 [ "$(python3 "$py" gen 1 "$tmp/in")" = 23 ] || fail "generator: not 23 malformed lines"
@@ -83,6 +80,14 @@ run TOPIC --topic spans $A --parallelism 2 --threads 2
 sed 's/malformed lines: 23$/malformed lines: 22/' "$tmp/A.stats" > "$tmp/A22.stats"
 cmp -s "$tmp/A22.stats" "$tmp/TOPIC.stats" || fail "topic: statistics differ: $(diff "$tmp/A22.stats" "$tmp/TOPIC.stats" | head -5)"
 cmp -s <(sort "$tmp/A.kept") <(sort "$tmp/TOPIC.kept") || fail "topic: kept traces differ"
+# and from Kafka (`sluice broker serve`)
+serve_start
+"$bin" topic create kspans --partitions 1 -b "127.0.0.1:$port" > /dev/null
+grep -v '^$' "$tmp/in" | "$bin" produce kspans -b "127.0.0.1:$port"
+# shellcheck disable=SC2086
+run KAFKA --kafka "127.0.0.1:$port" --topic kspans $A
+cmp -s "$tmp/A22.stats" "$tmp/KAFKA.stats" || fail "kafka: statistics differ: $(diff "$tmp/A22.stats" "$tmp/KAFKA.stats" | head -5)"
+cmp -s <(sort "$tmp/A.kept") <(sort "$tmp/KAFKA.kept") || fail "kafka: kept traces differ"
 
 # --- the exact text of a kept trace -------------------------------------------------------
 t=0102030405060708090a0b0c0d0e0f10
