@@ -59,13 +59,21 @@
  *   40      8     end time, ns (uint64)
  *   48      4     status code (int32)
  *   52      1     has parent (0 / 1)
- *   53      3     zero
+ *   53      1     flags: in a trace's buffer, bit 0: the resource text is a
+ *                 reference, bit 1: the scope text is (below); else 0
+ *   54      2     zero
  *   56      4     R: resource text length
  *   60      4     C: scope text length
  *   64      4     J: span text length
  *   68      R+C+J resource, scope and span JSON texts, as read
  *
- * Memory: a trace in flight is one state entry (16-byte key, a 40-byte
+ * In a trace's buffer, a resource (or scope) text longer than 4 bytes that
+ * equals the last one stored inline in that buffer is stored as a reference:
+ * 4 bytes, the offset of that text in the buffer (R and C keep the text's
+ * length). Spans of one resource and scope so cost their own JSON and the
+ * header only.
+ *
+ * Memory: a trace in flight is one state entry (16-byte key, a 56-byte
  * value) and one buffer holding its span records; buffers of decided traces
  * are kept for reuse (up to 1024 per instance), so in a steady state nothing
  * is allocated per trace or per span. No checkpoints: the buffers are not in
@@ -97,6 +105,38 @@ static uint64_t rd64(const uint8_t *p)
     uint64_t v;
     memcpy(&v, p, 8);
     return v;
+}
+
+/* A span record's texts. In a trace's buffer a resource or scope text equal
+ * to the last one stored inline is a reference instead (flag bit 0 / 1 of
+ * byte 53: 4 bytes, the offset in the buffer of the text); buf resolves it. */
+typedef struct parts {
+    const uint8_t *res, *sc, *js;
+    uint32_t rl, cl, jl;
+    uint32_t size; /* bytes of the record */
+} parts;
+
+static parts rec_parts(const uint8_t *buf, const uint8_t *s)
+{
+    parts p = {.rl = rd32(s + 56), .cl = rd32(s + 60), .jl = rd32(s + 64)};
+    const uint8_t *q = s + SPAN_HDR;
+    if (s[53] & 1) {
+        p.res = buf + rd32(q);
+        q += 4;
+    } else {
+        p.res = q;
+        q += p.rl;
+    }
+    if (s[53] & 2) {
+        p.sc = buf + rd32(q);
+        q += 4;
+    } else {
+        p.sc = q;
+        q += p.cl;
+    }
+    p.js = q;
+    p.size = (uint32_t)(q + p.jl - s);
+    return p;
 }
 
 /* --- the reader: a line into a packed record ---------------------------------------- */
@@ -242,8 +282,9 @@ static sl_bytes trace_key(const void *rec, uint32_t len, void *ud)
 /* A trace in flight (the state value; the buffer is the instance's). */
 typedef struct tc_trace {
     uint8_t *buf; /* span records back to back */
-    uint32_t len, cap, n, pad;
-    int64_t last; /* largest span end time, ms */
+    uint32_t len, cap, n;
+    uint32_t res_off, res_len, sc_off, sc_len; /* the last resource / scope text inline */
+    int64_t last;                              /* largest span end time, ms */
     int64_t timer;
 } tc_trace;
 
@@ -327,13 +368,12 @@ static int put_scope_open(sl_buf *b, const uint8_t *sc, uint32_t cl)
 /* One span as a request of its own (a late span). */
 static int late_line(sl_buf *b, const uint8_t *s)
 {
-    uint32_t rl = rd32(s + 56), cl = rd32(s + 60), jl = rd32(s + 64);
-    const uint8_t *t = s + SPAN_HDR;
+    parts p = rec_parts(NULL, s);
     b->len = 0;
     int rc = sl_buf_append(b, "{\"resourceSpans\":[", 18);
-    rc = rc ? rc : put_group_open(b, t, rl);
-    rc = rc ? rc : put_scope_open(b, t + rl, cl);
-    rc = rc ? rc : sl_buf_append(b, t + rl + cl, jl);
+    rc = rc ? rc : put_group_open(b, p.res, p.rl);
+    rc = rc ? rc : put_scope_open(b, p.sc, p.cl);
+    rc = rc ? rc : sl_buf_append(b, p.js, p.jl);
     return rc ? rc : sl_buf_append(b, "]}]}]}", 6);
 }
 
@@ -377,31 +417,31 @@ static int trace_line(assembler *a, const tc_trace *t)
     int first_r = 1;
     for (uint32_t i = 0; i < t->n && !rc; i++) {
         if (a->done[i]) continue;
-        const uint8_t *si = t->buf + a->off[i];
-        uint32_t rl = rd32(si + 56);
-        const uint8_t *res = si + SPAN_HDR;
+        parts pi = rec_parts(t->buf, t->buf + a->off[i]);
+        uint32_t rl = pi.rl;
+        const uint8_t *res = pi.res;
         if (!first_r) rc = sl_buf_append(b, ",", 1);
         first_r = 0;
         rc = rc ? rc : put_group_open(b, res, rl);
         int first_c = 1;
         for (uint32_t k = i; k < t->n && !rc; k++) {
-            const uint8_t *sk = t->buf + a->off[k];
-            if (a->done[k] || !bytes_eq(sk + SPAN_HDR, rd32(sk + 56), res, rl)) continue;
-            uint32_t cl = rd32(sk + 60);
-            const uint8_t *sc = sk + SPAN_HDR + rl;
+            if (a->done[k]) continue;
+            parts pk = rec_parts(t->buf, t->buf + a->off[k]);
+            if (!bytes_eq(pk.res, pk.rl, res, rl)) continue;
+            uint32_t cl = pk.cl;
+            const uint8_t *sc = pk.sc;
             if (!first_c) rc = sl_buf_append(b, ",", 1);
             first_c = 0;
             rc = rc ? rc : put_scope_open(b, sc, cl);
             int first_s = 1;
             for (uint32_t m = k; m < t->n && !rc; m++) {
-                const uint8_t *sm = t->buf + a->off[m];
-                if (a->done[m] || !bytes_eq(sm + SPAN_HDR, rd32(sm + 56), res, rl) ||
-                    !bytes_eq(sm + SPAN_HDR + rl, rd32(sm + 60), sc, cl))
-                    continue;
+                if (a->done[m]) continue;
+                parts pm = rec_parts(t->buf, t->buf + a->off[m]);
+                if (!bytes_eq(pm.res, pm.rl, res, rl) || !bytes_eq(pm.sc, pm.cl, sc, cl)) continue;
                 a->done[m] = 1;
                 if (!first_s) rc = sl_buf_append(b, ",", 1);
                 first_s = 0;
-                rc = rc ? rc : sl_buf_append(b, sm + SPAN_HDR + rl + cl, rd32(sm + 64));
+                rc = rc ? rc : sl_buf_append(b, pm.js, pm.jl);
             }
             rc = rc ? rc : sl_buf_append(b, "]}", 2);
         }
@@ -427,7 +467,7 @@ static int decide(sl_ctx *ctx, assembler *a, tc_job *j, const uint8_t *tid, cons
         int32_t code;
         memcpy(&code, s + 48, 4);
         err |= code == SL_OTLP_ERROR;
-        off += SPAN_HDR + rd32(s + 56) + rd32(s + 60) + rd32(s + 64);
+        off += rec_parts(t->buf, s).size;
     }
     qsort(a->ids, t->n, sizeof(uint64_t), cmp_u64);
     uint64_t orphans = 0;
@@ -493,11 +533,18 @@ static int asm_process(sl_ctx *ctx, void *self, sl_batch *in)
             if (rc) return rc;
             t = sl_state_find(a->tr, h, s, 16);
         }
-        if (t->len + (uint64_t)r.len > UINT32_MAX)
+        parts pr = rec_parts(NULL, s);
+        int rref = t->n && pr.rl > 4 && pr.rl == t->res_len &&
+                   memcmp(t->buf + t->res_off, pr.res, pr.rl) == 0;
+        int cref = t->n && pr.cl > 4 && pr.cl == t->sc_len &&
+                   memcmp(t->buf + t->sc_off, pr.sc, pr.cl) == 0;
+        uint64_t need =
+            SPAN_HDR + (rref ? 4 : (uint64_t)pr.rl) + (cref ? 4 : (uint64_t)pr.cl) + pr.jl;
+        if (t->len + need > UINT32_MAX)
             return sl_ctx_fail(ctx, SL_ETOOBIG, "a trace of more than 4 GiB");
-        if (t->len + r.len > t->cap) {
+        if (t->len + need > t->cap) {
             uint64_t c = t->cap ? t->cap : 512;
-            while (c < t->len + (uint64_t)r.len) c *= 2;
+            while (c < t->len + need) c *= 2;
             if (c > UINT32_MAX) c = UINT32_MAX;
             uint8_t *nb = realloc(t->buf, c);
             if (!nb) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
@@ -505,8 +552,29 @@ static int asm_process(sl_ctx *ctx, void *self, sl_batch *in)
             held_add(j, c, t->cap);
             t->cap = (uint32_t)c;
         }
-        memcpy(t->buf + t->len, s, r.len);
-        t->len += r.len;
+        uint8_t *o = t->buf + t->len, *q = o + SPAN_HDR;
+        memcpy(o, s, SPAN_HDR);
+        o[53] = (uint8_t)(rref | cref << 1);
+        if (rref) {
+            memcpy(q, &t->res_off, 4);
+            q += 4;
+        } else {
+            t->res_off = (uint32_t)(q - t->buf);
+            t->res_len = pr.rl;
+            memcpy(q, pr.res, pr.rl);
+            q += pr.rl;
+        }
+        if (cref) {
+            memcpy(q, &t->sc_off, 4);
+            q += 4;
+        } else {
+            t->sc_off = (uint32_t)(q - t->buf);
+            t->sc_len = pr.cl;
+            memcpy(q, pr.sc, pr.cl);
+            q += pr.cl;
+        }
+        memcpy(q, pr.js, pr.jl);
+        t->len += (uint32_t)need;
         t->n++;
         if (ts > t->last) t->last = ts;
     }

@@ -8,9 +8,11 @@
 # late spans must be the reference's; the run with --threads 2
 # --parallelism 2, with one credit per channel, from standard input and from
 # a broker topic and from Kafka (`sluice broker serve`) must give
-# byte-identical statistics and the same sorted output. A small case checks the exact text of a kept trace (span JSON as
-# read, grouped under its resource and scope). Usage errors exit 2 with one
-# line.
+# byte-identical statistics and the same sorted output. A small case checks
+# the exact text of a kept trace (span JSON as read, grouped under its
+# resource and scope; two spans of one resource and scope in a row, which
+# the trace's buffer stores once) and its statistics. Usage errors exit 2
+# with one line.
 #
 # Run by ctest as: bash trace_collector.sh SLUICE_BIN SOURCE_DIR BUILD_DIR
 set -euo pipefail
@@ -95,24 +97,25 @@ r1='{"attributes":[{"key":"service.name","value":{"stringValue":"saga"}}]}'
 s1="{\"traceId\":\"$t\",\"spanId\":\"0000000000000001\",\"name\":\"root\",\"startTimeUnixNano\":\"1000000\",\"endTimeUnixNano\":\"5000000\",\"unknown\":[1, {\"x\" : null}]}"
 s2="{ \"traceId\": \"$t\", \"spanId\": \"0000000000000002\", \"parentSpanId\": \"0000000000000001\", \"endTimeUnixNano\": 2000000 }"
 s3="{\"traceId\":\"$t\",\"spanId\":\"0000000000000003\",\"parentSpanId\":\"00000000000000ff\",\"endTimeUnixNano\":3000000,\"status\":{\"code\":\"STATUS_CODE_ERROR\"}}"
+s4="{\"traceId\":\"$t\",\"spanId\":\"0000000000000004\",\"parentSpanId\":\"0000000000000003\",\"name\":\"root\",\"startTimeUnixNano\":\"3000000\",\"endTimeUnixNano\":\"3500000\"}"
 {
   echo "{\"resourceSpans\":[{\"resource\":$r1,\"scopeSpans\":[{\"scope\":{\"name\":\"a\"},\"spans\":[$s1]}]},{\"scopeSpans\":[{\"spans\":[$s2]}]}]}"
-  echo "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[$s3],\"scope\":{\"name\":\"a\"}}],\"resource\":$r1}]}"
+  echo "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[$s3,$s4],\"scope\":{\"name\":\"a\"}}],\"resource\":$r1}]}"
 } > "$tmp/small"
 "$bin" run trace-collector --input "$tmp/small" --out "$tmp/small.kept" --keep-errors --sample-rate 0 \
   > "$tmp/small.stats" 2> /dev/null || fail "small: exit $?"
-want="{\"resourceSpans\":[{\"resource\":$r1,\"scopeSpans\":[{\"scope\":{\"name\":\"a\"},\"spans\":[$s1,$s3]}]},{\"resource\":{},\"scopeSpans\":[{\"scope\":{},\"spans\":[$s2]}]}]}"
+want="{\"resourceSpans\":[{\"resource\":$r1,\"scopeSpans\":[{\"scope\":{\"name\":\"a\"},\"spans\":[$s1,$s3,$s4]}]},{\"resource\":{},\"scopeSpans\":[{\"scope\":{},\"spans\":[$s2]}]}]}"
 [ "$(cat "$tmp/small.kept")" = "$want" ] || fail "small: kept line is
 $(cat "$tmp/small.kept")
 not
 $want"
-grep -q "^saga	root	1	0	0.0000	4000.000	4000.000	4000.000\$" "$tmp/small.stats" ||
+grep -q "^saga	root	2	0	0.0000	500.000	4000.000	4000.000\$" "$tmp/small.stats" ||
   fail "small: no root row: $(cat "$tmp/small.stats")"
 grep -q "^saga		1	1	1.0000	3000.000	3000.000	3000.000\$" "$tmp/small.stats" ||
   fail "small: no row for the unnamed saga span: $(cat "$tmp/small.stats")"
 grep -q "^unknown_service		1	0	0.0000	2000.000	2000.000	2000.000\$" "$tmp/small.stats" ||
   fail "small: no unknown_service row: $(cat "$tmp/small.stats")"
-grep -q "^traces: 1, kept: 1, spans: 3, orphans: 1\$" "$tmp/small.stats" ||
+grep -q "^traces: 1, kept: 1, spans: 4, orphans: 1\$" "$tmp/small.stats" ||
   fail "small: summary: $(cat "$tmp/small.stats")"
 
 # --- usage -------------------------------------------------------------------------------
