@@ -13,11 +13,12 @@
  * so the walk can test once per step.
  *
  * Field order in JSON objects is free, but a span's service comes from its
- * resource, which may follow "scopeSpans" in the text. So an element of
- * resourceSpans (and of scopeSpans) is read in two steps: one pass records
- * where its "resource" / "scope" and "scopeSpans" / "spans" values lie
- * (validating them), then those ranges are read again by a sub-reader. A
- * span object is read in one pass (its fields need nothing from elsewhere).
+ * resource, which may follow "scopeSpans" in the text. So in an element of
+ * resourceSpans (and of scopeSpans) the spans are read as they come when the
+ * "resource" ("scope") came first, as exporters write it; when it did not,
+ * the "scopeSpans" ("spans") value is validated and its range kept, and a
+ * sub-reader reads it once the element has ended. A span object is read in
+ * one pass (its fields need nothing from elsewhere).
  *
  * Invariants: r->p never passes r->end; a range handed to a sub-reader was
  * validated by skip(), so the sub-reader meets only type errors.
@@ -489,34 +490,47 @@ static int sub_done(jr *r, jr *s)
     return 0;
 }
 
+static int walk_spans(jr *x, walk *w)
+{
+    int f = 1, rc;
+    while ((rc = arr_next(x, &f)) == 1) {
+        if (peek(x) != '{') return fail(x, "a span is not an object");
+        if (read_span(x, w)) return -1;
+    }
+    return rc;
+}
+
+/* An element of scopeSpans. Its spans are read as they come once its scope
+ * is known (the usual order); spans before the scope (or without one) are
+ * validated, then read again when the element has ended. */
 static int read_scope_spans(jr *r, walk *w)
 {
-    const char *k, *sb = NULL, *se = NULL, *xb = "{}", *xe = xb + 2;
+    const char *k, *sb = NULL, *se = NULL, *xb, *xe;
     size_t kn;
-    int first = 1, rc;
+    int first = 1, rc, have_scope = 0;
+    w->sp.scope.ptr = "{}";
+    w->sp.scope.len = 2;
     while ((rc = obj_next(r, &first, &k, &kn)) == 1) {
         if (key_is(k, kn, "scope", NULL) && peek(r) != 'n') {
             if (peek(r) != '{') return fail(r, "scope is not an object");
             if (skip_range(r, &xb, &xe)) return -1;
+            w->sp.scope.ptr = xb;
+            w->sp.scope.len = (uint32_t)(xe - xb);
+            have_scope = 1;
         } else if (key_is(k, kn, "spans", NULL) && peek(r) != 'n') {
             if (peek(r) != '[') return fail(r, "spans is not an array");
-            if (skip_range(r, &sb, &se)) return -1;
+            if (have_scope) {
+                if (walk_spans(r, w)) return -1;
+            } else if (skip_range(r, &sb, &se)) {
+                return -1;
+            }
         } else if (skip(r)) {
             return -1;
         }
     }
     if (rc || !sb) return rc;
-    w->sp.scope.ptr = xb;
-    w->sp.scope.len = (uint32_t)(xe - xb);
     jr s = sub(r, sb, se);
-    int f = 1;
-    while (arr_next(&s, &f) == 1) {
-        if (peek(&s) != '{') {
-            fail(&s, "a span is not an object");
-            break;
-        }
-        if (read_span(&s, w)) break;
-    }
+    walk_spans(&s, w);
     return sub_done(r, &s);
 }
 
@@ -567,40 +581,53 @@ static int read_resource(jr *r, char *svc, size_t cap, sl_bytes *out)
     return rc;
 }
 
+static int walk_scopes(jr *x, walk *w)
+{
+    int f = 1, rc;
+    while ((rc = arr_next(x, &f)) == 1) {
+        if (peek(x) != '{') return fail(x, "an element of scopeSpans is not an object");
+        if (read_scope_spans(x, w)) return -1;
+    }
+    return rc;
+}
+
+/* An element of resourceSpans: as read_scope_spans, its scopeSpans are read
+ * as they come once the resource is known, else when the element has ended. */
 static int read_resource_spans(jr *r, walk *w)
 {
     char svc[SL_OTLP_MAX_NAME];
-    const char *k, *rb = "{}", *re = rb + 2, *sb = NULL, *se = NULL;
+    const char *k, *rb, *re, *sb = NULL, *se = NULL;
     size_t kn;
-    int first = 1, rc;
+    int first = 1, rc, have_res = 0;
+    w->sp.resource.ptr = "{}";
+    w->sp.resource.len = 2;
+    w->sp.service.ptr = "unknown_service";
+    w->sp.service.len = 15;
     while ((rc = obj_next(r, &first, &k, &kn)) == 1) {
         if (key_is(k, kn, "resource", NULL) && peek(r) != 'n') {
             if (peek(r) != '{') return fail(r, "resource is not an object");
             if (skip_range(r, &rb, &re)) return -1;
+            w->sp.resource.ptr = rb;
+            w->sp.resource.len = (uint32_t)(re - rb);
+            w->sp.service.ptr = "unknown_service";
+            w->sp.service.len = 15;
+            jr x = sub(r, rb, re);
+            if (read_resource(&x, svc, sizeof(svc), &w->sp.service) || sub_done(r, &x)) return -1;
+            have_res = 1;
         } else if (key_is(k, kn, "scopeSpans", "scope_spans") && peek(r) != 'n') {
             if (peek(r) != '[') return fail(r, "scopeSpans is not an array");
-            if (skip_range(r, &sb, &se)) return -1;
+            if (have_res) {
+                if (walk_scopes(r, w)) return -1;
+            } else if (skip_range(r, &sb, &se)) {
+                return -1;
+            }
         } else if (skip(r)) {
             return -1;
         }
     }
-    if (rc) return -1;
-    w->sp.resource.ptr = rb;
-    w->sp.resource.len = (uint32_t)(re - rb);
-    w->sp.service.ptr = "unknown_service";
-    w->sp.service.len = 15;
-    jr x = sub(r, rb, re);
-    if (read_resource(&x, svc, sizeof(svc), &w->sp.service) || sub_done(r, &x)) return -1;
-    if (!sb) return 0;
+    if (rc || !sb) return rc;
     jr s = sub(r, sb, se);
-    int f = 1;
-    while (arr_next(&s, &f) == 1) {
-        if (peek(&s) != '{') {
-            fail(&s, "an element of scopeSpans is not an object");
-            break;
-        }
-        if (read_scope_spans(&s, w)) break;
-    }
+    walk_scopes(&s, w);
     return sub_done(r, &s);
 }
 

@@ -222,6 +222,20 @@ static void test_malformed(void **state)
         {SPAN_LINE(IDS ",\"status\":{\"code\":99999999999}"), "bad status code"},
         {SPAN_LINE(IDS ",\"status\":[]"), "expected an object"},
         {SPAN_LINE(IDS ",\"name\":1"), "expected a string"},
+        /* the same errors where the resource and the scope come first (read as they come) */
+        {"{\"resourceSpans\":[{\"resource\":{},\"scopeSpans\":[1]}]}",
+         "an element of scopeSpans is not an object"},
+        {"{\"resourceSpans\":[{\"resource\":{},\"scopeSpans\":[{\"scope\":{},\"spans\":[1]}]}]}",
+         "a span is not an object"},
+        {"{\"resourceSpans\":[{\"resource\":{},\"scopeSpans\":[{\"scope\":{},\"spans\":[{"
+         "\"traceId\":\"x\"}]}]}]}",
+         "bad traceId (32 hex digits, not zero)"},
+        {"{\"resourceSpans\":[{\"resource\":{},\"scopeSpans\":[{\"scope\":{},\"spans\":[{" IDS
+         "}],\"x\":tru}]}]}",
+         "bad literal"},
+        {"{\"resourceSpans\":[{\"resource\":{},\"scopeSpans\":[{\"scope\":{},\"spans\":[{" IDS
+         "}]}]}]",
+         "expected ',' or '}' in an object"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         got g = {0};
