@@ -43,7 +43,7 @@
  *
  *   offset        size  field
  *   0             4     E: bytes of the entry after this field
- *   4             64+   the span record (below)
+ *   4             S     the span record (below; S = 68 + R + C + J)
  *   4+S           4     service length V, then V bytes
  *   8+S+V         4     name length N, then N bytes
  *
@@ -76,8 +76,11 @@
  * Memory: a trace in flight is one state entry (16-byte key, a 56-byte
  * value) and one buffer holding its span records; buffers of decided traces
  * are kept for reuse (up to 1024 per instance), so in a steady state nothing
- * is allocated per trace or per span. No checkpoints: the buffers are not in
- * engine-managed state, and the job refuses --checkpoint-dir.
+ * is allocated per trace or per span. The statistics keep every span's
+ * latency (8 bytes per span read, in arrays that double as they grow) for
+ * exact percentiles: they grow with the input, as exact percentiles must.
+ * No checkpoints: the buffers are not in engine-managed state, and the job
+ * refuses --checkpoint-dir.
  */
 #include <errno.h>
 #include <inttypes.h>
