@@ -10,7 +10,10 @@
  *        line and packs its spans into one record (below); a malformed line
  *        goes to the dead letters (counted; the first ten on stderr with the
  *        reason). Event time of the line: the largest end time of its spans,
- *        in ms; punctuated watermarks max_event_time_seen - delay - 1
+ *        in ms; punctuated watermarks max_event_time_seen - delay - 1,
+ *        rounded down to a multiple of --watermark-step (default 100 ms):
+ *        the engine cuts the reader's batch wherever the watermark moves, so
+ *        a watermark after every line would make batches of one line
  *     -> "spans" (parallelism 1, chained): one record per span, event time
  *        its end time in ms; counts every span into the statistics (so they
  *        cover every valid span read, whatever is kept or late)
@@ -626,9 +629,24 @@ static int fmt_line(sl_buf *out, const void *rec, uint32_t len, int64_t ts, void
 
 /* --- the pipeline ----------------------------------------------------------------------- */
 
+/* The watermark after a record: max_end_ms_seen - delay - 1, rounded down to
+ * a multiple of the step. The source announces a watermark (and cuts its
+ * batch there) only when it moves, so a step keeps batches whole. */
+static int64_t wm_step(const void *rec, uint32_t len, int64_t ts, int64_t max_ts, void *ud)
+{
+    (void)rec;
+    (void)len;
+    (void)ts;
+    const tc_job *j = ud;
+    if (max_ts == SL_TIME_MIN) return SL_TIME_MIN;
+    int64_t x = max_ts - j->delay - 1, st = j->wm_step;
+    int64_t q = x >= 0 ? x / st : -((-x + st - 1) / st);
+    return q * st;
+}
+
 int jobs_trace_build(sl_pipeline *p, tc_job *j)
 {
-    sl_watermark_conf wm = {.delay = j->delay, .punctuated = 1};
+    sl_watermark_conf wm = {.delay = j->delay, .punctuated = 1, .fn = wm_step, .ud = j};
     sl_stream *src;
     if (j->topic) {
         src = jobs_topic_source(p, j->tp, NULL, "otlp", j->topic, jobs_trace_parse, NULL, MAX_LINE,
@@ -661,6 +679,7 @@ tc_job *jobs_trace_new(void)
         return NULL;
     }
     j->gap = 5000;
+    j->wm_step = 100;
     j->sample_bound = (uint64_t)1 << 63;
     return j;
 }
@@ -767,7 +786,8 @@ int jobs_trace_report(tc_job *j, FILE *f)
 static void tc_help(void)
 {
     printf("usage: sluice run trace-collector [--input FILE | --topic NAME] --out FILE\n"
-           "           [--trace-gap D] [--delay D] [--keep-errors] [--keep-slower-than D]\n"
+           "           [--trace-gap D] [--delay D] [--watermark-step D] [--keep-errors]\n"
+           "           [--keep-slower-than D]\n"
            "           [--sample-rate R] [--late-out FILE] [--stats FILE] [--credits N]\n"
            "           [--threads N] [--parallelism P] [--explain]\n"
            "           [--dir DIR | --kafka BOOTSTRAP [-X KEY=VALUE]...] [--follow]\n"
@@ -789,8 +809,12 @@ static void tc_help(void)
            "  --trace-gap D    a trace is complete when the watermark passes its last span's\n"
            "                   end time by D (default 5s; 250ms, 10s, 1m or plain ms)\n"
            "  --delay D        out-of-orderness: after each line the watermark becomes\n"
-           "                   max_end_time_seen - D - 1 (default 0); event time of a span:\n"
-           "                   its endTimeUnixNano in ms\n"
+           "                   max_end_time_seen - D - 1 (default 0), rounded down to a\n"
+           "                   multiple of the step; event time of a span: its\n"
+           "                   endTimeUnixNano in ms\n"
+           "  --watermark-step D  the watermark moves in steps of D (default 100ms; 1 moves\n"
+           "                   it after every line that raises it, which cuts the reader's\n"
+           "                   batches there and costs throughput)\n"
            "  --keep-errors    keep every trace with a span of status code ERROR (2)\n"
            "  --keep-slower-than D  keep every trace whose duration (largest end - smallest\n"
            "                   start) is above D\n"
@@ -825,7 +849,8 @@ int job_trace_collector(int argc, char **argv, const jobs_runner *run)
         O_ERRORS,
         O_SLOWER,
         O_RATE,
-        O_CREDITS
+        O_CREDITS,
+        O_WM_STEP
     };
     static const struct option opts[] = {{"input", required_argument, NULL, O_INPUT},
                                          {"topic", required_argument, NULL, O_TOPIC},
@@ -838,6 +863,7 @@ int job_trace_collector(int argc, char **argv, const jobs_runner *run)
                                          {"keep-slower-than", required_argument, NULL, O_SLOWER},
                                          {"sample-rate", required_argument, NULL, O_RATE},
                                          {"credits", required_argument, NULL, O_CREDITS},
+                                         {"watermark-step", required_argument, NULL, O_WM_STEP},
                                          JOBS_TOPIC_OPTIONS,
                                          JOBS_COMMON_OPTIONS,
                                          {0}};
@@ -870,19 +896,24 @@ int job_trace_collector(int argc, char **argv, const jobs_runner *run)
         case O_ERRORS: j->keep_errors = 1; break;
         case O_CREDITS: ret = jobs_int(cmd, "--credits", optarg, 1, 1024, &credits); break;
         case O_GAP:
+        case O_WM_STEP:
         case O_DELAY:
         case O_SLOWER: {
-            const char *name = opt == O_GAP     ? "--trace-gap"
-                               : opt == O_DELAY ? "--delay"
-                                                : "--keep-slower-than";
-            if (jobs_duration(optarg, opt != O_GAP, &d) ||
+            const char *name = opt == O_GAP       ? "--trace-gap"
+                               : opt == O_WM_STEP ? "--watermark-step"
+                               : opt == O_DELAY   ? "--delay"
+                                                  : "--keep-slower-than";
+            int pos = opt == O_GAP || opt == O_WM_STEP;
+            if (jobs_duration(optarg, !pos, &d) ||
                 (opt == O_SLOWER && d > (int64_t)(UINT64_MAX / 1000000u))) {
                 fprintf(stderr,
                         "sluice %s: %s needs a duration (250ms, 10s, 1m or ms%s), not '%s'\n", cmd,
-                        name, opt == O_GAP ? ", above 0" : "", optarg);
+                        name, pos ? ", above 0" : "", optarg);
                 ret = 2;
             } else if (opt == O_GAP) {
                 j->gap = d;
+            } else if (opt == O_WM_STEP) {
+                j->wm_step = d;
             } else if (opt == O_DELAY) {
                 j->delay = d;
             } else {

@@ -22,7 +22,7 @@ typedef struct tc_job {
     /* options */
     const char *input, *topic, *out, *late_out;
     const jobs_topics *tp;
-    int64_t gap, delay; /* ms */
+    int64_t gap, delay, wm_step; /* ms */
     int keep_errors, slower_set;
     uint64_t slower_ns;
     uint64_t sample_bound; /* floor(R * 2^63) */

@@ -12,7 +12,7 @@
 
   trace_collector.py ref FILE OPTIONS... -- STATS KEPT_OUT LATE_OUT
       computes, independently of the job, what it must print and keep with
-      OPTIONS (--trace-gap MS --delay MS [--keep-errors]
+      OPTIONS (--trace-gap MS --delay MS [--watermark-step MS] [--keep-errors]
       [--keep-slower-than MS] [--sample-rate R]), and checks the job's
       statistics file STATS (exact text), its kept traces KEPT_OUT (the same
       traces, each span with its resource and scope, every span's text as
@@ -20,7 +20,8 @@
       first difference.
 
 The model (the job's help states it): a span's event time is its end time in
-ms; the watermark after a line is max_end_ms_seen - delay - 1; a span whose
+ms; the watermark after a line is max_end_ms_seen - delay - 1 rounded down to
+a multiple of the watermark step (default 100 ms); a span whose
 trace is not in flight and whose time is <= the watermark is late; a trace is
 decided when the watermark reaches last_end_ms + gap - 1.
 """
@@ -352,7 +353,7 @@ def ref(argv):
     path = argv[0]
     sep = argv.index("--")
     opts, (stats_f, kept_f, late_f) = argv[1:sep], argv[sep + 1:]
-    gap, delay, keep_err, slower, rate = 5000, 0, False, None, 1.0
+    gap, delay, step, keep_err, slower, rate = 5000, 0, 100, False, None, 1.0
     i = 0
     while i < len(opts):
         o = opts[i]
@@ -366,6 +367,8 @@ def ref(argv):
             gap = int(v)
         elif o == "--delay":
             delay = int(v)
+        elif o == "--watermark-step":
+            step = int(v)
         elif o == "--keep-slower-than":
             slower = int(v) * 1_000_000
         elif o == "--sample-rate":
@@ -410,7 +413,7 @@ def ref(argv):
         if spans:
             m = max(s["end"] // 1_000_000 for s in spans)
             max_ts = m if max_ts is None else max(max_ts, m)
-            nw = max_ts - delay - 1
+            nw = (max_ts - delay - 1) // step * step
             if nw > wm:
                 wm = nw
                 advance(wm)

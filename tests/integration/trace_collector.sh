@@ -3,7 +3,8 @@
 # (trace_collector.py): generated traces of known structure (errors, slow
 # traces, orphans, several services, out-of-order arrival, spans split over
 # lines and many per line, the mapping's variants, late spans, event time 0,
-# huge times, 23 malformed lines of as many kinds). For three policy sets the
+# huge times, 23 malformed lines of as many kinds). For three policy sets
+# (and watermark steps 1 ms, the default 100 ms, and 250 ms) the
 # statistics must equal the reference's text exactly, the kept traces and the
 # late spans must be the reference's; the run with --threads 2
 # --parallelism 2, with one credit per channel, from standard input and from
@@ -25,9 +26,9 @@ py="$src/tests/integration/trace_collector.py"
 
 # --- against the reference ------------------------------------------------------------
 [ "$(python3 "$py" gen 1 "$tmp/in")" = 23 ] || fail "generator: not 23 malformed lines"
-A="--trace-gap 2000 --delay 500 --keep-errors --keep-slower-than 300 --sample-rate 0.25"
+A="--trace-gap 2000 --delay 500 --keep-errors --keep-slower-than 300 --sample-rate 0.25 --watermark-step 1"
 B="--trace-gap 5000 --delay 0 --sample-rate 0"
-C="--trace-gap 100 --delay 0 --keep-slower-than 700"
+C="--trace-gap 100 --delay 0 --keep-slower-than 700 --watermark-step 250"
 run() { # NAME OPTIONS... : run the job on $tmp/in into $tmp/NAME.{stats,kept,late,err}
   local n=$1
   shift
@@ -121,7 +122,7 @@ grep -q "^traces: 1, kept: 1, spans: 4, orphans: 1\$" "$tmp/small.stats" ||
 # --- usage -------------------------------------------------------------------------------
 "$bin" run trace-collector --help > "$tmp/help"
 for o in --input --topic --out --late-out --stats --trace-gap --delay --keep-errors \
-  --keep-slower-than --sample-rate --credits --threads --parallelism --explain --dir --kafka; do
+  --keep-slower-than --sample-rate --watermark-step --credits --threads --parallelism --explain --dir --kafka; do
   grep -q -- "$o" "$tmp/help" || fail "--help does not mention $o"
 done
 usage() { # MATCH ARGS...: must exit 2 with one stderr line that says MATCH
@@ -137,6 +138,7 @@ usage "--sample-rate needs" --out x --sample-rate abc
 usage "--trace-gap needs a duration" --out x --trace-gap 0
 usage "--keep-slower-than needs a duration" --out x --keep-slower-than soon
 usage "--delay needs a duration" --out x --delay -1
+usage "--watermark-step needs a duration" --out x --watermark-step 0
 usage "unexpected argument 'extra'" --out x extra
 usage "frobnicate" --out x --frobnicate
 usage "give --input or --topic, not both" --out x --input a --topic b
