@@ -169,7 +169,7 @@ static void run_job(const char *path, int threads, int64_t gap, run_fig *f)
     j->keep_errors = 1;
     j->slower_set = 1;
     j->slower_ns = 50000000;
-    j->sample_bound = (uint64_t)(0.1 * 9223372036854775808.0);
+    j->sample_rate = 0.1;
     j->parallelism = threads;
     if (!(p = sl_pipeline_new())) goto out;
     sl_pipeline_set_threads(p, threads);

@@ -47,13 +47,15 @@
  *   8       4     n: sections that follow
  *   12      ...   n sections:
  *                   +0   1  kind: 1 keyed state, 2 event-time timers,
- *                            3 the operator's snapshot hook, 4 source splits
+ *                            3 the operator's snapshot hook, 4 source splits,
+ *                            5 the instance's input watermark
  *                   +1   1  reserved, 0
  *                   +2   2  name_len (keyed state: the table's name; else 0)
  *                   +4   4  reserved, 0
  *                   +8   8  data_len
  *                   +16  *  name, then data (sl_state_snapshot's format,
- *                            timer.c's, the hook's own, source.c's SPLITS)
+ *                            timer.c's, the hook's own, source.c's SPLITS,
+ *                            the watermark: an int64)
  *
  * Restore (sl_pipeline_start, after every instance opened, before any
  * record): for new instance i of Q, every blob of the same node name is read.
@@ -65,6 +67,16 @@
  * the checkpoint's positions; their first step announces the restored
  * watermark, before any record, so replayed records are judged against the
  * watermark they were judged against before.
+ *
+ * Every instance also gets back its input watermark (section 5; the minimum
+ * over the old blobs it reads, SL_TIME_MIN from a checkpoint without one),
+ * and a task with inputs starts from its root's: a task's watermark never
+ * goes back, across a restart as within a run. Without it a restarted
+ * window judged the first records against SL_TIME_MIN until every input had
+ * announced its restored watermark: a record for a window that had fired
+ * (kept under allowed lateness) was added without firing it again, its
+ * result lost; and a channel that was idle or had ended before the
+ * checkpoint came back into the minimum below where the watermark had been.
  *
  * Ids: a run continues after the highest id in the directory (complete or
  * not) and after the id it restored, so ids only grow and a stale instance's
@@ -100,7 +112,7 @@
 #include "sluice/error.h"
 #include "sluice/state.h"
 
-enum { SEC_STATE = 1, SEC_TIMERS = 2, SEC_OPERATOR = 3, SEC_SPLITS = 4 };
+enum { SEC_STATE = 1, SEC_TIMERS = 2, SEC_OPERATOR = 3, SEC_SPLITS = 4, SEC_WATERMARK = 5 };
 #define BLOB_MAGIC "SLIS"
 #define BLOB_HDR   12
 #define SEC_HDR    16
@@ -493,6 +505,11 @@ static int capture_instance(sl_pipeline *p, struct sl_ctx *c, uint64_t id, sli_c
         }
         sec_end(b, at, &n_sec);
     }
+    if ((rc = sec_begin(b, SEC_WATERMARK, NULL, &at))) goto oom;
+    if ((rc = sl_buf_reserve(b, 8))) goto oom;
+    sli_put_le(b->ptr + b->len, (uint64_t)c->wm, 8);
+    b->len += 8;
+    sec_end(b, at, &n_sec);
     sli_put_le(b->ptr + 8, n_sec, 4);
     cap->n_blobs++;
     return 0;
@@ -1066,8 +1083,10 @@ static int find_restore(sl_pipeline *p, char *warn, size_t warnlen)
     return 0;
 }
 
+/* Restore what instance x takes of one old blob; *wm: the blob's watermark
+ * (left as it is when the blob has none). */
 static int restore_sections(struct sl_ctx *x, const sli_chk_state *st, int take_all_keys,
-                            uint32_t lo, uint32_t hi, int whole)
+                            uint32_t lo, uint32_t hi, int whole, int64_t *wm)
 {
     const uint8_t *d = st->data;
     uint64_t len = st->len;
@@ -1133,6 +1152,10 @@ static int restore_sections(struct sl_ctx *x, const sli_chk_state *st, int take_
             rc = sli_source_restore_splits(x, data, dl);
             if (rc) return rc;
             break;
+        case SEC_WATERMARK:
+            if (dl != 8) goto bad;
+            *wm = (int64_t)sli_get_le(data, 8);
+            break;
         default: goto bad;
         }
     }
@@ -1153,18 +1176,22 @@ static int restore_instance(sl_pipeline *p, struct sl_ctx *x)
     uint32_t lo = 0, hi = SL_KEY_GROUPS - 1;
     if (keyed) kg_range(x->instance, q, &lo, &hi);
     size_t ns = sli_chk_reader_nstates(r);
+    int64_t floor = INT64_MAX; /* the least watermark of the blobs read */
     for (size_t i = 0; i < ns; i++) {
         const sli_chk_state *st = sli_chk_reader_state_at(r, i);
         if (strcmp(st->node, x->node->name) != 0) continue;
         int whole = !keyed && (int)(st->instance % (uint32_t)q) == x->instance;
         int rc;
+        int64_t wm = SL_TIME_MIN;
         if (keyed && lo > hi) continue; /* owns no key group */
         if (is_src)                     /* splits of any old instance may be ours now */
-            rc = restore_sections(x, st, 1, 0, SL_KEY_GROUPS - 1, 0);
+            rc = restore_sections(x, st, 1, 0, SL_KEY_GROUPS - 1, 0, &wm);
         else
-            rc = restore_sections(x, st, keyed, lo, hi, whole);
+            rc = restore_sections(x, st, keyed, lo, hi, whole, &wm);
         if (rc) return rc;
+        if ((is_src || keyed || whole) && wm < floor) floor = wm;
     }
+    if (floor != INT64_MAX && floor > x->wm) x->wm = floor;
     if (is_src) {
         size_t np = sli_chk_reader_npositions(r), mine = 0;
         for (size_t i = 0; i < np; i++)
@@ -1201,6 +1228,11 @@ int sli_coord_restore(sl_pipeline *p)
             }
             return p->err;
         }
+    }
+    /* A task's watermark starts where its root instance's was. */
+    for (int i = 0; i < p->n_tasks; i++) {
+        sl_task *t = p->tasks[i];
+        if (t->n_in > 0 && t->root->wm > t->wm) t->wm = t->root->wm;
     }
     sli_chk_reader_free(c->restore);
     c->restore = NULL;

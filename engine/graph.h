@@ -123,6 +123,8 @@ struct sl_pipeline {
     struct sli_coord *chk;
     int (*chk_barrier)(struct sl_task *t, uint64_t id);
     void (*chk_finished)(struct sl_task *t);
+    /* tracing (trace.c): NULL when the job has none; owned */
+    struct sl_tracer *tracer;
     int n_delayed, cap_delayed;
     struct {
         double at;

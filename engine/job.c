@@ -29,6 +29,7 @@
 #include "engine/wakeup.h"
 #include "engine/source.h"
 #include "engine/coord.h"
+#include "sluice/trace.h"
 
 /* The absolute monotonic time `at` (seconds, as sli_clock_mono_s) as a
  * timespec for pthread_cond_timedwait on p->cond (sli_cond_init_mono). */
@@ -222,6 +223,7 @@ void sl_pipeline_free(sl_pipeline *p)
     }
     sli_plan_free(p);
     sli_coord_free(p);
+    sl_tracer_free(p->tracer);
     for (int i = 0; i < p->n_nodes; i++) {
         free(p->nodes[i].name);
         sli_source_node_free(&p->nodes[i]);

@@ -436,6 +436,7 @@ static void help(void)
            "                   ...), a rerun of the same command resumes from the last\n"
            "                   checkpoint\n");
     fputs(jobs_topics_help, stdout);
+    fputs(jobs_trace_help, stdout);
 }
 
 /* Make the topic on the built-in broker if it is missing. */

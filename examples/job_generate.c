@@ -75,6 +75,7 @@ static void help(void)
            "--topic they are appended to a topic (one record per event, keyed by its key;\n"
            "the built-in broker's in --dir, or a Kafka cluster's with --kafka), else\n"
            "printed on standard output.\n");
+    fputs(jobs_trace_help, stdout);
 }
 
 int job_generate(int argc, char **argv, const jobs_runner *run)

@@ -1104,6 +1104,7 @@ static void help(void)
            "                     resumes both (with the same options: DIR/saga.job)\n"
            "  --threads N        worker threads of each pipeline\n"
            "  --parallelism P    instances of the saga and participant operators\n");
+    fputs(jobs_trace_help, stdout);
 }
 
 /* A rate in [0, 1]: "0.1", "5%" is not taken (say it plainly). */

@@ -40,7 +40,8 @@
  * of status code 2 (ERROR); --keep-slower-than D keeps a trace whose duration
  * (largest end - smallest start, ns) is above D; the rest are kept when
  * (the trace id's bytes 8..15 as a big-endian uint64) >> 1 is below
- * floor(R * 2^63) (OpenTelemetry's TraceIdRatioBased, as its Go SDK has it).
+ * floor(R * 2^63) (OpenTelemetry's TraceIdRatioBased, as its Go SDK has it:
+ * sl_trace_should_sample, the rule sluice's own tracer samples root spans by).
  *
  * Packed line record (what the source makes of a line), entries back to back:
  *
@@ -405,13 +406,6 @@ static int cmp_u64(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
-int jobs_trace_sampled(const uint8_t *trace_id, uint64_t bound)
-{
-    uint64_t x = 0;
-    for (int i = 8; i < 16; i++) x = x << 8 | trace_id[i];
-    return (x >> 1) < bound;
-}
-
 /* The kept trace as one request: spans grouped by resource, then by scope,
  * each group where its first span was. */
 static int trace_line(assembler *a, const tc_trace *t)
@@ -490,7 +484,7 @@ static int decide(sl_ctx *ctx, assembler *a, tc_job *j, const uint8_t *tid, cons
         why = &j->kept_errors;
     else if (j->slower_set && dur > j->slower_ns)
         why = &j->kept_slow;
-    else if (jobs_trace_sampled(tid, j->sample_bound))
+    else if (sl_trace_should_sample(j->sample_rate, NULL, tid))
         why = &j->kept_sample;
     atomic_fetch_add_explicit(&j->traces, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&j->orphans, orphans, memory_order_relaxed);
@@ -680,7 +674,7 @@ tc_job *jobs_trace_new(void)
     }
     j->gap = 5000;
     j->wm_step = 100;
-    j->sample_bound = (uint64_t)1 << 63;
+    j->sample_rate = 1;
     return j;
 }
 
@@ -818,7 +812,8 @@ static void tc_help(void)
            "  --keep-errors    keep every trace with a span of status code ERROR (2)\n"
            "  --keep-slower-than D  keep every trace whose duration (largest end - smallest\n"
            "                   start) is above D\n"
-           "  --sample-rate R  keep the rest with probability R in [0, 1] (default 1): a trace\n"
+           "  --sample-rate R  keep the rest with probability R in [0, 1] (default 1; not\n"
+           "                   --trace-sample, which samples this job's own spans): a trace\n"
            "                   is kept when (its id's bytes 8..15 as a big-endian uint64) >> 1\n"
            "                   is below floor(R * 2^63) (OpenTelemetry's TraceIdRatioBased)\n"
            "  --late-out FILE  spans that came after their trace was decided (their trace id\n"
@@ -833,6 +828,7 @@ static void tc_help(void)
            "lines interleave as they are read, which spans are late may vary). No\n"
            "checkpoints (--checkpoint-dir is refused).\n");
     fputs(jobs_topics_help, stdout);
+    fputs(jobs_trace_help, stdout);
 }
 
 int job_trace_collector(int argc, char **argv, const jobs_runner *run)
@@ -931,7 +927,7 @@ int job_trace_collector(int argc, char **argv, const jobs_runner *run)
                         cmd, optarg);
                 ret = 2;
             } else {
-                j->sample_bound = (uint64_t)(r * 9223372036854775808.0);
+                j->sample_rate = r;
             }
             break;
         }

@@ -433,6 +433,7 @@ static void wa_help(void)
         "their line numbers, and skipped. The sorted output is the same for every\n"
         "--threads and --parallelism.\n");
     fputs(jobs_topics_help, stdout);
+    fputs(jobs_trace_help, stdout);
 }
 
 static int parse_window(const char *cmd, const char *spec, sl_window_conf *wc)

@@ -157,6 +157,7 @@ static void help(void)
         "Counts the words of FILE (default: standard input), split on ASCII whitespace,\n"
         "with ASCII letters lower-cased, and prints word<TAB>count lines, most frequent\n"
         "first, then by word (bytewise).\n");
+    fputs(jobs_trace_help, stdout);
 }
 
 int job_wordcount(int argc, char **argv, const jobs_runner *run)

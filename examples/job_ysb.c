@@ -608,6 +608,7 @@ static void ysb_help(void)
         "Malformed lines, unknown ads and views later than --delay are dead letters:\n"
         "counted, the first ten reported on standard error.\n");
     fputs(jobs_topics_help, stdout);
+    fputs(jobs_trace_help, stdout);
 }
 
 /* --emit-json: the events as JSON lines to path (NULL or "-": stdout). A

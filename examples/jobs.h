@@ -66,10 +66,22 @@ typedef struct jobs_common {
     int guarantee, guarantee_set;
     int capture;               /* --checkpoint-capture: enum sl_capture */
     const char *chk_opt_given; /* a --checkpoint-* option given (for the check) */
+    /* Tracing (sluice/trace.h, sluice/otlp.h): on when --trace-out FILE
+     * (OTLP/JSON lines) or --otlp-endpoint URL (OTLP/HTTP) is given, or
+     * both; --trace-sample R (root spans' ratio, [0, 1]; default 1),
+     * --service-name NAME (default: the job's name). */
+    const char *trace_out, *otlp_endpoint, *service_name;
+    double trace_sample;
+    int trace_sample_given;
+    const char *trace_opt_given; /* --trace-sample / --service-name given (for the check) */
 } jobs_common;
 
 /* --explain: print sl_pipeline_explain(p) on stdout and return 0 (1 after an
- * error line); else run p through r (NULL: plainly). Returns the exit status. */
+ * error line); else run p through r (NULL: plainly). Returns the exit status.
+ * With tracing asked for, a tracer is made and handed to p (which owns it)
+ * before the run (an unwritable --trace-out: a usage error, 2); the run is
+ * one span "job NAME" with the pipeline's counts; after the run the spans
+ * are flushed (at most 10 s) and dropped spans, if any, are told on stderr. */
 int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_common *c);
 
 /* Apply --threads / --parallelism to the whole pipeline. */
@@ -99,6 +111,10 @@ enum {
     JOBS_OPT_CHK_FROM,
     JOBS_OPT_GUARANTEE,
     JOBS_OPT_CHK_CAPTURE,
+    JOBS_OPT_TRACE_SAMPLE,
+    JOBS_OPT_TRACE_OUT,
+    JOBS_OPT_OTLP_ENDPOINT,
+    JOBS_OPT_SERVICE_NAME,
     JOBS_OPT_DIR,
     JOBS_OPT_KAFKA,
     JOBS_OPT_GROUP,
@@ -119,9 +135,16 @@ enum {
         {"from-checkpoint", required_argument, NULL, JOBS_OPT_CHK_FROM},         \
         {"guarantee", required_argument, NULL, JOBS_OPT_GUARANTEE},              \
         {"checkpoint-capture", required_argument, NULL, JOBS_OPT_CHK_CAPTURE},   \
+        {"trace-sample", required_argument, NULL, JOBS_OPT_TRACE_SAMPLE},        \
+        {"trace-out", required_argument, NULL, JOBS_OPT_TRACE_OUT},              \
+        {"otlp-endpoint", required_argument, NULL, JOBS_OPT_OTLP_ENDPOINT},      \
+        {"service-name", required_argument, NULL, JOBS_OPT_SERVICE_NAME},        \
     {                                                                            \
         "help", no_argument, NULL, 'h'                                           \
     }
+
+/* The help paragraph of the tracing options (every job takes them). */
+extern const char jobs_trace_help[];
 
 /* Returned by jobs_opt when --help / -h was given. */
 #define JOBS_HELP (-1)

@@ -238,6 +238,12 @@ int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, con
                 cmd);
         return 2;
     }
+    if (c->trace_out || c->otlp_endpoint || c->trace_opt_given) {
+        fprintf(stderr,
+                "sluice %s: tracing (--trace-out, --otlp-endpoint) is not done with --group yet\n",
+                cmd);
+        return 2;
+    }
     char prefix[256];
     snprintf(prefix, sizeof(prefix), "sluice %s: ", cmd);
     sl_kafka_group_conf gc = {.bootstrap = t->kafka,

@@ -25,7 +25,7 @@ typedef struct tc_job {
     int64_t gap, delay, wm_step; /* ms */
     int keep_errors, slower_set;
     uint64_t slower_ns;
-    uint64_t sample_bound; /* floor(R * 2^63) */
+    double sample_rate; /* --sample-rate, by sl_trace_should_sample's rule */
     int parallelism;
     /* sinks' confs (live as long as the pipeline) */
     sl_write_conf oc, lc;
@@ -50,7 +50,5 @@ int jobs_trace_report(tc_job *j, FILE *f);
 /* The line parser of the source (sl_line_parse_fn). */
 int jobs_trace_parse(const char *line, size_t len, void *out, uint32_t max_len, int64_t *ts,
                      const char **reason, void *ud);
-/* 1 when the sampling rule keeps trace_id at bound floor(R * 2^63). */
-int jobs_trace_sampled(const uint8_t *trace_id, uint64_t bound);
 
 #endif

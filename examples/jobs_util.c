@@ -153,6 +153,47 @@ int jobs_opt(const char *cmd, int opt, char **argv, jobs_common *c)
         }
         c->guarantee_set = 1;
         return 0;
+    case JOBS_OPT_TRACE_SAMPLE: {
+        if (!c) break;
+        char *end;
+        errno = 0;
+        double r = strtod(optarg, &end);
+        if (!*optarg || *end || errno || !(r >= 0 && r <= 1)) {
+            say(cmd, "--trace-sample needs a ratio from 0 to 1, not '%s'", optarg);
+            return 2;
+        }
+        c->trace_sample = r;
+        c->trace_sample_given = 1;
+        c->trace_opt_given = "--trace-sample";
+        return 0;
+    }
+    case JOBS_OPT_TRACE_OUT:
+        if (!c) break;
+        if (!*optarg) {
+            say(cmd, "--trace-out needs a file, not an empty string");
+            return 2;
+        }
+        c->trace_out = optarg;
+        return 0;
+    case JOBS_OPT_OTLP_ENDPOINT: {
+        if (!c) break;
+        char err[300];
+        if (sl_otlp_check_url(optarg, err, sizeof(err))) {
+            say(cmd, "--otlp-endpoint: %s", err);
+            return 2;
+        }
+        c->otlp_endpoint = optarg;
+        return 0;
+    }
+    case JOBS_OPT_SERVICE_NAME:
+        if (!c) break;
+        if (!*optarg) {
+            say(cmd, "--service-name needs a name, not an empty string");
+            return 2;
+        }
+        c->service_name = optarg;
+        c->trace_opt_given = "--service-name";
+        return 0;
     case ':':
         bad_option(name, sizeof(name), optopt, argv);
         say(cmd, "%s needs a value", name);
@@ -277,11 +318,118 @@ static int apply_checkpoints(const char *cmd, sl_pipeline *p, const jobs_common 
     return 0;
 }
 
+const char jobs_trace_help[] =
+    "Tracing (every job): --trace-out FILE appends the job's spans to FILE as OTLP/JSON,\n"
+    "one request per line; --otlp-endpoint URL posts them to an OTLP/HTTP collector\n"
+    "(e.g. http://127.0.0.1:4318/v1/traces); both may be given. --trace-sample R samples\n"
+    "root spans at ratio R (0 to 1, default 1); --service-name NAME (default: the job's\n"
+    "name). Spans the collector cannot take are dropped and counted, never waited for.\n";
+
+/* Both exporters at once (--trace-out and --otlp-endpoint): each batch goes
+ * to both; the batch counts as failed if either failed. */
+typedef struct tee {
+    sl_trace_exporter a, b;
+} tee;
+
+static int tee_export(void *ud, const sl_trace_batch *batch)
+{
+    tee *t = ud;
+    int ra = t->a.export(t->a.ud, batch);
+    int rb = t->b.export(t->b.ud, batch);
+    return ra ? ra : rb;
+}
+
+static void tee_close(void *ud)
+{
+    tee *t = ud;
+    if (t->a.close) t->a.close(t->a.ud);
+    if (t->b.close) t->b.close(t->b.ud);
+    free(t);
+}
+
+/* The tracing options: a tracer for p when asked. The job's name ("run
+ * wordcount" -> "wordcount") is the default service name. Returns 0, or 2
+ * after a usage error line. */
+static int apply_tracing(const char *cmd, sl_pipeline *p, const jobs_common *c)
+{
+    if (!c->trace_out && !c->otlp_endpoint) {
+        if (c->trace_opt_given) {
+            say(cmd, "%s needs --trace-out or --otlp-endpoint", c->trace_opt_given);
+            return 2;
+        }
+        return 0;
+    }
+    char err[512];
+    sl_trace_exporter file = {0}, http = {0}, exp;
+    if (c->trace_out && sl_otlp_file_exporter(c->trace_out, &file, err, sizeof(err))) {
+        say(cmd, "--trace-out: %s", err);
+        return 2;
+    }
+    if (c->otlp_endpoint) {
+        sl_otlp_http_conf hc = {.url = c->otlp_endpoint};
+        if (sl_otlp_http_exporter(&hc, &http, err, sizeof(err))) {
+            if (file.close) file.close(file.ud);
+            say(cmd, "--otlp-endpoint: %s", err);
+            return 2;
+        }
+    }
+    if (c->trace_out && c->otlp_endpoint) {
+        tee *t = malloc(sizeof(*t));
+        if (!t) {
+            file.close(file.ud);
+            http.close(http.ud);
+            say(cmd, "out of memory");
+            return 1;
+        }
+        *t = (tee){.a = file, .b = http};
+        exp = (sl_trace_exporter){.version = SL_TRACE_EXPORTER_VERSION,
+                                  .kind = "tee",
+                                  .export = tee_export,
+                                  .close = tee_close,
+                                  .ud = t};
+    } else {
+        exp = c->trace_out ? file : http;
+    }
+    const char *svc = c->service_name;
+    if (!svc) svc = strncmp(cmd, "run ", 4) == 0 ? cmd + 4 : cmd;
+    sl_tracer_conf tc = {.service_name = svc,
+                         .sample_ratio = c->trace_sample_given ? c->trace_sample : 1.0};
+    sl_tracer *t;
+    if (sl_tracer_new(&tc, &exp, &t, err, sizeof(err))) {
+        say(cmd, "%s", err);
+        return 1;
+    }
+    if (sl_pipeline_set_tracer(p, t)) {
+        sl_tracer_free(t);
+        say(cmd, "tracing: the pipeline has started already");
+        return 1;
+    }
+    return 0;
+}
+
+/* After the run: the spans flushed, drops told (stderr) when there were any. */
+static void trace_report(const char *cmd, sl_tracer *t)
+{
+    if (!t) return;
+    int rc = sl_tracer_flush(t, 10000);
+    sl_tracer_stats st;
+    sl_tracer_stats_get(t, &st);
+    if (rc || st.dropped_full || st.dropped_export || st.export_errors)
+        say(cmd,
+            "tracing: %llu spans exported, %llu dropped (queue full %llu, export failed %llu), "
+            "%llu export errors%s",
+            (unsigned long long)st.exported,
+            (unsigned long long)(st.dropped_full + st.dropped_export),
+            (unsigned long long)st.dropped_full, (unsigned long long)st.dropped_export,
+            (unsigned long long)st.export_errors, rc ? "; some still queued" : "");
+}
+
 int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_common *c)
 {
     if (c) {
         int rc = apply_checkpoints(cmd, p, c);
         if (rc) return rc;
+        if (!c->explain && (rc = apply_tracing(cmd, p, c)) != 0) return rc;
     }
     if (c && c->explain) {
         sl_buf plan = {0};
@@ -296,10 +444,32 @@ int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_c
         sl_buf_free(&plan);
         return 0;
     }
-    if (r && r->run) return r->run(r->ud, p, cmd);
-    int rc = sl_pipeline_run(p);
-    if (rc == 0 || rc == SL_EPIPE) return 0;
-    fprintf(stderr, "sluice %s: %s\n", cmd,
-            *sl_pipeline_errmsg(p) ? sl_pipeline_errmsg(p) : sl_strerror(rc));
-    return 1;
+    sl_tracer *tr = sl_pipeline_tracer(p);
+    sl_span job;
+    char name[SL_SPAN_NAME_MAX];
+    snprintf(name, sizeof(name), "job %s", strncmp(cmd, "run ", 4) == 0 ? cmd + 4 : cmd);
+    sl_span_start(tr, &job, name, SL_SPAN_KIND_INTERNAL, NULL);
+    int status;
+    if (r && r->run) {
+        status = r->run(r->ud, p, cmd);
+    } else {
+        int rc = sl_pipeline_run(p);
+        status = rc == 0 || rc == SL_EPIPE ? 0 : 1;
+        if (status)
+            fprintf(stderr, "sluice %s: %s\n", cmd,
+                    *sl_pipeline_errmsg(p) ? sl_pipeline_errmsg(p) : sl_strerror(rc));
+    }
+    if (sl_span_recording(&job)) {
+        sl_pipeline_stats ps;
+        sl_pipeline_stats_get(p, &ps);
+        sl_span_set_int(&job, "sluice.records_in", (int64_t)ps.records_in);
+        sl_span_set_int(&job, "sluice.records_out", (int64_t)ps.records_out);
+        sl_span_set_int(&job, "sluice.late", (int64_t)ps.late);
+        sl_span_set_int(&job, "sluice.dead_letters", (int64_t)ps.dead_letters);
+        sl_span_set_int(&job, "sluice.exit_status", status);
+        if (status) sl_span_set_status(&job, SL_SPAN_STATUS_ERROR, sl_pipeline_errmsg(p));
+    }
+    sl_span_end(&job, 0);
+    trace_report(cmd, tr);
+    return status;
 }

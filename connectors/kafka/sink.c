@@ -211,14 +211,26 @@ static void ksink_close(void *self)
 
 static int fail(sl_ctx *ctx, ksink *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+static int is_fenced(rd_kafka_resp_err_t e);
+
+/* Every failure of the sink comes here. A producer that was fenced fails
+ * with that reason, whichever call noticed it first (a delivery report, a
+ * transactional call, the abort after it): the fencing is the cause, the
+ * rest are its symptoms. */
 static int fail(sl_ctx *ctx, ksink *s, int code, const char *fmt, ...)
 {
-    char msg[768];
+    char msg[768], why[512];
+    if (s) s->failed = 1;
+    if (s && s->rk && s->txid[0] &&
+        (is_fenced(s->dr_err) || is_fenced(rd_kafka_fatal_error(s->rk, why, sizeof why))))
+        return sl_ctx_fail(ctx, SL_EIO,
+                           "topic '%s': the producer was fenced by a newer producer with "
+                           "transactional id %s: another run of this job took over",
+                           s->topic, s->txid);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (s) s->failed = 1;
     return sl_ctx_fail(ctx, code, "%s", msg);
 }
 
@@ -249,12 +261,11 @@ static int is_fenced(rd_kafka_resp_err_t e)
            e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
 }
 
+/* A fencing seen as an error code (fail() words it). */
 static int fenced_fail(sl_ctx *ctx, ksink *s)
 {
-    return fail(ctx, s, SL_EIO,
-                "topic '%s': the producer was fenced by a newer producer with transactional id "
-                "%s: another run of this job took over",
-                s->topic, s->txid);
+    s->dr_err = RD_KAFKA_RESP_ERR__FENCED;
+    return fail(ctx, s, SL_EIO, "fenced");
 }
 
 static int run_txn(sl_ctx *ctx, ksink *s, const sl_buf *recs,

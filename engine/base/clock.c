@@ -25,6 +25,13 @@ int64_t sli_clock_wall_ms(void)
     return ts_ms(&ts);
 }
 
+int64_t sli_clock_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int64_t sli_clock_mono_ms(void)
 {
     struct timespec ts;

@@ -27,6 +27,8 @@
 
 /* Wall clock, ms since the Unix epoch. */
 int64_t sli_clock_wall_ms(void);
+/* Wall clock, ns since the Unix epoch (span times). */
+int64_t sli_clock_wall_ns(void);
 /* Monotonic clock, ms from an arbitrary origin. */
 int64_t sli_clock_mono_ms(void);
 /* Monotonic clock, ns from an arbitrary origin. */

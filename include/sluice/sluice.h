@@ -15,6 +15,8 @@
  *   broker.h      the built-in broker's log: topics, producers, readers, groups
  *   sqlite.h      the idempotent SQLite sink
  *   saga.h        the saga operator: steps, compensations, timeouts, retries
+ *   trace.h       W3C trace context, spans, the tracer and its exporter table
+ *   otlp.h        OTLP/JSON encoding; file and OTLP/HTTP span exporters
  *   otlp_read.h   reading spans from OTLP/JSON lines
  *
  * Meant for programs that use sluice; the library's own files include only
@@ -39,6 +41,8 @@
 #include "sluice/kafka.h"
 #include "sluice/crdt.h"
 #include "sluice/saga.h"
+#include "sluice/trace.h"
+#include "sluice/otlp.h"
 #include "sluice/otlp_read.h"
 
 #endif

@@ -12,8 +12,9 @@
 # byte-identical statistics and the same sorted output. A small case checks
 # the exact text of a kept trace (span JSON as read, grouped under its
 # resource and scope; two spans of one resource and scope in a row, which
-# the trace's buffer stores once) and its statistics. Usage errors exit 2
-# with one line.
+# the trace's buffer stores once) and its statistics. What `sluice run saga
+# --trace-out` writes is read and written back unchanged. Usage errors exit
+# 2 with one line.
 #
 # Run by ctest as: bash trace_collector.sh SLUICE_BIN SOURCE_DIR BUILD_DIR
 set -euo pipefail
@@ -118,6 +119,19 @@ grep -q "^unknown_service		1	0	0.0000	2000.000	2000.000	2000.000\$" "$tmp/small.
   fail "small: no unknown_service row: $(cat "$tmp/small.stats")"
 grep -q "^traces: 1, kept: 1, spans: 4, orphans: 1\$" "$tmp/small.stats" ||
   fail "small: summary: $(cat "$tmp/small.stats")"
+
+# --- what a job's --trace-out writes (the saga job's run spans) -------------------------
+"$bin" run saga --orders 100 --trace-out "$tmp/saga.spans" > /dev/null 2> "$tmp/saga.err" ||
+  fail "saga --trace-out: $(cat "$tmp/saga.err")"
+"$bin" run trace-collector --input "$tmp/saga.spans" --out "$tmp/saga.kept" > "$tmp/saga.stats" \
+  2> "$tmp/saga.err" || fail "reading saga's spans: $(cat "$tmp/saga.err")"
+n=$(wc -l < "$tmp/saga.spans")
+[ "$n" -ge 1 ] || fail "saga --trace-out wrote nothing"
+grep -q "^saga	job saga	$n	0	0.0000	" "$tmp/saga.stats" || fail "saga's spans: $(cat "$tmp/saga.stats")"
+grep -q "^traces: $n, kept: $n, spans: $n, orphans: 0\$" "$tmp/saga.stats" ||
+  fail "saga's spans: $(cat "$tmp/saga.stats")"
+grep -q "^late spans: 0, malformed lines: 0\$" "$tmp/saga.stats" || fail "saga's spans: $(cat "$tmp/saga.stats")"
+cmp -s <(sort "$tmp/saga.spans") <(sort "$tmp/saga.kept") || fail "saga's spans were not written back as read"
 
 # --- usage -------------------------------------------------------------------------------
 "$bin" run trace-collector --help > "$tmp/help"

@@ -81,7 +81,10 @@ static int gen(void *out, uint64_t seq, int64_t *ts, void *ud)
     *ts = (int64_t)seq * 3;
     /* Stop once a periodic checkpoint (forked, in fork mode) has completed,
      * so that what a resumed run restores never depends on how fast this
-     * run went (a loaded machine may reach stop_at before the first one). */
+     * run went (a loaded machine may reach stop_at before the first one);
+     * until then each record past stop_at waits a little, so that a short
+     * resumed run cannot reach the end of its input before its first
+     * checkpoint (it did, under load, and the tally emitted its final line). */
     if (g->stop_at && seq >= g->stop_at && !atomic_load(&g->cancelled)) {
         sl_checkpoint_stats st;
         sl_pipeline_checkpoint_stats(g->p, &st);
@@ -91,6 +94,8 @@ static int gen(void *out, uint64_t seq, int64_t *ts, void *ud)
 #endif
         if (st.completed >= 1 && fork_ok && !atomic_exchange(&g->cancelled, 1))
             sl_pipeline_cancel(g->p);
+        else if (!atomic_load(&g->cancelled))
+            usleep(200); /* no checkpoint yet: slow down rather than reach the end first */
     }
     return 0;
 }

@@ -478,7 +478,8 @@ static void test_many_connections(void **state)
  * clients beyond what it can hold wait in the listen backlog; it neither
  * refuses them nor spins on the ready listener) and takes them up, in
  * order, as connections close. 100 clients each send ApiVersions first;
- * then each answer is read in order and its connection closed, which frees
+ * once the server has said it ran out of descriptors, each answer is read
+ * in order and its connection closed, which frees
  * the descriptor the next waiting client needs: every one is answered. A
  * server that refused or dropped the waiting clients fails here. */
 static void test_out_of_descriptors(void **state)
@@ -494,6 +495,20 @@ static void test_out_of_descriptors(void **state)
         fds[i] = connect_srv(); /* completes in the kernel's backlog */
         send_all(fds[i], f.p, f.n);
     }
+    /* Nothing is closed until the server has run out: a slow server (a
+     * sanitizer build) could otherwise take the connections up only as fast
+     * as the loop below closes them, and never reach its limit. */
+    bool out = false;
+    for (int t = 0; t < 2400 && !out; t++) {
+        FILE *fp = fopen(errpath, "r");
+        char line[1024];
+        while (fp && fgets(line, sizeof line, fp))
+            if (strstr(line, "out of file descriptors")) out = true;
+        if (fp) fclose(fp);
+        if (!out) usleep(50000);
+    }
+    if (!out)
+        fail_msg("the server never ran out of descriptors with %d clients at a limit of 64", N);
     for (int i = 0; i < N; i++) {
         uint8_t r[4];
         ssize_t k = recv(fds[i], r, 4, MSG_WAITALL);

@@ -1,0 +1,702 @@
+/*
+ * engine/trace.c - W3C trace context, span ids, head sampling, spans and the
+ * tracer's queue and export thread (API: sluice/trace.h).
+ *
+ * traceparent (W3C Trace Context level 1), version 00, 55 bytes:
+ *
+ *   offset  len  field        rule
+ *   0       2    version      lowercase hex; "ff" invalid; above "00": see below
+ *   2       1    '-'
+ *   3       32   trace-id     lowercase hex, not all zero
+ *   35      1    '-'
+ *   36      16   parent-id    lowercase hex, not all zero
+ *   52      1    '-'
+ *   53      2    trace-flags  lowercase hex; bit 0 sampled
+ *
+ * A version-00 value is exactly 55 bytes. A higher version may be longer;
+ * then byte 55 must be '-' and what follows is ignored (forward
+ * compatibility: parse what version 00 defines).
+ *
+ * Ids: xoshiro256** per thread (_Thread_local state, seeded from
+ * getrandom(); a thread whose getrandom fails seeds from its clock and its
+ * addresses through splitmix64), so drawing an id takes no lock and no
+ * system call; an all-zero draw is drawn again.
+ *
+ * The queue: Vyukov's bounded MPMC ring (one consumer here). Cell i carries
+ * a sequence number; a producer claims position pos by CAS on enq when cell
+ * pos & mask has seq == pos, copies the span in, then publishes seq = pos+1
+ * (release). The consumer takes position deq when its cell's seq == deq+1,
+ * copies the span out, then frees the cell for the next lap with seq =
+ * deq + capacity. A producer that finds seq < pos (the cell of the previous
+ * lap not yet consumed) sees the ring full: the span is dropped and counted,
+ * never waited for. Invariants: enq - deq <= capacity; every position is
+ * claimed by one producer and consumed once.
+ *
+ * The export thread sleeps on `cv` (monotonic clock) until flush_interval
+ * passes, a producer sees batch_size spans waiting (it signals without the
+ * mutex: a lost signal costs at most one interval), a flush is asked, or
+ * the tracer stops. It then copies up to batch_size spans into its own
+ * buffer, so that producers can reuse the cells during the export (a span's
+ * used part only: its fixed fields and the attributes and links it has),
+ * and calls the exporter, which is only ever called from this thread. `done` counts the
+ * spans handled (exported or dropped) by the thread; sl_tracer_flush waits
+ * on done_cv for done to reach the number of spans queued at its call. On
+ * stop, the thread exports what is left until shutdown_timeout_ms, then
+ * drops the rest (counted), and exits. free sets shutdown_at before it
+ * signals, and sl_trace_batch_deadline() reads it, so an export already
+ * under way when free is called is cut to the same time.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include "engine/base/clock.h"
+#include "engine/graph.h"
+#include "sluice/error.h"
+#include "sluice/trace.h"
+
+/* --- traceparent ------------------------------------------------------------------ */
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1; /* uppercase is invalid in traceparent */
+}
+
+/* n bytes from 2n lowercase hex characters; -1 on a bad character. */
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static void tohex(const uint8_t *in, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[in[i] >> 4];
+        out[2 * i + 1] = d[in[i] & 15];
+    }
+}
+
+static int all_zero(const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i]) return 0;
+    return 1;
+}
+
+int sl_trace_ctx_valid(const sl_trace_ctx *c)
+{
+    return c && !all_zero(c->trace_id, 16) && !all_zero(c->span_id, 8);
+}
+
+int sl_traceparent_parse(const char *s, size_t len, sl_trace_ctx *out)
+{
+    sl_trace_ctx c = {0};
+    if (out) *out = c;
+    if (!s || !out || len < SL_TRACEPARENT_LEN) return SL_EINVAL;
+    uint8_t ver;
+    if (unhex(s, &ver, 1) || ver == 0xff) return SL_EINVAL;
+    if (ver == 0 && len != SL_TRACEPARENT_LEN) return SL_EINVAL;
+    if (ver > 0 && len > SL_TRACEPARENT_LEN && s[SL_TRACEPARENT_LEN] != '-') return SL_EINVAL;
+    if (s[2] != '-' || s[35] != '-' || s[52] != '-') return SL_EINVAL;
+    if (unhex(s + 3, c.trace_id, 16) || unhex(s + 36, c.span_id, 8) || unhex(s + 53, &c.flags, 1))
+        return SL_EINVAL;
+    if (!sl_trace_ctx_valid(&c)) return SL_EINVAL;
+    *out = c;
+    return 0;
+}
+
+int sl_traceparent_format(const sl_trace_ctx *c, char out[SL_TRACEPARENT_LEN + 1])
+{
+    if (!out) return SL_EINVAL;
+    out[0] = 0;
+    if (!sl_trace_ctx_valid(c)) return SL_EINVAL;
+    uint8_t flags = c->flags & SL_TRACE_FLAG_SAMPLED;
+    memcpy(out, "00-", 3);
+    tohex(c->trace_id, 16, out + 3);
+    out[35] = '-';
+    tohex(c->span_id, 8, out + 36);
+    out[52] = '-';
+    tohex(&flags, 1, out + 53);
+    out[55] = 0;
+    return 0;
+}
+
+/* --- ids -------------------------------------------------------------------------- */
+
+static _Thread_local uint64_t rng_s[4];
+static _Thread_local int rng_seeded;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(void)
+{
+    uint64_t seed[4] = {0};
+    size_t got = 0;
+    while (got < sizeof(seed)) {
+        ssize_t r = getrandom((char *)seed + got, sizeof(seed) - got, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        got += (size_t)r;
+    }
+    if (got < sizeof(seed)) {
+        uint64_t x = (uint64_t)sli_clock_mono_ns() ^ (uint64_t)sli_clock_wall_ns() ^
+                     (uint64_t)(uintptr_t)&rng_s ^ (uint64_t)(uintptr_t)pthread_self();
+        for (int i = 0; i < 4; i++) seed[i] ^= splitmix64(&x);
+    }
+    if (all_zero((const uint8_t *)seed, sizeof(seed))) seed[0] = 1; /* xoshiro needs non-zero */
+    memcpy(rng_s, seed, sizeof(seed));
+    rng_seeded = 1;
+}
+
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* xoshiro256** (Blackman and Vigna). */
+static uint64_t rng_next(void)
+{
+    if (!rng_seeded) rng_seed();
+    uint64_t *s = rng_s;
+    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+static void random_id(uint8_t *out, size_t n)
+{
+    do {
+        for (size_t i = 0; i < n; i += 8) {
+            uint64_t r = rng_next();
+            memcpy(out + i, &r, n - i < 8 ? n - i : 8);
+        }
+    } while (all_zero(out, n));
+}
+
+void sl_trace_new_trace_id(uint8_t out[16])
+{
+    random_id(out, 16);
+}
+void sl_trace_new_span_id(uint8_t out[8])
+{
+    random_id(out, 8);
+}
+
+/* --- sampling --------------------------------------------------------------------- */
+
+int sl_trace_should_sample(double ratio, const sl_trace_ctx *parent, const uint8_t trace_id[16])
+{
+    if (sl_trace_ctx_valid(parent)) return (parent->flags & SL_TRACE_FLAG_SAMPLED) != 0;
+    if (!(ratio > 0)) return 0; /* NaN too */
+    if (ratio >= 1) return 1;
+    /* OpenTelemetry TraceIdRatioBased (as in opentelemetry-go): the low 8
+     * bytes of the id, big endian, >> 1, against ratio * 2^63. */
+    uint64_t x = 0;
+    for (int i = 8; i < 16; i++) x = x << 8 | trace_id[i];
+    uint64_t bound = (uint64_t)(ratio * 9223372036854775808.0);
+    return (x >> 1) < bound;
+}
+
+/* --- the tracer ------------------------------------------------------------------- */
+
+struct cell {
+    _Atomic size_t seq;
+    sl_span span;
+};
+
+struct sl_tracer {
+    char *service;
+    double ratio;
+    uint32_t batch_size;
+    int64_t flush_ms, export_ms, shutdown_ms;
+    sl_trace_exporter exp;
+
+    struct cell *ring;
+    size_t mask; /* capacity - 1 */
+    _Atomic size_t enq;
+    _Atomic size_t deq; /* written by the export thread only */
+    sl_span *batch;     /* batch_size spans, the export thread's */
+
+    pthread_t thread;
+    pthread_mutex_t m;
+    pthread_cond_t cv;           /* wakes the export thread (monotonic) */
+    pthread_cond_t done_cv;      /* the export thread handled spans (monotonic) */
+    int stop, flush_req;         /* under m */
+    _Atomic int64_t shutdown_at; /* 0, or when free's time runs out (mono ms) */
+    _Atomic uint64_t queued, done;
+
+    _Atomic uint64_t started, ended, sampled, exported, dropped_full, dropped_export, export_errors,
+        batches;
+};
+
+const char *sl_tracer_service_name(const sl_tracer *t)
+{
+    return t ? t->service : "";
+}
+
+static void add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* Copy the used part of a span: the fields before the attributes, then the
+ * attributes and links in use (a span is ~2 KB, most of it unused room). */
+static void copy_span(sl_span *dst, const sl_span *src)
+{
+    int na = src->n_attrs <= SL_SPAN_ATTRS_MAX ? src->n_attrs : SL_SPAN_ATTRS_MAX;
+    int nl = src->n_links <= SL_SPAN_LINKS_MAX ? src->n_links : SL_SPAN_LINKS_MAX;
+    memcpy(dst, src, offsetof(sl_span, attrs));
+    dst->n_attrs = (uint8_t)na;
+    dst->n_links = (uint8_t)nl;
+    memcpy(dst->attrs, src->attrs, (size_t)na * sizeof(src->attrs[0]));
+    memcpy(dst->links, src->links, (size_t)nl * sizeof(src->links[0]));
+}
+
+static int ring_push(sl_tracer *t, const sl_span *s)
+{
+    size_t pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
+    struct cell *c;
+    for (;;) {
+        c = &t->ring[pos & t->mask];
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t dif = (intptr_t)seq - (intptr_t)pos;
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&t->enq, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            return -1; /* full */
+        } else {
+            pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
+        }
+    }
+    copy_span(&c->span, s);
+    atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+    return 0;
+}
+
+/* Export thread only. Moves up to max spans into out; returns how many. */
+static size_t ring_pop(sl_tracer *t, sl_span *out, size_t max)
+{
+    size_t n = 0, pos = atomic_load_explicit(&t->deq, memory_order_relaxed);
+    while (n < max) {
+        struct cell *c = &t->ring[pos & t->mask];
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        if (seq != pos + 1) break; /* empty, or a producer still copying in */
+        copy_span(&out[n++], &c->span);
+        atomic_store_explicit(&c->seq, pos + t->mask + 1, memory_order_release);
+        pos++;
+    }
+    atomic_store_explicit(&t->deq, pos, memory_order_release);
+    return n;
+}
+
+static size_t ring_waiting(sl_tracer *t)
+{
+    size_t e = atomic_load_explicit(&t->enq, memory_order_relaxed);
+    size_t d = atomic_load_explicit(&t->deq, memory_order_relaxed);
+    return e - d;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Export one batch of n spans (export thread). */
+static void export_batch(sl_tracer *t, size_t n, int64_t deadline)
+{
+    sl_trace_batch b = {.spans = t->batch,
+                        .n = n,
+                        .service_name = t->service,
+                        .scope_name = "sluice",
+                        .scope_version = SLUICE_VERSION,
+                        .deadline_mono_ms = deadline,
+                        .tracer = t};
+    add(&t->batches, 1);
+    int rc = t->exp.export(t->exp.ud, &b);
+    if (rc == 0) {
+        add(&t->exported, n);
+    } else {
+        add(&t->export_errors, 1);
+        add(&t->dropped_export, n);
+    }
+}
+
+static void mark_done(sl_tracer *t, uint64_t n)
+{
+    if (!n) return;
+    pthread_mutex_lock(&t->m);
+    add(&t->done, n);
+    pthread_cond_broadcast(&t->done_cv);
+    pthread_mutex_unlock(&t->m);
+}
+
+static void *export_main(void *arg)
+{
+    sl_tracer *t = arg;
+    pthread_mutex_lock(&t->m);
+    for (;;) {
+        struct timespec ts;
+        sli_clock_mono_deadline(&ts, t->flush_ms);
+        while (!t->stop && !t->flush_req && ring_waiting(t) < t->batch_size) {
+            if (pthread_cond_timedwait(&t->cv, &t->m, &ts) == ETIMEDOUT) break;
+        }
+        int stop = t->stop;
+        t->flush_req = 0;
+        pthread_mutex_unlock(&t->m);
+        int64_t shutdown_at = atomic_load_explicit(&t->shutdown_at, memory_order_relaxed);
+        for (;;) {
+            size_t n = ring_pop(t, t->batch, t->batch_size);
+            if (!n) break;
+            int64_t now = sli_clock_mono_ms();
+            if (stop && now >= shutdown_at) {
+                add(&t->dropped_export, n); /* out of time at shutdown */
+            } else {
+                int64_t dl = now + t->export_ms;
+                export_batch(t, n, stop ? min64(dl, shutdown_at) : dl);
+            }
+            mark_done(t, n);
+            /* Outside shutdown, a short batch means the ring is drained
+             * for now; go back to waiting. */
+            if (!stop && n < t->batch_size) break;
+        }
+        pthread_mutex_lock(&t->m);
+        if (stop) break;
+    }
+    pthread_mutex_unlock(&t->m);
+    return NULL;
+}
+
+static void err_say(char *err, size_t n, const char *msg)
+{
+    if (err && n) snprintf(err, n, "%s", msg);
+}
+
+int sl_tracer_new(const sl_tracer_conf *conf, const sl_trace_exporter *exp, sl_tracer **out,
+                  char *err, size_t errlen)
+{
+    if (out) *out = NULL;
+    err_say(err, errlen, "");
+    int rc = SL_EINVAL;
+    sl_tracer *t = NULL;
+    if (!out || !conf || !exp) {
+        err_say(err, errlen, "tracer: conf, exporter and out are required");
+        goto fail;
+    }
+    if (exp->version < 1 || exp->version > SL_TRACE_EXPORTER_VERSION || !exp->export) {
+        err_say(err, errlen, "tracer: exporter table has an unknown version or no export()");
+        goto fail;
+    }
+    if (!conf->service_name || !*conf->service_name) {
+        err_say(err, errlen, "tracer: service_name is required");
+        goto fail;
+    }
+    if (!(conf->sample_ratio >= 0 && conf->sample_ratio <= 1)) {
+        err_say(err, errlen, "tracer: sample_ratio must be from 0 to 1");
+        goto fail;
+    }
+    if (conf->queue_capacity > (1u << 20) || conf->flush_interval_ms < 0 ||
+        conf->export_timeout_ms < 0 || conf->shutdown_timeout_ms < 0) {
+        err_say(err, errlen,
+                "tracer: queue_capacity above 1048576 or a negative interval or timeout");
+        goto fail;
+    }
+    rc = SL_ENOMEM;
+    t = calloc(1, sizeof(*t));
+    if (!t) goto fail;
+    size_t cap = 1;
+    while (cap < (conf->queue_capacity ? conf->queue_capacity : 2048)) cap <<= 1;
+    t->mask = cap - 1;
+    t->batch_size = conf->batch_size ? conf->batch_size : 512;
+    if (t->batch_size > cap) t->batch_size = (uint32_t)cap;
+    t->ratio = conf->sample_ratio;
+    t->flush_ms = conf->flush_interval_ms ? conf->flush_interval_ms : 1000;
+    t->export_ms = conf->export_timeout_ms ? conf->export_timeout_ms : 10000;
+    t->shutdown_ms = conf->shutdown_timeout_ms ? conf->shutdown_timeout_ms : 5000;
+    t->exp = *exp;
+    t->service = strdup(conf->service_name);
+    t->ring = calloc(cap, sizeof(*t->ring));
+    t->batch = calloc(t->batch_size, sizeof(*t->batch));
+    if (!t->service || !t->ring || !t->batch) goto fail_free;
+    for (size_t i = 0; i < cap; i++) atomic_init(&t->ring[i].seq, i);
+    if (pthread_mutex_init(&t->m, NULL)) goto fail_free;
+    if (sli_cond_init_mono(&t->cv)) goto fail_mutex;
+    if (sli_cond_init_mono(&t->done_cv)) goto fail_cv;
+    if (pthread_create(&t->thread, NULL, export_main, t)) goto fail_done_cv;
+    *out = t;
+    return 0;
+fail_done_cv:
+    pthread_cond_destroy(&t->done_cv);
+fail_cv:
+    pthread_cond_destroy(&t->cv);
+fail_mutex:
+    pthread_mutex_destroy(&t->m);
+fail_free:
+    err_say(err, errlen, "tracer: out of memory");
+    free(t->batch);
+    free(t->ring);
+    free(t->service);
+    free(t);
+    t = NULL;
+fail:
+    if (exp && exp->close) exp->close(exp->ud);
+    return rc;
+}
+
+void sl_tracer_free(sl_tracer *t)
+{
+    if (!t) return;
+    atomic_store_explicit(&t->shutdown_at, sli_clock_mono_ms() + t->shutdown_ms,
+                          memory_order_relaxed);
+    pthread_mutex_lock(&t->m);
+    t->stop = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->m);
+    pthread_join(t->thread, NULL);
+    if (t->exp.close) t->exp.close(t->exp.ud);
+    pthread_cond_destroy(&t->done_cv);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->m);
+    free(t->batch);
+    free(t->ring);
+    free(t->service);
+    free(t);
+}
+
+int64_t sl_trace_batch_deadline(const sl_trace_batch *b)
+{
+    int64_t d = b->deadline_mono_ms;
+    if (!b->tracer) return d;
+    int64_t s = atomic_load_explicit(&((sl_tracer *)b->tracer)->shutdown_at, memory_order_relaxed);
+    return s && s < d ? s : d;
+}
+
+int sl_tracer_flush(sl_tracer *t, int64_t timeout_ms)
+{
+    if (!t) return 0;
+    uint64_t target = atomic_load_explicit(&t->queued, memory_order_acquire);
+    struct timespec ts;
+    sli_clock_mono_deadline(&ts, timeout_ms);
+    int rc = 0;
+    pthread_mutex_lock(&t->m);
+    t->flush_req = 1;
+    pthread_cond_signal(&t->cv);
+    while (atomic_load_explicit(&t->done, memory_order_relaxed) < target) {
+        if (pthread_cond_timedwait(&t->done_cv, &t->m, &ts) == ETIMEDOUT) {
+            rc = atomic_load_explicit(&t->done, memory_order_relaxed) < target ? SL_EAGAIN : 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->m);
+    return rc;
+}
+
+void sl_tracer_stats_get(const sl_tracer *tc, sl_tracer_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!tc) return;
+    sl_tracer *t = (sl_tracer *)tc;
+#define LD(f) atomic_load_explicit(&t->f, memory_order_relaxed)
+    *out = (sl_tracer_stats){.started = LD(started),
+                             .ended = LD(ended),
+                             .sampled = LD(sampled),
+                             .exported = LD(exported),
+                             .dropped_full = LD(dropped_full),
+                             .dropped_export = LD(dropped_export),
+                             .export_errors = LD(export_errors),
+                             .batches = LD(batches),
+                             .queue_capacity = (uint32_t)(t->mask + 1)};
+#undef LD
+}
+
+/* --- spans ------------------------------------------------------------------------ */
+
+int64_t sl_trace_now_ns(void)
+{
+    return sli_clock_wall_ns();
+}
+
+/* Copy src into dst (cap bytes, NUL included), cut at a UTF-8 character
+ * boundary when too long. */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    if (!src) src = "";
+    size_t n = strnlen(src, cap);
+    if (n == cap) { /* too long: cut to cap - 1, not inside a character */
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80) n--;
+    }
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+void sl_span_start(sl_tracer *t, sl_span *s, const char *name, int kind, const sl_trace_ctx *parent)
+{
+    s->tracer = t;
+    s->flags = 0;
+    if (!t) return;
+    add(&t->started, 1);
+    if (sl_trace_ctx_valid(parent)) {
+        memcpy(s->trace_id, parent->trace_id, 16);
+        memcpy(s->parent_span_id, parent->span_id, 8);
+    } else {
+        sl_trace_new_trace_id(s->trace_id);
+        memset(s->parent_span_id, 0, 8);
+    }
+    sl_trace_new_span_id(s->span_id);
+    if (!sl_trace_should_sample(t->ratio, parent, s->trace_id)) return;
+    s->flags = SL_TRACE_FLAG_SAMPLED;
+    add(&t->sampled, 1);
+    s->kind = (uint8_t)(kind >= 0 && kind <= SL_SPAN_KIND_CONSUMER ? kind : 0);
+    s->status = SL_SPAN_STATUS_UNSET;
+    s->n_attrs = s->n_links = 0;
+    s->dropped_attrs = s->dropped_links = 0;
+    s->status_msg[0] = 0;
+    s->end_ns = 0;
+    copy_str(s->name, sizeof(s->name), name);
+    s->start_ns = sli_clock_wall_ns();
+}
+
+sl_trace_ctx sl_span_context(const sl_span *s)
+{
+    sl_trace_ctx c = {0};
+    if (!s || !s->tracer) return c;
+    memcpy(c.trace_id, s->trace_id, 16);
+    memcpy(c.span_id, s->span_id, 8);
+    c.flags = s->flags;
+    return c;
+}
+
+int sl_span_recording(const sl_span *s)
+{
+    return s && s->tracer && (s->flags & SL_TRACE_FLAG_SAMPLED);
+}
+
+/* The attribute slot for key (existing, else new), or NULL (not recording,
+ * or no room: counted). */
+static sl_span_attr *attr_slot(sl_span *s, const char *key)
+{
+    if (!sl_span_recording(s) || !key) return NULL;
+    char k[SL_SPAN_KEY_MAX];
+    copy_str(k, sizeof(k), key);
+    for (int i = 0; i < s->n_attrs; i++)
+        if (strcmp(s->attrs[i].key, k) == 0) return &s->attrs[i];
+    if (s->n_attrs >= SL_SPAN_ATTRS_MAX) {
+        s->dropped_attrs++;
+        return NULL;
+    }
+    sl_span_attr *a = &s->attrs[s->n_attrs++];
+    memcpy(a->key, k, sizeof(k));
+    return a;
+}
+
+void sl_span_set_str(sl_span *s, const char *key, const char *val)
+{
+    sl_span_attr *a = attr_slot(s, key);
+    if (!a) return;
+    a->type = SL_ATTR_STRING;
+    copy_str(a->v.s, sizeof(a->v.s), val);
+}
+
+void sl_span_set_int(sl_span *s, const char *key, int64_t val)
+{
+    sl_span_attr *a = attr_slot(s, key);
+    if (!a) return;
+    a->type = SL_ATTR_INT;
+    a->v.i = val;
+}
+
+void sl_span_set_double(sl_span *s, const char *key, double val)
+{
+    sl_span_attr *a = attr_slot(s, key);
+    if (!a) return;
+    a->type = SL_ATTR_DOUBLE;
+    a->v.d = val;
+}
+
+void sl_span_set_bool(sl_span *s, const char *key, int val)
+{
+    sl_span_attr *a = attr_slot(s, key);
+    if (!a) return;
+    a->type = SL_ATTR_BOOL;
+    a->v.b = val != 0;
+}
+
+void sl_span_add_link(sl_span *s, const sl_trace_ctx *ctx)
+{
+    if (!sl_span_recording(s) || !sl_trace_ctx_valid(ctx)) return;
+    if (s->n_links >= SL_SPAN_LINKS_MAX) {
+        s->dropped_links++;
+        return;
+    }
+    s->links[s->n_links++] = *ctx;
+}
+
+void sl_span_set_status(sl_span *s, int status, const char *msg)
+{
+    if (!sl_span_recording(s)) return;
+    if (status < SL_SPAN_STATUS_UNSET || status > SL_SPAN_STATUS_ERROR) return;
+    s->status = (uint8_t)status;
+    copy_str(s->status_msg, sizeof(s->status_msg),
+             status == SL_SPAN_STATUS_ERROR && msg ? msg : "");
+}
+
+void sl_span_end(sl_span *s, int64_t end_ns)
+{
+    sl_tracer *t = s ? s->tracer : NULL;
+    if (!t) return;
+    add(&t->ended, 1);
+    s->tracer = NULL; /* ended: further calls on s do nothing */
+    if (!(s->flags & SL_TRACE_FLAG_SAMPLED)) return;
+    s->end_ns = end_ns ? end_ns : sli_clock_wall_ns();
+    if (s->end_ns < s->start_ns) s->end_ns = s->start_ns;
+    if (ring_push(t, s)) {
+        add(&t->dropped_full, 1);
+        return;
+    }
+    atomic_fetch_add_explicit(&t->queued, 1, memory_order_release);
+    if (ring_waiting(t) >= t->batch_size) pthread_cond_signal(&t->cv);
+}
+
+/* --- pipelines -------------------------------------------------------------------- */
+
+int sl_pipeline_set_tracer(sl_pipeline *p, sl_tracer *t)
+{
+    if (!p) return SL_EINVAL;
+    if (p->started) return SL_ESTATE;
+    if (p->tracer != t) sl_tracer_free(p->tracer);
+    p->tracer = t;
+    return 0;
+}
+
+sl_tracer *sl_pipeline_tracer(const sl_pipeline *p)
+{
+    return p ? p->tracer : NULL;
+}

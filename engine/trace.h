@@ -1,0 +1,27 @@
+/*
+ * engine/trace.h - how engine code reaches a pipeline's tracer (private
+ * header; the API is sluice/trace.h).
+ *
+ * sli_pipeline_tracer(p) is the tracer given with sl_pipeline_set_tracer(),
+ * or NULL: code that traces does
+ *
+ *     sl_span s;
+ *     sl_span_start(sli_pipeline_tracer(p), &s, "checkpoint", SL_SPAN_KIND_INTERNAL, NULL);
+ *     ...
+ *     sl_span_end(&s, 0);
+ *
+ * and with no tracer pays one NULL check per call. The tracer is set before
+ * the pipeline starts and freed with it, so reading it needs no lock.
+ */
+#ifndef SLUICE_ENGINE_TRACE_H
+#define SLUICE_ENGINE_TRACE_H
+
+#include "engine/graph.h"
+#include "sluice/trace.h"
+
+static inline sl_tracer *sli_pipeline_tracer(const sl_pipeline *p)
+{
+    return p ? p->tracer : NULL;
+}
+
+#endif
