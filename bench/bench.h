@@ -26,5 +26,7 @@ int bench_crdt(int argc, char **argv);
 int bench_kafka_e2e(int argc, char **argv);
 /* bench/bench_saga.c */
 int bench_saga(int argc, char **argv);
+/* bench/bench_trace.c */
+int bench_trace(int argc, char **argv);
 
 #endif

@@ -43,6 +43,8 @@ static const struct {
     {"crdt-replicas", "N regions converge on CRDT page stats by exchanging deltas on a topic",
      job_crdt_replicas},
     {"saga", "orders as sagas (reserve, charge, ship) against participants on topics", job_saga},
+    {"trace-collector", "assemble OTLP/JSON spans into traces, tail-sample them, span statistics",
+     job_trace_collector},
 };
 #define N_JOBS (sizeof(jobs) / sizeof(jobs[0]))
 
@@ -58,6 +60,8 @@ static const struct {
     {"crdt", "CRDT updates, merges, sizes; window distinct against count and exact", bench_crdt},
     {"saga", "the saga job end to end against a hand-written saga loop; latency, state",
      bench_saga},
+    {"trace", "trace-collector: spans/s assembled and sampled (1, 2 threads), memory per trace",
+     bench_trace},
     {"broker", "built-in broker: append against dd, sequential read, latency", bench_broker},
     {"checkpoint", "throughput with 1 s / 100 ms checkpoints, stalls, 1M-key recovery",
      bench_checkpoint},
@@ -108,7 +112,7 @@ static int cmd_jobs(int argc, char **argv)
         return 0;
     }
     if (r || jobs_no_operands("jobs", argc, argv)) return 2;
-    for (size_t i = 0; i < N_JOBS; i++) printf("%-14s %s\n", jobs[i].name, jobs[i].summary);
+    for (size_t i = 0; i < N_JOBS; i++) printf("%-15s %s\n", jobs[i].name, jobs[i].summary);
     return 0;
 }
 

@@ -272,7 +272,7 @@ static int fdw_process(sl_ctx *ctx, void *self, sl_batch *in)
     return 0;
 }
 
-static const sl_operator stderr_sink = {
+const sl_operator jobs_stderr_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "write", .process = fdw_process};
 
 /* --- distinct-exact: two windows ------------------------------------------------------- */
@@ -525,7 +525,7 @@ static int wa_build(sl_pipeline *p, const sl_kafka_task *task, void *ud)
     if (g->lo->path)
         sl_stream_sink(late, "late-out", &sl_sink_write, g->lo);
     else
-        sl_stream_sink(late, "late-out", &stderr_sink, g->lo);
+        sl_stream_sink(late, "late-out", &jobs_stderr_sink, g->lo);
     sl_stream_sink(bad, "dead-letters", &jobs_deadletter_sink, g->dl);
     return 0;
 }

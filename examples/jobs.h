@@ -95,6 +95,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *r);
 int job_ysb(int argc, char **argv, const jobs_runner *r);
 int job_crdt_replicas(int argc, char **argv, const jobs_runner *r);
 int job_saga(int argc, char **argv, const jobs_runner *r);
+int job_trace_collector(int argc, char **argv, const jobs_runner *r);
 
 /* --- option parsing ----------------------------------------------------------------- */
 

@@ -38,6 +38,9 @@ typedef struct jobs_deadletters_fmt {
 extern const sl_operator jobs_deadletter_fmt_sink;
 extern const sl_operator jobs_deadletter_sink;
 extern const sl_operator jobs_deadletter_text_sink;
+/* A sink writing records as text to standard error (already open), whole
+ * batches per write(2): conf is an sl_write_conf whose path is NULL. */
+extern const sl_operator jobs_stderr_sink;
 
 /* The exact number of distinct values per key and window (window-agg's
  * --agg distinct-exact), with two windows (examples/job_window_agg.c draws

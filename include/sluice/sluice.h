@@ -17,6 +17,7 @@
  *   saga.h        the saga operator: steps, compensations, timeouts, retries
  *   trace.h       W3C trace context, spans, the tracer and its exporter table
  *   otlp.h        OTLP/JSON encoding; file and OTLP/HTTP span exporters
+ *   otlp_read.h   reading spans from OTLP/JSON lines
  *
  * Meant for programs that use sluice; the library's own files include only
  * the headers they use.
@@ -42,5 +43,6 @@
 #include "sluice/saga.h"
 #include "sluice/trace.h"
 #include "sluice/otlp.h"
+#include "sluice/otlp_read.h"
 
 #endif

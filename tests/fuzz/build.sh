@@ -8,6 +8,7 @@
 #   TMPDIR=/dev/shm OUTDIR/fuzz_server_request WORK tests/fuzz/corpus/server_request \
 #       -max_total_time=600
 #   OUTDIR/fuzz_crdt_decode WORK tests/fuzz/corpus/crdt_decode -max_total_time=300
+#   OUTDIR/fuzz_otlp_read WORK tests/fuzz/corpus/otlp_read -max_total_time=300
 #
 # (WORK: an empty directory for new inputs, so that the committed corpus only
 # grows by hand; its files are named by the verdict they must have, see
@@ -48,6 +49,11 @@ for t in fuzz_segment_reader fuzz_index_load fuzz_server_request; do
         -lxxhash -lssl -lcrypto -lz -llz4 -lzstd -lsnappy -lm -lpthread -o "$out/$t"
     echo "built $out/$t"
 done
+"$cc" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=undefined -I"$here/include" -I"$here" \
+    "$here/tests/fuzz/fuzz_otlp_read.c" "$here/connectors/otlp/otlp_read.c" \
+    -o "$out/fuzz_otlp_read"
+echo "built $out/fuzz_otlp_read"
 "$cc" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined -I"$here/include" -I"$here" \
     "$here/tests/fuzz/fuzz_crdt_decode.c" "$here"/operators/crdt/*.c "$here/engine/buf.c" \

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `sluice bench trace --spans 20000` runs and reports every figure of its
+# collector part with a number: the reader-alone baseline and the job's
+# spans/s at 1 and 2 threads, the two ratio lines and the memory per
+# in-flight trace. The bench itself fails when a run does not decide every
+# generated trace, the two runs keep different traces, the memory run does
+# not hold every trace in flight at once, or the generated input has a
+# malformed or late span. Only the shape is checked, never the values (no
+# test asserts on speed). --csv prints the header and rows; bad options, an
+# unknown --only and an operand are one-line usage errors (exit 2).
+set -euo pipefail
+bin=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() {
+  echo "bench_trace: $*" >&2
+  exit 1
+}
+num='[0-9][0-9.]*'
+
+"$bin" bench trace --spans 20000 > "$tmp/out" 2> "$tmp/err" || fail "exit $?: $(cat "$tmp/err")"
+grep -q "^trace-collector: 20000 spans in 2500 traces of 8, 4 per line; kept $num traces\$" "$tmp/out" ||
+  fail "no title line: $(cat "$tmp/out")"
+for v in "baseline (reader alone)  *1" "collector  *1" "collector  *2"; do
+  grep -q "^  $v  *20000  *$num  *${num}M  *$num\$" "$tmp/out" || fail "no row '$v': $(cat "$tmp/out")"
+done
+grep -q "^  ratio collector-1t / baseline: $num " "$tmp/out" || fail "no baseline ratio: $(cat "$tmp/out")"
+grep -q "^  ratio collector-2t / 1t: $num\$" "$tmp/out" || fail "no thread ratio: $(cat "$tmp/out")"
+grep -q "^  memory per in-flight trace: RSS growth -\?$num bytes, span buffers $num bytes (all 2500 traces in flight at once)\$" "$tmp/out" ||
+  fail "no memory line: $(cat "$tmp/out")"
+
+"$bin" bench trace --spans 20000 --csv > "$tmp/csv" 2> "$tmp/err" || fail "--csv: exit $?: $(cat "$tmp/err")"
+[ "$(head -n 1 "$tmp/csv")" = "bench,variant,threads,events,seconds,events_per_s,peak_rss_mb" ] ||
+  fail "--csv header: $(head -n 1 "$tmp/csv")"
+for v in "collector-baseline-reader,1" "collector,1" "collector,2" \
+  "collector-rss-bytes-per-trace=-\?$num,1" "collector-held-bytes-per-trace=$num,1"; do
+  grep -q "^trace,$v,20000,$num,$num,$num\$" "$tmp/csv" || fail "--csv: no row '$v': $(cat "$tmp/csv")"
+done
+[ "$(grep -vc "^trace," "$tmp/csv")" = 1 ] || fail "--csv: lines that are not rows: $(cat "$tmp/csv")"
+"$bin" bench trace --spans 2000 --only collector > /dev/null || fail "--only collector"
+
+usage() { # args...: must exit 2 with one stderr line
+  local rc=0
+  "$bin" bench trace "$@" > "$tmp/out" 2> "$tmp/err" || rc=$?
+  [ "$rc" = 2 ] && [ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "^sluice bench trace: " "$tmp/err" ||
+    fail "$*: exit $rc: $(cat "$tmp/err")"
+}
+usage --spans 5
+usage --spans many
+usage --only everything
+grep -q "must be collector" "$tmp/err" || fail "--only: $(cat "$tmp/err")"
+usage --spans 2000 extra
+grep -q "unexpected argument 'extra'" "$tmp/err" || fail "operand: $(cat "$tmp/err")"
+usage --frobnicate
+echo "bench_trace: ok"
