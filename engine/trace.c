@@ -594,6 +594,21 @@ sl_trace_ctx sl_span_context(const sl_span *s)
     return c;
 }
 
+void sl_span_set_ids(sl_span *s, const uint8_t span_id[8], const uint8_t *parent_span_id)
+{
+    if (!s || !s->tracer) return;
+    memcpy(s->span_id, span_id, 8);
+    if (parent_span_id)
+        memcpy(s->parent_span_id, parent_span_id, 8);
+    else
+        memset(s->parent_span_id, 0, 8);
+}
+
+double sl_tracer_sample_ratio(const sl_tracer *t)
+{
+    return t ? t->ratio : 0;
+}
+
 int sl_span_recording(const sl_span *s)
 {
     return s && s->tracer && (s->flags & SL_TRACE_FLAG_SAMPLED);

@@ -165,6 +165,11 @@ SL_API void sl_span_set_status(sl_span *s, int status, const char *msg);
 SL_API void sl_span_end(sl_span *s, int64_t end_ns);
 /* Wall clock, ns since the Unix epoch (the clock spans use). */
 SL_API int64_t sl_trace_now_ns(void);
+/* Spans whose ids are derived rather than drawn (the same after a restart,
+ * so that a replayed span repeats its ids): give s these ids after
+ * sl_span_start (parent_span_id NULL: a root). The trace id and the
+ * sampling decision are the parent context's given to sl_span_start. */
+SL_API void sl_span_set_ids(sl_span *s, const uint8_t span_id[8], const uint8_t *parent_span_id);
 
 /* --- exporters -------------------------------------------------------------------- */
 
@@ -227,6 +232,8 @@ SL_API void sl_tracer_free(sl_tracer *t);
 SL_API int sl_tracer_flush(sl_tracer *t, int64_t timeout_ms);
 /* The conf's service name. */
 SL_API const char *sl_tracer_service_name(const sl_tracer *t);
+/* The conf's sample ratio (root spans; sl_trace_should_sample's rule). */
+SL_API double sl_tracer_sample_ratio(const sl_tracer *t);
 
 typedef struct sl_tracer_stats {
     uint64_t started, ended; /* spans, sampled or not */

@@ -58,11 +58,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "sluice/error.h"
 #include "sluice/operator.h"
 #include "sluice/pipeline.h"
 #include "sluice/saga.h"
 #include "sluice/state.h"
+#include "sluice/trace.h"
 #include "operators/saga/saga_int.h"
 
 #define NO_DEADLINE    INT64_MIN
@@ -292,6 +294,15 @@ static int64_t add_sat(int64_t a, int64_t b)
     return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
 }
 
+/* The wall clock for spans (ns), 0 when nobody takes spans. */
+static int64_t span_now(const sli_saga_core *c)
+{
+    if (!c->io.span) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Send the current command (st->step, kind, st->attempt) and arm its
  * timeout. Returns 0, BUILDER_FAILED, or a negative code. */
 static int send(sli_saga_core *c, sli_saga_st *st, uint64_t id, int64_t now, int kind)
@@ -314,9 +325,27 @@ static int send(sli_saga_core *c, sli_saga_st *st, uint64_t id, int64_t now, int
     if (c->cmd.len) memcpy(p + SL_SAGA_COMMAND_HDR, c->cmd.ptr, c->cmd.len);
     rc = c->io.command(c->io.ud, now, p, (uint32_t)(SL_SAGA_COMMAND_HDR + c->cmd.len));
     if (rc) return rc;
+    st->sent = span_now(c);
     st->phase = kind == SL_SAGA_ACTION ? SLI_SAGA_ACT_WAIT : SLI_SAGA_COMP_WAIT;
     int64_t t = kind == SL_SAGA_ACTION || !s->comp_timeout_ms ? s->timeout_ms : s->comp_timeout_ms;
     return set_timer(c, st, id, add_sat(now, t));
+}
+
+/* The outstanding attempt (kind) ended: its span. */
+static void attempt_span(sli_saga_core *c, const sli_saga_st *st, uint64_t id, int64_t now,
+                         int kind, int error, const char *msg, uint32_t msg_len)
+{
+    if (!c->io.span) return;
+    sli_saga_span e = {.saga_id = id,
+                       .kind = kind,
+                       .step = st->step,
+                       .attempt = st->attempt,
+                       .start_ns = st->sent,
+                       .end_ns = span_now(c),
+                       .error = error,
+                       .msg = msg,
+                       .msg_len = msg_len};
+    c->io.span(c->io.ud, &e);
 }
 
 static uint16_t comp_from(const sli_saga_st *st)
@@ -374,6 +403,17 @@ static int finish(sli_saga_core *c, sli_saga_st *st, uint64_t id, int64_t now, i
     put32(p + 20, st->attempt);
     memcpy(p + SL_SAGA_OUTCOME_HDR, reason, (size_t)n);
     rc = c->io.outcome(c->io.ud, now, p, (uint32_t)(SL_SAGA_OUTCOME_HDR + (size_t)n));
+    if (!rc && c->io.span) {
+        sli_saga_span e = {.saga_id = id,
+                           .root = 1,
+                           .start_ns = st->started,
+                           .end_ns = span_now(c),
+                           .error = outcome != SL_SAGA_COMPLETED && outcome != SL_SAGA_COMPENSATED,
+                           .msg = reason,
+                           .msg_len = (uint32_t)n,
+                           .outcome = outcome};
+        c->io.span(c->io.ud, &e);
+    }
     return rc ? rc : outcome;
 }
 
@@ -449,6 +489,7 @@ int sli_saga_on_start(sli_saga_core *c, sli_saga_st *st, uint64_t id, int64_t no
     st->attempt = 1;
     st->failed_step = NO_STEP;
     st->data_len = (uint16_t)len;
+    st->started = st->sent = span_now(c);
     if (len) memcpy(st->data, data, len);
     return send_action(c, st, id, now);
 }
@@ -457,6 +498,10 @@ int sli_saga_on_timer(sli_saga_core *c, sli_saga_st *st, uint64_t id, int64_t ts
 {
     if (ts != st->deadline) return 0; /* not this saga's pending timer */
     st->deadline = NO_DEADLINE;
+    if (st->phase == SLI_SAGA_ACT_WAIT || st->phase == SLI_SAGA_COMP_WAIT)
+        attempt_span(c, st, id, now,
+                     st->phase == SLI_SAGA_ACT_WAIT ? SL_SAGA_ACTION : SL_SAGA_COMPENSATION, 1,
+                     "timeout", 7);
     switch (st->phase) {
     case SLI_SAGA_ACT_WAIT: return not_done(c, st, id, now, SL_SAGA_ACTION, SL_SAGA_CAUSE_TIMEOUT);
     case SLI_SAGA_ACT_BACKOFF: return send_action(c, st, id, now);
@@ -487,6 +532,15 @@ int sli_saga_on_reply(sli_saga_core *c, sli_saga_st *st, int64_t now, const sl_s
     *why = 0;
     int rc = clear_timer(c, st, id);
     if (rc) return rc;
+    attempt_span(c, st, id, now, kind, r->status != SL_SAGA_SUCCESS,
+                 r->reason.len                    ? (const char *)r->reason.ptr
+                 : r->status == SL_SAGA_RETRYABLE ? "retryable failure"
+                 : r->status != SL_SAGA_SUCCESS   ? "final failure"
+                                                  : NULL,
+                 r->reason.len                    ? r->reason.len
+                 : r->status == SL_SAGA_RETRYABLE ? 17
+                 : r->status != SL_SAGA_SUCCESS   ? 13
+                                                  : 0);
     if (kind == SL_SAGA_ACTION) {
         switch (r->status) {
         case SL_SAGA_SUCCESS:
@@ -522,6 +576,8 @@ int sli_saga_on_reply(sli_saga_core *c, sli_saga_st *st, int64_t now, const sl_s
 typedef struct saga_self {
     sli_saga_core core;
     sl_ctx *ctx;
+    sl_tracer *tracer; /* the pipeline's, or NULL: no spans */
+    uint64_t salt;     /* of the node's name: its sagas' trace ids */
     sl_state *run, *done;
     uint64_t hash; /* of the saga being handled (for timers) */
     int proc;      /* processing-time domain */
@@ -565,14 +621,90 @@ static int io_timer_del(void *ud, uint64_t id, int64_t ts)
     return rc < 0 ? rc : 0;
 }
 
+/* --- spans: a saga is a trace ---------------------------------------------------
+ *
+ * Ids are derived, not drawn, so that a saga keeps its trace across a
+ * restart (a replayed attempt repeats its span's ids): trace id and the
+ * root's span id from (node name, saga id), an attempt's span id from
+ * (saga id, step, kind, attempt). The sampling decision is the trace id's
+ * (the tracer's ratio rule), so every span of a saga is kept or none.
+ * Times are the wall clock (the state keeps when the saga started and when
+ * its command went out), whatever the saga's own clock: spans are read
+ * beside other services' spans. */
+
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z ? z : 1;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static void io_span(void *ud, const sli_saga_span *e)
+{
+    saga_self *s = ud;
+    if (!s->tracer) return;
+    uint64_t base = mix64(s->salt ^ e->saga_id);
+    sl_trace_ctx root = {.flags = 0};
+    put_be64(root.trace_id, base);
+    put_be64(root.trace_id + 8, mix64(base ^ 0x5a6a));
+    put_be64(root.span_id, mix64(base ^ 0x726f6f74)); /* "root" */
+    if (sl_trace_should_sample(sl_tracer_sample_ratio(s->tracer), NULL, root.trace_id))
+        root.flags = SL_TRACE_FLAG_SAMPLED;
+    if (!(root.flags & SL_TRACE_FLAG_SAMPLED)) return;
+    const sl_saga_step *st = e->root ? NULL : &s->core.def.steps[e->step];
+    char name[SL_SPAN_NAME_MAX];
+    if (e->root)
+        snprintf(name, sizeof(name), "saga");
+    else
+        snprintf(name, sizeof(name), "%s%s", e->kind == SL_SAGA_COMPENSATION ? "undo " : "",
+                 st->name);
+    sl_span sp;
+    sl_span_start(s->tracer, &sp, name, SL_SPAN_KIND_INTERNAL, &root);
+    if (e->root) {
+        sl_span_set_ids(&sp, root.span_id, NULL);
+    } else {
+        uint8_t id[8];
+        put_be64(id, mix64(base ^ ((uint64_t)e->step << 40 | (uint64_t)e->kind << 32 |
+                                   (uint64_t)e->attempt)));
+        sl_span_set_ids(&sp, id, root.span_id);
+    }
+    sp.start_ns = e->start_ns;
+    sl_span_set_int(&sp, "saga.id", (int64_t)e->saga_id);
+    if (e->root) {
+        sl_span_set_str(&sp, "saga.outcome", sl_saga_outcome_name(e->outcome));
+    } else {
+        sl_span_set_str(&sp, "saga.step", st->name);
+        sl_span_set_str(&sp, "saga.kind",
+                        e->kind == SL_SAGA_COMPENSATION ? "compensation" : "action");
+        sl_span_set_int(&sp, "saga.attempt", e->attempt);
+    }
+    if (e->error) {
+        char msg[SL_SPAN_MSG_MAX];
+        int n = e->msg_len < sizeof(msg) ? (int)e->msg_len : (int)sizeof(msg) - 1;
+        snprintf(msg, sizeof(msg), "%.*s", n, e->msg ? e->msg : "");
+        sl_span_set_status(&sp, SL_SPAN_STATUS_ERROR, msg);
+    }
+    sl_span_end(&sp, e->end_ns > sp.start_ns ? e->end_ns : sp.start_ns);
+}
+
 static int saga_open(sl_ctx *ctx, void **out)
 {
     const sl_saga_def *def = sl_ctx_conf(ctx);
     saga_self *s = calloc(1, sizeof(*s));
     if (!s) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
-    sli_saga_io io = {s, io_command, io_outcome, io_timer_set, io_timer_del};
+    sli_saga_io io = {s, io_command, io_outcome, io_timer_set, io_timer_del, io_span};
     sli_saga_core_init(&s->core, def, &io);
     s->ctx = ctx;
+    s->tracer = sl_pipeline_tracer(sl_ctx_pipeline(ctx));
+    const char *nm = sl_ctx_name(ctx);
+    s->salt = sl_hash(nm, (uint32_t)strlen(nm));
     s->proc = def->time == SL_SAGA_PROCESSING_TIME;
     s->rearm = s->proc && sl_ctx_restored_from(ctx) != 0;
     s->run = sl_ctx_state(ctx, "run", sli_saga_value_size(&s->core));

@@ -12,25 +12,32 @@
 #include "sluice/operator.h"
 #include "sluice/saga.h"
 
-/* One running saga: the value of table "run" (24 bytes + data, rounded to
+/* One running saga: the value of table "run" (40 bytes + data, rounded to
  * 8). The key is the saga id's 8 bytes (little-endian, as in the records).
  *
  *   offset  size  field
  *   0       8     deadline: the pending timer's time (timeout or end of a
  *                 backoff), INT64_MIN when none
- *   8       4     attempt of the current command (from 1)
- *   12      2     step: the current step (forward or compensating)
- *   14      1     phase (enum below)
- *   15      1     flags: bit 0 pivot passed
- *   16      2     failed step (the one that started the compensation)
- *   18      1     cause of the compensation (enum sl_saga_cause)
- *   19      1     reserved
- *   20      2     done: actions that succeeded
- *   22      2     data length
- *   24      ...   data (max_data bytes)
+ *   8       8     started: when the saga started (wall clock, ns; 0 without spans)
+ *   16      8     sent: when the current command was sent (wall clock, ns)
+ *   24      4     attempt of the current command (from 1)
+ *   28      2     step: the current step (forward or compensating)
+ *   30      1     phase (enum below)
+ *   31      1     flags: bit 0 pivot passed
+ *   32      2     failed step (the one that started the compensation)
+ *   34      1     cause of the compensation (enum sl_saga_cause)
+ *   35      1     reserved
+ *   36      2     done: actions that succeeded
+ *   38      2     data length
+ *   40      ...   data (max_data bytes)
+ *
+ * started and sent are the spans' times (a saga is a trace, each attempt a
+ * span: the io's span callback); nothing else reads them.
  */
 typedef struct sli_saga_st {
     int64_t deadline;
+    int64_t started;
+    int64_t sent;
     uint32_t attempt;
     uint16_t step;
     uint8_t phase;
@@ -42,7 +49,7 @@ typedef struct sli_saga_st {
     uint16_t data_len;
     uint8_t data[];
 } sli_saga_st;
-_Static_assert(sizeof(sli_saga_st) == 24, "saga state header is 24 bytes");
+_Static_assert(sizeof(sli_saga_st) == 40, "saga state header is 40 bytes");
 
 enum {
     SLI_SAGA_ACT_WAIT = 1,    /* action outstanding; deadline = its timeout */
@@ -52,13 +59,32 @@ enum {
 };
 #define SLI_SAGA_F_PIVOT_PASSED 1u
 
-/* What the machine does to the world. Each returns 0 or a negative code. */
+/* A span the machine reports (wall clock, ns since the Unix epoch: spans
+ * are read beside other services' spans, whatever the saga's own clock): a
+ * command attempt that ended (its reply came, or its timeout), or the saga
+ * itself at its outcome (root). */
+typedef struct sli_saga_span {
+    uint64_t saga_id;
+    int root;         /* 1: the saga (outcome set); 0: an attempt */
+    int kind;         /* attempts: SL_SAGA_ACTION or SL_SAGA_COMPENSATION */
+    uint16_t step;    /* attempts: the step */
+    uint32_t attempt; /* attempts: from 1 */
+    int64_t start_ns, end_ns;
+    int error;       /* the attempt failed or timed out; the saga did not end well */
+    const char *msg; /* why (error only), may be NULL */
+    uint32_t msg_len;
+    int outcome; /* root: enum sl_saga_outcome_kind */
+} sli_saga_span;
+
+/* What the machine does to the world. Each returns 0 or a negative code
+ * (span: nothing to return; NULL: no spans). */
 typedef struct sli_saga_io {
     void *ud;
     int (*command)(void *ud, int64_t ts, const void *rec, uint32_t len);
     int (*outcome)(void *ud, int64_t ts, const void *rec, uint32_t len);
     int (*timer_set)(void *ud, uint64_t saga_id, int64_t ts);
     int (*timer_del)(void *ud, uint64_t saga_id, int64_t ts);
+    void (*span)(void *ud, const sli_saga_span *s);
 } sli_saga_io;
 
 typedef struct sli_saga_core {

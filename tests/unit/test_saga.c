@@ -326,7 +326,7 @@ static int h_timer_del(void *ud, uint64_t id, int64_t ts)
 static void h_init(harness *h, const sl_saga_def *def, size_t n)
 {
     memset(h, 0, sizeof(*h));
-    sli_saga_io io = {h, h_command, h_outcome, h_timer_set, h_timer_del};
+    sli_saga_io io = {h, h_command, h_outcome, h_timer_set, h_timer_del, NULL};
     assert_null(sli_saga_def_invalid(def));
     sli_saga_core_init(&h->core, def, &io);
     h->vsz = sli_saga_value_size(&h->core);
@@ -1072,10 +1072,86 @@ static void store_start(rec_store *s, int64_t ts, uint64_t id, const char *data)
     store_add(s, ts, b, sl_saga_start_size(n));
 }
 
+/* Spans of a traced run (sluice/trace.h), as the exporter got them. */
+typedef struct tspan {
+    char name[SL_SPAN_NAME_MAX], msg[SL_SPAN_MSG_MAX];
+    uint8_t trace[16], id[8], parent[8];
+    int64_t start, end, saga;
+    int status;
+} tspan;
+static pthread_mutex_t tspans_lock = PTHREAD_MUTEX_INITIALIZER;
+static tspan tspans[256];
+static size_t n_tspans;
+
+static int tspans_export(void *ud, const sl_trace_batch *b)
+{
+    (void)ud;
+    pthread_mutex_lock(&tspans_lock);
+    for (size_t i = 0; i < b->n; i++) {
+        const sl_span *x = &b->spans[i];
+        assert_true(n_tspans < 256);
+        tspan *t = &tspans[n_tspans++];
+        snprintf(t->name, sizeof(t->name), "%s", x->name);
+        snprintf(t->msg, sizeof(t->msg), "%s", x->status_msg);
+        memcpy(t->trace, x->trace_id, 16);
+        memcpy(t->id, x->span_id, 8);
+        memcpy(t->parent, x->parent_span_id, 8);
+        t->start = x->start_ns;
+        t->end = x->end_ns;
+        t->status = x->status;
+        t->saga = -1;
+        for (int k = 0; k < x->n_attrs; k++)
+            if (!strcmp(x->attrs[k].key, "saga.id")) t->saga = x->attrs[k].v.i;
+    }
+    pthread_mutex_unlock(&tspans_lock);
+    return 0;
+}
+
+/* The spans of the wiring run: sagas 1..6 each a trace of a root "saga"
+ * (ERROR: failed to compensate) and five attempts, every one timed out
+ * (ERROR "timeout"), children of the root and inside its time; saga 10 a
+ * root alone (its builder failed: no attempt). */
+static void check_wiring_spans(void)
+{
+    static const uint8_t zero[8];
+    assert_int_equal(n_tspans, 6 * 6 + 1);
+    for (size_t i = 0; i < n_tspans; i++) {
+        const tspan *r = &tspans[i];
+        if (strcmp(r->name, "saga") != 0) continue;
+        assert_memory_equal(r->parent, zero, 8);
+        int kids = 0;
+        for (size_t k = 0; k < n_tspans; k++) {
+            const tspan *c = &tspans[k];
+            if (k == i || memcmp(c->trace, r->trace, 16)) continue;
+            kids++;
+            assert_memory_equal(c->parent, r->id, 8);
+            assert_memory_not_equal(c->id, r->id, 8);
+            assert_int_equal(c->saga, r->saga);
+            assert_int_equal(c->status, SL_SPAN_STATUS_ERROR);
+            assert_string_equal(c->msg, "timeout");
+            assert_true(c->start >= r->start && c->end <= r->end && c->start <= c->end);
+        }
+        if (r->saga == 10) {
+            assert_int_equal(kids, 0);
+            assert_int_equal(r->status, SL_SPAN_STATUS_UNSET);
+        } else {
+            assert_int_equal(kids, 5);
+            assert_int_equal(r->status, SL_SPAN_STATUS_ERROR);
+        }
+    }
+}
+
 /* Silent participants: every saga times out at every step when the input
  * ends (the watermark goes to +inf and fires the timers in order). The
- * diverted port gets the malformed, too large, duplicate and unknown. */
+ * diverted port gets the malformed, too large, duplicate and unknown.
+ * traced: with a tracer, the spans are checked too (and their ids are the
+ * same from run to run: derived from the saga). */
+static void wiring_run_traced(int credits, int par, int traced);
 static void wiring_run(int credits, int par)
+{
+    wiring_run_traced(credits, par, 0);
+}
+static void wiring_run_traced(int credits, int par, int traced)
 {
     static rec_store st, rp;
     memset(&st, 0, sizeof(st));
@@ -1100,6 +1176,15 @@ static void wiring_run(int credits, int par)
     sl_pipeline *p = sl_pipeline_new();
     sl_pipeline_set_threads(p, 2);
     sl_pipeline_set_credits(p, credits);
+    if (traced) {
+        n_tspans = 0;
+        sl_trace_exporter ex = {
+            .version = SL_TRACE_EXPORTER_VERSION, .kind = "test", .export = tspans_export};
+        sl_tracer_conf tc = {.service_name = "test", .sample_ratio = 1.0};
+        sl_tracer *tr = NULL;
+        assert_int_equal(sl_tracer_new(&tc, &ex, &tr, NULL, 0), 0);
+        assert_int_equal(sl_pipeline_set_tracer(p, tr), 0);
+    }
     sl_saga_def d = def_of(steps_plain);
     sl_stream *cmds =
         sl_stream_saga(vec_node(p, "starts", &vs), vec_node(p, "replies", &vr), "saga", &d);
@@ -1163,7 +1248,8 @@ static void wiring_run(int credits, int par)
     sl_collector_free(cc);
     sl_collector_free(oc);
     sl_collector_free(dc);
-    sl_pipeline_free(p);
+    sl_pipeline_free(p); /* frees the tracer: every span exported */
+    if (traced) check_wiring_spans();
 }
 
 static void test_pipeline_wiring(void **state)
@@ -1173,6 +1259,30 @@ static void test_pipeline_wiring(void **state)
     wiring_run(1, 1); /* one credit */
     wiring_run(1, 2);
     wiring_run(8, 2);
+}
+
+static int cmp_tspan(const void *a, const void *b)
+{
+    return memcmp(((const tspan *)a)->id, ((const tspan *)b)->id, 8);
+}
+
+/* A saga is a trace: the wiring run with a tracer, one credit and two
+ * instances; the span ids of two runs are the same. */
+static void test_pipeline_traces(void **state)
+{
+    (void)state;
+    static tspan first[256];
+    wiring_run_traced(1, 2, 1);
+    size_t n = n_tspans;
+    memcpy(first, tspans, n * sizeof(tspan));
+    wiring_run_traced(8, 1, 1);
+    assert_int_equal(n_tspans, n);
+    qsort(first, n, sizeof(tspan), cmp_tspan);
+    qsort(tspans, n, sizeof(tspan), cmp_tspan);
+    for (size_t i = 0; i < n; i++) {
+        assert_memory_equal(first[i].id, tspans[i].id, 8);
+        assert_memory_equal(first[i].trace, tspans[i].trace, 16);
+    }
 }
 
 /* A bad definition is refused when the node is made. */
@@ -1672,7 +1782,7 @@ static void test_measure(void **state)
     sl_saga_def d = def_of(steps_plain);
     meter m = {0, sli_timers_new()};
     assert_non_null(m.timers);
-    sli_saga_io io = {&m, m_cmd, m_cmd, m_timer, m_timer_del};
+    sli_saga_io io = {&m, m_cmd, m_cmd, m_timer, m_timer_del, NULL};
     sli_saga_core core;
     sli_saga_core_init(&core, &d, &io);
     sl_state *run = sl_state_new(sli_saga_value_size(&core));
@@ -1747,6 +1857,7 @@ int main(void)
         cmocka_unit_test(test_def_checks),
         cmocka_unit_test(test_randomized),
         cmocka_unit_test(test_pipeline_wiring),
+        cmocka_unit_test(test_pipeline_traces),
         cmocka_unit_test(test_pipeline_refuses),
         cmocka_unit_test(test_pipeline_savepoint),
         cmocka_unit_test(test_pipeline_processing_time),
