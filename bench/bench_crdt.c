@@ -582,38 +582,33 @@ static int run_combiner(uint64_t n, uint64_t keys)
 /* --- 4. memory: distinct against distinct-exact ---------------------------------------- */
 
 /* The peak RSS growth (MB) of a run of `variant`, in a child process; < 0 on failure. */
+typedef struct peak_args {
+    uint64_t d;
+    int variant;
+} peak_args;
+
+/* In the child: out[0] the peak RSS growth (MB; -1 on a failure or a wrong
+ * result), out[1] the run's seconds. */
+static void peak_child(void *ud, void *outp)
+{
+    const peak_args *a = ud;
+    double *out = outp;
+    gen_ud g = {.keys = 1, .values = 0, .per_ms_div = a->d / 10000 + 1}; /* value = seq */
+    out[0] = -1;
+    out[1] = 0;
+    double before = bench_status_kb("VmRSS");
+    uint64_t res = 0;
+    int64_t sum = 0;
+    if (run_window(&g, a->d, a->variant, &out[1], &res, &sum) == 0 && before >= 0)
+        out[0] = (bench_status_kb("VmHWM") - before) / 1024.0;
+    if (res != 1 || (a->variant == V_EXACT && sum != (int64_t)a->d)) out[0] = -1;
+}
+
 static double child_peak_mb(uint64_t d, int variant, double *secs)
 {
-    int fd[2];
-    if (pipe(fd)) return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fd[0]);
-        close(fd[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        close(fd[0]);
-        gen_ud g = {.keys = 1, .values = 0, .per_ms_div = d / 10000 + 1}; /* value = seq */
-        double out[2] = {-1, 0};
-        double before = bench_status_kb("VmRSS");
-        uint64_t res;
-        int64_t sum;
-        if (run_window(&g, d, variant, &out[1], &res, &sum) == 0 && before >= 0)
-            out[0] = (bench_status_kb("VmHWM") - before) / 1024.0;
-        if (res != 1 || (variant == V_EXACT && sum != (int64_t)d)) out[0] = -1;
-        ssize_t w = write(fd[1], out, sizeof(out));
-        (void)w;
-        _exit(0);
-    }
-    close(fd[1]);
+    peak_args a = {.d = d, .variant = variant};
     double out[2] = {-1, 0};
-    ssize_t r = read(fd[0], out, sizeof(out));
-    close(fd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    if (r != (ssize_t)sizeof(out)) return -1;
+    if (bench_in_child(peak_child, &a, out, sizeof(out))) return -1;
     *secs = out[1];
     return out[0];
 }

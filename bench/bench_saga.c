@@ -568,38 +568,17 @@ out:
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static void state_in_child(void *ud, void *out)
+{
+    state_child(*(const uint64_t *)ud, out);
+}
+
 static int run_state(uint64_t n)
 {
-    int fd[2];
     state_fig f = {.ok = 0};
-    if (pipe(fd)) {
-        fprintf(stderr, "sluice %s: pipe: %s\n", cmd, strerror(errno));
-        return 1;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        fprintf(stderr, "sluice %s: fork: %s\n", cmd, strerror(errno));
-        close(fd[0]);
-        close(fd[1]);
-        return 1;
-    }
-    if (pid == 0) {
-        close(fd[0]);
-        state_child(n, &f);
-        ssize_t wr = write(fd[1], &f, sizeof(f));
-        (void)wr;
-        _exit(0);
-    }
-    close(fd[1]);
-    ssize_t r = read(fd[0], &f, sizeof(f));
-    close(fd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    if (r != (ssize_t)sizeof(f) || !f.ok) {
-        if (r != (ssize_t)sizeof(f))
-            fprintf(stderr, "sluice %s: state: the child process reported nothing\n", cmd);
+    int got = bench_in_child(state_in_child, &n, &f, sizeof(f));
+    if (got || !f.ok) {
+        if (got) fprintf(stderr, "sluice %s: state: the child process reported nothing\n", cmd);
         return 1;
     }
     double per_chk = f.chk_bytes / (double)n, per_rss = f.rss_kb * 1024.0 / (double)n;

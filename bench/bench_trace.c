@@ -196,35 +196,22 @@ out:
 }
 
 /* run_job in a child process (so that its peak RSS is its own). */
+typedef struct child_args {
+    const char *path;
+    int threads;
+    int64_t gap;
+} child_args;
+
+static void child_run(void *ud, void *out)
+{
+    const child_args *a = ud;
+    run_job(a->path, a->threads, a->gap, out);
+}
+
 static int run_child(const char *path, int threads, int64_t gap, run_fig *f)
 {
-    int fd[2];
-    if (pipe(fd)) {
-        fprintf(stderr, "sluice %s: pipe: %s\n", cmd, strerror(errno));
-        return 1;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        fprintf(stderr, "sluice %s: fork: %s\n", cmd, strerror(errno));
-        close(fd[0]);
-        close(fd[1]);
-        return 1;
-    }
-    if (pid == 0) {
-        close(fd[0]);
-        run_job(path, threads, gap, f);
-        ssize_t wr = write(fd[1], f, sizeof(*f));
-        (void)wr;
-        _exit(0);
-    }
-    close(fd[1]);
-    ssize_t r = read(fd[0], f, sizeof(*f));
-    close(fd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    if (r != (ssize_t)sizeof(*f)) {
+    child_args a = {.path = path, .threads = threads, .gap = gap};
+    if (bench_in_child(child_run, &a, f, sizeof(*f))) {
         fprintf(stderr, "sluice %s: the child process reported nothing\n", cmd);
         return 1;
     }

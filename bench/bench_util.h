@@ -1,6 +1,7 @@
 /*
  * bench/bench_util.h - what the benchmarks share: the clock, peak RSS, a
- * field of /proc/self/status, and
+ * field of /proc/self/status, a measurement in a child process (so that
+ * its peak RSS is its own), and
  * the output convention of DESIGN.md (a human table, or with --csv rows of
  * bench,variant,threads,events,seconds,events_per_s,peak_rss_mb).
  */
@@ -12,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline double bench_now(void)
 {
@@ -64,6 +67,36 @@ static inline void bench_header(int csv)
     else
         printf("  %-22s %7s %14s %9s %15s %10s\n", "variant", "threads", "events", "seconds",
                "events/s", "peak MB");
+}
+
+/* Run fn(ud, out) in a forked child, which writes the `size` bytes at out
+ * back to this process. 0 when they came, -1 (out untouched past what the
+ * child wrote) when the fork, the pipe or the child failed. */
+static inline int bench_in_child(void (*fn)(void *ud, void *out), void *ud, void *out, size_t size)
+{
+    int fd[2];
+    if (pipe(fd)) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        fn(ud, out);
+        ssize_t w = write(fd[1], out, size);
+        (void)w;
+        _exit(0);
+    }
+    close(fd[1]);
+    ssize_t r = read(fd[0], out, size);
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return r == (ssize_t)size ? 0 : -1;
 }
 
 #endif
