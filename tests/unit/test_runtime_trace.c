@@ -16,7 +16,11 @@
  *    context its source record had (trace id, span id, flags), and a
  *    record without one carries none;
  *  - with no context anywhere, no batch a sink sees has a trace column (the
- *    column costs nothing when tracing is off).
+ *    column costs nothing when tracing is off);
+ *  - the lines source with a trace column (1..3 splits): a valid
+ *    traceparent, also with blanks around it, becomes the line's context;
+ *    an empty or missing column gives none; malformed ones (uppercase,
+ *    version ff) give none and are counted; a negative column is refused.
  *
  * No assertion on time.
  */
@@ -28,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "sluice/sluice.h"
@@ -357,11 +362,121 @@ static void test_untraced_has_no_column(void **state)
     }
 }
 
+/* --- the lines source's trace column ----------------------------------------------- */
+
+#define NLINES 600
+#define TP_TID "4bf92f3577b34da6a3ce929d0e0e47"
+
+/* Line n: "n,key,TRACE" where TRACE is, by n % 6: a valid traceparent
+ * (trace id ending in n % 256, flags n & 1), empty, missing (two columns),
+ * uppercase, version ff, blanks around a valid one. */
+static int line_kind(int n)
+{
+    return n % 6;
+}
+
+typedef struct lines_seen {
+    pthread_mutex_t lock;
+    int count[NLINES];
+    int bad;
+    char why[200];
+} lines_seen;
+
+static int lines_check(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    lines_seen *s = sl_ctx_conf(ctx);
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t i = 0; i < in->count; i++) {
+        sl_bytes r = sl_batch_bytes(in, i);
+        int n = atoi(r.ptr);
+        if (n < 0 || n >= NLINES) continue;
+        s->count[n]++;
+        const sl_trace_ctx *got = sl_batch_trace(in, i);
+        int k = line_kind(n);
+        int want = k == 0 || k == 5;
+        int ok = want ? got != NULL : got == NULL;
+        if (ok && got) {
+            ok = got->trace_id[15] == (uint8_t)(n & 0xff) && got->trace_id[0] == 0x4b &&
+                 got->span_id[7] == 0xb7 && got->flags == (uint8_t)(n & 1);
+        }
+        if (!ok && !s->bad++)
+            snprintf(s->why, sizeof(s->why), "line %d (kind %d): context %s", n, k,
+                     got ? "wrong or unexpected" : "missing");
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static const sl_operator lines_check_sink = {
+    .version = SL_OPERATOR_VERSION, .kind = "lines-check", .process = lines_check};
+
+static void test_lines_trace_column(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sluice-test-trace-lines-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    int malformed = 0;
+    for (int n = 0; n < NLINES; n++) {
+        char tp[80];
+        snprintf(tp, sizeof(tp), "00-" TP_TID "%02x-00f067aa0ba902b7-%02x", n & 0xff, n & 1);
+        switch (line_kind(n)) {
+        case 0: fprintf(f, "%d,k,%s\n", n, tp); break;
+        case 1: fprintf(f, "%d,k,\n", n); break;
+        case 2: fprintf(f, "%d,k\n", n); break;
+        case 3:
+            fprintf(f, "%d,k,00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\n", n);
+            malformed++;
+            break;
+        case 4:
+            tp[0] = tp[1] = 'f';
+            fprintf(f, "%d,k,%s\n", n, tp);
+            malformed++;
+            break;
+        case 5: fprintf(f, "%d,k, %s \n", n, tp); break;
+        }
+    }
+    assert_int_equal(fclose(f), 0);
+    for (int par = 1; par <= 3; par++) {
+        lines_seen *s = calloc(1, sizeof(*s));
+        assert_non_null(s);
+        pthread_mutex_init(&s->lock, NULL);
+        sl_pipeline *p = sl_pipeline_new();
+        sl_pipeline_set_threads(p, 2);
+        sl_pipeline_set_credits(p, 1);
+        sl_lines_conf lc = {.path = path, .ts_column = 1, .trace_column = 3, .splits = par};
+        sl_stream *in = sl_pipeline_lines(p, "lines", &lc, 0, NULL);
+        in = sl_stream_parallelism(in, par);
+        sl_stream *r = sl_stream_rebalance(in);
+        assert_int_equal(sl_stream_sink(r, "check", &lines_check_sink, s), 0);
+        int rc = sl_pipeline_start(p);
+        if (!rc) rc = sl_pipeline_wait(p, WAIT_MS);
+        if (rc) fail_msg("run failed: %s", sl_pipeline_errmsg(p));
+        if (s->bad) fail_msg("%d mismatches; first: %s", s->bad, s->why);
+        for (int n = 0; n < NLINES; n++)
+            if (s->count[n] != 1) fail_msg("line %d came %d times", n, s->count[n]);
+        assert_int_equal(sl_pipeline_trace_malformed(p), malformed);
+        sl_pipeline_free(p);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+    }
+    /* a negative column is refused when the node is made */
+    sl_pipeline *p = sl_pipeline_new();
+    sl_lines_conf bad = {.path = path, .trace_column = -1};
+    assert_null(sl_pipeline_lines(p, "lines", &bad, 0, NULL));
+    assert_non_null(strstr(sl_pipeline_errmsg(p), "trace_column"));
+    sl_pipeline_free(p);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_untraced_has_no_column),
+        cmocka_unit_test(test_lines_trace_column),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
