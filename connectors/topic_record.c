@@ -3,7 +3,7 @@
  * one place both topic sources (connectors/broker/connector.c and
  * connectors/kafka/source.c) apply the record layout and the parse and
  * dead-letter rules (topic_record.h says what they are), and read and
- * write the trace context headers (engine/tracectx_int.h draws the format).
+ * write the trace context headers (sluice/trace.h parses and formats them).
  * A message's context is given to its record with sl_ctx_set_trace() for
  * the one emit, so a source without traced messages never touches the
  * batch's trace column.
@@ -11,12 +11,12 @@
 #include "connectors/topic_record.h"
 #include <stdio.h>
 #include <string.h>
-#include "engine/tracectx_int.h"
 #include "sluice/source.h"
+#include "sluice/trace.h"
 
 const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, sl_trace_ctx *out)
 {
-    if (sli_traceparent_parse(value, len, out) == 0) return out;
+    if (sl_traceparent_parse(value, len, out) == 0) return out;
     sl_ctx_trace_malformed(ctx);
     return NULL;
 }
@@ -24,8 +24,8 @@ const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, s
 void slc_trace_hop(const sl_trace_ctx *tc, char out[SLC_TRACEPARENT_MAX + 1])
 {
     sl_trace_ctx hop = *tc;
-    sli_span_id_new(hop.span_id);
-    sli_traceparent_format(&hop, out);
+    sl_trace_new_span_id(hop.span_id);
+    sl_traceparent_format(&hop, out); /* cannot fail: both ids are non-zero */
 }
 
 int slc_topic_emit(sl_ctx *ctx, const slc_topic_msg *m, sl_line_parse_fn parse, void *ud,

@@ -29,7 +29,7 @@ typedef struct slc_topic_msg {
  * carried. */
 #define SLC_TRACEPARENT     "traceparent"
 #define SLC_TRACEPARENT_LEN 11
-#define SLC_TRACEPARENT_MAX 55
+#define SLC_TRACEPARENT_MAX 55 /* SL_TRACEPARENT_LEN of sluice/trace.h */
 
 /* A traceparent header's value made into *out: returns out, or NULL when it
  * is malformed (then counted with sl_ctx_trace_malformed: the record goes

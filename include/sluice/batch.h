@@ -17,8 +17,8 @@
  * nothing reads or writes it. It appears (SL_BATCH_CAPACITY entries) when a
  * record with a context is put in the batch: by a source that read one
  * (sl_batch_set_trace, or sl_ctx_set_trace before emitting), or by the
- * engine copying records that had one. An entry whose trace_id is all zero
- * means "no context". Invariant: entries at `count` and after are all zero,
+ * engine copying records that had one. An all-zero entry means "no
+ * context". Invariant: entries at `count` and after are all zero,
  * so a record appended without a context (sl_batch_push, sl_emit, or columns
  * written directly) has none without anyone writing its entry. Code that
  * shrinks a batch in place must keep that: sl_batch_compact() and
@@ -124,13 +124,15 @@ SL_API void sl_batch_clear(sl_batch *b);
 SL_API void sl_batch_truncate(sl_batch *b, uint32_t n);
 
 /* Give record i (< count) the trace context *tc (copied); a NULL tc, or one
- * whose trace_id is all zero, gives it none. Makes the batch's trace column
+ * that is not valid (sl_trace_ctx_valid), gives it none. Makes the batch's trace column
  * on first use (its memory is kept when the batch is recycled, so this
  * allocates once per batch of the pool at most). Returns 0, SL_EINVAL for
- * i >= count, or SL_ENOMEM. */
+ * i >= count, or SL_ENOMEM. A context is valid when both its ids are
+ * non-zero (sl_trace_ctx_valid). */
 SL_API int sl_batch_set_trace(sl_batch *b, uint32_t i, const sl_trace_ctx *tc);
 
-/* Record i's trace context, or NULL when it has none. */
+/* Record i's trace context, or NULL when it has none (one pointer test when
+ * the batch has no trace column). */
 static inline const sl_trace_ctx *sl_batch_trace(const sl_batch *b, uint32_t i)
 {
     return b->trace && sl_trace_ctx_valid(&b->trace[i]) ? &b->trace[i] : NULL;

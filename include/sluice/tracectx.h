@@ -7,35 +7,32 @@
  * hop) and the trace flags (bit 0: sampled). It travels in an optional
  * column of the record's batch (sl_batch.trace, sluice/batch.h), which is
  * absent (NULL) on streams whose records carry none, so a pipeline without
- * tracing pays nothing for it.
+ * tracing pays nothing for it. sluice/trace.h parses and formats the
+ * header and makes spans of these contexts.
  *
- * An all-zero trace_id means "no context". `tracestate` is not carried.
+ * An all-zero entry means "no context". `tracestate` is not carried.
  */
 #ifndef SLUICE_TRACECTX_H
 #define SLUICE_TRACECTX_H
 
+#include "sluice/export.h"
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define SL_TRACE_FLAG_SAMPLED 0x01u
+#define SL_TRACE_FLAG_SAMPLED 0x01
 
 typedef struct sl_trace_ctx {
     uint8_t trace_id[16];
     uint8_t span_id[8];
-    uint8_t flags;
+    uint8_t flags; /* W3C trace-flags; SL_TRACE_FLAG_SAMPLED */
 } sl_trace_ctx;
 
-/* 1 when tc is a context (non-NULL and its trace id not all zero). */
-static inline int sl_trace_ctx_valid(const sl_trace_ctx *tc)
-{
-    if (!tc) return 0;
-    uint8_t any = 0;
-    for (int k = 0; k < 16; k++) any |= tc->trace_id[k];
-    return any != 0;
-}
+/* 1 when tc is a context: non-NULL with both ids non-zero (engine/trace.c;
+ * parsing and the tracer are in sluice/trace.h). */
+SL_API int sl_trace_ctx_valid(const sl_trace_ctx *tc);
 
 #ifdef __cplusplus
 }
