@@ -8,7 +8,8 @@
  * after almost every record), event times starting at 0:
  *  - a source gives some records a context (sl_ctx_set_trace, or
  *    sl_batch_set_trace on its output batch) and others none;
- *  - through map into another width, filter (in place), flat_map (two
+ *  - through map into another width, filter (in place), a whole-batch
+ *    operator that copies with sl_emit_from, flat_map (two
  *    outputs per input keep its context, a third emitted after clearing it
  *    has none), key_by and the hash shuffle into another parallelism, a map
  *    in place, rebalance, a second consumer of one stream (batch clones) and
@@ -161,6 +162,22 @@ static int drop_fifths(const void *rec, uint32_t len, int64_t ts, void *ud)
     return r.seq % 5 != 0;
 }
 
+/* A whole-batch operator that copies each record with sl_emit_from (the
+ * copy carries its input record's context). */
+static int relay_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    for (uint32_t i = 0; i < in->count; i++) {
+        sl_bytes r = sl_batch_bytes(in, i);
+        void *out = sl_emit_from(ctx, in, i, in->ts[i], in->hash[i], r.len);
+        if (!out) return sl_ctx_error(ctx);
+        memcpy(out, r.ptr, r.len);
+    }
+    return 0;
+}
+
+static const sl_operator relay_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "relay", .process = relay_process};
+
 /* Two outputs that keep the input's context, then one without. The output
  * width is the case's: 24 (fixed) or 0 (variable: the record plus a tail). */
 static int fan_out(sl_ctx *ctx, const void *rec, uint32_t len, int64_t ts, void *ud)
@@ -296,6 +313,7 @@ static void run_case(const tcase *tc)
     s = sl_stream_parallelism(s, tc->src_par);
     s = sl_stream_map(s, "widen", widen, NULL, sizeof(rec24));
     s = sl_stream_filter(s, "drop", drop_fifths, NULL);
+    s = sl_stream_apply(s, "relay", &relay_op, NULL, sizeof(rec24));
     s = sl_stream_flat_map(s, "fan", fan_out, NULL, tc->width);
     s = sl_stream_key_by(s, "by-seq", seq_key, NULL);
     s = sl_stream_parallelism(s, tc->par);
