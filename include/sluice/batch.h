@@ -124,11 +124,10 @@ SL_API void sl_batch_clear(sl_batch *b);
 SL_API void sl_batch_truncate(sl_batch *b, uint32_t n);
 
 /* Give record i (< count) the trace context *tc (copied); a NULL tc, or one
- * that is not valid (sl_trace_ctx_valid), gives it none. Makes the batch's trace column
- * on first use (its memory is kept when the batch is recycled, so this
- * allocates once per batch of the pool at most). Returns 0, SL_EINVAL for
- * i >= count, or SL_ENOMEM. A context is valid when both its ids are
- * non-zero (sl_trace_ctx_valid). */
+ * that is not valid (sl_trace_ctx_valid: both ids non-zero), gives it none.
+ * Makes the batch's trace column on first use (its memory is kept when the
+ * batch is recycled, so this allocates once per batch of the pool at most).
+ * Returns 0, SL_EINVAL for i >= count, or SL_ENOMEM. */
 SL_API int sl_batch_set_trace(sl_batch *b, uint32_t i, const sl_trace_ctx *tc);
 
 /* Record i's trace context, or NULL when it has none (one pointer test when
