@@ -14,6 +14,12 @@
  *                   missing or not a number is a dead letter
  *   neither         the line itself, with no event time (SL_TIME_NONE)
  *
+ * With trace_column > 0 the record also carries the W3C trace context in
+ * that CSV column, a `traceparent` value (connectors/topic_record.c reads
+ * it): none when the column is missing or empty, and a malformed one is
+ * ignored and counted (sl_pipeline_trace_malformed). The engine clears the
+ * context after each poll (sl_ctx_set_trace).
+ *
  * Splits: a regular file is cut into byte ranges (conf.splits, or one per
  * instance). The split [from, to) owns the lines that *start* in it; it
  * skips a partial first line (the previous split reads it past its end).
@@ -31,6 +37,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "connectors/topic_record.h"
 #include "engine/base/errmap.h"
 #include "sluice/connectors.h"
 #include "sluice/source.h"
@@ -183,8 +190,9 @@ static int fill(sl_ctx *ctx, lines *l)
     }
 }
 
-/* A whole number of ms in CSV column col (1-based) of line; 0 or -1. */
-static int csv_ts(const uint8_t *p, size_t len, int col, char delim, int64_t *out)
+/* CSV column col (1-based) of line, without the blanks around it, as
+ * [*from, *to); 0, or -1 when the line has fewer columns. */
+static int csv_field(const uint8_t *p, size_t len, int col, char delim, size_t *from, size_t *to)
 {
     size_t i = 0;
     for (int k = 1; k < col; k++) {
@@ -196,7 +204,16 @@ static int csv_ts(const uint8_t *p, size_t len, int col, char delim, int64_t *ou
     while (j < len && p[j] != (uint8_t)delim) j++;
     while (i < j && (p[i] == ' ' || p[i] == '\t')) i++;
     while (j > i && (p[j - 1] == ' ' || p[j - 1] == '\t')) j--;
-    if (i == j) return -1;
+    *from = i;
+    *to = j;
+    return 0;
+}
+
+/* A whole number of ms in CSV column col (1-based) of line; 0 or -1. */
+static int csv_ts(const uint8_t *p, size_t len, int col, char delim, int64_t *out)
+{
+    size_t i, j;
+    if (csv_field(p, len, col, delim, &i, &j) != 0 || i == j) return -1;
     int neg = p[i] == '-';
     if (neg || p[i] == '+') i++;
     if (i == j || j - i > 18) return -1;
@@ -221,12 +238,22 @@ static int dead_letter(sl_ctx *ctx, lines *l, uint64_t line_pos, const char *rea
                               (uint32_t)(len > DEAD_SHOW ? DEAD_SHOW : len));
 }
 
-/* One line: emit its record or its dead letter. */
-static int one_line(sl_ctx *ctx, const sl_lines_conf *c, lines *l, uint64_t line_pos,
-                    const uint8_t *p, size_t len)
+/* The trace context in the line's trace column: none when the line has no
+ * such column or it is empty; a malformed one is counted and ignored. */
+static const sl_trace_ctx *line_trace(sl_ctx *ctx, const sl_lines_conf *c, const uint8_t *p,
+                                      size_t len, sl_trace_ctx *out)
 {
-    if (len > UINT32_MAX)
-        return sl_ctx_fail(ctx, SL_ETOOBIG, "a line of %zu bytes is too long", len);
+    size_t i, j;
+    if (csv_field(p, len, c->trace_column, c->delimiter ? c->delimiter : ',', &i, &j) != 0 ||
+        i == j)
+        return NULL;
+    return slc_trace_read(ctx, p + i, j - i, out);
+}
+
+/* One line: emit its record or its dead letter. */
+static int line_emit(sl_ctx *ctx, const sl_lines_conf *c, lines *l, uint64_t line_pos,
+                     const uint8_t *p, size_t len)
+{
     if (c && c->parse) {
         int64_t ts = SL_TIME_NONE;
         const char *reason = "malformed";
@@ -243,6 +270,20 @@ static int one_line(sl_ctx *ctx, const sl_lines_conf *c, lines *l, uint64_t line
         csv_ts(p, len, c->ts_column, c->delimiter ? c->delimiter : ',', &ts) != 0)
         return dead_letter(ctx, l, line_pos, "no event time (ms) in the time column", p, len);
     return sl_emit_copy(ctx, ts, 0, p, (uint32_t)len);
+}
+
+/* One line, with its trace context when the conf names a trace column. */
+static int one_line(sl_ctx *ctx, const sl_lines_conf *c, lines *l, uint64_t line_pos,
+                    const uint8_t *p, size_t len)
+{
+    if (len > UINT32_MAX)
+        return sl_ctx_fail(ctx, SL_ETOOBIG, "a line of %zu bytes is too long", len);
+    if (!c || c->trace_column <= 0) return line_emit(ctx, c, l, line_pos, p, len);
+    sl_trace_ctx tc;
+    sl_ctx_set_trace(ctx, line_trace(ctx, c, p, len, &tc));
+    int rc = line_emit(ctx, c, l, line_pos, p, len);
+    sl_ctx_set_trace(ctx, NULL); /* tc is ours */
+    return rc;
 }
 
 static int lines_poll(sl_ctx *ctx, void *self, uint32_t max)
@@ -327,6 +368,11 @@ sl_stream *sl_pipeline_lines(sl_pipeline *p, const char *name, const sl_lines_co
     if (!copy) return NULL;
     if (copy->path && !(copy->path = sl_pipeline_dup(p, copy->path, strlen(copy->path) + 1)))
         return NULL;
+    if (copy->trace_column < 0) {
+        sl_pipeline_error(p, SL_EINVAL, "source '%s': trace_column must be >= 1 (or 0: none)",
+                          name ? name : "");
+        return NULL;
+    }
     if (copy->ts_column < 0) {
         sl_pipeline_error(p, SL_EINVAL, "source '%s': ts_column must be >= 1 (or 0: none)",
                           name ? name : "");

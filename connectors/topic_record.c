@@ -2,12 +2,31 @@
  * connectors/topic_record.c - a topic's message as a pipeline record: the
  * one place both topic sources (connectors/broker/connector.c and
  * connectors/kafka/source.c) apply the record layout and the parse and
- * dead-letter rules (topic_record.h says what they are).
+ * dead-letter rules (topic_record.h says what they are), and read and
+ * write the trace context headers (sluice/trace.h parses and formats them).
+ * A message's context is given to its record with sl_ctx_set_trace() for
+ * the one emit, so a source without traced messages never touches the
+ * batch's trace column.
  */
 #include "connectors/topic_record.h"
 #include <stdio.h>
 #include <string.h>
 #include "sluice/source.h"
+#include "sluice/trace.h"
+
+const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, sl_trace_ctx *out)
+{
+    if (sl_traceparent_parse(value, len, out) == 0) return out;
+    sl_ctx_trace_malformed(ctx);
+    return NULL;
+}
+
+void slc_trace_hop(const sl_trace_ctx *tc, char out[SLC_TRACEPARENT_MAX + 1])
+{
+    sl_trace_ctx hop = *tc;
+    sl_trace_new_span_id(hop.span_id);
+    sl_traceparent_format(&hop, out); /* cannot fail: both ids are non-zero */
+}
 
 int slc_topic_emit(sl_ctx *ctx, const slc_topic_msg *m, sl_line_parse_fn parse, void *ud,
                    uint32_t max_len, uint8_t *rec)
@@ -28,9 +47,14 @@ int slc_topic_emit(sl_ctx *ctx, const slc_topic_msg *m, sl_line_parse_fn parse, 
             return sl_ctx_fail(ctx, SL_EOPERATOR, "parse made %d bytes, more than max_len %u", r,
                                max_len);
         uint32_t w = sl_ctx_out_width(ctx, 0);
-        return sl_emit_copy(ctx, ts, 0, rec, w ? w : (uint32_t)r);
+        if (m->trace) sl_ctx_set_trace(ctx, m->trace);
+        int rc = sl_emit_copy(ctx, ts, 0, rec, w ? w : (uint32_t)r);
+        if (m->trace) sl_ctx_set_trace(ctx, NULL);
+        return rc;
     }
+    if (m->trace) sl_ctx_set_trace(ctx, m->trace);
     uint8_t *out = sl_emit(ctx, m->ts, 0, 4 + klen + vlen);
+    if (m->trace) sl_ctx_set_trace(ctx, NULL);
     if (!out) return sl_ctx_error(ctx);
     uint32_t kfield = m->key ? klen : SL_BROKER_NO_KEY;
     memcpy(out, &kfield, 4);

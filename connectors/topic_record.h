@@ -21,7 +21,24 @@ typedef struct slc_topic_msg {
     int64_t ts; /* event time; SL_TIME_NONE when the message has none */
     int32_t partition;
     int64_t offset;
+    const sl_trace_ctx *trace; /* the message's trace context, or NULL */
 } slc_topic_msg;
+
+/* The W3C trace context headers of topic messages, the same for both kinds
+ * of topics. SLC_TRACEPARENT is the header's key; `tracestate` is not
+ * carried. */
+#define SLC_TRACEPARENT     "traceparent"
+#define SLC_TRACEPARENT_LEN 11
+#define SLC_TRACEPARENT_MAX 55 /* SL_TRACEPARENT_LEN of sluice/trace.h */
+
+/* A traceparent header's value made into *out: returns out, or NULL when it
+ * is malformed (then counted with sl_ctx_trace_malformed: the record goes
+ * on without a context). */
+const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, sl_trace_ctx *out);
+/* The traceparent a sink writes for a record that carries tc: the same
+ * trace id and flags, and a new span id (sluice's hop, whose parent was
+ * tc's span). out gets SLC_TRACEPARENT_MAX characters and a NUL. */
+void slc_trace_hop(const sl_trace_ctx *tc, char out[SLC_TRACEPARENT_MAX + 1]);
 
 /* Emit m on ctx's port 0 (or its dead letter). With parse, rec is a
  * scratch buffer of max_len bytes. Returns 0 or a negative code (recorded). */

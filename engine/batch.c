@@ -12,6 +12,15 @@
  * Invariant: data_len <= data_cap. data_len is the arena fill of
  * variable-length batches; fixed-width batches hold count * width bytes and
  * leave data_len at 0.
+ *
+ * The trace column (sluice/batch.h) is a separate allocation of
+ * SL_BATCH_CAPACITY sl_trace_ctx, made the first time a record with a
+ * context enters the batch and kept in trace_buf when the batch is recycled;
+ * `trace` points at it only while the batch carries contexts. Invariant:
+ * with the column present, entries at count and after are zero (attaching
+ * zeroes all of them, and every operation here that removes records zeroes
+ * what they leave), so appending never has to write an entry. Every copy of
+ * records tests `trace` once, outside its per-record loop.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +49,38 @@ void sli_batch_destroy(sl_batch *b)
 {
     if (!b) return;
     free(b->data);
+    free(b->trace_buf);
     free(b);
+}
+
+#define TRACE_COL_BYTES ((size_t)SL_BATCH_CAPACITY * sizeof(sl_trace_ctx))
+
+int sli_batch_trace_attach(sl_batch *b)
+{
+    if (b->trace) return 0;
+    if (!b->trace_buf && !(b->trace_buf = malloc(TRACE_COL_BYTES))) return SL_ENOMEM;
+    memset(b->trace_buf, 0, TRACE_COL_BYTES);
+    b->trace = b->trace_buf;
+    return 0;
+}
+
+int sl_batch_set_trace(sl_batch *b, uint32_t i, const sl_trace_ctx *tc)
+{
+    if (i >= b->count) return SL_EINVAL;
+    if (!sl_trace_ctx_valid(tc)) {
+        if (b->trace) memset(&b->trace[i], 0, sizeof(sl_trace_ctx));
+        return 0;
+    }
+    if (!b->trace && sli_batch_trace_attach(b) != 0) return SL_ENOMEM;
+    b->trace[i] = *tc;
+    return 0;
+}
+
+void sl_batch_truncate(sl_batch *b, uint32_t n)
+{
+    if (n >= b->count) return;
+    if (b->trace) memset(&b->trace[n], 0, (size_t)(b->count - n) * sizeof(sl_trace_ctx));
+    b->count = n;
 }
 
 int sli_batch_grow(sl_batch *b, size_t need)
@@ -92,7 +132,9 @@ int sl_batch_push(sl_batch *b, int64_t ts, uint64_t hash, const void *payload, u
 int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
 {
     sl_bytes r = sl_batch_bytes(src, i);
-    return sl_batch_push(dst, src->ts[i], src->hash[i], r.ptr, r.len);
+    int rc = sl_batch_push(dst, src->ts[i], src->hash[i], r.ptr, r.len);
+    if (rc || !src->trace) return rc;
+    return sl_batch_set_trace(dst, dst->count - 1, &src->trace[i]);
 }
 
 /* The compaction loop for one payload width W; a constant W lets the
@@ -108,8 +150,34 @@ int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
         j++;                                                                   \
     }
 
+/* Compaction of a batch that carries trace contexts: one generic loop (a
+ * traced stream pays for its column here, an untraced one never comes). */
+static void compact_traced(sl_batch *b, const uint8_t *keep)
+{
+    uint32_t n = b->count, j = 0, w = b->width;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!keep[i]) continue;
+        if (i != j) {
+            b->ts[j] = b->ts[i];
+            b->hash[j] = b->hash[i];
+            b->trace[j] = b->trace[i];
+            if (w)
+                memcpy(b->data + (size_t)j * w, b->data + (size_t)i * w, w);
+            else
+                b->var[j] = b->var[i];
+        }
+        j++;
+    }
+    memset(&b->trace[j], 0, (size_t)(n - j) * sizeof(sl_trace_ctx));
+    b->count = j;
+}
+
 void sl_batch_compact(sl_batch *b, const uint8_t *keep)
 {
+    if (b->trace) {
+        compact_traced(b, keep);
+        return;
+    }
     uint32_t n = b->count, j = 0, w = b->width;
     switch (w) {
     case 0:
@@ -136,6 +204,7 @@ void sl_batch_clear(sl_batch *b)
 {
     b->count = 0;
     b->data_len = 0;
+    b->trace = NULL; /* its memory stays in trace_buf; attaching zeroes it */
 }
 
 /* --- pools ----------------------------------------------------------------- */
@@ -216,6 +285,7 @@ sl_batch *sli_pool_get(sl_pool *pool, sl_pool_cache *c, uint32_t width)
     b->pool = pool;
     b->count = 0;
     b->data_len = 0;
+    b->trace = NULL;
     b->width = width;
     if (width && b->data_cap < (size_t)width * SL_BATCH_CAPACITY &&
         sli_batch_grow(b, (size_t)width * SL_BATCH_CAPACITY) != 0) {
@@ -264,6 +334,13 @@ sl_batch *sli_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *src)
     memcpy(b->hash, src->hash, src->count * sizeof(uint64_t));
     if (!src->width) memcpy(b->var, src->var, src->count * sizeof(sl_slice));
     if (bytes) memcpy(b->data, src->data, bytes);
+    if (src->trace) {
+        if (sli_batch_trace_attach(b) != 0) {
+            sli_pool_put(pool, c, b);
+            return NULL;
+        }
+        memcpy(b->trace, src->trace, src->count * sizeof(sl_trace_ctx));
+    }
     b->count = src->count;
     b->data_len = src->data_len;
     return b;

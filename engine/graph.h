@@ -114,6 +114,8 @@ struct sl_pipeline {
     double elapsed;
     /* counted per batch in deliver() (task.c), read by sl_pipeline_stats_get */
     _Atomic uint64_t records_in, records_out, late, dead_letters;
+    /* malformed trace headers sources ignored (sl_ctx_trace_malformed) */
+    _Atomic uint64_t trace_malformed;
     /* checkpoint hook: called for every instance on an aligned barrier
      * (set through test_hooks.h until checkpoints land) */
     int (*on_barrier)(sl_pipeline *p, struct sl_ctx *c, uint64_t id, void *ud);

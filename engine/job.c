@@ -245,6 +245,11 @@ void sl_pipeline_free(sl_pipeline *p)
 
 /* --- statistics --------------------------------------------------------------- */
 
+uint64_t sl_pipeline_trace_malformed(const sl_pipeline *p)
+{
+    return p ? atomic_load_explicit(&((sl_pipeline *)p)->trace_malformed, memory_order_relaxed) : 0;
+}
+
 void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
 {
     memset(out, 0, sizeof(*out));

@@ -84,6 +84,10 @@ struct sl_ctx {
     _Atomic int64_t sink_wm; /* sinks: for stats, read by other threads */
     uint64_t chk_id;         /* inside snapshot(): the checkpoint being taken */
     int restored_src;        /* sources: announce the restored watermark first */
+    /* Trace context the records emitted next carry (sl_ctx_set_trace),
+     * borrowed; NULL (the rule without tracing) for none. Cleared when a
+     * callback returns. */
+    const sl_trace_ctx *emit_trace;
 };
 
 typedef struct sl_task {

@@ -47,7 +47,10 @@ void sli_batch_destroy(sl_batch *b);
 int sli_batch_grow(sl_batch *b, size_t need);
 /* Copy of b (same width, records, arena) from the pool. */
 sl_batch *sli_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *b);
-/* Append record i of src to dst (widths equal). 0 or a negative code. */
+/* Give b its trace column (zeroed) if it has none. 0 or SL_ENOMEM. */
+int sli_batch_trace_attach(sl_batch *b);
+/* Append record i of src to dst (widths equal), with its trace context.
+ * 0 or a negative code. */
 int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i);
 
 #endif

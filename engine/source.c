@@ -363,7 +363,7 @@ static int scan_pending(struct sl_ctx *c)
                     return sl_ctx_fail(c, rc, "out of memory");
                 }
             }
-            b->count = i + 1;
+            sl_batch_truncate(b, i + 1); /* the rest took the contexts along */
         }
         si->scan_b = NULL;
         int rc = sli_source_announce(c); /* flushes b first */
@@ -505,6 +505,7 @@ int sli_source_step(struct sl_ctx *c)
     si->dead = 0;
     int was_idle = sp->idle;
     int r = c->node->src->poll(c, sp->reader, max);
+    c->emit_trace = NULL;
     if (r < 0) {
         si->cur = -1;
         return r;

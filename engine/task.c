@@ -130,6 +130,31 @@ static int edge_flush(struct sl_ctx *c, sl_edge *e)
     return rc;
 }
 
+/* The hash shuffle of a batch that carries trace contexts: the generic
+ * per-record copy, which takes each record's context along (the untraced
+ * loop below never looks at the column). Takes b over. */
+static int edge_hash_traced(struct sl_ctx *c, sl_edge *e, sl_batch *b)
+{
+    sl_pipeline *p = c->p;
+    uint32_t n_ch = (uint32_t)e->n_ch;
+    int rc = 0;
+    for (uint32_t i = 0; i < b->count && !rc; i++) {
+        uint32_t d = sl_key_group_owner(sl_key_group(b->hash[i]), n_ch);
+        sl_batch *o = e->build[d];
+        if (!o && !(o = e->build[d] = sli_batch_get(p, b->width))) {
+            rc = SL_ENOMEM;
+            break;
+        }
+        rc = sli_batch_append_from(o, b, i);
+        if (!rc && o->count == SL_BATCH_CAPACITY) {
+            e->build[d] = NULL;
+            rc = edge_send_batch(c, e->ch[d], o);
+        }
+    }
+    sli_batch_put(p, b);
+    return rc;
+}
+
 static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
 {
     sl_pipeline *p = c->p;
@@ -156,6 +181,7 @@ static int edge_data(struct sl_ctx *c, sl_edge *e, sl_batch *b)
     if (n_ch == 1) return edge_send_batch(c, e->ch[0], b);
     int rc = 0;
     uint32_t w = b->width;
+    if (b->trace) return edge_hash_traced(c, e, b);
     for (uint32_t i = 0; i < b->count && !rc; i++) {
         uint32_t d = sl_key_group_owner(sl_key_group(b->hash[i]), n_ch);
         sl_batch *o = e->build[d];
@@ -276,8 +302,36 @@ void *sl_emit_port(sl_ctx *c, int port, int64_t ts, uint64_t hash, uint32_t len)
         return NULL;
     }
     void *dst = sl_batch_reserve(b, ts, hash, len);
-    if (!dst) sl_ctx_fail(c, SL_ENOMEM, "out of memory for a %u-byte record", len);
+    if (!dst) {
+        sl_ctx_fail(c, SL_ENOMEM, "out of memory for a %u-byte record", len);
+        return NULL;
+    }
+    /* The one test an untraced pipeline pays per emitted record. */
+    if (c->emit_trace && sl_batch_set_trace(b, b->count - 1, c->emit_trace) != 0) {
+        sl_ctx_fail(c, SL_ENOMEM, "out of memory for a trace column");
+        return NULL;
+    }
     return dst;
+}
+
+void sl_ctx_set_trace(sl_ctx *c, const sl_trace_ctx *tc)
+{
+    c->emit_trace = sl_trace_ctx_valid(tc) ? tc : NULL;
+}
+
+void *sl_emit_from(sl_ctx *c, const sl_batch *in, uint32_t i, int64_t ts, uint64_t hash,
+                   uint32_t len)
+{
+    const sl_trace_ctx *keep = c->emit_trace;
+    c->emit_trace = in && in->trace && i < in->count ? sl_batch_trace(in, i) : NULL;
+    void *dst = sl_emit_port(c, 0, ts, hash, len);
+    c->emit_trace = keep;
+    return dst;
+}
+
+void sl_ctx_trace_malformed(sl_ctx *c)
+{
+    atomic_fetch_add_explicit(&c->p->trace_malformed, 1, memory_order_relaxed);
 }
 
 void *sl_emit(sl_ctx *c, int64_t ts, uint64_t hash, uint32_t len)
@@ -316,6 +370,7 @@ static int inst_process(struct sl_ctx *c, int input, sl_batch *b)
     c->cur_input = input;
     c->forwarded = 0;
     int rc = c->node->op->process(c, c->self, b);
+    c->emit_trace = NULL; /* it may point into b */
     if (!c->forwarded) sli_batch_put(c->p, b);
     c->forwarded = 0;
     if (rc) return callback_failed(c, "process", rc);
@@ -373,6 +428,7 @@ static int inst_watermark(struct sl_ctx *c, int64_t wm)
         fn = "watermark";
         rc = op->watermark(c, c->self, wm);
     }
+    c->emit_trace = NULL;
     if (rc) return callback_failed(c, fn, rc);
     if (c->is_sink) atomic_store_explicit(&c->sink_wm, wm, memory_order_relaxed);
     return inst_control_out(c, SL_MSG_WATERMARK, wm, inst_watermark);
@@ -386,7 +442,11 @@ static int inst_end(struct sl_ctx *c, int64_t canceled)
     if (rc) return rc;
     c->end_canceled = canceled != 0;
     const sl_operator *op = c->node->op;
-    if (op && op->end && (rc = op->end(c, c->self)) != 0) return callback_failed(c, "end", rc);
+    if (op && op->end) {
+        rc = op->end(c, c->self);
+        c->emit_trace = NULL;
+        if (rc) return callback_failed(c, "end", rc);
+    }
     c->ended = 1;
     return inst_control_out(c, SL_MSG_END, canceled != 0, inst_end);
 }
@@ -619,6 +679,7 @@ static int fire_proc_timers(sl_task *t)
         sl_timer tm;
         while (sli_timers_pop(c->proc_timers, now, &tm)) {
             int rc = c->node->op->proc_timer(c, c->self, &tm);
+            c->emit_trace = NULL;
             if (rc) return callback_failed(c, "proc_timer", rc);
         }
         int64_t n = sli_timers_next(c->proc_timers);

@@ -6,6 +6,13 @@
  * accepts down, in order, in the same pass that tests them) and forwards it, so a filter costs no copy and no
  * allocation; a map into records of the same width also writes in place.
  * The callbacks and their ud live in a small conf that the pipeline frees.
+ *
+ * Trace contexts (the batch's optional trace column, sluice/batch.h): every
+ * output record carries its input record's. filter moves the column with
+ * the records (a separate loop, taken only by batches that have one); a map
+ * in place leaves it where it is; a map into another width and flat_map
+ * name each input record as the parent of what is emitted from it
+ * (sl_ctx_set_trace), again only when the batch has the column.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -47,13 +54,38 @@ static fn_conf *new_conf(sl_stream *in, void *fn, void *ud)
         j++;                                              \
     }
 
+/* filter of a batch that carries trace contexts: one generic loop that
+ * moves each kept record's context with it and zeroes what the dropped ones
+ * leave at the end (the column's invariant, sluice/batch.h). */
+static uint32_t filter_traced(sl_batch *in, sl_filter_fn fn, void *ud)
+{
+    uint32_t n = in->count, j = 0, w = in->width;
+    for (uint32_t i = 0; i < n; i++) {
+        sl_bytes r = sl_batch_bytes(in, i);
+        if (!fn(r.ptr, r.len, in->ts[i], ud)) continue;
+        if (i != j) {
+            in->ts[j] = in->ts[i];
+            in->hash[j] = in->hash[i];
+            in->trace[j] = in->trace[i];
+            if (w)
+                memcpy(in->data + (size_t)j * w, r.ptr, w);
+            else
+                in->var[j] = in->var[i];
+        }
+        j++;
+    }
+    memset(&in->trace[j], 0, (size_t)(n - j) * sizeof(sl_trace_ctx));
+    return j;
+}
+
 static int filter_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     fn_conf *c = sl_ctx_conf(ctx);
     sl_filter_fn fn = (sl_filter_fn)c->fn;
     void *ud = c->ud;
-    uint32_t n = in->count, j = 0, w = in->width;
+    uint32_t n = in->count, j = 0, w = in->trace ? UINT32_MAX : in->width;
     switch (w) {
+    case UINT32_MAX: j = filter_traced(in, fn, ud); break;
     case 0:
         for (uint32_t i = 0; i < n; i++) {
             if (!fn(in->data + in->var[i].off, in->var[i].len, in->ts[i], ud)) continue;
@@ -106,10 +138,12 @@ static int map_process(sl_ctx *ctx, void *self, sl_batch *in)
     uint8_t *scratch = ow <= sizeof(tmp) ? tmp : malloc(ow);
     if (!scratch) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
     int rc = 0;
+    const sl_trace_ctx *tr = in->trace; /* NULL: no record has a context */
     for (uint32_t i = 0; i < in->count && !rc; i++) {
         sl_bytes r = sl_batch_bytes(in, i);
         int64_t ts = in->ts[i];
         rc = fn(r.ptr, r.len, scratch, &ts, c->ud);
+        if (tr) sl_ctx_set_trace(ctx, &tr[i]);
         if (!rc) rc = sl_emit_copy(ctx, ts, 0, scratch, ow);
     }
     if (scratch != tmp) free(scratch);
@@ -125,8 +159,10 @@ static int flat_map_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     fn_conf *c = sl_ctx_conf(ctx);
     sl_flat_map_fn fn = (sl_flat_map_fn)c->fn;
+    const sl_trace_ctx *tr = in->trace; /* NULL: no record has a context */
     for (uint32_t i = 0; i < in->count; i++) {
         sl_bytes r = sl_batch_bytes(in, i);
+        if (tr) sl_ctx_set_trace(ctx, &tr[i]); /* what fn emits comes from record i */
         int rc = fn(ctx, r.ptr, r.len, in->ts[i], c->ud);
         if (rc) return rc < 0 ? rc : SL_EOPERATOR;
     }

@@ -9,6 +9,10 @@
  * and found nothing, never "not polled"), and merges partitions by its rule,
  * so nothing here looks at the clock. Position: the next offset.
  *
+ * Trace context: a message's first `traceparent` header becomes its
+ * record's trace context (sluice/tracectx.h); a malformed one is ignored
+ * and counted (sl_pipeline_trace_malformed). `tracestate` is not carried.
+ *
  * The sink is in connector_sink.c.
  */
 #include <stdio.h>
@@ -152,10 +156,23 @@ fail:
     return rc;
 }
 
+/* The message's trace context (its first `traceparent` header), or NULL. */
+static const sl_trace_ctx *bsrc_trace(sl_ctx *ctx, const sl_message *m, sl_trace_ctx *out)
+{
+    for (size_t k = 0; k < m->header_count; k++) {
+        const sl_record_header *h = &m->headers[k];
+        if (h->key_len == SLC_TRACEPARENT_LEN && !memcmp(h->key, SLC_TRACEPARENT, h->key_len))
+            return slc_trace_read(ctx, h->value, h->value ? h->value_len : 0, out);
+    }
+    return NULL;
+}
+
 /* One message: its record or its dead letter (connectors/topic_record.c). */
 static int bsrc_emit(sl_ctx *ctx, const sl_broker_source_conf *c, bsrc *s, const sl_message *m)
 {
-    slc_topic_msg tm = {.key = m->key,
+    sl_trace_ctx tc;
+    slc_topic_msg tm = {.trace = m->header_count ? bsrc_trace(ctx, m, &tc) : NULL,
+                        .key = m->key,
                         .key_len = m->key_len,
                         .value = m->value,
                         .value_len = m->value_len,

@@ -49,13 +49,21 @@
  *   16      L     transactional id
  *
  * Held records (in memory only), one after the other: timestamp i64, key
- * length u32 (UINT32_MAX: no key), value length u32, key, value.
+ * length u32 (UINT32_MAX: no key), value length u32, traceparent length u8
+ * (0 or 55), key, value, traceparent.
+ *
+ * Trace context: a record that carries one (the batch's trace column,
+ * sluice/batch.h) is written with a `traceparent` header of the same trace
+ * id and flags and a new span id, sluice's hop (connectors/topic_record.c).
+ * Records without one get no header; a batch without the column costs one
+ * test per batch.
  */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "connectors/topic_record.h"
 #include "sluice/broker.h"
 #include "sluice/connectors.h"
 #include "sluice/source.h"
@@ -81,6 +89,9 @@ typedef struct bsink {
     sl_record *recs, *sorted;
     int32_t *part;
     size_t *voff; /* where each record's formatted value starts in vals */
+    /* traced batches: each record's traceparent header and its value */
+    sl_record_header *hdr;
+    char (*tpv)[SLC_TRACEPARENT_MAX + 1];
     size_t cap;
     int32_t *count;
     char txid[SL_TOPIC_NAME_MAX + 1];
@@ -100,6 +111,8 @@ static void bsink_close(void *self)
     free(s->sorted);
     free(s->part);
     free(s->voff);
+    free(s->hdr);
+    free(s->tpv);
     free(s->count);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -146,6 +159,22 @@ static int bsink_open(sl_ctx *ctx, void **self)
     return 0;
 }
 
+/* Give rec the traceparent header of the hop from record i's context, in
+ * *h and tp, if it has one. */
+static void trace_header(const sl_batch *in, uint32_t i, sl_record *rec, sl_record_header *h,
+                         char tp[SLC_TRACEPARENT_MAX + 1])
+{
+    const sl_trace_ctx *tc = sl_batch_trace(in, i);
+    if (!tc) return;
+    slc_trace_hop(tc, tp);
+    *h = (sl_record_header){.key = SLC_TRACEPARENT,
+                            .key_len = SLC_TRACEPARENT_LEN,
+                            .value = tp,
+                            .value_len = SLC_TRACEPARENT_MAX};
+    rec->headers = h;
+    rec->header_count = 1;
+}
+
 /* The value (and key) of record r of a batch, formatted into s->buf when
  * the conf formats. */
 static int make_record(sl_ctx *ctx, bsink *s, const sl_broker_sink_conf *c, sl_buf *vals,
@@ -187,7 +216,11 @@ static int ensure_cap(bsink *s, size_t n)
     if (p) s->part = p;
     size_t *v = realloc(s->voff, cap * sizeof(*v));
     if (v) s->voff = v;
-    if (!r || !t || !p || !v) return SL_ENOMEM;
+    sl_record_header *h = realloc(s->hdr, cap * sizeof(*h));
+    if (h) s->hdr = h;
+    char(*tpv)[SLC_TRACEPARENT_MAX + 1] = realloc(s->tpv, cap * sizeof(*tpv));
+    if (tpv) s->tpv = tpv;
+    if (!r || !t || !p || !v || !h || !tpv) return SL_ENOMEM;
     s->cap = cap;
     return 0;
 }
@@ -240,15 +273,19 @@ static int txn_append(sl_ctx *ctx, bsink *s, sl_record *recs, size_t n)
 
 static int hold(bsink *s, const sl_record *r)
 {
-    size_t need = 16 + (r->key ? r->key_len : 0) + r->value_len;
+    size_t kl0 = r->key ? r->key_len : 0;
+    uint8_t tpl = r->header_count ? (uint8_t)r->headers[0].value_len : 0;
+    size_t need = 17 + kl0 + r->value_len + tpl;
     if (sl_buf_reserve(&s->held, need)) return SL_ENOMEM;
     uint8_t *d = s->held.ptr + s->held.len;
     uint32_t kl = r->key ? (uint32_t)r->key_len : NO_KEY, vl = (uint32_t)r->value_len;
     memcpy(d, &r->timestamp, 8);
     memcpy(d + 8, &kl, 4);
     memcpy(d + 12, &vl, 4);
-    if (r->key) memcpy(d + 16, r->key, r->key_len);
-    memcpy(d + 16 + (r->key ? r->key_len : 0), r->value ? r->value : "", r->value_len);
+    d[16] = tpl;
+    if (r->key) memcpy(d + 17, r->key, r->key_len);
+    memcpy(d + 17 + kl0, r->value ? r->value : "", r->value_len);
+    if (tpl) memcpy(d + 17 + kl0 + r->value_len, r->headers[0].value, tpl);
     s->held.len += need;
     s->n_held++;
     return 0;
@@ -269,12 +306,21 @@ static int flush_held(sl_ctx *ctx, bsink *s)
             memcpy(&r->timestamp, d, 8);
             memcpy(&kl, d + 8, 4);
             memcpy(&vl, d + 12, 4);
+            uint8_t tpl = d[16];
             size_t k = kl == NO_KEY ? 0 : kl;
-            r->key = kl == NO_KEY ? NULL : d + 16;
+            r->key = kl == NO_KEY ? NULL : d + 17;
             r->key_len = k;
-            r->value = d + 16 + k;
+            r->value = d + 17 + k;
             r->value_len = vl;
-            off += 16 + k + vl;
+            if (tpl) {
+                s->hdr[n - 1] = (sl_record_header){.key = SLC_TRACEPARENT,
+                                                   .key_len = SLC_TRACEPARENT_LEN,
+                                                   .value = d + 17 + k + vl,
+                                                   .value_len = tpl};
+                r->headers = &s->hdr[n - 1];
+                r->header_count = 1;
+            }
+            off += 17 + k + vl + tpl;
         }
         int rc = txn_append(ctx, s, s->recs, n);
         if (rc) return rc;
@@ -299,6 +345,9 @@ static int eo_process(sl_ctx *ctx, bsink *s, const sl_broker_sink_conf *c, sl_ba
     for (uint32_t i = 0; i < in->count && !rc; i++)
         if (voff[i] != SIZE_MAX) s->recs[i].value = s->vals.ptr ? s->vals.ptr + voff[i] : NULL;
     if (rc) goto out;
+    if (in->trace)
+        for (uint32_t i = 0; i < in->count; i++)
+            trace_header(in, i, &s->recs[i], &s->hdr[i], s->tpv[i]);
     if (s->awaiting) {
         for (uint32_t i = 0; i < in->count && !rc; i++)
             if (hold(s, &s->recs[i])) rc = sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
@@ -407,13 +456,17 @@ static int bsink_process(sl_ctx *ctx, void *self, sl_batch *in)
     bsink *s = self;
     const sl_broker_sink_conf *c = sl_ctx_conf(ctx);
     if (s->eo) return eo_process(ctx, s, c, in);
+    const int traced = in->trace != NULL;
     for (uint32_t i = 0; i < in->count; i++) {
         sl_record rec;
         size_t voff;
+        sl_record_header h;
+        char tp[SLC_TRACEPARENT_MAX + 1];
         s->buf.len = 0;
         int rc = make_record(ctx, s, c, &s->buf, in, i, &rec, &voff);
         if (rc) return rc;
         if (voff != SIZE_MAX) rec.value = s->buf.ptr ? (const void *)s->buf.ptr : "";
+        if (traced) trace_header(in, i, &rec, &h, tp); /* copied by send */
         rc = sl_producer_send(s->prod, SL_PARTITION_ANY, &rec, NULL);
         if (rc) return sl_ctx_fail(ctx, rc, "%s", sl_producer_errmsg(s->prod));
     }

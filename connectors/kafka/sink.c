@@ -80,6 +80,12 @@
  * takes the lock once per batch, never per record. Delivery reports run
  * inside rd_kafka_poll/flush, on the thread that calls them.
  *
+ * Trace context: without exactly-once, a record that carries one (the
+ * batch's trace column, sluice/batch.h) is produced with a `traceparent`
+ * header of the same trace id and flags and a new span id, sluice's hop
+ * (connectors/topic_record.c). Staged (exactly-once) records do not carry
+ * it yet: the staged format below has no room for it.
+ *
  * Staged record (in memory and in the snapshot), little-endian:
  *
  *   offset  size  field
@@ -128,6 +134,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "connectors/kafka/kafka_int.h"
+#include "connectors/topic_record.h"
 #include "sluice/kafka.h"
 
 #define NO_KEY       0xFFFFFFFFu
@@ -436,13 +443,24 @@ enum { REC_UNKEYED = 0, REC_KEYED = 1, REC_MARKER = 2 };
 /* Produce one record (copied), polling while librdkafka's queue is full. A
  * marker's val is its header's value; the record has no key and no value. */
 static rd_kafka_resp_err_t produce(ksink *s, int64_t ts, int32_t part, const void *key,
-                                   uint32_t klen, int kind, const void *val, uint32_t vlen)
+                                   uint32_t klen, int kind, const void *val, uint32_t vlen,
+                                   const char *traceparent)
 {
     int64_t kts = ts == SL_TIME_NONE || ts < 0 ? 0 : ts;
     int keyed = kind == REC_KEYED;
     for (;;) {
         rd_kafka_resp_err_t e =
-            kind == REC_MARKER
+            traceparent
+                ? rd_kafka_producev(
+                      s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_PARTITION(part),
+                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                      RD_KAFKA_V_KEY(keyed ? (void *)(key ? key : "") : NULL,
+                                     keyed ? (size_t)klen : 0),
+                      RD_KAFKA_V_VALUE((void *)(val ? val : ""), (size_t)vlen),
+                      RD_KAFKA_V_TIMESTAMP(kts),
+                      RD_KAFKA_V_HEADER(SLC_TRACEPARENT, traceparent, (ssize_t)SLC_TRACEPARENT_MAX),
+                      RD_KAFKA_V_END)
+            : kind == REC_MARKER
                 ? rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_PARTITION(part),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                     RD_KAFKA_V_HEADER(SLK_WM_HEADER, val, (ssize_t)vlen),
@@ -695,7 +713,7 @@ static int produce_staged(void *arg, int64_t ts, int32_t part, const uint8_t *ke
                           int kind, const uint8_t *val, uint32_t vlen)
 {
     txn_run *t = arg;
-    rd_kafka_resp_err_t e = produce(t->s, ts, part, key, klen, kind, val, vlen);
+    rd_kafka_resp_err_t e = produce(t->s, ts, part, key, klen, kind, val, vlen, NULL);
     if (!e) return 0;
     t->err = e;
     t->part = part;
@@ -1064,14 +1082,19 @@ static int ksink_process(sl_ctx *ctx, void *self, sl_batch *in)
     const sl_kafka_sink_conf *c = sl_ctx_conf(ctx);
     if (s->guarantee == SL_GUARANTEE_EXACTLY_ONCE) return eo_process(ctx, s, c, in);
     int32_t rr = (int32_t)(s->rr++ % (uint32_t)s->nparts);
+    const int traced = in->trace != NULL;
     for (uint32_t i = 0; i < in->count; i++) {
         sl_bytes k = {0}, v;
         int keyed;
         int rc = make_record(ctx, s, c, in, i, &k, &keyed, &v);
         if (rc) return rc;
         int32_t part = keyed ? RD_KAFKA_PARTITION_UA : rr;
-        rd_kafka_resp_err_t e = produce(s, in->ts[i], part, k.ptr, k.len,
-                                        keyed ? REC_KEYED : REC_UNKEYED, v.ptr, v.len);
+        char tp[SLC_TRACEPARENT_MAX + 1];
+        const sl_trace_ctx *tc = traced ? sl_batch_trace(in, i) : NULL;
+        if (tc) slc_trace_hop(tc, tp); /* sluice's hop: a new span id */
+        rd_kafka_resp_err_t e =
+            produce(s, in->ts[i], part, k.ptr, k.len, keyed ? REC_KEYED : REC_UNKEYED, v.ptr, v.len,
+                    tc ? tp : NULL);
         if (e && s->dr_err) return check_deliveries(ctx, s);
         if (e) return refused(ctx, s, e, part, (size_t)v.len + (keyed ? k.len : 0));
     }

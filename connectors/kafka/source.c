@@ -58,6 +58,11 @@
  * to the group synchronously on a handle of the node; a failure is a
  * warning on stderr, never a failed job. At a barrier the positions also go
  * to the offsets registry (slk_offsets_put) for such a sink.
+ *
+ * Trace context: a message's first `traceparent` header becomes its
+ * record's trace context (connectors/topic_record.c); a malformed one is
+ * ignored and counted (sl_pipeline_trace_malformed). `tracestate` is not
+ * carried.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -540,11 +545,25 @@ static void split_ended(const sl_kafka_source_conf *c, ksplit *s)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* The message's trace context (its first `traceparent` header), or NULL;
+ * a malformed one is counted (connectors/topic_record.c). */
+static const sl_trace_ctx *msg_trace(sl_ctx *ctx, const rd_kafka_message_t *m, sl_trace_ctx *out)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t vl = 0;
+    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get(h, 0, SLC_TRACEPARENT, &v, &vl))
+        return NULL;
+    return slc_trace_read(ctx, v, v ? vl : 0, out);
+}
+
 /* One message: its record or its dead letter. */
 static int emit(sl_ctx *ctx, const sl_kafka_source_conf *c, ksplit *s, const rd_kafka_message_t *m)
 {
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
-    slc_topic_msg tm = {.key = m->key,
+    sl_trace_ctx tc;
+    slc_topic_msg tm = {.trace = msg_trace(ctx, m, &tc),
+                        .key = m->key,
                         .key_len = m->key_len,
                         .value = m->payload,
                         .value_len = m->len,

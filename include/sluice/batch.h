@@ -10,6 +10,24 @@
  *              data[i * width .. (i + 1) * width)
  *            or variable-length bytes (width == 0): var[i] = {off, len}
  *              into the batch's arena `data`
+ *   trace[i] optional: record i's W3C trace context (sluice/tracectx.h)
+ *
+ * The trace column. `trace` is NULL while no record of the batch carries a
+ * trace context, which is always so in a pipeline without tracing: then
+ * nothing reads or writes it. It appears (SL_BATCH_CAPACITY entries) when a
+ * record with a context is put in the batch: by a source that read one
+ * (sl_batch_set_trace, or sl_ctx_set_trace before emitting), or by the
+ * engine copying records that had one. An all-zero entry means "no
+ * context". Invariant: entries at `count` and after are all zero,
+ * so a record appended without a context (sl_batch_push, sl_emit, or columns
+ * written directly) has none without anyone writing its entry. Code that
+ * shrinks a batch in place must keep that: sl_batch_compact() and
+ * sl_batch_truncate() do. The engine keeps the column through forward,
+ * chaining, channels, clones (several consumers, broadcast), the hash
+ * shuffle and rebalance; map, filter, key_by keep each record's context and
+ * flat_map gives each output its input record's (sl_ctx_set_trace).
+ * Records an operator makes anew (aggregates, windows) carry none unless it
+ * says otherwise.
  *
  * A stream's width is fixed when the node that produces it is created, so an
  * operator knows which of the two layouts it reads. Batches and their arenas
@@ -26,6 +44,7 @@
 #include "sluice/export.h"
 #include <stdint.h>
 #include <string.h>
+#include "sluice/tracectx.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,6 +77,11 @@ typedef struct sl_batch {
     uint32_t data_cap;          /* bytes allocated at data */
     struct sl_batch *next_free; /* engine: pool link */
     void *pool;                 /* engine: owning pool */
+    /* Added last (the layout above is unchanged): the trace column, NULL
+     * when no record carries a context (see above), else
+     * [SL_BATCH_CAPACITY] entries. */
+    sl_trace_ctx *trace;
+    void *trace_buf; /* engine: the column's memory, kept when recycled */
 } sl_batch;
 
 /* Payload of record i: for fixed-width streams a pointer to its struct. */
@@ -94,6 +118,24 @@ SL_API void sl_batch_compact(sl_batch *b, const uint8_t *keep);
 
 /* Drop every record; keeps the allocated room. */
 SL_API void sl_batch_clear(sl_batch *b);
+
+/* Keep the first n records (n <= count), dropping the others' trace
+ * contexts with them. */
+SL_API void sl_batch_truncate(sl_batch *b, uint32_t n);
+
+/* Give record i (< count) the trace context *tc (copied); a NULL tc, or one
+ * that is not valid (sl_trace_ctx_valid: both ids non-zero), gives it none.
+ * Makes the batch's trace column on first use (its memory is kept when the
+ * batch is recycled, so this allocates once per batch of the pool at most).
+ * Returns 0, SL_EINVAL for i >= count, or SL_ENOMEM. */
+SL_API int sl_batch_set_trace(sl_batch *b, uint32_t i, const sl_trace_ctx *tc);
+
+/* Record i's trace context, or NULL when it has none (one pointer test when
+ * the batch has no trace column). */
+static inline const sl_trace_ctx *sl_batch_trace(const sl_batch *b, uint32_t i)
+{
+    return b->trace && sl_trace_ctx_valid(&b->trace[i]) ? &b->trace[i] : NULL;
+}
 
 #ifdef __cplusplus
 }

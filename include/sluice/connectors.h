@@ -77,6 +77,12 @@ typedef struct sl_lines_conf {
     int ts_column;    /* 1-based CSV column of the event time (ms); 0: none */
     char delimiter;   /* CSV delimiter; 0: ',' */
     int splits;
+    /* 1-based CSV column holding a W3C `traceparent` (sluice/tracectx.h)
+     * that the line's record carries as its trace context; 0: none. A line
+     * whose column is missing or empty has none; a malformed value is
+     * ignored and counted (sl_pipeline_trace_malformed). The column stays
+     * in the line. */
+    int trace_column;
 } sl_lines_conf;
 SL_API extern const sl_source sl_source_lines;
 /* width: 0 (variable length) unless parse makes fixed-width records. */

@@ -131,6 +131,26 @@ SL_API int sl_emit_copy(sl_ctx *ctx, int64_t ts, uint64_t hash, const void *payl
  * it afterwards: do not touch it again. Its width must be the output width. */
 SL_API int sl_forward(sl_ctx *ctx, sl_batch *in);
 
+/* --- trace context (sluice/tracectx.h, the batch's trace column) ---------- */
+
+/* The records this instance emits from now on (sl_emit, sl_emit_port,
+ * sl_emit_copy) carry the trace context *tc, copied at each emit; tc is
+ * borrowed until then. NULL, or a tc without a trace id: they carry none
+ * (the default). The engine clears it when the callback that set it
+ * returns. A source's reader sets it to the context it read with the
+ * message; flat_map sets it to each input record's, so every output of a
+ * flat_map callback carries its input's context. Records written into
+ * sl_out_batch() columns directly carry none (sl_batch_set_trace for them). */
+SL_API void sl_ctx_set_trace(sl_ctx *ctx, const sl_trace_ctx *tc);
+/* sl_emit() of a record that carries record i of batch `in`'s trace context
+ * (none if it has none): for operators that make new records from input
+ * records. */
+SL_API void *sl_emit_from(sl_ctx *ctx, const sl_batch *in, uint32_t i, int64_t ts, uint64_t hash,
+                          uint32_t len);
+/* Count one malformed trace header that a source ignored (the record goes
+ * on without a context); sl_pipeline_trace_malformed() reads the count. */
+SL_API void sl_ctx_trace_malformed(sl_ctx *ctx);
+
 /* --- context ------------------------------------------------------------- */
 
 SL_API const char *sl_ctx_name(const sl_ctx *ctx); /* node name */

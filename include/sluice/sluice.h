@@ -26,6 +26,7 @@
 #define SLUICE_SLUICE_H
 
 #include "sluice/error.h"
+#include "sluice/tracectx.h"
 #include "sluice/batch.h"
 #include "sluice/operator.h"
 #include "sluice/state.h"

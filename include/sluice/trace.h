@@ -47,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "sluice/pipeline.h"
+#include "sluice/tracectx.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,14 +55,11 @@ extern "C" {
 
 /* --- trace context ---------------------------------------------------------------- */
 
-#define SL_TRACE_FLAG_SAMPLED 0x01
-#define SL_TRACEPARENT_LEN    55 /* "00-" 32 "-" 16 "-" 2 */
+#define SL_TRACEPARENT_LEN 55 /* "00-" 32 "-" 16 "-" 2 */
 
-typedef struct sl_trace_ctx {
-    uint8_t trace_id[16];
-    uint8_t span_id[8];
-    uint8_t flags; /* W3C trace-flags; SL_TRACE_FLAG_SAMPLED */
-} sl_trace_ctx;
+/* sl_trace_ctx, SL_TRACE_FLAG_SAMPLED and sl_trace_ctx_valid() are in
+ * sluice/tracectx.h (included above): records carry the context in their
+ * batch's trace column (sluice/batch.h). */
 
 /* Parse a traceparent header value of len bytes (no NUL needed). 0, or
  * SL_EINVAL for anything malformed (out is then left zeroed). */
@@ -70,8 +68,6 @@ SL_API int sl_traceparent_parse(const char *s, size_t len, sl_trace_ctx *out);
  * sampled bit of flags is written (the others are not defined in version
  * 00). SL_EINVAL when an id is all zero. */
 SL_API int sl_traceparent_format(const sl_trace_ctx *c, char out[SL_TRACEPARENT_LEN + 1]);
-/* 1 when both ids are non-zero. */
-SL_API int sl_trace_ctx_valid(const sl_trace_ctx *c);
 
 /* Random non-zero ids, from a per-thread generator seeded by getrandom():
  * no lock, no system call after a thread's first id. Not for secrets. */
