@@ -113,7 +113,8 @@ struct sl_kafka_group {
     int n_stages;
     int32_t state_parts; /* the state topic's partition count */
     pend *pending;       /* [n_parts of all stages] */
-    int n_pending;
+    int n_pending;       /* entries in pending, */
+    int next_pending;    /* of which those before this have been started */
     volatile sig_atomic_t stop;
     atomic_int lost; /* the group took our partitions away (session expired) */
     int err;
@@ -628,14 +629,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         for (int i = 0; i < parts->cnt; i++) parts->elems[i].offset = RD_KAFKA_OFFSET_END;
         rd_kafka_assign(rk, parts);
         rd_kafka_pause_partitions(rk, parts);
-        g->n_pending = 0;
+        g->n_pending = g->next_pending = 0;
         for (int i = 0; i < parts->cnt; i++)
             for (int st = 0; st < g->n_stages; st++)
                 if (strcmp(parts->elems[i].topic, g->st[st].topic) == 0 &&
                     parts->elems[i].partition < g->st[st].n_parts)
                     g->pending[g->n_pending++] = (pend){st, parts->elems[i].partition};
     } else {
-        g->n_pending = 0;
+        g->n_pending = g->next_pending = 0;
         if (rd_kafka_assignment_lost(rk)) {
             /* Out of the group for longer than the session timeout: other
              * members own these partitions now. Nothing may be committed:
@@ -791,13 +792,17 @@ int sl_kafka_group_run(sl_kafka_group *g)
         }
         /* Starting a task takes a while (clients, transactions): the member
          * is polled between two, so that the group hears from it. A
-         * rebalance there may empty the pending list. */
-        for (int i = 0; i < g->n_pending && !g->err && !g->stop; i++) {
-            task_start(g, g->pending[i].stage, g->pending[i].part);
+         * rebalance there replaces the pending list (a revocation empties
+         * it, an assignment starts it again from its first entry): the
+         * loop reads the list afresh after every poll and never clears it
+         * itself, or an assignment that came during the poll is lost and
+         * its partitions are owned by no running task. */
+        while (g->next_pending < g->n_pending && !g->err && !g->stop) {
+            pend pd = g->pending[g->next_pending++];
+            task_start(g, pd.stage, pd.part);
             rd_kafka_message_t *pm = rd_kafka_consumer_poll(g->rk, 0);
             if (pm) rd_kafka_message_destroy(pm);
         }
-        g->n_pending = 0;
         for (int st = 0; st < g->n_stages; st++)
             for (int32_t i = 0; i < g->st[st].n_parts && !g->err; i++) {
                 task *k = &g->st[st].tasks[i];

@@ -136,6 +136,13 @@ static int fatal_err(rd_kafka_resp_err_t e)
     }
 }
 
+/* conf->down_ms with its default: how long the source waits out brokers
+ * that do not answer before it fails the job (< 0: for ever). */
+static int64_t down_budget(const sl_kafka_source_conf *c)
+{
+    return c->down_ms ? c->down_ms : 60000;
+}
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     kcons *kc = opaque;
@@ -417,17 +424,34 @@ static void ksrc_close(void *self)
     if (kc) kc_release(kc);
 }
 
+/* How long the split's opening calls (the committed offset, ListOffsets)
+ * go on retrying an error a retry can heal: the same budget as an outage
+ * while reading (conf->down_ms), so a broker or coordinator that is slow to
+ * answer for a moment (a loaded machine, a coordinator still being found)
+ * is waited out here as it is there. A cancel is seen between attempts. */
+
+static int open_retry(sl_ctx *ctx, const sl_kafka_source_conf *c, int64_t t0,
+                      rd_kafka_resp_err_t ke)
+{
+    if (!ke || fatal_err(ke) || sl_ctx_canceled(ctx)) return 0;
+    int64_t down_ms = down_budget(c);
+    if (down_ms > 0 && sl_clock_ms() - t0 >= down_ms) return 0;
+    return 1;
+}
+
 /* The concrete offset the split starts at (conf->start resolved). */
 static int resolve_start(sl_ctx *ctx, const sl_kafka_source_conf *c, ksplit *s)
 {
     rd_kafka_resp_err_t ke = 0;
-    int64_t lo = 0, hi = 0, off = c->start;
+    int64_t lo = 0, hi = 0, off = c->start, t0 = sl_clock_ms();
     if (off == SL_KAFKA_OFFSET_COMMITTED) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         if (!l) return SL_ENOMEM;
         rd_kafka_topic_partition_list_add(l, c->topic, s->partition);
-        ke = rd_kafka_committed(s->kc->rk, l, KS_TIMEOUT_MS);
-        if (!ke) ke = l->elems[0].err;
+        do {
+            ke = rd_kafka_committed(s->kc->rk, l, KS_TIMEOUT_MS);
+            if (!ke) ke = l->elems[0].err;
+        } while (open_retry(ctx, c, t0, ke));
         off = l->elems[0].offset;
         rd_kafka_topic_partition_list_destroy(l);
         if (ke)
@@ -438,8 +462,10 @@ static int resolve_start(sl_ctx *ctx, const sl_kafka_source_conf *c, ksplit *s)
         if (off < 0) off = SL_OFFSET_BEGINNING; /* the group has none */
     }
     if (off == SL_OFFSET_BEGINNING || off == SL_OFFSET_END) {
-        ke = rd_kafka_query_watermark_offsets(s->kc->rk, c->topic, s->partition, &lo, &hi,
-                                              KS_TIMEOUT_MS);
+        do
+            ke = rd_kafka_query_watermark_offsets(s->kc->rk, c->topic, s->partition, &lo, &hi,
+                                                  KS_TIMEOUT_MS);
+        while (open_retry(ctx, c, t0, ke));
         if (ke)
             return sl_ctx_fail(ctx, SL_EIO,
                                "kafka source: topic '%s' partition %d: cannot read its "
@@ -631,7 +657,7 @@ static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)
     if (kc->fatal[0])
         return sl_ctx_fail(ctx, SL_EIO, "kafka source: topic '%s' partition %d: %s", c->topic,
                            (int)s->partition, kc->fatal);
-    int64_t down_ms = c->down_ms ? c->down_ms : 60000;
+    int64_t down_ms = down_budget(c);
     if (kc->down_since && down_ms > 0 && sl_clock_ms() - kc->down_since > down_ms)
         return sl_ctx_fail(ctx, SL_EIO,
                            "kafka source: topic '%s' partition %d: no broker of %s reachable "
