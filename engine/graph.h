@@ -127,6 +127,7 @@ struct sl_pipeline {
     void (*chk_finished)(struct sl_task *t);
     /* tracing (trace.c): NULL when the job has none; owned */
     struct sl_tracer *tracer;
+    struct sli_spans *spans; /* trace points' open spans (spans.c); NULL: none */
     int n_delayed, cap_delayed;
     struct {
         double at;

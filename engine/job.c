@@ -25,6 +25,7 @@
 #include <time.h>
 #include "engine/plan.h"
 #include "engine/sched.h"
+#include "engine/spans.h"
 #include "engine/task.h"
 #include "engine/wakeup.h"
 #include "engine/source.h"
@@ -223,6 +224,7 @@ void sl_pipeline_free(sl_pipeline *p)
     }
     sli_plan_free(p);
     sli_coord_free(p);
+    sli_spans_free(p->spans, p->tracer); /* ends what is open, so before the tracer */
     sl_tracer_free(p->tracer);
     for (int i = 0; i < p->n_nodes; i++) {
         free(p->nodes[i].name);

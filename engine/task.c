@@ -54,6 +54,7 @@
  * at a time, so nothing here takes a lock.
  */
 #include "engine/task.h"
+#include "engine/spans.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,7 +372,11 @@ static int inst_process(struct sl_ctx *c, int input, sl_batch *b)
     c->forwarded = 0;
     int rc = c->node->op->process(c, c->self, b);
     c->emit_trace = NULL; /* it may point into b */
-    if (!c->forwarded) sli_batch_put(c->p, b);
+    if (!c->forwarded) {
+        /* b's records leave the chain here: their trace points' spans end */
+        if (b->trace && c->p->spans) sli_spans_end_batch(c, b);
+        sli_batch_put(c->p, b);
+    }
     c->forwarded = 0;
     if (rc) return callback_failed(c, "process", rc);
     return c->task->p->failed ? SL_ECANCELED : 0;

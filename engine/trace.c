@@ -557,6 +557,22 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = 0;
 }
 
+/* The rest of a span's start once it is known to be sampled: one place for
+ * sl_span_start and sli_span_begin. */
+static void begin_sampled(sl_tracer *t, sl_span *s, const char *name, int kind, int64_t start_ns)
+{
+    s->flags = SL_TRACE_FLAG_SAMPLED;
+    add(&t->sampled, 1);
+    s->kind = (uint8_t)(kind >= 0 && kind <= SL_SPAN_KIND_CONSUMER ? kind : 0);
+    s->status = SL_SPAN_STATUS_UNSET;
+    s->n_attrs = s->n_links = 0;
+    s->dropped_attrs = s->dropped_links = 0;
+    s->status_msg[0] = 0;
+    s->end_ns = 0;
+    copy_str(s->name, sizeof(s->name), name);
+    s->start_ns = start_ns;
+}
+
 void sl_span_start(sl_tracer *t, sl_span *s, const char *name, int kind, const sl_trace_ctx *parent)
 {
     s->tracer = t;
@@ -572,16 +588,24 @@ void sl_span_start(sl_tracer *t, sl_span *s, const char *name, int kind, const s
     }
     sl_trace_new_span_id(s->span_id);
     if (!sl_trace_should_sample(t->ratio, parent, s->trace_id)) return;
-    s->flags = SL_TRACE_FLAG_SAMPLED;
-    add(&t->sampled, 1);
-    s->kind = (uint8_t)(kind >= 0 && kind <= SL_SPAN_KIND_CONSUMER ? kind : 0);
-    s->status = SL_SPAN_STATUS_UNSET;
-    s->n_attrs = s->n_links = 0;
-    s->dropped_attrs = s->dropped_links = 0;
-    s->status_msg[0] = 0;
-    s->end_ns = 0;
-    copy_str(s->name, sizeof(s->name), name);
-    s->start_ns = sli_clock_wall_ns();
+    begin_sampled(t, s, name, kind, sli_clock_wall_ns());
+}
+
+void sli_span_begin(sl_tracer *t, sl_span *s, const char *name, int kind,
+                    const uint8_t trace_id[16], const uint8_t span_id[8],
+                    const uint8_t *parent_span_id, int64_t start_ns)
+{
+    s->tracer = t;
+    s->flags = 0;
+    if (!t) return;
+    add(&t->started, 1);
+    memcpy(s->trace_id, trace_id, 16);
+    memcpy(s->span_id, span_id, 8);
+    if (parent_span_id)
+        memcpy(s->parent_span_id, parent_span_id, 8);
+    else
+        memset(s->parent_span_id, 0, 8);
+    begin_sampled(t, s, name, kind, start_ns);
 }
 
 sl_trace_ctx sl_span_context(const sl_span *s)

@@ -24,4 +24,12 @@ static inline sl_tracer *sli_pipeline_tracer(const sl_pipeline *p)
     return p ? p->tracer : NULL;
 }
 
+/* Start span s sampled, with these ids and start time (parent_span_id NULL:
+ * a root): for spans opened in one place and ended in another, as trace
+ * points' are (spans.c), where the sampling was decided already. t NULL:
+ * s records nothing. */
+void sli_span_begin(sl_tracer *t, sl_span *s, const char *name, int kind,
+                    const uint8_t trace_id[16], const uint8_t span_id[8],
+                    const uint8_t *parent_span_id, int64_t start_ns);
+
 #endif

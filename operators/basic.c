@@ -56,13 +56,17 @@ static fn_conf *new_conf(sl_stream *in, void *fn, void *ud)
 
 /* filter of a batch that carries trace contexts: one generic loop that
  * moves each kept record's context with it and zeroes what the dropped ones
- * leave at the end (the column's invariant, sluice/batch.h). */
-static uint32_t filter_traced(sl_batch *in, sl_filter_fn fn, void *ud)
+ * leave at the end (the column's invariant, sluice/batch.h); a dropped
+ * record's trace-point span ends here (sl_ctx_trace_dropped). */
+static uint32_t filter_traced(sl_ctx *ctx, sl_batch *in, sl_filter_fn fn, void *ud)
 {
     uint32_t n = in->count, j = 0, w = in->width;
     for (uint32_t i = 0; i < n; i++) {
         sl_bytes r = sl_batch_bytes(in, i);
-        if (!fn(r.ptr, r.len, in->ts[i], ud)) continue;
+        if (!fn(r.ptr, r.len, in->ts[i], ud)) {
+            sl_ctx_trace_dropped(ctx, &in->trace[i]);
+            continue;
+        }
         if (i != j) {
             in->ts[j] = in->ts[i];
             in->hash[j] = in->hash[i];
@@ -85,7 +89,7 @@ static int filter_process(sl_ctx *ctx, void *self, sl_batch *in)
     void *ud = c->ud;
     uint32_t n = in->count, j = 0, w = in->trace ? UINT32_MAX : in->width;
     switch (w) {
-    case UINT32_MAX: j = filter_traced(in, fn, ud); break;
+    case UINT32_MAX: j = filter_traced(ctx, in, fn, ud); break;
     case 0:
         for (uint32_t i = 0; i < n; i++) {
             if (!fn(in->data + in->var[i].off, in->var[i].len, in->ts[i], ud)) continue;

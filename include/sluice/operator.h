@@ -150,6 +150,11 @@ SL_API void *sl_emit_from(sl_ctx *ctx, const sl_batch *in, uint32_t i, int64_t t
 /* Count one malformed trace header that a source ignored (the record goes
  * on without a context); sl_pipeline_trace_malformed() reads the count. */
 SL_API void sl_ctx_trace_malformed(sl_ctx *ctx);
+/* An operator that drops a record carrying context *tc (a filter) says so:
+ * the span a trace point opened for the record (sl_stream_trace) ends here.
+ * Records of a batch the operator does not hand on need no call: the
+ * engine ends their spans when process() returns. */
+SL_API void sl_ctx_trace_dropped(sl_ctx *ctx, const sl_trace_ctx *tc);
 
 /* --- context ------------------------------------------------------------- */
 

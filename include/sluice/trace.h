@@ -167,6 +167,35 @@ SL_API int64_t sl_trace_now_ns(void);
  * sampling decision are the parent context's given to sl_span_start. */
 SL_API void sl_span_set_ids(sl_span *s, const uint8_t span_id[8], const uint8_t *parent_span_id);
 
+/* --- trace points ------------------------------------------------------------------ */
+
+/* A trace point: sl_stream_trace(s, name, &conf) passes s's records on
+ * unchanged and opens a span named `name` for each sampled one, a child of
+ * the context the record carries; the record then carries the new span's
+ * context (sinks write it, the next trace point continues the trace). The
+ * span ends where the record leaves the chain after the point: at the next
+ * trace point, at a sink, at an operator that does not hand its batch on
+ * (an aggregate, a window), or at a filter that drops it; its attributes
+ * name the point and that place (sluice.operator, sluice.instance,
+ * sluice.end, sluice.end_instance) and, where the record was keyed,
+ * sluice.key_hash. A span whose record was not seen again before 16,384
+ * newer spans were opened in the pipeline, or by the end, ends at its start
+ * with sluice.end "unseen". Sampling is the tracer's rule
+ * (sl_trace_should_sample): parent-based for a record with a context, else
+ * the trace-id ratio. Without a tracer (sl_pipeline_set_tracer) a point
+ * only hands batches on. The stream keeps its input's key. */
+typedef struct sl_trace_point_conf {
+    /* Ratio for records that carry no context: 0 the tracer's
+     * (sl_tracer_sample_ratio), (0, 1] this point's own, < 0 none (only
+     * traces that arrive sampled are continued). */
+    double sample_ratio;
+    int kind; /* enum sl_span_kind; 0: INTERNAL */
+} sl_trace_point_conf;
+/* conf may be NULL (all defaults). NULL on a bad conf, with the pipeline's
+ * build error set. */
+SL_API sl_stream *sl_stream_trace(sl_stream *in, const char *name,
+                                  const sl_trace_point_conf *conf);
+
 /* --- exporters -------------------------------------------------------------------- */
 
 /* What one export call gets: spans of one tracer, with its resource. */

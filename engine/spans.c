@@ -1,0 +1,278 @@
+/*
+ * engine/spans.c - trace points (sl_stream_trace, sluice/trace.h): a span
+ * for each sampled record, from the point that opens it to the place where
+ * the record leaves the chain of operators after it.
+ *
+ * A trace point is an operator that hands its batch on unchanged but for
+ * the trace column. For each record it decides head sampling with the
+ * tracer's rule (sl_trace_should_sample: parent-based when the record
+ * carries a context, else the trace-id ratio on a new trace id). A sampled
+ * record gets a new span, a child of the context it carried, and the
+ * record's context becomes the new span's: sinks write it, the next point
+ * continues the trace from it. An unsampled record keeps what it carried.
+ *
+ * The span ends at whichever comes first (its `sluice.end` attribute):
+ *
+ *   the next trace point                        that point's name
+ *   a sink                                      the sink's name
+ *   an operator that does not hand the batch on
+ *   (an aggregate, a window, a map that copies) that operator's name
+ *   a filter that drops the record              the filter's name
+ *                                               (sl_ctx_trace_dropped)
+ *   none of these before SPANS_CAP newer spans  "unseen", ended at its start
+ *   were opened, or the pipeline is freed       (the record left by a way
+ *                                               that does not say so)
+ *
+ * Attributes: sluice.operator and sluice.instance (the point), sluice.end
+ * and sluice.end_instance, sluice.key_hash when the record was keyed at
+ * either place.
+ *
+ * The table. The open spans of a pipeline are a ring of SPANS_CAP slots in
+ * the order the spans were opened, shared by every thread. A span's id
+ * names its slot: its last 4 bytes are the sequence number of its opening
+ * (big endian), the first 4 random. Ending a span, on any thread, is a load
+ * of slot seq % SPANS_CAP and a compare of the whole id: no hash, no lock.
+ * A slot's state:
+ *
+ *   FREE --opener claims it--> WRITING --filled--> OPEN
+ *   OPEN --an end, or an opener evicting it (CAS)--> ENDING --copied--> FREE
+ *
+ * An opener takes its sequence number with one fetch_add; if its slot still
+ * holds an OPEN span (SPANS_CAP openings old) it ends that one first, as
+ * unseen; a slot in WRITING or ENDING is another thread's for a few
+ * instructions, and is waited for. An end that finds its slot OPEN with
+ * another span in it (its own span was evicted) puts the state back.
+ *
+ * Cost: nothing without a tracer (the point forwards its batch); with one,
+ * a ratio test per record without a context (no draw at ratio 0); per
+ * sampled record a few atomics and one sl_span (about 2 KB) copied into the
+ * tracer's queue at its end.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine/spans.h"
+#include "engine/base/clock.h"
+#include "engine/trace.h"
+#include "sluice/pipeline.h"
+
+#define SPANS_CAP 16384 /* open spans per pipeline (a power of 2) */
+
+enum { S_FREE = 0, S_WRITING, S_OPEN, S_ENDING };
+
+typedef struct slot {
+    _Atomic uint32_t state;
+    uint32_t seq;
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    uint8_t parent[8]; /* all zero: a root */
+    int32_t instance;
+    int32_t keyed; /* key_hash is the record's key hash */
+    int32_t kind;
+    int64_t start_ns;
+    uint64_t key_hash;
+    const char *point; /* the trace point's node name (lives with the pipeline) */
+} slot;
+
+struct sli_spans {
+    _Atomic uint32_t next; /* the next sequence number */
+    slot slots[SPANS_CAP];
+};
+
+typedef struct tp_conf {
+    sl_trace_point_conf c;
+} tp_conf;
+
+static const uint8_t zero8[8];
+
+static uint32_t id_seq(const uint8_t id[8])
+{
+    return (uint32_t)id[4] << 24 | (uint32_t)id[5] << 16 | (uint32_t)id[6] << 8 | id[7];
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Export the span held in s (state ENDING, the caller's) and free the slot.
+ * end: where the record left (NULL: unseen). */
+static void slot_end(sl_tracer *tr, slot *s, const struct sl_ctx *end, const sl_batch *b,
+                     uint32_t i, int64_t now)
+{
+    sl_span sp;
+    sli_span_begin(tr, &sp, s->point, s->kind, s->trace_id, s->span_id,
+                   memcmp(s->parent, zero8, 8) ? s->parent : NULL, s->start_ns);
+    int keyed = s->keyed;
+    uint64_t hash = s->key_hash;
+    int32_t inst = s->instance;
+    atomic_store_explicit(&s->state, S_FREE, memory_order_release);
+    sl_span_set_str(&sp, "sluice.operator", sp.name);
+    sl_span_set_int(&sp, "sluice.instance", inst);
+    if (end) {
+        sl_span_set_str(&sp, "sluice.end", end->node->name);
+        sl_span_set_int(&sp, "sluice.end_instance", end->instance);
+        if (!keyed && end->in_key[end->cur_input]) {
+            keyed = 1;
+            hash = b->hash[i];
+        }
+    } else {
+        sl_span_set_str(&sp, "sluice.end", "unseen");
+        now = sp.start_ns;
+    }
+    if (keyed) sl_span_set_int(&sp, "sluice.key_hash", (int64_t)hash);
+    sl_span_end(&sp, now > sp.start_ns ? now : sp.start_ns);
+}
+
+/* End the span of context tc if it is open in t (else nothing). */
+static void span_end(sli_spans *t, sl_tracer *tr, const sl_trace_ctx *tc,
+                     const struct sl_ctx *end, const sl_batch *b, uint32_t i, int64_t now)
+{
+    uint32_t seq = id_seq(tc->span_id);
+    slot *s = &t->slots[seq & (SPANS_CAP - 1)];
+    uint32_t open = S_OPEN;
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &open, S_ENDING,
+                                                 memory_order_acquire, memory_order_relaxed))
+        return; /* free, or another thread's: not ours to end */
+    if (s->seq != seq || memcmp(s->span_id, tc->span_id, 8) ||
+        memcmp(s->trace_id, tc->trace_id, 16)) {
+        atomic_store_explicit(&s->state, S_OPEN, memory_order_release);
+        return; /* another span: ours was evicted, or tc is not one of ours */
+    }
+    slot_end(tr, s, end, b, i, now);
+}
+
+/* Open a span for record i of b (its context in, possibly invalid) and
+ * write its context into out. */
+static void span_open(sli_spans *t, sl_tracer *tr, const struct sl_ctx *c, const tp_conf *tc,
+                      const sl_batch *b, uint32_t i, const uint8_t trace_id[16],
+                      const sl_trace_ctx *parent, int64_t now, sl_trace_ctx *out)
+{
+    uint32_t seq = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+    slot *s = &t->slots[seq & (SPANS_CAP - 1)];
+    for (;;) {
+        uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (st == S_FREE) {
+            if (atomic_compare_exchange_weak_explicit(&s->state, &st, S_WRITING,
+                                                      memory_order_acquire, memory_order_relaxed))
+                break;
+        } else if (st == S_OPEN) {
+            /* SPANS_CAP openings old and never seen again: unseen */
+            if (atomic_compare_exchange_weak_explicit(&s->state, &st, S_ENDING,
+                                                      memory_order_acquire, memory_order_relaxed))
+                slot_end(tr, s, NULL, NULL, 0, now);
+        } else {
+            cpu_relax();
+        }
+    }
+    s->seq = seq;
+    memcpy(s->trace_id, trace_id, 16);
+    sl_trace_new_span_id(s->span_id);
+    if (!(s->span_id[0] | s->span_id[1] | s->span_id[2] | s->span_id[3])) s->span_id[0] = 1;
+    s->span_id[4] = (uint8_t)(seq >> 24);
+    s->span_id[5] = (uint8_t)(seq >> 16);
+    s->span_id[6] = (uint8_t)(seq >> 8);
+    s->span_id[7] = (uint8_t)seq;
+    if (parent)
+        memcpy(s->parent, parent->span_id, 8);
+    else
+        memset(s->parent, 0, 8);
+    s->instance = c->instance;
+    s->keyed = c->in_key[c->cur_input] != NULL;
+    s->key_hash = s->keyed ? b->hash[i] : 0;
+    s->kind = tc->c.kind ? tc->c.kind : SL_SPAN_KIND_INTERNAL;
+    s->start_ns = now;
+    s->point = c->node->name;
+    memcpy(out->trace_id, trace_id, 16);
+    memcpy(out->span_id, s->span_id, 8);
+    out->flags = SL_TRACE_FLAG_SAMPLED;
+    atomic_store_explicit(&s->state, S_OPEN, memory_order_release);
+}
+
+void sli_spans_end_batch(struct sl_ctx *c, const sl_batch *b)
+{
+    sl_tracer *tr = c->p->tracer;
+    if (!tr) return;
+    int64_t now = sl_trace_now_ns();
+    for (uint32_t i = 0; i < b->count; i++)
+        if (b->trace[i].flags & SL_TRACE_FLAG_SAMPLED && sl_trace_ctx_valid(&b->trace[i]))
+            span_end(c->p->spans, tr, &b->trace[i], c, b, i, now);
+}
+
+void sl_ctx_trace_dropped(sl_ctx *c, const sl_trace_ctx *tc)
+{
+    if (!c || !c->p->spans || !c->p->tracer || !tc || !(tc->flags & SL_TRACE_FLAG_SAMPLED) ||
+        !sl_trace_ctx_valid(tc))
+        return;
+    span_end(c->p->spans, c->p->tracer, tc, c, NULL, 0, sl_trace_now_ns());
+}
+
+void sli_spans_free(sli_spans *t, sl_tracer *tracer)
+{
+    if (!t) return;
+    for (uint32_t k = 0; tracer && k < SPANS_CAP; k++)
+        if (atomic_load(&t->slots[k].state) == S_OPEN) {
+            atomic_store(&t->slots[k].state, S_ENDING);
+            slot_end(tracer, &t->slots[k], NULL, NULL, 0, 0);
+        }
+    free(t);
+}
+
+/* --- the operator ---------------------------------------------------------------- */
+
+static int tp_process(sl_ctx *c, void *self, sl_batch *b)
+{
+    (void)self;
+    sl_tracer *tr = c->p->tracer;
+    if (!tr) return sl_forward(c, b);
+    const tp_conf *tc = sl_ctx_conf(c);
+    double ratio = tc->c.sample_ratio == 0 ? sl_tracer_sample_ratio(tr) : tc->c.sample_ratio;
+    int64_t now = sl_trace_now_ns();
+    for (uint32_t i = 0; i < b->count; i++) {
+        const sl_trace_ctx *in = sl_batch_trace(b, i);
+        uint8_t trace_id[16];
+        if (in) {
+            if (in->flags & SL_TRACE_FLAG_SAMPLED)
+                span_end(c->p->spans, tr, in, c, b, i, now); /* the span before ends here */
+            if (!(in->flags & SL_TRACE_FLAG_SAMPLED)) continue; /* parent-based: not sampled */
+            memcpy(trace_id, in->trace_id, 16);
+        } else {
+            if (ratio <= 0) continue;
+            sl_trace_new_trace_id(trace_id);
+            if (!sl_trace_should_sample(ratio, NULL, trace_id)) continue;
+        }
+        sl_trace_ctx out;
+        span_open(c->p->spans, tr, c, tc, b, i, trace_id, in, now, &out);
+        if (sl_batch_set_trace(b, i, &out) != 0)
+            return sl_ctx_fail(c, SL_ENOMEM, "out of memory for a trace column");
+    }
+    return sl_forward(c, b);
+}
+
+static const sl_operator tp_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "trace", .process = tp_process};
+
+sl_stream *sl_stream_trace(sl_stream *in, const char *name, const sl_trace_point_conf *conf)
+{
+    sl_pipeline *p = sl_stream_pipeline(in);
+    if (!p) return NULL;
+    if (conf && (conf->sample_ratio > 1 || conf->sample_ratio != conf->sample_ratio ||
+                 conf->kind < 0 || conf->kind > SL_SPAN_KIND_CONSUMER)) {
+        sl_pipeline_error(p, SL_EINVAL,
+                          "trace point '%s': sample_ratio must be at most 1 and kind an "
+                          "sl_span_kind",
+                          name ? name : "(null)");
+        return NULL;
+    }
+    if (!p->spans && !(p->spans = calloc(1, sizeof(*p->spans)))) {
+        sl_pipeline_error(p, SL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    tp_conf tc = {.c = conf ? *conf : (sl_trace_point_conf){0}};
+    void *owned = sl_pipeline_dup(p, &tc, sizeof tc);
+    if (!owned) return NULL;
+    sl_stream *out = sl_stream_apply(in, name, &tp_op, owned, sl_stream_width(in));
+    return out ? sl_stream_keep_key(out, in) : NULL;
+}

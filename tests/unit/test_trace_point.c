@@ -1,0 +1,372 @@
+/*
+ * test_trace_point.c - trace points (sl_stream_trace, sluice/trace.h): a
+ * span per sampled record from the point to where the record leaves the
+ * chain.
+ *
+ * The chain: generator (event time seq / 4: the first records at 0) -> an
+ * operator that gives every fifth record a remote context (sampled for
+ * every tenth, unsampled for the others) -> trace point "in" -> filter
+ * "drop3" (drops seq % 3 == 0) -> key_by -> trace point "keyed" -> sink
+ * "out", which keeps each record's context. With a tracer at ratio 1, over
+ * source parallelism 1..2, downstream parallelism 1..2 and one credit or
+ * the default:
+ *  - a record is sampled unless its remote context says not (parent-based);
+ *    an unsampled one reaches the sink with its remote context unchanged
+ *    and has no span;
+ *  - a sampled record has an "in" span (root, or the child of its remote
+ *    span, in its trace) and, if the filter kept it, a "keyed" span, the
+ *    child of its "in" span; it reaches the sink carrying the "keyed"
+ *    span's context;
+ *  - "in" spans end at "drop3" (dropped) or "keyed", "keyed" spans at "out";
+ *    the keyed ones carry the key hash; none is "unseen"; no span dropped;
+ *  - ids are non-zero, every span ends at or after its start.
+ * Then where else spans end: at an aggregate (it does not hand its batch
+ * on), and, for records an operator lost without saying so, as "unseen" at
+ * the end. Without a tracer no batch at the sink has a trace column; a bad
+ * conf is refused with a message. No assertion on time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <cmocka.h>
+
+#include "sluice/sluice.h"
+
+#define N 3000 /* records: at most 2 spans each, below the tracer's queue */
+
+typedef struct rec {
+    uint64_t seq;
+    uint64_t key;
+} rec;
+
+/* --- spans, as exported ------------------------------------------------------ */
+
+typedef struct got {
+    char name[SL_SPAN_NAME_MAX];
+    char end[SL_SPAN_STR_MAX];
+    uint8_t trace[16], id[8], parent[8];
+    int64_t start, stop;
+    int has_key;
+} got;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static got *spans;
+static size_t n_spans;
+
+static int collect(void *ud, const sl_trace_batch *b)
+{
+    (void)ud;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < b->n; i++) {
+        const sl_span *x = &b->spans[i];
+        got *g = &spans[n_spans++];
+        memset(g, 0, sizeof(*g));
+        snprintf(g->name, sizeof(g->name), "%s", x->name);
+        memcpy(g->trace, x->trace_id, 16);
+        memcpy(g->id, x->span_id, 8);
+        memcpy(g->parent, x->parent_span_id, 8);
+        g->start = x->start_ns;
+        g->stop = x->end_ns;
+        for (int k = 0; k < x->n_attrs; k++) {
+            if (!strcmp(x->attrs[k].key, "sluice.end"))
+                snprintf(g->end, sizeof(g->end), "%s", x->attrs[k].v.s);
+            if (!strcmp(x->attrs[k].key, "sluice.key_hash")) g->has_key = 1;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+static sl_tracer *tracer(void)
+{
+    n_spans = 0;
+    sl_trace_exporter ex = {
+        .version = SL_TRACE_EXPORTER_VERSION, .kind = "test", .export = collect};
+    sl_tracer_conf tc = {.service_name = "test", .sample_ratio = 1.0, .queue_capacity = 8192};
+    sl_tracer *t = NULL;
+    assert_int_equal(sl_tracer_new(&tc, &ex, &t, NULL, 0), 0);
+    return t;
+}
+
+static const got *find(const uint8_t id[8])
+{
+    for (size_t i = 0; i < n_spans; i++)
+        if (!memcmp(spans[i].id, id, 8)) return &spans[i];
+    return NULL;
+}
+
+/* --- the pipeline ------------------------------------------------------------ */
+
+static int gen(void *out, uint64_t seq, int64_t *ts, void *ud)
+{
+    (void)ud;
+    rec *r = out;
+    r->seq = seq;
+    r->key = seq % 7;
+    *ts = (int64_t)(seq / 4);
+    return 0;
+}
+
+/* The remote context of record seq (seq % 5 == 0): sampled iff seq % 10 == 0. */
+static sl_trace_ctx remote(uint64_t seq)
+{
+    sl_trace_ctx c = {.flags = seq % 10 == 0 ? SL_TRACE_FLAG_SAMPLED : 0};
+    memcpy(c.trace_id, "remote-trace-id!", 16);
+    memcpy(c.trace_id + 8, &seq, 8);
+    c.trace_id[0] = 0x5a;
+    memcpy(c.span_id, &seq, 8);
+    c.span_id[7] = 0xee;
+    return c;
+}
+
+static int ctx_process(sl_ctx *ctx, void *self, sl_batch *b)
+{
+    (void)self;
+    for (uint32_t i = 0; i < b->count; i++) {
+        const rec *r = sl_batch_at(b, i);
+        if (r->seq % 5) continue;
+        sl_trace_ctx c = remote(r->seq);
+        if (sl_batch_set_trace(b, i, &c)) return sl_ctx_fail(ctx, SL_ENOMEM, "trace column");
+    }
+    return sl_forward(ctx, b);
+}
+
+static const sl_operator ctx_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "ctx", .process = ctx_process};
+
+static int keep(const void *p, uint32_t len, int64_t ts, void *ud)
+{
+    (void)len, (void)ts, (void)ud;
+    return ((const rec *)p)->seq % 3 != 0;
+}
+
+static sl_bytes key_of(const void *p, uint32_t len, void *ud)
+{
+    (void)len, (void)ud;
+    sl_bytes b = {&((const rec *)p)->key, 8};
+    return b;
+}
+
+/* What the sink saw: record seq's context (valid 0: none). */
+typedef struct seen {
+    int n;
+    int valid;
+    sl_trace_ctx c;
+} seen;
+static seen out[N];
+static int traced_batches;
+
+static int out_process(sl_ctx *ctx, void *self, sl_batch *b)
+{
+    (void)ctx, (void)self;
+    pthread_mutex_lock(&lock);
+    if (b->trace) traced_batches++;
+    for (uint32_t i = 0; i < b->count; i++) {
+        const rec *r = sl_batch_at(b, i);
+        seen *s = &out[r->seq];
+        s->n++;
+        const sl_trace_ctx *c = sl_batch_trace(b, i);
+        s->valid = c != NULL;
+        if (c) s->c = *c;
+    }
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+static const sl_operator out_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "out", .process = out_process};
+
+static void run_chain(int par_src, int par, int credits, sl_tracer *t)
+{
+    memset(out, 0, sizeof(out));
+    traced_batches = 0;
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_threads(p, 2);
+    if (credits) sl_pipeline_set_credits(p, credits);
+    sl_generator_conf gc = {.fn = gen, .count = N};
+    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec), NULL);
+    s = sl_stream_parallelism(s, par_src);
+    s = sl_stream_apply(s, "ctx", &ctx_op, NULL, sizeof(rec));
+    s = sl_stream_trace(s, "in", NULL);
+    s = sl_stream_filter(s, "drop3", keep, NULL);
+    s = sl_stream_key_by(s, "key", key_of, NULL);
+    s = sl_stream_parallelism(sl_stream_trace(s, "keyed", NULL), par);
+    sl_stream_sink(s, "out", &out_op, NULL);
+    if (t) assert_int_equal(sl_pipeline_set_tracer(p, t), 0);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    sl_pipeline_free(p); /* frees the tracer: every span exported */
+}
+
+static void test_chain(void **state)
+{
+    (void)state;
+    static const uint8_t zero[8];
+    for (int par_src = 1; par_src <= 2; par_src++)
+        for (int par = 1; par <= 2; par++)
+            for (int credits = 0; credits <= 1; credits++) {
+                run_chain(par_src, par, credits, tracer());
+                size_t want_in = 0, want_keyed = 0, in_drop = 0, in_keyed = 0, keyed_out = 0;
+                for (uint64_t seq = 0; seq < N; seq++) {
+                    int sampled = seq % 5 != 0 || seq % 10 == 0, kept = seq % 3 != 0;
+                    want_in += sampled;
+                    want_keyed += sampled && kept;
+                    const seen *s = &out[seq];
+                    assert_int_equal(s->n, kept);
+                    if (!kept) continue;
+                    if (!sampled) { /* the remote context, unchanged, and no span */
+                        sl_trace_ctx r = remote(seq);
+                        assert_true(s->valid);
+                        assert_memory_equal(&s->c, &r, sizeof r);
+                        continue;
+                    }
+                    assert_true(s->valid);
+                    assert_true(s->c.flags & SL_TRACE_FLAG_SAMPLED);
+                    const got *k = find(s->c.span_id), *in = k ? find(k->parent) : NULL;
+                    assert_non_null(k);
+                    assert_string_equal(k->name, "keyed");
+                    assert_non_null(in);
+                    assert_string_equal(in->name, "in");
+                    assert_memory_equal(k->trace, s->c.trace_id, 16);
+                    assert_memory_equal(in->trace, s->c.trace_id, 16);
+                    if (seq % 10 == 0) { /* the remote span's child, in its trace */
+                        sl_trace_ctx r = remote(seq);
+                        assert_memory_equal(in->parent, r.span_id, 8);
+                        assert_memory_equal(in->trace, r.trace_id, 16);
+                    } else {
+                        assert_memory_equal(in->parent, zero, 8);
+                    }
+                }
+                for (size_t i = 0; i < n_spans; i++) {
+                    const got *g = &spans[i];
+                    assert_memory_not_equal(g->id, zero, 8);
+                    assert_true(g->stop >= g->start);
+                    assert_string_not_equal(g->end, "unseen");
+                    if (!strcmp(g->name, "in")) {
+                        in_drop += !strcmp(g->end, "drop3");
+                        in_keyed += !strcmp(g->end, "keyed");
+                    } else {
+                        assert_string_equal(g->name, "keyed");
+                        assert_string_equal(g->end, "out");
+                        assert_true(g->has_key);
+                        keyed_out++;
+                    }
+                }
+                assert_int_equal(in_drop + in_keyed, want_in);
+                assert_int_equal(in_keyed, want_keyed);
+                assert_int_equal(keyed_out, want_keyed);
+                assert_int_equal(n_spans, want_in + want_keyed);
+            }
+}
+
+/* Without a tracer the points only hand batches on: no record gets a
+ * context, so (no remote contexts either) no batch has a trace column. */
+static void test_no_tracer(void **state)
+{
+    (void)state;
+    memset(out, 0, sizeof(out));
+    traced_batches = 0;
+    sl_pipeline *p = sl_pipeline_new();
+    sl_generator_conf gc = {.fn = gen, .count = N};
+    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec), NULL);
+    s = sl_stream_trace(s, "in", NULL);
+    sl_stream_sink(s, "out", &out_op, NULL);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    sl_pipeline_free(p);
+    assert_int_equal(traced_batches, 0);
+    for (uint64_t seq = 0; seq < N; seq++) assert_int_equal(out[seq].n, 1);
+}
+
+static int null_process(sl_ctx *ctx, void *self, sl_batch *b)
+{
+    (void)ctx, (void)self, (void)b;
+    return 0;
+}
+
+static const sl_operator null_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "null", .process = null_process};
+
+/* An operator that loses its records without saying so. */
+static int lose_process(sl_ctx *ctx, void *self, sl_batch *b)
+{
+    (void)self;
+    sl_batch_truncate(b, 0);
+    return sl_forward(ctx, b);
+}
+
+static const sl_operator lose_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "lose", .process = lose_process};
+
+/* Spans end at an aggregate (it keeps its input) with the key hash; those
+ * of records lost silently end as "unseen", at their start, when the
+ * pipeline is freed. A point's own ratio below 0 starts no trace. */
+static void test_other_ends(void **state)
+{
+    (void)state;
+    sl_tracer *t = tracer();
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_credits(p, 1);
+    sl_generator_conf gc = {.fn = gen, .count = N};
+    sl_agg_conf count = {.agg = &sl_agg_count, .emit = SL_AGG_EMIT_FINAL};
+    sl_stream *g = sl_pipeline_generator(p, "gen", &gc, sizeof(rec), NULL);
+    sl_stream *s = sl_stream_trace(g, "to-agg", NULL);
+    s = sl_stream_aggregate(sl_stream_key_by(s, "key", key_of, NULL), "count", &count);
+    sl_stream_sink(s, "counts", &null_op, NULL);
+    s = sl_stream_apply(sl_stream_trace(g, "to-lose", NULL), "lose", &lose_op, NULL, sizeof(rec));
+    sl_stream_sink(s, "nothing", &null_op, NULL);
+    sl_trace_point_conf none = {.sample_ratio = -1};
+    sl_stream_sink(sl_stream_trace(g, "never", &none), "never-out", &null_op, NULL);
+    assert_int_equal(sl_pipeline_set_tracer(p, t), 0);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    sl_pipeline_free(p);
+    size_t agg = 0, lost = 0;
+    for (size_t i = 0; i < n_spans; i++) {
+        const got *x = &spans[i];
+        assert_string_not_equal(x->name, "never");
+        if (!strcmp(x->name, "to-agg")) {
+            assert_string_equal(x->end, "count");
+            assert_true(x->has_key);
+            agg++;
+        } else {
+            assert_string_equal(x->name, "to-lose");
+            assert_string_equal(x->end, "unseen");
+            assert_true(x->stop == x->start);
+            lost++;
+        }
+    }
+    assert_int_equal(agg, N);
+    assert_int_equal(lost, N);
+}
+
+static void test_bad_conf(void **state)
+{
+    (void)state;
+    const sl_trace_point_conf bad[] = {{.sample_ratio = 1.5}, {.kind = 9}, {.kind = -1}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sl_pipeline *p = sl_pipeline_new();
+        sl_generator_conf gc = {.fn = gen, .count = 10};
+        sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec), NULL);
+        assert_null(sl_stream_trace(s, "bad", &bad[i]));
+        assert_int_equal(sl_pipeline_run(p), SL_EINVAL);
+        assert_non_null(strstr(sl_pipeline_errmsg(p), "trace point 'bad'"));
+        sl_pipeline_free(p);
+    }
+}
+
+int main(void)
+{
+    spans = calloc(2 * N + 16, sizeof(got));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chain),
+        cmocka_unit_test(test_no_tracer),
+        cmocka_unit_test(test_other_ends),
+        cmocka_unit_test(test_bad_conf),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    free(spans);
+    return rc;
+}
