@@ -127,14 +127,14 @@ static void slot_end(sl_tracer *tr, slot *s, const struct sl_ctx *end, const sl_
 }
 
 /* End the span of context tc if it is open in t (else nothing). */
-static void span_end(sli_spans *t, sl_tracer *tr, const sl_trace_ctx *tc,
-                     const struct sl_ctx *end, const sl_batch *b, uint32_t i, int64_t now)
+static void span_end(sli_spans *t, sl_tracer *tr, const sl_trace_ctx *tc, const struct sl_ctx *end,
+                     const sl_batch *b, uint32_t i, int64_t now)
 {
     uint32_t seq = id_seq(tc->span_id);
     slot *s = &t->slots[seq & (SPANS_CAP - 1)];
     uint32_t open = S_OPEN;
-    if (!atomic_compare_exchange_strong_explicit(&s->state, &open, S_ENDING,
-                                                 memory_order_acquire, memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &open, S_ENDING, memory_order_acquire,
+                                                 memory_order_relaxed))
         return; /* free, or another thread's: not ours to end */
     if (s->seq != seq || memcmp(s->span_id, tc->span_id, 8) ||
         memcmp(s->trace_id, tc->trace_id, 16)) {
@@ -235,7 +235,7 @@ static int tp_process(sl_ctx *c, void *self, sl_batch *b)
         uint8_t trace_id[16];
         if (in) {
             if (in->flags & SL_TRACE_FLAG_SAMPLED)
-                span_end(c->p->spans, tr, in, c, b, i, now); /* the span before ends here */
+                span_end(c->p->spans, tr, in, c, b, i, now);    /* the span before ends here */
             if (!(in->flags & SL_TRACE_FLAG_SAMPLED)) continue; /* parent-based: not sampled */
             memcpy(trace_id, in->trace_id, 16);
         } else {

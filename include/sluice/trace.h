@@ -193,8 +193,7 @@ typedef struct sl_trace_point_conf {
 } sl_trace_point_conf;
 /* conf may be NULL (all defaults). NULL on a bad conf, with the pipeline's
  * build error set. */
-SL_API sl_stream *sl_stream_trace(sl_stream *in, const char *name,
-                                  const sl_trace_point_conf *conf);
+SL_API sl_stream *sl_stream_trace(sl_stream *in, const char *name, const sl_trace_point_conf *conf);
 
 /* --- exporters -------------------------------------------------------------------- */
 
