@@ -12,6 +12,9 @@
 #ifndef SLUICE_BENCH_BENCH_H
 #define SLUICE_BENCH_BENCH_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 int bench_core(int argc, char **argv);    /* bench/bench_core.c */
 int bench_ysb(int argc, char **argv);     /* bench/bench_ysb.c */
 int bench_windows(int argc, char **argv); /* bench/bench_windows.c */
@@ -28,5 +31,19 @@ int bench_kafka_e2e(int argc, char **argv);
 int bench_saga(int argc, char **argv);
 /* bench/bench_trace.c */
 int bench_trace(int argc, char **argv);
+
+/* bench core's work, for other benchmarks that measure a cost on top of it
+ * (bench trace's overhead rows). bench_core_loop: the hand-written loop;
+ * bench_core_engine: the pipeline on `threads` workers, with `tracer` (NULL:
+ * none; the pipeline takes it over, and its counts go to *stats if stats is
+ * not NULL, read when the run ended) and, when `point` is set, a trace
+ * point right after the source. Both fill counts[BENCH_CORE_KEYS]; the
+ * engine returns 0 or an SL_E code with a message in err. */
+#define BENCH_CORE_KEYS 10000
+struct sl_tracer;
+struct sl_tracer_stats;
+void bench_core_loop(uint64_t n, int64_t *counts);
+int bench_core_engine(uint64_t n, int threads, int point, struct sl_tracer *tracer,
+                      struct sl_tracer_stats *stats, int64_t *counts, char *err, size_t errlen);
 
 #endif

@@ -16,7 +16,7 @@
 #include "bench/bench.h"
 #include "examples/jobs.h"
 
-#define N_KEYS 10000
+#define N_KEYS BENCH_CORE_KEYS
 
 typedef struct ev {
     int64_t ts;
@@ -59,7 +59,7 @@ typedef struct slot {
     int used;
 } slot;
 
-static void run_loop(uint64_t n, int64_t *counts)
+void bench_core_loop(uint64_t n, int64_t *counts)
 {
     size_t cap = 32768, mask = cap - 1;
     slot *t = calloc(cap, sizeof(slot));
@@ -124,21 +124,28 @@ static int counts_process(sl_ctx *ctx, void *self, sl_batch *in)
 static const sl_operator counts_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "counts", .process = counts_process};
 
-static int run_engine(uint64_t n, int threads, int64_t *counts, char *err, size_t errlen)
+int bench_core_engine(uint64_t n, int threads, int point, struct sl_tracer *tracer,
+                      struct sl_tracer_stats *stats, int64_t *counts, char *err, size_t errlen)
 {
     sl_generator_conf gc = {.fn = gen, .count = n};
     sl_agg_conf count = {.agg = &sl_agg_count, .emit = SL_AGG_EMIT_FINAL};
     sl_pipeline *p = sl_pipeline_new();
-    if (!p) return SL_ENOMEM;
+    if (!p) {
+        sl_tracer_free(tracer);
+        return SL_ENOMEM;
+    }
+    if (tracer) sl_pipeline_set_tracer(p, tracer);
     sl_pipeline_set_threads(p, threads);
     sl_pipeline_set_parallelism(p, threads);
     sl_stream *s = sl_pipeline_generator(p, "events", &gc, sizeof(ev), NULL);
+    if (point) s = sl_stream_trace(s, "traced", NULL);
     s = sl_stream_filter(s, "filter", pred, NULL);
     s = sl_stream_key_by(s, "key", key_of, NULL);
     s = sl_stream_aggregate(s, "count", &count);
     sl_stream_sink(s, "counts", &counts_sink, counts);
     int rc = sl_pipeline_run(p);
     if (rc) snprintf(err, errlen, "%s", sl_pipeline_errmsg(p));
+    if (tracer && stats) sl_tracer_stats_get(tracer, stats);
     sl_pipeline_free(p);
     return rc;
 }
@@ -199,9 +206,9 @@ int bench_core(int argc, char **argv)
             double t0 = bench_now();
             int rc = 0;
             if (v[k].threads == 0)
-                run_loop(n, k == 0 && r == 0 ? expect : got);
+                bench_core_loop(n, k == 0 && r == 0 ? expect : got);
             else
-                rc = run_engine(n, v[k].threads, got, err, sizeof(err));
+                rc = bench_core_engine(n, v[k].threads, 0, NULL, NULL, got, err, sizeof(err));
             times[r] = bench_now() - t0;
             if (rc) {
                 fprintf(stderr, "sluice %s: %s\n", cmd, err);

@@ -26,6 +26,20 @@
  *    most, per trace (the span records: the span's JSON text, its resource
  *    and scope texts and a 68-byte header, as kept for re-emission).
  *
+ *  overhead: bench core's pipeline (bench/bench_core.c: generator -> filter
+ *    -> key_by -> keyed count, on 1 worker thread) over --events events
+ *    (default 20,000,000), as bench core runs it and with a trace point
+ *    after the source: without a tracer (tracing compiled in but off), and
+ *    with a tracer sampling 1 % and 100 % of the records, exporting OTLP/JSON
+ *    to /dev/null (what --trace-out costs). A sampled record's span ends at
+ *    the filter (two in three) or at the count. The variants run in turn,
+ *    --repeat rounds (default 5), and the median of each is compared with
+ *    the median of the plain pipeline, in the same process; every run's
+ *    counts are checked against the hand-written loop's. Also printed: the
+ *    spans sampled and those dropped because the export queue was full, and
+ *    the cost of one span (the 100 % run's extra time over its spans). Each
+ *    round starts at another variant, so that none always follows another.
+ *
  * Figures are printed, never checked: tests/integration/bench_trace.sh
  * checks the output's shape only.
  */
@@ -284,6 +298,123 @@ out:
     return rc;
 }
 
+/* --- overhead on bench core -------------------------------------------------------------- */
+
+static long long ov_events = 20000000, ov_repeat = 5;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A tracer sampling `ratio`, exporting OTLP/JSON to /dev/null. */
+static sl_tracer *devnull_tracer(double ratio)
+{
+    sl_trace_exporter ex;
+    char err[256];
+    if (sl_otlp_file_exporter("/dev/null", &ex, err, sizeof err)) {
+        fprintf(stderr, "sluice %s: %s\n", cmd, err);
+        return NULL;
+    }
+    sl_tracer_conf tc = {.service_name = "bench", .sample_ratio = ratio};
+    sl_tracer *t = NULL;
+    if (sl_tracer_new(&tc, &ex, &t, err, sizeof err)) {
+        fprintf(stderr, "sluice %s: %s\n", cmd, err);
+        return NULL;
+    }
+    return t;
+}
+
+static int part_overhead(uint64_t unused)
+{
+    (void)unused;
+    static const struct {
+        const char *name;
+        int point;
+        double ratio; /* < 0: no tracer */
+    } v[] = {{"core", 0, -1},
+             {"point without tracer", 1, -1},
+             {"point 1% sampled", 1, 0.01},
+             {"point 100% sampled", 1, 1.0}};
+    enum { NV = sizeof(v) / sizeof(v[0]) };
+    uint64_t n = (uint64_t)ov_events;
+    int64_t *expect = calloc(BENCH_CORE_KEYS, sizeof(int64_t));
+    int64_t *got = calloc(BENCH_CORE_KEYS, sizeof(int64_t));
+    double *times = calloc((size_t)(NV * ov_repeat), sizeof(double)), med[NV];
+    uint64_t sampled[NV] = {0}, full[NV] = {0};
+    int rc = 1;
+    if (!expect || !got || !times) {
+        fprintf(stderr, "sluice %s: out of memory\n", cmd);
+        goto out;
+    }
+    bench_core_loop(n, expect);
+    if (!csv)
+        printf("overhead: bench core's pipeline, %" PRIu64 " events, 1 worker thread, median of "
+               "%lld rounds\n",
+               n, ov_repeat);
+    if (!csv) bench_header(0);
+    /* Each round starts at another variant: no variant always runs right
+     * after the heavy 100 % one. */
+    for (long long r = 0; r < ov_repeat; r++)
+        for (int kk = 0; kk < NV; kk++) {
+            int k = (int)((r + kk) % NV);
+            sl_tracer *t = v[k].ratio >= 0 ? devnull_tracer(v[k].ratio) : NULL;
+            if (v[k].ratio >= 0 && !t) goto out;
+            char err[512] = "";
+            memset(got, 0, BENCH_CORE_KEYS * sizeof(int64_t));
+            double t0 = bench_now();
+            int e = bench_core_engine(n, 1, v[k].point, t, NULL, got, err, sizeof err);
+            times[k * ov_repeat + r] = bench_now() - t0;
+            if (e) {
+                fprintf(stderr, "sluice %s: %s: %s\n", cmd, v[k].name, err);
+                goto out;
+            }
+            if (memcmp(expect, got, BENCH_CORE_KEYS * sizeof(int64_t)) != 0) {
+                fprintf(stderr, "sluice %s: %s counted differently from the loop\n", cmd,
+                        v[k].name);
+                goto out;
+            }
+        }
+    for (int k = 0; k < NV; k++) {
+        qsort(times + k * ov_repeat, (size_t)ov_repeat, sizeof(double), cmp_double);
+        med[k] = times[k * ov_repeat + ov_repeat / 2];
+        row(v[k].name, 1, n, med[k]);
+    }
+    /* One more run of each traced variant, for its tracer's counts. */
+    for (int k = 0; k < NV; k++) {
+        if (v[k].ratio < 0) continue;
+        sl_tracer *t = devnull_tracer(v[k].ratio);
+        if (!t) goto out;
+        sl_tracer_stats st;
+        char err[512] = "";
+        if (bench_core_engine(n, 1, v[k].point, t, &st, got, err, sizeof err)) {
+            fprintf(stderr, "sluice %s: %s: %s\n", cmd, v[k].name, err);
+            goto out;
+        }
+        sampled[k] = st.sampled;
+        full[k] = st.dropped_full;
+    }
+    if (!csv) {
+        printf("\n  overhead, trace point without tracer  %+.1f %%  (goal <= 2)\n",
+               100 * (med[1] / med[0] - 1));
+        printf("  overhead, 1 %% sampled                %+.1f %%  (goal <= 5)\n",
+               100 * (med[2] / med[0] - 1));
+        printf("  overhead, 100 %% sampled              %+.1f %%\n", 100 * (med[3] / med[0] - 1));
+        for (int k = 2; k < NV; k++)
+            printf("  %s: %" PRIu64 " spans sampled, %" PRIu64 " dropped (export queue full)\n",
+                   v[k].name, sampled[k], full[k]);
+        printf("  one span (100 %% sampled: extra time / spans): %.0f ns\n",
+               sampled[3] ? (med[3] - med[0]) * 1e9 / (double)sampled[3] : 0.0);
+    }
+    rc = 0;
+out:
+    free(expect);
+    free(got);
+    free(times);
+    return rc;
+}
+
 /* --- the command line ------------------------------------------------------------------- */
 
 static const struct {
@@ -291,14 +422,17 @@ static const struct {
     int (*run)(uint64_t n);
 } parts[] = {
     {"collector", part_collector},
+    {"overhead", part_overhead},
 };
 #define N_PARTS (sizeof(parts) / sizeof(parts[0]))
 
 int bench_trace(int argc, char **argv)
 {
-    enum { O_CSV = JOBS_OPT_FIRST_FREE, O_SPANS, O_ONLY };
+    enum { O_CSV = JOBS_OPT_FIRST_FREE, O_SPANS, O_ONLY, O_EVENTS, O_REPEAT };
     static const struct option opts[] = {{"csv", no_argument, NULL, O_CSV},
                                          {"spans", required_argument, NULL, O_SPANS},
+                                         {"events", required_argument, NULL, O_EVENTS},
+                                         {"repeat", required_argument, NULL, O_REPEAT},
                                          {"only", required_argument, NULL, O_ONLY},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
@@ -312,14 +446,20 @@ int bench_trace(int argc, char **argv)
         case O_CSV: csv = 1; break;
         case O_SPANS: ret = jobs_int(cmd, "--spans", optarg, 1000, 1000000000, &n); break;
         case O_ONLY: only = optarg; break;
+        case O_EVENTS: ret = jobs_int(cmd, "--events", optarg, 1000, 1LL << 40, &ov_events); break;
+        case O_REPEAT: ret = jobs_int(cmd, "--repeat", optarg, 1, 100, &ov_repeat); break;
         default: ret = jobs_opt(cmd, opt, argv, NULL); break;
         }
         if (ret == JOBS_HELP) {
-            printf("usage: sluice bench trace [--spans N] [--only collector] [--csv]\n"
+            printf("usage: sluice bench trace [--spans N] [--events E] [--repeat R]\n"
+                   "                         [--only collector|overhead] [--csv]\n"
                    "Tracing figures. collector: the trace-collector job on N generated spans\n"
                    "(default 400000; OTLP/JSON lines in a temporary file, traces of %d spans):\n"
                    "spans per second assembled and sampled with 1 and 2 threads, against the\n"
-                   "OTLP/JSON reader alone, and the memory per in-flight trace.\n",
+                   "OTLP/JSON reader alone, and the memory per in-flight trace. overhead:\n"
+                   "bench core's pipeline over E events (default 20000000), plain and with a\n"
+                   "trace point after its source (no tracer; 1%% and 100%% sampled), median\n"
+                   "of R rounds (default 5).\n",
                    SPANS_PER_TRACE);
             return 0;
         }
@@ -330,7 +470,8 @@ int bench_trace(int argc, char **argv)
     if (only) {
         while (k < N_PARTS && strcmp(parts[k].name, only) != 0) k++;
         if (k == N_PARTS) {
-            fprintf(stderr, "sluice %s: --only must be collector, not '%s'\n", cmd, only);
+            fprintf(stderr, "sluice %s: --only must be collector or overhead, not '%s'\n", cmd,
+                    only);
             return 2;
         }
     }

@@ -44,10 +44,12 @@
  * another span in it (its own span was evicted) puts the state back.
  *
  * Cost: nothing without a tracer (the point forwards its batch); with one,
- * a ratio test per record without a context (no draw at ratio 0); per
- * sampled record a few atomics and one sl_span (about 2 KB) copied into the
- * tracer's queue at its end.
+ * per record without a context a counter to count down (the gap to the next
+ * sampled one is drawn when it is reached); per sampled record a few
+ * atomics and one sl_span (about 2 KB) copied into the tracer's queue at
+ * its end.
  */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,26 +224,88 @@ void sli_spans_free(sli_spans *t, sl_tracer *tracer)
 
 /* --- the operator ---------------------------------------------------------------- */
 
+/* An instance of a trace point: the ratio for records without a context
+ * and how many such records to pass before the next one is sampled. Which
+ * records start a trace is drawn as the gaps between them (geometric, as
+ * independent draws at `ratio` would give): no random draw per record. */
+typedef struct tp_self {
+    double ratio;
+    uint64_t skip;
+} tp_self;
+
+static uint64_t next_gap(double ratio)
+{
+    if (ratio >= 1) return 0;
+    uint8_t r[8];
+    uint64_t x;
+    sl_trace_new_span_id(r);
+    memcpy(&x, r, 8);
+    double u = ((double)(x >> 11) + 1) * 0x1p-53; /* (0, 1] */
+    double g = floor(log(u) / log1p(-ratio));
+    return g < 1e18 ? (uint64_t)g : UINT64_MAX;
+}
+
+static int tp_open(sl_ctx *c, void **self)
+{
+    const tp_conf *tc = sl_ctx_conf(c);
+    tp_self *s = calloc(1, sizeof(*s));
+    if (!s) return sl_ctx_fail(c, SL_ENOMEM, "out of memory");
+    s->ratio = tc->c.sample_ratio == 0 ? sl_tracer_sample_ratio(c->p->tracer) : tc->c.sample_ratio;
+    if (s->ratio > 0) s->skip = next_gap(s->ratio);
+    *self = s;
+    return 0;
+}
+
+static void tp_close(void *self)
+{
+    free(self);
+}
+
 static int tp_process(sl_ctx *c, void *self, sl_batch *b)
 {
-    (void)self;
+    tp_self *me = self;
     sl_tracer *tr = c->p->tracer;
     if (!tr) return sl_forward(c, b);
     const tp_conf *tc = sl_ctx_conf(c);
-    double ratio = tc->c.sample_ratio == 0 ? sl_tracer_sample_ratio(tr) : tc->c.sample_ratio;
     int64_t now = sl_trace_now_ns();
+    if (!b->trace) {
+        /* No record carries a context: only new traces, at the drawn gaps,
+         * so the loop jumps from one sampled record to the next. */
+        uint32_t i = 0;
+        while (me->ratio > 0 && me->skip < (uint64_t)(b->count - i)) {
+            i += (uint32_t)me->skip;
+            me->skip = next_gap(me->ratio);
+            uint8_t trace_id[16];
+            sl_trace_ctx out;
+            sli_trace_new_sampled_trace_id(me->ratio, trace_id);
+            span_open(c->p->spans, tr, c, tc, b, i, trace_id, NULL, now, &out);
+            if (sl_batch_set_trace(b, i, &out) != 0)
+                return sl_ctx_fail(c, SL_ENOMEM, "out of memory for a trace column");
+            i++;
+        }
+        if (me->ratio > 0) me->skip -= b->count - i;
+        return sl_forward(c, b);
+    }
     for (uint32_t i = 0; i < b->count; i++) {
-        const sl_trace_ctx *in = sl_batch_trace(b, i);
+        const sl_trace_ctx *in = NULL;
+        if (b->trace) {
+            uint64_t sid;
+            memcpy(&sid, b->trace[i].span_id, 8);
+            if (sid && sl_trace_ctx_valid(&b->trace[i])) in = &b->trace[i];
+        }
         uint8_t trace_id[16];
         if (in) {
-            if (in->flags & SL_TRACE_FLAG_SAMPLED)
-                span_end(c->p->spans, tr, in, c, b, i, now);    /* the span before ends here */
             if (!(in->flags & SL_TRACE_FLAG_SAMPLED)) continue; /* parent-based: not sampled */
+            span_end(c->p->spans, tr, in, c, b, i, now);        /* the span before ends here */
             memcpy(trace_id, in->trace_id, 16);
         } else {
-            if (ratio <= 0) continue;
-            sl_trace_new_trace_id(trace_id);
-            if (!sl_trace_should_sample(ratio, NULL, trace_id)) continue;
+            if (!(me->ratio > 0)) continue;
+            if (me->skip) {
+                me->skip--;
+                continue;
+            }
+            me->skip = next_gap(me->ratio);
+            sli_trace_new_sampled_trace_id(me->ratio, trace_id);
         }
         sl_trace_ctx out;
         span_open(c->p->spans, tr, c, tc, b, i, trace_id, in, now, &out);
@@ -251,8 +315,11 @@ static int tp_process(sl_ctx *c, void *self, sl_batch *b)
     return sl_forward(c, b);
 }
 
-static const sl_operator tp_op = {
-    .version = SL_OPERATOR_VERSION, .kind = "trace", .process = tp_process};
+static const sl_operator tp_op = {.version = SL_OPERATOR_VERSION,
+                                  .kind = "trace",
+                                  .open = tp_open,
+                                  .process = tp_process,
+                                  .close = tp_close};
 
 sl_stream *sl_stream_trace(sl_stream *in, const char *name, const sl_trace_point_conf *conf)
 {

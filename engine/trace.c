@@ -210,6 +210,12 @@ void sl_trace_new_span_id(uint8_t out[8])
 
 /* --- sampling --------------------------------------------------------------------- */
 
+/* TraceIdRatioBased's threshold: ratio * 2^63 ((0, 1) only). */
+static uint64_t ratio_bound(double ratio)
+{
+    return (uint64_t)(ratio * 9223372036854775808.0);
+}
+
 int sl_trace_should_sample(double ratio, const sl_trace_ctx *parent, const uint8_t trace_id[16])
 {
     if (sl_trace_ctx_valid(parent)) return (parent->flags & SL_TRACE_FLAG_SAMPLED) != 0;
@@ -219,8 +225,19 @@ int sl_trace_should_sample(double ratio, const sl_trace_ctx *parent, const uint8
      * bytes of the id, big endian, >> 1, against ratio * 2^63. */
     uint64_t x = 0;
     for (int i = 8; i < 16; i++) x = x << 8 | trace_id[i];
-    uint64_t bound = (uint64_t)(ratio * 9223372036854775808.0);
-    return (x >> 1) < bound;
+    return (x >> 1) < ratio_bound(ratio);
+}
+
+void sli_trace_new_sampled_trace_id(double ratio, uint8_t out[16])
+{
+    sl_trace_new_trace_id(out);
+    if (ratio >= 1) return;
+    uint64_t bound = ratio_bound(ratio), x = 0;
+    for (int i = 8; i < 16; i++) x = x << 8 | out[i];
+    if (bound == 0 || (x >> 1) < bound) return;
+    x = ((x >> 1) % bound) << 1 | (x & 1); /* the low half, moved below the bound */
+    for (int i = 15; i >= 8; i--, x >>= 8) out[i] = (uint8_t)x;
+    if (!(out[0] | out[1] | out[2] | out[3] | out[4] | out[5] | out[6] | out[7])) out[0] = 1;
 }
 
 /* --- the tracer ------------------------------------------------------------------- */
@@ -238,10 +255,8 @@ struct sl_tracer {
     sl_trace_exporter exp;
 
     struct cell *ring;
-    size_t mask; /* capacity - 1 */
-    _Atomic size_t enq;
-    _Atomic size_t deq; /* written by the export thread only */
-    sl_span *batch;     /* batch_size spans, the export thread's */
+    size_t mask;    /* capacity - 1 */
+    sl_span *batch; /* batch_size spans, the export thread's */
 
     pthread_t thread;
     pthread_mutex_t m;
@@ -249,10 +264,16 @@ struct sl_tracer {
     pthread_cond_t done_cv;      /* the export thread handled spans (monotonic) */
     int stop, flush_req;         /* under m */
     _Atomic int64_t shutdown_at; /* 0, or when free's time runs out (mono ms) */
-    _Atomic uint64_t queued, done;
 
-    _Atomic uint64_t started, ended, sampled, exported, dropped_full, dropped_export, export_errors,
-        batches;
+    /* What the threads that end spans write, and what the export thread
+     * writes, on cache lines of their own: a span's end then touches no
+     * line the export thread keeps writing (sharing one cost the end a
+     * miss per counter). */
+    _Alignas(64) _Atomic size_t enq;
+    _Atomic uint64_t queued, started, ended, sampled, dropped_full;
+    _Alignas(64) _Atomic size_t deq;
+    _Atomic uint64_t done, exported, dropped_export, export_errors, batches;
+    char pad_end[64 - 6 * 8]; /* keeps what follows off the export thread's line */
 };
 
 const char *sl_tracer_service_name(const sl_tracer *t)
@@ -429,7 +450,8 @@ int sl_tracer_new(const sl_tracer_conf *conf, const sl_trace_exporter *exp, sl_t
         goto fail;
     }
     rc = SL_ENOMEM;
-    t = calloc(1, sizeof(*t));
+    t = aligned_alloc(64, (sizeof(*t) + 63) & ~(size_t)63); /* its counters' lines */
+    if (t) memset(t, 0, sizeof(*t));
     if (!t) goto fail;
     size_t cap = 1;
     while (cap < (conf->queue_capacity ? conf->queue_capacity : 2048)) cap <<= 1;

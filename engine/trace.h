@@ -24,6 +24,12 @@ static inline sl_tracer *sli_pipeline_tracer(const sl_pipeline *p)
     return p ? p->tracer : NULL;
 }
 
+/* A new random trace id that sl_trace_should_sample(ratio, NULL, id)
+ * samples (ratio > 0): for the trace points, which pick the records to
+ * sample first (spans.c) and then give them ids the rule agrees with, so
+ * that other processes decide the same for these traces. */
+void sli_trace_new_sampled_trace_id(double ratio, uint8_t out[16]);
+
 /* Start span s sampled, with these ids and start time (parent_span_id NULL:
  * a root): for spans opened in one place and ended in another, as trace
  * points' are (spans.c), where the sampling was decided already. t NULL:

@@ -41,42 +41,55 @@ static fn_conf *new_conf(sl_stream *in, void *fn, void *ud)
 /* --- filter --------------------------------------------------------------- */
 
 /* One pass: test record i, and if kept move it down to slot j. A constant
- * width W turns the payload move into a few register moves. */
-#define FILTER_LOOP(W)                                    \
+ * width W turns the payload move into a few register moves. TR (a constant
+ * too) says the batch has a trace column: a kept record's context moves
+ * with it, a dropped record's sampled span ends here. */
+#define FILTER_LOOP(W, TR)                                \
     for (uint32_t i = 0; i < n; i++) {                    \
         uint8_t *rec = in->data + (size_t)i * (W);        \
-        if (!fn(rec, (W), in->ts[i], ud)) continue;       \
+        if (!fn(rec, (W), in->ts[i], ud)) {               \
+            if (TR) dropped(ctx, &in->trace[i]);          \
+            continue;                                     \
+        }                                                 \
         if (i != j) {                                     \
             in->ts[j] = in->ts[i];                        \
             in->hash[j] = in->hash[i];                    \
             memcpy(in->data + (size_t)j * (W), rec, (W)); \
+            if (TR) in->trace[j] = in->trace[i];          \
         }                                                 \
         j++;                                              \
     }
 
-/* filter of a batch that carries trace contexts: one generic loop that
- * moves each kept record's context with it and zeroes what the dropped ones
- * leave at the end (the column's invariant, sluice/batch.h); a dropped
- * record's trace-point span ends here (sl_ctx_trace_dropped). */
+static inline void dropped(sl_ctx *ctx, const sl_trace_ctx *tc)
+{
+    if (tc->flags & SL_TRACE_FLAG_SAMPLED) sl_ctx_trace_dropped(ctx, tc);
+}
+
+/* filter of a batch that carries trace contexts: the loops above with the
+ * column (or, for variable-width records, one generic loop), then what the
+ * dropped records leave at the column's end is zeroed (its invariant,
+ * sluice/batch.h). */
 static uint32_t filter_traced(sl_ctx *ctx, sl_batch *in, sl_filter_fn fn, void *ud)
 {
     uint32_t n = in->count, j = 0, w = in->width;
-    for (uint32_t i = 0; i < n; i++) {
-        sl_bytes r = sl_batch_bytes(in, i);
-        if (!fn(r.ptr, r.len, in->ts[i], ud)) {
-            sl_ctx_trace_dropped(ctx, &in->trace[i]);
-            continue;
-        }
-        if (i != j) {
+    switch (w) {
+    case 0:
+        for (uint32_t i = 0; i < n; i++) {
+            if (!fn(in->data + in->var[i].off, in->var[i].len, in->ts[i], ud)) {
+                dropped(ctx, &in->trace[i]);
+                continue;
+            }
             in->ts[j] = in->ts[i];
             in->hash[j] = in->hash[i];
+            in->var[j] = in->var[i];
             in->trace[j] = in->trace[i];
-            if (w)
-                memcpy(in->data + (size_t)j * w, r.ptr, w);
-            else
-                in->var[j] = in->var[i];
+            j++;
         }
-        j++;
+        break;
+    case 16: FILTER_LOOP(16, 1) break;
+    case 32: FILTER_LOOP(32, 1) break;
+    case 64: FILTER_LOOP(64, 1) break;
+    default: FILTER_LOOP(w, 1) break;
     }
     memset(&in->trace[j], 0, (size_t)(n - j) * sizeof(sl_trace_ctx));
     return j;
@@ -99,10 +112,10 @@ static int filter_process(sl_ctx *ctx, void *self, sl_batch *in)
             j++;
         }
         break;
-    case 16: FILTER_LOOP(16) break;
-    case 32: FILTER_LOOP(32) break;
-    case 64: FILTER_LOOP(64) break;
-    default: FILTER_LOOP(w) break;
+    case 16: FILTER_LOOP(16, 0) break;
+    case 32: FILTER_LOOP(32, 0) break;
+    case 64: FILTER_LOOP(64, 0) break;
+    default: FILTER_LOOP(w, 0) break;
     }
     in->count = j;
     if (j == 0) return 0; /* the engine recycles the batch */
