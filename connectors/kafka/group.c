@@ -416,6 +416,13 @@ static int topic_ensure(sl_kafka_group *g, const char *topic, int32_t parts, int
     return rc;
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Read the state topic's partition of task t to its end; the last record
  * with the task's key goes to dir. *found says whether there was one. */
 static int state_restore(sl_kafka_group *g, const sl_kafka_task *t, const char *dir, int *found,
@@ -426,8 +433,13 @@ static int state_restore(sl_kafka_group *g, const sl_kafka_task *t, const char *
     size_t kl = strlen(key);
     int32_t part = t->state_partition;
     int64_t lo = 0, hi = 0;
-    rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(g->restore, g->state_topic, part, &lo, &hi, 10000);
+    /* A broker slow to answer (a loaded machine) is waited out, as the
+     * reading that follows is, for RESTORE_TIMEOUT_MS. */
+    double t0 = mono_s();
+    rd_kafka_resp_err_t e;
+    do {
+        e = rd_kafka_query_watermark_offsets(g->restore, g->state_topic, part, &lo, &hi, 10000);
+    } while (e && !slk_err_fatal(e) && !g->stop && (mono_s() - t0) * 1000 < RESTORE_TIMEOUT_MS);
     if (e)
         return fail(g, SL_EIO, "state topic '%s' partition %d: %s", g->state_topic, (int)part,
                     rd_kafka_err2str(e));
@@ -502,13 +514,6 @@ static int rm_tree(const char *path)
     }
     closedir(d);
     return rc | rmdir(path);
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A task's name in lines: "partition 3" of the input, "repartition

@@ -38,6 +38,11 @@ rd_kafka_conf_t *slk_conf_new(const char *bootstrap, const char *const *props, c
  * when out of memory; NULL props give an empty array. */
 char **slk_props_dup(const char *const *props);
 
+/* Errors that no retry heals (the topic is gone, the offset is out of
+ * range, not authorized, a fatal client error): every other error of a
+ * call is retried while the caller's time lasts (kconf.c). */
+int slk_err_fatal(rd_kafka_resp_err_t e);
+
 /* Record partition's next offset at checkpoint chk. Returns 0 or SL_ENOMEM. */
 int slk_offsets_put(const void *pipeline, const char *group, uint64_t chk, const char *topic,
                     int32_t partition, int64_t next_offset);

@@ -242,3 +242,22 @@ int slk_wm_unpack(const void *in, size_t len, slk_wm *m)
     if (m->upstreams <= 0 || m->upstream < 0 || m->upstream >= m->upstreams) return SL_ECORRUPT;
     return 0;
 }
+
+/* Errors that no retry heals (the topic is gone, the offset is out of
+ * range, not authorized). */
+int slk_err_fatal(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
+    case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG: return 1;
+    default: return 0;
+    }
+}

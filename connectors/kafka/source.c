@@ -117,25 +117,6 @@ struct ksplit {
 static pthread_mutex_t kc_lock = PTHREAD_MUTEX_INITIALIZER;
 static kcons *kc_list;
 
-/* Errors that no retry heals (the topic is gone, the offset is out of
- * range, not authorized). */
-static int fatal_err(rd_kafka_resp_err_t e)
-{
-    switch (e) {
-    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
-    case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR__FATAL:
-    case RD_KAFKA_RESP_ERR__BAD_MSG:
-    case RD_KAFKA_RESP_ERR_INVALID_MSG: return 1;
-    default: return 0;
-    }
-}
-
 /* conf->down_ms with its default: how long the source waits out brokers
  * that do not answer before it fails the job (< 0: for ever). */
 static int64_t down_budget(const sl_kafka_source_conf *c)
@@ -153,7 +134,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         snprintf(kc->fatal, sizeof kc->fatal, "%s", why);
         return;
     }
-    if (fatal_err((rd_kafka_resp_err_t)err)) {
+    if (slk_err_fatal((rd_kafka_resp_err_t)err)) {
         if (!kc->fatal[0]) snprintf(kc->fatal, sizeof kc->fatal, "%s", reason);
         return;
     }
@@ -433,7 +414,7 @@ static void ksrc_close(void *self)
 static int open_retry(sl_ctx *ctx, const sl_kafka_source_conf *c, int64_t t0,
                       rd_kafka_resp_err_t ke)
 {
-    if (!ke || fatal_err(ke) || sl_ctx_canceled(ctx)) return 0;
+    if (!ke || slk_err_fatal(ke) || sl_ctx_canceled(ctx)) return 0;
     int64_t down_ms = down_budget(c);
     if (down_ms > 0 && sl_clock_ms() - t0 >= down_ms) return 0;
     return 1;
@@ -462,10 +443,10 @@ static int resolve_start(sl_ctx *ctx, const sl_kafka_source_conf *c, ksplit *s)
         if (off < 0) off = SL_OFFSET_BEGINNING; /* the group has none */
     }
     if (off == SL_OFFSET_BEGINNING || off == SL_OFFSET_END) {
-        do
+        do {
             ke = rd_kafka_query_watermark_offsets(s->kc->rk, c->topic, s->partition, &lo, &hi,
                                                   KS_TIMEOUT_MS);
-        while (open_retry(ctx, c, t0, ke));
+        } while (open_retry(ctx, c, t0, ke));
         if (ke)
             return sl_ctx_fail(ctx, SL_EIO,
                                "kafka source: topic '%s' partition %d: cannot read its "
@@ -677,7 +658,7 @@ static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)
             int64_t at = s->end >= 0 && m->offset > s->end ? s->end : m->offset;
             if (at > s->pos) s->pos = at;
         } else if (m->err) {
-            if (fatal_err(m->err))
+            if (slk_err_fatal(m->err))
                 rc = sl_ctx_fail(ctx, SL_EIO, "kafka source: topic '%s' partition %d: %s", c->topic,
                                  (int)s->partition, rd_kafka_message_errstr(m));
             else
