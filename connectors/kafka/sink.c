@@ -80,11 +80,11 @@
  * takes the lock once per batch, never per record. Delivery reports run
  * inside rd_kafka_poll/flush, on the thread that calls them.
  *
- * Trace context: without exactly-once, a record that carries one (the
- * batch's trace column, sluice/batch.h) is produced with a `traceparent`
- * header of the same trace id and flags and a new span id, sluice's hop
- * (connectors/topic_record.c). Staged (exactly-once) records do not carry
- * it yet: the staged format below has no room for it.
+ * Trace context: a record that carries one (the batch's trace column,
+ * sluice/batch.h) is produced with a `traceparent` header of the same trace
+ * id and flags and a new span id, sluice's hop (connectors/topic_record.c);
+ * under exactly-once the context is staged with the record and the hop made
+ * when the transaction produces it.
  *
  * Staged record (in memory and in the snapshot), little-endian:
  *
@@ -93,9 +93,14 @@
  *   8       4     partition (-1: by key, murmur2)
  *   12      4     key length K (0xFFFFFFFF: no key; 0xFFFFFFFE: a watermark
  *                 marker, no key, below)
- *   16      4     value length V
+ *   16      4     value length V, with bit 31 (VL_TRACED) set when a trace
+ *                 context follows the value (never for a marker)
  *   20      K     key
  *   20+K    V     value (a marker's: the value of its header)
+ *   20+K+V  25    only with VL_TRACED: trace id 16, span id 8, flags 1 (the
+ *                 sl_trace_ctx the record carried)
+ * A snapshot written before contexts were staged has no VL_TRACED record and
+ * reads as before.
  *
  * Watermark markers. A task's sink into its group's repartition topic
  * (sluice/kafka.h: repartitioning) stages, at each snapshot whose input
@@ -139,7 +144,9 @@
 
 #define NO_KEY       0xFFFFFFFFu
 #define WM_MARKER    0xFFFFFFFEu /* staged key length of a watermark marker */
+#define VL_TRACED    0x80000000u /* staged value length: a trace context follows */
 #define REC_HDR      20
+#define REC_TRACE    25 /* a staged trace context: 16 + 8 + 1 */
 #define TXN_ATTEMPTS 5  /* a transaction that must be aborted is run again this often */
 #define RETRIES      20 /* a retriable call is repeated this often */
 #define TXN_MS       60000
@@ -513,20 +520,29 @@ static int flush_all(sl_ctx *ctx, ksink *s)
 
 /* --- exactly-once ------------------------------------------------------------------ */
 
+/* tc: the record's trace context, or NULL (vlen < VL_TRACED: the caller
+ * refused bigger records). */
 static int stage(ksink *s, int64_t ts, int32_t part, const void *key, uint32_t klen, int kind,
-                 const void *val, uint32_t vlen)
+                 const void *val, uint32_t vlen, const sl_trace_ctx *tc)
 {
     int keyed = kind == REC_KEYED;
-    size_t need = REC_HDR + (keyed ? klen : 0) + vlen;
+    size_t need = REC_HDR + (keyed ? klen : 0) + vlen + (tc ? REC_TRACE : 0);
     if (sl_buf_reserve(&s->staged, need)) return SL_ENOMEM;
     uint8_t *d = s->staged.ptr + s->staged.len;
     uint32_t kl = keyed ? klen : kind == REC_MARKER ? WM_MARKER : NO_KEY;
+    uint32_t vl = vlen | (tc ? VL_TRACED : 0);
     memcpy(d, &ts, 8);
     memcpy(d + 8, &part, 4);
     memcpy(d + 12, &kl, 4);
-    memcpy(d + 16, &vlen, 4);
+    memcpy(d + 16, &vl, 4);
     if (keyed && klen) memcpy(d + REC_HDR, key, klen);
-    if (vlen) memcpy(d + REC_HDR + (keyed ? klen : 0), val, vlen);
+    uint8_t *v = d + REC_HDR + (keyed ? klen : 0);
+    if (vlen) memcpy(v, val, vlen);
+    if (tc) {
+        memcpy(v + vlen, tc->trace_id, 16);
+        memcpy(v + vlen + 16, tc->span_id, 8);
+        v[vlen + 24] = tc->flags;
+    }
     s->staged.len += need;
     s->n_staged++;
     return 0;
@@ -547,17 +563,17 @@ static int eo_process(sl_ctx *ctx, ksink *s, const sl_kafka_sink_conf *c, sl_bat
             break;
         }
         if (stage(s, in->ts[i], keyed ? RD_KAFKA_PARTITION_UA : rr, k.ptr, k.len,
-                  keyed ? REC_KEYED : REC_UNKEYED, v.ptr, v.len))
+                  keyed ? REC_KEYED : REC_UNKEYED, v.ptr, v.len, sl_batch_trace(in, i)))
             rc = fail(ctx, s, SL_ENOMEM, "out of memory staging records");
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
 
-/* Walk staged records: calls fn for each (kind: REC_...); stops at its
- * first error. */
+/* Walk staged records: calls fn for each (kind: REC_...; tc: its trace
+ * context or NULL); stops at its first error. */
 typedef int (*rec_fn)(void *arg, int64_t ts, int32_t part, const uint8_t *key, uint32_t klen,
-                      int kind, const uint8_t *val, uint32_t vlen);
+                      int kind, const uint8_t *val, uint32_t vlen, const sl_trace_ctx *tc);
 static int walk(const uint8_t *d, size_t len, size_t *count, rec_fn fn, void *arg)
 {
     size_t off = 0, n = 0;
@@ -572,14 +588,24 @@ static int walk(const uint8_t *d, size_t len, size_t *count, rec_fn fn, void *ar
         memcpy(&vl, d + off + 16, 4);
         size_t k = kl == NO_KEY || kl == WM_MARKER ? 0 : kl;
         int kind = kl == NO_KEY ? REC_UNKEYED : kl == WM_MARKER ? REC_MARKER : REC_KEYED;
-        if (len - off - REC_HDR < k || len - off - REC_HDR - k < vl) return SL_ECORRUPT;
-        if (kind == REC_MARKER && (vl != SLK_WM_LEN || part < 0)) return SL_ECORRUPT;
+        size_t tl = vl & VL_TRACED ? REC_TRACE : 0;
+        vl &= ~VL_TRACED;
+        if (len - off - REC_HDR < k || len - off - REC_HDR - k < (size_t)vl + tl)
+            return SL_ECORRUPT;
+        if (kind == REC_MARKER && (vl != SLK_WM_LEN || part < 0 || tl)) return SL_ECORRUPT;
         if (fn) {
-            int rc =
-                fn(arg, ts, part, d + off + REC_HDR, (uint32_t)k, kind, d + off + REC_HDR + k, vl);
+            const uint8_t *v = d + off + REC_HDR + k;
+            sl_trace_ctx tc;
+            if (tl) {
+                memcpy(tc.trace_id, v + vl, 16);
+                memcpy(tc.span_id, v + vl + 16, 8);
+                tc.flags = v[vl + 24];
+            }
+            int rc = fn(arg, ts, part, d + off + REC_HDR, (uint32_t)k, kind, v, vl,
+                        tl && sl_trace_ctx_valid(&tc) ? &tc : NULL);
             if (rc) return rc;
         }
-        off += REC_HDR + k + vl;
+        off += REC_HDR + k + vl + tl;
         n++;
     }
     if (count) *count = n;
@@ -614,7 +640,7 @@ static int stage_markers(sl_ctx *ctx, ksink *s)
     uint8_t v[SLK_WM_LEN];
     slk_wm_pack(v, &m);
     for (int32_t p = 0; p < s->nparts; p++)
-        if (stage(s, SL_TIME_NONE, p, NULL, 0, REC_MARKER, v, SLK_WM_LEN)) return SL_ENOMEM;
+        if (stage(s, SL_TIME_NONE, p, NULL, 0, REC_MARKER, v, SLK_WM_LEN, NULL)) return SL_ENOMEM;
     s->mk_staged = 1;
     s->mk_wm = m.wm;
     s->mk_idle = m.idle;
@@ -710,10 +736,12 @@ typedef struct txn_run {
 } txn_run;
 
 static int produce_staged(void *arg, int64_t ts, int32_t part, const uint8_t *key, uint32_t klen,
-                          int kind, const uint8_t *val, uint32_t vlen)
+                          int kind, const uint8_t *val, uint32_t vlen, const sl_trace_ctx *tc)
 {
     txn_run *t = arg;
-    rd_kafka_resp_err_t e = produce(t->s, ts, part, key, klen, kind, val, vlen, NULL);
+    char tp[SLC_TRACEPARENT_MAX + 1];
+    if (tc) slc_trace_hop(tc, tp); /* sluice's hop: a new span id */
+    rd_kafka_resp_err_t e = produce(t->s, ts, part, key, klen, kind, val, vlen, tc ? tp : NULL);
     if (!e) return 0;
     t->err = e;
     t->part = part;

@@ -5,8 +5,9 @@
 # key_by shuffle into 2 instances -> rebalance -> sink), once with the
 # built-in broker's topic source and sink over the server's directory and
 # once with the Kafka source and sink (librdkafka) through the server, and
-# come out,
-# read with kcat -C -f '%h', with a traceparent of the same trace id and
+# come out (and a third time with the Kafka sink exactly-once, whose records
+# wait staged for their checkpoint's transaction), read with kcat -C -f '%h',
+# with a traceparent of the same trace id and
 # flags and a new parent span id; records without the header come out
 # without one; each kind of malformed header (too long, too short,
 # uppercase, version ff, zero trace id, zero span id, bad separators, a
@@ -111,5 +112,11 @@ check_out out
 grep -qx "malformed $malformed" "$tmp/pipe.out" ||
   fail "the Kafka pipeline counted '$(cat "$tmp/pipe.out")' malformed headers, expected $malformed"
 check_out out-kafka
+
+# the same, the Kafka sink exactly-once: contexts staged with the records
+"$bin" topic create out-eo --partitions 2
+"$pipe" --kafka-eo "$tmp/chk" "$broker" in out-eo > "$tmp/pipe.out" 2> "$tmp/pipe.err" ||
+  fail "the exactly-once Kafka pipeline failed: $(cat "$tmp/pipe.err")"
+check_out out-eo
 kill -0 "$pid" || fail "the server died: $(cat "$tmp/serve.err")"
-echo "trace_kcat: broker and Kafka: $n_in records each, 6 traced with new span ids, $malformed malformed headers counted"
+echo "trace_kcat: broker, Kafka and Kafka exactly-once: $n_in records each, 6 traced with new span ids, $malformed malformed headers counted"

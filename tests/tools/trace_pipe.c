@@ -5,11 +5,14 @@
  * output from its input record), a key_by shuffle into two instances and a
  * rebalance, and writes the values to another topic with the broker sink;
  * with --kafka, the same through the Kafka source and sink (librdkafka) of
- * a Kafka cluster (`sluice broker serve`). Prints "malformed N"
- * (sl_pipeline_trace_malformed) on stdout.
+ * a Kafka cluster (`sluice broker serve`); with --kafka-eo CHK_DIR, that
+ * with checkpoints in CHK_DIR and the sink exactly-once (its records
+ * staged, then produced in each checkpoint's transaction). Prints
+ * "malformed N" (sl_pipeline_trace_malformed) on stdout.
  *
  *   trace_pipe DIR IN_TOPIC OUT_TOPIC
  *   trace_pipe --kafka BOOTSTRAP IN_TOPIC OUT_TOPIC
+ *   trace_pipe --kafka-eo CHK_DIR BOOTSTRAP IN_TOPIC OUT_TOPIC
  *
  * Exit 0, or 1 with the pipeline's message on stderr.
  */
@@ -38,16 +41,22 @@ static int value_only(sl_buf *out, const void *rec, uint32_t len, int64_t ts, vo
 
 int main(int argc, char **argv)
 {
-    int kafka = argc == 5 && !strcmp(argv[1], "--kafka");
+    int eo = argc == 6 && !strcmp(argv[1], "--kafka-eo");
+    int kafka = eo || (argc == 5 && !strcmp(argv[1], "--kafka"));
     if (argc != 4 && !kafka) {
-        fprintf(stderr, "usage: trace_pipe [--kafka BOOTSTRAP | DIR] IN_TOPIC OUT_TOPIC\n");
+        fprintf(stderr, "usage: trace_pipe [--kafka BOOTSTRAP | --kafka-eo CHK_DIR BOOTSTRAP | "
+                        "DIR] IN_TOPIC OUT_TOPIC\n");
         return 2;
     }
-    const char *where = argv[1 + kafka], *in = argv[2 + kafka], *out = argv[3 + kafka];
+    int a = 1 + kafka + eo; /* where */
+    const char *where = argv[a], *in = argv[a + 1], *out = argv[a + 2];
     sl_broker_source_conf sc = {.dir = where, .topic = in, .until_end = 1};
     sl_broker_sink_conf kc = {.dir = where, .topic = out, .format = value_only};
     sl_kafka_source_conf ksc = {.bootstrap = where, .topic = in, .until_end = 1};
-    sl_kafka_sink_conf kkc = {.bootstrap = where, .topic = out, .format = value_only};
+    sl_kafka_sink_conf kkc = {.bootstrap = where,
+                              .topic = out,
+                              .format = value_only,
+                              .transactional_id = eo ? "trace-pipe" : NULL};
     sl_pipeline *p = sl_pipeline_new();
     if (!p) return 1;
     sl_pipeline_set_threads(p, 2);
@@ -60,6 +69,15 @@ int main(int argc, char **argv)
     sl_stream_sink(s, "out", kafka ? &sl_sink_kafka : &sl_sink_broker,
                    kafka ? (void *)&kkc : (void *)&kc);
     sl_pipeline_set_node_parallelism(p, "out", 1);
+    if (eo) {
+        sl_checkpoint_conf cc = {
+            .dir = argv[2], .interval_ms = 50, .guarantee = SL_GUARANTEE_EXACTLY_ONCE};
+        if (sl_pipeline_set_checkpoint(p, &cc)) {
+            fprintf(stderr, "trace_pipe: %s\n", sl_pipeline_errmsg(p));
+            sl_pipeline_free(p);
+            return 1;
+        }
+    }
     int rc = sl_pipeline_run(p);
     if (rc) {
         fprintf(stderr, "trace_pipe: %s\n", sl_pipeline_errmsg(p));
