@@ -597,6 +597,12 @@ static void begin_sampled(sl_tracer *t, sl_span *s, const char *name, int kind, 
 
 void sl_span_start(sl_tracer *t, sl_span *s, const char *name, int kind, const sl_trace_ctx *parent)
 {
+    sl_span_start_at(t, s, name, kind, parent, 0);
+}
+
+void sl_span_start_at(sl_tracer *t, sl_span *s, const char *name, int kind,
+                      const sl_trace_ctx *parent, int64_t start_ns)
+{
     s->tracer = t;
     s->flags = 0;
     if (!t) return;
@@ -610,7 +616,7 @@ void sl_span_start(sl_tracer *t, sl_span *s, const char *name, int kind, const s
     }
     sl_trace_new_span_id(s->span_id);
     if (!sl_trace_should_sample(t->ratio, parent, s->trace_id)) return;
-    begin_sampled(t, s, name, kind, sli_clock_wall_ns());
+    begin_sampled(t, s, name, kind, start_ns ? start_ns : sli_clock_wall_ns());
 }
 
 void sli_span_begin(sl_tracer *t, sl_span *s, const char *name, int kind,

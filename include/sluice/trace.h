@@ -141,6 +141,11 @@ typedef struct sl_span {
  * trace. t NULL: s records nothing (every other call on it is a no-op). */
 SL_API void sl_span_start(sl_tracer *t, sl_span *s, const char *name, int kind,
                           const sl_trace_ctx *parent);
+/* sl_span_start with the start time given (wall clock, ns since the Unix
+ * epoch, as sl_trace_now_ns): for a span whose beginning is known only
+ * once it is over (a window's result starts at its first record). */
+SL_API void sl_span_start_at(sl_tracer *t, sl_span *s, const char *name, int kind,
+                             const sl_trace_ctx *parent, int64_t start_ns);
 /* The context to hand to children and to propagate (ids and sampled flag). */
 SL_API sl_trace_ctx sl_span_context(const sl_span *s);
 /* 1 when s is sampled (worth filling attributes). */

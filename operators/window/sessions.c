@@ -258,6 +258,7 @@ int sli_win_sess_timer(sl_ctx *ctx, win *w, const sl_timer *t)
 
 int sli_win_sess_process(sl_ctx *ctx, win *w, sl_batch *in)
 {
+    if (in->trace && w->links) sli_win_links_add(w, in);
     const int64_t W = sl_ctx_current_watermark(ctx);
     for (uint32_t i = 0; i < in->count; i++) {
         int rc = sess_process_one(ctx, w, in, i, W);

@@ -1098,6 +1098,7 @@ static inline __attribute__((always_inline)) int slices_process(sl_ctx *ctx, win
 
 int sli_win_slices_process(sl_ctx *ctx, win *w, sl_batch *in)
 {
+    if (in->trace && w->links) sli_win_links_add(w, in);
     /* Prefetch and defer (sluice/operators.h, prefetch): only aggregates
      * with the hook, only with enough state, and only the plain fast path
      * of the loop defers. */

@@ -83,6 +83,7 @@ static void win_close(void *self)
     win *w = self;
     if (!w) return;
     sli_win_slices_close(w); /* tumbling, sliding: the per-key rings */
+    sli_win_links_close(w);
     free(w->ck);
     free(w->acc_tmp);
     free(w->res_tmp);
@@ -118,6 +119,7 @@ static int win_open(sl_ctx *ctx, void **self)
     w->acc_tmp = malloc(w->acc_size ? w->acc_size : 1);
     w->res_tmp = malloc(w->rs ? w->rs : 1);
     if (!w->acc_tmp || !w->res_tmp) goto fail;
+    if (sli_win_links_open(ctx, w)) goto fail;
     if (w->kind == SL_WINDOW_SESSION) {
         if (sli_win_sess_open(ctx, w)) goto fail;
     } else {

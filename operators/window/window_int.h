@@ -15,6 +15,8 @@
  *   sessions.c  session windows: a sorted list of sessions per key, merges
  *   combine.c   sl_stream_window_combined: a combiner before the shuffle and
  *               a final node that runs this operator's callbacks on partials
+ *   links.c     with a tracer: a result as a span linked to the sampled
+ *               records that went into it
  *
  * Composite keys. Far slices and sessions are kept under (record key ‖
  * int64) keys: the key hash keeps its upper 32 bits, so the entry stays in
@@ -144,17 +146,31 @@ typedef struct win {
     uint8_t *acc_tmp; /* acc_size */
     uint8_t *res_tmp; /* result_size */
     uint8_t *sess_tmp;
-    int64_t early_ms;   /* early firing period (processing time), 0: none */
-    int i64sum;         /* SL_AGG_INT64_SUM: int64 accumulator, merge is +, init is 0 */
-    int add_one;        /* SL_AGG_ADD_ONE: add() is ++ (count) */
-    int add_value;      /* SL_AGG_ADD_VALUE: add() adds the record's value (sum) */
-    int ovf;            /* an inline merge left int64 (the caller fails the job) */
-    int64_t fea_W, fea; /* memo: first_end_after(fea_W) */
-    int64_t eb_W, eb;   /* memo: expired_below(eb_W) */
-    struct kc_ent *kc;  /* hot keys: key -> khdr (tumbling, sliding) */
-    struct hp_pool *hp; /* blocks of large accumulators, in huge pages (slices.c) */
-    uint32_t kc_gen;    /* entries of other generations are void */
+    int64_t early_ms;        /* early firing period (processing time), 0: none */
+    int i64sum;              /* SL_AGG_INT64_SUM: int64 accumulator, merge is +, init is 0 */
+    int add_one;             /* SL_AGG_ADD_ONE: add() is ++ (count) */
+    int add_value;           /* SL_AGG_ADD_VALUE: add() adds the record's value (sum) */
+    int ovf;                 /* an inline merge left int64 (the caller fails the job) */
+    int64_t fea_W, fea;      /* memo: first_end_after(fea_W) */
+    int64_t eb_W, eb;        /* memo: expired_below(eb_W) */
+    struct kc_ent *kc;       /* hot keys: key -> khdr (tumbling, sliding) */
+    struct hp_pool *hp;      /* blocks of large accumulators, in huge pages (slices.c) */
+    uint32_t kc_gen;         /* entries of other generations are void */
+    struct win_links *links; /* sampled contributions (links.c); NULL: no tracer */
 } win;
+
+/* --- results as spans (links.c) ----------------------------------------------- */
+
+struct win_links;
+/* Make w->links when the pipeline has a tracer (else leave it NULL). */
+int sli_win_links_open(sl_ctx *ctx, win *w);
+void sli_win_links_close(win *w);
+/* Keep the sampled contexts of batch in (which has a trace column). */
+void sli_win_links_add(win *w, const sl_batch *in);
+/* At the firing of window [start, end) of key h: 1 with *out the context
+ * of the result's span when sampled contributions were kept, else 0. */
+int sli_win_links_span(sl_ctx *ctx, win *w, uint64_t h, int64_t start, int64_t end,
+                       sl_trace_ctx *out);
 
 /* --- composite keys ------------------------------------------------------------ */
 
@@ -199,7 +215,11 @@ static inline const uint8_t *ck_make(win *w, const void *key, uint32_t klen, int
 static inline int win_emit_result(sl_ctx *ctx, win *w, int port, uint64_t h, const void *key,
                                   uint32_t klen, int64_t start, int64_t end, const void *acc)
 {
+    sl_trace_ctx tc;
+    int traced = w->links && sli_win_links_span(ctx, w, h, start, end, &tc);
+    if (traced) sl_ctx_set_trace(ctx, &tc);
     uint8_t *o = sl_emit_port(ctx, port, end - 1, h, SL_WINDOW_OUT_HDR + w->rs + klen);
+    if (traced) sl_ctx_set_trace(ctx, NULL);
     if (!o) return sl_ctx_error(ctx);
     const uint32_t rs = w->rs, zero = 0;
     memcpy(o, &start, 8);

@@ -22,8 +22,10 @@
  *  - ids are non-zero, every span ends at or after its start.
  * Then where else spans end: at an aggregate (it does not hand its batch
  * on), and, for records an operator lost without saying so, as "unseen" at
- * the end. Without a tracer no batch at the sink has a trace column; a bad
- * conf is refused with a message. No assertion on time.
+ * the end. A window's result is a span linked to its sampled contributors,
+ * and the result carries its context. Without a tracer no batch at the sink
+ * has a trace column; a bad conf is refused with a message. No assertion
+ * on time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -52,6 +54,10 @@ typedef struct got {
     uint8_t trace[16], id[8], parent[8];
     int64_t start, stop;
     int has_key;
+    int n_links;
+    uint32_t dropped_links;
+    sl_trace_ctx links[SL_SPAN_LINKS_MAX];
+    int64_t contributors, wstart, wend;
 } got;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -72,10 +78,16 @@ static int collect(void *ud, const sl_trace_batch *b)
         memcpy(g->parent, x->parent_span_id, 8);
         g->start = x->start_ns;
         g->stop = x->end_ns;
+        g->n_links = x->n_links;
+        g->dropped_links = x->dropped_links;
+        memcpy(g->links, x->links, sizeof(g->links));
         for (int k = 0; k < x->n_attrs; k++) {
             if (!strcmp(x->attrs[k].key, "sluice.end"))
                 snprintf(g->end, sizeof(g->end), "%s", x->attrs[k].v.s);
             if (!strcmp(x->attrs[k].key, "sluice.key_hash")) g->has_key = 1;
+            if (!strcmp(x->attrs[k].key, "sluice.contributors")) g->contributors = x->attrs[k].v.i;
+            if (!strcmp(x->attrs[k].key, "sluice.window.start")) g->wstart = x->attrs[k].v.i;
+            if (!strcmp(x->attrs[k].key, "sluice.window.end")) g->wend = x->attrs[k].v.i;
         }
     }
     pthread_mutex_unlock(&lock);
@@ -342,6 +354,102 @@ static void test_other_ends(void **state)
     assert_int_equal(lost, N);
 }
 
+/* A window's result is a span: the child of its first sampled contributor,
+ * linked to SL_SPAN_LINKS_MAX of them (or all, if fewer), counting them
+ * all, and the result record carries its context. Tumbling windows of
+ * 100 ms over 7 keys (event time seq / 4: about 57 records per key and
+ * window, the first at 0), one credit; every record sampled at "in", whose
+ * spans end at the window. */
+typedef struct wres {
+    int64_t start, end, count;
+    uint64_t key;
+    int valid;
+    sl_trace_ctx c;
+} wres;
+static wres wout[N];
+static size_t n_wout;
+
+static int wout_process(sl_ctx *ctx, void *self, sl_batch *b)
+{
+    (void)ctx, (void)self;
+    pthread_mutex_lock(&lock);
+    for (uint32_t i = 0; i < b->count && n_wout < N; i++) {
+        sl_window_result r = sl_window_out(sl_batch_bytes(b, i));
+        wres *x = &wout[n_wout++];
+        x->start = r.start;
+        x->end = r.end;
+        memcpy(&x->key, r.key.ptr, 8);
+        memcpy(&x->count, r.result, 8);
+        const sl_trace_ctx *c = sl_batch_trace(b, i);
+        x->valid = c != NULL;
+        if (c) x->c = *c;
+    }
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+static const sl_operator wout_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "wout", .process = wout_process};
+
+static void window_links(sl_window_conf wc, size_t results)
+{
+    n_wout = 0;
+    sl_tracer *t = tracer();
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_credits(p, 1);
+    sl_generator_conf gc = {.fn = gen, .count = N};
+    sl_watermark_conf wm = {.delay = 0};
+    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec), &wm);
+    s = sl_stream_key_by(sl_stream_trace(s, "in", NULL), "key", key_of, NULL);
+    wc.agg = &sl_agg_count;
+    sl_stream_sink(sl_stream_window(s, "win", &wc), "wout", &wout_op, NULL);
+    assert_int_equal(sl_pipeline_set_tracer(p, t), 0);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    sl_pipeline_free(p);
+    assert_int_equal(n_wout, results);
+    size_t in_spans = 0;
+    for (size_t i = 0; i < n_spans; i++)
+        if (!strcmp(spans[i].name, "in")) {
+            assert_string_equal(spans[i].end, "win");
+            in_spans++;
+        }
+    assert_int_equal(in_spans, N);
+    for (size_t r = 0; r < n_wout; r++) {
+        const wres *x = &wout[r];
+        assert_true(x->valid);
+        const got *w = find(x->c.span_id), *parent = w ? find(w->parent) : NULL;
+        assert_non_null(w);
+        assert_string_equal(w->name, "win");
+        assert_int_equal(w->wstart, x->start);
+        assert_int_equal(w->wend, x->end);
+        assert_non_null(parent);
+        assert_string_equal(parent->name, "in");
+        assert_memory_equal(w->trace, parent->trace, 16);
+        /* every record was sampled: the window's count of them */
+        assert_int_equal(w->contributors, x->count);
+        assert_int_equal(w->n_links, x->count < SL_SPAN_LINKS_MAX ? x->count : SL_SPAN_LINKS_MAX);
+        for (int k = 0; k < w->n_links; k++) {
+            const got *l = find(w->links[k].span_id);
+            assert_non_null(l);
+            assert_string_equal(l->name, "in");
+            assert_memory_equal(l->trace, w->links[k].trace_id, 16);
+        }
+        assert_true(w->stop >= w->start);
+    }
+}
+
+/* Tumbling windows of 100 ms, sliding ones of 100 ms every 30 ms (slices
+ * of 10 ms: a window covers 10 buckets), sessions with a gap of 5 ms (a
+ * key's records are 1.75 ms apart: one session per key, over 150 buckets).
+ * N / 4 = 750 ms of event time. */
+static void test_window_links(void **state)
+{
+    (void)state;
+    window_links(sl_window_tumbling(100, 0), 7 * 8);
+    window_links(sl_window_sliding(100, 30), 7 * 28);
+    window_links(sl_window_session(5), 7);
+}
+
 static void test_bad_conf(void **state)
 {
     (void)state;
@@ -359,11 +467,10 @@ static void test_bad_conf(void **state)
 
 int main(void)
 {
-    spans = calloc(2 * N + 16, sizeof(got));
+    spans = calloc(2 * N + 64, sizeof(got));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain),
-        cmocka_unit_test(test_no_tracer),
-        cmocka_unit_test(test_other_ends),
+        cmocka_unit_test(test_chain),      cmocka_unit_test(test_no_tracer),
+        cmocka_unit_test(test_other_ends), cmocka_unit_test(test_window_links),
         cmocka_unit_test(test_bad_conf),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
