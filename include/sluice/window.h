@@ -45,6 +45,18 @@
  *   24            rs            the aggregate's result
  *   24 + rs       key_len       the key bytes (rest of the record)
  *
+ * Trace context (sluice/trace.h). With a tracer on the pipeline, a result
+ * into which sampled records went is a span named after the window node:
+ * the child of the earliest of them, linked to up to SL_SPAN_LINKS_MAX
+ * (four are kept per key and slice, or per gap of a session), with
+ * attributes sluice.window.start, sluice.window.end, sluice.key_hash and
+ * sluice.contributors (the sampled records counted), from the first one's
+ * arrival to the firing; the result record carries the span's context.
+ * Kept out of checkpoints (after a restore, the records before it are not
+ * linked), at most 4096 (key, slice) pairs per instance, and not for
+ * sl_stream_window_combined's results. Late and unassigned records keep
+ * their own context.
+ *
  * State lives in engine-owned keyed state (tumbling / sliding: one value per
  * key holding a ring of its slices; sessions: keyed by the record key plus a
  * start time) and firing uses engine event-time timers (at most one pending
