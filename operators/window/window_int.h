@@ -232,11 +232,15 @@ static inline int win_emit_result(sl_ctx *ctx, win *w, int port, uint64_t h, con
     return 0;
 }
 
-/* Input record i, unchanged, on side port `port` (late or unassigned). */
+/* Input record i, unchanged (its trace context too), on side port `port`
+ * (late or unassigned). */
 static inline int win_emit_input(sl_ctx *ctx, int port, const sl_batch *in, uint32_t i)
 {
     sl_bytes r = sl_batch_bytes(in, i);
+    const sl_trace_ctx *tc = sl_batch_trace(in, i);
+    if (tc) sl_ctx_set_trace(ctx, tc);
     void *o = sl_emit_port(ctx, port, in->ts[i], in->hash[i], r.len);
+    if (tc) sl_ctx_set_trace(ctx, NULL);
     if (!o) return sl_ctx_error(ctx);
     if (r.len) memcpy(o, r.ptr, r.len);
     return 0;

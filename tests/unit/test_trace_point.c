@@ -450,6 +450,49 @@ static void test_window_links(void **state)
     window_links(sl_window_session(5), 7);
 }
 
+/* Late records keep their context: records whose event time is 0 after the
+ * watermark passed the first window (every 50th from 2000 on) go to the
+ * late port carrying their "in" span's context. */
+static int gen_late(void *dst, uint64_t seq, int64_t *ts, void *ud)
+{
+    gen(dst, seq, ts, ud);
+    if (seq >= 2000 && seq % 50 == 0) *ts = 0;
+    return 0;
+}
+
+static void test_window_late(void **state)
+{
+    (void)state;
+    memset(out, 0, sizeof(out));
+    sl_tracer *t = tracer();
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_credits(p, 1);
+    sl_generator_conf gc = {.fn = gen_late, .count = N};
+    sl_watermark_conf wm = {.delay = 0, .punctuated = 1};
+    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec), &wm);
+    s = sl_stream_key_by(sl_stream_trace(s, "in", NULL), "key", key_of, NULL);
+    sl_window_conf wc = sl_window_tumbling(100, 0);
+    wc.agg = &sl_agg_count;
+    sl_stream *win = sl_stream_window(s, "win", &wc);
+    sl_stream_sink(win, "results", &null_op, NULL);
+    sl_stream_sink(sl_stream_window_late(win), "late", &out_op, NULL);
+    assert_int_equal(sl_pipeline_set_tracer(p, t), 0);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    sl_pipeline_free(p);
+    int late = 0;
+    for (uint64_t seq = 0; seq < N; seq++) {
+        if (!out[seq].n) continue;
+        assert_true(seq >= 2000 && seq % 50 == 0);
+        assert_true(out[seq].valid);
+        const got *g = find(out[seq].c.span_id);
+        assert_non_null(g);
+        assert_string_equal(g->name, "in");
+        assert_string_equal(g->end, "win");
+        late++;
+    }
+    assert_int_equal(late, (N - 2000) / 50);
+}
+
 static void test_bad_conf(void **state)
 {
     (void)state;
@@ -469,9 +512,9 @@ int main(void)
 {
     spans = calloc(2 * N + 64, sizeof(got));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain),      cmocka_unit_test(test_no_tracer),
-        cmocka_unit_test(test_other_ends), cmocka_unit_test(test_window_links),
-        cmocka_unit_test(test_bad_conf),
+        cmocka_unit_test(test_chain),       cmocka_unit_test(test_no_tracer),
+        cmocka_unit_test(test_other_ends),  cmocka_unit_test(test_window_links),
+        cmocka_unit_test(test_window_late), cmocka_unit_test(test_bad_conf),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(spans);
