@@ -746,9 +746,9 @@ static void child_span(sl_tracer *tr, const sl_trace_ctx *parent, const char *na
                        size_t bytes)
 {
     sl_span s;
-    sl_span_start(tr, &s, name, SL_SPAN_KIND_INTERNAL, parent);
+    /* it began before the span could be made */
+    sl_span_start_at(tr, &s, name, SL_SPAN_KIND_INTERNAL, parent, start_ns);
     if (sl_span_recording(&s)) {
-        s.start_ns = start_ns; /* it began before the span could be made */
         sl_span_set_int(&s, "checkpoint.id", (int64_t)id);
         if (t) {
             sl_span_set_str(&s, "sluice.task", t->root->node->name);

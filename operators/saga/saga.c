@@ -666,7 +666,7 @@ static void io_span(void *ud, const sli_saga_span *e)
         snprintf(name, sizeof(name), "%s%s", e->kind == SL_SAGA_COMPENSATION ? "undo " : "",
                  st->name);
     sl_span sp;
-    sl_span_start(s->tracer, &sp, name, SL_SPAN_KIND_INTERNAL, &root);
+    sl_span_start_at(s->tracer, &sp, name, SL_SPAN_KIND_INTERNAL, &root, e->start_ns);
     if (e->root) {
         sl_span_set_ids(&sp, root.span_id, NULL);
     } else {
@@ -675,7 +675,6 @@ static void io_span(void *ud, const sli_saga_span *e)
                                    (uint64_t)e->attempt)));
         sl_span_set_ids(&sp, id, root.span_id);
     }
-    sp.start_ns = e->start_ns;
     sl_span_set_int(&sp, "saga.id", (int64_t)e->saga_id);
     if (e->root) {
         sl_span_set_str(&sp, "saga.outcome", sl_saga_outcome_name(e->outcome));
