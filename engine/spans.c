@@ -77,15 +77,13 @@ typedef struct slot {
 } slot;
 
 struct sli_spans {
-    _Atomic uint32_t next; /* the next sequence number */
+    _Atomic uint64_t next; /* spans opened: the next one's sequence number, mod 2^32 */
     slot slots[SPANS_CAP];
 };
 
 typedef struct tp_conf {
     sl_trace_point_conf c;
 } tp_conf;
-
-static const uint8_t zero8[8];
 
 static uint32_t id_seq(const uint8_t id[8])
 {
@@ -99,33 +97,29 @@ static void cpu_relax(void)
 #endif
 }
 
-/* Export the span held in s (state ENDING, the caller's) and free the slot.
- * end: where the record left (NULL: unseen). */
+/* Queue the span held in s (state ENDING, the caller's) and free the slot.
+ * end: where the record left (NULL: unseen, the span ends at its start). */
 static void slot_end(sl_tracer *tr, slot *s, const struct sl_ctx *end, const sl_batch *b,
                      uint32_t i, int64_t now)
 {
-    sl_span sp;
-    sli_span_begin(tr, &sp, s->point, s->kind, s->trace_id, s->span_id,
-                   memcmp(s->parent, zero8, 8) ? s->parent : NULL, s->start_ns);
-    int keyed = s->keyed;
-    uint64_t hash = s->key_hash;
-    int32_t inst = s->instance;
+    sli_span_rec r = {.start_ns = s->start_ns,
+                      .end_ns = end ? now : s->start_ns,
+                      .point = s->point,
+                      .end = end ? end->node->name : NULL,
+                      .instance = s->instance,
+                      .end_instance = end ? end->instance : 0,
+                      .key_hash = s->key_hash,
+                      .keyed = (uint8_t)s->keyed,
+                      .kind = (uint8_t)s->kind};
+    memcpy(r.trace_id, s->trace_id, 16);
+    memcpy(r.span_id, s->span_id, 8);
+    memcpy(r.parent, s->parent, 8);
     atomic_store_explicit(&s->state, S_FREE, memory_order_release);
-    sl_span_set_str(&sp, "sluice.operator", sp.name);
-    sl_span_set_int(&sp, "sluice.instance", inst);
-    if (end) {
-        sl_span_set_str(&sp, "sluice.end", end->node->name);
-        sl_span_set_int(&sp, "sluice.end_instance", end->instance);
-        if (!keyed && end->in_key[end->cur_input]) {
-            keyed = 1;
-            hash = b->hash[i];
-        }
-    } else {
-        sl_span_set_str(&sp, "sluice.end", "unseen");
-        now = sp.start_ns;
+    if (end && !r.keyed && end->in_key[end->cur_input]) {
+        r.keyed = 1;
+        r.key_hash = b->hash[i];
     }
-    if (keyed) sl_span_set_int(&sp, "sluice.key_hash", (int64_t)hash);
-    sl_span_end(&sp, now > sp.start_ns ? now : sp.start_ns);
+    sli_span_rec_end(tr, &r);
 }
 
 /* End the span of context tc if it is open in t (else nothing). */
@@ -152,7 +146,7 @@ static void span_open(sli_spans *t, sl_tracer *tr, const struct sl_ctx *c, const
                       const sl_batch *b, uint32_t i, const uint8_t trace_id[16],
                       const sl_trace_ctx *parent, int64_t now, sl_trace_ctx *out)
 {
-    uint32_t seq = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+    uint32_t seq = (uint32_t)atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
     slot *s = &t->slots[seq & (SPANS_CAP - 1)];
     for (;;) {
         uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
@@ -214,7 +208,10 @@ void sl_ctx_trace_dropped(sl_ctx *c, const sl_trace_ctx *tc)
 void sli_spans_free(sli_spans *t, sl_tracer *tracer)
 {
     if (!t) return;
-    for (uint32_t k = 0; tracer && k < SPANS_CAP; k++)
+    /* Slots are taken in order: only the first `next` were ever used (a
+     * short run ends without touching the rest of the table's pages). */
+    uint64_t used = atomic_load(&t->next);
+    for (uint32_t k = 0; tracer && k < SPANS_CAP && k < used; k++)
         if (atomic_load(&t->slots[k].state) == S_OPEN) {
             atomic_store(&t->slots[k].state, S_ENDING);
             slot_end(tracer, &t->slots[k], NULL, NULL, 0, 0);

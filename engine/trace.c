@@ -57,6 +57,7 @@
 #include <sys/random.h>
 #include "engine/base/clock.h"
 #include "engine/graph.h"
+#include "engine/trace.h"
 #include "sluice/error.h"
 #include "sluice/trace.h"
 
@@ -242,15 +243,23 @@ void sli_trace_new_sampled_trace_id(double ratio, uint8_t out[16])
 
 /* --- the tracer ------------------------------------------------------------------- */
 
+/* A cell of the ring. Its sequence number is kept minus the cell's index
+ * (cell_seq), so that the zeroed memory calloc gives is the ring's initial
+ * state: the ring's pages are touched as spans come, not at sl_tracer_new. */
 struct cell {
     _Atomic size_t seq;
-    sl_span span;
+    int is_rec; /* u holds a compact trace-point span (sli_span_rec) */
+    union {
+        sl_span span;
+        sli_span_rec rec;
+    } u;
 };
 
 struct sl_tracer {
     char *service;
     double ratio;
     uint32_t batch_size;
+    uint32_t kick; /* spans between two wake-ups of the export thread */
     int64_t flush_ms, export_ms, shutdown_ms;
     sl_trace_exporter exp;
 
@@ -288,6 +297,20 @@ static void add(_Atomic uint64_t *c, uint64_t n)
 
 /* Copy the used part of a span: the fields before the attributes, then the
  * attributes and links in use (a span is ~2 KB, most of it unused room). */
+static size_t cell_seq(const sl_tracer *t, struct cell *c, size_t pos)
+{
+    return atomic_load_explicit(&c->seq, memory_order_acquire) + (pos & t->mask);
+}
+
+static void cell_set_seq(const sl_tracer *t, struct cell *c, size_t pos, size_t seq)
+{
+    atomic_store_explicit(&c->seq, seq - (pos & t->mask), memory_order_release);
+}
+
+/* Bytes of a ring cell prefetched ahead of a push: the span's fixed fields
+ * and its first attributes, what a typical span writes. */
+#define PUSH_PREFETCH 1024
+
 static void copy_span(sl_span *dst, const sl_span *src)
 {
     int na = src->n_attrs <= SL_SPAN_ATTRS_MAX ? src->n_attrs : SL_SPAN_ATTRS_MAX;
@@ -299,28 +322,45 @@ static void copy_span(sl_span *dst, const sl_span *src)
     memcpy(dst->links, src->links, (size_t)nl * sizeof(src->links[0]));
 }
 
-static int ring_push(sl_tracer *t, const sl_span *s)
+/* Claim the next cell: NULL when the ring is full, else the cell, its
+ * position in *pos, to fill and then hand over with ring_publish. */
+static struct cell *ring_claim(sl_tracer *t, size_t *pos_out)
 {
     size_t pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
     struct cell *c;
     for (;;) {
         c = &t->ring[pos & t->mask];
-        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        size_t seq = cell_seq(t, c, pos);
         intptr_t dif = (intptr_t)seq - (intptr_t)pos;
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&t->enq, &pos, pos + 1, memory_order_relaxed,
                                                       memory_order_relaxed))
                 break;
         } else if (dif < 0) {
-            return -1; /* full */
+            return NULL; /* full */
         } else {
             pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
         }
     }
-    copy_span(&c->span, s);
-    atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
-    return 0;
+    *pos_out = pos;
+    return c;
 }
+
+/* Hand the filled cell at pos to the export thread, and wake it once per
+ * `kick` spans (a test of the ring's fill would read deq, the export
+ * thread's line, at every span). The cell after it is prefetched for
+ * writing: a cell is last touched by the export thread a whole lap earlier,
+ * so without this every line the next span writes would miss. */
+static void ring_publish(sl_tracer *t, struct cell *c, size_t pos)
+{
+    cell_set_seq(t, c, pos, pos + 1);
+    atomic_fetch_add_explicit(&t->queued, 1, memory_order_release);
+    const char *next = (const char *)&t->ring[(pos + 1) & t->mask];
+    for (size_t off = 0; off < PUSH_PREFETCH; off += 64) __builtin_prefetch(next + off, 1, 3);
+    if ((pos + 1) % t->kick == 0) pthread_cond_signal(&t->cv);
+}
+
+static void rec_to_span(sl_tracer *t, sl_span *s, const sli_span_rec *r);
 
 /* Export thread only. Moves up to max spans into out; returns how many. */
 static size_t ring_pop(sl_tracer *t, sl_span *out, size_t max)
@@ -328,10 +368,13 @@ static size_t ring_pop(sl_tracer *t, sl_span *out, size_t max)
     size_t n = 0, pos = atomic_load_explicit(&t->deq, memory_order_relaxed);
     while (n < max) {
         struct cell *c = &t->ring[pos & t->mask];
-        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        size_t seq = cell_seq(t, c, pos);
         if (seq != pos + 1) break; /* empty, or a producer still copying in */
-        copy_span(&out[n++], &c->span);
-        atomic_store_explicit(&c->seq, pos + t->mask + 1, memory_order_release);
+        if (c->is_rec)
+            rec_to_span(t, &out[n++], &c->u.rec);
+        else
+            copy_span(&out[n++], &c->u.span);
+        cell_set_seq(t, c, pos, pos + t->mask + 1);
         pos++;
     }
     atomic_store_explicit(&t->deq, pos, memory_order_release);
@@ -386,7 +429,7 @@ static void *export_main(void *arg)
     for (;;) {
         struct timespec ts;
         sli_clock_mono_deadline(&ts, t->flush_ms);
-        while (!t->stop && !t->flush_req && ring_waiting(t) < t->batch_size) {
+        while (!t->stop && !t->flush_req && ring_waiting(t) < t->kick) {
             if (pthread_cond_timedwait(&t->cv, &t->m, &ts) == ETIMEDOUT) break;
         }
         int stop = t->stop;
@@ -458,6 +501,7 @@ int sl_tracer_new(const sl_tracer_conf *conf, const sl_trace_exporter *exp, sl_t
     t->mask = cap - 1;
     t->batch_size = conf->batch_size ? conf->batch_size : 512;
     if (t->batch_size > cap) t->batch_size = (uint32_t)cap;
+    t->kick = t->batch_size / 2 ? t->batch_size / 2 : 1;
     t->ratio = conf->sample_ratio;
     t->flush_ms = conf->flush_interval_ms ? conf->flush_interval_ms : 1000;
     t->export_ms = conf->export_timeout_ms ? conf->export_timeout_ms : 10000;
@@ -467,7 +511,6 @@ int sl_tracer_new(const sl_tracer_conf *conf, const sl_trace_exporter *exp, sl_t
     t->ring = calloc(cap, sizeof(*t->ring));
     t->batch = calloc(t->batch_size, sizeof(*t->batch));
     if (!t->service || !t->ring || !t->batch) goto fail_free;
-    for (size_t i = 0; i < cap; i++) atomic_init(&t->ring[i].seq, i);
     if (pthread_mutex_init(&t->m, NULL)) goto fail_free;
     if (sli_cond_init_mono(&t->cv)) goto fail_mutex;
     if (sli_cond_init_mono(&t->done_cv)) goto fail_cv;
@@ -684,6 +727,20 @@ static sl_span_attr *attr_slot(sl_span *s, const char *key)
     return a;
 }
 
+/* The next attribute slot, key copied without a search: for rec_to_span,
+ * which sets each key once on a fresh span. */
+static sl_span_attr *attr_append(sl_span *s, const char *key)
+{
+    if (!sl_span_recording(s)) return NULL;
+    if (s->n_attrs >= SL_SPAN_ATTRS_MAX) {
+        s->dropped_attrs++;
+        return NULL;
+    }
+    sl_span_attr *a = &s->attrs[s->n_attrs++];
+    copy_str(a->key, sizeof(a->key), key);
+    return a;
+}
+
 void sl_span_set_str(sl_span *s, const char *key, const char *val)
 {
     sl_span_attr *a = attr_slot(s, key);
@@ -744,12 +801,72 @@ void sl_span_end(sl_span *s, int64_t end_ns)
     if (!(s->flags & SL_TRACE_FLAG_SAMPLED)) return;
     s->end_ns = end_ns ? end_ns : sli_clock_wall_ns();
     if (s->end_ns < s->start_ns) s->end_ns = s->start_ns;
-    if (ring_push(t, s)) {
+    size_t pos;
+    struct cell *c = ring_claim(t, &pos);
+    if (!c) {
         add(&t->dropped_full, 1);
         return;
     }
-    atomic_fetch_add_explicit(&t->queued, 1, memory_order_release);
-    if (ring_waiting(t) >= t->batch_size) pthread_cond_signal(&t->cv);
+    c->is_rec = 0;
+    copy_span(&c->u.span, s);
+    ring_publish(t, c, pos);
+}
+
+void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r)
+{
+    add(&t->started, 1);
+    add(&t->sampled, 1);
+    add(&t->ended, 1);
+    size_t pos;
+    struct cell *c = ring_claim(t, &pos);
+    if (!c) {
+        add(&t->dropped_full, 1);
+        return;
+    }
+    c->is_rec = 1;
+    c->u.rec = *r;
+    ring_publish(t, c, pos);
+}
+
+/* The export thread's half of sli_span_rec_end: the sl_span the point's
+ * span is, with its attributes (sluice/trace.h, sl_stream_trace). */
+static void rec_to_span(sl_tracer *t, sl_span *s, const sli_span_rec *r)
+{
+    s->tracer = t; /* for attr_append; cleared below, as sl_span_end leaves it */
+    memcpy(s->trace_id, r->trace_id, 16);
+    memcpy(s->span_id, r->span_id, 8);
+    memcpy(s->parent_span_id, r->parent, 8);
+    s->flags = SL_TRACE_FLAG_SAMPLED;
+    s->kind = r->kind;
+    s->status = SL_SPAN_STATUS_UNSET;
+    s->n_attrs = s->n_links = 0;
+    s->dropped_attrs = s->dropped_links = 0;
+    s->status_msg[0] = 0;
+    copy_str(s->name, sizeof(s->name), r->point);
+    s->start_ns = r->start_ns;
+    s->end_ns = r->end_ns > r->start_ns ? r->end_ns : r->start_ns;
+    sl_span_attr *a;
+    if ((a = attr_append(s, "sluice.operator"))) {
+        a->type = SL_ATTR_STRING;
+        copy_str(a->v.s, sizeof(a->v.s), r->point);
+    }
+    if ((a = attr_append(s, "sluice.instance"))) {
+        a->type = SL_ATTR_INT;
+        a->v.i = r->instance;
+    }
+    if ((a = attr_append(s, "sluice.end"))) {
+        a->type = SL_ATTR_STRING;
+        copy_str(a->v.s, sizeof(a->v.s), r->end ? r->end : "unseen");
+    }
+    if (r->end && (a = attr_append(s, "sluice.end_instance"))) {
+        a->type = SL_ATTR_INT;
+        a->v.i = r->end_instance;
+    }
+    if (r->keyed && (a = attr_append(s, "sluice.key_hash"))) {
+        a->type = SL_ATTR_INT;
+        a->v.i = (int64_t)r->key_hash;
+    }
+    s->tracer = NULL;
 }
 
 /* --- pipelines -------------------------------------------------------------------- */

@@ -38,4 +38,27 @@ void sli_span_begin(sl_tracer *t, sl_span *s, const char *name, int kind,
                     const uint8_t trace_id[16], const uint8_t span_id[8],
                     const uint8_t *parent_span_id, int64_t start_ns);
 
+/* A trace point's span in compact form (engine/spans.c), ended by
+ * sli_span_rec_end: queued as it is and made into an sl_span, with its
+ * attributes, by the export thread, so that the thread that ends it copies
+ * ~100 bytes and no strings. It is sampled (only sampled points open spans).
+ * The names live as long as the pipeline, which frees its tracer (and so
+ * exports or drops every queued span) before its nodes. */
+typedef struct sli_span_rec {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    uint8_t parent[8]; /* all zero: a root */
+    int64_t start_ns, end_ns;
+    const char *point; /* the span's name and sluice.operator */
+    const char *end;   /* sluice.end: the node the record left at; NULL: "unseen" */
+    int32_t instance, end_instance;
+    uint64_t key_hash;
+    uint8_t keyed; /* key_hash holds the record's key hash */
+    uint8_t kind;  /* enum sl_span_kind */
+} sli_span_rec;
+
+/* Queue r's span (counted started, sampled and ended, as sli_span_begin and
+ * sl_span_end count). */
+void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r);
+
 #endif
