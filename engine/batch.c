@@ -13,14 +13,15 @@
  * variable-length batches; fixed-width batches hold count * width bytes and
  * leave data_len at 0.
  *
- * The trace column (sluice/batch.h) is a separate allocation of
- * SL_BATCH_CAPACITY sl_trace_ctx, made the first time a record with a
+ * The trace column (sluice/batch.h) is a separate allocation, its bits
+ * then SL_BATCH_CAPACITY sl_trace_ctx, made the first time a record with a
  * context enters the batch and kept in trace_buf when the batch is recycled;
- * `trace` points at it only while the batch carries contexts. Invariant:
- * with the column present, entries at count and after are zero (attaching
- * zeroes all of them, and every operation here that removes records zeroes
- * what they leave), so appending never has to write an entry. Every copy of
- * records tests `trace` once, outside its per-record loop.
+ * `trace` and `trace_set` point into it only while the batch carries
+ * contexts. Attaching clears the bits (128 bytes), never the entries: an
+ * entry is defined only where its bit is set. Invariant: bits at count and
+ * after are clear (every operation here that removes records clears what
+ * they leave), so appending never has to write one. Every copy of records
+ * tests `trace` once, outside its per-record loop.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -53,14 +54,16 @@ void sli_batch_destroy(sl_batch *b)
     free(b);
 }
 
-#define TRACE_COL_BYTES ((size_t)SL_BATCH_CAPACITY * sizeof(sl_trace_ctx))
+#define TRACE_SET_BYTES (SLI_TRACE_WORDS * sizeof(uint64_t))
+#define TRACE_COL_BYTES (TRACE_SET_BYTES + (size_t)SL_BATCH_CAPACITY * sizeof(sl_trace_ctx))
 
 int sli_batch_trace_attach(sl_batch *b)
 {
     if (b->trace) return 0;
     if (!b->trace_buf && !(b->trace_buf = malloc(TRACE_COL_BYTES))) return SL_ENOMEM;
-    memset(b->trace_buf, 0, TRACE_COL_BYTES);
-    b->trace = b->trace_buf;
+    memset(b->trace_buf, 0, TRACE_SET_BYTES);
+    b->trace_set = b->trace_buf;
+    b->trace = (sl_trace_ctx *)((uint8_t *)b->trace_buf + TRACE_SET_BYTES);
     return 0;
 }
 
@@ -68,18 +71,19 @@ int sl_batch_set_trace(sl_batch *b, uint32_t i, const sl_trace_ctx *tc)
 {
     if (i >= b->count) return SL_EINVAL;
     if (!sl_trace_ctx_valid(tc)) {
-        if (b->trace) memset(&b->trace[i], 0, sizeof(sl_trace_ctx));
+        if (b->trace) b->trace_set[i >> 6] &= ~(1ull << (i & 63));
         return 0;
     }
     if (!b->trace && sli_batch_trace_attach(b) != 0) return SL_ENOMEM;
     b->trace[i] = *tc;
+    b->trace_set[i >> 6] |= 1ull << (i & 63);
     return 0;
 }
 
 void sl_batch_truncate(sl_batch *b, uint32_t n)
 {
     if (n >= b->count) return;
-    if (b->trace) memset(&b->trace[n], 0, (size_t)(b->count - n) * sizeof(sl_trace_ctx));
+    if (b->trace) sli_trace_clear_from(b, n);
     b->count = n;
 }
 
@@ -133,7 +137,7 @@ int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
 {
     sl_bytes r = sl_batch_bytes(src, i);
     int rc = sl_batch_push(dst, src->ts[i], src->hash[i], r.ptr, r.len);
-    if (rc || !src->trace) return rc;
+    if (rc || !src->trace || !sli_trace_has(src, i)) return rc;
     return sl_batch_set_trace(dst, dst->count - 1, &src->trace[i]);
 }
 
@@ -150,33 +154,38 @@ int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
         j++;                                                                   \
     }
 
-/* Compaction of a batch that carries trace contexts: one generic loop (a
- * traced stream pays for its column here, an untraced one never comes). */
-static void compact_traced(sl_batch *b, const uint8_t *keep)
+/* Context i moves to the rank of i among the kept records: entries are
+ * read in increasing i and written at a rank <= i, so none is overwritten
+ * before it is read. The bits are rebuilt, which also clears those at the
+ * new count and after. */
+void sli_trace_compact(sl_batch *b, const uint64_t keep[SLI_TRACE_WORDS],
+                       void (*drop)(void *arg, const sl_trace_ctx *tc), void *arg)
 {
-    uint32_t n = b->count, j = 0, w = b->width;
-    for (uint32_t i = 0; i < n; i++) {
-        if (!keep[i]) continue;
-        if (i != j) {
-            b->ts[j] = b->ts[i];
-            b->hash[j] = b->hash[i];
-            b->trace[j] = b->trace[i];
-            if (w)
-                memcpy(b->data + (size_t)j * w, b->data + (size_t)i * w, w);
-            else
-                b->var[j] = b->var[i];
+    uint32_t base = 0; /* records kept before word w */
+    for (uint32_t w = 0; w < SLI_TRACE_WORDS; w++) {
+        uint64_t m = b->trace_set[w];
+        b->trace_set[w] = 0;
+        for (; m; m &= m - 1) {
+            uint32_t bit = (uint32_t)__builtin_ctzll(m), i = (w << 6) + bit;
+            if (!(keep[w] >> bit & 1)) {
+                if (drop) drop(arg, &b->trace[i]);
+                continue;
+            }
+            uint32_t j = base + (uint32_t)__builtin_popcountll(keep[w] & ((1ull << bit) - 1));
+            if (j != i) b->trace[j] = b->trace[i];
+            b->trace_set[j >> 6] |= 1ull << (j & 63);
         }
-        j++;
+        base += (uint32_t)__builtin_popcountll(keep[w]);
     }
-    memset(&b->trace[j], 0, (size_t)(n - j) * sizeof(sl_trace_ctx));
-    b->count = j;
 }
 
 void sl_batch_compact(sl_batch *b, const uint8_t *keep)
 {
     if (b->trace) {
-        compact_traced(b, keep);
-        return;
+        uint64_t mask[SLI_TRACE_WORDS] = {0};
+        for (uint32_t i = 0; i < b->count; i++)
+            if (keep[i]) mask[i >> 6] |= 1ull << (i & 63);
+        sli_trace_compact(b, mask, NULL, NULL);
     }
     uint32_t n = b->count, j = 0, w = b->width;
     switch (w) {
@@ -204,7 +213,7 @@ void sl_batch_clear(sl_batch *b)
 {
     b->count = 0;
     b->data_len = 0;
-    b->trace = NULL; /* its memory stays in trace_buf; attaching zeroes it */
+    b->trace = NULL; /* its memory stays in trace_buf; attaching clears its bits */
 }
 
 /* --- pools ----------------------------------------------------------------- */
@@ -339,7 +348,8 @@ sl_batch *sli_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *src)
             sli_pool_put(pool, c, b);
             return NULL;
         }
-        memcpy(b->trace, src->trace, src->count * sizeof(sl_trace_ctx));
+        memcpy(b->trace_set, src->trace_set, TRACE_SET_BYTES);
+        SLI_TRACE_EACH(src, i, b->trace[i] = src->trace[i];)
     }
     b->count = src->count;
     b->data_len = src->data_len;

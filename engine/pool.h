@@ -47,8 +47,39 @@ void sli_batch_destroy(sl_batch *b);
 int sli_batch_grow(sl_batch *b, size_t need);
 /* Copy of b (same width, records, arena) from the pool. */
 sl_batch *sli_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *b);
-/* Give b its trace column (zeroed) if it has none. 0 or SL_ENOMEM. */
+/* Give b its trace column (no record with a context) if it has none. 0 or
+ * SL_ENOMEM. */
 int sli_batch_trace_attach(sl_batch *b);
+
+/* The trace column's bits (b->trace set; sluice/batch.h). */
+#define SLI_TRACE_WORDS (SL_BATCH_CAPACITY / 64)
+static inline int sli_trace_has(const sl_batch *b, uint32_t i)
+{
+    return (int)(b->trace_set[i >> 6] >> (i & 63) & 1);
+}
+/* The trace column's half of an in-place compaction (sl_batch_compact,
+ * filter): the records were kept where bit i of keep is set, in order, and
+ * their contexts now move the same way; the work is per context, not per
+ * record. Each dropped record's context is first handed to drop(arg, tc)
+ * (drop NULL: none). */
+void sli_trace_compact(sl_batch *b, const uint64_t keep[SLI_TRACE_WORDS],
+                       void (*drop)(void *arg, const sl_trace_ctx *tc), void *arg);
+/* Clear the bits of records n and after (the invariant, after a batch
+ * shrank to n records). */
+static inline void sli_trace_clear_from(sl_batch *b, uint32_t n)
+{
+    if (n >= SL_BATCH_CAPACITY) return;
+    b->trace_set[n >> 6] &= (1ull << (n & 63)) - 1;
+    for (uint32_t w = (n >> 6) + 1; w < SLI_TRACE_WORDS; w++) b->trace_set[w] = 0;
+}
+/* Run the statements given after i for each record i of b (b->trace set)
+ * that has a context, in order (they must not break or continue). */
+#define SLI_TRACE_EACH(b, i, ...)                                               \
+    for (uint32_t w_ = 0; w_ < SLI_TRACE_WORDS && (w_ << 6) < (b)->count; w_++) \
+        for (uint64_t m_ = (b)->trace_set[w_]; m_; m_ &= m_ - 1) {              \
+            uint32_t i = (w_ << 6) + (uint32_t)__builtin_ctzll(m_);             \
+            __VA_ARGS__                                                         \
+        }
 /* Append record i of src to dst (widths equal), with its trace context.
  * 0 or a negative code. */
 int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i);

@@ -55,6 +55,7 @@
 #include <string.h>
 #include "engine/spans.h"
 #include "engine/base/clock.h"
+#include "engine/pool.h"
 #include "engine/trace.h"
 #include "sluice/pipeline.h"
 
@@ -192,9 +193,10 @@ void sli_spans_end_batch(struct sl_ctx *c, const sl_batch *b)
     sl_tracer *tr = c->p->tracer;
     if (!tr) return;
     int64_t now = sl_trace_now_ns();
-    for (uint32_t i = 0; i < b->count; i++)
-        if (b->trace[i].flags & SL_TRACE_FLAG_SAMPLED && sl_trace_ctx_valid(&b->trace[i]))
+    SLI_TRACE_EACH(b, i, {
+        if (b->trace[i].flags & SL_TRACE_FLAG_SAMPLED)
             span_end(c->p->spans, tr, &b->trace[i], c, b, i, now);
+    })
 }
 
 void sl_ctx_trace_dropped(sl_ctx *c, const sl_trace_ctx *tc)
@@ -284,12 +286,7 @@ static int tp_process(sl_ctx *c, void *self, sl_batch *b)
         return sl_forward(c, b);
     }
     for (uint32_t i = 0; i < b->count; i++) {
-        const sl_trace_ctx *in = NULL;
-        if (b->trace) {
-            uint64_t sid;
-            memcpy(&sid, b->trace[i].span_id, 8);
-            if (sid && sl_trace_ctx_valid(&b->trace[i])) in = &b->trace[i];
-        }
+        const sl_trace_ctx *in = sl_batch_trace(b, i);
         uint8_t trace_id[16];
         if (in) {
             if (!(in->flags & SL_TRACE_FLAG_SAMPLED)) continue; /* parent-based: not sampled */

@@ -16,6 +16,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "engine/pool.h" /* the trace column's bits */
 #include "sluice/operators.h"
 #include "sluice/pipeline.h"
 
@@ -41,57 +42,53 @@ static fn_conf *new_conf(sl_stream *in, void *fn, void *ud)
 /* --- filter --------------------------------------------------------------- */
 
 /* One pass: test record i, and if kept move it down to slot j. A constant
- * width W turns the payload move into a few register moves. TR (a constant
- * too) says the batch has a trace column: a kept record's context moves
- * with it, a dropped record's sampled span ends here. */
-#define FILTER_LOOP(W, TR)                                \
+ * width W turns the payload move into a few register moves. KEEP (a constant
+ * too) is the mask the kept records are marked in when the batch has a trace
+ * column, for the column's compaction after the loop, else NO_MASK. */
+#define NO_MASK ((uint64_t *)0)
+#define FILTER_LOOP(W, KEEP)                              \
     for (uint32_t i = 0; i < n; i++) {                    \
         uint8_t *rec = in->data + (size_t)i * (W);        \
-        if (!fn(rec, (W), in->ts[i], ud)) {               \
-            if (TR) dropped(ctx, &in->trace[i]);          \
-            continue;                                     \
-        }                                                 \
+        if (!fn(rec, (W), in->ts[i], ud)) continue;       \
+        if (KEEP) (KEEP)[i >> 6] |= 1ull << (i & 63);     \
         if (i != j) {                                     \
             in->ts[j] = in->ts[i];                        \
             in->hash[j] = in->hash[i];                    \
             memcpy(in->data + (size_t)j * (W), rec, (W)); \
-            if (TR) in->trace[j] = in->trace[i];          \
         }                                                 \
         j++;                                              \
     }
 
-static inline void dropped(sl_ctx *ctx, const sl_trace_ctx *tc)
+/* A dropped record's sampled span ends here. */
+static void dropped(void *ctx, const sl_trace_ctx *tc)
 {
-    if (tc->flags & SL_TRACE_FLAG_SAMPLED) sl_ctx_trace_dropped(ctx, tc);
+    sl_ctx_trace_dropped(ctx, tc);
 }
 
-/* filter of a batch that carries trace contexts: the loops above with the
- * column (or, for variable-width records, one generic loop), then what the
- * dropped records leave at the column's end is zeroed (its invariant,
- * sluice/batch.h). */
+/* filter of a batch that carries trace contexts: the loops above, marking
+ * what they keep, then the column compacted by that mask (per context, so
+ * a few sampled records cost a few moves, not one per record). */
 static uint32_t filter_traced(sl_ctx *ctx, sl_batch *in, sl_filter_fn fn, void *ud)
 {
     uint32_t n = in->count, j = 0, w = in->width;
+    uint64_t mask[SLI_TRACE_WORDS] = {0}, *keep = mask;
     switch (w) {
     case 0:
         for (uint32_t i = 0; i < n; i++) {
-            if (!fn(in->data + in->var[i].off, in->var[i].len, in->ts[i], ud)) {
-                dropped(ctx, &in->trace[i]);
-                continue;
-            }
+            if (!fn(in->data + in->var[i].off, in->var[i].len, in->ts[i], ud)) continue;
+            keep[i >> 6] |= 1ull << (i & 63);
             in->ts[j] = in->ts[i];
             in->hash[j] = in->hash[i];
             in->var[j] = in->var[i];
-            in->trace[j] = in->trace[i];
             j++;
         }
         break;
-    case 16: FILTER_LOOP(16, 1) break;
-    case 32: FILTER_LOOP(32, 1) break;
-    case 64: FILTER_LOOP(64, 1) break;
-    default: FILTER_LOOP(w, 1) break;
+    case 16: FILTER_LOOP(16, keep) break;
+    case 32: FILTER_LOOP(32, keep) break;
+    case 64: FILTER_LOOP(64, keep) break;
+    default: FILTER_LOOP(w, keep) break;
     }
-    memset(&in->trace[j], 0, (size_t)(n - j) * sizeof(sl_trace_ctx));
+    sli_trace_compact(in, keep, dropped, ctx);
     return j;
 }
 
@@ -112,10 +109,10 @@ static int filter_process(sl_ctx *ctx, void *self, sl_batch *in)
             j++;
         }
         break;
-    case 16: FILTER_LOOP(16, 0) break;
-    case 32: FILTER_LOOP(32, 0) break;
-    case 64: FILTER_LOOP(64, 0) break;
-    default: FILTER_LOOP(w, 0) break;
+    case 16: FILTER_LOOP(16, NO_MASK) break;
+    case 32: FILTER_LOOP(32, NO_MASK) break;
+    case 64: FILTER_LOOP(64, NO_MASK) break;
+    default: FILTER_LOOP(w, NO_MASK) break;
     }
     in->count = j;
     if (j == 0) return 0; /* the engine recycles the batch */
@@ -155,12 +152,12 @@ static int map_process(sl_ctx *ctx, void *self, sl_batch *in)
     uint8_t *scratch = ow <= sizeof(tmp) ? tmp : malloc(ow);
     if (!scratch) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
     int rc = 0;
-    const sl_trace_ctx *tr = in->trace; /* NULL: no record has a context */
+    const int tr = in->trace != NULL; /* 0: no record has a context */
     for (uint32_t i = 0; i < in->count && !rc; i++) {
         sl_bytes r = sl_batch_bytes(in, i);
         int64_t ts = in->ts[i];
         rc = fn(r.ptr, r.len, scratch, &ts, c->ud);
-        if (tr) sl_ctx_set_trace(ctx, &tr[i]);
+        if (tr) sl_ctx_set_trace(ctx, sl_batch_trace(in, i));
         if (!rc) rc = sl_emit_copy(ctx, ts, 0, scratch, ow);
     }
     if (scratch != tmp) free(scratch);
@@ -176,10 +173,11 @@ static int flat_map_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     fn_conf *c = sl_ctx_conf(ctx);
     sl_flat_map_fn fn = (sl_flat_map_fn)c->fn;
-    const sl_trace_ctx *tr = in->trace; /* NULL: no record has a context */
+    const int tr = in->trace != NULL; /* 0: no record has a context */
     for (uint32_t i = 0; i < in->count; i++) {
         sl_bytes r = sl_batch_bytes(in, i);
-        if (tr) sl_ctx_set_trace(ctx, &tr[i]); /* what fn emits comes from record i */
+        if (tr)
+            sl_ctx_set_trace(ctx, sl_batch_trace(in, i)); /* what fn emits comes from record i */
         int rc = fn(ctx, r.ptr, r.len, in->ts[i], c->ud);
         if (rc) return rc < 0 ? rc : SL_EOPERATOR;
     }

@@ -14,20 +14,22 @@
  *
  * The trace column. `trace` is NULL while no record of the batch carries a
  * trace context, which is always so in a pipeline without tracing: then
- * nothing reads or writes it. It appears (SL_BATCH_CAPACITY entries) when a
- * record with a context is put in the batch: by a source that read one
- * (sl_batch_set_trace, or sl_ctx_set_trace before emitting), or by the
- * engine copying records that had one. An all-zero entry means "no
- * context". Invariant: entries at `count` and after are all zero,
- * so a record appended without a context (sl_batch_push, sl_emit, or columns
- * written directly) has none without anyone writing its entry. Code that
- * shrinks a batch in place must keep that: sl_batch_compact() and
- * sl_batch_truncate() do. The engine keeps the column through forward,
- * chaining, channels, clones (several consumers, broadcast), the hash
- * shuffle and rebalance; map, filter, key_by keep each record's context and
- * flat_map gives each output its input record's (sl_ctx_set_trace).
- * Records an operator makes anew (aggregates, windows) carry none unless it
- * says otherwise.
+ * nothing reads or writes it. It appears when a record with a context is
+ * put in the batch: by a source that read one (sl_batch_set_trace, or
+ * sl_ctx_set_trace before emitting), or by the engine copying records that
+ * had one. It is sparse: bit i of trace_set says record i has a context,
+ * and only then is trace[i] defined; read it with sl_batch_trace(). A
+ * sampled record among a thousand then costs a bit test per record, not a
+ * column of entries to zero and move. Invariant: bits at `count` and after
+ * are clear, so a record appended without a context (sl_batch_push,
+ * sl_emit, or columns written directly) has none without anyone writing
+ * its bit. Code that shrinks a batch in place must keep that:
+ * sl_batch_compact() and sl_batch_truncate() do. The engine keeps the
+ * column through forward, chaining, channels, clones (several consumers,
+ * broadcast), the hash shuffle and rebalance; map, filter, key_by keep each
+ * record's context and flat_map gives each output its input record's
+ * (sl_ctx_set_trace). Records an operator makes anew (aggregates, windows)
+ * carry none unless it says otherwise.
  *
  * A stream's width is fixed when the node that produces it is created, so an
  * operator knows which of the two layouts it reads. Batches and their arenas
@@ -79,9 +81,11 @@ typedef struct sl_batch {
     void *pool;                 /* engine: owning pool */
     /* Added last (the layout above is unchanged): the trace column, NULL
      * when no record carries a context (see above), else
-     * [SL_BATCH_CAPACITY] entries. */
+     * [SL_BATCH_CAPACITY] entries, trace[i] defined where bit i of
+     * trace_set ([SL_BATCH_CAPACITY / 64] words) is set. */
     sl_trace_ctx *trace;
-    void *trace_buf; /* engine: the column's memory, kept when recycled */
+    void *trace_buf;     /* engine: the column's memory, kept when recycled */
+    uint64_t *trace_set; /* with trace: which records have a context */
 } sl_batch;
 
 /* Payload of record i: for fixed-width streams a pointer to its struct. */
@@ -131,10 +135,10 @@ SL_API void sl_batch_truncate(sl_batch *b, uint32_t n);
 SL_API int sl_batch_set_trace(sl_batch *b, uint32_t i, const sl_trace_ctx *tc);
 
 /* Record i's trace context, or NULL when it has none (one pointer test when
- * the batch has no trace column). */
+ * the batch has no trace column, else one bit test). */
 static inline const sl_trace_ctx *sl_batch_trace(const sl_batch *b, uint32_t i)
 {
-    return b->trace && sl_trace_ctx_valid(&b->trace[i]) ? &b->trace[i] : NULL;
+    return b->trace && (b->trace_set[i >> 6] >> (i & 63) & 1) ? &b->trace[i] : NULL;
 }
 
 #ifdef __cplusplus

@@ -32,6 +32,7 @@
  *
  * Runs on the instance's worker thread, like the rest of the operator.
  */
+#include "engine/pool.h" /* the trace column's bits */
 #include "operators/window/window_int.h"
 #include "sluice/trace.h"
 
@@ -160,16 +161,17 @@ void sli_win_links_add(win *w, const sl_batch *in)
 {
     struct win_links *l = w->links;
     int64_t now = 0;
-    for (uint32_t i = 0; i < in->count; i++) {
+    SLI_TRACE_EACH(in, i, {
         const sl_trace_ctx *c = &in->trace[i];
-        if (!(c->flags & SL_TRACE_FLAG_SAMPLED) || !sl_trace_ctx_valid(c)) continue;
-        lslot *s = insert(l, in->hash[i], bucket_of(l, in->ts[i]));
-        if (!s) continue;
-        s->seen++;
-        if (s->n == LINKS_PER_BUCKET) continue;
-        if (!now) now = sl_trace_now_ns();
-        s->e[s->n++] = (contrib){.ts = in->ts[i], .at_ns = now, .c = *c};
-    }
+        lslot *s = c->flags & SL_TRACE_FLAG_SAMPLED
+                       ? insert(l, in->hash[i], bucket_of(l, in->ts[i]))
+                       : NULL;
+        if (s && s->n < LINKS_PER_BUCKET) {
+            if (!now) now = sl_trace_now_ns();
+            s->e[s->n++] = (contrib){.ts = in->ts[i], .at_ns = now, .c = *c};
+        }
+        if (s) s->seen++;
+    })
 }
 
 int sli_win_links_span(sl_ctx *ctx, win *w, uint64_t h, int64_t start, int64_t end,
