@@ -40,19 +40,46 @@
 #include <string.h>
 #include "sluice/otlp.h"
 
-/* Append; a failure sticks in *rc so that the encoder checks once. */
+/* Append; a failure sticks in *rc so that the encoder checks once. The
+ * common case, room in the buffer, is a copy with no call (the encoder
+ * appends a few bytes at a time). */
 typedef struct out {
     sl_buf *b;
     int rc;
 } out;
 
-static void put(out *o, const char *s, size_t n)
+static void put_slow(out *o, const char *s, size_t n)
 {
     if (!o->rc) o->rc = sl_buf_append(o->b, s, n);
 }
-static void puts_(out *o, const char *s)
+
+static inline void put(out *o, const char *s, size_t n)
+{
+    sl_buf *b = o->b;
+    if (b->cap - b->len >= n) {
+        memcpy(b->ptr + b->len, s, n);
+        b->len += n;
+    } else {
+        put_slow(o, s, n);
+    }
+}
+
+/* A literal or other NUL-terminated text (inline: strlen of a literal is a
+ * constant). */
+static inline void puts_(out *o, const char *s)
 {
     put(o, s, strlen(s));
+}
+
+/* v in decimal into the end of t (room for 20 digits); returns the start. */
+static char *u64_dec(char *end, uint64_t v)
+{
+    char *p = end;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
@@ -81,16 +108,26 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* Bytes that need no escape and are plain ASCII: the fast path of put_str. */
+static inline int plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
 static void put_str(out *o, const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
-    size_t n = strlen(str), run = 0, i = 0;
     put(o, "\"", 1);
-    while (i < n) {
-        unsigned char c = s[i];
-        const char *esc = NULL;
+    for (;;) {
+        size_t run = 0;
+        while (plain(s[run])) run++;
+        put(o, (const char *)s, run);
+        s += run;
+        unsigned char c = *s;
+        if (!c) break;
         char u[8];
-        size_t len = 1;
+        const char *esc = u;
+        size_t len = 1, n = 0;
         if (c == '"')
             esc = "\\\"";
         else if (c == '\\')
@@ -102,26 +139,22 @@ static void put_str(out *o, const char *str)
             case '\t': esc = "\\t"; break;
             case '\b': esc = "\\b"; break;
             case '\f': esc = "\\f"; break;
-            default: snprintf(u, sizeof(u), "\\u%04x", c); esc = u;
+            default: snprintf(u, sizeof(u), "\\u%04x", c);
             }
-        } else if (c >= 0x80) {
-            len = utf8_len(s + i, n - i);
-            if (!len) {
-                esc = "\xEF\xBF\xBD"; /* U+FFFD for this byte */
-                len = 1;
+        } else {                       /* c >= 0x80 */
+            while (n < 4 && s[n]) n++; /* utf8_len reads no further than this */
+            len = utf8_len(s, n);
+            if (len) {
+                put(o, (const char *)s, len);
+                s += len;
+                continue;
             }
+            esc = "\xEF\xBF\xBD"; /* U+FFFD for this byte */
+            len = 1;
         }
-        if (esc) {
-            put(o, (const char *)s + i - run, run);
-            run = 0;
-            puts_(o, esc);
-            i += len;
-        } else {
-            run += len;
-            i += len;
-        }
+        puts_(o, esc);
+        s += len;
     }
-    put(o, (const char *)s + n - run, run);
     put(o, "\"", 1);
 }
 
@@ -147,9 +180,11 @@ static int all_zero(const uint8_t *b, size_t n)
 
 static void put_fmt_u64(out *o, const char *pre, uint64_t v, const char *post)
 {
-    char t[64];
-    int n = snprintf(t, sizeof(t), "%s%" PRIu64 "%s", pre, v, post);
-    put(o, t, (size_t)n);
+    char t[24], *end = t + sizeof(t);
+    char *p = u64_dec(end, v);
+    puts_(o, pre);
+    put(o, p, (size_t)(end - p));
+    puts_(o, post);
 }
 
 static void put_double(out *o, double d)
@@ -176,10 +211,15 @@ static void put_attr(out *o, const sl_span_attr *a)
         puts_(o, "\"stringValue\":");
         put_str(o, a->v.s);
         break;
-    case SL_ATTR_INT:
-        snprintf(t, sizeof(t), "\"intValue\":\"%" PRId64 "\"", a->v.i);
-        puts_(o, t);
+    case SL_ATTR_INT: {
+        uint64_t mag = a->v.i < 0 ? 0 - (uint64_t)a->v.i : (uint64_t)a->v.i;
+        char *end = t + sizeof(t), *p = u64_dec(end, mag);
+        if (a->v.i < 0) *--p = '-';
+        puts_(o, "\"intValue\":\"");
+        put(o, p, (size_t)(end - p));
+        put(o, "\"", 1);
         break;
+    }
     case SL_ATTR_DOUBLE:
         puts_(o, "\"doubleValue\":");
         put_double(o, a->v.d);

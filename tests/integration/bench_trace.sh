@@ -5,7 +5,8 @@
 # the memory per in-flight trace; and of its overhead part: bench core's
 # pipeline plain and with a trace point (no tracer, 1 %, 100 %), the three
 # overhead lines, the spans sampled and dropped, the cost of one span (the
-# bench fails when a run counts differently from the loop). The bench itself fails when a run does not decide every
+# bench fails when a run counts differently from the loop); and of its export
+# part: the copy floor and the OTLP/JSON encoding rows and the encoding line. The bench itself fails when a run does not decide every
 # generated trace, the two runs keep different traces, the memory run does
 # not hold every trace in flight at once, or the generated input has a
 # malformed or late span. Only the shape is checked, never the values (no
@@ -47,19 +48,27 @@ grep -q "^  point 100% sampled: 20000 spans sampled, $num dropped (export queue 
   fail "no 100% spans line: $(cat "$tmp/out")"
 grep -q "^  one span (100 % sampled: extra time / spans): -\?$num ns\$" "$tmp/out" ||
   fail "no span cost line: $(cat "$tmp/out")"
+for v in "export-copy-floor" "export-otlp-json"; do
+  grep -q "^  $v  *1  *20000  *$num  *${num}M  *$num\$" "$tmp/out" || fail "no row '$v': $(cat "$tmp/out")"
+done
+grep -q "^  OTLP/JSON encoding  *$num M spans/s, $num bytes/span, $num MB/s (copying the bytes: $num MB/s)\$" "$tmp/out" ||
+  fail "no encoding line: $(cat "$tmp/out")"
 
 "$bin" bench trace --spans 20000 $small --csv > "$tmp/csv" 2> "$tmp/err" || fail "--csv: exit $?: $(cat "$tmp/err")"
 [ "$(head -n 1 "$tmp/csv")" = "bench,variant,threads,events,seconds,events_per_s,peak_rss_mb" ] ||
   fail "--csv header: $(head -n 1 "$tmp/csv")"
 for v in "collector-baseline-reader,1" "collector,1" "collector,2" \
   "collector-rss-bytes-per-trace=-\?$num,1" "collector-held-bytes-per-trace=$num,1" \
-  "core,1" "point without tracer,1" "point 1% sampled,1" "point 100% sampled,1"; do
+  "core,1" "point without tracer,1" "point 1% sampled,1" "point 100% sampled,1" \
+  "export-copy-floor,1" "export-otlp-json,1"; do
   grep -q "^trace,$v,20000,$num,$num,$num\$" "$tmp/csv" || fail "--csv: no row '$v': $(cat "$tmp/csv")"
 done
 [ "$(grep -vc "^trace," "$tmp/csv")" = 1 ] || fail "--csv: lines that are not rows: $(cat "$tmp/csv")"
 "$bin" bench trace --spans 2000 --only collector > /dev/null || fail "--only collector"
 "$bin" bench trace $small --only overhead > "$tmp/out" || fail "--only overhead"
 ! grep -q "trace-collector" "$tmp/out" || fail "--only overhead ran the collector"
+"$bin" bench trace --spans 2000 --only export > "$tmp/out" || fail "--only export"
+grep -q "OTLP/JSON encoding" "$tmp/out" && ! grep -q "overhead" "$tmp/out" || fail "--only export: $(cat "$tmp/out")"
 
 usage() { # args...: must exit 2 with one stderr line
   local rc=0
