@@ -322,8 +322,9 @@ static void copy_span(sl_span *dst, const sl_span *src)
     memcpy(dst->links, src->links, (size_t)nl * sizeof(src->links[0]));
 }
 
-/* Claim the next cell: NULL when the ring is full, else the cell, its
- * position in *pos, to fill and then hand over with ring_publish. */
+/* Claim the next cell: NULL when the ring is full (the span counted as
+ * dropped), else the cell, its position in *pos, to fill and then hand
+ * over with ring_publish. */
 static struct cell *ring_claim(sl_tracer *t, size_t *pos_out)
 {
     size_t pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
@@ -337,7 +338,8 @@ static struct cell *ring_claim(sl_tracer *t, size_t *pos_out)
                                                       memory_order_relaxed))
                 break;
         } else if (dif < 0) {
-            return NULL; /* full */
+            add(&t->dropped_full, 1); /* full: the span is dropped */
+            return NULL;
         } else {
             pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
         }
@@ -803,10 +805,7 @@ void sl_span_end(sl_span *s, int64_t end_ns)
     if (s->end_ns < s->start_ns) s->end_ns = s->start_ns;
     size_t pos;
     struct cell *c = ring_claim(t, &pos);
-    if (!c) {
-        add(&t->dropped_full, 1);
-        return;
-    }
+    if (!c) return;
     c->is_rec = 0;
     copy_span(&c->u.span, s);
     ring_publish(t, c, pos);
@@ -819,10 +818,7 @@ void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r)
     add(&t->ended, 1);
     size_t pos;
     struct cell *c = ring_claim(t, &pos);
-    if (!c) {
-        add(&t->dropped_full, 1);
-        return;
-    }
+    if (!c) return;
     c->is_rec = 1;
     c->u.rec = *r;
     ring_publish(t, c, pos);
