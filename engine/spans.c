@@ -1,15 +1,8 @@
 /*
- * engine/spans.c - trace points (sl_stream_trace, sluice/trace.h): a span
- * for each sampled record, from the point that opens it to the place where
- * the record leaves the chain of operators after it.
- *
- * A trace point is an operator that hands its batch on unchanged but for
- * the trace column. For each record it decides head sampling with the
- * tracer's rule (sl_trace_should_sample: parent-based when the record
- * carries a context, else the trace-id ratio on a new trace id). A sampled
- * record gets a new span, a child of the context it carried, and the
- * record's context becomes the new span's: sinks write it, the next point
- * continues the trace from it. An unsampled record keeps what it carried.
+ * engine/spans.c - the open spans of a pipeline's trace points (the
+ * operator is operators/trace_point.c, the API sl_stream_trace in
+ * sluice/trace.h): where a record's span ends, and the table that lets any
+ * thread end it.
  *
  * The span ends at whichever comes first (its `sluice.end` attribute):
  *
@@ -43,13 +36,10 @@
  * instructions, and is waited for. An end that finds its slot OPEN with
  * another span in it (its own span was evicted) puts the state back.
  *
- * Cost: nothing without a tracer (the point forwards its batch); with one,
- * per record without a context a counter to count down (the gap to the next
- * sampled one is drawn when it is reached); per sampled record a few
- * atomics and one sl_span (about 2 KB) copied into the tracer's queue at
- * its end.
+ * Cost, per sampled record: a few atomics at its opening, and at its end a
+ * ~100-byte record (sli_span_rec) queued to the tracer, whose export thread
+ * makes it a span.
  */
-#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,10 +71,6 @@ struct sli_spans {
     _Atomic uint64_t next; /* spans opened: the next one's sequence number, mod 2^32 */
     slot slots[SPANS_CAP];
 };
-
-typedef struct tp_conf {
-    sl_trace_point_conf c;
-} tp_conf;
 
 static uint32_t id_seq(const uint8_t id[8])
 {
@@ -141,12 +127,17 @@ static void span_end(sli_spans *t, sl_tracer *tr, const sl_trace_ctx *tc, const 
     slot_end(tr, s, end, b, i, now);
 }
 
-/* Open a span for record i of b (its context in, possibly invalid) and
- * write its context into out. */
-static void span_open(sli_spans *t, sl_tracer *tr, const struct sl_ctx *c, const tp_conf *tc,
-                      const sl_batch *b, uint32_t i, const uint8_t trace_id[16],
-                      const sl_trace_ctx *parent, int64_t now, sl_trace_ctx *out)
+sli_spans *sli_spans_new(void)
 {
+    return calloc(1, sizeof(sli_spans));
+}
+
+void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
+                    const uint8_t trace_id[16], const sl_trace_ctx *parent, int64_t now,
+                    sl_trace_ctx *out)
+{
+    sli_spans *t = c->p->spans;
+    sl_tracer *tr = c->p->tracer;
     uint32_t seq = (uint32_t)atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
     slot *s = &t->slots[seq & (SPANS_CAP - 1)];
     for (;;) {
@@ -179,7 +170,7 @@ static void span_open(sli_spans *t, sl_tracer *tr, const struct sl_ctx *c, const
     s->instance = c->instance;
     s->keyed = c->in_key[c->cur_input] != NULL;
     s->key_hash = s->keyed ? b->hash[i] : 0;
-    s->kind = tc->c.kind ? tc->c.kind : SL_SPAN_KIND_INTERNAL;
+    s->kind = kind ? kind : SL_SPAN_KIND_INTERNAL;
     s->start_ns = now;
     s->point = c->node->name;
     memcpy(out->trace_id, trace_id, 16);
@@ -197,6 +188,12 @@ void sli_spans_end_batch(struct sl_ctx *c, const sl_batch *b)
         if (b->trace[i].flags & SL_TRACE_FLAG_SAMPLED)
             span_end(c->p->spans, tr, &b->trace[i], c, b, i, now);
     })
+}
+
+void sli_spans_end(struct sl_ctx *c, const sl_trace_ctx *tc, const sl_batch *b, uint32_t i,
+                   int64_t now)
+{
+    span_end(c->p->spans, c->p->tracer, tc, c, b, i, now);
 }
 
 void sl_ctx_trace_dropped(sl_ctx *c, const sl_trace_ctx *tc)
@@ -219,121 +216,4 @@ void sli_spans_free(sli_spans *t, sl_tracer *tracer)
             slot_end(tracer, &t->slots[k], NULL, NULL, 0, 0);
         }
     free(t);
-}
-
-/* --- the operator ---------------------------------------------------------------- */
-
-/* An instance of a trace point: the ratio for records without a context
- * and how many such records to pass before the next one is sampled. Which
- * records start a trace is drawn as the gaps between them (geometric, as
- * independent draws at `ratio` would give): no random draw per record. */
-typedef struct tp_self {
-    double ratio;
-    uint64_t skip;
-} tp_self;
-
-static uint64_t next_gap(double ratio)
-{
-    if (ratio >= 1) return 0;
-    uint8_t r[8];
-    uint64_t x;
-    sl_trace_new_span_id(r);
-    memcpy(&x, r, 8);
-    double u = ((double)(x >> 11) + 1) * 0x1p-53; /* (0, 1] */
-    double g = floor(log(u) / log1p(-ratio));
-    return g < 1e18 ? (uint64_t)g : UINT64_MAX;
-}
-
-static int tp_open(sl_ctx *c, void **self)
-{
-    const tp_conf *tc = sl_ctx_conf(c);
-    tp_self *s = calloc(1, sizeof(*s));
-    if (!s) return sl_ctx_fail(c, SL_ENOMEM, "out of memory");
-    s->ratio = tc->c.sample_ratio == 0 ? sl_tracer_sample_ratio(c->p->tracer) : tc->c.sample_ratio;
-    if (s->ratio > 0) s->skip = next_gap(s->ratio);
-    *self = s;
-    return 0;
-}
-
-static void tp_close(void *self)
-{
-    free(self);
-}
-
-static int tp_process(sl_ctx *c, void *self, sl_batch *b)
-{
-    tp_self *me = self;
-    sl_tracer *tr = c->p->tracer;
-    if (!tr) return sl_forward(c, b);
-    const tp_conf *tc = sl_ctx_conf(c);
-    int64_t now = sl_trace_now_ns();
-    if (!b->trace) {
-        /* No record carries a context: only new traces, at the drawn gaps,
-         * so the loop jumps from one sampled record to the next. */
-        uint32_t i = 0;
-        while (me->ratio > 0 && me->skip < (uint64_t)(b->count - i)) {
-            i += (uint32_t)me->skip;
-            me->skip = next_gap(me->ratio);
-            uint8_t trace_id[16];
-            sl_trace_ctx out;
-            sli_trace_new_sampled_trace_id(me->ratio, trace_id);
-            span_open(c->p->spans, tr, c, tc, b, i, trace_id, NULL, now, &out);
-            if (sl_batch_set_trace(b, i, &out) != 0)
-                return sl_ctx_fail(c, SL_ENOMEM, "out of memory for a trace column");
-            i++;
-        }
-        if (me->ratio > 0) me->skip -= b->count - i;
-        return sl_forward(c, b);
-    }
-    for (uint32_t i = 0; i < b->count; i++) {
-        const sl_trace_ctx *in = sl_batch_trace(b, i);
-        uint8_t trace_id[16];
-        if (in) {
-            if (!(in->flags & SL_TRACE_FLAG_SAMPLED)) continue; /* parent-based: not sampled */
-            span_end(c->p->spans, tr, in, c, b, i, now);        /* the span before ends here */
-            memcpy(trace_id, in->trace_id, 16);
-        } else {
-            if (!(me->ratio > 0)) continue;
-            if (me->skip) {
-                me->skip--;
-                continue;
-            }
-            me->skip = next_gap(me->ratio);
-            sli_trace_new_sampled_trace_id(me->ratio, trace_id);
-        }
-        sl_trace_ctx out;
-        span_open(c->p->spans, tr, c, tc, b, i, trace_id, in, now, &out);
-        if (sl_batch_set_trace(b, i, &out) != 0)
-            return sl_ctx_fail(c, SL_ENOMEM, "out of memory for a trace column");
-    }
-    return sl_forward(c, b);
-}
-
-static const sl_operator tp_op = {.version = SL_OPERATOR_VERSION,
-                                  .kind = "trace",
-                                  .open = tp_open,
-                                  .process = tp_process,
-                                  .close = tp_close};
-
-sl_stream *sl_stream_trace(sl_stream *in, const char *name, const sl_trace_point_conf *conf)
-{
-    sl_pipeline *p = sl_stream_pipeline(in);
-    if (!p) return NULL;
-    if (conf && (conf->sample_ratio > 1 || conf->sample_ratio != conf->sample_ratio ||
-                 conf->kind < 0 || conf->kind > SL_SPAN_KIND_CONSUMER)) {
-        sl_pipeline_error(p, SL_EINVAL,
-                          "trace point '%s': sample_ratio must be at most 1 and kind an "
-                          "sl_span_kind",
-                          name ? name : "(null)");
-        return NULL;
-    }
-    if (!p->spans && !(p->spans = calloc(1, sizeof(*p->spans)))) {
-        sl_pipeline_error(p, SL_ENOMEM, "out of memory");
-        return NULL;
-    }
-    tp_conf tc = {.c = conf ? *conf : (sl_trace_point_conf){0}};
-    void *owned = sl_pipeline_dup(p, &tc, sizeof tc);
-    if (!owned) return NULL;
-    sl_stream *out = sl_stream_apply(in, name, &tp_op, owned, sl_stream_width(in));
-    return out ? sl_stream_keep_key(out, in) : NULL;
 }

@@ -1,6 +1,7 @@
 /*
  * engine/spans.h - the open spans of a pipeline's trace points (private;
- * the API is sl_stream_trace in sluice/trace.h, the design in spans.c).
+ * the API is sl_stream_trace in sluice/trace.h, the operator in
+ * operators/trace_point.c, the table's design in spans.c).
  *
  * The table exists once a trace point was added (p->spans, made at build
  * time) and is freed with the pipeline, after it ended what is still open
@@ -19,6 +20,22 @@ typedef struct sli_spans sli_spans;
  * end there. Called by the engine only when b has a trace column and the
  * pipeline has trace points. */
 void sli_spans_end_batch(struct sl_ctx *c, const sl_batch *b);
+
+/* A new table (the first trace point's builder makes it, as p->spans), or
+ * NULL when out of memory. */
+sli_spans *sli_spans_new(void);
+
+/* Open a span for record i of b at trace point c (kind: an sl_span_kind, 0
+ * for internal), the child of parent (NULL: a root of trace_id), starting
+ * at now; out gets the context the record carries from then on. */
+void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
+                    const uint8_t trace_id[16], const sl_trace_ctx *parent, int64_t now,
+                    sl_trace_ctx *out);
+
+/* End the span of context tc, if it is open, at c (record i of b; b NULL
+ * when the record is gone), at now. */
+void sli_spans_end(struct sl_ctx *c, const sl_trace_ctx *tc, const sl_batch *b, uint32_t i,
+                   int64_t now);
 
 /* End what is still open (as unseen) and free the table. NULL accepted. */
 void sli_spans_free(sli_spans *t, sl_tracer *tracer);

@@ -148,7 +148,7 @@ static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i,
     }
     if (!have1 && W >= win_sat_add(we - 1, w->L)) { /* alone, and expired: late */
         if (hd->n == 0) sl_state_remove(w->heads, h, key.ptr, key.len);
-        return win_emit_input(ctx, WIN_PORT_LATE, in, i);
+        return sli_win_emit_input(ctx, WIN_PORT_LATE, in, i);
     }
     int64_t ms = ws, me = we;
     if (have1) {
@@ -212,8 +212,8 @@ static int sess_process_one(sl_ctx *ctx, win *w, const sl_batch *in, uint32_t i,
     int rc;
     if (me - 1 <= W) { /* past its end (within lateness): fire at once */
         e->fired = 1;
-        rc = win_emit_result(ctx, w, WIN_PORT_RESULT, h, key.ptr, key.len, ms, me,
-                             (uint8_t *)e + SESS_HDR);
+        rc = sli_win_emit_result(ctx, w, WIN_PORT_RESULT, h, key.ptr, key.len, ms, me,
+                                 (uint8_t *)e + SESS_HDR);
     } else {
         rc = sl_ctx_timer(ctx, me - 1, h, key.ptr, key.len);
     }
@@ -237,8 +237,8 @@ int sli_win_sess_timer(sl_ctx *ctx, win *w, const sl_timer *t)
         int has_next = e->has_next;
         if (!e->fired) {
             e->fired = 1;
-            int rc = win_emit_result(ctx, w, WIN_PORT_RESULT, t->hash, t->key, t->key_len, cur,
-                                     e->end, (uint8_t *)e + SESS_HDR);
+            int rc = sli_win_emit_result(ctx, w, WIN_PORT_RESULT, t->hash, t->key, t->key_len, cur,
+                                         e->end, (uint8_t *)e + SESS_HDR);
             if (rc) return rc;
         }
         if (win_sat_add(e->end - 1, w->L) <= T) {

@@ -478,7 +478,7 @@ static int fire_window(sl_ctx *ctx, win *w, khdr *hd, uint64_t h, const void *ke
     int64_t s0 = sat64((__int128)w->off + (__int128)a * w->g);
     int64_t e0 = sat64((__int128)w->off + (__int128)e * w->g);
     if (__builtin_expect(w->ovf, 0)) return sli_win_overflow(ctx, w, key, klen, s0, e0);
-    return win_emit_result(ctx, w, WIN_PORT_RESULT, h, key, klen, s0, e0, w->acc_tmp);
+    return sli_win_emit_result(ctx, w, WIN_PORT_RESULT, h, key, klen, s0, e0, w->acc_tmp);
 }
 
 /* Register a timer at T for the key unless one at or before T is pending.
@@ -970,7 +970,7 @@ static inline __attribute__((always_inline)) int slices_process(sl_ctx *ctx, win
         if (pf) prefetch_ahead(w, in, i, t_lo, t_hi, n);
         if (__builtin_expect(cur_side, 0)) {
             DQ_FLUSH();
-            int rc = win_emit_input(ctx, cur_side, in, i);
+            int rc = sli_win_emit_input(ctx, cur_side, in, i);
             if (rc) return rc;
             continue;
         }
@@ -1185,8 +1185,8 @@ int sli_win_slices_early(sl_ctx *ctx, win *w, const sl_timer *t)
         int64_t s0 = sat64((__int128)w->off + (__int128)a * w->g);
         int64_t e0 = sat64((__int128)w->off + (__int128)e * w->g);
         if (w->ovf) return sli_win_overflow(ctx, w, t->key, t->key_len, s0, e0);
-        int rc = win_emit_result(ctx, w, WIN_PORT_EARLY, t->hash, t->key, t->key_len, s0, e0,
-                                 w->acc_tmp);
+        int rc = sli_win_emit_result(ctx, w, WIN_PORT_EARLY, t->hash, t->key, t->key_len, s0, e0,
+                                     w->acc_tmp);
         if (rc) return rc;
         if (e > INT64_MAX - w->s) break;
     }
