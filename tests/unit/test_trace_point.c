@@ -23,7 +23,8 @@
  * Then where else spans end: at an aggregate (it does not hand its batch
  * on), and, for records an operator lost without saying so, as "unseen" at
  * the end. A window's result is a span linked to its sampled contributors,
- * and the result carries its context. Without a tracer no batch at the sink
+ * and the result carries its context; late records keep theirs; both with
+ * event times from 0, and from near either end of int64. Without a tracer no batch at the sink
  * has a trace column; a bad conf is refused with a message. No assertion
  * on time.
  */
@@ -114,13 +115,19 @@ static const got *find(const uint8_t id[8])
 
 /* --- the pipeline ------------------------------------------------------------ */
 
+/* Event time 0 of the window tests: 0, or near either end of int64 (a
+ * multiple of 300, so the windows fall as they do from 0). */
+static int64_t ts_base;
+#define TS_NEAR_MAX INT64_C(9223372036854765600)
+#define TS_NEAR_MIN INT64_C(-9223372036854765600)
+
 static int gen(void *out, uint64_t seq, int64_t *ts, void *ud)
 {
     (void)ud;
     rec *r = out;
     r->seq = seq;
     r->key = seq % 7;
-    *ts = (int64_t)(seq / 4);
+    *ts = ts_base + (int64_t)(seq / 4);
     return 0;
 }
 
@@ -422,6 +429,7 @@ static void window_links(sl_window_conf wc, size_t results)
         assert_string_equal(w->name, "win");
         assert_int_equal(w->wstart, x->start);
         assert_int_equal(w->wend, x->end);
+        assert_true(x->start >= ts_base - 100 && x->end <= ts_base + N / 4 + 100);
         assert_non_null(parent);
         assert_string_equal(parent->name, "in");
         assert_memory_equal(w->trace, parent->trace, 16);
@@ -445,9 +453,14 @@ static void window_links(sl_window_conf wc, size_t results)
 static void test_window_links(void **state)
 {
     (void)state;
-    window_links(sl_window_tumbling(100, 0), 7 * 8);
-    window_links(sl_window_sliding(100, 30), 7 * 28);
-    window_links(sl_window_session(5), 7);
+    const int64_t bases[] = {0, TS_NEAR_MIN, TS_NEAR_MAX};
+    for (size_t k = 0; k < sizeof(bases) / sizeof(bases[0]); k++) {
+        ts_base = bases[k];
+        window_links(sl_window_tumbling(100, 0), 7 * 8);
+        window_links(sl_window_sliding(100, 30), 7 * 28);
+        window_links(sl_window_session(5), 7);
+    }
+    ts_base = 0;
 }
 
 /* Late records keep their context: records whose event time is 0 after the
@@ -456,13 +469,12 @@ static void test_window_links(void **state)
 static int gen_late(void *dst, uint64_t seq, int64_t *ts, void *ud)
 {
     gen(dst, seq, ts, ud);
-    if (seq >= 2000 && seq % 50 == 0) *ts = 0;
+    if (seq >= 2000 && seq % 50 == 0) *ts = ts_base;
     return 0;
 }
 
-static void test_window_late(void **state)
+static void window_late(void)
 {
-    (void)state;
     memset(out, 0, sizeof(out));
     sl_tracer *t = tracer();
     sl_pipeline *p = sl_pipeline_new();
@@ -491,6 +503,18 @@ static void test_window_late(void **state)
         late++;
     }
     assert_int_equal(late, (N - 2000) / 50);
+}
+
+/* Late records at event time 0, and at times near either end of int64. */
+static void test_window_late(void **state)
+{
+    (void)state;
+    const int64_t bases[] = {0, TS_NEAR_MIN, TS_NEAR_MAX};
+    for (size_t k = 0; k < sizeof(bases) / sizeof(bases[0]); k++) {
+        ts_base = bases[k];
+        window_late();
+    }
+    ts_base = 0;
 }
 
 static void test_bad_conf(void **state)
