@@ -14,7 +14,8 @@
  * leave data_len at 0.
  *
  * The trace column (sluice/batch.h) is a separate allocation, its bits
- * then SL_BATCH_CAPACITY sl_trace_ctx, made the first time a record with a
+ * then SL_BATCH_CAPACITY sl_trace_ctx and as many queueing times
+ * (sli_trace_wait, the engine's), made the first time a record with a
  * context enters the batch and kept in trace_buf when the batch is recycled;
  * `trace` and `trace_set` point into it only while the batch carries
  * contexts. Attaching clears the bits (128 bytes), never the entries: an
@@ -55,7 +56,8 @@ void sli_batch_destroy(sl_batch *b)
 }
 
 #define TRACE_SET_BYTES (SLI_TRACE_WORDS * sizeof(uint64_t))
-#define TRACE_COL_BYTES (TRACE_SET_BYTES + (size_t)SL_BATCH_CAPACITY * sizeof(sl_trace_ctx))
+#define TRACE_COL_BYTES \
+    (TRACE_SET_BYTES + (size_t)SL_BATCH_CAPACITY * (sizeof(sl_trace_ctx) + sizeof(int64_t)))
 
 int sli_batch_trace_attach(sl_batch *b)
 {
@@ -76,6 +78,7 @@ int sl_batch_set_trace(sl_batch *b, uint32_t i, const sl_trace_ctx *tc)
     }
     if (!b->trace && sli_batch_trace_attach(b) != 0) return SL_ENOMEM;
     b->trace[i] = *tc;
+    sli_trace_wait(b)[i] = 0;
     b->trace_set[i >> 6] |= 1ull << (i & 63);
     return 0;
 }
@@ -138,7 +141,9 @@ int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
     sl_bytes r = sl_batch_bytes(src, i);
     int rc = sl_batch_push(dst, src->ts[i], src->hash[i], r.ptr, r.len);
     if (rc || !src->trace || !sli_trace_has(src, i)) return rc;
-    return sl_batch_set_trace(dst, dst->count - 1, &src->trace[i]);
+    rc = sl_batch_set_trace(dst, dst->count - 1, &src->trace[i]);
+    if (!rc) sli_trace_wait(dst)[dst->count - 1] = sli_trace_wait(src)[i];
+    return rc;
 }
 
 /* The compaction loop for one payload width W; a constant W lets the
@@ -159,8 +164,9 @@ int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
  * before it is read. The bits are rebuilt, which also clears those at the
  * new count and after. */
 void sli_trace_compact(sl_batch *b, const uint64_t keep[SLI_TRACE_WORDS],
-                       void (*drop)(void *arg, const sl_trace_ctx *tc), void *arg)
+                       void (*drop)(void *arg, const sl_batch *b, uint32_t i), void *arg)
 {
+    int64_t *wait = sli_trace_wait(b);
     uint32_t base = 0; /* records kept before word w */
     for (uint32_t w = 0; w < SLI_TRACE_WORDS; w++) {
         uint64_t m = b->trace_set[w];
@@ -168,11 +174,14 @@ void sli_trace_compact(sl_batch *b, const uint64_t keep[SLI_TRACE_WORDS],
         for (; m; m &= m - 1) {
             uint32_t bit = (uint32_t)__builtin_ctzll(m), i = (w << 6) + bit;
             if (!(keep[w] >> bit & 1)) {
-                if (drop) drop(arg, &b->trace[i]);
+                if (drop) drop(arg, b, i);
                 continue;
             }
             uint32_t j = base + (uint32_t)__builtin_popcountll(keep[w] & ((1ull << bit) - 1));
-            if (j != i) b->trace[j] = b->trace[i];
+            if (j != i) {
+                b->trace[j] = b->trace[i];
+                wait[j] = wait[i];
+            }
             b->trace_set[j >> 6] |= 1ull << (j & 63);
         }
         base += (uint32_t)__builtin_popcountll(keep[w]);
@@ -349,7 +358,10 @@ sl_batch *sli_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *src)
             return NULL;
         }
         memcpy(b->trace_set, src->trace_set, TRACE_SET_BYTES);
-        SLI_TRACE_EACH(src, i, b->trace[i] = src->trace[i];)
+        SLI_TRACE_EACH(src, i, {
+            b->trace[i] = src->trace[i];
+            sli_trace_wait(b)[i] = sli_trace_wait(src)[i];
+        })
     }
     b->count = src->count;
     b->data_len = src->data_len;

@@ -53,6 +53,14 @@ int sli_batch_trace_attach(sl_batch *b);
 
 /* The trace column's bits (b->trace set; sluice/batch.h). */
 #define SLI_TRACE_WORDS (SL_BATCH_CAPACITY / 64)
+/* The engine's part of the column, after the entries: per record with a
+ * context, the nanoseconds it has waited in channels since its context was
+ * set (a trace point's span: its queueing delay, engine/spans.c). Defined
+ * where the record's bit is set; moves with the context. */
+static inline int64_t *sli_trace_wait(const sl_batch *b)
+{
+    return (int64_t *)(void *)(b->trace + SL_BATCH_CAPACITY);
+}
 static inline int sli_trace_has(const sl_batch *b, uint32_t i)
 {
     return (int)(b->trace_set[i >> 6] >> (i & 63) & 1);
@@ -60,10 +68,10 @@ static inline int sli_trace_has(const sl_batch *b, uint32_t i)
 /* The trace column's half of an in-place compaction (sl_batch_compact,
  * filter): the records were kept where bit i of keep is set, in order, and
  * their contexts now move the same way; the work is per context, not per
- * record. Each dropped record's context is first handed to drop(arg, tc)
- * (drop NULL: none). */
+ * record. Each dropped record i with a context is first handed to
+ * drop(arg, b, i) (drop NULL: none). */
 void sli_trace_compact(sl_batch *b, const uint64_t keep[SLI_TRACE_WORDS],
-                       void (*drop)(void *arg, const sl_trace_ctx *tc), void *arg);
+                       void (*drop)(void *arg, const sl_batch *b, uint32_t i), void *arg);
 /* Clear the bits of records n and after (the invariant, after a batch
  * shrank to n records). */
 static inline void sli_trace_clear_from(sl_batch *b, uint32_t n)

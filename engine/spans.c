@@ -97,12 +97,13 @@ static void slot_end(sl_tracer *tr, slot *s, const struct sl_ctx *end, const sl_
                       .end_instance = end ? end->instance : 0,
                       .key_hash = s->key_hash,
                       .keyed = (uint8_t)s->keyed,
-                      .kind = (uint8_t)s->kind};
+                      .kind = (uint8_t)s->kind,
+                      .queue_ns = end && b ? sli_trace_wait(b)[i] : -1};
     memcpy(r.trace_id, s->trace_id, 16);
     memcpy(r.span_id, s->span_id, 8);
     memcpy(r.parent, s->parent, 8);
     atomic_store_explicit(&s->state, S_FREE, memory_order_release);
-    if (end && !r.keyed && end->in_key[end->cur_input]) {
+    if (end && b && !r.keyed && end->in_key[end->cur_input]) {
         r.keyed = 1;
         r.key_hash = b->hash[i];
     }
@@ -194,6 +195,19 @@ void sli_spans_end(struct sl_ctx *c, const sl_trace_ctx *tc, const sl_batch *b, 
                    int64_t now)
 {
     span_end(c->p->spans, c->p->tracer, tc, c, b, i, now);
+}
+
+void sli_spans_dropped(struct sl_ctx *c, const sl_batch *b, uint32_t i)
+{
+    if (c->p->spans && c->p->tracer && b->trace[i].flags & SL_TRACE_FLAG_SAMPLED)
+        span_end(c->p->spans, c->p->tracer, &b->trace[i], c, b, i, sl_trace_now_ns());
+}
+
+void sli_spans_waited(sl_batch *b, int64_t sent_ns)
+{
+    int64_t waited = sl_trace_now_ns() - sent_ns, *wait = sli_trace_wait(b);
+    if (waited < 0) waited = 0; /* the wall clock stepped back */
+    SLI_TRACE_EACH(b, i, wait[i] += waited;)
 }
 
 void sl_ctx_trace_dropped(sl_ctx *c, const sl_trace_ctx *tc)

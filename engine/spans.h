@@ -37,6 +37,15 @@ void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
 void sli_spans_end(struct sl_ctx *c, const sl_trace_ctx *tc, const sl_batch *b, uint32_t i,
                    int64_t now);
 
+/* Record i of b (it has a context) is dropped at c (a filter): its span,
+ * if open, ends there. */
+void sli_spans_dropped(struct sl_ctx *c, const sl_batch *b, uint32_t i);
+
+/* Batch b (it has a trace column) was sent into a channel at sent_ns
+ * (sl_trace_now_ns) and is taken out now: each of its records with a
+ * context has waited that long more (sluice.queue_ns of its span). */
+void sli_spans_waited(sl_batch *b, int64_t sent_ns);
+
 /* End what is still open (as unseen) and free the table. NULL accepted. */
 void sli_spans_free(sli_spans *t, sl_tracer *tracer);
 

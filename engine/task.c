@@ -114,6 +114,8 @@ static int edge_send(struct sl_ctx *c, sl_channel *ch, sl_msg *m)
 static int edge_send_batch(struct sl_ctx *c, sl_channel *ch, sl_batch *b)
 {
     sl_msg m = {.kind = SL_MSG_DATA, .batch = b};
+    /* a traced batch's send time: its records' queueing delay (spans.c) */
+    if (b->trace && c->p->spans && c->p->tracer) m.value = sl_trace_now_ns();
     return edge_send(c, ch, &m);
 }
 
@@ -545,7 +547,9 @@ static int check_alignment(sl_task *t)
 static int handle_msg(sl_task *t, sl_channel *ch, sl_msg *m)
 {
     switch (m->kind) {
-    case SL_MSG_DATA: return inst_process(t->root, ch->input, m->batch);
+    case SL_MSG_DATA:
+        if (m->value && m->batch->trace) sli_spans_waited(m->batch, m->value);
+        return inst_process(t->root, ch->input, m->batch);
     case SL_MSG_WATERMARK:
         if (m->value > ch->wm) ch->wm = m->value;
         return task_advance_watermark(t);

@@ -862,6 +862,10 @@ static void rec_to_span(sl_tracer *t, sl_span *s, const sli_span_rec *r)
         a->type = SL_ATTR_INT;
         a->v.i = (int64_t)r->key_hash;
     }
+    if (r->queue_ns >= 0 && (a = attr_append(s, "sluice.queue_ns"))) {
+        a->type = SL_ATTR_INT;
+        a->v.i = r->queue_ns;
+    }
     s->tracer = NULL;
 }
 

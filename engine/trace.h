@@ -53,8 +53,9 @@ typedef struct sli_span_rec {
     const char *end;   /* sluice.end: the node the record left at; NULL: "unseen" */
     int32_t instance, end_instance;
     uint64_t key_hash;
-    uint8_t keyed; /* key_hash holds the record's key hash */
-    uint8_t kind;  /* enum sl_span_kind */
+    uint8_t keyed;    /* key_hash holds the record's key hash */
+    uint8_t kind;     /* enum sl_span_kind */
+    int64_t queue_ns; /* sluice.queue_ns: time in channels; < 0: not known */
 } sli_span_rec;
 
 /* Queue r's span (counted started, sampled and ended, as sli_span_begin and

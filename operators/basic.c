@@ -16,7 +16,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "engine/pool.h" /* the trace column's bits */
+#include "engine/pool.h"  /* the trace column's bits */
+#include "engine/spans.h" /* a dropped record's span */
 #include "sluice/operators.h"
 #include "sluice/pipeline.h"
 
@@ -60,9 +61,9 @@ static fn_conf *new_conf(sl_stream *in, void *fn, void *ud)
     }
 
 /* A dropped record's sampled span ends here. */
-static void dropped(void *ctx, const sl_trace_ctx *tc)
+static void dropped(void *ctx, const sl_batch *b, uint32_t i)
 {
-    sl_ctx_trace_dropped(ctx, tc);
+    sli_spans_dropped(ctx, b, i);
 }
 
 /* filter of a batch that carries trace contexts: the loops above, marking

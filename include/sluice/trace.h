@@ -182,8 +182,11 @@ SL_API void sl_span_set_ids(sl_span *s, const uint8_t span_id[8], const uint8_t 
  * trace point, at a sink, at an operator that does not hand its batch on
  * (an aggregate, a window), or at a filter that drops it; its attributes
  * name the point and that place (sluice.operator, sluice.instance,
- * sluice.end, sluice.end_instance) and, where the record was keyed,
- * sluice.key_hash. A span whose record was not seen again before 16,384
+ * sluice.end, sluice.end_instance), where the record was keyed
+ * sluice.key_hash, and sluice.queue_ns: the nanoseconds of the span the
+ * record spent waiting in channels between instances (0 when it never left
+ * its chain; absent when an operator's own sl_ctx_trace_dropped ended it).
+ * A span whose record was not seen again before 16,384
  * newer spans were opened in the pipeline, or by the end, ends at its start
  * with sluice.end "unseen". Sampling is the tracer's rule
  * (sl_trace_should_sample): parent-based for a record with a context, else

@@ -16,7 +16,8 @@
  *  - sli_batch_append_from into a second batch, and sli_batch_clone;
  *  - recycle the batch through the pool (sl_batch_clear / put / get): the
  *    stale entries it keeps must not come back as contexts.
- * Also the filter operator's compaction (sli_trace_compact with a drop
+ * With each context, the engine's queueing time (sli_trace_wait): zero when
+ * a context is set, then moved with it. Also the filter operator's compaction (sli_trace_compact with a drop
  * callback): each dropped record's context is handed over once, in order.
  */
 #include <setjmp.h>
@@ -34,6 +35,7 @@ typedef struct model {
     uint32_t count;
     int has[SL_BATCH_CAPACITY];
     sl_trace_ctx c[SL_BATCH_CAPACITY];
+    int64_t wait[SL_BATCH_CAPACITY]; /* the engine's queueing time, moves with c */
     uint64_t payload[SL_BATCH_CAPACITY];
 } model;
 
@@ -78,6 +80,7 @@ static void check(const sl_batch *b, const model *m)
         }
         assert_non_null(t);
         assert_memory_equal(t, &m->c[i], sizeof(sl_trace_ctx));
+        assert_int_equal(sli_trace_wait(b)[i], m->wait[i]);
     }
     if (!b->trace) {
         for (uint32_t i = 0; i < m->count; i++) assert_false(m->has[i]);
@@ -96,6 +99,8 @@ static void push(sl_batch *b, model *m, uint64_t v)
         m->c[i] = ctx_for(v);
         m->has[i] = 1;
         assert_int_equal(sl_batch_set_trace(b, i, &m->c[i]), 0);
+        assert_int_equal(sli_trace_wait(b)[i], 0); /* a new context has waited nowhere */
+        m->wait[i] = sli_trace_wait(b)[i] = (int64_t)(rnd() % 1000000);
     }
 }
 
@@ -112,6 +117,7 @@ static void compact(sl_batch *b, model *m)
         m->payload[j] = m->payload[i];
         m->has[j] = m->has[i];
         m->c[j] = m->c[i];
+        m->wait[j] = m->wait[i];
         j++;
     }
     m->count = j;
@@ -140,6 +146,7 @@ static void run(uint32_t width)
             } else {
                 m.c[i] = ctx_for(next++);
                 m.has[i] = 1;
+                m.wait[i] = 0;
                 assert_int_equal(sl_batch_set_trace(b, i, &m.c[i]), 0);
             }
         } else if (op == 6) {
@@ -189,10 +196,10 @@ typedef struct drops {
     sl_trace_ctx c[SL_BATCH_CAPACITY];
 } drops;
 
-static void on_drop(void *arg, const sl_trace_ctx *tc)
+static void on_drop(void *arg, const sl_batch *b, uint32_t i)
 {
     drops *d = arg;
-    d->c[d->n++] = *tc;
+    d->c[d->n++] = b->trace[i];
 }
 
 static void test_compact_drops(void **state)
@@ -221,6 +228,7 @@ static void test_compact_drops(void **state)
             keep[i >> 6] |= 1ull << (i & 63);
             m.has[j] = m.has[i];
             m.c[j] = m.c[i];
+            m.wait[j] = m.wait[i];
             m.payload[j] = m.payload[i];
             memcpy(b->data + (size_t)j * 8, &m.payload[j], 8); /* the records' half */
             j++;

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "sluice/sluice.h"
@@ -59,6 +60,8 @@ typedef struct got {
     uint32_t dropped_links;
     sl_trace_ctx links[SL_SPAN_LINKS_MAX];
     int64_t contributors, wstart, wend;
+    int has_queue;
+    int64_t queue; /* sluice.queue_ns */
 } got;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -86,6 +89,10 @@ static int collect(void *ud, const sl_trace_batch *b)
             if (!strcmp(x->attrs[k].key, "sluice.end"))
                 snprintf(g->end, sizeof(g->end), "%s", x->attrs[k].v.s);
             if (!strcmp(x->attrs[k].key, "sluice.key_hash")) g->has_key = 1;
+            if (!strcmp(x->attrs[k].key, "sluice.queue_ns")) {
+                g->has_queue = 1;
+                g->queue = x->attrs[k].v.i;
+            }
             if (!strcmp(x->attrs[k].key, "sluice.contributors")) g->contributors = x->attrs[k].v.i;
             if (!strcmp(x->attrs[k].key, "sluice.window.start")) g->wstart = x->attrs[k].v.i;
             if (!strcmp(x->attrs[k].key, "sluice.window.end")) g->wend = x->attrs[k].v.i;
@@ -265,6 +272,9 @@ static void test_chain(void **state)
                     assert_memory_not_equal(g->id, zero, 8);
                     assert_true(g->stop >= g->start);
                     assert_string_not_equal(g->end, "unseen");
+                    assert_true(g->has_queue);
+                    assert_true(g->queue >= 0 && g->queue <= g->stop - g->start);
+                    if (!strcmp(g->end, "drop3")) assert_int_equal(g->queue, 0); /* its chain */
                     if (!strcmp(g->name, "in")) {
                         in_drop += !strcmp(g->end, "drop3");
                         in_keyed += !strcmp(g->end, "keyed");
@@ -446,6 +456,58 @@ static void window_links(sl_window_conf wc, size_t results)
     }
 }
 
+/* Queueing delay, and a filter after a shuffle: point "in" -> key_by ->
+ * filter "drop3" (keyed: its dropped records' spans end there with the key
+ * hash) -> a sink that sleeps 1 ms per batch, behind one credit. Spans
+ * that end at the filter, in the chain of the shuffle's consumer, waited in
+ * that channel; those that end at the sink too, and batches queue behind
+ * the slow sink, so some span's sluice.queue_ns is above 0; none is above
+ * its span's duration. */
+static int slow_process(sl_ctx *ctx, void *self, sl_batch *b)
+{
+    (void)ctx, (void)self, (void)b;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static const sl_operator slow_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "slow", .process = slow_process};
+
+static void test_queue_delay(void **state)
+{
+    (void)state;
+    sl_tracer *t = tracer();
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_threads(p, 2);
+    sl_pipeline_set_credits(p, 1);
+    sl_watermark_conf wm = {.delay = 0, .punctuated = 1}; /* small batches */
+    sl_generator_conf gc = {.fn = gen, .count = N};
+    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec), &wm);
+    s = sl_stream_key_by(sl_stream_trace(s, "in", NULL), "key", key_of, NULL);
+    s = sl_stream_filter(s, "drop3", keep, NULL);
+    sl_stream_sink(s, "slow", &slow_op, NULL);
+    assert_int_equal(sl_pipeline_set_tracer(p, t), 0);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    sl_pipeline_free(p);
+    assert_int_equal(n_spans, N);
+    size_t dropped = 0, waited = 0;
+    for (size_t i = 0; i < n_spans; i++) {
+        const got *g = &spans[i];
+        assert_string_equal(g->name, "in");
+        assert_true(g->has_key);
+        assert_true(g->has_queue);
+        assert_true(g->queue >= 0 && g->queue <= g->stop - g->start);
+        waited += g->queue > 0;
+        if (!strcmp(g->end, "drop3"))
+            dropped++;
+        else
+            assert_string_equal(g->end, "slow");
+    }
+    assert_int_equal(dropped, N / 3);
+    assert_true(waited > 0);
+}
+
 /* Tumbling windows of 100 ms, sliding ones of 100 ms every 30 ms (slices
  * of 10 ms: a window covers 10 buckets), sessions with a gap of 5 ms (a
  * key's records are 1.75 ms apart: one session per key, over 150 buckets).
@@ -539,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_chain),       cmocka_unit_test(test_no_tracer),
         cmocka_unit_test(test_other_ends),  cmocka_unit_test(test_window_links),
         cmocka_unit_test(test_window_late), cmocka_unit_test(test_bad_conf),
+        cmocka_unit_test(test_queue_delay),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(spans);
