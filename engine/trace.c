@@ -33,10 +33,17 @@
  * claimed by one producer and consumed once.
  *
  * The export thread sleeps on `cv` (monotonic clock) until flush_interval
- * passes, a producer sees batch_size spans waiting (it signals without the
- * mutex: a lost signal costs at most one interval), a flush is asked, or
- * the tracer stops. It then copies up to batch_size spans into its own
- * buffer, so that producers can reuse the cells during the export (a span's
+ * passes, `kick` (half a batch) spans are waiting, a flush is asked, or
+ * the tracer stops. How it learns that spans are waiting depends on the
+ * rate. While they come slowly it is idle (`idle` set) and the producer
+ * whose span completes a kick's worth signals it (under the mutex; seq_cst
+ * on idle and enq on both sides, so no kick is lost). When it was woken by
+ * a kick's worth, spans come fast: it polls the ring every POLL_US instead
+ * (until POLL_MAX polls in a row find less than a kick's worth), with
+ * `idle` clear, and producers signal only when the ring is half full:
+ * a wake-up from another core is an interrupt there, costly in a virtual
+ * machine, and a fast producer would send one every few hundred spans.
+ * It then copies up to batch_size spans into its own buffer, so that producers can reuse the cells during the export (a span's
  * used part only: its fixed fields and the attributes and links it has),
  * and calls the exporter, which is only ever called from this thread. `done` counts the
  * spans handled (exported or dropped) by the thread; sl_tracer_flush waits
@@ -55,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include "engine/base/clock.h"
 #include "engine/graph.h"
 #include "engine/trace.h"
@@ -260,6 +268,7 @@ struct sl_tracer {
     double ratio;
     uint32_t batch_size;
     uint32_t kick; /* spans between two wake-ups of the export thread */
+    size_t urgent; /* spans waiting that wake a polling export thread: half the ring */
     int64_t flush_ms, export_ms, shutdown_ms;
     sl_trace_exporter exp;
 
@@ -278,6 +287,7 @@ struct sl_tracer {
      * writes, on cache lines of their own: a span's end then touches no
      * line the export thread keeps writing (sharing one cost the end a
      * miss per counter). */
+    _Alignas(64) _Atomic int idle; /* the export thread waits for a kick (its own line) */
     _Alignas(64) _Atomic size_t enq;
     _Atomic uint64_t queued, started, ended, sampled, dropped_full;
     _Alignas(64) _Atomic size_t deq;
@@ -307,9 +317,11 @@ static void cell_set_seq(const sl_tracer *t, struct cell *c, size_t pos, size_t 
     atomic_store_explicit(&c->seq, seq - (pos & t->mask), memory_order_release);
 }
 
-/* Bytes of a ring cell prefetched ahead of a push: the span's fixed fields
- * and its first attributes, what a typical span writes. */
-#define PUSH_PREFETCH 1024
+/* Bytes of a ring cell prefetched ahead of a push: its sequence number and
+ * a trace point's compact span (two lines). A full span writes more, but
+ * full spans are rare (checkpoints, sagas); prefetching a whole one for
+ * every trace point's span cost more cache than it saved. */
+#define PUSH_PREFETCH 128
 
 static void copy_span(sl_span *dst, const sl_span *src)
 {
@@ -334,7 +346,7 @@ static struct cell *ring_claim(sl_tracer *t, size_t *pos_out)
         size_t seq = cell_seq(t, c, pos);
         intptr_t dif = (intptr_t)seq - (intptr_t)pos;
         if (dif == 0) {
-            if (atomic_compare_exchange_weak_explicit(&t->enq, &pos, pos + 1, memory_order_relaxed,
+            if (atomic_compare_exchange_weak_explicit(&t->enq, &pos, pos + 1, memory_order_seq_cst,
                                                       memory_order_relaxed))
                 break;
         } else if (dif < 0) {
@@ -348,6 +360,14 @@ static struct cell *ring_claim(sl_tracer *t, size_t *pos_out)
     return c;
 }
 
+/* Spans claimed and not yet taken by the export thread. */
+static size_t ring_waiting(sl_tracer *t)
+{
+    size_t e = atomic_load_explicit(&t->enq, memory_order_seq_cst);
+    size_t d = atomic_load_explicit(&t->deq, memory_order_relaxed);
+    return e - d;
+}
+
 /* Hand the filled cell at pos to the export thread, and wake it once per
  * `kick` spans (a test of the ring's fill would read deq, the export
  * thread's line, at every span). The cell after it is prefetched for
@@ -359,7 +379,15 @@ static void ring_publish(sl_tracer *t, struct cell *c, size_t pos)
     atomic_fetch_add_explicit(&t->queued, 1, memory_order_release);
     const char *next = (const char *)&t->ring[(pos + 1) & t->mask];
     for (size_t off = 0; off < PUSH_PREFETCH; off += 64) __builtin_prefetch(next + off, 1, 3);
-    if ((pos + 1) % t->kick == 0) pthread_cond_signal(&t->cv);
+    size_t n = pos + 1;
+    if (n % t->kick) return;
+    int wake = atomic_load_explicit(&t->idle, memory_order_seq_cst);
+    if (!wake && n % t->urgent == 0) wake = ring_waiting(t) >= t->urgent; /* half full */
+    if (wake) {
+        pthread_mutex_lock(&t->m);
+        pthread_cond_signal(&t->cv);
+        pthread_mutex_unlock(&t->m);
+    }
 }
 
 static void rec_to_span(sl_tracer *t, sl_span *s, const sli_span_rec *r);
@@ -381,13 +409,6 @@ static size_t ring_pop(sl_tracer *t, sl_span *out, size_t max)
     }
     atomic_store_explicit(&t->deq, pos, memory_order_release);
     return n;
-}
-
-static size_t ring_waiting(sl_tracer *t)
-{
-    size_t e = atomic_load_explicit(&t->enq, memory_order_relaxed);
-    size_t d = atomic_load_explicit(&t->deq, memory_order_relaxed);
-    return e - d;
 }
 
 static int64_t min64(int64_t a, int64_t b)
@@ -424,16 +445,51 @@ static void mark_done(sl_tracer *t, uint64_t n)
     pthread_mutex_unlock(&t->m);
 }
 
+/* The export thread's poll interval while spans come fast (see the top),
+ * and how many polls in a row may find less than a kick's worth before it
+ * goes back to idle. */
+#define POLL_US  200
+#define POLL_MAX 20
+
+/* The earlier of `until` and POLL_US from now (monotonic). */
+static struct timespec poll_deadline(const struct timespec *until)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += POLL_US * 1000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    int later =
+        ts.tv_sec > until->tv_sec || (ts.tv_sec == until->tv_sec && ts.tv_nsec >= until->tv_nsec);
+    return later ? *until : ts;
+}
+
 static void *export_main(void *arg)
 {
     sl_tracer *t = arg;
+    int polling = 0; /* the last wake was a kick's worth of spans: they come fast */
     pthread_mutex_lock(&t->m);
     for (;;) {
-        struct timespec ts;
-        sli_clock_mono_deadline(&ts, t->flush_ms);
-        while (!t->stop && !t->flush_req && ring_waiting(t) < t->kick) {
-            if (pthread_cond_timedwait(&t->cv, &t->m, &ts) == ETIMEDOUT) break;
+        struct timespec until;
+        sli_clock_mono_deadline(&until, t->flush_ms);
+        atomic_store_explicit(&t->idle, !polling, memory_order_seq_cst);
+        int full = 0, polls = 0;
+        while (!t->stop && !t->flush_req && !(full = ring_waiting(t) >= t->kick)) {
+            if (polling && ++polls > POLL_MAX) { /* they stopped coming fast: idle */
+                polling = 0;
+                atomic_store_explicit(&t->idle, 1, memory_order_seq_cst);
+                continue; /* look at the ring again, now that producers kick */
+            }
+            struct timespec ts = polling ? poll_deadline(&until) : until;
+            int rc = pthread_cond_timedwait(&t->cv, &t->m, &ts);
+            if (rc == ETIMEDOUT &&
+                (!polling || (ts.tv_sec == until.tv_sec && ts.tv_nsec == until.tv_nsec)))
+                break; /* the flush interval is over */
         }
+        atomic_store_explicit(&t->idle, 0, memory_order_relaxed);
+        polling = full;
         int stop = t->stop;
         t->flush_req = 0;
         pthread_mutex_unlock(&t->m);
@@ -504,6 +560,7 @@ int sl_tracer_new(const sl_tracer_conf *conf, const sl_trace_exporter *exp, sl_t
     t->batch_size = conf->batch_size ? conf->batch_size : 512;
     if (t->batch_size > cap) t->batch_size = (uint32_t)cap;
     t->kick = t->batch_size / 2 ? t->batch_size / 2 : 1;
+    t->urgent = cap / 2 > t->kick ? (cap / 2) / t->kick * t->kick : t->kick; /* a multiple */
     t->ratio = conf->sample_ratio;
     t->flush_ms = conf->flush_interval_ms ? conf->flush_interval_ms : 1000;
     t->export_ms = conf->export_timeout_ms ? conf->export_timeout_ms : 10000;

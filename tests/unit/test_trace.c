@@ -676,6 +676,81 @@ static void test_concurrent_producers(void **state)
     rec_destroy(&r);
 }
 
+/* No wake-up of the export thread is lost, through its idle and polling
+ * modes: a ring of 64 (half of it, the urgent wake-up, far above two kicks),
+ * batches of 4 (a kick is 2 spans), a flush interval of
+ * an hour (so only kicks get spans exported), 2 producers ending spans in
+ * bursts of 1 to 9 with pauses between. After each round, with no flush,
+ * every span is exported but for fewer than two kicks' worth that may wait
+ * for the next one (the wake-ups come at kick boundaries of the ring's
+ * positions); a lost wake-up leaves more, and the wait for them runs out.
+ * Each round ends with a few spans after a pause, when the export thread
+ * has gone back to idle: only a producer's kick gets them out.
+ * Spans dropped because the small ring was full are counted, never lost. */
+typedef struct burst_arg {
+    sl_tracer *t;
+    int n, seed;
+} burst_arg;
+
+static void *burst(void *arg)
+{
+    burst_arg *a = arg;
+    unsigned x = (unsigned)a->seed;
+    for (int i = 0; i < a->n;) {
+        int k = 1 + (int)((x = x * 1103515245u + 12345u) >> 16) % 9;
+        for (int j = 0; j < k && i < a->n; j++, i++) {
+            sl_span s;
+            sl_span_start(a->t, &s, "b", SL_SPAN_KIND_INTERNAL, NULL);
+            sl_span_end(&s, 0);
+        }
+        struct timespec ts = {0, (long)((x >> 8) % 300) * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* Wait until fewer than two kicks' worth of t's spans are waiting. */
+static void settled(sl_tracer *t, int round)
+{
+    sl_tracer_stats st;
+    int64_t give_up = mono_ms() + 60000; /* only a lost wake-up waits this long */
+    for (;;) {
+        sl_tracer_stats_get(t, &st);
+        if (st.ended - st.dropped_full - st.exported < 4) return;
+        if (mono_ms() > give_up)
+            fail_msg("round %d: %llu spans ended, %llu dropped, %llu exported: a wake-up was lost",
+                     round, (unsigned long long)st.ended, (unsigned long long)st.dropped_full,
+                     (unsigned long long)st.exported);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void test_no_lost_wakeup(void **state)
+{
+    (void)state;
+    rec r;
+    rec_init(&r);
+    sl_tracer *t = tracer(&r, 1.0, 64, 4, 3600 * 1000);
+    for (int round = 0; round < 20; round++) {
+        pthread_t th[2];
+        burst_arg a[2] = {{.t = t, .n = 300, .seed = 2 * round},
+                          {.t = t, .n = 300, .seed = 2 * round + 1}};
+        for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, burst, &a[i]), 0);
+        for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+        settled(t, round);
+        /* The export thread idles after a few empty polls; then a handful of
+         * spans, below the ring's half, must still be kicked out. */
+        struct timespec pause = {0, 20 * 1000000};
+        nanosleep(&pause, NULL);
+        burst_arg few = {.t = t, .n = 5 + round % 20, .seed = round};
+        burst(&few);
+        settled(t, round);
+    }
+    sl_tracer_free(t);
+    rec_destroy(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -692,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_bad_conf),
         cmocka_unit_test(test_pipeline_owns_tracer),
         cmocka_unit_test(test_concurrent_producers),
+        cmocka_unit_test(test_no_lost_wakeup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
