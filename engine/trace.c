@@ -681,12 +681,12 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = 0;
 }
 
-/* The rest of a span's start once it is known to be sampled: one place for
- * sl_span_start and sli_span_begin. */
-static void begin_sampled(sl_tracer *t, sl_span *s, const char *name, int kind, int64_t start_ns)
+/* The fields of a sampled span's start, once its ids are set: one place
+ * for sl_span_start_at and rec_to_span (which counts nothing: its span was
+ * counted when it was queued). */
+static void start_fields(sl_span *s, const char *name, int kind, int64_t start_ns)
 {
     s->flags = SL_TRACE_FLAG_SAMPLED;
-    add(&t->sampled, 1);
     s->kind = (uint8_t)(kind >= 0 && kind <= SL_SPAN_KIND_CONSUMER ? kind : 0);
     s->status = SL_SPAN_STATUS_UNSET;
     s->n_attrs = s->n_links = 0;
@@ -718,24 +718,8 @@ void sl_span_start_at(sl_tracer *t, sl_span *s, const char *name, int kind,
     }
     sl_trace_new_span_id(s->span_id);
     if (!sl_trace_should_sample(t->ratio, parent, s->trace_id)) return;
-    begin_sampled(t, s, name, kind, start_ns ? start_ns : sli_clock_wall_ns());
-}
-
-void sli_span_begin(sl_tracer *t, sl_span *s, const char *name, int kind,
-                    const uint8_t trace_id[16], const uint8_t span_id[8],
-                    const uint8_t *parent_span_id, int64_t start_ns)
-{
-    s->tracer = t;
-    s->flags = 0;
-    if (!t) return;
-    add(&t->started, 1);
-    memcpy(s->trace_id, trace_id, 16);
-    memcpy(s->span_id, span_id, 8);
-    if (parent_span_id)
-        memcpy(s->parent_span_id, parent_span_id, 8);
-    else
-        memset(s->parent_span_id, 0, 8);
-    begin_sampled(t, s, name, kind, start_ns);
+    add(&t->sampled, 1);
+    start_fields(s, name, kind, start_ns ? start_ns : sli_clock_wall_ns());
 }
 
 sl_trace_ctx sl_span_context(const sl_span *s)
@@ -889,14 +873,7 @@ static void rec_to_span(sl_tracer *t, sl_span *s, const sli_span_rec *r)
     memcpy(s->trace_id, r->trace_id, 16);
     memcpy(s->span_id, r->span_id, 8);
     memcpy(s->parent_span_id, r->parent, 8);
-    s->flags = SL_TRACE_FLAG_SAMPLED;
-    s->kind = r->kind;
-    s->status = SL_SPAN_STATUS_UNSET;
-    s->n_attrs = s->n_links = 0;
-    s->dropped_attrs = s->dropped_links = 0;
-    s->status_msg[0] = 0;
-    copy_str(s->name, sizeof(s->name), r->point);
-    s->start_ns = r->start_ns;
+    start_fields(s, r->point, r->kind, r->start_ns);
     s->end_ns = r->end_ns > r->start_ns ? r->end_ns : r->start_ns;
     sl_span_attr *a;
     if ((a = attr_append(s, "sluice.operator"))) {

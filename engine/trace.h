@@ -30,14 +30,6 @@ static inline sl_tracer *sli_pipeline_tracer(const sl_pipeline *p)
  * that other processes decide the same for these traces. */
 void sli_trace_new_sampled_trace_id(double ratio, uint8_t out[16]);
 
-/* Start span s sampled, with these ids and start time (parent_span_id NULL:
- * a root): for spans opened in one place and ended in another, as trace
- * points' are (spans.c), where the sampling was decided already. t NULL:
- * s records nothing. */
-void sli_span_begin(sl_tracer *t, sl_span *s, const char *name, int kind,
-                    const uint8_t trace_id[16], const uint8_t span_id[8],
-                    const uint8_t *parent_span_id, int64_t start_ns);
-
 /* A trace point's span in compact form (engine/spans.c), ended by
  * sli_span_rec_end: queued as it is and made into an sl_span, with its
  * attributes, by the export thread, so that the thread that ends it copies
@@ -58,7 +50,7 @@ typedef struct sli_span_rec {
     int64_t queue_ns; /* sluice.queue_ns: time in channels; < 0: not known */
 } sli_span_rec;
 
-/* Queue r's span (counted started, sampled and ended, as sli_span_begin and
+/* Queue r's span (counted started, sampled and ended, as sl_span_start and
  * sl_span_end count). */
 void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r);
 
