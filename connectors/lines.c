@@ -17,7 +17,8 @@
  * With trace_column > 0 the record also carries the W3C trace context in
  * that CSV column, a `traceparent` value (connectors/topic_record.c reads
  * it): none when the column is missing or empty, and a malformed one is
- * ignored and counted (sl_pipeline_trace_malformed). The engine clears the
+ * ignored and counted (sl_pipeline_trace_malformed); with tracestate_column
+ * too, the `tracestate` in that column goes with it. The engine clears the
  * context after each poll (sl_ctx_set_trace).
  *
  * Splits: a regular file is cut into byte ranges (conf.splits, or one per
@@ -238,16 +239,18 @@ static int dead_letter(sl_ctx *ctx, lines *l, uint64_t line_pos, const char *rea
                               (uint32_t)(len > DEAD_SHOW ? DEAD_SHOW : len));
 }
 
-/* The trace context in the line's trace column: none when the line has no
- * such column or it is empty; a malformed one is counted and ignored. */
+/* The trace context in the line's trace column (with the state in its
+ * tracestate column): none when the line has no such column or it is
+ * empty; a malformed one is counted and ignored. */
 static const sl_trace_ctx *line_trace(sl_ctx *ctx, const sl_lines_conf *c, const uint8_t *p,
                                       size_t len, sl_trace_ctx *out)
 {
-    size_t i, j;
-    if (csv_field(p, len, c->trace_column, c->delimiter ? c->delimiter : ',', &i, &j) != 0 ||
-        i == j)
-        return NULL;
-    return slc_trace_read(ctx, p + i, j - i, out);
+    char delim = c->delimiter ? c->delimiter : ',';
+    size_t i, j, si = 0, sj = 0;
+    if (csv_field(p, len, c->trace_column, delim, &i, &j) != 0 || i == j) return NULL;
+    int stated = c->tracestate_column > 0 &&
+                 csv_field(p, len, c->tracestate_column, delim, &si, &sj) == 0 && si < sj;
+    return slc_trace_read(ctx, p + i, j - i, stated ? p + si : NULL, sj - si, out);
 }
 
 /* One line: emit its record or its dead letter. */
@@ -370,6 +373,13 @@ sl_stream *sl_pipeline_lines(sl_pipeline *p, const char *name, const sl_lines_co
         return NULL;
     if (copy->trace_column < 0) {
         sl_pipeline_error(p, SL_EINVAL, "source '%s': trace_column must be >= 1 (or 0: none)",
+                          name ? name : "");
+        return NULL;
+    }
+    if (copy->tracestate_column < 0 || (copy->tracestate_column && copy->trace_column <= 0)) {
+        sl_pipeline_error(p, SL_EINVAL,
+                          "source '%s': tracestate_column must be >= 1 with a trace_column "
+                          "(or 0: none)",
                           name ? name : "");
         return NULL;
     }

@@ -3,7 +3,8 @@
  * one place both topic sources (connectors/broker/connector.c and
  * connectors/kafka/source.c) apply the record layout and the parse and
  * dead-letter rules (topic_record.h says what they are), and read and
- * write the trace context headers (sluice/trace.h parses and formats them).
+ * write the trace context headers, traceparent and tracestate (sluice/trace.h
+ * parses and formats them).
  * A message's context is given to its record with sl_ctx_set_trace() for
  * the one emit, so a source without traced messages never touches the
  * batch's trace column.
@@ -14,11 +15,15 @@
 #include "sluice/source.h"
 #include "sluice/trace.h"
 
-const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, sl_trace_ctx *out)
+const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, const void *state,
+                                   size_t state_len, sl_trace_ctx *out)
 {
-    if (sl_traceparent_parse(value, len, out) == 0) return out;
-    sl_ctx_trace_malformed(ctx);
-    return NULL;
+    if (sl_traceparent_parse(value, len, out) != 0) {
+        sl_ctx_trace_malformed(ctx);
+        return NULL;
+    }
+    if (state && sl_tracestate_parse(state, state_len, out) != 0) sl_ctx_trace_malformed(ctx);
+    return out;
 }
 
 void slc_trace_hop(const sl_trace_ctx *tc, char out[SLC_TRACEPARENT_MAX + 1])
@@ -26,6 +31,22 @@ void slc_trace_hop(const sl_trace_ctx *tc, char out[SLC_TRACEPARENT_MAX + 1])
     sl_trace_ctx hop = *tc;
     sl_trace_new_span_id(hop.span_id);
     sl_traceparent_format(&hop, out); /* cannot fail: both ids are non-zero */
+}
+
+int slc_trace_headers(const sl_trace_ctx *tc, sl_record_header h[2],
+                      char tp[SLC_TRACEPARENT_MAX + 1])
+{
+    slc_trace_hop(tc, tp);
+    h[0] = (sl_record_header){.key = SLC_TRACEPARENT,
+                              .key_len = SLC_TRACEPARENT_LEN,
+                              .value = tp,
+                              .value_len = SLC_TRACEPARENT_MAX};
+    if (!tc->state_len) return 1;
+    h[1] = (sl_record_header){.key = SLC_TRACESTATE,
+                              .key_len = SLC_TRACESTATE_LEN,
+                              .value = tc->state,
+                              .value_len = tc->state_len};
+    return 2;
 }
 
 int slc_topic_emit(sl_ctx *ctx, const slc_topic_msg *m, sl_line_parse_fn parse, void *ud,

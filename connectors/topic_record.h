@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "sluice/broker.h" /* sl_record_header */
 #include "sluice/connectors.h"
 
 typedef struct slc_topic_msg {
@@ -25,16 +26,28 @@ typedef struct slc_topic_msg {
 } slc_topic_msg;
 
 /* The W3C trace context headers of topic messages, the same for both kinds
- * of topics. SLC_TRACEPARENT is the header's key; `tracestate` is not
- * carried. */
+ * of topics: a message's first `traceparent` header and, with it, its
+ * first `tracestate` header (sluice/trace.h checks both). */
 #define SLC_TRACEPARENT     "traceparent"
 #define SLC_TRACEPARENT_LEN 11
 #define SLC_TRACEPARENT_MAX 55 /* SL_TRACEPARENT_LEN of sluice/trace.h */
+#define SLC_TRACESTATE      "tracestate"
+#define SLC_TRACESTATE_LEN  10
 
-/* A traceparent header's value made into *out: returns out, or NULL when it
- * is malformed (then counted with sl_ctx_trace_malformed: the record goes
- * on without a context). */
-const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, sl_trace_ctx *out);
+/* The headers' values made into *out (state: the tracestate value, NULL
+ * when the message has none; out->state then points into it): returns
+ * out, or NULL when the traceparent is malformed (then counted with
+ * sl_ctx_trace_malformed: the record goes on without a context). A
+ * malformed tracestate is counted the same way and dropped, the spec's
+ * rule; the traceparent is kept. */
+const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, const void *state,
+                                   size_t state_len, sl_trace_ctx *out);
+/* The headers a sink writes for a record that carries tc, into h[0] and
+ * h[1]: traceparent (into tp) and, when tc has a state, tracestate
+ * (pointing at tc's bytes, which must live until the record is sent).
+ * Returns how many (1 or 2). */
+int slc_trace_headers(const sl_trace_ctx *tc, sl_record_header h[2],
+                      char tp[SLC_TRACEPARENT_MAX + 1]);
 /* The traceparent a sink writes for a record that carries tc: the same
  * trace id and flags, and a new span id (sluice's hop, whose parent was
  * tc's span). out gets SLC_TRACEPARENT_MAX characters and a NUL. */

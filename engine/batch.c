@@ -23,11 +23,22 @@
  * after are clear (every operation here that removes records clears what
  * they leave), so appending never has to write one. Every copy of records
  * tests `trace` once, outside its per-record loop.
+ *
+ * Tracestate bytes. A context's `state` points into the column's state
+ * blocks (a list at the end of trace_buf), STATE_BLOCK bytes each, filled
+ * in order and never moved, so a pointer stays good while the batch holds
+ * the context, through compaction too. Attaching the column empties them
+ * (they are kept, like the column); copying a context into another batch
+ * copies its bytes into that batch's blocks. A context whose state already
+ * lies in the batch's blocks (a trace point rewriting record i's context)
+ * keeps it without a copy.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "engine/pool.h"
 #include "sluice/error.h"
+
+static void blocks_free(sl_batch *b); /* the trace column's state blocks */
 
 sl_batch *sli_batch_alloc(uint32_t width)
 {
@@ -51,6 +62,7 @@ void sli_batch_destroy(sl_batch *b)
 {
     if (!b) return;
     free(b->data);
+    blocks_free(b);
     free(b->trace_buf);
     free(b);
 }
@@ -59,11 +71,105 @@ void sli_batch_destroy(sl_batch *b)
 #define TRACE_COL_BYTES \
     (TRACE_SET_BYTES + (size_t)SL_BATCH_CAPACITY * (sizeof(sl_trace_ctx) + sizeof(int64_t)))
 
+#define STATE_BLOCK 8192 /* at least SL_TRACESTATE_MAX */
+
+typedef struct state_block {
+    struct state_block *next;
+    size_t used;
+    char bytes[STATE_BLOCK];
+} state_block;
+
+/* The column's state blocks: `cur` is the one being filled; those before
+ * it are full, those after it empty. */
+typedef struct state_blocks {
+    state_block *head, *cur;
+} state_blocks;
+
+static state_blocks *blocks_of(const sl_batch *b)
+{
+    return (state_blocks *)(void *)((uint8_t *)b->trace_buf + TRACE_COL_BYTES);
+}
+
+static void blocks_free(sl_batch *b)
+{
+    if (!b->trace_buf) return;
+    for (state_block *k = blocks_of(b)->head, *next; k; k = next) {
+        next = k->next;
+        free(k);
+    }
+}
+
+/* Point dst's state at n bytes copied from src into b's blocks (n at most
+ * SL_TRACESTATE_MAX). 0 or SL_ENOMEM (then dst has no state). */
+static int state_copy(sl_batch *b, sl_trace_ctx *dst, const char *src, size_t n)
+{
+    state_blocks *bl = blocks_of(b);
+    state_block *k = bl->cur;
+    if (!k || STATE_BLOCK - k->used < n) {
+        state_block *next = k ? k->next : bl->head;
+        if (!next) {
+            next = malloc(sizeof(*next));
+            if (!next) {
+                dst->state = NULL;
+                dst->state_len = 0;
+                return SL_ENOMEM;
+            }
+            next->next = NULL;
+            if (k)
+                k->next = next;
+            else
+                bl->head = next;
+        }
+        next->used = 0;
+        k = bl->cur = next;
+    }
+    memcpy(k->bytes + k->used, src, n);
+    dst->state = k->bytes + k->used;
+    k->used += n;
+    return 0;
+}
+
+/* 1 when p lies in b's filled blocks. */
+static int state_is_ours(const sl_batch *b, const char *p)
+{
+    const state_blocks *bl = blocks_of(b);
+    for (const state_block *k = bl->head; k; k = k->next) {
+        if (p >= k->bytes && p < k->bytes + k->used) return 1;
+        if (k == bl->cur) break;
+    }
+    return 0;
+}
+
+/* Record i's context becomes *tc (valid), with its state in b's memory. */
+static int put_ctx(sl_batch *b, uint32_t i, const sl_trace_ctx *tc)
+{
+    sl_trace_ctx *dst = &b->trace[i];
+    *dst = *tc;
+    b->trace_set[i >> 6] |= 1ull << (i & 63);
+    if (!tc->state_len || !tc->state) {
+        dst->state = NULL;
+        dst->state_len = 0;
+        return 0;
+    }
+    if (tc->state_len > SL_TRACESTATE_MAX) dst->state_len = 0; /* not made by sl_tracestate_parse */
+    if (!dst->state_len) {
+        dst->state = NULL;
+        return 0;
+    }
+    return state_is_ours(b, tc->state) ? 0 : state_copy(b, dst, tc->state, tc->state_len);
+}
+
 int sli_batch_trace_attach(sl_batch *b)
 {
     if (b->trace) return 0;
-    if (!b->trace_buf && !(b->trace_buf = malloc(TRACE_COL_BYTES))) return SL_ENOMEM;
+    if (!b->trace_buf) {
+        if (!(b->trace_buf = malloc(TRACE_COL_BYTES + sizeof(state_blocks)))) return SL_ENOMEM;
+        *blocks_of(b) = (state_blocks){0};
+    }
     memset(b->trace_buf, 0, TRACE_SET_BYTES);
+    state_blocks *bl = blocks_of(b);
+    bl->cur = bl->head;
+    if (bl->cur) bl->cur->used = 0;
     b->trace_set = b->trace_buf;
     b->trace = (sl_trace_ctx *)((uint8_t *)b->trace_buf + TRACE_SET_BYTES);
     return 0;
@@ -77,10 +183,8 @@ int sl_batch_set_trace(sl_batch *b, uint32_t i, const sl_trace_ctx *tc)
         return 0;
     }
     if (!b->trace && sli_batch_trace_attach(b) != 0) return SL_ENOMEM;
-    b->trace[i] = *tc;
     sli_trace_wait(b)[i] = 0;
-    b->trace_set[i >> 6] |= 1ull << (i & 63);
-    return 0;
+    return put_ctx(b, i, tc);
 }
 
 void sl_batch_truncate(sl_batch *b, uint32_t n)
@@ -357,11 +461,15 @@ sl_batch *sli_batch_clone(sl_pool *pool, sl_pool_cache *c, const sl_batch *src)
             sli_pool_put(pool, c, b);
             return NULL;
         }
-        memcpy(b->trace_set, src->trace_set, TRACE_SET_BYTES);
+        int rc = 0;
         SLI_TRACE_EACH(src, i, {
-            b->trace[i] = src->trace[i];
+            if (put_ctx(b, i, &src->trace[i]) != 0) rc = SL_ENOMEM;
             sli_trace_wait(b)[i] = sli_trace_wait(src)[i];
         })
+        if (rc) {
+            sli_pool_put(pool, c, b);
+            return NULL;
+        }
     }
     b->count = src->count;
     b->data_len = src->data_len;

@@ -177,6 +177,8 @@ void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
     memcpy(out->trace_id, trace_id, 16);
     memcpy(out->span_id, s->span_id, 8);
     out->flags = SL_TRACE_FLAG_SAMPLED;
+    out->state = parent ? parent->state : NULL; /* tracestate travels on unchanged */
+    out->state_len = parent ? parent->state_len : 0;
     atomic_store_explicit(&s->state, S_OPEN, memory_order_release);
 }
 

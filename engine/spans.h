@@ -27,7 +27,8 @@ sli_spans *sli_spans_new(void);
 
 /* Open a span for record i of b at trace point c (kind: an sl_span_kind, 0
  * for internal), the child of parent (NULL: a root of trace_id), starting
- * at now; out gets the context the record carries from then on. */
+ * at now; out gets the context the record carries from then on (with the
+ * parent's tracestate, unchanged). */
 void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
                     const uint8_t trace_id[16], const sl_trace_ctx *parent, int64_t now,
                     sl_trace_ctx *out);

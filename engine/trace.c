@@ -143,6 +143,87 @@ int sl_traceparent_format(const sl_trace_ctx *c, char out[SL_TRACEPARENT_LEN + 1
     return 0;
 }
 
+/* tracestate (W3C Trace Context level 1, section 3.3), as a table of the
+ * characters each part may hold:
+ *
+ *   list    = member *( OWS "," OWS member ), at most 32 non-empty members
+ *   member  = key "=" value                    OWS = *( " " / "\t" )
+ *   key     = lcalpha 0*255( lcalpha / DIGIT / "_" / "-" / "*" / "/" )
+ *           / ( lcalpha / DIGIT ) 0*240( same ) "@" lcalpha 0*13( same )
+ *   value   = 0*255( 0x20-0x7E but "," and "=" ) ending in one that is not " "
+ */
+#define TS_MEMBERS_MAX 32
+
+static int ts_keychar(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+           ch == '*' || ch == '/';
+}
+
+/* 0 when s[0..n) is a key. */
+static int ts_key(const char *s, size_t n)
+{
+    const char *at = memchr(s, '@', n);
+    size_t tn = at ? (size_t)(at - s) : n;
+    if (!tn || tn > (at ? 241u : 256u)) return -1;
+    if (!(s[0] >= 'a' && s[0] <= 'z') && !(at && s[0] >= '0' && s[0] <= '9')) return -1;
+    for (size_t i = 1; i < tn; i++)
+        if (!ts_keychar(s[i])) return -1;
+    if (!at) return 0;
+    size_t sn = n - tn - 1;
+    if (!sn || sn > 14 || !(at[1] >= 'a' && at[1] <= 'z')) return -1;
+    for (size_t i = 2; i <= sn; i++)
+        if (!ts_keychar(at[i])) return -1;
+    return 0;
+}
+
+/* 0 when s[0..n) is a value. */
+static int ts_value(const char *s, size_t n)
+{
+    if (n > 256 || (n && s[n - 1] == ' ')) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e || s[i] == ',' || s[i] == '=') return -1;
+    return 0;
+}
+
+int sl_tracestate_parse(const char *s, size_t len, sl_trace_ctx *out)
+{
+    if (!out) return SL_EINVAL;
+    out->state = NULL;
+    out->state_len = 0;
+    if (!s) return len ? SL_EINVAL : 0;
+    struct {
+        size_t from, eq, to;
+    } m[TS_MEMBERS_MAX];
+    size_t n = 0, i = 0;
+    while (i <= len) {
+        size_t from = i, to;
+        const char *comma = memchr(s + i, ',', len - i);
+        to = comma ? (size_t)(comma - s) : len;
+        i = to + 1;
+        while (from < to && (s[from] == ' ' || s[from] == '\t')) from++;
+        while (to > from && (s[to - 1] == ' ' || s[to - 1] == '\t')) to--;
+        if (from == to) continue; /* an empty member */
+        const char *eq = memchr(s + from, '=', to - from);
+        if (n == TS_MEMBERS_MAX || !eq) return SL_EINVAL;
+        size_t e = (size_t)(eq - s);
+        if (ts_key(s + from, e - from) || ts_value(s + e + 1, to - e - 1)) return SL_EINVAL;
+        for (size_t k = 0; k < n; k++)
+            if (m[k].eq - m[k].from == e - from && !memcmp(s + m[k].from, s + from, e - from))
+                return SL_EINVAL; /* a key twice */
+        m[n].from = from;
+        m[n].eq = e;
+        m[n].to = to;
+        n++;
+    }
+    size_t keep = 0; /* members within SL_TRACESTATE_MAX bytes of the first */
+    while (keep < n && m[keep].to - m[0].from <= SL_TRACESTATE_MAX) keep++;
+    if (!keep) return 0;
+    out->state = s + m[0].from;
+    out->state_len = (uint16_t)(m[keep - 1].to - m[0].from);
+    return 0;
+}
+
 /* --- ids -------------------------------------------------------------------------- */
 
 static _Thread_local uint64_t rng_s[4];

@@ -156,15 +156,24 @@ fail:
     return rc;
 }
 
-/* The message's trace context (its first `traceparent` header), or NULL. */
+/* The message's trace context (its first `traceparent` header, with its
+ * first `tracestate`), or NULL. */
 static const sl_trace_ctx *bsrc_trace(sl_ctx *ctx, const sl_message *m, sl_trace_ctx *out)
 {
+    const sl_record_header *tp = NULL, *ts = NULL;
     for (size_t k = 0; k < m->header_count; k++) {
         const sl_record_header *h = &m->headers[k];
-        if (h->key_len == SLC_TRACEPARENT_LEN && !memcmp(h->key, SLC_TRACEPARENT, h->key_len))
-            return slc_trace_read(ctx, h->value, h->value ? h->value_len : 0, out);
+        if (!tp && h->key_len == SLC_TRACEPARENT_LEN &&
+            !memcmp(h->key, SLC_TRACEPARENT, h->key_len))
+            tp = h;
+        else if (!ts && h->key_len == SLC_TRACESTATE_LEN &&
+                 !memcmp(h->key, SLC_TRACESTATE, h->key_len))
+            ts = h;
     }
-    return NULL;
+    if (!tp) return NULL;
+    return slc_trace_read(ctx, tp->value, tp->value ? tp->value_len : 0,
+                          ts && ts->value ? ts->value : NULL, ts && ts->value ? ts->value_len : 0,
+                          out);
 }
 
 /* One message: its record or its dead letter (connectors/topic_record.c). */

@@ -48,13 +48,23 @@
  *   14      2     transactional id length L
  *   16      L     transactional id
  *
- * Held records (in memory only), one after the other: timestamp i64, key
- * length u32 (UINT32_MAX: no key), value length u32, traceparent length u8
- * (0 or 55), key, value, traceparent.
+ * Held records (in memory only), one after the other:
+ *
+ *   offset      size  field
+ *   0           8     timestamp i64
+ *   8           4     key length K (UINT32_MAX: no key)
+ *   12          4     value length V
+ *   16          1     traceparent length P (0 or 55)
+ *   17          2     tracestate length S (0 without a traceparent)
+ *   19          K     key
+ *   19+K        V     value
+ *   19+K+V      P     traceparent
+ *   19+K+V+P    S     tracestate
  *
  * Trace context: a record that carries one (the batch's trace column,
  * sluice/batch.h) is written with a `traceparent` header of the same trace
- * id and flags and a new span id, sluice's hop (connectors/topic_record.c).
+ * id and flags and a new span id, sluice's hop (connectors/topic_record.c),
+ * and its `tracestate` header when it has a state.
  * Records without one get no header; a batch without the column costs one
  * test per batch.
  */
@@ -89,8 +99,8 @@ typedef struct bsink {
     sl_record *recs, *sorted;
     int32_t *part;
     size_t *voff; /* where each record's formatted value starts in vals */
-    /* traced batches: each record's traceparent header and its value */
-    sl_record_header *hdr;
+    /* traced batches: each record's two trace headers, its traceparent */
+    sl_record_header (*hdr)[2];
     char (*tpv)[SLC_TRACEPARENT_MAX + 1];
     size_t cap;
     int32_t *count;
@@ -159,20 +169,15 @@ static int bsink_open(sl_ctx *ctx, void **self)
     return 0;
 }
 
-/* Give rec the traceparent header of the hop from record i's context, in
- * *h and tp, if it has one. */
-static void trace_header(const sl_batch *in, uint32_t i, sl_record *rec, sl_record_header *h,
+/* Give rec the trace headers of the hop from record i's context, in h and
+ * tp, if it has one (the tracestate header points into the batch). */
+static void trace_header(const sl_batch *in, uint32_t i, sl_record *rec, sl_record_header h[2],
                          char tp[SLC_TRACEPARENT_MAX + 1])
 {
     const sl_trace_ctx *tc = sl_batch_trace(in, i);
     if (!tc) return;
-    slc_trace_hop(tc, tp);
-    *h = (sl_record_header){.key = SLC_TRACEPARENT,
-                            .key_len = SLC_TRACEPARENT_LEN,
-                            .value = tp,
-                            .value_len = SLC_TRACEPARENT_MAX};
+    rec->header_count = (size_t)slc_trace_headers(tc, h, tp);
     rec->headers = h;
-    rec->header_count = 1;
 }
 
 /* The value (and key) of record r of a batch, formatted into s->buf when
@@ -216,7 +221,7 @@ static int ensure_cap(bsink *s, size_t n)
     if (p) s->part = p;
     size_t *v = realloc(s->voff, cap * sizeof(*v));
     if (v) s->voff = v;
-    sl_record_header *h = realloc(s->hdr, cap * sizeof(*h));
+    sl_record_header(*h)[2] = realloc(s->hdr, cap * sizeof(*h));
     if (h) s->hdr = h;
     char(*tpv)[SLC_TRACEPARENT_MAX + 1] = realloc(s->tpv, cap * sizeof(*tpv));
     if (tpv) s->tpv = tpv;
@@ -271,11 +276,14 @@ static int txn_append(sl_ctx *ctx, bsink *s, sl_record *recs, size_t n)
     return 0;
 }
 
+#define HELD_HDR 19 /* a held record's fixed part (drawn at the top) */
+
 static int hold(bsink *s, const sl_record *r)
 {
     size_t kl0 = r->key ? r->key_len : 0;
     uint8_t tpl = r->header_count ? (uint8_t)r->headers[0].value_len : 0;
-    size_t need = 17 + kl0 + r->value_len + tpl;
+    uint16_t tsl = r->header_count > 1 ? (uint16_t)r->headers[1].value_len : 0;
+    size_t need = HELD_HDR + kl0 + r->value_len + tpl + tsl;
     if (sl_buf_reserve(&s->held, need)) return SL_ENOMEM;
     uint8_t *d = s->held.ptr + s->held.len;
     uint32_t kl = r->key ? (uint32_t)r->key_len : NO_KEY, vl = (uint32_t)r->value_len;
@@ -283,9 +291,14 @@ static int hold(bsink *s, const sl_record *r)
     memcpy(d + 8, &kl, 4);
     memcpy(d + 12, &vl, 4);
     d[16] = tpl;
-    if (r->key) memcpy(d + 17, r->key, r->key_len);
-    memcpy(d + 17 + kl0, r->value ? r->value : "", r->value_len);
-    if (tpl) memcpy(d + 17 + kl0 + r->value_len, r->headers[0].value, tpl);
+    memcpy(d + 17, &tsl, 2);
+    uint8_t *at = d + HELD_HDR;
+    if (r->key) memcpy(at, r->key, r->key_len);
+    at += kl0;
+    memcpy(at, r->value ? r->value : "", r->value_len);
+    at += r->value_len;
+    if (tpl) memcpy(at, r->headers[0].value, tpl);
+    if (tsl) memcpy(at + tpl, r->headers[1].value, tsl);
     s->held.len += need;
     s->n_held++;
     return 0;
@@ -307,20 +320,27 @@ static int flush_held(sl_ctx *ctx, bsink *s)
             memcpy(&kl, d + 8, 4);
             memcpy(&vl, d + 12, 4);
             uint8_t tpl = d[16];
+            uint16_t tsl;
+            memcpy(&tsl, d + 17, 2);
             size_t k = kl == NO_KEY ? 0 : kl;
-            r->key = kl == NO_KEY ? NULL : d + 17;
+            r->key = kl == NO_KEY ? NULL : d + HELD_HDR;
             r->key_len = k;
-            r->value = d + 17 + k;
+            r->value = d + HELD_HDR + k;
             r->value_len = vl;
             if (tpl) {
-                s->hdr[n - 1] = (sl_record_header){.key = SLC_TRACEPARENT,
-                                                   .key_len = SLC_TRACEPARENT_LEN,
-                                                   .value = d + 17 + k + vl,
-                                                   .value_len = tpl};
-                r->headers = &s->hdr[n - 1];
-                r->header_count = 1;
+                sl_record_header *h = s->hdr[n - 1];
+                h[0] = (sl_record_header){.key = SLC_TRACEPARENT,
+                                          .key_len = SLC_TRACEPARENT_LEN,
+                                          .value = d + HELD_HDR + k + vl,
+                                          .value_len = tpl};
+                h[1] = (sl_record_header){.key = SLC_TRACESTATE,
+                                          .key_len = SLC_TRACESTATE_LEN,
+                                          .value = d + HELD_HDR + k + vl + tpl,
+                                          .value_len = tsl};
+                r->headers = h;
+                r->header_count = tsl ? 2 : 1;
             }
-            off += 17 + k + vl + tpl;
+            off += HELD_HDR + k + vl + tpl + tsl;
         }
         int rc = txn_append(ctx, s, s->recs, n);
         if (rc) return rc;
@@ -347,7 +367,7 @@ static int eo_process(sl_ctx *ctx, bsink *s, const sl_broker_sink_conf *c, sl_ba
     if (rc) goto out;
     if (in->trace)
         for (uint32_t i = 0; i < in->count; i++)
-            trace_header(in, i, &s->recs[i], &s->hdr[i], s->tpv[i]);
+            trace_header(in, i, &s->recs[i], s->hdr[i], s->tpv[i]);
     if (s->awaiting) {
         for (uint32_t i = 0; i < in->count && !rc; i++)
             if (hold(s, &s->recs[i])) rc = sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
@@ -460,13 +480,13 @@ static int bsink_process(sl_ctx *ctx, void *self, sl_batch *in)
     for (uint32_t i = 0; i < in->count; i++) {
         sl_record rec;
         size_t voff;
-        sl_record_header h;
+        sl_record_header h[2];
         char tp[SLC_TRACEPARENT_MAX + 1];
         s->buf.len = 0;
         int rc = make_record(ctx, s, c, &s->buf, in, i, &rec, &voff);
         if (rc) return rc;
         if (voff != SIZE_MAX) rec.value = s->buf.ptr ? (const void *)s->buf.ptr : "";
-        if (traced) trace_header(in, i, &rec, &h, tp); /* copied by send */
+        if (traced) trace_header(in, i, &rec, h, tp); /* copied by send */
         rc = sl_producer_send(s->prod, SL_PARTITION_ANY, &rec, NULL);
         if (rc) return sl_ctx_fail(ctx, rc, "%s", sl_producer_errmsg(s->prod));
     }

@@ -94,13 +94,17 @@
  *   12      4     key length K (0xFFFFFFFF: no key; 0xFFFFFFFE: a watermark
  *                 marker, no key, below)
  *   16      4     value length V, with bit 31 (VL_TRACED) set when a trace
- *                 context follows the value (never for a marker)
+ *                 context follows the value (never for a marker), and bit
+ *                 30 (VL_STATE) when a tracestate follows the context
  *   20      K     key
  *   20+K    V     value (a marker's: the value of its header)
  *   20+K+V  25    only with VL_TRACED: trace id 16, span id 8, flags 1 (the
  *                 sl_trace_ctx the record carried)
- * A snapshot written before contexts were staged has no VL_TRACED record and
- * reads as before.
+ *   45+K+V  2     only with VL_STATE: tracestate length S (1..512)
+ *   47+K+V  S     only with VL_STATE: the tracestate
+ * A snapshot written before contexts (or states) were staged has no
+ * VL_TRACED (VL_STATE) record and reads as before. Values are below 1 GiB
+ * (librdkafka's message.max.bytes), so neither bit is ever a length's.
  *
  * Watermark markers. A task's sink into its group's repartition topic
  * (sluice/kafka.h: repartitioning) stages, at each snapshot whose input
@@ -145,6 +149,7 @@
 #define NO_KEY       0xFFFFFFFFu
 #define WM_MARKER    0xFFFFFFFEu /* staged key length of a watermark marker */
 #define VL_TRACED    0x80000000u /* staged value length: a trace context follows */
+#define VL_STATE     0x40000000u /* staged value length: a tracestate follows it */
 #define REC_HDR      20
 #define REC_TRACE    25 /* a staged trace context: 16 + 8 + 1 */
 #define TXN_ATTEMPTS 5  /* a transaction that must be aborted is run again this often */
@@ -448,36 +453,45 @@ static int make_record(sl_ctx *ctx, ksink *s, const sl_kafka_sink_conf *c, const
 enum { REC_UNKEYED = 0, REC_KEYED = 1, REC_MARKER = 2 };
 
 /* Produce one record (copied), polling while librdkafka's queue is full. A
- * marker's val is its header's value; the record has no key and no value. */
+ * marker's val is its header's value; the record has no key and no value.
+ * tc: the record's trace context, or NULL; it goes out as the hop's
+ * traceparent header (a new span id) and, when it has a state, a
+ * tracestate header. */
 static rd_kafka_resp_err_t produce(ksink *s, int64_t ts, int32_t part, const void *key,
                                    uint32_t klen, int kind, const void *val, uint32_t vlen,
-                                   const char *traceparent)
+                                   const sl_trace_ctx *tc)
 {
-    int64_t kts = ts == SL_TIME_NONE || ts < 0 ? 0 : ts;
     int keyed = kind == REC_KEYED;
+    char tp[SLC_TRACEPARENT_MAX + 1];
+    rd_kafka_vu_t vu[8];
+    size_t n = 0;
+    vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = s->rkt};
+    vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_PARTITION, .u.i32 = part};
+    vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY};
+    if (kind == REC_MARKER) {
+        vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_HEADER,
+                                  .u.header = {SLK_WM_HEADER, val, (ssize_t)vlen}};
+    } else {
+        vu[n++] = (rd_kafka_vu_t){
+            .vtype = RD_KAFKA_VTYPE_KEY,
+            .u.mem = {keyed ? (void *)(key ? key : "") : NULL, keyed ? (size_t)klen : 0}};
+        vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_VALUE,
+                                  .u.mem = {(void *)(val ? val : ""), (size_t)vlen}};
+        vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_TIMESTAMP,
+                                  .u.i64 = ts == SL_TIME_NONE || ts < 0 ? 0 : ts};
+    }
+    if (tc) {
+        slc_trace_hop(tc, tp); /* sluice's hop: a new span id */
+        vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_HEADER,
+                                  .u.header = {SLC_TRACEPARENT, tp, SLC_TRACEPARENT_MAX}};
+        if (tc->state_len)
+            vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_HEADER,
+                                      .u.header = {SLC_TRACESTATE, tc->state, tc->state_len}};
+    }
     for (;;) {
-        rd_kafka_resp_err_t e =
-            traceparent
-                ? rd_kafka_producev(
-                      s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_PARTITION(part),
-                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                      RD_KAFKA_V_KEY(keyed ? (void *)(key ? key : "") : NULL,
-                                     keyed ? (size_t)klen : 0),
-                      RD_KAFKA_V_VALUE((void *)(val ? val : ""), (size_t)vlen),
-                      RD_KAFKA_V_TIMESTAMP(kts),
-                      RD_KAFKA_V_HEADER(SLC_TRACEPARENT, traceparent, (ssize_t)SLC_TRACEPARENT_MAX),
-                      RD_KAFKA_V_END)
-            : kind == REC_MARKER
-                ? rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_PARTITION(part),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_HEADER(SLK_WM_HEADER, val, (ssize_t)vlen),
-                                    RD_KAFKA_V_END)
-                : rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_PARTITION(part),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_KEY(keyed ? (void *)(key ? key : "") : NULL,
-                                                   keyed ? (size_t)klen : 0),
-                                    RD_KAFKA_V_VALUE((void *)(val ? val : ""), (size_t)vlen),
-                                    RD_KAFKA_V_TIMESTAMP(kts), RD_KAFKA_V_END);
+        rd_kafka_error_t *err = rd_kafka_produceva(s->rk, vu, n);
+        rd_kafka_resp_err_t e = err ? rd_kafka_error_code(err) : RD_KAFKA_RESP_ERR_NO_ERROR;
+        rd_kafka_error_destroy(err);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) return e;
         rd_kafka_poll(s->rk, 100);       /* backpressure: wait for deliveries, never drop */
         if (s->dr_err) return s->dr_err; /* the caller reports s->dr_msg */
@@ -520,17 +534,18 @@ static int flush_all(sl_ctx *ctx, ksink *s)
 
 /* --- exactly-once ------------------------------------------------------------------ */
 
-/* tc: the record's trace context, or NULL (vlen < VL_TRACED: the caller
+/* tc: the record's trace context, or NULL (vlen < VL_STATE: the caller
  * refused bigger records). */
 static int stage(ksink *s, int64_t ts, int32_t part, const void *key, uint32_t klen, int kind,
                  const void *val, uint32_t vlen, const sl_trace_ctx *tc)
 {
     int keyed = kind == REC_KEYED;
-    size_t need = REC_HDR + (keyed ? klen : 0) + vlen + (tc ? REC_TRACE : 0);
+    uint16_t sl = tc ? tc->state_len : 0;
+    size_t need = REC_HDR + (keyed ? klen : 0) + vlen + (tc ? REC_TRACE : 0) + (sl ? 2u + sl : 0);
     if (sl_buf_reserve(&s->staged, need)) return SL_ENOMEM;
     uint8_t *d = s->staged.ptr + s->staged.len;
     uint32_t kl = keyed ? klen : kind == REC_MARKER ? WM_MARKER : NO_KEY;
-    uint32_t vl = vlen | (tc ? VL_TRACED : 0);
+    uint32_t vl = vlen | (tc ? VL_TRACED : 0) | (sl ? VL_STATE : 0);
     memcpy(d, &ts, 8);
     memcpy(d + 8, &part, 4);
     memcpy(d + 12, &kl, 4);
@@ -542,6 +557,10 @@ static int stage(ksink *s, int64_t ts, int32_t part, const void *key, uint32_t k
         memcpy(v + vlen, tc->trace_id, 16);
         memcpy(v + vlen + 16, tc->span_id, 8);
         v[vlen + 24] = tc->flags;
+        if (sl) {
+            memcpy(v + vlen + REC_TRACE, &sl, 2);
+            memcpy(v + vlen + REC_TRACE + 2, tc->state, sl);
+        }
     }
     s->staged.len += need;
     s->n_staged++;
@@ -589,17 +608,29 @@ static int walk(const uint8_t *d, size_t len, size_t *count, rec_fn fn, void *ar
         size_t k = kl == NO_KEY || kl == WM_MARKER ? 0 : kl;
         int kind = kl == NO_KEY ? REC_UNKEYED : kl == WM_MARKER ? REC_MARKER : REC_KEYED;
         size_t tl = vl & VL_TRACED ? REC_TRACE : 0;
-        vl &= ~VL_TRACED;
+        int stated = (vl & VL_STATE) != 0;
+        uint16_t sl = 0;
+        vl &= ~(VL_TRACED | VL_STATE);
+        if (stated && !tl) return SL_ECORRUPT;
         if (len - off - REC_HDR < k || len - off - REC_HDR - k < (size_t)vl + tl)
             return SL_ECORRUPT;
+        const uint8_t *v = d + off + REC_HDR + k;
+        if (stated) {
+            if (len - off - REC_HDR - k - vl - tl < 2) return SL_ECORRUPT;
+            memcpy(&sl, v + vl + tl, 2);
+            if (!sl || sl > SL_TRACESTATE_MAX || len - off - REC_HDR - k - vl - tl - 2 < (size_t)sl)
+                return SL_ECORRUPT;
+            tl += 2u + sl;
+        }
         if (kind == REC_MARKER && (vl != SLK_WM_LEN || part < 0 || tl)) return SL_ECORRUPT;
         if (fn) {
-            const uint8_t *v = d + off + REC_HDR + k;
-            sl_trace_ctx tc;
+            sl_trace_ctx tc = {.flags = 0};
             if (tl) {
                 memcpy(tc.trace_id, v + vl, 16);
                 memcpy(tc.span_id, v + vl + 16, 8);
                 tc.flags = v[vl + 24];
+                tc.state = sl ? (const char *)v + vl + REC_TRACE + 2 : NULL;
+                tc.state_len = sl;
             }
             int rc = fn(arg, ts, part, d + off + REC_HDR, (uint32_t)k, kind, v, vl,
                         tl && sl_trace_ctx_valid(&tc) ? &tc : NULL);
@@ -739,9 +770,7 @@ static int produce_staged(void *arg, int64_t ts, int32_t part, const uint8_t *ke
                           int kind, const uint8_t *val, uint32_t vlen, const sl_trace_ctx *tc)
 {
     txn_run *t = arg;
-    char tp[SLC_TRACEPARENT_MAX + 1];
-    if (tc) slc_trace_hop(tc, tp); /* sluice's hop: a new span id */
-    rd_kafka_resp_err_t e = produce(t->s, ts, part, key, klen, kind, val, vlen, tc ? tp : NULL);
+    rd_kafka_resp_err_t e = produce(t->s, ts, part, key, klen, kind, val, vlen, tc);
     if (!e) return 0;
     t->err = e;
     t->part = part;
@@ -1117,12 +1146,9 @@ static int ksink_process(sl_ctx *ctx, void *self, sl_batch *in)
         int rc = make_record(ctx, s, c, in, i, &k, &keyed, &v);
         if (rc) return rc;
         int32_t part = keyed ? RD_KAFKA_PARTITION_UA : rr;
-        char tp[SLC_TRACEPARENT_MAX + 1];
         const sl_trace_ctx *tc = traced ? sl_batch_trace(in, i) : NULL;
-        if (tc) slc_trace_hop(tc, tp); /* sluice's hop: a new span id */
-        rd_kafka_resp_err_t e =
-            produce(s, in->ts[i], part, k.ptr, k.len, keyed ? REC_KEYED : REC_UNKEYED, v.ptr, v.len,
-                    tc ? tp : NULL);
+        rd_kafka_resp_err_t e = produce(s, in->ts[i], part, k.ptr, k.len,
+                                        keyed ? REC_KEYED : REC_UNKEYED, v.ptr, v.len, tc);
         if (e && s->dr_err) return check_deliveries(ctx, s);
         if (e) return refused(ctx, s, e, part, (size_t)v.len + (keyed ? k.len : 0));
     }

@@ -552,16 +552,18 @@ static void split_ended(const sl_kafka_source_conf *c, ksplit *s)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* The message's trace context (its first `traceparent` header), or NULL;
- * a malformed one is counted (connectors/topic_record.c). */
+/* The message's trace context (its first `traceparent` header, with its
+ * first `tracestate`), or NULL; a malformed one is counted
+ * (connectors/topic_record.c). */
 static const sl_trace_ctx *msg_trace(sl_ctx *ctx, const rd_kafka_message_t *m, sl_trace_ctx *out)
 {
     rd_kafka_headers_t *h = NULL;
-    const void *v = NULL;
-    size_t vl = 0;
+    const void *v = NULL, *sv = NULL;
+    size_t vl = 0, svl = 0;
     if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get(h, 0, SLC_TRACEPARENT, &v, &vl))
         return NULL;
-    return slc_trace_read(ctx, v, v ? vl : 0, out);
+    if (rd_kafka_header_get(h, 0, SLC_TRACESTATE, &sv, &svl)) sv = NULL;
+    return slc_trace_read(ctx, v, v ? vl : 0, sv, sv ? svl : 0, out);
 }
 
 /* One message: its record or its dead letter. */

@@ -29,7 +29,10 @@
  * broadcast), the hash shuffle and rebalance; map, filter, key_by keep each
  * record's context and flat_map gives each output its input record's
  * (sl_ctx_set_trace). Records an operator makes anew (aggregates, windows)
- * carry none unless it says otherwise.
+ * carry none unless it says otherwise. A context's tracestate bytes live
+ * in the batch's memory (they move with the context, and are copied when
+ * the record is copied into another batch): a pointer read from trace[i]
+ * is good while the batch is.
  *
  * A stream's width is fixed when the node that produces it is created, so an
  * operator knows which of the two layouts it reads. Batches and their arenas
@@ -127,11 +130,14 @@ SL_API void sl_batch_clear(sl_batch *b);
  * contexts with them. */
 SL_API void sl_batch_truncate(sl_batch *b, uint32_t n);
 
-/* Give record i (< count) the trace context *tc (copied); a NULL tc, or one
- * that is not valid (sl_trace_ctx_valid: both ids non-zero), gives it none.
- * Makes the batch's trace column on first use (its memory is kept when the
- * batch is recycled, so this allocates once per batch of the pool at most).
- * Returns 0, SL_EINVAL for i >= count, or SL_ENOMEM. */
+/* Give record i (< count) the trace context *tc (copied, with its
+ * tracestate bytes; a state longer than SL_TRACESTATE_MAX is not carried);
+ * a NULL tc, or one that is not valid (sl_trace_ctx_valid: both ids
+ * non-zero), gives it none. Makes the batch's trace column on first use
+ * (its memory is kept when the batch is recycled, so this allocates once
+ * per batch of the pool at most, and tracestate blocks of 8 KiB as the
+ * states need). Returns 0, SL_EINVAL for i >= count, or SL_ENOMEM (then
+ * the record has the context without its state). */
 SL_API int sl_batch_set_trace(sl_batch *b, uint32_t i, const sl_trace_ctx *tc);
 
 /* Record i's trace context, or NULL when it has none (one pointer test when

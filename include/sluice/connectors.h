@@ -83,6 +83,13 @@ typedef struct sl_lines_conf {
      * ignored and counted (sl_pipeline_trace_malformed). The column stays
      * in the line. */
     int trace_column;
+    /* 1-based CSV column holding the W3C `tracestate` that goes with the
+     * trace column's traceparent; 0: none. Needs trace_column. Empty or
+     * missing: no state; malformed: dropped and counted, the traceparent
+     * kept. The column is split at the delimiter like any other, so a
+     * state of several list-members (which holds commas) needs another
+     * delimiter, e.g. '\t' or '|'. */
+    int tracestate_column;
 } sl_lines_conf;
 SL_API extern const sl_source sl_source_lines;
 /* width: 0 (variable length) unless parse makes fixed-width records. */

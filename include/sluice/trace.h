@@ -9,7 +9,8 @@
  * lowercase hex only, all-zero ids invalid, version ff invalid; a version
  * above 00 is accepted when its first 55 characters have the version-00
  * layout and, if longer, the 56th is '-' (the spec's forward-compatibility
- * rule). `tracestate` is not carried: a caller that needs it keeps it itself.
+ * rule). sl_tracestate_parse checks a `tracestate` header value, which a
+ * context carries beside the ids (sluice/tracectx.h).
  *
  * Spans. An sl_span lives in the caller's memory (stack, operator state):
  * sl_span_start() fills ids and the start time, the setters add attributes,
@@ -68,6 +69,18 @@ SL_API int sl_traceparent_parse(const char *s, size_t len, sl_trace_ctx *out);
  * sampled bit of flags is written (the others are not defined in version
  * 00). SL_EINVAL when an id is all zero. */
 SL_API int sl_traceparent_format(const sl_trace_ctx *c, char out[SL_TRACEPARENT_LEN + 1]);
+/* Check a tracestate header value of len bytes (W3C Trace Context level 1:
+ * at most 32 list-members "key=value" split by commas with optional spaces
+ * and tabs around them, empty members allowed; keys lowercase, simple or
+ * "tenant@system", at most 256 characters, none twice; values printable
+ * ASCII without ',' or '=', at most 256, not ending in a space). On success
+ * out->state points into s (not copied) and out->state_len is what the
+ * context carries: the members with the separators between them, cut
+ * after the last member that ends within SL_TRACESTATE_MAX bytes; a value
+ * that holds no member gives state NULL, length 0. SL_EINVAL when
+ * malformed (state NULL): the spec's rule is to drop the whole list, and
+ * the traceparent stays good. Only the state fields of out are written. */
+SL_API int sl_tracestate_parse(const char *s, size_t len, sl_trace_ctx *out);
 
 /* Random non-zero ids, from a per-thread generator seeded by getrandom():
  * no lock, no system call after a thread's first id. Not for secrets. */

@@ -169,6 +169,8 @@ void sli_win_links_add(win *w, const sl_batch *in)
         if (s && s->n < LINKS_PER_BUCKET) {
             if (!now) now = sl_trace_now_ns();
             s->e[s->n++] = (contrib){.ts = in->ts[i], .at_ns = now, .c = *c};
+            s->e[s->n - 1].c.state = NULL; /* its bytes are the batch's: ids only */
+            s->e[s->n - 1].c.state_len = 0;
         }
         if (s) s->seen++;
     })
