@@ -150,7 +150,7 @@ int sl_traceparent_format(const sl_trace_ctx *c, char out[SL_TRACEPARENT_LEN + 1
  *   member  = key "=" value                    OWS = *( " " / "\t" )
  *   key     = lcalpha 0*255( lcalpha / DIGIT / "_" / "-" / "*" / "/" )
  *           / ( lcalpha / DIGIT ) 0*240( same ) "@" lcalpha 0*13( same )
- *   value   = 0*255( 0x20-0x7E but "," and "=" ) ending in one that is not " "
+ *   value   = 0*255( 0x20-0x7E but "," and "=" ) and one more that is not " "
  */
 #define TS_MEMBERS_MAX 32
 
@@ -180,7 +180,7 @@ static int ts_key(const char *s, size_t n)
 /* 0 when s[0..n) is a value. */
 static int ts_value(const char *s, size_t n)
 {
-    if (n > 256 || (n && s[n - 1] == ' ')) return -1;
+    if (!n || n > 256 || s[n - 1] == ' ') return -1;
     for (size_t i = 0; i < n; i++)
         if (s[i] < 0x20 || s[i] > 0x7e || s[i] == ',' || s[i] == '=') return -1;
     return 0;

@@ -73,7 +73,7 @@ SL_API int sl_traceparent_format(const sl_trace_ctx *c, char out[SL_TRACEPARENT_
  * at most 32 list-members "key=value" split by commas with optional spaces
  * and tabs around them, empty members allowed; keys lowercase, simple or
  * "tenant@system", at most 256 characters, none twice; values printable
- * ASCII without ',' or '=', at most 256, not ending in a space). On success
+ * ASCII without ',' or '=', 1 to 256, not ending in a space). On success
  * out->state points into s (not copied) and out->state_len is what the
  * context carries: the members with the separators between them, cut
  * after the last member that ends within SL_TRACESTATE_MAX bytes; a value

@@ -117,6 +117,117 @@ static void *draw_ids(void *arg)
     return NULL;
 }
 
+/* sl_tracestate_parse against a table of W3C cases: what is kept (NULL:
+ * no state, "!": malformed), and the 512-byte cut at a list-member. */
+static void test_tracestate_table(void **state)
+{
+    (void)state;
+    char k256[300], v257[300], tenant[300];
+    memset(k256, 'k', 256);
+    strcpy(k256 + 256, "=v");
+    v257[0] = 'a';
+    v257[1] = '=';
+    memset(v257 + 2, 'v', 257);
+    v257[259] = 0;
+    memset(tenant, 't', 241);
+    strcpy(tenant + 241, "@sys=v");
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"congo=t61rcWkgMzE", "congo=t61rcWkgMzE"},
+        {"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"},
+        {" \tcongo=1 , rojo=2 \t", "congo=1 , rojo=2"}, /* OWS around members */
+        {"congo=1,,rojo=2,", "congo=1,,rojo=2"},        /* empty members */
+        {"", NULL},
+        {" , ,", NULL},
+        {"a1_-*/=x", "a1_-*/=x"},
+        {"0tenant@sys=x", "0tenant@sys=x"},
+        {"t@s1-_*/=x", "t@s1-_*/=x"},
+        {"k=va lue", "k=va lue"},     /* a space inside a value */
+        {"k=", "!"},                  /* an empty value */
+        {"Congo=1", "!"},             /* uppercase key */
+        {"1congo=1", "!"},            /* a simple key starts with a letter */
+        {"congo", "!"},               /* no '=' */
+        {"=1", "!"},                  /* no key */
+        {"congo=1=2", "!"},           /* '=' in a value */
+        {"congo=1 x ", "congo=1 x"},  /* trailing OWS is the list's */
+        {"congo=a\x7f", "!"},         /* a control byte */
+        {"congo=\xc3\xa9", "!"},      /* not ASCII */
+        {"congo=1,congo=2", "!"},     /* a key twice */
+        {"t@=x", "!"},                /* empty system id */
+        {"t@1s=x", "!"},              /* a system id starts with a letter */
+        {"t@abcdefghijklmno=x", "!"}, /* a system id of 15 */
+        {"t@s@x=1", "!"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sl_trace_ctx c = {.state = "junk", .state_len = 4};
+        int rc = sl_tracestate_parse(cases[i].in, strlen(cases[i].in), &c);
+        if (cases[i].want && !strcmp(cases[i].want, "!")) {
+            if (rc != SL_EINVAL) fail_msg("case %zu '%s': accepted", i, cases[i].in);
+            assert_null(c.state);
+            assert_int_equal(c.state_len, 0);
+            continue;
+        }
+        if (rc != 0) fail_msg("case %zu '%s': refused", i, cases[i].in);
+        if (!cases[i].want) {
+            assert_null(c.state);
+            assert_int_equal(c.state_len, 0);
+            continue;
+        }
+        assert_int_equal(c.state_len, strlen(cases[i].want));
+        assert_memory_equal(c.state, cases[i].want, c.state_len);
+        assert_true(c.state >= cases[i].in && c.state < cases[i].in + strlen(cases[i].in));
+    }
+    sl_trace_ctx c;
+    assert_int_equal(sl_tracestate_parse(k256, strlen(k256), &c), 0); /* a key of 256 */
+    k256[256] = 'k';
+    strcpy(k256 + 257, "=v");
+    assert_int_equal(sl_tracestate_parse(k256, strlen(k256), &c), SL_EINVAL); /* of 257 */
+    assert_int_equal(sl_tracestate_parse(v257, strlen(v257), &c), SL_EINVAL); /* value 257 */
+    v257[258] = 0;
+    assert_int_equal(sl_tracestate_parse(v257, strlen(v257), &c), 0);
+    assert_int_equal(sl_tracestate_parse(tenant, strlen(tenant), &c), 0); /* tenant 241 */
+    memset(tenant, 't', 242);
+    strcpy(tenant + 242, "@sys=v");
+    assert_int_equal(sl_tracestate_parse(tenant, strlen(tenant), &c), SL_EINVAL);
+
+    /* 32 members are a list, 33 are not; 32 of 20 bytes (671 with the
+     * commas) are cut after the last whole member within 512 bytes. */
+    char list[40 * 32];
+    size_t n = 0, ends[33];
+    for (int m = 0; m < 33; m++) {
+        n += (size_t)sprintf(list + n, "%sm%02d=vvvvvvvvvvvvvvvv", m ? "," : "", m);
+        ends[m] = n;
+    }
+    assert_int_equal(sl_tracestate_parse(list, ends[32], &c), SL_EINVAL);
+    assert_int_equal(sl_tracestate_parse(list, ends[31], &c), 0);
+    size_t keep = 0;
+    while (keep < 32 && ends[keep] <= SL_TRACESTATE_MAX) keep++;
+    assert_true(keep > 1 && keep < 32);
+    assert_ptr_equal(c.state, list);
+    assert_int_equal(c.state_len, ends[keep - 1]);
+    /* exactly 512 is kept whole: members of 170, 1 + 170 and 1 + 170 */
+    char exact[SL_TRACESTATE_MAX];
+    memset(exact, 'x', sizeof exact);
+    memcpy(exact, "a=", 2);
+    memcpy(exact + 170, ",b=", 3);
+    memcpy(exact + 341, ",c=", 3);
+    assert_int_equal(sl_tracestate_parse(exact, sizeof exact, &c), 0);
+    assert_int_equal(c.state_len, SL_TRACESTATE_MAX);
+    /* a first member of 513 (the longest there is) leaves nothing to
+     * carry; not an error */
+    char big[513];
+    memset(big, 'k', 256);
+    big[256] = '=';
+    memset(big + 257, 'v', 256);
+    assert_int_equal(sl_tracestate_parse(big, sizeof big, &c), 0);
+    assert_null(c.state);
+    assert_int_equal(sl_tracestate_parse(NULL, 0, &c), 0);
+    assert_null(c.state);
+    assert_int_equal(sl_tracestate_parse(NULL, 3, &c), SL_EINVAL);
+    assert_int_equal(sl_tracestate_parse("a=1", 3, NULL), SL_EINVAL);
+}
+
 static void test_ids(void **state)
 {
     (void)state;
@@ -755,6 +866,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_traceparent_table),
+        cmocka_unit_test(test_tracestate_table),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_spans_exported),
