@@ -17,7 +17,11 @@
  *  - recycle the batch through the pool (sl_batch_clear / put / get): the
  *    stale entries it keeps must not come back as contexts.
  * With each context, the engine's queueing time (sli_trace_wait): zero when
- * a context is set, then moved with it. Also the filter operator's compaction (sli_trace_compact with a drop
+ * a context is set, then moved with it; and its tracestate (none, or 1 to
+ * 512 bytes, enough to fill several of the column's state blocks): the
+ * bytes are copied when set (the caller's buffer is scribbled on at once)
+ * and when copied into another batch (the copy's pointer is its own), and
+ * a context set again from the batch's own entry keeps its state. Also the filter operator's compaction (sli_trace_compact with a drop
  * callback): each dropped record's context is handed over once, in order.
  */
 #include <setjmp.h>
@@ -34,7 +38,9 @@
 typedef struct model {
     uint32_t count;
     int has[SL_BATCH_CAPACITY];
-    sl_trace_ctx c[SL_BATCH_CAPACITY];
+    sl_trace_ctx c[SL_BATCH_CAPACITY]; /* ids and flags; state NULL */
+    uint64_t sseed[SL_BATCH_CAPACITY]; /* its tracestate: state_bytes(sseed, slen) */
+    uint16_t slen[SL_BATCH_CAPACITY];
     int64_t wait[SL_BATCH_CAPACITY]; /* the engine's queueing time, moves with c */
     uint64_t payload[SL_BATCH_CAPACITY];
 } model;
@@ -61,6 +67,33 @@ static sl_trace_ctx ctx_for(uint64_t x)
     return c;
 }
 
+static void state_bytes(uint64_t seed, uint16_t len, char *out)
+{
+    for (uint16_t k = 0; k < len; k++) out[k] = (char)('a' + (seed * 7 + k * 13u) % 26);
+}
+
+/* Give record i of b (and of the model) context c with a random state, set
+ * from a buffer that is scribbled on right after. */
+static void set_with_state(sl_batch *b, model *m, uint32_t i, sl_trace_ctx c, uint64_t seed)
+{
+    char tmp[SL_TRACESTATE_MAX];
+    uint64_t r = rnd() % 8;
+    uint16_t len = r < 3    ? 0
+                   : r == 3 ? SL_TRACESTATE_MAX
+                            : (uint16_t)(rnd() % SL_TRACESTATE_MAX + 1);
+    state_bytes(seed, len, tmp);
+    c.state = len ? tmp : NULL;
+    c.state_len = len;
+    assert_int_equal(sl_batch_set_trace(b, i, &c), 0);
+    memset(tmp, '#', sizeof tmp);
+    c.state = NULL;
+    c.state_len = 0;
+    m->c[i] = c;
+    m->sseed[i] = seed;
+    m->slen[i] = len;
+    m->has[i] = 1;
+}
+
 static uint64_t payload_of(const sl_batch *b, uint32_t i)
 {
     uint64_t v;
@@ -79,7 +112,16 @@ static void check(const sl_batch *b, const model *m)
             continue;
         }
         assert_non_null(t);
-        assert_memory_equal(t, &m->c[i], sizeof(sl_trace_ctx));
+        assert_memory_equal(t, &m->c[i], offsetof(sl_trace_ctx, flags) + 1);
+        assert_int_equal(t->state_len, m->slen[i]);
+        if (m->slen[i]) {
+            char want[SL_TRACESTATE_MAX];
+            state_bytes(m->sseed[i], m->slen[i], want);
+            assert_non_null(t->state);
+            assert_memory_equal(t->state, want, m->slen[i]);
+        } else {
+            assert_null(t->state);
+        }
         assert_int_equal(sli_trace_wait(b)[i], m->wait[i]);
     }
     if (!b->trace) {
@@ -96,9 +138,7 @@ static void push(sl_batch *b, model *m, uint64_t v)
     m->payload[i] = v;
     m->has[i] = 0;
     if (rnd() % 4 == 0) { /* one in four gets a context */
-        m->c[i] = ctx_for(v);
-        m->has[i] = 1;
-        assert_int_equal(sl_batch_set_trace(b, i, &m->c[i]), 0);
+        set_with_state(b, m, i, ctx_for(v), v);
         assert_int_equal(sli_trace_wait(b)[i], 0); /* a new context has waited nowhere */
         m->wait[i] = sli_trace_wait(b)[i] = (int64_t)(rnd() % 1000000);
     }
@@ -117,6 +157,8 @@ static void compact(sl_batch *b, model *m)
         m->payload[j] = m->payload[i];
         m->has[j] = m->has[i];
         m->c[j] = m->c[i];
+        m->sseed[j] = m->sseed[i];
+        m->slen[j] = m->slen[i];
         m->wait[j] = m->wait[i];
         j++;
     }
@@ -143,11 +185,25 @@ static void run(uint32_t width)
                 memset(&bad, 0, sizeof bad);
                 assert_int_equal(sl_batch_set_trace(b, i, rnd() % 2 ? &bad : NULL), 0);
                 m.has[i] = 0;
-            } else {
-                m.c[i] = ctx_for(next++);
-                m.has[i] = 1;
+            } else if (m.has[i] && rnd() % 2) {
+                /* set again from an entry of the batch (a trace point's new
+                 * span: new span id, the state as it was), from record i or
+                 * another record j */
+                uint32_t j = rnd() % 2 ? i : (uint32_t)(rnd() % m.count);
+                if (!m.has[j]) j = i;
+                sl_trace_ctx again = *sl_batch_trace(b, j);
+                again.span_id[0] ^= 0x80;
+                assert_int_equal(sl_batch_set_trace(b, i, &again), 0);
+                if (m.slen[j]) assert_ptr_equal(sl_batch_trace(b, i)->state, again.state);
+                m.c[i] = m.c[j];
+                m.c[i].span_id[0] ^= 0x80;
+                m.sseed[i] = m.sseed[j];
+                m.slen[i] = m.slen[j];
                 m.wait[i] = 0;
-                assert_int_equal(sl_batch_set_trace(b, i, &m.c[i]), 0);
+            } else {
+                set_with_state(b, &m, i, ctx_for(next), next);
+                next++;
+                m.wait[i] = 0;
             }
         } else if (op == 6) {
             compact(b, &m);
@@ -159,6 +215,9 @@ static void run(uint32_t width)
             sl_batch *c = sli_batch_clone(&pool, NULL, b);
             assert_non_null(c);
             check(c, &m);
+            for (uint32_t i = 0; i < m.count; i++) /* the copy's states are its own */
+                if (m.has[i] && m.slen[i])
+                    assert_ptr_not_equal(sl_batch_trace(c, i)->state, sl_batch_trace(b, i)->state);
             sli_pool_put(&pool, NULL, c);
             sl_batch *d = sli_pool_get(&pool, NULL, width);
             assert_non_null(d);
@@ -222,12 +281,17 @@ static void test_compact_drops(void **state)
         uint32_t j = 0;
         for (uint32_t i = 0; i < n; i++) {
             if (rnd() % 3 == 0) {
-                if (m.has[i]) want[n_want++] = m.c[i];
+                if (m.has[i]) {
+                    want[n_want] = m.c[i];
+                    want[n_want++].state_len = m.slen[i];
+                }
                 continue;
             }
             keep[i >> 6] |= 1ull << (i & 63);
             m.has[j] = m.has[i];
             m.c[j] = m.c[i];
+            m.sseed[j] = m.sseed[i];
+            m.slen[j] = m.slen[i];
             m.wait[j] = m.wait[i];
             m.payload[j] = m.payload[i];
             memcpy(b->data + (size_t)j * 8, &m.payload[j], 8); /* the records' half */
@@ -237,7 +301,10 @@ static void test_compact_drops(void **state)
         b->count = m.count = j;
         check(b, &m);
         assert_int_equal(d.n, n_want);
-        for (int k = 0; k < n_want; k++) assert_memory_equal(&d.c[k], &want[k], sizeof want[k]);
+        for (int k = 0; k < n_want; k++) {
+            assert_memory_equal(&d.c[k], &want[k], offsetof(sl_trace_ctx, flags) + 1);
+            assert_int_equal(d.c[k].state_len, want[k].state_len);
+        }
     }
     sli_batch_destroy(b);
 }
