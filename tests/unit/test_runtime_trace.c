@@ -14,14 +14,21 @@
  *    has none), key_by and the hash shuffle into another parallelism, a map
  *    in place, rebalance, a second consumer of one stream (batch clones) and
  *    a broadcast, every record that reaches a sink carries exactly the
- *    context its source record had (trace id, span id, flags), and a
- *    record without one carries none;
+ *    context its source record had (trace id, span id, flags, and the
+ *    tracestate's bytes, which most have), and a record without one
+ *    carries none;
  *  - with no context anywhere, no batch a sink sees has a trace column (the
  *    column costs nothing when tracing is off);
  *  - the lines source with a trace column (1..3 splits): a valid
  *    traceparent, also with blanks around it, becomes the line's context;
  *    an empty or missing column gives none; malformed ones (uppercase,
- *    version ff) give none and are counted; a negative column is refused.
+ *    version ff) give none and are counted; a negative column is refused;
+ *  - its tracestate column ('|'-delimited, so a state of several members
+ *    fits): a valid state, also with blanks around it, goes with the
+ *    context; an empty or missing one gives none; a malformed one is
+ *    dropped and counted while the context stays; a state beside a
+ *    malformed traceparent is not counted again; a state column without a
+ *    trace column is refused.
  *
  * No assertion on time.
  */
@@ -48,9 +55,16 @@ static int has_ctx(uint64_t seq, int traced)
     return traced && seq % 3 != 0;
 }
 
-static void ctx_of(uint64_t seq, sl_trace_ctx *tc)
+/* The context of seq, with a tracestate written into st (most seqs; some
+ * have none). */
+static void ctx_of(uint64_t seq, sl_trace_ctx *tc, char st[64])
 {
     memset(tc, 0, sizeof(*tc));
+    if (seq % 4 != 1) {
+        tc->state = st;
+        tc->state_len = (uint16_t)snprintf(st, 64, "sl=%llu,t%u@v=x y", (unsigned long long)seq,
+                                           (unsigned)(seq % 7));
+    }
     for (int k = 0; k < 8; k++) {
         tc->trace_id[k] = (uint8_t)(seq >> (8 * k));
         tc->trace_id[8 + k] = (uint8_t)(0xA0 + k);
@@ -94,7 +108,8 @@ static int src_poll(sl_ctx *ctx, void *self, uint32_t max)
         r->next += r->step;
         rec16 rec = {.seq = seq, .val = seq * 10};
         sl_trace_ctx tc;
-        ctx_of(seq, &tc);
+        char st[64];
+        ctx_of(seq, &tc, st);
         int64_t ts = (int64_t)(seq / 2); /* 0 first: a valid time */
         if (has_ctx(seq, c->traced) && seq % 2) {
             /* the emit path: the record takes the context along */
@@ -247,8 +262,12 @@ static int check_process(sl_ctx *ctx, void *self, sl_batch *in)
         const sl_trace_ctx *got = sl_batch_trace(in, i);
         int want = r.k < 2 && has_ctx(r.seq, s->traced);
         sl_trace_ctx tc;
-        ctx_of(r.seq, &tc);
-        int ok = want ? got && memcmp(got, &tc, sizeof(tc)) == 0 : got == NULL;
+        char st[64];
+        ctx_of(r.seq, &tc, st);
+        int ok = want ? got && memcmp(got, &tc, offsetof(sl_trace_ctx, flags) + 1) == 0 &&
+                            got->state_len == tc.state_len &&
+                            (!tc.state_len || memcmp(got->state, tc.state, tc.state_len) == 0)
+                      : got == NULL;
         if (!ok && !s->bad++)
             snprintf(s->why, sizeof(s->why), "seq %llu k %llu: context %s, expected %s",
                      (unsigned long long)r.seq, (unsigned long long)r.k,
@@ -489,12 +508,124 @@ static void test_lines_trace_column(void **state)
     unlink(path);
 }
 
+/* The lines source's tracestate column: "n|k|TRACEPARENT|TRACESTATE" with
+ * '|' as the delimiter (a state of several members holds commas). By n % 6:
+ * a valid pair; a valid traceparent with an empty state column; with no
+ * state column; with a malformed state (dropped and counted, the context
+ * kept); a malformed traceparent with a valid state (no context, counted
+ * once); a state with blanks around it. */
+typedef struct state_seen {
+    pthread_mutex_t lock;
+    int count[NLINES];
+    int bad;
+    char why[200];
+} state_seen;
+
+#define TS_OK "congo=t61rcWkgMzE,rojo@sys=00f067aa0ba902b7"
+
+static int state_check(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    (void)self;
+    state_seen *s = sl_ctx_conf(ctx);
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t i = 0; i < in->count; i++) {
+        int n = atoi(sl_batch_bytes(in, i).ptr);
+        if (n < 0 || n >= NLINES) continue;
+        s->count[n]++;
+        const sl_trace_ctx *got = sl_batch_trace(in, i);
+        int k = n % 6;
+        const char *want = k == 0 || k == 5 ? TS_OK : NULL;
+        int ok = k == 4 ? got == NULL
+                        : got && got->trace_id[15] == (uint8_t)(n & 0xff) &&
+                              (want ? got->state_len == strlen(want) &&
+                                          memcmp(got->state, want, strlen(want)) == 0
+                                    : got->state_len == 0 && got->state == NULL);
+        if (!ok && !s->bad++)
+            snprintf(s->why, sizeof(s->why), "line %d (kind %d): context %s, state '%.*s'", n, k,
+                     got ? "present" : "absent", got ? (int)got->state_len : 0,
+                     got && got->state ? got->state : "");
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static const sl_operator state_check_sink = {
+    .version = SL_OPERATOR_VERSION, .kind = "state-check", .process = state_check};
+
+static void test_lines_tracestate_column(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sluice-test-tracestate-lines-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    int malformed = 0;
+    for (int n = 0; n < NLINES; n++) {
+        char tp[80];
+        snprintf(tp, sizeof(tp), "00-" TP_TID "%02x-00f067aa0ba902b7-01", n & 0xff);
+        switch (n % 6) {
+        case 0: fprintf(f, "%d|k|%s|%s\n", n, tp, TS_OK); break;
+        case 1: fprintf(f, "%d|k|%s|\n", n, tp); break;
+        case 2: fprintf(f, "%d|k|%s\n", n, tp); break;
+        case 3:
+            fprintf(f, "%d|k|%s|Congo=1\n", n, tp);
+            malformed++;
+            break;
+        case 4:
+            fprintf(f, "%d|k|%.54s|%s\n", n, tp, TS_OK); /* a traceparent one short */
+            malformed++;
+            break;
+        case 5: fprintf(f, "%d|k|%s| %s \n", n, tp, TS_OK); break;
+        }
+    }
+    assert_int_equal(fclose(f), 0);
+    for (int par = 1; par <= 2; par++) {
+        state_seen *s = calloc(1, sizeof(*s));
+        assert_non_null(s);
+        pthread_mutex_init(&s->lock, NULL);
+        sl_pipeline *p = sl_pipeline_new();
+        sl_pipeline_set_threads(p, 2);
+        sl_pipeline_set_credits(p, 1);
+        sl_lines_conf lc = {.path = path,
+                            .delimiter = '|',
+                            .trace_column = 3,
+                            .tracestate_column = 4,
+                            .splits = par};
+        sl_stream *in = sl_pipeline_lines(p, "lines", &lc, 0, NULL);
+        in = sl_stream_parallelism(in, par);
+        sl_stream *r = sl_stream_rebalance(in);
+        assert_int_equal(sl_stream_sink(r, "check", &state_check_sink, s), 0);
+        int rc = sl_pipeline_start(p);
+        if (!rc) rc = sl_pipeline_wait(p, WAIT_MS);
+        if (rc) fail_msg("run failed: %s", sl_pipeline_errmsg(p));
+        if (s->bad) fail_msg("%d mismatches; first: %s", s->bad, s->why);
+        for (int n = 0; n < NLINES; n++)
+            if (s->count[n] != 1) fail_msg("line %d came %d times", n, s->count[n]);
+        assert_int_equal(sl_pipeline_trace_malformed(p), malformed);
+        sl_pipeline_free(p);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+    }
+    /* a state column needs a trace column, and is not negative */
+    sl_lines_conf bad[] = {{.path = path, .tracestate_column = 4},
+                           {.path = path, .trace_column = 3, .tracestate_column = -1}};
+    for (size_t b = 0; b < 2; b++) {
+        sl_pipeline *p = sl_pipeline_new();
+        assert_null(sl_pipeline_lines(p, "lines", &bad[b], 0, NULL));
+        assert_non_null(strstr(sl_pipeline_errmsg(p), "tracestate_column"));
+        sl_pipeline_free(p);
+    }
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_untraced_has_no_column),
         cmocka_unit_test(test_lines_trace_column),
+        cmocka_unit_test(test_lines_tracestate_column),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
