@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # W3C trace context through a pipeline, with kcat at both ends: records
-# produced with kcat -H traceparent=... into `sluice broker serve` are read
-# by a small pipeline (tests/tools/trace_pipe.c: source -> flat_map ->
-# key_by shuffle into 2 instances -> rebalance -> sink), once with the
-# built-in broker's topic source and sink over the server's directory and
-# once with the Kafka source and sink (librdkafka) through the server, and
-# come out (and a third time with the Kafka sink exactly-once, whose records
-# wait staged for their checkpoint's transaction), read with kcat -C -f '%h',
-# with a traceparent of the same trace id and
-# flags and a new parent span id; records without the header come out
-# without one; each kind of malformed header (too long, too short,
-# uppercase, version ff, zero trace id, zero span id, bad separators, a
-# non-hex digit, empty) is ignored and counted by the pipeline, and nothing
-# crashes. kcat must be installed (scripts/deps.sh): without it this test
-# fails, it never skips.
+# produced with kcat -H traceparent=... (and -H tracestate=...) into
+# `sluice broker serve` are read by a small pipeline
+# (tests/tools/trace_pipe.c: source -> flat_map -> key_by shuffle into 2
+# instances -> rebalance -> sink), once with the built-in broker's topic
+# source and sink over the server's directory, once with the Kafka source
+# and sink (librdkafka) through the server, and a third time with the Kafka
+# sink exactly-once (whose records wait staged for their checkpoint's
+# transaction); read with kcat -C -f '%h', they come out with a traceparent
+# of the same trace id and flags and a new parent span id, followed by a
+# tracestate header of the same bytes when they had one: a two-member
+# tracestate as it was, one longer than 512 bytes cut after its last
+# member that ends within 512 bytes (exactly 512 here). Records without a
+# traceparent come out without one; each kind of malformed traceparent (too
+# long, too short, uppercase, version ff, zero trace id, zero span id, bad
+# separators, a non-hex digit, empty) is ignored and counted by the
+# pipeline ("malformed N"), once per record even with a tracestate (valid
+# or not) beside it, and neither header comes out; a malformed tracestate
+# (an uppercase key) beside a valid traceparent is dropped and counted, the
+# traceparent kept; a tracestate without a traceparent is ignored, not
+# counted; nothing crashes. kcat must be installed (scripts/deps.sh):
+# without it this test fails, it never skips.
 set -euo pipefail
 bin=$1
 build=$3
@@ -30,46 +37,84 @@ broker=127.0.0.1:$port
 
 tid=4bf92f3577b34da6a3ce929d0e0e4736
 span=00f067aa0ba902b7
-# name|header value ("-": no header); valid ones first
-kinds=(
-  "sampled|00-$tid-$span-01"
-  "unsampled|00-$tid-$span-00"
-  "none|-"
-  "long|00-$tid-$span-01-"
-  "short|00-$tid-$span-1"
-  "upper|00-4BF92F3577B34DA6A3CE929D0E0E4736-$span-01"
-  "vff|ff-$tid-$span-01"
-  "zerotrace|00-00000000000000000000000000000000-$span-01"
-  "zerospan|00-$tid-0000000000000000-01"
-  "separators|00_${tid}_${span}_01"
-  "nothex|00-$tid-$span-0x"
-  "empty|"
+state=congo=t61rcWkgMzE,rojo=00f067aa0ba902b7
+
+# A tracestate of 6 members, 720 bytes: the first 4 end at byte 512
+# exactly (3 + 125 bytes each, 3 + 122 the fourth, and 3 commas), so it
+# comes out as those 4; the values hold spaces and punctuation.
+vals() { # N: N characters of a repeated printable pattern, no ',' or '='
+  local p='t61rcWkgMzE 00f-067aa.0ba9_02b7;Q~' out=
+  while [ ${#out} -lt "$1" ]; do out+=$p; done
+  printf '%s' "${out:0:$1}"
+}
+members=("a1=$(vals 125)" "b2=$(vals 125)" "c3=$(vals 125)" "d4=$(vals 122)"
+  "e5=$(vals 100)" "f6=$(vals 100)")
+longstate=$(
+  IFS=,
+  echo "${members[*]}"
 )
+longcut= # the members that end within 512 bytes, computed as the rule says
+for m in "${members[@]}"; do
+  c=${longcut:+$longcut,}$m
+  [ ${#c} -le 512 ] || break
+  longcut=$c
+done
+[[ ${#longstate} -gt 512 && ${#longcut} -eq 512 ]] ||
+  fail "the long tracestate is ${#longstate} bytes, cut to ${#longcut}: expected > 512, cut to 512"
+
+# name|traceparent|tracestate|malformed headers counted per record ("-": no
+# header); the ones with a valid traceparent first
+kinds=(
+  "sampled|00-$tid-$span-01|-|0"
+  "unsampled|00-$tid-$span-00|-|0"
+  "state|00-$tid-$span-01|$state|0"
+  "badstate|00-$tid-$span-01|Congo=x|1"
+  "longstate|00-$tid-$span-01|$longstate|0"
+  "none|-|-|0"
+  "stateonly|-|$state|0"
+  "badparent|00-$tid-$span-1|$state|1"
+  "badboth|00-$tid-$span-1|Congo=x|1"
+  "long|00-$tid-$span-01-|-|1"
+  "short|00-$tid-$span-1|-|1"
+  "upper|00-4BF92F3577B34DA6A3CE929D0E0E4736-$span-01|-|1"
+  "vff|ff-$tid-$span-01|-|1"
+  "zerotrace|00-00000000000000000000000000000000-$span-01|-|1"
+  "zerospan|00-$tid-0000000000000000-01|-|1"
+  "separators|00_${tid}_${span}_01|-|1"
+  "nothex|00-$tid-$span-0x|-|1"
+  "empty||-|1"
+)
+traced=5 # kinds that keep their trace
 malformed=0
 for k in "${kinds[@]}"; do
-  name=${k%%|*}
-  value=${k#*|}
+  IFS='|' read -r name tp ts bad <<< "$k"
   for i in 1 2 3; do echo "$name-$i"; done > "$tmp/msgs"
-  if [ "$value" = "-" ]; then
-    kcat -b "$broker" -P -t in < "$tmp/msgs" 2> "$tmp/p.err" || fail "kcat -P ($name): $(cat "$tmp/p.err")"
-  else
-    kcat -b "$broker" -P -t in -H "traceparent=$value" < "$tmp/msgs" 2> "$tmp/p.err" ||
-      fail "kcat -P ($name): $(cat "$tmp/p.err")"
-    case $name in sampled | unsampled) ;; *) malformed=$((malformed + 3)) ;; esac
-  fi
+  h=()
+  [ "$tp" = "-" ] || h+=(-H "traceparent=$tp")
+  [ "$ts" = "-" ] || h+=(-H "tracestate=$ts")
+  kcat -b "$broker" -P -t in "${h[@]}" < "$tmp/msgs" 2> "$tmp/p.err" ||
+    fail "kcat -P ($name): $(cat "$tmp/p.err")"
+  malformed=$((malformed + 3 * bad))
 done
 n_in=$((${#kinds[@]} * 3))
 
-# kcat's -H really made the headers (read back through the server).
+# kcat's -H really made the headers, in that order (read back through the
+# server).
 kcat -b "$broker" -C -t in -e -q -f '%s|%h\n' > "$tmp/in.out" 2> "$tmp/c.err" ||
   fail "kcat -C in: $(cat "$tmp/c.err")"
 [ "$(wc -l < "$tmp/in.out")" -eq "$n_in" ] || fail "kcat read $(wc -l < "$tmp/in.out") records of in, not $n_in"
 grep -q "^sampled-1|traceparent=00-$tid-$span-01$" "$tmp/in.out" ||
   fail "kcat -H made no traceparent header: $(head -3 "$tmp/in.out")"
+grep -qxF "state-1|traceparent=00-$tid-$span-01,tracestate=$state" "$tmp/in.out" ||
+  fail "kcat -H made no tracestate header: $(grep '^state-' "$tmp/in.out")"
+grep -qxF "longstate-1|traceparent=00-$tid-$span-01,tracestate=$longstate" "$tmp/in.out" ||
+  fail "kcat -H made no long tracestate header: $(grep '^longstate-' "$tmp/in.out")"
+grep -qxF "stateonly-1|tracestate=$state" "$tmp/in.out" ||
+  fail "kcat -H made no lone tracestate header: $(grep '^stateonly-' "$tmp/in.out")"
 
 # check_out TOPIC: what kcat reads of TOPIC after the pipeline wrote it
 check_out() {
-  local topic=$1 value headers name flags s
+  local topic=$1 value headers name flags want s
   kcat -b "$broker" -C -t "$topic" -e -q -f '%s|%h\n' > "$tmp/out.out" 2> "$tmp/c.err" ||
     fail "kcat -C $topic: $(cat "$tmp/c.err")"
   [ "$(wc -l < "$tmp/out.out")" -eq "$n_in" ] ||
@@ -78,24 +123,34 @@ check_out() {
   while IFS='|' read -r value headers; do
     name=${value%-*}
     case $name in
-    sampled | unsampled)
+    sampled | unsampled | badstate)
       flags=01
       [ "$name" = unsampled ] && flags=00
       [[ $headers =~ ^traceparent=00-$tid-([0-9a-f]{16})-$flags$ ]] ||
-        fail "$topic: $value came out with '$headers', expected traceparent=00-$tid-<new span>-$flags"
-      s=${BASH_REMATCH[1]}
-      [ "$s" != "$span" ] || fail "$topic: $value: the parent span id is the producer's, not a new one"
-      [ "$s" != 0000000000000000 ] || fail "$topic: $value: a zero span id"
-      spans+=("$s")
+        fail "$topic: $value came out with '$headers', expected traceparent=00-$tid-<new span>-$flags and no tracestate"
+      ;;
+    state | longstate)
+      want=$state
+      [ "$name" = longstate ] && want=$longcut
+      [[ $headers =~ ^traceparent=00-$tid-([0-9a-f]{16})-01,tracestate=(.*)$ ]] ||
+        fail "$topic: $value came out with '$headers', expected traceparent=00-$tid-<new span>-01,tracestate=$want"
+      [ "${BASH_REMATCH[2]}" = "$want" ] ||
+        fail "$topic: $value came out with tracestate '${BASH_REMATCH[2]}' (${#BASH_REMATCH[2]} bytes), expected '$want' (${#want} bytes)"
       ;;
     *)
-      [[ $headers != *traceparent* ]] ||
-        fail "$topic: $value came out with '$headers', expected no traceparent"
+      [ -z "$headers" ] || fail "$topic: $value came out with '$headers', expected no headers"
+      continue
       ;;
     esac
+    s=${BASH_REMATCH[1]}
+    [ "$s" != "$span" ] || fail "$topic: $value: the parent span id is the producer's, not a new one"
+    [ "$s" != 0000000000000000 ] || fail "$topic: $value: a zero span id"
+    spans+=("$s")
   done < "$tmp/out.out"
-  [ "${#spans[@]}" -eq 6 ] || fail "$topic: ${#spans[@]} records kept their trace, expected 6"
-  [ "$(printf '%s\n' "${spans[@]}" | sort -u | wc -l)" -eq 6 ] || fail "$topic: span ids repeat: ${spans[*]}"
+  [ "${#spans[@]}" -eq $((traced * 3)) ] ||
+    fail "$topic: ${#spans[@]} records kept their trace, expected $((traced * 3))"
+  [ "$(printf '%s\n' "${spans[@]}" | sort -u | wc -l)" -eq $((traced * 3)) ] ||
+    fail "$topic: span ids repeat: ${spans[*]}"
 }
 
 # the built-in broker's source and sink, over the server's directory
@@ -117,6 +172,8 @@ check_out out-kafka
 "$bin" topic create out-eo --partitions 2
 "$pipe" --kafka-eo "$tmp/chk" "$broker" in out-eo > "$tmp/pipe.out" 2> "$tmp/pipe.err" ||
   fail "the exactly-once Kafka pipeline failed: $(cat "$tmp/pipe.err")"
+grep -qx "malformed $malformed" "$tmp/pipe.out" ||
+  fail "the exactly-once Kafka pipeline counted '$(cat "$tmp/pipe.out")' malformed headers, expected $malformed"
 check_out out-eo
 kill -0 "$pid" || fail "the server died: $(cat "$tmp/serve.err")"
-echo "trace_kcat: broker, Kafka and Kafka exactly-once: $n_in records each, 6 traced with new span ids, $malformed malformed headers counted"
+echo "trace_kcat: broker, Kafka and Kafka exactly-once: $n_in records each, $((traced * 3)) traced with new span ids, 6 with their tracestate (3 of them cut from ${#longstate} to 512 bytes), $malformed malformed headers counted (3 of them tracestates)"
