@@ -10,8 +10,9 @@
  * so nothing here looks at the clock. Position: the next offset.
  *
  * Trace context: a message's first `traceparent` header becomes its
- * record's trace context (sluice/tracectx.h); a malformed one is ignored
- * and counted (sl_pipeline_trace_malformed). `tracestate` is not carried.
+ * record's trace context (sluice/tracectx.h), with its first `tracestate`;
+ * a malformed one is ignored and counted (sl_pipeline_trace_malformed;
+ * connectors/topic_record.c has the rules).
  *
  * The sink is in connector_sink.c.
  */

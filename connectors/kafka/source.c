@@ -60,9 +60,9 @@
  * to the offsets registry (slk_offsets_put) for such a sink.
  *
  * Trace context: a message's first `traceparent` header becomes its
- * record's trace context (connectors/topic_record.c); a malformed one is
- * ignored and counted (sl_pipeline_trace_malformed). `tracestate` is not
- * carried.
+ * record's trace context (connectors/topic_record.c), with its first
+ * `tracestate`; a malformed one is ignored and counted
+ * (sl_pipeline_trace_malformed).
  */
 #include <inttypes.h>
 #include <stdio.h>

@@ -200,9 +200,10 @@ typedef struct sl_pipeline_stats {
     double elapsed_s;
 } sl_pipeline_stats;
 SL_API void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out);
-/* Malformed trace headers (traceparent) that sources ignored, counted by
- * sl_ctx_trace_malformed(); the records themselves went on without a trace
- * context. Any thread. */
+/* Malformed trace headers that sources ignored, counted by
+ * sl_ctx_trace_malformed(): a bad traceparent (the record went on without
+ * a trace context) or a bad tracestate beside a good traceparent (the
+ * record kept the context, without the state). Any thread. */
 SL_API uint64_t sl_pipeline_trace_malformed(const sl_pipeline *p);
 
 /* The message of the last error ("" when none). */
