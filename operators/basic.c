@@ -8,8 +8,8 @@
  * The callbacks and their ud live in a small conf that the pipeline frees.
  *
  * Trace contexts (the batch's optional trace column, sluice/batch.h): every
- * output record carries its input record's. filter moves the column with
- * the records (a separate loop, taken only by batches that have one); a map
+ * output record carries its input record's. filter moves each context with
+ * its record (batches that have the column only); a map
  * in place leaves it where it is; a map into another width and flat_map
  * name each input record as the parent of what is emitted from it
  * (sl_ctx_set_trace), again only when the batch has the column.
@@ -42,16 +42,13 @@ static fn_conf *new_conf(sl_stream *in, void *fn, void *ud)
 
 /* --- filter --------------------------------------------------------------- */
 
-/* One pass: test record i, and if kept move it down to slot j. A constant
- * width W turns the payload move into a few register moves. KEEP (a constant
- * too) is the mask the kept records are marked in when the batch has a trace
- * column, for the column's compaction after the loop, else NO_MASK. */
-#define NO_MASK ((uint64_t *)0)
-#define FILTER_LOOP(W, KEEP)                              \
-    for (uint32_t i = 0; i < n; i++) {                    \
+/* One pass over records [from, to): test record i, and if kept move it
+ * down to slot j. A constant width W turns the payload move into a few
+ * register moves. */
+#define FILTER_LOOP(W)                                    \
+    for (uint32_t i = from; i < to; i++) {                \
         uint8_t *rec = in->data + (size_t)i * (W);        \
         if (!fn(rec, (W), in->ts[i], ud)) continue;       \
-        if (KEEP) (KEEP)[i >> 6] |= 1ull << (i & 63);     \
         if (i != j) {                                     \
             in->ts[j] = in->ts[i];                        \
             in->hash[j] = in->hash[i];                    \
@@ -60,49 +57,14 @@ static fn_conf *new_conf(sl_stream *in, void *fn, void *ud)
         j++;                                              \
     }
 
-/* A dropped record's sampled span ends here. */
-static void dropped(void *ctx, const sl_batch *b, uint32_t i)
+/* Filter records [from, to) of in, the kept ones moved down from slot j;
+ * returns the slot after the last kept one. */
+static uint32_t filter_range(sl_batch *in, sl_filter_fn fn, void *ud, uint32_t from, uint32_t to,
+                             uint32_t j)
 {
-    sli_spans_dropped(ctx, b, i);
-}
-
-/* filter of a batch that carries trace contexts: the loops above, marking
- * what they keep, then the column compacted by that mask (per context, so
- * a few sampled records cost a few moves, not one per record). */
-static uint32_t filter_traced(sl_ctx *ctx, sl_batch *in, sl_filter_fn fn, void *ud)
-{
-    uint32_t n = in->count, j = 0, w = in->width;
-    uint64_t mask[SLI_TRACE_WORDS] = {0}, *keep = mask;
-    switch (w) {
+    switch (in->width) {
     case 0:
-        for (uint32_t i = 0; i < n; i++) {
-            if (!fn(in->data + in->var[i].off, in->var[i].len, in->ts[i], ud)) continue;
-            keep[i >> 6] |= 1ull << (i & 63);
-            in->ts[j] = in->ts[i];
-            in->hash[j] = in->hash[i];
-            in->var[j] = in->var[i];
-            j++;
-        }
-        break;
-    case 16: FILTER_LOOP(16, keep) break;
-    case 32: FILTER_LOOP(32, keep) break;
-    case 64: FILTER_LOOP(64, keep) break;
-    default: FILTER_LOOP(w, keep) break;
-    }
-    sli_trace_compact(in, keep, dropped, ctx);
-    return j;
-}
-
-static int filter_process(sl_ctx *ctx, void *self, sl_batch *in)
-{
-    fn_conf *c = sl_ctx_conf(ctx);
-    sl_filter_fn fn = (sl_filter_fn)c->fn;
-    void *ud = c->ud;
-    uint32_t n = in->count, j = 0, w = in->trace ? UINT32_MAX : in->width;
-    switch (w) {
-    case UINT32_MAX: j = filter_traced(ctx, in, fn, ud); break;
-    case 0:
-        for (uint32_t i = 0; i < n; i++) {
+        for (uint32_t i = from; i < to; i++) {
             if (!fn(in->data + in->var[i].off, in->var[i].len, in->ts[i], ud)) continue;
             in->ts[j] = in->ts[i];
             in->hash[j] = in->hash[i];
@@ -110,11 +72,51 @@ static int filter_process(sl_ctx *ctx, void *self, sl_batch *in)
             j++;
         }
         break;
-    case 16: FILTER_LOOP(16, NO_MASK) break;
-    case 32: FILTER_LOOP(32, NO_MASK) break;
-    case 64: FILTER_LOOP(64, NO_MASK) break;
-    default: FILTER_LOOP(w, NO_MASK) break;
+    case 16: FILTER_LOOP(16) break;
+    case 32: FILTER_LOOP(32) break;
+    case 64: FILTER_LOOP(64) break;
+    default: FILTER_LOOP(in->width) break;
     }
+    return j;
+}
+
+/* filter of a batch that carries trace contexts: the records between two
+ * with a context go through the plain loop, and each record with one is
+ * tested alone, so its context moves with it (or its span ends when it is
+ * dropped) at a cost per context, none per record. Moves write only slots
+ * below the record being looked at, so its record, hash and context are
+ * still in place when it is. */
+static uint32_t filter_traced(sl_ctx *ctx, sl_batch *in, sl_filter_fn fn, void *ud)
+{
+    uint64_t had[SLI_TRACE_WORDS];
+    memcpy(had, in->trace_set, sizeof had);
+    memset(in->trace_set, 0, sizeof had); /* rebuilt below: the invariant holds */
+    int64_t *wait = sli_trace_wait(in);
+    uint32_t from = 0, j = 0;
+    for (uint32_t w = 0; w < SLI_TRACE_WORDS; w++)
+        for (uint64_t m = had[w]; m; m &= m - 1) {
+            uint32_t t = (w << 6) + (uint32_t)__builtin_ctzll(m);
+            j = filter_range(in, fn, ud, from, t, j);
+            uint32_t after = filter_range(in, fn, ud, t, t + 1, j);
+            if (after == j) {
+                sli_spans_dropped(ctx, in, t); /* its sampled span ends here */
+            } else {
+                in->trace[j] = in->trace[t];
+                wait[j] = wait[t];
+                in->trace_set[j >> 6] |= 1ull << (j & 63);
+            }
+            j = after;
+            from = t + 1;
+        }
+    return filter_range(in, fn, ud, from, in->count, j);
+}
+
+static int filter_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    fn_conf *c = sl_ctx_conf(ctx);
+    sl_filter_fn fn = (sl_filter_fn)c->fn;
+    uint32_t j = in->trace ? filter_traced(ctx, in, fn, c->ud)
+                           : filter_range(in, fn, c->ud, 0, in->count, 0);
     in->count = j;
     if (j == 0) return 0; /* the engine recycles the batch */
     return sl_forward(ctx, in);
