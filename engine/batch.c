@@ -267,8 +267,7 @@ int sli_batch_append_from(sl_batch *dst, const sl_batch *src, uint32_t i)
  * read in increasing i and written at a rank <= i, so none is overwritten
  * before it is read. The bits are rebuilt, which also clears those at the
  * new count and after. */
-void sli_trace_compact(sl_batch *b, const uint64_t keep[SLI_TRACE_WORDS],
-                       void (*drop)(void *arg, const sl_batch *b, uint32_t i), void *arg)
+static void trace_compact(sl_batch *b, const uint64_t keep[SLI_TRACE_WORDS])
 {
     int64_t *wait = sli_trace_wait(b);
     uint32_t base = 0; /* records kept before word w */
@@ -277,10 +276,7 @@ void sli_trace_compact(sl_batch *b, const uint64_t keep[SLI_TRACE_WORDS],
         b->trace_set[w] = 0;
         for (; m; m &= m - 1) {
             uint32_t bit = (uint32_t)__builtin_ctzll(m), i = (w << 6) + bit;
-            if (!(keep[w] >> bit & 1)) {
-                if (drop) drop(arg, b, i);
-                continue;
-            }
+            if (!(keep[w] >> bit & 1)) continue;
             uint32_t j = base + (uint32_t)__builtin_popcountll(keep[w] & ((1ull << bit) - 1));
             if (j != i) {
                 b->trace[j] = b->trace[i];
@@ -298,7 +294,7 @@ void sl_batch_compact(sl_batch *b, const uint8_t *keep)
         uint64_t mask[SLI_TRACE_WORDS] = {0};
         for (uint32_t i = 0; i < b->count; i++)
             if (keep[i]) mask[i >> 6] |= 1ull << (i & 63);
-        sli_trace_compact(b, mask, NULL, NULL);
+        trace_compact(b, mask);
     }
     uint32_t n = b->count, j = 0, w = b->width;
     switch (w) {

@@ -65,13 +65,6 @@ static inline int sli_trace_has(const sl_batch *b, uint32_t i)
 {
     return (int)(b->trace_set[i >> 6] >> (i & 63) & 1);
 }
-/* The trace column's half of an in-place compaction (sl_batch_compact,
- * filter): the records were kept where bit i of keep is set, in order, and
- * their contexts now move the same way; the work is per context, not per
- * record. Each dropped record i with a context is first handed to
- * drop(arg, b, i) (drop NULL: none). */
-void sli_trace_compact(sl_batch *b, const uint64_t keep[SLI_TRACE_WORDS],
-                       void (*drop)(void *arg, const sl_batch *b, uint32_t i), void *arg);
 /* Clear the bits of records n and after (the invariant, after a batch
  * shrank to n records). */
 static inline void sli_trace_clear_from(sl_batch *b, uint32_t n)

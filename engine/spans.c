@@ -209,10 +209,11 @@ void sli_spans_end(struct sl_ctx *c, const sl_trace_ctx *tc, const sl_batch *b, 
     span_end(c->p->spans, c->p->tracer, tc, c, b, i, now);
 }
 
-void sli_spans_dropped(struct sl_ctx *c, const sl_batch *b, uint32_t i)
+void sli_spans_dropped(struct sl_ctx *c, const sl_batch *b, uint32_t i, int64_t *now)
 {
-    if (c->p->spans && c->p->tracer && b->trace[i].flags & SL_TRACE_FLAG_SAMPLED)
-        span_end(c->p->spans, c->p->tracer, &b->trace[i], c, b, i, sl_trace_now_ns());
+    if (!c->p->spans || !c->p->tracer || !(b->trace[i].flags & SL_TRACE_FLAG_SAMPLED)) return;
+    if (!*now) *now = sl_trace_now_ns();
+    span_end(c->p->spans, c->p->tracer, &b->trace[i], c, b, i, *now);
 }
 
 void sli_spans_waited(sl_batch *b, int64_t sent_ns)

@@ -39,8 +39,9 @@ void sli_spans_end(struct sl_ctx *c, const sl_trace_ctx *tc, const sl_batch *b, 
                    int64_t now);
 
 /* Record i of b (it has a context) is dropped at c (a filter): its span,
- * if open, ends there. */
-void sli_spans_dropped(struct sl_ctx *c, const sl_batch *b, uint32_t i);
+ * if open, ends there, at *now, which is read from the clock first if 0
+ * (so a batch's drops read it once). */
+void sli_spans_dropped(struct sl_ctx *c, const sl_batch *b, uint32_t i, int64_t *now);
 
 /* Batch b (it has a trace column) was sent into a channel at sent_ns
  * (sl_trace_now_ns) and is taken out now: each of its records with a

@@ -91,7 +91,7 @@ static uint32_t filter_traced(sl_ctx *ctx, sl_batch *in, sl_filter_fn fn, void *
     uint64_t had[SLI_TRACE_WORDS];
     memcpy(had, in->trace_set, sizeof had);
     memset(in->trace_set, 0, sizeof had); /* rebuilt below: the invariant holds */
-    int64_t *wait = sli_trace_wait(in);
+    int64_t *wait = sli_trace_wait(in), now = 0;
     uint32_t from = 0, j = 0;
     for (uint32_t w = 0; w < SLI_TRACE_WORDS; w++)
         for (uint64_t m = had[w]; m; m &= m - 1) {
@@ -99,7 +99,7 @@ static uint32_t filter_traced(sl_ctx *ctx, sl_batch *in, sl_filter_fn fn, void *
             j = filter_range(in, fn, ud, from, t, j);
             uint32_t after = filter_range(in, fn, ud, t, t + 1, j);
             if (after == j) {
-                sli_spans_dropped(ctx, in, t); /* its sampled span ends here */
+                sli_spans_dropped(ctx, in, t, &now); /* its sampled span ends here */
             } else {
                 in->trace[j] = in->trace[t];
                 wait[j] = wait[t];

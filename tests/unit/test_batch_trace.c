@@ -21,8 +21,9 @@
  * 512 bytes, enough to fill several of the column's state blocks): the
  * bytes are copied when set (the caller's buffer is scribbled on at once)
  * and when copied into another batch (the copy's pointer is its own), and
- * a context set again from the batch's own entry keeps its state. Also the filter operator's compaction (sli_trace_compact with a drop
- * callback): each dropped record's context is handed over once, in order.
+ * a context set again from the batch's own entry keeps its state. (The
+ * filter moves contexts itself, per context: test_runtime_trace checks
+ * what comes out of it, test_trace_point the spans of what it drops.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -249,72 +250,11 @@ static void test_variable_width(void **state)
     run(0);
 }
 
-/* sli_trace_compact's drop callback: the dropped contexts, in order. */
-typedef struct drops {
-    int n;
-    sl_trace_ctx c[SL_BATCH_CAPACITY];
-} drops;
-
-static void on_drop(void *arg, const sl_batch *b, uint32_t i)
-{
-    drops *d = arg;
-    d->c[d->n++] = b->trace[i];
-}
-
-static void test_compact_drops(void **state)
-{
-    (void)state;
-    sl_batch *b = sli_batch_alloc(8);
-    assert_non_null(b);
-    static model m;
-    static drops d;
-    for (int round = 0; round < 200; round++) {
-        memset(&m, 0, sizeof m);
-        d.n = 0;
-        sl_batch_clear(b);
-        uint32_t n = (uint32_t)(rnd() % (SL_BATCH_CAPACITY + 1));
-        for (uint32_t i = 0; i < n; i++) push(b, &m, (uint64_t)round * 5000 + i + 1);
-        if (!b->trace) continue;
-        uint64_t keep[SLI_TRACE_WORDS] = {0};
-        sl_trace_ctx want[SL_BATCH_CAPACITY];
-        int n_want = 0;
-        uint32_t j = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            if (rnd() % 3 == 0) {
-                if (m.has[i]) {
-                    want[n_want] = m.c[i];
-                    want[n_want++].state_len = m.slen[i];
-                }
-                continue;
-            }
-            keep[i >> 6] |= 1ull << (i & 63);
-            m.has[j] = m.has[i];
-            m.c[j] = m.c[i];
-            m.sseed[j] = m.sseed[i];
-            m.slen[j] = m.slen[i];
-            m.wait[j] = m.wait[i];
-            m.payload[j] = m.payload[i];
-            memcpy(b->data + (size_t)j * 8, &m.payload[j], 8); /* the records' half */
-            j++;
-        }
-        sli_trace_compact(b, keep, on_drop, &d);
-        b->count = m.count = j;
-        check(b, &m);
-        assert_int_equal(d.n, n_want);
-        for (int k = 0; k < n_want; k++) {
-            assert_memory_equal(&d.c[k], &want[k], offsetof(sl_trace_ctx, flags) + 1);
-            assert_int_equal(d.c[k].state_len, want[k].state_len);
-        }
-    }
-    sli_batch_destroy(b);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_width),
         cmocka_unit_test(test_variable_width),
-        cmocka_unit_test(test_compact_drops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
