@@ -447,6 +447,37 @@ static int lines_check(sl_ctx *ctx, void *self, sl_batch *in)
 static const sl_operator lines_check_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "lines-check", .process = lines_check};
 
+/* Run the lines source with conf *lc at source parallelism 1..max_par (as
+ * many splits), two threads and one credit, into `sink` (a lines_seen in
+ * its conf): every line once, no mismatch, `malformed` counted. */
+static void run_lines(const sl_lines_conf *lc, const sl_operator *sink, int max_par, int malformed)
+{
+    for (int par = 1; par <= max_par; par++) {
+        lines_seen *s = calloc(1, sizeof(*s));
+        assert_non_null(s);
+        pthread_mutex_init(&s->lock, NULL);
+        sl_pipeline *p = sl_pipeline_new();
+        sl_pipeline_set_threads(p, 2);
+        sl_pipeline_set_credits(p, 1);
+        sl_lines_conf c = *lc;
+        c.splits = par;
+        sl_stream *in = sl_pipeline_lines(p, "lines", &c, 0, NULL);
+        in = sl_stream_parallelism(in, par);
+        sl_stream *r = sl_stream_rebalance(in);
+        assert_int_equal(sl_stream_sink(r, "check", sink, s), 0);
+        int rc = sl_pipeline_start(p);
+        if (!rc) rc = sl_pipeline_wait(p, WAIT_MS);
+        if (rc) fail_msg("run failed: %s", sl_pipeline_errmsg(p));
+        if (s->bad) fail_msg("%d mismatches; first: %s", s->bad, s->why);
+        for (int n = 0; n < NLINES; n++)
+            if (s->count[n] != 1) fail_msg("line %d came %d times", n, s->count[n]);
+        assert_int_equal(sl_pipeline_trace_malformed(p), malformed);
+        sl_pipeline_free(p);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+    }
+}
+
 static void test_lines_trace_column(void **state)
 {
     (void)state;
@@ -476,29 +507,8 @@ static void test_lines_trace_column(void **state)
         }
     }
     assert_int_equal(fclose(f), 0);
-    for (int par = 1; par <= 3; par++) {
-        lines_seen *s = calloc(1, sizeof(*s));
-        assert_non_null(s);
-        pthread_mutex_init(&s->lock, NULL);
-        sl_pipeline *p = sl_pipeline_new();
-        sl_pipeline_set_threads(p, 2);
-        sl_pipeline_set_credits(p, 1);
-        sl_lines_conf lc = {.path = path, .ts_column = 1, .trace_column = 3, .splits = par};
-        sl_stream *in = sl_pipeline_lines(p, "lines", &lc, 0, NULL);
-        in = sl_stream_parallelism(in, par);
-        sl_stream *r = sl_stream_rebalance(in);
-        assert_int_equal(sl_stream_sink(r, "check", &lines_check_sink, s), 0);
-        int rc = sl_pipeline_start(p);
-        if (!rc) rc = sl_pipeline_wait(p, WAIT_MS);
-        if (rc) fail_msg("run failed: %s", sl_pipeline_errmsg(p));
-        if (s->bad) fail_msg("%d mismatches; first: %s", s->bad, s->why);
-        for (int n = 0; n < NLINES; n++)
-            if (s->count[n] != 1) fail_msg("line %d came %d times", n, s->count[n]);
-        assert_int_equal(sl_pipeline_trace_malformed(p), malformed);
-        sl_pipeline_free(p);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
-    }
+    run_lines(&(sl_lines_conf){.path = path, .ts_column = 1, .trace_column = 3}, &lines_check_sink,
+              3, malformed);
     /* a negative column is refused when the node is made */
     sl_pipeline *p = sl_pipeline_new();
     sl_lines_conf bad = {.path = path, .trace_column = -1};
@@ -514,19 +524,12 @@ static void test_lines_trace_column(void **state)
  * state column; with a malformed state (dropped and counted, the context
  * kept); a malformed traceparent with a valid state (no context, counted
  * once); a state with blanks around it. */
-typedef struct state_seen {
-    pthread_mutex_t lock;
-    int count[NLINES];
-    int bad;
-    char why[200];
-} state_seen;
-
 #define TS_OK "congo=t61rcWkgMzE,rojo@sys=00f067aa0ba902b7"
 
 static int state_check(sl_ctx *ctx, void *self, sl_batch *in)
 {
     (void)self;
-    state_seen *s = sl_ctx_conf(ctx);
+    lines_seen *s = sl_ctx_conf(ctx);
     pthread_mutex_lock(&s->lock);
     for (uint32_t i = 0; i < in->count; i++) {
         int n = atoi(sl_batch_bytes(in, i).ptr);
@@ -580,33 +583,9 @@ static void test_lines_tracestate_column(void **state)
         }
     }
     assert_int_equal(fclose(f), 0);
-    for (int par = 1; par <= 2; par++) {
-        state_seen *s = calloc(1, sizeof(*s));
-        assert_non_null(s);
-        pthread_mutex_init(&s->lock, NULL);
-        sl_pipeline *p = sl_pipeline_new();
-        sl_pipeline_set_threads(p, 2);
-        sl_pipeline_set_credits(p, 1);
-        sl_lines_conf lc = {.path = path,
-                            .delimiter = '|',
-                            .trace_column = 3,
-                            .tracestate_column = 4,
-                            .splits = par};
-        sl_stream *in = sl_pipeline_lines(p, "lines", &lc, 0, NULL);
-        in = sl_stream_parallelism(in, par);
-        sl_stream *r = sl_stream_rebalance(in);
-        assert_int_equal(sl_stream_sink(r, "check", &state_check_sink, s), 0);
-        int rc = sl_pipeline_start(p);
-        if (!rc) rc = sl_pipeline_wait(p, WAIT_MS);
-        if (rc) fail_msg("run failed: %s", sl_pipeline_errmsg(p));
-        if (s->bad) fail_msg("%d mismatches; first: %s", s->bad, s->why);
-        for (int n = 0; n < NLINES; n++)
-            if (s->count[n] != 1) fail_msg("line %d came %d times", n, s->count[n]);
-        assert_int_equal(sl_pipeline_trace_malformed(p), malformed);
-        sl_pipeline_free(p);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
-    }
+    run_lines(
+        &(sl_lines_conf){.path = path, .delimiter = '|', .trace_column = 3, .tracestate_column = 4},
+        &state_check_sink, 2, malformed);
     /* a state column needs a trace column, and is not negative */
     sl_lines_conf bad[] = {{.path = path, .tracestate_column = 4},
                            {.path = path, .trace_column = 3, .tracestate_column = -1}};
