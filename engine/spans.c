@@ -32,16 +32,17 @@
  *
  * An opener takes its sequence number from its instance's block of
  * SEQ_BLOCK, which one fetch_add on the table's counter gives (a locked
- * instruction waits for the thread's pending stores: one per span was a
- * fifth of a trace point's cost at 1 %); if its slot still
- * holds an OPEN span (SPANS_CAP openings old) it ends that one first, as
+ * instruction waits for the thread's pending stores: in perf, one per span
+ * was most of an opening's time); if its slot still holds an OPEN span
+ * (SPANS_CAP openings old) it ends that one first, as
  * unseen; a slot in WRITING or ENDING is another thread's for a few
  * instructions, and is waited for. An end that finds its slot OPEN with
  * another span in it (its own span was evicted) puts the state back.
  *
- * Cost, per sampled record: a few atomics at its opening, and at its end a
- * ~100-byte record (sli_span_rec) queued to the tracer, whose export thread
- * makes it a span.
+ * Cost, per sampled record: three locked instructions (the slot claimed at
+ * the opening and at the end, the place in the tracer's queue), and at its
+ * end a ~100-byte record (sli_span_rec) queued to the tracer, whose export
+ * thread makes it a span.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
