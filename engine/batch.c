@@ -146,14 +146,9 @@ static int put_ctx(sl_batch *b, uint32_t i, const sl_trace_ctx *tc)
     sl_trace_ctx *dst = &b->trace[i];
     *dst = *tc;
     b->trace_set[i >> 6] |= 1ull << (i & 63);
-    if (!tc->state_len || !tc->state) {
-        dst->state = NULL;
+    if (!tc->state_len || !tc->state || tc->state_len > SL_TRACESTATE_MAX) {
+        dst->state = NULL; /* none, or one sl_tracestate_parse did not make: not carried */
         dst->state_len = 0;
-        return 0;
-    }
-    if (tc->state_len > SL_TRACESTATE_MAX) dst->state_len = 0; /* not made by sl_tracestate_parse */
-    if (!dst->state_len) {
-        dst->state = NULL;
         return 0;
     }
     return state_is_ours(b, tc->state) ? 0 : state_copy(b, dst, tc->state, tc->state_len);
