@@ -478,14 +478,21 @@ static void run_lines(const sl_lines_conf *lc, const sl_operator *sink, int max_
     }
 }
 
-static void test_lines_trace_column(void **state)
+/* A new file at path (a mkstemp template, filled in), open for writing. */
+static FILE *temp_file(char *path)
 {
-    (void)state;
-    char path[] = "/tmp/sluice-test-trace-lines-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "w");
     assert_non_null(f);
+    return f;
+}
+
+static void test_lines_trace_column(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sluice-test-trace-lines-XXXXXX";
+    FILE *f = temp_file(path);
     int malformed = 0;
     for (int n = 0; n < NLINES; n++) {
         char tp[80];
@@ -559,10 +566,7 @@ static void test_lines_tracestate_column(void **state)
 {
     (void)state;
     char path[] = "/tmp/sluice-test-tracestate-lines-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    assert_non_null(f);
+    FILE *f = temp_file(path);
     int malformed = 0;
     for (int n = 0; n < NLINES; n++) {
         char tp[80];
