@@ -88,10 +88,9 @@ struct sl_ctx {
      * borrowed; NULL (the rule without tracing) for none. Cleared when a
      * callback returns. */
     const sl_trace_ctx *emit_trace;
-    /* Trace points: the span sequence numbers this instance took from the
-     * pipeline's table in one block (engine/spans.c), the next and how
-     * many are left. */
-    uint32_t span_seq, span_seq_left;
+    /* Trace points: this instance's region of the pipeline's table of open
+     * spans (engine/spans.c), made at its first span; the table owns it. */
+    struct sli_span_region *span_region;
 };
 
 typedef struct sl_task {

@@ -12,74 +12,95 @@
  *   (an aggregate, a window, a map that copies) that operator's name
  *   a filter that drops the record              the filter's name
  *                                               (sl_ctx_trace_dropped)
- *   none of these before SPANS_CAP newer spans  "unseen", ended at its start
- *   were opened, or the pipeline is freed       (the record left by a way
- *                                               that does not say so)
+ *   none of these before REGION_CAP newer    "unseen", ended at its start
+ *   spans were opened at the same instance,  (the record left by a way
+ *   or the pipeline is freed                 that does not say so)
  *
  * Attributes: sluice.operator and sluice.instance (the point), sluice.end
  * and sluice.end_instance, sluice.key_hash when the record was keyed at
  * either place.
  *
- * The table. The open spans of a pipeline are a ring of SPANS_CAP slots in
- * the order the spans were opened, shared by every thread. A span's id
- * names its slot: its last 4 bytes are the sequence number of its opening
- * (big endian), the first 4 random. Ending a span, on any thread, is a load
- * of slot seq % SPANS_CAP and a compare of the whole id: no hash, no lock.
+ * The table. Each trace point instance opens its spans in a region of its
+ * own, a ring of REGION_CAP slots taken in the order the spans were opened;
+ * the pipeline's table lists the regions. A span's id names its slot:
+ *
+ *   byte  0   1   2   3   4   5   6   7
+ *        +-------+-------+---------------+
+ *        |random |region |  sequence     |   (big endian)
+ *        +-------+-------+---------------+
+ *
+ * so ending a span, on any thread, is a load of the region's pointer, of
+ * slot seq % REGION_CAP and a compare of the whole id: no hash, no lock.
  * A slot's state:
  *
- *   FREE --opener claims it--> WRITING --filled--> OPEN
- *   OPEN --an end, or an opener evicting it (CAS)--> ENDING --copied--> FREE
+ *   FREE --its opener fills it--> OPEN
+ *   OPEN --an end, or its opener evicting it (CAS)--> ENDING --copied--> FREE
  *
- * An opener takes its sequence number from its instance's block of
- * SEQ_BLOCK, which one fetch_add on the table's counter gives (a locked
- * instruction waits for the thread's pending stores: in perf, one per span
- * was most of an opening's time); if its slot still holds an OPEN span
- * (SPANS_CAP openings old) it ends that one first, as
- * unseen; a slot in WRITING or ENDING is another thread's for a few
+ * Only the region's instance opens spans in it, so taking a FREE slot
+ * needs no locked instruction (a locked instruction waits for the thread's
+ * pending stores: in perf, the claims of a shared table were most of an
+ * opening's time), and the next slot is known and prefetched. If the slot
+ * still holds an OPEN span (REGION_CAP openings old) the opener ends that
+ * one first, as unseen; a slot in ENDING is another thread's for a few
  * instructions, and is waited for. An end that finds its slot OPEN with
  * another span in it (its own span was evicted) puts the state back.
  *
- * Cost, per sampled record: three locked instructions (the slot claimed at
- * the opening and at the end, the place in the tracer's queue), and at its
- * end a ~100-byte record (sli_span_rec) queued to the tracer, whose export
- * thread makes it a span.
+ * Cost, per sampled record: two locked instructions (the slot claimed at
+ * the end, the place in the tracer's queue), and at its end a ~100-byte
+ * record (sli_span_rec) queued to the tracer, whose export thread makes it
+ * a span.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "engine/spans.h"
 #include "engine/base/clock.h"
+#include "engine/base/pages.h"
 #include "engine/pool.h"
 #include "engine/trace.h"
 #include "sluice/pipeline.h"
 
-#define SPANS_CAP 16384 /* open spans per pipeline (a power of 2) */
-#define SEQ_BLOCK 64    /* sequence numbers an instance takes at once */
+#define REGION_CAP  16384 /* open spans per trace point instance (a power of 2) */
+#define REGIONS_MAX 4096  /* trace point instances per pipeline (ids fit 2 bytes) */
 
-enum { S_FREE = 0, S_WRITING, S_OPEN, S_ENDING };
+enum { S_FREE = 0, S_OPEN, S_ENDING };
 
+/* One cache line (instances are fewer than 2^16: SL_KEY_GROUPS). */
 typedef struct slot {
     _Atomic uint32_t state;
-    uint32_t seq;
+    uint16_t instance;
+    uint8_t keyed; /* key_hash is the record's key hash */
+    uint8_t kind;
     uint8_t trace_id[16];
-    uint8_t span_id[8];
-    uint8_t parent[8]; /* all zero: a root */
-    int32_t instance;
-    int32_t keyed; /* key_hash is the record's key hash */
-    int32_t kind;
+    uint8_t span_id[8]; /* its sequence number in bytes 4-7 */
+    uint8_t parent[8];  /* all zero: a root */
     int64_t start_ns;
     uint64_t key_hash;
     const char *point; /* the trace point's node name (lives with the pipeline) */
 } slot;
+_Static_assert(sizeof(slot) == 64, "a slot is one cache line");
+
+/* One instance's spans. `opened` is written by that instance only. */
+struct sli_span_region {
+    _Atomic uint64_t opened; /* spans opened: the next one's sequence number, mod 2^32 */
+    uint16_t id;
+    char pad[64 - sizeof(uint64_t) - sizeof(uint16_t)]; /* the slots off this line */
+    slot slots[REGION_CAP];
+};
 
 struct sli_spans {
-    _Atomic uint64_t next; /* spans opened: the next one's sequence number, mod 2^32 */
-    slot slots[SPANS_CAP];
+    _Atomic uint32_t n_regions; /* ids handed out (some regions may still be NULL) */
+    _Atomic(sli_span_region *) regions[REGIONS_MAX];
 };
 
 static uint32_t id_seq(const uint8_t id[8])
 {
     return (uint32_t)id[4] << 24 | (uint32_t)id[5] << 16 | (uint32_t)id[6] << 8 | id[7];
+}
+
+static uint32_t id_region(const uint8_t id[8])
+{
+    return (uint32_t)id[2] << 8 | id[3];
 }
 
 static void cpu_relax(void)
@@ -119,14 +140,16 @@ static void slot_end(sl_tracer *tr, slot *s, const struct sl_ctx *end, const sl_
 static void span_end(sli_spans *t, sl_tracer *tr, const sl_trace_ctx *tc, const struct sl_ctx *end,
                      const sl_batch *b, uint32_t i, int64_t now)
 {
-    uint32_t seq = id_seq(tc->span_id);
-    slot *s = &t->slots[seq & (SPANS_CAP - 1)];
+    uint32_t seq = id_seq(tc->span_id), rid = id_region(tc->span_id);
+    if (rid >= REGIONS_MAX) return; /* not one of ours */
+    sli_span_region *r = atomic_load_explicit(&t->regions[rid], memory_order_acquire);
+    if (!r) return;
+    slot *s = &r->slots[seq & (REGION_CAP - 1)];
     uint32_t open = S_OPEN;
     if (!atomic_compare_exchange_strong_explicit(&s->state, &open, S_ENDING, memory_order_acquire,
                                                  memory_order_relaxed))
         return; /* free, or another thread's: not ours to end */
-    if (s->seq != seq || memcmp(s->span_id, tc->span_id, 8) ||
-        memcmp(s->trace_id, tc->trace_id, 16)) {
+    if (memcmp(s->span_id, tc->span_id, 8) || memcmp(s->trace_id, tc->trace_id, 16)) {
         atomic_store_explicit(&s->state, S_OPEN, memory_order_release);
         return; /* another span: ours was evicted, or tc is not one of ours */
     }
@@ -138,28 +161,35 @@ sli_spans *sli_spans_new(void)
     return calloc(1, sizeof(sli_spans));
 }
 
-void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
-                    const uint8_t trace_id[16], const sl_trace_ctx *parent, int64_t now,
-                    sl_trace_ctx *out)
+/* c's region, made the first time c opens a span. NULL: out of memory, or
+ * REGIONS_MAX instances have one. */
+static sli_span_region *region_of(struct sl_ctx *c, sli_spans *t)
 {
-    sli_spans *t = c->p->spans;
+    if (c->span_region) return c->span_region;
+    uint32_t rid = atomic_fetch_add_explicit(&t->n_regions, 1, memory_order_relaxed);
+    if (rid >= REGIONS_MAX) return NULL;
+    sli_span_region *r = sli_pages_alloc(sizeof(*r)); /* made at once: see pages.h */
+    if (!r) return NULL;
+    r->id = (uint16_t)rid;
+    atomic_store_explicit(&t->regions[rid], r, memory_order_release);
+    return c->span_region = r;
+}
+
+int sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
+                   const uint8_t trace_id[16], const sl_trace_ctx *parent, int64_t now,
+                   sl_trace_ctx *out)
+{
     sl_tracer *tr = c->p->tracer;
-    if (!c->span_seq_left) {
-        c->span_seq =
-            (uint32_t)atomic_fetch_add_explicit(&t->next, SEQ_BLOCK, memory_order_relaxed);
-        c->span_seq_left = SEQ_BLOCK;
-    }
-    uint32_t seq = c->span_seq++;
-    c->span_seq_left--;
-    slot *s = &t->slots[seq & (SPANS_CAP - 1)];
+    sli_span_region *r = region_of(c, c->p->spans);
+    if (!r) return SL_ENOMEM;
+    uint32_t seq = (uint32_t)atomic_load_explicit(&r->opened, memory_order_relaxed);
+    atomic_store_explicit(&r->opened, seq + 1ull, memory_order_relaxed);
+    slot *s = &r->slots[seq & (REGION_CAP - 1)];
     for (;;) {
         uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
-        if (st == S_FREE) {
-            if (atomic_compare_exchange_weak_explicit(&s->state, &st, S_WRITING,
-                                                      memory_order_acquire, memory_order_relaxed))
-                break;
-        } else if (st == S_OPEN) {
-            /* SPANS_CAP openings old and never seen again: unseen */
+        if (st == S_FREE) break; /* only this instance fills its slots */
+        if (st == S_OPEN) {
+            /* REGION_CAP openings old and never seen again: unseen */
             if (atomic_compare_exchange_weak_explicit(&s->state, &st, S_ENDING,
                                                       memory_order_acquire, memory_order_relaxed))
                 slot_end(tr, s, NULL, NULL, 0, now);
@@ -167,10 +197,11 @@ void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
             cpu_relax();
         }
     }
-    s->seq = seq;
     memcpy(s->trace_id, trace_id, 16);
     sl_trace_new_span_id(s->span_id);
-    if (!(s->span_id[0] | s->span_id[1] | s->span_id[2] | s->span_id[3])) s->span_id[0] = 1;
+    if (!(s->span_id[0] | s->span_id[1])) s->span_id[0] = 1;
+    s->span_id[2] = (uint8_t)(r->id >> 8);
+    s->span_id[3] = (uint8_t)r->id;
     s->span_id[4] = (uint8_t)(seq >> 24);
     s->span_id[5] = (uint8_t)(seq >> 16);
     s->span_id[6] = (uint8_t)(seq >> 8);
@@ -179,10 +210,10 @@ void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
         memcpy(s->parent, parent->span_id, 8);
     else
         memset(s->parent, 0, 8);
-    s->instance = c->instance;
+    s->instance = (uint16_t)c->instance;
     s->keyed = c->in_key[c->cur_input] != NULL;
     s->key_hash = s->keyed ? b->hash[i] : 0;
-    s->kind = kind ? kind : SL_SPAN_KIND_INTERNAL;
+    s->kind = (uint8_t)(kind ? kind : SL_SPAN_KIND_INTERNAL);
     s->start_ns = now;
     s->point = c->node->name;
     memcpy(out->trace_id, trace_id, 16);
@@ -191,6 +222,9 @@ void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
     out->state = parent ? parent->state : NULL; /* tracestate travels on unchanged */
     out->state_len = parent ? parent->state_len : 0;
     atomic_store_explicit(&s->state, S_OPEN, memory_order_release);
+    /* the next opening's slot, a whole lap since it was last written */
+    __builtin_prefetch(&r->slots[(seq + 1) & (REGION_CAP - 1)], 1, 3);
+    return 0;
 }
 
 void sli_spans_end_batch(struct sl_ctx *c, const sl_batch *b)
@@ -235,13 +269,19 @@ void sl_ctx_trace_dropped(sl_ctx *c, const sl_trace_ctx *tc)
 void sli_spans_free(sli_spans *t, sl_tracer *tracer)
 {
     if (!t) return;
-    /* Slots are taken in order: only the first `next` were ever used (a
-     * short run ends without touching the rest of the table's pages). */
-    uint64_t used = atomic_load(&t->next);
-    for (uint32_t k = 0; tracer && k < SPANS_CAP && k < used; k++)
-        if (atomic_load(&t->slots[k].state) == S_OPEN) {
-            atomic_store(&t->slots[k].state, S_ENDING);
-            slot_end(tracer, &t->slots[k], NULL, NULL, 0, 0);
-        }
+    uint32_t n = atomic_load(&t->n_regions);
+    for (uint32_t k = 0; k < n && k < REGIONS_MAX; k++) {
+        sli_span_region *r = atomic_load(&t->regions[k]);
+        if (!r) continue;
+        /* Slots are taken in order: only the first `opened` were ever
+         * used (a short run ends without touching the rest of the pages). */
+        uint64_t used = atomic_load(&r->opened);
+        for (uint32_t j = 0; tracer && j < REGION_CAP && j < used; j++)
+            if (atomic_load(&r->slots[j].state) == S_OPEN) {
+                atomic_store(&r->slots[j].state, S_ENDING);
+                slot_end(tracer, &r->slots[j], NULL, NULL, 0, 0);
+            }
+        sli_pages_free(r, sizeof(*r));
+    }
     free(t);
 }

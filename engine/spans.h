@@ -14,6 +14,7 @@
 #include "sluice/trace.h"
 
 typedef struct sli_spans sli_spans;
+typedef struct sli_span_region sli_span_region; /* one instance's part of it */
 
 /* The records of batch b leave the pipeline's chains at instance c (a sink,
  * or an operator that did not hand b on): the spans they carry, if open,
@@ -28,10 +29,11 @@ sli_spans *sli_spans_new(void);
 /* Open a span for record i of b at trace point c (kind: an sl_span_kind, 0
  * for internal), the child of parent (NULL: a root of trace_id), starting
  * at now; out gets the context the record carries from then on (with the
- * parent's tracestate, unchanged). */
-void sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
-                    const uint8_t trace_id[16], const sl_trace_ctx *parent, int64_t now,
-                    sl_trace_ctx *out);
+ * parent's tracestate, unchanged). 0, or SL_ENOMEM when c's region could
+ * not be made (out of memory, or 4096 instances of trace points). */
+int sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
+                   const uint8_t trace_id[16], const sl_trace_ctx *parent, int64_t now,
+                   sl_trace_ctx *out);
 
 /* End the span of context tc, if it is open, at c (record i of b; b NULL
  * when the record is gone), at now. */

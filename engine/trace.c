@@ -22,7 +22,12 @@
  * addresses through splitmix64), so drawing an id takes no lock and no
  * system call; an all-zero draw is drawn again.
  *
- * The queue: Vyukov's bounded MPMC ring (one consumer here). Cell i carries
+ * The queue: two rings of the same capacity, one of whole spans (sl_span,
+ * ~2 KB: checkpoints, sagas, users' spans) and one of trace points' compact
+ * spans (sli_span_rec, a 128-byte cell), so that the many small ones touch
+ * 16 times less memory: a trace point's span at 1 % sampling used to land
+ * in a cold ~2 KB cell, a cache miss, and on the first lap a page fault.
+ * Each is Vyukov's bounded MPMC ring (one consumer here). Cell i carries
  * a sequence number; a producer claims position pos by CAS on enq when cell
  * pos & mask has seq == pos, copies the span in, then publishes seq = pos+1
  * (release). The consumer takes position deq when its cell's seq == deq+1,
@@ -64,6 +69,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include "engine/base/clock.h"
+#include "engine/base/pages.h"
 #include "engine/graph.h"
 #include "engine/trace.h"
 #include "sluice/error.h"
@@ -332,17 +338,31 @@ void sli_trace_new_sampled_trace_id(double ratio, uint8_t out[16])
 
 /* --- the tracer ------------------------------------------------------------------- */
 
-/* A cell of the ring. Its sequence number is kept minus the cell's index
- * (cell_seq), so that the zeroed memory calloc gives is the ring's initial
- * state: the ring's pages are touched as spans come, not at sl_tracer_new. */
-struct cell {
+/* The cells of the two rings: a sequence number, then what it holds. The
+ * sequence number is kept minus the cell's index (cell_seq), so that zeroed
+ * memory is a ring's initial state: the spans' ring's pages are touched as
+ * spans come, not at sl_tracer_new. */
+struct span_cell {
     _Atomic size_t seq;
-    int is_rec; /* u holds a compact trace-point span (sli_span_rec) */
-    union {
-        sl_span span;
-        sli_span_rec rec;
-    } u;
+    sl_span span;
 };
+
+#define REC_CELL 128 /* bytes: two cache lines (the ring is page-aligned) */
+struct rec_cell {
+    _Atomic size_t seq;
+    sli_span_rec rec;
+};
+_Static_assert(sizeof(struct rec_cell) <= REC_CELL, "a trace point's span fits its cell");
+
+/* One ring: its cells, and its ends, which lie on the tracer's producer and
+ * consumer lines (below). Read-only after sl_tracer_new. */
+typedef struct ring {
+    char *cells;
+    size_t stride; /* bytes per cell */
+    size_t mask;   /* capacity - 1 */
+    _Atomic size_t *enq, *deq;
+    _Atomic uint64_t *dropped; /* spans dropped because it was full */
+} ring;
 
 struct sl_tracer {
     char *service;
@@ -353,9 +373,9 @@ struct sl_tracer {
     int64_t flush_ms, export_ms, shutdown_ms;
     sl_trace_exporter exp;
 
-    struct cell *ring;
-    size_t mask;    /* capacity - 1 */
-    sl_span *batch; /* batch_size spans, the export thread's */
+    ring spans, points; /* whole spans; trace points' compact ones */
+    size_t mask;        /* capacity - 1, of each */
+    sl_span *batch;     /* batch_size spans, the export thread's */
 
     pthread_t thread;
     pthread_mutex_t m;
@@ -369,12 +389,11 @@ struct sl_tracer {
      * line the export thread keeps writing (sharing one cost the end a
      * miss per counter). */
     _Alignas(64) _Atomic int idle; /* the export thread waits for a kick (its own line) */
-    _Alignas(64) _Atomic size_t enq;
-    _Atomic uint64_t started, ended, sampled, dropped_full;
-    _Atomic uint64_t full_pushed; /* sl_span_end's pushes into the ring (points_of) */
-    _Alignas(64) _Atomic size_t deq;
+    _Alignas(64) _Atomic size_t enq, points_enq;
+    _Atomic uint64_t started, ended, sampled, dropped_full, points_dropped;
+    _Alignas(64) _Atomic size_t deq, points_deq;
     _Atomic uint64_t done, exported, dropped_export, export_errors, batches;
-    char pad_end[64 - 6 * 8]; /* keeps what follows off the export thread's line */
+    char pad_end[64 - 7 * 8]; /* keeps what follows off the export thread's line */
 };
 
 const char *sl_tracer_service_name(const sl_tracer *t)
@@ -389,14 +408,19 @@ static void add(_Atomic uint64_t *c, uint64_t n)
 
 /* Copy the used part of a span: the fields before the attributes, then the
  * attributes and links in use (a span is ~2 KB, most of it unused room). */
-static size_t cell_seq(const sl_tracer *t, struct cell *c, size_t pos)
+static _Atomic size_t *cell_at(const ring *r, size_t pos)
 {
-    return atomic_load_explicit(&c->seq, memory_order_acquire) + (pos & t->mask);
+    return (_Atomic size_t *)(void *)(r->cells + (pos & r->mask) * r->stride);
 }
 
-static void cell_set_seq(const sl_tracer *t, struct cell *c, size_t pos, size_t seq)
+static size_t cell_seq(const ring *r, size_t pos)
 {
-    atomic_store_explicit(&c->seq, seq - (pos & t->mask), memory_order_release);
+    return atomic_load_explicit(cell_at(r, pos), memory_order_acquire) + (pos & r->mask);
+}
+
+static void cell_set_seq(const ring *r, size_t pos, size_t seq)
+{
+    atomic_store_explicit(cell_at(r, pos), seq - (pos & r->mask), memory_order_release);
 }
 
 /* Bytes of a ring cell prefetched ahead of a push: its sequence number and
@@ -416,54 +440,57 @@ static void copy_span(sl_span *dst, const sl_span *src)
     memcpy(dst->links, src->links, (size_t)nl * sizeof(src->links[0]));
 }
 
-/* Claim the next cell: NULL when the ring is full (the span counted as
+/* Claim r's next cell: NULL when the ring is full (the span counted as
  * dropped), else the cell, its position in *pos, to fill and then hand
  * over with ring_publish. */
-static struct cell *ring_claim(sl_tracer *t, size_t *pos_out)
+static void *ring_claim(ring *r, size_t *pos_out)
 {
-    size_t pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
-    struct cell *c;
+    size_t pos = atomic_load_explicit(r->enq, memory_order_relaxed);
     for (;;) {
-        c = &t->ring[pos & t->mask];
-        size_t seq = cell_seq(t, c, pos);
-        intptr_t dif = (intptr_t)seq - (intptr_t)pos;
+        intptr_t dif = (intptr_t)cell_seq(r, pos) - (intptr_t)pos;
         if (dif == 0) {
-            if (atomic_compare_exchange_weak_explicit(&t->enq, &pos, pos + 1, memory_order_seq_cst,
+            if (atomic_compare_exchange_weak_explicit(r->enq, &pos, pos + 1, memory_order_seq_cst,
                                                       memory_order_relaxed))
                 break;
         } else if (dif < 0) {
-            add(&t->dropped_full, 1); /* full: the span is dropped */
+            add(r->dropped, 1); /* full: the span is dropped */
             return NULL;
         } else {
-            pos = atomic_load_explicit(&t->enq, memory_order_relaxed);
+            pos = atomic_load_explicit(r->enq, memory_order_relaxed);
         }
     }
     *pos_out = pos;
-    return c;
+    return cell_at(r, pos);
 }
 
-/* Spans claimed and not yet taken by the export thread. */
-static size_t ring_waiting(sl_tracer *t)
+/* Spans claimed and not yet taken by the export thread, in r. */
+static size_t ring_waiting(const ring *r)
 {
-    size_t e = atomic_load_explicit(&t->enq, memory_order_seq_cst);
-    size_t d = atomic_load_explicit(&t->deq, memory_order_relaxed);
+    size_t e = atomic_load_explicit(r->enq, memory_order_seq_cst);
+    size_t d = atomic_load_explicit(r->deq, memory_order_relaxed);
     return e - d;
 }
 
-/* Hand the filled cell at pos to the export thread, and wake it once per
- * `kick` spans (a test of the ring's fill would read deq, the export
- * thread's line, at every span). The cell after it is prefetched for
- * writing: a cell is last touched by the export thread a whole lap earlier,
- * so without this every line the next span writes would miss. */
-static void ring_publish(sl_tracer *t, struct cell *c, size_t pos)
+static size_t rings_waiting(sl_tracer *t)
 {
-    cell_set_seq(t, c, pos, pos + 1);
-    const char *next = (const char *)&t->ring[(pos + 1) & t->mask];
-    for (size_t off = 0; off < PUSH_PREFETCH; off += 64) __builtin_prefetch(next + off, 1, 3);
+    return ring_waiting(&t->spans) + ring_waiting(&t->points);
+}
+
+/* Hand r's filled cell at pos to the export thread, and wake it once per
+ * `kick` spans of the ring (a test of the ring's fill would read deq, the
+ * export thread's line, at every span). The cell after it is prefetched for
+ * writing: a cell is last touched by the export thread a whole lap
+ * earlier, so without this every line the next span writes would miss. */
+static void ring_publish(sl_tracer *t, ring *r, size_t pos)
+{
+    cell_set_seq(r, pos, pos + 1);
+    const char *next = (const char *)cell_at(r, pos + 1);
+    size_t ahead = r->stride < PUSH_PREFETCH ? r->stride : PUSH_PREFETCH;
+    for (size_t off = 0; off < ahead; off += 64) __builtin_prefetch(next + off, 1, 3);
     size_t n = pos + 1;
     if (n % t->kick) return;
     int wake = atomic_load_explicit(&t->idle, memory_order_seq_cst);
-    if (!wake && n % t->urgent == 0) wake = ring_waiting(t) >= t->urgent; /* half full */
+    if (!wake && n % t->urgent == 0) wake = ring_waiting(r) >= t->urgent; /* half full */
     if (wake) {
         pthread_mutex_lock(&t->m);
         pthread_cond_signal(&t->cv);
@@ -473,23 +500,30 @@ static void ring_publish(sl_tracer *t, struct cell *c, size_t pos)
 
 static void rec_to_span(sl_tracer *t, sl_span *s, const sli_span_rec *r);
 
-/* Export thread only. Moves up to max spans into out; returns how many. */
-static size_t ring_pop(sl_tracer *t, sl_span *out, size_t max)
+/* Export thread only. Moves up to max spans of r into out, as sl_spans;
+ * returns how many. */
+static size_t ring_pop(sl_tracer *t, ring *r, sl_span *out, size_t max)
 {
-    size_t n = 0, pos = atomic_load_explicit(&t->deq, memory_order_relaxed);
+    size_t n = 0, pos = atomic_load_explicit(r->deq, memory_order_relaxed);
     while (n < max) {
-        struct cell *c = &t->ring[pos & t->mask];
-        size_t seq = cell_seq(t, c, pos);
-        if (seq != pos + 1) break; /* empty, or a producer still copying in */
-        if (c->is_rec)
-            rec_to_span(t, &out[n++], &c->u.rec);
+        if (cell_seq(r, pos) != pos + 1) break; /* empty, or a producer still copying in */
+        void *c = cell_at(r, pos);
+        if (r == &t->points)
+            rec_to_span(t, &out[n++], &((struct rec_cell *)c)->rec);
         else
-            copy_span(&out[n++], &c->u.span);
-        cell_set_seq(t, c, pos, pos + t->mask + 1);
+            copy_span(&out[n++], &((struct span_cell *)c)->span);
+        cell_set_seq(r, pos, pos + r->mask + 1);
         pos++;
     }
-    atomic_store_explicit(&t->deq, pos, memory_order_release);
+    atomic_store_explicit(r->deq, pos, memory_order_release);
     return n;
+}
+
+/* Export thread only: up to max spans from both rings. */
+static size_t rings_pop(sl_tracer *t, sl_span *out, size_t max)
+{
+    size_t n = ring_pop(t, &t->points, out, max);
+    return n + ring_pop(t, &t->spans, out + n, max - n);
 }
 
 static int64_t min64(int64_t a, int64_t b)
@@ -557,7 +591,7 @@ static void *export_main(void *arg)
         sli_clock_mono_deadline(&until, t->flush_ms);
         atomic_store_explicit(&t->idle, !polling, memory_order_seq_cst);
         int full = 0, polls = 0;
-        while (!t->stop && !t->flush_req && !(full = ring_waiting(t) >= t->kick)) {
+        while (!t->stop && !t->flush_req && !(full = rings_waiting(t) >= t->kick)) {
             if (polling && ++polls > POLL_MAX) { /* they stopped coming fast: idle */
                 polling = 0;
                 atomic_store_explicit(&t->idle, 1, memory_order_seq_cst);
@@ -576,7 +610,7 @@ static void *export_main(void *arg)
         pthread_mutex_unlock(&t->m);
         int64_t shutdown_at = atomic_load_explicit(&t->shutdown_at, memory_order_relaxed);
         for (;;) {
-            size_t n = ring_pop(t, t->batch, t->batch_size);
+            size_t n = rings_pop(t, t->batch, t->batch_size);
             if (!n) break;
             int64_t now = sli_clock_mono_ms();
             if (stop && now >= shutdown_at) {
@@ -648,9 +682,20 @@ int sl_tracer_new(const sl_tracer_conf *conf, const sl_trace_exporter *exp, sl_t
     t->shutdown_ms = conf->shutdown_timeout_ms ? conf->shutdown_timeout_ms : 5000;
     t->exp = *exp;
     t->service = strdup(conf->service_name);
-    t->ring = calloc(cap, sizeof(*t->ring));
+    t->spans = (ring){.cells = calloc(cap, sizeof(struct span_cell)),
+                      .stride = sizeof(struct span_cell),
+                      .mask = cap - 1,
+                      .enq = &t->enq,
+                      .deq = &t->deq,
+                      .dropped = &t->dropped_full};
+    t->points = (ring){.cells = sli_pages_alloc(cap * REC_CELL), /* pages.h */
+                       .stride = REC_CELL,
+                       .mask = cap - 1,
+                       .enq = &t->points_enq,
+                       .deq = &t->points_deq,
+                       .dropped = &t->points_dropped};
     t->batch = calloc(t->batch_size, sizeof(*t->batch));
-    if (!t->service || !t->ring || !t->batch) goto fail_free;
+    if (!t->service || !t->spans.cells || !t->points.cells || !t->batch) goto fail_free;
     if (pthread_mutex_init(&t->m, NULL)) goto fail_free;
     if (sli_cond_init_mono(&t->cv)) goto fail_mutex;
     if (sli_cond_init_mono(&t->done_cv)) goto fail_cv;
@@ -666,7 +711,8 @@ fail_mutex:
 fail_free:
     err_say(err, errlen, "tracer: out of memory");
     free(t->batch);
-    free(t->ring);
+    free(t->spans.cells);
+    sli_pages_free(t->points.cells, (t->mask + 1) * REC_CELL);
     free(t->service);
     free(t);
     t = NULL;
@@ -690,7 +736,8 @@ void sl_tracer_free(sl_tracer *t)
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->m);
     free(t->batch);
-    free(t->ring);
+    free(t->spans.cells);
+    sli_pages_free(t->points.cells, (t->mask + 1) * REC_CELL);
     free(t->service);
     free(t);
 }
@@ -708,7 +755,8 @@ int sl_tracer_flush(sl_tracer *t, int64_t timeout_ms)
     if (!t) return 0;
     /* every span claimed so far: a claimed cell is filled and handed over
      * within a few instructions */
-    uint64_t target = atomic_load_explicit(&t->enq, memory_order_seq_cst);
+    uint64_t target = atomic_load_explicit(&t->enq, memory_order_seq_cst) +
+                      atomic_load_explicit(&t->points_enq, memory_order_seq_cst);
     struct timespec ts;
     sli_clock_mono_deadline(&ts, timeout_ms);
     int rc = 0;
@@ -726,16 +774,13 @@ int sl_tracer_flush(sl_tracer *t, int64_t timeout_ms)
 }
 
 /* Trace points' spans so far (each started, sampled and ended): every push
- * into the ring is taken (enq) or dropped (dropped_full), and the pushes
- * that are not a point's are counted (full_pushed). No counter per point's
+ * into their ring is taken (points_enq) or dropped. No counter per point's
  * span: a locked add waits for the producer's pending stores, which was a
  * large part of a span's cost. */
 static uint64_t points_of(sl_tracer *t)
 {
-    uint64_t full = atomic_load_explicit(&t->full_pushed, memory_order_acquire);
-    uint64_t pushes = atomic_load_explicit(&t->enq, memory_order_relaxed) +
-                      atomic_load_explicit(&t->dropped_full, memory_order_relaxed);
-    return pushes > full ? pushes - full : 0; /* a full span counted, not yet pushed */
+    return atomic_load_explicit(&t->points_enq, memory_order_relaxed) +
+           atomic_load_explicit(&t->points_dropped, memory_order_relaxed);
 }
 
 void sl_tracer_stats_get(const sl_tracer *tc, sl_tracer_stats *out)
@@ -749,7 +794,7 @@ void sl_tracer_stats_get(const sl_tracer *tc, sl_tracer_stats *out)
                              .ended = LD(ended) + points,
                              .sampled = LD(sampled) + points,
                              .exported = LD(exported),
-                             .dropped_full = LD(dropped_full),
+                             .dropped_full = LD(dropped_full) + LD(points_dropped),
                              .dropped_export = LD(dropped_export),
                              .export_errors = LD(export_errors),
                              .batches = LD(batches),
@@ -941,23 +986,20 @@ void sl_span_end(sl_span *s, int64_t end_ns)
     if (!(s->flags & SL_TRACE_FLAG_SAMPLED)) return;
     s->end_ns = end_ns ? end_ns : sli_clock_wall_ns();
     if (s->end_ns < s->start_ns) s->end_ns = s->start_ns;
-    add(&t->full_pushed, 1);
     size_t pos;
-    struct cell *c = ring_claim(t, &pos);
+    struct span_cell *c = ring_claim(&t->spans, &pos);
     if (!c) return;
-    c->is_rec = 0;
-    copy_span(&c->u.span, s);
-    ring_publish(t, c, pos);
+    copy_span(&c->span, s);
+    ring_publish(t, &t->spans, pos);
 }
 
 void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r)
 {
     size_t pos; /* counted by the push: points_of() */
-    struct cell *c = ring_claim(t, &pos);
+    struct rec_cell *c = ring_claim(&t->points, &pos);
     if (!c) return;
-    c->is_rec = 1;
-    c->u.rec = *r;
-    ring_publish(t, c, pos);
+    c->rec = *r;
+    ring_publish(t, &t->points, pos);
 }
 
 /* The export thread's half of sli_span_rec_end: the sl_span the point's

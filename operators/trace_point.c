@@ -36,18 +36,21 @@ typedef struct tp_conf {
  * independent draws at `ratio` would give): no random draw per record. */
 typedef struct tp_self {
     double ratio;
+    double inv_log_q; /* 1 / ln(1 - ratio), for the gaps */
     uint64_t skip;
 } tp_self;
 
-static uint64_t next_gap(double ratio)
+/* Records passed before the next sampled one: floor(ln U / ln(1 - ratio)),
+ * U uniform in (0, 1], is geometric with success probability ratio. */
+static uint64_t next_gap(const tp_self *me)
 {
-    if (ratio >= 1) return 0;
+    if (me->ratio >= 1) return 0;
     uint8_t r[8];
     uint64_t x;
     sl_trace_new_span_id(r);
     memcpy(&x, r, 8);
     double u = ((double)(x >> 11) + 1) * 0x1p-53; /* (0, 1] */
-    double g = floor(log(u) / log1p(-ratio));
+    double g = floor(log(u) * me->inv_log_q);
     return g < 1e18 ? (uint64_t)g : UINT64_MAX;
 }
 
@@ -57,7 +60,8 @@ static int tp_open(sl_ctx *c, void **self)
     tp_self *s = calloc(1, sizeof(*s));
     if (!s) return sl_ctx_fail(c, SL_ENOMEM, "out of memory");
     s->ratio = tc->c.sample_ratio == 0 ? sl_tracer_sample_ratio(c->p->tracer) : tc->c.sample_ratio;
-    if (s->ratio > 0) s->skip = next_gap(s->ratio);
+    if (s->ratio > 0 && s->ratio < 1) s->inv_log_q = 1 / log1p(-s->ratio);
+    if (s->ratio > 0) s->skip = next_gap(s);
     *self = s;
     return 0;
 }
@@ -65,6 +69,13 @@ static int tp_open(sl_ctx *c, void **self)
 static void tp_close(void *self)
 {
     free(self);
+}
+
+static int span_table_full(sl_ctx *c)
+{
+    return sl_ctx_fail(c, SL_ENOMEM,
+                       "out of memory for the open spans (or more than 4096 trace point "
+                       "instances in the pipeline)");
 }
 
 static int tp_process(sl_ctx *c, void *self, sl_batch *b)
@@ -80,11 +91,12 @@ static int tp_process(sl_ctx *c, void *self, sl_batch *b)
         uint32_t i = 0;
         while (me->ratio > 0 && me->skip < (uint64_t)(b->count - i)) {
             i += (uint32_t)me->skip;
-            me->skip = next_gap(me->ratio);
+            me->skip = next_gap(me);
             uint8_t trace_id[16];
             sl_trace_ctx out;
             sli_trace_new_sampled_trace_id(me->ratio, trace_id);
-            sli_spans_open(c, tc->c.kind, b, i, trace_id, NULL, now, &out);
+            if (sli_spans_open(c, tc->c.kind, b, i, trace_id, NULL, now, &out) != 0)
+                return span_table_full(c);
             if (sl_batch_set_trace(b, i, &out) != 0)
                 return sl_ctx_fail(c, SL_ENOMEM, "out of memory for a trace column");
             i++;
@@ -105,11 +117,12 @@ static int tp_process(sl_ctx *c, void *self, sl_batch *b)
                 me->skip--;
                 continue;
             }
-            me->skip = next_gap(me->ratio);
+            me->skip = next_gap(me);
             sli_trace_new_sampled_trace_id(me->ratio, trace_id);
         }
         sl_trace_ctx out;
-        sli_spans_open(c, tc->c.kind, b, i, trace_id, in, now, &out);
+        if (sli_spans_open(c, tc->c.kind, b, i, trace_id, in, now, &out) != 0)
+            return span_table_full(c);
         if (sl_batch_set_trace(b, i, &out) != 0)
             return sl_ctx_fail(c, SL_ENOMEM, "out of memory for a trace column");
     }

@@ -200,7 +200,8 @@ SL_API void sl_span_set_ids(sl_span *s, const uint8_t span_id[8], const uint8_t 
  * record spent waiting in channels between instances (0 when it never left
  * its chain; absent when an operator's own sl_ctx_trace_dropped ended it).
  * A span whose record was not seen again before 16,384
- * newer spans were opened in the pipeline, or by the end, ends at its start
+ * newer spans were opened at the same point instance, or by the end (the
+ * pipeline freed), ends at its start
  * with sluice.end "unseen". Sampling is the tracer's rule
  * (sl_trace_should_sample): parent-based for a record with a context, else
  * the trace-id ratio. Without a tracer (sl_pipeline_set_tracer) a point

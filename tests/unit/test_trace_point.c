@@ -371,6 +371,70 @@ static void test_other_ends(void **state)
     assert_int_equal(lost, N);
 }
 
+/* A point instance keeps REGION_CAP (16,384) spans open: the older ones of
+ * records that never come back are ended as "unseen" by the instance when it
+ * needs their slot, the rest when the pipeline is freed. Two instances, each
+ * wrapping its region more than twice: every span comes out exactly once,
+ * with an id of its own, at its start, and none is dropped (the tracer's
+ * queue holds them all). */
+#define M_EVICT 80000
+static uint64_t evict_ids[M_EVICT + 64];
+static size_t n_evict, n_evict_bad;
+
+static int collect_evicted(void *ud, const sl_trace_batch *b)
+{
+    (void)ud;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < b->n; i++) {
+        const sl_span *x = &b->spans[i];
+        int unseen = 0;
+        for (int k = 0; k < x->n_attrs; k++)
+            if (!strcmp(x->attrs[k].key, "sluice.end") && !strcmp(x->attrs[k].v.s, "unseen"))
+                unseen = 1;
+        if (!unseen || x->end_ns != x->start_ns || strcmp(x->name, "to-lose") ||
+            n_evict >= M_EVICT + 64)
+            n_evict_bad++;
+        else
+            memcpy(&evict_ids[n_evict++], x->span_id, 8);
+    }
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_evicted(void **state)
+{
+    (void)state;
+    n_evict = n_evict_bad = 0;
+    sl_trace_exporter ex = {
+        .version = SL_TRACE_EXPORTER_VERSION, .kind = "test", .export = collect_evicted};
+    sl_tracer_conf tc = {.service_name = "test", .sample_ratio = 1.0, .queue_capacity = 1u << 17};
+    sl_tracer *t = NULL;
+    assert_int_equal(sl_tracer_new(&tc, &ex, &t, NULL, 0), 0);
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_credits(p, 1);
+    sl_pipeline_set_parallelism(p, 2);
+    sl_generator_conf gc = {.fn = gen, .count = M_EVICT};
+    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec), NULL);
+    s = sl_stream_apply(sl_stream_trace(s, "to-lose", NULL), "lose", &lose_op, NULL, sizeof(rec));
+    sl_stream_sink(s, "nothing", &null_op, NULL);
+    assert_int_equal(sl_pipeline_set_tracer(p, t), 0);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    sl_pipeline_free(p); /* and the tracer: every span queued is exported */
+    assert_int_equal(n_evict_bad, 0);
+    assert_int_equal(n_evict, M_EVICT);
+    qsort(evict_ids, n_evict, sizeof(uint64_t), cmp_u64);
+    for (size_t i = 0; i < n_evict; i++) {
+        assert_true(evict_ids[i] != 0);
+        if (i) assert_true(evict_ids[i] != evict_ids[i - 1]);
+    }
+}
+
 /* A window's result is a span: the child of its first sampled contributor,
  * linked to SL_SPAN_LINKS_MAX of them (or all, if fewer), counting them
  * all, and the result record carries its context. Tumbling windows of
@@ -601,7 +665,7 @@ int main(void)
         cmocka_unit_test(test_chain),       cmocka_unit_test(test_no_tracer),
         cmocka_unit_test(test_other_ends),  cmocka_unit_test(test_window_links),
         cmocka_unit_test(test_window_late), cmocka_unit_test(test_bad_conf),
-        cmocka_unit_test(test_queue_delay),
+        cmocka_unit_test(test_queue_delay), cmocka_unit_test(test_evicted),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(spans);
