@@ -22,9 +22,10 @@
  * addresses through splitmix64), so drawing an id takes no lock and no
  * system call; an all-zero draw is drawn again.
  *
- * The queue: two rings of the same capacity, one of whole spans (sl_span,
- * ~2 KB: checkpoints, sagas, users' spans) and one of trace points' compact
- * spans (sli_span_rec, a 128-byte cell), so that the many small ones touch
+ * The queue: two rings of queue_capacity cells each (by default 2048 and
+ * 8192: QUEUE_DEFAULT), one of whole spans (sl_span, ~2 KB: checkpoints,
+ * sagas, users' spans) and one of trace points' compact spans
+ * (sli_span_rec, a 128-byte cell), so that the many small ones touch
  * 16 times less memory: a trace point's span at 1 % sampling used to land
  * in a cold ~2 KB cell, a cache miss, and on the first lap a page fault.
  * Each is Vyukov's bounded MPMC ring (one consumer here). Cell i carries
@@ -362,6 +363,7 @@ typedef struct ring {
     size_t mask;   /* capacity - 1 */
     _Atomic size_t *enq, *deq;
     _Atomic uint64_t *dropped; /* spans dropped because it was full */
+    size_t urgent;             /* spans waiting that wake a polling export thread: half the ring */
 } ring;
 
 struct sl_tracer {
@@ -369,12 +371,10 @@ struct sl_tracer {
     double ratio;
     uint32_t batch_size;
     uint32_t kick; /* spans between two wake-ups of the export thread */
-    size_t urgent; /* spans waiting that wake a polling export thread: half the ring */
     int64_t flush_ms, export_ms, shutdown_ms;
     sl_trace_exporter exp;
 
     ring spans, points; /* whole spans; trace points' compact ones */
-    size_t mask;        /* capacity - 1, of each */
     sl_span *batch;     /* batch_size spans, the export thread's */
 
     pthread_t thread;
@@ -490,7 +490,7 @@ static void ring_publish(sl_tracer *t, ring *r, size_t pos)
     size_t n = pos + 1;
     if (n % t->kick) return;
     int wake = atomic_load_explicit(&t->idle, memory_order_seq_cst);
-    if (!wake && n % t->urgent == 0) wake = ring_waiting(r) >= t->urgent; /* half full */
+    if (!wake && n % r->urgent == 0) wake = ring_waiting(r) >= r->urgent; /* half full */
     if (wake) {
         pthread_mutex_lock(&t->m);
         pthread_cond_signal(&t->cv);
@@ -631,6 +631,28 @@ static void *export_main(void *arg)
     return NULL;
 }
 
+/* The rings' sizes when the conf leaves queue_capacity 0: 2048 whole spans
+ * (OpenTelemetry's default queue), and 8192 trace points' spans, whose
+ * 128-byte cells make that 1 MB. At 1 % of bench core's records, about
+ * 330,000 spans/s, 2048 is 6 ms of them: on this project's 2-vCPU machine
+ * the export thread was kept off its CPU that long in 2 to 7 runs of 10,
+ * which lost spans (counted); none did in ten runs with 8192. */
+#define QUEUE_DEFAULT  2048
+#define POINTS_DEFAULT 8192
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t c = 1;
+    while (c < n) c <<= 1;
+    return c;
+}
+
+/* Half a ring of cap cells, a multiple of kick (tested at kick's multiples). */
+static size_t urgent_of(size_t cap, size_t kick)
+{
+    return cap / 2 > kick ? (cap / 2) / kick * kick : kick;
+}
+
 static void err_say(char *err, size_t n, const char *msg)
 {
     if (err && n) snprintf(err, n, "%s", msg);
@@ -669,13 +691,11 @@ int sl_tracer_new(const sl_tracer_conf *conf, const sl_trace_exporter *exp, sl_t
     t = aligned_alloc(64, (sizeof(*t) + 63) & ~(size_t)63); /* its counters' lines */
     if (t) memset(t, 0, sizeof(*t));
     if (!t) goto fail;
-    size_t cap = 1;
-    while (cap < (conf->queue_capacity ? conf->queue_capacity : 2048)) cap <<= 1;
-    t->mask = cap - 1;
+    size_t cap = pow2_at_least(conf->queue_capacity ? conf->queue_capacity : QUEUE_DEFAULT);
+    size_t points_cap = conf->queue_capacity ? cap : POINTS_DEFAULT;
     t->batch_size = conf->batch_size ? conf->batch_size : 512;
     if (t->batch_size > cap) t->batch_size = (uint32_t)cap;
     t->kick = t->batch_size / 2 ? t->batch_size / 2 : 1;
-    t->urgent = cap / 2 > t->kick ? (cap / 2) / t->kick * t->kick : t->kick; /* a multiple */
     t->ratio = conf->sample_ratio;
     t->flush_ms = conf->flush_interval_ms ? conf->flush_interval_ms : 1000;
     t->export_ms = conf->export_timeout_ms ? conf->export_timeout_ms : 10000;
@@ -687,13 +707,15 @@ int sl_tracer_new(const sl_tracer_conf *conf, const sl_trace_exporter *exp, sl_t
                       .mask = cap - 1,
                       .enq = &t->enq,
                       .deq = &t->deq,
-                      .dropped = &t->dropped_full};
-    t->points = (ring){.cells = sli_pages_alloc(cap * REC_CELL), /* pages.h */
+                      .dropped = &t->dropped_full,
+                      .urgent = urgent_of(cap, t->kick)};
+    t->points = (ring){.cells = sli_pages_alloc(points_cap * REC_CELL), /* pages.h */
                        .stride = REC_CELL,
-                       .mask = cap - 1,
+                       .mask = points_cap - 1,
                        .enq = &t->points_enq,
                        .deq = &t->points_deq,
-                       .dropped = &t->points_dropped};
+                       .dropped = &t->points_dropped,
+                       .urgent = urgent_of(points_cap, t->kick)};
     t->batch = calloc(t->batch_size, sizeof(*t->batch));
     if (!t->service || !t->spans.cells || !t->points.cells || !t->batch) goto fail_free;
     if (pthread_mutex_init(&t->m, NULL)) goto fail_free;
@@ -712,7 +734,7 @@ fail_free:
     err_say(err, errlen, "tracer: out of memory");
     free(t->batch);
     free(t->spans.cells);
-    sli_pages_free(t->points.cells, (t->mask + 1) * REC_CELL);
+    sli_pages_free(t->points.cells, (t->points.mask + 1) * REC_CELL);
     free(t->service);
     free(t);
     t = NULL;
@@ -737,7 +759,7 @@ void sl_tracer_free(sl_tracer *t)
     pthread_mutex_destroy(&t->m);
     free(t->batch);
     free(t->spans.cells);
-    sli_pages_free(t->points.cells, (t->mask + 1) * REC_CELL);
+    sli_pages_free(t->points.cells, (t->points.mask + 1) * REC_CELL);
     free(t->service);
     free(t);
 }
@@ -798,7 +820,7 @@ void sl_tracer_stats_get(const sl_tracer *tc, sl_tracer_stats *out)
                              .dropped_export = LD(dropped_export),
                              .export_errors = LD(export_errors),
                              .batches = LD(batches),
-                             .queue_capacity = (uint32_t)(t->mask + 1)};
+                             .queue_capacity = (uint32_t)(t->spans.mask + 1)};
 #undef LD
 }
 

@@ -256,9 +256,12 @@ typedef struct sl_trace_exporter {
 /* --- the tracer ------------------------------------------------------------------- */
 
 typedef struct sl_tracer_conf {
-    const char *service_name;    /* required, non-empty; copied */
-    double sample_ratio;         /* [0, 1], root spans sampled */
-    uint32_t queue_capacity;     /* spans held for export; 0: 2048 (rounded up to a power of 2) */
+    const char *service_name; /* required, non-empty; copied */
+    double sample_ratio;      /* [0, 1], root spans sampled */
+    /* Spans held for export, in each of two queues: whole spans, and trace
+     * points' (sl_stream_trace) compact ones (128 bytes each). Rounded up to
+     * a power of 2; 0: 2048 whole spans and 8192 trace points' spans. */
+    uint32_t queue_capacity;
     uint32_t batch_size;         /* spans per export call at most; 0: 512 */
     int64_t flush_interval_ms;   /* export at least this often; 0: 1000 */
     int64_t export_timeout_ms;   /* one export call's time; 0: 10000 */
@@ -289,7 +292,7 @@ typedef struct sl_tracer_stats {
     uint64_t dropped_export; /* spans of failed exports, or left at shutdown */
     uint64_t export_errors;  /* failed export calls */
     uint64_t batches;        /* export calls */
-    uint32_t queue_capacity; /* the ring's size in spans */
+    uint32_t queue_capacity; /* the whole spans' queue's size in spans */
 } sl_tracer_stats;
 /* Any thread, also while spans are being exported (then a recent view). */
 SL_API void sl_tracer_stats_get(const sl_tracer *t, sl_tracer_stats *out);

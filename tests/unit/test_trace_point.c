@@ -435,6 +435,59 @@ static void test_evicted(void **state)
     }
 }
 
+/* The tracer's queue of trace points' spans holds 8192 of them by default
+ * (queue_capacity 0), queue_capacity when it is set. The exporter blocks
+ * until the pipeline has run, so the export thread holds at most one batch
+ * (512) and the queue the rest: of M_QUEUE spans, between M_QUEUE - cap -
+ * 512 and M_QUEUE - cap are dropped, and counted. */
+#define M_QUEUE 12000
+static pthread_mutex_t gate_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_open;
+
+static int blocked_export(void *ud, const sl_trace_batch *b)
+{
+    (void)ud, (void)b;
+    pthread_mutex_lock(&gate_m);
+    while (!gate_open) pthread_cond_wait(&gate_cv, &gate_m);
+    pthread_mutex_unlock(&gate_m);
+    return 0;
+}
+
+static void queue_holds(uint32_t conf_cap, uint64_t cap)
+{
+    gate_open = 0;
+    sl_trace_exporter ex = {
+        .version = SL_TRACE_EXPORTER_VERSION, .kind = "test", .export = blocked_export};
+    sl_tracer_conf tc = {.service_name = "test", .sample_ratio = 1.0, .queue_capacity = conf_cap};
+    sl_tracer *t = NULL;
+    assert_int_equal(sl_tracer_new(&tc, &ex, &t, NULL, 0), 0);
+    sl_pipeline *p = sl_pipeline_new();
+    sl_generator_conf gc = {.fn = gen, .count = M_QUEUE};
+    sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec), NULL);
+    sl_stream_sink(sl_stream_trace(s, "in", NULL), "out", &null_op, NULL);
+    assert_int_equal(sl_pipeline_set_tracer(p, t), 0);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    sl_tracer_stats st;
+    sl_tracer_stats_get(t, &st);
+    pthread_mutex_lock(&gate_m);
+    gate_open = 1;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_m);
+    sl_pipeline_free(p);
+    assert_int_equal(st.sampled, M_QUEUE);
+    assert_true(st.dropped_full <= M_QUEUE - cap);
+    assert_true(st.dropped_full >= M_QUEUE - cap - 512);
+}
+
+static void test_queue_default(void **state)
+{
+    (void)state;
+    queue_holds(0, 8192);
+    queue_holds(2048, 2048);
+    queue_holds(3000, 4096); /* rounded up to a power of 2 */
+}
+
 /* A window's result is a span: the child of its first sampled contributor,
  * linked to SL_SPAN_LINKS_MAX of them (or all, if fewer), counting them
  * all, and the result record carries its context. Tumbling windows of
@@ -662,10 +715,11 @@ int main(void)
 {
     spans = calloc(2 * N + 64, sizeof(got));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain),       cmocka_unit_test(test_no_tracer),
-        cmocka_unit_test(test_other_ends),  cmocka_unit_test(test_window_links),
-        cmocka_unit_test(test_window_late), cmocka_unit_test(test_bad_conf),
-        cmocka_unit_test(test_queue_delay), cmocka_unit_test(test_evicted),
+        cmocka_unit_test(test_chain),         cmocka_unit_test(test_no_tracer),
+        cmocka_unit_test(test_other_ends),    cmocka_unit_test(test_window_links),
+        cmocka_unit_test(test_window_late),   cmocka_unit_test(test_bad_conf),
+        cmocka_unit_test(test_queue_delay),   cmocka_unit_test(test_evicted),
+        cmocka_unit_test(test_queue_default),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(spans);
