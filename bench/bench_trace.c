@@ -33,8 +33,13 @@
  *    with a tracer sampling 1 % and 100 % of the records, exporting OTLP/JSON
  *    to /dev/null (what --trace-out costs). A sampled record's span ends at
  *    the filter (two in three) or at the count. The variants run in turn,
- *    --repeat rounds (default 5), and the median of each is compared with
- *    the median of the plain pipeline, in the same process; every run's
+ *    --repeat rounds (default 5), and the fastest run of each is compared
+ *    with the fastest of the plain pipeline, in the same process (this
+ *    project's VM runs the same pipeline at one of two speeds, ~0.40 s or
+ *    ~0.52 s, switching between runs: a median mixes them, the fastest run
+ *    is each variant at the machine's better speed; the medians' overheads
+ *    are printed beside);
+ *    every run's
  *    counts are checked against the hand-written loop's. Also printed: the
  *    spans sampled and those dropped because the export queue was full, and
  *    the cost of one span (the 100 % run's extra time over its spans). Each
@@ -346,7 +351,7 @@ static int part_overhead(uint64_t unused)
     uint64_t n = (uint64_t)ov_events;
     int64_t *expect = calloc(BENCH_CORE_KEYS, sizeof(int64_t));
     int64_t *got = calloc(BENCH_CORE_KEYS, sizeof(int64_t));
-    double *times = calloc((size_t)(NV * ov_repeat), sizeof(double)), med[NV];
+    double *times = calloc((size_t)(NV * ov_repeat), sizeof(double)), best[NV], med[NV];
     uint64_t sampled[NV] = {0}, full[NV] = {0};
     int rc = 1;
     if (!expect || !got || !times) {
@@ -355,7 +360,7 @@ static int part_overhead(uint64_t unused)
     }
     bench_core_loop(n, expect);
     if (!csv)
-        printf("overhead: bench core's pipeline, %" PRIu64 " events, 1 worker thread, median of "
+        printf("overhead: bench core's pipeline, %" PRIu64 " events, 1 worker thread, fastest of "
                "%lld rounds\n",
                n, ov_repeat);
     if (!csv) bench_header(0);
@@ -383,8 +388,9 @@ static int part_overhead(uint64_t unused)
         }
     for (int k = 0; k < NV; k++) {
         qsort(times + k * ov_repeat, (size_t)ov_repeat, sizeof(double), cmp_double);
+        best[k] = times[k * ov_repeat];
         med[k] = times[k * ov_repeat + ov_repeat / 2];
-        row(v[k].name, 1, n, med[k]);
+        row(v[k].name, 1, n, best[k]);
     }
     /* One more run of each traced variant, for its tracer's counts. */
     for (int k = 0; k < NV; k++) {
@@ -401,16 +407,18 @@ static int part_overhead(uint64_t unused)
         full[k] = st.dropped_full;
     }
     if (!csv) {
-        printf("\n  overhead, trace point without tracer  %+.1f %%  (goal <= 2)\n",
-               100 * (med[1] / med[0] - 1));
-        printf("  overhead, 1 %% sampled                %+.1f %%  (goal <= 5)\n",
-               100 * (med[2] / med[0] - 1));
-        printf("  overhead, 100 %% sampled              %+.1f %%\n", 100 * (med[3] / med[0] - 1));
+        printf(
+            "\n  overhead, trace point without tracer  %+.1f %%  (goal <= 2; medians %+.1f %%)\n",
+            100 * (best[1] / best[0] - 1), 100 * (med[1] / med[0] - 1));
+        printf("  overhead, 1 %% sampled                %+.1f %%  (goal <= 5; medians %+.1f %%)\n",
+               100 * (best[2] / best[0] - 1), 100 * (med[2] / med[0] - 1));
+        printf("  overhead, 100 %% sampled              %+.1f %%  (medians %+.1f %%)\n",
+               100 * (best[3] / best[0] - 1), 100 * (med[3] / med[0] - 1));
         for (int k = 2; k < NV; k++)
             printf("  %s: %" PRIu64 " spans sampled, %" PRIu64 " dropped (export queue full)\n",
                    v[k].name, sampled[k], full[k]);
         printf("  one span (100 %% sampled: extra time / spans): %.0f ns\n",
-               sampled[3] ? (med[3] - med[0]) * 1e9 / (double)sampled[3] : 0.0);
+               sampled[3] ? (best[3] - best[0]) * 1e9 / (double)sampled[3] : 0.0);
     }
     rc = 0;
 out:
@@ -529,7 +537,7 @@ int bench_trace(int argc, char **argv)
                    "spans per second assembled and sampled with 1 and 2 threads, against the\n"
                    "OTLP/JSON reader alone, and the memory per in-flight trace. overhead:\n"
                    "bench core's pipeline over E events (default 20000000), plain and with a\n"
-                   "trace point after its source (no tracer; 1%% and 100%% sampled), median\n"
+                   "trace point after its source (no tracer; 1%% and 100%% sampled), fastest\n"
                    "of R rounds (default 5). export: N spans shaped as a trace point's encoded\n"
                    "as OTLP/JSON (what the export thread does per span), against copying the\n"
                    "encoded bytes.\n",

@@ -33,13 +33,13 @@ grep -q "^  ratio collector-1t / baseline: $num " "$tmp/out" || fail "no baselin
 grep -q "^  ratio collector-2t / 1t: $num\$" "$tmp/out" || fail "no thread ratio: $(cat "$tmp/out")"
 grep -q "^  memory per in-flight trace: RSS growth -\?$num bytes, span buffers $num bytes (all 2500 traces in flight at once)\$" "$tmp/out" ||
   fail "no memory line: $(cat "$tmp/out")"
-grep -q "^overhead: bench core's pipeline, 20000 events, 1 worker thread, median of 1 rounds\$" "$tmp/out" ||
+grep -q "^overhead: bench core's pipeline, 20000 events, 1 worker thread, fastest of 1 rounds\$" "$tmp/out" ||
   fail "no overhead title: $(cat "$tmp/out")"
 for v in "core" "point without tracer" "point 1% sampled" "point 100% sampled"; do
   grep -q "^  $v  *1  *20000  *$num  *${num}M  *$num\$" "$tmp/out" || fail "no row '$v': $(cat "$tmp/out")"
 done
-for l in "trace point without tracer  *[-+]$num %  (goal <= 2)" "1 % sampled  *[-+]$num %  (goal <= 5)" \
-  "100 % sampled  *[-+]$num %"; do
+for l in "trace point without tracer  *[-+]$num %  (goal <= 2; medians [-+]$num %)" \
+  "1 % sampled  *[-+]$num %  (goal <= 5; medians [-+]$num %)" "100 % sampled  *[-+]$num %  (medians [-+]$num %)"; do
   grep -q "^  overhead, $l\$" "$tmp/out" || fail "no line 'overhead, $l': $(cat "$tmp/out")"
 done
 grep -q "^  point 1% sampled: $num spans sampled, $num dropped (export queue full)\$" "$tmp/out" ||
