@@ -18,7 +18,9 @@
  *
  * Attributes: sluice.operator and sluice.instance (the point), sluice.end
  * and sluice.end_instance, sluice.key_hash when the record was keyed at
- * either place.
+ * either place. The record's tracestate is taken where the span ends (the
+ * record carries it; a slot has no room for 512 bytes), so an unseen span
+ * has none.
  *
  * The table. Each trace point instance opens its spans in a region of its
  * own, a ring of REGION_CAP slots taken in the order the spans were opened;
@@ -111,9 +113,11 @@ static void cpu_relax(void)
 }
 
 /* Queue the span held in s (state ENDING, the caller's) and free the slot.
- * end: where the record left (NULL: unseen, the span ends at its start). */
-static void slot_end(sl_tracer *tr, slot *s, const struct sl_ctx *end, const sl_batch *b,
-                     uint32_t i, int64_t now)
+ * end: where the record left (NULL: unseen, the span ends at its start);
+ * tc: the record's context there, whose tracestate the span exports (NULL:
+ * none known). */
+static void slot_end(sl_tracer *tr, slot *s, const struct sl_ctx *end, const sl_trace_ctx *tc,
+                     const sl_batch *b, uint32_t i, int64_t now)
 {
     sli_span_rec r = {.start_ns = s->start_ns,
                       .end_ns = end ? now : s->start_ns,
@@ -133,7 +137,7 @@ static void slot_end(sl_tracer *tr, slot *s, const struct sl_ctx *end, const sl_
         r.keyed = 1;
         r.key_hash = b->hash[i];
     }
-    sli_span_rec_end(tr, &r);
+    sli_span_rec_end(tr, &r, tc ? tc->state : NULL, tc ? tc->state_len : 0);
 }
 
 /* End the span of context tc if it is open in t (else nothing). */
@@ -153,7 +157,7 @@ static void span_end(sli_spans *t, sl_tracer *tr, const sl_trace_ctx *tc, const 
         atomic_store_explicit(&s->state, S_OPEN, memory_order_release);
         return; /* another span: ours was evicted, or tc is not one of ours */
     }
-    slot_end(tr, s, end, b, i, now);
+    slot_end(tr, s, end, tc, b, i, now);
 }
 
 sli_spans *sli_spans_new(void)
@@ -192,7 +196,7 @@ int sli_spans_open(struct sl_ctx *c, int kind, const sl_batch *b, uint32_t i,
             /* REGION_CAP openings old and never seen again: unseen */
             if (atomic_compare_exchange_weak_explicit(&s->state, &st, S_ENDING,
                                                       memory_order_acquire, memory_order_relaxed))
-                slot_end(tr, s, NULL, NULL, 0, now);
+                slot_end(tr, s, NULL, NULL, NULL, 0, now);
         } else {
             cpu_relax();
         }
@@ -279,7 +283,7 @@ void sli_spans_free(sli_spans *t, sl_tracer *tracer)
         for (uint32_t j = 0; tracer && j < REGION_CAP && j < used; j++)
             if (atomic_load(&r->slots[j].state) == S_OPEN) {
                 atomic_store(&r->slots[j].state, S_ENDING);
-                slot_end(tracer, &r->slots[j], NULL, NULL, 0, 0);
+                slot_end(tracer, &r->slots[j], NULL, NULL, NULL, 0, 0);
             }
         sli_pages_free(r, sizeof(*r));
     }

@@ -23,8 +23,9 @@
  * system call; an all-zero draw is drawn again.
  *
  * The queue: two rings of queue_capacity cells each (by default 2048 and
- * 8192: QUEUE_DEFAULT), one of whole spans (sl_span, ~2 KB: checkpoints,
- * sagas, users' spans) and one of trace points' compact spans
+ * 8192: QUEUE_DEFAULT), one of whole spans (sl_span, ~2.5 KB: checkpoints,
+ * sagas, users' spans, and trace points' spans that carry a tracestate:
+ * point_span_whole) and one of trace points' compact spans
  * (sli_span_rec, a 128-byte cell), so that the many small ones touch
  * 16 times less memory: a trace point's span at 1 % sampling used to land
  * in a cold ~2 KB cell, a cache miss, and on the first lap a page fault.
@@ -406,8 +407,7 @@ static void add(_Atomic uint64_t *c, uint64_t n)
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-/* Copy the used part of a span: the fields before the attributes, then the
- * attributes and links in use (a span is ~2 KB, most of it unused room). */
+/* Cell pos of r: its sequence number first (see above), then its span. */
 static _Atomic size_t *cell_at(const ring *r, size_t pos)
 {
     return (_Atomic size_t *)(void *)(r->cells + (pos & r->mask) * r->stride);
@@ -429,6 +429,9 @@ static void cell_set_seq(const ring *r, size_t pos, size_t seq)
  * every trace point's span cost more cache than it saved. */
 #define PUSH_PREFETCH 128
 
+/* Copy the used part of a span: the fields before the attributes, then the
+ * attributes and links and the tracestate in use (a span is ~2.5 KB, most
+ * of it unused room). */
 static void copy_span(sl_span *dst, const sl_span *src)
 {
     int na = src->n_attrs <= SL_SPAN_ATTRS_MAX ? src->n_attrs : SL_SPAN_ATTRS_MAX;
@@ -438,6 +441,8 @@ static void copy_span(sl_span *dst, const sl_span *src)
     dst->n_links = (uint8_t)nl;
     memcpy(dst->attrs, src->attrs, (size_t)na * sizeof(src->attrs[0]));
     memcpy(dst->links, src->links, (size_t)nl * sizeof(src->links[0]));
+    dst->state_len = src->state_len <= SL_TRACESTATE_MAX ? src->state_len : 0;
+    memcpy(dst->state, src->state, dst->state_len);
 }
 
 /* Claim r's next cell: NULL when the ring is full (the span counted as
@@ -861,6 +866,14 @@ static void start_fields(sl_span *s, const char *name, int kind, int64_t start_n
     s->start_ns = start_ns;
 }
 
+/* s keeps the tracestate of its parent c (one that fits; else none). */
+static void keep_state(sl_span *s, const sl_trace_ctx *c)
+{
+    if (!c || !c->state || !c->state_len || c->state_len > SL_TRACESTATE_MAX) return;
+    memcpy(s->state, c->state, c->state_len);
+    s->state_len = c->state_len;
+}
+
 void sl_span_start(sl_tracer *t, sl_span *s, const char *name, int kind, const sl_trace_ctx *parent)
 {
     sl_span_start_at(t, s, name, kind, parent, 0);
@@ -881,6 +894,8 @@ void sl_span_start_at(sl_tracer *t, sl_span *s, const char *name, int kind,
         memset(s->parent_span_id, 0, 8);
     }
     sl_trace_new_span_id(s->span_id);
+    s->state_len = 0;
+    if (sl_trace_ctx_valid(parent)) keep_state(s, parent); /* sampled or not, it travels on */
     if (!sl_trace_should_sample(t->ratio, parent, s->trace_id)) return;
     add(&t->sampled, 1);
     start_fields(s, name, kind, start_ns ? start_ns : sli_clock_wall_ns());
@@ -893,6 +908,10 @@ sl_trace_ctx sl_span_context(const sl_span *s)
     memcpy(c.trace_id, s->trace_id, 16);
     memcpy(c.span_id, s->span_id, 8);
     c.flags = s->flags;
+    if (s->state_len && s->state_len <= SL_TRACESTATE_MAX) {
+        c.state = s->state;
+        c.state_len = s->state_len;
+    }
     return c;
 }
 
@@ -1015,8 +1034,30 @@ void sl_span_end(sl_span *s, int64_t end_ns)
     ring_publish(t, &t->spans, pos);
 }
 
-void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r)
+/* A point's span whose record carries a tracestate: too big for the
+ * points' cells, it is queued whole with its state, as sl_span_end queues
+ * (only traces that came in with a tracestate take this way). */
+static void point_span_whole(sl_tracer *t, const sli_span_rec *r, const char *state,
+                             uint16_t state_len)
 {
+    add(&t->started, 1);
+    add(&t->sampled, 1);
+    add(&t->ended, 1);
+    size_t pos;
+    struct span_cell *c = ring_claim(&t->spans, &pos);
+    if (!c) return;
+    rec_to_span(t, &c->span, r);
+    memcpy(c->span.state, state, state_len);
+    c->span.state_len = state_len;
+    ring_publish(t, &t->spans, pos);
+}
+
+void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r, const char *state, uint16_t state_len)
+{
+    if (state && state_len && state_len <= SL_TRACESTATE_MAX) {
+        point_span_whole(t, r, state, state_len);
+        return;
+    }
     size_t pos; /* counted by the push: points_of() */
     struct rec_cell *c = ring_claim(&t->points, &pos);
     if (!c) return;
@@ -1033,6 +1074,7 @@ static void rec_to_span(sl_tracer *t, sl_span *s, const sli_span_rec *r)
     memcpy(s->span_id, r->span_id, 8);
     memcpy(s->parent_span_id, r->parent, 8);
     start_fields(s, r->point, r->kind, r->start_ns);
+    s->state_len = 0; /* with a state it comes whole: point_span_whole */
     s->end_ns = r->end_ns > r->start_ns ? r->end_ns : r->start_ns;
     sl_span_attr *a;
     if ((a = attr_append(s, "sluice.operator"))) {

@@ -51,7 +51,8 @@ typedef struct sli_span_rec {
 } sli_span_rec;
 
 /* Queue r's span (counted started, sampled and ended, as sl_span_start and
- * sl_span_end count). */
-void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r);
+ * sl_span_end count), with the tracestate of its record (state_len bytes at
+ * state, copied; NULL, 0: none). */
+void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r, const char *state, uint16_t state_len);
 
 #endif

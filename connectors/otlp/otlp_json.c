@@ -16,7 +16,7 @@
  *     "scopeSpans":[{
  *       "scope":{"name":"sluice","version":V},
  *       "spans":[{
- *         "traceId":HEX32, "spanId":HEX16, ["parentSpanId":HEX16,]
+ *         "traceId":HEX32, "spanId":HEX16, ["traceState":S,] ["parentSpanId":HEX16,]
  *         "name":S, ["kind":1..5,]
  *         "startTimeUnixNano":"NS", "endTimeUnixNano":"NS",
  *         ["attributes":[{"key":S,"value":ANY}, ...],]
@@ -236,6 +236,13 @@ static void put_span(out *o, const sl_span *s)
     put_hex(o, s->trace_id, 16);
     puts_(o, ",\"spanId\":");
     put_hex(o, s->span_id, 8);
+    if (s->state_len && s->state_len <= SL_TRACESTATE_MAX) {
+        char st[SL_TRACESTATE_MAX + 1]; /* a W3C list has no NUL: put_str's string */
+        memcpy(st, s->state, s->state_len);
+        st[s->state_len] = 0;
+        puts_(o, ",\"traceState\":");
+        put_str(o, st);
+    }
     if (!all_zero(s->parent_span_id, 8)) {
         puts_(o, ",\"parentSpanId\":");
         put_hex(o, s->parent_span_id, 8);

@@ -147,11 +147,16 @@ typedef struct sl_span {
     char status_msg[SL_SPAN_MSG_MAX];
     sl_span_attr attrs[SL_SPAN_ATTRS_MAX];
     sl_trace_ctx links[SL_SPAN_LINKS_MAX];
+    /* The W3C tracestate the span carries (OTLP traceState): its parent's,
+     * state_len bytes of state (not NUL-terminated); 0: none. Exporters read
+     * state[0..state_len) only. */
+    uint16_t state_len;
+    char state[SL_TRACESTATE_MAX];
 } sl_span;
 
 /* Start span s now. parent: the context it continues (remote, from a
- * traceparent, or local, from sl_span_context); NULL or invalid: a new
- * trace. t NULL: s records nothing (every other call on it is a no-op). */
+ * traceparent, or local, from sl_span_context), whose tracestate the span
+ * keeps (copied); NULL or invalid: a new trace. t NULL: s records nothing (every other call on it is a no-op). */
 SL_API void sl_span_start(sl_tracer *t, sl_span *s, const char *name, int kind,
                           const sl_trace_ctx *parent);
 /* sl_span_start with the start time given (wall clock, ns since the Unix
@@ -159,7 +164,8 @@ SL_API void sl_span_start(sl_tracer *t, sl_span *s, const char *name, int kind,
  * once it is over (a window's result starts at its first record). */
 SL_API void sl_span_start_at(sl_tracer *t, sl_span *s, const char *name, int kind,
                              const sl_trace_ctx *parent, int64_t start_ns);
-/* The context to hand to children and to propagate (ids and sampled flag). */
+/* The context to hand to children and to propagate (ids, sampled flag, and
+ * the tracestate, which points into s: good while s is). */
 SL_API sl_trace_ctx sl_span_context(const sl_span *s);
 /* 1 when s is sampled (worth filling attributes). */
 SL_API int sl_span_recording(const sl_span *s);
@@ -199,10 +205,10 @@ SL_API void sl_span_set_ids(sl_span *s, const uint8_t span_id[8], const uint8_t 
  * sluice.key_hash, and sluice.queue_ns: the nanoseconds of the span the
  * record spent waiting in channels between instances (0 when it never left
  * its chain; absent when an operator's own sl_ctx_trace_dropped ended it).
- * A span whose record was not seen again before 16,384
- * newer spans were opened at the same point instance, or by the end (the
- * pipeline freed), ends at its start
- * with sluice.end "unseen". Sampling is the tracer's rule
+ * The span exports its record's tracestate (OTLP traceState). A span
+ * whose record was not seen again before 16,384 newer spans were opened at
+ * the same point instance, or by the end (the pipeline freed), ends at its
+ * start with sluice.end "unseen" (and no tracestate). Sampling is the tracer's rule
  * (sl_trace_should_sample): parent-based for a record with a context, else
  * the trace-id ratio. Without a tracer (sl_pipeline_set_tracer) a point
  * only hands batches on. The stream keeps its input's key. */

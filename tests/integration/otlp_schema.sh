@@ -66,6 +66,9 @@ out=$("$driver" "$tmp/spans.jsonl" 50) || fail "otlp_spans failed"
 check "$tmp/spans.jsonl" 150 > "$tmp/check.out" 2>&1 || fail "$(cat "$tmp/check.out")"
 grep -q '^ok: [0-9]* lines, 150 spans$' "$tmp/check.out" || fail "checker said: $(cat "$tmp/check.out")"
 [ "$(wc -l < "$tmp/spans.jsonl")" -ge 22 ] || fail "150 spans in batches of 7 fit in fewer than 22 lines"
+# the 25 odd traces' 3 spans each keep the remote parent's tracestate, escaped
+n=$(grep -oF '"traceState":"congo=t61rcWkgMzE,rojo=q\"u\\o"' "$tmp/spans.jsonl" | wc -l)
+[ "$n" = 75 ] || fail "$n spans with the remote tracestate, 75 expected"
 
 # 2. broken lines must fail
 head -1 "$tmp/spans.jsonl" > "$tmp/one.jsonl"

@@ -7,9 +7,9 @@
  *   otlp_spans FILE N    N traces (N >= 1) appended to FILE, then prints
  *                        "spans: S" (the number of spans written)
  *
- * Each trace: a root span (SERVER, continuing a remote traceparent on odd
- * traces) with one attribute of each type and a NaN and infinite double;
- * a child with a link, an error status whose message holds quotes,
+ * Each trace: a root span (SERVER, continuing a remote traceparent and
+ * tracestate on odd traces, which its descendants keep: traceState) with
+ * one attribute of each type and a NaN and infinite double; a child with a link, an error status whose message holds quotes,
  * control characters and invalid UTF-8; a grandchild with more attributes
  * than a span keeps (droppedAttributesCount) and more links than it keeps
  * (droppedLinksCount), a 200-byte name cut to the bound, every span kind
@@ -48,8 +48,11 @@ int main(int argc, char **argv)
     int spans = 0;
     for (int i = 0; i < n; i++) {
         sl_trace_ctx remote, *parent = NULL;
-        if (i % 2 && sl_traceparent_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                                          55, &remote) == 0)
+        static const char state[] = "congo=t61rcWkgMzE,rojo=q\"u\\o"; /* a quote, a backslash */
+        if (i % 2 &&
+            sl_traceparent_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 55,
+                                 &remote) == 0 &&
+            sl_tracestate_parse(state, sizeof(state) - 1, &remote) == 0)
             parent = &remote;
         sl_span root, child, leaf;
         sl_span_start(t, &root, "root span", SL_SPAN_KIND_SERVER, parent);

@@ -533,6 +533,45 @@ static void test_unsampled_and_null(void **state)
     assert_int_equal(sl_tracer_flush(NULL, 0), 0);
 }
 
+/* A span keeps its parent's tracestate (copied), sampled or not, hands it
+ * on in its context and exports it; a root has none. */
+static void test_span_tracestate(void **state)
+{
+    (void)state;
+    rec r;
+    rec_init(&r);
+    sl_tracer *t = tracer(&r, 0.0, 64, 8, 3600000);
+    char st[] = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
+    const size_t n = sizeof(st) - 1;
+    sl_trace_ctx sampled, unsampled;
+    assert_int_equal(sl_traceparent_parse("00-" TID "-" SID "-01", 55, &sampled), 0);
+    assert_int_equal(sl_traceparent_parse("00-" TID "-" SID "-00", 55, &unsampled), 0);
+    assert_int_equal(sl_tracestate_parse(st, n, &sampled), 0);
+    assert_int_equal(sl_tracestate_parse(st, n, &unsampled), 0);
+    sl_span a, b, root;
+    sl_span_start(t, &a, "sampled", SL_SPAN_KIND_CONSUMER, &sampled);
+    sl_span_start(t, &b, "unsampled", SL_SPAN_KIND_CONSUMER, &unsampled);
+    sl_span_start(t, &root, "root", SL_SPAN_KIND_INTERNAL, NULL);
+    memset(st, 'x', n); /* the spans hold copies */
+    sl_trace_ctx ca = sl_span_context(&a), cb = sl_span_context(&b), cr = sl_span_context(&root);
+    assert_int_equal(ca.state_len, n);
+    assert_memory_equal(ca.state, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", n);
+    assert_int_equal(cb.state_len, n); /* not sampled: it travels on all the same */
+    assert_memory_equal(cb.state, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", n);
+    assert_int_equal(cr.state_len, 0);
+    assert_null(cr.state);
+    sl_span_end(&b, 0);
+    sl_span_end(&root, 0);
+    sl_span_end(&a, 0);
+    assert_int_equal(sl_tracer_flush(t, 60000), 0);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.spans[0].name, "sampled");
+    assert_int_equal(r.spans[0].state_len, n);
+    assert_memory_equal(r.spans[0].state, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", n);
+    sl_tracer_free(t);
+    rec_destroy(&r);
+}
+
 static void test_span_bounds(void **state)
 {
     (void)state;
@@ -871,6 +910,7 @@ int main(void)
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_spans_exported),
         cmocka_unit_test(test_unsampled_and_null),
+        cmocka_unit_test(test_span_tracestate),
         cmocka_unit_test(test_span_bounds),
         cmocka_unit_test(test_queue_full_drops),
         cmocka_unit_test(test_export_failure_counted),

@@ -61,7 +61,9 @@ typedef struct got {
     sl_trace_ctx links[SL_SPAN_LINKS_MAX];
     int64_t contributors, wstart, wend;
     int has_queue;
-    int64_t queue; /* sluice.queue_ns */
+    int64_t queue;  /* sluice.queue_ns */
+    char state[64]; /* its tracestate (OTLP traceState), state_len bytes */
+    size_t state_len;
 } got;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -85,6 +87,8 @@ static int collect(void *ud, const sl_trace_batch *b)
         g->n_links = x->n_links;
         g->dropped_links = x->dropped_links;
         memcpy(g->links, x->links, sizeof(g->links));
+        g->state_len = x->state_len < sizeof(g->state) ? x->state_len : sizeof(g->state);
+        memcpy(g->state, x->state, g->state_len);
         for (int k = 0; k < x->n_attrs; k++) {
             if (!strcmp(x->attrs[k].key, "sluice.end"))
                 snprintf(g->end, sizeof(g->end), "%s", x->attrs[k].v.s);
@@ -138,16 +142,37 @@ static int gen(void *out, uint64_t seq, int64_t *ts, void *ud)
     return 0;
 }
 
-/* The remote context of record seq (seq % 5 == 0): sampled iff seq % 10 == 0. */
+/* The tracestate of remote trace seq (seq % 20 == 0), in buf. */
+static size_t remote_state(uint64_t seq, char *buf, size_t n)
+{
+    return (size_t)snprintf(buf, n, "rojo=%llu,congo=t61rcWkgMzE", (unsigned long long)seq);
+}
+
+/* The remote context of record seq (seq % 5 == 0): sampled iff seq % 10 == 0,
+ * with a tracestate iff seq % 20 == 0 (good until the next call on the
+ * thread: sl_batch_set_trace copies it). */
 static sl_trace_ctx remote(uint64_t seq)
 {
+    static _Thread_local char state[64];
     sl_trace_ctx c = {.flags = seq % 10 == 0 ? SL_TRACE_FLAG_SAMPLED : 0};
     memcpy(c.trace_id, "remote-trace-id!", 16);
     memcpy(c.trace_id + 8, &seq, 8);
     c.trace_id[0] = 0x5a;
     memcpy(c.span_id, &seq, 8);
     c.span_id[7] = 0xee;
+    if (seq % 20 == 0) {
+        c.state_len = (uint16_t)remote_state(seq, state, sizeof state);
+        c.state = state;
+    }
     return c;
+}
+
+/* Span g's trace is remote trace seq (*seq set), or local (0). */
+static int remote_seq(const got *g, uint64_t *seq)
+{
+    if (g->trace[0] != 0x5a || memcmp(g->trace + 1, "emote-t", 7)) return 0;
+    memcpy(seq, g->trace + 8, 8);
+    return 1;
 }
 
 static int ctx_process(sl_ctx *ctx, void *self, sl_batch *b)
@@ -247,7 +272,7 @@ static void test_chain(void **state)
                     if (!sampled) { /* the remote context, unchanged, and no span */
                         sl_trace_ctx r = remote(seq);
                         assert_true(s->valid);
-                        assert_memory_equal(&s->c, &r, sizeof r);
+                        assert_memory_equal(&s->c, &r, sizeof r); /* no state: % 20 is sampled */
                         continue;
                     }
                     assert_true(s->valid);
@@ -267,9 +292,23 @@ static void test_chain(void **state)
                         assert_memory_equal(in->parent, zero, 8);
                     }
                 }
+                size_t with_state = 0;
                 for (size_t i = 0; i < n_spans; i++) {
                     const got *g = &spans[i];
                     assert_memory_not_equal(g->id, zero, 8);
+                    /* a remote trace's tracestate, on both its points' spans,
+                     * however they ended (kept or dropped, in or across a
+                     * chain); none on local traces */
+                    uint64_t rs;
+                    if (remote_seq(g, &rs) && rs % 20 == 0) {
+                        char want[64];
+                        size_t wl = remote_state(rs, want, sizeof want);
+                        assert_int_equal(g->state_len, wl);
+                        assert_memory_equal(g->state, want, wl);
+                        with_state++;
+                    } else {
+                        assert_int_equal(g->state_len, 0);
+                    }
                     assert_true(g->stop >= g->start);
                     assert_string_not_equal(g->end, "unseen");
                     assert_true(g->has_queue);
@@ -285,6 +324,7 @@ static void test_chain(void **state)
                         keyed_out++;
                     }
                 }
+                assert_int_equal(with_state, N / 20 + (N / 20) * 2 / 3); /* "in", "keyed" */
                 assert_int_equal(in_drop + in_keyed, want_in);
                 assert_int_equal(in_keyed, want_keyed);
                 assert_int_equal(keyed_out, want_keyed);
