@@ -248,9 +248,12 @@ static const sl_trace_ctx *line_trace(sl_ctx *ctx, const sl_lines_conf *c, const
     char delim = c->delimiter ? c->delimiter : ',';
     size_t i, j, si = 0, sj = 0;
     if (csv_field(p, len, c->trace_column, delim, &i, &j) != 0 || i == j) return NULL;
-    int stated = c->tracestate_column > 0 &&
-                 csv_field(p, len, c->tracestate_column, delim, &si, &sj) == 0 && si < sj;
-    return slc_trace_read(ctx, p + i, j - i, stated ? p + si : NULL, sj - si, out);
+    slc_state st; /* one value: used where it lies (join untouched) */
+    slc_state_reset(&st);
+    if (c->tracestate_column > 0 && csv_field(p, len, c->tracestate_column, delim, &si, &sj) == 0 &&
+        si < sj)
+        slc_state_add(&st, p + si, sj - si);
+    return slc_trace_read(ctx, p + i, j - i, &st, out);
 }
 
 /* One line: emit its record or its dead letter. */

@@ -15,14 +15,56 @@
 #include "sluice/source.h"
 #include "sluice/trace.h"
 
-const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, const void *state,
-                                   size_t state_len, sl_trace_ctx *out)
+void slc_state_reset(slc_state *st)
+{
+    st->n = st->over = 0;
+    st->len = 0;
+}
+
+void slc_state_add(slc_state *st, const void *value, size_t len)
+{
+    if (!value) len = 0;
+    if (st->over || ++st->n > SLC_STATE_HEADERS_MAX) {
+        st->over = 1;
+        return;
+    }
+    if (st->n == 1) {
+        st->one = value;
+        st->one_len = len;
+        return;
+    }
+    if (st->n == 2) { /* the first moves into join */
+        if (st->one_len > sizeof(st->join)) {
+            st->over = 1;
+            return;
+        }
+        memcpy(st->join, st->one, st->one_len);
+        st->len = st->one_len;
+    }
+    if (st->len + 1 + len > sizeof(st->join)) {
+        st->over = 1;
+        return;
+    }
+    st->join[st->len++] = ',';
+    memcpy(st->join + st->len, value, len);
+    st->len += len;
+}
+
+const sl_trace_ctx *slc_trace_read(sl_ctx *ctx, const void *value, size_t len, const slc_state *st,
+                                   sl_trace_ctx *out)
 {
     if (sl_traceparent_parse(value, len, out) != 0) {
         sl_ctx_trace_malformed(ctx);
         return NULL;
     }
-    if (state && sl_tracestate_parse(state, state_len, out) != 0) sl_ctx_trace_malformed(ctx);
+    if (!st || !st->n) return out;
+    const char *v = st->n == 1 ? st->one : st->join;
+    size_t vl = st->n == 1 ? st->one_len : st->len;
+    if (st->over || sl_tracestate_parse(v ? v : "", v ? vl : 0, out) != 0) {
+        out->state = NULL; /* the whole list is dropped */
+        out->state_len = 0;
+        sl_ctx_trace_malformed(ctx);
+    }
     return out;
 }
 

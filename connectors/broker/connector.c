@@ -10,8 +10,8 @@
  * so nothing here looks at the clock. Position: the next offset.
  *
  * Trace context: a message's first `traceparent` header becomes its
- * record's trace context (sluice/tracectx.h), with its first `tracestate`;
- * a malformed one is ignored and counted (sl_pipeline_trace_malformed;
+ * record's trace context (sluice/tracectx.h), with its `tracestate`
+ * headers joined into one list; a malformed one is ignored and counted (sl_pipeline_trace_malformed;
  * connectors/topic_record.c has the rules).
  *
  * The sink is in connector_sink.c.
@@ -67,6 +67,7 @@ typedef struct bsrc {
     sl_log_reader *r;
     bsplit d;
     uint8_t *rec; /* parse output */
+    slc_state st; /* the message's tracestate headers */
 } bsrc;
 
 static const char *bsrc_errmsg(sl_broker *b)
@@ -158,30 +159,28 @@ fail:
 }
 
 /* The message's trace context (its first `traceparent` header, with its
- * first `tracestate`), or NULL. */
-static const sl_trace_ctx *bsrc_trace(sl_ctx *ctx, const sl_message *m, sl_trace_ctx *out)
+ * `tracestate` headers joined: connectors/topic_record.h), or NULL. */
+static const sl_trace_ctx *bsrc_trace(sl_ctx *ctx, bsrc *s, const sl_message *m, sl_trace_ctx *out)
 {
-    const sl_record_header *tp = NULL, *ts = NULL;
+    const sl_record_header *tp = NULL;
+    slc_state_reset(&s->st);
     for (size_t k = 0; k < m->header_count; k++) {
         const sl_record_header *h = &m->headers[k];
         if (!tp && h->key_len == SLC_TRACEPARENT_LEN &&
             !memcmp(h->key, SLC_TRACEPARENT, h->key_len))
             tp = h;
-        else if (!ts && h->key_len == SLC_TRACESTATE_LEN &&
-                 !memcmp(h->key, SLC_TRACESTATE, h->key_len))
-            ts = h;
+        else if (h->key_len == SLC_TRACESTATE_LEN && !memcmp(h->key, SLC_TRACESTATE, h->key_len))
+            slc_state_add(&s->st, h->value, h->value_len);
     }
     if (!tp) return NULL;
-    return slc_trace_read(ctx, tp->value, tp->value ? tp->value_len : 0,
-                          ts && ts->value ? ts->value : NULL, ts && ts->value ? ts->value_len : 0,
-                          out);
+    return slc_trace_read(ctx, tp->value, tp->value ? tp->value_len : 0, &s->st, out);
 }
 
 /* One message: its record or its dead letter (connectors/topic_record.c). */
 static int bsrc_emit(sl_ctx *ctx, const sl_broker_source_conf *c, bsrc *s, const sl_message *m)
 {
     sl_trace_ctx tc;
-    slc_topic_msg tm = {.trace = m->header_count ? bsrc_trace(ctx, m, &tc) : NULL,
+    slc_topic_msg tm = {.trace = m->header_count ? bsrc_trace(ctx, s, m, &tc) : NULL,
                         .key = m->key,
                         .key_len = m->key_len,
                         .value = m->value,

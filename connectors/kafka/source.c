@@ -60,8 +60,8 @@
  * to the offsets registry (slk_offsets_put) for such a sink.
  *
  * Trace context: a message's first `traceparent` header becomes its
- * record's trace context (connectors/topic_record.c), with its first
- * `tracestate`; a malformed one is ignored and counted
+ * record's trace context (connectors/topic_record.c), with its
+ * `tracestate` headers joined into one list; a malformed one is ignored and counted
  * (sl_pipeline_trace_malformed).
  */
 #include <inttypes.h>
@@ -112,6 +112,7 @@ struct ksplit {
     uint8_t *up_idle;
     uint8_t *rec; /* parse output */
     rd_kafka_message_t *msgs[KS_BATCH];
+    slc_state st; /* the message's tracestate headers */
 };
 
 static pthread_mutex_t kc_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -553,17 +554,20 @@ static void split_ended(const sl_kafka_source_conf *c, ksplit *s)
 }
 
 /* The message's trace context (its first `traceparent` header, with its
- * first `tracestate`), or NULL; a malformed one is counted
- * (connectors/topic_record.c). */
-static const sl_trace_ctx *msg_trace(sl_ctx *ctx, const rd_kafka_message_t *m, sl_trace_ctx *out)
+ * `tracestate` headers joined: connectors/topic_record.h), or NULL; a
+ * malformed one is counted (connectors/topic_record.c). */
+static const sl_trace_ctx *msg_trace(sl_ctx *ctx, ksplit *s, const rd_kafka_message_t *m,
+                                     sl_trace_ctx *out)
 {
     rd_kafka_headers_t *h = NULL;
     const void *v = NULL, *sv = NULL;
     size_t vl = 0, svl = 0;
     if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get(h, 0, SLC_TRACEPARENT, &v, &vl))
         return NULL;
-    if (rd_kafka_header_get(h, 0, SLC_TRACESTATE, &sv, &svl)) sv = NULL;
-    return slc_trace_read(ctx, v, v ? vl : 0, sv, sv ? svl : 0, out);
+    slc_state_reset(&s->st);
+    for (size_t k = 0; !rd_kafka_header_get(h, k, SLC_TRACESTATE, &sv, &svl); k++)
+        slc_state_add(&s->st, sv, sv ? svl : 0);
+    return slc_trace_read(ctx, v, v ? vl : 0, &s->st, out);
 }
 
 /* One message: its record or its dead letter. */
@@ -571,7 +575,7 @@ static int emit(sl_ctx *ctx, const sl_kafka_source_conf *c, ksplit *s, const rd_
 {
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
     sl_trace_ctx tc;
-    slc_topic_msg tm = {.trace = msg_trace(ctx, m, &tc),
+    slc_topic_msg tm = {.trace = msg_trace(ctx, s, m, &tc),
                         .key = m->key,
                         .key_len = m->key_len,
                         .value = m->payload,

@@ -11,7 +11,10 @@
 # of the same trace id and flags and a new parent span id, followed by a
 # tracestate header of the same bytes when they had one: a two-member
 # tracestate as it was, one longer than 512 bytes cut after its last
-# member that ends within 512 bytes (exactly 512 here). Records without a
+# member that ends within 512 bytes (exactly 512 here), and several
+# tracestate headers joined in order with ',' into one list (W3C: they are
+# one list), which is dropped and counted whole when one of them is
+# malformed. Records without a
 # traceparent come out without one; each kind of malformed traceparent (too
 # long, too short, uppercase, version ff, zero trace id, zero span id, bad
 # separators, a non-hex digit, empty) is ignored and counted by the
@@ -70,6 +73,8 @@ kinds=(
   "state|00-$tid-$span-01|$state|0"
   "badstate|00-$tid-$span-01|Congo=x|1"
   "longstate|00-$tid-$span-01|$longstate|0"
+  "twostates|00-$tid-$span-01|rojo=00f067aa0ba902b7^congo=t61rcWkgMzE^ ,vendor=x|0"
+  "twobad|00-$tid-$span-01|rojo=00f067aa0ba902b7^Congo=x|1"
   "none|-|-|0"
   "stateonly|-|$state|0"
   "badparent|00-$tid-$span-1|$state|1"
@@ -84,14 +89,17 @@ kinds=(
   "nothex|00-$tid-$span-0x|-|1"
   "empty||-|1"
 )
-traced=5 # kinds that keep their trace
+traced=7 # kinds that keep their trace
 malformed=0
 for k in "${kinds[@]}"; do
   IFS='|' read -r name tp ts bad <<< "$k"
   for i in 1 2 3; do echo "$name-$i"; done > "$tmp/msgs"
   h=()
   [ "$tp" = "-" ] || h+=(-H "traceparent=$tp")
-  [ "$ts" = "-" ] || h+=(-H "tracestate=$ts")
+  if [ "$ts" != "-" ]; then # ^ splits several tracestate headers
+    IFS='^' read -r -a states <<< "$ts"
+    for st in "${states[@]}"; do h+=(-H "tracestate=$st"); done
+  fi
   kcat -b "$broker" -P -t in "${h[@]}" < "$tmp/msgs" 2> "$tmp/p.err" ||
     fail "kcat -P ($name): $(cat "$tmp/p.err")"
   malformed=$((malformed + 3 * bad))
@@ -109,6 +117,8 @@ grep -qxF "state-1|traceparent=00-$tid-$span-01,tracestate=$state" "$tmp/in.out"
   fail "kcat -H made no tracestate header: $(grep '^state-' "$tmp/in.out")"
 grep -qxF "longstate-1|traceparent=00-$tid-$span-01,tracestate=$longstate" "$tmp/in.out" ||
   fail "kcat -H made no long tracestate header: $(grep '^longstate-' "$tmp/in.out")"
+grep -qxF "twostates-1|traceparent=00-$tid-$span-01,tracestate=rojo=00f067aa0ba902b7,tracestate=congo=t61rcWkgMzE,tracestate= ,vendor=x" "$tmp/in.out" ||
+  fail "kcat -H made no three tracestate headers: $(grep '^twostates-' "$tmp/in.out")"
 grep -qxF "stateonly-1|tracestate=$state" "$tmp/in.out" ||
   fail "kcat -H made no lone tracestate header: $(grep '^stateonly-' "$tmp/in.out")"
 
@@ -123,15 +133,16 @@ check_out() {
   while IFS='|' read -r value headers; do
     name=${value%-*}
     case $name in
-    sampled | unsampled | badstate)
+    sampled | unsampled | badstate | twobad)
       flags=01
       [ "$name" = unsampled ] && flags=00
       [[ $headers =~ ^traceparent=00-$tid-([0-9a-f]{16})-$flags$ ]] ||
         fail "$topic: $value came out with '$headers', expected traceparent=00-$tid-<new span>-$flags and no tracestate"
       ;;
-    state | longstate)
+    state | longstate | twostates)
       want=$state
       [ "$name" = longstate ] && want=$longcut
+      [ "$name" = twostates ] && want="rojo=00f067aa0ba902b7,congo=t61rcWkgMzE, ,vendor=x"
       [[ $headers =~ ^traceparent=00-$tid-([0-9a-f]{16})-01,tracestate=(.*)$ ]] ||
         fail "$topic: $value came out with '$headers', expected traceparent=00-$tid-<new span>-01,tracestate=$want"
       [ "${BASH_REMATCH[2]}" = "$want" ] ||
@@ -176,4 +187,4 @@ grep -qx "malformed $malformed" "$tmp/pipe.out" ||
   fail "the exactly-once Kafka pipeline counted '$(cat "$tmp/pipe.out")' malformed headers, expected $malformed"
 check_out out-eo
 kill -0 "$pid" || fail "the server died: $(cat "$tmp/serve.err")"
-echo "trace_kcat: broker, Kafka and Kafka exactly-once: $n_in records each, $((traced * 3)) traced with new span ids, 6 with their tracestate (3 of them cut from ${#longstate} to 512 bytes), $malformed malformed headers counted (3 of them tracestates)"
+echo "trace_kcat: broker, Kafka and Kafka exactly-once: $n_in records each, $((traced * 3)) traced with new span ids, 9 with their tracestate (3 of them cut from ${#longstate} to 512 bytes, 3 joined from three headers), $malformed malformed headers counted (6 of them tracestates)"

@@ -20,8 +20,8 @@
  * the first member to the end of the last (a multi-member list,
  * tenant@system keys, every printable value character, 32 members, spaces,
  * tabs and empty members around and between members: outer ones cut, inner
- * ones kept; the header before the traceparent; of two tracestate headers
- * the first). A list longer than 512 bytes comes out cut after the last
+ * ones kept; the header before the traceparent; two tracestate headers,
+ * which are one list: joined with ',', blank ones too). A list longer than 512 bytes comes out cut after the last
  * whole member that ends within 512 bytes of the first member's start (one
  * ending exactly at 512 is kept, one at 513 is not; a first member alone
  * longer than 512: no header, not counted). A malformed list (33 members,
@@ -29,7 +29,8 @@
  * empty key, a digit first without '@', an empty system after '@', a
  * control character, an empty value, a value of 257) comes out without a
  * tracestate but with its traceparent, and counts one malformed header; so
- * does a malformed first tracestate followed by a valid second. An empty,
+ * do two tracestate headers of which either is malformed, or which join
+ * into 33 members. An empty,
  * null or blank tracestate comes out as none and is not counted. A
  * tracestate without a traceparent, valid or not, gives no header and no
  * count; with a malformed traceparent, no header and one count (the
@@ -134,7 +135,9 @@ static const kind kinds[] = {
      .ts_out = "rojo=00f067aa0ba902b7 ,\t congo=t61rcWkgMzE"},
     {.tp = TP_OK, .tp_valid = 1, .ts = ts_32, .ts_out = ts_32},
     {.tp = TP_OK, .tp_valid = 1, .ts = "first=1", .ts_out = "first=1", .ts_first = 1},
-    {.tp = TP_OK, .tp_valid = 1, .ts = "one=1", .ts_out = "one=1", .ts2 = "two=2"},
+    {.tp = TP_OK, .tp_valid = 1, .ts = "one=1", .ts_out = "one=1,two=2", .ts2 = "two=2"},
+    {.tp = TP_OK, .tp_valid = 1, .ts = " ", .ts_out = "two=2", .ts2 = "two=2"},
+    {.tp = TP_OK, .tp_valid = 1, .ts = ts_32, .ts_out = ts_32, .ts2 = ""},
     /* (b) malformed tracestates: the traceparent stays, one count */
     {.tp = TP_OK, .tp_valid = 1, .ts = ts_33, .ts_bad = 1},
     {.tp = TP_OK, .tp_valid = 1, .ts = "Congo=t61rcWkgMzE", .ts_bad = 1},
@@ -149,6 +152,8 @@ static const kind kinds[] = {
     {.tp = TP_OK, .tp_valid = 1, .ts = "a=1,b= ", .ts_bad = 1},
     {.tp = TP_OK, .tp_valid = 1, .ts = ts_vlong, .ts_bad = 1},
     {.tp = TP_OK, .tp_valid = 1, .ts = "A=1", .ts_bad = 1, .ts2 = "a=1"},
+    {.tp = TP_OK, .tp_valid = 1, .ts = "a=1", .ts_bad = 1, .ts2 = "A=1"},
+    {.tp = TP_OK, .tp_valid = 1, .ts = ts_32, .ts_bad = 1, .ts2 = "x33=1"},
     {.tp = TP_OK, .tp_valid = 1, .ts = "a=1,B=2", .ts_bad = 1, .ts_first = 1},
     /* (c) longer than 512 bytes: cut after the last whole member that fits */
     {.tp = TP_OK, .tp_valid = 1, .ts = ts_long, .ts_out = ts_long, .ts_out_len = 454},
