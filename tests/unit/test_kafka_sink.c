@@ -24,7 +24,8 @@
  *     sink parallelism 2 (two transactional ids); one credit;
  *   - a crash between the manifest and the commit (the wrapper skips the
  *     inner commit of the final checkpoint): the restart's restore() rolls
- *     forward, every record exactly once; a third run (restore of a
+ *     forward, every record exactly once, with the trace headers its staged
+ *     context and tracestate make (read back from the snapshot); a third run (restore of a
  *     committed checkpoint) writes nothing;
  *   - fencing: a producer with the same transactional id initialised during
  *     the first commit fences the sink: the job fails with "... was fenced
@@ -57,6 +58,7 @@
 #include "sluice/kafka.h"
 #include "sluice/pipeline.h"
 #include "sluice/server.h"
+#include "sluice/trace.h"
 #include "tests/unit/kafka_test.h"
 
 static char chkroot[] = "/tmp/sluice_test_kafka_sink_chk_XXXXXX";
@@ -93,7 +95,21 @@ typedef struct got {
     char key[16];
     int keyed;
     size_t vlen;
+    char tp[64], state[64]; /* its last traceparent and tracestate headers ("": none) */
+    int n_headers;
 } got;
+
+/* Header name of m into buf ("" when it has none). */
+static void header_str(rd_kafka_headers_t *h, const char *name, char *buf, size_t cap)
+{
+    const void *v = NULL;
+    size_t vl = 0;
+    buf[0] = 0;
+    if (!h || rd_kafka_header_get_last(h, name, &v, &vl) || !v) return;
+    if (vl >= cap) vl = cap - 1;
+    memcpy(buf, v, vl);
+    buf[vl] = 0;
+}
 
 /* Every record of topic (nparts partitions) from the beginning to the end
  * (the last stable offset under read_committed), in order per partition.
@@ -143,6 +159,10 @@ static size_t read_topic(const char *topic, int nparts, int committed, got *out,
                 g->id = -1;
                 if (m->len >= 8) memcpy(&g->id, m->payload, 8);
                 g->vlen = m->len;
+                rd_kafka_headers_t *h = NULL;
+                if (!rd_kafka_message_headers(m, &h)) g->n_headers = (int)rd_kafka_header_cnt(h);
+                header_str(h, "traceparent", g->tp, sizeof g->tp);
+                header_str(h, "tracestate", g->state, sizeof g->state);
                 if (m->key) {
                     g->keyed = 1;
                     size_t kl = m->key_len < sizeof g->key - 1 ? m->key_len : sizeof g->key - 1;
@@ -213,6 +233,7 @@ typedef struct job {
     char chk[320];    /* "": a new checkpoint directory */
     const char *from; /* a chk-<id> directory to restore from; NULL: the latest */
     sl_gen_fn fn;
+    int traced; /* records carry trace contexts (traced_ctx) */
 } job;
 
 static void job_init(job *j, const char *topic, uint64_t count, int guarantee)
@@ -226,6 +247,63 @@ static void job_init(job *j, const char *topic, uint64_t count, int guarantee)
     j->kc.bootstrap = S.bootstrap;
     j->kc.topic = topic;
     j->fn = gen;
+}
+
+/* The trace context of record id when traced: every third has one,
+ * sampled on odd ids, with a tracestate on every sixth (its bytes in buf). */
+static int traced_ctx(int64_t id, sl_trace_ctx *c, char *buf, size_t cap)
+{
+    if (id % 3) return 0;
+    memset(c, 0, sizeof *c);
+    memset(c->trace_id, 0x4b, 16);
+    memcpy(c->trace_id + 8, &id, 8);
+    memset(c->span_id, 0x0f, 8);
+    c->flags = id % 2 ? SL_TRACE_FLAG_SAMPLED : 0;
+    if (id % 6 == 0) {
+        c->state_len = (uint16_t)snprintf(buf, cap, "rojo=%" PRId64 ",congo=t61rcWkgMzE", id);
+        c->state = buf;
+    }
+    return 1;
+}
+
+static int trace_process(sl_ctx *ctx, void *self, sl_batch *b)
+{
+    (void)self;
+    for (uint32_t i = 0; i < b->count; i++) {
+        sl_trace_ctx c;
+        char buf[64];
+        const rec16 *r = sl_batch_at(b, i);
+        if (traced_ctx(r->id, &c, buf, sizeof buf) && sl_batch_set_trace(b, i, &c))
+            return sl_ctx_fail(ctx, SL_ENOMEM, "trace column");
+    }
+    return sl_forward(ctx, b);
+}
+
+static const sl_operator trace_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "trace", .process = trace_process};
+
+/* g's headers are those of its record's context (traced_ctx): a
+ * traceparent of the same trace id and flags and a new span id, the
+ * tracestate as it was; none without a context. */
+static void check_trace_headers(const got *g)
+{
+    sl_trace_ctx c, h;
+    char buf[64];
+    if (!traced_ctx(g->id, &c, buf, sizeof buf)) {
+        assert_int_equal(g->n_headers, 0);
+        return;
+    }
+    assert_int_equal(sl_traceparent_parse(g->tp, strlen(g->tp), &h), 0);
+    assert_memory_equal(h.trace_id, c.trace_id, 16);
+    assert_memory_not_equal(h.span_id, c.span_id, 8); /* sluice's hop */
+    assert_int_equal(h.flags, c.flags);
+    if (c.state) {
+        assert_int_equal(g->n_headers, 2);
+        assert_int_equal(strlen(g->state), c.state_len);
+        assert_memory_equal(g->state, c.state, c.state_len);
+    } else {
+        assert_int_equal(g->n_headers, 1);
+    }
 }
 
 /* Run the job: 0 or the pipeline's code, with its message in msg. */
@@ -244,6 +322,7 @@ static int run_job(job *j, char *msg, size_t msglen)
     }
     sl_generator_conf gc = {.fn = j->fn, .count = j->count, .rate = j->rate};
     sl_stream *s = sl_pipeline_generator(p, "gen", &gc, sizeof(rec16), NULL);
+    if (j->traced) s = sl_stream_apply(s, "trace", &trace_op, NULL, sizeof(rec16));
     sl_stream_sink(s, "out", j->sink ? j->sink : &sl_sink_kafka, &j->kc);
     int rc = sl_pipeline_run(p);
     if (msg) snprintf(msg, msglen, "%s", sl_pipeline_errmsg(p));
@@ -640,6 +719,7 @@ static void test_crash_before_commit_rolls_forward(void **state)
     job_init(&j, "crash", n, SL_GUARANTEE_EXACTLY_ONCE);
     j.interval_ms = 3600 * 1000; /* the final checkpoint only */
     j.sink = &w_sink;
+    j.traced = 1; /* the staged contexts and states go through the snapshot */
     assert_int_equal(run_job(&j, NULL, 0), 0);
     assert_int_equal(W.commits, 0);
     got *g = calloc(n + 100, sizeof *g);
@@ -658,10 +738,12 @@ static void test_crash_before_commit_rolls_forward(void **state)
     closedir(dd);
     assert_string_not_equal(first, "");
 
-    /* the restart: restore() finds the marker below the checkpoint */
+    /* the restart: restore() finds the marker below the checkpoint, and
+     * produces the snapshot's records with their trace headers */
     w_reset(0, "crash", 2);
     assert_int_equal(run_job(&j, NULL, 0), 0);
     check_once_in_order(g, read_topic("crash", 2, 1, g, n + 100), n);
+    for (uint64_t i = 0; i < n; i++) check_trace_headers(&g[i]);
 
     /* the same checkpoint again: it is committed, nothing more is written */
     j.from = first;
