@@ -441,7 +441,7 @@ static void copy_span(sl_span *dst, const sl_span *src)
     dst->n_links = (uint8_t)nl;
     memcpy(dst->attrs, src->attrs, (size_t)na * sizeof(src->attrs[0]));
     memcpy(dst->links, src->links, (size_t)nl * sizeof(src->links[0]));
-    dst->state_len = src->state_len <= SL_TRACESTATE_MAX ? src->state_len : 0;
+    if (dst->state_len > SL_TRACESTATE_MAX) dst->state_len = 0; /* copied with the fields */
     memcpy(dst->state, src->state, dst->state_len);
 }
 

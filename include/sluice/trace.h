@@ -141,6 +141,7 @@ typedef struct sl_span {
     uint8_t kind;              /* enum sl_span_kind */
     uint8_t status;            /* enum sl_span_status */
     uint8_t n_attrs, n_links;
+    uint16_t state_len; /* bytes of state (below); 0: none */
     uint32_t dropped_attrs, dropped_links;
     int64_t start_ns, end_ns; /* wall clock, ns since the Unix epoch */
     char name[SL_SPAN_NAME_MAX];
@@ -148,9 +149,8 @@ typedef struct sl_span {
     sl_span_attr attrs[SL_SPAN_ATTRS_MAX];
     sl_trace_ctx links[SL_SPAN_LINKS_MAX];
     /* The W3C tracestate the span carries (OTLP traceState): its parent's,
-     * state_len bytes of state (not NUL-terminated); 0: none. Exporters read
+     * state_len bytes (not NUL-terminated). Exporters read
      * state[0..state_len) only. */
-    uint16_t state_len;
     char state[SL_TRACESTATE_MAX];
 } sl_span;
 
