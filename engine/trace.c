@@ -640,8 +640,8 @@ static void *export_main(void *arg)
  * (OpenTelemetry's default queue), and 8192 trace points' spans, whose
  * 128-byte cells make that 1 MB. At 1 % of bench core's records, about
  * 330,000 spans/s, 2048 is 6 ms of them: on this project's 2-vCPU machine
- * the export thread was kept off its CPU that long in 2 to 7 runs of 10,
- * which lost spans (counted); none did in ten runs with 8192. */
+ * the export thread fell that far behind (kept off its CPU, we believe) in
+ * 2 to 7 runs of 10, which lost spans (counted); none did in ten with 8192. */
 #define QUEUE_DEFAULT  2048
 #define POINTS_DEFAULT 8192
 
