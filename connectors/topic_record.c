@@ -38,7 +38,7 @@ void slc_state_add(slc_state *st, const void *value, size_t len)
             st->over = 1;
             return;
         }
-        memcpy(st->join, st->one, st->one_len);
+        if (st->one_len) memcpy(st->join, st->one, st->one_len); /* one may be NULL */
         st->len = st->one_len;
     }
     if (st->len + 1 + len > sizeof(st->join)) {
@@ -46,7 +46,7 @@ void slc_state_add(slc_state *st, const void *value, size_t len)
         return;
     }
     st->join[st->len++] = ',';
-    memcpy(st->join + st->len, value, len);
+    if (len) memcpy(st->join + st->len, value, len);
     st->len += len;
 }
 

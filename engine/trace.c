@@ -658,6 +658,16 @@ static size_t urgent_of(size_t cap, size_t kick)
     return cap / 2 > kick ? (cap / 2) / kick * kick : kick;
 }
 
+/* Free t's memory (any of it may be NULL), and t. */
+static void tracer_release(sl_tracer *t)
+{
+    free(t->batch);
+    free(t->spans.cells);
+    sli_pages_free(t->points.cells, (t->points.mask + 1) * REC_CELL);
+    free(t->service);
+    free(t);
+}
+
 static void err_say(char *err, size_t n, const char *msg)
 {
     if (err && n) snprintf(err, n, "%s", msg);
@@ -737,11 +747,7 @@ fail_mutex:
     pthread_mutex_destroy(&t->m);
 fail_free:
     err_say(err, errlen, "tracer: out of memory");
-    free(t->batch);
-    free(t->spans.cells);
-    sli_pages_free(t->points.cells, (t->points.mask + 1) * REC_CELL);
-    free(t->service);
-    free(t);
+    tracer_release(t);
     t = NULL;
 fail:
     if (exp && exp->close) exp->close(exp->ud);
@@ -762,11 +768,7 @@ void sl_tracer_free(sl_tracer *t)
     pthread_cond_destroy(&t->done_cv);
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->m);
-    free(t->batch);
-    free(t->spans.cells);
-    sli_pages_free(t->points.cells, (t->points.mask + 1) * REC_CELL);
-    free(t->service);
-    free(t);
+    tracer_release(t);
 }
 
 int64_t sl_trace_batch_deadline(const sl_trace_batch *b)
@@ -1065,8 +1067,9 @@ void sli_span_rec_end(sl_tracer *t, const sli_span_rec *r, const char *state, ui
     ring_publish(t, &t->points, pos);
 }
 
-/* The export thread's half of sli_span_rec_end: the sl_span the point's
- * span is, with its attributes (sluice/trace.h, sl_stream_trace). */
+/* The sl_span a point's span is, with its attributes (sluice/trace.h,
+ * sl_stream_trace): made by the export thread from a compact cell, or by
+ * the producer when the span goes whole (point_span_whole). */
 static void rec_to_span(sl_tracer *t, sl_span *s, const sli_span_rec *r)
 {
     s->tracer = t; /* for attr_append; cleared below, as sl_span_end leaves it */

@@ -137,6 +137,7 @@ static const kind kinds[] = {
     {.tp = TP_OK, .tp_valid = 1, .ts = "first=1", .ts_out = "first=1", .ts_first = 1},
     {.tp = TP_OK, .tp_valid = 1, .ts = "one=1", .ts_out = "one=1,two=2", .ts2 = "two=2"},
     {.tp = TP_OK, .tp_valid = 1, .ts = " ", .ts_out = "two=2", .ts2 = "two=2"},
+    {.tp = TP_OK, .tp_valid = 1, .ts = "", .ts_null = 1, .ts_out = "two=2", .ts2 = "two=2"},
     {.tp = TP_OK, .tp_valid = 1, .ts = ts_32, .ts_out = ts_32, .ts2 = ""},
     /* (b) malformed tracestates: the traceparent stays, one count */
     {.tp = TP_OK, .tp_valid = 1, .ts = ts_33, .ts_bad = 1},
