@@ -35,6 +35,7 @@
 #include "sluice/operators.h"
 #include "sluice/connectors.h"
 #include "sluice/window.h"
+#include "sluice/join.h"
 #include "sluice/broker.h"
 #include "sluice/checkpoint.h"
 #include "sluice/sqlite.h"
