@@ -310,9 +310,62 @@ static int64_t column_max(const int64_t *ts, uint32_t n, int64_t init)
     return m2 > m0 ? m2 : m0;
 }
 
+/* Cut b at the punctuated watermarks found by scan_pending: records up to
+ * cut[0] stay in b, (cut[k-1], cut[k]] and the records after the last cut
+ * are copied into batches of their own, each record once. Then b, wm[0],
+ * the next piece, wm[1], ... go out (the split's watermark set back to
+ * what it was at each cut, so that sli_source_announce sends that one),
+ * and the last piece becomes the batch the poll goes on filling. */
+static int cut_and_announce(struct sl_ctx *c, sl_batch *b, const uint32_t *cut, const int64_t *wm,
+                            uint32_t n_cut)
+{
+    sli_srcinst *si = c->src;
+    src_split *sp = &si->s[si->cur];
+    uint32_t to = b->count;
+    int64_t final_wm = sp->wm;
+    sl_batch *piece[SL_BATCH_CAPACITY]; /* piece[k]: the records after cut[k] */
+    uint32_t n_piece = 0;
+    for (uint32_t k = 0; k < n_cut; k++) {
+        uint32_t lo = cut[k] + 1, hi = k + 1 < n_cut ? cut[k + 1] + 1 : to;
+        if (lo >= hi) break; /* the last cut at the batch's last record */
+        sl_batch *r = sli_batch_get(c->p, b->width);
+        int rc = r ? 0 : SL_ENOMEM;
+        for (uint32_t i = lo; i < hi && !rc; i++) rc = sli_batch_append_from(r, b, i);
+        if (rc) {
+            sli_batch_put(c->p, r);
+            while (n_piece) sli_batch_put(c->p, piece[--n_piece]);
+            return sl_ctx_fail(c, rc, "out of memory");
+        }
+        piece[n_piece++] = r;
+    }
+    if (n_piece) sl_batch_truncate(b, cut[0] + 1); /* the pieces took the contexts along */
+    si->scan_b = NULL;
+    int rc = 0;
+    for (uint32_t k = 0; k < n_cut; k++) {
+        sp->wm = wm[k];
+        if (!rc) rc = sli_source_announce(c); /* flushes the current batch first */
+        if (k < n_piece) {
+            if (rc || c->out[0].cur) { /* the flush took the batch, or failed */
+                sli_batch_put(c->p, piece[k]);
+                if (!rc) rc = sl_ctx_fail(c, SL_ESTATE, "source batch cut out of order");
+                continue;
+            }
+            c->out[0].cur = piece[k];
+        }
+    }
+    sp->wm = final_wm;
+    if (rc) return rc;
+    if (n_piece == n_cut) { /* records after the last cut: the poll goes on filling them */
+        si->scan_b = piece[n_piece - 1];
+        si->scan_from = si->scan_b->count;
+    }
+    return 0;
+}
+
 /* Records [scan_from, count) of the current poll's batch: fold their event
- * times into the split. Punctuated: cut the batch after a record that raises
- * the instance's watermark, send the watermark, go on with the rest. */
+ * times into the split. Punctuated: find the records after which the
+ * instance's watermark rises, then cut the batch there and send each
+ * watermark after its records (cut_and_announce). */
 static int scan_pending(struct sl_ctx *c)
 {
     sli_srcinst *si = c->src;
@@ -331,6 +384,8 @@ static int scan_pending(struct sl_ctx *c)
         if (mx != SL_TIME_MIN) return split_raise(c, sp, bounded_wm(mx, w->delay), 0);
         return 0;
     }
+    uint32_t cut[SL_BATCH_CAPACITY], n_cut = 0;
+    int64_t cut_wm[SL_BATCH_CAPACITY], announced = si->announced;
     for (uint32_t i = from; i < to; i++) {
         int64_t ts = b->ts[i];
         if (ts > sp->max_ts) sp->max_ts = ts;
@@ -350,37 +405,13 @@ static int scan_pending(struct sl_ctx *c)
         int64_t before = inst_min(si, &any);
         sp->wm = cand;
         int64_t after = inst_min(si, &any);
-        if (after <= before || after <= si->announced) continue;
-        /* Cut: records up to i go before the watermark, the rest after. */
-        sl_batch *rest = NULL;
-        if (i + 1 < to) {
-            rest = sli_batch_get(c->p, b->width);
-            if (!rest) return sl_ctx_fail(c, SL_ENOMEM, "out of memory");
-            for (uint32_t k = i + 1; k < to; k++) {
-                int rc = sli_batch_append_from(rest, b, k);
-                if (rc) {
-                    sli_batch_put(c->p, rest);
-                    return sl_ctx_fail(c, rc, "out of memory");
-                }
-            }
-            sl_batch_truncate(b, i + 1); /* the rest took the contexts along */
-        }
-        si->scan_b = NULL;
-        int rc = sli_source_announce(c); /* flushes b first */
-        if (rest) {
-            if (c->out[0].cur) { /* cannot happen: the flush took b */
-                sli_batch_put(c->p, rest);
-                return sl_ctx_fail(c, SL_ESTATE, "source batch cut out of order");
-            }
-            c->out[0].cur = rest;
-        }
-        if (rc) return rc;
-        if (!rest) return 0;
-        si->scan_b = b = rest;
-        si->scan_from = to = b->count;
-        i = (uint32_t)-1; /* the loop's ++ goes on with the rest at 0 */
+        if (after <= before || after <= announced) continue;
+        /* records up to i go before this watermark */
+        cut[n_cut] = i;
+        cut_wm[n_cut++] = sp->wm;
+        announced = after;
     }
-    return 0;
+    return n_cut ? cut_and_announce(c, b, cut, cut_wm, n_cut) : 0;
 }
 
 /* After the reader emitted outside our batch (a watermark it announced
