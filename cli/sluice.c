@@ -57,6 +57,8 @@ static const struct {
      bench_core},
     {"ysb", "the ysb job on its generator, against a hand-written YSB loop", bench_ysb},
     {"windows", "sliding against tumbling windows; window result latency", bench_windows},
+    {"window-agg", "the window-agg job on CSV lines, 1 k and 1 M keys, against a hand loop",
+     bench_window_agg},
     {"crdt", "CRDT updates, merges, sizes; window distinct against count and exact", bench_crdt},
     {"saga", "the saga job end to end against a hand-written saga loop; latency, state",
      bench_saga},
