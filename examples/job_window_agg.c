@@ -112,20 +112,28 @@ const sl_operator jobs_deadletter_fmt_sink = {
 
 #define MAX_KEY 4096
 
+/* A decimal int64: an optional '-' and 1 to 19 digits, nothing else (no
+ * spaces, no '+'), within int64. 0, or -1 for anything else. */
 static int parse_i64(const char *p, size_t len, int64_t *out)
 {
-    if (len == 0 || len > 20) return -1;
-    char buf[24];
-    memcpy(buf, p, len);
-    buf[len] = 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (*end || errno || buf[0] == ' ' || buf[0] == '+' || buf[0] == '\t') return -1;
-    *out = v;
+    int neg = len > 0 && p[0] == '-';
+    size_t i = (size_t)neg;
+    if (len == i || len - i > 19) return -1;
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)p[i] - '0';
+        if (d > 9) return -1;
+        v = v * 10 + d; /* 19 digits fit in uint64 */
+    }
+    if (v > (uint64_t)INT64_MAX + (uint64_t)neg) return -1;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
     return 0;
 }
 
+/* Reasons are given in this order: the line's shape (two commas, no
+ * third), the key, the event time, the value. The value is parsed first:
+ * one that parses holds no comma, so the third comma is looked for only
+ * when it does not. */
 static int parse_csv(const char *line, size_t len, void *out, uint32_t max_len, int64_t *ts,
                      const char **reason, void *ud)
 {
@@ -143,7 +151,9 @@ static int parse_csv(const char *line, size_t len, void *out, uint32_t max_len, 
     }
     const char *val = c2 + 1;
     size_t vlen = len - (size_t)(val - line);
-    if (memchr(val, ',', vlen)) {
+    int64_t t, v;
+    int v_bad = parse_i64(val, vlen, &v);
+    if (v_bad && memchr(val, ',', vlen)) {
         *reason = "too many fields";
         return -1;
     }
@@ -156,12 +166,11 @@ static int parse_csv(const char *line, size_t len, void *out, uint32_t max_len, 
         *reason = "key too long";
         return -1;
     }
-    int64_t t, v;
     if (parse_i64(line, (size_t)(c1 - line), &t)) {
         *reason = "bad event_time_ms";
         return -1;
     }
-    if (parse_i64(val, vlen, &v)) {
+    if (v_bad) {
         *reason = "bad value";
         return -1;
     }
