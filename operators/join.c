@@ -73,6 +73,12 @@ typedef struct jkey {
     uint8_t *bytes;
     uint32_t n, cap;     /* entries */
     uint32_t used, bcap; /* payload bytes */
+    /* Window joins: the window ends (end - 1) armed_lo, armed_lo + slide,
+     * ..., armed_hi all have a timer set (valid when armed): a record whose
+     * windows are among them sets none. A cache only: timers set twice fire
+     * once. */
+    int64_t armed_lo, armed_hi;
+    int armed;
 } jkey;
 
 /* The node's conf: the user's conf and the inputs' widths. */
@@ -107,7 +113,7 @@ static int64_t mod_floor(int64_t a, int64_t b)
 /* Start of the last window (tumbling, sliding) that holds t. */
 static int64_t last_start(const sl_window_conf *w, int64_t t)
 {
-    return t - mod_floor(add_sat(t, -mod_floor(w->offset, w->slide)), w->slide);
+    return add_sat(t, -mod_floor(add_sat(t, -mod_floor(w->offset, w->slide)), w->slide));
 }
 
 /* --- a key's entries ----------------------------------------------------------- */
@@ -306,6 +312,41 @@ static int oom(sl_ctx *ctx)
     return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory for the join's state");
 }
 
+/* A timer at end - 1 of each window (tumbling, sliding) of a record at t
+ * that has not fired, unless k's armed range holds them all. Windows of
+ * one record have ends spaced by the slide; the range grows when the new
+ * ends touch it, else it is replaced. 0, or a negative code. */
+static int arm_windows(sl_ctx *ctx, const sl_window_conf *w, jkey *k, int64_t t, int have_wm,
+                       int64_t wm, uint64_t h, sl_bytes key)
+{
+    int64_t hi = add_sat(add_sat(last_start(w, t), w->size), -1), lo = hi;
+    int64_t first = add_sat(t, -w->size); /* window starts are > first */
+    for (int64_t st = last_start(w, t);;) {
+        int64_t end1 = add_sat(add_sat(st, w->size), -1);
+        if (have_wm && end1 <= wm) break;
+        lo = end1;
+        int64_t prev;
+        if (__builtin_sub_overflow(st, w->slide, &prev) || prev <= first) break;
+        st = prev;
+    }
+    if (have_wm && hi <= wm) return 0; /* cannot happen: the record is not late */
+    if (k->armed && lo >= k->armed_lo && hi <= k->armed_hi) return 0;
+    for (int64_t e = hi;; e -= w->slide) {
+        int rc = sl_ctx_timer(ctx, e, h, key.ptr, key.len);
+        if (rc) return rc;
+        if (e <= lo || e - lo < w->slide) break;
+    }
+    if (k->armed && lo <= add_sat(k->armed_hi, w->slide) && hi >= add_sat(k->armed_lo, -w->slide)) {
+        if (lo < k->armed_lo) k->armed_lo = lo;
+        if (hi > k->armed_hi) k->armed_hi = hi;
+    } else {
+        k->armed_lo = lo;
+        k->armed_hi = hi;
+        k->armed = 1;
+    }
+    return 0;
+}
+
 static int join_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     join_self *s = self;
@@ -371,13 +412,7 @@ static int join_process(sl_ctx *ctx, void *self, sl_batch *in)
             if (sl_ctx_timer(ctx, end1, h, key.ptr, key.len) != 0) return sl_ctx_error(ctx);
             continue;
         }
-        /* One timer per window of the record not fired yet. */
-        for (int64_t st = last_start(w, t); st > t - w->size; st -= w->slide) {
-            int64_t end1 = add_sat(add_sat(st, w->size), -1);
-            if (have_wm && end1 <= wm) break;
-            if (sl_ctx_timer(ctx, end1, h, key.ptr, key.len) != 0) return sl_ctx_error(ctx);
-            if (st == INT64_MIN || st - w->slide > st) break;
-        }
+        if (arm_windows(ctx, w, k, t, have_wm, wm, h, key) != 0) return sl_ctx_error(ctx);
     }
     return 0;
 }
