@@ -761,7 +761,7 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
     }
     j.events_per_s = j.rate > 0 ? (uint64_t)j.rate : 10000;
     if (emit_json) return emit(&j, out);
-    j.parallelism = common.parallelism;
+    j.parallelism = jobs_parallelism(&common);
     int rc = ysb_campaigns(&j, campaigns);
     if (rc) {
         ysb_free(&j);
