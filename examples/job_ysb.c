@@ -247,6 +247,7 @@ static int ysb_fill(void *out, int64_t *ts, uint32_t n, uint64_t seq, uint64_t s
         ysb_next(&cur, &ev[i]);
         ts[i] = ev[i].event_time;
     }
+    if (j->made && n) j->made(ev, n, j->made_ud);
     return 0;
 }
 
