@@ -43,8 +43,10 @@
  * the input, so theirs includes the end of the run.
  *
  * Printed: events per run, the median run's seconds, events/s median and
- * min - max, peak RSS (the process's, after the variant's last round; it
- * only grows), the two ratios and the latency line. --csv prints DESIGN.md's
+ * min - max, peak RSS (the highest of the variant's runs: the process's
+ * peak is reset before each run through /proc/self/clear_refs, and read
+ * back as VmHWM; where that is not allowed, the process's peak so far),
+ * the two ratios and the latency lines. --csv prints DESIGN.md's
  * rows (seconds and events_per_s: the median run's) with columns added at
  * the end: rounds, events_per_s_min, events_per_s_max, latency_p50_ms,
  * latency_p99_ms (empty for the loop).
@@ -299,6 +301,17 @@ static int run_variant(const char *cmd, variant *v, int check_it, double *eps)
     return 0;
 }
 
+/* Reset the process's peak RSS to its current RSS (Linux >= 4.0: "5" to
+ * /proc/self/clear_refs), so that VmHWM after a run is that run's peak.
+ * 0, or -1 where it cannot be reset. */
+static int peak_reset(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -385,10 +398,15 @@ int bench_ysb(int argc, char **argv)
         }
     }
     memset(lats, 0, sizeof(lats)); /* calibration latencies are not reported */
+    /* Peak RSS per variant: the highest of its runs' (the peak reset before
+     * each), else, where it cannot be reset, the process's so far. */
     for (long long r = 0; r < repeat; r++)
         for (int k = 0; k < 3; k++) {
+            int reset = peak_reset() == 0;
             if (run_variant(cmd, &vs[k], 1, &vs[k].eps[r])) return 1;
-            vs[k].rss = bench_peak_rss_mb();
+            double kb = reset ? bench_status_kb("VmHWM") : -1;
+            double mb = kb >= 0 ? kb / 1024.0 : bench_peak_rss_mb();
+            if (mb > vs[k].rss) vs[k].rss = mb;
         }
 
     double med[3], lo[3], hi[3], p50[3] = {-1, -1, -1}, p99[3] = {-1, -1, -1};
