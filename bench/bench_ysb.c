@@ -439,7 +439,7 @@ int bench_ysb(int argc, char **argv)
     if (events)
         printf("%" PRIu64 " events per run (--events)\n", events);
     else
-        printf("runs sized to last >= ~%lld s from a calibration run\n", seconds);
+        printf("runs sized from calibration runs to last about %lld s\n", seconds);
     printf("every engine run counted the views the loop counts over the same events\n");
     printf("  %-10s %7s %12s %8s %10s  %-17s %11s\n", "variant", "threads", "events", "seconds",
            "M events/s", "(min - max)", "peak RSS MB");

@@ -367,9 +367,9 @@ static sl_stream *ysb_views(ysb_job *j, sl_stream *events, int par)
 }
 
 /* campaign records -> key_by campaign (parallelism kpar) -> window "count"
- * (10 s tumbling count, --parallelism instances); late views (behind the
- * watermark by more than --delay) to the dead letters. Returns the window's
- * results. */
+ * (10 s tumbling count, j->parallelism instances: --parallelism, else
+ * --threads); late views (behind the watermark by more than --delay) to the
+ * dead letters. Returns the window's results. */
 static sl_stream *ysb_count(ysb_job *j, sl_stream *campaigns, int kpar)
 {
     int par = j->parallelism > 0 ? j->parallelism : 1;
