@@ -46,10 +46,13 @@
  * min - max, peak RSS (the highest of the variant's runs: the process's
  * peak is reset before each run through /proc/self/clear_refs, and read
  * back as VmHWM; where that is not allowed, the process's peak so far),
- * the two ratios and the latency lines. --csv prints DESIGN.md's
+ * CPUs (the CPU time the process used in the variant's runs over their
+ * time: a 2-thread run that shows well under 2 did not have both cores,
+ * whether its workers waited for work or the machine gave the cores to
+ * others), the two ratios and the latency lines. --csv prints DESIGN.md's
  * rows (seconds and events_per_s: the median run's) with columns added at
  * the end: rounds, events_per_s_min, events_per_s_max, latency_p50_ms,
- * latency_p99_ms (empty for the loop).
+ * latency_p99_ms (empty for the loop), cpus.
  */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -276,7 +279,8 @@ typedef struct variant {
     uint64_t views, check; /* what the loop counts over n events */
     double eps[MAX_REPEAT];
     double rss;
-    lat *lat; /* engine variants */
+    double cpu, wall; /* over the rounds: CPU seconds of the process, run seconds */
+    lat *lat;         /* engine variants */
 } variant;
 
 /* One run of v: its events/s into *eps; with check, an engine run must
@@ -310,6 +314,15 @@ static int peak_reset(void)
     if (!f) return -1;
     int ok = fputs("5", f) >= 0;
     return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* CPU seconds (user + system) this process has used. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -403,7 +416,10 @@ int bench_ysb(int argc, char **argv)
     for (long long r = 0; r < repeat; r++)
         for (int k = 0; k < 3; k++) {
             int reset = peak_reset() == 0;
+            double c0 = cpu_s();
             if (run_variant(cmd, &vs[k], 1, &vs[k].eps[r])) return 1;
+            vs[k].cpu += cpu_s() - c0;
+            vs[k].wall += (double)vs[k].n / vs[k].eps[r];
             double kb = reset ? bench_status_kb("VmHWM") : -1;
             double mb = kb >= 0 ? kb / 1024.0 : bench_peak_rss_mb();
             if (mb > vs[k].rss) vs[k].rss = mb;
@@ -423,15 +439,16 @@ int bench_ysb(int argc, char **argv)
     }
     if (csv) {
         printf("bench,variant,threads,events,seconds,events_per_s,peak_rss_mb,rounds,"
-               "events_per_s_min,events_per_s_max,latency_p50_ms,latency_p99_ms\n");
+               "events_per_s_min,events_per_s_max,latency_p50_ms,latency_p99_ms,cpus\n");
         for (int k = 0; k < 3; k++) {
             printf("ysb,%s,%d,%" PRIu64 ",%.4f,%.0f,%.1f,%lld,%.0f,%.0f,", vs[k].name,
                    vs[k].threads ? vs[k].threads : 1, vs[k].n, (double)vs[k].n / med[k], med[k],
                    vs[k].rss, repeat, lo[k], hi[k]);
             if (vs[k].lat)
-                printf("%.3f,%.3f\n", p50[k], p99[k]);
+                printf("%.3f,%.3f,", p50[k], p99[k]);
             else
-                printf(",\n");
+                printf(",,");
+            printf("%.2f\n", vs[k].cpu / vs[k].wall);
         }
         return 0;
     }
@@ -441,12 +458,12 @@ int bench_ysb(int argc, char **argv)
     else
         printf("runs sized from calibration runs to last about %lld s\n", seconds);
     printf("every engine run counted the views the loop counts over the same events\n");
-    printf("  %-10s %7s %12s %8s %10s  %-17s %11s\n", "variant", "threads", "events", "seconds",
-           "M events/s", "(min - max)", "peak RSS MB");
+    printf("  %-10s %7s %12s %8s %10s  %-17s %11s %5s\n", "variant", "threads", "events", "seconds",
+           "M events/s", "(min - max)", "peak RSS MB", "CPUs");
     for (int k = 0; k < 3; k++)
-        printf("  %-10s %7d %12" PRIu64 " %8.3f %10.2f  (%6.2f - %6.2f) %11.1f\n", vs[k].name,
+        printf("  %-10s %7d %12" PRIu64 " %8.3f %10.2f  (%6.2f - %6.2f) %11.1f %5.2f\n", vs[k].name,
                vs[k].threads ? vs[k].threads : 1, vs[k].n, (double)vs[k].n / med[k], med[k] / 1e6,
-               lo[k] / 1e6, hi[k] / 1e6, vs[k].rss);
+               lo[k] / 1e6, hi[k] / 1e6, vs[k].rss, vs[k].cpu / vs[k].wall);
     printf("  ratio engine-1t / loop: %.3f (target >= 0.5; medians)\n", med[1] / med[0]);
     printf("  ratio engine-2t / 1t:   %.3f (target >= 1.8; medians)\n", med[2] / med[1]);
     printf("  window-result latency: result at the sink - the generator made its window's "

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `sluice bench ysb` on small explicit sizes (--events, --repeat): the table
-# with the median and min - max per variant, both ratio lines and the
+# with the median and min - max per variant (and peak RSS, CPUs), both ratio lines and the
 # window-result latency lines; --csv the header of DESIGN.md's columns with
 # the added ones, and a row per variant with engine latencies. The bench
 # itself fails when an engine run counts other views than the loop. Only
@@ -19,7 +19,7 @@ fail() {
 grep -q "^ysb: 3 rounds, each running every variant once; 200000 events per run (--events)$" "$tmp/out" ||
   fail "no heading: $(cat "$tmp/out")"
 for v in "hand-loop        1" "engine           1" "engine           2"; do
-  grep -q "^  $v       200000 *[0-9.]* *[0-9.]*  ( *[0-9.]* - *[0-9.]*) *[0-9.]*$" "$tmp/out" ||
+  grep -q "^  $v       200000 *[0-9.]* *[0-9.]*  ( *[0-9.]* - *[0-9.]*) *[0-9.]* *[0-9.]*$" "$tmp/out" ||
     fail "no row for $v: $(cat "$tmp/out")"
 done
 grep -q "^  ratio engine-1t / loop: [0-9.]* (target >= 0.5; medians)$" "$tmp/out" || fail "no loop ratio: $(cat "$tmp/out")"
@@ -33,11 +33,11 @@ for t in "1 thread " "2 threads"; do
 done
 
 "$bin" bench ysb --events 200000 --repeat 1 --csv > "$tmp/csv" 2> "$tmp/err" || fail "--csv: exit $?: $(cat "$tmp/err")"
-[ "$(head -n 1 "$tmp/csv")" = "bench,variant,threads,events,seconds,events_per_s,peak_rss_mb,rounds,events_per_s_min,events_per_s_max,latency_p50_ms,latency_p99_ms" ] ||
+[ "$(head -n 1 "$tmp/csv")" = "bench,variant,threads,events,seconds,events_per_s,peak_rss_mb,rounds,events_per_s_min,events_per_s_max,latency_p50_ms,latency_p99_ms,cpus" ] ||
   fail "--csv header: $(head -n 1 "$tmp/csv")"
-grep -q "^ysb,hand-loop,1,200000,[0-9.]*,[0-9]*,[0-9.]*,1,[0-9]*,[0-9]*,,$" "$tmp/csv" || fail "--csv: no loop row: $(cat "$tmp/csv")"
+grep -q "^ysb,hand-loop,1,200000,[0-9.]*,[0-9]*,[0-9.]*,1,[0-9]*,[0-9]*,,,[0-9.]*$" "$tmp/csv" || fail "--csv: no loop row: $(cat "$tmp/csv")"
 for t in 1 2; do
-  grep -q "^ysb,engine,$t,200000,[0-9.]*,[0-9]*,[0-9.]*,1,[0-9]*,[0-9]*,[0-9.]*,[0-9.]*$" "$tmp/csv" ||
+  grep -q "^ysb,engine,$t,200000,[0-9.]*,[0-9]*,[0-9.]*,1,[0-9]*,[0-9]*,[0-9.]*,[0-9.]*,[0-9.]*$" "$tmp/csv" ||
     fail "--csv: no engine row for $t threads: $(cat "$tmp/csv")"
 done
 [ "$(wc -l < "$tmp/csv")" = 4 ] || fail "--csv: not 4 lines: $(cat "$tmp/csv")"
