@@ -67,7 +67,7 @@
 #include "examples/jobs_window.h"
 
 #define EVENTS_PER_S 10000    /* event-time pace: a 10 s window holds 100,000 events */
-#define CALIBRATE    20000000 /* events of the calibration run */
+#define CALIBRATE    20000000 /* events of the first calibration run, and the fewest */
 #define MAX_REPEAT   100
 #define LAT_SUB      32 /* histogram buckets per power of two */
 #define LAT_BUCKETS  (60 * LAT_SUB)
