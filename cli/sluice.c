@@ -87,7 +87,8 @@ static void usage(FILE *f)
                "  broker serve [options]     serve the broker to Kafka clients\n"
                "  checkpoints DIR            list the checkpoints in a checkpoint directory\n"
                "  --version                  print versions of sluice and its allocator\n"
-               "\ncommon job options: --threads N (worker threads), --parallelism P,\n"
+               "\ncommon job options: --threads N (worker threads), --parallelism P\n"
+               "  (instances per operator; default: --threads N, else 1),\n"
                "  --explain (print the physical plan and exit)\n");
 }
 

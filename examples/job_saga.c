@@ -1103,7 +1103,8 @@ static void help(void)
            "                     DIR/orchestrator and DIR/participants (exactly-once); a rerun\n"
            "                     resumes both (with the same options: DIR/saga.job)\n"
            "  --threads N        worker threads of each pipeline\n"
-           "  --parallelism P    instances of the saga and participant operators\n");
+           "  --parallelism P    instances of the saga and participant operators (default:\n"
+           "                     --threads N, else 1)\n");
     fputs(jobs_trace_help, stdout);
 }
 

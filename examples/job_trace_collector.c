@@ -970,7 +970,7 @@ int job_trace_collector(int argc, char **argv, const jobs_runner *run)
         fprintf(stderr, "sluice %s: cannot write '%s': %s\n", cmd, stats, strerror(errno));
         goto done;
     }
-    j->parallelism = common.parallelism;
+    j->parallelism = jobs_parallelism(&common);
     sl_pipeline *p = sl_pipeline_new();
     if (!p) {
         fprintf(stderr, "sluice %s: out of memory\n", cmd);

@@ -665,7 +665,7 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
                   .oc = &oc,
                   .lo = &lo,
                   .dl = &dl,
-                  .parallelism = common.parallelism,
+                  .parallelism = jobs_parallelism(&common),
                   .exact = exact,
                   .combine = combine};
     if (tp.group) {

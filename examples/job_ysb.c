@@ -247,6 +247,7 @@ static int ysb_fill(void *out, int64_t *ts, uint32_t n, uint64_t seq, uint64_t s
         ysb_next(&cur, &ev[i]);
         ts[i] = ev[i].event_time;
     }
+    if (j->made && n) j->made(ev, n, j->made_ud);
     return 0;
 }
 
@@ -366,9 +367,9 @@ static sl_stream *ysb_views(ysb_job *j, sl_stream *events, int par)
 }
 
 /* campaign records -> key_by campaign (parallelism kpar) -> window "count"
- * (10 s tumbling count, --parallelism instances); late views (behind the
- * watermark by more than --delay) to the dead letters. Returns the window's
- * results. */
+ * (10 s tumbling count, j->parallelism instances: --parallelism, else
+ * --threads); late views (behind the watermark by more than --delay) to the
+ * dead letters. Returns the window's results. */
 static sl_stream *ysb_count(ysb_job *j, sl_stream *campaigns, int kpar)
 {
     int par = j->parallelism > 0 ? j->parallelism : 1;
@@ -761,7 +762,7 @@ int job_ysb(int argc, char **argv, const jobs_runner *run)
     }
     j.events_per_s = j.rate > 0 ? (uint64_t)j.rate : 10000;
     if (emit_json) return emit(&j, out);
-    j.parallelism = common.parallelism;
+    j.parallelism = jobs_parallelism(&common);
     int rc = ysb_campaigns(&j, campaigns);
     if (rc) {
         ysb_free(&j);

@@ -53,7 +53,8 @@ typedef struct jobs_runner {
 /* The options every job takes. */
 typedef struct jobs_common {
     int threads;     /* --threads N: worker threads; 0: the pipeline's default */
-    int parallelism; /* --parallelism P: instances per operator; 0: 1 */
+    int parallelism; /* --parallelism P: instances per operator; 0: not given
+                      * (jobs_parallelism() gives the default) */
     int explain;     /* --explain: print the physical plan instead of running */
     /* Checkpoints: --checkpoint-dir DIR (NULL: none), --checkpoint-interval,
      * --checkpoint-timeout (ms; 0: the engine's default), --checkpoint-keep,
@@ -84,7 +85,14 @@ typedef struct jobs_common {
  * are flushed (at most 10 s) and dropped spans, if any, are told on stderr. */
 int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_common *c);
 
-/* Apply --threads / --parallelism to the whole pipeline. */
+/* The instances per operator a job runs with: --parallelism P when given,
+ * else --threads N (as many instances as workers, as `sluice bench` runs
+ * them: without it more workers than instances have nothing to do), else 1.
+ * Nodes that must stay single (one reader, one sorter, one writer) fix
+ * their own parallelism whatever this says. */
+int jobs_parallelism(const jobs_common *c);
+
+/* Apply --threads and jobs_parallelism() to the whole pipeline. */
 void jobs_common_apply(const jobs_common *c, sl_pipeline *p);
 
 /* --- the bundled jobs (examples/job_<name>.c) --------------------------------------- */

@@ -278,10 +278,15 @@ const char *jobs_broker_dir(const char *flag_value)
     return "./sluice-data";
 }
 
+int jobs_parallelism(const jobs_common *c)
+{
+    return c->parallelism ? c->parallelism : c->threads ? c->threads : 1;
+}
+
 void jobs_common_apply(const jobs_common *c, sl_pipeline *p)
 {
     if (c->threads) sl_pipeline_set_threads(p, c->threads);
-    if (c->parallelism) sl_pipeline_set_parallelism(p, c->parallelism);
+    sl_pipeline_set_parallelism(p, jobs_parallelism(c));
 }
 
 /* The checkpoint options, checked together and given to the pipeline.

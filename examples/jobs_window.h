@@ -155,9 +155,14 @@ typedef struct ysb_job {
     uint64_t events_per_s; /* generator: event-time pace */
     int64_t delay;         /* watermark out-of-orderness */
     int parallelism;
-    const char *input;        /* JSON lines instead of the generator */
-    const char *topic;        /* or JSON lines from the values of a topic */
-    jobs_topics topics;       /* where --topic lives (broker directory or Kafka) */
+    const char *input;  /* JSON lines instead of the generator */
+    const char *topic;  /* or JSON lines from the values of a topic */
+    jobs_topics topics; /* where --topic lives (broker directory or Kafka) */
+    /* generator: if set, called after each run of n events is made, on the
+     * source instance's thread, before they are emitted (bench ysb stamps
+     * the wall time of each window's newest event with it) */
+    void (*made)(const ysb_event *ev, uint32_t n, void *ud);
+    void *made_ud;
     int32_t camp_of[YSB_ADS]; /* generator ads -> campaign index, -1 unknown */
     sl_state *ads;            /* JSON ad_id string -> int32 campaign index */
     char **names;             /* campaign index -> campaign_id */

@@ -7,7 +7,8 @@
  * Options as every Unix tool parses them (getopt_long), as a table: --name=value
  * and --name value, bundled short options with an attached value (kcat's
  * -eo beginning), `--` ending options, and every bad option a one-line error
- * naming it with status 2. Also: --explain prints the plan and runs nothing;
+ * naming it with status 2. Also: --explain prints the plan and runs nothing,
+ * with as many instances per operator as --threads unless --parallelism;
  * the one-line summary at the end of a job; a reader that closes the pipe ends
  * a job or a consumer quietly (status 0, nothing on stderr), and a group
  * consumer then commits nothing past what it wrote. A real write error
@@ -405,6 +406,33 @@ static void test_explain(void **state)
     }
 }
 
+/* Without --parallelism, a job runs as many instances as --threads (else one
+ * worker would have nothing to do); --parallelism, when given, wins. Nodes
+ * that must stay single (wordcount's "sorted", window-agg's reader) stay so. */
+static void test_parallelism_follows_threads(void **state)
+{
+    static const struct {
+        const char *args, *has, *lacks;
+    } cases[] = {
+        {"run ysb --explain --threads 2", "edge campaign(2) -> count(2): hash", "events(1)"},
+        {"run ysb --explain --threads 2 --parallelism 1", "edge events(1) -> views(1)", "count(2)"},
+        {"run ysb --explain --parallelism 2 --threads 1", "count(2)", "count(1)"},
+        {"run ysb --explain", "edge campaign(1) -> count(1): hash", "(2)"},
+        {"run wordcount --explain --threads 2", "edge count(2) -> sorted(1)", "sorted(2)"},
+        {"run window-agg --explain --threads 2", "edge key(1) -> window(2): hash", "csv(2)"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        result r = run(NULL, cases[i].args);
+        if (r.status != 0 || !strstr(r.out, cases[i].has) || strstr(r.out, cases[i].lacks))
+            fprintf(stderr, "%s: status %d\nstdout: %s\nstderr: %s\n", cases[i].args, r.status,
+                    r.out, r.err);
+        assert_int_equal(r.status, 0);
+        assert_non_null(strstr(r.out, cases[i].has));
+        assert_null(strstr(r.out, cases[i].lacks));
+        result_free(&r);
+    }
+}
+
 static void test_summary_line(void **state)
 {
     /* stderr is a file here, not a terminal: the summary is printed anyway. */
@@ -700,12 +728,19 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wordcount_generated), cmocka_unit_test(test_wordcount_hostile_bytes),
-        cmocka_unit_test(test_wordcount_10mb_line), cmocka_unit_test(test_wordcount_empty),
-        cmocka_unit_test(test_bad_input),           cmocka_unit_test(test_version_and_jobs),
-        cmocka_unit_test(test_option_forms),        cmocka_unit_test(test_explain),
-        cmocka_unit_test(test_summary_line),        cmocka_unit_test(test_broken_pipe),
-        cmocka_unit_test(test_output_full),         cmocka_unit_test(test_output_fails_half_way),
+        cmocka_unit_test(test_wordcount_generated),
+        cmocka_unit_test(test_wordcount_hostile_bytes),
+        cmocka_unit_test(test_wordcount_10mb_line),
+        cmocka_unit_test(test_wordcount_empty),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_version_and_jobs),
+        cmocka_unit_test(test_option_forms),
+        cmocka_unit_test(test_explain),
+        cmocka_unit_test(test_parallelism_follows_threads),
+        cmocka_unit_test(test_summary_line),
+        cmocka_unit_test(test_broken_pipe),
+        cmocka_unit_test(test_output_full),
+        cmocka_unit_test(test_output_fails_half_way),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
