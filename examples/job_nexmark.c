@@ -23,7 +23,10 @@
  *           window's highest price                  window_start,auction,price,bidder,dateTime
  *   q11  bids -> key_by bidder -> session window (gap 10 s) count
  *                                                   bidder,bid_count,session_start,session_end
- *   q3, q4, q8 need joins (not yet here).
+ *   q3, q4, q8   joins: examples/jobs_nexmark_joins.c
+ *                                                   name,city,state,auction
+ *                                                   category,avg_price
+ *                                                   person,name,window_start
  *
  * "Every X whose value equals the window's highest" (q5, q7) is the window
  * operator `top` below: per open window the highest value so far and the
@@ -234,6 +237,20 @@ static const sl_operator top_op = {.version = SL_OPERATOR_VERSION,
                                    .end = top_end,
                                    .close = top_close};
 
+/* Late bids of an engine window (q5, q11): the input is out of event-time
+ * order beyond what the watermark allows, so the result would be wrong. */
+static int late_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    if (!in->count) return 0;
+    return sl_ctx_fail(ctx, SL_EINVAL,
+                       "a bid at %" PRId64 " came after its window was written (the input is "
+                       "not in event-time order)",
+                       in->ts[0]);
+}
+
+static const sl_operator late_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "late", .process = late_process};
+
 /* --- sources ---------------------------------------------------------------------------- */
 
 static int gen_event(void *out, uint64_t seq, int64_t *ts, void *ud)
@@ -360,6 +377,25 @@ static int fmt_out(sl_buf *o, const void *rec, uint32_t len, int64_t ts, void *u
         if ((rc = put_q1_price(o, e->bid.price))) return rc;
         return sl_buf_printf(o, ",%" PRId64 "\n", e->time);
     case 2: return sl_buf_printf(o, "%" PRId64 ",%" PRId64 "\n", e->bid.auction, e->bid.price);
+    case 3: {
+        const nex_q3_out *r = rec;
+        return sl_buf_printf(o, "%s,%s,%s,%" PRId64 "\n", r->name, r->city, r->state, r->auction);
+    }
+    case 4: {
+        /* the average, rounded half up to hundredths in integers */
+        sl_bytes b = {rec, len};
+        sl_agg_result a = sl_agg_out(b);
+        int64_t sc[2] = {0, 1}, cat = 0;
+        if (a.result_size == 16) memcpy(sc, a.result, 16);
+        if (a.key.len == 8) memcpy(&cat, a.key.ptr, 8);
+        if (sc[1] <= 0) return SL_ECORRUPT;
+        int64_t h = (200 * sc[0] + sc[1]) / (2 * sc[1]);
+        return sl_buf_printf(o, "%" PRId64 ",%" PRId64 ".%02" PRId64 "\n", cat, h / 100, h % 100);
+    }
+    case 8: {
+        const nex_q8_out *r = rec;
+        return sl_buf_printf(o, "%" PRId64 ",%s,%" PRId64 "\n", r->person, r->name, r->window);
+    }
     case 5:
         return sl_buf_printf(o, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n", t->start,
                              t->end, t->a, t->value);
@@ -507,11 +543,9 @@ int job_nexmark(int argc, char **argv, const jobs_runner *run)
     }
     if (query < 0) {
         fprintf(stderr,
-                "sluice %s: give --query Q (q0, q1, q2, q5, q7, q11) or --dump-events FILE\n", cmd);
-        return 2;
-    }
-    if (query == 3 || query == 4 || query == 8) {
-        fprintf(stderr, "sluice %s: query q%d needs joins: not yet\n", cmd, query);
+                "sluice %s: give --query Q (q0, q1, q2, q3, q4, q5, q7, q8, q11) or --dump-events "
+                "FILE\n",
+                cmd);
         return 2;
     }
     if (input && gen_opt) {
@@ -526,6 +560,9 @@ int job_nexmark(int argc, char **argv, const jobs_runner *run)
     static const char *const headers[] = {[0] = "auction,bidder,price,dateTime",
                                           [1] = "auction,bidder,price,dateTime",
                                           [2] = "auction,price",
+                                          [3] = "name,city,state,auction",
+                                          [4] = "category,avg_price",
+                                          [8] = "person,name,window_start",
                                           [5] = "window_start,window_end,auction,num",
                                           [7] = "window_start,auction,price,bidder,dateTime",
                                           [11] = "bidder,bid_count,session_start,session_end"};
@@ -553,15 +590,21 @@ int job_nexmark(int argc, char **argv, const jobs_runner *run)
         src = sl_stream_parallelism(sl_pipeline_generator(p, "events", &gc, sizeof(nex_event), &wm),
                                     P);
     }
-    sl_stream *bids = sl_stream_parallelism(
-        sl_stream_filter(src, "bids", query == 2 ? is_q2_bid : is_bid, NULL), input ? 1 : P);
-    sl_stream *res = bids;
-    if (query == 5) {
+    sl_stream *res = NULL, *bids = NULL;
+    if (query == 3 || query == 4 || query == 8)
+        res = nex_join_query(src, query, input ? 1 : P, P);
+    else
+        bids = sl_stream_parallelism(
+            sl_stream_filter(src, "bids", query == 2 ? is_q2_bid : is_bid, NULL), input ? 1 : P);
+    if (query <= 2) {
+        res = bids;
+    } else if (query == 5) {
         sl_window_conf wc = sl_window_sliding(Q5_SIZE, Q5_SLIDE);
         wc.agg = &sl_agg_count;
         sl_stream *w = sl_stream_parallelism(
             sl_stream_window(sl_stream_key_by(bids, "auction", key_auction, NULL), "counts", &wc),
             P);
+        sl_stream_sink(sl_stream_window_late(w), "late", &late_op, NULL);
         sl_stream *r =
             sl_stream_parallelism(sl_stream_map(w, "count-rec", q5_rec, NULL, sizeof(top_rec)), P);
         res = sl_stream_parallelism(sl_stream_apply(sl_stream_key_by(r, "window", key_start, NULL),
@@ -579,6 +622,7 @@ int job_nexmark(int argc, char **argv, const jobs_runner *run)
         res = sl_stream_parallelism(
             sl_stream_window(sl_stream_key_by(bids, "bidder", key_bidder, NULL), "sessions", &wc),
             P);
+        sl_stream_sink(sl_stream_window_late(res), "late", &late_op, NULL);
     }
     sl_stream_sink(res, "out", &sl_sink_write, &oc); /* one instance: the header */
     int rc = jobs_run(run, p, cmd, &common);

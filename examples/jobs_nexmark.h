@@ -101,4 +101,28 @@ int nex_dump_event(const nex_conf *c, uint64_t n, FILE *out);
  * *reason set to a static string. */
 int nex_parse_line(const char *line, size_t len, nex_event *e, const char **reason);
 
+/* --- the join queries (examples/jobs_nexmark_joins.c) ----------------------------- */
+
+/* Result records. q3: name,city,state,auction; q4: the winning price of a
+ * closed auction (then a keyed aggregate of sl_agg_out records, key the
+ * category, result int64 sum and count); q8: person,name,window_start. */
+typedef struct nex_q3_out {
+    int64_t auction;
+    char name[NEX_NAME_MAX];
+    char city[NEX_CITY_MAX];
+    char state[NEX_STATE_MAX];
+} nex_q3_out;
+typedef struct nex_q4_closed {
+    int64_t category, price;
+} nex_q4_closed;
+typedef struct nex_q8_out {
+    int64_t person, window;
+    char name[NEX_NAME_MAX];
+} nex_q8_out;
+
+/* Build query 3, 4 or 8 on the stream of events src (whose filters run at
+ * src_p instances), the join at p instances; returns the result stream. */
+struct sl_stream;
+struct sl_stream *nex_join_query(struct sl_stream *src, int query, int src_p, int p);
+
 #endif

@@ -47,7 +47,7 @@
 #define HOT_BIDDERS_RATIO    4
 #define NUM_ACTIVE_PEOPLE    1000
 #define NUM_INFLIGHT_AUCTION 100
-#define HOT_BLOCK            100 /* HOT_AUCTION_RATIO, HOT_BIDDER_RATIO, HOT_SELLER_RATIO of the models */
+#define HOT_BLOCK            100 /* the models' HOT_AUCTION_RATIO, HOT_BIDDER_RATIO, ... */
 #define AVG_PERSON_BYTES     200
 #define AVG_AUCTION_BYTES    500
 #define AVG_BID_BYTES        100

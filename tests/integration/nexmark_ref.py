@@ -11,7 +11,9 @@ generator's properties.
 Windows are [start, end) in event time (ms). Formats are exact, so the
 engine's output must match byte for byte after sorting the lines:
   q1  price * 0.908 as integer thousandths: price * 908 // 1000 "." 3 digits
-  q4  average with two decimals, rounded half up in integers:
+  q4  a winning bid: the highest of an auction's bids with auction time <=
+      bid time < expires; auctions without one are not counted; the average
+      with two decimals, rounded half up in integers:
       (200 * sum + n) // (2 * n) hundredths
 """
 import sys
@@ -92,7 +94,7 @@ def q4(p, a, b):
     for y in a:
         best = None
         for x in by_auction.get(y["id"], ()):
-            if x["t"] < y["expires"] and (best is None or x["price"] > best):
+            if y["t"] <= x["t"] < y["expires"] and (best is None or x["price"] > best):
                 best = x["price"]
         if best is not None:
             total[y["category"]][0] += best
