@@ -506,7 +506,7 @@ int job_nexmark(int argc, char **argv, const jobs_runner *run)
         switch (opt) {
         case O_QUERY: ret = parse_query(cmd, optarg, &query); break;
         case O_EVENTS:
-            ret = jobs_int(cmd, "--events", optarg, 0, 1LL << 50, &events);
+            ret = jobs_int(cmd, "--events", optarg, 1, 1LL << 50, &events);
             gen_opt = 1;
             break;
         case O_SEED:

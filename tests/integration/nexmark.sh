@@ -91,6 +91,7 @@ expect() { # expect STATUS PATTERN ARGS...
 expect 2 "unknown query 'q6'" --query q6
 expect 2 "unknown query 'x'" --query x
 expect 2 "--events needs a whole number" --query q0 --events ten
+expect 2 "--events needs a whole number" --query q0 --events 0
 expect 2 "--rate needs a whole number" --query q0 --rate 0
 expect 2 "give --query" --events 10
 expect 2 "not --input" --query q0 --input "$TMP/d1.csv" --seed 3
@@ -105,7 +106,7 @@ grep -q "line 20: the first field must be" "$TMP/e" || bad "line 20 not reported
 
 # an input out of event-time order beyond the watermark: a failure, never a wrong result
 (head -n 150 "$TMP/d1.csv" && grep -m1 '^bid,' "$TMP/d1.csv" |
-    awk -F, -v OFS=, '{$7 = $7 - 100000; print}') >"$TMP/late.csv"
+    awk -F, -v OFS=, '{$7 = sprintf("%.0f", $7 - 100000); print}') >"$TMP/late.csv"
 for q in q5 q7 q11; do
     expect 1 "not in event-time order" --query $q --input "$TMP/late.csv"
 done
