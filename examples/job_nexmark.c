@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "jobs.h"
 #include "jobs_nexmark.h"
@@ -110,6 +111,26 @@ static top_win *top_find(sl_ctx *ctx, top_self *s, const top_rec *r)
     return w;
 }
 
+static int top_add(sl_ctx *ctx, top_self *s, const top_rec *r)
+{
+    top_win *w = top_find(ctx, s, r);
+    if (!w) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
+    if (r->value < w->max) return 0;
+    if (r->value > w->max) {
+        w->max = r->value;
+        w->n = 0;
+    }
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 4;
+        top_rec *a = realloc(w->recs, cap * sizeof(*a));
+        if (!a) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
+        w->recs = a;
+        w->cap = cap;
+    }
+    w->recs[w->n++] = *r;
+    return 0;
+}
+
 static int top_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
     top_self *s = self;
@@ -123,21 +144,8 @@ static int top_process(sl_ctx *ctx, void *self, sl_batch *in)
                                ") came after the window was written (the input is not in "
                                "event-time order)",
                                r.start, r.end);
-        top_win *w = top_find(ctx, s, &r);
-        if (!w) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
-        if (r.value < w->max) continue;
-        if (r.value > w->max) {
-            w->max = r.value;
-            w->n = 0;
-        }
-        if (w->n == w->cap) {
-            size_t cap = w->cap ? 2 * w->cap : 4;
-            top_rec *a = realloc(w->recs, cap * sizeof(*a));
-            if (!a) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
-            w->recs = a;
-            w->cap = cap;
-        }
-        w->recs[w->n++] = r;
+        int rc = top_add(ctx, s, &r);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -180,7 +188,10 @@ static int top_end(sl_ctx *ctx, void *self)
  *   0       8          open windows W (uint64), then W times:
  *           8 x 4      start, end, max, n (int64)
  *           48 x n     the n records that have the max (top_rec)
- */
+ *
+ * A window with no record yet is never open, so n >= 1 and max is the
+ * records' value: restoring adds the records again, which also merges a
+ * window that two old instances held (after a change of parallelism). */
 static int top_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
 {
     top_self *s = self;
@@ -209,16 +220,19 @@ static int top_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
         memcpy(h, p, sizeof(h));
         p += sizeof(h);
         if (h[3] < 0 || (uint64_t)h[3] > (size_t)(e - p) / sizeof(top_rec)) goto bad;
-        top_rec r = {.start = h[0], .end = h[1]};
-        top_win *w = top_find(ctx, s, &r);
-        if (!w) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
-        w->max = h[2];
-        if (h[3]) {
-            w->recs = malloc((size_t)h[3] * sizeof(top_rec));
-            if (!w->recs) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
-            memcpy(w->recs, p, (size_t)h[3] * sizeof(top_rec));
-            w->n = w->cap = (size_t)h[3];
-            p += w->n * sizeof(top_rec);
+        const uint8_t *recs = p;
+        p += (size_t)h[3] * sizeof(top_rec);
+        /* every old instance's snapshot comes to every new instance (the
+         * input is keyed): keep the windows whose key group is ours */
+        uint64_t hash = sl_hash(&h[0], 8);
+        if (sl_key_group_owner(sl_key_group(hash), (uint32_t)sl_ctx_parallelism(ctx)) !=
+            (uint32_t)sl_ctx_instance(ctx))
+            continue;
+        for (int64_t k = 0; k < h[3]; k++) { /* as if the records came again */
+            top_rec r;
+            memcpy(&r, recs + (size_t)k * sizeof(top_rec), sizeof(r));
+            int rc = top_add(ctx, s, &r);
+            if (rc) return rc;
         }
     }
     if (p != e) goto bad;
@@ -347,7 +361,20 @@ typedef struct out_fmt {
     int query;
     const char *header;
     int header_done; /* the sink runs as one instance: one thread */
+    /* --from-checkpoint with --out FILE: the sink has cut FILE back to what
+     * the checkpoint committed; if that is anything, it starts with the
+     * header already */
+    const char *resumed_path;
 } out_fmt;
+
+/* Does the header still have to be written? */
+static int header_due(out_fmt *f)
+{
+    struct stat st;
+    if (f->header_done) return 0;
+    f->header_done = 1;
+    return !(f->resumed_path && stat(f->resumed_path, &st) == 0 && st.st_size > 0);
+}
 
 /* price * 0.908 with exactly three decimals: price * 908 thousandths */
 static int put_q1_price(sl_buf *o, int64_t price)
@@ -361,10 +388,7 @@ static int fmt_out(sl_buf *o, const void *rec, uint32_t len, int64_t ts, void *u
 {
     out_fmt *f = ud;
     int rc = 0;
-    if (!f->header_done) {
-        f->header_done = 1;
-        if ((rc = sl_buf_printf(o, "%s\n", f->header))) return rc;
-    }
+    if (header_due(f) && (rc = sl_buf_printf(o, "%s\n", f->header))) return rc;
     const nex_event *e = rec;
     const top_rec *t = rec;
     switch (f->query) {
@@ -566,7 +590,10 @@ int job_nexmark(int argc, char **argv, const jobs_runner *run)
                                           [5] = "window_start,window_end,auction,num",
                                           [7] = "window_start,auction,price,bidder,dateTime",
                                           [11] = "bidder,bid_count,session_start,session_end"};
-    out_fmt of = {.query = query, .header = headers[query]};
+    out_fmt of = {.query = query,
+                  .header = headers[query],
+                  .resumed_path =
+                      common.from_checkpoint && out && strcmp(out, "-") != 0 ? out : NULL};
     sl_write_conf oc = {.path = out, .format = fmt_out, .ud = &of};
     jobs_deadletters dl = {.cmd = cmd};
     atomic_init(&dl.count, 0);
@@ -627,7 +654,7 @@ int job_nexmark(int argc, char **argv, const jobs_runner *run)
     sl_stream_sink(res, "out", &sl_sink_write, &oc); /* one instance: the header */
     int rc = jobs_run(run, p, cmd, &common);
     sl_pipeline_free(p);
-    if (rc == 0 && !common.explain && !of.header_done) {
+    if (rc == 0 && !common.explain && header_due(&of)) {
         /* no result at all: the header alone */
         FILE *f = out && strcmp(out, "-") != 0 ? fopen(out, "a") : stdout;
         if (!f || fprintf(f, "%s\n", of.header) < 0 || (f != stdout && fclose(f))) {

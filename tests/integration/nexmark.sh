@@ -6,8 +6,9 @@
 # each query (q0 q1 q2 q3 q4 q5 q7 q8 q11) against the single-threaded reference
 # (nexmark_ref.py) on a dump of 10^5 events, read back with --input and
 # generated directly, at --parallelism 1 and 2 and --threads 1 and 2; sorted
-# output must equal the reference's byte for byte. Then the usage errors and
-# a malformed dump line.
+# output must equal the reference's byte for byte; the same after a kill -9
+# and a resume from the latest checkpoint. Then the usage errors, a
+# malformed dump line and an input out of event-time order.
 #
 # Run by ctest as: bash nexmark.sh SLUICE_BIN SOURCE_DIR BUILD_DIR
 set -u
@@ -103,6 +104,33 @@ grep -q "line 12: a bid line has 8 fields" "$TMP/e" || bad "line 12 not reported
 grep -q "line 20: the first field must be" "$TMP/e" || bad "line 20 not reported: $(cat "$TMP/e")"
 # lines 1..60 hold 52 bids, 3 of them bad: 49 results and the header
 [ "$(wc -l <"$TMP/o")" -eq 50 ] || bad "good lines of a bad dump: $(wc -l <"$TMP/o") out"
+
+# kill -9 during a run with checkpoints, then resume from the latest one
+# (at the same and at another parallelism): the output is the reference's.
+# Where the kill lands does not matter: with no checkpoint yet the job
+# starts over, after the last one it only finishes.
+for q in q3 q4 q5 q7 q8 q11; do
+    $PY "$REF" query $q "$TMP/d1.csv" | LC_ALL=C sort >"$TMP/ref"
+    for pp in "2 2" "2 1"; do
+        set -- $pp
+        rm -rf "$TMP/ck" "$TMP/out"
+        "$BIN" run nexmark --query $q --input "$TMP/d1.csv" --parallelism "$1" --threads 2 \
+            --checkpoint-dir "$TMP/ck" --checkpoint-interval 20ms --out "$TMP/out" 2>/dev/null &
+        pid=$!
+        sleep 0.4
+        kill -KILL $pid 2>/dev/null
+        wait $pid 2>/dev/null
+        id=$("$BIN" checkpoints "$TMP/ck" 2>/dev/null | awk '$4 == "complete" {id = $1} END {print id}')
+        last=${id:+$TMP/ck/chk-$id}
+        from=()
+        [ -n "$last" ] && from=(--from-checkpoint "$last")
+        "$BIN" run nexmark --query $q --input "$TMP/d1.csv" --parallelism "$2" --threads 2 \
+            --checkpoint-dir "$TMP/ck" "${from[@]}" --out "$TMP/out" 2>"$TMP/err" ||
+            bad "$q resumed from '${last:-nothing}' at parallelism $2: $(head -c 300 "$TMP/err")"
+        LC_ALL=C sort "$TMP/out" | cmp -s - "$TMP/ref" ||
+            bad "$q killed at parallelism $1, resumed from '${last:-nothing}' at $2: not the reference"
+    done
+done
 
 # an input out of event-time order beyond the watermark: a failure, never a wrong result
 (head -n 150 "$TMP/d1.csv" && grep -m1 '^bid,' "$TMP/d1.csv" |
