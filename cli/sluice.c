@@ -45,6 +45,8 @@ static const struct {
     {"saga", "orders as sagas (reserve, charge, ship) against participants on topics", job_saga},
     {"trace-collector", "assemble OTLP/JSON spans into traces, tail-sample them, span statistics",
      job_trace_collector},
+    {"nexmark", "NEXMark queries on its generator's people, auctions and bids (or a dump)",
+     job_nexmark},
 };
 #define N_JOBS (sizeof(jobs) / sizeof(jobs[0]))
 

@@ -104,6 +104,7 @@ int job_ysb(int argc, char **argv, const jobs_runner *r);
 int job_crdt_replicas(int argc, char **argv, const jobs_runner *r);
 int job_saga(int argc, char **argv, const jobs_runner *r);
 int job_trace_collector(int argc, char **argv, const jobs_runner *r);
+int job_nexmark(int argc, char **argv, const jobs_runner *r);
 
 /* --- option parsing ----------------------------------------------------------------- */
 
