@@ -260,6 +260,11 @@ const char *sli_key_str(char *buf, size_t cap, const void *key, uint32_t len)
 typedef struct agg_self {
     sl_state *acc;
     uint32_t ts_off; /* offset of the largest event time in a state value */
+    /* SL_AGG_EMIT_FINAL: the final results went out (end() ran on the whole
+     * input). The checkpoint taken after the end says so (the operator's
+     * section, one byte 1, written only then), so that a run resumed from
+     * it does not emit them a second time. */
+    int final_done;
 } agg_self;
 
 static int agg_open(sl_ctx *ctx, void **out)
@@ -350,7 +355,7 @@ static int agg_end(sl_ctx *ctx, void *self)
     const sl_agg_conf *c = sl_ctx_conf(ctx);
     /* Canceled: the input was cut, so "final" results would be partial
      * counts that look complete: emit none. */
-    if (c->emit != SL_AGG_EMIT_FINAL || sl_ctx_end_canceled(ctx)) return 0;
+    if (c->emit != SL_AGG_EMIT_FINAL || sl_ctx_end_canceled(ctx) || s->final_done) return 0;
     size_t it = 0;
     sl_state_entry e;
     while (sl_state_next(s->acc, &it, &e)) {
@@ -360,6 +365,28 @@ static int agg_end(sl_ctx *ctx, void *self)
         int rc = emit_result(ctx, c->agg, c->ud, e.value, max_ts, e.hash, key);
         if (rc) return rc;
     }
+    s->final_done = 1;
+    return 0;
+}
+
+static int agg_snapshot(sl_ctx *ctx, void *self, sl_buf *out)
+{
+    (void)ctx;
+    const agg_self *s = self;
+    static const uint8_t done = 1;
+    return s->final_done ? sl_buf_append(out, &done, 1) : 0;
+}
+
+/* Every old instance's section comes here (a keyed node): one that had
+ * emitted its final results means the input had ended for all. */
+static int agg_restore(sl_ctx *ctx, void *self, const void *data, size_t len)
+{
+    agg_self *s = self;
+    if (len == 0) return 0;
+    if (len != 1 || *(const uint8_t *)data != 1)
+        return sl_ctx_fail(ctx, SL_ECORRUPT,
+                           "the aggregate's state in the checkpoint is malformed (%zu bytes)", len);
+    s->final_done = 1;
     return 0;
 }
 
@@ -368,6 +395,8 @@ static const sl_operator agg_op = {.version = SL_OPERATOR_VERSION,
                                    .open = agg_open,
                                    .process = agg_process,
                                    .end = agg_end,
+                                   .snapshot = agg_snapshot,
+                                   .restore = agg_restore,
                                    .close = agg_close};
 
 sl_stream *sl_stream_aggregate(sl_stream *in, const char *name, const sl_agg_conf *conf)
