@@ -33,6 +33,8 @@ int bench_saga(int argc, char **argv);
 int bench_trace(int argc, char **argv);
 /* bench/bench_window_agg.c */
 int bench_window_agg(int argc, char **argv);
+/* bench/bench_nexmark.c */
+int bench_nexmark(int argc, char **argv);
 
 /* bench core's work, for other benchmarks that measure a cost on top of it
  * (bench trace's overhead rows). bench_core_loop: the hand-written loop;

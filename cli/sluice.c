@@ -61,6 +61,8 @@ static const struct {
     {"windows", "sliding against tumbling windows; window result latency", bench_windows},
     {"window-agg", "the window-agg job on CSV lines, 1 k and 1 M keys, against a hand loop",
      bench_window_agg},
+    {"nexmark", "NEXMark queries on the generator, 1 and 2 threads, against Flink per core",
+     bench_nexmark},
     {"crdt", "CRDT updates, merges, sizes; window distinct against count and exact", bench_crdt},
     {"saga", "the saga job end to end against a hand-written saga loop; latency, state",
      bench_saga},
