@@ -1,9 +1,10 @@
 /*
  * examples/jobs_nexmark_joins.c - the NEXMark queries that join two kinds
- * of events (q3, q4, q8), each as a two-input operator of its own over
- * engine keyed state and event-time timers, written against the public
- * operator API until the engine has join operators (then these become a
- * join node each).
+ * of events (q3, q4, q8). q8 is a window join of the engine (sluice/join.h);
+ * q3 (an unbounded join: a person is kept for good) and q4 (each auction
+ * open until its own expiry) fit none of the engine's joins, so each is a
+ * keyed two-input operator of its own (sl_stream_apply_n) over engine keyed
+ * state and event-time timers, written against the public operator API.
  *
  * Every operator takes input 0 and input 1 keyed by the same int64 id, so
  * that the events to be joined meet in one instance; state is engine keyed
@@ -23,10 +24,10 @@
  *       come before their auction (another generator shard) wait in its
  *       pending list. Then key_by category -> keyed aggregate (sum and count
  *       of the winning prices, final) -> category,avg_price.
- *   q8  persons by id  |  auctions by seller, in 10 s tumbling windows
- *       "window": (id, window start) -> name, seen person, seen auction,
- *       written; the person is written once, as soon as both are seen; a
- *       timer at the window's end - 1 drops the entry.
+ *   q8  auctions by seller -> a 10 s tumbling count ("sellers": one result
+ *       per seller and window) -> key_by seller, joined with persons by id
+ *       in a 10 s tumbling window join (sluice/join.h): a person comes out
+ *       once per window in which they also sold, when the window fires.
  *
  * Pending lists: "pending-n": id -> count, "pending": (id, index) -> 16
  * bytes; appended to in arrival order and emptied when the id's event comes.
@@ -301,64 +302,43 @@ static sl_bytes key_category(const void *rec, uint32_t len, void *ud)
 
 /* --- q8 ----------------------------------------------------------------------------- */
 
-typedef struct q8_key {
-    int64_t id, window;
-} q8_key;
+/* q8 is built of engine operators: the sellers of each 10 s window (a
+ * tumbling count of auctions per seller: one result per seller and window,
+ * at end - 1) joined with the persons of the same window by a window join
+ * (sluice/join.h), so that each person comes out once per window. */
 
-typedef struct q8_entry {
-    char name[NEX_NAME_MAX];
-    int32_t person, auction, written, pad;
-} q8_entry;
-
-static int q8_process(sl_ctx *ctx, void *self, sl_batch *in)
+/* A seller window's result is keyed by its key bytes: the seller id, the
+ * same 8 bytes as a person's id. */
+static sl_bytes key_window_seller(const void *rec, uint32_t len, void *ud)
 {
-    sl_state *win = sl_ctx_state(ctx, "window", sizeof(q8_entry));
-    if (!win) return sl_ctx_error(ctx) ? sl_ctx_error(ctx) : SL_ENOMEM;
-    int input = sl_ctx_input(ctx);
-    int64_t wm = sl_ctx_current_watermark(ctx);
-    for (uint32_t i = 0; i < in->count; i++) {
-        const nex_event *e = rec_at(in, i);
-        uint64_t h = in->hash[i];
-        int64_t w = e->time / Q8_WINDOW * Q8_WINDOW;
-        if (e->time < 0 && e->time % Q8_WINDOW) w -= Q8_WINDOW;
-        q8_key k = {input == 0 ? e->person.id : e->auction.seller, w};
-        if (w + Q8_WINDOW - 1 <= wm)
-            return sl_ctx_fail(ctx, SL_EINVAL,
-                               "an event at %" PRId64 " came after its window was closed (the "
-                               "input is not in event-time order)",
-                               e->time);
-        int created = 0;
-        q8_entry *s = sl_state_get(win, h, &k, sizeof(k), &created);
-        if (!s) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
-        if (input == 0) {
-            s->person = 1;
-            memcpy(s->name, e->person.name, sizeof(s->name));
-        } else {
-            s->auction = 1;
-        }
-        int emit = s->person && s->auction && !s->written;
-        if (emit) s->written = 1;
-        nex_q8_out o = {.person = k.id, .window = w};
-        if (emit) memcpy(o.name, s->name, sizeof(o.name));
-        int rc = created ? sl_ctx_timer(ctx, w + Q8_WINDOW - 1, h, &k, sizeof(k)) : 0;
-        if (!rc && emit) rc = sl_emit_copy(ctx, w + Q8_WINDOW - 1, h, &o, sizeof(o));
-        if (rc) return rc;
-    }
+    return sl_window_out((sl_bytes){rec, len}).key;
+}
+
+static int q8_pair(sl_ctx *ctx, const sl_join_match *m, void *ud)
+{
+    const nex_event *p = (const void *)m->left.ptr;
+    nex_q8_out *o = sl_emit(ctx, m->ts, m->hash, sizeof(*o));
+    if (!o) return sl_ctx_error(ctx);
+    memset(o, 0, sizeof(*o));
+    o->person = p->person.id;
+    o->window = m->window_start;
+    memcpy(o->name, p->person.name, sizeof(o->name));
     return 0;
 }
 
-static int q8_timer(sl_ctx *ctx, void *self, const sl_timer *t)
+/* Late events of q8's window and join: the input is out of event-time
+ * order beyond what the watermark allows, so the result would be wrong. */
+static int q8_late_process(sl_ctx *ctx, void *self, sl_batch *in)
 {
-    sl_state *win = sl_ctx_state(ctx, "window", sizeof(q8_entry));
-    if (!win) return sl_ctx_error(ctx) ? sl_ctx_error(ctx) : SL_ENOMEM;
-    sl_state_remove(win, t->hash, t->key, t->key_len);
-    return 0;
+    if (!in->count) return 0;
+    return sl_ctx_fail(ctx, SL_EINVAL,
+                       "an event at %" PRId64 " came after its window was closed (the input is "
+                       "not in event-time order)",
+                       in->ts[0]);
 }
 
-static const sl_operator q8_op = {.version = SL_OPERATOR_VERSION,
-                                  .kind = "q8-new-users",
-                                  .process = q8_process,
-                                  .timer = q8_timer};
+static const sl_operator q8_late_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "late", .process = q8_late_process};
 
 /* --- building ----------------------------------------------------------------------- */
 
@@ -422,8 +402,20 @@ sl_stream *nex_join_query(sl_stream *src, int query, int src_p, int p)
                                 &ac),
             p);
     }
-    in[0] = side(src, "persons", is_person, "person-id", key_person_id, src_p);
-    in[1] = side(src, "auctions", is_auction, "seller", key_seller, src_p);
-    return sl_stream_parallelism(sl_stream_apply_n(in, 2, "join", &q8_op, NULL, sizeof(nex_q8_out)),
-                                 p);
+    sl_stream *persons = side(src, "persons", is_person, "person-id", key_person_id, src_p);
+    sl_stream *auctions = side(src, "auctions", is_auction, "seller", key_seller, src_p);
+    sl_window_conf wc = sl_window_tumbling(Q8_WINDOW, 0);
+    wc.agg = &sl_agg_count;
+    sl_stream *sellers = sl_stream_parallelism(sl_stream_window(auctions, "sellers", &wc), p);
+    sl_stream_sink(sl_stream_window_late(sellers), "sellers-late", &q8_late_op, NULL);
+    sl_join_conf jc = sl_join_window(sl_window_tumbling(Q8_WINDOW, 0));
+    jc.fn = q8_pair;
+    jc.out_width = sizeof(nex_q8_out);
+    sl_stream *j = sl_stream_parallelism(
+        sl_stream_join(persons, sl_stream_key_by(sellers, "seller-window", key_window_seller, NULL),
+                       "join", &jc),
+        p);
+    sl_stream_sink(sl_stream_join_late(j, 0), "persons-late", &q8_late_op, NULL);
+    sl_stream_sink(sl_stream_join_late(j, 1), "sellers-late-join", &q8_late_op, NULL);
+    return j;
 }
