@@ -376,12 +376,32 @@ static int header_due(out_fmt *f)
     return !(f->resumed_path && stat(f->resumed_path, &st) == 0 && st.st_size > 0);
 }
 
-/* price * 0.908 with exactly three decimals: price * 908 thousandths */
-static int put_q1_price(sl_buf *o, int64_t price)
+/* Decimal digits of v at p (at most 20 bytes); returns the end. */
+static char *put_dec(char *p, int64_t v)
 {
-    int64_t m = price * 908;
-    uint64_t a = m < 0 ? (uint64_t)0 - (uint64_t)m : (uint64_t)m;
-    return sl_buf_printf(o, "%s%" PRIu64 ".%03" PRIu64, m < 0 ? "-" : "", a / 1000, a % 1000);
+    uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char tmp[20];
+    int n = 0;
+    do tmp[n++] = (char)('0' + a % 10);
+    while ((a /= 10) != 0);
+    if (v < 0) *p++ = '-';
+    while (n) *p++ = tmp[--n];
+    return p;
+}
+
+/* The line "v[0],v[1],...\n" (a result line of integers; printf costs
+ * several times as much, and q0 and q1 write a line per bid). */
+static int put_ints(sl_buf *o, const int64_t *v, int n)
+{
+    int rc = sl_buf_reserve(o, (size_t)n * 21 + 1);
+    if (rc) return rc;
+    char *p = (char *)o->ptr + o->len;
+    for (int i = 0; i < n; i++) {
+        p = put_dec(p, v[i]);
+        *p++ = i + 1 < n ? ',' : '\n';
+    }
+    o->len = (size_t)(p - (char *)o->ptr);
+    return 0;
 }
 
 static int fmt_out(sl_buf *o, const void *rec, uint32_t len, int64_t ts, void *ud)
@@ -393,14 +413,30 @@ static int fmt_out(sl_buf *o, const void *rec, uint32_t len, int64_t ts, void *u
     const top_rec *t = rec;
     switch (f->query) {
     case 0:
-        return sl_buf_printf(o, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n", e->bid.auction,
-                             e->bid.bidder, e->bid.price, e->time);
+        return put_ints(o, (int64_t[]){e->bid.auction, e->bid.bidder, e->bid.price, e->time}, 4);
     case 1:
-        if ((rc = sl_buf_printf(o, "%" PRId64 ",%" PRId64 ",", e->bid.auction, e->bid.bidder)))
-            return rc;
-        if ((rc = put_q1_price(o, e->bid.price))) return rc;
-        return sl_buf_printf(o, ",%" PRId64 "\n", e->time);
-    case 2: return sl_buf_printf(o, "%" PRId64 ",%" PRId64 "\n", e->bid.auction, e->bid.price);
+        if ((rc = sl_buf_reserve(o, 4 * 21 + 5))) return rc;
+        {
+            char *p = (char *)o->ptr + o->len;
+            int64_t m = e->bid.price * 908; /* thousandths */
+            p = put_dec(p, e->bid.auction);
+            *p++ = ',';
+            p = put_dec(p, e->bid.bidder);
+            *p++ = ',';
+            if (m < 0) *p++ = '-';
+            uint64_t a = m < 0 ? (uint64_t)0 - (uint64_t)m : (uint64_t)m;
+            p = put_dec(p, (int64_t)(a / 1000));
+            *p++ = '.';
+            *p++ = (char)('0' + a / 100 % 10);
+            *p++ = (char)('0' + a / 10 % 10);
+            *p++ = (char)('0' + a % 10);
+            *p++ = ',';
+            p = put_dec(p, e->time);
+            *p++ = '\n';
+            o->len = (size_t)(p - (char *)o->ptr);
+        }
+        return 0;
+    case 2: return put_ints(o, (int64_t[]){e->bid.auction, e->bid.price}, 2);
     case 3: {
         const nex_q3_out *r = rec;
         return sl_buf_printf(o, "%s,%s,%s,%" PRId64 "\n", r->name, r->city, r->state, r->auction);
@@ -420,20 +456,15 @@ static int fmt_out(sl_buf *o, const void *rec, uint32_t len, int64_t ts, void *u
         const nex_q8_out *r = rec;
         return sl_buf_printf(o, "%" PRId64 ",%s,%" PRId64 "\n", r->person, r->name, r->window);
     }
-    case 5:
-        return sl_buf_printf(o, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n", t->start,
-                             t->end, t->a, t->value);
-    case 7:
-        return sl_buf_printf(o, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n",
-                             t->start, t->a, t->value, t->b, t->c);
+    case 5: return put_ints(o, (int64_t[]){t->start, t->end, t->a, t->value}, 4);
+    case 7: return put_ints(o, (int64_t[]){t->start, t->a, t->value, t->b, t->c}, 5);
     case 11: {
         sl_bytes b = {rec, len};
         sl_window_result w = sl_window_out(b);
         int64_t bidder = 0, n = 0;
         if (w.key.len == 8) memcpy(&bidder, w.key.ptr, 8);
         if (w.result_size == 8) memcpy(&n, w.result, 8);
-        return sl_buf_printf(o, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n", bidder, n,
-                             w.start, w.end);
+        return put_ints(o, (int64_t[]){bidder, n, w.start, w.end}, 4);
     }
     }
     return SL_EINVAL;
@@ -450,9 +481,10 @@ static void help(void)
            "bids, 1 : 3 : 46, as Beam's generator makes them), or on a dump of them, and\n"
            "writes its results as CSV with a header line, in no particular order.\n"
            "  --query Q        q0 (bids), q1 (price in euros), q2 (auction %% 123 == 0),\n"
-           "                   q5 (hot items: sliding 10 s windows every 2 s), q7 (highest\n"
-           "                   bid per 10 s window), q11 (bid sessions per bidder, 10 s gap);\n"
-           "                   q3, q4 and q8 need joins (not yet)\n"
+           "                   q3 (local item suggestion), q4 (average closing price per\n"
+           "                   category), q5 (hot items: sliding 10 s windows every 2 s),\n"
+           "                   q7 (highest bid per 10 s window), q8 (new users: a window\n"
+           "                   join), q11 (bid sessions per bidder, 10 s gap)\n"
            "  --events N       events to generate (default 100000)\n"
            "  --seed S         generator seed (default 0); the same seed, the same events\n"
            "  --rate R         events per second of event time (default %d)\n"
