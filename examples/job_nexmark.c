@@ -629,7 +629,7 @@ int job_nexmark(int argc, char **argv, const jobs_runner *run)
     sl_write_conf oc = {.path = out, .format = fmt_out, .ud = &of};
     jobs_deadletters dl = {.cmd = cmd};
     atomic_init(&dl.count, 0);
-    const int P = common.parallelism > 0 ? common.parallelism : 1;
+    const int P = jobs_parallelism(&common); /* --threads N alone: N */
 
     sl_pipeline *p = sl_pipeline_new();
     if (!p) {

@@ -9,8 +9,10 @@
  * Every operator takes input 0 and input 1 keyed by the same int64 id, so
  * that the events to be joined meet in one instance; state is engine keyed
  * state (snapshotted and restored by the engine, one table per name), with
- * the record's routing hash as the hash of every entry, also of entries whose
- * key adds a second part, so that an entry's key group is its id's.
+ * the record's routing hash as the hash of every entry keyed by the id
+ * alone, and for an entry whose key adds a second part (pend_hash) that hash
+ * with the part mixed into its low half, so that an entry's key group is
+ * its id's.
  *
  *   q3  persons in OR, ID, CA by id  |  auctions of category 10 by seller
  *       "person": id -> name, city, state (kept for ever, as an unbounded
@@ -49,6 +51,19 @@ typedef struct pend_key {
     int64_t id, index;
 } pend_key;
 
+/* The hash of pending item (id, index): the id's hash in its high half,
+ * which decides the key group (sluice/state.h), so the item stays with its
+ * id on a rescale, and the index mixed into its low half, which the table
+ * probes by. With the id's hash alone, an id's items all probed one chain:
+ * q4 at parallelism 2, where one generator shard runs ahead of the other
+ * and bids wait for their auction by the thousand, spent most of its time
+ * walking it. */
+static uint64_t pend_hash(uint64_t h, int64_t index)
+{
+    uint64_t x = (uint64_t)index * 0x9E3779B97F4A7C15ull;
+    return (h & 0xFFFFFFFF00000000ull) | ((uint32_t)h ^ (uint32_t)(x >> 32));
+}
+
 static int pend_add(sl_ctx *ctx, uint64_t h, int64_t id, const void *v16)
 {
     sl_state *cnt = sl_ctx_state(ctx, "pending-n", 8);
@@ -57,7 +72,7 @@ static int pend_add(sl_ctx *ctx, uint64_t h, int64_t id, const void *v16)
     int64_t *n = sl_state_get(cnt, h, &id, 8, NULL);
     if (!n) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
     pend_key k = {id, (*n)++};
-    void *v = sl_state_get(items, h, &k, sizeof(k), NULL);
+    void *v = sl_state_get(items, pend_hash(h, k.index), &k, sizeof(k), NULL);
     if (!v) return sl_ctx_fail(ctx, SL_ENOMEM, "out of memory");
     memcpy(v, v16, 16);
     return 0;
@@ -76,11 +91,11 @@ static int pend_take(sl_ctx *ctx, uint64_t h, int64_t id, pend_fn fn, void *ud)
     sl_state_remove(cnt, h, &id, 8);
     for (int64_t i = 0; i < n; i++) {
         pend_key k = {id, i};
-        const void *v = sl_state_find(items, h, &k, sizeof(k));
+        const void *v = sl_state_find(items, pend_hash(h, i), &k, sizeof(k));
         if (!v) continue;
         uint8_t copy[16];
         memcpy(copy, v, 16);
-        sl_state_remove(items, h, &k, sizeof(k));
+        sl_state_remove(items, pend_hash(h, i), &k, sizeof(k));
         int rc = fn(ctx, copy, ud);
         if (rc) return rc;
     }
