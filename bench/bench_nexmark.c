@@ -49,18 +49,6 @@ typedef struct nx_case {
     int threads;
 } nx_case;
 
-static double run_t0, run_t1;
-
-static int timed_run(void *ud, sl_pipeline *p, const char *cmd)
-{
-    (void)ud;
-    run_t0 = bench_now();
-    int rc = sl_pipeline_run(p);
-    run_t1 = bench_now();
-    if (rc) fprintf(stderr, "sluice %s: %s\n", cmd, sl_pipeline_errmsg(p));
-    return rc ? 1 : 0;
-}
-
 static void job_child(void *ud, void *out)
 {
     const nx_case *c = ud;
@@ -71,10 +59,11 @@ static void job_child(void *ud, void *out)
     snprintf(ev, sizeof ev, "%" PRIu64, c->events);
     char *argv[] = {"nexmark",   "--query", (char *)c->query, "--events", ev,  "--out", "/dev/null",
                     "--threads", th,        "--parallelism",  th,         NULL};
-    jobs_runner runner = {.run = timed_run};
+    bench_timed tm = {0};
+    jobs_runner runner = {.run = bench_run_timed, .ud = &tm};
     jobs_getopt_reset();
     if (job_nexmark(11, argv, &runner) != 0) return;
-    r->seconds = run_t1 - run_t0;
+    r->seconds = tm.t1 - tm.t0;
     r->rss_mb = bench_peak_rss_mb();
     r->ok = 1;
 }

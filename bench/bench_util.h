@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <sluice/sluice.h>
 
 static inline double bench_now(void)
 {
@@ -97,6 +98,23 @@ static inline int bench_in_child(void (*fn)(void *ud, void *out), void *ud, void
     int st;
     waitpid(pid, &st, 0);
     return r == (ssize_t)size ? 0 : -1;
+}
+
+/* A jobs_runner's run (examples/jobs.h) for benchmarks that run a bundled
+ * job in process: ud is a bench_timed, which gets the time around the
+ * pipeline's run only (not option parsing or building). */
+typedef struct bench_timed {
+    double t0, t1;
+} bench_timed;
+
+static inline int bench_run_timed(void *ud, sl_pipeline *p, const char *cmd)
+{
+    bench_timed *t = (bench_timed *)ud;
+    t->t0 = bench_now();
+    int rc = sl_pipeline_run(p);
+    t->t1 = bench_now();
+    if (rc) fprintf(stderr, "sluice %s: %s\n", cmd, sl_pipeline_errmsg(p));
+    return rc ? 1 : 0;
 }
 
 #endif

@@ -173,18 +173,6 @@ static void loop_child(void *ud, void *out)
 
 /* --- the job ------------------------------------------------------------------------- */
 
-static double run_t0, run_t1;
-
-static int timed_run(void *ud, sl_pipeline *p, const char *cmd)
-{
-    (void)ud;
-    run_t0 = bench_now();
-    int rc = sl_pipeline_run(p);
-    run_t1 = bench_now();
-    if (rc) fprintf(stderr, "sluice %s: %s\n", cmd, sl_pipeline_errmsg(p));
-    return rc ? 1 : 0;
-}
-
 static void job_child(void *ud, void *out)
 {
     const wa_case *c = ud;
@@ -206,10 +194,11 @@ static void job_child(void *ud, void *out)
                     "--parallelism",
                     th,
                     NULL};
-    jobs_runner runner = {.run = timed_run};
+    bench_timed tm = {0};
+    jobs_runner runner = {.run = bench_run_timed, .ud = &tm};
     jobs_getopt_reset();
     if (job_window_agg(13, argv, &runner) != 0) return;
-    r->seconds = run_t1 - run_t0;
+    r->seconds = tm.t1 - tm.t0;
     r->rss_mb = bench_peak_rss_mb();
     FILE *f = fopen(c->out, "r");
     if (!f) return;

@@ -37,6 +37,7 @@
 #include <cmocka.h>
 #include "sluice/sluice.h"
 #include "sluice/join.h"
+#include "test_lines.h"
 
 typedef struct rec {
     int64_t id, key;
@@ -60,54 +61,6 @@ typedef struct jcase {
     int cancel_at;       /* > 0: the source stops the job (a savepoint) after this many */
     const char *chk_dir; /* checkpoints there; a start resumes from the latest */
 } jcase;
-
-/* --- text lines ------------------------------------------------------------------ */
-
-typedef struct lines {
-    char **v;
-    size_t n, cap;
-} lines;
-
-static void lines_add(lines *l, const char *fmt, ...)
-{
-    char buf[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 64;
-        l->v = realloc(l->v, l->cap * sizeof(char *));
-    }
-    l->v[l->n++] = strdup(buf);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void lines_free(lines *l)
-{
-    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
-    free(l->v);
-    memset(l, 0, sizeof(*l));
-}
-
-static void lines_expect_equal(lines *got, lines *want, const char *what)
-{
-    qsort(got->v, got->n, sizeof(char *), cmp_str);
-    qsort(want->v, want->n, sizeof(char *), cmp_str);
-    size_t i = 0;
-    for (; i < got->n && i < want->n; i++)
-        if (strcmp(got->v[i], want->v[i]) != 0) break;
-    if (i < got->n || i < want->n) {
-        fprintf(stderr,
-                "%s: got %zu lines, want %zu; first difference at %zu: got '%s' want '%s'\n", what,
-                got->n, want->n, i, i < got->n ? got->v[i] : "-", i < want->n ? want->v[i] : "-");
-        fail();
-    }
-}
 
 /* --- the pipeline ------------------------------------------------------------------ */
 

@@ -43,6 +43,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "test_lines.h"
 #include "sluice/sluice.h"
 #include "operators/window/window_test.h"
 
@@ -179,51 +180,6 @@ static ev *make_events(int n, int64_t t0, int keys, int64_t dis, int late_one, i
 }
 
 /* --- output as lines ---------------------------------------------------------------- */
-
-typedef struct lines {
-    char **v;
-    size_t n, cap;
-} lines;
-
-static void lines_add(lines *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void lines_add(lines *l, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 256;
-        l->v = realloc(l->v, l->cap * sizeof(char *));
-        assert_non_null(l->v);
-    }
-    l->v[l->n++] = strdup(buf);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void lines_free(lines *l)
-{
-    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
-    free(l->v);
-    memset(l, 0, sizeof(*l));
-}
-
-/* Sorted a and b must be equal; on a difference, print the first one. */
-static void lines_expect_equal(lines *a, lines *b, const char *what)
-{
-    qsort(a->v, a->n, sizeof(char *), cmp_str);
-    qsort(b->v, b->n, sizeof(char *), cmp_str);
-    size_t i = 0;
-    while (i < a->n && i < b->n && strcmp(a->v[i], b->v[i]) == 0) i++;
-    if (i < a->n || i < b->n)
-        fail_msg("%s: %zu against %zu lines; first difference at %zu: '%s' against '%s'", what,
-                 a->n, b->n, i, i < a->n ? a->v[i] : "(none)", i < b->n ? b->v[i] : "(none)");
-}
 
 static void fmt_result(char *out, size_t cap, const sl_aggregate *agg, const void *res)
 {

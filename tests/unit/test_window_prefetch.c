@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "test_lines.h"
 #include "sluice/sluice.h"
 #include "operators/window/window_int.h"
 #include "operators/window/window_test.h"
@@ -144,37 +145,6 @@ static const sl_aggregate ord_plain = {.version = 2,
 static sl_aggregate distinct_plain;
 
 /* --- lines ------------------------------------------------------------------------ */
-
-typedef struct lines {
-    char **v;
-    size_t n, cap;
-} lines;
-
-static void lines_add(lines *l, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 64;
-        l->v = realloc(l->v, l->cap * sizeof(char *));
-    }
-    l->v[l->n++] = strdup(buf);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void lines_free(lines *l)
-{
-    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
-    free(l->v);
-    memset(l, 0, sizeof(*l));
-}
 
 /* --- the pipeline --------------------------------------------------------------- */
 
