@@ -7,7 +7,9 @@
  *     -> source "csv" (parallelism 1): parses each line; malformed lines go to
  *        its port 1 (dead letters: counted, the first ten reported on stderr
  *        with their line numbers); punctuated watermarks: after each record
- *        the watermark becomes max_event_time_seen - delay - 1
+ *        the watermark becomes max_event_time_seen - delay - 1 (announced
+ *        rounded down to the windows' ends, which changes no result:
+ *        wa_watermark)
  *     -> key_by "key" -> window "window" (parallelism P): --window, --agg,
  *        --lateness; results "window_start,window_end,key,aggregate" to --out
  *        (default stdout); late records "late,event_time_ms,key,value" and
@@ -178,6 +180,53 @@ static int parse_csv(const char *line, size_t len, void *out, uint32_t max_len, 
     memcpy((uint8_t *)out + 8, rest, klen);
     *ts = t;
     return (int)(klen + 8);
+}
+
+/* --- the watermark ------------------------------------------------------------------ */
+
+/* The rule is max_event_time_seen - delay - 1 after each record. Tumbling
+ * and sliding windows act on the watermark only where it reaches a window's
+ * end - 1 (it fires) or end - 1 + lateness (it expires: records for it are
+ * late from then on). So the source announces the rule's value rounded
+ * down to the last such point it reached: every window fires, expires and
+ * judges each record exactly as under the rule itself, while a watermark
+ * is announced (and the source's batch cut) once per slide of event time
+ * instead of at nearly every record (CSV lines 20 to a millisecond were cut
+ * into batches of 20). Window ends are offset + size + k * slide. Sessions
+ * end where the data says: they get the rule unrounded. Near the bottom of
+ * int64, where rounding down would leave int64, too. */
+typedef struct wa_wm {
+    int64_t delay;
+    int round;             /* tumbling or sliding */
+    int64_t slide, p1, p2; /* the points: p1, p2 mod slide (end - 1, end - 1 + L) */
+} wa_wm;
+
+static int64_t wa_watermark(const void *rec, uint32_t len, int64_t ts, int64_t max_ts, void *ud)
+{
+    (void)rec, (void)len, (void)ts;
+    const wa_wm *w = ud;
+    if (max_ts == SL_TIME_MIN || max_ts < SL_TIME_MIN + w->delay + 1) return SL_TIME_MIN;
+    int64_t wm = max_ts - w->delay - 1;
+    if (!w->round || wm < SL_TIME_MIN + 2 * w->slide) return wm;
+    __int128 m1 = ((__int128)wm - w->p1) % w->slide, m2 = ((__int128)wm - w->p2) % w->slide;
+    if (m1 < 0) m1 += w->slide;
+    if (m2 < 0) m2 += w->slide;
+    int64_t r1 = wm - (int64_t)m1, r2 = wm - (int64_t)m2;
+    return r1 > r2 ? r1 : r2;
+}
+
+static void wa_wm_init(wa_wm *w, const sl_window_conf *wc, int64_t delay)
+{
+    memset(w, 0, sizeof(*w));
+    w->delay = delay;
+    w->round = wc->kind != SL_WINDOW_SESSION && wc->slide > 0 && wc->slide < INT64_MAX / 4;
+    if (!w->round) return;
+    w->slide = wc->slide;
+    __int128 e1 = ((__int128)wc->offset + wc->size - 1) % wc->slide;
+    if (e1 < 0) e1 += wc->slide;
+    __int128 e2 = (e1 + wc->lateness % wc->slide) % wc->slide;
+    w->p1 = (int64_t)e1;
+    w->p2 = (int64_t)e2;
 }
 
 static sl_bytes rec_key(const void *rec, uint32_t len, void *ud)
@@ -646,8 +695,11 @@ int job_window_agg(int argc, char **argv, const jobs_runner *run)
     wc.agg = agg;
     wc.agg_ud = &val;
     /* Punctuated: the watermark follows the record that moves it, so where
-     * watermarks fall is fixed by the input. */
-    sl_watermark_conf wm = {.delay = delay, .punctuated = 1};
+     * watermarks fall is fixed by the input; rounded to the windows' points
+     * (wa_watermark). */
+    wa_wm wmr;
+    wa_wm_init(&wmr, &wc, delay);
+    sl_watermark_conf wm = {.delay = delay, .punctuated = 1, .fn = wa_watermark, .ud = &wmr};
     fmt_ud fu = {agg};
     sl_write_conf oc = {.path = out, .format = fmt_result, .ud = &fu};
     sl_write_conf lo = {.path = late_out, .format = fmt_line};
