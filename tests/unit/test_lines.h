@@ -48,8 +48,8 @@ static void lines_free(lines *l)
 /* Sorted a and b must be equal; on a difference, fail naming the first. */
 static inline void lines_expect_equal(lines *a, lines *b, const char *what)
 {
-    qsort(a->v, a->n, sizeof(char *), cmp_str);
-    qsort(b->v, b->n, sizeof(char *), cmp_str);
+    if (a->n > 1) qsort(a->v, a->n, sizeof(char *), cmp_str); /* v is NULL while empty */
+    if (b->n > 1) qsort(b->v, b->n, sizeof(char *), cmp_str);
     size_t i = 0;
     while (i < a->n && i < b->n && strcmp(a->v[i], b->v[i]) == 0) i++;
     if (i < a->n || i < b->n)
