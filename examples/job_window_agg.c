@@ -208,10 +208,15 @@ static int64_t wa_watermark(const void *rec, uint32_t len, int64_t ts, int64_t m
     if (max_ts == SL_TIME_MIN || max_ts < SL_TIME_MIN + w->delay + 1) return SL_TIME_MIN;
     int64_t wm = max_ts - w->delay - 1;
     if (!w->round || wm < SL_TIME_MIN + 2 * w->slide) return wm;
-    __int128 m1 = ((__int128)wm - w->p1) % w->slide, m2 = ((__int128)wm - w->p2) % w->slide;
+    /* wm - p stays in int64 (wm >= SL_TIME_MIN + 2 slide, 0 <= p < slide);
+     * one division per record when the two points coincide (lateness 0) */
+    int64_t m1 = (wm - w->p1) % w->slide;
     if (m1 < 0) m1 += w->slide;
+    int64_t r1 = wm - m1;
+    if (w->p2 == w->p1) return r1;
+    int64_t m2 = (wm - w->p2) % w->slide;
     if (m2 < 0) m2 += w->slide;
-    int64_t r1 = wm - (int64_t)m1, r2 = wm - (int64_t)m2;
+    int64_t r2 = wm - m2;
     return r1 > r2 ? r1 : r2;
 }
 
