@@ -288,6 +288,11 @@ int bench_broker(int argc, char **argv)
     double rss = bench_peak_rss_mb();
     double payload = (double)records * 100.0;
     double ratio = t_dd / t_app;
+    bench_plot_row("dd (baseline)", 1, (uint64_t)records, t_dd); /* --plot (bench/plot.h) */
+    bench_plot_row("append, fsync never", 1, (uint64_t)records, t_app);
+    bench_plot_row("read, page cache", 1, (uint64_t)records, t_read);
+    bench_plot_latency("produce to consume, 2 processes", 1, (double)lat[0] / 1e6,
+                       (double)lat[1] / 1e6);
     if (csv) {
         printf("bench,variant,threads,events,seconds,events_per_s,peak_rss_mb\n");
         printf("broker,append_fsync_never,1,%lld,%.6f,%.0f,%.1f\n", records, t_app,

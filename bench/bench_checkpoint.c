@@ -305,6 +305,12 @@ static int throughput(enum job job, uint64_t n, const char *tmp, run best[3])
 
 static void print_throughput(int csv, const char *jn, uint64_t n, const run r[3])
 {
+    for (int k = 0; k < 3; k++) { /* --plot (bench/plot.h): against no checkpoints */
+        char pv[64];
+        snprintf(pv, sizeof(pv), "%s, checkpoints %s", jn, iv_names[k]);
+        bench_plot_row(pv, 1, n, r[k].seconds);
+        if (k == 0) bench_plot_mark_baseline();
+    }
     if (csv) {
         for (int k = 0; k < 3; k++) {
             char variant[64], extra[64] = "";

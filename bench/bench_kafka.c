@@ -1179,6 +1179,18 @@ int bench_kafka(int argc, char **argv)
     double raw_gbs = per_s(fr.bytes, fr.secs) / 1e9;
     double load[3] = {0, 0, 0};
     if (getloadavg(load, 3) < 1) load[0] = -1;
+    /* --plot (bench/plot.h): each baseline before the rows compared with it */
+    bench_plot_row("produce, mock cluster (baseline)", 1, (uint64_t)pm.n, pm.secs);
+    bench_plot_row("produce, sluice", 1, (uint64_t)ps.n, ps.secs);
+    bench_plot_row("fetch, read(2) (baseline)", 1, (uint64_t)fetch_records, t_read);
+    bench_plot_row("fetch, sluice", 1, (uint64_t)fs.n, fs.secs);
+    bench_plot_row("fetch, sluice, raw client", 1, (uint64_t)fetch_records, fr.secs);
+    for (int i = 0; i < nlat; i++)
+        if (L[i].f.n) {
+            char lv[96];
+            snprintf(lv, sizeof lv, "%s at %.0f/s", L[i].who, L[i].rate);
+            bench_plot_latency(lv, 1, (double)L[i].f.p50 / 1e6, (double)L[i].f.p99 / 1e6);
+        }
     if (csv) {
         printf("bench,variant,threads,events,seconds,events_per_s,peak_rss_mb\n");
         const struct {

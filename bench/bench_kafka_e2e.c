@@ -664,6 +664,7 @@ int bench_kafka_e2e(int argc, char **argv)
     qsort(lat, n, sizeof(*lat), cmp_i64);
     double p50 = (double)lat[n / 2] / 1e6, p99 = (double)lat[n * 99 / 100] / 1e6,
            mx = (double)lat[n - 1] / 1e6;
+    bench_plot_latency("appended to committed", 1, p50, p99);
     if (csv) {
         bench_row(csv, "kafka-e2e", "stateless peak", 1, (uint64_t)lrec, peak_s);
         printf("kafka-e2e,latency-p50-ms,1,%" PRIu64 ",%.3f,%.0f,%.1f\n", n, p50, rate,

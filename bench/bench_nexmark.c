@@ -138,6 +138,7 @@ int bench_nexmark(int argc, char **argv)
             double xf = per_core / queries[q].flink_per_core, scale = r[0].seconds / r[1].seconds;
             if (xf < worst_flink) worst_flink = xf;
             if (k == 1 && scale < worst_scale) worst_scale = scale;
+            bench_plot_row(queries[q].name, k + 1, n, r[k].seconds);
             if (csv) {
                 printf("nexmark,%s,%d,%" PRIu64 ",%.6f,%.0f,%.1f\n", queries[q].name, k + 1, n,
                        r[k].seconds, eps, r[k].rss_mb);

@@ -340,14 +340,18 @@ static int run_throughput(long long orders, uint64_t seed)
                "sagas/s", "peak MB");
     }
     row(csv ? "baseline-hand-loop" : "baseline (hand loop, no engine)", 1, (uint64_t)orders, sb);
+    bench_plot_row("baseline (hand loop)", 1, (uint64_t)orders, sb);
     if (run_job(orders, seed, 1, 0, 0, &r1)) return 1;
     row("engine", 1, (uint64_t)r1.sagas, r1.seconds);
+    bench_plot_row("engine", 1, (uint64_t)r1.sagas, r1.seconds);
     if (run_job(orders, seed, 2, 0, 0, &r2)) return 1;
     row("engine", 2, (uint64_t)r2.sagas, r2.seconds);
+    bench_plot_row("engine", 2, (uint64_t)r2.sagas, r2.seconds);
     if (run_job(orders, seed, 1, 1, 0, &rf)) return 1;
     char name[96];
     snprintf(name, sizeof(name), csv ? "engine-faults-0.1-0.05" : "engine, faults 0.1 / 0.05");
     row(name, 1, (uint64_t)rf.sagas, rf.seconds);
+    bench_plot_row("engine, faults 0.1 / 0.05", 1, (uint64_t)rf.sagas, rf.seconds);
     double eb = sb > 0 ? (double)orders / sb : 0, e1 = r1.seconds > 0 ? r1.sagas / r1.seconds : 0,
            e2 = r2.seconds > 0 ? r2.sagas / r2.seconds : 0;
     if (!csv) {
@@ -372,6 +376,7 @@ static int latency_at(long long n, uint64_t seed)
         fprintf(stderr, "sluice %s: the probe measured no saga\n", cmd);
         return 1;
     }
+    bench_plot_latency("reply to outcome", 1, r.lat_p50_us / 1e3, r.lat_p99_us / 1e3);
     if (csv) {
         static const char *const q[3] = {"p50", "p99", "max"};
         double v[3] = {r.lat_p50_us, r.lat_p99_us, r.lat_max_us};

@@ -3,7 +3,9 @@
  * field of /proc/self/status, a measurement in a child process (so that
  * its peak RSS is its own), and
  * the output convention of DESIGN.md (a human table, or with --csv rows of
- * bench,variant,threads,events,seconds,events_per_s,peak_rss_mb).
+ * bench,variant,threads,events,seconds,events_per_s,peak_rss_mb). Every row
+ * printed by bench_row is also recorded for `--plot` (bench/plot.h), a no-op
+ * when no plot is asked for.
  */
 #ifndef SLUICE_BENCH_UTIL_H
 #define SLUICE_BENCH_UTIL_H
@@ -17,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sluice/sluice.h>
+#include "bench/plot.h"
 
 static inline double bench_now(void)
 {
@@ -53,6 +56,7 @@ static inline void bench_row(int csv, const char *bench, const char *variant, in
                              uint64_t events, double seconds)
 {
     double eps = seconds > 0 ? (double)events / seconds : 0;
+    bench_plot_row(variant, threads, events, seconds);
     if (csv)
         printf("%s,%s,%d,%llu,%.6f,%.0f,%.1f\n", bench, variant, threads,
                (unsigned long long)events, seconds, eps, bench_peak_rss_mb());

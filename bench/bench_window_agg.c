@@ -263,6 +263,12 @@ static int measure(wa_case *pc, uint64_t n, uint64_t keys, int csv, double *rati
     *ratio_loop = eps[0] / eps_loop;
     *ratio_threads = eps[1] / eps[0];
     snprintf(variant, sizeof variant, "loop %" PRIu64 "k keys", keys / 1000);
+    bench_plot_row(variant, 1, n, loop.seconds);
+    for (int k = 0; k < 2; k++) {
+        char jv[64];
+        snprintf(jv, sizeof jv, "job %" PRIu64 "k keys", keys / 1000);
+        bench_plot_row(jv, k + 1, n, job[k].seconds);
+    }
     if (csv) {
         printf("window-agg,loop-%" PRIu64 "-keys,1,%" PRIu64 ",%.6f,%.0f,%.1f\n", keys, n,
                loop.seconds, eps_loop, loop.rss_mb);

@@ -377,6 +377,10 @@ int bench_windows(int argc, char **argv)
     size_t ns = 0;
     if (latency && run_latency(rate, 3.0, (int)credits, &p50, &p99, &ns)) return 1;
     double rss_l = bench_peak_rss_mb();
+    bench_plot_row("tumbling 10s", 1, n, ts); /* --plot (bench/plot.h): sliding against it */
+    bench_plot_mark_baseline();
+    bench_plot_row("sliding 10s/100ms", 1, n, ss);
+    if (latency) bench_plot_latency("window result, 100 ms tumbling", 2, p50 / 1e3, p99 / 1e3);
     if (csv) {
         printf("bench,variant,threads,events,seconds,events_per_s,peak_rss_mb\n");
         printf("windows,tumbling-10s,1,%" PRIu64 ",%.4f,%.0f,%.1f\n", n, ts, (double)n / ts, rss_t);

@@ -437,6 +437,11 @@ int bench_ysb(int argc, char **argv)
             p99[k] = lat_quantile(vs[k].lat, 0.99, &nres[k]);
         }
     }
+    for (int k = 0; k < 3; k++) { /* --plot (bench/plot.h): medians and latencies */
+        bench_plot_row(vs[k].name, vs[k].threads ? vs[k].threads : 1, vs[k].n,
+                       (double)vs[k].n / med[k]);
+        if (vs[k].lat) bench_plot_latency("window result", vs[k].threads, p50[k], p99[k]);
+    }
     if (csv) {
         printf("bench,variant,threads,events,seconds,events_per_s,peak_rss_mb,rounds,"
                "events_per_s_min,events_per_s_max,latency_p50_ms,latency_p99_ms,cpus\n");

@@ -5,7 +5,8 @@
  *   sluice jobs                      list the bundled jobs
  *   sluice run JOB [options]         run one (JOB --help for its options;
  *                                    --explain prints the plan instead)
- *   sluice bench NAME [options]      run a benchmark
+ *   sluice bench NAME [options]      run a benchmark (--plot FILE.svg:
+ *                                    its figures as an SVG, bench/plot.h)
  *   sluice topic|produce|consume     the built-in broker
  *   sluice --version | --help
  *
@@ -25,8 +26,10 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "bench/bench.h"
+#include "bench/plot.h"
 #include "cli/cli.h"
 
 static const struct {
@@ -150,11 +153,69 @@ static int cmd_run(int argc, char **argv)
     return 2;
 }
 
+/* `sluice bench NAME ... --plot FILE`: --plot FILE (or --plot=FILE) is taken
+ * out of the bench's arguments (up to a `--`), so that no bench parses it;
+ * FILE is created or truncated before the bench runs (a bad path fails at
+ * once, not after a long run), the bench's rows are recorded
+ * (bench/plot.h), and the SVG is written when the bench returned 0. With
+ * --help or -h among the arguments the bench prints its usage and no plot is
+ * made. argv[0] is NAME. */
+static int bench_with_plot(const char *name, int (*run)(int, char **), int argc, char **argv)
+{
+    const char *plot = NULL;
+    int help = 0, n = 0;
+    char **av = calloc((size_t)argc + 1, sizeof(char *));
+    if (!av) {
+        fprintf(stderr, "sluice bench %s: out of memory\n", name);
+        return 1;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (i > 0 && strcmp(a, "--") == 0) {
+            while (i < argc) av[n++] = argv[i++];
+            break;
+        }
+        if (i > 0 && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) help = 1;
+        if (i > 0 && (strcmp(a, "--plot") == 0 || strncmp(a, "--plot=", 7) == 0)) {
+            const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || !*v || (a[6] != '=' && v[0] == '-' && v[1] != 0)) {
+                fprintf(stderr, "sluice bench %s: --plot needs a FILE (an .svg to write)\n", name);
+                free(av);
+                return 2;
+            }
+            plot = v;
+            continue;
+        }
+        av[n++] = argv[i];
+    }
+    av[n] = NULL;
+    if (plot && !help) {
+        int rc = bench_plot_begin(plot);
+        if (rc) {
+            fprintf(stderr, "sluice bench %s: --plot %s: %s\n", name, plot, strerror(-rc));
+            free(av);
+            return 1;
+        }
+    }
+    int status = run(n, av);
+    free(av);
+    if (bench_plot_recording()) {
+        int rc = bench_plot_end(name, status == 0);
+        if (rc && status == 0) {
+            fprintf(stderr, "sluice bench %s: --plot %s: %s\n", name, plot, strerror(-rc));
+            status = 1;
+        }
+    }
+    return status;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
     int r = leading_opts("bench", argc, argv);
     if (r == JOBS_HELP) {
-        printf("usage: sluice bench NAME [--csv] [options]\nbenchmarks:\n");
+        printf("usage: sluice bench NAME [--csv] [--plot FILE.svg] [options]\n"
+               "--plot FILE.svg draws the figures of the run (events/s against the in-run\n"
+               "baseline, latency percentiles) as an SVG.\nbenchmarks:\n");
         for (size_t i = 0; i < N_BENCHES; i++)
             printf("  %-11s %s\n", benches[i].name, benches[i].summary);
         return 0;
@@ -166,7 +227,8 @@ static int cmd_bench(int argc, char **argv)
     }
     const char *name = argv[optind];
     for (size_t i = 0; i < N_BENCHES; i++)
-        if (strcmp(name, benches[i].name) == 0) return benches[i].run(argc - optind, argv + optind);
+        if (strcmp(name, benches[i].name) == 0)
+            return bench_with_plot(benches[i].name, benches[i].run, argc - optind, argv + optind);
     fprintf(stderr, "sluice bench: unknown benchmark '%s' (sluice bench --help lists them)\n",
             name);
     return 2;
