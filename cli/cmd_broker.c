@@ -1157,6 +1157,10 @@ static void broker_usage(FILE *f)
            "  --log-level LEVEL        error, warn (default: disconnected clients), info (+ idle\n"
            "                           and refused clients, authentications), debug (+ one line\n"
            "                           per request: api, version, client, latency)\n"
+           "  --http HOST:PORT         also serve a status page (topics, partitions, offsets,\n"
+           "                           consumer-group lag) at /, Prometheus metrics at\n"
+           "                           /metrics and JSON at /api/job; loopback only unless\n"
+           "  --http-token FILE        is given (then every request needs that token)\n"
            "user add: adds USER to the users file FILE (created mode 0600), or changes its\n"
            "password: salted SCRAM-SHA-256 credentials, never the password itself.\n");
 }
@@ -1215,7 +1219,7 @@ int cli_broker(int argc, char **argv)
         fprintf(stderr, "sluice broker: unknown command '%s' (serve, user)\n", argv[1]);
         return 2;
     }
-    const char *dir = NULL;
+    const char *dir = NULL, *http_listen = NULL, *http_token = NULL;
     sl_server_conf conf;
     sl_server_conf_init(&conf);
     conf.listen = "127.0.0.1:9092";
@@ -1233,7 +1237,9 @@ int cli_broker(int argc, char **argv)
                                            "--max-request-bytes",
                                            "--max-connections",
                                            "--idle-timeout-ms",
-                                           "--log-level"};
+                                           "--log-level",
+                                           "--http",
+                                           "--http-token"};
         size_t o = 0;
         while (o < sizeof opts / sizeof opts[0] && strcmp(a, opts[o]) != 0) o++;
         if (o == sizeof opts / sizeof opts[0]) {
@@ -1266,6 +1272,8 @@ int cli_broker(int argc, char **argv)
             if ((n = serve_num(a, v, 0, 86400000)) < 0) return 2;
             conf.idle_timeout_ms = (int32_t)n;
             break;
+        case 9: http_listen = v; break;
+        case 10: http_token = v; break;
         default: {
             static const char *const lv[] = {"error", "warn", "info", "debug"};
             int l = 0;
@@ -1284,6 +1292,10 @@ int cli_broker(int argc, char **argv)
         fprintf(stderr, "sluice broker serve: --tls-cert and --tls-key go together\n");
         return 2;
     }
+    if (http_token && !http_listen) {
+        fprintf(stderr, "sluice broker serve: --http-token needs --http HOST:PORT\n");
+        return 2;
+    }
     sl_broker *b = open_broker("broker serve", jobs_broker_dir(dir), 0);
     if (!b) return 1;
     sl_server *s = NULL;
@@ -1294,6 +1306,22 @@ int cli_broker(int argc, char **argv)
         sl_server_close(s);
         sl_broker_close(b);
         return exit_for(rc);
+    }
+    sl_http *http = NULL;
+    if (http_listen) {
+        char err[300];
+        sl_http_conf hc = {.listen = http_listen,
+                           .token_file = http_token,
+                           .job = "broker",
+                           .broker_dir = sl_broker_dir(b)};
+        if (sl_http_start(&http, &hc, err, sizeof(err)) != 0) {
+            fprintf(stderr, "sluice broker serve: --http %s: %s\n", http_listen, err);
+            sl_server_close(s);
+            sl_broker_close(b);
+            return 2;
+        }
+        fprintf(stderr, "sluice broker serve: status page at %s (metrics at /metrics)\n",
+                sl_http_url(http));
     }
     serve_server = s;
     struct sigaction sa = {.sa_handler = on_serve_signal};
@@ -1309,6 +1337,7 @@ int cli_broker(int argc, char **argv)
         fprintf(stderr, "sluice broker serve: %s\n", sl_server_errmsg(s));
         status = 1;
     }
+    sl_http_stop(http);
     sl_server_close(s);
     serve_server = NULL;
     if (sl_broker_close(b) < 0) {

@@ -106,6 +106,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,7 @@
 #include "engine/base/fsio.h"
 #include "engine/checkpoint.h"
 #include "engine/coord.h"
+#include "sluice/metrics.h"
 #include "engine/graph.h"
 #include "engine/plan.h"
 #include "engine/source.h"
@@ -193,6 +195,9 @@ struct sli_coord {
     /* statistics (under lock) */
     uint64_t completed, failed, last_done, last_bytes;
     dseries durations, stalls;
+    sl_checkpoint_history hist; /* ring of entries (hist_at: next slot), histograms */
+    int hist_at;
+    _Atomic uint64_t sink_commits;
     char last_error[256];
     char restore_warning[512];
 };
@@ -917,8 +922,46 @@ static int commit_sinks(sl_pipeline *p, uint64_t id)
                 p, rc, "operator '%s' (%s): commit of checkpoint %" PRIu64 " failed: %s",
                 x->node->name, op->kind ? op->kind : "?", id, sl_strerror(rc));
         }
+        atomic_fetch_add_explicit(&p->chk->sink_commits, 1, memory_order_relaxed);
     }
     return 0;
+}
+
+/* The histograms' upper bounds (the last is +inf). */
+static const double hist_ms[SL_CHECKPOINT_BUCKETS] = {
+    1, 5, 10, 50, 100, 250, 500, 1000, 2500, 10000, 60000, HUGE_VAL};
+static const double hist_bytes[SL_CHECKPOINT_BUCKETS] = {
+    1 << 10, 16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20,
+    256 << 20, 1024.0 * (1 << 20), 4096.0 * (1 << 20), 16384.0 * (1 << 20), HUGE_VAL};
+
+static void hist_bounds(sl_checkpoint_history *h)
+{
+    memcpy(h->duration_le_ms, hist_ms, sizeof(hist_ms));
+    memcpy(h->bytes_le, hist_bytes, sizeof(hist_bytes));
+}
+
+/* Under c->lock: a history entry (the ring keeps the last SL_CHECKPOINT_HISTORY). */
+static void hist_add(struct sli_coord *c, uint64_t id, int ok, double dur_ms, double stall_ms,
+                     uint64_t bytes, const char *why)
+{
+    sl_checkpoint_history *h = &c->hist;
+    sl_checkpoint_entry *e = &h->entry[c->hist_at];
+    c->hist_at = (c->hist_at + 1) % SL_CHECKPOINT_HISTORY;
+    if (h->n < SL_CHECKPOINT_HISTORY) h->n++;
+    *e = (sl_checkpoint_entry){.id = id,
+                               .ok = ok,
+                               .time_ms = sli_clock_wall_ms(),
+                               .duration_ms = dur_ms,
+                               .stall_ms = stall_ms,
+                               .bytes = bytes};
+    snprintf(e->error, sizeof(e->error), "%s", why ? why : "");
+    if (!ok) return;
+    for (int i = 0; i < SL_CHECKPOINT_BUCKETS; i++) {
+        if (dur_ms <= hist_ms[i]) h->duration_count[i]++;
+        if ((double)bytes <= hist_bytes[i]) h->bytes_count[i]++;
+    }
+    h->duration_sum_ms += dur_ms;
+    h->bytes_sum += (double)bytes;
 }
 
 static void record_failure(struct sli_coord *c, uint64_t id, const char *why)
@@ -926,6 +969,7 @@ static void record_failure(struct sli_coord *c, uint64_t id, const char *why)
     pthread_mutex_lock(&c->lock);
     c->failed++;
     snprintf(c->last_error, sizeof(c->last_error), "checkpoint %" PRIu64 " failed: %s", id, why);
+    hist_add(c, id, 0, 0, 0, 0, why);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -938,7 +982,29 @@ static void record_success(struct sli_coord *c, uint64_t id, double dur_ms, doub
     c->last_bytes = bytes;
     dseries_add(&c->durations, dur_ms);
     dseries_add(&c->stalls, stall_ms);
+    hist_add(c, id, 1, dur_ms, stall_ms, bytes, NULL);
     pthread_mutex_unlock(&c->lock);
+}
+
+void sl_pipeline_checkpoint_history(const sl_pipeline *p, sl_checkpoint_history *out)
+{
+    memset(out, 0, sizeof(*out));
+    hist_bounds(out);
+    struct sli_coord *c = p ? p->chk : NULL;
+    if (!c) return;
+    pthread_mutex_lock(&c->lock);
+    *out = c->hist;
+    /* oldest first */
+    int first = c->hist.n < SL_CHECKPOINT_HISTORY ? 0 : c->hist_at;
+    for (int i = 0; i < c->hist.n; i++)
+        out->entry[i] = c->hist.entry[(first + i) % SL_CHECKPOINT_HISTORY];
+    pthread_mutex_unlock(&c->lock);
+    hist_bounds(out);
+}
+
+uint64_t sli_coord_sink_commits(sl_pipeline *p)
+{
+    return p->chk ? atomic_load_explicit(&p->chk->sink_commits, memory_order_relaxed) : 0;
 }
 
 double sli_coord_tick(sl_pipeline *p, double now)
@@ -1294,7 +1360,10 @@ static int restore_instance(sl_pipeline *p, struct sl_ctx *x)
         if (rc) return rc;
         if ((is_src || keyed || whole) && wm < floor) floor = wm;
     }
-    if (floor != INT64_MAX && floor > x->wm) x->wm = floor;
+    if (floor != INT64_MAX && floor > x->wm) {
+        x->wm = floor;
+        atomic_store_explicit(&x->pub_wm, floor, memory_order_relaxed);
+    }
     if (is_src) {
         size_t np = sli_chk_reader_npositions(r), mine = 0;
         for (size_t i = 0; i < np; i++)

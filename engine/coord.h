@@ -32,6 +32,8 @@ double sli_coord_tick(sl_pipeline *p, double now);
 /* Every task finished: take, write and commit the final checkpoint. */
 int sli_coord_final(sl_pipeline *p);
 void sli_coord_free(sl_pipeline *p);
+/* Successful commit() calls of two-phase-commit sinks (metrics); any thread. */
+uint64_t sli_coord_sink_commits(sl_pipeline *p);
 /* Ask every source to inject BARRIER(id), and every id before it not yet
  * sent, in order (any thread, while running). Ids start at 1. */
 void sli_pipeline_inject_barrier(sl_pipeline *p, uint64_t id);

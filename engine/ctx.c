@@ -4,7 +4,7 @@
  * record, engine-owned keyed state, timers, and failure reporting.
  *
  * A context belongs to one instance and is used only inside its task's
- * activations, except sink_wm, which the stats reader loads atomically.
+ * activations, except its counters and pub_wm (plan.h), which readers load atomically.
  *
  * Failures: c->err is written and read only by the instance's own callbacks
  * (one worker at a time, ordered by the task state machine); the pipeline's

@@ -91,6 +91,10 @@ struct sl_pipeline {
 
     /* plan (plan.h), built once */
     int planned;
+    /* For readers on other threads (sl_pipeline_metrics): 1 once the plan is
+     * built, 2 once started (t_start set); stored with release after what
+     * it announces, so a reader that loads it with acquire may walk the plan. */
+    atomic_int published;
     int n_tasks;
     struct sl_task **tasks;
     int n_ctx;
@@ -146,6 +150,9 @@ int sli_pipeline_fail(sl_pipeline *p, int code, const char *fmt, ...)
  * builders that plan one node per upstream instance (the window combiner,
  * operators/window/combine.c). Building thread, before the plan. */
 void sli_stream_inherit_parallelism(sl_stream *s);
+/* The counters of sl_pipeline_stats (not elapsed_s): any thread, once the
+ * plan exists. */
+void sli_pipeline_counts(const sl_pipeline *p, sl_pipeline_stats *out);
 /* The first recorded error code (0: none), read under err_lock. Any thread. */
 int sli_pipeline_err(sl_pipeline *p);
 

@@ -152,6 +152,7 @@ int sl_pipeline_start(sl_pipeline *p)
     p->sched = s;
     p->started = 1;
     p->t_start = sli_clock_mono_s();
+    atomic_store_explicit(&p->published, 2, memory_order_release);
     sli_sched_queue_all(s);
     if (sli_sched_start(s) != 0 || pthread_create(&p->coord, NULL, coord_main, p) != 0) {
         sli_sched_stop(s);
@@ -252,10 +253,8 @@ uint64_t sl_pipeline_trace_malformed(const sl_pipeline *p)
     return p ? atomic_load_explicit(&((sl_pipeline *)p)->trace_malformed, memory_order_relaxed) : 0;
 }
 
-void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
+void sli_pipeline_counts(const sl_pipeline *p, sl_pipeline_stats *out)
 {
-    memset(out, 0, sizeof(*out));
-    if (!p) return;
     out->records_in = atomic_load_explicit(&((sl_pipeline *)p)->records_in, memory_order_relaxed);
     out->records_out = atomic_load_explicit(&((sl_pipeline *)p)->records_out, memory_order_relaxed);
     out->late = atomic_load_explicit(&((sl_pipeline *)p)->late, memory_order_relaxed);
@@ -266,10 +265,17 @@ void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
     for (int i = 0; i < p->n_ctx; i++) {
         struct sl_ctx *c = p->ctxs[i];
         if (!c->is_sink) continue;
-        int64_t w = atomic_load_explicit(&c->sink_wm, memory_order_relaxed);
+        int64_t w = atomic_load_explicit(&c->pub_wm, memory_order_relaxed);
         if (w < wm) wm = w;
         any = 1;
     }
     out->watermark = any ? wm : SL_TIME_MIN;
+}
+
+void sl_pipeline_stats_get(const sl_pipeline *p, sl_pipeline_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!p) return;
+    sli_pipeline_counts(p, out);
     if (p->started) out->elapsed_s = p->joined ? p->elapsed : sli_clock_mono_s() - p->t_start;
 }

@@ -21,6 +21,7 @@
  * (records_in for a source's data port, late / dead_letters by port role).
  */
 #include "engine/plan.h"
+#include "engine/metrics.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,10 +117,15 @@ int sli_plan_build(sl_pipeline *p)
             c->instance = i;
             c->wm = SL_TIME_MIN;
             c->is_sink = n->kind == SL_NODE_SINK;
-            atomic_init(&c->sink_wm, SL_TIME_MIN);
+            atomic_init(&c->pub_wm, SL_TIME_MIN);
             for (int port = 0; port < n->n_ports; port++) {
                 c->out[port].width = n->port_width[port];
                 c->out[port].count = port_counter(p, n, port);
+                int role = n->port_role[port];
+                c->out[port].mcount = role == SL_PORT_LATE          ? &c->m.late
+                                      : role == SL_PORT_DEAD_LETTER ? &c->m.dead
+                                                                    : &c->m.out;
+                c->out[port].mbytes = role == SL_PORT_DATA ? &c->m.bytes_out : NULL;
             }
             for (int j = 0; j < n->n_in; j++) {
                 c->in_key[j] = n->in[j]->key;
@@ -211,6 +217,7 @@ int sli_plan_build(sl_pipeline *p)
     for (int t = 0; t < p->n_tasks; t++) p->tasks[t]->n_open_in = p->tasks[t]->n_in;
     free(base);
     p->planned = 1;
+    atomic_store_explicit(&p->published, 1, memory_order_release);
     return 0;
 oom:
     free(base);
@@ -220,6 +227,7 @@ oom:
 void sli_plan_free(sl_pipeline *p)
 {
     p->planned = 0;
+    atomic_store_explicit(&p->published, 0, memory_order_relaxed);
     for (int i = 0; i < p->n_ctx; i++) {
         struct sl_ctx *c = p->ctxs[i];
         if (!c) continue;
@@ -244,6 +252,7 @@ void sli_plan_free(sl_pipeline *p)
         sli_timers_free(c->timers);
         sli_timers_free(c->proc_timers);
         sl_buf_free(&c->keybuf);
+        sli_metrics_free(c);
         free(c);
     }
     free(p->ctxs);

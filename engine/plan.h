@@ -49,6 +49,10 @@ typedef struct sl_port {
     /* Records delivered here are added to this pipeline counter, per batch
      * (records_in for a source's data port, late, dead_letters), or NULL. */
     _Atomic uint64_t *count;
+    /* ... and to this instance's own counter for the port's role (records
+     * out, late or dead letters) and, on data ports, bytes out: single
+     * writer (the task's thread), read by sl_pipeline_metrics. */
+    _Atomic uint64_t *mcount, *mbytes;
     int n_targets;
     sl_target *targets;
 } sl_port;
@@ -81,7 +85,14 @@ struct sl_ctx {
     sl_timers *proc_timers; /* processing-time timers (wall-clock ms) */
     sl_buf keybuf;
     int err;
-    _Atomic int64_t sink_wm; /* sinks: for stats, read by other threads */
+    /* This instance's counters (sluice/metrics.h): written only by its
+     * task's thread, with sli_count (a load and a store, no lock prefix),
+     * read by any thread. pub_wm mirrors wm for readers. */
+    struct {
+        _Atomic uint64_t in, out, bytes_in, bytes_out, late, dead;
+    } m;
+    _Atomic int64_t pub_wm;
+    struct sli_dl_reasons *_Atomic dl_reasons; /* sources: made at the first dead letter */
     uint64_t chk_id;         /* inside snapshot(): the checkpoint being taken */
     int restored_src;        /* sources: announce the restored watermark first */
     /* Trace context the records emitted next carry (sl_ctx_set_trace),
@@ -109,6 +120,8 @@ typedef struct sl_task {
     int in_canceled;                 /* an input ended by a cancel: so does this task */
     int64_t wm;                      /* min over active inputs */
     int blocked;                     /* pending output: waits for credit */
+    _Atomic int64_t blocked_since;   /* monotonic ns when it began (0: not blocked) */
+    _Atomic uint64_t blocked_ns;     /* total time blocked, ended spells (metrics) */
     int finished;                    /* end of stream sent and drained */
     int ended;                       /* end processing done (EOS queued) */
     int waiting;                     /* source said WAIT: delayed wake-up pending */
@@ -125,6 +138,20 @@ typedef struct sl_task {
     int (*src_step)(struct sl_ctx *c);
     int (*src_announce)(struct sl_ctx *c);
 } sl_task;
+
+/* Add n to a counter that only the calling thread writes (a plain load and
+ * store: no read-modify-write; readers on other threads see whole values). */
+static inline void sli_count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* A batch's payload bytes (metrics). */
+static inline uint64_t sli_batch_bytes(const sl_batch *b)
+{
+    return b->width ? (uint64_t)b->count * b->width : b->data_len;
+}
 
 /* Build the plan (user's thread, before start; once: p->planned). 0 or the
  * pipeline's error. */

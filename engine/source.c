@@ -50,6 +50,7 @@
 #include <string.h>
 #include "engine/base/le.h"
 #include "engine/source.h"
+#include "engine/metrics.h"
 #include "engine/base/clock.h"
 #include "engine/graph.h"
 #include "engine/plan.h"
@@ -480,7 +481,7 @@ int sl_ctx_dead_letter(sl_ctx *c, int64_t ts, const char *reason, const void *ra
     if (rl) memcpy(out + 8, reason, rl);
     if (len) memcpy(out + 8 + rl, raw, len);
     if (c->src) c->src->dead++;
-    return 0;
+    return sli_metrics_dead_letter(c, reason);
 }
 
 int sl_dead_letter_read(sl_bytes rec, sl_dead_letter *out)

@@ -75,6 +75,9 @@ typedef struct jobs_common {
     double trace_sample;
     int trace_sample_given;
     const char *trace_opt_given; /* --trace-sample / --service-name given (for the check) */
+    /* Monitoring (sluice/http.h): --http HOST:PORT serves /metrics, /api/job
+     * and the status page while the job runs; --http-token FILE. */
+    const char *http, *http_token;
 } jobs_common;
 
 /* --explain: print sl_pipeline_explain(p) on stdout and return 0 (1 after an
@@ -124,6 +127,8 @@ enum {
     JOBS_OPT_TRACE_OUT,
     JOBS_OPT_OTLP_ENDPOINT,
     JOBS_OPT_SERVICE_NAME,
+    JOBS_OPT_HTTP,
+    JOBS_OPT_HTTP_TOKEN,
     JOBS_OPT_DIR,
     JOBS_OPT_KAFKA,
     JOBS_OPT_GROUP,
@@ -148,11 +153,13 @@ enum {
         {"trace-out", required_argument, NULL, JOBS_OPT_TRACE_OUT},              \
         {"otlp-endpoint", required_argument, NULL, JOBS_OPT_OTLP_ENDPOINT},      \
         {"service-name", required_argument, NULL, JOBS_OPT_SERVICE_NAME},        \
+        {"http", required_argument, NULL, JOBS_OPT_HTTP},                        \
+        {"http-token", required_argument, NULL, JOBS_OPT_HTTP_TOKEN},            \
     {                                                                            \
         "help", no_argument, NULL, 'h'                                           \
     }
 
-/* The help paragraph of the tracing options (every job takes them). */
+/* The help paragraphs of the tracing and monitoring options (every job takes them). */
 extern const char jobs_trace_help[];
 
 /* Returned by jobs_opt when --help / -h was given. */

@@ -194,6 +194,16 @@ int jobs_opt(const char *cmd, int opt, char **argv, jobs_common *c)
         c->service_name = optarg;
         c->trace_opt_given = "--service-name";
         return 0;
+    case JOBS_OPT_HTTP:
+    case JOBS_OPT_HTTP_TOKEN:
+        if (!c) break;
+        if (!*optarg) {
+            say(cmd, "%s needs a %s, not an empty string", opt == JOBS_OPT_HTTP ? "--http" : "--http-token",
+                opt == JOBS_OPT_HTTP ? "HOST:PORT" : "file");
+            return 2;
+        }
+        *(opt == JOBS_OPT_HTTP ? &c->http : &c->http_token) = optarg;
+        return 0;
     case ':':
         bad_option(name, sizeof(name), optopt, argv);
         say(cmd, "%s needs a value", name);
@@ -328,7 +338,12 @@ const char jobs_trace_help[] =
     "one request per line; --otlp-endpoint URL posts them to an OTLP/HTTP collector\n"
     "(e.g. http://127.0.0.1:4318/v1/traces); both may be given. --trace-sample R samples\n"
     "root spans at ratio R (0 to 1, default 1); --service-name NAME (default: the job's\n"
-    "name). Spans the collector cannot take are dropped and counted, never waited for.\n";
+    "name). Spans the collector cannot take are dropped and counted, never waited for.\n"
+    "Monitoring (every job): --http HOST:PORT serves, while the job runs, its status page\n"
+    "at /, Prometheus metrics at /metrics and its figures as JSON at /api/job (PORT 0:\n"
+    "any free port; the URL is printed on standard error). Only a loopback address\n"
+    "unless --http-token FILE is given: then every request needs that token (the file's\n"
+    "first line) as `Authorization: Bearer TOKEN` or `?token=TOKEN`.\n";
 
 /* Both exporters at once (--trace-out and --otlp-endpoint): each batch goes
  * to both; the batch counts as failed if either failed. */
@@ -449,6 +464,22 @@ int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_c
         sl_buf_free(&plan);
         return 0;
     }
+    sl_http *http = NULL;
+    if (c && c->http) {
+        char err[300];
+        const char *jobname = strncmp(cmd, "run ", 4) == 0 ? cmd + 4 : cmd;
+        sl_http_conf hc = {.listen = c->http, .token_file = c->http_token, .job = jobname};
+        if (sl_http_start(&http, &hc, err, sizeof(err)) != 0) {
+            say(cmd, "--http %s: %s", c->http, err);
+            return 2;
+        }
+        sl_http_set_pipeline(http, p);
+        fprintf(stderr, "sluice %s: status page at %s (metrics at /metrics)\n", cmd,
+                sl_http_url(http));
+    } else if (c && c->http_token) {
+        say(cmd, "--http-token needs --http HOST:PORT");
+        return 2;
+    }
     sl_tracer *tr = sl_pipeline_tracer(p);
     sl_span job;
     char name[SL_SPAN_NAME_MAX];
@@ -476,5 +507,7 @@ int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_c
     }
     sl_span_end(&job, 0);
     trace_report(cmd, tr);
+    sl_http_set_pipeline(http, NULL);
+    sl_http_stop(http);
     return status;
 }

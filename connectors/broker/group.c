@@ -324,6 +324,36 @@ void slb_group_offsets_free(slb_offset *v, size_t count)
     free(v);
 }
 
+int sl_group_offsets(sl_broker *b, const char *group, sl_group_offset **out, size_t *count)
+{
+    slb_offset *v;
+    size_t n;
+    *out = NULL;
+    *count = 0;
+    int rc = slb_group_offsets(b, group, &v, &n);
+    if (rc || n == 0) return rc;
+    sl_group_offset *o = malloc(n * sizeof(*o));
+    if (!o) {
+        slb_group_offsets_free(v, n);
+        return SL_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memcpy(o[i].group, v[i].group, sizeof(o[i].group));
+        memcpy(o[i].topic, v[i].topic, sizeof(o[i].topic));
+        o[i].partition = v[i].partition;
+        o[i].offset = v[i].offset;
+    }
+    slb_group_offsets_free(v, n);
+    *out = o;
+    *count = n;
+    return 0;
+}
+
+void sl_group_offsets_free(sl_group_offset *v)
+{
+    free(v);
+}
+
 /* ---- membership ------------------------------------------------------------ */
 
 static int mkdirs(char *path)

@@ -386,6 +386,20 @@ SL_API int sl_group_commit(sl_broker *b, const char *group, const char *topic, i
 SL_API int sl_group_fetch(sl_broker *b, const char *group, const char *topic, int32_t partition,
                           int64_t *offset);
 
+/* Every committed offset of group (NULL: of every group), one entry per
+ * (group, topic, partition), read from __consumer_offsets in one pass (for
+ * monitoring: its cost grows with that topic). *out is the caller's, freed
+ * with sl_group_offsets_free(); NULL when *count is 0. */
+typedef struct sl_group_offset {
+    char group[SL_TOPIC_NAME_MAX + 1];
+    char topic[SL_TOPIC_NAME_MAX + 1];
+    int32_t partition;
+    int64_t offset;
+} sl_group_offset;
+SL_API int sl_group_offsets(sl_broker *b, const char *group, sl_group_offset **out,
+                            size_t *count);
+SL_API void sl_group_offsets_free(sl_group_offset *v);
+
 /* Join group as a consumer of topic. Membership is a lock file held for the
  * member's lifetime; see sl_group_member_assignment(). On success *out is a
  * new member that the caller owns and releases with sl_group_leave(); on

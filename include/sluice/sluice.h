@@ -36,6 +36,8 @@
 #include "sluice/connectors.h"
 #include "sluice/window.h"
 #include "sluice/join.h"
+#include "sluice/metrics.h"
+#include "sluice/http.h"
 #include "sluice/broker.h"
 #include "sluice/checkpoint.h"
 #include "sluice/sqlite.h"

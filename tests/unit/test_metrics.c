@@ -1,0 +1,451 @@
+/*
+ * tests/unit/test_metrics.c - sluice/metrics.h and its two writings
+ * (ops/view.h: Prometheus text and the /api/job JSON).
+ *
+ * One pipeline of 8 nodes at parallelism 4 (source with dead letters, its
+ * dead-letter sink, parse, filter, key_by, a tumbling window with late
+ * records, the late sink, the result sink) over an input whose every path
+ * is known: good lines, lines without an event time (dead letters of one
+ * reason), lines with a bad number (another reason), zero values the filter
+ * drops, and records far behind the watermark (late). Event time 0 is
+ * in the input. It runs with one credit and with eight, and checks:
+ *   - every instance of every node is in the reading, the JSON and the
+ *     exposition (a sample per instance for each per-instance family);
+ *   - the counts agree with the input along every edge, the late and
+ *     dead-letter counts with sl_pipeline_stats, the reasons with the input;
+ *   - readings taken while it runs never go down (counters monotonic);
+ *   - with checkpoints, the histograms are cumulative and their +Inf
+ *     bucket, _count and the completed count agree.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "ops/view.h"
+#include "sluice/sluice.h"
+
+#define KEYS 13
+
+typedef struct rec {
+    int64_t key, v;
+} rec;
+
+static char tmpdir[256];
+
+/* The input: n good lines over KEYS keys, bad lines and late lines; counts
+ * of each path. */
+typedef struct input {
+    int good, no_ts, bad_num, zero, late;
+} input;
+
+static void write_input(const char *path, int n, input *in)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    memset(in, 0, sizeof(*in));
+    for (int i = 0; i < n; i++) {
+        int64_t ts = (int64_t)i * 10; /* from event time 0 */
+        if (i % 97 == 5) {
+            fprintf(f, "x%d,k,1\n", i); /* no event time */
+            in->no_ts++;
+            continue;
+        }
+        if (i % 89 == 7) {
+            fprintf(f, "%" PRId64 ",k%d,zz\n", ts, i % KEYS); /* bad value */
+            in->bad_num++;
+            continue;
+        }
+        int v = i % 11 == 0 ? 0 : 1 + i % 5;
+        fprintf(f, "%" PRId64 ",%d,%d\n", ts, i % KEYS, v);
+        in->good++;
+        if (!v) in->zero++;
+        if (i % 500 == 499) { /* far behind the watermark: late unless dropped */
+            fprintf(f, "%d,%d,3\n", 1, i % KEYS);
+            in->good++;
+            in->late++;
+        }
+    }
+    fclose(f);
+}
+
+static int parse(const char *line, size_t len, void *out, uint32_t max_len, int64_t *ts,
+                 const char **reason, void *ud)
+{
+    (void)max_len;
+    (void)ud;
+    char buf[128];
+    if (len >= sizeof(buf)) len = sizeof(buf) - 1;
+    memcpy(buf, line, len);
+    buf[len] = 0;
+    char *a = buf, *b = strchr(a, ','), *c = b ? strchr(b + 1, ',') : NULL, *end;
+    if (!b || !c) {
+        *reason = "expected ts,key,value";
+        return -1;
+    }
+    int64_t t = strtoll(a, &end, 10);
+    if (end != b) {
+        *reason = "no event time";
+        return -1;
+    }
+    rec r;
+    r.key = strtoll(b + 1, &end, 10);
+    r.v = strtoll(c + 1, &end, 10);
+    if (*end || end == c + 1) {
+        *reason = "bad value";
+        return -1;
+    }
+    *ts = t;
+    memcpy(out, &r, sizeof(r));
+    return (int)sizeof(r);
+}
+
+static int keep_nonzero(const void *p, uint32_t len, int64_t ts, void *ud)
+{
+    (void)len;
+    (void)ts;
+    (void)ud;
+    rec r;
+    memcpy(&r, p, sizeof(r));
+    return r.v != 0;
+}
+
+static int twice(const void *in, uint32_t len, void *out, int64_t *ts, void *ud)
+{
+    (void)len;
+    (void)ts;
+    (void)ud;
+    rec r;
+    memcpy(&r, in, sizeof(r));
+    r.v *= 2;
+    memcpy(out, &r, sizeof(r));
+    return 0;
+}
+
+static sl_bytes key_of(const void *p, uint32_t len, void *ud)
+{
+    (void)len;
+    (void)ud;
+    return (sl_bytes){.ptr = p, .len = 8};
+}
+
+typedef struct job {
+    sl_pipeline *p;
+    sl_collector *out, *late, *dead;
+} job;
+
+static void build(job *j, const char *path, int credits, const char *chk_dir)
+{
+    j->p = sl_pipeline_new();
+    sl_pipeline_set_threads(j->p, 2);
+    sl_pipeline_set_parallelism(j->p, 4);
+    sl_pipeline_set_credits(j->p, credits);
+    j->out = sl_collector_new();
+    j->late = sl_collector_new();
+    j->dead = sl_collector_new();
+    /* One split, punctuated: the watermark follows each record, so every
+     * line of event time 1 after event time 4990 is late, whatever the
+     * threads do (the instances without a split end at once). */
+    sl_lines_conf lc = {.path = path, .parse = parse, .max_len = sizeof(rec), .splits = 1};
+    sl_watermark_conf wm = {.delay = 100, .punctuated = 1};
+    sl_stream *src = sl_pipeline_lines(j->p, "src", &lc, sizeof(rec), &wm);
+    sl_stream_sink(sl_stream_dead_letters(src), "dead-sink", &sl_sink_collect, j->dead);
+    sl_stream *m = sl_stream_map(src, "parse", twice, NULL, sizeof(rec));
+    sl_stream *f = sl_stream_filter(m, "keep", keep_nonzero, NULL);
+    sl_stream *k = sl_stream_key_by(f, "by-key", key_of, NULL);
+    sl_window_conf wc = sl_window_tumbling(1000, 0);
+    wc.agg = &sl_agg_count;
+    sl_stream *w = sl_stream_window(k, "win", &wc);
+    sl_stream_sink(sl_stream_window_late(w), "late-sink", &sl_sink_collect, j->late);
+    sl_stream_sink(w, "out", &sl_sink_collect, j->out);
+    if (chk_dir) {
+        sl_checkpoint_conf cc = {.dir = chk_dir, .interval_ms = 5};
+        assert_int_equal(sl_pipeline_set_checkpoint(j->p, &cc), 0);
+    }
+}
+
+static void job_free(job *j)
+{
+    sl_pipeline_free(j->p);
+    sl_collector_free(j->out);
+    sl_collector_free(j->late);
+    sl_collector_free(j->dead);
+}
+
+static const sl_metrics_instance *inst(const sl_metrics *m, const char *node, int i)
+{
+    for (int k = 0; k < m->n_nodes; k++)
+        if (!strcmp(m->nodes[k].name, node)) return &m->instances[m->nodes[k].first_instance + i];
+    fail_msg("no node %s", node);
+    return NULL;
+}
+
+typedef struct sums {
+    uint64_t in, out, late, dead;
+} sums;
+
+static sums node_sums(const sl_metrics *m, const char *node)
+{
+    sums s = {0};
+    for (int i = 0; i < 4; i++) {
+        const sl_metrics_instance *x = inst(m, node, i);
+        s.in += x->records_in;
+        s.out += x->records_out;
+        s.late += x->late;
+        s.dead += x->dead_letters;
+    }
+    return s;
+}
+
+/* Every counter of b is >= the same counter of a. */
+static void expect_monotonic(const sl_metrics *a, const sl_metrics *b)
+{
+    assert_int_equal(a->n_instances, b->n_instances);
+    for (int i = 0; i < a->n_instances; i++) {
+        const sl_metrics_instance *x = &a->instances[i], *y = &b->instances[i];
+        assert_true(y->records_in >= x->records_in);
+        assert_true(y->records_out >= x->records_out);
+        assert_true(y->bytes_in >= x->bytes_in);
+        assert_true(y->bytes_out >= x->bytes_out);
+        assert_true(y->late >= x->late);
+        assert_true(y->dead_letters >= x->dead_letters);
+        assert_true(y->watermark >= x->watermark);
+    }
+    for (int t = 0; t < a->n_tasks; t++) assert_true(b->tasks[t].blocked_s >= a->tasks[t].blocked_s);
+    assert_true(b->totals.records_in >= a->totals.records_in);
+    assert_true(b->totals.records_out >= a->totals.records_out);
+}
+
+/* The value of the exposition's sample `series` (the whole text before the
+ * space), or -1 when absent. */
+static double sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+        if (!strncmp(l, series, n) && l[n] == ' ') return strtod(l + n + 1, NULL);
+    return -1;
+}
+
+static void check_exposition(const sl_pipeline *p, const sl_metrics *m, const input *in)
+{
+    sli_view v;
+    assert_int_equal(sli_view_take(&v, "test \"job\"", 0, p, NULL), 0);
+    sl_buf prom = {0}, json = {0};
+    assert_int_equal(sli_view_prometheus(&v, &prom), 0);
+    assert_int_equal(sli_view_json(&v, &json), 0);
+    assert_int_equal(sl_buf_append(&prom, "", 1), 0);
+    assert_int_equal(sl_buf_append(&json, "", 1), 0);
+    const char *text = (const char *)prom.ptr;
+    /* every instance of every node, in both writings */
+    static const char *fams[] = {"sluice_records_in_total", "sluice_records_out_total",
+                                 "sluice_bytes_in_total", "sluice_late_records_total"};
+    for (int k = 0; k < m->n_nodes; k++)
+        for (int i = 0; i < m->nodes[k].parallelism; i++) {
+            const sl_metrics_instance *x = &m->instances[m->nodes[k].first_instance + i];
+            for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+                char series[256];
+                snprintf(series, sizeof(series),
+                         "%s{job=\"test \\\"job\\\"\",node=\"%s\",instance=\"%d\"}", fams[f],
+                         m->nodes[k].name, i);
+                double want = f == 0   ? (double)x->records_in
+                              : f == 1 ? (double)x->records_out
+                              : f == 2 ? (double)x->bytes_in
+                                       : (double)x->late;
+                double got = sample(text, series);
+                if (got != want) fail_msg("%s: %g, expected %g", series, got, want);
+            }
+        }
+    char needle[64];
+    for (int k = 0; k < m->n_nodes; k++) {
+        snprintf(needle, sizeof(needle), "{\"name\":\"%s\"", m->nodes[k].name);
+        assert_non_null(strstr((const char *)json.ptr, needle));
+    }
+    /* dead letters by reason: the two reasons of the input, summed over instances */
+    double no_ts = 0, bad = 0;
+    for (int i = 0; i < 4; i++) {
+        char s[200];
+        snprintf(s, sizeof(s),
+                 "sluice_dead_letters_total{job=\"test \\\"job\\\"\",node=\"src\",instance=\"%d\","
+                 "reason=\"no event time\"}",
+                 i);
+        double a = sample(text, s);
+        snprintf(s, sizeof(s),
+                 "sluice_dead_letters_total{job=\"test \\\"job\\\"\",node=\"src\",instance=\"%d\","
+                 "reason=\"bad value\"}",
+                 i);
+        double b = sample(text, s);
+        no_ts += a > 0 ? a : 0;
+        bad += b > 0 ? b : 0;
+    }
+    assert_int_equal((int)no_ts, in->no_ts);
+    assert_int_equal((int)bad, in->bad_num);
+    /* every family is announced once, before its samples */
+    assert_non_null(strstr(text, "# TYPE sluice_records_in_total counter\n"));
+    assert_null(strstr(strstr(text, "# TYPE sluice_records_in_total") + 1,
+                       "# TYPE sluice_records_in_total"));
+    if (v.has_chk) {
+        /* cumulative buckets; +Inf == _count == completed */
+        double prev = 0, inf = -1;
+        for (const char *l = text; (l = strstr(l, "sluice_checkpoint_duration_seconds_bucket{"));
+             l++) {
+            const char *sp = strchr(l, '\n');
+            while (*sp != ' ') sp--; /* the value follows the last space */
+            double x = strtod(sp + 1, NULL);
+            assert_true(x >= prev);
+            prev = x;
+            if (strstr(l, "le=\"+Inf\"") && strstr(l, "le=\"+Inf\"") < sp) inf = x;
+        }
+        assert_true(inf >= 1);
+        assert_true(inf == sample(text, "sluice_checkpoint_duration_seconds_count{job=\"test "
+                                        "\\\"job\\\"\"}"));
+        assert_true(inf == sample(text, "sluice_checkpoint_size_bytes_count{job=\"test "
+                                        "\\\"job\\\"\"}"));
+        assert_true(inf == sample(text, "sluice_checkpoints_total{job=\"test \\\"job\\\"\","
+                                        "outcome=\"completed\"}"));
+        assert_non_null(strstr((const char *)json.ptr, "\"history\":[{\"id\":"));
+    }
+    sl_buf_free(&prom);
+    sl_buf_free(&json);
+    sli_view_free(&v);
+}
+
+static void run_and_check(int credits, int chk)
+{
+    char path[300], chk_dir[300];
+    snprintf(path, sizeof(path), "%s/in.csv", tmpdir);
+    snprintf(chk_dir, sizeof(chk_dir), "%s/chk-%d-%d", tmpdir, credits, chk);
+    input in;
+    write_input(path, 20000, &in);
+    job j;
+    build(&j, path, credits, chk ? chk_dir : NULL);
+    sl_metrics m0, m1;
+    assert_int_equal(sl_pipeline_metrics(j.p, &m0), SL_ESTATE); /* no plan yet */
+    assert_int_equal(sl_pipeline_start(j.p), 0);
+    assert_int_equal(sl_pipeline_metrics(j.p, &m0), 0);
+    assert_int_equal(m0.n_nodes, 8);
+    assert_int_equal(m0.n_instances, 32);
+    int readings = 0;
+    for (;;) {
+        int rc = sl_pipeline_wait(j.p, 0);
+        assert_int_equal(sl_pipeline_metrics(j.p, &m1), 0);
+        expect_monotonic(&m0, &m1);
+        sl_metrics_clear(&m0);
+        m0 = m1;
+        readings++;
+        if (rc != SL_EAGAIN) {
+            assert_int_equal(rc, 0);
+            break;
+        }
+    }
+    assert_int_equal(sl_pipeline_metrics(j.p, &m1), 0);
+    assert_int_equal(m1.state, SL_STATE_FINISHED);
+    sl_pipeline_stats st;
+    sl_pipeline_stats_get(j.p, &st);
+    sums src = node_sums(&m1, "src"), parse_ = node_sums(&m1, "parse"),
+         keep = node_sums(&m1, "keep"), win = node_sums(&m1, "win"), out = node_sums(&m1, "out"),
+         late = node_sums(&m1, "late-sink"), dead = node_sums(&m1, "dead-sink");
+    assert_int_equal(src.out, in.good);
+    assert_int_equal(src.dead, in.no_ts + in.bad_num);
+    assert_int_equal(src.in, in.good + in.no_ts + in.bad_num);
+    assert_int_equal(dead.in, src.dead);
+    assert_int_equal(parse_.in, src.out);
+    assert_int_equal(keep.in, parse_.out);
+    assert_int_equal(keep.out, in.good - in.zero);
+    assert_int_equal(win.in, keep.out);
+    assert_int_equal(win.late, sl_collector_count(j.late));
+    assert_int_equal(win.late, st.late);
+    assert_int_equal(win.late, in.late);
+    assert_int_equal(late.in, win.late);
+    assert_int_equal(out.in, win.out);
+    assert_int_equal(out.in, sl_collector_count(j.out));
+    assert_int_equal(src.dead, st.dead_letters);
+    assert_int_equal(m1.totals.records_in, st.records_in);
+    /* bytes: fixed-width records */
+    assert_int_equal(node_sums(&m1, "parse").in * sizeof(rec), inst(&m1, "parse", 0)->bytes_in +
+                                                                   inst(&m1, "parse", 1)->bytes_in +
+                                                                   inst(&m1, "parse", 2)->bytes_in +
+                                                                   inst(&m1, "parse", 3)->bytes_in);
+    /* the reasons table */
+    uint64_t r_no_ts = 0, r_bad = 0;
+    for (int r = 0; r < m1.n_reasons; r++) {
+        if (!strcmp(m1.reasons[r].reason, "no event time")) r_no_ts += m1.reasons[r].count;
+        if (!strcmp(m1.reasons[r].reason, "bad value")) r_bad += m1.reasons[r].count;
+    }
+    assert_int_equal(r_no_ts, in.no_ts);
+    assert_int_equal(r_bad, in.bad_num);
+    /* the sinks saw the end: their watermark is +inf */
+    assert_true(inst(&m1, "out", 0)->watermark == SL_TIME_MAX);
+    check_exposition(j.p, &m1, &in);
+    sl_metrics_clear(&m0);
+    sl_metrics_clear(&m1);
+    job_free(&j);
+    (void)readings;
+}
+
+static void test_one_credit(void **state)
+{
+    (void)state;
+    run_and_check(1, 0);
+}
+
+static void test_eight_credits(void **state)
+{
+    (void)state;
+    run_and_check(8, 0);
+}
+
+static void test_checkpoints(void **state)
+{
+    (void)state;
+    run_and_check(2, 1);
+}
+
+/* Reasons: the location is not part of the class; digits are N; 17th class
+ * and later go to "other". Driven through a lines source's dead letters. */
+static void test_reason_classes(void **state)
+{
+    (void)state;
+    char path[300];
+    snprintf(path, sizeof(path), "%s/reasons.csv", tmpdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 40; i++) fprintf(f, "x,%d,1\n", i); /* no event time: 40 */
+    fclose(f);
+    sl_pipeline *p = sl_pipeline_new();
+    sl_lines_conf lc = {.path = path, .parse = parse, .max_len = sizeof(rec)};
+    sl_collector *c = sl_collector_new(), *d = sl_collector_new();
+    sl_stream *src = sl_pipeline_lines(p, "src", &lc, sizeof(rec), NULL);
+    sl_stream_sink(sl_stream_dead_letters(src), "dead", &sl_sink_collect, d);
+    sl_stream_sink(src, "out", &sl_sink_collect, c);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    sl_metrics m;
+    assert_int_equal(sl_pipeline_metrics(p, &m), 0);
+    assert_int_equal(m.n_reasons, 1);
+    assert_string_equal(m.reasons[0].reason, "no event time");
+    assert_int_equal(m.reasons[0].count, 40);
+    sl_metrics_clear(&m);
+    sl_pipeline_free(p);
+    sl_collector_free(c);
+    sl_collector_free(d);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/sluice-test-metrics-XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_credit),
+        cmocka_unit_test(test_eight_credits),
+        cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_reason_classes),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd)) rc = rc ? rc : 1;
+    return rc;
+}
