@@ -500,13 +500,12 @@ static bool is_loopback(const struct sockaddr *sa)
 }
 
 /* "HOST:PORT" -> host (brackets of an IPv6 address removed) and port. */
-static bool split_listen(const char *listen, char *host, size_t hostcap, char *port,
-                         bool *bracketed)
+static bool split_listen(const char *addr, char *host, size_t hostcap, char *port, bool *bracketed)
 {
-    const char *colon = strrchr(listen, ':');
+    const char *colon = strrchr(addr, ':');
     if (!colon) return false;
-    const char *h = listen;
-    size_t hl = (size_t)(colon - listen);
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
     *bracketed = hl >= 2 && h[0] == '[' && h[hl - 1] == ']';
     if (*bracketed) h++, hl -= 2;
     /* an IPv6 address in brackets, anything else without */
