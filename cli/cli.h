@@ -28,6 +28,8 @@ int cli_broker(int argc, char **argv);  /* sluice broker serve ... */
 /* sluice checkpoints DIR (cli/cmd_checkpoints.c). */
 int cli_checkpoints(int argc, char **argv);
 int cli_group(int argc, char **argv); /* sluice group describe GROUP --topic T -b HOST */
+/* sluice status URL: a running job's summary from its --http endpoint (cli/cmd_status.c). */
+int cli_status(int argc, char **argv);
 
 /* Whether standard output's reader has gone (SIGPIPE seen; cli/sluice.c
  * catches it for the whole process so writes fail with EPIPE instead). A

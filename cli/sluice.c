@@ -8,6 +8,7 @@
  *   sluice bench NAME [options]      run a benchmark (--plot FILE.svg:
  *                                    its figures as an SVG, bench/plot.h)
  *   sluice topic|produce|consume     the built-in broker
+ *   sluice status URL                a running job's summary (its --http endpoint)
  *   sluice --version | --help
  *
  * Exit status: 0 success, 1 runtime failure, 2 usage error; every error is
@@ -93,6 +94,7 @@ static void usage(FILE *f)
                "  group describe GROUP --topic T -b HOST   a group's committed offsets and lag\n"
                "  broker serve [options]     serve the broker to Kafka clients\n"
                "  checkpoints DIR            list the checkpoints in a checkpoint directory\n"
+               "  status URL [--json]        a running job's summary from its --http endpoint\n"
                "  --version                  print versions of sluice and its allocator\n"
                "\ncommon job options: --threads N (worker threads), --parallelism P\n"
                "  (instances per operator; default: --threads N, else 1),\n"
@@ -276,6 +278,7 @@ static int dispatch(int argc, char **argv)
     if (strcmp(cmd, "broker") == 0) return cli_broker(argc, argv);
     if (strcmp(cmd, "checkpoints") == 0) return cli_checkpoints(argc, argv);
     if (strcmp(cmd, "group") == 0) return cli_group(argc, argv);
+    if (strcmp(cmd, "status") == 0) return cli_status(argc, argv);
     fprintf(stderr, "sluice: unknown command '%s' (sluice --help lists them)\n", cmd);
     return 2;
 }

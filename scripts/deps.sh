@@ -5,7 +5,9 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config librdkafka-dev libjemalloc-dev libcmocka-dev
       libxxhash-dev libsqlite3-dev python3 clang clang-format kcat
       python3-kafka libssl-dev openssl
-      zlib1g-dev liblz4-dev libzstd-dev libsnappy-dev libcurl4-openssl-dev)
+      zlib1g-dev liblz4-dev libzstd-dev libsnappy-dev libcurl4-openssl-dev
+      # headless, for the status page's test (tests/integration/status_page.sh)
+      chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
