@@ -35,19 +35,24 @@ int bench_trace(int argc, char **argv);
 int bench_window_agg(int argc, char **argv);
 /* bench/bench_nexmark.c */
 int bench_nexmark(int argc, char **argv);
+/* bench/bench_metrics.c */
+int bench_metrics(int argc, char **argv);
 
 /* bench core's work, for other benchmarks that measure a cost on top of it
  * (bench trace's overhead rows). bench_core_loop: the hand-written loop;
  * bench_core_engine: the pipeline on `threads` workers, with `tracer` (NULL:
  * none; the pipeline takes it over, and its counts go to *stats if stats is
  * not NULL, read when the run ended) and, when `point` is set, a trace
- * point right after the source. Both fill counts[BENCH_CORE_KEYS]; the
+ * point right after the source, and shown by `http` while it runs (NULL:
+ * no endpoint). Both fill counts[BENCH_CORE_KEYS]; the
  * engine returns 0 or an SL_E code with a message in err. */
 #define BENCH_CORE_KEYS 10000
 struct sl_tracer;
 struct sl_tracer_stats;
+struct sl_http;
 void bench_core_loop(uint64_t n, int64_t *counts);
 int bench_core_engine(uint64_t n, int threads, int point, struct sl_tracer *tracer,
-                      struct sl_tracer_stats *stats, int64_t *counts, char *err, size_t errlen);
+                      struct sl_tracer_stats *stats, struct sl_http *http, int64_t *counts,
+                      char *err, size_t errlen);
 
 #endif

@@ -125,7 +125,8 @@ static const sl_operator counts_sink = {
     .version = SL_OPERATOR_VERSION, .kind = "counts", .process = counts_process};
 
 int bench_core_engine(uint64_t n, int threads, int point, struct sl_tracer *tracer,
-                      struct sl_tracer_stats *stats, int64_t *counts, char *err, size_t errlen)
+                      struct sl_tracer_stats *stats, struct sl_http *http, int64_t *counts,
+                      char *err, size_t errlen)
 {
     sl_generator_conf gc = {.fn = gen, .count = n};
     sl_agg_conf count = {.agg = &sl_agg_count, .emit = SL_AGG_EMIT_FINAL};
@@ -143,7 +144,9 @@ int bench_core_engine(uint64_t n, int threads, int point, struct sl_tracer *trac
     s = sl_stream_key_by(s, "key", key_of, NULL);
     s = sl_stream_aggregate(s, "count", &count);
     sl_stream_sink(s, "counts", &counts_sink, counts);
+    sl_http_set_pipeline(http, p);
     int rc = sl_pipeline_run(p);
+    sl_http_set_pipeline(http, NULL);
     if (rc) snprintf(err, errlen, "%s", sl_pipeline_errmsg(p));
     if (tracer && stats) sl_tracer_stats_get(tracer, stats);
     sl_pipeline_free(p);
@@ -208,7 +211,7 @@ int bench_core(int argc, char **argv)
             if (v[k].threads == 0)
                 bench_core_loop(n, k == 0 && r == 0 ? expect : got);
             else
-                rc = bench_core_engine(n, v[k].threads, 0, NULL, NULL, got, err, sizeof(err));
+                rc = bench_core_engine(n, v[k].threads, 0, NULL, NULL, NULL, got, err, sizeof(err));
             times[r] = bench_now() - t0;
             if (rc) {
                 fprintf(stderr, "sluice %s: %s\n", cmd, err);

@@ -374,7 +374,7 @@ static int part_overhead(uint64_t unused)
             char err[512] = "";
             memset(got, 0, BENCH_CORE_KEYS * sizeof(int64_t));
             double t0 = bench_now();
-            int e = bench_core_engine(n, 1, v[k].point, t, NULL, got, err, sizeof err);
+            int e = bench_core_engine(n, 1, v[k].point, t, NULL, NULL, got, err, sizeof err);
             times[k * ov_repeat + r] = bench_now() - t0;
             if (e) {
                 fprintf(stderr, "sluice %s: %s: %s\n", cmd, v[k].name, err);
@@ -400,7 +400,7 @@ static int part_overhead(uint64_t unused)
         if (!t) goto out;
         sl_tracer_stats st;
         char err[512] = "";
-        if (bench_core_engine(n, 1, v[k].point, t, &st, got, err, sizeof err)) {
+        if (bench_core_engine(n, 1, v[k].point, t, &st, NULL, got, err, sizeof err)) {
             fprintf(stderr, "sluice %s: %s: %s\n", cmd, v[k].name, err);
             goto out;
         }

@@ -72,6 +72,8 @@ static const struct {
      bench_saga},
     {"trace", "trace-collector: spans/s assembled and sampled (1, 2 threads), memory per trace",
      bench_trace},
+    {"metrics", "bench core while its /metrics and /api/job are scraped 10 times a second",
+     bench_metrics},
     {"broker", "built-in broker: append against dd, sequential read, latency", bench_broker},
     {"checkpoint", "throughput with 1 s / 100 ms checkpoints, stalls, 1M-key recovery",
      bench_checkpoint},
