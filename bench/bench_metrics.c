@@ -199,8 +199,7 @@ int bench_metrics(int argc, char **argv)
                 goto out;
             }
             if (memcmp(expect, got, BENCH_CORE_KEYS * sizeof(int64_t)) != 0) {
-                fprintf(stderr, "sluice %s: the pipeline counted differently from the loop\n",
-                        cmd);
+                fprintf(stderr, "sluice %s: the pipeline counted differently from the loop\n", cmd);
                 goto out;
             }
         }

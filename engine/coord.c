@@ -928,11 +928,20 @@ static int commit_sinks(sl_pipeline *p, uint64_t id)
 }
 
 /* The histograms' upper bounds (the last is +inf). */
-static const double hist_ms[SL_CHECKPOINT_BUCKETS] = {
-    1, 5, 10, 50, 100, 250, 500, 1000, 2500, 10000, 60000, HUGE_VAL};
-static const double hist_bytes[SL_CHECKPOINT_BUCKETS] = {
-    1 << 10, 16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20,
-    256 << 20, 1024.0 * (1 << 20), 4096.0 * (1 << 20), 16384.0 * (1 << 20), HUGE_VAL};
+static const double hist_ms[SL_CHECKPOINT_BUCKETS] = {1,   5,    10,   50,    100,   250,
+                                                      500, 1000, 2500, 10000, 60000, HUGE_VAL};
+static const double hist_bytes[SL_CHECKPOINT_BUCKETS] = {1 << 10,
+                                                         16 << 10,
+                                                         256 << 10,
+                                                         1 << 20,
+                                                         4 << 20,
+                                                         16 << 20,
+                                                         64 << 20,
+                                                         256 << 20,
+                                                         1024.0 * (1 << 20),
+                                                         4096.0 * (1 << 20),
+                                                         16384.0 * (1 << 20),
+                                                         HUGE_VAL};
 
 static void hist_bounds(sl_checkpoint_history *h)
 {

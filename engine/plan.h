@@ -93,8 +93,8 @@ struct sl_ctx {
     } m;
     _Atomic int64_t pub_wm;
     struct sli_dl_reasons *_Atomic dl_reasons; /* sources: made at the first dead letter */
-    uint64_t chk_id;         /* inside snapshot(): the checkpoint being taken */
-    int restored_src;        /* sources: announce the restored watermark first */
+    uint64_t chk_id;                           /* inside snapshot(): the checkpoint being taken */
+    int restored_src;                          /* sources: announce the restored watermark first */
     /* Trace context the records emitted next carry (sl_ctx_set_trace),
      * borrowed; NULL (the rule without tracing) for none. Cleared when a
      * callback returns. */

@@ -198,7 +198,8 @@ int jobs_opt(const char *cmd, int opt, char **argv, jobs_common *c)
     case JOBS_OPT_HTTP_TOKEN:
         if (!c) break;
         if (!*optarg) {
-            say(cmd, "%s needs a %s, not an empty string", opt == JOBS_OPT_HTTP ? "--http" : "--http-token",
+            say(cmd, "%s needs a %s, not an empty string",
+                opt == JOBS_OPT_HTTP ? "--http" : "--http-token",
                 opt == JOBS_OPT_HTTP ? "HOST:PORT" : "file");
             return 2;
         }

@@ -200,10 +200,9 @@ static void broker(sl_buf *b, const sli_view *v)
         for (int i = 0; i < v->n_parts; i++) {
             const sli_view_part *p = &v->parts[i];
             if (p->topic != t) continue;
-            sl_buf_printf(b,
-                          "%s{\"partition\":%d,\"start_offset\":%" PRId64
-                          ",\"end_offset\":%" PRId64 "}",
-                          first ? "" : ",", (int)p->partition, p->start_offset, p->end_offset);
+            sl_buf_printf(
+                b, "%s{\"partition\":%d,\"start_offset\":%" PRId64 ",\"end_offset\":%" PRId64 "}",
+                first ? "" : ",", (int)p->partition, p->start_offset, p->end_offset);
             first = 0;
         }
         sl_buf_append(b, "]}", 2);

@@ -231,8 +231,8 @@ static void chk_part(sl_buf *b, const sli_view *v)
     head(b, v, "sluice_checkpoints_total");
     sl_buf_printf(b, ",outcome=\"failed\"} %" PRIu64 "\n", v->cs.failed);
     histogram(b, v, "sluice_checkpoint_duration_seconds",
-              "Completed checkpoints: barrier injected to manifest written.",
-              v->ch.duration_le_ms, v->ch.duration_count, v->ch.duration_sum_ms, 1e-3);
+              "Completed checkpoints: barrier injected to manifest written.", v->ch.duration_le_ms,
+              v->ch.duration_count, v->ch.duration_sum_ms, 1e-3);
     histogram(b, v, "sluice_checkpoint_size_bytes", "Completed checkpoints' size on disk.",
               v->ch.bytes_le, v->ch.bytes_count, v->ch.bytes_sum, 1);
     fam(b, "sluice_checkpoint_last_completed_id", "gauge", "The last completed checkpoint.");

@@ -7,7 +7,9 @@ pkgs=(build-essential cmake pkg-config librdkafka-dev libjemalloc-dev libcmocka-
       python3-kafka libssl-dev openssl
       zlib1g-dev liblz4-dev libzstd-dev libsnappy-dev libcurl4-openssl-dev
       # headless, for the status page's test (tests/integration/status_page.sh)
-      chromium)
+      chromium
+      # a real Prometheus, promtool and curl for tests/integration/metrics_http.sh
+      prometheus curl)
 missing=()
 for p in "${pkgs[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -396,8 +396,7 @@ typedef struct sl_group_offset {
     int32_t partition;
     int64_t offset;
 } sl_group_offset;
-SL_API int sl_group_offsets(sl_broker *b, const char *group, sl_group_offset **out,
-                            size_t *count);
+SL_API int sl_group_offsets(sl_broker *b, const char *group, sl_group_offset **out, size_t *count);
 SL_API void sl_group_offsets_free(sl_group_offset *v);
 
 /* Join group as a consumer of topic. Membership is a lock file held for the

@@ -55,8 +55,8 @@ typedef struct sl_metrics_node {
     int parallelism;
     int chained; /* runs inside its (first) input's task */
     int n_inputs;
-    int inputs[8];    /* node indexes */
-    int input_part[8]; /* enum sl_metrics_part */
+    int inputs[8];      /* node indexes */
+    int input_part[8];  /* enum sl_metrics_part */
     int first_instance; /* its instances are instances[first_instance ..
                            first_instance + parallelism - 1] */
 } sl_metrics_node;
@@ -128,7 +128,7 @@ typedef struct sl_checkpoint_entry {
 } sl_checkpoint_entry;
 
 typedef struct sl_checkpoint_history {
-    int n;                                         /* entries, oldest first */
+    int n;                                            /* entries, oldest first */
     sl_checkpoint_entry entry[SL_CHECKPOINT_HISTORY]; /* the last n of this run */
     /* Cumulative histograms over this run's completed checkpoints:
      * count[i] = how many had a value <= le[i] (the last le is +inf). */

@@ -43,5 +43,20 @@ for f in "$SRC"/cli/*.[ch]; do
         esac
     done < <(quoted "$f")
 done
-[ $fail -eq 0 ] && echo "floors: cli -> examples, bench -> public API"
+# ops/ (the HTTP endpoint) sits above the rest of the library: it reads the
+# engine through the public API only (and engine/base/'s clock), and nothing
+# below it includes it.
+for f in "$SRC"/ops/*.[ch]; do
+    while read -r inc; do
+        case $inc in
+        ops/* | sluice/* | engine/base/*) ;;
+        *) bad "$f includes \"$inc\": ops/ may use ops/, engine/base/ and the public API" ;;
+        esac
+    done < <(quoted "$f")
+done
+for f in "$SRC"/engine/*.[ch] "$SRC"/engine/base/*.[ch] "$SRC"/operators/*.[ch] \
+    "$SRC"/operators/*/*.[ch] "$SRC"/connectors/*.[ch] "$SRC"/connectors/*/*.[ch]; do
+    quoted "$f" | grep -q '^ops/' && bad "$f includes ops/: the endpoint is above the library"
+done
+[ $fail -eq 0 ] && echo "floors: cli -> examples, bench -> public API; ops -> public API"
 exit $fail

@@ -2,7 +2,7 @@
 """tests/integration/status_fixture.py - a stand-in for a job's HTTP endpoint.
 
 Serves ops/status.html at / and a made-up /api/job document (the shape of
-/work/spec/issue16.md: window-agg's plan, counters that grow with time,
+ops/json.c: window-agg's plan, counters that grow with time,
 checkpoints, and a broker section unless --no-broker) at /api/job, with an
 optional token (?token= or Authorization: Bearer). It lets the page and
 `sluice status` be developed and screenshotted without a running job; the

@@ -215,7 +215,8 @@ static void expect_monotonic(const sl_metrics *a, const sl_metrics *b)
         assert_true(y->dead_letters >= x->dead_letters);
         assert_true(y->watermark >= x->watermark);
     }
-    for (int t = 0; t < a->n_tasks; t++) assert_true(b->tasks[t].blocked_s >= a->tasks[t].blocked_s);
+    for (int t = 0; t < a->n_tasks; t++)
+        assert_true(b->tasks[t].blocked_s >= a->tasks[t].blocked_s);
     assert_true(b->totals.records_in >= a->totals.records_in);
     assert_true(b->totals.records_out >= a->totals.records_out);
 }
@@ -365,10 +366,9 @@ static void run_and_check(int credits, int chk)
     assert_int_equal(src.dead, st.dead_letters);
     assert_int_equal(m1.totals.records_in, st.records_in);
     /* bytes: fixed-width records */
-    assert_int_equal(node_sums(&m1, "parse").in * sizeof(rec), inst(&m1, "parse", 0)->bytes_in +
-                                                                   inst(&m1, "parse", 1)->bytes_in +
-                                                                   inst(&m1, "parse", 2)->bytes_in +
-                                                                   inst(&m1, "parse", 3)->bytes_in);
+    assert_int_equal(node_sums(&m1, "parse").in * sizeof(rec),
+                     inst(&m1, "parse", 0)->bytes_in + inst(&m1, "parse", 1)->bytes_in +
+                         inst(&m1, "parse", 2)->bytes_in + inst(&m1, "parse", 3)->bytes_in);
     /* the reasons table */
     uint64_t r_no_ts = 0, r_bad = 0;
     for (int r = 0; r < m1.n_reasons; r++) {
