@@ -32,6 +32,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,9 +164,18 @@ static int lines_open(sl_ctx *ctx, const sl_split *split, void **self)
     return 0;
 }
 
-/* Read more input after the unread bytes. 0, or < 0 on error; sets eof. */
+/* Read more input after the unread bytes. 0, 1 when a pipe, FIFO or
+ * terminal has nothing yet (the poll then says WAIT instead of blocking in
+ * read(2), so that a cancel - Ctrl-C, SIGTERM - is seen while the input
+ * is silent), or < 0 on error; sets eof. */
 static int fill(sl_ctx *ctx, lines *l)
 {
+    if (!l->seekable) {
+        struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
+        int r;
+        while ((r = poll(&pfd, 1, 0)) < 0 && errno == EINTR) {}
+        if (r == 0) return 1;
+    }
     if (l->start > 0) { /* slide unread bytes to the front */
         memmove(l->buf, l->buf + l->start, l->len - l->start);
         l->pos += l->start;
@@ -302,9 +312,10 @@ static int lines_poll(sl_ctx *ctx, void *self, uint32_t max)
         size_t avail = l->len - l->start;
         uint8_t *nl = avail ? memchr(p, '\n', avail) : NULL;
         if (!nl && !l->eof) {
-            if (done) break; /* hand on what we have before blocking on read */
+            if (done) break; /* hand on what we have before reading more */
             int rc = fill(ctx, l);
-            if (rc) return rc;
+            if (rc < 0) return rc;
+            if (rc == 1) return SL_POLL_WAIT;
             continue;
         }
         if (!nl && avail == 0) return done ? SL_POLL_MORE : SL_POLL_END;

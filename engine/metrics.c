@@ -20,6 +20,9 @@
  * (release), and readers load the count first (acquire), so a reader never
  * sees a half-written label.
  *
+ * Source lag (sl_ctx_split_lag, engine/source.c) is read per split of
+ * every source instance; the splits are fixed when the instance opens.
+ *
  * Threads: sli_metrics_dead_letter runs on the source's task thread;
  * sl_pipeline_metrics and sl_pipeline_checkpoint_history on any thread, once
  * the plan exists (the plan is never changed after it is built).
@@ -32,6 +35,7 @@
 #include "engine/coord.h"
 #include "engine/graph.h"
 #include "engine/plan.h"
+#include "engine/source.h"
 #include "sluice/error.h"
 #include "sluice/metrics.h"
 
@@ -213,6 +217,28 @@ int sl_pipeline_metrics(const sl_pipeline *cp, sl_metrics *out)
             }
         }
     }
+    if (published == 2) { /* sources' readers exist once started */
+        int n_lags = 0;
+        char in[64];
+        int32_t part;
+        int64_t lag;
+        for (int i = 0; i < p->n_ctx; i++)
+            for (int k = 0; sli_source_lag(p->ctxs[i], k, in, sizeof(in), &part, &lag) >= 0; k++)
+                n_lags++;
+        if (n_lags && !(out->lags = calloc((size_t)n_lags, sizeof(*out->lags)))) goto oom;
+        for (int i = 0; i < p->n_ctx; i++)
+            for (int k = 0, r;
+                 out->n_lags < n_lags &&
+                 (r = sli_source_lag(p->ctxs[i], k, in, sizeof(in), &part, &lag)) >= 0;
+                 k++) {
+                if (!r) continue;
+                sl_metrics_lag *ml = &out->lags[out->n_lags++];
+                ml->instance = i;
+                memcpy(ml->input, in, sizeof(ml->input));
+                ml->partition = part;
+                ml->lag = lag;
+            }
+    }
     return 0;
 oom:
     sl_metrics_clear(out);
@@ -226,5 +252,6 @@ void sl_metrics_clear(sl_metrics *m)
     free(m->instances);
     free(m->tasks);
     free(m->reasons);
+    free(m->lags);
     memset(m, 0, sizeof(*m));
 }

@@ -253,6 +253,7 @@ void sli_plan_free(sl_pipeline *p)
         sli_timers_free(c->proc_timers);
         sl_buf_free(&c->keybuf);
         sli_metrics_free(c);
+        sli_source_free(c);
         free(c);
     }
     free(p->ctxs);

@@ -78,6 +78,13 @@ typedef struct src_split {
     int opened, ended, idle;
     int64_t max_ts, wm;
     double empty_since, last_poll;
+    /* sl_ctx_split_lag: written by the task thread, read by metrics
+     * readers; lag_input and lag_part are written once, before lag_set
+     * (release). */
+    _Atomic int lag_set;
+    _Atomic int64_t lag;
+    char lag_input[64];
+    int32_t lag_part;
 } src_split;
 
 struct sli_srcinst {
@@ -222,6 +229,14 @@ void sli_source_close(struct sl_ctx *c)
         if (c->node->src->close) c->node->src->close(sp->reader);
         sp->opened = 0;
     }
+    /* si itself stays until the plan is freed: metrics readers on other
+     * threads may still read its splits' lag (sli_source_lag). */
+}
+
+void sli_source_free(struct sl_ctx *c)
+{
+    sli_srcinst *si = c->src;
+    if (!si) return;
     free(si->s);
     free(si);
     c->src = NULL;
@@ -465,6 +480,32 @@ int sl_ctx_idle(sl_ctx *c, int idle)
     rc = sli_source_announce(c);
     rescan_target(c);
     return rc;
+}
+
+void sl_ctx_split_lag(sl_ctx *c, const char *input, int32_t partition, int64_t lag)
+{
+    if (!c->src || c->src->cur < 0) return; /* outside poll */
+    src_split *sp = &c->src->s[c->src->cur];
+    if (!atomic_load_explicit(&sp->lag_set, memory_order_relaxed)) {
+        snprintf(sp->lag_input, sizeof(sp->lag_input), "%s", input ? input : "");
+        sp->lag_part = partition;
+        atomic_store_explicit(&sp->lag, lag < 0 ? 0 : lag, memory_order_relaxed);
+        atomic_store_explicit(&sp->lag_set, 1, memory_order_release);
+        return;
+    }
+    atomic_store_explicit(&sp->lag, lag < 0 ? 0 : lag, memory_order_relaxed);
+}
+
+int sli_source_lag(struct sl_ctx *c, int k, char *input, size_t cap, int32_t *partition,
+                   int64_t *lag)
+{
+    if (!c->src || k >= c->src->n) return -1;
+    src_split *sp = &c->src->s[k];
+    if (!atomic_load_explicit(&sp->lag_set, memory_order_acquire)) return 0;
+    snprintf(input, cap, "%s", sp->lag_input);
+    *partition = sp->lag_part;
+    *lag = atomic_load_explicit(&sp->lag, memory_order_relaxed);
+    return 1;
 }
 
 int sl_ctx_dead_letter(sl_ctx *c, int64_t ts, const char *reason, const void *raw, uint32_t len)

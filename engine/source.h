@@ -22,8 +22,11 @@ typedef struct sli_srcinst sli_srcinst;
 /* Open the readers of instance c's splits (listing the splits first if no
  * instance of the node has yet). Returns 0 or a negative code (recorded). */
 int sli_source_open(struct sl_ctx *c);
-/* Keep each open split's position, close its reader. Idempotent. */
+/* Keep each open split's position, close its reader. Idempotent. The
+ * instance's split table stays (for metrics readers) until
+ * sli_source_free, when the plan is freed. */
 void sli_source_close(struct sl_ctx *c);
+void sli_source_free(struct sl_ctx *c);
 /* Poll the next split. Returns SL_POLL_MORE, SL_POLL_WAIT (a whole round of
  * splits had nothing), SL_POLL_END (every split ended) or a negative code. */
 int sli_source_step(struct sl_ctx *c);
@@ -31,6 +34,11 @@ int sli_source_step(struct sl_ctx *c);
  * strategies: once per activation). Returns 0 or a negative code. */
 int sli_source_announce(struct sl_ctx *c);
 void sli_source_node_free(struct sl_node *n);
+/* Split k of source instance c as sl_ctx_split_lag last reported it: 1 and
+ * the fields, 0 when it never did, -1 past the last split. Any thread once
+ * the job started (the splits are fixed when the instance opens). */
+int sli_source_lag(struct sl_ctx *c, int k, char *input, size_t cap, int32_t *partition,
+                   int64_t *lag);
 
 /* Checkpoints (coord.c). Snapshot: append the instance's split states (the
  * SPLITS section drawn in source.c) to splits and hand each split's position

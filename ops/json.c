@@ -17,6 +17,7 @@
  *    "edges": [{"from", "to", "partitioning": "forward|hash|rebalance|broadcast",
  *               "chained": bool}],
  *    "dead_letters": [{"node", "instance", "reason", "count"}],
+ *    "source_lag": [{"node", "instance", "topic", "partition", "lag"}],
  *    "checkpoints": null | {"completed", "failed", "last_id", "last_bytes",
  *               "duration_p50_ms", "duration_p99_ms", "stall_max_ms",
  *               "last_error", "history": [{"id", "ok", "time_ms",
@@ -155,6 +156,16 @@ static void job(sl_buf *b, const sli_view *v)
         str(b, m->reasons[r].reason);
         sl_buf_printf(b, ",\"count\":%" PRIu64 "}", m->reasons[r].count);
     }
+    sl_buf_append(b, "],\"source_lag\":[", 16);
+    for (int i = 0; i < m->n_lags; i++) {
+        const sl_metrics_instance *mi = &m->instances[m->lags[i].instance];
+        sl_buf_printf(b, "%s{\"node\":", i ? "," : "");
+        str(b, m->nodes[mi->node].name);
+        sl_buf_printf(b, ",\"instance\":%d,\"topic\":", mi->instance);
+        str(b, m->lags[i].input);
+        sl_buf_printf(b, ",\"partition\":%d,\"lag\":%" PRId64 "}", (int)m->lags[i].partition,
+                      m->lags[i].lag);
+    }
     sl_buf_append(b, "]", 1);
 }
 
@@ -242,7 +253,8 @@ int sli_view_json(const sli_view *v, sl_buf *b)
     else
         sl_buf_printf(b, ",\"totals\":{\"records_in\":0,\"records_out\":0,\"late\":0,"
                          "\"dead_letters\":0,\"watermark_ms\":null,\"watermark_lag_ms\":null},"
-                         "\"tasks\":[],\"nodes\":[],\"edges\":[],\"dead_letters\":[]");
+                         "\"tasks\":[],\"nodes\":[],\"edges\":[],\"dead_letters\":[],"
+                         "\"source_lag\":[]");
     sl_buf_append(b, ",\"checkpoints\":", 15);
     if (v->has_job && v->has_chk)
         checkpoints(b, v);

@@ -23,6 +23,7 @@
  *   sluice_watermark_lag_seconds                gauge      job, node, instance
  *   sluice_channel_queued_batches / _capacity_batches  gauge  job, node, instance
  *   sluice_backpressure_seconds_total           counter    job, node, instance
+ *   sluice_source_lag_records                   gauge      job, node, instance, topic, partition
  *   sluice_checkpoints_total                    counter    job, outcome
  *   sluice_checkpoint_duration_seconds          histogram  job
  *   sluice_checkpoint_size_bytes                histogram  job
@@ -198,6 +199,21 @@ static void job_part(sl_buf *b, const sli_view *v)
     }
 }
 
+/* Source splits behind the end of their topic partition (sl_ctx_split_lag). */
+static void lag_part(sl_buf *b, const sli_view *v)
+{
+    const sl_metrics *m = &v->m;
+    fam(b, "sluice_source_lag_records", "gauge",
+        "Records of a topic partition a source has not read yet (as the source last saw its end).");
+    for (int i = 0; i < m->n_lags; i++) {
+        inst_head(b, v, "sluice_source_lag_records", m->lags[i].instance);
+        sl_buf_append(b, ",topic=\"", 8);
+        esc(b, m->lags[i].input);
+        sl_buf_printf(b, "\",partition=\"%d\"} %" PRId64 "\n", (int)m->lags[i].partition,
+                      m->lags[i].lag);
+    }
+}
+
 static void histogram(sl_buf *b, const sli_view *v, const char *name, const char *help,
                       const double *le, const uint64_t *count, double sum, double scale)
 {
@@ -290,6 +306,7 @@ int sli_view_prometheus(const sli_view *v, sl_buf *b)
     sl_buf_printf(b, "} %d\n", !(v->has_job && v->m.state == SL_STATE_FAILED));
     if (v->has_job) {
         job_part(b, v);
+        if (v->m.n_lags) lag_part(b, v);
         if (v->has_chk) chk_part(b, v);
         fam(b, "sluice_sink_commits_total", "counter",
             "Checkpoint commits of two-phase-commit sinks (one per sink instance).");

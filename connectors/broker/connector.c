@@ -66,8 +66,10 @@ typedef struct bsrc {
     sl_broker *b;
     sl_log_reader *r;
     bsplit d;
-    uint8_t *rec; /* parse output */
-    slc_state st; /* the message's tracestate headers */
+    int64_t lag_end;   /* following: the end offset last looked up (metrics) */
+    int64_t lag_at_ms; /* when (monotonic ms) */
+    uint8_t *rec;      /* parse output */
+    slc_state st;      /* the message's tracestate headers */
 } bsrc;
 
 static const char *bsrc_errmsg(sl_broker *b)
@@ -191,10 +193,47 @@ static int bsrc_emit(sl_ctx *ctx, const sl_broker_source_conf *c, bsrc *s, const
     return slc_topic_emit(ctx, &tm, c->parse, c->ud, c->max_len, s->rec);
 }
 
+static int bsrc_read(sl_ctx *ctx, const sl_broker_source_conf *c, bsrc *s, uint32_t max);
+
+/* Tell the engine how far this split is behind (sluice/metrics.h): to the
+ * end it reads to, or, when following the log, to the end offset looked up
+ * at most once a second (a topic description reads the partition's files);
+ * 0 when the reader found nothing more. */
+static void bsrc_lag(sl_ctx *ctx, const sl_broker_source_conf *c, bsrc *s, int caught_up)
+{
+    int64_t pos = sl_log_reader_position(s->r), end = s->d.end;
+    if (end < 0 && caught_up) {
+        end = pos;
+    } else if (end < 0) {
+        int64_t now = sl_clock_ms();
+        if (now - s->lag_at_ms >= 1000 || s->lag_at_ms == 0) {
+            sl_topic_info *ti;
+            if (sl_topic_describe(s->b, c->topic, &ti) == 0) {
+                if (s->d.partition < ti->partition_count) {
+                    const sl_partition_info *pi = &ti->partitions[s->d.partition];
+                    s->lag_end = c->isolation == SL_READ_UNCOMMITTED ? pi->next_offset
+                                                                     : pi->last_stable_offset;
+                }
+                sl_topic_info_free(ti);
+            }
+            s->lag_at_ms = now;
+        }
+        end = s->lag_end;
+    }
+    sl_ctx_split_lag(ctx, c->topic, s->d.partition, end > pos ? end - pos : 0);
+}
+
 static int bsrc_poll(sl_ctx *ctx, void *self, uint32_t max)
 {
     bsrc *s = self;
     const sl_broker_source_conf *c = sl_ctx_conf(ctx);
+    int rc = bsrc_read(ctx, c, s, max);
+    if (rc >= 0) bsrc_lag(ctx, c, s, rc == SL_POLL_WAIT);
+    return rc;
+}
+
+static int bsrc_read(sl_ctx *ctx, const sl_broker_source_conf *c, bsrc *s, uint32_t max)
+{
     uint32_t got = 0;
     while (got < max) {
         if (s->d.end >= 0 && sl_log_reader_position(s->r) >= s->d.end)

@@ -691,6 +691,15 @@ static int ksrc_poll(sl_ctx *ctx, void *self, uint32_t max)
     }
     for (; i < n; i++) rd_kafka_message_destroy(s->msgs[i]);
     if (rc) return rc;
+    /* Lag for the metrics: the high watermark librdkafka last fetched
+     * (cached, no request), or the end this split reads to. */
+    int64_t lo = -1, hi = -1;
+    if (rd_kafka_get_watermark_offsets(kc->rk, c->topic, s->partition, &lo, &hi) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        hi < 0)
+        hi = s->end;
+    if (s->end >= 0 && hi > s->end) hi = s->end;
+    if (hi >= 0) sl_ctx_split_lag(ctx, c->topic, s->partition, hi > s->pos ? hi - s->pos : 0);
     if (s->ended) return got ? SL_POLL_MORE : SL_POLL_END;
     return n ? SL_POLL_MORE : SL_POLL_WAIT;
 }

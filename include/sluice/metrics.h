@@ -87,6 +87,15 @@ typedef struct sl_metrics_reason {
     uint64_t count;
 } sl_metrics_reason;
 
+/* How far a source split is behind the end of its input, as the source
+ * reported it (sl_ctx_split_lag): Kafka and broker topic partitions. */
+typedef struct sl_metrics_lag {
+    int instance; /* index into instances */
+    char input[64];
+    int32_t partition;
+    int64_t lag; /* records */
+} sl_metrics_lag;
+
 enum sl_pipeline_state {
     SL_STATE_CREATED = 0,
     SL_STATE_RUNNING = 1,
@@ -100,11 +109,12 @@ typedef struct sl_metrics {
     sl_pipeline_stats totals;
     int checkpoints;       /* 1 when the pipeline takes checkpoints */
     uint64_t sink_commits; /* commit() calls of two-phase-commit sinks that succeeded */
-    int n_nodes, n_instances, n_tasks, n_reasons;
+    int n_nodes, n_instances, n_tasks, n_reasons, n_lags;
     sl_metrics_node *nodes;
     sl_metrics_instance *instances;
     sl_metrics_task *tasks;
     sl_metrics_reason *reasons;
+    sl_metrics_lag *lags;
 } sl_metrics;
 
 /* A reading of p's counters, from any thread, while it runs or after. The

@@ -169,6 +169,13 @@ SL_API sl_stream *sl_pipeline_source(sl_pipeline *p, const char *name, const sl_
 SL_API int sl_ctx_watermark(sl_ctx *ctx, int64_t wm);
 SL_API int sl_ctx_idle(sl_ctx *ctx, int idle);
 
+/* Inside poll: how far the current split's reader is behind the end of its
+ * input, in records (a topic partition's end offset minus the next offset
+ * to read; 0 when caught up), with the input's name and partition for the
+ * metrics (sluice/metrics.h; the name is copied, at most 63 bytes, the
+ * first time). Optional: a source that does not know says nothing. */
+SL_API void sl_ctx_split_lag(sl_ctx *ctx, const char *input, int32_t partition, int64_t lag);
+
 /* --- dead letters -------------------------------------------------------------- */
 
 /* Send input that cannot be read to the source's dead-letter port, with a

@@ -8,6 +8,8 @@
 #     input did not complete is not fired with a partial count;
 #   - stderr says the job was canceled and that incomplete windows were
 #     not emitted.
+# The same holds when the input is silent: a job waiting on a pipe that
+# says nothing ends on SIGTERM (see silent below).
 # Run by ctest as: bash cancel_exit.sh SLUICE_BIN SOURCE_DIR BUILD_DIR
 set -euo pipefail
 S=$1
@@ -55,3 +57,37 @@ trial() { # SIGNAL EXPECTED_STATUS
 
 trial INT 130
 trial TERM 143
+
+# A silent input: the job has read its lines and waits for more on a pipe
+# whose writer (a FIFO held open by this shell) says nothing; SIGTERM still
+# ends it at once, before the input does (the lines source polls the pipe
+# instead of blocking in read(2)). Exit status 143, the windows the input
+# completed printed, the open one not.
+silent() {
+    rm -f "$tmp/out" "$tmp/err" "$tmp/in"
+    mkfifo "$tmp/in"
+    "$S" run window-agg --window tumbling:1s --input "$tmp/in" >"$tmp/out" 2>"$tmp/err" &
+    pid=$!
+    exec 5>"$tmp/in"
+    printf '0,k,1\n500,k,1\n1500,k,1\n' >&5
+    local i
+    for i in $(seq 1 600); do # until the first window is out (no speed asserted)
+        [ -s "$tmp/out" ] && break
+        sleep 0.05
+    done
+    [ "$(cat "$tmp/out")" = "0,1000,k,2" ] || fail "silent input: output '$(cat "$tmp/out")'"
+    kill -TERM "$pid"
+    local rc=0
+    for i in $(seq 1 600); do # a hang guard: the input never ends while fd 5 is open
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -0 "$pid" 2>/dev/null && fail "silent input: SIGTERM did not end the job"
+    wait "$pid" || rc=$?
+    pid=
+    exec 5>&-
+    [ "$rc" = 143 ] || fail "silent input: exit status $rc; stderr: $(cat "$tmp/err")"
+    [ "$(cat "$tmp/out")" = "0,1000,k,2" ] || fail "silent input: a partial window was emitted"
+    echo "ok: silent input, SIGTERM -> $rc"
+}
+silent

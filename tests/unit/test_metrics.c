@@ -433,15 +433,98 @@ static void test_reason_classes(void **state)
     sl_collector_free(d);
 }
 
+/* Source lag (sl_ctx_split_lag) from the broker source: read from inside
+ * the sink's first batch, some partition is still behind (the source had
+ * polled one batch of 40,000 records); after the end, every partition is
+ * reported and none is behind. The same reading in the exposition. */
+typedef struct probe {
+    sl_pipeline *p;
+    int batches;
+    int64_t first_max_lag;
+    int first_n_lags;
+} probe;
+
+static int probe_process(sl_ctx *ctx, void *self, sl_batch *in)
+{
+    (void)in;
+    probe *pr = sl_ctx_conf(ctx);
+    (void)self;
+    if (pr->batches++ == 0) {
+        sl_metrics m;
+        if (sl_pipeline_metrics(pr->p, &m) != 0) return SL_EIO;
+        pr->first_n_lags = m.n_lags;
+        for (int i = 0; i < m.n_lags; i++)
+            if (m.lags[i].lag > pr->first_max_lag) pr->first_max_lag = m.lags[i].lag;
+        sl_metrics_clear(&m);
+    }
+    return 0;
+}
+
+static const sl_operator probe_op = {
+    .version = SL_OPERATOR_VERSION, .kind = "probe", .process = probe_process};
+
+static void test_source_lag(void **state)
+{
+    (void)state;
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s/broker", tmpdir);
+    sl_broker *b = NULL;
+    assert_int_equal(sl_broker_open(&b, dir, SL_BROKER_CREATE), 0);
+    sl_topic_conf tc;
+    sl_topic_conf_init(&tc);
+    tc.partitions = 2;
+    assert_int_equal(sl_topic_create(b, "events", &tc), 0);
+    static sl_record recs[1000];
+    char v[16] = "value";
+    for (int i = 0; i < 1000; i++)
+        recs[i] = (sl_record){.value = v, .value_len = 5, .timestamp = i};
+    for (int part = 0; part < 2; part++)
+        for (int k = 0; k < 40; k++)
+            assert_int_equal(sl_log_append(b, "events", part, recs, 1000, NULL), 0);
+    assert_int_equal(sl_broker_close(b), 0);
+
+    sl_pipeline *p = sl_pipeline_new();
+    sl_pipeline_set_threads(p, 1);
+    sl_pipeline_set_credits(p, 1);
+    probe pr = {.p = p};
+    sl_broker_source_conf bc = {
+        .dir = dir, .topic = "events", .start = SL_OFFSET_BEGINNING, .until_end = 1};
+    sl_stream *src = sl_pipeline_broker(p, "topic", &bc, 0, NULL);
+    sl_stream_parallelism(src, 1);
+    assert_int_equal(sl_stream_sink(sl_stream_rebalance(src), "probe", &probe_op, &pr), 0);
+    assert_int_equal(sl_pipeline_run(p), 0);
+    assert_true(pr.first_n_lags >= 1);
+    assert_true(pr.first_max_lag > 0);
+    sl_metrics m;
+    assert_int_equal(sl_pipeline_metrics(p, &m), 0);
+    assert_int_equal(m.n_lags, 2);
+    for (int i = 0; i < m.n_lags; i++) {
+        assert_string_equal(m.lags[i].input, "events");
+        assert_int_equal(m.lags[i].lag, 0);
+    }
+    assert_true(m.lags[0].partition != m.lags[1].partition);
+    sli_view v0;
+    assert_int_equal(sli_view_take(&v0, "j", 0, p, NULL), 0);
+    sl_buf prom = {0};
+    assert_int_equal(sli_view_prometheus(&v0, &prom), 0);
+    assert_int_equal(sl_buf_append(&prom, "", 1), 0);
+    assert_non_null(strstr((const char *)prom.ptr,
+                           "sluice_source_lag_records{job=\"j\",node=\"topic\","
+                           "instance=\"0\",topic=\"events\",partition=\"1\"} 0\n"));
+    sl_buf_free(&prom);
+    sli_view_free(&v0);
+    sl_metrics_clear(&m);
+    sl_pipeline_free(p);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/sluice-test-metrics-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_one_credit),
-        cmocka_unit_test(test_eight_credits),
-        cmocka_unit_test(test_checkpoints),
-        cmocka_unit_test(test_reason_classes),
+        cmocka_unit_test(test_one_credit),  cmocka_unit_test(test_eight_credits),
+        cmocka_unit_test(test_checkpoints), cmocka_unit_test(test_reason_classes),
+        cmocka_unit_test(test_source_lag),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[400];
