@@ -633,14 +633,16 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
                 tp.follow ? "--follow" : "--group");
         return 2;
     }
-    if (common.parallelism > 1 || common.explain || common.guarantee_set) {
+    if (common.parallelism > 1 || common.explain || common.guarantee_set || common.http ||
+        common.http_token) {
         fprintf(stderr,
                 "sluice %s: %s is not supported (each region is one replica, run as one "
                 "pipeline per phase)\n",
                 cmd,
                 common.parallelism > 1 ? "--parallelism"
                 : common.explain       ? "--explain"
-                                       : "--guarantee");
+                : common.guarantee_set ? "--guarantee"
+                                       : "--http");
         return 2;
     }
     if (o.region < 0 && (common.checkpoint_dir || common.chk_opt_given)) {

@@ -1192,6 +1192,13 @@ int job_saga(int argc, char **argv, const jobs_runner *run)
         fprintf(stderr, "sluice %s: %s needs --checkpoint-dir\n", cmd, common.chk_opt_given);
         return 2;
     }
+    if (common.http || common.http_token) {
+        fprintf(stderr,
+                "sluice %s: --http shows one pipeline; saga runs two at once (orders and "
+                "participants), which the endpoint does not show yet\n",
+                cmd);
+        return 2;
+    }
     saga_result res;
     int rc = jobs_saga_run(cmd, &o, &common, &res);
     if (res.sagas && !common.explain) {

@@ -238,6 +238,13 @@ int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, con
                 cmd);
         return 2;
     }
+    if (c->http || c->http_token) {
+        fprintf(stderr,
+                "sluice %s: --http shows one pipeline; --group builds one per partition, "
+                "which the endpoint does not show yet\n",
+                cmd);
+        return 2;
+    }
     if (c->trace_out || c->otlp_endpoint || c->trace_opt_given) {
         fprintf(stderr,
                 "sluice %s: tracing (--trace-out, --otlp-endpoint) is not done with --group yet\n",

@@ -208,6 +208,16 @@ url2=$(url_of "$tmp/err2")
 exec 5>&-
 wait "$job2" || fail "the token job failed: $(cat "$tmp/err2")"
 
+# jobs that run several pipelines at once refuse --http with one line
+if "$bin" run saga --orders 10 --http 127.0.0.1:0 > /dev/null 2> "$tmp/e"; then
+  fail "saga --http was accepted"
+fi
+grep -q 'saga runs two at once' "$tmp/e" || fail "saga --http: $(cat "$tmp/e")"
+if "$bin" run crdt-replicas --http 127.0.0.1:0 > /dev/null 2> "$tmp/e"; then
+  fail "crdt-replicas --http was accepted"
+fi
+grep -q -- '--http is not supported' "$tmp/e" || fail "crdt-replicas --http: $(cat "$tmp/e")"
+
 # --- 3. the broker -----------------------------------------------------------------------
 export SLUICE_DIR=$tmp/broker
 "$bin" topic create events --partitions 2 > /dev/null
