@@ -16,7 +16,11 @@
  *              once a second): the reading, its formatting and the
  *              server's thread share the machine with the job.
  *
- * The fastest run of each is compared (the medians are printed beside), and
+ * The fastest run of each is compared (the medians are printed beside); on a
+ * shared 2-core machine that difference is mostly noise, so the scrapes'
+ * mean round trip is printed too: it holds all the work a scrape does
+ * (reading the counters, formatting, the server thread, loopback TCP), an
+ * upper bound on what watching takes from the job's cores. And
  * every run's counts are checked against bench core's hand-written loop.
  * What the per-batch counting itself costs cannot be told apart in one run
  * (it is always on): compare bench core's engine/loop ratio across builds.
@@ -48,6 +52,7 @@ typedef struct scraper {
     atomic_int stop;
     atomic_int active; /* scrape only while the scraped variant runs */
     uint64_t scrapes, bytes, errors;
+    double rtt_s; /* summed round trips of the answered scrapes */
     pthread_t th;
 } scraper;
 
@@ -102,6 +107,7 @@ static void *scrape_main(void *ud)
         }
         const char *req = k % 2 ? "GET /api/job HTTP/1.1\r\nHost: bench\r\n\r\n"
                                 : "GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n";
+        double t0 = bench_now();
         if (write(fd, req, strlen(req)) != (ssize_t)strlen(req) ||
             read_response(fd, buf, 1 << 16, &s->bytes) != 0) {
             close(fd);
@@ -109,6 +115,7 @@ static void *scrape_main(void *ud)
             s->errors++;
         } else {
             s->scrapes++;
+            s->rtt_s += bench_now() - t0;
         }
         usleep(100000);
     }
@@ -219,9 +226,16 @@ int bench_metrics(int argc, char **argv)
             printf("  overhead of scraping, %d thread%s  %+.1f %%  (goal <= 1; medians %+.1f %%)\n",
                    t + 1, t ? "s" : " ", 100 * (best[2 * t + 1] / best[2 * t] - 1),
                    100 * (med[2 * t + 1] / med[2 * t] - 1));
+        double rtt_us = sc.scrapes ? sc.rtt_s / (double)sc.scrapes * 1e6 : 0.0;
         printf("  scrapes: %" PRIu64 " answered, %" PRIu64 " failed, %.1f KiB per answer\n",
                sc.scrapes, sc.errors,
                sc.scrapes ? (double)sc.bytes / (double)sc.scrapes / 1024.0 : 0.0);
+        /* The server's work for one scrape is inside its round trip (reading
+         * the counters, formatting, both ends of loopback TCP): an upper
+         * bound on what a scrape takes from the job's cores. */
+        printf("  one scrape's round trip: %.0f us; at 10 a second that is at most %.3f %% of "
+               "one core\n",
+               rtt_us, rtt_us * 10 / 1e6 * 100);
     }
     rc = sc.errors && !sc.scrapes ? 1 : 0;
     if (rc) fprintf(stderr, "sluice %s: no scrape was answered\n", cmd);

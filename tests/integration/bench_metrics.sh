@@ -20,6 +20,7 @@ for want in "^  core  *1 " "^  scraped  *1 " "^  core  *2 " "^  scraped  *2 " \
   grep -q "$want" "$tmp/out" || fail "no '$want' in: $(cat "$tmp/out")"
 done
 grep -Eq 'scrapes: [1-9][0-9]* answered, 0 failed' "$tmp/out" || fail "scrapes: $(cat "$tmp/out")"
+grep -q "one scrape.s round trip: [0-9]* us" "$tmp/out" || fail "no round trip: $(cat "$tmp/out")"
 "$bin" bench metrics --events 1000000 --repeat 1 --csv > "$tmp/csv" 2> "$tmp/err" ||
   fail "--csv: exit $?: $(cat "$tmp/err")"
 [ "$(head -1 "$tmp/csv")" = "bench,variant,threads,events,seconds,events_per_s,peak_rss_mb" ] ||
