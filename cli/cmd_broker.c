@@ -1315,7 +1315,7 @@ int cli_broker(int argc, char **argv)
                            .job = "broker",
                            .broker_dir = sl_broker_dir(b)};
         if (sl_http_start(&http, &hc, err, sizeof(err)) != 0) {
-            fprintf(stderr, "sluice broker serve: --http %s: %s\n", http_listen, err);
+            fprintf(stderr, "sluice broker serve: %s\n", err); /* names the option */
             sl_server_close(s);
             sl_broker_close(b);
             return 2;

@@ -471,7 +471,7 @@ int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_c
         const char *jobname = strncmp(cmd, "run ", 4) == 0 ? cmd + 4 : cmd;
         sl_http_conf hc = {.listen = c->http, .token_file = c->http_token, .job = jobname};
         if (sl_http_start(&http, &hc, err, sizeof(err)) != 0) {
-            say(cmd, "--http %s: %s", c->http, err);
+            say(cmd, "%s", err); /* names the option already */
             return 2;
         }
         sl_http_set_pipeline(http, p);
