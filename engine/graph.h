@@ -116,8 +116,6 @@ struct sl_pipeline {
     atomic_int cancel_cut; /* a source stopped before its end (sl_pipeline_canceled) */
     double t_start;
     double elapsed;
-    /* counted per batch in deliver() (task.c), read by sl_pipeline_stats_get */
-    _Atomic uint64_t records_in, records_out, late, dead_letters;
     /* malformed trace headers sources ignored (sl_ctx_trace_malformed) */
     _Atomic uint64_t trace_malformed;
     /* checkpoint hook: called for every instance on an aligned barrier

@@ -255,16 +255,18 @@ uint64_t sl_pipeline_trace_malformed(const sl_pipeline *p)
 
 void sli_pipeline_counts(const sl_pipeline *p, sl_pipeline_stats *out)
 {
-    out->records_in = atomic_load_explicit(&((sl_pipeline *)p)->records_in, memory_order_relaxed);
-    out->records_out = atomic_load_explicit(&((sl_pipeline *)p)->records_out, memory_order_relaxed);
-    out->late = atomic_load_explicit(&((sl_pipeline *)p)->late, memory_order_relaxed);
-    out->dead_letters =
-        atomic_load_explicit(&((sl_pipeline *)p)->dead_letters, memory_order_relaxed);
+    /* sums of the instances' own counters (plan.h; engine/metrics.c) */
+    out->records_in = out->records_out = out->late = out->dead_letters = 0;
     int64_t wm = SL_TIME_MAX;
     int any = 0;
     for (int i = 0; i < p->n_ctx; i++) {
         struct sl_ctx *c = p->ctxs[i];
+        if (c->node->kind == SL_NODE_SOURCE)
+            out->records_in += atomic_load_explicit(&c->m.out, memory_order_relaxed);
+        out->late += atomic_load_explicit(&c->m.late, memory_order_relaxed);
+        out->dead_letters += atomic_load_explicit(&c->m.dead, memory_order_relaxed);
         if (!c->is_sink) continue;
+        out->records_out += atomic_load_explicit(&c->m.in, memory_order_relaxed);
         int64_t w = atomic_load_explicit(&c->pub_wm, memory_order_relaxed);
         if (w < wm) wm = w;
         any = 1;

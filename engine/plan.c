@@ -17,8 +17,9 @@
  *
  * The plan is built once per pipeline (p->planned): by sl_pipeline_explain()
  * or by start, whichever comes first; then the graph is frozen (pipeline.c).
- * Each output port gets the pipeline counter its records are added to
- * (records_in for a source's data port, late / dead_letters by port role).
+ * Each output port gets the instance's counter its records are added to
+ * (records out, late or dead letters by the port's role, and bytes out on
+ * data ports); the pipeline's totals are their sums (job.c).
  */
 #include "engine/plan.h"
 #include "engine/metrics.h"
@@ -53,16 +54,6 @@ static int push_ptr(void ***arr, int *n, void *v)
     a[(*n)++] = v;
     *arr = a;
     return 0;
-}
-
-/* The pipeline counter that records delivered on `port` of n go to. */
-static _Atomic uint64_t *port_counter(sl_pipeline *p, const sl_node *n, int port)
-{
-    switch (n->port_role[port]) {
-    case SL_PORT_LATE: return &p->late;
-    case SL_PORT_DEAD_LETTER: return &p->dead_letters;
-    default: return n->kind == SL_NODE_SOURCE && port == 0 ? &p->records_in : NULL;
-    }
 }
 
 /* Instances of node k start at ctx index base[k]. */
@@ -120,7 +111,6 @@ int sli_plan_build(sl_pipeline *p)
             atomic_init(&c->pub_wm, SL_TIME_MIN);
             for (int port = 0; port < n->n_ports; port++) {
                 c->out[port].width = n->port_width[port];
-                c->out[port].count = port_counter(p, n, port);
                 int role = n->port_role[port];
                 c->out[port].mcount = role == SL_PORT_LATE          ? &c->m.late
                                       : role == SL_PORT_DEAD_LETTER ? &c->m.dead

@@ -46,12 +46,10 @@ typedef struct sl_target {
 typedef struct sl_port {
     uint32_t width;
     sl_batch *cur; /* being filled by sl_emit */
-    /* Records delivered here are added to this pipeline counter, per batch
-     * (records_in for a source's data port, late, dead_letters), or NULL. */
-    _Atomic uint64_t *count;
-    /* ... and to this instance's own counter for the port's role (records
-     * out, late or dead letters) and, on data ports, bytes out: single
-     * writer (the task's thread), read by sl_pipeline_metrics. */
+    /* Records delivered here are added, per batch, to this instance's
+     * counter for the port's role (records out, late or dead letters) and,
+     * on data ports, to its bytes out: single writer (the task's thread),
+     * read by sl_pipeline_metrics and summed by sl_pipeline_stats_get. */
     _Atomic uint64_t *mcount, *mbytes;
     int n_targets;
     sl_target *targets;

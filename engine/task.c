@@ -47,8 +47,10 @@
  * or a negative SL_E code"; the check is the same one branch as before, on
  * a return value that is almost always 0.
  *
- * Records delivered on a port are counted per batch into the counter the
- * plan gave the port (records in, late, dead letters): one add per batch.
+ * Records delivered on a port are counted per batch into the instance's
+ * counter the plan gave the port (records out, late, dead letters), and
+ * records taken in into its records-in counter: a plain load and store per
+ * batch, no shared atomic; the pipeline's totals are their sums.
  *
  * Runs on a worker thread; the scheduler guarantees one activation of a task
  * at a time, so nothing here takes a lock.
@@ -222,7 +224,6 @@ static int inst_control_out(struct sl_ctx *c, uint32_t kind, int64_t value,
 static int deliver(struct sl_ctx *c, sl_port *o, sl_batch *b)
 {
     sl_pipeline *p = c->p;
-    if (o->count) atomic_fetch_add_explicit(o->count, b->count, memory_order_relaxed);
     sli_count(o->mcount, b->count);
     if (o->mbytes) sli_count(o->mbytes, sli_batch_bytes(b));
     if (o->n_targets == 0) {
@@ -372,7 +373,6 @@ int sl_forward(sl_ctx *c, sl_batch *in)
 
 static int inst_process(struct sl_ctx *c, int input, sl_batch *b)
 {
-    if (c->is_sink) atomic_fetch_add_explicit(&c->p->records_out, b->count, memory_order_relaxed);
     sli_count(&c->m.in, b->count);
     sli_count(&c->m.bytes_in, sli_batch_bytes(b));
     c->cur_input = input;

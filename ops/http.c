@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "engine/base/clock.h"
 #include "ops/httpd.h"
 #include "ops/page.h"
 #include "ops/view.h"
@@ -30,13 +30,6 @@ struct sl_http {
     sl_broker *broker;    /* server thread only */
     char url[300];
 };
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int reply_text(sl_buf *body, const char **ctype, int status, const char *text)
 {
@@ -87,7 +80,7 @@ int sl_http_start(sl_http **out, const sl_http_conf *conf, char *err, size_t err
         return SL_ENOMEM;
     }
     pthread_mutex_init(&h->lock, NULL);
-    h->t0 = mono_s();
+    h->t0 = sli_clock_mono_s();
     int rc = SL_ENOMEM;
     if (!(h->job = strdup(conf && conf->job ? conf->job : "sluice"))) {
         snprintf(err, errlen, "out of memory");

@@ -12,20 +12,13 @@
  * its own broker handle).
  */
 #include "ops/view.h"
+#include "engine/base/clock.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 #include "sluice/error.h"
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void process_read(sli_view *v)
 {
@@ -85,10 +78,8 @@ int sli_view_take(sli_view *v, const char *job, double t0_s, const sl_pipeline *
 {
     memset(v, 0, sizeof(*v));
     v->job = job;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    v->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    v->uptime_s = mono_s() - t0_s;
+    v->now_ms = sli_clock_wall_ms();
+    v->uptime_s = sli_clock_mono_s() - t0_s;
     process_read(v);
     if (p) {
         int rc = sl_pipeline_metrics(p, &v->m);
