@@ -36,6 +36,7 @@
 #include "engine/graph.h"
 #include "engine/plan.h"
 #include "engine/source.h"
+#include "engine/task.h"
 #include "sluice/error.h"
 #include "sluice/metrics.h"
 
@@ -190,13 +191,7 @@ int sl_pipeline_metrics(const sl_pipeline *cp, sl_metrics *out)
             mt->queued += sli_channel_size(t->in[k]);
             mt->capacity += t->in[k]->mask + 1;
         }
-        uint64_t ns = ld(&t->blocked_ns);
-        int64_t since = atomic_load_explicit(&t->blocked_since, memory_order_relaxed);
-        if (since) {
-            int64_t d = sli_clock_mono_ns() - since;
-            if (d > 0) ns += (uint64_t)d;
-        }
-        mt->blocked_s = (double)ns / 1e9;
+        mt->blocked_s = (double)sli_task_blocked_ns(t) / 1e9;
     }
     if (n_reasons) {
         out->reasons = calloc((size_t)n_reasons, sizeof(*out->reasons));

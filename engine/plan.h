@@ -120,6 +120,7 @@ typedef struct sl_task {
     int blocked;                     /* pending output: waits for credit */
     _Atomic int64_t blocked_since;   /* monotonic ns when it began (0: not blocked) */
     _Atomic uint64_t blocked_ns;     /* total time blocked, ended spells (metrics) */
+    _Atomic uint32_t blocked_seq;    /* odd while the two above change (a seqlock) */
     int finished;                    /* end of stream sent and drained */
     int ended;                       /* end processing done (EOS queued) */
     int waiting;                     /* source said WAIT: delayed wake-up pending */

@@ -706,16 +706,41 @@ static int fire_proc_timers(sl_task *t)
 
 /* Backpressure time (metrics): a spell of waiting for credit begins when an
  * activation ends blocked and ends when an activation finds credit again.
- * Two clock reads per spell, none while records flow. */
+ * Two clock reads per spell, none while records flow. The pair
+ * (blocked_ns, blocked_since) changes under a sequence number (odd while it
+ * changes) so that a reader on another thread never sees an ended spell
+ * both in the total and as ongoing, or in neither (sli_task_blocked_ns).
+ * Sequentially consistent stores: a few per spell, never per record. */
 static void blocked_note(sl_task *t)
 {
     int64_t since = atomic_load_explicit(&t->blocked_since, memory_order_relaxed);
-    if (t->blocked && !since) {
-        atomic_store_explicit(&t->blocked_since, sli_clock_mono_ns(), memory_order_relaxed);
-    } else if (!t->blocked && since) {
+    if (t->blocked == !!since) return;
+    uint32_t seq = atomic_load_explicit(&t->blocked_seq, memory_order_relaxed);
+    atomic_store(&t->blocked_seq, seq + 1);
+    if (t->blocked) {
+        atomic_store(&t->blocked_since, sli_clock_mono_ns());
+    } else {
         int64_t d = sli_clock_mono_ns() - since;
-        sli_count(&t->blocked_ns, d > 0 ? (uint64_t)d : 0);
-        atomic_store_explicit(&t->blocked_since, 0, memory_order_relaxed);
+        uint64_t ns = atomic_load_explicit(&t->blocked_ns, memory_order_relaxed);
+        atomic_store(&t->blocked_ns, ns + (d > 0 ? (uint64_t)d : 0));
+        atomic_store(&t->blocked_since, 0);
+    }
+    atomic_store(&t->blocked_seq, seq + 2);
+}
+
+uint64_t sli_task_blocked_ns(sl_task *t)
+{
+    for (;;) {
+        uint32_t s1 = atomic_load(&t->blocked_seq);
+        uint64_t ns = atomic_load(&t->blocked_ns);
+        int64_t since = atomic_load(&t->blocked_since);
+        uint32_t s2 = atomic_load(&t->blocked_seq);
+        if (s1 != s2 || (s1 & 1)) continue;
+        if (since) {
+            int64_t d = sli_clock_mono_ns() - since;
+            if (d > 0) ns += (uint64_t)d;
+        }
+        return ns;
     }
 }
 

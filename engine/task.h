@@ -24,6 +24,9 @@ static inline void sli_batch_put(sl_pipeline *p, sl_batch *b)
  * Returns 1 when the task should be activated again at once (its quantum ran
  * out). */
 int sli_task_activate(sl_task *t);
+/* Time task t has waited for credit, ended spells and the one going on; for
+ * metrics readers on any thread (never decreases between two calls). */
+uint64_t sli_task_blocked_ns(sl_task *t);
 /* For the source layer (source.c): send a watermark / idleness change from
  * source instance c downstream, after the data emitted before it. */
 int sli_source_send_watermark(struct sl_ctx *c, int64_t wm);
