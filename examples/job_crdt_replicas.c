@@ -458,10 +458,19 @@ static int ensure_topic(const char *cmd, const char *dir, const char *topic)
     return rc ? 1 : 0;
 }
 
-static int run_pipeline(const char *cmd, sl_pipeline *p, const jobs_common *c)
+/* Run p to its end, shown as `name` by the job's endpoint (http: NULL
+ * without --http) while it runs. */
+static int run_pipeline(const char *cmd, sl_pipeline *p, const jobs_common *c, sl_http *http,
+                        const char *name)
 {
     if (c->threads) sl_pipeline_set_threads(p, c->threads);
-    return jobs_run(NULL, p, cmd, c);
+    if (http && sl_http_add_pipeline(http, name, p)) {
+        fprintf(stderr, "sluice %s: out of memory\n", cmd);
+        return 1;
+    }
+    int rc = jobs_run(NULL, p, cmd, c);
+    sl_http_remove_pipeline(http, p);
+    return rc;
 }
 
 /* Print the pages of r, its digest and the last line; returns the exit
@@ -493,7 +502,7 @@ static int report(const char *cmd, sl_crdt_replica *r, const cr_opts *o, const t
 
 /* --region: this process runs region o->region only (file comment). */
 static int run_region(const char *cmd, const cr_opts *o, const char *topic, const jobs_topics *tp,
-                      const jobs_common *common, uint64_t exchange, const truth *t)
+                      const jobs_common *common, sl_http *http, uint64_t exchange, const truth *t)
 {
     int r = (int)o->region, n = (int)o->replicas, rc = 1;
     sl_crdt_replica *rep = sl_crdt_replica_new((uint32_t)r + 1, exchange, 0);
@@ -517,6 +526,7 @@ static int run_region(const char *cmd, const cr_opts *o, const char *topic, cons
         goto out;
     }
     started = 1;
+    if (http && sl_http_add_pipeline(http, "merge", mp)) goto oom;
     int parts = sl_pipeline_source_splits(mp, "deltas-in");
     if (parts <= 0) {
         fprintf(stderr, "sluice %s: topic '%s': no partitions\n", cmd, topic);
@@ -541,7 +551,7 @@ static int run_region(const char *cmd, const cr_opts *o, const char *topic, cons
     s = sl_stream_apply(s, "replica", &sl_crdt_replica_op, &rg.conf, 0);
     s = sl_stream_apply(s, "end-markers", &markers_op, &mk, 0);
     sl_stream_sink(s, "deltas-out", &sl_sink_kafka, &sc);
-    if (run_pipeline(cmd, pp, common)) goto out; /* it said why */
+    if (run_pipeline(cmd, pp, common, http, "publish")) goto out; /* it said why */
     sl_checkpoint_stats cs;
     sl_pipeline_checkpoint_stats(pp, &cs);
     if (cs.restored_from)
@@ -568,6 +578,7 @@ out:
         sl_pipeline_cancel(mp);
         sl_pipeline_wait(mp, -1);
     }
+    sl_http_remove_pipeline(http, mp);
     sl_pipeline_free(pp);
     sl_pipeline_free(mp);
     free(mc.seen);
@@ -633,16 +644,14 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
                 tp.follow ? "--follow" : "--group");
         return 2;
     }
-    if (common.parallelism > 1 || common.explain || common.guarantee_set || common.http ||
-        common.http_token) {
+    if (common.parallelism > 1 || common.explain || common.guarantee_set) {
         fprintf(stderr,
                 "sluice %s: %s is not supported (each region is one replica, run as one "
                 "pipeline per phase)\n",
                 cmd,
                 common.parallelism > 1 ? "--parallelism"
                 : common.explain       ? "--explain"
-                : common.guarantee_set ? "--guarantee"
-                                       : "--http");
+                                       : "--guarantee");
         return 2;
     }
     if (o.region < 0 && (common.checkpoint_dir || common.chk_opt_given)) {
@@ -675,7 +684,12 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
     if (jobs_topics_check(cmd, &tp, topic, topic)) return 2;
     if (!tp.kafka && ensure_topic(cmd, jobs_broker_dir(tp.dir), topic)) return 1;
 
-    int n = (int)o.replicas, rc = 1;
+    /* one endpoint for the whole job: it shows the pipelines that run */
+    sl_http *http = NULL;
+    int n = (int)o.replicas, rc = jobs_http_open(cmd, &common, &http);
+    if (rc) return rc;
+    common.http = common.http_token = NULL;
+    rc = 1;
     uint64_t exchange =
         mix(mix(mix(mix((uint64_t)o.seed) ^ (uint64_t)o.replicas) ^ (uint64_t)o.events) ^
             (uint64_t)o.pages);
@@ -689,7 +703,7 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
     }
     if (compute_truth(&o, t)) goto oom;
     if (o.region >= 0) {
-        rc = run_region(cmd, &o, topic, &tp, &common, exchange, t);
+        rc = run_region(cmd, &o, topic, &tp, &common, http, exchange, t);
         goto out;
     }
 
@@ -706,7 +720,9 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
         s = sl_stream_apply(s, "replica", &sl_crdt_replica_op, &rg[r].conf, 0);
         jobs_topic_sink(p, s, &tp, NULL, "deltas-out", topic, sl_crdt_replica_delta_key, NULL,
                         NULL);
-        int prc = run_pipeline(cmd, p, &common);
+        char name[32];
+        snprintf(name, sizeof(name), "region-%d-publish", r);
+        int prc = run_pipeline(cmd, p, &common, http, name);
         sl_pipeline_free(p);
         if (prc) goto out;
     }
@@ -717,7 +733,9 @@ int job_crdt_replicas(int argc, char **argv, const jobs_runner *run)
         if (!p) goto oom;
         sl_stream *s = jobs_topic_source(p, &tp, NULL, "deltas-in", topic, NULL, NULL, 0, 0, NULL);
         sl_stream_sink(s, "replica", &sl_crdt_replica_op, &rg[r].conf);
-        int prc = run_pipeline(cmd, p, &common);
+        char name[32];
+        snprintf(name, sizeof(name), "region-%d-merge", r);
+        int prc = run_pipeline(cmd, p, &common, http, name);
         sl_pipeline_free(p);
         if (prc) goto out;
     }
@@ -740,5 +758,6 @@ out:
         for (long long p = 0; p < o.pages; p++) free(t[p].seen);
     free(rg);
     free(t);
+    sl_http_stop(http);
     return rc;
 }

@@ -847,7 +847,9 @@ int jobs_saga_run(const char *cmd, const saga_opts *o, const jobs_common *c, sag
     int made_tmp = 0, rc = 1, resume = 0;
     sl_pipeline *po = NULL, *pp = NULL;
     int started_o = 0, started_p = 0;
+    sl_http *http = NULL; /* one endpoint shows both pipelines */
     jobs_common co = *c, cp = *c;
+    co.http = cp.http = co.http_token = cp.http_token = NULL;
     if (c->checkpoint_dir) {
         if (mkdir(c->checkpoint_dir, 0777) && errno != EEXIST) {
             fprintf(stderr, "sluice %s: --checkpoint-dir %s: %s\n", cmd, c->checkpoint_dir,
@@ -971,6 +973,10 @@ int jobs_saga_run(const char *cmd, const saga_opts *o, const jobs_common *c, sag
         if (!rc) rc = jobs_run(NULL, pp, cmd, &cp);
         goto out;
     }
+    if ((rc = jobs_http_open(cmd, c, &http)) != 0) goto out;
+    if (http && (sl_http_add_pipeline(http, "orchestrator", po) ||
+                 sl_http_add_pipeline(http, "participants", pp)))
+        goto oom;
     int64_t t0 = now_ns();
     jobs_runner starter = {start_only, NULL};
     if ((rc = jobs_run(&starter, pp, cmd, &cp)) != 0) goto out;
@@ -1067,6 +1073,7 @@ out:
         sl_pipeline_cancel(pp);
         sl_pipeline_wait(pp, -1);
     }
+    sl_http_stop(http); /* before the pipelines it shows are freed */
     sl_pipeline_free(po);
     sl_pipeline_free(pp);
     free(j.reply_ns);
@@ -1190,13 +1197,6 @@ int job_saga(int argc, char **argv, const jobs_runner *run)
     }
     if (!common.checkpoint_dir && common.chk_opt_given) {
         fprintf(stderr, "sluice %s: %s needs --checkpoint-dir\n", cmd, common.chk_opt_given);
-        return 2;
-    }
-    if (common.http || common.http_token) {
-        fprintf(stderr,
-                "sluice %s: --http shows one pipeline; saga runs two at once (orders and "
-                "participants), which the endpoint does not show yet\n",
-                cmd);
         return 2;
     }
     saga_result res;

@@ -88,6 +88,12 @@ typedef struct jobs_common {
  * are flushed (at most 10 s) and dropped spans, if any, are told on stderr. */
 int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_common *c);
 
+/* --http and --http-token: start the job's endpoint in *out (NULL when not
+ * asked for) and tell its URL on stderr. A job that runs several pipelines
+ * at once shows each with sl_http_add_pipeline(); jobs_run() does this for
+ * the one it runs. 0, or 2 (a usage error, told on stderr). */
+int jobs_http_open(const char *cmd, const jobs_common *c, sl_http **out);
+
 /* The instances per operator a job runs with: --parallelism P when given,
  * else --threads N (as many instances as workers, as `sluice bench` runs
  * them: without it more workers than instances have nothing to do), else 1.

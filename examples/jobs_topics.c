@@ -221,6 +221,18 @@ static void on_group_signal(int sig)
     if (g) sl_kafka_group_stop(g);
 }
 
+/* The group's tasks come and go with its assignment: each partition's
+ * pipeline is shown on the endpoint while it runs. */
+static void show_pipeline(void *ud, const char *name, sl_pipeline *p, int up)
+{
+    sl_http *http = ud;
+    if (!http) return;
+    if (up)
+        sl_http_add_pipeline(http, name, p); /* only out of memory fails: then not shown */
+    else
+        sl_http_remove_pipeline(http, p);
+}
+
 int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, const jobs_common *c,
                    sl_kafka_build_fn build, sl_kafka_build_fn repartition, void *ud)
 {
@@ -235,13 +247,6 @@ int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, con
         fprintf(stderr,
                 "sluice %s: --explain shows one pipeline; --group builds one per partition (run "
                 "--explain without --group to see the job's graph)\n",
-                cmd);
-        return 2;
-    }
-    if (c->http || c->http_token) {
-        fprintf(stderr,
-                "sluice %s: --http shows one pipeline; --group builds one per partition, "
-                "which the endpoint does not show yet\n",
                 cmd);
         return 2;
     }
@@ -264,13 +269,20 @@ int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, con
                               .build = build,
                               .ud = ud,
                               .log_prefix = prefix,
-                              .repartition = repartition};
+                              .repartition = repartition,
+                              .on_pipeline = show_pipeline};
+    /* one endpoint shows the partitions' pipelines this process runs */
+    sl_http *http = NULL;
+    int rc = jobs_http_open(cmd, c, &http);
+    if (rc) return rc;
+    gc.on_pipeline_ud = http;
     sl_kafka_group *g = NULL;
-    int rc = sl_kafka_group_new(&g, &gc);
+    rc = sl_kafka_group_new(&g, &gc);
     if (rc) {
         fprintf(stderr, "sluice %s: %s\n", cmd,
                 g && *sl_kafka_group_errmsg(g) ? sl_kafka_group_errmsg(g) : sl_strerror(rc));
         sl_kafka_group_free(g);
+        sl_http_stop(http);
         return rc == SL_EINVAL ? 2 : 1;
     }
     struct sigaction sa, old_int, old_term;
@@ -286,5 +298,6 @@ int jobs_group_run(const char *cmd, const jobs_topics *t, const char *topic, con
     group_running = NULL;
     if (rc) fprintf(stderr, "sluice %s: %s\n", cmd, sl_kafka_group_errmsg(g));
     sl_kafka_group_free(g);
+    sl_http_stop(http);
     return rc ? 1 : 0;
 }

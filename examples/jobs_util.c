@@ -445,6 +445,26 @@ static void trace_report(const char *cmd, sl_tracer *t)
             (unsigned long long)st.export_errors, rc ? "; some still queued" : "");
 }
 
+int jobs_http_open(const char *cmd, const jobs_common *c, sl_http **out)
+{
+    *out = NULL;
+    if (c && c->http) {
+        char err[300];
+        const char *jobname = strncmp(cmd, "run ", 4) == 0 ? cmd + 4 : cmd;
+        sl_http_conf hc = {.listen = c->http, .token_file = c->http_token, .job = jobname};
+        if (sl_http_start(out, &hc, err, sizeof(err)) != 0) {
+            say(cmd, "%s", err); /* names the option already */
+            return 2;
+        }
+        fprintf(stderr, "sluice %s: status page at %s (metrics at /metrics)\n", cmd,
+                sl_http_url(*out));
+    } else if (c && c->http_token) {
+        say(cmd, "--http-token needs --http HOST:PORT");
+        return 2;
+    }
+    return 0;
+}
+
 int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_common *c)
 {
     if (c) {
@@ -466,21 +486,9 @@ int jobs_run(const jobs_runner *r, sl_pipeline *p, const char *cmd, const jobs_c
         return 0;
     }
     sl_http *http = NULL;
-    if (c && c->http) {
-        char err[300];
-        const char *jobname = strncmp(cmd, "run ", 4) == 0 ? cmd + 4 : cmd;
-        sl_http_conf hc = {.listen = c->http, .token_file = c->http_token, .job = jobname};
-        if (sl_http_start(&http, &hc, err, sizeof(err)) != 0) {
-            say(cmd, "%s", err); /* names the option already */
-            return 2;
-        }
-        sl_http_set_pipeline(http, p);
-        fprintf(stderr, "sluice %s: status page at %s (metrics at /metrics)\n", cmd,
-                sl_http_url(http));
-    } else if (c && c->http_token) {
-        say(cmd, "--http-token needs --http HOST:PORT");
-        return 2;
-    }
+    int hrc = jobs_http_open(cmd, c, &http);
+    if (hrc) return hrc;
+    sl_http_set_pipeline(http, p);
     sl_tracer *tr = sl_pipeline_tracer(p);
     sl_span job;
     char name[SL_SPAN_NAME_MAX];

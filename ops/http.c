@@ -3,10 +3,11 @@
  * the embedded server (ops/httpd.c) to a reading of the job (ops/view.c)
  * written as Prometheus text, JSON or the status page (ops/page.h).
  *
- * Every request runs on the server's thread. The pipeline pointer is
- * guarded by `lock`: a request holds it while it reads the pipeline, and
- * sl_http_set_pipeline takes it to swap the pointer, so once that returns
- * no request is reading the old pipeline and its owner may free it. The
+ * Every request runs on the server's thread. The list of pipelines shown
+ * is guarded by `lock`: a request holds it while it reads them, and adding,
+ * removing or replacing one takes it, so once sl_http_remove_pipeline (or
+ * set_pipeline) returns no request is reading the pipeline it dropped and
+ * its owner may free it. The
  * broker, when shown, is a handle of this endpoint's own, opened read-only
  * on the broker's directory and used only on the server thread.
  */
@@ -26,8 +27,9 @@ struct sl_http {
     char *job;
     double t0;
     pthread_mutex_t lock;
-    const sl_pipeline *p; /* under lock */
-    sl_broker *broker;    /* server thread only */
+    int n, cap; /* the pipelines shown, in the order added: under lock */
+    sli_view_src *src;
+    sl_broker *broker; /* server thread only */
     char url[300];
 };
 
@@ -53,7 +55,7 @@ static int handle(void *ud, const sli_http_req *req, sl_buf *body, const char **
                           "not found: this endpoint serves /, /api/job, /metrics and /healthz\n");
     sli_view v;
     pthread_mutex_lock(&h->lock);
-    int rc = sli_view_take(&v, h->job, h->t0, h->p, h->broker);
+    int rc = sli_view_take(&v, h->job, h->t0, h->src, h->n, h->broker);
     pthread_mutex_unlock(&h->lock);
     if (rc) return reply_text(body, ctype, 500, "out of memory\n");
     if (metrics) {
@@ -82,7 +84,9 @@ int sl_http_start(sl_http **out, const sl_http_conf *conf, char *err, size_t err
     pthread_mutex_init(&h->lock, NULL);
     h->t0 = sli_clock_mono_s();
     int rc = SL_ENOMEM;
-    if (!(h->job = strdup(conf && conf->job ? conf->job : "sluice"))) {
+    h->cap = 4;
+    if (!(h->src = calloc((size_t)h->cap, sizeof(*h->src))) ||
+        !(h->job = strdup(conf && conf->job ? conf->job : "sluice"))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -123,11 +127,57 @@ const char *sl_http_url(const sl_http *h)
     return h ? h->url : "";
 }
 
+/* Drop entry i (under lock). */
+static void drop(sl_http *h, int i)
+{
+    free(h->src[i].name);
+    memmove(h->src + i, h->src + i + 1, (size_t)(h->n - i - 1) * sizeof(*h->src));
+    h->n--;
+}
+
 void sl_http_set_pipeline(sl_http *h, const sl_pipeline *p)
 {
     if (!h) return;
     pthread_mutex_lock(&h->lock);
-    h->p = p;
+    while (h->n) drop(h, h->n - 1);
+    if (p) { /* cap >= 1 since start */
+        h->src[0] = (sli_view_src){.name = NULL, .p = p};
+        h->n = 1;
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+int sl_http_add_pipeline(sl_http *h, const char *name, const sl_pipeline *p)
+{
+    if (!h || !p || !name || !*name || strchr(name, '/')) return SL_EINVAL;
+    char *copy = strdup(name);
+    if (!copy) return SL_ENOMEM;
+    int rc = 0;
+    pthread_mutex_lock(&h->lock);
+    for (int i = 0; i < h->n && !rc; i++)
+        if (!h->src[i].name || strcmp(h->src[i].name, name) == 0 || h->src[i].p == p)
+            rc = SL_EINVAL; /* an unnamed one, the same name, or shown already */
+    if (!rc && h->n == h->cap) {
+        sli_view_src *grown = realloc(h->src, (size_t)h->cap * 2 * sizeof(*grown));
+        if (grown) {
+            h->src = grown;
+            h->cap *= 2;
+        } else {
+            rc = SL_ENOMEM;
+        }
+    }
+    if (!rc) h->src[h->n++] = (sli_view_src){.name = copy, .p = p};
+    pthread_mutex_unlock(&h->lock);
+    if (rc) free(copy);
+    return rc;
+}
+
+void sl_http_remove_pipeline(sl_http *h, const sl_pipeline *p)
+{
+    if (!h) return;
+    pthread_mutex_lock(&h->lock);
+    for (int i = 0; i < h->n; i++)
+        if (h->src[i].p == p) drop(h, i--);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -137,6 +187,8 @@ void sl_http_stop(sl_http *h)
     sli_httpd_stop(h->srv); /* joins its thread: no request runs after this */
     if (h->broker) sl_broker_close(h->broker);
     pthread_mutex_destroy(&h->lock);
+    for (int i = 0; i < h->n; i++) free(h->src[i].name);
+    free(h->src);
     free(h->job);
     free(h);
 }

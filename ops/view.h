@@ -33,6 +33,8 @@ typedef struct sli_view {
     int has_chk;
     sl_checkpoint_stats cs;
     sl_checkpoint_history ch;
+    int n_names; /* "PIPELINE/NODE" strings the view owns (several pipelines) */
+    char **names;
     /* the broker (has_broker: a broker is attached) */
     int has_broker;
     const char *broker_dir;
@@ -43,9 +45,20 @@ typedef struct sli_view {
     sl_group_offset *groups;
 } sli_view;
 
-/* Take a reading of p (NULL: none) and b (NULL: none). Any thread; p must
- * stay alive meanwhile (ops/http.c holds its lock). 0 or SL_ENOMEM. */
-int sli_view_take(sli_view *v, const char *job, double t0_s, const sl_pipeline *p, sl_broker *b);
+/* A pipeline the endpoint shows, and its name (NULL: unnamed; only the
+ * single pipeline of a job may be unnamed). */
+typedef struct sli_view_src {
+    char *name;
+    const sl_pipeline *p;
+} sli_view_src;
+
+/* Take a reading of the n pipelines in src (n = 0: no job) and b (NULL:
+ * none). Any thread; the pipelines must stay alive meanwhile (ops/http.c
+ * holds its lock). Several pipelines are shown as one job: their graphs
+ * side by side, each node named "PIPELINE/NODE" (view.c says how the
+ * totals, state and checkpoints combine). 0 or SL_ENOMEM. */
+int sli_view_take(sli_view *v, const char *job, double t0_s, const sli_view_src *src, int n,
+                  sl_broker *b);
 void sli_view_free(sli_view *v);
 /* The end offset of (topic, partition) in v, or -1 if v has none. */
 int64_t sli_view_end_offset(const sli_view *v, const char *topic, int32_t partition);

@@ -577,6 +577,11 @@ static int task_start(sl_kafka_group *g, int st, int32_t part)
     }
     k->p = p;
     k->running = 1;
+    if (g->c.on_pipeline) {
+        char name[48];
+        snprintf(name, sizeof(name), "%s-%d", st ? "repartition" : "partition", (int)part);
+        g->c.on_pipeline(g->c.on_pipeline_ud, name, p, 1);
+    }
     if (found)
         say(g, "took %s %d (state of checkpoint %" PRIu64 ", %.2f s)", stage_word(st), (int)part,
             id, mono_s() - t0);
@@ -594,6 +599,7 @@ static void task_end(sl_kafka_group *g, int st, task *k, int cancel)
     if (rc && rc != SL_EPIPE)
         fail(g, rc, "%s %d: %s", stage_word(st), (int)k->t.partition,
              *sl_pipeline_errmsg(k->p) ? sl_pipeline_errmsg(k->p) : sl_strerror(rc));
+    if (g->c.on_pipeline) g->c.on_pipeline(g->c.on_pipeline_ud, NULL, k->p, 0);
     sl_pipeline_free(k->p);
     k->p = NULL;
     k->running = 0;

@@ -14,10 +14,15 @@
  * on a loopback address unless a token file is given: then every request
  * must carry `Authorization: Bearer TOKEN` (or `?token=TOKEN`, for a browser).
  *
- * Ownership: the endpoint borrows the pipeline given to
- * sl_http_set_pipeline() until it is replaced, cleared (NULL) or the
- * endpoint stopped; clearing waits for a request that is reading it, so the
- * pipeline may be freed right after. Strings in the conf are copied.
+ * One job may run several pipelines (a saga's orders and participants, a
+ * consumer group's pipeline per partition): add each under a name and the
+ * endpoint shows them as one job, each node named "PIPELINE/NODE" (the
+ * totals add up; the watermark is the lowest; see ops/view.c).
+ *
+ * Ownership: the endpoint borrows each pipeline it shows until it is
+ * removed or replaced, or the endpoint stopped; removing waits for a request
+ * that is reading it, so the pipeline may be freed right after. Strings in
+ * the conf and names are copied.
  */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
@@ -45,9 +50,15 @@ SL_API int sl_http_start(sl_http **out, const sl_http_conf *conf, char *err, siz
  * ("http://HOST:PORT/"; a wildcard host is shown as 127.0.0.1). */
 SL_API int sl_http_port(const sl_http *h);
 SL_API const char *sl_http_url(const sl_http *h);
-/* Show pipeline p (started, or at least explained: its plan must exist);
- * NULL: show none. Any thread. */
+/* Show pipeline p alone, unnamed (nodes keep their own names), instead of
+ * whatever was shown; NULL: show none. Any thread. A pipeline is shown once
+ * it is planned (started or explained). */
 SL_API void sl_http_set_pipeline(sl_http *h, const sl_pipeline *p);
+/* Show p too, under `name` (not empty, no '/'). SL_EINVAL when the name or
+ * p is shown already, or an unnamed pipeline is; SL_ENOMEM. Any thread. */
+SL_API int sl_http_add_pipeline(sl_http *h, const char *name, const sl_pipeline *p);
+/* Stop showing p (no-op when it is not shown). Any thread. */
+SL_API void sl_http_remove_pipeline(sl_http *h, const sl_pipeline *p);
 /* Stop serving and free h (accepts NULL). */
 SL_API void sl_http_stop(sl_http *h);
 

@@ -216,6 +216,12 @@ typedef struct sl_kafka_group_conf {
     sl_kafka_build_fn repartition;
     const char *repartition_topic; /* NULL: "<group_id>.repartition" */
     int repartition_partitions;    /* made with this many; 0: the input's count */
+    /* Told on the group's thread when a task's pipeline has started (up = 1)
+     * and before it is freed (up = 0), with a name for it ("partition-3",
+     * "repartition-3"): e.g. to show it on the job's endpoint
+     * (sl_http_add_pipeline). NULL: not told. */
+    void (*on_pipeline)(void *ud, const char *name, sl_pipeline *p, int up);
+    void *on_pipeline_ud;
 } sl_kafka_group_conf;
 
 /* Copies conf (strings included). 0 or a negative code; *out is NULL on error. */

@@ -7,7 +7,9 @@
 # a client that stalls mid-request and 200 concurrent scrapes do not disturb
 # the job, whose results equal those of a run without --http; a token is
 # checked on every request and a non-loopback address needs one; the broker
-# shows its topics' offsets and a consumer group's lag. Never asserts on time.
+# shows its topics' offsets and a consumer group's lag; jobs that run several
+# pipelines (--group, saga, crdt-replicas) show them all on one endpoint, each
+# node as PIPELINE/NODE. Never asserts on time.
 #
 # Run by ctest as: bash metrics_http.sh SLUICE_BIN SOURCE_DIR BUILD_DIR
 set -euo pipefail
@@ -208,16 +210,6 @@ url2=$(url_of "$tmp/err2")
 exec 5>&-
 wait "$job2" || fail "the token job failed: $(cat "$tmp/err2")"
 
-# jobs that run several pipelines at once refuse --http with one line
-if "$bin" run saga --orders 10 --http 127.0.0.1:0 > /dev/null 2> "$tmp/e"; then
-  fail "saga --http was accepted"
-fi
-grep -q 'saga runs two at once' "$tmp/e" || fail "saga --http: $(cat "$tmp/e")"
-if "$bin" run crdt-replicas --http 127.0.0.1:0 > /dev/null 2> "$tmp/e"; then
-  fail "crdt-replicas --http was accepted"
-fi
-grep -q -- '--http is not supported' "$tmp/e" || fail "crdt-replicas --http: $(cat "$tmp/e")"
-
 # --- 3. the broker -----------------------------------------------------------------------
 export SLUICE_DIR=$tmp/broker
 "$bin" topic create events --partitions 2 > /dev/null
@@ -252,4 +244,69 @@ for x in g:
         x["partition"], x["lag"])
     assert s in m, "no " + s
 EOF
+# --- 4. jobs that run several pipelines: one endpoint shows them all -----------------------
+# --group runs a pipeline per partition it holds (it follows its input until SIGTERM, so
+# the test waits for the three partitions, not for time); each node is PARTITION/NODE.
+K=127.0.0.1:$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$tmp/berr" | head -1)
+"$bin" topic create gin --partitions 3 -b "$K" > /dev/null
+"$bin" topic create gout --partitions 1 -b "$K" > /dev/null
+"$bin" run generate --events 3000 --keys 10 --topic gin --kafka "$K" 2> "$tmp/gen.err" ||
+  fail "generate: $(cat "$tmp/gen.err")"
+"$bin" run window-agg --kafka "$K" --group gm --topic gin --out-topic gout --session-timeout 20s \
+  --checkpoint-dir "$tmp/gwork" --http 127.0.0.1:0 > /dev/null 2> "$tmp/gerr" &
+gjob=$!
+pids+=("$gjob")
+gurl=$(url_of "$tmp/gerr")
+took() { grep -c 'took partition' "$tmp/gerr" || true; }
+for _ in $(seq 1 1200); do
+  [ "$(took)" -ge 3 ] && break
+  kill -0 "$gjob" 2> /dev/null || fail "--group --http ended: $(cat "$tmp/gerr")"
+  sleep 0.1
+done
+[ "$(took)" -ge 3 ] || fail "--group took $(took) of 3 partitions: $(cat "$tmp/gerr")"
+curl -sf "${gurl}api/job" > "$tmp/gj" || fail "--group: GET /api/job"
+curl -sf "${gurl}metrics" > "$tmp/gm" || fail "--group: GET /metrics"
+promtool check metrics < "$tmp/gm" > "$tmp/lint" 2>&1 || fail "--group: promtool: $(cat "$tmp/lint")"
+"$py" - "$tmp/gj" "$tmp/gm" << 'EOF' || fail "--group: see above"
+import json, sys
+j = json.load(open(sys.argv[1]))
+m = open(sys.argv[2]).read()
+names = {n["name"] for n in j["nodes"]}
+for p in range(3):
+    mine = [n for n in names if n.startswith("partition-%d/" % p)]
+    assert mine, "no node of partition %d in %s" % (p, sorted(names))
+    assert all('node="%s"' % n in m for n in mine), mine
+assert all("/" in n for n in names), names
+assert j["state"] == "running", j["state"]
+tasks = {t["id"] for t in j["tasks"]}
+assert len(tasks) == len(j["tasks"]), "task ids repeat"
+for n in j["nodes"]:
+    for i in n["instances"]:
+        assert i["task"] in tasks, i
+EOF
+kill -TERM "$gjob"
+wait "$gjob" || fail "--group --http: exit $? after SIGTERM: $(tail -n 5 "$tmp/gerr")"
+
+# saga: two pipelines (orchestrator, participants); scraped until a reading shows both
+# (the job cannot end before both have run).
+"$bin" run saga --orders 300000 --out "$tmp/saga.out" --http 127.0.0.1:0 > /dev/null 2> "$tmp/serr" &
+sjob=$!
+pids+=("$sjob")
+surl=$(url_of "$tmp/serr")
+seen=0
+while [ $seen = 0 ] && kill -0 "$sjob" 2> /dev/null; do
+  curl -sf "${surl}api/job" > "$tmp/sj" 2> /dev/null || continue
+  if "$py" - "$tmp/sj" << 'EOF'; then seen=1; fi
+import json, sys
+names = {n["name"] for n in json.load(open(sys.argv[1]))["nodes"]}
+sys.exit(0 if "orchestrator/saga" in names and "participants/participants" in names else 1)
+EOF
+done
+wait "$sjob" || fail "saga --http: exit $?: $(tail -n 3 "$tmp/serr")"
+[ $seen = 1 ] || fail "saga --http: ended before a scrape showed both pipelines"
+[ "$(wc -l < "$tmp/saga.out")" -eq 300000 ] || fail "saga --http: $(wc -l < "$tmp/saga.out") outcomes"
+# crdt-replicas: its phases' pipelines, one after another
+"$bin" run crdt-replicas --events 2000 --http 127.0.0.1:0 > /dev/null 2> "$tmp/cerr" ||
+  fail "crdt-replicas --http: $(tail -n 3 "$tmp/cerr")"
+grep -q 'status page at http://' "$tmp/cerr" || fail "crdt-replicas --http: $(cat "$tmp/cerr")"
 echo "metrics_http: ok"

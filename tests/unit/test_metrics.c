@@ -234,7 +234,7 @@ static double sample(const char *text, const char *series)
 static void check_exposition(const sl_pipeline *p, const sl_metrics *m, const input *in)
 {
     sli_view v;
-    assert_int_equal(sli_view_take(&v, "test \"job\"", 0, p, NULL), 0);
+    assert_int_equal(sli_view_take(&v, "test \"job\"", 0, &(sli_view_src){NULL, p}, 1, NULL), 0);
     sl_buf prom = {0}, json = {0};
     assert_int_equal(sli_view_prometheus(&v, &prom), 0);
     assert_int_equal(sli_view_json(&v, &json), 0);
@@ -463,6 +463,133 @@ static int probe_process(sl_ctx *ctx, void *self, sl_batch *in)
 static const sl_operator probe_op = {
     .version = SL_OPERATOR_VERSION, .kind = "probe", .process = probe_process};
 
+/* Two pipelines shown as one job (several pipelines, ops/view.c): every
+ * node under "NAME/NODE", indexes shifted consistently, totals and
+ * checkpoints added up, both writings name every instance; and the
+ * endpoint's list refuses what would make names ambiguous. */
+static void test_two_pipelines(void **state)
+{
+    (void)state;
+    char path[300], chk_a[300], chk_b[300];
+    snprintf(path, sizeof(path), "%s/in2.csv", tmpdir);
+    snprintf(chk_a, sizeof(chk_a), "%s/chk-two-a", tmpdir);
+    snprintf(chk_b, sizeof(chk_b), "%s/chk-two-b", tmpdir);
+    input in;
+    write_input(path, 20000, &in);
+    job a, b;
+    build(&a, path, 1, chk_a);
+    build(&b, path, 8, chk_b);
+    sli_view_src src[2] = {{"orders", a.p}, {"replies", b.p}};
+    sli_view v;
+    /* before either is planned: no job */
+    assert_int_equal(sli_view_take(&v, "j", 0, src, 2, NULL), 0);
+    assert_int_equal(v.has_job, 0);
+    sli_view_free(&v);
+    assert_int_equal(sl_pipeline_start(a.p), 0);
+    assert_int_equal(sl_pipeline_start(b.p), 0);
+    int ra, rb;
+    do { /* readings while both run, as a scrape takes them */
+        ra = sl_pipeline_wait(a.p, 0);
+        rb = sl_pipeline_wait(b.p, 0);
+        assert_int_equal(sli_view_take(&v, "j", 0, src, 2, NULL), 0);
+        assert_int_equal(v.m.n_nodes, 16);
+        sli_view_free(&v);
+    } while (ra == SL_EAGAIN || rb == SL_EAGAIN);
+    assert_int_equal(ra, 0);
+    assert_int_equal(rb, 0);
+    sl_metrics ma, mb;
+    assert_int_equal(sl_pipeline_metrics(a.p, &ma), 0);
+    assert_int_equal(sl_pipeline_metrics(b.p, &mb), 0);
+    assert_int_equal(sli_view_take(&v, "j", 0, src, 2, NULL), 0);
+    const sl_metrics *m = &v.m;
+    assert_int_equal(v.has_job, 1);
+    assert_int_equal(m->state, SL_STATE_FINISHED);
+    assert_int_equal(m->n_nodes, ma.n_nodes + mb.n_nodes);
+    assert_int_equal(m->n_instances, ma.n_instances + mb.n_instances);
+    assert_int_equal(m->n_tasks, ma.n_tasks + mb.n_tasks);
+    assert_int_equal(m->n_reasons, ma.n_reasons + mb.n_reasons);
+    assert_int_equal(m->totals.records_in, ma.totals.records_in + mb.totals.records_in);
+    assert_int_equal(m->totals.late, ma.totals.late + mb.totals.late);
+    assert_string_equal(m->nodes[0].name, "orders/src");
+    assert_string_equal(m->nodes[ma.n_nodes].name, "replies/src");
+    for (int i = 0; i < m->n_instances; i++) { /* the indexes agree with each other */
+        const sl_metrics_instance *x = &m->instances[i];
+        const sl_metrics_node *nd = &m->nodes[x->node];
+        assert_true(i >= nd->first_instance && i < nd->first_instance + nd->parallelism);
+        assert_true(x->task >= 0 && x->task < m->n_tasks);
+        assert_int_equal(m->tasks[x->task].id, x->task);
+        const sl_metrics_instance *y =
+            i < ma.n_instances ? &ma.instances[i] : &mb.instances[i - ma.n_instances];
+        assert_int_equal(x->records_in, y->records_in);
+    }
+    for (int t = 0; t < m->n_tasks; t++) {
+        int r = m->tasks[t].root_instance;
+        if (r >= 0) assert_int_equal(m->instances[r].task, t);
+    }
+    for (int k = 0; k < m->n_nodes; k++)
+        for (int i = 0; i < m->nodes[k].n_inputs; i++) {
+            int from = m->nodes[k].inputs[i];
+            assert_true((k < ma.n_nodes) == (from < ma.n_nodes)); /* no edge between the two */
+        }
+    /* checkpoints of both */
+    sl_checkpoint_stats ca, cb;
+    sl_pipeline_checkpoint_stats(a.p, &ca);
+    sl_pipeline_checkpoint_stats(b.p, &cb);
+    assert_int_equal(v.has_chk, 1);
+    assert_int_equal(v.cs.completed, ca.completed + cb.completed);
+    uint64_t inf = v.ch.duration_count[SL_CHECKPOINT_BUCKETS - 1];
+    assert_int_equal(inf, ca.completed + cb.completed);
+    for (int i = 1; i < v.ch.n; i++)
+        assert_true(v.ch.entry[i].time_ms >= v.ch.entry[i - 1].time_ms);
+    /* both writings */
+    sl_buf prom = {0}, json = {0};
+    assert_int_equal(sli_view_prometheus(&v, &prom), 0);
+    assert_int_equal(sli_view_json(&v, &json), 0);
+    assert_int_equal(sl_buf_append(&prom, "", 1), 0);
+    assert_int_equal(sl_buf_append(&json, "", 1), 0);
+    for (int i = 0; i < m->n_instances; i++) {
+        char series[200];
+        const sl_metrics_instance *x = &m->instances[i];
+        snprintf(series, sizeof(series),
+                 "sluice_records_in_total{job=\"j\",node=\"%s\",instance=\"%d\"}",
+                 m->nodes[x->node].name, x->instance);
+        assert_true(sample((const char *)prom.ptr, series) == (double)x->records_in);
+    }
+    assert_non_null(strstr((const char *)json.ptr, "{\"name\":\"replies/win\""));
+    assert_non_null(strstr((const char *)json.ptr, "\"inputs\":[\"replies/by-key\"]"));
+    sl_buf_free(&prom);
+    sl_buf_free(&json);
+    sli_view_free(&v);
+    sl_metrics_clear(&ma);
+    sl_metrics_clear(&mb);
+
+    /* the endpoint's list */
+    sl_http *h;
+    char err[200];
+    sl_http_conf hc = {.listen = "127.0.0.1:0"};
+    assert_int_equal(sl_http_start(&h, &hc, err, sizeof(err)), 0);
+    assert_int_equal(sl_http_add_pipeline(h, "orders", a.p), 0);
+    assert_int_equal(sl_http_add_pipeline(h, "orders", b.p), SL_EINVAL); /* the same name */
+    assert_int_equal(sl_http_add_pipeline(h, "other", a.p), SL_EINVAL);  /* shown already */
+    assert_int_equal(sl_http_add_pipeline(h, "a/b", b.p), SL_EINVAL);    /* a '/' */
+    assert_int_equal(sl_http_add_pipeline(h, "", b.p), SL_EINVAL);
+    for (int i = 0; i < 9; i++) { /* past the first capacity, and back */
+        char name[16];
+        snprintf(name, sizeof(name), "r%d", i);
+        assert_int_equal(sl_http_add_pipeline(h, name, b.p), 0);
+        sl_http_remove_pipeline(h, b.p);
+    }
+    assert_int_equal(sl_http_add_pipeline(h, "replies", b.p), 0);
+    sl_http_set_pipeline(h, a.p); /* alone, unnamed: no named one may join it */
+    assert_int_equal(sl_http_add_pipeline(h, "replies", b.p), SL_EINVAL);
+    sl_http_set_pipeline(h, NULL);
+    assert_int_equal(sl_http_add_pipeline(h, "replies", b.p), 0);
+    sl_http_remove_pipeline(h, a.p); /* not shown: nothing happens */
+    sl_http_stop(h);
+    job_free(&a);
+    job_free(&b);
+}
+
 static void test_source_lag(void **state)
 {
     (void)state;
@@ -504,7 +631,7 @@ static void test_source_lag(void **state)
     }
     assert_true(m.lags[0].partition != m.lags[1].partition);
     sli_view v0;
-    assert_int_equal(sli_view_take(&v0, "j", 0, p, NULL), 0);
+    assert_int_equal(sli_view_take(&v0, "j", 0, &(sli_view_src){NULL, p}, 1, NULL), 0);
     sl_buf prom = {0};
     assert_int_equal(sli_view_prometheus(&v0, &prom), 0);
     assert_int_equal(sl_buf_append(&prom, "", 1), 0);
@@ -524,7 +651,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_credit),  cmocka_unit_test(test_eight_credits),
         cmocka_unit_test(test_checkpoints), cmocka_unit_test(test_reason_classes),
-        cmocka_unit_test(test_source_lag),
+        cmocka_unit_test(test_source_lag),  cmocka_unit_test(test_two_pipelines),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[400];
