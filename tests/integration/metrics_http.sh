@@ -284,6 +284,19 @@ for n in j["nodes"]:
     for i in n["instances"]:
         assert i["task"] in tasks, i
 EOF
+# the Kafka source's lag per partition (librdkafka's high watermark): reported for each
+# partition, and 0 once everything is read
+lag_done() {
+  curl -sf "${gurl}api/job" > "$tmp/gl" 2> /dev/null || return 1
+  "$py" -c '
+import json, sys
+lag = json.load(open(sys.argv[1]))["source_lag"]
+got = {(l["node"].split("/")[0], l["topic"], l["partition"]): l["lag"] for l in lag}
+want = {("partition-%d" % p, "gin", p): 0 for p in range(3)}
+sys.exit(0 if got == want else 1)' "$tmp/gl"
+}
+for _ in $(seq 1 600); do lag_done && break || sleep 0.1; done
+lag_done || fail "--group: source lag not 0 on each partition: $(cat "$tmp/gl")"
 kill -TERM "$gjob"
 wait "$gjob" || fail "--group --http: exit $? after SIGTERM: $(tail -n 5 "$tmp/gerr")"
 
