@@ -347,7 +347,8 @@ static int gate_process(sl_ctx *ctx, void *self, sl_batch *in)
 }
 
 /* The input ended. A checkpoint still pre-committed is let commit first (so
- * that what it held goes in after a commit, not after the final snapshot). */
+ * that what it held goes in after a commit, not after the final snapshot);
+ * if it was aborted its commit never comes, and 10 s end the wait. */
 static int gate_end(sl_ctx *ctx, void *self)
 {
     pthread_mutex_lock(&gate.mu);
@@ -553,7 +554,11 @@ static void run_copy(int src_par, int exactly_once, int gated, const char *out_t
         assert_true(gate.held > 0);         /* the held path ran */
         assert_true(gate.held < NREC);      /* and the direct one */
         assert_true(gate.held_commits > 0); /* held records went in after a commit */
-        assert_int_equal(gate.timeouts, 0);
+        /* gate.timeouts is not checked: a checkpoint the sink pre-committed may
+         * be aborted (a task ended before acknowledging it) and its commit
+         * skipped, as sluice/operator.h allows; gate_end then waits out its
+         * 10 s for a commit that never comes, and the final checkpoint's
+         * commit covers what was held (CI saw it once under TSan). */
         assert_true(cs.completed >= 2);
         pthread_mutex_unlock(&gate.mu);
     }
