@@ -55,6 +55,7 @@
  * buffer the server reuses from request to request. The fields other threads
  * touch (stopping, timeout_ms, nconns) are atomics.
  */
+#include "engine/base/net.h"
 #include "ops/httpd.h"
 
 #include <errno.h>
@@ -488,17 +489,6 @@ static void *serve(void *arg)
 
 /* ---- start and stop ---- */
 
-static bool is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-    return false;
-}
-
 /* "HOST:PORT" -> host (brackets of an IPv6 address removed) and port. */
 static bool split_listen(const char *addr, char *host, size_t hostcap, char *port, bool *bracketed)
 {
@@ -582,7 +572,7 @@ int sli_httpd_start(sli_httpd **out, const char *addr, const char *token_file, s
                g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
         return SL_EINVAL;
     }
-    if (!is_loopback(ai->ai_addr) && !token_file) {
+    if (!sli_is_loopback(ai->ai_addr) && !token_file) {
         freeaddrinfo(ai);
         seterr(err, errlen, "--http %s: a non-loopback address needs --http-token FILE", addr);
         return SL_EPERM;

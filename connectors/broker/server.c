@@ -111,6 +111,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/base/net.h"
 #include "connectors/broker/kgroup.h"
 #include "connectors/broker/server_int.h"
 #include "connectors/broker/srvfile.h"
@@ -762,17 +763,6 @@ int slb_server_run(sl_server *s)
 
 /* ---- open and close ------------------------------------------------------- */
 
-static bool is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-    return false;
-}
-
 void slb_server_conf_init(slb_server_conf *conf)
 {
     memset(conf, 0, sizeof *conf);
@@ -886,7 +876,7 @@ int slb_server_open_conf(sl_server **out, sl_broker *b, const slb_server_conf *c
         s->wildcard = ((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr == htonl(INADDR_ANY);
     else if (ai->ai_family == AF_INET6)
         s->wildcard = IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
-    if (!is_loopback(ai->ai_addr) && s->users.n == 0) {
+    if (!sli_is_loopback(ai->ai_addr) && s->users.n == 0) {
         seterr(s,
                "listen address '%s' is not a loopback address; without authentication "
                "(--sasl-users) the server listens on loopback only",
