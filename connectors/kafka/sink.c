@@ -925,13 +925,23 @@ static int run_txn(sl_ctx *ctx, ksink *s, const sl_buf *recs,
             if (!rc) rc = fail(ctx, s, SL_EIO, "topic '%s': the transaction failed", s->topic);
             goto out;
         }
-        /* T_ABORT: abort, then run the whole transaction again */
+        /* T_ABORT: abort, then run the whole transaction again, unless a
+         * delivery report says a record was refused for good. The call
+         * that needed the abort may have seen the transaction's state
+         * before the report was served (code _STATE, not the refusal);
+         * once the abort returns every record has its report: serve them. */
         char why[512];
         snprintf(why, sizeof why, "%s", s->dr_msg);
         int ar;
         TXN_CALL(ar, rd_kafka_abort_transaction(s->rk, TXN_MS), "aborting the transaction");
+        rd_kafka_poll(s->rk, 0);
+        if (s->dr_err) snprintf(why, sizeof why, "%s", s->dr_msg);
         if (ar != T_OK) {
-            if (!rc) rc = fail(ctx, s, SL_EIO, "topic '%s': %s", s->topic, why);
+            if (!rc) rc = fail(ctx, s, SL_EIO, "%s", why); /* why names the topic */
+            goto out;
+        }
+        if (s->dr_err && refusal(s->dr_err)) {
+            rc = fail(ctx, s, SL_EIO, "%s (checkpoint %" PRIu64 ")", why, n);
             goto out;
         }
         if (attempt >= TXN_ATTEMPTS) {

@@ -893,6 +893,13 @@ static void test_exactly_once_under_dropped_connections(void **state)
 
 /* ---- refusals ---- */
 
+/* msg contains needle; prints msg when not, so a failure shows the message */
+static void assert_msg_has(const char *msg, const char *needle)
+{
+    if (!strstr(msg, needle)) fprintf(stderr, "message: %s\nexpected in it: %s\n", msg, needle);
+    assert_non_null(strstr(msg, needle));
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -901,8 +908,8 @@ static void test_refusals(void **state)
     /* a missing topic */
     job_init(&j, "no-such-topic", 10, -1);
     assert_int_not_equal(run_job(&j, msg, sizeof msg), 0);
-    assert_non_null(strstr(msg, "no-such-topic"));
-    assert_non_null(strstr(msg, "must exist"));
+    assert_msg_has(msg, "no-such-topic");
+    assert_msg_has(msg, "must exist");
     assert_null(strchr(msg, '\n'));
 
     /* larger than message.max.bytes: refused by librdkafka */
@@ -911,15 +918,15 @@ static void test_refusals(void **state)
     j.kc.format = big_fmt;
     j.kc.props = props;
     assert_int_not_equal(run_job(&j, msg, sizeof msg), 0);
-    assert_non_null(strstr(msg, "'big'"));
-    assert_non_null(strstr(msg, "4008 bytes was refused"));
+    assert_msg_has(msg, "'big'");
+    assert_msg_has(msg, "4008 bytes was refused");
     assert_null(strchr(msg, '\n'));
     job_init(&j, "bigeo", 10, SL_GUARANTEE_EXACTLY_ONCE);
     j.kc.format = big_fmt;
     j.kc.props = props;
     assert_int_not_equal(run_job(&j, msg, sizeof msg), 0);
-    assert_non_null(strstr(msg, "'bigeo'"));
-    assert_non_null(strstr(msg, "4008 bytes was refused"));
+    assert_msg_has(msg, "'bigeo'");
+    assert_msg_has(msg, "4008 bytes was refused");
     got g[8];
     assert_int_equal(read_topic("bigeo", 1, 0, g, 8), 0);
 
@@ -927,7 +934,7 @@ static void test_refusals(void **state)
     job_init(&j, "small", 10, SL_GUARANTEE_AT_LEAST_ONCE);
     j.kc.format = big_fmt;
     assert_int_not_equal(run_job(&j, msg, sizeof msg), 0);
-    assert_non_null(strstr(msg, "topic 'small' partition 0"));
+    assert_msg_has(msg, "topic 'small' partition 0");
     assert_null(strchr(msg, '\n'));
     assert_int_equal(read_topic("small", 1, 0, g, 8), 0);
 
@@ -936,9 +943,9 @@ static void test_refusals(void **state)
     job_init(&j, "smalleo", 10, SL_GUARANTEE_EXACTLY_ONCE);
     j.kc.format = big_fmt;
     assert_int_not_equal(run_job(&j, msg, sizeof msg), 0);
-    assert_non_null(strstr(msg, "topic 'smalleo'"));
-    assert_non_null(strstr(msg, "Message size too large"));
-    assert_non_null(strstr(msg, "checkpoint"));
+    assert_msg_has(msg, "topic 'smalleo'");
+    assert_msg_has(msg, "Message size too large");
+    assert_msg_has(msg, "checkpoint");
     assert_null(strchr(msg, '\n'));
     assert_int_equal(read_topic("smalleo", 1, 1, g, 8), 0);
 
@@ -947,7 +954,7 @@ static void test_refusals(void **state)
     job_init(&j, "rt", 10, -1);
     j.kc.props = bad;
     assert_int_not_equal(run_job(&j, msg, sizeof msg), 0);
-    assert_non_null(strstr(msg, "no.such.property"));
+    assert_msg_has(msg, "no.such.property");
 }
 
 int main(void)
