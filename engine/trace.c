@@ -287,23 +287,30 @@ static uint64_t rng_next(void)
     return r;
 }
 
-static void random_id(uint8_t *out, size_t n)
+/* Ids are whole rng words stored as they come (no byte loop, no
+ * variable-length copy): a few instructions each, as a sampled record
+ * makes two or three of them. Zero, the invalid id, is drawn again. */
+uint64_t sli_trace_rand64(void)
 {
-    do {
-        for (size_t i = 0; i < n; i += 8) {
-            uint64_t r = rng_next();
-            memcpy(out + i, &r, n - i < 8 ? n - i : 8);
-        }
-    } while (all_zero(out, n));
+    return rng_next();
 }
 
 void sl_trace_new_trace_id(uint8_t out[16])
 {
-    random_id(out, 16);
+    uint64_t w[2];
+    do {
+        w[0] = rng_next();
+        w[1] = rng_next();
+    } while (!(w[0] | w[1]));
+    memcpy(out, w, 16);
 }
+
 void sl_trace_new_span_id(uint8_t out[8])
 {
-    random_id(out, 8);
+    uint64_t w;
+    do w = rng_next();
+    while (!w);
+    memcpy(out, &w, 8);
 }
 
 /* --- sampling --------------------------------------------------------------------- */
@@ -326,16 +333,22 @@ int sl_trace_should_sample(double ratio, const sl_trace_ctx *parent, const uint8
     return (x >> 1) < ratio_bound(ratio);
 }
 
+/* The low half is what the rule reads (big endian, >> 1): drawn below
+ * the bound at once, by a multiply-shift of a random 63-bit value into
+ * [0, bound) (no division), then stored big endian. */
 void sli_trace_new_sampled_trace_id(double ratio, uint8_t out[16])
 {
     sl_trace_new_trace_id(out);
     if (ratio >= 1) return;
-    uint64_t bound = ratio_bound(ratio), x = 0;
-    for (int i = 8; i < 16; i++) x = x << 8 | out[i];
-    if (bound == 0 || (x >> 1) < bound) return;
-    x = ((x >> 1) % bound) << 1 | (x & 1); /* the low half, moved below the bound */
-    for (int i = 15; i >= 8; i--, x >>= 8) out[i] = (uint8_t)x;
-    if (!(out[0] | out[1] | out[2] | out[3] | out[4] | out[5] | out[6] | out[7])) out[0] = 1;
+    uint64_t bound = ratio_bound(ratio);
+    if (bound == 0) return;
+    uint64_t r = rng_next();
+    uint64_t low = (uint64_t)(((unsigned __int128)(r >> 1) * bound) >> 63); /* < bound */
+    uint64_t x = __builtin_bswap64(low << 1 | (r & 1));                     /* big endian */
+    memcpy(out + 8, &x, 8);
+    uint64_t hi;
+    memcpy(&hi, out, 8);
+    if (!hi && !x) out[0] = 1; /* never the invalid all-zero id */
 }
 
 /* --- the tracer ------------------------------------------------------------------- */

@@ -30,6 +30,10 @@ static inline sl_tracer *sli_pipeline_tracer(const sl_pipeline *p)
  * that other processes decide the same for these traces. */
 void sli_trace_new_sampled_trace_id(double ratio, uint8_t out[16]);
 
+/* 64 random bits from the calling thread's generator (xoshiro256**, seeded
+ * from getrandom), which makes the ids: not for secrets. */
+uint64_t sli_trace_rand64(void);
+
 /* A trace point's span in compact form (engine/spans.c), ended by
  * sli_span_rec_end: queued as it is and made into an sl_span, with its
  * attributes, by the export thread, so that the thread that ends it copies

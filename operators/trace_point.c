@@ -45,10 +45,7 @@ typedef struct tp_self {
 static uint64_t next_gap(const tp_self *me)
 {
     if (me->ratio >= 1) return 0;
-    uint8_t r[8];
-    uint64_t x;
-    sl_trace_new_span_id(r);
-    memcpy(&x, r, 8);
+    uint64_t x = sli_trace_rand64();
     double u = ((double)(x >> 11) + 1) * 0x1p-53; /* (0, 1] */
     double g = floor(log(u) * me->inv_log_q);
     return g < 1e18 ? (uint64_t)g : UINT64_MAX;

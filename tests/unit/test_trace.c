@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "sluice/sluice.h"
+#include "engine/trace.h"
 
 /* --- traceparent ------------------------------------------------------------------ */
 
@@ -258,6 +259,38 @@ static void test_ids(void **state)
 }
 
 /* --- sampling --------------------------------------------------------------------- */
+
+/* The ids a trace point gives the records it sampled: valid, sampled by
+ * the rule at their ratio (so other processes decide alike), and spread
+ * over the whole range below the bound (its lower and upper half both
+ * hit, the mean near the middle); at ratio 1, any id. */
+static void test_sampled_ids(void **state)
+{
+    (void)state;
+    static const double ratios[] = {1e-9, 0.001, 0.01, 0.5, 0.999, 1.0};
+    static const uint8_t zero[16];
+    enum { N = 20000 };
+    for (size_t r = 0; r < sizeof ratios / sizeof ratios[0]; r++) {
+        double sum = 0;
+        int lower = 0;
+        for (int i = 0; i < N; i++) {
+            uint8_t id[16];
+            sli_trace_new_sampled_trace_id(ratios[r], id);
+            assert_memory_not_equal(id, zero, 16);
+            if (!sl_trace_should_sample(ratios[r], NULL, id))
+                fail_msg("ratio %g: an id the rule does not sample", ratios[r]);
+            uint64_t low = 0;
+            for (int k = 8; k < 16; k++) low = low << 8 | id[k];
+            double f = (double)(low >> 1) / (ratios[r] * 9223372036854775808.0); /* [0, 1) */
+            sum += f;
+            lower += f < 0.5;
+        }
+        if (sum / N < 0.45 || sum / N > 0.55 || lower < N * 45 / 100 || lower > N * 55 / 100)
+            fail_msg("ratio %g: ids not spread below the bound (mean %.3f, %d of %d in the lower "
+                     "half)",
+                     ratios[r], sum / N, lower, N);
+    }
+}
 
 static void id_with_low(uint8_t id[16], uint64_t low)
 {
@@ -908,6 +941,7 @@ int main(void)
         cmocka_unit_test(test_tracestate_table),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_sampled_ids),
         cmocka_unit_test(test_spans_exported),
         cmocka_unit_test(test_unsampled_and_null),
         cmocka_unit_test(test_span_tracestate),
