@@ -78,6 +78,7 @@ refuse "not a number" --max-connections 0
 start() { # name args...: starts a server, sets port
   local name=$1
   shift
+  : > "$tmp/$name.err" # before the child's redirection: the first sed may run first (lib/serve.sh)
   "$bin" broker serve "$@" 2> "$tmp/$name.err" &
   pids+=($!)
   port=

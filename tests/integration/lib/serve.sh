@@ -40,6 +40,10 @@ fail() {
 }
 
 serve_start() {
+  # The file exists before the server starts: the redirection below happens in
+  # the background child, which may not have run when the first sed reads it
+  # (a missing file made sed fail, and set -e end the test, in 0.03 s).
+  : > "$tmp/serve.err"
   "$bin" broker serve --listen 127.0.0.1:0 2> "$tmp/serve.err" &
   pid=$!
   port=
