@@ -153,12 +153,6 @@ int bench_core_engine(uint64_t n, int threads, int point, struct sl_tracer *trac
     return rc;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int bench_core(int argc, char **argv)
 {
     const char *cmd = "bench core";
@@ -226,7 +220,7 @@ int bench_core(int argc, char **argv)
             }
         }
         if (status) break;
-        qsort(times, (size_t)repeat, sizeof(double), cmp_double);
+        qsort(times, (size_t)repeat, sizeof(double), bench_cmp_double);
         v[k].median = times[repeat / 2];
         char name[64];
         snprintf(name, sizeof(name), "%s", v[k].threads ? "engine" : "loop");

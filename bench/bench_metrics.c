@@ -124,12 +124,6 @@ static void *scrape_main(void *ud)
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int bench_metrics(int argc, char **argv)
 {
     enum { O_CSV = JOBS_OPT_FIRST_FREE, O_EVENTS, O_REPEAT };
@@ -215,7 +209,7 @@ int bench_metrics(int argc, char **argv)
     started = 0;
     double best[4], med[4];
     for (int v = 0; v < 4; v++) {
-        qsort(times + v * R, (size_t)R, sizeof(double), cmp_double);
+        qsort(times + v * R, (size_t)R, sizeof(double), bench_cmp_double);
         best[v] = times[v * R];
         med[v] = times[v * R + R / 2];
         bench_row(csv, "metrics", v % 2 ? "scraped" : "core", 1 + v / 2, n, best[v]);

@@ -316,21 +316,6 @@ static int peak_reset(void)
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
-/* CPU seconds (user + system) this process has used. */
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int bench_ysb(int argc, char **argv)
 {
     const char *cmd = "bench ysb";
@@ -416,9 +401,9 @@ int bench_ysb(int argc, char **argv)
     for (long long r = 0; r < repeat; r++)
         for (int k = 0; k < 3; k++) {
             int reset = peak_reset() == 0;
-            double c0 = cpu_s();
+            double c0 = bench_cpu_seconds();
             if (run_variant(cmd, &vs[k], 1, &vs[k].eps[r])) return 1;
-            vs[k].cpu += cpu_s() - c0;
+            vs[k].cpu += bench_cpu_seconds() - c0;
             vs[k].wall += (double)vs[k].n / vs[k].eps[r];
             double kb = reset ? bench_status_kb("VmHWM") : -1;
             double mb = kb >= 0 ? kb / 1024.0 : bench_peak_rss_mb();
@@ -428,7 +413,7 @@ int bench_ysb(int argc, char **argv)
     double med[3], lo[3], hi[3], p50[3] = {-1, -1, -1}, p99[3] = {-1, -1, -1};
     uint64_t nres[3] = {0};
     for (int k = 0; k < 3; k++) {
-        qsort(vs[k].eps, (size_t)repeat, sizeof(double), cmp_double);
+        qsort(vs[k].eps, (size_t)repeat, sizeof(double), bench_cmp_double);
         med[k] = vs[k].eps[repeat / 2];
         lo[k] = vs[k].eps[0];
         hi[k] = vs[k].eps[repeat - 1];

@@ -4,7 +4,7 @@
 # baseline and the job's spans/s at 1 and 2 threads, the two ratio lines and
 # the memory per in-flight trace; and of its overhead part: bench core's
 # pipeline plain and with a trace point (no tracer, 1 %, 100 %), the three
-# overhead lines, the spans sampled and dropped, the cost of one span (the
+# overhead lines (fastest, medians, paired and CPU-time ratios), the spans sampled and dropped, the cost of one span (the
 # bench fails when a run counts differently from the loop); and of its export
 # part: the copy floor and the OTLP/JSON encoding rows and the encoding line. The bench itself fails when a run does not decide every
 # generated trace, the two runs keep different traces, the memory run does
@@ -38,8 +38,9 @@ grep -q "^overhead: bench core's pipeline, 20000 events, 1 worker thread, fastes
 for v in "core" "point without tracer" "point 1% sampled" "point 100% sampled"; do
   grep -q "^  $v  *1  *20000  *$num  *${num}M  *$num\$" "$tmp/out" || fail "no row '$v': $(cat "$tmp/out")"
 done
-for l in "trace point without tracer  *[-+]$num %  (goal <= 2; medians [-+]$num %)" \
-  "1 % sampled  *[-+]$num %  (goal <= 5; medians [-+]$num %)" "100 % sampled  *[-+]$num %  (medians [-+]$num %)"; do
+m="medians [-+]$num %, paired [-+]$num %, cpu [-+]$num %"
+for l in "trace point without tracer  *[-+]$num %  (goal <= 2; $m)" \
+  "1 % sampled  *[-+]$num %  (goal <= 5; $m)" "100 % sampled  *[-+]$num %  ($m)"; do
   grep -q "^  overhead, $l\$" "$tmp/out" || fail "no line 'overhead, $l': $(cat "$tmp/out")"
 done
 grep -q "^  point 1% sampled: $num spans sampled, $num dropped (export queue full)\$" "$tmp/out" ||
