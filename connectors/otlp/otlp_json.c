@@ -40,9 +40,11 @@
 #include <string.h>
 #include "sluice/otlp.h"
 
-/* Append; a failure sticks in *rc so that the encoder checks once. The
- * common case, room in the buffer, is a copy with no call (the encoder
- * appends a few bytes at a time). */
+/* The output. A failure sticks in rc so that the encoder checks once.
+ * Fixed text goes through put (a literal's length is a constant, so the
+ * copy is a few moves); the variable parts (strings, hex ids, numbers)
+ * ask room() for their worst case and write in place, with no temporary
+ * and no call to memcpy per piece. */
 typedef struct out {
     sl_buf *b;
     int rc;
@@ -71,15 +73,42 @@ static inline void puts_(out *o, const char *s)
     put(o, s, strlen(s));
 }
 
-/* v in decimal into the end of t (room for 20 digits); returns the start. */
-static char *u64_dec(char *end, uint64_t v)
+/* Where to write up to n more bytes, or NULL (out of memory: o->rc). The
+ * writer ends with done(o, end). */
+static inline char *room(out *o, size_t n)
 {
-    char *p = end;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return p;
+    sl_buf *b = o->b;
+    if (b->cap - b->len < n && (o->rc || (o->rc = sl_buf_reserve(b, n)))) return NULL;
+    return (char *)b->ptr + b->len;
+}
+
+static inline void done(out *o, char *end)
+{
+    o->b->len = (size_t)((uint8_t *)end - o->b->ptr);
+}
+
+/* v in decimal at w; returns the end. Two digits a step from a table (a
+ * span's two times are 19 digits each), written from the last, after
+ * counting the digits by comparison. */
+static char *dec(char *w, uint64_t v)
+{
+    static const char two[] = "00010203040506070809101112131415161718192021222324252627282930313233"
+                              "34353637383940414243444546474849505152535455565758596061626364656667"
+                              "6869707172737475767778798081828384858687888990919293949596979899";
+    int n = 1;
+    for (uint64_t p = 10; n < 20 && v >= p; p *= 10) n++;
+    char *end = w + n, *q = end;
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100);
+        v /= 100;
+        q -= 2;
+        memcpy(q, two + 2 * d, 2);
+    }
+    if (v >= 10)
+        memcpy(q - 2, two + 2 * v, 2);
+    else
+        q[-1] = (char)('0' + v);
+    return end;
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
@@ -108,67 +137,103 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-/* Bytes that need no escape and are plain ASCII: the fast path of put_str. */
-static inline int plain(unsigned char c)
+/* Bytes that need no escape and are plain ASCII (0x20-0x7F but '"' and
+ * '\\'): the fast path of put_str, one load a byte. */
+static const uint8_t plain_tab[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x70 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x80 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x90 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0xa0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0xb0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0xc0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0xd0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0xe0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0xf0 */
+};
+
+#define ONES 0x0101010101010101ull
+#define HIGH 0x8080808080808080ull
+
+/* Nonzero when one of the 8 bytes in x is not plain: below 0x20, 0x80 or
+ * above, '"' or '\\' (the classic has-less / has-zero bit tricks; a borrow
+ * can flag a plain byte above a special one, never miss a special one,
+ * and put_str then goes byte by byte). */
+static inline uint64_t special8(uint64_t x)
 {
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+    uint64_t q = x ^ (ONES * '"'), bs = x ^ (ONES * '\\');
+    return (((x - ONES * 0x20) & ~x) | ((q - ONES) & ~q) | ((bs - ONES) & ~bs) | x) & HIGH;
 }
 
+static const char hexd[] = "0123456789abcdef";
+
+/* str as a JSON string. Plain runs are copied 8 bytes at a time. The worst
+ * case is 6 bytes a byte (\u00XX), so room for that is asked once. */
 static void put_str(out *o, const char *str)
 {
-    const unsigned char *s = (const unsigned char *)str;
-    put(o, "\"", 1);
+    size_t n = strlen(str);
+    char *w = room(o, 6 * n + 2);
+    if (!w) return;
+    const unsigned char *s = (const unsigned char *)str, *e = s + n;
+    *w++ = '"';
     for (;;) {
-        size_t run = 0;
-        while (plain(s[run])) run++;
-        put(o, (const char *)s, run);
-        s += run;
+        for (uint64_t x; e - s >= 8 && (memcpy(&x, s, 8), !special8(x)); s += 8, w += 8)
+            memcpy(w, &x, 8);
+        while (s < e && plain_tab[*s]) *w++ = (char)*s++;
+        if (s == e) break;
         unsigned char c = *s;
-        if (!c) break;
-        char u[8];
-        const char *esc = u;
-        size_t len = 1, n = 0;
-        if (c == '"')
-            esc = "\\\"";
-        else if (c == '\\')
-            esc = "\\\\";
-        else if (c < 0x20) {
-            switch (c) {
-            case '\n': esc = "\\n"; break;
-            case '\r': esc = "\\r"; break;
-            case '\t': esc = "\\t"; break;
-            case '\b': esc = "\\b"; break;
-            case '\f': esc = "\\f"; break;
-            default: snprintf(u, sizeof(u), "\\u%04x", c);
+        if (c == '"' || c == '\\') {
+            *w++ = '\\';
+            *w++ = (char)c;
+            s++;
+        } else if (c < 0x20) {
+            static const char short_esc[32] = {
+                ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't', ['\b'] = 'b', ['\f'] = 'f'};
+            *w++ = '\\';
+            if (short_esc[c]) {
+                *w++ = short_esc[c];
+            } else {
+                memcpy(w, "u00", 3);
+                w[3] = hexd[c >> 4];
+                w[4] = hexd[c & 15];
+                w += 5;
             }
-        } else {                       /* c >= 0x80 */
-            while (n < 4 && s[n]) n++; /* utf8_len reads no further than this */
-            len = utf8_len(s, n);
+            s++;
+        } else { /* c >= 0x80 */
+            size_t len = utf8_len(s, (size_t)(e - s) < 4 ? (size_t)(e - s) : 4);
             if (len) {
-                put(o, (const char *)s, len);
+                memcpy(w, s, len); /* at most 4: inlined */
+                w += len;
                 s += len;
-                continue;
+            } else {
+                memcpy(w, "\xEF\xBF\xBD", 3); /* U+FFFD for this byte */
+                w += 3;
+                s++;
             }
-            esc = "\xEF\xBF\xBD"; /* U+FFFD for this byte */
-            len = 1;
         }
-        puts_(o, esc);
-        s += len;
     }
-    put(o, "\"", 1);
+    *w++ = '"';
+    done(o, w);
 }
 
 static void put_hex(out *o, const uint8_t *id, size_t n)
 {
-    static const char d[] = "0123456789abcdef";
-    char h[40];
-    h[0] = '"';
+    char *w = room(o, 2 + 2 * n);
+    if (!w) return;
+    *w++ = '"';
     for (size_t i = 0; i < n; i++) {
-        h[1 + 2 * i] = d[id[i] >> 4];
-        h[2 + 2 * i] = d[id[i] & 15];
+        w[2 * i] = hexd[id[i] >> 4];
+        w[2 * i + 1] = hexd[id[i] & 15];
     }
-    h[1 + 2 * n] = '"';
-    put(o, h, 2 + 2 * n);
+    w += 2 * n;
+    *w++ = '"';
+    done(o, w);
 }
 
 static int all_zero(const uint8_t *b, size_t n)
@@ -178,13 +243,17 @@ static int all_zero(const uint8_t *b, size_t n)
     return 1;
 }
 
-static void put_fmt_u64(out *o, const char *pre, uint64_t v, const char *post)
+/* pre, v in decimal, post (pre and post literals: inlined, their lengths
+ * constants). */
+static inline void put_fmt_u64(out *o, const char *pre, uint64_t v, const char *post)
 {
-    char t[24], *end = t + sizeof(t);
-    char *p = u64_dec(end, v);
-    puts_(o, pre);
-    put(o, p, (size_t)(end - p));
-    puts_(o, post);
+    size_t a = strlen(pre), z = strlen(post);
+    char *w = room(o, a + 20 + z);
+    if (!w) return;
+    memcpy(w, pre, a);
+    w = dec(w + a, v);
+    memcpy(w, post, z);
+    done(o, w + z);
 }
 
 static void put_double(out *o, double d)
@@ -202,7 +271,6 @@ static void put_double(out *o, double d)
 
 static void put_attr(out *o, const sl_span_attr *a)
 {
-    char t[48];
     puts_(o, "{\"key\":");
     put_str(o, a->key);
     puts_(o, ",\"value\":{");
@@ -213,11 +281,7 @@ static void put_attr(out *o, const sl_span_attr *a)
         break;
     case SL_ATTR_INT: {
         uint64_t mag = a->v.i < 0 ? 0 - (uint64_t)a->v.i : (uint64_t)a->v.i;
-        char *end = t + sizeof(t), *p = u64_dec(end, mag);
-        if (a->v.i < 0) *--p = '-';
-        puts_(o, "\"intValue\":\"");
-        put(o, p, (size_t)(end - p));
-        put(o, "\"", 1);
+        put_fmt_u64(o, a->v.i < 0 ? "\"intValue\":\"-" : "\"intValue\":\"", mag, "\"");
         break;
     }
     case SL_ATTR_DOUBLE:

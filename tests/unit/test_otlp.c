@@ -1,7 +1,8 @@
 /*
  * tests/unit/test_otlp.c - connectors/otlp/: the OTLP/JSON encoder's exact
  * output for fixed spans, string escaping (quotes, backslash, control
- * characters, valid and invalid UTF-8, non-finite doubles), the file
+ * characters, valid and invalid UTF-8, non-finite doubles; random names
+ * against a byte-by-byte reference), integers at every digit count, the file
  * exporter (one line per batch, appended; an unwritable path refused with
  * its reason), and the OTLP/HTTP exporter against a fake collector in the
  * test (a TCP server thread on 127.0.0.1, port 0) that answers 200, 500,
@@ -209,6 +210,142 @@ static void test_escaping(void **state)
     assert_non_null(strstr(j, "{\"doubleValue\":\"-Infinity\"}"));
     assert_non_null(strstr(j, "{\"doubleValue\":0.10000000000000001}"));
     sl_buf_free(&out);
+}
+
+/* The reference for test_escaping_random: the rule of otlp_json.c's top
+ * comment, byte by byte, written for clarity (the encoder copies plain runs
+ * eight bytes at a time). */
+static size_t ref_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c >= 0xC2 && c <= 0xDF && n >= 2) return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF && n >= 3) {
+        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4 && n >= 4) {
+        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
+static void ref_json_str(const char *in, char *out)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t n = strlen(in), o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c == '"' || c == '\\') {
+            o += (size_t)sprintf(out + o, "\\%c", c);
+            i++;
+        } else if (c < 0x20) {
+            const char *e = c == '\n'   ? "\\n"
+                            : c == '\r' ? "\\r"
+                            : c == '\t' ? "\\t"
+                            : c == '\b' ? "\\b"
+                            : c == '\f' ? "\\f"
+                                        : NULL;
+            o += e ? (size_t)sprintf(out + o, "%s", e) : (size_t)sprintf(out + o, "\\u%04x", c);
+            i++;
+        } else if (c < 0x80) {
+            out[o++] = (char)c;
+            i++;
+        } else {
+            size_t len = ref_utf8_len(s + i, n - i);
+            if (len) {
+                memcpy(out + o, s + i, len);
+                o += len;
+                i += len;
+            } else {
+                o += (size_t)sprintf(out + o, "\xEF\xBF\xBD");
+                i++;
+            }
+        }
+    }
+    out[o++] = '"';
+    out[o] = 0;
+}
+
+/* Names of every length a span holds, from bytes that are mostly plain with
+ * every kind of special byte among them at every offset (the encoder's
+ * eight-byte steps see each at each place in a step), against the
+ * reference. */
+static void test_escaping_random(void **state)
+{
+    (void)state;
+    static const unsigned char special[] = {'"',  '\\', '\n', '\r', '\t', '\b', '\f', 0x01,
+                                            0x1f, 0x7f, 0x80, 0xbf, 0xc2, 0xc3, 0xe0, 0xed,
+                                            0xf0, 0xf4, 0xff, 0xa9, 0x82, 0x9f, 0x90};
+    static const char *const seqs[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                       "\xed\x9f\xbf", "\xf4\x8f\xbf\xbf"};
+    uint64_t x = 88172645463325252ull;
+    char name[SL_SPAN_NAME_MAX], want[6 * SL_SPAN_NAME_MAX + 3];
+    for (int t = 0; t < 20000; t++) {
+        size_t len = (size_t)(t % SL_SPAN_NAME_MAX), k = 0;
+        while (k < len) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            unsigned r = (unsigned)(x % 16);
+            if (r < 11) {
+                name[k++] = (char)(' ' + (x >> 8) % 95); /* plain, '"' and '\\' among them */
+            } else if (r < 14) {
+                name[k++] = (char)special[(x >> 8) % sizeof(special)];
+            } else {
+                const char *q = seqs[(x >> 8) % 5];
+                for (size_t j = 0; q[j] && k < len; j++) name[k++] = q[j]; /* may be cut */
+            }
+        }
+        name[len] = 0;
+        ref_json_str(name, want);
+        const char *got = encoded_name(name);
+        if (strcmp(got, want) != 0)
+            fail_msg("name %d (%zu bytes): got %s want %s", t, len, got, want);
+    }
+}
+
+/* Integers as the mapping writes them: times as decimal strings, int
+ * attributes as quoted decimals with their sign, at every digit count and
+ * both ends of their types, against snprintf. */
+static void test_numbers(void **state)
+{
+    (void)state;
+    int64_t vals[64];
+    size_t n = 0;
+    vals[n++] = 0;
+    vals[n++] = INT64_MAX;
+    vals[n++] = INT64_MIN;
+    for (int64_t p = 1; n + 3 < 64; p *= 10) {
+        vals[n++] = p - 1;
+        vals[n++] = p;
+        vals[n++] = -p;
+        if (p > INT64_MAX / 10) break;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sl_span s;
+        memset(&s, 0, sizeof(s));
+        fill_id(s.trace_id, 16, 1);
+        fill_id(s.span_id, 8, 1);
+        s.start_ns = vals[i] > 0 ? vals[i] : 0; /* times are written from 0 up */
+        s.end_ns = vals[i];
+        s.n_attrs = 1;
+        snprintf(s.attrs[0].key, sizeof(s.attrs[0].key), "i");
+        s.attrs[0].type = SL_ATTR_INT;
+        s.attrs[0].v.i = vals[i];
+        sl_trace_batch b = {.spans = &s, .n = 1, .service_name = "x", .scope_name = "sluice"};
+        sl_buf out = {0};
+        assert_int_equal(sl_otlp_json_encode(&b, &out), 0);
+        assert_int_equal(sl_buf_append(&out, "", 1), 0);
+        char want[200];
+        snprintf(want, sizeof(want),
+                 "\"startTimeUnixNano\":\"%lld\",\"endTimeUnixNano\":\"%lld\",\"attributes\":[{"
+                 "\"key\":\"i\",\"value\":{\"intValue\":\"%lld\"}}]",
+                 (long long)s.start_ns, (long long)(s.end_ns > 0 ? s.end_ns : 0),
+                 (long long)vals[i]);
+        if (!strstr((const char *)out.ptr, want))
+            fail_msg("value %lld: %s lacks %s", (long long)vals[i], (const char *)out.ptr, want);
+        sl_buf_free(&out);
+    }
 }
 
 /* --- the file exporter ------------------------------------------------------------ */
@@ -595,6 +732,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encode_fixed),
         cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_escaping_random),
+        cmocka_unit_test(test_numbers),
         cmocka_unit_test_setup_teardown(test_file_exporter, setup_tmp, teardown_tmp),
         cmocka_unit_test(test_http_up),
         cmocka_unit_test(test_http_500_dropped_at_once),
