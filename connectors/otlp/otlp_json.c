@@ -87,27 +87,74 @@ static inline void done(out *o, char *end)
     o->b->len = (size_t)((uint8_t *)end - o->b->ptr);
 }
 
-/* v in decimal at w; returns the end. Two digits a step from a table (a
- * span's two times are 19 digits each), written from the last, after
- * counting the digits by comparison. */
+static const char two_digits[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233"
+    "34353637383940414243444546474849505152535455565758596061626364656667"
+    "6869707172737475767778798081828384858687888990919293949596979899";
+
+/* Digits of v (> 0): log10 from the bit length, one compare to settle it. */
+static inline int dec_digits(uint64_t v)
+{
+    static const uint64_t p10[20] = {1ull,
+                                     10ull,
+                                     100ull,
+                                     1000ull,
+                                     10000ull,
+                                     100000ull,
+                                     1000000ull,
+                                     10000000ull,
+                                     100000000ull,
+                                     1000000000ull,
+                                     10000000000ull,
+                                     100000000000ull,
+                                     1000000000000ull,
+                                     10000000000000ull,
+                                     100000000000000ull,
+                                     1000000000000000ull,
+                                     10000000000000000ull,
+                                     100000000000000000ull,
+                                     1000000000000000000ull,
+                                     10000000000000000000ull};
+    int t = ((64 - __builtin_clzll(v)) * 1233) >> 12; /* 1233 / 4096 ~ log10(2) */
+    return t - (v < p10[t]) + 1;
+}
+
+/* The 8 digits of x (< 10^8) at q: two halves of 4, each two pairs, so the
+ * four divisions are two short chains rather than one long one. */
+static inline void dec8(char *q, uint32_t x)
+{
+    uint32_t hi = x / 10000, lo = x % 10000;
+    memcpy(q, two_digits + 2 * (hi / 100), 2);
+    memcpy(q + 2, two_digits + 2 * (hi % 100), 2);
+    memcpy(q + 4, two_digits + 2 * (lo / 100), 2);
+    memcpy(q + 6, two_digits + 2 * (lo % 100), 2);
+}
+
+/* v in decimal at w; returns the end. The digits are counted first and
+ * written from the last: 8 at a time while more than 8 are left (a span's
+ * two times are 19 digits each), then two at a time. */
 static char *dec(char *w, uint64_t v)
 {
-    static const char two[] = "00010203040506070809101112131415161718192021222324252627282930313233"
-                              "34353637383940414243444546474849505152535455565758596061626364656667"
-                              "6869707172737475767778798081828384858687888990919293949596979899";
-    int n = 1;
-    for (uint64_t p = 10; n < 20 && v >= p; p *= 10) n++;
-    char *end = w + n, *q = end;
-    while (v >= 100) {
-        unsigned d = (unsigned)(v % 100);
-        v /= 100;
-        q -= 2;
-        memcpy(q, two + 2 * d, 2);
+    if (v < 10) {
+        *w = (char)('0' + v);
+        return w + 1;
     }
-    if (v >= 10)
-        memcpy(q - 2, two + 2 * v, 2);
+    char *end = w + dec_digits(v), *q = end;
+    while (v >= 100000000) {
+        q -= 8;
+        dec8(q, (uint32_t)(v % 100000000));
+        v /= 100000000;
+    }
+    uint32_t r = (uint32_t)v;
+    while (r >= 100) {
+        q -= 2;
+        memcpy(q, two_digits + 2 * (r % 100), 2);
+        r /= 100;
+    }
+    if (r >= 10)
+        memcpy(q - 2, two_digits + 2 * r, 2);
     else
-        q[-1] = (char)('0' + v);
+        q[-1] = (char)('0' + r);
     return end;
 }
 
@@ -173,7 +220,9 @@ static inline uint64_t special8(uint64_t x)
 
 static const char hexd[] = "0123456789abcdef";
 
-/* str as a JSON string. Plain runs are copied 8 bytes at a time. The worst
+/* str as a JSON string. Plain runs are copied 8 bytes at a time; a string
+ * of 8 bytes or more that is plain throughout (the common case: names,
+ * keys) ends with one overlapping step over its last 8 bytes. The worst
  * case is 6 bytes a byte (\u00XX), so room for that is asked once. */
 static void put_str(out *o, const char *str)
 {
@@ -182,6 +231,17 @@ static void put_str(out *o, const char *str)
     if (!w) return;
     const unsigned char *s = (const unsigned char *)str, *e = s + n;
     *w++ = '"';
+    if (n >= 8) {
+        uint64_t x;
+        size_t i = 0;
+        for (; i + 8 <= n && (memcpy(&x, s + i, 8), !special8(x)); i += 8) memcpy(w + i, &x, 8);
+        if (i < n && i + 8 > n && (memcpy(&x, e - 8, 8), !special8(x))) {
+            memcpy(w + n - 8, &x, 8); /* bytes before i were plain: written as they are */
+            i = n;
+        }
+        s += i; /* the first step that holds a special byte, or the end */
+        w += i;
+    }
     for (;;) {
         for (uint64_t x; e - s >= 8 && (memcpy(&x, s, 8), !special8(x)); s += 8, w += 8)
             memcpy(w, &x, 8);
