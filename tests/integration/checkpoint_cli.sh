@@ -56,9 +56,16 @@ expect 1 "$tmp/file" -- "$S" "${WA[@]}" --out "$tmp/o1" --checkpoint-dir "$tmp/f
 expect 1 "exactly-once needs a file" -- "$S" "${WA[@]}" --checkpoint-dir "$tmp/c0"
 expect 1 "needs a checkpoint directory chk-<id>" -- "$S" "${WA[@]}" --out "$tmp/o1" --checkpoint-dir "$tmp/c0" --from-checkpoint "$tmp/ev.csv"
 
-# SIGTERM: a savepoint, then resume to the end.
-"$S" "${WA[@]}" --out "$tmp/out" --checkpoint-dir "$tmp/ck" --checkpoint-interval 50ms 2>"$tmp/e1" &
+# SIGTERM: a savepoint, then resume to the end. The stopped run reads the first
+# half of the input through a FIFO held open, so it cannot reach the end before the
+# SIGTERM (from the file the whole run takes 0.25 s: under load it finished first,
+# with no savepoint); the resumed run seeks to the same byte offset in the file.
+mkfifo "$tmp/fifo"
+"$S" run window-agg --input "$tmp/fifo" --window sliding:10s:1s --out "$tmp/out" --checkpoint-dir "$tmp/ck" \
+    --checkpoint-interval 50ms 2>"$tmp/e1" &
 pid=$!
+exec 5>"$tmp/fifo"
+head -n 200000 "$tmp/ev.csv" >&5
 for _ in $(seq 100); do # wait for the first completed checkpoint
     [ -n "$(ls "$tmp/ck" 2>/dev/null)" ] && break
     sleep 0.05
@@ -67,6 +74,7 @@ kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
 pid=
+exec 5>&-
 [ "$rc" = 0 ] || fail "SIGTERM: exit $rc: $(cat "$tmp/e1")"
 grep -q "savepoint" "$tmp/e1" || fail "SIGTERM: no savepoint line: $(cat "$tmp/e1")"
 sort "$tmp/out" >"$tmp/got"

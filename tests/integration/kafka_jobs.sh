@@ -67,9 +67,15 @@ follow=(run window-agg --kafka "$B" --topic fin --follow --out-topic fout --chec
 fpid=$!
 # records appended after the start are read too: the group's offsets reach 20,000
 "$bin" run generate --events 10000 --keys 50 --rate 5000 --start 2000 --topic fin --kafka "$B" 2> /dev/null
+# committed: the group's committed offsets of fin, summed (0 while `group describe`
+# fails, as it may on a loaded machine: under pipefail its failure ended the script
+# with no message; kafka_scaleout.sh's committed does the same)
+committed() {
+  { "$bin" group describe sluice-window-agg-fin --topic fin -b "$B" 2> /dev/null || true; } |
+    awk '$1 == "fin" && $3 != "-" { s += $3 } END { print s + 0 }'
+}
 for i in $(seq 1 300); do
-  c=$("$bin" group describe sluice-window-agg-fin --topic fin -b "$B" 2> /dev/null |
-    awk '$1 == "fin" && $3 != "-" { s += $3 } END { print s + 0 }')
+  c=$(committed)
   [ "$c" -ge 20000 ] && break
   kill -0 "$fpid" 2> /dev/null || fail "the following job ended by itself: $(cat "$tmp/follow.err")"
   sleep 0.1
@@ -84,8 +90,7 @@ n1=$("$bin" consume fout -b "$B" -e -f '%s\n' | wc -l)
 "$bin" "${follow[@]}" 2> "$tmp/follow2.err" &
 fpid=$!
 for i in $(seq 1 300); do
-  c=$("$bin" group describe sluice-window-agg-fin --topic fin -b "$B" 2> /dev/null |
-    awk '$1 == "fin" && $3 != "-" { s += $3 } END { print s + 0 }')
+  c=$(committed)
   [ "$c" -ge 30000 ] && break
   sleep 0.1
 done

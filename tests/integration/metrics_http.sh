@@ -36,7 +36,7 @@ done
 # The URL a command printed on stderr ("... at http://HOST:PORT/ ...").
 url_of() {
   local f=$1
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 600); do
     if grep -qo 'http://[^ ]*/' "$f" 2> /dev/null; then
       grep -o 'http://[^ ]*/' "$f" | head -1
       return 0
@@ -100,7 +100,6 @@ assert any(n["parallelism"] == 2 for n in j["nodes"])
 EOF
 
 # a real Prometheus scrapes the job every second
-pport=$(free_port)
 hostport=${url#http://}
 hostport=${hostport%/}
 cat > "$tmp/prom.yml" << EOF
@@ -113,9 +112,17 @@ scrape_configs:
       - targets: ['$hostport']
 EOF
 promtool check config "$tmp/prom.yml" > "$tmp/lint" 2>&1 || fail "promtool check config: $(cat "$tmp/lint")"
-prometheus --config.file="$tmp/prom.yml" --storage.tsdb.path="$tmp/tsdb" \
-  --web.listen-address="127.0.0.1:$pport" > "$tmp/prom.log" 2>&1 3>&- &
-pids+=($!)
+# start_prometheus: on a port free_port found; another process may take that port before
+# Prometheus binds it (it then exits, "address already in use"): the wait below starts
+# it again on another.
+start_prometheus() {
+  pport=$(free_port)
+  prometheus --config.file="$tmp/prom.yml" --storage.tsdb.path="$tmp/tsdb" \
+    --web.listen-address="127.0.0.1:$pport" > "$tmp/prom.log" 2>&1 3>&- &
+  prom=$!
+  pids+=($prom)
+}
+start_prometheus
 query() {
   { curl -s "http://127.0.0.1:$pport/api/v1/query" --data-urlencode "query=$1" 2> /dev/null || true; } |
     "$py" -c 'import json,sys
@@ -129,6 +136,9 @@ first=""
 for _ in $(seq 1 600); do
   first=$(query 'sum(sluice_records_in_total{node="csv"})')
   [ -n "$first" ] && break
+  if ! kill -0 "$prom" 2> /dev/null && grep -q 'address already in use' "$tmp/prom.log"; then
+    start_prometheus
+  fi
   sleep 0.1
 done
 [ -n "$first" ] || fail "Prometheus never got sluice_records_in_total: $(tail -5 "$tmp/prom.log")"
@@ -247,7 +257,15 @@ EOF
 # --- 4. jobs that run several pipelines: one endpoint shows them all -----------------------
 # --group runs a pipeline per partition it holds (it follows its input until SIGTERM, so
 # the test waits for the three partitions, not for time); each node is PARTITION/NODE.
-K=127.0.0.1:$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$tmp/berr" | head -1)
+# (the server prints its port after the status page's URL, which is all url_of waited for)
+bport=
+for _ in $(seq 1 600); do
+  bport=$(sed -n 's/.* on port \([0-9][0-9]*\)$/\1/p' "$tmp/berr" | head -1)
+  [ -n "$bport" ] && break
+  sleep 0.05
+done
+[ -n "$bport" ] || fail "broker: no port line: $(cat "$tmp/berr")"
+K=127.0.0.1:$bport
 "$bin" topic create gin --partitions 3 -b "$K" > /dev/null
 "$bin" topic create gout --partitions 1 -b "$K" > /dev/null
 "$bin" run generate --events 3000 --keys 10 --topic gin --kafka "$K" 2> "$tmp/gen.err" ||

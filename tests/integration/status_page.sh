@@ -2,7 +2,7 @@
 # tests/integration/status_page.sh - the status page (GET /, ops/status.html)
 # in headless Chromium and `sluice status URL`, against a running job.
 #
-# A real window-agg job reads slow CSV lines from a fifo (about 30 s of them)
+# A real window-agg job reads slow CSV lines from a fifo (until the test ends)
 # with --http 127.0.0.1:0; its stderr names the URL it serves. Then:
 #   - Chromium loads the page twice (--dump-dom after 3 s of virtual time):
 #     each DOM shows the "live" state and every node name of /api/job, and the
@@ -70,7 +70,10 @@ if [ "${STATUS_PAGE_FIXTURE:-0}" = 1 ]; then
     URL=http://127.0.0.1:$(cat "$TMP/port0")/
 else
     mkfifo "$TMP/in"
-    (for i in $(seq 1 600); do
+    # Lines until the cleanup kills the writer: the checks below need a running job,
+    # and three Chromium runs (90 s allowed each) on a loaded machine can outlast 600 lines (~30 s).
+    (i=0; while :; do
+        i=$((i + 1))
         printf '%d,k%d,1\n' $((i * 100)) $((i % 7))
         sleep 0.05
     done) >"$TMP/in" &

@@ -7,6 +7,6 @@
 set -euo pipefail
 bin=$1
 for i in 1 2; do
-  timeout 120 "$bin" bench windows --events 200000 --credits 1 > /dev/null
+  timeout 600 "$bin" bench windows --events 200000 --credits 1 > /dev/null
 done
 echo "no lost wake-up"
