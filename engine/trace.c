@@ -335,20 +335,21 @@ int sl_trace_should_sample(double ratio, const sl_trace_ctx *parent, const uint8
 
 /* The low half is what the rule reads (big endian, >> 1): drawn below
  * the bound at once, by a multiply-shift of a random 63-bit value into
- * [0, bound) (no division), then stored big endian. */
+ * [0, bound) (no division), then stored big endian. Two draws: the high
+ * half and the low half's source. */
 void sli_trace_new_sampled_trace_id(double ratio, uint8_t out[16])
 {
-    sl_trace_new_trace_id(out);
-    if (ratio >= 1) return;
-    uint64_t bound = ratio_bound(ratio);
-    if (bound == 0) return;
-    uint64_t r = rng_next();
+    uint64_t bound = ratio < 1 ? ratio_bound(ratio) : 0;
+    if (!bound) { /* every id is sampled (or, at a ratio too small to bound, the rule's own) */
+        sl_trace_new_trace_id(out);
+        return;
+    }
+    uint64_t hi = rng_next(), r = rng_next();
     uint64_t low = (uint64_t)(((unsigned __int128)(r >> 1) * bound) >> 63); /* < bound */
     uint64_t x = __builtin_bswap64(low << 1 | (r & 1));                     /* big endian */
+    if (!hi && !x) hi = 1; /* never the invalid all-zero id */
+    memcpy(out, &hi, 8);
     memcpy(out + 8, &x, 8);
-    uint64_t hi;
-    memcpy(&hi, out, 8);
-    if (!hi && !x) out[0] = 1; /* never the invalid all-zero id */
 }
 
 /* --- the tracer ------------------------------------------------------------------- */
